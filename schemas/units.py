@@ -1,0 +1,84 @@
+"""Unit normalization: every value is converted once, at ingest, to its code's canonical unit.
+
+Conversion factors: temperature (exact), kPa->mmHg 7.50062, lactate mg/dL->mmol/L /9.008
+(molar mass 90.08 g/mol), creatinine umol/L->mg/dL /88.42, bilirubin umol/L->mg/dL /17.1,
+glucose mmol/L->mg/dL *18.016, BUN(urea nitrogen) mmol/L->mg/dL *2.801, calcium mmol/L->mg/dL *4.008,
+magnesium mmol/L->mg/dL *2.431, phosphate mmol/L->mg/dL *3.097, hemoglobin g/L->g/dL /10.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from schemas.codes import CATALOGUE
+
+
+class UnitError(ValueError):
+    """The unit is unknown for this code, or cannot be converted to the canonical one."""
+
+
+def _norm(unit: str) -> str:
+    u = unit.strip().replace(" ", "")
+    return {
+        "°C": "Cel", "C": "Cel", "degC": "Cel", "cel": "Cel", "celsius": "Cel",
+        "°F": "[degF]", "F": "[degF]", "degF": "[degF]", "fahrenheit": "[degF]",
+        "mmHg": "mm[Hg]", "mmhg": "mm[Hg]",
+        "bpm": "/min", "beats/min": "/min", "breaths/min": "/min", "min-1": "/min", "1/min": "/min",
+        "{beats}/min": "/min", "{breaths}/min": "/min",
+        "percent": "%", "pct": "%",
+        "mmol/l": "mmol/L", "mEq/L": "mmol/L", "meq/L": "mmol/L", "meq/l": "mmol/L", "mEq/l": "mmol/L",
+        "mg/dl": "mg/dL", "umol/l": "umol/L", "µmol/L": "umol/L", "μmol/L": "umol/L",
+        "g/dl": "g/dL", "g/l": "g/L", "U/l": "U/L", "IU/L": "U/L", "[IU]/L": "U/L",
+        "K/uL": "10*3/uL", "10^3/uL": "10*3/uL", "x10^9/L": "10*3/uL", "10*9/L": "10*3/uL",
+        "10^9/L": "10*3/uL", "/nL": "10*3/uL", "thou/uL": "10*3/uL",
+        "ml": "mL", "L/min": "L/min", "l/min": "L/min", "sec": "s", "seconds": "s",
+        "fraction": "1", "": "",
+    }.get(u, u)
+
+
+# (code, from_unit) -> converter into the canonical unit
+_CONVERSIONS: dict[tuple[str, str], Callable[[float], float]] = {
+    ("Temp", "[degF]"): lambda v: (v - 32.0) * 5.0 / 9.0,
+    ("Temp", "K"): lambda v: v - 273.15,
+    ("O2Sat", "1"): lambda v: v * 100.0,
+    ("SaO2", "1"): lambda v: v * 100.0,
+    ("FiO2", "%"): lambda v: v / 100.0,
+    ("Hct", "1"): lambda v: v * 100.0,
+    ("Lactate", "mg/dL"): lambda v: v / 9.008,
+    ("Creatinine", "umol/L"): lambda v: v / 88.42,
+    ("Bilirubin_total", "umol/L"): lambda v: v / 17.1,
+    ("Bilirubin_direct", "umol/L"): lambda v: v / 17.1,
+    ("Glucose", "mmol/L"): lambda v: v * 18.016,
+    ("BUN", "mmol/L"): lambda v: v * 2.801,
+    ("Calcium", "mmol/L"): lambda v: v * 4.008,
+    ("Magnesium", "mmol/L"): lambda v: v * 2.431,
+    ("Phosphate", "mmol/L"): lambda v: v * 3.097,
+    ("Hgb", "g/L"): lambda v: v / 10.0,
+    ("Hgb", "mmol/L"): lambda v: v * 1.611,
+    ("Fibrinogen", "g/L"): lambda v: v * 100.0,
+    ("TroponinI", "ng/L"): lambda v: v / 1000.0,
+    ("PaCO2", "kPa"): lambda v: v * 7.50062,
+    ("EtCO2", "kPa"): lambda v: v * 7.50062,
+    ("SBP", "kPa"): lambda v: v * 7.50062,
+    ("DBP", "kPa"): lambda v: v * 7.50062,
+    ("MAP", "kPa"): lambda v: v * 7.50062,
+    ("crystalloid_ml", "L"): lambda v: v * 1000.0,
+}
+
+
+def to_canonical(code: str, value: float, unit: str) -> float:
+    """Return ``value`` (given in ``unit``) in the canonical unit of ``code``.
+
+    An empty unit is accepted only where the canonical unit is dimensionless or a count
+    (EHR feeds often omit "1"); any other unknown unit raises ``UnitError``.
+    """
+    if code not in CATALOGUE:
+        raise UnitError(f"unknown code {code!r}")
+    canonical = CATALOGUE[code][1]
+    u = _norm(unit)
+    if u == canonical or (u == "" and canonical in ("1", "{score}", "{ACVPU}", "a", "h")):
+        return value
+    try:
+        return _CONVERSIONS[(code, u)](value)
+    except KeyError:
+        raise UnitError(f"cannot convert {code} from {unit!r} to {canonical!r}") from None
