@@ -1,0 +1,90 @@
+"""One root settings object. Environment: ``VIGIL_`` prefix, ``__`` for nesting
+(``VIGIL_KAFKA__BOOTSTRAP=broker:9092``, ``VIGIL_REDIS__URL=redis://...``)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    """Where the embedded stack keeps jars, data and logs (a user cache folder)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vigil"
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # None = start the embedded single-node KRaft broker on loopback
+    bootstrap: str | None = None
+    embedded_port: int = 19092
+    embedded_controller_port: int = 19093
+    partitions: int = 4
+    replication_factor: int = 1
+    security_protocol: str = "PLAINTEXT"  # or SASL_SSL
+    sasl_mechanism: str | None = None  # SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+
+
+class RedisSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str | None = None  # None = start the embedded redis-server on loopback
+    embedded_port: int = 16379
+    window_hours: int = 48  # bounded per-patient window (matches models.features.WINDOW_HOURS)
+    ttl_s: int = 7 * 24 * 3600  # state of a patient with no events for a week expires
+
+
+class BatchSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_batch_size: int = 64
+    max_queue_delay_ms: float = 20.0
+    buckets: tuple[int, ...] = (1, 8, 32, 64, 256)
+    stream_take: int = 500  # events per Faust take() batch
+    stream_within_s: float = 0.05
+
+
+class AlertSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # NEWS2 clinical response bands (RCP 2017): 5-6 medium (urgent response), >= 7 high (emergency)
+    open_band: str = "medium"
+    # model: enter at the stored threshold, leave below threshold * exit_ratio (hysteresis)
+    exit_ratio: float = 0.8
+    suppress_s: float = 6 * 3600.0  # no new alert of the same trigger within this window
+    escalate_after_s: float = 30 * 60.0  # open and unacknowledged this long -> escalate
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    home: Path = Field(default_factory=default_home)
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    batch: BatchSettings = BatchSettings()
+    alerts: AlertSettings = AlertSettings()
+    app_id: str = "vigil"
+    # keyed hash for patient ids in logs (HMAC-SHA256); set a real secret in production
+    log_hash_key: SecretStr = SecretStr("vigil-dev-only-change-me")
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "INFO"
+    web_port: int = 8000
+    metrics_port: int | None = None
+    users_file: Path | None = None
+    api_token: SecretStr | None = None  # bearer token for POST /fhir
+    data_dir: Path = Path("../shared/data/physionet2019")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,74 @@
+"""Alert transitions published on ``vigil.alerts`` and acknowledgements on ``vigil.alerts.acks``.
+
+Stable, versioned contract for monitoring systems: fields are only ever added, and
+``schema_version`` is bumped on any change of meaning.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.scores import FeatureContribution, RuleScore
+
+ALERT_SCHEMA_VERSION = 1
+
+AlertState = Literal["open", "escalated", "acknowledged", "resolved"]
+AlertSeverity = Literal["low-medium", "medium", "high"]
+
+
+class TrendPoint(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    hour: int
+    news2: int
+    risk: float | None = None
+
+
+class AlertExplanation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    rule_breakdown: dict[str, int] = Field(default_factory=dict)  # NEWS2 parameter -> points
+    missing: list[str] = Field(default_factory=list)
+    top_features: list[FeatureContribution] = Field(default_factory=list)
+    trend: list[TrendPoint] = Field(default_factory=list)
+    score_ids: list[str] = Field(default_factory=list)
+    summary: str = ""
+
+
+class Alert(BaseModel):
+    """One transition of one alert (open, escalated, acknowledged, resolved)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: int = ALERT_SCHEMA_VERSION
+    alert_id: str
+    transition_id: str  # unique per transition: consumers dedupe on it
+    patient_id: str
+    encounter: str | None = None
+    ward: str | None = None
+    state: AlertState
+    severity: AlertSeverity
+    trigger: str  # e.g. "news2_band:medium", "model:combined", "news2_single_parameter_3"
+    reason: str  # human-readable why this transition happened
+    at: datetime
+    hour: int
+    news2: RuleScore | None = None
+    risk: float | None = None
+    by: str | None = None  # who acknowledged/resolved
+    explanation: AlertExplanation = Field(default_factory=AlertExplanation)
+
+
+class AlertAck(BaseModel):
+    """Acknowledge or resolve an alert (from the dashboard, the CLI or a paging system)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alert_id: str = Field(min_length=1, max_length=64)
+    patient_id: str = Field(min_length=1, max_length=64)
+    action: Literal["acknowledge", "resolve"]
+    by: str = Field(min_length=1, max_length=64)
+    at: datetime
+    note: str | None = Field(default=None, max_length=500)
