@@ -1,0 +1,127 @@
+"""Alert agent: scores and acknowledgements in, alert transitions out (state in Redis)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+import faust
+from pydantic import ValidationError
+
+from agents.app import acks_topic, alerts_topic, app, audit_topic, deadletter_topic, scores_topic, settings
+from agents.runtime import Publisher, runtime
+from infra import metrics
+from infra.redis import alert_key
+from models.alerting import PatientAlertState, check_escalation, on_ack, on_score
+from schemas.alerts import Alert, AlertAck
+from schemas.deadletter import Rejected
+from schemas.scores import RiskScore
+
+OPEN_ALERTS_KEY = "vigil:open_alerts"
+
+
+async def _publish_alerts(publisher: Publisher, alerts: list[Alert]) -> None:
+    for alert in alerts:
+        await publisher.send(alerts_topic, alert.patient_id, alert.model_dump_json().encode())
+        metrics.ALERTS.labels(alert.state, alert.severity).inc()
+
+
+async def alert_batch(records: Sequence[tuple[str, RiskScore | AlertAck]], publisher: Publisher) -> list[Alert]:
+    rt = runtime()
+    pids = sorted({pid for pid, _ in records})
+    keys = [alert_key(p) for p in pids]
+    blobs = await rt.store.load_blobs(keys)
+    states = {pid: PatientAlertState.from_bytes(blob) for pid, blob in zip(pids, blobs, strict=True)}
+    out: list[Alert] = []
+    for pid, record in records:
+        if isinstance(record, RiskScore):
+            out.extend(on_score(states[pid], record, rt.policy))
+        else:
+            out.extend(on_ack(states[pid], record))
+    await rt.store.save_blobs({alert_key(p): states[p].to_bytes() for p in pids})
+    await _track_open(pids, states)
+    await _publish_alerts(publisher, out)
+    return out
+
+
+async def _track_open(pids: list[str], states: dict[str, PatientAlertState]) -> None:
+    rt = runtime()
+
+    async def write() -> None:
+        pipe = rt.store.client.pipeline(transaction=False)
+        for pid in pids:
+            if states[pid].active is not None and states[pid].active.state == "open":
+                pipe.sadd(OPEN_ALERTS_KEY, alert_key(pid))
+            else:
+                pipe.srem(OPEN_ALERTS_KEY, alert_key(pid))
+        await pipe.execute()
+
+    await rt.store._until_ok("open_alerts", write)
+
+
+def _decode(events: Sequence[faust.EventT], model: type) -> tuple[list[tuple[str, object]], list[faust.EventT]]:
+    good, bad = [], []
+    for event in events:
+        try:
+            record = model.model_validate_json(event.message.value)
+            good.append((record.patient_id, record))
+        except (ValidationError, ValueError):
+            bad.append(event)
+    return good, bad
+
+
+async def _dead_letter_all(publisher: Publisher, bad: list[faust.EventT]) -> None:
+    for event in bad:
+        m = event.message
+        await publisher.dead_letter(deadletter_topic, Rejected("schema", "not a valid record for this topic"),
+                                    m.value, m.topic, m.partition, m.offset, key=m.key)
+
+
+@app.agent(scores_topic)
+async def alert_on_scores(stream: faust.StreamT) -> None:
+    async for batch in stream.take_events(settings.batch.stream_take, within=settings.batch.stream_within_s):
+        publisher = Publisher()
+        good, bad = _decode(batch, RiskScore)
+        await _dead_letter_all(publisher, bad)
+        if good:
+            await alert_batch(good, publisher)  # type: ignore[arg-type]
+        await publisher.flush()
+
+
+@app.agent(acks_topic)
+async def alert_acks(stream: faust.StreamT) -> None:
+    async for batch in stream.take_events(100, within=0.05):
+        publisher = Publisher()
+        good, bad = _decode(batch, AlertAck)
+        await _dead_letter_all(publisher, bad)
+        if good:
+            for _pid, ack in good:
+                audit = {"type": "alert_ack", "alert_id": ack.alert_id, "action": ack.action,  # type: ignore[attr-defined]
+                         "by": ack.by, "at": ack.at.isoformat()}  # type: ignore[attr-defined]
+                await publisher.send(audit_topic, None, json.dumps(audit).encode())
+            await alert_batch(good, publisher)  # type: ignore[arg-type]
+        await publisher.flush()
+
+
+@app.timer(interval=30.0)
+async def escalate_unacknowledged() -> None:
+    """Open alerts nobody acknowledged within the configured time escalate (wall clock)."""
+    rt = runtime()
+    keys = [k.decode() for k in await rt.store._until_ok("smembers", lambda: rt.store.client.smembers(OPEN_ALERTS_KEY))]
+    if not keys:
+        return
+    blobs = await rt.store.load_blobs(keys)
+    now_s = time.time()
+    publisher = Publisher()
+    changed: dict[str, bytes] = {}
+    for key, blob in zip(keys, blobs, strict=True):
+        state = PatientAlertState.from_bytes(blob)
+        alerts = check_escalation(state, now_s, rt.policy)
+        if alerts:
+            changed[key] = state.to_bytes()
+            await _publish_alerts(publisher, alerts)
+    if changed:
+        await rt.store.save_blobs(changed)
+        await rt.store._until_ok("srem", lambda: rt.store.client.srem(OPEN_ALERTS_KEY, *changed))
+    await publisher.flush()

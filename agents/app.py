@@ -1,0 +1,72 @@
+"""The one Faust app. Topics carry raw bytes (JSON validated by pydantic, not by Faust)."""
+
+from __future__ import annotations
+
+import faust
+
+from agents import topics
+from infra.settings import Settings, get_settings
+
+
+def kafka_bootstrap(settings: Settings) -> str:
+    return settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}"
+
+
+def _broker_credentials(settings: Settings) -> object | None:
+    k = settings.kafka
+    if k.security_protocol != "SASL_SSL":
+        return None
+    import ssl
+
+    context = ssl.create_default_context(cafile=k.ssl_cafile)
+    password = k.sasl_password.get_secret_value() if k.sasl_password else ""
+    return faust.SASLCredentials(
+        username=k.sasl_username, password=password, mechanism=k.sasl_mechanism or "SCRAM-SHA-512",
+        ssl_context=context,
+    )
+
+
+settings = get_settings()
+
+app = faust.App(
+    settings.app_id,
+    broker=f"kafka://{kafka_bootstrap(settings)}",
+    broker_credentials=_broker_credentials(settings),
+    autodiscover=False,
+    store="memory://",
+    web_enabled=False,
+    key_serializer="raw",
+    value_serializer="raw",
+    topic_partitions=settings.kafka.partitions,
+    topic_replication_factor=settings.kafka.replication_factor,
+    consumer_auto_offset_reset="earliest",
+    # commit often: offsets only cover events whose Redis write and output publish are done
+    broker_commit_every=500,
+    broker_commit_interval=0.5,
+    # first event within seconds of a worker start: short rebalance, quick heartbeats
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=1.0,
+    broker_rebalance_timeout=20.0,
+    producer_acks=-1,
+    producer_linger_ms=2,
+    stream_buffer_maxsize=8192,
+    stream_wait_empty=False,
+)
+
+
+def raw_topic(name: str) -> faust.TopicT:
+    return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions)
+
+
+events_raw_topic = raw_topic(topics.EVENTS_RAW)
+events_topic = raw_topic(topics.EVENTS)
+scores_topic = raw_topic(topics.SCORES)
+alerts_topic = raw_topic(topics.ALERTS)
+acks_topic = raw_topic(topics.ALERT_ACKS)
+alerts_fhir_topic = raw_topic(topics.ALERTS_FHIR)
+deadletter_topic = raw_topic(topics.DEADLETTER)
+audit_topic = raw_topic(topics.AUDIT)
+ingest_fhir_topic = raw_topic(topics.INGEST_FHIR)
+ingest_hl7v2_topic = raw_topic(topics.INGEST_HL7V2)
+treatment_requests_topic = raw_topic(topics.TREATMENT_REQUESTS)
+treatment_scores_topic = raw_topic(topics.TREATMENT_SCORES)

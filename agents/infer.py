@@ -1,0 +1,82 @@
+"""State + inference agent: apply events to each patient's Redis window, score every patient
+the batch touched (rules + batched ONNX models) and publish one risk score per patient."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import faust
+
+from agents.app import app, deadletter_topic, events_topic, scores_topic, settings
+from agents.runtime import ModelInput, Publisher, runtime
+from infra import metrics
+from infra.logging import get_logger
+from models.scoring import PendingUpdate, build_risk_score
+from models.window import LateEvent
+from schemas.deadletter import Rejected
+from schemas.events import PatientEvent, parse_event_json
+
+log = get_logger(__name__)
+
+
+def kafka_timestamp_ms(message: faust.types.tuples.Message) -> int | None:
+    """Producer timestamp of the message (faust gives seconds as a float)."""
+    ts = message.timestamp
+    return int(ts * 1000) if ts else None
+
+
+async def score_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> int:
+    rt = runtime()
+    parsed: list[tuple[faust.EventT, PatientEvent]] = []
+    for event in batch:
+        try:
+            parsed.append((event, parse_event_json(event.message.value)))
+        except ValueError as exc:  # only a foreign producer writes bad records here
+            await publisher.dead_letter(deadletter_topic, Rejected("schema", type(exc).__name__),
+                                        event.message.value, event.message.topic,
+                                        event.message.partition, event.message.offset)
+    if not parsed:
+        return 0
+    t0 = time.perf_counter()
+    windows = await rt.store.load_windows({p.patient_id for _, p in parsed})
+    updates: dict[str, PendingUpdate] = {}
+    for event, patient_event in parsed:
+        pid = patient_event.patient_id
+        try:
+            windows[pid].apply(patient_event)
+        except LateEvent as exc:
+            await publisher.dead_letter(deadletter_topic, Rejected("outside_window", str(exc)),
+                                        event.message.value, event.message.topic,
+                                        event.message.partition, event.message.offset,
+                                        key=event.message.key)
+            continue
+        update = updates.setdefault(pid, PendingUpdate(pid))
+        update.add(patient_event.event_id, patient_event.observed_at, kafka_timestamp_ms(event.message),
+                   patient_event.encounter, patient_event.ward)
+    # state first: a score is only published for state that is durable in Redis
+    await rt.store.save_windows({pid: windows[pid] for pid in updates})
+    metrics.REDIS_SECONDS.observe(time.perf_counter() - t0)
+    pids = list(updates)
+    inputs = [ModelInput(windows[p].matrix(), windows[p].statics()) for p in pids]
+    try:
+        model_scores = await rt.batcher.infer_many(inputs)
+    except Exception as exc:  # a model failure must not lose the rule scores or stop the partition
+        log.error("models.failed", error=type(exc).__name__)
+        model_scores = [[] for _ in pids]
+    now = datetime.now(UTC)
+    for pid, models in zip(pids, model_scores, strict=True):
+        score = build_risk_score(windows[pid], updates[pid], models, now)
+        await publisher.send(scores_topic, pid, score.model_dump_json().encode())
+        metrics.SCORES.inc()
+    return len(pids)
+
+
+@app.agent(events_topic)
+async def score(stream: faust.StreamT) -> None:
+    async for batch in stream.take_events(settings.batch.stream_take, within=settings.batch.stream_within_s):
+        publisher = Publisher()
+        n = await score_batch(batch, publisher)
+        await publisher.flush()
+        log.debug("batch.scored", events=len(batch), patients=n)

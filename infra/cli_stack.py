@@ -1,0 +1,100 @@
+"""Commands for the stack, the worker, the demo and the schemas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from infra.jsonout import emit_json
+from infra.settings import get_settings
+
+stack_app = typer.Typer(help="Embedded Kafka (KRaft) + Redis on loopback", no_args_is_help=True)
+schemas_app = typer.Typer(help="JSON Schema of every topic's records", no_args_is_help=True)
+console = Console(stderr=False)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print a JSON summary as the last line")]
+
+
+@stack_app.command("up")
+def stack_up_cmd(json_out: JsonFlag = False) -> None:
+    """Start the embedded broker and Redis (nothing when VIGIL_KAFKA__BOOTSTRAP / VIGIL_REDIS__URL are set)."""
+    from infra.stack import StackError, stack_up
+
+    try:
+        info = stack_up(get_settings())
+    except StackError as exc:
+        console.print(f"[red]stack failed:[/] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"Kafka {info.bootstrap}  Redis {info.redis_url}  ({info.started_s:.1f} s)")
+    if json_out:
+        emit_json(info.as_dict())
+
+
+@stack_app.command("down")
+def stack_down_cmd(wipe: bool = typer.Option(False, help="also delete Kafka and Redis data"),
+                   json_out: JsonFlag = False) -> None:
+    from infra.stack import stack_down
+
+    stopped = stack_down(get_settings(), wipe=wipe)
+    console.print(f"stopped: {stopped}")
+    if json_out:
+        emit_json(stopped)
+
+
+@stack_app.command("status")
+def stack_status_cmd(json_out: JsonFlag = False) -> None:
+    from infra.stack import stack_status
+
+    status = stack_status(get_settings())
+    console.print_json(json.dumps(status))
+    if json_out:
+        emit_json(status)
+
+
+def worker(metrics_port: int = typer.Option(None, help="serve Prometheus metrics on this port")) -> None:
+    """Run one Faust worker against the configured (or embedded) Kafka and Redis."""
+    from infra.workers import run_worker_foreground
+
+    run_worker_foreground(metrics_port or get_settings().metrics_port)
+
+
+def demo(
+    patients: int = typer.Option(40, help="ICU stays to replay (half of them septic)"),
+    speed: float = typer.Option(40.0, help="patient-hours replayed per second (0 = as fast as possible)"),
+    duration: float = typer.Option(None, help="stop producing after this many seconds"),
+    bad: int = typer.Option(12, help="malformed events mixed in (they must reach the dead letters)"),
+    json_out: JsonFlag = False,
+) -> None:
+    """Start the embedded stack and a worker, replay real ICU stays, and account for every event."""
+    from infra.demo import run_demo
+    from infra.logging import configure_logging
+
+    configure_logging(level="WARNING")
+    summary = run_demo(get_settings(), patients, speed, duration, bad, console)
+    if json_out:
+        emit_json(summary)
+    if summary["lost"]:
+        raise typer.Exit(1)
+
+
+@schemas_app.command("export")
+def schemas_export(directory: Path, json_out: JsonFlag = False) -> None:
+    """Write the JSON Schema of every topic's record type into DIRECTORY."""
+    from schemas.export import export_schemas
+
+    written = export_schemas(directory)
+    for path in written:
+        console.print(str(path))
+    if json_out:
+        emit_json({"written": [str(p) for p in written], "count": len(written)})
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(stack_app, name="stack")
+    app.add_typer(schemas_app, name="schemas")
+    app.command("worker")(worker)
+    app.command("demo")(demo)

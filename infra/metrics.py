@@ -1,0 +1,19 @@
+"""Prometheus metrics shared by the worker and the web app (names start with ``vigil_``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_IN = Counter("vigil_events_in_total", "Events read from input topics", ["topic"])
+EVENTS_ACCEPTED = Counter("vigil_events_accepted_total", "Events validated and normalized")
+DEAD_LETTERS = Counter("vigil_dead_letters_total", "Inputs sent to the dead-letter topic", ["reason"])
+SCORES = Counter("vigil_scores_total", "Risk scores published")
+ALERTS = Counter("vigil_alerts_total", "Alert transitions published", ["state", "severity"])
+BATCH_SIZE = Histogram("vigil_inference_batch_size", "Patients per inference batch",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+INFERENCE_SECONDS = Histogram("vigil_inference_seconds", "Model inference time per batch",
+                              buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0))
+REDIS_SECONDS = Histogram("vigil_redis_seconds", "Redis round trip per batch",
+                          buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 2.0))
+CONSUMER_LAG = Gauge("vigil_consumer_lag", "Consumer lag (messages) per topic", ["topic"])
+REDIS_UP = Gauge("vigil_redis_up", "1 when the worker's Redis calls succeed")

@@ -1,0 +1,119 @@
+"""Read the output topics back and account for every produced event (``lost`` is measured,
+not assumed): an event is accounted for when a published score lists its id or the dead-letter
+topic holds it (by id when it parses, else by the exact original bytes)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents import topics
+
+
+def payload_digest(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+@dataclass
+class Readback:
+    scores: int = 0
+    alerts: int = 0
+    dead_letters: int = 0
+    dead_letter_reasons: Counter[str] = field(default_factory=Counter)
+    alert_states: Counter[str] = field(default_factory=Counter)
+    scored_ids: set[str] = field(default_factory=set)
+    dead_ids: set[str] = field(default_factory=set)
+    dead_digests: set[str] = field(default_factory=set)
+    score_event_counts: Counter[str] = field(default_factory=Counter)
+    first_alert_at: float | None = None
+    first_score_at: float | None = None
+    latencies_ms: list[float] = field(default_factory=list)
+    last_scores: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    alert_records: list[dict[str, Any]] = field(default_factory=list)
+
+    def accounted(self, event_ids: set[str], bad_digests: set[str]) -> tuple[int, int]:
+        ok = len(event_ids & (self.scored_ids | self.dead_ids))
+        bad = len(bad_digests & self.dead_digests)
+        return ok, bad
+
+    def duplicates(self) -> int:
+        return sum(c - 1 for c in self.score_event_counts.values() if c > 1)
+
+
+class TopicReader:
+    """Background consumer of scores, alerts and dead letters from given start offsets."""
+
+    def __init__(self, bootstrap: str, keep_scores: bool = False, **client: Any) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self._tp = TopicPartition
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                      group_id=None, consumer_timeout_ms=200, **client)
+        self.result = Readback()
+        self.keep_scores = keep_scores
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="vigil-readback", daemon=True)
+        names = (topics.SCORES, topics.ALERTS, topics.DEADLETTER)
+        self.partitions = [TopicPartition(t, p) for t in names
+                           for p in sorted(self.consumer.partitions_for_topic(t) or {0})]
+        self.consumer.assign(self.partitions)
+        self.start_offsets = self.consumer.end_offsets(self.partitions)
+
+    def start(self) -> TopicReader:
+        for tp, offset in self.start_offsets.items():
+            self.consumer.seek(tp, offset)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batches = self.consumer.poll(timeout_ms=200, max_records=2000)
+            with self._lock:
+                for tp, records in batches.items():
+                    for record in records:
+                        self._absorb(tp.topic, record)
+
+    def _absorb(self, topic: str, record: Any) -> None:
+        r = self.result
+        now = time.time()
+        data = json.loads(record.value)
+        if topic == topics.SCORES:
+            r.scores += 1
+            r.first_score_at = r.first_score_at or now
+            for event_id in data["event_ids"]:
+                r.scored_ids.add(event_id)
+                r.score_event_counts[event_id] += 1
+            if data.get("source_ts_ms"):
+                r.latencies_ms.append(record.timestamp - data["source_ts_ms"])
+            if self.keep_scores:
+                r.last_scores[(data["patient_id"], data["hour"])] = data
+        elif topic == topics.ALERTS:
+            r.alerts += 1
+            r.alert_states[data["state"]] += 1
+            r.first_alert_at = r.first_alert_at or now
+            r.alert_records.append(data)
+        else:
+            r.dead_letters += 1
+            r.dead_letter_reasons[data["reason"]] += 1
+            original = base64.b64decode(data["original_b64"])
+            r.dead_digests.add(payload_digest(original))
+            try:
+                r.dead_ids.add(json.loads(original)["event_id"])
+            except (ValueError, KeyError, TypeError):
+                pass
+
+    def snapshot(self) -> Readback:
+        with self._lock:
+            return self.result
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.consumer.close()

@@ -1,0 +1,105 @@
+"""Replay challenge-format ICU stays as timestamped Vigil events through Kafka.
+
+Row i of a stay (ICULOS i+1) becomes one event per measured variable, observed 30 minutes into
+hour i, so the worker's hourly window reproduces the file's rows exactly (``vigil replay``
+compares the streamed scores with ``vigil predict``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from schemas.codes import DYNAMIC_CODES, LABS, canonical_unit
+from schemas.events import PatientEvent
+
+REPLAY_STATICS = ("Age", "Gender")
+
+
+@dataclass(frozen=True)
+class Stay:
+    patient_id: str
+    matrix: np.ndarray
+    static: dict[str, float]
+    labels: np.ndarray | None
+
+    @property
+    def septic(self) -> bool:
+        return self.labels is not None and bool(self.labels.max(initial=0))
+
+
+def ensure_dataset(data_dir: Path, cache: Path) -> Path:
+    """Return a folder of .psv files: ``data_dir`` itself, or the set-A archive unpacked to the cache."""
+    if any(data_dir.glob("*.psv")):
+        return data_dir
+    target = cache / "data" / "training_setA"
+    if target.exists() and any(target.glob("*.psv")):
+        return target
+    archive = data_dir / "training_setA.tar.gz"
+    if not archive.exists():
+        raise FileNotFoundError(f"no .psv files in {data_dir} and no {archive}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(target.parent, filter="data")
+    return target
+
+
+def load_stays(files: list[Path]) -> list[Stay]:
+    from models.offline import read_psv
+
+    stays = []
+    for path in files:
+        matrix, static, labels = read_psv(path)
+        stays.append(Stay(path.stem, matrix, static, labels))
+    return stays
+
+
+def pick_stays(data_dir: Path, n: int, septic_share: float = 0.5, seed: int = 7) -> list[Stay]:
+    """A deterministic mix of septic and non-septic stays (the demo should show alerts)."""
+    files = sorted(data_dir.glob("*.psv"))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(files))
+    want_septic = int(round(n * septic_share))
+    septic: list[Stay] = []
+    other: list[Stay] = []
+    for i in order:
+        if len(septic) >= want_septic and len(other) >= n - want_septic:
+            break
+        (stay,) = load_stays([files[i]])
+        bucket = septic if stay.septic else other
+        if len(bucket) < (want_septic if stay.septic else n - want_septic):
+            bucket.append(stay)
+    return sorted(septic + other, key=lambda s: s.patient_id)
+
+
+def _event_id(patient_id: str, hour: int, code: str) -> str:
+    return hashlib.sha256(f"{patient_id}|{hour}|{code}".encode()).hexdigest()[:24]
+
+
+def stay_events(stay: Stay, base: datetime, ward: str | None = None) -> Iterator[tuple[int, PatientEvent]]:
+    """(hour, event) pairs in time order; ``base`` is the start of the stay's hour 0."""
+    first = base + timedelta(minutes=30)
+    for code in REPLAY_STATICS:
+        value = stay.static.get(code, math.nan)
+        if math.isfinite(value):
+            yield 0, PatientEvent(
+                event_id=_event_id(stay.patient_id, 0, code), patient_id=stay.patient_id,
+                observed_at=first, source="replay", kind="demographic", code=code, value=value,
+                unit=canonical_unit(code), ward=ward,
+            )
+    for hour, row in enumerate(stay.matrix):
+        at = base + timedelta(hours=hour, minutes=30)
+        for idx in np.flatnonzero(~np.isnan(row)):
+            code = DYNAMIC_CODES[idx]
+            yield hour, PatientEvent(
+                event_id=_event_id(stay.patient_id, hour, code), patient_id=stay.patient_id,
+                observed_at=at, source="replay", kind="lab" if code in LABS else "vital",
+                code=code, value=float(row[idx]), unit=canonical_unit(code), ward=ward,
+            )

@@ -1,0 +1,67 @@
+"""Start and stop ``vigil worker`` processes (demo, bench, tests): real processes, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from infra.stack import StackInfo
+
+
+def worker_env(info: StackInfo, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["VIGIL_KAFKA__BOOTSTRAP"] = info.bootstrap
+    env["VIGIL_REDIS__URL"] = info.redis_url
+    env.setdefault("VIGIL_LOG_FORMAT", "json")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def spawn_worker(info: StackInfo, log_path: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    out = open(log_path, "ab")  # noqa: SIM115 - owned by the child
+    return subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "worker"],
+        env=worker_env(info, extra_env), stdout=out, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def run_worker_foreground(metrics_port: int | None = None) -> None:
+    """The ``vigil worker`` command: one Faust worker consuming its share of the partitions."""
+    import faust
+
+    from agents import alert, infer, ingest  # noqa: F401 - importing registers the agents
+    from agents.app import app
+    from infra.logging import configure_logging
+
+    try:
+        from agents import treat  # noqa: F401
+    except ImportError:
+        pass
+    try:
+        from agents import interop  # noqa: F401
+    except ImportError:
+        pass
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
+    configure_logging()
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

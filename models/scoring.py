@@ -1,0 +1,64 @@
+"""Build the published risk score for one patient at one hour (pure)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from models.early_warning import news2, observations_from_row, qsofa, sirs
+from models.window import PatientWindow
+from schemas.scores import ModelScore, RiskScore
+
+SHOWN_VITALS = ("HR", "O2Sat", "Temp", "SBP", "MAP", "Resp", "FiO2", "Lactate", "WBC")
+
+
+@dataclass
+class PendingUpdate:
+    """What one batch changed for one patient."""
+
+    patient_id: str
+    event_ids: list[str] = field(default_factory=list)
+    newest_observed: datetime | None = None
+    source_ts_ms: int | None = None
+    encounter: str | None = None
+    ward: str | None = None
+
+    def add(self, event_id: str, observed_at: datetime, kafka_ts_ms: int | None,
+            encounter: str | None, ward: str | None) -> None:
+        self.event_ids.append(event_id)
+        if self.newest_observed is None or observed_at > self.newest_observed:
+            self.newest_observed = observed_at
+        if kafka_ts_ms is not None and (self.source_ts_ms is None or kafka_ts_ms < self.source_ts_ms):
+            self.source_ts_ms = kafka_ts_ms
+        self.encounter = encounter or self.encounter
+        self.ward = ward or self.ward
+
+
+def score_id(patient_id: str, hour: int, event_ids: list[str]) -> str:
+    digest = hashlib.sha256(f"{patient_id}|{hour}|{','.join(sorted(event_ids))}".encode())
+    return digest.hexdigest()[:24]
+
+
+def build_risk_score(window: PatientWindow, update: PendingUpdate, models: list[ModelScore],
+                     now: datetime) -> RiskScore:
+    current = window.current_values()
+    obs = observations_from_row(current)
+    hour = window.last_hour
+    assert update.newest_observed is not None
+    return RiskScore(
+        score_id=score_id(update.patient_id, hour, update.event_ids),
+        patient_id=update.patient_id,
+        encounter=update.encounter,
+        ward=update.ward,
+        hour=hour,
+        scored_at=now,
+        observed_at=update.newest_observed,
+        event_ids=update.event_ids,
+        source_ts_ms=update.source_ts_ms,
+        news2=news2(obs),
+        qsofa=qsofa(obs),
+        sirs=sirs(obs),
+        models=models,
+        vitals={code: current.get(code) for code in SHOWN_VITALS},
+    )

@@ -1,0 +1,75 @@
+"""Ingest rules (pure): raw bytes -> validated, canonical ``PatientEvent`` or ``Rejected``.
+
+Errors are data: nothing here raises on bad input; the ingest agent sends every ``Rejected``
+to the dead-letter topic with the original bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from schemas.codes import CATALOGUE
+from schemas.deadletter import Rejected
+from schemas.events import MAX_FUTURE_SKEW, PatientEvent, parse_event_json
+from schemas.units import UnitError, to_canonical
+
+MAX_EVENT_BYTES = 64 * 1024
+
+# Friendly aliases an integration may send instead of the canonical (PhysioNet) code.
+CODE_ALIASES: dict[str, str] = {
+    "heart_rate": "HR", "hr": "HR", "pulse": "HR",
+    "spo2": "O2Sat", "SpO2": "O2Sat", "o2sat": "O2Sat",
+    "temp": "Temp", "temperature": "Temp", "temp_c": "Temp",
+    "sbp": "SBP", "systolic_bp": "SBP", "dbp": "DBP", "diastolic_bp": "DBP",
+    "map": "MAP", "mean_arterial_pressure": "MAP",
+    "resp": "Resp", "rr": "Resp", "respiratory_rate": "Resp",
+    "etco2": "EtCO2", "fio2": "FiO2", "lactate": "Lactate", "wbc": "WBC",
+    "creatinine": "Creatinine", "platelets": "Platelets", "bilirubin": "Bilirubin_total",
+    "gcs": "GCS", "acvpu": "ACVPU", "avpu": "ACVPU", "on_oxygen": "SupplementalO2",
+}
+
+
+def canonical_code(code: str) -> str | None:
+    if code in CATALOGUE:
+        return code
+    return CODE_ALIASES.get(code) or CODE_ALIASES.get(code.lower())
+
+
+def normalize_event(event: PatientEvent, now: datetime) -> PatientEvent | Rejected:
+    """Map the code to its canonical form, convert the value to the canonical unit and check
+    that it is physiologically possible and not from the future (clock skew)."""
+    code = canonical_code(event.code)
+    if code is None:
+        return Rejected("unknown_code", f"code {event.code[:64]!r} is not mapped")
+    kind, unit, (low, high) = CATALOGUE[code]
+    if event.kind != kind:
+        return Rejected("schema", f"code {code} is a {kind}, not a {event.kind}")
+    try:
+        value = to_canonical(code, event.value, event.unit)
+    except UnitError as exc:
+        return Rejected("unit", str(exc))
+    if not low <= value <= high:
+        # the detail names the code and range, never the patient's value
+        return Rejected("out_of_range", f"{code} outside plausible range [{low}, {high}] {unit}")
+    if event.observed_at > now + MAX_FUTURE_SKEW:
+        return Rejected("clock_skew", "observed_at is in the future beyond the allowed skew")
+    return event.model_copy(update={"code": code, "value": value, "unit": unit})
+
+
+def decode_raw_event(payload: bytes | None, now: datetime) -> PatientEvent | Rejected:
+    if payload is None or len(payload) == 0:
+        return Rejected("empty", "empty message")
+    if len(payload) > MAX_EVENT_BYTES:
+        return Rejected("too_large", f"message larger than {MAX_EVENT_BYTES} bytes")
+    try:
+        event = parse_event_json(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {}
+        kind = "invalid_json" if first.get("type") == "json_invalid" else "schema"
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return Rejected(kind, f"{where}: {first.get('msg', 'invalid')}"[:300])
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Rejected("invalid_json", type(exc).__name__)
+    return normalize_event(event, now)
