@@ -1,0 +1,639 @@
+"""FHIR R4 JSON -> Vigil events: ``Observation``, ``MedicationAdministration``, ``Procedure`` and
+``Bundle`` (transaction, batch, collection, searchset, message, history) of those.
+
+Errors are data (Bytewax style): ``decode_fhir`` never raises; every input ends up as events,
+``Rejected`` items (dead letters, stable ``reason``) or ``ignored`` items. Rules (status, time zone,
+units, patient) are documented in ``docs/interop.md``; the code tables live in ``schemas.codecs.loinc``.
+
+Models: fhir.resources 8 ships R5 as its default package and FHIR 4.3 (R4B) as ``fhir.resources.R4B``;
+there is no separate R4 package any more. R4B is the R4 wire format for every element used here
+(Observation, Bundle, MedicationAdministration, Procedure, RiskAssessment, OperationOutcome), so
+R4 payloads validate against it unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final
+
+import pydantic_core
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.medicationadministration import MedicationAdministration
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.procedure import Procedure
+from pydantic import ValidationError
+
+from schemas.codecs.loinc import (
+    ACVPU_VALUES,
+    SNOMED_PROCEDURE_TO_CANONICAL,
+    SNOMED_SYSTEM,
+    UCUM_SYSTEM,
+    YES_NO_VALUES,
+    DecodeResult,
+    canonical_event,
+    canonical_for_coding,
+    is_panel,
+    treatment_for_medication,
+    treatment_for_text,
+)
+from schemas.deadletter import Rejected
+from schemas.events import PatientEvent
+
+SOURCE: Final = "fhir"
+
+# A single Observation is ~2 KiB; a busy searchset page a few MiB. Beyond this it is a bulk export
+# that belongs in a batch job, not on the stream (and a 1 GiB body must not stall a worker).
+MAX_PAYLOAD_BYTES: Final = 8 * 1024 * 1024
+MAX_BUNDLE_ENTRIES: Final = 10_000
+
+# Observation.status (R4 ObservationStatus). ``preliminary`` is accepted: bedside device readings are
+# preliminary until a nurse validates them, and an early-warning score must not wait for that; the
+# later ``final``/``amended`` version carries a new meta.versionId, hence a new event id.
+OBSERVATION_STATUSES: Final = frozenset({"final", "amended", "corrected", "preliminary"})
+# MedicationAdministration.status: ``stopped`` means started then stopped, i.e. the drug was given.
+ADMINISTRATION_STATUSES: Final = frozenset({"completed", "in-progress", "stopped"})
+PROCEDURE_STATUSES: Final = frozenset({"completed", "in-progress"})
+
+# Resources that give context to the mapped ones (subjects, encounters, the medication itself) or
+# carry no clinical measurement: ignored, not dead-lettered.
+CONTEXT_RESOURCES: Final = frozenset(
+    {
+        "Patient",
+        "Encounter",
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+        "Location",
+        "Device",
+        "DeviceMetric",
+        "Medication",
+        "Specimen",
+        "Provenance",
+        "MessageHeader",
+        "OperationOutcome",
+    }
+)
+
+
+class _Context:
+    """Per-payload state: the result being built and the Bundle's fullUrl -> resource index."""
+
+    def __init__(self) -> None:
+        self.result = DecodeResult()
+        self.by_full_url: dict[str, dict[str, Any]] = {}
+
+    def reject(self, reason: str, detail: str) -> None:
+        self.result.rejected.append(Rejected(reason, detail))
+
+    def ignore(self, reason: str, detail: str) -> None:
+        self.result.ignored.append(Rejected(reason, detail))
+
+    def add(self, outcome: PatientEvent | Rejected) -> None:
+        if isinstance(outcome, PatientEvent):
+            self.result.events.append(outcome)
+        else:
+            self.result.rejected.append(outcome)
+
+
+def decode_fhir(payload: bytes | bytearray | memoryview | str) -> DecodeResult:
+    """Decode one FHIR R4 JSON resource (an Observation, a supported resource or a Bundle of them)."""
+    ctx = _Context()
+    try:
+        _decode_payload(payload, ctx)
+    except Exception as exc:  # the last line of defence: a codec bug must dead-letter, not crash a worker
+        ctx.reject("internal", f"decoder error {type(exc).__name__}")
+    return ctx.result
+
+
+def _decode_payload(payload: bytes | bytearray | memoryview | str, ctx: _Context) -> None:
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8", errors="surrogatepass")
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        ctx.reject("invalid_json", f"payload is {type(payload).__name__}, not bytes")
+        return
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        ctx.reject("too_large", f"payload is {len(payload)} bytes (limit {MAX_PAYLOAD_BYTES})")
+        return
+    try:
+        data = pydantic_core.from_json(bytes(payload))
+    except ValueError as exc:
+        ctx.reject("invalid_json", _first_line(str(exc)))
+        return
+    if not isinstance(data, dict):
+        ctx.reject("schema", f"top-level JSON is {type(data).__name__}, not a FHIR resource object")
+        return
+    resource_type = data.get("resourceType")
+    if not isinstance(resource_type, str):
+        ctx.reject("schema", "no resourceType")
+        return
+    if resource_type == "Bundle":
+        _decode_bundle(data, ctx)
+    else:
+        _decode_resource(data, ctx, where="", full_url=None)
+
+
+def _decode_bundle(bundle: dict[str, Any], ctx: _Context) -> None:
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        ctx.reject("schema", "Bundle.entry is not a list")
+        return
+    if len(entries) > MAX_BUNDLE_ENTRIES:
+        ctx.reject("too_large", f"Bundle has {len(entries)} entries (limit {MAX_BUNDLE_ENTRIES})")
+        return
+    # Validate the Bundle shell (type, links, requests) once, and each entry's resource on its own:
+    # one bad Observation in a 200-entry searchset must dead-letter alone, not take 199 good ones with it.
+    shell = {**bundle, "entry": [_without_resource(e) for e in entries]}
+    try:
+        Bundle.model_validate(shell)
+    except ValidationError as exc:
+        ctx.reject("schema", "Bundle: " + _validation_detail(exc))
+        return
+    if not entries:
+        ctx.ignore("empty_bundle", f"Bundle ({bundle.get('type')}) has no entries")
+        return
+    for entry in entries:
+        resource = entry.get("resource")
+        full_url = entry.get("fullUrl")
+        if isinstance(resource, dict) and isinstance(full_url, str):
+            ctx.by_full_url[full_url] = resource
+    for index, entry in enumerate(entries):
+        where = f"entry[{index}] "
+        resource = entry.get("resource")
+        if not isinstance(resource, dict):
+            # transaction DELETE, history tombstones, responses: nothing to measure
+            ctx.ignore("no_resource", f"{where}has no resource")
+            continue
+        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+        before = len(ctx.result.events)
+        try:
+            _decode_resource(resource, ctx, where=where, full_url=full_url)
+        except Exception as exc:  # isolate a codec bug to its entry
+            del ctx.result.events[before:]
+            ctx.reject("internal", f"{where}decoder error {type(exc).__name__}")
+
+
+_Handler = Callable[[Any, dict[str, Any], _Context, str, str], None]
+
+
+def _decode_resource(resource: dict[str, Any], ctx: _Context, *, where: str, full_url: str | None) -> None:
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str):
+        ctx.reject("schema", f"{where}no resourceType")
+        return
+    entry = _HANDLERS.get(resource_type)
+    if entry is None:
+        if resource_type in CONTEXT_RESOURCES:
+            ctx.ignore("context_resource", f"{where}{resource_type}")
+        else:
+            ctx.reject("unsupported_resource", f"{where}{resource_type} is not mapped")
+        return
+    model, handler = entry
+    label = f"{where}{resource_type}/{resource.get('id', '')}".rstrip("/")
+    try:
+        parsed = model.model_validate(resource)
+    except ValidationError as exc:
+        ctx.reject(_validation_reason(exc), f"{label}: {_validation_detail(exc)}")
+        return
+    handler(parsed, resource, ctx, label + " ", _resource_key(resource_type, parsed, resource, full_url))
+
+
+# --- Observation ------------------------------------------------------------------------------
+
+
+def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, where: str, key: str) -> None:
+    if obs.status not in OBSERVATION_STATUSES:
+        ctx.reject("not_final", f"{where}status {obs.status!r} is not one of {sorted(OBSERVATION_STATUSES)}")
+        return
+    codings = list(obs.code.coding or []) if obs.code else []
+    code = _first_mapped(codings)
+    panel = any(is_panel(c.system, c.code) for c in codings)
+    value_present = _has_value(obs)
+    components = list(obs.component or [])
+
+    # (part, canonical code, value holder, location) for every measurement this Observation carries
+    measured: list[tuple[str, str, Any, str]] = []
+    if code is not None and (value_present or not components):
+        measured.append(("value", code, obs, where))
+        # components of a mapped value (GCS motor/verbal/eyes) are details of it: only mapped ones count
+        for index, component in enumerate(components):
+            component_code = _first_mapped(list(component.code.coding or []))
+            if component_code is not None:
+                measured.append(
+                    (f"component[{index}]", component_code, component, f"{where}component[{index}] ")
+                )
+    elif components:
+        if code is None and value_present and not panel:
+            _unmapped(ctx, codings, where)
+        for index, component in enumerate(components):
+            component_where = f"{where}component[{index}] "
+            component_codings = list(component.code.coding or [])
+            component_code = _first_mapped(component_codings)
+            if component_code is None:
+                _unmapped(ctx, component_codings, component_where)
+            else:
+                measured.append((f"component[{index}]", component_code, component, component_where))
+    elif obs.hasMember and not value_present:
+        # a grouping panel (vital-signs panel 85353-1): its members arrive as their own Observations
+        ctx.ignore("panel", f"{where}groups {len(obs.hasMember)} member observations")
+        return
+    else:
+        _unmapped(ctx, codings, where)
+        return
+    if not measured:
+        return
+
+    patient_id = _patient_id(obs.subject, ctx, where)
+    observed_at = _effective_time(
+        obs.effectiveDateTime, obs.effectiveInstant, obs.effectivePeriod, ctx, where
+    )
+    if patient_id is None or observed_at is None:
+        return
+    encounter = _reference_id(obs.encounter, "Encounter")
+    for part, canonical, holder, location in measured:
+        value = _observation_value(holder, canonical)
+        if isinstance(value, Rejected):
+            ctx.reject(value.reason, location + value.detail)
+            continue
+        number, unit = value
+        ctx.add(
+            canonical_event(
+                source=SOURCE,
+                key=key,
+                part=f"{part}:{canonical}",
+                patient_id=patient_id,
+                observed_at=observed_at,
+                code=canonical,
+                value=number,
+                unit=unit,
+                encounter=encounter,
+                where=location,
+            )
+        )
+
+
+def _observation_value(holder: Any, canonical: str) -> tuple[float, str] | Rejected:
+    """The numeric value and its unit of an Observation or an Observation.component."""
+    quantity = holder.valueQuantity
+    if quantity is not None:
+        if quantity.value is None:
+            return Rejected("no_value", "valueQuantity has no value")
+        # ``comparator`` (<, <=, >, >=): the bound is used. ">15 mmol/L" lactate must still alarm;
+        # "<0.5" is clinically the same as 0.5 for every score Vigil computes.
+        return _number(quantity.value), _quantity_unit(quantity.system, quantity.code, quantity.unit)
+    if holder.valueInteger is not None:
+        return float(holder.valueInteger), ""
+    if holder.valueBoolean is not None and canonical in ("SupplementalO2", "HypercapnicRespFailure"):
+        return (1.0 if holder.valueBoolean else 0.0), ""
+    words = _value_words(holder)
+    table = ACVPU_VALUES if canonical == "ACVPU" else YES_NO_VALUES if canonical == "SupplementalO2" else {}
+    for word in words:
+        if word.strip().upper() in table:
+            return table[word.strip().upper()], ""
+    reason = "no_value"
+    if holder.dataAbsentReason is not None:
+        return Rejected(reason, "dataAbsentReason given instead of a value")
+    return Rejected(reason, f"no numeric value for {canonical}")
+
+
+def _value_words(holder: Any) -> list[str]:
+    words: list[str] = []
+    if getattr(holder, "valueString", None):
+        words.append(holder.valueString)
+    concept = getattr(holder, "valueCodeableConcept", None)
+    if concept is not None:
+        words.extend(c.code for c in concept.coding or [] if c.code)
+        words.extend(c.display for c in concept.coding or [] if c.display)
+        if concept.text:
+            words.append(concept.text)
+    return words
+
+
+def _has_value(obs: Observation) -> bool:
+    return any(
+        getattr(obs, name) is not None
+        for name in ("valueQuantity", "valueInteger", "valueBoolean", "valueString", "valueCodeableConcept")
+    )
+
+
+# --- MedicationAdministration and Procedure (treatments) ---------------------------------------
+
+
+def _decode_administration(
+    admin: MedicationAdministration, raw: dict[str, Any], ctx: _Context, where: str, key: str
+) -> None:
+    if admin.status not in ADMINISTRATION_STATUSES:
+        ctx.reject(
+            "not_final", f"{where}status {admin.status!r} is not one of {sorted(ADMINISTRATION_STATUSES)}"
+        )
+        return
+    concepts: list[Any] = []
+    if admin.medicationCodeableConcept is not None:
+        concepts.append(admin.medicationCodeableConcept)
+    texts: list[str] = []
+    reference = admin.medicationReference
+    if reference is not None:
+        if reference.reference and reference.reference.startswith("#"):
+            for contained in admin.contained or []:
+                code = getattr(contained, "code", None)
+                if getattr(contained, "id", None) == reference.reference[1:] and code is not None:
+                    concepts.append(code)
+        elif reference.reference:
+            medication = ctx.by_full_url.get(reference.reference)
+            if medication and isinstance(medication.get("code"), dict):
+                concepts.append(_LooseConcept(medication["code"]))
+        if reference.display:
+            texts.append(reference.display)
+    treatment = None
+    codings = [c for concept in concepts for c in (concept.coding or [])]
+    for coding in codings:
+        treatment = treatment_for_medication(coding.system, coding.code)
+        if treatment:
+            break
+    if treatment is None:
+        texts += [concept.text for concept in concepts if concept.text]
+        texts += [c.display for c in codings if c.display]
+        for text in texts:
+            treatment = treatment_for_text(text)
+            if treatment:
+                break
+    if treatment is None:
+        if codings:
+            _unmapped(ctx, codings, where)
+        else:
+            ctx.result.unknown_codes["medication-text"] += 1
+            ctx.reject("unmapped_code", f"{where}medication not recognised (no code, text not in table)")
+        return
+
+    patient_id = _patient_id(admin.subject, ctx, where)
+    observed_at = _effective_time(admin.effectiveDateTime, None, admin.effectivePeriod, ctx, where)
+    if patient_id is None or observed_at is None:
+        return
+    dose = _administration_dose(admin, treatment)
+    if isinstance(dose, Rejected):
+        ctx.reject(dose.reason, where + dose.detail)
+        return
+    value, unit = dose
+    ctx.add(
+        canonical_event(
+            source=SOURCE,
+            key=key,
+            part=treatment,
+            patient_id=patient_id,
+            observed_at=observed_at,
+            code=treatment,
+            value=value,
+            unit=unit,
+            encounter=_reference_id(admin.context, "Encounter"),
+            where=where,
+        )
+    )
+
+
+def _administration_dose(admin: MedicationAdministration, treatment: str) -> tuple[float, str] | Rejected:
+    if treatment == "antibiotic":
+        return 1.0, ""
+    dosage = admin.dosage
+    if treatment == "crystalloid_ml":
+        if dosage is not None and dosage.dose is not None and dosage.dose.value is not None:
+            dose = dosage.dose
+            return _number(dose.value), _quantity_unit(dose.system, dose.code, dose.unit)
+        return Rejected("missing_dose", "crystalloid without dosage.dose (volume in mL or L)")
+    # vasopressor: the infusion rate, canonical ug/kg/min
+    if dosage is not None and dosage.rateQuantity is not None and dosage.rateQuantity.value is not None:
+        rate = dosage.rateQuantity
+        return _number(rate.value), _quantity_unit(rate.system, rate.code, rate.unit)
+    if dosage is not None and dosage.rateRatio is not None:
+        numerator, denominator = dosage.rateRatio.numerator, dosage.rateRatio.denominator
+        if numerator is not None and numerator.value is not None:
+            per = 1.0
+            denominator_unit = "min"
+            if denominator is not None:
+                per = _number(denominator.value) if denominator.value is not None else 1.0
+                denominator_unit = (
+                    _quantity_unit(denominator.system, denominator.code, denominator.unit) or "min"
+                )
+            if per > 0:
+                numerator_unit = _quantity_unit(numerator.system, numerator.code, numerator.unit)
+                return _number(numerator.value) / per, f"{numerator_unit}/{denominator_unit}"
+    return Rejected("missing_dose", "vasopressor without dosage.rateQuantity or rateRatio (ug/kg/min)")
+
+
+def _decode_procedure(proc: Procedure, raw: dict[str, Any], ctx: _Context, where: str, key: str) -> None:
+    if proc.status not in PROCEDURE_STATUSES:
+        ctx.reject("not_final", f"{where}status {proc.status!r} is not one of {sorted(PROCEDURE_STATUSES)}")
+        return
+    codings = list(proc.code.coding or []) if proc.code else []
+    canonical = next(
+        (
+            SNOMED_PROCEDURE_TO_CANONICAL[c.code]
+            for c in codings
+            if c.system == SNOMED_SYSTEM and c.code in SNOMED_PROCEDURE_TO_CANONICAL
+        ),
+        None,
+    )
+    if canonical is None:
+        _unmapped(ctx, codings, where)
+        return
+    patient_id = _patient_id(proc.subject, ctx, where)
+    observed_at = _effective_time(proc.performedDateTime, None, proc.performedPeriod, ctx, where)
+    if patient_id is None or observed_at is None:
+        return
+    ctx.add(
+        canonical_event(
+            source=SOURCE,
+            key=key,
+            part=canonical,
+            patient_id=patient_id,
+            observed_at=observed_at,
+            code=canonical,
+            value=1.0,
+            unit="",
+            encounter=_reference_id(proc.encounter, "Encounter"),
+            where=where,
+        )
+    )
+
+
+_HANDLERS: Final[dict[str, tuple[Any, _Handler]]] = {
+    "Observation": (Observation, _decode_observation),
+    "MedicationAdministration": (MedicationAdministration, _decode_administration),
+    "Procedure": (Procedure, _decode_procedure),
+}
+
+
+# --- shared pieces -----------------------------------------------------------------------------
+
+
+class _LooseConcept:
+    """A CodeableConcept from a referenced Medication entry (only code/system/display/text read)."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.text = raw.get("text") if isinstance(raw.get("text"), str) else None
+        self.coding = (
+            [_LooseCoding(c) for c in raw.get("coding", []) if isinstance(c, dict)]
+            if isinstance(raw.get("coding"), list)
+            else []
+        )
+
+
+class _LooseCoding:
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.system = raw.get("system") if isinstance(raw.get("system"), str) else None
+        self.code = raw.get("code") if isinstance(raw.get("code"), str) else None
+        self.display = raw.get("display") if isinstance(raw.get("display"), str) else None
+
+
+def _first_mapped(codings: list[Any]) -> str | None:
+    for coding in codings:
+        canonical = canonical_for_coding(coding.system, coding.code)
+        if canonical is not None:
+            return canonical
+    return None
+
+
+def _unmapped(ctx: _Context, codings: list[Any], where: str) -> None:
+    keys = [f"{c.system or ''}|{c.code or ''}" for c in codings if c.code]
+    for key in keys:
+        ctx.result.unknown_codes[key] += 1
+    if not keys:
+        ctx.result.unknown_codes["no-coding"] += 1
+    ctx.reject("unmapped_code", f"{where}no mapping for {', '.join(keys) or 'an uncoded concept'}")
+
+
+def _patient_id(subject: Any, ctx: _Context, where: str) -> str | None:
+    """``subject`` -> patient id: ``Patient/123`` (relative, absolute or ``_history``-versioned),
+    a Bundle-local ``urn:uuid:`` resolved to its Patient entry (id, else first identifier), or a
+    logical reference by ``identifier.value`` (an MRN)."""
+    if subject is None:
+        ctx.reject("missing_subject", f"{where}no subject")
+        return None
+    reference = subject.reference
+    if reference:
+        local = reference.startswith(("urn:uuid:", "urn:oid:"))
+        if local or reference in ctx.by_full_url:
+            patient_id = _bundle_patient_id(ctx.by_full_url.get(reference))
+            if patient_id is not None:
+                return patient_id
+            if local:
+                ctx.reject(
+                    "missing_subject", f"{where}subject reference is not a Patient entry of the Bundle"
+                )
+                return None
+        patient_id = _reference_id(subject, "Patient")
+        if patient_id is None:
+            ctx.reject("missing_subject", f"{where}subject is not a Patient reference")
+        return patient_id
+    identifier = subject.identifier
+    if identifier is not None and identifier.value and subject.type in (None, "Patient"):
+        return str(identifier.value)
+    ctx.reject("missing_subject", f"{where}subject has neither a Patient reference nor an identifier")
+    return None
+
+
+def _bundle_patient_id(patient: dict[str, Any] | None) -> str | None:
+    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
+        return None
+    if isinstance(patient.get("id"), str) and patient["id"]:
+        return str(patient["id"])
+    identifiers = patient.get("identifier")
+    if isinstance(identifiers, list) and identifiers and isinstance(identifiers[0], dict):
+        value = identifiers[0].get("value")
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _reference_id(reference: Any, resource_type: str) -> str | None:
+    """``Patient/123``, ``https://ehr/fhir/Patient/123/_history/4`` -> ``123``; anything else None."""
+    if reference is None or not reference.reference:
+        return None
+    parts = [p for p in reference.reference.split("?")[0].split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and parts[-2] == resource_type and parts[-1]:
+        return parts[-1]
+    return None
+
+
+def _effective_time(date_time: Any, instant: Any, period: Any, ctx: _Context, where: str) -> datetime | None:
+    """A timezone-aware instant, or a ``missing_time`` rejection. A bare date (the FHIR spec's own
+    vital-sign examples say ``1999-07-02``) cannot be placed in an hourly window, so it is refused
+    rather than guessed as midnight."""
+    candidates = [("effectiveDateTime", date_time), ("effectiveInstant", instant)]
+    if period is not None:
+        candidates.append(("effectivePeriod.start", period.start))
+    for name, value in candidates:
+        if value is None:
+            continue
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value
+        what = "has no timezone offset" if isinstance(value, datetime) else "is a date without a time of day"
+        ctx.reject("missing_time", f"{where}{name} {what}")
+        return None
+    ctx.reject("missing_time", f"{where}no effective/performed time")
+    return None
+
+
+def _quantity_unit(system: str | None, code: str | None, unit: str | None) -> str:
+    """The UCUM code when the quantity says it is UCUM (or names no system), else the display unit."""
+    if code and (system in (None, "", UCUM_SYSTEM)):
+        return code
+    return unit or ""
+
+
+def _number(value: Decimal | float | int | None) -> float:
+    # absent values are filtered before; NaN then fails the event's finite-value check
+    return float(value) if value is not None else math.nan
+
+
+def _resource_key(resource_type: str, parsed: Any, raw: dict[str, Any], full_url: str | None) -> str:
+    """Idempotency key of one resource version: type/id/_history/version, else the Bundle fullUrl,
+    else a digest of the resource's canonical JSON (a POSTed resource without an id)."""
+    version = parsed.meta.versionId if parsed.meta is not None and parsed.meta.versionId else ""
+    if parsed.id:
+        return f"{resource_type}/{parsed.id}/_history/{version}"
+    if full_url:
+        return f"{full_url}/_history/{version}"
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def _without_resource(entry: Any) -> Any:
+    if isinstance(entry, dict):
+        return {k: v for k, v in entry.items() if k != "resource"}
+    return entry
+
+
+_TIME_FIELDS = (
+    "effectiveDateTime",
+    "effectiveInstant",
+    "effectivePeriod",
+    "performedDateTime",
+    "performedPeriod",
+)
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    locations = [error["loc"] for error in exc.errors()]
+    if locations and all(loc and str(loc[0]) in _TIME_FIELDS for loc in locations):
+        # FHIR dateTime with a time but no offset fails the spec regex: say so precisely
+        return "missing_time"
+    return "schema"
+
+
+def _validation_detail(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    location = ".".join(str(part) for part in first["loc"]) or "resource"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    # the message only, never ``input``: dead-letter details must not carry patient data
+    return _first_line(f"{location}: {first['msg']}{more}")
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0][:200] if text else ""

@@ -1,0 +1,327 @@
+"""HL7 v2 ``ORU^R01`` -> Vigil events, parsed with the ``hl7`` package.
+
+Accepted framing: raw messages or MLLP frames (``\\x0b ... \\x1c\\x0d``), segments separated by
+``\\r`` (the standard), ``\\n`` or ``\\r\\n`` (files edited by people), several messages in one payload
+(a batch, with or without FHS/BHS envelopes). Errors are data: ``decode_hl7v2`` never raises.
+
+Field use (HL7 v2.5.1 chapter 7): PID-3 patient identifier (the ``MR`` repetition, else the first;
+CX.1), PV1-3.1 point of care (ward), PV1-19.1 visit number (encounter), OBR-7 observation time
+(fallback), OBX-2 value type, OBX-3 observation identifier (CWE: LOINC when the coding system is
+``LN``, IEEE 11073 when ``MDC``, otherwise a site-local code from ``schemas.codecs.loinc``),
+OBX-5 value, OBX-6 units, OBX-11 result status, OBX-14 observation time. Rules: docs/interop.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any, Final
+
+import hl7
+
+from schemas.codecs.loinc import (
+    ACVPU_VALUES,
+    YES_NO_VALUES,
+    DecodeResult,
+    canonical_event,
+    canonical_for_coding,
+    canonical_for_local,
+)
+from schemas.deadletter import Rejected
+from schemas.events import PatientEvent
+
+SOURCE: Final = "hl7v2"
+MAX_PAYLOAD_BYTES: Final = 8 * 1024 * 1024
+
+# OBX-11 (HL7 table 0085). F final and C corrected are results; P preliminary and R "entered, not
+# verified" are accepted too: monitor and point-of-care feeds send vitals as P/R until a nurse
+# validates them, and an early warning must not wait for that (a later F/C replaces the value).
+# D deleted, W wrong, X cannot be obtained, I in process, N not asked, O order only, S partial,
+# U status change without a value: no usable result -> ``not_final``.
+# An empty OBX-11 is accepted as final: it is required by the standard, but device gateways omit it.
+ACCEPTED_RESULT_STATUSES: Final = frozenset({"F", "C", "P", "R", ""})
+
+# Value types that carry one number (NM, SN) or a charted word Vigil maps (ACVPU, yes/no).
+_NUMBER = re.compile(r"^\s*(<=|>=|<|>|=)?\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*$")
+# HL7 TS/DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]
+_TIMESTAMP = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?([+-]\d{4})?$")
+_OFFSET = re.compile(r"([+-])(\d{2})(\d{2})$")
+_BATCH_SEGMENTS: Final = frozenset({"FHS", "BHS", "BTS", "FTS"})
+
+
+def decode_hl7v2(payload: bytes | bytearray | memoryview | str, *, default_tz: tzinfo = UTC) -> DecodeResult:
+    """Decode one HL7v2 payload (one or more ORU^R01 messages).
+
+    ``default_tz`` applies to timestamps without an offset when MSH-7 has none either (HL7 says such
+    a time is the sender's local time; the sender's offset in MSH-7 is used first)."""
+    result = DecodeResult()
+    try:
+        for message_text in _split_messages(payload, result):
+            before = len(result.events)
+            try:
+                _decode_message(message_text, result, default_tz)
+            except Exception as exc:  # isolate a codec bug to its message; never crash a worker
+                del result.events[before:]
+                result.rejected.append(Rejected("internal", f"decoder error {type(exc).__name__}"))
+    except Exception as exc:
+        result.rejected.append(Rejected("internal", f"decoder error {type(exc).__name__}"))
+    return result
+
+
+def _split_messages(payload: bytes | bytearray | memoryview | str, result: DecodeResult) -> list[str]:
+    if isinstance(payload, bytes | bytearray | memoryview):
+        raw = bytes(payload)
+        if len(raw) > MAX_PAYLOAD_BYTES:
+            result.rejected.append(
+                Rejected("too_large", f"payload is {len(raw)} bytes (limit {MAX_PAYLOAD_BYTES})")
+            )
+            return []
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # HL7v2 default character set is ASCII, in practice often ISO 8859-1 (MSH-18 8859/1)
+            text = raw.decode("latin-1")
+    elif isinstance(payload, str):
+        text = payload
+    else:
+        result.rejected.append(Rejected("parse_error", f"payload is {type(payload).__name__}, not bytes"))
+        return []
+    # MLLP: \x0b starts a block, \x1c\x0d ends it; several frames may be concatenated
+    text = text.replace("\x0b", "\r").replace("\x1c", "\r")
+    text = text.replace("\r\n", "\r").replace("\n", "\r")
+    segments = [line.lstrip() for line in text.split("\r") if line.strip()]
+    messages: list[list[str]] = []
+    for segment in segments:
+        name = segment[:3]
+        if name == "MSH":
+            messages.append([segment])
+        elif name in _BATCH_SEGMENTS and len(segment) > 3 and not segment[3].isalnum():
+            continue  # batch envelope: carries no observations
+        elif messages:
+            messages[-1].append(segment)
+    if not messages:
+        result.rejected.append(Rejected("parse_error", "no MSH segment: not an HL7v2 message"))
+    return ["\r".join(m) for m in messages]
+
+
+def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo) -> None:
+    if len(text) < 8 or text[3] in "\r" or text[3].isalnum() or text[3] == " ":
+        result.rejected.append(Rejected("parse_error", "MSH segment has no field separator"))
+        return
+    try:
+        message = hl7.parse(text)
+        msh = message.segment("MSH")
+    except Exception as exc:  # the hl7 package raises several types on malformed input
+        result.rejected.append(Rejected("parse_error", f"hl7 parse failed: {type(exc).__name__}"))
+        return
+    message_type = _field(msh, 9, component=1).upper()
+    trigger = _field(msh, 9, component=2).upper()
+    control_id = _field(msh, 10)
+    where = f"MSH-10 {control_id[:40]!r} " if control_id else ""
+    if message_type != "ORU" or trigger not in ("R01", ""):
+        result.rejected.append(
+            Rejected("unsupported_message", f"{where}message type {message_type}^{trigger} is not ORU^R01")
+        )
+        return
+    if control_id:
+        key = f"{_field(msh, 3)}|{_field(msh, 4)}|{control_id}"
+    else:
+        # no control id: the message content is the identity (a replay of the same bytes dedupes)
+        key = "sha256:" + hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+    sender_tz = _offset(_field(msh, 7)) or default_tz
+
+    segments = list(message)
+    pid = next((s for s in segments if _name(s) == "PID"), None)
+    pv1 = next((s for s in segments if _name(s) == "PV1"), None)
+    observations = [s for s in segments if _name(s) == "OBX"]
+    if not observations:
+        result.rejected.append(Rejected("no_observations", f"{where}ORU^R01 without OBX segments"))
+        return
+    patient_id = _patient_id(pid) if pid is not None else ""
+    if not patient_id:
+        result.rejected.append(Rejected("missing_subject", f"{where}PID-3 has no patient identifier"))
+        return
+    ward = (_field(pv1, 3) or None) if pv1 is not None else None
+    encounter = (_field(pv1, 19) or None) if pv1 is not None else None
+
+    obr_time = ""
+    obx_index = 0
+    for segment in segments:
+        name = _name(segment)
+        if name == "OBR":
+            obr_time = _field(segment, 7)
+        elif name == "OBX":
+            obx_index += 1
+            outcome = _decode_obx(
+                segment,
+                obx_index,
+                obr_time,
+                result,
+                where=where,
+                key=key,
+                patient_id=patient_id,
+                ward=ward,
+                encounter=encounter,
+                sender_tz=sender_tz,
+            )
+            if isinstance(outcome, PatientEvent):
+                result.events.append(outcome)
+            elif isinstance(outcome, Rejected):
+                result.rejected.append(outcome)
+
+
+def _decode_obx(
+    obx: Any,
+    index: int,
+    obr_time: str,
+    result: DecodeResult,
+    *,
+    where: str,
+    key: str,
+    patient_id: str,
+    ward: str | None,
+    encounter: str | None,
+    sender_tz: tzinfo,
+) -> PatientEvent | Rejected:
+    set_id = _field(obx, 1) or str(index)
+    where = f"{where}OBX[{index}] "
+    status = _field(obx, 11).upper()
+    if status not in ACCEPTED_RESULT_STATUSES:
+        return Rejected("not_final", f"{where}OBX-11 result status {status!r} is not F, C, P or R")
+    identifier, coding_system = _field(obx, 3, component=1), _field(obx, 3, component=3)
+    alt_identifier, alt_system = _field(obx, 3, component=4), _field(obx, 3, component=6)
+    code = (
+        canonical_for_coding(coding_system, identifier)
+        or canonical_for_coding(alt_system, alt_identifier)
+        or (canonical_for_local(identifier) if coding_system.upper() not in ("LN", "MDC") else None)
+    )
+    if code is None:
+        unknown = f"{coding_system}|{identifier}" if identifier else "no-code"
+        result.unknown_codes[unknown] += 1
+        return Rejected("unmapped_code", f"{where}no mapping for OBX-3 {unknown}")
+    value = _obx_value(obx, code)
+    if isinstance(value, Rejected):
+        return Rejected(value.reason, where + value.detail)
+    observed_at = _timestamp(_field(obx, 14) or obr_time, sender_tz)
+    if isinstance(observed_at, Rejected):
+        return Rejected(observed_at.reason, where + observed_at.detail)
+    return canonical_event(
+        source=SOURCE,
+        key=key,
+        part=f"obx[{set_id}]:{index}:{code}",
+        patient_id=patient_id,
+        observed_at=observed_at,
+        code=code,
+        value=value,
+        unit=_units(obx),
+        encounter=encounter,
+        ward=ward,
+        where=where,
+    )
+
+
+def _obx_value(obx: Any, code: str) -> float | Rejected:
+    value_type = _field(obx, 2).upper()
+    first = _field(obx, 5, component=1)
+    if value_type == "SN":
+        # structured numeric: comparator ^ num1 ^ separator/suffix ^ num2; a range or ratio is not one value
+        comparator, separator, second = first, _field(obx, 5, component=3), _field(obx, 5, component=4)
+        if separator or second:
+            return Rejected("no_value", "OBX-5 SN is a range or ratio, not a single value")
+        first = f"{comparator}{_field(obx, 5, component=2)}"
+    if not first.strip():
+        return Rejected("no_value", "OBX-5 is empty")
+    table = ACVPU_VALUES if code == "ACVPU" else YES_NO_VALUES if code == "SupplementalO2" else None
+    if table is not None:
+        for word in (first, _field(obx, 5, component=2)):
+            if word.strip().upper() in table:
+                return table[word.strip().upper()]
+    match = _NUMBER.match(first)
+    if match is None:
+        return Rejected("no_value", f"OBX-5 of type {value_type or '?'} is not a number")
+    # a comparator (<0.5, >15) keeps its bound, as for FHIR valueQuantity.comparator
+    return float(match.group(2))
+
+
+def _units(obx: Any) -> str:
+    identifier, text, system = (_field(obx, 6, component=c) for c in (1, 2, 3))
+    if system.upper() == "MDC" or identifier.isdigit():
+        return text  # MDC dimension name (MDC_DIM_BEAT_PER_MIN): aliased in loinc.UNIT_ALIASES
+    return identifier or text
+
+
+def _timestamp(value: str, sender_tz: tzinfo) -> datetime | Rejected:
+    value = value.strip()
+    if not value:
+        return Rejected("missing_time", "neither OBX-14 nor OBR-7 has a time")
+    match = _TIMESTAMP.match(value)
+    if match is None:
+        # date-only or hour-only precision cannot place a value in an hourly window reliably
+        return Rejected("missing_time", "timestamp is not YYYYMMDDHHMM[SS[.S]][+/-ZZZZ]")
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    tz = _offset(offset) if offset else sender_tz
+    if tz is None:
+        return Rejected("missing_time", "timestamp has an invalid offset")
+    try:
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second or 0),
+            int((fraction or "0").ljust(6, "0")[:6]),
+            tzinfo=tz,
+        )
+    except ValueError:
+        return Rejected("missing_time", "timestamp is not a valid calendar time")
+
+
+def _offset(value: str) -> tzinfo | None:
+    match = _OFFSET.search(value.strip()) if value else None
+    if match is None:
+        return None
+    sign, hours, minutes = match.groups()
+    if int(hours) > 14 or int(minutes) > 59:
+        return None
+    delta = timedelta(hours=int(hours), minutes=int(minutes))
+    return timezone(-delta if sign == "-" else delta)
+
+
+def _patient_id(pid: Any) -> str:
+    """PID-3: the repetition whose identifier type (CX.5) is ``MR`` (record number), else the first."""
+    repetitions = _repetitions(pid, 3)
+    chosen = 1
+    for number in range(1, repetitions + 1):
+        if _field(pid, 3, repetition=number, component=5).upper() == "MR":
+            chosen = number
+            break
+    return _field(pid, 3, repetition=chosen, component=1).strip()
+
+
+def _repetitions(segment: Any, field_number: int) -> int:
+    try:
+        return max(1, len(segment(field_number))) if field_number < len(segment) else 1
+    except Exception:
+        return 1
+
+
+def _name(segment: Any) -> str:
+    try:
+        return str(segment[0][0]) if isinstance(segment[0], list) else str(segment[0])
+    except Exception:
+        return ""
+
+
+def _field(segment: Any, field_number: int, *, repetition: int = 1, component: int = 1) -> str:
+    """One component as text, '' when absent: ``extract_field`` raises IndexError on short paths."""
+    if segment is None:
+        return ""
+    try:
+        value = segment.extract_field(
+            field_num=field_number, repeat_num=repetition, component_num=component, subcomponent_num=1
+        )
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError):
+        return ""
+    return str(value) if value is not None else ""

@@ -1,0 +1,404 @@
+"""The mapping: LOINC, IEEE 11073 (MDC) and site-local codes -> Vigil canonical codes and events.
+
+This is the one table an integrator edits to onboard a feed (``docs/interop.md`` documents it;
+``vigil convert`` shows what a file maps to and which codes are still unknown). The FHIR and
+HL7v2 decoders both read it, and both build their events with ``canonical_event`` below, so a code
+maps, converts and is range-checked the same way whatever the wire format.
+
+Sources: LOINC 2.7x (loinc.org), the FHIR R4 vital-signs profile (hl7.org/fhir/R4/observation-vitalsigns),
+IEEE 11073-10101 nomenclature for bedside-monitor HL7v2 feeds, WHO ATC index (J01 = antibacterials for
+systemic use; C01CA = adrenergic and dopaminergic agents; H01BA = vasopressin and analogues), RxNorm
+ingredient concepts, SNOMED CT procedures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+from pydantic import ValidationError
+
+from schemas.codes import CATALOGUE, plausible_range
+from schemas.deadletter import Rejected
+from schemas.events import PatientEvent
+from schemas.units import UnitError, to_canonical
+
+LOINC_SYSTEM: Final = "http://loinc.org"
+SNOMED_SYSTEM: Final = "http://snomed.info/sct"
+UCUM_SYSTEM: Final = "http://unitsofmeasure.org"
+ATC_SYSTEM: Final = "http://www.whocc.no/atc"
+RXNORM_SYSTEM: Final = "http://www.nlm.nih.gov/research/umls/rxnorm"
+MDC_SYSTEM: Final = "urn:iso:std:iso:11073:10101"
+# Vigil's own code system: the canonical code itself (``HR``, ``ACVPU``...). Lets a site send a
+# value Vigil needs that has no LOINC code in its feed (ACVPU, supplemental oxygen) unambiguously.
+VIGIL_SYSTEM: Final = "urn:vigil:code"
+
+# LOINC -> canonical code. The FHIR vital-signs profile codes first, then labs (PhysioNet 2019 set).
+LOINC_TO_CANONICAL: Final[dict[str, str]] = {
+    # vital signs (FHIR R4 vital-signs profile)
+    "9279-1": "Resp",  # Respiratory rate
+    "8867-4": "HR",  # Heart rate
+    "2708-6": "O2Sat",  # Oxygen saturation in Arterial blood (the profile's SpO2 code)
+    "59408-5": "O2Sat",  # Oxygen saturation in Arterial blood by Pulse oximetry
+    "8310-5": "Temp",  # Body temperature
+    "8480-6": "SBP",  # Systolic blood pressure (component of 85354-9)
+    "8462-4": "DBP",  # Diastolic blood pressure (component of 85354-9)
+    "8478-0": "MAP",  # Mean blood pressure
+    "19889-5": "EtCO2",  # Carbon dioxide [Partial pressure] in Exhaled gas --at end expiration
+    "9269-2": "GCS",  # Glasgow coma score total
+    "3150-0": "FiO2",  # Inhaled oxygen concentration
+    "3151-8": "oxygen",  # Inhaled oxygen flow rate (L/min): a treatment in Vigil
+    "29463-7": "weight_kg",  # Body weight
+    "3141-9": "weight_kg",  # Body weight Measured
+    # labs
+    "2524-7": "Lactate",  # Lactate [Moles/volume] in Serum or Plasma
+    "32693-4": "Lactate",  # Lactate [Moles/volume] in Blood
+    "6690-2": "WBC",  # Leukocytes [#/volume] in Blood by Automated count
+    "2160-0": "Creatinine",  # Creatinine [Mass/volume] in Serum or Plasma
+    "777-3": "Platelets",  # Platelets [#/volume] in Blood by Automated count
+    "1975-2": "Bilirubin_total",  # Bilirubin.total [Mass/volume] in Serum or Plasma
+    "1968-7": "Bilirubin_direct",  # Bilirubin.direct [Mass/volume] in Serum or Plasma
+    "2019-8": "PaCO2",  # Carbon dioxide [Partial pressure] in Arterial blood
+    "2744-1": "pH",  # pH of Arterial blood
+    "1960-4": "HCO3",  # Bicarbonate [Moles/volume] in Arterial blood
+    "1925-7": "BaseExcess",  # Base excess in Arterial blood by calculation
+    "2345-7": "Glucose",  # Glucose [Mass/volume] in Serum or Plasma
+    "2339-0": "Glucose",  # Glucose [Mass/volume] in Blood
+    "2823-3": "Potassium",  # Potassium [Moles/volume] in Serum or Plasma
+    "2075-0": "Chloride",  # Chloride [Moles/volume] in Serum or Plasma
+    "3094-0": "BUN",  # Urea nitrogen [Mass/volume] in Serum or Plasma
+    "17861-6": "Calcium",  # Calcium [Mass/volume] in Serum or Plasma
+    "19123-9": "Magnesium",  # Magnesium [Mass/volume] in Serum or Plasma
+    "2777-1": "Phosphate",  # Phosphate [Mass/volume] in Serum or Plasma
+    "1920-8": "AST",  # Aspartate aminotransferase [Enzymatic activity/volume] in Serum or Plasma
+    "6768-6": "Alkalinephos",  # Alkaline phosphatase [Enzymatic activity/volume] in Serum or Plasma
+    "10839-9": "TroponinI",  # Troponin I.cardiac [Mass/volume] in Serum or Plasma
+    "718-7": "Hgb",  # Hemoglobin [Mass/volume] in Blood
+    "4544-3": "Hct",  # Hematocrit [Volume Fraction] of Blood by Automated count
+    "3173-2": "PTT",  # aPTT in Blood by Coagulation assay
+    "3255-7": "Fibrinogen",  # Fibrinogen [Mass/volume] in Platelet poor plasma by Coagulation assay
+}
+
+# Panels whose value lives in their components (or in separate member Observations).
+PANEL_LOINC: Final[frozenset[str]] = frozenset(
+    {
+        "85354-9",  # Blood pressure panel with all children optional
+        "55284-4",  # Blood pressure systolic and diastolic (pre-2016 panel code)
+        "85353-1",  # Vital signs, weight, height, head circumference, oxygen saturation and BMI panel
+        "8716-3",  # Vital signs (older panel code)
+    }
+)
+
+# IEEE 11073-10101 (MDC) codes as bedside monitors send them through device gateways
+# (HL7v2 OBX-3 ``150456^MDC_PULS_OXIM_SAT_O2^MDC``; FHIR coding system urn:iso:std:iso:11073:10101).
+MDC_TO_CANONICAL: Final[dict[str, str]] = {
+    "147842": "HR",  # MDC_ECG_HEART_RATE
+    "149530": "HR",  # MDC_PULS_OXIM_PULS_RATE (pulse rate from the oximeter)
+    "150456": "O2Sat",  # MDC_PULS_OXIM_SAT_O2
+    "151562": "Resp",  # MDC_RESP_RATE
+    "150021": "SBP",  # MDC_PRESS_BLD_NONINV_SYS
+    "150022": "DBP",  # MDC_PRESS_BLD_NONINV_DIA
+    "150023": "MAP",  # MDC_PRESS_BLD_NONINV_MEAN
+    "150017": "SBP",  # MDC_PRESS_BLD_ART_ABP_SYS
+    "150018": "DBP",  # MDC_PRESS_BLD_ART_ABP_DIA
+    "150019": "MAP",  # MDC_PRESS_BLD_ART_ABP_MEAN
+}
+
+# Site-local HL7v2 identifiers (OBX-3.1 with a local coding system such as ``L`` or ``99xxx``).
+# An example of what a site adds for its own feed: the left side is what the EHR sends, upper-cased.
+# The canonical codes themselves (``HR``, ``ACVPU``...) are always accepted as local codes.
+LOCAL_TO_CANONICAL: Final[dict[str, str]] = {
+    "PULSE": "HR",
+    "HEARTRATE": "HR",
+    "RR": "Resp",
+    "RESPRATE": "Resp",
+    "SPO2": "O2Sat",
+    "TEMP": "Temp",
+    "NIBP_SYS": "SBP",
+    "NIBP_DIA": "DBP",
+    "NIBP_MEAN": "MAP",
+    "GCS_TOTAL": "GCS",
+    "AVPU": "ACVPU",
+    "SUPP_O2": "SupplementalO2",
+    "O2_FLOW": "oxygen",
+    "LACT": "Lactate",
+    "CREAT": "Creatinine",
+    "PLT": "Platelets",
+    "TBIL": "Bilirubin_total",
+}
+
+# ACVPU as charted (RCP NEWS2 2017, chart 1): letter or word -> the canonical 0..4 scale.
+ACVPU_VALUES: Final[dict[str, float]] = {
+    "A": 0.0,
+    "ALERT": 0.0,
+    "C": 1.0,
+    "CONFUSION": 1.0,
+    "NEW CONFUSION": 1.0,
+    "V": 2.0,
+    "VOICE": 2.0,
+    "P": 3.0,
+    "PAIN": 3.0,
+    "U": 4.0,
+    "UNRESPONSIVE": 4.0,
+}
+
+# Yes/no as EHRs chart them (HL7 table 0136 Y/N, FHIR boolean) -> 1/0.
+YES_NO_VALUES: Final[dict[str, float]] = {
+    "Y": 1.0,
+    "YES": 1.0,
+    "TRUE": 1.0,
+    "1": 1.0,
+    "N": 0.0,
+    "NO": 0.0,
+    "FALSE": 0.0,
+    "0": 0.0,
+}
+
+# Unit spellings seen on the wire that ``schemas.units`` does not know, mapped to its UCUM form.
+# MDC dimension names come from monitors (OBX-6 ``264864^MDC_DIM_BEAT_PER_MIN^MDC``).
+UNIT_ALIASES: Final[dict[str, str]] = {
+    "MDC_DIM_BEAT_PER_MIN": "/min",
+    "MDC_DIM_RESP_PER_MIN": "/min",
+    "MDC_DIM_PERCENT": "%",
+    "MDC_DIM_MMHG": "mm[Hg]",
+    "MDC_DIM_KILO_PASCAL": "kPa",
+    "MDC_DIM_DEGC": "Cel",
+    "MDC_DIM_FAHR": "[degF]",
+    "beats/minute": "/min",
+    "breaths/minute": "/min",
+    "/min.": "/min",
+    "mcg/kg/min": "ug/kg/min",
+    "ug/kg/min": "ug/kg/min",
+    "L/min": "L/min",
+    "{score}": "{score}",
+}
+
+# --- treatments (Surviving Sepsis Campaign 2021 hour-1 bundle) ------------------------------
+
+# ATC prefixes: a code starting with one of these is that treatment.
+ATC_PREFIX_TO_TREATMENT: Final[dict[str, str]] = {
+    "J01": "antibiotic",  # antibacterials for systemic use
+    "C01CA03": "vasopressor",  # norepinephrine
+    "C01CA24": "vasopressor",  # epinephrine
+    "C01CA04": "vasopressor",  # dopamine
+    "C01CA06": "vasopressor",  # phenylephrine
+    "H01BA01": "vasopressor",  # vasopressin
+    "B05BB01": "crystalloid_ml",  # electrolytes (saline, Ringer's, balanced solutions)
+}
+
+# RxNorm ingredient concepts (RXCUI).
+RXNORM_TO_TREATMENT: Final[dict[str, str]] = {
+    "11124": "antibiotic",  # vancomycin
+    "2193": "antibiotic",  # ceftriaxone
+    "29561": "antibiotic",  # meropenem
+    "20481": "antibiotic",  # cefepime
+    "8339": "antibiotic",  # piperacillin
+    "82122": "antibiotic",  # levofloxacin
+    "18631": "antibiotic",  # azithromycin
+    "723": "antibiotic",  # amoxicillin
+    "2551": "antibiotic",  # ciprofloxacin
+    "6922": "antibiotic",  # metronidazole
+    "7512": "vasopressor",  # norepinephrine
+    "3992": "vasopressor",  # epinephrine
+    "3628": "vasopressor",  # dopamine
+    "8163": "vasopressor",  # phenylephrine
+    "11149": "vasopressor",  # vasopressin
+    "9863": "crystalloid_ml",  # sodium chloride
+}
+
+# Medication text (lower-case substring of code.text, coding.display or Medication display)
+# when a feed sends no recognised code. Order matters: the first match wins.
+MEDICATION_TEXT_TO_TREATMENT: Final[tuple[tuple[str, str], ...]] = (
+    ("norepinephrine", "vasopressor"),
+    ("noradrenaline", "vasopressor"),
+    ("epinephrine", "vasopressor"),
+    ("adrenaline", "vasopressor"),
+    ("vasopressin", "vasopressor"),
+    ("phenylephrine", "vasopressor"),
+    ("dopamine", "vasopressor"),
+    ("sodium chloride", "crystalloid_ml"),
+    ("normal saline", "crystalloid_ml"),
+    ("lactated ringer", "crystalloid_ml"),
+    ("ringer's lactate", "crystalloid_ml"),
+    ("hartmann", "crystalloid_ml"),
+    ("plasma-lyte", "crystalloid_ml"),
+    ("plasmalyte", "crystalloid_ml"),
+    ("piperacillin", "antibiotic"),
+    ("tazocin", "antibiotic"),
+    ("vancomycin", "antibiotic"),
+    ("ceftriaxone", "antibiotic"),
+    ("cefepime", "antibiotic"),
+    ("meropenem", "antibiotic"),
+    ("co-amoxiclav", "antibiotic"),
+    ("amoxicillin", "antibiotic"),
+    ("gentamicin", "antibiotic"),
+    ("levofloxacin", "antibiotic"),
+    ("ciprofloxacin", "antibiotic"),
+    ("azithromycin", "antibiotic"),
+    ("metronidazole", "antibiotic"),
+)
+
+# SNOMED CT procedures -> canonical code (value 1 = it happened).
+SNOMED_PROCEDURE_TO_CANONICAL: Final[dict[str, str]] = {
+    "30088009": "blood_culture",  # Blood culture (procedure)
+    # Oxygen therapy without a flow rate: NEWS2 only needs "on supplemental oxygen" (RCP 2017),
+    # so the procedure sets SupplementalO2; a flow rate arrives as LOINC 3151-8 -> ``oxygen``.
+    "57485005": "SupplementalO2",  # Oxygen therapy (procedure)
+}
+
+
+def canonical_for_coding(system: str | None, code: str | None) -> str | None:
+    """The canonical code for one coding (FHIR ``Coding`` or HL7v2 CWE), or None if unmapped."""
+    if not code:
+        return None
+    system = (system or "").strip()
+    code = code.strip()
+    if system in (LOINC_SYSTEM, "LN", "LOINC"):
+        return LOINC_TO_CANONICAL.get(code)
+    if system in (MDC_SYSTEM, "MDC"):
+        return MDC_TO_CANONICAL.get(code)
+    if system == VIGIL_SYSTEM:
+        return code if _is_canonical(code) else None
+    return None
+
+
+def canonical_for_local(code: str) -> str | None:
+    """A site-local HL7v2 identifier -> canonical code (the table above, then the canonical names)."""
+    code = code.strip()
+    if not code:
+        return None
+    if _is_canonical(code):
+        return code
+    return LOCAL_TO_CANONICAL.get(code.upper())
+
+
+def is_panel(system: str | None, code: str | None) -> bool:
+    return (system or "") in (LOINC_SYSTEM, "LN") and (code or "") in PANEL_LOINC
+
+
+def treatment_for_medication(system: str | None, code: str | None) -> str | None:
+    if not code:
+        return None
+    code = code.strip()
+    if system == ATC_SYSTEM:
+        for prefix, treatment in ATC_PREFIX_TO_TREATMENT.items():
+            if code.upper().startswith(prefix):
+                return treatment
+        return None
+    if system == RXNORM_SYSTEM:
+        return RXNORM_TO_TREATMENT.get(code)
+    return None
+
+
+def treatment_for_text(text: str | None) -> str | None:
+    if not text:
+        return None
+    lowered = text.lower()
+    for needle, treatment in MEDICATION_TEXT_TO_TREATMENT:
+        if needle in lowered:
+            return treatment
+    return None
+
+
+def unit_alias(unit: str) -> str:
+    """Wire unit spelling -> the UCUM spelling ``schemas.units.to_canonical`` understands."""
+    stripped = unit.strip()
+    return UNIT_ALIASES.get(stripped, stripped)
+
+
+def _is_canonical(code: str) -> bool:
+    return code in CATALOGUE
+
+
+# --- decoding outcome -------------------------------------------------------------------------
+
+
+@dataclass
+class DecodeResult:
+    """What one payload decoded to. Every input is accounted for: it yields at least one event,
+    rejection or ignored item (``accounted``), so nothing disappears silently.
+
+    ``rejected`` goes to the dead letters (with the original bytes); ``ignored`` does not: it lists
+    parts that are deliberately not mapped and are not errors (a vital-signs panel whose members
+    arrive as their own Observations, a Patient resource giving context in a Bundle, an empty Bundle).
+    ``unknown_codes`` counts codes by ``system|code`` so an integrator sees what to add to the table.
+    """
+
+    events: list[PatientEvent] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    unknown_codes: Counter[str] = field(default_factory=Counter)
+    ignored: list[Rejected] = field(default_factory=list)
+
+    @property
+    def accounted(self) -> int:
+        return len(self.events) + len(self.rejected) + len(self.ignored)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "events": len(self.events),
+            "rejected": len(self.rejected),
+            "ignored": len(self.ignored),
+            "reasons": dict(Counter(r.reason for r in self.rejected)),
+            "unknown_codes": dict(self.unknown_codes),
+        }
+
+
+def event_id(source: str, key: str, part: str) -> str:
+    """Deterministic event id: a replay of the same message or resource version yields the same
+    ids, so downstream idempotent writes drop the duplicates."""
+    return hashlib.sha256(f"{source}|{key}|{part}".encode()).hexdigest()[:32]
+
+
+def canonical_event(
+    *,
+    source: str,
+    key: str,
+    part: str,
+    patient_id: str,
+    observed_at: datetime,
+    code: str,
+    value: float,
+    unit: str,
+    encounter: str | None = None,
+    ward: str | None = None,
+    where: str = "",
+) -> PatientEvent | Rejected:
+    """Convert to the canonical unit, range-check and build the event, or say why not.
+
+    ``where`` locates the input for the integrator (``entry[2] Observation/bp``); details never
+    carry patient values or identifiers, only codes, units and resource locations."""
+    kind, canonical_unit, _ = CATALOGUE[code]
+    try:
+        converted = to_canonical(code, float(value), unit_alias(unit))
+    except UnitError:
+        return Rejected("unit", f"{where}{code}: cannot convert from unit {unit!r} to {canonical_unit!r}")
+    except (OverflowError, ValueError):
+        return Rejected("out_of_range", f"{where}{code}: value is not a finite number")
+    low, high = plausible_range(code)
+    if not low <= converted <= high:
+        # Usually a unit mix-up (a temperature in degF sent as Cel) or a sensor fault.
+        return Rejected(
+            "out_of_range", f"{where}{code}: value outside plausible range {low}-{high} {canonical_unit}"
+        )
+    try:
+        return PatientEvent(
+            event_id=event_id(source, key, part),
+            patient_id=patient_id,
+            encounter=encounter,
+            ward=ward,
+            observed_at=observed_at,
+            source=source,
+            kind=kind,
+            code=code,
+            value=converted,
+            unit=canonical_unit,
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field_name = str(error["loc"][0]) if error["loc"] else "event"
+        reason = {"patient_id": "missing_subject", "observed_at": "missing_time", "value": "out_of_range"}
+        # The message only (never ``input``): it must not leak patient values into dead letters.
+        return Rejected(reason.get(field_name, "schema"), f"{where}{field_name}: {error['msg']}")
