@@ -1,0 +1,226 @@
+"""Treatment plans and their guideline scores (``vigil plan score``, ``vigil.treatment.scores``).
+
+A ``TreatmentPlan`` is a patient's state at sepsis recognition (*time zero*) plus the care given or
+proposed (items with times and doses). ``models.treatment`` scores it against the Surviving Sepsis
+Campaign hour-1 bundle and the NEWS2 clinical response and returns a ``TreatmentScore``. The plan's
+JSON Schema is published at ``docs/schemas/treatment-plan.schema.json`` (``vigil plan schema``).
+Versioned: fields are only ever added; ``schema_version`` is bumped on any change of meaning.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from schemas.codes import TREATMENTS
+from schemas.events import FiniteFloat, PatientId
+from schemas.scores import News2Band
+
+TREATMENT_SCHEMA_VERSION = 1
+PLAN_SCHEMA_PATH = Path("docs/schemas/treatment-plan.schema.json")
+
+TreatmentAction = Literal[
+    "antibiotic",
+    "blood_culture",
+    "lactate_ordered",
+    "crystalloid_ml",
+    "vasopressor",
+    "oxygen",
+    "clinician_review",
+    "observation_set",
+    "weight_kg",
+]
+ItemStatus = Literal["met", "late", "missing", "not_applicable", "pending"]
+ChangeKind = Literal["add", "move_earlier", "adjust_dose"]
+ReviewerRole = Literal["ward_clinician", "critical_care"]
+
+
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("times must carry a timezone (ISO 8601 with offset or Z)")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
+
+
+# Bounds inside Annotated (not on the Optional field) so the JSON Schema gets real keywords
+# (minimum, maximum), and NaN/inf fail the comparison.
+WeightKg = Annotated[float, Field(ge=0.3, le=500.0)]
+LactateMmolL = Annotated[float, Field(ge=0.0, le=40.0)]
+MapMmhg = Annotated[float, Field(ge=0.0, le=300.0)]
+SbpMmhg = Annotated[float, Field(ge=0.0, le=350.0)]
+RepeatMin = Annotated[float, Field(gt=0.0, le=1440.0)]
+
+
+# A number is minutes after time zero; a string is an ISO 8601 time with a timezone.
+ItemTime = Annotated[
+    FiniteFloat | UtcDatetime,
+    Field(
+        union_mode="left_to_right",
+        description="minutes after time_zero (number, may be negative), or an ISO 8601 time with a "
+        "timezone (then the plan needs time_zero)",
+    ),
+]
+
+
+class Dose(BaseModel):
+    """A dose in the canonical unit of its action (``schemas.codes.TREATMENTS``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float = Field(
+        ge=0.0, allow_inf_nan=False, description="e.g. total mL for crystalloid_ml, ug/kg/min for vasopressor"
+    )
+    unit: str = Field(
+        min_length=1, max_length=32, description="the action's canonical unit (mL, ug/kg/min, kg...)"
+    )
+
+
+class TreatmentItem(BaseModel):
+    """One treatment given or proposed, at one time (optionally repeating: observation sets)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: TreatmentAction
+    at: ItemTime
+    dose: Dose | None = None
+    every_min: RepeatMin | None = Field(
+        default=None,
+        description="observation_set only: repeat every N minutes from `at` to the end of the horizon "
+        "(<= 15 counts as continuous monitoring)",
+    )
+    role: ReviewerRole | None = Field(
+        default=None, description="clinician_review only: who reviewed (critical_care for NEWS2 >= 7)"
+    )
+    note: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _check_dose_and_fields(self) -> Self:
+        unit, (low, high) = TREATMENTS[self.action]
+        if self.dose is not None:
+            if self.dose.unit != unit:
+                raise ValueError(f"{self.action} dose must be in {unit!r}, got {self.dose.unit!r}")
+            if not low <= self.dose.value <= high:
+                raise ValueError(f"{self.action} dose {self.dose.value} {unit} outside {low}-{high}")
+        if self.action in ("crystalloid_ml", "weight_kg") and self.dose is None:
+            raise ValueError(f"{self.action} needs a dose ({unit})")
+        if self.every_min is not None and self.action != "observation_set":
+            raise ValueError("every_min is only for observation_set")
+        if self.role is not None and self.action != "clinician_review":
+            raise ValueError("role is only for clinician_review")
+        return self
+
+
+class PatientState(BaseModel):
+    """What is known about the patient at time zero (sepsis recognition or the NEWS2 trigger)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weight_kg: WeightKg | None = None
+    lactate_mmol_l: LactateMmolL | None = Field(
+        default=None, description="initial lactate (taken as measured at time zero)"
+    )
+    map_mmhg: MapMmhg | None = None
+    sbp_mmhg: SbpMmhg | None = None
+    suspected_sepsis: bool = False
+    sepsis_likelihood: Literal["possible", "probable"] = Field(
+        default="probable",
+        description="SSC 2021: probable sepsis or possible shock -> antibiotics within 1 h; "
+        "possible sepsis without shock -> within 3 h",
+    )
+    hypotension_after_fluids: bool | None = Field(
+        default=None,
+        description="MAP < 65 persisting during/after fluids; unknown (null) = assume it persists when "
+        "hypotensive at time zero",
+    )
+    news2_total: int | None = Field(default=None, ge=0, le=20)
+    news2_band: News2Band | None = None
+    news2_single_parameter_3: bool = False
+
+
+class TreatmentPlan(BaseModel):
+    """A patient's state plus the treatments given or proposed (the ``vigil plan score`` input)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"$id": "https://vigil.example/schemas/treatment-plan.schema.json"},
+    )
+
+    schema_version: int = TREATMENT_SCHEMA_VERSION
+    patient_id: PatientId | None = None
+    time_zero: UtcDatetime | None = Field(
+        default=None, description="sepsis recognition time; offsets in items count from it"
+    )
+    horizon_min: float = Field(
+        default=360.0, gt=0.0, le=7 * 24 * 60, description="minutes after time zero the plan covers"
+    )
+    state: PatientState
+    items: list[TreatmentItem] = Field(default_factory=list, max_length=500)
+
+    @model_validator(mode="after")
+    def _absolute_times_need_time_zero(self) -> Self:
+        if self.time_zero is None and any(isinstance(i.at, datetime) for i in self.items):
+            raise ValueError("items with absolute times need the plan's time_zero")
+        return self
+
+
+class CareItemResult(BaseModel):
+    """One guideline item's verdict for this patient."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    status: ItemStatus
+    detail: str
+    source: str
+    weight: float  # points this item is worth before normalization (docs/treatment.md)
+    credit: float = Field(ge=0.0, le=1.0)  # 1 met, 0 missing, partial when late or under-dosed
+
+
+class PlanSuggestion(BaseModel):
+    """One change to the plan and what it gains (score after minus score before, in points)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    change: str
+    kind: ChangeKind
+    item: TreatmentItem  # the new or changed item
+    replaces: int | None = None  # index in the plan's items of the item it changes (None: added)
+    addresses: str  # the guideline item it improves most
+    gain: float
+    score_after: float
+
+
+class TreatmentScore(BaseModel):
+    """How well the care matches the guidelines that apply (``vigil.treatment.scores``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: int = TREATMENT_SCHEMA_VERSION
+    patient_id: str | None = None
+    score: float = Field(ge=0.0, le=100.0)
+    items: list[CareItemResult]
+    suggestions: list[PlanSuggestion] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    as_of_min: float | None = None  # streaming: minutes after time zero the care was judged at
+
+
+def plan_json_schema() -> dict:
+    """The published JSON Schema of ``TreatmentPlan`` (validation mode: what a client may send)."""
+    return TreatmentPlan.model_json_schema(mode="validation")
+
+
+def write_plan_schema(path: Path = PLAN_SCHEMA_PATH) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(plan_json_schema(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+if __name__ == "__main__":  # python -m schemas.treatment: regenerate the published schema
+    print(write_plan_schema())

@@ -1,0 +1,562 @@
+"""Treatment scoring rules (SSC 2021, SSC hour-1 bundle 2018, RCP NEWS2 2017) and the plan optimizer."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import typer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from infra.cli_plan import register
+from models import treatment as tr
+from models.treatment import (
+    WEIGHTS,
+    apply_suggestion,
+    evaluate_plan,
+    required_observation_interval_min,
+    score_patient_care,
+    score_plan,
+    score_value,
+    suggest_changes,
+)
+from schemas.treatment import (
+    PLAN_SCHEMA_PATH,
+    CareItemResult,
+    PatientState,
+    TreatmentItem,
+    TreatmentPlan,
+    plan_json_schema,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLES = ROOT / "examples" / "plans"
+T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+
+# Hypotensive septic patient with lactate 4.5 mmol/L, 70 kg (the examples' patient).
+SEPTIC = dict(
+    weight_kg=70.0,
+    lactate_mmol_l=4.5,
+    map_mmhg=58.0,
+    sbp_mmhg=82.0,
+    suspected_sepsis=True,
+    news2_total=9,
+    news2_band="high",
+)
+
+
+def item(action: str, at, **kw) -> TreatmentItem:
+    if "ml" in kw:
+        kw["dose"] = {"value": kw.pop("ml"), "unit": "mL"}
+    if "kg" in kw:
+        kw["dose"] = {"value": kw.pop("kg"), "unit": "kg"}
+    return TreatmentItem.model_validate({"action": action, "at": at, **kw})
+
+
+def plan(items=(), horizon_min: float = 360.0, **state) -> TreatmentPlan:
+    return TreatmentPlan(
+        time_zero=T0, horizon_min=horizon_min, state=PatientState(**{**SEPTIC, **state}), items=list(items)
+    )
+
+
+def verdict(p: TreatmentPlan, name: str, as_of: float | None = None) -> CareItemResult:
+    return next(r for r in evaluate_plan(p, as_of_min=as_of) if r.name == name)
+
+
+def status(p: TreatmentPlan, name: str, as_of: float | None = None) -> tuple[str, float]:
+    r = verdict(p, name, as_of)
+    return r.status, r.credit
+
+
+# --- antibiotics (SSC 2021 recs 20-21) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "at,expected",
+    [
+        (-30, ("met", 1.0)),  # given before recognition
+        (0, ("met", 1.0)),
+        (60, ("met", 1.0)),
+        (61, ("late", 0.5)),
+        (180, ("late", 0.5)),
+        (181, ("late", 0.25)),
+        (600, ("late", 0.25)),
+    ],
+)
+def test_antibiotics_within_1h_for_shock(at, expected):
+    assert status(plan([item("antibiotic", at)]), "antibiotics") == expected
+
+
+def test_antibiotics_missing():
+    assert status(plan([]), "antibiotics") == ("missing", 0.0)
+
+
+@pytest.mark.parametrize("at,expected", [(60, ("met", 1.0)), (180, ("met", 1.0)), (181, ("late", 0.25))])
+def test_antibiotics_within_3h_for_possible_sepsis_without_shock(at, expected):
+    p = plan(
+        [item("antibiotic", at)], sepsis_likelihood="possible", map_mmhg=80, sbp_mmhg=120, lactate_mmol_l=1.5
+    )
+    assert status(p, "antibiotics") == expected
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        dict(map_mmhg=64),
+        dict(map_mmhg=None, sbp_mmhg=89),
+        dict(map_mmhg=80, sbp_mmhg=120, lactate_mmol_l=4.0),
+    ],
+)
+def test_possible_shock_keeps_the_1h_window_for_possible_sepsis(state):
+    base = dict(sepsis_likelihood="possible", map_mmhg=80.0, sbp_mmhg=120.0, lactate_mmol_l=1.5)
+    assert status(plan([item("antibiotic", 90)], **{**base, **state}), "antibiotics") == ("late", 0.5)
+
+
+def test_no_sepsis_makes_the_bundle_not_applicable():
+    p = plan([], suspected_sepsis=False, news2_total=None, news2_band=None)
+    results = evaluate_plan(p)
+    assert all(r.status == "not_applicable" for r in results)
+    assert score_value(results) == 100.0
+
+
+# --- blood cultures before antibiotics (SSC 2018 hour-1 bundle) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "items,expected",
+    [
+        ([item("blood_culture", 10), item("antibiotic", 20)], ("met", 1.0)),
+        ([item("blood_culture", 20), item("antibiotic", 20)], ("met", 1.0)),  # same minute
+        ([item("blood_culture", 30), item("antibiotic", 20)], ("late", 0.5)),  # after antibiotics
+        ([item("antibiotic", 20)], ("missing", 0.0)),
+        ([item("blood_culture", 10)], ("met", 1.0)),  # antibiotics not yet given
+        ([], ("missing", 0.0)),
+    ],
+)
+def test_blood_cultures_before_antibiotics(items, expected):
+    assert status(plan(items), "blood_cultures_before_antibiotics") == expected
+
+
+# --- lactate (SSC 2018; SSC 2021 recs 5-6) --------------------------------------------------------
+
+
+def test_lactate_known_in_state_is_measured():
+    assert status(plan([]), "lactate_measured") == ("met", 1.0)
+
+
+@pytest.mark.parametrize(
+    "items,expected",
+    [
+        ([item("lactate_ordered", 60)], ("met", 1.0)),
+        ([item("lactate_ordered", 61)], ("late", 0.5)),
+        ([], ("missing", 0.0)),
+    ],
+)
+def test_lactate_measured_within_1h(items, expected):
+    assert status(plan(items, lactate_mmol_l=None), "lactate_measured") == expected
+
+
+@pytest.mark.parametrize(
+    "lactate,items,expected",
+    [
+        (2.0, [], ("not_applicable", 0.0)),  # remeasure only if > 2
+        (None, [], ("not_applicable", 0.0)),
+        (2.1, [], ("missing", 0.0)),
+        (4.5, [item("lactate_ordered", 150)], ("met", 1.0)),
+        (4.5, [item("lactate_ordered", 240)], ("met", 1.0)),
+        (4.5, [item("lactate_ordered", 241)], ("late", 0.5)),
+        (4.5, [item("lactate_ordered", 30)], ("missing", 0.0)),  # the initial sample, not a repeat
+        # initial at +30: a repeat must be >= 60 min later (+90) and by +270
+        (4.5, [item("lactate_ordered", 30), item("lactate_ordered", 80)], ("missing", 0.0)),
+        (4.5, [item("lactate_ordered", 30), item("lactate_ordered", 90)], ("met", 1.0)),
+        (4.5, [item("lactate_ordered", 30), item("lactate_ordered", 280)], ("late", 0.5)),
+    ],
+)
+def test_lactate_remeasured_if_above_2(lactate, items, expected):
+    assert status(plan(items, lactate_mmol_l=lactate), "lactate_remeasured") == expected
+
+
+# --- 30 mL/kg crystalloid (SSC 2021 rec 7; SSC 2018) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "state,applies",
+    [
+        (dict(map_mmhg=65, sbp_mmhg=90, lactate_mmol_l=3.9), False),
+        (dict(map_mmhg=None, sbp_mmhg=None, lactate_mmol_l=None), False),
+        (dict(map_mmhg=64.9, sbp_mmhg=120, lactate_mmol_l=1.0), True),
+        (dict(map_mmhg=None, sbp_mmhg=89, lactate_mmol_l=1.0), True),
+        (dict(map_mmhg=80, sbp_mmhg=120, lactate_mmol_l=4.0), True),
+    ],
+)
+def test_crystalloid_applies_for_hypotension_or_lactate_4(state, applies):
+    r = verdict(plan([], **state), "crystalloid_30ml_kg")
+    assert (r.status != "not_applicable") == applies
+
+
+@pytest.mark.parametrize(
+    "items,expected",
+    [
+        ([item("crystalloid_ml", 0, ml=2100)], ("met", 1.0)),
+        ([item("crystalloid_ml", 0, ml=1000), item("crystalloid_ml", 180, ml=1100)], ("met", 1.0)),
+        ([item("crystalloid_ml", 0, ml=1050)], ("late", 0.5)),  # 15 mL/kg: half the dose
+        ([item("crystalloid_ml", 181, ml=2100)], ("late", 0.5)),  # full dose after 3 h: half credit
+        ([item("crystalloid_ml", 0, ml=1050), item("crystalloid_ml", 200, ml=1050)], ("late", 0.75)),
+        ([item("crystalloid_ml", 0, ml=5000)], ("met", 1.0)),
+        ([], ("missing", 0.0)),
+    ],
+)
+def test_crystalloid_30ml_kg_within_3h(items, expected):
+    s, credit = status(plan(items), "crystalloid_30ml_kg")
+    assert (s, round(credit, 6)) == expected
+
+
+def test_crystalloid_weight_from_an_item_and_unknown_weight():
+    p = plan([item("weight_kg", 0, kg=50), item("crystalloid_ml", 0, ml=1500)], weight_kg=None)
+    assert status(p, "crystalloid_30ml_kg") == ("met", 1.0)
+    r = verdict(plan([item("crystalloid_ml", 0, ml=1500)], weight_kg=None), "crystalloid_30ml_kg")
+    assert (r.status, r.credit) == ("late", 0.5) and "weight unknown" in r.detail
+
+
+def test_crystalloid_partial_dose_suggests_the_missing_volume():
+    p = plan([item("crystalloid_ml", 10, ml=1000)])
+    s = suggest_changes(p)
+    fluid = next(x for x in s if x.addresses == "crystalloid_30ml_kg")
+    assert fluid.kind == "adjust_dose" and fluid.item.dose.value == 2100 and fluid.replaces == 0
+
+
+# --- vasopressors (SSC 2018; SSC 2021: MAP target 65) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "items,state,expected",
+    [
+        ([item("vasopressor", 45)], {}, ("met", 1.0)),
+        ([item("vasopressor", 60)], {}, ("met", 1.0)),
+        ([item("vasopressor", 61)], {}, ("late", 0.5)),
+        ([], {}, ("missing", 0.0)),
+        ([], dict(hypotension_after_fluids=True), ("missing", 0.0)),
+        ([], dict(hypotension_after_fluids=False), ("not_applicable", 0.0)),
+        ([], dict(map_mmhg=70, sbp_mmhg=110), ("not_applicable", 0.0)),  # lactate 4.5 alone: fluids only
+    ],
+)
+def test_vasopressor_if_hypotensive_during_or_after_fluids(items, state, expected):
+    assert status(plan(items, **state), "vasopressor_map_65") == expected
+
+
+# --- NEWS2 clinical response (RCP 2017 chart 3) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "total,single3,band,interval",
+    [
+        (0, False, None, 720),
+        (1, False, None, 360),
+        (4, False, None, 360),
+        (3, True, None, 60),
+        (5, False, None, 60),
+        (6, False, None, 60),
+        (7, False, None, 15),
+        (9, True, "high", 15),
+    ],
+)
+def test_observation_interval_by_band(total, single3, band, interval):
+    state = PatientState(news2_total=total, news2_single_parameter_3=single3, news2_band=band)
+    assert required_observation_interval_min(state) == interval
+    assert required_observation_interval_min(PatientState()) is None
+
+
+@pytest.mark.parametrize(
+    "total,horizon,items,expected",
+    [
+        (9, 360, [item("observation_set", 0, every_min=15)], ("met", 1.0)),
+        (9, 360, [item("observation_set", 0, every_min=30)], ("late", 0.5)),
+        (9, 360, [], ("missing", 0.0)),
+        (5, 360, [item("observation_set", 60, every_min=60)], ("met", 1.0)),
+        (5, 360, [item("observation_set", 61, every_min=60)], ("late", 0.5)),  # first gap 61 min
+        (2, 480, [item("observation_set", 240)], ("met", 1.0)),  # gaps 240, 240 <= 6 h
+        (2, 480, [item("observation_set", 400)], ("late", 0.5)),  # gap 400 > 6 h
+        (2, 480, [], ("missing", 0.0)),
+        (2, 360, [], ("met", 1.0)),  # horizon 6 h: the next set is not yet due
+        (0, 360, [], ("met", 1.0)),  # 12-hourly
+        (0, 800, [], ("missing", 0.0)),
+    ],
+)
+def test_observation_frequency(total, horizon, items, expected):
+    p = plan(items, news2_total=total, news2_band=None, horizon_min=horizon)
+    assert status(p, "news2_observation_frequency") == expected
+
+
+@pytest.mark.parametrize(
+    "total,items,expected",
+    [
+        (4, [], ("not_applicable", 0.0)),
+        (3, [], ("missing", 0.0)),  # low-medium only with a single 3 (below)
+        (5, [item("clinician_review", 60, role="ward_clinician")], ("met", 1.0)),
+        (5, [item("clinician_review", 60)], ("met", 1.0)),
+        (5, [item("clinician_review", 61)], ("late", 0.5)),
+        (5, [], ("missing", 0.0)),
+        (7, [item("clinician_review", 30, role="critical_care")], ("met", 1.0)),
+        (7, [item("clinician_review", 31, role="critical_care")], ("late", 0.5)),
+        (7, [item("clinician_review", 10, role="ward_clinician")], ("late", 0.5)),
+        (7, [item("clinician_review", 10), item("clinician_review", 20, role="critical_care")], ("met", 1.0)),
+        (7, [], ("missing", 0.0)),
+    ],
+)
+def test_escalation(total, items, expected):
+    p = plan(items, news2_total=total, news2_band=None, news2_single_parameter_3=total == 3)
+    assert status(p, "news2_escalation") == expected
+
+
+# --- score normalization ------------------------------------------------------------------------
+
+
+def test_weights_sum_to_100_and_every_item_has_a_source():
+    assert sum(WEIGHTS.values()) == 100
+    assert {r.name for r in evaluate_plan(plan([]))} == set(WEIGHTS)
+    assert all(r.source for r in evaluate_plan(plan([])))
+
+
+def test_score_normalizes_over_applicable_items():
+    # Only the NEWS2 items apply (no sepsis): observation frequency met, escalation missing -> 50.
+    p = plan(
+        [item("observation_set", 0, every_min=60)], suspected_sepsis=False, news2_total=5, news2_band=None
+    )
+    assert score_plan(p, suggest=False).score == 50.0
+    # Weighted: everything missing but lactate measured (10 of 100) -> 10.
+    assert score_plan(plan([]), suggest=False).score == 10.0
+
+
+# --- the three examples (issue 6 contract) ------------------------------------------------------
+
+
+def load(name: str) -> TreatmentPlan:
+    return TreatmentPlan.model_validate_json((EXAMPLES / name).read_bytes())
+
+
+def test_examples_order_complete_late_missing():
+    complete = score_plan(load("sepsis_bundle_complete.json"))
+    late = score_plan(load("sepsis_antibiotics_late.json"))
+    missing = score_plan(load("sepsis_antibiotics_missing.json"))
+    assert (complete.score, late.score, missing.score) == (100.0, 87.5, 75.0)
+    assert complete.score > late.score > missing.score
+    assert complete.suggestions == []
+    assert next(i for i in late.items if i.name == "antibiotics").status == "late"
+    assert next(i for i in missing.items if i.name == "antibiotics").status == "missing"
+    top = missing.suggestions[0]
+    assert top.kind == "add" and top.item.action == "antibiotic" and top.gain == 25.0
+    assert "antibiotics" in top.change
+    move = late.suggestions[0]
+    assert move.kind == "move_earlier" and move.item.action == "antibiotic" and move.item.at == 60.0
+    assert move.gain == 12.5
+
+
+def test_examples_patient_is_hypotensive_with_lactate_4_5():
+    for name in (
+        "sepsis_bundle_complete.json",
+        "sepsis_antibiotics_late.json",
+        "sepsis_antibiotics_missing.json",
+    ):
+        state = load(name).state
+        assert state.lactate_mmol_l == 4.5 and state.map_mmhg < 65 and state.suspected_sepsis
+
+
+def test_late_example_gives_antibiotics_at_3h():
+    p = load("sepsis_antibiotics_late.json")
+    abx = next(i for i in p.items if i.action == "antibiotic")
+    assert abx.at - p.time_zero == (datetime(2024, 5, 1, 11, tzinfo=UTC) - T0)
+
+
+# --- optimizer ------------------------------------------------------------------------------------
+
+
+def _check_suggestions(p: TreatmentPlan) -> None:
+    before = score_plan(p, suggest=False).score
+    current = p
+    for s in suggest_changes(p):
+        # the gain is exactly score(after) - score(before), and it is the best single change
+        best = max(
+            round(score_plan(tr._with_change(current, c.item, c.replaces), suggest=False).score - before, 1)
+            for c in tr._candidates(current, 0.0)
+        )
+        current = apply_suggestion(current, s)
+        after = score_plan(current, suggest=False).score
+        assert s.gain == pytest.approx(round(after - before, 1)) and s.gain > 0
+        assert s.score_after == after
+        assert s.gain == pytest.approx(best)
+        before = after
+    # greedy stops only when no single change helps
+    assert all(
+        score_plan(tr._with_change(current, c.item, c.replaces), suggest=False).score <= before
+        for c in tr._candidates(current, 0.0)
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["sepsis_bundle_complete.json", "sepsis_antibiotics_late.json", "sepsis_antibiotics_missing.json"]
+)
+def test_suggestion_gains_on_examples(name):
+    _check_suggestions(load(name))
+
+
+def test_empty_plan_reaches_100_in_one_change_per_missing_item():
+    p = plan([])
+    s = suggest_changes(p)
+    final = p
+    for x in s:
+        final = apply_suggestion(final, x)
+    assert score_plan(final, suggest=False).score == 100.0
+    # one change per item that was not met: antibiotics first (largest weight)
+    not_met = [r for r in evaluate_plan(p) if r.status in ("late", "missing")]
+    assert len(s) == len(not_met)
+    assert s[0].item.action == "antibiotic"
+    assert [x.gain for x in s] == sorted((x.gain for x in s), reverse=True)
+    _check_suggestions(p)
+
+
+def test_optimizer_keeps_cultures_before_antibiotics():
+    p = plan([item("blood_culture", 30)])
+    top = suggest_changes(p)[0]
+    assert top.item.action == "antibiotic" and top.item.at >= 30  # not before the cultures
+
+
+def test_move_earlier_prefers_the_smallest_move():
+    p = plan([item("vasopressor", 120)])
+    s = next(x for x in suggest_changes(p) if x.addresses == "vasopressor_map_65")
+    assert s.kind == "move_earlier" and s.item.at == 60.0 and s.replaces == 0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["antibiotic", "blood_culture", "lactate_ordered", "vasopressor", "clinician_review"]
+            ),
+            st.integers(0, 400),
+        ),
+        max_size=6,
+    ),
+    st.integers(0, 12),
+    st.booleans(),
+)
+def test_property_gains_are_score_differences(entries, news2_total, sepsis):
+    p = plan(
+        [item(a, t) for a, t in entries], news2_total=news2_total, news2_band=None, suspected_sepsis=sepsis
+    )
+    result = score_plan(p)
+    assert 0.0 <= result.score <= 100.0
+    running = result.score
+    current = p
+    for s in result.suggestions:
+        current = apply_suggestion(current, s)
+        after = score_plan(current, suggest=False).score
+        assert after == pytest.approx(running + s.gain, abs=0.051)
+        assert s.gain > 0
+        running = after
+
+
+# --- streaming: care so far ---------------------------------------------------------------------
+
+
+def test_streaming_pending_before_deadlines():
+    state = {**SEPTIC, "news2_total": 6, "news2_band": None, "time_zero": "2024-05-01T08:00:00Z"}
+    result = score_patient_care(state, [{"action": "blood_culture", "at": 10}], now=20)
+    by_name = {i.name: i.status for i in result.items}
+    assert by_name["antibiotics"] == "pending" and by_name["crystalloid_30ml_kg"] == "pending"
+    assert by_name["blood_cultures_before_antibiotics"] == "met"
+    assert result.as_of_min == 20 and result.score == 100.0  # nothing overdue yet
+    assert result.suggestions[0].item.action == "antibiotic" and result.suggestions[0].item.at >= 20
+
+
+def test_streaming_overdue_is_missing_and_future_items_ignored():
+    items = [{"action": "blood_culture", "at": 10}, {"action": "antibiotic", "at": 200}]
+    result = score_patient_care(SEPTIC, items, time_zero=T0, now=datetime(2024, 5, 1, 9, 30, tzinfo=UTC))
+    by_name = {i.name: i.status for i in result.items}
+    assert result.as_of_min == 90
+    assert by_name["antibiotics"] == "missing"  # the +200 dose has not happened at +90
+    assert by_name["crystalloid_30ml_kg"] == "pending"  # 3 h window still open
+
+
+def test_score_patient_care_without_now_scores_a_plan():
+    p = load("sepsis_antibiotics_missing.json")
+    result = score_patient_care(p.state, p.items, time_zero=p.time_zero)
+    assert result.score == 75.0 and result.suggestions[0].item.action == "antibiotic"
+
+
+# --- schema ---------------------------------------------------------------------------------------
+
+
+def test_published_schema_is_current():
+    published = json.loads((ROOT / PLAN_SCHEMA_PATH).read_text())
+    assert published == json.loads(json.dumps(plan_json_schema()))
+    assert "items" in published["properties"] and "state" in published["required"]
+
+
+@pytest.mark.parametrize(
+    "payload,error",
+    [
+        ({"action": "crystalloid_ml", "at": 0, "dose": {"value": 2, "unit": "L"}}, "must be in 'mL'"),
+        ({"action": "crystalloid_ml", "at": 0}, "needs a dose"),
+        ({"action": "antibiotic", "at": 0, "every_min": 15}, "every_min"),
+        ({"action": "antibiotic", "at": 0, "role": "critical_care"}, "role"),
+        ({"action": "antibiotic", "at": "2024-05-01T08:00:00"}, "timezone"),
+        ({"action": "paracetamol", "at": 0}, "action"),
+    ],
+)
+def test_invalid_items_rejected(payload, error):
+    with pytest.raises(ValidationError, match=error):
+        TreatmentItem.model_validate(payload)
+
+
+def test_absolute_times_need_time_zero():
+    with pytest.raises(ValidationError, match="time_zero"):
+        TreatmentPlan.model_validate(
+            {"state": {}, "items": [{"action": "antibiotic", "at": "2024-05-01T08:00:00Z"}]}
+        )
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def _root() -> None:  # keep `plan` a sub-command even with one group
+        pass
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "name,score",
+    [
+        ("sepsis_bundle_complete.json", 100.0),
+        ("sepsis_antibiotics_late.json", 87.5),
+        ("sepsis_antibiotics_missing.json", 75.0),
+    ],
+)
+def test_cli_json_contract(name, score):
+    result = CliRunner().invoke(_cli(), ["plan", "score", str(EXAMPLES / name), "--json"])
+    assert result.exit_code == 0, result.output
+    last = json.loads(result.output.strip().splitlines()[-1])
+    assert last["score"] == score
+    assert all({"name", "status"} <= set(i) for i in last["items"])
+    assert all({"change", "gain"} <= set(s) for s in last["suggestions"])
+
+
+def test_cli_table_and_invalid_plan(tmp_path):
+    result = CliRunner().invoke(_cli(), ["plan", "score", str(EXAMPLES / "sepsis_antibiotics_missing.json")])
+    assert result.exit_code == 0 and "75" in result.output and "antibiotics" in result.output
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"state": {}, "items": [{"action": "antibiotic"}]}')
+    result = CliRunner().invoke(_cli(), ["plan", "score", str(bad), "--json"])
+    assert result.exit_code == 2
+    assert json.loads(result.output.strip().splitlines()[-1])["ok"] is False
