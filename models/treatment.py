@@ -714,7 +714,8 @@ def score_patient_care(
     """
     if isinstance(state, Mapping):
         fields = dict(state)
-        time_zero = time_zero or fields.pop("time_zero", None)
+        mapped_time_zero = fields.pop("time_zero", None)
+        time_zero = time_zero or mapped_time_zero
         state = PatientState.model_validate(fields)
     parsed = [i if isinstance(i, TreatmentItem) else TreatmentItem.model_validate(i) for i in items]
     plan = TreatmentPlan.model_validate(

@@ -487,6 +487,12 @@ def test_score_patient_care_without_now_scores_a_plan():
     p = load("sepsis_antibiotics_missing.json")
     result = score_patient_care(p.state, p.items, time_zero=p.time_zero)
     assert result.score == 75.0 and result.suggestions[0].item.action == "antibiotic"
+    as_dicts = score_patient_care(
+        {**p.state.model_dump(), "time_zero": "2024-05-01T08:00:00Z"},
+        [i.model_dump() for i in p.items],
+        time_zero=p.time_zero,
+    )
+    assert as_dicts.score == 75.0
 
 
 # --- schema ---------------------------------------------------------------------------------------
