@@ -1,0 +1,117 @@
+"""Shared fixtures: a real embedded Kafka broker + Redis for the session (own ports and home, so a
+running `vigil demo` is left alone), and factories for workers and readers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+TEST_KAFKA_PORT = int(os.environ.get("VIGIL_TEST_KAFKA_PORT", "29092"))
+TEST_REDIS_PORT = int(os.environ.get("VIGIL_TEST_REDIS_PORT", "26379"))
+
+
+@pytest.fixture(scope="session")
+def stack_home() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="vigil-test-") as tmp:
+        home = Path(tmp)
+        # reuse the Maven-fetched jars of the user cache when present (no second download)
+        from infra.settings import default_home
+
+        libs = default_home() / "kafka" / "libs"
+        if libs.exists():
+            (home / "kafka").mkdir(parents=True)
+            (home / "kafka" / "libs").symlink_to(libs)
+        yield home
+
+
+@pytest.fixture(scope="session")
+def stack_settings(stack_home: Path):
+    from infra.settings import KafkaSettings, RedisSettings, Settings
+
+    return Settings(
+        home=stack_home,
+        kafka=KafkaSettings(embedded_port=TEST_KAFKA_PORT, embedded_controller_port=TEST_KAFKA_PORT + 1),
+        redis=RedisSettings(embedded_port=TEST_REDIS_PORT),
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(stack_settings):
+    """The real broker and Redis, started once per test session and stopped at the end."""
+    from infra.stack import stack_down, stack_up
+
+    info = stack_up(stack_settings)
+    yield info
+    stack_down(stack_settings)
+
+
+@pytest.fixture
+def spawn(stack, stack_home: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Factory: start `vigil worker` processes; all are stopped after the test."""
+    from infra.workers import spawn_worker, stop_worker
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def _spawn(name: str = "worker", env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        proc = spawn_worker(stack, stack_home / "logs" / f"{name}-{uuid.uuid4().hex[:6]}.log", env)
+        procs.append(proc)
+        return proc
+
+    yield _spawn
+    for proc in procs:
+        stop_worker(proc, timeout_s=10)
+
+
+@pytest.fixture(scope="session")
+def shared_worker(stack, stack_home: Path):
+    """One worker for the integration tests that only need a running pipeline."""
+    from infra.workers import spawn_worker, stop_worker
+
+    proc = spawn_worker(stack, stack_home / "logs" / "shared-worker.log")
+    yield proc
+    stop_worker(proc, timeout_s=10)
+
+
+@pytest.fixture
+def producer(stack):
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", linger_ms=2)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def reader(stack):
+    from infra.readback import TopicReader
+
+    readers = []
+
+    def _reader(keep_scores: bool = False):
+        r = TopicReader(stack.bootstrap, keep_scores=keep_scores).start()
+        readers.append(r)
+        return r
+
+    yield _reader
+    for r in readers:
+        r.stop()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def unique_patient(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,112 @@
+"""End to end on the real broker and Redis: events in, scores/alerts/dead letters out, none lost."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agents import topics
+from infra.readback import payload_digest
+from schemas.alerts import AlertAck
+from schemas.events import PatientEvent
+from tests.conftest import unique_patient, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def vitals(pid: str, hour: int, hr: float, rr: float, sbp: float, spo2: float, temp: float,
+           base: datetime) -> list[PatientEvent]:
+    at = base + timedelta(hours=hour, minutes=10)
+    codes = {"HR": (hr, "/min"), "Resp": (rr, "/min"), "SBP": (sbp, "mm[Hg]"), "O2Sat": (spo2, "%"),
+             "Temp": (temp, "Cel")}
+    return [PatientEvent(patient_id=pid, observed_at=at, kind="vital", code=c, value=v, unit=u, source="test")
+            for c, (v, u) in codes.items()]
+
+
+def send(producer, events: list[PatientEvent]) -> None:
+    for e in events:
+        producer.send(topics.EVENTS_RAW, key=e.patient_id.encode(), value=e.model_dump_json().encode())
+    producer.flush()
+
+
+def test_deteriorating_patient_gets_scores_and_one_alert(stack, shared_worker, producer, reader) -> None:
+    r = reader(keep_scores=True)
+    pid = unique_patient("det")
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
+    events = vitals(pid, 0, 80, 16, 125, 97, 37.0, base)
+    events += vitals(pid, 1, 96, 22, 108, 94, 38.3, base)  # NEWS2 5 -> medium
+    events += vitals(pid, 2, 135, 27, 88, 90, 39.4, base)  # NEWS2 >= 7 -> high
+    for hour_events in (events[:5], events[5:10], events[10:]):
+        send(producer, hour_events)
+        # let the worker score each hour before the next, as a bedside monitor would
+        wait_for(lambda ids={e.event_id for e in hour_events}: ids <= r.snapshot().scored_ids, timeout=60)
+    ids = {e.event_id for e in events}
+    assert wait_for(lambda: ids <= r.snapshot().scored_ids, timeout=90), "every event must be scored"
+    rb = r.snapshot()
+    mine = [a for a in rb.alert_records if a["patient_id"] == pid]
+    assert [a["state"] for a in mine][:1] == ["open"]
+    assert mine[-1]["severity"] == "high"
+    assert len([a for a in mine if a["state"] == "open"]) == 1  # one alert, then an escalation
+    last = max((s for (p, _), s in rb.last_scores.items() if p == pid), key=lambda s: s["hour"])
+    assert last["news2"]["total"] >= 7 and "consciousness" in last["news2"]["missing"]
+    assert rb.duplicates() == 0
+
+
+def test_bad_input_is_dead_lettered_and_never_blocks_the_partition(stack, shared_worker, producer, reader) -> None:
+    r = reader()
+    pid = unique_patient("bad")
+    now = datetime.now(UTC)
+    bad = [
+        b"{broken",
+        json.dumps({"patient_id": pid, "observed_at": now.isoformat(), "kind": "vital", "code": "HR",
+                    "value": 80, "unit": "parsecs"}).encode(),
+        json.dumps({"patient_id": pid, "observed_at": now.isoformat(), "kind": "vital", "code": "HR",
+                    "value": -5, "unit": "/min"}).encode(),
+        json.dumps({"patient_id": pid, "observed_at": (now + timedelta(days=1)).isoformat(), "kind": "vital",
+                    "code": "HR", "value": 80, "unit": "/min"}).encode(),
+        json.dumps({"patient_id": pid, "observed_at": now.isoformat(), "kind": "vital", "code": "Zzz",
+                    "value": 1}).encode(),
+        b"\xff\xfe\x00garbage",
+    ]
+    for payload in bad:
+        producer.send(topics.EVENTS_RAW, key=pid.encode(), value=payload)
+    good = PatientEvent(patient_id=pid, observed_at=now - timedelta(minutes=5), kind="vital", code="HR",
+                        value=88, unit="/min")
+    send(producer, [good])
+    digests = {payload_digest(p) for p in bad}
+    assert wait_for(lambda: digests <= r.snapshot().dead_digests and good.event_id in r.snapshot().scored_ids,
+                    timeout=90)
+    reasons = r.snapshot().dead_letter_reasons
+    for reason in ("invalid_json", "unit", "out_of_range", "clock_skew", "unknown_code"):
+        assert reasons[reason] >= 1, reasons
+    assert shared_worker.poll() is None, "the worker must survive bad input"
+
+
+def test_acknowledgement_transitions_and_is_audited(stack, shared_worker, producer, reader) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+
+    r = reader()
+    pid = unique_patient("ack")
+    base = datetime.now(UTC) - timedelta(hours=2)
+    send(producer, vitals(pid, 0, 140, 30, 85, 88, 39.5, base))
+    assert wait_for(lambda: any(a["patient_id"] == pid for a in r.snapshot().alert_records), timeout=90)
+    alert = next(a for a in r.snapshot().alert_records if a["patient_id"] == pid)
+    audit = KafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False, group_id=None)
+    parts = [TopicPartition(topics.AUDIT, p) for p in audit.partitions_for_topic(topics.AUDIT)]
+    audit.assign(parts)
+    ends = audit.end_offsets(parts)
+    for tp in parts:
+        audit.seek(tp, ends[tp])
+    ack = AlertAck(alert_id=alert["alert_id"], patient_id=pid, action="acknowledge", by="nurse.a",
+                   at=datetime.now(UTC))
+    producer.send(topics.ALERT_ACKS, key=pid.encode(), value=ack.model_dump_json().encode())
+    producer.flush()
+    assert wait_for(lambda: any(a["patient_id"] == pid and a["state"] == "acknowledged"
+                                for a in r.snapshot().alert_records), timeout=60)
+    records = []
+    wait_for(lambda: records.extend(m.value for batch in audit.poll(500).values() for m in batch) or
+             any(b"nurse.a" in v for v in records), timeout=30)
+    audit.close()
+    assert any(json.loads(v)["alert_id"] == alert["alert_id"] for v in records)

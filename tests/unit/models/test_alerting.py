@@ -1,0 +1,117 @@
+from datetime import UTC, datetime, timedelta
+
+from models.alerting import AlertPolicy, PatientAlertState, on_ack, on_score
+from schemas.alerts import AlertAck
+from schemas.scores import FeatureContribution, ModelScore, RiskScore, RuleScore
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+POLICY = AlertPolicy(exit_ratio=0.8, suppress_s=6 * 3600, escalate_after_s=1800)
+
+
+def score(hour: int, news2: int, band: str = "low", single3: bool = False, prob: float | None = None,
+          wall_min: float = 0.0) -> RiskScore:
+    rule = RuleScore(name="NEWS2", total=news2, parameters={"respiration_rate": news2}, band=band,
+                     single_parameter_3=single3)
+    models = []
+    if prob is not None:
+        models = [ModelScore(model="combined", version="t", probability=prob, threshold=0.5,
+                             positive=prob >= 0.5,
+                             top_features=[FeatureContribution(feature="HR_mean", value=120, contribution=0.3)])]
+    return RiskScore(
+        score_id=f"s{hour}", patient_id="p1", hour=hour, scored_at=T0 + timedelta(minutes=wall_min),
+        observed_at=T0 + timedelta(hours=hour), event_ids=[f"e{hour}"], news2=rule,
+        qsofa=RuleScore(name="qSOFA", total=0, parameters={}), sirs=RuleScore(name="SIRS", total=0, parameters={}),
+        models=models,
+    )
+
+
+def test_band_change_opens_one_alert_not_one_per_event() -> None:
+    state = PatientAlertState()
+    assert on_score(state, score(0, 2), POLICY) == []
+    opened = on_score(state, score(1, 5, "medium"), POLICY)
+    assert [a.state for a in opened] == ["open"] and opened[0].severity == "medium"
+    assert opened[0].explanation.rule_breakdown == {"respiration_rate": 5}
+    # the same band again (every new event re-scores the patient) publishes nothing
+    assert on_score(state, score(1, 5, "medium"), POLICY) == []
+    assert on_score(state, score(2, 6, "medium"), POLICY) == []
+
+
+def test_rise_of_a_band_escalates_once() -> None:
+    state = PatientAlertState()
+    on_score(state, score(0, 5, "medium"), POLICY)
+    out = on_score(state, score(1, 8, "high"), POLICY)
+    assert [(a.state, a.severity) for a in out] == [("escalated", "high")]
+    assert on_score(state, score(2, 9, "high"), POLICY) == []
+
+
+def test_single_parameter_3_opens_low_medium() -> None:
+    state = PatientAlertState()
+    out = on_score(state, score(0, 3, "low-medium", single3=True), POLICY)
+    assert out[0].severity == "low-medium" and out[0].trigger == "news2_single_parameter_3"
+
+
+def test_hysteresis_model_enters_at_threshold_leaves_below_exit() -> None:
+    state = PatientAlertState()
+    assert on_score(state, score(0, 1, prob=0.45), POLICY) == []
+    out = on_score(state, score(1, 1, prob=0.55), POLICY)
+    assert out[0].state == "open" and out[0].trigger == "model:combined"
+    assert out[0].explanation.top_features[0].feature == "HR_mean"
+    # hovering just under the threshold (above threshold * exit_ratio) keeps the alert quiet
+    assert on_score(state, score(2, 1, prob=0.45), POLICY) == []
+    assert on_score(state, score(3, 1, prob=0.52), POLICY) == []
+    resolved = on_score(state, score(4, 1, prob=0.30), POLICY)
+    assert [a.state for a in resolved] == ["resolved"]
+
+
+def test_suppression_window_after_resolution() -> None:
+    state = PatientAlertState()
+    on_score(state, score(0, 5, "medium"), POLICY)
+    on_score(state, score(1, 2), POLICY)  # resolves
+    assert state.active is None
+    assert on_score(state, score(2, 5, "medium"), POLICY) == []  # same level within 6 h: suppressed
+    assert [a.state for a in on_score(state, score(3, 7, "high"), POLICY)] == ["open"]  # higher: opens
+    state2 = PatientAlertState()
+    on_score(state2, score(0, 5, "medium"), POLICY)
+    on_score(state2, score(1, 2), POLICY)
+    assert [a.state for a in on_score(state2, score(8, 5, "medium"), POLICY)] == ["open"]  # after 6 h
+
+
+def test_unacknowledged_alert_escalates_after_time() -> None:
+    state = PatientAlertState()
+    on_score(state, score(0, 5, "medium", wall_min=0), POLICY)
+    assert on_score(state, score(0, 5, "medium", wall_min=10), POLICY) == []
+    out = on_score(state, score(0, 5, "medium", wall_min=31), POLICY)
+    assert [a.state for a in out] == ["escalated"] and "not acknowledged" in out[0].reason
+
+
+def test_ack_then_resolve_by_clinician() -> None:
+    state = PatientAlertState()
+    alert = on_score(state, score(0, 7, "high"), POLICY)[0]
+    ack = AlertAck(alert_id=alert.alert_id, patient_id="p1", action="acknowledge", by="dr.k", at=T0)
+    out = on_ack(state, ack)
+    assert out[0].state == "acknowledged" and out[0].by == "dr.k"
+    assert on_ack(state, ack) == []  # duplicate ack: no second transition
+    # acknowledged alerts do not escalate on time
+    assert on_score(state, score(0, 7, "high", wall_min=60), POLICY) == []
+    out = on_ack(state, ack.model_copy(update={"action": "resolve"}))
+    assert out[0].state == "resolved" and state.active is None
+
+
+def test_ack_for_unknown_alert_is_ignored() -> None:
+    state = PatientAlertState()
+    on_score(state, score(0, 7, "high"), POLICY)
+    assert on_ack(state, AlertAck(alert_id="nope", patient_id="p1", action="acknowledge", by="x", at=T0)) == []
+
+
+def test_state_round_trips_through_bytes() -> None:
+    state = PatientAlertState()
+    on_score(state, score(0, 7, "high", prob=0.9), POLICY)
+    back = PatientAlertState.from_bytes(state.to_bytes())
+    assert back == state
+
+
+def test_transition_ids_are_unique_and_stable() -> None:
+    s1, s2 = PatientAlertState(), PatientAlertState()
+    a1 = on_score(s1, score(0, 7, "high"), POLICY)[0]
+    a2 = on_score(s2, score(0, 7, "high"), POLICY)[0]
+    assert a1.alert_id == a2.alert_id and a1.transition_id == a2.transition_id  # replay-safe

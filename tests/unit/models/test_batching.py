@@ -1,0 +1,48 @@
+import asyncio
+import threading
+
+import pytest
+
+from models.batching import DynamicBatcher
+
+
+def test_coalesces_concurrent_callers_and_returns_in_order() -> None:
+    seen_sizes: list[int] = []
+    loop_threads: set[str] = set()
+
+    def infer(items):
+        seen_sizes.append(len(items))
+        loop_threads.add(threading.current_thread().name)
+        return [x * 10 for x in items]
+
+    async def main():
+        b = DynamicBatcher(infer, max_batch_size=8, max_queue_delay_ms=20)
+        results = await asyncio.gather(*(b.infer_many([i, i + 100]) for i in range(10)))
+        await b.close()
+        return results, b.stats
+
+    results, stats = asyncio.run(main())
+    assert results == [[i * 10, (i + 100) * 10] for i in range(10)]
+    assert max(seen_sizes) == 8 and sum(seen_sizes) == 20  # batches capped at max_batch_size
+    assert all(name.startswith("vigil-infer") for name in loop_threads)  # off the event loop
+    assert stats.items == 20
+
+
+def test_a_failing_batch_fails_its_callers_only() -> None:
+    calls = {"n": 0}
+
+    def infer(items):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("poison")
+        return items
+
+    async def main():
+        b = DynamicBatcher(infer, max_batch_size=4, max_queue_delay_ms=1)
+        with pytest.raises(ValueError):
+            await b.infer_many([1])
+        ok = await b.infer_many([2, 3])
+        await b.close()
+        return ok
+
+    assert asyncio.run(main()) == [2, 3]

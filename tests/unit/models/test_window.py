@@ -1,0 +1,92 @@
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.window import WINDOW_HOURS, LateEvent, PatientWindow
+from schemas.codes import DYNAMIC_CODES
+from schemas.events import PatientEvent
+
+T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def ev(code: str, value: float, hours: float, kind: str = "vital") -> PatientEvent:
+    return PatientEvent(patient_id="p", observed_at=T0 + timedelta(hours=hours), kind=kind, code=code, value=value)
+
+
+def test_hourly_rows_and_latest_value_wins_within_hour() -> None:
+    w = PatientWindow()
+    w.apply(ev("HR", 80, 0.1))
+    w.apply(ev("HR", 95, 0.9))
+    w.apply(ev("HR", 70, 0.5))  # arrives late but was observed earlier in the hour
+    w.apply(ev("Resp", 22, 2.2))
+    m = w.matrix()
+    assert m.shape == (3, len(DYNAMIC_CODES))
+    hr = DYNAMIC_CODES.index("HR")
+    assert m[0, hr] == 95 and np.isnan(m[1, hr]) and w.last_hour == 2
+
+
+def test_window_is_bounded_and_late_events_are_refused() -> None:
+    w = PatientWindow()
+    for h in range(100):
+        w.apply(ev("HR", 80 + h % 5, h))
+    assert len(w.rows) == WINDOW_HOURS
+    assert w.matrix().shape[0] == WINDOW_HOURS
+    with pytest.raises(LateEvent):
+        w.apply(ev("HR", 80, 10))
+
+
+def test_reapplying_an_event_is_idempotent() -> None:
+    w = PatientWindow()
+    events = [ev("HR", 80, 0.2), ev("O2Sat", 95, 1.1), ev("Age", 70, 0, kind="demographic")]
+    for e in events:
+        w.apply(e)
+    before = w.to_bytes()
+    for e in events:
+        w.apply(e)
+    assert w.to_bytes() == before
+
+
+def test_earlier_event_reanchors() -> None:
+    w = PatientWindow()
+    w.apply(ev("HR", 80, 3.5))
+    w.apply(ev("HR", 90, 0.5))
+    assert w.last_hour == 3 and w.matrix().shape[0] == 4
+
+
+def test_current_values_use_recent_hours_only() -> None:
+    w = PatientWindow()
+    w.apply(ev("Temp", 39.0, 0.5))
+    w.apply(ev("HR", 100, 6.5))
+    assert "Temp" not in w.current_values() and w.current_values()["HR"] == 100
+
+
+def test_treatments_are_kept_in_order_and_bounded() -> None:
+    w = PatientWindow()
+    for i in range(80):
+        w.apply(ev("antibiotic", 1, i * 0.1, kind="treatment"))
+    assert len(w.treatments) == 64
+    assert [t[1] for t in w.treatments] == sorted(t[1] for t in w.treatments)
+
+
+cells = st.tuples(st.integers(0, 200), st.sampled_from(DYNAMIC_CODES[:8]), st.floats(1, 150, width=32))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(cells, max_size=60), st.floats(18, 100, width=32))
+def test_bytes_round_trip(items, age) -> None:
+    w = PatientWindow()
+    w.apply(ev("Age", age, 0, kind="demographic"))
+    for hour, code, value in items:
+        try:
+            w.apply(ev(code, value, hour + 0.25))
+        except LateEvent:
+            pass
+    blob = w.to_bytes()
+    back = PatientWindow.from_bytes(blob)
+    assert back.to_bytes() == blob
+    np.testing.assert_array_equal(back.matrix(), w.matrix())
+    assert back.statics() == w.statics()
+    assert len(blob) < 4096
