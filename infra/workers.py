@@ -46,18 +46,9 @@ def run_worker_foreground(metrics_port: int | None = None) -> None:
     """The ``vigil worker`` command: one Faust worker consuming its share of the partitions."""
     import faust
 
-    from agents import alert, infer, ingest  # noqa: F401 - importing registers the agents
+    from agents import alert, infer, ingest, treat  # noqa: F401 - importing registers the agents
     from agents.app import app
     from infra.logging import configure_logging
-
-    try:
-        from agents import treat  # noqa: F401
-    except ImportError:
-        pass
-    try:
-        from agents import interop  # noqa: F401
-    except ImportError:
-        pass
     if metrics_port:
         from prometheus_client import start_http_server
 

@@ -1,0 +1,99 @@
+"""Treatment agent: for every patient at risk, how well the care so far matches the guidelines
+(SSC 2021 hour-1 bundle, NEWS2 clinical response) on ``vigil.treatment.scores``; and proposed
+plans from ``vigil.treatment.requests`` scored with suggestions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+import faust
+from pydantic import ValidationError
+
+from agents.app import (
+    app,
+    deadletter_topic,
+    scores_topic,
+    settings,
+    treatment_requests_topic,
+    treatment_scores_topic,
+)
+from agents.runtime import Publisher, runtime
+from infra.logging import patient_hash
+from infra.redis import window_key
+from models.care import at_risk, care_inputs
+from models.treatment import score_patient_care, score_plan
+from models.window import PatientWindow
+from schemas.deadletter import Rejected
+from schemas.scores import RiskScore
+from schemas.treatment import TreatmentPlan
+
+
+def care_key(patient_id: str) -> str:
+    return f"vigil:t:{patient_hash(patient_id)}"
+
+
+async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
+    latest: dict[str, RiskScore] = {}
+    for s in scores:
+        if at_risk(s) or s.patient_id in latest:
+            latest[s.patient_id] = s
+    if not latest:
+        return 0
+    rt = runtime()
+    pids = sorted(latest)
+    blobs = await rt.store.load_blobs([window_key(p) for p in pids] + [care_key(p) for p in pids])
+    windows, cares = blobs[: len(pids)], blobs[len(pids):]
+    changed: dict[str, bytes] = {}
+    published = 0
+    for pid, wblob, cblob in zip(pids, windows, cares, strict=True):
+        score = latest[pid]
+        care = json.loads(cblob) if cblob else {}
+        time_zero = datetime.fromisoformat(care["time_zero"]) if "time_zero" in care else score.observed_at
+        state, items = care_inputs(score, PatientWindow.from_bytes(wblob), time_zero)
+        result = score_patient_care(state, items, now=score.observed_at, patient_id=pid)
+        digest = hashlib.sha256(result.model_dump_json(exclude={"as_of_min"}).encode()).hexdigest()[:16]
+        if digest != care.get("digest"):
+            await publisher.send(treatment_scores_topic, pid, result.model_dump_json().encode())
+            published += 1
+        changed[care_key(pid)] = json.dumps({"time_zero": time_zero.isoformat(), "digest": digest}).encode()
+    await rt.store.save_blobs(changed)
+    return published
+
+
+@app.agent(scores_topic)
+async def treatment_on_scores(stream: faust.StreamT) -> None:
+    async for batch in stream.take_events(settings.batch.stream_take, within=settings.batch.stream_within_s):
+        publisher = Publisher()
+        scores = []
+        for event in batch:
+            try:
+                scores.append(RiskScore.model_validate_json(event.message.value))
+            except (ValidationError, ValueError):
+                continue  # the alert agent dead-letters malformed scores once
+        await care_batch(scores, publisher)
+        await publisher.flush()
+
+
+async def plan_requests(batch: Sequence[faust.EventT], publisher: Publisher) -> None:
+    for event in batch:
+        m = event.message
+        try:
+            plan = TreatmentPlan.model_validate_json(m.value)
+        except (ValidationError, ValueError) as exc:
+            detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors() else "invalid"
+            await publisher.dead_letter(deadletter_topic, Rejected("schema", f"treatment plan: {detail}"[:300]),
+                                        m.value, m.topic, m.partition, m.offset, key=m.key)
+            continue
+        result = score_plan(plan)
+        await publisher.send(treatment_scores_topic, plan.patient_id or m.key, result.model_dump_json().encode())
+
+
+@app.agent(treatment_requests_topic)
+async def treatment_requests(stream: faust.StreamT) -> None:
+    async for batch in stream.take_events(50, within=0.05):
+        publisher = Publisher()
+        await plan_requests(batch, publisher)
+        await publisher.flush()
