@@ -1,0 +1,65 @@
+"""``vigil convert``: show the Vigil events a FHIR or HL7v2 file maps to, without Kafka.
+
+An integrator checks a mapping with it: every mapped event prints as one JSON line (the exact
+record ingest publishes on ``vigil.events``), rejections print to stderr with their dead-letter
+reason, and ``--json`` ends stdout with a summary line (events, rejected, unknown codes by
+``system|code``) for scripts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from infra.jsonout import emit_json
+
+Format = Literal["fhir", "hl7v2"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("convert")(convert)
+
+
+def convert(
+    file: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, readable=True, help="FHIR JSON/NDJSON or HL7v2 file"),
+    ],
+    source: Annotated[str, typer.Option("--from", help="Input format: fhir or hl7v2")] = "fhir",
+    as_json: Annotated[bool, typer.Option("--json", help="End with a one-line JSON summary")] = False,
+) -> None:
+    """Print the Vigil events FILE maps to, one JSON object per line."""
+    from schemas.codecs.fhir import decode_fhir
+    from schemas.codecs.hl7v2 import decode_hl7v2
+    from schemas.codecs.loinc import DecodeResult
+
+    if source not in ("fhir", "hl7v2"):
+        raise typer.BadParameter("must be fhir or hl7v2", param_hint="--from")
+    payload = file.read_bytes()
+    if source == "hl7v2":
+        results = [decode_hl7v2(payload)]
+    elif file.suffix.lower() == ".ndjson":
+        # FHIR bulk-data export format: one resource per line
+        results = [decode_fhir(line) for line in payload.splitlines() if line.strip()]
+    else:
+        results = [decode_fhir(payload)]
+
+    total = DecodeResult()
+    for result in results:
+        total.events.extend(result.events)
+        total.rejected.extend(result.rejected)
+        total.ignored.extend(result.ignored)
+        total.unknown_codes.update(result.unknown_codes)
+    for event in total.events:
+        sys.stdout.write(event.model_dump_json() + "\n")
+    for rejected in total.rejected:
+        sys.stderr.write(f"rejected {rejected.reason}: {rejected.detail}\n")
+    for ignored in total.ignored:
+        sys.stderr.write(f"ignored {ignored.reason}: {ignored.detail}\n")
+    if as_json:
+        emit_json(total.summary())
+    if not total.events and total.rejected:
+        raise typer.Exit(code=1)

@@ -1,0 +1,158 @@
+"""Vigil -> FHIR R4: alerts as ``RiskAssessment`` (published on ``vigil.alerts.fhir``) and dead-letter
+reasons as ``OperationOutcome`` (the answer of ``POST /fhir`` and ``POST /fhir/Observation`` on errors).
+
+Both return plain JSON-ready dicts that validate against fhir.resources' R4B models (the R4 wire
+format for these resources; see ``schemas.codecs.fhir``). The tests construct the models from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from schemas.alerts import Alert
+from schemas.deadletter import Rejected
+
+VIGIL_ALERT_SYSTEM: Final = "urn:vigil:alert"
+VIGIL_SCORE_SYSTEM: Final = "urn:vigil:score"
+VIGIL_NEWS2_BAND_SYSTEM: Final = "urn:vigil:news2-band"
+VIGIL_DEADLETTER_SYSTEM: Final = "urn:vigil:deadletter-reason"
+RISK_PROBABILITY_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/risk-probability"
+
+# NEWS2 clinical-risk bands (RCP NEWS2 2017, chart 4) -> HL7 risk-probability codes. "low-medium"
+# (a single parameter scoring 3) is still low aggregate risk but needs an urgent ward review:
+# it maps to "moderate" so a consumer that only reads the HL7 code does not under-call it.
+_BAND_TO_RISK_PROBABILITY: Final[dict[str, tuple[str, str]]] = {
+    "low": ("low", "Low likelihood"),
+    "low-medium": ("moderate", "Moderate likelihood"),
+    "medium": ("moderate", "Moderate likelihood"),
+    "high": ("high", "High likelihood"),
+}
+
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def alert_to_risk_assessment(alert: Alert) -> dict[str, Any]:
+    """One alert transition as a FHIR R4 ``RiskAssessment``.
+
+    The resource id derives from ``transition_id``, so a replayed transition updates the same
+    resource instead of creating a duplicate; ``identifier`` carries the alert id that ties the
+    transitions of one alert together."""
+    band = alert.news2.band if alert.news2 is not None and alert.news2.band else alert.severity
+    risk_code, risk_display = _BAND_TO_RISK_PROBABILITY.get(band, ("moderate", "Moderate likelihood"))
+    news2_text = f"NEWS2 {alert.news2.total} ({band})" if alert.news2 is not None else f"severity {band}"
+
+    prediction: dict[str, Any] = {
+        "outcome": {"text": _outcome_text(alert.trigger)},
+        "qualitativeRisk": {
+            "coding": [
+                {"system": RISK_PROBABILITY_SYSTEM, "code": risk_code, "display": risk_display},
+                {"system": VIGIL_NEWS2_BAND_SYSTEM, "code": band, "display": f"NEWS2 {band} clinical risk"},
+            ],
+            "text": news2_text,
+        },
+        "rationale": alert.reason[:1000] or alert.trigger,
+    }
+    if alert.risk is not None:
+        # RiskAssessment ras-2: probabilityDecimal must be <= 100 (it is a 0..1 probability here)
+        prediction["probabilityDecimal"] = round(min(max(float(alert.risk), 0.0), 1.0), 6)
+
+    resource: dict[str, Any] = {
+        "resourceType": "RiskAssessment",
+        "id": _fhir_id(alert.transition_id),
+        "identifier": [{"system": VIGIL_ALERT_SYSTEM, "value": alert.alert_id}],
+        "status": "final",
+        "method": {
+            "coding": [{"system": "urn:vigil:method", "code": alert.trigger}],
+            "text": "Vigil early warning: NEWS2 (RCP 2017) and model risk scores",
+        },
+        "code": {"text": "Clinical deterioration / sepsis early warning"},
+        "subject": {"reference": f"Patient/{alert.patient_id}"},
+        "occurrenceDateTime": _instant(alert.at),
+        "prediction": [prediction],
+        "note": [{"text": f"alert {alert.state}: {alert.reason}"[:1000]}],
+    }
+    if alert.encounter:
+        resource["encounter"] = {"reference": f"Encounter/{alert.encounter}"}
+    if alert.by and alert.state in ("acknowledged", "resolved"):
+        resource["performer"] = {"display": alert.by}
+    basis = [
+        {
+            "identifier": {"system": VIGIL_SCORE_SYSTEM, "value": score_id},
+            "display": f"Vigil score {score_id}",
+        }
+        for score_id in alert.explanation.score_ids
+    ]
+    if basis:
+        resource["basis"] = basis
+    return resource
+
+
+def _outcome_text(trigger: str) -> str:
+    if trigger.startswith("model:sepsis"):
+        return "Sepsis"
+    if trigger.startswith("model:"):
+        return "Sepsis or clinical deterioration"
+    return "Clinical deterioration (NEWS2)"
+
+
+def _fhir_id(value: str) -> str:
+    if _FHIR_ID.match(value):
+        return value
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
+
+
+def _instant(at: datetime) -> str:
+    # FHIR dateTime with a time must carry an offset; a naive alert time is UTC by Vigil convention
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- OperationOutcome ---------------------------------------------------------------------------
+
+# dead-letter reason -> FHIR issue-type code (http://hl7.org/fhir/issue-type)
+_ISSUE_CODES: Final[dict[str, str]] = {
+    "invalid_json": "structure",
+    "parse_error": "structure",
+    "schema": "structure",
+    "unsupported_resource": "not-supported",
+    "unsupported_message": "not-supported",
+    "unmapped_code": "code-invalid",
+    "unknown_code": "code-invalid",
+    "unit": "value",
+    "out_of_range": "value",
+    "no_value": "required",
+    "missing_dose": "required",
+    "missing_subject": "required",
+    "missing_time": "required",
+    "no_observations": "required",
+    "not_final": "business-rule",
+    "clock_skew": "business-rule",
+    "too_large": "too-costly",
+    "internal": "exception",
+}
+
+
+def operation_outcome(rejected: list[Rejected]) -> dict[str, Any]:
+    """Rejections as a FHIR ``OperationOutcome`` (one issue each); with none, one informational issue."""
+    if not rejected:
+        return {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "information", "code": "informational", "diagnostics": "accepted"}],
+        }
+    issues = []
+    for item in rejected:
+        issues.append(
+            {
+                "severity": "error",
+                "code": _ISSUE_CODES.get(item.reason, "processing"),
+                "details": {
+                    "coding": [{"system": VIGIL_DEADLETTER_SYSTEM, "code": item.reason}],
+                    "text": item.reason,
+                },
+                "diagnostics": (f"{item.reason}: {item.detail}" if item.detail else item.reason)[:1000],
+            }
+        )
+    return {"resourceType": "OperationOutcome", "issue": issues}

@@ -1,0 +1,89 @@
+"""``vigil convert``: registered on a fresh Typer app and driven through CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from infra.cli_convert import register
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+
+    @app.command()
+    def version() -> None:  # a second command so Typer keeps `convert` as a subcommand
+        """Placeholder."""
+
+    return app
+
+
+def lines(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def test_convert_hl7v2_prints_events_then_the_summary(app: typer.Typer) -> None:
+    result = CliRunner().invoke(
+        app, ["convert", "--from", "hl7v2", str(FIXTURES / "hl7v2" / "oru_r01_vitals.hl7"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    *events, summary = lines(result.stdout)
+    assert len(events) == 8 and {e["source"] for e in events} == {"hl7v2"}
+    assert summary["events"] == 8 and summary["rejected"] == 1
+    assert summary["unknown_codes"] == {"LN|39156-5": 1}
+    assert "unmapped_code" in result.stderr
+
+
+def test_convert_fhir_bundle(app: typer.Typer) -> None:
+    result = CliRunner().invoke(
+        app, ["convert", "--from", "fhir", str(FIXTURES / "fhir" / "bundle-searchset-vitals.json"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    *events, summary = lines(result.stdout)
+    assert sorted(e["code"] for e in events) == ["DBP", "HR", "O2Sat", "Resp", "SBP", "Temp"]
+    assert (summary["events"], summary["rejected"], summary["ignored"]) == (6, 1, 2)
+
+
+def test_convert_without_json_prints_only_events(app: typer.Typer) -> None:
+    result = CliRunner().invoke(app, ["convert", str(FIXTURES / "fhir" / "observation-example-satO2.json")])
+    assert result.exit_code == 0
+    assert [e["code"] for e in lines(result.stdout)] == ["O2Sat"]
+
+
+def test_convert_ndjson(app: typer.Typer, tmp_path: Path) -> None:
+    sat = json.loads((FIXTURES / "fhir" / "observation-example-satO2.json").read_text())
+    glasgow = json.loads((FIXTURES / "fhir" / "observation-example-glasgow.json").read_text())
+    path = tmp_path / "export.ndjson"
+    path.write_text(json.dumps(sat) + "\n" + json.dumps(glasgow) + "\n")
+    result = CliRunner().invoke(app, ["convert", str(path), "--json"])
+    assert lines(result.stdout)[-1]["events"] == 2
+
+
+def test_convert_exits_1_when_nothing_maps(app: typer.Typer) -> None:
+    result = CliRunner().invoke(
+        app, ["convert", str(FIXTURES / "fhir" / "observation-example-heart-rate.json"), "--json"]
+    )
+    assert result.exit_code == 1
+    summary = lines(result.stdout)[-1]
+    assert summary == {
+        "events": 0,
+        "rejected": 1,
+        "ignored": 0,
+        "reasons": {"missing_time": 1},
+        "unknown_codes": {},
+    }
+
+
+def test_convert_rejects_an_unknown_format(app: typer.Typer) -> None:
+    result = CliRunner().invoke(
+        app, ["convert", "--from", "csv", str(FIXTURES / "fhir" / "observation-example-satO2.json")]
+    )
+    assert result.exit_code == 2

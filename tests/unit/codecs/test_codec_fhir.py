@@ -1,0 +1,531 @@
+"""FHIR R4 decoder: the spec's own examples, Bundles, units, status/time/subject rules, treatments."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.codecs.fhir import MAX_PAYLOAD_BYTES, decode_fhir
+from schemas.codecs.loinc import LOINC_TO_CANONICAL
+from schemas.codes import CATALOGUE
+
+FIXTURES = Path(__file__).parent / "fixtures" / "fhir"
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def encode(resource: dict[str, Any]) -> bytes:
+    return json.dumps(resource).encode()
+
+
+def timed(name: str, when: str = "2024-03-15T14:25:00+01:00") -> dict[str, Any]:
+    resource = load(name)
+    resource["effectiveDateTime"] = when
+    return resource
+
+
+def observation(loinc: str, value: float, unit: str, **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": f"obs-{loinc}",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2024-03-15T14:25:00Z",
+        "valueQuantity": {"value": value, "system": "http://unitsofmeasure.org", "code": unit},
+    }
+    resource.update(extra)
+    return resource
+
+
+def only_event(payload: bytes):
+    result = decode_fhir(payload)
+    assert result.rejected == [], result.rejected
+    assert len(result.events) == 1, result.events
+    return result.events[0]
+
+
+# --- the FHIR specification's own examples ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "observation-example-heart-rate.json",
+        "observation-example-respiratory-rate.json",
+        "observation-example-body-temperature.json",
+        "observation-example-bloodpressure.json",
+    ],
+)
+def test_spec_vital_sign_examples_with_a_bare_date_are_rejected_missing_time(name: str) -> None:
+    result = decode_fhir((FIXTURES / name).read_bytes())
+    assert result.events == []
+    assert [r.reason for r in result.rejected] == ["missing_time"]
+    assert "date without a time of day" in result.rejected[0].detail
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "value", "unit"),
+    [
+        ("observation-example-heart-rate.json", "HR", 44.0, "/min"),
+        ("observation-example-respiratory-rate.json", "Resp", 26.0, "/min"),
+        ("observation-example-body-temperature.json", "Temp", 36.5, "Cel"),
+    ],
+)
+def test_spec_vital_sign_examples_map_once_timed(name: str, code: str, value: float, unit: str) -> None:
+    event = only_event(encode(timed(name)))
+    assert (event.code, event.value, event.unit, event.source) == (code, value, unit, "fhir")
+    assert event.kind == CATALOGUE[code][0]
+    assert event.patient_id == "example"
+    assert event.observed_at == datetime(2024, 3, 15, 13, 25, tzinfo=UTC)
+
+
+def test_spec_blood_pressure_panel_maps_systolic_and_diastolic_components() -> None:
+    result = decode_fhir(encode(timed("observation-example-bloodpressure.json")))
+    assert result.rejected == []
+    assert {(e.code, e.value, e.unit) for e in result.events} == {
+        ("SBP", 107.0, "mm[Hg]"),
+        ("DBP", 60.0, "mm[Hg]"),
+    }
+    assert len({e.event_id for e in result.events}) == 2
+
+
+def test_spec_sat_o2_example_maps_as_published() -> None:
+    event = only_event((FIXTURES / "observation-example-satO2.json").read_bytes())
+    assert (event.code, event.value, event.unit) == ("O2Sat", 95.0, "%")
+    assert event.observed_at == datetime(2014, 12, 5, 8, 30, 10, tzinfo=UTC)  # +01:00 normalized to UTC
+
+
+def test_spec_glasgow_example_maps_the_total_and_ignores_its_coded_components() -> None:
+    result = decode_fhir((FIXTURES / "observation-example-glasgow.json").read_bytes())
+    assert [(e.code, e.value, e.unit, e.kind) for e in result.events] == [
+        ("GCS", 13.0, "{score}", "assessment")
+    ]
+    assert result.rejected == [] and not result.unknown_codes
+
+
+def test_spec_vitals_panel_is_ignored_not_dead_lettered() -> None:
+    result = decode_fhir((FIXTURES / "observation-example-vitals-panel.json").read_bytes())
+    assert result.events == [] and result.rejected == []
+    assert [i.reason for i in result.ignored] == ["panel"]
+    assert result.accounted == 1
+
+
+def test_spec_creatinine_with_a_local_lab_code_is_unmapped_and_counted() -> None:
+    result = decode_fhir((FIXTURES / "observation-example-f204-creatinine.json").read_bytes())
+    assert [r.reason for r in result.rejected] == ["unmapped_code"]
+    assert result.unknown_codes == {"https://intranet.aumc.nl/labtestcodes|20005": 1}
+
+
+def test_spec_creatinine_in_umol_per_l_converts_when_coded_with_loinc() -> None:
+    resource = load("observation-example-f204-creatinine.json")
+    resource["code"]["coding"].append({"system": "http://loinc.org", "code": "2160-0"})
+    resource["effectiveDateTime"] = "2013-04-02T10:30:10+01:00"
+    event = only_event(encode(resource))
+    # valueQuantity.system is SNOMED (code 258814008), so the display unit umol/L is used
+    assert event.code == "Creatinine" and event.unit == "mg/dL"
+    assert event.value == pytest.approx(122 / 88.42)
+
+
+# --- Bundles ----------------------------------------------------------------------------------
+
+
+def test_searchset_bundle_maps_matches_ignores_context_and_dead_letters_unmapped() -> None:
+    result = decode_fhir((FIXTURES / "bundle-searchset-vitals.json").read_bytes())
+    assert sorted(e.code for e in result.events) == ["DBP", "HR", "O2Sat", "Resp", "SBP", "Temp"]
+    assert {e.patient_id for e in result.events} == {"example"}
+    assert [r.reason for r in result.rejected] == ["unmapped_code"]
+    assert "entry[6]" in result.rejected[0].detail
+    assert result.unknown_codes == {"http://loinc.org|39156-5": 1}
+    assert sorted(i.reason for i in result.ignored) == ["context_resource", "panel"]
+
+
+def test_one_invalid_entry_does_not_drop_the_rest_of_the_bundle() -> None:
+    bundle = load("bundle-searchset-vitals.json")
+    bundle["entry"][0]["resource"]["valueQuantity"]["value"] = "forty-four"
+    bundle["entry"][1]["resource"]["effectiveDateTime"] = "2024-03-15T14:25:00"  # time without offset
+    result = decode_fhir(encode(bundle))
+    reasons = {r.reason for r in result.rejected}
+    assert {"schema", "missing_time"} <= reasons
+    assert sorted(e.code for e in result.events) == ["DBP", "O2Sat", "SBP", "Temp"]
+
+
+def test_transaction_bundle_resolves_urn_uuid_subject_to_the_patient_entry() -> None:
+    patient_url = "urn:uuid:9a1c4d1e-3b7f-4f6e-9a55-0c1d2e3f4a5b"
+    hr = observation("8867-4", 88, "/min", subject={"reference": patient_url})
+    del hr["id"]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": patient_url,
+                "resource": {
+                    "resourceType": "Patient",
+                    "identifier": [{"system": "urn:mrn", "value": "MRN-881"}],
+                },
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "fullUrl": "urn:uuid:1b2c3d4e-0000-4000-8000-000000000001",
+                "resource": hr,
+                "request": {"method": "POST", "url": "Observation"},
+            },
+            {"request": {"method": "DELETE", "url": "Observation/old-1"}},
+        ],
+    }
+    result = decode_fhir(encode(bundle))
+    assert [(e.code, e.patient_id) for e in result.events] == [("HR", "MRN-881")]
+    assert sorted(i.reason for i in result.ignored) == ["context_resource", "no_resource"]
+
+
+def test_collection_bundle_and_empty_bundle() -> None:
+    collection = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": observation("2524-7", 2.1, "mmol/L")}],
+    }
+    assert [e.code for e in decode_fhir(encode(collection)).events] == ["Lactate"]
+    empty = decode_fhir(encode({"resourceType": "Bundle", "type": "searchset", "total": 0}))
+    assert empty.events == [] and empty.rejected == []
+    assert [i.reason for i in empty.ignored] == ["empty_bundle"]
+
+
+def test_bundle_with_an_invalid_shell_is_rejected_whole() -> None:
+    result = decode_fhir(
+        encode({"resourceType": "Bundle", "type": "searchset", "total": "many", "entry": []})
+    )
+    assert [r.reason for r in result.rejected] == ["schema"]
+
+
+# --- mapping table, units -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("loinc", "value", "unit", "code", "expected"),
+    [
+        ("9279-1", 22, "/min", "Resp", 22.0),
+        ("8867-4", 120, "/min", "HR", 120.0),
+        ("2708-6", 0.93, "1", "O2Sat", 93.0),
+        ("59408-5", 91, "%", "O2Sat", 91.0),
+        ("8310-5", 101.3, "[degF]", "Temp", (101.3 - 32) * 5 / 9),
+        ("8310-5", 38.4, "Cel", "Temp", 38.4),
+        ("8478-0", 8.0, "kPa", "MAP", 8.0 * 7.50062),
+        ("2524-7", 36.0, "mg/dL", "Lactate", 36.0 / 9.008),
+        ("32693-4", 4.2, "mmol/L", "Lactate", 4.2),
+        ("6690-2", 14.1, "10*3/uL", "WBC", 14.1),
+        ("2160-0", 1.8, "mg/dL", "Creatinine", 1.8),
+        ("777-3", 95, "10*3/uL", "Platelets", 95.0),
+        ("1975-2", 34.2, "umol/L", "Bilirubin_total", 2.0),
+        ("9269-2", 12, "{score}", "GCS", 12.0),
+        ("3150-0", 40, "%", "FiO2", 0.4),
+        ("2019-8", 6.1, "kPa", "PaCO2", 6.1 * 7.50062),
+        ("3151-8", 4, "L/min", "oxygen", 4.0),
+    ],
+)
+def test_loinc_codes_map_and_convert_to_the_canonical_unit(
+    loinc: str, value: float, unit: str, code: str, expected: float
+) -> None:
+    event = only_event(encode(observation(loinc, value, unit)))
+    assert event.code == code
+    assert event.unit == CATALOGUE[code][1]
+    assert event.value == pytest.approx(expected)
+
+
+def test_every_mapped_loinc_code_targets_a_catalogue_code() -> None:
+    assert set(LOINC_TO_CANONICAL.values()) <= set(CATALOGUE)
+
+
+def test_unit_falls_back_to_display_unit_when_code_is_absent() -> None:
+    resource = observation("8310-5", 98.6, "[degF]")
+    resource["valueQuantity"] = {"value": 98.6, "unit": "°F"}
+    assert only_event(encode(resource)).value == pytest.approx(37.0)
+
+
+def test_unknown_unit_is_rejected_unit() -> None:
+    result = decode_fhir(encode(observation("8867-4", 1.5, "Hz")))
+    assert [r.reason for r in result.rejected] == ["unit"]
+
+
+def test_implausible_value_is_rejected_out_of_range() -> None:
+    # 98.6 labelled Cel: a unit mix-up, not a fever
+    result = decode_fhir(encode(observation("8310-5", 98.6, "Cel")))
+    assert [r.reason for r in result.rejected] == ["out_of_range"]
+    assert "98.6" not in result.rejected[0].detail  # details never carry patient values
+
+
+def test_comparator_keeps_the_bound() -> None:
+    resource = observation("2524-7", 15, "mmol/L")
+    resource["valueQuantity"]["comparator"] = ">"
+    assert only_event(encode(resource)).value == 15.0
+
+
+def test_observation_without_value_is_no_value() -> None:
+    resource = observation("8867-4", 1, "/min")
+    del resource["valueQuantity"]
+    resource["dataAbsentReason"] = {"text": "patient refused"}
+    assert [r.reason for r in decode_fhir(encode(resource)).rejected] == ["no_value"]
+
+
+def test_acvpu_and_supplemental_oxygen_via_the_vigil_code_system() -> None:
+    acvpu = observation("x", 0, "")
+    acvpu["code"] = {"coding": [{"system": "urn:vigil:code", "code": "ACVPU"}]}
+    del acvpu["valueQuantity"]
+    acvpu["valueCodeableConcept"] = {"text": "Voice"}
+    assert (only_event(encode(acvpu)).code, only_event(encode(acvpu)).value) == ("ACVPU", 2.0)
+    o2 = observation("x", 0, "")
+    o2["code"] = {"coding": [{"system": "urn:vigil:code", "code": "SupplementalO2"}]}
+    del o2["valueQuantity"]
+    o2["valueBoolean"] = True
+    assert only_event(encode(o2)).value == 1.0
+
+
+# --- status, subject, time ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["final", "amended", "corrected", "preliminary"])
+def test_accepted_statuses(status: str) -> None:
+    assert len(decode_fhir(encode(observation("8867-4", 80, "/min", status=status))).events) == 1
+
+
+@pytest.mark.parametrize("status", ["registered", "cancelled", "entered-in-error", "unknown"])
+def test_other_statuses_are_not_final(status: str) -> None:
+    result = decode_fhir(encode(observation("8867-4", 80, "/min", status=status)))
+    assert result.events == [] and [r.reason for r in result.rejected] == ["not_final"]
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ({"reference": "Patient/123"}, "123"),
+        ({"reference": "https://ehr.example/fhir/Patient/123"}, "123"),
+        ({"reference": "Patient/123/_history/7"}, "123"),
+        ({"identifier": {"system": "urn:mrn", "value": "MRN-5"}}, "MRN-5"),
+    ],
+)
+def test_subject_forms(subject: dict[str, Any], expected: str) -> None:
+    assert only_event(encode(observation("8867-4", 80, "/min", subject=subject))).patient_id == expected
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [None, {"reference": "Group/ward-7"}, {"reference": "urn:uuid:0f0f0f0f-0000-4000-8000-000000000000"}, {}],
+)
+def test_missing_or_non_patient_subject(subject: dict[str, Any] | None) -> None:
+    resource = observation("8867-4", 80, "/min")
+    if subject is None:
+        del resource["subject"]
+    else:
+        resource["subject"] = subject
+    assert [r.reason for r in decode_fhir(encode(resource)).rejected] == ["missing_subject"]
+
+
+@pytest.mark.parametrize(
+    "time_fields",
+    [
+        {"effectiveDateTime": "2024-03-15"},
+        {"effectiveDateTime": "2024-03"},
+        {"effectiveDateTime": "2024-03-15T14:25:00"},  # no offset: invalid FHIR, refused precisely
+        {},
+    ],
+)
+def test_times_without_a_timezone_are_missing_time(time_fields: dict[str, str]) -> None:
+    resource = observation("8867-4", 80, "/min")
+    del resource["effectiveDateTime"]
+    resource.update(time_fields)
+    assert [r.reason for r in decode_fhir(encode(resource)).rejected] == ["missing_time"]
+
+
+def test_effective_period_start_and_instant_are_used() -> None:
+    resource = observation("8867-4", 80, "/min")
+    del resource["effectiveDateTime"]
+    resource["effectivePeriod"] = {"start": "2024-03-15T10:00:00-04:00", "end": "2024-03-15T10:05:00-04:00"}
+    assert only_event(encode(resource)).observed_at == datetime(2024, 3, 15, 14, 0, tzinfo=UTC)
+    del resource["effectivePeriod"]
+    resource["effectiveInstant"] = "2024-03-15T14:01:02.5Z"
+    assert only_event(encode(resource)).observed_at.second == 2
+
+
+def test_encounter_reference_is_carried() -> None:
+    resource = observation("8867-4", 80, "/min", encounter={"reference": "Encounter/enc-9"})
+    assert only_event(encode(resource)).encounter == "enc-9"
+
+
+# --- idempotent event ids -------------------------------------------------------------------------
+
+
+def test_event_ids_are_deterministic_and_change_with_the_resource_version() -> None:
+    resource = timed("observation-example-bloodpressure.json")
+    first = [e.event_id for e in decode_fhir(encode(resource)).events]
+    assert first == [e.event_id for e in decode_fhir(encode(resource)).events]
+    amended = copy.deepcopy(resource)
+    amended["meta"]["versionId"] = "2"
+    amended["status"] = "amended"
+    assert set(first).isdisjoint(e.event_id for e in decode_fhir(encode(amended)).events)
+
+
+def test_resources_without_id_get_a_content_derived_event_id() -> None:
+    resource = observation("8867-4", 80, "/min")
+    del resource["id"]
+    assert only_event(encode(resource)).event_id == only_event(encode(resource)).event_id
+    other = observation("8867-4", 81, "/min")
+    del other["id"]
+    assert only_event(encode(other)).event_id != only_event(encode(resource)).event_id
+
+
+# --- treatments -----------------------------------------------------------------------------------
+
+
+def administration(medication: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "MedicationAdministration",
+        "id": "ma-1",
+        "status": "completed",
+        "subject": {"reference": "Patient/p1"},
+        "context": {"reference": "Encounter/e1"},
+        "effectiveDateTime": "2024-03-15T15:02:00+00:00",
+        **medication,
+    }
+    resource.update(extra)
+    return resource
+
+
+def atc(code: str, display: str | None = None) -> dict[str, Any]:
+    coding = {"system": "http://www.whocc.no/atc", "code": code}
+    if display:
+        coding["display"] = display
+    return {"medicationCodeableConcept": {"coding": [coding]}}
+
+
+def test_antibiotic_by_atc_j01() -> None:
+    event = only_event(encode(administration(atc("J01CR05", "piperacillin and beta-lactamase inhibitor"))))
+    assert (event.code, event.kind, event.value, event.encounter) == ("antibiotic", "treatment", 1.0, "e1")
+
+
+def test_antibiotic_by_rxnorm_and_by_text() -> None:
+    rx = {
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "2193"}]
+        }
+    }
+    assert only_event(encode(administration(rx))).code == "antibiotic"
+    text = {"medicationCodeableConcept": {"text": "Meropenem 1 g IV"}}
+    assert only_event(encode(administration(text))).code == "antibiotic"
+
+
+def test_vasopressor_rate_in_micrograms_per_kg_per_minute() -> None:
+    resource = administration(
+        atc("C01CA03", "norepinephrine"),
+        dosage={"rateQuantity": {"value": 0.12, "unit": "mcg/kg/min"}},
+    )
+    event = only_event(encode(resource))
+    assert (event.code, event.value, event.unit) == ("vasopressor", 0.12, "ug/kg/min")
+
+
+def test_vasopressor_without_rate_is_missing_dose() -> None:
+    result = decode_fhir(encode(administration(atc("C01CA03"))))
+    assert [r.reason for r in result.rejected] == ["missing_dose"]
+
+
+def test_crystalloid_volume_in_ml_or_l() -> None:
+    ml = administration(
+        {"medicationCodeableConcept": {"text": "Sodium chloride 0.9% infusion"}},
+        dosage={"dose": {"value": 500, "unit": "mL", "system": "http://unitsofmeasure.org", "code": "mL"}},
+    )
+    assert only_event(encode(ml)).value == 500.0
+    litres = administration(
+        {"medicationCodeableConcept": {"text": "Hartmann's solution"}},
+        dosage={"dose": {"value": 1, "system": "http://unitsofmeasure.org", "code": "L"}},
+    )
+    assert (only_event(encode(litres)).code, only_event(encode(litres)).value) == ("crystalloid_ml", 1000.0)
+
+
+def test_contained_medication_reference() -> None:
+    resource = administration(
+        {"medicationReference": {"reference": "#med"}},
+        contained=[
+            {
+                "resourceType": "Medication",
+                "id": "med",
+                "code": {"coding": [{"system": "http://www.whocc.no/atc", "code": "J01DD04"}]},
+            }
+        ],
+    )
+    assert only_event(encode(resource)).code == "antibiotic"
+
+
+def test_administration_not_done_and_unknown_medication() -> None:
+    assert [
+        r.reason for r in decode_fhir(encode(administration(atc("J01CR05"), status="not-done"))).rejected
+    ] == ["not_final"]
+    result = decode_fhir(encode(administration(atc("N02BE01", "paracetamol"))))
+    assert [r.reason for r in result.rejected] == ["unmapped_code"]
+    assert result.unknown_codes == {"http://www.whocc.no/atc|N02BE01": 1}
+
+
+def procedure(snomed: str, **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Procedure",
+        "id": f"proc-{snomed}",
+        "status": "completed",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": snomed}]},
+        "subject": {"reference": "Patient/p1"},
+        "performedDateTime": "2024-03-15T14:50:00Z",
+    }
+    resource.update(extra)
+    return resource
+
+
+def test_blood_culture_and_oxygen_therapy_procedures() -> None:
+    assert only_event(encode(procedure("30088009"))).code == "blood_culture"
+    oxygen = only_event(
+        encode(
+            procedure("57485005", performedDateTime=None, performedPeriod={"start": "2024-03-15T14:40:00Z"})
+        )
+    )
+    assert (oxygen.code, oxygen.value, oxygen.kind) == ("SupplementalO2", 1.0, "assessment")
+
+
+def test_procedure_rules() -> None:
+    assert [r.reason for r in decode_fhir(encode(procedure("30088009", status="preparation"))).rejected] == [
+        "not_final"
+    ]
+    assert [r.reason for r in decode_fhir(encode(procedure("80146002"))).rejected] == ["unmapped_code"]
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"", "invalid_json"),
+        (b"{not json", "invalid_json"),
+        (b"\xff\xfe\x00", "invalid_json"),
+        (b"[1, 2]", "schema"),
+        (b'{"status": "final"}', "schema"),
+        (b'{"resourceType": "MedicationRequest", "id": "x"}', "unsupported_resource"),
+        (b'{"resourceType": "Observation", "status": "final"}', "schema"),
+        (b" " * (MAX_PAYLOAD_BYTES + 1), "too_large"),
+    ],
+)
+def test_bad_payloads_are_rejected_with_a_stable_reason(payload: bytes, reason: str) -> None:
+    result = decode_fhir(payload)
+    assert result.events == []
+    assert [r.reason for r in result.rejected] == [reason]
+
+
+def test_context_resource_alone_is_ignored() -> None:
+    result = decode_fhir(b'{"resourceType": "Patient", "id": "p1"}')
+    assert result.rejected == [] and [i.reason for i in result.ignored] == ["context_resource"]
+
+
+def test_str_payloads_are_accepted() -> None:
+    assert len(decode_fhir(json.dumps(observation("8867-4", 80, "/min"))).events) == 1

@@ -1,0 +1,265 @@
+"""HL7v2 ORU^R01 decoder: realistic messages, framing, status/time/patient rules, local codes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from schemas.codecs.hl7v2 import decode_hl7v2
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hl7v2"
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def as_cr(text: str) -> bytes:
+    """A message the way it travels: segments separated by carriage returns."""
+    return "\r".join(line.strip() for line in text.strip().splitlines()).encode()
+
+
+MSH = "MSH|^~\\&|MON|ICU|VIGIL|HOSP|20240315143005+0000||ORU^R01^ORU_R01|CTRL-1|P|2.5.1"
+PID = "PID|1||4420011^^^HOSP^MR"
+
+
+def message(
+    *obx: str, msh: str = MSH, pid: str = PID, obr: str = "OBR|1|||VS|||20240315142000+0000"
+) -> bytes:
+    return as_cr("\n".join([msh, pid, obr, *obx]))
+
+
+def hr_obx(
+    value: str = "72", status: str = "F", time: str = "20240315142500+0000", units: str = "/min^^UCUM"
+) -> str:
+    return f"OBX|1|NM|8867-4^Heart rate^LN||{value}|{units}|||||{status}|||{time}"
+
+
+# --- realistic messages -------------------------------------------------------------------------
+
+
+def test_vitals_message_maps_loinc_codes_with_ucum_units() -> None:
+    result = decode_hl7v2(fixture("oru_r01_vitals.hl7"))
+    by_code = {e.code: e for e in result.events}
+    assert set(by_code) == {"HR", "Resp", "O2Sat", "Temp", "SBP", "DBP", "MAP", "GCS"}
+    assert by_code["Temp"].value == pytest.approx((101.3 - 32) * 5 / 9)  # [degF] -> Cel
+    assert by_code["Temp"].unit == "Cel"
+    hr = by_code["HR"]
+    assert (hr.patient_id, hr.ward, hr.encounter, hr.source, hr.kind) == (
+        "4420011",
+        "ICU-3",
+        "V77120044",
+        "hl7v2",
+        "vital",
+    )
+    assert hr.observed_at == datetime(2024, 3, 15, 14, 25, tzinfo=UTC)
+    assert [r.reason for r in result.rejected] == ["unmapped_code"]  # BMI
+    assert result.unknown_codes == {"LN|39156-5": 1}
+
+
+def test_lab_message_converts_units_falls_back_to_obr7_and_drops_non_final_results() -> None:
+    result = decode_hl7v2(fixture("oru_r01_labs.hl7"))
+    by_code = {e.code: e for e in result.events}
+    assert by_code["Lactate"].value == pytest.approx(36 / 9.008)  # mg/dL -> mmol/L
+    assert by_code["PaCO2"].value == pytest.approx(4.1 * 7.50062)  # kPa -> mmHg
+    assert by_code["Creatinine"].value == pytest.approx(168 / 88.42)  # umol/L -> mg/dL
+    assert by_code["Bilirubin_total"].value == pytest.approx(41 / 17.1)
+    assert (by_code["WBC"].value, by_code["Platelets"].value) == (18.2, 96.0)
+    # no OBX-14: OBR-7 202403151540 without offset takes MSH-7's +0100
+    assert by_code["Lactate"].observed_at == datetime(2024, 3, 15, 14, 40, tzinfo=UTC)
+    assert sorted(r.reason for r in result.rejected) == ["not_final", "not_final"]  # OBX-11 X and D
+    assert "Potassium" not in by_code
+
+
+def test_ihe_pcd01_device_message_maps_mdc_codes_and_units() -> None:
+    result = decode_hl7v2(fixture("oru_r01_pcd01_mdc.hl7"))
+    values = {e.code: (e.value, e.unit) for e in result.events}
+    assert values == {
+        "HR": (96.0, "/min"),
+        "O2Sat": (93.0, "%"),
+        "Resp": (22.0, "/min"),
+        "SBP": (104.0, "mm[Hg]"),
+        "DBP": (61.0, "mm[Hg]"),
+        "MAP": (75.0, "mm[Hg]"),
+    }
+    assert {e.observed_at for e in result.events if e.code == "HR"} == {
+        datetime(2024, 3, 15, 13, 30, tzinfo=UTC)
+    }
+    assert [r.reason for r in result.rejected] == ["not_final"]  # the MDS device row, status X
+
+
+def test_local_codes_acvpu_and_supplemental_oxygen() -> None:
+    result = decode_hl7v2(fixture("oru_r01_local_codes.hl7"))
+    values = {e.code: e.value for e in result.events}
+    assert values == {
+        "Resp": 19.0,
+        "O2Sat": 96.0,
+        "ACVPU": 2.0,
+        "SupplementalO2": 1.0,
+        "oxygen": 2.0,
+        "Temp": 37.9,
+    }
+    assert result.unknown_codes == {"L|NEWS2": 1}
+    # MSH-7 has no offset either: the default time zone (UTC) applies
+    assert {e.observed_at for e in result.events} == {datetime(2024, 3, 15, 8, 55, tzinfo=UTC)}
+
+
+# --- framing and separators -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("separator", [b"\r", b"\n", b"\r\n"])
+def test_segment_separators(separator: bytes) -> None:
+    payload = separator.join(fixture("oru_r01_vitals.hl7").splitlines())
+    assert len(decode_hl7v2(payload).events) == 8
+
+
+def test_mllp_framing_is_stripped_and_frames_may_be_concatenated() -> None:
+    first = message(hr_obx("72"))
+    second = message(hr_obx("75"), msh=MSH.replace("CTRL-1", "CTRL-2"))
+    framed = b"\x0b" + first + b"\x1c\x0d" + b"\x0b" + second + b"\x1c\x0d"
+    result = decode_hl7v2(framed)
+    assert [e.value for e in result.events] == [72.0, 75.0]
+    assert result.rejected == []
+
+
+def test_batch_envelope_is_skipped() -> None:
+    batch = b"FHS|^~\\&|LAB\rBHS|^~\\&|LAB\r" + message(hr_obx()) + b"\rBTS|1\rFTS|1"
+    result = decode_hl7v2(batch)
+    assert len(result.events) == 1 and result.rejected == []
+
+
+def test_latin1_payload_decodes() -> None:
+    payload = message(hr_obx()).replace(b"HOSP^MR", "HÔP^MR".encode("latin-1"))
+    assert len(decode_hl7v2(payload).events) == 1
+
+
+# --- rules ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["F", "C", "P", "R", ""])
+def test_accepted_result_statuses(status: str) -> None:
+    assert len(decode_hl7v2(message(hr_obx(status=status))).events) == 1
+
+
+@pytest.mark.parametrize("status", ["X", "D", "W", "I", "N", "O", "S", "U"])
+def test_other_result_statuses_are_not_final(status: str) -> None:
+    result = decode_hl7v2(message(hr_obx(status=status)))
+    assert result.events == [] and [r.reason for r in result.rejected] == ["not_final"]
+
+
+def test_time_zone_rules() -> None:
+    # OBX-14 with an offset wins
+    with_offset = decode_hl7v2(message(hr_obx(time="202403151425-0500"))).events[0]
+    assert with_offset.observed_at == datetime(2024, 3, 15, 19, 25, tzinfo=UTC)
+    # no offset: the sender's offset from MSH-7
+    sender = MSH.replace("20240315143005+0000", "20240315143005+0200")
+    from_msh = decode_hl7v2(message(hr_obx(time="202403151425"), msh=sender)).events[0]
+    assert from_msh.observed_at == datetime(2024, 3, 15, 12, 25, tzinfo=UTC)
+    # neither: the configured default (UTC unless the caller says otherwise)
+    bare = MSH.replace("20240315143005+0000", "20240315143005")
+    default = decode_hl7v2(message(hr_obx(time="202403151425"), msh=bare)).events[0]
+    assert default.observed_at == datetime(2024, 3, 15, 14, 25, tzinfo=UTC)
+    eastern = decode_hl7v2(
+        message(hr_obx(time="202403151425"), msh=bare), default_tz=timezone(timedelta(hours=-4))
+    )
+    assert eastern.events[0].observed_at == datetime(2024, 3, 15, 18, 25, tzinfo=UTC)
+    # seconds and fractions
+    precise = decode_hl7v2(message(hr_obx(time="20240315142501.25+0000"))).events[0]
+    assert precise.observed_at == datetime(2024, 3, 15, 14, 25, 1, 250000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "time", ["20240315", "2024031514", "not-a-time", "20241315142500+0000", "202403151425+9900"]
+)
+def test_imprecise_or_invalid_times_are_missing_time(time: str) -> None:
+    result = decode_hl7v2(message(hr_obx(time=time), obr="OBR|1"))
+    assert [r.reason for r in result.rejected] == ["missing_time"]
+
+
+def test_no_time_anywhere_is_missing_time() -> None:
+    result = decode_hl7v2(message(hr_obx(time=""), obr="OBR|1"))
+    assert [r.reason for r in result.rejected] == ["missing_time"]
+
+
+def test_obr7_is_the_fallback_time() -> None:
+    event = decode_hl7v2(message(hr_obx(time=""))).events[0]
+    assert event.observed_at == datetime(2024, 3, 15, 14, 20, tzinfo=UTC)
+
+
+def test_pid3_prefers_the_medical_record_number() -> None:
+    pid = "PID|1||999-45-1234^^^SSA^SS~MRN-77^^^HOSP^MR"
+    assert decode_hl7v2(message(hr_obx(), pid=pid)).events[0].patient_id == "MRN-77"
+    assert decode_hl7v2(message(hr_obx(), pid="PID|1||A1^^^HOSP")).events[0].patient_id == "A1"
+
+
+@pytest.mark.parametrize("pid", ["PID|1||", "PID|1"])
+def test_missing_patient_identifier(pid: str) -> None:
+    result = decode_hl7v2(message(hr_obx(), pid=pid))
+    assert result.events == [] and [r.reason for r in result.rejected] == ["missing_subject"]
+
+
+def test_no_pid_segment_is_missing_subject() -> None:
+    result = decode_hl7v2(as_cr(f"{MSH}\nOBX|1|NM|8867-4^HR^LN||72|/min|||||F|||20240315142500+0000"))
+    assert [r.reason for r in result.rejected] == ["missing_subject"]
+
+
+def test_other_message_types_are_unsupported() -> None:
+    adt = as_cr(MSH.replace("ORU^R01^ORU_R01", "ADT^A01^ADT_A01") + "\n" + PID)
+    assert [r.reason for r in decode_hl7v2(adt).rejected] == ["unsupported_message"]
+
+
+def test_oru_without_obx_is_rejected() -> None:
+    assert [r.reason for r in decode_hl7v2(as_cr(f"{MSH}\n{PID}")).rejected] == ["no_observations"]
+
+
+@pytest.mark.parametrize(
+    ("value_type", "value", "expected"),
+    [("NM", "7.2", 7.2), ("NM", "<0.5", 0.5), ("NM", ">15", 15.0), ("SN", ">^15", 15.0), ("SN", "^4.4", 4.4)],
+)
+def test_numeric_and_structured_numeric_values(value_type: str, value: str, expected: float) -> None:
+    obx = f"OBX|1|{value_type}|2524-7^Lactate^LN||{value}|mmol/L^^UCUM|||||F|||20240315142500+0000"
+    assert decode_hl7v2(message(obx)).events[0].value == expected
+
+
+@pytest.mark.parametrize(("value_type", "value"), [("SN", "^1^:^2"), ("ST", "see note"), ("NM", "")])
+def test_values_that_are_not_one_number(value_type: str, value: str) -> None:
+    obx = f"OBX|1|{value_type}|2524-7^Lactate^LN||{value}|mmol/L^^UCUM|||||F|||20240315142500+0000"
+    assert [r.reason for r in decode_hl7v2(message(obx)).rejected] == ["no_value"]
+
+
+def test_unknown_units_and_implausible_values() -> None:
+    assert [r.reason for r in decode_hl7v2(message(hr_obx(units="Hz^^UCUM"))).rejected] == ["unit"]
+    assert [r.reason for r in decode_hl7v2(message(hr_obx(value="720"))).rejected] == ["out_of_range"]
+
+
+def test_alternate_loinc_identifier_in_obx3() -> None:
+    obx = "OBX|1|NM|HRATE^Heart rate^99LOC^8867-4^Heart rate^LN||72|/min|||||F|||20240315142500+0000"
+    assert decode_hl7v2(message(obx)).events[0].code == "HR"
+
+
+def test_unknown_loinc_code_is_not_looked_up_as_local() -> None:
+    obx = "OBX|1|NM|RR^not a loinc^LN||72|/min|||||F|||20240315142500+0000"
+    result = decode_hl7v2(message(obx))
+    assert [r.reason for r in result.rejected] == ["unmapped_code"]
+    assert result.unknown_codes == {"LN|RR": 1}
+
+
+def test_event_ids_are_deterministic_per_message_and_obx() -> None:
+    payload = message(hr_obx("72"), hr_obx("73").replace("OBX|1|", "OBX|2|"))
+    first = [e.event_id for e in decode_hl7v2(payload).events]
+    assert len(set(first)) == 2
+    assert first == [e.event_id for e in decode_hl7v2(payload).events]
+    other = message(hr_obx("72"), msh=MSH.replace("CTRL-1", "CTRL-9"))
+    assert decode_hl7v2(other).events[0].event_id not in first
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"hello", b"MSH", b"MSH|", b"PID|1||x", b"\x0b\x1c\x0d", b"MSH^~\\&|no field separator"],
+)
+def test_garbage_is_a_parse_error_or_rejected(payload: bytes) -> None:
+    result = decode_hl7v2(payload)
+    assert result.events == []
+    assert len(result.rejected) >= 1
