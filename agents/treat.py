@@ -21,18 +21,13 @@ from agents.app import (
     treatment_scores_topic,
 )
 from agents.runtime import Publisher, runtime
-from infra.logging import patient_hash
-from infra.redis import window_key
+from infra.redis import care_key, window_key
 from models.care import at_risk, care_inputs
 from models.treatment import score_patient_care, score_plan
 from models.window import PatientWindow
 from schemas.deadletter import Rejected
 from schemas.scores import RiskScore
 from schemas.treatment import TreatmentPlan
-
-
-def care_key(patient_id: str) -> str:
-    return f"vigil:t:{patient_hash(patient_id)}"
 
 
 async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:

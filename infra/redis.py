@@ -30,6 +30,10 @@ def alert_key(patient_id: str) -> str:
     return f"vigil:a:{patient_hash(patient_id)}"
 
 
+def care_key(patient_id: str) -> str:
+    return f"vigil:t:{patient_hash(patient_id)}"
+
+
 class RedisHealth:
     """Readiness as seen by the worker: False while Redis calls are failing."""
 
