@@ -28,6 +28,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.procedure import Procedure
 from pydantic import ValidationError
 
+from schemas.codecs.fhir_out import operation_outcome
 from schemas.codecs.loinc import (
     ACVPU_VALUES,
     SNOMED_PROCEDURE_TO_CANONICAL,
@@ -43,6 +44,9 @@ from schemas.codecs.loinc import (
 )
 from schemas.deadletter import Rejected
 from schemas.events import PatientEvent
+
+# The web app answers POST /fhir with operation_outcome(result.rejected): one import for both.
+__all__ = ["DecodeResult", "decode_fhir", "operation_outcome"]
 
 SOURCE: Final = "fhir"
 
@@ -343,7 +347,7 @@ def _decode_administration(
                 if getattr(contained, "id", None) == reference.reference[1:] and code is not None:
                     concepts.append(code)
         elif reference.reference:
-            medication = ctx.by_full_url.get(reference.reference)
+            medication = _bundle_entry(ctx, reference.reference)
             if medication and isinstance(medication.get("code"), dict):
                 concepts.append(_LooseConcept(medication["code"]))
         if reference.display:
@@ -532,6 +536,18 @@ def _patient_id(subject: Any, ctx: _Context, where: str) -> str | None:
     if identifier is not None and identifier.value and subject.type in (None, "Patient"):
         return str(identifier.value)
     ctx.reject("missing_subject", f"{where}subject has neither a Patient reference nor an identifier")
+    return None
+
+
+def _bundle_entry(ctx: _Context, reference: str) -> dict[str, Any] | None:
+    """The Bundle entry a reference points to: by fullUrl, or a relative ``Type/id`` matching the
+    tail of an absolute fullUrl (the FHIR rule for resolving references inside a Bundle)."""
+    if reference in ctx.by_full_url:
+        return ctx.by_full_url[reference]
+    suffix = "/" + reference.lstrip("/")
+    for full_url, resource in ctx.by_full_url.items():
+        if full_url.endswith(suffix):
+            return resource
     return None
 
 

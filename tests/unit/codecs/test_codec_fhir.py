@@ -461,6 +461,40 @@ def test_contained_medication_reference() -> None:
     assert only_event(encode(resource)).code == "antibiotic"
 
 
+def test_medication_entry_of_the_same_bundle() -> None:
+    base = "https://ehr.example/fhir"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "fullUrl": f"{base}/Medication/noradr",
+                "resource": {
+                    "resourceType": "Medication",
+                    "id": "noradr",
+                    "code": {"text": "Noradrenaline 4 mg/50 mL"},
+                },
+            },
+            {
+                "fullUrl": f"{base}/MedicationAdministration/ma-9",
+                "resource": administration(
+                    {"medicationReference": {"reference": "Medication/noradr"}},
+                    dosage={
+                        "rateQuantity": {
+                            "value": 0.3,
+                            "system": "http://unitsofmeasure.org",
+                            "code": "ug/kg/min",
+                        }
+                    },
+                ),
+            },
+        ],
+    }
+    result = decode_fhir(encode(bundle))
+    assert [(e.code, e.value) for e in result.events] == [("vasopressor", 0.3)]
+    assert [i.reason for i in result.ignored] == ["context_resource"]
+
+
 def test_administration_not_done_and_unknown_medication() -> None:
     assert [
         r.reason for r in decode_fhir(encode(administration(atc("J01CR05"), status="not-done"))).rejected
@@ -529,3 +563,11 @@ def test_context_resource_alone_is_ignored() -> None:
 
 def test_str_payloads_are_accepted() -> None:
     assert len(decode_fhir(json.dumps(observation("8867-4", 80, "/min"))).events) == 1
+
+
+def test_interop_doc_lists_every_mapped_code() -> None:
+    from schemas.codecs.loinc import MDC_TO_CANONICAL
+
+    doc = (Path(__file__).parents[3] / "docs" / "interop.md").read_text()
+    missing = [code for code in [*LOINC_TO_CANONICAL, *MDC_TO_CANONICAL] if code not in doc]
+    assert missing == [], f"document these codes in docs/interop.md: {missing}"
