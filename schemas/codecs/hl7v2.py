@@ -106,7 +106,8 @@ def _split_messages(payload: bytes | bytearray | memoryview | str, result: Decod
 
 
 def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo) -> None:
-    if len(text) < 8 or text[3] in "\r" or text[3].isalnum() or text[3] == " ":
+    # MSH-1 (the field separator) and MSH-2 (the encoding characters) must be present
+    if len(text) < 8 or text[3].isalnum() or text[3].isspace():
         result.rejected.append(Rejected("parse_error", "MSH segment has no field separator"))
         return
     try:
