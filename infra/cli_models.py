@@ -1,0 +1,124 @@
+"""Commands for the clinical models: ``vigil train``, ``vigil predict``, ``vigil evaluate``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from infra.jsonout import emit_json
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TRAIN_PYTHON = REPO_ROOT / ".venv-train" / "bin" / "python"
+console = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print a JSON summary as the last line")]
+
+
+def _progress(label: str) -> Progress:
+    return Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+        transient=False,
+    )  # fmt: skip
+
+
+def train_command(
+    data: Annotated[Path | None, typer.Option(help="set A directory (default ~/.cache/vigil/data/training_setA)")] = None,
+    out: Annotated[Path | None, typer.Option(help="artifacts directory (default models/artifacts)")] = None,
+    seed: int = 2019,
+    python: Annotated[Path | None, typer.Option(help="interpreter with the [train] extra (torch)")] = None,
+) -> None:
+    """Train and export both models (~20 min on 2 cores). Runs in the training venv: PyTorch is never
+    imported by the serving process."""
+    interpreter = python or (TRAIN_PYTHON if TRAIN_PYTHON.exists() else None)
+    if interpreter is None:
+        console.print(
+            "[red]no training environment[/]: create one with\n"
+            "  python -m venv .venv-train && .venv-train/bin/pip install -e '.[train]' scikit-learn\n"
+            "then run `vigil train` again (or `.venv-train/bin/python -m models.train`)."
+        )
+        raise typer.Exit(2)
+    cmd = [str(interpreter), "-m", "models.train", "--seed", str(seed)]
+    if data:
+        cmd += ["--data", str(data)]
+    if out:
+        cmd += ["--out", str(out)]
+    console.print("$ " + " ".join(cmd))
+    rc = subprocess.call(cmd, cwd=REPO_ROOT, env=dict(os.environ))
+    raise typer.Exit(rc)
+
+
+def predict_command(
+    data: Annotated[Path, typer.Option(help="directory of challenge .psv files")],
+    out: Annotated[Path, typer.Option(help="output directory (one .psv per input)")],
+    artifacts: Annotated[Path | None, typer.Option(help="model artifacts directory")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Write PredictedProbability|PredictedLabel for every hour of every stay (challenge format)."""
+    from models.offline import list_psv, predict_dir
+
+    total = len(list_psv(data))
+    with _progress("predicting") as bar:
+        task = bar.add_task("predict", total=total)
+        summary = predict_dir(data, out, progress=lambda done, n: bar.update(task, completed=done),
+                              artifacts_dir=artifacts)  # fmt: skip
+    console.print(
+        f"{summary['patients']} stays, {summary['rows']} hours -> {out} in {summary['seconds']} s "
+        f"(threshold {summary['threshold']:.4f})"
+    )
+    if json_out:
+        emit_json(summary)
+
+
+def evaluate_command(
+    data: Annotated[Path, typer.Option(help="directory of challenge .psv files with SepsisLabel")],
+    pred: Annotated[Path | None, typer.Option(help="predictions directory (default: predict into a temp dir)")] = None,
+    rules: Annotated[bool, typer.Option(help="also score NEWS2/qSOFA/SIRS from the same rows")] = True,
+    json_out: JsonFlag = False,
+) -> None:
+    """Normalized utility (PhysioNet 2019), AUROC, AUPRC, side by side with NEWS2/qSOFA/SIRS."""
+    import tempfile
+
+    from models.offline import evaluate_dir, list_psv, predict_dir
+
+    tmp = None
+    if pred is None:
+        tmp = tempfile.TemporaryDirectory(prefix="vigil-pred-")
+        pred = Path(tmp.name)
+        total = len(list_psv(data))
+        with _progress("predicting") as bar:
+            task = bar.add_task("predict", total=total)
+            predict_dir(data, pred, progress=lambda done, n: bar.update(task, completed=done))
+    with _progress("evaluating") as bar:
+        task = bar.add_task("evaluate", total=len(list_psv(data)))
+        result = evaluate_dir(data, pred, with_rules=rules,
+                              progress=lambda done, n: bar.update(task, completed=done))  # fmt: skip
+    for name in ("model", "NEWS2", "qSOFA", "SIRS"):
+        if name in result:
+            r = result[name]
+            console.print(
+                f"{name:>6}: utility {r['utility']:.3f}  AUROC {r['auroc']:.3f}  AUPRC {r['auprc']:.3f}  "
+                f"alert hours/patient-day {r['alert_hours_per_patient_day']:.2f}"
+            )
+    if tmp is not None:
+        tmp.cleanup()
+    if json_out:
+        emit_json(result)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
+    app.command("predict")(predict_command)
+    app.command("evaluate")(evaluate_command)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _app = typer.Typer()
+    register(_app)
+    sys.exit(_app())

@@ -1,0 +1,218 @@
+"""Offline prediction and evaluation in the PhysioNet/CinC 2019 challenge layout.
+
+One ``.psv`` per ICU stay in, one ``.psv`` per stay out (``PredictedProbability|PredictedLabel``),
+scored with :mod:`models.utility` (the challenge's own normalized utility). Features come from
+:mod:`models.features`, the same path the streaming agents use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from schemas.codes import DYNAMIC_CODES
+
+STATIC_COLUMNS = ("Age", "Gender", "Unit1", "Unit2", "HospAdmTime")
+LABEL_COLUMN = "SepsisLabel"
+
+ProgressFn = Callable[[int, int], None]
+
+
+def read_psv(path: str | Path) -> tuple[np.ndarray, dict[str, float], np.ndarray | None]:
+    """Read one challenge file: (matrix float32 [T, len(DYNAMIC_CODES)], static, labels or None).
+
+    Static values are taken from the first row (they are constant within a stay in set A);
+    a missing static value is NaN.
+    """
+    text = Path(path).read_text()
+    lines = text.strip().split("\n")
+    header = lines[0].strip().split("|")
+    ncol = len(header)
+    body = "|".join(line.strip() for line in lines[1:])
+    if body:
+        values = np.array(body.split("|"), dtype=np.float64).reshape(-1, ncol)
+    else:
+        values = np.zeros((0, ncol), dtype=np.float64)
+    col = {name: i for i, name in enumerate(header)}
+    dyn = [col[c] for c in DYNAMIC_CODES]
+    matrix = values[:, dyn].astype(np.float32)
+    static: dict[str, float] = {}
+    for name in STATIC_COLUMNS:
+        if name in col and len(values):
+            static[name] = float(values[0, col[name]])
+        else:
+            static[name] = float("nan")
+    labels = values[:, col[LABEL_COLUMN]].astype(np.int8) if LABEL_COLUMN in col else None
+    return matrix, static, labels
+
+
+def list_psv(data_dir: str | Path) -> list[Path]:
+    return sorted(p for p in Path(data_dir).iterdir() if p.suffix == ".psv")
+
+
+def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def write_predictions(path: Path, probability: np.ndarray, label: np.ndarray) -> None:
+    rows = [f"{p:.6f}|{int(b)}" for p, b in zip(probability.tolist(), label.tolist(), strict=True)]
+    path.write_text("PredictedProbability|PredictedLabel\n" + "".join(r + "\n" for r in rows))
+
+
+def predict_dir(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    progress: ProgressFn | None = None,
+    *,
+    artifacts_dir: str | Path | None = None,
+    chunk_patients: int = 256,
+) -> dict[str, Any]:
+    """Score every ``.psv`` in ``data_dir`` and write the challenge output format to ``out_dir``.
+
+    Batched across patients: every hour of ``chunk_patients`` stays goes through each ONNX session
+    in one call. The probability is the combined risk, the label uses the stored threshold.
+    """
+    from models.registry import load_bundle
+
+    started = time.perf_counter()
+    bundle = load_bundle(artifacts_dir)
+    files = list_psv(data_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n_rows = n_alert_rows = 0
+    done = 0
+    for chunk in _chunks(files, chunk_patients):
+        stays = [read_psv(p) for p in chunk]
+        risks = bundle.stay_risks([s[0] for s in stays], [s[1] for s in stays])
+        for path, risk in zip(chunk, risks, strict=True):
+            label = (risk.combined >= bundle.combined_threshold).astype(np.int8)
+            write_predictions(out / path.name, risk.combined, label)
+            n_rows += len(label)
+            n_alert_rows += int(label.sum())
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(files))
+    seconds = time.perf_counter() - started
+    return {
+        "patients": len(files),
+        "rows": n_rows,
+        "alert_rows": n_alert_rows,
+        "threshold": bundle.combined_threshold,
+        "model_version": bundle.version,
+        "seconds": round(seconds, 2),
+        "out": str(out),
+    }
+
+
+def _read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    lines = path.read_text().strip().split("\n")
+    header = lines[0].strip().split("|")
+    if header != ["PredictedProbability", "PredictedLabel"]:
+        raise ValueError(f"{path.name}: unexpected header {header}")
+    body = "|".join(line.strip() for line in lines[1:])
+    values = np.array(body.split("|"), dtype=np.float64).reshape(-1, 2) if body else np.zeros((0, 2))
+    return values[:, 0], values[:, 1].astype(np.int8)
+
+
+def rule_scores(matrix: np.ndarray) -> dict[str, np.ndarray]:
+    """NEWS2, qSOFA and SIRS totals per row from the latest charted values (forward filled).
+
+    Uses :mod:`models.early_warning` (the one implementation of the rules); returns an empty dict
+    when that module is not available.
+    """
+    try:
+        from models import early_warning as ew
+    except ImportError:  # pragma: no cover - the rules module ships with Vigil
+        return {}
+    filled = _ffill(np.asarray(matrix, dtype=np.float32))
+    out = {"NEWS2": np.zeros(len(filled)), "qSOFA": np.zeros(len(filled)), "SIRS": np.zeros(len(filled))}
+    for t, row in enumerate(filled):
+        values = {c: float(v) for c, v in zip(DYNAMIC_CODES, row, strict=True) if not np.isnan(v)}
+        obs = ew.observations_from_row(values)
+        out["NEWS2"][t] = ew.news2(obs).total
+        out["qSOFA"][t] = ew.qsofa(obs).total
+        out["SIRS"][t] = ew.sirs(obs).total
+    return out
+
+
+def _ffill(matrix: np.ndarray) -> np.ndarray:
+    idx = np.where(~np.isnan(matrix), np.arange(len(matrix))[:, None], -1)
+    idx = np.maximum.accumulate(idx, axis=0)
+    filled = matrix[np.clip(idx, 0, None), np.arange(matrix.shape[1])[None, :]]
+    filled[idx < 0] = np.nan
+    return filled
+
+
+def evaluate_dir(
+    data_dir: str | Path,
+    pred_dir: str | Path,
+    *,
+    with_rules: bool = True,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Official normalized utility, AUROC and AUPRC of ``pred_dir`` against the labels in ``data_dir``.
+
+    With ``with_rules``, NEWS2 (>= 5), qSOFA (>= 2) and SIRS (>= 2) computed from the same rows are
+    scored side by side (their totals as the continuous score for AUROC/AUPRC).
+    """
+    from models.utility import auroc_auprc, normalized_utility
+
+    started = time.perf_counter()
+    files = list_psv(data_dir)
+    labels: list[np.ndarray] = []
+    probs: list[np.ndarray] = []
+    preds: list[np.ndarray] = []
+    rules: dict[str, list[np.ndarray]] = {}
+    for i, path in enumerate(files):
+        matrix, _, lab = read_psv(path)
+        if lab is None:
+            raise ValueError(f"{path.name}: no SepsisLabel column")
+        p, b = _read_predictions(Path(pred_dir) / path.name)
+        if len(p) != len(lab):
+            raise ValueError(f"{path.name}: {len(p)} predictions for {len(lab)} rows")
+        labels.append(lab)
+        probs.append(p)
+        preds.append(b)
+        if with_rules:
+            for name, score in rule_scores(matrix).items():
+                rules.setdefault(name, []).append(score)
+        if progress is not None and (i + 1) % 200 == 0:
+            progress(i + 1, len(files))
+    if progress is not None:
+        progress(len(files), len(files))
+    summary = _metrics(labels, probs, preds, auroc_auprc, normalized_utility)
+    result: dict[str, Any] = {"patients": len(files), "rows": int(sum(len(x) for x in labels)), "model": summary}
+    cutoffs = {"NEWS2": 5, "qSOFA": 2, "SIRS": 2}
+    for name, scores in rules.items():
+        bins = [(s >= cutoffs[name]).astype(np.int8) for s in scores]
+        result[name] = _metrics(labels, scores, bins, auroc_auprc, normalized_utility)
+        result[name]["cutoff"] = cutoffs[name]
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    return result
+
+
+def _metrics(
+    labels: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    binary: Sequence[np.ndarray],
+    auroc_auprc: Callable[..., tuple[float, float]],
+    normalized_utility: Callable[..., float],
+) -> dict[str, float]:
+    y = np.concatenate(labels)
+    s = np.concatenate(scores)
+    auroc, auprc = auroc_auprc(y, s)
+    hours = float(len(y))
+    alerts = float(np.concatenate(binary).sum())
+    return {
+        "auroc": round(auroc, 4),
+        "auprc": round(auprc, 4),
+        "utility": round(normalized_utility(labels, binary), 4),
+        "alert_hours_per_patient_day": round(24.0 * alerts / max(hours, 1.0), 3),
+    }
+
+

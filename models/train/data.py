@@ -1,0 +1,128 @@
+"""Set A loading, labels, targets and grouped folds for training."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.features import N_FEATURES, stay_features
+from models.offline import list_psv, read_psv, rule_scores
+
+DEFAULT_DATA = Path(os.environ.get("VIGIL_DATA_DIR", Path.home() / ".cache/vigil/data/training_setA"))
+CACHE_DIR = Path(os.environ.get("VIGIL_CACHE_DIR", Path.home() / ".cache/vigil"))
+DETERIORATION_HORIZON_H = 12
+
+
+@dataclass
+class Cohort:
+    matrix: np.ndarray  # [N, V] float32, all hours of all stays
+    labels: np.ndarray  # [N] int8 SepsisLabel
+    lengths: np.ndarray  # [P]
+    age: np.ndarray  # [P]
+    gender: np.ndarray  # [P]
+    names: np.ndarray  # [P]
+    rules: dict[str, np.ndarray]  # NEWS2/qSOFA/SIRS totals per row
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.r_[0, np.cumsum(self.lengths)]
+
+    def stay(self, p: int) -> tuple[np.ndarray, dict[str, float], np.ndarray]:
+        o = self.offsets
+        return (
+            self.matrix[o[p] : o[p + 1]],
+            {"Age": float(self.age[p]), "Gender": float(self.gender[p])},
+            self.labels[o[p] : o[p + 1]],
+        )
+
+    def patient_of_row(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.lengths)), self.lengths)
+
+    def hour_of_row(self) -> np.ndarray:
+        return np.concatenate([np.arange(n) for n in self.lengths])
+
+
+def load_cohort(data_dir: Path = DEFAULT_DATA, log=print) -> Cohort:  # type: ignore[no-untyped-def]
+    cache = CACHE_DIR / f"cohort-{data_dir.name}.npz"
+    if cache.exists():
+        d = np.load(cache)
+        rules = {k[5:]: d[k] for k in d.files if k.startswith("rule_")}
+        return Cohort(d["matrix"], d["labels"], d["lengths"], d["age"], d["gender"], d["names"], rules)
+    t0 = time.perf_counter()
+    mats, labs, lens, ages, genders, names = [], [], [], [], [], []
+    rules: dict[str, list[np.ndarray]] = {}
+    for path in list_psv(data_dir):
+        m, s, lab = read_psv(path)
+        assert lab is not None
+        mats.append(m)
+        labs.append(lab)
+        lens.append(len(m))
+        ages.append(s["Age"])
+        genders.append(s["Gender"])
+        names.append(path.stem)
+        for k, v in rule_scores(m).items():
+            rules.setdefault(k, []).append(v.astype(np.int8))
+    if not rules:
+        raise RuntimeError("models.early_warning is not importable: NEWS2/qSOFA/SIRS baselines need it")
+    c = Cohort(
+        np.concatenate(mats),
+        np.concatenate(labs),
+        np.array(lens),
+        np.array(ages, dtype=np.float32),
+        np.array(genders, dtype=np.float32),
+        np.array(names),
+        {k: np.concatenate(v) for k, v in rules.items()},
+    )
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        cache, matrix=c.matrix, labels=c.labels, lengths=c.lengths, age=c.age, gender=c.gender,
+        names=c.names, **{f"rule_{k}": v for k, v in c.rules.items()},
+    )  # fmt: skip
+    log(f"read {len(lens)} stays in {time.perf_counter() - t0:.0f}s (cached at {cache})")
+    return c
+
+
+def all_features(c: Cohort) -> np.ndarray:
+    x = np.empty((len(c.matrix), N_FEATURES), dtype=np.float32)
+    o = c.offsets
+    for p in range(len(c.lengths)):
+        m, s, _ = c.stay(p)
+        x[o[p] : o[p + 1]] = stay_features(m, s)
+    return x
+
+
+def deterioration_target(c: Cohort) -> tuple[np.ndarray, np.ndarray]:
+    """(target, eligible) per row.
+
+    Target: sepsis onset within the next 12 h, i.e. t_sepsis - 12 <= t < t_sepsis with
+    t_sepsis = first SepsisLabel hour + 6 (challenge definition). Eligible: hours before onset
+    (non-septic stays: every hour); hours at or after onset are not part of this model's task.
+    """
+    y = np.zeros(len(c.labels), dtype=np.int8)
+    eligible = np.ones(len(c.labels), dtype=bool)
+    o = c.offsets
+    for p in range(len(c.lengths)):
+        lab = c.labels[o[p] : o[p + 1]]
+        if lab.any():
+            t_sepsis = int(np.argmax(lab)) + 6
+            t = np.arange(len(lab))
+            y[o[p] : o[p + 1]] = (t >= t_sepsis - DETERIORATION_HORIZON_H) & (t < t_sepsis)
+            eligible[o[p] : o[p + 1]] = t < t_sepsis
+    return y, eligible
+
+
+def grouped_folds(c: Cohort, k: int, seed: int) -> np.ndarray:
+    """Fold per patient, stratified by whether the stay is ever septic (grouped: a patient's rows
+    never straddle folds)."""
+    rng = np.random.default_rng(seed)
+    o = c.offsets
+    septic = np.array([c.labels[o[p] : o[p + 1]].any() for p in range(len(c.lengths))])
+    fold = np.empty(len(c.lengths), dtype=np.int64)
+    for group in (np.nonzero(septic)[0], np.nonzero(~septic)[0]):
+        perm = rng.permutation(group)
+        fold[perm] = np.arange(len(perm)) % k
+    return fold

@@ -1,0 +1,103 @@
+"""LightGBM diagnosis model: training, ONNX export, and the flat tree table used for
+per-prediction contributions in serving (Saabas path attribution, numpy only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+LGBM_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.06,
+    "num_leaves": 31,
+    "min_data_in_leaf": 300,
+    "feature_fraction": 0.6,
+    "bagging_fraction": 0.7,
+    "bagging_freq": 1,
+    "lambda_l2": 5.0,
+    "max_bin": 63,
+    "num_threads": 2,
+    "verbose": -1,
+}
+N_ROUNDS = 250
+
+
+def fit(x: np.ndarray, y: np.ndarray, seed: int, names: list[str]):  # type: ignore[no-untyped-def]
+    import lightgbm as lgb
+
+    params = dict(LGBM_PARAMS, seed=seed, bagging_seed=seed, feature_fraction_seed=seed)
+    ds = lgb.Dataset(x, label=y, feature_name=names, free_raw_data=True)
+    return lgb.train(params, ds, num_boost_round=N_ROUNDS)
+
+
+def export_onnx(booster, n_features: int, path: str) -> None:  # type: ignore[no-untyped-def]
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    onx = convert_lightgbm(
+        booster, initial_types=[("features", FloatTensorType([None, n_features]))], zipmap=False,
+        target_opset=15,
+    )  # fmt: skip
+    for out in onx.graph.output:  # the converter pins the label output to batch 1; make it dynamic
+        dim = out.type.tensor_type.shape.dim
+        if len(dim):
+            dim[0].dim_param = "N"
+    with open(path, "wb") as f:
+        f.write(onx.SerializeToString())
+
+
+_MISSING = {"None": 0, "Zero": 1, "NaN": 2}
+
+
+def tree_table(booster) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Flatten every tree into node arrays [n_trees, max_nodes] (leaves are nodes too)."""
+    dump = booster.dump_model()
+    trees = []
+    for info in dump["tree_info"]:
+        nodes: list[dict[str, Any]] = []
+
+        def walk(node: dict[str, Any]) -> int:
+            i = len(nodes)
+            nodes.append({})
+            if "leaf_value" in node:
+                nodes[i] = {"leaf": True, "value": node["leaf_value"]}
+                return i
+            assert node["decision_type"] == "<=", node["decision_type"]
+            left = walk(node["left_child"])
+            right = walk(node["right_child"])
+            nodes[i] = {
+                "leaf": False, "value": node["internal_value"], "feature": node["split_feature"],
+                "threshold": node["threshold"], "default_left": node["default_left"],
+                "missing": _MISSING[node["missing_type"]], "left": left, "right": right,
+            }  # fmt: skip
+            return i
+
+        walk(info["tree_structure"])
+        trees.append(nodes)
+    n_max = max(len(t) for t in trees)
+    shape = (len(trees), n_max)
+    table = {
+        "feature": np.zeros(shape, np.int32), "threshold": np.zeros(shape, np.float64),
+        "default_left": np.zeros(shape, bool), "missing": np.zeros(shape, np.int8),
+        "left": np.zeros(shape, np.int32), "right": np.zeros(shape, np.int32),
+        "value": np.zeros(shape, np.float64), "leaf": np.ones(shape, bool),
+    }  # fmt: skip
+    for ti, nodes in enumerate(trees):
+        for ni, n in enumerate(nodes):
+            table["value"][ti, ni] = n["value"]
+            table["leaf"][ti, ni] = n["leaf"]
+            if n["leaf"]:
+                table["left"][ti, ni] = table["right"][ti, ni] = ni
+                continue
+            for k in ("feature", "threshold", "default_left", "missing", "left", "right"):
+                table[k][ti, ni] = n[k]
+    depth = 0
+    for nodes in trees:
+        def d(i: int, nodes: list[dict[str, Any]] = nodes) -> int:
+            n = nodes[i]
+            return 0 if n["leaf"] else 1 + max(d(n["left"]), d(n["right"]))
+
+        depth = max(depth, d(0))
+    table["max_depth"] = np.array(depth)
+    return table
