@@ -1,0 +1,448 @@
+"""The dashboard's live ward: a bounded in-memory model fed by a Kafka consumer thread.
+
+The consumer reads ``vigil.scores``, ``vigil.alerts`` and ``vigil.treatment.scores`` (never polls Redis),
+applies each record to ``WardModel`` and fans the changed patient row out to the server-sent-event
+clients. On start it backfills the last ``backfill`` records of every partition so the first page load
+shows the open alerts without waiting for the next score.
+
+Rows are addressed by an opaque ``row_id`` (keyed HMAC of the patient id) so no patient identifier
+appears in a URL; the page shows the patient label because the clinician needs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from agents import topics
+from agents.web import metrics
+from infra.logging import get_logger
+from infra.settings import Settings
+from schemas.alerts import Alert
+from schemas.scores import RiskScore
+from schemas.treatment import TreatmentScore
+
+log = get_logger("vigil.web.feed")
+
+FEED_TOPICS = (topics.SCORES, topics.ALERTS, topics.TREATMENT_SCORES)
+BAND_RANK = {"low": 0, "low-medium": 1, "medium": 2, "high": 3}
+TREND_CODES = ("HR", "Resp", "SBP", "O2Sat", "Temp")
+TREND_POINTS = 48  # one per scored hour: the model's 48 h window
+RECENT_TRANSITIONS = 200
+
+_SCORE = TypeAdapter(RiskScore)
+_ALERT = TypeAdapter(Alert)
+_TREATMENT = TypeAdapter(TreatmentScore)
+
+
+def row_id_for(patient_id: str, key: bytes) -> str:
+    return hmac.new(key, patient_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def colour_band(news2: dict[str, Any] | None) -> str:
+    """RCP NEWS2 2017 chart 4: a single parameter scoring 3 lifts a low aggregate to low-medium."""
+    if not news2:
+        return "unknown"
+    band = news2.get("band") or "low"
+    if band == "low" and news2.get("single_parameter_3"):
+        return "low-medium"
+    return str(band)
+
+
+@dataclass
+class PatientRow:
+    row_id: str
+    patient_id: str
+    ward: str | None = None
+    hour: int | None = None
+    news2: dict[str, Any] | None = None
+    risk: float | None = None
+    risk_model: str | None = None
+    top_features: list[dict[str, Any]] = field(default_factory=list)
+    vitals: dict[str, float | None] = field(default_factory=dict)
+    trends: dict[str, deque[tuple[int, float | None]]] = field(default_factory=dict)
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # open/escalated/acknowledged
+    treatment: dict[str, Any] | None = None
+    updated_at: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        band = colour_band(self.news2)
+        return {
+            "row_id": self.row_id,
+            "label": self.patient_id,
+            "ward": self.ward,
+            "hour": self.hour,
+            "band": band,
+            "news2": self.news2,
+            "risk": self.risk,
+            "risk_model": self.risk_model,
+            "top_features": self.top_features,
+            "vitals": self.vitals,
+            "trends": {k: [[h, v] for h, v in pts] for k, pts in self.trends.items()},
+            "alerts": sorted(self.alerts.values(), key=lambda a: a["at"], reverse=True),
+            "treatment": self.treatment,
+            "updated_at": self.updated_at,
+            "sort_key": self.sort_key(),
+        }
+
+    def sort_key(self) -> list[float]:
+        """Highest risk first: an active alert, then NEWS2 band, total, then model probability."""
+        active = max((BAND_RANK.get(a["severity"], 0) + 1 for a in self.alerts.values()), default=0)
+        total = (self.news2 or {}).get("total", -1)
+        return [active, BAND_RANK.get(colour_band(self.news2), -1), total, self.risk or 0.0]
+
+
+class WardModel:
+    """Bounded (``max_patients``, least recently updated evicted), thread-safe latest state per patient."""
+
+    def __init__(self, hash_key: bytes, max_patients: int = 2000) -> None:
+        self._key = hash_key
+        self.max_patients = max_patients
+        self._rows: OrderedDict[str, PatientRow] = OrderedDict()
+        self._alert_rows: dict[str, str] = {}  # alert_id -> row_id (for acks by alert id)
+        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_TRANSITIONS)
+        self._seen_transitions: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _row(self, patient_id: str) -> PatientRow:
+        rid = row_id_for(patient_id, self._key)
+        row = self._rows.get(rid)
+        if row is None:
+            row = PatientRow(rid, patient_id)
+            self._rows[rid] = row
+            while len(self._rows) > self.max_patients:
+                _, old = self._rows.popitem(last=False)
+                for alert_id in old.alerts:
+                    self._alert_rows.pop(alert_id, None)
+        self._rows.move_to_end(rid)
+        row.updated_at = time.time()
+        return row
+
+    def apply(self, topic: str, value: bytes) -> dict[str, Any] | None:
+        """Apply one record; return the SSE message (changed row, maybe a transition) or None."""
+        try:
+            if topic == topics.SCORES:
+                return self.apply_score(_SCORE.validate_json(value))
+            if topic == topics.ALERTS:
+                return self.apply_alert(_ALERT.validate_json(value))
+            if topic == topics.TREATMENT_SCORES:
+                return self.apply_treatment(_TREATMENT.validate_json(value))
+        except ValidationError:
+            metrics.FEED_ERRORS.labels(topic).inc()
+        return None
+
+    def apply_score(self, score: RiskScore) -> dict[str, Any]:
+        with self._lock:
+            row = self._row(score.patient_id)
+            if row.hour is not None and score.hour < row.hour:
+                return {"row": row.as_json()}  # late (replayed) score: keep the newest
+            row.ward = score.ward or row.ward
+            row.hour = score.hour
+            row.news2 = score.news2.model_dump(mode="json")
+            best = max(score.models, key=lambda m: (m.model == "combined", m.probability), default=None)
+            row.risk = best.probability if best else None
+            row.risk_model = f"{best.model} {best.version}" if best else None
+            row.top_features = [f.model_dump(mode="json") for f in best.top_features[:5]] if best else []
+            row.vitals = {k: score.vitals.get(k) for k in (*TREND_CODES, "MAP", "FiO2") if k in score.vitals}
+            for code in (*TREND_CODES, "news2", "risk"):
+                value = (score.news2.total if code == "news2" else row.risk if code == "risk"
+                         else score.vitals.get(code))
+                points = row.trends.setdefault(code, deque(maxlen=TREND_POINTS))
+                if points and points[-1][0] == score.hour:
+                    points.pop()
+                points.append((score.hour, value))
+            return {"row": row.as_json()}
+
+    def apply_alert(self, alert: Alert) -> dict[str, Any] | None:
+        with self._lock:
+            if alert.transition_id in self._seen_transitions:
+                return None  # at-least-once upstream: dedupe on transition_id
+            self._seen_transitions[alert.transition_id] = None
+            while len(self._seen_transitions) > 20 * RECENT_TRANSITIONS:
+                self._seen_transitions.popitem(last=False)
+            row = self._row(alert.patient_id)
+            row.ward = alert.ward or row.ward
+            data = alert_json(alert)
+            if alert.state == "resolved":
+                row.alerts.pop(alert.alert_id, None)
+                self._alert_rows.pop(alert.alert_id, None)
+            else:
+                row.alerts[alert.alert_id] = data
+                self._alert_rows[alert.alert_id] = row.row_id
+            transition = {**data, "row_id": row.row_id, "label": row.patient_id, "ward": row.ward}
+            self._recent.append(transition)
+            return {"row": row.as_json(), "transition": transition}
+
+    def apply_treatment(self, score: TreatmentScore) -> dict[str, Any] | None:
+        if not score.patient_id:
+            return None
+        with self._lock:
+            row = self._row(score.patient_id)
+            row.treatment = {
+                "score": score.score,
+                "items": [i.model_dump(mode="json") for i in score.items],
+                "suggestions": [s.model_dump(mode="json") for s in score.suggestions[:5]],
+                "as_of_min": score.as_of_min,
+            }
+            return {"row": row.as_json()}
+
+    def alert_target(self, alert_id: str) -> tuple[str, dict[str, Any]] | None:
+        """(patient_id, alert) of a known active alert: the ack needs the key, the URL never carries it."""
+        with self._lock:
+            rid = self._alert_rows.get(alert_id)
+            row = self._rows.get(rid) if rid else None
+            if row is None or alert_id not in row.alerts:
+                return None
+            return row.patient_id, dict(row.alerts[alert_id])
+
+    def snapshot(self, ward: str | None = None) -> dict[str, Any]:
+        with self._lock:
+            rows = [r.as_json() for r in self._rows.values() if ward is None or r.ward == ward]
+            recent = list(self._recent)[-50:]
+            wards = sorted({r.ward for r in self._rows.values() if r.ward})
+        rows.sort(key=lambda r: r["sort_key"], reverse=True)
+        metrics.WARD_PATIENTS.set(len(self._rows))
+        return {"patients": rows, "recent": recent[::-1], "wards": wards}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+def alert_json(alert: Alert) -> dict[str, Any]:
+    ex = alert.explanation
+    return {
+        "alert_id": alert.alert_id,
+        "transition_id": alert.transition_id,
+        "state": alert.state,
+        "severity": alert.severity,
+        "trigger": alert.trigger,
+        "reason": alert.reason,
+        "at": alert.at.isoformat(),
+        "hour": alert.hour,
+        "risk": alert.risk,
+        "by": alert.by,
+        "news2_total": alert.news2.total if alert.news2 else None,
+        "explanation": {
+            "rule_breakdown": ex.rule_breakdown,
+            "missing": ex.missing,
+            "top_features": [f.model_dump(mode="json") for f in ex.top_features[:5]],
+            "trend": [t.model_dump(mode="json") for t in ex.trend[-12:]],
+            "summary": ex.summary,
+        },
+    }
+
+
+class WardFeed:
+    """The in-process feed: ward model, SSE fan-out and a producer. Tests use it as is (records what
+    it would produce); ``KafkaWardFeed`` adds the consumer thread and the real producer."""
+
+    def __init__(self, settings: Settings, max_patients: int = 2000) -> None:
+        self.settings = settings
+        self.model = WardModel(settings.log_hash_key.get_secret_value().encode(), max_patients)
+        self.produced: list[tuple[str, bytes, bytes]] = []
+        self._clients: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.assigned = True
+        self.broker_ok = True
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def stop(self) -> None:
+        for q in list(self._clients):
+            self._offer(q, None)
+
+    # --- readiness -------------------------------------------------------------------------------
+    def readiness(self) -> dict[str, Any]:
+        return {"broker": self.broker_ok, "redis": True, "feed_assigned": self.assigned}
+
+    # --- producing -------------------------------------------------------------------------------
+    def produce(self, topic: str, key: bytes, value: bytes) -> None:
+        self.produced.append((topic, key, value))
+
+    def produce_many(self, records: list[tuple[str, bytes, bytes]]) -> None:
+        for record in records:
+            self.produce(*record)
+
+    # --- consuming -------------------------------------------------------------------------------
+    def ingest(self, topic: str, value: bytes) -> None:
+        """Apply one record (from any thread) and push the change to every SSE client."""
+        metrics.FEED_MESSAGES.labels(topic).inc()
+        message = self.model.apply(topic, value)
+        if message is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._fanout, message)
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=2000)
+        self._clients.add(q)
+        metrics.SSE_CLIENTS.set(len(self._clients))
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any] | None]) -> None:
+        self._clients.discard(q)
+        metrics.SSE_CLIENTS.set(len(self._clients))
+
+    def _fanout(self, message: dict[str, Any]) -> None:
+        for q in list(self._clients):
+            self._offer(q, message)
+
+    def _offer(self, q: asyncio.Queue[dict[str, Any] | None], message: dict[str, Any] | None) -> None:
+        try:
+            q.put_nowait(message)
+        except asyncio.QueueFull:
+            # a client that cannot keep up is dropped (it reconnects and reloads the state)
+            self.unsubscribe(q)
+            while not q.empty():
+                q.get_nowait()
+            q.put_nowait(None)
+
+
+class KafkaWardFeed(WardFeed):
+    """``WardFeed`` with a kafka-python consumer thread (assign + seek, no consumer group: every
+    dashboard process sees every record) and a producer for acks and FHIR intake."""
+
+    def __init__(self, settings: Settings, bootstrap: str | None = None, redis_url: str | None = None,
+                 backfill: int = 5000, max_patients: int = 2000) -> None:
+        super().__init__(settings, max_patients)
+        self.bootstrap = bootstrap or settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}"
+        self.redis_url = redis_url or settings.redis.url or f"redis://127.0.0.1:{settings.redis.embedded_port}/0"
+        self.backfill = backfill
+        self.assigned = False
+        self.broker_ok = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vigil-web-feed", daemon=True)
+        self._producer: Any = None
+        self._producer_lock = threading.Lock()
+        self._redis: Any = None
+
+    def _client_options(self) -> dict[str, Any]:
+        k = self.settings.kafka
+        if k.security_protocol != "SASL_SSL":
+            return {}
+        return {"security_protocol": "SASL_SSL", "sasl_mechanism": k.sasl_mechanism or "SCRAM-SHA-512",
+                "sasl_plain_username": k.sasl_username,
+                "sasl_plain_password": k.sasl_password.get_secret_value() if k.sasl_password else None,
+                "ssl_cafile": k.ssl_cafile}
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().start(loop)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        super().stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+
+    def _run(self) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = None
+        while not self._stop.is_set() and consumer is None:
+            try:
+                consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                         enable_auto_commit=False, client_id="vigil-web-feed",
+                                         **self._client_options())
+                parts = [TopicPartition(t, p) for t in FEED_TOPICS
+                         for p in sorted(consumer.partitions_for_topic(t) or ())]
+                if len({tp.topic for tp in parts}) < len(FEED_TOPICS):
+                    raise RuntimeError("feed topics not created yet")
+                consumer.assign(parts)
+                begin, end = consumer.beginning_offsets(parts), consumer.end_offsets(parts)
+                for tp in parts:
+                    consumer.seek(tp, max(begin[tp], end[tp] - self.backfill))
+            except Exception as exc:  # broker down or topics missing: not ready, retry
+                log.warning("feed_connect_failed", error=type(exc).__name__)
+                self.broker_ok = False
+                if consumer is not None:
+                    consumer.close()
+                    consumer = None
+                self._stop.wait(2.0)
+        if consumer is None:
+            return
+        self.assigned = self.broker_ok = True
+        log.info("feed_assigned", partitions=len(parts), backfill=self.backfill)
+        next_lag = 0.0
+        try:
+            while not self._stop.is_set():
+                batches = consumer.poll(timeout_ms=250, max_records=2000)
+                for tp, records in batches.items():
+                    for record in records:
+                        if record.value is not None:
+                            self.ingest(tp.topic, record.value)
+                if time.monotonic() >= next_lag:
+                    next_lag = time.monotonic() + 5.0
+                    self._update_lag(consumer, parts)
+        finally:
+            consumer.close()
+            self.assigned = False
+
+    def _update_lag(self, consumer: Any, parts: list[Any]) -> None:
+        try:
+            ends = consumer.end_offsets(parts)
+        except Exception as exc:
+            log.warning("feed_lag_failed", error=type(exc).__name__)
+            self.broker_ok = False
+            return
+        self.broker_ok = True
+        lag: dict[str, int] = dict.fromkeys(FEED_TOPICS, 0)
+        for tp in parts:
+            lag[tp.topic] += max(0, ends[tp] - consumer.position(tp))
+        for topic, value in lag.items():
+            metrics.FEED_LAG.labels(topic).set(value)
+
+    def readiness(self) -> dict[str, Any]:
+        return {"broker": self.broker_ok and self._broker_reachable(), "redis": self._redis_ping(),
+                "feed_assigned": self.assigned}
+
+    def _broker_reachable(self) -> bool:
+        import socket
+
+        for address in self.bootstrap.split(","):
+            host, _, port = address.strip().rpartition(":")
+            try:
+                with socket.create_connection((host or "127.0.0.1", int(port)), timeout=1.0):
+                    return True
+            except OSError:
+                continue
+        return False
+
+    def _redis_ping(self) -> bool:
+        import redis
+
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.redis_url, socket_timeout=1, socket_connect_timeout=1)
+        t0 = time.perf_counter()
+        try:
+            self._redis.ping()
+        except (redis.RedisError, OSError):
+            return False
+        metrics.REDIS_PING.observe(time.perf_counter() - t0)
+        return True
+
+    def produce(self, topic: str, key: bytes, value: bytes) -> None:
+        self.produce_many([(topic, key, value)])
+
+    def produce_many(self, records: list[tuple[str, bytes, bytes]]) -> None:
+        """Send and wait for the broker's ack (acks=all): the HTTP answer means it is durable."""
+        from kafka import KafkaProducer
+
+        with self._producer_lock:
+            if self._producer is None:
+                self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=2,
+                                               retries=5, client_id="vigil-web", **self._client_options())
+            futures = [self._producer.send(t, key=k, value=v) for t, k, v in records]
+            self._producer.flush(timeout=15)
+        for f in futures:
+            f.get(timeout=15)

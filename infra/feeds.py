@@ -1,0 +1,106 @@
+"""The terminal alert feed (``vigil alerts tail``): one readable rich line per alert transition,
+with the explanation (rule breakdown, top model features, trend) on demand.
+
+Patients are shown by a short keyed hash (``patient_hash``), never by id: a terminal feed is
+screen-shared and scrolled back; the dashboard is where a signed-in clinician sees the name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from infra.logging import patient_hash
+from schemas.alerts import Alert
+
+BAND_RANK = {"low": 0, "low-medium": 1, "medium": 2, "high": 3}
+# NEWS2 chart colours (RCP 2017): low green, low-medium (single 3) amber, medium orange, high red
+SEVERITY_STYLE = {"low": "green", "low-medium": "yellow", "medium": "dark_orange", "high": "bold red"}
+STATE_STYLE = {"open": "bold", "escalated": "bold magenta", "acknowledged": "cyan", "resolved": "dim green"}
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def passes(alert: Alert, ward: str | None, min_band: str | None) -> bool:
+    if ward and alert.ward != ward:
+        return False
+    return not (min_band and BAND_RANK.get(alert.severity, 0) < BAND_RANK[min_band])
+
+
+def patient_label(patient_id: str) -> str:
+    return "pt:" + patient_hash(patient_id)[:8]
+
+
+def spark(values: list[float]) -> str:
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    return "".join(SPARK[int((v - low) / span * (len(SPARK) - 1))] for v in values)
+
+
+def transition_line(alert: Alert) -> Text:
+    sev = SEVERITY_STYLE.get(alert.severity, "white")
+    line = Text()
+    line.append(alert.at.strftime("%H:%M:%S"), style="dim")
+    line.append(f" {alert.ward or '-':<8}", style="blue")
+    line.append(f" {alert.severity:<10}", style=sev)
+    line.append(f" {alert.state:<12}", style=STATE_STYLE.get(alert.state, ""))
+    line.append(f" {patient_label(alert.patient_id)}", style="bold")
+    line.append(f" h{alert.hour:<3}", style="dim")
+    if alert.news2 is not None:
+        line.append(f" NEWS2 {alert.news2.total:>2}", style=sev)
+    if alert.risk is not None:
+        line.append(f" risk {alert.risk:>4.0%}")
+    line.append(f"  {alert.reason}")
+    if alert.by:
+        line.append(f" [{alert.by}]", style="cyan")
+    return line
+
+
+def explanation(alert: Alert) -> Text:
+    ex = alert.explanation
+    text = Text()
+    parts = [(k, p) for k, p in ex.rule_breakdown.items() if p > 0]
+    if parts:
+        text.append("    NEWS2  ", style="dim")
+        for name, points in parts:
+            style = "red" if points >= 3 else "dark_orange" if points == 2 else ""
+            text.append(f"{name}+{points} ", style=style)
+        text.append("\n")
+    if ex.missing:
+        text.append("    missing ", style="dim")
+        text.append(", ".join(ex.missing) + "\n")
+    if ex.top_features:
+        text.append("    model  ", style="dim")
+        for f in ex.top_features[:5]:
+            arrow, style = ("↑", "red") if f.contribution > 0 else ("↓", "green")
+            value = "" if f.value is None else f"={f.value:.3g}"
+            text.append(f"{f.feature}{value}{arrow} ", style=style)
+        text.append("\n")
+    if ex.trend:
+        text.append("    trend  ", style="dim")
+        news2 = [float(t.news2) for t in ex.trend]
+        text.append(f"NEWS2 {spark(news2)} {int(news2[0])}→{int(news2[-1])}")
+        risks = [t.risk for t in ex.trend if t.risk is not None]
+        if risks:
+            text.append(f"   risk {spark(risks)} {risks[0]:.0%}→{risks[-1]:.0%}")
+        text.append(f"  (h{ex.trend[0].hour}–h{ex.trend[-1].hour})\n")
+    if ex.summary:
+        text.append(f"    {ex.summary}\n", style="italic")
+    text.rstrip()
+    return text
+
+
+def render_transition(alert: Alert, explain: bool = False) -> RenderableType:
+    if not explain:
+        return transition_line(alert)
+    return Group(transition_line(alert), explanation(alert))
+
+
+def transition_json(alert: Alert) -> dict[str, Any]:
+    """The --json line: the published record as is (the integration contract) plus the short label."""
+    data = alert.model_dump(mode="json")
+    data["patient_label"] = patient_label(alert.patient_id)
+    return data
