@@ -1,0 +1,73 @@
+"""Users files (JSON, TOML, env), argon2 hashes, `vigil users add`, and the terminal feed rendering."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+from web_builders import alert
+
+from agents.web.auth import Authenticator, add_user, hash_password, load_users
+from infra import cli_serve
+from infra.feeds import passes, render_transition, transition_json
+
+
+def test_users_from_json_toml_and_env(tmp_path) -> None:
+    h = hash_password("pw-123456")
+    (tmp_path / "u.json").write_text(json.dumps({"users": [{"username": "ann", "password_hash": h,
+                                                            "role": "clinician"}]}))
+    (tmp_path / "u.toml").write_text(f'[[users]]\nusername = "tom"\npassword_hash = "{h}"\nrole = "viewer"\n')
+    env = {"VIGIL_USERS": json.dumps([{"username": "eve", "password_hash": h, "role": "viewer"}])}
+    assert load_users(tmp_path / "u.json", env={})["ann"].role == "clinician"
+    assert load_users(tmp_path / "u.toml", env={})["tom"].role == "viewer"
+    assert set(load_users(tmp_path / "u.json", env=env)) == {"ann", "eve"}
+
+
+def test_hashes_are_argon2id_and_verify(tmp_path) -> None:
+    user = add_user(tmp_path / "users.json", "ann", "s3cret-pass", "clinician")
+    assert user.password_hash.startswith("$argon2id$") and "s3cret-pass" not in user.password_hash
+    auth = Authenticator(load_users(tmp_path / "users.json", env={}), secret="x")
+    assert auth.verify("ann", "s3cret-pass") is not None
+    assert auth.verify("ann", "wrong") is None and auth.verify("bob", "s3cret-pass") is None
+    assert stat.S_IMODE((tmp_path / "users.json").stat().st_mode) == 0o600
+
+
+def test_session_tokens_are_signed(tmp_path) -> None:
+    add_user(tmp_path / "u.json", "ann", "s3cret-pass", "viewer")
+    auth = Authenticator(load_users(tmp_path / "u.json", env={}), secret="x")
+    token, session = auth.issue(auth.users["ann"])
+    assert auth.session(token) == session
+    assert auth.session(token[:-2] + "xx") is None
+    assert Authenticator(auth.users, secret="other").session(token) is None
+
+
+def test_users_add_command(tmp_path) -> None:
+    app = typer.Typer()
+    cli_serve.register(app)
+    path = tmp_path / "users.json"
+    r = CliRunner().invoke(app, ["users", "add", "nurse.a", "--role", "clinician", "--users-file", str(path),
+                                 "--json"], env={"VIGIL_NEW_PASSWORD": "long-enough-pw"})
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output.strip().splitlines()[-1])["role"] == "clinician"
+    assert load_users(path, env={})["nurse.a"].role == "clinician"
+    r = CliRunner().invoke(app, ["users", "add", "x", "--role", "admin", "--users-file", str(path)],
+                           env={"VIGIL_NEW_PASSWORD": "long-enough-pw"})
+    assert r.exit_code == 2
+
+
+def test_feed_filters_by_ward_and_band() -> None:
+    a = alert("p", severity="medium", ward="ICU-1")
+    assert passes(a, None, None) and passes(a, "ICU-1", "medium")
+    assert not passes(a, "ICU-2", None) and not passes(a, None, "high")
+
+
+def test_feed_line_hides_the_patient_id_and_explains() -> None:
+    console = Console(record=True, width=200)
+    console.print(render_transition(alert("p-visible-id"), explain=True))
+    text = console.export_text()
+    assert "p-visible-id" not in text and "pt:" in text
+    assert "respiration_rate+3" in text and "Resp=27" in text and "NEWS2" in text and "2→6" in text
+    assert transition_json(alert("p"))["transition_id"] == "a1-open"
