@@ -125,6 +125,7 @@ def alerts_tail(
     seen, shown, invalid = 0, 0, 0
     by_state: Counter[str] = Counter()
     by_severity: Counter[str] = Counter()
+    wards: dict[str, str] = {}
     deadline = time.monotonic() + duration if duration else None
     if not json_out:
         console.print(f"[dim]following {topics.ALERTS}"
@@ -139,6 +140,11 @@ def alerts_tail(
                     except ValidationError:
                         invalid += 1
                         continue
+                    # acknowledge/resolve/escalate-by-timer transitions carry no ward: reuse the open's
+                    if alert.ward:
+                        wards[alert.alert_id] = alert.ward
+                    elif alert.alert_id in wards:
+                        alert = alert.model_copy(update={"ward": wards[alert.alert_id]})
                     if not passes(alert, ward, min_band):
                         continue
                     shown += 1
