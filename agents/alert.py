@@ -9,12 +9,22 @@ from collections.abc import Sequence
 import faust
 from pydantic import ValidationError
 
-from agents.app import acks_topic, alerts_topic, app, audit_topic, deadletter_topic, scores_topic, settings
+from agents.app import (
+    acks_topic,
+    alerts_fhir_topic,
+    alerts_topic,
+    app,
+    audit_topic,
+    deadletter_topic,
+    scores_topic,
+    settings,
+)
 from agents.runtime import Publisher, runtime
 from infra import metrics
 from infra.redis import alert_key
 from models.alerting import PatientAlertState, check_escalation, on_ack, on_score
 from schemas.alerts import Alert, AlertAck
+from schemas.codecs.fhir_out import alert_to_risk_assessment
 from schemas.deadletter import Rejected
 from schemas.scores import RiskScore
 
@@ -24,6 +34,8 @@ OPEN_ALERTS_KEY = "vigil:open_alerts"
 async def _publish_alerts(publisher: Publisher, alerts: list[Alert]) -> None:
     for alert in alerts:
         await publisher.send(alerts_topic, alert.patient_id, alert.model_dump_json().encode())
+        risk = alert_to_risk_assessment(alert)
+        await publisher.send(alerts_fhir_topic, alert.patient_id, json.dumps(risk).encode())
         metrics.ALERTS.labels(alert.state, alert.severity).inc()
 
 

@@ -17,3 +17,6 @@ REDIS_SECONDS = Histogram("vigil_redis_seconds", "Redis round trip per batch",
                           buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 2.0))
 CONSUMER_LAG = Gauge("vigil_consumer_lag", "Consumer lag (messages) per topic", ["topic"])
 REDIS_UP = Gauge("vigil_redis_up", "1 when the worker's Redis calls succeed")
+INTEROP_IGNORED = Counter("vigil_interop_ignored_total", "FHIR/HL7 parts deliberately not mapped", ["reason"])
+UNKNOWN_CODES = Counter("vigil_unknown_codes_total", "Unmapped codes seen in FHIR/HL7 input (system|code)",
+                        ["code"])

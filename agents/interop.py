@@ -1,0 +1,58 @@
+"""EHR intake agents: FHIR R4 JSON on ``vigil.ingest.fhir`` and HL7v2 ORU^R01 on
+``vigil.ingest.hl7v2`` become canonical events on ``vigil.events``; every rejected part goes to
+the dead letters with the reason and the original message bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import faust
+
+from agents.app import app, deadletter_topic, events_topic, ingest_fhir_topic, ingest_hl7v2_topic, settings
+from agents.runtime import Publisher
+from infra import metrics
+from schemas.codecs.fhir import decode_fhir
+from schemas.codecs.hl7v2 import decode_hl7v2
+from schemas.codecs.loinc import DecodeResult
+from schemas.deadletter import Rejected
+from schemas.normalize import normalize_event
+
+
+async def interop_batch(batch: Sequence[faust.EventT], decode: Callable[[bytes], DecodeResult],
+                        publisher: Publisher) -> None:
+    now = datetime.now(UTC)
+    for event in batch:
+        m = event.message
+        metrics.EVENTS_IN.labels(m.topic).inc()
+        result = decode(m.value or b"")
+        rejected = list(result.rejected)
+        for patient_event in result.events:
+            checked = normalize_event(patient_event, now)  # range, clock skew: same rules as JSON intake
+            if isinstance(checked, Rejected):
+                rejected.append(checked)
+                continue
+            metrics.EVENTS_ACCEPTED.inc()
+            await publisher.send(events_topic, checked.patient_id, checked.model_dump_json().encode())
+        for item in result.ignored:
+            metrics.INTEROP_IGNORED.labels(item.reason).inc()
+        for code, count in result.unknown_codes.items():
+            metrics.UNKNOWN_CODES.labels(code[:80]).inc(count)
+        for item in rejected:
+            await publisher.dead_letter(deadletter_topic, item, m.value, m.topic, m.partition, m.offset, key=m.key)
+
+
+@app.agent(ingest_fhir_topic)
+async def ingest_fhir(stream: faust.StreamT) -> None:
+    async for batch in stream.take_events(200, within=settings.batch.stream_within_s):
+        publisher = Publisher()
+        await interop_batch(batch, decode_fhir, publisher)
+        await publisher.flush()
+
+
+@app.agent(ingest_hl7v2_topic)
+async def ingest_hl7v2(stream: faust.StreamT) -> None:
+    async for batch in stream.take_events(200, within=settings.batch.stream_within_s):
+        publisher = Publisher()
+        await interop_batch(batch, decode_hl7v2, publisher)
+        await publisher.flush()

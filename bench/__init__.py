@@ -1,0 +1,1 @@
+"""Benchmarks: `vigil bench` (pipeline vs bare Faust, latency, batching, Redis size)."""

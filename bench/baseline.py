@@ -1,0 +1,49 @@
+"""The ceiling: a bare Faust agent that only reads and forwards events, with the same batching
+(take_events), the same delivery guarantee (wait for acks=all before the batch is acked) and the
+same broker as the Vigil pipeline. Run: ``python -m bench.baseline``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+
+from agents.app import kafka_bootstrap
+from infra.settings import get_settings
+
+BASELINE_IN = "vigil.bench.baseline.in"
+BASELINE_OUT = "vigil.bench.baseline.out"
+
+settings = get_settings()
+app = faust.App(
+    "vigil-bench-baseline",
+    broker=f"kafka://{kafka_bootstrap(settings)}",
+    autodiscover=False,
+    store="memory://",
+    web_enabled=False,
+    key_serializer="raw",
+    value_serializer="raw",
+    topic_partitions=settings.kafka.partitions,
+    consumer_auto_offset_reset="earliest",
+    broker_commit_every=500,
+    broker_commit_interval=0.5,
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=1.0,
+    producer_acks=-1,
+    producer_linger_ms=2,
+    stream_buffer_maxsize=8192,
+    stream_wait_empty=False,
+)
+source = app.topic(BASELINE_IN, key_type=bytes, value_type=bytes)
+sink = app.topic(BASELINE_OUT, key_type=bytes, value_type=bytes)
+
+
+@app.agent(source)
+async def forward(stream: faust.StreamT) -> None:
+    async for batch in stream.take_events(settings.batch.stream_take, within=settings.batch.stream_within_s):
+        futures = [await sink.send(key=e.message.key, value=e.message.value, force=True) for e in batch]
+        await asyncio.gather(*futures)
+
+
+if __name__ == "__main__":
+    faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False).execute_from_commandline()

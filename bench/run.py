@@ -1,0 +1,304 @@
+"""`vigil bench`: the full pipeline against bare Faust on the same broker, in one run.
+
+Throughput is measured the same way for both: N events are preloaded into the input topic, the
+worker is started, and events/s = N / (last output timestamp - first output timestamp), from the
+Kafka timestamps of the output messages. Latency is measured at a fixed offered rate with the
+pipeline running: per event, (timestamp of the first score that includes it) - (its produce
+timestamp). Batch speedup times the deployed ONNX models in-process at batch 1 and 64.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents import topics
+from infra.replay import Stay, ensure_dataset, pick_stays, stay_events
+from infra.settings import Settings
+from infra.stack import StackInfo, ensure_topics, stack_up
+from infra.workers import spawn_worker, stop_worker, worker_env
+
+BATCH_CURVE_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+@dataclass
+class OutputWatch:
+    """Consumes an output topic from its current end; records per-message timestamps."""
+
+    bootstrap: str
+    topic: str
+    on_record: Callable[[Any], None] | None = None
+    count: int = 0
+    first_ts: int | None = None
+    last_ts: int | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> OutputWatch:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
+                                      fetch_max_wait_ms=20)
+        parts = [TopicPartition(self.topic, p) for p in sorted(self.consumer.partitions_for_topic(self.topic) or {0})]
+        self.consumer.assign(parts)
+        for tp, off in self.consumer.end_offsets(parts).items():
+            self.consumer.seek(tp, off)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for records in self.consumer.poll(timeout_ms=100, max_records=5000).values():
+                for r in records:
+                    self.count += 1
+                    self.first_ts = r.timestamp if self.first_ts is None else min(self.first_ts, r.timestamp)
+                    self.last_ts = r.timestamp if self.last_ts is None else max(self.last_ts, r.timestamp)
+                    if self.on_record:
+                        self.on_record(r)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=5)
+        self.consumer.close()
+
+
+def bench_events(stays: list[Stay], n: int) -> list[tuple[str, bytes, bytes]]:
+    """(event_id, key, value) for n events, interleaving many patients hour by hour; fresh
+    patient ids per run so earlier runs' Redis state does not interfere."""
+    run = uuid.uuid4().hex[:6]
+    longest = max(len(s.matrix) for s in stays)
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=longest + 1)
+    rows: list[tuple[int, str, bytes, bytes]] = []
+    for stay in stays:
+        renamed = Stay(f"b{run}-{stay.patient_id}", stay.matrix, stay.static, stay.labels)
+        for hour, event in stay_events(renamed, base):
+            rows.append((hour, event.event_id, renamed.patient_id.encode(), event.model_dump_json().encode()))
+    rows.sort(key=lambda r: r[0])
+    return [(eid, k, v) for _, eid, k, v in rows[:n]]
+
+
+def preload(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
+    for key, value in messages:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def measure_baseline(info: StackInfo, settings: Settings, n: int, messages: list[tuple[bytes, bytes]],
+                     log_dir: Path) -> dict[str, Any]:
+    import subprocess
+    import sys
+
+    from bench.baseline import BASELINE_IN, BASELINE_OUT
+
+    ensure_topics(info.bootstrap, (BASELINE_IN, BASELINE_OUT), settings.kafka.partitions)
+    watch = OutputWatch(info.bootstrap, BASELINE_OUT).start()
+    preload(info.bootstrap, BASELINE_IN, messages)
+    out = open(log_dir / "bench-baseline.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "bench.baseline"], env=worker_env(info), stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        ok = _wait(lambda: watch.count >= n, timeout=300)
+    finally:
+        stop_worker(proc)
+        watch.stop()
+    span = ((watch.last_ts or 0) - (watch.first_ts or 0)) / 1000.0
+    return {"events": watch.count, "complete": ok, "seconds": span, "events_per_s": n / span if span > 0 else None}
+
+
+def measure_pipeline(info: StackInfo, settings: Settings, n: int, events: list[tuple[str, bytes, bytes]],
+                     log_dir: Path) -> tuple[dict[str, Any], Any]:
+    ids = {eid for eid, _, _ in events}
+    seen: set[str] = set()
+
+    def absorb(record: Any) -> None:
+        seen.update(json.loads(record.value)["event_ids"])
+
+    watch = OutputWatch(info.bootstrap, topics.SCORES, on_record=absorb).start()
+    preload(info.bootstrap, topics.EVENTS_RAW, [(k, v) for _, k, v in events])
+    proc = spawn_worker(info, log_dir / "bench-pipeline.log")
+    peak_rss = 0.0
+
+    def done() -> bool:
+        nonlocal peak_rss
+        peak_rss = max(peak_rss, _rss_mb(proc.pid))
+        return ids <= seen
+
+    ok = _wait(done, timeout=600)
+    watch.stop()
+    span = ((watch.last_ts or 0) - (watch.first_ts or 0)) / 1000.0
+    result = {"events": len(ids & seen), "complete": ok, "seconds": span, "scores": watch.count,
+              "events_per_s": n / span if span > 0 else None, "worker_peak_rss_mb": round(peak_rss, 1)}
+    return result, proc
+
+
+def measure_latency(info: StackInfo, events: list[tuple[str, bytes, bytes]], rate: float) -> dict[str, Any]:
+    from kafka import KafkaProducer
+
+    produced: dict[str, int] = {}
+    scored: dict[str, int] = {}
+
+    def absorb(record: Any) -> None:
+        for eid in json.loads(record.value)["event_ids"]:
+            scored.setdefault(eid, record.timestamp)
+
+    watch = OutputWatch(info.bootstrap, topics.SCORES, on_record=absorb).start()
+    producer = KafkaProducer(bootstrap_servers=info.bootstrap, acks="all", linger_ms=1)
+    t0 = time.perf_counter()
+    for i, (eid, key, value) in enumerate(events):
+        target = t0 + i / rate
+        delay = target - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        ts = int(time.time() * 1000)
+        produced[eid] = ts
+        producer.send(topics.EVENTS_RAW, key=key, value=value, timestamp_ms=ts)
+    producer.flush()
+    offered_s = time.perf_counter() - t0
+    _wait(lambda: set(produced) <= set(scored), timeout=120)
+    watch.stop()
+    producer.close()
+    lat = np.array([scored[e] - produced[e] for e in produced if e in scored], dtype=float)
+    return {
+        "offered_rate": rate, "achieved_offer_rate": round(len(events) / offered_s, 1), "events": len(events),
+        "scored": int(len(lat)),
+        "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
+        "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
+        "max_ms": float(lat.max()) if len(lat) else None,
+    }
+
+
+def redis_bytes_per_patient(redis_url: str, patients: set[str]) -> dict[str, Any]:
+    """Redis MEMORY USAGE of everything Vigil keeps per patient (window, alert and care state)."""
+    import redis
+
+    from infra.redis import alert_key, care_key, window_key
+
+    client = redis.Redis.from_url(redis_url)
+    total = 0
+    for pid in patients:
+        for key in (window_key(pid), alert_key(pid), care_key(pid)):
+            total += client.memory_usage(key) or 0
+    client.close()
+    return {"patients": len(patients), "bytes_per_patient": round(total / max(1, len(patients)), 1)}
+
+
+def batch_curve(stays: list[Stay], reps_target_s: float = 0.5) -> dict[str, Any]:
+    """Per-sample inference cost of the deployed models at each batch size (in-process ONNX)."""
+    from models.registry import load_bundle
+
+    bundle = load_bundle()
+    windows = [s.matrix[-48:] for s in stays]
+    statics = [s.static for s in stays]
+    while len(windows) < max(BATCH_CURVE_SIZES):
+        windows += windows
+        statics += statics
+    curve = {}
+    for b in BATCH_CURVE_SIZES:
+        w, st = windows[:b], statics[:b]
+        bundle.score(w, st, buckets=None)  # warm-up
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < reps_target_s or reps < 3:
+            bundle.score(w, st, buckets=None)
+            reps += 1
+        curve[b] = (time.perf_counter() - t0) / (reps * b) * 1e6  # microseconds per sample
+    return {"us_per_sample": curve, "batch_speedup": curve[1] / curve[64], "providers": getattr(bundle, "providers", None)}
+
+
+def plot_curve(curve: dict[int, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted(curve)
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    ax.plot(sizes, [curve[s] for s in sizes], marker="o")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size (patients)")
+    ax.set_ylabel("µs per patient (both models)")
+    ax.set_title(f"ONNX Runtime CPU, {os.cpu_count()} cores: per-patient inference cost")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run_bench(settings: Settings, n_events: int, rate: float, latency_s: float, patients: int,
+              plot_path: Path | None) -> dict[str, Any]:
+    info = stack_up(settings)
+    log_dir = settings.home / "logs"
+    data_dir = ensure_dataset(settings.data_dir, settings.home)
+    stays = pick_stays(data_dir, patients, septic_share=0.3, seed=11)
+    events = bench_events(stays, n_events)
+    patients_seen = {k.decode() for _, k, _ in events}
+    baseline = measure_baseline(info, settings, len(events), [(k, v) for _, k, v in events], log_dir)
+    pipeline, proc = measure_pipeline(info, settings, len(events), events, log_dir)
+    try:
+        lat_events = bench_events(stays, int(rate * latency_s))
+        patients_seen.update(k.decode() for _, k, _ in lat_events)
+        latency = measure_latency(info, lat_events, rate)
+        pipeline["worker_peak_rss_mb"] = max(pipeline["worker_peak_rss_mb"], _rss_mb(proc.pid))
+    finally:
+        stop_worker(proc)
+    redis_size = redis_bytes_per_patient(info.redis_url, patients_seen)
+    try:
+        curve = batch_curve(stays)
+    except Exception as exc:  # no model artifacts: say so rather than invent a number
+        curve = {"us_per_sample": {}, "batch_speedup": None, "error": f"{type(exc).__name__}: {exc}"[:200]}
+    if plot_path and curve["us_per_sample"]:
+        plot_curve(curve["us_per_sample"], plot_path)
+    ratio = (pipeline["events_per_s"] / baseline["events_per_s"]
+             if pipeline["events_per_s"] and baseline["events_per_s"] else None)
+    return {
+        "baseline_events_per_s": round(baseline["events_per_s"] or 0, 1),
+        "pipeline_events_per_s": round(pipeline["events_per_s"] or 0, 1),
+        "ratio": round(ratio, 3) if ratio else None,
+        "p50_ms": latency["p50_ms"],
+        "p99_ms": latency["p99_ms"],
+        "batch_speedup": round(curve["batch_speedup"], 2) if curve["batch_speedup"] else None,
+        "redis_bytes_per_patient": redis_size["bytes_per_patient"],
+        "events": len(events),
+        "patients": len({k for _, k, _ in events}),
+        "latency": latency,
+        "baseline": baseline,
+        "pipeline": pipeline,
+        "batch_curve_us_per_sample": {str(k): round(v, 1) for k, v in curve["us_per_sample"].items()},
+        "providers": curve.get("providers"),
+        "cpu_count": os.cpu_count(),
+    }

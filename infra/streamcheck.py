@@ -1,0 +1,126 @@
+"""`vigil replay`: streaming equals offline. Challenge-format stays go through Kafka and the
+full pipeline; every complete hourly score is compared with `vigil predict` on the same files.
+
+An hour's streamed score is *complete* when the events of that hour were all applied before it
+was computed (the producer sends a stay hour by hour and waits for each hour's score, like an
+hourly bedside feed); those are compared with the offline prediction for the same row.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents import topics
+from infra.replay import Stay, load_stays, stay_events
+from infra.settings import Settings
+from infra.stack import stack_up
+from infra.workers import spawn_worker, stop_worker
+
+
+def offline_probabilities(files: list[Path]) -> dict[str, np.ndarray]:
+    from models.offline import predict_dir
+
+    with tempfile.TemporaryDirectory() as src, tempfile.TemporaryDirectory() as out:
+        for f in files:
+            (Path(src) / f.name).symlink_to(f.resolve())
+        predict_dir(src, out)
+        probs = {}
+        for f in files:
+            rows = (Path(out) / f.name).read_text().strip().split("\n")[1:]
+            probs[f.stem] = np.array([float(r.split("|")[0]) for r in rows])
+    return probs
+
+
+def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: float = 600) -> dict[str, Any]:
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    files = sorted(data_dir.glob("*.psv"))[:limit]
+    stays: list[Stay] = load_stays(files)
+    offline = offline_probabilities(files)
+    info = stack_up(settings)
+    run = str(int(time.time()))
+    scores: dict[tuple[str, int], list[float]] = defaultdict(list)
+    scored_ids: set[str] = set()
+    lock = threading.Lock()
+    consumer = KafkaConsumer(bootstrap_servers=info.bootstrap, enable_auto_commit=False, group_id=None)
+    parts = [TopicPartition(topics.SCORES, p) for p in consumer.partitions_for_topic(topics.SCORES)]
+    consumer.assign(parts)
+    for tp, off in consumer.end_offsets(parts).items():
+        consumer.seek(tp, off)
+    stop = threading.Event()
+
+    def consume() -> None:
+        while not stop.is_set():
+            for records in consumer.poll(timeout_ms=100).values():
+                for r in records:
+                    data = json.loads(r.value)
+                    prob = next((m["probability"] for m in data["models"] if m["model"] == "combined"), None)
+                    with lock:
+                        scored_ids.update(data["event_ids"])
+                        if prob is not None:
+                            scores[(data["patient_id"], data["hour"])].append(prob)
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    worker = spawn_worker(info, settings.home / "logs" / "replay-worker.log")
+    producer = KafkaProducer(bootstrap_servers=info.bootstrap, acks="all", linger_ms=1)
+    expected: dict[str, str] = {}
+    t0 = time.time()
+    try:
+        from datetime import UTC, datetime, timedelta
+
+        for stay in stays:
+            pid = f"r{run}-{stay.patient_id}"
+            renamed = Stay(pid, stay.matrix, stay.static, stay.labels)
+            base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=len(stay.matrix) + 1)
+            by_hour: dict[int, list[Any]] = defaultdict(list)
+            for hour, event in stay_events(renamed, base):
+                by_hour[hour].append(event)
+            for hour in sorted(by_hour):
+                ids = {e.event_id for e in by_hour[hour]}
+                for e in by_hour[hour]:
+                    producer.send(topics.EVENTS_RAW, key=pid.encode(), value=e.model_dump_json().encode())
+                producer.flush()
+                deadline = time.time() + 60
+                while time.time() < deadline:
+                    with lock:
+                        if ids <= scored_ids:
+                            break
+                    time.sleep(0.01)
+                expected[pid] = stay.patient_id
+            if time.time() - t0 > timeout_s:
+                break
+        time.sleep(0.5)
+    finally:
+        producer.close()
+        stop_worker(worker)
+        stop.set()
+        thread.join(timeout=5)
+        consumer.close()
+    diffs = []
+    missing = 0
+    for pid, stem in expected.items():
+        for hour, p_off in enumerate(offline[stem]):
+            streamed = scores.get((pid, hour))
+            if not streamed:
+                missing += 1
+                continue
+            diffs.append(abs(streamed[-1] - p_off))
+    arr = np.array(diffs) if diffs else np.array([np.nan])
+    return {
+        "patients": len(expected),
+        "hours_offline": int(sum(len(offline[s]) for s in expected.values())),
+        "hours_compared": len(diffs),
+        "hours_without_stream_score": missing,
+        "max_abs_diff": float(np.nanmax(arr)),
+        "mean_abs_diff": float(np.nanmean(arr)),
+        "seconds": round(time.time() - t0, 1),
+    }
