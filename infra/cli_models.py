@@ -23,13 +23,19 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="print a JSON summary as 
 
 def _progress(label: str) -> Progress:
     return Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
         transient=False,
-    )  # fmt: skip
+    )
 
 
 def train_command(
-    data: Annotated[Path | None, typer.Option(help="set A directory (default ~/.cache/vigil/data/training_setA)")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="set A directory (default ~/.cache/vigil/data/training_setA)")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="artifacts directory (default models/artifacts)")] = None,
     seed: int = 2019,
     python: Annotated[Path | None, typer.Option(help="interpreter with the [train] extra (torch)")] = None,
@@ -66,8 +72,9 @@ def predict_command(
     total = len(list_psv(data))
     with _progress("predicting") as bar:
         task = bar.add_task("predict", total=total)
-        summary = predict_dir(data, out, progress=lambda done, n: bar.update(task, completed=done),
-                              artifacts_dir=artifacts)  # fmt: skip
+        summary = predict_dir(
+            data, out, progress=lambda done, n: bar.update(task, completed=done), artifacts_dir=artifacts
+        )
     console.print(
         f"{summary['patients']} stays, {summary['rows']} hours -> {out} in {summary['seconds']} s "
         f"(threshold {summary['threshold']:.4f})"
@@ -78,7 +85,9 @@ def predict_command(
 
 def evaluate_command(
     data: Annotated[Path, typer.Option(help="directory of challenge .psv files with SepsisLabel")],
-    pred: Annotated[Path | None, typer.Option(help="predictions directory (default: predict into a temp dir)")] = None,
+    pred: Annotated[
+        Path | None, typer.Option(help="predictions directory (default: predict into a temp dir)")
+    ] = None,
     rules: Annotated[bool, typer.Option(help="also score NEWS2/qSOFA/SIRS from the same rows")] = True,
     json_out: JsonFlag = False,
 ) -> None:
@@ -97,8 +106,9 @@ def evaluate_command(
             predict_dir(data, pred, progress=lambda done, n: bar.update(task, completed=done))
     with _progress("evaluating") as bar:
         task = bar.add_task("evaluate", total=len(list_psv(data)))
-        result = evaluate_dir(data, pred, with_rules=rules,
-                              progress=lambda done, n: bar.update(task, completed=done))  # fmt: skip
+        result = evaluate_dir(
+            data, pred, with_rules=rules, progress=lambda done, n: bar.update(task, completed=done)
+        )
     for name in ("model", "NEWS2", "qSOFA", "SIRS"):
         if name in result:
             r = result[name]

@@ -8,7 +8,7 @@ scored with :mod:`models.utility` (the challenge's own normalized utility). Feat
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +186,11 @@ def evaluate_dir(
     if progress is not None:
         progress(len(files), len(files))
     summary = _metrics(labels, probs, preds, auroc_auprc, normalized_utility)
-    result: dict[str, Any] = {"patients": len(files), "rows": int(sum(len(x) for x in labels)), "model": summary}
+    result: dict[str, Any] = {
+        "patients": len(files),
+        "rows": int(sum(len(x) for x in labels)),
+        "model": summary,
+    }
     cutoffs = {"NEWS2": 5, "qSOFA": 2, "SIRS": 2}
     for name, scores in rules.items():
         bins = [(s >= cutoffs[name]).astype(np.int8) for s in scores]
@@ -214,5 +218,3 @@ def _metrics(
         "utility": round(normalized_utility(labels, binary), 4),
         "alert_hours_per_patient_day": round(24.0 * alerts / max(hours, 1.0), 3),
     }
-
-

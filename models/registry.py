@@ -102,7 +102,12 @@ def tree_contributions(table: Mapping[str, np.ndarray], x: np.ndarray) -> tuple[
     missing-type Zero/NaN values go to the default child, others go left when x <= threshold.
     """
     feat, thr, left, right = table["feature"], table["threshold"], table["left"], table["right"]
-    value, leaf, default_left, missing = table["value"], table["leaf"], table["default_left"], table["missing"]
+    value, leaf, default_left, missing = (
+        table["value"],
+        table["leaf"],
+        table["default_left"],
+        table["missing"],
+    )
     b, n_feat = x.shape
     n_trees = feat.shape[0]
     trees = np.arange(n_trees)[None, :]
@@ -232,7 +237,9 @@ class ModelBundle:
                 pos = (p_det >= self._meta("deterioration")["threshold"]) | (comb >= self.combined_threshold)
                 chosen = np.nonzero(pos)[0]
             if len(chosen):
-                tops = self._explain_deterioration([windows[i] for i in chosen], seqs[chosen], p_det[chosen], buckets)
+                tops = self._explain_deterioration(
+                    [windows[i] for i in chosen], seqs[chosen], p_det[chosen], buckets
+                )
                 for i, top in zip(chosen, tops, strict=True):
                     det_top[i] = top
         self.timings = {"predict_s": t1 - t0, "explain_s": time.perf_counter() - t1}
@@ -259,9 +266,13 @@ class ModelBundle:
         thr = float(meta["threshold"])
         p = float(min(max(p, 0.0), 1.0))
         return ModelScore(
-            model=name, version=str(meta["version"]), probability=p, threshold=thr, positive=p >= thr,
+            model=name,
+            version=str(meta["version"]),
+            probability=p,
+            threshold=thr,
+            positive=p >= thr,
             top_features=top,
-        )  # fmt: skip
+        )
 
     def _explain_diagnosis(self, feats: np.ndarray) -> list[list[FeatureContribution]]:
         contrib, _ = tree_contributions(self.tree_table, feats)
@@ -275,9 +286,10 @@ class ModelBundle:
                 v = float(feats[i, j])
                 row.append(
                     FeatureContribution(
-                        feature=FEATURE_NAMES[j], value=None if np.isnan(v) else v,
+                        feature=FEATURE_NAMES[j],
+                        value=None if np.isnan(v) else v,
                         contribution=float(contrib[i, j]),
-                    )  # fmt: skip
+                    )
                 )
             out.append(row)
         return out
@@ -325,7 +337,9 @@ class ModelBundle:
 
 
 def _scaled(fc: FeatureContribution, factor: float) -> FeatureContribution:
-    return FeatureContribution(feature=fc.feature, value=fc.value, contribution=float(fc.contribution * factor))
+    return FeatureContribution(
+        feature=fc.feature, value=fc.value, contribution=float(fc.contribution * factor)
+    )
 
 
 def load_manifest(artifacts_dir: str | Path | None = None) -> dict[str, Any]:
@@ -340,7 +354,9 @@ def verify_artifacts(manifest: Mapping[str, Any], artifacts_dir: Path) -> None:
             raise ArtifactIntegrityError(f"{name}: missing from {artifacts_dir}")
         digest = sha256_file(path)
         if digest != meta["sha256"]:
-            raise ArtifactIntegrityError(f"{name}: sha256 {digest[:12]}... != manifest {meta['sha256'][:12]}...")
+            raise ArtifactIntegrityError(
+                f"{name}: sha256 {digest[:12]}... != manifest {meta['sha256'][:12]}..."
+            )
 
 
 def load_bundle(

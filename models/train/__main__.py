@@ -11,10 +11,10 @@ the exported models are refit on all stays.
 from __future__ import annotations
 
 import argparse
-import os
 import datetime as dt
 import hashlib
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -41,14 +41,28 @@ def _reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str,
     for b in range(bins):
         m = which == b
         if m.any():
-            rows.append({"bin": b, "n": int(m.sum()), "mean_predicted": round(float(p[m].mean()), 4),
-                         "observed_rate": round(float(y[m].mean()), 4)})  # fmt: skip
+            rows.append(
+                {
+                    "bin": b,
+                    "n": int(m.sum()),
+                    "mean_predicted": round(float(p[m].mean()), 4),
+                    "observed_rate": round(float(y[m].mean()), 4),
+                }
+            )
     return rows
 
 
-def _evaluate(name: str, score: np.ndarray, y: np.ndarray, rows: np.ndarray, c: data.Cohort,
-              row_fold: np.ndarray, k: int, fixed_cutoff: float | None = None,
-              calibrated: bool = True) -> dict[str, Any]:  # fmt: skip
+def _evaluate(
+    name: str,
+    score: np.ndarray,
+    y: np.ndarray,
+    rows: np.ndarray,
+    c: data.Cohort,
+    row_fold: np.ndarray,
+    k: int,
+    fixed_cutoff: float | None = None,
+    calibrated: bool = True,
+) -> dict[str, Any]:
     """Pooled OOF AUROC/AUPRC (on ``rows``) + challenge utility with nested thresholds per fold."""
     auroc, auprc = auroc_auprc(y[rows], score[rows])
     per_fold = []
@@ -70,20 +84,28 @@ def _evaluate(name: str, score: np.ndarray, y: np.ndarray, rows: np.ndarray, c: 
         observed = float(np.where(pred, u1[test], u0[test]).sum())
         inaction = float(u0[test].sum())
         fa, fp_ = auroc_auprc(y[test & rows], score[test & rows])
-        per_fold.append({"fold": f, "threshold": float(thr), "utility": (observed - inaction) / (te_best - inaction),
-                         "auroc": fa, "auprc": fp_,
-                         "alerts_per_patient_day": 24.0 * float(pred.sum()) / float(test.sum())})  # fmt: skip
+        per_fold.append(
+            {
+                "fold": f,
+                "threshold": float(thr),
+                "utility": (observed - inaction) / (te_best - inaction),
+                "auroc": fa,
+                "auprc": fp_,
+                "alerts_per_patient_day": 24.0 * float(pred.sum()) / float(test.sum()),
+            }
+        )
         alerts += float(pred.sum())
     util = [r["utility"] for r in per_fold]
     out: dict[str, Any] = {
         "name": name,
-        "auroc": round(auroc, 4), "auprc": round(auprc, 4),
+        "auroc": round(auroc, 4),
+        "auprc": round(auprc, 4),
         "auroc_fold_sd": round(float(np.std([r["auroc"] for r in per_fold])), 4),
         "utility_nested_mean": round(float(np.mean(util)), 4),
         "utility_nested_sd": round(float(np.std(util)), 4),
         "alert_hours_per_patient_day": round(24.0 * alerts / len(score), 3),
         "folds": per_fold,
-    }  # fmt: skip
+    }
     if calibrated:
         out["brier"] = round(float(np.mean((score[rows] - y[rows]) ** 2)), 5)
         out["reliability"] = _reliability(y[rows], score[rows])
@@ -114,18 +136,26 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("VIGIL_TRAIN_THREADS", "1")))
     c = data.load_cohort(args.data, log=log)
     if args.max_patients:
-        keep = np.sort(np.random.default_rng(args.seed).choice(len(c.lengths), args.max_patients, replace=False))
+        keep = np.sort(
+            np.random.default_rng(args.seed).choice(len(c.lengths), args.max_patients, replace=False)
+        )
         o = c.offsets
         rows = np.concatenate([np.arange(o[p], o[p + 1]) for p in keep])
-        c = data.Cohort(c.matrix[rows], c.labels[rows], c.lengths[keep], c.age[keep], c.gender[keep],
-                        c.names[keep], {k: v[rows] for k, v in c.rules.items()})  # fmt: skip
+        c = data.Cohort(
+            c.matrix[rows],
+            c.labels[rows],
+            c.lengths[keep],
+            c.age[keep],
+            c.gender[keep],
+            c.names[keep],
+            {k: v[rows] for k, v in c.rules.items()},
+        )
     log(f"cohort: {len(c.lengths)} stays, {len(c.labels)} hours")
     x = data.all_features(c)
     y = c.labels.astype(np.int8)
     y_det, eligible = data.deterioration_target(c)
     patient_fold = data.grouped_folds(c, args.folds, args.seed)
     row_fold = np.repeat(patient_fold, c.lengths)
-    patient_of_row = c.patient_of_row()
     log(f"features {x.shape}")
 
     oof_diag = np.zeros(len(y), np.float32)
@@ -139,25 +169,36 @@ def main(argv: list[str] | None = None) -> int:
         test_patients = np.nonzero(patient_fold == f)[0]
         gru = sequence.fit(c, train_patients, y_det, eligible, args.seed + f, log=log)
         oof_det[test] = sequence.predict_rows(gru, c, test_patients)
-        log(f"fold {f}: diag AUROC {auroc_auprc(y[test], oof_diag[test])[0]:.3f}, "
-            f"det AUROC {auroc_auprc(y_det[test & eligible], oof_det[test & eligible])[0]:.3f}")  # fmt: skip
+        log(
+            f"fold {f}: diag AUROC {auroc_auprc(y[test], oof_diag[test])[0]:.3f}, "
+            f"det AUROC {auroc_auprc(y_det[test & eligible], oof_det[test & eligible])[0]:.3f}"
+        )
     cv_seconds = time.perf_counter() - t_cv
     combined = 0.5 * (oof_diag + oof_det)
     all_rows = np.ones(len(y), bool)
     metrics: dict[str, Any] = {
-        "cv": {"folds": args.folds, "seed": args.seed, "patients": int(len(c.lengths)), "hours": int(len(y)),
-               "septic_patients": int(sum(c.labels[a:b].any() for a, b in zip(c.offsets[:-1], c.offsets[1:])))},
+        "cv": {
+            "folds": args.folds,
+            "seed": args.seed,
+            "patients": int(len(c.lengths)),
+            "hours": int(len(y)),
+            "septic_patients": int(
+                sum(c.labels[a:b].any() for a, b in zip(c.offsets[:-1], c.offsets[1:], strict=True))
+            ),
+        },
         "sepsis_diagnosis": _evaluate("sepsis_diagnosis", oof_diag, y, all_rows, c, row_fold, args.folds),
         "deterioration": _evaluate("deterioration", oof_det, y_det, eligible, c, row_fold, args.folds),
         "combined": _evaluate("combined", combined, y, all_rows, c, row_fold, args.folds),
-    }  # fmt: skip
+    }
     # the deterioration model also scored against SepsisLabel (the utility's label) for comparison
-    metrics["deterioration_vs_sepsislabel"] = _evaluate("deterioration", oof_det, y, all_rows, c, row_fold,
-                                                        args.folds, calibrated=False)  # fmt: skip
+    metrics["deterioration_vs_sepsislabel"] = _evaluate(
+        "deterioration", oof_det, y, all_rows, c, row_fold, args.folds, calibrated=False
+    )
     for name, cutoff in RULE_CUTOFFS.items():
         s = c.rules[name].astype(np.float32)
-        metrics[name] = _evaluate(name, s, y, all_rows, c, row_fold, args.folds, fixed_cutoff=cutoff,
-                                  calibrated=False)  # fmt: skip
+        metrics[name] = _evaluate(
+            name, s, y, all_rows, c, row_fold, args.folds, fixed_cutoff=cutoff, calibrated=False
+        )
         metrics[name]["cutoff"] = cutoff
         metrics[name + "_vs_deterioration_target"] = {
             "auroc": round(auroc_auprc(y_det[eligible], s[eligible])[0], 4),
@@ -177,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, score in (("sepsis_diagnosis", oof_diag), ("deterioration", oof_det), ("combined", combined)):
         pred = score >= thresholds[name]
         metrics[name]["stored_threshold"] = thresholds[name]
-        metrics[name]["alert_hours_per_patient_day_at_stored_threshold_oof"] = round(24 * float(pred.mean()), 3)
+        metrics[name]["alert_hours_per_patient_day_at_stored_threshold_oof"] = round(
+            24 * float(pred.mean()), 3
+        )
     log(f"thresholds {thresholds}")
 
     # final models on all stays
@@ -203,9 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     # reference arrays for serving tests (no lightgbm/torch needed to compare)
     rng = np.random.default_rng(args.seed)
     ref_rows = rng.choice(len(y), 256, replace=False)
-    np.savez_compressed(out / "sepsis_diagnosis_reference.npz", features=x[ref_rows],
-                        raw=booster.predict(x[ref_rows], raw_score=True),
-                        probability=booster.predict(x[ref_rows]))  # fmt: skip
+    np.savez_compressed(
+        out / "sepsis_diagnosis_reference.npz",
+        features=x[ref_rows],
+        raw=booster.predict(x[ref_rows], raw_score=True),
+        probability=booster.predict(x[ref_rows]),
+    )
     from models.features import stay_sequence_inputs
 
     ref_patients = rng.choice(len(c.lengths), 16, replace=False)
@@ -218,8 +264,14 @@ def main(argv: list[str] | None = None) -> int:
         seq_ref_p = gru(torch.from_numpy(seq_ref_x)).numpy()
     np.savez_compressed(out / "deterioration_reference.npz", sequence=seq_ref_x, probability=seq_ref_p)
 
-    files = ["sepsis_diagnosis.onnx", "sepsis_diagnosis.lgbm.txt", "sepsis_diagnosis_trees.npz",
-             "sepsis_diagnosis_reference.npz", "deterioration.onnx", "deterioration_reference.npz"]  # fmt: skip
+    files = [
+        "sepsis_diagnosis.onnx",
+        "sepsis_diagnosis.lgbm.txt",
+        "sepsis_diagnosis_trees.npz",
+        "sepsis_diagnosis_reference.npz",
+        "deterioration.onnx",
+        "deterioration_reference.npz",
+    ]
     total_seconds = time.perf_counter() - t_start
     metrics["final_fit_seconds"] = round(final_seconds, 1)
     metrics["total_seconds"] = round(total_seconds, 1)
@@ -228,34 +280,68 @@ def main(argv: list[str] | None = None) -> int:
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seed": args.seed,
         "training_data": "PhysioNet/CinC Challenge 2019 training set A (ODbL 1.0), doi:10.13026/v64v-d857",
-        "training_command": "python -m models.train" + (f" --max-patients {args.max_patients}" if args.max_patients else ""),
+        "training_command": "python -m models.train"
+        + (f" --max-patients {args.max_patients}" if args.max_patients else ""),
         "training_seconds": round(total_seconds, 1),
         "platform": platform.platform(),
         "window_hours": WINDOW_HOURS,
         "feature_names": FEATURE_NAMES,
         "sequence_channels": SEQUENCE_CHANNELS,
         "models": {
-            "sepsis_diagnosis": {"version": f"sepsis_diagnosis-{VERSION}", "file": "sepsis_diagnosis.onnx",
-                                 "kind": "lightgbm", "target": "SepsisLabel (sepsis within the challenge's 6 h early window)",
-                                 "threshold": thresholds["sepsis_diagnosis"], "contributions_file": "sepsis_diagnosis_trees.npz",
-                                 "contributions": "saabas path contributions, log-odds",
-                                 "params": dict(trees.LGBM_PARAMS, rounds=trees.N_ROUNDS)},
-            "deterioration": {"version": f"deterioration-{VERSION}", "file": "deterioration.onnx", "kind": "gru",
-                              "target": "sepsis onset (t_sepsis = first SepsisLabel hour + 6) within the next 12 h",
-                              "threshold": thresholds["deterioration"], "contributions": "occlusion by variable group, log-odds",
-                              "params": {"hidden": sequence.HIDDEN, "epochs": sequence.EPOCHS,
-                                         "negatives_per_stay": sequence.NEG_PER_STAY}},
-            "combined": {"version": f"combined-{VERSION}", "method": "mean of the two probabilities",
-                         "threshold": thresholds["combined"],
-                         "threshold_rule": "maximizes PhysioNet 2019 normalized utility on set-A 5-fold OOF"},
-        },  # fmt: skip
-        "files": {name: {"sha256": hashlib.sha256((out / name).read_bytes()).hexdigest(),
-                         "bytes": (out / name).stat().st_size} for name in files},  # fmt: skip
+            "sepsis_diagnosis": {
+                "version": f"sepsis_diagnosis-{VERSION}",
+                "file": "sepsis_diagnosis.onnx",
+                "kind": "lightgbm",
+                "target": "SepsisLabel (sepsis within the challenge's 6 h early window)",
+                "threshold": thresholds["sepsis_diagnosis"],
+                "contributions_file": "sepsis_diagnosis_trees.npz",
+                "contributions": "saabas path contributions, log-odds",
+                "params": dict(trees.LGBM_PARAMS, rounds=trees.N_ROUNDS),
+            },
+            "deterioration": {
+                "version": f"deterioration-{VERSION}",
+                "file": "deterioration.onnx",
+                "kind": "gru",
+                "target": "sepsis onset (t_sepsis = first SepsisLabel hour + 6) within the next 12 h",
+                "threshold": thresholds["deterioration"],
+                "contributions": "occlusion by variable group, log-odds",
+                "params": {
+                    "hidden": sequence.HIDDEN,
+                    "epochs": sequence.EPOCHS,
+                    "negatives_per_stay": sequence.NEG_PER_STAY,
+                },
+            },
+            "combined": {
+                "version": f"combined-{VERSION}",
+                "method": "mean of the two probabilities",
+                "threshold": thresholds["combined"],
+                "threshold_rule": "maximizes PhysioNet 2019 normalized utility on set-A 5-fold OOF",
+            },
+        },
+        "files": {
+            name: {
+                "sha256": hashlib.sha256((out / name).read_bytes()).hexdigest(),
+                "bytes": (out / name).stat().st_size,
+            }
+            for name in files
+        },
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    log(f"done in {total_seconds:.0f}s: " + json.dumps({k: {kk: v.get(kk) for kk in ("auroc", "auprc", "utility_nested_mean")}
-                                                       for k, v in metrics.items() if isinstance(v, dict) and "auroc" in v}))  # fmt: skip
+    if out.resolve() == (Path(__file__).resolve().parents[1] / "artifacts"):
+        from models.train import cards
+
+        cards.main()
+    log(
+        f"done in {total_seconds:.0f}s: "
+        + json.dumps(
+            {
+                k: {kk: v.get(kk) for kk in ("auroc", "auprc", "utility_nested_mean")}
+                for k, v in metrics.items()
+                if isinstance(v, dict) and "auroc" in v
+            }
+        )
+    )
     return 0
 
 

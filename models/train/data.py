@@ -79,9 +79,15 @@ def load_cohort(data_dir: Path = DEFAULT_DATA, log=print) -> Cohort:  # type: ig
     )
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     np.savez(
-        cache, matrix=c.matrix, labels=c.labels, lengths=c.lengths, age=c.age, gender=c.gender,
-        names=c.names, **{f"rule_{k}": v for k, v in c.rules.items()},
-    )  # fmt: skip
+        cache,
+        matrix=c.matrix,
+        labels=c.labels,
+        lengths=c.lengths,
+        age=c.age,
+        gender=c.gender,
+        names=c.names,
+        **{f"rule_{k}": v for k, v in c.rules.items()},
+    )
     log(f"read {len(lens)} stays in {time.perf_counter() - t0:.0f}s (cached at {cache})")
     return c
 

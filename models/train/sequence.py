@@ -52,7 +52,6 @@ def fit(c: Cohort, patients: np.ndarray, y: np.ndarray, eligible: np.ndarray, se
     torch.manual_seed(seed)
     o = c.offsets
     hours_of: dict[int, np.ndarray] = {}
-    weights_of: dict[int, np.ndarray] = {}
     labels_of: dict[int, np.ndarray] = {}
     n_neg_total = n_neg_sampled = 0
     for p in patients:
@@ -82,7 +81,9 @@ def fit(c: Cohort, patients: np.ndarray, y: np.ndarray, eligible: np.ndarray, se
         for start in range(0, len(perm), BATCH):
             idx = perm[start : start + BATCH]
             logit = model.logits(xt[idx])
-            loss = (nn.functional.binary_cross_entropy_with_logits(logit, yt[idx], reduction="none") * wt[idx]).sum()
+            loss = (
+                nn.functional.binary_cross_entropy_with_logits(logit, yt[idx], reduction="none") * wt[idx]
+            ).sum()
             loss = loss / wt[idx].sum()
             opt.zero_grad()
             loss.backward()
@@ -95,7 +96,9 @@ def fit(c: Cohort, patients: np.ndarray, y: np.ndarray, eligible: np.ndarray, se
 
 
 @torch.no_grad()
-def predict_rows(model: DeteriorationGRU, c: Cohort, patients: np.ndarray, chunk_rows: int = 20000) -> np.ndarray:
+def predict_rows(
+    model: DeteriorationGRU, c: Cohort, patients: np.ndarray, chunk_rows: int = 20000
+) -> np.ndarray:
     """Probability for every hour of the given patients, concatenated in patient order."""
     out: list[np.ndarray] = []
     buf: list[np.ndarray] = []
@@ -121,7 +124,12 @@ def predict_rows(model: DeteriorationGRU, c: Cohort, patients: np.ndarray, chunk
 def export_onnx(model: DeteriorationGRU, path: str) -> None:
     dummy = torch.zeros(2, WINDOW_HOURS, N_SEQUENCE_CHANNELS)
     torch.onnx.export(
-        model, (dummy,), path, input_names=["sequence"], output_names=["probability"],
-        dynamic_axes={"sequence": {0: "batch"}, "probability": {0: "batch"}}, opset_version=17,
+        model,
+        (dummy,),
+        path,
+        input_names=["sequence"],
+        output_names=["probability"],
+        dynamic_axes={"sequence": {0: "batch"}, "probability": {0: "batch"}},
+        opset_version=17,
         dynamo=False,
-    )  # fmt: skip
+    )

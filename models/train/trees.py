@@ -36,9 +36,11 @@ def export_onnx(booster, n_features: int, path: str) -> None:  # type: ignore[no
     from onnxmltools.convert.common.data_types import FloatTensorType
 
     onx = convert_lightgbm(
-        booster, initial_types=[("features", FloatTensorType([None, n_features]))], zipmap=False,
+        booster,
+        initial_types=[("features", FloatTensorType([None, n_features]))],
+        zipmap=False,
         target_opset=15,
-    )  # fmt: skip
+    )
     for out in onx.graph.output:  # the converter pins the label output to batch 1; make it dynamic
         dim = out.type.tensor_type.shape.dim
         if len(dim):
@@ -57,20 +59,25 @@ def tree_table(booster) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def
     for info in dump["tree_info"]:
         nodes: list[dict[str, Any]] = []
 
-        def walk(node: dict[str, Any]) -> int:
+        def walk(node: dict[str, Any], nodes: list[dict[str, Any]] = nodes) -> int:
             i = len(nodes)
             nodes.append({})
             if "leaf_value" in node:
                 nodes[i] = {"leaf": True, "value": node["leaf_value"]}
                 return i
             assert node["decision_type"] == "<=", node["decision_type"]
-            left = walk(node["left_child"])
-            right = walk(node["right_child"])
+            left = walk(node["left_child"], nodes)
+            right = walk(node["right_child"], nodes)
             nodes[i] = {
-                "leaf": False, "value": node["internal_value"], "feature": node["split_feature"],
-                "threshold": node["threshold"], "default_left": node["default_left"],
-                "missing": _MISSING[node["missing_type"]], "left": left, "right": right,
-            }  # fmt: skip
+                "leaf": False,
+                "value": node["internal_value"],
+                "feature": node["split_feature"],
+                "threshold": node["threshold"],
+                "default_left": node["default_left"],
+                "missing": _MISSING[node["missing_type"]],
+                "left": left,
+                "right": right,
+            }
             return i
 
         walk(info["tree_structure"])
@@ -78,11 +85,15 @@ def tree_table(booster) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def
     n_max = max(len(t) for t in trees)
     shape = (len(trees), n_max)
     table = {
-        "feature": np.zeros(shape, np.int32), "threshold": np.zeros(shape, np.float64),
-        "default_left": np.zeros(shape, bool), "missing": np.zeros(shape, np.int8),
-        "left": np.zeros(shape, np.int32), "right": np.zeros(shape, np.int32),
-        "value": np.zeros(shape, np.float64), "leaf": np.ones(shape, bool),
-    }  # fmt: skip
+        "feature": np.zeros(shape, np.int32),
+        "threshold": np.zeros(shape, np.float64),
+        "default_left": np.zeros(shape, bool),
+        "missing": np.zeros(shape, np.int8),
+        "left": np.zeros(shape, np.int32),
+        "right": np.zeros(shape, np.int32),
+        "value": np.zeros(shape, np.float64),
+        "leaf": np.ones(shape, bool),
+    }
     for ti, nodes in enumerate(trees):
         for ni, n in enumerate(nodes):
             table["value"][ti, ni] = n["value"]
@@ -94,6 +105,7 @@ def tree_table(booster) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def
                 table[k][ti, ni] = n[k]
     depth = 0
     for nodes in trees:
+
         def d(i: int, nodes: list[dict[str, Any]] = nodes) -> int:
             n = nodes[i]
             return 0 if n["leaf"] else 1 + max(d(n["left"]), d(n["right"]))

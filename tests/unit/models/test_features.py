@@ -5,8 +5,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_fixtures import rng, stay_matrix  # noqa: F401  (fixtures)
-
 from models.features import (
     FEATURE_NAMES,
     HABIT_FEATURES,

@@ -18,7 +18,13 @@ def synthetic_stay(rng: np.random.Generator, hours: int, septic_from: int | None
         j = HEADER.index(code)
         seen = rng.random(hours) < 0.85
         rows[seen, j] = mean + rng.normal(0, 0.08 * mean, seen.sum())
-    for code, mean in {"WBC": 9.0, "Lactate": 1.5, "Creatinine": 1.0, "BUN": 18.0, "Platelets": 220.0}.items():
+    for code, mean in {
+        "WBC": 9.0,
+        "Lactate": 1.5,
+        "Creatinine": 1.0,
+        "BUN": 18.0,
+        "Platelets": 220.0,
+    }.items():
         j = HEADER.index(code)
         seen = rng.random(hours) < 0.12
         rows[seen, j] = mean * rng.lognormal(0, 0.3, seen.sum())

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import typer
+from typer.testing import CliRunner
+
+from models.offline import evaluate_dir, predict_dir, read_psv
+from models.registry import ARTIFACTS_DIR, load_manifest
+
+ART = Path(os.environ.get("VIGIL_TEST_ARTIFACTS", ARTIFACTS_DIR))
+
+
+def test_read_psv(psv_dir: Path) -> None:
+    m, static, labels = read_psv(psv_dir / "p000002.psv")
+    assert m.shape == (60, 34) and m.dtype == np.float32
+    assert static["Age"] == 67.0 and static["Gender"] == 1.0
+    assert labels is not None and labels.sum() == 20
+
+
+def test_predict_dir_writes_challenge_format(psv_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    seen: list[tuple[int, int]] = []
+    summary = predict_dir(psv_dir, out, progress=lambda d, n: seen.append((d, n)), artifacts_dir=ART)
+    assert summary["patients"] == 3 and summary["rows"] == 95
+    assert seen[-1] == (3, 3)
+    thr = load_manifest(ART)["models"]["combined"]["threshold"]
+    for name, rows in (("p000001.psv", 30), ("p000002.psv", 60), ("p000003.psv", 5)):
+        lines = (out / name).read_text().strip().split("\n")
+        assert lines[0] == "PredictedProbability|PredictedLabel"
+        assert len(lines) == rows + 1
+        for line in lines[1:]:
+            p, b = line.split("|")
+            assert 0.0 <= float(p) <= 1.0
+            assert int(b) == int(float(p) >= thr) or abs(float(p) - thr) < 1e-6
+
+
+def test_evaluate_dir(psv_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    predict_dir(psv_dir, out, artifacts_dir=ART)
+    result = evaluate_dir(psv_dir, out)
+    assert result["patients"] == 3 and result["rows"] == 95
+    for name in ("model", "NEWS2", "qSOFA", "SIRS"):
+        assert set(result[name]) >= {"auroc", "auprc", "utility"}
+
+
+def test_cli_predict_json(psv_dir: Path, tmp_path: Path) -> None:
+    from infra.cli_models import register
+
+    app = typer.Typer()
+    register(app)
+    res = CliRunner().invoke(
+        app,
+        ["predict", "--data", str(psv_dir), "--out", str(tmp_path / "o"), "--artifacts", str(ART), "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output.strip().split("\n")[-1])
+    assert summary["patients"] == 3 and summary["rows"] == 95
