@@ -94,10 +94,13 @@ class PatientRow:
         }
 
     def sort_key(self) -> list[float]:
-        """Highest risk first: an active alert, then NEWS2 band, total, then model probability."""
-        active = max((BAND_RANK.get(a["severity"], 0) + 1 for a in self.alerts.values()), default=0)
+        """Highest risk first: an unacknowledged alert, an acknowledged one, NEWS2 band, total, model."""
+        unacked = max((BAND_RANK.get(a["severity"], 0) + 1 for a in self.alerts.values()
+                       if a["state"] != "acknowledged"), default=0)
+        acked = max((BAND_RANK.get(a["severity"], 0) + 1 for a in self.alerts.values()
+                     if a["state"] == "acknowledged"), default=0)
         total = (self.news2 or {}).get("total", -1)
-        return [active, BAND_RANK.get(colour_band(self.news2), -1), total, self.risk or 0.0]
+        return [unacked, acked, BAND_RANK.get(colour_band(self.news2), -1), total, self.risk or 0.0]
 
 
 class WardModel:
@@ -175,6 +178,11 @@ class WardModel:
                 row.alerts.pop(alert.alert_id, None)
                 self._alert_rows.pop(alert.alert_id, None)
             else:
+                previous = row.alerts.get(alert.alert_id)
+                ex = data["explanation"]
+                if previous and not ex["rule_breakdown"] and not ex["top_features"]:
+                    # ack and timer transitions carry no score: keep the explanation that raised it
+                    data["explanation"] = previous["explanation"]
                 row.alerts[alert.alert_id] = data
                 self._alert_rows[alert.alert_id] = row.row_id
             transition = {**data, "row_id": row.row_id, "label": row.patient_id, "ward": row.ward}

@@ -77,7 +77,7 @@ function renderAlert(row, alert) {
   if ((ex.missing || []).length) {
     explain.append(el("span", { class: "part muted", text: `missing: ${ex.missing.join(", ")}` }));
   }
-  if (ex.summary) explain.append(el("span", { class: "part muted", text: ex.summary }));
+  if (ex.summary && ex.summary !== alert.reason) explain.append(el("span", { class: "part muted", text: ex.summary }));
   if (explain.childNodes.length) box.append(explain);
   return box;
 }

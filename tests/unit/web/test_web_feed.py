@@ -8,6 +8,7 @@ from web_builders import alert, risk_score
 
 from agents import topics
 from agents.web.feed import WardFeed, WardModel, colour_band
+from schemas.alerts import AlertExplanation
 from schemas.treatment import CareItemResult, TreatmentScore
 
 
@@ -48,9 +49,11 @@ def test_alert_lifecycle_and_dedupe_on_transition_id() -> None:
     assert m.apply(topics.ALERTS, opened) is not None
     assert m.apply(topics.ALERTS, opened) is None  # redelivered: ignored
     assert m.alert_target("a1")[0] == "p"
-    m.apply(topics.ALERTS, alert("p", "acknowledged", by="ann").model_dump_json().encode())
+    acked = alert("p", "acknowledged", by="ann").model_copy(update={"explanation": AlertExplanation()})
+    m.apply(topics.ALERTS, acked.model_dump_json().encode())
     (row,) = m.snapshot()["patients"]
     assert row["alerts"][0]["state"] == "acknowledged" and row["alerts"][0]["by"] == "ann"
+    assert row["alerts"][0]["explanation"]["rule_breakdown"]  # kept from the open transition
     m.apply(topics.ALERTS, alert("p", "resolved").model_dump_json().encode())
     assert m.snapshot()["patients"][0]["alerts"] == [] and m.alert_target("a1") is None
     assert [t["state"] for t in m.snapshot()["recent"]] == ["resolved", "acknowledged", "open"]
