@@ -51,9 +51,12 @@ async def alert_batch(records: Sequence[tuple[str, RiskScore | AlertAck]], publi
             out.extend(on_score(states[pid], record, rt.policy))
         else:
             out.extend(on_ack(states[pid], record))
+    # publish before persisting: a crash in between replays the batch and re-publishes the same
+    # transitions (same transition_id, deduplicated downstream) instead of losing them
+    await _publish_alerts(publisher, out)
+    await publisher.flush()
     await rt.store.save_blobs({alert_key(p): states[p].to_bytes() for p in pids})
     await _track_open(pids, states)
-    await _publish_alerts(publisher, out)
     return out
 
 

@@ -28,6 +28,9 @@ def kafka_timestamp_ms(message: faust.types.tuples.Message) -> int | None:
 
 
 async def score_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> int:
+    """Apply, score, publish, then persist: the window records the last applied offset only after
+    the scores are delivered, so a redelivered event is either re-scored (crash before the state
+    write: an at-least-once duplicate) or skipped because its score is already out; never lost."""
     rt = runtime()
     parsed: list[tuple[faust.EventT, PatientEvent]] = []
     for event in batch:
@@ -41,23 +44,26 @@ async def score_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> in
         return 0
     t0 = time.perf_counter()
     windows = await rt.store.load_windows({p.patient_id for _, p in parsed})
-    updates: dict[str, PendingUpdate] = {}
-    for event, patient_event in parsed:
-        pid = patient_event.patient_id
-        try:
-            windows[pid].apply(patient_event)
-        except LateEvent as exc:
-            await publisher.dead_letter(deadletter_topic, Rejected("outside_window", str(exc)),
-                                        event.message.value, event.message.topic,
-                                        event.message.partition, event.message.offset,
-                                        key=event.message.key)
-            continue
-        update = updates.setdefault(pid, PendingUpdate(pid))
-        update.add(patient_event.event_id, patient_event.observed_at, kafka_timestamp_ms(event.message),
-                   patient_event.encounter, patient_event.ward)
-    # state first: a score is only published for state that is durable in Redis
-    await rt.store.save_windows({pid: windows[pid] for pid in updates})
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t0)
+    updates: dict[str, PendingUpdate] = {}
+    touched: set[str] = set()
+    for event, patient_event in parsed:
+        pid, m = patient_event.patient_id, event.message
+        window = windows[pid]
+        if window.already_applied(m.partition, m.offset):
+            continue  # redelivered after its score was published (rebalance, restart)
+        touched.add(pid)
+        try:
+            window.apply(patient_event)
+        except LateEvent as exc:
+            await publisher.dead_letter(deadletter_topic, Rejected("outside_window", str(exc)), m.value,
+                                        m.topic, m.partition, m.offset, key=m.key)
+            window.mark_applied(m.partition, m.offset)
+            continue
+        window.mark_applied(m.partition, m.offset)
+        update = updates.setdefault(pid, PendingUpdate(pid))
+        update.add(patient_event.event_id, patient_event.observed_at, kafka_timestamp_ms(m),
+                   patient_event.encounter, patient_event.ward)
     pids = list(updates)
     inputs = [ModelInput(windows[p].matrix(), windows[p].statics()) for p in pids]
     try:
@@ -70,6 +76,10 @@ async def score_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> in
         score = build_risk_score(windows[pid], updates[pid], models, now)
         await publisher.send(scores_topic, pid, score.model_dump_json().encode())
         metrics.SCORES.inc()
+    await publisher.flush()
+    t1 = time.perf_counter()
+    await rt.store.save_windows({pid: windows[pid] for pid in touched})
+    metrics.REDIS_SECONDS.observe(time.perf_counter() - t1)
     return len(pids)
 
 

@@ -54,6 +54,7 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
             await publisher.send(treatment_scores_topic, pid, result.model_dump_json().encode())
             published += 1
         changed[care_key(pid)] = json.dumps({"time_zero": time_zero.isoformat(), "digest": digest}).encode()
+    await publisher.flush()  # delivered before the digest that suppresses a re-publish is stored
     await rt.store.save_blobs(changed)
     return published
 

@@ -47,6 +47,17 @@ class PatientWindow:
     rows: dict[int, dict[int, Cell]] = field(default_factory=dict)  # hour -> var index -> cell
     static: dict[str, tuple[float, int]] = field(default_factory=dict)  # code -> (value, hour)
     treatments: list[tuple[str, int, float]] = field(default_factory=list)  # (code, epoch s, value)
+    # Kafka position of the last event applied AND published (partition, offset): a redelivered
+    # event at or below it was already scored, so it is skipped rather than scored twice.
+    applied_partition: int = -1
+    applied_offset: int = -1
+
+    def already_applied(self, partition: int, offset: int) -> bool:
+        return partition == self.applied_partition and offset <= self.applied_offset
+
+    def mark_applied(self, partition: int, offset: int) -> None:
+        if partition != self.applied_partition or offset > self.applied_offset:
+            self.applied_partition, self.applied_offset = partition, offset
 
     # ------------------------------------------------------------------ events
 
@@ -133,16 +144,19 @@ class PatientWindow:
         return datetime.fromtimestamp(self.anchor_s + hour * 3600, tz=UTC)
 
     # ------------------------------------------------------------------ bytes
-    # Layout (little endian): version u8, anchor i64, last_hour i32, n_rows u16,
+    # Layout (little endian): version u8, anchor i64, last_hour i32, applied partition i32,
+    #   applied offset i64, n_rows u16,
     #   per row: hour i32, n u8, n x (var u8, second u16, value f32)
     #   n_static u8, n x (code u8, hour i32, value f32)
     #   n_treat u8, n x (code u8, ts i64, value f32)
     # ~7 bytes per measured cell: a 48 h window of ICU vitals stays well under 4 KB.
 
-    _VERSION = 1
+    _VERSION = 2
+    _HEADER = "<BqiiqH"
 
     def to_bytes(self) -> bytes:
-        parts = [struct.pack("<BqiH", self._VERSION, self.anchor_s or 0, self.last_hour, len(self.rows))]
+        parts = [struct.pack(self._HEADER, self._VERSION, self.anchor_s or 0, self.last_hour,
+                             self.applied_partition, self.applied_offset, len(self.rows))]
         for hour in sorted(self.rows):
             row = self.rows[hour]
             parts.append(struct.pack("<iB", hour, len(row)))
@@ -157,10 +171,11 @@ class PatientWindow:
     def from_bytes(cls, blob: bytes | None) -> PatientWindow:
         if not blob:
             return cls()
-        version, anchor, last_hour, n_rows = struct.unpack_from("<BqiH", blob, 0)
+        version = blob[0]
         if version != cls._VERSION:
             raise ValueError(f"unknown window blob version {version}")
-        pos = struct.calcsize("<BqiH")
+        _, anchor, last_hour, applied_partition, applied_offset, n_rows = struct.unpack_from(cls._HEADER, blob, 0)
+        pos = struct.calcsize(cls._HEADER)
         rows: dict[int, dict[int, Cell]] = {}
         for _ in range(n_rows):
             hour, n = struct.unpack_from("<iB", blob, pos)
@@ -185,7 +200,8 @@ class PatientWindow:
             ci, ts, v = struct.unpack_from("<Bqf", blob, pos)
             pos += 13
             treatments.append((_TREATMENT_CODES[ci], ts, v))
-        return cls(anchor_s=anchor, last_hour=last_hour, rows=rows, static=static, treatments=treatments)
+        return cls(anchor_s=anchor, last_hour=last_hour, rows=rows, static=static, treatments=treatments,
+                   applied_partition=applied_partition, applied_offset=applied_offset)
 
 
 def finite_or_none(value: float | None) -> float | None:

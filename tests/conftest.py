@@ -13,8 +13,20 @@ from pathlib import Path
 
 import pytest
 
-TEST_KAFKA_PORT = int(os.environ.get("VIGIL_TEST_KAFKA_PORT", "29092"))
-TEST_REDIS_PORT = int(os.environ.get("VIGIL_TEST_REDIS_PORT", "26379"))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# Free ports by default, so parallel test runs (and a running `vigil demo`) never collide.
+TEST_KAFKA_PORT = int(os.environ.get("VIGIL_TEST_KAFKA_PORT") or _free_port())
+TEST_KAFKA_CONTROLLER_PORT = int(os.environ.get("VIGIL_TEST_KAFKA_CONTROLLER_PORT") or _free_port())
+TEST_REDIS_PORT = int(os.environ.get("VIGIL_TEST_REDIS_PORT") or _free_port())
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +49,7 @@ def stack_settings(stack_home: Path):
 
     return Settings(
         home=stack_home,
-        kafka=KafkaSettings(embedded_port=TEST_KAFKA_PORT, embedded_controller_port=TEST_KAFKA_PORT + 1),
+        kafka=KafkaSettings(embedded_port=TEST_KAFKA_PORT, embedded_controller_port=TEST_KAFKA_CONTROLLER_PORT),
         redis=RedisSettings(embedded_port=TEST_REDIS_PORT),
     )
 

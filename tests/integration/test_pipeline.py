@@ -44,8 +44,13 @@ def test_deteriorating_patient_gets_scores_and_one_alert(stack, shared_worker, p
         wait_for(lambda ids={e.event_id for e in hour_events}: ids <= r.snapshot().scored_ids, timeout=60)
     ids = {e.event_id for e in events}
     assert wait_for(lambda: ids <= r.snapshot().scored_ids, timeout=90), "every event must be scored"
+
+    def mine() -> list[dict]:
+        return [a for a in r.snapshot().alert_records if a["patient_id"] == pid]
+
+    assert wait_for(lambda: any(a["severity"] == "high" for a in mine()), timeout=60)
     rb = r.snapshot()
-    mine = [a for a in rb.alert_records if a["patient_id"] == pid]
+    mine = mine()
     assert [a["state"] for a in mine][:1] == ["open"]
     assert mine[-1]["severity"] == "high"
     assert len([a for a in mine if a["state"] == "open"]) == 1  # one alert, then an escalation

@@ -1,0 +1,10 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY agents agents
+COPY models models
+COPY schemas schemas
+COPY infra infra
+RUN pip install --no-cache-dir .
+USER nobody
+ENTRYPOINT []
