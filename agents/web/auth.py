@@ -17,7 +17,7 @@ import json
 import os
 import secrets
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -70,7 +70,7 @@ def _parse_users(text: str, toml: bool) -> list[User]:
     return parsed.users if isinstance(parsed, UsersFile) else parsed
 
 
-def load_users(users_file: Path | None, env: dict[str, str] | None = None) -> dict[str, User]:
+def load_users(users_file: Path | None, env: Mapping[str, str] | None = None) -> dict[str, User]:
     env = os.environ if env is None else env
     users: dict[str, User] = {}
     if users_file is not None and users_file.exists():
