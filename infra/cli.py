@@ -9,9 +9,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Vigil clinic
 
 def _register_all() -> None:
     # Each module exposes ``register(app)``; the import is here so `vigil --help` stays cheap.
-    from infra import cli_bench, cli_convert, cli_models, cli_plan, cli_stack
+    from infra import cli_bench, cli_convert, cli_models, cli_plan, cli_serve, cli_stack
 
-    for module in (cli_stack, cli_models, cli_plan, cli_convert, cli_bench):
+    for module in (cli_stack, cli_models, cli_plan, cli_convert, cli_bench, cli_serve):
         module.register(app)
 
 
