@@ -13,10 +13,14 @@ def kafka_bootstrap(settings: Settings) -> str:
 
 
 def _broker_credentials(settings: Settings) -> object | None:
-    k = settings.kafka
-    if k.security_protocol != "SASL_SSL":
+    if settings.kafka.security_protocol != "SASL_SSL":
         return None
     import ssl
+
+    from infra.tls import with_stack_credentials
+
+    # a secure embedded stack keeps the generated password in <home>/secrets, not in the env
+    k = with_stack_credentials(settings).kafka
 
     context = ssl.create_default_context(cafile=k.ssl_cafile)
     password = k.sasl_password.get_secret_value() if k.sasl_password else ""

@@ -20,16 +20,29 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="print a JSON summary as 
 
 
 @stack_app.command("up")
-def stack_up_cmd(json_out: JsonFlag = False) -> None:
-    """Start the embedded broker and Redis (nothing when VIGIL_KAFKA__BOOTSTRAP / VIGIL_REDIS__URL are set)."""
+def stack_up_cmd(
+    json_out: JsonFlag = False,
+    secure: bool = typer.Option(False, "--secure", help="Kafka SASL_SSL (SCRAM-SHA-512, local CA) and "
+                                "Redis with ACL user + password; secrets in <home>/secrets"),
+) -> None:
+    """Start the embedded broker and Redis (nothing when VIGIL_KAFKA__BOOTSTRAP / VIGIL_REDIS__URL
+    are set)."""
     from infra.stack import StackError, stack_up
 
+    settings = get_settings()
+    if secure:
+        settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
+            update={"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"})})
     try:
-        info = stack_up(get_settings())
+        info = stack_up(settings)
     except StackError as exc:
         console.print(f"[red]stack failed:[/] {exc}")
         raise typer.Exit(2) from exc
     console.print(f"Kafka {info.bootstrap}  Redis {info.redis_url}  ({info.started_s:.1f} s)")
+    if secure:
+        console.print(f"secure: SASL_SSL, CA {settings.home / 'tls' / 'ca.pem'}, secrets in "
+                      f"{settings.home / 'secrets'}; "
+                      "run workers with VIGIL_KAFKA__SECURITY_PROTOCOL=SASL_SSL")
     if json_out:
         emit_json(info.as_dict())
 
@@ -67,6 +80,9 @@ def demo(
     speed: float = typer.Option(40.0, help="patient-hours replayed per second (0 = as fast as possible)"),
     duration: float = typer.Option(None, help="stop producing after this many seconds"),
     bad: int = typer.Option(12, help="malformed events mixed in (they must reach the dead letters)"),
+    serve: bool = typer.Option(True, help="also serve the ward dashboard during the demo"),
+    port: int = typer.Option(None, help="dashboard port (default: settings.web_port)"),
+    keep: bool = typer.Option(False, help="keep the worker and dashboard running after the replay"),
     json_out: JsonFlag = False,
 ) -> None:
     """Start the embedded stack and a worker, replay real ICU stays, and account for every event."""
@@ -74,7 +90,9 @@ def demo(
     from infra.logging import configure_logging
 
     configure_logging(level="WARNING")
-    summary = run_demo(get_settings(), patients, speed, duration, bad, console)
+    settings = get_settings()
+    summary = run_demo(settings, patients, speed, duration, bad, console,
+                       serve_port=(port or settings.web_port) if serve else None, keep=keep)
     if json_out:
         emit_json(summary)
     if summary["lost"]:

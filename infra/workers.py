@@ -15,6 +15,12 @@ def worker_env(info: StackInfo, extra: dict[str, str] | None = None) -> dict[str
     env = dict(os.environ)
     env["VIGIL_KAFKA__BOOTSTRAP"] = info.bootstrap
     env["VIGIL_REDIS__URL"] = info.redis_url
+    if info.security_protocol != "PLAINTEXT":
+        # only the protocol and the stack home: the worker reads its passwords from
+        # <home>/secrets (0600), so they never sit in an environment or a command line
+        env["VIGIL_KAFKA__SECURITY_PROTOCOL"] = info.security_protocol
+        if info.home:
+            env["VIGIL_HOME"] = info.home
     env.setdefault("VIGIL_LOG_FORMAT", "json")
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
@@ -46,13 +52,21 @@ def run_worker_foreground(metrics_port: int | None = None) -> None:
     """The ``vigil worker`` command: one Faust worker consuming its share of the partitions."""
     import faust
 
-    from agents import alert, infer, ingest, treat  # noqa: F401 - importing registers the agents
+    from agents import alert, infer, ingest, interop, treat  # noqa: F401 - importing registers the agents
     from agents.app import app
     from infra.logging import configure_logging
     if metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, addr="127.0.0.1")
+    from infra.audit import publish_config_audit
+    from infra.health import start_readiness
+    from infra.settings import get_settings
+    from infra.tls import with_stack_credentials
+
     configure_logging()
+    settings = with_stack_credentials(get_settings())
+    start_readiness(settings)  # GET /readyz on VIGIL_HEALTH_PORT and/or VIGIL_HEALTH_FILE
+    publish_config_audit(settings)  # who started which configuration, when -> vigil.audit
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -1,0 +1,136 @@
+"""Worker readiness: a worker is ready while Redis answers and its own last Redis call succeeded.
+
+A probe thread pings Redis every second (a stalled or stopped Redis shows up even when no event
+is flowing) and combines that with ``RedisHealth.ok`` of the worker's store (False while a state
+write is being retried). The result is served as ``GET /readyz`` (200 ready, 503 not) and
+``GET /healthz`` (200 while the process runs) on ``settings.health_port`` (loopback), and written
+atomically to ``settings.health_file`` as JSON, for an orchestrator or a test to read.
+
+Not ready never means "exit": the worker keeps its partitions, does not ack what it could not
+write, and catches up when Redis returns (see docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from infra.logging import get_logger
+from infra.settings import Settings
+
+log = get_logger(__name__)
+
+
+def _store_ok() -> bool:
+    """The worker's own view: False while its Redis writes are failing (and being retried)."""
+    try:
+        from agents import runtime as worker_runtime
+    except ImportError:
+        return True
+    rt = worker_runtime._runtime
+    return True if rt is None else bool(rt.health.ok)
+
+
+class ReadinessProbe:
+    def __init__(self, settings: Settings, interval_s: float = 1.0) -> None:
+        import redis
+
+        s = settings.redis
+        url = s.url or f"redis://127.0.0.1:{s.embedded_port}/0"
+        password = s.password.get_secret_value() if s.password else None
+        self._client = redis.Redis.from_url(url, username=s.username, password=password,
+                                            socket_timeout=1.0, socket_connect_timeout=1.0)
+        self.interval_s = interval_s
+        self.file = settings.health_file
+        self.state: dict[str, Any] = {"ready": False, "redis": False, "since": time.time()}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vigil-readiness", daemon=True)
+
+    def _ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(self._client.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def check(self) -> dict[str, Any]:
+        redis_ok = self._ping()
+        ready = redis_ok and _store_ok()
+        previous = self.state
+        since = previous["since"] if previous["ready"] == ready else time.time()
+        if previous["ready"] != ready:
+            log.warning("worker.readiness", ready=ready, redis=redis_ok)
+        self.state = {"ready": ready, "redis": redis_ok, "store_ok": _store_ok(), "pid": os.getpid(),
+                      "at": time.time(), "since": since}
+        return self.state
+
+    def _write(self, state: dict[str, Any]) -> None:
+        if self.file is None:
+            return
+        path = Path(self.file)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, path)  # readers never see half a file
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._write(self.check())
+            except OSError as exc:  # a full disk must not kill the probe
+                log.warning("worker.readiness.write_failed", error=type(exc).__name__)
+            self._stop.wait(self.interval_s)
+
+    def start(self) -> ReadinessProbe:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def serve_readiness(probe: ReadinessProbe, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path == "/readyz":
+                state = probe.state
+                code = 200 if state["ready"] else 503
+            elif self.path == "/healthz":
+                state, code = {"alive": True, "pid": os.getpid()}, 200
+            else:
+                state, code = {"error": "not found"}, 404
+            body = json.dumps(state).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:  # probes every few seconds: no access log
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="vigil-readyz", daemon=True).start()
+    return server
+
+
+def start_readiness(settings: Settings) -> ReadinessProbe | None:
+    """Start the probe when a health port or file is configured (``vigil worker`` calls this)."""
+    if settings.health_port is None and settings.health_file is None:
+        return None
+    probe = ReadinessProbe(settings).start()
+    if settings.health_port is not None:
+        serve_readiness(probe, settings.health_port)
+    return probe
+
+
+def read_health_file(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,67 @@
+"""Fixtures of the fault tests. They reuse the session stack of tests/conftest.py (a real KRaft
+broker and a real redis-server) and leave it running and healthy for the next test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import unique_patient, wait_for
+
+
+@pytest.fixture(scope="session")
+def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where each test writes its counts as JSON (also VIGIL_RELIABILITY_RESULTS when set)."""
+    explicit = os.environ.get("VIGIL_RELIABILITY_RESULTS")
+    return Path(explicit) if explicit else tmp_path_factory.mktemp("reliability-results")
+
+
+@pytest.fixture(autouse=True)
+def stack_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A fault test that fails half-way must not leave Kafka or Redis down for the next one."""
+    yield
+    if "stack" not in request.fixturenames:
+        return
+    from infra.stack import StackPaths, _pid_alive, _port_open, start_kafka, start_redis
+
+    settings = request.getfixturevalue("stack_settings")
+    paths = StackPaths(settings.home)
+    redis_pid = _pid_alive(paths.redis_pid)
+    if redis_pid:
+        os.kill(redis_pid, 18)  # SIGCONT, in case a test stopped it
+    if not _port_open("127.0.0.1", settings.redis.embedded_port):
+        start_redis(settings, paths)
+    if not _port_open("127.0.0.1", settings.kafka.embedded_port):
+        start_kafka(settings, paths)
+
+
+@pytest.fixture
+def started_worker(spawn, producer, reader) -> Callable[..., object]:
+    """Factory: spawn a worker and return once it has scored a probe event (group joined)."""
+    from schemas.events import PatientEvent
+
+    def _start(name: str = "worker", env: dict[str, str] | None = None, timeout: float = 90.0):
+        proc = spawn(name, env)
+        r = reader()
+        probe = PatientEvent(patient_id=unique_patient("probe"), kind="vital", code="HR", value=80,
+                             unit="/min", observed_at=datetime.now(UTC) - timedelta(minutes=1))
+        producer.send("vigil.events.raw", key=probe.patient_id.encode(), value=probe.model_dump_json().encode())
+        producer.flush()
+        assert wait_for(lambda: probe.event_id in r.snapshot().scored_ids, timeout=timeout), \
+            f"worker {name} did not score a probe within {timeout:.0f}s"
+        return proc
+
+    return _start
+
+
+@pytest.fixture
+def redis_admin(stack):
+    import redis
+
+    client = redis.Redis.from_url(stack.redis_url, socket_timeout=2)
+    yield client
+    client.close()
