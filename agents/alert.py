@@ -19,7 +19,7 @@ from agents.app import (
     scores_topic,
     settings,
 )
-from agents.runtime import Publisher, runtime
+from agents.runtime import Publisher, run_batch, runtime
 from infra import metrics
 from infra.redis import alert_key
 from models.alerting import PatientAlertState, check_escalation, on_ack, on_score
@@ -96,27 +96,31 @@ async def _dead_letter_all(publisher: Publisher, bad: list[faust.EventT]) -> Non
 @app.agent(scores_topic)
 async def alert_on_scores(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(settings.batch.stream_take, within=settings.batch.stream_within_s):
-        publisher = Publisher()
-        good, bad = _decode(batch, RiskScore)
-        await _dead_letter_all(publisher, bad)
-        if good:
-            await alert_batch(good, publisher)  # type: ignore[arg-type]
-        await publisher.flush()
+        await run_batch(batch, score_events, deadletter_topic, "alert")
+
+
+async def score_events(batch: Sequence[faust.EventT], publisher: Publisher) -> None:
+    good, bad = _decode(batch, RiskScore)
+    await _dead_letter_all(publisher, bad)
+    if good:
+        await alert_batch(good, publisher)  # type: ignore[arg-type]
 
 
 @app.agent(acks_topic)
 async def alert_acks(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(100, within=0.05):
-        publisher = Publisher()
-        good, bad = _decode(batch, AlertAck)
-        await _dead_letter_all(publisher, bad)
-        if good:
-            for _pid, ack in good:
-                audit = {"type": "alert_ack", "alert_id": ack.alert_id, "action": ack.action,  # type: ignore[attr-defined]
-                         "by": ack.by, "at": ack.at.isoformat()}  # type: ignore[attr-defined]
-                await publisher.send(audit_topic, None, json.dumps(audit).encode())
-            await alert_batch(good, publisher)  # type: ignore[arg-type]
-        await publisher.flush()
+        await run_batch(batch, ack_events, deadletter_topic, "alert.acks")
+
+
+async def ack_events(batch: Sequence[faust.EventT], publisher: Publisher) -> None:
+    good, bad = _decode(batch, AlertAck)
+    await _dead_letter_all(publisher, bad)
+    if good:
+        for _pid, ack in good:
+            audit = {"type": "alert_ack", "alert_id": ack.alert_id, "action": ack.action,  # type: ignore[attr-defined]
+                     "by": ack.by, "at": ack.at.isoformat()}  # type: ignore[attr-defined]
+            await publisher.send(audit_topic, None, json.dumps(audit).encode())
+        await alert_batch(good, publisher)  # type: ignore[arg-type]
 
 
 @app.timer(interval=30.0)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import faust
 
 from agents.app import app, deadletter_topic, events_topic, scores_topic, settings
-from agents.runtime import ModelInput, Publisher, runtime
+from agents.runtime import ModelInput, Publisher, run_batch, runtime
 from infra import metrics
 from infra.logging import get_logger
 from models.scoring import PendingUpdate, build_risk_score
@@ -86,7 +86,4 @@ async def score_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> in
 @app.agent(events_topic)
 async def score(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(settings.batch.stream_take, within=settings.batch.stream_within_s):
-        publisher = Publisher()
-        n = await score_batch(batch, publisher)
-        await publisher.flush()
-        log.debug("batch.scored", events=len(batch), patients=n)
+        await run_batch(batch, score_batch, deadletter_topic, "infer")

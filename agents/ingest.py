@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import faust
 
 from agents.app import app, deadletter_topic, events_raw_topic, events_topic, settings
-from agents.runtime import Publisher
+from agents.runtime import Publisher, run_batch
 from infra import metrics
 from schemas.deadletter import Rejected
 from schemas.normalize import decode_raw_event
@@ -33,6 +33,4 @@ async def ingest(stream: faust.StreamT) -> None:
     # take_events acks the batch only when the loop asks for the next one, i.e. after the
     # publisher has confirmed delivery of every output of this batch (at-least-once).
     async for batch in stream.take_events(settings.batch.stream_take, within=settings.batch.stream_within_s):
-        publisher = Publisher()
-        await ingest_batch(batch, publisher)
-        await publisher.flush()
+        await run_batch(batch, ingest_batch, deadletter_topic, "ingest")

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 import faust
 
 from agents.app import app, deadletter_topic, events_topic, ingest_fhir_topic, ingest_hl7v2_topic, settings
-from agents.runtime import Publisher
+from agents.runtime import Publisher, run_batch
 from infra import metrics
 from schemas.codecs.fhir import decode_fhir
 from schemas.codecs.hl7v2 import decode_hl7v2
@@ -19,8 +20,8 @@ from schemas.deadletter import Rejected
 from schemas.normalize import normalize_event
 
 
-async def interop_batch(batch: Sequence[faust.EventT], decode: Callable[[bytes], DecodeResult],
-                        publisher: Publisher) -> None:
+async def interop_batch(batch: Sequence[faust.EventT], publisher: Publisher,
+                        decode: Callable[[bytes], DecodeResult]) -> None:
     now = datetime.now(UTC)
     for event in batch:
         m = event.message
@@ -45,14 +46,10 @@ async def interop_batch(batch: Sequence[faust.EventT], decode: Callable[[bytes],
 @app.agent(ingest_fhir_topic)
 async def ingest_fhir(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(200, within=settings.batch.stream_within_s):
-        publisher = Publisher()
-        await interop_batch(batch, decode_fhir, publisher)
-        await publisher.flush()
+        await run_batch(batch, partial(interop_batch, decode=decode_fhir), deadletter_topic, "interop.fhir")
 
 
 @app.agent(ingest_hl7v2_topic)
 async def ingest_hl7v2(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(200, within=settings.batch.stream_within_s):
-        publisher = Publisher()
-        await interop_batch(batch, decode_hl7v2, publisher)
-        await publisher.flush()
+        await run_batch(batch, partial(interop_batch, decode=decode_hl7v2), deadletter_topic, "interop.hl7v2")

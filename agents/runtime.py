@@ -4,7 +4,7 @@ on first use inside the event loop, plus the publish helper that waits for deliv
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -115,3 +115,50 @@ class Publisher:
         if self._pending:
             pending, self._pending = self._pending, []
             await asyncio.gather(*pending)
+
+
+BatchHandler = Callable[[Sequence[faust.EventT], Publisher], Awaitable[object]]
+# Errors of the infrastructure around a batch: retry the whole batch (its effects are
+# idempotent), never ack it unprocessed. Anything else is a poison input somewhere in the batch.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError, TimeoutError)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    from aiokafka.errors import KafkaError
+
+    return isinstance(exc, TRANSIENT_ERRORS) or (isinstance(exc, KafkaError) and exc.retriable)
+
+
+async def run_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadletter: faust.TopicT,
+                    what: str) -> None:
+    """Process one batch so that it is fully handled before Faust acks it: transient failures
+    are retried; an unexpected exception is narrowed down to the offending event(s), which go to
+    the dead letters (reason ``internal``) while the rest of the batch is processed normally."""
+    delay = 0.2
+    while True:
+        publisher = Publisher()
+        try:
+            await handler(batch, publisher)
+            await publisher.flush()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if _is_transient(exc):
+                log.warning("batch.retry", agent=what, error=type(exc).__name__, retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if len(batch) > 1:
+                log.error("batch.poison", agent=what, error=type(exc).__name__, events=len(batch))
+                for event in batch:
+                    await run_batch([event], handler, deadletter, what)
+                return
+            m = batch[0].message
+            log.error("event.poison", agent=what, error=type(exc).__name__, topic=m.topic,
+                      partition=m.partition, offset=m.offset)
+            publisher = Publisher()
+            await publisher.dead_letter(deadletter, Rejected("internal", f"{what}: {type(exc).__name__}"),
+                                        m.value, m.topic, m.partition, m.offset, key=m.key)
+            await publisher.flush()
+            return

@@ -20,7 +20,7 @@ from agents.app import (
     treatment_requests_topic,
     treatment_scores_topic,
 )
-from agents.runtime import Publisher, runtime
+from agents.runtime import Publisher, run_batch, runtime
 from infra.redis import care_key, window_key
 from models.care import at_risk, care_inputs
 from models.treatment import score_patient_care, score_plan
@@ -62,15 +62,17 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
 @app.agent(scores_topic)
 async def treatment_on_scores(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(settings.batch.stream_take, within=settings.batch.stream_within_s):
-        publisher = Publisher()
-        scores = []
-        for event in batch:
-            try:
-                scores.append(RiskScore.model_validate_json(event.message.value))
-            except (ValidationError, ValueError):
-                continue  # the alert agent dead-letters malformed scores once
-        await care_batch(scores, publisher)
-        await publisher.flush()
+        await run_batch(batch, care_events, deadletter_topic, "treat")
+
+
+async def care_events(batch: Sequence[faust.EventT], publisher: Publisher) -> None:
+    scores = []
+    for event in batch:
+        try:
+            scores.append(RiskScore.model_validate_json(event.message.value))
+        except (ValidationError, ValueError):
+            continue  # the alert agent dead-letters malformed scores once
+    await care_batch(scores, publisher)
 
 
 async def plan_requests(batch: Sequence[faust.EventT], publisher: Publisher) -> None:
@@ -90,6 +92,4 @@ async def plan_requests(batch: Sequence[faust.EventT], publisher: Publisher) -> 
 @app.agent(treatment_requests_topic)
 async def treatment_requests(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(50, within=0.05):
-        publisher = Publisher()
-        await plan_requests(batch, publisher)
-        await publisher.flush()
+        await run_batch(batch, plan_requests, deadletter_topic, "treat.requests")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -60,11 +61,13 @@ def plan_demo(stays: list[Stay], bad: int) -> DemoPlan:
     longest = max(len(s.matrix) for s in stays)
     messages: list[tuple[int, bytes, bytes]] = []
     ids: set[str] = set()
+    run = now.strftime("%m%d%H") + secrets.token_hex(2)  # each demo run admits new patients
     for i, stay in enumerate(stays):
         base = now - timedelta(hours=longest + 1)
-        for hour, event in stay_events(stay, base, ward=WARDS[i % len(WARDS)]):
+        admitted = Stay(f"{stay.patient_id}-{run}", stay.matrix, stay.static, stay.labels)
+        for hour, event in stay_events(admitted, base, ward=WARDS[i % len(WARDS)]):
             ids.add(event.event_id)
-            messages.append((hour, stay.patient_id.encode(), event.model_dump_json().encode()))
+            messages.append((hour, admitted.patient_id.encode(), event.model_dump_json().encode()))
     messages.sort(key=lambda m: m[0])  # interleave patients hour by hour, like a real ward
     bad_msgs = bad_inputs(bad, now)
     step = max(1, len(messages) // (len(bad_msgs) + 1))
@@ -83,13 +86,37 @@ def _table(sent: int, total: int, rb: Any, elapsed: float) -> Table:
     return table
 
 
+def start_dashboard(settings: Settings, info: StackInfo, port: int, console: Console) -> Any:
+    """The ward dashboard beside the demo, with a demo clinician whose password is generated
+    once and kept in <home>/demo-credentials.txt (0600)."""
+    from agents.web.app import create_app
+    from agents.web.auth import add_user, load_users
+    from agents.web.feed import KafkaWardFeed
+    from agents.web.server import ServerThread
+
+    users_file = settings.home / "demo-users.json"
+    creds = settings.home / "demo-credentials.txt"
+    if not users_file.exists() or not creds.exists():
+        password = secrets.token_urlsafe(12)
+        add_user(users_file, "demo", password, "clinician")
+        creds.write_text(f"demo {password}\n")
+        creds.chmod(0o600)
+    user, password = creds.read_text().split()
+    feed = KafkaWardFeed(settings, bootstrap=info.bootstrap)
+    server = ServerThread(create_app(settings, feed, users=load_users(users_file)), port=port).start()
+    console.print(f"Dashboard: {server.url}/  (sign in as [bold]{user}[/] / [bold]{password}[/])")
+    return server
+
+
 def run_demo(settings: Settings, patients: int, speed: float, duration: float | None,
-             bad: int, console: Console, quiet: bool = False) -> dict[str, Any]:
+             bad: int, console: Console, quiet: bool = False, serve_port: int | None = None,
+             keep: bool = False) -> dict[str, Any]:
     from kafka import KafkaProducer
 
     t_start = time.monotonic()
     info: StackInfo = stack_up(settings)
     stack_s = time.monotonic() - t_start
+    server = start_dashboard(settings, info, serve_port, console) if serve_port else None
     data_dir = ensure_dataset(settings.data_dir, settings.home)
     stays = pick_stays(data_dir, patients)
     plan = plan_demo(stays, bad)
@@ -132,10 +159,19 @@ def run_demo(settings: Settings, patients: int, speed: float, duration: float | 
                     break
                 time.sleep(0.25)
             done_s = time.time() - t0
+        if keep and server is not None:
+            console.print("Worker and dashboard keep running; Ctrl-C to stop.")
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
     finally:
         producer.close()
         stop_worker(worker)
         reader.stop()
+        if server is not None:
+            server.stop()
     rb = reader.snapshot()
     ok, badc = rb.accounted(sent_ids, sent_bad)
     lat = sorted(rb.latencies_ms)

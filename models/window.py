@@ -172,10 +172,14 @@ class PatientWindow:
         if not blob:
             return cls()
         version = blob[0]
-        if version != cls._VERSION:
+        if version == cls._VERSION:
+            _, anchor, last_hour, applied_partition, applied_offset, n_rows = struct.unpack_from(cls._HEADER, blob)
+            pos = struct.calcsize(cls._HEADER)
+        elif version == 1:  # before the applied offset was kept: nothing known to skip
+            _, anchor, last_hour, n_rows = struct.unpack_from("<BqiH", blob)
+            applied_partition, applied_offset, pos = -1, -1, struct.calcsize("<BqiH")
+        else:
             raise ValueError(f"unknown window blob version {version}")
-        _, anchor, last_hour, applied_partition, applied_offset, n_rows = struct.unpack_from(cls._HEADER, blob, 0)
-        pos = struct.calcsize(cls._HEADER)
         rows: dict[int, dict[int, Cell]] = {}
         for _ in range(n_rows):
             hour, n = struct.unpack_from("<iB", blob, pos)

@@ -90,3 +90,12 @@ def test_bytes_round_trip(items, age) -> None:
     np.testing.assert_array_equal(back.matrix(), w.matrix())
     assert back.statics() == w.statics()
     assert len(blob) < 4096
+
+
+def test_version_1_blobs_still_load() -> None:
+    import struct
+
+    v1 = struct.pack("<BqiH", 1, 3600, 0, 1) + struct.pack("<iB", 0, 1) + struct.pack("<BHf", 0, 60, 80.0)
+    v1 += struct.pack("<B", 0) + struct.pack("<B", 0)
+    w = PatientWindow.from_bytes(v1)
+    assert w.matrix()[0, 0] == 80.0 and w.applied_offset == -1

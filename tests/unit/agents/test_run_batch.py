@@ -1,0 +1,67 @@
+"""The batch safety net: poison inputs are isolated and dead-lettered, transient errors retried."""
+
+import asyncio
+import base64
+import json
+from dataclasses import dataclass
+
+from agents.runtime import Publisher, run_batch
+
+
+@dataclass
+class Msg:
+    value: bytes
+    offset: int
+    topic: str = "vigil.events"
+    partition: int = 0
+    key: bytes | None = b"p1"
+
+
+@dataclass
+class Ev:
+    message: Msg
+
+
+class FakeTopic:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes | None, bytes]] = []
+
+    async def send(self, key, value, force):  # the subset of faust's Topic.send that Publisher uses
+        self.sent.append((key, value))
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+
+def test_poison_event_is_isolated_and_dead_lettered() -> None:
+    out, dead = FakeTopic(), FakeTopic()
+    handled: list[bytes] = []
+
+    async def handler(batch, publisher: Publisher) -> None:
+        for e in batch:
+            if e.message.value == b"poison":
+                raise ZeroDivisionError("feature code blew up")
+        for e in batch:
+            handled.append(e.message.value)
+            await publisher.send(out, e.message.key, e.message.value)
+
+    batch = [Ev(Msg(b"a", 1)), Ev(Msg(b"poison", 2)), Ev(Msg(b"c", 3))]
+    asyncio.run(run_batch(batch, handler, dead, "test"))  # type: ignore[arg-type]
+    assert handled == [b"a", b"c"]
+    assert len(dead.sent) == 1
+    record = json.loads(dead.sent[0][1])
+    assert record["reason"] == "internal" and "ZeroDivisionError" in record["detail"]
+    assert base64.b64decode(record["original_b64"]) == b"poison" and record["offset"] == 2
+
+
+def test_transient_errors_retry_the_whole_batch() -> None:
+    attempts = {"n": 0}
+
+    async def handler(batch, publisher) -> None:
+        attempts["n"] += 1
+        if attempts["n"] < 3:
+            raise ConnectionError("redis restarting")
+
+    dead = FakeTopic()
+    asyncio.run(run_batch([Ev(Msg(b"a", 1))], handler, dead, "test"))  # type: ignore[arg-type]
+    assert attempts["n"] == 3 and dead.sent == []
