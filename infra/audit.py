@@ -26,8 +26,9 @@ def effective_config(settings: Settings) -> dict[str, Any]:
     return settings.model_dump(mode="json")
 
 
-def config_change_record(settings: Settings, action: str = "worker_start",
-                         component: str = "worker") -> dict[str, Any]:
+def config_change_record(
+    settings: Settings, action: str = "worker_start", component: str = "worker"
+) -> dict[str, Any]:
     config = effective_config(settings)
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
     try:
@@ -35,14 +36,21 @@ def config_change_record(settings: Settings, action: str = "worker_start",
     except (KeyError, OSError):  # no passwd entry (some containers)
         user = str(os.getuid())
     return {
-        "type": "config_change", "action": action, "component": component,
-        "by": user, "host": socket.gethostname(), "pid": os.getpid(),
-        "at": datetime.now(UTC).isoformat(), "config_sha256": digest, "config": config,
+        "type": "config_change",
+        "action": action,
+        "component": component,
+        "by": user,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "at": datetime.now(UTC).isoformat(),
+        "config_sha256": digest,
+        "config": config,
     }
 
 
-def publish_config_audit(settings: Settings, action: str = "worker_start", component: str = "worker",
-                         timeout_s: float = 15.0) -> dict[str, Any] | None:
+def publish_config_audit(
+    settings: Settings, action: str = "worker_start", component: str = "worker", timeout_s: float = 15.0
+) -> dict[str, Any] | None:
     """Publish one record to ``vigil.audit`` and wait for the broker (acks=all). Returns the record,
     or None when the broker could not be reached (logged; the worker still starts)."""
     from kafka import KafkaProducer
@@ -53,12 +61,17 @@ def publish_config_audit(settings: Settings, action: str = "worker_start", compo
     record = config_change_record(settings, action, component)
     bootstrap = settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}"
     try:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                 max_block_ms=int(timeout_s * 1000), client_id="vigil-audit",
-                                 **kafka_client_options(settings))
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            max_block_ms=int(timeout_s * 1000),
+            client_id="vigil-audit",
+            **kafka_client_options(settings),
+        )
         try:
             producer.send(topics.AUDIT, key=component.encode(), value=json.dumps(record).encode()).get(
-                timeout=timeout_s)
+                timeout=timeout_s
+            )
         finally:
             producer.close(timeout=5)
     except KafkaError as exc:

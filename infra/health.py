@@ -43,8 +43,9 @@ class ReadinessProbe:
         s = settings.redis
         url = s.url or f"redis://127.0.0.1:{s.embedded_port}/0"
         password = s.password.get_secret_value() if s.password else None
-        self._client = redis.Redis.from_url(url, username=s.username, password=password,
-                                            socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._client = redis.Redis.from_url(
+            url, username=s.username, password=password, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
         self.interval_s = interval_s
         self.file = settings.health_file
         self.state: dict[str, Any] = {"ready": False, "redis": False, "since": time.time()}
@@ -66,8 +67,14 @@ class ReadinessProbe:
         since = previous["since"] if previous["ready"] == ready else time.time()
         if previous["ready"] != ready:
             log.warning("worker.readiness", ready=ready, redis=redis_ok)
-        self.state = {"ready": ready, "redis": redis_ok, "store_ok": _store_ok(), "pid": os.getpid(),
-                      "at": time.time(), "since": since}
+        self.state = {
+            "ready": ready,
+            "redis": redis_ok,
+            "store_ok": _store_ok(),
+            "pid": os.getpid(),
+            "at": time.time(),
+            "since": since,
+        }
         return self.state
 
     def _write(self, state: dict[str, Any]) -> None:

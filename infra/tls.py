@@ -71,19 +71,36 @@ def _issue_ca(tls: Path) -> None:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Vigil local CA")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=CERT_DAYS))
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=CERT_DAYS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(key, hashes.SHA256())
     )
-    write_private(tls / "ca.key", key.private_bytes(serialization.Encoding.PEM,
-                                                    serialization.PrivateFormat.PKCS8,
-                                                    serialization.NoEncryption()))
+    write_private(
+        tls / "ca.key",
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
     (tls / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -102,18 +119,27 @@ def _issue_broker_cert(tls: Path) -> None:
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_cert.subject).public_key(key.public_key())
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=CERT_DAYS))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=CERT_DAYS))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                              ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
         .sign(ca_key, hashes.SHA256())
     )
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     pem += cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(serialization.Encoding.PEM)
     write_private(tls / "broker.pem", pem)
 
@@ -128,7 +154,8 @@ def ensure_secure_material(home: Path) -> SecureMaterial:
     if not (tls / "broker.pem").exists():
         _issue_broker_cert(tls)
     return SecureMaterial(
-        ca_file=tls / "ca.pem", broker_pem=tls / "broker.pem",
+        ca_file=tls / "ca.pem",
+        broker_pem=tls / "broker.pem",
         kafka_password=_secret(secret_dir / "kafka-vigil.password"),
         broker_password=_secret(secret_dir / "kafka-broker.password"),
         redis_password=_secret(secret_dir / "redis-vigil.password"),
@@ -148,16 +175,20 @@ def with_stack_credentials(settings: Settings) -> Settings:
     if not is_secure(settings) or not (secret_dir / "kafka-vigil.password").exists():
         return settings
     k, r = settings.kafka, settings.redis
-    kafka = k.model_copy(update={
-        "sasl_mechanism": k.sasl_mechanism or SCRAM_MECHANISM,
-        "sasl_username": k.sasl_username or KAFKA_CLIENT_USER,
-        "sasl_password": k.sasl_password or _secret(secret_dir / "kafka-vigil.password"),
-        "ssl_cafile": k.ssl_cafile or str(settings.home / "tls" / "ca.pem"),
-    })
-    redis = r.model_copy(update={
-        "username": r.username or REDIS_USER,
-        "password": r.password or _secret(secret_dir / "redis-vigil.password"),
-    })
+    kafka = k.model_copy(
+        update={
+            "sasl_mechanism": k.sasl_mechanism or SCRAM_MECHANISM,
+            "sasl_username": k.sasl_username or KAFKA_CLIENT_USER,
+            "sasl_password": k.sasl_password or _secret(secret_dir / "kafka-vigil.password"),
+            "ssl_cafile": k.ssl_cafile or str(settings.home / "tls" / "ca.pem"),
+        }
+    )
+    redis = r.model_copy(
+        update={
+            "username": r.username or REDIS_USER,
+            "password": r.password or _secret(secret_dir / "redis-vigil.password"),
+        }
+    )
     return settings.model_copy(update={"kafka": kafka, "redis": redis})
 
 

@@ -47,12 +47,21 @@ def started_worker(spawn, producer, reader) -> Callable[..., object]:
     def _start(name: str = "worker", env: dict[str, str] | None = None, timeout: float = 90.0):
         proc = spawn(name, env)
         r = reader()
-        probe = PatientEvent(patient_id=unique_patient("probe"), kind="vital", code="HR", value=80,
-                             unit="/min", observed_at=datetime.now(UTC) - timedelta(minutes=1))
-        producer.send("vigil.events.raw", key=probe.patient_id.encode(), value=probe.model_dump_json().encode())
+        probe = PatientEvent(
+            patient_id=unique_patient("probe"),
+            kind="vital",
+            code="HR",
+            value=80,
+            unit="/min",
+            observed_at=datetime.now(UTC) - timedelta(minutes=1),
+        )
+        producer.send(
+            "vigil.events.raw", key=probe.patient_id.encode(), value=probe.model_dump_json().encode()
+        )
         producer.flush()
-        assert wait_for(lambda: probe.event_id in r.snapshot().scored_ids, timeout=timeout), \
+        assert wait_for(lambda: probe.event_id in r.snapshot().scored_ids, timeout=timeout), (
             f"worker {name} did not score a probe within {timeout:.0f}s"
+        )
         return proc
 
     return _start

@@ -18,12 +18,18 @@ from schemas.events import PatientEvent
 GROUP = "vigil"  # the Faust app id is the consumer group
 
 # (code, unit, normal value, value after full deterioration): NEWS2 reaches >= 7 (RCP 2017)
-_VITALS = (("HR", "/min", 78.0, 136.0), ("Resp", "/min", 15.0, 28.0), ("SBP", "mm[Hg]", 124.0, 88.0),
-           ("O2Sat", "%", 97.0, 89.0), ("Temp", "Cel", 36.9, 39.4))
+_VITALS = (
+    ("HR", "/min", 78.0, 136.0),
+    ("Resp", "/min", 15.0, 28.0),
+    ("SBP", "mm[Hg]", 124.0, 88.0),
+    ("O2Sat", "%", 97.0, 89.0),
+    ("Temp", "Cel", 36.9, 39.4),
+)
 
 
-def ward_stream(prefix: str, patients: int, hours: int, deteriorate_every: int = 3,
-                start: datetime | None = None) -> list[PatientEvent]:
+def ward_stream(
+    prefix: str, patients: int, hours: int, deteriorate_every: int = 3, start: datetime | None = None
+) -> list[PatientEvent]:
     """Hour by hour, every patient's five vitals (as a ward's monitors would send them);
     every ``deteriorate_every``-th patient drifts towards NEWS2 >= 7 over the stay."""
     import uuid
@@ -39,8 +45,17 @@ def ward_stream(prefix: str, patients: int, hours: int, deteriorate_every: int =
             at = base + timedelta(hours=hour, minutes=10 + p % 40)
             for code, unit, normal, bad in _VITALS:
                 value = round(normal + (bad - normal) * frac + ((p + hour) % 3 - 1) * 0.5, 1)
-                events.append(PatientEvent(patient_id=pid, observed_at=at, kind="vital", code=code,
-                                           value=value, unit=unit, source="reliability"))
+                events.append(
+                    PatientEvent(
+                        patient_id=pid,
+                        observed_at=at,
+                        kind="vital",
+                        code=code,
+                        value=value,
+                        unit=unit,
+                        source="reliability",
+                    )
+                )
     return events
 
 

@@ -15,14 +15,76 @@ from typing import Any
 
 from schemas.normalize import MAX_EVENT_BYTES
 
-_CODES = ["HR", "Resp", "SBP", "O2Sat", "Temp", "MAP", "Lactate", "GCS", "ACVPU", "Age", "hr", "spo2",
-          "temp_c", "Zzz", "", " ", "HR\x00", "DROP TABLE", "Créatinine", "x" * 300]
-_UNITS = ["/min", "mm[Hg]", "%", "Cel", "[degF]", "K", "mmHg", "bpm", "parsecs", "furlong/fortnight", "",
-          "kPa", "mg/dL", "mmol/L", "1", "°C", "\u202e", "u" * 100]
+_CODES = [
+    "HR",
+    "Resp",
+    "SBP",
+    "O2Sat",
+    "Temp",
+    "MAP",
+    "Lactate",
+    "GCS",
+    "ACVPU",
+    "Age",
+    "hr",
+    "spo2",
+    "temp_c",
+    "Zzz",
+    "",
+    " ",
+    "HR\x00",
+    "DROP TABLE",
+    "Créatinine",
+    "x" * 300,
+]
+_UNITS = [
+    "/min",
+    "mm[Hg]",
+    "%",
+    "Cel",
+    "[degF]",
+    "K",
+    "mmHg",
+    "bpm",
+    "parsecs",
+    "furlong/fortnight",
+    "",
+    "kPa",
+    "mg/dL",
+    "mmol/L",
+    "1",
+    "°C",
+    "\u202e",
+    "u" * 100,
+]
 _KINDS = ["vital", "lab", "demographic", "assessment", "treatment", "VITAL", "", "poison", 7, None]
-_VALUES: list[Any] = [float("nan"), float("inf"), float("-inf"), 1e308, -1e308, 1e-320, 0, -0.0, -5, 1e6,
-                      2**64, -(2**63), "80", "eighty", None, True, [], {}, [80], "NaN", "Infinity", 37.0,
-                      80, 98.6, 120]
+_VALUES: list[Any] = [
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    1e308,
+    -1e308,
+    1e-320,
+    0,
+    -0.0,
+    -5,
+    1e6,
+    2**64,
+    -(2**63),
+    "80",
+    "eighty",
+    None,
+    True,
+    [],
+    {},
+    [80],
+    "NaN",
+    "Infinity",
+    37.0,
+    80,
+    98.6,
+    120,
+]
 
 
 def _time(rng: random.Random, now: datetime) -> Any:
@@ -45,15 +107,30 @@ def _event(rng: random.Random, now: datetime) -> dict[str, Any]:
         "event_id": f"fz{rng.getrandbits(64):016x}",
         "patient_id": f"fuzz-{rng.getrandbits(32):08x}",
         "observed_at": (now - timedelta(minutes=rng.randrange(1, 180))).isoformat(),
-        "kind": "vital", "code": "HR", "value": float(rng.randrange(40, 180)), "unit": "/min",
+        "kind": "vital",
+        "code": "HR",
+        "value": float(rng.randrange(40, 180)),
+        "unit": "/min",
         "source": "fuzz",
     }
 
 
 def _mutate(rng: random.Random, event: dict[str, Any], now: datetime) -> dict[str, Any]:
     for _ in range(rng.randrange(1, 4)):
-        field = rng.choice(["value", "unit", "code", "kind", "observed_at", "patient_id", "extra", "drop",
-                            "event_id", "encounter"])
+        field = rng.choice(
+            [
+                "value",
+                "unit",
+                "code",
+                "kind",
+                "observed_at",
+                "patient_id",
+                "extra",
+                "drop",
+                "event_id",
+                "encounter",
+            ]
+        )
         if field == "value":
             event["value"] = rng.choice(_VALUES)
         elif field == "unit":
@@ -65,8 +142,9 @@ def _mutate(rng: random.Random, event: dict[str, Any], now: datetime) -> dict[st
         elif field == "observed_at":
             event["observed_at"] = _time(rng, now)
         elif field == "patient_id":
-            event["patient_id"] = rng.choice(["", " ", "a b", "p" * 65, "\x07bell", "ünïcode-ok", 12345, None,
-                                              "Mr John Smith"])
+            event["patient_id"] = rng.choice(
+                ["", " ", "a b", "p" * 65, "\x07bell", "ünïcode-ok", 12345, None, "Mr John Smith"]
+            )
         elif field == "extra":
             event[rng.choice(["name", "ssn", "__proto__", "value2"])] = "x"
         elif field == "drop":

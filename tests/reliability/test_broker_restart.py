@@ -13,7 +13,9 @@ from tests.reliability.helpers import PacedProducer, event_payloads, report, war
 pytestmark = pytest.mark.reliability
 
 
-def test_broker_restart_mid_stream_loses_nothing(stack, stack_settings, started_worker, reader, results_dir) -> None:
+def test_broker_restart_mid_stream_loses_nothing(
+    stack, stack_settings, started_worker, reader, results_dir
+) -> None:
     from kafka import KafkaProducer
 
     worker = started_worker("broker-restart")
@@ -21,9 +23,16 @@ def test_broker_restart_mid_stream_loses_nothing(stack, stack_settings, started_
     events = ward_stream("broker", patients=50, hours=12)  # 3,000 events over ~20 s
     ids = {e.event_id for e in events}
     # the producer of a bedside gateway: retries for as long as the broker may be away
-    producer = KafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", linger_ms=5, retries=2**31 - 1,
-                             delivery_timeout_ms=180_000, request_timeout_ms=15_000, max_block_ms=120_000,
-                             reconnect_backoff_max_ms=2000)
+    producer = KafkaProducer(
+        bootstrap_servers=stack.bootstrap,
+        acks="all",
+        linger_ms=5,
+        retries=2**31 - 1,
+        delivery_timeout_ms=180_000,
+        request_timeout_ms=15_000,
+        max_block_ms=120_000,
+        reconnect_backoff_max_ms=2000,
+    )
     try:
         stream = PacedProducer(producer, event_payloads(events), rate_per_s=150).start()
         assert wait_for(lambda: len(ids & r.snapshot().scored_ids) >= 600, timeout=60)
@@ -38,10 +47,15 @@ def test_broker_restart_mid_stream_loses_nothing(stack, stack_settings, started_
         producer.close(timeout=10)
     rb = r.snapshot()
     counts = {
-        "events": len(ids), "lost": len(ids - rb.scored_ids),
-        "duplicate_score_mentions": sum(rb.score_event_counts[i] - 1 for i in ids if rb.score_event_counts[i] > 1),
-        "broker_down_and_restart_s": round(restart_s, 1), "caught_up_after_restart_s": round(caught_up_s, 1),
-        "producer_send_retries": stream.send_errors, "producer_delivery_failures": stream.delivery_failures,
+        "events": len(ids),
+        "lost": len(ids - rb.scored_ids),
+        "duplicate_score_mentions": sum(
+            rb.score_event_counts[i] - 1 for i in ids if rb.score_event_counts[i] > 1
+        ),
+        "broker_down_and_restart_s": round(restart_s, 1),
+        "caught_up_after_restart_s": round(caught_up_s, 1),
+        "producer_send_retries": stream.send_errors,
+        "producer_delivery_failures": stream.delivery_failures,
         "worker_alive_after": worker.poll() is None,
     }
     report(results_dir, "broker_restart", counts)

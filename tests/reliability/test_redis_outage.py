@@ -15,8 +15,14 @@ import pytest
 from infra.health import read_health_file
 from infra.stack import StackPaths, _pid_alive, start_redis
 from tests.conftest import wait_for
-from tests.reliability.helpers import PacedProducer, committed_offsets, end_offsets, event_payloads, report, \
-    ward_stream
+from tests.reliability.helpers import (
+    PacedProducer,
+    committed_offsets,
+    end_offsets,
+    event_payloads,
+    report,
+    ward_stream,
+)
 
 pytestmark = pytest.mark.reliability
 
@@ -40,10 +46,12 @@ def _readyz(port: int) -> int:
 
 
 def test_redis_outage_blocks_commits_reports_not_ready_and_catches_up(
-        stack, stack_settings, started_worker, producer, reader, redis_admin, results_dir, tmp_path) -> None:
+    stack, stack_settings, started_worker, producer, reader, redis_admin, results_dir, tmp_path
+) -> None:
     health_file, health_port = tmp_path / "health.json", _free_port()
-    worker = started_worker("redis-outage", env={"VIGIL_HEALTH_FILE": str(health_file),
-                                                 "VIGIL_HEALTH_PORT": str(health_port)})
+    worker = started_worker(
+        "redis-outage", env={"VIGIL_HEALTH_FILE": str(health_file), "VIGIL_HEALTH_PORT": str(health_port)}
+    )
     assert wait_for(lambda: (read_health_file(health_file) or {}).get("ready") is True, timeout=20)
     assert _readyz(health_port) == 200
     r = reader()
@@ -76,20 +84,29 @@ def test_redis_outage_blocks_commits_reports_not_ready_and_catches_up(
     up_at = time.monotonic()
     outage_s = up_at - down_at
     keys_after_restart = redis_admin.dbsize()
-    assert wait_for(lambda: ids <= r.snapshot().scored_ids, timeout=120), "events lost across the Redis outage"
+    assert wait_for(lambda: ids <= r.snapshot().scored_ids, timeout=120), (
+        "events lost across the Redis outage"
+    )
     caught_up_s = time.monotonic() - up_at
     assert wait_for(lambda: (read_health_file(health_file) or {}).get("ready") is True, timeout=10)
     stream.done.wait(timeout=30)
     rb = r.snapshot()
     counts = {
-        "events": len(ids), "lost": len(ids - rb.scored_ids),
-        "duplicate_score_mentions": sum(rb.score_event_counts[i] - 1 for i in ids if rb.score_event_counts[i] > 1),
-        "outage_s": round(outage_s, 1), "not_ready_after_s": round(not_ready_after_s, 1),
+        "events": len(ids),
+        "lost": len(ids - rb.scored_ids),
+        "duplicate_score_mentions": sum(
+            rb.score_event_counts[i] - 1 for i in ids if rb.score_event_counts[i] > 1
+        ),
+        "outage_s": round(outage_s, 1),
+        "not_ready_after_s": round(not_ready_after_s, 1),
         "caught_up_after_restart_s": round(caught_up_s, 1),
         "committed_moved_during_outage": committed_late != committed_early,
-        "scored_during_outage": scored_late - scored_early, "lag_during_outage": lag_during,
-        "redis_keys_before": keys_before, "redis_keys_after_restart": keys_after_restart,
-        "worker_pid_before": worker.pid, "worker_alive_after": worker.poll() is None,
+        "scored_during_outage": scored_late - scored_early,
+        "lag_during_outage": lag_during,
+        "redis_keys_before": keys_before,
+        "redis_keys_after_restart": keys_after_restart,
+        "worker_pid_before": worker.pid,
+        "worker_alive_after": worker.poll() is None,
         "health_file": json.dumps(read_health_file(health_file)),
     }
     report(results_dir, "redis_outage", counts)

@@ -15,8 +15,9 @@ from tests.reliability.helpers import PacedProducer, alert_duplicates, event_pay
 pytestmark = pytest.mark.reliability
 
 
-def test_kill_9_mid_stream_loses_nothing(stack, started_worker, spawn, producer, reader, redis_admin,
-                                         results_dir) -> None:
+def test_kill_9_mid_stream_loses_nothing(
+    stack, started_worker, spawn, producer, reader, redis_admin, results_dir
+) -> None:
     worker = started_worker("crash-a")
     r = reader()
     events = ward_stream("crash", patients=80, hours=10)  # 4,000 events, a third deteriorating
@@ -49,12 +50,16 @@ def test_kill_9_mid_stream_loses_nothing(stack, started_worker, spawn, producer,
     unpublished_active = active_ids - published_ids
 
     counts = {
-        "events": len(ids), "scored_before_kill": scored_at_kill, "lost": lost,
-        "duplicate_score_mentions": dupes, "events_mentioned_twice_or_more": sum(
-            1 for i in ids if rb.score_event_counts[i] > 1),
-        "recovered_all_scored_s": round(recovered_s, 1), "patients_with_alert_state": sum(
-            1 for b in blobs if b), "active_alerts_in_redis": len(active_ids),
-        "active_alerts_not_published": len(unpublished_active), **alerts,
+        "events": len(ids),
+        "scored_before_kill": scored_at_kill,
+        "lost": lost,
+        "duplicate_score_mentions": dupes,
+        "events_mentioned_twice_or_more": sum(1 for i in ids if rb.score_event_counts[i] > 1),
+        "recovered_all_scored_s": round(recovered_s, 1),
+        "patients_with_alert_state": sum(1 for b in blobs if b),
+        "active_alerts_in_redis": len(active_ids),
+        "active_alerts_not_published": len(unpublished_active),
+        **alerts,
     }
     report(results_dir, "worker_crash", counts)
     assert lost == 0

@@ -1,0 +1,141 @@
+"""Poison messages: >= 10,000 generated bad inputs through the pure ingest path (0 crashes, each
+input exactly one of PatientEvent | Rejected), and 1,000 through the real broker and worker."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from infra.readback import payload_digest
+from models.scoring import PendingUpdate, build_risk_score
+from models.window import LateEvent, PatientWindow
+from schemas.codes import CATALOGUE
+from schemas.deadletter import Rejected
+from schemas.events import MAX_FUTURE_SKEW, PatientEvent
+from schemas.normalize import decode_raw_event
+from tests.conftest import wait_for
+from tests.reliability.helpers import report
+from tests.reliability.poison import poison_payload
+
+pytestmark = pytest.mark.reliability
+
+BATCH = 10
+EXAMPLES = 1_000  # x BATCH inputs each = 10,000 generated inputs
+
+bad_input = st.one_of(
+    st.builds(poison_payload, st.randoms(use_true_random=False)),
+    st.binary(max_size=300),
+    st.text(max_size=200).map(str.encode),
+    st.recursive(
+        st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
+        lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=5),
+        max_leaves=20,
+    ).map(lambda v: __import__("json").dumps(v).encode()),
+)
+
+
+def _score_accepted(event: PatientEvent, now: datetime) -> str:
+    """The feature and rule code must not crash on anything ingest accepts."""
+    window = PatientWindow()
+    try:
+        window.apply(event)
+    except LateEvent:
+        return "late"
+    update = PendingUpdate(event.patient_id)
+    update.add(event.event_id, event.observed_at, None, event.encounter, event.ward)
+    window.matrix()
+    build_risk_score(window, update, [], now)
+    return "scored"
+
+
+def test_ten_thousand_generated_bad_inputs_are_all_accounted(results_dir) -> None:
+    now = datetime.now(UTC)
+    outcomes: Counter[str] = Counter()
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(st.lists(bad_input, min_size=BATCH, max_size=BATCH))
+    def check(payloads: list[bytes]) -> None:
+        for payload in payloads:
+            result = decode_raw_event(payload, now)  # must not raise
+            if isinstance(result, Rejected):
+                assert result.reason and isinstance(result.detail, str)
+                outcomes[f"rejected:{result.reason}"] += 1
+                continue
+            assert isinstance(result, PatientEvent)
+            low, high = CATALOGUE[result.code][2]
+            assert low <= result.value <= high
+            assert result.observed_at <= now + MAX_FUTURE_SKEW
+            outcomes[f"accepted:{_score_accepted(result, now)}"] += 1
+
+    check()
+    total = sum(outcomes.values())
+    accepted = sum(v for k, v in outcomes.items() if k.startswith("accepted"))
+    report(
+        results_dir,
+        "fuzz_pure",
+        {"inputs": total, "crashes": 0, "accepted": accepted, "rejected": total - accepted, **dict(outcomes)},
+    )
+    assert total >= EXAMPLES * BATCH
+    assert total - accepted > 0.5 * total  # the generator does produce mostly bad input
+
+
+def test_thousand_bad_inputs_through_the_broker_are_accounted(
+    stack, started_worker, producer, reader, results_dir
+) -> None:
+    worker = started_worker("poison")
+    r = reader(keep_scores=True)
+    rng = random.Random(20191)
+    now = datetime.now(UTC)
+    payloads = [poison_payload(rng, now) for _ in range(1_000)]
+    expect_scored_or_dead: set[str] = set()  # accepted, by event id
+    # accepted without an event_id: ingest assigns a fresh uuid, so account by (unique) patient id
+    expect_patient_scored: set[str] = set()
+    expect_dead: set[str] = set()  # rejected, by digest of the original bytes
+    for payload in payloads:
+        result = decode_raw_event(payload, now + timedelta(seconds=30))
+        if isinstance(result, Rejected):
+            expect_dead.add(payload_digest(payload))
+        elif b'"event_id"' in payload:
+            expect_scored_or_dead.add(result.event_id)
+        else:
+            expect_patient_scored.add(result.patient_id)
+    for i, payload in enumerate(payloads):
+        key = None if i % 7 == 0 else f"fuzz-key-{i % 13}".encode()  # no key, or a few hot keys
+        producer.send("vigil.events.raw", key=key, value=payload)
+    producer.flush()
+
+    def unaccounted() -> int:
+        rb = r.snapshot()
+        scored_patients = {pid for pid, _hour in list(rb.last_scores)}
+        return (
+            len(expect_scored_or_dead - (rb.scored_ids | rb.dead_ids))
+            + len(expect_dead - rb.dead_digests)
+            + len(expect_patient_scored - scored_patients)
+        )
+
+    done = wait_for(lambda: unaccounted() == 0, timeout=120)
+    rb = r.snapshot()
+    counts = {
+        "inputs": len(payloads),
+        "distinct_accepted": len(expect_scored_or_dead) + len(expect_patient_scored),
+        "accepted_without_event_id": len(expect_patient_scored),
+        "distinct_rejected": len(expect_dead),
+        "unaccounted": unaccounted(),
+        "lost": unaccounted(),
+        "dead_letter_reasons": dict(rb.dead_letter_reasons),
+        "worker_alive_after": worker.poll() is None,
+    }
+    report(results_dir, "fuzz_broker", counts)
+    assert done and counts["unaccounted"] == 0
+    assert worker.poll() is None, "poison must never kill the worker"
