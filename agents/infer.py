@@ -28,9 +28,10 @@ def kafka_timestamp_ms(message: faust.types.tuples.Message) -> int | None:
 
 
 async def score_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> int:
-    """Apply, score, publish, then persist: the window records the last applied offset only after
-    the scores are delivered, so a redelivered event is either re-scored (crash before the state
-    write: an at-least-once duplicate) or skipped because its score is already out; never lost."""
+    """Apply, score, publish, then persist. The window is written only after the scores are
+    delivered, so a redelivered event either finds its state absent (crash before the write: it is
+    scored again, an at-least-once duplicate) or present (an exact duplicate: skipped, its score
+    is already out). Never lost."""
     rt = runtime()
     parsed: list[tuple[faust.EventT, PatientEvent]] = []
     for event in batch:
@@ -49,18 +50,15 @@ async def score_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> in
     touched: set[str] = set()
     for event, patient_event in parsed:
         pid, m = patient_event.patient_id, event.message
-        window = windows[pid]
-        if window.already_applied(m.partition, m.offset):
-            continue  # redelivered after its score was published (rebalance, restart)
-        touched.add(pid)
         try:
-            window.apply(patient_event)
+            changed = windows[pid].apply(patient_event)
         except LateEvent as exc:
             await publisher.dead_letter(deadletter_topic, Rejected("outside_window", str(exc)), m.value,
                                         m.topic, m.partition, m.offset, key=m.key)
-            window.mark_applied(m.partition, m.offset)
             continue
-        window.mark_applied(m.partition, m.offset)
+        if not changed:
+            continue  # an exact duplicate of state whose score is already published
+        touched.add(pid)
         update = updates.setdefault(pid, PendingUpdate(pid))
         update.add(patient_event.event_id, patient_event.observed_at, kafka_timestamp_ms(m),
                    patient_event.encounter, patient_event.ward)

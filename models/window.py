@@ -47,17 +47,6 @@ class PatientWindow:
     rows: dict[int, dict[int, Cell]] = field(default_factory=dict)  # hour -> var index -> cell
     static: dict[str, tuple[float, int]] = field(default_factory=dict)  # code -> (value, hour)
     treatments: list[tuple[str, int, float]] = field(default_factory=list)  # (code, epoch s, value)
-    # Kafka position of the last event applied AND published (partition, offset): a redelivered
-    # event at or below it was already scored, so it is skipped rather than scored twice.
-    applied_partition: int = -1
-    applied_offset: int = -1
-
-    def already_applied(self, partition: int, offset: int) -> bool:
-        return partition == self.applied_partition and offset <= self.applied_offset
-
-    def mark_applied(self, partition: int, offset: int) -> None:
-        if partition != self.applied_partition or offset > self.applied_offset:
-            self.applied_partition, self.applied_offset = partition, offset
 
     # ------------------------------------------------------------------ events
 
@@ -68,17 +57,19 @@ class PatientWindow:
         offset = ts - self.anchor_s
         return offset // 3600, offset % 3600
 
-    def apply(self, event: PatientEvent) -> int:
-        """Apply one canonical event; return the hour it fell into. Raises LateEvent."""
+    def apply(self, event: PatientEvent) -> bool:
+        """Apply one canonical event. Returns False when it is an exact duplicate of what the window
+        already holds (a redelivery, or a copy re-published upstream after a restart): its score is
+        already out, so it is not scored again. Raises LateEvent when it is older than the window."""
         if event.kind == "treatment":
-            ts = int(event.observed_at.timestamp())
-            item = (event.code, ts, float(event.value))
-            if item not in self.treatments:
-                self.treatments.append(item)
-                self.treatments.sort(key=lambda t: t[1])
-                del self.treatments[:-MAX_TREATMENTS]
-            hour, _ = self.hour_of(event.observed_at)
-            return hour
+            item = (event.code, int(event.observed_at.timestamp()), float(np.float32(event.value)))
+            if item in self.treatments:
+                return False
+            self.hour_of(event.observed_at)
+            self.treatments.append(item)
+            self.treatments.sort(key=lambda t: t[1])
+            del self.treatments[:-MAX_TREATMENTS]
+            return True
         hour, second = self.hour_of(event.observed_at)
         dynamic = event.code in VAR_INDEX
         if dynamic and hour <= self.last_hour - WINDOW_HOURS:
@@ -87,21 +78,26 @@ class PatientWindow:
             # an observation before the first one: re-anchor (shift every row) to keep hour >= 0
             self._shift(-hour)
             hour = 0
+        value = float(np.float32(event.value))
         if dynamic:
             row = self.rows.setdefault(hour, {})
             idx = VAR_INDEX[event.code]
             old = row.get(idx)
+            if old == (value, second):
+                return False
             if old is None or second >= old[1]:
-                row[idx] = (float(np.float32(event.value)), second)
+                row[idx] = (value, second)
         else:
             old_static = self.static.get(event.code)
+            if old_static == (value, hour):
+                return False
             if old_static is None or hour >= old_static[1]:
-                self.static[event.code] = (float(np.float32(event.value)), hour)
+                self.static[event.code] = (value, hour)
         if hour > self.last_hour:
             self.last_hour = hour
             for h in [h for h in self.rows if h <= hour - WINDOW_HOURS]:
                 del self.rows[h]
-        return hour
+        return True
 
     def _shift(self, hours: int) -> None:
         assert self.anchor_s is not None
@@ -144,19 +140,17 @@ class PatientWindow:
         return datetime.fromtimestamp(self.anchor_s + hour * 3600, tz=UTC)
 
     # ------------------------------------------------------------------ bytes
-    # Layout (little endian): version u8, anchor i64, last_hour i32, applied partition i32,
-    #   applied offset i64, n_rows u16,
+    # Layout (little endian): version u8, anchor i64, last_hour i32, n_rows u16,
     #   per row: hour i32, n u8, n x (var u8, second u16, value f32)
     #   n_static u8, n x (code u8, hour i32, value f32)
     #   n_treat u8, n x (code u8, ts i64, value f32)
     # ~7 bytes per measured cell: a 48 h window of ICU vitals stays well under 4 KB.
 
-    _VERSION = 2
-    _HEADER = "<BqiiqH"
+    _VERSION = 1
+    _HEADER = "<BqiH"
 
     def to_bytes(self) -> bytes:
-        parts = [struct.pack(self._HEADER, self._VERSION, self.anchor_s or 0, self.last_hour,
-                             self.applied_partition, self.applied_offset, len(self.rows))]
+        parts = [struct.pack(self._HEADER, self._VERSION, self.anchor_s or 0, self.last_hour, len(self.rows))]
         for hour in sorted(self.rows):
             row = self.rows[hour]
             parts.append(struct.pack("<iB", hour, len(row)))
@@ -171,15 +165,10 @@ class PatientWindow:
     def from_bytes(cls, blob: bytes | None) -> PatientWindow:
         if not blob:
             return cls()
-        version = blob[0]
-        if version == cls._VERSION:
-            _, anchor, last_hour, applied_partition, applied_offset, n_rows = struct.unpack_from(cls._HEADER, blob)
-            pos = struct.calcsize(cls._HEADER)
-        elif version == 1:  # before the applied offset was kept: nothing known to skip
-            _, anchor, last_hour, n_rows = struct.unpack_from("<BqiH", blob)
-            applied_partition, applied_offset, pos = -1, -1, struct.calcsize("<BqiH")
-        else:
+        version, anchor, last_hour, n_rows = struct.unpack_from(cls._HEADER, blob)
+        if version != cls._VERSION:
             raise ValueError(f"unknown window blob version {version}")
+        pos = struct.calcsize(cls._HEADER)
         rows: dict[int, dict[int, Cell]] = {}
         for _ in range(n_rows):
             hour, n = struct.unpack_from("<iB", blob, pos)
@@ -204,8 +193,7 @@ class PatientWindow:
             ci, ts, v = struct.unpack_from("<Bqf", blob, pos)
             pos += 13
             treatments.append((_TREATMENT_CODES[ci], ts, v))
-        return cls(anchor_s=anchor, last_hour=last_hour, rows=rows, static=static, treatments=treatments,
-                   applied_partition=applied_partition, applied_offset=applied_offset)
+        return cls(anchor_s=anchor, last_hour=last_hour, rows=rows, static=static, treatments=treatments)
 
 
 def finite_or_none(value: float | None) -> float | None:

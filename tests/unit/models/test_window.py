@@ -92,10 +92,14 @@ def test_bytes_round_trip(items, age) -> None:
     assert len(blob) < 4096
 
 
-def test_version_1_blobs_still_load() -> None:
-    import struct
 
-    v1 = struct.pack("<BqiH", 1, 3600, 0, 1) + struct.pack("<iB", 0, 1) + struct.pack("<BHf", 0, 60, 80.0)
-    v1 += struct.pack("<B", 0) + struct.pack("<B", 0)
-    w = PatientWindow.from_bytes(v1)
-    assert w.matrix()[0, 0] == 80.0 and w.applied_offset == -1
+def test_exact_duplicates_are_reported_as_unchanged() -> None:
+    w = PatientWindow()
+    first = ev("HR", 80, 0.2)
+    assert w.apply(first) is True
+    assert w.apply(first) is False  # redelivery
+    assert w.apply(ev("HR", 80, 0.2)) is False  # a re-published copy (new event id, same content)
+    assert w.apply(ev("HR", 81, 0.2)) is True  # a correction
+    assert w.apply(ev("HR", 70, 0.1)) is True  # older in the hour: superseded, but not a duplicate
+    assert w.apply(ev("antibiotic", 1, 0.5, kind="treatment")) is True
+    assert w.apply(ev("antibiotic", 1, 0.5, kind="treatment")) is False
