@@ -1,0 +1,33 @@
+"""Streaming equals offline: a few real stays through Kafka and the full pipeline give the same
+combined probability, hour by hour, as `vigil predict` on the same files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from infra.replay import ensure_dataset
+from infra.settings import Settings, default_home
+from infra.streamcheck import run_replay_check
+
+pytestmark = pytest.mark.integration
+
+DATA = Path(__file__).parents[3] / "shared" / "data" / "physionet2019"
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="PhysioNet set A not present beside the checkout")
+def test_replay_matches_offline_prediction(stack, stack_settings: Settings, tmp_path: Path) -> None:
+    pytest.importorskip("models.registry").load_bundle()  # the committed artifacts must load
+    source = ensure_dataset(DATA, default_home())
+    picked = tmp_path / "stays"
+    picked.mkdir()
+    for f in sorted(source.glob("*.psv"))[:3]:
+        shutil.copy(f, picked / f.name)
+    result = run_replay_check(stack_settings, picked, limit=3)
+    print(result)
+    assert result["patients"] == 3
+    assert result["hours_without_stream_score"] == 0
+    assert result["hours_compared"] == result["hours_offline"]
+    assert result["max_abs_diff"] < 1e-5
