@@ -17,9 +17,8 @@ from agents.app import (
     audit_topic,
     deadletter_topic,
     scores_topic,
-    settings,
 )
-from agents.runtime import Publisher, run_batch, runtime
+from agents.runtime import Publisher, batches, run_batch, runtime
 from infra import metrics
 from infra.redis import alert_key
 from models.alerting import PatientAlertState, check_escalation, on_ack, on_score
@@ -66,7 +65,8 @@ async def _track_open(pids: list[str], states: dict[str, PatientAlertState]) -> 
     async def write() -> None:
         pipe = rt.store.client.pipeline(transaction=False)
         for pid in pids:
-            if states[pid].active is not None and states[pid].active.state == "open":
+            active = states[pid].active
+            if active is not None and active.state == "open":
                 pipe.sadd(OPEN_ALERTS_KEY, alert_key(pid))
             else:
                 pipe.srem(OPEN_ALERTS_KEY, alert_key(pid))
@@ -75,11 +75,12 @@ async def _track_open(pids: list[str], states: dict[str, PatientAlertState]) -> 
     await rt.store._until_ok("open_alerts", write)
 
 
-def _decode(events: Sequence[faust.EventT], model: type) -> tuple[list[tuple[str, object]], list[faust.EventT]]:
+def _decode(events: Sequence[faust.EventT], model: type[RiskScore] | type[AlertAck]
+            ) -> tuple[list[tuple[str, RiskScore | AlertAck]], list[faust.EventT]]:
     good, bad = [], []
     for event in events:
         try:
-            record = model.model_validate_json(event.message.value)
+            record = model.model_validate_json(event.message.value or b"")
             good.append((record.patient_id, record))
         except (ValidationError, ValueError):
             bad.append(event)
@@ -95,7 +96,7 @@ async def _dead_letter_all(publisher: Publisher, bad: list[faust.EventT]) -> Non
 
 @app.agent(scores_topic)
 async def alert_on_scores(stream: faust.StreamT) -> None:
-    async for batch in stream.take_events(settings.batch.stream_take, within=settings.batch.stream_within_s):
+    async for batch in batches(stream):
         await run_batch(batch, score_events, deadletter_topic, "alert")
 
 
@@ -103,12 +104,12 @@ async def score_events(batch: Sequence[faust.EventT], publisher: Publisher) -> N
     good, bad = _decode(batch, RiskScore)
     await _dead_letter_all(publisher, bad)
     if good:
-        await alert_batch(good, publisher)  # type: ignore[arg-type]
+        await alert_batch(good, publisher)
 
 
 @app.agent(acks_topic)
 async def alert_acks(stream: faust.StreamT) -> None:
-    async for batch in stream.take_events(100, within=0.05):
+    async for batch in batches(stream, 100):
         await run_batch(batch, ack_events, deadletter_topic, "alert.acks")
 
 
@@ -117,17 +118,19 @@ async def ack_events(batch: Sequence[faust.EventT], publisher: Publisher) -> Non
     await _dead_letter_all(publisher, bad)
     if good:
         for _pid, ack in good:
-            audit = {"type": "alert_ack", "alert_id": ack.alert_id, "action": ack.action,  # type: ignore[attr-defined]
-                     "by": ack.by, "at": ack.at.isoformat()}  # type: ignore[attr-defined]
+            assert isinstance(ack, AlertAck)
+            audit = {"type": "alert_ack", "alert_id": ack.alert_id, "action": ack.action,
+                     "by": ack.by, "at": ack.at.isoformat()}
             await publisher.send(audit_topic, None, json.dumps(audit).encode())
-        await alert_batch(good, publisher)  # type: ignore[arg-type]
+        await alert_batch(good, publisher)
 
 
 @app.timer(interval=30.0)
 async def escalate_unacknowledged() -> None:
     """Open alerts nobody acknowledged within the configured time escalate (wall clock)."""
     rt = runtime()
-    keys = [k.decode() for k in await rt.store._until_ok("smembers", lambda: rt.store.client.smembers(OPEN_ALERTS_KEY))]
+    members = await rt.store._until_ok("smembers", lambda: rt.store.client.smembers(OPEN_ALERTS_KEY))
+    keys = [k.decode() if isinstance(k, bytes) else k for k in members]
     if not keys:
         return
     blobs = await rt.store.load_blobs(keys)

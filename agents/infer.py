@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import faust
 
-from agents.app import app, deadletter_topic, events_topic, scores_topic, settings
-from agents.runtime import ModelInput, Publisher, run_batch, runtime
+from agents.app import app, deadletter_topic, events_topic, scores_topic
+from agents.runtime import ModelInput, Publisher, batches, run_batch, runtime
 from infra import metrics
 from infra.logging import get_logger
 from models.scoring import PendingUpdate, build_risk_score
@@ -36,7 +36,7 @@ async def score_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> in
     parsed: list[tuple[faust.EventT, PatientEvent]] = []
     for event in batch:
         try:
-            parsed.append((event, parse_event_json(event.message.value)))
+            parsed.append((event, parse_event_json(event.message.value or b"")))
         except ValueError as exc:  # only a foreign producer writes bad records here
             await publisher.dead_letter(deadletter_topic, Rejected("schema", type(exc).__name__),
                                         event.message.value, event.message.topic,
@@ -83,5 +83,5 @@ async def score_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> in
 
 @app.agent(events_topic)
 async def score(stream: faust.StreamT) -> None:
-    async for batch in stream.take_events(settings.batch.stream_take, within=settings.batch.stream_within_s):
+    async for batch in batches(stream):
         await run_batch(batch, score_batch, deadletter_topic, "infer")

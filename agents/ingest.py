@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import faust
 
-from agents.app import app, deadletter_topic, events_raw_topic, events_topic, settings
-from agents.runtime import Publisher, run_batch
+from agents.app import app, deadletter_topic, events_raw_topic, events_topic
+from agents.runtime import Publisher, batches, run_batch
 from infra import metrics
 from schemas.deadletter import Rejected
 from schemas.normalize import decode_raw_event
@@ -32,5 +32,5 @@ async def ingest_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> N
 async def ingest(stream: faust.StreamT) -> None:
     # take_events acks the batch only when the loop asks for the next one, i.e. after the
     # publisher has confirmed delivery of every output of this batch (at-least-once).
-    async for batch in stream.take_events(settings.batch.stream_take, within=settings.batch.stream_within_s):
+    async for batch in batches(stream):
         await run_batch(batch, ingest_batch, deadletter_topic, "ingest")

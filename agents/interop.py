@@ -10,8 +10,8 @@ from functools import partial
 
 import faust
 
-from agents.app import app, deadletter_topic, events_topic, ingest_fhir_topic, ingest_hl7v2_topic, settings
-from agents.runtime import Publisher, run_batch
+from agents.app import app, deadletter_topic, events_topic, ingest_fhir_topic, ingest_hl7v2_topic
+from agents.runtime import Publisher, batches, run_batch
 from infra import metrics
 from schemas.codecs.fhir import decode_fhir
 from schemas.codecs.hl7v2 import decode_hl7v2
@@ -45,11 +45,11 @@ async def interop_batch(batch: Sequence[faust.EventT], publisher: Publisher,
 
 @app.agent(ingest_fhir_topic)
 async def ingest_fhir(stream: faust.StreamT) -> None:
-    async for batch in stream.take_events(200, within=settings.batch.stream_within_s):
+    async for batch in batches(stream, 200):
         await run_batch(batch, partial(interop_batch, decode=decode_fhir), deadletter_topic, "interop.fhir")
 
 
 @app.agent(ingest_hl7v2_topic)
 async def ingest_hl7v2(stream: faust.StreamT) -> None:
-    async for batch in stream.take_events(200, within=settings.batch.stream_within_s):
+    async for batch in batches(stream, 200):
         await run_batch(batch, partial(interop_batch, decode=decode_hl7v2), deadletter_topic, "interop.hl7v2")

@@ -4,10 +4,10 @@ on first use inside the event loop, plus the publish helper that waits for deliv
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 import numpy as np
@@ -77,6 +77,14 @@ def _load_bundle() -> Any | None:
         return None
     log.info("models.loaded", providers=getattr(bundle, "providers", None), version=getattr(bundle, "version", None))
     return bundle
+
+
+def batches(stream: faust.StreamT, size: int | None = None, within_s: float | None = None
+            ) -> AsyncIterator[Sequence[faust.EventT]]:
+    """Batches of events (``take_events``): acked by Faust only when the next batch is requested."""
+    settings = get_settings().batch
+    return cast(faust.Stream, stream).take_events(size or settings.stream_take,
+                                                  within=within_s or settings.stream_within_s)
 
 
 _runtime: Runtime | None = None

@@ -16,11 +16,10 @@ from agents.app import (
     app,
     deadletter_topic,
     scores_topic,
-    settings,
     treatment_requests_topic,
     treatment_scores_topic,
 )
-from agents.runtime import Publisher, run_batch, runtime
+from agents.runtime import Publisher, batches, run_batch, runtime
 from infra.redis import care_key, window_key
 from models.care import at_risk, care_inputs
 from models.treatment import score_patient_care, score_plan
@@ -61,7 +60,7 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
 
 @app.agent(scores_topic)
 async def treatment_on_scores(stream: faust.StreamT) -> None:
-    async for batch in stream.take_events(settings.batch.stream_take, within=settings.batch.stream_within_s):
+    async for batch in batches(stream):
         await run_batch(batch, care_events, deadletter_topic, "treat")
 
 
@@ -69,7 +68,7 @@ async def care_events(batch: Sequence[faust.EventT], publisher: Publisher) -> No
     scores = []
     for event in batch:
         try:
-            scores.append(RiskScore.model_validate_json(event.message.value))
+            scores.append(RiskScore.model_validate_json(event.message.value or b""))
         except (ValidationError, ValueError):
             continue  # the alert agent dead-letters malformed scores once
     await care_batch(scores, publisher)
@@ -79,7 +78,7 @@ async def plan_requests(batch: Sequence[faust.EventT], publisher: Publisher) -> 
     for event in batch:
         m = event.message
         try:
-            plan = TreatmentPlan.model_validate_json(m.value)
+            plan = TreatmentPlan.model_validate_json(m.value or b"")
         except (ValidationError, ValueError) as exc:
             detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors() else "invalid"
             await publisher.dead_letter(deadletter_topic, Rejected("schema", f"treatment plan: {detail}"[:300]),
@@ -91,5 +90,5 @@ async def plan_requests(batch: Sequence[faust.EventT], publisher: Publisher) -> 
 
 @app.agent(treatment_requests_topic)
 async def treatment_requests(stream: faust.StreamT) -> None:
-    async for batch in stream.take_events(50, within=0.05):
+    async for batch in batches(stream, 50):
         await run_batch(batch, plan_requests, deadletter_topic, "treat.requests")

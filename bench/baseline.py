@@ -5,6 +5,7 @@ same broker as the Vigil pipeline. Run: ``python -m bench.baseline``."""
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import faust
 
@@ -40,7 +41,8 @@ sink = app.topic(BASELINE_OUT, key_type=bytes, value_type=bytes)
 
 @app.agent(source)
 async def forward(stream: faust.StreamT) -> None:
-    async for batch in stream.take_events(settings.batch.stream_take, within=settings.batch.stream_within_s):
+    batches = cast(faust.Stream, stream).take_events(settings.batch.stream_take, within=settings.batch.stream_within_s)
+    async for batch in batches:
         futures = [await sink.send(key=e.message.key, value=e.message.value, force=True) for e in batch]
         await asyncio.gather(*futures)
 

@@ -235,7 +235,8 @@ def batch_curve(stays: list[Stay], reps_target_s: float = 0.5) -> dict[str, Any]
             bundle.score(w, st, buckets=None)
             reps += 1
         curve[b] = (time.perf_counter() - t0) / (reps * b) * 1e6  # microseconds per sample
-    return {"us_per_sample": curve, "batch_speedup": curve[1] / curve[64], "providers": getattr(bundle, "providers", None)}
+    providers = getattr(bundle, "providers", None)
+    return {"us_per_sample": curve, "batch_speedup": curve[1] / curve[64], "providers": providers}
 
 
 def plot_curve(curve: dict[int, float], path: Path) -> None:

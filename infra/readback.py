@@ -5,6 +5,7 @@ topic holds it (by id when it parses, else by the exact original bytes)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import threading
@@ -104,10 +105,8 @@ class TopicReader:
             r.dead_letter_reasons[data["reason"]] += 1
             original = base64.b64decode(data["original_b64"])
             r.dead_digests.add(payload_digest(original))
-            try:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
                 r.dead_ids.add(json.loads(original)["event_id"])
-            except (ValueError, KeyError, TypeError):
-                pass
 
     def snapshot(self) -> Readback:
         with self._lock:

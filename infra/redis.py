@@ -34,6 +34,10 @@ def care_key(patient_id: str) -> str:
     return f"vigil:t:{patient_hash(patient_id)}"
 
 
+def _as_bytes(blob: bytes | str | None) -> bytes | None:
+    return blob.encode() if isinstance(blob, str) else blob
+
+
 class RedisHealth:
     """Readiness as seen by the worker: False while Redis calls are failing."""
 
@@ -59,6 +63,7 @@ class PatientStore:
             username, password = _configured_credentials()
         self.client = aioredis.Redis.from_url(
             url, socket_timeout=5, socket_connect_timeout=2, password=password, username=username,
+            decode_responses=False,
         )
         self.ttl_s = ttl_s
         self.health = health or RedisHealth()
@@ -88,7 +93,7 @@ class PatientStore:
     async def load_windows(self, patient_ids: Iterable[str]) -> dict[str, PatientWindow]:
         ids = list(patient_ids)
         blobs = await self._until_ok("mget", lambda: self.client.mget([window_key(p) for p in ids]))
-        return {pid: PatientWindow.from_bytes(blob) for pid, blob in zip(ids, blobs, strict=True)}
+        return {pid: PatientWindow.from_bytes(_as_bytes(blob)) for pid, blob in zip(ids, blobs, strict=True)}
 
     async def save_windows(self, windows: dict[str, PatientWindow]) -> None:
         async def write() -> None:
@@ -100,7 +105,8 @@ class PatientStore:
         await self._until_ok("set", write)
 
     async def load_blobs(self, keys: list[str]) -> list[bytes | None]:
-        return await self._until_ok("mget", lambda: self.client.mget(keys))
+        blobs = await self._until_ok("mget", lambda: self.client.mget(keys))
+        return [_as_bytes(b) for b in blobs]
 
     async def save_blobs(self, items: dict[str, bytes]) -> None:
         async def write() -> None:

@@ -31,7 +31,9 @@ def suspected_sepsis(score: RiskScore) -> bool:
     return bool(score.qsofa.positive) or bool(score.sirs.positive) or model_positive
 
 
-def care_inputs(score: RiskScore, window: PatientWindow, time_zero: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def care_inputs(
+    score: RiskScore, window: PatientWindow, time_zero: datetime
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(PatientState fields, treatment items) for ``models.treatment.score_patient_care``."""
     from schemas.codes import DYNAMIC_CODES
 

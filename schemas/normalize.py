@@ -66,10 +66,13 @@ def decode_raw_event(payload: bytes | None, now: datetime) -> PatientEvent | Rej
     try:
         event = parse_event_json(payload)
     except ValidationError as exc:
-        first = exc.errors()[0] if exc.errors() else {}
-        kind = "invalid_json" if first.get("type") == "json_invalid" else "schema"
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return Rejected(kind, f"{where}: {first.get('msg', 'invalid')}"[:300])
+        errors = exc.errors()
+        if not errors:
+            return Rejected("schema", "invalid")
+        first = errors[0]
+        kind = "invalid_json" if first["type"] == "json_invalid" else "schema"
+        where = ".".join(str(p) for p in first["loc"])
+        return Rejected(kind, f"{where}: {first['msg']}"[:300])
     except (ValueError, UnicodeDecodeError) as exc:
         return Rejected("invalid_json", type(exc).__name__)
     return normalize_event(event, now)

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 
-
 def _free_port() -> int:
     import socket
 

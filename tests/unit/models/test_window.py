@@ -1,3 +1,4 @@
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -80,10 +81,8 @@ def test_bytes_round_trip(items, age) -> None:
     w = PatientWindow()
     w.apply(ev("Age", age, 0, kind="demographic"))
     for hour, code, value in items:
-        try:
+        with contextlib.suppress(LateEvent):
             w.apply(ev(code, value, hour + 0.25))
-        except LateEvent:
-            pass
     blob = w.to_bytes()
     back = PatientWindow.from_bytes(blob)
     assert back.to_bytes() == blob
