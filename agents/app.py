@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 
 from agents import topics
@@ -30,33 +32,37 @@ def _broker_credentials(settings: Settings) -> object | None:
     )
 
 
-settings = get_settings()
+def faust_config(settings: Settings) -> dict[str, Any]:
+    """The Faust settings of every Vigil worker (and of the bench's bare-Faust baseline, so the
+    comparison runs on identical consumer, producer and commit settings)."""
+    return dict(
+        broker=f"kafka://{kafka_bootstrap(settings)}",
+        broker_credentials=_broker_credentials(settings),
+        autodiscover=False,
+        store="memory://",
+        web_enabled=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        # Offsets only ever cover events whose outputs and Redis writes are done (take_events acks
+        # a batch after it is handled), so the commit cadence only bounds how much a restart replays.
+        broker_commit_every=5000,
+        broker_commit_interval=1.0,
+        # first event within seconds of a worker start: short rebalance, quick heartbeats
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=20.0,
+        producer_acks=-1,
+        producer_linger_ms=2,
+        stream_buffer_maxsize=8192,
+        stream_wait_empty=False,
+    )
 
-app = faust.App(
-    settings.app_id,
-    broker=f"kafka://{kafka_bootstrap(settings)}",
-    broker_credentials=_broker_credentials(settings),
-    autodiscover=False,
-    store="memory://",
-    web_enabled=False,
-    key_serializer="raw",
-    value_serializer="raw",
-    topic_partitions=settings.kafka.partitions,
-    topic_replication_factor=settings.kafka.replication_factor,
-    consumer_auto_offset_reset="earliest",
-    # Offsets only ever cover events whose outputs and Redis writes are done (take_events acks a
-    # batch after it is handled), so the commit cadence only bounds how much a restart replays.
-    broker_commit_every=5000,
-    broker_commit_interval=1.0,
-    # first event within seconds of a worker start: short rebalance, quick heartbeats
-    broker_session_timeout=10.0,
-    broker_heartbeat_interval=1.0,
-    broker_rebalance_timeout=20.0,
-    producer_acks=-1,
-    producer_linger_ms=2,
-    stream_buffer_maxsize=8192,
-    stream_wait_empty=False,
-)
+
+settings = get_settings()
+app = faust.App(settings.app_id, **faust_config(settings))
 
 
 def raw_topic(name: str) -> faust.TopicT:

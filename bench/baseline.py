@@ -9,32 +9,14 @@ from typing import cast
 
 import faust
 
-from agents.app import kafka_bootstrap
+from agents.app import faust_config
 from infra.settings import get_settings
 
 BASELINE_IN = "vigil.bench.baseline.in"
 BASELINE_OUT = "vigil.bench.baseline.out"
 
 settings = get_settings()
-app = faust.App(
-    "vigil-bench-baseline",
-    broker=f"kafka://{kafka_bootstrap(settings)}",
-    autodiscover=False,
-    store="memory://",
-    web_enabled=False,
-    key_serializer="raw",
-    value_serializer="raw",
-    topic_partitions=settings.kafka.partitions,
-    consumer_auto_offset_reset="earliest",
-    broker_commit_every=5000,
-    broker_commit_interval=1.0,
-    broker_session_timeout=10.0,
-    broker_heartbeat_interval=1.0,
-    producer_acks=-1,
-    producer_linger_ms=2,
-    stream_buffer_maxsize=8192,
-    stream_wait_empty=False,
-)
+app = faust.App("vigil-bench-baseline", **faust_config(settings))
 source = app.topic(BASELINE_IN, key_type=bytes, value_type=bytes)
 sink = app.topic(BASELINE_OUT, key_type=bytes, value_type=bytes)
 
