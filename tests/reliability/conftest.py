@@ -55,9 +55,7 @@ def started_worker(spawn, producer, reader) -> Callable[..., object]:
             unit="/min",
             observed_at=datetime.now(UTC) - timedelta(minutes=1),
         )
-        producer.send(
-            "vigil.events.raw", key=probe.patient_id.encode(), value=probe.model_dump_json().encode()
-        )
+        producer.send("vigil.events.raw", key=probe.patient_id.encode(), value=probe.model_dump_json().encode())
         producer.flush()
         assert wait_for(lambda: probe.event_id in r.snapshot().scored_ids, timeout=timeout), (
             f"worker {name} did not score a probe within {timeout:.0f}s"

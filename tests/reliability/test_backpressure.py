@@ -18,9 +18,7 @@ BURST_EVENTS = 20_000
 RSS_GROWTH_LIMIT_MB = 400  # bounded: buffers are capped (stream_buffer_maxsize, take() batches)
 
 
-def test_burst_is_absorbed_and_memory_stays_bounded(
-    stack, started_worker, producer, reader, results_dir
-) -> None:
+def test_burst_is_absorbed_and_memory_stays_bounded(stack, started_worker, producer, reader, results_dir) -> None:
     worker = started_worker("burst")
     r = reader()
     events = ward_stream("burst", patients=200, hours=20)  # 20,000 events
@@ -65,9 +63,7 @@ def test_burst_is_absorbed_and_memory_stays_bounded(
     counts = {
         "events": BURST_EVENTS,
         "lost": len(ids - rb.scored_ids),
-        "duplicate_score_mentions": sum(
-            rb.score_event_counts[i] - 1 for i in ids if rb.score_event_counts[i] > 1
-        ),
+        "duplicate_score_mentions": sum(rb.score_event_counts[i] - 1 for i in ids if rb.score_event_counts[i] > 1),
         "produce_rate_per_s": round(BURST_EVENTS / produce_s),
         "rate_vs_normal": round(BURST_EVENTS / produce_s / NORMAL_RATE, 1),
         "drain_s": round(drain_s, 1),

@@ -13,9 +13,7 @@ from tests.reliability.helpers import PacedProducer, event_payloads, report, war
 pytestmark = pytest.mark.reliability
 
 
-def test_broker_restart_mid_stream_loses_nothing(
-    stack, stack_settings, started_worker, reader, results_dir
-) -> None:
+def test_broker_restart_mid_stream_loses_nothing(stack, stack_settings, started_worker, reader, results_dir) -> None:
     from kafka import KafkaProducer
 
     worker = started_worker("broker-restart")
@@ -49,9 +47,7 @@ def test_broker_restart_mid_stream_loses_nothing(
     counts = {
         "events": len(ids),
         "lost": len(ids - rb.scored_ids),
-        "duplicate_score_mentions": sum(
-            rb.score_event_counts[i] - 1 for i in ids if rb.score_event_counts[i] > 1
-        ),
+        "duplicate_score_mentions": sum(rb.score_event_counts[i] - 1 for i in ids if rb.score_event_counts[i] > 1),
         "broker_down_and_restart_s": round(restart_s, 1),
         "caught_up_after_restart_s": round(caught_up_s, 1),
         "producer_send_retries": stream.send_errors,

@@ -84,9 +84,7 @@ def test_redis_outage_blocks_commits_reports_not_ready_and_catches_up(
     up_at = time.monotonic()
     outage_s = up_at - down_at
     keys_after_restart = redis_admin.dbsize()
-    assert wait_for(lambda: ids <= r.snapshot().scored_ids, timeout=120), (
-        "events lost across the Redis outage"
-    )
+    assert wait_for(lambda: ids <= r.snapshot().scored_ids, timeout=120), "events lost across the Redis outage"
     caught_up_s = time.monotonic() - up_at
     assert wait_for(lambda: (read_health_file(health_file) or {}).get("ready") is True, timeout=10)
     stream.done.wait(timeout=30)
@@ -94,9 +92,7 @@ def test_redis_outage_blocks_commits_reports_not_ready_and_catches_up(
     counts = {
         "events": len(ids),
         "lost": len(ids - rb.scored_ids),
-        "duplicate_score_mentions": sum(
-            rb.score_event_counts[i] - 1 for i in ids if rb.score_event_counts[i] > 1
-        ),
+        "duplicate_score_mentions": sum(rb.score_event_counts[i] - 1 for i in ids if rb.score_event_counts[i] > 1),
         "outage_s": round(outage_s, 1),
         "not_ready_after_s": round(not_ready_after_s, 1),
         "caught_up_after_restart_s": round(caught_up_s, 1),

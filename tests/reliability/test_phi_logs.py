@@ -1,0 +1,142 @@
+"""No PHI in logs: a worker at DEBUG with JSON logs, and the pure ingest/scoring functions under
+``structlog.testing.capture_logs``; patient ids appear only as a keyed hash."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import structlog
+
+from infra.logging import patient_hash
+from infra.settings import get_settings
+from models.alerting import AlertPolicy, PatientAlertState, on_score
+from models.scoring import PendingUpdate, build_risk_score
+from models.window import LateEvent, PatientWindow
+from schemas.events import PatientEvent
+from schemas.normalize import decode_raw_event
+from tests.conftest import unique_patient, wait_for
+from tests.reliability.helpers import report
+
+pytestmark = pytest.mark.reliability
+
+NAME = "Eleanor Rigby"
+# distinctive vitals: if one of these numbers shows up in a log, a raw value leaked
+HR, TEMP, SBP = 131.7, 38.93, 83.3
+
+
+def _phi_events(pid: str, hours: int = 3) -> list[bytes]:
+    base = datetime.now(UTC) - timedelta(hours=hours + 1)
+    out = []
+    for h in range(hours):
+        at = base + timedelta(hours=h, minutes=7)
+        for code, value, unit in (
+            ("HR", HR, "/min"),
+            ("Temp", TEMP, "Cel"),
+            ("SBP", SBP, "mm[Hg]"),
+            ("Resp", 27, "/min"),
+            ("O2Sat", 90, "%"),
+        ):
+            e = PatientEvent(
+                patient_id=pid,
+                observed_at=at,
+                kind="vital",
+                code=code,
+                value=value,
+                unit=unit,
+                encounter=f"enc-{pid}",
+                source="phi-test",
+            )
+            out.append(e.model_dump_json().encode())
+    # bad input carrying a name and an identifier: dead-lettered, and its reason must not echo them
+    bad = {
+        "patient_id": pid,
+        "name": NAME,
+        "observed_at": base.isoformat(),
+        "kind": "vital",
+        "code": "HR",
+        "value": HR,
+        "unit": "/min",
+    }
+    out.append(json.dumps(bad).encode())
+    out.append(json.dumps({**bad, "name": None, "unit": NAME}).encode())  # name in an unknown unit
+    out.append(json.dumps({**bad, "code": NAME}).encode())  # name as an unknown code
+    out.append(json.dumps({**bad, "patient_id": f"{pid} {NAME}"}).encode())  # invalid id with a name
+    return out
+
+
+def _leaks(text: str, pid: str) -> dict[str, int]:
+    numbers = [str(HR), str(TEMP), str(SBP)]
+    return {
+        "patient_id_in_clear": text.count(pid),
+        "name": text.count(NAME) + text.count("Rigby"),
+        "raw_vitals": sum(len(re.findall(rf"(?<![\d.]){re.escape(n)}(?!\d)", text)) for n in numbers),
+    }
+
+
+def test_keyed_patient_hash() -> None:
+    pid = "MRN-0012345"
+    key = get_settings().log_hash_key.get_secret_value().encode()
+    assert patient_hash(pid) == hmac.new(key, pid.encode(), hashlib.sha256).hexdigest()[:16]
+    assert patient_hash(pid) != hashlib.sha256(pid.encode()).hexdigest()[:16]  # keyed, not a plain digest
+
+
+def test_redaction_processor_drops_identifier_and_value_fields() -> None:
+    from infra.logging import redact_phi
+
+    event = redact_phi(
+        None,
+        "info",
+        {"event": "x", "patient_id": "MRN-1", "name": NAME, "value": HR, "patient": patient_hash("MRN-1")},
+    )
+    assert event["patient_id"] == event["name"] == event["value"] == "[redacted]"
+
+
+def test_pure_ingest_and_scoring_log_no_phi(results_dir) -> None:
+    pid = unique_patient("MRN")
+    now = datetime.now(UTC)
+    window, update, state = PatientWindow(), PendingUpdate(pid), PatientAlertState()
+    with structlog.testing.capture_logs() as captured:
+        for payload in _phi_events(pid):
+            result = decode_raw_event(payload, now)
+            if isinstance(result, PatientEvent):
+                try:
+                    window.apply(result)
+                except LateEvent:
+                    continue
+                update.add(result.event_id, result.observed_at, None, result.encounter, result.ward)
+        score = build_risk_score(window, update, [], now)
+        on_score(state, score, AlertPolicy())
+    text = json.dumps(captured, default=str)
+    leaks = _leaks(text, pid)
+    report(results_dir, "phi_capture_logs", {"log_entries": len(captured), **leaks})
+    assert leaks == {"patient_id_in_clear": 0, "name": 0, "raw_vitals": 0}
+
+
+def test_worker_debug_logs_carry_no_phi(stack, spawn, producer, reader, stack_home, results_dir) -> None:
+    pid = unique_patient("MRN")
+    worker = spawn("phi", env={"VIGIL_LOG_LEVEL": "DEBUG", "VIGIL_LOG_FORMAT": "json"})
+    r = reader()
+    payloads = _phi_events(pid)
+    for p in payloads:
+        producer.send("vigil.events.raw", key=pid.encode(), value=p)
+    producer.flush()
+    good = {json.loads(p)["event_id"] for p in payloads if b"event_id" in p}
+    assert wait_for(lambda: good <= r.snapshot().scored_ids and r.snapshot().dead_letters >= 4, timeout=120)
+    assert wait_for(lambda: any(a["patient_id"] == pid for a in r.snapshot().alert_records), timeout=30)
+    log_files = sorted((stack_home / "logs").glob("phi-*.log"))
+    text = "\n".join(f.read_text(errors="replace") for f in log_files)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    leaks = _leaks(text, pid)
+    report(
+        results_dir,
+        "phi_worker_logs",
+        {"log_lines": len(lines), "debug_lines": text.count('"debug"'), **leaks},
+    )
+    assert lines, "the worker wrote no log at DEBUG: the test would prove nothing"
+    assert leaks == {"patient_id_in_clear": 0, "name": 0, "raw_vitals": 0}
+    assert worker.poll() is None
