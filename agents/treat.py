@@ -29,6 +29,10 @@ from schemas.scores import RiskScore
 from schemas.treatment import TreatmentPlan
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
     latest: dict[str, RiskScore] = {}
     for s in scores:
@@ -47,14 +51,21 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
         care = json.loads(cblob) if cblob else {}
         time_zero = datetime.fromisoformat(care["time_zero"]) if "time_zero" in care else score.observed_at
         state, items = care_inputs(score, PatientWindow.from_bytes(wblob), time_zero)
+        # The care score (with its suggestion search) is recomputed when what it depends on changes,
+        # or at most once per hour of the patient's stay as deadlines pass: not on every vital sign.
+        inputs = _digest(json.dumps([state, items, score.hour], default=str, sort_keys=True))
+        if inputs == care.get("inputs"):
+            continue
         result = score_patient_care(state, items, now=score.observed_at, patient_id=pid)
-        digest = hashlib.sha256(result.model_dump_json(exclude={"as_of_min"}).encode()).hexdigest()[:16]
+        digest = _digest(result.model_dump_json(exclude={"as_of_min"}))
         if digest != care.get("digest"):
             await publisher.send(treatment_scores_topic, pid, result.model_dump_json().encode())
             published += 1
-        changed[care_key(pid)] = json.dumps({"time_zero": time_zero.isoformat(), "digest": digest}).encode()
+        changed[care_key(pid)] = json.dumps(
+            {"time_zero": time_zero.isoformat(), "digest": digest, "inputs": inputs}).encode()
     await publisher.flush()  # delivered before the digest that suppresses a re-publish is stored
-    await rt.store.save_blobs(changed)
+    if changed:
+        await rt.store.save_blobs(changed)
     return published
 
 
