@@ -179,6 +179,8 @@ def batch_window_features(
 
 # ---------------------------------------------------------------- sequence model inputs
 
+# No "row present" channel: left padding looks exactly like hours with nothing measured yet, so the
+# sequence model is not told the ICU length of stay (a site habit, PhysioNet 2019 README).
 # (centre, scale) per code after the transform: set-A median and IQR (log1p for skewed labs),
 # with clinically sensible scales where set A's IQR is degenerate. EtCO2 is absent from set A.
 _LOG_CODES: Final[frozenset[str]] = frozenset(
@@ -239,9 +241,7 @@ _SCALE = np.array([_NORM[c][1] for c in DYNAMIC_CODES], dtype=np.float32)
 _LOG_MASK = np.array([c in _LOG_CODES for c in DYNAMIC_CODES])
 
 SEQUENCE_CHANNELS: Final[list[str]] = (
-    [f"{c}_value" for c in DYNAMIC_CODES]
-    + [f"{c}_available" for c in DYNAMIC_CODES]
-    + ["row_present", "Age", "Gender"]
+    [f"{c}_value" for c in DYNAMIC_CODES] + [f"{c}_available" for c in DYNAMIC_CODES] + ["Age", "Gender"]
 )
 N_SEQUENCE_CHANNELS: Final[int] = len(SEQUENCE_CHANNELS)
 
@@ -254,8 +254,8 @@ def _standardize(matrix: np.ndarray) -> np.ndarray:
     return np.clip((x - _CENTER) / _SCALE, -5.0, 5.0).astype(np.float32)
 
 
-def _sequence_from_windows(z: np.ndarray, present: np.ndarray, static: np.ndarray) -> np.ndarray:
-    """z: [N, 48, V] standardized windows (NaN = not measured / padding), present: [N, 48] bool,
+def _sequence_from_windows(z: np.ndarray, static: np.ndarray) -> np.ndarray:
+    """z: [N, 48, V] standardized windows (NaN = not measured / padding),
     static [N, 2] -> [N, 48, Fs]."""
     n = z.shape[0]
     mask = ~np.isnan(z)
@@ -266,9 +266,8 @@ def _sequence_from_windows(z: np.ndarray, present: np.ndarray, static: np.ndarra
     out = np.empty((n, WINDOW_HOURS, N_SEQUENCE_CHANNELS), dtype=np.float32)
     out[..., :N_DYNAMIC] = np.where(avail, filled, 0.0)
     out[..., N_DYNAMIC : 2 * N_DYNAMIC] = avail
-    out[..., 2 * N_DYNAMIC] = present
-    out[..., 2 * N_DYNAMIC + 1] = np.where(np.isnan(static[:, 0]), 0.0, (static[:, 0] - 60.0) / 20.0)[:, None]
-    out[..., 2 * N_DYNAMIC + 2] = np.where(np.isnan(static[:, 1]), 0.5, static[:, 1])[:, None]
+    out[..., 2 * N_DYNAMIC] = np.where(np.isnan(static[:, 0]), 0.0, (static[:, 0] - 60.0) / 20.0)[:, None]
+    out[..., 2 * N_DYNAMIC + 1] = np.where(np.isnan(static[:, 1]), 0.5, static[:, 1])[:, None]
     return out
 
 
@@ -281,15 +280,13 @@ def batch_sequence_inputs(
     windows: Sequence[np.ndarray], statics: Sequence[Mapping[str, float] | None]
 ) -> np.ndarray:
     w = np.full((len(windows), WINDOW_HOURS, N_DYNAMIC), np.nan, dtype=np.float32)
-    present = np.zeros((len(windows), WINDOW_HOURS), dtype=bool)
     for i, win in enumerate(windows):
         m = _as_matrix(win)[-WINDOW_HOURS:]
         if len(m) == 0:
             raise ValueError("empty window")
         w[i, WINDOW_HOURS - len(m) :] = _standardize(m)
-        present[i, WINDOW_HOURS - len(m) :] = True
     st = np.stack([static_vector(s) for s in statics]) if len(statics) else np.zeros((0, 2), np.float32)
-    return _sequence_from_windows(w, present, st)
+    return _sequence_from_windows(w, st)
 
 
 def stay_sequence_inputs(
@@ -302,6 +299,5 @@ def stay_sequence_inputs(
     full = np.concatenate([pad, _standardize(m)], axis=0)
     rows = hours[:, None] + np.arange(WINDOW_HOURS)[None, :]  # window of hour h = full[h : h+48]
     w = full[rows]
-    present = rows >= WINDOW_HOURS - 1
     st = np.broadcast_to(static_vector(static), (len(hours), 2))
-    return _sequence_from_windows(w, present, st)
+    return _sequence_from_windows(w, st)

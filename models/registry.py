@@ -41,6 +41,7 @@ from schemas.scores import FeatureContribution, ModelScore
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 DEFAULT_BUCKETS: tuple[int, ...] = (1, 8, 32, 64, 256)
 TOP_K = 5
+ModelName = Literal["sepsis_diagnosis", "deterioration", "combined"]
 
 # Occlusion groups for the sequence model: single vitals, lab panels, demographics.
 OCCLUSION_GROUPS: dict[str, tuple[str, ...]] = {
@@ -78,10 +79,10 @@ def bucket_size(n: int, buckets: Sequence[int]) -> int:
     return n
 
 
-def run_padded(session: Any, name: str, x: np.ndarray, buckets: Sequence[int] | None) -> np.ndarray:
-    """Run ``session`` on ``x`` in chunks padded to bucket sizes; returns the first output, unpadded."""
+def run_padded(session: Any, name: str, x: np.ndarray, buckets: Sequence[int] | None) -> list[np.ndarray]:
+    """Run ``session`` on ``x`` in chunks padded to bucket sizes; returns every output, unpadded."""
     if not buckets:
-        return session.run(None, {name: x})
+        return list(session.run(None, {name: x}))
     top = max(buckets)
     outs: list[list[np.ndarray]] = []
     for start in range(0, max(len(x), 1), top):
@@ -238,10 +239,10 @@ class ModelBundle:
                 chosen = np.nonzero(pos)[0]
             if len(chosen):
                 tops = self._explain_deterioration(
-                    [windows[i] for i in chosen], seqs[chosen], p_det[chosen], buckets
+                    [windows[int(i)] for i in chosen], seqs[chosen], p_det[chosen], buckets
                 )
-                for i, top in zip(chosen, tops, strict=True):
-                    det_top[i] = top
+                for j, top in zip(chosen.tolist(), tops, strict=True):
+                    det_top[j] = top
         self.timings = {"predict_s": t1 - t0, "explain_s": time.perf_counter() - t1}
         out = []
         for i in range(len(windows)):
@@ -261,7 +262,7 @@ class ModelBundle:
             )
         return out
 
-    def _model_score(self, name: str, p: float, top: list[FeatureContribution]) -> ModelScore:
+    def _model_score(self, name: ModelName, p: float, top: list[FeatureContribution]) -> ModelScore:
         meta = self._meta(name)
         thr = float(meta["threshold"])
         p = float(min(max(p, 0.0), 1.0))
@@ -307,8 +308,8 @@ class ModelBundle:
         pairs: list[tuple[int, int]] = []
         for g, name in enumerate(names):
             cols = [idx[c] for c in OCCLUSION_GROUPS[name]]
-            for i in np.nonzero(avail[:, cols].any(1))[0]:
-                pairs.append((int(i), g))
+            for i in np.nonzero(avail[:, cols].any(1))[0].tolist():
+                pairs.append((i, g))
         if not pairs:
             return [[] for _ in windows]
         occluded = seqs[[i for i, _ in pairs]].copy()

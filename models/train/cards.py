@@ -95,7 +95,31 @@ def _folds(m: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def render(manifest: dict[str, Any], metrics: dict[str, Any]) -> dict[str, str]:
+def _gain_shares(artifacts: Path) -> dict[str, float]:
+    """Gain share per feature from the native model (empty without lightgbm)."""
+    try:
+        import lightgbm as lgb
+    except ImportError:
+        return {}
+    booster = lgb.Booster(model_file=str(artifacts / "sepsis_diagnosis.lgbm.txt"))
+    gain = booster.feature_importance("gain")
+    return {n: float(g / gain.sum()) for n, g in zip(booster.feature_name(), gain, strict=True)}
+
+
+def _implicit_habit(shares: dict[str, float]) -> str:
+    if not shares:
+        return ""
+    delta = sum(v for k, v in shares.items() if k.endswith("_delta"))
+    return (
+        f" Lab `*_delta` features (change since the previous draw) exist only when a lab was drawn twice "
+        f"within 48 h, so they also carry measurement frequency implicitly: together **{delta:.1%}** of the "
+        "gain. Read the explicit habit share as a lower bound."
+    )
+
+
+def render(
+    manifest: dict[str, Any], metrics: dict[str, Any], shares: dict[str, float] | None = None
+) -> dict[str, str]:
     cv = metrics["cv"]
     run = (
         f"Trained {manifest['trained_at']} with seed {manifest['seed']} by `make train` "
@@ -144,6 +168,7 @@ Last ≤ 48 hourly rows of the 34 PhysioNet vitals/labs (forward fill, rolling s
 trends bounded to the 48 h window), Age and Gender. Never: Unit1/Unit2, HospAdmTime, ICULOS (site habits).
 Two measurement-habit features (`habit_hours_since_lab`, `habit_lab_values_24h`) carry
 **{d["habit_feature_gain_share"]:.1%}** of the total split gain ({habit}).
+{_implicit_habit(shares or {})}
 Top gain: {top}.
 
 ## Cross-validated performance (set A)
@@ -204,10 +229,12 @@ calibrated on all hours; {models["deterioration"]["params"]["epochs"]} epochs, A
 {ATTRIBUTION}
 
 ## Inputs
-`models.features.sequence_inputs(window, static)` → [48, 71]: per hour the 34 variables forward-filled
+`models.features.sequence_inputs(window, static)` → [48, 70]: per hour the 34 variables forward-filled
 **within the window**, transformed (log1p for skewed labs) and standardized by fixed set-A median/IQR,
 34 availability masks (a value exists in the window so far — not "measured this hour", to limit
-measurement-habit signal), a row-present flag (left padding for stays < 48 h), Age, Gender.
+measurement-habit signal), Age, Gender. Stays shorter than 48 h are left-padded with rows
+that look exactly like hours with nothing measured yet: no "row present" flag, so the ICU length of stay
+(a site habit) is not an explicit input.
 
 ## Cross-validated performance (set A)
 {cvtext}
@@ -270,7 +297,10 @@ present, so by default it runs only for patients whose deterioration or combined
 set-A OOF predictions (5-fold grouped CV), stored in `models/artifacts/manifest.json` with the model
 versions and file hashes. Alert hours per patient-day at it (OOF): **{c[AT_THR]:.2f}**
 (an "alert hour" is an hour with the score at or above threshold; the alert agent's hysteresis and
-dedup turn runs of such hours into far fewer notifications).
+dedup turn runs of such hours into far fewer notifications). The challenge utility charges a false-alarm
+hour only 0.05 against 1 for a timely detection and -2 for a miss, so its optimum alerts on a large share
+of hours; a ward that cannot absorb that should set a higher threshold (an alert budget) and accept a
+lower utility.
 
 ## Cross-validated performance (set A, label = SepsisLabel)
 {cvtext}
@@ -304,7 +334,7 @@ def main() -> int:
     manifest = json.loads((ARTIFACTS / "manifest.json").read_text())
     metrics = json.loads((ARTIFACTS / "metrics.json").read_text())
     CARDS.mkdir(parents=True, exist_ok=True)
-    for name, text in render(manifest, metrics).items():
+    for name, text in render(manifest, metrics, _gain_shares(ARTIFACTS)).items():
         (CARDS / name).write_text(text)
         print(CARDS / name)
     return 0

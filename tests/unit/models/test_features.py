@@ -75,8 +75,8 @@ def test_sequence_inputs_window_equals_offline(stay_matrix: np.ndarray) -> None:
     for t in (0, 5, 47, 70):
         np.testing.assert_array_equal(sequence_inputs(stay_matrix[: t + 1], STATIC), full[t])
     assert not np.isnan(full).any()
-    # left padding: hour 0 has one present row
-    assert full[0, :, 2 * len(DYNAMIC_CODES)].sum() == 1
+    # left padding carries nothing: no availability before the first row
+    assert not full[0, :-1, len(DYNAMIC_CODES) : 2 * len(DYNAMIC_CODES)].any()
 
 
 @settings(max_examples=25, deadline=None)
