@@ -102,33 +102,40 @@ def tree_contributions(table: Mapping[str, np.ndarray], x: np.ndarray) -> tuple[
     LightGBM's numerical decision: NaN is treated as 0 unless the split's missing type is NaN;
     missing-type Zero/NaN values go to the default child, others go left when x <= threshold.
     """
-    feat, thr, left, right = table["feature"], table["threshold"], table["left"], table["right"]
-    value, leaf, default_left, missing = (
-        table["value"],
-        table["leaf"],
-        table["default_left"],
-        table["missing"],
-    )
+    n_trees, n_max = table["feature"].shape
+    feat, thr = table["feature"].ravel(), table["threshold"].ravel()
+    left, right = table["left"].ravel(), table["right"].ravel()
+    value, leaf = table["value"].ravel(), table["leaf"].ravel()
+    default_left, missing = table["default_left"].ravel(), table["missing"].ravel()
     b, n_feat = x.shape
-    n_trees = feat.shape[0]
-    trees = np.arange(n_trees)[None, :]
-    node = np.zeros((b, n_trees), dtype=np.int32)
-    contrib = np.zeros(b * n_feat, dtype=np.float64)
-    rows = np.arange(b)[:, None]
-    xd = x.astype(np.float64)
+    base = (np.arange(n_trees) * n_max)[None, :]
+    node = np.broadcast_to(base, (b, n_trees)).copy()  # flat node index per (row, tree)
+    rows = np.arange(b)[:, None] * n_feat
+    xd = x.astype(np.float64).ravel()
+    keys: list[np.ndarray] = []
+    deltas: list[np.ndarray] = []
     for _ in range(int(table["max_depth"])):
-        f = feat[trees, node]
-        v = xd[rows, f]
-        miss_t = missing[trees, node]
+        active = ~leaf[node]
+        if not active.any():
+            break
+        node_a = node[active]
+        f = feat[node_a]
+        v = xd[(np.broadcast_to(rows, node.shape)[active]) + f]
+        miss_t = missing[node_a]
         is_nan = np.isnan(v)
         v0 = np.where(is_nan & (miss_t != 2), 0.0, v)
         use_default = ((miss_t == 1) & (np.abs(v0) < 1e-35)) | ((miss_t == 2) & is_nan)
-        go_left = np.where(use_default, default_left[trees, node], v0 <= thr[trees, node])
-        child = np.where(go_left, left[trees, node], right[trees, node])
-        active = ~leaf[trees, node]
-        delta = np.where(active, value[trees, child] - value[trees, node], 0.0)
-        contrib += np.bincount((rows * n_feat + f).ravel(), weights=delta.ravel(), minlength=b * n_feat)
-        node = np.where(active, child, node)
+        go_left = np.where(use_default, default_left[node_a], v0 <= thr[node_a])
+        child = np.where(go_left, left[node_a], right[node_a]) + (node_a // n_max) * n_max
+        keys.append(np.broadcast_to(rows, node.shape)[active] + f)
+        deltas.append(value[child] - value[node_a])
+        node[active] = child
+    contrib = np.bincount(
+        np.concatenate(keys) if keys else np.zeros(0, np.int64),
+        weights=np.concatenate(deltas) if deltas else None,
+        minlength=b * n_feat,
+    ).astype(np.float64)
+    value = table["value"]
     bias = np.full(b, value[:, 0].sum())
     return contrib.reshape(b, n_feat), bias
 
@@ -177,18 +184,14 @@ class ModelBundle:
         out = run_padded(self.diagnosis_session, "features", features.astype(np.float32), buckets)
         return np.asarray(out[1])[:, 1].astype(np.float32)
 
-    def deterioration_probability(
-        self, sequences: np.ndarray, buckets: Sequence[int] | None = None
-    ) -> np.ndarray:
+    def deterioration_probability(self, sequences: np.ndarray, buckets: Sequence[int] | None = None) -> np.ndarray:
         out = run_padded(self.deterioration_session, "sequence", sequences.astype(np.float32), buckets)
         return np.asarray(out[0]).reshape(-1).astype(np.float32)
 
     def combine(self, p_diag: np.ndarray, p_det: np.ndarray) -> np.ndarray:
         return (0.5 * (p_diag + p_det)).astype(np.float32)
 
-    def stay_risks(
-        self, matrices: Sequence[np.ndarray], statics: Sequence[Mapping[str, float]]
-    ) -> list[StayRisk]:
+    def stay_risks(self, matrices: Sequence[np.ndarray], statics: Sequence[Mapping[str, float]]) -> list[StayRisk]:
         """Every hour of every stay, batched: one ONNX call per model for the whole group."""
         lengths = [len(m) for m in matrices]
         if sum(lengths) == 0:
@@ -199,9 +202,7 @@ class ModelBundle:
         p_det = self.deterioration_probability(seqs)
         comb = self.combine(p_diag, p_det)
         bounds = np.r_[0, np.cumsum(lengths)]
-        return [
-            StayRisk(p_diag[a:b], p_det[a:b], comb[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-        ]
+        return [StayRisk(p_diag[a:b], p_det[a:b], comb[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
     # ---------------------------------------------------------------- streaming
     def score(
@@ -338,9 +339,7 @@ class ModelBundle:
 
 
 def _scaled(fc: FeatureContribution, factor: float) -> FeatureContribution:
-    return FeatureContribution(
-        feature=fc.feature, value=fc.value, contribution=float(fc.contribution * factor)
-    )
+    return FeatureContribution(feature=fc.feature, value=fc.value, contribution=float(fc.contribution * factor))
 
 
 def load_manifest(artifacts_dir: str | Path | None = None) -> dict[str, Any]:
@@ -355,9 +354,7 @@ def verify_artifacts(manifest: Mapping[str, Any], artifacts_dir: Path) -> None:
             raise ArtifactIntegrityError(f"{name}: missing from {artifacts_dir}")
         digest = sha256_file(path)
         if digest != meta["sha256"]:
-            raise ArtifactIntegrityError(
-                f"{name}: sha256 {digest[:12]}... != manifest {meta['sha256'][:12]}..."
-            )
+            raise ArtifactIntegrityError(f"{name}: sha256 {digest[:12]}... != manifest {meta['sha256'][:12]}...")
 
 
 def load_bundle(
