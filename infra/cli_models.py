@@ -85,9 +85,7 @@ def predict_command(
 
 def evaluate_command(
     data: Annotated[Path, typer.Option(help="directory of challenge .psv files with SepsisLabel")],
-    pred: Annotated[
-        Path | None, typer.Option(help="predictions directory (default: predict into a temp dir)")
-    ] = None,
+    pred: Annotated[Path | None, typer.Option(help="predictions directory (default: predict into a temp dir)")] = None,
     rules: Annotated[bool, typer.Option(help="also score NEWS2/qSOFA/SIRS from the same rows")] = True,
     json_out: JsonFlag = False,
 ) -> None:
@@ -106,9 +104,7 @@ def evaluate_command(
             predict_dir(data, pred, progress=lambda done, n: bar.update(task, completed=done))
     with _progress("evaluating") as bar:
         task = bar.add_task("evaluate", total=len(list_psv(data)))
-        result = evaluate_dir(
-            data, pred, with_rules=rules, progress=lambda done, n: bar.update(task, completed=done)
-        )
+        result = evaluate_dir(data, pred, with_rules=rules, progress=lambda done, n: bar.update(task, completed=done))
     for name in ("model", "NEWS2", "qSOFA", "SIRS"):
         if name in result:
             r = result[name]

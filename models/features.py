@@ -163,9 +163,7 @@ def window_features(window: np.ndarray, static: Mapping[str, float] | None) -> n
     return _features_from_windows(w, static_vector(static)[None])[0]
 
 
-def batch_window_features(
-    windows: Sequence[np.ndarray], statics: Sequence[Mapping[str, float] | None]
-) -> np.ndarray:
+def batch_window_features(windows: Sequence[np.ndarray], statics: Sequence[Mapping[str, float] | None]) -> np.ndarray:
     """``window_features`` for many patients at once: [B, F]."""
     w = np.full((len(windows), N_DYNAMIC, WINDOW_HOURS), np.nan, dtype=np.float32)
     for i, win in enumerate(windows):
@@ -276,9 +274,7 @@ def sequence_inputs(window: np.ndarray, static: Mapping[str, float] | None) -> n
     return batch_sequence_inputs([window], [static])[0]
 
 
-def batch_sequence_inputs(
-    windows: Sequence[np.ndarray], statics: Sequence[Mapping[str, float] | None]
-) -> np.ndarray:
+def batch_sequence_inputs(windows: Sequence[np.ndarray], statics: Sequence[Mapping[str, float] | None]) -> np.ndarray:
     w = np.full((len(windows), WINDOW_HOURS, N_DYNAMIC), np.nan, dtype=np.float32)
     for i, win in enumerate(windows):
         m = _as_matrix(win)[-WINDOW_HOURS:]

@@ -136,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("VIGIL_TRAIN_THREADS", "1")))
     c = data.load_cohort(args.data, log=log)
     if args.max_patients:
-        keep = np.sort(
-            np.random.default_rng(args.seed).choice(len(c.lengths), args.max_patients, replace=False)
-        )
+        keep = np.sort(np.random.default_rng(args.seed).choice(len(c.lengths), args.max_patients, replace=False))
         o = c.offsets
         rows = np.concatenate([np.arange(o[p], o[p + 1]) for p in keep])
         c = data.Cohort(
@@ -196,9 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name, cutoff in RULE_CUTOFFS.items():
         s = c.rules[name].astype(np.float32)
-        metrics[name] = _evaluate(
-            name, s, y, all_rows, c, row_fold, args.folds, fixed_cutoff=cutoff, calibrated=False
-        )
+        metrics[name] = _evaluate(name, s, y, all_rows, c, row_fold, args.folds, fixed_cutoff=cutoff, calibrated=False)
         metrics[name]["cutoff"] = cutoff
         metrics[name + "_vs_deterioration_target"] = {
             "auroc": round(auroc_auprc(y_det[eligible], s[eligible])[0], 4),
@@ -218,9 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, score in (("sepsis_diagnosis", oof_diag), ("deterioration", oof_det), ("combined", combined)):
         pred = score >= thresholds[name]
         metrics[name]["stored_threshold"] = thresholds[name]
-        metrics[name]["alert_hours_per_patient_day_at_stored_threshold_oof"] = round(
-            24 * float(pred.mean()), 3
-        )
+        metrics[name]["alert_hours_per_patient_day_at_stored_threshold_oof"] = round(24 * float(pred.mean()), 3)
     log(f"thresholds {thresholds}")
 
     # final models on all stays

@@ -89,8 +89,7 @@ def _folds(m: dict[str, Any]) -> str:
     ]
     for r in m["folds"]:
         rows.append(
-            f"| {r['fold']} | {r['threshold']:.4f} | {r['utility']:.3f} | "
-            f"{r['auroc']:.3f} | {r['auprc']:.3f} |"
+            f"| {r['fold']} | {r['threshold']:.4f} | {r['utility']:.3f} | {r['auroc']:.3f} | {r['auprc']:.3f} |"
         )
     return "\n".join(rows)
 
@@ -117,9 +116,7 @@ def _implicit_habit(shares: dict[str, float]) -> str:
     )
 
 
-def render(
-    manifest: dict[str, Any], metrics: dict[str, Any], shares: dict[str, float] | None = None
-) -> dict[str, str]:
+def render(manifest: dict[str, Any], metrics: dict[str, Any], shares: dict[str, float] | None = None) -> dict[str, str]:
     cv = metrics["cv"]
     run = (
         f"Trained {manifest['trained_at']} with seed {manifest['seed']} by `make train` "
@@ -148,9 +145,7 @@ def render(
         return str(manifest["files"][name]["sha256"][:16])
 
     cards: dict[str, str] = {}
-    cards[
-        "sepsis-diagnosis.md"
-    ] = f"""# Model card: sepsis_diagnosis ({models["sepsis_diagnosis"]["version"]})
+    cards["sepsis-diagnosis.md"] = f"""# Model card: sepsis_diagnosis ({models["sepsis_diagnosis"]["version"]})
 
 LightGBM ({dparams["rounds"]} trees, {dparams["num_leaves"]}
 leaves) on the {len(manifest["feature_names"])} window features of `models/features.py`, exported to ONNX
@@ -245,10 +240,7 @@ On this model's own target (eligible hours only):
 |---|---|---|
 | deterioration | {q["auroc"]:.3f} | {q["auprc"]:.3f} |
 """
-        + "\n".join(
-            f"| {r} | {metrics[r + VS_DET]['auroc']:.3f} | {metrics[r + VS_DET]['auprc']:.3f} |"
-            for r in rules
-        )
+        + "\n".join(f"| {r} | {metrics[r + VS_DET]['auroc']:.3f} | {metrics[r + VS_DET]['auprc']:.3f} |" for r in rules)
         + f"""
 
 Against `SepsisLabel` with the challenge utility (same folds, nested thresholds):

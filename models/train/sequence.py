@@ -81,9 +81,7 @@ def fit(c: Cohort, patients: np.ndarray, y: np.ndarray, eligible: np.ndarray, se
         for start in range(0, len(perm), BATCH):
             idx = perm[start : start + BATCH]
             logit = model.logits(xt[idx])
-            loss = (
-                nn.functional.binary_cross_entropy_with_logits(logit, yt[idx], reduction="none") * wt[idx]
-            ).sum()
+            loss = (nn.functional.binary_cross_entropy_with_logits(logit, yt[idx], reduction="none") * wt[idx]).sum()
             loss = loss / wt[idx].sum()
             opt.zero_grad()
             loss.backward()
@@ -96,9 +94,7 @@ def fit(c: Cohort, patients: np.ndarray, y: np.ndarray, eligible: np.ndarray, se
 
 
 @torch.no_grad()
-def predict_rows(
-    model: DeteriorationGRU, c: Cohort, patients: np.ndarray, chunk_rows: int = 20000
-) -> np.ndarray:
+def predict_rows(model: DeteriorationGRU, c: Cohort, patients: np.ndarray, chunk_rows: int = 20000) -> np.ndarray:
     """Probability for every hour of the given patients, concatenated in patient order."""
     out: list[np.ndarray] = []
     buf: list[np.ndarray] = []

@@ -111,9 +111,7 @@ def test_score_batch(bundle, stay_matrix: np.ndarray) -> None:  # type: ignore[n
         assert s.scores[0].top_features
         assert s.scores[1].top_features
         comb = s.by_model("combined")
-        assert comb.probability == pytest.approx(
-            0.5 * (s.scores[0].probability + s.scores[1].probability), abs=1e-6
-        )
+        assert comb.probability == pytest.approx(0.5 * (s.scores[0].probability + s.scores[1].probability), abs=1e-6)
 
 
 def test_score_equals_offline_stay_risks(bundle, stay_matrix: np.ndarray) -> None:  # type: ignore[no-untyped-def]
@@ -125,9 +123,7 @@ def test_score_equals_offline_stay_risks(bundle, stay_matrix: np.ndarray) -> Non
     wins = [stay_matrix[: t + 1] for t in range(9)]
     a = bundle.score(wins, [STATIC] * 9, buckets=(1, 8, 32), explain="none")
     b = bundle.score(wins, [STATIC] * 9, buckets=None, explain="none")
-    assert [x.scores[2].probability for x in a] == pytest.approx(
-        [x.scores[2].probability for x in b], abs=1e-6
-    )
+    assert [x.scores[2].probability for x in a] == pytest.approx([x.scores[2].probability for x in b], abs=1e-6)
 
 
 def test_empty_window_rejected(bundle) -> None:  # type: ignore[no-untyped-def]
