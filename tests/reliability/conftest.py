@@ -4,13 +4,19 @@ broker and a real redis-server) and leave it running and healthy for the next te
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import unique_patient, wait_for
+# `pytest tests/reliability` (not only `python -m pytest`): the helpers import `tests.*`
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from tests.conftest import unique_patient, wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="session")
