@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from infra.redis import alert_key
+from infra.redis import alert_key, window_key
 from models.alerting import PatientAlertState
+from models.window import VAR_INDEX, PatientWindow
 from tests.conftest import wait_for
 from tests.reliability.helpers import PacedProducer, alert_duplicates, event_payloads, report, ward_stream
 
@@ -49,7 +50,21 @@ def test_kill_9_mid_stream_loses_nothing(
     active_ids = {s.active.alert_id for s in states if s.active is not None}
     unpublished_active = active_ids - published_ids
 
+    # every accepted event is in its patient's Redis window, once (one cell per hour and variable)
+    windows = {
+        p: PatientWindow.from_bytes(b)
+        for p, b in zip(sorted(patients), redis_admin.mget([window_key(p) for p in sorted(patients)]), strict=True)
+    }
+    missing_in_state = 0
+    for e in events:
+        w = windows[e.patient_id]
+        hour, _second = w.hour_of(e.observed_at)
+        cell = w.rows.get(hour, {}).get(VAR_INDEX[e.code])
+        if cell is None or abs(cell[0] - e.value) > 1e-3:
+            missing_in_state += 1
+
     counts = {
+        "missing_in_redis_state": missing_in_state,
         "events": len(ids),
         "scored_before_kill": scored_at_kill,
         "lost": lost,
@@ -63,6 +78,7 @@ def test_kill_9_mid_stream_loses_nothing(
     }
     report(results_dir, "worker_crash", counts)
     assert lost == 0
+    assert missing_in_state == 0
     assert alerts["duplicate_alerts_after_dedup"] == 0
     assert alerts["alerts_opened"] >= 1, "deteriorating patients must raise alerts"
     assert unpublished_active == set(), "an alert held open in Redis was never published"
