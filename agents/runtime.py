@@ -56,7 +56,7 @@ class Runtime:
             return [[] for _ in inputs]
         results = self.bundle.score([i.window for i in inputs], [i.static for i in inputs],
                                     buckets=self.settings.batch.buckets)
-        return [list(getattr(r, "models", r)) for r in results]
+        return [r.scores for r in results]
 
 
 def _observe_batch(size: int, seconds: float) -> None:
@@ -75,7 +75,7 @@ def _load_bundle() -> Any | None:
     except Exception as exc:  # no artifacts yet: serve rule scores, say so loudly
         log.warning("models.unavailable", reason=type(exc).__name__, detail=str(exc)[:200])
         return None
-    log.info("models.loaded", providers=getattr(bundle, "providers", None), version=getattr(bundle, "version", None))
+    log.info("models.loaded", version=bundle.version, threshold=bundle.combined_threshold)
     return bundle
 
 

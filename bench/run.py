@@ -235,7 +235,7 @@ def batch_curve(stays: list[Stay], reps_target_s: float = 0.5) -> dict[str, Any]
             bundle.score(w, st, buckets=None)
             reps += 1
         curve[b] = (time.perf_counter() - t0) / (reps * b) * 1e6  # microseconds per sample
-    providers = getattr(bundle, "providers", None)
+    providers = bundle.diagnosis_session.get_providers()
     return {"us_per_sample": curve, "batch_speedup": curve[1] / curve[64], "providers": providers}
 
 
