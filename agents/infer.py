@@ -63,22 +63,33 @@ async def score_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> in
         update.add(patient_event.event_id, patient_event.observed_at, kafka_timestamp_ms(m),
                    patient_event.encounter, patient_event.ward)
     pids = list(updates)
+    t_apply = time.perf_counter()
     inputs = [ModelInput(windows[p].matrix(), windows[p].statics()) for p in pids]
     try:
         model_scores = await rt.batcher.infer_many(inputs)
     except Exception as exc:  # a model failure must not lose the rule scores or stop the partition
         log.error("models.failed", error=type(exc).__name__)
         model_scores = [[] for _ in pids]
+    t_infer = time.perf_counter()
     now = datetime.now(UTC)
     for pid, models in zip(pids, model_scores, strict=True):
         score = build_risk_score(windows[pid], updates[pid], models, now)
         await publisher.send(scores_topic, pid, score.model_dump_json().encode())
         metrics.SCORES.inc()
+    t_build = time.perf_counter()
     await publisher.flush()
     t1 = time.perf_counter()
     await rt.store.save_windows({pid: windows[pid] for pid in touched})
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t1)
+    # one canonical line per batch (counts and timings only: no identifiers, no values)
+    log.info("batch.scored", events=len(batch), patients=len(pids), load_apply_ms=_ms(t0, t_apply),
+             infer_ms=_ms(t_apply, t_infer), build_ms=_ms(t_infer, t_build), deliver_ms=_ms(t_build, t1),
+             save_ms=_ms(t1, time.perf_counter()))
     return len(pids)
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000, 2)
 
 
 @app.agent(events_topic)

@@ -50,7 +50,6 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> int:
 
 def run_worker_foreground(metrics_port: int | None = None) -> None:
     """The ``vigil worker`` command: one Faust worker consuming its share of the partitions."""
-    import faust
 
     from agents import alert, infer, ingest, interop, treat  # noqa: F401 - importing registers the agents
     from agents.app import app
@@ -68,5 +67,20 @@ def run_worker_foreground(metrics_port: int | None = None) -> None:
     settings = with_stack_credentials(get_settings())
     start_readiness(settings)  # GET /readyz on VIGIL_HEALTH_PORT and/or VIGIL_HEALTH_FILE
     publish_config_audit(settings)  # who started which configuration, when -> vigil.audit
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker = _structlog_worker_class()(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
+
+
+def _structlog_worker_class() -> type:
+    import faust
+
+    class StructlogWorker(faust.Worker):
+        """Faust's worker, keeping Vigil's structlog set-up (JSON lines, PHI redaction) instead of
+        letting mode replace the root handlers with its plain formatter."""
+
+        def _setup_logging(self) -> None:
+            from infra.logging import configure_logging
+
+            configure_logging()
+
+    return StructlogWorker
