@@ -120,31 +120,37 @@ def _read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rule_scores(matrix: np.ndarray) -> dict[str, np.ndarray]:
-    """NEWS2, qSOFA and SIRS totals per row from the latest charted values (forward filled).
+    """NEWS2, qSOFA and SIRS totals per row, plus NEWS2's single-parameter-3 flag, from the newest
+    value of each variable measured within the last ``RULE_MAX_AGE_H`` hours: the same "current
+    observation set" the stream scores (``PatientWindow.current_values``).
 
-    Uses :mod:`models.early_warning` (the one implementation of the rules); returns an empty dict
-    when that module is not available.
+    Uses :mod:`models.early_warning` (the one implementation of the rules).
     """
-    try:
-        from models import early_warning as ew
-    except ImportError:  # pragma: no cover - the rules module ships with Vigil
-        return {}
-    filled = _ffill(np.asarray(matrix, dtype=np.float32))
-    out = {"NEWS2": np.zeros(len(filled)), "qSOFA": np.zeros(len(filled)), "SIRS": np.zeros(len(filled))}
+    from models import early_warning as ew
+    from models.window import RULE_MAX_AGE_H
+
+    filled = _ffill(np.asarray(matrix, dtype=np.float32), max_age=RULE_MAX_AGE_H)
+    n = len(filled)
+    out = {"NEWS2": np.zeros(n), "qSOFA": np.zeros(n), "SIRS": np.zeros(n), "NEWS2_single3": np.zeros(n)}
     for t, row in enumerate(filled):
         values = {c: float(v) for c, v in zip(DYNAMIC_CODES, row, strict=True) if not np.isnan(v)}
         obs = ew.observations_from_row(values)
-        out["NEWS2"][t] = ew.news2(obs).total
+        news2 = ew.news2(obs)
+        out["NEWS2"][t] = news2.total
+        out["NEWS2_single3"][t] = news2.single_parameter_3
         out["qSOFA"][t] = ew.qsofa(obs).total
         out["SIRS"][t] = ew.sirs(obs).total
     return out
 
 
-def _ffill(matrix: np.ndarray) -> np.ndarray:
-    idx = np.where(~np.isnan(matrix), np.arange(len(matrix))[:, None], -1)
+def _ffill(matrix: np.ndarray, max_age: int | None = None) -> np.ndarray:
+    """Forward fill each column; with ``max_age``, only from rows less than ``max_age`` hours back."""
+    rows = np.arange(len(matrix))[:, None]
+    idx = np.where(~np.isnan(matrix), rows, -1)
     idx = np.maximum.accumulate(idx, axis=0)
     filled = matrix[np.clip(idx, 0, None), np.arange(matrix.shape[1])[None, :]]
-    filled[idx < 0] = np.nan
+    stale = idx < 0 if max_age is None else (idx < 0) | (rows - idx >= max_age)
+    filled[stale] = np.nan
     return filled
 
 
@@ -192,7 +198,10 @@ def evaluate_dir(
         "model": summary,
     }
     cutoffs = {"NEWS2": 5, "qSOFA": 2, "SIRS": 2}
-    for name, scores in rules.items():
+    for name in cutoffs:
+        if name not in rules:
+            continue
+        scores = rules[name]
         bins = [(s >= cutoffs[name]).astype(np.int8) for s in scores]
         result[name] = _metrics(labels, scores, bins, auroc_auprc, normalized_utility)
         result[name]["cutoff"] = cutoffs[name]

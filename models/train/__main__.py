@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=2019)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--max-patients", type=int, default=0, help="subsample stays (quick runs)")
+    ap.add_argument("--oof-out", type=Path, default=None,
+                    help="save the out-of-fold predictions and rule scores (alert-burden analysis)")
+    ap.add_argument("--cv-only", action="store_true", help="stop after cross-validation (artifacts untouched)")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     import torch
@@ -173,6 +176,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     cv_seconds = time.perf_counter() - t_cv
     combined = 0.5 * (oof_diag + oof_det)
+    if args.oof_out:
+        args.oof_out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            args.oof_out, diagnosis=oof_diag, deterioration=oof_det, combined=combined, labels=c.labels,
+            lengths=c.lengths, patient_fold=patient_fold, **{f"rule_{k}": v for k, v in c.rules.items()},
+        )
+        log(f"out-of-fold predictions -> {args.oof_out}")
+    if args.cv_only:
+        return 0
     all_rows = np.ones(len(y), bool)
     metrics: dict[str, Any] = {
         "cv": {

@@ -1,0 +1,129 @@
+"""Alert burden on set A cross-validation, before and after the alert lifecycle rules.
+
+Input: the out-of-fold predictions saved by ``python -m models.train --cv-only --oof-out F``.
+For every stay, hour by hour, the same pure lifecycle code the alert agent runs
+(``models.alerting.on_score``) turns NEWS2 and the combined model probability into alert
+transitions. The model threshold of each fold is chosen on the *other* folds' out-of-fold
+predictions (nested), so no figure here is tuned on itself.
+
+Counted per configuration:
+- ``hours_at_alert_level_per_patient_day``: a naive system alerting on every hour above threshold;
+- ``rising_edges_per_patient_day``: alerting on every upward threshold crossing;
+- ``pages_per_patient_day``: lifecycle transitions that page someone (open + escalated by a band
+  rise; time-based reminders are excluded as nobody acknowledges in a retrospective replay);
+- ``septic_alerted_before_onset``: share of septic stays with an alert opened before
+  t_sepsis (first SepsisLabel hour + 6, the challenge's onset), and within 12 h before onset.
+
+Run: ``.venv/bin/python -m models.train.burden --oof ~/.cache/vigil/oof.npz --json``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.alerting import AlertPolicy, PatientAlertState, on_score
+from models.early_warning import news2_band
+from models.utility import best_threshold, utility_tables
+from schemas.scores import ModelScore, RiskScore, RuleScore
+
+T0 = datetime(2020, 1, 1, tzinfo=UTC)
+EMPTY = RuleScore(name="qSOFA", total=0, parameters={})
+
+
+def _score(hour: int, news2: int, single3: bool, prob: float | None, threshold: float) -> RiskScore:
+    at = T0 + timedelta(hours=hour)
+    models = [] if prob is None else [ModelScore(model="combined", version="oof", probability=float(prob),
+                                                 threshold=threshold, positive=prob >= threshold)]
+    return RiskScore(
+        score_id=str(hour), patient_id="p", hour=hour, scored_at=at, observed_at=at, event_ids=[],
+        news2=RuleScore(name="NEWS2", total=news2, parameters={}, band=news2_band(news2, single3),
+                        single_parameter_3=single3),
+        qsofa=EMPTY, sirs=RuleScore(name="SIRS", total=0, parameters={}),
+        models=models,
+    )
+
+
+def simulate(news2: np.ndarray, single3: np.ndarray, prob: np.ndarray | None, threshold: float,
+             policy: AlertPolicy) -> tuple[int, list[int]]:
+    """(pages, hours at which an alert opened) for one stay."""
+    state = PatientAlertState()
+    pages, opened = 0, []
+    for t in range(len(news2)):
+        p = None if prob is None else float(prob[t])
+        for alert in on_score(state, _score(t, int(news2[t]), bool(single3[t]), p, threshold), policy):
+            if alert.state == "open":
+                pages += 1
+                opened.append(t)
+            elif alert.state == "escalated" and alert.reason.startswith("risk rose"):
+                pages += 1
+    return pages, opened
+
+
+def burden(oof: Path) -> dict[str, Any]:
+    d = np.load(oof)
+    lengths = d["lengths"]
+    offsets = np.r_[0, np.cumsum(lengths)]
+    labels, combined, fold = d["labels"], d["combined"], d["patient_fold"]
+    news2, single3 = d["rule_NEWS2"].astype(int), d["rule_NEWS2_single3"].astype(bool)
+    labels_by = [labels[offsets[p]:offsets[p + 1]] for p in range(len(lengths))]
+    row_fold = np.repeat(fold, lengths)
+    thresholds = {}
+    for f in np.unique(fold):
+        others = [lab for lab, pf in zip(labels_by, fold, strict=True) if pf != f]
+        u0, u1, best, inaction = utility_tables(others)
+        thresholds[int(f)] = best_threshold(combined[row_fold != f], u0, u1, best, inaction)
+    policy = AlertPolicy(escalate_after_s=1e12)  # no time-based reminders in a retrospective replay
+    patient_days = lengths.sum() / 24.0
+    out: dict[str, Any] = {"patients": int(len(lengths)), "patient_days": round(float(patient_days), 1),
+                           "fold_thresholds": thresholds}
+    septic = [p for p in range(len(lengths)) if labels_by[p].any()]
+    out["septic_patients"] = len(septic)
+    for name, use_model in (("news2_only", False), ("news2_and_model", True)):
+        level_hours = edges = pages = 0
+        early = early12 = 0
+        for p in range(len(lengths)):
+            a, b = offsets[p], offsets[p + 1]
+            thr = thresholds[int(fold[p])]
+            prob = combined[a:b] if use_model else None
+            at_level = (news2[a:b] >= 5) | single3[a:b]
+            if use_model:
+                at_level |= combined[a:b] >= thr
+            level_hours += int(at_level.sum())
+            edges += int(np.sum(at_level & ~np.r_[False, at_level[:-1]]))
+            n_pages, opened = simulate(news2[a:b], single3[a:b], prob, thr, policy)
+            pages += n_pages
+            if labels_by[p].any():
+                onset = int(np.argmax(labels_by[p])) + 6
+                early += any(t < onset for t in opened)
+                early12 += any(onset - 12 <= t < onset for t in opened)
+        out[name] = {
+            "hours_at_alert_level_per_patient_day": round(level_hours / patient_days, 2),
+            "rising_edges_per_patient_day": round(edges / patient_days, 2),
+            "pages_per_patient_day": round(pages / patient_days, 2),
+            "septic_alerted_before_onset": round(early / len(septic), 3),
+            "septic_alerted_within_12h_before_onset": round(early12 / len(septic), 3),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.train.burden")
+    ap.add_argument("--oof", type=Path, default=Path.home() / ".cache/vigil/oof.npz")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    result = burden(args.oof)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
