@@ -738,4 +738,5 @@ def score_patient_care(
         suggestions=suggest_changes(past, earliest_min=max(as_of, 0.0)) if suggest else [],
         sources=_sources(results),
         as_of_min=as_of,
+        projected_score=_plan_score(past)[0],
     )

@@ -209,6 +209,9 @@ class TreatmentScore(BaseModel):
     suggestions: list[PlanSuggestion] = Field(default_factory=list)
     sources: list[str] = Field(default_factory=list)
     as_of_min: float | None = None  # streaming: minutes after time zero the care was judged at
+    # streaming: the score the care so far reaches by the end of the plan horizon if nothing more
+    # is done (pending items become late or missing); suggestions' gains are measured from it
+    projected_score: float | None = Field(default=None, ge=0.0, le=100.0)
 
 
 def plan_json_schema() -> dict:

@@ -199,6 +199,7 @@ class WardModel:
                 "items": [i.model_dump(mode="json") for i in score.items],
                 "suggestions": [s.model_dump(mode="json") for s in score.suggestions[:5]],
                 "as_of_min": score.as_of_min,
+                "projected_score": score.projected_score,
             }
             return {"row": row.as_json()}
 

@@ -86,6 +86,10 @@ function renderTreatment(t) {
   const box = el("div", { class: "treatment" },
     el("span", { class: "muted", text: "Care vs guidelines:" }),
     el("span", { class: "tscore", text: `${fmt(t.score, 0)}/100` }));
+  if (t.projected_score != null && t.projected_score < t.score) {
+    // pending items not yet due: what the care reaches if nothing more is done
+    box.append(el("span", { class: "muted", text: `(${fmt(t.projected_score, 0)} if nothing more is done)` }));
+  }
   for (const item of (t.items || []).filter(i => i.status === "missing" || i.status === "late").slice(0, 3)) {
     box.append(el("span", { class: "pill", text: `${item.name}: ${item.status}` }));
   }

@@ -566,3 +566,18 @@ def test_cli_table_and_invalid_plan(tmp_path):
     result = CliRunner().invoke(_cli(), ["plan", "score", str(bad), "--json"])
     assert result.exit_code == 2
     assert json.loads(result.output.strip().splitlines()[-1])["ok"] is False
+
+
+def test_streaming_score_reports_projection_behind_suggestions() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from models.treatment import score_patient_care
+
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    state = {"weight_kg": 70, "lactate_mmol_l": 4.5, "map_mmhg": 58, "sbp_mmhg": 84, "suspected_sepsis": True,
+             "news2_total": 9, "news2_band": "high"}
+    result = score_patient_care(state, [{"action": "lactate_ordered", "at": t0}], time_zero=t0,
+                                now=t0 + timedelta(minutes=10), patient_id="p")
+    assert result.projected_score is not None and result.projected_score < result.score
+    top = result.suggestions[0]
+    assert round(result.projected_score + top.gain, 1) == round(top.score_after, 1)
