@@ -35,8 +35,8 @@ class Runtime:
         settings = get_settings()
         self.settings = settings
         self.health = RedisHealth()
-        password = None
-        self.store = PatientStore(self._redis_url(), settings.redis.ttl_s, self.health, password=password)
+        # credentials: from settings, else the embedded secure stack's secrets (PatientStore)
+        self.store = PatientStore(self._redis_url(), settings.redis.ttl_s, self.health)
         self.bundle = _load_bundle()
         self.batcher: DynamicBatcher[ModelInput, list[ModelScore]] = DynamicBatcher(
             self._infer, settings.batch.max_batch_size, settings.batch.max_queue_delay_ms,

@@ -6,6 +6,7 @@ to the dead-letter topic with the original bytes.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -75,4 +76,7 @@ def decode_raw_event(payload: bytes | None, now: datetime) -> PatientEvent | Rej
         return Rejected(kind, f"{where}: {first['msg']}"[:300])
     except (ValueError, UnicodeDecodeError) as exc:
         return Rejected("invalid_json", type(exc).__name__)
+    if "event_id" not in event.model_fields_set:
+        # no id from the producer: derive it from the bytes, so a re-sent copy is recognised
+        event = event.model_copy(update={"event_id": hashlib.sha256(payload).hexdigest()[:32]})
     return normalize_event(event, now)

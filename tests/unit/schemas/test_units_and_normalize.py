@@ -138,3 +138,13 @@ def test_fuzz_structured_events_map_or_reject(doc: dict) -> None:
         assert out.unit == unit and low <= out.value <= high
     else:
         assert out.reason
+
+
+def test_event_without_id_gets_a_stable_id_from_its_bytes() -> None:
+    payload = (b'{"patient_id": "p", "observed_at": "2025-01-01T11:00:00Z", "kind": "vital", "code": "HR", '
+               b'"value": 80, "unit": "/min"}')
+    first, again = decode_raw_event(payload, NOW), decode_raw_event(payload, NOW)
+    assert isinstance(first, PatientEvent) and isinstance(again, PatientEvent)
+    assert first.event_id == again.event_id
+    given = decode_raw_event(payload.replace(b'"value"', b'"event_id": "abc", "value"'), NOW)
+    assert isinstance(given, PatientEvent) and given.event_id == "abc"
