@@ -1,5 +1,5 @@
-"""State + inference agent: apply events to each patient's Redis window, score every patient
-the batch touched (rules + batched ONNX models) and publish one risk score per patient."""
+"""State + inference: apply a batch's accepted events to each patient's Redis window, score every
+patient the batch touched (rules + batched ONNX models) and publish one risk score per patient."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 
 import faust
 
-from agents.app import app, deadletter_topic, events_topic, scores_topic
-from agents.runtime import ModelInput, Publisher, batches, run_batch, runtime
+from agents.app import deadletter_topic, scores_topic
+from agents.runtime import ModelInput, Publisher, runtime
 from infra import metrics
 from infra.logging import get_logger
 from models.scoring import PendingUpdate, build_risk_score
 from models.window import LateEvent
 from schemas.deadletter import Rejected
-from schemas.events import PatientEvent, parse_event_json
+from schemas.events import PatientEvent
 
 log = get_logger(__name__)
 
@@ -27,20 +27,12 @@ def kafka_timestamp_ms(message: faust.types.tuples.Message) -> int | None:
     return int(ts * 1000) if ts else None
 
 
-async def score_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> int:
+async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publisher: Publisher) -> int:
     """Apply, score, publish, then persist. The window is written only after the scores are
     delivered, so a redelivered event either finds its state absent (crash before the write: it is
     scored again, an at-least-once duplicate) or present (an exact duplicate: skipped, its score
     is already out). Never lost."""
     rt = runtime()
-    parsed: list[tuple[faust.EventT, PatientEvent]] = []
-    for event in batch:
-        try:
-            parsed.append((event, parse_event_json(event.message.value or b"")))
-        except ValueError as exc:  # only a foreign producer writes bad records here
-            await publisher.dead_letter(deadletter_topic, Rejected("schema", type(exc).__name__),
-                                        event.message.value, event.message.topic,
-                                        event.message.partition, event.message.offset)
     if not parsed:
         return 0
     t0 = time.perf_counter()
@@ -82,7 +74,7 @@ async def score_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> in
     await rt.store.save_windows({pid: windows[pid] for pid in touched})
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t1)
     # one canonical line per batch (counts and timings only: no identifiers, no values)
-    log.info("batch.scored", events=len(batch), patients=len(pids), load_apply_ms=_ms(t0, t_apply),
+    log.info("batch.scored", events=len(parsed), patients=len(pids), load_apply_ms=_ms(t0, t_apply),
              infer_ms=_ms(t_apply, t_infer), build_ms=_ms(t_infer, t_build), deliver_ms=_ms(t_build, t1),
              save_ms=_ms(t1, time.perf_counter()))
     return len(pids)
@@ -90,9 +82,3 @@ async def score_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> in
 
 def _ms(start: float, end: float) -> float:
     return round((end - start) * 1000, 2)
-
-
-@app.agent(events_topic)
-async def score(stream: faust.StreamT) -> None:
-    async for batch in batches(stream):
-        await run_batch(batch, score_batch, deadletter_topic, "infer")

@@ -1,4 +1,7 @@
-"""Ingest agent: raw bytes -> validated canonical events on ``vigil.events``, or dead letters."""
+"""Ingest agent: raw events in; each is validated and normalized (or dead-lettered with its
+original bytes and the reason), published as a canonical copy on ``vigil.events``, and scored in
+the same batch (``agents.infer.score_events``): one consume per event, not two (see
+docs/performance.md for the measurement behind that choice)."""
 
 from __future__ import annotations
 
@@ -8,14 +11,17 @@ from datetime import UTC, datetime
 import faust
 
 from agents.app import app, deadletter_topic, events_raw_topic, events_topic
+from agents.infer import score_events
 from agents.runtime import Publisher, batches, run_batch
 from infra import metrics
 from schemas.deadletter import Rejected
+from schemas.events import PatientEvent
 from schemas.normalize import decode_raw_event
 
 
-async def ingest_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> None:
+async def ingest_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> list[tuple[faust.EventT, PatientEvent]]:
     now = datetime.now(UTC)
+    accepted: list[tuple[faust.EventT, PatientEvent]] = []
     for event in batch:
         message = event.message
         metrics.EVENTS_IN.labels(message.topic).inc()
@@ -26,11 +32,17 @@ async def ingest_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> N
             continue
         metrics.EVENTS_ACCEPTED.inc()
         await publisher.send(events_topic, result.patient_id, result.model_dump_json().encode())
+        accepted.append((event, result))
+    return accepted
+
+
+async def ingest_and_score(batch: Sequence[faust.EventT], publisher: Publisher) -> None:
+    await score_events(await ingest_batch(batch, publisher), publisher)
 
 
 @app.agent(events_raw_topic)
 async def ingest(stream: faust.StreamT) -> None:
-    # take_events acks the batch only when the loop asks for the next one, i.e. after the
-    # publisher has confirmed delivery of every output of this batch (at-least-once).
+    # take_events acks the batch only when the loop asks for the next one, i.e. after every
+    # output of this batch is delivered and the patients' windows are written (at-least-once).
     async for batch in batches(stream):
-        await run_batch(batch, ingest_batch, deadletter_topic, "ingest")
+        await run_batch(batch, ingest_and_score, deadletter_topic, "ingest")

@@ -10,7 +10,7 @@ from functools import partial
 
 import faust
 
-from agents.app import app, deadletter_topic, events_topic, ingest_fhir_topic, ingest_hl7v2_topic
+from agents.app import app, deadletter_topic, events_raw_topic, ingest_fhir_topic, ingest_hl7v2_topic
 from agents.runtime import Publisher, batches, run_batch
 from infra import metrics
 from schemas.codecs.fhir import decode_fhir
@@ -34,7 +34,8 @@ async def interop_batch(batch: Sequence[faust.EventT], publisher: Publisher,
                 rejected.append(checked)
                 continue
             metrics.EVENTS_ACCEPTED.inc()
-            await publisher.send(events_topic, checked.patient_id, checked.model_dump_json().encode())
+            # into the one intake topic: ingest validates, publishes vigil.events and scores
+            await publisher.send(events_raw_topic, checked.patient_id, checked.model_dump_json().encode())
         for item in result.ignored:
             metrics.INTEROP_IGNORED.labels(item.reason).inc()
         for code, count in result.unknown_codes.items():

@@ -51,7 +51,7 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> int:
 def run_worker_foreground(metrics_port: int | None = None) -> None:
     """The ``vigil worker`` command: one Faust worker consuming its share of the partitions."""
 
-    from agents import alert, infer, ingest, interop, treat  # noqa: F401 - importing registers the agents
+    from agents import alert, ingest, interop, treat  # noqa: F401 - importing registers the agents
     from agents.app import app
     from infra.logging import configure_logging
     if metrics_port:
