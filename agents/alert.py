@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -20,8 +21,9 @@ from agents.app import (
 )
 from agents.runtime import Publisher, batches, run_batch, runtime
 from infra import metrics
-from infra.redis import alert_key
+from infra.redis import alert_key, window_key
 from models.alerting import PatientAlertState, check_escalation, on_ack, on_score
+from models.window import PatientWindow
 from schemas.alerts import Alert, AlertAck
 from schemas.codecs.fhir_out import alert_to_risk_assessment
 from schemas.deadletter import Rejected
@@ -50,6 +52,7 @@ async def alert_batch(records: Sequence[tuple[str, RiskScore | AlertAck]], publi
             out.extend(on_score(states[pid], record, rt.policy))
         else:
             out.extend(on_ack(states[pid], record))
+    out = await explain_raised(out)
     # publish before persisting: a crash in between replays the batch and re-publishes the same
     # transitions (same transition_id, deduplicated downstream) instead of losing them
     await _publish_alerts(publisher, out)
@@ -57,6 +60,28 @@ async def alert_batch(records: Sequence[tuple[str, RiskScore | AlertAck]], publi
     await rt.store.save_blobs({alert_key(p): states[p].to_bytes() for p in pids})
     await _track_open(pids, states)
     return out
+
+
+async def explain_raised(alerts: list[Alert]) -> list[Alert]:
+    """Opening or escalating an alert asks a clinician to act: attach the full explanation (tree
+    contributions and the sequence model's occlusion attribution, recomputed from the patient's
+    window at that moment), which the per-score path skips for speed."""
+    rt = runtime()
+    raised = [a for a in alerts if a.state in ("open", "escalated") and a.risk is not None]
+    if not raised or rt.bundle is None:
+        return alerts
+    blobs = await rt.store.load_blobs([window_key(a.patient_id) for a in raised])
+    explained: dict[str, Alert] = {}
+    for alert, blob in zip(raised, blobs, strict=True):
+        window = PatientWindow.from_bytes(blob)
+        if window.anchor_s is None:
+            continue
+        scores = await asyncio.to_thread(rt.explain_fully, window.matrix(alert.hour), window.statics())
+        combined = next((s for s in scores if s.model == "combined"), None)
+        if combined is not None and combined.top_features:
+            explanation = alert.explanation.model_copy(update={"top_features": combined.top_features})
+            explained[alert.transition_id] = alert.model_copy(update={"explanation": explanation})
+    return [explained.get(a.transition_id, a) for a in alerts]
 
 
 async def _track_open(pids: list[str], states: dict[str, PatientAlertState]) -> None:

@@ -1,7 +1,8 @@
 """Ingest agent: raw events in; each is validated and normalized (or dead-lettered with its
-original bytes and the reason), published as a canonical copy on ``vigil.events``, and scored in
-the same batch (``agents.infer.score_events``): one consume per event, not two (see
-docs/performance.md for the measurement behind that choice)."""
+original bytes and the reason) and scored in the same batch (``agents.infer.score_events``): one
+consume per event, not two (docs/performance.md has the measurement behind that choice). With
+``VIGIL_PUBLISH_EVENTS=true`` the canonical copy of each event is also published on
+``vigil.events``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 
 import faust
 
-from agents.app import app, deadletter_topic, events_raw_topic, events_topic
+from agents.app import app, deadletter_topic, events_raw_topic, events_topic, settings
 from agents.infer import score_events
 from agents.runtime import Publisher, batches, run_batch
 from infra import metrics
@@ -31,7 +32,8 @@ async def ingest_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> l
                                         message.partition, message.offset, key=message.key)
             continue
         metrics.EVENTS_ACCEPTED.inc()
-        await publisher.send(events_topic, result.patient_id, result.model_dump_json().encode())
+        if settings.publish_events:
+            await publisher.send(events_topic, result.patient_id, result.model_dump_json().encode())
         accepted.append((event, result))
     return accepted
 

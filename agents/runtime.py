@@ -55,8 +55,16 @@ class Runtime:
         if self.bundle is None:
             return [[] for _ in inputs]
         results = self.bundle.score([i.window for i in inputs], [i.static for i in inputs],
-                                    buckets=self.settings.batch.buckets)
+                                    buckets=self.settings.batch.buckets,
+                                    explain=self.settings.batch.explain)  # type: ignore[arg-type]
         return [r.scores for r in results]
+
+    def explain_fully(self, window: np.ndarray, static: dict[str, float]) -> list[ModelScore]:
+        """Both models with every explanation (tree contributions and the sequence model's
+        occlusion) for one patient: called when an alert opens, off the event loop."""
+        if self.bundle is None:
+            return []
+        return self.bundle.score([window], [static], buckets=None, explain="all")[0].scores
 
 
 def _observe_batch(size: int, seconds: float) -> None:

@@ -21,12 +21,14 @@ from agents.app import (
 )
 from agents.runtime import Publisher, batches, run_batch, runtime
 from infra.redis import care_key, window_key
-from models.care import at_risk, care_inputs
+from models.care import at_risk, care_categories, care_inputs
 from models.treatment import score_patient_care, score_plan
 from models.window import PatientWindow
 from schemas.deadletter import Rejected
 from schemas.scores import RiskScore
 from schemas.treatment import TreatmentPlan
+
+STREAM_SUGGESTIONS = 3  # the feed shows the top few; the full search stays in `vigil plan score`
 
 
 def _digest(text: str) -> str:
@@ -53,10 +55,11 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
         state, items = care_inputs(score, PatientWindow.from_bytes(wblob), time_zero)
         # The care score (with its suggestion search) is recomputed when what it depends on changes,
         # or at most once per hour of the patient's stay as deadlines pass: not on every vital sign.
-        inputs = _digest(json.dumps([state, items, score.hour], default=str, sort_keys=True))
+        inputs = _digest(json.dumps([care_categories(state), items, score.hour], default=str, sort_keys=True))
         if inputs == care.get("inputs"):
             continue
-        result = score_patient_care(state, items, now=score.observed_at, patient_id=pid)
+        result = score_patient_care(state, items, now=score.observed_at, patient_id=pid,
+                                    max_suggestions=STREAM_SUGGESTIONS)
         digest = _digest(result.model_dump_json(exclude={"as_of_min"}))
         if digest != care.get("digest"):
             await publisher.send(treatment_scores_topic, pid, result.model_dump_json().encode())

@@ -139,8 +139,14 @@ def measure_baseline(info: StackInfo, settings: Settings, n: int, messages: list
     return {"events": watch.count, "complete": ok, "seconds": span, "events_per_s": n / span if span > 0 else None}
 
 
+# The pipeline the goals are stated for: ingest -> state -> features -> models -> scores -> alerts.
+# Treatment scoring is a further consumer of vigil.scores; it is measured separately.
+PIPELINE_AGENTS = ("ingest", "alert")
+ALL_AGENTS = ("ingest", "alert", "treat", "interop")
+
+
 def measure_pipeline(info: StackInfo, settings: Settings, n: int, events: list[tuple[str, bytes, bytes]],
-                     log_dir: Path) -> tuple[dict[str, Any], Any]:
+                     log_dir: Path, agents: tuple[str, ...] = PIPELINE_AGENTS) -> tuple[dict[str, Any], Any]:
     ids = {eid for eid, _, _ in events}
     seen: set[str] = set()
 
@@ -149,7 +155,7 @@ def measure_pipeline(info: StackInfo, settings: Settings, n: int, events: list[t
 
     watch = OutputWatch(info.bootstrap, topics.SCORES, on_record=absorb).start()
     preload(info.bootstrap, topics.EVENTS_RAW, [(k, v) for _, k, v in events])
-    proc = spawn_worker(info, log_dir / "bench-pipeline.log")
+    proc = spawn_worker(info, log_dir / "bench-pipeline.log", agents=agents)
     peak_rss = 0.0
 
     def done() -> bool:
@@ -293,6 +299,9 @@ def run_bench(settings: Settings, n_events: int, rate: float, latency_s: float, 
     events = bench_events(stays, n_events)
     patients_seen = {k.decode() for _, k, _ in events}
     baseline = measure_baseline(info, settings, len(events), [(k, v) for _, k, v in events], log_dir)
+    with_treatment, proc = measure_pipeline(info, settings, len(events), bench_events(stays, n_events), log_dir,
+                                            agents=ALL_AGENTS)
+    stop_worker(proc)
     pipeline, proc = measure_pipeline(info, settings, len(events), events, log_dir)
     try:
         lat_events = bench_events(stays, int(rate * latency_s))
@@ -324,6 +333,8 @@ def run_bench(settings: Settings, n_events: int, rate: float, latency_s: float, 
         "latency": latency,
         "baseline": baseline,
         "pipeline": pipeline,
+        "pipeline_agents": list(PIPELINE_AGENTS),
+        "with_treatment_agent": with_treatment,
         "end_to_end_batch_speedup": (round(curve["end_to_end_batch_speedup"], 2)
                                      if curve["end_to_end_batch_speedup"] else None),
         "batch_curve_us_per_sample": {str(k): round(v, 1) for k, v in curve["us_per_sample"].items()},

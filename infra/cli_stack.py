@@ -68,11 +68,14 @@ def stack_status_cmd(json_out: JsonFlag = False) -> None:
         emit_json(status)
 
 
-def worker(metrics_port: int = typer.Option(None, help="serve Prometheus metrics on this port")) -> None:
+def worker(
+    metrics_port: int = typer.Option(None, help="serve Prometheus metrics on this port"),
+    agents: str = typer.Option("ingest,alert,treat,interop", help="agent modules this process runs"),
+) -> None:
     """Run one Faust worker against the configured (or embedded) Kafka and Redis."""
     from infra.workers import run_worker_foreground
 
-    run_worker_foreground(metrics_port or get_settings().metrics_port)
+    run_worker_foreground(metrics_port or get_settings().metrics_port, tuple(a.strip() for a in agents.split(",")))
 
 
 def demo(

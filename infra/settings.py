@@ -49,8 +49,12 @@ class BatchSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_batch_size: int = 64
-    max_queue_delay_ms: float = 20.0
+    # one scoring agent submits whole take() batches: waiting long for stragglers only adds latency
+    max_queue_delay_ms: float = 2.0
     buckets: tuple[int, ...] = (1, 8, 32, 64, 256)
+    # per-score explanations: "trees" = tree contributions on every score (cheap); the sequence
+    # model's occlusion attribution is added when an alert opens or escalates
+    explain: str = "trees"
     stream_take: int = 500  # events per Faust take() batch
     stream_within_s: float = 0.05
 
@@ -77,6 +81,9 @@ class Settings(BaseSettings):
     batch: BatchSettings = BatchSettings()
     alerts: AlertSettings = AlertSettings()
     app_id: str = "vigil"
+    # Also publish each validated, normalized event on vigil.events (for downstream consumers such
+    # as a data lake). Nothing in Vigil reads it back; off by default it saves a produce per event.
+    publish_events: bool = False
     # keyed hash for patient ids in logs (HMAC-SHA256); set a real secret in production
     log_hash_key: SecretStr = SecretStr("vigil-dev-only-change-me")
     log_format: str = "auto"  # auto | json | console

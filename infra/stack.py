@@ -15,6 +15,7 @@ ACL user for the workers. Secrets are generated into ``<home>/secrets`` (0600), 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import shutil
@@ -340,10 +341,8 @@ def ensure_topics(bootstrap: str, topics: tuple[str, ...], partitions: int, repl
         existing = set(admin.list_topics())
         missing = [NewTopic(t, partitions, replication) for t in topics if t not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 

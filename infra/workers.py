@@ -27,11 +27,12 @@ def worker_env(info: StackInfo, extra: dict[str, str] | None = None) -> dict[str
     return env
 
 
-def spawn_worker(info: StackInfo, log_path: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn_worker(info: StackInfo, log_path: Path, extra_env: dict[str, str] | None = None,
+                 agents: tuple[str, ...] | None = None) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = open(log_path, "ab")  # noqa: SIM115 - owned by the child
     return subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "worker"],
+        [sys.executable, "-m", "infra.cli", "worker", *(["--agents", ",".join(agents)] if agents else [])],
         env=worker_env(info, extra_env), stdout=out, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, start_new_session=True,
     )
@@ -48,12 +49,24 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> int:
     return proc.returncode
 
 
-def run_worker_foreground(metrics_port: int | None = None) -> None:
-    """The ``vigil worker`` command: one Faust worker consuming its share of the partitions."""
+AGENT_MODULES = ("ingest", "alert", "treat", "interop")
 
-    from agents import alert, ingest, interop, treat  # noqa: F401 - importing registers the agents
+
+def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ...] = AGENT_MODULES) -> None:
+    """The ``vigil worker`` command: one Faust worker consuming its share of the partitions.
+
+    ``agents`` selects the agent modules this process runs (all by default). A split deployment
+    runs each selection under its own ``VIGIL_APP_ID`` (its own consumer group), e.g. the
+    treatment agent as a separate group of workers beside the scoring pipeline."""
+    import importlib
+
     from agents.app import app
     from infra.logging import configure_logging
+
+    for name in agents:
+        if name not in AGENT_MODULES:
+            raise ValueError(f"unknown agent module {name!r}: choose from {', '.join(AGENT_MODULES)}")
+        importlib.import_module(f"agents.{name}")  # importing registers the module's agents
     if metrics_port:
         from prometheus_client import start_http_server
 

@@ -31,6 +31,21 @@ def suspected_sepsis(score: RiskScore) -> bool:
     return bool(score.qsofa.positive) or bool(score.sirs.positive) or model_positive
 
 
+def care_categories(state: dict[str, Any]) -> dict[str, Any]:
+    """What the treatment rules actually compare (thresholds of SSC 2021 and RCP NEWS2 2017):
+    a new blood pressure that keeps the patient on the same side of MAP 65 / SBP 90, or a NEWS2
+    total in the same response band, cannot change the care score."""
+    news2 = state["news2_total"]
+    band = ("zero" if news2 == 0 else "single3" if state["news2_single_parameter_3"] and news2 < 5
+            else "low" if news2 < 5 else "medium" if news2 < 7 else "high")
+    map_mmhg, sbp = state["map_mmhg"], state["sbp_mmhg"]
+    return {
+        "hypotensive": (map_mmhg is not None and map_mmhg < 65) or (sbp is not None and sbp < 90),
+        "lactate": state["lactate_mmol_l"], "weight": state["weight_kg"], "news2": band,
+        "suspected_sepsis": state["suspected_sepsis"], "time_zero": state["time_zero"],
+    }
+
+
 def care_inputs(
     score: RiskScore, window: PatientWindow, time_zero: datetime
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:

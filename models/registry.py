@@ -210,14 +210,15 @@ class ModelBundle:
         windows: Sequence[np.ndarray],
         statics: Sequence[Mapping[str, float]],
         buckets: Sequence[int] | None = DEFAULT_BUCKETS,
-        explain: Literal["all", "positive", "none"] = "positive",
+        explain: Literal["all", "positive", "trees", "none"] = "positive",
     ) -> list[BundleScore]:
         """Score the newest hour of each patient's window (last <= 48 hourly rows, DYNAMIC_CODES order).
 
         Explanations: tree contributions for every patient unless ``explain="none"``; the sequence
         model's occlusion attribution (one extra window per variable group) for every patient with
         ``"all"``, and only for patients whose deterioration or combined score is positive with
-        ``"positive"`` (the default: those are the scores a clinician is asked to act on).
+        ``"positive"`` (the default: those are the scores a clinician is asked to act on), for none
+        with ``"trees"`` (the stream's choice: the occlusion is computed when an alert opens).
         """
         if len(windows) != len(statics):
             raise ValueError("one static mapping per window")
@@ -234,7 +235,7 @@ class ModelBundle:
         det_top: list[list[FeatureContribution]] = [[] for _ in windows]
         if explain != "none":
             diag_top = self._explain_diagnosis(feats)
-            chosen = np.arange(len(windows))
+            chosen = np.arange(len(windows)) if explain != "trees" else np.arange(0)
             if explain == "positive":
                 pos = (p_det >= self._meta("deterioration")["threshold"]) | (comb >= self.combined_threshold)
                 chosen = np.nonzero(pos)[0]

@@ -701,6 +701,7 @@ def score_patient_care(
     now: float | datetime | None = None,
     patient_id: str | None = None,
     suggest: bool = True,
+    max_suggestions: int = 8,
 ) -> TreatmentScore:
     """Score the care a patient has had so far (the streaming treatment agent's entry point).
 
@@ -735,7 +736,8 @@ def score_patient_care(
         patient_id=plan.patient_id,
         score=score_value(results),
         items=results,
-        suggestions=suggest_changes(past, earliest_min=max(as_of, 0.0)) if suggest else [],
+        suggestions=suggest_changes(past, earliest_min=max(as_of, 0.0), max_changes=max_suggestions)
+        if suggest else [],
         sources=_sources(results),
         as_of_min=as_of,
         projected_score=_plan_score(past)[0],
