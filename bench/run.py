@@ -24,7 +24,7 @@ import numpy as np
 
 from agents import topics
 from infra.replay import Stay, ensure_dataset, pick_stays, stay_events
-from infra.settings import Settings
+from infra.settings import Settings, get_settings
 from infra.stack import StackInfo, ensure_topics, stack_up
 from infra.workers import spawn_worker, stop_worker, worker_env
 
@@ -224,12 +224,13 @@ def redis_bytes_per_patient(redis_url: str, patients: set[str]) -> dict[str, Any
 
 def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]:
     """Per-patient cost at each batch size (in-process, CPU): the deployed ONNX models alone
-    (``models``: both sessions on prepared inputs) and the whole scoring call (``end_to_end``:
-    features + both models + explanations, ``ModelBundle.score``)."""
+    (``models``: both sessions on prepared inputs) and the whole scoring call as the stream makes
+    it (``end_to_end``: features + both models + per-score explanations, ``ModelBundle.score``)."""
     from models.features import batch_sequence_inputs, batch_window_features
     from models.registry import load_bundle
 
     bundle = load_bundle()
+    explain = get_settings().batch.explain  # what the stream computes per score
     windows = [s.matrix[-48:] for s in stays]
     statics = [s.static for s in stays]
     while len(windows) < max(BATCH_CURVE_SIZES):
@@ -254,7 +255,7 @@ def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]
             return bundle.diagnosis_probability(f, None), bundle.deterioration_probability(q, None)
 
         def whole(w: list[np.ndarray] = w, st: list[dict[str, float]] = st) -> object:
-            return bundle.score(w, st, buckets=None)
+            return bundle.score(w, st, buckets=None, explain=explain)  # type: ignore[arg-type]
 
         models_curve[b] = per_patient_us(models_only, b)
         end_to_end[b] = per_patient_us(whole, b)
