@@ -110,6 +110,30 @@ def burden(oof: Path) -> dict[str, Any]:
             "septic_alerted_before_onset": round(early / len(septic), 3),
             "septic_alerted_within_12h_before_onset": round(early12 / len(septic), 3),
         }
+    out["discrimination"] = discrimination(labels, labels_by, combined, d, offsets, fold, thresholds)
+    return out
+
+
+def discrimination(labels: np.ndarray, labels_by: list[np.ndarray], combined: np.ndarray, d: Any,
+                   offsets: np.ndarray, fold: np.ndarray, thresholds: dict[int, float]) -> dict[str, Any]:
+    """AUROC, AUPRC and normalized utility on the same rows: the rules as the stream computes them
+    (newest value within 4 h) at their usual cut-offs, and the combined model at its nested
+    per-fold thresholds."""
+    from models.utility import auroc_auprc, normalized_utility
+
+    def by_patient(values: np.ndarray) -> list[np.ndarray]:
+        return [values[offsets[p]:offsets[p + 1]] for p in range(len(offsets) - 1)]
+
+    row_threshold = np.repeat(np.array([thresholds[int(f)] for f in fold]), np.diff(offsets))
+    scores = {"combined": (combined, combined >= row_threshold)}
+    for name, cutoff in (("NEWS2", 5), ("qSOFA", 2), ("SIRS", 2)):
+        s = d[f"rule_{name}"].astype(np.float64)
+        scores[name] = (s, s >= cutoff)
+    out = {}
+    for name, (s, binary) in scores.items():
+        auroc, auprc = auroc_auprc(labels, s)
+        out[name] = {"auroc": round(auroc, 4), "auprc": round(auprc, 4),
+                     "utility": round(normalized_utility(labels_by, by_patient(binary)), 4)}
     return out
 
 
