@@ -39,7 +39,6 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
     windows = await rt.store.load_windows({p.patient_id for _, p in parsed})
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t0)
     updates: dict[str, PendingUpdate] = {}
-    touched: set[str] = set()
     for event, patient_event in parsed:
         pid, m = patient_event.patient_id, event.message
         try:
@@ -50,7 +49,6 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
             continue
         if not changed:
             continue  # an exact duplicate of state whose score is already published
-        touched.add(pid)
         update = updates.setdefault(pid, PendingUpdate(pid))
         update.add(patient_event.event_id, patient_event.observed_at, kafka_timestamp_ms(m),
                    patient_event.encounter, patient_event.ward)
@@ -71,7 +69,7 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
     t_build = time.perf_counter()
     await publisher.flush()
     t1 = time.perf_counter()
-    await rt.store.save_windows({pid: windows[pid] for pid in touched})
+    await rt.store.save_windows({pid: windows[pid] for pid in updates})
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t1)
     # one canonical line per batch (counts and timings only: no identifiers, no values)
     log.info("batch.scored", events=len(parsed), patients=len(pids), load_apply_ms=_ms(t0, t_apply),
