@@ -1,0 +1,50 @@
+"""docker-compose.yml describes production: Kafka (KRaft), Redis, two workers, the web app; every
+VIGIL_ variable it sets is a real setting (no Docker engine is needed to check that)."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.settings import Settings
+
+COMPOSE = Path(__file__).parents[3] / "docker-compose.yml"
+
+
+def _compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_services_and_shape() -> None:
+    services = _compose()["services"]
+    assert {"kafka", "redis", "worker", "web"} <= set(services)
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
+    assert services["worker"]["deploy"]["replicas"] == 2
+    assert services["worker"]["command"][:2] == ["vigil", "worker"]
+
+
+def _assert_is_a_setting(env_name: str) -> None:
+    """VIGIL_KAFKA__BOOTSTRAP -> Settings.kafka.bootstrap must exist (pydantic-settings would
+    silently ignore a misspelt top-level variable)."""
+    model: type = Settings
+    for part in env_name.removeprefix("VIGIL_").lower().split("__"):
+        assert part in model.model_fields, f"{env_name}: no setting {part!r}"
+        model = model.model_fields[part].annotation  # type: ignore[assignment]
+
+
+def test_a_misspelt_variable_is_caught() -> None:
+    with pytest.raises(AssertionError):
+        _assert_is_a_setting("VIGIL_KAFKA_BOOTSTRAP")
+
+
+@pytest.mark.parametrize("service", ["worker", "web"])
+def test_vigil_environment_is_valid_settings(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _compose()["services"][service]["environment"]
+    for key, value in env.items():
+        if key.startswith("VIGIL_"):
+            monkeypatch.setenv(key, re.sub(r"\$\{[^}]*\}", "from-secret", str(value)))
+            _assert_is_a_setting(key)
+    settings = Settings()
+    assert settings.kafka.bootstrap == "kafka:9092"
+    assert settings.redis.url == "redis://redis:6379/0"
