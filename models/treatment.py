@@ -253,6 +253,13 @@ def _result(name: str, status: ItemStatus, detail: str, credit: float = 0.0) -> 
     )
 
 
+def _by_deadline(name: str, verb: str, at: float, deadline: float, met_note: str = "") -> CareItemResult:
+    """Done at ``at``: met by the deadline, late (partial credit) after it."""
+    if at <= deadline:
+        return _result(name, "met", f"{verb} at {_fmt(at)}{met_note}")
+    return _result(name, "late", f"{verb} at {_fmt(at)}, after {_fmt(deadline)}", LATE_CREDIT)
+
+
 def _not_done(name: str, what: str, deadline: float, as_of: float | None) -> CareItemResult:
     if as_of is not None and as_of < deadline:
         return _result(name, "pending", f"{what} not yet given; due by {_fmt(deadline)}")
@@ -308,9 +315,7 @@ def _rule_lactate_measured(state: PatientState, tl: _Timeline, as_of: float | No
     first = _first(tl.times.get("lactate_ordered"))
     if first is None:
         return _not_done(name, "lactate", HOUR1_MIN, as_of)
-    if first <= HOUR1_MIN:
-        return _result(name, "met", f"measured at {_fmt(first)}")
-    return _result(name, "late", f"measured at {_fmt(first)}, after {_fmt(HOUR1_MIN)}", LATE_CREDIT)
+    return _by_deadline(name, "measured", first, HOUR1_MIN)
 
 
 def _rule_lactate_remeasured(state: PatientState, tl: _Timeline, as_of: float | None) -> CareItemResult:
@@ -330,9 +335,7 @@ def _rule_lactate_remeasured(state: PatientState, tl: _Timeline, as_of: float | 
         return _not_done(
             name, f"repeat lactate (initial {state.lactate_mmol_l:g} mmol/L > 2)", deadline, as_of
         )
-    if repeat <= deadline:
-        return _result(name, "met", f"remeasured at {_fmt(repeat)}")
-    return _result(name, "late", f"remeasured at {_fmt(repeat)}, after {_fmt(deadline)}", LATE_CREDIT)
+    return _by_deadline(name, "remeasured", repeat, deadline)
 
 
 def _fluid_target_ml(tl: _Timeline) -> float | None:
@@ -379,9 +382,7 @@ def _rule_vasopressor(state: PatientState, tl: _Timeline, as_of: float | None) -
     first = _first(tl.times.get("vasopressor"))
     if first is None:
         return _not_done(name, "vasopressor (MAP target >= 65 mmHg)", HOUR1_MIN, as_of)
-    if first <= HOUR1_MIN:
-        return _result(name, "met", f"started at {_fmt(first)}, titrate to MAP >= 65 mmHg")
-    return _result(name, "late", f"started at {_fmt(first)}, after {_fmt(HOUR1_MIN)}", LATE_CREDIT)
+    return _by_deadline(name, "started", first, HOUR1_MIN, ", titrate to MAP >= 65 mmHg")
 
 
 def _rule_observation_frequency(state: PatientState, tl: _Timeline, as_of: float | None) -> CareItemResult:
