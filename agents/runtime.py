@@ -149,7 +149,21 @@ async def run_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadle
                     what: str) -> None:
     """Process one batch so that it is fully handled before Faust acks it: transient failures
     are retried; an unexpected exception is narrowed down to the offending event(s), which go to
-    the dead letters (reason ``internal``) while the rest of the batch is processed normally."""
+    the dead letters (reason ``internal``) while the rest of the batch is processed normally.
+
+    A shutdown or rebalance cancels the agent while it awaits; ``take_events`` then acks the whole
+    batch as the generator closes. So the batch is shielded and finished first: cancelling it
+    half-way would let its offsets be committed with its outputs or Redis writes never done."""
+    task = asyncio.ensure_future(_handle_batch(batch, handler, deadletter, what))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
+async def _handle_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadletter: faust.TopicT,
+                        what: str) -> None:
     delay = 0.2
     while True:
         publisher = Publisher()
@@ -168,7 +182,7 @@ async def run_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadle
             if len(batch) > 1:
                 log.error("batch.poison", agent=what, error=type(exc).__name__, events=len(batch))
                 for event in batch:
-                    await run_batch([event], handler, deadletter, what)
+                    await _handle_batch([event], handler, deadletter, what)
                 return
             m = batch[0].message
             log.error("event.poison", agent=what, error=type(exc).__name__, topic=m.topic,

@@ -65,3 +65,28 @@ def test_transient_errors_retry_the_whole_batch() -> None:
     dead = FakeTopic()
     asyncio.run(run_batch([Ev(Msg(b"a", 1))], handler, dead, "test"))  # type: ignore[arg-type]
     assert attempts["n"] == 3 and dead.sent == []
+
+
+def test_a_cancelled_batch_is_finished_before_the_cancel_propagates() -> None:
+    """Faust acks a take_events batch when the agent is cancelled (shutdown, rebalance): the batch
+    must be fully handled by then, or its offsets are committed with nothing done."""
+    import pytest
+
+    out, dead = FakeTopic(), FakeTopic()
+    started = asyncio.Event()
+
+    async def handler(batch, publisher: Publisher) -> None:
+        started.set()
+        await asyncio.sleep(0.05)  # e.g. waiting for Redis or the broker
+        for e in batch:
+            await publisher.send(out, e.message.key, e.message.value)
+
+    async def main() -> None:
+        agent = asyncio.ensure_future(run_batch([Ev(Msg(b"a", 1)), Ev(Msg(b"b", 2))], handler, dead, "t"))
+        await started.wait()
+        agent.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await agent
+
+    asyncio.run(main())
+    assert [v for _, v in out.sent] == [b"a", b"b"]
