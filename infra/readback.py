@@ -43,8 +43,11 @@ class Readback:
         bad = len(bad_digests & self.dead_digests)
         return ok, bad
 
-    def duplicates(self) -> int:
-        return sum(c - 1 for c in self.score_event_counts.values() if c > 1)
+    def duplicates(self, event_ids: set[str] | None = None) -> int:
+        """Extra score mentions of events (at-least-once copies), optionally of given events only."""
+        counts = self.score_event_counts
+        ids = counts.keys() if event_ids is None else event_ids
+        return sum(counts[i] - 1 for i in ids if counts[i] > 1)
 
 
 class TopicReader:

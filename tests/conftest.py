@@ -28,17 +28,21 @@ TEST_KAFKA_CONTROLLER_PORT = int(os.environ.get("VIGIL_TEST_KAFKA_CONTROLLER_POR
 TEST_REDIS_PORT = int(os.environ.get("VIGIL_TEST_REDIS_PORT") or _free_port())
 
 
+def link_cached_kafka_jars(home: Path) -> None:
+    """Reuse the Maven-fetched jars of the user cache when present (no second download)."""
+    from infra.settings import default_home
+
+    libs = default_home() / "kafka" / "libs"
+    if libs.exists():
+        (home / "kafka").mkdir(parents=True, exist_ok=True)
+        (home / "kafka" / "libs").symlink_to(libs)
+
+
 @pytest.fixture(scope="session")
 def stack_home() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="vigil-test-") as tmp:
         home = Path(tmp)
-        # reuse the Maven-fetched jars of the user cache when present (no second download)
-        from infra.settings import default_home
-
-        libs = default_home() / "kafka" / "libs"
-        if libs.exists():
-            (home / "kafka").mkdir(parents=True)
-            (home / "kafka" / "libs").symlink_to(libs)
+        link_cached_kafka_jars(home)
         yield home
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -60,8 +59,7 @@ def test_two_workers_split_partitions_without_loss_or_double_scoring(stack, stac
     assert wait_for(lambda: ids <= r.snapshot().scored_ids, timeout=180), "no event lost across rebalances"
     time.sleep(2)
     rb = r.snapshot()
-    counts = Counter({eid: c for eid, c in rb.score_event_counts.items() if eid in ids})
-    duplicates = sum(c - 1 for c in counts.values() if c > 1)
+    duplicates = rb.duplicates(ids)
     print(json.dumps({"events": len(ids), "scored": len(ids & rb.scored_ids), "duplicates": duplicates,
                       "seconds": round(time.monotonic() - t0, 1)}))
     assert duplicates == 0, f"{duplicates} events scored twice"

@@ -63,7 +63,7 @@ def test_burst_is_absorbed_and_memory_stays_bounded(stack, started_worker, produ
     counts = {
         "events": BURST_EVENTS,
         "lost": len(ids - rb.scored_ids),
-        "duplicate_score_mentions": sum(rb.score_event_counts[i] - 1 for i in ids if rb.score_event_counts[i] > 1),
+        "duplicate_score_mentions": rb.duplicates(ids),
         "produce_rate_per_s": round(BURST_EVENTS / produce_s),
         "rate_vs_normal": round(BURST_EVENTS / produce_s / NORMAL_RATE, 1),
         "drain_s": round(drain_s, 1),

@@ -47,7 +47,7 @@ def test_broker_restart_mid_stream_loses_nothing(stack, stack_settings, started_
     counts = {
         "events": len(ids),
         "lost": len(ids - rb.scored_ids),
-        "duplicate_score_mentions": sum(rb.score_event_counts[i] - 1 for i in ids if rb.score_event_counts[i] > 1),
+        "duplicate_score_mentions": rb.duplicates(ids),
         "broker_down_and_restart_s": round(restart_s, 1),
         "caught_up_after_restart_s": round(caught_up_s, 1),
         "producer_send_retries": stream.send_errors,

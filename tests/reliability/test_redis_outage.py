@@ -93,7 +93,7 @@ def test_redis_outage_blocks_commits_reports_not_ready_and_catches_up(
     counts = {
         "events": len(ids),
         "lost": len(ids - rb.scored_ids),
-        "duplicate_score_mentions": sum(rb.score_event_counts[i] - 1 for i in ids if rb.score_event_counts[i] > 1),
+        "duplicate_score_mentions": rb.duplicates(ids),
         "outage_s": round(outage_s, 1),
         "not_ready_after_s": round(not_ready_after_s, 1),
         "caught_up_after_restart_s": round(caught_up_s, 1),

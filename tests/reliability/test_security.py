@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agents import topics
-from tests.conftest import wait_for
+from tests.conftest import link_cached_kafka_jars, wait_for
 from tests.reliability.helpers import report
 
 pytestmark = pytest.mark.reliability
@@ -26,15 +26,12 @@ SECURE_REDIS_PORT = int(os.environ.get("VIGIL_TEST_SECURE_REDIS_PORT", "26479"))
 
 @pytest.fixture(scope="module")
 def secure_stack() -> Iterator[tuple[object, object]]:
-    from infra.settings import KafkaSettings, RedisSettings, Settings, default_home
+    from infra.settings import KafkaSettings, RedisSettings, Settings
     from infra.stack import stack_down, stack_up
 
     with tempfile.TemporaryDirectory(prefix="vigil-secure-") as tmp:
         home = Path(tmp)
-        libs = default_home() / "kafka" / "libs"
-        if libs.exists():
-            (home / "kafka").mkdir(parents=True)
-            (home / "kafka" / "libs").symlink_to(libs)
+        link_cached_kafka_jars(home)
         settings = Settings(
             home=home,
             kafka=KafkaSettings(

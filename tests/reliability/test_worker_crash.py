@@ -40,7 +40,7 @@ def test_kill_9_mid_stream_loses_nothing(
     time.sleep(2)  # late copies of replayed scores and alerts
     rb = r.snapshot()
     lost = len(ids - rb.scored_ids)
-    dupes = sum(rb.score_event_counts[i] - 1 for i in ids if rb.score_event_counts[i] > 1)
+    dupes = rb.duplicates(ids)
     alerts = alert_duplicates(rb.alert_records, patients)
 
     # exactly one alert state per patient in Redis, consistent with what was published
