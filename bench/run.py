@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from agents import topics
+from infra.readback import consumer_from_now
 from infra.replay import Stay, ensure_dataset, pick_stays, stay_events
 from infra.settings import Settings, get_settings
 from infra.stack import StackInfo, ensure_topics, stack_up
@@ -44,14 +45,7 @@ class OutputWatch:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> OutputWatch:
-        from kafka import KafkaConsumer, TopicPartition
-
-        self.consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
-                                      fetch_max_wait_ms=20)
-        parts = [TopicPartition(self.topic, p) for p in sorted(self.consumer.partitions_for_topic(self.topic) or {0})]
-        self.consumer.assign(parts)
-        for tp, off in self.consumer.end_offsets(parts).items():
-            self.consumer.seek(tp, off)
+        self.consumer = consumer_from_now(self.bootstrap, (self.topic,), fetch_max_wait_ms=20)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         return self

@@ -17,6 +17,19 @@ from typing import Any
 from agents import topics
 
 
+def consumer_from_now(bootstrap: str, names: tuple[str, ...], **client: Any) -> Any:
+    """A group-less kafka-python consumer on every partition of ``names``, positioned at their
+    current end: it sees what is published from now on."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **client)
+    parts = [TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or {0})]
+    consumer.assign(parts)
+    for tp, offset in consumer.end_offsets(parts).items():
+        consumer.seek(tp, offset)
+    return consumer
+
+
 def payload_digest(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
@@ -54,25 +67,15 @@ class TopicReader:
     """Background consumer of scores, alerts and dead letters from given start offsets."""
 
     def __init__(self, bootstrap: str, keep_scores: bool = False, **client: Any) -> None:
-        from kafka import KafkaConsumer, TopicPartition
-
-        self._tp = TopicPartition
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                      group_id=None, consumer_timeout_ms=200, **client)
+        self.consumer = consumer_from_now(bootstrap, (topics.SCORES, topics.ALERTS, topics.DEADLETTER),
+                                          consumer_timeout_ms=200, **client)
         self.result = Readback()
         self.keep_scores = keep_scores
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="vigil-readback", daemon=True)
-        names = (topics.SCORES, topics.ALERTS, topics.DEADLETTER)
-        self.partitions = [TopicPartition(t, p) for t in names
-                           for p in sorted(self.consumer.partitions_for_topic(t) or {0})]
-        self.consumer.assign(self.partitions)
-        self.start_offsets = self.consumer.end_offsets(self.partitions)
 
     def start(self) -> TopicReader:
-        for tp, offset in self.start_offsets.items():
-            self.consumer.seek(tp, offset)
         self._thread.start()
         return self
 

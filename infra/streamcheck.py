@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from agents import topics
+from infra.readback import consumer_from_now
 from infra.replay import Stay, load_stays, stay_events
 from infra.settings import Settings
 from infra.stack import stack_up
@@ -40,7 +41,7 @@ def offline_probabilities(files: list[Path]) -> dict[str, np.ndarray]:
 
 
 def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: float = 600) -> dict[str, Any]:
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka import KafkaProducer
 
     files = sorted(data_dir.glob("*.psv"))[:limit]
     stays: list[Stay] = load_stays(files)
@@ -50,11 +51,7 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
     scores: dict[tuple[str, int], list[float]] = defaultdict(list)
     scored_ids: set[str] = set()
     lock = threading.Lock()
-    consumer = KafkaConsumer(bootstrap_servers=info.bootstrap, enable_auto_commit=False, group_id=None)
-    parts = [TopicPartition(topics.SCORES, p) for p in consumer.partitions_for_topic(topics.SCORES)]
-    consumer.assign(parts)
-    for tp, off in consumer.end_offsets(parts).items():
-        consumer.seek(tp, off)
+    consumer = consumer_from_now(info.bootstrap, (topics.SCORES,))
     stop = threading.Event()
 
     def consume() -> None:

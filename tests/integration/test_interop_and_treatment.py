@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agents import topics
+from infra.readback import consumer_from_now
 from schemas.codecs.fhir import decode_fhir
 from schemas.codecs.hl7v2 import decode_hl7v2
 from schemas.events import PatientEvent
@@ -19,14 +20,7 @@ FIXTURES = Path(__file__).parents[1] / "unit" / "codecs" / "fixtures"
 
 
 def _consume_from_now(bootstrap: str, topic: str):
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-    consumer.assign(parts)
-    for tp, off in consumer.end_offsets(parts).items():
-        consumer.seek(tp, off)
-    return consumer
+    return consumer_from_now(bootstrap, (topic,))
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agents import topics
-from infra.readback import payload_digest
+from infra.readback import consumer_from_now, payload_digest
 from schemas.alerts import AlertAck
 from schemas.events import PatientEvent
 from tests.conftest import unique_patient, wait_for
@@ -90,20 +90,13 @@ def test_bad_input_is_dead_lettered_and_never_blocks_the_partition(stack, shared
 
 
 def test_acknowledgement_transitions_and_is_audited(stack, shared_worker, producer, reader) -> None:
-    from kafka import KafkaConsumer, TopicPartition
-
     r = reader()
     pid = unique_patient("ack")
     base = datetime.now(UTC) - timedelta(hours=2)
     send(producer, vitals(pid, 0, 140, 30, 85, 88, 39.5, base))
     assert wait_for(lambda: any(a["patient_id"] == pid for a in r.snapshot().alert_records), timeout=90)
     alert = next(a for a in r.snapshot().alert_records if a["patient_id"] == pid)
-    audit = KafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False, group_id=None)
-    parts = [TopicPartition(topics.AUDIT, p) for p in audit.partitions_for_topic(topics.AUDIT)]
-    audit.assign(parts)
-    ends = audit.end_offsets(parts)
-    for tp in parts:
-        audit.seek(tp, ends[tp])
+    audit = consumer_from_now(stack.bootstrap, (topics.AUDIT,))
     ack = AlertAck(alert_id=alert["alert_id"], patient_id=pid, action="acknowledge", by="nurse.a",
                    at=datetime.now(UTC))
     producer.send(topics.ALERT_ACKS, key=pid.encode(), value=ack.model_dump_json().encode())
