@@ -5,6 +5,8 @@ COPY agents agents
 COPY models models
 COPY schemas schemas
 COPY infra infra
+COPY cli cli
+COPY bench bench
 RUN pip install --no-cache-dir .
 USER nobody
 ENTRYPOINT []

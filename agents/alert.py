@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import faust
 from pydantic import ValidationError
 
-from agents.app import (
+from vigil.agents.app import (
     acks_topic,
     alerts_fhir_topic,
     alerts_topic,
@@ -19,15 +19,15 @@ from agents.app import (
     deadletter_topic,
     scores_topic,
 )
-from agents.runtime import Publisher, batches, run_batch, runtime
-from infra import metrics
-from infra.redis import alert_key, window_key
-from models.alerting import PatientAlertState, check_escalation, on_ack, on_score
-from models.window import PatientWindow
-from schemas.alerts import Alert, AlertAck
-from schemas.codecs.fhir_out import alert_to_risk_assessment
-from schemas.deadletter import Rejected
-from schemas.scores import RiskScore
+from vigil.agents.runtime import Publisher, batches, run_batch, runtime
+from vigil.infra import metrics
+from vigil.infra.redis import alert_key, window_key
+from vigil.models.alerting import PatientAlertState, check_escalation, on_ack, on_score
+from vigil.models.window import PatientWindow
+from vigil.schemas.alerts import Alert, AlertAck
+from vigil.schemas.codecs.fhir_out import alert_to_risk_assessment
+from vigil.schemas.deadletter import Rejected
+from vigil.schemas.scores import RiskScore
 
 OPEN_ALERTS_KEY = "vigil:open_alerts"
 
@@ -100,8 +100,9 @@ async def _track_open(pids: list[str], states: dict[str, PatientAlertState]) -> 
     await rt.store._until_ok("open_alerts", write)
 
 
-def _decode(events: Sequence[faust.EventT], model: type[RiskScore] | type[AlertAck]
-            ) -> tuple[list[tuple[str, RiskScore | AlertAck]], list[faust.EventT]]:
+def _decode(
+    events: Sequence[faust.EventT], model: type[RiskScore] | type[AlertAck]
+) -> tuple[list[tuple[str, RiskScore | AlertAck]], list[faust.EventT]]:
     good, bad = [], []
     for event in events:
         try:
@@ -114,9 +115,7 @@ def _decode(events: Sequence[faust.EventT], model: type[RiskScore] | type[AlertA
 
 async def _dead_letter_all(publisher: Publisher, bad: list[faust.EventT]) -> None:
     for event in bad:
-        m = event.message
-        await publisher.dead_letter(deadletter_topic, Rejected("schema", "not a valid record for this topic"),
-                                    m.value, m.topic, m.partition, m.offset, key=m.key)
+        await publisher.dead_letter(event, Rejected("schema", "not a valid record for this topic"))
 
 
 @app.agent(scores_topic)
@@ -144,8 +143,13 @@ async def ack_events(batch: Sequence[faust.EventT], publisher: Publisher) -> Non
     if good:
         for _pid, ack in good:
             assert isinstance(ack, AlertAck)
-            audit = {"type": "alert_ack", "alert_id": ack.alert_id, "action": ack.action,
-                     "by": ack.by, "at": ack.at.isoformat()}
+            audit = {
+                "type": "alert_ack",
+                "alert_id": ack.alert_id,
+                "action": ack.action,
+                "by": ack.by,
+                "at": ack.at.isoformat(),
+            }
             await publisher.send(audit_topic, None, json.dumps(audit).encode())
         await alert_batch(good, publisher)
 
@@ -160,7 +164,7 @@ async def escalate_unacknowledged() -> None:
         return
     blobs = await rt.store.load_blobs(keys)
     now_s = time.time()
-    publisher = Publisher()
+    publisher = Publisher(deadletter_topic)
     changed: dict[str, bytes] = {}
     for key, blob in zip(keys, blobs, strict=True):
         state = PatientAlertState.from_bytes(blob)

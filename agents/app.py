@@ -6,8 +6,8 @@ from typing import Any
 
 import faust
 
-from agents import topics
-from infra.settings import Settings, get_settings
+from vigil.infra.settings import Settings, get_settings
+from vigil.schemas import topics
 
 
 def kafka_bootstrap(settings: Settings) -> str:
@@ -19,7 +19,7 @@ def _broker_credentials(settings: Settings) -> object | None:
         return None
     import ssl
 
-    from infra.tls import with_stack_credentials
+    from vigil.infra.tls import with_stack_credentials
 
     # a secure embedded stack keeps the generated password in <home>/secrets, not in the env
     k = with_stack_credentials(settings).kafka
@@ -27,7 +27,9 @@ def _broker_credentials(settings: Settings) -> object | None:
     context = ssl.create_default_context(cafile=k.ssl_cafile)
     password = k.sasl_password.get_secret_value() if k.sasl_password else ""
     return faust.SASLCredentials(
-        username=k.sasl_username, password=password, mechanism=k.sasl_mechanism or "SCRAM-SHA-512",
+        username=k.sasl_username,
+        password=password,
+        mechanism=k.sasl_mechanism or "SCRAM-SHA-512",
         ssl_context=context,
     )
 

@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 
 import faust
 
-from agents.app import deadletter_topic, scores_topic
-from agents.runtime import ModelInput, Publisher, runtime
-from infra import metrics
-from infra.logging import get_logger
-from models.scoring import PendingUpdate, build_risk_score
-from models.window import LateEvent
-from schemas.deadletter import Rejected
-from schemas.events import PatientEvent
+from vigil.agents.app import scores_topic
+from vigil.agents.runtime import ModelInput, Publisher, runtime
+from vigil.infra import metrics
+from vigil.infra.logging import get_logger
+from vigil.models.scoring import PendingUpdate, build_risk_score
+from vigil.models.window import LateEvent
+from vigil.schemas.deadletter import Rejected
+from vigil.schemas.events import PatientEvent
 
 log = get_logger(__name__)
 
@@ -44,14 +44,18 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
         try:
             changed = windows[pid].apply(patient_event)
         except LateEvent as exc:
-            await publisher.dead_letter(deadletter_topic, Rejected("outside_window", str(exc)), m.value,
-                                        m.topic, m.partition, m.offset, key=m.key)
+            await publisher.dead_letter(event, Rejected("outside_window", str(exc)))
             continue
         if not changed:
             continue  # an exact duplicate of state whose score is already published
         update = updates.setdefault(pid, PendingUpdate(pid))
-        update.add(patient_event.event_id, patient_event.observed_at, kafka_timestamp_ms(m),
-                   patient_event.encounter, patient_event.ward)
+        update.add(
+            patient_event.event_id,
+            patient_event.observed_at,
+            kafka_timestamp_ms(m),
+            patient_event.encounter,
+            patient_event.ward,
+        )
     pids = list(updates)
     t_apply = time.perf_counter()
     inputs = [ModelInput(windows[p].matrix(), windows[p].statics()) for p in pids]
@@ -72,9 +76,16 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
     await rt.store.save_windows({pid: windows[pid] for pid in updates})
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t1)
     # one canonical line per batch (counts and timings only: no identifiers, no values)
-    log.info("batch.scored", events=len(parsed), patients=len(pids), load_apply_ms=_ms(t0, t_apply),
-             infer_ms=_ms(t_apply, t_infer), build_ms=_ms(t_infer, t_build), deliver_ms=_ms(t_build, t1),
-             save_ms=_ms(t1, time.perf_counter()))
+    log.info(
+        "batch.scored",
+        events=len(parsed),
+        patients=len(pids),
+        load_apply_ms=_ms(t0, t_apply),
+        infer_ms=_ms(t_apply, t_infer),
+        build_ms=_ms(t_infer, t_build),
+        deliver_ms=_ms(t_build, t1),
+        save_ms=_ms(t1, time.perf_counter()),
+    )
     return len(pids)
 
 

@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 
 import faust
 
-from agents.app import app, deadletter_topic, events_raw_topic, events_topic, settings
-from agents.infer import score_events
-from agents.runtime import Publisher, batches, run_batch
-from infra import metrics
-from schemas.deadletter import Rejected
-from schemas.events import PatientEvent
-from schemas.normalize import decode_raw_event
+from vigil.agents.app import app, deadletter_topic, events_raw_topic, events_topic, settings
+from vigil.agents.infer import score_events
+from vigil.agents.runtime import Publisher, batches, run_batch
+from vigil.infra import metrics
+from vigil.schemas.deadletter import Rejected
+from vigil.schemas.events import PatientEvent
+from vigil.schemas.normalize import decode_raw_event
 
 
 async def ingest_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> list[tuple[faust.EventT, PatientEvent]]:
@@ -28,8 +28,7 @@ async def ingest_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> l
         metrics.EVENTS_IN.labels(message.topic).inc()
         result = decode_raw_event(message.value, now)
         if isinstance(result, Rejected):
-            await publisher.dead_letter(deadletter_topic, result, message.value, message.topic,
-                                        message.partition, message.offset, key=message.key)
+            await publisher.dead_letter(event, result)
             continue
         metrics.EVENTS_ACCEPTED.inc()
         if settings.publish_events:

@@ -10,18 +10,19 @@ from functools import partial
 
 import faust
 
-from agents.app import app, deadletter_topic, events_raw_topic, ingest_fhir_topic, ingest_hl7v2_topic
-from agents.runtime import Publisher, batches, run_batch
-from infra import metrics
-from schemas.codecs.fhir import decode_fhir
-from schemas.codecs.hl7v2 import decode_hl7v2
-from schemas.codecs.loinc import DecodeResult
-from schemas.deadletter import Rejected
-from schemas.normalize import normalize_event
+from vigil.agents.app import app, deadletter_topic, events_raw_topic, ingest_fhir_topic, ingest_hl7v2_topic
+from vigil.agents.runtime import Publisher, batches, run_batch
+from vigil.infra import metrics
+from vigil.schemas.codecs.fhir import decode_fhir
+from vigil.schemas.codecs.hl7v2 import decode_hl7v2
+from vigil.schemas.codecs.loinc import DecodeResult
+from vigil.schemas.deadletter import Rejected
+from vigil.schemas.normalize import normalize_event
 
 
-async def interop_batch(batch: Sequence[faust.EventT], publisher: Publisher,
-                        decode: Callable[[bytes], DecodeResult]) -> None:
+async def interop_batch(
+    batch: Sequence[faust.EventT], publisher: Publisher, decode: Callable[[bytes], DecodeResult]
+) -> None:
     now = datetime.now(UTC)
     for event in batch:
         m = event.message
@@ -41,7 +42,7 @@ async def interop_batch(batch: Sequence[faust.EventT], publisher: Publisher,
         for code, count in result.unknown_codes.items():
             metrics.UNKNOWN_CODES.labels(code[:80]).inc(count)
         for item in rejected:
-            await publisher.dead_letter(deadletter_topic, item, m.value, m.topic, m.partition, m.offset, key=m.key)
+            await publisher.dead_letter(event, item)
 
 
 @app.agent(ingest_fhir_topic)

@@ -12,14 +12,14 @@ from typing import Any, cast
 import faust
 import numpy as np
 
-from infra import metrics
-from infra.logging import get_logger
-from infra.redis import PatientStore, RedisHealth
-from infra.settings import get_settings
-from models.alerting import AlertPolicy
-from models.batching import DynamicBatcher
-from schemas.deadletter import DeadLetter, Rejected
-from schemas.scores import ModelScore
+from vigil.infra import metrics
+from vigil.infra.logging import get_logger
+from vigil.infra.redis import PatientStore, RedisHealth
+from vigil.infra.settings import get_settings
+from vigil.models.alerting import AlertPolicy
+from vigil.models.batching import DynamicBatcher
+from vigil.schemas.deadletter import DeadLetter, Rejected, Source
+from vigil.schemas.scores import ModelScore
 
 log = get_logger(__name__)
 
@@ -39,11 +39,14 @@ class Runtime:
         self.store = PatientStore(self._redis_url(), settings.redis.ttl_s, self.health)
         self.bundle = _load_bundle()
         self.batcher: DynamicBatcher[ModelInput, list[ModelScore]] = DynamicBatcher(
-            self._infer, settings.batch.max_batch_size, settings.batch.max_queue_delay_ms,
+            self._infer,
+            settings.batch.max_batch_size,
+            settings.batch.max_queue_delay_ms,
             on_batch=_observe_batch,
         )
         self.policy = AlertPolicy(
-            exit_ratio=settings.alerts.exit_ratio, suppress_s=settings.alerts.suppress_s,
+            exit_ratio=settings.alerts.exit_ratio,
+            suppress_s=settings.alerts.suppress_s,
             escalate_after_s=settings.alerts.escalate_after_s,
         )
 
@@ -54,9 +57,12 @@ class Runtime:
     def _infer(self, inputs: Sequence[ModelInput]) -> list[list[ModelScore]]:
         if self.bundle is None:
             return [[] for _ in inputs]
-        results = self.bundle.score([i.window for i in inputs], [i.static for i in inputs],
-                                    buckets=self.settings.batch.buckets,
-                                    explain=self.settings.batch.explain)  # type: ignore[arg-type]
+        results = self.bundle.score(
+            [i.window for i in inputs],
+            [i.static for i in inputs],
+            buckets=self.settings.batch.buckets,
+            explain=self.settings.batch.explain,
+        )  # type: ignore[arg-type]
         return [r.scores for r in results]
 
     def explain_fully(self, window: np.ndarray, static: dict[str, float]) -> list[ModelScore]:
@@ -74,7 +80,7 @@ def _observe_batch(size: int, seconds: float) -> None:
 
 def _load_bundle() -> Any | None:
     try:
-        from models.registry import load_bundle
+        from vigil.models.registry import load_bundle
     except ImportError:
         log.warning("models.unavailable", reason="models.registry not importable; rule scores only")
         return None
@@ -87,12 +93,14 @@ def _load_bundle() -> Any | None:
     return bundle
 
 
-def batches(stream: faust.StreamT, size: int | None = None, within_s: float | None = None
-            ) -> AsyncIterator[Sequence[faust.EventT]]:
+def batches(
+    stream: faust.StreamT, size: int | None = None, within_s: float | None = None
+) -> AsyncIterator[Sequence[faust.EventT]]:
     """Batches of events (``take_events``): acked by Faust only when the next batch is requested."""
     settings = get_settings().batch
-    return cast(faust.Stream, stream).take_events(size or settings.stream_take,
-                                                  within=within_s or settings.stream_within_s)
+    return cast(faust.Stream, stream).take_events(
+        size or settings.stream_take, within=within_s or settings.stream_within_s
+    )
 
 
 _runtime: Runtime | None = None
@@ -105,10 +113,16 @@ def runtime() -> Runtime:
     return _runtime
 
 
+def store_healthy() -> bool:
+    """The worker's own view for readiness: False while its Redis writes are being retried."""
+    return True if _runtime is None else bool(_runtime.health.ok)
+
+
 class Publisher:
     """Collects sends for one batch and waits until the broker has them all (acks=all)."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadletter: faust.TopicT) -> None:
+        self._deadletter = deadletter
         self._pending: list[asyncio.Future[Any]] = []
 
     async def send(self, topic: faust.TopicT, key: str | bytes | None, value: bytes) -> None:
@@ -116,21 +130,24 @@ class Publisher:
         fut = await topic.send(key=k, value=value, force=True)
         self._pending.append(fut)  # type: ignore[arg-type]
 
-    async def dead_letter(self, topic: faust.TopicT, rejected: Rejected, original: bytes | None,
-                          source_topic: str, partition: int | None, offset: int | None,
-                          key: bytes | None = None) -> None:
-        record = DeadLetter(
-            reason=rejected.reason, detail=rejected.detail, source_topic=source_topic,
-            partition=partition, offset=offset, at=datetime.now(UTC),
-            original_b64=DeadLetter.encode(original or b""),
-        )
+    async def dead_letter(self, event: faust.EventT | None, rejected: Rejected) -> None:
+        """Publish ``rejected`` on the dead-letter topic, with ``event``'s message as its source
+        (or the source ``rejected`` already carries), under the original key."""
+        if event is not None:
+            rejected = rejected.at(source_of(event))
         metrics.DEAD_LETTERS.labels(rejected.reason).inc()
-        await self.send(topic, key, record.model_dump_json().encode())
+        key = rejected.source.key if rejected.source else None
+        await self.send(self._deadletter, key, DeadLetter.of(rejected, datetime.now(UTC)).model_dump_json().encode())
 
     async def flush(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, []
             await asyncio.gather(*pending)
+
+
+def source_of(event: faust.EventT) -> Source:
+    m = event.message
+    return Source(topic=m.topic, partition=m.partition, offset=m.offset, key=m.key, original=m.value)
 
 
 BatchHandler = Callable[[Sequence[faust.EventT], Publisher], Awaitable[object]]
@@ -145,8 +162,7 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT_ERRORS) or (isinstance(exc, KafkaError) and exc.retriable)
 
 
-async def run_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadletter: faust.TopicT,
-                    what: str) -> None:
+async def run_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadletter: faust.TopicT, what: str) -> None:
     """Process one batch so that it is fully handled before Faust acks it: transient failures
     are retried; an unexpected exception is narrowed down to the offending event(s), which go to
     the dead letters (reason ``internal``) while the rest of the batch is processed normally.
@@ -162,11 +178,12 @@ async def run_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadle
         raise
 
 
-async def _handle_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadletter: faust.TopicT,
-                        what: str) -> None:
+async def _handle_batch(
+    batch: Sequence[faust.EventT], handler: BatchHandler, deadletter: faust.TopicT, what: str
+) -> None:
     delay = 0.2
     while True:
-        publisher = Publisher()
+        publisher = Publisher(deadletter)
         try:
             await handler(batch, publisher)
             await publisher.flush()
@@ -180,15 +197,13 @@ async def _handle_batch(batch: Sequence[faust.EventT], handler: BatchHandler, de
                 delay = min(delay * 2, 5.0)
                 continue
             if len(batch) > 1:
-                log.error("batch.poison", agent=what, error=type(exc).__name__, events=len(batch))
+                log.error("batch.poison", agent=what, events=len(batch), exc_info=exc)
                 for event in batch:
                     await _handle_batch([event], handler, deadletter, what)
                 return
             m = batch[0].message
-            log.error("event.poison", agent=what, error=type(exc).__name__, topic=m.topic,
-                      partition=m.partition, offset=m.offset)
-            publisher = Publisher()
-            await publisher.dead_letter(deadletter, Rejected("internal", f"{what}: {type(exc).__name__}"),
-                                        m.value, m.topic, m.partition, m.offset, key=m.key)
+            log.error("event.poison", agent=what, topic=m.topic, partition=m.partition, offset=m.offset, exc_info=exc)
+            publisher = Publisher(deadletter)
+            await publisher.dead_letter(batch[0], Rejected("internal", f"{what}: {type(exc).__name__}"))
             await publisher.flush()
             return

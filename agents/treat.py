@@ -12,21 +12,21 @@ from datetime import datetime
 import faust
 from pydantic import ValidationError
 
-from agents.app import (
+from vigil.agents.app import (
     app,
     deadletter_topic,
     scores_topic,
     treatment_requests_topic,
     treatment_scores_topic,
 )
-from agents.runtime import Publisher, batches, run_batch, runtime
-from infra.redis import care_key, window_key
-from models.care import at_risk, care_categories, care_inputs
-from models.treatment import score_patient_care, score_plan
-from models.window import PatientWindow
-from schemas.deadletter import Rejected
-from schemas.scores import RiskScore
-from schemas.treatment import TreatmentPlan
+from vigil.agents.runtime import Publisher, batches, run_batch, runtime
+from vigil.infra.redis import care_key, window_key
+from vigil.models.care import at_risk, care_categories, care_inputs
+from vigil.models.treatment import score_patient_care, score_plan
+from vigil.models.window import PatientWindow
+from vigil.schemas.deadletter import Rejected
+from vigil.schemas.scores import RiskScore
+from vigil.schemas.treatment import TreatmentPlan
 
 STREAM_SUGGESTIONS = 3  # the feed shows the top few; the full search stays in `vigil plan score`
 
@@ -45,7 +45,7 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
     rt = runtime()
     pids = sorted(latest)
     blobs = await rt.store.load_blobs([window_key(p) for p in pids] + [care_key(p) for p in pids])
-    windows, cares = blobs[: len(pids)], blobs[len(pids):]
+    windows, cares = blobs[: len(pids)], blobs[len(pids) :]
     changed: dict[str, bytes] = {}
     published = 0
     for pid, wblob, cblob in zip(pids, windows, cares, strict=True):
@@ -58,14 +58,16 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
         inputs = _digest(json.dumps([care_categories(state), items, score.hour], default=str, sort_keys=True))
         if inputs == care.get("inputs"):
             continue
-        result = score_patient_care(state, items, now=score.observed_at, patient_id=pid,
-                                    max_suggestions=STREAM_SUGGESTIONS)
+        result = score_patient_care(
+            state, items, now=score.observed_at, patient_id=pid, max_suggestions=STREAM_SUGGESTIONS
+        )
         digest = _digest(result.model_dump_json(exclude={"as_of_min"}))
         if digest != care.get("digest"):
             await publisher.send(treatment_scores_topic, pid, result.model_dump_json().encode())
             published += 1
         changed[care_key(pid)] = json.dumps(
-            {"time_zero": time_zero.isoformat(), "digest": digest, "inputs": inputs}).encode()
+            {"time_zero": time_zero.isoformat(), "digest": digest, "inputs": inputs}
+        ).encode()
     await publisher.flush()  # delivered before the digest that suppresses a re-publish is stored
     if changed:
         await rt.store.save_blobs(changed)
@@ -95,8 +97,7 @@ async def plan_requests(batch: Sequence[faust.EventT], publisher: Publisher) -> 
             plan = TreatmentPlan.model_validate_json(m.value or b"")
         except (ValidationError, ValueError) as exc:
             detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors() else "invalid"
-            await publisher.dead_letter(deadletter_topic, Rejected("schema", f"treatment plan: {detail}"[:300]),
-                                        m.value, m.topic, m.partition, m.offset, key=m.key)
+            await publisher.dead_letter(event, Rejected("schema", f"treatment plan: {detail}"[:300]))
             continue
         result = score_plan(plan)
         await publisher.send(treatment_scores_topic, plan.patient_id or m.key, result.model_dump_json().encode())

@@ -9,8 +9,8 @@ from typing import cast
 
 import faust
 
-from agents.app import faust_config
-from infra.settings import get_settings
+from vigil.agents.app import faust_config
+from vigil.infra.settings import get_settings
 
 BASELINE_IN = "vigil.bench.baseline.in"
 BASELINE_OUT = "vigil.bench.baseline.out"

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from agents import topics
-from infra.readback import consumer_from_now
-from infra.replay import Stay, ensure_dataset, pick_stays, stay_events
-from infra.settings import Settings, get_settings
-from infra.stack import StackInfo, ensure_topics, stack_up
-from infra.workers import spawn_worker, stop_worker, worker_env
+from vigil.infra.readback import consumer_from_now
+from vigil.infra.replay import Stay, ensure_dataset, pick_stays, stay_events
+from vigil.infra.settings import Settings, get_settings
+from vigil.infra.stack import StackInfo, ensure_topics, stack_up
+from vigil.infra.workers import spawn_worker, stop_worker, worker_env
+from vigil.schemas import topics
 
 BATCH_CURVE_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -111,19 +111,25 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure_baseline(info: StackInfo, settings: Settings, n: int, messages: list[tuple[bytes, bytes]],
-                     log_dir: Path) -> dict[str, Any]:
+def measure_baseline(
+    info: StackInfo, settings: Settings, n: int, messages: list[tuple[bytes, bytes]], log_dir: Path
+) -> dict[str, Any]:
     import subprocess
     import sys
 
-    from bench.baseline import BASELINE_IN, BASELINE_OUT
+    from vigil.bench.baseline import BASELINE_IN, BASELINE_OUT
 
     ensure_topics(info.bootstrap, (BASELINE_IN, BASELINE_OUT), settings.kafka.partitions)
     watch = OutputWatch(info.bootstrap, BASELINE_OUT).start()
     preload(info.bootstrap, BASELINE_IN, messages)
     out = open(log_dir / "bench-baseline.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "bench.baseline"], env=worker_env(info), stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vigil.bench.baseline"],
+        env=worker_env(info),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         ok = _wait(lambda: watch.count >= n, timeout=300)
     finally:
@@ -139,8 +145,14 @@ PIPELINE_AGENTS = ("ingest", "alert")
 ALL_AGENTS = ("ingest", "alert", "treat", "interop")
 
 
-def measure_pipeline(info: StackInfo, settings: Settings, n: int, events: list[tuple[str, bytes, bytes]],
-                     log_dir: Path, agents: tuple[str, ...] = PIPELINE_AGENTS) -> tuple[dict[str, Any], Any]:
+def measure_pipeline(
+    info: StackInfo,
+    settings: Settings,
+    n: int,
+    events: list[tuple[str, bytes, bytes]],
+    log_dir: Path,
+    agents: tuple[str, ...] = PIPELINE_AGENTS,
+) -> tuple[dict[str, Any], Any]:
     ids = {eid for eid, _, _ in events}
     seen: set[str] = set()
 
@@ -160,8 +172,14 @@ def measure_pipeline(info: StackInfo, settings: Settings, n: int, events: list[t
     ok = _wait(done, timeout=600)
     watch.stop()
     span = ((watch.last_ts or 0) - (watch.first_ts or 0)) / 1000.0
-    result = {"events": len(ids & seen), "complete": ok, "seconds": span, "scores": watch.count,
-              "events_per_s": n / span if span > 0 else None, "worker_peak_rss_mb": round(peak_rss, 1)}
+    result = {
+        "events": len(ids & seen),
+        "complete": ok,
+        "seconds": span,
+        "scores": watch.count,
+        "events_per_s": n / span if span > 0 else None,
+        "worker_peak_rss_mb": round(peak_rss, 1),
+    }
     return result, proc
 
 
@@ -193,7 +211,9 @@ def measure_latency(info: StackInfo, events: list[tuple[str, bytes, bytes]], rat
     producer.close()
     lat = np.array([scored[e] - produced[e] for e in produced if e in scored], dtype=float)
     return {
-        "offered_rate": rate, "achieved_offer_rate": round(len(events) / offered_s, 1), "events": len(events),
+        "offered_rate": rate,
+        "achieved_offer_rate": round(len(events) / offered_s, 1),
+        "events": len(events),
         "scored": int(len(lat)),
         "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
         "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
@@ -205,7 +225,7 @@ def redis_bytes_per_patient(redis_url: str, patients: set[str]) -> dict[str, Any
     """Redis MEMORY USAGE of everything Vigil keeps per patient (window, alert and care state)."""
     import redis
 
-    from infra.redis import alert_key, care_key, window_key
+    from vigil.infra.redis import alert_key, care_key, window_key
 
     client = redis.Redis.from_url(redis_url)
     total = 0
@@ -220,8 +240,8 @@ def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]
     """Per-patient cost at each batch size (in-process, CPU): the deployed ONNX models alone
     (``models``: both sessions on prepared inputs) and the whole scoring call as the stream makes
     it (``end_to_end``: features + both models + per-score explanations, ``ModelBundle.score``)."""
-    from models.features import batch_sequence_inputs, batch_window_features
-    from models.registry import load_bundle
+    from vigil.models.features import batch_sequence_inputs, batch_window_features
+    from vigil.models.registry import load_bundle
 
     bundle = load_bundle()
     explain = get_settings().batch.explain  # what the stream computes per score
@@ -285,8 +305,9 @@ def plot_curve(curve: dict[int, float], end_to_end: dict[int, float], path: Path
     plt.close(fig)
 
 
-def run_bench(settings: Settings, n_events: int, rate: float, latency_s: float, patients: int,
-              plot_path: Path | None) -> dict[str, Any]:
+def run_bench(
+    settings: Settings, n_events: int, rate: float, latency_s: float, patients: int, plot_path: Path | None
+) -> dict[str, Any]:
     info = stack_up(settings)
     log_dir = settings.home / "logs"
     data_dir = ensure_dataset(settings.data_dir, settings.home)
@@ -294,8 +315,9 @@ def run_bench(settings: Settings, n_events: int, rate: float, latency_s: float, 
     events = bench_events(stays, n_events)
     patients_seen = {k.decode() for _, k, _ in events}
     baseline = measure_baseline(info, settings, len(events), [(k, v) for _, k, v in events], log_dir)
-    with_treatment, proc = measure_pipeline(info, settings, len(events), bench_events(stays, n_events), log_dir,
-                                            agents=ALL_AGENTS)
+    with_treatment, proc = measure_pipeline(
+        info, settings, len(events), bench_events(stays, n_events), log_dir, agents=ALL_AGENTS
+    )
     stop_worker(proc)
     pipeline, proc = measure_pipeline(info, settings, len(events), events, log_dir)
     try:
@@ -309,12 +331,20 @@ def run_bench(settings: Settings, n_events: int, rate: float, latency_s: float, 
     try:
         curve = batch_curve(stays)
     except Exception as exc:  # no model artifacts: say so rather than invent a number
-        curve = {"us_per_sample": {}, "end_to_end_us_per_sample": {}, "batch_speedup": None,
-                 "end_to_end_batch_speedup": None, "error": f"{type(exc).__name__}: {exc}"[:200]}
+        curve = {
+            "us_per_sample": {},
+            "end_to_end_us_per_sample": {},
+            "batch_speedup": None,
+            "end_to_end_batch_speedup": None,
+            "error": f"{type(exc).__name__}: {exc}"[:200],
+        }
     if plot_path and curve["us_per_sample"]:
         plot_curve(curve["us_per_sample"], curve["end_to_end_us_per_sample"], plot_path)
-    ratio = (pipeline["events_per_s"] / baseline["events_per_s"]
-             if pipeline["events_per_s"] and baseline["events_per_s"] else None)
+    ratio = (
+        pipeline["events_per_s"] / baseline["events_per_s"]
+        if pipeline["events_per_s"] and baseline["events_per_s"]
+        else None
+    )
     return {
         "baseline_events_per_s": round(baseline["events_per_s"] or 0, 1),
         "pipeline_events_per_s": round(pipeline["events_per_s"] or 0, 1),
@@ -330,11 +360,11 @@ def run_bench(settings: Settings, n_events: int, rate: float, latency_s: float, 
         "pipeline": pipeline,
         "pipeline_agents": list(PIPELINE_AGENTS),
         "with_treatment_agent": with_treatment,
-        "end_to_end_batch_speedup": (round(curve["end_to_end_batch_speedup"], 2)
-                                     if curve["end_to_end_batch_speedup"] else None),
+        "end_to_end_batch_speedup": (
+            round(curve["end_to_end_batch_speedup"], 2) if curve["end_to_end_batch_speedup"] else None
+        ),
         "batch_curve_us_per_sample": {str(k): round(v, 1) for k, v in curve["us_per_sample"].items()},
-        "end_to_end_curve_us_per_sample": {str(k): round(v, 1)
-                                           for k, v in curve["end_to_end_us_per_sample"].items()},
+        "end_to_end_curve_us_per_sample": {str(k): round(v, 1) for k, v in curve["end_to_end_us_per_sample"].items()},
         "providers": curve.get("providers"),
         "cpu_count": os.cpu_count(),
     }

@@ -14,9 +14,9 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
-from agents import topics
-from infra.logging import get_logger
-from infra.settings import Settings
+from vigil.infra.logging import get_logger
+from vigil.infra.settings import Settings
+from vigil.schemas import topics
 
 log = get_logger(__name__)
 
@@ -26,9 +26,7 @@ def effective_config(settings: Settings) -> dict[str, Any]:
     return settings.model_dump(mode="json")
 
 
-def config_change_record(
-    settings: Settings, action: str = "worker_start", component: str = "worker"
-) -> dict[str, Any]:
+def config_change_record(settings: Settings, action: str = "worker_start", component: str = "worker") -> dict[str, Any]:
     config = effective_config(settings)
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
     try:
@@ -56,7 +54,7 @@ def publish_config_audit(
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    from infra.tls import kafka_client_options
+    from vigil.infra.tls import kafka_client_options
 
     record = config_change_record(settings, action, component)
     bootstrap = settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}"

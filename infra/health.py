@@ -16,28 +16,23 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from infra.logging import get_logger
-from infra.settings import Settings
+from vigil.infra.logging import get_logger
+from vigil.infra.settings import Settings
 
 log = get_logger(__name__)
 
 
-def _store_ok() -> bool:
-    """The worker's own view: False while its Redis writes are failing (and being retried)."""
-    try:
-        from agents import runtime as worker_runtime
-    except ImportError:
-        return True
-    rt = worker_runtime._runtime
-    return True if rt is None else bool(rt.health.ok)
-
-
 class ReadinessProbe:
-    def __init__(self, settings: Settings, interval_s: float = 1.0) -> None:
+    def __init__(
+        self, settings: Settings, store_ok: Callable[[], bool] = lambda: True, interval_s: float = 1.0
+    ) -> None:
+        # the worker's own view (agents.runtime): False while its Redis writes are being retried
+        self._store_ok = store_ok
         import redis
 
         s = settings.redis
@@ -62,7 +57,7 @@ class ReadinessProbe:
 
     def check(self) -> dict[str, Any]:
         redis_ok = self._ping()
-        ready = redis_ok and _store_ok()
+        ready = redis_ok and self._store_ok()
         previous = self.state
         since = previous["since"] if previous["ready"] == ready else time.time()
         if previous["ready"] != ready:
@@ -70,7 +65,7 @@ class ReadinessProbe:
         self.state = {
             "ready": ready,
             "redis": redis_ok,
-            "store_ok": _store_ok(),
+            "store_ok": self._store_ok(),
             "pid": os.getpid(),
             "at": time.time(),
             "since": since,
@@ -126,11 +121,11 @@ def serve_readiness(probe: ReadinessProbe, port: int, host: str = "127.0.0.1") -
     return server
 
 
-def start_readiness(settings: Settings) -> ReadinessProbe | None:
+def start_readiness(settings: Settings, store_ok: Callable[[], bool]) -> ReadinessProbe | None:
     """Start the probe when a health port or file is configured (``vigil worker`` calls this)."""
     if settings.health_port is None and settings.health_file is None:
         return None
-    probe = ReadinessProbe(settings).start()
+    probe = ReadinessProbe(settings, store_ok).start()
     if settings.health_port is not None:
         serve_readiness(probe, settings.health_port)
     return probe

@@ -16,13 +16,29 @@ from typing import Any
 
 import structlog
 
-from infra.settings import get_settings
+from vigil.infra.settings import get_settings
 
 # Keys that must never reach a log line in clear.
-PHI_KEYS = frozenset({
-    "patient_id", "patient", "name", "given", "family", "birth_date", "dob", "mrn", "value",
-    "values", "vitals", "raw", "payload", "original", "address", "phone",
-})
+PHI_KEYS = frozenset(
+    {
+        "patient_id",
+        "patient",
+        "name",
+        "given",
+        "family",
+        "birth_date",
+        "dob",
+        "mrn",
+        "value",
+        "values",
+        "vitals",
+        "raw",
+        "payload",
+        "original",
+        "address",
+        "phone",
+    }
+)
 
 
 def patient_hash(patient_id: str) -> str:
@@ -37,17 +53,22 @@ def redact_phi(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str
     return event_dict
 
 
-_configured = False
+# Tracebacks as data (a ``exception`` list of frames in the JSON line), never with the frames'
+# local variables: a local may hold a patient's record.
+_dict_tracebacks = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
 
 
 def configure_logging(fmt: str | None = None, level: str | None = None) -> None:
-    global _configured
     settings = get_settings()
     fmt = fmt or settings.log_format
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
+    renderer: list[Any] = (
+        [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
+        if fmt == "console"
+        else [_dict_tracebacks, structlog.processors.JSONRenderer()]
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -63,16 +84,19 @@ def configure_logging(fmt: str | None = None, level: str | None = None) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer,
-        ])
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *renderer,
+            ],
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or settings.log_level).upper())
     for noisy in ("aiokafka", "kafka", "faust", "mode", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    _configured = True
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

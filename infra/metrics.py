@@ -9,14 +9,20 @@ EVENTS_ACCEPTED = Counter("vigil_events_accepted_total", "Events validated and n
 DEAD_LETTERS = Counter("vigil_dead_letters_total", "Inputs sent to the dead-letter topic", ["reason"])
 SCORES = Counter("vigil_scores_total", "Risk scores published")
 ALERTS = Counter("vigil_alerts_total", "Alert transitions published", ["state", "severity"])
-BATCH_SIZE = Histogram("vigil_inference_batch_size", "Patients per inference batch",
-                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
-INFERENCE_SECONDS = Histogram("vigil_inference_seconds", "Model inference time per batch",
-                              buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0))
-REDIS_SECONDS = Histogram("vigil_redis_seconds", "Redis round trip per batch",
-                          buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 2.0))
+BATCH_SIZE = Histogram(
+    "vigil_inference_batch_size", "Patients per inference batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)
+INFERENCE_SECONDS = Histogram(
+    "vigil_inference_seconds",
+    "Model inference time per batch",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+)
+REDIS_SECONDS = Histogram(
+    "vigil_redis_seconds",
+    "Redis round trip per batch",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 2.0),
+)
 CONSUMER_LAG = Gauge("vigil_consumer_lag", "Consumer lag (messages) per topic", ["topic"])
 REDIS_UP = Gauge("vigil_redis_up", "1 when the worker's Redis calls succeed")
 INTEROP_IGNORED = Counter("vigil_interop_ignored_total", "FHIR/HL7 parts deliberately not mapped", ["reason"])
-UNKNOWN_CODES = Counter("vigil_unknown_codes_total", "Unmapped codes seen in FHIR/HL7 input (system|code)",
-                        ["code"])
+UNKNOWN_CODES = Counter("vigil_unknown_codes_total", "Unmapped codes seen in FHIR/HL7 input (system|code)", ["code"])

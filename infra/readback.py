@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents import topics
+from vigil.schemas import topics
 
 
 def consumer_from_now(bootstrap: str, names: tuple[str, ...], **client: Any) -> Any:
@@ -67,8 +67,9 @@ class TopicReader:
     """Background consumer of scores, alerts and dead letters from given start offsets."""
 
     def __init__(self, bootstrap: str, keep_scores: bool = False, **client: Any) -> None:
-        self.consumer = consumer_from_now(bootstrap, (topics.SCORES, topics.ALERTS, topics.DEADLETTER),
-                                          consumer_timeout_ms=200, **client)
+        self.consumer = consumer_from_now(
+            bootstrap, (topics.SCORES, topics.ALERTS, topics.DEADLETTER), consumer_timeout_ms=200, **client
+        )
         self.result = Readback()
         self.keep_scores = keep_scores
         self._stop = threading.Event()

@@ -15,8 +15,8 @@ from typing import TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from infra.logging import get_logger, patient_hash
-from models.window import PatientWindow
+from vigil.infra.logging import get_logger, patient_hash
+from vigil.models.window import PatientWindow
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -49,20 +49,30 @@ class RedisHealth:
 
 def _configured_credentials() -> tuple[str | None, str | None]:
     """ACL user and password from settings, or from a secure embedded stack's secrets."""
-    from infra.settings import get_settings
-    from infra.tls import with_stack_credentials
+    from vigil.infra.settings import get_settings
+    from vigil.infra.tls import with_stack_credentials
 
     r = with_stack_credentials(get_settings()).redis
     return r.username, r.password.get_secret_value() if r.password else None
 
 
 class PatientStore:
-    def __init__(self, url: str, ttl_s: int, health: RedisHealth | None = None,
-                 password: str | None = None, username: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        ttl_s: int,
+        health: RedisHealth | None = None,
+        password: str | None = None,
+        username: str | None = None,
+    ) -> None:
         if password is None and username is None:
             username, password = _configured_credentials()
         self.client = aioredis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=2, password=password, username=username,
+            url,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+            password=password,
+            username=username,
             decode_responses=False,
         )
         self.ttl_s = ttl_s

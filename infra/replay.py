@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from schemas.codes import DYNAMIC_CODES, LABS, canonical_unit
-from schemas.events import PatientEvent
+from vigil.schemas.codes import DYNAMIC_CODES, LABS, canonical_unit
+from vigil.schemas.events import PatientEvent
 
 REPLAY_STATICS = ("Age", "Gender")
 
@@ -52,7 +52,7 @@ def ensure_dataset(data_dir: Path, cache: Path) -> Path:
 
 
 def load_stays(files: list[Path]) -> list[Stay]:
-    from models.offline import read_psv
+    from vigil.models.offline import read_psv
 
     stays = []
     for path in files:
@@ -89,17 +89,35 @@ def stay_events(stay: Stay, base: datetime, ward: str | None = None) -> Iterator
     for code in REPLAY_STATICS:
         value = stay.static.get(code, math.nan)
         if math.isfinite(value):
-            yield 0, PatientEvent(
-                event_id=_event_id(stay.patient_id, 0, code), patient_id=stay.patient_id,
-                observed_at=first, source="replay", kind="demographic", code=code, value=value,
-                unit=canonical_unit(code), ward=ward,
+            yield (
+                0,
+                PatientEvent(
+                    event_id=_event_id(stay.patient_id, 0, code),
+                    patient_id=stay.patient_id,
+                    observed_at=first,
+                    source="replay",
+                    kind="demographic",
+                    code=code,
+                    value=value,
+                    unit=canonical_unit(code),
+                    ward=ward,
+                ),
             )
     for hour, row in enumerate(stay.matrix):
         at = base + timedelta(hours=hour, minutes=30)
         for idx in np.flatnonzero(~np.isnan(row)):
             code = DYNAMIC_CODES[idx]
-            yield hour, PatientEvent(
-                event_id=_event_id(stay.patient_id, hour, code), patient_id=stay.patient_id,
-                observed_at=at, source="replay", kind="lab" if code in LABS else "vital",
-                code=code, value=float(row[idx]), unit=canonical_unit(code), ward=ward,
+            yield (
+                hour,
+                PatientEvent(
+                    event_id=_event_id(stay.patient_id, hour, code),
+                    patient_id=stay.patient_id,
+                    observed_at=at,
+                    source="replay",
+                    kind="lab" if code in LABS else "vital",
+                    code=code,
+                    value=float(row[idx]),
+                    unit=canonical_unit(code),
+                    ward=ward,
+                ),
             )

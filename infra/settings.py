@@ -71,9 +71,7 @@ class AlertSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
     home: Path = Field(default_factory=default_home)
     kafka: KafkaSettings = KafkaSettings()

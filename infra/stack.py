@@ -27,16 +27,17 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.logging import get_logger
-from infra.settings import Settings
-from infra.tls import KAFKA_BROKER_USER, KAFKA_CLIENT_USER, REDIS_USER, SCRAM_MECHANISM, SecureMaterial
+from vigil.infra.logging import get_logger
+from vigil.infra.settings import Settings
+from vigil.infra.tls import KAFKA_BROKER_USER, KAFKA_CLIENT_USER, REDIS_USER, SCRAM_MECHANISM, SecureMaterial
+from vigil.schemas.errors import UserError
 
 log = get_logger(__name__)
 
 POM = Path(__file__).parent / "kafka" / "pom.xml"
 
 
-class StackError(RuntimeError):
+class StackError(UserError):
     """The embedded stack could not start; the message says what to install or check."""
 
 
@@ -53,9 +54,12 @@ class StackInfo:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "bootstrap": self.bootstrap, "redis_url": self.redis_url,
-            "kafka_embedded": self.kafka_embedded, "redis_embedded": self.redis_embedded,
-            "started_s": round(self.started_s, 2), "security_protocol": self.security_protocol,
+            "bootstrap": self.bootstrap,
+            "redis_url": self.redis_url,
+            "kafka_embedded": self.kafka_embedded,
+            "redis_embedded": self.redis_embedded,
+            "started_s": round(self.started_s, 2),
+            "security_protocol": self.security_protocol,
         }
 
 
@@ -150,9 +154,10 @@ def ensure_kafka_jars(paths: StackPaths) -> Path:
     paths.libs.mkdir(parents=True)
     log.info("stack.kafka.fetch_jars", pom=str(POM))
     proc = subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-         f"-DoutputDirectory={paths.libs}"],
-        capture_output=True, text=True, check=False,
+        ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={paths.libs}"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise StackError(f"mvn could not fetch Kafka's jars:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -171,8 +176,10 @@ def _listener_properties(settings: Settings, material: SecureMaterial | None) ->
         ]
     # Clients (and the broker to itself) only through SASL_SSL; the KRaft controller listener
     # stays PLAINTEXT but bound to loopback, where only this host's processes reach it.
-    jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required '
-            f'username="{KAFKA_BROKER_USER}" password="{material.broker_password.get_secret_value()}";')
+    jaas = (
+        f"org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{KAFKA_BROKER_USER}" password="{material.broker_password.get_secret_value()}";'
+    )
     return [
         f"listeners=SASL_SSL://127.0.0.1:{k.embedded_port},CONTROLLER://127.0.0.1:{k.embedded_controller_port}",
         f"advertised.listeners=SASL_SSL://127.0.0.1:{k.embedded_port}",
@@ -192,30 +199,32 @@ def _listener_properties(settings: Settings, material: SecureMaterial | None) ->
 
 def _kafka_properties(settings: Settings, paths: StackPaths, material: SecureMaterial | None = None) -> str:
     k = settings.kafka
-    return "\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{k.embedded_controller_port}",
-        *_listener_properties(settings, material),
-        "controller.listener.names=CONTROLLER",
-        f"log.dirs={paths.kafka_data}",
-        f"num.partitions={k.partitions}",
-        "auto.create.topics.enable=true",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=8",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        # A single local broker: let the first consumer join its group at once instead of
-        # waiting the default 3 s for others (the first event flows within seconds).
-        "group.initial.rebalance.delay.ms=0",
-        "log.retention.hours=24",
-        "log.segment.bytes=67108864",
-        "num.network.threads=2",
-        "num.io.threads=4",
-        "",
-    ])
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{k.embedded_controller_port}",
+            *_listener_properties(settings, material),
+            "controller.listener.names=CONTROLLER",
+            f"log.dirs={paths.kafka_data}",
+            f"num.partitions={k.partitions}",
+            "auto.create.topics.enable=true",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=8",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            # A single local broker: let the first consumer join its group at once instead of
+            # waiting the default 3 s for others (the first event flows within seconds).
+            "group.initial.rebalance.delay.ms=0",
+            "log.retention.hours=24",
+            "log.segment.bytes=67108864",
+            "num.network.threads=2",
+            "num.io.threads=4",
+            "",
+        ]
+    )
 
 
 _LOG4J2 = """status = warn
@@ -236,9 +245,17 @@ logger.apache.level = WARN
 def _java_cmd(paths: StackPaths, main: str, *args: str) -> list[str]:
     log4j = paths.kafka / "log4j2.properties"
     return [
-        "java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={paths.logs}",
-        "-cp", f"{paths.libs}/*", main, *args,
+        "java",
+        "-Xms256m",
+        "-Xmx768m",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log4j}",
+        f"-Dkafka.logs.dir={paths.logs}",
+        "-cp",
+        f"{paths.libs}/*",
+        main,
+        *args,
     ]
 
 
@@ -247,7 +264,7 @@ def _cluster_id() -> str:
 
 
 def _secure_material(settings: Settings) -> SecureMaterial | None:
-    from infra.tls import ensure_secure_material, is_secure
+    from vigil.infra.tls import ensure_secure_material, is_secure
 
     return ensure_secure_material(settings.home) if is_secure(settings) else None
 
@@ -257,12 +274,15 @@ def _scram_args(material: SecureMaterial | None) -> list[str]:
     if material is None:
         return []
     users = ((KAFKA_CLIENT_USER, material.kafka_password), (KAFKA_BROKER_USER, material.broker_password))
-    return [arg for name, pw in users
-            for arg in ("--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={pw.get_secret_value()}]")]
+    return [
+        arg
+        for name, pw in users
+        for arg in ("--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={pw.get_secret_value()}]")
+    ]
 
 
 def start_kafka(settings: Settings, paths: StackPaths, timeout_s: float = 90.0) -> str:
-    from infra.tls import kafka_client_options, with_stack_credentials, write_private
+    from vigil.infra.tls import kafka_client_options, with_stack_credentials, write_private
 
     port = settings.kafka.embedded_port
     bootstrap = f"127.0.0.1:{port}"
@@ -279,14 +299,26 @@ def start_kafka(settings: Settings, paths: StackPaths, timeout_s: float = 90.0) 
     (paths.kafka / "log4j2.properties").write_text(_LOG4J2.format(log=paths.logs / "kafka.log"))
     scram_marker = paths.kafka_data / ".vigil-scram"
     if material is not None and (paths.kafka_data / "meta.properties").exists() and not scram_marker.exists():
-        raise StackError(f"{paths.kafka_data} was formatted without SCRAM users; "
-                         "run `vigil stack down --wipe` before `vigil stack up --secure`")
+        raise StackError(
+            f"{paths.kafka_data} was formatted without SCRAM users; "
+            "run `vigil stack down --wipe` before `vigil stack up --secure`"
+        )
     if not (paths.kafka_data / "meta.properties").exists():
         proc = subprocess.run(
             # "--cluster-id=" form: a random id may start with "-" and would parse as an option
-            _java_cmd(paths, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}",
-                      "-c", str(paths.kafka_config), "--ignore-formatted", *_scram_args(material)),
-            capture_output=True, text=True, check=False,
+            _java_cmd(
+                paths,
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={_cluster_id()}",
+                "-c",
+                str(paths.kafka_config),
+                "--ignore-formatted",
+                *_scram_args(material),
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             # never echo the command line: it carries the SCRAM passwords
@@ -296,16 +328,19 @@ def start_kafka(settings: Settings, paths: StackPaths, timeout_s: float = 90.0) 
     out = open(paths.logs / "kafka.out", "ab")  # noqa: SIM115 - handed to the child process
     child = subprocess.Popen(
         _java_cmd(paths, "kafka.Kafka", str(paths.kafka_config)),
-        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     paths.kafka_pid.write_text(str(child.pid))
-    _wait_kafka_ready(bootstrap, child, paths, timeout_s,
-                      **kafka_client_options(with_stack_credentials(settings)))
+    _wait_kafka_ready(bootstrap, child, paths, timeout_s, **kafka_client_options(with_stack_credentials(settings)))
     return bootstrap
 
 
-def _wait_kafka_ready(bootstrap: str, child: subprocess.Popen[bytes] | None, paths: StackPaths,
-                      timeout_s: float, **client_kwargs: object) -> None:
+def _wait_kafka_ready(
+    bootstrap: str, child: subprocess.Popen[bytes] | None, paths: StackPaths, timeout_s: float, **client_kwargs: object
+) -> None:
     from kafka import KafkaAdminClient
 
     deadline = time.monotonic() + timeout_s
@@ -317,8 +352,9 @@ def _wait_kafka_ready(bootstrap: str, child: subprocess.Popen[bytes] | None, pat
         host, port = bootstrap.rsplit(":", 1)
         if _port_open(host, int(port)):
             try:
-                admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000,
-                                         client_id="vigil-stack", **client_kwargs)
+                admin = KafkaAdminClient(
+                    bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="vigil-stack", **client_kwargs
+                )
                 try:
                     admin.describe_cluster()
                     return
@@ -330,8 +366,9 @@ def _wait_kafka_ready(bootstrap: str, child: subprocess.Popen[bytes] | None, pat
     raise StackError(f"Kafka at {bootstrap} not ready after {timeout_s:.0f}s: {last_error}")
 
 
-def ensure_topics(bootstrap: str, topics: tuple[str, ...], partitions: int, replication: int = 1,
-                  **client_kwargs: object) -> None:
+def ensure_topics(
+    bootstrap: str, topics: tuple[str, ...], partitions: int, replication: int = 1, **client_kwargs: object
+) -> None:
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -369,14 +406,19 @@ def _redis_auth_conf(paths: StackPaths, material: SecureMaterial) -> Path:
     """requirepass for the ``default`` (operator) user and an ACL user for the workers that may
     touch only ``vigil:*`` keys and no @dangerous command (FLUSHALL, CONFIG, KEYS, DEBUG...).
     In a 0600 file, not on the command line, where ``ps`` would show the passwords."""
-    from infra.tls import write_private
+    from vigil.infra.tls import write_private
 
     conf = paths.redis / "auth.conf"
-    write_private(conf, "\n".join([
-        f"requirepass {material.redis_admin_password.get_secret_value()}",
-        f"user {REDIS_USER} on >{material.redis_password.get_secret_value()} ~vigil:* &* +@all -@dangerous",
-        "",
-    ]).encode())
+    write_private(
+        conf,
+        "\n".join(
+            [
+                f"requirepass {material.redis_admin_password.get_secret_value()}",
+                f"user {REDIS_USER} on >{material.redis_password.get_secret_value()} ~vigil:* &* +@all -@dangerous",
+                "",
+            ]
+        ).encode(),
+    )
     return conf
 
 
@@ -396,13 +438,30 @@ def start_redis(settings: Settings, paths: StackPaths, timeout_s: float = 20.0) 
     # Kafka offsets are committed only after the write, so the worker replays that second).
     auth_conf = [str(_redis_auth_conf(paths, material))] if material else []
     args = [
-        redis_binary(), *auth_conf, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(paths.redis),
-        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-        "--logfile", str(paths.logs / "redis.log"), "--daemonize", "no",
-        "--maxmemory-policy", "noeviction",
+        redis_binary(),
+        *auth_conf,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(paths.redis),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--logfile",
+        str(paths.logs / "redis.log"),
+        "--daemonize",
+        "no",
+        "--maxmemory-policy",
+        "noeviction",
     ]
-    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
+    child = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True
+    )
     paths.redis_pid.write_text(str(child.pid))
     admin_password = material.redis_admin_password.get_secret_value() if material else None
     client = redis.Redis.from_url(url, socket_timeout=1, password=admin_password)
@@ -423,7 +482,7 @@ def start_redis(settings: Settings, paths: StackPaths, timeout_s: float = 20.0) 
 
 def stack_up(settings: Settings) -> StackInfo:
     """Start what is not configured externally; idempotent (an already running stack is reused)."""
-    from agents.topics import ALL_TOPICS
+    from vigil.schemas.topics import ALL_TOPICS
 
     t0 = time.monotonic()
     paths = StackPaths(settings.home)
@@ -433,12 +492,20 @@ def stack_up(settings: Settings) -> StackInfo:
     redis_url = start_redis(settings, paths) if redis_embedded else settings.redis.url
     assert bootstrap is not None and redis_url is not None
     if kafka_embedded:
-        from infra.tls import kafka_client_options, with_stack_credentials
+        from vigil.infra.tls import kafka_client_options, with_stack_credentials
 
-        ensure_topics(bootstrap, ALL_TOPICS, settings.kafka.partitions,
-                      **kafka_client_options(with_stack_credentials(settings)))
-    info = StackInfo(bootstrap, redis_url, kafka_embedded, redis_embedded, time.monotonic() - t0,
-                     security_protocol=settings.kafka.security_protocol, home=str(settings.home))
+        ensure_topics(
+            bootstrap, ALL_TOPICS, settings.kafka.partitions, **kafka_client_options(with_stack_credentials(settings))
+        )
+    info = StackInfo(
+        bootstrap,
+        redis_url,
+        kafka_embedded,
+        redis_embedded,
+        time.monotonic() - t0,
+        security_protocol=settings.kafka.security_protocol,
+        home=str(settings.home),
+    )
     log.info("stack.up", **info.as_dict())
     return info
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from infra.settings import Settings
+from vigil.infra.settings import Settings
 
 KAFKA_CLIENT_USER = "vigil"  # what workers, producers and readers authenticate as
 KAFKA_BROKER_USER = "vigil-broker"  # the broker to itself (inter-broker listener)
@@ -97,9 +97,7 @@ def _issue_ca(tls: Path) -> None:
     )
     write_private(
         tls / "ca.key",
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ),
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )
     (tls / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
@@ -125,9 +123,7 @@ def _issue_broker_cert(tls: Path) -> None:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=CERT_DAYS))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -137,9 +133,7 @@ def _issue_broker_cert(tls: Path) -> None:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     pem += cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(serialization.Encoding.PEM)
     write_private(tls / "broker.pem", pem)
 

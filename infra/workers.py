@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.stack import StackInfo
+from vigil.infra.stack import StackInfo
 
 
 def worker_env(info: StackInfo, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -27,14 +27,18 @@ def worker_env(info: StackInfo, extra: dict[str, str] | None = None) -> dict[str
     return env
 
 
-def spawn_worker(info: StackInfo, log_path: Path, extra_env: dict[str, str] | None = None,
-                 agents: tuple[str, ...] | None = None) -> subprocess.Popen[bytes]:
+def spawn_worker(
+    info: StackInfo, log_path: Path, extra_env: dict[str, str] | None = None, agents: tuple[str, ...] | None = None
+) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = open(log_path, "ab")  # noqa: SIM115 - owned by the child
     return subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "worker", *(["--agents", ",".join(agents)] if agents else [])],
-        env=worker_env(info, extra_env), stdout=out, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True,
+        [sys.executable, "-m", "vigil.cli", "worker", *(["--agents", ",".join(agents)] if agents else [])],
+        env=worker_env(info, extra_env),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 
@@ -47,53 +51,3 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> int:
             proc.kill()
             proc.wait()
     return proc.returncode
-
-
-AGENT_MODULES = ("ingest", "alert", "treat", "interop")
-
-
-def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ...] = AGENT_MODULES) -> None:
-    """The ``vigil worker`` command: one Faust worker consuming its share of the partitions.
-
-    ``agents`` selects the agent modules this process runs (all by default). A split deployment
-    runs each selection under its own ``VIGIL_APP_ID`` (its own consumer group), e.g. the
-    treatment agent as a separate group of workers beside the scoring pipeline."""
-    import importlib
-
-    from agents.app import app
-    from infra.logging import configure_logging
-
-    for name in agents:
-        if name not in AGENT_MODULES:
-            raise ValueError(f"unknown agent module {name!r}: choose from {', '.join(AGENT_MODULES)}")
-        importlib.import_module(f"agents.{name}")  # importing registers the module's agents
-    if metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, addr="127.0.0.1")
-    from infra.audit import publish_config_audit
-    from infra.health import start_readiness
-    from infra.settings import get_settings
-    from infra.tls import with_stack_credentials
-
-    configure_logging()
-    settings = with_stack_credentials(get_settings())
-    start_readiness(settings)  # GET /readyz on VIGIL_HEALTH_PORT and/or VIGIL_HEALTH_FILE
-    publish_config_audit(settings)  # who started which configuration, when -> vigil.audit
-    worker = _structlog_worker_class()(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
-
-
-def _structlog_worker_class() -> type:
-    import faust
-
-    class StructlogWorker(faust.Worker):
-        """Faust's worker, keeping Vigil's structlog set-up (JSON lines, PHI redaction) instead of
-        letting mode replace the root handlers with its plain formatter."""
-
-        def _setup_logging(self) -> None:
-            from infra.logging import configure_logging
-
-            configure_logging()
-
-    return StructlogWorker

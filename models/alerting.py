@@ -19,8 +19,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from schemas.alerts import Alert, AlertAck, AlertExplanation, TrendPoint
-from schemas.scores import ModelScore, RiskScore
+from vigil.schemas.alerts import Alert, AlertAck, AlertExplanation, TrendPoint
+from vigil.schemas.scores import ModelScore, RiskScore
 
 LEVELS = ("none", "low-medium", "medium", "high")
 NEWS2_EXIT_TOTAL = 3
@@ -107,8 +107,9 @@ def _id(*parts: object) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:24]
 
 
-def _alert(state: PatientAlertState, score: RiskScore | None, new_state: str, reason: str,
-           at: datetime, by: str | None = None) -> Alert:
+def _alert(
+    state: PatientAlertState, score: RiskScore | None, new_state: str, reason: str, at: datetime, by: str | None = None
+) -> Alert:
     active = state.active
     assert active is not None
     model = combined_model(score) if score else None
@@ -149,8 +150,11 @@ def _describe(score: RiskScore, trigger: str) -> str:
         text += f"; not recorded: {', '.join(n.missing)} (total is a lower bound)"
     model = combined_model(score)
     if model is not None:
-        text += f"; model risk {model.probability:.2f} (threshold {model.threshold:.2f})" if model.threshold \
+        text += (
+            f"; model risk {model.probability:.2f} (threshold {model.threshold:.2f})"
+            if model.threshold
             else f"; model risk {model.probability:.2f}"
+        )
     return f"{trigger}: {text}"
 
 
@@ -177,37 +181,56 @@ def on_score(state: PatientAlertState, score: RiskScore, policy: AlertPolicy) ->
         if suppressed:
             return out
         state.active = ActiveAlert(
-            alert_id=_id(score.patient_id, score.hour, trigger, now_s), state="open", severity=level,
-            trigger=trigger, opened_s=now_s, opened_hour=score.hour,
+            alert_id=_id(score.patient_id, score.hour, trigger, now_s),
+            state="open",
+            severity=level,
+            trigger=trigger,
+            opened_s=now_s,
+            opened_hour=score.hour,
             opened_wall_s=score.scored_at.timestamp(),
         )
         out.append(_alert(state, score, "open", _describe(score, trigger), score.observed_at))
         return out
     if _rank(level) > _rank(active.severity):
         active.severity, active.trigger, active.state = level, trigger, "escalated"
-        out.append(_alert(state, score, "escalated", "risk rose a band: " + _describe(score, trigger),
-                          score.observed_at))
+        out.append(
+            _alert(state, score, "escalated", "risk rose a band: " + _describe(score, trigger), score.observed_at)
+        )
         return out
     if _below_exit(score, state.model_latched):
-        out.append(_alert(state, score, "resolved",
-                          "scores back below exit thresholds (NEWS2 <= 3, no single 3, model below exit)",
-                          score.observed_at))
+        out.append(
+            _alert(
+                state,
+                score,
+                "resolved",
+                "scores back below exit thresholds (NEWS2 <= 3, no single 3, model below exit)",
+                score.observed_at,
+            )
+        )
         _close(state, now_s)
         return out
     out.extend(check_escalation(state, score.scored_at.timestamp(), policy, score))
     return out
 
 
-def check_escalation(state: PatientAlertState, wall_now_s: float, policy: AlertPolicy,
-                     score: RiskScore | None = None) -> list[Alert]:
+def check_escalation(
+    state: PatientAlertState, wall_now_s: float, policy: AlertPolicy, score: RiskScore | None = None
+) -> list[Alert]:
     """Escalate an open alert nobody acknowledged within ``escalate_after_s`` (wall clock)."""
     active = state.active
     if active is None or active.state != "open" or wall_now_s - active.opened_wall_s < policy.escalate_after_s:
         return []
     active.state = "escalated"
     minutes = int((wall_now_s - active.opened_wall_s) // 60)
-    return [_alert(state, score, "escalated", f"not acknowledged within {minutes} min",
-                   datetime.fromtimestamp(wall_now_s, tz=UTC))]
+    return [
+        _alert(
+            state,
+            score,
+            "escalated",
+            f"not acknowledged within {minutes} min",
+            datetime.fromtimestamp(wall_now_s, tz=UTC),
+        )
+    ]
 
 
 def on_ack(state: PatientAlertState, ack: AlertAck) -> list[Alert]:

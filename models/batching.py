@@ -32,8 +32,13 @@ class BatchStats:
 
 
 class DynamicBatcher(Generic[X, Y]):
-    def __init__(self, infer: Callable[[Sequence[X]], Sequence[Y]], max_batch_size: int = 64,
-                 max_queue_delay_ms: float = 5.0, on_batch: Callable[[int, float], None] | None = None):
+    def __init__(
+        self,
+        infer: Callable[[Sequence[X]], Sequence[Y]],
+        max_batch_size: int = 64,
+        max_queue_delay_ms: float = 5.0,
+        on_batch: Callable[[int, float], None] | None = None,
+    ):
         self._infer = infer
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_ms / 1000.0

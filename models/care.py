@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from models.window import PatientWindow
-from schemas.codes import TREATMENTS
-from schemas.scores import RiskScore
+from vigil.models.window import PatientWindow
+from vigil.schemas.codes import TREATMENTS
+from vigil.schemas.scores import RiskScore
 
 # A bedside observation set: at least three of the NEWS2 vital signs recorded in the hour.
 OBSERVATION_CODES = ("Resp", "O2Sat", "SBP", "HR", "Temp")
@@ -36,13 +36,25 @@ def care_categories(state: dict[str, Any]) -> dict[str, Any]:
     a new blood pressure that keeps the patient on the same side of MAP 65 / SBP 90, or a NEWS2
     total in the same response band, cannot change the care score."""
     news2 = state["news2_total"]
-    band = ("zero" if news2 == 0 else "single3" if state["news2_single_parameter_3"] and news2 < 5
-            else "low" if news2 < 5 else "medium" if news2 < 7 else "high")
+    band = (
+        "zero"
+        if news2 == 0
+        else "single3"
+        if state["news2_single_parameter_3"] and news2 < 5
+        else "low"
+        if news2 < 5
+        else "medium"
+        if news2 < 7
+        else "high"
+    )
     map_mmhg, sbp = state["map_mmhg"], state["sbp_mmhg"]
     return {
         "hypotensive": (map_mmhg is not None and map_mmhg < 65) or (sbp is not None and sbp < 90),
-        "lactate": state["lactate_mmol_l"], "weight": state["weight_kg"], "news2": band,
-        "suspected_sepsis": state["suspected_sepsis"], "time_zero": state["time_zero"],
+        "lactate": state["lactate_mmol_l"],
+        "weight": state["weight_kg"],
+        "news2": band,
+        "suspected_sepsis": state["suspected_sepsis"],
+        "time_zero": state["time_zero"],
     }
 
 
@@ -50,12 +62,10 @@ def care_inputs(
     score: RiskScore, window: PatientWindow, time_zero: datetime
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(PatientState fields, treatment items) for ``models.treatment.score_patient_care``."""
-    from schemas.codes import DYNAMIC_CODES
+    from vigil.schemas.codes import DYNAMIC_CODES
 
     lactate_idx = DYNAMIC_CODES.index("Lactate")
-    first_lactate = next(
-        (row[lactate_idx][0] for hour, row in sorted(window.rows.items()) if lactate_idx in row), None
-    )
+    first_lactate = next((row[lactate_idx][0] for hour, row in sorted(window.rows.items()) if lactate_idx in row), None)
     weights = [v for code, _, v in window.treatments if code == "weight_kg"]
     items: list[dict[str, Any]] = []
     for code, ts, value in window.treatments:

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from schemas.scores import News2Band, RuleScore
+from vigil.schemas.scores import News2Band, RuleScore
 
 __all__ = [
     "Observations",

@@ -24,7 +24,7 @@ from typing import Final
 
 import numpy as np
 
-from schemas.codes import DYNAMIC_CODES, LABS, VITALS
+from vigil.schemas.codes import DYNAMIC_CODES, LABS, VITALS
 
 WINDOW_HOURS: Final[int] = 48
 N_DYNAMIC: Final[int] = len(DYNAMIC_CODES)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.codes import DYNAMIC_CODES
+from vigil.schemas.codes import DYNAMIC_CODES
 
 STATIC_COLUMNS = ("Age", "Gender", "Unit1", "Unit2", "HospAdmTime")
 LABEL_COLUMN = "SepsisLabel"
@@ -77,7 +77,7 @@ def predict_dir(
     Batched across patients: every hour of ``chunk_patients`` stays goes through each ONNX session
     in one call. The probability is the combined risk, the label uses the stored threshold.
     """
-    from models.registry import load_bundle
+    from vigil.models.registry import load_bundle
 
     started = time.perf_counter()
     bundle = load_bundle(artifacts_dir)
@@ -126,8 +126,8 @@ def rule_scores(matrix: np.ndarray) -> dict[str, np.ndarray]:
 
     Uses :mod:`models.early_warning` (the one implementation of the rules).
     """
-    from models import early_warning as ew
-    from models.window import RULE_MAX_AGE_H
+    from vigil.models import early_warning as ew
+    from vigil.models.window import RULE_MAX_AGE_H
 
     filled = _ffill(np.asarray(matrix, dtype=np.float32), max_age=RULE_MAX_AGE_H)
     n = len(filled)
@@ -166,7 +166,7 @@ def evaluate_dir(
     With ``with_rules``, NEWS2 (>= 5), qSOFA (>= 2) and SIRS (>= 2) computed from the same rows are
     scored side by side (their totals as the continuous score for AUROC/AUPRC).
     """
-    from models.utility import auroc_auprc, normalized_utility
+    from vigil.models.utility import auroc_auprc, normalized_utility
 
     started = time.perf_counter()
     files = list_psv(data_dir)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from models.features import (
+from vigil.models.features import (
     DYNAMIC_CODES,
     FEATURE_NAMES,
     N_DYNAMIC,
@@ -36,7 +36,8 @@ from models.features import (
     stay_features,
     stay_sequence_inputs,
 )
-from schemas.scores import FeatureContribution, ModelScore
+from vigil.schemas.errors import VigilError
+from vigil.schemas.scores import FeatureContribution, ModelScore
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 DEFAULT_BUCKETS: tuple[int, ...] = (1, 8, 32, 64, 256)
@@ -58,7 +59,7 @@ OCCLUSION_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-class ArtifactIntegrityError(RuntimeError):
+class ArtifactIntegrityError(VigilError):
     """A model file does not match the sha256 pinned in the manifest."""
 
 
@@ -365,7 +366,7 @@ def load_bundle(
     prefer_gpu: bool = True,
 ) -> ModelBundle:
     """Open the models pinned in the manifest after checking every file's sha256."""
-    from models.session import create_session
+    from vigil.models.session import create_session
 
     d = Path(artifacts_dir) if artifacts_dir else ARTIFACTS_DIR
     manifest = load_manifest(d)

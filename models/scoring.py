@@ -6,9 +6,9 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from models.early_warning import news2, observations_from_row, qsofa, sirs
-from models.window import PatientWindow
-from schemas.scores import ModelScore, RiskScore
+from vigil.models.early_warning import news2, observations_from_row, qsofa, sirs
+from vigil.models.window import PatientWindow
+from vigil.schemas.scores import ModelScore, RiskScore
 
 SHOWN_VITALS = ("HR", "O2Sat", "Temp", "SBP", "MAP", "Resp", "FiO2", "Lactate", "WBC")
 
@@ -24,8 +24,9 @@ class PendingUpdate:
     encounter: str | None = None
     ward: str | None = None
 
-    def add(self, event_id: str, observed_at: datetime, kafka_ts_ms: int | None,
-            encounter: str | None, ward: str | None) -> None:
+    def add(
+        self, event_id: str, observed_at: datetime, kafka_ts_ms: int | None, encounter: str | None, ward: str | None
+    ) -> None:
         self.event_ids.append(event_id)
         if self.newest_observed is None or observed_at > self.newest_observed:
             self.newest_observed = observed_at
@@ -40,8 +41,9 @@ def score_id(patient_id: str, hour: int, event_ids: list[str]) -> str:
     return digest.hexdigest()[:24]
 
 
-def build_risk_score(window: PatientWindow, update: PendingUpdate, models: list[ModelScore],
-                     now: datetime) -> RiskScore:
+def build_risk_score(
+    window: PatientWindow, update: PendingUpdate, models: list[ModelScore], now: datetime
+) -> RiskScore:
     current = window.current_values()
     obs = observations_from_row(current)
     hour = window.last_hour

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from models.early_warning import news2_band
-from schemas.scores import News2Band
-from schemas.treatment import (
+from vigil.models.early_warning import news2_band
+from vigil.schemas.scores import News2Band
+from vigil.schemas.treatment import (
     CareItemResult,
     ChangeKind,
     Dose,
@@ -59,12 +59,10 @@ SSC_2021 = (
     "and septic shock 2021. Crit Care Med 2021;49:e1063-e1143"
 )
 SSC_HOUR1_2018 = (
-    "Levy MM, Evans LE, Rhodes A. The Surviving Sepsis Campaign bundle: 2018 update. "
-    "Crit Care Med 2018;46:997-1000"
+    "Levy MM, Evans LE, Rhodes A. The Surviving Sepsis Campaign bundle: 2018 update. Crit Care Med 2018;46:997-1000"
 )
 RCP_NEWS2_2017 = (
-    "Royal College of Physicians. National Early Warning Score (NEWS) 2. London: RCP, 2017 "
-    "(chart 3, clinical response)"
+    "Royal College of Physicians. National Early Warning Score (NEWS) 2. London: RCP, 2017 (chart 3, clinical response)"
 )
 
 # Points per guideline item before normalization over the items that apply (sum 100). Antibiotic
@@ -192,9 +190,7 @@ def _fmt(minutes: float) -> str:
 
 def _hypotensive(state: PatientState) -> bool:
     # SSC 2018 hour-1 bundle / SSC 2021: hypotension = MAP < 65 mmHg (SBP < 90 mmHg where MAP absent)
-    return (state.map_mmhg is not None and state.map_mmhg < 65) or (
-        state.sbp_mmhg is not None and state.sbp_mmhg < 90
-    )
+    return (state.map_mmhg is not None and state.map_mmhg < 65) or (state.sbp_mmhg is not None and state.sbp_mmhg < 90)
 
 
 def _hypoperfusion(state: PatientState) -> bool:
@@ -279,9 +275,7 @@ def _rule_antibiotics(state: PatientState, tl: _Timeline, as_of: float | None) -
         return _result(name, "met", f"first dose at {_fmt(first)}, within {window:g} min ({why})")
     # Grading (docs/treatment.md): late but within 3 h earns half, later than 3 h a quarter.
     credit = LATE_CREDIT if first <= ANTIBIOTIC_POSSIBLE_SEPSIS_MIN else VERY_LATE_CREDIT
-    return _result(
-        name, "late", f"first dose at {_fmt(first)}, after the {window:g} min target ({why})", credit
-    )
+    return _result(name, "late", f"first dose at {_fmt(first)}, after the {window:g} min target ({why})", credit)
 
 
 def _rule_blood_cultures(state: PatientState, tl: _Timeline, as_of: float | None) -> CareItemResult:
@@ -332,9 +326,7 @@ def _rule_lactate_remeasured(state: PatientState, tl: _Timeline, as_of: float | 
     deadline = initial + LACTATE_REMEASURE_MIN
     repeat = next((t for t in measured if t >= initial + LACTATE_REMEASURE_GAP_MIN), None)
     if repeat is None:
-        return _not_done(
-            name, f"repeat lactate (initial {state.lactate_mmol_l:g} mmol/L > 2)", deadline, as_of
-        )
+        return _not_done(name, f"repeat lactate (initial {state.lactate_mmol_l:g} mmol/L > 2)", deadline, as_of)
     return _by_deadline(name, "remeasured", repeat, deadline)
 
 
@@ -356,9 +348,7 @@ def _rule_crystalloid(state: PatientState, tl: _Timeline, as_of: float | None) -
         return _not_done(name, "crystalloid (30 mL/kg)", FLUID_WINDOW_MIN, as_of)
     if target is None:
         status: ItemStatus = "pending" if window_open else "late"
-        return _result(
-            name, status, f"{in_window + after:g} mL given; weight unknown, 30 mL/kg unchecked", 0.5
-        )
+        return _result(name, status, f"{in_window + after:g} mL given; weight unknown, 30 mL/kg unchecked", 0.5)
     weight = target / FLUID_ML_PER_KG
     if in_window >= target - 1e-6:
         return _result(name, "met", f"{in_window:g} mL ({in_window / weight:.1f} mL/kg) within 3 h")
@@ -429,9 +419,7 @@ def _rule_escalation(state: PatientState, tl: _Timeline, as_of: float | None) ->
         return _result(name, "met", f"NEWS2 {band}: {need} at {_fmt(t)}")
     t, r = tl.reviews[0]
     if as_of is not None and as_of < deadline:
-        return _result(
-            name, "pending", f"NEWS2 {band}: review by {r or 'unknown role'} at {_fmt(t)}; {need} due"
-        )
+        return _result(name, "pending", f"NEWS2 {band}: review by {r or 'unknown role'} at {_fmt(t)}; {need} due")
     return _result(
         name,
         "late",
@@ -507,9 +495,7 @@ def _clock(plan: TreatmentPlan, minutes: float) -> str:
     return f"{_fmt(minutes)} ({at:%H:%M}Z)"
 
 
-def _describe_add(
-    plan: TreatmentPlan, item: TreatmentItem, state: PatientState, target_ml: float | None
-) -> str:
+def _describe_add(plan: TreatmentPlan, item: TreatmentItem, state: PatientState, target_ml: float | None) -> str:
     t = _clock(plan, _minutes(item.at, plan.time_zero))
     match item.action:
         case "antibiotic":
@@ -560,9 +546,7 @@ def _candidates(plan: TreatmentPlan, earliest_min: float) -> list[_Candidate]:
             ),
         ]
         if deficit and t <= FLUID_WINDOW_MIN:
-            new.append(
-                TreatmentItem(action="crystalloid_ml", at=t, dose=Dose(value=round(deficit), unit="mL"))
-            )
+            new.append(TreatmentItem(action="crystalloid_ml", at=t, dose=Dose(value=round(deficit), unit="mL")))
         if required is not None:
             new.append(TreatmentItem(action="observation_set", at=t, every_min=required))
         for item in new:
@@ -587,11 +571,7 @@ def _candidates(plan: TreatmentPlan, earliest_min: float) -> list[_Candidate]:
                 f"(30 mL/kg = {target:g} mL within 3 h)"
             )
             out.append(_Candidate("adjust_dose", dosed, index, change, (2.0,)))
-        if (
-            item.action == "observation_set"
-            and required is not None
-            and (item.every_min or math.inf) > required
-        ):
+        if item.action == "observation_set" and required is not None and (item.every_min or math.inf) > required:
             every = item.model_copy(update={"every_min": required})
             old = f"every {item.every_min:g} min" if item.every_min else "once"
             how = "continuously" if required <= CONTINUOUS_MONITORING_MIN else f"every {required:g} min"
@@ -615,9 +595,7 @@ def apply_suggestion(plan: TreatmentPlan, suggestion: PlanSuggestion) -> Treatme
     return _with_change(plan, suggestion.item, suggestion.replaces)
 
 
-def suggest_changes(
-    plan: TreatmentPlan, *, earliest_min: float = 0.0, max_changes: int = 8
-) -> list[PlanSuggestion]:
+def suggest_changes(plan: TreatmentPlan, *, earliest_min: float = 0.0, max_changes: int = 8) -> list[PlanSuggestion]:
     """The smallest set of changes that raises the score most (greedy over single changes).
 
     Each step scores every candidate single change (add one item, move one item earlier, adjust one
@@ -737,8 +715,7 @@ def score_patient_care(
         patient_id=plan.patient_id,
         score=score_value(results),
         items=results,
-        suggestions=suggest_changes(past, earliest_min=max(as_of, 0.0), max_changes=max_suggestions)
-        if suggest else [],
+        suggestions=suggest_changes(past, earliest_min=max(as_of, 0.0), max_changes=max_suggestions) if suggest else [],
         sources=_sources(results),
         as_of_min=as_of,
         projected_score=_plan_score(past)[0],

@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from schemas.codes import ASSESSMENTS, DEMOGRAPHICS, DYNAMIC_CODES
-from schemas.events import PatientEvent
+from vigil.schemas.codes import ASSESSMENTS, DEMOGRAPHICS, DYNAMIC_CODES
+from vigil.schemas.errors import VigilError
+from vigil.schemas.events import PatientEvent
 
 WINDOW_HOURS = 48
 MAX_TREATMENTS = 64
@@ -28,15 +29,24 @@ RULE_MAX_AGE_H = 4
 VAR_INDEX: dict[str, int] = {code: i for i, code in enumerate(DYNAMIC_CODES)}
 _STATIC_CODES = tuple(DEMOGRAPHICS) + tuple(ASSESSMENTS)
 _STATIC_INDEX = {code: i for i, code in enumerate(_STATIC_CODES)}
-_TREATMENT_CODES = ("antibiotic", "blood_culture", "lactate_ordered", "crystalloid_ml", "vasopressor",
-                    "oxygen", "clinician_review", "observation_set", "weight_kg")
+_TREATMENT_CODES = (
+    "antibiotic",
+    "blood_culture",
+    "lactate_ordered",
+    "crystalloid_ml",
+    "vasopressor",
+    "oxygen",
+    "clinician_review",
+    "observation_set",
+    "weight_kg",
+)
 _TREATMENT_INDEX = {code: i for i, code in enumerate(_TREATMENT_CODES)}
 
 # A cell: (value, second within the hour at which it was observed)
 Cell = tuple[float, int]
 
 
-class LateEvent(ValueError):
+class LateEvent(VigilError, ValueError):
     """The event is older than the window: it cannot change any score any more."""
 
 

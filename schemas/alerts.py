@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.scores import FeatureContribution, RuleScore
+from vigil.schemas.scores import FeatureContribution, RuleScore
 
 ALERT_SCHEMA_VERSION = 1
 

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
 DEADLETTER_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a rejected input came from: the topic (or ``http:<path>``), its position and the
+    original bytes, so the dead letter carries everything needed to replay it."""
+
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: bytes | None = None
+    original: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +34,10 @@ class Rejected:
 
     reason: str
     detail: str = ""
+    source: Source | None = None  # attached by the agent that read the input (``at``)
+
+    def at(self, source: Source) -> Rejected:
+        return replace(self, source=source)
 
 
 class DeadLetter(BaseModel):
@@ -35,6 +51,19 @@ class DeadLetter(BaseModel):
     offset: int | None = None
     at: datetime
     original_b64: str  # the original bytes, untouched, so nothing is lost
+
+    @classmethod
+    def of(cls, rejected: Rejected, at: datetime) -> DeadLetter:
+        source = rejected.source or Source(topic="unknown")
+        return cls(
+            reason=rejected.reason,
+            detail=rejected.detail,
+            source_topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
+            at=at,
+            original_b64=cls.encode(source.original or b""),
+        )
 
     @staticmethod
     def encode(original: bytes) -> str:

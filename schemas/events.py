@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas.codes import EventKind
+from vigil.schemas.codes import EventKind
 
 EVENT_SCHEMA_VERSION = 1
 

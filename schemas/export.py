@@ -7,11 +7,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from agents import topics
-from schemas.alerts import Alert, AlertAck
-from schemas.deadletter import DeadLetter
-from schemas.events import PatientEvent
-from schemas.scores import RiskScore
+from vigil.schemas import topics
+from vigil.schemas.alerts import Alert, AlertAck
+from vigil.schemas.deadletter import DeadLetter
+from vigil.schemas.events import PatientEvent
+from vigil.schemas.scores import RiskScore
 
 TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {
     topics.EVENTS_RAW: PatientEvent,
@@ -26,7 +26,7 @@ TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {
 def _extra_schemas() -> dict[str, type[BaseModel]]:
     extra: dict[str, type[BaseModel]] = {}
     try:
-        from schemas.treatment import TreatmentPlan, TreatmentScore
+        from vigil.schemas.treatment import TreatmentPlan, TreatmentScore
 
         extra[topics.TREATMENT_REQUESTS] = TreatmentPlan
         extra[topics.TREATMENT_SCORES] = TreatmentScore

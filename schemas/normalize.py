@@ -11,24 +11,44 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from schemas.codes import CATALOGUE
-from schemas.deadletter import Rejected
-from schemas.events import MAX_FUTURE_SKEW, PatientEvent, parse_event_json
-from schemas.units import UnitError, to_canonical
+from vigil.schemas.codes import CATALOGUE
+from vigil.schemas.deadletter import Rejected
+from vigil.schemas.events import MAX_FUTURE_SKEW, PatientEvent, parse_event_json
+from vigil.schemas.units import UnitError, to_canonical
 
 MAX_EVENT_BYTES = 64 * 1024
 
 # Friendly aliases an integration may send instead of the canonical (PhysioNet) code.
 CODE_ALIASES: dict[str, str] = {
-    "heart_rate": "HR", "hr": "HR", "pulse": "HR",
-    "spo2": "O2Sat", "SpO2": "O2Sat", "o2sat": "O2Sat",
-    "temp": "Temp", "temperature": "Temp", "temp_c": "Temp",
-    "sbp": "SBP", "systolic_bp": "SBP", "dbp": "DBP", "diastolic_bp": "DBP",
-    "map": "MAP", "mean_arterial_pressure": "MAP",
-    "resp": "Resp", "rr": "Resp", "respiratory_rate": "Resp",
-    "etco2": "EtCO2", "fio2": "FiO2", "lactate": "Lactate", "wbc": "WBC",
-    "creatinine": "Creatinine", "platelets": "Platelets", "bilirubin": "Bilirubin_total",
-    "gcs": "GCS", "acvpu": "ACVPU", "avpu": "ACVPU", "on_oxygen": "SupplementalO2",
+    "heart_rate": "HR",
+    "hr": "HR",
+    "pulse": "HR",
+    "spo2": "O2Sat",
+    "SpO2": "O2Sat",
+    "o2sat": "O2Sat",
+    "temp": "Temp",
+    "temperature": "Temp",
+    "temp_c": "Temp",
+    "sbp": "SBP",
+    "systolic_bp": "SBP",
+    "dbp": "DBP",
+    "diastolic_bp": "DBP",
+    "map": "MAP",
+    "mean_arterial_pressure": "MAP",
+    "resp": "Resp",
+    "rr": "Resp",
+    "respiratory_rate": "Resp",
+    "etco2": "EtCO2",
+    "fio2": "FiO2",
+    "lactate": "Lactate",
+    "wbc": "WBC",
+    "creatinine": "Creatinine",
+    "platelets": "Platelets",
+    "bilirubin": "Bilirubin_total",
+    "gcs": "GCS",
+    "acvpu": "ACVPU",
+    "avpu": "ACVPU",
+    "on_oxygen": "SupplementalO2",
 }
 
 

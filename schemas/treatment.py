@@ -16,9 +16,9 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from schemas.codes import TREATMENTS
-from schemas.events import FiniteFloat, PatientId
-from schemas.scores import News2Band
+from vigil.schemas.codes import TREATMENTS
+from vigil.schemas.events import FiniteFloat, PatientId
+from vigil.schemas.scores import News2Band
 
 TREATMENT_SCHEMA_VERSION = 1
 PLAN_SCHEMA_PATH = Path("docs/schemas/treatment-plan.schema.json")
@@ -76,9 +76,7 @@ class Dose(BaseModel):
     value: float = Field(
         ge=0.0, allow_inf_nan=False, description="e.g. total mL for crystalloid_ml, ug/kg/min for vasopressor"
     )
-    unit: str = Field(
-        min_length=1, max_length=32, description="the action's canonical unit (mL, ug/kg/min, kg...)"
-    )
+    unit: str = Field(min_length=1, max_length=32, description="the action's canonical unit (mL, ug/kg/min, kg...)")
 
 
 class TreatmentItem(BaseModel):

@@ -10,29 +10,65 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from schemas.codes import CATALOGUE
+from vigil.schemas.codes import CATALOGUE
+from vigil.schemas.errors import VigilError
 
 
-class UnitError(ValueError):
+class UnitError(VigilError, ValueError):
     """The unit is unknown for this code, or cannot be converted to the canonical one."""
 
 
 def _norm(unit: str) -> str:
     u = unit.strip().replace(" ", "")
     return {
-        "°C": "Cel", "C": "Cel", "degC": "Cel", "cel": "Cel", "celsius": "Cel",
-        "°F": "[degF]", "F": "[degF]", "degF": "[degF]", "fahrenheit": "[degF]",
-        "mmHg": "mm[Hg]", "mmhg": "mm[Hg]",
-        "bpm": "/min", "beats/min": "/min", "breaths/min": "/min", "min-1": "/min", "1/min": "/min",
-        "{beats}/min": "/min", "{breaths}/min": "/min",
-        "percent": "%", "pct": "%",
-        "mmol/l": "mmol/L", "mEq/L": "mmol/L", "meq/L": "mmol/L", "meq/l": "mmol/L", "mEq/l": "mmol/L",
-        "mg/dl": "mg/dL", "umol/l": "umol/L", "µmol/L": "umol/L", "μmol/L": "umol/L",
-        "g/dl": "g/dL", "g/l": "g/L", "U/l": "U/L", "IU/L": "U/L", "[IU]/L": "U/L",
-        "K/uL": "10*3/uL", "10^3/uL": "10*3/uL", "x10^9/L": "10*3/uL", "10*9/L": "10*3/uL",
-        "10^9/L": "10*3/uL", "/nL": "10*3/uL", "thou/uL": "10*3/uL",
-        "ml": "mL", "L/min": "L/min", "l/min": "L/min", "sec": "s", "seconds": "s",
-        "fraction": "1", "": "",
+        "°C": "Cel",
+        "C": "Cel",
+        "degC": "Cel",
+        "cel": "Cel",
+        "celsius": "Cel",
+        "°F": "[degF]",
+        "F": "[degF]",
+        "degF": "[degF]",
+        "fahrenheit": "[degF]",
+        "mmHg": "mm[Hg]",
+        "mmhg": "mm[Hg]",
+        "bpm": "/min",
+        "beats/min": "/min",
+        "breaths/min": "/min",
+        "min-1": "/min",
+        "1/min": "/min",
+        "{beats}/min": "/min",
+        "{breaths}/min": "/min",
+        "percent": "%",
+        "pct": "%",
+        "mmol/l": "mmol/L",
+        "mEq/L": "mmol/L",
+        "meq/L": "mmol/L",
+        "meq/l": "mmol/L",
+        "mEq/l": "mmol/L",
+        "mg/dl": "mg/dL",
+        "umol/l": "umol/L",
+        "µmol/L": "umol/L",
+        "μmol/L": "umol/L",
+        "g/dl": "g/dL",
+        "g/l": "g/L",
+        "U/l": "U/L",
+        "IU/L": "U/L",
+        "[IU]/L": "U/L",
+        "K/uL": "10*3/uL",
+        "10^3/uL": "10*3/uL",
+        "x10^9/L": "10*3/uL",
+        "10*9/L": "10*3/uL",
+        "10^9/L": "10*3/uL",
+        "/nL": "10*3/uL",
+        "thou/uL": "10*3/uL",
+        "ml": "mL",
+        "L/min": "L/min",
+        "l/min": "L/min",
+        "sec": "s",
+        "seconds": "s",
+        "fraction": "1",
+        "": "",
     }.get(u, u)
 
 

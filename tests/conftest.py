@@ -30,7 +30,7 @@ TEST_REDIS_PORT = int(os.environ.get("VIGIL_TEST_REDIS_PORT") or _free_port())
 
 def link_cached_kafka_jars(home: Path) -> None:
     """Reuse the Maven-fetched jars of the user cache when present (no second download)."""
-    from infra.settings import default_home
+    from vigil.infra.settings import default_home
 
     libs = default_home() / "kafka" / "libs"
     if libs.exists():
@@ -48,7 +48,7 @@ def stack_home() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def stack_settings(stack_home: Path):
-    from infra.settings import KafkaSettings, RedisSettings, Settings
+    from vigil.infra.settings import KafkaSettings, RedisSettings, Settings
 
     return Settings(
         home=stack_home,
@@ -60,7 +60,7 @@ def stack_settings(stack_home: Path):
 @pytest.fixture(scope="session")
 def stack(stack_settings):
     """The real broker and Redis, started once per test session and stopped at the end."""
-    from infra.stack import stack_down, stack_up
+    from vigil.infra.stack import stack_down, stack_up
 
     info = stack_up(stack_settings)
     yield info
@@ -70,7 +70,7 @@ def stack(stack_settings):
 @pytest.fixture
 def spawn(stack, stack_home: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Factory: start `vigil worker` processes; all are stopped after the test."""
-    from infra.workers import spawn_worker, stop_worker
+    from vigil.infra.workers import spawn_worker, stop_worker
 
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -87,7 +87,7 @@ def spawn(stack, stack_home: Path) -> Iterator[Callable[..., subprocess.Popen[by
 @pytest.fixture(scope="session")
 def shared_worker(stack, stack_home: Path):
     """One worker for the integration tests that only need a running pipeline."""
-    from infra.workers import spawn_worker, stop_worker
+    from vigil.infra.workers import spawn_worker, stop_worker
 
     proc = spawn_worker(stack, stack_home / "logs" / "shared-worker.log")
     yield proc
@@ -105,7 +105,7 @@ def producer(stack):
 
 @pytest.fixture
 def reader(stack):
-    from infra.readback import TopicReader
+    from vigil.infra.readback import TopicReader
 
     readers = []
 

@@ -38,10 +38,9 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-import infra.metrics  # noqa: F401 - registers the shared vigil_* metrics in this process
-from agents import topics
-from agents.web import metrics
-from agents.web.auth import (
+import vigil.infra.metrics  # noqa: F401 - registers the shared vigil_* metrics in this process
+from vigil.agents.web import metrics
+from vigil.agents.web.auth import (
     CSRF_HEADER,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -51,13 +50,14 @@ from agents.web.auth import (
     User,
     load_users,
 )
-from agents.web.feed import KafkaWardFeed, WardFeed
-from infra.logging import get_logger, patient_hash
-from infra.settings import Settings, get_settings
-from schemas.alerts import AlertAck
-from schemas.codecs.fhir import MAX_PAYLOAD_BYTES, decode_fhir
-from schemas.codecs.fhir_out import operation_outcome
-from schemas.deadletter import DeadLetter
+from vigil.agents.web.feed import KafkaWardFeed, WardFeed
+from vigil.infra.logging import get_logger, patient_hash
+from vigil.infra.settings import Settings, get_settings
+from vigil.schemas import topics
+from vigil.schemas.alerts import AlertAck
+from vigil.schemas.codecs.fhir import MAX_PAYLOAD_BYTES, decode_fhir
+from vigil.schemas.codecs.fhir_out import operation_outcome
+from vigil.schemas.deadletter import DeadLetter, Source
 
 STATIC = Path(__file__).parent / "static"
 FHIR_JSON = "application/fhir+json"
@@ -93,13 +93,21 @@ class _VigilMetricsOnly:
                 yield family
 
 
-def create_app(settings: Settings | None = None, feed: WardFeed | None = None, *,
-               users: dict[str, User] | None = None, session_secret: str | None = None,
-               cookie_secure: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    feed: WardFeed | None = None,
+    *,
+    users: dict[str, User] | None = None,
+    session_secret: str | None = None,
+    cookie_secure: bool = False,
+) -> FastAPI:
     settings = settings or get_settings()
     ward_feed = feed if feed is not None else KafkaWardFeed(settings)
-    auth = Authenticator(users if users is not None else load_users(settings.users_file),
-                         secret=session_secret, cookie_secure=cookie_secure)
+    auth = Authenticator(
+        users if users is not None else load_users(settings.users_file),
+        secret=session_secret,
+        cookie_secure=cookie_secure,
+    )
     if not auth.users:
         log.warning("no_users", hint="add one with `vigil users add NAME --role clinician`")
 
@@ -152,7 +160,7 @@ def create_app(settings: Settings | None = None, feed: WardFeed | None = None, *
     def login_page(error: str | None = None, status_code: int = 200) -> HTMLResponse:
         token, cookie = auth.login_csrf()
         message = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-        body = (LOGIN_HTML.replace("{{csrf}}", token).replace("{{message}}", message))
+        body = LOGIN_HTML.replace("{{csrf}}", token).replace("{{message}}", message)
         response = HTMLResponse(body, status_code=status_code)
         response.set_cookie(LOGIN_CSRF_COOKIE, cookie, max_age=3600, **auth.cookie_args())
         return response
@@ -167,8 +175,9 @@ def create_app(settings: Settings | None = None, feed: WardFeed | None = None, *
     async def login(request: Request) -> Response:
         form = await request.form()
         username, password = str(form.get("username", "")), str(form.get("password", ""))
-        if not same_origin(request) or not auth.check_login_csrf(request.cookies.get(LOGIN_CSRF_COOKIE),
-                                                                 str(form.get("csrf", ""))):
+        if not same_origin(request) or not auth.check_login_csrf(
+            request.cookies.get(LOGIN_CSRF_COOKIE), str(form.get("csrf", ""))
+        ):
             metrics.LOGINS.labels("csrf").inc()
             return login_page("The sign-in form expired; please try again.", status_code=403)
         user = await run_in_threadpool(auth.verify, username, password)
@@ -208,8 +217,15 @@ def create_app(settings: Settings | None = None, feed: WardFeed | None = None, *
         session = session_of(request)
         if session is None:
             return JSONResponse({"detail": "sign in first"}, status_code=401)
-        return JSONResponse({"user": session.username, "role": session.role, "csrf": session.csrf,
-                             "may_acknowledge": session.may_acknowledge, **ward_feed.model.snapshot()})
+        return JSONResponse(
+            {
+                "user": session.username,
+                "role": session.role,
+                "csrf": session.csrf,
+                "may_acknowledge": session.may_acknowledge,
+                **ward_feed.model.snapshot(),
+            }
+        )
 
     @app.get("/api/stream", response_model=None)
     async def stream(request: Request) -> Response:
@@ -236,8 +252,9 @@ def create_app(settings: Settings | None = None, feed: WardFeed | None = None, *
             finally:
                 ward_feed.unsubscribe(queue)
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )
 
     @app.post("/api/alerts/{alert_id}/ack", response_model=None)
     async def acknowledge(alert_id: str, request: Request) -> Response:
@@ -251,26 +268,41 @@ def create_app(settings: Settings | None = None, feed: WardFeed | None = None, *
         try:
             body = AckRequest.model_validate_json(await request.body() or b"{}")
         except ValidationError as exc:
-            return JSONResponse({"detail": exc.errors(include_input=False, include_url=False)},
-                                status_code=422)
+            return JSONResponse({"detail": exc.errors(include_input=False, include_url=False)}, status_code=422)
         target = ward_feed.model.alert_target(alert_id)
         if target is None:
             return JSONResponse({"detail": "no active alert with this id"}, status_code=404)
         patient_id, _alert = target
-        ack = AlertAck(alert_id=alert_id, patient_id=patient_id, action=body.action, by=session.username,
-                       at=datetime.now(UTC), note=body.note)
+        ack = AlertAck(
+            alert_id=alert_id,
+            patient_id=patient_id,
+            action=body.action,
+            by=session.username,
+            at=datetime.now(UTC),
+            note=body.note,
+        )
         try:
-            await run_in_threadpool(ward_feed.produce, topics.ALERT_ACKS, patient_id.encode(),
-                                    ack.model_dump_json().encode())
+            await run_in_threadpool(
+                ward_feed.produce, topics.ALERT_ACKS, patient_id.encode(), ack.model_dump_json().encode()
+            )
         except Exception as exc:
             log.error("ack_publish_failed", error=type(exc).__name__, alert_id=alert_id)
             return JSONResponse({"detail": "could not publish the acknowledgement"}, status_code=503)
         metrics.ACKS.labels(body.action).inc()
         # the audit line (the alert agent also writes vigil.audit when it applies the ack)
-        log.info("alert_ack", user=session.username, role=session.role, action=body.action,
-                 alert_id=alert_id, patient_hash=patient_hash(patient_id), at=ack.at.isoformat())
-        return JSONResponse({"alert_id": alert_id, "action": body.action, "by": session.username,
-                             "at": ack.at.isoformat()}, status_code=202)
+        log.info(
+            "alert_ack",
+            user=session.username,
+            role=session.role,
+            action=body.action,
+            alert_id=alert_id,
+            patient_hash=patient_hash(patient_id),
+            at=ack.at.isoformat(),
+        )
+        return JSONResponse(
+            {"alert_id": alert_id, "action": body.action, "by": session.username, "at": ack.at.isoformat()},
+            status_code=202,
+        )
 
     # --- FHIR intake (issue 7) -------------------------------------------------------------------
     def bearer_ok(request: Request) -> bool:
@@ -282,8 +314,10 @@ def create_app(settings: Settings | None = None, feed: WardFeed | None = None, *
         return Response(json.dumps(body), status_code=status_code, media_type=FHIR_JSON)
 
     def problem(status_code: int, code: str, text: str) -> Response:
-        return outcome(status_code, {"resourceType": "OperationOutcome",
-                                     "issue": [{"severity": "error", "code": code, "diagnostics": text}]})
+        return outcome(
+            status_code,
+            {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": text}]},
+        )
 
     async def fhir_intake(request: Request, path: str) -> Response:
         if not bearer_ok(request):
@@ -296,12 +330,16 @@ def create_app(settings: Settings | None = None, feed: WardFeed | None = None, *
             metrics.FHIR_REQUESTS.labels("too_large").inc()
             return problem(413, "too-costly", f"payload over {MAX_PAYLOAD_BYTES} bytes")
         result = await run_in_threadpool(decode_fhir, body)
-        records = [(topics.EVENTS_RAW, e.patient_id.encode(), e.model_dump_json().encode())
-                   for e in result.events]
+        records = [(topics.EVENTS_RAW, e.patient_id.encode(), e.model_dump_json().encode()) for e in result.events]
         now = datetime.now(UTC)
-        records += [(topics.DEADLETTER, b"http-fhir", DeadLetter(
-            reason=r.reason, detail=r.detail, source_topic=f"http:{path}", at=now,
-            original_b64=DeadLetter.encode(body)).model_dump_json().encode()) for r in result.rejected]
+        records += [
+            (
+                topics.DEADLETTER,
+                b"http-fhir",
+                DeadLetter.of(r.at(Source(topic=f"http:{path}", original=body)), now).model_dump_json().encode(),
+            )
+            for r in result.rejected
+        ]
         try:
             if records:
                 await run_in_threadpool(ward_feed.produce_many, records)
@@ -311,8 +349,7 @@ def create_app(settings: Settings | None = None, feed: WardFeed | None = None, *
             return problem(503, "transient", "the event stream is unavailable; retry later")
         metrics.FHIR_EVENTS.inc(len(result.events))
         summary = operation_outcome(result.rejected)
-        note = (f"accepted {len(result.events)} events, rejected {len(result.rejected)}, "
-                f"ignored {len(result.ignored)}")
+        note = f"accepted {len(result.events)} events, rejected {len(result.rejected)}, ignored {len(result.ignored)}"
         if result.unknown_codes:
             common = result.unknown_codes.most_common(20)
             note += "; unknown codes: " + ", ".join(f"{c} x{n}" for c, n in common)
@@ -323,8 +360,14 @@ def create_app(settings: Settings | None = None, feed: WardFeed | None = None, *
         if not result.events:
             metrics.FHIR_REQUESTS.labels("rejected").inc()
             if not result.rejected:
-                summary["issue"].insert(0, {"severity": "error", "code": "not-found",
-                                            "diagnostics": "nothing in the payload maps to a Vigil event"})
+                summary["issue"].insert(
+                    0,
+                    {
+                        "severity": "error",
+                        "code": "not-found",
+                        "diagnostics": "nothing in the payload maps to a Vigil event",
+                    },
+                )
             log.info("fhir_rejected", path=path, rejected=len(result.rejected), ignored=len(result.ignored))
             return outcome(400, summary)
         metrics.FHIR_REQUESTS.labels("accepted").inc()

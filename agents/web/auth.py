@@ -27,6 +27,8 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from vigil.schemas.errors import VigilError
+
 Role = Literal["clinician", "viewer"]
 SESSION_COOKIE = "vigil_session"
 LOGIN_CSRF_COOKIE = "vigil_login_csrf"
@@ -56,7 +58,7 @@ class UsersFile(BaseModel):
 _USERS = TypeAdapter(UsersFile | list[User])
 
 
-class AuthError(RuntimeError):
+class AuthError(VigilError):
     """Bad users file or configuration."""
 
 
@@ -111,8 +113,7 @@ class Session:
 
 
 class Authenticator:
-    def __init__(self, users: dict[str, User], secret: str | None = None,
-                 cookie_secure: bool = False) -> None:
+    def __init__(self, users: dict[str, User], secret: str | None = None, cookie_secure: bool = False) -> None:
         self.users = users
         # a random secret per process unless one is given: sessions end when the server restarts
         secret = secret or secrets.token_urlsafe(32)

@@ -22,13 +22,13 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from agents import topics
-from agents.web import metrics
-from infra.logging import get_logger
-from infra.settings import Settings
-from schemas.alerts import Alert
-from schemas.scores import RiskScore
-from schemas.treatment import TreatmentScore
+from vigil.agents.web import metrics
+from vigil.infra.logging import get_logger
+from vigil.infra.settings import Settings
+from vigil.schemas import topics
+from vigil.schemas.alerts import Alert
+from vigil.schemas.scores import RiskScore
+from vigil.schemas.treatment import TreatmentScore
 
 log = get_logger("vigil.web.feed")
 
@@ -95,10 +95,14 @@ class PatientRow:
 
     def sort_key(self) -> list[float]:
         """Highest risk first: an unacknowledged alert, an acknowledged one, NEWS2 band, total, model."""
-        unacked = max((BAND_RANK.get(a["severity"], 0) + 1 for a in self.alerts.values()
-                       if a["state"] != "acknowledged"), default=0)
-        acked = max((BAND_RANK.get(a["severity"], 0) + 1 for a in self.alerts.values()
-                     if a["state"] == "acknowledged"), default=0)
+        unacked = max(
+            (BAND_RANK.get(a["severity"], 0) + 1 for a in self.alerts.values() if a["state"] != "acknowledged"),
+            default=0,
+        )
+        acked = max(
+            (BAND_RANK.get(a["severity"], 0) + 1 for a in self.alerts.values() if a["state"] == "acknowledged"),
+            default=0,
+        )
         total = (self.news2 or {}).get("total", -1)
         return [unacked, acked, BAND_RANK.get(colour_band(self.news2), -1), total, self.risk or 0.0]
 
@@ -156,8 +160,7 @@ class WardModel:
             row.top_features = [f.model_dump(mode="json") for f in best.top_features[:5]] if best else []
             row.vitals = {k: score.vitals.get(k) for k in (*TREND_CODES, "MAP", "FiO2") if k in score.vitals}
             for code in (*TREND_CODES, "news2", "risk"):
-                value = (score.news2.total if code == "news2" else row.risk if code == "risk"
-                         else score.vitals.get(code))
+                value = score.news2.total if code == "news2" else row.risk if code == "risk" else score.vitals.get(code)
                 points = row.trends.setdefault(code, deque(maxlen=TREND_POINTS))
                 if points and points[-1][0] == score.hour:
                     points.pop()
@@ -319,8 +322,14 @@ class KafkaWardFeed(WardFeed):
     """``WardFeed`` with a kafka-python consumer thread (assign + seek, no consumer group: every
     dashboard process sees every record) and a producer for acks and FHIR intake."""
 
-    def __init__(self, settings: Settings, bootstrap: str | None = None, redis_url: str | None = None,
-                 backfill: int = 5000, max_patients: int = 2000) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str | None = None,
+        redis_url: str | None = None,
+        backfill: int = 5000,
+        max_patients: int = 2000,
+    ) -> None:
         super().__init__(settings, max_patients)
         self.bootstrap = bootstrap or settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}"
         self.redis_url = redis_url or settings.redis.url or f"redis://127.0.0.1:{settings.redis.embedded_port}/0"
@@ -337,10 +346,13 @@ class KafkaWardFeed(WardFeed):
         k = self.settings.kafka
         if k.security_protocol != "SASL_SSL":
             return {}
-        return {"security_protocol": "SASL_SSL", "sasl_mechanism": k.sasl_mechanism or "SCRAM-SHA-512",
-                "sasl_plain_username": k.sasl_username,
-                "sasl_plain_password": k.sasl_password.get_secret_value() if k.sasl_password else None,
-                "ssl_cafile": k.ssl_cafile}
+        return {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": k.sasl_mechanism or "SCRAM-SHA-512",
+            "sasl_plain_username": k.sasl_username,
+            "sasl_plain_password": k.sasl_password.get_secret_value() if k.sasl_password else None,
+            "ssl_cafile": k.ssl_cafile,
+        }
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         super().start(loop)
@@ -360,11 +372,16 @@ class KafkaWardFeed(WardFeed):
         consumer = None
         while not self._stop.is_set() and consumer is None:
             try:
-                consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                         enable_auto_commit=False, client_id="vigil-web-feed",
-                                         **self._client_options())
-                parts = [TopicPartition(t, p) for t in FEED_TOPICS
-                         for p in sorted(consumer.partitions_for_topic(t) or ())]
+                consumer = KafkaConsumer(
+                    bootstrap_servers=self.bootstrap,
+                    group_id=None,
+                    enable_auto_commit=False,
+                    client_id="vigil-web-feed",
+                    **self._client_options(),
+                )
+                parts = [
+                    TopicPartition(t, p) for t in FEED_TOPICS for p in sorted(consumer.partitions_for_topic(t) or ())
+                ]
                 if len({tp.topic for tp in parts}) < len(FEED_TOPICS):
                     raise RuntimeError("feed topics not created yet")
                 consumer.assign(parts)
@@ -412,8 +429,11 @@ class KafkaWardFeed(WardFeed):
             metrics.FEED_LAG.labels(topic).set(value)
 
     def readiness(self) -> dict[str, Any]:
-        return {"broker": self.broker_ok and self._broker_reachable(), "redis": self._redis_ping(),
-                "feed_assigned": self.assigned}
+        return {
+            "broker": self.broker_ok and self._broker_reachable(),
+            "redis": self._redis_ping(),
+            "feed_assigned": self.assigned,
+        }
 
     def _broker_reachable(self) -> bool:
         import socket
@@ -449,8 +469,14 @@ class KafkaWardFeed(WardFeed):
 
         with self._producer_lock:
             if self._producer is None:
-                self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=2,
-                                               retries=5, client_id="vigil-web", **self._client_options())
+                self._producer = KafkaProducer(
+                    bootstrap_servers=self.bootstrap,
+                    acks="all",
+                    linger_ms=2,
+                    retries=5,
+                    client_id="vigil-web",
+                    **self._client_options(),
+                )
             futures = [self._producer.send(t, key=k, value=v) for t, k, v in records]
             self._producer.flush(timeout=15)
         for f in futures:

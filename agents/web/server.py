@@ -22,8 +22,9 @@ class ServerThread:
 
     def __init__(self, app: FastAPI, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.host, self.port = host, port or free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_config=None,
-                                                    access_log=False, lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=self.port, log_config=None, access_log=False, lifespan="on")
+        )
         self.thread = threading.Thread(target=self.server.run, name="vigil-web", daemon=True)
 
     @property

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from models.features import FEATURE_NAMES, HABIT_FEATURES, SEQUENCE_CHANNELS, WINDOW_HOURS
-from models.train import data, sequence, trees
-from models.utility import auroc_auprc, best_threshold, utility_tables
+from vigil.models.features import FEATURE_NAMES, HABIT_FEATURES, SEQUENCE_CHANNELS, WINDOW_HOURS
+from vigil.models.train import data, sequence, trees
+from vigil.models.utility import auroc_auprc, best_threshold, utility_tables
 
 VERSION = "1.0.0"
 RULE_CUTOFFS = {"NEWS2": 5, "qSOFA": 2, "SIRS": 2}
@@ -116,7 +116,7 @@ _BEST_CACHE: dict[int, float] = {}
 
 
 def _best(labels: np.ndarray) -> float:
-    from models.utility import best_predictions, row_utilities
+    from vigil.models.utility import best_predictions, row_utilities
 
     u0, u1 = row_utilities(labels)
     return float(np.where(best_predictions(labels).astype(bool), u1, u0).sum())
@@ -129,8 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=2019)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--max-patients", type=int, default=0, help="subsample stays (quick runs)")
-    ap.add_argument("--oof-out", type=Path, default=None,
-                    help="save the out-of-fold predictions and rule scores (alert-burden analysis)")
+    ap.add_argument(
+        "--oof-out",
+        type=Path,
+        default=None,
+        help="save the out-of-fold predictions and rule scores (alert-burden analysis)",
+    )
     ap.add_argument("--cv-only", action="store_true", help="stop after cross-validation (artifacts untouched)")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
@@ -179,8 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.oof_out:
         args.oof_out.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(
-            args.oof_out, diagnosis=oof_diag, deterioration=oof_det, combined=combined, labels=c.labels,
-            lengths=c.lengths, patient_fold=patient_fold, **{f"rule_{k}": v for k, v in c.rules.items()},
+            args.oof_out,
+            diagnosis=oof_diag,
+            deterioration=oof_det,
+            combined=combined,
+            labels=c.labels,
+            lengths=c.lengths,
+            patient_fold=patient_fold,
+            **{f"rule_{k}": v for k, v in c.rules.items()},
         )
         log(f"out-of-fold predictions -> {args.oof_out}")
     if args.cv_only:
@@ -258,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         raw=booster.predict(x[ref_rows], raw_score=True),
         probability=booster.predict(x[ref_rows]),
     )
-    from models.features import stay_sequence_inputs
+    from vigil.models.features import stay_sequence_inputs
 
     ref_patients = rng.choice(len(c.lengths), 16, replace=False)
     seq_ref = []
@@ -335,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if out.resolve() == (Path(__file__).resolve().parents[1] / "artifacts"):
-        from models.train import cards
+        from vigil.models.train import cards
 
         cards.main()
     log(

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from models.alerting import AlertPolicy, PatientAlertState, on_score
-from models.early_warning import news2_band
-from models.utility import best_threshold, utility_tables
-from schemas.scores import ModelScore, RiskScore, RuleScore
+from vigil.models.alerting import AlertPolicy, PatientAlertState, on_score
+from vigil.models.early_warning import news2_band
+from vigil.models.utility import best_threshold, utility_tables
+from vigil.schemas.scores import ModelScore, RiskScore, RuleScore
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
 EMPTY = RuleScore(name="qSOFA", total=0, parameters={})
@@ -39,19 +39,38 @@ EMPTY = RuleScore(name="qSOFA", total=0, parameters={})
 
 def _score(hour: int, news2: int, single3: bool, prob: float | None, threshold: float) -> RiskScore:
     at = T0 + timedelta(hours=hour)
-    models = [] if prob is None else [ModelScore(model="combined", version="oof", probability=float(prob),
-                                                 threshold=threshold, positive=prob >= threshold)]
+    models = (
+        []
+        if prob is None
+        else [
+            ModelScore(
+                model="combined",
+                version="oof",
+                probability=float(prob),
+                threshold=threshold,
+                positive=prob >= threshold,
+            )
+        ]
+    )
     return RiskScore(
-        score_id=str(hour), patient_id="p", hour=hour, scored_at=at, observed_at=at, event_ids=[],
-        news2=RuleScore(name="NEWS2", total=news2, parameters={}, band=news2_band(news2, single3),
-                        single_parameter_3=single3),
-        qsofa=EMPTY, sirs=RuleScore(name="SIRS", total=0, parameters={}),
+        score_id=str(hour),
+        patient_id="p",
+        hour=hour,
+        scored_at=at,
+        observed_at=at,
+        event_ids=[],
+        news2=RuleScore(
+            name="NEWS2", total=news2, parameters={}, band=news2_band(news2, single3), single_parameter_3=single3
+        ),
+        qsofa=EMPTY,
+        sirs=RuleScore(name="SIRS", total=0, parameters={}),
         models=models,
     )
 
 
-def simulate(news2: np.ndarray, single3: np.ndarray, prob: np.ndarray | None, threshold: float,
-             policy: AlertPolicy) -> tuple[int, list[int]]:
+def simulate(
+    news2: np.ndarray, single3: np.ndarray, prob: np.ndarray | None, threshold: float, policy: AlertPolicy
+) -> tuple[int, list[int]]:
     """(pages, hours at which an alert opened) for one stay."""
     state = PatientAlertState()
     pages, opened = 0, []
@@ -72,7 +91,7 @@ def burden(oof: Path) -> dict[str, Any]:
     offsets = np.r_[0, np.cumsum(lengths)]
     labels, combined, fold = d["labels"], d["combined"], d["patient_fold"]
     news2, single3 = d["rule_NEWS2"].astype(int), d["rule_NEWS2_single3"].astype(bool)
-    labels_by = [labels[offsets[p]:offsets[p + 1]] for p in range(len(lengths))]
+    labels_by = [labels[offsets[p] : offsets[p + 1]] for p in range(len(lengths))]
     row_fold = np.repeat(fold, lengths)
     thresholds = {}
     for f in np.unique(fold):
@@ -81,8 +100,11 @@ def burden(oof: Path) -> dict[str, Any]:
         thresholds[int(f)] = best_threshold(combined[row_fold != f], u0, u1, best, inaction)
     policy = AlertPolicy(escalate_after_s=1e12)  # no time-based reminders in a retrospective replay
     patient_days = lengths.sum() / 24.0
-    out: dict[str, Any] = {"patients": int(len(lengths)), "patient_days": round(float(patient_days), 1),
-                           "fold_thresholds": thresholds}
+    out: dict[str, Any] = {
+        "patients": int(len(lengths)),
+        "patient_days": round(float(patient_days), 1),
+        "fold_thresholds": thresholds,
+    }
     septic = [p for p in range(len(lengths)) if labels_by[p].any()]
     out["septic_patients"] = len(septic)
     for name, use_model in (("news2_only", False), ("news2_and_model", True)):
@@ -114,15 +136,22 @@ def burden(oof: Path) -> dict[str, Any]:
     return out
 
 
-def discrimination(labels: np.ndarray, labels_by: list[np.ndarray], combined: np.ndarray, d: Any,
-                   offsets: np.ndarray, fold: np.ndarray, thresholds: dict[int, float]) -> dict[str, Any]:
+def discrimination(
+    labels: np.ndarray,
+    labels_by: list[np.ndarray],
+    combined: np.ndarray,
+    d: Any,
+    offsets: np.ndarray,
+    fold: np.ndarray,
+    thresholds: dict[int, float],
+) -> dict[str, Any]:
     """AUROC, AUPRC and normalized utility on the same rows: the rules as the stream computes them
     (newest value within 4 h) at their usual cut-offs, and the combined model at its nested
     per-fold thresholds."""
-    from models.utility import auroc_auprc, normalized_utility
+    from vigil.models.utility import auroc_auprc, normalized_utility
 
     def by_patient(values: np.ndarray) -> list[np.ndarray]:
-        return [values[offsets[p]:offsets[p + 1]] for p in range(len(offsets) - 1)]
+        return [values[offsets[p] : offsets[p + 1]] for p in range(len(offsets) - 1)]
 
     row_threshold = np.repeat(np.array([thresholds[int(f)] for f in fold]), np.diff(offsets))
     scores = {"combined": (combined, combined >= row_threshold)}
@@ -132,8 +161,11 @@ def discrimination(labels: np.ndarray, labels_by: list[np.ndarray], combined: np
     out = {}
     for name, (s, binary) in scores.items():
         auroc, auprc = auroc_auprc(labels, s)
-        out[name] = {"auroc": round(auroc, 4), "auprc": round(auprc, 4),
-                     "utility": round(normalized_utility(labels_by, by_patient(binary)), 4)}
+        out[name] = {
+            "auroc": round(auroc, 4),
+            "auprc": round(auprc, 4),
+            "utility": round(normalized_utility(labels_by, by_patient(binary)), 4),
+        }
     return out
 
 

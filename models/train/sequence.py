@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.features import N_SEQUENCE_CHANNELS, WINDOW_HOURS, stay_sequence_inputs
-from models.train.data import Cohort
+from vigil.models.features import N_SEQUENCE_CHANNELS, WINDOW_HOURS, stay_sequence_inputs
+from vigil.models.train.data import Cohort
 
 HIDDEN = 32
 EPOCHS = 4

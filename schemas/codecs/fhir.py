@@ -28,8 +28,8 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.procedure import Procedure
 from pydantic import ValidationError
 
-from schemas.codecs.fhir_out import operation_outcome
-from schemas.codecs.loinc import (
+from vigil.schemas.codecs.fhir_out import operation_outcome
+from vigil.schemas.codecs.loinc import (
     ACVPU_VALUES,
     SNOMED_PROCEDURE_TO_CANONICAL,
     SNOMED_SYSTEM,
@@ -42,8 +42,8 @@ from schemas.codecs.loinc import (
     treatment_for_medication,
     treatment_for_text,
 )
-from schemas.deadletter import Rejected
-from schemas.events import PatientEvent
+from vigil.schemas.deadletter import Rejected
+from vigil.schemas.events import PatientEvent
 
 # The web app answers POST /fhir with operation_outcome(result.rejected): one import for both.
 __all__ = ["DecodeResult", "decode_fhir", "operation_outcome"]
@@ -227,9 +227,7 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
         for index, component in enumerate(components):
             component_code = _first_mapped(list(component.code.coding or []))
             if component_code is not None:
-                measured.append(
-                    (f"component[{index}]", component_code, component, f"{where}component[{index}] ")
-                )
+                measured.append((f"component[{index}]", component_code, component, f"{where}component[{index}] "))
     elif components:
         if code is None and value_present and not panel:
             _unmapped(ctx, codings, where)
@@ -252,9 +250,7 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
         return
 
     patient_id = _patient_id(obs.subject, ctx, where)
-    observed_at = _effective_time(
-        obs.effectiveDateTime, obs.effectiveInstant, obs.effectivePeriod, ctx, where
-    )
+    observed_at = _effective_time(obs.effectiveDateTime, obs.effectiveInstant, obs.effectivePeriod, ctx, where)
     if patient_id is None or observed_at is None:
         return
     encounter = _reference_id(obs.encounter, "Encounter")
@@ -331,9 +327,7 @@ def _decode_administration(
     admin: MedicationAdministration, raw: dict[str, Any], ctx: _Context, where: str, key: str
 ) -> None:
     if admin.status not in ADMINISTRATION_STATUSES:
-        ctx.reject(
-            "not_final", f"{where}status {admin.status!r} is not one of {sorted(ADMINISTRATION_STATUSES)}"
-        )
+        ctx.reject("not_final", f"{where}status {admin.status!r} is not one of {sorted(ADMINISTRATION_STATUSES)}")
         return
     concepts: list[Any] = []
     if admin.medicationCodeableConcept is not None:
@@ -418,9 +412,7 @@ def _administration_dose(admin: MedicationAdministration, treatment: str) -> tup
             denominator_unit = "min"
             if denominator is not None:
                 per = _number(denominator.value) if denominator.value is not None else 1.0
-                denominator_unit = (
-                    _quantity_unit(denominator.system, denominator.code, denominator.unit) or "min"
-                )
+                denominator_unit = _quantity_unit(denominator.system, denominator.code, denominator.unit) or "min"
             if per > 0:
                 numerator_unit = _quantity_unit(numerator.system, numerator.code, numerator.unit)
                 return _number(numerator.value) / per, f"{numerator_unit}/{denominator_unit}"
@@ -524,9 +516,7 @@ def _patient_id(subject: Any, ctx: _Context, where: str) -> str | None:
             if patient_id is not None:
                 return patient_id
             if local:
-                ctx.reject(
-                    "missing_subject", f"{where}subject reference is not a Patient entry of the Bundle"
-                )
+                ctx.reject("missing_subject", f"{where}subject reference is not a Patient entry of the Bundle")
                 return None
         patient_id = _reference_id(subject, "Patient")
         if patient_id is None:

@@ -12,8 +12,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from schemas.alerts import Alert
-from schemas.deadletter import Rejected
+from vigil.schemas.alerts import Alert
+from vigil.schemas.deadletter import Rejected
 
 VIGIL_ALERT_SYSTEM: Final = "urn:vigil:alert"
 VIGIL_SCORE_SYSTEM: Final = "urn:vigil:score"

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import hl7
 
-from schemas.codecs.loinc import (
+from vigil.schemas.codecs.loinc import (
     ACVPU_VALUES,
     YES_NO_VALUES,
     DecodeResult,
@@ -28,8 +28,8 @@ from schemas.codecs.loinc import (
     canonical_for_coding,
     canonical_for_local,
 )
-from schemas.deadletter import Rejected
-from schemas.events import PatientEvent
+from vigil.schemas.deadletter import Rejected
+from vigil.schemas.events import PatientEvent
 
 SOURCE: Final = "hl7v2"
 MAX_PAYLOAD_BYTES: Final = 8 * 1024 * 1024
@@ -73,9 +73,7 @@ def _split_messages(payload: bytes | bytearray | memoryview | str, result: Decod
     if isinstance(payload, bytes | bytearray | memoryview):
         raw = bytes(payload)
         if len(raw) > MAX_PAYLOAD_BYTES:
-            result.rejected.append(
-                Rejected("too_large", f"payload is {len(raw)} bytes (limit {MAX_PAYLOAD_BYTES})")
-            )
+            result.rejected.append(Rejected("too_large", f"payload is {len(raw)} bytes (limit {MAX_PAYLOAD_BYTES})"))
             return []
         try:
             text = raw.decode("utf-8")

@@ -21,10 +21,10 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from schemas.codes import CATALOGUE, plausible_range
-from schemas.deadletter import Rejected
-from schemas.events import PatientEvent
-from schemas.units import UnitError, to_canonical
+from vigil.schemas.codes import CATALOGUE, plausible_range
+from vigil.schemas.deadletter import Rejected
+from vigil.schemas.events import PatientEvent
+from vigil.schemas.units import UnitError, to_canonical
 
 LOINC_SYSTEM: Final = "http://loinc.org"
 SNOMED_SYSTEM: Final = "http://snomed.info/sct"
@@ -380,9 +380,7 @@ def canonical_event(
     low, high = plausible_range(code)
     if not low <= converted <= high:
         # Usually a unit mix-up (a temperature in degF sent as Cel) or a sensor fault.
-        return Rejected(
-            "out_of_range", f"{where}{code}: value outside plausible range {low}-{high} {canonical_unit}"
-        )
+        return Rejected("out_of_range", f"{where}{code}: value outside plausible range {low}-{high} {canonical_unit}")
     try:
         return PatientEvent(
             event_id=event_id(source, key, part),

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from agents import topics
-from schemas.alerts import AlertAck
 from tests.conftest import unique_patient, wait_for
 from tests.integration.test_web import PASSWORD, TopicTail, deteriorating, send
+from vigil.schemas import topics
+from vigil.schemas.alerts import AlertAck
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = Path(__file__).parents[2] / "docs" / "images" / "dashboard.png"
@@ -32,17 +32,15 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python
 
 @pytest.fixture(scope="module")
 def dashboard(stack, shared_worker, tmp_path_factory) -> Iterator[str]:
-    from agents.web.app import create_app
-    from agents.web.auth import add_user, load_users
-    from agents.web.feed import KafkaWardFeed
-    from agents.web.server import ServerThread
-    from infra.settings import KafkaSettings, RedisSettings, Settings
+    from vigil.agents.web.app import create_app
+    from vigil.agents.web.auth import add_user, load_users
+    from vigil.agents.web.feed import KafkaWardFeed
+    from vigil.agents.web.server import ServerThread
+    from vigil.infra.settings import KafkaSettings, RedisSettings, Settings
 
     users_file = tmp_path_factory.mktemp("browser") / "users.json"
     add_user(users_file, "nurse.ann", PASSWORD, "clinician")
-    settings = Settings(
-        kafka=KafkaSettings(bootstrap=stack.bootstrap), redis=RedisSettings(url=stack.redis_url)
-    )
+    settings = Settings(kafka=KafkaSettings(bootstrap=stack.bootstrap), redis=RedisSettings(url=stack.redis_url))
     server = ServerThread(create_app(settings, KafkaWardFeed(settings), users=load_users(users_file, env={})))
     server.start()
     assert server.wait_ready(60)
@@ -70,8 +68,8 @@ def browser() -> Iterator[object]:
 
 def replay_stays(producer, n: int, hours: int) -> int:
     """Produce the first ``hours`` of ``n`` real stays (half septic), ending now, on two wards."""
-    from infra.replay import ensure_dataset, pick_stays, stay_events
-    from infra.settings import default_home, get_settings
+    from vigil.infra.replay import ensure_dataset, pick_stays, stay_events
+    from vigil.infra.settings import default_home, get_settings
 
     try:
         data = ensure_dataset(get_settings().data_dir, default_home())
@@ -84,9 +82,7 @@ def replay_stays(producer, n: int, hours: int) -> int:
         messages += [(h, e) for h, e in stay_events(stay, base, ward=ward) if h < hours]
     messages.sort(key=lambda m: m[0])  # hour by hour across patients, as a ward would produce them
     for _, event in messages:
-        producer.send(
-            topics.EVENTS_RAW, key=event.patient_id.encode(), value=event.model_dump_json().encode()
-        )
+        producer.send(topics.EVENTS_RAW, key=event.patient_id.encode(), value=event.model_dump_json().encode())
     producer.flush()
     return len(messages)
 

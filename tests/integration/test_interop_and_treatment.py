@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from agents import topics
-from infra.readback import consumer_from_now
-from schemas.codecs.fhir import decode_fhir
-from schemas.codecs.hl7v2 import decode_hl7v2
-from schemas.events import PatientEvent
-from schemas.treatment import TreatmentScore
 from tests.conftest import unique_patient, wait_for
+from vigil.infra.readback import consumer_from_now
+from vigil.schemas import topics
+from vigil.schemas.codecs.fhir import decode_fhir
+from vigil.schemas.codecs.hl7v2 import decode_hl7v2
+from vigil.schemas.events import PatientEvent
+from vigil.schemas.treatment import TreatmentScore
 
 pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).parents[1] / "unit" / "codecs" / "fixtures"
@@ -30,8 +30,9 @@ def _consume_from_now(bootstrap: str, topic: str):
         (topics.INGEST_FHIR, "fhir/bundle-searchset-vitals.json", b"Patient/example", decode_fhir),
     ],
 )
-def test_ehr_messages_are_scored_or_dead_lettered(stack, shared_worker, producer, reader, topic, fixture,
-                                                   old_id, decode) -> None:
+def test_ehr_messages_are_scored_or_dead_lettered(
+    stack, shared_worker, producer, reader, topic, fixture, old_id, decode
+) -> None:
     r = reader()
     fhir = topic == topics.INGEST_FHIR
     pid = unique_patient("ehr")
@@ -79,14 +80,36 @@ def test_patient_at_risk_gets_a_treatment_score(stack, shared_worker, producer) 
     t0 = datetime.now(UTC) - timedelta(hours=2)
     events = [
         PatientEvent(patient_id=pid, observed_at=t0, kind="vital", code=c, value=v, unit=u)
-        for c, v, u in [("HR", 128, "/min"), ("Resp", 28, "/min"), ("SBP", 84, "mm[Hg]"), ("MAP", 58, "mm[Hg]"),
-                        ("O2Sat", 91, "%"), ("Temp", 39.2, "Cel")]
+        for c, v, u in [
+            ("HR", 128, "/min"),
+            ("Resp", 28, "/min"),
+            ("SBP", 84, "mm[Hg]"),
+            ("MAP", 58, "mm[Hg]"),
+            ("O2Sat", 91, "%"),
+            ("Temp", 39.2, "Cel"),
+        ]
     ]
     events.append(PatientEvent(patient_id=pid, observed_at=t0, kind="lab", code="Lactate", value=4.5, unit="mmol/L"))
-    events.append(PatientEvent(patient_id=pid, observed_at=t0 + timedelta(minutes=20), kind="treatment",
-                               code="blood_culture", value=1, unit="1"))
-    events.append(PatientEvent(patient_id=pid, observed_at=t0 + timedelta(minutes=40), kind="treatment",
-                               code="antibiotic", value=1, unit="1"))
+    events.append(
+        PatientEvent(
+            patient_id=pid,
+            observed_at=t0 + timedelta(minutes=20),
+            kind="treatment",
+            code="blood_culture",
+            value=1,
+            unit="1",
+        )
+    )
+    events.append(
+        PatientEvent(
+            patient_id=pid,
+            observed_at=t0 + timedelta(minutes=40),
+            kind="treatment",
+            code="antibiotic",
+            value=1,
+            unit="1",
+        )
+    )
     for e in events:
         producer.send(topics.EVENTS_RAW, key=pid.encode(), value=e.model_dump_json().encode())
     producer.flush()

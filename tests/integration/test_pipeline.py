@@ -7,22 +7,30 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agents import topics
-from infra.readback import consumer_from_now, payload_digest
-from schemas.alerts import AlertAck
-from schemas.events import PatientEvent
 from tests.conftest import unique_patient, wait_for
+from vigil.infra.readback import consumer_from_now, payload_digest
+from vigil.schemas import topics
+from vigil.schemas.alerts import AlertAck
+from vigil.schemas.events import PatientEvent
 
 pytestmark = pytest.mark.integration
 
 
-def vitals(pid: str, hour: int, hr: float, rr: float, sbp: float, spo2: float, temp: float,
-           base: datetime) -> list[PatientEvent]:
+def vitals(
+    pid: str, hour: int, hr: float, rr: float, sbp: float, spo2: float, temp: float, base: datetime
+) -> list[PatientEvent]:
     at = base + timedelta(hours=hour, minutes=10)
-    codes = {"HR": (hr, "/min"), "Resp": (rr, "/min"), "SBP": (sbp, "mm[Hg]"), "O2Sat": (spo2, "%"),
-             "Temp": (temp, "Cel")}
-    return [PatientEvent(patient_id=pid, observed_at=at, kind="vital", code=c, value=v, unit=u, source="test")
-            for c, (v, u) in codes.items()]
+    codes = {
+        "HR": (hr, "/min"),
+        "Resp": (rr, "/min"),
+        "SBP": (sbp, "mm[Hg]"),
+        "O2Sat": (spo2, "%"),
+        "Temp": (temp, "Cel"),
+    }
+    return [
+        PatientEvent(patient_id=pid, observed_at=at, kind="vital", code=c, value=v, unit=u, source="test")
+        for c, (v, u) in codes.items()
+    ]
 
 
 def send(producer, events: list[PatientEvent]) -> None:
@@ -65,24 +73,51 @@ def test_bad_input_is_dead_lettered_and_never_blocks_the_partition(stack, shared
     now = datetime.now(UTC)
     bad = [
         b"{broken",
-        json.dumps({"patient_id": pid, "observed_at": now.isoformat(), "kind": "vital", "code": "HR",
-                    "value": 80, "unit": "parsecs"}).encode(),
-        json.dumps({"patient_id": pid, "observed_at": now.isoformat(), "kind": "vital", "code": "HR",
-                    "value": -5, "unit": "/min"}).encode(),
-        json.dumps({"patient_id": pid, "observed_at": (now + timedelta(days=1)).isoformat(), "kind": "vital",
-                    "code": "HR", "value": 80, "unit": "/min"}).encode(),
-        json.dumps({"patient_id": pid, "observed_at": now.isoformat(), "kind": "vital", "code": "Zzz",
-                    "value": 1}).encode(),
+        json.dumps(
+            {
+                "patient_id": pid,
+                "observed_at": now.isoformat(),
+                "kind": "vital",
+                "code": "HR",
+                "value": 80,
+                "unit": "parsecs",
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "patient_id": pid,
+                "observed_at": now.isoformat(),
+                "kind": "vital",
+                "code": "HR",
+                "value": -5,
+                "unit": "/min",
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "patient_id": pid,
+                "observed_at": (now + timedelta(days=1)).isoformat(),
+                "kind": "vital",
+                "code": "HR",
+                "value": 80,
+                "unit": "/min",
+            }
+        ).encode(),
+        json.dumps(
+            {"patient_id": pid, "observed_at": now.isoformat(), "kind": "vital", "code": "Zzz", "value": 1}
+        ).encode(),
         b"\xff\xfe\x00garbage",
     ]
     for payload in bad:
         producer.send(topics.EVENTS_RAW, key=pid.encode(), value=payload)
-    good = PatientEvent(patient_id=pid, observed_at=now - timedelta(minutes=5), kind="vital", code="HR",
-                        value=88, unit="/min")
+    good = PatientEvent(
+        patient_id=pid, observed_at=now - timedelta(minutes=5), kind="vital", code="HR", value=88, unit="/min"
+    )
     send(producer, [good])
     digests = {payload_digest(p) for p in bad}
-    assert wait_for(lambda: digests <= r.snapshot().dead_digests and good.event_id in r.snapshot().scored_ids,
-                    timeout=90)
+    assert wait_for(
+        lambda: digests <= r.snapshot().dead_digests and good.event_id in r.snapshot().scored_ids, timeout=90
+    )
     reasons = r.snapshot().dead_letter_reasons
     for reason in ("invalid_json", "unit", "out_of_range", "clock_skew", "unknown_code"):
         assert reasons[reason] >= 1, reasons
@@ -97,14 +132,20 @@ def test_acknowledgement_transitions_and_is_audited(stack, shared_worker, produc
     assert wait_for(lambda: any(a["patient_id"] == pid for a in r.snapshot().alert_records), timeout=90)
     alert = next(a for a in r.snapshot().alert_records if a["patient_id"] == pid)
     audit = consumer_from_now(stack.bootstrap, (topics.AUDIT,))
-    ack = AlertAck(alert_id=alert["alert_id"], patient_id=pid, action="acknowledge", by="nurse.a",
-                   at=datetime.now(UTC))
+    ack = AlertAck(alert_id=alert["alert_id"], patient_id=pid, action="acknowledge", by="nurse.a", at=datetime.now(UTC))
     producer.send(topics.ALERT_ACKS, key=pid.encode(), value=ack.model_dump_json().encode())
     producer.flush()
-    assert wait_for(lambda: any(a["patient_id"] == pid and a["state"] == "acknowledged"
-                                for a in r.snapshot().alert_records), timeout=60)
+    assert wait_for(
+        lambda: any(a["patient_id"] == pid and a["state"] == "acknowledged" for a in r.snapshot().alert_records),
+        timeout=60,
+    )
     records = []
-    wait_for(lambda: records.extend(m.value for batch in audit.poll(500).values() for m in batch) or
-             any(b"nurse.a" in v for v in records), timeout=30)
+    wait_for(
+        lambda: (
+            records.extend(m.value for batch in audit.poll(500).values() for m in batch)
+            or any(b"nurse.a" in v for v in records)
+        ),
+        timeout=30,
+    )
     audit.close()
     assert any(json.loads(v)["alert_id"] == alert["alert_id"] for v in records)

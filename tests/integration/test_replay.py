@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.replay import ensure_dataset
-from infra.settings import Settings, default_home
-from infra.streamcheck import run_replay_check
+from vigil.cli.streamcheck import run_replay_check
+from vigil.infra.replay import ensure_dataset
+from vigil.infra.settings import Settings, default_home
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ DATA = Path(__file__).parents[3] / "shared" / "data" / "physionet2019"
 
 @pytest.mark.skipif(not DATA.exists(), reason="PhysioNet set A not present beside the checkout")
 def test_replay_matches_offline_prediction(stack, stack_settings: Settings, tmp_path: Path) -> None:
-    pytest.importorskip("models.registry").load_bundle()  # the committed artifacts must load
+    pytest.importorskip("vigil.models.registry").load_bundle()  # the committed artifacts must load
     source = ensure_dataset(DATA, default_home())
     picked = tmp_path / "stays"
     picked.mkdir()

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agents import topics
-from schemas.events import PatientEvent
 from tests.conftest import unique_patient, wait_for
+from vigil.schemas import topics
+from vigil.schemas.events import PatientEvent
 
 pytestmark = pytest.mark.integration
 
@@ -25,10 +25,21 @@ def test_two_workers_split_partitions_without_loss_or_double_scoring(stack, stac
     events = []
     for hour in range(24):
         for i, pid in enumerate(patients):
-            for code, value, unit in (("HR", 70 + (hour + i) % 40, "/min"), ("Resp", 14 + hour % 8, "/min"),
-                                      ("O2Sat", 95 + hour % 4, "%")):
-                events.append(PatientEvent(patient_id=pid, observed_at=base + timedelta(hours=hour, minutes=i % 50),
-                                           kind="vital", code=code, value=value, unit=unit))
+            for code, value, unit in (
+                ("HR", 70 + (hour + i) % 40, "/min"),
+                ("Resp", 14 + hour % 8, "/min"),
+                ("O2Sat", 95 + hour % 4, "%"),
+            ):
+                events.append(
+                    PatientEvent(
+                        patient_id=pid,
+                        observed_at=base + timedelta(hours=hour, minutes=i % 50),
+                        kind="vital",
+                        code=code,
+                        value=value,
+                        unit=unit,
+                    )
+                )
     first = spawn("scale-a")
     ids = {e.event_id for e in events}
     half = len(events) // 2
@@ -46,8 +57,15 @@ def test_two_workers_split_partitions_without_loss_or_double_scoring(stack, stac
             admin.close()
             # (the session's shared worker may be a member too)
             assert len(members) >= 2, "both workers are members of the consumer group"
-            owned = [sorted(p for tp in m["member_assignment"]["assigned_partitions"]
-                            if tp["topic"] == topics.EVENTS_RAW for p in tp["partitions"]) for m in members]
+            owned = [
+                sorted(
+                    p
+                    for tp in m["member_assignment"]["assigned_partitions"]
+                    if tp["topic"] == topics.EVENTS_RAW
+                    for p in tp["partitions"]
+                )
+                for m in members
+            ]
             # the load splits: at least two workers own partitions (Faust's assignor may leave the
             # session's shared worker, a third member, without any)
             assert sum(1 for o in owned if o) >= 2, f"partitions of {topics.EVENTS_RAW} per member: {owned}"
@@ -60,6 +78,14 @@ def test_two_workers_split_partitions_without_loss_or_double_scoring(stack, stac
     time.sleep(2)
     rb = r.snapshot()
     duplicates = rb.duplicates(ids)
-    print(json.dumps({"events": len(ids), "scored": len(ids & rb.scored_ids), "duplicates": duplicates,
-                      "seconds": round(time.monotonic() - t0, 1)}))
+    print(
+        json.dumps(
+            {
+                "events": len(ids),
+                "scored": len(ids & rb.scored_ids),
+                "duplicates": duplicates,
+                "seconds": round(time.monotonic() - t0, 1),
+            }
+        )
+    )
     assert duplicates == 0, f"{duplicates} events scored twice"

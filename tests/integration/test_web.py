@@ -17,10 +17,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from agents import topics
-from schemas.alerts import AlertAck
-from schemas.events import PatientEvent
 from tests.conftest import unique_patient, wait_for
+from vigil.schemas import topics
+from vigil.schemas.alerts import AlertAck
+from vigil.schemas.events import PatientEvent
 
 pytestmark = pytest.mark.integration
 
@@ -40,9 +40,7 @@ def deteriorating(pid: str, ward: str, hours_ago: float = 1.0) -> list[PatientEv
         "Temp": (39.5, "Cel"),
     }
     return [
-        PatientEvent(
-            patient_id=pid, observed_at=at, kind="vital", code=c, value=v, unit=u, source="test", ward=ward
-        )
+        PatientEvent(patient_id=pid, observed_at=at, kind="vital", code=c, value=v, unit=u, source="test", ward=ward)
         for c, (v, u) in codes.items()
     ]
 
@@ -105,11 +103,11 @@ class SseReader:
 
 @pytest.fixture(scope="module")
 def web(stack, shared_worker, tmp_path_factory) -> Iterator[str]:
-    from agents.web.app import create_app
-    from agents.web.auth import add_user, load_users
-    from agents.web.feed import KafkaWardFeed
-    from agents.web.server import ServerThread
-    from infra.settings import KafkaSettings, RedisSettings, Settings
+    from vigil.agents.web.app import create_app
+    from vigil.agents.web.auth import add_user, load_users
+    from vigil.agents.web.feed import KafkaWardFeed
+    from vigil.agents.web.server import ServerThread
+    from vigil.infra.settings import KafkaSettings, RedisSettings, Settings
 
     users_file = tmp_path_factory.mktemp("web") / "users.json"
     add_user(users_file, "ann", PASSWORD, "clinician")
@@ -237,7 +235,7 @@ def test_fhir_over_http_is_scored_by_the_pipeline(stack, web) -> None:
 
 
 def test_alerts_tail_and_ack_commands(stack, shared_worker, producer) -> None:
-    from infra import cli_serve
+    from vigil.cli import serve as cli_serve
 
     app = typer.Typer()
     cli_serve.register(app)

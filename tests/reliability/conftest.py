@@ -32,7 +32,7 @@ def stack_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "stack" not in request.fixturenames:
         return
-    from infra.stack import StackPaths, _pid_alive, _port_open, start_kafka, start_redis
+    from vigil.infra.stack import StackPaths, _pid_alive, _port_open, start_kafka, start_redis
 
     settings = request.getfixturevalue("stack_settings")
     paths = StackPaths(settings.home)
@@ -48,7 +48,7 @@ def stack_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture
 def started_worker(spawn, producer, reader) -> Callable[..., object]:
     """Factory: spawn a worker and return once it has scored a probe event (group joined)."""
-    from schemas.events import PatientEvent
+    from vigil.schemas.events import PatientEvent
 
     def _start(name: str = "worker", env: dict[str, str] | None = None, timeout: float = 90.0):
         proc = spawn(name, env)

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agents import topics
-from schemas.events import PatientEvent
+from vigil.schemas import topics
+from vigil.schemas.events import PatientEvent
 
 GROUP = "vigil"  # the Faust app id is the consumer group
 

@@ -13,7 +13,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.normalize import MAX_EVENT_BYTES
+from vigil.schemas.normalize import MAX_EVENT_BYTES
 
 _CODES = [
     "HR",

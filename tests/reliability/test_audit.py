@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agents import topics
-from infra.audit import config_change_record
-from infra.settings import Settings
 from tests.conftest import wait_for
 from tests.reliability.helpers import report
+from vigil.infra.audit import config_change_record
+from vigil.infra.settings import Settings
+from vigil.schemas import topics
 
 pytestmark = pytest.mark.reliability
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from infra.stack import restart_kafka
 from tests.conftest import wait_for
 from tests.reliability.helpers import PacedProducer, event_payloads, report, ward_stream
+from vigil.infra.stack import restart_kafka
 
 pytestmark = pytest.mark.reliability
 

@@ -13,15 +13,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import structlog
 
-from infra.logging import patient_hash
-from infra.settings import get_settings
-from models.alerting import AlertPolicy, PatientAlertState, on_score
-from models.scoring import PendingUpdate, build_risk_score
-from models.window import LateEvent, PatientWindow
-from schemas.events import PatientEvent
-from schemas.normalize import decode_raw_event
 from tests.conftest import unique_patient, wait_for
 from tests.reliability.helpers import report
+from vigil.infra.logging import patient_hash
+from vigil.infra.settings import get_settings
+from vigil.models.alerting import AlertPolicy, PatientAlertState, on_score
+from vigil.models.scoring import PendingUpdate, build_risk_score
+from vigil.models.window import LateEvent, PatientWindow
+from vigil.schemas.events import PatientEvent
+from vigil.schemas.normalize import decode_raw_event
 
 pytestmark = pytest.mark.reliability
 
@@ -87,7 +87,7 @@ def test_keyed_patient_hash() -> None:
 
 
 def test_redaction_processor_drops_identifier_and_value_fields() -> None:
-    from infra.logging import redact_phi
+    from vigil.infra.logging import redact_phi
 
     event = redact_phi(
         None,

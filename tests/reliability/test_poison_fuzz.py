@@ -11,16 +11,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra.readback import payload_digest
-from models.scoring import PendingUpdate, build_risk_score
-from models.window import LateEvent, PatientWindow
-from schemas.codes import CATALOGUE
-from schemas.deadletter import Rejected
-from schemas.events import MAX_FUTURE_SKEW, PatientEvent
-from schemas.normalize import decode_raw_event
 from tests.conftest import wait_for
 from tests.reliability.helpers import report
 from tests.reliability.poison import poison_payload
+from vigil.infra.readback import payload_digest
+from vigil.models.scoring import PendingUpdate, build_risk_score
+from vigil.models.window import LateEvent, PatientWindow
+from vigil.schemas.codes import CATALOGUE
+from vigil.schemas.deadletter import Rejected
+from vigil.schemas.events import MAX_FUTURE_SKEW, PatientEvent
+from vigil.schemas.normalize import decode_raw_event
 
 pytestmark = pytest.mark.reliability
 

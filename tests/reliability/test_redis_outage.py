@@ -12,8 +12,6 @@ import urllib.request
 
 import pytest
 
-from infra.health import read_health_file
-from infra.stack import StackPaths, _pid_alive, start_redis
 from tests.conftest import wait_for
 from tests.reliability.helpers import (
     PacedProducer,
@@ -23,6 +21,8 @@ from tests.reliability.helpers import (
     report,
     ward_stream,
 )
+from vigil.infra.health import read_health_file
+from vigil.infra.stack import StackPaths, _pid_alive, start_redis
 
 pytestmark = pytest.mark.reliability
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from agents import topics
 from tests.conftest import link_cached_kafka_jars, wait_for
 from tests.reliability.helpers import report
+from vigil.schemas import topics
 
 pytestmark = pytest.mark.reliability
 
@@ -26,8 +26,8 @@ SECURE_REDIS_PORT = int(os.environ.get("VIGIL_TEST_SECURE_REDIS_PORT", "26479"))
 
 @pytest.fixture(scope="module")
 def secure_stack() -> Iterator[tuple[object, object]]:
-    from infra.settings import KafkaSettings, RedisSettings, Settings
-    from infra.stack import stack_down, stack_up
+    from vigil.infra.settings import KafkaSettings, RedisSettings, Settings
+    from vigil.infra.stack import stack_down, stack_up
 
     with tempfile.TemporaryDirectory(prefix="vigil-secure-") as tmp:
         home = Path(tmp)
@@ -50,7 +50,7 @@ def secure_stack() -> Iterator[tuple[object, object]]:
 
 
 def _client_options(settings) -> dict:
-    from infra.tls import kafka_client_options, with_stack_credentials
+    from vigil.infra.tls import kafka_client_options, with_stack_credentials
 
     return kafka_client_options(with_stack_credentials(settings))
 
@@ -119,7 +119,7 @@ def test_unauthenticated_kafka_clients_are_refused(secure_stack, results_dir, ca
 def test_redis_requires_password_and_acl_limits_the_worker_user(secure_stack, results_dir) -> None:
     import redis
 
-    from infra.tls import with_stack_credentials
+    from vigil.infra.tls import with_stack_credentials
 
     settings, info = secure_stack
     creds = with_stack_credentials(settings).redis
@@ -153,9 +153,9 @@ def test_redis_requires_password_and_acl_limits_the_worker_user(secure_stack, re
 def test_worker_scores_over_sasl_ssl(secure_stack, tmp_path) -> None:
     from kafka import KafkaProducer
 
-    from infra.readback import TopicReader
-    from infra.workers import spawn_worker, stop_worker
-    from schemas.events import PatientEvent
+    from vigil.infra.readback import TopicReader
+    from vigil.infra.workers import spawn_worker, stop_worker
+    from vigil.schemas.events import PatientEvent
 
     settings, info = secure_stack
     options = _client_options(settings)

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from infra.redis import alert_key, window_key
-from models.alerting import PatientAlertState
-from models.window import VAR_INDEX, PatientWindow
 from tests.conftest import wait_for
 from tests.reliability.helpers import PacedProducer, alert_duplicates, event_payloads, report, ward_stream
+from vigil.infra.redis import alert_key, window_key
+from vigil.models.alerting import PatientAlertState
+from vigil.models.window import VAR_INDEX, PatientWindow
 
 pytestmark = pytest.mark.reliability
 

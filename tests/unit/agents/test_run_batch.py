@@ -5,7 +5,7 @@ import base64
 import json
 from dataclasses import dataclass
 
-from agents.runtime import Publisher, run_batch
+from vigil.agents.runtime import Publisher, run_batch
 
 
 @dataclass

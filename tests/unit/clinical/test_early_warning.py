@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.early_warning import (
+from vigil.models.early_warning import (
     NEWS2_PARAMETERS,
     Observations,
     charted,
@@ -42,9 +42,7 @@ def test_news2_respiration_rate(rr, expected):
     assert points("respiration_rate", resp_rate=rr) == expected
 
 
-@pytest.mark.parametrize(
-    "spo2,expected", [(70, 3), (91, 3), (92, 2), (93, 2), (94, 1), (95, 1), (96, 0), (100, 0)]
-)
+@pytest.mark.parametrize("spo2,expected", [(70, 3), (91, 3), (92, 2), (93, 2), (94, 1), (95, 1), (96, 0), (100, 0)])
 @pytest.mark.parametrize("on_oxygen", [False, True])
 def test_news2_spo2_scale1_ignores_oxygen(spo2, expected, on_oxygen):
     assert points("spo2", spo2=spo2, on_oxygen=on_oxygen) == expected

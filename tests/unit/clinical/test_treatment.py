@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from infra.cli_plan import register
-from models import treatment as tr
-from models.treatment import (
+from vigil.cli.plan import register
+from vigil.models import treatment as tr
+from vigil.models.treatment import (
     WEIGHTS,
     apply_suggestion,
     evaluate_plan,
@@ -25,7 +25,7 @@ from models.treatment import (
     score_value,
     suggest_changes,
 )
-from schemas.treatment import (
+from vigil.schemas.treatment import (
     PLAN_SCHEMA_PATH,
     CareItemResult,
     PatientState,
@@ -98,9 +98,7 @@ def test_antibiotics_missing():
 
 @pytest.mark.parametrize("at,expected", [(60, ("met", 1.0)), (180, ("met", 1.0)), (181, ("late", 0.25))])
 def test_antibiotics_within_3h_for_possible_sepsis_without_shock(at, expected):
-    p = plan(
-        [item("antibiotic", at)], sepsis_likelihood="possible", map_mmhg=80, sbp_mmhg=120, lactate_mmol_l=1.5
-    )
+    p = plan([item("antibiotic", at)], sepsis_likelihood="possible", map_mmhg=80, sbp_mmhg=120, lactate_mmol_l=1.5)
     assert status(p, "antibiotics") == expected
 
 
@@ -324,9 +322,7 @@ def test_weights_sum_to_100_and_every_item_has_a_source():
 
 def test_score_normalizes_over_applicable_items():
     # Only the NEWS2 items apply (no sepsis): observation frequency met, escalation missing -> 50.
-    p = plan(
-        [item("observation_set", 0, every_min=60)], suspected_sepsis=False, news2_total=5, news2_band=None
-    )
+    p = plan([item("observation_set", 0, every_min=60)], suspected_sepsis=False, news2_total=5, news2_band=None)
     assert score_plan(p, suggest=False).score == 50.0
     # Weighted: everything missing but lactate measured (10 of 100) -> 10.
     assert score_plan(plan([]), suggest=False).score == 10.0
@@ -435,9 +431,7 @@ def test_move_earlier_prefers_the_smallest_move():
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(
-                ["antibiotic", "blood_culture", "lactate_ordered", "vasopressor", "clinician_review"]
-            ),
+            st.sampled_from(["antibiotic", "blood_culture", "lactate_ordered", "vasopressor", "clinician_review"]),
             st.integers(0, 400),
         ),
         max_size=6,
@@ -446,9 +440,7 @@ def test_move_earlier_prefers_the_smallest_move():
     st.booleans(),
 )
 def test_property_gains_are_score_differences(entries, news2_total, sepsis):
-    p = plan(
-        [item(a, t) for a, t in entries], news2_total=news2_total, news2_band=None, suspected_sepsis=sepsis
-    )
+    p = plan([item(a, t) for a, t in entries], news2_total=news2_total, news2_band=None, suspected_sepsis=sepsis)
     result = score_plan(p)
     assert 0.0 <= result.score <= 100.0
     running = result.score
@@ -522,9 +514,7 @@ def test_invalid_items_rejected(payload, error):
 
 def test_absolute_times_need_time_zero():
     with pytest.raises(ValidationError, match="time_zero"):
-        TreatmentPlan.model_validate(
-            {"state": {}, "items": [{"action": "antibiotic", "at": "2024-05-01T08:00:00Z"}]}
-        )
+        TreatmentPlan.model_validate({"state": {}, "items": [{"action": "antibiotic", "at": "2024-05-01T08:00:00Z"}]})
 
 
 # --- CLI ------------------------------------------------------------------------------------------
@@ -571,13 +561,21 @@ def test_cli_table_and_invalid_plan(tmp_path):
 def test_streaming_score_reports_projection_behind_suggestions() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from models.treatment import score_patient_care
+    from vigil.models.treatment import score_patient_care
 
     t0 = datetime(2025, 1, 1, tzinfo=UTC)
-    state = {"weight_kg": 70, "lactate_mmol_l": 4.5, "map_mmhg": 58, "sbp_mmhg": 84, "suspected_sepsis": True,
-             "news2_total": 9, "news2_band": "high"}
-    result = score_patient_care(state, [{"action": "lactate_ordered", "at": t0}], time_zero=t0,
-                                now=t0 + timedelta(minutes=10), patient_id="p")
+    state = {
+        "weight_kg": 70,
+        "lactate_mmol_l": 4.5,
+        "map_mmhg": 58,
+        "sbp_mmhg": 84,
+        "suspected_sepsis": True,
+        "news2_total": 9,
+        "news2_band": "high",
+    }
+    result = score_patient_care(
+        state, [{"action": "lactate_ordered", "at": t0}], time_zero=t0, now=t0 + timedelta(minutes=10), patient_id="p"
+    )
     assert result.projected_score is not None and result.projected_score < result.score
     top = result.suggestions[0]
     assert round(result.projected_score + top.gain, 1) == round(top.score_after, 1)

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from infra.cli_convert import register
+from vigil.cli.convert import register
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

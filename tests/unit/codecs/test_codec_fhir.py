@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from schemas.codecs.fhir import MAX_PAYLOAD_BYTES, decode_fhir
-from schemas.codecs.loinc import LOINC_TO_CANONICAL
-from schemas.codes import CATALOGUE
+from vigil.schemas.codecs.fhir import MAX_PAYLOAD_BYTES, decode_fhir
+from vigil.schemas.codecs.loinc import LOINC_TO_CANONICAL
+from vigil.schemas.codes import CATALOGUE
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fhir"
 
@@ -105,9 +105,7 @@ def test_spec_sat_o2_example_maps_as_published() -> None:
 
 def test_spec_glasgow_example_maps_the_total_and_ignores_its_coded_components() -> None:
     result = decode_fhir((FIXTURES / "observation-example-glasgow.json").read_bytes())
-    assert [(e.code, e.value, e.unit, e.kind) for e in result.events] == [
-        ("GCS", 13.0, "{score}", "assessment")
-    ]
+    assert [(e.code, e.value, e.unit, e.kind) for e in result.events] == [("GCS", 13.0, "{score}", "assessment")]
     assert result.rejected == [] and not result.unknown_codes
 
 
@@ -199,9 +197,7 @@ def test_collection_bundle_and_empty_bundle() -> None:
 
 
 def test_bundle_with_an_invalid_shell_is_rejected_whole() -> None:
-    result = decode_fhir(
-        encode({"resourceType": "Bundle", "type": "searchset", "total": "many", "entry": []})
-    )
+    result = decode_fhir(encode({"resourceType": "Bundle", "type": "searchset", "total": "many", "entry": []}))
     assert [r.reason for r in result.rejected] == ["schema"]
 
 
@@ -496,9 +492,9 @@ def test_medication_entry_of_the_same_bundle() -> None:
 
 
 def test_administration_not_done_and_unknown_medication() -> None:
-    assert [
-        r.reason for r in decode_fhir(encode(administration(atc("J01CR05"), status="not-done"))).rejected
-    ] == ["not_final"]
+    assert [r.reason for r in decode_fhir(encode(administration(atc("J01CR05"), status="not-done"))).rejected] == [
+        "not_final"
+    ]
     result = decode_fhir(encode(administration(atc("N02BE01", "paracetamol"))))
     assert [r.reason for r in result.rejected] == ["unmapped_code"]
     assert result.unknown_codes == {"http://www.whocc.no/atc|N02BE01": 1}
@@ -520,9 +516,7 @@ def procedure(snomed: str, **extra: Any) -> dict[str, Any]:
 def test_blood_culture_and_oxygen_therapy_procedures() -> None:
     assert only_event(encode(procedure("30088009"))).code == "blood_culture"
     oxygen = only_event(
-        encode(
-            procedure("57485005", performedDateTime=None, performedPeriod={"start": "2024-03-15T14:40:00Z"})
-        )
+        encode(procedure("57485005", performedDateTime=None, performedPeriod={"start": "2024-03-15T14:40:00Z"}))
     )
     assert (oxygen.code, oxygen.value, oxygen.kind) == ("SupplementalO2", 1.0, "assessment")
 
@@ -566,7 +560,7 @@ def test_str_payloads_are_accepted() -> None:
 
 
 def test_interop_doc_lists_every_mapped_code() -> None:
-    from schemas.codecs.loinc import MDC_TO_CANONICAL
+    from vigil.schemas.codecs.loinc import MDC_TO_CANONICAL
 
     doc = (Path(__file__).parents[3] / "docs" / "interop.md").read_text()
     missing = [code for code in [*LOINC_TO_CANONICAL, *MDC_TO_CANONICAL] if code not in doc]

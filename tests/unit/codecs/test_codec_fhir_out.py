@@ -8,10 +8,10 @@ import pytest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
-from schemas.alerts import Alert, AlertExplanation
-from schemas.codecs.fhir_out import alert_to_risk_assessment, operation_outcome
-from schemas.deadletter import Rejected
-from schemas.scores import RuleScore
+from vigil.schemas.alerts import Alert, AlertExplanation
+from vigil.schemas.codecs.fhir_out import alert_to_risk_assessment, operation_outcome
+from vigil.schemas.deadletter import Rejected
+from vigil.schemas.scores import RuleScore
 
 
 def make_alert(**overrides: object) -> Alert:
@@ -78,9 +78,7 @@ def test_risk_assessment_without_model_risk_or_news2() -> None:
 
 
 def test_risk_assessment_for_an_acknowledged_model_alert() -> None:
-    resource = alert_to_risk_assessment(
-        make_alert(state="acknowledged", by="rn.okafor", trigger="model:combined")
-    )
+    resource = alert_to_risk_assessment(make_alert(state="acknowledged", by="rn.okafor", trigger="model:combined"))
     model = RiskAssessment.model_validate(resource)
     assert model.performer.display == "rn.okafor"
     assert model.prediction[0].outcome.text == "Sepsis or clinical deterioration"

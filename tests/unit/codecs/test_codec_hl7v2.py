@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.codecs.hl7v2 import decode_hl7v2
+from vigil.schemas.codecs.hl7v2 import decode_hl7v2
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hl7v2"
 
@@ -25,15 +25,11 @@ MSH = "MSH|^~\\&|MON|ICU|VIGIL|HOSP|20240315143005+0000||ORU^R01^ORU_R01|CTRL-1|
 PID = "PID|1||4420011^^^HOSP^MR"
 
 
-def message(
-    *obx: str, msh: str = MSH, pid: str = PID, obr: str = "OBR|1|||VS|||20240315142000+0000"
-) -> bytes:
+def message(*obx: str, msh: str = MSH, pid: str = PID, obr: str = "OBR|1|||VS|||20240315142000+0000") -> bytes:
     return as_cr("\n".join([msh, pid, obr, *obx]))
 
 
-def hr_obx(
-    value: str = "72", status: str = "F", time: str = "20240315142500+0000", units: str = "/min^^UCUM"
-) -> str:
+def hr_obx(value: str = "72", status: str = "F", time: str = "20240315142500+0000", units: str = "/min^^UCUM") -> str:
     return f"OBX|1|NM|8867-4^Heart rate^LN||{value}|{units}|||||{status}|||{time}"
 
 
@@ -84,9 +80,7 @@ def test_ihe_pcd01_device_message_maps_mdc_codes_and_units() -> None:
         "DBP": (61.0, "mm[Hg]"),
         "MAP": (75.0, "mm[Hg]"),
     }
-    assert {e.observed_at for e in result.events if e.code == "HR"} == {
-        datetime(2024, 3, 15, 13, 30, tzinfo=UTC)
-    }
+    assert {e.observed_at for e in result.events if e.code == "HR"} == {datetime(2024, 3, 15, 13, 30, tzinfo=UTC)}
     assert [r.reason for r in result.rejected] == ["not_final"]  # the MDS device row, status X
 
 
@@ -161,18 +155,14 @@ def test_time_zone_rules() -> None:
     bare = MSH.replace("20240315143005+0000", "20240315143005")
     default = decode_hl7v2(message(hr_obx(time="202403151425"), msh=bare)).events[0]
     assert default.observed_at == datetime(2024, 3, 15, 14, 25, tzinfo=UTC)
-    eastern = decode_hl7v2(
-        message(hr_obx(time="202403151425"), msh=bare), default_tz=timezone(timedelta(hours=-4))
-    )
+    eastern = decode_hl7v2(message(hr_obx(time="202403151425"), msh=bare), default_tz=timezone(timedelta(hours=-4)))
     assert eastern.events[0].observed_at == datetime(2024, 3, 15, 18, 25, tzinfo=UTC)
     # seconds and fractions
     precise = decode_hl7v2(message(hr_obx(time="20240315142501.25+0000"))).events[0]
     assert precise.observed_at == datetime(2024, 3, 15, 14, 25, 1, 250000, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(
-    "time", ["20240315", "2024031514", "not-a-time", "20241315142500+0000", "202403151425+9900"]
-)
+@pytest.mark.parametrize("time", ["20240315", "2024031514", "not-a-time", "20241315142500+0000", "202403151425+9900"])
 def test_imprecise_or_invalid_times_are_missing_time(time: str) -> None:
     result = decode_hl7v2(message(hr_obx(time=time), obr="OBR|1"))
     assert [r.reason for r in result.rejected] == ["missing_time"]

@@ -11,10 +11,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.codecs.fhir import decode_fhir
-from schemas.codecs.hl7v2 import decode_hl7v2
-from schemas.codecs.loinc import DecodeResult
-from schemas.codes import CATALOGUE
+from vigil.schemas.codecs.fhir import decode_fhir
+from vigil.schemas.codecs.hl7v2 import decode_hl7v2
+from vigil.schemas.codecs.loinc import DecodeResult
+from vigil.schemas.codes import CATALOGUE
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FHIR_SAMPLES = [json.loads(p.read_text()) for p in sorted((FIXTURES / "fhir").glob("*.json"))]
@@ -30,9 +30,7 @@ PROPERTY_SETTINGS = settings(
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
 json_values = st.recursive(
     json_scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=20,
 )
 
@@ -200,6 +198,4 @@ def test_field_mutated_hl7v2_maps_or_dead_letters(payload: bytes) -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.sampled_from(HL7_SAMPLES))
 def test_hl7v2_fixtures_are_idempotent(payload: bytes) -> None:
-    assert [e.event_id for e in decode_hl7v2(payload).events] == [
-        e.event_id for e in decode_hl7v2(payload).events
-    ]
+    assert [e.event_id for e in decode_hl7v2(payload).events] == [e.event_id for e in decode_hl7v2(payload).events]

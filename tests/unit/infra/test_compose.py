@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.settings import Settings
+from vigil.infra.settings import Settings
 
 COMPOSE = Path(__file__).parents[3] / "docker-compose.yml"
 

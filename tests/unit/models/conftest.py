@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from schemas.codes import DYNAMIC_CODES
+from vigil.schemas.codes import DYNAMIC_CODES
 
 HEADER = list(DYNAMIC_CODES) + ["Age", "Gender", "Unit1", "Unit2", "HospAdmTime", "ICULOS", "SepsisLabel"]
 

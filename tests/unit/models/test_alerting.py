@@ -1,26 +1,41 @@
 from datetime import UTC, datetime, timedelta
 
-from models.alerting import AlertPolicy, PatientAlertState, on_ack, on_score
-from schemas.alerts import AlertAck
-from schemas.scores import FeatureContribution, ModelScore, RiskScore, RuleScore
+from vigil.models.alerting import AlertPolicy, PatientAlertState, on_ack, on_score
+from vigil.schemas.alerts import AlertAck
+from vigil.schemas.scores import FeatureContribution, ModelScore, RiskScore, RuleScore
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 POLICY = AlertPolicy(exit_ratio=0.8, suppress_s=6 * 3600, escalate_after_s=1800)
 
 
-def score(hour: int, news2: int, band: str = "low", single3: bool = False, prob: float | None = None,
-          wall_min: float = 0.0) -> RiskScore:
-    rule = RuleScore(name="NEWS2", total=news2, parameters={"respiration_rate": news2}, band=band,
-                     single_parameter_3=single3)
+def score(
+    hour: int, news2: int, band: str = "low", single3: bool = False, prob: float | None = None, wall_min: float = 0.0
+) -> RiskScore:
+    rule = RuleScore(
+        name="NEWS2", total=news2, parameters={"respiration_rate": news2}, band=band, single_parameter_3=single3
+    )
     models = []
     if prob is not None:
-        models = [ModelScore(model="combined", version="t", probability=prob, threshold=0.5,
-                             positive=prob >= 0.5,
-                             top_features=[FeatureContribution(feature="HR_mean", value=120, contribution=0.3)])]
+        models = [
+            ModelScore(
+                model="combined",
+                version="t",
+                probability=prob,
+                threshold=0.5,
+                positive=prob >= 0.5,
+                top_features=[FeatureContribution(feature="HR_mean", value=120, contribution=0.3)],
+            )
+        ]
     return RiskScore(
-        score_id=f"s{hour}", patient_id="p1", hour=hour, scored_at=T0 + timedelta(minutes=wall_min),
-        observed_at=T0 + timedelta(hours=hour), event_ids=[f"e{hour}"], news2=rule,
-        qsofa=RuleScore(name="qSOFA", total=0, parameters={}), sirs=RuleScore(name="SIRS", total=0, parameters={}),
+        score_id=f"s{hour}",
+        patient_id="p1",
+        hour=hour,
+        scored_at=T0 + timedelta(minutes=wall_min),
+        observed_at=T0 + timedelta(hours=hour),
+        event_ids=[f"e{hour}"],
+        news2=rule,
+        qsofa=RuleScore(name="qSOFA", total=0, parameters={}),
+        sirs=RuleScore(name="SIRS", total=0, parameters={}),
         models=models,
     )
 

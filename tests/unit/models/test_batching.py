@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from models.batching import DynamicBatcher
+from vigil.models.batching import DynamicBatcher
 
 
 def test_coalesces_concurrent_callers_and_returns_in_order() -> None:

@@ -1,12 +1,19 @@
 from datetime import UTC, datetime
 
-from models.care import care_categories
+from vigil.models.care import care_categories
 
 
 def _state(**kw):
-    base = {"map_mmhg": 70.0, "sbp_mmhg": 110.0, "lactate_mmol_l": 1.5, "weight_kg": 70.0, "news2_total": 3,
-            "news2_single_parameter_3": False, "suspected_sepsis": True,
-            "time_zero": datetime(2025, 1, 1, tzinfo=UTC)}
+    base = {
+        "map_mmhg": 70.0,
+        "sbp_mmhg": 110.0,
+        "lactate_mmol_l": 1.5,
+        "weight_kg": 70.0,
+        "news2_total": 3,
+        "news2_single_parameter_3": False,
+        "suspected_sepsis": True,
+        "time_zero": datetime(2025, 1, 1, tzinfo=UTC),
+    }
     base.update(kw)
     return base
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.features import (
+from vigil.models.features import (
     FEATURE_NAMES,
     HABIT_FEATURES,
     N_FEATURES,
@@ -17,7 +17,7 @@ from models.features import (
     stay_sequence_inputs,
     window_features,
 )
-from schemas.codes import DYNAMIC_CODES
+from vigil.schemas.codes import DYNAMIC_CODES
 
 STATIC = {"Age": 67.0, "Gender": 1.0, "Unit1": 1.0, "HospAdmTime": -3.0}
 

@@ -8,8 +8,8 @@ import numpy as np
 import typer
 from typer.testing import CliRunner
 
-from models.offline import evaluate_dir, predict_dir, read_psv
-from models.registry import ARTIFACTS_DIR, load_manifest
+from vigil.models.offline import evaluate_dir, predict_dir, read_psv
+from vigil.models.registry import ARTIFACTS_DIR, load_manifest
 
 ART = Path(os.environ.get("VIGIL_TEST_ARTIFACTS", ARTIFACTS_DIR))
 
@@ -48,7 +48,7 @@ def test_evaluate_dir(psv_dir: Path, tmp_path: Path) -> None:
 
 
 def test_cli_predict_json(psv_dir: Path, tmp_path: Path) -> None:
-    from infra.cli_models import register
+    from vigil.cli.models import register
 
     app = typer.Typer()
     register(app)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.features import FEATURE_NAMES, N_DYNAMIC
-from models.registry import (
+from vigil.models.features import FEATURE_NAMES, N_DYNAMIC
+from vigil.models.registry import (
     ARTIFACTS_DIR,
     ArtifactIntegrityError,
     bucket_size,
@@ -17,8 +17,8 @@ from models.registry import (
     load_manifest,
     tree_contributions,
 )
-from models.session import choose_providers
-from schemas.scores import ModelScore
+from vigil.models.session import choose_providers
+from vigil.schemas.scores import ModelScore
 
 ART = Path(os.environ.get("VIGIL_TEST_ARTIFACTS", ARTIFACTS_DIR))
 STATIC = {"Age": 70.0, "Gender": 0.0}

@@ -5,19 +5,28 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from models.early_warning import news2, observations_from_row, qsofa, sirs
-from models.offline import rule_scores
-from models.window import PatientWindow
-from schemas.codes import DYNAMIC_CODES, LABS
-from schemas.events import PatientEvent
+from vigil.models.early_warning import news2, observations_from_row, qsofa, sirs
+from vigil.models.offline import rule_scores
+from vigil.models.window import PatientWindow
+from vigil.schemas.codes import DYNAMIC_CODES, LABS
+from vigil.schemas.events import PatientEvent
 
 
 def test_offline_rule_scores_equal_stream_rule_scores() -> None:
     rng = np.random.default_rng(3)
     hours = 40
     matrix = np.full((hours, len(DYNAMIC_CODES)), np.nan, dtype=np.float32)
-    ranges = {"HR": (40, 150), "O2Sat": (85, 100), "Temp": (34.5, 40), "SBP": (80, 200), "Resp": (6, 35),
-              "FiO2": (0.21, 0.6), "WBC": (2, 20), "PaCO2": (25, 50), "MAP": (50, 110)}
+    ranges = {
+        "HR": (40, 150),
+        "O2Sat": (85, 100),
+        "Temp": (34.5, 40),
+        "SBP": (80, 200),
+        "Resp": (6, 35),
+        "FiO2": (0.21, 0.6),
+        "WBC": (2, 20),
+        "PaCO2": (25, 50),
+        "MAP": (50, 110),
+    }
     for code, (lo, hi) in ranges.items():
         idx = DYNAMIC_CODES.index(code)
         measured = rng.random(hours) < (0.7 if code in ("HR", "O2Sat", "SBP", "Resp", "MAP") else 0.15)
@@ -29,8 +38,15 @@ def test_offline_rule_scores_equal_stream_rule_scores() -> None:
     for t in range(hours):
         for idx in np.flatnonzero(~np.isnan(matrix[t])):
             code = DYNAMIC_CODES[idx]
-            window.apply(PatientEvent(patient_id="p", observed_at=t0 + timedelta(hours=t, minutes=30),
-                                      kind="lab" if code in LABS else "vital", code=code, value=float(matrix[t, idx])))
+            window.apply(
+                PatientEvent(
+                    patient_id="p",
+                    observed_at=t0 + timedelta(hours=t, minutes=30),
+                    kind="lab" if code in LABS else "vital",
+                    code=code,
+                    value=float(matrix[t, idx]),
+                )
+            )
         if window.last_hour < t:  # an hour without measurements: the stream has nothing to score
             continue
         obs = observations_from_row(window.current_values())

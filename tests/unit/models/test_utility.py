@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.utility import (
+from vigil.models.utility import (
     auroc_auprc,
     best_threshold,
     normalized_utility,
@@ -79,7 +79,7 @@ def test_random_cases_match_reference_loop() -> None:
 
 def test_normalized_bounds() -> None:
     labels = [np.r_[np.zeros(30), np.ones(10)], np.zeros(25)]
-    from models.utility import best_predictions
+    from vigil.models.utility import best_predictions
 
     assert normalized_utility(labels, [best_predictions(x) for x in labels]) == pytest.approx(1.0)
     assert normalized_utility(labels, [np.zeros(len(x)) for x in labels]) == pytest.approx(0.0)

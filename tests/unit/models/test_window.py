@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.window import WINDOW_HOURS, LateEvent, PatientWindow
-from schemas.codes import DYNAMIC_CODES
-from schemas.events import PatientEvent
+from vigil.models.window import WINDOW_HOURS, LateEvent, PatientWindow
+from vigil.schemas.codes import DYNAMIC_CODES
+from vigil.schemas.events import PatientEvent
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -89,7 +89,6 @@ def test_bytes_round_trip(items, age) -> None:
     np.testing.assert_array_equal(back.matrix(), w.matrix())
     assert back.statics() == w.statics()
     assert len(blob) < 4096
-
 
 
 def test_exact_duplicates_are_reported_as_unchanged() -> None:

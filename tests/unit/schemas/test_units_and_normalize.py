@@ -4,11 +4,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.codes import CATALOGUE
-from schemas.deadletter import Rejected
-from schemas.events import PatientEvent
-from schemas.normalize import decode_raw_event, normalize_event
-from schemas.units import UnitError, to_canonical
+from vigil.schemas.codes import CATALOGUE
+from vigil.schemas.deadletter import Rejected
+from vigil.schemas.events import PatientEvent
+from vigil.schemas.normalize import decode_raw_event, normalize_event
+from vigil.schemas.units import UnitError, to_canonical
 
 NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
 
@@ -80,12 +80,19 @@ def test_normalize_rejects_with_reason(event: dict, reason: str) -> None:
         (b"", "empty"),
         (b"{not json", "invalid_json"),
         (b'{"patient_id": "p", "kind": "vital", "code": "HR", "value": 1}', "schema"),
-        (b'{"patient_id": "p", "observed_at": "2025-01-01T00:00:00", "kind": "vital", "code": "HR", "value": 1}',
-         "schema"),
-        (b'{"patient_id": "p", "observed_at": "2025-01-01T00:00:00Z", "kind": "vital", "code": "HR", "value": NaN}',
-         "schema"),  # pydantic parses NaN; the finite-value rule rejects it
-        (b'{"patient_id": "p", "observed_at": "2025-01-01T00:00:00Z", "kind": "vital", "code": "HR", '
-         b'"value": 1, "unit": "/min", "extra": 1}', "schema"),
+        (
+            b'{"patient_id": "p", "observed_at": "2025-01-01T00:00:00", "kind": "vital", "code": "HR", "value": 1}',
+            "schema",
+        ),
+        (
+            b'{"patient_id": "p", "observed_at": "2025-01-01T00:00:00Z", "kind": "vital", "code": "HR", "value": NaN}',
+            "schema",
+        ),  # pydantic parses NaN; the finite-value rule rejects it
+        (
+            b'{"patient_id": "p", "observed_at": "2025-01-01T00:00:00Z", "kind": "vital", "code": "HR", '
+            b'"value": 1, "unit": "/min", "extra": 1}',
+            "schema",
+        ),
         (b"x" * 70000, "too_large"),
     ],
 )
@@ -141,8 +148,10 @@ def test_fuzz_structured_events_map_or_reject(doc: dict) -> None:
 
 
 def test_event_without_id_gets_a_stable_id_from_its_bytes() -> None:
-    payload = (b'{"patient_id": "p", "observed_at": "2025-01-01T11:00:00Z", "kind": "vital", "code": "HR", '
-               b'"value": 80, "unit": "/min"}')
+    payload = (
+        b'{"patient_id": "p", "observed_at": "2025-01-01T11:00:00Z", "kind": "vital", "code": "HR", '
+        b'"value": 80, "unit": "/min"}'
+    )
     first, again = decode_raw_event(payload, NOW), decode_raw_event(payload, NOW)
     assert isinstance(first, PatientEvent) and isinstance(again, PatientEvent)
     assert first.event_id == again.event_id

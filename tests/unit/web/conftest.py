@@ -6,9 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 from web_builders import API_TOKEN, PASSWORD
 
-from agents.web.auth import User, hash_password
-from agents.web.feed import WardFeed
-from infra.settings import Settings
+from vigil.agents.web.auth import User, hash_password
+from vigil.agents.web.feed import WardFeed
+from vigil.infra.settings import Settings
 
 
 @pytest.fixture
@@ -19,8 +19,10 @@ def settings() -> Settings:
 @pytest.fixture
 def users() -> dict[str, User]:
     hashed = hash_password(PASSWORD)
-    return {"ann": User(username="ann", password_hash=hashed, role="clinician"),
-            "vic": User(username="vic", password_hash=hashed, role="viewer")}
+    return {
+        "ann": User(username="ann", password_hash=hashed, role="clinician"),
+        "vic": User(username="vic", password_hash=hashed, role="viewer"),
+    }
 
 
 @pytest.fixture
@@ -30,8 +32,7 @@ def feed(settings: Settings) -> WardFeed:
 
 @pytest.fixture
 def client(settings, feed, users):
-    from agents.web.app import create_app
+    from vigil.agents.web.app import create_app
 
     with TestClient(create_app(settings, feed, users=users, session_secret="test-secret")) as c:
         yield c
-

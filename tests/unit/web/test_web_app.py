@@ -9,10 +9,10 @@ from pathlib import Path
 from structlog.testing import capture_logs
 from web_builders import API_TOKEN, alert, csrf_of, risk_score, sign_in
 
-from agents import topics
-from schemas.alerts import AlertAck
-from schemas.deadletter import DeadLetter
-from schemas.events import PatientEvent
+from vigil.schemas import topics
+from vigil.schemas.alerts import AlertAck
+from vigil.schemas.deadletter import DeadLetter
+from vigil.schemas.events import PatientEvent
 
 FIXTURES = Path(__file__).parents[1] / "codecs" / "fixtures" / "fhir"
 
@@ -88,8 +88,11 @@ def test_ack_requires_the_csrf_token(client, feed) -> None:
     assert client.post(f"/api/alerts/{alert_id}/ack", json={"action": "acknowledge"}).status_code == 403
     r = client.post(f"/api/alerts/{alert_id}/ack", json={}, headers={"X-CSRF-Token": "wrong"})
     assert r.status_code == 403
-    r = client.post(f"/api/alerts/{alert_id}/ack", json={}, headers={"X-CSRF-Token": csrf_of(client),
-                                                                     "Origin": "https://evil.example"})
+    r = client.post(
+        f"/api/alerts/{alert_id}/ack",
+        json={},
+        headers={"X-CSRF-Token": csrf_of(client), "Origin": "https://evil.example"},
+    )
     assert r.status_code == 403
     assert feed.produced == []
 
@@ -98,10 +101,11 @@ def test_clinician_ack_publishes_an_alert_ack_and_audits_it(client, feed) -> Non
     alert_id = _open_alert(feed, "p-audit")
     sign_in(client, "ann")
     with capture_logs() as logs:
-        r = client.post(f"/api/alerts/{alert_id}/ack", json={"action": "acknowledge"},
-                        headers={"X-CSRF-Token": csrf_of(client)})
+        r = client.post(
+            f"/api/alerts/{alert_id}/ack", json={"action": "acknowledge"}, headers={"X-CSRF-Token": csrf_of(client)}
+        )
     assert r.status_code == 202 and r.json()["by"] == "ann"
-    (topic, key, value), = feed.produced
+    ((topic, key, value),) = feed.produced
     ack = AlertAck.model_validate_json(value)
     assert topic == topics.ALERT_ACKS and key == b"p-audit"
     assert (ack.alert_id, ack.patient_id, ack.action, ack.by) == ("alert-1", "p-audit", "acknowledge", "ann")
@@ -113,8 +117,9 @@ def test_clinician_ack_publishes_an_alert_ack_and_audits_it(client, feed) -> Non
 def test_viewer_gets_403_on_ack(client, feed) -> None:
     alert_id = _open_alert(feed)
     sign_in(client, "vic")
-    r = client.post(f"/api/alerts/{alert_id}/ack", json={"action": "resolve"},
-                    headers={"X-CSRF-Token": csrf_of(client)})
+    r = client.post(
+        f"/api/alerts/{alert_id}/ack", json={"action": "resolve"}, headers={"X-CSRF-Token": csrf_of(client)}
+    )
     assert r.status_code == 403 and feed.produced == []
 
 
@@ -152,6 +157,7 @@ def test_security_headers(client) -> None:
 
 # --- FHIR intake ---------------------------------------------------------------------------------
 
+
 def test_fhir_needs_the_bearer_token(client, feed) -> None:
     body = (FIXTURES / "observation-example-bloodpressure.json").read_bytes()
     assert client.post("/fhir/Observation", content=body).status_code == 401
@@ -162,24 +168,41 @@ def test_fhir_needs_the_bearer_token(client, feed) -> None:
 
 def heart_rate_observation(patient: str, bpm: float = 112) -> bytes:
     now = datetime.now(UTC).replace(microsecond=0).isoformat()
-    return json.dumps({
-        "resourceType": "Observation", "id": "hr-1", "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                  "code": "vital-signs"}]}],
-        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
-        "subject": {"reference": f"Patient/{patient}"}, "effectiveDateTime": now,
-        "valueQuantity": {"value": bpm, "unit": "beats/minute", "system": "http://unitsofmeasure.org",
-                          "code": "/min"},
-    }).encode()
+    return json.dumps(
+        {
+            "resourceType": "Observation",
+            "id": "hr-1",
+            "status": "final",
+            "category": [
+                {
+                    "coding": [
+                        {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}
+                    ]
+                }
+            ],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+            "subject": {"reference": f"Patient/{patient}"},
+            "effectiveDateTime": now,
+            "valueQuantity": {
+                "value": bpm,
+                "unit": "beats/minute",
+                "system": "http://unitsofmeasure.org",
+                "code": "/min",
+            },
+        }
+    ).encode()
 
 
 def test_fhir_observation_produces_events(client, feed) -> None:
-    r = client.post("/fhir/Observation", content=heart_rate_observation("fhir-1"),
-                    headers={"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/fhir+json"})
+    r = client.post(
+        "/fhir/Observation",
+        content=heart_rate_observation("fhir-1"),
+        headers={"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/fhir+json"},
+    )
     assert r.status_code == 201, r.text
     assert r.headers["content-type"].startswith("application/fhir+json")
     assert r.json()["resourceType"] == "OperationOutcome"
-    (topic, key, value), = feed.produced
+    ((topic, key, value),) = feed.produced
     event = PatientEvent.model_validate_json(value)
     assert topic == topics.EVENTS_RAW and key == b"fhir-1"
     assert (event.patient_id, event.code, event.value) == ("fhir-1", "HR", 112)
@@ -206,6 +229,6 @@ def test_fhir_garbage_is_400_and_dead_lettered_with_the_original_bytes(client, f
     r = client.post("/fhir/Observation", content=body, headers={"Authorization": f"Bearer {API_TOKEN}"})
     assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
     assert r.json()["issue"][0]["severity"] == "error"
-    (topic, _, value), = feed.produced
+    ((topic, _, value),) = feed.produced
     dead = DeadLetter.model_validate_json(value)
     assert topic == topics.DEADLETTER and dead.original() == body and dead.reason

@@ -10,15 +10,16 @@ from rich.console import Console
 from typer.testing import CliRunner
 from web_builders import alert
 
-from agents.web.auth import Authenticator, add_user, hash_password, load_users
-from infra import cli_serve
-from infra.feeds import passes, render_transition, transition_json
+from vigil.agents.web.auth import Authenticator, add_user, hash_password, load_users
+from vigil.cli import serve as cli_serve
+from vigil.cli.alert_feed import passes, render_transition, transition_json
 
 
 def test_users_from_json_toml_and_env(tmp_path) -> None:
     h = hash_password("pw-123456")
-    (tmp_path / "u.json").write_text(json.dumps({"users": [{"username": "ann", "password_hash": h,
-                                                            "role": "clinician"}]}))
+    (tmp_path / "u.json").write_text(
+        json.dumps({"users": [{"username": "ann", "password_hash": h, "role": "clinician"}]})
+    )
     (tmp_path / "u.toml").write_text(f'[[users]]\nusername = "tom"\npassword_hash = "{h}"\nrole = "viewer"\n')
     env = {"VIGIL_USERS": json.dumps([{"username": "eve", "password_hash": h, "role": "viewer"}])}
     assert load_users(tmp_path / "u.json", env={})["ann"].role == "clinician"
@@ -48,13 +49,19 @@ def test_users_add_command(tmp_path) -> None:
     app = typer.Typer()
     cli_serve.register(app)
     path = tmp_path / "users.json"
-    r = CliRunner().invoke(app, ["users", "add", "nurse.a", "--role", "clinician", "--users-file", str(path),
-                                 "--json"], env={"VIGIL_NEW_PASSWORD": "long-enough-pw"})
+    r = CliRunner().invoke(
+        app,
+        ["users", "add", "nurse.a", "--role", "clinician", "--users-file", str(path), "--json"],
+        env={"VIGIL_NEW_PASSWORD": "long-enough-pw"},
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.output.strip().splitlines()[-1])["role"] == "clinician"
     assert load_users(path, env={})["nurse.a"].role == "clinician"
-    r = CliRunner().invoke(app, ["users", "add", "x", "--role", "admin", "--users-file", str(path)],
-                           env={"VIGIL_NEW_PASSWORD": "long-enough-pw"})
+    r = CliRunner().invoke(
+        app,
+        ["users", "add", "x", "--role", "admin", "--users-file", str(path)],
+        env={"VIGIL_NEW_PASSWORD": "long-enough-pw"},
+    )
     assert r.exit_code == 2
 
 

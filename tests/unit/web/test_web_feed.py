@@ -6,10 +6,10 @@ import asyncio
 
 from web_builders import alert, risk_score
 
-from agents import topics
-from agents.web.feed import WardFeed, WardModel, colour_band
-from schemas.alerts import AlertExplanation
-from schemas.treatment import CareItemResult, TreatmentScore
+from vigil.agents.web.feed import WardFeed, WardModel, colour_band
+from vigil.schemas import topics
+from vigil.schemas.alerts import AlertExplanation
+from vigil.schemas.treatment import CareItemResult, TreatmentScore
 
 
 def model(max_patients: int = 100) -> WardModel:
@@ -65,15 +65,28 @@ def test_invalid_records_are_counted_not_raised() -> None:
 
 def test_treatment_score_joins_the_row() -> None:
     m = model()
-    score = TreatmentScore(patient_id="p", score=55.0, items=[
-        CareItemResult.model_validate({"name": "antibiotics_within_1h", "status": "missing",
-                                       "weight": 1.0, "credit": 0.0, "source": "SSC 2021", "detail": ""})])
+    score = TreatmentScore(
+        patient_id="p",
+        score=55.0,
+        items=[
+            CareItemResult.model_validate(
+                {
+                    "name": "antibiotics_within_1h",
+                    "status": "missing",
+                    "weight": 1.0,
+                    "credit": 0.0,
+                    "source": "SSC 2021",
+                    "detail": "",
+                }
+            )
+        ],
+    )
     m.apply(topics.TREATMENT_SCORES, score.model_dump_json().encode())
     assert m.snapshot()["patients"][0]["treatment"]["score"] == 55.0
 
 
 def test_sse_fanout_reaches_subscribers() -> None:
-    from infra.settings import Settings
+    from vigil.infra.settings import Settings
 
     async def run() -> dict:
         feed = WardFeed(Settings())

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.jsonout import emit_json
-from infra.settings import get_settings
+from vigil.cli.jsonout import emit_json
+from vigil.infra.settings import get_settings
 
 console = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="print a JSON summary as the last line")]
@@ -27,8 +27,8 @@ def bench(
     json_out: JsonFlag = False,
 ) -> None:
     """Pipeline vs bare Faust on the same broker, latency at a fixed rate, batching, Redis size."""
-    from bench.run import run_bench
-    from infra.logging import configure_logging
+    from vigil.bench.run import run_bench
+    from vigil.infra.logging import configure_logging
 
     configure_logging(level="WARNING")
     result = run_bench(get_settings(), events, rate, latency_s, patients, plot)
@@ -39,8 +39,15 @@ def bench(
     table.add_column("value", justify="right")
     table.add_column("goal")
     goals = {"ratio": ">= 0.5", "p99_ms": "<= 250", "batch_speedup": ">= 4", "redis_bytes_per_patient": "<= 4096"}
-    for key in ("baseline_events_per_s", "pipeline_events_per_s", "ratio", "p50_ms", "p99_ms", "batch_speedup",
-                "redis_bytes_per_patient"):
+    for key in (
+        "baseline_events_per_s",
+        "pipeline_events_per_s",
+        "ratio",
+        "p50_ms",
+        "p99_ms",
+        "batch_speedup",
+        "redis_bytes_per_patient",
+    ):
         table.add_row(key, str(result[key]), goals.get(key, ""))
     console.print(table)
     if json_out:
@@ -53,13 +60,15 @@ def replay(
     json_out: JsonFlag = False,
 ) -> None:
     """Push stays through Kafka and the full pipeline; compare every score with `vigil predict`."""
-    from infra.logging import configure_logging
-    from infra.streamcheck import run_replay_check
+    from vigil.cli.streamcheck import run_replay_check
+    from vigil.infra.logging import configure_logging
 
     configure_logging(level="WARNING")
     result = run_replay_check(get_settings(), data, limit)
-    console.print(f"{result['hours_compared']} hourly scores compared over {result['patients']} stays: "
-                  f"max |stream - offline| = {result['max_abs_diff']:.2e}")
+    console.print(
+        f"{result['hours_compared']} hourly scores compared over {result['patients']} stays: "
+        f"max |stream - offline| = {result['max_abs_diff']:.2e}"
+    )
     if json_out:
         emit_json(result)
 

@@ -9,9 +9,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Vigil clinic
 
 def _register_all() -> None:
     # Each module exposes ``register(app)``; the import is here so `vigil --help` stays cheap.
-    from infra import cli_bench, cli_convert, cli_models, cli_plan, cli_serve, cli_stack
+    from vigil.cli import bench, convert, models, plan, serve, stack
 
-    for module in (cli_stack, cli_models, cli_plan, cli_convert, cli_bench, cli_serve):
+    for module in (stack, models, plan, convert, bench, serve):
         module.register(app)
 
 

@@ -12,8 +12,8 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from infra.logging import patient_hash
-from schemas.alerts import Alert
+from vigil.infra.logging import patient_hash
+from vigil.schemas.alerts import Alert
 
 BAND_RANK = {"low": 0, "low-medium": 1, "medium": 2, "high": 3}
 # NEWS2 chart colours (RCP 2017): low green, low-medium (single 3) amber, medium orange, high red

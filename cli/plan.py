@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from infra.jsonout import emit_json
+from vigil.cli.jsonout import emit_json
 
 EXIT_INVALID_PLAN = 2
 
@@ -70,8 +70,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score PLAN.json and suggest the changes that raise the score most."""
         # Imported here so `vigil --help` stays cheap.
-        from models.treatment import score_plan
-        from schemas.treatment import TreatmentPlan
+        from vigil.models.treatment import score_plan
+        from vigil.schemas.treatment import TreatmentPlan
 
         console = Console()
         try:
@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path | None, typer.Option(help="write here instead of printing")] = None,
     ) -> None:
         """Print (or write) the treatment plan JSON Schema."""
-        from schemas.treatment import plan_json_schema, write_plan_schema
+        from vigil.schemas.treatment import plan_json_schema, write_plan_schema
 
         if out is None:
             typer.echo(json.dumps(plan_json_schema(), indent=2, sort_keys=True))

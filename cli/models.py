@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from infra.jsonout import emit_json
+from vigil.cli.jsonout import emit_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_PYTHON = REPO_ROOT / ".venv-train" / "bin" / "python"
@@ -47,10 +47,10 @@ def train_command(
         console.print(
             "[red]no training environment[/]: create one with\n"
             "  python -m venv .venv-train && .venv-train/bin/pip install -e '.[train]' scikit-learn\n"
-            "then run `vigil train` again (or `.venv-train/bin/python -m models.train`)."
+            "then run `vigil train` again (or `.venv-train/bin/python -m vigil.models.train`)."
         )
         raise typer.Exit(2)
-    cmd = [str(interpreter), "-m", "models.train", "--seed", str(seed)]
+    cmd = [str(interpreter), "-m", "vigil.models.train", "--seed", str(seed)]
     if data:
         cmd += ["--data", str(data)]
     if out:
@@ -67,7 +67,7 @@ def predict_command(
     json_out: JsonFlag = False,
 ) -> None:
     """Write PredictedProbability|PredictedLabel for every hour of every stay (challenge format)."""
-    from models.offline import list_psv, predict_dir
+    from vigil.models.offline import list_psv, predict_dir
 
     total = len(list_psv(data))
     with _progress("predicting") as bar:
@@ -92,7 +92,7 @@ def evaluate_command(
     """Normalized utility (PhysioNet 2019), AUROC, AUPRC, side by side with NEWS2/qSOFA/SIRS."""
     import tempfile
 
-    from models.offline import evaluate_dir, list_psv, predict_dir
+    from vigil.models.offline import evaluate_dir, list_psv, predict_dir
 
     tmp = None
     if pred is None:

@@ -14,12 +14,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from agents import topics
-from infra.readback import TopicReader, payload_digest
-from infra.replay import Stay, ensure_dataset, pick_stays, stay_events
-from infra.settings import Settings
-from infra.stack import StackInfo, stack_up
-from infra.workers import spawn_worker, stop_worker
+from vigil.infra.readback import TopicReader, payload_digest
+from vigil.infra.replay import Stay, ensure_dataset, pick_stays, stay_events
+from vigil.infra.settings import Settings
+from vigil.infra.stack import StackInfo, stack_up
+from vigil.infra.workers import spawn_worker, stop_worker
+from vigil.schemas import topics
 
 WARDS = ("ICU-A", "ICU-B")
 
@@ -28,15 +28,47 @@ def bad_inputs(n: int, now: datetime) -> list[tuple[bytes, bytes]]:
     """Malformed events an EHR integration really sends; every one must reach the dead letters."""
     samples: list[bytes] = [
         b"{not json",
-        json.dumps({"patient_id": "demo-bad", "observed_at": now.isoformat(), "kind": "vital",
-                    "code": "HR", "value": 80, "unit": "furlongs"}).encode(),
-        json.dumps({"patient_id": "demo-bad", "observed_at": now.isoformat(), "kind": "vital",
-                    "code": "HR", "value": 9000, "unit": "/min"}).encode(),
-        json.dumps({"patient_id": "demo-bad", "observed_at": now.isoformat(), "kind": "vital",
-                    "code": "Mystery", "value": 1, "unit": ""}).encode(),
+        json.dumps(
+            {
+                "patient_id": "demo-bad",
+                "observed_at": now.isoformat(),
+                "kind": "vital",
+                "code": "HR",
+                "value": 80,
+                "unit": "furlongs",
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "patient_id": "demo-bad",
+                "observed_at": now.isoformat(),
+                "kind": "vital",
+                "code": "HR",
+                "value": 9000,
+                "unit": "/min",
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "patient_id": "demo-bad",
+                "observed_at": now.isoformat(),
+                "kind": "vital",
+                "code": "Mystery",
+                "value": 1,
+                "unit": "",
+            }
+        ).encode(),
         json.dumps({"patient_id": "demo-bad", "kind": "vital", "code": "HR", "value": "fast"}).encode(),
-        json.dumps({"patient_id": "demo-bad", "observed_at": (now + timedelta(days=2)).isoformat(),
-                    "kind": "vital", "code": "HR", "value": 80, "unit": "/min"}).encode(),
+        json.dumps(
+            {
+                "patient_id": "demo-bad",
+                "observed_at": (now + timedelta(days=2)).isoformat(),
+                "kind": "vital",
+                "code": "HR",
+                "value": 80,
+                "unit": "/min",
+            }
+        ).encode(),
     ]
     out = []
     for i in range(n):
@@ -80,18 +112,23 @@ def _table(sent: int, total: int, rb: Any, elapsed: float) -> Table:
     table = Table(title="Vigil demo: PhysioNet 2019 ICU stays through Kafka -> Faust -> Redis -> ONNX")
     for col in ("sent", "scores", "alerts", "dead letters", "events/s"):
         table.add_column(col, justify="right")
-    table.add_row(f"{sent}/{total}", str(rb.scores), str(rb.alerts), str(rb.dead_letters),
-                  f"{sent / elapsed:,.0f}" if elapsed > 0 else "-")
+    table.add_row(
+        f"{sent}/{total}",
+        str(rb.scores),
+        str(rb.alerts),
+        str(rb.dead_letters),
+        f"{sent / elapsed:,.0f}" if elapsed > 0 else "-",
+    )
     return table
 
 
 def start_dashboard(settings: Settings, info: StackInfo, port: int, console: Console) -> Any:
     """The ward dashboard beside the demo, with a demo clinician whose password is generated
     once and kept in <home>/demo-credentials.txt (0600)."""
-    from agents.web.app import create_app
-    from agents.web.auth import add_user, load_users
-    from agents.web.feed import KafkaWardFeed
-    from agents.web.server import ServerThread
+    from vigil.agents.web.app import create_app
+    from vigil.agents.web.auth import add_user, load_users
+    from vigil.agents.web.feed import KafkaWardFeed
+    from vigil.agents.web.server import ServerThread
 
     users_file = settings.home / "demo-users.json"
     creds = settings.home / "demo-credentials.txt"
@@ -107,9 +144,17 @@ def start_dashboard(settings: Settings, info: StackInfo, port: int, console: Con
     return server
 
 
-def run_demo(settings: Settings, patients: int, speed: float, duration: float | None,
-             bad: int, console: Console, quiet: bool = False, serve_port: int | None = None,
-             keep: bool = False) -> dict[str, Any]:
+def run_demo(
+    settings: Settings,
+    patients: int,
+    speed: float,
+    duration: float | None,
+    bad: int,
+    console: Console,
+    quiet: bool = False,
+    serve_port: int | None = None,
+    keep: bool = False,
+) -> dict[str, Any]:
     from kafka import KafkaProducer
 
     t_start = time.monotonic()
@@ -121,15 +166,17 @@ def run_demo(settings: Settings, patients: int, speed: float, duration: float | 
     plan = plan_demo(stays, bad)
     reader = TopicReader(info.bootstrap).start()
     worker = spawn_worker(info, settings.home / "logs" / "demo-worker.log")
-    producer = KafkaProducer(bootstrap_servers=info.bootstrap, acks="all", linger_ms=5,
-                             max_in_flight_requests_per_connection=1, retries=10)
+    producer = KafkaProducer(
+        bootstrap_servers=info.bootstrap, acks="all", linger_ms=5, max_in_flight_requests_per_connection=1, retries=10
+    )
     sent = 0
     t0 = time.time()
     deadline = t0 + duration if duration else None
     last_hour = -1
     try:
-        with Live(_table(0, len(plan.messages), reader.snapshot(), 0), console=console,
-                  refresh_per_second=4, transient=quiet) as live:
+        with Live(
+            _table(0, len(plan.messages), reader.snapshot(), 0), console=console, refresh_per_second=4, transient=quiet
+        ) as live:
             for hour, key, value in plan.messages:
                 if deadline and time.time() > deadline:
                     break
@@ -146,8 +193,11 @@ def run_demo(settings: Settings, patients: int, speed: float, duration: float | 
                     live.update(_table(sent, len(plan.messages), reader.snapshot(), time.time() - t0))
             producer.flush()
             produce_s = time.time() - t0
-            sent_ids = {json.loads(v)["event_id"] for _, _, v in plan.messages[:sent]
-                        if payload_digest(v) not in plan.bad_digests}
+            sent_ids = {
+                json.loads(v)["event_id"]
+                for _, _, v in plan.messages[:sent]
+                if payload_digest(v) not in plan.bad_digests
+            }
             sent_bad = {payload_digest(v) for _, _, v in plan.messages[:sent]} & plan.bad_digests
             wait_until = time.time() + 120
             while time.time() < wait_until:
@@ -198,12 +248,18 @@ def run_demo(settings: Settings, patients: int, speed: float, duration: float | 
 
 def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
     console.rule("Vigil demo summary")
-    console.print(f"{s['patients']} ICU stays, {s['events']} events in {s['drain_s']} s "
-                  f"({s['events_per_s']} events/s); stack up in {s['stack_start_s']} s")
-    console.print(f"{s['scores']} risk scores, {s['alerts']} alert transitions "
-                  f"({s['alerts_opened']} opened), first alert after {s['time_to_first_alert_s']} s")
+    console.print(
+        f"{s['patients']} ICU stays, {s['events']} events in {s['drain_s']} s "
+        f"({s['events_per_s']} events/s); stack up in {s['stack_start_s']} s"
+    )
+    console.print(
+        f"{s['scores']} risk scores, {s['alerts']} alert transitions "
+        f"({s['alerts_opened']} opened), first alert after {s['time_to_first_alert_s']} s"
+    )
     console.print(f"{s['dead_letters']} dead letters {s['dead_letter_reasons']}; lost: {s['lost']}")
     for alert in rb.alert_records[:8]:
         who = hashlib.sha256(alert["patient_id"].encode()).hexdigest()[:8]
-        console.print(f"  [bold]{alert['state']:>12}[/] {alert['severity']:>10}  patient#{who} "
-                      f"hour {alert['hour']:>3}  {alert['reason'][:110]}")
+        console.print(
+            f"  [bold]{alert['state']:>12}[/] {alert['severity']:>10}  patient#{who} "
+            f"hour {alert['hour']:>3}  {alert['reason'][:110]}"
+        )

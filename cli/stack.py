@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from infra.jsonout import emit_json
-from infra.settings import get_settings
+from vigil.cli.jsonout import emit_json
+from vigil.infra.settings import get_settings
 
 stack_app = typer.Typer(help="Embedded Kafka (KRaft) + Redis on loopback", no_args_is_help=True)
 schemas_app = typer.Typer(help="JSON Schema of every topic's records", no_args_is_help=True)
@@ -22,17 +22,25 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="print a JSON summary as 
 @stack_app.command("up")
 def stack_up_cmd(
     json_out: JsonFlag = False,
-    secure: bool = typer.Option(False, "--secure", help="Kafka SASL_SSL (SCRAM-SHA-512, local CA) and "
-                                "Redis with ACL user + password; secrets in <home>/secrets"),
+    secure: bool = typer.Option(
+        False,
+        "--secure",
+        help="Kafka SASL_SSL (SCRAM-SHA-512, local CA) and Redis with ACL user + password; secrets in <home>/secrets",
+    ),
 ) -> None:
     """Start the embedded broker and Redis (nothing when VIGIL_KAFKA__BOOTSTRAP / VIGIL_REDIS__URL
     are set)."""
-    from infra.stack import StackError, stack_up
+    from vigil.infra.stack import StackError, stack_up
 
     settings = get_settings()
     if secure:
-        settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
-            update={"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"})})
+        settings = settings.model_copy(
+            update={
+                "kafka": settings.kafka.model_copy(
+                    update={"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"}
+                )
+            }
+        )
     try:
         info = stack_up(settings)
     except StackError as exc:
@@ -40,17 +48,20 @@ def stack_up_cmd(
         raise typer.Exit(2) from exc
     console.print(f"Kafka {info.bootstrap}  Redis {info.redis_url}  ({info.started_s:.1f} s)")
     if secure:
-        console.print(f"secure: SASL_SSL, CA {settings.home / 'tls' / 'ca.pem'}, secrets in "
-                      f"{settings.home / 'secrets'}; "
-                      "run workers with VIGIL_KAFKA__SECURITY_PROTOCOL=SASL_SSL")
+        console.print(
+            f"secure: SASL_SSL, CA {settings.home / 'tls' / 'ca.pem'}, secrets in "
+            f"{settings.home / 'secrets'}; "
+            "run workers with VIGIL_KAFKA__SECURITY_PROTOCOL=SASL_SSL"
+        )
     if json_out:
         emit_json(info.as_dict())
 
 
 @stack_app.command("down")
-def stack_down_cmd(wipe: bool = typer.Option(False, help="also delete Kafka and Redis data"),
-                   json_out: JsonFlag = False) -> None:
-    from infra.stack import stack_down
+def stack_down_cmd(
+    wipe: bool = typer.Option(False, help="also delete Kafka and Redis data"), json_out: JsonFlag = False
+) -> None:
+    from vigil.infra.stack import stack_down
 
     stopped = stack_down(get_settings(), wipe=wipe)
     console.print(f"stopped: {stopped}")
@@ -60,7 +71,7 @@ def stack_down_cmd(wipe: bool = typer.Option(False, help="also delete Kafka and 
 
 @stack_app.command("status")
 def stack_status_cmd(json_out: JsonFlag = False) -> None:
-    from infra.stack import stack_status
+    from vigil.infra.stack import stack_status
 
     status = stack_status(get_settings())
     console.print_json(json.dumps(status))
@@ -73,7 +84,7 @@ def worker(
     agents: str = typer.Option("ingest,alert,treat,interop", help="agent modules this process runs"),
 ) -> None:
     """Run one Faust worker against the configured (or embedded) Kafka and Redis."""
-    from infra.workers import run_worker_foreground
+    from vigil.cli.worker import run_worker_foreground
 
     run_worker_foreground(metrics_port or get_settings().metrics_port, tuple(a.strip() for a in agents.split(",")))
 
@@ -89,13 +100,21 @@ def demo(
     json_out: JsonFlag = False,
 ) -> None:
     """Start the embedded stack and a worker, replay real ICU stays, and account for every event."""
-    from infra.demo import run_demo
-    from infra.logging import configure_logging
+    from vigil.cli.demo import run_demo
+    from vigil.infra.logging import configure_logging
 
     configure_logging(level="WARNING")
     settings = get_settings()
-    summary = run_demo(settings, patients, speed, duration, bad, console,
-                       serve_port=(port or settings.web_port) if serve else None, keep=keep)
+    summary = run_demo(
+        settings,
+        patients,
+        speed,
+        duration,
+        bad,
+        console,
+        serve_port=(port or settings.web_port) if serve else None,
+        keep=keep,
+    )
     if json_out:
         emit_json(summary)
     if summary["lost"]:
@@ -105,7 +124,7 @@ def demo(
 @schemas_app.command("export")
 def schemas_export(directory: Path, json_out: JsonFlag = False) -> None:
     """Write the JSON Schema of every topic's record type into DIRECTORY."""
-    from schemas.export import export_schemas
+    from vigil.schemas.export import export_schemas
 
     written = export_schemas(directory)
     for path in written:

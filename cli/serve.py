@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.console import Console
 
-from infra.jsonout import emit_json
-from infra.settings import Settings, get_settings
+from vigil.cli.jsonout import emit_json
+from vigil.infra.settings import Settings, get_settings
 
 alerts_app = typer.Typer(help="Alert feed and acknowledgements", no_args_is_help=True)
 users_app = typer.Typer(help="Dashboard users (argon2 password hashes)", no_args_is_help=True)
@@ -35,8 +35,9 @@ def default_users_file(settings: Settings) -> Path:
 def serve(
     port: int = typer.Option(None, help="listen port (default: settings.web_port)"),
     host: str = typer.Option("127.0.0.1", help="listen address (loopback unless behind a TLS proxy)"),
-    users_file: Path = typer.Option(None, help="users file (default: settings.users_file or HOME/users.json)",
-                                    show_default=False),
+    users_file: Path = typer.Option(
+        None, help="users file (default: settings.users_file or HOME/users.json)", show_default=False
+    ),
     backfill: int = typer.Option(5000, help="records per partition read back at start for the ward state"),
     secure_cookies: bool = typer.Option(False, help="mark cookies Secure (when served over HTTPS)"),
     bootstrap: BootstrapOpt = None,
@@ -44,18 +45,19 @@ def serve(
     """Serve the ward dashboard, /healthz, /readyz, /metrics and the FHIR intake."""
     import uvicorn
 
-    from agents.web.app import create_app
-    from agents.web.auth import load_users
-    from agents.web.feed import KafkaWardFeed
-    from infra.logging import configure_logging
+    from vigil.agents.web.app import create_app
+    from vigil.agents.web.auth import load_users
+    from vigil.agents.web.feed import KafkaWardFeed
+    from vigil.infra.logging import configure_logging
 
     configure_logging()
     settings = get_settings()
     users = load_users(users_file or default_users_file(settings))
     feed = KafkaWardFeed(settings, bootstrap=bootstrap, backfill=backfill)
     app = create_app(settings, feed, users=users, cookie_secure=secure_cookies)
-    console.print(f"Vigil dashboard on http://{host}:{port or settings.web_port}/ ({len(users)} users)",
-                  highlight=False)
+    console.print(
+        f"Vigil dashboard on http://{host}:{port or settings.web_port}/ ({len(users)} users)", highlight=False
+    )
     uvicorn.run(app, host=host, port=port or settings.web_port, log_config=None, access_log=False)
 
 
@@ -63,14 +65,14 @@ def serve(
 def users_add(
     name: str,
     role: str = typer.Option("viewer", help="clinician (may acknowledge) or viewer (read-only)"),
-    users_file: Path = typer.Option(None, help="JSON users file (default: HOME/users.json)",
-                                    show_default=False),
-    password: str = typer.Option(None, help="the password (prompted when omitted; prefer the prompt)",
-                                 envvar="VIGIL_NEW_PASSWORD"),
+    users_file: Path = typer.Option(None, help="JSON users file (default: HOME/users.json)", show_default=False),
+    password: str = typer.Option(
+        None, help="the password (prompted when omitted; prefer the prompt)", envvar="VIGIL_NEW_PASSWORD"
+    ),
     json_out: JsonFlag = False,
 ) -> None:
     """Add or replace a dashboard user; stores only the argon2id hash."""
-    from agents.web.auth import add_user
+    from vigil.agents.web.auth import add_user
 
     if role not in ("clinician", "viewer"):
         console.print("[red]role must be clinician or viewer[/]")
@@ -102,18 +104,22 @@ def alerts_tail(
     from kafka import KafkaConsumer, TopicPartition
     from pydantic import TypeAdapter, ValidationError
 
-    from agents import topics
-    from infra.feeds import passes, render_transition, transition_json
-    from infra.jsonout import emit_json as emit_line
-    from schemas.alerts import Alert
+    from vigil.cli.alert_feed import passes, render_transition, transition_json
+    from vigil.cli.jsonout import emit_json as emit_line
+    from vigil.schemas import topics
+    from vigil.schemas.alerts import Alert
 
     if min_band is not None and min_band not in BANDS:
         console.print(f"[red]--min-band must be one of {', '.join(BANDS)}[/]")
         raise typer.Exit(2)
     settings = get_settings()
     adapter = TypeAdapter(Alert)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap or kafka_bootstrap(settings), group_id=None,
-                             enable_auto_commit=False, client_id="vigil-alerts-tail")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap or kafka_bootstrap(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        client_id="vigil-alerts-tail",
+    )
     partitions = sorted(consumer.partitions_for_topic(topics.ALERTS) or {0})
     parts = [TopicPartition(topics.ALERTS, p) for p in partitions]
     consumer.assign(parts)
@@ -128,8 +134,9 @@ def alerts_tail(
     wards: dict[str, str] = {}
     deadline = time.monotonic() + duration if duration else None
     if not json_out:
-        console.print(f"[dim]following {topics.ALERTS}"
-                      f"{' from the beginning' if from_beginning else ''} (Ctrl-C to stop)[/]")
+        console.print(
+            f"[dim]following {topics.ALERTS}{' from the beginning' if from_beginning else ''} (Ctrl-C to stop)[/]"
+        )
     try:
         while (limit is None or shown < limit) and (deadline is None or time.monotonic() < deadline):
             for _tp, records in consumer.poll(timeout_ms=250).items():
@@ -162,8 +169,14 @@ def alerts_tail(
         pass
     finally:
         consumer.close()
-    summary: dict[str, Any] = {"summary": True, "transitions": shown, "read": seen, "invalid": invalid,
-                               "by_state": dict(by_state), "by_severity": dict(by_severity)}
+    summary: dict[str, Any] = {
+        "summary": True,
+        "transitions": shown,
+        "read": seen,
+        "invalid": invalid,
+        "by_state": dict(by_state),
+        "by_severity": dict(by_severity),
+    }
     if json_out:
         emit_json(summary)
     else:
@@ -184,14 +197,13 @@ def alerts_ack(
     from kafka import KafkaProducer
     from pydantic import ValidationError
 
-    from agents import topics
-    from infra.logging import get_logger, patient_hash
-    from schemas.alerts import AlertAck
+    from vigil.infra.logging import get_logger, patient_hash
+    from vigil.schemas import topics
+    from vigil.schemas.alerts import AlertAck
 
     action: Literal["acknowledge", "resolve"] = "resolve" if resolve else "acknowledge"
     try:
-        ack = AlertAck(alert_id=alert_id, patient_id=patient, action=action, by=by, at=datetime.now(UTC),
-                       note=note)
+        ack = AlertAck(alert_id=alert_id, patient_id=patient, action=action, by=by, at=datetime.now(UTC), note=note)
     except ValidationError as exc:
         console.print(f"[red]invalid acknowledgement:[/] {exc.errors(include_input=False)[0]['msg']}")
         raise typer.Exit(2) from exc
@@ -202,13 +214,24 @@ def alerts_ack(
         meta = future.get(timeout=30)
     finally:
         producer.close(timeout=5)
-    get_logger("vigil.cli").info("alert_ack", user=by, action=action, alert_id=alert_id,
-                                 patient_hash=patient_hash(patient), source="cli")
-    console.print(f"{action} {alert_id} by {by} -> {topics.ALERT_ACKS}[{meta.partition}]@{meta.offset}",
-                  highlight=False)
+    get_logger("vigil.cli").info(
+        "alert_ack", user=by, action=action, alert_id=alert_id, patient_hash=patient_hash(patient), source="cli"
+    )
+    console.print(
+        f"{action} {alert_id} by {by} -> {topics.ALERT_ACKS}[{meta.partition}]@{meta.offset}", highlight=False
+    )
     if json_out:
-        emit_json({"alert_id": alert_id, "action": action, "by": by, "at": ack.at.isoformat(),
-                   "topic": topics.ALERT_ACKS, "partition": meta.partition, "offset": meta.offset})
+        emit_json(
+            {
+                "alert_id": alert_id,
+                "action": action,
+                "by": by,
+                "at": ack.at.isoformat(),
+                "topic": topics.ALERT_ACKS,
+                "partition": meta.partition,
+                "offset": meta.offset,
+            }
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from infra.jsonout import emit_json
+from vigil.cli.jsonout import emit_json
 
 Format = Literal["fhir", "hl7v2"]
 
@@ -32,9 +32,9 @@ def convert(
     as_json: Annotated[bool, typer.Option("--json", help="End with a one-line JSON summary")] = False,
 ) -> None:
     """Print the Vigil events FILE maps to, one JSON object per line."""
-    from schemas.codecs.fhir import decode_fhir
-    from schemas.codecs.hl7v2 import decode_hl7v2
-    from schemas.codecs.loinc import DecodeResult
+    from vigil.schemas.codecs.fhir import decode_fhir
+    from vigil.schemas.codecs.hl7v2 import decode_hl7v2
+    from vigil.schemas.codecs.loinc import DecodeResult
 
     if source not in ("fhir", "hl7v2"):
         raise typer.BadParameter("must be fhir or hl7v2", param_hint="--from")

@@ -18,16 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from agents import topics
-from infra.readback import consumer_from_now
-from infra.replay import Stay, load_stays, stay_events
-from infra.settings import Settings
-from infra.stack import stack_up
-from infra.workers import spawn_worker, stop_worker
+from vigil.infra.readback import consumer_from_now
+from vigil.infra.replay import Stay, load_stays, stay_events
+from vigil.infra.settings import Settings
+from vigil.infra.stack import stack_up
+from vigil.infra.workers import spawn_worker, stop_worker
+from vigil.schemas import topics
 
 
 def offline_probabilities(files: list[Path]) -> dict[str, np.ndarray]:
-    from models.offline import predict_dir
+    from vigil.models.offline import predict_dir
 
     with tempfile.TemporaryDirectory() as src, tempfile.TemporaryDirectory() as out:
         for f in files:

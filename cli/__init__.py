@@ -1,0 +1,1 @@
+"""The ``vigil`` command line: the top layer (it may import every other room)."""

@@ -1,0 +1,53 @@
+"""``vigil worker``: one Faust worker in the foreground, with Vigil's logging, readiness and audit."""
+
+from __future__ import annotations
+
+AGENT_MODULES = ("ingest", "alert", "treat", "interop")
+
+
+def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ...] = AGENT_MODULES) -> None:
+    """The ``vigil worker`` command: one Faust worker consuming its share of the partitions.
+
+    ``agents`` selects the agent modules this process runs (all by default). A split deployment
+    runs each selection under its own ``VIGIL_APP_ID`` (its own consumer group), e.g. the
+    treatment agent as a separate group of workers beside the scoring pipeline."""
+    import importlib
+
+    from vigil.agents.app import app
+    from vigil.agents.runtime import store_healthy
+    from vigil.infra.logging import configure_logging
+
+    for name in agents:
+        if name not in AGENT_MODULES:
+            raise ValueError(f"unknown agent module {name!r}: choose from {', '.join(AGENT_MODULES)}")
+        importlib.import_module(f"vigil.agents.{name}")  # importing registers the module's agents
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
+    from vigil.infra.audit import publish_config_audit
+    from vigil.infra.health import start_readiness
+    from vigil.infra.settings import get_settings
+    from vigil.infra.tls import with_stack_credentials
+
+    configure_logging()
+    settings = with_stack_credentials(get_settings())
+    start_readiness(settings, store_healthy)  # GET /readyz on VIGIL_HEALTH_PORT and/or VIGIL_HEALTH_FILE
+    publish_config_audit(settings)  # who started which configuration, when -> vigil.audit
+    worker = _structlog_worker_class()(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+
+
+def _structlog_worker_class() -> type:
+    import faust
+
+    class StructlogWorker(faust.Worker):
+        """Faust's worker, keeping Vigil's structlog set-up (JSON lines, PHI redaction) instead of
+        letting mode replace the root handlers with its plain formatter."""
+
+        def _setup_logging(self) -> None:
+            from vigil.infra.logging import configure_logging
+
+            configure_logging()
+
+    return StructlogWorker
