@@ -54,6 +54,18 @@ class Rejected:
         return replace(self, source=source)
 
 
+def one_per_input(rejected: list[Rejected]) -> Rejected:
+    """The rejections of one input (a message, a Bundle entry) as one dead letter: the first
+    reason, every detail (bounded). One input, one copy of its bytes: a FHIR Observation with
+    10,000 rejected components must not become 10,000 copies of itself (issue 16)."""
+    first = rejected[0]
+    if len(rejected) == 1:
+        return first
+    details = "; ".join(f"{r.reason}: {r.detail}" for r in rejected[:20])
+    more = f" (+{len(rejected) - 20} more)" if len(rejected) > 20 else ""
+    return Rejected(first.reason, f"{len(rejected)} rejections: {details}"[: MAX_DETAIL_CHARS - len(more)] + more)
+
+
 class DeadLetter(BaseModel):
     model_config = ConfigDict(frozen=True)
 

@@ -39,7 +39,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import vigil.infra.metrics  # noqa: F401 - registers the shared vigil_* metrics in this process
-from vigil.agents.web import metrics
+from vigil.agents.web import intake, metrics
 from vigil.agents.web.auth import (
     CSRF_HEADER,
     LOGIN_CSRF_COOKIE,
@@ -55,9 +55,6 @@ from vigil.infra.logging import get_logger, patient_hash
 from vigil.infra.settings import Settings, get_settings
 from vigil.schemas import topics
 from vigil.schemas.alerts import AlertAck
-from vigil.schemas.codecs.fhir import MAX_PAYLOAD_BYTES, decode_fhir
-from vigil.schemas.codecs.fhir_out import operation_outcome
-from vigil.schemas.deadletter import DeadLetter, Source
 
 STATIC = Path(__file__).parent / "static"
 FHIR_JSON = "application/fhir+json"
@@ -325,54 +322,7 @@ def create_app(
             response = problem(401, "security", "missing or wrong bearer token")
             response.headers["WWW-Authenticate"] = 'Bearer realm="vigil-fhir"'
             return response
-        body = await request.body()
-        if len(body) > MAX_PAYLOAD_BYTES:
-            metrics.FHIR_REQUESTS.labels("too_large").inc()
-            return problem(413, "too-costly", f"payload over {MAX_PAYLOAD_BYTES} bytes")
-        result = await run_in_threadpool(decode_fhir, body)
-        records = [(topics.EVENTS_RAW, e.patient_id.encode(), e.model_dump_json().encode()) for e in result.events]
-        now = datetime.now(UTC)
-        records += [
-            (
-                topics.DEADLETTER,
-                b"http-fhir",
-                DeadLetter.of(r.at(Source(topic=f"http:{path}", original=body)), now).model_dump_json().encode(),
-            )
-            for r in result.rejected
-        ]
-        try:
-            if records:
-                await run_in_threadpool(ward_feed.produce_many, records)
-        except Exception as exc:
-            metrics.FHIR_REQUESTS.labels("unavailable").inc()
-            log.error("fhir_publish_failed", error=type(exc).__name__)
-            return problem(503, "transient", "the event stream is unavailable; retry later")
-        metrics.FHIR_EVENTS.inc(len(result.events))
-        summary = operation_outcome(result.rejected)
-        note = f"accepted {len(result.events)} events, rejected {len(result.rejected)}, ignored {len(result.ignored)}"
-        if result.unknown_codes:
-            common = result.unknown_codes.most_common(20)
-            note += "; unknown codes: " + ", ".join(f"{c} x{n}" for c, n in common)
-        if result.rejected or not result.events:
-            summary["issue"].append({"severity": "information", "code": "informational", "diagnostics": note})
-        else:
-            summary["issue"][0]["diagnostics"] = note
-        if not result.events:
-            metrics.FHIR_REQUESTS.labels("rejected").inc()
-            if not result.rejected:
-                summary["issue"].insert(
-                    0,
-                    {
-                        "severity": "error",
-                        "code": "not-found",
-                        "diagnostics": "nothing in the payload maps to a Vigil event",
-                    },
-                )
-            log.info("fhir_rejected", path=path, rejected=len(result.rejected), ignored=len(result.ignored))
-            return outcome(400, summary)
-        metrics.FHIR_REQUESTS.labels("accepted").inc()
-        log.info("fhir_accepted", path=path, events=len(result.events), rejected=len(result.rejected))
-        return outcome(201 if not result.rejected else 200, summary)
+        return await intake.fhir_intake(request, settings, ward_feed.produce_many, path)
 
     @app.post("/fhir/Observation", response_model=None)
     async def fhir_observation(request: Request) -> Response:

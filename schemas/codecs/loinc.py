@@ -332,6 +332,12 @@ class DecodeResult:
     unknown_codes: Counter[str] = field(default_factory=Counter)
     ignored: list[Rejected] = field(default_factory=list)
 
+    def extend(self, other: DecodeResult) -> None:
+        self.events.extend(other.events)
+        self.rejected.extend(other.rejected)
+        self.ignored.extend(other.ignored)
+        self.unknown_codes.update(other.unknown_codes)
+
     @property
     def accounted(self) -> int:
         return len(self.events) + len(self.rejected) + len(self.ignored)
