@@ -18,6 +18,7 @@ import asyncio
 import hmac
 import html
 import json
+import math
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -44,11 +45,11 @@ from vigil.agents.web.auth import (
     CSRF_HEADER,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
-    SESSION_MAX_AGE_S,
-    Authenticator,
     Session,
+    SignIn,
     User,
-    load_users,
+    UserDirectory,
+    build_authenticator,
 )
 from vigil.agents.web.feed import KafkaWardFeed, WardFeed
 from vigil.infra.logging import get_logger, patient_hash
@@ -94,17 +95,14 @@ def create_app(
     settings: Settings | None = None,
     feed: WardFeed | None = None,
     *,
-    users: dict[str, User] | None = None,
+    users: dict[str, User] | UserDirectory | None = None,
     session_secret: str | None = None,
     cookie_secure: bool = False,
 ) -> FastAPI:
     settings = settings or get_settings()
     ward_feed = feed if feed is not None else KafkaWardFeed(settings)
-    auth = Authenticator(
-        users if users is not None else load_users(settings.users_file),
-        secret=session_secret,
-        cookie_secure=cookie_secure,
-    )
+    redis_url = ward_feed.redis_url if isinstance(ward_feed, KafkaWardFeed) else None  # sessions shared in Redis
+    auth = build_authenticator(settings, users, session_secret, cookie_secure, redis_url)
     if not auth.users:
         log.warning("no_users", hint="add one with `vigil users add NAME --role clinician`")
 
@@ -162,6 +160,22 @@ def create_app(
         response.set_cookie(LOGIN_CSRF_COOKIE, cookie, max_age=3600, **auth.cookie_args())
         return response
 
+    def refused_sign_in(attempt: SignIn) -> Response:
+        if attempt.retry_after_s > 0:
+            metrics.LOGINS.labels("throttled").inc()
+            wait = math.ceil(attempt.retry_after_s)
+            response = login_page(f"Too many failed sign-ins; try again in {wait} s.", status_code=429)
+            response.headers["Retry-After"] = str(wait)
+            return response
+        if attempt.busy:
+            metrics.LOGINS.labels("busy").inc()
+            response = login_page("Sign-in is busy; please try again.", status_code=503)
+            response.headers["Retry-After"] = "1"
+            return response
+        metrics.LOGINS.labels("failed").inc()
+        log.info("login_failed")  # the attempted name is not logged (it may be a password typo)
+        return login_page("Unknown user or wrong password.", status_code=401)
+
     @app.get("/login", response_model=None)
     def login_form(request: Request) -> Response:
         if session_of(request):
@@ -177,16 +191,14 @@ def create_app(
         ):
             metrics.LOGINS.labels("csrf").inc()
             return login_page("The sign-in form expired; please try again.", status_code=403)
-        user = await run_in_threadpool(auth.verify, username, password)
-        if user is None:
-            metrics.LOGINS.labels("failed").inc()
-            log.info("login_failed")  # the attempted name is not logged (it may be a password typo)
-            return login_page("Unknown user or wrong password.", status_code=401)
-        token, _ = auth.issue(user)
+        attempt = await auth.sign_in(username, password, request.client.host if request.client else None)
+        if attempt.user is None:
+            return refused_sign_in(attempt)
+        token, _ = await run_in_threadpool(auth.issue, attempt.user)
         metrics.LOGINS.labels("ok").inc()
-        log.info("login", user=user.username, role=user.role)
+        log.info("login", user=attempt.user.username, role=attempt.user.role)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_MAX_AGE_S, **auth.cookie_args())
+        response.set_cookie(SESSION_COOKIE, token, max_age=auth.max_age_s, **auth.cookie_args())
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
         return response
 
@@ -198,6 +210,7 @@ def create_app(
         if not auth.check_csrf(session, request.headers.get(CSRF_HEADER)):
             return JSONResponse({"detail": "CSRF token missing or wrong"}, status_code=403)
         log.info("logout", user=session.username)
+        auth.revoke(request.cookies.get(SESSION_COOKIE))  # the session ends here, not when the cookie expires
         response = JSONResponse({"signed_out": True})
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
@@ -226,7 +239,7 @@ def create_app(
 
     @app.get("/api/stream", response_model=None)
     async def stream(request: Request) -> Response:
-        if session_of(request) is None:
+        if await run_in_threadpool(session_of, request) is None:
             return JSONResponse({"detail": "sign in first"}, status_code=401)
         queue = ward_feed.subscribe()
 
@@ -255,7 +268,7 @@ def create_app(
 
     @app.post("/api/alerts/{alert_id}/ack", response_model=None)
     async def acknowledge(alert_id: str, request: Request) -> Response:
-        session = session_of(request)
+        session = await run_in_threadpool(session_of, request)
         if session is None:
             return JSONResponse({"detail": "sign in first"}, status_code=401)
         if not same_origin(request) or not auth.check_csrf(session, request.headers.get(CSRF_HEADER)):
