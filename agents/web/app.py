@@ -184,6 +184,10 @@ def create_app(
 
     @app.post("/login", response_model=None)
     async def login(request: Request) -> Response:
+        address = request.client.host if request.client else None
+        early = auth.refuse_early(address)  # a flood is answered before its forms are parsed
+        if early is not None:
+            return refused_sign_in(early)
         form = await request.form()
         username, password = str(form.get("username", "")), str(form.get("password", ""))
         if not same_origin(request) or not auth.check_login_csrf(
@@ -191,7 +195,7 @@ def create_app(
         ):
             metrics.LOGINS.labels("csrf").inc()
             return login_page("The sign-in form expired; please try again.", status_code=403)
-        attempt = await auth.sign_in(username, password, request.client.host if request.client else None)
+        attempt = await auth.sign_in(username, password, address)
         if attempt.user is None:
             return refused_sign_in(attempt)
         token, _ = await run_in_threadpool(auth.issue, attempt.user)

@@ -31,7 +31,6 @@ from typing import Any, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from vigil.agents.web.sessions import (
@@ -234,14 +233,20 @@ class Authenticator:
             return None
         return user
 
+    def refuse_early(self, address: str | None) -> SignIn | None:
+        """Before the form is even read: the address is backing off, or password checks are full."""
+        wait = self.throttle.retry_after(self.throttle.keys("", address)[1])
+        if wait > 0:
+            return SignIn(retry_after_s=wait)
+        return SignIn(busy=True) if self.gate.full else None
+
     async def sign_in(self, username: str, password: str, address: str | None) -> SignIn:
         account, where = self.throttle.keys(username, address)
         wait = self.throttle.retry_after(account, where)
         if wait > 0:
             return SignIn(retry_after_s=wait)
         try:
-            async with self.gate.slot():
-                user = await run_in_threadpool(self.verify, username, password)
+            user = await self.gate.run(self.verify, username, password)
         except HashingBusy:
             return SignIn(busy=True)
         if user is None:

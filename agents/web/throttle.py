@@ -16,14 +16,19 @@ attempts, still exponentially slowed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 ADDRESS_FACTOR = 4
+HASHING_NICE = 10
+T = TypeVar("T")
 FORGET_AFTER_S = 24 * 3600.0  # a key with no failure for a day starts afresh
 
 
@@ -90,22 +95,31 @@ class HashingBusy(Exception):
 
 class HashingGate:
     """At most ``concurrency`` password verifications at once, at most ``queue_limit`` waiting;
-    beyond that a sign-in is refused at once (503) instead of queueing memory and threads."""
+    beyond that a sign-in is refused at once (503) instead of queueing memory and threads.
+
+    Verifications run on their own threads at a lower CPU priority (Linux nice values are per
+    thread, and the argon2 lanes' threads inherit it): on a busy machine the event loop, and with
+    it ``/healthz``, keeps the CPU while passwords are checked."""
 
     def __init__(self, concurrency: int = 2, queue_limit: int = 8) -> None:
         self.concurrency, self.queue_limit = concurrency, queue_limit
-        self._semaphore: asyncio.Semaphore | None = None
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="vigil-argon2", initializer=_lower_priority)
         self._admitted = 0
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        if self._admitted >= self.concurrency + self.queue_limit:
+    @property
+    def full(self) -> bool:
+        return self._admitted >= self.concurrency + self.queue_limit
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.full:
             raise HashingBusy
-        if self._semaphore is None:  # created in the serving event loop
-            self._semaphore = asyncio.Semaphore(self.concurrency)
         self._admitted += 1
         try:
-            async with self._semaphore:
-                yield
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         finally:
             self._admitted -= 1
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or not permitted: normal priority
+        os.setpriority(os.PRIO_PROCESS, 0, HASHING_NICE)  # 0 = this thread (Linux)

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import os
+import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -70,24 +73,31 @@ def test_state_is_bounded() -> None:
 
 def test_hashing_gate_bounds_concurrency_and_refuses_beyond_the_queue() -> None:
     gate = HashingGate(concurrency=2, queue_limit=3)
-    running, peak, busy = 0, 0, 0
+    lock = threading.Lock()
+    running, peak = 0, 0
 
-    async def attempt() -> None:
-        nonlocal running, peak, busy
+    def check() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+
+    async def attempt() -> bool:
         try:
-            async with gate.slot():
-                running += 1
-                peak = max(peak, running)
-                await asyncio.sleep(0.02)
-                running -= 1
+            await gate.run(check)
+            return True
         except HashingBusy:
-            busy += 1
+            return False
 
-    async def main() -> None:
-        await asyncio.gather(*(attempt() for _ in range(20)))
+    async def main() -> list[bool]:
+        return await asyncio.gather(*(attempt() for _ in range(20)))
 
-    asyncio.run(main())
-    assert peak == 2 and busy == 15  # 2 running + 3 queued admitted, the rest refused at once
+    admitted = asyncio.run(main())
+    assert peak == 2 and admitted.count(True) == 5  # 2 running + 3 queued, the rest refused at once
+    assert os.getpriority(os.PRIO_PROCESS, 0) == 0  # only the hashing threads are niced
 
 
 @pytest.fixture
