@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -102,6 +103,9 @@ def decode_intake(body: IO[bytes], path: str, max_entries: int, now: datetime) -
         return result
     source = Source(topic=f"http:{path}")
     for item in decode_fhir_entries(body, scan):  # type: ignore[arg-type]
+        # hand the GIL to the event loop between entries: a long Bundle must not hold /healthz and
+        # every other request behind its decoding (the interpreter's own switch is every 5 ms)
+        time.sleep(0)
         decoded = item.result
         for event in decoded.events:
             result.records.append((topics.EVENTS_RAW, event.patient_id.encode(), event.model_dump_json().encode()))
