@@ -85,8 +85,13 @@ def worker(
 ) -> None:
     """Run one Faust worker against the configured (or embedded) Kafka and Redis."""
     from vigil.cli.worker import run_worker_foreground
+    from vigil.schemas.errors import UserError
 
-    run_worker_foreground(metrics_port or get_settings().metrics_port, tuple(a.strip() for a in agents.split(",")))
+    try:
+        run_worker_foreground(metrics_port or get_settings().metrics_port, tuple(a.strip() for a in agents.split(",")))
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def demo(

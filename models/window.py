@@ -9,7 +9,6 @@ value per variable per hour), so re-applying a redelivered event is idempotent.
 
 from __future__ import annotations
 
-import math
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -204,7 +203,3 @@ class PatientWindow:
             pos += 13
             treatments.append((_TREATMENT_CODES[ci], ts, v))
         return cls(anchor_s=anchor, last_hour=last_hour, rows=rows, static=static, treatments=treatments)
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from vigil.agents.web import metrics
+from vigil.infra.connect import kafka_bootstrap, kafka_consumer, kafka_producer, redis_client
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings
 from vigil.schemas import topics
@@ -48,13 +49,9 @@ def row_id_for(patient_id: str, key: bytes) -> str:
 
 
 def colour_band(news2: dict[str, Any] | None) -> str:
-    """RCP NEWS2 2017 chart 4: a single parameter scoring 3 lifts a low aggregate to low-medium."""
-    if not news2:
-        return "unknown"
-    band = news2.get("band") or "low"
-    if band == "low" and news2.get("single_parameter_3"):
-        return "low-medium"
-    return str(band)
+    """The band the scorer published with the NEWS2 record (``models.early_warning.news2_band``,
+    RCP 2017 chart 2, a single parameter scoring 3 included): computed once, never here."""
+    return str(news2.get("band") or "unknown") if news2 else "unknown"
 
 
 @dataclass
@@ -322,17 +319,9 @@ class KafkaWardFeed(WardFeed):
     """``WardFeed`` with a kafka-python consumer thread (assign + seek, no consumer group: every
     dashboard process sees every record) and a producer for acks and FHIR intake."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        bootstrap: str | None = None,
-        redis_url: str | None = None,
-        backfill: int = 5000,
-        max_patients: int = 2000,
-    ) -> None:
+    def __init__(self, settings: Settings, backfill: int = 5000, max_patients: int = 2000) -> None:
         super().__init__(settings, max_patients)
-        self.bootstrap = bootstrap or settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}"
-        self.redis_url = redis_url or settings.redis.url or f"redis://127.0.0.1:{settings.redis.embedded_port}/0"
+        self.bootstrap = kafka_bootstrap(settings)
         self.backfill = backfill
         self.assigned = False
         self.broker_ok = False
@@ -341,18 +330,6 @@ class KafkaWardFeed(WardFeed):
         self._producer: Any = None
         self._producer_lock = threading.Lock()
         self._redis: Any = None
-
-    def _client_options(self) -> dict[str, Any]:
-        k = self.settings.kafka
-        if k.security_protocol != "SASL_SSL":
-            return {}
-        return {
-            "security_protocol": "SASL_SSL",
-            "sasl_mechanism": k.sasl_mechanism or "SCRAM-SHA-512",
-            "sasl_plain_username": k.sasl_username,
-            "sasl_plain_password": k.sasl_password.get_secret_value() if k.sasl_password else None,
-            "ssl_cafile": k.ssl_cafile,
-        }
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         super().start(loop)
@@ -367,17 +344,13 @@ class KafkaWardFeed(WardFeed):
             self._producer.close(timeout=5)
 
     def _run(self) -> None:
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import TopicPartition
 
         consumer = None
         while not self._stop.is_set() and consumer is None:
             try:
-                consumer = KafkaConsumer(
-                    bootstrap_servers=self.bootstrap,
-                    group_id=None,
-                    enable_auto_commit=False,
-                    client_id="vigil-web-feed",
-                    **self._client_options(),
+                consumer = kafka_consumer(
+                    self.settings, group_id=None, enable_auto_commit=False, client_id="vigil-web-feed"
                 )
                 parts = [
                     TopicPartition(t, p) for t in FEED_TOPICS for p in sorted(consumer.partitions_for_topic(t) or ())
@@ -451,7 +424,7 @@ class KafkaWardFeed(WardFeed):
         import redis
 
         if self._redis is None:
-            self._redis = redis.Redis.from_url(self.redis_url, socket_timeout=1, socket_connect_timeout=1)
+            self._redis = redis_client(self.settings, socket_timeout=1, socket_connect_timeout=1)
         t0 = time.perf_counter()
         try:
             self._redis.ping()
@@ -465,18 +438,9 @@ class KafkaWardFeed(WardFeed):
 
     def produce_many(self, records: list[tuple[str, bytes, bytes]]) -> None:
         """Send and wait for the broker's ack (acks=all): the HTTP answer means it is durable."""
-        from kafka import KafkaProducer
-
         with self._producer_lock:
             if self._producer is None:
-                self._producer = KafkaProducer(
-                    bootstrap_servers=self.bootstrap,
-                    acks="all",
-                    linger_ms=2,
-                    retries=5,
-                    client_id="vigil-web",
-                    **self._client_options(),
-                )
+                self._producer = kafka_producer(self.settings, linger_ms=2, retries=5, client_id="vigil-web")
             futures = [self._producer.send(t, key=k, value=v) for t, k, v in records]
             self._producer.flush(timeout=15)
         for f in futures:

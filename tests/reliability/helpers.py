@@ -116,10 +116,10 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
-def committed_offsets(bootstrap: str, topic: str, group: str = GROUP, **client: Any) -> dict[int, int]:
-    from kafka import KafkaAdminClient
+def committed_offsets(settings: Any, topic: str, group: str = GROUP) -> dict[int, int]:
+    from vigil.infra.connect import kafka_admin
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="reliability-offsets", **client)
+    admin = kafka_admin(settings, client_id="reliability-offsets")
     try:
         offsets = admin.list_group_offsets({group: None})[group]
     finally:
@@ -127,10 +127,12 @@ def committed_offsets(bootstrap: str, topic: str, group: str = GROUP, **client: 
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
 
 
-def end_offsets(bootstrap: str, topic: str, **client: Any) -> dict[int, int]:
-    from kafka import KafkaConsumer, TopicPartition
+def end_offsets(settings: Any, topic: str) -> dict[int, int]:
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **client)
+    from vigil.infra.connect import kafka_consumer
+
+    consumer = kafka_consumer(settings, group_id=None)
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
         return {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
@@ -138,8 +140,8 @@ def end_offsets(bootstrap: str, topic: str, **client: Any) -> dict[int, int]:
         consumer.close()
 
 
-def lag(bootstrap: str, topic: str) -> int:
-    ends, done = end_offsets(bootstrap, topic), committed_offsets(bootstrap, topic)
+def lag(settings: Any, topic: str) -> int:
+    ends, done = end_offsets(settings, topic), committed_offsets(settings, topic)
     return sum(max(end - done.get(p, 0), 0) for p, end in ends.items())
 
 

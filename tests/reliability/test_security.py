@@ -4,55 +4,24 @@ Authenticated workers score end to end; unauthenticated clients are refused; sec
 from __future__ import annotations
 
 import logging
-import os
 import stat
-import tempfile
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import link_cached_kafka_jars, wait_for
+from tests.conftest import wait_for
 from tests.reliability.helpers import report
 from vigil.schemas import topics
 
 pytestmark = pytest.mark.reliability
 
-SECURE_KAFKA_PORT = int(os.environ.get("VIGIL_TEST_SECURE_KAFKA_PORT", "29192"))
-SECURE_REDIS_PORT = int(os.environ.get("VIGIL_TEST_SECURE_REDIS_PORT", "26479"))
-
-
-@pytest.fixture(scope="module")
-def secure_stack() -> Iterator[tuple[object, object]]:
-    from vigil.infra.settings import KafkaSettings, RedisSettings, Settings
-    from vigil.infra.stack import stack_down, stack_up
-
-    with tempfile.TemporaryDirectory(prefix="vigil-secure-") as tmp:
-        home = Path(tmp)
-        link_cached_kafka_jars(home)
-        settings = Settings(
-            home=home,
-            kafka=KafkaSettings(
-                embedded_port=SECURE_KAFKA_PORT,
-                embedded_controller_port=SECURE_KAFKA_PORT + 1,
-                security_protocol="SASL_SSL",
-                sasl_mechanism="SCRAM-SHA-512",
-            ),
-            redis=RedisSettings(embedded_port=SECURE_REDIS_PORT),
-        )
-        info = stack_up(settings)
-        try:
-            yield settings, info
-        finally:
-            stack_down(settings)
-
 
 def _client_options(settings) -> dict:
-    from vigil.infra.tls import kafka_client_options, with_stack_credentials
+    """kafka-python security options as every Vigil client gets them (without the bootstrap)."""
+    from vigil.infra.connect import kafka_options
 
-    return kafka_client_options(with_stack_credentials(settings))
+    return {k: v for k, v in kafka_options(settings).items() if k != "bootstrap_servers"}
 
 
 def _metadata_ok(bootstrap: str, **options) -> str:
@@ -78,8 +47,8 @@ def _metadata_ok(bootstrap: str, **options) -> str:
         admin.close()
 
 
-def test_secrets_are_private_and_never_in_logs(secure_stack) -> None:
-    settings, info = secure_stack
+def test_secrets_are_private_and_never_in_logs(secure_settings, secure_stack) -> None:
+    settings, info = secure_settings, secure_stack
     home = settings.home
     secret_files = [
         *(home / "secrets").iterdir(),
@@ -97,8 +66,8 @@ def test_secrets_are_private_and_never_in_logs(secure_stack) -> None:
     assert not any(s in repr(info) or s in str(info.as_dict()) for s in secrets)
 
 
-def test_unauthenticated_kafka_clients_are_refused(secure_stack, results_dir, caplog) -> None:
-    settings, info = secure_stack
+def test_unauthenticated_kafka_clients_are_refused(secure_settings, secure_stack, results_dir, caplog) -> None:
+    settings, info = secure_settings, secure_stack
     good = _client_options(settings)
     results = {"authenticated": _metadata_ok(info.bootstrap, **good), "plaintext": _metadata_ok(info.bootstrap)}
     results["tls_without_sasl"] = _metadata_ok(info.bootstrap, security_protocol="SSL", ssl_cafile=good["ssl_cafile"])
@@ -116,13 +85,13 @@ def test_unauthenticated_kafka_clients_are_refused(secure_stack, results_dir, ca
     assert not any(s in m for s in secrets for m in auth_failures)
 
 
-def test_redis_requires_password_and_acl_limits_the_worker_user(secure_stack, results_dir) -> None:
+def test_redis_requires_password_and_acl_limits_the_worker_user(secure_settings, secure_stack, results_dir) -> None:
     import redis
 
-    from vigil.infra.tls import with_stack_credentials
+    from vigil.infra.connect import redis_endpoint
 
-    settings, info = secure_stack
-    creds = with_stack_credentials(settings).redis
+    settings, info = secure_settings, secure_stack
+    creds = redis_endpoint(settings)
     anonymous = redis.Redis.from_url(info.redis_url, socket_timeout=2)
     with pytest.raises(redis.AuthenticationError):  # NOAUTH: no password, no access
         anonymous.ping()
@@ -150,19 +119,17 @@ def test_redis_requires_password_and_acl_limits_the_worker_user(secure_stack, re
     )
 
 
-def test_worker_scores_over_sasl_ssl(secure_stack, tmp_path) -> None:
-    from kafka import KafkaProducer
-
+def test_worker_scores_over_sasl_ssl(secure_settings, secure_stack, tmp_path) -> None:
+    from vigil.infra.connect import kafka_producer
     from vigil.infra.readback import TopicReader
     from vigil.infra.workers import spawn_worker, stop_worker
     from vigil.schemas.events import PatientEvent
 
-    settings, info = secure_stack
-    options = _client_options(settings)
-    reader = TopicReader(info.bootstrap, **options).start()
+    settings = secure_settings
+    reader = TopicReader(settings).start()
     log = tmp_path / "secure-worker.log"
-    worker = spawn_worker(info, log)
-    producer = KafkaProducer(bootstrap_servers=info.bootstrap, acks="all", **options)
+    worker = spawn_worker(settings, log)
+    producer = kafka_producer(settings)
     try:
         event = PatientEvent(
             patient_id=f"sec-{uuid.uuid4().hex[:8]}",
