@@ -203,9 +203,11 @@ def start_kafka(settings: Settings, timeout_s: float = 120.0, only: int | None =
 def wait_kafka_ready(
     settings: Settings, children: dict[int, subprocess.Popen[bytes]] | None = None, timeout_s: float = 120.0
 ) -> None:
-    """Until the cluster answers metadata requests with all ``brokers`` registered."""
+    """Until every node listens and the cluster answers metadata requests with all ``brokers``
+    registered (a killed node stays registered, fenced, for a while: its port tells it is back)."""
     paths = StackPaths(settings.home)
     want = settings.kafka.brokers
+    ports = [port for port, _ in embedded_node_ports(settings.kafka)]
     deadline = time.monotonic() + timeout_s
     last_error: object = None
     while time.monotonic() < deadline:
@@ -214,6 +216,10 @@ def wait_kafka_ready(
                 out = paths.logs / ("kafka.out" if want == 1 else f"kafka-node-{index}.out")
                 tail = out.read_text(errors="replace")[-3000:]
                 raise StackError(f"Kafka node {index} exited with code {child.returncode}:\n{tail}")
+        if not all(port_open(HOST, port) for port in ports):
+            last_error = "not every node listens yet"
+            time.sleep(0.5)
+            continue
         try:
             admin = kafka_admin(settings, request_timeout_ms=3000, client_id="vigil-stack")
             try:

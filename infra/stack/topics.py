@@ -37,19 +37,27 @@ def ensure_topics(settings: Settings, names: tuple[str, ...]) -> list[str]:
         admin.close()
 
 
-def describe_replication(settings: Settings, names: tuple[str, ...]) -> dict[str, dict[str, int]]:
-    """Per topic: partitions, the smallest replica count and the smallest in-sync replica count
-    (what a three-broker test checks before and after it kills a broker)."""
+def describe_replication(settings: Settings, names: tuple[str, ...]) -> dict[str, dict[str, int | None]]:
+    """Per topic: partitions, the smallest replica and in-sync replica counts over its partitions,
+    and its ``min.insync.replicas`` (what the three-broker test checks around a broker kill)."""
+    from kafka.admin import ConfigResource
+
     admin = kafka_admin(settings, client_id="vigil-topics")
     try:
-        out: dict[str, dict[str, int]] = {}
+        configs = admin.describe_configs([ConfigResource("TOPIC", t, ["min.insync.replicas"]) for t in names])["topic"]
+        out: dict[str, dict[str, int | None]] = {}
         for topic in admin.describe_topics(list(names)):
             parts = topic["partitions"]
             out[topic["name"]] = {
                 "partitions": len(parts),
                 "min_replicas": min((len(p["replica_nodes"]) for p in parts), default=0),
                 "min_isr": min((len(p["isr_nodes"]) for p in parts), default=0),
+                "min_insync_replicas": _int_or_none(configs.get(topic["name"], {}).get("min.insync.replicas")),
             }
         return out
     finally:
         admin.close()
+
+
+def _int_or_none(config: dict[str, Any] | None) -> int | None:
+    return int(config["value"]) if config and config.get("value") is not None else None

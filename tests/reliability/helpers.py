@@ -173,3 +173,25 @@ def pid_alive(pid: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def restart_broker(settings: Any, node: int | None = None) -> None:
+    """Stop the embedded broker (SIGTERM: a controlled shutdown) and start it again on the same
+    ports and log dirs; ``node`` = one node of an embedded cluster."""
+    from vigil.infra.stack.kafka import start_kafka, stop_kafka
+
+    stop_kafka(settings, only=node)
+    start_kafka(settings, only=node)
+
+
+def kill_broker(settings: Any, node: int) -> int:
+    """SIGKILL one embedded broker node (no controlled shutdown); returns its pid."""
+    import signal
+
+    from vigil.infra.stack.kafka import node_pid_file
+    from vigil.infra.stack.processes import pid_alive
+
+    pid = pid_alive(node_pid_file(settings, node))
+    assert pid, f"broker node {node} is not running"
+    os.kill(pid, signal.SIGKILL)
+    return pid
