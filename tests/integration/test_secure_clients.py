@@ -61,7 +61,7 @@ def secure_worker(secure_settings, secure_stack, tmp_path_factory):
 
 
 def test_worker_feed_and_terminal_commands_over_sasl_ssl(secure_settings, secure_worker) -> None:
-    from vigil.agents.web.feed import KafkaWardFeed
+    from vigil.agents.web.kafka_feed import KafkaWardFeed
     from vigil.infra.connect import consumer_from_now, kafka_producer
     from vigil.infra.readback import TopicReader
 
