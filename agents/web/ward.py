@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from vigil.agents.web import metrics
+from vigil.models.window import WINDOW_HOURS
 from vigil.schemas import topics
 from vigil.schemas.alerts import Alert
 from vigil.schemas.scores import RiskScore
@@ -26,7 +27,7 @@ from vigil.schemas.treatment import TreatmentScore
 
 BAND_RANK = {"low": 0, "low-medium": 1, "medium": 2, "high": 3}
 TREND_CODES = ("HR", "Resp", "SBP", "O2Sat", "Temp")
-TREND_POINTS = 48  # one per scored hour: the model's 48 h window
+TREND_POINTS = WINDOW_HOURS  # one per scored hour: the model's window
 RECENT_TRANSITIONS = 200
 
 _SCORE = TypeAdapter(RiskScore)
