@@ -101,6 +101,21 @@ class PacedProducer:
         self.done.set()
 
 
+def gateway_producer(settings: Any) -> Any:
+    """The producer of a bedside gateway: acks=all, retrying for as long as a broker may be away."""
+    from vigil.infra.connect import kafka_producer
+
+    return kafka_producer(
+        settings,
+        linger_ms=5,
+        retries=2**31 - 1,
+        delivery_timeout_ms=180_000,
+        request_timeout_ms=15_000,
+        max_block_ms=120_000,
+        reconnect_backoff_max_ms=2000,
+    )
+
+
 def event_payloads(events: list[PatientEvent]) -> list[tuple[bytes, bytes]]:
     return [(e.patient_id.encode(), e.model_dump_json().encode()) for e in events]
 

@@ -7,28 +7,25 @@ import time
 import pytest
 
 from tests.conftest import wait_for
-from tests.reliability.helpers import PacedProducer, event_payloads, report, restart_broker, ward_stream
+from tests.reliability.helpers import (
+    PacedProducer,
+    event_payloads,
+    gateway_producer,
+    report,
+    restart_broker,
+    ward_stream,
+)
 
 pytestmark = pytest.mark.reliability
 
 
 def test_broker_restart_mid_stream_loses_nothing(stack, stack_settings, started_worker, reader, results_dir) -> None:
-    from vigil.infra.connect import kafka_producer
 
     worker = started_worker("broker-restart")
     r = reader()
     events = ward_stream("broker", patients=50, hours=12)  # 3,000 events over ~20 s
     ids = {e.event_id for e in events}
-    # the producer of a bedside gateway: retries for as long as the broker may be away
-    producer = kafka_producer(
-        stack_settings,
-        linger_ms=5,
-        retries=2**31 - 1,
-        delivery_timeout_ms=180_000,
-        request_timeout_ms=15_000,
-        max_block_ms=120_000,
-        reconnect_backoff_max_ms=2000,
-    )
+    producer = gateway_producer(stack_settings)
     try:
         stream = PacedProducer(producer, event_payloads(events), rate_per_s=150).start()
         assert wait_for(lambda: len(ids & r.snapshot().scored_ids) >= 600, timeout=60)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port_block, link_cached_kafka_jars, wait_for
-from tests.reliability.helpers import PacedProducer, event_payloads, kill_broker, report, ward_stream
+from tests.reliability.helpers import PacedProducer, event_payloads, gateway_producer, kill_broker, report, ward_stream
 from vigil.schemas import topics
 
 pytestmark = pytest.mark.reliability
@@ -56,7 +56,6 @@ def _leader_of(settings, topic: str, partition: int = 0) -> int:
 
 
 def test_broker_killed_mid_stream_loses_nothing(cluster, tmp_path, results_dir) -> None:
-    from vigil.infra.connect import kafka_producer
     from vigil.infra.readback import TopicReader
     from vigil.infra.stack.kafka import start_kafka
     from vigil.infra.stack.topics import describe_replication
@@ -73,16 +72,7 @@ def test_broker_killed_mid_stream_loses_nothing(cluster, tmp_path, results_dir) 
     worker = spawn_worker(settings, log)
     events = ward_stream("cluster", patients=50, hours=12)  # 3,000 events at 150/s: ~20 s
     ids = {e.event_id for e in events}
-    # a bedside gateway's producer: acks=all (the factory's default), retries while a leader moves
-    producer = kafka_producer(
-        settings,
-        linger_ms=5,
-        retries=2**31 - 1,
-        delivery_timeout_ms=180_000,
-        request_timeout_ms=15_000,
-        max_block_ms=120_000,
-        reconnect_backoff_max_ms=2000,
-    )
+    producer = gateway_producer(settings)
     try:
         stream = PacedProducer(producer, event_payloads(events), rate_per_s=150).start()
         assert wait_for(lambda: len(ids & reader.snapshot().scored_ids) >= 600, timeout=120), log.read_text()[-3000:]

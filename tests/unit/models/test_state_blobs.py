@@ -42,3 +42,24 @@ def test_care_clock_reads_what_earlier_versions_wrote() -> None:
     clock = CareClock.model_validate_json(written)
     assert clock.time_zero == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) and (clock.digest, clock.inputs) == ("d", "i")
     assert CareClock.model_validate_json(clock.model_dump_json()) == clock
+
+
+def test_one_list_of_treatments_in_the_window_format_and_the_plan_schema() -> None:
+    from typing import get_args
+
+    from vigil.schemas.codes import TREATMENTS
+    from vigil.schemas.treatment import TreatmentAction
+
+    assert get_args(TreatmentAction) == tuple(TREATMENTS)
+    # the window blob stores a treatment as its index in this order: append only, never reorder
+    assert tuple(TREATMENTS)[:9] == (
+        "antibiotic",
+        "blood_culture",
+        "lactate_ordered",
+        "crystalloid_ml",
+        "vasopressor",
+        "oxygen",
+        "clinician_review",
+        "observation_set",
+        "weight_kg",
+    )
