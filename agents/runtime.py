@@ -36,8 +36,7 @@ class Runtime:
         settings = get_settings()
         self.settings = settings
         self.health = RedisHealth()
-        # credentials: from settings, else the embedded secure stack's secrets (PatientStore)
-        self.store = PatientStore(self._redis_url(), settings.redis.ttl_s, self.health)
+        self.store = PatientStore.connect(settings, self.health)  # credentials: infra.connect
         self.bundle = _load_bundle()
         self.batcher: DynamicBatcher[ModelInput, list[ModelScore]] = DynamicBatcher(
             self._infer,
@@ -50,10 +49,6 @@ class Runtime:
             suppress_s=settings.alerts.suppress_s,
             escalate_after_s=settings.alerts.escalate_after_s,
         )
-
-    def _redis_url(self) -> str:
-        s = self.settings.redis
-        return s.url or f"redis://127.0.0.1:{s.embedded_port}/0"
 
     def _infer(self, inputs: Sequence[ModelInput]) -> list[list[ModelScore]]:
         if self.bundle is None:

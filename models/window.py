@@ -14,14 +14,13 @@ default date on an ``Age`` event once moved hour 0 back to year 1 (issue 16).
 
 from __future__ import annotations
 
-import math
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 
-from vigil.schemas.codes import ASSESSMENTS, DEMOGRAPHICS, DYNAMIC_CODES
+from vigil.schemas.codes import ASSESSMENTS, DEMOGRAPHICS, DYNAMIC_CODES, TREATMENTS
 from vigil.schemas.errors import VigilError
 from vigil.schemas.events import PatientEvent
 
@@ -35,17 +34,8 @@ VAR_INDEX: dict[str, int] = {code: i for i, code in enumerate(DYNAMIC_CODES)}
 _STATIC_CODES = tuple(DEMOGRAPHICS) + tuple(ASSESSMENTS)
 _DEMOGRAPHIC_CODES = frozenset(DEMOGRAPHICS)
 _STATIC_INDEX = {code: i for i, code in enumerate(_STATIC_CODES)}
-_TREATMENT_CODES = (
-    "antibiotic",
-    "blood_culture",
-    "lactate_ordered",
-    "crystalloid_ml",
-    "vasopressor",
-    "oxygen",
-    "clinician_review",
-    "observation_set",
-    "weight_kg",
-)
+# a treatment's index in the blob is its position in schemas.codes.TREATMENTS: that table only grows
+_TREATMENT_CODES = tuple(TREATMENTS)
 _TREATMENT_INDEX = {code: i for i, code in enumerate(_TREATMENT_CODES)}
 
 # A cell: (value, second within the hour at which it was observed)
@@ -64,7 +54,7 @@ class PatientWindow:
     static: dict[str, tuple[float, int]] = field(default_factory=dict)  # code -> (value, hour)
     treatments: list[tuple[str, int, float]] = field(default_factory=list)  # (code, epoch s, value)
     # (partition, offset) of the newest stream message applied: a message at or before it is a
-    # redelivery (at-least-once), one after it with nothing new in it is a twin (agents/infer.py)
+    # redelivery (at-least-once), one after it with nothing new in it is a twin (agents/scoring.py)
     position: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ events
@@ -263,7 +253,3 @@ class PatientWindow:
         return cls(
             anchor_s=anchor, last_hour=last_hour, rows=rows, static=static, treatments=treatments, position=position
         )
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value

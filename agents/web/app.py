@@ -57,8 +57,8 @@ def create_app(
 
     ward_feed = feed if feed is not None else KafkaWardFeed(settings)
     # sessions live in the feed's Redis (shared by replicas); an in-memory test feed keeps them here
-    redis_url = ward_feed.redis_url if isinstance(ward_feed, KafkaWardFeed) else None
-    auth = build_authenticator(settings, users, session_secret, cookie_secure, redis_url)
+    shared_sessions = isinstance(ward_feed, KafkaWardFeed)
+    auth = build_authenticator(settings, users, session_secret, cookie_secure, shared_sessions)
     if not auth.users:
         log.warning("no_users", hint="add one with `vigil users add NAME --role clinician`")
 

@@ -303,20 +303,16 @@ def build_authenticator(
     users: dict[str, User] | UserDirectory | None,
     session_secret: str | None = None,
     cookie_secure: bool = False,
-    redis_url: str | None = None,
+    shared_sessions: bool = False,
 ) -> Authenticator:
-    """The dashboard's authenticator: sessions in Redis when ``redis_url`` is given (every replica
+    """The dashboard's authenticator: sessions in the configured Redis when ``shared_sessions`` (every replica
     sharing ``VIGIL_WEB__SESSION_SECRET`` and that Redis shares them), else in this process; the
     secret from the argument, else the setting, else random; sign-in limits from ``settings.web``."""
     web = settings.web
     secret = session_secret or (web.session_secret.get_secret_value() if web.session_secret else None)
     sessions: SessionStore = MemorySessionStore()
-    if redis_url:
-        from vigil.infra.tls import with_stack_credentials
-
-        creds = with_stack_credentials(settings).redis
-        password = creds.password.get_secret_value() if creds.password else None
-        sessions = RedisSessionStore.connect(redis_url, creds.username, password)
+    if shared_sessions:
+        sessions = RedisSessionStore.connect(settings)
     return Authenticator(
         users if users is not None else UserDirectory(settings.users_file),
         secret=secret,

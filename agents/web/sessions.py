@@ -26,7 +26,9 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from vigil.infra.connect import redis_client
 from vigil.infra.logging import get_logger
+from vigil.infra.settings import Settings
 
 log = get_logger("vigil.web.sessions")
 KEY_PREFIX = "vigil:session:"
@@ -91,12 +93,9 @@ class RedisSessionStore:
         self._client = client
 
     @classmethod
-    def connect(cls, url: str, username: str | None = None, password: str | None = None) -> RedisSessionStore:
-        import redis
-
-        return cls(
-            redis.Redis.from_url(url, username=username, password=password, socket_timeout=1, socket_connect_timeout=1)
-        )
+    def connect(cls, settings: Settings) -> RedisSessionStore:
+        """The configured Redis, with the same credentials as every other client (infra.connect)."""
+        return cls(redis_client(settings, socket_timeout=1, socket_connect_timeout=1))
 
     @staticmethod
     def _key(sid: str) -> str:

@@ -1,5 +1,7 @@
-"""State + inference: apply a batch's accepted events to each patient's Redis window, score every
-patient the batch touched (rules + batched ONNX models) and publish one risk score per patient."""
+"""The scoring step of the ingest agent (not an agent: ``agents/ingest.py`` runs it on each batch's
+accepted events, in the same consume): apply the events to each patient's Redis window, score every
+patient the batch touched (rules + batched ONNX models, ``models.scoring``) and publish one risk
+score per patient."""
 
 from __future__ import annotations
 
