@@ -5,7 +5,6 @@ on sign-out, user removal and password change, shared by two replicas."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -36,19 +35,21 @@ SECRET = "hostile-shared-session-secret"
 class Serve:
     """One ``vigil serve`` process on a free port."""
 
-    def __init__(self, stack, users_file: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, settings, users_file: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        from vigil.infra.workers import worker_env
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        environ = {
-            **os.environ,
-            "VIGIL_KAFKA__BOOTSTRAP": stack.bootstrap,
-            "VIGIL_REDIS__URL": stack.redis_url,
-            "VIGIL_API_TOKEN": TOKEN,
-            "VIGIL_LOG_HASH_KEY": "hostile-test-log-key",
-            "VIGIL_WEB__SESSION_SECRET": SECRET,
-            "VIGIL_LOG_FORMAT": "json",
-            **(env or {}),
-        }
+        # the stack's endpoints and home (its Redis password is read from <home>/secrets)
+        environ = worker_env(
+            settings,
+            {
+                "VIGIL_API_TOKEN": TOKEN,
+                "VIGIL_LOG_HASH_KEY": "hostile-test-log-key",
+                "VIGIL_WEB__SESSION_SECRET": SECRET,
+                **(env or {}),
+            },
+        )
         cmd = [sys.executable, "-m", "vigil.cli", "serve", "--port", str(self.port), "--users-file", str(users_file)]
         self.proc = subprocess.Popen(cmd, env=environ, stdout=log.open("ab"), stderr=subprocess.STDOUT)
         ok = wait_for(self._alive, timeout=60, interval=0.25)
@@ -82,11 +83,11 @@ def users_file(tmp_path) -> Path:
 
 
 @pytest.fixture
-def serve(stack, users_file, tmp_path) -> Iterator[Callable[..., Serve]]:
+def serve(stack, stack_settings, users_file, tmp_path) -> Iterator[Callable[..., Serve]]:
     started: list[Serve] = []
 
     def _serve(env: dict[str, str] | None = None) -> Serve:
-        server = Serve(stack, users_file, tmp_path / f"serve-{len(started)}.log", env)
+        server = Serve(stack_settings, users_file, tmp_path / f"serve-{len(started)}.log", env)
         started.append(server)
         return server
 
@@ -165,12 +166,12 @@ def rejected_bundle(entries: int) -> bytes:
     return json.dumps({"resourceType": "Bundle", "type": "batch", "entry": entries_json}).encode()
 
 
-def test_an_amplifying_bundle_stays_under_the_memory_bound(stack, serve, results_dir, tmp_path) -> None:
+def test_an_amplifying_bundle_stays_under_the_memory_bound(stack_settings, serve, results_dir, tmp_path) -> None:
     from vigil.infra.readback import consumer_from_now
 
     server = serve({"VIGIL_WEB__FHIR_MAX_ENTRIES": "10000"})
     body = rejected_bundle(10_000)
-    dead = consumer_from_now(stack.bootstrap, (topics.DEADLETTER,), consumer_timeout_ms=500)
+    dead = consumer_from_now(stack_settings, (topics.DEADLETTER,), consumer_timeout_ms=500)
     time.sleep(2.0)  # the server's feed has started; RSS settles
     baseline = server.rss_mb()
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/fhir+json"}
