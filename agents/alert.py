@@ -22,7 +22,7 @@ from vigil.agents.app import (
 from vigil.agents.runtime import Publisher, batches, run_batch, runtime
 from vigil.infra import metrics
 from vigil.infra.redis import alert_key, window_key
-from vigil.models.alerting import PatientAlertState, check_escalation, on_ack, on_score
+from vigil.models.alerting import PatientAlertState, check_escalation, needs_timer, on_ack, on_score
 from vigil.models.window import PatientWindow
 from vigil.schemas.alerts import Alert, AlertAck
 from vigil.schemas.codecs.fhir_out import alert_to_risk_assessment
@@ -90,8 +90,7 @@ async def _track_open(pids: list[str], states: dict[str, PatientAlertState]) -> 
     async def write() -> None:
         pipe = rt.store.client.pipeline(transaction=False)
         for pid in pids:
-            active = states[pid].active
-            if active is not None and active.state == "open":
+            if needs_timer(states[pid]):  # open (escalation) or snoozed (the snooze ends)
                 pipe.sadd(OPEN_ALERTS_KEY, alert_key(pid))
             else:
                 pipe.srem(OPEN_ALERTS_KEY, alert_key(pid))
@@ -156,7 +155,7 @@ async def ack_events(batch: Sequence[faust.EventT], publisher: Publisher) -> Non
 
 @app.timer(interval=30.0)
 async def escalate_unacknowledged() -> None:
-    """Open alerts nobody acknowledged within the configured time escalate (wall clock)."""
+    """Open alerts nobody acknowledged within the configured time escalate; snoozes end (wall clock)."""
     rt = runtime()
     members = await rt.store._until_ok("smembers", lambda: rt.store.client.smembers(OPEN_ALERTS_KEY))
     keys = [k.decode() if isinstance(k, bytes) else k for k in members]
@@ -166,13 +165,16 @@ async def escalate_unacknowledged() -> None:
     now_s = time.time()
     publisher = Publisher(deadletter_topic)
     changed: dict[str, bytes] = {}
+    done: list[str] = []
     for key, blob in zip(keys, blobs, strict=True):
         state = PatientAlertState.from_bytes(blob)
         alerts = check_escalation(state, now_s, rt.policy)
         if alerts:
             changed[key] = state.to_bytes()
+            done += [] if needs_timer(state) else [key]
             await _publish_alerts(publisher, alerts)
     if changed:
         await rt.store.save_blobs(changed)
-        await rt.store._until_ok("srem", lambda: rt.store.client.srem(OPEN_ALERTS_KEY, *changed))
+    if done:
+        await rt.store._until_ok("srem", lambda: rt.store.client.srem(OPEN_ALERTS_KEY, *done))
     await publisher.flush()
