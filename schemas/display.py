@@ -57,7 +57,7 @@ def clock(at: datetime | None, zone: tzinfo = UTC) -> str:
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     local = at.astimezone(zone)
-    return f"{local.day} {local:%b %Y %H:%M} {local.tzname() or ''}".rstrip()
+    return f"{local.day} {local:%b %H:%M} {local.tzname() or ''}".rstrip()
 
 
 def iso_local(at: datetime | None, zone: tzinfo = UTC) -> str | None:
