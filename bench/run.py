@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from vigil.infra.dataset import ensure_dataset
 from vigil.infra.readback import consumer_from_now
-from vigil.infra.replay import Stay, ensure_dataset, pick_stays, stay_events
+from vigil.infra.replay import Stay, pick_stays, stay_events
 from vigil.infra.settings import Settings, get_settings
 from vigil.infra.stack import StackInfo, ensure_topics, stack_up
 from vigil.infra.workers import spawn_worker, stop_worker, worker_env

@@ -65,6 +65,7 @@ class ActiveAlert:
 @dataclass
 class PatientAlertState:
     patient_id: str = ""
+    ward: str | None = None
     active: ActiveAlert | None = None
     model_latched: bool = False  # hysteresis memory for the model trigger
     closed_s: float | None = None
@@ -83,7 +84,11 @@ class PatientAlertState:
         active = raw.pop("active")
         raw["trend"] = [tuple(t) for t in raw["trend"]]
         known = {f.name for f in fields(ActiveAlert)}
-        return cls(active=ActiveAlert(**{k: v for k, v in active.items() if k in known}) if active else None, **raw)
+        mine = {f.name for f in fields(cls)}
+        return cls(
+            active=ActiveAlert(**{k: v for k, v in active.items() if k in known}) if active else None,
+            **{k: v for k, v in raw.items() if k in mine},
+        )
 
 
 @dataclass(frozen=True)
@@ -240,6 +245,7 @@ def _escalate(state: PatientAlertState, score: RiskScore, why: str) -> Alert:
 def on_score(state: PatientAlertState, score: RiskScore, policy: AlertPolicy) -> list[Alert]:
     """Apply one score; mutate ``state``; return the transitions to publish (0 or 1, rarely 2)."""
     state.patient_id = score.patient_id
+    state.ward = score.ward or state.ward
     model = combined_model(score)
     state.trend = [t for t in state.trend if t[0] != score.hour]
     state.trend.append((score.hour, score.news2.total, model.probability if model else None))

@@ -68,7 +68,8 @@ def browser() -> Iterator[object]:
 
 def replay_stays(producer, n: int, hours: int) -> int:
     """Produce the first ``hours`` of ``n`` real stays (half septic), ending now, on two wards."""
-    from vigil.infra.replay import ensure_dataset, pick_stays, stay_events
+    from vigil.infra.dataset import ensure_dataset
+    from vigil.infra.replay import pick_stays, stay_events
     from vigil.infra.settings import default_home, get_settings
 
     try:

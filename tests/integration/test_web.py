@@ -235,10 +235,10 @@ def test_fhir_over_http_is_scored_by_the_pipeline(stack, web) -> None:
 
 
 def test_alerts_tail_and_ack_commands(stack, shared_worker, producer) -> None:
-    from vigil.cli import serve as cli_serve
+    from vigil.cli import alerts as cli_alerts
 
     app = typer.Typer()
-    cli_serve.register(app)
+    cli_alerts.register(app)
     runner = CliRunner()
     pid = unique_patient("cli")
     send(producer, deteriorating(pid, "CLI-1"))
@@ -302,6 +302,8 @@ def test_alerts_tail_and_ack_commands(stack, shared_worker, producer) -> None:
             "--json",
             "--bootstrap",
             stack.bootstrap,
+            "--redis",
+            stack.redis_url,
         ],
     )
     assert r.exit_code == 0, r.output
