@@ -268,7 +268,7 @@ def on_score(state: PatientAlertState, score: RiskScore, policy: AlertPolicy) ->
         return [_escalate(state, score, f"risk rose to {level}")]
     worse = worse_since_raise(active, score, policy)
     if worse is not None and level != "none":
-        return [_escalate(state, score, f"worse since the last escalation ({worse})")]
+        return [_escalate(state, score, f"worse since the alert was last raised ({worse})")]
     if _below_exit(score, state.model_latched):
         reason = "scores back below exit thresholds (NEWS2 <= 3, no single 3, model below exit)"
         out = [_alert(state, score, "resolved", reason, score.observed_at)]

@@ -222,17 +222,29 @@ def about_missing_data(feature: str, value: float | None) -> bool:
     return not math.isfinite(value)
 
 
+def _number(value: float) -> str:
+    """168 -> "168", 39.5 -> "39.5", 0.42 -> "0.42": enough digits to read a bedside value."""
+    if abs(value) >= 100 or value == int(value):
+        return f"{value:.0f}"
+    return f"{value:.1f}" if abs(value) >= 1 else f"{value:.2f}"
+
+
 def feature_parts(top_features: Iterable[Mapping[str, Any]], limit: int = 4) -> list[dict[str, Any]]:
-    """The measured contributions in clinical words: [{"text": "SBP 101", "direction": "lowers risk"}]."""
+    """The measured contributions in clinical words: [{"text": "SBP 101", "direction": "lowers risk"}].
+    Two models may name the same measurement ("Temp" and "Temp_last"): it is shown once."""
     out: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for f in top_features:
         name, value, contribution = f["feature"], f.get("value"), float(f.get("contribution") or 0.0)
         if about_missing_data(name, value) or contribution == 0:
             continue
-        shown = "" if value is None else f" {value:.1f}" if abs(value) < 10 and value != int(value) else f" {value:.0f}"
+        text = feature_label(name) + ("" if value is None else f" {_number(value)}")
+        if text in seen:
+            continue
+        seen.add(text)
         out.append(
             {
-                "text": f"{feature_label(name)}{shown}",
+                "text": text,
                 "direction": "raises risk" if contribution > 0 else "lowers risk",
                 "raises": contribution > 0,
             }

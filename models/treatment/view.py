@@ -34,13 +34,15 @@ def headline(score: TreatmentScore) -> str:
     )
 
 
-def suggestion_view(s: PlanSuggestion, reference_min: float, zone: tzinfo) -> dict[str, Any]:
+def suggestion_view(s: PlanSuggestion, reference_min: float, zone: tzinfo, streaming: bool = False) -> dict[str, Any]:
     at = _when(s.at, s.at_min, zone)
     planned = _when(s.from_at, s.from_min, zone)
     if s.kind == "move_earlier":
         action, text = f"{s.change} from {planned}", f"{s.change} from {planned} to {at}"
     elif s.kind == "adjust_dose":
         action = text = f"{s.change} (planned {planned})"
+    elif streaming and s.at_min is not None and s.at_min == reference_min:
+        action, text = s.change, f"{s.change} now ({at})"  # streaming: the earliest time is now
     else:
         action, text = s.change, f"{s.change} at {at}"
     due = _when(s.due, s.due_min, zone)
@@ -53,6 +55,7 @@ def suggestion_view(s: PlanSuggestion, reference_min: float, zone: tzinfo) -> di
         "item_label": ITEM_LABELS.get(s.addresses, s.addresses),
         "action": action,
         "at": at,
+        "now": streaming and s.at_min is not None and s.at_min == reference_min,
         "due": due,
         "until_due": until_due,
         "overdue": s.due_min is not None and s.due_min < reference_min,
@@ -86,5 +89,5 @@ def care_view(score: TreatmentScore, zone: tzinfo = UTC) -> dict[str, Any]:
         "as_of": as_of,
         "projected": projected,
         "gaps": gaps[:MAX_GAPS],
-        "suggestions": [suggestion_view(s, reference, zone) for s in score.suggestions],
+        "suggestions": [suggestion_view(s, reference, zone, score.as_of_min is not None) for s in score.suggestions],
     }

@@ -145,7 +145,7 @@ const Vigil = (() => {
     for (const g of view.gaps || []) box.append(el("span", { class: "pill", text: `${g.item_label}: ${g.status}` }));
     if ((view.suggestions || []).length) {
       box.append(el("ol", { class: "suggestions" }, ...view.suggestions.slice(0, 3).map(s => el("li", {},
-        el("b", { text: s.action }), ` at ${s.at}`,
+        el("b", { text: s.action }), s.now ? ` now (${s.at})` : ` at ${s.at}`,
         s.until_due ? el("span", { class: s.overdue ? "overdue" : "muted", text: ` · due ${s.due} (${s.until_due})` }) : null,
         el("span", { class: "points", text: ` · +${s.points} points → ${s.score_after}/100` })))));
     }
@@ -158,7 +158,7 @@ const Vigil = (() => {
       : el("span", { class: "label", text: row.label });
     card.append(el("div", { class: "row-head" }, name,
       el("span", { class: `chip band-${row.band}`, text: `NEWS2 ${row.news2_total ?? "–"} ${row.band}` }),
-      el("span", { class: "risk", text: `risk ${row.risk_pct ?? "–"}` },
+      el("span", { class: "risk-now", text: `risk ${row.risk_pct ?? "–"}` },
         row.threshold_pct ? el("span", { class: "muted", text: ` (alert at ${row.threshold_pct})` }) : null),
       el("span", { class: "muted where", text: `${row.ward || "–"} · ${row.observed_text}` })));
     if (row.news2_text) card.append(el("p", { class: "news2-text", text: row.news2_text }));

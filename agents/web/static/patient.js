@@ -4,10 +4,12 @@
 
 const { el, svg } = Vigil;
 const rowId = decodeURIComponent(location.pathname.split("/").pop());
-const W = 720, H = 180, PAD = { l: 44, r: 12, t: 10, b: 34 };
+const H = 180, PAD = { l: 44, r: 12, t: 10, b: 34 };
 
-function chart(history, log, { value, max, lines, unit }) {
-  const box = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "history-chart" });
+// Drawn at the container's pixel width, so the axis labels keep their size on a phone.
+function chart(history, log, { value, max, lines, unit, width }) {
+  const W = Math.max(300, Math.round(width));
+  const box = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", class: "history-chart" });
   const pts = history.filter(h => h[value] !== null && h[value] !== undefined);
   if (!pts.length) {
     const note = svg("text", { x: PAD.l, y: H / 2, class: "axis" });
@@ -28,7 +30,9 @@ function chart(history, log, { value, max, lines, unit }) {
     box.append(label);
   }
   const mid = pts[Math.floor(pts.length / 2)];
-  for (const [p, anchor] of [[pts[0], "start"], [mid, "middle"], [pts[pts.length - 1], "end"]]) {
+  const ticks = W < 600 ? [[pts[0], "start"], [pts[pts.length - 1], "end"]]
+    : [[pts[0], "start"], [mid, "middle"], [pts[pts.length - 1], "end"]];
+  for (const [p, anchor] of ticks) {
     const label = svg("text", { x: X(Date.parse(p.at)), y: H - 10, class: "axis", "text-anchor": anchor });
     label.textContent = p.at_text;
     box.append(label);
@@ -55,15 +59,17 @@ function render(data) {
   Vigil.patch(document.getElementById("patient"), el("div", {}, Vigil.renderRow(row, false)));
   const history = data.history.map(h => ({ ...h, riskPct: h.risk === null ? null : 100 * h.risk }));
   const thr = row.threshold === null ? [] : [{ y: 100 * row.threshold, label: `alert at ${row.threshold_pct}` }];
+  const width = document.getElementById("risk-chart").clientWidth - 10;
   document.getElementById("risk-chart").replaceChildren(chart(history, data.log,
-    { value: "riskPct", max: v => Math.max(...v, 1), lines: thr, unit: "%" }));
+    { value: "riskPct", max: v => Math.max(...v, 1), lines: thr, unit: "%", width }));
   document.getElementById("news2-chart").replaceChildren(chart(history, data.log, {
-    value: "news2", max: v => Math.max(...v, 9), unit: "",
+    value: "news2", max: v => Math.max(...v, 9), unit: "", width,
     lines: [{ y: 5, label: "5 medium", cls: "medium" }, { y: 7, label: "7 high", cls: "high" }] }));
   Vigil.patch(document.getElementById("log-body"), el("tbody", {}, ...data.log.map(e => el("tr", { id: `log-${e.transition_id}` },
-    el("td", { text: e.at_text }), el("td", { text: `#${e.short_id}` }),
-    el("td", {}, el("span", { class: `chip band-${e.severity}`, text: e.state })),
-    el("td", { text: e.by || "" }), el("td", { text: e.note || "" }), el("td", { text: e.reason })))));
+    el("td", { "data-label": "time", text: e.at_text }), el("td", { "data-label": "alert", text: `#${e.short_id}` }),
+    el("td", { "data-label": "state" }, el("span", { class: `chip band-${e.severity}`, text: e.state })),
+    el("td", { "data-label": "by", text: e.by || "" }), el("td", { "data-label": "note", text: e.note || "" }),
+    el("td", { "data-label": "reason", text: e.reason })))));
 }
 
 async function load() {
@@ -73,10 +79,12 @@ async function load() {
     document.getElementById("patient").replaceChildren(el("p", { class: "empty", text: "This patient is not on the ward view (any more)." }));
     return;
   }
-  render(await res.json());
+  last = await res.json();
+  render(last);
 }
 
-let pending = null;
+let pending = null, last = null;
+window.addEventListener("resize", () => { if (last) render(last); });
 function reloadSoon() { if (!pending) pending = setTimeout(() => { pending = null; load(); }, 300); }
 
 document.addEventListener("DOMContentLoaded", async () => {

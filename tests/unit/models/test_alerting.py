@@ -165,7 +165,7 @@ def test_worse_after_escalation_escalates_again_by_a_documented_step() -> None:
     assert band.state == "escalated" and band.reason.startswith("risk rose to high")
     assert on_score(state, scored(2, 8, "high"), POLICY) == []  # +1: below the step
     (again,) = on_score(state, scored(3, 9, "high"), POLICY)  # +2 over the last raise
-    assert again.state == "escalated" and "worse since the last escalation (NEWS2 7 → 9)" in again.reason
+    assert again.state == "escalated" and "worse since the alert was last raised (NEWS2 7 → 9)" in again.reason
     assert again.transition_id != band.transition_id
     assert on_score(state, scored(4, 10, "high"), POLICY) == []  # measured from the new raise (9)
     (third,) = on_score(state, scored(5, 13, "high"), POLICY)

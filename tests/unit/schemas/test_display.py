@@ -61,8 +61,13 @@ def test_features_say_raises_or_lowers_and_drop_missing_data() -> None:
     )
     assert [(p["text"], p["direction"]) for p in parts] == [
         ("SBP 101", "lowers risk"),
-        ("RR 28", "raises risk"),
+        ("RR 28.5", "raises risk"),
         ("blood gas", "raises risk"),
     ]
+    same = [
+        {"feature": "Temp", "value": 39.5, "contribution": 0.3},
+        {"feature": "Temp_last", "value": 39.5, "contribution": 0.2},
+    ]
+    assert [p["text"] for p in feature_parts(same)] == ["Temp 39.5"]  # one measurement, shown once
     only_missing = [{"feature": "habit_lab_values_24h", "value": 0.0, "contribution": 0.2}]
     assert feature_parts(only_missing) == []  # no explanation that is only about missing data
