@@ -326,8 +326,10 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
     )
     console.print(f"{s['dead_letters']} dead letters {s['dead_letter_reasons']}; lost: {s['lost']}")
     for alert in rb.alert_records[:8]:
+        # the dashboard's short alert id; patients by a short hash (a terminal is screen-shared)
         who = hashlib.sha256(alert["patient_id"].encode()).hexdigest()[:8]
         console.print(
-            f"  [bold]{alert['state']:>12}[/] {alert['severity']:>10}  patient#{who} "
-            f"hour {alert['hour']:>3}  {alert['reason'][:110]}"
+            f"  #{alert['alert_id'][:8]} [bold]{alert['state']:>12}[/] {alert['severity']:>10}  patient#{who} "
+            f"hour {alert['hour']:>3}  {alert['reason'][:100]}",
+            highlight=False,
         )

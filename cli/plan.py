@@ -9,6 +9,7 @@ suggestions with clock times in the ward's zone); with ``--json`` the last line 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -66,6 +67,17 @@ def _print_score(console: Console, name: str, result: Any, view: dict[str, Any])
         console.print(f"[dim]Source: {source}[/dim]")
 
 
+def _plan_error(path: Path, exc: OSError | ValidationError) -> str:
+    """One line: what is wrong with the plan file and where."""
+    if isinstance(exc, OSError):
+        return f"cannot read {path}: {exc.strerror or exc}"
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"])
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{path} is not a valid treatment plan: {where + ': ' if where else ''}{first['msg']}{more}"
+
+
 def register(app: typer.Typer) -> None:
     plan_app = typer.Typer(no_args_is_help=True, help="Score treatment plans (sepsis bundle, NEWS2 response)")
 
@@ -87,11 +99,10 @@ def register(app: typer.Typer) -> None:
         try:
             plan = TreatmentPlan.model_validate_json(plan_path.read_bytes())
         except (OSError, ValidationError) as exc:
-            message = str(exc) if isinstance(exc, OSError) else exc.errors(include_url=False)
+            message = _plan_error(plan_path, exc)
             if as_json:
                 emit_json({"ok": False, "plan": str(plan_path), "error": message})
-            else:
-                Console(stderr=True).print(f"[red]invalid plan {plan_path}[/red]: {message}")
+            sys.stderr.write(f"error: {message}\n")
             raise typer.Exit(EXIT_INVALID_PLAN) from None
         result = score_plan(plan, max_changes=max_changes)
         view = care_view(result, ward_zone(get_settings().ward_timezone))
