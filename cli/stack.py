@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -132,6 +133,8 @@ def demo(
             return
 
     configure_logging(level="WARNING")
+    # kafka-python's connection chatter while the broker starts is not the user's business
+    logging.getLogger("kafka").setLevel(logging.ERROR)
     settings = get_settings()
     summary = run_demo(
         settings,
