@@ -177,6 +177,7 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+@stop_on_signals()
 def run_demo(
     settings: Settings,
     patients: int,
@@ -189,22 +190,7 @@ def run_demo(
     keep: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Replay, account and summarise; with ``keep``, call it with the summary while the worker and
-    the dashboard still run (it returns when the user stops the demo)."""
-    with stop_on_signals():
-        return _run_demo(settings, patients, speed, duration, bad, console, quiet, serve_port, keep)
-
-
-def _run_demo(
-    settings: Settings,
-    patients: int,
-    speed: float,
-    duration: float | None,
-    bad: int,
-    console: Console,
-    quiet: bool,
-    serve_port: int | None,
-    keep: Callable[[dict[str, Any]], None] | None,
-) -> dict[str, Any]:
+    the dashboard still run (it returns when the user stops the demo). SIGTERM/SIGHUP end it like Ctrl-C."""
     from kafka import KafkaProducer
 
     source = resolve_dataset(settings.data_dir, settings.home)  # before anything starts: a clear error

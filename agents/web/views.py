@@ -52,18 +52,10 @@ def alert_view(alert: dict[str, Any], row: PatientRow, zone: tzinfo) -> dict[str
     ex = alert.get("explanation") or {}
     snoozed = alert.get("snoozed_until")
     return {
-        "alert_id": alert["alert_id"],
-        "short_id": short_id(alert["alert_id"]),
-        "state": alert["state"],
-        "severity": alert["severity"],
-        "reason": alert["reason"],
-        "at": iso_local(datetime.fromisoformat(alert["at"]), zone),
-        "at_text": _when(alert["at"], zone),
+        **_transition_fields(alert, zone),
         "raised_at": alert.get("raised_at"),
         "opened_text": opened,
         "now_text": now,
-        "by": alert.get("by"),
-        "note": alert.get("note"),
         "snoozed_until_text": _when(snoozed, zone) if snoozed and alert["state"] == "acknowledged" else None,
         "features": feature_parts(ex.get("top_features") or []),
         "missing_text": missing_text(ex.get("missing") or []),
@@ -115,8 +107,7 @@ def row_json(row: PatientRow, zone: tzinfo) -> dict[str, Any]:
     }
 
 
-def transition_json(alert: dict[str, Any], row: PatientRow, zone: tzinfo) -> dict[str, Any]:
-    """One line of the transitions feed and of the patient's alert history."""
+def _transition_fields(alert: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
     return {
         "alert_id": alert["alert_id"],
         "short_id": short_id(alert["alert_id"]),
@@ -128,10 +119,12 @@ def transition_json(alert: dict[str, Any], row: PatientRow, zone: tzinfo) -> dic
         "at_text": _when(alert["at"], zone),
         "by": alert.get("by"),
         "note": alert.get("note"),
-        "row_id": row.row_id,
-        "label": row.patient_id,
-        "ward": row.ward,
     }
+
+
+def transition_json(alert: dict[str, Any], row: PatientRow, zone: tzinfo) -> dict[str, Any]:
+    """One line of the transitions feed and of the patient's alert history."""
+    return {**_transition_fields(alert, zone), "row_id": row.row_id, "label": row.patient_id, "ward": row.ward}
 
 
 def patient_json(row: PatientRow, zone: tzinfo) -> dict[str, Any]:
