@@ -565,7 +565,8 @@ def test_cli_table_and_invalid_plan(tmp_path):
     result = CliRunner().invoke(_cli(), ["plan", "score", str(bad), "--json"])
     assert result.exit_code == 2
     assert json.loads(result.stdout.strip().splitlines()[-1])["ok"] is False  # stdout: the --json contract
-    assert result.stderr.strip().splitlines() == [f"error: {bad} is not a valid treatment plan: items.0.at: Field required"]
+    expected = f"error: {bad} is not a valid treatment plan: items.0.at: Field required"
+    assert result.stderr.strip().splitlines() == [expected]
 
 
 def test_streaming_score_reports_projection_behind_suggestions() -> None:
