@@ -20,10 +20,6 @@ BootstrapOpt = Annotated[str | None, typer.Option("--bootstrap", help="Kafka boo
 BANDS = ("low-medium", "medium", "high")
 
 
-def kafka_bootstrap(settings: Settings) -> str:
-    return settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}"
-
-
 def default_users_file(settings: Settings) -> Path:
     return settings.users_file or settings.home / "users.json"
 

@@ -215,6 +215,9 @@ def test_phone_width_contrast_and_screenshots(dashboard, browser, producer) -> N
     page.wait_for_function("document.querySelectorAll('article.card .alert').length >= 4", timeout=90000)
     page.wait_for_timeout(1500)
     assert contrast_violations(page) == []
+    page.goto(dashboard + "/?ward=ICU-A")  # the screenshots show one replayed ward (a view kept in the URL)
+    page.wait_for_function("document.querySelectorAll('article.card .alert').length >= 2", timeout=60000)
+    page.wait_for_timeout(1000)
     IMAGES.mkdir(parents=True, exist_ok=True)
     shot(page, "dashboard.png")
     page.locator("article.card a.label").first.click()
@@ -229,7 +232,10 @@ def test_phone_width_contrast_and_screenshots(dashboard, browser, producer) -> N
     phone.locator("article.card details.respond summary").first.click()  # the widest part of a card
     assert no_horizontal_scroll(phone), phone.evaluate("document.documentElement.scrollWidth")
     assert contrast_violations(phone) == []
-    phone.locator("article.card details.respond summary").first.click()
+    phone.goto(dashboard + "/?ward=ICU-A")
+    phone.wait_for_function("document.querySelectorAll('article.card .alert').length >= 2", timeout=60000)
+    phone.wait_for_timeout(1000)
+    assert no_horizontal_scroll(phone), phone.evaluate("document.documentElement.scrollWidth")
     shot(phone, "dashboard-phone.png")
     phone.locator("article.card a.label").first.click()
     phone.wait_for_url("**/patient/*")

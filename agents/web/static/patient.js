@@ -30,7 +30,8 @@ function chart(history, log, { value, max, lines, unit, width }) {
     box.append(label);
   }
   const mid = pts[Math.floor(pts.length / 2)];
-  const ticks = W < 600 ? [[pts[0], "start"], [pts[pts.length - 1], "end"]]
+  const ticks = t1 === t0 ? [[pts[0], "end"]]
+    : W < 600 ? [[pts[0], "start"], [pts[pts.length - 1], "end"]]
     : [[pts[0], "start"], [mid, "middle"], [pts[pts.length - 1], "end"]];
   for (const [p, anchor] of ticks) {
     const label = svg("text", { x: X(Date.parse(p.at)), y: H - 10, class: "axis", "text-anchor": anchor });
@@ -50,6 +51,8 @@ function chart(history, log, { value, max, lines, unit, width }) {
   }
   box.append(svg("polyline", { class: "series",
     points: pts.map(p => `${X(Date.parse(p.at)).toFixed(1)},${Y(p[value]).toFixed(1)}`).join(" ") }));
+  const last = pts[pts.length - 1];  // the newest value, visible even when it is the only one
+  box.append(svg("circle", { class: "series-point", cx: X(Date.parse(last.at)), cy: Y(last[value]), r: 3.5 }));
   return box;
 }
 
