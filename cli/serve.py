@@ -38,7 +38,7 @@ def serve(
     import uvicorn
 
     from vigil.agents.web.app import create_app
-    from vigil.agents.web.auth import load_users
+    from vigil.agents.web.auth import UserDirectory
     from vigil.agents.web.kafka_feed import KafkaWardFeed
     from vigil.cli.preflight import require_free_port
     from vigil.infra.logging import configure_logging
@@ -48,11 +48,13 @@ def serve(
     port = port or settings.web_port
     require_free_port(host, port)  # fail before announcing a URL that is someone else's
     path = users_file or default_users_file(settings)
-    users = load_users(path)
+    # re-read when the file changes: a removed user or a new password ends the old sessions
+    users = UserDirectory(path)
     feed = KafkaWardFeed(settings, bootstrap=bootstrap, backfill=backfill)
     app = create_app(settings, feed, users=users, cookie_secure=secure_cookies)
-    hint = "" if users else f"; add one with `vigil users add NAME --role clinician` ({path})"
-    console.print(f"Vigil dashboard on http://{host}:{port}/ ({len(users)} users{hint})", highlight=False)
+    count = len(users.current())
+    hint = "" if count else f"; add one with `vigil users add NAME --role clinician` ({path})"
+    console.print(f"Vigil dashboard on http://{host}:{port}/ ({count} users{hint})", highlight=False)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
@@ -81,6 +83,24 @@ def users_add(
     console.print(f"{user.username} ({user.role}) -> {path}", highlight=False)
     if json_out:
         emit_json({"username": user.username, "role": user.role, "users_file": str(path)})
+
+
+@users_app.command("remove")
+def users_remove(
+    name: str,
+    users_file: Path = typer.Option(None, help="JSON users file (default: HOME/users.json)", show_default=False),
+    json_out: JsonFlag = False,
+) -> None:
+    """Remove a dashboard user; their sessions end at their next request."""
+    from vigil.agents.web.auth import remove_user
+    from vigil.schemas.errors import UserError
+
+    path = users_file or default_users_file(get_settings())
+    if not remove_user(path, name):
+        raise UserError(f"no user {name!r} in {path} (`vigil users add` creates one)")
+    console.print(f"removed {name} from {path}", highlight=False)
+    if json_out:
+        emit_json({"removed": name, "users_file": str(path)})
 
 
 def register(app: typer.Typer) -> None:
