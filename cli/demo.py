@@ -148,7 +148,7 @@ def demo_user(settings: Settings) -> tuple[str, str, Path]:
 def start_dashboard(settings: Settings, info: StackInfo, port: int, console: Console) -> Any:
     """The ward dashboard beside the demo (the port is checked before anything is announced)."""
     from vigil.agents.web.app import create_app
-    from vigil.agents.web.auth import load_users
+    from vigil.agents.web.auth import UserDirectory
     from vigil.agents.web.kafka_feed import KafkaWardFeed
     from vigil.agents.web.server import ServerThread
     from vigil.cli.preflight import require_free_port
@@ -156,7 +156,8 @@ def start_dashboard(settings: Settings, info: StackInfo, port: int, console: Con
     require_free_port("127.0.0.1", port)
     user, password, users_file = demo_user(settings)
     feed = KafkaWardFeed(settings, bootstrap=info.bootstrap)
-    server = ServerThread(create_app(settings, feed, users=load_users(users_file)), port=port).start()
+    # the users file `vigil serve` reads, re-read when it changes (`vigil users remove` ends sessions)
+    server = ServerThread(create_app(settings, feed, users=UserDirectory(users_file)), port=port).start()
     console.print(f"Dashboard: {server.url}/  (sign in as [bold]{user}[/] / [bold]{password}[/])")
     return server
 
