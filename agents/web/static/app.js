@@ -59,7 +59,8 @@ function render() {
   Vigil.patch(document.getElementById("patients"), next);
   renderCounts(rows);
   renderWards();
-  const feed = el("ol", {}, ...state.transitions.slice(0, 60).map(t => el("li", { id: `tr-${t.transition_id}` },
+  const shown = state.transitions.filter(t => !state.view.ward || t.ward === state.view.ward);  // the ward filter
+  const feed = el("ol", {}, ...shown.slice(0, 60).map(t => el("li", { id: `tr-${t.transition_id}` },
     el("span", { class: "when", text: t.at_text }), " ",
     el("span", { class: `chip band-${t.severity}`, text: t.state }), " ",
     el("a", { href: `/patient/${t.row_id}`, text: t.label }),
