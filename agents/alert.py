@@ -22,7 +22,7 @@ from vigil.agents.app import (
 from vigil.agents.runtime import Publisher, batches, run_batch, runtime
 from vigil.infra import metrics
 from vigil.infra.redis import alert_key, window_key
-from vigil.models.alerting import PatientAlertState, check_escalation, on_ack, on_score
+from vigil.models.alerting import PatientAlertState, check_escalation, needs_timer, on_ack, on_score
 from vigil.models.window import PatientWindow
 from vigil.schemas.alerts import Alert, AlertAck
 from vigil.schemas.codecs.fhir_out import alert_to_risk_assessment
@@ -83,10 +83,10 @@ async def explain_raised(alerts: list[Alert]) -> list[Alert]:
 
 
 async def _track_open(pids: list[str], states: dict[str, PatientAlertState]) -> None:
-    """Open alerts are the ones the escalation timer looks at."""
-    opened = {p for p in pids if (active := states[p].active) is not None and active.state == "open"}
+    """The alerts the wall-clock timer looks at: open (escalation) or snoozed (the snooze ends)."""
+    timed = {p for p in pids if needs_timer(states[p])}
     await runtime().store.update_open_alerts(
-        opened=[alert_key(p) for p in pids if p in opened], closed=[alert_key(p) for p in pids if p not in opened]
+        opened=[alert_key(p) for p in pids if p in timed], closed=[alert_key(p) for p in pids if p not in timed]
     )
 
 
@@ -146,7 +146,7 @@ async def ack_events(batch: Sequence[faust.EventT], publisher: Publisher) -> Non
 
 @app.timer(interval=30.0)
 async def escalate_unacknowledged() -> None:
-    """Open alerts nobody acknowledged within the configured time escalate (wall clock)."""
+    """Open alerts nobody acknowledged within the configured time escalate; snoozes end (wall clock)."""
     rt = runtime()
     keys = await rt.store.open_alert_keys()
     if not keys:
@@ -155,13 +155,16 @@ async def escalate_unacknowledged() -> None:
     now_s = time.time()
     publisher = Publisher(deadletter_topic)
     changed: dict[str, bytes] = {}
+    done: list[str] = []
     for key, blob in zip(keys, blobs, strict=True):
         state = PatientAlertState.from_bytes(blob)
         alerts = check_escalation(state, now_s, rt.policy)
         if alerts:
             changed[key] = state.to_bytes()
+            done += [] if needs_timer(state) else [key]
             await _publish_alerts(publisher, alerts)
     if changed:
         await rt.store.save_blobs(changed)
-        await rt.store.update_open_alerts(opened=(), closed=changed)  # escalated: no longer "open"
+    if done:
+        await rt.store.update_open_alerts(opened=(), closed=done)
     await publisher.flush()

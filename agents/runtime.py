@@ -48,6 +48,8 @@ class Runtime:
             exit_ratio=settings.alerts.exit_ratio,
             suppress_s=settings.alerts.suppress_s,
             escalate_after_s=settings.alerts.escalate_after_s,
+            reescalate_news2_step=settings.alerts.reescalate_news2_step,
+            reescalate_risk_step=settings.alerts.reescalate_risk_step,
         )
 
     def _infer(self, inputs: Sequence[ModelInput]) -> list[list[ModelScore]]:

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from vigil.infra.connect import consumer_from_now, kafka_producer, redis_client
-from vigil.infra.replay import Stay, ensure_dataset, pick_stays, stay_events
+from vigil.infra.dataset import ensure_dataset
+from vigil.infra.replay import Stay, pick_stays, stay_events
 from vigil.infra.settings import Settings, get_settings
 from vigil.infra.stack import stack_up
 from vigil.infra.stack.topics import ensure_topics

@@ -2,11 +2,13 @@
 with the explanation (rule breakdown, top model features, trend) on demand.
 
 Patients are shown by a short keyed hash (``patient_hash``), never by id: a terminal feed is
-screen-shared and scrolled back; the dashboard is where a signed-in clinician sees the name.
+screen-shared and scrolled back; the dashboard is where a signed-in clinician sees the name. Alerts
+carry the same short id as on the dashboard (``#1a2b3c4d``), and times their date and the ward's zone.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, tzinfo
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -14,6 +16,7 @@ from rich.text import Text
 
 from vigil.infra.logging import patient_hash
 from vigil.schemas.alerts import Alert
+from vigil.schemas.display import clock, feature_parts, missing_text, news2_parts, percent
 
 BAND_RANK = {"low": 0, "low-medium": 1, "medium": 2, "high": 3}
 # NEWS2 chart colours (RCP 2017): low green, low-medium (single 3) amber, medium orange, high red
@@ -40,10 +43,11 @@ def spark(values: list[float]) -> str:
     return "".join(SPARK[int((v - low) / span * (len(SPARK) - 1))] for v in values)
 
 
-def transition_line(alert: Alert) -> Text:
+def transition_line(alert: Alert, zone: tzinfo = UTC) -> Text:
     sev = SEVERITY_STYLE.get(alert.severity, "white")
     line = Text()
-    line.append(alert.at.strftime("%H:%M:%S"), style="dim")
+    line.append(clock(alert.at, zone), style="dim")
+    line.append(f" #{alert.alert_id[:8]}", style="bold cyan")
     line.append(f" {alert.ward or '-':<8}", style="blue")
     line.append(f" {alert.severity:<10}", style=sev)
     line.append(f" {alert.state:<12}", style=STATE_STYLE.get(alert.state, ""))
@@ -52,7 +56,7 @@ def transition_line(alert: Alert) -> Text:
     if alert.news2 is not None:
         line.append(f" NEWS2 {alert.news2.total:>2}", style=sev)
     if alert.risk is not None:
-        line.append(f" risk {alert.risk:>4.0%}")
+        line.append(f" risk {percent(alert.risk):>5}")
     line.append(f"  {alert.reason}")
     if alert.by:
         line.append(f" [{alert.by}]", style="cyan")
@@ -60,24 +64,22 @@ def transition_line(alert: Alert) -> Text:
 
 
 def explanation(alert: Alert) -> Text:
+    """The same clinical words as the dashboard (schemas.display)."""
     ex = alert.explanation
     text = Text()
-    parts = [(k, p) for k, p in ex.rule_breakdown.items() if p > 0]
+    parts = news2_parts(ex.rule_breakdown, alert.vitals)
     if parts:
         text.append("    NEWS2  ", style="dim")
-        for name, points in parts:
-            style = "red" if points >= 3 else "dark_orange" if points == 2 else ""
-            text.append(f"{name}+{points} ", style=style)
-        text.append("\n")
+        text.append(", ".join(parts) + "\n")
     if ex.missing:
-        text.append("    missing ", style="dim")
-        text.append(", ".join(ex.missing) + "\n")
-    if ex.top_features:
+        text.append(f"    {missing_text(ex.missing)}\n", style="dim")
+    features = feature_parts([f.model_dump() for f in ex.top_features], limit=5)
+    if features:
         text.append("    model  ", style="dim")
-        for f in ex.top_features[:5]:
-            arrow, style = ("↑", "red") if f.contribution > 0 else ("↓", "green")
-            value = "" if f.value is None else f"={f.value:.3g}"
-            text.append(f"{f.feature}{value}{arrow} ", style=style)
+        for f in features:
+            style = "red" if f["raises"] else "green"
+            text.append(f"{f['text']} ", style="")
+            text.append(f"{'▲' if f['raises'] else '▼'} {f['direction']}  ", style=style)
         text.append("\n")
     if ex.trend:
         text.append("    trend  ", style="dim")
@@ -85,22 +87,23 @@ def explanation(alert: Alert) -> Text:
         text.append(f"NEWS2 {spark(news2)} {int(news2[0])}→{int(news2[-1])}")
         risks = [t.risk for t in ex.trend if t.risk is not None]
         if risks:
-            text.append(f"   risk {spark(risks)} {risks[0]:.0%}→{risks[-1]:.0%}")
+            text.append(f"   risk {spark(risks)} {percent(risks[0])}→{percent(risks[-1])}")
         text.append(f"  (h{ex.trend[0].hour}–h{ex.trend[-1].hour})\n")
-    if ex.summary:
+    if ex.summary and ex.summary != alert.reason:
         text.append(f"    {ex.summary}\n", style="italic")
     text.rstrip()
     return text
 
 
-def render_transition(alert: Alert, explain: bool = False) -> RenderableType:
+def render_transition(alert: Alert, explain: bool = False, zone: tzinfo = UTC) -> RenderableType:
     if not explain:
-        return transition_line(alert)
-    return Group(transition_line(alert), explanation(alert))
+        return transition_line(alert, zone)
+    return Group(transition_line(alert, zone), explanation(alert))
 
 
 def transition_json(alert: Alert) -> dict[str, Any]:
     """The --json line: the published record as is (the integration contract) plus the short label."""
     data = alert.model_dump(mode="json")
     data["patient_label"] = patient_label(alert.patient_id)
+    data["short_id"] = alert.alert_id[:8]
     return data

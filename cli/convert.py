@@ -65,4 +65,8 @@ def convert(
     if as_json:
         emit_json(total.summary())
     if not total.events and total.rejected:
+        sys.stderr.write(
+            f"error: nothing in {file} maps to a Vigil event ({len(total.rejected)} rejected, reasons above; "
+            f"--from {source}? see docs/interop.md)\n"
+        )
         raise typer.Exit(code=1)

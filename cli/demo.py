@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import signal
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -15,8 +19,9 @@ from rich.live import Live
 from rich.table import Table
 
 from vigil.infra.connect import kafka_producer
+from vigil.infra.dataset import resolve_dataset
 from vigil.infra.readback import TopicReader, payload_digest
-from vigil.infra.replay import Stay, ensure_dataset, pick_stays, stay_events
+from vigil.infra.replay import Stay, pick_stays, stay_events
 from vigil.infra.settings import Settings
 from vigil.infra.stack import stack_up
 from vigil.infra.workers import spawn_worker, stop_worker
@@ -123,28 +128,58 @@ def _table(sent: int, total: int, rb: Any, elapsed: float) -> Table:
     return table
 
 
-def start_dashboard(settings: Settings, port: int, console: Console) -> Any:
-    """The ward dashboard beside the demo, with a demo clinician whose password is generated
+def demo_user(settings: Settings) -> tuple[str, str, Path]:
+    """The demo clinician, in the users file ``vigil serve`` reads (settings.users_file or
+    <home>/users.json), so a later ``vigil serve`` signs the same user in. The password is generated
     once and kept in <home>/demo-credentials.txt (0600)."""
-    from vigil.agents.web.app import create_app
     from vigil.agents.web.auth import add_user, load_users
-    from vigil.agents.web.kafka_feed import KafkaWardFeed
-    from vigil.agents.web.server import ServerThread
 
-    users_file = settings.home / "demo-users.json"
+    users_file = settings.users_file or settings.home / "users.json"
     creds = settings.home / "demo-credentials.txt"
-    if not users_file.exists() or not creds.exists():
+    if not creds.exists() or "demo" not in load_users(users_file, env={}):
         password = secrets.token_urlsafe(12)
         add_user(users_file, "demo", password, "clinician")
+        creds.parent.mkdir(parents=True, exist_ok=True)
         creds.write_text(f"demo {password}\n")
         creds.chmod(0o600)
     user, password = creds.read_text().split()
+    return user, password, users_file
+
+
+def start_dashboard(settings: Settings, port: int, console: Console) -> Any:
+    """The ward dashboard beside the demo (the port is checked before anything is announced)."""
+    from vigil.agents.web.app import create_app
+    from vigil.agents.web.auth import UserDirectory
+    from vigil.agents.web.kafka_feed import KafkaWardFeed
+    from vigil.agents.web.server import ServerThread
+    from vigil.cli.preflight import require_free_port
+
+    require_free_port("127.0.0.1", port)
+    user, password, users_file = demo_user(settings)
     feed = KafkaWardFeed(settings)
-    server = ServerThread(create_app(settings, feed, users=load_users(users_file)), port=port).start()
+    # the users file `vigil serve` reads, re-read when it changes (`vigil users remove` ends sessions)
+    server = ServerThread(create_app(settings, feed, users=UserDirectory(users_file)), port=port).start()
     console.print(f"Dashboard: {server.url}/  (sign in as [bold]{user}[/] / [bold]{password}[/])")
     return server
 
 
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the demo like Ctrl-C does: the ``finally`` blocks stop the worker and
+    the dashboard (the worker runs in its own session, so a signal to the demo never reaches it)."""
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@stop_on_signals()
 def run_demo(
     settings: Settings,
     patients: int,
@@ -154,14 +189,25 @@ def run_demo(
     console: Console,
     quiet: bool = False,
     serve_port: int | None = None,
-    keep: bool = False,
+    keep: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """Replay, account and summarise; with ``keep``, call it with the summary while the worker and
+    the dashboard still run (it returns when the user stops the demo). SIGTERM/SIGHUP end it like Ctrl-C."""
+    source = resolve_dataset(settings.data_dir, settings.home)  # before anything starts: a clear error
+    if serve_port:
+        from vigil.cli.preflight import require_free_port
+
+        require_free_port("127.0.0.1", serve_port)
     t_start = time.monotonic()
     stack_up(settings)
     stack_s = time.monotonic() - t_start
     server = start_dashboard(settings, serve_port, console) if serve_port else None
-    data_dir = ensure_dataset(settings.data_dir, settings.home)
-    stays = pick_stays(data_dir, patients)
+    if source.kind == "sample":
+        console.print(
+            f"Data: the {source.stays}-stay sample of PhysioNet 2019 set A shipped in {source.path} "
+            "(ODbL 1.0; `vigil data fetch` downloads the full sets)"
+        )
+    stays = pick_stays(source.path, patients)
     plan = plan_demo(stays, bad)
     reader = TopicReader(settings).start()
     worker = spawn_worker(settings, settings.home / "logs" / "demo-worker.log")
@@ -205,25 +251,37 @@ def run_demo(
                     break
                 time.sleep(0.25)
             done_s = time.time() - t0
-        if keep and server is not None:
-            console.print("Worker and dashboard keep running; Ctrl-C to stop.")
-            try:
-                while True:
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                pass
+        rb = reader.snapshot()
+        summary = _summary(rb, sent, sent_ids, sent_bad, len(stays), stack_s, t0, produce_s, done_s)
+        if not quiet:
+            _print_summary(console, summary, rb)
+        if keep is not None:
+            keep(summary)
     finally:
         producer.close()
         stop_worker(worker)
         reader.stop()
         if server is not None:
             server.stop()
-    rb = reader.snapshot()
+    return summary
+
+
+def _summary(
+    rb: Any,
+    sent: int,
+    sent_ids: set[str],
+    sent_bad: set[str],
+    patients: int,
+    stack_s: float,
+    t0: float,
+    produce_s: float,
+    done_s: float,
+) -> dict[str, Any]:
     ok, badc = rb.accounted(sent_ids, sent_bad)
     lat = sorted(rb.latencies_ms)
-    summary = {
+    return {
         "events": sent,
-        "patients": len(stays),
+        "patients": patients,
         "scores": rb.scores,
         "alerts": rb.alerts,
         "alerts_opened": rb.alert_states.get("open", 0),
@@ -238,9 +296,6 @@ def run_demo(
         "p50_ms": lat[len(lat) // 2] if lat else None,
         "p99_ms": lat[int(len(lat) * 0.99)] if lat else None,
     }
-    if not quiet:
-        _print_summary(console, summary, rb)
-    return summary
 
 
 def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
@@ -255,8 +310,10 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
     )
     console.print(f"{s['dead_letters']} dead letters {s['dead_letter_reasons']}; lost: {s['lost']}")
     for alert in rb.alert_records[:8]:
+        # the dashboard's short alert id; patients by a short hash (a terminal is screen-shared)
         who = hashlib.sha256(alert["patient_id"].encode()).hexdigest()[:8]
         console.print(
-            f"  [bold]{alert['state']:>12}[/] {alert['severity']:>10}  patient#{who} "
-            f"hour {alert['hour']:>3}  {alert['reason'][:110]}"
+            f"  #{alert['alert_id'][:8]} [bold]{alert['state']:>12}[/] {alert['severity']:>10}  patient#{who} "
+            f"hour {alert['hour']:>3}  {alert['reason'][:100]}",
+            highlight=False,
         )

@@ -1,23 +1,52 @@
-"""``vigil`` console script. Each area registers its own commands (one module, one job)."""
+"""``vigil`` console script. Each area registers its own commands (one module, one job).
+
+Every failure of a command ends in one line on stderr (``cli.errors``): what went wrong and what to
+do, exit code != 0; ``--debug`` (anywhere on the command line) shows the traceback instead.
+"""
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Vigil clinical early-warning engine")
+from vigil.cli.errors import debug_requested, fail
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Vigil clinical early-warning engine",
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="show tracebacks of failures (for bug reports)"),
+) -> None:
+    """Vigil clinical early-warning engine."""
 
 
 def _register_all() -> None:
     # Each module exposes ``register(app)``; the import is here so `vigil --help` stays cheap.
-    from vigil.cli import bench, convert, models, plan, serve, stack
+    from vigil.cli import alerts, bench, convert, data, models, plan, serve, stack
 
-    for module in (stack, models, plan, convert, bench, serve):
+    for module in (stack, models, plan, convert, bench, serve, alerts, data):
         module.register(app)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
     _register_all()
-    app()
+    try:
+        code = app(args=args, prog_name="vigil", standalone_mode=False)
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        if debug_requested(args):
+            raise
+        sys.exit(fail(exc, args))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,23 @@ def _progress(label: str) -> Progress:
     )
 
 
+def psv_folder(path: Path, option: str = "--data") -> int:
+    """A folder with challenge .psv files, or one line saying what to pass instead."""
+    from vigil.models.offline import list_psv
+    from vigil.schemas.errors import UserError
+
+    if not path.exists():
+        raise UserError(
+            f"{path} does not exist: pass {option} DIR, a folder of challenge .psv files (`vigil data fetch`)"
+        )
+    if not path.is_dir():
+        raise UserError(f"{path} is not a folder: pass {option} DIR, a folder of challenge .psv files")
+    n = len(list_psv(path))
+    if n == 0:
+        raise UserError(f"no .psv files in {path}: pass {option} DIR with challenge .psv files (`vigil data fetch`)")
+    return n
+
+
 def train_command(
     data: Annotated[
         Path | None, typer.Option(help="set A directory (default ~/.cache/vigil/data/training_setA)")
@@ -42,6 +59,8 @@ def train_command(
 ) -> None:
     """Train and export both models (~20 min on 2 cores). Runs in the training venv: PyTorch is never
     imported by the serving process."""
+    if data is not None:
+        psv_folder(data)
     interpreter = python or (TRAIN_PYTHON if TRAIN_PYTHON.exists() else None)
     if interpreter is None:
         console.print(
@@ -67,9 +86,9 @@ def predict_command(
     json_out: JsonFlag = False,
 ) -> None:
     """Write PredictedProbability|PredictedLabel for every hour of every stay (challenge format)."""
-    from vigil.models.offline import list_psv, predict_dir
+    from vigil.models.offline import predict_dir
 
-    total = len(list_psv(data))
+    total = psv_folder(data)
     with _progress("predicting") as bar:
         task = bar.add_task("predict", total=total)
         summary = predict_dir(
@@ -94,6 +113,9 @@ def evaluate_command(
 
     from vigil.models.offline import evaluate_dir, list_psv, predict_dir
 
+    psv_folder(data)
+    if pred is not None:
+        psv_folder(pred, "--pred")
     tmp = None
     if pred is None:
         tmp = tempfile.TemporaryDirectory(prefix="vigil-pred-")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -38,6 +39,7 @@ def stack_up_cmd(
     """Start the embedded broker(s) and Redis (nothing when VIGIL_KAFKA__BOOTSTRAP / VIGIL_REDIS__URL
     are set). Run workers with the same VIGIL_KAFKA__BROKERS / SECURITY_PROTOCOL as the stack."""
     from vigil.infra.stack import StackError, stack_up
+    from vigil.schemas.errors import UserError
 
     settings = get_settings()
     kafka_update: dict[str, object] = {}
@@ -50,8 +52,7 @@ def stack_up_cmd(
     try:
         info = stack_up(settings)
     except StackError as exc:
-        console.print(f"[red]stack failed:[/] {exc}")
-        raise typer.Exit(2) from exc
+        raise UserError(f"the stack did not start: {exc}") from exc
     console.print(f"Kafka {info.bootstrap}  Redis {info.redis_url}  ({info.started_s:.1f} s)")
     if secure:
         console.print(
@@ -95,14 +96,18 @@ def worker(
     agents: str = typer.Option("ingest,alert,treat,interop", help="agent modules this process runs"),
 ) -> None:
     """Run one Faust worker against the configured (or embedded) Kafka and Redis."""
-    from vigil.cli.worker import run_worker_foreground
+    from vigil.cli.preflight import require_broker, require_redis
+    from vigil.cli.worker import AGENT_MODULES, run_worker_foreground
     from vigil.schemas.errors import UserError
 
-    try:
-        run_worker_foreground(metrics_port or get_settings().metrics_port, tuple(a.strip() for a in agents.split(",")))
-    except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    chosen = tuple(a.strip() for a in agents.split(","))
+    unknown = [a for a in chosen if a not in AGENT_MODULES]
+    if unknown:
+        raise UserError(f"unknown agent module {unknown[0]!r} in --agents: choose from {', '.join(AGENT_MODULES)}")
+    settings = get_settings()
+    require_broker(settings)  # one line with a hint, not half a minute of connection errors
+    require_redis(settings)
+    run_worker_foreground(metrics_port or settings.metrics_port, chosen)
 
 
 def demo(
@@ -115,11 +120,32 @@ def demo(
     keep: bool = typer.Option(False, help="keep the worker and dashboard running after the replay"),
     json_out: JsonFlag = False,
 ) -> None:
-    """Start the embedded stack and a worker, replay real ICU stays, and account for every event."""
+    """Start the embedded stack and a worker, replay real ICU stays, and account for every event.
+    SIGTERM, SIGHUP and Ctrl-C stop the worker and the dashboard too."""
+    import time
+
     from vigil.cli.demo import run_demo
     from vigil.infra.logging import configure_logging
 
+    emitted = False
+
+    def hold(summary: dict[str, Any]) -> None:
+        # --keep: the summary (and its JSON line) comes when the replay is accounted for, then the
+        # worker and the dashboard run on until the user stops them
+        nonlocal emitted
+        if json_out:
+            emit_json(summary)
+            emitted = True
+        Console(stderr=True).print("Worker and dashboard keep running; Ctrl-C (or SIGTERM) stops them.")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            return
+
     configure_logging(level="WARNING")
+    # kafka-python's connection chatter while the broker starts is not the user's business
+    logging.getLogger("kafka").setLevel(logging.ERROR)
     settings = get_settings()
     summary = run_demo(
         settings,
@@ -129,9 +155,9 @@ def demo(
         bad,
         console,
         serve_port=(port or settings.web_port) if serve else None,
-        keep=keep,
+        keep=hold if keep else None,
     )
-    if json_out:
+    if json_out and not emitted:
         emit_json(summary)
     if summary["lost"]:
         raise typer.Exit(1)

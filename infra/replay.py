@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,22 +32,6 @@ class Stay:
     @property
     def septic(self) -> bool:
         return self.labels is not None and bool(self.labels.max(initial=0))
-
-
-def ensure_dataset(data_dir: Path, cache: Path) -> Path:
-    """Return a folder of .psv files: ``data_dir`` itself, or the set-A archive unpacked to the cache."""
-    if any(data_dir.glob("*.psv")):
-        return data_dir
-    target = cache / "data" / "training_setA"
-    if target.exists() and any(target.glob("*.psv")):
-        return target
-    archive = data_dir / "training_setA.tar.gz"
-    if not archive.exists():
-        raise FileNotFoundError(f"no .psv files in {data_dir} and no {archive}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(target.parent, filter="data")
-    return target
 
 
 def load_stays(files: list[Path]) -> list[Stay]:

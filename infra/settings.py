@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_LOG_HASH_KEY = "vigil-dev-only-change-me"
@@ -80,6 +80,10 @@ class AlertSettings(BaseModel):
     exit_ratio: float = 0.8
     suppress_s: float = 6 * 3600.0  # no new alert of the same trigger within this window
     escalate_after_s: float = 30 * 60.0  # open and unacknowledged this long -> escalate
+    # worse again after a raise (Vigil's steps, docs/alerts.md): re-escalate on this rise of NEWS2
+    # points or of model risk (absolute probability) above the values at the last open/escalation
+    reescalate_news2_step: int = 2
+    reescalate_risk_step: float = 0.10
 
 
 class IngestSettings(BaseModel):
@@ -136,6 +140,17 @@ class Settings(BaseSettings):
     log_format: str = "auto"  # auto | json | console
     log_level: str = "INFO"
     web_port: int = 8000
+    # the ward's time zone (IANA name): every time a person reads is written in it, with its zone
+    ward_timezone: str = "UTC"
+
+    @field_validator("ward_timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        from vigil.schemas.display import ward_zone
+
+        ward_zone(name)  # raises on a name the zone database does not know
+        return name
+
     metrics_port: int | None = None
     # worker readiness (infra/health.py): GET /readyz on this loopback port, and/or a JSON file
     health_port: int | None = None

@@ -9,7 +9,13 @@ One alert per patient at a time: open -> (escalated) -> acknowledged -> resolved
 - Dedup: while an alert is active, further scores at the same or a lower level publish nothing;
   a rise of a level escalates it (one transition). After resolution, the same level does not
   re-open within the suppression window (a patient hovering at a threshold pages once).
-- Escalation: open and unacknowledged for escalate_after_s -> escalated.
+- Worse again: an active alert (open, escalated, acknowledged or snoozed) re-escalates when NEWS2
+  rises by ``reescalate_news2_step`` points, or the model risk by ``reescalate_risk_step``, above
+  the values of its last raise (open or escalation). RCP NEWS2 2017 asks for a higher level of
+  response as the score rises but gives no step within the high band; the steps are Vigil's
+  (docs/alerts.md), so a patient at NEWS2 13 is not left on an alert raised at NEWS2 7.
+- Escalation: open and unacknowledged for escalate_after_s -> escalated (wall clock).
+- Snooze: an acknowledgement with an end; when it ends and the alert is still active it opens again.
 """
 
 from __future__ import annotations
@@ -21,11 +27,18 @@ from datetime import UTC, datetime
 from pydantic import TypeAdapter
 
 from vigil.schemas.alerts import Alert, AlertAck, AlertExplanation, TrendPoint
+from vigil.schemas.display import missing_text, news2_text, percent
 from vigil.schemas.scores import ModelScore, RiskScore
 
 LEVELS = ("none", "low-medium", "medium", "high")
 NEWS2_EXIT_TOTAL = 3
 TREND_POINTS = 6
+TRIGGER_WORDS = {
+    "news2_band:high": "NEWS2 high",
+    "news2_band:medium": "NEWS2 medium",
+    "news2_single_parameter_3": "NEWS2 single parameter 3",
+    "model:combined": "model risk",
+}
 
 
 def _rank(level: str) -> int:
@@ -42,11 +55,18 @@ class ActiveAlert:
     opened_hour: int
     opened_wall_s: float = 0.0  # wall clock when Vigil raised it (escalation: nobody responded)
     acked_by: str | None = None
+    opened_news2: int | None = None
+    opened_risk: float | None = None
+    raised_news2: int | None = None  # at the last open or escalation: "worse again" is measured from here
+    raised_risk: float | None = None
+    snoozed_until_s: float | None = None  # wall clock
+    snooze_note: str | None = None
 
 
 @dataclass
 class PatientAlertState:
     patient_id: str = ""
+    ward: str | None = None
     active: ActiveAlert | None = None
     model_latched: bool = False  # hysteresis memory for the model trigger
     closed_s: float | None = None
@@ -72,6 +92,8 @@ class AlertPolicy:
     exit_ratio: float = 0.8
     suppress_s: float = 6 * 3600.0
     escalate_after_s: float = 30 * 60.0
+    reescalate_news2_step: int = 2
+    reescalate_risk_step: float = 0.10
 
 
 def combined_model(score: RiskScore) -> ModelScore | None:
@@ -109,7 +131,13 @@ def _id(*parts: object) -> str:
 
 
 def _alert(
-    state: PatientAlertState, score: RiskScore | None, new_state: str, reason: str, at: datetime, by: str | None = None
+    state: PatientAlertState,
+    score: RiskScore | None,
+    new_state: str,
+    reason: str,
+    at: datetime,
+    by: str | None = None,
+    note: str | None = None,
 ) -> Alert:
     active = state.active
     assert active is not None
@@ -122,6 +150,7 @@ def _alert(
         score_ids=list(state.score_ids),
         summary=reason,
     )
+    snoozed = active.snoozed_until_s
     return Alert(
         alert_id=active.alert_id,
         transition_id=_id(active.alert_id, new_state, active.severity, at.isoformat()),
@@ -138,30 +167,81 @@ def _alert(
         risk=model.probability if model else None,
         by=by,
         explanation=explanation,
+        opened_at=datetime.fromtimestamp(active.opened_s, tz=UTC),
+        opened_news2=active.opened_news2,
+        opened_risk=active.opened_risk,
+        threshold=model.threshold if model else None,
+        vitals=dict(score.vitals) if score else {},
+        note=note,
+        snoozed_until=datetime.fromtimestamp(snoozed, tz=UTC) if snoozed and new_state == "acknowledged" else None,
     )
 
 
-def _describe(score: RiskScore, trigger: str) -> str:
+def describe(score: RiskScore) -> str:
+    """The reason in clinical words: "NEWS2 7 (high): RR 30 +3, SpO2 91 +2; model risk 6% (alert at 3.1%)"."""
     n = score.news2
-    scored = ", ".join(f"{k} {v}" for k, v in n.parameters.items() if v)
-    text = f"NEWS2 {n.total} ({n.band})"
-    if scored:
-        text += f": {scored}"
-    if n.missing:
-        text += f"; not recorded: {', '.join(n.missing)} (total is a lower bound)"
+    text = news2_text(n.total, n.band, n.parameters, score.vitals)
     model = combined_model(score)
     if model is not None:
-        text += (
-            f"; model risk {model.probability:.2f} (threshold {model.threshold:.2f})"
-            if model.threshold
-            else f"; model risk {model.probability:.2f}"
-        )
-    return f"{trigger}: {text}"
+        text += f"; model risk {percent(model.probability)}"
+        if model.threshold:
+            text += f" (alert at {percent(model.threshold)})"
+    missing = missing_text(n.missing)
+    return f"{text}; {missing}" if missing else text
+
+
+def _raise(active: ActiveAlert, score: RiskScore) -> None:
+    model = combined_model(score)
+    active.raised_news2 = score.news2.total
+    active.raised_risk = model.probability if model else None
+
+
+def worse_since_raise(active: ActiveAlert, score: RiskScore, policy: AlertPolicy) -> str | None:
+    """Why the patient is worse than at the alert's last raise by a documented step, or None."""
+    model = combined_model(score)
+    if active.raised_news2 is not None and score.news2.total >= active.raised_news2 + policy.reescalate_news2_step:
+        return f"NEWS2 {active.raised_news2} → {score.news2.total}"
+    if (
+        model is not None
+        and active.raised_risk is not None
+        and model.threshold is not None
+        and model.probability >= model.threshold
+        and model.probability >= active.raised_risk + policy.reescalate_risk_step
+    ):
+        return f"model risk {percent(active.raised_risk)} → {percent(model.probability)}"
+    return None
+
+
+def _open(state: PatientAlertState, score: RiskScore, level: str, trigger: str) -> Alert:
+    now_s = score.observed_at.timestamp()
+    model = combined_model(score)
+    state.active = ActiveAlert(
+        alert_id=_id(score.patient_id, score.hour, trigger, now_s),
+        state="open",
+        severity=level,
+        trigger=trigger,
+        opened_s=now_s,
+        opened_hour=score.hour,
+        opened_wall_s=score.scored_at.timestamp(),
+        opened_news2=score.news2.total,
+        opened_risk=model.probability if model else None,
+    )
+    _raise(state.active, score)
+    return _alert(state, score, "open", f"{TRIGGER_WORDS.get(trigger, trigger)}: {describe(score)}", score.observed_at)
+
+
+def _escalate(state: PatientAlertState, score: RiskScore, why: str) -> Alert:
+    active = state.active
+    assert active is not None
+    active.state, active.snoozed_until_s, active.snooze_note = "escalated", None, None
+    _raise(active, score)
+    return _alert(state, score, "escalated", f"{why}: {describe(score)}", score.observed_at)
 
 
 def on_score(state: PatientAlertState, score: RiskScore, policy: AlertPolicy) -> list[Alert]:
     """Apply one score; mutate ``state``; return the transitions to publish (0 or 1, rarely 2)."""
     state.patient_id = score.patient_id
+    state.ward = score.ward or state.ward
     model = combined_model(score)
     state.trend = [t for t in state.trend if t[0] != score.hour]
     state.trend.append((score.hour, score.news2.total, model.probability if model else None))
@@ -169,57 +249,45 @@ def on_score(state: PatientAlertState, score: RiskScore, policy: AlertPolicy) ->
     state.score_ids = (state.score_ids + [score.score_id])[-TREND_POINTS:]
     now_s = score.observed_at.timestamp()
     level, state.model_latched, trigger = score_level(score, state.model_latched, policy)
-    out: list[Alert] = []
     active = state.active
     if active is None:
         if level == "none":
-            return out
+            return []
         suppressed = (
             state.closed_s is not None
             and now_s - state.closed_s < policy.suppress_s
             and _rank(level) <= _rank(state.closed_severity)
         )
-        if suppressed:
-            return out
-        state.active = ActiveAlert(
-            alert_id=_id(score.patient_id, score.hour, trigger, now_s),
-            state="open",
-            severity=level,
-            trigger=trigger,
-            opened_s=now_s,
-            opened_hour=score.hour,
-            opened_wall_s=score.scored_at.timestamp(),
-        )
-        out.append(_alert(state, score, "open", _describe(score, trigger), score.observed_at))
-        return out
+        return [] if suppressed else [_open(state, score, level, trigger)]
     if _rank(level) > _rank(active.severity):
-        active.severity, active.trigger, active.state = level, trigger, "escalated"
-        out.append(
-            _alert(state, score, "escalated", "risk rose a band: " + _describe(score, trigger), score.observed_at)
-        )
-        return out
+        active.severity, active.trigger = level, trigger
+        return [_escalate(state, score, f"risk rose to {level}")]
+    worse = worse_since_raise(active, score, policy)
+    if worse is not None and level != "none":
+        return [_escalate(state, score, f"worse since the alert was last raised ({worse})")]
     if _below_exit(score, state.model_latched):
-        out.append(
-            _alert(
-                state,
-                score,
-                "resolved",
-                "scores back below exit thresholds (NEWS2 <= 3, no single 3, model below exit)",
-                score.observed_at,
-            )
-        )
+        reason = "scores back below exit thresholds (NEWS2 <= 3, no single 3, model below exit)"
+        out = [_alert(state, score, "resolved", reason, score.observed_at)]
         _close(state, now_s)
         return out
-    out.extend(check_escalation(state, score.scored_at.timestamp(), policy, score))
-    return out
+    return check_escalation(state, score.scored_at.timestamp(), policy, score)
 
 
 def check_escalation(
     state: PatientAlertState, wall_now_s: float, policy: AlertPolicy, score: RiskScore | None = None
 ) -> list[Alert]:
-    """Escalate an open alert nobody acknowledged within ``escalate_after_s`` (wall clock)."""
+    """Escalate an open alert nobody acknowledged within ``escalate_after_s``, and open again a
+    snoozed alert whose snooze ended (wall clock)."""
     active = state.active
-    if active is None or active.state != "open" or wall_now_s - active.opened_wall_s < policy.escalate_after_s:
+    if active is None:
+        return []
+    if active.snoozed_until_s is not None and wall_now_s >= active.snoozed_until_s:
+        note = active.snooze_note
+        active.state, active.snoozed_until_s, active.snooze_note = "open", None, None
+        active.opened_wall_s, active.acked_by = wall_now_s, None
+        reason = f"snooze ended ({note})" if note else "snooze ended"
+        return [_alert(state, score, "open", reason, datetime.fromtimestamp(wall_now_s, tz=UTC))]
+    if active.state != "open" or wall_now_s - active.opened_wall_s < policy.escalate_after_s:
         return []
     active.state = "escalated"
     minutes = int((wall_now_s - active.opened_wall_s) // 60)
@@ -234,16 +302,34 @@ def check_escalation(
     ]
 
 
+def needs_timer(state: PatientAlertState) -> bool:
+    """The alert waits on the wall clock: open (escalation) or snoozed (the snooze ends)."""
+    active = state.active
+    return active is not None and (active.state == "open" or active.snoozed_until_s is not None)
+
+
 def on_ack(state: PatientAlertState, ack: AlertAck) -> list[Alert]:
     active = state.active
     if active is None or active.alert_id != ack.alert_id:
         return []
+    if ack.action == "snooze":
+        assert ack.snooze_min is not None
+        until_s = ack.at.timestamp() + 60.0 * ack.snooze_min
+        if active.snoozed_until_s == until_s:
+            return []  # the same snooze redelivered
+        active.state, active.acked_by = "acknowledged", ack.by
+        active.snoozed_until_s, active.snooze_note = until_s, ack.note
+        reason = f"snoozed {ack.snooze_min} min by {ack.by}: {ack.note}"
+        return [_alert(state, None, "acknowledged", reason, ack.at, by=ack.by, note=ack.note)]
     if ack.action == "acknowledge":
-        if active.state == "acknowledged":
+        if active.state == "acknowledged" and active.snoozed_until_s is None:
             return []
         active.state, active.acked_by = "acknowledged", ack.by
-        return [_alert(state, None, "acknowledged", f"acknowledged by {ack.by}", ack.at, by=ack.by)]
-    alert = _alert(state, None, "resolved", f"resolved by {ack.by}", ack.at, by=ack.by)
+        active.snoozed_until_s, active.snooze_note = None, None
+        reason = f"acknowledged by {ack.by}" + (f": {ack.note}" if ack.note else "")
+        return [_alert(state, None, "acknowledged", reason, ack.at, by=ack.by, note=ack.note)]
+    reason = f"resolved by {ack.by}" + (f": {ack.note}" if ack.note else "")
+    alert = _alert(state, None, "resolved", reason, ack.at, by=ack.by, note=ack.note)
     _close(state, ack.at.timestamp())
     return [alert]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vigil.schemas.scores import FeatureContribution, RuleScore
 
@@ -59,16 +59,40 @@ class Alert(BaseModel):
     risk: float | None = None
     by: str | None = None  # who acknowledged/resolved
     explanation: AlertExplanation = Field(default_factory=AlertExplanation)
+    # added in place (schema_version 1): the alert's "then" beside this transition's "now"
+    opened_at: datetime | None = None  # patient clock: the observation that opened the alert
+    opened_news2: int | None = None
+    opened_risk: float | None = None
+    threshold: float | None = None  # the combined model's alert threshold at this transition
+    vitals: dict[str, float | None] = Field(default_factory=dict)  # values behind the NEWS2 points
+    note: str | None = None  # the clinician's note on an acknowledgement, resolution or snooze
+    snoozed_until: datetime | None = None
+
+
+SNOOZE_MIN = (15, 30, 60, 120, 240)  # the snooze lengths offered (minutes)
 
 
 class AlertAck(BaseModel):
-    """Acknowledge or resolve an alert (from the dashboard, the CLI or a paging system)."""
+    """Acknowledge, snooze or resolve an alert (from the dashboard, the CLI or a paging system).
+
+    A snooze is an acknowledgement with an end: the alert is quiet for ``snooze_min`` minutes and
+    opens again if the patient is still at an alert level; it needs a reason (``note``).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     alert_id: str = Field(min_length=1, max_length=64)
     patient_id: str = Field(min_length=1, max_length=64)
-    action: Literal["acknowledge", "resolve"]
+    action: Literal["acknowledge", "resolve", "snooze"]
     by: str = Field(min_length=1, max_length=64)
     at: datetime
     note: str | None = Field(default=None, max_length=500)
+    snooze_min: int | None = Field(default=None, ge=5, le=24 * 60)
+
+    @model_validator(mode="after")
+    def _snooze_has_length_and_reason(self) -> AlertAck:
+        if self.action == "snooze" and (self.snooze_min is None or not (self.note or "").strip()):
+            raise ValueError("a snooze needs snooze_min and a reason (note)")
+        if self.action != "snooze" and self.snooze_min is not None:
+            raise ValueError("snooze_min is only for action 'snooze'")
+        return self

@@ -21,6 +21,7 @@ from vigil.schemas.events import FiniteFloat, PatientId
 from vigil.schemas.scores import News2Band
 
 TREATMENT_SCHEMA_VERSION = 1
+TREATMENT_SCORE_SCHEMA_VERSION = 2
 PLAN_SCHEMA_PATH = Path("docs/schemas/treatment-plan.schema.json")
 
 TreatmentAction = Literal[
@@ -179,6 +180,7 @@ class CareItemResult(BaseModel):
     source: str
     weight: float  # points this item is worth before normalization (docs/treatment.md)
     credit: float = Field(ge=0.0, le=1.0)  # 1 met, 0 missing, partial when late or under-dosed
+    due_min: float | None = None  # when it falls (fell) due, minutes after time zero
 
 
 class PlanSuggestion(BaseModel):
@@ -191,8 +193,17 @@ class PlanSuggestion(BaseModel):
     item: TreatmentItem  # the new or changed item
     replaces: int | None = None  # index in the plan's items of the item it changes (None: added)
     addresses: str  # the guideline item it improves most
-    gain: float
+    gain: float  # the points it recovers: score after minus score before (never past 100 in total)
     score_after: float
+    at_min: float | None = None  # when to do it, minutes after time zero (never before now)
+    at: datetime | None = None  # the same as a time (when the plan has a time zero)
+    due_min: float | None = None  # when the item it addresses falls (fell) due
+    due: datetime | None = None
+    from_min: float | None = None  # move/adjust: when the item it changes was planned
+    from_at: datetime | None = None
+
+
+CareStatus = Literal["scored", "nothing_due", "not_applicable"]
 
 
 class TreatmentScore(BaseModel):
@@ -200,9 +211,17 @@ class TreatmentScore(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    schema_version: int = TREATMENT_SCHEMA_VERSION
+    # 2: ``score`` may be null (not applicable / nothing due yet) and means "share of due items on time"
+    schema_version: int = TREATMENT_SCORE_SCHEMA_VERSION
     patient_id: str | None = None
-    score: float = Field(ge=0.0, le=100.0)
+    # the care score (docs/treatment.md): the weighted share of the guideline items due so far that
+    # were done on time; None when no pathway is triggered or nothing is due yet (see ``status``)
+    score: float | None = Field(default=None, ge=0.0, le=100.0)
+    status: CareStatus = "scored"
+    pathways: list[str] = Field(default_factory=list)  # e.g. "sepsis hour-1 bundle"
+    items_due: int = 0
+    items_on_time: int = 0
+    time_zero: datetime | None = None
     items: list[CareItemResult]
     suggestions: list[PlanSuggestion] = Field(default_factory=list)
     sources: list[str] = Field(default_factory=list)

@@ -12,6 +12,7 @@ from typing import Any
 from vigil.agents.web import metrics
 from vigil.agents.web.ward import WardModel
 from vigil.infra.settings import Settings
+from vigil.schemas.display import ward_zone
 
 
 class WardFeed:
@@ -20,7 +21,10 @@ class WardFeed:
 
     def __init__(self, settings: Settings, max_patients: int = 2000) -> None:
         self.settings = settings
-        self.model = WardModel(settings.log_hash_key.get_secret_value().encode(), max_patients)
+        zone = ward_zone(settings.ward_timezone)
+        self.model = WardModel(settings.log_hash_key.get_secret_value().encode(), max_patients, zone)
+        # ward-level indicators shown in the page header (e.g. a model drift warning): name -> {text, level}
+        self.ward_status: dict[str, dict[str, str]] = {}
         self.produced: list[tuple[str, bytes, bytes]] = []
         self._clients: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -82,3 +82,15 @@ LABELS: dict[str, str] = {
     "observation_set": "observation set",
     "weight_kg": "weight",
 }
+
+# The guideline items in words (the dashboard and `vigil plan score` name them the same way).
+ITEM_LABELS: dict[str, str] = {
+    "antibiotics": "Antibiotics",
+    "crystalloid_30ml_kg": "Crystalloid 30 mL/kg",
+    "vasopressor_map_65": "Vasopressor to MAP >= 65",
+    "blood_cultures_before_antibiotics": "Blood cultures before antibiotics",
+    "lactate_measured": "Lactate measured",
+    "lactate_remeasured": "Lactate remeasured",
+    "news2_observation_frequency": "NEWS2 observation frequency",
+    "news2_escalation": "NEWS2 escalation",
+}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import datetime, timedelta
 
 from vigil.models.treatment.guidelines import (
     ANTIBIOTIC_LABEL,
@@ -15,12 +15,11 @@ from vigil.models.treatment.guidelines import (
 )
 from vigil.models.treatment.patient import required_observation_interval_min, response_band
 from vigil.models.treatment.rules import fluid_target_ml, plan_score
-from vigil.models.treatment.timeline import build_timeline, fmt_min, minutes_after
+from vigil.models.treatment.timeline import build_timeline, minutes_after
 from vigil.schemas.treatment import (
     CareItemResult,
     ChangeKind,
     Dose,
-    PatientState,
     PlanSuggestion,
     TreatmentItem,
     TreatmentPlan,
@@ -36,37 +35,30 @@ class _Candidate:
     order: tuple[float, ...] = field(default=())  # tie-break among equal gains (larger wins)
 
 
-def _clock(plan: TreatmentPlan, minutes: float) -> str:
-    if plan.time_zero is None:
-        return fmt_min(minutes)
-    at = (plan.time_zero + timedelta(minutes=minutes)).astimezone(UTC)
-    return f"{fmt_min(minutes)} ({at:%H:%M}Z)"
-
-
-def _describe_add(plan: TreatmentPlan, item: TreatmentItem, state: PatientState, target_ml: float | None) -> str:
-    t = _clock(plan, minutes_after(item.at, plan.time_zero))
+def _describe_add(item: TreatmentItem, target_ml: float | None) -> str:
+    """The action in words, without a time: the view adds the clock time in the ward's zone."""
     match item.action:
         case "antibiotic":
-            return f"Give {ANTIBIOTIC_LABEL} at {t}"
+            return f"Give {ANTIBIOTIC_LABEL}"
         case "blood_culture":
-            return f"Draw blood cultures at {t}, before antibiotics"
+            return "Draw blood cultures, before antibiotics"
         case "lactate_ordered":
-            return f"Measure lactate at {t}"
+            return "Measure lactate"
         case "crystalloid_ml":
             assert item.dose is not None
-            return f"Give {item.dose.value:g} mL crystalloid at {t} (30 mL/kg = {target_ml:g} mL within 3 h)"
+            return f"Give {item.dose.value:g} mL crystalloid (30 mL/kg = {target_ml:g} mL within 3 h)"
         case "vasopressor":
-            return f"Start a vasopressor (noradrenaline first line) at {t}, titrated to MAP >= 65 mmHg"
+            return "Start a vasopressor (noradrenaline first line), titrated to MAP >= 65 mmHg"
         case "clinician_review":
             if item.role == "critical_care":
-                return f"Emergency assessment by the critical-care team at {t}"
-            return f"Urgent review by a clinician at {t}"
+                return "Emergency assessment by the critical-care team"
+            return "Urgent review by a clinician"
         case "observation_set":
             every = item.every_min or 0
             if every <= CONTINUOUS_MONITORING_MIN:
-                return f"Continuous monitoring (observations every {every:g} min) from {t}"
-            return f"Observations every {every:g} min from {t}"
-    return f"Add {LABELS[item.action]} at {t}"
+                return f"Continuous monitoring (observations every {every:g} min)"
+            return f"Observations every {every:g} min"
+    return f"Add {LABELS[item.action]}"
 
 
 def candidates(plan: TreatmentPlan, earliest_min: float) -> list[_Candidate]:
@@ -98,34 +90,41 @@ def candidates(plan: TreatmentPlan, earliest_min: float) -> list[_Candidate]:
         if required is not None:
             new.append(TreatmentItem(action="observation_set", at=t, every_min=required))
         for item in new:
-            out.append(_Candidate("add", item, None, _describe_add(plan, item, state, target), (0.0, -t)))
+            out.append(_Candidate("add", item, None, _describe_add(item, target), (0.0, -t)))
 
     for index, item in enumerate(plan.items):
         at = minutes_after(item.at, plan.time_zero)
+        if at < earliest_min:
+            continue  # what is past is history: a plan changes only what is still ahead
         label = LABELS[item.action]
         # move_earlier: the smallest move wins a tie
         if item.action not in ("weight_kg", "oxygen"):
             for t in times:
                 if t < at:
                     moved = item.model_copy(update={"at": t})
-                    change = f"Move {label} from {_clock(plan, at)} to {_clock(plan, t)}"
+                    change = f"Move {label}"
                     out.append(_Candidate("move_earlier", moved, index, change, (1.0, t)))
         # adjust_dose: top the fluid inside the window up to 30 mL/kg; observe as often as the band needs
         if item.action == "crystalloid_ml" and deficit and at <= FLUID_WINDOW_MIN and item.dose is not None:
             value = min(20000.0, round(item.dose.value + deficit))
             dosed = item.model_copy(update={"dose": Dose(value=value, unit="mL")})
             change = (
-                f"Increase crystalloid at {_clock(plan, at)} from {item.dose.value:g} to {value:g} mL "
-                f"(30 mL/kg = {target:g} mL within 3 h)"
+                f"Increase crystalloid from {item.dose.value:g} to {value:g} mL (30 mL/kg = {target:g} mL within 3 h)"
             )
             out.append(_Candidate("adjust_dose", dosed, index, change, (2.0,)))
         if item.action == "observation_set" and required is not None and (item.every_min or math.inf) > required:
             every = item.model_copy(update={"every_min": required})
             old = f"every {item.every_min:g} min" if item.every_min else "once"
             how = "continuously" if required <= CONTINUOUS_MONITORING_MIN else f"every {required:g} min"
-            change = f"Observe {how} from {_clock(plan, at)} instead of {old}"
+            change = f"Observe {how} instead of {old}"
             out.append(_Candidate("adjust_dose", every, index, change, (2.0,)))
     return out
+
+
+def _time(plan: TreatmentPlan, minutes: float | None) -> datetime | None:
+    if plan.time_zero is None or minutes is None:
+        return None
+    return plan.time_zero + timedelta(minutes=minutes)
 
 
 def with_change(plan: TreatmentPlan, item: TreatmentItem, replaces: int | None) -> TreatmentPlan:
@@ -154,10 +153,14 @@ def suggest_changes(plan: TreatmentPlan, *, earliest_min: float = 0.0, max_chang
     suggestions: list[PlanSuggestion] = []
     current = plan
     before, before_results = plan_score(current)
+    if before is None:
+        return suggestions  # no pathway triggered: nothing to suggest
     while len(suggestions) < max_changes and before < 100.0:
         best: tuple[tuple[float, ...], _Candidate, float, list[CareItemResult]] | None = None
         for candidate in candidates(current, earliest_min):
             after, results = plan_score(with_change(current, candidate.item, candidate.replaces))
+            if after is None:
+                continue
             gain = round(after - before, 1)
             if gain <= 0:
                 continue
@@ -170,16 +173,24 @@ def suggest_changes(plan: TreatmentPlan, *, earliest_min: float = 0.0, max_chang
         improved = max(
             zip(before_results, results, strict=True),
             key=lambda pair: pair[1].weight * pair[1].credit - pair[0].weight * pair[0].credit,
-        )[1].name
+        )[0]
+        at_min = minutes_after(chosen.item.at, plan.time_zero)
+        from_min = None if chosen.replaces is None else minutes_after(current.items[chosen.replaces].at, plan.time_zero)
         suggestions.append(
             PlanSuggestion(
                 change=chosen.change,
                 kind=chosen.kind,
                 item=chosen.item,
                 replaces=chosen.replaces,
-                addresses=improved,
+                addresses=improved.name,
                 gain=round(after - before, 1),
                 score_after=after,
+                at_min=at_min,
+                at=_time(plan, at_min),
+                due_min=improved.due_min,
+                due=_time(plan, improved.due_min),
+                from_min=from_min,
+                from_at=_time(plan, from_min),
             )
         )
         current = with_change(current, chosen.item, chosen.replaces)

@@ -50,3 +50,15 @@ def required_observation_interval_min(state: PatientState) -> float | None:
         return 60.0
     total = state.news2_total
     return 720.0 if total == 0 else 360.0
+
+
+def pathways(state: PatientState) -> list[str]:
+    """The care pathways the patient's state triggers: the SSC hour-1 bundle (suspected sepsis) and
+    the NEWS2 clinical response (RCP 2017 chart 3: a single 3, 5-6 or >= 7; a low score 0-4 calls for
+    ward-based care only). With none triggered the care score is not applicable."""
+    out = []
+    if state.suspected_sepsis:
+        out.append("sepsis hour-1 bundle")
+    if response_band(state) in ("low-medium", "medium", "high"):
+        out.append("NEWS2 clinical response")
+    return out

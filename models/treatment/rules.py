@@ -24,6 +24,7 @@ from vigil.models.treatment.patient import (
     antibiotic_window_min,
     hypoperfusion,
     hypotensive,
+    pathways,
     required_observation_interval_min,
     response_band,
 )
@@ -240,8 +241,38 @@ RULES = (
 # --- scoring -------------------------------------------------------------------------------------
 
 
+def due_min(name: str, state: PatientState, tl: Timeline, as_of: float | None) -> float | None:
+    """When the item falls (or fell) due, in minutes after time zero (the deadlines of the table in
+    docs/treatment.md); for observations, when the next set is due after the last one so far."""
+    match name:
+        case "antibiotics" | "blood_cultures_before_antibiotics":
+            return antibiotic_window_min(state)
+        case "lactate_measured" | "vasopressor_map_65":
+            return HOUR1_MIN
+        case "lactate_remeasured":
+            measured = tl.times.get("lactate_ordered", [])
+            return (measured[0] if measured and measured[0] <= HOUR1_MIN else 0.0) + LACTATE_REMEASURE_MIN
+        case "crystalloid_30ml_kg":
+            return FLUID_WINDOW_MIN
+        case "news2_observation_frequency":
+            required = required_observation_interval_min(state)
+            if required is None:
+                return None
+            # the set at time zero counts; in plan mode the first gap is measured from it
+            reference = as_of if as_of is not None else 0.0
+            return max([0.0, *(t for t in tl.times.get("observation_set", []) if t <= reference)]) + required
+        case "news2_escalation":
+            return EMERGENCY_REVIEW_MIN if response_band(state) == "high" else URGENT_REVIEW_MIN
+    return None
+
+
 def evaluate_plan(plan: TreatmentPlan, *, as_of_min: float | None = None) -> list[CareItemResult]:
-    """Every guideline item's verdict for this plan (plan mode) or the care so far (``as_of_min``)."""
+    """Every guideline item's verdict for this plan (plan mode) or the care so far (``as_of_min``).
+
+    With no pathway triggered (no suspected sepsis, NEWS2 low) every item is not applicable."""
+    if not pathways(plan.state):
+        why = "no pathway triggered (no suspected sepsis; NEWS2 0-4 without a single 3, or unknown)"
+        return [_result(rule_name, "not_applicable", why) for rule_name in WEIGHTS]
     horizon = plan.horizon_min if as_of_min is None else max(as_of_min, 0.0)
     tl = build_timeline(plan, horizon)
     if as_of_min is not None:
@@ -253,21 +284,25 @@ def evaluate_plan(plan: TreatmentPlan, *, as_of_min: float | None = None) -> lis
             tl.weight_kg,
             horizon,
         )
-    return [rule(plan.state, tl, as_of_min) for rule in RULES]
+    results = [rule(plan.state, tl, as_of_min) for rule in RULES]
+    state = plan.state
+    return [
+        r if r.status == "not_applicable" else r.model_copy(update={"due_min": due_min(r.name, state, tl, as_of_min)})
+        for r in results
+    ]
 
 
-def score_value(results: Iterable[CareItemResult]) -> float:
-    """0-100: weighted credit over the items that apply (met, late, missing), one decimal.
-
-    Not-applicable and pending items are left out; with nothing applicable the score is 100.
-    """
-    applicable = [r for r in results if r.status in ("met", "late", "missing")]
-    total_weight = sum(r.weight for r in applicable)
+def score_value(results: Iterable[CareItemResult]) -> float | None:
+    """The care score (docs/treatment.md): the weighted share of the guideline items due so far that
+    were done on time, 0-100 to one decimal; a late item earns partial credit. Pending (not yet due)
+    and not-applicable items are left out; with none due, there is no score (None)."""
+    due = [r for r in results if r.status in ("met", "late", "missing")]
+    total_weight = sum(r.weight for r in due)
     if total_weight == 0:
-        return 100.0
-    return round(100.0 * sum(r.weight * r.credit for r in applicable) / total_weight, 1)
+        return None
+    return round(100.0 * sum(r.weight * r.credit for r in due) / total_weight, 1)
 
 
-def plan_score(plan: TreatmentPlan) -> tuple[float, list[CareItemResult]]:
+def plan_score(plan: TreatmentPlan) -> tuple[float | None, list[CareItemResult]]:
     results = evaluate_plan(plan)
     return score_value(results), results

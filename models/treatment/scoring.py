@@ -9,6 +9,7 @@ from typing import Any
 
 from vigil.models.treatment.guidelines import RCP_NEWS2_2017, SSC_2021, SSC_HOUR1_2018
 from vigil.models.treatment.optimizer import suggest_changes
+from vigil.models.treatment.patient import pathways
 from vigil.models.treatment.rules import evaluate_plan, plan_score, score_value
 from vigil.models.treatment.timeline import minutes_after
 from vigil.schemas.treatment import CareItemResult, PatientState, TreatmentItem, TreatmentPlan, TreatmentScore
@@ -20,15 +21,31 @@ def _sources(results: Iterable[CareItemResult]) -> list[str]:
     return [ref for ref in (SSC_2021, SSC_HOUR1_2018, RCP_NEWS2_2017) if ref in used]
 
 
+def _verdict(plan: TreatmentPlan, results: list[CareItemResult]) -> dict[str, Any]:
+    """The score and what it rests on: status, pathways, how many items were due and on time."""
+    value = score_value(results)
+    triggered = pathways(plan.state)
+    status = "not_applicable" if not triggered else "nothing_due" if value is None else "scored"
+    due = [r for r in results if r.status in ("met", "late", "missing")]
+    return {
+        "patient_id": plan.patient_id,
+        "score": value,
+        "status": status,
+        "pathways": triggered,
+        "items_due": len(due),
+        "items_on_time": sum(r.status == "met" for r in due),
+        "time_zero": plan.time_zero,
+        "items": results,
+        "sources": _sources(results),
+    }
+
+
 def score_plan(plan: TreatmentPlan, *, suggest: bool = True, max_changes: int = 8) -> TreatmentScore:
     """Score a proposed plan (``vigil plan score``) and suggest the changes that raise it most."""
-    value, results = plan_score(plan)
+    results = evaluate_plan(plan)
     return TreatmentScore(
-        patient_id=plan.patient_id,
-        score=value,
-        items=results,
+        **_verdict(plan, results),
         suggestions=suggest_changes(plan, max_changes=max_changes) if suggest else [],
-        sources=_sources(results),
     )
 
 
@@ -87,11 +104,8 @@ def score_patient_care(
         }
     )
     return TreatmentScore(
-        patient_id=plan.patient_id,
-        score=score_value(results),
-        items=results,
+        **_verdict(plan, results),
         suggestions=suggest_changes(past, earliest_min=max(as_of, 0.0), max_changes=max_suggestions) if suggest else [],
-        sources=_sources(results),
         as_of_min=as_of,
         projected_score=plan_score(past)[0],
     )

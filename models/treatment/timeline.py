@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from vigil.schemas.display import duration
 from vigil.schemas.treatment import TreatmentPlan
 
 
@@ -60,4 +61,5 @@ def first_time(values: list[float] | None) -> float | None:
 
 
 def fmt_min(minutes: float) -> str:
-    return f"+{minutes:g} min" if minutes >= 0 else f"{minutes:g} min"
+    """Relative to time zero, readable at any distance: "T+45 min", "T+2 d 4 h", "T-30 min"."""
+    return f"T+{duration(minutes)}" if minutes >= 0 else f"T-{duration(minutes)}"

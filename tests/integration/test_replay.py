@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vigil.cli.streamcheck import run_replay_check
-from vigil.infra.replay import ensure_dataset
+from vigil.infra.dataset import ensure_dataset
 from vigil.infra.settings import Settings, default_home
 
 pytestmark = pytest.mark.integration

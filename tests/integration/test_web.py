@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from tests.conftest import unique_patient, wait_for
 from vigil.schemas import topics
 from vigil.schemas.alerts import AlertAck
+from vigil.schemas.errors import UserError
 from vigil.schemas.events import PatientEvent
 
 pytestmark = pytest.mark.integration
@@ -147,7 +148,7 @@ def test_alert_over_sse_then_ack_over_http_reaches_kafka_and_comes_back(stack, w
         )
         opened = next(t for t in sse.transitions(pid) if t["state"] == "open")
         assert opened["severity"] == "high" and opened["ward"] == "WEB-1"
-        assert opened["explanation"]["rule_breakdown"]["respiration_rate"] == 3
+        assert "RR 30 +3" in opened["reason"]  # clinical words, not parameter codes
         state = client.get("/api/state").json()
         row = next(p for p in state["patients"] if p["label"] == pid)
         assert row["band"] == "high" and row["alerts"][0]["alert_id"] == opened["alert_id"]
@@ -236,10 +237,10 @@ def test_fhir_over_http_is_scored_by_the_pipeline(stack, web) -> None:
 
 
 def test_alerts_tail_and_ack_commands(stack, shared_worker, producer) -> None:
-    from vigil.cli import serve as cli_serve
+    from vigil.cli import alerts as cli_alerts
 
     app = typer.Typer()
-    cli_serve.register(app)
+    cli_alerts.register(app)
     runner = CliRunner()
     pid = unique_patient("cli")
     send(producer, deteriorating(pid, "CLI-1"))
@@ -288,6 +289,17 @@ def test_alerts_tail_and_ack_commands(stack, shared_worker, producer) -> None:
     )
     assert r.exit_code == 0 and "NEWS2" in r.output and pid not in r.output
 
+    # `alerts ls` reads the active alerts from Redis, with the ids the dashboard shows
+    def listed() -> list[dict]:
+        r = runner.invoke(app, ["alerts", "ls", "--json", "--redis", stack.redis_url])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout.strip().splitlines()[-1])["alerts"]
+
+    alert_id = seen[0]["alert_id"]
+    assert wait_for(lambda: any(a["alert_id"] == alert_id for a in listed()), timeout=30)
+    mine = next(a for a in listed() if a["alert_id"] == alert_id)
+    assert mine["short_id"] == alert_id[:8] == seen[0]["short_id"] and mine["ward"] == "CLI-1"
+
     acks = TopicTail(stack.bootstrap, topics.ALERT_ACKS)
     r = runner.invoke(
         app,
@@ -303,12 +315,20 @@ def test_alerts_tail_and_ack_commands(stack, shared_worker, producer) -> None:
             "--json",
             "--bootstrap",
             stack.bootstrap,
+            "--redis",
+            stack.redis_url,
         ],
     )
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output.strip().splitlines()[-1])["action"] == "resolve"
+    assert json.loads(r.stdout.strip().splitlines()[-1])["action"] == "resolve"
     assert wait_for(lambda: any(b"dr.cli" in v for v in acks.poll()), timeout=20)
     acks.close()
+    # once resolved it is no longer active: acknowledging it (or an unknown id) fails with one clear line
+    assert wait_for(lambda: all(a["alert_id"] != alert_id for a in listed()), timeout=30)
+    for unknown in (alert_id[:8], "ffffffffffff"):
+        args = ["alerts", "ack", unknown, "--by", "dr.cli", "--bootstrap", stack.bootstrap, "--redis", stack.redis_url]
+        r = runner.invoke(app, args)
+        assert isinstance(r.exception, UserError) and "no active alert" in str(r.exception)
 
 
 def test_docs_example_consumer_runs(stack, shared_worker, producer) -> None:

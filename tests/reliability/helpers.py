@@ -162,11 +162,15 @@ def lag(settings: Any, topic: str) -> int:
 
 def alert_duplicates(alert_records: list[dict[str, Any]], patients: set[str]) -> dict[str, int]:
     """Alert transitions on the topic for ``patients``: raw count, copies of one transition
-    (at-least-once), and duplicate *alerts* left after deduplicating by ``transition_id``
-    (two different transitions to the same state of the same alert)."""
+    (at-least-once), and duplicate *alerts* left after deduplicating by ``transition_id``: two
+    different transitions to the same state of the same alert. An alert may escalate more than once
+    (a band higher, then worse again by a documented step, docs/alerts.md), each time for a different
+    reason; the same escalation twice is a duplicate."""
     mine = [a for a in alert_records if a["patient_id"] in patients]
     by_transition = {a["transition_id"]: a for a in mine}
-    per_state = Counter((a["alert_id"], a["state"]) for a in by_transition.values())
+    per_state = Counter(
+        (a["alert_id"], a["state"], a["reason"] if a["state"] == "escalated" else "") for a in by_transition.values()
+    )
     return {
         "alert_transitions": len(mine),
         "alert_transition_copies": len(mine) - len(by_transition),

@@ -1,4 +1,5 @@
-"""Acknowledge or resolve an alert: clinician role + CSRF token -> ``vigil.alerts.acks``.
+"""Acknowledge (with a note), snooze (with a reason) or resolve an alert: clinician role + CSRF token ->
+``vigil.alerts.acks``.
 
 The URL carries only the opaque alert id; the server looks up the patient (the record's key) itself.
 """
@@ -26,8 +27,13 @@ log = get_logger("vigil.web")
 class AckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["acknowledge", "resolve"] = "acknowledge"
+    action: Literal["acknowledge", "resolve", "snooze"] = "acknowledge"
     note: str | None = Field(default=None, max_length=500)
+    snooze_min: int | None = None
+
+
+def _unprocessable(exc: ValidationError) -> JSONResponse:
+    return JSONResponse({"detail": exc.errors(include_input=False, include_url=False, include_context=False)}, 422)
 
 
 @router.post("/api/alerts/{alert_id}/ack", response_model=None)
@@ -35,19 +41,28 @@ async def acknowledge(alert_id: str, request: Request, session: ClinicianDep, fe
     try:
         body = AckRequest.model_validate_json(await request.body() or b"{}")
     except ValidationError as exc:
-        return JSONResponse({"detail": exc.errors(include_input=False, include_url=False)}, status_code=422)
+        return JSONResponse(
+            {"detail": exc.errors(include_input=False, include_url=False, include_context=False)}, status_code=422
+        )
     target = feed.model.alert_target(alert_id)
     if target is None:
         return JSONResponse({"detail": "no active alert with this id"}, status_code=404)
     patient_id, _alert = target
-    ack = AlertAck(
-        alert_id=alert_id,
-        patient_id=patient_id,
-        action=body.action,
-        by=session.username,
-        at=datetime.now(UTC),
-        note=body.note,
-    )
+    note = (body.note or "").strip() or None
+    try:
+        ack = AlertAck(
+            alert_id=alert_id,
+            patient_id=patient_id,
+            action=body.action,
+            by=session.username,
+            at=datetime.now(UTC),
+            note=note,
+            snooze_min=body.snooze_min,
+        )
+    except ValidationError as exc:  # a snooze without a length or a reason
+        return JSONResponse(
+            {"detail": exc.errors(include_input=False, include_url=False, include_context=False)}, status_code=422
+        )
     try:
         await run_in_threadpool(feed.produce, topics.ALERT_ACKS, patient_id.encode(), ack.model_dump_json().encode())
     except Exception as exc:
@@ -65,6 +80,13 @@ async def acknowledge(alert_id: str, request: Request, session: ClinicianDep, fe
         at=ack.at.isoformat(),
     )
     return JSONResponse(
-        {"alert_id": alert_id, "action": body.action, "by": session.username, "at": ack.at.isoformat()},
+        {
+            "alert_id": alert_id,
+            "action": body.action,
+            "by": session.username,
+            "at": ack.at.isoformat(),
+            "note": ack.note,
+            "snooze_min": ack.snooze_min,
+        },
         status_code=202,
     )

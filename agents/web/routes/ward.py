@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
-from vigil.agents.web.deps import FeedDep, OptionalSessionDep, SessionDep
+from vigil.agents.web.deps import FeedDep, OptionalSessionDep, SessionDep, SettingsDep
 
 router = APIRouter()
 STATIC = Path(__file__).parents[1] / "static"
@@ -24,17 +24,34 @@ def index(session: OptionalSessionDep) -> Response:
     return FileResponse(STATIC / "index.html", media_type="text/html")
 
 
+@router.get("/patient/{row_id}", response_model=None)
+def patient_page(row_id: str, session: OptionalSessionDep) -> Response:
+    if session is None:
+        return RedirectResponse("/login", status_code=303)
+    return FileResponse(STATIC / "patient.html", media_type="text/html")
+
+
 @router.get("/api/state", response_model=None)
-def state(session: SessionDep, feed: FeedDep) -> Response:
+def state(session: SessionDep, feed: FeedDep, settings: SettingsDep) -> Response:
     return JSONResponse(
         {
             "user": session.username,
             "role": session.role,
             "csrf": session.csrf,
             "may_acknowledge": session.may_acknowledge,
+            "zone": settings.ward_timezone,
+            "ward_status": list(feed.ward_status.values()),
             **feed.model.snapshot(),
         }
     )
+
+
+@router.get("/api/patients/{row_id}", response_model=None)
+def patient(row_id: str, _session: SessionDep, feed: FeedDep) -> Response:
+    detail = feed.model.patient(row_id)
+    if detail is None:
+        return JSONResponse({"detail": "no such patient on this ward view"}, status_code=404)
+    return JSONResponse(detail)
 
 
 @router.get("/api/stream", response_model=None)

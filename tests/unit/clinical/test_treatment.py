@@ -119,7 +119,12 @@ def test_no_sepsis_makes_the_bundle_not_applicable():
     p = plan([], suspected_sepsis=False, news2_total=None, news2_band=None)
     results = evaluate_plan(p)
     assert all(r.status == "not_applicable" for r in results)
-    assert score_value(results) == 100.0
+    assert score_value(results) is None  # no pathway triggered: no score, not 100
+    result = score_plan(p)
+    assert (result.status, result.score, result.suggestions) == ("not_applicable", None, [])
+    # NEWS2 low (0-4, no single 3) without suspected sepsis triggers no pathway either
+    low = score_plan(plan([], suspected_sepsis=False, news2_total=0, news2_band=None))
+    assert (low.status, low.score, low.suggestions) == ("not_applicable", None, [])
 
 
 # --- blood cultures before antibiotics (SSC 2018 hour-1 bundle) ----------------------------------
@@ -442,6 +447,9 @@ def test_move_earlier_prefers_the_smallest_move():
 def test_property_gains_are_score_differences(entries, news2_total, sepsis):
     p = plan([item(a, t) for a, t in entries], news2_total=news2_total, news2_band=None, suspected_sepsis=sepsis)
     result = score_plan(p)
+    if result.score is None:  # no pathway triggered: nothing to score, nothing to suggest
+        assert result.status == "not_applicable" and result.suggestions == []
+        return
     assert 0.0 <= result.score <= 100.0
     running = result.score
     current = p
@@ -462,7 +470,8 @@ def test_streaming_pending_before_deadlines():
     by_name = {i.name: i.status for i in result.items}
     assert by_name["antibiotics"] == "pending" and by_name["crystalloid_30ml_kg"] == "pending"
     assert by_name["blood_cultures_before_antibiotics"] == "met"
-    assert result.as_of_min == 20 and result.score == 100.0  # nothing overdue yet
+    # the two items due so far (lactate known, cultures drawn) were on time; the rest is pending
+    assert result.as_of_min == 20 and result.score == 100.0 and result.items_due == 2
     assert result.suggestions[0].item.action == "antibiotic" and result.suggestions[0].item.at >= 20
 
 
@@ -555,7 +564,9 @@ def test_cli_table_and_invalid_plan(tmp_path):
     bad.write_text('{"state": {}, "items": [{"action": "antibiotic"}]}')
     result = CliRunner().invoke(_cli(), ["plan", "score", str(bad), "--json"])
     assert result.exit_code == 2
-    assert json.loads(result.output.strip().splitlines()[-1])["ok"] is False
+    assert json.loads(result.stdout.strip().splitlines()[-1])["ok"] is False  # stdout: the --json contract
+    expected = f"error: {bad} is not a valid treatment plan: items.0.at: Field required"
+    assert result.stderr.strip().splitlines() == [expected]
 
 
 def test_streaming_score_reports_projection_behind_suggestions() -> None:

@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime, timedelta
 
 from vigil.models.alerting import AlertPolicy, PatientAlertState, on_ack, on_score
@@ -130,3 +131,83 @@ def test_transition_ids_are_unique_and_stable() -> None:
     a1 = on_score(s1, score(0, 7, "high"), POLICY)[0]
     a2 = on_score(s2, score(0, 7, "high"), POLICY)[0]
     assert a1.alert_id == a2.alert_id and a1.transition_id == a2.transition_id  # replay-safe
+
+
+def scored(hour: int, total: int, band: str, prob: float | None = None, **vitals: float) -> RiskScore:
+    s = score(hour, total, band, prob=prob)
+    parameters = {"respiration_rate": 3, "spo2": 2, "pulse": max(0, total - 5)}
+    news2 = s.news2.model_copy(update={"parameters": parameters, "missing": ["consciousness"]})
+    return s.model_copy(update={"news2": news2, "vitals": {"Resp": 30.0, "O2Sat": 91.0, "HR": 112.0, **vitals}})
+
+
+def test_reason_is_in_clinical_words_with_risk_in_percent() -> None:
+    state = PatientAlertState()
+    (opened,) = on_score(state, scored(0, 7, "high", prob=0.06), POLICY)
+    assert opened.reason.startswith("NEWS2 high: NEWS2 7 (high): RR 30 +3, SpO2 91 +2, HR 112 +2")
+    assert "model risk 6.0% (alert at 50%)" in opened.reason
+    assert "not recorded: consciousness" in opened.reason
+    assert "news2_band" not in opened.reason and "respiration_rate" not in opened.reason
+
+
+def test_alert_carries_its_opening_values_beside_the_current_ones() -> None:
+    state = PatientAlertState()
+    on_score(state, scored(0, 7, "high", prob=0.6), POLICY)
+    (worse,) = on_score(state, scored(1, 9, "high", prob=0.65), POLICY)
+    assert (worse.opened_news2, worse.opened_risk, worse.opened_at) == (7, 0.6, T0)
+    assert worse.news2.total == 9 and worse.risk == 0.65 and worse.threshold == 0.5
+    assert worse.vitals["Resp"] == 30.0
+
+
+def test_worse_after_escalation_escalates_again_by_a_documented_step() -> None:
+    state = PatientAlertState()
+    on_score(state, scored(0, 5, "medium"), POLICY)
+    (band,) = on_score(state, scored(1, 7, "high"), POLICY)
+    assert band.state == "escalated" and band.reason.startswith("risk rose to high")
+    assert on_score(state, scored(2, 8, "high"), POLICY) == []  # +1: below the step
+    (again,) = on_score(state, scored(3, 9, "high"), POLICY)  # +2 over the last raise
+    assert again.state == "escalated" and "worse since the alert was last raised (NEWS2 7 → 9)" in again.reason
+    assert again.transition_id != band.transition_id
+    assert on_score(state, scored(4, 10, "high"), POLICY) == []  # measured from the new raise (9)
+    (third,) = on_score(state, scored(5, 13, "high"), POLICY)
+    assert "NEWS2 9 → 13" in third.reason
+
+
+def test_worse_model_risk_re_escalates_an_acknowledged_alert() -> None:
+    state = PatientAlertState()
+    opened = on_score(state, scored(0, 7, "high", prob=0.55), POLICY)[0]
+    on_ack(state, AlertAck(alert_id=opened.alert_id, patient_id="p1", action="acknowledge", by="ann", at=T0))
+    assert on_score(state, scored(1, 7, "high", prob=0.60), POLICY) == []
+    (again,) = on_score(state, scored(2, 7, "high", prob=0.66), POLICY)
+    assert again.state == "escalated" and "model risk 55% → 66%" in again.reason
+
+
+def test_snooze_needs_a_reason_and_opens_again_when_it_ends() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from vigil.models.alerting import check_escalation, needs_timer
+
+    with pytest.raises(ValidationError):
+        AlertAck(alert_id="a", patient_id="p1", action="snooze", by="ann", at=T0, snooze_min=30)
+    state = PatientAlertState()
+    opened = on_score(state, scored(0, 7, "high"), POLICY)[0]
+    snooze = AlertAck(
+        alert_id=opened.alert_id, patient_id="p1", action="snooze", by="ann", at=T0, snooze_min=30, note="lab pending"
+    )
+    (snoozed,) = on_ack(state, snooze)
+    assert snoozed.state == "acknowledged" and snoozed.note == "lab pending"
+    assert snoozed.snoozed_until == T0 + timedelta(minutes=30) and needs_timer(state)
+    assert on_ack(state, snooze) == []  # redelivered
+    assert check_escalation(state, (T0 + timedelta(minutes=29)).timestamp(), POLICY) == []
+    (back,) = check_escalation(state, (T0 + timedelta(minutes=31)).timestamp(), POLICY)
+    assert back.state == "open" and "snooze ended (lab pending)" in back.reason
+
+
+def test_old_state_blobs_still_load() -> None:
+    state = PatientAlertState()
+    on_score(state, score(0, 7, "high"), POLICY)
+    raw = json.loads(state.to_bytes())
+    for key in ("opened_news2", "raised_news2", "snoozed_until_s"):
+        raw["active"].pop(key)
+    back = PatientAlertState.from_bytes(json.dumps(raw).encode())
+    assert back.active is not None and back.active.raised_news2 is None

@@ -24,7 +24,7 @@ def test_alert_state_round_trips_and_reads_other_versions() -> None:
     assert PatientAlertState.from_bytes(state.to_bytes()) == state
     raw = json.loads(state.to_bytes())
     raw["added_by_a_newer_version"] = 1
-    raw["active"]["snoozed_until_s"] = 9.0
+    raw["active"]["added_by_a_newer_version"] = 9.0
     del raw["score_ids"]  # written by an older version
     older_or_newer = PatientAlertState.from_bytes(json.dumps(raw).encode())
     assert older_or_newer.active == state.active and older_or_newer.score_ids == []

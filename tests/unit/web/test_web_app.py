@@ -137,7 +137,9 @@ def test_state_lists_patients_by_risk_with_open_alerts(client, feed) -> None:
     state = client.get("/api/state").json()
     assert [p["label"] for p in state["patients"]] == ["med-1", "high-1", "low-1"]  # active alert first
     assert state["patients"][1]["band"] == "high"
-    assert state["patients"][0]["alerts"][0]["explanation"]["rule_breakdown"]["respiration_rate"] == 3
+    shown = state["patients"][0]["alerts"][0]
+    assert shown["features"] == [{"text": "RR 27", "direction": "raises risk", "raises": True}]
+    assert shown["short_id"] == "alert-1"[:8] and shown["now_text"].startswith("Now NEWS2 6 (medium)")
     assert all(p["row_id"] != p["label"] for p in state["patients"])
 
 
@@ -232,3 +234,42 @@ def test_fhir_garbage_is_400_and_dead_lettered_with_the_original_bytes(client, f
     ((topic, _, value),) = feed.produced
     dead = DeadLetter.model_validate_json(value)
     assert topic == topics.DEADLETTER and dead.original() == body and dead.reason
+
+
+def test_ack_with_a_note_and_snooze_with_a_reason(client, feed) -> None:
+    alert_id = _open_alert(feed, "p-note")
+    sign_in(client, "ann")
+    headers = {"X-CSRF-Token": csrf_of(client)}
+    r = client.post(f"/api/alerts/{alert_id}/ack", json={"action": "snooze", "snooze_min": 30}, headers=headers)
+    assert r.status_code == 422 and feed.produced == []  # a snooze needs a reason
+    r = client.post(
+        f"/api/alerts/{alert_id}/ack",
+        json={"action": "snooze", "snooze_min": 30, "note": "lactate pending"},
+        headers=headers,
+    )
+    assert r.status_code == 202 and r.json()["snooze_min"] == 30
+    r = client.post(f"/api/alerts/{alert_id}/ack", json={"note": "  seen, fluids started  "}, headers=headers)
+    assert r.status_code == 202
+    acks = [AlertAck.model_validate_json(v) for _, _, v in feed.produced]
+    assert [(a.action, a.note, a.snooze_min) for a in acks] == [
+        ("snooze", "lactate pending", 30),
+        ("acknowledge", "seen, fluids started", None),
+    ]
+
+
+def test_patient_page_and_history_need_a_session(client, feed) -> None:
+    for hour in (1, 2, 3):
+        feed.ingest(topics.SCORES, risk_score("p-hist", hour, 2 * hour, "low").model_dump_json().encode())
+    feed.ingest(topics.ALERTS, alert("p-hist", alert_id="alert-h").model_dump_json().encode())
+    acked = alert("p-hist", "acknowledged", alert_id="alert-h", by="ann").model_copy(update={"note": "seen"})
+    feed.ingest(topics.ALERTS, acked.model_dump_json().encode())
+    row_id = feed.model.snapshot()["patients"][0]["row_id"]
+    assert client.get(f"/patient/{row_id}", follow_redirects=False).status_code == 303
+    assert client.get(f"/api/patients/{row_id}").status_code == 401
+    sign_in(client, "vic")
+    assert client.get(f"/patient/{row_id}").status_code == 200
+    detail = client.get(f"/api/patients/{row_id}").json()
+    assert [h["news2"] for h in detail["history"]] == [2, 4, 6]
+    assert detail["history"][0]["at_text"].endswith("UTC")
+    assert [(e["state"], e["note"]) for e in detail["log"]] == [("acknowledged", "seen"), ("open", None)]
+    assert client.get("/api/patients/unknown").status_code == 404

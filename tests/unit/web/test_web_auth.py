@@ -13,6 +13,7 @@ from web_builders import alert
 from vigil.agents.web.auth import Authenticator, add_user, hash_password, load_users
 from vigil.cli import serve as cli_serve
 from vigil.cli.alert_feed import passes, render_transition, transition_json
+from vigil.schemas.errors import UserError
 
 
 def test_users_from_json_toml_and_env(tmp_path) -> None:
@@ -62,7 +63,7 @@ def test_users_add_command(tmp_path) -> None:
         ["users", "add", "x", "--role", "admin", "--users-file", str(path)],
         env={"VIGIL_NEW_PASSWORD": "long-enough-pw"},
     )
-    assert r.exit_code == 2
+    assert isinstance(r.exception, UserError) and "clinician or viewer" in str(r.exception)
 
 
 def test_feed_filters_by_ward_and_band() -> None:
@@ -76,5 +77,6 @@ def test_feed_line_hides_the_patient_id_and_explains() -> None:
     console.print(render_transition(alert("p-visible-id"), explain=True))
     text = console.export_text()
     assert "p-visible-id" not in text and "pt:" in text
-    assert "respiration_rate+3" in text and "Resp=27" in text and "NEWS2" in text and "2→6" in text
+    assert "RR +3" in text and "RR 27 ▲ raises risk" in text and "NEWS2" in text and "2→6" in text
+    assert "#a1" in text and "1 Jan 03:00 UTC" in text  # the dashboard's id; date and zone
     assert transition_json(alert("p"))["transition_id"] == "a1-open"

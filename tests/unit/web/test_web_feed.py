@@ -7,8 +7,8 @@ import asyncio
 from web_builders import alert, risk_score
 
 from vigil.agents.web.feed import WardFeed
-from vigil.agents.web.ward import WardModel, colour_band
-from vigil.models.early_warning import news2_band
+from vigil.agents.web.views import band_of
+from vigil.agents.web.ward import WardModel
 from vigil.schemas import topics
 from vigil.schemas.alerts import AlertExplanation
 from vigil.schemas.treatment import CareItemResult, TreatmentScore
@@ -18,10 +18,12 @@ def model(max_patients: int = 100) -> WardModel:
     return WardModel(b"k", max_patients)
 
 
-def test_colour_bands_are_the_published_news2_bands() -> None:
-    for total, single3, band in ((2, False, "low"), (3, True, "low-medium"), (5, False, "medium"), (8, True, "high")):
-        assert colour_band({"total": total, "band": news2_band(total, single3), "single_parameter_3": single3}) == band
-    assert colour_band(None) == "unknown"
+def test_bands_follow_rcp_news2_with_one_definition() -> None:
+    assert band_of({"total": 2, "single_parameter_3": False}) == "low"
+    assert band_of({"total": 3, "single_parameter_3": True}) == "low-medium"
+    assert band_of({"total": 5}) == "medium"
+    assert band_of({"total": 9, "single_parameter_3": True}) == "high"
+    assert band_of(None) == "unknown"
 
 
 def test_score_builds_trends_and_keeps_the_newest_hour() -> None:
@@ -30,7 +32,7 @@ def test_score_builds_trends_and_keeps_the_newest_hour() -> None:
         m.apply(topics.SCORES, risk_score("p", hour, hour * 2, "low", hr=hr).model_dump_json().encode())
     m.apply(topics.SCORES, risk_score("p", 2, 0, "low", hr=1.0).model_dump_json().encode())  # late replay
     (row,) = m.snapshot()["patients"]
-    assert row["hour"] == 3 and row["news2"]["total"] == 6
+    assert row["hour"] == 3 and row["news2_total"] == 6
     assert row["trends"]["HR"] == [[1, 80.0], [2, 95.0], [3, 120.0]]
     assert row["trends"]["news2"][-1] == [3, 6] and row["risk"] == 0.2
 
@@ -53,7 +55,7 @@ def test_alert_lifecycle_and_dedupe_on_transition_id() -> None:
     m.apply(topics.ALERTS, acked.model_dump_json().encode())
     (row,) = m.snapshot()["patients"]
     assert row["alerts"][0]["state"] == "acknowledged" and row["alerts"][0]["by"] == "ann"
-    assert row["alerts"][0]["explanation"]["rule_breakdown"]  # kept from the open transition
+    assert row["alerts"][0]["features"]  # the explanation is kept from the open transition
     m.apply(topics.ALERTS, alert("p", "resolved").model_dump_json().encode())
     assert m.snapshot()["patients"][0]["alerts"] == [] and m.alert_target("a1") is None
     assert [t["state"] for t in m.snapshot()["recent"]] == ["resolved", "acknowledged", "open"]
@@ -99,3 +101,29 @@ def test_sse_fanout_reaches_subscribers() -> None:
 
     message = asyncio.run(run())
     assert message["transition"]["state"] == "open" and message["row"]["alerts"]
+
+
+def test_alert_shows_what_it_opened_at_and_the_patient_now() -> None:
+    from datetime import UTC, datetime
+
+    m = model()
+    opened = alert("p").model_copy(
+        update={"opened_at": datetime(2026, 1, 1, 3, tzinfo=UTC), "opened_news2": 6, "opened_risk": 0.41}
+    )
+    m.apply(topics.ALERTS, opened.model_dump_json().encode())
+    m.apply(topics.SCORES, risk_score("p", 5, 9, "high", hr=131.0, prob=0.62).model_dump_json().encode())
+    (shown,) = m.snapshot()["patients"][0]["alerts"]
+    assert shown["opened_text"] == "Opened 1 Jan 03:00 UTC at NEWS2 6, risk 41%"
+    assert shown["now_text"].startswith("Now NEWS2 9 (high): RR 22 +2")
+    assert "risk 62%" in shown["now_text"]
+    assert shown["at_text"] == "1 Jan 03:00 UTC" and shown["short_id"] == "a1"
+
+
+def test_sort_fields_for_the_ward_view() -> None:
+    m = model()
+    m.apply(topics.SCORES, risk_score("calm", 1, 1, "low", prob=0.01).model_dump_json().encode())
+    m.apply(topics.ALERTS, alert("sick").model_dump_json().encode())
+    rows = {r["label"]: r for r in m.snapshot()["patients"]}
+    assert rows["sick"]["unacknowledged"] and rows["sick"]["last_alert_at"]
+    assert not rows["calm"]["unacknowledged"] and rows["calm"]["last_alert_at"] is None
+    assert rows["calm"]["risk_pct"] == "1.0%"

@@ -1,0 +1,234 @@
+// Vigil dashboard, shared by the ward page (app.js) and the patient page (patient.js).
+// Every word and number shown comes from the server (risk in percent, times with date and zone in the
+// ward's zone, reasons in clinical words); the page only lays them out. DOM built with textContent only
+// (no innerHTML of stream data), so nothing in a record can inject markup. Updates patch the DOM with
+// morphdom (vendored, MIT) so focus, open panels, typed notes and "sent" feedback survive live updates.
+"use strict";
+
+const Vigil = (() => {
+  const shared = { csrf: "", mayAck: false, feedback: new Map(), onChange: () => {} };
+  const SNOOZE_MIN = [15, 30, 60, 120, 240];
+  const SPARKS = [["news2", "NEWS2"], ["risk", "risk"], ["HR", "HR"], ["Resp", "RR"], ["SBP", "SBP"],
+                  ["O2Sat", "SpO2"], ["Temp", "Temp"]];
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children) if (c !== null && c !== undefined && c !== false) node.append(c);
+    return node;
+  }
+
+  function svg(tag, attrs) {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    return node;
+  }
+
+  function fmt(v, digits) {
+    if (v === null || v === undefined || Number.isNaN(v)) return "–";
+    return Number(v).toFixed(digits);
+  }
+
+  function pct(p) {
+    if (p === null || p === undefined) return "–";
+    const v = 100 * p;
+    return (v >= 10 || v === 0 ? v.toFixed(0) : v.toFixed(1)) + "%";
+  }
+
+  function ago(iso) {
+    if (!iso) return "";
+    const min = Math.round((Date.now() - Date.parse(iso)) / 60000);
+    if (min < 1) return "just now";
+    if (min < 60) return `${min} min ago`;
+    if (min < 1440) return `${Math.floor(min / 60)} h ${min % 60} min ago`;
+    return `${Math.floor(min / 1440)} d ago`;
+  }
+
+  // A small trend line; for risk, a dashed line at the alert threshold (the same threshold as the card).
+  function sparkline(points, threshold, w = 86, h = 26) {
+    const s = svg("svg", { width: w, height: h, viewBox: `0 0 ${w} ${h}`, "aria-hidden": "true" });
+    const vals = points.filter(p => p[1] !== null && p[1] !== undefined);
+    if (vals.length === 0) return s;
+    const xs = vals.map(p => p[0]), ys = vals.map(p => p[1]);
+    let y0 = Math.min(...ys), y1 = Math.max(...ys);
+    if (threshold !== null && threshold !== undefined) { y0 = Math.min(y0, threshold, 0); y1 = Math.max(y1, threshold * 1.5); }
+    const x0 = Math.min(...xs), x1 = Math.max(...xs);
+    const X = x => x1 === x0 ? w - 3 : 2 + (x - x0) / (x1 - x0) * (w - 5);
+    const Y = y => y1 === y0 ? h / 2 : h - 3 - (y - y0) / (y1 - y0) * (h - 6);
+    if (threshold !== null && threshold !== undefined) {
+      s.append(svg("line", { class: "threshold", x1: 0, x2: w, y1: Y(threshold).toFixed(1), y2: Y(threshold).toFixed(1) }));
+    }
+    s.append(svg("polyline", { points: vals.map(p => `${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join(" ") }));
+    const last = vals[vals.length - 1];
+    s.append(svg("circle", { cx: X(last[0]).toFixed(1), cy: Y(last[1]).toFixed(1), r: 2 }));
+    return s;
+  }
+
+  function sparks(row) {
+    return el("div", { class: "sparks" }, ...SPARKS.map(([code, name]) => {
+      const pts = (row.trends || {})[code] || [];
+      const last = pts.length ? pts[pts.length - 1][1] : null;
+      const isRisk = code === "risk";
+      const shown = isRisk ? pct(last) : fmt(last, code === "Temp" ? 1 : 0);
+      const label = el("span", {}, `${name} `, el("b", { text: shown }));
+      if (isRisk && row.threshold_pct) label.append(el("span", { class: "muted", text: ` alert ${row.threshold_pct}` }));
+      return el("span", { class: `spark ${isRisk ? "risk" : code === "news2" ? "news2" : ""}` },
+        label, sparkline(pts, isRisk ? row.threshold : null));
+    }));
+  }
+
+  function features(list) {
+    if (!list || !list.length) return null;
+    return el("span", { class: "part" }, el("span", { class: "muted", text: "Model:" }),
+      ...list.map(f => el("span", { class: `pill ${f.raises ? "up" : "down"}` },
+        `${f.text} `, el("b", { text: f.raises ? "▲ raises risk" : "▼ lowers risk" }))));
+  }
+
+  function respond(alert) {
+    const id = alert.alert_id, ro = !shared.mayAck;
+    const actions = el("div", { class: "actions" });
+    if (alert.state !== "acknowledged") {
+      actions.append(el("button", { type: "button", class: "ack", id: `ack-${id}`, "data-action": "acknowledge",
+        "data-alert": id, disabled: ro, title: ro ? "viewer role: read-only" : null, text: "Acknowledge" }));
+    }
+    const panel = el("details", { class: "respond", id: `respond-${id}` },
+      el("summary", { text: "Note, snooze or resolve" }),
+      el("label", { for: `note-${id}`, text: "Note (a snooze needs the reason)" }),
+      el("textarea", { id: `note-${id}`, maxlength: 500, rows: 2, disabled: ro }),
+      el("div", { class: "respond-buttons" },
+        el("button", { type: "button", id: `acknote-${id}`, "data-action": "acknowledge", "data-note": "1",
+          "data-alert": id, disabled: ro, text: "Acknowledge with note" }),
+        el("label", { class: "snooze" }, "Snooze ",
+          el("select", { id: `snooze-${id}`, disabled: ro },
+            ...SNOOZE_MIN.map(m => el("option", { value: m, selected: m === 30, text: `${m} min` })))),
+        el("button", { type: "button", id: `snoozebtn-${id}`, "data-action": "snooze", "data-alert": id,
+          disabled: ro, class: "secondary", text: "Snooze" }),
+        el("button", { type: "button", id: `resolve-${id}`, "data-action": "resolve", "data-note": "1",
+          "data-alert": id, disabled: ro, class: "secondary", text: "Resolve" })));
+    actions.append(panel);
+    const fb = shared.feedback.get(id);
+    actions.append(el("span", { class: `feedback ${fb && !fb.ok ? "bad" : ""}`, id: `feedback-${id}`, role: "status",
+      text: fb ? fb.text : "" }));
+    return actions;
+  }
+
+  function renderAlert(alert) {
+    const who = alert.by ? ` · ${alert.by}` : "";
+    const snooze = alert.snoozed_until_text ? ` · snoozed until ${alert.snoozed_until_text}` : "";
+    const box = el("section", { class: `alert sev-${alert.severity} state-${alert.state}`, id: `alert-${alert.alert_id}`,
+      "aria-label": `${alert.severity} alert ${alert.short_id}` });
+    box.append(el("div", { class: "alert-head" },
+      el("span", { class: `chip band-${alert.severity}`, text: alert.severity }),
+      el("span", { class: "state", text: alert.state + who + snooze }),
+      el("span", { class: "aid", title: alert.alert_id, text: `#${alert.short_id}` }),
+      el("span", { class: "when", text: `${alert.at_text} (${ago(alert.raised_at || alert.at)})` })));
+    box.append(el("p", { class: "reason", text: alert.reason }));
+    box.append(el("p", { class: "then-now" }, el("span", { text: alert.opened_text }),
+      alert.now_text ? el("b", { text: alert.now_text }) : null));
+    if (alert.note) box.append(el("p", { class: "note", text: `Note: ${alert.note}` }));
+    const explain = el("div", { class: "explain" }, features(alert.features));
+    if (alert.missing_text) explain.append(el("span", { class: "part muted", text: alert.missing_text }));
+    if (explain.childNodes.length) box.append(explain);
+    box.append(respond(alert));
+    return box;
+  }
+
+  function renderTreatment(view) {
+    const box = el("section", { class: `treatment care-${view.status}`, "aria-label": "care vs guidelines" },
+      el("p", { class: "care-head", text: view.headline }));
+    if (view.projected) box.append(el("p", { class: "muted", text: view.projected }));
+    for (const g of view.gaps || []) box.append(el("span", { class: "pill", text: `${g.item_label}: ${g.status}` }));
+    if ((view.suggestions || []).length) {
+      box.append(el("ol", { class: "suggestions" }, ...view.suggestions.slice(0, 3).map(s => el("li", {},
+        el("b", { text: s.action }), s.now ? ` now (${s.at})` : ` at ${s.at}`,
+        s.until_due ? el("span", { class: s.overdue ? "overdue" : "muted", text: ` · due ${s.due} (${s.until_due})` }) : null,
+        el("span", { class: "points", text: ` · +${s.points} points → ${s.score_after}/100` })))));
+    }
+    return box;
+  }
+
+  function renderRow(row, link = true) {
+    const card = el("article", { class: `card band-${row.band}`, id: `row-${row.row_id}` });
+    const name = link ? el("a", { class: "label", href: `/patient/${row.row_id}`, text: row.label })
+      : el("span", { class: "label", text: row.label });
+    card.append(el("div", { class: "row-head" }, name,
+      el("span", { class: `chip band-${row.band}`, text: `NEWS2 ${row.news2_total ?? "–"} ${row.band}` }),
+      el("span", { class: "risk-now", text: `risk ${row.risk_pct ?? "–"}` },
+        row.threshold_pct ? el("span", { class: "muted", text: ` (alert at ${row.threshold_pct})` }) : null),
+      el("span", { class: "muted where", text: `${row.ward || "–"} · ${row.observed_text}` })));
+    if (row.news2_text) card.append(el("p", { class: "news2-text", text: row.news2_text }));
+    card.append(sparks(row));
+    for (const alert of row.alerts || []) card.append(renderAlert(alert));
+    if (row.treatment) card.append(renderTreatment(row.treatment));
+    return card;
+  }
+
+  // Patch `target`'s children to `next`'s, keeping focus, open panels and typed text.
+  function patch(target, next) {
+    const active = document.activeElement;
+    const focusedId = active && active !== document.body ? active.id : null;
+    const selection = active && "selectionStart" in active ? [active.selectionStart, active.selectionEnd] : null;
+    morphdom(target, next, {
+      childrenOnly: true,
+      getNodeKey: node => (node.id ? node.id : null),
+      onBeforeElUpdated: (from, to) => {
+        if (from.tagName === "DETAILS") to.open = from.open;
+        if (from.tagName === "TEXTAREA" || from.tagName === "SELECT" || from.tagName === "INPUT") to.value = from.value;
+        return !from.isEqualNode(to);
+      },
+    });
+    if (focusedId && document.activeElement !== active) {
+      const again = document.getElementById(focusedId);  // moved nodes lose focus: give it back
+      if (again) {
+        again.focus({ preventScroll: true });
+        if (selection && "setSelectionRange" in again) again.setSelectionRange(selection[0], selection[1]);
+      }
+    }
+  }
+
+  async function sendAck(button) {
+    const id = button.dataset.alert, action = button.dataset.action;
+    const note = button.dataset.note || action === "snooze" ? (document.getElementById(`note-${id}`) || {}).value || "" : "";
+    const body = { action, note: note.trim() || null };
+    if (action === "snooze") {
+      body.snooze_min = Number(document.getElementById(`snooze-${id}`).value);
+      if (!body.note) { feedback(id, "a snooze needs a reason in the note", false); return; }
+    }
+    feedback(id, `${action} sending…`, true);
+    const res = await fetch(`/api/alerts/${encodeURIComponent(id)}/ack`, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": shared.csrf },
+      body: JSON.stringify(body),
+    });
+    const done = action === "acknowledge" ? "acknowledged" : action === "snooze" ? `snoozed ${body.snooze_min} min` : "resolved";
+    feedback(id, res.ok ? `${done}: sent` : `failed (${res.status})`, res.ok);
+    if (res.ok) { const t = document.getElementById(`note-${id}`); if (t) t.value = ""; }
+  }
+
+  function feedback(id, text, ok) {
+    shared.feedback.set(id, { text, ok });
+    const span = document.getElementById(`feedback-${id}`);
+    if (span) { span.textContent = text; span.className = `feedback ${ok ? "" : "bad"}`; }
+    setTimeout(() => { if (shared.feedback.get(id)?.text === text) { shared.feedback.delete(id); shared.onChange(); } }, 20000);
+  }
+
+  // One listener for every alert button (patched nodes keep no per-node handlers).
+  function listen(container) {
+    container.addEventListener("click", ev => {
+      const button = ev.target.closest("button[data-action]");
+      if (button && !button.disabled) sendAck(button);
+    });
+  }
+
+  async function signOut() {
+    await fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": shared.csrf } });
+    location.href = "/login";
+  }
+
+  return { shared, el, svg, fmt, pct, ago, sparkline, renderRow, renderAlert, patch, listen, signOut };
+})();

@@ -1,0 +1,141 @@
+"""What the ward page shows for a patient row, an alert and a transition (pure, JSON for the page).
+
+Every word and number comes from ``schemas.display`` (risk in percent, times with date and zone in the
+ward's zone, NEWS2 and model features in clinical words) and the care score from
+``models.treatment.view``, so the dashboard and the terminal say the same thing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING, Any
+
+from vigil.models.early_warning import news2_band
+from vigil.models.treatment.view import care_view
+from vigil.schemas.display import clock, feature_parts, iso_local, missing_text, news2_text, percent, risk_text
+
+if TYPE_CHECKING:
+    from vigil.agents.web.ward import PatientRow
+
+BAND_RANK = {"low": 0, "low-medium": 1, "medium": 2, "high": 3}
+UNACKNOWLEDGED = ("open", "escalated")
+
+
+def short_id(alert_id: str) -> str:
+    """The alert id people read and type: the first 8 characters (``vigil alerts ls`` shows the same)."""
+    return alert_id[:8]
+
+
+def band_of(news2: dict[str, Any] | None) -> str:
+    """RCP NEWS2 2017: the response band, a single parameter scoring 3 lifting a low total to low-medium."""
+    if not news2:
+        return "unknown"
+    return news2_band(int(news2.get("total", 0)), bool(news2.get("single_parameter_3")))
+
+
+def _when(at: str | None, zone: tzinfo) -> str:
+    return clock(datetime.fromisoformat(at), zone) if at else "–"
+
+
+def alert_view(alert: dict[str, Any], row: PatientRow, zone: tzinfo) -> dict[str, Any]:
+    """An active alert with its "then" (what it opened at) and its "now" (the patient's latest score)."""
+    opened = f"Opened {_when(alert.get('opened_at'), zone)}"
+    if alert.get("opened_news2") is not None:
+        opened += f" at NEWS2 {alert['opened_news2']}"
+    if alert.get("opened_risk") is not None:
+        opened += f", risk {percent(alert['opened_risk'])}"
+    now = ""
+    if row.news2:
+        now = "Now " + news2_text(row.news2["total"], band_of(row.news2), row.news2["parameters"], row.vitals)
+        if row.risk is not None:
+            now += f"; {risk_text(row.risk, row.threshold)}"
+    ex = alert.get("explanation") or {}
+    snoozed = alert.get("snoozed_until")
+    return {
+        **_transition_fields(alert, zone),
+        "raised_at": alert.get("raised_at"),
+        "opened_text": opened,
+        "now_text": now,
+        "snoozed_until_text": _when(snoozed, zone) if snoozed and alert["state"] == "acknowledged" else None,
+        "features": feature_parts(ex.get("top_features") or []),
+        "missing_text": missing_text(ex.get("missing") or []),
+    }
+
+
+def sort_key(row: PatientRow) -> list[float]:
+    """Highest risk first: an unacknowledged alert, an acknowledged one, NEWS2 band, total, model."""
+    unacked = max(
+        (BAND_RANK.get(a["severity"], 0) + 1 for a in row.alerts.values() if a["state"] in UNACKNOWLEDGED),
+        default=0,
+    )
+    acked = max(
+        (BAND_RANK.get(a["severity"], 0) + 1 for a in row.alerts.values() if a["state"] not in UNACKNOWLEDGED),
+        default=0,
+    )
+    total = (row.news2 or {}).get("total", -1)
+    return [unacked, acked, BAND_RANK.get(band_of(row.news2), -1), total, row.risk or 0.0]
+
+
+def row_json(row: PatientRow, zone: tzinfo) -> dict[str, Any]:
+    band = band_of(row.news2)
+    alerts = sorted(row.alerts.values(), key=lambda a: a["at"], reverse=True)
+    raised = [a["raised_at"] for a in row.alerts.values() if a.get("raised_at")]
+    return {
+        "row_id": row.row_id,
+        "label": row.patient_id,
+        "ward": row.ward,
+        "hour": row.hour,
+        "observed_text": clock(row.observed_at, zone) if row.observed_at else "–",
+        "band": band,
+        "news2_total": (row.news2 or {}).get("total"),
+        "news2_text": news2_text(row.news2["total"], band, row.news2["parameters"], row.vitals) if row.news2 else "",
+        "missing_text": missing_text((row.news2 or {}).get("missing") or []),
+        "risk": row.risk,
+        "risk_pct": percent(row.risk) if row.risk is not None else None,
+        "threshold": row.threshold,
+        "threshold_pct": percent(row.threshold) if row.threshold is not None else None,
+        "risk_model": row.risk_model,
+        "features": feature_parts(row.top_features),
+        "vitals": row.vitals,
+        "trends": {k: [[h, v] for h, v in pts] for k, pts in row.trends.items()},
+        "alerts": [alert_view(a, row, zone) for a in alerts],
+        "unacknowledged": any(a["state"] in UNACKNOWLEDGED for a in row.alerts.values()),
+        "last_alert_at": max(raised) if raised else None,
+        "treatment": care_view(row.treatment, zone) if row.treatment is not None else None,
+        "updated_at": row.updated_at,
+        "sort_key": sort_key(row),
+    }
+
+
+def _transition_fields(alert: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
+    return {
+        "alert_id": alert["alert_id"],
+        "short_id": short_id(alert["alert_id"]),
+        "transition_id": alert["transition_id"],
+        "state": alert["state"],
+        "severity": alert["severity"],
+        "reason": alert["reason"],
+        "at": iso_local(datetime.fromisoformat(alert["at"]), zone),
+        "at_text": _when(alert["at"], zone),
+        "by": alert.get("by"),
+        "note": alert.get("note"),
+    }
+
+
+def transition_json(alert: dict[str, Any], row: PatientRow, zone: tzinfo) -> dict[str, Any]:
+    """One line of the transitions feed and of the patient's alert history."""
+    return {**_transition_fields(alert, zone), "row_id": row.row_id, "label": row.patient_id, "ward": row.ward}
+
+
+def patient_json(row: PatientRow, zone: tzinfo) -> dict[str, Any]:
+    history = [
+        {
+            "hour": hour,
+            "at": iso_local(datetime.fromisoformat(at), zone),
+            "at_text": clock(datetime.fromisoformat(at), zone),
+            "news2": news2,
+            "risk": risk,
+        }
+        for hour, at, news2, risk in row.history
+    ]
+    return {"row": row_json(row, zone), "history": history, "log": list(row.log)[::-1]}

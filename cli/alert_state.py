@@ -1,0 +1,84 @@
+"""The active alerts as the alert agent holds them: ``vigil alerts ls`` and ``ack`` read Redis.
+
+Redis is the lifecycle's source of truth (``vigil:a:<patient hash>``, ``models.alerting.PatientAlertState``):
+reading it answers "is this alert still active, and whose is it" at once, where replaying the alerts
+topic would take time proportional to its retention. The CLI only reads it (SCAN + MGET); every change
+still goes through ``vigil.alerts.acks`` and the alert agent (audited, replay-safe).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from vigil.infra.settings import Settings
+from vigil.models.alerting import ActiveAlert, PatientAlertState
+from vigil.schemas.errors import UserError
+
+ALERT_KEYS = "vigil:a:*"
+SHORT_ID = 8  # what the dashboard and `alerts ls` show
+MIN_PREFIX = 6
+
+
+@dataclass(frozen=True)
+class ActiveView:
+    patient_id: str
+    ward: str | None
+    alert: ActiveAlert
+    news2_now: int | None
+    risk_now: float | None
+
+    @property
+    def short_id(self) -> str:
+        return self.alert.alert_id[:SHORT_ID]
+
+    @property
+    def opened_at(self) -> datetime:
+        return datetime.fromtimestamp(self.alert.opened_s, tz=UTC)
+
+
+def redis_client(settings: Settings, url: str | None = None) -> Any:
+    """A synchronous client with the stack's credentials (``infra.connect``), at ``url`` when given."""
+    from vigil.infra.connect import redis_client as connect
+
+    if url is not None:
+        settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
+    return connect(settings, socket_timeout=5, socket_connect_timeout=3)
+
+
+def active_alerts(client: Any) -> Iterator[ActiveView]:
+    keys = list(client.scan_iter(match=ALERT_KEYS, count=1000))
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        for blob in client.mget(chunk):
+            state = PatientAlertState.from_bytes(blob)
+            if state.active is None:
+                continue
+            last = state.trend[-1] if state.trend else None
+            yield ActiveView(
+                state.patient_id,
+                state.ward,
+                state.active,
+                last[1] if last else None,
+                last[2] if last else None,
+            )
+
+
+def find_alert(client: Any, alert_id: str, patient_id: str | None = None) -> ActiveView:
+    """The active alert with this id (or a unique prefix of at least 6 characters); else one clear error."""
+    wanted = alert_id.strip().lower()
+    if len(wanted) < MIN_PREFIX:
+        raise UserError(f"alert id {alert_id!r} is too short: give at least {MIN_PREFIX} characters (vigil alerts ls)")
+    matches = [v for v in active_alerts(client) if v.alert.alert_id.startswith(wanted)]
+    if not matches:
+        raise UserError(
+            f"no active alert {alert_id}: it is resolved or unknown (`vigil alerts ls` lists active alerts)"
+        )
+    if len(matches) > 1:
+        raise UserError(f"alert id {alert_id} matches {len(matches)} active alerts: give more characters")
+    found = matches[0]
+    if patient_id is not None and found.patient_id != patient_id:
+        raise UserError(f"alert {found.short_id} is not an alert of patient {patient_id} (check --patient)")
+    return found

@@ -1,0 +1,86 @@
+"""Failures a person can read: one line saying what went wrong and what to do, exit code != 0, no
+traceback unless ``--debug``. ``cli.main`` routes every exception of a command through ``explain``."""
+
+from __future__ import annotations
+
+import errno
+import sys
+from typing import Any
+
+from vigil.cli.jsonout import emit_json
+from vigil.schemas.errors import UserError
+
+EXIT_USER = 2  # a usage or configuration problem the user can fix
+EXIT_FAILED = 1  # anything else (a bug, an outage)
+EXIT_INTERRUPTED = 130
+
+
+def _is(exc: BaseException, name: str) -> bool:
+    """Click's exception classes by name: typer vendors its own click (``typer._click``), so both
+    that copy's and click's classes are recognised without importing a private module."""
+    return any(cls.__name__ == name for cls in type(exc).__mro__)
+
+
+def _kafka_down(exc: BaseException) -> bool:
+    try:
+        from kafka.errors import KafkaError, NoBrokersAvailable
+    except ImportError:  # pragma: no cover - a dependency
+        return False
+    return isinstance(exc, NoBrokersAvailable | KafkaError)
+
+
+def _redis_down(exc: BaseException) -> bool:
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+    except ImportError:  # pragma: no cover - a dependency
+        return False
+    return isinstance(exc, RedisConnectionError)
+
+
+def explain(exc: BaseException) -> tuple[str, int]:
+    """(one line, exit code) for an exception that escaped a command."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, UserError):
+        return str(exc), EXIT_USER
+    if _is(exc, "UsageError"):
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        return exc.format_message().replace("\n", " ") + where, EXIT_USER  # type: ignore[attr-defined]
+    if isinstance(exc, KeyboardInterrupt) or _is(exc, "Abort"):
+        return "interrupted", EXIT_INTERRUPTED
+    if isinstance(exc, ValidationError) and exc.title == "Settings":
+        first = exc.errors(include_url=False)[0]
+        name = "VIGIL_" + "__".join(str(p).upper() for p in first["loc"])
+        return f"invalid setting {name}: {first['msg']} (check the environment or .env)", EXIT_USER
+    if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError | PermissionError):
+        return f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), EXIT_USER
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return f"address already in use ({exc}): choose another port", EXIT_USER
+    if _kafka_down(exc):
+        return (
+            f"Kafka is not reachable ({type(exc).__name__}): start the stack with `vigil stack up`, "
+            "or set VIGIL_KAFKA__BOOTSTRAP",
+            EXIT_FAILED,
+        )
+    if _redis_down(exc):
+        return "Redis is not reachable: start the stack with `vigil stack up`, or set VIGIL_REDIS__URL", EXIT_FAILED
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"unexpected {type(exc).__name__}: {text} (rerun with --debug for the traceback)", EXIT_FAILED
+
+
+def fail(exc: BaseException, argv: list[str]) -> int:
+    """Print the one line (stderr), and the ``{"ok": false}`` summary (stdout) under ``--json``."""
+    line, code = explain(exc)
+    sys.stderr.write(f"error: {line}\n")
+    if "--json" in argv:
+        emit_json({"ok": False, "error": line})
+    return code
+
+
+def debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv
+
+
+def json_error(message: str) -> dict[str, Any]:
+    return {"ok": False, "error": message}

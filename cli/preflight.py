@@ -1,0 +1,53 @@
+"""Checks before a long-running command starts: is the stack there, is the port free. Each failure is
+a ``UserError`` with what to do, so ``vigil worker`` without a stack says so once instead of retrying
+for half a minute, and ``vigil serve`` on a taken port fails before announcing its URL."""
+
+from __future__ import annotations
+
+import socket
+
+from vigil.infra.connect import kafka_bootstrap, redis_endpoint
+from vigil.infra.settings import Settings
+from vigil.schemas.errors import UserError
+
+
+def settings_for(settings: Settings, bootstrap: str | None) -> Settings:
+    """The settings, with ``--bootstrap`` (when given) as the Kafka bootstrap list."""
+    if bootstrap is None:
+        return settings
+    return settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap": bootstrap})})
+
+
+def require_broker(settings: Settings) -> str:
+    from vigil.agents.web.readiness import broker_reachable
+
+    bootstrap = kafka_bootstrap(settings)
+    if not broker_reachable(bootstrap, timeout_s=2.0):
+        raise UserError(
+            f"no Kafka broker answers at {bootstrap}: start the stack with `vigil stack up` "
+            "(or point VIGIL_KAFKA__BOOTSTRAP at your cluster)"
+        )
+    return bootstrap
+
+
+def require_redis(settings: Settings) -> str:
+    from urllib.parse import urlparse
+
+    url = redis_endpoint(settings).url
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=2.0):
+            return url
+    except OSError as exc:
+        raise UserError(
+            f"no Redis answers at {parsed.hostname}:{parsed.port}: start the stack with `vigil stack up` "
+            "(or set VIGIL_REDIS__URL)"
+        ) from exc
+
+
+def require_free_port(host: str, port: int) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"{host}:{port} is already in use: choose another with --port") from exc

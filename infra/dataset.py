@@ -1,0 +1,187 @@
+"""Where the PhysioNet/CinC 2019 data come from: a configured folder, the cache, the sample shipped in
+the repository, or a download from PhysioNet checked against its published SHA-256 sums.
+
+"Early Prediction of Sepsis from Clinical Data: the PhysioNet/Computing in Cardiology Challenge 2019",
+v1.0.0, https://physionet.org/content/challenge-2019/1.0.0/ (Open Data Commons ODbL 1.0). The sample in
+``data/physionet2019-sample/`` carries the license and the attribution beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vigil.schemas.errors import UserError
+
+PHYSIONET_2019 = "https://physionet.org/files/challenge-2019/1.0.0/"
+PROJECT_PAGE = "https://physionet.org/content/challenge-2019/1.0.0/"
+SETS = {"A": "training/training_setA.zip", "B": "training/training_setB.zip"}
+# the repository's sample of set A: data/physionet2019-sample (an editable install or a clone)
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "physionet2019-sample"
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class DataSource:
+    path: Path
+    kind: str  # "configured" | "cache" | "archive" | "sample"
+
+    @property
+    def stays(self) -> int:
+        return sum(1 for _ in self.path.glob("*.psv"))
+
+
+def _has_psv(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*.psv"))
+
+
+def resolve_dataset(data_dir: Path, cache: Path, sample_dir: Path = SAMPLE_DIR) -> DataSource:
+    """The stays to replay: ``data_dir`` (its .psv files, or its set-A archive unpacked to the cache),
+    the cache (``vigil data fetch``), else the sample shipped with the repository."""
+    if _has_psv(data_dir):
+        return DataSource(data_dir, "configured")
+    target = cache / "data" / "training_setA"
+    if _has_psv(target):
+        return DataSource(target, "cache")
+    archive = data_dir / "training_setA.tar.gz"
+    if archive.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(target.parent, filter="data")
+        return DataSource(target, "archive")
+    if _has_psv(sample_dir):
+        return DataSource(sample_dir, "sample")
+    raise UserError(
+        f"no PhysioNet 2019 stays in {data_dir} or {target}: run `vigil data fetch`, "
+        "or set VIGIL_DATA_DIR to a folder of .psv files"
+    )
+
+
+def ensure_dataset(data_dir: Path, cache: Path) -> Path:
+    """A folder of .psv files (``resolve_dataset``'s path)."""
+    return resolve_dataset(data_dir, cache).path
+
+
+# --- the sample ----------------------------------------------------------------------------------
+
+
+def septic(path: Path) -> bool:
+    """SepsisLabel (the last column) is 1 at some hour."""
+    with path.open() as f:
+        next(f)
+        return any(line.rstrip().endswith("|1") for line in f)
+
+
+def sample_stays(source: Path, n: int = 100, septic_share: float = 0.5, seed: int = 2019) -> list[Path]:
+    """A reproducible sample: files in a seeded random order, the first septic and non-septic ones
+    until each share is full (the same source and seed always give the same files)."""
+    files = sorted(source.glob("*.psv"))
+    if not files:
+        raise UserError(f"no .psv files in {source}")
+    want_septic = round(n * septic_share)
+    picked: dict[bool, list[Path]] = {True: [], False: []}
+    for i in np.random.default_rng(seed).permutation(len(files)):
+        path = files[int(i)]
+        bucket = septic(path)
+        if len(picked[bucket]) < (want_septic if bucket else n - want_septic):
+            picked[bucket].append(path)
+        if len(picked[True]) >= want_septic and len(picked[False]) >= n - want_septic:
+            break
+    return sorted(picked[True] + picked[False])
+
+
+def write_sample(source: Path, out: Path, n: int = 100, seed: int = 2019) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    chosen = sample_stays(source, n, seed=seed)
+    for path in chosen:
+        shutil.copyfile(path, out / path.name)
+    return chosen
+
+
+# --- the download ----------------------------------------------------------------------------------
+
+
+def parse_sha256sums(text: str) -> dict[str, str]:
+    """PhysioNet's SHA256SUMS.txt: ``<hex digest> <relative path>`` per line."""
+    sums: dict[str, str] = {}
+    for line in text.splitlines():
+        digest, _, name = line.strip().partition(" ")
+        if len(digest) == 64 and name:
+            sums[name.strip().lstrip("*")] = digest.lower()
+    return sums
+
+
+def _open(url: str, timeout_s: float) -> object:
+    try:
+        return urllib.request.urlopen(url, timeout=timeout_s)  # noqa: S310 - https/file URLs only
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(
+            f"cannot download {url} ({reason}): download it yourself from {PROJECT_PAGE} "
+            "and put the .psv files in ~/.cache/vigil/data/training_setA (or set VIGIL_DATA_DIR)"
+        ) from exc
+
+
+def download_checked(url: str, dest: Path, sha256: str, timeout_s: float = 60.0) -> Path:
+    """Stream ``url`` to ``dest`` and keep it only if its SHA-256 matches."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    digest = hashlib.sha256()
+    with _open(url, timeout_s) as response, part.open("wb") as out:  # type: ignore[attr-defined]
+        while chunk := response.read(CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+    if digest.hexdigest() != sha256.lower():
+        part.unlink(missing_ok=True)
+        raise UserError(f"{dest.name}: SHA-256 {digest.hexdigest()} does not match PhysioNet's {sha256}; try again")
+    part.replace(dest)
+    return dest
+
+
+def extract_psv(archive: Path, out: Path) -> int:
+    """Unpack the .psv files of a set's zip into ``out`` (flat; no path leaves ``out``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            name = Path(info.filename).name
+            if info.is_dir() or not name.endswith(".psv"):
+                continue
+            with zf.open(info) as src, (out / name).open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+            count += 1
+    return count
+
+
+def fetch_sets(
+    sets: list[str],
+    cache: Path,
+    base_url: str = PHYSIONET_2019,
+    timeout_s: float = 60.0,
+    say: Callable[[str], None] = lambda _: None,
+) -> dict[str, int]:
+    """Download each set's zip, check it against PhysioNet's SHA256SUMS.txt, unpack it into
+    ``<cache>/data/training_set<X>``; return the stays per set."""
+    base = base_url.rstrip("/") + "/"
+    with _open(base + "SHA256SUMS.txt", timeout_s) as response:  # type: ignore[attr-defined]
+        sums = parse_sha256sums(response.read().decode())
+    done: dict[str, int] = {}
+    for name in sets:
+        relative = SETS[name]
+        if relative not in sums:
+            raise UserError(f"{relative} is not in {base}SHA256SUMS.txt: check --base-url")
+        archive = cache / "data" / Path(relative).name
+        say(f"downloading {base}{relative}")
+        download_checked(base + relative, archive, sums[relative], timeout_s)
+        done[name] = extract_psv(archive, cache / "data" / Path(relative).stem)
+        say(f"set {name}: {done[name]} stays, SHA-256 {sums[relative][:12]}… checked")
+    return done

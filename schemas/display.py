@@ -1,0 +1,254 @@
+"""How Vigil writes values for people: one wording for the dashboard, the terminal and alert reasons.
+
+- risk as a percent (never a 0-1 probability), with the alert threshold beside it;
+- times with date and zone, in the ward's time zone (``Settings.ward_timezone``);
+- NEWS2 parameters and model features in clinical words ("RR 30 +3", "SBP 101 lowers risk");
+- explanations that are only about missing data or measurement habits are left out: they say how
+  often a patient was measured, not what is wrong with them (PhysioNet 2019 README: sampling habits
+  differ between hospitals).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from vigil.schemas.errors import UserError
+
+# --- risk ----------------------------------------------------------------------------------------
+
+
+def percent(probability: float | None) -> str:
+    """0.243 -> "24%"; below 10 % one decimal ("3.1%") so a 3 % threshold is not read as 0 %."""
+    if probability is None or not math.isfinite(probability):
+        return "–"
+    value = 100.0 * probability
+    return f"{value:.0f}%" if value >= 10 or value == 0 else f"{value:.1f}%"
+
+
+def risk_text(probability: float | None, threshold: float | None) -> str:
+    """ "risk 24% (alert at 3.1%)": the one way risk is written."""
+    text = f"risk {percent(probability)}"
+    return f"{text} (alert at {percent(threshold)})" if threshold is not None else text
+
+
+# --- time ----------------------------------------------------------------------------------------
+
+
+def ward_zone(name: str) -> tzinfo:
+    """The ward's time zone from its IANA name ("Europe/London"); a bad name is a user error."""
+    if name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise UserError(
+            f"unknown time zone {name!r}: set VIGIL_WARD_TIMEZONE to an IANA name such as Europe/London"
+        ) from exc
+
+
+def clock(at: datetime | None, zone: tzinfo = UTC) -> str:
+    """ "1 Dec 2026 09:30 CET": date, time and zone, in the ward's zone."""
+    if at is None:
+        return "–"
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    local = at.astimezone(zone)
+    return f"{local.day} {local:%b %H:%M} {local.tzname() or ''}".rstrip()
+
+
+def iso_local(at: datetime | None, zone: tzinfo = UTC) -> str | None:
+    """ISO 8601 with the ward's offset (machines read this; people read ``clock``)."""
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(zone).isoformat(timespec="minutes")
+
+
+def duration(minutes: float) -> str:
+    """45 -> "45 min", 135 -> "2 h 15 min", 3000 -> "2 d 2 h"."""
+    m = int(round(abs(minutes)))
+    if m < 60:
+        return f"{m} min"
+    if m < 24 * 60:
+        h, rest = divmod(m, 60)
+        return f"{h} h {rest} min" if rest else f"{h} h"
+    d, rest = divmod(m, 24 * 60)
+    return f"{d} d {rest // 60} h" if rest // 60 else f"{d} d"
+
+
+def until(minutes: float) -> str:
+    """Time left before a deadline: "in 25 min", or "overdue by 1 h 5 min"."""
+    return f"in {duration(minutes)}" if minutes >= 0 else f"overdue by {duration(minutes)}"
+
+
+# --- NEWS2 in clinical words (RCP NEWS2 2017 chart 1) --------------------------------------------
+
+# NEWS2 parameter -> (short clinical label, the vital-sign code its value comes from)
+NEWS2_PARAMETERS: dict[str, tuple[str, str | None]] = {
+    "respiration_rate": ("RR", "Resp"),
+    "spo2": ("SpO2", "O2Sat"),
+    "air_or_oxygen": ("on oxygen", None),
+    "systolic_bp": ("SBP", "SBP"),
+    "pulse": ("HR", "HR"),
+    "consciousness": ("not alert (ACVPU/GCS)", None),
+    "temperature": ("Temp", "Temp"),
+}
+
+
+def _value(v: float | None, code: str | None) -> str:
+    if v is None or not math.isfinite(v):
+        return ""
+    return f" {v:.1f}" if code == "Temp" else f" {v:.0f}"
+
+
+def news2_parts(parameters: Mapping[str, int], vitals: Mapping[str, float | None] | None = None) -> list[str]:
+    """The parameters that scored, highest first: ["RR 30 +3", "SpO2 91 +2", "on oxygen +2"]."""
+    vitals = vitals or {}
+    scored = sorted(((p, n) for p, n in parameters.items() if n > 0), key=lambda pn: -pn[1])
+    out = []
+    for name, points in scored:
+        label, code = NEWS2_PARAMETERS.get(name, (name, None))
+        out.append(f"{label}{_value(vitals.get(code) if code else None, code)} +{points}")
+    return out
+
+
+def news2_text(
+    total: int, band: str | None, parameters: Mapping[str, int], vitals: Mapping[str, float | None] | None = None
+) -> str:
+    """ "NEWS2 7 (high): RR 30 +3, SpO2 91 +2"."""
+    parts = news2_parts(parameters, vitals)
+    head = f"NEWS2 {total} ({band or 'unknown'})"
+    return f"{head}: {', '.join(parts)}" if parts else head
+
+
+def missing_text(missing: Iterable[str]) -> str:
+    """ "not recorded: consciousness (NEWS2 may be higher)"; empty when nothing is missing."""
+    names = [NEWS2_PARAMETERS.get(m, (m, None))[0].split(" (")[0] for m in missing]
+    names = ["consciousness" if n == "not alert" else "oxygen" if n == "on oxygen" else n for n in names]
+    return f"not recorded: {', '.join(names)} (NEWS2 may be higher)" if names else ""
+
+
+# --- model features in clinical words ------------------------------------------------------------
+
+CODE_LABELS: dict[str, str] = {
+    "HR": "HR",
+    "O2Sat": "SpO2",
+    "Temp": "Temp",
+    "SBP": "SBP",
+    "MAP": "MAP",
+    "DBP": "DBP",
+    "Resp": "RR",
+    "EtCO2": "EtCO2",
+    "BaseExcess": "base excess",
+    "HCO3": "bicarbonate",
+    "FiO2": "FiO2",
+    "pH": "pH",
+    "PaCO2": "PaCO2",
+    "SaO2": "SaO2",
+    "AST": "AST",
+    "BUN": "urea (BUN)",
+    "Alkalinephos": "alkaline phosphatase",
+    "Calcium": "calcium",
+    "Chloride": "chloride",
+    "Creatinine": "creatinine",
+    "Bilirubin_direct": "direct bilirubin",
+    "Glucose": "glucose",
+    "Lactate": "lactate",
+    "Magnesium": "magnesium",
+    "Phosphate": "phosphate",
+    "Potassium": "potassium",
+    "Bilirubin_total": "bilirubin",
+    "TroponinI": "troponin I",
+    "Hct": "haematocrit",
+    "Hgb": "haemoglobin",
+    "PTT": "PTT",
+    "WBC": "WBC",
+    "Fibrinogen": "fibrinogen",
+    "Platelets": "platelets",
+    "Age": "age",
+    "Gender": "sex",
+    "shock_index": "shock index (HR/SBP)",
+    "pulse_pressure": "pulse pressure",
+    "bun_creatinine": "urea/creatinine ratio",
+}
+# the sequence model's occlusion groups (models.registry.OCCLUSION_GROUPS): measured panels, no single value
+GROUP_LABELS: dict[str, str] = {
+    "blood_gas": "blood gas",
+    "renal": "renal panel",
+    "liver": "liver panel",
+    "electrolytes": "electrolytes",
+    "blood_count": "blood count",
+    "coagulation": "coagulation",
+}
+STAT_LABELS: dict[str, str] = {
+    "last": "",
+    "mean6h": "6 h mean",
+    "min24h": "24 h lowest",
+    "max24h": "24 h highest",
+    "std24h": "24 h variability",
+    "slope12h": "12 h slope",
+    "trend24h": "change over 24 h",
+    "delta": "change since last",
+}
+# about how often a patient is measured, not about the patient (site habits)
+HABIT_PREFIX = "habit_"
+
+
+def feature_label(feature: str) -> str:
+    """ "Resp_min24h" -> "RR 24 h lowest"; "HR" -> "HR"; unknown names are kept as they are."""
+    if feature in CODE_LABELS:
+        return CODE_LABELS[feature]
+    if feature in GROUP_LABELS:
+        return GROUP_LABELS[feature]
+    code, _, stat = feature.rpartition("_")
+    if code in CODE_LABELS and stat in STAT_LABELS:
+        suffix = STAT_LABELS[stat]
+        return f"{CODE_LABELS[code]} {suffix}".strip()
+    return feature.replace("_", " ")
+
+
+def about_missing_data(feature: str, value: float | None) -> bool:
+    """True for a contribution that only says something was not measured, or how often it was.
+    (A panel group carries no single value, but the model saw it measured.)"""
+    if feature.startswith(HABIT_PREFIX):
+        return True
+    if value is None:
+        return feature not in GROUP_LABELS
+    return not math.isfinite(value)
+
+
+def _number(value: float) -> str:
+    """168 -> "168", 39.5 -> "39.5", 0.42 -> "0.42": enough digits to read a bedside value."""
+    if abs(value) >= 100 or value == int(value):
+        return f"{value:.0f}"
+    return f"{value:.1f}" if abs(value) >= 1 else f"{value:.2f}"
+
+
+def feature_parts(top_features: Iterable[Mapping[str, Any]], limit: int = 4) -> list[dict[str, Any]]:
+    """The measured contributions in clinical words: [{"text": "SBP 101", "direction": "lowers risk"}].
+    Two models may name the same measurement ("Temp" and "Temp_last"): it is shown once."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for f in top_features:
+        name, value, contribution = f["feature"], f.get("value"), float(f.get("contribution") or 0.0)
+        if about_missing_data(name, value) or contribution == 0:
+            continue
+        text = feature_label(name) + ("" if value is None else f" {_number(value)}")
+        if text in seen:
+            continue
+        seen.add(text)
+        out.append(
+            {
+                "text": text,
+                "direction": "raises risk" if contribution > 0 else "lowers risk",
+                "raises": contribution > 0,
+            }
+        )
+        if len(out) >= limit:
+            break
+    return out

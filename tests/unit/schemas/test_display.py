@@ -1,0 +1,73 @@
+"""One wording for people: risk in percent, times with date and zone, clinical words, no missing-data reasons."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from vigil.schemas.display import (
+    clock,
+    duration,
+    feature_label,
+    feature_parts,
+    missing_text,
+    news2_text,
+    percent,
+    risk_text,
+    until,
+    ward_zone,
+)
+from vigil.schemas.errors import UserError
+
+
+def test_risk_is_a_percent_with_its_threshold() -> None:
+    assert (percent(0.243), percent(0.0312), percent(0.06), percent(None)) == ("24%", "3.1%", "6.0%", "–")
+    assert risk_text(0.24, 0.031) == "risk 24% (alert at 3.1%)"
+
+
+def test_times_carry_date_and_zone_in_the_ward_zone() -> None:
+    at = datetime(2026, 12, 1, 1, 30, tzinfo=UTC)
+    assert clock(at) == "1 Dec 01:30 UTC"
+    assert clock(at, ward_zone("Europe/Berlin")) == "1 Dec 02:30 CET"
+    assert clock(datetime(2026, 7, 1, 12, 0, tzinfo=UTC), ward_zone("America/New_York")) == "1 Jul 08:00 EDT"
+    with pytest.raises(UserError, match="VIGIL_WARD_TIMEZONE"):
+        ward_zone("Mars/Olympus")
+
+
+def test_durations_read_at_any_distance() -> None:
+    assert (duration(45), duration(135), duration(13560)) == ("45 min", "2 h 15 min", "9 d 10 h")
+    assert (until(25), until(-65)) == ("in 25 min", "overdue by 1 h 5 min")
+
+
+def test_news2_in_clinical_words() -> None:
+    parameters = {"respiration_rate": 3, "spo2": 2, "air_or_oxygen": 0, "pulse": 1, "temperature": 0}
+    vitals = {"Resp": 30.0, "O2Sat": 91.0, "HR": 112.0}
+    assert news2_text(7, "high", parameters, vitals) == "NEWS2 7 (high): RR 30 +3, SpO2 91 +2, HR 112 +1"
+    assert news2_text(2, "low", {"air_or_oxygen": 2}) == "NEWS2 2 (low): on oxygen +2"
+    assert missing_text(["consciousness"]) == "not recorded: consciousness (NEWS2 may be higher)"
+
+
+def test_features_say_raises_or_lowers_and_drop_missing_data() -> None:
+    assert feature_label("Resp_min24h") == "RR 24 h lowest" and feature_label("SBP") == "SBP"
+    parts = feature_parts(
+        [
+            {"feature": "habit_hours_since_lab", "value": 48.0, "contribution": 0.5},  # a site habit
+            {"feature": "Phosphate_delta", "value": None, "contribution": 0.4},  # not measured
+            {"feature": "SBP", "value": 101.0, "contribution": -0.2},
+            {"feature": "Resp", "value": 28.5, "contribution": 0.3},
+            {"feature": "blood_gas", "value": None, "contribution": 0.1},  # a measured panel
+        ]
+    )
+    assert [(p["text"], p["direction"]) for p in parts] == [
+        ("SBP 101", "lowers risk"),
+        ("RR 28.5", "raises risk"),
+        ("blood gas", "raises risk"),
+    ]
+    same = [
+        {"feature": "Temp", "value": 39.5, "contribution": 0.3},
+        {"feature": "Temp_last", "value": 39.5, "contribution": 0.2},
+    ]
+    assert [p["text"] for p in feature_parts(same)] == ["Temp 39.5"]  # one measurement, shown once
+    only_missing = [{"feature": "habit_lab_values_24h", "value": 0.0, "contribution": 0.2}]
+    assert feature_parts(only_missing) == []  # no explanation that is only about missing data

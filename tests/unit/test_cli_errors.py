@@ -1,0 +1,118 @@
+"""Every CLI failure a user can cause ends in one readable line (issue 14): what went wrong and what to
+do, exit code != 0, no traceback unless --debug. Run through the real `vigil` console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+VIGIL = str(Path(sys.executable).parent / "vigil")
+EXAMPLE = Path(__file__).parents[2] / "examples" / "plans" / "sepsis_bundle_complete.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    """Nothing listens on these ports: the "no stack" cases are real."""
+    home = tmp_path_factory.mktemp("cli-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env |= {
+        "VIGIL_HOME": str(home),
+        "VIGIL_KAFKA__EMBEDDED_PORT": str(free_port()),
+        "VIGIL_REDIS__EMBEDDED_PORT": str(free_port()),
+        "VIGIL_DATA_DIR": str(home / "no-data"),
+        "COLUMNS": "80",  # a narrow terminal must not wrap the one line
+    }
+    return env
+
+
+def run(env: dict[str, str], *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [VIGIL, *args], env=env | (extra or {}), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+
+
+def one_line(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def taken_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    yield int(s.getsockname()[1])
+    s.close()
+
+
+def test_missing_path_and_empty_folder(env, tmp_path) -> None:
+    one_line(run(env, "predict", "--data", "/nonexistent", "--out", str(tmp_path / "o")), "/nonexistent", "--data")
+    one_line(run(env, "evaluate", "--data", str(tmp_path)), "no .psv files", "--data DIR")
+    one_line(run(env, "plan", "score", str(tmp_path / "none.json")), "cannot read", "none.json")
+    one_line(run(env, "data", "sample", "--from", str(tmp_path / "nowhere")), "--from DIR")
+
+
+def test_no_stack(env) -> None:
+    one_line(run(env, "worker"), "no Kafka broker answers", "vigil stack up")
+    one_line(run(env, "alerts", "ls"), "no Redis answers", "vigil stack up")
+    one_line(run(env, "alerts", "ack", "1a2b3c4d", "--by", "ann"), "no Redis answers")
+    one_line(run(env, "alerts", "tail", "--duration", "1"), "no Kafka broker answers")
+
+
+def test_taken_port_fails_before_announcing_the_url(env, taken_port) -> None:
+    result = run(env, "serve", "--port", str(taken_port))
+    one_line(result, f"127.0.0.1:{taken_port} is already in use", "--port")
+    assert "dashboard on" not in result.stdout
+
+
+def test_bad_file_format(env, tmp_path) -> None:
+    bad = tmp_path / "plan.json"
+    bad.write_text("{not json")
+    one_line(run(env, "plan", "score", str(bad)), "not a valid treatment plan")
+    result = run(env, "plan", "score", str(bad), "--json")
+    one_line(result)
+    assert json.loads(result.stdout.splitlines()[-1])["ok"] is False
+    garbage = tmp_path / "obs.json"
+    garbage.write_text("garbage")
+    result = run(env, "convert", "--from", "fhir", str(garbage))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error: nothing in")
+
+
+def test_bad_option_values_and_settings(env) -> None:
+    one_line(run(env, "alerts", "tail", "--min-band", "severe"), "--min-band must be one of")
+    one_line(run(env, "convert", "--from", "xml", str(EXAMPLE)), "--from", "vigil convert --help")
+    one_line(run(env, "users", "add", "x", "--role", "admin", extra={"VIGIL_NEW_PASSWORD": "long-enough"}), "role")
+    one_line(run(env, "worker", "--agents", "ingest,pager"), "unknown agent module 'pager'")
+    one_line(run(env, "data", "fetch", "--sets", "C"), "--sets")
+    one_line(run(env, "nosuch"), "No such command", "vigil --help")
+    one_line(run(env, "predict", "--out", "x"), "Missing option '--data'")
+    one_line(run(env, "plan", "score", str(EXAMPLE), extra={"VIGIL_WARD_TIMEZONE": "Mars/Olympus"}), "time zone")
+    one_line(run(env, "plan", "score", str(EXAMPLE), extra={"VIGIL_WEB_PORT": "eighty"}), "VIGIL_WEB_PORT")
+
+
+def test_offline_fetch_says_where_to_put_the_data(env, tmp_path) -> None:
+    line = one_line(run(env, "data", "fetch", "--base-url", (tmp_path / "mirror").as_uri()), "cannot download")
+    assert "training_setA" in line and "VIGIL_DATA_DIR" in line
+
+
+def test_debug_shows_the_traceback(env) -> None:
+    result = run(env, "--debug", "predict", "--data", "/nonexistent", "--out", "x")
+    assert result.returncode != 0 and "Traceback" in result.stderr and "UserError" in result.stderr
