@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import unique_patient, wait_for
 from tests.integration.test_web import deteriorating, send
-from vigil.infra.replay import ensure_dataset
+from vigil.infra.dataset import ensure_dataset
 from vigil.infra.settings import default_home
 from vigil.schemas import topics
 
