@@ -57,6 +57,10 @@ class PatientWindow:
     rows: dict[int, dict[int, Cell]] = field(default_factory=dict)  # hour -> var index -> cell
     static: dict[str, tuple[float, int]] = field(default_factory=dict)  # code -> (value, hour)
     treatments: list[tuple[str, int, float]] = field(default_factory=list)  # (code, epoch s, value)
+    # Transient (never serialized), for the stepping core (models.stepping): rows that left the
+    # window while events were applied, and the lowest hour whose inputs an applied event changed.
+    evicted: dict[int, dict[int, Cell]] = field(default_factory=dict, compare=False)
+    changed_from: int | None = field(default=None, compare=False)
 
     # ------------------------------------------------------------------ events
 
@@ -97,17 +101,23 @@ class PatientWindow:
                 return False
             if old is None or second >= old[1]:
                 row[idx] = (value, second)
+                self._changed(hour)
         else:
             old_static = self.static.get(event.code)
             if old_static == (value, hour):
                 return False
             if old_static is None or hour >= old_static[1]:
                 self.static[event.code] = (value, hour)
+                if event.code in DEMOGRAPHICS:
+                    self._changed(-1)  # a demographic is an input of every hour
         if hour > self.last_hour:
             self.last_hour = hour
             for h in [h for h in self.rows if h <= hour - WINDOW_HOURS]:
-                del self.rows[h]
+                self.evicted[h] = self.rows.pop(h)
         return True
+
+    def _changed(self, hour: int) -> None:
+        self.changed_from = hour if self.changed_from is None else min(self.changed_from, hour)
 
     def _shift(self, hours: int) -> None:
         assert self.anchor_s is not None
@@ -115,6 +125,8 @@ class PatientWindow:
         self.rows = {h + hours: r for h, r in self.rows.items()}
         self.static = {c: (v, h + hours) for c, (v, h) in self.static.items()}
         self.last_hour += hours
+        self.evicted = {h + hours: r for h, r in self.evicted.items()}
+        self._changed(-1)  # every hour index moved: a stepping carry must replay from admission
 
     # ------------------------------------------------------------------ views
 
