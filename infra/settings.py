@@ -55,6 +55,7 @@ class BatchSettings(BaseModel):
     # per-score explanations: "trees" = tree contributions on every score (cheap); the sequence
     # model's occlusion attribution is added when an alert opens or escalates
     explain: str = "trees"
+    intra_op_threads: int | None = None  # onnxruntime threads per session (None: its default)
     stream_take: int = 500  # events per Faust take() batch
     stream_within_s: float = 0.05
 
@@ -70,6 +71,16 @@ class AlertSettings(BaseModel):
     escalate_after_s: float = 30 * 60.0  # open and unacknowledged this long -> escalate
 
 
+class DriftSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    window_hours: int = 2000  # closed patient-hours per ward in the sliding window (~4 days of a 20-bed ward)
+    # PSI on n hours is biased up by ~(bins - 1) / n: below 200 hours a ward is not scored
+    min_hours: int = 200
+    publish_every_s: float = 30.0  # at most one vigil.drift record per ward per worker this often
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
@@ -78,6 +89,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     batch: BatchSettings = BatchSettings()
     alerts: AlertSettings = AlertSettings()
+    drift: DriftSettings = DriftSettings()
     app_id: str = "vigil"
     # Also publish each validated, normalized event on vigil.events (for downstream consumers such
     # as a data lake). Nothing in Vigil reads it back; off by default it saves a produce per event.

@@ -147,6 +147,7 @@ class Advance:
     new_boundary: int
     new_agg: Aggregates
     commit_steps: int  # steps of the closed chain that are committed (the last one is provisional)
+    inputs: StayInputs | None = None  # the scan of rows boundary..hour (features of other hours: the stream's finals)
 
     def finish(
         self, carry: StayCarry, boundary_out: tuple[np.ndarray, np.ndarray], closed_out: tuple[np.ndarray, np.ndarray]
@@ -186,6 +187,7 @@ def plan_advance(
         new_boundary=new_boundary,
         new_agg=new_agg,
         commit_steps=len(x) - 1 - start,
+        inputs=inputs,
     )
 
 

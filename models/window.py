@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -144,18 +144,25 @@ class PatientWindow:
     def statics(self) -> dict[str, float]:
         return {code: value for code, (value, _) in self.static.items()}
 
-    def current_values(self, max_age_h: int = RULE_MAX_AGE_H) -> dict[str, float]:
-        """Latest value of each variable measured within ``max_age_h`` hours (for rule scores)."""
+    def current_values(self, max_age_h: int = RULE_MAX_AGE_H, at_hour: int | None = None) -> dict[str, float]:
+        """Latest value of each variable measured within ``max_age_h`` hours of ``at_hour`` (default:
+        the newest hour), for rule scores; hours after ``at_hour`` are not seen (a closed hour's score)."""
+        end = self.last_hour if at_hour is None else at_hour
         out: dict[str, float] = {}
-        for hour in sorted(self.rows, reverse=True):
-            if hour <= self.last_hour - max_age_h:
+        for hour in sorted((h for h in self.rows if h <= end), reverse=True):
+            if hour <= end - max_age_h:
                 break
             for idx, (value, _) in self.rows[hour].items():
                 out.setdefault(DYNAMIC_CODES[idx], value)
         for code, (value, hour) in self.static.items():
-            if code in ASSESSMENTS and hour > self.last_hour - max_age_h:
+            if code in ASSESSMENTS and end - max_age_h < hour <= end:
                 out[code] = value
         return out
+
+    def newest_observation(self, hour: int) -> datetime:
+        """Time of the newest measurement in ``hour`` (its start when it holds none)."""
+        second = max((sec for _, sec in self.rows.get(hour, {}).values()), default=0)
+        return self.hour_start(hour) + timedelta(seconds=second)
 
     def hour_start(self, hour: int) -> datetime:
         assert self.anchor_s is not None

@@ -1,0 +1,226 @@
+"""Input drift: does a ward's live input still look like what the models were trained on?
+
+Two kinds of input are compared with a training reference stored beside the artifacts
+(``drift_reference.json``, built from the training cohort by ``DriftReference.build``):
+
+- measurement habits: per variable, the share of patient-hours in which it was measured (a hospital
+  that draws fewer labs moves the models' hours-since and rate inputs, issue 12);
+- values: the distribution of the tree model's most important features, in the reference's decile
+  bins plus one bin for "missing".
+
+Each is scored with the population stability index, PSI = sum (q - p) ln(q / p) over bins (reference
+shares p, live shares q; Siddiqi N., Credit Risk Scorecards, Wiley 2006, ch. 8; Yurdakul B., Statistical
+properties of the population stability index, 2018). Convention: < 0.1 stable, 0.1-0.25 moderate
+shift, > 0.25 a significant shift (``PSI_DRIFTED``). PSI on n live samples is biased upward by about
+(bins - 1) / n, so a ward is scored only once its sliding window holds ``min_hours`` patient-hours.
+
+The live unit is a closed patient-hour (its row is final), the same unit as the reference's rows.
+Pure: the worker feeds closed hours in and reads reports out (``agents.drift``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+REFERENCE_FILE: Final[str] = "drift_reference.json"
+PSI_DRIFTED: Final[float] = 0.25
+N_BINS: Final[int] = 10  # deciles of the reference, plus a "missing" bin
+_FLOOR: Final[float] = 1e-4  # empty bins: PSI is undefined at 0, floor both shares (common practice)
+
+
+def psi(expected: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """PSI along the last axis between reference shares ``expected`` and live counts or shares."""
+    p = np.maximum(np.asarray(expected, np.float64), _FLOOR)
+    q_raw = np.asarray(observed, np.float64)
+    total = q_raw.sum(-1, keepdims=True)
+    q = np.maximum(np.divide(q_raw, np.where(total > 0, total, 1.0)), _FLOOR)
+    return ((q - p) * np.log(q / p)).sum(-1)  # type: ignore[no-any-return]
+
+
+def bin_values(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin index per value: 0..len(edges) by the inner edges, len(edges)+1 for NaN (missing)."""
+    idx = np.searchsorted(edges, values, side="right")
+    return np.where(np.isnan(values), len(edges) + 1, idx)
+
+
+@dataclass(frozen=True)
+class FeatureReference:
+    name: str
+    edges: np.ndarray  # inner bin edges (reference quantiles)
+    shares: np.ndarray  # [len(edges) + 2]: one per bin, the last = missing
+
+
+@dataclass(frozen=True)
+class DriftReference:
+    """The training cohort's input profile (JSON beside the model artifacts)."""
+
+    source: str
+    patient_hours: int
+    variables: list[str]  # measured-share variables, in this order
+    measured_share: np.ndarray  # [V]
+    features: list[FeatureReference]
+    version: int = 1
+
+    @classmethod
+    def build(
+        cls,
+        measured: np.ndarray,
+        values: np.ndarray,
+        variables: Sequence[str],
+        feature_names: Sequence[str],
+        source: str,
+        n_bins: int = N_BINS,
+    ) -> DriftReference:
+        """From the cohort's patient-hours: ``measured`` [N, V] bool, ``values`` [N, K] feature values."""
+        feats = []
+        for k, name in enumerate(feature_names):
+            col = values[:, k].astype(np.float64)
+            seen = col[~np.isnan(col)]
+            qs = np.quantile(seen, np.arange(1, n_bins) / n_bins) if len(seen) else np.zeros(0)
+            edges = np.unique(qs)  # a discrete feature may have fewer distinct edges
+            counts = np.bincount(bin_values(col, edges), minlength=len(edges) + 2)
+            feats.append(FeatureReference(name, edges, counts / max(len(col), 1)))
+        return cls(source, len(measured), list(variables), measured.mean(0), feats)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "version": self.version,
+                "source": self.source,
+                "patient_hours": self.patient_hours,
+                "measured_share": dict(zip(self.variables, np.round(self.measured_share, 6).tolist(), strict=True)),
+                "features": {
+                    f.name: {"edges": np.round(f.edges, 6).tolist(), "shares": np.round(f.shares, 6).tolist()}
+                    for f in self.features
+                },
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> DriftReference:
+        data: dict[str, Any] = json.loads(text)
+        if data.get("version") != 1:
+            raise ValueError(f"unknown drift reference version {data.get('version')}")
+        shares = data["measured_share"]
+        feats = [
+            FeatureReference(name, np.asarray(f["edges"], np.float64), np.asarray(f["shares"], np.float64))
+            for name, f in data["features"].items()
+        ]
+        return cls(data["source"], int(data["patient_hours"]), list(shares), np.asarray(list(shares.values())), feats)
+
+    @classmethod
+    def load(cls, path: Path) -> DriftReference:
+        return cls.from_json(path.read_text())
+
+
+@dataclass(frozen=True)
+class WardDriftReport:
+    ward: str
+    patient_hours: int  # in the sliding window
+    rate_psi: dict[str, float]  # per variable: measured / not measured, live vs reference
+    value_psi: dict[str, float]  # per feature: decile bins + missing
+    max_psi: float
+    drifted: bool
+    top: list[tuple[str, float]] = field(default_factory=list)  # the inputs that moved most
+
+
+class WardWindow:
+    """The last ``size`` closed patient-hours of one ward, as bin indices, with running counts."""
+
+    def __init__(self, reference: DriftReference, size: int) -> None:
+        self.size = size
+        self.n_vars = len(reference.variables)
+        self.n_bins = [len(f.edges) + 2 for f in reference.features]
+        self._measured = np.zeros((size, self.n_vars), bool)
+        self._bins = np.zeros((size, len(reference.features)), np.int16)
+        self._rate_counts = np.zeros(self.n_vars, np.int64)
+        self._bin_counts = [np.zeros(n, np.int64) for n in self.n_bins]
+        self.filled = 0
+        self._next = 0
+
+    def add(self, measured: np.ndarray, bins: np.ndarray) -> None:
+        measured, bins = measured[-self.size :], bins[-self.size :]
+        slots = (self._next + np.arange(len(measured))) % self.size  # distinct: at most `size` rows
+        old = slots[slots < self.filled] if self.filled < self.size else slots  # hours leaving the window
+        self._rate_counts -= self._measured[old].sum(0)
+        self._rate_counts += measured.sum(0)
+        for k, counts in enumerate(self._bin_counts):
+            np.subtract.at(counts, self._bins[old, k], 1)
+            np.add.at(counts, bins[:, k], 1)
+        self._measured[slots], self._bins[slots] = measured, bins
+        self._next = int((self._next + len(measured)) % self.size)
+        self.filled = min(self.filled + len(measured), self.size)
+
+    def report(self, ward: str, reference: DriftReference, top_n: int = 3) -> WardDriftReport:
+        n = max(self.filled, 1)
+        q = self._rate_counts / n
+        p = reference.measured_share
+        rate = psi(np.stack([p, 1 - p], -1), np.stack([q, 1 - q], -1))
+        value = np.array([float(psi(f.shares, c)) for f, c in zip(reference.features, self._bin_counts, strict=True)])
+        rate_psi = dict(zip(reference.variables, np.round(rate, 4).tolist(), strict=True))
+        value_psi = dict(zip([f.name for f in reference.features], np.round(value, 4).tolist(), strict=True))
+        ranked = sorted(
+            [(f"{k} measured", v) for k, v in rate_psi.items()] + list(value_psi.items()), key=lambda kv: -kv[1]
+        )
+        max_psi = ranked[0][1] if ranked else 0.0
+        return WardDriftReport(ward, self.filled, rate_psi, value_psi, max_psi, max_psi > PSI_DRIFTED, ranked[:top_n])
+
+
+class DriftMonitor:
+    """Per-ward sliding windows of closed patient-hours compared with the training reference."""
+
+    def __init__(
+        self,
+        reference: DriftReference,
+        variable_index: Sequence[int],
+        feature_index: Sequence[int],
+        window_hours: int = 2000,
+        min_hours: int = 200,
+    ) -> None:
+        self.reference = reference
+        self._var_idx = np.asarray(variable_index, np.int64)  # columns of the hourly rows
+        self._feat_idx = np.asarray(feature_index, np.int64)  # columns of the tree features
+        self.window_hours = window_hours
+        self.min_hours = min_hours
+        self.wards: dict[str, WardWindow] = {}
+
+    @classmethod
+    def for_inputs(
+        cls, reference: DriftReference, row_codes: Sequence[str], feature_names: Sequence[str], **kw: int
+    ) -> DriftMonitor:
+        """Map the reference's variables and features onto the columns the stream computes."""
+        rows = {c: i for i, c in enumerate(row_codes)}
+        feats = {c: i for i, c in enumerate(feature_names)}
+        missing = [v for v in reference.variables if v not in rows] + [
+            f.name for f in reference.features if f.name not in feats
+        ]
+        if missing:
+            raise ValueError(f"drift reference names inputs the models do not have: {missing[:5]}")
+        return cls(reference, [rows[v] for v in reference.variables], [feats[f.name] for f in reference.features], **kw)
+
+    def observe(self, wards: Sequence[str], rows: np.ndarray, features: np.ndarray) -> None:
+        """Closed patient-hours: their ward, hourly rows [n, N_VARS] and tree features [n, F]."""
+        if not len(wards):
+            return
+        measured = ~np.isnan(rows[:, self._var_idx])
+        values = features[:, self._feat_idx].astype(np.float64)
+        bins = np.stack(
+            [bin_values(values[:, k], f.edges) for k, f in enumerate(self.reference.features)], axis=-1
+        ).astype(np.int16)
+        names = np.asarray(wards, dtype=object)
+        for ward in dict.fromkeys(wards):
+            sel = names == ward
+            window = self.wards.setdefault(ward, WardWindow(self.reference, self.window_hours))
+            window.add(measured[sel], bins[sel])
+
+    def reports(self, wards: Sequence[str] | None = None) -> list[WardDriftReport]:
+        """A report per ward with at least ``min_hours`` closed patient-hours in its window."""
+        chosen = self.wards if wards is None else {w: self.wards[w] for w in wards if w in self.wards}
+        return [w.report(name, self.reference) for name, w in chosen.items() if w.filled >= self.min_hours]
