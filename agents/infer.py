@@ -18,7 +18,7 @@ from vigil.infra.logging import get_logger
 from vigil.models.bundle_step import StepOutcome, StepRequest
 from vigil.models.scoring import PendingUpdate, build_risk_score
 from vigil.models.stepping import StayCarry
-from vigil.models.stream_step import hours_to_publish, step_request
+from vigil.models.stream_step import step_request
 from vigil.models.window import LateEvent, PatientWindow
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
@@ -70,7 +70,7 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
     now = datetime.now(UTC)
     for pid in pids:
         window, update, outcome = windows[pid], updates[pid], outcomes.get(pid)
-        for hour in hours_to_publish(outcome) if outcome else []:
+        for hour in outcome.closed if outcome else []:  # every hour that closed: its final score
             final = build_risk_score(window, update, hour.models, now, hour.hour, "final")
             await publisher.send(scores_topic, pid, final.model_dump_json().encode())
         score = build_risk_score(window, update, outcome.current.models if outcome else [], now)

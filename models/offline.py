@@ -1,8 +1,9 @@
 """Offline prediction and evaluation in the PhysioNet/CinC 2019 challenge layout.
 
 One ``.psv`` per ICU stay in, one ``.psv`` per stay out (``PredictedProbability|PredictedLabel``),
-scored with :mod:`models.utility` (the challenge's own normalized utility). Features come from
-:mod:`models.features`, the same path the streaming agents use.
+scored with :mod:`models.utility` (the challenge's own normalized utility). Every stay is stepped
+from admission through the stepping bundle (:mod:`models.bundle_step`), the same computation the
+stream makes hour by hour: ``vigil replay`` checks the two equal on every closed hour.
 """
 
 from __future__ import annotations
@@ -74,13 +75,14 @@ def predict_dir(
 ) -> dict[str, Any]:
     """Score every ``.psv`` in ``data_dir`` and write the challenge output format to ``out_dir``.
 
-    Batched across patients: every hour of ``chunk_patients`` stays goes through each ONNX session
-    in one call. The probability is the combined risk, the label uses the stored threshold.
+    Batched across patients: ``chunk_patients`` stays are stepped in lock step (one call of the
+    one-step graph per hour index) and all their hours go through the tree model in one call. The
+    probability is the combined risk, the label uses the stored threshold.
     """
-    from vigil.models.registry import load_bundle
+    from vigil.models.bundle_step import load_step_bundle
 
     started = time.perf_counter()
-    bundle = load_bundle(artifacts_dir)
+    bundle = load_step_bundle(artifacts_dir)
     files = list_psv(data_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

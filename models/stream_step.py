@@ -1,5 +1,5 @@
 """The stream's side of the stepping core (pure): from a patient's window after a batch and the carry
-read beside it to the ``StepRequest`` the bundle scores, and which hours get a final score.
+read beside it to the ``StepRequest`` the bundle scores.
 
 A carry is started afresh at the window's first hour (``StayCarry(boundary=b, closed=b-1)``: its
 aggregates begin there) when none is stored (a patient's first batch, or state written before the
@@ -10,9 +10,7 @@ before that start are not re-scored.
 
 from __future__ import annotations
 
-import numpy as np
-
-from vigil.models.bundle_step import HourScore, StepOutcome, StepRequest
+from vigil.models.bundle_step import StepRequest
 from vigil.models.stepping import StayCarry, window_rows
 from vigil.models.window import PatientWindow
 
@@ -36,10 +34,3 @@ def step_request(window: PatientWindow, carry: StayCarry | None, anchor_before: 
         carry = fresh_carry(window)
     rows, last, changed = window_rows(window, carry)
     return StepRequest(carry, rows, last, window.statics(), changed)
-
-
-def hours_to_publish(outcome: StepOutcome) -> list[HourScore]:
-    """The closed hours that get a final score: those with a measurement (an hour without one was
-    never scored provisionally either, and offline it is a row of forward-filled values)."""
-    measured = ~np.isnan(outcome.closed_rows).all(1)
-    return [h for h, m in zip(outcome.closed, measured.tolist(), strict=True) if m]
