@@ -31,6 +31,33 @@ def fit(x: np.ndarray, y: np.ndarray, seed: int, names: list[str]):  # type: ign
     return lgb.train(params, ds, num_boost_round=N_ROUNDS)
 
 
+# The stepping bundle's diagnosis model: utility-weighted targets (models.train.labels), few
+# shallow, strongly regularized trees (issue 12's reference: 200 such trees held up on an unseen
+# hospital where deeper, longer-trained models lost their edge).
+WEIGHTED_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 800,
+    "feature_fraction": 0.5,
+    "bagging_fraction": 0.7,
+    "bagging_freq": 1,
+    "lambda_l2": 10.0,
+    "max_bin": 63,
+    "num_threads": 2,
+    "verbose": -1,
+}
+WEIGHTED_ROUNDS = 200
+
+
+def fit_weighted(x: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int, names: list[str] | None = None):  # type: ignore[no-untyped-def]
+    import lightgbm as lgb
+
+    params = dict(WEIGHTED_PARAMS, seed=seed, bagging_seed=seed, feature_fraction_seed=seed)
+    ds = lgb.Dataset(x, label=y, weight=w, feature_name=names or "auto", free_raw_data=True)
+    return lgb.train(params, ds, num_boost_round=WEIGHTED_ROUNDS)
+
+
 def export_onnx(booster, n_features: int, path: str) -> None:  # type: ignore[no-untyped-def]
     from onnxmltools import convert_lightgbm
     from onnxmltools.convert.common.data_types import FloatTensorType
