@@ -37,3 +37,9 @@ def utility_targets(labels: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray
         y[o[p] : o[p + 1]] = yy
         w[o[p] : o[p + 1]] = ww
     return y, w
+
+
+TARGET = (
+    "alerting helps under the PhysioNet 2019 utility: t_sepsis - 12 h < t <= t_sepsis + 3 h "
+    "(later septic hours: label 1, weight 0.05); weight |u1 - u0|"
+)

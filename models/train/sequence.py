@@ -149,7 +149,8 @@ class _FullSequence(nn.Module):
             self.gru.bias_hh_l0.copy_(model.cell_h.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, _ = self.gru(torch.relu(self.embed(x)))
+        h0 = x.new_zeros(1, x.shape[0], self.gru.hidden_size)  # an input, so any batch size runs
+        h, _ = self.gru(torch.relu(self.embed(x)), h0)
         return torch.sigmoid(self.head(h).squeeze(-1))
 
 

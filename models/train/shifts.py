@@ -15,6 +15,7 @@ utility at the best threshold in hindsight, and both thresholds (how far the bes
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -78,40 +79,67 @@ def block(u: Utility, score: np.ndarray, rows: np.ndarray, threshold: float) -> 
     }
 
 
-def run_shift_tests(
+@dataclass
+class ShiftPredictions:
+    """One recipe's scores under every shift: OOF (plain and thinned labs) and each unit's test rows."""
+
+    oof: np.ndarray
+    oof_thin: np.ndarray
+    other_unit: dict[str, np.ndarray]  # "unit1->unit2" -> scores of the unit-2 rows
+
+
+def predict_shifts(
     u: Utility, patient_fold: np.ndarray, unit: np.ndarray, fit: Fit, predict: Predict, log=print
-) -> tuple[dict[str, Any], np.ndarray]:  # type: ignore[no-untyped-def]
-    """Every shift test for one model recipe: (figures, OOF scores of every row)."""
+) -> tuple[ShiftPredictions, list[Any]]:  # type: ignore[no-untyped-def]
+    """Fit the recipe once per fold and once per unit: (scores, fold models)."""
     row_fold = u.rows_of(patient_fold)
     n = len(u.labels)
     oof, oof_thin = np.zeros(n), np.zeros(n)
-    k = int(patient_fold.max()) + 1
-    for f in range(k):
+    models = []
+    for f in range(int(patient_fold.max()) + 1):
         test = row_fold == f
         model = fit(~test)
         oof[test] = predict(model, test, False)
         oof_thin[test] = predict(model, test, True)
+        models.append(model)
         log(f"  fold {f} done")
-    out: dict[str, Any] = {"cv_folds": [], "thin_folds": []}
-    for f in range(k):
-        test = row_fold == f
-        thr = u.threshold(oof[~test], ~test)
-        out["cv_folds"].append(block(u, oof[test], test, thr))
-        out["thin_folds"].append(block(u, oof_thin[test], test, thr))
-    everything = np.ones(n, bool)
-    shipped = u.threshold(oof, everything)
-    out["cv"] = _pooled(u, oof, out["cv_folds"], shipped)
-    out["labs_thinned"] = _pooled(u, oof_thin, out["thin_folds"], shipped)
     row_unit = u.rows_of(unit)
+    other = {}
     for a, b in ((1, 2), (2, 1)):
-        train, test = row_unit == a, row_unit == b
-        model = fit(train)
-        thr = u.threshold(oof[train], train)
-        out[f"unit{a}->unit{b}"] = block(u, predict(model, test, False), test, thr)
+        other[f"unit{a}->unit{b}"] = predict(fit(row_unit == a), row_unit == b, False)
         log(f"  unit{a}->unit{b} done")
-    names = ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1")
+    return ShiftPredictions(oof, oof_thin, other), models
+
+
+def figures(u: Utility, pred: ShiftPredictions, patient_fold: np.ndarray, unit: np.ndarray) -> dict[str, Any]:
+    """Every shift block of one score (nested thresholds for CV and thinned labs; the training unit's
+    OOF threshold for the other unit)."""
+    row_fold = u.rows_of(patient_fold)
+    out: dict[str, Any] = {"cv_folds": [], "thin_folds": []}
+    for f in range(int(patient_fold.max()) + 1):
+        test = row_fold == f
+        thr = u.threshold(pred.oof[~test], ~test)
+        out["cv_folds"].append(block(u, pred.oof[test], test, thr))
+        out["thin_folds"].append(block(u, pred.oof_thin[test], test, thr))
+    shipped = u.threshold(pred.oof, np.ones(len(pred.oof), bool))
+    out["cv"] = _pooled(u, pred.oof, out["cv_folds"], shipped)
+    out["labs_thinned"] = _pooled(u, pred.oof_thin, out["thin_folds"], shipped)
+    row_unit = u.rows_of(unit)
+    for name, scores in pred.other_unit.items():
+        a, b = int(name[4]), int(name[-1])
+        train, test = row_unit == a, row_unit == b
+        out[name] = block(u, scores, test, u.threshold(pred.oof[train], train))
+    names = ("cv", "labs_thinned", *pred.other_unit)
     out["worst"] = {m: min(out[s][m] for s in names) for m in ("auroc", "utility")}
-    return out, oof
+    return out
+
+
+def run_shift_tests(
+    u: Utility, patient_fold: np.ndarray, unit: np.ndarray, fit: Fit, predict: Predict, log=print
+) -> tuple[dict[str, Any], np.ndarray]:  # type: ignore[no-untyped-def]
+    """Every shift test for one model recipe: (figures, OOF scores of every row)."""
+    pred, _ = predict_shifts(u, patient_fold, unit, fit, predict, log)
+    return figures(u, pred, patient_fold, unit), pred.oof
 
 
 def _pooled(u: Utility, score: np.ndarray, folds: list[dict[str, float]], shipped: float) -> dict[str, float]:
