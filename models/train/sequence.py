@@ -17,9 +17,12 @@ from torch import nn
 from vigil.models.stay_features import N_SEQUENCE_INPUTS
 
 HIDDEN = 32
-EPOCHS = 6
+EPOCHS = 4
 BATCH_STAYS = 128
 LR = 3e-3
+# Each epoch sees every stay with a positive hour and a fresh third of the others (their weights x3):
+# the same expected loss at ~40 % of the cost on 2 cores.
+NEGATIVE_STAY_SHARE = 0.33
 
 
 class StepGRU(nn.Module):
@@ -76,13 +79,18 @@ def fit(
     torch.manual_seed(seed)
     model = StepGRU()
     opt = torch.optim.Adam(model.parameters(), lr=LR)
-    lengths = (offsets[stays + 1] - offsets[stays]).astype(np.int64)
+    positive = np.array([y[offsets[p] : offsets[p + 1]].any() for p in stays])
+    w = np.where(
+        np.repeat(np.isin(np.arange(len(offsets) - 1), stays[~positive]), np.diff(offsets)), w / NEGATIVE_STAY_SHARE, w
+    )
     for epoch in range(EPOCHS):
         for g in opt.param_groups:
             g["lr"] = LR * (0.6**epoch)
         total = weight = 0.0
+        chosen = stays[positive | (rng.random(len(stays)) < NEGATIVE_STAY_SHARE)]
+        lengths = (offsets[chosen + 1] - offsets[chosen]).astype(np.int64)
         for batch in _batches(lengths, rng):
-            xb, yb, wb = _pad(seq, y, w, offsets, stays[batch])
+            xb, yb, wb = _pad(seq, y, w, offsets, chosen[batch])
             logit = model(xb)
             loss = (nn.functional.binary_cross_entropy_with_logits(logit, yb, reduction="none") * wb).sum()
             opt.zero_grad()
