@@ -78,7 +78,7 @@ def train_command(
     if interpreter is None:
         console.print(
             "[red]no training environment[/]: create one with\n"
-            "  python -m venv .venv-train && .venv-train/bin/pip install -e '.[train]' scikit-learn\n"
+            "  python -m venv .venv-train && .venv-train/bin/pip install -e '.[train]'\n"
             "then run `vigil train` again (or `.venv-train/bin/python -m vigil.models.train`)."
         )
         raise typer.Exit(2)
