@@ -2,7 +2,8 @@
 
     .venv-train/bin/python -m vigil.models.train.screen --config full --config no_missingness --seed 1
 
-Results are appended as JSON lines to ``~/.cache/vigil/screen.jsonl`` (one per config and seed).
+Results are appended as JSON lines to ``~/.cache/vigil/screen.jsonl`` (one per config and seed);
+``--record models/artifacts/stepping/metrics.json`` copies them into the bundle's metrics (the card).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, action="append", default=[])
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--out", default=str(data.CACHE_DIR / "screen.jsonl"))
+    ap.add_argument("--record", type=Path, help="copy the screening results into this metrics.json and stop")
     args = ap.parse_args(argv)
+    if args.record:
+        metrics = json.loads(args.record.read_text())
+        metrics["screen"] = [json.loads(line) for line in Path(args.out).read_text().splitlines() if line.strip()]
+        args.record.write_text(json.dumps(metrics, indent=2) + "\n")
+        return 0
     c = data.load_cohort()
     x, _ = cohort_features.cohort_matrices(c, "setA")
     y, w = labels.utility_targets(c.labels, c.lengths)
