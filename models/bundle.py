@@ -38,6 +38,15 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def model_score(meta: Mapping[str, Any], name: ModelName, p: float, top: list[FeatureContribution]) -> ModelScore:
+    """One model's published score from its manifest entry (version, threshold)."""
+    thr = float(meta["threshold"])
+    p = float(min(max(p, 0.0), 1.0))
+    return ModelScore(
+        model=name, version=str(meta["version"]), probability=p, threshold=thr, positive=p >= thr, top_features=top
+    )
+
+
 @dataclass(frozen=True)
 class StayRisk:
     """Per-hour probabilities of one stay."""
@@ -129,12 +138,7 @@ class SteppingBundle:
         return scores, new
 
     def _score(self, name: ModelName, p: float, top: list[FeatureContribution]) -> ModelScore:
-        meta = self.manifest["models"][name]
-        thr = float(meta["threshold"])
-        p = float(min(max(p, 0.0), 1.0))
-        return ModelScore(
-            model=name, version=str(meta["version"]), probability=p, threshold=thr, positive=p >= thr, top_features=top
-        )
+        return model_score(self.manifest["models"][name], name, p, top)
 
     def explain(self, feats: np.ndarray) -> list[list[FeatureContribution]]:
         """Tree contributions (log-odds), physiology first: the features that only say how often or how

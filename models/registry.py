@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from vigil.models.bundle import ModelName, StayRisk, model_score
 from vigil.models.features import (
     DYNAMIC_CODES,
     FEATURE_NAMES,
@@ -47,7 +48,6 @@ from vigil.schemas.scores import FeatureContribution, ModelScore
 
 DEFAULT_BUCKETS: tuple[int, ...] = (1, 8, 32, 64, 256)
 TOP_K = 5
-ModelName = Literal["sepsis_diagnosis", "deterioration", "combined"]
 
 # Occlusion groups for the sequence model: single vitals, lab panels, demographics.
 OCCLUSION_GROUPS: dict[str, tuple[str, ...]] = {
@@ -77,15 +77,6 @@ class BundleScore:
 
     def by_model(self, name: str) -> ModelScore:
         return next(s for s in self.scores if s.model == name)
-
-
-@dataclass(frozen=True)
-class StayRisk:
-    """Per-hour probabilities for a whole stay (offline prediction)."""
-
-    diagnosis: np.ndarray
-    deterioration: np.ndarray
-    combined: np.ndarray
 
 
 @dataclass
@@ -194,17 +185,7 @@ class ModelBundle:
         return out
 
     def _model_score(self, name: ModelName, p: float, top: list[FeatureContribution]) -> ModelScore:
-        meta = self._meta(name)
-        thr = float(meta["threshold"])
-        p = float(min(max(p, 0.0), 1.0))
-        return ModelScore(
-            model=name,
-            version=str(meta["version"]),
-            probability=p,
-            threshold=thr,
-            positive=p >= thr,
-            top_features=top,
-        )
+        return model_score(self._meta(name), name, p, top)
 
     def _explain_diagnosis(self, feats: np.ndarray) -> list[list[FeatureContribution]]:
         contrib, _ = tree_contributions(self.tree_table, feats)
