@@ -16,9 +16,10 @@ from vigil.agents.runtime import Publisher
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import DriftSettings
-from vigil.models.bundle_step import StepBundle, StepOutcome
-from vigil.models.drift import PSI_DRIFTED, DriftMonitor, WardDriftReport
+from vigil.models.bundle import SteppingBundle
+from vigil.models.drift import PSI_DRIFTED, REFERENCE_FILE, DriftMonitor, DriftReference, WardDriftReport
 from vigil.models.stay_features import TREE_FEATURES
+from vigil.models.stream_step import StepOutcome
 from vigil.schemas.codes import DYNAMIC_CODES
 from vigil.schemas.drift import DriftInput, WardDrift
 
@@ -34,11 +35,16 @@ class WardDriftTracker:
         self._published: dict[str, float] = {}
 
     @classmethod
-    def for_bundle(cls, bundle: StepBundle | None, settings: DriftSettings) -> WardDriftTracker | None:
-        if bundle is None or bundle.reference is None or not settings.enabled:
+    def for_bundle(cls, bundle: SteppingBundle | None, settings: DriftSettings) -> WardDriftTracker | None:
+        """A tracker when drift is enabled and the bundle has its training reference beside it."""
+        if bundle is None:
+            return None
+        path = bundle.artifacts_dir / REFERENCE_FILE
+        if not settings.enabled or not path.exists():
+            log.warning("drift.off", reason="disabled" if path.exists() else "no training reference")
             return None
         monitor = DriftMonitor.for_inputs(
-            bundle.reference,
+            DriftReference.load(path),
             DYNAMIC_CODES,
             TREE_FEATURES,
             window_hours=settings.window_hours,

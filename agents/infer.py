@@ -15,10 +15,9 @@ from vigil.agents.app import scores_topic
 from vigil.agents.runtime import Publisher, runtime
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
-from vigil.models.bundle_step import StepOutcome, StepRequest
 from vigil.models.scoring import PendingUpdate, build_risk_score
 from vigil.models.stepping import StayCarry
-from vigil.models.stream_step import step_request
+from vigil.models.stream_step import StepOutcome, StepRequest, step_request
 from vigil.models.window import LateEvent, PatientWindow
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent

@@ -18,7 +18,9 @@ from vigil.infra.redis import PatientStore, RedisHealth
 from vigil.infra.settings import get_settings
 from vigil.models.alerting import AlertPolicy
 from vigil.models.batching import DynamicBatcher
-from vigil.models.bundle_step import StepBundle, StepOutcome, StepRequest, load_step_bundle
+from vigil.models.bundle import SteppingBundle
+from vigil.models.step_session import StepSession
+from vigil.models.stream_step import StepOutcome, StepRequest, advance, load_served_bundle
 from vigil.schemas.deadletter import DeadLetter, Rejected, Source
 from vigil.schemas.scores import ModelScore
 
@@ -33,6 +35,7 @@ class Runtime:
         # credentials: from settings, else the embedded secure stack's secrets (PatientStore)
         self.store = PatientStore(self._redis_url(), settings.redis.ttl_s, self.health)
         self.bundle = _load_bundle()
+        self.runner = StepSession(self.bundle.step_session, self.bundle.hidden) if self.bundle else None
         # one call of the bundle per coalesced batch of patients, in a thread off the event loop
         self.batcher: DynamicBatcher[StepRequest, StepOutcome] = DynamicBatcher(
             self._advance,
@@ -54,8 +57,8 @@ class Runtime:
         return s.url or f"redis://127.0.0.1:{s.embedded_port}/0"
 
     def _advance(self, requests: Sequence[StepRequest]) -> list[StepOutcome]:
-        assert self.bundle is not None
-        return self.bundle.advance(requests, explain=self.settings.batch.explain != "none")
+        assert self.bundle is not None and self.runner is not None
+        return advance(self.bundle, self.runner, requests, explain=self.settings.batch.explain != "none")
 
     def explain_fully(self, window: np.ndarray, static: dict[str, float]) -> list[ModelScore]:
         """Extra explanation when an alert opens. The stepping bundle's scores already carry the tree
@@ -69,9 +72,9 @@ def _observe_batch(size: int, seconds: float) -> None:
     metrics.INFERENCE_SECONDS.observe(seconds)
 
 
-def _load_bundle() -> StepBundle | None:
+def _load_bundle() -> SteppingBundle | None:
     try:
-        bundle = load_step_bundle(intra_op_threads=get_settings().batch.intra_op_threads)
+        bundle = load_served_bundle(intra_op_threads=get_settings().batch.intra_op_threads)
     except Exception as exc:  # no artifacts: serve rule scores, say so loudly
         log.warning("models.unavailable", reason=type(exc).__name__, detail=str(exc)[:200])
         return None
@@ -79,8 +82,8 @@ def _load_bundle() -> StepBundle | None:
         "models.loaded",
         version=bundle.version,
         threshold=bundle.combined_threshold,
-        providers=bundle.providers,
-        drift_reference=bundle.reference is not None,
+        providers=bundle.step_session.get_providers(),
+        artifacts=bundle.artifacts_dir.name,
     )
     return bundle
 

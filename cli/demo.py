@@ -127,7 +127,7 @@ def start_dashboard(settings: Settings, info: StackInfo, port: int, console: Con
     once and kept in <home>/demo-credentials.txt (0600)."""
     from vigil.agents.web.app import create_app
     from vigil.agents.web.auth import add_user, load_users
-    from vigil.agents.web.feed import KafkaWardFeed
+    from vigil.agents.web.kafka_feed import KafkaWardFeed
     from vigil.agents.web.server import ServerThread
 
     users_file = settings.home / "demo-users.json"

@@ -47,7 +47,7 @@ def serve(
 
     from vigil.agents.web.app import create_app
     from vigil.agents.web.auth import load_users
-    from vigil.agents.web.feed import KafkaWardFeed
+    from vigil.agents.web.kafka_feed import KafkaWardFeed
     from vigil.infra.logging import configure_logging
 
     configure_logging()

@@ -28,7 +28,7 @@ from typing import Any, Final
 
 import numpy as np
 
-REFERENCE_FILE: Final[str] = "drift_reference.json"
+REFERENCE_FILE: Final[str] = "training_reference.json"
 PSI_DRIFTED: Final[float] = 0.25
 N_BINS: Final[int] = 10  # deciles of the reference, plus a "missing" bin
 _FLOOR: Final[float] = 1e-4  # empty bins: PSI is undefined at 0, floor both shares (common practice)
@@ -44,28 +44,39 @@ def psi(expected: np.ndarray, observed: np.ndarray) -> np.ndarray:
 
 
 def bin_values(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Bin index per value: 0..len(edges) by the inner edges, len(edges)+1 for NaN (missing)."""
-    idx = np.searchsorted(edges, values, side="right")
+    """Bin index per value: i for edges[i-1] < v <= edges[i] (0..len(edges)), len(edges)+1 for NaN."""
+    idx = np.searchsorted(edges, values, side="left")
     return np.where(np.isnan(values), len(edges) + 1, idx)
 
 
 @dataclass(frozen=True)
 class FeatureReference:
     name: str
-    edges: np.ndarray  # inner bin edges (reference quantiles)
+    edges: np.ndarray  # inner bin edges (reference deciles)
     shares: np.ndarray  # [len(edges) + 2]: one per bin, the last = missing
+
+
+def _shares_from_deciles(deciles: np.ndarray, missing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bins and shares from deciles alone (a reference written without bin shares): each decile
+    interval holds a tenth of the measured values; tied deciles merge their intervals."""
+    edges = np.unique(deciles[1:-1])
+    cdf = np.array([np.flatnonzero(deciles[1:-1] <= e).max() + 1 for e in edges], np.float64) / 10.0
+    if len(edges) and deciles[-1] == edges[-1]:
+        cdf[-1] = 1.0  # the top decile is a point mass at the maximum
+    inner = np.diff(np.r_[0.0, cdf, 1.0]) * (1.0 - missing)
+    return edges, np.r_[inner, missing]
 
 
 @dataclass(frozen=True)
 class DriftReference:
-    """The training cohort's input profile (JSON beside the model artifacts)."""
+    """The training cohort's input profile (``training_reference.json`` beside the model artifacts:
+    measurement rate per variable, deciles of the top features with the share of each bin)."""
 
     source: str
     patient_hours: int
     variables: list[str]  # measured-share variables, in this order
     measured_share: np.ndarray  # [V]
     features: list[FeatureReference]
-    version: int = 1
 
     @classmethod
     def build(
@@ -75,15 +86,14 @@ class DriftReference:
         variables: Sequence[str],
         feature_names: Sequence[str],
         source: str,
-        n_bins: int = N_BINS,
     ) -> DriftReference:
         """From the cohort's patient-hours: ``measured`` [N, V] bool, ``values`` [N, K] feature values."""
         feats = []
         for k, name in enumerate(feature_names):
             col = values[:, k].astype(np.float64)
             seen = col[~np.isnan(col)]
-            qs = np.quantile(seen, np.arange(1, n_bins) / n_bins) if len(seen) else np.zeros(0)
-            edges = np.unique(qs)  # a discrete feature may have fewer distinct edges
+            deciles = np.quantile(seen, np.linspace(0, 1, N_BINS + 1)) if len(seen) else np.zeros(0)
+            edges = np.unique(deciles[1:-1])
             counts = np.bincount(bin_values(col, edges), minlength=len(edges) + 2)
             feats.append(FeatureReference(name, edges, counts / max(len(col), 1)))
         return cls(source, len(measured), list(variables), measured.mean(0), feats)
@@ -91,12 +101,17 @@ class DriftReference:
     def to_json(self) -> str:
         return json.dumps(
             {
-                "version": self.version,
                 "source": self.source,
                 "patient_hours": self.patient_hours,
-                "measured_share": dict(zip(self.variables, np.round(self.measured_share, 6).tolist(), strict=True)),
-                "features": {
-                    f.name: {"edges": np.round(f.edges, 6).tolist(), "shares": np.round(f.shares, 6).tolist()}
+                "measurement_rate_per_hour": dict(
+                    zip(self.variables, np.round(self.measured_share, 6).tolist(), strict=True)
+                ),
+                "top_feature_quantiles": {
+                    f.name: {
+                        "missing_share": round(float(f.shares[-1]), 6),
+                        "edges": np.round(f.edges, 6).tolist(),
+                        "shares": np.round(f.shares, 6).tolist(),
+                    }
                     for f in self.features
                 },
             },
@@ -105,15 +120,21 @@ class DriftReference:
 
     @classmethod
     def from_json(cls, text: str) -> DriftReference:
+        """The reference as training writes it (``models.train.reference``); bin shares when stored,
+        else derived from the deciles."""
         data: dict[str, Any] = json.loads(text)
-        if data.get("version") != 1:
-            raise ValueError(f"unknown drift reference version {data.get('version')}")
-        shares = data["measured_share"]
-        feats = [
-            FeatureReference(name, np.asarray(f["edges"], np.float64), np.asarray(f["shares"], np.float64))
-            for name, f in data["features"].items()
-        ]
-        return cls(data["source"], int(data["patient_hours"]), list(shares), np.asarray(list(shares.values())), feats)
+        rates = data["measurement_rate_per_hour"]
+        feats = []
+        for name, f in data["top_feature_quantiles"].items():
+            if "shares" in f:
+                edges, shares = np.asarray(f["edges"], np.float64), np.asarray(f["shares"], np.float64)
+            elif f.get("deciles"):
+                edges, shares = _shares_from_deciles(np.asarray(f["deciles"], np.float64), float(f["missing_share"]))
+            else:
+                continue  # never measured in training: no distribution to compare with
+            feats.append(FeatureReference(name, edges, shares))
+        hours = int(data.get("patient_hours", 0))
+        return cls(data.get("source", ""), hours, list(rates), np.asarray(list(rates.values()), np.float64), feats)
 
     @classmethod
     def load(cls, path: Path) -> DriftReference:

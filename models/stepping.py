@@ -40,6 +40,7 @@ import numpy as np
 
 from vigil.models.aggregates import N_VARS, Aggregates, AggregateSeries, scan
 from vigil.models.stay_features import sequence_inputs, tree_features
+from vigil.models.window import PatientWindow
 
 WINDOW_HOURS = 48
 StepFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -213,12 +214,9 @@ def advance_many(
     return feats, np.array([f[1] for f in finished], np.float32), [f[0] for f in finished]
 
 
-def window_rows(window: object, carry: StayCarry) -> tuple[np.ndarray, int, int | None]:
+def window_rows(window: PatientWindow, carry: StayCarry) -> tuple[np.ndarray, int, int | None]:
     """(rows from the carry's boundary to the window's newest hour, that hour, changed_from) of a
-    ``models.window.PatientWindow`` whose events of this batch are applied."""
-    from vigil.models.window import PatientWindow
-
-    assert isinstance(window, PatientWindow)
+    window whose events of this batch are applied."""
     last = window.last_hour
     rows = np.full((last - carry.boundary + 1, N_VARS), np.nan, np.float32)
     for source in (window.evicted, window.rows):

@@ -1,12 +1,11 @@
 """The dashboard and HTTP intake app: ``create_app(settings, feed=None)``.
 
-Routes
-  /healthz, /readyz, /metrics            no auth (liveness, readiness, Prometheus text)
-  /login (GET, POST), /logout (POST)     sign-in; everything below needs a session
-  /                                      the ward page (303 to /login without a session)
-  /api/state, /api/stream                initial ward state (JSON) and live updates (server-sent events)
-  /api/alerts/{alert_id}/ack             acknowledge/resolve: clinician role + CSRF token -> vigil.alerts.acks
-  /fhir/Observation, /fhir               FHIR R4 intake (bearer token) -> vigil.events.raw / vigil.deadletter
+Routers (``routes/``), each on its own job; shared request dependencies in ``deps.py``:
+  ops      /healthz, /readyz, /metrics            no auth (liveness, readiness, Prometheus text)
+  signin   /login (GET, POST), /logout (POST)     sign-in; everything below needs a session
+  ward     /, /api/state, /api/stream             the ward page, its state (JSON) and live updates (SSE)
+  acks     /api/alerts/{alert_id}/ack             acknowledge/resolve: clinician + CSRF -> vigil.alerts.acks
+  fhir     /fhir/Observation, /fhir               FHIR R4 intake (bearer token) -> vigil.events.raw / deadletter
 
 No patient identifier is ever in a URL (rows and alerts are addressed by opaque ids) or in a log line
 (patients are logged as ``patient_hash``).
@@ -15,53 +14,20 @@ No patient identifier is ever in a URL (rows and alerts are addressed by opaque 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import html
-import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import (
-    FileResponse,
-    HTMLResponse,
-    JSONResponse,
-    RedirectResponse,
-    Response,
-    StreamingResponse,
-)
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-import vigil.infra.metrics  # noqa: F401 - registers the shared vigil_* metrics in this process
-from vigil.agents.web import metrics
-from vigil.agents.web.auth import (
-    CSRF_HEADER,
-    LOGIN_CSRF_COOKIE,
-    SESSION_COOKIE,
-    SESSION_MAX_AGE_S,
-    Authenticator,
-    Session,
-    User,
-    load_users,
-)
-from vigil.agents.web.feed import KafkaWardFeed, WardFeed
-from vigil.infra.logging import get_logger, patient_hash
+from vigil.agents.web.auth import Authenticator, User, load_users
+from vigil.agents.web.feed import WardFeed
+from vigil.agents.web.routes import acks, fhir, ops, signin, ward
+from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings, get_settings
-from vigil.schemas import topics
-from vigil.schemas.alerts import AlertAck
-from vigil.schemas.codecs.fhir import MAX_PAYLOAD_BYTES, decode_fhir
-from vigil.schemas.codecs.fhir_out import operation_outcome
-from vigil.schemas.deadletter import DeadLetter, Source
-
-STATIC = Path(__file__).parent / "static"
-FHIR_JSON = "application/fhir+json"
-SSE_KEEPALIVE_S = 15.0
 
 log = get_logger("vigil.web")
 
@@ -75,22 +41,7 @@ SECURITY_HEADERS = {
     # same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on form posts
     "Referrer-Policy": "same-origin",
 }
-
-
-class AckRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    action: Literal["acknowledge", "resolve"] = "acknowledge"
-    note: str | None = Field(default=None, max_length=500)
-
-
-class _VigilMetricsOnly:
-    """The Prometheus registry filtered to ``vigil_*`` families (no process_/python_ collectors)."""
-
-    def collect(self) -> Iterator[Any]:
-        for family in REGISTRY.collect():
-            if family.name.startswith("vigil_"):
-                yield family
+NO_STORE_PREFIXES = ("/api/", "/login", "/fhir", "/patient")
 
 
 def create_app(
@@ -102,7 +53,11 @@ def create_app(
     cookie_secure: bool = False,
 ) -> FastAPI:
     settings = settings or get_settings()
-    ward_feed = feed if feed is not None else KafkaWardFeed(settings)
+    if feed is None:
+        from vigil.agents.web.kafka_feed import KafkaWardFeed
+
+        feed = KafkaWardFeed(settings)
+    ward_feed = feed
     auth = Authenticator(
         users if users is not None else load_users(settings.users_file),
         secret=session_secret,
@@ -120,283 +75,20 @@ def create_app(
             await run_in_threadpool(ward_feed.stop)
 
     app = FastAPI(title="Vigil", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
     app.state.feed = ward_feed
     app.state.auth = auth
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if request.url.path.startswith(("/api/", "/login", "/fhir")) or request.url.path == "/":
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
-    def session_of(request: Request) -> Session | None:
-        return auth.session(request.cookies.get(SESSION_COOKIE))
-
-    def same_origin(request: Request) -> bool:
-        # defence in depth beside the CSRF token: a browser always sends Origin on a cross-site POST
-        origin = request.headers.get("origin")
-        return origin is None or origin.split("://", 1)[-1] == request.headers.get("host")
-
-    # --- operations ------------------------------------------------------------------------------
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    def readyz() -> JSONResponse:
-        detail = ward_feed.readiness()
-        ready = all(detail.values())
-        return JSONResponse({"ready": ready, **detail}, status_code=200 if ready else 503)
-
-    @app.get("/metrics")
-    def prometheus_metrics() -> Response:
-        return Response(generate_latest(_VigilMetricsOnly()), media_type=CONTENT_TYPE_LATEST)  # type: ignore[arg-type]
-
-    # --- sign-in ---------------------------------------------------------------------------------
-    def login_page(error: str | None = None, status_code: int = 200) -> HTMLResponse:
-        token, cookie = auth.login_csrf()
-        message = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-        body = LOGIN_HTML.replace("{{csrf}}", token).replace("{{message}}", message)
-        response = HTMLResponse(body, status_code=status_code)
-        response.set_cookie(LOGIN_CSRF_COOKIE, cookie, max_age=3600, **auth.cookie_args())
-        return response
-
-    @app.get("/login", response_model=None)
-    def login_form(request: Request) -> Response:
-        if session_of(request):
-            return RedirectResponse("/", status_code=303)
-        return login_page()
-
-    @app.post("/login", response_model=None)
-    async def login(request: Request) -> Response:
-        form = await request.form()
-        username, password = str(form.get("username", "")), str(form.get("password", ""))
-        if not same_origin(request) or not auth.check_login_csrf(
-            request.cookies.get(LOGIN_CSRF_COOKIE), str(form.get("csrf", ""))
-        ):
-            metrics.LOGINS.labels("csrf").inc()
-            return login_page("The sign-in form expired; please try again.", status_code=403)
-        user = await run_in_threadpool(auth.verify, username, password)
-        if user is None:
-            metrics.LOGINS.labels("failed").inc()
-            log.info("login_failed")  # the attempted name is not logged (it may be a password typo)
-            return login_page("Unknown user or wrong password.", status_code=401)
-        token, _ = auth.issue(user)
-        metrics.LOGINS.labels("ok").inc()
-        log.info("login", user=user.username, role=user.role)
-        response = RedirectResponse("/", status_code=303)
-        response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_MAX_AGE_S, **auth.cookie_args())
-        response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
-        return response
-
-    @app.post("/logout", response_model=None)
-    def logout(request: Request) -> Response:
-        session = session_of(request)
-        if session is None:
-            return JSONResponse({"detail": "not signed in"}, status_code=401)
-        if not auth.check_csrf(session, request.headers.get(CSRF_HEADER)):
-            return JSONResponse({"detail": "CSRF token missing or wrong"}, status_code=403)
-        log.info("logout", user=session.username)
-        response = JSONResponse({"signed_out": True})
-        response.delete_cookie(SESSION_COOKIE, path="/")
-        return response
-
-    # --- the ward --------------------------------------------------------------------------------
-    @app.get("/", response_model=None)
-    def index(request: Request) -> Response:
-        if session_of(request) is None:
-            return RedirectResponse("/login", status_code=303)
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    @app.get("/api/state", response_model=None)
-    def state(request: Request) -> Response:
-        session = session_of(request)
-        if session is None:
-            return JSONResponse({"detail": "sign in first"}, status_code=401)
-        return JSONResponse(
-            {
-                "user": session.username,
-                "role": session.role,
-                "csrf": session.csrf,
-                "may_acknowledge": session.may_acknowledge,
-                **ward_feed.model.snapshot(),
-            }
-        )
-
-    @app.get("/api/stream", response_model=None)
-    async def stream(request: Request) -> Response:
-        if session_of(request) is None:
-            return JSONResponse({"detail": "sign in first"}, status_code=401)
-        queue = ward_feed.subscribe()
-
-        async def events() -> AsyncIterator[str]:
-            try:
-                yield "retry: 3000\n\n"
-                while True:
-                    try:
-                        message = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
-                    except TimeoutError:
-                        if await request.is_disconnected():
-                            return
-                        yield ": keepalive\n\n"
-                        continue
-                    if message is None:
-                        return
-                    if "transition" in message:
-                        yield f"event: transition\ndata: {json.dumps(message['transition'])}\n\n"
-                    yield f"event: row\ndata: {json.dumps(message['row'])}\n\n"
-            finally:
-                ward_feed.unsubscribe(queue)
-
-        return StreamingResponse(
-            events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        )
-
-    @app.post("/api/alerts/{alert_id}/ack", response_model=None)
-    async def acknowledge(alert_id: str, request: Request) -> Response:
-        session = session_of(request)
-        if session is None:
-            return JSONResponse({"detail": "sign in first"}, status_code=401)
-        if not same_origin(request) or not auth.check_csrf(session, request.headers.get(CSRF_HEADER)):
-            return JSONResponse({"detail": "CSRF token missing or wrong"}, status_code=403)
-        if not session.may_acknowledge:
-            return JSONResponse({"detail": "the viewer role is read-only"}, status_code=403)
-        try:
-            body = AckRequest.model_validate_json(await request.body() or b"{}")
-        except ValidationError as exc:
-            return JSONResponse({"detail": exc.errors(include_input=False, include_url=False)}, status_code=422)
-        target = ward_feed.model.alert_target(alert_id)
-        if target is None:
-            return JSONResponse({"detail": "no active alert with this id"}, status_code=404)
-        patient_id, _alert = target
-        ack = AlertAck(
-            alert_id=alert_id,
-            patient_id=patient_id,
-            action=body.action,
-            by=session.username,
-            at=datetime.now(UTC),
-            note=body.note,
-        )
-        try:
-            await run_in_threadpool(
-                ward_feed.produce, topics.ALERT_ACKS, patient_id.encode(), ack.model_dump_json().encode()
-            )
-        except Exception as exc:
-            log.error("ack_publish_failed", error=type(exc).__name__, alert_id=alert_id)
-            return JSONResponse({"detail": "could not publish the acknowledgement"}, status_code=503)
-        metrics.ACKS.labels(body.action).inc()
-        # the audit line (the alert agent also writes vigil.audit when it applies the ack)
-        log.info(
-            "alert_ack",
-            user=session.username,
-            role=session.role,
-            action=body.action,
-            alert_id=alert_id,
-            patient_hash=patient_hash(patient_id),
-            at=ack.at.isoformat(),
-        )
-        return JSONResponse(
-            {"alert_id": alert_id, "action": body.action, "by": session.username, "at": ack.at.isoformat()},
-            status_code=202,
-        )
-
-    # --- FHIR intake (issue 7) -------------------------------------------------------------------
-    def bearer_ok(request: Request) -> bool:
-        expected = settings.api_token.get_secret_value() if settings.api_token else ""
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), expected)
-
-    def outcome(status_code: int, body: dict[str, Any]) -> Response:
-        return Response(json.dumps(body), status_code=status_code, media_type=FHIR_JSON)
-
-    def problem(status_code: int, code: str, text: str) -> Response:
-        return outcome(
-            status_code,
-            {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": text}]},
-        )
-
-    async def fhir_intake(request: Request, path: str) -> Response:
-        if not bearer_ok(request):
-            metrics.FHIR_REQUESTS.labels("unauthorized").inc()
-            response = problem(401, "security", "missing or wrong bearer token")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="vigil-fhir"'
-            return response
-        body = await request.body()
-        if len(body) > MAX_PAYLOAD_BYTES:
-            metrics.FHIR_REQUESTS.labels("too_large").inc()
-            return problem(413, "too-costly", f"payload over {MAX_PAYLOAD_BYTES} bytes")
-        result = await run_in_threadpool(decode_fhir, body)
-        records = [(topics.EVENTS_RAW, e.patient_id.encode(), e.model_dump_json().encode()) for e in result.events]
-        now = datetime.now(UTC)
-        records += [
-            (
-                topics.DEADLETTER,
-                b"http-fhir",
-                DeadLetter.of(r.at(Source(topic=f"http:{path}", original=body)), now).model_dump_json().encode(),
-            )
-            for r in result.rejected
-        ]
-        try:
-            if records:
-                await run_in_threadpool(ward_feed.produce_many, records)
-        except Exception as exc:
-            metrics.FHIR_REQUESTS.labels("unavailable").inc()
-            log.error("fhir_publish_failed", error=type(exc).__name__)
-            return problem(503, "transient", "the event stream is unavailable; retry later")
-        metrics.FHIR_EVENTS.inc(len(result.events))
-        summary = operation_outcome(result.rejected)
-        note = f"accepted {len(result.events)} events, rejected {len(result.rejected)}, ignored {len(result.ignored)}"
-        if result.unknown_codes:
-            common = result.unknown_codes.most_common(20)
-            note += "; unknown codes: " + ", ".join(f"{c} x{n}" for c, n in common)
-        if result.rejected or not result.events:
-            summary["issue"].append({"severity": "information", "code": "informational", "diagnostics": note})
-        else:
-            summary["issue"][0]["diagnostics"] = note
-        if not result.events:
-            metrics.FHIR_REQUESTS.labels("rejected").inc()
-            if not result.rejected:
-                summary["issue"].insert(
-                    0,
-                    {
-                        "severity": "error",
-                        "code": "not-found",
-                        "diagnostics": "nothing in the payload maps to a Vigil event",
-                    },
-                )
-            log.info("fhir_rejected", path=path, rejected=len(result.rejected), ignored=len(result.ignored))
-            return outcome(400, summary)
-        metrics.FHIR_REQUESTS.labels("accepted").inc()
-        log.info("fhir_accepted", path=path, events=len(result.events), rejected=len(result.rejected))
-        return outcome(201 if not result.rejected else 200, summary)
-
-    @app.post("/fhir/Observation", response_model=None)
-    async def fhir_observation(request: Request) -> Response:
-        return await fhir_intake(request, "/fhir/Observation")
-
-    @app.post("/fhir", response_model=None)
-    async def fhir_bundle(request: Request) -> Response:
-        return await fhir_intake(request, "/fhir")
-
+    app.mount("/static", StaticFiles(directory=ward.STATIC), name="static")
+    app.middleware("http")(security_headers)
+    for module in (ops, signin, ward, acks, fhir):
+        app.include_router(module.router)
     return app
 
 
-LOGIN_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Vigil · sign in</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="/static/style.css"></head>
-<body class="login"><main class="login-box">
-<h1>Vigil</h1><p class="muted">Clinical early warning · sign in</p>
-{{message}}
-<form method="post" action="/login" autocomplete="on">
-<input type="hidden" name="csrf" value="{{csrf}}">
-<label>User <input name="username" id="username" autocomplete="username" required autofocus></label>
-<label>Password <input name="password" id="password" type="password" autocomplete="current-password" required>
-</label>
-<button type="submit" id="signin">Sign in</button>
-</form></main></body></html>
-"""
+async def security_headers(request: Request, call_next: Any) -> Response:
+    response: Response = await call_next(request)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.url.path.startswith(NO_STORE_PREFIXES) or request.url.path == "/":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response

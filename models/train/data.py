@@ -136,3 +136,20 @@ def grouped_folds(c: Cohort, k: int, seed: int) -> np.ndarray:
         perm = rng.permutation(group)
         fold[perm] = np.arange(len(perm)) % k
     return fold
+
+
+def subsample(c: Cohort, n: int, seed: int) -> Cohort:
+    """A seeded random subset of ``n`` stays (quick runs)."""
+    keep = np.sort(np.random.default_rng(seed).choice(len(c.lengths), n, replace=False))
+    o = c.offsets
+    rows = np.concatenate([np.arange(o[p], o[p + 1]) for p in keep])
+    return Cohort(
+        c.matrix[rows],
+        c.labels[rows],
+        c.lengths[keep],
+        c.age[keep],
+        c.gender[keep],
+        c.names[keep],
+        {k: v[rows] for k, v in c.rules.items()},
+        None if c.unit is None else c.unit[keep],
+    )

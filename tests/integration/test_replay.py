@@ -20,7 +20,7 @@ DATA = Path(__file__).parents[3] / "shared" / "data" / "physionet2019"
 
 @pytest.mark.skipif(not DATA.exists(), reason="PhysioNet set A not present beside the checkout")
 def test_replay_matches_offline_prediction(stack, stack_settings: Settings, tmp_path: Path) -> None:
-    pytest.importorskip("vigil.models.bundle_step").load_step_bundle()  # the served bundle must load
+    pytest.importorskip("vigil.models.stream_step").load_served_bundle()  # the served bundle must load
     source = ensure_dataset(DATA, default_home())
     picked = tmp_path / "stays"
     picked.mkdir()

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import unique_patient, wait_for
 from vigil.infra.redis import carry_key, window_key
-from vigil.models.bundle_step import load_step_bundle
+from vigil.models.stream_step import load_served_bundle
 from vigil.schemas import topics
 from vigil.schemas.codes import DYNAMIC_CODES, canonical_unit
 from vigil.schemas.events import PatientEvent
@@ -100,7 +100,7 @@ def test_hours_are_stepped_once_and_a_late_event_replays(stack, shared_worker, p
     per_hour = [sum(s["hour"] == h for s in provisional) for h in range(HOURS)]
     assert min(per_hour) >= 2  # at least one per batch inside the hour (Kafka may split a send in two)
 
-    bundle = load_step_bundle(prefer_gpu=False)
+    bundle = load_served_bundle(prefer_gpu=False)
     known = rows.copy()
     before = bundle.stay_risks([known], [{}])[0].combined
     known[50, DYNAMIC_CODES.index("TroponinI")] = 9.0

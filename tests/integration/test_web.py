@@ -105,7 +105,7 @@ class SseReader:
 def web(stack, shared_worker, tmp_path_factory) -> Iterator[str]:
     from vigil.agents.web.app import create_app
     from vigil.agents.web.auth import add_user, load_users
-    from vigil.agents.web.feed import KafkaWardFeed
+    from vigil.agents.web.kafka_feed import KafkaWardFeed
     from vigil.agents.web.server import ServerThread
     from vigil.infra.settings import KafkaSettings, RedisSettings, Settings
 

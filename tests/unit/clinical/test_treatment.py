@@ -14,11 +14,11 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from vigil.cli.plan import register
-from vigil.models import treatment as tr
 from vigil.models.treatment import (
     WEIGHTS,
     apply_suggestion,
     evaluate_plan,
+    optimizer,
     required_observation_interval_min,
     score_patient_care,
     score_plan,
@@ -377,8 +377,8 @@ def _check_suggestions(p: TreatmentPlan) -> None:
     for s in suggest_changes(p):
         # the gain is exactly score(after) - score(before), and it is the best single change
         best = max(
-            round(score_plan(tr._with_change(current, c.item, c.replaces), suggest=False).score - before, 1)
-            for c in tr._candidates(current, 0.0)
+            round(score_plan(optimizer.with_change(current, c.item, c.replaces), suggest=False).score - before, 1)
+            for c in optimizer.candidates(current, 0.0)
         )
         current = apply_suggestion(current, s)
         after = score_plan(current, suggest=False).score
@@ -388,8 +388,8 @@ def _check_suggestions(p: TreatmentPlan) -> None:
         before = after
     # greedy stops only when no single change helps
     assert all(
-        score_plan(tr._with_change(current, c.item, c.replaces), suggest=False).score <= before
-        for c in tr._candidates(current, 0.0)
+        score_plan(optimizer.with_change(current, c.item, c.replaces), suggest=False).score <= before
+        for c in optimizer.candidates(current, 0.0)
     )
 
 

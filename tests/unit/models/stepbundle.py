@@ -12,7 +12,7 @@ import numpy as np
 from synthetic import synthetic_stay
 
 from vigil.models.drift import REFERENCE_FILE, DriftReference
-from vigil.models.stay_features import N_SEQUENCE_INPUTS, SEQUENCE_INPUTS, TREE_FEATURES, USED_CODES
+from vigil.models.stay_features import N_SEQUENCE_INPUTS, SEQUENCE_INPUTS, TREE_FEATURES
 from vigil.models.stepping import stay_inputs
 from vigil.models.train import trees
 from vigil.models.train.step_graph import GruWeights, step_model
@@ -42,19 +42,17 @@ def build_test_bundle(out: Path, seed: int = 0) -> Path:
     np.savez_compressed(out / "trees.npz", **trees.tree_table(booster))
     weights = GruWeights.random(N_SEQUENCE_INPUTS, HIDDEN, seed)
     (out / "step.onnx").write_bytes(step_model(weights, N_SEQUENCE_INPUTS).SerializeToString())
-    used = [DYNAMIC_CODES.index(c) for c in USED_CODES]
     top = ["HR_last", "Resp_last", "icu_hours"]
     ref = DriftReference.build(
-        ~np.isnan(r[:, used]), x[:, [TREE_FEATURES.index(f) for f in top]], USED_CODES, top, "synthetic test stays"
+        ~np.isnan(r), x[:, [TREE_FEATURES.index(f) for f in top]], DYNAMIC_CODES, top, "synthetic test stays"
     )
     (out / REFERENCE_FILE).write_text(ref.to_json())
     files = ["trees.onnx", "trees.npz", "step.onnx", REFERENCE_FILE]
     manifest = {
-        "serving": "stepping",
+        "format": "stepping-v2",
         "version": "test-0",
         "tree_features": TREE_FEATURES,
         "sequence_inputs": SEQUENCE_INPUTS,
-        "hidden": HIDDEN,
         "models": {
             "sepsis_diagnosis": {
                 "file": "trees.onnx",
@@ -62,10 +60,14 @@ def build_test_bundle(out: Path, seed: int = 0) -> Path:
                 "version": "test-0",
                 "threshold": 0.5,
             },
-            "deterioration": {"file": "step.onnx", "version": "test-0", "threshold": 0.5},
-            "combined": {"combiner": "mean", "version": "test-0", "threshold": 0.5},
+            "deterioration": {"file": "step.onnx", "hidden": HIDDEN, "version": "test-0", "threshold": 0.5},
+            "combined": {
+                "stacker": {"tree": 0.6, "sequence": 0.4, "bias": -0.2},
+                "calibration": {"x": [0.0, 0.3, 1.0], "y": [0.0, 0.2, 1.0]},
+                "version": "test-0",
+                "threshold": 0.5,
+            },
         },
-        "drift_reference": REFERENCE_FILE,
         "files": {f: {"sha256": hashlib.sha256((out / f).read_bytes()).hexdigest()} for f in files},
     }
     (out / "manifest.json").write_text(json.dumps(manifest))

@@ -8,11 +8,11 @@ import numpy as np
 import typer
 from typer.testing import CliRunner
 
-from vigil.models.bundle_step import stepping_dir
 from vigil.models.offline import evaluate_dir, predict_dir, read_psv
 from vigil.models.registry import load_manifest
+from vigil.models.stream_step import served_bundle_dir
 
-ART = Path(os.environ.get("VIGIL_TEST_ARTIFACTS", stepping_dir()))
+ART = Path(os.environ.get("VIGIL_TEST_ARTIFACTS", served_bundle_dir()))
 
 
 def test_read_psv(psv_dir: Path) -> None:

@@ -6,7 +6,8 @@ import asyncio
 
 from web_builders import alert, risk_score
 
-from vigil.agents.web.feed import WardFeed, WardModel, colour_band
+from vigil.agents.web.feed import WardFeed
+from vigil.agents.web.ward import WardModel, colour_band
 from vigil.schemas import topics
 from vigil.schemas.alerts import AlertExplanation
 from vigil.schemas.treatment import CareItemResult, TreatmentScore

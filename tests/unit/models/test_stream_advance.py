@@ -1,11 +1,9 @@
-"""The stepping bundle: the stream's batches (window + carry through bytes, provisional and final
-scores) equal ``vigil predict``'s offline stepping on every closed hour; late events replay; the
-manifest is checked."""
+"""The stream's stepping (``models.stream_step.advance``): batches (window + carry through bytes,
+provisional and final scores, the one-step graph run with IOBinding) equal ``vigil predict``'s
+offline stepping of the bundle on every closed hour; late events replay."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,9 +12,10 @@ import pytest
 from stepbundle import STATIC, build_test_bundle
 from synthetic import synthetic_stay
 
-from vigil.models.bundle_step import StepBundle, StepRequest, load_step_bundle
-from vigil.models.registry import ArtifactIntegrityError
+from vigil.models.bundle import SteppingBundle, load_stepping_bundle
+from vigil.models.step_session import StepSession
 from vigil.models.stepping import StayCarry, window_rows
+from vigil.models.stream_step import StepRequest, advance, load_served_bundle
 from vigil.models.window import PatientWindow
 from vigil.schemas.codes import DYNAMIC_CODES
 from vigil.schemas.events import PatientEvent
@@ -31,8 +30,12 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bundle(bundle_dir: Path) -> StepBundle:
-    return load_step_bundle(bundle_dir, prefer_gpu=False)
+def bundle(bundle_dir: Path) -> SteppingBundle:
+    return load_stepping_bundle(bundle_dir, prefer_gpu=False)
+
+
+def run(bundle: SteppingBundle, requests: list[StepRequest]):  # type: ignore[no-untyped-def]
+    return advance(bundle, StepSession(bundle.step_session, bundle.hidden), requests)
 
 
 def stay(seed: int, hours: int) -> np.ndarray:
@@ -59,7 +62,7 @@ class Stream:
     """The worker's cycle for many patients: load window + carry bytes, apply a batch, advance every
     touched patient in one call, keep the scores, save both blobs."""
 
-    def __init__(self, bundle: StepBundle) -> None:
+    def __init__(self, bundle: SteppingBundle) -> None:
         self.bundle = bundle
         self.blobs: dict[str, tuple[bytes, bytes]] = {}
         self.provisional: dict[tuple[str, int], list[dict[str, float]]] = {}
@@ -79,7 +82,7 @@ class Stream:
         for pid in pids:
             rows, last, changed = window_rows(windows[pid], carries[pid])
             requests.append(StepRequest(carries[pid], rows, last, STATIC, changed))
-        for pid, out in zip(pids, self.bundle.advance(requests), strict=True):
+        for pid, out in zip(pids, run(self.bundle, requests), strict=True):
             for h in out.closed:
                 assert (pid, h.hour) not in self.final, "an hour is finalized once"
                 self.final[(pid, h.hour)] = {m.model: m.probability for m in h.models}
@@ -88,7 +91,7 @@ class Stream:
             self.blobs[pid] = (windows[pid].to_bytes(), out.carry.to_bytes())
 
 
-def offline(bundle: StepBundle, rows: np.ndarray) -> dict[str, np.ndarray]:
+def offline(bundle: SteppingBundle, rows: np.ndarray) -> dict[str, np.ndarray]:
     risk = bundle.stay_risks([rows], [STATIC])[0]
     return {"sepsis_diagnosis": risk.diagnosis, "deterioration": risk.deterioration, "combined": risk.combined}
 
@@ -105,7 +108,7 @@ def split_hourly(rows: np.ndarray, rng: np.random.Generator, pid: str = "p") -> 
 
 
 @pytest.mark.parametrize("hours", [3, 48, 49, 130])
-def test_final_scores_equal_offline_on_every_closed_hour(bundle: StepBundle, hours: int) -> None:
+def test_final_scores_equal_offline_on_every_closed_hour(bundle: SteppingBundle, hours: int) -> None:
     rows = stay(hours, hours)
     stream = Stream(bundle)
     for b in split_hourly(rows, np.random.default_rng(hours)):
@@ -120,7 +123,7 @@ def test_final_scores_equal_offline_on_every_closed_hour(bundle: StepBundle, hou
         assert abs(last[m] - want[m][hours - 1]) <= 1e-5
 
 
-def test_events_of_several_hours_in_one_batch_finalize_each_hour(bundle: StepBundle) -> None:
+def test_events_of_several_hours_in_one_batch_finalize_each_hour(bundle: SteppingBundle) -> None:
     rows = stay(5, 20)
     stream = Stream(bundle)
     stream.batch(events(rows, 0))
@@ -131,7 +134,7 @@ def test_events_of_several_hours_in_one_batch_finalize_each_hour(bundle: StepBun
         assert abs(got["combined"] - want["combined"][h]) <= 1e-5
 
 
-def test_late_event_in_a_closed_hour_replays_from_the_boundary(bundle: StepBundle) -> None:
+def test_late_event_in_a_closed_hour_replays_from_the_boundary(bundle: SteppingBundle) -> None:
     rows = stay(21, 100)
     stream = Stream(bundle)
     batches = split_hourly(rows, np.random.default_rng(0))
@@ -152,7 +155,7 @@ def test_late_event_in_a_closed_hour_replays_from_the_boundary(bundle: StepBundl
     assert abs(stream.final[("p", 70)]["combined"] - before["combined"][70]) <= 1e-5  # finals are not rewritten
 
 
-def test_many_patients_in_one_batch_equal_one_at_a_time(bundle: StepBundle) -> None:
+def test_many_patients_in_one_batch_equal_one_at_a_time(bundle: SteppingBundle) -> None:
     stays = {f"p{i}": stay(40 + i, n) for i, n in enumerate((3, 50, 75))}
     together, alone = Stream(bundle), Stream(bundle)
     for h in range(75):
@@ -165,37 +168,24 @@ def test_many_patients_in_one_batch_equal_one_at_a_time(bundle: StepBundle) -> N
         assert abs(got["combined"] - alone.final[key]["combined"]) <= 1e-5
 
 
-def test_scores_carry_tree_explanations(bundle: StepBundle) -> None:
+def test_scores_carry_tree_explanations(bundle: SteppingBundle) -> None:
     rows = stay(3, 10)
     stream = Stream(bundle)
     for h in range(10):
         stream.batch(events(rows, h))
     req = StepRequest(StayCarry(), rows, 9, STATIC, None)
-    (out,) = bundle.advance([req])
+    (out,) = run(bundle, [req])
     diag = next(m for m in out.current.models if m.model == "sepsis_diagnosis")
     assert diag.top_features and all(f.feature in bundle.manifest["tree_features"] for f in diag.top_features)
     assert [h.hour for h in out.closed] == list(range(9)) and len(out.closed_rows) == 9
 
 
-def test_manifest_is_checked(bundle_dir: Path, tmp_path: Path) -> None:
-    bad = tmp_path / "bad"
-    shutil.copytree(bundle_dir, bad)
-    (bad / "step.onnx").write_bytes((bad / "step.onnx").read_bytes() + b"\0")
-    with pytest.raises(ArtifactIntegrityError, match="step.onnx"):
-        load_step_bundle(bad)
-    other = tmp_path / "other"
-    shutil.copytree(bundle_dir, other)
-    manifest = json.loads((other / "manifest.json").read_text())
-    manifest["tree_features"] = manifest["tree_features"][::-1]
-    (other / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactIntegrityError, match="tree_features"):
-        load_step_bundle(other)
-
-
 def test_served_bundle_loads_and_steps() -> None:
     """Whatever bundle the worker serves (the shipped stepping bundle or the stop-gap) loads and scores."""
-    served = load_step_bundle(prefer_gpu=False)
+    served = load_served_bundle(prefer_gpu=False)
     rows = stay(9, 30)
     risk = served.stay_risks([rows], [STATIC])[0]
     assert risk.combined.shape == (30,) and np.all((risk.combined >= 0) & (risk.combined <= 1))
-    assert served.reference is not None and served.reference.variables
+    (out,) = run(served, [StepRequest(StayCarry(), rows, 29, STATIC, None)])
+    assert abs(out.current.models[2].probability - risk.combined[29]) <= 1e-5
+    assert (served.artifacts_dir / "training_reference.json").exists()

@@ -1,0 +1,72 @@
+"""Request dependencies shared by the dashboard routers (FastAPI ``Depends``).
+
+The app keeps its collaborators on ``app.state`` (settings, feed, authenticator); routers reach them
+only through these functions, so a test can build the app with an in-memory feed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from vigil.agents.web.auth import CSRF_HEADER, SESSION_COOKIE, Authenticator, Session
+from vigil.agents.web.feed import WardFeed
+from vigil.infra.settings import Settings
+
+
+def get_settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_feed(request: Request) -> WardFeed:
+    feed: WardFeed = request.app.state.feed
+    return feed
+
+
+def get_auth(request: Request) -> Authenticator:
+    auth: Authenticator = request.app.state.auth
+    return auth
+
+
+def optional_session(request: Request, auth: Annotated[Authenticator, Depends(get_auth)]) -> Session | None:
+    return auth.session(request.cookies.get(SESSION_COOKIE))
+
+
+def require_session(session: Annotated[Session | None, Depends(optional_session)]) -> Session:
+    if session is None:
+        raise HTTPException(401, "sign in first")
+    return session
+
+
+def same_origin(request: Request) -> bool:
+    # defence in depth beside the CSRF token: a browser always sends Origin on a cross-site POST
+    origin = request.headers.get("origin")
+    return origin is None or origin.split("://", 1)[-1] == request.headers.get("host")
+
+
+def require_csrf(
+    request: Request,
+    session: Annotated[Session, Depends(require_session)],
+    auth: Annotated[Authenticator, Depends(get_auth)],
+) -> Session:
+    """A signed-in session whose state-changing request carries its CSRF token, from this origin."""
+    if not same_origin(request) or not auth.check_csrf(session, request.headers.get(CSRF_HEADER)):
+        raise HTTPException(403, "CSRF token missing or wrong")
+    return session
+
+
+def require_clinician(session: Annotated[Session, Depends(require_csrf)]) -> Session:
+    if not session.may_acknowledge:
+        raise HTTPException(403, "the viewer role is read-only")
+    return session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_of)]
+FeedDep = Annotated[WardFeed, Depends(get_feed)]
+AuthDep = Annotated[Authenticator, Depends(get_auth)]
+SessionDep = Annotated[Session, Depends(require_session)]
+OptionalSessionDep = Annotated[Session | None, Depends(optional_session)]
+CsrfSessionDep = Annotated[Session, Depends(require_csrf)]
+ClinicianDep = Annotated[Session, Depends(require_clinician)]

@@ -1,0 +1,163 @@
+"""The dashboard feed on Kafka: a kafka-python consumer thread (assign + seek, no consumer group, so every
+dashboard process sees every record) and a producer for acknowledgements and FHIR intake.
+
+The consumer reads ``vigil.scores``, ``vigil.alerts`` and ``vigil.treatment.scores`` (never polls Redis)
+and hands each record to ``WardFeed.ingest``. On start it backfills the last ``backfill`` records of
+every partition so the first page load shows the open alerts without waiting for the next score.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any, Literal
+
+from vigil.agents.web import metrics
+from vigil.agents.web.feed import WardFeed
+from vigil.agents.web.readiness import RedisPing, broker_reachable
+from vigil.infra.logging import get_logger
+from vigil.infra.settings import Settings
+from vigil.schemas import topics
+
+log = get_logger("vigil.web.feed")
+
+FEED_TOPICS = (topics.SCORES, topics.ALERTS, topics.TREATMENT_SCORES)
+
+
+def kafka_client(kind: Literal["consumer", "producer"], settings: Settings, bootstrap: str, **options: Any) -> Any:
+    """The one place this module builds its kafka-python clients (security options from settings)."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    k = settings.kafka
+    if k.security_protocol == "SASL_SSL":
+        options |= {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": k.sasl_mechanism or "SCRAM-SHA-512",
+            "sasl_plain_username": k.sasl_username,
+            "sasl_plain_password": k.sasl_password.get_secret_value() if k.sasl_password else None,
+            "ssl_cafile": k.ssl_cafile,
+        }
+    return (KafkaConsumer if kind == "consumer" else KafkaProducer)(bootstrap_servers=bootstrap, **options)
+
+
+class KafkaWardFeed(WardFeed):
+    """``WardFeed`` with a kafka-python consumer thread (assign + seek, no consumer group: every
+    dashboard process sees every record) and a producer for acks and FHIR intake."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str | None = None,
+        redis_url: str | None = None,
+        backfill: int = 5000,
+        max_patients: int = 2000,
+    ) -> None:
+        super().__init__(settings, max_patients)
+        self.bootstrap = bootstrap or settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}"
+        self.redis_url = redis_url or settings.redis.url or f"redis://127.0.0.1:{settings.redis.embedded_port}/0"
+        self.backfill = backfill
+        self.assigned = False
+        self.broker_ok = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vigil-web-feed", daemon=True)
+        self._producer: Any = None
+        self._producer_lock = threading.Lock()
+        self._redis_ping = RedisPing(self.redis_url)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().start(loop)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        super().stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+
+    def _run(self) -> None:
+        from kafka import TopicPartition
+
+        consumer = None
+        while not self._stop.is_set() and consumer is None:
+            try:
+                consumer = kafka_client(
+                    "consumer",
+                    self.settings,
+                    self.bootstrap,
+                    group_id=None,
+                    enable_auto_commit=False,
+                    client_id="vigil-web-feed",
+                )
+                parts = [
+                    TopicPartition(t, p) for t in FEED_TOPICS for p in sorted(consumer.partitions_for_topic(t) or ())
+                ]
+                if len({tp.topic for tp in parts}) < len(FEED_TOPICS):
+                    raise RuntimeError("feed topics not created yet")
+                consumer.assign(parts)
+                begin, end = consumer.beginning_offsets(parts), consumer.end_offsets(parts)
+                for tp in parts:
+                    consumer.seek(tp, max(begin[tp], end[tp] - self.backfill))
+            except Exception as exc:  # broker down or topics missing: not ready, retry
+                log.warning("feed_connect_failed", error=type(exc).__name__)
+                self.broker_ok = False
+                if consumer is not None:
+                    consumer.close()
+                    consumer = None
+                self._stop.wait(2.0)
+        if consumer is None:
+            return
+        self.assigned = self.broker_ok = True
+        log.info("feed_assigned", partitions=len(parts), backfill=self.backfill)
+        next_lag = 0.0
+        try:
+            while not self._stop.is_set():
+                batches = consumer.poll(timeout_ms=250, max_records=2000)
+                for tp, records in batches.items():
+                    for record in records:
+                        if record.value is not None:
+                            self.ingest(tp.topic, record.value)
+                if time.monotonic() >= next_lag:
+                    next_lag = time.monotonic() + 5.0
+                    self._update_lag(consumer, parts)
+        finally:
+            consumer.close()
+            self.assigned = False
+
+    def _update_lag(self, consumer: Any, parts: list[Any]) -> None:
+        try:
+            ends = consumer.end_offsets(parts)
+        except Exception as exc:
+            log.warning("feed_lag_failed", error=type(exc).__name__)
+            self.broker_ok = False
+            return
+        self.broker_ok = True
+        lag: dict[str, int] = dict.fromkeys(FEED_TOPICS, 0)
+        for tp in parts:
+            lag[tp.topic] += max(0, ends[tp] - consumer.position(tp))
+        for topic, value in lag.items():
+            metrics.FEED_LAG.labels(topic).set(value)
+
+    def readiness(self) -> dict[str, Any]:
+        return {
+            "broker": self.broker_ok and broker_reachable(self.bootstrap),
+            "redis": self._redis_ping(),
+            "feed_assigned": self.assigned,
+        }
+
+    def produce(self, topic: str, key: bytes, value: bytes) -> None:
+        self.produce_many([(topic, key, value)])
+
+    def produce_many(self, records: list[tuple[str, bytes, bytes]]) -> None:
+        """Send and wait for the broker's ack (acks=all): the HTTP answer means it is durable."""
+        with self._producer_lock:
+            if self._producer is None:
+                self._producer = kafka_client(
+                    "producer", self.settings, self.bootstrap, acks="all", linger_ms=2, retries=5, client_id="vigil-web"
+                )
+            futures = [self._producer.send(t, key=k, value=v) for t, k, v in records]
+            self._producer.flush(timeout=15)
+        for f in futures:
+            f.get(timeout=15)

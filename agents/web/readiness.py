@@ -1,0 +1,42 @@
+"""Readiness probes of the web process: can it reach the broker, does Redis answer a PING."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+from vigil.agents.web import metrics
+
+
+def broker_reachable(bootstrap: str, timeout_s: float = 1.0) -> bool:
+    """A TCP connection to any bootstrap address succeeds (the consumer thread reports the rest)."""
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+class RedisPing:
+    """A lazily built Redis client whose call answers whether Redis replies to PING (1 s timeouts)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._client: Any = None
+
+    def __call__(self) -> bool:
+        import redis
+
+        if self._client is None:
+            self._client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
+        t0 = time.perf_counter()
+        try:
+            self._client.ping()
+        except (redis.RedisError, OSError):
+            return False
+        metrics.REDIS_PING.observe(time.perf_counter() - t0)
+        return True

@@ -1,0 +1,81 @@
+"""Sign-in and sign-out: the login form (double-submit CSRF token), session cookie, audit lines."""
+
+from __future__ import annotations
+
+import html
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from vigil.agents.web import metrics
+from vigil.agents.web.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE_S, Authenticator
+from vigil.agents.web.deps import AuthDep, CsrfSessionDep, OptionalSessionDep, same_origin
+from vigil.infra.logging import get_logger
+
+router = APIRouter()
+log = get_logger("vigil.web")
+
+
+def login_page(auth: Authenticator, error: str | None = None, status_code: int = 200) -> HTMLResponse:
+    token, cookie = auth.login_csrf()
+    message = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    body = LOGIN_HTML.replace("{{csrf}}", token).replace("{{message}}", message)
+    response = HTMLResponse(body, status_code=status_code)
+    response.set_cookie(LOGIN_CSRF_COOKIE, cookie, max_age=3600, **auth.cookie_args())
+    return response
+
+
+@router.get("/login", response_model=None)
+def login_form(auth: AuthDep, session: OptionalSessionDep) -> Response:
+    if session is not None:
+        return RedirectResponse("/", status_code=303)
+    return login_page(auth)
+
+
+@router.post("/login", response_model=None)
+async def login(request: Request, auth: AuthDep) -> Response:
+    form = await request.form()
+    username, password = str(form.get("username", "")), str(form.get("password", ""))
+    if not same_origin(request) or not auth.check_login_csrf(
+        request.cookies.get(LOGIN_CSRF_COOKIE), str(form.get("csrf", ""))
+    ):
+        metrics.LOGINS.labels("csrf").inc()
+        return login_page(auth, "The sign-in form expired; please try again.", status_code=403)
+    user = await run_in_threadpool(auth.verify, username, password)
+    if user is None:
+        metrics.LOGINS.labels("failed").inc()
+        log.info("login_failed")  # the attempted name is not logged (it may be a password typo)
+        return login_page(auth, "Unknown user or wrong password.", status_code=401)
+    token, _ = auth.issue(user)
+    metrics.LOGINS.labels("ok").inc()
+    log.info("login", user=user.username, role=user.role)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_MAX_AGE_S, **auth.cookie_args())
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+    return response
+
+
+@router.post("/logout", response_model=None)
+def logout(session: CsrfSessionDep) -> Response:
+    log.info("logout", user=session.username)
+    response = JSONResponse({"signed_out": True})
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+LOGIN_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Vigil · sign in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/static/style.css"></head>
+<body class="login"><main class="login-box">
+<h1>Vigil</h1><p class="muted">Clinical early warning · sign in</p>
+{{message}}
+<form method="post" action="/login" autocomplete="on">
+<input type="hidden" name="csrf" value="{{csrf}}">
+<label>User <input name="username" id="username" autocomplete="username" required autofocus></label>
+<label>Password <input name="password" id="password" type="password" autocomplete="current-password" required>
+</label>
+<button type="submit" id="signin">Sign in</button>
+</form></main></body></html>
+"""

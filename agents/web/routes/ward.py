@@ -1,0 +1,65 @@
+"""The ward: the page, its initial state (JSON) and live updates (server-sent events)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+
+from vigil.agents.web.deps import FeedDep, OptionalSessionDep, SessionDep
+
+router = APIRouter()
+STATIC = Path(__file__).parents[1] / "static"
+SSE_KEEPALIVE_S = 15.0
+
+
+@router.get("/", response_model=None)
+def index(session: OptionalSessionDep) -> Response:
+    if session is None:
+        return RedirectResponse("/login", status_code=303)
+    return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+@router.get("/api/state", response_model=None)
+def state(session: SessionDep, feed: FeedDep) -> Response:
+    return JSONResponse(
+        {
+            "user": session.username,
+            "role": session.role,
+            "csrf": session.csrf,
+            "may_acknowledge": session.may_acknowledge,
+            **feed.model.snapshot(),
+        }
+    )
+
+
+@router.get("/api/stream", response_model=None)
+async def stream(request: Request, _session: SessionDep, feed: FeedDep) -> Response:
+    queue = feed.subscribe()
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            yield "retry: 3000\n\n"
+            while True:
+                try:
+                    message = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    yield ": keepalive\n\n"
+                    continue
+                if message is None:
+                    return
+                if "transition" in message:
+                    yield f"event: transition\ndata: {json.dumps(message['transition'])}\n\n"
+                yield f"event: row\ndata: {json.dumps(message['row'])}\n\n"
+        finally:
+            feed.unsubscribe(queue)
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )

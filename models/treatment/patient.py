@@ -1,0 +1,52 @@
+"""What the patient's state implies for the guidelines: hypotension, hypoperfusion, the antibiotic
+window and the NEWS2 response band (SSC 2018/2021, RCP NEWS2 2017)."""
+
+from __future__ import annotations
+
+from vigil.models.early_warning import news2_band
+from vigil.models.treatment.guidelines import ANTIBIOTIC_POSSIBLE_SEPSIS_MIN, CONTINUOUS_MONITORING_MIN, HOUR1_MIN
+from vigil.schemas.scores import News2Band
+from vigil.schemas.treatment import PatientState
+
+
+def hypotensive(state: PatientState) -> bool:
+    # SSC 2018 hour-1 bundle / SSC 2021: hypotension = MAP < 65 mmHg (SBP < 90 mmHg where MAP absent)
+    return (state.map_mmhg is not None and state.map_mmhg < 65) or (state.sbp_mmhg is not None and state.sbp_mmhg < 90)
+
+
+def hypoperfusion(state: PatientState) -> bool:
+    # SSC 2018 hour-1 bundle: 30 mL/kg crystalloid "for hypotension or lactate >= 4 mmol/L"
+    return hypotensive(state) or (state.lactate_mmol_l is not None and state.lactate_mmol_l >= 4.0)
+
+
+def antibiotic_window_min(state: PatientState) -> float:
+    # SSC 2021 recs 20-21: possible septic shock or probable sepsis -> within 1 h; possible sepsis
+    # without shock -> within 3 h. Vigil reads hypotension or lactate >= 4 as possible shock.
+    if state.sepsis_likelihood == "probable" or hypoperfusion(state):
+        return HOUR1_MIN
+    return ANTIBIOTIC_POSSIBLE_SEPSIS_MIN
+
+
+def response_band(state: PatientState) -> News2Band | None:
+    if state.news2_band is not None:
+        return state.news2_band
+    if state.news2_total is None:
+        return None
+    return news2_band(state.news2_total, state.news2_single_parameter_3)
+
+
+def required_observation_interval_min(state: PatientState) -> float | None:
+    """RCP NEWS2 2017 chart 3 minimum observation frequency, as the longest allowed gap in minutes.
+
+    0 -> 12-hourly; 1-4 -> 4-6-hourly (the 6 h end is the limit); 3 in one parameter or 5-6 ->
+    hourly; >= 7 -> continuous monitoring (Vigil: a set at least every 15 minutes).
+    """
+    band = response_band(state)
+    if band is None:
+        return None
+    if band == "high":
+        return CONTINUOUS_MONITORING_MIN
+    if band in ("medium", "low-medium"):
+        return 60.0
+    total = state.news2_total
+    return 720.0 if total == 0 else 360.0

@@ -1,0 +1,273 @@
+"""The eight guideline items, each graded met / late / missing / pending / not applicable, and the score."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from vigil.models.treatment.guidelines import (
+    ANTIBIOTIC_LABEL,
+    ANTIBIOTIC_POSSIBLE_SEPSIS_MIN,
+    CONTINUOUS_MONITORING_MIN,
+    EMERGENCY_REVIEW_MIN,
+    FLUID_ML_PER_KG,
+    FLUID_WINDOW_MIN,
+    HOUR1_MIN,
+    LACTATE_REMEASURE_GAP_MIN,
+    LACTATE_REMEASURE_MIN,
+    LATE_CREDIT,
+    SOURCES,
+    URGENT_REVIEW_MIN,
+    VERY_LATE_CREDIT,
+    WEIGHTS,
+)
+from vigil.models.treatment.patient import (
+    antibiotic_window_min,
+    hypoperfusion,
+    hypotensive,
+    required_observation_interval_min,
+    response_band,
+)
+from vigil.models.treatment.timeline import Timeline, build_timeline, first_time, fmt_min
+from vigil.schemas.treatment import CareItemResult, ItemStatus, PatientState, TreatmentPlan
+
+
+def _result(name: str, status: ItemStatus, detail: str, credit: float = 0.0) -> CareItemResult:
+    if status == "met":
+        credit = 1.0
+    elif status in ("missing", "not_applicable", "pending"):
+        credit = 0.0
+    return CareItemResult(
+        name=name,
+        status=status,
+        detail=detail,
+        source=SOURCES[name],
+        weight=WEIGHTS[name],
+        credit=max(0.0, min(1.0, credit)),
+    )
+
+
+def _by_deadline(name: str, verb: str, at: float, deadline: float, met_note: str = "") -> CareItemResult:
+    """Done at ``at``: met by the deadline, late (partial credit) after it."""
+    if at <= deadline:
+        return _result(name, "met", f"{verb} at {fmt_min(at)}{met_note}")
+    return _result(name, "late", f"{verb} at {fmt_min(at)}, after {fmt_min(deadline)}", LATE_CREDIT)
+
+
+def _not_done(name: str, what: str, deadline: float, as_of: float | None) -> CareItemResult:
+    if as_of is not None and as_of < deadline:
+        return _result(name, "pending", f"{what} not yet given; due by {fmt_min(deadline)}")
+    return _result(name, "missing", f"{what} not given (due by {fmt_min(deadline)})")
+
+
+def _rule_antibiotics(state: PatientState, tl: Timeline, as_of: float | None) -> CareItemResult:
+    name = "antibiotics"
+    if not state.suspected_sepsis:
+        return _result(name, "not_applicable", "no suspected sepsis")
+    window = antibiotic_window_min(state)
+    why = "possible shock or probable sepsis" if window == HOUR1_MIN else "possible sepsis without shock"
+    first = first_time(tl.times.get("antibiotic"))
+    if first is None:
+        return _not_done(name, ANTIBIOTIC_LABEL, window, as_of)
+    if first <= window:
+        return _result(name, "met", f"first dose at {fmt_min(first)}, within {window:g} min ({why})")
+    # Grading (docs/treatment.md): late but within 3 h earns half, later than 3 h a quarter.
+    credit = LATE_CREDIT if first <= ANTIBIOTIC_POSSIBLE_SEPSIS_MIN else VERY_LATE_CREDIT
+    return _result(name, "late", f"first dose at {fmt_min(first)}, after the {window:g} min target ({why})", credit)
+
+
+def _rule_blood_cultures(state: PatientState, tl: Timeline, as_of: float | None) -> CareItemResult:
+    name = "blood_cultures_before_antibiotics"
+    if not state.suspected_sepsis:
+        return _result(name, "not_applicable", "no suspected sepsis")
+    culture = first_time(tl.times.get("blood_culture"))
+    antibiotic = first_time(tl.times.get("antibiotic"))
+    if culture is None:
+        if antibiotic is None:
+            return _not_done(name, "blood cultures", antibiotic_window_min(state), as_of)
+        return _result(name, "missing", f"no blood cultures; antibiotics started at {fmt_min(antibiotic)}")
+    if antibiotic is None or culture <= antibiotic:
+        when = "before antibiotics" if antibiotic is not None else "antibiotics not yet given"
+        return _result(name, "met", f"drawn at {fmt_min(culture)} ({when})")
+    # Cultures after the first antimicrobial dose lose sensitivity (SSC 2021): half credit.
+    return _result(
+        name,
+        "late",
+        f"drawn at {fmt_min(culture)}, after antibiotics at {fmt_min(antibiotic)}",
+        LATE_CREDIT,
+    )
+
+
+def _rule_lactate_measured(state: PatientState, tl: Timeline, as_of: float | None) -> CareItemResult:
+    name = "lactate_measured"
+    if not state.suspected_sepsis:
+        return _result(name, "not_applicable", "no suspected sepsis")
+    if state.lactate_mmol_l is not None:
+        return _result(name, "met", f"initial lactate {state.lactate_mmol_l:g} mmol/L")
+    first = first_time(tl.times.get("lactate_ordered"))
+    if first is None:
+        return _not_done(name, "lactate", HOUR1_MIN, as_of)
+    return _by_deadline(name, "measured", first, HOUR1_MIN)
+
+
+def _rule_lactate_remeasured(state: PatientState, tl: Timeline, as_of: float | None) -> CareItemResult:
+    name = "lactate_remeasured"
+    if not state.suspected_sepsis:
+        return _result(name, "not_applicable", "no suspected sepsis")
+    if state.lactate_mmol_l is None:
+        return _result(name, "not_applicable", "initial lactate value unknown")
+    if state.lactate_mmol_l <= 2.0:
+        return _result(name, "not_applicable", f"initial lactate {state.lactate_mmol_l:g} mmol/L (<= 2)")
+    measured = tl.times.get("lactate_ordered", [])
+    # The initial value in the state came from the earliest measurement in the first hour, else time zero.
+    initial = measured[0] if measured and measured[0] <= HOUR1_MIN else 0.0
+    deadline = initial + LACTATE_REMEASURE_MIN
+    repeat = next((t for t in measured if t >= initial + LACTATE_REMEASURE_GAP_MIN), None)
+    if repeat is None:
+        return _not_done(name, f"repeat lactate (initial {state.lactate_mmol_l:g} mmol/L > 2)", deadline, as_of)
+    return _by_deadline(name, "remeasured", repeat, deadline)
+
+
+def fluid_target_ml(tl: Timeline) -> float | None:
+    return None if tl.weight_kg is None else FLUID_ML_PER_KG * tl.weight_kg
+
+
+def _rule_crystalloid(state: PatientState, tl: Timeline, as_of: float | None) -> CareItemResult:
+    name = "crystalloid_30ml_kg"
+    if not state.suspected_sepsis:
+        return _result(name, "not_applicable", "no suspected sepsis")
+    if not hypoperfusion(state):
+        return _result(name, "not_applicable", "no hypotension and lactate < 4 mmol/L (or unknown)")
+    in_window = sum(ml for t, ml in tl.fluids_ml if t <= FLUID_WINDOW_MIN)
+    after = sum(ml for t, ml in tl.fluids_ml if t > FLUID_WINDOW_MIN)
+    target = fluid_target_ml(tl)
+    window_open = as_of is not None and as_of < FLUID_WINDOW_MIN
+    if in_window + after == 0:
+        return _not_done(name, "crystalloid (30 mL/kg)", FLUID_WINDOW_MIN, as_of)
+    if target is None:
+        status: ItemStatus = "pending" if window_open else "late"
+        return _result(name, status, f"{in_window + after:g} mL given; weight unknown, 30 mL/kg unchecked", 0.5)
+    weight = target / FLUID_ML_PER_KG
+    if in_window >= target - 1e-6:
+        return _result(name, "met", f"{in_window:g} mL ({in_window / weight:.1f} mL/kg) within 3 h")
+    # Partial: volume inside the 3 h window counts fully, volume after it half (docs/treatment.md).
+    credit = min(1.0, in_window / target + LATE_CREDIT * after / target)
+    detail = (
+        f"{in_window:g} mL within 3 h ({in_window / weight:.1f} mL/kg)"
+        f"{f' + {after:g} mL later' if after else ''}; target 30 mL/kg = {target:g} mL"
+    )
+    return _result(name, "pending" if window_open else "late", detail, credit)
+
+
+def _rule_vasopressor(state: PatientState, tl: Timeline, as_of: float | None) -> CareItemResult:
+    name = "vasopressor_map_65"
+    if not state.suspected_sepsis:
+        return _result(name, "not_applicable", "no suspected sepsis")
+    if not hypotensive(state):
+        return _result(name, "not_applicable", "not hypotensive (MAP >= 65, SBP >= 90 or unknown)")
+    if state.hypotension_after_fluids is False:
+        return _result(name, "not_applicable", "MAP >= 65 mmHg after fluids")
+    first = first_time(tl.times.get("vasopressor"))
+    if first is None:
+        return _not_done(name, "vasopressor (MAP target >= 65 mmHg)", HOUR1_MIN, as_of)
+    return _by_deadline(name, "started", first, HOUR1_MIN, ", titrate to MAP >= 65 mmHg")
+
+
+def _rule_observation_frequency(state: PatientState, tl: Timeline, as_of: float | None) -> CareItemResult:
+    name = "news2_observation_frequency"
+    required = required_observation_interval_min(state)
+    if required is None:
+        return _result(name, "not_applicable", "NEWS2 unknown")
+    band = response_band(state)
+    horizon = tl.horizon_min
+    # The observation set that produced the NEWS2 is the one at time zero.
+    sets = [t for t in tl.times.get("observation_set", []) if 0.0 < t <= horizon]
+    marks = [0.0, *sets, horizon]
+    largest_gap = max(b - a for a, b in zip(marks, marks[1:], strict=False))
+    need = "continuous monitoring" if required <= CONTINUOUS_MONITORING_MIN else f"every {required:g} min"
+    if largest_gap <= required + 1e-9:
+        if not sets:
+            status: ItemStatus = "pending" if as_of is not None else "met"
+            return _result(name, status, f"NEWS2 {band}: {need}; next set due by {fmt_min(required)}")
+        return _result(name, "met", f"NEWS2 {band}: {need}; largest gap {largest_gap:g} min")
+    if not sets:
+        return _result(name, "missing", f"NEWS2 {band}: {need}; no observation set after time zero")
+    return _result(name, "late", f"NEWS2 {band}: {need}; largest gap {largest_gap:g} min", LATE_CREDIT)
+
+
+def _rule_escalation(state: PatientState, tl: Timeline, as_of: float | None) -> CareItemResult:
+    name = "news2_escalation"
+    band = response_band(state)
+    if band is None:
+        return _result(name, "not_applicable", "NEWS2 unknown")
+    if band == "low":
+        return _result(name, "not_applicable", "NEWS2 low: ward-based response by the registered nurse")
+    if band == "high":
+        deadline, need, role = (
+            EMERGENCY_REVIEW_MIN,
+            "emergency assessment by the critical-care team",
+            "critical_care",
+        )
+    else:
+        deadline, need, role = URGENT_REVIEW_MIN, "urgent review by a clinician", None
+    if not tl.reviews:
+        return _not_done(name, f"NEWS2 {band}: {need}", deadline, as_of)
+    if any(t <= deadline and (role is None or r == role) for t, r in tl.reviews):
+        t = next(t for t, r in tl.reviews if t <= deadline and (role is None or r == role))
+        return _result(name, "met", f"NEWS2 {band}: {need} at {fmt_min(t)}")
+    t, r = tl.reviews[0]
+    if as_of is not None and as_of < deadline:
+        return _result(name, "pending", f"NEWS2 {band}: review by {r or 'unknown role'} at {fmt_min(t)}; {need} due")
+    return _result(
+        name,
+        "late",
+        f"NEWS2 {band}: review by {r or 'unknown role'} at {fmt_min(t)}; needed {need} by {fmt_min(deadline)}",
+        LATE_CREDIT,
+    )
+
+
+RULES = (
+    _rule_lactate_measured,
+    _rule_lactate_remeasured,
+    _rule_blood_cultures,
+    _rule_antibiotics,
+    _rule_crystalloid,
+    _rule_vasopressor,
+    _rule_observation_frequency,
+    _rule_escalation,
+)
+
+
+# --- scoring -------------------------------------------------------------------------------------
+
+
+def evaluate_plan(plan: TreatmentPlan, *, as_of_min: float | None = None) -> list[CareItemResult]:
+    """Every guideline item's verdict for this plan (plan mode) or the care so far (``as_of_min``)."""
+    horizon = plan.horizon_min if as_of_min is None else max(as_of_min, 0.0)
+    tl = build_timeline(plan, horizon)
+    if as_of_min is not None:
+        # Streaming: only what has happened by now counts.
+        tl = Timeline(
+            {a: [t for t in ts if t <= as_of_min] for a, ts in tl.times.items()},
+            [(t, ml) for t, ml in tl.fluids_ml if t <= as_of_min],
+            [(t, r) for t, r in tl.reviews if t <= as_of_min],
+            tl.weight_kg,
+            horizon,
+        )
+    return [rule(plan.state, tl, as_of_min) for rule in RULES]
+
+
+def score_value(results: Iterable[CareItemResult]) -> float:
+    """0-100: weighted credit over the items that apply (met, late, missing), one decimal.
+
+    Not-applicable and pending items are left out; with nothing applicable the score is 100.
+    """
+    applicable = [r for r in results if r.status in ("met", "late", "missing")]
+    total_weight = sum(r.weight for r in applicable)
+    if total_weight == 0:
+        return 100.0
+    return round(100.0 * sum(r.weight * r.credit for r in applicable) / total_weight, 1)
+
+
+def plan_score(plan: TreatmentPlan) -> tuple[float, list[CareItemResult]]:
+    results = evaluate_plan(plan)
+    return score_value(results), results
