@@ -29,8 +29,6 @@ from vigil.schemas.codecs.fhir_out import alert_to_risk_assessment
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.scores import RiskScore
 
-OPEN_ALERTS_KEY = "vigil:open_alerts"
-
 
 async def _publish_alerts(publisher: Publisher, alerts: list[Alert]) -> None:
     for alert in alerts:
@@ -85,19 +83,11 @@ async def explain_raised(alerts: list[Alert]) -> list[Alert]:
 
 
 async def _track_open(pids: list[str], states: dict[str, PatientAlertState]) -> None:
-    rt = runtime()
-
-    async def write() -> None:
-        pipe = rt.store.client.pipeline(transaction=False)
-        for pid in pids:
-            active = states[pid].active
-            if active is not None and active.state == "open":
-                pipe.sadd(OPEN_ALERTS_KEY, alert_key(pid))
-            else:
-                pipe.srem(OPEN_ALERTS_KEY, alert_key(pid))
-        await pipe.execute()
-
-    await rt.store._until_ok("open_alerts", write)
+    """Open alerts are the ones the escalation timer looks at."""
+    opened = {p for p in pids if (active := states[p].active) is not None and active.state == "open"}
+    await runtime().store.update_open_alerts(
+        opened=[alert_key(p) for p in pids if p in opened], closed=[alert_key(p) for p in pids if p not in opened]
+    )
 
 
 def _decode(
@@ -161,8 +151,7 @@ async def ack_events(batch: Sequence[faust.EventT], publisher: Publisher) -> Non
 async def escalate_unacknowledged() -> None:
     """Open alerts nobody acknowledged within the configured time escalate (wall clock)."""
     rt = runtime()
-    members = await rt.store._until_ok("smembers", lambda: rt.store.client.smembers(OPEN_ALERTS_KEY))
-    keys = [k.decode() if isinstance(k, bytes) else k for k in members]
+    keys = await rt.store.open_alert_keys()
     if not keys:
         return
     blobs = await rt.store.load_blobs(keys)
@@ -177,5 +166,5 @@ async def escalate_unacknowledged() -> None:
             await _publish_alerts(publisher, alerts)
     if changed:
         await rt.store.save_blobs(changed)
-        await rt.store._until_ok("srem", lambda: rt.store.client.srem(OPEN_ALERTS_KEY, *changed))
+        await rt.store.update_open_alerts(opened=(), closed=changed)  # escalated: no longer "open"
     await publisher.flush()

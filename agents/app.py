@@ -6,47 +6,23 @@ from typing import Any
 
 import faust
 
+from vigil.infra.connect import faust_broker, kafka_endpoint
 from vigil.infra.settings import Settings, get_settings
 from vigil.schemas import topics
-
-
-def kafka_bootstrap(settings: Settings) -> str:
-    return settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}"
-
-
-def _broker_credentials(settings: Settings) -> object | None:
-    if settings.kafka.security_protocol != "SASL_SSL":
-        return None
-    import ssl
-
-    from vigil.infra.tls import with_stack_credentials
-
-    # a secure embedded stack keeps the generated password in <home>/secrets, not in the env
-    k = with_stack_credentials(settings).kafka
-
-    context = ssl.create_default_context(cafile=k.ssl_cafile)
-    password = k.sasl_password.get_secret_value() if k.sasl_password else ""
-    return faust.SASLCredentials(
-        username=k.sasl_username,
-        password=password,
-        mechanism=k.sasl_mechanism or "SCRAM-SHA-512",
-        ssl_context=context,
-    )
 
 
 def faust_config(settings: Settings) -> dict[str, Any]:
     """The Faust settings of every Vigil worker (and of the bench's bare-Faust baseline, so the
     comparison runs on identical consumer, producer and commit settings)."""
     return dict(
-        broker=f"kafka://{kafka_bootstrap(settings)}",
-        broker_credentials=_broker_credentials(settings),
+        **faust_broker(settings),  # bootstrap list and credentials (infra/connect.py)
         autodiscover=False,
         store="memory://",
         web_enabled=False,
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.kafka.partitions,
-        topic_replication_factor=settings.kafka.replication_factor,
+        topic_replication_factor=kafka_endpoint(settings).replication_factor,
         consumer_auto_offset_reset="earliest",
         # Offsets only ever cover events whose outputs and Redis writes are done (take_events acks
         # a batch after it is handled), so the commit cadence only bounds how much a restart replays.

@@ -1,5 +1,5 @@
 """Ingest agent: raw events in; each is validated and normalized (or dead-lettered with its
-original bytes and the reason) and scored in the same batch (``agents.infer.score_events``): one
+original bytes and the reason) and scored in the same batch (``agents.scoring.score_events``): one
 consume per event, not two (docs/performance.md has the measurement behind that choice). With
 ``VIGIL_PUBLISH_EVENTS=true`` the canonical copy of each event is also published on
 ``vigil.events``."""
@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import faust
 
 from vigil.agents.app import app, deadletter_topic, events_raw_topic, events_topic, settings
-from vigil.agents.infer import score_events
 from vigil.agents.runtime import Publisher, batches, run_batch
+from vigil.agents.scoring import score_events
 from vigil.infra import metrics
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent

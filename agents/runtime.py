@@ -32,8 +32,7 @@ class Runtime:
         settings = get_settings()
         self.settings = settings
         self.health = RedisHealth()
-        # credentials: from settings, else the embedded secure stack's secrets (PatientStore)
-        self.store = PatientStore(self._redis_url(), settings.redis.ttl_s, self.health)
+        self.store = PatientStore.connect(settings, self.health)  # credentials: infra.connect
         self.bundle = _load_bundle()
         self.runner = StepSession(self.bundle.step_session, self.bundle.hidden) if self.bundle else None
         # one call of the bundle per coalesced batch of patients, in a thread off the event loop
@@ -51,10 +50,6 @@ class Runtime:
         from vigil.agents.drift import WardDriftTracker
 
         self.drift = WardDriftTracker.for_bundle(self.bundle, settings.drift)
-
-    def _redis_url(self) -> str:
-        s = self.settings.redis
-        return s.url or f"redis://127.0.0.1:{s.embedded_port}/0"
 
     def _advance(self, requests: Sequence[StepRequest]) -> list[StepOutcome]:
         assert self.bundle is not None and self.runner is not None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import datetime
 
 import faust
 from pydantic import ValidationError
@@ -21,7 +20,7 @@ from vigil.agents.app import (
 )
 from vigil.agents.runtime import Publisher, batches, run_batch, runtime
 from vigil.infra.redis import care_key, window_key
-from vigil.models.care import at_risk, care_categories, care_inputs
+from vigil.models.care import CareClock, at_risk, care_categories, care_inputs
 from vigil.models.treatment import score_patient_care, score_plan
 from vigil.models.window import PatientWindow
 from vigil.schemas.deadletter import Rejected
@@ -50,24 +49,22 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
     published = 0
     for pid, wblob, cblob in zip(pids, windows, cares, strict=True):
         score = latest[pid]
-        care = json.loads(cblob) if cblob else {}
-        time_zero = datetime.fromisoformat(care["time_zero"]) if "time_zero" in care else score.observed_at
+        care = CareClock.model_validate_json(cblob) if cblob else CareClock(time_zero=score.observed_at)
+        time_zero = care.time_zero
         state, items = care_inputs(score, PatientWindow.from_bytes(wblob), time_zero)
         # The care score (with its suggestion search) is recomputed when what it depends on changes,
         # or at most once per hour of the patient's stay as deadlines pass: not on every vital sign.
         inputs = _digest(json.dumps([care_categories(state), items, score.hour], default=str, sort_keys=True))
-        if inputs == care.get("inputs"):
+        if inputs == care.inputs:
             continue
         result = score_patient_care(
             state, items, now=score.observed_at, patient_id=pid, max_suggestions=STREAM_SUGGESTIONS
         )
         digest = _digest(result.model_dump_json(exclude={"as_of_min"}))
-        if digest != care.get("digest"):
+        if digest != care.digest:
             await publisher.send(treatment_scores_topic, pid, result.model_dump_json().encode())
             published += 1
-        changed[care_key(pid)] = json.dumps(
-            {"time_zero": time_zero.isoformat(), "digest": digest, "inputs": inputs}
-        ).encode()
+        changed[care_key(pid)] = CareClock(time_zero=time_zero, digest=digest, inputs=inputs).model_dump_json().encode()
     await publisher.flush()  # delivered before the digest that suppresses a re-publish is stored
     if changed:
         await rt.store.save_blobs(changed)

@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from vigil.infra.readback import consumer_from_now
+from vigil.infra.connect import consumer_from_now, kafka_producer, redis_client
 from vigil.infra.replay import Stay, ensure_dataset, pick_stays, stay_events
 from vigil.infra.settings import Settings, get_settings
-from vigil.infra.stack import StackInfo, ensure_topics, stack_up
+from vigil.infra.stack import stack_up
+from vigil.infra.stack.topics import ensure_topics
 from vigil.infra.workers import spawn_worker, stop_worker, worker_env
+from vigil.models.window import WINDOW_HOURS
 from vigil.schemas import topics
 
 BATCH_CURVE_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -36,7 +38,7 @@ BATCH_CURVE_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 class OutputWatch:
     """Consumes an output topic from its current end; records per-message timestamps."""
 
-    bootstrap: str
+    settings: Settings
     topic: str
     on_record: Callable[[Any], None] | None = None
     count: int = 0
@@ -45,7 +47,7 @@ class OutputWatch:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> OutputWatch:
-        self.consumer = consumer_from_now(self.bootstrap, (self.topic,), fetch_max_wait_ms=20)
+        self.consumer = consumer_from_now(self.settings, (self.topic,), fetch_max_wait_ms=20)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         return self
@@ -81,10 +83,8 @@ def bench_events(stays: list[Stay], n: int) -> list[tuple[str, bytes, bytes]]:
     return [(eid, k, v) for _, eid, k, v in rows[:n]]
 
 
-def preload(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
+def preload(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = kafka_producer(settings, linger_ms=20, batch_size=256 * 1024)
     for key, value in messages:
         producer.send(topic, key=key, value=value)
     producer.flush()
@@ -111,21 +111,19 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure_baseline(
-    info: StackInfo, settings: Settings, n: int, messages: list[tuple[bytes, bytes]], log_dir: Path
-) -> dict[str, Any]:
+def measure_baseline(settings: Settings, n: int, messages: list[tuple[bytes, bytes]], log_dir: Path) -> dict[str, Any]:
     import subprocess
     import sys
 
     from vigil.bench.baseline import BASELINE_IN, BASELINE_OUT
 
-    ensure_topics(info.bootstrap, (BASELINE_IN, BASELINE_OUT), settings.kafka.partitions)
-    watch = OutputWatch(info.bootstrap, BASELINE_OUT).start()
-    preload(info.bootstrap, BASELINE_IN, messages)
+    ensure_topics(settings, (BASELINE_IN, BASELINE_OUT))
+    watch = OutputWatch(settings, BASELINE_OUT).start()
+    preload(settings, BASELINE_IN, messages)
     out = open(log_dir / "bench-baseline.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "vigil.bench.baseline"],
-        env=worker_env(info),
+        env=worker_env(settings),
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -146,7 +144,6 @@ ALL_AGENTS = ("ingest", "alert", "treat", "interop")
 
 
 def measure_pipeline(
-    info: StackInfo,
     settings: Settings,
     n: int,
     events: list[tuple[str, bytes, bytes]],
@@ -159,9 +156,9 @@ def measure_pipeline(
     def absorb(record: Any) -> None:
         seen.update(json.loads(record.value)["event_ids"])
 
-    watch = OutputWatch(info.bootstrap, topics.SCORES, on_record=absorb).start()
-    preload(info.bootstrap, topics.EVENTS_RAW, [(k, v) for _, k, v in events])
-    proc = spawn_worker(info, log_dir / "bench-pipeline.log", agents=agents)
+    watch = OutputWatch(settings, topics.SCORES, on_record=absorb).start()
+    preload(settings, topics.EVENTS_RAW, [(k, v) for _, k, v in events])
+    proc = spawn_worker(settings, log_dir / "bench-pipeline.log", agents=agents)
     peak_rss = 0.0
 
     def done() -> bool:
@@ -183,9 +180,7 @@ def measure_pipeline(
     return result, proc
 
 
-def measure_latency(info: StackInfo, events: list[tuple[str, bytes, bytes]], rate: float) -> dict[str, Any]:
-    from kafka import KafkaProducer
-
+def measure_latency(settings: Settings, events: list[tuple[str, bytes, bytes]], rate: float) -> dict[str, Any]:
     produced: dict[str, int] = {}
     scored: dict[str, int] = {}
 
@@ -193,8 +188,8 @@ def measure_latency(info: StackInfo, events: list[tuple[str, bytes, bytes]], rat
         for eid in json.loads(record.value)["event_ids"]:
             scored.setdefault(eid, record.timestamp)
 
-    watch = OutputWatch(info.bootstrap, topics.SCORES, on_record=absorb).start()
-    producer = KafkaProducer(bootstrap_servers=info.bootstrap, acks="all", linger_ms=1)
+    watch = OutputWatch(settings, topics.SCORES, on_record=absorb).start()
+    producer = kafka_producer(settings, linger_ms=1)
     t0 = time.perf_counter()
     for i, (eid, key, value) in enumerate(events):
         target = t0 + i / rate
@@ -221,13 +216,11 @@ def measure_latency(info: StackInfo, events: list[tuple[str, bytes, bytes]], rat
     }
 
 
-def redis_bytes_per_patient(redis_url: str, patients: set[str]) -> dict[str, Any]:
+def redis_bytes_per_patient(settings: Settings, patients: set[str]) -> dict[str, Any]:
     """Redis MEMORY USAGE of everything Vigil keeps per patient (window, alert and care state)."""
-    import redis
-
     from vigil.infra.redis import alert_key, care_key, window_key
 
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client(settings)
     total = 0
     for pid in patients:
         for key in (window_key(pid), alert_key(pid), care_key(pid)):
@@ -245,7 +238,7 @@ def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]
 
     bundle = load_bundle()
     explain = get_settings().batch.explain  # what the stream computes per score
-    windows = [s.matrix[-48:] for s in stays]
+    windows = [s.matrix[-WINDOW_HOURS:] for s in stays]
     statics = [s.static for s in stays]
     while len(windows) < max(BATCH_CURVE_SIZES):
         windows += windows
@@ -305,39 +298,57 @@ def plot_curve(curve: dict[int, float], end_to_end: dict[int, float], path: Path
     plt.close(fig)
 
 
+def _no_curve(why: str) -> dict[str, Any]:
+    return {
+        "us_per_sample": {},
+        "end_to_end_us_per_sample": {},
+        "batch_speedup": None,
+        "end_to_end_batch_speedup": None,
+        "error": why[:200],
+    }
+
+
+def _batch_curve_or_why_not(stays: list[Stay]) -> dict[str, Any]:
+    try:
+        return batch_curve(stays)
+    except Exception as exc:  # no model artifacts: say so rather than invent a number
+        return _no_curve(f"{type(exc).__name__}: {exc}")
+
+
 def run_bench(
-    settings: Settings, n_events: int, rate: float, latency_s: float, patients: int, plot_path: Path | None
+    settings: Settings,
+    n_events: int,
+    rate: float,
+    latency_s: float,
+    patients: int,
+    plot_path: Path | None,
+    quick: bool = False,
 ) -> dict[str, Any]:
-    info = stack_up(settings)
+    """``quick``: only the pipeline against the baseline, the latency run and the Redis size (no
+    run with the treatment agent, no batch curve): every client of the bench, in a minute."""
+    stack_up(settings)
     log_dir = settings.home / "logs"
     data_dir = ensure_dataset(settings.data_dir, settings.home)
     stays = pick_stays(data_dir, patients, septic_share=0.3, seed=11)
     events = bench_events(stays, n_events)
     patients_seen = {k.decode() for _, k, _ in events}
-    baseline = measure_baseline(info, settings, len(events), [(k, v) for _, k, v in events], log_dir)
-    with_treatment, proc = measure_pipeline(
-        info, settings, len(events), bench_events(stays, n_events), log_dir, agents=ALL_AGENTS
-    )
-    stop_worker(proc)
-    pipeline, proc = measure_pipeline(info, settings, len(events), events, log_dir)
+    baseline = measure_baseline(settings, len(events), [(k, v) for _, k, v in events], log_dir)
+    with_treatment = None
+    if not quick:
+        with_treatment, proc = measure_pipeline(
+            settings, len(events), bench_events(stays, n_events), log_dir, agents=ALL_AGENTS
+        )
+        stop_worker(proc)
+    pipeline, proc = measure_pipeline(settings, len(events), events, log_dir)
     try:
         lat_events = bench_events(stays, int(rate * latency_s))
         patients_seen.update(k.decode() for _, k, _ in lat_events)
-        latency = measure_latency(info, lat_events, rate)
+        latency = measure_latency(settings, lat_events, rate)
         pipeline["worker_peak_rss_mb"] = max(pipeline["worker_peak_rss_mb"], _rss_mb(proc.pid))
     finally:
         stop_worker(proc)
-    redis_size = redis_bytes_per_patient(info.redis_url, patients_seen)
-    try:
-        curve = batch_curve(stays)
-    except Exception as exc:  # no model artifacts: say so rather than invent a number
-        curve = {
-            "us_per_sample": {},
-            "end_to_end_us_per_sample": {},
-            "batch_speedup": None,
-            "end_to_end_batch_speedup": None,
-            "error": f"{type(exc).__name__}: {exc}"[:200],
-        }
+    redis_size = redis_bytes_per_patient(settings, patients_seen)
+    curve = _no_curve("skipped (--quick)") if quick else _batch_curve_or_why_not(stays)
     if plot_path and curve["us_per_sample"]:
         plot_curve(curve["us_per_sample"], curve["end_to_end_us_per_sample"], plot_path)
     ratio = (

@@ -24,6 +24,9 @@ def bench(
     patients: int = typer.Option(300, help="ICU stays whose events are interleaved"),
     plot: Path = typer.Option(Path("docs/images/batch_curve.png"), help="batch-size curve PNG"),
     out: Path = typer.Option(Path("bench/results/latest.json"), help="full results JSON"),
+    quick: bool = typer.Option(
+        False, "--quick", help="pipeline vs baseline, latency and Redis size only (no treatment run, no batch curve)"
+    ),
     json_out: JsonFlag = False,
 ) -> None:
     """Pipeline vs bare Faust on the same broker, latency at a fixed rate, batching, Redis size."""
@@ -31,7 +34,7 @@ def bench(
     from vigil.infra.logging import configure_logging
 
     configure_logging(level="WARNING")
-    result = run_bench(get_settings(), events, rate, latency_s, patients, plot)
+    result = run_bench(get_settings(), events, rate, latency_s, patients, None if quick else plot, quick=quick)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     table = Table(title="vigil bench")

@@ -9,6 +9,7 @@ reason, and ``--json`` ends stdout with a summary line (events, rejected, unknow
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -48,7 +49,9 @@ def convert(
         results = [decode_fhir(payload)]
 
     total = DecodeResult()
-    for result in results:
+    now = datetime.now(UTC)
+    for decoded in results:
+        result = decoded.checked(now)  # canonical unit, plausible range, clock: as the interop agent
         total.events.extend(result.events)
         total.rejected.extend(result.rejected)
         total.ignored.extend(result.ignored)

@@ -14,10 +14,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from vigil.infra.connect import kafka_producer
 from vigil.infra.readback import TopicReader, payload_digest
 from vigil.infra.replay import Stay, ensure_dataset, pick_stays, stay_events
 from vigil.infra.settings import Settings
-from vigil.infra.stack import StackInfo, stack_up
+from vigil.infra.stack import stack_up
 from vigil.infra.workers import spawn_worker, stop_worker
 from vigil.schemas import topics
 
@@ -122,7 +123,7 @@ def _table(sent: int, total: int, rb: Any, elapsed: float) -> Table:
     return table
 
 
-def start_dashboard(settings: Settings, info: StackInfo, port: int, console: Console) -> Any:
+def start_dashboard(settings: Settings, port: int, console: Console) -> Any:
     """The ward dashboard beside the demo, with a demo clinician whose password is generated
     once and kept in <home>/demo-credentials.txt (0600)."""
     from vigil.agents.web.app import create_app
@@ -138,7 +139,7 @@ def start_dashboard(settings: Settings, info: StackInfo, port: int, console: Con
         creds.write_text(f"demo {password}\n")
         creds.chmod(0o600)
     user, password = creds.read_text().split()
-    feed = KafkaWardFeed(settings, bootstrap=info.bootstrap)
+    feed = KafkaWardFeed(settings)
     server = ServerThread(create_app(settings, feed, users=load_users(users_file)), port=port).start()
     console.print(f"Dashboard: {server.url}/  (sign in as [bold]{user}[/] / [bold]{password}[/])")
     return server
@@ -155,20 +156,16 @@ def run_demo(
     serve_port: int | None = None,
     keep: bool = False,
 ) -> dict[str, Any]:
-    from kafka import KafkaProducer
-
     t_start = time.monotonic()
-    info: StackInfo = stack_up(settings)
+    stack_up(settings)
     stack_s = time.monotonic() - t_start
-    server = start_dashboard(settings, info, serve_port, console) if serve_port else None
+    server = start_dashboard(settings, serve_port, console) if serve_port else None
     data_dir = ensure_dataset(settings.data_dir, settings.home)
     stays = pick_stays(data_dir, patients)
     plan = plan_demo(stays, bad)
-    reader = TopicReader(info.bootstrap).start()
-    worker = spawn_worker(info, settings.home / "logs" / "demo-worker.log")
-    producer = KafkaProducer(
-        bootstrap_servers=info.bootstrap, acks="all", linger_ms=5, max_in_flight_requests_per_connection=1, retries=10
-    )
+    reader = TopicReader(settings).start()
+    worker = spawn_worker(settings, settings.home / "logs" / "demo-worker.log")
+    producer = kafka_producer(settings, linger_ms=5, max_in_flight_requests_per_connection=1, retries=10)
     sent = 0
     t0 = time.time()
     deadline = t0 + duration if duration else None

@@ -24,8 +24,12 @@ BootstrapOpt = Annotated[str | None, typer.Option("--bootstrap", help="Kafka boo
 BANDS = ("low-medium", "medium", "high")
 
 
-def kafka_bootstrap(settings: Settings) -> str:
-    return settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}"
+def settings_for(bootstrap: str | None) -> Settings:
+    """The settings, with ``--bootstrap`` (when given) as the Kafka bootstrap list."""
+    settings = get_settings()
+    if bootstrap is None:
+        return settings
+    return settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap": bootstrap})})
 
 
 def default_users_file(settings: Settings) -> Path:
@@ -49,11 +53,17 @@ def serve(
     from vigil.agents.web.auth import load_users
     from vigil.agents.web.kafka_feed import KafkaWardFeed
     from vigil.infra.logging import configure_logging
+    from vigil.infra.secrets import DefaultSecretError, require_real_log_key
 
+    settings = settings_for(bootstrap)
+    try:
+        require_real_log_key(settings, "serve")  # dashboard row ids are keyed with it too
+    except DefaultSecretError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     configure_logging()
-    settings = get_settings()
     users = load_users(users_file or default_users_file(settings))
-    feed = KafkaWardFeed(settings, bootstrap=bootstrap, backfill=backfill)
+    feed = KafkaWardFeed(settings, backfill=backfill)
     app = create_app(settings, feed, users=users, cookie_secure=secure_cookies)
     console.print(
         f"Vigil dashboard on http://{host}:{port or settings.web_port}/ ({len(users)} users)", highlight=False
@@ -101,33 +111,21 @@ def alerts_tail(
     json_out: JsonFlag = False,
 ) -> None:
     """Follow vigil.alerts: one line per alert transition (Ctrl-C to stop)."""
-    from kafka import KafkaConsumer, TopicPartition
     from pydantic import TypeAdapter, ValidationError
 
     from vigil.cli.alert_feed import passes, render_transition, transition_json
     from vigil.cli.jsonout import emit_json as emit_line
+    from vigil.infra.connect import consumer_from_now
     from vigil.schemas import topics
     from vigil.schemas.alerts import Alert
 
     if min_band is not None and min_band not in BANDS:
         console.print(f"[red]--min-band must be one of {', '.join(BANDS)}[/]")
         raise typer.Exit(2)
-    settings = get_settings()
     adapter = TypeAdapter(Alert)
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap or kafka_bootstrap(settings),
-        group_id=None,
-        enable_auto_commit=False,
-        client_id="vigil-alerts-tail",
-    )
-    partitions = sorted(consumer.partitions_for_topic(topics.ALERTS) or {0})
-    parts = [TopicPartition(topics.ALERTS, p) for p in partitions]
-    consumer.assign(parts)
+    consumer = consumer_from_now(settings_for(bootstrap), (topics.ALERTS,), client_id="vigil-alerts-tail")
     if from_beginning:
-        consumer.seek_to_beginning(*parts)
-    else:
-        for tp, offset in consumer.end_offsets(parts).items():
-            consumer.seek(tp, offset)
+        consumer.seek_to_beginning()
     seen, shown, invalid = 0, 0, 0
     by_state: Counter[str] = Counter()
     by_severity: Counter[str] = Counter()
@@ -194,9 +192,9 @@ def alerts_ack(
     json_out: JsonFlag = False,
 ) -> None:
     """Acknowledge (or --resolve) an alert: publishes an AlertAck on vigil.alerts.acks."""
-    from kafka import KafkaProducer
     from pydantic import ValidationError
 
+    from vigil.infra.connect import kafka_producer
     from vigil.infra.logging import get_logger, patient_hash
     from vigil.schemas import topics
     from vigil.schemas.alerts import AlertAck
@@ -207,8 +205,7 @@ def alerts_ack(
     except ValidationError as exc:
         console.print(f"[red]invalid acknowledgement:[/] {exc.errors(include_input=False)[0]['msg']}")
         raise typer.Exit(2) from exc
-    settings = get_settings()
-    producer = KafkaProducer(bootstrap_servers=bootstrap or kafka_bootstrap(settings), acks="all", retries=5)
+    producer = kafka_producer(settings_for(bootstrap), retries=5, client_id="vigil-alerts-ack")
     try:
         future = producer.send(topics.ALERT_ACKS, key=patient.encode(), value=ack.model_dump_json().encode())
         meta = future.get(timeout=30)

@@ -27,20 +27,26 @@ def stack_up_cmd(
         "--secure",
         help="Kafka SASL_SSL (SCRAM-SHA-512, local CA) and Redis with ACL user + password; secrets in <home>/secrets",
     ),
+    brokers: int = typer.Option(
+        None,
+        "--brokers",
+        min=1,
+        max=5,
+        help="embedded KRaft nodes (default: settings, 1); 3 = a replicated cluster (RF 3, min ISR 2)",
+    ),
 ) -> None:
-    """Start the embedded broker and Redis (nothing when VIGIL_KAFKA__BOOTSTRAP / VIGIL_REDIS__URL
-    are set)."""
+    """Start the embedded broker(s) and Redis (nothing when VIGIL_KAFKA__BOOTSTRAP / VIGIL_REDIS__URL
+    are set). Run workers with the same VIGIL_KAFKA__BROKERS / SECURITY_PROTOCOL as the stack."""
     from vigil.infra.stack import StackError, stack_up
 
     settings = get_settings()
+    kafka_update: dict[str, object] = {}
     if secure:
-        settings = settings.model_copy(
-            update={
-                "kafka": settings.kafka.model_copy(
-                    update={"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"}
-                )
-            }
-        )
+        kafka_update["security_protocol"] = "SASL_SSL"
+    if brokers is not None:
+        kafka_update["brokers"] = brokers
+    if kafka_update:
+        settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update=kafka_update)})
     try:
         info = stack_up(settings)
     except StackError as exc:
@@ -52,6 +58,11 @@ def stack_up_cmd(
             f"secure: SASL_SSL, CA {settings.home / 'tls' / 'ca.pem'}, secrets in "
             f"{settings.home / 'secrets'}; "
             "run workers with VIGIL_KAFKA__SECURITY_PROTOCOL=SASL_SSL"
+        )
+    if settings.kafka.brokers > 1:
+        console.print(
+            f"{settings.kafka.brokers} brokers, replication factor {info.replication_factor}; "
+            f"run workers with VIGIL_KAFKA__BROKERS={settings.kafka.brokers}"
         )
     if json_out:
         emit_json(info.as_dict())
@@ -85,8 +96,13 @@ def worker(
 ) -> None:
     """Run one Faust worker against the configured (or embedded) Kafka and Redis."""
     from vigil.cli.worker import run_worker_foreground
+    from vigil.schemas.errors import UserError
 
-    run_worker_foreground(metrics_port or get_settings().metrics_port, tuple(a.strip() for a in agents.split(",")))
+    try:
+        run_worker_foreground(metrics_port or get_settings().metrics_port, tuple(a.strip() for a in agents.split(",")))
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def demo(

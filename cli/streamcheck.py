@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from vigil.infra.readback import consumer_from_now
+from vigil.infra.connect import consumer_from_now, kafka_producer
 from vigil.infra.replay import Stay, load_stays, stay_events
 from vigil.infra.settings import Settings
 from vigil.infra.stack import stack_up
@@ -42,18 +42,16 @@ def offline_probabilities(files: list[Path]) -> dict[str, np.ndarray]:
 
 
 def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: float = 600) -> dict[str, Any]:
-    from kafka import KafkaProducer
-
     files = sorted(data_dir.glob("*.psv"))[:limit]
     stays: list[Stay] = load_stays(files)
     offline = offline_probabilities(files)
-    info = stack_up(settings)
+    stack_up(settings)
     run = str(int(time.time()))
     scores: dict[tuple[str, int], list[float]] = defaultdict(list)
     finals: dict[tuple[str, int], float] = {}
     scored_ids: set[str] = set()
     lock = threading.Lock()
-    consumer = consumer_from_now(info.bootstrap, (topics.SCORES,))
+    consumer = consumer_from_now(settings, (topics.SCORES,))
     stop = threading.Event()
 
     def consume() -> None:
@@ -72,8 +70,8 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
 
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
-    worker = spawn_worker(info, settings.home / "logs" / "replay-worker.log")
-    producer = KafkaProducer(bootstrap_servers=info.bootstrap, acks="all", linger_ms=1)
+    worker = spawn_worker(settings, settings.home / "logs" / "replay-worker.log")
+    producer = kafka_producer(settings, linger_ms=1)
     expected: dict[str, str] = {}
     event_hours: dict[str, set[int]] = {}
     t0 = time.time()

@@ -15,23 +15,26 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
 
     from vigil.agents.app import app
     from vigil.agents.runtime import store_healthy
+    from vigil.infra.audit import publish_config_audit
+    from vigil.infra.health import export_redis_up, start_readiness
     from vigil.infra.logging import configure_logging
+    from vigil.infra.secrets import require_real_log_key
+    from vigil.infra.settings import get_settings
 
+    settings = get_settings()
+    require_real_log_key(settings, "worker")  # before anything connects or logs a patient hash
     for name in agents:
         if name not in AGENT_MODULES:
             raise ValueError(f"unknown agent module {name!r}: choose from {', '.join(AGENT_MODULES)}")
         importlib.import_module(f"vigil.agents.{name}")  # importing registers the module's agents
+    importlib.import_module("vigil.agents.lag")  # vigil_consumer_lag, whatever the selection
     if metrics_port:
         from prometheus_client import start_http_server
 
+        export_redis_up(settings, store_healthy)
         start_http_server(metrics_port, addr="127.0.0.1")
-    from vigil.infra.audit import publish_config_audit
-    from vigil.infra.health import start_readiness
-    from vigil.infra.settings import get_settings
-    from vigil.infra.tls import with_stack_credentials
 
     configure_logging()
-    settings = with_stack_credentials(get_settings())
     start_readiness(settings, store_healthy)  # GET /readyz on VIGIL_HEALTH_PORT and/or VIGIL_HEALTH_FILE
     publish_config_audit(settings)  # who started which configuration, when -> vigil.audit
     worker = _structlog_worker_class()(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)

@@ -14,6 +14,7 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
+from vigil.infra.connect import kafka_producer
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings
 from vigil.schemas import topics
@@ -51,21 +52,11 @@ def publish_config_audit(
 ) -> dict[str, Any] | None:
     """Publish one record to ``vigil.audit`` and wait for the broker (acks=all). Returns the record,
     or None when the broker could not be reached (logged; the worker still starts)."""
-    from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    from vigil.infra.tls import kafka_client_options
-
     record = config_change_record(settings, action, component)
-    bootstrap = settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}"
     try:
-        producer = KafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            max_block_ms=int(timeout_s * 1000),
-            client_id="vigil-audit",
-            **kafka_client_options(settings),
-        )
+        producer = kafka_producer(settings, max_block_ms=int(timeout_s * 1000), client_id="vigil-audit")
         try:
             producer.send(topics.AUDIT, key=component.encode(), value=json.dumps(record).encode()).get(
                 timeout=timeout_s

@@ -21,10 +21,34 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from vigil.infra import metrics
+from vigil.infra.connect import redis_client
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings
 
 log = get_logger(__name__)
+
+
+def redis_ping(settings: Settings) -> Callable[[], bool]:
+    """A PING with 1 s timeouts through the worker's own credentials: True when Redis answers."""
+    import redis
+
+    client = redis_client(settings, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+    def ping() -> bool:
+        try:
+            return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    return ping
+
+
+def export_redis_up(settings: Settings, store_ok: Callable[[], bool]) -> None:
+    """``vigil_redis_up`` is computed on each scrape: 1 while Redis answers a PING and the
+    worker's own last Redis call succeeded (the same rule as readiness), else 0."""
+    ping = redis_ping(settings)
+    metrics.REDIS_UP.set_function(lambda: 1.0 if ping() and store_ok() else 0.0)
 
 
 class ReadinessProbe:
@@ -33,27 +57,12 @@ class ReadinessProbe:
     ) -> None:
         # the worker's own view (agents.runtime): False while its Redis writes are being retried
         self._store_ok = store_ok
-        import redis
-
-        s = settings.redis
-        url = s.url or f"redis://127.0.0.1:{s.embedded_port}/0"
-        password = s.password.get_secret_value() if s.password else None
-        self._client = redis.Redis.from_url(
-            url, username=s.username, password=password, socket_timeout=1.0, socket_connect_timeout=1.0
-        )
+        self._ping = redis_ping(settings)
         self.interval_s = interval_s
         self.file = settings.health_file
         self.state: dict[str, Any] = {"ready": False, "redis": False, "since": time.time()}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vigil-readiness", daemon=True)
-
-    def _ping(self) -> bool:
-        import redis
-
-        try:
-            return bool(self._client.ping())
-        except (redis.RedisError, OSError):
-            return False
 
     def check(self) -> dict[str, Any]:
         redis_ok = self._ping()

@@ -14,20 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from vigil.infra.connect import consumer_from_now
+from vigil.infra.settings import Settings
 from vigil.schemas import topics
-
-
-def consumer_from_now(bootstrap: str, names: tuple[str, ...], **client: Any) -> Any:
-    """A group-less kafka-python consumer on every partition of ``names``, positioned at their
-    current end: it sees what is published from now on."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **client)
-    parts = [TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or {0})]
-    consumer.assign(parts)
-    for tp, offset in consumer.end_offsets(parts).items():
-        consumer.seek(tp, offset)
-    return consumer
 
 
 def payload_digest(payload: bytes) -> str:
@@ -66,9 +55,9 @@ class Readback:
 class TopicReader:
     """Background consumer of scores, alerts and dead letters from given start offsets."""
 
-    def __init__(self, bootstrap: str, keep_scores: bool = False, **client: Any) -> None:
+    def __init__(self, settings: Settings, keep_scores: bool = False) -> None:
         self.consumer = consumer_from_now(
-            bootstrap, (topics.SCORES, topics.ALERTS, topics.DEADLETTER), consumer_timeout_ms=200, **client
+            settings, (topics.SCORES, topics.ALERTS, topics.DEADLETTER), consumer_timeout_ms=200
         )
         self.result = Readback()
         self.keep_scores = keep_scores

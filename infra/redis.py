@@ -1,44 +1,57 @@
 """Per-patient state in Redis: one pipelined round trip to read a batch, one to write it.
 
-Keys hold a keyed hash of the patient id, not the id (state cannot be enumerated by MRN).
-Writes that fail are retried until Redis answers again; the caller does not ack the Kafka
-events meanwhile, so nothing accepted is lost and the worker never crash-loops.
+Keys hold a keyed hash of the patient id, not the id (state cannot be enumerated by MRN), keyed
+with ``state_hash_key`` (default: ``log_hash_key``), so the log key can rotate without orphaning
+state (docs/security.md). Writes that fail are retried until Redis answers again; the caller does
+not ack the Kafka events meanwhile, so nothing accepted is lost and the worker never crash-loops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from vigil.infra.logging import get_logger, patient_hash
+from vigil.infra.connect import redis_async_client
+from vigil.infra.logging import get_logger
+from vigil.infra.settings import Settings, get_settings
 from vigil.models.stepping import StayCarry
 from vigil.models.window import PatientWindow
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
+OPEN_ALERTS_KEY = "vigil:open_alerts"  # set of alert keys whose alert is open (escalation timer)
+
+
+def state_hash(patient_id: str) -> str:
+    """Keyed HMAC-SHA256 of the patient id in Redis keys (64 bits, like ``patient_hash``)."""
+    settings = get_settings()
+    key = (settings.state_hash_key or settings.log_hash_key).get_secret_value().encode()
+    return hmac.new(key, patient_id.encode(), hashlib.sha256).hexdigest()[:16]
+
 
 def window_key(patient_id: str) -> str:
-    return f"vigil:w:{patient_hash(patient_id)}"
+    return f"vigil:w:{state_hash(patient_id)}"
 
 
 def carry_key(patient_id: str) -> str:
     """The stepping carry (``models.stepping.StayCarry``): aggregates and recurrent states beside the window."""
-    return f"vigil:c:{patient_hash(patient_id)}"
+    return f"vigil:c:{state_hash(patient_id)}"
 
 
 def alert_key(patient_id: str) -> str:
-    return f"vigil:a:{patient_hash(patient_id)}"
+    return f"vigil:a:{state_hash(patient_id)}"
 
 
 def care_key(patient_id: str) -> str:
-    return f"vigil:t:{patient_hash(patient_id)}"
+    return f"vigil:t:{state_hash(patient_id)}"
 
 
 def _as_bytes(blob: bytes | str | None) -> bytes | None:
@@ -65,36 +78,17 @@ class RedisHealth:
         self.last_latency_s = 0.0
 
 
-def _configured_credentials() -> tuple[str | None, str | None]:
-    """ACL user and password from settings, or from a secure embedded stack's secrets."""
-    from vigil.infra.settings import get_settings
-    from vigil.infra.tls import with_stack_credentials
-
-    r = with_stack_credentials(get_settings()).redis
-    return r.username, r.password.get_secret_value() if r.password else None
-
-
 class PatientStore:
-    def __init__(
-        self,
-        url: str,
-        ttl_s: int,
-        health: RedisHealth | None = None,
-        password: str | None = None,
-        username: str | None = None,
-    ) -> None:
-        if password is None and username is None:
-            username, password = _configured_credentials()
-        self.client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=5,
-            socket_connect_timeout=2,
-            password=password,
-            username=username,
-            decode_responses=False,
-        )
+    def __init__(self, client: Any, ttl_s: int, health: RedisHealth | None = None) -> None:
+        self.client = client
         self.ttl_s = ttl_s
         self.health = health or RedisHealth()
+
+    @classmethod
+    def connect(cls, settings: Settings, health: RedisHealth | None = None) -> PatientStore:
+        """The worker's store, connected through ``infra.connect`` (credentials included)."""
+        client = redis_async_client(settings, socket_timeout=5, socket_connect_timeout=2, decode_responses=False)
+        return cls(client, settings.redis.ttl_s, health)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -169,6 +163,25 @@ class PatientStore:
             await pipe.execute()
 
         await self._until_ok("set", write)
+
+    async def update_open_alerts(self, opened: Iterable[str], closed: Iterable[str]) -> None:
+        """Track which alert keys hold an open alert (``OPEN_ALERTS_KEY``), in one round trip."""
+        opened, closed = list(opened), list(closed)
+
+        async def write() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            if opened:
+                pipe.sadd(OPEN_ALERTS_KEY, *opened)
+            if closed:
+                pipe.srem(OPEN_ALERTS_KEY, *closed)
+            await pipe.execute()
+
+        if opened or closed:
+            await self._until_ok("open_alerts", write)
+
+    async def open_alert_keys(self) -> list[str]:
+        members = await self._until_ok("smembers", lambda: self.client.smembers(OPEN_ALERTS_KEY))
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
 
     async def ping(self) -> bool:
         try:

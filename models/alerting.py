@@ -15,9 +15,10 @@ One alert per patient at a time: open -> (escalated) -> acknowledged -> resolved
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from pydantic import TypeAdapter
 
 from vigil.schemas.alerts import Alert, AlertAck, AlertExplanation, TrendPoint
 from vigil.schemas.scores import ModelScore, RiskScore
@@ -54,16 +55,16 @@ class PatientAlertState:
     score_ids: list[str] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        return _STATE.dump_json(self)
 
     @classmethod
     def from_bytes(cls, blob: bytes | None) -> PatientAlertState:
-        if not blob:
-            return cls()
-        raw = json.loads(blob)
-        active = raw.pop("active")
-        raw["trend"] = [tuple(t) for t in raw["trend"]]
-        return cls(active=ActiveAlert(**active) if active else None, **raw)
+        """Validated by pydantic (nested alert, trend tuples); keys this version does not know are
+        ignored and missing ones take their defaults, so state written by another version loads."""
+        return _STATE.validate_json(blob) if blob else cls()
+
+
+_STATE = TypeAdapter(PatientAlertState)
 
 
 @dataclass(frozen=True)

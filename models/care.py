@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from vigil.models.window import PatientWindow
 from vigil.schemas.codes import TREATMENTS
 from vigil.schemas.scores import RiskScore
@@ -16,6 +18,18 @@ from vigil.schemas.scores import RiskScore
 # A bedside observation set: at least three of the NEWS2 vital signs recorded in the hour.
 OBSERVATION_CODES = ("Resp", "O2Sat", "SBP", "HR", "Temp")
 OBSERVATION_MIN_PARAMS = 3
+
+
+class CareClock(BaseModel):
+    """What the treatment agent keeps per patient (Redis ``vigil:t:<hash>``, JSON): when the care
+    clock started, and digests of the inputs and of the last published care score (so an unchanged
+    score is neither recomputed nor re-published)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    time_zero: datetime
+    digest: str = ""
+    inputs: str = ""
 
 
 def at_risk(score: RiskScore) -> bool:

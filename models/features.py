@@ -24,9 +24,9 @@ from typing import Final
 
 import numpy as np
 
+from vigil.models.window import WINDOW_HOURS  # the one definition: the stream's window is the features'
 from vigil.schemas.codes import DYNAMIC_CODES, LABS, VITALS
 
-WINDOW_HOURS: Final[int] = 48
 N_DYNAMIC: Final[int] = len(DYNAMIC_CODES)
 VITAL_CODES: Final[tuple[str, ...]] = tuple(VITALS)
 LAB_CODES: Final[tuple[str, ...]] = tuple(LABS)

@@ -9,14 +9,13 @@ value per variable per hour), so re-applying a redelivered event is idempotent.
 
 from __future__ import annotations
 
-import math
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from vigil.schemas.codes import ASSESSMENTS, DEMOGRAPHICS, DYNAMIC_CODES
+from vigil.schemas.codes import ASSESSMENTS, DEMOGRAPHICS, DYNAMIC_CODES, TREATMENTS
 from vigil.schemas.errors import VigilError
 from vigil.schemas.events import PatientEvent
 
@@ -29,17 +28,8 @@ RULE_MAX_AGE_H = 4
 VAR_INDEX: dict[str, int] = {code: i for i, code in enumerate(DYNAMIC_CODES)}
 _STATIC_CODES = tuple(DEMOGRAPHICS) + tuple(ASSESSMENTS)
 _STATIC_INDEX = {code: i for i, code in enumerate(_STATIC_CODES)}
-_TREATMENT_CODES = (
-    "antibiotic",
-    "blood_culture",
-    "lactate_ordered",
-    "crystalloid_ml",
-    "vasopressor",
-    "oxygen",
-    "clinician_review",
-    "observation_set",
-    "weight_kg",
-)
+# a treatment's index in the blob is its position in schemas.codes.TREATMENTS: that table only grows
+_TREATMENT_CODES = tuple(TREATMENTS)
 _TREATMENT_INDEX = {code: i for i, code in enumerate(_TREATMENT_CODES)}
 
 # A cell: (value, second within the hour at which it was observed)
@@ -223,7 +213,3 @@ class PatientWindow:
             pos += 13
             treatments.append((_TREATMENT_CODES[ci], ts, v))
         return cls(anchor_s=anchor, last_hour=last_hour, rows=rows, static=static, treatments=treatments)
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value

@@ -22,6 +22,29 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_block(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports (an embedded cluster's node i
+    listens on base + 2i, its controller on base + 1 + 2i)."""
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randrange(30000, 60000 - count)
+        try:
+            socks = []
+            for port in range(base, base + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 # Free ports by default, so parallel test runs (and a running `vigil demo`) never collide.
 TEST_KAFKA_PORT = int(os.environ.get("VIGIL_TEST_KAFKA_PORT") or _free_port())
 TEST_KAFKA_CONTROLLER_PORT = int(os.environ.get("VIGIL_TEST_KAFKA_CONTROLLER_PORT") or _free_port())
@@ -58,6 +81,33 @@ def stack_settings(stack_home: Path):
 
 
 @pytest.fixture(scope="session")
+def secure_settings() -> Iterator[object]:
+    """A secure embedded stack's settings (SASL_SSL + SCRAM + local CA, Redis ACL user), in its
+    own home and on its own free ports: one per session, shared by every module that needs it."""
+    from vigil.infra.settings import KafkaSettings, RedisSettings, Settings
+
+    with tempfile.TemporaryDirectory(prefix="vigil-secure-") as tmp:
+        home = Path(tmp)
+        link_cached_kafka_jars(home)
+        base = int(os.environ.get("VIGIL_TEST_SECURE_KAFKA_PORT") or free_port_block(3))
+        yield Settings(
+            home=home,
+            kafka=KafkaSettings(embedded_port=base, embedded_controller_port=base + 1, security_protocol="SASL_SSL"),
+            redis=RedisSettings(embedded_port=base + 2),
+        )
+
+
+@pytest.fixture(scope="session")
+def secure_stack(secure_settings):
+    """The secure stack, started on first use and stopped at the end of the session."""
+    from vigil.infra.stack import stack_down, stack_up
+
+    info = stack_up(secure_settings)
+    yield info
+    stack_down(secure_settings)
+
+
+@pytest.fixture(scope="session")
 def stack(stack_settings):
     """The real broker and Redis, started once per test session and stopped at the end."""
     from vigil.infra.stack import stack_down, stack_up
@@ -68,14 +118,14 @@ def stack(stack_settings):
 
 
 @pytest.fixture
-def spawn(stack, stack_home: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+def spawn(stack, stack_settings, stack_home: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Factory: start `vigil worker` processes; all are stopped after the test."""
     from vigil.infra.workers import spawn_worker, stop_worker
 
     procs: list[subprocess.Popen[bytes]] = []
 
     def _spawn(name: str = "worker", env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        proc = spawn_worker(stack, stack_home / "logs" / f"{name}-{uuid.uuid4().hex[:6]}.log", env)
+        proc = spawn_worker(stack_settings, stack_home / "logs" / f"{name}-{uuid.uuid4().hex[:6]}.log", env)
         procs.append(proc)
         return proc
 
@@ -85,32 +135,32 @@ def spawn(stack, stack_home: Path) -> Iterator[Callable[..., subprocess.Popen[by
 
 
 @pytest.fixture(scope="session")
-def shared_worker(stack, stack_home: Path):
+def shared_worker(stack, stack_settings, stack_home: Path):
     """One worker for the integration tests that only need a running pipeline."""
     from vigil.infra.workers import spawn_worker, stop_worker
 
-    proc = spawn_worker(stack, stack_home / "logs" / "shared-worker.log")
+    proc = spawn_worker(stack_settings, stack_home / "logs" / "shared-worker.log")
     yield proc
     stop_worker(proc, timeout_s=10)
 
 
 @pytest.fixture
-def producer(stack):
-    from kafka import KafkaProducer
+def producer(stack, stack_settings):
+    from vigil.infra.connect import kafka_producer
 
-    p = KafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", linger_ms=2)
+    p = kafka_producer(stack_settings, linger_ms=2)
     yield p
     p.close()
 
 
 @pytest.fixture
-def reader(stack):
+def reader(stack, stack_settings):
     from vigil.infra.readback import TopicReader
 
     readers = []
 
     def _reader(keep_scores: bool = False):
-        r = TopicReader(stack.bootstrap, keep_scores=keep_scores).start()
+        r = TopicReader(stack_settings, keep_scores=keep_scores).start()
         readers.append(r)
         return r
 

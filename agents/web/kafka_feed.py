@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Literal
+from typing import Any
 
 from vigil.agents.web import metrics
 from vigil.agents.web.feed import WardFeed
 from vigil.agents.web.readiness import RedisPing, broker_reachable
+from vigil.infra.connect import kafka_bootstrap, kafka_consumer, kafka_producer
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings
 from vigil.schemas import topics
@@ -25,37 +26,13 @@ log = get_logger("vigil.web.feed")
 FEED_TOPICS = (topics.SCORES, topics.ALERTS, topics.TREATMENT_SCORES)
 
 
-def kafka_client(kind: Literal["consumer", "producer"], settings: Settings, bootstrap: str, **options: Any) -> Any:
-    """The one place this module builds its kafka-python clients (security options from settings)."""
-    from kafka import KafkaConsumer, KafkaProducer
-
-    k = settings.kafka
-    if k.security_protocol == "SASL_SSL":
-        options |= {
-            "security_protocol": "SASL_SSL",
-            "sasl_mechanism": k.sasl_mechanism or "SCRAM-SHA-512",
-            "sasl_plain_username": k.sasl_username,
-            "sasl_plain_password": k.sasl_password.get_secret_value() if k.sasl_password else None,
-            "ssl_cafile": k.ssl_cafile,
-        }
-    return (KafkaConsumer if kind == "consumer" else KafkaProducer)(bootstrap_servers=bootstrap, **options)
-
-
 class KafkaWardFeed(WardFeed):
     """``WardFeed`` with a kafka-python consumer thread (assign + seek, no consumer group: every
     dashboard process sees every record) and a producer for acks and FHIR intake."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        bootstrap: str | None = None,
-        redis_url: str | None = None,
-        backfill: int = 5000,
-        max_patients: int = 2000,
-    ) -> None:
+    def __init__(self, settings: Settings, backfill: int = 5000, max_patients: int = 2000) -> None:
         super().__init__(settings, max_patients)
-        self.bootstrap = bootstrap or settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}"
-        self.redis_url = redis_url or settings.redis.url or f"redis://127.0.0.1:{settings.redis.embedded_port}/0"
+        self.bootstrap = kafka_bootstrap(settings)  # clients come from infra.connect (credentials included)
         self.backfill = backfill
         self.assigned = False
         self.broker_ok = False
@@ -63,7 +40,7 @@ class KafkaWardFeed(WardFeed):
         self._thread = threading.Thread(target=self._run, name="vigil-web-feed", daemon=True)
         self._producer: Any = None
         self._producer_lock = threading.Lock()
-        self._redis_ping = RedisPing(self.redis_url)
+        self._redis_ping = RedisPing(settings)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         super().start(loop)
@@ -83,13 +60,8 @@ class KafkaWardFeed(WardFeed):
         consumer = None
         while not self._stop.is_set() and consumer is None:
             try:
-                consumer = kafka_client(
-                    "consumer",
-                    self.settings,
-                    self.bootstrap,
-                    group_id=None,
-                    enable_auto_commit=False,
-                    client_id="vigil-web-feed",
+                consumer = kafka_consumer(
+                    self.settings, group_id=None, enable_auto_commit=False, client_id="vigil-web-feed"
                 )
                 parts = [
                     TopicPartition(t, p) for t in FEED_TOPICS for p in sorted(consumer.partitions_for_topic(t) or ())
@@ -154,9 +126,7 @@ class KafkaWardFeed(WardFeed):
         """Send and wait for the broker's ack (acks=all): the HTTP answer means it is durable."""
         with self._producer_lock:
             if self._producer is None:
-                self._producer = kafka_client(
-                    "producer", self.settings, self.bootstrap, acks="all", linger_ms=2, retries=5, client_id="vigil-web"
-                )
+                self._producer = kafka_producer(self.settings, linger_ms=2, retries=5, client_id="vigil-web")
             futures = [self._producer.send(t, key=k, value=v) for t, k, v in records]
             self._producer.flush(timeout=15)
         for f in futures:

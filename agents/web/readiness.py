@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 from vigil.agents.web import metrics
+from vigil.infra.connect import redis_client
+from vigil.infra.settings import Settings
 
 
 def broker_reachable(bootstrap: str, timeout_s: float = 1.0) -> bool:
@@ -22,17 +24,18 @@ def broker_reachable(bootstrap: str, timeout_s: float = 1.0) -> bool:
 
 
 class RedisPing:
-    """A lazily built Redis client whose call answers whether Redis replies to PING (1 s timeouts)."""
+    """A lazily built Redis client (``infra.connect``: URL and credentials) whose call answers
+    whether Redis replies to PING (1 s timeouts)."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self._client: Any = None
 
     def __call__(self) -> bool:
         import redis
 
         if self._client is None:
-            self._client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
+            self._client = redis_client(self.settings, socket_timeout=1, socket_connect_timeout=1)
         t0 = time.perf_counter()
         try:
             self._client.ping()

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from vigil.agents.web import metrics
+from vigil.models.window import WINDOW_HOURS
 from vigil.schemas import topics
 from vigil.schemas.alerts import Alert
 from vigil.schemas.scores import RiskScore
@@ -26,7 +27,7 @@ from vigil.schemas.treatment import TreatmentScore
 
 BAND_RANK = {"low": 0, "low-medium": 1, "medium": 2, "high": 3}
 TREND_CODES = ("HR", "Resp", "SBP", "O2Sat", "Temp")
-TREND_POINTS = 48  # one per scored hour: the model's 48 h window
+TREND_POINTS = WINDOW_HOURS  # one per scored hour: the model's window
 RECENT_TRANSITIONS = 200
 
 _SCORE = TypeAdapter(RiskScore)
@@ -39,13 +40,9 @@ def row_id_for(patient_id: str, key: bytes) -> str:
 
 
 def colour_band(news2: dict[str, Any] | None) -> str:
-    """RCP NEWS2 2017 chart 4: a single parameter scoring 3 lifts a low aggregate to low-medium."""
-    if not news2:
-        return "unknown"
-    band = news2.get("band") or "low"
-    if band == "low" and news2.get("single_parameter_3"):
-        return "low-medium"
-    return str(band)
+    """The band the scorer published with the NEWS2 record (``models.early_warning.news2_band``,
+    RCP 2017 chart 2, a single parameter scoring 3 included): computed once, never here."""
+    return str(news2.get("band") or "unknown") if news2 else "unknown"
 
 
 @dataclass

@@ -3,7 +3,8 @@
 This is the one table an integrator edits to onboard a feed (``docs/interop.md`` documents it;
 ``vigil convert`` shows what a file maps to and which codes are still unknown). The FHIR and
 HL7v2 decoders both read it, and both build their events with ``canonical_event`` below, so a code
-maps, converts and is range-checked the same way whatever the wire format.
+maps the same way whatever the wire format; units are converted and ranges checked once, after
+decoding, by ``schemas.normalize.normalize_event`` (the same rules as JSON intake).
 
 Sources: LOINC 2.7x (loinc.org), the FHIR R4 vital-signs profile (hl7.org/fhir/R4/observation-vitalsigns),
 IEEE 11073-10101 nomenclature for bedside-monitor HL7v2 feeds, WHO ATC index (J01 = antibacterials for
@@ -21,10 +22,10 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from vigil.schemas.codes import CATALOGUE, plausible_range
+from vigil.schemas.codes import CATALOGUE
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
-from vigil.schemas.units import UnitError, to_canonical
+from vigil.schemas.normalize import normalize_event
 
 LOINC_SYSTEM: Final = "http://loinc.org"
 SNOMED_SYSTEM: Final = "http://snomed.info/sct"
@@ -345,6 +346,16 @@ class DecodeResult:
             "unknown_codes": dict(self.unknown_codes),
         }
 
+    def checked(self, now: datetime) -> DecodeResult:
+        """The same result after the intake rules (``normalize_event``: canonical unit, plausible
+        range, clock skew): events that fail them move to ``rejected``. What ``vigil convert`` shows
+        and what the interop agent publishes."""
+        out = DecodeResult([], list(self.rejected), Counter(self.unknown_codes), list(self.ignored))
+        for event in self.events:
+            result = normalize_event(event, now)
+            (out.rejected if isinstance(result, Rejected) else out.events).append(result)  # type: ignore[arg-type]
+        return out
+
 
 def event_id(source: str, key: str, part: str) -> str:
     """Deterministic event id: a replay of the same message or resource version yields the same
@@ -366,21 +377,14 @@ def canonical_event(
     ward: str | None = None,
     where: str = "",
 ) -> PatientEvent | Rejected:
-    """Convert to the canonical unit, range-check and build the event, or say why not.
+    """Build the event in the unit it was sent in (UCUM spelling), or say why not.
 
-    ``where`` locates the input for the integrator (``entry[2] Observation/bp``); details never
-    carry patient values or identifiers, only codes, units and resource locations."""
-    kind, canonical_unit, _ = CATALOGUE[code]
-    try:
-        converted = to_canonical(code, float(value), unit_alias(unit))
-    except UnitError:
-        return Rejected("unit", f"{where}{code}: cannot convert from unit {unit!r} to {canonical_unit!r}")
-    except (OverflowError, ValueError):
-        return Rejected("out_of_range", f"{where}{code}: value is not a finite number")
-    low, high = plausible_range(code)
-    if not low <= converted <= high:
-        # Usually a unit mix-up (a temperature in degF sent as Cel) or a sensor fault.
-        return Rejected("out_of_range", f"{where}{code}: value outside plausible range {low}-{high} {canonical_unit}")
+    Converting to the canonical unit and the plausible-range check happen once, in
+    ``schemas.normalize.normalize_event``, for every intake path (the interop agent and
+    ``vigil convert`` call it on what this returns). ``where`` locates the input for the
+    integrator (``entry[2] Observation/bp``); details never carry patient values or identifiers,
+    only codes, units and resource locations."""
+    kind = CATALOGUE[code][0]
     try:
         return PatientEvent(
             event_id=event_id(source, key, part),
@@ -391,8 +395,8 @@ def canonical_event(
             source=source,
             kind=kind,
             code=code,
-            value=converted,
-            unit=canonical_unit,
+            value=value,
+            unit=unit_alias(unit),
         )
     except ValidationError as exc:
         error = exc.errors()[0]

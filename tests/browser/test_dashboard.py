@@ -31,16 +31,15 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python
 
 
 @pytest.fixture(scope="module")
-def dashboard(stack, shared_worker, tmp_path_factory) -> Iterator[str]:
+def dashboard(stack, stack_settings, shared_worker, tmp_path_factory) -> Iterator[str]:
     from vigil.agents.web.app import create_app
     from vigil.agents.web.auth import add_user, load_users
     from vigil.agents.web.kafka_feed import KafkaWardFeed
     from vigil.agents.web.server import ServerThread
-    from vigil.infra.settings import KafkaSettings, RedisSettings, Settings
 
     users_file = tmp_path_factory.mktemp("browser") / "users.json"
     add_user(users_file, "nurse.ann", PASSWORD, "clinician")
-    settings = Settings(kafka=KafkaSettings(bootstrap=stack.bootstrap), redis=RedisSettings(url=stack.redis_url))
+    settings = stack_settings  # the embedded stack's endpoints and generated Redis password
     server = ServerThread(create_app(settings, KafkaWardFeed(settings), users=load_users(users_file, env={})))
     server.start()
     assert server.wait_ready(60)

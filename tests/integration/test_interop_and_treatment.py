@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import unique_patient, wait_for
-from vigil.infra.readback import consumer_from_now
+from vigil.infra.connect import consumer_from_now
 from vigil.schemas import topics
 from vigil.schemas.codecs.fhir import decode_fhir
 from vigil.schemas.codecs.hl7v2 import decode_hl7v2
@@ -19,8 +19,8 @@ pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).parents[1] / "unit" / "codecs" / "fixtures"
 
 
-def _consume_from_now(bootstrap: str, topic: str):
-    return consumer_from_now(bootstrap, (topic,))
+def _consume_from_now(settings, topic: str):
+    return consumer_from_now(settings, (topic,))
 
 
 @pytest.mark.parametrize(
@@ -49,12 +49,12 @@ def test_ehr_messages_are_scored_or_dead_lettered(
     assert wait_for(lambda: r.snapshot().dead_letter_reasons["unmapped_code"] >= len(expected.rejected), timeout=30)
 
 
-def test_alerts_are_also_published_as_fhir_risk_assessments(stack, shared_worker, producer) -> None:
+def test_alerts_are_also_published_as_fhir_risk_assessments(stack, stack_settings, shared_worker, producer) -> None:
     import json
 
     from fhir.resources.R4B.riskassessment import RiskAssessment
 
-    consumer = _consume_from_now(stack.bootstrap, topics.ALERTS_FHIR)
+    consumer = _consume_from_now(stack_settings, topics.ALERTS_FHIR)
     pid = unique_patient("ra")
     at = datetime.now(UTC) - timedelta(minutes=30)
     for code, value, unit in [("HR", 140, "/min"), ("Resp", 30, "/min"), ("SBP", 85, "mm[Hg]"), ("O2Sat", 88, "%")]:
@@ -74,8 +74,8 @@ def test_alerts_are_also_published_as_fhir_risk_assessments(stack, shared_worker
     RiskAssessment.model_validate(mine)
 
 
-def test_patient_at_risk_gets_a_treatment_score(stack, shared_worker, producer) -> None:
-    consumer = _consume_from_now(stack.bootstrap, topics.TREATMENT_SCORES)
+def test_patient_at_risk_gets_a_treatment_score(stack, stack_settings, shared_worker, producer) -> None:
+    consumer = _consume_from_now(stack_settings, topics.TREATMENT_SCORES)
     pid = unique_patient("care")
     t0 = datetime.now(UTC) - timedelta(hours=2)
     events = [
@@ -129,8 +129,8 @@ def test_patient_at_risk_gets_a_treatment_score(stack, shared_worker, producer) 
     assert any(s.gain > 0 for s in mine.suggestions) or mine.score == 100
 
 
-def test_proposed_plan_request_is_scored(stack, shared_worker, producer) -> None:
-    consumer = _consume_from_now(stack.bootstrap, topics.TREATMENT_SCORES)
+def test_proposed_plan_request_is_scored(stack, stack_settings, shared_worker, producer) -> None:
+    consumer = _consume_from_now(stack_settings, topics.TREATMENT_SCORES)
     plan = (Path(__file__).parents[2] / "examples" / "plans" / "sepsis_antibiotics_missing.json").read_bytes()
     producer.send(topics.TREATMENT_REQUESTS, key=b"demo-sepsis-003", value=plan)
     producer.flush()

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.conftest import unique_patient, wait_for
-from vigil.infra.readback import consumer_from_now, payload_digest
+from vigil.infra.connect import consumer_from_now
+from vigil.infra.readback import payload_digest
 from vigil.schemas import topics
 from vigil.schemas.alerts import AlertAck
 from vigil.schemas.events import PatientEvent
@@ -124,14 +125,14 @@ def test_bad_input_is_dead_lettered_and_never_blocks_the_partition(stack, shared
     assert shared_worker.poll() is None, "the worker must survive bad input"
 
 
-def test_acknowledgement_transitions_and_is_audited(stack, shared_worker, producer, reader) -> None:
+def test_acknowledgement_transitions_and_is_audited(stack, stack_settings, shared_worker, producer, reader) -> None:
     r = reader()
     pid = unique_patient("ack")
     base = datetime.now(UTC) - timedelta(hours=2)
     send(producer, vitals(pid, 0, 140, 30, 85, 88, 39.5, base))
     assert wait_for(lambda: any(a["patient_id"] == pid for a in r.snapshot().alert_records), timeout=90)
     alert = next(a for a in r.snapshot().alert_records if a["patient_id"] == pid)
-    audit = consumer_from_now(stack.bootstrap, (topics.AUDIT,))
+    audit = consumer_from_now(stack_settings, (topics.AUDIT,))
     ack = AlertAck(alert_id=alert["alert_id"], patient_id=pid, action="acknowledge", by="nurse.a", at=datetime.now(UTC))
     producer.send(topics.ALERT_ACKS, key=pid.encode(), value=ack.model_dump_json().encode())
     producer.flush()

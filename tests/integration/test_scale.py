@@ -16,8 +16,10 @@ from vigil.schemas.events import PatientEvent
 pytestmark = pytest.mark.integration
 
 
-def test_two_workers_split_partitions_without_loss_or_double_scoring(stack, stack_home, spawn, producer, reader):
-    from kafka import KafkaAdminClient
+def test_two_workers_split_partitions_without_loss_or_double_scoring(
+    stack, stack_settings, stack_home, spawn, producer, reader
+):
+    from vigil.infra.connect import kafka_admin
 
     r = reader()
     patients = [unique_patient("scale") for _ in range(40)]
@@ -52,7 +54,7 @@ def test_two_workers_split_partitions_without_loss_or_double_scoring(stack, stac
         if n == half:
             producer.flush()
             time.sleep(8)  # let the second worker take its partitions
-            admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap)
+            admin = kafka_admin(stack_settings)
             members = admin.describe_groups(["vigil"])["vigil"]["members"]
             admin.close()
             # (the session's shared worker may be a member too)

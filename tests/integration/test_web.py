@@ -102,19 +102,20 @@ class SseReader:
 
 
 @pytest.fixture(scope="module")
-def web(stack, shared_worker, tmp_path_factory) -> Iterator[str]:
+def web(stack, stack_settings, shared_worker, tmp_path_factory) -> Iterator[str]:
     from vigil.agents.web.app import create_app
     from vigil.agents.web.auth import add_user, load_users
     from vigil.agents.web.kafka_feed import KafkaWardFeed
     from vigil.agents.web.server import ServerThread
-    from vigil.infra.settings import KafkaSettings, RedisSettings, Settings
+    from vigil.infra.settings import Settings
 
     users_file = tmp_path_factory.mktemp("web") / "users.json"
     add_user(users_file, "ann", PASSWORD, "clinician")
     add_user(users_file, "vic", PASSWORD, "viewer")
     settings = Settings(
-        kafka=KafkaSettings(bootstrap=stack.bootstrap),
-        redis=RedisSettings(url=stack.redis_url),
+        home=stack_settings.home,  # the embedded stack's endpoints and generated Redis password
+        kafka=stack_settings.kafka,
+        redis=stack_settings.redis,
         api_token=API_TOKEN,
         users_file=users_file,
     )

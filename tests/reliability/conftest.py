@@ -32,17 +32,19 @@ def stack_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "stack" not in request.fixturenames:
         return
-    from vigil.infra.stack import StackPaths, _pid_alive, _port_open, start_kafka, start_redis
+    from vigil.infra.stack import StackPaths
+    from vigil.infra.stack.kafka import start_kafka
+    from vigil.infra.stack.processes import pid_alive, port_open
+    from vigil.infra.stack.redis_server import start_redis
 
     settings = request.getfixturevalue("stack_settings")
-    paths = StackPaths(settings.home)
-    redis_pid = _pid_alive(paths.redis_pid)
+    redis_pid = pid_alive(StackPaths(settings.home).redis_pid)
     if redis_pid:
         os.kill(redis_pid, 18)  # SIGCONT, in case a test stopped it
-    if not _port_open("127.0.0.1", settings.redis.embedded_port):
-        start_redis(settings, paths)
-    if not _port_open("127.0.0.1", settings.kafka.embedded_port):
-        start_kafka(settings, paths)
+    if not port_open("127.0.0.1", settings.redis.embedded_port):
+        start_redis(settings)
+    if not port_open("127.0.0.1", settings.kafka.embedded_port):
+        start_kafka(settings)
 
 
 @pytest.fixture
@@ -72,9 +74,10 @@ def started_worker(spawn, producer, reader) -> Callable[..., object]:
 
 
 @pytest.fixture
-def redis_admin(stack):
-    import redis
+def redis_admin(stack, stack_settings):
+    """The embedded Redis' operator user (the workers' ACL user may not run DBSIZE's peers)."""
+    from vigil.infra.connect import redis_client
 
-    client = redis.Redis.from_url(stack.redis_url, socket_timeout=2)
+    client = redis_client(stack_settings, admin=True, socket_timeout=2)
     yield client
     client.close()

@@ -101,6 +101,21 @@ class PacedProducer:
         self.done.set()
 
 
+def gateway_producer(settings: Any) -> Any:
+    """The producer of a bedside gateway: acks=all, retrying for as long as a broker may be away."""
+    from vigil.infra.connect import kafka_producer
+
+    return kafka_producer(
+        settings,
+        linger_ms=5,
+        retries=2**31 - 1,
+        delivery_timeout_ms=180_000,
+        request_timeout_ms=15_000,
+        max_block_ms=120_000,
+        reconnect_backoff_max_ms=2000,
+    )
+
+
 def event_payloads(events: list[PatientEvent]) -> list[tuple[bytes, bytes]]:
     return [(e.patient_id.encode(), e.model_dump_json().encode()) for e in events]
 
@@ -116,10 +131,10 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
-def committed_offsets(bootstrap: str, topic: str, group: str = GROUP, **client: Any) -> dict[int, int]:
-    from kafka import KafkaAdminClient
+def committed_offsets(settings: Any, topic: str, group: str = GROUP) -> dict[int, int]:
+    from vigil.infra.connect import kafka_admin
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="reliability-offsets", **client)
+    admin = kafka_admin(settings, client_id="reliability-offsets")
     try:
         offsets = admin.list_group_offsets({group: None})[group]
     finally:
@@ -127,10 +142,12 @@ def committed_offsets(bootstrap: str, topic: str, group: str = GROUP, **client: 
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
 
 
-def end_offsets(bootstrap: str, topic: str, **client: Any) -> dict[int, int]:
-    from kafka import KafkaConsumer, TopicPartition
+def end_offsets(settings: Any, topic: str) -> dict[int, int]:
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **client)
+    from vigil.infra.connect import kafka_consumer
+
+    consumer = kafka_consumer(settings, group_id=None)
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
         return {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
@@ -138,8 +155,8 @@ def end_offsets(bootstrap: str, topic: str, **client: Any) -> dict[int, int]:
         consumer.close()
 
 
-def lag(bootstrap: str, topic: str) -> int:
-    ends, done = end_offsets(bootstrap, topic), committed_offsets(bootstrap, topic)
+def lag(settings: Any, topic: str) -> int:
+    ends, done = end_offsets(settings, topic), committed_offsets(settings, topic)
     return sum(max(end - done.get(p, 0), 0) for p, end in ends.items())
 
 
@@ -171,3 +188,25 @@ def pid_alive(pid: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def restart_broker(settings: Any, node: int | None = None) -> None:
+    """Stop the embedded broker (SIGTERM: a controlled shutdown) and start it again on the same
+    ports and log dirs; ``node`` = one node of an embedded cluster."""
+    from vigil.infra.stack.kafka import start_kafka, stop_kafka
+
+    stop_kafka(settings, only=node)
+    start_kafka(settings, only=node)
+
+
+def kill_broker(settings: Any, node: int) -> int:
+    """SIGKILL one embedded broker node (no controlled shutdown); returns its pid."""
+    import signal
+
+    from vigil.infra.stack.kafka import node_pid_file
+    from vigil.infra.stack.processes import pid_alive
+
+    pid = pid_alive(node_pid_file(settings, node))
+    assert pid, f"broker node {node} is not running"
+    os.kill(pid, signal.SIGKILL)
+    return pid

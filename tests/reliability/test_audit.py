@@ -31,14 +31,10 @@ def test_config_record_masks_secrets() -> None:
     assert record["by"] and record["host"] == socket.gethostname()
 
 
-def test_worker_start_is_audited(stack, spawn, results_dir) -> None:
-    from kafka import KafkaConsumer, TopicPartition
+def test_worker_start_is_audited(stack, stack_settings, spawn, results_dir) -> None:
+    from vigil.infra.connect import consumer_from_now
 
-    audit = KafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False, group_id=None)
-    parts = [TopicPartition(topics.AUDIT, p) for p in sorted(audit.partitions_for_topic(topics.AUDIT) or {0})]
-    audit.assign(parts)
-    for tp, end in audit.end_offsets(parts).items():
-        audit.seek(tp, end)
+    audit = consumer_from_now(stack_settings, (topics.AUDIT,))
     started = datetime.now(UTC)
     worker = spawn("audit", env={"VIGIL_API_TOKEN": SECRET, "VIGIL_BATCH__STREAM_TAKE": "400"})
     records: list[dict] = []

@@ -18,7 +18,9 @@ BURST_EVENTS = 20_000
 RSS_GROWTH_LIMIT_MB = 400  # bounded: buffers are capped (stream_buffer_maxsize, take() batches)
 
 
-def test_burst_is_absorbed_and_memory_stays_bounded(stack, started_worker, producer, reader, results_dir) -> None:
+def test_burst_is_absorbed_and_memory_stays_bounded(
+    stack, stack_settings, started_worker, producer, reader, results_dir
+) -> None:
     worker = started_worker("burst")
     r = reader()
     events = ward_stream("burst", patients=200, hours=20)  # 20,000 events
@@ -39,7 +41,7 @@ def test_burst_is_absorbed_and_memory_stays_bounded(stack, started_worker, produ
                 samples.append((time.monotonic() - t0, kb))
             if n % 4 == 0:  # lag every second: the admin client is not free
                 with contextlib.suppress(Exception):  # a lag sample is best effort
-                    total = lag(stack.bootstrap, "vigil.events.raw")
+                    total = lag(stack_settings, "vigil.events.raw")
                     lags.append((time.monotonic() - t0, total))
             n += 1
             stop.wait(0.25)

@@ -7,35 +7,30 @@ import time
 import pytest
 
 from tests.conftest import wait_for
-from tests.reliability.helpers import PacedProducer, event_payloads, report, ward_stream
-from vigil.infra.stack import restart_kafka
+from tests.reliability.helpers import (
+    PacedProducer,
+    event_payloads,
+    gateway_producer,
+    report,
+    restart_broker,
+    ward_stream,
+)
 
 pytestmark = pytest.mark.reliability
 
 
 def test_broker_restart_mid_stream_loses_nothing(stack, stack_settings, started_worker, reader, results_dir) -> None:
-    from kafka import KafkaProducer
 
     worker = started_worker("broker-restart")
     r = reader()
     events = ward_stream("broker", patients=50, hours=12)  # 3,000 events over ~20 s
     ids = {e.event_id for e in events}
-    # the producer of a bedside gateway: retries for as long as the broker may be away
-    producer = KafkaProducer(
-        bootstrap_servers=stack.bootstrap,
-        acks="all",
-        linger_ms=5,
-        retries=2**31 - 1,
-        delivery_timeout_ms=180_000,
-        request_timeout_ms=15_000,
-        max_block_ms=120_000,
-        reconnect_backoff_max_ms=2000,
-    )
+    producer = gateway_producer(stack_settings)
     try:
         stream = PacedProducer(producer, event_payloads(events), rate_per_s=150).start()
         assert wait_for(lambda: len(ids & r.snapshot().scored_ids) >= 600, timeout=60)
         t0 = time.monotonic()
-        restart_kafka(stack_settings)  # SIGTERM, wait, start on the same port and log dirs
+        restart_broker(stack_settings)  # SIGTERM, wait, start on the same port and log dirs
         restart_s = time.monotonic() - t0
         up_at = time.monotonic()
         all_scored = wait_for(lambda: ids <= r.snapshot().scored_ids, timeout=150)

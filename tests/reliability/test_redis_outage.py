@@ -22,7 +22,9 @@ from tests.reliability.helpers import (
     ward_stream,
 )
 from vigil.infra.health import read_health_file
-from vigil.infra.stack import StackPaths, _pid_alive, start_redis
+from vigil.infra.stack import StackPaths
+from vigil.infra.stack.processes import pid_alive
+from vigil.infra.stack.redis_server import start_redis
 
 pytestmark = pytest.mark.reliability
 
@@ -62,7 +64,7 @@ def test_redis_outage_blocks_commits_reports_not_ready_and_catches_up(
     keys_before = redis_admin.dbsize()
 
     paths = StackPaths(stack_settings.home)
-    redis_pid = _pid_alive(paths.redis_pid)
+    redis_pid = pid_alive(paths.redis_pid)
     assert redis_pid
     os.kill(redis_pid, signal.SIGKILL)
     down_at = time.monotonic()
@@ -72,16 +74,16 @@ def test_redis_outage_blocks_commits_reports_not_ready_and_catches_up(
     assert _readyz(health_port) == 503
     time.sleep(2.5)  # batches finished before the kill have had their (1 s) commit
     # the ingest agent consumes vigil.events.raw and commits only after Redis took the state
-    committed_early = committed_offsets(stack.bootstrap, "vigil.events.raw")
+    committed_early = committed_offsets(stack_settings, "vigil.events.raw")
     scored_early = len(ids & r.snapshot().scored_ids)
     time.sleep(max(OUTAGE_S - (time.monotonic() - down_at) - 1.0, 0))
-    committed_late = committed_offsets(stack.bootstrap, "vigil.events.raw")
-    ends_late = end_offsets(stack.bootstrap, "vigil.events.raw")
+    committed_late = committed_offsets(stack_settings, "vigil.events.raw")
+    ends_late = end_offsets(stack_settings, "vigil.events.raw")
     scored_late = len(ids & r.snapshot().scored_ids)
     lag_during = sum(ends_late[p] - committed_late.get(p, 0) for p in ends_late)
     assert worker.poll() is None, "the worker must not exit while Redis is away"
 
-    start_redis(stack_settings, paths)  # same port, same AOF directory
+    start_redis(stack_settings)  # same port, same AOF directory
     up_at = time.monotonic()
     outage_s = up_at - down_at
     keys_after_restart = redis_admin.dbsize()

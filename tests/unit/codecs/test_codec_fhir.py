@@ -45,8 +45,13 @@ def observation(loinc: str, value: float, unit: str, **extra: Any) -> dict[str, 
     return resource
 
 
+def checked(payload: bytes):
+    """Decoded, then through the intake rules (canonical unit, range, clock) as the interop agent does."""
+    return decode_fhir(payload).checked(datetime.now(UTC))
+
+
 def only_event(payload: bytes):
-    result = decode_fhir(payload)
+    result = checked(payload)
     assert result.rejected == [], result.rejected
     assert len(result.events) == 1, result.events
     return result.events[0]
@@ -246,13 +251,13 @@ def test_unit_falls_back_to_display_unit_when_code_is_absent() -> None:
 
 
 def test_unknown_unit_is_rejected_unit() -> None:
-    result = decode_fhir(encode(observation("8867-4", 1.5, "Hz")))
+    result = checked(encode(observation("8867-4", 1.5, "Hz")))
     assert [r.reason for r in result.rejected] == ["unit"]
 
 
 def test_implausible_value_is_rejected_out_of_range() -> None:
     # 98.6 labelled Cel: a unit mix-up, not a fever
-    result = decode_fhir(encode(observation("8310-5", 98.6, "Cel")))
+    result = checked(encode(observation("8310-5", 98.6, "Cel")))
     assert [r.reason for r in result.rejected] == ["out_of_range"]
     assert "98.6" not in result.rejected[0].detail  # details never carry patient values
 

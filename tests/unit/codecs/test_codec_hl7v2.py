@@ -36,8 +36,13 @@ def hr_obx(value: str = "72", status: str = "F", time: str = "20240315142500+000
 # --- realistic messages -------------------------------------------------------------------------
 
 
+def checked(payload: bytes):
+    """Decoded, then through the intake rules (canonical unit, range, clock) as the interop agent does."""
+    return decode_hl7v2(payload).checked(datetime.now(UTC))
+
+
 def test_vitals_message_maps_loinc_codes_with_ucum_units() -> None:
-    result = decode_hl7v2(fixture("oru_r01_vitals.hl7"))
+    result = checked(fixture("oru_r01_vitals.hl7"))
     by_code = {e.code: e for e in result.events}
     assert set(by_code) == {"HR", "Resp", "O2Sat", "Temp", "SBP", "DBP", "MAP", "GCS"}
     assert by_code["Temp"].value == pytest.approx((101.3 - 32) * 5 / 9)  # [degF] -> Cel
@@ -56,7 +61,7 @@ def test_vitals_message_maps_loinc_codes_with_ucum_units() -> None:
 
 
 def test_lab_message_converts_units_falls_back_to_obr7_and_drops_non_final_results() -> None:
-    result = decode_hl7v2(fixture("oru_r01_labs.hl7"))
+    result = checked(fixture("oru_r01_labs.hl7"))
     by_code = {e.code: e for e in result.events}
     assert by_code["Lactate"].value == pytest.approx(36 / 9.008)  # mg/dL -> mmol/L
     assert by_code["PaCO2"].value == pytest.approx(4.1 * 7.50062)  # kPa -> mmHg
@@ -220,8 +225,8 @@ def test_values_that_are_not_one_number(value_type: str, value: str) -> None:
 
 
 def test_unknown_units_and_implausible_values() -> None:
-    assert [r.reason for r in decode_hl7v2(message(hr_obx(units="Hz^^UCUM"))).rejected] == ["unit"]
-    assert [r.reason for r in decode_hl7v2(message(hr_obx(value="720"))).rejected] == ["out_of_range"]
+    assert [r.reason for r in checked(message(hr_obx(units="Hz^^UCUM"))).rejected] == ["unit"]
+    assert [r.reason for r in checked(message(hr_obx(value="720"))).rejected] == ["out_of_range"]
 
 
 def test_alternate_loinc_identifier_in_obx3() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,12 @@ json_values = st.recursive(
 )
 
 
-def check(result: DecodeResult, source: str) -> None:
-    """The contract every decoder output satisfies."""
-    assert result.accounted >= 1, "an input vanished without an event, a dead letter or an ignore"
+def check(decoded: DecodeResult, source: str) -> None:
+    """The contract every decoder output satisfies, once through the intake rules."""
+    result = decoded.checked(datetime.now(UTC))
+    assert decoded.accounted >= 1 and result.accounted == decoded.accounted, (
+        "an input vanished without an event, a dead letter or an ignore"
+    )
     for event in result.events:
         kind, unit, (low, high) = CATALOGUE[event.code]
         assert event.kind == kind and event.unit == unit and event.source == source

@@ -8,6 +8,7 @@ from web_builders import alert, risk_score
 
 from vigil.agents.web.feed import WardFeed
 from vigil.agents.web.ward import WardModel, colour_band
+from vigil.models.early_warning import news2_band
 from vigil.schemas import topics
 from vigil.schemas.alerts import AlertExplanation
 from vigil.schemas.treatment import CareItemResult, TreatmentScore
@@ -17,11 +18,9 @@ def model(max_patients: int = 100) -> WardModel:
     return WardModel(b"k", max_patients)
 
 
-def test_colour_bands_follow_rcp_news2() -> None:
-    assert colour_band({"band": "low", "single_parameter_3": False}) == "low"
-    assert colour_band({"band": "low", "single_parameter_3": True}) == "low-medium"
-    assert colour_band({"band": "medium"}) == "medium"
-    assert colour_band({"band": "high", "single_parameter_3": True}) == "high"
+def test_colour_bands_are_the_published_news2_bands() -> None:
+    for total, single3, band in ((2, False, "low"), (3, True, "low-medium"), (5, False, "medium"), (8, True, "high")):
+        assert colour_band({"total": total, "band": news2_band(total, single3), "single_parameter_3": single3}) == band
     assert colour_band(None) == "unknown"
 
 

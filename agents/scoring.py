@@ -1,7 +1,9 @@
-"""State + inference: apply a batch's accepted events to each patient's Redis window, score every
+"""The scoring step of the ingest agent (not an agent: ``agents/ingest.py`` runs it on each batch's
+accepted events, in the same consume): apply the events to each patient's Redis window, score every
 patient the batch touched through the stepping core (rules + the bundle's one-step recurrent model
-and tree model) and publish its scores: a provisional score of the patient's current hour and a
-final score of every hour that closed in this batch. Window and carry are saved together."""
+and tree model, ``models.stream_step``) and publish its scores: a provisional score of the patient's
+current hour and a final score of every hour that closed in this batch. Window and carry are saved
+together."""
 
 from __future__ import annotations
 

@@ -1,31 +1,24 @@
-"""Local CA, broker certificate and generated secrets for the secure embedded stack.
+"""Local CA, broker certificate and SCRAM passwords for the secure embedded stack.
 
 ``vigil stack up --secure`` (or ``VIGIL_KAFKA__SECURITY_PROTOCOL=SASL_SSL``) calls
 ``ensure_secure_material(home)``: a CA (``<home>/tls/ca.pem``), a broker certificate for
 127.0.0.1/localhost signed by it (``<home>/tls/broker.pem``, key + chain, PEM, read by Kafka's
-``ssl.keystore.type=PEM``), and random passwords for the Kafka SCRAM users and the Redis ACL user
-under ``<home>/secrets``. Every secret file is created 0600 (directories 0700), reused on the next
-start, and never logged. The CA key never leaves ``<home>/tls``.
+``ssl.keystore.type=PEM``; every node of an embedded cluster shares it), and random passwords for
+the Kafka SCRAM users under ``<home>/secrets`` (``infra/secrets.py``: 0600, reused, never logged).
+The CA key never leaves ``<home>/tls``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import SecretStr
 
-from vigil.infra.settings import Settings
+from vigil.infra.secrets import KAFKA_BROKER_PASSWORD, KAFKA_CLIENT_PASSWORD, ensure_secret, private_dir, write_private
 
-KAFKA_CLIENT_USER = "vigil"  # what workers, producers and readers authenticate as
-KAFKA_BROKER_USER = "vigil-broker"  # the broker to itself (inter-broker listener)
-REDIS_USER = "vigil"  # Redis ACL user of the workers: only vigil:* keys, no dangerous commands
-SCRAM_MECHANISM = "SCRAM-SHA-512"
 CERT_DAYS = 365
 
 
@@ -35,30 +28,6 @@ class SecureMaterial:
     broker_pem: Path
     kafka_password: SecretStr
     broker_password: SecretStr
-    redis_password: SecretStr
-    redis_admin_password: SecretStr  # Redis ``default`` user: operators only, never workers
-
-
-def _private_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
-    return path
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Create (or replace) a file readable by its owner only, with no window at a wider mode."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
-def _secret(path: Path) -> SecretStr:
-    if not path.exists():
-        write_private(path, secrets.token_urlsafe(32).encode())
-    return SecretStr(path.read_text().strip())
 
 
 def _issue_ca(tls: Path) -> None:
@@ -139,9 +108,8 @@ def _issue_broker_cert(tls: Path) -> None:
 
 
 def ensure_secure_material(home: Path) -> SecureMaterial:
-    """Create what is missing (CA, broker cert, passwords); reuse what exists. Idempotent."""
-    tls = _private_dir(home / "tls")
-    secret_dir = _private_dir(home / "secrets")
+    """Create what is missing (CA, broker cert, SCRAM passwords); reuse what exists. Idempotent."""
+    tls = private_dir(home / "tls")
     if not (tls / "ca.pem").exists() or not (tls / "ca.key").exists():
         _issue_ca(tls)
         (tls / "broker.pem").unlink(missing_ok=True)
@@ -150,53 +118,6 @@ def ensure_secure_material(home: Path) -> SecureMaterial:
     return SecureMaterial(
         ca_file=tls / "ca.pem",
         broker_pem=tls / "broker.pem",
-        kafka_password=_secret(secret_dir / "kafka-vigil.password"),
-        broker_password=_secret(secret_dir / "kafka-broker.password"),
-        redis_password=_secret(secret_dir / "redis-vigil.password"),
-        redis_admin_password=_secret(secret_dir / "redis-admin.password"),
+        kafka_password=ensure_secret(home, KAFKA_CLIENT_PASSWORD),
+        broker_password=ensure_secret(home, KAFKA_BROKER_PASSWORD),
     )
-
-
-def is_secure(settings: Settings) -> bool:
-    return settings.kafka.security_protocol == "SASL_SSL"
-
-
-def with_stack_credentials(settings: Settings) -> Settings:
-    """Fill missing client credentials from the secrets a secure embedded stack generated in
-    ``settings.home`` (explicit settings win; nothing is generated here, and a home without a
-    secure stack leaves the settings as they are)."""
-    secret_dir = settings.home / "secrets"
-    if not is_secure(settings) or not (secret_dir / "kafka-vigil.password").exists():
-        return settings
-    k, r = settings.kafka, settings.redis
-    kafka = k.model_copy(
-        update={
-            "sasl_mechanism": k.sasl_mechanism or SCRAM_MECHANISM,
-            "sasl_username": k.sasl_username or KAFKA_CLIENT_USER,
-            "sasl_password": k.sasl_password or _secret(secret_dir / "kafka-vigil.password"),
-            "ssl_cafile": k.ssl_cafile or str(settings.home / "tls" / "ca.pem"),
-        }
-    )
-    redis = r.model_copy(
-        update={
-            "username": r.username or REDIS_USER,
-            "password": r.password or _secret(secret_dir / "redis-vigil.password"),
-        }
-    )
-    return settings.model_copy(update={"kafka": kafka, "redis": redis})
-
-
-def kafka_client_options(settings: Settings) -> dict[str, Any]:
-    """kafka-python keyword arguments for the configured security protocol ({} for PLAINTEXT)."""
-    k = settings.kafka
-    if k.security_protocol == "PLAINTEXT":
-        return {}
-    options: dict[str, Any] = {"security_protocol": k.security_protocol}
-    if k.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_cafile"] = k.ssl_cafile
-        options["ssl_check_hostname"] = True
-    if k.security_protocol.startswith("SASL"):
-        options["sasl_mechanism"] = k.sasl_mechanism or SCRAM_MECHANISM
-        options["sasl_plain_username"] = k.sasl_username
-        options["sasl_plain_password"] = k.sasl_password.get_secret_value() if k.sasl_password else None
-    return options

@@ -1,0 +1,79 @@
+"""Generated secrets of the embedded stack, in ``<home>/secrets`` (directory 0700, files 0600).
+
+Each secret is created once (``secrets.token_urlsafe(32)``), reused on every later start, and
+read only by the connection factory (``infra.connect``) and the stack that starts the servers.
+A value never reaches a log line, an environment variable or a command line.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from vigil.infra.settings import DEFAULT_LOG_HASH_KEY, Settings
+from vigil.schemas.errors import UserError
+
+KAFKA_CLIENT_USER = "vigil"  # what workers, producers and readers authenticate as
+KAFKA_BROKER_USER = "vigil-broker"  # the brokers to each other (inter-broker listener)
+REDIS_USER = "vigil"  # Redis ACL user of every Vigil client: only vigil:* keys, no dangerous commands
+
+KAFKA_CLIENT_PASSWORD = "kafka-vigil.password"
+KAFKA_BROKER_PASSWORD = "kafka-broker.password"
+REDIS_PASSWORD = "redis-vigil.password"
+REDIS_ADMIN_PASSWORD = "redis-admin.password"  # Redis ``default`` user: operators and tests only
+
+
+def private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create (or replace) a file readable by its owner only, with no window at a wider mode."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def secret_dir(home: Path) -> Path:
+    return home / "secrets"
+
+
+def ensure_secret(home: Path, name: str) -> SecretStr:
+    """The secret ``name`` of this home, generated on first use."""
+    path = private_dir(secret_dir(home)) / name
+    if not path.exists():
+        write_private(path, secrets.token_urlsafe(32).encode())
+    return SecretStr(path.read_text().strip())
+
+
+def read_secret(home: Path, name: str) -> SecretStr | None:
+    """The secret ``name`` if the stack of this home generated it (nothing is created here)."""
+    path = secret_dir(home) / name
+    try:
+        return SecretStr(path.read_text().strip())
+    except FileNotFoundError:
+        return None
+
+
+class DefaultSecretError(UserError):
+    """A public default secret where a real one is required."""
+
+
+def require_real_log_key(settings: Settings, command: str) -> None:
+    """``vigil worker`` and ``vigil serve`` against an external broker (``VIGIL_KAFKA__BOOTSTRAP``)
+    must not key patient hashes with the public default: anyone could recompute them."""
+    if settings.kafka.bootstrap is None or settings.log_hash_key.get_secret_value() != DEFAULT_LOG_HASH_KEY:
+        return
+    raise DefaultSecretError(
+        f"`vigil {command}` refuses the default VIGIL_LOG_HASH_KEY against the external broker "
+        f"{settings.kafka.bootstrap}: set a secret, e.g. VIGIL_LOG_HASH_KEY=$(openssl rand -base64 32) "
+        "(docs/security.md)"
+    )

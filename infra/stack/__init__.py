@@ -1,0 +1,119 @@
+"""Embedded stack: real Apache Kafka 4.x (KRaft; one node, or ``--brokers 3``) and a real,
+maintained Redis, on loopback, for the demo, the tests and a laptop. Production sets
+``VIGIL_KAFKA__BOOTSTRAP`` and ``VIGIL_REDIS__URL`` and this package starts nothing.
+
+Modules, one job each: ``processes`` (paths, pid files, ports), ``jars`` (Kafka's jars via Maven,
+the java command), ``kafka`` (broker nodes), ``topics``, ``redis_server`` (binary policy,
+passwords, ACL), ``tls`` (local CA and SCRAM material of ``--secure``). Clients connect through
+``infra.connect``, never through this package.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+
+from vigil.infra.connect import kafka_endpoint, redis_endpoint
+from vigil.infra.logging import get_logger
+from vigil.infra.settings import Settings
+from vigil.infra.stack.kafka import start_kafka, stop_kafka
+from vigil.infra.stack.processes import StackError, StackPaths, pid_alive, port_open, stop_pid
+from vigil.infra.stack.redis_server import redis_binary, start_redis
+from vigil.infra.stack.topics import ensure_topics
+
+__all__ = ["StackError", "StackInfo", "StackPaths", "stack_down", "stack_status", "stack_up"]
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """What ``stack_up`` started or found (no secrets: clients read those through infra.connect)."""
+
+    bootstrap: str
+    redis_url: str
+    kafka_embedded: bool
+    redis_embedded: bool
+    started_s: float = 0.0
+    security_protocol: str = "PLAINTEXT"
+    brokers: int = 1
+    replication_factor: int = 1
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "bootstrap": self.bootstrap,
+            "redis_url": self.redis_url,
+            "kafka_embedded": self.kafka_embedded,
+            "redis_embedded": self.redis_embedded,
+            "started_s": round(self.started_s, 2),
+            "security_protocol": self.security_protocol,
+            "brokers": self.brokers,
+            "replication_factor": self.replication_factor,
+        }
+
+
+def stack_up(settings: Settings) -> StackInfo:
+    """Start what is not configured externally; idempotent (an already running stack is reused)."""
+    from vigil.schemas.topics import ALL_TOPICS
+
+    t0 = time.monotonic()
+    kafka, redis = kafka_endpoint(settings), redis_endpoint(settings)
+    if redis.embedded:
+        start_redis(settings)
+    if kafka.embedded:
+        start_kafka(settings)
+        ensure_topics(settings, ALL_TOPICS)
+    info = StackInfo(
+        kafka.bootstrap,
+        redis.url,
+        kafka.embedded,
+        redis.embedded,
+        time.monotonic() - t0,
+        security_protocol=settings.kafka.security_protocol,
+        brokers=settings.kafka.brokers if kafka.embedded else 0,
+        replication_factor=kafka.replication_factor,
+    )
+    log.info("stack.up", **info.as_dict())
+    return info
+
+
+def stack_down(settings: Settings, wipe: bool = False) -> dict[str, bool]:
+    paths = StackPaths(settings.home)
+    stopped = {"kafka": stop_kafka(settings), "redis": stop_pid(paths.redis_pid)}
+    if wipe:
+        for folder in (paths.kafka / "data", *paths.kafka.glob("node-*"), paths.redis):
+            shutil.rmtree(folder, ignore_errors=True)
+        (paths.kafka / "cluster.id").unlink(missing_ok=True)
+    return stopped
+
+
+def _listening(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    return port_open(host, int(port))
+
+
+def stack_status(settings: Settings) -> dict[str, object]:
+    paths = StackPaths(settings.home)
+    kafka, redis = kafka_endpoint(settings), redis_endpoint(settings)
+    try:
+        binary: object = redis_binary(settings).describe()
+    except StackError as exc:
+        binary = str(exc)
+    return {
+        "kafka": {
+            "external": settings.kafka.bootstrap,
+            "bootstrap": kafka.bootstrap,
+            "pids": [pid_alive(p) for p in paths.node_pid_files() if p.exists()],
+            "listening": [_listening(a) for a in kafka.addresses],
+            "replication_factor": kafka.replication_factor,
+        },
+        "redis": {
+            "external": settings.redis.url,
+            "url": redis.url,
+            "pid": pid_alive(paths.redis_pid),
+            "listening": port_open("127.0.0.1", settings.redis.embedded_port),
+            "binary": binary if redis.embedded else None,
+        },
+        "home": str(settings.home),
+    }

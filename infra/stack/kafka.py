@@ -1,0 +1,243 @@
+"""Embedded Apache Kafka 4.x in KRaft mode on loopback: one combined broker+controller node (the
+default of the demo and the tests) or a cluster of ``settings.kafka.brokers`` such nodes forming
+one controller quorum (``vigil stack up --brokers 3``: three JVMs, small heaps).
+
+Secure mode (``settings.kafka.security_protocol == "SASL_SSL"``): the client and inter-broker
+listener is SASL_SSL (SCRAM-SHA-512, certificate from a local CA, ``tls.py``); the controller
+listener stays PLAINTEXT bound to loopback.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from vigil.infra.connect import SCRAM_MECHANISM, embedded_node_ports, kafka_admin, kafka_endpoint
+from vigil.infra.secrets import KAFKA_BROKER_USER, KAFKA_CLIENT_USER, write_private
+from vigil.infra.settings import Settings
+from vigil.infra.stack.jars import ensure_kafka_jars, java_cmd
+from vigil.infra.stack.processes import StackError, StackPaths, pid_alive, port_open, start_daemon, stop_pid
+from vigil.infra.stack.tls import SecureMaterial, ensure_secure_material
+
+HOST = "127.0.0.1"
+
+
+def heap_mb(settings: Settings) -> int:
+    k = settings.kafka
+    return k.embedded_heap_mb or (768 if k.brokers == 1 else 320)
+
+
+def node_dir(settings: Settings, index: int) -> Path:
+    return StackPaths(settings.home).node(index, settings.kafka.brokers)
+
+
+def node_log(settings: Settings, index: int) -> Path:
+    name = "kafka" if settings.kafka.brokers == 1 else f"kafka-node-{index}"
+    return StackPaths(settings.home).logs / f"{name}.log"
+
+
+def node_pid_file(settings: Settings, index: int) -> Path:
+    return node_dir(settings, index) / "kafka.pid"
+
+
+def _listener_properties(port: int, controller_port: int, material: SecureMaterial | None) -> list[str]:
+    if material is None:
+        return [
+            f"listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://{HOST}:{port}",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        ]
+    # Clients (and the brokers to each other) only through SASL_SSL; the KRaft controller listener
+    # stays PLAINTEXT but bound to loopback, where only this host's processes reach it.
+    jaas = (
+        f"org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{KAFKA_BROKER_USER}" password="{material.broker_password.get_secret_value()}";'
+    )
+    return [
+        f"listeners=SASL_SSL://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        f"advertised.listeners=SASL_SSL://{HOST}:{port}",
+        "inter.broker.listener.name=SASL_SSL",
+        "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+        f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+        f"sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}",
+        f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config={jaas}",
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={material.broker_pem}",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={material.ca_file}",
+        "ssl.client.auth=none",
+        "ssl.enabled.protocols=TLSv1.3,TLSv1.2",
+    ]
+
+
+def node_properties(settings: Settings, index: int, material: SecureMaterial | None = None) -> str:
+    k = settings.kafka
+    ports = embedded_node_ports(k)
+    port, controller_port = ports[index]
+    e = kafka_endpoint(settings)
+    voters = ",".join(f"{i + 1}@{HOST}:{c}" for i, (_, c) in enumerate(ports))
+    rf, isr = e.replication_factor, e.min_insync_replicas
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            f"node.id={index + 1}",
+            f"controller.quorum.voters={voters}",
+            *_listener_properties(port, controller_port, material),
+            "controller.listener.names=CONTROLLER",
+            f"log.dirs={node_dir(settings, index) / 'data'}",
+            f"num.partitions={k.partitions}",
+            "auto.create.topics.enable=true",
+            # Replication of everything the brokers create themselves (auto-created topics, group
+            # offsets, transactions): the same factor and min ISR as Vigil's own topics.
+            f"default.replication.factor={rf}",
+            f"min.insync.replicas={isr}",
+            f"offsets.topic.replication.factor={rf}",
+            "offsets.topic.num.partitions=8",
+            f"transaction.state.log.replication.factor={rf}",
+            f"transaction.state.log.min.isr={isr}",
+            f"share.coordinator.state.topic.replication.factor={rf}",
+            f"share.coordinator.state.topic.min.isr={isr}",
+            # Let the first consumer join its group at once instead of waiting the default 3 s
+            # for others (the first event flows within seconds).
+            "group.initial.rebalance.delay.ms=0",
+            "log.retention.hours=24",
+            "log.segment.bytes=67108864",
+            "num.network.threads=2",
+            "num.io.threads=4" if k.brokers == 1 else "num.io.threads=2",
+            "",
+        ]
+    )
+
+
+def _cluster_id(paths: StackPaths) -> str:
+    """One id for every node of this home's cluster, kept beside the nodes."""
+    path = paths.kafka / "cluster.id"
+    if not path.exists():
+        path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+    return path.read_text().strip()
+
+
+def _scram_args(material: SecureMaterial | None) -> list[str]:
+    """SCRAM users are created in the metadata log at format time (KRaft has no ZooKeeper)."""
+    if material is None:
+        return []
+    users = ((KAFKA_CLIENT_USER, material.kafka_password), (KAFKA_BROKER_USER, material.broker_password))
+    return [
+        arg
+        for name, pw in users
+        for arg in ("--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={pw.get_secret_value()}]")
+    ]
+
+
+def _prepare_node(settings: Settings, index: int, material: SecureMaterial | None) -> list[str]:
+    """Write the node's configuration; format its storage on first start. Returns its command."""
+    paths = StackPaths(settings.home)
+    folder = node_dir(settings, index)
+    data = folder / "data"
+    config = folder / "server.properties"
+    folder.mkdir(parents=True, exist_ok=True)
+    # 0600: in secure mode the file holds the broker's own SCRAM password
+    write_private(config, node_properties(settings, index, material).encode())
+    scram_marker = data / ".vigil-scram"
+    if material is not None and (data / "meta.properties").exists() and not scram_marker.exists():
+        raise StackError(
+            f"{data} was formatted without SCRAM users; run `vigil stack down --wipe` before `vigil stack up --secure`"
+        )
+    log_file = node_log(settings, index)
+    if not (data / "meta.properties").exists():
+        proc = subprocess.run(
+            # "--cluster-id=" form: a random id may start with "-" and would parse as an option
+            java_cmd(
+                paths,
+                folder,
+                log_file,
+                heap_mb(settings),
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={_cluster_id(paths)}",
+                "-c",
+                str(config),
+                "--ignore-formatted",
+                *_scram_args(material),
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            # never echo the command line: it carries the SCRAM passwords
+            raise StackError(f"formatting Kafka storage failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        if material is not None:
+            scram_marker.touch()
+    return java_cmd(paths, folder, log_file, heap_mb(settings), "kafka.Kafka", str(config))
+
+
+def start_kafka(settings: Settings, timeout_s: float = 120.0, only: int | None = None) -> str:
+    """Start every embedded node that is not running (or only node ``only``) and wait until the
+    cluster serves metadata with all its brokers. Idempotent. Returns the bootstrap list."""
+    paths = StackPaths(settings.home)
+    ports = embedded_node_ports(settings.kafka)
+    ensure_kafka_jars(paths)
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    paths.kafka.mkdir(parents=True, exist_ok=True)
+    material = ensure_secure_material(settings.home) if settings.kafka.security_protocol == "SASL_SSL" else None
+    children: dict[int, subprocess.Popen[bytes]] = {}
+    for index, (port, _controller) in enumerate(ports):
+        if only is not None and index != only:
+            continue
+        if pid_alive(node_pid_file(settings, index)) and port_open(HOST, port):
+            continue
+        if port_open(HOST, port):
+            raise StackError(f"port {port} is taken by another process; set VIGIL_KAFKA__EMBEDDED_PORT")
+        command = _prepare_node(settings, index, material)
+        out = paths.logs / ("kafka.out" if len(ports) == 1 else f"kafka-node-{index}.out")
+        children[index] = start_daemon(command, out, node_pid_file(settings, index))
+    wait_kafka_ready(settings, children, timeout_s)
+    return kafka_endpoint(settings).bootstrap
+
+
+def wait_kafka_ready(
+    settings: Settings, children: dict[int, subprocess.Popen[bytes]] | None = None, timeout_s: float = 120.0
+) -> None:
+    """Until every node listens and the cluster answers metadata requests with all ``brokers``
+    registered (a killed node stays registered, fenced, for a while: its port tells it is back)."""
+    paths = StackPaths(settings.home)
+    want = settings.kafka.brokers
+    ports = [port for port, _ in embedded_node_ports(settings.kafka)]
+    deadline = time.monotonic() + timeout_s
+    last_error: object = None
+    while time.monotonic() < deadline:
+        for index, child in (children or {}).items():
+            if child.poll() is not None:
+                out = paths.logs / ("kafka.out" if want == 1 else f"kafka-node-{index}.out")
+                tail = out.read_text(errors="replace")[-3000:]
+                raise StackError(f"Kafka node {index} exited with code {child.returncode}:\n{tail}")
+        if not all(port_open(HOST, port) for port in ports):
+            last_error = "not every node listens yet"
+            time.sleep(0.5)
+            continue
+        try:
+            admin = kafka_admin(settings, request_timeout_ms=3000, client_id="vigil-stack")
+            try:
+                brokers = admin.describe_cluster().get("brokers", [])
+                if len(brokers) >= want:
+                    return
+                last_error = f"{len(brokers)} of {want} brokers registered"
+            finally:
+                admin.close()
+        except Exception as exc:  # brokers still starting: not an error yet
+            last_error = exc
+        time.sleep(0.5)
+    raise StackError(f"Kafka at {kafka_endpoint(settings).bootstrap} not ready after {timeout_s:.0f}s: {last_error}")
+
+
+def stop_kafka(settings: Settings, only: int | None = None) -> bool:
+    """Stop this home's brokers (all of them, whatever the cluster size), or node ``only``."""
+    paths = StackPaths(settings.home)
+    if only is not None:
+        return stop_pid(node_pid_file(settings, only))
+    return any([stop_pid(pid_file) for pid_file in paths.node_pid_files()])

@@ -1,0 +1,100 @@
+"""Where the embedded stack keeps its files, and the process helpers it starts and stops servers
+with (pid files, loopback ports, SIGTERM then SIGKILL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vigil.schemas.errors import UserError
+
+
+class StackError(UserError):
+    """The embedded stack could not start; the message says what to install or check."""
+
+
+@dataclass(frozen=True)
+class StackPaths:
+    home: Path
+
+    @property
+    def kafka(self) -> Path:
+        return self.home / "kafka"
+
+    @property
+    def libs(self) -> Path:
+        return self.kafka / "libs"
+
+    def node(self, index: int, brokers: int) -> Path:
+        """A single broker lives in ``kafka/`` (as it always has); cluster nodes in their own
+        folders, so a home can hold both without mixing their KRaft metadata."""
+        return self.kafka if brokers == 1 else self.kafka / f"node-{index}"
+
+    def node_pid_files(self) -> list[Path]:
+        """The pid files of every broker this home ever started (single node and cluster)."""
+        return [self.kafka / "kafka.pid", *sorted(self.kafka.glob("node-*/kafka.pid"))]
+
+    @property
+    def redis(self) -> Path:
+        return self.home / "redis"
+
+    @property
+    def redis_pid(self) -> Path:
+        return self.redis / "redis.pid"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def pid_alive(pid_file: Path) -> int | None:
+    """The pid in ``pid_file`` if that process is running, else None."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def stop_pid(pid_file: Path, timeout_s: float = 20.0) -> bool:
+    """SIGTERM (a broker shuts down cleanly), SIGKILL after ``timeout_s``; True if it was running."""
+    pid = pid_alive(pid_file)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def start_daemon(args: list[str], log: Path | None, pid_file: Path) -> subprocess.Popen[bytes]:
+    """Start a server in its own session (a Ctrl-C of the CLI does not reach it), record its pid."""
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child process
+    child = subprocess.Popen(
+        args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
+    pid_file.write_text(str(child.pid))
+    return child

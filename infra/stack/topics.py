@@ -1,0 +1,63 @@
+"""Vigil's topics on the embedded broker(s): created with the configured partitions, replication
+factor and ``min.insync.replicas`` (3 and 2 on a three-node cluster: with ``acks=all`` a write
+is acknowledged by at least two brokers, so one broker may die without losing it)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from vigil.infra.connect import kafka_admin, kafka_endpoint
+from vigil.infra.settings import Settings
+
+
+def topic_spec(settings: Settings) -> dict[str, Any]:
+    e = kafka_endpoint(settings)
+    return {
+        "num_partitions": settings.kafka.partitions,
+        "replication_factor": e.replication_factor,
+        "configs": {"min.insync.replicas": str(e.min_insync_replicas)},
+    }
+
+
+def ensure_topics(settings: Settings, names: tuple[str, ...]) -> list[str]:
+    """Create the topics of ``names`` that do not exist yet; returns those created."""
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = kafka_admin(settings, client_id="vigil-topics")
+    try:
+        missing = [t for t in names if t not in set(admin.list_topics())]
+        if missing:
+            spec = topic_spec(settings)
+            # another process may create one of them meanwhile: that is fine
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics({t: spec for t in missing}, raise_errors=True, wait_for_metadata=True)
+        return missing
+    finally:
+        admin.close()
+
+
+def describe_replication(settings: Settings, names: tuple[str, ...]) -> dict[str, dict[str, int | None]]:
+    """Per topic: partitions, the smallest replica and in-sync replica counts over its partitions,
+    and its ``min.insync.replicas`` (what the three-broker test checks around a broker kill)."""
+    from kafka.admin import ConfigResource
+
+    admin = kafka_admin(settings, client_id="vigil-topics")
+    try:
+        configs = admin.describe_configs([ConfigResource("TOPIC", t, ["min.insync.replicas"]) for t in names])["topic"]
+        out: dict[str, dict[str, int | None]] = {}
+        for topic in admin.describe_topics(list(names)):
+            parts = topic["partitions"]
+            out[topic["name"]] = {
+                "partitions": len(parts),
+                "min_replicas": min((len(p["replica_nodes"]) for p in parts), default=0),
+                "min_isr": min((len(p["isr_nodes"]) for p in parts), default=0),
+                "min_insync_replicas": _int_or_none(configs.get(topic["name"], {}).get("min.insync.replicas")),
+            }
+        return out
+    finally:
+        admin.close()
+
+
+def _int_or_none(config: dict[str, Any] | None) -> int | None:
+    return int(config["value"]) if config and config.get("value") is not None else None
