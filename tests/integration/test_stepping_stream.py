@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import unique_patient, wait_for
+from vigil.infra.connect import consumer_from_now, redis_client
 from vigil.infra.redis import carry_key, window_key
 from vigil.models.stream_step import load_served_bundle
 from vigil.schemas import topics
@@ -55,17 +56,15 @@ def send_and_wait(producer, reader, events: list[PatientEvent]) -> None:
     assert wait_for(lambda: ids <= reader.snapshot().scored_ids, timeout=60)
 
 
-def test_hours_are_stepped_once_and_a_late_event_replays(stack, shared_worker, producer, reader) -> None:
-    import redis
-
+def test_hours_are_stepped_once_and_a_late_event_replays(
+    stack, stack_settings, shared_worker, producer, reader
+) -> None:
     r = reader(keep_scores=False)
     scores: list[dict] = []
     pid = unique_patient("step")
     rows = vital_rows(np.random.default_rng(11))
     base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS + 5)
-    from vigil.infra.readback import consumer_from_now
-
-    consumer = consumer_from_now(stack.bootstrap, (topics.SCORES,), consumer_timeout_ms=200)
+    consumer = consumer_from_now(stack_settings, (topics.SCORES,), consumer_timeout_ms=200)
     for hour in range(HOURS):
         hour_events = events_at(pid, rows, hour, base)
         # two batches inside the hour: two provisional scores of it
@@ -118,7 +117,7 @@ def test_hours_are_stepped_once_and_a_late_event_replays(stack, shared_worker, p
     assert abs(combined(newest) - after[HOURS + 1]) <= 1e-5
     assert abs(after[HOURS] - before[HOURS]) > 1e-6, "the late troponin must change the score"
 
-    client = redis.Redis.from_url(stack.redis_url)
+    client = redis_client(stack_settings)
     window, carry = client.memory_usage(window_key(pid)), client.memory_usage(carry_key(pid))
     client.close()
     assert carry and window and window + carry <= 4096
