@@ -164,7 +164,13 @@ def run_demo(
     stays = pick_stays(data_dir, patients)
     plan = plan_demo(stays, bad)
     reader = TopicReader(settings).start()
-    worker = spawn_worker(settings, settings.home / "logs" / "demo-worker.log")
+    metrics_port = settings.metrics_port or _free_port()
+    worker = spawn_worker(
+        settings, settings.home / "logs" / "demo-worker.log", {"VIGIL_METRICS_PORT": str(metrics_port)}
+    )
+    if not quiet:
+        console.print(f"Worker metrics: http://127.0.0.1:{metrics_port}/metrics")
+    drift: dict[str, dict[str, float]] = {}
     producer = kafka_producer(settings, linger_ms=5, max_in_flight_requests_per_connection=1, retries=10)
     sent = 0
     t0 = time.time()
@@ -212,6 +218,7 @@ def run_demo(
                     time.sleep(1)
             except KeyboardInterrupt:
                 pass
+        drift = worker_drift(metrics_port)
     finally:
         producer.close()
         stop_worker(worker)
@@ -237,10 +244,40 @@ def run_demo(
         "drain_s": round(done_s, 2),
         "p50_ms": lat[len(lat) // 2] if lat else None,
         "p99_ms": lat[int(len(lat) * 0.99)] if lat else None,
+        "worker_metrics_port": metrics_port,
+        "drift": drift,
     }
     if not quiet:
         _print_summary(console, summary, rb)
     return summary
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def worker_drift(port: int) -> dict[str, dict[str, float]]:
+    """Each ward's input drift as the worker's /metrics shows it (``vigil_drift_*``; agents/drift.py)."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310 - loopback
+            text = response.read().decode()
+    except OSError:
+        return {}
+    wards: dict[str, dict[str, float]] = {}
+    names = {"vigil_drift_max_psi": "max_psi", "vigil_drift_drifted": "drifted", "vigil_drift_patient_hours": "hours"}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in names:
+                wards.setdefault(sample.labels["ward"], {})[names[sample.name]] = round(sample.value, 4)
+    return wards
 
 
 def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
@@ -254,6 +291,11 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
         f"({s['alerts_opened']} opened), first alert after {s['time_to_first_alert_s']} s"
     )
     console.print(f"{s['dead_letters']} dead letters {s['dead_letter_reasons']}; lost: {s['lost']}")
+    for ward, d in s["drift"].items():
+        state = "DRIFTED from the training data" if d.get("drifted") else "like the training data"
+        console.print(
+            f"  ward {ward}: inputs {state} (max PSI {d.get('max_psi')}, {int(d.get('hours', 0))} patient-hours)"
+        )
     for alert in rb.alert_records[:8]:
         who = hashlib.sha256(alert["patient_id"].encode()).hexdigest()[:8]
         console.print(

@@ -2,7 +2,7 @@
 // DOM built with textContent only (no innerHTML of stream data), so nothing in a record can inject markup.
 "use strict";
 
-const state = { rows: new Map(), csrf: "", mayAck: false, ward: "", transitions: [], pending: false };
+const state = { rows: new Map(), csrf: "", mayAck: false, ward: "", transitions: [], pending: false, drift: {} };
 const MAX_CARDS = 150;
 const SPARKS = [["news2", "NEWS2"], ["risk", "risk"], ["HR", "HR"], ["Resp", "RR"], ["SBP", "SBP"],
                 ["O2Sat", "SpO2"], ["Temp", "Temp"]];
@@ -145,11 +145,23 @@ function render() {
     pick.replaceChildren(el("option", { value: "", text: "all" }),
       ...[...wards].sort().map(w => el("option", { value: w, text: w, selected: w === state.ward })));
   }
+  renderDrift();
   const feed = document.getElementById("transitions");
   feed.replaceChildren(...state.transitions.slice(0, 60).map(t => el("li", {},
     el("span", { class: "when", text: new Date(t.at).toLocaleTimeString() }),
     el("span", { class: `chip band-${t.severity}`, text: t.state }), " ",
     el("b", { text: t.label }), ` ${t.ward || ""} — ${t.reason}`)));
+}
+
+// Ward input drift (vigil.drift): the models see inputs unlike their training data on this ward
+function renderDrift() {
+  const drifted = Object.values(state.drift).filter(d => d.drifted && (!state.ward || d.ward === state.ward));
+  document.getElementById("drift").replaceChildren(...drifted.map(d => el("span", {
+    class: "chip drift",
+    title: `PSI ${d.max_psi.toFixed(2)} > ${d.threshold} over ${d.patient_hours} patient-hours: ` +
+      d.top.map(t => `${t.input} (${t.kind}) ${t.psi.toFixed(2)}`).join(", "),
+    text: `${d.ward}: inputs unlike training data`,
+  })));
 }
 
 function schedule() {
@@ -166,6 +178,7 @@ async function loadState() {
   document.getElementById("role").textContent = data.role;
   state.rows = new Map(data.patients.map(r => [r.row_id, r]));
   state.transitions = data.recent;
+  state.drift = data.drift || {};
   schedule();
 }
 
@@ -185,6 +198,7 @@ function connect() {
   source.addEventListener("open", () => { dot.className = "dot"; text.textContent = "live"; loadState(); });
   source.addEventListener("error", () => { dot.className = "dot off"; text.textContent = "reconnecting"; });
   source.addEventListener("row", ev => { const row = JSON.parse(ev.data); state.rows.set(row.row_id, row); schedule(); });
+  source.addEventListener("drift", ev => { state.drift = JSON.parse(ev.data); schedule(); });
   source.addEventListener("transition", ev => {
     state.transitions.unshift(JSON.parse(ev.data));
     state.transitions.length = Math.min(state.transitions.length, 200);
