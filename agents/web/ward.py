@@ -3,7 +3,8 @@
 ``WardModel.apply(topic, value)`` takes one record of ``vigil.scores``, ``vigil.alerts``,
 ``vigil.treatment.scores`` or ``vigil.drift`` and returns the changed row (and the alert transition,
 if any; for drift, the wards' drift indicator) for the live feed. Rows are addressed by an opaque
-``row_id`` (keyed HMAC of the patient id) so no patient identifier appears in a URL; the page shows the patient label because the clinician needs it.
+``row_id`` (keyed HMAC of the patient id) so no patient identifier appears in a URL; the page shows
+the patient label because the clinician needs it.
 """
 
 from __future__ import annotations
