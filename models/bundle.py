@@ -31,6 +31,7 @@ FORMAT = "stepping-v2"
 TOP_K = 5
 ModelName = Literal["sepsis_diagnosis", "deterioration", "combined"]
 MEASUREMENT_PATTERN = "measurement_pattern"  # the grouped missingness features in explanations
+_PATTERN = np.array([n in MISSINGNESS_FEATURES for n in TREE_FEATURES])
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -144,20 +145,23 @@ class SteppingBundle:
         """Tree contributions (log-odds), physiology first: the features that only say how often or how
         long ago something was measured are summed into one ``measurement_pattern`` entry (issue 14)."""
         contrib, _ = tree_contributions(self.tree_table, feats)
-        pattern = np.array([n in MISSINGNESS_FEATURES for n in TREE_FEATURES])
-        out = []
-        for i in range(len(feats)):
-            items = [(float(contrib[i, j]), TREE_FEATURES[j], float(feats[i, j])) for j in np.nonzero(~pattern)[0]]
-            items.append((float(contrib[i, pattern].sum()), MEASUREMENT_PATTERN, float("nan")))
-            items = [t for t in items if t[0] != 0.0]
-            items.sort(key=lambda t: -abs(t[0]))
-            out.append(
-                [
-                    FeatureContribution(feature=n, value=None if np.isnan(v) else v, contribution=c)
-                    for c, n, v in items[:TOP_K]
-                ]
-            )
-        return out
+        physiology = np.nonzero(~_PATTERN)[0]
+        names = [TREE_FEATURES[j] for j in physiology] + [MEASUREMENT_PATTERN]
+        c = np.concatenate([contrib[:, physiology], contrib[:, _PATTERN].sum(1, keepdims=True)], axis=1)
+        v = np.concatenate([feats[:, physiology], np.full((len(feats), 1), np.nan)], axis=1)
+        # largest |contribution| first, ties in feature order (a stable sort), zeros left out
+        order = np.argsort(-np.abs(c), axis=1, kind="stable")[:, :TOP_K]
+        top_c, top_v = np.take_along_axis(c, order, 1), np.take_along_axis(v, order, 1).astype(np.float64)
+        return [
+            [
+                FeatureContribution(
+                    feature=names[j], value=None if np.isnan(val) else float(val), contribution=float(ci)
+                )
+                for j, ci, val in zip(order[i].tolist(), top_c[i].tolist(), top_v[i].tolist(), strict=True)
+                if ci != 0.0
+            ]
+            for i in range(len(feats))
+        ]
 
 
 def load_stepping_bundle(

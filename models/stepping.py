@@ -148,7 +148,9 @@ class Advance:
     new_boundary: int
     new_agg: Aggregates
     commit_steps: int  # steps of the closed chain that are committed (the last one is provisional)
-    inputs: StayInputs | None = None  # the scan of rows boundary..hour (features of other hours: the stream's finals)
+    # tree features of the hours that close in this advance (carry.closed+1 .. hour-1), computed in the
+    # same call as ``features``: the stream publishes their final scores
+    closed_features: np.ndarray | None = None
 
     def finish(
         self, carry: StayCarry, boundary_out: tuple[np.ndarray, np.ndarray], closed_out: tuple[np.ndarray, np.ndarray]
@@ -180,15 +182,16 @@ def plan_advance(
     replay = changed_from is not None and changed_from <= carry.closed
     closed, h_closed = (carry.boundary - 1, carry.h_boundary) if replay else (carry.closed, carry.h_closed)
     start = closed + 1 - carry.boundary  # first uncommitted hour, as a row index
+    emitted = inputs.tree_features(np.arange(max(carry.closed + 1, carry.boundary), last_hour + 1), static)
     return Advance(
         hour=last_hour,
-        features=inputs.tree_features([last_hour], static)[0],
+        features=emitted[-1],
         boundary_chain=(carry.h_boundary, x[:n_fold]),
         closed_chain=(h_closed, x[start:]),
         new_boundary=new_boundary,
         new_agg=new_agg,
         commit_steps=len(x) - 1 - start,
-        inputs=inputs,
+        closed_features=emitted[:-1],
     )
 
 

@@ -115,8 +115,8 @@ def advance(
     for i, (req, plan) in enumerate(zip(requests, plans, strict=True)):
         chain_start = plan.hour - len(plan.closed_chain[1]) + 1  # hour of the closed chain's first step
         hours = list(range(max(req.carry.closed + 1, chain_start), plan.hour))  # not finalized before
-        assert plan.inputs is not None
-        feats.extend(plan.inputs.tree_features([*hours, plan.hour], req.static) if hours else plan.features[None])
+        assert plan.closed_features is not None and len(plan.closed_features) == len(hours)
+        feats.extend([*plan.closed_features, plan.features])
         p_seq.extend(committed[b + i].probabilities[h - chain_start] for h in hours)
         p_seq.append(provisional[i].probabilities[-1])
         closed_hours.append(hours)
