@@ -17,7 +17,7 @@ from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import DriftSettings
 from vigil.models.bundle import SteppingBundle
-from vigil.models.drift import PSI_DRIFTED, REFERENCE_FILE, DriftMonitor, DriftReference, WardDriftReport
+from vigil.models.drift import REFERENCE_FILE, DriftMonitor, DriftReference, WardDriftReport
 from vigil.models.stay_features import TREE_FEATURES
 from vigil.models.stream_step import StepOutcome
 from vigil.schemas.codes import DYNAMIC_CODES
@@ -49,18 +49,23 @@ class WardDriftTracker:
             TREE_FEATURES,
             window_hours=settings.window_hours,
             min_hours=settings.min_hours,
+            min_patients=settings.min_patients,
         )
         return cls(monitor, bundle.version, settings.publish_every_s)
 
-    def observe(self, wards: Sequence[str | None], outcomes: Sequence[StepOutcome]) -> list[WardDriftReport]:
-        """Feed the closed hours of a batch (one ward per outcome); update the gauges of the wards
-        touched and return the reports due for publishing."""
+    def observe(
+        self, patients: Sequence[str], wards: Sequence[str | None], outcomes: Sequence[StepOutcome]
+    ) -> list[WardDriftReport]:
+        """Feed the closed hours of a batch (one patient and ward per outcome); update the gauges of the
+        wards touched and return the reports due for publishing."""
         names = [w or UNKNOWN_WARD for w, o in zip(wards, outcomes, strict=True) for _ in o.closed]
         if not names:
             return []
+        # a per-process key per patient (counts distinct patients; never leaves the process)
+        keys = np.array([hash(p) for p, o in zip(patients, outcomes, strict=True) for _ in o.closed], np.int64)
         rows = np.concatenate([o.closed_rows for o in outcomes if o.closed])
         feats = np.stack([h.features for o in outcomes for h in o.closed])
-        self.monitor.observe(names, rows, feats)
+        self.monitor.observe(names, rows, feats, keys)
         reports = self.monitor.reports(list(dict.fromkeys(names)))
         for r in reports:
             _set_gauges(r)
@@ -82,8 +87,9 @@ class WardDriftTracker:
             ward=report.ward,
             at=datetime.now(UTC),
             patient_hours=report.patient_hours,
+            patients=report.patients,
             max_psi=round(report.max_psi, 4),
-            threshold=PSI_DRIFTED,
+            threshold=round(report.threshold, 4),
             drifted=report.drifted,
             top=top,
             reference=self.monitor.reference.source,
@@ -105,3 +111,4 @@ def _set_gauges(r: WardDriftReport) -> None:
     metrics.DRIFT_MAX_PSI.labels(r.ward).set(r.max_psi)
     metrics.DRIFT_DRIFTED.labels(r.ward).set(1.0 if r.drifted else 0.0)
     metrics.DRIFT_PATIENT_HOURS.labels(r.ward).set(r.patient_hours)
+    metrics.DRIFT_THRESHOLD.labels(r.ward).set(r.threshold)

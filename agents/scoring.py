@@ -79,7 +79,7 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
         metrics.SCORES.inc()
     reports = []
     if rt.drift is not None and outcomes:
-        reports = rt.drift.observe([updates[p].ward for p in outcomes], list(outcomes.values()))
+        reports = rt.drift.observe(list(outcomes), [updates[p].ward for p in outcomes], list(outcomes.values()))
         await rt.drift.publish(publisher, reports)
     t_build = time.perf_counter()
     await publisher.flush()

@@ -33,5 +33,8 @@ DRIFT_PSI = Gauge(
     ["ward", "kind", "input"],
 )
 DRIFT_MAX_PSI = Gauge("vigil_drift_max_psi", "Largest input PSI of a ward", ["ward"])
-DRIFT_DRIFTED = Gauge("vigil_drift_drifted", "1 when a ward's largest input PSI exceeds the drift threshold", ["ward"])
+DRIFT_DRIFTED = Gauge("vigil_drift_drifted", "1 when a ward's largest input PSI exceeds its threshold", ["ward"])
 DRIFT_PATIENT_HOURS = Gauge("vigil_drift_patient_hours", "Closed patient-hours in a ward's drift window", ["ward"])
+DRIFT_THRESHOLD = Gauge(
+    "vigil_drift_threshold", "Largest input PSI a ward of its size shows on training data (99th percentile)", ["ward"]
+)

@@ -90,6 +90,7 @@ class DriftSettings(BaseModel):
     window_hours: int = 2000  # closed patient-hours per ward in the sliding window (~4 days of a 20-bed ward)
     # PSI on n hours is biased up by ~(bins - 1) / n: below 200 hours a ward is not scored
     min_hours: int = 200
+    min_patients: int = 10  # a ward's sample is about as large as its number of patients
     publish_every_s: float = 30.0  # at most one vigil.drift record per ward per worker this often
 
 

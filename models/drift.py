@@ -10,9 +10,14 @@ Two kinds of input are compared with a training reference stored beside the arti
 
 Each is scored with the population stability index, PSI = sum (q - p) ln(q / p) over bins (reference
 shares p, live shares q; Siddiqi N., Credit Risk Scorecards, Wiley 2006, ch. 8; Yurdakul B., Statistical
-properties of the population stability index, 2018). Convention: < 0.1 stable, 0.1-0.25 moderate
-shift, > 0.25 a significant shift (``PSI_DRIFTED``). PSI on n live samples is biased upward by about
-(bins - 1) / n, so a ward is scored only once its sliding window holds ``min_hours`` patient-hours.
+properties of the population stability index, 2018). The usual convention calls > 0.25 a significant
+shift (``PSI_DRIFTED``), but a ward is a small, correlated sample: a stay's hours share one patient
+(BUN_max_stay barely moves within a stay), so the sample is about as large as the number of patients,
+and wards of 20 set-A stays reach a largest PSI of 0.6-1.5 over the ~50 inputs. The reference
+therefore carries a null table (``null_max_psi``): the 99th percentile of the largest PSI of wards
+drawn from the training stays themselves, by number of patients. A ward has drifted when its largest
+PSI exceeds both 0.25 and that percentile for its number of distinct patients (at least
+``min_patients`` and ``min_hours`` in the window).
 
 The live unit is a closed patient-hour (its row is final), the same unit as the reference's rows.
 Pure: the worker feeds closed hours in and reads reports out (``agents.drift``).
@@ -49,6 +54,17 @@ def bin_values(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(values), len(edges) + 1, idx)
 
 
+def ward_psi(
+    reference: DriftReference, measured_counts: np.ndarray, hours: int, bin_counts: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(PSI per variable's measured share [V], PSI per feature's bins [K]) of ``hours`` patient-hours."""
+    q = measured_counts / max(hours, 1)
+    p = reference.measured_share
+    rate = psi(np.stack([p, 1 - p], -1), np.stack([q, 1 - q], -1))
+    value = np.array([float(psi(f.shares, c)) for f, c in zip(reference.features, bin_counts, strict=True)])
+    return rate, value
+
+
 @dataclass(frozen=True)
 class FeatureReference:
     name: str
@@ -77,6 +93,15 @@ class DriftReference:
     variables: list[str]  # measured-share variables, in this order
     measured_share: np.ndarray  # [V]
     features: list[FeatureReference]
+    # 99th percentile of the largest PSI of training wards, by number of distinct patients
+    null_patients: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    null_q99: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def threshold(self, patients: int) -> float:
+        """The largest PSI a ward of ``patients`` distinct patients may show and still look like training."""
+        if not len(self.null_patients):
+            return PSI_DRIFTED
+        return max(PSI_DRIFTED, float(np.interp(patients, self.null_patients, self.null_q99)))
 
     @classmethod
     def build(
@@ -114,6 +139,11 @@ class DriftReference:
                     }
                     for f in self.features
                 },
+                **(
+                    {"null_max_psi": {"patients": self.null_patients.tolist(), "q99": self.null_q99.tolist()}}
+                    if len(self.null_patients)
+                    else {}
+                ),
             },
             indent=1,
         )
@@ -134,17 +164,63 @@ class DriftReference:
                 continue  # never measured in training: no distribution to compare with
             feats.append(FeatureReference(name, edges, shares))
         hours = int(data.get("patient_hours", 0))
-        return cls(data.get("source", ""), hours, list(rates), np.asarray(list(rates.values()), np.float64), feats)
+        null = data.get("null_max_psi", {})
+        return cls(
+            data.get("source", ""),
+            hours,
+            list(rates),
+            np.asarray(list(rates.values()), np.float64),
+            feats,
+            np.asarray(null.get("patients", []), np.float64),
+            np.asarray(null.get("q99", []), np.float64),
+        )
 
     @classmethod
     def load(cls, path: Path) -> DriftReference:
         return cls.from_json(path.read_text())
 
 
+NULL_PATIENTS: Final[tuple[int, ...]] = (10, 20, 40, 80, 160, 320)
+
+
+def null_max_psi(
+    reference: DriftReference,
+    measured: np.ndarray,
+    values: np.ndarray,
+    offsets: np.ndarray,
+    window_hours: int = 2000,
+    draws: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """99th percentile of the largest PSI of wards drawn from the training stays themselves, for each
+    ward size in ``NULL_PATIENTS``: each draw takes that many stays and an equal share of the
+    ``window_hours`` from each (a contiguous run at a random place). ``measured`` [N, V] and
+    ``values`` [N, K] are every hour of the cohort, ``offsets`` the stays' row offsets."""
+    rng = np.random.default_rng(seed)
+    bins = np.stack([bin_values(values[:, k], f.edges) for k, f in enumerate(reference.features)], -1)
+    lengths = np.diff(offsets)
+    out = []
+    for n in NULL_PATIENTS:
+        per_stay = max(1, window_hours // n)
+        maxes = []
+        for _ in range(draws):
+            stays = rng.choice(len(lengths), n, replace=False)
+            take = np.minimum(lengths[stays], per_stay)
+            start = offsets[stays] + (rng.random(n) * (lengths[stays] - take + 1)).astype(np.int64)
+            rows = np.concatenate([np.arange(a, a + t) for a, t in zip(start.tolist(), take.tolist(), strict=True)])
+            counts = [np.bincount(bins[rows, k], minlength=len(f.edges) + 2) for k, f in enumerate(reference.features)]
+            rate, value = ward_psi(reference, measured[rows].sum(0), len(rows), counts)
+            maxes.append(max(rate.max(initial=0.0), value.max(initial=0.0)))
+        out.append(float(np.quantile(maxes, 0.99)))
+    return np.minimum.accumulate(np.asarray(out))  # more patients never allow a larger PSI
+
+
 @dataclass(frozen=True)
 class WardDriftReport:
     ward: str
     patient_hours: int  # in the sliding window
+    patients: int  # distinct patients among them
+    threshold: float  # drifted when max_psi exceeds it (``DriftReference.threshold``)
     rate_psi: dict[str, float]  # per variable: measured / not measured, live vs reference
     value_psi: dict[str, float]  # per feature: decile bins + missing
     max_psi: float
@@ -161,13 +237,14 @@ class WardWindow:
         self.n_bins = [len(f.edges) + 2 for f in reference.features]
         self._measured = np.zeros((size, self.n_vars), bool)
         self._bins = np.zeros((size, len(reference.features)), np.int16)
+        self._patients = np.zeros(size, np.int64)  # a per-process key of each hour's patient
         self._rate_counts = np.zeros(self.n_vars, np.int64)
         self._bin_counts = [np.zeros(n, np.int64) for n in self.n_bins]
         self.filled = 0
         self._next = 0
 
-    def add(self, measured: np.ndarray, bins: np.ndarray) -> None:
-        measured, bins = measured[-self.size :], bins[-self.size :]
+    def add(self, measured: np.ndarray, bins: np.ndarray, patients: np.ndarray) -> None:
+        measured, bins, patients = measured[-self.size :], bins[-self.size :], patients[-self.size :]
         slots = (self._next + np.arange(len(measured))) % self.size  # distinct: at most `size` rows
         old = slots[slots < self.filled] if self.filled < self.size else slots  # hours leaving the window
         self._rate_counts -= self._measured[old].sum(0)
@@ -175,23 +252,26 @@ class WardWindow:
         for k, counts in enumerate(self._bin_counts):
             np.subtract.at(counts, self._bins[old, k], 1)
             np.add.at(counts, bins[:, k], 1)
-        self._measured[slots], self._bins[slots] = measured, bins
+        self._measured[slots], self._bins[slots], self._patients[slots] = measured, bins, patients
         self._next = int((self._next + len(measured)) % self.size)
         self.filled = min(self.filled + len(measured), self.size)
 
+    def patients(self) -> int:
+        return len(np.unique(self._patients[: self.filled]))
+
     def report(self, ward: str, reference: DriftReference, top_n: int = 3) -> WardDriftReport:
-        n = max(self.filled, 1)
-        q = self._rate_counts / n
-        p = reference.measured_share
-        rate = psi(np.stack([p, 1 - p], -1), np.stack([q, 1 - q], -1))
-        value = np.array([float(psi(f.shares, c)) for f, c in zip(reference.features, self._bin_counts, strict=True)])
+        rate, value = ward_psi(reference, self._rate_counts, self.filled, self._bin_counts)
         rate_psi = dict(zip(reference.variables, np.round(rate, 4).tolist(), strict=True))
         value_psi = dict(zip([f.name for f in reference.features], np.round(value, 4).tolist(), strict=True))
         ranked = sorted(
             [(f"{k} measured", v) for k, v in rate_psi.items()] + list(value_psi.items()), key=lambda kv: -kv[1]
         )
         max_psi = ranked[0][1] if ranked else 0.0
-        return WardDriftReport(ward, self.filled, rate_psi, value_psi, max_psi, max_psi > PSI_DRIFTED, ranked[:top_n])
+        patients = self.patients()
+        threshold = reference.threshold(patients)
+        return WardDriftReport(
+            ward, self.filled, patients, threshold, rate_psi, value_psi, max_psi, max_psi > threshold, ranked[:top_n]
+        )
 
 
 class DriftMonitor:
@@ -204,12 +284,14 @@ class DriftMonitor:
         feature_index: Sequence[int],
         window_hours: int = 2000,
         min_hours: int = 200,
+        min_patients: int = 10,
     ) -> None:
         self.reference = reference
         self._var_idx = np.asarray(variable_index, np.int64)  # columns of the hourly rows
         self._feat_idx = np.asarray(feature_index, np.int64)  # columns of the tree features
         self.window_hours = window_hours
         self.min_hours = min_hours
+        self.min_patients = min_patients
         self.wards: dict[str, WardWindow] = {}
 
     @classmethod
@@ -226,8 +308,9 @@ class DriftMonitor:
             raise ValueError(f"drift reference names inputs the models do not have: {missing[:5]}")
         return cls(reference, [rows[v] for v in reference.variables], [feats[f.name] for f in reference.features], **kw)
 
-    def observe(self, wards: Sequence[str], rows: np.ndarray, features: np.ndarray) -> None:
-        """Closed patient-hours: their ward, hourly rows [n, N_VARS] and tree features [n, F]."""
+    def observe(self, wards: Sequence[str], rows: np.ndarray, features: np.ndarray, patients: np.ndarray) -> None:
+        """Closed patient-hours: their ward, hourly rows [n, N_VARS], tree features [n, F] and a key of
+        their patient (any integer that is the same for a patient's hours, e.g. a hash)."""
         if not len(wards):
             return
         measured = ~np.isnan(rows[:, self._var_idx])
@@ -239,9 +322,14 @@ class DriftMonitor:
         for ward in dict.fromkeys(wards):
             sel = names == ward
             window = self.wards.setdefault(ward, WardWindow(self.reference, self.window_hours))
-            window.add(measured[sel], bins[sel])
+            window.add(measured[sel], bins[sel], np.asarray(patients, np.int64)[sel])
 
     def reports(self, wards: Sequence[str] | None = None) -> list[WardDriftReport]:
-        """A report per ward with at least ``min_hours`` closed patient-hours in its window."""
+        """A report per ward with at least ``min_hours`` closed patient-hours and ``min_patients``
+        distinct patients in its window."""
         chosen = self.wards if wards is None else {w: self.wards[w] for w in wards if w in self.wards}
-        return [w.report(name, self.reference) for name, w in chosen.items() if w.filled >= self.min_hours]
+        return [
+            w.report(name, self.reference)
+            for name, w in chosen.items()
+            if w.filled >= self.min_hours and w.patients() >= self.min_patients
+        ]

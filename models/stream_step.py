@@ -24,20 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from vigil.models.bundle import STEPPING_DIR, SteppingBundle, is_stepping_bundle, load_stepping_bundle, model_score
-from vigil.models.integrity import ARTIFACTS_DIR
+from vigil.models.bundle import STEPPING_DIR, SteppingBundle, load_stepping_bundle, model_score
 from vigil.models.step_session import StepSession
 from vigil.models.stepping import StayCarry, plan_advance, window_rows
 from vigil.models.window import PatientWindow
 from vigil.schemas.scores import ModelScore
 
-# STOP-GAP bundle (models/train/stopgap_step.py) served until the trained stepping bundle ships
-STOPGAP_DIR = ARTIFACTS_DIR / "stopgap_stepping"
-
 
 def served_bundle_dir() -> Path:
-    """The trained stepping bundle when present, else the stop-gap one."""
-    return STEPPING_DIR if is_stepping_bundle(STEPPING_DIR) else STOPGAP_DIR
+    """The bundle the worker serves and ``vigil predict`` / ``vigil replay`` compare with."""
+    return STEPPING_DIR
 
 
 def load_served_bundle(

@@ -27,8 +27,11 @@ class WardDrift(BaseModel):
     ward: str
     at: datetime
     patient_hours: int  # closed patient-hours in the window the PSI was computed on
+    patients: int  # distinct patients among them
     max_psi: float
-    threshold: float  # max_psi above it: the ward's inputs left what the models were trained on
+    # max_psi above it: the ward's inputs left what the models were trained on (the 99th percentile
+    # of training wards of as many patients, never below 0.25)
+    threshold: float
     drifted: bool
     top: list[DriftInput]  # the inputs that moved most
     reference: str  # the training cohort the inputs are compared with

@@ -19,7 +19,7 @@ class WardDriftBoard:
     def apply(self, record: WardDrift) -> dict[str, Any]:
         """Keep the record as the ward's state; return the live-feed message."""
         view = record.model_dump(
-            mode="json", include={"ward", "at", "patient_hours", "max_psi", "threshold", "drifted"}
+            mode="json", include={"ward", "at", "patient_hours", "patients", "max_psi", "threshold", "drifted"}
         )
         view["top"] = [t.model_dump(mode="json") for t in record.top]
         with self._lock:

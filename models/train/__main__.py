@@ -28,7 +28,17 @@ import numpy as np
 
 from vigil.models.bundle import FORMAT, STEPPING_DIR
 from vigil.models.stay_features import SEQUENCE_INPUTS, TREE_FEATURES, UNSEEN_IN_TRAINING
-from vigil.models.train import cohort_features, data, labels, reference, sequence, shifts, stacking, trees
+from vigil.models.train import (
+    cohort_features,
+    data,
+    drift_reference,
+    labels,
+    reference,
+    sequence,
+    shifts,
+    stacking,
+    trees,
+)
 from vigil.schemas.codes import DYNAMIC_CODES
 
 VERSION = "2.0.0"
@@ -169,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     np.savez_compressed(out / "sepsis_diagnosis_trees.npz", **trees.tree_table(booster))
     sequence.export_onnx(gru, str(out / "deterioration_step.onnx"), str(out / "deterioration_sequence.onnx"))
     reference.write_references(out, booster, gru, x, s, o, args.seed)
-    reference.write_training_reference(out / "training_reference.json", c.matrix, x, [n for n, _ in top[:20]])
+    drift_reference.write_training_reference(
+        out / "training_reference.json", c.matrix, x, [n for n, _ in top[:20]], c.offsets
+    )
     files = [
         "sepsis_diagnosis.onnx",
         "sepsis_diagnosis.lgbm.txt",

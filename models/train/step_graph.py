@@ -2,8 +2,8 @@
 from GRU weights with ``onnx.helper`` (no PyTorch): the serving contract of ``models.step_session``.
 
 ONNX's GRU operator with a sequence of length 1 and ``initial_h`` is exactly one recurrent step
-(gate order z, r, h; ``linear_before_reset=1`` is PyTorch's GRU). Used by the stop-gap stepping
-bundle (``models.train.stopgap_step``) and by tests (a small seeded graph).
+(gate order z, r, h; ``linear_before_reset=1`` is PyTorch's GRU). Tests use it for small seeded
+graphs (the IOBinding runner, a tiny stepping bundle); the shipped graph is exported from PyTorch.
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ function renderDrift() {
   const drifted = Object.values(state.drift).filter(d => d.drifted && (!state.ward || d.ward === state.ward));
   document.getElementById("drift").replaceChildren(...drifted.map(d => el("span", {
     class: "chip drift",
-    title: `PSI ${d.max_psi.toFixed(2)} > ${d.threshold} over ${d.patient_hours} patient-hours: ` +
+    title: `largest PSI ${d.max_psi.toFixed(2)} > ${d.threshold} (${d.patients} patients, ${d.patient_hours} hours): ` +
       d.top.map(t => `${t.input} (${t.kind}) ${t.psi.toFixed(2)}`).join(", "),
     text: `${d.ward}: inputs unlike training data`,
   })));

@@ -18,6 +18,7 @@ def drift(ward: str, max_psi: float) -> bytes:
             ward=ward,
             at=datetime(2026, 1, 1, tzinfo=UTC),
             patient_hours=640,
+            patients=30,
             max_psi=max_psi,
             threshold=0.25,
             drifted=max_psi > 0.25,
