@@ -5,7 +5,8 @@ bin between the deciles (discrete features tie deciles: shares computed from the
 
 Regenerate for a trained bundle without retraining (no PyTorch needed):
 ``.venv/bin/python -m vigil.models.train.drift_reference [--out models/artifacts/stepping]``
-(features from the cohort cache, the bundle's own top features, then re-pins the manifest).
+(features from the cohort cache, the bundle's own top features, then re-pins the manifest);
+``--check`` measures how often wards of set-A stays are called drifted, as they are and with labs thinned.
 """
 
 from __future__ import annotations
@@ -64,6 +65,38 @@ def write_training_reference(
     path.write_text(json.dumps(ref, indent=2) + "\n")
 
 
+def check(reference_path: Path, trials: int = 10, seed: int = 1) -> dict[str, dict[str, int]]:
+    """How often wards of set-A stays are called drifted, as they are and with labs thinned
+    (``models.shift.thin_labs``): ``{"<patients> patients": {"set A": k, "labs 0.5": k, "labs 0.2": k}}``
+    out of ``trials`` wards each (a ward: that many stays, 2000 hours shared between them)."""
+    from vigil.models.drift import DriftMonitor
+    from vigil.models.shift import thin_labs
+    from vigil.models.stay_features import TREE_FEATURES
+    from vigil.models.stepping import stay_inputs
+    from vigil.models.train.data import load_cohort
+
+    reference = DriftReference.load(reference_path)
+    cohort = load_cohort()
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, int]] = {}
+    for size in (20, 40, 80):
+        row = out.setdefault(f"{size} patients", {})
+        for keep in (None, 0.5, 0.2):
+            flagged = 0
+            for _ in range(trials):
+                monitor = DriftMonitor.for_inputs(reference, DYNAMIC_CODES, TREE_FEATURES, min_hours=50)
+                per = max(1, 2000 // size)
+                for p in rng.choice(len(cohort.lengths), size, replace=False).tolist():
+                    m, static, _ = cohort.stay(p)
+                    m = thin_labs(m, keep, rng) if keep else m
+                    a = int(rng.integers(0, max(1, len(m) - per + 1)))
+                    feats = stay_inputs(m, static).tree_features(np.arange(len(m)), static)[a : a + per]
+                    monitor.observe(["W"] * len(feats), m[a : a + per], feats, np.full(len(feats), p))
+                flagged += monitor.reports()[0].drifted
+            row["set A" if keep is None else f"labs {keep}"] = flagged
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from vigil.models.bundle import STEPPING_DIR
     from vigil.models.train.cohort_features import cohort_matrices
@@ -71,8 +104,12 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description="Rewrite a bundle's training reference and re-pin its manifest")
     ap.add_argument("--out", type=Path, default=STEPPING_DIR)
+    ap.add_argument("--check", action="store_true", help="only measure how often wards are called drifted")
     args = ap.parse_args(argv)
     path = args.out / REFERENCE_FILE
+    if args.check:
+        print(json.dumps(check(path)))
+        return 0
     top = list(json.loads(path.read_text())["top_feature_quantiles"])
     cohort = load_cohort()
     x, _ = cohort_matrices(cohort, "setA")

@@ -19,9 +19,10 @@ DATA = Path(__file__).parents[3] / "shared" / "data" / "physionet2019"
 
 @pytest.mark.skipif(not DATA.exists(), reason="PhysioNet set A not present beside the checkout")
 def test_demo_worker_exposes_ward_drift(stack, stack_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    # 8 stays give ~150 closed patient-hours per ward: score wards from 40 hours on (the default 200
-    # keeps PSI's small-sample bias low in production)
+    # 8 stays give 4 patients and ~150 closed hours per ward: score wards from 2 patients and 40 hours
+    # on (the defaults, 10 and 200, keep small wards' chance PSI from raising the indicator)
     monkeypatch.setenv("VIGIL_DRIFT__MIN_HOURS", "40")
+    monkeypatch.setenv("VIGIL_DRIFT__MIN_PATIENTS", "2")
     settings = stack_settings.model_copy(update={"data_dir": DATA})
     summary = run_demo(settings, 8, 0.0, None, 2, Console(file=io.StringIO()), quiet=True)
     assert summary["lost"] == 0
