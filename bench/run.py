@@ -276,11 +276,22 @@ def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]
         return (time.perf_counter() - t0) / (reps * b) * 1e6
 
     models_curve: dict[int, float] = {}
+    step_curve: dict[int, float] = {}
+    tree_curve: dict[int, float] = {}
     end_to_end: dict[int, float] = {}
     for b in BATCH_CURVE_SIZES:
 
         def models_only(b: int = b) -> object:
             return bundle.tree_probability(feats[:b]), bundle.step(x[:b], h[:b])
+
+        def step_only(b: int = b) -> object:
+            return bundle.step(x[:b], h[:b])
+
+        def tree_only(b: int = b) -> object:
+            return bundle.tree_probability(feats[:b])
+
+        step_curve[b] = per_patient_us(step_only, b)
+        tree_curve[b] = per_patient_us(tree_only, b)
 
         def whole(b: int = b) -> object:
             return advance(bundle, runner, requests[:b], explain=explain)
@@ -289,6 +300,8 @@ def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]
         end_to_end[b] = per_patient_us(whole, b)
     return {
         "us_per_sample": models_curve,
+        "step_us_per_sample": step_curve,
+        "tree_us_per_sample": tree_curve,
         "end_to_end_us_per_sample": end_to_end,
         "batch_speedup": models_curve[1] / models_curve[64],
         "end_to_end_batch_speedup": end_to_end[1] / end_to_end[64],
