@@ -31,6 +31,7 @@ FORMAT = "stepping-v2"
 TOP_K = 5
 ModelName = Literal["sepsis_diagnosis", "deterioration", "combined"]
 MEASUREMENT_PATTERN = "measurement_pattern"  # the grouped missingness features in explanations
+_PATTERN = np.array([n in MISSINGNESS_FEATURES for n in TREE_FEATURES])
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -146,23 +147,23 @@ class SteppingBundle:
         ``measurement_pattern`` entry, listed last whatever its size (issue 14: it tells how closely the
         patient was watched, not what is wrong, yet carries 40 % of the trees' gain)."""
         contrib, _ = tree_contributions(self.tree_table, feats)
-        pattern = np.array([n in MISSINGNESS_FEATURES for n in TREE_FEATURES])
-        physiology = np.nonzero(~pattern)[0]
+        physiology = np.nonzero(~_PATTERN)[0]
+        c, v = contrib[:, physiology], feats[:, physiology].astype(np.float64)
+        # largest |contribution| first, ties in feature order (one stable sort per batch), zeros left out
+        order = np.argsort(-np.abs(c), axis=1, kind="stable")[:, : TOP_K - 1]
+        top_c, top_v = np.take_along_axis(c, order, 1), np.take_along_axis(v, order, 1)
+        habit = contrib[:, _PATTERN].sum(1)
         out = []
         for i in range(len(feats)):
-            c = contrib[i, physiology]
-            order = [j for j in np.argsort(-np.abs(c), kind="stable")[: TOP_K - 1] if c[j] != 0.0]
             row = [
                 FeatureContribution(
-                    feature=TREE_FEATURES[physiology[j]],
-                    value=None if np.isnan(feats[i, physiology[j]]) else float(feats[i, physiology[j]]),
-                    contribution=float(c[j]),
+                    feature=TREE_FEATURES[physiology[j]], value=None if np.isnan(val) else float(val), contribution=ci
                 )
-                for j in order
+                for j, ci, val in zip(order[i].tolist(), top_c[i].tolist(), top_v[i].tolist(), strict=True)
+                if ci != 0.0
             ]
-            habit = float(contrib[i, pattern].sum())
-            if habit != 0.0:
-                row.append(FeatureContribution(feature=MEASUREMENT_PATTERN, value=None, contribution=habit))
+            if habit[i] != 0.0:
+                row.append(FeatureContribution(feature=MEASUREMENT_PATTERN, value=None, contribution=float(habit[i])))
             out.append(row)
         return out
 
