@@ -14,6 +14,7 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
     import importlib
 
     from vigil.agents.app import app
+    from vigil.agents.health import AGENTS
     from vigil.agents.runtime import store_healthy
     from vigil.infra.logging import configure_logging
 
@@ -32,7 +33,8 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
 
     configure_logging()
     settings = with_stack_credentials(get_settings())
-    start_readiness(settings, store_healthy)  # GET /readyz on VIGIL_HEALTH_PORT and/or VIGIL_HEALTH_FILE
+    # GET /readyz on VIGIL_HEALTH_PORT and/or VIGIL_HEALTH_FILE
+    start_readiness(settings, store_healthy, AGENTS.ok)
     publish_config_audit(settings)  # who started which configuration, when -> vigil.audit
     worker = _structlog_worker_class()(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
