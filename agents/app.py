@@ -6,7 +6,9 @@ from typing import Any
 
 import faust
 
+from vigil.agents.health import AGENTS
 from vigil.infra.connect import faust_broker, kafka_endpoint
+from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings, get_settings
 from vigil.schemas import topics
 
@@ -39,8 +41,21 @@ def faust_config(settings: Settings) -> dict[str, Any]:
     )
 
 
+log = get_logger(__name__)
+
+
+class VigilApp(faust.App):
+    """Faust's app, counting agent crashes for readiness (agents.health). Faust restarts a crashed
+    agent and commits the offsets of the batch it held, so a crash loop must show on /readyz."""
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:  # Faust's on_error hook
+        AGENTS.crashed(agent.name)
+        log.error("agent.crashed", agent=agent.name, error=type(exc).__name__)
+        await super()._on_agent_error(agent, exc)
+
+
 settings = get_settings()
-app = faust.App(settings.app_id, **faust_config(settings))
+app = VigilApp(settings.app_id, **faust_config(settings))
 
 
 def raw_topic(name: str) -> faust.TopicT:

@@ -26,7 +26,7 @@ async def ingest_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> l
     for event in batch:
         message = event.message
         metrics.EVENTS_IN.labels(message.topic).inc()
-        result = decode_raw_event(message.value, now)
+        result = decode_raw_event(message.value, now, settings.ingest.max_event_bytes)
         if isinstance(result, Rejected):
             await publisher.dead_letter(event, result)
             continue

@@ -1,57 +1,73 @@
 """EHR intake agents: FHIR R4 JSON on ``vigil.ingest.fhir`` and HL7v2 ORU^R01 on
 ``vigil.ingest.hl7v2`` become canonical events on ``vigil.events``; every rejected part goes to
-the dead letters with the reason and the original message bytes."""
+the dead letters with the reason and the original bytes: one dead letter per message (HL7v2) or
+per Bundle entry (FHIR, decoded one entry at a time), never one copy of a message per rejection."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import io
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 
 import faust
 
 from vigil.agents.app import app, deadletter_topic, events_raw_topic, ingest_fhir_topic, ingest_hl7v2_topic
-from vigil.agents.runtime import Publisher, batches, run_batch
+from vigil.agents.runtime import Publisher, batches, run_batch, source_of
 from vigil.infra import metrics
-from vigil.schemas.codecs.fhir import decode_fhir
+from vigil.schemas.codecs.fhir_stream import EntryOutcome, decode_fhir_stream
 from vigil.schemas.codecs.hl7v2 import decode_hl7v2
-from vigil.schemas.codecs.loinc import DecodeResult
-from vigil.schemas.deadletter import Rejected
+from vigil.schemas.deadletter import Rejected, one_per_input
 from vigil.schemas.normalize import normalize_event
 
+Decoder = Callable[[bytes], Iterable[EntryOutcome]]
 
-async def interop_batch(
-    batch: Sequence[faust.EventT], publisher: Publisher, decode: Callable[[bytes], DecodeResult]
-) -> None:
+
+def fhir_entries(payload: bytes) -> Iterable[EntryOutcome]:
+    """A FHIR message one Bundle entry at a time (each outcome carries only its entry's bytes)."""
+    return decode_fhir_stream(io.BytesIO(payload))
+
+
+def hl7v2_message(payload: bytes) -> Iterable[EntryOutcome]:
+    result = decode_hl7v2(payload)
+    return [EntryOutcome(None, result, payload if result.rejected else b"")]
+
+
+async def interop_batch(batch: Sequence[faust.EventT], publisher: Publisher, decode: Decoder) -> None:
     now = datetime.now(UTC)
     for event in batch:
         m = event.message
         metrics.EVENTS_IN.labels(m.topic).inc()
-        result = decode(m.value or b"")
-        rejected = list(result.rejected)
-        for patient_event in result.events:
-            checked = normalize_event(patient_event, now)  # range, clock skew: same rules as JSON intake
-            if isinstance(checked, Rejected):
-                rejected.append(checked)
-                continue
-            metrics.EVENTS_ACCEPTED.inc()
-            # into the one intake topic: ingest validates, publishes vigil.events and scores
-            await publisher.send(events_raw_topic, checked.patient_id, checked.model_dump_json().encode())
-        for item in result.ignored:
-            metrics.INTEROP_IGNORED.labels(item.reason).inc()
-        for code, count in result.unknown_codes.items():
-            metrics.UNKNOWN_CODES.labels(code[:80]).inc(count)
-        for item in rejected:
-            await publisher.dead_letter(event, item)
+        source = source_of(event)
+        for item in decode(m.value or b""):
+            result = item.result
+            rejected = list(result.rejected)
+            for patient_event in result.events:
+                checked = normalize_event(patient_event, now)  # range, clock skew: same rules as JSON intake
+                if isinstance(checked, Rejected):
+                    rejected.append(checked)
+                    continue
+                metrics.EVENTS_ACCEPTED.inc()
+                # into the one intake topic: ingest validates, publishes vigil.events and scores
+                await publisher.send(events_raw_topic, checked.patient_id, checked.model_dump_json().encode())
+            for ignored in result.ignored:
+                metrics.INTEROP_IGNORED.labels(ignored.reason).inc()
+            for code, count in result.unknown_codes.items():
+                metrics.UNKNOWN_CODES.labels(code[:80]).inc(count)
+            if rejected:
+                # one dead letter per message or Bundle entry, carrying only that entry (issue 16)
+                original = m.value if item.index is None else item.original
+                await publisher.dead_letter(None, one_per_input(rejected).at(replace(source, original=original)))
 
 
 @app.agent(ingest_fhir_topic)
 async def ingest_fhir(stream: faust.StreamT) -> None:
     async for batch in batches(stream, 200):
-        await run_batch(batch, partial(interop_batch, decode=decode_fhir), deadletter_topic, "interop.fhir")
+        await run_batch(batch, partial(interop_batch, decode=fhir_entries), deadletter_topic, "interop.fhir")
 
 
 @app.agent(ingest_hl7v2_topic)
 async def ingest_hl7v2(stream: faust.StreamT) -> None:
     async for batch in batches(stream, 200):
-        await run_batch(batch, partial(interop_batch, decode=decode_hl7v2), deadletter_topic, "interop.hl7v2")
+        await run_batch(batch, partial(interop_batch, decode=hl7v2_message), deadletter_topic, "interop.hl7v2")

@@ -12,6 +12,7 @@ from typing import Any, cast
 import faust
 import numpy as np
 
+from vigil.agents.health import AGENTS
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.redis import PatientStore, RedisHealth
@@ -21,7 +22,7 @@ from vigil.models.batching import DynamicBatcher
 from vigil.models.bundle import SteppingBundle
 from vigil.models.step_session import StepSession
 from vigil.models.stream_step import StepOutcome, StepRequest, advance, load_served_bundle
-from vigil.schemas.deadletter import DeadLetter, Rejected, Source
+from vigil.schemas.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Rejected, Source
 from vigil.schemas.scores import ModelScore
 
 log = get_logger(__name__)
@@ -120,14 +121,18 @@ class Publisher:
         fut = await topic.send(key=k, value=value, force=True)
         self._pending.append(fut)  # type: ignore[arg-type]
 
-    async def dead_letter(self, event: faust.EventT | None, rejected: Rejected) -> None:
+    async def dead_letter(
+        self, event: faust.EventT | None, rejected: Rejected, budget: int = MAX_DEAD_LETTER_BYTES
+    ) -> None:
         """Publish ``rejected`` on the dead-letter topic, with ``event``'s message as its source
-        (or the source ``rejected`` already carries), under the original key."""
+        (or the source ``rejected`` already carries), under the original key. The record is at most
+        ``budget`` bytes: a larger original is carried truncated, with its size and SHA-256."""
         if event is not None:
             rejected = rejected.at(source_of(event))
         metrics.DEAD_LETTERS.labels(rejected.reason).inc()
         key = rejected.source.key if rejected.source else None
-        await self.send(self._deadletter, key, DeadLetter.of(rejected, datetime.now(UTC)).model_dump_json().encode())
+        record = DeadLetter.of(rejected, datetime.now(UTC), budget=budget)
+        await self.send(self._deadletter, key, record.model_dump_json().encode())
 
     async def flush(self) -> None:
         if self._pending:
@@ -156,6 +161,8 @@ async def run_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadle
     """Process one batch so that it is fully handled before Faust acks it: transient failures
     are retried; an unexpected exception is narrowed down to the offending event(s), which go to
     the dead letters (reason ``internal``) while the rest of the batch is processed normally.
+    Never raises (but for a cancel): an agent that raised would be restarted by Faust with its batch
+    acked and committed, the events behind the failing one never handled (issue 16).
 
     A shutdown or rebalance cancels the agent while it awaits; ``take_events`` then acks the whole
     batch as the generator closes. So the batch is shielded and finished first: cancelling it
@@ -166,6 +173,9 @@ async def run_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadle
     except asyncio.CancelledError:
         await task
         raise
+    finally:
+        if task.done():
+            AGENTS.finished(what)
 
 
 async def _handle_batch(
@@ -182,6 +192,7 @@ async def _handle_batch(
             raise
         except Exception as exc:
             if _is_transient(exc):
+                AGENTS.retrying(what)
                 log.warning("batch.retry", agent=what, error=type(exc).__name__, retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -193,7 +204,36 @@ async def _handle_batch(
                 return
             m = batch[0].message
             log.error("event.poison", agent=what, topic=m.topic, partition=m.partition, offset=m.offset, exc_info=exc)
-            publisher = Publisher(deadletter)
-            await publisher.dead_letter(batch[0], Rejected("internal", f"{what}: {type(exc).__name__}"))
+            await _dead_letter_until_sent(
+                batch[0], Rejected("internal", f"{what}: {type(exc).__name__}"), deadletter, what
+            )
+            return
+
+
+# A dead letter without the original's bytes (its size and SHA-256 only): what is sent when the
+# broker refuses the full record (a topic whose max.message.bytes is under MAX_DEAD_LETTER_BYTES).
+MINIMAL_DEAD_LETTER_BYTES = 0
+
+
+async def _dead_letter_until_sent(event: faust.EventT, rejected: Rejected, deadletter: faust.TopicT, what: str) -> None:
+    """The last resort for one event: its dead letter is sent, or the agent waits (not ready) until
+    it can be. Never drop it, never let the batch be acked without it."""
+    budget, delay = MAX_DEAD_LETTER_BYTES, 0.2
+    while True:
+        publisher = Publisher(deadletter)
+        try:
+            await publisher.dead_letter(event, rejected, budget=budget)
             await publisher.flush()
             return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            transient = _is_transient(exc)
+            if not transient and budget != MINIMAL_DEAD_LETTER_BYTES:
+                log.error("deadletter.refused", agent=what, error=type(exc).__name__, retry="without the original")
+                budget = MINIMAL_DEAD_LETTER_BYTES
+                continue
+            (AGENTS.retrying if transient else AGENTS.blocked)(what)
+            log.error("deadletter.failed", agent=what, error=type(exc).__name__, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -36,8 +36,9 @@ def kafka_timestamp_ms(message: faust.types.tuples.Message) -> int | None:
 async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publisher: Publisher) -> int:
     """Apply, score, publish, then persist. Window and carry are written only after the scores are
     delivered, so a redelivered event either finds its state absent (crash before the write: it is
-    scored again, an at-least-once duplicate) or present (an exact duplicate: skipped, its score
-    is already out). Never lost."""
+    scored again, an at-least-once duplicate) or present (its message position is in the window:
+    skipped, its score is already out). A new message that changes nothing is a ``duplicate`` dead
+    letter. Never lost."""
     rt = runtime()
     if not parsed:
         return 0
@@ -49,13 +50,22 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
     updates: dict[str, PendingUpdate] = {}
     for event, patient_event in parsed:
         pid, m = patient_event.patient_id, event.message
+        window = windows[pid]
+        redelivered = window.seen(m.partition, m.offset)
+        window.advance(m.partition, m.offset)
         try:
-            changed = windows[pid].apply(patient_event)
+            changed = window.apply(patient_event)
         except LateEvent as exc:
             await publisher.dead_letter(event, Rejected("outside_window", str(exc)))
             continue
         if not changed:
-            continue  # an exact duplicate of state whose score is already published
+            if not redelivered:
+                # a twin (new message, same patient, time, code and value): nothing to score, but
+                # counted on the dead letters, never skipped silently (issue 16). A redelivered
+                # message (at-least-once) is skipped: its score is already out.
+                detail = f"{patient_event.code}: same patient, time and value as an event already applied"
+                await publisher.dead_letter(event, Rejected("duplicate", detail))
+            continue
         update = updates.setdefault(pid, PendingUpdate(pid))
         update.add(
             patient_event.event_id,

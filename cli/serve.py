@@ -50,7 +50,7 @@ def serve(
     import uvicorn
 
     from vigil.agents.web.app import create_app
-    from vigil.agents.web.auth import load_users
+    from vigil.agents.web.auth import UserDirectory
     from vigil.agents.web.kafka_feed import KafkaWardFeed
     from vigil.infra.logging import configure_logging
     from vigil.infra.secrets import DefaultSecretError, require_real_log_key
@@ -62,11 +62,12 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     configure_logging()
-    users = load_users(users_file or default_users_file(settings))
-    feed = KafkaWardFeed(settings, backfill=backfill)
+    # re-read when the file changes: a removed user or a new password ends the old sessions
+    users = UserDirectory(users_file or default_users_file(settings))
+    feed = KafkaWardFeed(settings, backfill=backfill)  # settings_for(bootstrap) carries --bootstrap
     app = create_app(settings, feed, users=users, cookie_secure=secure_cookies)
     console.print(
-        f"Vigil dashboard on http://{host}:{port or settings.web_port}/ ({len(users)} users)", highlight=False
+        f"Vigil dashboard on http://{host}:{port or settings.web_port}/ ({len(users.current())} users)", highlight=False
     )
     uvicorn.run(app, host=host, port=port or settings.web_port, log_config=None, access_log=False)
 
@@ -97,6 +98,24 @@ def users_add(
     console.print(f"{user.username} ({user.role}) -> {path}", highlight=False)
     if json_out:
         emit_json({"username": user.username, "role": user.role, "users_file": str(path)})
+
+
+@users_app.command("remove")
+def users_remove(
+    name: str,
+    users_file: Path = typer.Option(None, help="JSON users file (default: HOME/users.json)", show_default=False),
+    json_out: JsonFlag = False,
+) -> None:
+    """Remove a dashboard user; their sessions end at their next request."""
+    from vigil.agents.web.auth import remove_user
+
+    path = users_file or default_users_file(get_settings())
+    if not remove_user(path, name):
+        console.print(f"[red]no user {name!r} in {path}[/]", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"removed {name} from {path}", highlight=False)
+    if json_out:
+        emit_json({"removed": name, "users_file": str(path)})
 
 
 @alerts_app.command("tail")

@@ -14,6 +14,7 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
     import importlib
 
     from vigil.agents.app import app
+    from vigil.agents.health import AGENTS
     from vigil.agents.runtime import store_healthy
     from vigil.infra.audit import publish_config_audit
     from vigil.infra.health import export_redis_up, start_readiness
@@ -35,7 +36,8 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
         start_http_server(metrics_port, addr="127.0.0.1")
 
     configure_logging()
-    start_readiness(settings, store_healthy)  # GET /readyz on VIGIL_HEALTH_PORT and/or VIGIL_HEALTH_FILE
+    # GET /readyz on VIGIL_HEALTH_PORT and/or VIGIL_HEALTH_FILE (credentials: infra.connect)
+    start_readiness(settings, store_healthy, AGENTS.ok)
     publish_config_audit(settings)  # who started which configuration, when -> vigil.audit
     worker = _structlog_worker_class()(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

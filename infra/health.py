@@ -1,4 +1,5 @@
-"""Worker readiness: a worker is ready while Redis answers and its own last Redis call succeeded.
+"""Worker readiness: a worker is ready while Redis answers, its own last Redis call succeeded and
+none of its agents is crash-looping or stuck on a batch (``agents_ok``, passed down by the worker).
 
 A probe thread pings Redis every second (a stalled or stopped Redis shows up even when no event
 is flowing) and combines that with ``RedisHealth.ok`` of the worker's store (False while a state
@@ -53,11 +54,17 @@ def export_redis_up(settings: Settings, store_ok: Callable[[], bool]) -> None:
 
 class ReadinessProbe:
     def __init__(
-        self, settings: Settings, store_ok: Callable[[], bool] = lambda: True, interval_s: float = 1.0
+        self,
+        settings: Settings,
+        store_ok: Callable[[], bool] = lambda: True,
+        interval_s: float = 1.0,
+        agents_ok: Callable[[], bool] = lambda: True,
     ) -> None:
         # the worker's own view (agents.runtime): False while its Redis writes are being retried
         self._store_ok = store_ok
         self._ping = redis_ping(settings)
+        # agents.health: False while an agent crash-loops or cannot finish a batch
+        self._agents_ok = agents_ok
         self.interval_s = interval_s
         self.file = settings.health_file
         self.state: dict[str, Any] = {"ready": False, "redis": False, "since": time.time()}
@@ -66,15 +73,17 @@ class ReadinessProbe:
 
     def check(self) -> dict[str, Any]:
         redis_ok = self._ping()
-        ready = redis_ok and self._store_ok()
+        store_ok, agents_ok = self._store_ok(), self._agents_ok()
+        ready = redis_ok and store_ok and agents_ok
         previous = self.state
         since = previous["since"] if previous["ready"] == ready else time.time()
         if previous["ready"] != ready:
-            log.warning("worker.readiness", ready=ready, redis=redis_ok)
+            log.warning("worker.readiness", ready=ready, redis=redis_ok, agents_ok=agents_ok)
         self.state = {
             "ready": ready,
             "redis": redis_ok,
-            "store_ok": self._store_ok(),
+            "store_ok": store_ok,
+            "agents_ok": agents_ok,
             "pid": os.getpid(),
             "at": time.time(),
             "since": since,
@@ -130,11 +139,13 @@ def serve_readiness(probe: ReadinessProbe, port: int, host: str = "127.0.0.1") -
     return server
 
 
-def start_readiness(settings: Settings, store_ok: Callable[[], bool]) -> ReadinessProbe | None:
+def start_readiness(
+    settings: Settings, store_ok: Callable[[], bool], agents_ok: Callable[[], bool] = lambda: True
+) -> ReadinessProbe | None:
     """Start the probe when a health port or file is configured (``vigil worker`` calls this)."""
     if settings.health_port is None and settings.health_file is None:
         return None
-    probe = ReadinessProbe(settings, store_ok).start()
+    probe = ReadinessProbe(settings, store_ok, agents_ok=agents_ok).start()
     if settings.health_port is not None:
         serve_readiness(probe, settings.health_port)
     return probe

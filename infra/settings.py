@@ -94,6 +94,37 @@ class DriftSettings(BaseModel):
     publish_every_s: float = 30.0  # at most one vigil.drift record per ward per worker this often
 
 
+class IngestSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # A raw event over this many bytes is dead-lettered ``too_large`` (a truncated copy, its size
+    # and SHA-256). Kept well under the producer's max_request_size (1 MB) so that a whole copy of
+    # anything accepted fits in a dead letter (schemas.deadletter.MAX_DEAD_LETTER_BYTES).
+    max_event_bytes: int = Field(default=64 * 1024, ge=1024, le=512 * 1024)
+
+
+class WebSettings(BaseModel):
+    """The dashboard's sign-in and HTTP intake (agents/web; docs/dashboard.md, docs/security.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Encrypts and signs session cookies (Fernet key derived from it). Set the same value on every
+    # web replica so they share sessions; unset = a random secret per process.
+    session_secret: SecretStr | None = None
+    session_max_age_s: int = Field(default=12 * 3600, ge=60)  # one shift
+    # failed sign-ins per account and per client address before the back-off starts (then
+    # 1 s, 2 s, 4 s ... up to lockout_max_s between allowed attempts; 429 with Retry-After)
+    login_free_failures: int = Field(default=5, ge=1)
+    login_lockout_max_s: float = Field(default=15 * 60.0, gt=0)
+    # argon2 verifications run at most this many at a time (~64 MiB each); beyond
+    # login_queue_limit waiting sign-ins the server answers 503 at once
+    login_hash_concurrency: int = Field(default=2, ge=1)
+    login_queue_limit: int = Field(default=8, ge=0)
+    # FHIR intake: entries per request (413 beyond) and body size
+    fhir_max_entries: int = Field(default=1000, ge=1, le=10_000)
+    fhir_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
@@ -103,6 +134,8 @@ class Settings(BaseSettings):
     batch: BatchSettings = BatchSettings()
     alerts: AlertSettings = AlertSettings()
     drift: DriftSettings = DriftSettings()
+    ingest: IngestSettings = IngestSettings()
+    web: WebSettings = WebSettings()
     app_id: str = "vigil"
     # Also publish each validated, normalized event on vigil.events (for downstream consumers such
     # as a data lake). Nothing in Vigil reads it back; off by default it saves a produce per event.

@@ -5,6 +5,11 @@ Hour h of a patient is [anchor + h*3600, anchor + (h+1)*3600) where the anchor i
 the hour of the patient's first event (ICU length-of-stay index, PhysioNet's ICULOS - 1).
 Within one hour the latest observation of a variable wins (PhysioNet's hourly rows hold one
 value per variable per hour), so re-applying a redelivered event is idempotent.
+
+Demographics (age, sex, unit) are timeless: they may give a fresh window its hour 0 (a replayed
+PhysioNet stay starts with them), but they never shift an existing anchor, and an anchor that only
+demographics set yields to the first measurement when that lies outside the window's reach. A
+default date on an ``Age`` event once moved hour 0 back to year 1 (issue 16).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ RULE_MAX_AGE_H = 4
 
 VAR_INDEX: dict[str, int] = {code: i for i, code in enumerate(DYNAMIC_CODES)}
 _STATIC_CODES = tuple(DEMOGRAPHICS) + tuple(ASSESSMENTS)
+_DEMOGRAPHIC_CODES = frozenset(DEMOGRAPHICS)
 _STATIC_INDEX = {code: i for i, code in enumerate(_STATIC_CODES)}
 # a treatment's index in the blob is its position in schemas.codes.TREATMENTS: that table only grows
 _TREATMENT_CODES = tuple(TREATMENTS)
@@ -47,6 +53,9 @@ class PatientWindow:
     rows: dict[int, dict[int, Cell]] = field(default_factory=dict)  # hour -> var index -> cell
     static: dict[str, tuple[float, int]] = field(default_factory=dict)  # code -> (value, hour)
     treatments: list[tuple[str, int, float]] = field(default_factory=list)  # (code, epoch s, value)
+    # (partition, offset) of the newest stream message applied: a message at or before it is a
+    # redelivery (at-least-once), one after it with nothing new in it is a twin (agents/infer.py)
+    position: tuple[int, int] | None = None
     # Transient (never serialized), for the stepping core (models.stepping): rows that left the
     # window while events were applied, and the lowest hour whose inputs an applied event changed.
     evicted: dict[int, dict[int, Cell]] = field(default_factory=dict, compare=False)
@@ -61,10 +70,21 @@ class PatientWindow:
         offset = ts - self.anchor_s
         return offset // 3600, offset % 3600
 
+    def seen(self, partition: int, offset: int) -> bool:
+        """True when the message at (partition, offset) was already applied to this window."""
+        return self.position is not None and self.position[0] == partition and offset <= self.position[1]
+
+    def advance(self, partition: int, offset: int) -> None:
+        if not self.seen(partition, offset):
+            self.position = (partition, offset)
+
     def apply(self, event: PatientEvent) -> bool:
         """Apply one canonical event. Returns False when it is an exact duplicate of what the window
         already holds (a redelivery, or a copy re-published upstream after a restart): its score is
         already out, so it is not scored again. Raises LateEvent when it is older than the window."""
+        if event.code in _DEMOGRAPHIC_CODES:
+            return self._apply_demographic(event)
+        self._release_provisional_anchor(event.observed_at)
         if event.kind == "treatment":
             item = (event.code, int(event.observed_at.timestamp()), float(np.float32(event.value)))
             if item in self.treatments:
@@ -76,7 +96,9 @@ class PatientWindow:
             return True
         hour, second = self.hour_of(event.observed_at)
         dynamic = event.code in VAR_INDEX
-        if dynamic and hour <= self.last_hour - WINDOW_HOURS:
+        # an assessment (GCS, ACVPU) is a timed observation like a vital sign: too old, it must not
+        # shift the window back either
+        if hour <= self.last_hour - WINDOW_HOURS:
             raise LateEvent("older than the window")
         if hour < 0:
             # an observation before the first one: re-anchor (shift every row) to keep hour >= 0
@@ -98,8 +120,6 @@ class PatientWindow:
                 return False
             if old_static is None or hour >= old_static[1]:
                 self.static[event.code] = (value, hour)
-                if event.code in DEMOGRAPHICS:
-                    self._changed(-1)  # a demographic is an input of every hour
         if hour > self.last_hour:
             self.last_hour = hour
             for h in [h for h in self.rows if h <= hour - WINDOW_HOURS]:
@@ -108,6 +128,35 @@ class PatientWindow:
 
     def _changed(self, hour: int) -> None:
         self.changed_from = hour if self.changed_from is None else min(self.changed_from, hour)
+
+    def _apply_demographic(self, event: PatientEvent) -> bool:
+        ts = int(event.observed_at.timestamp())
+        if self.anchor_s is None:
+            self.anchor_s = ts - ts % 3600  # provisional: see _release_provisional_anchor
+        # timeless: kept at an hour inside the window, never shifting it
+        hour = min(max((ts - self.anchor_s) // 3600, 0), max(self.last_hour, 0))
+        self.last_hour = max(self.last_hour, 0)
+        value = float(np.float32(event.value))
+        old = self.static.get(event.code)
+        if old == (value, hour):
+            return False
+        if old is None or hour >= old[1]:
+            self.static[event.code] = (value, hour)
+            self._changed(-1)  # a demographic is an input of every hour
+        return True
+
+    def _release_provisional_anchor(self, observed_at: datetime) -> None:
+        """An anchor set by demographics alone is kept when the first measurement falls in the
+        window's first hours (a replayed stay: its hour 0 may hold no measurement); otherwise the
+        measurement anchors the window and the demographics move to its hour 0."""
+        if self.anchor_s is None or self.rows or self.treatments:
+            return
+        if any(code not in _DEMOGRAPHIC_CODES for code in self.static):
+            return
+        hour = (int(observed_at.timestamp()) - self.anchor_s) // 3600
+        if not 0 <= hour < WINDOW_HOURS:
+            self.anchor_s, self.last_hour = None, -1
+            self.static = {code: (value, 0) for code, (value, _) in self.static.items()}
 
     def _shift(self, hours: int) -> None:
         assert self.anchor_s is not None
@@ -163,10 +212,12 @@ class PatientWindow:
     #   per row: hour i32, n u8, n x (var u8, second u16, value f32)
     #   n_static u8, n x (code u8, hour i32, value f32)
     #   n_treat u8, n x (code u8, ts i64, value f32)
+    #   (version 2) position: partition i32, offset i64 (-1, -1 when none)
     # ~7 bytes per measured cell: a 48 h window of ICU vitals stays well under 4 KB.
 
-    _VERSION = 1
+    _VERSION = 2
     _HEADER = "<BqiH"
+    _POSITION = "<iq"
 
     def to_bytes(self) -> bytes:
         parts = [struct.pack(self._HEADER, self._VERSION, self.anchor_s or 0, self.last_hour, len(self.rows))]
@@ -178,6 +229,7 @@ class PatientWindow:
         parts.extend(struct.pack("<Bif", _STATIC_INDEX[c], h, v) for c, (v, h) in sorted(self.static.items()))
         parts.append(struct.pack("<B", len(self.treatments)))
         parts.extend(struct.pack("<Bqf", _TREATMENT_INDEX[c], ts, v) for c, ts, v in self.treatments)
+        parts.append(struct.pack(self._POSITION, *(self.position or (-1, -1))))
         return b"".join(parts)
 
     @classmethod
@@ -185,7 +237,7 @@ class PatientWindow:
         if not blob:
             return cls()
         version, anchor, last_hour, n_rows = struct.unpack_from(cls._HEADER, blob)
-        if version != cls._VERSION:
+        if version not in (1, cls._VERSION):
             raise ValueError(f"unknown window blob version {version}")
         pos = struct.calcsize(cls._HEADER)
         rows: dict[int, dict[int, Cell]] = {}
@@ -212,4 +264,10 @@ class PatientWindow:
             ci, ts, v = struct.unpack_from("<Bqf", blob, pos)
             pos += 13
             treatments.append((_TREATMENT_CODES[ci], ts, v))
-        return cls(anchor_s=anchor, last_hour=last_hour, rows=rows, static=static, treatments=treatments)
+        position: tuple[int, int] | None = None
+        if version >= 2:
+            partition, offset = struct.unpack_from(cls._POSITION, blob, pos)
+            position = (partition, offset) if partition >= 0 else None
+        return cls(
+            anchor_s=anchor, last_hour=last_hour, rows=rows, static=static, treatments=treatments, position=position
+        )

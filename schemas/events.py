@@ -2,16 +2,24 @@
 
 ``PatientEvent`` is the one record on ``vigil.events.raw`` (as sent) and ``vigil.events``
 (validated, normalized to canonical codes and units). Versioned: ``schema_version``.
+
+Strict where a lax reading would change a score (issue 16): ``value`` must be a JSON number
+(``true`` is not a heart rate of 1, ``"8_5"`` is not 85), ``observed_at`` must fall after
+``EARLIEST_OBSERVATION`` (a year-1 date is a default value, not a measurement), and identifiers
+carry no invisible or control characters (a right-to-left override makes ``‮LIAMS-nhoJ`` render as
+another patient's name on the dashboard).
 """
 
 from __future__ import annotations
 
 import math
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, TypeAdapter
+from pydantic_core import PydanticCustomError
 
 from vigil.schemas.codes import EventKind
 
@@ -19,12 +27,54 @@ EVENT_SCHEMA_VERSION = 1
 
 # A clock more than this far in the future is a producer bug, not a measurement (clock skew).
 MAX_FUTURE_SKEW = timedelta(minutes=15)
+# The earliest observation time accepted. No EHR feed streams live observations from before
+# electronic records were common (PhysioNet/CinC 2019, the training data, is from 2003-2018);
+# dates before it are defaults (0001-01-01, the Unix epoch) or corrupt, and would re-anchor a
+# patient's hourly window decades back (models/window.py).
+EARLIEST_OBSERVATION = datetime(1990, 1, 1, tzinfo=UTC)
+
+# Unicode categories refused in identifiers: Cc control (NUL, ESC, DEL...), Cf format (bidi
+# overrides U+202A-U+202E and U+2066-U+2069, zero-width U+200B-U+200D, U+2060, U+FEFF), Cs
+# surrogates, Co private use, Cn unassigned, Zl/Zp line and paragraph separators. Unicode
+# Technical Standard #39 (security mechanisms) and CVE-2021-42574 ("Trojan Source") for why.
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# pydantic error types of the strict rules: the codecs report them as ``schema`` like JSON intake
+STRICT_ERROR_TYPES = frozenset({"hidden_character", "before_earliest_observation", "float_type", "bool_type"})
+
+
+def hidden_character(value: str) -> str | None:
+    """The first character of ``value`` that is invisible or a control (``U+202E``), else None."""
+    if value.isascii() and value.isprintable():
+        return None  # the usual case, without a per-character lookup
+    for ch in value:
+        if unicodedata.category(ch) in HIDDEN_CATEGORIES:
+            return f"U+{ord(ch):04X}"
+    return None
+
+
+def _visible(value: str) -> str:
+    bad = hidden_character(value)
+    if bad is not None:
+        # the code point, not the identifier: details never carry patient identifiers
+        raise PydanticCustomError(
+            "hidden_character",
+            "contains a control, bidi-override or zero-width character ({code_point})",
+            {"code_point": bad},
+        )
+    return value
 
 
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("observed_at must carry a timezone (ISO 8601 with offset or Z)")
-    return value.astimezone(UTC)
+    value = value.astimezone(UTC)
+    if value < EARLIEST_OBSERVATION:
+        raise PydanticCustomError(
+            "before_earliest_observation",
+            "observed_at is before {floor} (not a plausible observation time)",
+            {"floor": f"{EARLIEST_OBSERVATION:%Y-%m-%d}"},
+        )
+    return value
 
 
 def _finite(value: float) -> float:
@@ -34,15 +84,17 @@ def _finite(value: float) -> float:
 
 
 def _patient_id(value: str) -> str:
-    value = value.strip()
-    if not value or len(value) > 64 or any(ch.isspace() or ord(ch) < 32 for ch in value):
+    value = _visible(value.strip())
+    if not value or len(value) > 64 or any(ch.isspace() for ch in value):
         raise ValueError("patient_id must be 1-64 printable characters without spaces")
     return value
 
 
 PatientId = Annotated[str, AfterValidator(_patient_id)]
 UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
-FiniteFloat = Annotated[float, AfterValidator(_finite)]
+# Strict: a JSON number only (an int is a number too); booleans and strings are refused.
+FiniteFloat = Annotated[float, Strict(), AfterValidator(_finite)]
+Identifier = Annotated[str, AfterValidator(_visible)]
 
 
 class PatientEvent(BaseModel):
@@ -51,16 +103,16 @@ class PatientEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=256)
 
     schema_version: int = EVENT_SCHEMA_VERSION
-    event_id: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=64)
+    event_id: Identifier = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=64)
     patient_id: PatientId
-    encounter: str | None = Field(default=None, max_length=64)
+    encounter: Identifier | None = Field(default=None, max_length=64)
     observed_at: UtcDatetime
-    source: str = Field(default="unknown", max_length=64)
+    source: Identifier = Field(default="unknown", max_length=64)
     kind: EventKind
-    code: str = Field(min_length=1, max_length=64)
+    code: Identifier = Field(min_length=1, max_length=64)
     value: FiniteFloat
-    unit: str = Field(default="", max_length=32)
-    ward: str | None = Field(default=None, max_length=32)
+    unit: Identifier = Field(default="", max_length=32)
+    ward: Identifier | None = Field(default=None, max_length=32)
 
 
 PATIENT_EVENT = TypeAdapter(PatientEvent)

@@ -16,6 +16,9 @@ from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import MAX_FUTURE_SKEW, PatientEvent, parse_event_json
 from vigil.schemas.units import UnitError, to_canonical
 
+# Default size limit of one raw event (``settings.ingest.max_event_bytes``). A Vigil event is
+# ~300 bytes; anything this large is a producer bug or an attack, and its dead letter must still fit
+# (schemas.deadletter.MAX_DEAD_LETTER_BYTES keeps a whole copy of anything up to this size).
 MAX_EVENT_BYTES = 64 * 1024
 
 # Friendly aliases an integration may send instead of the canonical (PhysioNet) code.
@@ -79,11 +82,11 @@ def normalize_event(event: PatientEvent, now: datetime) -> PatientEvent | Reject
     return event.model_copy(update={"code": code, "value": value, "unit": unit})
 
 
-def decode_raw_event(payload: bytes | None, now: datetime) -> PatientEvent | Rejected:
+def decode_raw_event(payload: bytes | None, now: datetime, max_bytes: int = MAX_EVENT_BYTES) -> PatientEvent | Rejected:
     if payload is None or len(payload) == 0:
         return Rejected("empty", "empty message")
-    if len(payload) > MAX_EVENT_BYTES:
-        return Rejected("too_large", f"message larger than {MAX_EVENT_BYTES} bytes")
+    if len(payload) > max_bytes:
+        return Rejected("too_large", f"message of {len(payload)} bytes is over the limit of {max_bytes} bytes")
     try:
         event = parse_event_json(payload)
     except ValidationError as exc:

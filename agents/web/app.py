@@ -23,7 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from vigil.agents.web.auth import Authenticator, User, load_users
+from vigil.agents.web.auth import User, UserDirectory, build_authenticator
 from vigil.agents.web.feed import WardFeed
 from vigil.agents.web.routes import acks, fhir, ops, signin, ward
 from vigil.infra.logging import get_logger
@@ -48,21 +48,17 @@ def create_app(
     settings: Settings | None = None,
     feed: WardFeed | None = None,
     *,
-    users: dict[str, User] | None = None,
+    users: dict[str, User] | UserDirectory | None = None,
     session_secret: str | None = None,
     cookie_secure: bool = False,
 ) -> FastAPI:
     settings = settings or get_settings()
-    if feed is None:
-        from vigil.agents.web.kafka_feed import KafkaWardFeed
+    from vigil.agents.web.kafka_feed import KafkaWardFeed
 
-        feed = KafkaWardFeed(settings)
-    ward_feed = feed
-    auth = Authenticator(
-        users if users is not None else load_users(settings.users_file),
-        secret=session_secret,
-        cookie_secure=cookie_secure,
-    )
+    ward_feed = feed if feed is not None else KafkaWardFeed(settings)
+    # sessions live in the feed's Redis (shared by replicas); an in-memory test feed keeps them here
+    shared = isinstance(ward_feed, KafkaWardFeed)
+    auth = build_authenticator(settings, users, session_secret, cookie_secure, shared_sessions=shared)
     if not auth.users:
         log.warning("no_users", hint="add one with `vigil users add NAME --role clinician`")
 

@@ -1,13 +1,18 @@
-"""Sign-in for the dashboard: argon2id password hashes, signed session cookies, CSRF tokens, roles.
+"""Sign-in for the dashboard: argon2id password hashes, server-side sessions, CSRF tokens, roles.
 
 Users come from ``settings.users_file`` (JSON or TOML) and/or the ``VIGIL_USERS`` environment variable
 (JSON). Both hold ``{"users": [{"username": ..., "password_hash": "$argon2id$...", "role": ...}]}``
 (a bare list is accepted too). Roles: ``clinician`` may acknowledge and resolve, ``viewer`` reads.
+A users file is re-read when it changes (``UserDirectory``): removing a user or changing a password
+ends that user's sessions at their next request; a role change applies at once.
 
-Session: an itsdangerous-signed, timestamped cookie (HttpOnly, SameSite=Strict, Secure when asked)
-carrying the user, role and a per-session CSRF token (synchronizer pattern: the page reads the token
-from ``/api/state`` and sends it in ``X-CSRF-Token`` on every POST). The sign-in form has its own
-double-submit token (a signed cookie + a form field) against login CSRF.
+Session: a record in the session store (``agents.web.sessions``: Redis, shared by replicas) holding
+the user, a per-session CSRF token (synchronizer pattern: the page reads it from ``/api/state`` and
+sends it in ``X-CSRF-Token`` on every POST) and a fingerprint of the password hash. The cookie
+(HttpOnly, SameSite=Strict, Secure when asked) carries only the session id, Fernet-encrypted. Sign-out
+deletes the record. The sign-in form has its own double-submit token (an encrypted cookie + a form
+field) against login CSRF. Sign-in is throttled per account and per address, and argon2 runs at
+most ``settings.web.login_hash_concurrency`` at a time (``agents.web.throttle``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import hmac
 import json
 import os
 import secrets
+import threading
+import time
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,17 +31,30 @@ from typing import Any, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from vigil.agents.web.sessions import (
+    MemorySessionStore,
+    RedisSessionStore,
+    SessionCookies,
+    SessionRecord,
+    SessionStore,
+    password_fingerprint,
+)
+from vigil.agents.web.throttle import HashingBusy, HashingGate, LoginThrottle
+from vigil.infra.logging import get_logger
+from vigil.infra.settings import Settings
 from vigil.schemas.errors import VigilError
 
 Role = Literal["clinician", "viewer"]
 SESSION_COOKIE = "vigil_session"
 LOGIN_CSRF_COOKIE = "vigil_login_csrf"
 CSRF_HEADER = "X-CSRF-Token"
-SESSION_MAX_AGE_S = 12 * 3600  # one shift
+SESSION_MAX_AGE_S = 12 * 3600  # one shift (default of settings.web.session_max_age_s)
 USERS_ENV = "VIGIL_USERS"
+USERS_RECHECK_S = 1.0  # how often the users file's modification time is looked at
+
+log = get_logger("vigil.web.auth")
 
 _hasher = PasswordHasher()  # argon2id, library defaults (RFC 9106 second recommended option)
 # Verified when the user is unknown, so a wrong name costs the same time as a wrong password.
@@ -85,20 +105,78 @@ def load_users(users_file: Path | None, env: Mapping[str, str] | None = None) ->
 
 
 def add_user(users_file: Path, username: str, password: str, role: Role) -> User:
-    """Create or replace one user in a JSON users file (written with mode 0600)."""
+    """Create or replace one user in a JSON users file (written with mode 0600). Replacing a user's
+    password ends their sessions (the running dashboards re-read the file)."""
     if users_file.suffix.lower() == ".toml":
         raise AuthError("add-user writes JSON users files; convert the TOML file or use a .json path")
     existing = list(load_users(users_file, env={}).values()) if users_file.exists() else []
     user = User(username=username, password_hash=hash_password(password), role=role)
-    users = [u for u in existing if u.username != username] + [user]
+    _write_users(users_file, [u for u in existing if u.username != username] + [user])
+    return user
+
+
+def remove_user(users_file: Path, username: str) -> bool:
+    """Remove one user from a JSON users file (their sessions end); False when there was none."""
+    if users_file.suffix.lower() == ".toml":
+        raise AuthError("remove-user writes JSON users files; edit the TOML file instead")
+    existing = list(load_users(users_file, env={}).values()) if users_file.exists() else []
+    kept = [u for u in existing if u.username != username]
+    if len(kept) == len(existing):
+        return False
+    _write_users(users_file, kept)
+    return True
+
+
+def _write_users(users_file: Path, users: list[User]) -> None:
     users_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = users_file.with_suffix(users_file.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         json.dump(UsersFile(users=users).model_dump(), out, indent=2)
         out.write("\n")
-    tmp.replace(users_file)
-    return user
+    tmp.replace(users_file)  # atomic: a dashboard re-reading it never sees half a file
+
+
+class UserDirectory:
+    """The users, re-read from the users file when it changes (size or modification time)."""
+
+    def __init__(
+        self, users_file: Path | None = None, env: Mapping[str, str] | None = None, fixed: dict[str, User] | None = None
+    ) -> None:
+        self.users_file, self._env = users_file, env
+        self._users: dict[str, User] = dict(fixed) if fixed is not None else load_users(users_file, env)
+        self._stamp = self._file_stamp()
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def fixed(cls, users: dict[str, User]) -> UserDirectory:
+        return cls(None, {}, fixed=users)
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        if self.users_file is None:
+            return None
+        try:
+            st = self.users_file.stat()
+        except OSError:
+            return (0, 0)  # removed: every user is gone
+        return (st.st_mtime_ns, st.st_size)
+
+    def current(self) -> dict[str, User]:
+        if self.users_file is None or time.monotonic() - self._checked < USERS_RECHECK_S:
+            return self._users
+        with self._lock:
+            self._checked = time.monotonic()
+            stamp = self._file_stamp()
+            if stamp != self._stamp:
+                try:
+                    self._users = load_users(self.users_file, self._env)
+                    log.info("users_reloaded", users=len(self._users))
+                except (OSError, ValueError, ValidationError) as exc:  # half-written file: keep the last good one
+                    log.warning("users_reload_failed", error=type(exc).__name__)
+                    return self._users
+                self._stamp = stamp
+        return self._users
 
 
 @dataclass(frozen=True)
@@ -112,16 +190,42 @@ class Session:
         return self.role == "clinician"
 
 
+@dataclass(frozen=True)
+class SignIn:
+    """The outcome of one sign-in attempt."""
+
+    user: User | None = None
+    retry_after_s: float = 0.0  # > 0: throttled, answer 429 with Retry-After
+    busy: bool = False  # too many password checks queued: answer 503
+
+
 class Authenticator:
-    def __init__(self, users: dict[str, User], secret: str | None = None, cookie_secure: bool = False) -> None:
-        self.users = users
+    def __init__(
+        self,
+        users: dict[str, User] | UserDirectory,
+        secret: str | None = None,
+        cookie_secure: bool = False,
+        *,
+        sessions: SessionStore | None = None,
+        max_age_s: int = SESSION_MAX_AGE_S,
+        throttle: LoginThrottle | None = None,
+        gate: HashingGate | None = None,
+    ) -> None:
+        self.directory = users if isinstance(users, UserDirectory) else UserDirectory.fixed(users)
         # a random secret per process unless one is given: sessions end when the server restarts
-        secret = secret or secrets.token_urlsafe(32)
-        self._sessions = URLSafeTimedSerializer(secret, salt="vigil-session")
-        self._login = URLSafeTimedSerializer(secret, salt="vigil-login-csrf")
+        self.cookies = SessionCookies(secret or secrets.token_urlsafe(32), max_age_s)
+        self.sessions: SessionStore = sessions if sessions is not None else MemorySessionStore()
+        self.max_age_s = max_age_s
+        self.throttle = throttle or LoginThrottle()
+        self.gate = gate or HashingGate()
         self.cookie_secure = cookie_secure
 
+    @property
+    def users(self) -> dict[str, User]:
+        return self.directory.current()
+
     def verify(self, username: str, password: str) -> User | None:
+        """The argon2 check (~64 MiB, tens of ms): call through ``sign_in`` in a server."""
         user = self.users.get(username)
         try:
             _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
@@ -129,36 +233,62 @@ class Authenticator:
             return None
         return user
 
+    def refuse_early(self, address: str | None) -> SignIn | None:
+        """Before the form is even read: the address is backing off, or password checks are full."""
+        wait = self.throttle.retry_after(self.throttle.keys("", address)[1])
+        if wait > 0:
+            return SignIn(retry_after_s=wait)
+        return SignIn(busy=True) if self.gate.full else None
+
+    async def sign_in(self, username: str, password: str, address: str | None) -> SignIn:
+        account, where = self.throttle.keys(username, address)
+        wait = self.throttle.retry_after(account, where)
+        if wait > 0:
+            return SignIn(retry_after_s=wait)
+        try:
+            user = await self.gate.run(self.verify, username, password)
+        except HashingBusy:
+            return SignIn(busy=True)
+        if user is None:
+            self.throttle.failed(account, where)
+            return SignIn()
+        self.throttle.succeeded(account)
+        return SignIn(user=user)
+
     def issue(self, user: User) -> tuple[str, Session]:
         session = Session(user.username, user.role, secrets.token_urlsafe(32))
-        token = self._sessions.dumps({"u": session.username, "r": session.role, "c": session.csrf})
-        return token, session
+        sid = self.cookies.new_id()
+        record = SessionRecord(
+            user.username, user.role, session.csrf, password_fingerprint(user.password_hash), time.time()
+        )
+        self.sessions.put(sid, record, self.max_age_s)
+        return self.cookies.seal(sid), session
 
     def session(self, cookie: str | None) -> Session | None:
-        if not cookie:
+        sid = self.cookies.open(cookie)
+        record = self.sessions.get(sid) if sid else None
+        if record is None:
             return None
-        try:
-            data = self._sessions.loads(cookie, max_age=SESSION_MAX_AGE_S)
-        except (BadSignature, SignatureExpired):
-            return None
-        user = self.users.get(data.get("u", ""))
-        if user is None:  # removed from the users file since sign-in
-            return None
-        return Session(user.username, user.role, str(data.get("c", "")))
+        user = self.users.get(record.username)
+        if user is None or password_fingerprint(user.password_hash) != record.password:
+            return None  # removed from the users file, or the password changed, since sign-in
+        return Session(user.username, user.role, record.csrf)
+
+    def revoke(self, cookie: str | None) -> None:
+        sid = self.cookies.open(cookie)
+        if sid:
+            self.sessions.delete(sid)
 
     def login_csrf(self) -> tuple[str, str]:
-        """(form token, signed cookie value) for the sign-in form (double submit)."""
+        """(form token, encrypted cookie value) for the sign-in form (double submit)."""
         token = secrets.token_urlsafe(24)
-        return token, self._login.dumps(token)
+        return token, self.cookies.seal_login(token)
 
     def check_login_csrf(self, cookie: str | None, form_token: str | None) -> bool:
         if not cookie or not form_token:
             return False
-        try:
-            expected = self._login.loads(cookie, max_age=3600)
-        except (BadSignature, SignatureExpired):
-            return False
-        return hmac.compare_digest(str(expected), form_token)
+        expected = self.cookies.open_login(cookie)
+        return expected is not None and hmac.compare_digest(expected, form_token)
 
     @staticmethod
     def check_csrf(session: Session, header: str | None) -> bool:
@@ -166,6 +296,34 @@ class Authenticator:
 
     def cookie_args(self) -> dict[str, Any]:
         return {"httponly": True, "samesite": "strict", "secure": self.cookie_secure, "path": "/"}
+
+
+def build_authenticator(
+    settings: Settings,
+    users: dict[str, User] | UserDirectory | None,
+    session_secret: str | None = None,
+    cookie_secure: bool = False,
+    shared_sessions: bool = False,
+) -> Authenticator:
+    """The dashboard's authenticator: sessions in the settings' Redis when ``shared_sessions`` (every
+    replica sharing ``VIGIL_WEB__SESSION_SECRET`` and that Redis shares them), else in this process;
+    the secret from the argument, else the setting, else random; sign-in limits from ``settings.web``."""
+    web = settings.web
+    secret = session_secret or (web.session_secret.get_secret_value() if web.session_secret else None)
+    sessions: SessionStore = MemorySessionStore()
+    if shared_sessions:
+        from vigil.infra.connect import redis_client  # URL and credentials: the connection factory
+
+        sessions = RedisSessionStore(redis_client(settings, socket_timeout=1, socket_connect_timeout=1))
+    return Authenticator(
+        users if users is not None else UserDirectory(settings.users_file),
+        secret=secret,
+        cookie_secure=cookie_secure,
+        sessions=sessions,
+        max_age_s=web.session_max_age_s,
+        throttle=LoginThrottle(web.login_free_failures, web.login_lockout_max_s),
+        gate=HashingGate(web.login_hash_concurrency, web.login_queue_limit),
+    )
 
 
 def roles() -> Iterable[str]:

@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         x_thin, _ = cohort_features.cohort_matrices(thin_c, f"labs{LAB_KEEP}-s{seed}")
         fold = data.grouped_folds(c, args.folds, seed)
         for config in args.config or ["full"]:
+            if config.startswith("gru"):
+                _screen_gru(config, seed, c, u, fold, thin_c, args.out)
+                continue
             cols = columns(config)
             t0 = time.perf_counter()
 
@@ -78,6 +81,35 @@ def main(argv: list[str] | None = None) -> int:
                 fh.write(json.dumps(record) + "\n")
             print(json.dumps({k: record[k] for k in ("config", "seed", "worst", "seconds")}), flush=True)
     return 0
+
+
+def _screen_gru(
+    config: str, seed: int, c: data.Cohort, u: shifts.Utility, fold: np.ndarray, thin_c: data.Cohort, out: str
+) -> None:
+    """``gru_e<epochs>_h<hidden>_n<negative share %>``: the sequence model alone under the shift tests."""
+    from vigil.models.train import sequence
+
+    parts = {p[0]: p[1:] for p in config.split("_")[1:]}
+    kw = {"epochs": int(parts["e"]), "hidden": int(parts["h"]), "negative_share": int(parts["n"]) / 100}
+    _, s = cohort_features.cohort_matrices(c, "setA")
+    _, s_thin = cohort_features.cohort_matrices(thin_c, f"labs{LAB_KEEP}-s{seed}")
+    y, w = labels.utility_targets(c.labels, c.lengths)
+    o, patient = c.offsets, c.patient_of_row()
+    t0 = time.perf_counter()
+
+    def fit(rows: np.ndarray) -> Any:
+        return sequence.fit(s, y, w, o, np.unique(patient[rows]), seed, log=lambda m: None, **kw)
+
+    def predict(model: Any, rows: np.ndarray, thin: bool) -> np.ndarray:
+        return sequence.predict(model, s_thin if thin else s, o, np.unique(patient[rows]))
+
+    assert c.unit is not None
+    result, _ = shifts.run_shift_tests(u, fold, c.unit, fit, predict, log=print)
+    record = {"config": config, "seed": seed, "features": s.shape[1], "seconds": round(time.perf_counter() - t0)}
+    record.update({k: v for k, v in result.items() if not k.endswith("_folds")})
+    with open(out, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    print(json.dumps({k: record[k] for k in ("config", "seed", "worst", "seconds")}), flush=True)
 
 
 if __name__ == "__main__":

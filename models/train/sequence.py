@@ -73,21 +73,27 @@ def fit(
     stays: np.ndarray,
     seed: int,
     log: Callable[[str], None] = print,
+    *,
+    hidden: int | None = None,
+    epochs: int | None = None,
+    negative_share: float | None = None,
 ) -> StepGRU:
     """Train on the given stays; every hour is a training target (label y, weight w)."""
+    epochs = EPOCHS if epochs is None else epochs
+    share = NEGATIVE_STAY_SHARE if negative_share is None else negative_share
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    model = StepGRU()
+    model = StepGRU(hidden=HIDDEN if hidden is None else hidden)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     positive = np.array([y[offsets[p] : offsets[p + 1]].any() for p in stays])
     w = np.where(
         np.repeat(np.isin(np.arange(len(offsets) - 1), stays[~positive]), np.diff(offsets)), w / NEGATIVE_STAY_SHARE, w
     )
-    for epoch in range(EPOCHS):
+    for epoch in range(epochs):
         for g in opt.param_groups:
-            g["lr"] = LR * (0.6**epoch)
+            g["lr"] = LR * (0.6 ** (epoch * 4 / epochs))  # the same decay over any number of epochs
         total = weight = 0.0
-        chosen = stays[positive | (rng.random(len(stays)) < NEGATIVE_STAY_SHARE)]
+        chosen = stays[positive | (rng.random(len(stays)) < share)]
         lengths = (offsets[chosen + 1] - offsets[chosen]).astype(np.int64)
         for batch in _batches(lengths, rng):
             xb, yb, wb = _pad(seq, y, w, offsets, chosen[batch])

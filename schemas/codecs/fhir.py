@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 import pydantic_core
-from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.bundle import Bundle, BundleEntry
 from fhir.resources.R4B.medicationadministration import MedicationAdministration
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.procedure import Procedure
@@ -166,19 +166,48 @@ def _decode_bundle(bundle: dict[str, Any], ctx: _Context) -> None:
         if isinstance(resource, dict) and isinstance(full_url, str):
             ctx.by_full_url[full_url] = resource
     for index, entry in enumerate(entries):
-        where = f"entry[{index}] "
-        resource = entry.get("resource")
-        if not isinstance(resource, dict):
-            # transaction DELETE, history tombstones, responses: nothing to measure
-            ctx.ignore("no_resource", f"{where}has no resource")
-            continue
-        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-        before = len(ctx.result.events)
-        try:
-            _decode_resource(resource, ctx, where=where, full_url=full_url)
-        except Exception as exc:  # isolate a codec bug to its entry
-            del ctx.result.events[before:]
-            ctx.reject("internal", f"{where}decoder error {type(exc).__name__}")
+        ctx.result.extend(decode_bundle_entry(entry, index, ctx.by_full_url))
+
+
+def bundle_shell_problem(shell: dict[str, Any]) -> Rejected | None:
+    """The Bundle without its entries (type, links, total): valid, or why not."""
+    try:
+        Bundle.model_validate({k: v for k, v in shell.items() if k != "entry"})
+    except ValidationError as exc:
+        return Rejected("schema", "Bundle: " + _validation_detail(exc))
+    return None
+
+
+def bundle_entry_problem(entry: Any, index: int) -> Rejected | None:
+    """One entry's envelope (fullUrl, request, response, search), without its resource."""
+    if not isinstance(entry, dict):
+        return Rejected("schema", f"entry[{index}] is not an object")
+    try:
+        BundleEntry.model_validate(_without_resource(entry))
+    except ValidationError as exc:
+        return Rejected("schema", f"entry[{index}] " + _validation_detail(exc))
+    return None
+
+
+def decode_bundle_entry(entry: Any, index: int, by_full_url: dict[str, dict[str, Any]]) -> DecodeResult:
+    """Decode one Bundle entry; ``by_full_url`` resolves Bundle-local references (Patient and
+    Medication entries). Used for whole payloads here and, one entry at a time, by the streaming
+    decoder (``codecs.fhir_stream``) so a 10,000-entry Bundle is never held whole."""
+    ctx = _Context()
+    ctx.by_full_url = by_full_url
+    where = f"entry[{index}] "
+    resource = entry.get("resource") if isinstance(entry, dict) else None
+    if not isinstance(resource, dict):
+        # transaction DELETE, history tombstones, responses: nothing to measure
+        ctx.ignore("no_resource", f"{where}has no resource")
+        return ctx.result
+    full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+    try:
+        _decode_resource(resource, ctx, where=where, full_url=full_url)
+    except Exception as exc:  # isolate a codec bug to its entry
+        ctx.result.events.clear()
+        ctx.reject("internal", f"{where}decoder error {type(exc).__name__}")
+    return ctx.result
 
 
 _Handler = Callable[[Any, dict[str, Any], _Context, str, str], None]

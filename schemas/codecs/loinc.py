@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from vigil.schemas.codes import CATALOGUE
 from vigil.schemas.deadletter import Rejected
-from vigil.schemas.events import PatientEvent
+from vigil.schemas.events import STRICT_ERROR_TYPES, PatientEvent
 from vigil.schemas.normalize import normalize_event
 
 LOINC_SYSTEM: Final = "http://loinc.org"
@@ -333,6 +333,12 @@ class DecodeResult:
     unknown_codes: Counter[str] = field(default_factory=Counter)
     ignored: list[Rejected] = field(default_factory=list)
 
+    def extend(self, other: DecodeResult) -> None:
+        self.events.extend(other.events)
+        self.rejected.extend(other.rejected)
+        self.ignored.extend(other.ignored)
+        self.unknown_codes.update(other.unknown_codes)
+
     @property
     def accounted(self) -> int:
         return len(self.events) + len(self.rejected) + len(self.ignored)
@@ -402,5 +408,7 @@ def canonical_event(
         error = exc.errors()[0]
         field_name = str(error["loc"][0]) if error["loc"] else "event"
         reason = {"patient_id": "missing_subject", "observed_at": "missing_time", "value": "out_of_range"}
+        # the same strict rules as JSON intake (hidden characters, dates before the floor): ``schema``
+        code = "schema" if error["type"] in STRICT_ERROR_TYPES else reason.get(field_name, "schema")
         # The message only (never ``input``): it must not leak patient values into dead letters.
-        return Rejected(reason.get(field_name, "schema"), f"{where}{field_name}: {error['msg']}")
+        return Rejected(code, f"{where}{field_name}: {error['msg']}")

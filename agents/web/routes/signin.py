@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import html
+import math
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from vigil.agents.web import metrics
-from vigil.agents.web.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE_S, Authenticator
+from vigil.agents.web.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Authenticator, SignIn
 from vigil.agents.web.deps import AuthDep, CsrfSessionDep, OptionalSessionDep, same_origin
 from vigil.infra.logging import get_logger
 
@@ -33,8 +34,29 @@ def login_form(auth: AuthDep, session: OptionalSessionDep) -> Response:
     return login_page(auth)
 
 
+def refused_sign_in(auth: Authenticator, attempt: SignIn) -> Response:
+    if attempt.retry_after_s > 0:
+        metrics.LOGINS.labels("throttled").inc()
+        wait = math.ceil(attempt.retry_after_s)
+        response = login_page(auth, f"Too many failed sign-ins; try again in {wait} s.", status_code=429)
+        response.headers["Retry-After"] = str(wait)
+        return response
+    if attempt.busy:
+        metrics.LOGINS.labels("busy").inc()
+        response = login_page(auth, "Sign-in is busy; please try again.", status_code=503)
+        response.headers["Retry-After"] = "1"
+        return response
+    metrics.LOGINS.labels("failed").inc()
+    log.info("login_failed")  # the attempted name is not logged (it may be a password typo)
+    return login_page(auth, "Unknown user or wrong password.", status_code=401)
+
+
 @router.post("/login", response_model=None)
 async def login(request: Request, auth: AuthDep) -> Response:
+    address = request.client.host if request.client else None
+    early = auth.refuse_early(address)  # a flood is answered before its forms are parsed
+    if early is not None:
+        return refused_sign_in(auth, early)
     form = await request.form()
     username, password = str(form.get("username", "")), str(form.get("password", ""))
     if not same_origin(request) or not auth.check_login_csrf(
@@ -42,23 +64,22 @@ async def login(request: Request, auth: AuthDep) -> Response:
     ):
         metrics.LOGINS.labels("csrf").inc()
         return login_page(auth, "The sign-in form expired; please try again.", status_code=403)
-    user = await run_in_threadpool(auth.verify, username, password)
-    if user is None:
-        metrics.LOGINS.labels("failed").inc()
-        log.info("login_failed")  # the attempted name is not logged (it may be a password typo)
-        return login_page(auth, "Unknown user or wrong password.", status_code=401)
-    token, _ = auth.issue(user)
+    attempt = await auth.sign_in(username, password, address)  # back-off, bounded argon2
+    if attempt.user is None:
+        return refused_sign_in(auth, attempt)
+    token, _ = await run_in_threadpool(auth.issue, attempt.user)
     metrics.LOGINS.labels("ok").inc()
-    log.info("login", user=user.username, role=user.role)
+    log.info("login", user=attempt.user.username, role=attempt.user.role)
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_MAX_AGE_S, **auth.cookie_args())
+    response.set_cookie(SESSION_COOKIE, token, max_age=auth.max_age_s, **auth.cookie_args())
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
     return response
 
 
 @router.post("/logout", response_model=None)
-def logout(session: CsrfSessionDep) -> Response:
+def logout(request: Request, session: CsrfSessionDep, auth: AuthDep) -> Response:
     log.info("logout", user=session.username)
+    auth.revoke(request.cookies.get(SESSION_COOKIE))  # the session ends here, on every replica
     response = JSONResponse({"signed_out": True})
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -570,3 +570,17 @@ def test_interop_doc_lists_every_mapped_code() -> None:
     doc = (Path(__file__).parents[3] / "docs" / "interop.md").read_text()
     missing = [code for code in [*LOINC_TO_CANONICAL, *MDC_TO_CANONICAL] if code not in doc]
     assert missing == [], f"document these codes in docs/interop.md: {missing}"
+
+
+@pytest.mark.parametrize("spoof", ["\u202e", "\u200b", "\x1b", "\x7f"])
+def test_spoofed_patient_references_are_schema_dead_letters(spoof: str) -> None:
+    """The codecs build events through the same strict PatientEvent (issue 16)."""
+    resource = observation("8867-4", 80, "/min", subject={"reference": f"Patient/p{spoof}1"})
+    result = decode_fhir(encode(resource))
+    assert not result.events and [r.reason for r in result.rejected] == ["schema"]
+    assert f"U+{ord(spoof):04X}" in result.rejected[0].detail
+
+
+def test_observations_before_the_time_floor_are_schema_dead_letters() -> None:
+    result = decode_fhir(encode(observation("8867-4", 80, "/min", effectiveDateTime="1970-01-01T00:00:00Z")))
+    assert not result.events and [r.reason for r in result.rejected] == ["schema"]

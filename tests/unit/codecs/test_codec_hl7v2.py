@@ -258,3 +258,13 @@ def test_garbage_is_a_parse_error_or_rejected(payload: bytes) -> None:
     result = decode_hl7v2(payload)
     assert result.events == []
     assert len(result.rejected) >= 1
+
+
+def test_hl7v2_events_go_through_the_strict_event_rules() -> None:
+    """Identifiers with control or bidi characters and pre-1990 times are ``schema`` dead letters
+    here too (issue 16): the codec builds its events through the same PatientEvent."""
+    raw = (Path(__file__).parent / "fixtures" / "hl7v2" / "oru_r01_vitals.hl7").read_bytes()
+    spoofed = decode_hl7v2(raw.replace(b"4420011", "44\u202e20011".encode()))
+    assert not spoofed.events and "schema" in {r.reason for r in spoofed.rejected}  # (BMI: unmapped_code)
+    old = decode_hl7v2(raw.replace(b"20240315142500", b"19700315142500"))
+    assert not old.events and "schema" in {r.reason for r in old.rejected}

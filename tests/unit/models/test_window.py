@@ -101,3 +101,59 @@ def test_exact_duplicates_are_reported_as_unchanged() -> None:
     assert w.apply(ev("HR", 70, 0.1)) is True  # older in the hour: superseded, but not a duplicate
     assert w.apply(ev("antibiotic", 1, 0.5, kind="treatment")) is True
     assert w.apply(ev("antibiotic", 1, 0.5, kind="treatment")) is False
+
+
+def test_demographics_never_shift_an_anchored_window() -> None:
+    """Issue 16: an ``Age`` dated long before the stay moved hour 0 back (hour 17,758,817)."""
+    w = PatientWindow()
+    w.apply(ev("HR", 80, 5.5))
+    anchor = w.anchor_s
+    w.apply(ev("Age", 70, -10_000, kind="demographic"))  # ~14 months before, still after the floor
+    w.apply(ev("Gender", 1, 20_000, kind="demographic"))  # and long after
+    assert w.anchor_s == anchor and w.last_hour == 0
+    assert w.statics() == {"Age": 70.0, "Gender": 1.0}
+    assert w.matrix().shape[0] == 1
+
+
+def test_a_window_anchored_by_demographics_alone_yields_to_the_first_measurement() -> None:
+    # replay: statics at the stay's hour 0, whose row may be empty -> the anchor holds
+    replay = PatientWindow()
+    replay.apply(ev("Age", 60, 0.5, kind="demographic"))
+    replay.apply(ev("HR", 90, 2.5))
+    assert replay.last_hour == 2
+    # an implausibly early demographic: the first measurement decides hour 0
+    w = PatientWindow()
+    w.apply(ev("Age", 60, -200_000, kind="demographic"))
+    w.apply(ev("HR", 90, 2.5))
+    assert w.last_hour == 0 and w.hour_start(0) == T0 + timedelta(hours=2)
+    assert w.statics() == {"Age": 60.0}
+
+
+def test_old_assessments_are_late_not_reanchoring() -> None:
+    w = PatientWindow()
+    w.apply(ev("HR", 80, 100.5))
+    with pytest.raises(LateEvent):
+        w.apply(ev("GCS", 15, 0.5, kind="assessment"))
+    assert w.last_hour == 0
+    w.apply(ev("GCS", 14, 98.5, kind="assessment"))  # within the window: re-anchors as a vital does
+    assert w.last_hour == 2
+
+
+def test_position_tells_a_redelivery_from_a_new_message() -> None:
+    w = PatientWindow()
+    assert not w.seen(1, 10)
+    w.advance(1, 10)
+    assert w.seen(1, 10) and w.seen(1, 3) and not w.seen(1, 11) and not w.seen(2, 5)
+    w.advance(1, 4)  # an older message never moves the position back
+    assert w.position == (1, 10)
+    back = PatientWindow.from_bytes(w.to_bytes())
+    assert back.position == (1, 10)
+    assert PatientWindow.from_bytes(PatientWindow().to_bytes()).position is None
+
+
+def test_version_one_blobs_still_load() -> None:
+    w = PatientWindow()
+    w.apply(ev("HR", 80, 0.5))
+    v1 = b"\x01" + w.to_bytes()[1:-12]  # a version-1 blob: no position at the end
+    back = PatientWindow.from_bytes(v1)
+    assert back.position is None and back.rows == w.rows

@@ -1,0 +1,183 @@
+"""FHIR R4 intake over HTTP, bounded (issue 16): ``POST /fhir`` and ``POST /fhir/Observation``.
+
+- The body is read in chunks into a spooled temporary file (memory up to ``SPOOL_IN_MEMORY_BYTES``,
+  then disk) and refused with 413 past ``settings.web.fhir_max_body_bytes``.
+- A Bundle is decoded one entry at a time (``schemas.codecs.fhir_stream``) and refused with 413
+  past ``settings.web.fhir_max_entries`` entries, before anything is published.
+- Each rejected entry is dead-lettered once, with only that entry's bytes (never the whole body).
+- Idempotent on retry: event ids derive from the resource (type/id/version, fullUrl, or a digest
+  of its content), so a client that retries after a 503 republishes the same ids, and the ingest
+  agent counts the copies as ``duplicate`` dead letters instead of scoring them twice.
+
+Memory bound per request: the spool (1 MiB) + one entry being decoded + the outcome records
+(an event ~0.4 KB, a dead letter ~0.5 KB + 4/3 of its entry, at most
+``schemas.deadletter.MAX_DEAD_LETTER_BYTES``), i.e. about 1 MiB + entries x 1 KB for ordinary
+entries; ``INTAKE_CONCURRENCY`` requests decode at a time (docs/security.md has the measurement).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from vigil.agents.web import metrics
+from vigil.infra.logging import get_logger
+from vigil.infra.settings import Settings
+from vigil.schemas import topics
+from vigil.schemas.codecs.fhir_out import operation_outcome
+from vigil.schemas.codecs.fhir_stream import decode_fhir_entries, scan_fhir
+from vigil.schemas.deadletter import DeadLetter, Rejected, Source, one_per_input
+
+FHIR_JSON = "application/fhir+json"
+SPOOL_IN_MEMORY_BYTES = 1 << 20
+INTAKE_CONCURRENCY = 2  # bodies decoded at a time (the rest wait): bounds memory and CPU
+MAX_LISTED_ISSUES = 100  # OperationOutcome issues listed; the count of the rest is given
+DEADLETTER_KEY = b"http-fhir"
+
+log = get_logger("vigil.web")
+Record = tuple[str, bytes, bytes]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass
+class IntakeResult:
+    """What one request decoded to: the records to publish and the counts for the answer."""
+
+    records: list[Record] = field(default_factory=list)
+    events: int = 0
+    rejected: list[Rejected] = field(default_factory=list)  # every rejection (for the answer)
+    dead_letters: int = 0
+    ignored: int = 0
+    unknown_codes: Counter[str] = field(default_factory=Counter)
+    too_many_entries: int | None = None  # the limit, when the Bundle is over it
+
+
+def outcome(status_code: int, body: dict[str, Any]) -> Response:
+    return Response(json.dumps(body), status_code=status_code, media_type=FHIR_JSON)
+
+
+def problem(status_code: int, code: str, text: str) -> Response:
+    return outcome(
+        status_code,
+        {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": text}]},
+    )
+
+
+async def spool_body(request: Request, limit: int) -> IO[bytes]:
+    """The request body in a spooled temporary file; ``BodyTooLarge`` past ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115 - returned
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            spool.close()
+            raise BodyTooLarge
+        spool.write(chunk)
+    spool.seek(0)
+    return spool
+
+
+def decode_intake(body: IO[bytes], path: str, max_entries: int, now: datetime) -> IntakeResult:
+    """Pure but for reading ``body``: the records one request publishes (events, then one dead
+    letter per rejected entry carrying only that entry)."""
+    result = IntakeResult()
+    scan = scan_fhir(body, max_entries)  # type: ignore[arg-type]
+    if scan.is_bundle and scan.over_limit:
+        result.too_many_entries = max_entries
+        return result
+    source = Source(topic=f"http:{path}")
+    for item in decode_fhir_entries(body, scan):  # type: ignore[arg-type]
+        # hand the GIL to the event loop between entries: a long Bundle must not hold /healthz and
+        # every other request behind its decoding (the interpreter's own switch is every 5 ms)
+        time.sleep(0)
+        decoded = item.result
+        for event in decoded.events:
+            result.records.append((topics.EVENTS_RAW, event.patient_id.encode(), event.model_dump_json().encode()))
+        result.events += len(decoded.events)
+        result.ignored += len(decoded.ignored)
+        result.unknown_codes.update(decoded.unknown_codes)
+        if decoded.rejected:
+            result.rejected.extend(decoded.rejected)
+            # one dead letter per entry, with that entry only; ``offset`` is the entry's index
+            one = one_per_input(decoded.rejected).at(replace(source, offset=item.index, original=item.original))
+            record = DeadLetter.of(one, now).model_dump_json().encode()
+            result.records.append((topics.DEADLETTER, DEADLETTER_KEY, record))
+            result.dead_letters += 1
+    return result
+
+
+def _decode_gate(request: Request) -> asyncio.Semaphore:
+    """One gate per app (its event loop): at most ``INTAKE_CONCURRENCY`` bodies decode at a time."""
+    state = request.app.state
+    if getattr(state, "fhir_decode_gate", None) is None:
+        state.fhir_decode_gate = asyncio.Semaphore(INTAKE_CONCURRENCY)
+    gate: asyncio.Semaphore = state.fhir_decode_gate
+    return gate
+
+
+async def fhir_intake(request: Request, settings: Settings, produce_many: Any, path: str) -> Response:
+    """The route body after the bearer check: read, decode, publish, answer."""
+    web = settings.web
+    try:
+        body = await spool_body(request, web.fhir_max_body_bytes)
+    except BodyTooLarge:
+        metrics.FHIR_REQUESTS.labels("too_large").inc()
+        return problem(413, "too-costly", f"payload over {web.fhir_max_body_bytes} bytes")
+    try:
+        async with _decode_gate(request):
+            result = await run_in_threadpool(decode_intake, body, path, web.fhir_max_entries, datetime.now(UTC))
+    finally:
+        body.close()
+    if result.too_many_entries is not None:
+        metrics.FHIR_REQUESTS.labels("too_large").inc()
+        limit = result.too_many_entries
+        return problem(413, "too-costly", f"Bundle has more than {limit} entries (limit {limit} per request)")
+    try:
+        if result.records:
+            # all-or-nothing is not possible across Kafka partitions; a retry is idempotent instead
+            await run_in_threadpool(produce_many, result.records)
+    except Exception as exc:
+        metrics.FHIR_REQUESTS.labels("unavailable").inc()
+        log.error("fhir_publish_failed", error=type(exc).__name__, records=len(result.records))
+        return problem(503, "transient", "the event stream is unavailable; retry the same request later")
+    metrics.FHIR_EVENTS.inc(result.events)
+    return _answer(result, path)
+
+
+def _answer(result: IntakeResult, path: str) -> Response:
+    summary = operation_outcome(result.rejected[:MAX_LISTED_ISSUES])
+    note = f"accepted {result.events} events, rejected {len(result.rejected)}, ignored {result.ignored}"
+    if len(result.rejected) > MAX_LISTED_ISSUES:
+        note += f" ({len(result.rejected) - MAX_LISTED_ISSUES} rejections not listed)"
+    if result.unknown_codes:
+        note += "; unknown codes: " + ", ".join(f"{c} x{n}" for c, n in result.unknown_codes.most_common(20))
+    if result.rejected or not result.events:
+        summary["issue"].append({"severity": "information", "code": "informational", "diagnostics": note})
+    else:
+        summary["issue"][0]["diagnostics"] = note
+    if not result.events:
+        metrics.FHIR_REQUESTS.labels("rejected").inc()
+        if not result.rejected:
+            nothing = "nothing in the payload maps to a Vigil event"
+            summary["issue"].insert(0, {"severity": "error", "code": "not-found", "diagnostics": nothing})
+        log.info("fhir_rejected", path=path, rejected=len(result.rejected), ignored=result.ignored)
+        return outcome(400, summary)
+    metrics.FHIR_REQUESTS.labels("accepted").inc()
+    log.info("fhir_accepted", path=path, events=result.events, rejected=len(result.rejected))
+    return outcome(201 if not result.rejected else 200, summary)

@@ -1,0 +1,138 @@
+"""FHIR R4 intake that streams a Bundle's entries (ijson) instead of building the whole tree.
+
+``decode_fhir_stream(payload, max_entries)`` reads a seekable payload twice: a first pass counts
+the entries (stopping past ``max_entries``), checks the Bundle's envelope and keeps only the
+context resources that references resolve to (Patient, Medication, ...: ``CONTEXT_RESOURCES``);
+a second pass decodes one entry at a time with the same rules as ``decode_fhir``
+(``fhir.decode_bundle_entry``). Each ``EntryOutcome`` carries only its own entry's bytes, so a
+rejected entry is dead-lettered with that entry, not the whole request: a 660 kB Bundle of 10,000
+rejected Observations once held 10,000 copies of itself (5.6 GB, issue 16).
+
+Memory: one entry at a time plus the context resources and the caller's outcomes; the payload
+itself stays wherever the caller keeps it (a spooled temporary file in the web intake). A payload
+that is not a Bundle (one resource) is decoded whole by ``decode_fhir``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import ijson
+
+from vigil.schemas.codecs.fhir import (
+    CONTEXT_RESOURCES,
+    MAX_BUNDLE_ENTRIES,
+    bundle_entry_problem,
+    bundle_shell_problem,
+    decode_bundle_entry,
+    decode_fhir,
+)
+from vigil.schemas.codecs.loinc import DecodeResult
+from vigil.schemas.deadletter import Rejected
+
+ENTRY = "entry.item"
+
+
+@dataclass(frozen=True)
+class EntryOutcome:
+    """What one Bundle entry (``index``) or a whole non-Bundle payload (``index`` None) decoded to;
+    ``original`` holds its bytes when something in it was rejected (else empty)."""
+
+    index: int | None
+    result: DecodeResult
+    original: bytes = b""
+
+
+@dataclass
+class BundleScan:
+    """The first pass: is it a Bundle, how many entries, and what references resolve to."""
+
+    is_bundle: bool = False
+    entries: int = 0
+    over_limit: bool = False
+    problem: Rejected | None = None
+    by_full_url: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _entries(payload: BinaryIO, top: ijson.ObjectBuilder | None = None) -> Iterator[Any]:
+    """Each Bundle entry as a Python value, in order; every other event goes to ``top`` (the
+    payload with ``entry`` left empty). Raises ijson's errors on invalid JSON."""
+    builder: ijson.ObjectBuilder | None = None
+    for prefix, event, value in ijson.parse(payload, use_float=True):
+        if prefix != ENTRY and not prefix.startswith(ENTRY + "."):
+            if top is not None:
+                top.event(event, value)
+            continue
+        if builder is None:
+            if event not in ("start_map", "start_array"):
+                yield value  # a scalar entry: complete at once
+                continue
+            builder = ijson.ObjectBuilder()
+        builder.event(event, value)
+        if prefix == ENTRY and event in ("end_map", "end_array"):
+            yield builder.value
+            builder = None
+
+
+def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> BundleScan:
+    scan = BundleScan()
+    top = ijson.ObjectBuilder()
+    try:
+        for entry in _entries(payload, top):
+            scan.entries += 1
+            if scan.entries > max_entries:
+                scan.over_limit = True
+                break
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
+            kind = resource.get("resourceType") if isinstance(resource, dict) else None
+            if isinstance(kind, str) and kind in CONTEXT_RESOURCES and isinstance(full_url, str):
+                scan.by_full_url[full_url] = resource  # type: ignore[assignment]
+    except (ijson.JSONError, ValueError, UnicodeDecodeError):
+        return BundleScan()  # not JSON: decoded whole, which says why
+    shell = getattr(top, "value", None)
+    scan.is_bundle = isinstance(shell, dict) and shell.get("resourceType") == "Bundle"
+    if scan.is_bundle and not scan.over_limit:
+        assert isinstance(shell, dict)
+        if not isinstance(shell.get("entry", []), list):
+            scan.problem = Rejected("schema", "Bundle.entry is not a list")
+        else:
+            scan.problem = bundle_shell_problem(shell)
+    return scan
+
+
+def decode_fhir_entries(payload: BinaryIO, scan: BundleScan) -> Iterator[EntryOutcome]:
+    """The second pass (``payload`` from its start): one outcome per entry, or one for the whole."""
+    payload.seek(0)
+    if not scan.is_bundle:
+        body = payload.read()
+        result = decode_fhir(body)
+        yield EntryOutcome(None, result, body if result.rejected else b"")
+        return
+    if scan.over_limit:
+        too_many = Rejected("too_large", f"Bundle has more than {scan.entries - 1} entries (limit {scan.entries - 1})")
+        yield EntryOutcome(None, DecodeResult(rejected=[too_many]), payload.read(1 << 16))
+        return
+    if scan.problem is not None:
+        yield EntryOutcome(None, DecodeResult(rejected=[scan.problem]), payload.read(1 << 16))
+        return
+    if scan.entries == 0:
+        yield EntryOutcome(None, DecodeResult(ignored=[Rejected("empty_bundle", "Bundle has no entries")]))
+        return
+    for index, entry in enumerate(_entries(payload)):
+        problem = bundle_entry_problem(entry, index)
+        result = DecodeResult(rejected=[problem]) if problem else decode_bundle_entry(entry, index, scan.by_full_url)
+        original = _entry_bytes(entry) if result.rejected else b""
+        yield EntryOutcome(index, result, original)
+
+
+def decode_fhir_stream(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> Iterator[EntryOutcome]:
+    yield from decode_fhir_entries(payload, scan_fhir(payload, max_entries))
+
+
+def _entry_bytes(entry: Any) -> bytes:
+    # the entry as JSON (re-serialized from the parsed value: the Bundle's own bytes are not kept)
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8", errors="surrogatepass")

@@ -1,0 +1,104 @@
+"""The streaming FHIR decoder (one Bundle entry at a time) maps exactly what ``decode_fhir`` maps,
+and gives each rejected entry only its own bytes."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from test_codec_properties import FHIR_SAMPLES, PROPERTY_SETTINGS, check, json_values, mutated_fhir
+
+from vigil.schemas.codecs.fhir import decode_fhir
+from vigil.schemas.codecs.fhir_stream import decode_fhir_stream, scan_fhir
+from vigil.schemas.codecs.loinc import DecodeResult
+
+
+def streamed(payload: bytes, max_entries: int = 10_000) -> tuple[DecodeResult, list[Any]]:
+    merged, outcomes = DecodeResult(), list(decode_fhir_stream(io.BytesIO(payload), max_entries))
+    for item in outcomes:
+        merged.extend(item.result)
+    return merged, outcomes
+
+
+def observation(i: int, subject: str = "Patient/p1", code: str = "8867-4") -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": f"o{i}",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "subject": {"reference": subject},
+        "effectiveDateTime": "2026-01-01T10:00:00Z",
+        "valueQuantity": {"value": 80 + i % 20, "system": "http://unitsofmeasure.org", "code": "/min"},
+    }
+
+
+def bundle(*resources: dict[str, Any], full_urls: list[str] | None = None) -> bytes:
+    entries = [{"resource": r} for r in resources]
+    for entry, url in zip(entries, full_urls or [], strict=False):
+        entry["fullUrl"] = url
+    return json.dumps({"resourceType": "Bundle", "type": "batch", "entry": entries}).encode()
+
+
+def test_spec_examples_map_the_same_event_ids_as_the_whole_decoder() -> None:
+    for sample in FHIR_SAMPLES:
+        payload = json.dumps(sample).encode()
+        whole, (merged, _) = decode_fhir(payload), streamed(payload)
+        assert [e.event_id for e in merged.events] == [e.event_id for e in whole.events]
+        assert [r.reason for r in merged.rejected] == [r.reason for r in whole.rejected]
+
+
+def test_each_rejected_entry_carries_only_itself() -> None:
+    bad = [observation(i, code="0000-0") for i in range(50)]  # unmapped codes
+    payload = bundle(*bad)
+    merged, outcomes = streamed(payload)
+    assert len(merged.rejected) == 50 and [o.index for o in outcomes] == list(range(50))
+    for item, resource in zip(outcomes, bad, strict=True):
+        assert json.loads(item.original) == {"resource": resource}
+        assert len(item.original) < len(payload) / 40
+
+
+def test_a_local_patient_reference_resolves_when_the_patient_comes_last() -> None:
+    payload = bundle(
+        observation(1, subject="urn:uuid:pat"),
+        {"resourceType": "Patient", "id": "mrn-7"},
+        full_urls=["urn:uuid:obs", "urn:uuid:pat"],
+    )
+    merged, _ = streamed(payload)
+    assert [e.patient_id for e in merged.events] == ["mrn-7"] == [e.patient_id for e in decode_fhir(payload).events]
+
+
+def test_entries_over_the_limit_are_counted_without_decoding() -> None:
+    payload = bundle(*(observation(i) for i in range(30)))
+    scan = scan_fhir(io.BytesIO(payload), max_entries=10)
+    assert scan.is_bundle and scan.over_limit and scan.entries == 11
+    merged, outcomes = streamed(payload, max_entries=10)
+    assert [r.reason for r in merged.rejected] == ["too_large"] and not merged.events
+    assert "limit 10" in merged.rejected[0].detail and outcomes[0].index is None
+
+
+@PROPERTY_SETTINGS
+@given(json_values)
+def test_random_json_never_crashes_the_streaming_decoder(value: Any) -> None:
+    check(streamed(json.dumps(value).encode())[0], "fhir")
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(mutated_fhir(), min_size=1, max_size=6))
+def test_mutated_bundles_stream_as_they_decode(resources: list[dict[str, Any]]) -> None:
+    payload = bundle(*resources)
+    merged, outcomes = streamed(payload)
+    check(merged, "fhir")
+    whole = decode_fhir(payload)
+    if not whole.rejected or whole.events:  # the whole decoder did not refuse the Bundle's envelope
+        assert {e.event_id for e in merged.events} >= {e.event_id for e in whole.events}
+    for item in outcomes:
+        assert bool(item.original) == bool(item.result.rejected)
+
+
+@PROPERTY_SETTINGS
+@given(st.binary(max_size=2048))
+def test_random_bytes_never_crash_the_streaming_decoder(payload: bytes) -> None:
+    check(streamed(payload)[0], "fhir")

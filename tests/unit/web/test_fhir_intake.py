@@ -1,0 +1,132 @@
+"""Bounded FHIR intake (issue 16): per-entry dead letters, an entry cap and a body cap answered
+with 413 before anything is published, and retries that republish the same event ids."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from web_builders import API_TOKEN
+
+from vigil.agents.web.feed import WardFeed
+from vigil.infra.settings import Settings, WebSettings
+from vigil.schemas import topics
+from vigil.schemas.deadletter import DeadLetter
+from vigil.schemas.events import PatientEvent
+
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+NOW = datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def observation(i: int, code: str = "8867-4", components: int = 0) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": f"obs-{i}",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "subject": {"reference": f"Patient/intake-{i % 3}"},
+        "effectiveDateTime": NOW,
+        "valueQuantity": {"value": 70 + i % 30, "system": "http://unitsofmeasure.org", "code": "/min"},
+    }
+    if components:
+        resource["component"] = [
+            {"code": {"coding": [{"system": "http://loinc.org", "code": f"0000-{n}"}]}, "valueQuantity": {"value": n}}
+            for n in range(components)
+        ]
+    return resource
+
+
+def bundle(resources: list[dict[str, Any]]) -> bytes:
+    return json.dumps(
+        {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": r} for r in resources]}
+    ).encode()
+
+
+class FlakyFeed(WardFeed):
+    """Publishes the first ``fail_after`` records of a request, then fails (a broker going away)."""
+
+    def __init__(self, settings: Settings, fail_after: int | None = None) -> None:
+        super().__init__(settings)
+        self.fail_after = fail_after
+
+    def produce_many(self, records: list[tuple[str, bytes, bytes]]) -> None:
+        if self.fail_after is not None:
+            super().produce_many(records[: self.fail_after])
+            raise ConnectionError("broker went away")
+        super().produce_many(records)
+
+
+@pytest.fixture
+def small(users):
+    from vigil.agents.web.app import create_app
+
+    settings = Settings(api_token=API_TOKEN, web=WebSettings(fhir_max_entries=20, fhir_max_body_bytes=64 * 1024))
+    feed = FlakyFeed(settings)
+    with TestClient(create_app(settings, feed, users=users, session_secret="s")) as client:
+        yield client, feed
+
+
+def test_each_rejected_entry_is_dead_lettered_with_only_itself(small) -> None:
+    client, feed = small
+    resources = [observation(i) for i in range(5)] + [observation(i, code="0000-0") for i in range(5, 15)]
+    body = bundle(resources)
+    r = client.post("/fhir", content=body, headers=AUTH)
+    assert r.status_code == 200, r.text
+    dead = [DeadLetter.model_validate_json(v) for t, _, v in feed.produced if t == topics.DEADLETTER]
+    events = [PatientEvent.model_validate_json(v) for t, _, v in feed.produced if t == topics.EVENTS_RAW]
+    assert len(events) == 5 and len(dead) == 10
+    for letter, resource in zip(dead, resources[5:], strict=True):
+        assert json.loads(letter.original()) == {"resource": resource} and not letter.truncated
+        assert letter.reason == "unmapped_code" and letter.source_topic == "http:/fhir"
+        assert letter.original_size is not None and letter.original_size < len(body) / 10
+
+
+def test_an_observation_with_many_rejected_components_is_one_dead_letter(small) -> None:
+    client, feed = small
+    body = json.dumps(observation(1, code="0000-0", components=500)).encode()
+    r = client.post("/fhir/Observation", content=body, headers=AUTH)
+    assert r.status_code == 400
+    (letter,) = [DeadLetter.model_validate_json(v) for t, _, v in feed.produced if t == topics.DEADLETTER]
+    assert letter.original() == body and "501 rejections" in letter.detail
+    issues = r.json()["issue"]
+    assert len(issues) <= 102 and "not listed" in issues[-1]["diagnostics"]
+
+
+def test_too_many_entries_is_413_with_the_limit_and_publishes_nothing(small) -> None:
+    client, feed = small
+    r = client.post("/fhir", content=bundle([observation(i) for i in range(21)]), headers=AUTH)
+    assert r.status_code == 413 and "limit 20" in r.json()["issue"][0]["diagnostics"]
+    assert feed.produced == []
+    assert client.post("/fhir", content=bundle([observation(i) for i in range(20)]), headers=AUTH).status_code == 201
+
+
+def test_a_body_over_the_cap_is_413_even_without_a_content_length(small) -> None:
+    client, feed = small
+    big = bundle([observation(i) for i in range(1)]) + b" " * 70_000
+
+    def chunks():
+        for start in range(0, len(big), 8192):
+            yield big[start : start + 8192]
+
+    r = client.post("/fhir", content=chunks(), headers=AUTH)  # chunked: no Content-Length
+    assert r.status_code == 413 and feed.produced == []
+    assert client.post("/fhir", content=big, headers=AUTH).status_code == 413
+
+
+def test_a_retry_after_a_partial_failure_republishes_the_same_ids(small) -> None:
+    """Half a request may be on the topic when the broker fails: the client is told to retry, and
+    the retry carries the same event ids, which ingest then counts as duplicates (not scored twice)."""
+    client, feed = small
+    body = bundle([observation(i) for i in range(6)] + [observation(9, code="0000-0")])
+    feed.fail_after = 3
+    r = client.post("/fhir", content=body, headers=AUTH)
+    assert r.status_code == 503 and "retry" in r.json()["issue"][0]["diagnostics"]
+    first = [PatientEvent.model_validate_json(v).event_id for t, _, v in feed.produced if t == topics.EVENTS_RAW]
+    feed.fail_after, feed.produced = None, []
+    assert client.post("/fhir", content=body, headers=AUTH).status_code == 200
+    retry = [PatientEvent.model_validate_json(v).event_id for t, _, v in feed.produced if t == topics.EVENTS_RAW]
+    assert len(first) == 3 and len(retry) == 6 and set(first) <= set(retry)
+    assert sum(t == topics.DEADLETTER for t, _, _ in feed.produced) == 1
