@@ -31,7 +31,7 @@ def columns(config: str) -> np.ndarray:
         keep &= ~np.char.endswith(names, "_from_baseline")
     elif config == "no_stay_history":
         keep &= ~(np.char.endswith(names, "_max_stay") | np.char.endswith(names, "_min_stay"))
-    elif config != "full":
+    elif config not in ("full", "ens3"):
         raise SystemExit(f"unknown config {config}")
     return np.nonzero(keep)[0]
 
@@ -65,14 +65,17 @@ def main(argv: list[str] | None = None) -> int:
             cols = columns(config)
             t0 = time.perf_counter()
 
-            def fit(rows: np.ndarray, cols: np.ndarray = cols, seed: int = seed) -> Any:
-                return trees.fit_weighted(np.asarray(x[rows])[:, cols], y[rows], w[rows], seed)
+            n_seeds = 3 if config == "ens3" else 1  # ens3: the mean of three seeds' models
+
+            def fit(rows: np.ndarray, cols: np.ndarray = cols, seed: int = seed, n: int = n_seeds) -> Any:
+                xr = np.asarray(x[rows])[:, cols]
+                return [trees.fit_weighted(xr, y[rows], w[rows], seed + 1000 * k) for k in range(n)]
 
             def predict(
-                model: Any, rows: np.ndarray, thin: bool, cols: np.ndarray = cols, x_thin: np.ndarray = x_thin
+                models: Any, rows: np.ndarray, thin: bool, cols: np.ndarray = cols, x_thin: np.ndarray = x_thin
             ) -> np.ndarray:
-                src = x_thin if thin else x
-                return model.predict(np.asarray(src[rows])[:, cols])
+                src = np.asarray((x_thin if thin else x)[rows])[:, cols]
+                return np.mean([m.predict(src) for m in models], axis=0)
 
             result, _ = shifts.run_shift_tests(u, fold, c.unit, fit, predict, log=print)
             record = {"config": config, "seed": seed, "features": len(cols), "seconds": round(time.perf_counter() - t0)}
