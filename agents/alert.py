@@ -117,6 +117,9 @@ async def alert_on_scores(stream: faust.StreamT) -> None:
 async def score_events(batch: Sequence[faust.EventT], publisher: Publisher) -> None:
     good, bad = _decode(batch, RiskScore)
     await _dead_letter_all(publisher, bad)
+    # a final score repeats what the provisional scores of its hour (and the next hour's, which
+    # follows it) already told the lifecycle: alerts follow the provisional scores only
+    good = [(pid, r) for pid, r in good if not (isinstance(r, RiskScore) and r.status == "final")]
     if good:
         await alert_batch(good, publisher)
 

@@ -1,11 +1,11 @@
-"""Worker runtime: the Redis store, the model bundle and the batcher, created once per worker
-on first use inside the event loop, plus the publish helper that waits for delivery."""
+"""Worker runtime: the Redis store, the stepping model bundle, the batcher and the ward drift
+tracker, created once per worker on first use inside the event loop, plus the publish helper that
+waits for delivery."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -19,16 +19,13 @@ from vigil.infra.redis import PatientStore, RedisHealth
 from vigil.infra.settings import get_settings
 from vigil.models.alerting import AlertPolicy
 from vigil.models.batching import DynamicBatcher
+from vigil.models.bundle import SteppingBundle
+from vigil.models.step_session import StepSession
+from vigil.models.stream_step import StepOutcome, StepRequest, advance, load_served_bundle
 from vigil.schemas.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Rejected, Source
 from vigil.schemas.scores import ModelScore
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelInput:
-    window: np.ndarray
-    static: dict[str, float]
 
 
 class Runtime:
@@ -38,8 +35,10 @@ class Runtime:
         self.health = RedisHealth()
         self.store = PatientStore.connect(settings, self.health)  # credentials: infra.connect
         self.bundle = _load_bundle()
-        self.batcher: DynamicBatcher[ModelInput, list[ModelScore]] = DynamicBatcher(
-            self._infer,
+        self.runner = StepSession(self.bundle.step_session, self.bundle.hidden) if self.bundle else None
+        # one call of the bundle per coalesced batch of patients, in a thread off the event loop
+        self.batcher: DynamicBatcher[StepRequest, StepOutcome] = DynamicBatcher(
+            self._advance,
             settings.batch.max_batch_size,
             settings.batch.max_queue_delay_ms,
             on_batch=_observe_batch,
@@ -51,24 +50,19 @@ class Runtime:
             reescalate_news2_step=settings.alerts.reescalate_news2_step,
             reescalate_risk_step=settings.alerts.reescalate_risk_step,
         )
+        from vigil.agents.drift import WardDriftTracker
 
-    def _infer(self, inputs: Sequence[ModelInput]) -> list[list[ModelScore]]:
-        if self.bundle is None:
-            return [[] for _ in inputs]
-        results = self.bundle.score(
-            [i.window for i in inputs],
-            [i.static for i in inputs],
-            buckets=self.settings.batch.buckets,
-            explain=self.settings.batch.explain,
-        )  # type: ignore[arg-type]
-        return [r.scores for r in results]
+        self.drift = WardDriftTracker.for_bundle(self.bundle, settings.drift)
+
+    def _advance(self, requests: Sequence[StepRequest]) -> list[StepOutcome]:
+        assert self.bundle is not None and self.runner is not None
+        return advance(self.bundle, self.runner, requests, explain=self.settings.batch.explain != "none")
 
     def explain_fully(self, window: np.ndarray, static: dict[str, float]) -> list[ModelScore]:
-        """Both models with every explanation (tree contributions and the sequence model's
-        occlusion) for one patient: called when an alert opens, off the event loop."""
-        if self.bundle is None:
-            return []
-        return self.bundle.score([window], [static], buckets=None, explain="all")[0].scores
+        """Extra explanation when an alert opens. The stepping bundle's scores already carry the tree
+        model's contributions; an occlusion of the recurrent model needs the whole stay's steps,
+        which the carry does not keep, so nothing is added (the score's explanation stays)."""
+        return []
 
 
 def _observe_batch(size: int, seconds: float) -> None:
@@ -76,18 +70,19 @@ def _observe_batch(size: int, seconds: float) -> None:
     metrics.INFERENCE_SECONDS.observe(seconds)
 
 
-def _load_bundle() -> Any | None:
+def _load_bundle() -> SteppingBundle | None:
     try:
-        from vigil.models.registry import load_bundle
-    except ImportError:
-        log.warning("models.unavailable", reason="models.registry not importable; rule scores only")
-        return None
-    try:
-        bundle = load_bundle()
-    except Exception as exc:  # no artifacts yet: serve rule scores, say so loudly
+        bundle = load_served_bundle(intra_op_threads=get_settings().batch.intra_op_threads)
+    except Exception as exc:  # no artifacts: serve rule scores, say so loudly
         log.warning("models.unavailable", reason=type(exc).__name__, detail=str(exc)[:200])
         return None
-    log.info("models.loaded", version=bundle.version, threshold=bundle.combined_threshold)
+    log.info(
+        "models.loaded",
+        version=bundle.version,
+        threshold=bundle.combined_threshold,
+        providers=bundle.step_session.get_providers(),
+        artifacts=bundle.artifacts_dir.name,
+    )
     return bundle
 
 

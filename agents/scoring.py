@@ -1,7 +1,9 @@
 """The scoring step of the ingest agent (not an agent: ``agents/ingest.py`` runs it on each batch's
 accepted events, in the same consume): apply the events to each patient's Redis window, score every
-patient the batch touched (rules + batched ONNX models, ``models.scoring``) and publish one risk
-score per patient."""
+patient the batch touched through the stepping core (rules + the bundle's one-step recurrent model
+and tree model, ``models.stream_step``) and publish its scores: a provisional score of the patient's
+current hour and a final score of every hour that closed in this batch. Window and carry are saved
+together."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from datetime import UTC, datetime
 import faust
 
 from vigil.agents.app import scores_topic
-from vigil.agents.runtime import ModelInput, Publisher, runtime
+from vigil.agents.runtime import Publisher, runtime
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.models.scoring import PendingUpdate, build_risk_score
-from vigil.models.window import LateEvent
+from vigil.models.stepping import StayCarry
+from vigil.models.stream_step import StepOutcome, StepRequest, step_request
+from vigil.models.window import LateEvent, PatientWindow
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
 
@@ -30,7 +34,7 @@ def kafka_timestamp_ms(message: faust.types.tuples.Message) -> int | None:
 
 
 async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publisher: Publisher) -> int:
-    """Apply, score, publish, then persist. The window is written only after the scores are
+    """Apply, score, publish, then persist. Window and carry are written only after the scores are
     delivered, so a redelivered event either finds its state absent (crash before the write: it is
     scored again, an at-least-once duplicate) or present (its message position is in the window:
     skipped, its score is already out). A new message that changes nothing is a ``duplicate`` dead
@@ -39,8 +43,10 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
     if not parsed:
         return 0
     t0 = time.perf_counter()
-    windows = await rt.store.load_windows({p.patient_id for _, p in parsed})
+    states = await rt.store.load_states({p.patient_id for _, p in parsed})
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t0)
+    windows = {pid: window for pid, (window, _) in states.items()}
+    anchors = {pid: window.anchor_s for pid, window in windows.items()}
     updates: dict[str, PendingUpdate] = {}
     for event, patient_event in parsed:
         pid, m = patient_event.patient_id, event.message
@@ -70,28 +76,32 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
         )
     pids = list(updates)
     t_apply = time.perf_counter()
-    inputs = [ModelInput(windows[p].matrix(), windows[p].statics()) for p in pids]
-    try:
-        model_scores = await rt.batcher.infer_many(inputs)
-    except Exception as exc:  # a model failure must not lose the rule scores or stop the partition
-        log.error("models.failed", error=type(exc).__name__)
-        model_scores = [[] for _ in pids]
+    outcomes = await _step(pids, windows, {pid: states[pid][1] for pid in pids}, anchors)
     t_infer = time.perf_counter()
     now = datetime.now(UTC)
-    for pid, models in zip(pids, model_scores, strict=True):
-        score = build_risk_score(windows[pid], updates[pid], models, now)
+    for pid in pids:
+        window, update, outcome = windows[pid], updates[pid], outcomes.get(pid)
+        for hour in outcome.closed if outcome else []:  # every hour that closed: its final score
+            final = build_risk_score(window, update, hour.models, now, hour.hour, "final")
+            await publisher.send(scores_topic, pid, final.model_dump_json().encode())
+        score = build_risk_score(window, update, outcome.current.models if outcome else [], now)
         await publisher.send(scores_topic, pid, score.model_dump_json().encode())
         metrics.SCORES.inc()
+    reports = []
+    if rt.drift is not None and outcomes:
+        reports = rt.drift.observe(list(outcomes), [updates[p].ward for p in outcomes], list(outcomes.values()))
+        await rt.drift.publish(publisher, reports)
     t_build = time.perf_counter()
     await publisher.flush()
     t1 = time.perf_counter()
-    await rt.store.save_windows({pid: windows[pid] for pid in updates})
+    await rt.store.save_states({pid: (windows[pid], _carry_to_save(pid, outcomes, states)) for pid in pids})
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t1)
     # one canonical line per batch (counts and timings only: no identifiers, no values)
     log.info(
         "batch.scored",
         events=len(parsed),
         patients=len(pids),
+        finals=sum(len(o.closed) for o in outcomes.values()),
         load_apply_ms=_ms(t0, t_apply),
         infer_ms=_ms(t_apply, t_infer),
         build_ms=_ms(t_infer, t_build),
@@ -99,6 +109,37 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
         save_ms=_ms(t1, time.perf_counter()),
     )
     return len(pids)
+
+
+async def _step(
+    pids: list[str],
+    windows: dict[str, PatientWindow],
+    carries: dict[str, StayCarry | None],
+    anchors: dict[str, int | None],
+) -> dict[str, StepOutcome]:
+    """The models' outcome per patient that has an hour to score (a model failure leaves rule scores)."""
+    rt = runtime()
+    requests: dict[str, StepRequest] = {}
+    for pid in pids:
+        request = step_request(windows[pid], carries[pid], anchors[pid])
+        if request is not None:
+            requests[pid] = request
+    if rt.bundle is None or not requests:
+        return {}
+    try:
+        results = await rt.batcher.infer_many(list(requests.values()))
+    except Exception as exc:  # a model failure must not lose the rule scores or stop the partition
+        log.error("models.failed", error=type(exc).__name__)
+        return {}
+    return dict(zip(requests, results, strict=True))
+
+
+def _carry_to_save(
+    pid: str, outcomes: dict[str, StepOutcome], states: dict[str, tuple[PatientWindow, StayCarry | None]]
+) -> StayCarry | None:
+    """The advanced carry; without an outcome (no hour yet, models unavailable) the stored one."""
+    outcome = outcomes.get(pid)
+    return outcome.carry if outcome is not None else states[pid][1]
 
 
 def _ms(start: float, end: float) -> float:

@@ -29,7 +29,6 @@ from vigil.infra.settings import Settings, get_settings
 from vigil.infra.stack import stack_up
 from vigil.infra.stack.topics import ensure_topics
 from vigil.infra.workers import spawn_worker, stop_worker, worker_env
-from vigil.models.window import WINDOW_HOURS
 from vigil.schemas import topics
 
 BATCH_CURVE_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -218,32 +217,56 @@ def measure_latency(settings: Settings, events: list[tuple[str, bytes, bytes]], 
 
 
 def redis_bytes_per_patient(settings: Settings, patients: set[str]) -> dict[str, Any]:
-    """Redis MEMORY USAGE of everything Vigil keeps per patient (window, alert and care state)."""
-    from vigil.infra.redis import alert_key, care_key, window_key
+    """Redis MEMORY USAGE of everything Vigil keeps per patient (window, stepping carry with the
+    recurrent states, alert and care state)."""
+    from vigil.infra.redis import alert_key, care_key, carry_key, window_key
 
     client = redis_client(settings)
     total = 0
     for pid in patients:
-        for key in (window_key(pid), alert_key(pid), care_key(pid)):
+        for key in (window_key(pid), carry_key(pid), alert_key(pid), care_key(pid)):
             total += client.memory_usage(key) or 0
     client.close()
     return {"patients": len(patients), "bytes_per_patient": round(total / max(1, len(patients)), 1)}
 
 
-def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]:
-    """Per-patient cost at each batch size (in-process, CPU): the deployed ONNX models alone
-    (``models``: both sessions on prepared inputs) and the whole scoring call as the stream makes
-    it (``end_to_end``: features + both models + per-score explanations, ``ModelBundle.score``)."""
-    from vigil.models.features import batch_sequence_inputs, batch_window_features
-    from vigil.models.registry import load_bundle
+def steady_requests(stays: list[Stay], n: int) -> tuple[Any, Any, list[Any]]:
+    """(bundle, runner, one request per patient): each stay stepped hour by hour to its second-last
+    hour, then asked for its last hour (that hour's provisional score and the previous hour's
+    final): what the stream computes for a patient on every new hour."""
+    from vigil.models.step_session import StepSession
+    from vigil.models.stepping import StayCarry
+    from vigil.models.stream_step import StepRequest, advance, load_served_bundle
 
-    bundle = load_bundle()
-    explain = get_settings().batch.explain  # what the stream computes per score
-    windows = [s.matrix[-WINDOW_HOURS:] for s in stays]
-    statics = [s.static for s in stays]
-    while len(windows) < max(BATCH_CURVE_SIZES):
-        windows += windows
-        statics += statics
+    bundle = load_served_bundle(intra_op_threads=get_settings().batch.intra_op_threads)
+    runner = StepSession(bundle.step_session, bundle.hidden)
+    requests = []
+    for stay in (s for s in stays if len(s.matrix) >= 2):
+        m, static, carry = stay.matrix, stay.static, StayCarry()
+        for hour in range(len(m) - 1):
+            (out,) = advance(bundle, runner, [StepRequest(carry, m[carry.boundary : hour + 1], hour, static, None)])
+            carry = out.carry
+        requests.append(StepRequest(carry, m[carry.boundary :], len(m) - 1, static, None))
+    while len(requests) < n:
+        requests += requests
+    return bundle, runner, requests[:n]
+
+
+def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]:
+    """Per-patient cost at each batch size (in-process, CPU) of the stepping bundle the worker serves:
+    the deployed ONNX models alone (``models``: the tree model on one hour's features and one step of
+    the recurrent graph, on prepared inputs) and the whole scoring call as the stream makes it
+    (``end_to_end``: ``models.stream_step.advance``: scan + features + steps + trees + explanations)."""
+    from vigil.models.stepping import plan_advance
+    from vigil.models.stream_step import advance
+
+    bundle, runner, requests = steady_requests(stays, max(BATCH_CURVE_SIZES))
+    explain = get_settings().batch.explain != "none"  # what the stream computes per score
+    plans = [plan_advance(r.carry, r.rows, r.last_hour, r.static, r.changed_from) for r in requests]
+    feats = np.stack([p.features for p in plans]).astype(np.float32)
+    x = np.stack([p.closed_chain[1][-1] for p in plans]).astype(np.float32)
+    h = np.stack([np.zeros(bundle.hidden) if p.closed_chain[0] is None else p.closed_chain[0] for p in plans])
+    h = h.astype(np.float32)
 
     def per_patient_us(fn: Callable[[], object], b: int) -> float:
         fn()  # warm-up
@@ -254,25 +277,38 @@ def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]
         return (time.perf_counter() - t0) / (reps * b) * 1e6
 
     models_curve: dict[int, float] = {}
+    step_curve: dict[int, float] = {}
+    tree_curve: dict[int, float] = {}
     end_to_end: dict[int, float] = {}
     for b in BATCH_CURVE_SIZES:
-        w, st = windows[:b], statics[:b]
-        feats, seqs = batch_window_features(w, st), batch_sequence_inputs(w, st)
 
-        def models_only(f: np.ndarray = feats, q: np.ndarray = seqs) -> object:
-            return bundle.diagnosis_probability(f, None), bundle.deterioration_probability(q, None)
+        def models_only(b: int = b) -> object:
+            return bundle.tree_probability(feats[:b]), bundle.step(x[:b], h[:b])
 
-        def whole(w: list[np.ndarray] = w, st: list[dict[str, float]] = st) -> object:
-            return bundle.score(w, st, buckets=None, explain=explain)  # type: ignore[arg-type]
+        def step_only(b: int = b) -> object:
+            return bundle.step(x[:b], h[:b])
+
+        def tree_only(b: int = b) -> object:
+            return bundle.tree_probability(feats[:b])
+
+        step_curve[b] = per_patient_us(step_only, b)
+        tree_curve[b] = per_patient_us(tree_only, b)
+
+        def whole(b: int = b) -> object:
+            return advance(bundle, runner, requests[:b], explain=explain)
 
         models_curve[b] = per_patient_us(models_only, b)
         end_to_end[b] = per_patient_us(whole, b)
     return {
         "us_per_sample": models_curve,
+        "step_us_per_sample": step_curve,
+        "tree_us_per_sample": tree_curve,
         "end_to_end_us_per_sample": end_to_end,
         "batch_speedup": models_curve[1] / models_curve[64],
         "end_to_end_batch_speedup": end_to_end[1] / end_to_end[64],
-        "providers": bundle.diagnosis_session.get_providers(),
+        "score_us_per_patient": end_to_end[64],
+        "providers": runner.providers,
+        "bundle": bundle.version,
     }
 
 
@@ -364,6 +400,7 @@ def run_bench(
         "p50_ms": latency["p50_ms"],
         "p99_ms": latency["p99_ms"],
         "batch_speedup": round(curve["batch_speedup"], 2) if curve["batch_speedup"] else None,
+        "score_us_per_patient": round(curve["score_us_per_patient"], 1) if curve.get("score_us_per_patient") else None,
         "redis_bytes_per_patient": redis_size["bytes_per_patient"],
         "events": len(events),
         "patients": len({k for _, k, _ in events}),

@@ -210,7 +210,13 @@ def run_demo(
     stays = pick_stays(source.path, patients)
     plan = plan_demo(stays, bad)
     reader = TopicReader(settings).start()
-    worker = spawn_worker(settings, settings.home / "logs" / "demo-worker.log")
+    metrics_port = settings.metrics_port or _free_port()
+    worker = spawn_worker(
+        settings, settings.home / "logs" / "demo-worker.log", {"VIGIL_METRICS_PORT": str(metrics_port)}
+    )
+    if not quiet:
+        console.print(f"Worker metrics: http://127.0.0.1:{metrics_port}/metrics")
+    drift: dict[str, dict[str, float]] = {}
     producer = kafka_producer(settings, linger_ms=5, max_in_flight_requests_per_connection=1, retries=10)
     sent = 0
     t0 = time.time()
@@ -251,8 +257,11 @@ def run_demo(
                     break
                 time.sleep(0.25)
             done_s = time.time() - t0
+        drift = worker_drift(metrics_port)  # the worker's own /metrics, before it stops
         rb = reader.snapshot()
-        summary = _summary(rb, sent, sent_ids, sent_bad, len(stays), stack_s, t0, produce_s, done_s)
+        summary = _summary(
+            rb, sent, sent_ids, sent_bad, len(stays), stack_s, t0, produce_s, done_s, metrics_port, drift
+        )
         if not quiet:
             _print_summary(console, summary, rb)
         if keep is not None:
@@ -276,6 +285,8 @@ def _summary(
     t0: float,
     produce_s: float,
     done_s: float,
+    metrics_port: int,
+    drift: dict[str, dict[str, float]],
 ) -> dict[str, Any]:
     ok, badc = rb.accounted(sent_ids, sent_bad)
     lat = sorted(rb.latencies_ms)
@@ -295,7 +306,37 @@ def _summary(
         "drain_s": round(done_s, 2),
         "p50_ms": lat[len(lat) // 2] if lat else None,
         "p99_ms": lat[int(len(lat) * 0.99)] if lat else None,
+        "worker_metrics_port": metrics_port,
+        "drift": drift,
     }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def worker_drift(port: int) -> dict[str, dict[str, float]]:
+    """Each ward's input drift as the worker's /metrics shows it (``vigil_drift_*``; agents/drift.py)."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310 - loopback
+            text = response.read().decode()
+    except OSError:
+        return {}
+    wards: dict[str, dict[str, float]] = {}
+    names = {"vigil_drift_max_psi": "max_psi", "vigil_drift_drifted": "drifted", "vigil_drift_patient_hours": "hours"}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in names:
+                wards.setdefault(sample.labels["ward"], {})[names[sample.name]] = round(sample.value, 4)
+    return wards
 
 
 def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
@@ -309,6 +350,11 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
         f"({s['alerts_opened']} opened), first alert after {s['time_to_first_alert_s']} s"
     )
     console.print(f"{s['dead_letters']} dead letters {s['dead_letter_reasons']}; lost: {s['lost']}")
+    for ward, d in s["drift"].items():
+        state = "DRIFTED from the training data" if d.get("drifted") else "like the training data"
+        console.print(
+            f"  ward {ward}: inputs {state} (max PSI {d.get('max_psi')}, {int(d.get('hours', 0))} patient-hours)"
+        )
     for alert in rb.alert_records[:8]:
         # the dashboard's short alert id; patients by a short hash (a terminal is screen-shared)
         who = hashlib.sha256(alert["patient_id"].encode()).hexdigest()[:8]

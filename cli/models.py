@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -19,6 +19,36 @@ TRAIN_PYTHON = REPO_ROOT / ".venv-train" / "bin" / "python"
 console = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="print a JSON summary as the last line")]
+ArtifactsOption = Annotated[
+    Path | None,
+    typer.Option(help="model artifacts directory (default: the bundle the worker serves, models/artifacts/stepping)"),
+]
+
+
+def _artifacts(artifacts: Path | None) -> Path | None:
+    """The bundle the stream serves unless told otherwise (`vigil replay` compares with it)."""
+    from vigil.models.stream_step import served_bundle_dir
+
+    return artifacts if artifacts is not None else served_bundle_dir()
+
+
+def _shift(spec: str | None, seed: int) -> tuple[str, float, int] | None:
+    from vigil.models.shift import parse_shift
+
+    if spec is None:
+        return None
+    try:
+        name, keep = parse_shift(spec)
+    except ValueError as exc:
+        _fail(f"--shift {exc}")
+    return name, keep, seed
+
+
+def _fail(message: str) -> NoReturn:
+    """A mistake the user can fix: one line, exit code 2, no traceback (cli.main prints it)."""
+    from vigil.schemas.errors import UserError
+
+    raise UserError(message)
 
 
 def _progress(label: str) -> Progress:
@@ -65,7 +95,7 @@ def train_command(
     if interpreter is None:
         console.print(
             "[red]no training environment[/]: create one with\n"
-            "  python -m venv .venv-train && .venv-train/bin/pip install -e '.[train]' scikit-learn\n"
+            "  python -m venv .venv-train && .venv-train/bin/pip install -e '.[train]'\n"
             "then run `vigil train` again (or `.venv-train/bin/python -m vigil.models.train`)."
         )
         raise typer.Exit(2)
@@ -82,7 +112,7 @@ def train_command(
 def predict_command(
     data: Annotated[Path, typer.Option(help="directory of challenge .psv files")],
     out: Annotated[Path, typer.Option(help="output directory (one .psv per input)")],
-    artifacts: Annotated[Path | None, typer.Option(help="model artifacts directory")] = None,
+    artifacts: ArtifactsOption = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Write PredictedProbability|PredictedLabel for every hour of every stay (challenge format)."""
@@ -92,7 +122,7 @@ def predict_command(
     with _progress("predicting") as bar:
         task = bar.add_task("predict", total=total)
         summary = predict_dir(
-            data, out, progress=lambda done, n: bar.update(task, completed=done), artifacts_dir=artifacts
+            data, out, progress=lambda done, n: bar.update(task, completed=done), artifacts_dir=_artifacts(artifacts)
         )
     console.print(
         f"{summary['patients']} stays, {summary['rows']} hours -> {out} in {summary['seconds']} s "
@@ -106,9 +136,15 @@ def evaluate_command(
     data: Annotated[Path, typer.Option(help="directory of challenge .psv files with SepsisLabel")],
     pred: Annotated[Path | None, typer.Option(help="predictions directory (default: predict into a temp dir)")] = None,
     rules: Annotated[bool, typer.Option(help="also score NEWS2/qSOFA/SIRS from the same rows")] = True,
+    artifacts: ArtifactsOption = None,
+    shift: Annotated[
+        str | None, typer.Option(help="score a shifted copy: labs=0.1 keeps each hour's lab draw with p=0.1")
+    ] = None,
+    shift_seed: Annotated[int, typer.Option(help="seed of the shift")] = 2019,
     json_out: JsonFlag = False,
 ) -> None:
-    """Normalized utility (PhysioNet 2019), AUROC, AUPRC, side by side with NEWS2/qSOFA/SIRS."""
+    """Normalized utility (PhysioNet 2019), AUROC, AUPRC, side by side with NEWS2/qSOFA/SIRS, and the
+    alert burden of the alert agent's lifecycle replayed over the predictions (`alerting`)."""
     import tempfile
 
     from vigil.models.offline import evaluate_dir, list_psv, predict_dir
@@ -116,6 +152,9 @@ def evaluate_command(
     psv_folder(data)
     if pred is not None:
         psv_folder(pred, "--pred")
+    shifted = _shift(shift, shift_seed)
+    if shifted is not None and pred is not None:
+        _fail("--shift scores a shifted copy of the data: leave out --pred")
     tmp = None
     if pred is None:
         tmp = tempfile.TemporaryDirectory(prefix="vigil-pred-")
@@ -123,10 +162,18 @@ def evaluate_command(
         total = len(list_psv(data))
         with _progress("predicting") as bar:
             task = bar.add_task("predict", total=total)
-            predict_dir(data, pred, progress=lambda done, n: bar.update(task, completed=done))
+            predict_dir(
+                data,
+                pred,
+                progress=lambda done, n: bar.update(task, completed=done),
+                artifacts_dir=_artifacts(artifacts),
+                shift=shifted,
+            )
     with _progress("evaluating") as bar:
         task = bar.add_task("evaluate", total=len(list_psv(data)))
-        result = evaluate_dir(data, pred, with_rules=rules, progress=lambda done, n: bar.update(task, completed=done))
+        result = evaluate_dir(
+            data, pred, with_rules=rules, progress=lambda done, n: bar.update(task, completed=done), shift=shifted
+        )
     for name in ("model", "NEWS2", "qSOFA", "SIRS"):
         if name in result:
             r = result[name]
@@ -134,6 +181,12 @@ def evaluate_command(
                 f"{name:>6}: utility {r['utility']:.3f}  AUROC {r['auroc']:.3f}  AUPRC {r['auprc']:.3f}  "
                 f"alert hours/patient-day {r['alert_hours_per_patient_day']:.2f}"
             )
+    if "alerting" in result:
+        a = result["alerting"]
+        console.print(
+            f"alerting: {a['pages_per_patient_day']} pages/patient-day, septic stays paged before onset "
+            f"{a['septic_stays_paged_before_onset']}, median lead {a['median_lead_h']} h"
+        )
     if tmp is not None:
         tmp.cleanup()
     if json_out:

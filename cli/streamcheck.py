@@ -1,9 +1,10 @@
 """`vigil replay`: streaming equals offline. Challenge-format stays go through Kafka and the
-full pipeline; every complete hourly score is compared with `vigil predict` on the same files.
+full pipeline; every hourly score is compared with `vigil predict` on the same files.
 
-An hour's streamed score is *complete* when the events of that hour were all applied before it
-was computed (the producer sends a stay hour by hour and waits for each hour's score, like an
-hourly bedside feed); those are compared with the offline prediction for the same row.
+The producer sends a stay hour by hour and waits for each hour's provisional score, like an hourly
+bedside feed. When the next hour's events arrive the hour closes and the worker publishes its
+*final* score (``status: final``): every closed hour is compared through its final score, the
+stay's last hour (never closed) through its newest provisional score.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
     stack_up(settings)
     run = str(int(time.time()))
     scores: dict[tuple[str, int], list[float]] = defaultdict(list)
+    finals: dict[tuple[str, int], float] = {}
     scored_ids: set[str] = set()
     lock = threading.Lock()
     consumer = consumer_from_now(settings, (topics.SCORES,))
@@ -58,10 +60,13 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
                 for r in records:
                     data = json.loads(r.value)
                     prob = next((m["probability"] for m in data["models"] if m["model"] == "combined"), None)
+                    key = (data["patient_id"], data["hour"])
                     with lock:
                         scored_ids.update(data["event_ids"])
-                        if prob is not None:
-                            scores[(data["patient_id"], data["hour"])].append(prob)
+                        if prob is not None and data.get("status") == "final":
+                            finals[key] = prob
+                        elif prob is not None:
+                            scores[key].append(prob)
 
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
@@ -102,27 +107,37 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
         stop.set()
         thread.join(timeout=5)
         consumer.close()
-    diffs = []
-    missing = 0
+    diffs, final_diffs = [], []
+    missing = closed_without_final = 0
     silent = 0  # hours whose row has no measurement at all: no event, so nothing to stream
     for pid, stem in expected.items():
+        last = max(event_hours[pid], default=-1)
         for hour, p_off in enumerate(offline[stem]):
             if hour not in event_hours[pid]:
                 silent += 1
                 continue
+            if (pid, hour) in finals:
+                final_diffs.append(abs(finals[(pid, hour)] - p_off))
+                diffs.append(final_diffs[-1])
+                continue
+            closed_without_final += hour < last
             streamed = scores.get((pid, hour))
             if not streamed:
                 missing += 1
                 continue
             diffs.append(abs(streamed[-1] - p_off))
     arr = np.array(diffs) if diffs else np.array([np.nan])
+    fin = np.array(final_diffs) if final_diffs else np.array([np.nan])
     return {
         "patients": len(expected),
         "hours_offline": int(sum(len(offline[s]) for s in expected.values())),
         "hours_compared": len(diffs),
+        "hours_final": len(final_diffs),
+        "closed_hours_without_final": closed_without_final,
         "hours_without_events": silent,
         "hours_without_stream_score": missing,
         "max_abs_diff": float(np.nanmax(arr)),
+        "max_abs_diff_final": float(np.nanmax(fin)),
         "mean_abs_diff": float(np.nanmean(arr)),
         "seconds": round(time.time() - t0, 1),
     }

@@ -26,3 +26,15 @@ CONSUMER_LAG = Gauge("vigil_consumer_lag", "Consumer lag (messages) per topic", 
 REDIS_UP = Gauge("vigil_redis_up", "1 when the worker's Redis calls succeed")
 INTEROP_IGNORED = Counter("vigil_interop_ignored_total", "FHIR/HL7 parts deliberately not mapped", ["reason"])
 UNKNOWN_CODES = Counter("vigil_unknown_codes_total", "Unmapped codes seen in FHIR/HL7 input (system|code)", ["code"])
+# Input drift per ward (agents/drift.py, models/drift.py): PSI of the live inputs vs the training reference
+DRIFT_PSI = Gauge(
+    "vigil_drift_psi",
+    "PSI of a ward's live input vs the training reference (kind: measured = measurement rate, value = feature)",
+    ["ward", "kind", "input"],
+)
+DRIFT_MAX_PSI = Gauge("vigil_drift_max_psi", "Largest input PSI of a ward", ["ward"])
+DRIFT_DRIFTED = Gauge("vigil_drift_drifted", "1 when a ward's largest input PSI exceeds its threshold", ["ward"])
+DRIFT_PATIENT_HOURS = Gauge("vigil_drift_patient_hours", "Closed patient-hours in a ward's drift window", ["ward"])
+DRIFT_THRESHOLD = Gauge(
+    "vigil_drift_threshold", "Largest input PSI a ward of its size shows on training data (99th percentile)", ["ward"]
+)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from redis.exceptions import RedisError
 from vigil.infra.connect import redis_async_client
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings, get_settings
+from vigil.models.stepping import StayCarry
 from vigil.models.window import PatientWindow
 
 log = get_logger(__name__)
@@ -39,6 +41,11 @@ def window_key(patient_id: str) -> str:
     return f"vigil:w:{state_hash(patient_id)}"
 
 
+def carry_key(patient_id: str) -> str:
+    """The stepping carry (``models.stepping.StayCarry``): aggregates and recurrent states beside the window."""
+    return f"vigil:c:{state_hash(patient_id)}"
+
+
 def alert_key(patient_id: str) -> str:
     return f"vigil:a:{state_hash(patient_id)}"
 
@@ -49,6 +56,17 @@ def care_key(patient_id: str) -> str:
 
 def _as_bytes(blob: bytes | str | None) -> bytes | None:
     return blob.encode() if isinstance(blob, str) else blob
+
+
+def _carry_or_none(blob: bytes | None) -> StayCarry | None:
+    """A carry this version cannot read (another blob version) is rebuilt from the window, not fatal."""
+    if not blob:
+        return None
+    try:
+        return StayCarry.from_bytes(blob)
+    except (ValueError, struct.error) as exc:
+        log.warning("carry.unreadable", error=type(exc).__name__)
+        return None
 
 
 class RedisHealth:
@@ -104,6 +122,31 @@ class PatientStore:
             pipe = self.client.pipeline(transaction=False)
             for pid, window in windows.items():
                 pipe.set(window_key(pid), window.to_bytes(), ex=self.ttl_s)
+            await pipe.execute()
+
+        await self._until_ok("set", write)
+
+    async def load_states(self, patient_ids: Iterable[str]) -> dict[str, tuple[PatientWindow, StayCarry | None]]:
+        """Window and stepping carry of each patient in one MGET (None: no carry stored yet)."""
+        ids = list(patient_ids)
+        keys = [k for p in ids for k in (window_key(p), carry_key(p))]
+        blobs = await self._until_ok("mget", lambda: self.client.mget(keys))
+        out: dict[str, tuple[PatientWindow, StayCarry | None]] = {}
+        for i, pid in enumerate(ids):
+            window, carry = _as_bytes(blobs[2 * i]), _as_bytes(blobs[2 * i + 1])
+            out[pid] = (PatientWindow.from_bytes(window), _carry_or_none(carry))
+        return out
+
+    async def save_states(self, states: dict[str, tuple[PatientWindow, StayCarry | None]]) -> None:
+        """Window and carry of each patient in one round trip, as one MULTI/EXEC: a reader never
+        sees a window without the carry that matches it (no carry yet: none is written)."""
+
+        async def write() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            for pid, (window, carry) in states.items():
+                pipe.set(window_key(pid), window.to_bytes(), ex=self.ttl_s)
+                if carry is not None:
+                    pipe.set(carry_key(pid), carry.to_bytes(), ex=self.ttl_s)
             await pipe.execute()
 
         await self._until_ok("set", write)

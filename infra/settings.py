@@ -69,6 +69,7 @@ class BatchSettings(BaseModel):
     # per-score explanations: "trees" = tree contributions on every score (cheap); the sequence
     # model's occlusion attribution is added when an alert opens or escalates
     explain: str = "trees"
+    intra_op_threads: int | None = None  # onnxruntime threads per session (None: its default)
     stream_take: int = 500  # events per Faust take() batch
     stream_within_s: float = 0.05
 
@@ -84,6 +85,17 @@ class AlertSettings(BaseModel):
     # points or of model risk (absolute probability) above the values at the last open/escalation
     reescalate_news2_step: int = 2
     reescalate_risk_step: float = 0.10
+
+
+class DriftSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    window_hours: int = 2000  # closed patient-hours per ward in the sliding window (~4 days of a 20-bed ward)
+    # PSI on n hours is biased up by ~(bins - 1) / n: below 200 hours a ward is not scored
+    min_hours: int = 200
+    min_patients: int = 10  # a ward's sample is about as large as its number of patients
+    publish_every_s: float = 30.0  # at most one vigil.drift record per ward per worker this often
 
 
 class IngestSettings(BaseModel):
@@ -125,6 +137,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     batch: BatchSettings = BatchSettings()
     alerts: AlertSettings = AlertSettings()
+    drift: DriftSettings = DriftSettings()
     ingest: IngestSettings = IngestSettings()
     web: WebSettings = WebSettings()
     app_id: str = "vigil"

@@ -252,6 +252,9 @@ def _standardize(matrix: np.ndarray) -> np.ndarray:
     return np.clip((x - _CENTER) / _SCALE, -5.0, 5.0).astype(np.float32)
 
 
+standardize = _standardize  # shared with models.stay_features (same transform, same constants)
+
+
 def _sequence_from_windows(z: np.ndarray, static: np.ndarray) -> np.ndarray:
     """z: [N, 48, V] standardized windows (NaN = not measured / padding),
     static [N, 2] -> [N, 48, Fs]."""

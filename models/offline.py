@@ -64,6 +64,32 @@ def write_predictions(path: Path, probability: np.ndarray, label: np.ndarray) ->
     path.write_text("PredictedProbability|PredictedLabel\n" + "".join(r + "\n" for r in rows))
 
 
+def shifted_matrix(matrix: np.ndarray, shift: tuple[str, float, int] | None, stay_index: int) -> np.ndarray:
+    """The stay as a shifted hospital would record it (``models.shift``); seeded per stay, so the
+    result does not depend on batching."""
+    if shift is None:
+        return matrix
+    from vigil.models.shift import thin_labs
+
+    _, keep, seed = shift
+    return thin_labs(matrix, keep, np.random.default_rng([seed, stay_index]))
+
+
+def _open_bundle(artifacts_dir: str | Path | None) -> Any:
+    """The stepping bundle when ``artifacts_dir`` holds one, the one the stream serves when none is
+    given (``models.stream_step.served_bundle_dir``), else the window bundle in ``artifacts_dir``."""
+    from vigil.models.bundle import is_stepping_bundle, load_stepping_bundle
+    from vigil.models.stream_step import load_served_bundle
+
+    if artifacts_dir is None:
+        return load_served_bundle()
+    if is_stepping_bundle(artifacts_dir):
+        return load_stepping_bundle(artifacts_dir)
+    from vigil.models.registry import load_bundle
+
+    return load_bundle(artifacts_dir)
+
+
 def predict_dir(
     data_dir: str | Path,
     out_dir: str | Path,
@@ -71,16 +97,17 @@ def predict_dir(
     *,
     artifacts_dir: str | Path | None = None,
     chunk_patients: int = 256,
+    shift: tuple[str, float, int] | None = None,
 ) -> dict[str, Any]:
     """Score every ``.psv`` in ``data_dir`` and write the challenge output format to ``out_dir``.
 
-    Batched across patients: every hour of ``chunk_patients`` stays goes through each ONNX session
-    in one call. The probability is the combined risk, the label uses the stored threshold.
+    Batched across patients: every hour of ``chunk_patients`` stays goes through the models in one
+    call per model (the stepping bundle: one tree call and one one-step call per hour index). The
+    probability is the combined risk, the label uses the stored threshold. ``shift``:
+    ("labs", keep, seed) scores the stays as a hospital drawing fewer labs would record them.
     """
-    from vigil.models.registry import load_bundle
-
     started = time.perf_counter()
-    bundle = load_bundle(artifacts_dir)
+    bundle = _open_bundle(artifacts_dir)
     files = list_psv(data_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +115,8 @@ def predict_dir(
     done = 0
     for chunk in _chunks(files, chunk_patients):
         stays = [read_psv(p) for p in chunk]
-        risks = bundle.stay_risks([s[0] for s in stays], [s[1] for s in stays])
+        matrices = [shifted_matrix(s[0], shift, done + i) for i, s in enumerate(stays)]
+        risks = bundle.stay_risks(matrices, [s[1] for s in stays])
         for path, risk in zip(chunk, risks, strict=True):
             label = (risk.combined >= bundle.combined_threshold).astype(np.int8)
             write_predictions(out / path.name, risk.combined, label)
@@ -104,6 +132,7 @@ def predict_dir(
         "alert_rows": n_alert_rows,
         "threshold": bundle.combined_threshold,
         "model_version": bundle.version,
+        "artifacts": str(bundle.artifacts_dir),
         "seconds": round(seconds, 2),
         "out": str(out),
     }
@@ -160,12 +189,17 @@ def evaluate_dir(
     *,
     with_rules: bool = True,
     progress: ProgressFn | None = None,
+    shift: tuple[str, float, int] | None = None,
 ) -> dict[str, Any]:
     """Official normalized utility, AUROC and AUPRC of ``pred_dir`` against the labels in ``data_dir``.
 
     With ``with_rules``, NEWS2 (>= 5), qSOFA (>= 2) and SIRS (>= 2) computed from the same rows are
-    scored side by side (their totals as the continuous score for AUROC/AUPRC).
+    scored side by side (their totals as the continuous score for AUROC/AUPRC), and the alert
+    agent's lifecycle is replayed over the model and NEWS2 (``alerting``: pages per patient-day,
+    septic stays paged before onset, median lead time). ``shift`` must be the one the predictions
+    were made with (the rules then see the same shifted rows).
     """
+    from vigil.models.alert_replay import AlertReplay
     from vigil.models.utility import auroc_auprc, normalized_utility
 
     started = time.perf_counter()
@@ -174,8 +208,10 @@ def evaluate_dir(
     probs: list[np.ndarray] = []
     preds: list[np.ndarray] = []
     rules: dict[str, list[np.ndarray]] = {}
+    replay = AlertReplay()
     for i, path in enumerate(files):
         matrix, _, lab = read_psv(path)
+        matrix = shifted_matrix(matrix, shift, i)
         if lab is None:
             raise ValueError(f"{path.name}: no SepsisLabel column")
         p, b = _read_predictions(Path(pred_dir) / path.name)
@@ -185,8 +221,10 @@ def evaluate_dir(
         probs.append(p)
         preds.append(b)
         if with_rules:
-            for name, score in rule_scores(matrix).items():
+            stay_rules = rule_scores(matrix)
+            for name, score in stay_rules.items():
                 rules.setdefault(name, []).append(score)
+            replay.add(lab, p, b, stay_rules["NEWS2"], stay_rules["NEWS2_single3"])
         if progress is not None and (i + 1) % 200 == 0:
             progress(i + 1, len(files))
     if progress is not None:
@@ -205,6 +243,10 @@ def evaluate_dir(
         bins = [(s >= cutoffs[name]).astype(np.int8) for s in scores]
         result[name] = _metrics(labels, scores, bins, auroc_auprc, normalized_utility)
         result[name]["cutoff"] = cutoffs[name]
+    if with_rules:
+        result["alerting"] = replay.summary()
+    if shift is not None:
+        result["shift"] = {"name": shift[0], "keep": shift[1], "seed": shift[2]}
     result["seconds"] = round(time.perf_counter() - started, 2)
     return result
 

@@ -16,8 +16,6 @@ the ``schemas.scores.ModelScore`` list with explanations:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from vigil.models.bundle import ModelName, StayRisk, model_score
 from vigil.models.features import (
     DYNAMIC_CODES,
     FEATURE_NAMES,
@@ -36,13 +35,19 @@ from vigil.models.features import (
     stay_features,
     stay_sequence_inputs,
 )
-from vigil.schemas.errors import VigilError
+from vigil.models.integrity import (  # noqa: F401  (re-exported: the serving API)
+    ARTIFACTS_DIR,
+    ArtifactIntegrityError,
+    load_manifest,
+    sha256_file,
+    verify_artifacts,
+)
+from vigil.models.padding import bucket_size, run_padded  # noqa: F401
+from vigil.models.tree_explain import tree_contributions
 from vigil.schemas.scores import FeatureContribution, ModelScore
 
-ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 DEFAULT_BUCKETS: tuple[int, ...] = (1, 8, 32, 64, 256)
 TOP_K = 5
-ModelName = Literal["sepsis_diagnosis", "deterioration", "combined"]
 
 # Occlusion groups for the sequence model: single vitals, lab panels, demographics.
 OCCLUSION_GROUPS: dict[str, tuple[str, ...]] = {
@@ -59,86 +64,9 @@ OCCLUSION_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-class ArtifactIntegrityError(VigilError):
-    """A model file does not match the sha256 pinned in the manifest."""
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
     return np.log(p / (1 - p))
-
-
-def bucket_size(n: int, buckets: Sequence[int]) -> int:
-    """Smallest bucket >= n (n larger than every bucket is split by the caller)."""
-    for b in sorted(buckets):
-        if b >= n:
-            return b
-    return n
-
-
-def run_padded(session: Any, name: str, x: np.ndarray, buckets: Sequence[int] | None) -> list[np.ndarray]:
-    """Run ``session`` on ``x`` in chunks padded to bucket sizes; returns every output, unpadded."""
-    if not buckets:
-        return list(session.run(None, {name: x}))
-    top = max(buckets)
-    outs: list[list[np.ndarray]] = []
-    for start in range(0, max(len(x), 1), top):
-        chunk = x[start : start + top]
-        size = bucket_size(len(chunk), buckets)
-        if size > len(chunk):
-            pad = np.zeros((size - len(chunk), *x.shape[1:]), dtype=x.dtype)
-            chunk = np.concatenate([chunk, pad])
-        res = session.run(None, {name: chunk})
-        outs.append([r[: min(top, len(x) - start)] for r in res])
-    return [np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))]
-
-
-def tree_contributions(table: Mapping[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Saabas path contributions of a LightGBM ensemble: (contrib [B, F], bias [B]) in log-odds.
-
-    LightGBM's numerical decision: NaN is treated as 0 unless the split's missing type is NaN;
-    missing-type Zero/NaN values go to the default child, others go left when x <= threshold.
-    """
-    n_trees, n_max = table["feature"].shape
-    feat, thr = table["feature"].ravel(), table["threshold"].ravel()
-    left, right = table["left"].ravel(), table["right"].ravel()
-    value, leaf = table["value"].ravel(), table["leaf"].ravel()
-    default_left, missing = table["default_left"].ravel(), table["missing"].ravel()
-    b, n_feat = x.shape
-    base = (np.arange(n_trees) * n_max)[None, :]
-    node = np.broadcast_to(base, (b, n_trees)).copy()  # flat node index per (row, tree)
-    rows = np.arange(b)[:, None] * n_feat
-    xd = x.astype(np.float64).ravel()
-    keys: list[np.ndarray] = []
-    deltas: list[np.ndarray] = []
-    for _ in range(int(table["max_depth"])):
-        active = ~leaf[node]
-        if not active.any():
-            break
-        node_a = node[active]
-        f = feat[node_a]
-        v = xd[(np.broadcast_to(rows, node.shape)[active]) + f]
-        miss_t = missing[node_a]
-        is_nan = np.isnan(v)
-        v0 = np.where(is_nan & (miss_t != 2), 0.0, v)
-        use_default = ((miss_t == 1) & (np.abs(v0) < 1e-35)) | ((miss_t == 2) & is_nan)
-        go_left = np.where(use_default, default_left[node_a], v0 <= thr[node_a])
-        child = np.where(go_left, left[node_a], right[node_a]) + (node_a // n_max) * n_max
-        keys.append(np.broadcast_to(rows, node.shape)[active] + f)
-        deltas.append(value[child] - value[node_a])
-        node[active] = child
-    contrib = np.bincount(
-        np.concatenate(keys) if keys else np.zeros(0, np.int64),
-        weights=np.concatenate(deltas) if deltas else None,
-        minlength=b * n_feat,
-    ).astype(np.float64)
-    value = table["value"]
-    bias = np.full(b, value[:, 0].sum())
-    return contrib.reshape(b, n_feat), bias
 
 
 @dataclass(frozen=True)
@@ -149,15 +77,6 @@ class BundleScore:
 
     def by_model(self, name: str) -> ModelScore:
         return next(s for s in self.scores if s.model == name)
-
-
-@dataclass(frozen=True)
-class StayRisk:
-    """Per-hour probabilities for a whole stay (offline prediction)."""
-
-    diagnosis: np.ndarray
-    deterioration: np.ndarray
-    combined: np.ndarray
 
 
 @dataclass
@@ -266,17 +185,7 @@ class ModelBundle:
         return out
 
     def _model_score(self, name: ModelName, p: float, top: list[FeatureContribution]) -> ModelScore:
-        meta = self._meta(name)
-        thr = float(meta["threshold"])
-        p = float(min(max(p, 0.0), 1.0))
-        return ModelScore(
-            model=name,
-            version=str(meta["version"]),
-            probability=p,
-            threshold=thr,
-            positive=p >= thr,
-            top_features=top,
-        )
+        return model_score(self._meta(name), name, p, top)
 
     def _explain_diagnosis(self, feats: np.ndarray) -> list[list[FeatureContribution]]:
         contrib, _ = tree_contributions(self.tree_table, feats)
@@ -342,21 +251,6 @@ class ModelBundle:
 
 def _scaled(fc: FeatureContribution, factor: float) -> FeatureContribution:
     return FeatureContribution(feature=fc.feature, value=fc.value, contribution=float(fc.contribution * factor))
-
-
-def load_manifest(artifacts_dir: str | Path | None = None) -> dict[str, Any]:
-    d = Path(artifacts_dir) if artifacts_dir else ARTIFACTS_DIR
-    return json.loads((d / "manifest.json").read_text())
-
-
-def verify_artifacts(manifest: Mapping[str, Any], artifacts_dir: Path) -> None:
-    for name, meta in manifest["files"].items():
-        path = artifacts_dir / name
-        if not path.exists():
-            raise ArtifactIntegrityError(f"{name}: missing from {artifacts_dir}")
-        digest = sha256_file(path)
-        if digest != meta["sha256"]:
-            raise ArtifactIntegrityError(f"{name}: sha256 {digest[:12]}... != manifest {meta['sha256'][:12]}...")
 
 
 def load_bundle(

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from vigil.models.early_warning import news2, observations_from_row, qsofa, sirs
 from vigil.models.window import PatientWindow
-from vigil.schemas.scores import ModelScore, RiskScore
+from vigil.schemas.scores import ModelScore, RiskScore, ScoreStatus
 
 SHOWN_VITALS = ("HR", "O2Sat", "Temp", "SBP", "MAP", "Resp", "FiO2", "Lactate", "WBC")
 
@@ -36,28 +36,38 @@ class PendingUpdate:
         self.ward = ward or self.ward
 
 
-def score_id(patient_id: str, hour: int, event_ids: list[str]) -> str:
-    digest = hashlib.sha256(f"{patient_id}|{hour}|{','.join(sorted(event_ids))}".encode())
+def score_id(patient_id: str, hour: int, event_ids: list[str], status: ScoreStatus = "provisional") -> str:
+    marker = "|final" if status == "final" else ""  # a final score has its own id (no new events)
+    digest = hashlib.sha256(f"{patient_id}|{hour}|{','.join(sorted(event_ids))}{marker}".encode())
     return digest.hexdigest()[:24]
 
 
 def build_risk_score(
-    window: PatientWindow, update: PendingUpdate, models: list[ModelScore], now: datetime
+    window: PatientWindow,
+    update: PendingUpdate,
+    models: list[ModelScore],
+    now: datetime,
+    hour: int | None = None,
+    status: ScoreStatus = "provisional",
 ) -> RiskScore:
-    current = window.current_values()
+    """The score of ``hour`` (default: the window's newest hour). A final score (the hour has closed)
+    sees only what was measured up to that hour and names no new events (they were scored already)."""
+    hour = window.last_hour if hour is None else hour
+    current = window.current_values(at_hour=hour)
     obs = observations_from_row(current)
-    hour = window.last_hour
     assert update.newest_observed is not None
+    event_ids = update.event_ids if status == "provisional" else []
     return RiskScore(
-        score_id=score_id(update.patient_id, hour, update.event_ids),
+        score_id=score_id(update.patient_id, hour, event_ids, status),
         patient_id=update.patient_id,
         encounter=update.encounter,
         ward=update.ward,
         hour=hour,
+        status=status,
         scored_at=now,
-        observed_at=update.newest_observed,
-        event_ids=update.event_ids,
-        source_ts_ms=update.source_ts_ms,
+        observed_at=update.newest_observed if status == "provisional" else window.newest_observation(hour),
+        event_ids=event_ids,
+        source_ts_ms=update.source_ts_ms if status == "provisional" else None,
         news2=news2(obs),
         qsofa=qsofa(obs),
         sirs=sirs(obs),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -56,6 +56,10 @@ class PatientWindow:
     # (partition, offset) of the newest stream message applied: a message at or before it is a
     # redelivery (at-least-once), one after it with nothing new in it is a twin (agents/scoring.py)
     position: tuple[int, int] | None = None
+    # Transient (never serialized), for the stepping core (models.stepping): rows that left the
+    # window while events were applied, and the lowest hour whose inputs an applied event changed.
+    evicted: dict[int, dict[int, Cell]] = field(default_factory=dict, compare=False)
+    changed_from: int | None = field(default=None, compare=False)
 
     # ------------------------------------------------------------------ events
 
@@ -109,6 +113,7 @@ class PatientWindow:
                 return False
             if old is None or second >= old[1]:
                 row[idx] = (value, second)
+                self._changed(hour)
         else:
             old_static = self.static.get(event.code)
             if old_static == (value, hour):
@@ -118,8 +123,11 @@ class PatientWindow:
         if hour > self.last_hour:
             self.last_hour = hour
             for h in [h for h in self.rows if h <= hour - WINDOW_HOURS]:
-                del self.rows[h]
+                self.evicted[h] = self.rows.pop(h)
         return True
+
+    def _changed(self, hour: int) -> None:
+        self.changed_from = hour if self.changed_from is None else min(self.changed_from, hour)
 
     def _apply_demographic(self, event: PatientEvent) -> bool:
         ts = int(event.observed_at.timestamp())
@@ -134,6 +142,7 @@ class PatientWindow:
             return False
         if old is None or hour >= old[1]:
             self.static[event.code] = (value, hour)
+            self._changed(-1)  # a demographic is an input of every hour
         return True
 
     def _release_provisional_anchor(self, observed_at: datetime) -> None:
@@ -155,6 +164,8 @@ class PatientWindow:
         self.rows = {h + hours: r for h, r in self.rows.items()}
         self.static = {c: (v, h + hours) for c, (v, h) in self.static.items()}
         self.last_hour += hours
+        self.evicted = {h + hours: r for h, r in self.evicted.items()}
+        self._changed(-1)  # every hour index moved: a stepping carry must replay from admission
 
     # ------------------------------------------------------------------ views
 
@@ -172,18 +183,25 @@ class PatientWindow:
     def statics(self) -> dict[str, float]:
         return {code: value for code, (value, _) in self.static.items()}
 
-    def current_values(self, max_age_h: int = RULE_MAX_AGE_H) -> dict[str, float]:
-        """Latest value of each variable measured within ``max_age_h`` hours (for rule scores)."""
+    def current_values(self, max_age_h: int = RULE_MAX_AGE_H, at_hour: int | None = None) -> dict[str, float]:
+        """Latest value of each variable measured within ``max_age_h`` hours of ``at_hour`` (default:
+        the newest hour), for rule scores; hours after ``at_hour`` are not seen (a closed hour's score)."""
+        end = self.last_hour if at_hour is None else at_hour
         out: dict[str, float] = {}
-        for hour in sorted(self.rows, reverse=True):
-            if hour <= self.last_hour - max_age_h:
+        for hour in sorted((h for h in self.rows if h <= end), reverse=True):
+            if hour <= end - max_age_h:
                 break
             for idx, (value, _) in self.rows[hour].items():
                 out.setdefault(DYNAMIC_CODES[idx], value)
         for code, (value, hour) in self.static.items():
-            if code in ASSESSMENTS and hour > self.last_hour - max_age_h:
+            if code in ASSESSMENTS and end - max_age_h < hour <= end:
                 out[code] = value
         return out
+
+    def newest_observation(self, hour: int) -> datetime:
+        """Time of the newest measurement in ``hour`` (its start when it holds none)."""
+        second = max((sec for _, sec in self.rows.get(hour, {}).values()), default=0)
+        return self.hour_start(hour) + timedelta(seconds=second)
 
     def hour_start(self, hour: int) -> datetime:
         assert self.anchor_s is not None

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from vigil.schemas import topics
 from vigil.schemas.alerts import Alert, AlertAck
 from vigil.schemas.deadletter import DeadLetter
+from vigil.schemas.drift import WardDrift
 from vigil.schemas.events import PatientEvent
 from vigil.schemas.scores import RiskScore
 
@@ -20,6 +21,7 @@ TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {
     topics.ALERTS: Alert,
     topics.ALERT_ACKS: AlertAck,
     topics.DEADLETTER: DeadLetter,
+    topics.DRIFT: WardDrift,
 }
 
 

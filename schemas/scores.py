@@ -7,9 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCORE_SCHEMA_VERSION = 1
+# 2: ``status`` (provisional | final) added; every version-1 field is unchanged
+SCORE_SCHEMA_VERSION = 2
 
 News2Band = Literal["low", "low-medium", "medium", "high"]
+# provisional: the hour is still open (more of its events may come); final: the hour has closed and
+# this is its score from every event received before it closed (issue 13)
+ScoreStatus = Literal["provisional", "final"]
 
 
 class RuleScore(BaseModel):
@@ -62,6 +66,7 @@ class RiskScore(BaseModel):
     encounter: str | None = None
     ward: str | None = None
     hour: int  # hours since the patient's first event (ICU length of stay index)
+    status: ScoreStatus = "provisional"
     scored_at: datetime
     observed_at: datetime  # time of the newest event included
     event_ids: list[str]  # the events this score includes that were new since the last score

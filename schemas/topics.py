@@ -1,4 +1,4 @@
-"""Topic names: one place. Every topic is keyed by patient_id."""
+"""Topic names: one place. Every topic is keyed by patient_id (``vigil.drift``: by ward)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ TREATMENT_SCORES = "vigil.treatment.scores"
 INGEST_FHIR = "vigil.ingest.fhir"
 INGEST_HL7V2 = "vigil.ingest.hl7v2"
 AUDIT = "vigil.audit"
+DRIFT = "vigil.drift"  # keyed by ward, not patient
 
 ALL_TOPICS = (
     EVENTS_RAW,
@@ -28,4 +29,5 @@ ALL_TOPICS = (
     INGEST_FHIR,
     INGEST_HL7V2,
     AUDIT,
+    DRIFT,
 )

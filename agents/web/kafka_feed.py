@@ -23,7 +23,7 @@ from vigil.schemas import topics
 
 log = get_logger("vigil.web.feed")
 
-FEED_TOPICS = (topics.SCORES, topics.ALERTS, topics.TREATMENT_SCORES)
+FEED_TOPICS = (topics.SCORES, topics.ALERTS, topics.TREATMENT_SCORES, topics.DRIFT)
 
 
 class KafkaWardFeed(WardFeed):

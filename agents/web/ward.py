@@ -1,10 +1,10 @@
 """The ward as the dashboard sees it: a bounded, thread-safe model of each patient's latest state (pure).
 
-``WardModel.apply(topic, value)`` takes one record of ``vigil.scores``, ``vigil.alerts`` or
-``vigil.treatment.scores`` and returns the changed row (and the alert transition, if any) for the
-live feed; ``views`` turns rows into what the page shows. Rows are addressed by an opaque ``row_id``
-(keyed HMAC of the patient id) so no patient identifier appears in a URL; the page shows the patient
-label because the clinician needs it.
+``WardModel.apply(topic, value)`` takes one record of ``vigil.scores``, ``vigil.alerts``,
+``vigil.treatment.scores`` or ``vigil.drift`` and returns the changed row (and the alert transition,
+if any; for drift, the wards' drift indicator) for the live feed; ``views`` turns rows into what the
+page shows. Rows are addressed by an opaque ``row_id`` (keyed HMAC of the patient id) so no patient
+identifier appears in a URL; the page shows the patient label because the clinician needs it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from vigil.agents.web import metrics, views
+from vigil.agents.web.drift import WardDriftBoard
 from vigil.models.window import WINDOW_HOURS
 from vigil.schemas import topics
 from vigil.schemas.alerts import Alert
+from vigil.schemas.drift import WardDrift
 from vigil.schemas.scores import RiskScore
 from vigil.schemas.treatment import TreatmentScore
 
@@ -35,6 +37,7 @@ PATIENT_LOG = 100  # alert transitions (with acks and notes) kept per patient fo
 _SCORE = TypeAdapter(RiskScore)
 _ALERT = TypeAdapter(Alert)
 _TREATMENT = TypeAdapter(TreatmentScore)
+_DRIFT = TypeAdapter(WardDrift)
 
 
 def row_id_for(patient_id: str, key: bytes) -> str:
@@ -74,6 +77,7 @@ class WardModel:
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_TRANSITIONS)
         self._seen_transitions: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
+        self.drift = WardDriftBoard()
 
     def _row(self, patient_id: str) -> PatientRow:
         rid = row_id_for(patient_id, self._key)
@@ -98,6 +102,8 @@ class WardModel:
                 return self.apply_alert(_ALERT.validate_json(value))
             if topic == topics.TREATMENT_SCORES:
                 return self.apply_treatment(_TREATMENT.validate_json(value))
+            if topic == topics.DRIFT:
+                return self.drift.apply(_DRIFT.validate_json(value))
         except ValidationError:
             metrics.FEED_ERRORS.labels(topic).inc()
         return None
@@ -200,7 +206,7 @@ class WardModel:
             wards = sorted({r.ward for r in self._rows.values() if r.ward})
         rows.sort(key=lambda r: r["sort_key"], reverse=True)
         metrics.WARD_PATIENTS.set(len(self._rows))
-        return {"patients": rows, "recent": recent[::-1], "wards": wards}
+        return {"patients": rows, "recent": recent[::-1], "wards": wards, "drift": self.drift.snapshot()}
 
     def __len__(self) -> int:
         return len(self._rows)

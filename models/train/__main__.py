@@ -1,11 +1,15 @@
-"""Train, cross-validate and export Vigil's clinical models.
+"""Train, shift-test and export the stepping bundle (``models/artifacts/stepping/``).
 
-    .venv-train/bin/python -m models.train [--data DIR] [--out models/artifacts] [--seed 2019]
+    .venv-train/bin/python -m vigil.models.train [--data DIR] [--out DIR] [--seed 2019] [--folds 4]
 
-Grouped 5-fold CV by patient (stratified by septic stay) gives out-of-fold (OOF) predictions for
-every hour of set A; thresholds are chosen *nested* (on the other folds' OOF, applied to the held-out
-fold) for the reported utility; the stored thresholds are then chosen on all OOF predictions, and
-the exported models are refit on all stays.
+1. Set A through the stepping core's offline form (cached): tree features and recurrent inputs of
+   every hour; utility-derived targets and weights (``labels``).
+2. Shift tests (``shifts``) for both models: grouped CV (OOF), the CV fold models on thinned labs,
+   and leave-one-unit-out in both directions.
+3. Stacker (logistic on both log-odds) + isotonic calibration on the OOF predictions; the stored
+   threshold maximizes the utility of the calibrated OOF risk.
+4. Final models on all of set A; ONNX (trees, one-step GRU, full-sequence GRU), reference arrays for
+   the serving tests, the training reference for drift, manifest (sha256) and metrics.
 """
 
 from __future__ import annotations
@@ -22,316 +26,215 @@ from typing import Any
 
 import numpy as np
 
-from vigil.models.features import FEATURE_NAMES, HABIT_FEATURES, SEQUENCE_CHANNELS, WINDOW_HOURS
-from vigil.models.train import data, sequence, trees
-from vigil.models.utility import auroc_auprc, best_threshold, utility_tables
+from vigil.models.bundle import FORMAT, STEPPING_DIR
+from vigil.models.stay_features import SEQUENCE_INPUTS, TREE_FEATURES, UNSEEN_IN_TRAINING
+from vigil.models.train import (
+    cohort_features,
+    data,
+    drift_reference,
+    labels,
+    reference,
+    sequence,
+    shifts,
+    stacking,
+    trees,
+)
+from vigil.schemas.codes import DYNAMIC_CODES
 
-VERSION = "1.0.0"
-RULE_CUTOFFS = {"NEWS2": 5, "qSOFA": 2, "SIRS": 2}
+VERSION = "2.0.0"
+LAB_KEEP = 0.1
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
-    edges = np.quantile(p, np.linspace(0, 1, bins + 1))
-    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
-    rows = []
-    for b in range(bins):
-        m = which == b
-        if m.any():
-            rows.append(
-                {
-                    "bin": b,
-                    "n": int(m.sum()),
-                    "mean_predicted": round(float(p[m].mean()), 4),
-                    "observed_rate": round(float(y[m].mean()), 4),
-                }
-            )
-    return rows
-
-
-def _evaluate(
-    name: str,
-    score: np.ndarray,
-    y: np.ndarray,
-    rows: np.ndarray,
-    c: data.Cohort,
-    row_fold: np.ndarray,
-    k: int,
-    fixed_cutoff: float | None = None,
-    calibrated: bool = True,
-) -> dict[str, Any]:
-    """Pooled OOF AUROC/AUPRC (on ``rows``) + challenge utility with nested thresholds per fold."""
-    auroc, auprc = auroc_auprc(y[rows], score[rows])
-    per_fold = []
-    o = c.offsets
-    patient_fold = row_fold[o[:-1]]
-    labels_by_patient = [c.labels[o[p] : o[p + 1]] for p in range(len(c.lengths))]
-    u0, u1, _, _ = utility_tables(labels_by_patient)
-    alerts = 0.0
-    for f in range(k):
-        test = row_fold == f
-        train = ~test
-        if fixed_cutoff is None:
-            tr_best = sum(_best(labels_by_patient[p]) for p in np.nonzero(patient_fold != f)[0])
-            thr = best_threshold(score[train], u0[train], u1[train], tr_best, float(u0[train].sum()))
-        else:
-            thr = fixed_cutoff
-        te_best = sum(_best(labels_by_patient[p]) for p in np.nonzero(patient_fold == f)[0])
-        pred = score[test] >= thr
-        observed = float(np.where(pred, u1[test], u0[test]).sum())
-        inaction = float(u0[test].sum())
-        fa, fp_ = auroc_auprc(y[test & rows], score[test & rows])
-        per_fold.append(
-            {
-                "fold": f,
-                "threshold": float(thr),
-                "utility": (observed - inaction) / (te_best - inaction),
-                "auroc": fa,
-                "auprc": fp_,
-                "alerts_per_patient_day": 24.0 * float(pred.sum()) / float(test.sum()),
-            }
-        )
-        alerts += float(pred.sum())
-    util = [r["utility"] for r in per_fold]
-    out: dict[str, Any] = {
-        "name": name,
-        "auroc": round(auroc, 4),
-        "auprc": round(auprc, 4),
-        "auroc_fold_sd": round(float(np.std([r["auroc"] for r in per_fold])), 4),
-        "utility_nested_mean": round(float(np.mean(util)), 4),
-        "utility_nested_sd": round(float(np.std(util)), 4),
-        "alert_hours_per_patient_day": round(24.0 * alerts / len(score), 3),
-        "folds": per_fold,
-    }
-    if calibrated:
-        out["brier"] = round(float(np.mean((score[rows] - y[rows]) ** 2)), 5)
-        out["reliability"] = _reliability(y[rows], score[rows])
-    return out
-
-
-_BEST_CACHE: dict[int, float] = {}
-
-
-def _best(labels: np.ndarray) -> float:
-    from vigil.models.utility import best_predictions, row_utilities
-
-    u0, u1 = row_utilities(labels)
-    return float(np.where(best_predictions(labels).astype(bool), u1, u0).sum())
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m models.train")
+    ap = argparse.ArgumentParser(prog="python -m vigil.models.train")
     ap.add_argument("--data", type=Path, default=data.DEFAULT_DATA)
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "artifacts")
+    ap.add_argument("--out", type=Path, default=STEPPING_DIR)
     ap.add_argument("--seed", type=int, default=2019)
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--max-patients", type=int, default=0, help="subsample stays (quick runs)")
-    ap.add_argument(
-        "--oof-out",
-        type=Path,
-        default=None,
-        help="save the out-of-fold predictions and rule scores (alert-burden analysis)",
-    )
-    ap.add_argument("--cv-only", action="store_true", help="stop after cross-validation (artifacts untouched)")
+    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--oof-out", type=Path, default=data.CACHE_DIR / "oof-stepping.npz")
+    ap.add_argument("--max-patients", type=int, default=0, help="subsample stays (smoke runs)")
+    ap.add_argument("--smoke", action="store_true", help="1 epoch, 20 trees: checks the pipeline, not the models")
     args = ap.parse_args(argv)
+    if args.smoke:
+        sequence.EPOCHS, trees.WEIGHTED_ROUNDS = 1, 20
     t_start = time.perf_counter()
     import torch
 
     torch.set_num_threads(int(os.environ.get("VIGIL_TRAIN_THREADS", "1")))
     c = data.load_cohort(args.data, log=log)
+    assert c.unit is not None
     if args.max_patients:
-        keep = np.sort(np.random.default_rng(args.seed).choice(len(c.lengths), args.max_patients, replace=False))
-        o = c.offsets
-        rows = np.concatenate([np.arange(o[p], o[p + 1]) for p in keep])
-        c = data.Cohort(
-            c.matrix[rows],
-            c.labels[rows],
-            c.lengths[keep],
-            c.age[keep],
-            c.gender[keep],
-            c.names[keep],
-            {k: v[rows] for k, v in c.rules.items()},
-        )
-    log(f"cohort: {len(c.lengths)} stays, {len(c.labels)} hours")
-    x = data.all_features(c)
-    y = c.labels.astype(np.int8)
-    y_det, eligible = data.deterioration_target(c)
-    patient_fold = data.grouped_folds(c, args.folds, args.seed)
-    row_fold = np.repeat(patient_fold, c.lengths)
-    log(f"features {x.shape}")
+        c = data.subsample(c, args.max_patients, args.seed)
+    x, s = cohort_features.cohort_matrices(c, "setA", log=log)
+    thin = cohort_features.thinned(c, LAB_KEEP, args.seed)
+    x_thin, s_thin = cohort_features.cohort_matrices(thin, f"labs{LAB_KEEP}-s{args.seed}", log=log)
+    _check_unseen(c.matrix)
+    y, w = labels.utility_targets(c.labels, c.lengths)
+    u = shifts.Utility(c.labels, c.lengths)
+    fold = data.grouped_folds(c, args.folds, args.seed)
+    o = c.offsets
+    patient = c.patient_of_row()
+    log(f"cohort: {len(c.lengths)} stays, {len(y)} hours; features {x.shape[1]}, sequence inputs {s.shape[1]}")
 
-    oof_diag = np.zeros(len(y), np.float32)
-    oof_det = np.zeros(len(y), np.float32)
+    def fit_tree(rows: np.ndarray) -> Any:
+        return trees.fit_weighted(np.asarray(x[rows]), y[rows], w[rows], args.seed, TREE_FEATURES)
+
+    def predict_tree(model: Any, rows: np.ndarray, thinned: bool) -> np.ndarray:
+        return model.predict(np.asarray((x_thin if thinned else x)[rows]))
+
+    def fit_gru(rows: np.ndarray) -> Any:
+        return sequence.fit(s, y, w, o, np.unique(patient[rows]), args.seed, log=log)
+
+    def predict_gru(model: Any, rows: np.ndarray, thinned: bool) -> np.ndarray:
+        return sequence.predict(model, s_thin if thinned else s, o, np.unique(patient[rows]))
+
     t_cv = time.perf_counter()
-    for f in range(args.folds):
-        test = row_fold == f
-        booster = trees.fit(x[~test], y[~test], args.seed + f, FEATURE_NAMES)
-        oof_diag[test] = booster.predict(x[test])
-        train_patients = np.nonzero(patient_fold != f)[0]
-        test_patients = np.nonzero(patient_fold == f)[0]
-        gru = sequence.fit(c, train_patients, y_det, eligible, args.seed + f, log=log)
-        oof_det[test] = sequence.predict_rows(gru, c, test_patients)
-        log(
-            f"fold {f}: diag AUROC {auroc_auprc(y[test], oof_diag[test])[0]:.3f}, "
-            f"det AUROC {auroc_auprc(y_det[test & eligible], oof_det[test & eligible])[0]:.3f}"
-        )
+    log("shift tests: trees")
+    tree_pred, _ = shifts.predict_shifts(u, fold, c.unit, fit_tree, predict_tree, log=log)
+    log("shift tests: GRU")
+    gru_pred, _ = shifts.predict_shifts(u, fold, c.unit, fit_gru, predict_gru, log=log)
     cv_seconds = time.perf_counter() - t_cv
-    combined = 0.5 * (oof_diag + oof_det)
-    if args.oof_out:
-        args.oof_out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(
-            args.oof_out,
-            diagnosis=oof_diag,
-            deterioration=oof_det,
-            combined=combined,
-            labels=c.labels,
-            lengths=c.lengths,
-            patient_fold=patient_fold,
-            **{f"rule_{k}": v for k, v in c.rules.items()},
-        )
-        log(f"out-of-fold predictions -> {args.oof_out}")
-    if args.cv_only:
-        return 0
-    all_rows = np.ones(len(y), bool)
+
+    stack = stacking.fit(tree_pred.oof, gru_pred.oof, y, w)
+    comb_pred = shifts.ShiftPredictions(
+        stack.apply(tree_pred.oof, gru_pred.oof),
+        stack.apply(tree_pred.oof_thin, gru_pred.oof_thin),
+        {k: stack.apply(tree_pred.other_unit[k], gru_pred.other_unit[k]) for k in tree_pred.other_unit},
+    )
     metrics: dict[str, Any] = {
-        "cv": {
-            "folds": args.folds,
-            "seed": args.seed,
+        "cohort": {
             "patients": int(len(c.lengths)),
             "hours": int(len(y)),
-            "septic_patients": int(
-                sum(c.labels[a:b].any() for a, b in zip(c.offsets[:-1], c.offsets[1:], strict=True))
-            ),
+            "septic_patients": int(sum(c.labels[a:b].any() for a, b in zip(o[:-1], o[1:], strict=True))),
+            "unit1_patients": int((c.unit == 1).sum()),
+            "unit2_patients": int((c.unit == 2).sum()),
+            "folds": args.folds,
+            "seed": args.seed,
+            "lab_keep": LAB_KEEP,
         },
-        "sepsis_diagnosis": _evaluate("sepsis_diagnosis", oof_diag, y, all_rows, c, row_fold, args.folds),
-        "deterioration": _evaluate("deterioration", oof_det, y_det, eligible, c, row_fold, args.folds),
-        "combined": _evaluate("combined", combined, y, all_rows, c, row_fold, args.folds),
+        "sepsis_diagnosis": shifts.figures(u, tree_pred, fold, c.unit),
+        "deterioration": shifts.figures(u, gru_pred, fold, c.unit),
+        "combined": shifts.figures(u, comb_pred, fold, c.unit),
     }
-    # the deterioration model also scored against SepsisLabel (the utility's label) for comparison
-    metrics["deterioration_vs_sepsislabel"] = _evaluate(
-        "deterioration", oof_det, y, all_rows, c, row_fold, args.folds, calibrated=False
-    )
-    for name, cutoff in RULE_CUTOFFS.items():
-        s = c.rules[name].astype(np.float32)
-        metrics[name] = _evaluate(name, s, y, all_rows, c, row_fold, args.folds, fixed_cutoff=cutoff, calibrated=False)
-        metrics[name]["cutoff"] = cutoff
-        metrics[name + "_vs_deterioration_target"] = {
-            "auroc": round(auroc_auprc(y_det[eligible], s[eligible])[0], 4),
-            "auprc": round(auroc_auprc(y_det[eligible], s[eligible])[1], 4),
-        }
-    metrics["cv_seconds"] = round(cv_seconds, 1)
-
-    # stored thresholds: chosen on all OOF predictions
-    o = c.offsets
-    labels_by_patient = [c.labels[o[p] : o[p + 1]] for p in range(len(c.lengths))]
-    u0, u1, best, inaction = utility_tables(labels_by_patient)
+    everything = np.ones(len(y), bool)
     thresholds = {
-        "sepsis_diagnosis": best_threshold(oof_diag, u0, u1, best, inaction),
-        "deterioration": best_threshold(oof_det, u0, u1, best, inaction),
-        "combined": best_threshold(combined, u0, u1, best, inaction),
+        "sepsis_diagnosis": u.threshold(tree_pred.oof, everything),
+        "deterioration": u.threshold(gru_pred.oof, everything),
+        "combined": u.threshold(comb_pred.oof, everything),
     }
-    for name, score in (("sepsis_diagnosis", oof_diag), ("deterioration", oof_det), ("combined", combined)):
-        pred = score >= thresholds[name]
-        metrics[name]["stored_threshold"] = thresholds[name]
-        metrics[name]["alert_hours_per_patient_day_at_stored_threshold_oof"] = round(24 * float(pred.mean()), 3)
-    log(f"thresholds {thresholds}")
+    metrics["combined"]["reliability"] = stacking.reliability(
+        labels.utility_targets(c.labels, c.lengths)[0], comb_pred.oof
+    )
+    metrics["combined"]["stacker"] = stack.params()
+    metrics["cv_seconds"] = round(cv_seconds, 1)
+    np.savez_compressed(
+        args.oof_out,
+        diagnosis=tree_pred.oof,
+        deterioration=gru_pred.oof,
+        combined=comb_pred.oof,
+        labels=c.labels,
+        lengths=c.lengths,
+        patient_fold=fold,
+        **{f"rule_{k}": v for k, v in c.rules.items()},
+    )
+    log(f"thresholds {thresholds}; worst combined {metrics['combined']['worst']}")
 
-    # final models on all stays
     t_fit = time.perf_counter()
-    booster = trees.fit(x, y, args.seed, FEATURE_NAMES)
-    gru = sequence.fit(c, np.arange(len(c.lengths)), y_det, eligible, args.seed, log=log)
+    booster = trees.fit_weighted(np.asarray(x), y, w, args.seed, TREE_FEATURES)
+    gru = sequence.fit(s, y, w, o, np.arange(len(c.lengths)), args.seed, log=log)
     final_seconds = time.perf_counter() - t_fit
+    p_tree_all = booster.predict(np.asarray(x))
+    p_gru_all = sequence.predict(gru, s, o, np.arange(len(c.lengths)))
+    refit = stack.apply(p_tree_all, p_gru_all)
+    metrics["combined"]["threshold_check"] = {
+        "oof_alert_share": round(float((comb_pred.oof >= thresholds["combined"]).mean()), 4),
+        "refit_alert_share_in_sample": round(float((refit >= thresholds["combined"]).mean()), 4),
+        "refit_alert_share_non_septic_stays": round(
+            float((refit[~u.rows_of(_septic(c))] >= thresholds["combined"]).mean()), 4
+        ),
+        "oof_alert_share_non_septic_stays": round(
+            float((comb_pred.oof[~u.rows_of(_septic(c))] >= thresholds["combined"]).mean()), 4
+        ),
+        "tolerance": "refit share on non-septic stays within 0.5x-1.5x of the OOF share",
+    }
     gain = booster.feature_importance("gain")
-    share = {n: float(g / gain.sum()) for n, g in zip(FEATURE_NAMES, gain, strict=True)}
-    metrics["sepsis_diagnosis"]["habit_feature_gain_share"] = round(sum(share[h] for h in HABIT_FEATURES), 4)
-    metrics["sepsis_diagnosis"]["habit_feature_gain"] = {h: round(share[h], 4) for h in HABIT_FEATURES}
-    metrics["sepsis_diagnosis"]["top_gain_features"] = [
-        [n, round(v, 4)] for n, v in sorted(share.items(), key=lambda kv: -kv[1])[:15]
-    ]
+    share = {n: float(g / gain.sum()) for n, g in zip(TREE_FEATURES, gain, strict=True)}
+    top = sorted(share.items(), key=lambda kv: -kv[1])
+    metrics["sepsis_diagnosis"]["top_gain_features"] = [[n, round(v, 4)] for n, v in top[:20]]
+    from vigil.models.stay_features import MISSINGNESS_FEATURES
+
+    metrics["sepsis_diagnosis"]["missingness_gain_share"] = round(
+        sum(v for n, v in top if n in MISSINGNESS_FEATURES), 4
+    )
+    metrics["final_fit_seconds"] = round(final_seconds, 1)
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    trees.export_onnx(booster, len(FEATURE_NAMES), str(out / "sepsis_diagnosis.onnx"))
+    trees.export_onnx(booster, len(TREE_FEATURES), str(out / "sepsis_diagnosis.onnx"))
     booster.save_model(str(out / "sepsis_diagnosis.lgbm.txt"))
     np.savez_compressed(out / "sepsis_diagnosis_trees.npz", **trees.tree_table(booster))
-    sequence.export_onnx(gru, str(out / "deterioration.onnx"))
-
-    # reference arrays for serving tests (no lightgbm/torch needed to compare)
-    rng = np.random.default_rng(args.seed)
-    ref_rows = rng.choice(len(y), 256, replace=False)
-    np.savez_compressed(
-        out / "sepsis_diagnosis_reference.npz",
-        features=x[ref_rows],
-        raw=booster.predict(x[ref_rows], raw_score=True),
-        probability=booster.predict(x[ref_rows]),
+    sequence.export_onnx(gru, str(out / "deterioration_step.onnx"), str(out / "deterioration_sequence.onnx"))
+    reference.write_references(out, booster, gru, x, s, o, args.seed)
+    drift_reference.write_training_reference(
+        out / "training_reference.json", c.matrix, x, [n for n, _ in top[:20]], c.offsets
     )
-    from vigil.models.features import stay_sequence_inputs
-
-    ref_patients = rng.choice(len(c.lengths), 16, replace=False)
-    seq_ref = []
-    for p in ref_patients:
-        m, s, _ = c.stay(int(p))
-        seq_ref.append(stay_sequence_inputs(m, s, np.array([len(m) - 1])))
-    seq_ref_x = np.concatenate(seq_ref)
-    with torch.no_grad():
-        seq_ref_p = gru(torch.from_numpy(seq_ref_x)).numpy()
-    np.savez_compressed(out / "deterioration_reference.npz", sequence=seq_ref_x, probability=seq_ref_p)
-
     files = [
         "sepsis_diagnosis.onnx",
         "sepsis_diagnosis.lgbm.txt",
         "sepsis_diagnosis_trees.npz",
         "sepsis_diagnosis_reference.npz",
-        "deterioration.onnx",
+        "deterioration_step.onnx",
+        "deterioration_sequence.onnx",
         "deterioration_reference.npz",
+        "training_reference.json",
     ]
-    total_seconds = time.perf_counter() - t_start
-    metrics["final_fit_seconds"] = round(final_seconds, 1)
-    metrics["total_seconds"] = round(total_seconds, 1)
+    total = time.perf_counter() - t_start
+    metrics["total_seconds"] = round(total, 1)
     manifest = {
+        "format": FORMAT,
         "version": VERSION,
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seed": args.seed,
         "training_data": "PhysioNet/CinC Challenge 2019 training set A (ODbL 1.0), doi:10.13026/v64v-d857",
-        "training_command": "python -m models.train"
-        + (f" --max-patients {args.max_patients}" if args.max_patients else ""),
-        "training_seconds": round(total_seconds, 1),
+        "training_command": f"python -m vigil.models.train --seed {args.seed} --folds {args.folds}",
+        "training_seconds": round(total, 1),
         "platform": platform.platform(),
-        "window_hours": WINDOW_HOURS,
-        "feature_names": FEATURE_NAMES,
-        "sequence_channels": SEQUENCE_CHANNELS,
+        "tree_features": TREE_FEATURES,
+        "sequence_inputs": SEQUENCE_INPUTS,
+        "unseen_in_training": list(UNSEEN_IN_TRAINING),
         "models": {
             "sepsis_diagnosis": {
                 "version": f"sepsis_diagnosis-{VERSION}",
                 "file": "sepsis_diagnosis.onnx",
                 "kind": "lightgbm",
-                "target": "SepsisLabel (sepsis within the challenge's 6 h early window)",
+                "target": labels.TARGET,
                 "threshold": thresholds["sepsis_diagnosis"],
                 "contributions_file": "sepsis_diagnosis_trees.npz",
-                "contributions": "saabas path contributions, log-odds",
-                "params": dict(trees.LGBM_PARAMS, rounds=trees.N_ROUNDS),
+                "params": dict(
+                    trees.WEIGHTED_PARAMS, rounds=trees.WEIGHTED_ROUNDS, negative_share=trees.NEGATIVE_SHARE
+                ),
             },
             "deterioration": {
                 "version": f"deterioration-{VERSION}",
-                "file": "deterioration.onnx",
-                "kind": "gru",
-                "target": "sepsis onset (t_sepsis = first SepsisLabel hour + 6) within the next 12 h",
+                "file": "deterioration_step.onnx",
+                "sequence_file": "deterioration_sequence.onnx",
+                "kind": "gru-step",
+                "hidden": sequence.HIDDEN,
+                "target": labels.TARGET,
                 "threshold": thresholds["deterioration"],
-                "contributions": "occlusion by variable group, log-odds",
-                "params": {
-                    "hidden": sequence.HIDDEN,
-                    "epochs": sequence.EPOCHS,
-                    "negatives_per_stay": sequence.NEG_PER_STAY,
-                },
+                "params": {"epochs": sequence.EPOCHS, "batch_stays": sequence.BATCH_STAYS, "lr": sequence.LR},
             },
             "combined": {
                 "version": f"combined-{VERSION}",
-                "method": "mean of the two probabilities",
+                "method": "logistic stacker on both log-odds (OOF, utility weights) + isotonic calibration",
+                "stacker": stack.params(),
+                "calibration": stack.calibration(),
                 "threshold": thresholds["combined"],
-                "threshold_rule": "maximizes PhysioNet 2019 normalized utility on set-A 5-fold OOF",
+                "threshold_rule": "maximizes PhysioNet 2019 normalized utility on set-A OOF (calibrated risk)",
             },
         },
         "files": {
@@ -344,21 +247,21 @@ def main(argv: list[str] | None = None) -> int:
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    if out.resolve() == (Path(__file__).resolve().parents[1] / "artifacts"):
-        from vigil.models.train import cards
-
-        cards.main()
-    log(
-        f"done in {total_seconds:.0f}s: "
-        + json.dumps(
-            {
-                k: {kk: v.get(kk) for kk in ("auroc", "auprc", "utility_nested_mean")}
-                for k, v in metrics.items()
-                if isinstance(v, dict) and "auroc" in v
-            }
-        )
-    )
+    log(f"done in {total:.0f}s: combined {json.dumps({k: metrics['combined'][k] for k in ('cv', 'worst')})}")
     return 0
+
+
+def _septic(c: data.Cohort) -> np.ndarray:
+    o = c.offsets
+    return np.array([c.labels[a:b].any() for a, b in zip(o[:-1], o[1:], strict=True)])
+
+
+def _check_unseen(matrix: np.ndarray) -> None:
+    """Every channel the models read was measured in the training data; the unseen ones are not read."""
+    measured = (~np.isnan(matrix)).mean(0)
+    for code, rate in zip(DYNAMIC_CODES, measured, strict=True):
+        if (rate == 0) != (code in UNSEEN_IN_TRAINING):
+            raise SystemExit(f"{code}: measured in {rate:.4%} of hours; update stay_features.UNSEEN_IN_TRAINING")
 
 
 if __name__ == "__main__":

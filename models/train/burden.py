@@ -22,67 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vigil.models.alerting import AlertPolicy, PatientAlertState, on_score
-from vigil.models.early_warning import news2_band
+from vigil.models.alert_replay import simulate
+from vigil.models.alerting import AlertPolicy
 from vigil.models.utility import best_threshold, utility_tables
-from vigil.schemas.scores import ModelScore, RiskScore, RuleScore
-
-T0 = datetime(2020, 1, 1, tzinfo=UTC)
-EMPTY = RuleScore(name="qSOFA", total=0, parameters={})
-
-
-def _score(hour: int, news2: int, single3: bool, prob: float | None, threshold: float) -> RiskScore:
-    at = T0 + timedelta(hours=hour)
-    models = (
-        []
-        if prob is None
-        else [
-            ModelScore(
-                model="combined",
-                version="oof",
-                probability=float(prob),
-                threshold=threshold,
-                positive=prob >= threshold,
-            )
-        ]
-    )
-    return RiskScore(
-        score_id=str(hour),
-        patient_id="p",
-        hour=hour,
-        scored_at=at,
-        observed_at=at,
-        event_ids=[],
-        news2=RuleScore(
-            name="NEWS2", total=news2, parameters={}, band=news2_band(news2, single3), single_parameter_3=single3
-        ),
-        qsofa=EMPTY,
-        sirs=RuleScore(name="SIRS", total=0, parameters={}),
-        models=models,
-    )
-
-
-def simulate(
-    news2: np.ndarray, single3: np.ndarray, prob: np.ndarray | None, threshold: float, policy: AlertPolicy
-) -> tuple[int, list[int]]:
-    """(pages, hours at which an alert opened) for one stay."""
-    state = PatientAlertState()
-    pages, opened = 0, []
-    for t in range(len(news2)):
-        p = None if prob is None else float(prob[t])
-        for alert in on_score(state, _score(t, int(news2[t]), bool(single3[t]), p, threshold), policy):
-            if alert.state == "open":
-                pages += 1
-                opened.append(t)
-            elif alert.state == "escalated" and alert.reason.startswith("risk rose"):
-                pages += 1
-    return pages, opened
 
 
 def burden(oof: Path) -> dict[str, Any]:

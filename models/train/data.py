@@ -26,6 +26,7 @@ class Cohort:
     gender: np.ndarray  # [P]
     names: np.ndarray  # [P]
     rules: dict[str, np.ndarray]  # NEWS2/qSOFA/SIRS totals per row
+    unit: np.ndarray | None = None  # [P] 1 = Unit1 (medical ICU), 2 = Unit2 (surgical ICU), 0 = unknown
 
     @property
     def offsets(self) -> np.ndarray:
@@ -47,13 +48,13 @@ class Cohort:
 
 
 def load_cohort(data_dir: Path = DEFAULT_DATA, log=print) -> Cohort:  # type: ignore[no-untyped-def]
-    cache = CACHE_DIR / f"cohort-{data_dir.name}.npz"
+    cache = CACHE_DIR / f"cohort-v2-{data_dir.name}.npz"
     if cache.exists():
         d = np.load(cache)
         rules = {k[5:]: d[k] for k in d.files if k.startswith("rule_")}
-        return Cohort(d["matrix"], d["labels"], d["lengths"], d["age"], d["gender"], d["names"], rules)
+        return Cohort(d["matrix"], d["labels"], d["lengths"], d["age"], d["gender"], d["names"], rules, d["unit"])
     t0 = time.perf_counter()
-    mats, labs, lens, ages, genders, names = [], [], [], [], [], []
+    mats, labs, lens, ages, genders, names, units = [], [], [], [], [], [], []
     rules: dict[str, list[np.ndarray]] = {}
     for path in list_psv(data_dir):
         m, s, lab = read_psv(path)
@@ -64,6 +65,7 @@ def load_cohort(data_dir: Path = DEFAULT_DATA, log=print) -> Cohort:  # type: ig
         ages.append(s["Age"])
         genders.append(s["Gender"])
         names.append(path.stem)
+        units.append(1 if s["Unit1"] == 1 else 2 if s["Unit2"] == 1 else 0)
         for k, v in rule_scores(m).items():
             rules.setdefault(k, []).append(v.astype(np.int8))
     if not rules:
@@ -76,6 +78,7 @@ def load_cohort(data_dir: Path = DEFAULT_DATA, log=print) -> Cohort:  # type: ig
         np.array(genders, dtype=np.float32),
         np.array(names),
         {k: np.concatenate(v) for k, v in rules.items()},
+        np.array(units, dtype=np.int8),
     )
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     np.savez(
@@ -86,6 +89,7 @@ def load_cohort(data_dir: Path = DEFAULT_DATA, log=print) -> Cohort:  # type: ig
         age=c.age,
         gender=c.gender,
         names=c.names,
+        unit=c.unit,
         **{f"rule_{k}": v for k, v in c.rules.items()},
     )
     log(f"read {len(lens)} stays in {time.perf_counter() - t0:.0f}s (cached at {cache})")
@@ -132,3 +136,20 @@ def grouped_folds(c: Cohort, k: int, seed: int) -> np.ndarray:
         perm = rng.permutation(group)
         fold[perm] = np.arange(len(perm)) % k
     return fold
+
+
+def subsample(c: Cohort, n: int, seed: int) -> Cohort:
+    """A seeded random subset of ``n`` stays (quick runs)."""
+    keep = np.sort(np.random.default_rng(seed).choice(len(c.lengths), n, replace=False))
+    o = c.offsets
+    rows = np.concatenate([np.arange(o[p], o[p + 1]) for p in keep])
+    return Cohort(
+        c.matrix[rows],
+        c.labels[rows],
+        c.lengths[keep],
+        c.age[keep],
+        c.gender[keep],
+        c.names[keep],
+        {k: v[rows] for k, v in c.rules.items()},
+        None if c.unit is None else c.unit[keep],
+    )

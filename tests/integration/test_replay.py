@@ -1,5 +1,6 @@
 """Streaming equals offline: a few real stays through Kafka and the full pipeline give the same
-combined probability, hour by hour, as `vigil predict` on the same files."""
+combined probability, hour by hour, as `vigil predict` on the same files (final scores of the
+closed hours, the newest provisional score of each stay's open last hour)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ DATA = Path(__file__).parents[3] / "shared" / "data" / "physionet2019"
 
 @pytest.mark.skipif(not DATA.exists(), reason="PhysioNet set A not present beside the checkout")
 def test_replay_matches_offline_prediction(stack, stack_settings: Settings, tmp_path: Path) -> None:
-    pytest.importorskip("vigil.models.registry").load_bundle()  # the committed artifacts must load
+    pytest.importorskip("vigil.models.stream_step").load_served_bundle()  # the served bundle must load
     source = ensure_dataset(DATA, default_home())
     picked = tmp_path / "stays"
     picked.mkdir()
@@ -30,4 +31,7 @@ def test_replay_matches_offline_prediction(stack, stack_settings: Settings, tmp_
     assert result["patients"] == 3
     assert result["hours_without_stream_score"] == 0
     assert result["hours_compared"] == result["hours_offline"] - result["hours_without_events"] > 100
+    # every closed hour has its final score, equal to offline; the last hour of each stay stays open
+    assert result["closed_hours_without_final"] == 0
+    assert result["hours_final"] == result["hours_compared"] - 3
     assert result["max_abs_diff"] < 1e-5

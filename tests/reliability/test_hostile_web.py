@@ -23,6 +23,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.reliability.helpers import report, rss_kb
 from vigil.agents.web.server import free_port
+from vigil.infra.workers import worker_env
 from vigil.schemas import topics
 
 pytestmark = pytest.mark.reliability
@@ -167,7 +168,7 @@ def rejected_bundle(entries: int) -> bytes:
 
 
 def test_an_amplifying_bundle_stays_under_the_memory_bound(stack_settings, serve, results_dir, tmp_path) -> None:
-    from vigil.infra.readback import consumer_from_now
+    from vigil.infra.connect import consumer_from_now
 
     server = serve({"VIGIL_WEB__FHIR_MAX_ENTRIES": "10000"})
     body = rejected_bundle(10_000)

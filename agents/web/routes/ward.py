@@ -71,6 +71,9 @@ async def stream(request: Request, _session: SessionDep, feed: FeedDep) -> Respo
                     continue
                 if message is None:
                     return
+                if "drift" in message:  # the wards' input drift indicator (agents/web/drift.py)
+                    yield f"event: drift\ndata: {json.dumps(message['drift'])}\n\n"
+                    continue
                 if "transition" in message:
                     yield f"event: transition\ndata: {json.dumps(message['transition'])}\n\n"
                 yield f"event: row\ndata: {json.dumps(message['row'])}\n\n"

@@ -3,7 +3,7 @@
 "use strict";
 
 const { el } = Vigil;
-const state = { rows: new Map(), transitions: [], pending: false, wardStatus: [],
+const state = { rows: new Map(), transitions: [], pending: false, wardStatus: [], drift: {},
                 view: { sort: "risk", q: "", ward: "", unacked: false } };
 const MAX_CARDS = 150;
 const SORTS = {
@@ -83,7 +83,8 @@ function renderCounts(rows) {
     ...Object.entries(by).map(([b, c]) => el("span", { id: `count-${b}`, class: `chip band-${b}`, text: `${c} ${b}` }))));
   // ward-level indicators (e.g. model drift) sit beside the counts
   Vigil.patch(document.getElementById("ward-status"), el("div", {},
-    ...state.wardStatus.map((s, i) => el("span", { id: `status-${i}`, class: `status status-${s.level || "info"}`, text: s.text }))));
+    ...[...state.wardStatus, ...driftStatus()].map((s, i) => el("span", {
+      id: `status-${i}`, class: `status status-${s.level || "info"}`, text: s.text, title: s.title || "" }))));
 }
 
 function renderWards() {
@@ -93,6 +94,18 @@ function renderWards() {
     pick.replaceChildren(el("option", { value: "", text: "all" }),
       ...wards.map(w => el("option", { value: w, text: w, selected: w === state.view.ward })));
   }
+}
+
+// Ward input drift (vigil.drift, agents/web/drift.py): the models see inputs unlike their training data
+function driftStatus() {
+  return Object.values(state.drift)
+    .filter(d => d.drifted && (!state.view.ward || d.ward === state.view.ward))
+    .map(d => ({
+      level: "warning",
+      text: `${d.ward}: inputs unlike the models' training data`,
+      title: `largest PSI ${d.max_psi.toFixed(2)} > ${d.threshold} (${d.patients} patients, ${d.patient_hours} hours): ` +
+        d.top.map(t => `${t.input} (${t.kind}) ${t.psi.toFixed(2)}`).join(", "),
+    }));
 }
 
 function schedule() {
@@ -111,6 +124,7 @@ async function loadState() {
   document.getElementById("zone").textContent = `times in ${data.zone}`;
   state.rows = new Map(data.patients.map(r => [r.row_id, r]));
   state.transitions = data.recent;
+  state.drift = data.drift || {};
   schedule();
 }
 
@@ -120,6 +134,7 @@ function connect() {
   source.addEventListener("open", () => { dot.className = "dot"; text.textContent = "live"; loadState(); });
   source.addEventListener("error", () => { dot.className = "dot off"; text.textContent = "reconnecting"; });
   source.addEventListener("row", ev => { const row = JSON.parse(ev.data); state.rows.set(row.row_id, row); schedule(); });
+  source.addEventListener("drift", ev => { state.drift = JSON.parse(ev.data); schedule(); });
   source.addEventListener("transition", ev => {
     state.transitions.unshift(JSON.parse(ev.data));
     state.transitions.length = Math.min(state.transitions.length, 200);

@@ -4,39 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic import HEADER, synthetic_stay  # noqa: E402  (pytest puts this folder on sys.path)
 
 from vigil.schemas.codes import DYNAMIC_CODES
-
-HEADER = list(DYNAMIC_CODES) + ["Age", "Gender", "Unit1", "Unit2", "HospAdmTime", "ICULOS", "SepsisLabel"]
-
-
-def synthetic_stay(rng: np.random.Generator, hours: int, septic_from: int | None = None) -> np.ndarray:
-    """[hours, 41] rows in the challenge layout: vitals most hours, labs now and then, NaN elsewhere."""
-    rows = np.full((hours, len(HEADER)), np.nan)
-    base = {"HR": 85, "O2Sat": 97, "Temp": 37.0, "SBP": 120, "MAP": 80, "DBP": 60, "Resp": 18}
-    for code, mean in base.items():
-        j = HEADER.index(code)
-        seen = rng.random(hours) < 0.85
-        rows[seen, j] = mean + rng.normal(0, 0.08 * mean, seen.sum())
-    for code, mean in {
-        "WBC": 9.0,
-        "Lactate": 1.5,
-        "Creatinine": 1.0,
-        "BUN": 18.0,
-        "Platelets": 220.0,
-    }.items():
-        j = HEADER.index(code)
-        seen = rng.random(hours) < 0.12
-        rows[seen, j] = mean * rng.lognormal(0, 0.3, seen.sum())
-    rows[:, HEADER.index("Age")] = 67.0
-    rows[:, HEADER.index("Gender")] = 1.0
-    rows[:, HEADER.index("HospAdmTime")] = -3.5
-    rows[:, HEADER.index("ICULOS")] = np.arange(1, hours + 1)
-    label = np.zeros(hours)
-    if septic_from is not None:
-        label[septic_from:] = 1
-    rows[:, HEADER.index("SepsisLabel")] = label
-    return rows
 
 
 def write_psv(path: Path, rows: np.ndarray) -> None:

@@ -9,9 +9,10 @@ import typer
 from typer.testing import CliRunner
 
 from vigil.models.offline import evaluate_dir, predict_dir, read_psv
-from vigil.models.registry import ARTIFACTS_DIR, load_manifest
+from vigil.models.registry import load_manifest
+from vigil.models.stream_step import served_bundle_dir
 
-ART = Path(os.environ.get("VIGIL_TEST_ARTIFACTS", ARTIFACTS_DIR))
+ART = Path(os.environ.get("VIGIL_TEST_ARTIFACTS", served_bundle_dir()))
 
 
 def test_read_psv(psv_dir: Path) -> None:

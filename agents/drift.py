@@ -1,0 +1,114 @@
+"""Ward input drift in the worker: the hours that close in each scored batch feed ``models.drift``'s
+per-ward windows; the ward's PSI goes to the ``vigil_drift_*`` gauges on every batch and, at most
+every ``publish_every_s`` per ward, to ``vigil.drift`` for the dashboard. Each worker sees the
+patients of its partitions: its figures describe that sample of the ward."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+
+from vigil.agents.app import drift_topic
+from vigil.agents.runtime import Publisher
+from vigil.infra import metrics
+from vigil.infra.logging import get_logger
+from vigil.infra.settings import DriftSettings
+from vigil.models.bundle import SteppingBundle
+from vigil.models.drift import REFERENCE_FILE, DriftMonitor, DriftReference, WardDriftReport
+from vigil.models.stay_features import TREE_FEATURES
+from vigil.models.stream_step import StepOutcome
+from vigil.schemas.codes import DYNAMIC_CODES
+from vigil.schemas.drift import DriftInput, WardDrift
+
+log = get_logger(__name__)
+UNKNOWN_WARD = "unknown"
+
+
+class WardDriftTracker:
+    def __init__(self, monitor: DriftMonitor, bundle_version: str, publish_every_s: float) -> None:
+        self.monitor = monitor
+        self.bundle_version = bundle_version
+        self.publish_every_s = publish_every_s
+        self._published: dict[str, float] = {}
+
+    @classmethod
+    def for_bundle(cls, bundle: SteppingBundle | None, settings: DriftSettings) -> WardDriftTracker | None:
+        """A tracker when drift is enabled and the bundle has its training reference beside it."""
+        if bundle is None:
+            return None
+        path = bundle.artifacts_dir / REFERENCE_FILE
+        if not settings.enabled or not path.exists():
+            log.warning("drift.off", reason="disabled" if path.exists() else "no training reference")
+            return None
+        monitor = DriftMonitor.for_inputs(
+            DriftReference.load(path),
+            DYNAMIC_CODES,
+            TREE_FEATURES,
+            window_hours=settings.window_hours,
+            min_hours=settings.min_hours,
+            min_patients=settings.min_patients,
+        )
+        return cls(monitor, bundle.version, settings.publish_every_s)
+
+    def observe(
+        self, patients: Sequence[str], wards: Sequence[str | None], outcomes: Sequence[StepOutcome]
+    ) -> list[WardDriftReport]:
+        """Feed the closed hours of a batch (one patient and ward per outcome); update the gauges of the
+        wards touched and return the reports due for publishing."""
+        names = [w or UNKNOWN_WARD for w, o in zip(wards, outcomes, strict=True) for _ in o.closed]
+        if not names:
+            return []
+        # a per-process key per patient (counts distinct patients; never leaves the process)
+        keys = np.array([hash(p) for p, o in zip(patients, outcomes, strict=True) for _ in o.closed], np.int64)
+        rows = np.concatenate([o.closed_rows for o in outcomes if o.closed])
+        feats = np.stack([h.features for o in outcomes for h in o.closed])
+        self.monitor.observe(names, rows, feats, keys)
+        reports = self.monitor.reports(list(dict.fromkeys(names)))
+        for r in reports:
+            _set_gauges(r)
+        now = time.monotonic()
+        due = [r for r in reports if now - self._published.get(r.ward, -1e9) >= self.publish_every_s]
+        for r in due:
+            self._published[r.ward] = now
+        return due
+
+    def record(self, report: WardDriftReport) -> WardDrift:
+        measured = {f"{v} measured": v for v in self.monitor.reference.variables}  # WardDriftReport.top's names
+        top = [
+            DriftInput(input=measured[name], kind="measured", psi=psi)
+            if name in measured
+            else DriftInput(input=name, kind="value", psi=psi)
+            for name, psi in report.top
+        ]
+        return WardDrift(
+            ward=report.ward,
+            at=datetime.now(UTC),
+            patient_hours=report.patient_hours,
+            patients=report.patients,
+            max_psi=round(report.max_psi, 4),
+            threshold=round(report.threshold, 4),
+            drifted=report.drifted,
+            top=top,
+            reference=self.monitor.reference.source,
+            model_version=self.bundle_version,
+        )
+
+    async def publish(self, publisher: Publisher, reports: Sequence[WardDriftReport]) -> None:
+        for r in reports:
+            await publisher.send(drift_topic, r.ward, self.record(r).model_dump_json().encode())
+            if r.drifted:
+                log.warning("ward.drifted", ward=r.ward, max_psi=round(r.max_psi, 3), inputs=[n for n, _ in r.top])
+
+
+def _set_gauges(r: WardDriftReport) -> None:
+    for name, value in r.rate_psi.items():
+        metrics.DRIFT_PSI.labels(r.ward, "measured", name).set(value)
+    for name, value in r.value_psi.items():
+        metrics.DRIFT_PSI.labels(r.ward, "value", name).set(value)
+    metrics.DRIFT_MAX_PSI.labels(r.ward).set(r.max_psi)
+    metrics.DRIFT_DRIFTED.labels(r.ward).set(1.0 if r.drifted else 0.0)
+    metrics.DRIFT_PATIENT_HOURS.labels(r.ward).set(r.patient_hours)
+    metrics.DRIFT_THRESHOLD.labels(r.ward).set(r.threshold)

@@ -1,0 +1,109 @@
+"""Replay the alert agent's own lifecycle (``models.alerting.on_score``) over a stay's hourly scores:
+what on-call staff would feel from a model and NEWS2 (``vigil evaluate``'s ``alerting`` block,
+``models.train.burden``).
+
+Pages: transitions that page someone (an alert opening, or escalating because the risk band rose);
+time-based reminders are left out, as nobody acknowledges in a retrospective replay. Onset is the
+challenge's t_sepsis (first SepsisLabel hour + 6); lead time = onset - hour of the first page before it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from vigil.models.alerting import AlertPolicy, PatientAlertState, on_score
+from vigil.models.early_warning import news2_band
+from vigil.schemas.scores import ModelScore, RiskScore, RuleScore
+
+T0 = datetime(2020, 1, 1, tzinfo=UTC)
+EMPTY = RuleScore(name="qSOFA", total=0, parameters={})
+
+
+def _score(hour: int, news2: int, single3: bool, prob: float | None, threshold: float) -> RiskScore:
+    at = T0 + timedelta(hours=hour)
+    models = (
+        []
+        if prob is None
+        else [
+            ModelScore(
+                model="combined",
+                version="oof",
+                probability=float(prob),
+                threshold=threshold,
+                positive=prob >= threshold,
+            )
+        ]
+    )
+    return RiskScore(
+        score_id=str(hour),
+        patient_id="p",
+        hour=hour,
+        scored_at=at,
+        observed_at=at,
+        event_ids=[],
+        news2=RuleScore(
+            name="NEWS2", total=news2, parameters={}, band=news2_band(news2, single3), single_parameter_3=single3
+        ),
+        qsofa=EMPTY,
+        sirs=RuleScore(name="SIRS", total=0, parameters={}),
+        models=models,
+    )
+
+
+def simulate(
+    news2: np.ndarray, single3: np.ndarray, prob: np.ndarray | None, threshold: float, policy: AlertPolicy
+) -> tuple[int, list[int]]:
+    """(pages, hours at which an alert opened) for one stay."""
+    state = PatientAlertState()
+    pages, opened = 0, []
+    for t in range(len(news2)):
+        p = None if prob is None else float(prob[t])
+        for alert in on_score(state, _score(t, int(news2[t]), bool(single3[t]), p, threshold), policy):
+            if alert.state == "open":
+                pages += 1
+                opened.append(t)
+            elif alert.state == "escalated" and alert.reason.startswith("risk rose"):
+                pages += 1
+    return pages, opened
+
+
+class AlertReplay:
+    """Collects stays (labels, model probability and label, NEWS2), then replays them all."""
+
+    def __init__(self, policy: AlertPolicy | None = None) -> None:
+        # no time-based reminders in a retrospective replay
+        self.policy = policy or AlertPolicy(escalate_after_s=1e12)
+        self.stays: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(
+        self, labels: np.ndarray, prob: np.ndarray, label: np.ndarray, news2: np.ndarray, single3: np.ndarray
+    ) -> None:
+        self.stays.append((labels, prob, label, news2, single3))
+
+    def summary(self) -> dict[str, float | int | str | None]:
+        # the stored threshold is the lowest probability labelled positive (labels = p >= threshold)
+        positives = [p[b.astype(bool)] for _, p, b, _, _ in self.stays if b.any()]
+        threshold = float(min(x.min() for x in positives)) if positives else float("inf")
+        pages, hours, septic, early = 0, 0, 0, 0
+        leads: list[float] = []
+        for labels, prob, _, news2, single3 in self.stays:
+            n_pages, opened = simulate(news2.astype(int), single3.astype(bool), prob, threshold, self.policy)
+            pages += n_pages
+            hours += len(labels)
+            if labels.any():
+                septic += 1
+                onset = int(np.argmax(labels)) + 6
+                before = [t for t in opened if t < onset]
+                if before:
+                    early += 1
+                    leads.append(float(onset - before[0]))
+        return {
+            "pages_per_patient_day": round(24.0 * pages / max(hours, 1), 3),
+            "septic_stays_paged_before_onset": round(early / septic, 4) if septic else None,
+            "median_lead_h": float(np.median(leads)) if leads else None,
+            "septic_stays": septic,
+            "model_threshold": round(threshold, 6) if positives else None,
+            "policy": "models.alerting lifecycle: NEWS2 bands + combined model, hysteresis, 6 h suppression",
+        }

@@ -1,0 +1,230 @@
+"""The stepping core: one pure path from a patient's hours to model inputs and recurrent states,
+used by training, ``vigil predict`` and the stream.
+
+Per patient the state is
+
+- the window: the last <= 48 hourly rows (``models.window.PatientWindow``; events land in the
+  current hour, late events may change any hour inside the window);
+- the carry (``StayCarry``): the running aggregates of every hour that left the window
+  (``models.aggregates``: immutable once folded, fixed size per measured variable), the recurrent
+  model's state after the last folded hour (``h_boundary``) and after the last closed hour
+  (``h_closed``), as float32 bytes.
+
+Scoring hour L (``advance``):
+
+1. rows from the carry's boundary to L (window rows, plus the rows that left the window in this
+   batch) are scanned from the carried aggregate: the aggregate of every hour in the window;
+2. tree features of hour L = f(aggregate of L, rows L-23..L, statics, L);
+3. sequence inputs of every hour = f(aggregate of that hour, its row);
+4. the recurrent state steps from ``h_closed`` through the hours not yet committed (normally: the
+   hour that just closed) and once more through hour L (a provisional score, not committed);
+   hours leaving the window are stepped from ``h_boundary``. A late event in a closed hour
+   (``changed_from <= closed``) replays from ``h_boundary``: at most 48 steps, exact.
+
+Offline (``stay_inputs`` + ``run_chains``) is the same computation started at admission with an
+empty carry: the whole stay is one scan and one chain of steps. ``tests/unit/models/test_stepping.py``
+checks the two forms equal on random stays longer than the window, with late events, including a
+hypothesis property test.
+
+The step model is any ``StepFn``: ``(x [B, F], h [B, H]) -> (h' [B, H], p [B])``, in serving the
+one-step ONNX graph (``models.bundle``).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vigil.models.aggregates import N_VARS, Aggregates, AggregateSeries, scan
+from vigil.models.stay_features import sequence_inputs, tree_features
+from vigil.models.window import PatientWindow
+
+WINDOW_HOURS = 48
+StepFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class StayCarry:
+    """What a patient's scores need from outside the 48-hour window (Redis, beside the window)."""
+
+    boundary: int = 0  # first hour not folded: hours < boundary live only in ``agg`` and ``h_boundary``
+    agg: Aggregates = field(default_factory=Aggregates.empty)
+    h_boundary: np.ndarray | None = None  # recurrent state after hour boundary-1 (None: admission)
+    closed: int = -1  # last hour whose recurrent state is committed in ``h_closed``
+    h_closed: np.ndarray | None = None
+
+    # version u8, boundary i32, closed i32, hidden u16, flags u8 (1: h_boundary, 2: h_closed), agg len u16
+    _VERSION = 1
+    _HEADER = "<BiiHBH"
+
+    def to_bytes(self) -> bytes:
+        hidden = next((len(h) for h in (self.h_boundary, self.h_closed) if h is not None), 0)
+        flags = (self.h_boundary is not None) | ((self.h_closed is not None) << 1)
+        agg = self.agg.to_bytes()
+        parts = [struct.pack(self._HEADER, self._VERSION, self.boundary, self.closed, hidden, flags, len(agg)), agg]
+        parts += [h.astype("<f4").tobytes() for h in (self.h_boundary, self.h_closed) if h is not None]
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes | None) -> StayCarry:
+        if not blob:
+            return cls()
+        version, boundary, closed, hidden, flags, n_agg = struct.unpack_from(cls._HEADER, blob)
+        if version != cls._VERSION:
+            raise ValueError(f"unknown carry blob version {version}")
+        pos = struct.calcsize(cls._HEADER)
+        agg = Aggregates.from_bytes(blob[pos : pos + n_agg])
+        pos += n_agg
+        states: list[np.ndarray | None] = []
+        for bit in (1, 2):
+            if flags & bit:
+                states.append(np.frombuffer(blob, "<f4", hidden, pos).astype(np.float32))
+                pos += 4 * hidden
+            else:
+                states.append(None)
+        return cls(boundary, agg, states[0], closed, states[1])
+
+
+@dataclass
+class StayInputs:
+    """Every model input of a run of hours ``hour0 .. hour0 + T - 1`` (one patient)."""
+
+    rows: np.ndarray  # [T, N_VARS]
+    series: AggregateSeries
+    sequence: np.ndarray  # [T, N_SEQUENCE_INPUTS]
+    hour0: int
+
+    def tree_features(self, hours: Sequence[int] | np.ndarray, static: Mapping[str, float] | None) -> np.ndarray:
+        return tree_features(self.rows, self.series, np.asarray(hours) - self.hour0, static)
+
+
+def stay_inputs(
+    rows: np.ndarray, static: Mapping[str, float] | None, carry: Aggregates | None = None, hour0: int = 0
+) -> StayInputs:
+    """Scan ``rows`` (first row = hour ``hour0``) from ``carry`` (default: admission)."""
+    rows = np.asarray(rows, dtype=np.float32)
+    if rows.ndim != 2 or rows.shape[1] != N_VARS:
+        raise ValueError(f"expected [T, {N_VARS}] rows in DYNAMIC_CODES order, got {rows.shape}")
+    series = scan(carry if carry is not None else Aggregates.empty(), rows, hour0)
+    return StayInputs(rows, series, sequence_inputs(rows, series, static), hour0)
+
+
+def run_chains(
+    step: StepFn, chains: Sequence[tuple[np.ndarray | None, np.ndarray]], hidden: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Step many independent chains (initial state or None, inputs [k, F]) in lock step, one batched
+    call per step index; returns per chain (states after each step [k, H], probabilities [k])."""
+    lengths = np.array([len(x) for _, x in chains], dtype=np.int64)
+    states = [np.zeros((n, hidden), np.float32) for n in lengths]
+    probs = [np.zeros(n, np.float32) for n in lengths]
+    if not len(chains) or lengths.max(initial=0) == 0:
+        return list(zip(states, probs, strict=True))
+    h = np.stack([np.zeros(hidden, np.float32) if h0 is None else h0 for h0, _ in chains]).astype(np.float32)
+    order = np.argsort(-lengths, kind="stable")  # longest first: the active chains are a prefix
+    h = h[order]
+    xs = [chains[i][1] for i in order]
+    for j in range(int(lengths.max())):
+        active = int((lengths[order] > j).sum())
+        x = np.stack([xs[k][j] for k in range(active)]).astype(np.float32)
+        h_new, p = step(x, h[:active])
+        h[:active] = h_new
+        for k in range(active):
+            states[order[k]][j] = h_new[k]
+            probs[order[k]][j] = p[k]
+    return list(zip(states, probs, strict=True))
+
+
+@dataclass
+class Advance:
+    """One patient's scoring at hour ``hour``: tree features, and the step chains to run."""
+
+    hour: int
+    features: np.ndarray  # [N_TREE_FEATURES]
+    boundary_chain: tuple[np.ndarray | None, np.ndarray]
+    closed_chain: tuple[np.ndarray | None, np.ndarray]
+    new_boundary: int
+    new_agg: Aggregates
+    commit_steps: int  # steps of the closed chain that are committed (the last one is provisional)
+    # tree features of the hours that close in this advance (carry.closed+1 .. hour-1), computed in the
+    # same call as ``features``: the stream publishes their final scores
+    closed_features: np.ndarray | None = None
+
+    def finish(
+        self, carry: StayCarry, boundary_out: tuple[np.ndarray, np.ndarray], closed_out: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[StayCarry, float]:
+        """The new carry and the provisional probability of ``hour``."""
+        h_b = boundary_out[0][-1] if len(boundary_out[0]) else self.boundary_chain[0]
+        h_c = closed_out[0][self.commit_steps - 1] if self.commit_steps else self.closed_chain[0]
+        new = StayCarry(self.new_boundary, self.new_agg, h_b, self.hour - 1, h_c)
+        return new, float(closed_out[1][-1])
+
+
+def plan_advance(
+    carry: StayCarry,
+    rows: np.ndarray,
+    last_hour: int,
+    static: Mapping[str, float] | None,
+    changed_from: int | None = None,
+) -> Advance:
+    """Plan the scoring of hour ``last_hour``. ``rows``: hours ``carry.boundary .. last_hour`` (the
+    window and whatever left it since the carry was saved); ``changed_from``: the lowest hour an
+    applied event changed (None: only the newest hour changed or nothing did)."""
+    if len(rows) != last_hour - carry.boundary + 1:
+        raise ValueError("rows must span the carry's boundary to the scored hour")
+    inputs = stay_inputs(rows, static, carry.agg, carry.boundary)
+    new_boundary = max(carry.boundary, last_hour - WINDOW_HOURS + 1)
+    n_fold = new_boundary - carry.boundary
+    new_agg = inputs.series.at(n_fold - 1) if n_fold else carry.agg
+    x = inputs.sequence
+    replay = changed_from is not None and changed_from <= carry.closed
+    closed, h_closed = (carry.boundary - 1, carry.h_boundary) if replay else (carry.closed, carry.h_closed)
+    start = closed + 1 - carry.boundary  # first uncommitted hour, as a row index
+    emitted = inputs.tree_features(np.arange(max(carry.closed + 1, carry.boundary), last_hour + 1), static)
+    return Advance(
+        hour=last_hour,
+        features=emitted[-1],
+        boundary_chain=(carry.h_boundary, x[:n_fold]),
+        closed_chain=(h_closed, x[start:]),
+        new_boundary=new_boundary,
+        new_agg=new_agg,
+        commit_steps=len(x) - 1 - start,
+        closed_features=emitted[:-1],
+    )
+
+
+def advance_many(
+    step: StepFn,
+    hidden: int,
+    carries: Sequence[StayCarry],
+    rows: Sequence[np.ndarray],
+    last_hours: Sequence[int],
+    statics: Sequence[Mapping[str, float] | None],
+    changed_from: Sequence[int | None],
+) -> tuple[np.ndarray, np.ndarray, list[StayCarry]]:
+    """Score many patients at their newest hour: (tree features [B, F], provisional sequence-model
+    probabilities [B], new carries). Every recurrent step of the batch runs in lock step."""
+    plans = [
+        plan_advance(c, r, h, s, ch)
+        for c, r, h, s, ch in zip(carries, rows, last_hours, statics, changed_from, strict=True)
+    ]
+    outs = run_chains(step, [p.boundary_chain for p in plans] + [p.closed_chain for p in plans], hidden)
+    b = len(plans)
+    finished = [p.finish(c, outs[i], outs[b + i]) for i, (p, c) in enumerate(zip(plans, carries, strict=True))]
+    feats = np.stack([p.features for p in plans]) if plans else np.zeros((0, 0), np.float32)
+    return feats, np.array([f[1] for f in finished], np.float32), [f[0] for f in finished]
+
+
+def window_rows(window: PatientWindow, carry: StayCarry) -> tuple[np.ndarray, int, int | None]:
+    """(rows from the carry's boundary to the window's newest hour, that hour, changed_from) of a
+    window whose events of this batch are applied."""
+    last = window.last_hour
+    rows = np.full((last - carry.boundary + 1, N_VARS), np.nan, np.float32)
+    for source in (window.evicted, window.rows):
+        for hour, row in source.items():
+            if carry.boundary <= hour <= last:
+                for idx, (value, _) in row.items():
+                    rows[hour - carry.boundary, idx] = value
+    return rows, last, window.changed_from

@@ -1,0 +1,141 @@
+"""The stream's side of the stepping core (pure): which bundle the stream serves, the request a
+patient's batch is scored from, and ``advance``: provisional scores of the open hours and final
+scores of the hours that closed, for many patients at once.
+
+``advance`` plans each patient with ``models.stepping.plan_advance`` (one scan of the rows from the
+carry's boundary) and steps the whole batch on the bundle's one-step graph through
+``models.step_session.StepSession`` (IOBinding: states stay on the device within the batch), in two
+lock-step runs: (1) the steps that are committed (hours leaving the window from ``h_boundary``; the
+hours that closed, from ``h_closed``, or from ``h_boundary`` when a late event replays), (2) one
+provisional step per patient through its open hour. The probability after each committed step is
+the final score of that hour; every scored hour of the batch goes through the tree model in one call.
+
+A carry is started afresh at the window's first hour (``StayCarry(boundary=b, closed=b-1)``: its
+aggregates begin there) when none is stored (a patient's first batch, or state written before the
+stream stepped), when it cannot belong to this window (its committed hour is not before the window's
+newest), or when the window was re-anchored in this batch (every hour index moved).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vigil.models.bundle import STEPPING_DIR, SteppingBundle, load_stepping_bundle, model_score
+from vigil.models.step_session import StepSession
+from vigil.models.stepping import StayCarry, plan_advance, window_rows
+from vigil.models.window import PatientWindow
+from vigil.schemas.scores import ModelScore
+
+
+def served_bundle_dir() -> Path:
+    """The bundle the worker serves and ``vigil predict`` / ``vigil replay`` compare with."""
+    return STEPPING_DIR
+
+
+def load_served_bundle(
+    artifacts_dir: str | Path | None = None, *, intra_op_threads: int | None = None, prefer_gpu: bool = True
+) -> SteppingBundle:
+    return load_stepping_bundle(
+        artifacts_dir or served_bundle_dir(), intra_op_threads=intra_op_threads, prefer_gpu=prefer_gpu
+    )
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """Score one patient at its newest hour."""
+
+    carry: StayCarry
+    rows: np.ndarray  # hours carry.boundary .. last_hour, [T, N_VARS]
+    last_hour: int
+    static: Mapping[str, float]
+    changed_from: int | None
+
+
+@dataclass(frozen=True)
+class HourScore:
+    hour: int
+    features: np.ndarray  # tree features of the hour
+    models: list[ModelScore]
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    current: HourScore  # the newest hour: provisional until the hour closes
+    closed: list[HourScore]  # hours that closed in this batch, oldest first: final
+    closed_rows: np.ndarray  # their hourly rows [len(closed), N_VARS]
+    carry: StayCarry  # to save beside the window
+
+
+def fresh_carry(window: PatientWindow) -> StayCarry:
+    start = min([*window.rows, *window.evicted, window.last_hour])
+    return StayCarry(boundary=start, closed=start - 1)
+
+
+def carry_fits(window: PatientWindow, carry: StayCarry) -> bool:
+    return carry.boundary <= window.last_hour and carry.closed < window.last_hour
+
+
+def step_request(window: PatientWindow, carry: StayCarry | None, anchor_before: int | None) -> StepRequest | None:
+    """What to score for this patient after the batch's events were applied to ``window`` (None:
+    no hour yet, e.g. only a treatment was recorded). ``anchor_before``: the window's anchor as loaded."""
+    if window.last_hour < 0 or window.anchor_s is None:
+        return None
+    reanchored = anchor_before is not None and anchor_before != window.anchor_s
+    if carry is None or reanchored or not carry_fits(window, carry):
+        carry = fresh_carry(window)
+    rows, last, changed = window_rows(window, carry)
+    return StepRequest(carry, rows, last, window.statics(), changed)
+
+
+def advance(
+    bundle: SteppingBundle, runner: StepSession, requests: Sequence[StepRequest], explain: bool = True
+) -> list[StepOutcome]:
+    """Score every patient at its newest hour and finalize the hours that closed (module docstring)."""
+    if not requests:
+        return []
+    plans = [plan_advance(r.carry, r.rows, r.last_hour, r.static, r.changed_from) for r in requests]
+    b = len(plans)
+    committed = runner.run_chains(
+        [p.boundary_chain for p in plans] + [(p.closed_chain[0], p.closed_chain[1][: p.commit_steps]) for p in plans]
+    )
+    provisional = runner.run_chains(
+        [(committed[b + i].state, p.closed_chain[1][p.commit_steps :]) for i, p in enumerate(plans)]
+    )
+    feats: list[np.ndarray] = []
+    p_seq: list[float] = []
+    closed_hours: list[list[int]] = []
+    for i, (req, plan) in enumerate(zip(requests, plans, strict=True)):
+        chain_start = plan.hour - len(plan.closed_chain[1]) + 1  # hour of the closed chain's first step
+        hours = list(range(max(req.carry.closed + 1, chain_start), plan.hour))  # not finalized before
+        assert plan.closed_features is not None and len(plan.closed_features) == len(hours)
+        feats.extend([*plan.closed_features, plan.features])
+        p_seq.extend(committed[b + i].probabilities[h - chain_start] for h in hours)
+        p_seq.append(provisional[i].probabilities[-1])
+        closed_hours.append(hours)
+    x = np.asarray(feats, np.float32)
+    p_tree = bundle.tree_probability(x)
+    comb = bundle.combine(p_tree, np.asarray(p_seq, np.float32))
+    tops = bundle.explain(x) if explain else [[] for _ in feats]
+    meta = bundle.manifest["models"]
+    scores = [
+        [
+            model_score(meta["sepsis_diagnosis"], "sepsis_diagnosis", float(p_tree[k]), tops[k]),
+            model_score(meta["deterioration"], "deterioration", float(p_seq[k]), []),
+            model_score(meta["combined"], "combined", float(comb[k]), tops[k]),
+        ]
+        for k in range(len(feats))
+    ]
+    out, at = [], 0
+    for i, (req, plan, hours) in enumerate(zip(requests, plans, closed_hours, strict=True)):
+        scored = [HourScore(h, feats[at + k], scores[at + k]) for k, h in enumerate([*hours, plan.hour])]
+        at += len(scored)
+        h_b = committed[i].state if len(plan.boundary_chain[1]) else plan.boundary_chain[0]
+        h_c = committed[b + i].state if plan.commit_steps else plan.closed_chain[0]
+        carry = StayCarry(plan.new_boundary, plan.new_agg, h_b, plan.hour - 1, h_c)  # as Advance.finish
+        rows = req.rows[[h - req.carry.boundary for h in hours]]
+        out.append(StepOutcome(scored[-1], scored[:-1], rows, carry))
+    return out

@@ -1,0 +1,91 @@
+"""The stepping bundle: ONNX equals the native models, the one-step graph equals the full-sequence
+graph, the stream form equals offline prediction, and explanations lead with physiology."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic import synthetic_stay
+
+from vigil.models.bundle import MEASUREMENT_PATTERN, STEPPING_DIR, load_stepping_bundle
+from vigil.models.integrity import ArtifactIntegrityError, load_manifest
+from vigil.models.stay_features import MISSINGNESS_FEATURES
+from vigil.models.stepping import StayCarry, run_chains
+from vigil.schemas.codes import DYNAMIC_CODES
+
+ART = Path(os.environ.get("VIGIL_TEST_STEPPING_ARTIFACTS", STEPPING_DIR))
+STATIC = {"Age": 64.0, "Gender": 1.0}
+
+
+@pytest.fixture(scope="module")
+def bundle():  # type: ignore[no-untyped-def]
+    return load_stepping_bundle(ART, intra_op_threads=1)
+
+
+def test_manifest_pins_every_file(tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "b"
+    shutil.copytree(ART, copy)
+    (copy / "sepsis_diagnosis.onnx").write_bytes((copy / "sepsis_diagnosis.onnx").read_bytes() + b"\0")
+    with pytest.raises(ArtifactIntegrityError):
+        load_stepping_bundle(copy)
+
+
+def test_tree_onnx_equals_native(bundle) -> None:  # type: ignore[no-untyped-def]
+    with np.load(ART / "sepsis_diagnosis_reference.npz") as ref:
+        got = bundle.tree_probability(ref["features"])
+        np.testing.assert_allclose(got, ref["probability"], atol=1e-5)
+
+
+def test_one_step_graph_equals_torch_and_full_sequence(bundle) -> None:  # type: ignore[no-untyped-def]
+    from vigil.models.session import create_session
+
+    with np.load(ART / "deterioration_reference.npz") as ref:
+        seq, lengths, probs = ref["sequence"], ref["lengths"], ref["probability"]
+    bounds = np.r_[0, np.cumsum(lengths)]
+    stays = [seq[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    assert max(lengths) > 48
+    stepped = np.concatenate([p for _, p in run_chains(bundle.step, [(None, s) for s in stays], bundle.hidden)])
+    np.testing.assert_allclose(stepped, probs, atol=1e-5)
+    full = create_session(ART / load_manifest(ART)["models"]["deterioration"]["sequence_file"], intra_op_threads=1)
+    for s, (a, b) in zip(stays, zip(bounds[:-1], bounds[1:], strict=True), strict=True):
+        out = full.run(None, {"sequence": s[None].astype(np.float32)})[0][0]
+        np.testing.assert_allclose(out, probs[a:b], atol=1e-5)
+
+
+def test_stream_form_equals_offline(bundle) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(11)
+    stays = [synthetic_stay(rng, n)[:, : len(DYNAMIC_CODES)].astype(np.float32) for n in (7, 60, 100)]
+    offline = bundle.stay_risks(stays, [STATIC] * 3)
+    carries = [StayCarry() for _ in stays]
+    for h in range(100):
+        live = [i for i, m in enumerate(stays) if h < len(m)]
+        scores, new = bundle.score_states(
+            [carries[i] for i in live],
+            [stays[i][carries[i].boundary : h + 1] for i in live],
+            [h] * len(live),
+            [STATIC] * len(live),
+            [h] * len(live),
+        )
+        for k, i in enumerate(live):
+            carries[i] = new[k]
+            by = {s.model: s for s in scores[k]}
+            assert abs(by["combined"].probability - offline[i].combined[h]) <= 1e-5
+            assert abs(by["deterioration"].probability - offline[i].deterioration[h]) <= 1e-5
+            assert by["combined"].positive == (by["combined"].probability >= bundle.combined_threshold)
+
+
+def test_explanations_lead_with_physiology(bundle) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(3)
+    stays = [synthetic_stay(rng, 50)[:, : len(DYNAMIC_CODES)].astype(np.float32) for _ in range(8)]
+    carries = [StayCarry() for _ in stays]
+    scores, _ = bundle.score_states(carries, stays, [49] * 8, [STATIC] * 8, [None] * 8)
+    for patient in scores:
+        names = [f.feature for f in patient[0].top_features]
+        assert names and not set(names) & MISSINGNESS_FEATURES
+        assert MEASUREMENT_PATTERN not in names[:-1]  # physiology first, the grouped habits last
+        assert len([n for n in names if n != MEASUREMENT_PATTERN]) >= 3

@@ -1,0 +1,132 @@
+"""Ward input drift: PSI against the training reference, per ward, over a sliding window."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from vigil.models.drift import (
+    NULL_PATIENTS,
+    PSI_DRIFTED,
+    DriftMonitor,
+    DriftReference,
+    WardWindow,
+    bin_values,
+    null_max_psi,
+    psi,
+)
+
+VARS = ["HR", "Lactate"]
+FEATS = ["HR_last", "icu_hours"]
+
+
+def cohort(rng: np.random.Generator, n: int, hr_shift: float = 0.0, lactate_share: float = 0.1) -> tuple:
+    """Rows [n, 2] (HR, Lactate; NaN = not measured) and features [n, 2] (HR_last, icu_hours)."""
+    rows = np.full((n, 2), np.nan)
+    hr = rng.normal(85 + hr_shift, 12, n)
+    seen = rng.random(n) < 0.9
+    rows[seen, 0] = hr[seen]
+    lac = rng.random(n) < lactate_share
+    rows[lac, 1] = rng.lognormal(0.3, 0.4, lac.sum())
+    feats = np.stack([np.where(seen, hr, np.nan), rng.integers(0, 200, n).astype(float)], -1)
+    return rows, feats
+
+
+@pytest.fixture(scope="module")
+def reference() -> DriftReference:
+    rows, feats = cohort(np.random.default_rng(0), 50_000)
+    return DriftReference.build(~np.isnan(rows), feats, VARS, FEATS, "synthetic")
+
+
+def monitor(reference: DriftReference, **kw: int) -> DriftMonitor:
+    return DriftMonitor.for_inputs(reference, VARS, FEATS, **kw)
+
+
+def keys(n: int, patients: int = 100) -> np.ndarray:
+    return np.arange(n) % patients
+
+
+def test_psi_basics() -> None:
+    p = np.array([0.25, 0.25, 0.5])
+    assert psi(p, p * 400) == pytest.approx(0.0, abs=1e-12)
+    assert psi(p, np.array([0.5, 0.25, 0.25])) > psi(p, np.array([0.3, 0.25, 0.45])) > 0
+    assert bin_values(np.array([np.nan, -1.0, 5.0, 100.0]), np.array([0.0, 10.0])).tolist() == [3, 0, 1, 2]
+
+
+def test_reference_round_trips_through_json(reference: DriftReference) -> None:
+    back = DriftReference.from_json(reference.to_json())
+    assert back.variables == VARS and [f.name for f in back.features] == FEATS
+    np.testing.assert_allclose(back.measured_share, reference.measured_share, atol=1e-6)
+    assert len(back.features[0].shares) == len(back.features[0].edges) + 2
+    assert back.features[0].shares.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_ward_like_training_is_stable_and_a_shifted_one_drifts(reference: DriftReference) -> None:
+    rng = np.random.default_rng(1)
+    m = monitor(reference)
+    same_rows, same_feats = cohort(rng, 1500)
+    odd_rows, odd_feats = cohort(rng, 1500, hr_shift=25.0, lactate_share=0.01)
+    rows, feats = np.vstack([same_rows, odd_rows]), np.vstack([same_feats, odd_feats])
+    m.observe(["A"] * 1500 + ["B"] * 1500, rows, feats, keys(3000, 200))
+    reports = {r.ward: r for r in m.reports()}
+    assert reports["A"].patients == reports["B"].patients == 200 and reports["A"].threshold == PSI_DRIFTED
+    assert not reports["A"].drifted and reports["A"].max_psi < 0.1
+    assert reports["B"].drifted and reports["B"].max_psi > PSI_DRIFTED
+    names = [name for name, _ in reports["B"].top]
+    assert names[0] == "HR_last" and "Lactate measured" in names
+    assert reports["B"].rate_psi["Lactate"] > 0.1 and reports["B"].rate_psi["HR"] < 0.05
+
+
+def test_no_report_before_enough_hours(reference: DriftReference) -> None:
+    m = monitor(reference, min_hours=200, min_patients=10)
+    rows, feats = cohort(np.random.default_rng(2), 199)
+    m.observe(["A"] * 199, rows, feats, keys(199))
+    assert m.reports() == []
+    m.observe(["A"], rows[:1], feats[:1], keys(1))
+    assert [r.patient_hours for r in m.reports()] == [200]
+    few = monitor(reference, min_hours=200, min_patients=10)
+    few.observe(["B"] * 300, *cohort(np.random.default_rng(3), 300), keys(300, patients=9))
+    assert few.reports() == []  # 300 hours of 9 patients: too few patients to judge a ward
+
+
+def test_sliding_window_counts_equal_a_recount(reference: DriftReference) -> None:
+    rng = np.random.default_rng(3)
+    window = WardWindow(reference, size=300)
+    measured, bins = [], []
+    for n in (120, 250, 7, 400, 33):
+        rows, feats = cohort(rng, n, hr_shift=float(rng.normal(0, 10)))
+        b = np.stack([bin_values(feats[:, k], f.edges) for k, f in enumerate(reference.features)], -1)
+        window.add(~np.isnan(rows), b.astype(np.int16), keys(n, 7))
+        measured.append(~np.isnan(rows))
+        bins.append(b)
+    last_m, last_b = np.vstack(measured)[-300:], np.vstack(bins)[-300:]
+    assert window.filled == 300
+    np.testing.assert_array_equal(window._rate_counts, last_m.sum(0))
+    for k, counts in enumerate(window._bin_counts):
+        np.testing.assert_array_equal(counts, np.bincount(last_b[:, k], minlength=len(counts)))
+
+
+def test_the_threshold_follows_training_wards_of_the_same_size(reference: DriftReference) -> None:
+    """Stays whose hours share a patient-level value (like a maximum since admission): small wards of
+    training stays reach large PSIs by chance, so their threshold is higher, never below 0.25."""
+    rng = np.random.default_rng(4)
+    lengths = rng.integers(5, 60, 2000)
+    offsets = np.r_[0, np.cumsum(lengths)]
+    per_stay = rng.normal(85, 12, len(lengths))
+    hr = np.repeat(per_stay, lengths)  # constant within a stay: the sample is the patients, not the hours
+    rows = np.stack([hr, np.where(rng.random(len(hr)) < 0.1, 1.0, np.nan)], -1)
+    feats = np.stack([hr, rng.integers(0, 200, len(hr)).astype(float)], -1)
+    ref = DriftReference.build(~np.isnan(rows), feats, VARS, FEATS, "stays")
+    q99 = null_max_psi(ref, ~np.isnan(rows), feats, offsets, window_hours=600, draws=200)
+    assert len(q99) == len(NULL_PATIENTS) and np.all(np.diff(q99) <= 0) and q99[0] > 1.0
+    nulled = dataclasses.replace(ref, null_patients=np.asarray(NULL_PATIENTS, float), null_q99=q99)
+    with_null = DriftReference.from_json(nulled.to_json())
+    assert with_null.threshold(10) == pytest.approx(q99[0]) and with_null.threshold(10_000) >= PSI_DRIFTED
+    assert with_null.threshold(15) < with_null.threshold(10)
+
+
+def test_reference_naming_an_unknown_input_is_refused(reference: DriftReference) -> None:
+    with pytest.raises(ValueError, match="icu_hours"):
+        DriftMonitor.for_inputs(reference, VARS, ["HR_last"])

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from synthetic import synthetic_stay
+
+from vigil.models.alert_replay import AlertReplay
+from vigil.models.shift import parse_shift, thin_labs
+from vigil.schemas.codes import DYNAMIC_CODES, VITALS
+
+LABS = [i for i, c in enumerate(DYNAMIC_CODES) if c not in VITALS]
+VITAL_COLS = [i for i, c in enumerate(DYNAMIC_CODES) if c in VITALS]
+
+
+def test_thin_labs_drops_whole_lab_draws_and_keeps_vitals() -> None:
+    m = synthetic_stay(np.random.default_rng(1), 400)[:, : len(DYNAMIC_CODES)].astype(np.float32)
+    thin = thin_labs(m, 0.1, np.random.default_rng(5))
+    np.testing.assert_array_equal(thin[:, VITAL_COLS], m[:, VITAL_COLS])
+    had = ~np.isnan(m[:, LABS]).all(1)
+    kept = ~np.isnan(thin[:, LABS]).all(1)
+    assert not (kept & ~had).any()
+    assert 0.03 < kept.sum() / had.sum() < 0.2
+    # a kept draw is kept whole
+    np.testing.assert_array_equal(thin[kept][:, LABS], m[kept][:, LABS])
+    np.testing.assert_array_equal(thin, thin_labs(m, 0.1, np.random.default_rng(5)))
+    np.testing.assert_array_equal(thin_labs(m, 1.0, np.random.default_rng(0)), m)
+
+
+def test_parse_shift() -> None:
+    assert parse_shift("labs=0.1") == ("labs", 0.1)
+    for bad in ("labs=0", "labs=1.5", "vitals=0.5", "labs", "labs=x"):
+        with pytest.raises(ValueError):
+            parse_shift(bad)
+
+
+def test_alert_replay_counts_pages_and_lead_time() -> None:
+    replay = AlertReplay()
+    hours = 40
+    labels = np.zeros(hours, np.int8)
+    labels[20:] = 1  # onset (t_sepsis) = 26
+    prob = np.full(hours, 0.01)
+    prob[15:] = 0.5  # paged at hour 15: 11 h before onset
+    news2 = np.zeros(hours, int)
+    replay.add(labels, prob, (prob >= 0.3).astype(np.int8), news2, np.zeros(hours, bool))
+    quiet = np.zeros(hours)
+    replay.add(np.zeros(hours, np.int8), np.full(hours, 0.01), np.zeros(hours, np.int8), quiet, quiet.astype(bool))
+    out = replay.summary()
+    assert out["septic_stays_paged_before_onset"] == 1.0
+    assert out["median_lead_h"] == 11.0
+    assert out["pages_per_patient_day"] == pytest.approx(24 * 1 / 80)
+    assert out["model_threshold"] == pytest.approx(0.5)

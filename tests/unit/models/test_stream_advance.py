@@ -1,0 +1,191 @@
+"""The stream's stepping (``models.stream_step.advance``): batches (window + carry through bytes,
+provisional and final scores, the one-step graph run with IOBinding) equal ``vigil predict``'s
+offline stepping of the bundle on every closed hour; late events replay."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from stepbundle import STATIC, build_test_bundle
+from synthetic import synthetic_stay
+
+from vigil.models.bundle import SteppingBundle, load_stepping_bundle
+from vigil.models.step_session import StepSession
+from vigil.models.stepping import StayCarry, window_rows
+from vigil.models.stream_step import StepRequest, advance, load_served_bundle
+from vigil.models.window import PatientWindow
+from vigil.schemas.codes import DYNAMIC_CODES
+from vigil.schemas.events import PatientEvent
+
+T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+MODELS = ("sepsis_diagnosis", "deterioration", "combined")
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_test_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture(scope="module")
+def bundle(bundle_dir: Path) -> SteppingBundle:
+    return load_stepping_bundle(bundle_dir, prefer_gpu=False)
+
+
+def run(bundle: SteppingBundle, requests: list[StepRequest]):  # type: ignore[no-untyped-def]
+    return advance(bundle, StepSession(bundle.step_session, bundle.hidden), requests)
+
+
+def stay(seed: int, hours: int) -> np.ndarray:
+    rows = synthetic_stay(np.random.default_rng(seed), hours)[:, : len(DYNAMIC_CODES)].astype(np.float32)
+    empty = np.isnan(rows).all(1)
+    rows[empty, DYNAMIC_CODES.index("HR")] = 80.0  # the stream learns of an hour from an event in it
+    return rows
+
+
+def events(rows: np.ndarray, hour: int, pid: str = "p") -> list[PatientEvent]:
+    return [
+        PatientEvent(
+            patient_id=pid,
+            observed_at=T0 + timedelta(hours=hour, minutes=int(j)),
+            kind="vital" if j < 8 else "lab",
+            code=DYNAMIC_CODES[j],
+            value=float(rows[hour, j]),
+        )
+        for j in np.nonzero(~np.isnan(rows[hour]))[0]
+    ]
+
+
+class Stream:
+    """The worker's cycle for many patients: load window + carry bytes, apply a batch, advance every
+    touched patient in one call, keep the scores, save both blobs."""
+
+    def __init__(self, bundle: SteppingBundle) -> None:
+        self.bundle = bundle
+        self.blobs: dict[str, tuple[bytes, bytes]] = {}
+        self.provisional: dict[tuple[str, int], list[dict[str, float]]] = {}
+        self.final: dict[tuple[str, int], dict[str, float]] = {}
+
+    def batch(self, evs: list[PatientEvent]) -> None:
+        pids = list(dict.fromkeys(e.patient_id for e in evs))
+        windows, carries = {}, {}
+        for pid in pids:
+            w_blob, c_blob = self.blobs.get(pid, (b"", b""))
+            windows[pid], carries[pid] = PatientWindow.from_bytes(w_blob), StayCarry.from_bytes(c_blob)
+            for k, v in STATIC.items():
+                windows[pid].static[k] = (v, 0)
+        for e in evs:
+            windows[e.patient_id].apply(e)
+        requests = []
+        for pid in pids:
+            rows, last, changed = window_rows(windows[pid], carries[pid])
+            requests.append(StepRequest(carries[pid], rows, last, STATIC, changed))
+        for pid, out in zip(pids, run(self.bundle, requests), strict=True):
+            for h in out.closed:
+                assert (pid, h.hour) not in self.final, "an hour is finalized once"
+                self.final[(pid, h.hour)] = {m.model: m.probability for m in h.models}
+            probs = {m.model: m.probability for m in out.current.models}
+            self.provisional.setdefault((pid, out.current.hour), []).append(probs)
+            self.blobs[pid] = (windows[pid].to_bytes(), out.carry.to_bytes())
+
+
+def offline(bundle: SteppingBundle, rows: np.ndarray) -> dict[str, np.ndarray]:
+    risk = bundle.stay_risks([rows], [STATIC])[0]
+    return {"sepsis_diagnosis": risk.diagnosis, "deterioration": risk.deterioration, "combined": risk.combined}
+
+
+def split_hourly(rows: np.ndarray, rng: np.random.Generator, pid: str = "p") -> list[list[PatientEvent]]:
+    """Each hour's events in one to three batches (shuffled): provisional scores inside the hour."""
+    out = []
+    for h in range(len(rows)):
+        ev = events(rows, h, pid)
+        rng.shuffle(ev)
+        cuts = sorted(set(rng.integers(1, len(ev) + 1, size=2).tolist()) | {len(ev)})
+        out += [ev[a:b] for a, b in zip([0, *cuts], cuts, strict=False) if b > a]
+    return out
+
+
+@pytest.mark.parametrize("hours", [3, 48, 49, 130])
+def test_final_scores_equal_offline_on_every_closed_hour(bundle: SteppingBundle, hours: int) -> None:
+    rows = stay(hours, hours)
+    stream = Stream(bundle)
+    for b in split_hourly(rows, np.random.default_rng(hours)):
+        stream.batch(b)
+    want = offline(bundle, rows)
+    assert sorted(h for _, h in stream.final) == list(range(hours - 1))  # every hour but the open one
+    for (_, h), got in stream.final.items():
+        for m in MODELS:
+            assert abs(got[m] - want[m][h]) <= 1e-5, (m, h)
+    last = stream.provisional[("p", hours - 1)][-1]  # the open hour: its newest provisional score
+    for m in MODELS:
+        assert abs(last[m] - want[m][hours - 1]) <= 1e-5
+
+
+def test_events_of_several_hours_in_one_batch_finalize_each_hour(bundle: SteppingBundle) -> None:
+    rows = stay(5, 20)
+    stream = Stream(bundle)
+    stream.batch(events(rows, 0))
+    stream.batch([e for h in range(1, 6) for e in events(rows, h)])  # a backlog: hours 1..5 at once
+    want = offline(bundle, rows)
+    assert sorted(h for _, h in stream.final) == [0, 1, 2, 3, 4]
+    for (_, h), got in stream.final.items():
+        assert abs(got["combined"] - want["combined"][h]) <= 1e-5
+
+
+def test_late_event_in_a_closed_hour_replays_from_the_boundary(bundle: SteppingBundle) -> None:
+    rows = stay(21, 100)
+    stream = Stream(bundle)
+    batches = split_hourly(rows, np.random.default_rng(0))
+    late = PatientEvent(
+        patient_id="p", observed_at=T0 + timedelta(hours=65, minutes=59), kind="lab", code="TroponinI", value=7.0
+    )
+    at = next(i for i, b in enumerate(batches) if b[0].observed_at >= T0 + timedelta(hours=80))
+    batches.insert(at, [late])
+    for b in batches:
+        stream.batch(b)
+    changed = rows.copy()
+    changed[65, DYNAMIC_CODES.index("TroponinI")] = 7.0
+    want = offline(bundle, changed)
+    before = offline(bundle, rows)
+    for h in range(80, 99):  # from the late arrival on, the stream knows what offline knows
+        assert abs(stream.final[("p", h)]["combined"] - want["combined"][h]) <= 1e-5
+    assert abs(want["combined"][90] - before["combined"][90]) > 1e-6, "the late value must matter"
+    assert abs(stream.final[("p", 70)]["combined"] - before["combined"][70]) <= 1e-5  # finals are not rewritten
+
+
+def test_many_patients_in_one_batch_equal_one_at_a_time(bundle: SteppingBundle) -> None:
+    stays = {f"p{i}": stay(40 + i, n) for i, n in enumerate((3, 50, 75))}
+    together, alone = Stream(bundle), Stream(bundle)
+    for h in range(75):
+        evs = [e for pid, r in stays.items() if h < len(r) for e in events(r, h, pid)]
+        together.batch(evs)
+        for pid in {e.patient_id for e in evs}:
+            alone.batch([e for e in evs if e.patient_id == pid])
+    assert together.final.keys() == alone.final.keys()
+    for key, got in together.final.items():
+        assert abs(got["combined"] - alone.final[key]["combined"]) <= 1e-5
+
+
+def test_scores_carry_tree_explanations(bundle: SteppingBundle) -> None:
+    rows = stay(3, 10)
+    stream = Stream(bundle)
+    for h in range(10):
+        stream.batch(events(rows, h))
+    req = StepRequest(StayCarry(), rows, 9, STATIC, None)
+    (out,) = run(bundle, [req])
+    diag = next(m for m in out.current.models if m.model == "sepsis_diagnosis")
+    assert diag.top_features and all(f.feature in bundle.manifest["tree_features"] for f in diag.top_features)
+    assert [h.hour for h in out.closed] == list(range(9)) and len(out.closed_rows) == 9
+
+
+def test_served_bundle_loads_and_steps() -> None:
+    """Whatever bundle the worker serves (the shipped stepping bundle or the stop-gap) loads and scores."""
+    served = load_served_bundle(prefer_gpu=False)
+    rows = stay(9, 30)
+    risk = served.stay_risks([rows], [STATIC])[0]
+    assert risk.combined.shape == (30,) and np.all((risk.combined >= 0) & (risk.combined <= 1))
+    (out,) = run(served, [StepRequest(StayCarry(), rows, 29, STATIC, None)])
+    assert abs(out.current.models[2].probability - risk.combined[29]) <= 1e-5
+    assert (served.artifacts_dir / "training_reference.json").exists()
