@@ -73,6 +73,7 @@ ABLATIONS = {
     "no_missingness": "measurement-pattern features (hours since measured, rates, counts, ICU hours)",
     "no_baseline": "change from the patient's own baseline",
 }
+ADDITIONS = {"ens3": "a mean of three seeds' tree models (seed ensemble)"}
 
 
 def verdicts(metrics: dict[str, Any]) -> str:
@@ -82,19 +83,20 @@ def verdicts(metrics: dict[str, Any]) -> str:
     full = {r["seed"]: r["worst"] for r in screen if r["config"] == "full"}
     out = []
     for r in screen:
-        if r["config"] not in ABLATIONS or r["seed"] not in full:
+        if r["config"] not in {**ABLATIONS, **ADDITIONS} or r["seed"] not in full:
             continue
-        d_auc = full[r["seed"]]["auroc"] - r["worst"]["auroc"]
-        d_util = full[r["seed"]]["utility"] - r["worst"]["utility"]
+        sign = 1 if r["config"] in ABLATIONS else -1  # an ablation removes the idea, an addition adds it
+        d_auc = sign * (full[r["seed"]]["auroc"] - r["worst"]["auroc"])
+        d_util = sign * (full[r["seed"]]["utility"] - r["worst"]["utility"])
         if d_auc > 0.01 or d_util > 0.02:
-            verdict = "they help: kept" if d_auc > -0.01 and d_util > -0.02 else "mixed: kept"
+            verdict = "helps: kept" if d_auc > -0.01 and d_util > -0.02 else "mixed: kept"
         elif d_auc < -0.01 or d_util < -0.02:
-            verdict = "they hurt: should be left out"
+            verdict = "does not help: left out"
         else:
             verdict = "no effect outside the noise: kept, not established"
+        idea = {**ABLATIONS, **ADDITIONS}[r["config"]]
         out.append(
-            f"- {ABLATIONS[r['config']]}: worst case with them {d_auc:+.3f} AUROC, {d_util:+.3f} utility "
-            f"(seed {r['seed']}): {verdict}."
+            f"- {idea}: worst case with it {d_auc:+.3f} AUROC, {d_util:+.3f} utility (seed {r['seed']}): {verdict}."
         )
     return "\n".join(out)
 
