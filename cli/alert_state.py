@@ -43,9 +43,7 @@ def redis_client(settings: Settings, url: str | None = None) -> Any:
     """A synchronous client with the stack's credentials (``infra.connect``), at ``url`` when given."""
     from vigil.infra.connect import redis_client as connect
 
-    if url is not None:
-        settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": url})})
-    return connect(settings, socket_timeout=5, socket_connect_timeout=3)
+    return connect(settings, url=url, socket_timeout=5, socket_connect_timeout=3)
 
 
 def active_alerts(client: Any) -> Iterator[ActiveView]:

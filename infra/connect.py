@@ -197,12 +197,13 @@ def _redis_auth(settings: Settings, admin: bool) -> tuple[str, dict[str, Any]]:
     return e.url, {"username": e.username, "password": e.password.get_secret_value() if e.password else None}
 
 
-def redis_client(settings: Settings, admin: bool = False, **options: Any) -> Any:
-    """A synchronous Redis client (readiness probes, the dashboard, bench, tests)."""
+def redis_client(settings: Settings, admin: bool = False, url: str | None = None, **options: Any) -> Any:
+    """A synchronous Redis client (readiness probes, the dashboard, bench, tests, the CLI). ``url``
+    points it at another address (``vigil alerts ls --redis``) with the same credentials."""
     import redis
 
-    url, auth = _redis_auth(settings, admin)
-    return redis.Redis.from_url(url, **auth, **options)
+    configured, auth = _redis_auth(settings, admin)
+    return redis.Redis.from_url(url or configured, **auth, **options)
 
 
 def redis_async_client(settings: Settings, **options: Any) -> Any:

@@ -236,7 +236,22 @@ def test_fhir_over_http_is_scored_by_the_pipeline(stack, web) -> None:
     assert scored()["vitals"]["Resp"] == 31
 
 
-def test_alerts_tail_and_ack_commands(stack, shared_worker, producer) -> None:
+@pytest.fixture
+def stack_environment(stack_settings, monkeypatch):
+    """The in-process CLI connects like a child process of the stack: its home (where the Redis
+    password is), ports and protocol (infra.workers.worker_env), with the settings cache reset."""
+    from vigil.infra.settings import get_settings
+    from vigil.infra.workers import worker_env
+
+    for name, value in worker_env(stack_settings).items():
+        if name.startswith("VIGIL_"):
+            monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_alerts_tail_and_ack_commands(stack, shared_worker, producer, stack_environment) -> None:
     from vigil.cli import alerts as cli_alerts
 
     app = typer.Typer()
