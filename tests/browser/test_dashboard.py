@@ -137,10 +137,11 @@ def test_sort_search_filter_in_the_url_and_the_patient_page(dashboard, browser, 
     sick, calm = f"{prefix}-sick", f"{prefix}-calm"
     send(producer, deteriorating(sick, "ICU-S", hours_ago=0.5))
     send(producer, heart_rate(calm, "ICU-S", 72.0, minutes_ago=30))
+    # search by patient first: the session's shared ward holds hundreds of patients and the page
+    # shows the first MAX_CARDS of them
+    page.fill("#search", prefix)
     expect(card_of(page, sick).locator(".alert")).to_be_visible(timeout=90000)
     expect(card_of(page, calm)).to_be_visible(timeout=60000)
-
-    page.fill("#search", prefix)  # search by patient
     expect(page.locator("article.card")).to_have_count(2)
     page.select_option("#sort", "news2")  # sort by NEWS2: the sick patient first
     expect(page.locator("article.card .label").first).to_have_text(sick)
@@ -168,6 +169,7 @@ def test_sort_search_filter_in_the_url_and_the_patient_page(dashboard, browser, 
 def test_ack_with_a_note_keeps_focus_and_feedback_across_live_updates(stack, dashboard, browser, producer) -> None:
     page = signed_in(browser, dashboard)
     pid = unique_patient("focus")
+    page.fill("#search", pid)  # one card among the shared ward's hundreds
     send(producer, deteriorating(pid, "ICU-F", hours_ago=0.5))
     card = card_of(page, pid)
     alert = card.locator(".alert")

@@ -56,6 +56,10 @@ function render() {
     const why = state.rows.size ? "No patient matches the search or filter." : "No patients scored yet. Waiting for the stream…";
     next.append(el("p", { class: "muted empty", id: "empty-note", text: why }));
   }
+  if (rows.length > MAX_CARDS) {
+    next.append(el("p", { class: "muted empty", id: "more-note",
+      text: `Showing the ${MAX_CARDS} highest-priority of ${rows.length} patients: search or filter to find another.` }));
+  }
   Vigil.patch(document.getElementById("patients"), next);
   renderCounts(rows);
   renderWards();
