@@ -14,6 +14,7 @@ import numpy as np
 
 from vigil.agents.health import AGENTS
 from vigil.infra import metrics
+from vigil.infra.allocator import keep_freed_memory
 from vigil.infra.logging import get_logger
 from vigil.infra.redis import PatientStore, RedisHealth
 from vigil.infra.settings import get_settings
@@ -30,6 +31,7 @@ log = get_logger(__name__)
 
 class Runtime:
     def __init__(self) -> None:
+        keep_freed_memory()  # numpy temporaries of a scoring batch: reuse the heap, no page faults
         settings = get_settings()
         self.settings = settings
         self.health = RedisHealth()

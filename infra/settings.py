@@ -69,7 +69,12 @@ class BatchSettings(BaseModel):
     # per-score explanations: "trees" = tree contributions on every score (cheap); the sequence
     # model's occlusion attribution is added when an alert opens or escalates
     explain: str = "trees"
-    intra_op_threads: int | None = None  # onnxruntime threads per session (None: its default)
+    # onnxruntime threads per session of the served bundle (None: onnxruntime's default, one per
+    # core). One: a worker's batches are small (~0.3 ms of ONNX per 64 patients) and a second thread
+    # only contends with the worker's own event loop, the broker and Redis; at batch 64 two threads
+    # cost 3-5x more per patient than one on the 2-core VM (docs/performance.md). Scale out with
+    # workers (one per core), not threads.
+    intra_op_threads: int | None = 1
     stream_take: int = 500  # events per Faust take() batch
     stream_within_s: float = 0.05
 

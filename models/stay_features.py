@@ -31,7 +31,8 @@ from typing import Final
 
 import numpy as np
 
-from vigil.models.aggregates import NO_HOUR, AggregateSeries
+from vigil.models.aggregates import NO_HOUR, AggregateSeries, baseline
+from vigil.models.branchfree import where
 from vigil.models.features import standardize
 from vigil.schemas.codes import DYNAMIC_CODES, LABS, VITALS
 
@@ -84,39 +85,39 @@ def static_vector(static: Mapping[str, float] | None) -> np.ndarray:
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan).astype(np.float32)
+        return where(b > 0, a / where(b > 0, b, 1), np.nan).astype(np.float32)
 
 
 def _masked_mean(x: np.ndarray, m: np.ndarray) -> np.ndarray:
-    return _div(np.where(m, x, 0.0).sum(-1), m.sum(-1).astype(np.float32))
+    return _div(where(m, x, 0.0).sum(-1), m.sum(-1).astype(np.float32))
 
 
-def _vital_block(rows: np.ndarray, agg: AggregateSeries, emit: np.ndarray) -> np.ndarray:
-    """[len(emit), len(TREND_VITALS) * len(_VITAL_STATS)] from rows[emit-23 .. emit] (NaN before row 0:
+def _vital_block(rows: np.ndarray, agg: AggregateSeries, pat: np.ndarray, emit: np.ndarray) -> np.ndarray:
+    """[E, len(TREND_VITALS) * len(_VITAL_STATS)] from rows[pat, emit-23 .. emit] (NaN before row 0:
     callers pass rows that start at admission or >= 24 h before every emitted row)."""
-    pad = np.full((ROLLING_HOURS - 1, len(_TV)), np.nan, np.float32)
-    full = np.concatenate([pad, rows[:, _TV]])
+    pad = np.full((len(rows), ROLLING_HOURS - 1, len(_TV)), np.nan, np.float32)
+    full = np.concatenate([pad, rows[..., _TV]], axis=1)
     idx = emit[:, None] + np.arange(ROLLING_HOURS)[None, :]  # rows emit-23..emit in `full`
-    w = np.transpose(full[idx], (0, 2, 1))  # [E, V, 24]
+    w = np.transpose(full[pat[:, None], idx], (0, 2, 1))  # [E, V, 24]
     m = ~np.isnan(w)
     mean6, mean24 = _masked_mean(w[..., -6:], m[..., -6:]), _masked_mean(w, m)
     any24 = m.any(-1)
-    min24 = np.where(any24, np.where(m, w, np.inf).min(-1), np.nan)
-    max24 = np.where(any24, np.where(m, w, -np.inf).max(-1), np.nan)
+    min24 = where(any24, where(m, w, np.inf).min(-1), np.nan)
+    max24 = where(any24, where(m, w, -np.inf).max(-1), np.nan)
     n24 = m.sum(-1)
-    dev = np.where(m, w - mean24[..., None], 0.0)
-    std24 = np.where(n24 >= 2, np.sqrt(_div((dev * dev).sum(-1), (n24 - 1).astype(np.float32))), np.nan)
+    dev = where(m, w - mean24[..., None], 0.0)
+    std24 = where(n24 >= 2, np.sqrt(_div((dev * dev).sum(-1), (n24 - 1).astype(np.float32))), np.nan)
     w12, m12 = w[..., -12:], m[..., -12:]
     x = np.arange(12, dtype=np.float32)
     cnt = m12.sum(-1).astype(np.float32)
-    sx, sxx = np.where(m12, x, 0.0).sum(-1), np.where(m12, x * x, 0.0).sum(-1)
-    sy, sxy = np.where(m12, w12, 0.0).sum(-1), np.where(m12, w12 * x, 0.0).sum(-1)
-    slope = _div(cnt * sxy - sx * sy, np.where(cnt >= 2, cnt * sxx - sx * sx, 0.0))
-    last = agg.last_v[emit][:, _TV]
+    sx, sxx = where(m12, x, 0.0).sum(-1), where(m12, x * x, 0.0).sum(-1)
+    sy, sxy = where(m12, w12, 0.0).sum(-1), where(m12, w12 * x, 0.0).sum(-1)
+    slope = _div(cnt * sxy - sx * sy, where(cnt >= 2, cnt * sxx - sx * sx, 0.0))
+    last = agg.last_v[pat, emit][:, _TV]
     diffs = []
     for k in (1, 6, 12):
         back = emit - k
-        earlier = np.where((back >= 0)[:, None], agg.last_v[np.clip(back, 0, None)][:, _TV], np.nan)
+        earlier = where((back >= 0)[:, None], agg.last_v[pat, np.clip(back, 0, None)][:, _TV], np.nan)
         diffs.append(last - earlier)
     block = np.stack([mean6, mean24, min24, max24, std24, slope, *diffs, n24.astype(np.float32)], axis=-1)
     return block.reshape(len(emit), -1)
@@ -130,22 +131,35 @@ def tree_features(
     ``rows``: hourly rows [T, N_VARS]; ``agg = scan(carry, rows, hour0)``. Needs rows[e-23..e] for every
     emitted e (or the stay's start): the stream passes the window, offline the whole stay."""
     emit = np.asarray(emit, dtype=np.int64)
-    hours = agg.hours[emit].astype(np.float32)
-    last = agg.last_v[emit][:, _USED]
-    last_h = agg.last_h[emit][:, _USED]
+    statics = static_vector(static)[None]
+    return batch_tree_features(rows[None], agg.as_batch(), np.zeros_like(emit), emit, statics)
+
+
+def batch_tree_features(
+    rows: np.ndarray, agg: AggregateSeries, pat: np.ndarray, emit: np.ndarray, statics: np.ndarray
+) -> np.ndarray:
+    """``tree_features`` of many patients at once: row ``emit[i]`` of patient ``pat[i]`` for each i.
+    ``rows`` [B, T, N_VARS] (a shorter stay padded at the end with NaN rows), ``agg`` their batched
+    scan, ``statics`` [B, 2] (``static_vector``). Every feature is a function of one (patient, row):
+    the numbers do not depend on which other patients share the batch (tested bit for bit)."""
+    pat, emit = np.asarray(pat, dtype=np.int64), np.asarray(emit, dtype=np.int64)
+    hours = agg.hours[pat, emit].astype(np.float32)
+    last = agg.last_v[pat, emit][:, _USED]
+    last_h = agg.last_h[pat, emit][:, _USED]
     seen = last_h != NO_HOUR
-    since = np.where(seen, hours[:, None] - last_h, np.nan)
-    rate = agg.n[emit][:, _USED] / (hours[:, None] + 1.0)
-    delta = last - agg.prev_v[emit][:, _USED]
-    from_base = last - agg.baseline()[emit][:, _USED]
+    since = where(seen, hours[:, None] - last_h, np.nan)
+    rate = agg.n[pat, emit][:, _USED] / (hours[:, None] + 1.0)
+    delta = last - agg.prev_v[pat, emit][:, _USED]
+    from_base = last - baseline(agg.base_sum[pat, emit], agg.base_n[pat, emit])[:, _USED]
     per_var = np.stack(
-        [last, since, rate, agg.max[emit][:, _USED], agg.min[emit][:, _USED], delta, from_base], axis=-1
+        [last, since, rate, agg.max[pat, emit][:, _USED], agg.min[pat, emit][:, _USED], delta, from_base], axis=-1
     ).reshape(len(emit), -1)
-    val = agg.last_v[emit]
-    lab_last_h = agg.last_h[emit][:, _LAB].max(1)
-    pad = np.full((ROLLING_HOURS - 1, len(_LAB)), False)
-    lab_seen = np.concatenate([pad, ~np.isnan(rows[:, _LAB])]).sum(1).cumsum()
-    lab_24h = lab_seen[emit + ROLLING_HOURS - 1] - np.r_[0, lab_seen][emit]
+    val = agg.last_v[pat, emit]
+    lab_last_h = agg.last_h[pat, emit][:, _LAB].max(1)
+    # labs drawn per row, cumulated after 24 zero rows: lab_24h = labs in rows emit-23..emit
+    labs = (~np.isnan(rows[..., _LAB])).sum(-1)
+    lab_seen = np.concatenate([np.zeros((len(rows), ROLLING_HOURS), labs.dtype), labs], axis=1).cumsum(1)
+    lab_24h = lab_seen[pat, emit + ROLLING_HOURS] - lab_seen[pat, emit]
     derived = np.stack(
         [
             _div(val[:, _I["HR"]], val[:, _I["SBP"]]),
@@ -154,31 +168,41 @@ def tree_features(
             _div(val[:, _I["BUN"]], val[:, _I["Creatinine"]]),
             hours,
             lab_24h.astype(np.float32),
-            np.where(lab_last_h != NO_HOUR, hours - lab_last_h, np.nan),
+            where(lab_last_h != NO_HOUR, hours - lab_last_h, np.nan),
         ],
         axis=-1,
     )
-    statics = np.broadcast_to(static_vector(static), (len(emit), len(STATIC_CODES)))
-    out = np.concatenate([per_var, _vital_block(rows, agg, emit), derived, statics], axis=1)
+    out = np.concatenate([per_var, _vital_block(rows, agg, pat, emit), derived, statics[pat]], axis=1)
     return out.astype(np.float32)
 
 
 def sequence_inputs(rows: np.ndarray, agg: AggregateSeries, static: Mapping[str, float] | None) -> np.ndarray:
     """Recurrent-model input of every scanned hour: [T, N_SEQUENCE_INPUTS] float32, row t from the
     aggregate of hour t and row t only."""
-    t_len = len(rows)
-    z = standardize(agg.last_v)[:, _USED]
-    seen = agg.last_h[:, _USED] != NO_HOUR
-    stale = np.where(seen, np.minimum(agg.hours[:, None] - agg.last_h[:, _USED], STALE_HOURS) / STALE_HOURS, 1.0)
-    st = static_vector(static)
-    age = 0.0 if np.isnan(st[0]) else (st[0] - 60.0) / 20.0
-    gender = 0.5 if np.isnan(st[1]) else st[1]
-    out = np.empty((t_len, N_SEQUENCE_INPUTS), dtype=np.float32)
+    at = np.arange(len(rows))
+    return batch_sequence_inputs(rows[None], agg.as_batch(), np.zeros_like(at), at, static_vector(static)[None])
+
+
+def batch_sequence_inputs(
+    rows: np.ndarray, agg: AggregateSeries, pat: np.ndarray, at: np.ndarray, statics: np.ndarray
+) -> np.ndarray:
+    """``sequence_inputs`` of row ``at[i]`` of patient ``pat[i]`` in a batch (``batch_tree_features``'
+    layout): [len(at), N_SEQUENCE_INPUTS] float32."""
+    pat, at = np.asarray(pat, dtype=np.int64), np.asarray(at, dtype=np.int64)
+    last_h = agg.last_h[pat, at][:, _USED]
+    z = standardize(agg.last_v[pat, at])[:, _USED]
+    seen = last_h != NO_HOUR
+    hours = agg.hours[pat, at]
+    stale = where(seen, np.minimum(hours[:, None] - last_h, STALE_HOURS) / STALE_HOURS, 1.0)
+    st = statics[pat]
+    age = where(np.isnan(st[:, 0]), 0.0, (st[:, 0] - 60.0) / 20.0)
+    gender = where(np.isnan(st[:, 1]), 0.5, st[:, 1])
+    out = np.empty((len(at), N_SEQUENCE_INPUTS), dtype=np.float32)
     k = len(USED_CODES)
-    out[:, :k] = np.where(seen, z, 0.0)
-    out[:, k : 2 * k] = ~np.isnan(rows[:, _USED])
+    out[:, :k] = where(seen, z, 0.0)
+    out[:, k : 2 * k] = ~np.isnan(rows[pat, at][:, _USED])
     out[:, 2 * k : 3 * k] = stale
     out[:, 3 * k] = age
     out[:, 3 * k + 1] = gender
-    out[:, 3 * k + 2] = np.log1p(agg.hours.astype(np.float32)) / np.log(100.0)
+    out[:, 3 * k + 2] = np.log1p(hours.astype(np.float32)) / np.log(100.0)
     return out

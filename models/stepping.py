@@ -39,7 +39,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vigil.models.aggregates import N_VARS, Aggregates, AggregateSeries, scan
-from vigil.models.stay_features import sequence_inputs, tree_features
+from vigil.models.stay_features import (
+    batch_sequence_inputs,
+    batch_tree_features,
+    sequence_inputs,
+    static_vector,
+    tree_features,
+)
 from vigil.models.window import PatientWindow
 
 WINDOW_HOURS = 48
@@ -172,27 +178,98 @@ def plan_advance(
     """Plan the scoring of hour ``last_hour``. ``rows``: hours ``carry.boundary .. last_hour`` (the
     window and whatever left it since the carry was saved); ``changed_from``: the lowest hour an
     applied event changed (None: only the newest hour changed or nothing did)."""
-    if len(rows) != last_hour - carry.boundary + 1:
-        raise ValueError("rows must span the carry's boundary to the scored hour")
-    inputs = stay_inputs(rows, static, carry.agg, carry.boundary)
-    new_boundary = max(carry.boundary, last_hour - WINDOW_HOURS + 1)
-    n_fold = new_boundary - carry.boundary
-    new_agg = inputs.series.at(n_fold - 1) if n_fold else carry.agg
-    x = inputs.sequence
-    replay = changed_from is not None and changed_from <= carry.closed
-    closed, h_closed = (carry.boundary - 1, carry.h_boundary) if replay else (carry.closed, carry.h_closed)
-    start = closed + 1 - carry.boundary  # first uncommitted hour, as a row index
-    emitted = inputs.tree_features(np.arange(max(carry.closed + 1, carry.boundary), last_hour + 1), static)
-    return Advance(
-        hour=last_hour,
-        features=emitted[-1],
-        boundary_chain=(carry.h_boundary, x[:n_fold]),
-        closed_chain=(h_closed, x[start:]),
-        new_boundary=new_boundary,
-        new_agg=new_agg,
-        commit_steps=len(x) - 1 - start,
-        closed_features=emitted[:-1],
+    return plan_advances([carry], [rows], [last_hour], [static], [changed_from])[0]
+
+
+def plan_advances(
+    carries: Sequence[StayCarry],
+    rows: Sequence[np.ndarray],
+    last_hours: Sequence[int],
+    statics: Sequence[Mapping[str, float] | None],
+    changed_from: Sequence[int | None],
+) -> list[Advance]:
+    """``plan_advance`` of many patients: their rows padded to one [B, T, N_VARS] array (per group of
+    similar lengths, ``_length_groups``), one batched scan, one tree-feature and one sequence-input
+    call for every (patient, hour) the batch needs. Equal, bit for bit, to planning each patient
+    alone (``tests/unit/models/test_stepping.py``)."""
+    n = len(carries)
+    if not n == len(rows) == len(last_hours) == len(statics) == len(changed_from):
+        raise ValueError("one carry, rows, hour, static and changed_from per patient")
+    for carry, r, last in zip(carries, rows, last_hours, strict=True):
+        if len(r) != last - carry.boundary + 1:
+            raise ValueError("rows must span the carry's boundary to the scored hour")
+    plans: list[Advance | None] = [None] * n
+    for group in _length_groups([len(r) for r in rows]):
+        for i, plan in zip(
+            group,
+            _plan_group(
+                [(carries[i], rows[i], last_hours[i], changed_from[i]) for i in group], [statics[i] for i in group]
+            ),
+            strict=True,
+        ):
+            plans[i] = plan
+    return plans  # type: ignore[return-value]
+
+
+def _length_groups(lengths: Sequence[int]) -> list[list[int]]:
+    """Patients whose row counts share a power-of-two bucket (at least 64: a full window is 48-49
+    rows), so padding at most doubles a group's work; a patient back after a long gap has many rows."""
+    groups: dict[int, list[int]] = {}
+    for i, length in enumerate(lengths):
+        groups.setdefault(max(64, 1 << max(length - 1, 0).bit_length()), []).append(i)
+    return list(groups.values())
+
+
+def _plan_group(
+    items: Sequence[tuple[StayCarry, np.ndarray, int, int | None]], statics: Sequence[Mapping[str, float] | None]
+) -> list[Advance]:
+    t_max = max(len(r) for _, r, _, _ in items)
+    padded = np.full((len(items), t_max, N_VARS), np.nan, np.float32)
+    for k, (_, r, _, _) in enumerate(items):
+        padded[k, : len(r)] = r
+    series = scan(
+        Aggregates.stack([c.agg for c, _, _, _ in items]), padded, np.array([c.boundary for c, _, _, _ in items])
     )
+    static_rows = np.stack([static_vector(s) for s in statics])
+    # which rows of each patient need tree features (the hours that close, then the scored hour) and
+    # sequence inputs (the hours leaving the window; the uncommitted hours), as index ranges
+    emit: list[np.ndarray] = []
+    folds: list[np.ndarray] = []
+    steps: list[np.ndarray] = []
+    for carry, r, last, changed in items:
+        rows_t = np.arange(len(r))
+        replay = changed is not None and changed <= carry.closed
+        closed = carry.boundary - 1 if replay else carry.closed
+        emit.append(rows_t[max(carry.closed + 1, carry.boundary) - carry.boundary :])
+        folds.append(rows_t[: max(carry.boundary, last - WINDOW_HOURS + 1) - carry.boundary])
+        steps.append(rows_t[closed + 1 - carry.boundary :])
+    pat_of = [np.full(len(e), k) for k, e in enumerate(emit)]
+    feats = batch_tree_features(padded, series, np.concatenate(pat_of), np.concatenate(emit), static_rows)
+    seq_rows = [np.concatenate([f, s]) for f, s in zip(folds, steps, strict=True)]
+    seq_pat = np.concatenate([np.full(len(x), k) for k, x in enumerate(seq_rows)])
+    seq = batch_sequence_inputs(padded, series, seq_pat, np.concatenate(seq_rows), static_rows)
+    plans = []
+    at_f = at_s = 0
+    for k, (carry, _, last, changed) in enumerate(items):
+        replay = changed is not None and changed <= carry.closed
+        n_fold, n_step = len(folds[k]), len(steps[k])
+        x_fold, x_step = seq[at_s : at_s + n_fold], seq[at_s + n_fold : at_s + n_fold + n_step]
+        at_s += n_fold + n_step
+        emitted = feats[at_f : at_f + len(emit[k])]
+        at_f += len(emit[k])
+        plans.append(
+            Advance(
+                hour=last,
+                features=emitted[-1],
+                boundary_chain=(carry.h_boundary, x_fold),
+                closed_chain=(carry.h_boundary if replay else carry.h_closed, x_step),
+                new_boundary=carry.boundary + n_fold,
+                new_agg=series.at(n_fold - 1, patient=k) if n_fold else carry.agg,
+                commit_steps=n_step - 1,
+                closed_features=emitted[:-1],
+            )
+        )
+    return plans
 
 
 def advance_many(
@@ -206,10 +283,7 @@ def advance_many(
 ) -> tuple[np.ndarray, np.ndarray, list[StayCarry]]:
     """Score many patients at their newest hour: (tree features [B, F], provisional sequence-model
     probabilities [B], new carries). Every recurrent step of the batch runs in lock step."""
-    plans = [
-        plan_advance(c, r, h, s, ch)
-        for c, r, h, s, ch in zip(carries, rows, last_hours, statics, changed_from, strict=True)
-    ]
+    plans = plan_advances(carries, rows, last_hours, statics, changed_from)
     outs = run_chains(step, [p.boundary_chain for p in plans] + [p.closed_chain for p in plans], hidden)
     b = len(plans)
     finished = [p.finish(c, outs[i], outs[b + i]) for i, (p, c) in enumerate(zip(plans, carries, strict=True))]

@@ -2,13 +2,14 @@
 patient's batch is scored from, and ``advance``: provisional scores of the open hours and final
 scores of the hours that closed, for many patients at once.
 
-``advance`` plans each patient with ``models.stepping.plan_advance`` (one scan of the rows from the
-carry's boundary) and steps the whole batch on the bundle's one-step graph through
-``models.step_session.StepSession`` (IOBinding: states stay on the device within the batch), in two
-lock-step runs: (1) the steps that are committed (hours leaving the window from ``h_boundary``; the
-hours that closed, from ``h_closed``, or from ``h_boundary`` when a late event replays), (2) one
-provisional step per patient through its open hour. The probability after each committed step is
-the final score of that hour; every scored hour of the batch goes through the tree model in one call.
+``advance`` plans every patient of the batch at once with ``models.stepping.plan_advances`` (one
+batched scan of the rows from each carry's boundary, one feature call) and steps the whole batch on
+the bundle's one-step graph through ``models.step_session.StepSession`` (IOBinding: states stay on
+the device within the batch), in two lock-step runs: (1) the steps that are committed (hours leaving
+the window from ``h_boundary``; the hours that closed, from ``h_closed``, or from ``h_boundary``
+when a late event replays), (2) one provisional step per patient through its open hour. The
+probability after each committed step is the final score of that hour; every scored hour of the
+batch goes through the tree model in one call.
 
 A carry is started afresh at the window's first hour (``StayCarry(boundary=b, closed=b-1)``: its
 aggregates begin there) when none is stored (a patient's first batch, or state written before the
@@ -26,7 +27,7 @@ import numpy as np
 
 from vigil.models.bundle import STEPPING_DIR, SteppingBundle, load_stepping_bundle, model_score
 from vigil.models.step_session import StepSession
-from vigil.models.stepping import StayCarry, plan_advance, window_rows
+from vigil.models.stepping import StayCarry, plan_advances, window_rows
 from vigil.models.window import PatientWindow
 from vigil.schemas.scores import ModelScore
 
@@ -97,7 +98,13 @@ def advance(
     """Score every patient at its newest hour and finalize the hours that closed (module docstring)."""
     if not requests:
         return []
-    plans = [plan_advance(r.carry, r.rows, r.last_hour, r.static, r.changed_from) for r in requests]
+    plans = plan_advances(
+        [r.carry for r in requests],
+        [r.rows for r in requests],
+        [r.last_hour for r in requests],
+        [r.static for r in requests],
+        [r.changed_from for r in requests],
+    )
     b = len(plans)
     committed = runner.run_chains(
         [p.boundary_chain for p in plans] + [(p.closed_chain[0], p.closed_chain[1][: p.commit_steps]) for p in plans]
