@@ -10,13 +10,11 @@ from typing import cast
 import faust
 
 from vigil.agents.app import faust_config
+from vigil.bench.harness import BASELINE_GROUP, BASELINE_IN, BASELINE_OUT
 from vigil.infra.settings import get_settings
 
-BASELINE_IN = "vigil.bench.baseline.in"
-BASELINE_OUT = "vigil.bench.baseline.out"
-
 settings = get_settings()
-app = faust.App("vigil-bench-baseline", **faust_config(settings))
+app = faust.App(BASELINE_GROUP, **faust_config(settings))
 source = app.topic(BASELINE_IN, key_type=bytes, value_type=bytes)
 sink = app.topic(BASELINE_OUT, key_type=bytes, value_type=bytes)
 

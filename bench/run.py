@@ -11,61 +11,36 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vigil.infra.connect import consumer_from_now, kafka_producer, redis_client
+from vigil.bench.batch_curve import batch_curve_or_why_not, no_curve, plot_curve
+from vigil.bench.harness import (
+    ALL_AGENTS,
+    BASELINE_IN,
+    BASELINE_OUT,
+    PIPELINE_AGENTS,
+    OutputWatch,
+    preload,
+    rss_mb,
+    spawn_baseline,
+    wait_until,
+)
+from vigil.bench.scaleout import BENCH_PARTITIONS, SCALED_TOPICS, grow_partitions, with_partitions, workers_curve
+from vigil.bench.usage import Usage, sample, usage_between
+from vigil.infra.connect import kafka_producer, redis_client
 from vigil.infra.dataset import ensure_dataset
 from vigil.infra.replay import Stay, pick_stays, stay_events
-from vigil.infra.settings import Settings, get_settings
+from vigil.infra.settings import Settings
 from vigil.infra.stack import stack_up
 from vigil.infra.stack.topics import ensure_topics
-from vigil.infra.workers import spawn_worker, stop_worker, worker_env
+from vigil.infra.workers import spawn_worker, stop_worker
 from vigil.schemas import topics
-
-BATCH_CURVE_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-
-
-@dataclass
-class OutputWatch:
-    """Consumes an output topic from its current end; records per-message timestamps."""
-
-    settings: Settings
-    topic: str
-    on_record: Callable[[Any], None] | None = None
-    count: int = 0
-    first_ts: int | None = None
-    last_ts: int | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def start(self) -> OutputWatch:
-        self.consumer = consumer_from_now(self.settings, (self.topic,), fetch_max_wait_ms=20)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for records in self.consumer.poll(timeout_ms=100, max_records=5000).values():
-                for r in records:
-                    self.count += 1
-                    self.first_ts = r.timestamp if self.first_ts is None else min(self.first_ts, r.timestamp)
-                    self.last_ts = r.timestamp if self.last_ts is None else max(self.last_ts, r.timestamp)
-                    if self.on_record:
-                        self.on_record(r)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(timeout=5)
-        self.consumer.close()
 
 
 def bench_events(stays: list[Stay], n: int) -> list[tuple[str, bytes, bytes]]:
@@ -83,64 +58,18 @@ def bench_events(stays: list[Stay], n: int) -> list[tuple[str, bytes, bytes]]:
     return [(eid, k, v) for _, eid, k, v in rows[:n]]
 
 
-def preload(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    producer = kafka_producer(settings, linger_ms=20, batch_size=256 * 1024)
-    for key, value in messages:
-        producer.send(topic, key=key, value=value)
-    producer.flush()
-    producer.close()
-
-
-def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def measure_baseline(settings: Settings, n: int, messages: list[tuple[bytes, bytes]], log_dir: Path) -> dict[str, Any]:
-    import subprocess
-    import sys
-
-    from vigil.bench.baseline import BASELINE_IN, BASELINE_OUT
-
     ensure_topics(settings, (BASELINE_IN, BASELINE_OUT))
     watch = OutputWatch(settings, BASELINE_OUT).start()
     preload(settings, BASELINE_IN, messages)
-    out = open(log_dir / "bench-baseline.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vigil.bench.baseline"],
-        env=worker_env(settings),
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = spawn_baseline(settings, log_dir / "bench-baseline.log")
     try:
-        ok = _wait(lambda: watch.count >= n, timeout=300)
+        ok = wait_until(lambda: watch.count >= n, timeout=300)
     finally:
         stop_worker(proc)
         watch.stop()
     span = ((watch.last_ts or 0) - (watch.first_ts or 0)) / 1000.0
     return {"events": watch.count, "complete": ok, "seconds": span, "events_per_s": n / span if span > 0 else None}
-
-
-# The pipeline the goals are stated for: ingest -> state -> features -> models -> scores -> alerts.
-# Treatment scoring is a further consumer of vigil.scores; it is measured separately.
-PIPELINE_AGENTS = ("ingest", "alert")
-ALL_AGENTS = ("ingest", "alert", "treat", "interop")
 
 
 def measure_pipeline(
@@ -160,13 +89,17 @@ def measure_pipeline(
     preload(settings, topics.EVENTS_RAW, [(k, v) for _, k, v in events])
     proc = spawn_worker(settings, log_dir / "bench-pipeline.log", agents=agents)
     peak_rss = 0.0
+    before: Usage | None = None
 
     def done() -> bool:
-        nonlocal peak_rss
-        peak_rss = max(peak_rss, _rss_mb(proc.pid))
+        nonlocal peak_rss, before
+        peak_rss = max(peak_rss, rss_mb(proc.pid))
+        if before is None and watch.count:  # from the first score on: the worker's start-up left out
+            before = sample(settings, [proc.pid])
         return ids <= seen
 
-    ok = _wait(done, timeout=600)
+    ok = wait_until(done, timeout=600)
+    after = sample(settings, [proc.pid])
     watch.stop()
     span = ((watch.last_ts or 0) - (watch.first_ts or 0)) / 1000.0
     result = {
@@ -176,6 +109,7 @@ def measure_pipeline(
         "scores": watch.count,
         "events_per_s": n / span if span > 0 else None,
         "worker_peak_rss_mb": round(peak_rss, 1),
+        "usage": usage_between(before, after, n) if before else None,
     }
     return result, proc
 
@@ -201,7 +135,7 @@ def measure_latency(settings: Settings, events: list[tuple[str, bytes, bytes]], 
         producer.send(topics.EVENTS_RAW, key=key, value=value, timestamp_ms=ts)
     producer.flush()
     offered_s = time.perf_counter() - t0
-    _wait(lambda: set(produced) <= set(scored), timeout=120)
+    wait_until(lambda: set(produced) <= set(scored), timeout=120)
     watch.stop()
     producer.close()
     lat = np.array([scored[e] - produced[e] for e in produced if e in scored], dtype=float)
@@ -230,128 +164,6 @@ def redis_bytes_per_patient(settings: Settings, patients: set[str]) -> dict[str,
     return {"patients": len(patients), "bytes_per_patient": round(total / max(1, len(patients)), 1)}
 
 
-def steady_requests(stays: list[Stay], n: int) -> tuple[Any, Any, list[Any]]:
-    """(bundle, runner, one request per patient): each stay stepped hour by hour to its second-last
-    hour, then asked for its last hour (that hour's provisional score and the previous hour's
-    final): what the stream computes for a patient on every new hour."""
-    from vigil.models.step_session import StepSession
-    from vigil.models.stepping import StayCarry
-    from vigil.models.stream_step import StepRequest, advance, load_served_bundle
-
-    bundle = load_served_bundle(intra_op_threads=get_settings().batch.intra_op_threads)
-    runner = StepSession(bundle.step_session, bundle.hidden)
-    requests = []
-    for stay in (s for s in stays if len(s.matrix) >= 2):
-        m, static, carry = stay.matrix, stay.static, StayCarry()
-        for hour in range(len(m) - 1):
-            (out,) = advance(bundle, runner, [StepRequest(carry, m[carry.boundary : hour + 1], hour, static, None)])
-            carry = out.carry
-        requests.append(StepRequest(carry, m[carry.boundary :], len(m) - 1, static, None))
-    while len(requests) < n:
-        requests += requests
-    return bundle, runner, requests[:n]
-
-
-def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]:
-    """Per-patient cost at each batch size (in-process, CPU) of the stepping bundle the worker serves:
-    the deployed ONNX models alone (``models``: the tree model on one hour's features and one step of
-    the recurrent graph, on prepared inputs) and the whole scoring call as the stream makes it
-    (``end_to_end``: ``models.stream_step.advance``: scan + features + steps + trees + explanations)."""
-    from vigil.models.stepping import plan_advance
-    from vigil.models.stream_step import advance
-
-    bundle, runner, requests = steady_requests(stays, max(BATCH_CURVE_SIZES))
-    explain = get_settings().batch.explain != "none"  # what the stream computes per score
-    plans = [plan_advance(r.carry, r.rows, r.last_hour, r.static, r.changed_from) for r in requests]
-    feats = np.stack([p.features for p in plans]).astype(np.float32)
-    x = np.stack([p.closed_chain[1][-1] for p in plans]).astype(np.float32)
-    h = np.stack([np.zeros(bundle.hidden) if p.closed_chain[0] is None else p.closed_chain[0] for p in plans])
-    h = h.astype(np.float32)
-
-    def per_patient_us(fn: Callable[[], object], b: int) -> float:
-        fn()  # warm-up
-        reps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < reps_target_s or reps < 3:
-            fn()
-            reps += 1
-        return (time.perf_counter() - t0) / (reps * b) * 1e6
-
-    models_curve: dict[int, float] = {}
-    step_curve: dict[int, float] = {}
-    tree_curve: dict[int, float] = {}
-    end_to_end: dict[int, float] = {}
-    for b in BATCH_CURVE_SIZES:
-
-        def models_only(b: int = b) -> object:
-            return bundle.tree_probability(feats[:b]), bundle.step(x[:b], h[:b])
-
-        def step_only(b: int = b) -> object:
-            return bundle.step(x[:b], h[:b])
-
-        def tree_only(b: int = b) -> object:
-            return bundle.tree_probability(feats[:b])
-
-        step_curve[b] = per_patient_us(step_only, b)
-        tree_curve[b] = per_patient_us(tree_only, b)
-
-        def whole(b: int = b) -> object:
-            return advance(bundle, runner, requests[:b], explain=explain)
-
-        models_curve[b] = per_patient_us(models_only, b)
-        end_to_end[b] = per_patient_us(whole, b)
-    return {
-        "us_per_sample": models_curve,
-        "step_us_per_sample": step_curve,
-        "tree_us_per_sample": tree_curve,
-        "end_to_end_us_per_sample": end_to_end,
-        "batch_speedup": models_curve[1] / models_curve[64],
-        "end_to_end_batch_speedup": end_to_end[1] / end_to_end[64],
-        "score_us_per_patient": end_to_end[64],
-        "providers": runner.providers,
-        "bundle": bundle.version,
-    }
-
-
-def plot_curve(curve: dict[int, float], end_to_end: dict[int, float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sizes = sorted(curve)
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
-    ax.plot(sizes, [curve[s] for s in sizes], marker="o", label="ONNX models (both sessions)")
-    ax.plot(sizes, [end_to_end[s] for s in sizes], marker="s", label="features + models + explanations")
-    ax.legend(fontsize=8)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("batch size (patients)")
-    ax.set_ylabel("µs per patient")
-    ax.set_title(f"ONNX Runtime CPU, {os.cpu_count()} cores: per-patient inference cost")
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _no_curve(why: str) -> dict[str, Any]:
-    return {
-        "us_per_sample": {},
-        "end_to_end_us_per_sample": {},
-        "batch_speedup": None,
-        "end_to_end_batch_speedup": None,
-        "error": why[:200],
-    }
-
-
-def _batch_curve_or_why_not(stays: list[Stay]) -> dict[str, Any]:
-    try:
-        return batch_curve(stays)
-    except Exception as exc:  # no model artifacts: say so rather than invent a number
-        return _no_curve(f"{type(exc).__name__}: {exc}")
-
-
 def run_bench(
     settings: Settings,
     n_events: int,
@@ -360,10 +172,18 @@ def run_bench(
     patients: int,
     plot_path: Path | None,
     quick: bool = False,
+    workers: list[int] | None = None,
+    partitions: int = BENCH_PARTITIONS,
 ) -> dict[str, Any]:
     """``quick``: only the pipeline against the baseline, the latency run and the Redis size (no
-    run with the treatment agent, no batch curve): every client of the bench, in a minute."""
+    run with the treatment agent, no batch curve): every client of the bench, in a minute.
+    ``workers``: the worker counts of the scale-out curve (``bench.scaleout``); its topics get
+    ``partitions`` partitions, and so every phase of the run uses the same layout."""
+    if workers:
+        settings = with_partitions(settings, partitions)
     stack_up(settings)
+    if workers:
+        grow_partitions(settings, SCALED_TOPICS)
     log_dir = settings.home / "logs"
     data_dir = ensure_dataset(settings.data_dir, settings.home)
     stays = pick_stays(data_dir, patients, septic_share=0.3, seed=11)
@@ -381,13 +201,14 @@ def run_bench(
         lat_events = bench_events(stays, int(rate * latency_s))
         patients_seen.update(k.decode() for _, k, _ in lat_events)
         latency = measure_latency(settings, lat_events, rate)
-        pipeline["worker_peak_rss_mb"] = max(pipeline["worker_peak_rss_mb"], _rss_mb(proc.pid))
+        pipeline["worker_peak_rss_mb"] = max(pipeline["worker_peak_rss_mb"], rss_mb(proc.pid))
     finally:
         stop_worker(proc)
     redis_size = redis_bytes_per_patient(settings, patients_seen)
-    curve = _no_curve("skipped (--quick)") if quick else _batch_curve_or_why_not(stays)
+    curve = no_curve("skipped (--quick)") if quick else batch_curve_or_why_not(stays)
     if plot_path and curve["us_per_sample"]:
         plot_curve(curve["us_per_sample"], curve["end_to_end_us_per_sample"], plot_path)
+    scale = workers_curve(settings, workers, lambda: bench_events(stays, n_events), log_dir) if workers else []
     ratio = (
         pipeline["events_per_s"] / baseline["events_per_s"]
         if pipeline["events_per_s"] and baseline["events_per_s"]
@@ -402,18 +223,26 @@ def run_bench(
         "batch_speedup": round(curve["batch_speedup"], 2) if curve["batch_speedup"] else None,
         "score_us_per_patient": round(curve["score_us_per_patient"], 1) if curve.get("score_us_per_patient") else None,
         "redis_bytes_per_patient": redis_size["bytes_per_patient"],
+        "workers_curve": [
+            {k: point[k] for k in ("workers", "pipeline_events_per_s", "baseline_events_per_s")} for point in scale
+        ],
         "events": len(events),
         "patients": len({k for _, k, _ in events}),
+        "partitions": settings.kafka.partitions,
         "latency": latency,
         "baseline": baseline,
         "pipeline": pipeline,
         "pipeline_agents": list(PIPELINE_AGENTS),
         "with_treatment_agent": with_treatment,
+        "workers_detail": scale,
         "end_to_end_batch_speedup": (
             round(curve["end_to_end_batch_speedup"], 2) if curve["end_to_end_batch_speedup"] else None
         ),
         "batch_curve_us_per_sample": {str(k): round(v, 1) for k, v in curve["us_per_sample"].items()},
         "end_to_end_curve_us_per_sample": {str(k): round(v, 1) for k, v in curve["end_to_end_us_per_sample"].items()},
+        "step_curve_us_per_sample": {str(k): round(v, 2) for k, v in curve.get("step_us_per_sample", {}).items()},
+        "tree_curve_us_per_sample": {str(k): round(v, 2) for k, v in curve.get("tree_us_per_sample", {}).items()},
         "providers": curve.get("providers"),
+        "intra_op_threads": settings.batch.intra_op_threads,
         "cpu_count": os.cpu_count(),
     }

@@ -102,6 +102,7 @@ def test_bad_option_values_and_settings(env) -> None:
     one_line(run(env, "users", "add", "x", "--role", "admin", extra={"VIGIL_NEW_PASSWORD": "long-enough"}), "role")
     one_line(run(env, "worker", "--agents", "ingest,pager"), "unknown agent module 'pager'")
     one_line(run(env, "data", "fetch", "--sets", "C"), "--sets")
+    one_line(run(env, "bench", "--workers", "two"), "--workers takes a count or a list")
     one_line(run(env, "nosuch"), "No such command", "vigil --help")
     one_line(run(env, "predict", "--out", "x"), "Missing option '--data'")
     one_line(run(env, "plan", "score", str(EXAMPLE), extra={"VIGIL_WARD_TIMEZONE": "Mars/Olympus"}), "time zone")

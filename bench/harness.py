@@ -1,0 +1,101 @@
+"""What every phase of ``vigil bench`` shares: the pipeline's agents, preloading an input topic,
+watching an output topic's timestamps, waiting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vigil.infra.connect import consumer_from_now, kafka_producer
+from vigil.infra.settings import Settings
+from vigil.infra.workers import worker_env
+
+# The pipeline the goals are stated for: ingest -> state -> features -> models -> scores -> alerts.
+# Treatment scoring is a further consumer of vigil.scores; it is measured separately.
+PIPELINE_AGENTS = ("ingest", "alert")
+ALL_AGENTS = ("ingest", "alert", "treat", "interop")
+# the bare-Faust baseline's topics and consumer group (``bench.baseline``)
+BASELINE_IN = "vigil.bench.baseline.in"
+BASELINE_OUT = "vigil.bench.baseline.out"
+BASELINE_GROUP = "vigil-bench-baseline"
+
+
+@dataclass
+class OutputWatch:
+    """Consumes an output topic from its current end; records per-message timestamps."""
+
+    settings: Settings
+    topic: str
+    on_record: Callable[[Any], None] | None = None
+    count: int = 0
+    first_ts: int | None = None
+    last_ts: int | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> OutputWatch:
+        self.consumer = consumer_from_now(self.settings, (self.topic,), fetch_max_wait_ms=20)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for records in self.consumer.poll(timeout_ms=100, max_records=5000).values():
+                for r in records:
+                    self.count += 1
+                    self.first_ts = r.timestamp if self.first_ts is None else min(self.first_ts, r.timestamp)
+                    self.last_ts = r.timestamp if self.last_ts is None else max(self.last_ts, r.timestamp)
+                    if self.on_record:
+                        self.on_record(r)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=5)
+        self.consumer.close()
+
+
+def preload(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = kafka_producer(settings, linger_ms=20, batch_size=256 * 1024)
+    for key, value in messages:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def spawn_baseline(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """A bare-Faust worker (``bench.baseline``) connecting like ``settings``."""
+    out = open(log, "ab")  # noqa: SIM115 - owned by the child
+    return subprocess.Popen(
+        [sys.executable, "-m", "vigil.bench.baseline"],
+        env=worker_env(settings),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )

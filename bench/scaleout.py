@@ -1,0 +1,193 @@
+"""`vigil bench --workers N`: events/s of 1..N pipeline workers next to as many bare-Faust workers,
+on input topics with enough partitions, and what the broker and Redis did meanwhile.
+
+Each point of the curve: the N worker processes start on the input topic, empty of new events, and
+join one consumer group; when every worker owns some of its partitions (no rebalance left to stall
+the run), the events are produced and events/s = events ÷ (last − first output timestamp), the
+single-worker comparison's formula (``bench.run``). The baseline (``bench.baseline``) gets the same
+treatment with its own group and topics. Partitions: Kafka cannot shrink a topic, so the bench grows
+the topics it consumes to ``partitions`` (12 by default: up to 12 workers get a share each) and never
+shrinks them; run it on a bench stack, not on a production cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vigil.bench.harness import (
+    BASELINE_GROUP,
+    BASELINE_IN,
+    BASELINE_OUT,
+    PIPELINE_AGENTS,
+    OutputWatch,
+    preload,
+    spawn_baseline,
+    wait_until,
+)
+from vigil.bench.usage import sample, usage_between
+from vigil.infra.connect import kafka_admin
+from vigil.infra.settings import Settings
+from vigil.infra.stack.topics import ensure_topics
+from vigil.infra.workers import spawn_worker, stop_worker
+from vigil.schemas import topics
+
+BENCH_PARTITIONS = 12
+# the topics whose consumers scale out (the pipeline's agents and the baseline's)
+SCALED_TOPICS = (
+    topics.EVENTS_RAW,
+    topics.SCORES,
+    topics.ALERT_ACKS,
+    BASELINE_IN,
+    BASELINE_OUT,
+)
+
+
+def with_partitions(settings: Settings, partitions: int) -> Settings:
+    """``settings`` whose topics (and every worker it spawns, through ``worker_env``) declare at
+    least ``partitions`` partitions."""
+    wanted = max(settings.kafka.partitions, partitions)
+    return settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"partitions": wanted})})
+
+
+def grow_partitions(settings: Settings, names: tuple[str, ...]) -> dict[str, int]:
+    """Create ``names`` if missing and grow any with fewer than ``settings.kafka.partitions``
+    partitions; returns each topic's partition count."""
+    from kafka.admin import NewPartitions
+
+    ensure_topics(settings, names)
+    admin = kafka_admin(settings, client_id="vigil-bench")
+    try:
+        current = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(names))}
+        wanted = settings.kafka.partitions
+        grow = {t: NewPartitions(wanted) for t, n in current.items() if n < wanted}
+        if grow:
+            admin.create_partitions(grow)
+        return {t: max(n, wanted) for t, n in current.items()}
+    finally:
+        admin.close()
+
+
+def owners(settings: Settings, group: str, topic: str) -> list[list[int]]:
+    """The partitions of ``topic`` each member of ``group`` owns."""
+    admin = kafka_admin(settings, client_id="vigil-bench")
+    try:
+        members = admin.describe_groups([group])[group]["members"]
+    finally:
+        admin.close()
+    return [
+        sorted(
+            p for tp in m["member_assignment"]["assigned_partitions"] if tp["topic"] == topic for p in tp["partitions"]
+        )
+        for m in members
+    ]
+
+
+def split_among(settings: Settings, group: str, topic: str, workers: int, partitions: int) -> bool:
+    """Every one of ``workers`` members owns a share and all partitions are owned."""
+    try:
+        owned = owners(settings, group, topic)
+    except Exception:  # the group is being formed
+        return False
+    every = sorted(p for o in owned for p in o)
+    return len(owned) == workers and all(owned) and every == list(range(partitions))
+
+
+def measure_point(
+    settings: Settings,
+    workers: int,
+    kind: str,
+    events: list[tuple[str, bytes, bytes]],
+    log_dir: Path,
+    partitions: int,
+) -> dict[str, Any]:
+    """One point: ``kind`` "pipeline" (ingest + alert agents) or "baseline" with ``workers`` processes."""
+    ids = {eid for eid, _, _ in events}
+    seen: set[str] = set()
+    if kind == "pipeline":
+        group, in_topic, out_topic = settings.app_id, topics.EVENTS_RAW, topics.SCORES
+
+        def absorb(record: Any) -> None:
+            seen.update(json.loads(record.value)["event_ids"])
+
+        def done() -> bool:
+            return ids <= seen
+
+        def start(i: int) -> subprocess.Popen[bytes]:
+            return spawn_worker(settings, log_dir / f"bench-scale-{i}.log", agents=PIPELINE_AGENTS)
+
+    else:
+        group, in_topic, out_topic = BASELINE_GROUP, BASELINE_IN, BASELINE_OUT
+        count = [0]
+
+        def absorb(record: Any) -> None:
+            count[0] += 1
+
+        def done() -> bool:
+            return count[0] >= len(events)
+
+        def start(i: int) -> subprocess.Popen[bytes]:
+            return spawn_baseline(settings, log_dir / f"bench-scale-baseline-{i}.log")
+
+    procs = [start(i) for i in range(workers)]
+    try:
+        ready = wait_until(lambda: split_among(settings, group, in_topic, workers, partitions), timeout=180)
+        watch = OutputWatch(settings, out_topic, on_record=absorb).start()
+        before = sample(settings, [p.pid for p in procs])
+        preload(settings, in_topic, [(k, v) for _, k, v in events])
+        complete = wait_until(done, timeout=600)
+        after = sample(settings, [p.pid for p in procs])
+        watch.stop()
+    finally:
+        for p in procs:
+            stop_worker(p)
+    span = ((watch.last_ts or 0) - (watch.first_ts or 0)) / 1000.0
+    return {
+        "workers": workers,
+        "kind": kind,
+        "group_split_before_load": ready,
+        "complete": complete,
+        "seconds": span,
+        "events_per_s": round(len(events) / span, 1) if span > 0 else None,
+        "usage": usage_between(before, after, len(events)),
+    }
+
+
+def workers_curve(
+    settings: Settings,
+    counts: list[int],
+    make_events: Callable[[], list[tuple[str, bytes, bytes]]],
+    log_dir: Path,
+    partitions: int = BENCH_PARTITIONS,
+) -> list[dict[str, Any]]:
+    """{workers, pipeline_events_per_s, baseline_events_per_s, ...} per worker count; ``make_events``
+    draws fresh patients for every run (no earlier state in Redis)."""
+    settings = with_partitions(settings, partitions)
+    grow_partitions(settings, SCALED_TOPICS)
+    curve = []
+    for n in counts:
+        baseline = measure_point(settings, n, "baseline", make_events(), log_dir, settings.kafka.partitions)
+        pipeline = measure_point(settings, n, "pipeline", make_events(), log_dir, settings.kafka.partitions)
+        curve.append(
+            {
+                "workers": n,
+                "pipeline_events_per_s": pipeline["events_per_s"],
+                "baseline_events_per_s": baseline["events_per_s"],
+                "partitions": settings.kafka.partitions,
+                "pipeline": pipeline,
+                "baseline": baseline,
+            }
+        )
+    return curve
+
+
+def parse_counts(spec: str) -> list[int]:
+    """``"3"``: 1, 2 and 3 workers; ``"1,2,4"``: those counts."""
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"--workers takes a count or a list of counts (e.g. 3 or 1,2,4), not {spec!r}")
+    counts = [int(p) for p in parts]
+    return list(range(1, counts[0] + 1)) if len(counts) == 1 else sorted(set(counts))
