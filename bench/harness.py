@@ -14,12 +14,15 @@ from typing import Any
 
 from vigil.infra.connect import consumer_from_now, kafka_producer
 from vigil.infra.settings import Settings
-from vigil.infra.workers import worker_env
+from vigil.infra.workers import spawn_worker, worker_env
 
 # The pipeline the goals are stated for: ingest -> state -> features -> models -> scores -> alerts.
 # Treatment scoring is a further consumer of vigil.scores; it is measured separately.
 PIPELINE_AGENTS = ("ingest", "alert")
 ALL_AGENTS = ("ingest", "alert", "treat", "interop")
+# the bench's pipeline workers form their own consumer group: a worker already running on the stack
+# (a demo's, a test session's) neither takes partitions from them nor is counted as one of them
+BENCH_APP_ID = "vigil-bench"
 # the bare-Faust baseline's topics and consumer group (``bench.baseline``)
 BASELINE_IN = "vigil.bench.baseline.in"
 BASELINE_OUT = "vigil.bench.baseline.out"
@@ -99,3 +102,8 @@ def spawn_baseline(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def spawn_pipeline(settings: Settings, log: Path, agents: tuple[str, ...] = PIPELINE_AGENTS) -> subprocess.Popen[bytes]:
+    """A ``vigil worker`` running ``agents`` in the bench's consumer group."""
+    return spawn_worker(settings, log, extra_env={"VIGIL_APP_ID": BENCH_APP_ID}, agents=agents)

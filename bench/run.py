@@ -29,6 +29,7 @@ from vigil.bench.harness import (
     preload,
     rss_mb,
     spawn_baseline,
+    spawn_pipeline,
     wait_until,
 )
 from vigil.bench.scaleout import BENCH_PARTITIONS, SCALED_TOPICS, grow_partitions, with_partitions, workers_curve
@@ -39,7 +40,7 @@ from vigil.infra.replay import Stay, pick_stays, stay_events
 from vigil.infra.settings import Settings
 from vigil.infra.stack import stack_up
 from vigil.infra.stack.topics import ensure_topics
-from vigil.infra.workers import spawn_worker, stop_worker
+from vigil.infra.workers import stop_worker
 from vigil.schemas import topics
 
 
@@ -87,7 +88,7 @@ def measure_pipeline(
 
     watch = OutputWatch(settings, topics.SCORES, on_record=absorb).start()
     preload(settings, topics.EVENTS_RAW, [(k, v) for _, k, v in events])
-    proc = spawn_worker(settings, log_dir / "bench-pipeline.log", agents=agents)
+    proc = spawn_pipeline(settings, log_dir / "bench-pipeline.log", agents=agents)
     peak_rss = 0.0
     before: Usage | None = None
 

@@ -22,17 +22,18 @@ from vigil.bench.harness import (
     BASELINE_GROUP,
     BASELINE_IN,
     BASELINE_OUT,
-    PIPELINE_AGENTS,
+    BENCH_APP_ID,
     OutputWatch,
     preload,
     spawn_baseline,
+    spawn_pipeline,
     wait_until,
 )
 from vigil.bench.usage import sample, usage_between
 from vigil.infra.connect import kafka_admin
 from vigil.infra.settings import Settings
 from vigil.infra.stack.topics import ensure_topics
-from vigil.infra.workers import spawn_worker, stop_worker
+from vigil.infra.workers import stop_worker
 from vigil.schemas import topics
 
 BENCH_PARTITIONS = 12
@@ -108,7 +109,7 @@ def measure_point(
     ids = {eid for eid, _, _ in events}
     seen: set[str] = set()
     if kind == "pipeline":
-        group, in_topic, out_topic = settings.app_id, topics.EVENTS_RAW, topics.SCORES
+        group, in_topic, out_topic = BENCH_APP_ID, topics.EVENTS_RAW, topics.SCORES
 
         def absorb(record: Any) -> None:
             seen.update(json.loads(record.value)["event_ids"])
@@ -117,7 +118,7 @@ def measure_point(
             return ids <= seen
 
         def start(i: int) -> subprocess.Popen[bytes]:
-            return spawn_worker(settings, log_dir / f"bench-scale-{i}.log", agents=PIPELINE_AGENTS)
+            return spawn_pipeline(settings, log_dir / f"bench-scale-{i}.log")
 
     else:
         group, in_topic, out_topic = BASELINE_GROUP, BASELINE_IN, BASELINE_OUT
@@ -185,9 +186,9 @@ def workers_curve(
 
 
 def parse_counts(spec: str) -> list[int]:
-    """``"3"``: 1, 2 and 3 workers; ``"1,2,4"``: those counts."""
+    """``"3"``: 1, 2 and 3 workers; ``"1,2,4"``: those counts; ``"2,"``: two workers only."""
     parts = [p.strip() for p in spec.split(",") if p.strip()]
     if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise ValueError(f"--workers takes a count or a list of counts (e.g. 3 or 1,2,4), not {spec!r}")
     counts = [int(p) for p in parts]
-    return list(range(1, counts[0] + 1)) if len(counts) == 1 else sorted(set(counts))
+    return sorted(set(counts)) if "," in spec else list(range(1, counts[0] + 1))

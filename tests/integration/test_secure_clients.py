@@ -113,11 +113,18 @@ def test_demo_bench_and_replay_over_sasl_ssl(secure_settings, secure_stack, tmp_
     bench = vigil(
         secure_settings,
         *("bench", "--quick", "--events", "300", "--rate", "100", "--latency-s", "2", "--patients", "4"),
-        *("--out", str(tmp_path / "bench.json")),
+        *("--workers", "2,", "--partitions", "6", "--out", str(tmp_path / "bench.json")),
         env=data_env(),
     )
     assert bench["baseline"]["complete"] and bench["pipeline"]["complete"], bench
     assert bench["latency"]["scored"] == bench["latency"]["events"] and bench["redis_bytes_per_patient"] > 0
+    # two workers of each kind shared the (grown) partitions before the load, over SASL_SSL
+    assert [p["workers"] for p in bench["workers_curve"]] == [2] and bench["partitions"] >= 6, bench
+    (point,) = bench["workers_detail"]
+    for kind in ("pipeline", "baseline"):
+        assert point[kind]["complete"] and point[kind]["group_split_before_load"], point
+        assert point[kind]["events_per_s"] > 0 and point[kind]["usage"]["machine_busy_share"] is not None
+    assert point["pipeline"]["usage"]["redis_commands_per_event"] > 0  # the admin user reads INFO
 
     stays = tmp_path / "stays"
     stays.mkdir()
