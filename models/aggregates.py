@@ -62,6 +62,8 @@ class Aggregates:
     @classmethod
     def stack(cls, aggs: Sequence[Aggregates]) -> Aggregates:
         """Many patients' aggregates as one with [B, N_VARS] fields (``scan``'s batched ``init``)."""
+        if len(aggs) == 1:  # a batch of one: views, no copies
+            return cls(*(getattr(aggs[0], f.name)[None] for f in fields(cls)))
         return cls(*(np.stack([getattr(a, f.name) for a in aggs]) for f in fields(cls)))
 
     def equals(self, other: Aggregates) -> bool:

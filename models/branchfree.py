@@ -15,9 +15,15 @@ from typing import Any
 import numpy as np
 
 
+# Below this many elements the branches cost less than the bit-select's extra array operations.
+SMALL = 2048
+
+
 def where(cond: np.ndarray, a: Any, b: Any) -> np.ndarray:
     """``np.where(cond, a, b)``: same broadcasting, same result dtype (``np.result_type(a, b)``),
     same values."""
+    if max(getattr(cond, "size", 1), getattr(a, "size", 1), getattr(b, "size", 1)) < SMALL:
+        return np.where(cond, a, b)
     dtype = np.result_type(a, b)
     bits = np.dtype(f"i{dtype.itemsize}")
     x = np.asarray(a, dtype).view(bits)
