@@ -153,16 +153,22 @@ def measure_latency(settings: Settings, events: list[tuple[str, bytes, bytes]], 
 
 def redis_bytes_per_patient(settings: Settings, patients: set[str]) -> dict[str, Any]:
     """Redis MEMORY USAGE of everything Vigil keeps per patient (window, stepping carry with the
-    recurrent states, alert and care state)."""
+    recurrent states, alert and care state): mean, p99 and max over the patients."""
     from vigil.infra.redis import alert_key, care_key, carry_key, window_key
 
     client = redis_client(settings)
-    total = 0
-    for pid in patients:
-        for key in (window_key(pid), carry_key(pid), alert_key(pid), care_key(pid)):
-            total += client.memory_usage(key) or 0
+    sizes = [
+        sum(client.memory_usage(key) or 0 for key in (window_key(p), carry_key(p), alert_key(p), care_key(p)))
+        for p in patients
+    ]
     client.close()
-    return {"patients": len(patients), "bytes_per_patient": round(total / max(1, len(patients)), 1)}
+    per = np.array(sizes or [0], dtype=float)
+    return {
+        "patients": len(patients),
+        "bytes_per_patient": round(float(per.mean()), 1),
+        "p99_bytes": round(float(np.percentile(per, 99)), 1),
+        "max_bytes": int(per.max()),
+    }
 
 
 def run_bench(
@@ -224,6 +230,7 @@ def run_bench(
         "batch_speedup": round(curve["batch_speedup"], 2) if curve["batch_speedup"] else None,
         "score_us_per_patient": round(curve["score_us_per_patient"], 1) if curve.get("score_us_per_patient") else None,
         "redis_bytes_per_patient": redis_size["bytes_per_patient"],
+        "redis_per_patient": redis_size,
         "workers_curve": [
             {k: point[k] for k in ("workers", "pipeline_events_per_s", "baseline_events_per_s")} for point in scale
         ],

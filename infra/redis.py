@@ -4,6 +4,8 @@ Keys hold a keyed hash of the patient id, not the id (state cannot be enumerated
 with ``state_hash_key`` (default: ``log_hash_key``), so the log key can rotate without orphaning
 state (docs/security.md). Writes that fail are retried until Redis answers again; the caller does
 not ack the Kafka events meanwhile, so nothing accepted is lost and the worker never crash-loops.
+Window and carry blobs are stored deflated (``pack_state``); every read goes through
+``unpack_state``, which also reads blobs written before packing.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import hmac
 import struct
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -54,17 +57,34 @@ def care_key(patient_id: str) -> str:
     return f"vigil:t:{state_hash(patient_id)}"
 
 
-def _as_bytes(blob: bytes | str | None) -> bytes | None:
-    return blob.encode() if isinstance(blob, str) else blob
+# A packed blob starts with this byte, then raw deflate (no zlib header or checksum: Redis keeps
+# the bytes as given). No unpacked state blob starts with it: window and carry blobs start with
+# their version (1 or 2), alert and care blobs with "{" (JSON).
+PACKED = 0xFA
+PACK_LEVEL = 1
 
 
-def _carry_or_none(blob: bytes | None) -> StayCarry | None:
+def pack_state(blob: bytes) -> bytes:
+    """A window or carry blob as it is written to Redis: deflated when that is shorter."""
+    packed = bytes((PACKED,)) + zlib.compress(blob, PACK_LEVEL, wbits=-15)
+    return packed if len(packed) < len(blob) else blob
+
+
+def unpack_state(blob: bytes | str | None) -> bytes | None:
+    """Any state blob as read from Redis, packed (``pack_state``) or not (written before packing)."""
+    raw = blob.encode() if isinstance(blob, str) else blob
+    if raw and raw[0] == PACKED:
+        return zlib.decompress(raw[1:], wbits=-15)
+    return raw
+
+
+def _carry_or_none(blob: bytes | str | None) -> StayCarry | None:
     """A carry this version cannot read (another blob version) is rebuilt from the window, not fatal."""
     if not blob:
         return None
     try:
-        return StayCarry.from_bytes(blob)
-    except (ValueError, struct.error) as exc:
+        return StayCarry.from_bytes(unpack_state(blob))
+    except (ValueError, struct.error, zlib.error) as exc:
         log.warning("carry.unreadable", error=type(exc).__name__)
         return None
 
@@ -115,13 +135,13 @@ class PatientStore:
     async def load_windows(self, patient_ids: Iterable[str]) -> dict[str, PatientWindow]:
         ids = list(patient_ids)
         blobs = await self._until_ok("mget", lambda: self.client.mget([window_key(p) for p in ids]))
-        return {pid: PatientWindow.from_bytes(_as_bytes(blob)) for pid, blob in zip(ids, blobs, strict=True)}
+        return {pid: PatientWindow.from_bytes(unpack_state(blob)) for pid, blob in zip(ids, blobs, strict=True)}
 
     async def save_windows(self, windows: dict[str, PatientWindow]) -> None:
         async def write() -> None:
             pipe = self.client.pipeline(transaction=False)
             for pid, window in windows.items():
-                pipe.set(window_key(pid), window.to_bytes(), ex=self.ttl_s)
+                pipe.set(window_key(pid), pack_state(window.to_bytes()), ex=self.ttl_s)
             await pipe.execute()
 
         await self._until_ok("set", write)
@@ -133,8 +153,7 @@ class PatientStore:
         blobs = await self._until_ok("mget", lambda: self.client.mget(keys))
         out: dict[str, tuple[PatientWindow, StayCarry | None]] = {}
         for i, pid in enumerate(ids):
-            window, carry = _as_bytes(blobs[2 * i]), _as_bytes(blobs[2 * i + 1])
-            out[pid] = (PatientWindow.from_bytes(window), _carry_or_none(carry))
+            out[pid] = (PatientWindow.from_bytes(unpack_state(blobs[2 * i])), _carry_or_none(blobs[2 * i + 1]))
         return out
 
     async def save_states(self, states: dict[str, tuple[PatientWindow, StayCarry | None]]) -> None:
@@ -144,16 +163,17 @@ class PatientStore:
         async def write() -> None:
             pipe = self.client.pipeline(transaction=True)
             for pid, (window, carry) in states.items():
-                pipe.set(window_key(pid), window.to_bytes(), ex=self.ttl_s)
+                pipe.set(window_key(pid), pack_state(window.to_bytes()), ex=self.ttl_s)
                 if carry is not None:
-                    pipe.set(carry_key(pid), carry.to_bytes(), ex=self.ttl_s)
+                    pipe.set(carry_key(pid), pack_state(carry.to_bytes()), ex=self.ttl_s)
             await pipe.execute()
 
         await self._until_ok("set", write)
 
     async def load_blobs(self, keys: list[str]) -> list[bytes | None]:
+        """Any state keys (windows come back unpacked)."""
         blobs = await self._until_ok("mget", lambda: self.client.mget(keys))
-        return [_as_bytes(b) for b in blobs]
+        return [unpack_state(b) for b in blobs]
 
     async def save_blobs(self, items: dict[str, bytes]) -> None:
         async def write() -> None:

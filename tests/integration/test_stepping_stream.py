@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import unique_patient, wait_for
 from vigil.infra.connect import consumer_from_now, redis_client
-from vigil.infra.redis import carry_key, window_key
+from vigil.infra.redis import PACKED, carry_key, window_key
 from vigil.models.stream_step import load_served_bundle
 from vigil.schemas import topics
 from vigil.schemas.codes import DYNAMIC_CODES, canonical_unit
@@ -119,5 +119,6 @@ def test_hours_are_stepped_once_and_a_late_event_replays(
 
     client = redis_client(stack_settings)
     window, carry = client.memory_usage(window_key(pid)), client.memory_usage(carry_key(pid))
+    assert client.get(window_key(pid))[0] == PACKED  # the worker scored from deflated state throughout
     client.close()
     assert carry and window and window + carry <= 4096

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.reliability.helpers import PacedProducer, alert_duplicates, event_payloads, report, ward_stream
-from vigil.infra.redis import alert_key, window_key
+from vigil.infra.redis import alert_key, unpack_state, window_key
 from vigil.models.alerting import PatientAlertState
 from vigil.models.window import VAR_INDEX, PatientWindow
 
@@ -52,7 +52,7 @@ def test_kill_9_mid_stream_loses_nothing(
 
     # every accepted event is in its patient's Redis window, once (one cell per hour and variable)
     windows = {
-        p: PatientWindow.from_bytes(b)
+        p: PatientWindow.from_bytes(unpack_state(b))
         for p, b in zip(sorted(patients), redis_admin.mget([window_key(p) for p in sorted(patients)]), strict=True)
     }
     missing_in_state = 0
