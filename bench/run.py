@@ -32,7 +32,14 @@ from vigil.bench.harness import (
     spawn_pipeline,
     wait_until,
 )
-from vigil.bench.scaleout import BENCH_PARTITIONS, SCALED_TOPICS, grow_partitions, with_partitions, workers_curve
+from vigil.bench.scaleout import (
+    BENCH_PARTITIONS,
+    SCALED_TOPICS,
+    grow_partitions,
+    latency_with_workers,
+    with_partitions,
+    workers_curve,
+)
 from vigil.bench.usage import Usage, sample, usage_between
 from vigil.infra.connect import kafka_producer, redis_client
 from vigil.infra.dataset import ensure_dataset
@@ -216,6 +223,13 @@ def run_bench(
     if plot_path and curve["us_per_sample"]:
         plot_curve(curve["us_per_sample"], curve["end_to_end_us_per_sample"], plot_path)
     scale = workers_curve(settings, workers, lambda: bench_events(stays, n_events), log_dir) if workers else []
+    latency_scaled = None
+    if workers and max(workers) > 1:  # the same offered rate against the curve's largest worker count
+
+        def offered() -> dict[str, Any]:
+            return measure_latency(settings, bench_events(stays, int(rate * latency_s)), rate)
+
+        latency_scaled = latency_with_workers(settings, max(workers), offered, log_dir)
     ratio = (
         pipeline["events_per_s"] / baseline["events_per_s"]
         if pipeline["events_per_s"] and baseline["events_per_s"]
@@ -238,6 +252,7 @@ def run_bench(
         "patients": len({k for _, k, _ in events}),
         "partitions": settings.kafka.partitions,
         "latency": latency,
+        "latency_with_workers": latency_scaled,
         "baseline": baseline,
         "pipeline": pipeline,
         "pipeline_agents": list(PIPELINE_AGENTS),

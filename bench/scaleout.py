@@ -185,6 +185,24 @@ def workers_curve(
     return curve
 
 
+def latency_with_workers(
+    settings: Settings, workers: int, measure: Callable[[], dict[str, Any]], log_dir: Path
+) -> dict[str, Any]:
+    """``measure`` (the bench's latency phase: a fixed offered rate) run against ``workers`` pipeline
+    workers in one group, started and split over the partitions before the first event."""
+    procs = [spawn_pipeline(settings, log_dir / f"bench-latency-{i}.log") for i in range(workers)]
+    try:
+        ready = wait_until(
+            lambda: split_among(settings, BENCH_APP_ID, topics.EVENTS_RAW, workers, settings.kafka.partitions),
+            timeout=180,
+        )
+        result = measure()
+    finally:
+        for p in procs:
+            stop_worker(p)
+    return {"workers": workers, "group_split_before_load": ready, **result}
+
+
 def parse_counts(spec: str) -> list[int]:
     """``"3"``: 1, 2 and 3 workers; ``"1,2,4"``: those counts; ``"2,"``: two workers only."""
     parts = [p.strip() for p in spec.split(",") if p.strip()]

@@ -86,6 +86,9 @@ def bench(
             f"{point['pipeline_events_per_s']} / {point['baseline_events_per_s']}",
             "",
         )
+    scaled = result.get("latency_with_workers")
+    if scaled:
+        table.add_row(f"p50 / p99 ms, {scaled['workers']} workers", f"{scaled['p50_ms']} / {scaled['p99_ms']}", "")
     console.print(table)
     if json_out:
         emit_json(result)

@@ -125,6 +125,8 @@ def test_demo_bench_and_replay_over_sasl_ssl(secure_settings, secure_stack, tmp_
         assert point[kind]["complete"] and point[kind]["group_split_before_load"], point
         assert point[kind]["events_per_s"] > 0 and point[kind]["usage"]["machine_busy_share"] is not None
     assert point["pipeline"]["usage"]["redis_commands_per_event"] > 0  # the admin user reads INFO
+    scaled = bench["latency_with_workers"]  # the latency phase again, against both workers
+    assert scaled["workers"] == 2 and scaled["group_split_before_load"] and scaled["scored"] == scaled["events"]
 
     stays = tmp_path / "stays"
     stays.mkdir()
