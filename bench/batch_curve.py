@@ -120,7 +120,13 @@ def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]
     }
 
 
-def plot_curve(curve: dict[int, float], end_to_end: dict[int, float], path: Path) -> None:
+def plot_curve(
+    curve: dict[int, float],
+    end_to_end: dict[int, float],
+    path: Path,
+    per_model: dict[str, dict[int, float]] | None = None,
+) -> None:
+    """The curve as ``vigil bench`` draws it; ``per_model``: one more line per session (label: curve)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,6 +136,8 @@ def plot_curve(curve: dict[int, float], end_to_end: dict[int, float], path: Path
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
     ax.plot(sizes, [curve[s] for s in sizes], marker="o", label="ONNX models (both sessions)")
     ax.plot(sizes, [end_to_end[s] for s in sizes], marker="s", label="features + models + explanations")
+    for label, points in (per_model or {}).items():
+        ax.plot(sizes, [points[s] for s in sizes], marker=".", linestyle="--", label=label)
     ax.legend(fontsize=8)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")

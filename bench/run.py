@@ -158,6 +158,12 @@ def measure_latency(settings: Settings, events: list[tuple[str, bytes, bytes]], 
     }
 
 
+def per_model_lines(curve: dict[str, Any]) -> dict[str, dict[int, float]]:
+    """The batch curve's per-session lines (``plot_curve``'s ``per_model``), where measured."""
+    names = {"step_us_per_sample": "one-step GRU graph", "tree_us_per_sample": "tree model"}
+    return {label: {int(k): v for k, v in curve[key].items()} for key, label in names.items() if curve.get(key)}
+
+
 def redis_bytes_per_patient(settings: Settings, patients: set[str]) -> dict[str, Any]:
     """Redis MEMORY USAGE of everything Vigil keeps per patient (window, stepping carry with the
     recurrent states, alert and care state): mean, p99 and max over the patients."""
@@ -221,7 +227,7 @@ def run_bench(
     redis_size = redis_bytes_per_patient(settings, patients_seen)
     curve = no_curve("skipped (--quick)") if quick else batch_curve_or_why_not(stays)
     if plot_path and curve["us_per_sample"]:
-        plot_curve(curve["us_per_sample"], curve["end_to_end_us_per_sample"], plot_path)
+        plot_curve(curve["us_per_sample"], curve["end_to_end_us_per_sample"], plot_path, per_model_lines(curve))
     scale = workers_curve(settings, workers, lambda: bench_events(stays, n_events), log_dir) if workers else []
     latency_scaled = None
     if workers and max(workers) > 1:  # the same offered rate against the curve's largest worker count
