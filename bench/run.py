@@ -228,7 +228,9 @@ def run_bench(
     curve = no_curve("skipped (--quick)") if quick else batch_curve_or_why_not(stays)
     if plot_path and curve["us_per_sample"]:
         plot_curve(curve["us_per_sample"], curve["end_to_end_us_per_sample"], plot_path, per_model_lines(curve))
-    scale = workers_curve(settings, workers, lambda: bench_events(stays, n_events), log_dir) if workers else []
+    scale = (
+        workers_curve(settings, workers, lambda: bench_events(stays, n_events), log_dir, partitions) if workers else []
+    )
     latency_scaled = None
     if workers and max(workers) > 1:  # the same offered rate against the curve's largest worker count
 

@@ -167,11 +167,11 @@ def workers_curve(
     """{workers, pipeline_events_per_s, baseline_events_per_s, ...} per worker count; ``make_events``
     draws fresh patients for every run (no earlier state in Redis)."""
     settings = with_partitions(settings, partitions)
-    grow_partitions(settings, SCALED_TOPICS)
+    actual = grow_partitions(settings, SCALED_TOPICS)  # a topic may already have more: split over those
     curve = []
     for n in counts:
-        baseline = measure_point(settings, n, "baseline", make_events(), log_dir, settings.kafka.partitions)
-        pipeline = measure_point(settings, n, "pipeline", make_events(), log_dir, settings.kafka.partitions)
+        baseline = measure_point(settings, n, "baseline", make_events(), log_dir, actual[BASELINE_IN])
+        pipeline = measure_point(settings, n, "pipeline", make_events(), log_dir, actual[topics.EVENTS_RAW])
         curve.append(
             {
                 "workers": n,
@@ -190,11 +190,11 @@ def latency_with_workers(
 ) -> dict[str, Any]:
     """``measure`` (the bench's latency phase: a fixed offered rate) run against ``workers`` pipeline
     workers in one group, started and split over the partitions before the first event."""
+    partitions = grow_partitions(settings, (topics.EVENTS_RAW,))[topics.EVENTS_RAW]
     procs = [spawn_pipeline(settings, log_dir / f"bench-latency-{i}.log") for i in range(workers)]
     try:
         ready = wait_until(
-            lambda: split_among(settings, BENCH_APP_ID, topics.EVENTS_RAW, workers, settings.kafka.partitions),
-            timeout=180,
+            lambda: split_among(settings, BENCH_APP_ID, topics.EVENTS_RAW, workers, partitions), timeout=180
         )
         result = measure()
     finally:
