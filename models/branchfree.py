@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-
 # Below this many elements the branches cost less than the bit-select's extra array operations.
 SMALL = 2048
 
