@@ -26,6 +26,7 @@ from vigil.infra.settings import Settings
 from vigil.infra.stack import stack_up
 from vigil.infra.workers import spawn_worker, stop_worker
 from vigil.schemas import topics
+from vigil.schemas.errors import UserError
 
 WARDS = ("ICU-A", "ICU-B")
 
@@ -179,6 +180,25 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+# more unread events than a demo ever leaves behind (40 stays are ~15,000): the demo's worker would
+# spend minutes on someone else's records and report the demo's own events as lost
+DEMO_BACKLOG_LIMIT = 50_000
+
+
+def refuse_backlog(settings: Settings) -> None:
+    """Stop before replaying when the worker group has a large unread backlog (e.g. an earlier bench)."""
+    from vigil.infra.backlog import group_backlog
+
+    backlog = group_backlog(settings, settings.app_id, topics.EVENTS_RAW)
+    if backlog > DEMO_BACKLOG_LIMIT:
+        where = "`vigil stack down --wipe`" if settings.kafka.bootstrap is None else "a broker of its own"
+        raise UserError(
+            f"the broker holds {backlog:,} events on {topics.EVENTS_RAW} that the worker group "
+            f"'{settings.app_id}' has not read (an earlier `vigil bench`?); the demo's worker would have to "
+            f"score them first: run the demo with a fresh VIGIL_HOME or after {where}"
+        )
+
+
 @stop_on_signals()
 def run_demo(
     settings: Settings,
@@ -201,6 +221,7 @@ def run_demo(
     t_start = time.monotonic()
     stack_up(settings)
     stack_s = time.monotonic() - t_start
+    refuse_backlog(settings)
     server = start_dashboard(settings, serve_port, console) if serve_port else None
     if source.kind == "sample":
         console.print(
