@@ -53,6 +53,13 @@ def fit(p_tree: np.ndarray, p_seq: np.ndarray, y: np.ndarray, w: np.ndarray, ite
     return Stack(coef, np.asarray(iso.X_thresholds_, float), np.asarray(iso.y_thresholds_, float))
 
 
+def combiner(scores: np.ndarray, y: np.ndarray, w: np.ndarray):  # type: ignore[no-untyped-def]
+    """``shifts.Combiner`` of the bundle: the stacker + isotonic fitted on training-side OOF scores
+    [2, n] (trees, sequence model), as a function of [2, m] scores."""
+    st = fit(scores[0], scores[1], y, w)
+    return lambda p: st.apply(p[0], p[1])
+
+
 def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
     """Mean risk vs observed rate of the target in risk-quantile bins (the card's reliability curve)."""
     edges = np.quantile(p, np.linspace(0, 1, bins + 1))
