@@ -29,6 +29,7 @@ import numpy as np
 
 from vigil.models.train import data, labels, shifts
 
+PREVALENCES = (0.03, 0.04, 0.05, 0.06, 0.07, 0.088, 0.10, 0.12, 0.15)  # set A: 8.8 % (Reyna et al. 2020)
 SHIFTS = ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1")
 Rule = Callable[[shifts.Utility, np.ndarray, np.ndarray], float]
 
@@ -150,6 +151,24 @@ def site_prevalence_figures(
     return out
 
 
+def by_site_prevalence(
+    u: shifts.Utility, score: np.ndarray, rows: np.ndarray, prevalences: tuple[float, ...]
+) -> list[dict[str, float]]:
+    """The threshold a site with a known septic-stay prevalence would use (the prior-shift rule of
+    ``site_prevalence_figures`` applied to all of ``rows``), and the share of training hours it flags."""
+    septic = u.best_gain > 0
+    p0 = float(septic[np.unique(u.stay_of_row[rows])].mean())
+    thr, g_sep, g_non, best = _curve_parts(u, score, rows)
+    out = []
+    for p in prevalences:
+        ratio = (p / (1 - p)) / (p0 / (1 - p0))
+        t = float(thr[int(np.argmax((ratio * g_sep + g_non) / (ratio * best)))])
+        out.append(
+            {"prevalence": p, "threshold": round(t, 5), "training_alert_share": round(float((score >= t).mean()), 4)}
+        )
+    return out
+
+
 def paired_bootstrap(
     u: shifts.Utility,
     score: np.ndarray,
@@ -202,14 +221,20 @@ def against_best(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pred", action="append", required=True, help="<config>[+<config>@mean]-s<seed> (shiftpred)")
+    ap.add_argument("--pred", action="append", default=[], help="<config>[+<config>@mean]-s<seed> (shiftpred)")
     ap.add_argument("--rule", action="append", default=[])
     ap.add_argument("--bootstrap", action="store_true", help="each rule minus best, paired over stays")
+    ap.add_argument("--site-table", type=str, help="an OOF .npz (key combined): thresholds by site prevalence")
     ap.add_argument("--out", default=str(data.CACHE_DIR / "threshold-rules.jsonl"))
     args = ap.parse_args(argv)
     c = data.load_cohort()
     assert c.unit is not None
     y, w = labels.utility_targets(c.labels, c.lengths)
+    if args.site_table:
+        score = np.load(args.site_table)["combined"]
+        table = by_site_prevalence(shifts.Utility(c.labels, c.lengths), score, np.ones(len(score), bool), PREVALENCES)
+        print(json.dumps(table))
+        return 0
     for name in args.pred:
         config, seed = name.rsplit("-s", 1)
         parts = config.removesuffix("@mean").split("+") if config.endswith("@mean") else [config]

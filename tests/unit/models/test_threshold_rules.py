@@ -49,3 +49,12 @@ def test_paired_bootstrap_of_a_threshold_against_itself_is_zero() -> None:
     rows = np.ones(len(score), bool)
     t = tr.best_rule(u, score, rows)
     assert tr.paired_bootstrap(u, score, rows, t, t, n=50) == {"diff": 0.0, "lo": 0.0, "hi": 0.0}
+
+
+def test_site_prevalence_table_returns_the_best_threshold_at_the_training_prevalence() -> None:
+    u, score = _cohort(4)
+    rows = np.ones(len(score), bool)
+    p0 = float((u.best_gain > 0).mean())
+    low, same, high = tr.by_site_prevalence(u, score, rows, (p0 / 3, p0, min(0.9, 2 * p0)))
+    assert same["threshold"] == round(tr.best_rule(u, score, rows), 5)
+    assert low["threshold"] >= same["threshold"] >= high["threshold"]  # fewer septic stays: fewer alerts
