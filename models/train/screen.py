@@ -153,12 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--out", default=str(data.CACHE_DIR / "screen.jsonl"))
     ap.add_argument("--record", type=Path, help="copy the screening results into this metrics.json and stop")
+    ap.add_argument("--record-key", default="screen", help="the metrics.json key --record writes")
     ap.add_argument("--max-patients", type=int, default=0, help="subsample stays (smoke runs)")
     ap.add_argument("--smoke", action="store_true", help="20 trees, 1 epoch: checks the pipeline, not the models")
     args = ap.parse_args(argv)
     if args.record:
         metrics = json.loads(args.record.read_text())
-        metrics["screen"] = [json.loads(line) for line in Path(args.out).read_text().splitlines() if line.strip()]
+        lines = Path(args.out).read_text().splitlines()
+        metrics[args.record_key] = [json.loads(line) for line in lines if line.strip()]
         args.record.write_text(json.dumps(metrics, indent=2) + "\n")
         return 0
     c = data.load_cohort()

@@ -246,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         for rule in args.rule or ["best"]:
             if args.bootstrap:
                 res = against_best(shifts.Utility(c.labels, c.lengths), pred, fold, c.unit, parse(rule))
+                with open(args.out, "a") as fh:
+                    fh.write(json.dumps({"pred": name, "rule": rule, "minus_best": res}) + "\n")
                 print(name, rule, json.dumps(res), flush=True)
                 continue
             if rule == "site":
