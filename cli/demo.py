@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import signal
@@ -20,6 +19,7 @@ from rich.table import Table
 
 from vigil.infra.connect import kafka_producer
 from vigil.infra.dataset import resolve_dataset
+from vigil.infra.logging import patient_hash
 from vigil.infra.readback import TopicReader, payload_digest
 from vigil.infra.replay import Stay, pick_stays, stay_events
 from vigil.infra.settings import Settings
@@ -351,15 +351,16 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
     )
     console.print(f"{s['dead_letters']} dead letters {s['dead_letter_reasons']}; lost: {s['lost']}")
     for ward, d in s["drift"].items():
-        state = "DRIFTED from the training data" if d.get("drifted") else "like the training data"
-        console.print(
-            f"  ward {ward}: inputs {state} (max PSI {d.get('max_psi')}, {int(d.get('hours', 0))} patient-hours)"
-        )
+        # the cut-off is the 99th percentile of training wards of the same size (agents/drift.py)
+        state = "DRIFTED from the training data" if d.get("drifted") else "within the training data's range"
+        psi = float(d.get("max_psi", 0.0))
+        console.print(f"  ward {ward}: inputs {state} (largest PSI {psi:.2f}, {int(d.get('hours', 0))} patient-hours)")
     for alert in rb.alert_records[:8]:
-        # the dashboard's short alert id; patients by a short hash (a terminal is screen-shared)
-        who = hashlib.sha256(alert["patient_id"].encode()).hexdigest()[:8]
+        # the dashboard's short alert id; patients by their keyed hash (a terminal is screen-shared)
         console.print(
-            f"  #{alert['alert_id'][:8]} [bold]{alert['state']:>12}[/] {alert['severity']:>10}  patient#{who} "
-            f"hour {alert['hour']:>3}  {alert['reason'][:100]}",
+            f"  #{alert['alert_id'][:8]} [bold]{alert['state']:>9}[/] {alert['severity']:>10}  "
+            f"pt:{patient_hash(alert['patient_id'])[:8]} hour {alert['hour']:>3}  {alert['reason']}",
             highlight=False,
+            no_wrap=True,
+            overflow="ellipsis",
         )

@@ -133,11 +133,11 @@ def demo(
         # --keep: the summary (and its JSON line) comes when the replay is accounted for, then the
         # worker and the dashboard run on until the user stops them
         nonlocal emitted
-        if json_out:
-            emit_json(summary)
-            emitted = True
-        Console(stderr=True).print("Worker and dashboard keep running; Ctrl-C (or SIGTERM) stops them.")
-        try:
+        try:  # a stop (Ctrl-C, SIGTERM) may come as soon as the summary line is out
+            if json_out:
+                emitted = True
+                emit_json(summary)
+            Console(stderr=True).print("Worker and dashboard keep running; Ctrl-C (or SIGTERM) stops them.")
             while True:
                 time.sleep(1)
         except KeyboardInterrupt:

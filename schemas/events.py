@@ -84,7 +84,9 @@ def _finite(value: float) -> float:
 
 
 def _patient_id(value: str) -> str:
-    value = _visible(value.strip())
+    # hidden characters are refused before trimming: str.strip() also removes some controls
+    # (\x1c-\x1f are whitespace to Python), which would let "p1\x1f" pass as "p1"
+    value = _visible(value).strip()
     if not value or len(value) > 64 or any(ch.isspace() for ch in value):
         raise ValueError("patient_id must be 1-64 printable characters without spaces")
     return value

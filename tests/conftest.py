@@ -4,6 +4,7 @@ running `vigil demo` is left alone), and factories for workers and readers."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -62,11 +63,16 @@ def link_cached_kafka_jars(home: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack_home() -> Iterator[Path]:
+def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="vigil-test-") as tmp:
         home = Path(tmp)
         link_cached_kafka_jars(home)
         yield home
+        # the workers', broker's and Redis' logs outlive the session (pytest keeps its last 3 base
+        # temp dirs): a flaky failure on a loaded CI machine can be read afterwards
+        logs = home / "logs"
+        if logs.is_dir():
+            shutil.copytree(logs, tmp_path_factory.getbasetemp() / "stack-logs", dirs_exist_ok=True)
 
 
 @pytest.fixture(scope="session")

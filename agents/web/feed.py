@@ -30,18 +30,29 @@ class WardFeed:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.assigned = True
         self.broker_ok = True
+        # False while a consumer replays its backfill: those records rebuild the ward model but are
+        # not pushed to browsers (thousands of old rows would overflow every client's queue)
+        self.caught_up = True
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
     def stop(self) -> None:
+        self._end_streams()
+
+    def _end_streams(self) -> None:
         for q in list(self._clients):
             self._offer(q, None)
 
     # --- readiness -------------------------------------------------------------------------------
     def readiness(self) -> dict[str, Any]:
-        return {"broker": self.broker_ok, "redis": True, "feed_assigned": self.assigned}
+        return {
+            "broker": self.broker_ok,
+            "redis": True,
+            "feed_assigned": self.assigned,
+            "feed_caught_up": self.caught_up,
+        }
 
     # --- producing -------------------------------------------------------------------------------
     def produce(self, topic: str, key: bytes, value: bytes) -> None:
@@ -56,8 +67,16 @@ class WardFeed:
         """Apply one record (from any thread) and push the change to every SSE client."""
         metrics.FEED_MESSAGES.labels(topic).inc()
         message = self.model.apply(topic, value)
-        if message is not None and self._loop is not None:
+        if message is not None and self._loop is not None and self.caught_up:
             self._loop.call_soon_threadsafe(self._fanout, message)
+
+    def backfill_done(self) -> None:
+        """The backfill is applied: from now on changes go live. A browser that connected meanwhile
+        missed what the backfill changed, so its stream ends; EventSource reconnects and reloads the
+        state (app.js, "open")."""
+        self.caught_up = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._end_streams)
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
         q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=2000)

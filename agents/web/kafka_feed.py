@@ -3,7 +3,8 @@ dashboard process sees every record) and a producer for acknowledgements and FHI
 
 The consumer reads ``vigil.scores``, ``vigil.alerts`` and ``vigil.treatment.scores`` (never polls Redis)
 and hands each record to ``WardFeed.ingest``. On start it backfills the last ``backfill`` records of
-every partition so the first page load shows the open alerts without waiting for the next score.
+every partition so the first page load shows the open alerts without waiting for the next score;
+``/readyz`` stays 503 until that backfill is applied, and backfilled records are not pushed to browsers.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class KafkaWardFeed(WardFeed):
         self.backfill = backfill
         self.assigned = False
         self.broker_ok = False
+        self.caught_up = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vigil-web-feed", daemon=True)
         self._producer: Any = None
@@ -83,6 +85,7 @@ class KafkaWardFeed(WardFeed):
             return
         self.assigned = self.broker_ok = True
         log.info("feed_assigned", partitions=len(parts), backfill=self.backfill)
+        backfill_end = {tp: end[tp] for tp in parts if end[tp] > consumer.position(tp)}
         next_lag = 0.0
         try:
             while not self._stop.is_set():
@@ -91,6 +94,11 @@ class KafkaWardFeed(WardFeed):
                     for record in records:
                         if record.value is not None:
                             self.ingest(tp.topic, record.value)
+                if not self.caught_up:
+                    backfill_end = {tp: e for tp, e in backfill_end.items() if consumer.position(tp) < e}
+                    if not backfill_end:
+                        log.info("feed_caught_up", patients=len(self.model))
+                        self.backfill_done()
                 if time.monotonic() >= next_lag:
                     next_lag = time.monotonic() + 5.0
                     self._update_lag(consumer, parts)
@@ -117,6 +125,7 @@ class KafkaWardFeed(WardFeed):
             "broker": self.broker_ok and broker_reachable(self.bootstrap),
             "redis": self._redis_ping(),
             "feed_assigned": self.assigned,
+            "feed_caught_up": self.caught_up,
         }
 
     def produce(self, topic: str, key: bytes, value: bytes) -> None:

@@ -75,25 +75,35 @@ class TopicTail:
 
 
 class SseReader:
-    """Reads /api/stream in a thread and keeps every (event, data) pair."""
+    """Reads /api/stream in a thread and keeps every (event, data) pair. Like a browser's EventSource it
+    reconnects when the server ends the stream; ``connected`` is set once the server has subscribed it
+    (its first line, ``retry:``, is written after the subscription)."""
 
     def __init__(self, client: httpx.Client) -> None:
         self.events: list[tuple[str, dict]] = []
+        self.connects = 0
+        self.connected = threading.Event()
         self._client = client
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+        assert self.connected.wait(30), "the SSE stream must open"
 
     def _run(self) -> None:
-        with self._client.stream("GET", "/api/stream", timeout=httpx.Timeout(5, read=None)) as r:
-            event = ""
-            for line in r.iter_lines():
-                if self._stop.is_set():
-                    return
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: "):
-                    self.events.append((event, json.loads(line[6:])))
+        while not self._stop.is_set():
+            with self._client.stream("GET", "/api/stream", timeout=httpx.Timeout(5, read=None)) as r:
+                event = ""
+                for line in r.iter_lines():
+                    if self._stop.is_set():
+                        return
+                    if line.startswith("retry: "):
+                        self.connects += 1
+                        self.connected.set()
+                    elif line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: "):
+                        self.events.append((event, json.loads(line[6:])))
+            self._stop.wait(1.0)
 
     def transitions(self, label: str) -> list[dict]:
         return [d for e, d in list(self.events) if e == "transition" and d["label"] == label]
@@ -141,7 +151,6 @@ def test_alert_over_sse_then_ack_over_http_reaches_kafka_and_comes_back(stack, w
     acks = TopicTail(stack.bootstrap, topics.ALERT_ACKS)
     pid = unique_patient("web")
     try:
-        wait_for(lambda: bool(sse.events) or True, timeout=1)
         send(producer, deteriorating(pid, "WEB-1"))
         assert wait_for(lambda: any(t["state"] == "open" for t in sse.transitions(pid)), timeout=90), (
             "the alert must reach the browser over SSE"
@@ -193,6 +202,7 @@ def test_alert_over_sse_then_ack_over_http_reaches_kafka_and_comes_back(stack, w
         "broker": True,
         "redis": True,
         "feed_assigned": True,
+        "feed_caught_up": True,
     }
 
 

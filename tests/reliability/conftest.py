@@ -48,25 +48,33 @@ def stack_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture
-def started_worker(spawn, producer, reader) -> Callable[..., object]:
-    """Factory: spawn a worker and return once it has scored a probe event (group joined)."""
+def started_worker(spawn, producer, stack_home) -> Callable[..., object]:
+    """Factory: spawn a worker and return once *it* has scored events (joined the group and owns
+    partitions). A probe scored by any worker is not enough: the session's shared worker is in the
+    same group and would score it while this one is still starting."""
     from vigil.schemas.events import PatientEvent
 
     def _start(name: str = "worker", env: dict[str, str] | None = None, timeout: float = 90.0):
+        before = set((stack_home / "logs").glob(f"{name}-*.log"))
         proc = spawn(name, env)
-        r = reader()
-        probe = PatientEvent(
-            patient_id=unique_patient("probe"),
-            kind="vital",
-            code="HR",
-            value=80,
-            unit="/min",
-            observed_at=datetime.now(UTC) - timedelta(minutes=1),
-        )
-        producer.send("vigil.events.raw", key=probe.patient_id.encode(), value=probe.model_dump_json().encode())
-        producer.flush()
-        assert wait_for(lambda: probe.event_id in r.snapshot().scored_ids, timeout=timeout), (
-            f"worker {name} did not score a probe within {timeout:.0f}s"
+
+        def scored_by_this_worker() -> bool:
+            # probes on random keys land on every partition in turn, this worker's among them
+            probe = PatientEvent(
+                patient_id=unique_patient("probe"),
+                kind="vital",
+                code="HR",
+                value=80,
+                unit="/min",
+                observed_at=datetime.now(UTC) - timedelta(minutes=1),
+            )
+            producer.send("vigil.events.raw", key=probe.patient_id.encode(), value=probe.model_dump_json().encode())
+            producer.flush()
+            logs = set((stack_home / "logs").glob(f"{name}-*.log")) - before
+            return any('"batch.scored"' in log.read_text(errors="replace") for log in logs)
+
+        assert wait_for(scored_by_this_worker, timeout=timeout, interval=1.0), (
+            f"worker {name} did not score events within {timeout:.0f}s"
         )
         return proc
 

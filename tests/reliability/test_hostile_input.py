@@ -152,7 +152,8 @@ def test_loose_values_old_dates_and_spoofed_identifiers_are_dead_lettered(
     }
     # a valid patient whose year-1 and 1995 Age events must not move its hour 0
     anchored = unique_patient("anchor")
-    t0 = now - timedelta(hours=2)
+    # 10 minutes into an hour, so the second event (65 minutes later) is in hour 1 at any time of day
+    t0 = (now - timedelta(hours=2)).replace(minute=10, second=0)
     valid = [
         _event(anchored, t0),
         _event(anchored, datetime(1995, 6, 1, tzinfo=UTC), code="Age", value=70),
