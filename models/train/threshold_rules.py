@@ -15,7 +15,13 @@ out-of-fold scores only, exactly where ``shifts.figures`` picks it, so the figur
   the scores by -d..+d in log-odds is highest (the centre of the broadest plateau of the curve);
 - ``share``: the training OOF alert share at the ``best`` threshold carried to the test rows as a
   quantile of their own scores (a fixed alert rate: label-free, but it needs the new site's score
-  distribution, so it is reported for the unit and thinning shifts only, never shipped as is).
+  distribution, so it is reported for the unit and thinning shifts only, never shipped as is);
+- ``site``: the test unit's septic-stay prevalence is known (one aggregate number, no row labels):
+  the training utility reweighted by the odds ratio of the two prevalences (prior shift).
+
+``--bootstrap`` reports each rule minus ``best`` on the same predictions (paired over stays);
+``--site-table ~/.cache/vigil/oof-stepping.npz --record models/artifacts/stepping/metrics.json``
+stores the ``site`` rule's thresholds of the shipped combined risk per prevalence (for the card).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -225,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rule", action="append", default=[])
     ap.add_argument("--bootstrap", action="store_true", help="each rule minus best, paired over stays")
     ap.add_argument("--site-table", type=str, help="an OOF .npz (key combined): thresholds by site prevalence")
+    ap.add_argument("--record", type=Path, help="with --site-table: store the table in this metrics.json")
     ap.add_argument("--out", default=str(data.CACHE_DIR / "threshold-rules.jsonl"))
     args = ap.parse_args(argv)
     c = data.load_cohort()
@@ -234,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
         score = np.load(args.site_table)["combined"]
         table = by_site_prevalence(shifts.Utility(c.labels, c.lengths), score, np.ones(len(score), bool), PREVALENCES)
         print(json.dumps(table))
+        if args.record:  # the card reads it from the bundle's metrics
+            metrics = json.loads(args.record.read_text())
+            metrics["combined"]["threshold_by_site_prevalence"] = table
+            args.record.write_text(json.dumps(metrics, indent=2) + "\n")
         return 0
     for name in args.pred:
         config, seed = name.rsplit("-s", 1)
