@@ -82,7 +82,8 @@ def screen_v2_table(metrics: dict[str, Any]) -> str:
         "in unit 2 (control) | worst AUROC / utility |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in screen:
+    first = {c: i for i, c in reversed(list(enumerate(r["config"] for r in screen)))}
+    for r in sorted(screen, key=lambda r: (first[r["config"]], r["seed"])):
         cells = [f"{r[s]['auroc']:.3f} / {r[s]['utility']:.3f} ({r[s]['best_utility']:.3f})" for s in V2_SHIFTS]
         rows.append(
             f"| {r['config']} | {r['seed']} | {r['features'] or '-'} | {' | '.join(cells)} | "
