@@ -19,7 +19,7 @@ SHIFT_NAMES = {
     "unit1->unit2": "medical ICU -> surgical ICU",
     "unit2->unit1": "surgical ICU -> medical ICU",
 }
-MODELS = ("combined", "sepsis_diagnosis", "deterioration")
+MODELS = ("combined", "sepsis_diagnosis", "deterioration", "combined_with_gru")
 
 ATTRIBUTION = """PhysioNet/CinC Challenge 2019 training set A (ODbL 1.0): "Early Prediction of Sepsis from
 Clinical Data: the PhysioNet/Computing in Cardiology Challenge 2019", v1.0.0,
@@ -35,9 +35,9 @@ def shift_table(metrics: dict[str, Any], models: tuple[str, ...] = MODELS) -> st
         "shipped -> best threshold | hours flagged |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name in models:
+    for name in [n for n in models if n in metrics]:
         m = metrics[name]
-        for s in SHIFTS:
+        for s in [s for s in (*SHIFTS, "in_unit1", "in_unit2") if s in m]:
             b = m[s]
             sd = f" ± {b['utility_sd']:.3f}" if "utility_sd" in b else ""
             rows.append(
@@ -167,6 +167,11 @@ def verdicts(metrics: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _worst(metrics: dict[str, Any], name: str) -> str:
+    m = metrics.get(name)
+    return f"{m['worst']['auroc']:.3f} / {m['worst']['utility']:.3f}" if m else "not measured"
+
+
 def render(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
     cohort = metrics["cohort"]
     comb = metrics["combined"]
@@ -189,8 +194,9 @@ Three scores per patient-hour, computed by the stepping core (`docs/models.md`, 
   strongly regularized trees;
 - **deterioration**: a GRU over the whole stay from admission (hidden {manifest["models"]["deterioration"]["hidden"]}),
   stepped hour by hour from a carried state (one-step ONNX graph);
-- **combined**: logistic stacker on both log-odds (tree {st["tree"]:.3f}, GRU {st["sequence"]:.3f},
-  bias {st["bias"]:.3f}; fitted on out-of-fold predictions) + isotonic calibration. Alerts use it.
+- **combined**: logistic stacker on the log-odds (tree {st["tree"]:.3f}, GRU {st["sequence"]:.3f},
+  bias {st["bias"]:.3f}; fitted on out-of-fold predictions; since 2.1 the GRU's weight is held at 0,
+  see below) + isotonic calibration. Alerts use it.
 
 Target of all three: {manifest["models"]["combined"].get("threshold_rule", "")}; training labels
 and weights: {manifest["models"]["sepsis_diagnosis"]["target"]}.
@@ -208,38 +214,41 @@ We cannot measure the hospital the models will meet, so every figure below is fr
 from set A. Grouped {cohort["folds"]}-fold CV by patient (seed {cohort["seed"]}); "thinned labs": the
 CV fold models score their held-out stays with each hour's lab and blood-gas draw kept with
 probability {cohort["lab_keep"]} (seeded); "other unit": trained on one ICU type, tested on the other.
-Thresholds are never chosen on the rows they are reported on: CV and thinned labs use each fold's
-threshold chosen on the other folds' OOF predictions; the unit shifts use the threshold chosen on the
-training unit's OOF predictions. "Best utility" is the hindsight optimum on the shifted rows: the gap
-is what a perfectly re-tuned threshold would have gained, and the arrow how far it moved.
+Thresholds and the stacker are never fitted on the rows they are reported on (protocol 2,
+`models/train/shifts.py`): CV and thinned labs use fold f's stacker and threshold fitted on the other
+folds' OOF predictions; the unit shifts use a stacker and threshold from an inner CV within the
+training unit, so nothing that sets the score has seen a test-unit stay; "in unit 1/2" are the
+controls (inner CV on that unit itself). "Best utility" is the hindsight optimum on the shifted rows:
+the gap is what a perfectly re-tuned threshold would have gained, and the arrow how far it moved.
+`combined_with_gru` is the 2.0 alert score (the stacker with the GRU) under the same tests.
 
 {shift_table(metrics)}
 
-Caveats: the stacker and isotonic calibration are fitted once on all OOF predictions and reused in
-every shift (3 parameters + a monotone map); the unit-shift thresholds come from OOF scores of CV
-models that saw the other unit's stays in training.
+Caveat: the unit shifts use only the stays with a recorded unit (about half of set A); their septic
+shares differ (10.8 % vs 4.1 %), so their utility at the chosen threshold is mostly a prevalence-shift
+stress test (see "How to read the proxy").
 
 ## What was tried and judged by the same shift tests (each model alone)
 
 {screen_table(metrics)}
 
 {verdicts(metrics)}
-- The sequence model (GRU over the whole stay) is weaker than the trees and travels worse; the stacker
-  weighs it {st["sequence"]:.2f} against {st["tree"]:.2f} for the trees, and the combined score's worst case
-  ({comb["worst"]["auroc"]:.3f} / {comb["worst"]["utility"]:.3f}) equals the trees' alone
-  ({metrics["sepsis_diagnosis"]["worst"]["auroc"]:.3f} / {metrics["sepsis_diagnosis"]["worst"]["utility"]:.3f})
-  within the noise: it adds nothing measurable yet.
+- The sequence model (GRU over the whole stay) is weaker than the trees and travels worse. Stacked
+  with it (2.0), the alert score's worst case is {_worst(metrics, "combined_with_gru")}; without it (this
+  bundle) {comb["worst"]["auroc"]:.3f} / {comb["worst"]["utility"]:.3f}, the trees alone
+  {metrics["sepsis_diagnosis"]["worst"]["auroc"]:.3f} / {metrics["sepsis_diagnosis"]["worst"]["utility"]:.3f}. The GRU
+  still runs in the stream and is reported as its own score; it adds nothing to the alerts.
 
 ## Shift tests v2: the shipped trees against issue 12's reference and the v1 trees
 
 Protocol 2 (`models/train/shifts.py`): every threshold (and stacker) is chosen on the training side of
 the shift it is reported on; the unit shifts take theirs from an inner CV within the training unit, so
 nothing that sets the score has seen a test-unit stay; "in unit" are the controls (inner CV on the test
-unit itself, ~3/4 of its stays). Trees alone (the combined score's shift figures equal the trees'
-within 0.002 in the table above). Cells: AUROC / utility at the chosen threshold (best utility in
-hindsight). `full` is the shipped tree recipe; `reference` issue 12's reference LightGBM
-(`models/train/reference_lgbm.py`); `v1trees` the v1 bundle's diagnosis model; `full+<block>`
-candidate blocks (`models/train/extra_features.py`). Command: `.venv-train/bin/python -m
+unit itself, ~3/4 of its stays). Trees alone per recipe; `a+b` rows are two recipes stacked as the
+2.0 bundle stacked its trees and GRU; `a+b@mean` the mean of their log-odds. Cells: AUROC / utility
+at the chosen threshold (best utility in hindsight). `full` is the shipped tree recipe; `reference`
+issue 12's reference LightGBM (`models/train/reference_lgbm.py`); `v1trees` the v1 bundle's
+diagnosis model; `full+<block>` candidate blocks (`models/train/extra_features.py`). Command: `.venv-train/bin/python -m
 vigil.models.train.screen --config <recipe> --seed <seed> --out ~/.cache/vigil/screen-v2.jsonl`.
 
 {screen_v2_table(metrics)}

@@ -138,7 +138,11 @@ def share_figures(
 
 
 def site_prevalence_figures(
-    u: shifts.Utility, pred: shifts.ShiftPredictions, unit: np.ndarray, rule: Rule = best_rule
+    u: shifts.Utility,
+    pred: shifts.ShiftPredictions,
+    unit: np.ndarray,
+    combiner: shifts.Combiner = shifts.single,
+    yw: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """The unit shifts with the test unit's septic-stay prevalence known (a site's coding statistics,
     no row labels): the training side's utility reweighted by the odds ratio of the two prevalences
@@ -151,7 +155,9 @@ def site_prevalence_figures(
         pa, pb = septic[unit == a].mean(), septic[unit == b].mean()
         ratio = float((pb / (1 - pb)) / (pa / (1 - pa)))
         train, test = row_unit == a, row_unit == b
-        s_train, s_test = pred.in_unit[a][0], pred.other_unit[f"unit{a}->unit{b}"][0]
+        y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
+        score = combiner(pred.in_unit[a], y[train], w[train])  # fitted on the training unit only
+        s_train, s_test = score(pred.in_unit[a]), score(pred.other_unit[f"unit{a}->unit{b}"])
         thr, g_sep, g_non, best = _curve_parts(u, s_train, train)
         t = float(thr[int(np.argmax((ratio * g_sep + g_non) / (ratio * best)))])
         out[f"unit{a}->unit{b}"] = {**shifts.block(u, s_test, test, t), "odds_ratio": round(ratio, 3)}
@@ -249,12 +255,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for name in args.pred:
         config, seed = name.rsplit("-s", 1)
-        parts = config.removesuffix("@mean").split("+") if config.endswith("@mean") else [config]
+        how = config.rsplit("@", 1)[1] if "@" in config else ""  # a+b@mean, a+b@stack: two models combined
+        parts = config.rsplit("@", 1)[0].split("+") if how else [config]
         pred = shifts.ShiftPredictions.stack(
             [shifts.ShiftPredictions.load(data.CACHE_DIR / "shiftpred" / f"{p}-s{seed}.npz") for p in parts]
         )
         fold = data.grouped_folds(c, 4, int(seed))
-        combiner = shifts.single if pred.oof.shape[0] == 1 else _mean_logit
+        combiner = {"": shifts.single, "mean": _mean_logit, "stack": _stacker}[how]
         for rule in args.rule or ["best"]:
             if args.bootstrap:
                 res = against_best(shifts.Utility(c.labels, c.lengths), pred, fold, c.unit, parse(rule))
@@ -263,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(name, rule, json.dumps(res), flush=True)
                 continue
             if rule == "site":
-                res = site_prevalence_figures(shifts.Utility(c.labels, c.lengths), pred, c.unit)
+                res = site_prevalence_figures(shifts.Utility(c.labels, c.lengths), pred, c.unit, combiner, (y, w))
             elif rule == "share":
                 res = share_figures(shifts.Utility(c.labels, c.lengths), pred, fold, c.unit)
             else:
@@ -279,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
             worst = min(res[k]["utility"] for k in keys if k in SHIFTS)
             print(f"{name:24s} {rule:9s} {cells} | worst utility {worst:.3f}", flush=True)
     return 0
+
+
+def _stacker(scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> shifts.Scorer:
+    from vigil.models.train import stacking  # scikit-learn (isotonic), as the bundle's combined score
+
+    return stacking.combiner(scores, y, w)  # type: ignore[no-any-return]
 
 
 def _mean_logit(scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> shifts.Scorer:
