@@ -18,6 +18,8 @@ SHIFT_NAMES = {
     "labs_thinned": "labs thinned to 1 in 10",
     "unit1->unit2": "medical ICU -> surgical ICU",
     "unit2->unit1": "surgical ICU -> medical ICU",
+    "in_unit1": "control: medical ICU, own inner CV",
+    "in_unit2": "control: surgical ICU, own inner CV",
 }
 MODELS = ("combined", "sepsis_diagnosis", "deterioration", "combined_with_gru")
 
@@ -228,7 +230,7 @@ Caveat: the unit shifts use only the stays with a recorded unit (about half of s
 shares differ (10.8 % vs 4.1 %), so their utility at the chosen threshold is mostly a prevalence-shift
 stress test (see "How to read the proxy").
 
-## What was tried and judged by the same shift tests (each model alone)
+## What was tried in round 1 (protocol 1: unit-shift thresholds from CV models that saw both units)
 
 {screen_table(metrics)}
 
