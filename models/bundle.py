@@ -5,7 +5,8 @@ hour by hour, stacked and calibrated into one risk (serving side: numpy + onnxru
 - ``deterioration``: the one-step GRU graph (inputs ``x`` [B, F] and ``h`` [B, H]; outputs
   ``h_next`` and ``probability``), stepped by ``models.stepping`` from a carried state;
 - ``combined``: logistic stacker on both models' log-odds, fitted on out-of-fold predictions, then
-  isotonic calibration (knots in the manifest): the one risk alerts use.
+  isotonic calibration (knots in the manifest): the one risk alerts use. Since 2.1 the stored
+  sequence weight is 0 (the GRU cost the alerts' threshold transfer across ICU units; docs/models.md).
 
 ``stay_risks`` scores whole stays offline (``vigil predict``); ``score_states`` scores the newest
 hour of many patients from their carries (the stream; returns the new carries).

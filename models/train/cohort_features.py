@@ -14,6 +14,10 @@ from vigil.models.stay_features import N_SEQUENCE_INPUTS, N_TREE_FEATURES, SEQUE
 from vigil.models.stepping import stay_inputs
 from vigil.models.train.data import CACHE_DIR, Cohort
 
+# the thinned-labs shift: each hour's lab draw kept with this probability, one copy per seed
+LAB_KEEP = 0.1
+THIN_SEEDS = (1, 2)
+
 
 def _key(tag: str) -> str:
     src = (Path(__file__).resolve().parents[1] / "stay_features.py").read_bytes()
@@ -51,3 +55,46 @@ def cohort_matrices(c: Cohort, tag: str, log=print) -> tuple[np.ndarray, np.ndar
         np.save(path, arr)
     log(f"features {tag}: {x.shape} + {s.shape} in {time.perf_counter() - t0:.0f}s")
     return x, s
+
+
+class Matrices:
+    """Feature matrices of set A and its thinned copies (``thin_seed``: None = as recorded), built on
+    first use and cached on disk."""
+
+    def __init__(self, c: Cohort, lab_keep: float = LAB_KEEP) -> None:
+        self.c, self.lab_keep = c, lab_keep
+        self._thin: dict[int, Cohort] = {}
+
+    def cohort(self, thin_seed: int | None) -> Cohort:
+        if thin_seed is None:
+            return self.c
+        if thin_seed not in self._thin:
+            self._thin[thin_seed] = thinned(self.c, self.lab_keep, thin_seed)
+        return self._thin[thin_seed]
+
+    def tag(self, thin_seed: int | None) -> str:
+        return "setA" if thin_seed is None else f"labs{self.lab_keep}-s{thin_seed}"
+
+    def tree(self, thin_seed: int | None) -> np.ndarray:
+        return cohort_matrices(self.cohort(thin_seed), self.tag(thin_seed))[0]
+
+    def sequence(self, thin_seed: int | None) -> np.ndarray:
+        return cohort_matrices(self.cohort(thin_seed), self.tag(thin_seed))[1]
+
+    def reference(self, thin_seed: int | None) -> np.ndarray:
+        from vigil.models.train import reference_lgbm
+
+        return reference_lgbm.cohort_features(self.cohort(thin_seed), self.tag(thin_seed))
+
+    def v1(self, thin_seed: int | None) -> np.ndarray:
+        """The v1 bundle's 48-hour window features (``models.features``): a second yardstick with a
+        figure on the unseen hospital (issue 12)."""
+        from vigil.models.features import FEATURE_NAMES
+        from vigil.models.train.data import all_features
+
+        c = self.cohort(thin_seed)
+        key = hashlib.sha256(f"v1|{'|'.join(FEATURE_NAMES)}|{len(c.lengths)}".encode()).hexdigest()[:12]
+        path = CACHE_DIR / f"features-v1-{self.tag(thin_seed)}-{key}.npy"
+        if not path.exists():
+            np.save(path, all_features(c))
+        return np.load(path, mmap_mode="r")

@@ -1,9 +1,20 @@
-"""Screen feature sets and recipes by the shift tests (``models.train.shifts``), LightGBM only.
+"""Screen feature sets and recipes by the shift tests (``models.train.shifts``).
 
-    .venv-train/bin/python -m vigil.models.train.screen --config full --config no_missingness --seed 1
+    .venv-train/bin/python -m vigil.models.train.screen --config full --config reference --seed 1 --seed 2
 
-Results are appended as JSON lines to ``~/.cache/vigil/screen.jsonl`` (one per config and seed);
-``--record models/artifacts/stepping/metrics.json`` copies them into the bundle's metrics (the card).
+Configs: ``full`` (the bundle's tree features), ``reference`` (issue 12's reference LightGBM,
+``models.train.reference_lgbm``), ``v1trees`` (the v1 bundle's diagnosis model: 48-hour window
+features, SepsisLabel unweighted; issue 12 measured it on the unseen hospital too), ablations of
+the tree features (``no_missingness``, ``no_baseline``, ``no_stay_history``, ``no_icu_hours``),
+``full+<block>`` (candidate blocks of ``extra_features``), ``ens3`` (mean of three seeds' trees),
+``gru_e<epochs>_h<hidden>_n<negative share %>[_d<dropout %>][_i2]`` (the sequence model alone;
+``_i2``: the richer inputs ``extra_features.sequence_v2``), ``att_e<epochs>_d<width>_n<share %>[_i2]``
+(the causal attention encoder, ``models.train.attention``).
+
+Each config and seed appends one JSON line to ``~/.cache/vigil/screen.jsonl`` and keeps its raw
+shift predictions in ``~/.cache/vigil/shiftpred/<config>-s<seed>.npz`` (combinations are then
+scored without refitting: ``--combine a+b``). ``--record models/artifacts/stepping/metrics.json``
+copies the JSON lines into the bundle's metrics (the card).
 """
 
 from __future__ import annotations
@@ -17,9 +28,11 @@ from typing import Any
 import numpy as np
 
 from vigil.models.stay_features import MISSINGNESS_FEATURES, TREE_FEATURES
-from vigil.models.train import cohort_features, data, labels, shifts, trees
+from vigil.models.train import cohort_features, data, labels, shifts, stacking, trees
 
-LAB_KEEP = 0.1
+LAB_KEEP = cohort_features.LAB_KEEP
+THIN_SEEDS = cohort_features.THIN_SEEDS
+PRED_DIR = data.CACHE_DIR / "shiftpred"
 
 
 def columns(config: str) -> np.ndarray:
@@ -31,88 +44,154 @@ def columns(config: str) -> np.ndarray:
         keep &= ~np.char.endswith(names, "_from_baseline")
     elif config == "no_stay_history":
         keep &= ~(np.char.endswith(names, "_max_stay") | np.char.endswith(names, "_min_stay"))
+    elif config == "no_icu_hours":
+        keep &= names != "icu_hours"
     elif config not in ("full", "ens3"):
         raise SystemExit(f"unknown config {config}")
     return np.nonzero(keep)[0]
 
 
+def tree_recipe(
+    config: str, seed: int, mats: cohort_features.Matrices, y: np.ndarray, w: np.ndarray
+) -> tuple[Any, Any, int]:
+    """``full``, ``reference``, an ablation, or ``full+<block>[+<block>]`` (``extra_features``)."""
+    from vigil.models.train import extra_features
+
+    base, *extras = config.split("+")
+    source = {"reference": mats.reference, "v1trees": mats.v1}.get(base, mats.tree)
+    cols = np.arange(source(None).shape[1]) if base in ("reference", "v1trees") else columns(base)
+    n_models = 3 if base == "ens3" else 1
+    if base == "v1trees":  # the v1 recipe: SepsisLabel on every hour, unweighted, 250 trees
+        y, w = mats.c.labels.astype(np.int8), np.ones(len(y), np.float32)
+
+    def matrix(thin_seed: int | None, rows: np.ndarray) -> np.ndarray:
+        parts = [np.asarray(source(thin_seed)[rows])[:, cols]]
+        for name in extras:
+            block = extra_features.cohort_block(mats.cohort(thin_seed), name, mats.tag(thin_seed))
+            parts.append(np.asarray(block[rows]))
+        return np.hstack(parts) if extras else parts[0]
+
+    def fit(rows: np.ndarray) -> Any:
+        xr = matrix(None, rows)
+        if base == "v1trees":
+            return [trees.fit(xr, y[rows], seed, [f"f{i}" for i in range(xr.shape[1])])]
+        return [trees.fit_weighted(xr, y[rows], w[rows], seed + 1000 * k) for k in range(n_models)]
+
+    def predict(models: Any, rows: np.ndarray, thin_seed: int | None) -> np.ndarray:
+        src = matrix(thin_seed, rows)
+        return np.mean([m.predict(src) for m in models], axis=0)
+
+    n_extra = sum(len(extra_features.BLOCKS[name][0]) for name in extras)
+    return fit, predict, len(cols) + n_extra
+
+
+def gru_recipe(
+    config: str, seed: int, mats: cohort_features.Matrices, y: np.ndarray, w: np.ndarray
+) -> tuple[Any, Any, int]:
+    from vigil.models.train import extra_features, sequence
+
+    parts = {p[0]: p[1:] for p in config.split("_")[1:]}
+    kw: dict[str, Any] = {"epochs": int(parts["e"]), "negative_share": int(parts["n"]) / 100}
+    if "h" in parts:
+        kw["hidden"] = int(parts["h"])
+    if "d" in parts and config.startswith("gru"):
+        kw["dropout"] = int(parts["d"]) / 100
+    o, patient = mats.c.offsets, mats.c.patient_of_row()
+
+    def inputs(thin_seed: int | None) -> np.ndarray:
+        if parts.get("i") == "2":
+            return extra_features.cohort_block(mats.cohort(thin_seed), "seq2", mats.tag(thin_seed))
+        return mats.sequence(thin_seed)
+
+    s = inputs(None)
+
+    def fit(rows: np.ndarray) -> Any:
+        if config.startswith("att"):
+            from vigil.models.train import attention
+
+            return attention.fit(
+                s,
+                y,
+                w,
+                o,
+                np.unique(patient[rows]),
+                seed,
+                log=lambda m: None,
+                epochs=kw["epochs"],
+                negative_share=kw["negative_share"],
+                d_model=int(parts["d"]),
+            )
+        return sequence.fit(s, y, w, o, np.unique(patient[rows]), seed, log=lambda m: None, **kw)
+
+    def predict(model: Any, rows: np.ndarray, thin_seed: int | None) -> np.ndarray:
+        if config.startswith("att"):
+            from vigil.models.train import attention
+
+            return attention.predict(model, inputs(thin_seed), o, np.unique(patient[rows]))
+        return sequence.predict(model, inputs(thin_seed), o, np.unique(patient[rows]))
+
+    return fit, predict, s.shape[1]
+
+
+def mean_logit(scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> shifts.Scorer:
+    return lambda p: np.mean(stacking._logit(p), axis=0)
+
+
+def record(out: str, config: str, seed: int, n_inputs: int, seconds: float, result: dict[str, Any]) -> None:
+    rec: dict[str, Any] = {"config": config, "seed": seed, "features": n_inputs, "seconds": round(seconds)}
+    rec.update({k: v for k, v in result.items() if not k.endswith("_folds")})
+    with open(out, "a") as fh:
+        fh.write(json.dumps(rec) + "\n")
+    print(json.dumps({k: rec[k] for k in ("config", "seed", "worst", "seconds")}), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", action="append", default=[])
+    ap.add_argument("--combine", action="append", default=[], help="a+b: stack two screened configs' predictions")
     ap.add_argument("--seed", type=int, action="append", default=[])
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--out", default=str(data.CACHE_DIR / "screen.jsonl"))
     ap.add_argument("--record", type=Path, help="copy the screening results into this metrics.json and stop")
+    ap.add_argument("--record-key", default="screen", help="the metrics.json key --record writes")
+    ap.add_argument("--max-patients", type=int, default=0, help="subsample stays (smoke runs)")
+    ap.add_argument("--smoke", action="store_true", help="20 trees, 1 epoch: checks the pipeline, not the models")
     args = ap.parse_args(argv)
     if args.record:
         metrics = json.loads(args.record.read_text())
-        metrics["screen"] = [json.loads(line) for line in Path(args.out).read_text().splitlines() if line.strip()]
+        lines = Path(args.out).read_text().splitlines()
+        metrics[args.record_key] = [json.loads(line) for line in lines if line.strip()]
         args.record.write_text(json.dumps(metrics, indent=2) + "\n")
         return 0
     c = data.load_cohort()
-    x, _ = cohort_features.cohort_matrices(c, "setA")
+    if args.max_patients:
+        c = data.subsample(c, args.max_patients, 0)
+    if args.smoke:
+        trees.WEIGHTED_ROUNDS = 20
+    assert c.unit is not None
     y, w = labels.utility_targets(c.labels, c.lengths)
     u = shifts.Utility(c.labels, c.lengths)
-    assert c.unit is not None
+    mats = cohort_features.Matrices(c, LAB_KEEP)
+    PRED_DIR.mkdir(parents=True, exist_ok=True)
+    tag = f"-n{args.max_patients}" if args.max_patients else ""
     for seed in args.seed or [1]:
-        thin_c = cohort_features.thinned(c, LAB_KEEP, seed)
-        x_thin, _ = cohort_features.cohort_matrices(thin_c, f"labs{LAB_KEEP}-s{seed}")
         fold = data.grouped_folds(c, args.folds, seed)
-        for config in args.config or ["full"]:
-            if config.startswith("gru"):
-                _screen_gru(config, seed, c, u, fold, thin_c, args.out)
-                continue
-            cols = columns(config)
+        for config in args.config:
             t0 = time.perf_counter()
-
-            n_seeds = 3 if config == "ens3" else 1  # ens3: the mean of three seeds' models
-
-            def fit(rows: np.ndarray, cols: np.ndarray = cols, seed: int = seed, n: int = n_seeds) -> Any:
-                xr = np.asarray(x[rows])[:, cols]
-                return [trees.fit_weighted(xr, y[rows], w[rows], seed + 1000 * k) for k in range(n)]
-
-            def predict(
-                models: Any, rows: np.ndarray, thin: bool, cols: np.ndarray = cols, x_thin: np.ndarray = x_thin
-            ) -> np.ndarray:
-                src = np.asarray((x_thin if thin else x)[rows])[:, cols]
-                return np.mean([m.predict(src) for m in models], axis=0)
-
-            result, _ = shifts.run_shift_tests(u, fold, c.unit, fit, predict, log=print)
-            record = {"config": config, "seed": seed, "features": len(cols), "seconds": round(time.perf_counter() - t0)}
-            record.update({k: v for k, v in result.items() if not k.endswith("_folds")})
-            with open(args.out, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            print(json.dumps({k: record[k] for k in ("config", "seed", "worst", "seconds")}), flush=True)
+            recipe = gru_recipe if config.startswith(("gru", "att")) else tree_recipe
+            fit, predict, n_inputs = recipe(config, seed, mats, y, w)
+            pred = shifts.predict_shifts(u, fold, c.unit, fit, predict, THIN_SEEDS, log=print)
+            pred.save(PRED_DIR / f"{config}-s{seed}{tag}.npz")
+            result = shifts.figures(u, pred, fold, c.unit, y, w)
+            record(args.out, config, seed, n_inputs, time.perf_counter() - t0, result)
+        for combo in args.combine:
+            names, how = combo.split("@") if "@" in combo else (combo, "stack")
+            parts = [shifts.ShiftPredictions.load(PRED_DIR / f"{n}-s{seed}{tag}.npz") for n in names.split("+")]
+            combiner = stacking.combiner if how == "stack" else mean_logit
+            t0 = time.perf_counter()
+            result = shifts.figures(u, shifts.ShiftPredictions.stack(parts), fold, c.unit, y, w, combiner)
+            record(args.out, combo, seed, 0, time.perf_counter() - t0, result)
     return 0
-
-
-def _screen_gru(
-    config: str, seed: int, c: data.Cohort, u: shifts.Utility, fold: np.ndarray, thin_c: data.Cohort, out: str
-) -> None:
-    """``gru_e<epochs>_h<hidden>_n<negative share %>``: the sequence model alone under the shift tests."""
-    from vigil.models.train import sequence
-
-    parts = {p[0]: p[1:] for p in config.split("_")[1:]}
-    kw = {"epochs": int(parts["e"]), "hidden": int(parts["h"]), "negative_share": int(parts["n"]) / 100}
-    _, s = cohort_features.cohort_matrices(c, "setA")
-    _, s_thin = cohort_features.cohort_matrices(thin_c, f"labs{LAB_KEEP}-s{seed}")
-    y, w = labels.utility_targets(c.labels, c.lengths)
-    o, patient = c.offsets, c.patient_of_row()
-    t0 = time.perf_counter()
-
-    def fit(rows: np.ndarray) -> Any:
-        return sequence.fit(s, y, w, o, np.unique(patient[rows]), seed, log=lambda m: None, **kw)
-
-    def predict(model: Any, rows: np.ndarray, thin: bool) -> np.ndarray:
-        return sequence.predict(model, s_thin if thin else s, o, np.unique(patient[rows]))
-
-    assert c.unit is not None
-    result, _ = shifts.run_shift_tests(u, fold, c.unit, fit, predict, log=print)
-    record = {"config": config, "seed": seed, "features": s.shape[1], "seconds": round(time.perf_counter() - t0)}
-    record.update({k: v for k, v in result.items() if not k.endswith("_folds")})
-    with open(out, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
-    print(json.dumps({k: record[k] for k in ("config", "seed", "worst", "seconds")}), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 exported as a one-step ONNX graph (the stream and ``vigil predict`` step it from a carried state)
 and as a full-sequence graph (an ONNX GRU over [B, T, F], for checks).
 
-Cell: input embedding (Linear + ReLU), a GRU cell written out (PyTorch's gate order and formula,
-so the weights drop into ``nn.GRU`` for the full-sequence export), a logistic head on the state.
+Model: input embedding (Linear + ReLU), a one-layer ``nn.GRU``, a logistic head on the state; the
+one-step form writes the same GRU out for one hour (PyTorch's gate order and formula).
 """
 
 from __future__ import annotations
@@ -20,27 +20,30 @@ HIDDEN = 32
 EPOCHS = 4
 BATCH_STAYS = 128
 LR = 3e-3
+DROPOUT = 0.0
 # Each epoch sees every stay with a positive hour and a fresh third of the others (their weights x3):
 # the same expected loss at ~40 % of the cost on 2 cores.
 NEGATIVE_STAY_SHARE = 0.33
 
 
 class StepGRU(nn.Module):
-    def __init__(self, n_in: int = N_SEQUENCE_INPUTS, hidden: int = HIDDEN) -> None:
+    """Embedding -> one-layer GRU -> logistic head. Trained through ``nn.GRU`` (fused, ~3x faster on
+    the CPU than a Python loop of cells); ``step`` is the same GRU written out for one hour, which is
+    what the one-step ONNX graph exports. Dropout acts on the embedding during training only."""
+
+    def __init__(self, n_in: int = N_SEQUENCE_INPUTS, hidden: int = HIDDEN, dropout: float = DROPOUT) -> None:
         super().__init__()
-        self.hidden = hidden
+        self.hidden, self.n_in = hidden, n_in
         self.embed = nn.Linear(n_in, hidden)
-        self.cell_x = nn.Linear(hidden, 3 * hidden)
-        self.cell_h = nn.Linear(hidden, 3 * hidden)
+        self.drop = nn.Dropout(dropout)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 1)
 
     def step(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One hour: (x [B, F], h [B, H]) -> (h' [B, H], logit [B])."""
-        return self._cell(self.cell_x(torch.relu(self.embed(x))), h)
-
-    def _cell(self, gx: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k = self.hidden
-        gh = self.cell_h(h)
+        """One hour: (x [B, F], h [B, H]) -> (h' [B, H], logit [B]); PyTorch's GRU gate order and formula."""
+        k, g = self.hidden, self.gru
+        gx = nn.functional.linear(torch.relu(self.embed(x)), g.weight_ih_l0, g.bias_ih_l0)
+        gh = nn.functional.linear(h, g.weight_hh_l0, g.bias_hh_l0)
         r = torch.sigmoid(gx[:, :k] + gh[:, :k])
         z = torch.sigmoid(gx[:, k : 2 * k] + gh[:, k : 2 * k])
         n = torch.tanh(gx[:, 2 * k :] + r * gh[:, 2 * k :])
@@ -49,13 +52,9 @@ class StepGRU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of every hour of [B, T, F] stays (admission at t = 0)."""
-        gx = self.cell_x(torch.relu(self.embed(x)))
-        h = x.new_zeros(x.shape[0], self.hidden)
-        out = []
-        for t in range(x.shape[1]):
-            h, logit = self._cell(gx[:, t], h)
-            out.append(logit)
-        return torch.stack(out, 1)
+        h0 = x.new_zeros(1, x.shape[0], self.hidden)
+        out, _ = self.gru(self.drop(torch.relu(self.embed(x))), h0)
+        return self.head(out).squeeze(-1)
 
 
 def _batches(lengths: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
@@ -77,21 +76,23 @@ def fit(
     hidden: int | None = None,
     epochs: int | None = None,
     negative_share: float | None = None,
+    dropout: float | None = None,
+    lr: float | None = None,
 ) -> StepGRU:
     """Train on the given stays; every hour is a training target (label y, weight w)."""
     epochs = EPOCHS if epochs is None else epochs
     share = NEGATIVE_STAY_SHARE if negative_share is None else negative_share
+    lr = LR if lr is None else lr
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    model = StepGRU(hidden=HIDDEN if hidden is None else hidden)
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    model = StepGRU(seq.shape[1], HIDDEN if hidden is None else hidden, DROPOUT if dropout is None else dropout)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     positive = np.array([y[offsets[p] : offsets[p + 1]].any() for p in stays])
-    w = np.where(
-        np.repeat(np.isin(np.arange(len(offsets) - 1), stays[~positive]), np.diff(offsets)), w / NEGATIVE_STAY_SHARE, w
-    )
+    w = np.where(np.repeat(np.isin(np.arange(len(offsets) - 1), stays[~positive]), np.diff(offsets)), w / share, w)
     for epoch in range(epochs):
         for g in opt.param_groups:
-            g["lr"] = LR * (0.6 ** (epoch * 4 / epochs))  # the same decay over any number of epochs
+            g["lr"] = lr * (0.6 ** (epoch * 4 / epochs))  # the same decay over any number of epochs
         total = weight = 0.0
         chosen = stays[positive | (rng.random(len(stays)) < share)]
         lengths = (offsets[chosen + 1] - offsets[chosen]).astype(np.int64)
@@ -154,13 +155,7 @@ class _FullSequence(nn.Module):
 
     def __init__(self, model: StepGRU) -> None:
         super().__init__()
-        self.embed, self.head = model.embed, model.head
-        self.gru = nn.GRU(model.hidden, model.hidden, batch_first=True)
-        with torch.no_grad():
-            self.gru.weight_ih_l0.copy_(model.cell_x.weight)
-            self.gru.bias_ih_l0.copy_(model.cell_x.bias)
-            self.gru.weight_hh_l0.copy_(model.cell_h.weight)
-            self.gru.bias_hh_l0.copy_(model.cell_h.bias)
+        self.embed, self.head, self.gru = model.embed, model.head, model.gru
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h0 = x.new_zeros(1, x.shape[0], self.gru.hidden_size)  # an input, so any batch size runs
@@ -169,7 +164,7 @@ class _FullSequence(nn.Module):
 
 
 def export_onnx(model: StepGRU, step_path: str, sequence_path: str) -> None:
-    x, h = torch.zeros(2, N_SEQUENCE_INPUTS), torch.zeros(2, model.hidden)
+    x, h = torch.zeros(2, model.n_in), torch.zeros(2, model.hidden)
     torch.onnx.export(
         _OneStep(model),
         (x, h),
@@ -182,7 +177,7 @@ def export_onnx(model: StepGRU, step_path: str, sequence_path: str) -> None:
     )
     torch.onnx.export(
         _FullSequence(model),
-        (torch.zeros(2, 5, N_SEQUENCE_INPUTS),),
+        (torch.zeros(2, 5, model.n_in),),
         sequence_path,
         input_names=["sequence"],
         output_names=["probability"],

@@ -1,21 +1,33 @@
 """Shift tests built from set A (issue 12): the figures models are chosen by.
 
-- ``cv``: grouped k-fold by patient; out-of-fold (OOF) scores; each fold's threshold is chosen on the
-  other folds' OOF scores (nested), so no utility here is tuned on the rows it reports.
+Every threshold, and every stacker of a combined score, is fitted on the training side of the
+shift it is reported on, never on the rows it scores:
+
+- ``cv``: grouped k-fold by patient; out-of-fold (OOF) scores; fold f's stacker and threshold are
+  fitted on the other folds' OOF scores (nested).
 - ``labs_thinned``: the CV fold models score their held-out stays with each hour's lab draw kept
-  with probability 0.1 (seeded, ``models.shift.thin_labs``), at the same nested thresholds.
-- ``unit1->unit2`` / ``unit2->unit1``: trained on one ICU type of set A, tested on the other; the
-  threshold is the one chosen on the training unit's OOF scores from ``cv`` (those fold models saw
-  the other unit's stays, never its labels at threshold time: documented approximation).
+  with probability 0.1 (``models.shift.thin_labs``), once per thinning seed, at fold f's stacker
+  and threshold; the figure is the mean over the seeds (each seed under ``labs_thinned_seeds``).
+- ``unitA->unitB``: trained on the stays of ICU type A only, tested on type B. Stacker and threshold
+  come from an inner CV on unit A alone (the same patient folds restricted to A), so nothing that
+  decides the score has seen a unit-B stay.
+- ``in_unitB``: the control for ``unitA->unitB``: the inner CV on unit B itself (a model trained on
+  ~3/4 of B's stays, nested threshold). Transfer minus control is what the unit change costs at a
+  comparable training size; control minus ``cv`` is what the smaller training set and unit B's
+  own difficulty cost.
 
 Each block reports AUROC, AUPRC, normalized utility at the threshold the procedure ships, the
 utility at the best threshold in hindsight, and both thresholds (how far the best one moves).
+
+Predictions have a leading model axis ([k, rows]): one model (k = 1), or several that a combiner
+(``Combiner``: fitted on training-side OOF scores, labels and weights) merges into one score.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +35,15 @@ import numpy as np
 from vigil.models.utility import auroc_auprc, best_threshold, utility_curve, utility_tables
 
 Fit = Callable[[np.ndarray], Any]  # train rows (bool mask) -> model
-Predict = Callable[[Any, np.ndarray, bool], np.ndarray]  # (model, test rows, thinned) -> scores
+Predict = Callable[[Any, np.ndarray, "int | None"], np.ndarray]  # (model, test rows, thinning seed) -> scores
+Scorer = Callable[[np.ndarray], np.ndarray]  # [k, rows] -> [rows]
+Combiner = Callable[[np.ndarray, np.ndarray, np.ndarray], Scorer]  # (train scores [k, n], y, w) -> scorer
+UNITS = (1, 2)
+
+
+def single(scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> Scorer:
+    """The combiner of one model: its own score."""
+    return lambda p: p[0]
 
 
 class Utility:
@@ -32,6 +52,7 @@ class Utility:
     def __init__(self, labels: np.ndarray, lengths: np.ndarray) -> None:
         self.labels, self.lengths = labels, lengths
         self.offsets = np.r_[0, np.cumsum(lengths)]
+        self.stay_of_row = np.repeat(np.arange(len(lengths)), lengths)
         by = [labels[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
         self.u0, self.u1, _, _ = utility_tables(by)
         best = np.zeros(len(lengths))
@@ -62,7 +83,7 @@ class Utility:
         return float(thr[i]), float(util[i])
 
     def _stays(self, rows: np.ndarray) -> np.ndarray:
-        return np.unique(np.repeat(np.arange(len(self.lengths)), self.lengths)[rows])
+        return np.unique(self.stay_of_row[rows])
 
 
 def block(u: Utility, score: np.ndarray, rows: np.ndarray, threshold: float) -> dict[str, float]:
@@ -81,71 +102,161 @@ def block(u: Utility, score: np.ndarray, rows: np.ndarray, threshold: float) -> 
 
 @dataclass
 class ShiftPredictions:
-    """One recipe's scores under every shift: OOF (plain and thinned labs) and each unit's test rows."""
+    """One recipe's scores under every shift, [k, rows] each (k models; rows in cohort order)."""
 
-    oof: np.ndarray
-    oof_thin: np.ndarray
-    other_unit: dict[str, np.ndarray]  # "unit1->unit2" -> scores of the unit-2 rows
+    oof: np.ndarray  # every row, out of fold
+    oof_thin: dict[int, np.ndarray]  # thinning seed -> every row, out of fold, labs thinned
+    other_unit: dict[str, np.ndarray]  # "unit1->unit2" -> the unit-2 rows, model trained on unit 1
+    in_unit: dict[int, np.ndarray] = field(default_factory=dict)  # unit -> its rows, inner-CV OOF
+
+    def save(self, path: Path) -> None:
+        arrays = {"oof": self.oof}
+        arrays.update({f"thin_{s}": v for s, v in self.oof_thin.items()})
+        arrays.update({f"other_{k}": v for k, v in self.other_unit.items()})
+        arrays.update({f"in_unit_{k}": v for k, v in self.in_unit.items()})
+        np.savez(path, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> ShiftPredictions:
+        with np.load(path) as z:
+            d = {k: z[k] for k in z.files}
+        return cls(
+            d["oof"],
+            {int(k[5:]): v for k, v in d.items() if k.startswith("thin_")},
+            {k[6:]: v for k, v in d.items() if k.startswith("other_")},
+            {int(k[8:]): v for k, v in d.items() if k.startswith("in_unit_")},
+        )
+
+    @staticmethod
+    def stack(parts: Sequence[ShiftPredictions]) -> ShiftPredictions:
+        """Several models' predictions as one [k, rows] set (the input of a combiner)."""
+        cat = np.concatenate
+        first = parts[0]
+        return ShiftPredictions(
+            cat([p.oof for p in parts]),
+            {s: cat([p.oof_thin[s] for p in parts]) for s in first.oof_thin},
+            {k: cat([p.other_unit[k] for p in parts]) for k in first.other_unit},
+            {k: cat([p.in_unit[k] for p in parts]) for k in first.in_unit},
+        )
 
 
 def predict_shifts(
-    u: Utility, patient_fold: np.ndarray, unit: np.ndarray, fit: Fit, predict: Predict, log=print
-) -> tuple[ShiftPredictions, list[Any]]:  # type: ignore[no-untyped-def]
-    """Fit the recipe once per fold and once per unit: (scores, fold models)."""
-    row_fold = u.rows_of(patient_fold)
-    n = len(u.labels)
-    oof, oof_thin = np.zeros(n), np.zeros(n)
-    models = []
-    for f in range(int(patient_fold.max()) + 1):
+    u: Utility,
+    patient_fold: np.ndarray,
+    unit: np.ndarray,
+    fit: Fit,
+    predict: Predict,
+    thin_seeds: Sequence[int],
+    log: Callable[[str], None] = print,
+) -> ShiftPredictions:
+    """Fit the recipe once per fold, once per unit, and once per fold within each unit."""
+    row_fold, row_unit = u.rows_of(patient_fold), u.rows_of(unit)
+    n, k = len(u.labels), int(patient_fold.max()) + 1
+    oof = np.zeros(n)
+    thin = {s: np.zeros(n) for s in thin_seeds}
+    for f in range(k):
         test = row_fold == f
         model = fit(~test)
-        oof[test] = predict(model, test, False)
-        oof_thin[test] = predict(model, test, True)
-        models.append(model)
+        oof[test] = predict(model, test, None)
+        for s in thin_seeds:
+            thin[s][test] = predict(model, test, s)
         log(f"  fold {f} done")
-    row_unit = u.rows_of(unit)
-    other = {}
-    for a, b in ((1, 2), (2, 1)):
-        other[f"unit{a}->unit{b}"] = predict(fit(row_unit == a), row_unit == b, False)
-        log(f"  unit{a}->unit{b} done")
-    return ShiftPredictions(oof, oof_thin, other), models
+    other, inner = {}, {}
+    for a in UNITS:
+        b = 3 - a
+        other[f"unit{a}->unit{b}"] = predict(fit(row_unit == a), row_unit == b, None)[None]
+        scores = np.zeros(n)
+        for f in range(k):
+            test = (row_unit == a) & (row_fold == f)
+            scores[test] = predict(fit((row_unit == a) & (row_fold != f)), test, None)
+        inner[a] = scores[row_unit == a][None]
+        log(f"  unit{a}->unit{b} and unit {a}'s inner folds done")
+    return ShiftPredictions(oof[None], {s: v[None] for s, v in thin.items()}, other, inner)
 
 
-def figures(u: Utility, pred: ShiftPredictions, patient_fold: np.ndarray, unit: np.ndarray) -> dict[str, Any]:
-    """Every shift block of one score (nested thresholds for CV and thinned labs; the training unit's
-    OOF threshold for the other unit)."""
-    row_fold = u.rows_of(patient_fold)
-    out: dict[str, Any] = {"cv_folds": [], "thin_folds": []}
-    for f in range(int(patient_fold.max()) + 1):
-        test = row_fold == f
-        thr = u.threshold(pred.oof[~test], ~test)
-        out["cv_folds"].append(block(u, pred.oof[test], test, thr))
-        out["thin_folds"].append(block(u, pred.oof_thin[test], test, thr))
-    shipped = u.threshold(pred.oof, np.ones(len(pred.oof), bool))
-    out["cv"] = _pooled(u, pred.oof, out["cv_folds"], shipped)
-    out["labs_thinned"] = _pooled(u, pred.oof_thin, out["thin_folds"], shipped)
-    row_unit = u.rows_of(unit)
-    for name, scores in pred.other_unit.items():
-        a, b = int(name[4]), int(name[-1])
+def _nested(
+    u: Utility,
+    scores: np.ndarray,
+    rows: np.ndarray,
+    row_fold: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    combiner: Combiner,
+    extra: dict[int, np.ndarray] | None = None,
+) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """Nested CV figures over ``rows`` (``scores`` [k, rows.sum()]): fold f's combiner and threshold
+    from the other folds; ``extra`` (thinning seed -> scores) is scored with fold f's choices."""
+    fold = row_fold[rows]
+    yy, ww = y[rows], w[rows]
+    idx = np.nonzero(rows)[0]
+    pooled = np.zeros(len(idx))
+    extra = extra or {}
+    pooled_extra = {s: np.zeros(len(idx)) for s in extra}
+    folds: list[dict[str, float]] = []
+    extra_folds: dict[int, list[dict[str, float]]] = {s: [] for s in extra}
+    for f in np.unique(fold):
+        test = fold == f
+        score = combiner(scores[:, ~test], yy[~test], ww[~test])
+        mask_train, mask_test = np.zeros(len(u.labels), bool), np.zeros(len(u.labels), bool)
+        mask_train[idx[~test]], mask_test[idx[test]] = True, True
+        thr = u.threshold(score(scores[:, ~test]), mask_train)
+        pooled[test] = score(scores[:, test])
+        folds.append(block(u, pooled[test], mask_test, thr))
+        for s, ex in extra.items():
+            pooled_extra[s][test] = score(ex[:, test])
+            extra_folds[s].append(block(u, pooled_extra[s][test], mask_test, thr))
+    shipped = u.threshold(combiner(scores, yy, ww)(scores), rows)
+    main = _pooled(u, pooled, rows, folds, shipped)
+    return main, {s: _pooled(u, pooled_extra[s], rows, extra_folds[s], shipped) for s in extra}
+
+
+def figures(
+    u: Utility,
+    pred: ShiftPredictions,
+    patient_fold: np.ndarray,
+    unit: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    combiner: Combiner = single,
+) -> dict[str, Any]:
+    """Every shift block of one score (see the module docstring for who chooses what)."""
+    row_fold, row_unit = u.rows_of(patient_fold), u.rows_of(unit)
+    everything = np.ones(len(u.labels), bool)
+    out: dict[str, Any] = {"protocol": 2}
+    out["cv"], thin = _nested(u, pred.oof, everything, row_fold, y, w, combiner, pred.oof_thin)
+    out["labs_thinned_seeds"] = {str(s): b for s, b in thin.items()}
+    out["labs_thinned"] = {
+        m: round(float(np.mean([b[m] for b in thin.values()])), 5 if "threshold" in m else 4)
+        for m in (
+            "auroc",
+            "auprc",
+            "utility",
+            "utility_sd",
+            "threshold",
+            "best_utility",
+            "best_threshold",
+            "alert_share",
+        )
+    }
+    out["labs_thinned"]["seeds"] = sorted(pred.oof_thin)
+    for a in UNITS:
+        b = 3 - a
         train, test = row_unit == a, row_unit == b
-        out[name] = block(u, scores, test, u.threshold(pred.oof[train], train))
-    names = ("cv", "labs_thinned", *pred.other_unit)
+        score = combiner(pred.in_unit[a], y[train], w[train])
+        thr = u.threshold(score(pred.in_unit[a]), train)
+        out[f"unit{a}->unit{b}"] = block(u, score(pred.other_unit[f"unit{a}->unit{b}"]), test, thr)
+    for b in UNITS:
+        out[f"in_unit{b}"], _ = _nested(u, pred.in_unit[b], row_unit == b, row_fold, y, w, combiner)
+    names = ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1")
     out["worst"] = {m: min(out[s][m] for s in names) for m in ("auroc", "utility")}
     return out
 
 
-def run_shift_tests(
-    u: Utility, patient_fold: np.ndarray, unit: np.ndarray, fit: Fit, predict: Predict, log=print
-) -> tuple[dict[str, Any], np.ndarray]:  # type: ignore[no-untyped-def]
-    """Every shift test for one model recipe: (figures, OOF scores of every row)."""
-    pred, _ = predict_shifts(u, patient_fold, unit, fit, predict, log)
-    return figures(u, pred, patient_fold, unit), pred.oof
-
-
-def _pooled(u: Utility, score: np.ndarray, folds: list[dict[str, float]], shipped: float) -> dict[str, float]:
-    everything = np.ones(len(score), bool)
-    auroc, auprc = auroc_auprc(u.labels, score)
-    best_thr, best_util = u.best(score, everything)
+def _pooled(
+    u: Utility, score: np.ndarray, rows: np.ndarray, folds: list[dict[str, float]], shipped: float
+) -> dict[str, Any]:
+    auroc, auprc = auroc_auprc(u.labels[rows], score)
+    best_thr, best_util = u.best(score, rows)
     util = [f["utility"] for f in folds]
     return {
         "auroc": round(auroc, 4),

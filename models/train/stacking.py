@@ -38,11 +38,15 @@ class Stack:
         return {"x": self.knots_x.tolist(), "y": self.knots_y.tolist(), "rank_keep": RANK_KEEP}
 
 
-def fit(p_tree: np.ndarray, p_seq: np.ndarray, y: np.ndarray, w: np.ndarray, iters: int = 25) -> Stack:
+def fit(
+    p_tree: np.ndarray, p_seq: np.ndarray, y: np.ndarray, w: np.ndarray, iters: int = 25, sequence: bool = True
+) -> Stack:
+    """``sequence=False``: the sequence model's weight is held at 0 (the shipped 2.1 recipe: with it,
+    the stacked risk's threshold transferred worse across ICU units, issue 12 shift tests v2)."""
     from sklearn.isotonic import IsotonicRegression
 
-    a = np.stack([_logit(p_tree), _logit(p_seq), np.ones(len(y))], axis=1)
-    coef = np.array([0.5, 0.5, 0.0])
+    a = np.stack([_logit(p_tree), _logit(p_seq) if sequence else np.zeros(len(y)), np.ones(len(y))], axis=1)
+    coef = np.array([0.5, 0.5 if sequence else 0.0, 0.0])
     for _ in range(iters):  # Newton steps of weighted logistic regression (3 parameters)
         p = 1.0 / (1.0 + np.exp(-(a @ coef)))
         grad = a.T @ (w * (p - y))
@@ -51,6 +55,19 @@ def fit(p_tree: np.ndarray, p_seq: np.ndarray, y: np.ndarray, w: np.ndarray, ite
     stacked = 1.0 / (1.0 + np.exp(-(a @ coef)))
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(stacked, y)
     return Stack(coef, np.asarray(iso.X_thresholds_, float), np.asarray(iso.y_thresholds_, float))
+
+
+def combiner(scores: np.ndarray, y: np.ndarray, w: np.ndarray):  # type: ignore[no-untyped-def]
+    """``shifts.Combiner`` of the 2.0 bundle: the stacker + isotonic fitted on training-side OOF scores
+    [2, n] (trees, sequence model), as a function of [2, m] scores."""
+    st = fit(scores[0], scores[1], y, w)
+    return lambda p: st.apply(p[0], p[1])
+
+
+def trees_only_combiner(scores: np.ndarray, y: np.ndarray, w: np.ndarray):  # type: ignore[no-untyped-def]
+    """``shifts.Combiner`` of the shipped bundle (2.1): the same stacker with the sequence weight at 0."""
+    st = fit(scores[0], scores[1], y, w, sequence=False)
+    return lambda p: st.apply(p[0], p[1])
 
 
 def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:

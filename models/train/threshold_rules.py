@@ -1,0 +1,307 @@
+"""Threshold rules judged by the shift tests on cached shift predictions (no refitting).
+
+    .venv/bin/python -m vigil.models.train.threshold_rules --pred full-s1 --pred full-s2 \
+        --rule best --rule prev2 --rule prev3 --rule logit0.5 --rule logit1 --rule share
+
+The unit shifts lose most of their utility at the threshold (best-threshold utility 0.30-0.34
+against 0.15-0.30 at the chosen one). Each rule here picks the threshold from the training side's
+out-of-fold scores only, exactly where ``shifts.figures`` picks it, so the figures stay honest:
+
+- ``best``: the threshold of maximum utility on the training OOF scores (the shipped rule);
+- ``prev<k>``: maximin over a prevalence shift: septic stays' utility weighted by 1/k, 1 and k
+  (label shift, Saerens et al. 2002, Neural Comput 14:21), the threshold whose worst utility over
+  the three is highest;
+- ``logit<d>``: maximin over a calibration shift: the threshold whose worst utility over shifts of
+  the scores by -d..+d in log-odds is highest (the centre of the broadest plateau of the curve);
+- ``share``: the training OOF alert share at the ``best`` threshold carried to the test rows as a
+  quantile of their own scores (a fixed alert rate: label-free, but it needs the new site's score
+  distribution, so it is reported for the unit and thinning shifts only, never shipped as is);
+- ``site``: the test unit's septic-stay prevalence is known (one aggregate number, no row labels):
+  the training utility reweighted by the odds ratio of the two prevalences (prior shift).
+
+``--bootstrap`` reports each rule minus ``best`` on the same predictions (paired over stays);
+``--site-table ~/.cache/vigil/oof-stepping.npz --record models/artifacts/stepping/metrics.json``
+stores the ``site`` rule's thresholds of the shipped combined risk per prevalence (for the card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vigil.models.train import data, labels, shifts
+
+PREVALENCES = (0.03, 0.04, 0.05, 0.06, 0.07, 0.088, 0.10, 0.12, 0.15)  # set A: 8.8 % (Reyna et al. 2020)
+SHIFTS = ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1")
+Rule = Callable[[shifts.Utility, np.ndarray, np.ndarray], float]
+
+
+def _curve_parts(u: shifts.Utility, score: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Thresholds (descending) and the cumulative gain of septic and non-septic stays above each."""
+    septic_row = (u.best_gain > 0)[u.stay_of_row[rows]]
+    gain = (u.u1 - u.u0)[rows]
+    order = np.argsort(-score, kind="stable")
+    s = score[order]
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    g_sep = np.cumsum(np.where(septic_row, gain, 0.0)[order])[last]
+    g_non = np.cumsum(np.where(~septic_row, gain, 0.0)[order])[last]
+    best = float(u.best_gain[np.unique(u.stay_of_row[rows])].sum())
+    return s[last], g_sep, g_non, np.asarray(best)
+
+
+def prevalence_maximin(k: float) -> Rule:
+    ratios = (1 / k, 1.0, k)
+
+    def rule(u: shifts.Utility, score: np.ndarray, rows: np.ndarray) -> float:
+        thr, g_sep, g_non, best = _curve_parts(u, score, rows)
+        util = np.stack([(r * g_sep + g_non) / (r * best) for r in ratios])
+        return float(thr[int(np.argmax(util.min(axis=0)))])
+
+    return rule
+
+
+def _to_logit(x: np.ndarray) -> np.ndarray:
+    if x.min() >= 0 and x.max() <= 1:  # a probability; the mean-logit combiner's scores already are
+        x = np.clip(x, 1e-6, 1 - 1e-6)
+        return np.log(x / (1 - x))
+    return x
+
+
+def calibration_maximin(d: float, steps: int = 5) -> Rule:
+    def rule(u: shifts.Utility, score: np.ndarray, rows: np.ndarray) -> float:
+        thr, g_sep, g_non, best = _curve_parts(u, score, rows)
+        util = (g_sep + g_non) / best
+        z = _to_logit(thr)  # descending
+        # utility at a cut z': that of the lowest distinct score >= z' (ascending view for searchsorted)
+        z_asc, u_asc = z[::-1], util[::-1]
+        worst = np.full(len(z), np.inf)
+        for delta in np.linspace(-d, d, steps):
+            i = np.searchsorted(z_asc, z + delta, side="left")
+            shifted = np.where(i < len(z_asc), u_asc[np.minimum(i, len(z_asc) - 1)], 0.0)
+            worst = np.minimum(worst, shifted)
+        return float(thr[int(np.argmax(worst))])
+
+    return rule
+
+
+def best_rule(u: shifts.Utility, score: np.ndarray, rows: np.ndarray) -> float:
+    return shifts.Utility.threshold(u, score, rows)
+
+
+def parse(name: str) -> Rule:
+    if name == "best":
+        return best_rule
+    if name.startswith("prev"):
+        return prevalence_maximin(float(name[4:]))
+    if name.startswith("logit"):
+        return calibration_maximin(float(name[5:]))
+    raise SystemExit(f"unknown rule {name}")
+
+
+def with_rule(rule: Rule) -> type[shifts.Utility]:
+    class Ruled(shifts.Utility):
+        def threshold(self, score: np.ndarray, rows: np.ndarray) -> float:
+            return rule(self, score, rows)
+
+    return Ruled
+
+
+def share_figures(
+    u: shifts.Utility, pred: shifts.ShiftPredictions, fold: np.ndarray, unit: np.ndarray
+) -> dict[str, Any]:
+    """The fixed-alert-rate rule: the training side's alert share at its best threshold, applied as a
+    quantile of the test rows' own scores (single-model predictions only)."""
+    row_fold, row_unit = u.rows_of(fold), u.rows_of(unit)
+    out: dict[str, Any] = {}
+    for a in shifts.UNITS:
+        b = 3 - a
+        train, test = row_unit == a, row_unit == b
+        s_train, s_test = pred.in_unit[a][0], pred.other_unit[f"unit{a}->unit{b}"][0]
+        share = float((s_train >= u.threshold(s_train, train)).mean())
+        out[f"unit{a}->unit{b}"] = shifts.block(u, s_test, test, float(np.quantile(s_test, 1 - share)))
+    utils = []
+    for thin in pred.oof_thin.values():
+        per_fold = []
+        for f in np.unique(row_fold):
+            test = row_fold == f
+            train = ~test
+            share = float((pred.oof[0][train] >= u.threshold(pred.oof[0][train], train)).mean())
+            per_fold.append(u.utility(thin[0][test], test, float(np.quantile(thin[0][test], 1 - share))))
+        utils.append(float(np.mean(per_fold)))
+    out["labs_thinned"] = {"utility": round(float(np.mean(utils)), 4)}
+    return out
+
+
+def site_prevalence_figures(
+    u: shifts.Utility,
+    pred: shifts.ShiftPredictions,
+    unit: np.ndarray,
+    combiner: shifts.Combiner = shifts.single,
+    yw: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """The unit shifts with the test unit's septic-stay prevalence known (a site's coding statistics,
+    no row labels): the training side's utility reweighted by the odds ratio of the two prevalences
+    (prior shift, Saerens et al. 2002), its best threshold applied to the test unit."""
+    row_unit = u.rows_of(unit)
+    septic = u.best_gain > 0
+    out: dict[str, Any] = {}
+    for a in shifts.UNITS:
+        b = 3 - a
+        pa, pb = septic[unit == a].mean(), septic[unit == b].mean()
+        ratio = float((pb / (1 - pb)) / (pa / (1 - pa)))
+        train, test = row_unit == a, row_unit == b
+        y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
+        score = combiner(pred.in_unit[a], y[train], w[train])  # fitted on the training unit only
+        s_train, s_test = score(pred.in_unit[a]), score(pred.other_unit[f"unit{a}->unit{b}"])
+        thr, g_sep, g_non, best = _curve_parts(u, s_train, train)
+        t = float(thr[int(np.argmax((ratio * g_sep + g_non) / (ratio * best)))])
+        out[f"unit{a}->unit{b}"] = {**shifts.block(u, s_test, test, t), "odds_ratio": round(ratio, 3)}
+    return out
+
+
+def by_site_prevalence(
+    u: shifts.Utility, score: np.ndarray, rows: np.ndarray, prevalences: tuple[float, ...]
+) -> list[dict[str, float]]:
+    """The threshold a site with a known septic-stay prevalence would use (the prior-shift rule of
+    ``site_prevalence_figures`` applied to all of ``rows``), and the share of training hours it flags."""
+    septic = u.best_gain > 0
+    p0 = float(septic[np.unique(u.stay_of_row[rows])].mean())
+    thr, g_sep, g_non, best = _curve_parts(u, score, rows)
+    out = []
+    for p in prevalences:
+        ratio = (p / (1 - p)) / (p0 / (1 - p0))
+        t = float(thr[int(np.argmax((ratio * g_sep + g_non) / (ratio * best)))])
+        out.append(
+            {"prevalence": p, "threshold": round(t, 5), "training_alert_share": round(float((score >= t).mean()), 4)}
+        )
+    return out
+
+
+def paired_bootstrap(
+    u: shifts.Utility,
+    score: np.ndarray,
+    rows: np.ndarray,
+    thr_a: float | np.ndarray,
+    thr_b: float | np.ndarray,
+    n: int = 2000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Utility at ``thr_b`` minus at ``thr_a`` on the same scores, 95 % interval over resampled stays."""
+    stay = u.stay_of_row[rows]
+    gain = (u.u1 - u.u0)[rows]
+    stays, inv = np.unique(stay, return_inverse=True)
+    ga = np.bincount(inv, np.where(score >= thr_a, gain, 0.0), len(stays))
+    gb = np.bincount(inv, np.where(score >= thr_b, gain, 0.0), len(stays))
+    best = u.best_gain[stays]
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(stays), (n, len(stays)))
+    diff = (gb[draws].sum(1) - ga[draws].sum(1)) / best[draws].sum(1)
+    lo, hi = np.quantile(diff, [0.025, 0.975])
+    return {
+        "diff": round(float((gb.sum() - ga.sum()) / best.sum()), 4),
+        "lo": round(float(lo), 4),
+        "hi": round(float(hi), 4),
+    }
+
+
+def against_best(
+    u: shifts.Utility, pred: shifts.ShiftPredictions, fold: np.ndarray, unit: np.ndarray, rule: Rule
+) -> dict[str, Any]:
+    """Paired bootstrap of ``rule`` against ``best`` on the same predictions: the unit shifts and the
+    CV folds (each fold's two thresholds from the other folds)."""
+    row_fold, row_unit = u.rows_of(fold), u.rows_of(unit)
+    out: dict[str, Any] = {}
+    for a in shifts.UNITS:
+        b = 3 - a
+        train, test = row_unit == a, row_unit == b
+        s_train, s_test = pred.in_unit[a][0], pred.other_unit[f"unit{a}->unit{b}"][0]
+        out[f"unit{a}->unit{b}"] = paired_bootstrap(
+            u, s_test, test, best_rule(u, s_train, train), rule(u, s_train, train)
+        )
+    t_best, t_rule = np.zeros(len(row_fold)), np.zeros(len(row_fold))
+    for f in np.unique(row_fold):
+        test = row_fold == f
+        t_best[test] = best_rule(u, pred.oof[0][~test], ~test)
+        t_rule[test] = rule(u, pred.oof[0][~test], ~test)
+    out["cv"] = paired_bootstrap(u, pred.oof[0], np.ones(len(row_fold), bool), t_best, t_rule)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pred", action="append", default=[], help="<config>[+<config>@mean]-s<seed> (shiftpred)")
+    ap.add_argument("--rule", action="append", default=[])
+    ap.add_argument("--bootstrap", action="store_true", help="each rule minus best, paired over stays")
+    ap.add_argument("--site-table", type=str, help="an OOF .npz (key combined): thresholds by site prevalence")
+    ap.add_argument("--record", type=Path, help="with --site-table: store the table in this metrics.json")
+    ap.add_argument("--out", default=str(data.CACHE_DIR / "threshold-rules.jsonl"))
+    args = ap.parse_args(argv)
+    c = data.load_cohort()
+    assert c.unit is not None
+    y, w = labels.utility_targets(c.labels, c.lengths)
+    if args.site_table:
+        score = np.load(args.site_table)["combined"]
+        table = by_site_prevalence(shifts.Utility(c.labels, c.lengths), score, np.ones(len(score), bool), PREVALENCES)
+        print(json.dumps(table))
+        if args.record:  # the card reads it from the bundle's metrics
+            metrics = json.loads(args.record.read_text())
+            metrics["combined"]["threshold_by_site_prevalence"] = table
+            args.record.write_text(json.dumps(metrics, indent=2) + "\n")
+        return 0
+    for name in args.pred:
+        config, seed = name.rsplit("-s", 1)
+        how = config.rsplit("@", 1)[1] if "@" in config else ""  # a+b@mean, a+b@stack: two models combined
+        parts = config.rsplit("@", 1)[0].split("+") if how else [config]
+        pred = shifts.ShiftPredictions.stack(
+            [shifts.ShiftPredictions.load(data.CACHE_DIR / "shiftpred" / f"{p}-s{seed}.npz") for p in parts]
+        )
+        fold = data.grouped_folds(c, 4, int(seed))
+        combiner = {"": shifts.single, "mean": _mean_logit, "stack": _stacker}[how]
+        for rule in args.rule or ["best"]:
+            if args.bootstrap:
+                res = against_best(shifts.Utility(c.labels, c.lengths), pred, fold, c.unit, parse(rule))
+                with open(args.out, "a") as fh:
+                    fh.write(json.dumps({"pred": name, "rule": rule, "minus_best": res}) + "\n")
+                print(name, rule, json.dumps(res), flush=True)
+                continue
+            if rule == "site":
+                res = site_prevalence_figures(shifts.Utility(c.labels, c.lengths), pred, c.unit, combiner, (y, w))
+            elif rule == "share":
+                res = share_figures(shifts.Utility(c.labels, c.lengths), pred, fold, c.unit)
+            else:
+                u = with_rule(parse(rule))(c.labels, c.lengths)
+                res = shifts.figures(u, pred, fold, c.unit, y, w, combiner)
+            rec = {"pred": name, "rule": rule, **res}
+            with open(args.out, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            keys = [
+                k for k in ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1", "in_unit1", "in_unit2") if k in res
+            ]
+            cells = " ".join(f"{k} {res[k]['utility']:.3f}" for k in keys)
+            worst = min(res[k]["utility"] for k in keys if k in SHIFTS)
+            print(f"{name:24s} {rule:9s} {cells} | worst utility {worst:.3f}", flush=True)
+    return 0
+
+
+def _stacker(scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> shifts.Scorer:
+    from vigil.models.train import stacking  # scikit-learn (isotonic), as the bundle's combined score
+
+    return stacking.combiner(scores, y, w)  # type: ignore[no-any-return]
+
+
+def _mean_logit(scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> shifts.Scorer:
+    return lambda p: np.mean(_to_logit_rows(p), axis=0)
+
+
+def _to_logit_rows(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""The shift tests choose every threshold on the training side of the shift they report."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vigil.models.train.labels import utility_targets
+from vigil.models.train.shifts import ShiftPredictions, Utility, figures
+
+
+def _cohort(rng: np.random.Generator, n: int = 80) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    lengths = rng.integers(20, 40, n)
+    labels = []
+    for t in lengths:
+        lab = np.zeros(t, np.int8)
+        if rng.random() < 0.3:
+            lab[rng.integers(5, t - 3) :] = 1
+        labels.append(lab)
+    fold, unit = np.arange(n) % 4, np.where(np.arange(n) % 2 == 0, 1, 2)
+    return np.concatenate(labels), lengths, fold, unit
+
+
+def _predictions(u: Utility, unit: np.ndarray, score: np.ndarray) -> ShiftPredictions:
+    row_unit = u.rows_of(unit)
+    return ShiftPredictions(
+        score[None],
+        {1: score[None], 2: score[None]},
+        {"unit1->unit2": score[row_unit == 2][None], "unit2->unit1": score[row_unit == 1][None]},
+        {1: score[row_unit == 1][None], 2: score[row_unit == 2][None]},
+    )
+
+
+def test_an_oracle_scores_near_the_best_and_noise_near_nothing() -> None:
+    rng = np.random.default_rng(0)
+    labels, lengths, fold, unit = _cohort(rng)
+    u, (y, w) = Utility(labels, lengths), utility_targets(labels, lengths)
+    oracle = figures(u, _predictions(u, unit, y + 0.01 * rng.random(len(y))), fold, unit, y, w)
+    noise = figures(u, _predictions(u, unit, rng.random(len(y))), fold, unit, y, w)
+    assert oracle["worst"]["auroc"] > 0.9 and oracle["worst"]["utility"] > 0.8
+    assert abs(noise["cv"]["auroc"] - 0.5) < 0.1 and noise["worst"]["utility"] < oracle["worst"]["utility"] - 0.2
+
+
+def test_unit_thresholds_come_from_the_training_unit_only() -> None:
+    rng = np.random.default_rng(1)
+    labels, lengths, fold, unit = _cohort(rng)
+    u, (y, w) = Utility(labels, lengths), utility_targets(labels, lengths)
+    pred = _predictions(u, unit, y + rng.random(len(y)))
+    base = figures(u, pred, fold, unit, y, w)
+    moved_test_side = _predictions(u, unit, y + rng.random(len(y)))
+    moved_test_side.other_unit, moved_test_side.in_unit[1] = pred.other_unit, pred.in_unit[1]
+    moved_test_side.in_unit[2] = pred.in_unit[2] * 0.2  # unit 2's own inner scores: not unit1->unit2's business
+    assert figures(u, moved_test_side, fold, unit, y, w)["unit1->unit2"] == base["unit1->unit2"]
+    moved_train_side = _predictions(u, unit, y + rng.random(len(y)))
+    moved_train_side.other_unit, moved_train_side.in_unit[2] = pred.other_unit, pred.in_unit[2]
+    moved_train_side.in_unit[1] = pred.in_unit[1] * 0.2  # unit 1's inner scores set unit1->unit2's threshold
+    assert (
+        figures(u, moved_train_side, fold, unit, y, w)["unit1->unit2"]["threshold"] != base["unit1->unit2"]["threshold"]
+    )

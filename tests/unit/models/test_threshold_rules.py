@@ -1,0 +1,60 @@
+"""Threshold rules of the shift study (models.train.threshold_rules): each reads training-side rows only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vigil.models.train import threshold_rules as tr
+from vigil.models.train.shifts import Utility
+
+
+def _cohort(seed: int = 0, n: int = 120) -> tuple[Utility, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(20, 40, n)
+    labels = []
+    for t in lengths:
+        lab = np.zeros(t, np.int8)
+        if rng.random() < 0.3:
+            lab[rng.integers(5, t - 3) :] = 1
+        labels.append(lab)
+    lab = np.concatenate(labels)
+    return Utility(lab, lengths), lab + 0.8 * rng.random(len(lab))
+
+
+def test_prevalence_maximin_with_ratio_one_is_the_best_threshold() -> None:
+    u, score = _cohort()
+    rows = np.ones(len(score), bool)
+    assert tr.prevalence_maximin(1.0)(u, score, rows) == tr.best_rule(u, score, rows)
+    assert tr.calibration_maximin(0.0)(u, score, rows) == tr.best_rule(u, score, rows)
+
+
+def test_hedging_against_fewer_septic_stays_never_lowers_the_threshold() -> None:
+    u, score = _cohort(1)
+    rows = np.ones(len(score), bool)
+    assert tr.prevalence_maximin(2.0)(u, score, rows) >= tr.best_rule(u, score, rows)
+
+
+def test_rules_read_only_the_labels_of_their_rows() -> None:
+    u, score = _cohort(2)
+    rows = u.rows_of(np.arange(len(u.lengths)) < 60)
+    relabelled = u.labels.copy()
+    relabelled[~rows] = 1 - relabelled[~rows]  # the other stays' outcomes must not move the threshold
+    v = Utility(relabelled, u.lengths)
+    for rule in (tr.best_rule, tr.prevalence_maximin(1.5), tr.calibration_maximin(0.5)):
+        assert rule(u, score[rows], rows) == rule(v, score[rows], rows)
+
+
+def test_paired_bootstrap_of_a_threshold_against_itself_is_zero() -> None:
+    u, score = _cohort(3)
+    rows = np.ones(len(score), bool)
+    t = tr.best_rule(u, score, rows)
+    assert tr.paired_bootstrap(u, score, rows, t, t, n=50) == {"diff": 0.0, "lo": 0.0, "hi": 0.0}
+
+
+def test_site_prevalence_table_returns_the_best_threshold_at_the_training_prevalence() -> None:
+    u, score = _cohort(4)
+    rows = np.ones(len(score), bool)
+    p0 = float((u.best_gain > 0).mean())
+    low, same, high = tr.by_site_prevalence(u, score, rows, (p0 / 3, p0, min(0.9, 2 * p0)))
+    assert same["threshold"] == round(tr.best_rule(u, score, rows), 5)
+    assert low["threshold"] >= same["threshold"] >= high["threshold"]  # fewer septic stays: fewer alerts
