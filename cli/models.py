@@ -83,7 +83,7 @@ def train_command(
     data: Annotated[
         Path | None, typer.Option(help="set A directory (default ~/.cache/vigil/data/training_setA)")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="artifacts directory (default models/artifacts)")] = None,
+    out: Annotated[Path | None, typer.Option(help="artifacts directory (default models/artifacts/stepping)")] = None,
     seed: int = 2019,
     python: Annotated[Path | None, typer.Option(help="interpreter with the [train] extra (torch)")] = None,
 ) -> None:

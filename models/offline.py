@@ -1,8 +1,9 @@
 """Offline prediction and evaluation in the PhysioNet/CinC 2019 challenge layout.
 
 One ``.psv`` per ICU stay in, one ``.psv`` per stay out (``PredictedProbability|PredictedLabel``),
-scored with :mod:`models.utility` (the challenge's own normalized utility). Features come from
-:mod:`models.features`, the same path the streaming agents use.
+scored with :mod:`models.utility` (the challenge's own normalized utility). Each stay is stepped
+hour by hour through the stepping bundle (:mod:`models.stepping`), the same path the streaming
+agents use.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from vigil.schemas.codes import DYNAMIC_CODES
+from vigil.schemas.errors import UserError
 
 STATIC_COLUMNS = ("Age", "Gender", "Unit1", "Unit2", "HospAdmTime")
 LABEL_COLUMN = "SepsisLabel"
@@ -76,18 +78,19 @@ def shifted_matrix(matrix: np.ndarray, shift: tuple[str, float, int] | None, sta
 
 
 def _open_bundle(artifacts_dir: str | Path | None) -> Any:
-    """The stepping bundle when ``artifacts_dir`` holds one, the one the stream serves when none is
-    given (``models.stream_step.served_bundle_dir``), else the window bundle in ``artifacts_dir``."""
+    """The stepping bundle in ``artifacts_dir``, or the one the stream serves when none is given
+    (``models.stream_step.served_bundle_dir``)."""
     from vigil.models.bundle import is_stepping_bundle, load_stepping_bundle
     from vigil.models.stream_step import load_served_bundle
 
     if artifacts_dir is None:
         return load_served_bundle()
-    if is_stepping_bundle(artifacts_dir):
-        return load_stepping_bundle(artifacts_dir)
-    from vigil.models.registry import load_bundle
-
-    return load_bundle(artifacts_dir)
+    if not is_stepping_bundle(artifacts_dir):
+        raise UserError(
+            f"{artifacts_dir} holds no stepping bundle (a manifest.json written by `vigil train`): "
+            "point --artifacts at such a folder, or leave it out to use the bundle the stream serves"
+        )
+    return load_stepping_bundle(artifacts_dir)
 
 
 def predict_dir(

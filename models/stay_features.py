@@ -33,7 +33,7 @@ import numpy as np
 
 from vigil.models.aggregates import NO_HOUR, AggregateSeries, baseline
 from vigil.models.branchfree import where
-from vigil.models.features import standardize
+from vigil.models.standardize import standardize
 from vigil.schemas.codes import DYNAMIC_CODES, LABS, VITALS
 
 UNSEEN_IN_TRAINING: Final[tuple[str, ...]] = ("EtCO2",)

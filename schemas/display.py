@@ -176,7 +176,7 @@ CODE_LABELS: dict[str, str] = {
     "pulse_pressure": "pulse pressure",
     "bun_creatinine": "urea/creatinine ratio",
 }
-# the sequence model's occlusion groups (models.registry.OCCLUSION_GROUPS): measured panels, no single value
+# explanation groups (whole measured panels, no single value)
 GROUP_LABELS: dict[str, str] = {
     "blood_gas": "blood gas",
     "renal": "renal panel",

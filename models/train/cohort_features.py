@@ -87,10 +87,10 @@ class Matrices:
         return reference_lgbm.cohort_features(self.cohort(thin_seed), self.tag(thin_seed))
 
     def v1(self, thin_seed: int | None) -> np.ndarray:
-        """The v1 bundle's 48-hour window features (``models.features``): a second yardstick with a
+        """The v1 bundle's 48-hour window features (``models.train.v1_features``): a second yardstick with a
         figure on the unseen hospital (issue 12)."""
-        from vigil.models.features import FEATURE_NAMES
         from vigil.models.train.data import all_features
+        from vigil.models.train.v1_features import FEATURE_NAMES
 
         c = self.cohort(thin_seed)
         key = hashlib.sha256(f"v1|{'|'.join(FEATURE_NAMES)}|{len(c.lengths)}".encode()).hexdigest()[:12]

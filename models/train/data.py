@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vigil.models.features import N_FEATURES, stay_features
 from vigil.models.offline import list_psv, read_psv, rule_scores
+from vigil.models.train.v1_features import N_FEATURES, stay_features
 
 DEFAULT_DATA = Path(os.environ.get("VIGIL_DATA_DIR", Path.home() / ".cache/vigil/data/training_setA"))
 CACHE_DIR = Path(os.environ.get("VIGIL_CACHE_DIR", Path.home() / ".cache/vigil"))

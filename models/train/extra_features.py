@@ -25,7 +25,7 @@ from typing import Final
 import numpy as np
 
 from vigil.models.aggregates import AggregateSeries
-from vigil.models.features import standardize
+from vigil.models.standardize import standardize
 from vigil.models.stay_features import SEQUENCE_INPUTS, TREND_VITALS, USED_CODES, _vital_block, sequence_inputs
 from vigil.models.stepping import stay_inputs
 from vigil.models.train.data import CACHE_DIR, Cohort
@@ -68,7 +68,9 @@ def levy_areas(rows: np.ndarray, agg: AggregateSeries, emit: np.ndarray) -> np.n
 
 def relative(rows: np.ndarray, agg: AggregateSeries, emit: np.ndarray) -> np.ndarray:
     """[len(emit), len(REL_NAMES)]: own-history position of the newest values."""
-    block = _vital_block(rows, agg, emit).reshape(len(emit), len(TREND_VITALS), -1)
+    block = _vital_block(rows[None], agg.as_batch(), np.zeros_like(emit), emit).reshape(
+        len(emit), len(TREND_VITALS), -1
+    )
     mean24, std24 = block[..., 1], block[..., 4]
     tv = np.array([DYNAMIC_CODES.index(c) for c in TREND_VITALS])
     last = agg.last_v[emit]

@@ -71,7 +71,7 @@ def test_the_wheel_holds_only_vigil_paths(tmp_path: Path) -> None:
     assert tops == {"vigil", next(t for t in tops if t.endswith(".dist-info"))}
     for expected in (
         "vigil/cli/main.py",
-        "vigil/models/artifacts/manifest.json",
+        "vigil/models/artifacts/stepping/manifest.json",
         "vigil/agents/web/static/app.js",
         "vigil/infra/kafka/pom.xml",
     ):

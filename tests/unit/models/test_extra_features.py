@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vigil.models.features import standardize
+from vigil.models.standardize import standardize
 from vigil.models.stepping import stay_inputs
 from vigil.models.train.extra_features import REL_NAMES, SIG_NAMES, levy_areas, relative
 from vigil.schemas.codes import DYNAMIC_CODES

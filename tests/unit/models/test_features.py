@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vigil.models.features import (
+from vigil.models.train.v1_features import (
     FEATURE_NAMES,
     HABIT_FEATURES,
     N_FEATURES,

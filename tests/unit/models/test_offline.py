@@ -8,8 +8,8 @@ import numpy as np
 import typer
 from typer.testing import CliRunner
 
+from vigil.models.integrity import load_manifest
 from vigil.models.offline import evaluate_dir, predict_dir, read_psv
-from vigil.models.registry import load_manifest
 from vigil.models.stream_step import served_bundle_dir
 
 ART = Path(os.environ.get("VIGIL_TEST_ARTIFACTS", served_bundle_dir()))
