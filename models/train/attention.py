@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vigil.models.train.sequence import BATCH_STAYS, LR, NEGATIVE_STAY_SHARE, _batches, _pad
+from vigil.models.train.sequence import BATCH_STAYS, LR, NEGATIVE_STAY_SHARE, _pad, train_epoch
 
 WINDOW = 48
 D_MODEL = 32
@@ -69,18 +69,8 @@ def fit(
         for g in opt.param_groups:
             g["lr"] = LR * (0.6 ** (epoch * 4 / epochs))
         chosen = stays[positive | (rng.random(len(stays)) < negative_share)]
-        lengths = (offsets[chosen + 1] - offsets[chosen]).astype(np.int64)
-        total = weight = 0.0
-        for batch in _batches(lengths, rng):
-            xb, yb, wb = _pad(seq, y, w, offsets, chosen[batch])
-            loss = (nn.functional.binary_cross_entropy_with_logits(model(xb), yb, reduction="none") * wb).sum()
-            opt.zero_grad()
-            (loss / wb.sum().clamp(min=1e-6)).backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            total += float(loss.detach())
-            weight += float(wb.sum())
-        log(f"  attention epoch {epoch}: weighted loss {total / max(weight, 1e-9):.4f}")
+        loss = train_epoch(model, opt, seq, y, w, offsets, chosen, rng)
+        log(f"  attention epoch {epoch}: weighted loss {loss:.4f}")
     model.eval()
     return model
 

@@ -93,22 +93,36 @@ def fit(
     for epoch in range(epochs):
         for g in opt.param_groups:
             g["lr"] = lr * (0.6 ** (epoch * 4 / epochs))  # the same decay over any number of epochs
-        total = weight = 0.0
         chosen = stays[positive | (rng.random(len(stays)) < share)]
-        lengths = (offsets[chosen + 1] - offsets[chosen]).astype(np.int64)
-        for batch in _batches(lengths, rng):
-            xb, yb, wb = _pad(seq, y, w, offsets, chosen[batch])
-            logit = model(xb)
-            loss = (nn.functional.binary_cross_entropy_with_logits(logit, yb, reduction="none") * wb).sum()
-            opt.zero_grad()
-            (loss / wb.sum().clamp(min=1e-6)).backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            total += float(loss.detach())
-            weight += float(wb.sum())
-        log(f"  gru epoch {epoch}: weighted loss {total / max(weight, 1e-9):.4f}")
+        log(f"  gru epoch {epoch}: weighted loss {train_epoch(model, opt, seq, y, w, offsets, chosen, rng):.4f}")
     model.eval()
     return model
+
+
+def train_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    seq: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    offsets: np.ndarray,
+    chosen: np.ndarray,
+    rng: np.random.Generator,
+) -> float:
+    """One pass over the ``chosen`` stays in length-sorted batches (weighted BCE per hour, gradient
+    clipped at 1); returns the epoch's weighted mean loss. Shared by every sequence recipe."""
+    total = weight = 0.0
+    lengths = (offsets[chosen + 1] - offsets[chosen]).astype(np.int64)
+    for batch in _batches(lengths, rng):
+        xb, yb, wb = _pad(seq, y, w, offsets, chosen[batch])
+        loss = (nn.functional.binary_cross_entropy_with_logits(model(xb), yb, reduction="none") * wb).sum()
+        opt.zero_grad()
+        (loss / wb.sum().clamp(min=1e-6)).backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        total += float(loss.detach())
+        weight += float(wb.sum())
+    return total / max(weight, 1e-9)
 
 
 def _pad(
