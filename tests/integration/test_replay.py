@@ -15,16 +15,18 @@ from vigil.infra.settings import Settings, default_home
 
 pytestmark = pytest.mark.integration
 
+# set A beside the checkout when present, else the user's cache, else the 100-stay sample shipped in
+# data/ (infra.dataset.resolve_dataset): the test runs on every clone, CI included
 DATA = Path(__file__).parents[3] / "shared" / "data" / "physionet2019"
 
 
-@pytest.mark.skipif(not DATA.exists(), reason="PhysioNet set A not present beside the checkout")
 def test_replay_matches_offline_prediction(stack, stack_settings: Settings, tmp_path: Path) -> None:
     pytest.importorskip("vigil.models.stream_step").load_served_bundle()  # the served bundle must load
     source = ensure_dataset(DATA, default_home())
     picked = tmp_path / "stays"
     picked.mkdir()
-    for f in sorted(source.glob("*.psv"))[:3]:
+    long_enough = [f for f in sorted(source.glob("*.psv")) if sum(1 for _ in f.open()) > 40]
+    for f in long_enough[:3]:  # > 100 hours in all, whichever source
         shutil.copy(f, picked / f.name)
     result = run_replay_check(stack_settings, picked, limit=3)
     print(result)
