@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from tests.conftest import _free_port, link_cached_kafka_jars
 from vigil.cli.demo import run_demo
 from vigil.infra.settings import Settings
 
@@ -18,15 +19,29 @@ pytestmark = pytest.mark.integration
 DATA = Path(__file__).parents[3] / "shared" / "data" / "physionet2019"
 
 
-def test_demo_worker_exposes_ward_drift(stack, stack_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    # 8 stays give 4 patients and ~150 closed hours per ward, and the session's shared worker (same
-    # consumer group) may take half the partitions once the demo's worker joins: score wards from one
-    # patient and 10 hours on (the defaults, 10 and 200, keep small wards' chance PSI quiet)
+def test_demo_worker_exposes_ward_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a stack of its own: on the session's stack the shared worker (same consumer group) can keep
+    # every partition through the short replay and leave the demo's worker nothing to measure
+    from vigil.infra.settings import KafkaSettings, RedisSettings
+    from vigil.infra.stack import stack_down
+
+    home = tmp_path / "home"
+    link_cached_kafka_jars(home)
+    settings = Settings(
+        home=home,
+        kafka=KafkaSettings(embedded_port=_free_port(), embedded_controller_port=_free_port()),
+        redis=RedisSettings(embedded_port=_free_port()),
+        data_dir=DATA,
+    )
+    # 8 stays give 4 patients and ~150 closed hours per ward: score wards from one patient and 10
+    # hours on (the defaults, 10 and 200, keep small wards' chance PSI quiet)
     monkeypatch.setenv("VIGIL_DRIFT__MIN_HOURS", "10")
     monkeypatch.setenv("VIGIL_DRIFT__MIN_PATIENTS", "1")
-    settings = stack_settings.model_copy(update={"data_dir": DATA})
-    # 16 patient-hours a second: the demo's worker joins the group while the stays are replayed
-    summary = run_demo(settings, 8, 16.0, None, 2, Console(file=io.StringIO()), quiet=True)
+    try:
+        # 16 patient-hours a second
+        summary = run_demo(settings, 8, 16.0, None, 2, Console(file=io.StringIO()), quiet=True)
+    finally:
+        stack_down(settings)
     assert summary["lost"] == 0
     assert summary["drift"], "no vigil_drift_* series on the worker's /metrics"
     for ward, d in summary["drift"].items():
