@@ -223,6 +223,23 @@ def _attempt(url: str, username: str, password: str) -> int:
         return r.status_code
 
 
+def _right_password_in_back_off(url: str, username: str) -> int:
+    """Wrong passwords until one is counted (its 401 starts a back-off of >= 1 s), then at once the
+    right password, its form fetched beforehand: the answer must be the back-off's 429. (Sending it
+    after the 30 wrong ones failed on a loaded machine: the back-off had run out meanwhile.)"""
+    with httpx.Client(base_url=url, timeout=60) as right, httpx.Client(base_url=url, timeout=60) as wrong:
+        token = _login_form(right)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            r = wrong.post("/login", data={"username": username, "password": "wrong", "csrf": _login_form(wrong)})
+            if r.status_code == 401:
+                return right.post(
+                    "/login", data={"username": username, "password": PASSWORD, "csrf": token}
+                ).status_code
+            time.sleep(min(float(r.headers.get("Retry-After", "1")), 10.0))  # 429: wait the back-off out
+    raise AssertionError("no counted failure within 120 s")
+
+
 def _flood(
     server: Serve, attempts: int, usernames: Callable[[int], str], out: Path
 ) -> tuple[Counter[int], dict[str, float]]:
@@ -250,7 +267,7 @@ def test_a_sign_in_flood_is_throttled_and_hashing_is_bounded(serve, results_dir,
     throttled = serve()
     # 30 wrong passwords for one account, then the right one
     sequential = Counter(_attempt(throttled.url, "ann", "wrong") for _ in range(30))
-    right_after = _attempt(throttled.url, "ann", PASSWORD)
+    right_after = _right_password_in_back_off(throttled.url, "ann")
     # 60 at once against the default limits (per-account and per-address back-off)
     flood, flood_figures = _flood(throttled, 60, lambda i: "vic", tmp_path / "flood.txt")
     # 60 at once with the back-off out of the way: only the hashing bound holds the memory
@@ -266,7 +283,8 @@ def test_a_sign_in_flood_is_throttled_and_hashing_is_bounded(serve, results_dir,
     }
     report(results_dir, "hostile_login_flood", counts)
     # 5 free failures, then 1 s, 2 s, 4 s ... between allowed tries: most of the 30 are refused unhashed
-    assert sequential[401] <= 8 and sequential[429] >= 22, counts
+    # (<= 9 counted while the 30 take under 15 s; a loaded machine may take longer, hence 10)
+    assert sequential[401] <= 10 and sequential[429] >= 20, counts
     assert right_after == 429, "the right password must wait out the back-off"
     # at once: 2 hashing + 8 queued are admitted (a few more as slots free up), the rest 503 unhashed
     assert flood[401] <= 20 and flood[429] + flood[503] >= 40, counts
