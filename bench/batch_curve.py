@@ -53,19 +53,12 @@ def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]
     the deployed ONNX models alone (``models``: the tree model on one hour's features and one step of
     the recurrent graph, on prepared inputs) and the whole scoring call as the stream makes it
     (``end_to_end``: ``models.stream_step.advance``: scan + features + steps + trees + explanations)."""
-    from vigil.models.stepping import plan_advances
-    from vigil.models.stream_step import advance
+    from vigil.models.stream_step import advance, plan_requests
 
     keep_freed_memory()  # as the worker does (infra.allocator)
     bundle, runner, requests = steady_requests(stays, max(BATCH_CURVE_SIZES))
     explain = get_settings().batch.explain != "none"  # what the stream computes per score
-    plans = plan_advances(
-        [r.carry for r in requests],
-        [r.rows for r in requests],
-        [r.last_hour for r in requests],
-        [r.static for r in requests],
-        [r.changed_from for r in requests],
-    )
+    plans = plan_requests(requests)
     feats = np.stack([p.features for p in plans]).astype(np.float32)
     x = np.stack([p.closed_chain[1][-1] for p in plans]).astype(np.float32)
     h = np.stack([np.zeros(bundle.hidden) if p.closed_chain[0] is None else p.closed_chain[0] for p in plans])

@@ -27,7 +27,7 @@ import numpy as np
 
 from vigil.models.bundle import STEPPING_DIR, SteppingBundle, load_stepping_bundle, model_score
 from vigil.models.step_session import StepSession
-from vigil.models.stepping import StayCarry, plan_advances, window_rows
+from vigil.models.stepping import Advance, StayCarry, plan_advances, window_rows
 from vigil.models.window import PatientWindow
 from vigil.schemas.scores import ModelScore
 
@@ -92,19 +92,24 @@ def step_request(window: PatientWindow, carry: StayCarry | None, anchor_before: 
     return StepRequest(carry, rows, last, window.statics(), changed)
 
 
-def advance(
-    bundle: SteppingBundle, runner: StepSession, requests: Sequence[StepRequest], explain: bool = True
-) -> list[StepOutcome]:
-    """Score every patient at its newest hour and finalize the hours that closed (module docstring)."""
-    if not requests:
-        return []
-    plans = plan_advances(
+def plan_requests(requests: Sequence[StepRequest]) -> list[Advance]:
+    """The batch's plans: every request through one ``plan_advances`` call."""
+    return plan_advances(
         [r.carry for r in requests],
         [r.rows for r in requests],
         [r.last_hour for r in requests],
         [r.static for r in requests],
         [r.changed_from for r in requests],
     )
+
+
+def advance(
+    bundle: SteppingBundle, runner: StepSession, requests: Sequence[StepRequest], explain: bool = True
+) -> list[StepOutcome]:
+    """Score every patient at its newest hour and finalize the hours that closed (module docstring)."""
+    if not requests:
+        return []
+    plans = plan_requests(requests)
     b = len(plans)
     committed = runner.run_chains(
         [p.boundary_chain for p in plans] + [(p.closed_chain[0], p.closed_chain[1][: p.commit_steps]) for p in plans]
