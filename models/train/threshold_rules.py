@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,17 @@ def with_rule(rule: Rule) -> type[shifts.Utility]:
     return Ruled
 
 
+def _unit_shifts(
+    pred: shifts.ShiftPredictions, row_unit: np.ndarray
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per unit shift of single-model predictions: (name, training rows, test rows, the training
+    unit's inner-fold scores, the test unit's scores)."""
+    for a in shifts.UNITS:
+        b = 3 - a
+        key = f"unit{a}->unit{b}"
+        yield key, row_unit == a, row_unit == b, pred.in_unit[a][0], pred.other_unit[key][0]
+
+
 def share_figures(
     u: shifts.Utility, pred: shifts.ShiftPredictions, fold: np.ndarray, unit: np.ndarray
 ) -> dict[str, Any]:
@@ -118,12 +129,9 @@ def share_figures(
     quantile of the test rows' own scores (single-model predictions only)."""
     row_fold, row_unit = u.rows_of(fold), u.rows_of(unit)
     out: dict[str, Any] = {}
-    for a in shifts.UNITS:
-        b = 3 - a
-        train, test = row_unit == a, row_unit == b
-        s_train, s_test = pred.in_unit[a][0], pred.other_unit[f"unit{a}->unit{b}"][0]
+    for key, train, test, s_train, s_test in _unit_shifts(pred, row_unit):
         share = float((s_train >= u.threshold(s_train, train)).mean())
-        out[f"unit{a}->unit{b}"] = shifts.block(u, s_test, test, float(np.quantile(s_test, 1 - share)))
+        out[key] = shifts.block(u, s_test, test, float(np.quantile(s_test, 1 - share)))
     utils = []
     for thin in pred.oof_thin.values():
         per_fold = []
@@ -216,13 +224,8 @@ def against_best(
     CV folds (each fold's two thresholds from the other folds)."""
     row_fold, row_unit = u.rows_of(fold), u.rows_of(unit)
     out: dict[str, Any] = {}
-    for a in shifts.UNITS:
-        b = 3 - a
-        train, test = row_unit == a, row_unit == b
-        s_train, s_test = pred.in_unit[a][0], pred.other_unit[f"unit{a}->unit{b}"][0]
-        out[f"unit{a}->unit{b}"] = paired_bootstrap(
-            u, s_test, test, best_rule(u, s_train, train), rule(u, s_train, train)
-        )
+    for key, train, test, s_train, s_test in _unit_shifts(pred, row_unit):
+        out[key] = paired_bootstrap(u, s_test, test, best_rule(u, s_train, train), rule(u, s_train, train))
     t_best, t_rule = np.zeros(len(row_fold)), np.zeros(len(row_fold))
     for f in np.unique(row_fold):
         test = row_fold == f
