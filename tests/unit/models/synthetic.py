@@ -36,3 +36,16 @@ def synthetic_stay(rng: np.random.Generator, hours: int, septic_from: int | None
         label[septic_from:] = 1
     rows[:, HEADER.index("SepsisLabel")] = label
     return rows
+
+
+def septic_labels(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels of every hour, stay lengths): ``n`` stays of 20-39 h, ~30 % turning septic at a random
+    hour (label 1 from then on, as PhysioNet 2019 labels it)."""
+    lengths = rng.integers(20, 40, n)
+    labels = []
+    for t in lengths:
+        lab = np.zeros(t, np.int8)
+        if rng.random() < 0.3:
+            lab[rng.integers(5, t - 3) :] = 1
+        labels.append(lab)
+    return np.concatenate(labels), lengths

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+from synthetic import septic_labels
 
 from vigil.models.train.labels import utility_targets
 from vigil.models.train.shifts import ShiftPredictions, Utility, figures
 
 
 def _cohort(rng: np.random.Generator, n: int = 80) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    lengths = rng.integers(20, 40, n)
-    labels = []
-    for t in lengths:
-        lab = np.zeros(t, np.int8)
-        if rng.random() < 0.3:
-            lab[rng.integers(5, t - 3) :] = 1
-        labels.append(lab)
+    labels, lengths = septic_labels(rng, n)
     fold, unit = np.arange(n) % 4, np.where(np.arange(n) % 2 == 0, 1, 2)
-    return np.concatenate(labels), lengths, fold, unit
+    return labels, lengths, fold, unit
 
 
 def _predictions(u: Utility, unit: np.ndarray, score: np.ndarray) -> ShiftPredictions:

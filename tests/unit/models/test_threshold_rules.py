@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from synthetic import septic_labels
 
 from vigil.models.train import threshold_rules as tr
 from vigil.models.train.shifts import Utility
@@ -10,14 +11,7 @@ from vigil.models.train.shifts import Utility
 
 def _cohort(seed: int = 0, n: int = 120) -> tuple[Utility, np.ndarray]:
     rng = np.random.default_rng(seed)
-    lengths = rng.integers(20, 40, n)
-    labels = []
-    for t in lengths:
-        lab = np.zeros(t, np.int8)
-        if rng.random() < 0.3:
-            lab[rng.integers(5, t - 3) :] = 1
-        labels.append(lab)
-    lab = np.concatenate(labels)
+    lab, lengths = septic_labels(rng, n)
     return Utility(lab, lengths), lab + 0.8 * rng.random(len(lab))
 
 
