@@ -43,6 +43,8 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
     if not parsed:
         return 0
     t0 = time.perf_counter()
+    stamps = [ts for event, _ in parsed if (ts := kafka_timestamp_ms(event.message)) is not None]
+    queued_ms = max(0, int(time.time() * 1000) - min(stamps)) if stamps else None
     states = await rt.store.load_states({p.patient_id for _, p in parsed})
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t0)
     windows = {pid: window for pid, (window, _) in states.items()}
@@ -101,6 +103,7 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
         "batch.scored",
         events=len(parsed),
         patients=len(pids),
+        queued_ms=queued_ms,
         finals=sum(len(o.closed) for o in outcomes.values()),
         load_apply_ms=_ms(t0, t_apply),
         infer_ms=_ms(t_apply, t_infer),
