@@ -15,6 +15,7 @@ import numpy as np
 from vigil.agents.health import AGENTS
 from vigil.infra import metrics
 from vigil.infra.allocator import keep_freed_memory
+from vigil.infra.heap import freeze_startup_heap
 from vigil.infra.logging import get_logger
 from vigil.infra.redis import PatientStore, RedisHealth
 from vigil.infra.settings import get_settings
@@ -105,6 +106,8 @@ def runtime() -> Runtime:
     global _runtime
     if _runtime is None:
         _runtime = Runtime()
+        # first batch of the process: Faust, the clients and the bundle are all up by now
+        freeze_startup_heap()
     return _runtime
 
 
