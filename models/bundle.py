@@ -65,6 +65,9 @@ class SteppingBundle:
     step_session: Any
     tree_table: dict[str, np.ndarray]
     artifacts_dir: Path
+    # the trees' contributions as one ONNX call (``models.train.contrib_graph``); None in a bundle
+    # written before it existed, explained by the numpy walk over ``tree_table`` (the same figures)
+    contrib_session: Any | None = None
 
     @property
     def version(self) -> str:
@@ -142,12 +145,19 @@ class SteppingBundle:
     def _score(self, name: ModelName, p: float, top: list[FeatureContribution]) -> ModelScore:
         return model_score(self.manifest["models"][name], name, p, top)
 
+    def contributions(self, feats: np.ndarray) -> np.ndarray:
+        """[B, F] Saabas contributions (log-odds) of the tree model."""
+        if self.contrib_session is None:
+            return tree_contributions(self.tree_table, feats)[0]
+        out = self.contrib_session.run(None, {"features": feats.astype(np.float32)})[0]
+        return np.asarray(out, np.float64)
+
     def explain(self, feats: np.ndarray) -> list[list[FeatureContribution]]:
         """Tree contributions (log-odds): the largest physiological ones first; the features that only
         say how often or how long ago something was measured are summed into one
         ``measurement_pattern`` entry, listed last whatever its size (issue 14: it tells how closely the
         patient was watched, not what is wrong, yet carries 40 % of the trees' gain)."""
-        contrib, _ = tree_contributions(self.tree_table, feats)
+        contrib = self.contributions(feats)
         physiology = np.nonzero(~_PATTERN)[0]
         c, v = contrib[:, physiology], feats[:, physiology].astype(np.float64)
         # largest |contribution| first, ties in feature order (one stable sort per batch), zeros left out
@@ -188,12 +198,16 @@ def load_stepping_bundle(
     with np.load(d / models["sepsis_diagnosis"]["contributions_file"]) as z:
         table = {k: z[k] for k in z.files}
     open_ = {"intra_op_threads": intra_op_threads, "prefer_gpu": prefer_gpu}
+    graph = models["sepsis_diagnosis"].get("contributions_graph")
+    # tree walks run on the CPU provider whatever the device: nothing to gain from a GPU copy
+    contrib = create_session(d / graph, intra_op_threads=intra_op_threads, prefer_gpu=False) if graph else None
     return SteppingBundle(
         manifest=manifest,
         tree_session=create_session(d / models["sepsis_diagnosis"]["file"], **open_),  # type: ignore[arg-type]
         step_session=create_session(d / models["deterioration"]["file"], **open_),  # type: ignore[arg-type]
         tree_table=table,
         artifacts_dir=d,
+        contrib_session=contrib,
     )
 
 

@@ -31,6 +31,7 @@ from vigil.models.bundle import FORMAT, STEPPING_DIR
 from vigil.models.stay_features import SEQUENCE_INPUTS, TREE_FEATURES, UNSEEN_IN_TRAINING
 from vigil.models.train import (
     cohort_features,
+    contrib_graph,
     data,
     drift_reference,
     labels,
@@ -177,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     trees.export_onnx(booster, len(TREE_FEATURES), str(out / "sepsis_diagnosis.onnx"))
     booster.save_model(str(out / "sepsis_diagnosis.lgbm.txt"))
     np.savez_compressed(out / "sepsis_diagnosis_trees.npz", **trees.tree_table(booster))
+    contrib_graph.write_contribution_graph(
+        out / "sepsis_diagnosis.onnx", out / "sepsis_diagnosis_trees.npz", out / contrib_graph.CONTRIB_FILE
+    )
     sequence.export_onnx(gru, str(out / "deterioration_step.onnx"), str(out / "deterioration_sequence.onnx"))
     reference.write_references(out, booster, gru, x, s, o, args.seed)
     drift_reference.write_training_reference(
@@ -186,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "sepsis_diagnosis.onnx",
         "sepsis_diagnosis.lgbm.txt",
         "sepsis_diagnosis_trees.npz",
+        contrib_graph.CONTRIB_FILE,
         "sepsis_diagnosis_reference.npz",
         "deterioration_step.onnx",
         "deterioration_sequence.onnx",
@@ -214,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 "target": labels.TARGET,
                 "threshold": thresholds["sepsis_diagnosis"],
                 "contributions_file": "sepsis_diagnosis_trees.npz",
+                "contributions_graph": contrib_graph.CONTRIB_FILE,
                 "params": dict(
                     trees.WEIGHTED_PARAMS, rounds=trees.WEIGHTED_ROUNDS, negative_share=trees.NEGATIVE_SHARE
                 ),

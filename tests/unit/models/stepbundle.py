@@ -15,6 +15,7 @@ from vigil.models.drift import REFERENCE_FILE, DriftReference
 from vigil.models.stay_features import N_SEQUENCE_INPUTS, SEQUENCE_INPUTS, TREE_FEATURES
 from vigil.models.stepping import stay_inputs
 from vigil.models.train import trees
+from vigil.models.train.contrib_graph import CONTRIB_FILE, write_contribution_graph
 from vigil.models.train.step_graph import GruWeights, step_model
 from vigil.schemas.codes import DYNAMIC_CODES
 
@@ -40,6 +41,7 @@ def build_test_bundle(out: Path, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     trees.export_onnx(booster, len(TREE_FEATURES), str(out / "trees.onnx"))
     np.savez_compressed(out / "trees.npz", **trees.tree_table(booster))
+    write_contribution_graph(out / "trees.onnx", out / "trees.npz", out / CONTRIB_FILE)
     weights = GruWeights.random(N_SEQUENCE_INPUTS, HIDDEN, seed)
     (out / "step.onnx").write_bytes(step_model(weights, N_SEQUENCE_INPUTS).SerializeToString())
     top = ["HR_last", "Resp_last", "icu_hours"]
@@ -47,7 +49,7 @@ def build_test_bundle(out: Path, seed: int = 0) -> Path:
         ~np.isnan(r), x[:, [TREE_FEATURES.index(f) for f in top]], DYNAMIC_CODES, top, "synthetic test stays"
     )
     (out / REFERENCE_FILE).write_text(ref.to_json())
-    files = ["trees.onnx", "trees.npz", "step.onnx", REFERENCE_FILE]
+    files = ["trees.onnx", "trees.npz", CONTRIB_FILE, "step.onnx", REFERENCE_FILE]
     manifest = {
         "format": "stepping-v2",
         "version": "test-0",
@@ -57,6 +59,7 @@ def build_test_bundle(out: Path, seed: int = 0) -> Path:
             "sepsis_diagnosis": {
                 "file": "trees.onnx",
                 "contributions_file": "trees.npz",
+                "contributions_graph": CONTRIB_FILE,
                 "version": "test-0",
                 "threshold": 0.5,
             },

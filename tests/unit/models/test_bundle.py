@@ -89,3 +89,37 @@ def test_explanations_lead_with_physiology(bundle) -> None:  # type: ignore[no-u
         assert names and not set(names) & MISSINGNESS_FEATURES
         assert MEASUREMENT_PATTERN not in names[:-1]  # physiology first, the grouped habits last
         assert len([n for n in names if n != MEASUREMENT_PATTERN]) >= 3
+
+
+def test_contribution_graph_equals_the_walk_and_sums_to_the_served_log_odds(bundle) -> None:  # type: ignore[no-untyped-def]
+    """The worker explains with the ONNX contribution graph: the same figures as the numpy Saabas walk
+    over the tree table, and (with the trees' bias) the log-odds of the probability actually served."""
+    from vigil.models.tree_explain import tree_contributions
+
+    assert bundle.contrib_session is not None, "the shipped bundle carries its contribution graph"
+    with np.load(ART / "sepsis_diagnosis_reference.npz") as ref:
+        x = ref["features"].astype(np.float32)
+    x[::7, ::5] = np.nan  # missing values take the same branches in both
+    graph = bundle.contributions(x)
+    walk, bias = tree_contributions(bundle.tree_table, x)
+    np.testing.assert_allclose(graph, walk, atol=2e-6)
+    p = bundle.tree_probability(x).astype(np.float64)
+    np.testing.assert_allclose(graph.sum(1) + bias, np.log(p / (1 - p)), atol=1e-4)
+
+
+def test_contribution_graph_refuses_a_table_of_other_trees() -> None:
+    """Built only when the LightGBM table and the ONNX trees are the same trees, split for split."""
+    import onnx
+    from onnx import helper
+
+    from vigil.models.train.contrib_graph import leaf_targets
+
+    model = onnx.load(str(ART / "sepsis_diagnosis.onnx"))
+    clf = next(n for n in model.graph.node if n.op_type == "TreeEnsembleClassifier")
+    attrs = {a.name: helper.get_attribute_value(a) for a in clf.attribute}
+    with np.load(ART / "sepsis_diagnosis_trees.npz") as z:
+        table = {k: z[k].copy() for k in z.files}
+    assert len(leaf_targets(attrs, table)) >= int(table["leaf"].sum()) // 2
+    table["feature"][3, 0] += 1  # tree 3's root splits on another feature
+    with pytest.raises(ValueError, match="tree 3"):
+        leaf_targets(attrs, table)
