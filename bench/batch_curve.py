@@ -80,6 +80,7 @@ def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]
     models_curve: dict[int, float] = {}
     step_curve: dict[int, float] = {}
     tree_curve: dict[int, float] = {}
+    contrib_curve: dict[int, float] = {}  # the explanation graph (not a model: it explains the trees)
     end_to_end: dict[int, float] = {}
     for b in BATCH_CURVE_SIZES:
 
@@ -92,8 +93,12 @@ def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]
         def tree_only(b: int = b) -> object:
             return bundle.tree_probability(feats[:b])
 
+        def contrib_only(b: int = b) -> object:
+            return bundle.contributions(feats[:b])
+
         step_curve[b] = per_patient_us(step_only, b)
         tree_curve[b] = per_patient_us(tree_only, b)
+        contrib_curve[b] = per_patient_us(contrib_only, b)
 
         def whole(b: int = b) -> object:
             return advance(bundle, runner, requests[:b], explain=explain)
@@ -104,6 +109,7 @@ def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]
         "us_per_sample": models_curve,
         "step_us_per_sample": step_curve,
         "tree_us_per_sample": tree_curve,
+        "contrib_us_per_sample": contrib_curve,
         "end_to_end_us_per_sample": end_to_end,
         "batch_speedup": models_curve[1] / models_curve[64],
         "end_to_end_batch_speedup": end_to_end[1] / end_to_end[64],

@@ -166,7 +166,11 @@ def measure_latency(settings: Settings, events: list[tuple[str, bytes, bytes]], 
 
 def per_model_lines(curve: dict[str, Any]) -> dict[str, dict[int, float]]:
     """The batch curve's per-session lines (``plot_curve``'s ``per_model``), where measured."""
-    names = {"step_us_per_sample": "one-step GRU graph", "tree_us_per_sample": "tree model"}
+    names = {
+        "step_us_per_sample": "one-step GRU graph",
+        "tree_us_per_sample": "tree model",
+        "contrib_us_per_sample": "tree contributions graph",
+    }
     return {label: {int(k): v for k, v in curve[key].items()} for key, label in names.items() if curve.get(key)}
 
 
@@ -279,6 +283,7 @@ def run_bench(
         "end_to_end_curve_us_per_sample": {str(k): round(v, 1) for k, v in curve["end_to_end_us_per_sample"].items()},
         "step_curve_us_per_sample": {str(k): round(v, 2) for k, v in curve.get("step_us_per_sample", {}).items()},
         "tree_curve_us_per_sample": {str(k): round(v, 2) for k, v in curve.get("tree_us_per_sample", {}).items()},
+        "contrib_curve_us_per_sample": {str(k): round(v, 2) for k, v in curve.get("contrib_us_per_sample", {}).items()},
         "providers": curve.get("providers"),
         "intra_op_threads": settings.batch.intra_op_threads,
         "cpu_count": os.cpu_count(),
