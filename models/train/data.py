@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,24 @@ class Cohort:
 
     def hour_of_row(self) -> np.ndarray:
         return np.concatenate([np.arange(n) for n in self.lengths])
+
+
+def cached_hour_block(  # type: ignore[no-untyped-def]
+    path: Path, c: Cohort, width: int, stay_rows: Callable[[int], np.ndarray], what: str, log=print
+) -> np.ndarray:
+    """A [hours, width] float32 block of every hour of ``c``, memory-mapped from ``path``; when the
+    file is absent, computed stay by stay (``stay_rows(p)``: the rows of stay ``p``) and saved."""
+    if path.exists():
+        return np.load(path, mmap_mode="r")
+    t0 = time.perf_counter()
+    out = np.empty((int(c.lengths.sum()), width), np.float32)
+    o = c.offsets
+    for p in range(len(c.lengths)):
+        out[o[p] : o[p + 1]] = stay_rows(p)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, out)
+    log(f"{what}: {out.shape} in {time.perf_counter() - t0:.0f}s")
+    return np.load(path, mmap_mode="r")
 
 
 def load_cohort(data_dir: Path = DEFAULT_DATA, log=print) -> Cohort:  # type: ignore[no-untyped-def]

@@ -18,7 +18,6 @@ helps can move into the stepping core unchanged.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Mapping
 from typing import Final
 
@@ -28,7 +27,7 @@ from vigil.models.aggregates import AggregateSeries
 from vigil.models.standardize import standardize
 from vigil.models.stay_features import SEQUENCE_INPUTS, TREND_VITALS, USED_CODES, _vital_block, sequence_inputs
 from vigil.models.stepping import stay_inputs
-from vigil.models.train.data import CACHE_DIR, Cohort
+from vigil.models.train.data import CACHE_DIR, Cohort, cached_hour_block
 from vigil.schemas.codes import DYNAMIC_CODES
 
 SIG_VITALS: Final[tuple[str, ...]] = ("HR", "O2Sat", "Temp", "MAP", "Resp")
@@ -119,18 +118,12 @@ def cohort_block(c: Cohort, name: str, tag: str, log=print) -> np.ndarray:  # ty
     names = SEQ2_NAMES if name == "seq2" else BLOCKS[name][0]
     key = hashlib.sha256(f"{VERSION}|{name}|{'|'.join(names)}|{tag}|{len(c.lengths)}".encode()).hexdigest()[:12]
     path = CACHE_DIR / f"extra-{name}-{tag}-{key}.npy"
-    if path.exists():
-        return np.load(path, mmap_mode="r")
-    t0 = time.perf_counter()
-    out = np.empty((int(c.lengths.sum()), len(names)), np.float32)
-    o = c.offsets
-    for p in range(len(c.lengths)):
+
+    def stay_rows(p: int) -> np.ndarray:
         m, static, _ = c.stay(p)
         inputs = stay_inputs(m, static)
         if name == "seq2":
-            out[o[p] : o[p + 1]] = sequence_v2(inputs.rows, inputs.series, static)
-        else:
-            out[o[p] : o[p + 1]] = BLOCKS[name][1](inputs.rows, inputs.series, np.arange(len(m)))
-    np.save(path, out)
-    log(f"extra block {name} {tag}: {out.shape} in {time.perf_counter() - t0:.0f}s")
-    return np.load(path, mmap_mode="r")
+            return sequence_v2(inputs.rows, inputs.series, static)
+        return BLOCKS[name][1](inputs.rows, inputs.series, np.arange(len(m)))
+
+    return cached_hour_block(path, c, len(names), stay_rows, f"extra block {name} {tag}", log)

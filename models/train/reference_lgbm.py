@@ -23,14 +23,13 @@ utility targets, 200 shallow trees, the same regularization), so the comparison 
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Final
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from vigil.models.stay_features import TREND_VITALS, USED_CODES
-from vigil.models.train.data import CACHE_DIR, Cohort
+from vigil.models.train.data import CACHE_DIR, Cohort, cached_hour_block
 from vigil.schemas.codes import DYNAMIC_CODES
 
 _USED = np.array([DYNAMIC_CODES.index(c) for c in USED_CODES])
@@ -126,17 +125,12 @@ def cohort_features(c: Cohort, tag: str, log=print) -> np.ndarray:  # type: igno
     from vigil.models.offline import rule_scores
 
     path = CACHE_DIR / f"reference-{tag}-{_key(tag, c)}.npy"
-    if path.exists():
-        return np.load(path, mmap_mode="r")
-    t0 = time.perf_counter()
-    out = np.empty((int(c.lengths.sum()), len(NAMES)), np.float32)
     o = c.offsets
-    for p in range(len(c.lengths)):
+
+    def stay_rows(p: int) -> np.ndarray:
         m = c.matrix[o[p] : o[p + 1]]
         r = rule_scores(m)
         rules = np.stack([r[k] for k in RULES], axis=-1)
-        out[o[p] : o[p + 1]] = stay_features(m, float(c.age[p]), float(c.gender[p]), rules)
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    np.save(path, out)
-    log(f"reference features {tag}: {out.shape} in {time.perf_counter() - t0:.0f}s")
-    return np.load(path, mmap_mode="r")
+        return stay_features(m, float(c.age[p]), float(c.gender[p]), rules)
+
+    return cached_hour_block(path, c, len(NAMES), stay_rows, f"reference features {tag}", log)
