@@ -45,7 +45,6 @@ class Runtime:
             settings.batch.max_batch_size,
             settings.batch.max_queue_delay_ms,
             on_batch=_observe_batch,
-            inline_from=settings.batch.inline_from,
         )
         self.policy = AlertPolicy(
             exit_ratio=settings.alerts.exit_ratio,

@@ -65,10 +65,6 @@ class BatchSettings(BaseModel):
     max_batch_size: int = 64
     # one scoring agent submits whole take() batches: waiting long for stragglers only adds latency
     max_queue_delay_ms: float = 2.0
-    # batches of at least this many patients run on the event loop's thread (a backlog: the loop has
-    # nothing more urgent, and the GIL hand-offs with the inference thread cost more than they
-    # overlap); smaller ones in the inference thread (models/batching.py). None: always the thread
-    inline_from: int | None = 32
     buckets: tuple[int, ...] = (1, 8, 32, 64, 256)
     # per-score explanations: "trees" = tree contributions on every score (cheap); the sequence
     # model's occlusion attribution is added when an alert opens or escalates

@@ -2,15 +2,6 @@
 partitions into one batch of up to ``max_batch_size``, waiting at most ``max_queue_delay_ms``
 for stragglers, run the batch in a worker thread (the event loop keeps Faust's heartbeats and
 timers on time) and hand each caller back its own results, in order.
-
-A batch of at least ``inline_from`` items runs on the event loop's own thread instead. Such a batch
-only forms under a backlog, when the loop has nothing more urgent to do, and the inference thread
-then costs more than it overlaps: it and the loop (Faust, the Kafka and Redis clients) take turns
-on the GIL, and every socket call of the loop waits for the thread's turn to end. Measured with
-``vigil bench --quick``: pipeline ÷ bare-Faust throughput 0.71-1.15 with ``inline_from`` 32 against
-0.48-0.83 with every batch in the thread; all batches on the loop (``inline_from`` 1) gave the same
-throughput but, at 1,000 events/s, pauses of 1.2-1.5 s in which no events reached the agent
-(p50 1.8 s), so small batches stay in the thread (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -47,12 +38,10 @@ class DynamicBatcher(Generic[X, Y]):
         max_batch_size: int = 64,
         max_queue_delay_ms: float = 5.0,
         on_batch: Callable[[int, float], None] | None = None,
-        inline_from: int | None = None,
     ):
         self._infer = infer
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_ms / 1000.0
-        self.inline_from = inline_from
         self._queue: asyncio.Queue[tuple[X, asyncio.Future[Y]]] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-infer")
         self._task: asyncio.Task[None] | None = None
@@ -103,10 +92,7 @@ class DynamicBatcher(Generic[X, Y]):
             inputs = [item for item, _ in batch]
             t0 = time.perf_counter()
             try:
-                if self.inline_from is not None and len(inputs) >= self.inline_from:
-                    results = self._infer(inputs)
-                else:
-                    results = await loop.run_in_executor(self._executor, self._infer, inputs)
+                results = await loop.run_in_executor(self._executor, self._infer, inputs)
             except Exception as exc:  # a poison input must fail its callers, not the batcher
                 for _, fut in batch:
                     if not fut.done():
