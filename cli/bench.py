@@ -20,7 +20,11 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="print a JSON summary as 
 def bench(
     events: int = typer.Option(20000, help="events preloaded for the throughput comparison"),
     rate: float = typer.Option(1000.0, help="offered rate (events/s) for the latency measurement"),
-    latency_s: float = typer.Option(15.0, help="seconds of offered load for the latency measurement"),
+    latency_s: float = typer.Option(
+        60.0,
+        help="seconds of offered load for the latency measurement (15 s hid an intake that fell behind "
+        "after 20 s: docs/performance.md)",
+    ),
     patients: int = typer.Option(300, help="ICU stays whose events are interleaved"),
     plot: Path = typer.Option(Path("docs/images/batch_curve.png"), help="batch-size curve PNG"),
     out: Path = typer.Option(Path("bench/results/latest.json"), help="full results JSON"),
