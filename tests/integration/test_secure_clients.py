@@ -132,5 +132,7 @@ def test_demo_bench_and_replay_over_sasl_ssl(secure_settings, secure_stack, tmp_
     first = sorted(ensure_dataset(DATA, default_home()).glob("*.psv"))[0]
     shutil.copy(first, stays / first.name)
     replay = vigil(secure_settings, "replay", "--data", str(stays), "--limit", "1")
-    assert replay["patients"] == 1 and replay["hours_without_stream_score"] == 0 and replay["hours_compared"] > 0
+    assert replay["patients"] == 1 and replay["hours_without_stream_score"] == 0 and replay["hours_compared"] > 0, (
+        replay
+    )
     assert replay["max_abs_diff"] < 1e-5, replay
