@@ -74,6 +74,7 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
     producer = kafka_producer(settings, linger_ms=1)
     expected: dict[str, str] = {}
     event_hours: dict[str, set[int]] = {}
+    waits_timed_out = 0
     t0 = time.time()
     try:
         from datetime import UTC, datetime, timedelta
@@ -92,10 +93,13 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
                     producer.send(topics.EVENTS_RAW, key=pid.encode(), value=e.model_dump_json().encode())
                 producer.flush()
                 deadline = time.time() + 60
-                while time.time() < deadline:
+                while True:
                     with lock:
                         if ids <= scored_ids:
                             break
+                    if time.time() > deadline:
+                        waits_timed_out += 1  # the worker did not score the hour within a minute
+                        break
                     time.sleep(0.01)
                 expected[pid] = stay.patient_id
             if time.time() - t0 > timeout_s:
@@ -109,6 +113,7 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
         consumer.close()
     diffs, final_diffs = [], []
     missing = closed_without_final = 0
+    unscored: list[list[Any]] = []  # (stay, hour) of the hours without a stream score, for a person to look at
     silent = 0  # hours whose row has no measurement at all: no event, so nothing to stream
     for pid, stem in expected.items():
         last = max(event_hours[pid], default=-1)
@@ -124,6 +129,7 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
             streamed = scores.get((pid, hour))
             if not streamed:
                 missing += 1
+                unscored.append([stem, hour])
                 continue
             diffs.append(abs(streamed[-1] - p_off))
     arr = np.array(diffs) if diffs else np.array([np.nan])
@@ -136,6 +142,8 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
         "closed_hours_without_final": closed_without_final,
         "hours_without_events": silent,
         "hours_without_stream_score": missing,
+        "unscored_hours": unscored[:20],
+        "hour_waits_timed_out": waits_timed_out,
         "max_abs_diff": float(np.nanmax(arr)),
         "max_abs_diff_final": float(np.nanmax(fin)),
         "mean_abs_diff": float(np.nanmean(arr)),

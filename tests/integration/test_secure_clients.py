@@ -48,11 +48,14 @@ def data_env() -> dict[str, str]:
     return {"VIGIL_DATA_DIR": str(ensure_dataset(DATA, default_home()))}
 
 
-@pytest.fixture(scope="module")
-def secure_worker(secure_settings, secure_stack, tmp_path_factory):
+@pytest.fixture
+def secure_worker(secure_settings, secure_stack, tmp_path):
+    """The test's own worker, stopped when the test ends: the demo, bench and replay below start
+    their own workers in the same consumer group and count on being its only members (a worker
+    left over from this fixture once held the replayed patient's partition)."""
     from vigil.infra.workers import spawn_worker, stop_worker
 
-    log = tmp_path_factory.mktemp("secure") / "worker.log"
+    log = tmp_path / "worker.log"
     proc = spawn_worker(secure_settings, log)
     yield proc
     stop_worker(proc, timeout_s=10)
