@@ -43,8 +43,8 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
     if not parsed:
         return 0
     t0 = time.perf_counter()
-    stamps = [ts for event, _ in parsed if (ts := kafka_timestamp_ms(event.message)) is not None]
-    queued_ms = max(0, int(time.time() * 1000) - min(stamps)) if stamps else None
+    started_ms = int(time.time() * 1000)
+    oldest_ms: int | None = None  # the batch's oldest producer timestamp: how long it queued
     states = await rt.store.load_states({p.patient_id for _, p in parsed})
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t0)
     windows = {pid: window for pid, (window, _) in states.items()}
@@ -52,6 +52,9 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
     updates: dict[str, PendingUpdate] = {}
     for event, patient_event in parsed:
         pid, m = patient_event.patient_id, event.message
+        produced_ms = kafka_timestamp_ms(m)
+        if produced_ms is not None and (oldest_ms is None or produced_ms < oldest_ms):
+            oldest_ms = produced_ms
         window = windows[pid]
         redelivered = window.seen(m.partition, m.offset)
         window.advance(m.partition, m.offset)
@@ -72,7 +75,7 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
         update.add(
             patient_event.event_id,
             patient_event.observed_at,
-            kafka_timestamp_ms(m),
+            produced_ms,
             patient_event.encounter,
             patient_event.ward,
         )
@@ -103,7 +106,7 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
         "batch.scored",
         events=len(parsed),
         patients=len(pids),
-        queued_ms=queued_ms,
+        queued_ms=None if oldest_ms is None else max(0, started_ms - oldest_ms),
         finals=sum(len(o.closed) for o in outcomes.values()),
         load_apply_ms=_ms(t0, t_apply),
         infer_ms=_ms(t_apply, t_infer),

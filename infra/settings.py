@@ -77,10 +77,10 @@ class BatchSettings(BaseModel):
     intra_op_threads: int | None = 1
     stream_take: int = 500  # events per Faust take() batch
     # how long a take() waits for more events once the previous batch is done (every event waits it
-    # once). 10 ms halved p50 at 1,000 events/s (docs/performance.md, "Latency work") but full test
-    # runs with it twice found an hour without a stream score in `vigil replay`
-    # (tests/integration/test_secure_clients.py): 50 ms until that is understood
-    stream_within_s: float = 0.05
+    # once). 10 ms: at 1,000 events/s p50 54-136 ms against 110-246 ms at 50 ms (docs/performance.md,
+    # "Latency work"). Smaller windows split a patient's events over more batches; every consumer of
+    # vigil.scores must (and the tests do) accept an hour closing in the batch before a late event.
+    stream_within_s: float = 0.01
 
 
 class AlertSettings(BaseModel):
