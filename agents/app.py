@@ -26,7 +26,7 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         topic_partitions=settings.kafka.partitions,
         topic_replication_factor=kafka_endpoint(settings).replication_factor,
         consumer_auto_offset_reset="earliest",
-        # Offsets only ever cover events whose outputs and Redis writes are done (agents.take acks
+        # Offsets only ever cover events whose outputs and Redis writes are done (take_events acks
         # a batch after it is handled), so the commit cadence only bounds how much a restart replays.
         broker_commit_every=5000,
         broker_commit_interval=1.0,

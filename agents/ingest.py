@@ -43,7 +43,7 @@ async def ingest_and_score(batch: Sequence[faust.EventT], publisher: Publisher) 
 
 @app.agent(events_raw_topic)
 async def ingest(stream: faust.StreamT) -> None:
-    # take_growing acks the batch only when the loop asks for the next one, i.e. after every
+    # take_events acks the batch only when the loop asks for the next one, i.e. after every
     # output of this batch is delivered and the patients' windows are written (at-least-once).
     async for batch in batches(stream):
         await run_batch(batch, ingest_and_score, deadletter_topic, "ingest")

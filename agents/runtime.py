@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 import numpy as np
 
 from vigil.agents.health import AGENTS
-from vigil.agents.take import take_growing
 from vigil.infra import metrics
 from vigil.infra.allocator import keep_freed_memory
 from vigil.infra.heap import freeze_startup_heap
@@ -93,9 +92,11 @@ def _load_bundle() -> SteppingBundle | None:
 def batches(
     stream: faust.StreamT, size: int | None = None, within_s: float | None = None
 ) -> AsyncIterator[Sequence[faust.EventT]]:
-    """Batches of events (``agents.take``): acked only when the next batch is requested."""
+    """Batches of events (``take_events``): acked by Faust only when the next batch is requested."""
     settings = get_settings().batch
-    return take_growing(stream, size or settings.stream_take, within_s or settings.stream_within_s)
+    return cast(faust.Stream, stream).take_events(
+        size or settings.stream_take, within=within_s or settings.stream_within_s
+    )
 
 
 _runtime: Runtime | None = None
@@ -170,7 +171,7 @@ async def run_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadle
     Never raises (but for a cancel): an agent that raised would be restarted by Faust with its batch
     acked and committed, the events behind the failing one never handled (issue 16).
 
-    A shutdown or rebalance cancels the agent while it awaits; ``take_growing`` then acks the whole
+    A shutdown or rebalance cancels the agent while it awaits; ``take_events`` then acks the whole
     batch as the generator closes. So the batch is shielded and finished first: cancelling it
     half-way would let its offsets be committed with its outputs or Redis writes never done."""
     task = asyncio.ensure_future(_handle_batch(batch, handler, deadletter, what))

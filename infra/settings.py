@@ -75,12 +75,11 @@ class BatchSettings(BaseModel):
     # cost 3-5x more per patient than one on the 2-core VM (docs/performance.md). Scale out with
     # workers (one per core), not threads.
     intra_op_threads: int | None = 1
-    stream_take: int = 500  # events per batch (agents.take.take_growing; also the most it reads ahead)
-    # how long a batch that starts from an empty buffer waits for more events after its first (events
-    # that arrived while the previous batch was processed are handed over without it). 10 ms: at
-    # 1,000 events/s p50 54-136 ms against 110-246 ms at 50 ms (docs/performance.md, "Latency work").
-    # Smaller windows split a patient's events over more batches; every consumer of vigil.scores
-    # must (and the tests do) accept an hour closing in the batch before a late event.
+    stream_take: int = 500  # events per Faust take() batch
+    # how long a take() waits for more events once the previous batch is done (every event waits it
+    # once). 10 ms: at 1,000 events/s p50 54-136 ms against 110-246 ms at 50 ms (docs/performance.md,
+    # "Latency work"). Smaller windows split a patient's events over more batches; every consumer of
+    # vigil.scores must (and the tests do) accept an hour closing in the batch before a late event.
     stream_within_s: float = 0.01
 
 
