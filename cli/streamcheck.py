@@ -111,9 +111,26 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
         stop.set()
         thread.join(timeout=5)
         consumer.close()
+    return {
+        **compare_with_offline(expected, event_hours, offline, finals, scores),
+        "hour_waits_timed_out": waits_timed_out,
+        "seconds": round(time.time() - t0, 1),
+    }
+
+
+def compare_with_offline(
+    expected: dict[str, str],
+    event_hours: dict[str, set[int]],
+    offline: dict[str, np.ndarray],
+    finals: dict[tuple[str, int], float],
+    scores: dict[tuple[str, int], list[float]],
+) -> dict[str, Any]:
+    """Every hour of every replayed stay against `vigil predict`: a closed hour through its final
+    score, an hour without one (the stay's open last hour) through its newest provisional score; an
+    hour with events but no score at all is counted and named (``unscored_hours``, stay and hour)."""
     diffs, final_diffs = [], []
     missing = closed_without_final = 0
-    unscored: list[list[Any]] = []  # (stay, hour) of the hours without a stream score, for a person to look at
+    unscored: list[list[Any]] = []
     silent = 0  # hours whose row has no measurement at all: no event, so nothing to stream
     for pid, stem in expected.items():
         last = max(event_hours[pid], default=-1)
@@ -143,9 +160,7 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
         "hours_without_events": silent,
         "hours_without_stream_score": missing,
         "unscored_hours": unscored[:20],
-        "hour_waits_timed_out": waits_timed_out,
         "max_abs_diff": float(np.nanmax(arr)),
         "max_abs_diff_final": float(np.nanmax(fin)),
         "mean_abs_diff": float(np.nanmean(arr)),
-        "seconds": round(time.time() - t0, 1),
     }

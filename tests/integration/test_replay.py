@@ -31,7 +31,8 @@ def test_replay_matches_offline_prediction(stack, stack_settings: Settings, tmp_
     result = run_replay_check(stack_settings, picked, limit=3)
     print(result)
     assert result["patients"] == 3
-    assert result["hours_without_stream_score"] == 0
+    assert result["hours_without_stream_score"] == 0 and result["unscored_hours"] == [], result
+    assert result["hour_waits_timed_out"] == 0, result  # the worker scored every hour within a minute
     assert result["hours_compared"] == result["hours_offline"] - result["hours_without_events"] > 100
     # every closed hour has its final score, equal to offline; the last hour of each stay stays open
     assert result["closed_hours_without_final"] == 0

@@ -51,8 +51,8 @@ def data_env() -> dict[str, str]:
 @pytest.fixture
 def secure_worker(secure_settings, secure_stack, tmp_path):
     """The test's own worker, stopped when the test ends: the demo, bench and replay below start
-    their own workers in the same consumer group and count on being its only members (a worker
-    left over from this fixture once held the replayed patient's partition)."""
+    their own workers in the same consumer group and count on being its only members (this worker,
+    module-scoped then, was still in the group when a replay check found an unscored hour)."""
     from vigil.infra.workers import spawn_worker, stop_worker
 
     log = tmp_path / "worker.log"

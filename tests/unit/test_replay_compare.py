@@ -1,0 +1,33 @@
+"""`vigil replay`'s comparison with `vigil predict` (pure): closed hours through their final score,
+the open last hour through its newest provisional score, silent hours skipped, and every hour that
+had events but no score counted and named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vigil.cli.streamcheck import compare_with_offline
+
+OFFLINE = {"p001": np.array([0.1, 0.2, 0.3, 0.4, 0.5])}
+
+
+def test_finals_for_closed_hours_and_the_newest_provisional_for_the_open_one() -> None:
+    finals = {("r-p001", 0): 0.1, ("r-p001", 1): 0.2000004, ("r-p001", 3): 0.4}
+    scores = {("r-p001", 1): [0.9], ("r-p001", 4): [0.7, 0.5000002]}  # provisional: the newest counts
+    got = compare_with_offline({"r-p001": "p001"}, {"r-p001": {0, 1, 3, 4}}, OFFLINE, finals, scores)
+    assert got["hours_offline"] == 5 and got["hours_without_events"] == 1  # hour 2: nothing measured
+    assert got["hours_compared"] == 4 and got["hours_final"] == 3
+    assert got["hours_without_stream_score"] == 0 and got["unscored_hours"] == []
+    assert got["closed_hours_without_final"] == 0
+    assert got["max_abs_diff"] == pytest.approx(4e-7, abs=1e-9)
+
+
+def test_an_hour_without_any_score_is_named() -> None:
+    finals = {("r-p001", 0): 0.1, ("r-p001", 1): 0.2}
+    scores = {("r-p001", 4): [0.5]}  # hour 3 had events, and neither a final nor a provisional score
+    got = compare_with_offline({"r-p001": "p001"}, {"r-p001": {0, 1, 3, 4}}, OFFLINE, finals, scores)
+    assert got["hours_without_stream_score"] == 1
+    assert got["unscored_hours"] == [["p001", 3]]
+    assert got["closed_hours_without_final"] == 1  # hour 3 closed (hour 4 came) without its final
+    assert got["hours_compared"] == 3
