@@ -70,8 +70,13 @@ def _phi_events(pid: str, hours: int = 3) -> list[bytes]:
     return out
 
 
+# timings in the worker's lines ("infer_ms": 38.93) are not vitals: a run once matched TEMP in one
+TIMING = re.compile(r'"[a-z_]+_(ms|s)": -?[\d.]+|\b[a-z_]+_(ms|s)=-?[\d.]+')
+
+
 def _leaks(text: str, pid: str) -> dict[str, int]:
     numbers = [str(HR), str(TEMP), str(SBP)]
+    text = TIMING.sub("", text)
     return {
         "patient_id_in_clear": text.count(pid),
         "name": text.count(NAME) + text.count("Rigby"),
