@@ -13,6 +13,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -122,16 +123,42 @@ def measure_pipeline(
     return result, proc
 
 
+def settle(produced: Iterable[str], scored: Iterable[str], dead: Mapping[str, str]) -> tuple[dict[str, int], int]:
+    """What became of the offered events that have no score: dead letters per reason (a twin of an
+    earlier event is a ``duplicate``, a value outside its range ``out_of_range``) and how many are
+    neither scored nor dead-lettered — the ones that would be lost."""
+    unscored = set(produced) - set(scored)
+    reasons: dict[str, int] = {}
+    for event_id in unscored & dead.keys():
+        reasons[dead[event_id]] = reasons.get(dead[event_id], 0) + 1
+    return dict(sorted(reasons.items())), len(unscored - dead.keys())
+
+
 def measure_latency(settings: Settings, events: list[tuple[str, bytes, bytes]], rate: float) -> dict[str, Any]:
     produced: dict[str, int] = {}
     acked: dict[str, int] = {}
     scored: dict[str, int] = {}
+    positions: dict[tuple[int, int], str] = {}  # (partition, offset) -> event id, once acknowledged
+    dead_at: dict[tuple[int, int], str] = {}  # (partition, offset) -> dead-letter reason
 
     def absorb(record: Any) -> None:
         for eid in json.loads(record.value)["event_ids"]:
             scored.setdefault(eid, record.timestamp)
 
+    def absorb_dead(record: Any) -> None:  # e.g. a twin of an earlier event: a "duplicate"
+        letter = json.loads(record.value)
+        if letter.get("source_topic") == topics.EVENTS_RAW:
+            dead_at.setdefault((letter.get("partition"), letter.get("offset")), letter.get("reason", ""))
+
+    def dead() -> dict[str, str]:  # event id -> reason (a letter may come before its event's ack)
+        return {positions[at]: reason for at, reason in list(dead_at.items()) if at in positions}
+
+    def on_ack(metadata: Any, eid: str) -> None:
+        acked.setdefault(eid, int(time.time() * 1000))
+        positions[(metadata.partition, metadata.offset)] = eid
+
     watch = OutputWatch(settings, topics.SCORES, on_record=absorb).start()
+    dead_watch = OutputWatch(settings, topics.DEADLETTER, on_record=absorb_dead).start()
     producer = kafka_producer(settings, linger_ms=1)
     t0 = time.perf_counter()
     for i, (eid, key, value) in enumerate(events):
@@ -142,20 +169,25 @@ def measure_latency(settings: Settings, events: list[tuple[str, bytes, bytes]], 
         ts = int(time.time() * 1000)
         produced[eid] = ts
         future = producer.send(topics.EVENTS_RAW, key=key, value=value, timestamp_ms=ts)
-        future.add_callback(lambda _md, eid=eid: acked.setdefault(eid, int(time.time() * 1000)))
+        future.add_callback(on_ack, eid=eid)
     producer.flush()
     offered_s = time.perf_counter() - t0
-    wait_until(lambda: set(produced) <= set(scored), timeout=120)
+    # every event ends scored or dead-lettered: wait for all of them, not for the timeout
+    wait_until(lambda: len(produced) <= len(scored.keys() | dead().keys()), timeout=120)
     watch.stop()
+    dead_watch.stop()
     producer.close()
     lat = np.array([scored[e] - produced[e] for e in produced if e in scored], dtype=float)
     # the load generator's own share: produce -> broker acknowledgement (kafka-python, acks=all)
     ack = np.array([acked[e] - produced[e] for e in produced if e in acked], dtype=float)
+    dead_lettered, unaccounted = settle(produced.keys(), scored.keys(), dead())
     return {
         "offered_rate": rate,
         "achieved_offer_rate": round(len(events) / offered_s, 1),
         "events": len(events),
         "scored": int(len(lat)),
+        "dead_lettered": dead_lettered,
+        "unaccounted": unaccounted,
         "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
         "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
         "max_ms": float(lat.max()) if len(lat) else None,
