@@ -1,12 +1,13 @@
 """Ward input drift in the worker: the hours that close in each scored batch feed ``models.drift``'s
-per-ward windows; the ward's PSI goes to the ``vigil_drift_*`` gauges on every batch and, at most
-every ``publish_every_s`` per ward, to ``vigil.drift`` for the dashboard. Each worker sees the
+per-ward windows; the ward's PSI goes to the ``vigil_drift_*`` gauges at most every
+``gauges_every_s`` (a window of thousands of hours moves little between batches) and, at most every
+``publish_every_s`` per ward, to ``vigil.drift`` for the dashboard. Each worker sees the
 patients of its partitions: its figures describe that sample of the ward."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -28,11 +29,21 @@ UNKNOWN_WARD = "unknown"
 
 
 class WardDriftTracker:
-    def __init__(self, monitor: DriftMonitor, bundle_version: str, publish_every_s: float) -> None:
+    def __init__(
+        self,
+        monitor: DriftMonitor,
+        bundle_version: str,
+        publish_every_s: float,
+        gauges_every_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.monitor = monitor
         self.bundle_version = bundle_version
         self.publish_every_s = publish_every_s
+        self.gauges_every_s = gauges_every_s
+        self._clock = clock
         self._published: dict[str, float] = {}
+        self._reported: dict[str, float] = {}
 
     @classmethod
     def for_bundle(cls, bundle: SteppingBundle | None, settings: DriftSettings) -> WardDriftTracker | None:
@@ -51,13 +62,14 @@ class WardDriftTracker:
             min_hours=settings.min_hours,
             min_patients=settings.min_patients,
         )
-        return cls(monitor, bundle.version, settings.publish_every_s)
+        return cls(monitor, bundle.version, settings.publish_every_s, settings.gauges_every_s)
 
     def observe(
         self, patients: Sequence[str], wards: Sequence[str | None], outcomes: Sequence[StepOutcome]
     ) -> list[WardDriftReport]:
         """Feed the closed hours of a batch (one patient and ward per outcome); update the gauges of the
-        wards touched and return the reports due for publishing."""
+        wards touched whose last report is ``gauges_every_s`` old, and return the reports due for
+        publishing."""
         names = [w or UNKNOWN_WARD for w, o in zip(wards, outcomes, strict=True) for _ in o.closed]
         if not names:
             return []
@@ -66,10 +78,15 @@ class WardDriftTracker:
         rows = np.concatenate([o.closed_rows for o in outcomes if o.closed])
         feats = np.stack([h.features for o in outcomes for h in o.closed])
         self.monitor.observe(names, rows, feats, keys)
-        reports = self.monitor.reports(list(dict.fromkeys(names)))
+        now = self._clock()
+        stale = [w for w in dict.fromkeys(names) if now - self._reported.get(w, -1e9) >= self.gauges_every_s]
+        if not stale:
+            return []
+        for w in stale:
+            self._reported[w] = now
+        reports = self.monitor.reports(stale)
         for r in reports:
             _set_gauges(r)
-        now = time.monotonic()
         due = [r for r in reports if now - self._published.get(r.ward, -1e9) >= self.publish_every_s]
         for r in due:
             self._published[r.ward] = now

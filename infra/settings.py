@@ -105,6 +105,9 @@ class DriftSettings(BaseModel):
     min_hours: int = 200
     min_patients: int = 10  # a ward's sample is about as large as its number of patients
     publish_every_s: float = 30.0  # at most one vigil.drift record per ward per worker this often
+    # the ward's PSI (every input) is recomputed for the gauges at most this often, not on every
+    # batch: ~20 batches/s at 1,000 events/s made it 3 % of a worker's GIL time (docs/performance.md)
+    gauges_every_s: float = Field(default=1.0, ge=0.0, le=60.0)
 
 
 class IngestSettings(BaseModel):

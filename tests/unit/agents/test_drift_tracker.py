@@ -1,0 +1,74 @@
+"""The worker's drift tracker (agents/drift.py): every closed hour feeds the ward's window, but the
+ward's PSI over all inputs is recomputed for the gauges at most every ``gauges_every_s``, and a
+report is published at most every ``publish_every_s``."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from vigil.agents.drift import WardDriftTracker
+from vigil.models.drift import WardDriftReport
+
+
+class FakeMonitor:
+    def __init__(self) -> None:
+        self.observed_hours = 0
+        self.report_calls: list[list[str]] = []
+
+    def observe(self, names: list[str], rows: Any, feats: Any, keys: Any) -> None:
+        self.observed_hours += len(names)
+
+    def reports(self, wards: list[str]) -> list[WardDriftReport]:
+        self.report_calls.append(list(wards))
+        return [WardDriftReport(w, 300, 12, 0.2, {}, {}, 0.05, False) for w in wards]
+
+
+def _outcome(hours: int) -> Any:
+    hour = SimpleNamespace(features=np.zeros(3, np.float32))
+    return SimpleNamespace(closed=[hour] * hours, closed_rows=np.zeros((hours, 2), np.float32))
+
+
+def _tracker(now: list[float]) -> tuple[WardDriftTracker, FakeMonitor]:
+    monitor = FakeMonitor()
+    tracker = WardDriftTracker(monitor, "t", publish_every_s=30, gauges_every_s=1.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    return tracker, monitor
+
+
+def test_every_closed_hour_is_observed_but_the_psi_is_recomputed_once_a_second() -> None:
+    now = [100.0]
+    tracker, monitor = _tracker(now)
+    for _ in range(20):  # twenty batches within the same second
+        tracker.observe(["p1", "p2"], ["icu-a", None], [_outcome(1), _outcome(2)])
+        now[0] += 0.04
+    assert monitor.observed_hours == 60
+    assert monitor.report_calls == [["icu-a", "unknown"]]
+    now[0] += 0.3  # a second after the first report
+    tracker.observe(["p1"], ["icu-a"], [_outcome(1)])
+    assert monitor.report_calls[-1] == ["icu-a"]
+
+
+def test_a_ward_seen_for_the_first_time_is_reported_at_once() -> None:
+    now = [100.0]
+    tracker, monitor = _tracker(now)
+    tracker.observe(["p1"], ["icu-a"], [_outcome(1)])
+    tracker.observe(["p2"], ["icu-b"], [_outcome(1)])
+    assert monitor.report_calls == [["icu-a"], ["icu-b"]]
+
+
+def test_reports_are_published_at_most_every_publish_interval() -> None:
+    now = [100.0]
+    tracker, _ = _tracker(now)
+    published = []
+    for _ in range(140):  # 70 s of batches, two a second
+        published += [r.ward for r in tracker.observe(["p1"], ["icu-a"], [_outcome(1)])]
+        now[0] += 0.5
+    assert published == ["icu-a"] * 3  # at 0 s, 30 s and 60 s
+
+
+def test_a_batch_without_closed_hours_computes_nothing() -> None:
+    tracker, monitor = _tracker([100.0])
+    assert tracker.observe(["p1"], ["icu-a"], [_outcome(0)]) == []
+    assert monitor.observed_hours == 0 and monitor.report_calls == []
