@@ -2,13 +2,14 @@
 ``kafka.fetch_max_wait_ms`` — for every Vigil worker and the bench's bare-Faust baseline.
 
 Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500``. aiokafka keeps one fetch in
-flight per broker and leaves out of it the partitions whose records are still buffered, so when a
-worker that reads several topics (the scoring pipeline: events, scores, acknowledgements) has
-records buffered for every busy partition, its next fetch asks only for the quiet ones — and the
-broker holds that request up to the full wait before any new event can be fetched. Behind on a
-busy ward, a worker stalled ~1.5 s at a time. With the wait bounded, a fetch for quiet partitions
-returns within ``fetch_max_wait_ms``; with data present nothing changes (``fetch_min_bytes`` stays
-1: the broker answers at once), and an idle worker polls a little more often (docs/performance.md)."""
+flight per broker and, once a partition's records have sat 100 ms unconsumed in its buffer (the
+worker busy with a batch), sends a fetch for the other partitions alone. A worker that also reads
+quiet topics (the scoring pipeline's scores and alert acknowledgements) then has a fetch the broker
+holds for the full wait, and its busy event partitions wait behind it: behind on a busy ward, a
+worker paused ~1.3–1.6 s (tests/integration/test_fetch_wait.py reproduces it). With the wait
+bounded, that fetch returns within ``fetch_max_wait_ms``; with data present nothing changes
+(``fetch_min_bytes`` stays 1: the broker answers at once), and an idle worker polls a little more
+often (docs/performance.md)."""
 
 from __future__ import annotations
 
