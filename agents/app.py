@@ -7,7 +7,6 @@ from typing import Any
 import faust
 
 from vigil.agents.health import AGENTS
-from vigil.agents.transport import BoundedWaitApp
 from vigil.infra.connect import faust_broker, kafka_endpoint
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings, get_settings
@@ -45,10 +44,9 @@ def faust_config(settings: Settings) -> dict[str, Any]:
 log = get_logger(__name__)
 
 
-class VigilApp(BoundedWaitApp):
-    """Faust's app (its consumer's fetch wait bounded: agents/transport.py), counting agent crashes
-    for readiness (agents.health). Faust restarts a crashed agent and commits the offsets of the
-    batch it held, so a crash loop must show on /readyz."""
+class VigilApp(faust.App):
+    """Faust's app, counting agent crashes for readiness (agents.health). Faust restarts a crashed
+    agent and commits the offsets of the batch it held, so a crash loop must show on /readyz."""
 
     async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:  # Faust's on_error hook
         AGENTS.crashed(agent.name)

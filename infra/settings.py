@@ -42,10 +42,6 @@ class KafkaSettings(BaseModel):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
-    # how long the broker may hold a worker's fetch when the partitions in it have nothing new
-    # (agents/transport.py). Faust's 1,500 ms let a worker behind on a busy topic stall ~1.3 s: aiokafka
-    # keeps one fetch in flight per broker, and one for only the quiet partitions blocks the busy ones
-    fetch_max_wait_ms: int = Field(default=50, ge=1, le=1500)
 
 
 class RedisSettings(BaseModel):
