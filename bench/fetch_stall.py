@@ -1,0 +1,80 @@
+"""The fetch stall behind the rare whole-worker pauses (docs/performance.md), reproduced against
+the embedded broker with aiokafka alone.
+
+aiokafka keeps one fetch in flight per broker and, once a partition's records have sat 100 ms
+unconsumed in its buffer (a worker busy with a batch), sends a fetch for the *other* partitions
+alone. If those are quiet (a pipeline worker's alert acknowledgements), the broker holds that fetch
+up to ``fetch_max_wait_ms`` (Faust passes 1,500) and the busy partition's new records wait behind
+it. This measures that wait for each given ``fetch_max_wait_ms``:
+
+    python -m vigil.bench.fetch_stall 1500 100      # seconds per wait, then a JSON line
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+
+from vigil.infra.settings import Settings, get_settings
+
+BUFFERED_S = 0.3  # how long the busy partition's records sit unconsumed, as behind a worker's batch
+
+
+def new_record_delay(settings: Settings, wait_ms: int) -> float:
+    """Seconds from producing a record on the busy partition to consuming it."""
+    import aiokafka
+    from aiokafka.structs import TopicPartition
+
+    from vigil.infra.connect import kafka_bootstrap
+    from vigil.infra.stack.topics import ensure_topics
+
+    run = uuid.uuid4().hex[:8]
+    busy, quiet = TopicPartition(f"vigil.bench.busy.{run}", 0), TopicPartition(f"vigil.bench.quiet.{run}", 0)
+    ensure_topics(settings, (busy.topic, quiet.topic))
+    bootstrap = kafka_bootstrap(settings)
+
+    async def once() -> float:
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap)
+        consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=wait_ms)
+        await producer.start()
+        await consumer.start()
+        try:
+            for _ in range(50):
+                await producer.send(busy.topic, b"x" * 200, partition=0)
+            await producer.flush()
+            consumer.assign([busy, quiet])
+            consumer.seek(busy, 0)
+            consumer.seek(quiet, 0)
+            await asyncio.sleep(BUFFERED_S)
+            await consumer.getmany(busy, timeout_ms=2000)
+            t0 = time.monotonic()
+            await producer.send_and_wait(busy.topic, b"new", partition=0)
+            while True:
+                got = await consumer.getmany(timeout_ms=20)
+                if any(r.value == b"new" for records in got.values() for r in records):
+                    return time.monotonic() - t0
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    return asyncio.run(asyncio.wait_for(once(), timeout=30))
+
+
+def main(waits: list[int]) -> None:
+    from vigil.infra.stack import stack_up
+
+    settings = get_settings()
+    stack_up(settings)
+    runs = []
+    for wait in waits:
+        delay = round(new_record_delay(settings, wait), 3)
+        runs.append({"fetch_max_wait_ms": wait, "delay_s": delay})
+        print(f"fetch_max_wait_ms {wait}: the new record waited {delay:.3f} s", flush=True)
+    print(json.dumps({"buffered_s": BUFFERED_S, "runs": runs}))
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or [1500, 100])
