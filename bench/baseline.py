@@ -1,15 +1,15 @@
 """The ceiling: a bare Faust agent that only reads and forwards events, with the same batching
-(take_events), the same delivery guarantee (wait for acks=all before the batch is acked) and the
-same broker as the Vigil pipeline. Run: ``python -m bench.baseline``."""
+(``agents.runtime.batches``), the same delivery guarantee (wait for acks=all before the batch is
+acked) and the same broker as the Vigil pipeline. Run: ``python -m bench.baseline``."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 
 import faust
 
 from vigil.agents.app import faust_config
+from vigil.agents.runtime import batches
 from vigil.bench.harness import BASELINE_GROUP, BASELINE_IN, BASELINE_OUT
 from vigil.infra.settings import get_settings
 
@@ -21,8 +21,7 @@ sink = app.topic(BASELINE_OUT, key_type=bytes, value_type=bytes)
 
 @app.agent(source)
 async def forward(stream: faust.StreamT) -> None:
-    batches = cast(faust.Stream, stream).take_events(settings.batch.stream_take, within=settings.batch.stream_within_s)
-    async for batch in batches:
+    async for batch in batches(stream):  # the agents' own batching, so the two stay the same
         futures = [await sink.send(key=e.message.key, value=e.message.value, force=True) for e in batch]
         await asyncio.gather(*futures)
 
