@@ -46,6 +46,9 @@ class Runtime:
             settings.batch.max_queue_delay_ms,
             on_batch=_observe_batch,
         )
+        # held while a patient's alert lifecycle is read, changed and written back: by the scoring
+        # step (scores) and the alert agent (acknowledgements, the escalation timer) of this worker
+        self.alert_lock = asyncio.Lock()
         self.policy = AlertPolicy(
             exit_ratio=settings.alerts.exit_ratio,
             suppress_s=settings.alerts.suppress_s,

@@ -2,8 +2,9 @@
 accepted events, in the same consume): apply the events to each patient's Redis window, score every
 patient the batch touched through the stepping core (rules + the bundle's one-step recurrent model
 and tree model, ``models.stream_step``) and publish its scores: a provisional score of the patient's
-current hour and a final score of every hour that closed in this batch. Window and carry are saved
-together."""
+current hour and a final score of every hour that closed in this batch. The provisional score then
+drives the patient's alert lifecycle (``models.alerting.on_score``) in the same batch: no second
+consume of ``vigil.scores``. Window, carry and alert state are saved together."""
 
 from __future__ import annotations
 
@@ -13,14 +14,18 @@ from datetime import UTC, datetime
 
 import faust
 
+from vigil.agents.alert_out import explain_raised, publish_alerts
 from vigil.agents.app import scores_topic
 from vigil.agents.runtime import Publisher, runtime
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
+from vigil.infra.redis import PatientState
+from vigil.models.alerting import on_score
 from vigil.models.scoring import PendingUpdate, build_risk_score
 from vigil.models.stepping import StayCarry
 from vigil.models.stream_step import StepOutcome, StepRequest, step_request
 from vigil.models.window import LateEvent, PatientWindow
+from vigil.schemas.alerts import Alert
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
 
@@ -34,20 +39,26 @@ def kafka_timestamp_ms(message: faust.types.tuples.Message) -> int | None:
 
 
 async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publisher: Publisher) -> int:
-    """Apply, score, publish, then persist. Window and carry are written only after the scores are
-    delivered, so a redelivered event either finds its state absent (crash before the write: it is
-    scored again, an at-least-once duplicate) or present (its message position is in the window:
-    skipped, its score is already out). A new message that changes nothing is a ``duplicate`` dead
-    letter. Never lost."""
-    rt = runtime()
+    """Apply, score, alert, publish, then persist. Window, carry and alert state are written only
+    after the scores and alerts are delivered, so a redelivered event either finds its state absent
+    (crash before the write: it is scored again, an at-least-once duplicate, and its alert
+    transitions are published again with the same ``transition_id``) or present (its message
+    position is in the window: skipped, its score is already out). A new message that changes
+    nothing is a ``duplicate`` dead letter. Never lost."""
     if not parsed:
         return 0
+    async with runtime().alert_lock:  # the alert agent's acks and timer wait for this batch's write
+        return await _score_locked(parsed, publisher)
+
+
+async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publisher: Publisher) -> int:
+    rt = runtime()
     t0 = time.perf_counter()
     started_ms = int(time.time() * 1000)
     oldest_ms: int | None = None  # the batch's oldest producer timestamp: how long it queued
     states = await rt.store.load_states({p.patient_id for _, p in parsed})
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t0)
-    windows = {pid: window for pid, (window, _) in states.items()}
+    windows = {pid: state.window for pid, state in states.items()}
     anchors = {pid: window.anchor_s for pid, window in windows.items()}
     updates: dict[str, PendingUpdate] = {}
     for event, patient_event in parsed:
@@ -81,9 +92,10 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
         )
     pids = list(updates)
     t_apply = time.perf_counter()
-    outcomes = await _step(pids, windows, {pid: states[pid][1] for pid in pids}, anchors)
+    outcomes = await _step(pids, windows, {pid: states[pid].carry for pid in pids}, anchors)
     t_infer = time.perf_counter()
     now = datetime.now(UTC)
+    alerts: list[Alert] = []
     for pid in pids:
         window, update, outcome = windows[pid], updates[pid], outcomes.get(pid)
         for hour in outcome.closed if outcome else []:  # every hour that closed: its final score
@@ -92,6 +104,10 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
         score = build_risk_score(window, update, outcome.current.models if outcome else [], now)
         await publisher.send(scores_topic, pid, score.model_dump_json().encode())
         metrics.SCORES.inc()
+        # a final score repeats what the provisional scores of its hour (and the next hour's,
+        # which follows it) already told the lifecycle: alerts follow the provisional score only
+        alerts += on_score(states[pid].alert, score, rt.policy)
+    await publish_alerts(publisher, await explain_raised(alerts, windows))
     reports = []
     if rt.drift is not None and outcomes:
         reports = rt.drift.observe(list(outcomes), [updates[p].ward for p in outcomes], list(outcomes.values()))
@@ -99,7 +115,9 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
     t_build = time.perf_counter()
     await publisher.flush()
     t1 = time.perf_counter()
-    await rt.store.save_states({pid: (windows[pid], _carry_to_save(pid, outcomes, states)) for pid in pids})
+    await rt.store.save_states(
+        {pid: PatientState(windows[pid], _carry_to_save(pid, outcomes, states), states[pid].alert) for pid in pids}
+    )
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t1)
     # one canonical line per batch (counts and timings only: no identifiers, no values)
     log.info(
@@ -108,6 +126,7 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
         patients=len(pids),
         queued_ms=None if oldest_ms is None else max(0, started_ms - oldest_ms),
         finals=sum(len(o.closed) for o in outcomes.values()),
+        alerts=len(alerts),
         load_apply_ms=_ms(t0, t_apply),
         infer_ms=_ms(t_apply, t_infer),
         build_ms=_ms(t_infer, t_build),
@@ -140,12 +159,10 @@ async def _step(
     return dict(zip(requests, results, strict=True))
 
 
-def _carry_to_save(
-    pid: str, outcomes: dict[str, StepOutcome], states: dict[str, tuple[PatientWindow, StayCarry | None]]
-) -> StayCarry | None:
+def _carry_to_save(pid: str, outcomes: dict[str, StepOutcome], states: dict[str, PatientState]) -> StayCarry | None:
     """The advanced carry; without an outcome (no hour yet, models unavailable) the stored one."""
     outcome = outcomes.get(pid)
-    return outcome.carry if outcome is not None else states[pid][1]
+    return outcome.carry if outcome is not None else states[pid].carry
 
 
 def _ms(start: float, end: float) -> float:

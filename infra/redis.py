@@ -17,6 +17,7 @@ import struct
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
@@ -24,6 +25,7 @@ from redis.exceptions import RedisError
 from vigil.infra.connect import redis_async_client
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings, get_settings
+from vigil.models.alerting import PatientAlertState, needs_timer
 from vigil.models.stepping import StayCarry
 from vigil.models.window import PatientWindow
 
@@ -89,6 +91,15 @@ def _carry_or_none(blob: bytes | str | None) -> StayCarry | None:
         return None
 
 
+@dataclass
+class PatientState:
+    """What the scoring step reads and writes per patient in one round trip each."""
+
+    window: PatientWindow
+    carry: StayCarry | None
+    alert: PatientAlertState
+
+
 class RedisHealth:
     """Readiness as seen by the worker: False while Redis calls are failing."""
 
@@ -146,26 +157,38 @@ class PatientStore:
 
         await self._until_ok("set", write)
 
-    async def load_states(self, patient_ids: Iterable[str]) -> dict[str, tuple[PatientWindow, StayCarry | None]]:
-        """Window and stepping carry of each patient in one MGET (None: no carry stored yet)."""
+    async def load_states(self, patient_ids: Iterable[str]) -> dict[str, PatientState]:
+        """Window, stepping carry and alert lifecycle of each patient in one MGET."""
         ids = list(patient_ids)
-        keys = [k for p in ids for k in (window_key(p), carry_key(p))]
+        keys = [k for p in ids for k in (window_key(p), carry_key(p), alert_key(p))]
         blobs = await self._until_ok("mget", lambda: self.client.mget(keys))
-        out: dict[str, tuple[PatientWindow, StayCarry | None]] = {}
-        for i, pid in enumerate(ids):
-            out[pid] = (PatientWindow.from_bytes(unpack_state(blobs[2 * i])), _carry_or_none(blobs[2 * i + 1]))
-        return out
+        return {
+            pid: PatientState(
+                PatientWindow.from_bytes(unpack_state(blobs[3 * i])),
+                _carry_or_none(blobs[3 * i + 1]),
+                PatientAlertState.from_bytes(blobs[3 * i + 2]),
+            )
+            for i, pid in enumerate(ids)
+        }
 
-    async def save_states(self, states: dict[str, tuple[PatientWindow, StayCarry | None]]) -> None:
-        """Window and carry of each patient in one round trip, as one MULTI/EXEC: a reader never
-        sees a window without the carry that matches it (no carry yet: none is written)."""
+    async def save_states(self, states: dict[str, PatientState]) -> None:
+        """Window, carry and alert lifecycle of each patient, and whether the escalation timer looks
+        at it (``OPEN_ALERTS_KEY``), as one MULTI/EXEC: a reader never sees a window without the
+        carry and the alert state that match it (no carry yet: none is written)."""
+        timed = [alert_key(p) for p, s in states.items() if needs_timer(s.alert)]
+        untimed = [alert_key(p) for p, s in states.items() if not needs_timer(s.alert)]
 
         async def write() -> None:
             pipe = self.client.pipeline(transaction=True)
-            for pid, (window, carry) in states.items():
-                pipe.set(window_key(pid), pack_state(window.to_bytes()), ex=self.ttl_s)
-                if carry is not None:
-                    pipe.set(carry_key(pid), pack_state(carry.to_bytes()), ex=self.ttl_s)
+            for pid, state in states.items():
+                pipe.set(window_key(pid), pack_state(state.window.to_bytes()), ex=self.ttl_s)
+                if state.carry is not None:
+                    pipe.set(carry_key(pid), pack_state(state.carry.to_bytes()), ex=self.ttl_s)
+                pipe.set(alert_key(pid), state.alert.to_bytes(), ex=self.ttl_s)
+            if timed:
+                pipe.sadd(OPEN_ALERTS_KEY, *timed)
+            if untimed:
+                pipe.srem(OPEN_ALERTS_KEY, *untimed)
             await pipe.execute()
 
         await self._until_ok("set", write)

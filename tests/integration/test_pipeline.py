@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.conftest import unique_patient, wait_for
-from vigil.infra.connect import consumer_from_now
+from vigil.infra.connect import consumer_from_now, redis_client
 from vigil.infra.readback import payload_digest
+from vigil.infra.redis import alert_key
+from vigil.models.alerting import PatientAlertState
 from vigil.schemas import topics
 from vigil.schemas.alerts import AlertAck
 from vigil.schemas.events import PatientEvent
@@ -129,9 +132,12 @@ def test_acknowledgement_transitions_and_is_audited(stack, stack_settings, share
     r = reader()
     pid = unique_patient("ack")
     base = datetime.now(UTC) - timedelta(hours=2)
-    send(producer, vitals(pid, 0, 140, 30, 85, 88, 39.5, base))
-    assert wait_for(lambda: any(a["patient_id"] == pid for a in r.snapshot().alert_records), timeout=90)
-    alert = next(a for a in r.snapshot().alert_records if a["patient_id"] == pid)
+    first = vitals(pid, 0, 140, 30, 85, 88, 39.5, base)
+    send(producer, first)
+    assert wait_for(lambda: {e.event_id for e in first} <= r.snapshot().scored_ids, timeout=90)
+    assert wait_for(lambda: any(a["patient_id"] == pid for a in r.snapshot().alert_records), timeout=30)
+    time.sleep(1)  # the hour's last transition (its events may have come in two batches)
+    alert = [a for a in r.snapshot().alert_records if a["patient_id"] == pid][-1]
     audit = consumer_from_now(stack_settings, (topics.AUDIT,))
     ack = AlertAck(alert_id=alert["alert_id"], patient_id=pid, action="acknowledge", by="nurse.a", at=datetime.now(UTC))
     producer.send(topics.ALERT_ACKS, key=pid.encode(), value=ack.model_dump_json().encode())
@@ -150,3 +156,18 @@ def test_acknowledgement_transitions_and_is_audited(stack, stack_settings, share
     )
     audit.close()
     assert any(json.loads(v)["alert_id"] == alert["alert_id"] for v in records)
+
+    # the scoring step, which raises alerts in the batch that scored them, sees the alert agent's
+    # acknowledgement: a further hour as bad neither re-opens nor pages again, and the lifecycle
+    # in Redis still holds the acknowledged alert
+    later = vitals(pid, 1, 141, 30, 85, 88, 39.5, base)
+    send(producer, later)
+    assert wait_for(lambda: {e.event_id for e in later} <= r.snapshot().scored_ids, timeout=60)
+    time.sleep(1)  # any transition of that batch is published before its scores are acknowledged
+    states = [a["state"] for a in r.snapshot().alert_records if a["patient_id"] == pid]
+    assert states[-1] == "acknowledged", states
+    admin = redis_client(stack_settings, admin=True, socket_timeout=2)
+    state = PatientAlertState.from_bytes(admin.get(alert_key(pid)))
+    admin.close()
+    assert state.active is not None and state.active.state == "acknowledged" and state.active.acked_by == "nurse.a"
+    assert len(state.trend) == 2  # both hours' provisional scores reached the lifecycle
