@@ -7,6 +7,7 @@ from typing import Any
 import faust
 
 from vigil.agents.health import AGENTS
+from vigil.agents.transport import PrefetchWaitApp
 from vigil.infra.connect import faust_broker, kafka_endpoint
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings, get_settings
@@ -44,8 +45,9 @@ def faust_config(settings: Settings) -> dict[str, Any]:
 log = get_logger(__name__)
 
 
-class VigilApp(faust.App):
-    """Faust's app, counting agent crashes for readiness (agents.health). Faust restarts a crashed
+class VigilApp(PrefetchWaitApp):
+    """Faust's app (its prefetches' wait bounded: agents/transport.py), counting agent crashes for
+    readiness (agents.health). Faust restarts a crashed
     agent and commits the offsets of the batch it held, so a crash loop must show on /readyz."""
 
     async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:  # Faust's on_error hook

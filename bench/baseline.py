@@ -1,6 +1,7 @@
 """The ceiling: a bare Faust agent that only reads and forwards events, with the same batching
-(``agents.runtime.batches``), the same delivery guarantee (wait for acks=all before the batch is
-acked) and the same broker as the Vigil pipeline. Run: ``python -m bench.baseline``."""
+(``agents.runtime.batches``), the same consumer (``agents.transport``), the same delivery
+guarantee (wait for acks=all before the batch is acked) and the same broker as the Vigil pipeline.
+Run: ``python -m vigil.bench.baseline``."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import faust
 
 from vigil.agents.app import faust_config
 from vigil.agents.runtime import batches
+from vigil.agents.transport import PrefetchWaitApp
 from vigil.bench.harness import BASELINE_GROUP, BASELINE_IN, BASELINE_OUT
 from vigil.infra.settings import get_settings
 
 settings = get_settings()
-app = faust.App(BASELINE_GROUP, **faust_config(settings))
+app = PrefetchWaitApp(BASELINE_GROUP, **faust_config(settings))  # the workers' consumer too
 source = app.topic(BASELINE_IN, key_type=bytes, value_type=bytes)
 sink = app.topic(BASELINE_OUT, key_type=bytes, value_type=bytes)
 

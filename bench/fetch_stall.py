@@ -5,9 +5,11 @@ aiokafka keeps one fetch in flight per broker and, once a partition's records ha
 unconsumed in its buffer (a worker busy with a batch), sends a fetch for the *other* partitions
 alone. If those are quiet (a pipeline worker's alert acknowledgements), the broker holds that fetch
 up to ``fetch_max_wait_ms`` (Faust passes 1,500) and the busy partition's new records wait behind
-it. This measures that wait for each given ``fetch_max_wait_ms``:
+it. This measures that wait for each given ``fetch_max_wait_ms``, and with ``WAIT:PREFETCH`` for
+the workers' fetcher (``agents.transport``: a fetch sent while records are buffered waits at most
+PREFETCH ms):
 
-    python -m vigil.bench.fetch_stall 1500 100      # seconds per wait, then a JSON line
+    python -m vigil.bench.fetch_stall 1500 100 1500:50   # seconds per setting, then a JSON line
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from vigil.infra.settings import Settings, get_settings
 BUFFERED_S = 0.3  # how long the busy partition's records sit unconsumed, as behind a worker's batch
 
 
-def new_record_delay(settings: Settings, wait_ms: int) -> float:
-    """Seconds from producing a record on the busy partition to consuming it."""
+def new_record_delay(settings: Settings, wait_ms: int, prefetch_wait_ms: int | None = None) -> float:
+    """Seconds from producing a record on the busy partition to consuming it (with
+    ``prefetch_wait_ms``: through the workers' fetcher, ``agents.transport``)."""
     import aiokafka
     from aiokafka.structs import TopicPartition
 
+    from vigil.agents.transport import bound_prefetch_wait
     from vigil.infra.connect import kafka_bootstrap
     from vigil.infra.stack.topics import ensure_topics
 
@@ -41,6 +45,8 @@ def new_record_delay(settings: Settings, wait_ms: int) -> float:
         consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=wait_ms)
         await producer.start()
         await consumer.start()
+        if prefetch_wait_ms is not None:
+            bound_prefetch_wait(consumer._fetcher, prefetch_wait_ms)
         try:
             for _ in range(50):
                 await producer.send(busy.topic, b"x" * 200, partition=0)
@@ -63,18 +69,20 @@ def new_record_delay(settings: Settings, wait_ms: int) -> float:
     return asyncio.run(asyncio.wait_for(once(), timeout=30))
 
 
-def main(waits: list[int]) -> None:
+def main(settings_to_try: list[str]) -> None:
     from vigil.infra.stack import stack_up
 
     settings = get_settings()
     stack_up(settings)
     runs = []
-    for wait in waits:
-        delay = round(new_record_delay(settings, wait), 3)
-        runs.append({"fetch_max_wait_ms": wait, "delay_s": delay})
-        print(f"fetch_max_wait_ms {wait}: the new record waited {delay:.3f} s", flush=True)
+    for arg in settings_to_try:
+        wait, _, prefetch = arg.partition(":")
+        prefetch_ms = int(prefetch) if prefetch else None
+        delay = round(new_record_delay(settings, int(wait), prefetch_ms), 3)
+        runs.append({"fetch_max_wait_ms": int(wait), "prefetch_wait_ms": prefetch_ms, "delay_s": delay})
+        print(f"fetch_max_wait_ms {arg}: the new record waited {delay:.3f} s", flush=True)
     print(json.dumps({"buffered_s": BUFFERED_S, "runs": runs}))
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [1500, 100])
+    main(sys.argv[1:] or ["1500", "100", "1500:50"])

@@ -42,6 +42,10 @@ class KafkaSettings(BaseModel):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
+    # how long the broker may hold a worker's fetch sent while other partitions' records are still
+    # buffered (agents/transport.py); other fetches keep Faust's 1,500 ms. Unbounded, a worker behind
+    # on its events stalled ~1.3 s whenever that fetch asked only for quiet partitions
+    prefetch_wait_ms: int = Field(default=50, ge=1, le=1500)
 
 
 class RedisSettings(BaseModel):
