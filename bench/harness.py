@@ -16,7 +16,8 @@ from vigil.infra.connect import consumer_from_now, kafka_producer
 from vigil.infra.settings import Settings
 from vigil.infra.workers import spawn_worker, worker_env
 
-# The pipeline the goals are stated for: ingest -> state -> features -> models -> scores -> alerts.
+# The pipeline the goals are stated for: ingest -> state -> features -> models -> scores -> alerts
+# (alerts are raised in the scoring step; the alert agent takes acknowledgements and its timer).
 # Treatment scoring is a further consumer of vigil.scores; it is measured separately.
 PIPELINE_AGENTS = ("ingest", "alert")
 ALL_AGENTS = ("ingest", "alert", "treat", "interop")
