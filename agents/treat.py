@@ -4,8 +4,10 @@ plans from ``vigil.treatment.requests`` scored with suggestions."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 
 import faust
@@ -28,6 +30,7 @@ from vigil.schemas.scores import RiskScore
 from vigil.schemas.treatment import TreatmentPlan
 
 STREAM_SUGGESTIONS = 3  # the feed shows the top few; the full search stays in `vigil plan score`
+WINDOW_WAIT_S = 1.0  # longest wait for the window that scored a score to be written (then: what is there)
 
 
 def _digest(text: str) -> str:
@@ -43,15 +46,15 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
         return 0
     rt = runtime()
     pids = sorted(latest)
-    blobs = await rt.store.load_blobs([window_key(p) for p in pids] + [care_key(p) for p in pids])
-    windows, cares = blobs[: len(pids)], blobs[len(pids) :]
+    windows = await _windows_that_scored(latest)
+    cares = await rt.store.load_blobs([care_key(p) for p in pids])
     changed: dict[str, bytes] = {}
     published = 0
-    for pid, wblob, cblob in zip(pids, windows, cares, strict=True):
+    for pid, cblob in zip(pids, cares, strict=True):
         score = latest[pid]
         care = CareClock.model_validate_json(cblob) if cblob else CareClock(time_zero=score.observed_at)
         time_zero = care.time_zero
-        state, items = care_inputs(score, PatientWindow.from_bytes(wblob), time_zero)
+        state, items = care_inputs(score, windows[pid], time_zero)
         # The care score (with its suggestion search) is recomputed when what it depends on changes,
         # or at most once per hour of the patient's stay as deadlines pass: not on every vital sign.
         inputs = _digest(json.dumps([care_categories(state), items, score.hour], default=str, sort_keys=True))
@@ -71,6 +74,27 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
     return published
 
 
+async def _windows_that_scored(scores: dict[str, RiskScore]) -> dict[str, PatientWindow]:
+    """The patients' windows as their scores saw them. The scoring step publishes a score before it
+    writes the window (so a crash re-scores instead of losing), so a score can arrive while Redis
+    still holds the window from before its events: read again, briefly, until the window covers
+    the score's newest observation (``WINDOW_WAIT_S``; then the care score uses what is there)."""
+    rt = runtime()
+    windows: dict[str, PatientWindow] = {}
+    waiting = sorted(scores)
+    deadline = time.monotonic() + WINDOW_WAIT_S
+    while waiting:
+        blobs = await rt.store.load_blobs([window_key(p) for p in waiting])
+        for pid, blob in zip(waiting, blobs, strict=True):
+            windows[pid] = PatientWindow.from_bytes(blob)
+        waiting = [p for p in waiting if not windows[p].covers(scores[p].observed_at)]
+        if waiting and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        else:
+            break
+    return windows
+
+
 @app.agent(scores_topic)
 async def treatment_on_scores(stream: faust.StreamT) -> None:
     async for batch in batches(stream):
@@ -83,7 +107,7 @@ async def care_events(batch: Sequence[faust.EventT], publisher: Publisher) -> No
         try:
             scores.append(RiskScore.model_validate_json(event.message.value or b""))
         except (ValidationError, ValueError):
-            continue  # the alert agent dead-letters malformed scores once
+            await publisher.dead_letter(event, Rejected("schema", "not a valid risk score"))
     await care_batch(scores, publisher)
 
 

@@ -203,6 +203,16 @@ class PatientWindow:
         second = max((sec for _, sec in self.rows.get(hour, {}).values()), default=0)
         return self.hour_start(hour) + timedelta(seconds=second)
 
+    def covers(self, observed_at: datetime) -> bool:
+        """Whether this window holds a measurement or treatment at or after ``observed_at``: a reader
+        of a score (published before its window is written) can tell a window saved before the
+        score's events from the one that scored them."""
+        if self.anchor_s is None:
+            return False
+        newest = [self.newest_observation(h) for h in self.rows]
+        newest += [datetime.fromtimestamp(ts, tz=UTC) for _, ts, _ in self.treatments]
+        return bool(newest) and max(newest) >= observed_at.replace(microsecond=0)
+
     def hour_start(self, hour: int) -> datetime:
         assert self.anchor_s is not None
         return datetime.fromtimestamp(self.anchor_s + hour * 3600, tz=UTC)

@@ -72,6 +72,18 @@ def test_treatments_are_kept_in_order_and_bounded() -> None:
     assert [t[1] for t in w.treatments] == sorted(t[1] for t in w.treatments)
 
 
+def test_covers_tells_a_window_saved_before_a_scores_events() -> None:
+    w = PatientWindow()
+    assert not w.covers(T0)
+    w.apply(ev("HR", 90, 1 / 6))  # 08:10
+    assert w.covers(T0 + timedelta(minutes=10, microseconds=500))
+    assert not w.covers(T0 + timedelta(minutes=10, seconds=1))
+    w.apply(ev("antibiotic", 1, 2 / 3, kind="treatment"))  # 08:40, a treatment, not a row
+    assert w.covers(T0 + timedelta(minutes=40))
+    assert not w.covers(T0 + timedelta(hours=2))
+    assert PatientWindow.from_bytes(w.to_bytes()).covers(T0 + timedelta(minutes=40))
+
+
 cells = st.tuples(st.integers(0, 200), st.sampled_from(DYNAMIC_CODES[:8]), st.floats(1, 150, width=32))
 
 
