@@ -100,6 +100,16 @@ class PatientState:
     alert: PatientAlertState
 
 
+def _alert_or_new(blob: bytes | str | None) -> PatientAlertState:
+    """An alert state that does not parse starts afresh (logged): scoring goes on; at worst an alert
+    that was active opens again, a page rather than a patient left unscored."""
+    try:
+        return PatientAlertState.from_bytes(blob.encode() if isinstance(blob, str) else blob)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        log.warning("alert_state.unreadable", error=type(exc).__name__)
+        return PatientAlertState()
+
+
 class RedisHealth:
     """Readiness as seen by the worker: False while Redis calls are failing."""
 
@@ -166,7 +176,7 @@ class PatientStore:
             pid: PatientState(
                 PatientWindow.from_bytes(unpack_state(blobs[3 * i])),
                 _carry_or_none(blobs[3 * i + 1]),
-                PatientAlertState.from_bytes(blobs[3 * i + 2]),
+                _alert_or_new(blobs[3 * i + 2]),
             )
             for i, pid in enumerate(ids)
         }

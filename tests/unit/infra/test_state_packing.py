@@ -5,8 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from vigil.infra.redis import PACKED, _carry_or_none, pack_state, unpack_state
+from vigil.infra.redis import PACKED, _alert_or_new, _carry_or_none, pack_state, unpack_state
 from vigil.models.aggregates import Aggregates
+from vigil.models.alerting import PatientAlertState
 from vigil.models.stepping import StayCarry
 from vigil.models.window import WINDOW_HOURS, PatientWindow
 from vigil.schemas.codes import DYNAMIC_CODES
@@ -59,3 +60,11 @@ def test_a_blob_that_would_grow_is_kept_as_is() -> None:
 
 def test_a_corrupt_packed_carry_is_rebuilt_not_fatal() -> None:
     assert _carry_or_none(bytes((PACKED,)) + b"not deflate") is None
+
+
+def test_an_unreadable_alert_state_starts_afresh_not_fatal() -> None:
+    state = PatientAlertState(patient_id="p", ward="W1", model_latched=True)
+    assert _alert_or_new(state.to_bytes()) == state
+    assert _alert_or_new(None) == PatientAlertState()
+    assert _alert_or_new(b"{not json") == PatientAlertState()
+    assert _alert_or_new(b'{"trend": "not a list"}') == PatientAlertState()
