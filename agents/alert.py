@@ -26,18 +26,13 @@ async def ack_batch(acks: Sequence[AlertAck], publisher: Publisher) -> list[Aler
     between replays the batch and re-publishes the same transitions, same ``transition_id``)."""
     rt = runtime()
     pids = sorted({ack.patient_id for ack in acks})
-    keys = [alert_key(p) for p in pids]
     async with rt.alert_lock:
-        blobs = await rt.store.load_blobs(keys)
+        blobs = await rt.store.load_blobs([alert_key(p) for p in pids])
         states = {pid: PatientAlertState.from_bytes(blob) for pid, blob in zip(pids, blobs, strict=True)}
         out = [alert for ack in acks for alert in on_ack(states[ack.patient_id], ack)]
         await publish_alerts(publisher, out)
         await publisher.flush()
-        await rt.store.save_blobs({alert_key(p): states[p].to_bytes() for p in pids})
-        timed = {p for p in pids if needs_timer(states[p])}
-        await rt.store.update_open_alerts(
-            opened=[alert_key(p) for p in pids if p in timed], closed=[alert_key(p) for p in pids if p not in timed]
-        )
+        await rt.store.save_alerts(states)
     return out
 
 

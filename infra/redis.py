@@ -185,8 +185,6 @@ class PatientStore:
         """Window, carry and alert lifecycle of each patient, and whether the escalation timer looks
         at it (``OPEN_ALERTS_KEY``), as one MULTI/EXEC: a reader never sees a window without the
         carry and the alert state that match it (no carry yet: none is written)."""
-        timed = [alert_key(p) for p, s in states.items() if needs_timer(s.alert)]
-        untimed = [alert_key(p) for p, s in states.items() if not needs_timer(s.alert)]
 
         async def write() -> None:
             pipe = self.client.pipeline(transaction=True)
@@ -194,14 +192,31 @@ class PatientStore:
                 pipe.set(window_key(pid), pack_state(state.window.to_bytes()), ex=self.ttl_s)
                 if state.carry is not None:
                     pipe.set(carry_key(pid), pack_state(state.carry.to_bytes()), ex=self.ttl_s)
-                pipe.set(alert_key(pid), state.alert.to_bytes(), ex=self.ttl_s)
-            if timed:
-                pipe.sadd(OPEN_ALERTS_KEY, *timed)
-            if untimed:
-                pipe.srem(OPEN_ALERTS_KEY, *untimed)
+            self._queue_alerts(pipe, {pid: state.alert for pid, state in states.items()})
             await pipe.execute()
 
         await self._until_ok("set", write)
+
+    async def save_alerts(self, alerts: dict[str, PatientAlertState]) -> None:
+        """Alert lifecycles alone (acknowledgements), with the escalation timer's set, as one MULTI/EXEC."""
+
+        async def write() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            self._queue_alerts(pipe, alerts)
+            await pipe.execute()
+
+        await self._until_ok("set", write)
+
+    def _queue_alerts(self, pipe: Any, alerts: dict[str, PatientAlertState]) -> None:
+        """Each lifecycle, and its key in or out of ``OPEN_ALERTS_KEY`` (the timer: open or snoozed)."""
+        for pid, alert in alerts.items():
+            pipe.set(alert_key(pid), alert.to_bytes(), ex=self.ttl_s)
+        timed = [alert_key(p) for p, a in alerts.items() if needs_timer(a)]
+        untimed = [alert_key(p) for p, a in alerts.items() if not needs_timer(a)]
+        if timed:
+            pipe.sadd(OPEN_ALERTS_KEY, *timed)
+        if untimed:
+            pipe.srem(OPEN_ALERTS_KEY, *untimed)
 
     async def load_blobs(self, keys: list[str]) -> list[bytes | None]:
         """Any state keys (windows come back unpacked)."""
