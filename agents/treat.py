@@ -46,8 +46,10 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
         return 0
     rt = runtime()
     pids = sorted(latest)
-    windows = await _windows_that_scored(latest)
-    cares = await rt.store.load_blobs([care_key(p) for p in pids])
+    blobs = await rt.store.load_blobs([window_key(p) for p in pids] + [care_key(p) for p in pids])
+    windows = {pid: PatientWindow.from_bytes(blob) for pid, blob in zip(pids, blobs[: len(pids)], strict=True)}
+    cares = blobs[len(pids) :]
+    await _wait_for_scoring_windows(windows, latest)
     changed: dict[str, bytes] = {}
     published = 0
     for pid, cblob in zip(pids, cares, strict=True):
@@ -74,25 +76,20 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
     return published
 
 
-async def _windows_that_scored(scores: dict[str, RiskScore]) -> dict[str, PatientWindow]:
-    """The patients' windows as their scores saw them. The scoring step publishes a score before it
-    writes the window (so a crash re-scores instead of losing), so a score can arrive while Redis
-    still holds the window from before its events: read again, briefly, until the window covers
-    the score's newest observation (``WINDOW_WAIT_S``; then the care score uses what is there)."""
-    rt = runtime()
-    windows: dict[str, PatientWindow] = {}
-    waiting = sorted(scores)
+async def _wait_for_scoring_windows(windows: dict[str, PatientWindow], scores: dict[str, RiskScore]) -> None:
+    """Replace each window read before its score's events were written with the one that scored
+    them. The scoring step publishes a score before it writes the window (so a crash re-scores
+    instead of losing), so a score can arrive while Redis still holds the window from before its
+    events: read those again, briefly, until the window covers the score's newest observation
+    (``WINDOW_WAIT_S``; then the care score uses what is there)."""
     deadline = time.monotonic() + WINDOW_WAIT_S
-    while waiting:
-        blobs = await rt.store.load_blobs([window_key(p) for p in waiting])
-        for pid, blob in zip(waiting, blobs, strict=True):
+    stale = [p for p in windows if not windows[p].covers(scores[p].observed_at)]
+    while stale and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+        blobs = await runtime().store.load_blobs([window_key(p) for p in stale])
+        for pid, blob in zip(stale, blobs, strict=True):
             windows[pid] = PatientWindow.from_bytes(blob)
-        waiting = [p for p in waiting if not windows[p].covers(scores[p].observed_at)]
-        if waiting and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        else:
-            break
-    return windows
+        stale = [p for p in stale if not windows[p].covers(scores[p].observed_at)]
 
 
 @app.agent(scores_topic)
