@@ -45,6 +45,7 @@ class Runtime:
             settings.batch.max_batch_size,
             settings.batch.max_queue_delay_ms,
             on_batch=_observe_batch,
+            inline_from=settings.batch.inline_from,
         )
         # held while a patient's alert lifecycle is read, changed and written back: by the scoring
         # step (scores) and the alert agent (acknowledgements, the escalation timer) of this worker

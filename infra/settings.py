@@ -67,8 +67,12 @@ class BatchSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_batch_size: int = 64
-    # one scoring agent submits whole take() batches: waiting long for stragglers only adds latency
-    max_queue_delay_ms: float = 2.0
+    # one scoring agent submits whole take() batches: no straggler ever comes, every wait is latency
+    max_queue_delay_ms: float = 0.0
+    # batches of at least this many patients run on the event loop's thread, smaller ones in the
+    # inference thread (above max_batch_size: every batch in the thread). 1, every batch on the
+    # loop: the thread only takes turns with the loop on the GIL (models/batching.py, performance.md)
+    inline_from: int = Field(default=1, ge=1)
     buckets: tuple[int, ...] = (1, 8, 32, 64, 256)
     # per-score explanations: "trees" = tree contributions on every score (cheap); the sequence
     # model's occlusion attribution is added when an alert opens or escalates

@@ -46,3 +46,22 @@ def test_a_failing_batch_fails_its_callers_only() -> None:
         return ok
 
     assert asyncio.run(main()) == [2, 3]
+
+
+def test_large_batches_run_on_the_loop_thread_small_ones_in_the_inference_thread() -> None:
+    threads: list[tuple[int, str]] = []
+
+    def infer(items):
+        threads.append((len(items), threading.current_thread().name))
+        return items
+
+    async def main():
+        b = DynamicBatcher(infer, max_batch_size=64, max_queue_delay_ms=0, inline_from=32)
+        await b.infer_many(list(range(40)))  # a backlog's batch: on the loop
+        await b.infer_many(list(range(5)))  # a live ward's batch: in the thread
+        await b.close()
+        return threading.current_thread().name
+
+    loop_thread = asyncio.run(main())
+    assert threads == [(40, loop_thread), (5, threads[1][1])]
+    assert threads[1][1].startswith("vigil-infer")
