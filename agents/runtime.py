@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
-import numpy as np
 
 from vigil.agents.health import AGENTS
 from vigil.infra import metrics
@@ -25,7 +24,6 @@ from vigil.models.bundle import SteppingBundle
 from vigil.models.step_session import StepSession
 from vigil.models.stream_step import StepOutcome, StepRequest, advance, load_served_bundle
 from vigil.schemas.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Rejected, Source
-from vigil.schemas.scores import ModelScore
 
 log = get_logger(__name__)
 
@@ -64,12 +62,6 @@ class Runtime:
     def _advance(self, requests: Sequence[StepRequest]) -> list[StepOutcome]:
         assert self.bundle is not None and self.runner is not None
         return advance(self.bundle, self.runner, requests, explain=self.settings.batch.explain != "none")
-
-    def explain_fully(self, window: np.ndarray, static: dict[str, float]) -> list[ModelScore]:
-        """Extra explanation when an alert opens. The stepping bundle's scores already carry the tree
-        model's contributions; an occlusion of the recurrent model needs the whole stay's steps,
-        which the carry does not keep, so nothing is added (the score's explanation stays)."""
-        return []
 
 
 def _observe_batch(size: int, seconds: float) -> None:

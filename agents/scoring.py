@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import faust
 
-from vigil.agents.alert_out import explain_raised, publish_alerts
+from vigil.agents.alert_out import publish_alerts
 from vigil.agents.app import scores_topic
 from vigil.agents.runtime import Publisher, runtime
 from vigil.infra import metrics
@@ -107,7 +107,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         # a final score repeats what the provisional scores of its hour (and the next hour's,
         # which follows it) already told the lifecycle: alerts follow the provisional score only
         alerts += on_score(states[pid].alert, score, rt.policy)
-    await publish_alerts(publisher, await explain_raised(alerts, windows))
+    await publish_alerts(publisher, alerts)
     reports = []
     if rt.drift is not None and outcomes:
         reports = rt.drift.observe(list(outcomes), [updates[p].ward for p in outcomes], list(outcomes.values()))

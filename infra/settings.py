@@ -74,8 +74,8 @@ class BatchSettings(BaseModel):
     # loop: the thread only takes turns with the loop on the GIL (models/batching.py, performance.md)
     inline_from: int = Field(default=1, ge=1)
     buckets: tuple[int, ...] = (1, 8, 32, 64, 256)
-    # per-score explanations: "trees" = tree contributions on every score (cheap); the sequence
-    # model's occlusion attribution is added when an alert opens or escalates
+    # per-score explanations: "trees" = the tree model's contributions on every score (cheap; the
+    # stepping bundle's alert score gives the sequence model weight 0, so they explain it whole)
     explain: str = "trees"
     # onnxruntime threads per session of the served bundle (None: onnxruntime's default, one per
     # core). One: a worker's batches are small (~0.3 ms of ONNX per 64 patients) and a second thread
