@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 import uuid
@@ -23,6 +24,18 @@ import uuid
 from vigil.infra.settings import Settings, get_settings
 
 BUFFERED_S = 0.3  # how long the busy partition's records sit unconsumed, as behind a worker's batch
+SETTING = re.compile(r"(\d+)(?::(\d+))?")
+
+
+def parse_settings(args: list[str]) -> list[tuple[int, int | None]]:
+    """``WAIT`` or ``WAIT:PREFETCH`` (milliseconds) per argument; ValueError names a bad one."""
+    parsed = []
+    for arg in args:
+        match = SETTING.fullmatch(arg)
+        if match is None:
+            raise ValueError(f"{arg!r} is not WAIT or WAIT:PREFETCH in milliseconds (e.g. 1500 or 1500:50)")
+        parsed.append((int(match[1]), int(match[2]) if match[2] else None))
+    return parsed
 
 
 def new_record_delay(settings: Settings, wait_ms: int, prefetch_wait_ms: int | None = None) -> float:
@@ -69,20 +82,25 @@ def new_record_delay(settings: Settings, wait_ms: int, prefetch_wait_ms: int | N
     return asyncio.run(asyncio.wait_for(once(), timeout=30))
 
 
-def main(settings_to_try: list[str]) -> None:
+def main(args: list[str]) -> int:
     from vigil.infra.stack import stack_up
 
+    try:
+        settings_to_try = parse_settings(args or ["1500", "100", "1500:50"])
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     settings = get_settings()
     stack_up(settings)
     runs = []
-    for arg in settings_to_try:
-        wait, _, prefetch = arg.partition(":")
-        prefetch_ms = int(prefetch) if prefetch else None
-        delay = round(new_record_delay(settings, int(wait), prefetch_ms), 3)
-        runs.append({"fetch_max_wait_ms": int(wait), "prefetch_wait_ms": prefetch_ms, "delay_s": delay})
-        print(f"fetch_max_wait_ms {arg}: the new record waited {delay:.3f} s", flush=True)
+    for wait_ms, prefetch_ms in settings_to_try:
+        delay = round(new_record_delay(settings, wait_ms, prefetch_ms), 3)
+        runs.append({"fetch_max_wait_ms": wait_ms, "prefetch_wait_ms": prefetch_ms, "delay_s": delay})
+        shown = f"{wait_ms}" if prefetch_ms is None else f"{wait_ms}:{prefetch_ms}"
+        print(f"fetch_max_wait_ms {shown}: the new record waited {delay:.3f} s", flush=True)
     print(json.dumps({"buffered_s": BUFFERED_S, "runs": runs}))
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["1500", "100", "1500:50"])
+    sys.exit(main(sys.argv[1:]))
