@@ -1,4 +1,5 @@
 import contextlib
+import struct
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -7,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vigil.models.window import WINDOW_HOURS, LateEvent, PatientWindow
-from vigil.schemas.codes import DYNAMIC_CODES
+from vigil.schemas.codes import ASSESSMENTS, DEMOGRAPHICS, DYNAMIC_CODES, TREATMENTS
 from vigil.schemas.events import PatientEvent
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
@@ -101,6 +102,54 @@ def test_bytes_round_trip(items, age) -> None:
     np.testing.assert_array_equal(back.matrix(), w.matrix())
     assert back.statics() == w.statics()
     assert len(blob) < 4096
+
+
+def layout_bytes(w: PatientWindow) -> bytes:
+    """The blob layout documented in models/window.py, field by field: what Redis already holds."""
+    statics, treatments = [*DEMOGRAPHICS, *ASSESSMENTS], list(TREATMENTS)
+    out = struct.pack("<BqiH", 2, w.anchor_s or 0, w.last_hour, len(w.rows))
+    for hour in sorted(w.rows):
+        out += struct.pack("<iB", hour, len(w.rows[hour]))
+        out += b"".join(struct.pack("<BHf", i, sec, val) for i, (val, sec) in sorted(w.rows[hour].items()))
+    out += struct.pack("<B", len(w.static))
+    out += b"".join(struct.pack("<Bif", statics.index(c), h, v) for c, (v, h) in sorted(w.static.items()))
+    out += struct.pack("<B", len(w.treatments))
+    out += b"".join(struct.pack("<Bqf", treatments.index(c), ts, v) for c, ts, v in w.treatments)
+    return out + struct.pack("<iq", *(w.position or (-1, -1)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(cells, max_size=60),
+    st.floats(18, 100, width=32),
+    st.lists(st.tuples(st.integers(0, 47), st.sampled_from(list(TREATMENTS)), st.floats(0, 5000, width=32)), max_size=5),
+    st.one_of(st.none(), st.tuples(st.integers(0, 63), st.integers(0, 2**40))),
+)
+def test_bytes_keep_the_documented_layout(items, age, given_treatments, position) -> None:
+    w = PatientWindow()
+    w.apply(ev("Age", age, 0, kind="demographic"))
+    for hour, code, value in items:
+        with contextlib.suppress(LateEvent):
+            w.apply(ev(code, value, hour + 0.25))
+    for hour, code, value in given_treatments:
+        with contextlib.suppress(LateEvent):
+            w.apply(ev(code, value, hour + 0.5, kind="treatment"))
+    if position is not None:
+        w.advance(*position)
+    blob = w.to_bytes()
+    assert blob == layout_bytes(w)
+    assert PatientWindow.from_bytes(blob).to_bytes() == blob
+
+
+def test_a_truncated_blob_is_an_error_not_a_shorter_window() -> None:
+    w = PatientWindow()
+    for hour in range(3):
+        w.apply(ev("HR", 80 + hour, hour + 0.5))
+        w.apply(ev("SBP", 120, hour + 0.5))
+    blob = w.to_bytes()
+    for cut in range(1, len(blob)):
+        with pytest.raises(struct.error):
+            PatientWindow.from_bytes(blob[:cut])
 
 
 def test_exact_duplicates_are_reported_as_unchanged() -> None:
