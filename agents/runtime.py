@@ -120,8 +120,12 @@ class Publisher:
         self._pending: list[asyncio.Future[Any]] = []
 
     async def send(self, topic: faust.TopicT, key: str | bytes | None, value: bytes) -> None:
+        """Hand one record to the app's producer (delivery is awaited by ``flush``). Straight to the
+        transport's producer: Vigil's topics are raw bytes, and ``Topic.send`` would add a
+        ``FutureMessage``, codec lookups and Faust's sensor calls per record, about half of a
+        send's CPU in the worker (docs/performance.md, run J)."""
         k = key.encode() if isinstance(key, str) else key
-        fut = await topic.send(key=k, value=value, force=True)
+        fut = await topic.app.producer.send(topic.get_topic_name(), k, value, None, None, None)
         self._pending.append(fut)  # type: ignore[arg-type]
 
     async def dead_letter(
