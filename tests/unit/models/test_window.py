@@ -118,11 +118,14 @@ def layout_bytes(w: PatientWindow) -> bytes:
     return out + struct.pack("<iq", *(w.position or (-1, -1)))
 
 
+treatment_cells = st.tuples(st.integers(0, 47), st.sampled_from(list(TREATMENTS)), st.floats(0, 5000, width=32))
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     st.lists(cells, max_size=60),
     st.floats(18, 100, width=32),
-    st.lists(st.tuples(st.integers(0, 47), st.sampled_from(list(TREATMENTS)), st.floats(0, 5000, width=32)), max_size=5),
+    st.lists(treatment_cells, max_size=5),
     st.one_of(st.none(), st.tuples(st.integers(0, 63), st.integers(0, 2**40))),
 )
 def test_bytes_keep_the_documented_layout(items, age, given_treatments, position) -> None:
