@@ -4,6 +4,7 @@ import asyncio
 import base64
 import json
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from vigil.agents.runtime import Publisher, run_batch
 
@@ -23,10 +24,17 @@ class Ev:
 
 
 class FakeTopic:
+    """A topic as Publisher uses it: its name, and its app's producer (faust's ``ProducerT.send``)."""
+
     def __init__(self) -> None:
         self.sent: list[tuple[bytes | None, bytes]] = []
+        self.app = SimpleNamespace(producer=self)
 
-    async def send(self, key, value, force):  # the subset of faust's Topic.send that Publisher uses
+    def get_topic_name(self) -> str:
+        return "vigil.test"
+
+    async def send(self, topic, key, value, partition, timestamp, headers):
+        assert topic == "vigil.test" and partition is None  # keyed: the producer's partitioner chooses
         self.sent.append((key, value))
         fut = asyncio.get_running_loop().create_future()
         fut.set_result(None)
@@ -100,13 +108,13 @@ class SizeLimitedTopic(FakeTopic):
         self.limit = limit
         self.refused = 0
 
-    async def send(self, key, value, force):
+    async def send(self, topic, key, value, partition, timestamp, headers):
         from aiokafka.errors import MessageSizeTooLargeError
 
         if len(value) > self.limit:
             self.refused += 1
             raise MessageSizeTooLargeError("record too large")
-        return await super().send(key, value, force)
+        return await super().send(topic, key, value, partition, timestamp, headers)
 
 
 def test_a_refused_dead_letter_falls_back_to_size_and_hash_and_never_raises() -> None:
