@@ -3,11 +3,13 @@ watching an output topic's timestamps, waiting."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,43 @@ def preload(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]])
         producer.send(topic, key=key, value=value)
     producer.flush()
     producer.close()
+
+
+@dataclass
+class CollectorPauses:
+    """The bench process's own garbage collections during a phase: a long one stalls the load
+    generator's sends and takes a core from the worker on a 2-core machine."""
+
+    durations_ms: list[float] = field(default_factory=list)
+    _started: float = 0.0
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.durations_ms.append((time.perf_counter() - self._started) * 1000)
+
+    def summary(self) -> dict[str, float | int]:
+        return {
+            "collections": len(self.durations_ms),
+            "max_ms": round(max(self.durations_ms, default=0.0), 1),
+            "total_ms": round(sum(self.durations_ms), 1),
+        }
+
+
+@contextmanager
+def quiet_collector() -> Iterator[CollectorPauses]:
+    """Freeze what the bench process already holds (earlier phases' events and results: the
+    collector then never walks it again) and record the collections that still happen."""
+    gc.collect()
+    gc.freeze()
+    pauses = CollectorPauses()
+    gc.callbacks.append(pauses._on_gc)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(pauses._on_gc)
+        gc.unfreeze()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:

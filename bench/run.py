@@ -28,6 +28,7 @@ from vigil.bench.harness import (
     PIPELINE_AGENTS,
     OutputWatch,
     preload,
+    quiet_collector,
     rss_mb,
     spawn_baseline,
     spawn_pipeline,
@@ -160,20 +161,21 @@ def measure_latency(settings: Settings, events: list[tuple[str, bytes, bytes]], 
     watch = OutputWatch(settings, topics.SCORES, on_record=absorb).start()
     dead_watch = OutputWatch(settings, topics.DEADLETTER, on_record=absorb_dead).start()
     producer = kafka_producer(settings, linger_ms=1)
-    t0 = time.perf_counter()
-    for i, (eid, key, value) in enumerate(events):
-        target = t0 + i / rate
-        delay = target - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        ts = int(time.time() * 1000)
-        produced[eid] = ts
-        future = producer.send(topics.EVENTS_RAW, key=key, value=value, timestamp_ms=ts)
-        future.add_callback(on_ack, eid=eid)
-    producer.flush()
-    offered_s = time.perf_counter() - t0
-    # every event ends scored or dead-lettered: wait for all of them, not for the timeout
-    wait_until(lambda: len(produced) <= len(scored.keys() | dead().keys()), timeout=120)
+    with quiet_collector() as collector:
+        t0 = time.perf_counter()
+        for i, (eid, key, value) in enumerate(events):
+            target = t0 + i / rate
+            delay = target - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            ts = int(time.time() * 1000)
+            produced[eid] = ts
+            future = producer.send(topics.EVENTS_RAW, key=key, value=value, timestamp_ms=ts)
+            future.add_callback(on_ack, eid=eid)
+        producer.flush()
+        offered_s = time.perf_counter() - t0
+        # every event ends scored or dead-lettered: wait for all of them, not for the timeout
+        wait_until(lambda: len(produced) <= len(scored.keys() | dead().keys()), timeout=120)
     watch.stop()
     dead_watch.stop()
     producer.close()
@@ -193,6 +195,9 @@ def measure_latency(settings: Settings, events: list[tuple[str, bytes, bytes]], 
         "max_ms": float(lat.max()) if len(lat) else None,
         "produce_ack_p50_ms": float(np.percentile(ack, 50)) if len(ack) else None,
         "produce_ack_p99_ms": float(np.percentile(ack, 99)) if len(ack) else None,
+        # the load generator's garbage collections while it offered and watched (its process
+        # shares the machine's cores with the worker)
+        "generator_gc": collector.summary(),
     }
 
 
