@@ -6,10 +6,11 @@ Where the batch runs: a batch of at least ``inline_from`` items runs on the even
 a smaller one (or every one, ``inline_from=None``) in an inference thread. A Vigil worker runs every
 batch on the loop (``inline_from`` 1): one scoring agent submits whole ``take()`` batches, nothing
 else on the loop is waiting for the batch, and in a thread the inference and the loop (Faust, the
-Kafka and Redis clients) only take turns on the GIL: a batch of ~10 patients took 11 ms in the
-thread against 5 ms on the loop, and p99 at 1,000 events/s fell from 131-188 ms to 88-120 ms
-(docs/performance.md, run J). The thread suits an inference that releases the GIL for long (a GPU
-provider, large batches with several intra-op threads) beside other work on the loop.
+Kafka and Redis clients) only take turns on the GIL: the median scoring batch at 1,000 events/s
+(~35 events, ~6 patients) spent 11 ms in inference in the thread against 5 ms on the loop, and
+p99 fell from 131-188 ms to 86-162 ms (docs/performance.md, "Inference on the loop"). The thread
+suits an inference that releases the GIL for long (a GPU provider, large batches with several
+intra-op threads) beside other work on the loop.
 """
 
 from __future__ import annotations
