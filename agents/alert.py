@@ -16,7 +16,7 @@ from vigil.agents.alert_out import publish_alerts
 from vigil.agents.app import acks_topic, app, audit_topic, deadletter_topic
 from vigil.agents.runtime import Publisher, batches, run_batch, runtime
 from vigil.infra.redis import alert_key
-from vigil.models.alerting import PatientAlertState, check_escalation, needs_timer, on_ack
+from vigil.models.alerting import PatientAlertState, check_escalation, on_ack
 from vigil.schemas.alerts import Alert, AlertAck
 from vigil.schemas.deadletter import Rejected
 
@@ -32,7 +32,7 @@ async def ack_batch(acks: Sequence[AlertAck], publisher: Publisher) -> list[Aler
         out = [alert for ack in acks for alert in on_ack(states[ack.patient_id], ack)]
         await publish_alerts(publisher, out)
         await publisher.flush()
-        await rt.store.save_alerts(states)
+        await rt.store.save_alerts({alert_key(p): states[p] for p in pids})
     return out
 
 
@@ -73,17 +73,13 @@ async def escalate_unacknowledged() -> None:
             return
         blobs = await rt.store.load_blobs(keys)
         now_s = time.time()
-        changed: dict[str, bytes] = {}
-        done: list[str] = []
+        changed: dict[str, PatientAlertState] = {}
         for key, blob in zip(keys, blobs, strict=True):
             state = PatientAlertState.from_bytes(blob)
             alerts = check_escalation(state, now_s, rt.policy)
             if alerts:
-                changed[key] = state.to_bytes()
-                done += [] if needs_timer(state) else [key]
+                changed[key] = state  # saved with its key in or out of the timer's set
                 await publish_alerts(publisher, alerts)
         await publisher.flush()
         if changed:
-            await rt.store.save_blobs(changed)
-        if done:
-            await rt.store.update_open_alerts(opened=(), closed=done)
+            await rt.store.save_alerts(changed)

@@ -192,13 +192,14 @@ class PatientStore:
                 pipe.set(window_key(pid), pack_state(state.window.to_bytes()), ex=self.ttl_s)
                 if state.carry is not None:
                     pipe.set(carry_key(pid), pack_state(state.carry.to_bytes()), ex=self.ttl_s)
-            self._queue_alerts(pipe, {pid: state.alert for pid, state in states.items()})
+            self._queue_alerts(pipe, {alert_key(pid): state.alert for pid, state in states.items()})
             await pipe.execute()
 
         await self._until_ok("set", write)
 
     async def save_alerts(self, alerts: dict[str, PatientAlertState]) -> None:
-        """Alert lifecycles alone (acknowledgements), with the escalation timer's set, as one MULTI/EXEC."""
+        """Alert lifecycles alone, by alert key (acknowledgements, the escalation timer), with the
+        timer's set, as one MULTI/EXEC."""
 
         async def write() -> None:
             pipe = self.client.pipeline(transaction=True)
@@ -208,11 +209,12 @@ class PatientStore:
         await self._until_ok("set", write)
 
     def _queue_alerts(self, pipe: Any, alerts: dict[str, PatientAlertState]) -> None:
-        """Each lifecycle, and its key in or out of ``OPEN_ALERTS_KEY`` (the timer: open or snoozed)."""
-        for pid, alert in alerts.items():
-            pipe.set(alert_key(pid), alert.to_bytes(), ex=self.ttl_s)
-        timed = [alert_key(p) for p, a in alerts.items() if needs_timer(a)]
-        untimed = [alert_key(p) for p, a in alerts.items() if not needs_timer(a)]
+        """Each lifecycle under its alert key, and the key in or out of ``OPEN_ALERTS_KEY`` (the
+        timer: open or snoozed)."""
+        for key, alert in alerts.items():
+            pipe.set(key, alert.to_bytes(), ex=self.ttl_s)
+        timed = [k for k, a in alerts.items() if needs_timer(a)]
+        untimed = [k for k, a in alerts.items() if not needs_timer(a)]
         if timed:
             pipe.sadd(OPEN_ALERTS_KEY, *timed)
         if untimed:
@@ -231,21 +233,6 @@ class PatientStore:
             await pipe.execute()
 
         await self._until_ok("set", write)
-
-    async def update_open_alerts(self, opened: Iterable[str], closed: Iterable[str]) -> None:
-        """Track which alert keys hold an open alert (``OPEN_ALERTS_KEY``), in one round trip."""
-        opened, closed = list(opened), list(closed)
-
-        async def write() -> None:
-            pipe = self.client.pipeline(transaction=False)
-            if opened:
-                pipe.sadd(OPEN_ALERTS_KEY, *opened)
-            if closed:
-                pipe.srem(OPEN_ALERTS_KEY, *closed)
-            await pipe.execute()
-
-        if opened or closed:
-            await self._until_ok("open_alerts", write)
 
     async def open_alert_keys(self) -> list[str]:
         members = await self._until_ok("smembers", lambda: self.client.smembers(OPEN_ALERTS_KEY))

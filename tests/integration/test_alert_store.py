@@ -1,0 +1,46 @@
+"""Alert lifecycles written on the real Redis: each under its key with the TTL, and the escalation
+timer's set holds exactly the keys whose alert waits on the wall clock (open or snoozed)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.conftest import unique_patient
+from vigil.infra.redis import OPEN_ALERTS_KEY, PatientStore, alert_key
+from vigil.models.alerting import ActiveAlert, PatientAlertState
+
+pytestmark = pytest.mark.integration
+
+
+def alert(state: str, snoozed_until_s: float | None = None) -> PatientAlertState:
+    active = ActiveAlert("a1", state, "high", "news2", 0.0, 0, snoozed_until_s=snoozed_until_s)
+    return PatientAlertState(patient_id="p", active=active)
+
+
+def test_save_alerts_writes_lifecycles_and_the_timers_set_in_one_go(stack, stack_settings) -> None:
+    opened, snoozed, acked, closed = (alert_key(unique_patient("as")) for _ in range(4))
+    states = {
+        opened: alert("open"),
+        snoozed: alert("acknowledged", snoozed_until_s=4e9),
+        acked: alert("acknowledged"),
+        closed: PatientAlertState(patient_id="p"),
+    }
+
+    async def main() -> tuple[list[bytes | None], list[bool], list[int]]:
+        store = PatientStore.connect(stack_settings)
+        try:
+            await store.client.sadd(OPEN_ALERTS_KEY, acked, closed)  # were open before this write
+            await store.save_alerts(states)
+            blobs = await store.load_blobs(list(states))
+            member = [bool(await store.client.sismember(OPEN_ALERTS_KEY, k)) for k in states]
+            ttls = [await store.client.ttl(k) for k in states]
+            return blobs, member, ttls
+        finally:
+            await store.close()
+
+    blobs, member, ttls = asyncio.run(main())
+    assert [PatientAlertState.from_bytes(b) for b in blobs] == list(states.values())
+    assert member == [True, True, False, False]
+    assert all(0 < ttl <= stack_settings.redis.ttl_s for ttl in ttls)
