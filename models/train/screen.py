@@ -9,7 +9,12 @@ the tree features (``no_missingness``, ``no_baseline``, ``no_stay_history``, ``n
 ``full+<block>`` (candidate blocks of ``extra_features``), ``ens3`` (mean of three seeds' trees),
 ``gru_e<epochs>_h<hidden>_n<negative share %>[_d<dropout %>][_i2]`` (the sequence model alone;
 ``_i2``: the richer inputs ``extra_features.sequence_v2``), ``att_e<epochs>_d<width>_n<share %>[_i2]``
-(the causal attention encoder, ``models.train.attention``).
+(the causal attention encoder, ``models.train.attention``). A tree config ending in ``~thin<K>``
+(``full~thin20``) trains every model on a copy of its stays in which each hour's lab draw is kept
+with probability K % (``cohort_features.thinned``, thinning seed 100 + seed; the same hours, labels
+and weights) and scores the test side as recorded: a model taught by a hospital that draws fewer
+labs (issue 12's reference, trained so, ranked better on the unseen hospital with one of two seeds).
+``~p<name>`` fits the trees with one of ``PARAM_SETS`` instead of the bundle's LightGBM settings.
 
 Each config and seed appends one JSON line to ``~/.cache/vigil/screen.jsonl`` and keeps its raw
 shift predictions in ``~/.cache/vigil/shiftpred/<config>-s<seed>.npz`` (combinations are then
@@ -35,6 +40,36 @@ THIN_SEEDS = cohort_features.THIN_SEEDS
 PRED_DIR = data.CACHE_DIR / "shiftpred"
 
 
+# ``~p<name>``: LightGBM settings screened against the bundle's (``trees.WEIGHTED_PARAMS``). Each set
+# names every setting it changes, so a row stays reproducible when the bundle's own settings move.
+_V21 = {"num_leaves": 15, "min_data_in_leaf": 800, "lambda_l2": 10.0}
+PARAM_SETS: dict[str, tuple[dict[str, Any], int | None]] = {
+    # bundle 2.1's trees (``full`` rows recorded before 2.2 used these)
+    "v21": (_V21, 200),
+    # fewer, larger leaves' worth of data: smoother trees (bundle 2.2's settings since)
+    "smooth": ({"num_leaves": 7, "min_data_in_leaf": 2000, "lambda_l2": 20.0}, 300),
+    # 2.1's trees with randomized split points (extremely randomized trees)
+    "xt": ({**_V21, "extra_trees": True}, 300),
+    # the other direction: deeper and longer
+    "deep": ({"num_leaves": 63, "min_data_in_leaf": 200, "lambda_l2": 1.0}, 400),
+}
+
+
+def training_mods(config: str) -> tuple[str, int, dict[str, Any], int | None]:
+    """``full+sig~thin20~psmooth`` -> ("full+sig", 20, smooth's settings, smooth's rounds): the recipe,
+    the percentage of lab draws its training copy keeps (0: as recorded) and the LightGBM settings."""
+    recipe, *mods = config.split("~")
+    thin, overrides, rounds = 0, {}, None
+    for mod in mods:
+        if mod.startswith("thin") and mod[4:].isdigit() and 0 < int(mod[4:]) < 100:
+            thin = int(mod[4:])
+        elif mod.startswith("p") and mod[1:] in PARAM_SETS:
+            overrides, rounds = PARAM_SETS[mod[1:]]
+        else:
+            raise SystemExit(f"unknown modifier ~{mod} in {config}: expected ~thin<1-99> or ~p<{'|'.join(PARAM_SETS)}>")
+    return recipe, thin, dict(overrides), rounds
+
+
 def columns(config: str) -> np.ndarray:
     names = np.array(TREE_FEATURES)
     keep = np.ones(len(names), bool)
@@ -57,25 +92,34 @@ def tree_recipe(
     """``full``, ``reference``, an ablation, or ``full+<block>[+<block>]`` (``extra_features``)."""
     from vigil.models.train import extra_features
 
+    config, thin, overrides, rounds = training_mods(config)
     base, *extras = config.split("+")
+    train_mats = cohort_features.Matrices(mats.c, thin / 100) if thin else mats
+    train_thin = 100 + seed if thin else None
     source = {"reference": mats.reference, "v1trees": mats.v1}.get(base, mats.tree)
+    train_source = {"reference": train_mats.reference, "v1trees": train_mats.v1}.get(base, train_mats.tree)
     cols = np.arange(source(None).shape[1]) if base in ("reference", "v1trees") else columns(base)
     n_models = 3 if base == "ens3" else 1
     if base == "v1trees":  # the v1 recipe: SepsisLabel on every hour, unweighted, 250 trees
         y, w = mats.c.labels.astype(np.int8), np.ones(len(y), np.float32)
 
-    def matrix(thin_seed: int | None, rows: np.ndarray) -> np.ndarray:
-        parts = [np.asarray(source(thin_seed)[rows])[:, cols]]
+    def matrix(
+        thin_seed: int | None, rows: np.ndarray, m: cohort_features.Matrices = mats, src: Any = source
+    ) -> np.ndarray:
+        parts = [np.asarray(src(thin_seed)[rows])[:, cols]]
         for name in extras:
-            block = extra_features.cohort_block(mats.cohort(thin_seed), name, mats.tag(thin_seed))
+            block = extra_features.cohort_block(m.cohort(thin_seed), name, m.tag(thin_seed))
             parts.append(np.asarray(block[rows]))
         return np.hstack(parts) if extras else parts[0]
 
     def fit(rows: np.ndarray) -> Any:
-        xr = matrix(None, rows)
+        xr = matrix(train_thin, rows, train_mats, train_source)
         if base == "v1trees":
             return [trees.fit(xr, y[rows], seed, [f"f{i}" for i in range(xr.shape[1])])]
-        return [trees.fit_weighted(xr, y[rows], w[rows], seed + 1000 * k) for k in range(n_models)]
+        return [
+            trees.fit_weighted(xr, y[rows], w[rows], seed + 1000 * k, overrides=overrides, rounds=rounds)
+            for k in range(n_models)
+        ]
 
     def predict(models: Any, rows: np.ndarray, thin_seed: int | None) -> np.ndarray:
         src = matrix(thin_seed, rows)

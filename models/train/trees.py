@@ -53,15 +53,24 @@ WEIGHTED_ROUNDS = 200
 NEGATIVE_SHARE = 0.33
 
 
-def fit_weighted(x: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int, names: list[str] | None = None):  # type: ignore[no-untyped-def]
+def fit_weighted(  # type: ignore[no-untyped-def]
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    seed: int,
+    names: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    rounds: int | None = None,
+):
+    """The bundle's recipe; ``overrides`` and ``rounds`` change it for screening only."""
     import lightgbm as lgb
 
     keep = (y == 1) | (np.random.default_rng(seed).random(len(y)) < NEGATIVE_SHARE)
     w = np.where(y == 1, w, w / NEGATIVE_SHARE)[keep]
     x, y = x[keep], y[keep]
-    params = dict(WEIGHTED_PARAMS, seed=seed, bagging_seed=seed, feature_fraction_seed=seed)
+    params = dict(WEIGHTED_PARAMS, **(overrides or {}), seed=seed, bagging_seed=seed, feature_fraction_seed=seed)
     ds = lgb.Dataset(x, label=y, weight=w, feature_name=names or "auto", free_raw_data=True)
-    return lgb.train(params, ds, num_boost_round=WEIGHTED_ROUNDS)
+    return lgb.train(params, ds, num_boost_round=rounds or WEIGHTED_ROUNDS)
 
 
 def export_onnx(booster, n_features: int, path: str) -> None:  # type: ignore[no-untyped-def]
