@@ -43,7 +43,7 @@ from vigil.models.train import (
 )
 from vigil.schemas.codes import DYNAMIC_CODES
 
-VERSION = "2.1.0"
+VERSION = "2.2.0"
 
 
 def log(msg: str) -> None:

@@ -250,7 +250,10 @@ unit itself, ~3/4 of its stays). Trees alone per recipe; `a+b` rows are two reci
 2.0 bundle stacked its trees and GRU; `a+b@mean` the mean of their log-odds. Cells: AUROC / utility
 at the chosen threshold (best utility in hindsight). `full` is the shipped tree recipe; `reference`
 issue 12's reference LightGBM (`models/train/reference_lgbm.py`); `v1trees` the v1 bundle's
-diagnosis model; `full+<block>` candidate blocks (`models/train/extra_features.py`). Command: `.venv-train/bin/python -m
+diagnosis model; `full+<block>` candidate blocks (`models/train/extra_features.py`); `~thin<K>`: the same
+recipe trained on a copy of set A with K % of each hour's lab draws kept (tested as recorded); `~p<name>`:
+other LightGBM settings (`screen.PARAM_SETS`). The `full` rows used 2.1's settings (`~pv21`); 2.2 ships
+`~psmooth` (7 leaves of >= 2,000 rows, 300 rounds). Command: `.venv-train/bin/python -m
 vigil.models.train.screen --config <recipe> --seed <seed> --out ~/.cache/vigil/screen-v2.jsonl`.
 
 {screen_v2_table(metrics)}

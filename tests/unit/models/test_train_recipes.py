@@ -8,6 +8,13 @@ import pytest
 from vigil.models.train import screen, trees
 
 
+def test_shipped_tree_settings_are_the_screened_smooth_set() -> None:
+    # docs/models.md credits bundle 2.2 with the figures of ``full~psmooth``: the two must not drift apart
+    overrides, rounds = screen.PARAM_SETS["smooth"]
+    assert {k: trees.WEIGHTED_PARAMS[k] for k in overrides} == overrides
+    assert rounds == trees.WEIGHTED_ROUNDS
+
+
 def test_v21_set_reproduces_the_old_recipe_whatever_the_bundle_ships() -> None:
     overrides, rounds = screen.PARAM_SETS["v21"]
     assert overrides == {"num_leaves": 15, "min_data_in_leaf": 800, "lambda_l2": 10.0} and rounds == 200
