@@ -248,7 +248,7 @@ the shift it is reported on; the unit shifts take theirs from an inner CV within
 nothing that sets the score has seen a test-unit stay; "in unit" are the controls (inner CV on the test
 unit itself, ~3/4 of its stays). Trees alone per recipe; `a+b` rows are two recipes stacked as the
 2.0 bundle stacked its trees and GRU; `a+b@mean` the mean of their log-odds. Cells: AUROC / utility
-at the chosen threshold (best utility in hindsight). `full` is the shipped tree recipe; `reference`
+at the chosen threshold (best utility in hindsight). `full` is the shipped tree features and targets; `reference`
 issue 12's reference LightGBM (`models/train/reference_lgbm.py`); `v1trees` the v1 bundle's
 diagnosis model; `full+<block>` candidate blocks (`models/train/extra_features.py`); `~thin<K>`: the same
 recipe trained on a copy of set A with K % of each hour's lab draws kept (tested as recorded); `~p<name>`:

@@ -38,6 +38,7 @@ from vigil.models.train import cohort_features, data, labels, shifts, stacking, 
 LAB_KEEP = cohort_features.LAB_KEEP
 THIN_SEEDS = cohort_features.THIN_SEEDS
 PRED_DIR = data.CACHE_DIR / "shiftpred"
+SMOKE_ROUNDS: int | None = None  # --smoke: every tree recipe, ``~p<name>`` included, fits this many rounds
 
 
 # ``~p<name>``: LightGBM settings screened against the bundle's (``trees.WEIGHTED_PARAMS``). Each set
@@ -119,7 +120,9 @@ def tree_recipe(
         if base == "v1trees":
             return [trees.fit(xr, y[rows], seed, [f"f{i}" for i in range(xr.shape[1])])]
         return [
-            trees.fit_weighted(xr, y[rows], w[rows], seed + 1000 * k, overrides=overrides, rounds=rounds)
+            trees.fit_weighted(
+                xr, y[rows], w[rows], seed + 1000 * k, overrides=overrides, rounds=SMOKE_ROUNDS or rounds
+            )
             for k in range(n_models)
         ]
 
@@ -213,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_patients:
         c = data.subsample(c, args.max_patients, 0)
     if args.smoke:
-        trees.WEIGHTED_ROUNDS = 20
+        global SMOKE_ROUNDS
+        trees.WEIGHTED_ROUNDS = SMOKE_ROUNDS = 20
     assert c.unit is not None
     y, w = labels.utility_targets(c.labels, c.lengths)
     u = shifts.Utility(c.labels, c.lengths)
