@@ -99,8 +99,11 @@ def tree_recipe(
     base, *extras = config.split("+")
     train_mats = cohort_features.Matrices(mats.c, thin / 100) if thin else mats
     train_thin = 100 + seed if thin else None
-    source = {"reference": mats.reference, "v1trees": mats.v1}.get(base, mats.tree)
-    train_source = {"reference": train_mats.reference, "v1trees": train_mats.v1}.get(base, train_mats.tree)
+
+    def source_of(m: cohort_features.Matrices) -> Any:
+        return {"reference": m.reference, "v1trees": m.v1}.get(base, m.tree)
+
+    source, train_source = source_of(mats), source_of(train_mats)
     cols = np.arange(source(None).shape[1]) if base in ("reference", "v1trees") else columns(base)
     n_models = 3 if base == "ens3" else 1
     if base == "v1trees":  # the v1 recipe: SepsisLabel on every hour, unweighted, 250 trees
