@@ -72,8 +72,13 @@ class Utility:
         return best_threshold(score, self.u0[rows], self.u1[rows], inaction + self.best_gain[stays].sum(), inaction)
 
     def utility(self, score: np.ndarray, rows: np.ndarray, threshold: float) -> float:
+        """Normalized utility; NaN where ``rows`` hold no septic stay (nothing to normalize by: a
+        fold of a small smoke run), which ``_pooled`` leaves out of the fold mean."""
+        best = float(self.best_gain[self._stays(rows)].sum())
+        if best == 0.0:
+            return float("nan")
         gain = float(np.where(score >= threshold, self.u1[rows] - self.u0[rows], 0.0).sum())
-        return gain / float(self.best_gain[self._stays(rows)].sum())
+        return gain / best
 
     def best(self, score: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
         stays = self._stays(rows)
@@ -257,7 +262,7 @@ def _pooled(
 ) -> dict[str, Any]:
     auroc, auprc = auroc_auprc(u.labels[rows], score)
     best_thr, best_util = u.best(score, rows)
-    util = [f["utility"] for f in folds]
+    util = [f["utility"] for f in folds if not np.isnan(f["utility"])] or [float("nan")]
     return {
         "auroc": round(auroc, 4),
         "auprc": round(auprc, 4),

@@ -51,3 +51,15 @@ def test_unit_thresholds_come_from_the_training_unit_only() -> None:
     assert (
         figures(u, moved_train_side, fold, unit, y, w)["unit1->unit2"]["threshold"] != base["unit1->unit2"]["threshold"]
     )
+
+
+def test_a_fold_without_septic_stays_is_left_out_of_the_utility_mean() -> None:
+    rng = np.random.default_rng(2)
+    labels, lengths, fold, unit = _cohort(rng)
+    u, (y, w) = Utility(labels, lengths), utility_targets(labels, lengths)
+    septic = np.array([labels[a:b].any() for a, b in zip(u.offsets[:-1], u.offsets[1:], strict=True)])
+    fold = np.where(septic, fold % 3, 3)  # fold 3: non-septic stays only (a small smoke run's luck)
+    no_septic = u.rows_of(fold == 3)
+    assert np.isnan(u.utility(rng.random(no_septic.sum()), no_septic, 0.5))
+    out = figures(u, _predictions(u, unit, y + rng.random(len(y))), fold, unit, y, w)
+    assert np.isfinite(out["cv"]["utility"]) and np.isfinite(out["worst"]["utility"])
