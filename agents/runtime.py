@@ -21,6 +21,7 @@ from vigil.infra.settings import get_settings
 from vigil.models.alerting import AlertPolicy
 from vigil.models.batching import DynamicBatcher
 from vigil.models.bundle import SteppingBundle
+from vigil.models.site_threshold import SiteThresholdError
 from vigil.models.step_session import StepSession
 from vigil.models.stream_step import StepOutcome, StepRequest, advance, load_served_bundle
 from vigil.schemas.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Rejected, Source
@@ -71,14 +72,28 @@ def _observe_batch(size: int, seconds: float) -> None:
 
 def _load_bundle() -> SteppingBundle | None:
     try:
-        bundle = load_served_bundle(intra_op_threads=get_settings().batch.intra_op_threads)
+        settings = get_settings()
+        bundle = load_served_bundle(
+            intra_op_threads=settings.batch.intra_op_threads,
+            site_prevalence=settings.site.sepsis_prevalence,
+            max_training_alert_share=settings.site.max_training_alert_share,
+        )
+    except SiteThresholdError:  # a site setting the bundle cannot serve: the operator must fix it
+        raise
     except Exception as exc:  # no artifacts: serve rule scores, say so loudly
         log.warning("models.unavailable", reason=type(exc).__name__, detail=str(exc)[:200])
         return None
+    chosen = bundle.alert_threshold
+    metrics.ALERT_THRESHOLD.labels(chosen.rule).set(chosen.threshold)
+    if chosen.training_alert_share is not None:
+        metrics.ALERT_THRESHOLD_TRAINING_SHARE.set(chosen.training_alert_share)
     log.info(
         "models.loaded",
         version=bundle.version,
         threshold=bundle.combined_threshold,
+        threshold_rule=bundle.alert_threshold.rule,
+        site_prevalence=bundle.alert_threshold.site_prevalence,
+        threshold_capped=bundle.alert_threshold.capped,
         providers=bundle.step_session.get_providers(),
         artifacts=bundle.artifacts_dir.name,
     )

@@ -16,6 +16,7 @@ import faust
 
 from vigil.agents.alert_out import publish_alerts
 from vigil.agents.app import scores_topic
+from vigil.agents.drift import UNKNOWN_WARD
 from vigil.agents.runtime import Publisher, runtime
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
@@ -28,6 +29,7 @@ from vigil.models.window import LateEvent, PatientWindow
 from vigil.schemas.alerts import Alert
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
+from vigil.schemas.scores import ModelScore
 
 log = get_logger(__name__)
 
@@ -99,6 +101,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     for pid in pids:
         window, update, outcome = windows[pid], updates[pid], outcomes.get(pid)
         for hour in outcome.closed if outcome else []:  # every hour that closed: its final score
+            count_closed_hour(update.ward, hour.models)
             final = build_risk_score(window, update, hour.models, now, hour.hour, "final")
             await publisher.send(scores_topic, pid, final.model_dump_json().encode())
         score = build_risk_score(window, update, outcome.current.models if outcome else [], now)
@@ -157,6 +160,14 @@ async def _step(
         log.error("models.failed", error=type(exc).__name__)
         return {}
     return dict(zip(requests, results, strict=True))
+
+
+def count_closed_hour(ward: str | None, models: Sequence[ModelScore]) -> None:
+    """vigil_closed_hours_total: the live share of a ward's hours at alert level (the combined risk at
+    or above the served threshold), to read beside ``vigil_alert_threshold_training_share`` (a late
+    event that reopens closed hours counts them again when they close anew)."""
+    above = any(m.model == "combined" and m.positive for m in models)
+    metrics.CLOSED_HOURS.labels(ward or UNKNOWN_WARD, "1" if above else "0").inc()
 
 
 def _carry_to_save(pid: str, outcomes: dict[str, StepOutcome], states: dict[str, PatientState]) -> StayCarry | None:

@@ -278,11 +278,12 @@ def run_demo(
                     break
                 time.sleep(0.25)
             done_s = time.time() - t0
-        drift = worker_drift(metrics_port)  # the worker's own /metrics, before it stops
+        drift, served = worker_drift(metrics_port)  # the worker's own /metrics, before it stops
         rb = reader.snapshot()
         summary = _summary(
             rb, sent, sent_ids, sent_bad, len(stays), stack_s, t0, produce_s, done_s, metrics_port, drift
         )
+        summary["alert_threshold"] = served
         if not quiet:
             _print_summary(console, summary, rb)
         if keep is not None:
@@ -340,8 +341,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def worker_drift(port: int) -> dict[str, dict[str, float]]:
-    """Each ward's input drift as the worker's /metrics shows it (``vigil_drift_*``; agents/drift.py)."""
+def worker_drift(port: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Each ward's input drift as the worker's /metrics shows it (``vigil_drift_*``; agents/drift.py),
+    with its closed patient-hours and the share of them at alert level (``vigil_closed_hours_total``);
+    and the served alert threshold (``vigil_alert_threshold*``)."""
     from urllib.request import urlopen
 
     from prometheus_client.parser import text_string_to_metric_families
@@ -350,14 +353,27 @@ def worker_drift(port: int) -> dict[str, dict[str, float]]:
         with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310 - loopback
             text = response.read().decode()
     except OSError:
-        return {}
+        return {}, {}
     wards: dict[str, dict[str, float]] = {}
     names = {"vigil_drift_max_psi": "max_psi", "vigil_drift_drifted": "drifted", "vigil_drift_patient_hours": "hours"}
+    closed: dict[str, dict[str, float]] = {}
+    served: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name in names:
                 wards.setdefault(sample.labels["ward"], {})[names[sample.name]] = round(sample.value, 4)
-    return wards
+            elif sample.name == "vigil_closed_hours_total":
+                closed.setdefault(sample.labels["ward"], {})[sample.labels["above_threshold"]] = sample.value
+            elif sample.name == "vigil_alert_threshold":
+                served["threshold"] = round(sample.value, 6)
+            elif sample.name == "vigil_alert_threshold_training_share":
+                served["training_share"] = round(sample.value, 4)
+    for ward, c in closed.items():
+        total = c.get("0", 0.0) + c.get("1", 0.0)
+        wards.setdefault(ward, {}).update(
+            closed_hours=total, alert_share=round(c.get("1", 0.0) / total, 4) if total else 0.0
+        )
+    return wards, served
 
 
 def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
@@ -371,11 +387,20 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
         f"({s['alerts_opened']} opened), first alert after {s['time_to_first_alert_s']} s"
     )
     console.print(f"{s['dead_letters']} dead letters {s['dead_letter_reasons']}; lost: {s['lost']}")
+    served = s.get("alert_threshold", {})
+    if served:
+        console.print(
+            f"alert threshold {served.get('threshold', 0.0):.4f} (flags "
+            f"{100 * served.get('training_share', 0.0):.1f} % of set-A hours; docs/operations.md)"
+        )
     for ward, d in s["drift"].items():
         # the cut-off is the 99th percentile of training wards of the same size (agents/drift.py)
         state = "DRIFTED from the training data" if d.get("drifted") else "within the training data's range"
         psi = float(d.get("max_psi", 0.0))
-        console.print(f"  ward {ward}: inputs {state} (largest PSI {psi:.2f}, {int(d.get('hours', 0))} patient-hours)")
+        console.print(
+            f"  ward {ward}: inputs {state} (largest PSI {psi:.2f}, {int(d.get('hours', 0))} patient-hours); "
+            f"{100 * d.get('alert_share', 0.0):.1f} % of {int(d.get('closed_hours', 0))} closed hours at alert level"
+        )
     for alert in rb.alert_records[:8]:
         # the dashboard's short alert id; patients by their keyed hash (a terminal is screen-shared)
         console.print(

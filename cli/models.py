@@ -24,6 +24,48 @@ ArtifactsOption = Annotated[
     typer.Option(help="model artifacts directory (default: the bundle the worker serves, models/artifacts/stepping)"),
 ]
 
+SitePrevalenceOption = Annotated[
+    float | None,
+    typer.Option(
+        "--site-prevalence",
+        min=0.0,
+        max=1.0,
+        help="share of the site's ICU stays that become septic (0.057 = 5.7 %): moves the alert threshold "
+        "(default VIGIL_SITE__SEPSIS_PREVALENCE, else the shipped threshold)",
+    ),
+]
+MaxAlertShareOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-alert-share",
+        min=0.0,
+        max=1.0,
+        help="burden ceiling: the threshold flags at most this share of set-A hours "
+        "(default VIGIL_SITE__MAX_TRAINING_ALERT_SHARE, else none)",
+    ),
+]
+
+
+def _site(
+    prevalence: float | None, max_share: float | None, artifacts: Path | None
+) -> tuple[float | None, float | None]:
+    """The site's threshold settings: the flags, else the worker's (VIGIL_SITE__*), so that
+    `vigil predict` labels hours as the stream alerts; checked against the bundle's tables before
+    any work starts (a value they cannot serve is one line)."""
+    from vigil.infra.settings import get_settings
+    from vigil.models.integrity import load_manifest
+    from vigil.models.site_threshold import choose_threshold
+
+    site = get_settings().site
+    chosen = (
+        prevalence if prevalence is not None else site.sepsis_prevalence,
+        max_share if max_share is not None else site.max_training_alert_share,
+    )
+    folder = _artifacts(artifacts)
+    if folder is not None and (folder / "manifest.json").exists():
+        choose_threshold(load_manifest(folder)["models"]["combined"], *chosen)
+    return chosen
+
 
 def _artifacts(artifacts: Path | None) -> Path | None:
     """The bundle the stream serves unless told otherwise (`vigil replay` compares with it)."""
@@ -113,20 +155,31 @@ def predict_command(
     data: Annotated[Path, typer.Option(help="directory of challenge .psv files")],
     out: Annotated[Path, typer.Option(help="output directory (one .psv per input)")],
     artifacts: ArtifactsOption = None,
+    site_prevalence: SitePrevalenceOption = None,
+    max_alert_share: MaxAlertShareOption = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Write PredictedProbability|PredictedLabel for every hour of every stay (challenge format)."""
+    """Write PredictedProbability|PredictedLabel for every hour of every stay (challenge format); the
+    label is the site's alert threshold (docs/operations.md, "The alert threshold of a site")."""
     from vigil.models.offline import predict_dir
 
     total = psv_folder(data)
+    site = _site(site_prevalence, max_alert_share, artifacts)
     with _progress("predicting") as bar:
         task = bar.add_task("predict", total=total)
         summary = predict_dir(
-            data, out, progress=lambda done, n: bar.update(task, completed=done), artifacts_dir=_artifacts(artifacts)
+            data,
+            out,
+            progress=lambda done, n: bar.update(task, completed=done),
+            artifacts_dir=_artifacts(artifacts),
+            site=site,
         )
+    choice = summary["threshold_choice"]
     console.print(
         f"{summary['patients']} stays, {summary['rows']} hours -> {out} in {summary['seconds']} s "
-        f"(threshold {summary['threshold']:.4f})"
+        f"(threshold {summary['threshold']:.4f}, {choice['rule']}"
+        + (", raised to the alert-share ceiling" if choice["capped"] else "")
+        + ")"
     )
     if json_out:
         emit_json(summary)
@@ -141,6 +194,8 @@ def evaluate_command(
         str | None, typer.Option(help="score a shifted copy: labs=0.1 keeps each hour's lab draw with p=0.1")
     ] = None,
     shift_seed: Annotated[int, typer.Option(help="seed of the shift")] = 2019,
+    site_prevalence: SitePrevalenceOption = None,
+    max_alert_share: MaxAlertShareOption = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Normalized utility (PhysioNet 2019), AUROC, AUPRC, side by side with NEWS2/qSOFA/SIRS, and the
@@ -155,19 +210,27 @@ def evaluate_command(
     shifted = _shift(shift, shift_seed)
     if shifted is not None and pred is not None:
         _fail("--shift scores a shifted copy of the data: leave out --pred")
+    if pred is not None and (site_prevalence is not None or max_alert_share is not None):
+        _fail(
+            "--pred holds labels at the threshold they were predicted with: give --site-prevalence or "
+            "--max-alert-share to `vigil predict`, or leave out --pred"
+        )
     tmp = None
+    predicted: dict[str, object] | None = None
     if pred is None:
+        site = _site(site_prevalence, max_alert_share, artifacts)
         tmp = tempfile.TemporaryDirectory(prefix="vigil-pred-")
         pred = Path(tmp.name)
         total = len(list_psv(data))
         with _progress("predicting") as bar:
             task = bar.add_task("predict", total=total)
-            predict_dir(
+            predicted = predict_dir(
                 data,
                 pred,
                 progress=lambda done, n: bar.update(task, completed=done),
                 artifacts_dir=_artifacts(artifacts),
                 shift=shifted,
+                site=site,
             )
     with _progress("evaluating") as bar:
         task = bar.add_task("evaluate", total=len(list_psv(data)))
@@ -187,6 +250,8 @@ def evaluate_command(
             f"alerting: {a['pages_per_patient_day']} pages/patient-day, septic stays paged before onset "
             f"{a['septic_stays_paged_before_onset']}, median lead {a['median_lead_h']} h"
         )
+    if predicted is not None:  # how the labels' threshold was chosen (shipped or the site's)
+        result["threshold_choice"] = predicted["threshold_choice"]
     if tmp is not None:
         tmp.cleanup()
     if json_out:

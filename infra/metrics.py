@@ -38,3 +38,15 @@ DRIFT_PATIENT_HOURS = Gauge("vigil_drift_patient_hours", "Closed patient-hours i
 DRIFT_THRESHOLD = Gauge(
     "vigil_drift_threshold", "Largest input PSI a ward of its size shows on training data (99th percentile)", ["ward"]
 )
+# The alert threshold the combined model is served at (models/site_threshold.py: shipped, or moved
+# for the site's septic-stay prevalence, or raised to the burden ceiling), and the share of set A's
+# hours (out of fold) at or above it: compare with the live share of closed hours per ward below
+ALERT_THRESHOLD = Gauge("vigil_alert_threshold", "Combined risk at or above which the model alerts", ["rule"])
+ALERT_THRESHOLD_TRAINING_SHARE = Gauge(
+    "vigil_alert_threshold_training_share", "Share of set-A hours (out of fold) at or above the alert threshold"
+)
+CLOSED_HOURS = Counter(
+    "vigil_closed_hours_total",
+    "Closed patient-hours scored per ward; above_threshold=1 where the combined risk reached the alert threshold",
+    ["ward", "above_threshold"],
+)

@@ -104,6 +104,20 @@ class AlertSettings(BaseModel):
     reescalate_risk_step: float = 0.10
 
 
+class SiteSettings(BaseModel):
+    """Where the hospital differs from set A in ways it can state (models/site_threshold.py,
+    docs/operations.md "The alert threshold of a site")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # share of this hospital's ICU stays that meet Sepsis-3 (its coding statistics; set A 8.8 %):
+    # moves the model's alert threshold by the prior shift. None: the shipped threshold
+    sepsis_prevalence: float | None = Field(default=None, gt=0.0, lt=1.0)
+    # burden ceiling: the alert threshold never flags more than this share of set A's hours
+    # (the shipped one flags 21.9 %). None: no ceiling
+    max_training_alert_share: float | None = Field(default=None, gt=0.0, le=1.0)
+
+
 class DriftSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -158,6 +172,7 @@ class Settings(BaseSettings):
     batch: BatchSettings = BatchSettings()
     alerts: AlertSettings = AlertSettings()
     drift: DriftSettings = DriftSettings()
+    site: SiteSettings = SiteSettings()
     ingest: IngestSettings = IngestSettings()
     web: WebSettings = WebSettings()
     app_id: str = "vigil"

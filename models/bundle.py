@@ -14,6 +14,8 @@ hour of many patients from their carries (the stream; returns the new carries).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from vigil.models.integrity import ARTIFACTS_DIR, ArtifactIntegrityError, load_manifest, verify_artifacts
+from vigil.models.site_threshold import AlertThreshold, choose_threshold
 from vigil.models.stay_features import MISSINGNESS_FEATURES, SEQUENCE_INPUTS, TREE_FEATURES
 from vigil.models.stepping import StayCarry, advance_many, run_chains, stay_inputs
 from vigil.models.tree_explain import tree_contributions
@@ -80,6 +83,24 @@ class SteppingBundle:
     @property
     def combined_threshold(self) -> float:
         return float(self.manifest["models"]["combined"]["threshold"])
+
+    @property
+    def alert_threshold(self) -> AlertThreshold:
+        """How the combined threshold was chosen (``at_site``; the shipped one by default)."""
+        chosen = self.manifest["models"]["combined"].get("threshold_choice")
+        return AlertThreshold(**chosen) if chosen else choose_threshold(self.manifest["models"]["combined"])
+
+    def at_site(
+        self, site_prevalence: float | None = None, max_training_alert_share: float | None = None
+    ) -> SteppingBundle:
+        """This bundle alerting at a site's threshold (``models.site_threshold``): every published
+        combined score carries it, so the alert agent, the dashboard and ``vigil predict`` agree."""
+        combined = self.manifest["models"]["combined"]
+        choice = choose_threshold(combined, site_prevalence, max_training_alert_share)
+        manifest = copy.deepcopy(self.manifest)
+        manifest["models"]["combined"]["threshold"] = choice.threshold
+        manifest["models"]["combined"]["threshold_choice"] = dataclasses.asdict(choice)
+        return dataclasses.replace(self, manifest=manifest)
 
     # ------------------------------------------------------------------ models
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

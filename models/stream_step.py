@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from vigil.models.bundle import STEPPING_DIR, SteppingBundle, load_stepping_bundle, model_score
+from vigil.models.integrity import load_manifest
+from vigil.models.site_threshold import AlertThreshold, choose_threshold
 from vigil.models.step_session import StepSession
 from vigil.models.stepping import Advance, StayCarry, plan_advances, window_rows
 from vigil.models.window import PatientWindow
@@ -37,12 +39,31 @@ def served_bundle_dir() -> Path:
     return STEPPING_DIR
 
 
+def served_alert_threshold(
+    site_prevalence: float | None = None, max_training_alert_share: float | None = None
+) -> AlertThreshold | None:
+    """The served bundle's alert threshold for a site, from its manifest alone (a worker's check at
+    start: a site setting the bundle cannot serve stops it with one line; None: no bundle)."""
+    d = served_bundle_dir()
+    if not (d / "manifest.json").exists():
+        return None
+    return choose_threshold(load_manifest(d)["models"]["combined"], site_prevalence, max_training_alert_share)
+
+
 def load_served_bundle(
-    artifacts_dir: str | Path | None = None, *, intra_op_threads: int | None = None, prefer_gpu: bool = True
+    artifacts_dir: str | Path | None = None,
+    *,
+    intra_op_threads: int | None = None,
+    prefer_gpu: bool = True,
+    site_prevalence: float | None = None,
+    max_training_alert_share: float | None = None,
 ) -> SteppingBundle:
-    return load_stepping_bundle(
+    """The served bundle at the site's alert threshold (``SteppingBundle.at_site``; the settings'
+    ``site`` block in the worker, the same settings or flags in ``vigil predict``)."""
+    bundle = load_stepping_bundle(
         artifacts_dir or served_bundle_dir(), intra_op_threads=intra_op_threads, prefer_gpu=prefer_gpu
     )
+    return bundle.at_site(site_prevalence, max_training_alert_share)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from vigil.models.train import (
     sequence,
     shifts,
     stacking,
+    threshold_rules,
     trees,
 )
 from vigil.schemas.codes import DYNAMIC_CODES
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         "deterioration": u.threshold(gru_pred.oof[0], everything),
         "combined": u.threshold(comb_oof, everything),
     }
+    site_table = threshold_rules.by_site_prevalence(u, comb_oof, everything, threshold_rules.PREVALENCES)
+    metrics["combined"]["threshold_by_site_prevalence"] = site_table
     metrics["combined"]["reliability"] = stacking.reliability(labels.utility_targets(c.labels, c.lengths)[0], comb_oof)
     metrics["combined"]["stacker"] = stack.params()
     metrics["cv_seconds"] = round(cv_seconds, 1)
@@ -242,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
                 "calibration": stack.calibration(),
                 "threshold": thresholds["combined"],
                 "threshold_rule": "maximizes PhysioNet 2019 normalized utility on set-A OOF (calibrated risk)",
+                # a site's threshold by its septic-stay prevalence, and the set-A alert share of
+                # each threshold (the burden ceiling): models.site_threshold
+                "site_thresholds": site_table,
+                "alert_share_curve": threshold_rules.alert_share_curve(
+                    comb_oof, [thresholds["combined"], *(r["threshold"] for r in site_table)]
+                ),
             },
         },
         "files": {

@@ -276,8 +276,12 @@ share as a quantile of the test rows' own scores; `site` knows the test unit's s
 
 {threshold_rules_table(metrics)}
 
-Thresholds a site with a known septic-stay prevalence would use (the `site` rule on this bundle's
-OOF risk; set A's own 8.8 % gives the shipped threshold; not wired into serving):
+Thresholds a site with a known septic-stay prevalence uses (the `site` rule on this bundle's OOF
+risk; set A's own 8.8 % gives the shipped threshold). Served: `VIGIL_SITE__SEPSIS_PREVALENCE` (and
+`--site-prevalence` on `vigil predict` / `vigil evaluate`) picks the threshold from this grid, stored in
+the manifest, linearly between its points; `VIGIL_SITE__MAX_TRAINING_ALERT_SHARE` raises it where it
+would flag more of set A's hours than the ward can answer (docs/operations.md, "The alert threshold
+of a site"):
 
 {site_table(metrics)}
 

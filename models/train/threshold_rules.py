@@ -28,15 +28,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vigil.models.site_threshold import choose_threshold
 from vigil.models.train import data, labels, shifts
 
-PREVALENCES = (0.03, 0.04, 0.05, 0.06, 0.07, 0.088, 0.10, 0.12, 0.15)  # set A: 8.8 % (Reyna et al. 2020)
+# the site prevalences a bundle stores thresholds for (models.site_threshold serves between them);
+# set A: 8.8 % (Reyna et al. 2020), the challenge's hospital B 5.7 %
+PREVALENCES = (*(round(0.01 * k, 2) for k in range(2, 9)), 0.088, *(round(0.01 * k, 2) for k in range(9, 21)))
+SHARE_GRID = np.round(np.arange(0.005, 0.6001, 0.005), 3)  # alert_share_curve: shares of set-A hours
 SHIFTS = ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1")
 Rule = Callable[[shifts.Utility, np.ndarray, np.ndarray], float]
 
@@ -151,10 +155,14 @@ def site_prevalence_figures(
     unit: np.ndarray,
     combiner: shifts.Combiner = shifts.single,
     yw: tuple[np.ndarray, np.ndarray] | None = None,
+    served: float | None = None,
+    prevalences: tuple[float, ...] = PREVALENCES,
 ) -> dict[str, Any]:
     """The unit shifts with the test unit's septic-stay prevalence known (a site's coding statistics,
     no row labels): the training side's utility reweighted by the odds ratio of the two prevalences
-    (prior shift, Saerens et al. 2002), its best threshold applied to the test unit."""
+    (prior shift, Saerens et al. 2002), its best threshold applied to the test unit. ``served`` (an
+    alert-share ceiling; 1.0 for none): the threshold as ``models.site_threshold`` serves it instead,
+    from the training side's grid of prevalences and its alert-share curve."""
     row_unit = u.rows_of(unit)
     septic = u.best_gain > 0
     out: dict[str, Any] = {}
@@ -166,8 +174,14 @@ def site_prevalence_figures(
         y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
         score = combiner(pred.in_unit[a], y[train], w[train])  # fitted on the training unit only
         s_train, s_test = score(pred.in_unit[a]), score(pred.other_unit[f"unit{a}->unit{b}"])
-        thr, g_sep, g_non, best = _curve_parts(u, s_train, train)
-        t = float(thr[int(np.argmax((ratio * g_sep + g_non) / (ratio * best)))])
+        if served is None:  # the exact rule at the test unit's prevalence
+            thr, g_sep, g_non, best = _curve_parts(u, s_train, train)
+            t = float(thr[int(np.argmax((ratio * g_sep + g_non) / (ratio * best)))])
+        else:  # as the worker serves it: the stored grid, interpolated, under the ceiling
+            combined = {"threshold": best_rule(u, s_train, train)}
+            table = by_site_prevalence(u, s_train, train, prevalences)
+            pin_site_tables({"models": {"combined": combined}}, table, alert_share_curve(s_train))
+            t = choose_threshold(combined, float(pb), served).threshold
         out[f"unit{a}->unit{b}"] = {**shifts.block(u, s_test, test, t), "odds_ratio": round(ratio, 3)}
     return out
 
@@ -185,9 +199,27 @@ def by_site_prevalence(
         ratio = (p / (1 - p)) / (p0 / (1 - p0))
         t = float(thr[int(np.argmax((ratio * g_sep + g_non) / (ratio * best)))])
         out.append(
-            {"prevalence": p, "threshold": round(t, 5), "training_alert_share": round(float((score >= t).mean()), 4)}
+            {"prevalence": p, "threshold": round(t, 9), "training_alert_share": round(float((score >= t).mean()), 5)}
         )
     return out
+
+
+def alert_share_curve(score: np.ndarray, also: Sequence[float] = ()) -> dict[str, list[float]]:
+    """Thresholds of the out-of-fold risk about every 0.5 % of set-A hours flagged (and ``also``:
+    the shipped and site thresholds, exact where they are served), each with the exact share of
+    hours at or above it (the calibrated risk is tied in runs: a curve point is a value the risk
+    takes, never a share it cannot flag)."""
+    grid = np.quantile(score, 1 - SHARE_GRID, method="higher")
+    ths = np.unique(np.round(np.r_[grid, np.asarray(also, np.float64)], 9))[::-1]
+    share = [round(float((score >= t).mean()), 5) for t in ths]
+    return {"threshold": [float(t) for t in ths], "share": share}
+
+
+def pin_site_tables(manifest: dict[str, Any], table: list[dict[str, float]], curve: dict[str, list[float]]) -> None:
+    """Store the tables the served threshold is chosen from (``models.site_threshold``) in a
+    bundle's manifest (the shipped threshold itself is not touched)."""
+    manifest["models"]["combined"]["site_thresholds"] = table
+    manifest["models"]["combined"]["alert_share_curve"] = curve
 
 
 def paired_bootstrap(
@@ -242,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bootstrap", action="store_true", help="each rule minus best, paired over stays")
     ap.add_argument("--site-table", type=str, help="an OOF .npz (key combined): thresholds by site prevalence")
     ap.add_argument("--record", type=Path, help="with --site-table: store the table in this metrics.json")
+    ap.add_argument("--manifest", type=Path, help="with --site-table: pin the table and share curve in this manifest")
     ap.add_argument("--out", default=str(data.CACHE_DIR / "threshold-rules.jsonl"))
     args = ap.parse_args(argv)
     c = data.load_cohort()
@@ -255,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
             metrics = json.loads(args.record.read_text())
             metrics["combined"]["threshold_by_site_prevalence"] = table
             args.record.write_text(json.dumps(metrics, indent=2) + "\n")
+        if args.manifest:  # the worker and vigil predict choose a site's threshold from it
+            manifest = json.loads(args.manifest.read_text())
+            served = [manifest["models"]["combined"]["threshold"], *(r["threshold"] for r in table)]
+            pin_site_tables(manifest, table, alert_share_curve(score, served))
+            args.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
         return 0
     for name in args.pred:
         config, seed = name.rsplit("-s", 1)
@@ -272,8 +310,11 @@ def main(argv: list[str] | None = None) -> int:
                     fh.write(json.dumps({"pred": name, "rule": rule, "minus_best": res}) + "\n")
                 print(name, rule, json.dumps(res), flush=True)
                 continue
-            if rule == "site":
-                res = site_prevalence_figures(shifts.Utility(c.labels, c.lengths), pred, c.unit, combiner, (y, w))
+            if rule == "site" or rule.startswith("served"):  # served<ceiling>: the worker's path
+                ceiling = (float(rule[6:]) if rule[6:] else 1.0) if rule.startswith("served") else None
+                res = site_prevalence_figures(
+                    shifts.Utility(c.labels, c.lengths), pred, c.unit, combiner, (y, w), ceiling
+                )
             elif rule == "share":
                 res = share_figures(shifts.Utility(c.labels, c.lengths), pred, fold, c.unit)
             else:

@@ -109,6 +109,21 @@ def test_bad_option_values_and_settings(env) -> None:
     one_line(run(env, "plan", "score", str(EXAMPLE), extra={"VIGIL_WEB_PORT": "eighty"}), "VIGIL_WEB_PORT")
 
 
+def test_a_site_threshold_the_bundle_cannot_serve(env, tmp_path) -> None:
+    data = tmp_path / "psv"
+    data.mkdir()
+    (data / "p1.psv").write_text("HR|Age|Gender|ICULOS\n80|60|1|1\n")
+    out = str(tmp_path / "out")
+    one_line(run(env, "predict", "--data", str(data), "--out", out, "--site-prevalence", "0.5"), "outside", "0.057")
+    one_line(run(env, "predict", "--data", str(data), "--out", out, "--max-alert-share", "0.0001"), "ceiling")
+    one_line(run(env, "predict", "--data", str(data), "--out", out, "--site-prevalence", "5.7"), "--site-prevalence")
+    # the worker refuses before it connects to anything
+    one_line(run(env, "worker", extra={"VIGIL_SITE__SEPSIS_PREVALENCE": "0.45"}), "outside the bundle's table")
+    one_line(
+        run(env, "predict", "--data", str(data), "--out", out, extra={"VIGIL_SITE__SEPSIS_PREVALENCE": "5.7"}), "SITE"
+    )
+
+
 def test_offline_fetch_says_where_to_put_the_data(env, tmp_path) -> None:
     line = one_line(run(env, "data", "fetch", "--base-url", (tmp_path / "mirror").as_uri()), "cannot download")
     assert "training_setA" in line and "VIGIL_DATA_DIR" in line

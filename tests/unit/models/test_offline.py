@@ -60,3 +60,37 @@ def test_cli_predict_json(psv_dir: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output.strip().split("\n")[-1])
     assert summary["patients"] == 3 and summary["rows"] == 95
+
+
+def test_predict_dir_labels_at_the_sites_threshold(psv_dir: Path, tmp_path: Path) -> None:
+    shipped = predict_dir(psv_dir, tmp_path / "a", artifacts_dir=ART)
+    site = predict_dir(psv_dir, tmp_path / "b", artifacts_dir=ART, site=(0.02, None))
+    assert site["threshold_choice"]["rule"] == "site_prevalence" and site["threshold"] > shipped["threshold"]
+    assert shipped["threshold_choice"]["rule"] == "shipped"
+    for name in ("p000001.psv", "p000002.psv", "p000003.psv"):
+        a = np.array([r.split("|") for r in (tmp_path / "a" / name).read_text().split("\n")[1:] if r], float)
+        b = np.array([r.split("|") for r in (tmp_path / "b" / name).read_text().split("\n")[1:] if r], float)
+        assert np.array_equal(a[:, 0], b[:, 0])  # the same probabilities
+        assert np.array_equal(b[:, 1], (b[:, 0] >= site["threshold"]).astype(float))
+
+
+def test_cli_predict_takes_the_site_from_the_worker_settings(psv_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from vigil.cli.models import register
+    from vigil.infra.settings import get_settings
+
+    app = typer.Typer()
+    register(app)
+    argv = ["predict", "--data", str(psv_dir), "--artifacts", str(ART), "--json"]
+    monkeypatch.setenv("VIGIL_SITE__SEPSIS_PREVALENCE", "0.03")
+    get_settings.cache_clear()
+    try:
+        from_env = CliRunner().invoke(app, [*argv, "--out", str(tmp_path / "e")])
+        flag = CliRunner().invoke(app, [*argv, "--out", str(tmp_path / "f"), "--site-prevalence", "0.15"])
+    finally:
+        monkeypatch.delenv("VIGIL_SITE__SEPSIS_PREVALENCE")
+        get_settings.cache_clear()
+    assert from_env.exit_code == 0 and flag.exit_code == 0, from_env.output + flag.output
+    env_choice = json.loads(from_env.output.strip().split("\n")[-1])["threshold_choice"]
+    flag_choice = json.loads(flag.output.strip().split("\n")[-1])["threshold_choice"]
+    assert env_choice["site_prevalence"] == 0.03 and flag_choice["site_prevalence"] == 0.15
+    assert env_choice["threshold"] > flag_choice["threshold"]

@@ -189,3 +189,19 @@ def test_served_bundle_loads_and_steps() -> None:
     (out,) = run(served, [StepRequest(StayCarry(), rows, 29, STATIC, None)])
     assert abs(out.current.models[2].probability - risk.combined[29]) <= 1e-5
     assert (served.artifacts_dir / "training_reference.json").exists()
+
+
+def test_a_sites_threshold_is_the_one_every_published_combined_score_carries() -> None:
+    """VIGIL_SITE__SEPSIS_PREVALENCE moves the threshold the alert agent reads off each score."""
+    shipped = load_served_bundle(prefer_gpu=False)
+    site = load_served_bundle(prefer_gpu=False, site_prevalence=0.03)
+    assert site.combined_threshold > shipped.combined_threshold
+    assert site.alert_threshold.rule == "site_prevalence" and shipped.alert_threshold.rule == "shipped"
+    request = StepRequest(StayCarry(), stay(9, 30), 29, STATIC, None)
+    (a,), (b,) = run(shipped, [request]), run(site, [request])
+    ca = next(m for m in a.current.models if m.model == "combined")
+    cb = next(m for m in b.current.models if m.model == "combined")
+    assert ca.probability == cb.probability  # the same risk, alerted at another level
+    assert (ca.threshold, cb.threshold) == (shipped.combined_threshold, site.combined_threshold)
+    assert cb.positive == (cb.probability >= site.combined_threshold)
+    assert shipped.manifest["models"]["combined"]["threshold"] == shipped.alert_threshold.shipped_threshold

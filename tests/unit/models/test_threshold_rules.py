@@ -50,5 +50,27 @@ def test_site_prevalence_table_returns_the_best_threshold_at_the_training_preval
     rows = np.ones(len(score), bool)
     p0 = float((u.best_gain > 0).mean())
     low, same, high = tr.by_site_prevalence(u, score, rows, (p0 / 3, p0, min(0.9, 2 * p0)))
-    assert same["threshold"] == round(tr.best_rule(u, score, rows), 5)
+    assert same["threshold"] == round(tr.best_rule(u, score, rows), 9)
     assert low["threshold"] >= same["threshold"] >= high["threshold"]  # fewer septic stays: fewer alerts
+
+
+def test_the_served_site_threshold_follows_the_exact_rule_and_its_ceiling() -> None:
+    from vigil.models.train.shifts import ShiftPredictions
+
+    u, score = _cohort(5, 200)
+    unit = np.where(np.arange(200) % 2 == 0, 1, 2)
+    row_unit = u.rows_of(unit)
+    pred = ShiftPredictions(
+        score[None],
+        {},
+        {"unit1->unit2": score[row_unit == 2][None], "unit2->unit1": score[row_unit == 1][None]},
+        {1: score[row_unit == 1][None], 2: score[row_unit == 2][None]},
+    )
+    exact = tr.site_prevalence_figures(u, pred, unit)
+    grid = tuple(np.round(np.arange(0.1, 0.61, 0.02), 2))  # the synthetic units: about a third septic
+    served = tr.site_prevalence_figures(u, pred, unit, served=1.0, prevalences=grid)
+    capped = tr.site_prevalence_figures(u, pred, unit, served=0.05, prevalences=grid)
+    for key in ("unit1->unit2", "unit2->unit1"):
+        assert abs(served[key]["threshold"] - exact[key]["threshold"]) < 0.1
+        assert capped[key]["threshold"] >= served[key]["threshold"]
+        assert capped[key]["alert_share"] <= 0.12  # 5 % of the training unit's hours; the other unit's share differs

@@ -1,0 +1,29 @@
+"""vigil_closed_hours_total: each ward's closed hours, split by whether the combined risk reached the
+served alert threshold (the live alert share, against vigil_alert_threshold_training_share)."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from vigil.agents.scoring import count_closed_hour
+from vigil.schemas.scores import ModelScore
+
+
+def _score(model: str, p: float, threshold: float) -> ModelScore:
+    return ModelScore(model=model, version="t", probability=p, threshold=threshold, positive=p >= threshold)
+
+
+def _count(ward: str, above: str) -> float:
+    return REGISTRY.get_sample_value("vigil_closed_hours_total", {"ward": ward, "above_threshold": above}) or 0.0
+
+
+def test_hours_are_counted_by_ward_and_by_the_combined_score_only() -> None:
+    before = {(w, a): _count(w, a) for w in ("ICU-T", "unknown") for a in ("0", "1")}
+    count_closed_hour("ICU-T", [_score("sepsis_diagnosis", 0.9, 0.5), _score("combined", 0.1, 0.3)])
+    count_closed_hour("ICU-T", [_score("combined", 0.4, 0.3)])
+    count_closed_hour(None, [_score("combined", 0.3, 0.3)])
+    count_closed_hour(None, [])  # no model loaded: the hour still closed, not at alert level
+    assert _count("ICU-T", "0") - before[("ICU-T", "0")] == 1
+    assert _count("ICU-T", "1") - before[("ICU-T", "1")] == 1
+    assert _count("unknown", "1") - before[("unknown", "1")] == 1
+    assert _count("unknown", "0") - before[("unknown", "0")] == 1

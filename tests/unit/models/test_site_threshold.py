@@ -1,0 +1,86 @@
+"""A site's alert threshold (models/site_threshold.py): moved by the site's septic-stay prevalence,
+held under the alert-share ceiling, refused with one line where the bundle's tables cannot serve it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vigil.models.integrity import load_manifest
+from vigil.models.site_threshold import SiteThresholdError, choose_threshold, training_alert_share
+from vigil.models.stream_step import served_bundle_dir
+from vigil.models.train.threshold_rules import alert_share_curve, pin_site_tables
+
+SHIPPED = 0.04
+
+
+def _combined() -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    score = rng.beta(1, 20, 20_000)
+    table = [
+        {"prevalence": 0.02, "threshold": 0.09, "training_alert_share": float((score >= 0.09).mean())},
+        {"prevalence": 0.088, "threshold": SHIPPED, "training_alert_share": float((score >= SHIPPED).mean())},
+        {"prevalence": 0.20, "threshold": 0.02, "training_alert_share": float((score >= 0.02).mean())},
+    ]
+    manifest: dict[str, Any] = {"models": {"combined": {"version": "combined-test", "threshold": SHIPPED}}}
+    pin_site_tables(manifest, table, alert_share_curve(score, [SHIPPED, 0.09, 0.02]))
+    return dict(manifest["models"]["combined"], score=score)
+
+
+def test_no_site_setting_serves_the_shipped_threshold() -> None:
+    c = _combined()
+    chosen = choose_threshold(c)
+    assert chosen.threshold == SHIPPED and chosen.rule == "shipped" and not chosen.capped
+    assert chosen.training_alert_share == pytest.approx((c["score"] >= SHIPPED).mean(), abs=1e-5)
+
+
+def test_fewer_septic_stays_raise_the_threshold_and_more_lower_it() -> None:
+    c = _combined()
+    grid = [0.02, 0.03, 0.057, 0.088, 0.12, 0.2]
+    thresholds = [choose_threshold(c, p).threshold for p in grid]
+    assert thresholds == sorted(thresholds, reverse=True)
+    assert thresholds[0] == 0.09 and thresholds[3] == SHIPPED and thresholds[-1] == 0.02
+    assert 0.04 < choose_threshold(c, 0.057).threshold < 0.09
+    assert choose_threshold(c, 0.057).rule == "site_prevalence"
+
+
+def test_the_ceiling_raises_a_threshold_that_would_flag_too_many_hours() -> None:
+    c = _combined()
+    low = choose_threshold(c, 0.2)
+    assert low.training_alert_share is not None and low.training_alert_share > 0.3
+    capped = choose_threshold(c, 0.2, max_training_alert_share=0.3)
+    assert capped.capped and capped.threshold > low.threshold
+    assert (c["score"] >= capped.threshold).mean() <= 0.3  # exact on the stored scores
+    assert (c["score"] >= capped.threshold).mean() > 0.28  # and not far above the ceiling
+    untouched = choose_threshold(c, 0.02, max_training_alert_share=0.3)  # already under it
+    assert untouched.threshold == 0.09 and not untouched.capped
+
+
+def test_settings_the_tables_cannot_serve_are_refused() -> None:
+    c = _combined()
+    with pytest.raises(SiteThresholdError, match="outside the bundle's table"):
+        choose_threshold(c, 0.5)
+    with pytest.raises(SiteThresholdError, match="below the bundle's curve"):
+        choose_threshold(c, None, 0.001)
+    bare = {"version": "combined-old", "threshold": SHIPPED}
+    with pytest.raises(SiteThresholdError, match="stores no thresholds by site prevalence"):
+        choose_threshold(bare, 0.05)
+    with pytest.raises(SiteThresholdError, match="stores no alert-share curve"):
+        choose_threshold(bare, None, 0.3)
+    assert choose_threshold(bare).threshold == SHIPPED and training_alert_share(bare, SHIPPED) is None
+
+
+def test_the_curve_holds_exact_shares_at_values_the_risk_takes() -> None:
+    score = np.repeat([0.01, 0.05, 0.2], [700, 200, 100])  # a calibrated risk is tied in runs
+    curve = alert_share_curve(score)
+    assert set(curve["threshold"]) == {0.01, 0.05, 0.2}
+    assert dict(zip(curve["threshold"], curve["share"], strict=True)) == {0.2: 0.1, 0.05: 0.3, 0.01: 1.0}
+
+
+def test_the_served_bundle_reproduces_its_shipped_threshold_at_set_a_prevalence() -> None:
+    combined = load_manifest(served_bundle_dir())["models"]["combined"]
+    assert choose_threshold(combined, 0.088).threshold == pytest.approx(combined["threshold"], abs=1e-9)
+    shares = [choose_threshold(combined, p).training_alert_share for p in (0.02, 0.057, 0.088, 0.15)]
+    assert shares == sorted(shares)
