@@ -21,12 +21,9 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
     from vigil.infra.logging import configure_logging
     from vigil.infra.secrets import require_real_log_key
     from vigil.infra.settings import get_settings
-    from vigil.models.stream_step import served_alert_threshold
 
     settings = get_settings()
     require_real_log_key(settings, "worker")  # before anything connects or logs a patient hash
-    # the site's alert threshold (VIGIL_SITE__*): a value the bundle cannot serve stops here, not mid-stream
-    served_alert_threshold(settings.site.sepsis_prevalence, settings.site.max_training_alert_share)
     for name in agents:
         if name not in AGENT_MODULES:
             raise ValueError(f"unknown agent module {name!r}: choose from {', '.join(AGENT_MODULES)}")
