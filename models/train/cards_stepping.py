@@ -272,7 +272,10 @@ the unit shifts as the ranking that travels and their utility as a prevalence-sh
 training side's OOF utility (shipped); `prev<k>` is the maximin over septic-stay prevalence x1/k..xk;
 `logit<d>` the maximin over a calibration shift of +-d log-odds; `share` carries the training alert
 share as a quantile of the test rows' own scores; `site` knows the test unit's septic-stay prevalence
-(one aggregate number, no row labels) and reweighs the training utility by the odds ratio.
+(one aggregate number, no row labels) and reweighs the training utility by the odds ratio;
+`served<c>` is `site` as the worker serves it (`models/site_threshold.py`: the training side's grid of
+prevalences interpolated, under an alert-share ceiling `c` of training hours; none without `c`).
+`full~psmooth` is this bundle's tree recipe.
 
 {threshold_rules_table(metrics)}
 

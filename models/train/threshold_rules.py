@@ -17,7 +17,9 @@ out-of-fold scores only, exactly where ``shifts.figures`` picks it, so the figur
   quantile of their own scores (a fixed alert rate: label-free, but it needs the new site's score
   distribution, so it is reported for the unit and thinning shifts only, never shipped as is);
 - ``site``: the test unit's septic-stay prevalence is known (one aggregate number, no row labels):
-  the training utility reweighted by the odds ratio of the two prevalences (prior shift).
+  the training utility reweighted by the odds ratio of the two prevalences (prior shift);
+- ``served<c>``: ``site`` as the worker serves it (``models.site_threshold``): the training side's
+  grid of prevalences, interpolated, under an alert-share ceiling of ``c`` (none without ``c``).
 
 ``--bootstrap`` reports each rule minus ``best`` on the same predictions (paired over stays);
 ``--site-table ~/.cache/vigil/oof-stepping.npz --record models/artifacts/stepping/metrics.json``
