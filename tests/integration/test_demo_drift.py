@@ -43,11 +43,16 @@ def test_demo_worker_exposes_ward_drift(tmp_path: Path, monkeypatch: pytest.Monk
     finally:
         stack_down(settings)
     assert summary["lost"] == 0
-    assert summary["drift"], "no vigil_drift_* series on the worker's /metrics"
+    # wards with drift figures (vigil_drift_*); a ward may also show only closed hours (below the
+    # drift window's minimum, or events without a ward: "unknown")
+    drifted = {ward: d for ward, d in summary["drift"].items() if "hours" in d}
+    assert drifted, "no vigil_drift_* series on the worker's /metrics"
     served = summary["alert_threshold"]  # vigil_alert_threshold*: the shipped threshold
     assert served["threshold"] > 0 and 0 < served["training_share"] < 1
-    for ward, d in summary["drift"].items():
+    for ward, d in drifted.items():
         assert ward in ("ICU-A", "ICU-B")
         assert d["hours"] >= 10 and d["max_psi"] >= 0 and d["drifted"] in (0.0, 1.0)
-        # vigil_closed_hours_total: every closed hour the drift window holds was counted, some at alert level
-        assert d["closed_hours"] >= d["hours"] and 0.0 <= d["alert_share"] <= 1.0
+        # vigil_closed_hours_total: every closed hour the drift window holds was counted
+        assert d["closed_hours"] >= d["hours"]
+    for d in summary["drift"].values():
+        assert d["closed_hours"] > 0 and 0.0 <= d["alert_share"] <= 1.0
