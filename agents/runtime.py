@@ -91,9 +91,9 @@ def _load_bundle() -> SteppingBundle | None:
         "models.loaded",
         version=bundle.version,
         threshold=bundle.combined_threshold,
-        threshold_rule=bundle.alert_threshold.rule,
-        site_prevalence=bundle.alert_threshold.site_prevalence,
-        threshold_capped=bundle.alert_threshold.capped,
+        threshold_rule=chosen.rule,
+        site_prevalence=chosen.site_prevalence,
+        threshold_capped=chosen.capped,
         providers=bundle.step_session.get_providers(),
         artifacts=bundle.artifacts_dir.name,
     )

@@ -53,17 +53,14 @@ def _site(
     `vigil predict` labels hours as the stream alerts; checked against the bundle's tables before
     any work starts (a value they cannot serve is one line)."""
     from vigil.infra.settings import get_settings
-    from vigil.models.integrity import load_manifest
-    from vigil.models.site_threshold import choose_threshold
+    from vigil.models.stream_step import served_alert_threshold
 
     site = get_settings().site
     chosen = (
         prevalence if prevalence is not None else site.sepsis_prevalence,
         max_share if max_share is not None else site.max_training_alert_share,
     )
-    folder = _artifacts(artifacts)
-    if folder is not None and (folder / "manifest.json").exists():
-        choose_threshold(load_manifest(folder)["models"]["combined"], *chosen)
+    served_alert_threshold(*chosen, artifacts_dir=_artifacts(artifacts))
     return chosen
 
 

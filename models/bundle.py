@@ -71,6 +71,8 @@ class SteppingBundle:
     # the trees' contributions as one ONNX call (``models.train.contrib_graph``); None in a bundle
     # written before it existed, explained by the numpy walk over ``tree_table`` (the same figures)
     contrib_session: Any | None = None
+    # how the combined threshold was chosen for this site (``at_site``); None: the shipped one
+    threshold_choice: AlertThreshold | None = None
 
     @property
     def version(self) -> str:
@@ -87,8 +89,7 @@ class SteppingBundle:
     @property
     def alert_threshold(self) -> AlertThreshold:
         """How the combined threshold was chosen (``at_site``; the shipped one by default)."""
-        chosen = self.manifest["models"]["combined"].get("threshold_choice")
-        return AlertThreshold(**chosen) if chosen else choose_threshold(self.manifest["models"]["combined"])
+        return self.threshold_choice or choose_threshold(self.manifest["models"]["combined"])
 
     def at_site(
         self, site_prevalence: float | None = None, max_training_alert_share: float | None = None
@@ -98,9 +99,8 @@ class SteppingBundle:
         combined = self.manifest["models"]["combined"]
         choice = choose_threshold(combined, site_prevalence, max_training_alert_share)
         manifest = copy.deepcopy(self.manifest)
-        manifest["models"]["combined"]["threshold"] = choice.threshold
-        manifest["models"]["combined"]["threshold_choice"] = dataclasses.asdict(choice)
-        return dataclasses.replace(self, manifest=manifest)
+        manifest["models"]["combined"]["threshold"] = choice.threshold  # what model_score publishes
+        return dataclasses.replace(self, manifest=manifest, threshold_choice=choice)
 
     # ------------------------------------------------------------------ models
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -40,11 +40,14 @@ def served_bundle_dir() -> Path:
 
 
 def served_alert_threshold(
-    site_prevalence: float | None = None, max_training_alert_share: float | None = None
+    site_prevalence: float | None = None,
+    max_training_alert_share: float | None = None,
+    artifacts_dir: str | Path | None = None,
 ) -> AlertThreshold | None:
-    """The served bundle's alert threshold for a site, from its manifest alone (a worker's check at
-    start: a site setting the bundle cannot serve stops it with one line; None: no bundle)."""
-    d = served_bundle_dir()
+    """A bundle's alert threshold for a site from its manifest alone (the served bundle unless
+    ``artifacts_dir``): the check `vigil worker` and `vigil predict` make before any work, so a site
+    setting the bundle cannot serve stops them with one line. None: no bundle there."""
+    d = Path(artifacts_dir) if artifacts_dir is not None else served_bundle_dir()
     if not (d / "manifest.json").exists():
         return None
     return choose_threshold(load_manifest(d)["models"]["combined"], site_prevalence, max_training_alert_share)

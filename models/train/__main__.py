@@ -245,12 +245,6 @@ def main(argv: list[str] | None = None) -> int:
                 "calibration": stack.calibration(),
                 "threshold": thresholds["combined"],
                 "threshold_rule": "maximizes PhysioNet 2019 normalized utility on set-A OOF (calibrated risk)",
-                # a site's threshold by its septic-stay prevalence, and the set-A alert share of
-                # each threshold (the burden ceiling): models.site_threshold
-                "site_thresholds": site_table,
-                "alert_share_curve": threshold_rules.alert_share_curve(
-                    comb_oof, [thresholds["combined"], *(r["threshold"] for r in site_table)]
-                ),
             },
         },
         "files": {
@@ -261,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
             for name in files
         },
     }
+    # a site's threshold by its septic-stay prevalence, and the set-A alert share of each threshold
+    # (the burden ceiling): models.site_threshold
+    threshold_rules.pin_site_tables(manifest["models"]["combined"], site_table, comb_oof)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     log(f"done in {total:.0f}s: combined {json.dumps({k: metrics['combined'][k] for k in ('cv', 'worst')})}")

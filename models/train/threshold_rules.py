@@ -180,9 +180,8 @@ def site_prevalence_figures(
             thr, g_sep, g_non, best = _curve_parts(u, s_train, train)
             t = float(thr[int(np.argmax((ratio * g_sep + g_non) / (ratio * best)))])
         else:  # as the worker serves it: the stored grid, interpolated, under the ceiling
-            combined = {"threshold": best_rule(u, s_train, train)}
-            table = by_site_prevalence(u, s_train, train, prevalences)
-            pin_site_tables({"models": {"combined": combined}}, table, alert_share_curve(s_train))
+            combined: dict[str, Any] = {"threshold": best_rule(u, s_train, train)}
+            pin_site_tables(combined, by_site_prevalence(u, s_train, train, prevalences), s_train)
             t = choose_threshold(combined, float(pb), served).threshold
         out[f"unit{a}->unit{b}"] = {**shifts.block(u, s_test, test, t), "odds_ratio": round(ratio, 3)}
     return out
@@ -217,11 +216,12 @@ def alert_share_curve(score: np.ndarray, also: Sequence[float] = ()) -> dict[str
     return {"threshold": [float(t) for t in ths], "share": share}
 
 
-def pin_site_tables(manifest: dict[str, Any], table: list[dict[str, float]], curve: dict[str, list[float]]) -> None:
-    """Store the tables the served threshold is chosen from (``models.site_threshold``) in a
-    bundle's manifest (the shipped threshold itself is not touched)."""
-    manifest["models"]["combined"]["site_thresholds"] = table
-    manifest["models"]["combined"]["alert_share_curve"] = curve
+def pin_site_tables(combined: dict[str, Any], table: list[dict[str, float]], score: np.ndarray) -> None:
+    """Store the tables the served threshold is chosen from (``models.site_threshold``) in a bundle's
+    ``combined`` manifest entry: the site table and the alert-share curve of ``score`` (the OOF risk),
+    exact at the shipped and the table's thresholds (the shipped threshold itself is not touched)."""
+    combined["site_thresholds"] = table
+    combined["alert_share_curve"] = alert_share_curve(score, [combined["threshold"], *(r["threshold"] for r in table)])
 
 
 def paired_bootstrap(
@@ -292,8 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             args.record.write_text(json.dumps(metrics, indent=2) + "\n")
         if args.manifest:  # the worker and vigil predict choose a site's threshold from it
             manifest = json.loads(args.manifest.read_text())
-            served = [manifest["models"]["combined"]["threshold"], *(r["threshold"] for r in table)]
-            pin_site_tables(manifest, table, alert_share_curve(score, served))
+            pin_site_tables(manifest["models"]["combined"], table, score)
             args.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
         return 0
     for name in args.pred:

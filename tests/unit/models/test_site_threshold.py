@@ -24,9 +24,9 @@ def _combined() -> dict[str, Any]:
         {"prevalence": 0.088, "threshold": SHIPPED, "training_alert_share": float((score >= SHIPPED).mean())},
         {"prevalence": 0.20, "threshold": 0.02, "training_alert_share": float((score >= 0.02).mean())},
     ]
-    manifest: dict[str, Any] = {"models": {"combined": {"version": "combined-test", "threshold": SHIPPED}}}
-    pin_site_tables(manifest, table, alert_share_curve(score, [SHIPPED, 0.09, 0.02]))
-    return dict(manifest["models"]["combined"], score=score)
+    combined: dict[str, Any] = {"version": "combined-test", "threshold": SHIPPED}
+    pin_site_tables(combined, table, score)
+    return dict(combined, score=score)
 
 
 def test_no_site_setting_serves_the_shipped_threshold() -> None:
