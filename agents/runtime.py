@@ -75,8 +75,7 @@ def _load_bundle() -> SteppingBundle | None:
         settings = get_settings()
         bundle = load_served_bundle(
             intra_op_threads=settings.batch.intra_op_threads,
-            site_prevalence=settings.site.sepsis_prevalence,
-            max_training_alert_share=settings.site.max_training_alert_share,
+            site=settings.site.facts(),
         )
     except SiteThresholdError:  # a site setting the bundle cannot serve: the operator must fix it
         raise
@@ -93,6 +92,7 @@ def _load_bundle() -> SteppingBundle | None:
         threshold=bundle.combined_threshold,
         threshold_rule=chosen.rule,
         site_prevalence=chosen.site_prevalence,
+        site_mean_risk=chosen.site_mean_risk,
         threshold_capped=chosen.capped,
         providers=bundle.step_session.get_providers(),
         artifacts=bundle.artifacts_dir.name,

@@ -164,10 +164,16 @@ async def _step(
 
 def count_closed_hour(ward: str | None, models: Sequence[ModelScore]) -> None:
     """vigil_closed_hours_total: the live share of a ward's hours at alert level (the combined risk at
-    or above the served threshold), to read beside ``vigil_alert_threshold_training_share`` (a late
-    event that reopens closed hours counts them again when they close anew)."""
-    above = any(m.model == "combined" and m.positive for m in models)
-    metrics.CLOSED_HOURS.labels(ward or UNKNOWN_WARD, "1" if above else "0").inc()
+    or above the served threshold), to read beside ``vigil_alert_threshold_training_share``, and
+    vigil_closed_hours_risk_total: with it, the ward's mean combined risk, what the site's
+    ``VIGIL_SITE__MEAN_RISK`` is measured as (a late event that reopens closed hours counts them
+    again when they close anew). An hour without a combined score (rules only) is not counted."""
+    combined = next((m for m in models if m.model == "combined"), None)
+    if combined is None:
+        return
+    name = ward or UNKNOWN_WARD
+    metrics.CLOSED_HOURS.labels(name, "1" if combined.positive else "0").inc()
+    metrics.CLOSED_HOURS_RISK.labels(name).inc(combined.probability)
 
 
 def _carry_to_save(pid: str, outcomes: dict[str, StepOutcome], states: dict[str, PatientState]) -> StayCarry | None:

@@ -343,8 +343,9 @@ def _free_port() -> int:
 
 def worker_drift(port: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """Each ward's input drift as the worker's /metrics shows it (``vigil_drift_*``; agents/drift.py),
-    with its closed patient-hours and the share of them at alert level (``vigil_closed_hours_total``);
-    and the served alert threshold (``vigil_alert_threshold*``)."""
+    with its closed patient-hours, the share of them at alert level (``vigil_closed_hours_total``) and
+    their mean combined risk (``vigil_closed_hours_risk_total``: what ``VIGIL_SITE__MEAN_RISK`` is
+    measured as); and the served alert threshold (``vigil_alert_threshold*``)."""
     from urllib.request import urlopen
 
     from prometheus_client.parser import text_string_to_metric_families
@@ -357,6 +358,7 @@ def worker_drift(port: int) -> tuple[dict[str, dict[str, float]], dict[str, floa
     wards: dict[str, dict[str, float]] = {}
     names = {"vigil_drift_max_psi": "max_psi", "vigil_drift_drifted": "drifted", "vigil_drift_patient_hours": "hours"}
     closed: dict[str, dict[str, float]] = {}
+    risk: dict[str, float] = {}
     served: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -364,6 +366,8 @@ def worker_drift(port: int) -> tuple[dict[str, dict[str, float]], dict[str, floa
                 wards.setdefault(sample.labels["ward"], {})[names[sample.name]] = round(sample.value, 4)
             elif sample.name == "vigil_closed_hours_total":
                 closed.setdefault(sample.labels["ward"], {})[sample.labels["above_threshold"]] = sample.value
+            elif sample.name == "vigil_closed_hours_risk_total":
+                risk[sample.labels["ward"]] = sample.value
             elif sample.name == "vigil_alert_threshold":
                 served["threshold"] = round(sample.value, 6)
             elif sample.name == "vigil_alert_threshold_training_share":
@@ -371,7 +375,9 @@ def worker_drift(port: int) -> tuple[dict[str, dict[str, float]], dict[str, floa
     for ward, c in closed.items():
         total = c.get("0", 0.0) + c.get("1", 0.0)
         wards.setdefault(ward, {}).update(
-            closed_hours=total, alert_share=round(c.get("1", 0.0) / total, 4) if total else 0.0
+            closed_hours=total,
+            alert_share=round(c.get("1", 0.0) / total, 4) if total else 0.0,
+            mean_risk=round(risk.get(ward, 0.0) / total, 5) if total else 0.0,
         )
     return wards, served
 
@@ -399,7 +405,8 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
         psi = float(d.get("max_psi", 0.0))
         console.print(
             f"  ward {ward}: inputs {state} (largest PSI {psi:.2f}, {int(d.get('hours', 0))} patient-hours); "
-            f"{100 * d.get('alert_share', 0.0):.1f} % of {int(d.get('closed_hours', 0))} closed hours at alert level"
+            f"{100 * d.get('alert_share', 0.0):.1f} % of {int(d.get('closed_hours', 0))} closed hours at alert level, "
+            f"mean risk {d.get('mean_risk', 0.0):.4f}"
         )
     for alert in rb.alert_records[:8]:
         # the dashboard's short alert id; patients by their keyed hash (a terminal is screen-shared)

@@ -6,13 +6,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vigil.cli.jsonout import emit_json
+
+if TYPE_CHECKING:
+    from vigil.models.site_threshold import Site
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_PYTHON = REPO_ROOT / ".venv-train" / "bin" / "python"
@@ -44,23 +47,33 @@ MaxAlertShareOption = Annotated[
         "(default VIGIL_SITE__MAX_TRAINING_ALERT_SHARE, else none)",
     ),
 ]
+SiteMeanRiskOption = Annotated[
+    float | None,
+    typer.Option(
+        "--site-mean-risk",
+        min=0.0,
+        max=1.0,
+        help="the served model's mean combined risk over the site's hours (`vigil predict --json` mean_risk "
+        "on an export of its stays), read with --site-prevalence (default VIGIL_SITE__MEAN_RISK, else none)",
+    ),
+]
 
 
-def _site(
-    prevalence: float | None, max_share: float | None, artifacts: Path | None
-) -> tuple[float | None, float | None]:
+def _site(prevalence: float | None, max_share: float | None, mean_risk: float | None, artifacts: Path | None) -> Site:
     """The site's threshold settings: the flags, else the worker's (VIGIL_SITE__*), so that
     `vigil predict` labels hours as the stream alerts; checked against the bundle's tables before
     any work starts (a value they cannot serve is one line)."""
     from vigil.infra.settings import get_settings
+    from vigil.models.site_threshold import Site
     from vigil.models.stream_step import served_alert_threshold
 
     site = get_settings().site
-    chosen = (
+    chosen = Site(
         prevalence if prevalence is not None else site.sepsis_prevalence,
         max_share if max_share is not None else site.max_training_alert_share,
+        mean_risk if mean_risk is not None else site.mean_risk,
     )
-    served_alert_threshold(*chosen, artifacts_dir=_artifacts(artifacts))
+    served_alert_threshold(chosen, artifacts_dir=_artifacts(artifacts))
     return chosen
 
 
@@ -154,6 +167,7 @@ def predict_command(
     artifacts: ArtifactsOption = None,
     site_prevalence: SitePrevalenceOption = None,
     max_alert_share: MaxAlertShareOption = None,
+    site_mean_risk: SiteMeanRiskOption = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Write PredictedProbability|PredictedLabel for every hour of every stay (challenge format); the
@@ -161,7 +175,7 @@ def predict_command(
     from vigil.models.offline import predict_dir
 
     total = psv_folder(data)
-    site = _site(site_prevalence, max_alert_share, artifacts)
+    site = _site(site_prevalence, max_alert_share, site_mean_risk, artifacts)
     with _progress("predicting") as bar:
         task = bar.add_task("predict", total=total)
         summary = predict_dir(
@@ -176,7 +190,7 @@ def predict_command(
         f"{summary['patients']} stays, {summary['rows']} hours -> {out} in {summary['seconds']} s "
         f"(threshold {summary['threshold']:.4f}, {choice['rule']}"
         + (", raised to the alert-share ceiling" if choice["capped"] else "")
-        + ")"
+        + f"; mean risk {summary['mean_risk']})"
     )
     if json_out:
         emit_json(summary)
@@ -193,6 +207,7 @@ def evaluate_command(
     shift_seed: Annotated[int, typer.Option(help="seed of the shift")] = 2019,
     site_prevalence: SitePrevalenceOption = None,
     max_alert_share: MaxAlertShareOption = None,
+    site_mean_risk: SiteMeanRiskOption = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Normalized utility (PhysioNet 2019), AUROC, AUPRC, side by side with NEWS2/qSOFA/SIRS, and the
@@ -207,15 +222,15 @@ def evaluate_command(
     shifted = _shift(shift, shift_seed)
     if shifted is not None and pred is not None:
         _fail("--shift scores a shifted copy of the data: leave out --pred")
-    if pred is not None and (site_prevalence is not None or max_alert_share is not None):
+    if pred is not None and any(v is not None for v in (site_prevalence, max_alert_share, site_mean_risk)):
         _fail(
-            "--pred holds labels at the threshold they were predicted with: give --site-prevalence or "
-            "--max-alert-share to `vigil predict`, or leave out --pred"
+            "--pred holds labels at the threshold they were predicted with: give --site-prevalence, "
+            "--site-mean-risk or --max-alert-share to `vigil predict`, or leave out --pred"
         )
     tmp = None
     predicted: dict[str, object] | None = None
     if pred is None:
-        site = _site(site_prevalence, max_alert_share, artifacts)
+        site = _site(site_prevalence, max_alert_share, site_mean_risk, artifacts)
         tmp = tempfile.TemporaryDirectory(prefix="vigil-pred-")
         pred = Path(tmp.name)
         total = len(list_psv(data))

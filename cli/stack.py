@@ -107,7 +107,7 @@ def worker(
         raise UserError(f"unknown agent module {unknown[0]!r} in --agents: choose from {', '.join(AGENT_MODULES)}")
     settings = get_settings()
     # the site's alert threshold (VIGIL_SITE__*): a value the bundle cannot serve stops here
-    served_alert_threshold(settings.site.sepsis_prevalence, settings.site.max_training_alert_share)
+    served_alert_threshold(settings.site.facts())
     require_broker(settings)  # one line with a hint, not half a minute of connection errors
     require_redis(settings)
     run_worker_foreground(metrics_port or settings.metrics_port, chosen)

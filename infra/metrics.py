@@ -50,3 +50,9 @@ CLOSED_HOURS = Counter(
     "Closed patient-hours scored per ward; above_threshold=1 where the combined risk reached the alert threshold",
     ["ward", "above_threshold"],
 )
+CLOSED_HOURS_RISK = Counter(
+    "vigil_closed_hours_risk_total",
+    "Sum of the combined risk of the closed patient-hours scored per ward: over vigil_closed_hours_total, "
+    "the ward's mean risk (VIGIL_SITE__MEAN_RISK is the site's)",
+    ["ward"],
+)

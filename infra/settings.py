@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from vigil.models.site_threshold import Site
 
 DEFAULT_LOG_HASH_KEY = "vigil-dev-only-change-me"
 
@@ -110,12 +113,24 @@ class SiteSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # share of this hospital's ICU stays that meet Sepsis-3 (its coding statistics; set A 8.8 %):
+    # share of this hospital's ICU stays that meet Sepsis-3 (its coding statistics; set A 8.8 %; the
+    # bundle's table: 1-30 %):
     # moves the model's alert threshold by the prior shift. None: the shipped threshold
     sepsis_prevalence: float | None = Field(default=None, gt=0.0, lt=1.0)
     # burden ceiling: the alert threshold never flags more than this share of set A's hours
     # (the shipped one flags 21.9 %). None: no ceiling
     max_training_alert_share: float | None = Field(default=None, gt=0.0, le=1.0)
+    # the served model's mean combined risk over this hospital's hours (label-free: `vigil predict
+    # --json` on an export of its stays, or the worker's vigil_closed_hours_risk_total over
+    # vigil_closed_hours_total): read with the prevalence, so a shift the model already sees is not
+    # corrected twice. None: the prevalence alone
+    mean_risk: float | None = Field(default=None, gt=0.0, lt=1.0)
+
+    def facts(self) -> Site:
+        """What ``models.site_threshold`` chooses the alert threshold from."""
+        from vigil.models.site_threshold import Site  # numpy: not for every importer of the settings
+
+        return Site(self.sepsis_prevalence, self.max_training_alert_share, self.mean_risk)
 
 
 class DriftSettings(BaseModel):

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from vigil.models.integrity import ARTIFACTS_DIR, ArtifactIntegrityError, load_manifest, verify_artifacts
-from vigil.models.site_threshold import AlertThreshold, choose_threshold
+from vigil.models.site_threshold import AlertThreshold, Site, choose_threshold
 from vigil.models.stay_features import MISSINGNESS_FEATURES, SEQUENCE_INPUTS, TREE_FEATURES
 from vigil.models.stepping import StayCarry, advance_many, run_chains, stay_inputs
 from vigil.models.tree_explain import tree_contributions
@@ -91,13 +91,11 @@ class SteppingBundle:
         """How the combined threshold was chosen (``at_site``; the shipped one by default)."""
         return self.threshold_choice or choose_threshold(self.manifest["models"]["combined"])
 
-    def at_site(
-        self, site_prevalence: float | None = None, max_training_alert_share: float | None = None
-    ) -> SteppingBundle:
+    def at_site(self, site: Site | None = None) -> SteppingBundle:
         """This bundle alerting at a site's threshold (``models.site_threshold``): every published
         combined score carries it, so the alert agent, the dashboard and ``vigil predict`` agree."""
         combined = self.manifest["models"]["combined"]
-        choice = choose_threshold(combined, site_prevalence, max_training_alert_share)
+        choice = choose_threshold(combined, site)
         manifest = copy.deepcopy(self.manifest)
         manifest["models"]["combined"]["threshold"] = choice.threshold  # what model_score publishes
         return dataclasses.replace(self, manifest=manifest, threshold_choice=choice)

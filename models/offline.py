@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from vigil.models.site_threshold import Site
 from vigil.schemas.codes import DYNAMIC_CODES
 from vigil.schemas.errors import UserError
 
@@ -77,24 +78,20 @@ def shifted_matrix(matrix: np.ndarray, shift: tuple[str, float, int] | None, sta
     return thin_labs(matrix, keep, np.random.default_rng([seed, stay_index]))
 
 
-def _open_bundle(
-    artifacts_dir: str | Path | None,
-    site_prevalence: float | None = None,
-    max_training_alert_share: float | None = None,
-) -> Any:
+def _open_bundle(artifacts_dir: str | Path | None, site: Site | None = None) -> Any:
     """The stepping bundle in ``artifacts_dir``, or the one the stream serves when none is given
     (``models.stream_step.served_bundle_dir``), at the site's alert threshold."""
     from vigil.models.bundle import is_stepping_bundle, load_stepping_bundle
     from vigil.models.stream_step import load_served_bundle
 
     if artifacts_dir is None:
-        return load_served_bundle(site_prevalence=site_prevalence, max_training_alert_share=max_training_alert_share)
+        return load_served_bundle(site=site)
     if not is_stepping_bundle(artifacts_dir):
         raise UserError(
             f"{artifacts_dir} holds no stepping bundle (a manifest.json written by `vigil train`): "
             "point --artifacts at such a folder, or leave it out to use the bundle the stream serves"
         )
-    return load_stepping_bundle(artifacts_dir).at_site(site_prevalence, max_training_alert_share)
+    return load_stepping_bundle(artifacts_dir).at_site(site)
 
 
 def predict_dir(
@@ -105,23 +102,26 @@ def predict_dir(
     artifacts_dir: str | Path | None = None,
     chunk_patients: int = 256,
     shift: tuple[str, float, int] | None = None,
-    site: tuple[float | None, float | None] = (None, None),
+    site: Site | None = None,
 ) -> dict[str, Any]:
     """Score every ``.psv`` in ``data_dir`` and write the challenge output format to ``out_dir``.
 
     Batched across patients: every hour of ``chunk_patients`` stays goes through the models in one
     call per model (the stepping bundle: one tree call and one one-step call per hour index). The
     probability is the combined risk, the label uses the site's alert threshold
-    (``models.site_threshold``: the shipped one unless ``site`` gives a septic-stay prevalence or an
-    alert-share ceiling, as ``VIGIL_SITE__*`` does for the worker). ``shift``:
+    (``models.site_threshold``: the shipped one unless ``site`` gives a septic-stay prevalence, a mean
+    risk or an alert-share ceiling, as ``VIGIL_SITE__*`` does for the worker). ``mean_risk`` in the
+    summary is the combined risk averaged over every hour: a site's ``VIGIL_SITE__MEAN_RISK`` when the
+    stays are an export of its own (no labels needed). ``shift``:
     ("labs", keep, seed) scores the stays as a hospital drawing fewer labs would record them.
     """
     started = time.perf_counter()
-    bundle = _open_bundle(artifacts_dir, *site)
+    bundle = _open_bundle(artifacts_dir, site)
     files = list_psv(data_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_rows = n_alert_rows = 0
+    risk_sum = 0.0
     done = 0
     for chunk in _chunks(files, chunk_patients):
         stays = [read_psv(p) for p in chunk]
@@ -131,6 +131,7 @@ def predict_dir(
             label = (risk.combined >= bundle.combined_threshold).astype(np.int8)
             write_predictions(out / path.name, risk.combined, label)
             n_rows += len(label)
+            risk_sum += float(risk.combined.sum())
             n_alert_rows += int(label.sum())
         done += len(chunk)
         if progress is not None:
@@ -140,6 +141,7 @@ def predict_dir(
         "patients": len(files),
         "rows": n_rows,
         "alert_rows": n_alert_rows,
+        "mean_risk": round(risk_sum / n_rows, 6) if n_rows else None,
         "threshold": bundle.combined_threshold,
         "threshold_choice": bundle.alert_threshold.summary(),
         "model_version": bundle.version,

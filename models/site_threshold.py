@@ -11,6 +11,18 @@ grid of prevalences (``site_thresholds``), and the thresholds at which the out-o
 each share of set A's hours (``alert_share_curve``). On the shift tests the prevalence rule lifted
 the worst unit-shift utility from 0.15-0.21 to 0.26-0.30 (docs/models.md, "Threshold rules").
 
+The prevalence alone double-counts where the model already sees why the site differs: on set A's
+surgical ICU (4.1 % septic) the models' risk is already lower than on the whole of set A, and the
+prevalence rule raised the threshold past its best (utility 0.323-0.333 against 0.341-0.350 at
+the shipped threshold). The site's mean risk (``Site.mean_risk``: the mean combined risk of its
+hours, label-free, from ``vigil predict`` on an export of its stays or the worker's metrics) says
+how far the model moved by itself: the table is read at the *effective* prevalence, the site's odds
+divided by the odds ratio of its mean risk to set A's (``training_mean_risk``), so a model that
+already moved as far as the prevalence did keeps the shipped threshold. As served it gave the
+surgical unit 0.358 (hindsight 0.360) and lifted the unit shifts to 0.308-0.334 from the
+prevalence alone's 0.300-0.330, flagging 19 % of the medical unit's hours instead of 34-43 %
+(docs/models.md, "Threshold rules").
+
 The rule can lower the threshold a long way (at 20 % prevalence it flags about a third of set A's
 hours): ``max_training_alert_share`` caps the share of set-A hours the chosen threshold may flag,
 raising it where the prevalence rule would page more than a ward can answer.
@@ -26,11 +38,20 @@ import numpy as np
 
 from vigil.schemas.errors import UserError
 
-Rule = Literal["shipped", "site_prevalence"]
+Rule = Literal["shipped", "site_prevalence", "site_prevalence_and_risk"]
 
 
 class SiteThresholdError(UserError):
     """A site setting the bundle's stored tables cannot serve (out of range, or no table)."""
+
+
+@dataclass(frozen=True)
+class Site:
+    """What a site can state about itself (``VIGIL_SITE__*``; all optional: none, the shipped threshold)."""
+
+    sepsis_prevalence: float | None = None  # share of its ICU stays that meet Sepsis-3 (set A 8.8 %)
+    max_training_alert_share: float | None = None  # flag no more than this share of set-A hours
+    mean_risk: float | None = None  # the served model's mean combined risk over the site's hours
 
 
 @dataclass(frozen=True)
@@ -39,8 +60,11 @@ class AlertThreshold:
     rule: Rule
     shipped_threshold: float
     site_prevalence: float | None  # the site's septic-stay share the threshold was moved for
+    site_mean_risk: float | None  # the model's mean risk at the site (None: not given)
+    effective_prevalence: float | None  # the prevalence the table was read at (the site's, or corrected)
     capped: bool  # raised to honour max_training_alert_share
     training_alert_share: float | None  # share of set-A hours (out of fold) at or above ``threshold``
+    training_mean_risk: float | None  # set A's mean risk (out of fold), what ``site_mean_risk`` is read against
 
     def summary(self) -> dict[str, Any]:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -66,7 +90,7 @@ def training_alert_share(combined: Mapping[str, Any], threshold: float) -> float
     return float(np.interp(threshold, thr, share))
 
 
-def _threshold_for_prevalence(combined: Mapping[str, Any], prevalence: float) -> float:
+def _threshold_for_prevalence(combined: Mapping[str, Any], prevalence: float, site: Site) -> float:
     table = combined.get("site_thresholds")
     if not table:
         raise SiteThresholdError(
@@ -79,6 +103,13 @@ def _threshold_for_prevalence(combined: Mapping[str, Any], prevalence: float) ->
     order = np.argsort(prev)
     prev, thr = prev[order], thr[order]
     if not prev[0] <= prevalence <= prev[-1]:
+        if site.mean_risk is not None:
+            raise SiteThresholdError(
+                f"site sepsis prevalence {site.sepsis_prevalence:g} with mean risk {site.mean_risk:g} reads the "
+                f"table at {prevalence:.4g}, outside it ({prev[0]:g}-{prev[-1]:g}): check that the mean risk is "
+                "the served model's mean combined risk over the site's hours (a fraction, `vigil predict --json` "
+                "mean_risk), or leave it unset"
+            )
         raise SiteThresholdError(
             f"site sepsis prevalence {prevalence:g} is outside the bundle's table ({prev[0]:g}-{prev[-1]:g}): "
             "give the share of the site's ICU stays that meet Sepsis-3 as a fraction (e.g. 0.057 for 5.7 %)"
@@ -86,19 +117,51 @@ def _threshold_for_prevalence(combined: Mapping[str, Any], prevalence: float) ->
     return float(np.interp(prevalence, prev, thr))
 
 
-def choose_threshold(
-    combined: Mapping[str, Any],
-    site_prevalence: float | None = None,
-    max_training_alert_share: float | None = None,
-) -> AlertThreshold:
+def effective_prevalence(combined: Mapping[str, Any], site: Site) -> float | None:
+    """The prevalence the site table is read at: the site's, divided in odds by how far the model's
+    mean risk at the site already moved from set A's (None: no prevalence given)."""
+    p = site.sepsis_prevalence
+    if p is None:
+        if site.mean_risk is not None:
+            raise SiteThresholdError(
+                "a site mean risk needs the site's sepsis prevalence beside it (the two are read together): "
+                "set VIGIL_SITE__SEPSIS_PREVALENCE (--site-prevalence), or leave the mean risk unset"
+            )
+        return None
+    if site.mean_risk is None:
+        return p
+    if not 0.0 < site.mean_risk < 1.0:
+        raise SiteThresholdError(
+            f"site mean risk {site.mean_risk:g} is not a probability: give a fraction such as 0.03"
+        )
+    m0 = combined.get("training_mean_risk")
+    if m0 is None:
+        raise SiteThresholdError(
+            f"this bundle ({combined.get('version', '?')}) stores no training mean risk: leave the site mean "
+            "risk unset, or pin it with `python -m vigil.models.train.threshold_rules --site-table <oof.npz> "
+            "--manifest <bundle>/manifest.json`"
+        )
+    o = odds(p) * odds(float(m0)) / odds(site.mean_risk)
+    return o / (1.0 + o)
+
+
+def odds(p: float) -> float:
+    """p / (1 - p)."""
+    return p / (1.0 - p)
+
+
+def choose_threshold(combined: Mapping[str, Any], site: Site | None = None) -> AlertThreshold:
     """The combined model's alert threshold for a site (``combined``: the manifest's entry)."""
+    site = site or Site()
     shipped = float(combined["threshold"])
     rule: Rule = "shipped"
     threshold = shipped
-    if site_prevalence is not None:
-        threshold, rule = _threshold_for_prevalence(combined, site_prevalence), "site_prevalence"
+    p_eff = effective_prevalence(combined, site)
+    if p_eff is not None:
+        threshold = _threshold_for_prevalence(combined, p_eff, site)
+        rule = "site_prevalence" if site.mean_risk is None else "site_prevalence_and_risk"
     capped = False
-    if max_training_alert_share is not None:
+    if site.max_training_alert_share is not None:
         curve = _share_curve(combined)
         if curve is None:
             raise SiteThresholdError(
@@ -106,10 +169,10 @@ def choose_threshold(
                 "alert-share ceiling unset, or retrain"
             )
         thr, share = curve
-        allowed = thr[share <= max_training_alert_share]
+        allowed = thr[share <= site.max_training_alert_share]
         if len(allowed) == 0:
             raise SiteThresholdError(
-                f"alert-share ceiling {max_training_alert_share:g} is below the bundle's curve (its highest "
+                f"alert-share ceiling {site.max_training_alert_share:g} is below the bundle's curve (its highest "
                 f"threshold flags {share.min():g} of set-A hours): give a fraction such as 0.25"
             )
         floor = float(allowed.min())  # the lowest stored threshold that flags no more than the ceiling
@@ -119,7 +182,10 @@ def choose_threshold(
         threshold=threshold,
         rule=rule,
         shipped_threshold=shipped,
-        site_prevalence=site_prevalence,
+        site_prevalence=site.sepsis_prevalence,
+        site_mean_risk=site.mean_risk,
+        effective_prevalence=p_eff,
         capped=capped,
         training_alert_share=training_alert_share(combined, threshold),
+        training_mean_risk=combined.get("training_mean_risk"),
     )

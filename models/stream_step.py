@@ -27,7 +27,7 @@ import numpy as np
 
 from vigil.models.bundle import STEPPING_DIR, SteppingBundle, load_stepping_bundle, model_score
 from vigil.models.integrity import load_manifest
-from vigil.models.site_threshold import AlertThreshold, choose_threshold
+from vigil.models.site_threshold import AlertThreshold, Site, choose_threshold
 from vigil.models.step_session import StepSession
 from vigil.models.stepping import Advance, StayCarry, plan_advances, window_rows
 from vigil.models.window import PatientWindow
@@ -39,18 +39,14 @@ def served_bundle_dir() -> Path:
     return STEPPING_DIR
 
 
-def served_alert_threshold(
-    site_prevalence: float | None = None,
-    max_training_alert_share: float | None = None,
-    artifacts_dir: str | Path | None = None,
-) -> AlertThreshold | None:
+def served_alert_threshold(site: Site | None = None, artifacts_dir: str | Path | None = None) -> AlertThreshold | None:
     """A bundle's alert threshold for a site from its manifest alone (the served bundle unless
     ``artifacts_dir``): the check `vigil worker` and `vigil predict` make before any work, so a site
     setting the bundle cannot serve stops them with one line. None: no bundle there."""
     d = Path(artifacts_dir) if artifacts_dir is not None else served_bundle_dir()
     if not (d / "manifest.json").exists():
         return None
-    return choose_threshold(load_manifest(d)["models"]["combined"], site_prevalence, max_training_alert_share)
+    return choose_threshold(load_manifest(d)["models"]["combined"], site)
 
 
 def load_served_bundle(
@@ -58,15 +54,14 @@ def load_served_bundle(
     *,
     intra_op_threads: int | None = None,
     prefer_gpu: bool = True,
-    site_prevalence: float | None = None,
-    max_training_alert_share: float | None = None,
+    site: Site | None = None,
 ) -> SteppingBundle:
     """The served bundle at the site's alert threshold (``SteppingBundle.at_site``; the settings'
     ``site`` block in the worker, the same settings or flags in ``vigil predict``)."""
     bundle = load_stepping_bundle(
         artifacts_dir or served_bundle_dir(), intra_op_threads=intra_op_threads, prefer_gpu=prefer_gpu
     )
-    return bundle.at_site(site_prevalence, max_training_alert_share)
+    return bundle.at_site(site)
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,22 @@ def site_table(metrics: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def ward_table(metrics: dict[str, Any]) -> str:
+    wards = metrics["combined"].get("threshold_by_ward_of_set_a")
+    if not wards:
+        return "_Not computed._"
+    rows = [
+        "| set A's unit as a ward | septic stays | mean risk | shipped | `site` | `site-risk` | hindsight |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows += [
+        f"| {name} | {100 * w['prevalence']:.1f} % | {w['mean_risk']:.4f} | {w['shipped']:.3f} | {w['site']:.3f} | "
+        f"{w['site-risk']:.3f} | {w['hindsight']:.3f} |"
+        for name, w in wards.items()
+    ]
+    return "\n".join(rows)
+
+
 ABLATIONS = {
     "no_missingness": "measurement-pattern features (hours since measured, rates, counts, ICU hours)",
     "no_baseline": "change from the patient's own baseline",
@@ -274,7 +290,10 @@ training side's OOF utility (shipped); `prev<k>` is the maximin over septic-stay
 share as a quantile of the test rows' own scores; `site` knows the test unit's septic-stay prevalence
 (one aggregate number, no row labels) and reweighs the training utility by the odds ratio;
 `served<c>` is `site` as the worker serves it (`models/site_threshold.py`: the training side's grid of
-prevalences interpolated, under an alert-share ceiling `c` of training hours; none without `c`).
+prevalences interpolated, under an alert-share ceiling `c` of training hours; none without `c`);
+`site-risk` / `served-risk` know the test unit's mean risk too (label-free) and divide the prevalence
+odds ratio by the odds ratio of the mean risks, so a shift the model already follows is not corrected
+twice (`VIGIL_SITE__MEAN_RISK`).
 `full~psmooth` is this bundle's tree recipe.
 
 {threshold_rules_table(metrics)}
@@ -287,6 +306,14 @@ would flag more of set A's hours than the ward can answer (docs/operations.md, "
 of a site"):
 
 {site_table(metrics)}
+
+Set A's units as wards of one site (no shift: the models saw both; in-sample for every rule alike,
+the OOF risk the table was built from), the threshold as served: the prevalence alone raises the
+surgical unit's threshold although the model already gives its stays a lower risk; read with the
+ward's mean risk, it keeps the shipped threshold where the model knows the ward
+(`threshold_rules --site-table ~/.cache/vigil/oof-stepping.npz --wards`):
+
+{ward_table(metrics)}
 
 ## Threshold
 Combined **{comb["cv"]["threshold"]:.4f}** (maximizes the normalized utility of the calibrated OOF

@@ -19,7 +19,14 @@ out-of-fold scores only, exactly where ``shifts.figures`` picks it, so the figur
 - ``site``: the test unit's septic-stay prevalence is known (one aggregate number, no row labels):
   the training utility reweighted by the odds ratio of the two prevalences (prior shift);
 - ``served<c>``: ``site`` as the worker serves it (``models.site_threshold``): the training side's
-  grid of prevalences, interpolated, under an alert-share ceiling of ``c`` (none without ``c``).
+  grid of prevalences, interpolated, under an alert-share ceiling of ``c`` (none without ``c``);
+- ``site-risk``, ``served-risk<c>``: the same, with the test unit's mean risk known too (label-free:
+  the scores themselves): the prevalence odds ratio divided by the odds ratio of the mean risks, so
+  the part of the prior shift the model already follows is not corrected twice.
+
+``--site-table <oof.npz> --wards`` reads set A's own ICU units as wards of one site (no shift: the
+models saw both): the served rules per unit against the shipped threshold (a rule that moves the
+threshold where the model already knows the ward's risk loses utility there).
 
 ``--bootstrap`` reports each rule minus ``best`` on the same predictions (paired over stays);
 ``--site-table ~/.cache/vigil/oof-stepping.npz --record models/artifacts/stepping/metrics.json``
@@ -36,12 +43,12 @@ from typing import Any
 
 import numpy as np
 
-from vigil.models.site_threshold import choose_threshold
+from vigil.models.site_threshold import Site, choose_threshold, odds
 from vigil.models.train import data, labels, shifts
 
 # the site prevalences a bundle stores thresholds for (models.site_threshold serves between them);
 # set A: 8.8 % (Reyna et al. 2020), the challenge's hospital B 5.7 %
-PREVALENCES = (*(round(0.01 * k, 2) for k in range(2, 9)), 0.088, *(round(0.01 * k, 2) for k in range(9, 21)))
+PREVALENCES = (*(round(0.01 * k, 2) for k in range(1, 9)), 0.088, *(round(0.01 * k, 2) for k in range(9, 31)))
 SHARE_GRID = np.round(np.arange(0.005, 0.6001, 0.005), 3)  # alert_share_curve: shares of set-A hours
 SHIFTS = ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1")
 Rule = Callable[[shifts.Utility, np.ndarray, np.ndarray], float]
@@ -159,12 +166,14 @@ def site_prevalence_figures(
     yw: tuple[np.ndarray, np.ndarray] | None = None,
     served: float | None = None,
     prevalences: tuple[float, ...] = PREVALENCES,
+    mean_risk: bool = False,
 ) -> dict[str, Any]:
     """The unit shifts with the test unit's septic-stay prevalence known (a site's coding statistics,
     no row labels): the training side's utility reweighted by the odds ratio of the two prevalences
     (prior shift, Saerens et al. 2002), its best threshold applied to the test unit. ``served`` (an
     alert-share ceiling; 1.0 for none): the threshold as ``models.site_threshold`` serves it instead,
-    from the training side's grid of prevalences and its alert-share curve."""
+    from the training side's grid of prevalences and its alert-share curve. ``mean_risk``: the test
+    unit's mean score is known too (``models.site_threshold.effective_prevalence``)."""
     row_unit = u.rows_of(unit)
     septic = u.best_gain > 0
     out: dict[str, Any] = {}
@@ -176,13 +185,16 @@ def site_prevalence_figures(
         y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
         score = combiner(pred.in_unit[a], y[train], w[train])  # fitted on the training unit only
         s_train, s_test = score(pred.in_unit[a]), score(pred.other_unit[f"unit{a}->unit{b}"])
+        if mean_risk:  # the part of the prior shift the scores already follow
+            ratio /= odds(float(s_test.mean())) / odds(float(s_train.mean()))
         if served is None:  # the exact rule at the test unit's prevalence
             thr, g_sep, g_non, best = _curve_parts(u, s_train, train)
             t = float(thr[int(np.argmax((ratio * g_sep + g_non) / (ratio * best)))])
         else:  # as the worker serves it: the stored grid, interpolated, under the ceiling
             combined: dict[str, Any] = {"threshold": best_rule(u, s_train, train)}
             pin_site_tables(combined, by_site_prevalence(u, s_train, train, prevalences), s_train)
-            t = choose_threshold(combined, float(pb), served).threshold
+            site = Site(float(pb), served, float(s_test.mean()) if mean_risk else None)
+            t = choose_threshold(combined, site).threshold
         out[f"unit{a}->unit{b}"] = {**shifts.block(u, s_test, test, t), "odds_ratio": round(ratio, 3)}
     return out
 
@@ -219,9 +231,36 @@ def alert_share_curve(score: np.ndarray, also: Sequence[float] = ()) -> dict[str
 def pin_site_tables(combined: dict[str, Any], table: list[dict[str, float]], score: np.ndarray) -> None:
     """Store the tables the served threshold is chosen from (``models.site_threshold``) in a bundle's
     ``combined`` manifest entry: the site table and the alert-share curve of ``score`` (the OOF risk),
-    exact at the shipped and the table's thresholds (the shipped threshold itself is not touched)."""
+    exact at the shipped and the table's thresholds (the shipped threshold itself is not touched), and
+    the mean of ``score`` (``training_mean_risk``)."""
     combined["site_thresholds"] = table
+    combined["training_mean_risk"] = round(float(score.mean()), 8)  # what a site's mean risk is read against
     combined["alert_share_curve"] = alert_share_curve(score, [combined["threshold"], *(r["threshold"] for r in table)])
+
+
+def ward_figures(c: data.Cohort, score: np.ndarray, table: list[dict[str, float]]) -> dict[str, Any]:
+    """Set A's ICU units (and the stays without one) as wards of one site, scored by ``score`` (the
+    OOF risk the table was built from): the utility of each ward at the shipped threshold, at its
+    own prevalence's (``site``) and with its mean risk beside it (``site-risk``), as served, and the
+    best in hindsight. In-sample for every rule alike (the shipped threshold is the best on all of
+    set A): it asks only whether a rule moves the threshold where the model already knows the ward."""
+    assert c.unit is not None
+    u = shifts.Utility(c.labels, c.lengths)
+    septic = u.best_gain > 0
+    combined: dict[str, Any] = {"threshold": u.threshold(score, np.ones(len(score), bool))}
+    pin_site_tables(combined, table, score)
+    row_unit = u.rows_of(c.unit)
+    out: dict[str, Any] = {}
+    for ward in np.unique(c.unit):
+        rows = row_unit == ward
+        p, m = float(septic[c.unit == ward].mean()), float(score[rows].mean())
+        cells = {"prevalence": round(p, 4), "mean_risk": round(m, 5)}
+        for rule, site in (("shipped", Site()), ("site", Site(p)), ("site-risk", Site(p, None, m))):
+            t = choose_threshold(combined, site).threshold
+            cells[rule] = round(u.utility(score[rows], rows, t), 4)
+        cells["hindsight"] = round(u.best(score[rows], rows)[1], 4)
+        out[f"unit{int(ward)}" if ward else "no_unit"] = cells
+    return out
 
 
 def paired_bootstrap(
@@ -277,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--site-table", type=str, help="an OOF .npz (key combined): thresholds by site prevalence")
     ap.add_argument("--record", type=Path, help="with --site-table: store the table in this metrics.json")
     ap.add_argument("--manifest", type=Path, help="with --site-table: pin the table and share curve in this manifest")
+    ap.add_argument("--wards", action="store_true", help="with --site-table: set A's units as wards of one site")
     ap.add_argument("--out", default=str(data.CACHE_DIR / "threshold-rules.jsonl"))
     args = ap.parse_args(argv)
     c = data.load_cohort()
@@ -286,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         score = np.load(args.site_table)["combined"]
         table = by_site_prevalence(shifts.Utility(c.labels, c.lengths), score, np.ones(len(score), bool), PREVALENCES)
         print(json.dumps(table))
+        if args.wards:
+            rec = {"site_table": args.site_table, "wards": ward_figures(c, score, table)}
+            with open(args.out, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            print(json.dumps(rec["wards"]))
         if args.record:  # the card reads it from the bundle's metrics
             metrics = json.loads(args.record.read_text())
             metrics["combined"]["threshold_by_site_prevalence"] = table
@@ -311,10 +356,17 @@ def main(argv: list[str] | None = None) -> int:
                     fh.write(json.dumps({"pred": name, "rule": rule, "minus_best": res}) + "\n")
                 print(name, rule, json.dumps(res), flush=True)
                 continue
-            if rule == "site" or rule.startswith("served"):  # served<ceiling>: the worker's path
-                ceiling = (float(rule[6:]) if rule[6:] else 1.0) if rule.startswith("served") else None
+            base = rule.replace("-risk", "")  # site-risk, served-risk<c>: the mean risk known too
+            if base == "site" or base.startswith("served"):  # served<ceiling>: the worker's path
+                ceiling = (float(base[6:]) if base[6:] else 1.0) if base.startswith("served") else None
                 res = site_prevalence_figures(
-                    shifts.Utility(c.labels, c.lengths), pred, c.unit, combiner, (y, w), ceiling
+                    shifts.Utility(c.labels, c.lengths),
+                    pred,
+                    c.unit,
+                    combiner,
+                    (y, w),
+                    ceiling,
+                    mean_risk=base != rule,
                 )
             elif rule == "share":
                 res = share_figures(shifts.Utility(c.labels, c.lengths), pred, fold, c.unit)

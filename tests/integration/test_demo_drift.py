@@ -56,3 +56,5 @@ def test_demo_worker_exposes_ward_drift(tmp_path: Path, monkeypatch: pytest.Monk
         assert d["closed_hours"] >= d["hours"]
     for d in summary["drift"].values():
         assert d["closed_hours"] > 0 and 0.0 <= d["alert_share"] <= 1.0
+        # vigil_closed_hours_risk_total over the hours: the ward's mean combined risk, a probability
+        assert 0.0 < d["mean_risk"] < 1.0

@@ -117,8 +117,18 @@ def test_a_site_threshold_the_bundle_cannot_serve(env, tmp_path) -> None:
     one_line(run(env, "predict", "--data", str(data), "--out", out, "--site-prevalence", "0.5"), "outside", "0.057")
     one_line(run(env, "predict", "--data", str(data), "--out", out, "--max-alert-share", "0.0001"), "ceiling")
     one_line(run(env, "predict", "--data", str(data), "--out", out, "--site-prevalence", "5.7"), "--site-prevalence")
+    one_line(
+        run(env, "predict", "--data", str(data), "--out", out, "--site-mean-risk", "0.03"), "needs the site's sepsis"
+    )
+    # a mean risk that reads the table far outside it (not the model's mean: a share of hours?)
+    one_line(
+        run(env, "predict", "--data", str(data), "--out", out, "--site-prevalence", "0.05", "--site-mean-risk", "0.6"),
+        "outside it",
+        "mean_risk",
+    )
     # the worker refuses before it connects to anything
     one_line(run(env, "worker", extra={"VIGIL_SITE__SEPSIS_PREVALENCE": "0.45"}), "outside the bundle's table")
+    one_line(run(env, "worker", extra={"VIGIL_SITE__MEAN_RISK": "0.03"}), "needs the site's sepsis prevalence")
     one_line(
         run(env, "predict", "--data", str(data), "--out", out, extra={"VIGIL_SITE__SEPSIS_PREVALENCE": "5.7"}), "SITE"
     )

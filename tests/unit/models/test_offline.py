@@ -5,11 +5,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import typer
 from typer.testing import CliRunner
 
 from vigil.models.integrity import load_manifest
 from vigil.models.offline import evaluate_dir, predict_dir, read_psv
+from vigil.models.site_threshold import Site
 from vigil.models.stream_step import served_bundle_dir
 
 ART = Path(os.environ.get("VIGIL_TEST_ARTIFACTS", served_bundle_dir()))
@@ -64,9 +66,17 @@ def test_cli_predict_json(psv_dir: Path, tmp_path: Path) -> None:
 
 def test_predict_dir_labels_at_the_sites_threshold(psv_dir: Path, tmp_path: Path) -> None:
     shipped = predict_dir(psv_dir, tmp_path / "a", artifacts_dir=ART)
-    site = predict_dir(psv_dir, tmp_path / "b", artifacts_dir=ART, site=(0.02, None))
+    site = predict_dir(psv_dir, tmp_path / "b", artifacts_dir=ART, site=Site(0.02))
     assert site["threshold_choice"]["rule"] == "site_prevalence" and site["threshold"] > shipped["threshold"]
     assert shipped["threshold_choice"]["rule"] == "shipped"
+    # the mean risk over every hour written: what a site sets as VIGIL_SITE__MEAN_RISK
+    written = np.concatenate(
+        [
+            np.array([r.split("|") for r in f.read_text().split("\n")[1:] if r], float)[:, 0]
+            for f in (tmp_path / "a").iterdir()
+        ]
+    )
+    assert shipped["mean_risk"] == pytest.approx(written.mean(), abs=1e-5) and shipped["rows"] == len(written)
     for name in ("p000001.psv", "p000002.psv", "p000003.psv"):
         a = np.array([r.split("|") for r in (tmp_path / "a" / name).read_text().split("\n")[1:] if r], float)
         b = np.array([r.split("|") for r in (tmp_path / "b" / name).read_text().split("\n")[1:] if r], float)

@@ -13,6 +13,7 @@ from stepbundle import STATIC, build_test_bundle
 from synthetic import synthetic_stay
 
 from vigil.models.bundle import SteppingBundle, load_stepping_bundle
+from vigil.models.site_threshold import Site
 from vigil.models.step_session import StepSession
 from vigil.models.stepping import StayCarry, window_rows
 from vigil.models.stream_step import StepRequest, advance, load_served_bundle
@@ -194,7 +195,7 @@ def test_served_bundle_loads_and_steps() -> None:
 def test_a_sites_threshold_is_the_one_every_published_combined_score_carries() -> None:
     """VIGIL_SITE__SEPSIS_PREVALENCE moves the threshold the alert agent reads off each score."""
     shipped = load_served_bundle(prefer_gpu=False)
-    site = load_served_bundle(prefer_gpu=False, site_prevalence=0.03)
+    site = load_served_bundle(prefer_gpu=False, site=Site(0.03))
     assert site.combined_threshold > shipped.combined_threshold
     assert site.alert_threshold.rule == "site_prevalence" and shipped.alert_threshold.rule == "shipped"
     request = StepRequest(StayCarry(), stay(9, 30), 29, STATIC, None)
