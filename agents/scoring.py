@@ -84,7 +84,8 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
                 detail = f"{patient_event.code}: same patient, time and value as an event already applied"
                 await publisher.dead_letter(event, Rejected("duplicate", detail))
             continue
-        update = updates.setdefault(pid, PendingUpdate(pid))
+        # the patient's ward: the newest an event named, kept in the window for events without one
+        update = updates.setdefault(pid, PendingUpdate(pid, ward=window.ward))
         update.add(
             patient_event.event_id,
             patient_event.observed_at,
@@ -92,6 +93,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             patient_event.encounter,
             patient_event.ward,
         )
+        window.ward = update.ward
     pids = list(updates)
     t_apply = time.perf_counter()
     outcomes = await _step(pids, windows, {pid: states[pid].carry for pid in pids}, anchors)

@@ -56,6 +56,9 @@ class PatientWindow:
     # (partition, offset) of the newest stream message applied: a message at or before it is a
     # redelivery (at-least-once), one after it with nothing new in it is a twin (agents/scoring.py)
     position: tuple[int, int] | None = None
+    # the newest ward an event of this patient named: events that carry none (a lab from the LIS)
+    # are scored, counted and drift-tracked in it (agents/scoring.py)
+    ward: str | None = None
     # Transient (never serialized), for the stepping core (models.stepping): rows that left the
     # window while events were applied, and the lowest hour whose inputs an applied event changed.
     evicted: dict[int, dict[int, Cell]] = field(default_factory=dict, compare=False)
@@ -223,9 +226,10 @@ class PatientWindow:
     #   n_static u8, n x (code u8, hour i32, value f32)
     #   n_treat u8, n x (code u8, ts i64, value f32)
     #   (version 2) position: partition i32, offset i64 (-1, -1 when none)
+    #   (version 3) ward: n u8 (0 when none), n bytes of UTF-8
     # ~7 bytes per measured cell: a 48 h window of ICU vitals stays well under 4 KB.
 
-    _VERSION = 2
+    _VERSION = 3
     _HEADER = "<BqiH"
     _POSITION = "<iq"
 
@@ -240,6 +244,8 @@ class PatientWindow:
         parts.append(struct.pack("<B", len(self.treatments)))
         parts.extend(struct.pack("<Bqf", _TREATMENT_INDEX[c], ts, v) for c, ts, v in self.treatments)
         parts.append(struct.pack(self._POSITION, *(self.position or (-1, -1))))
+        ward = (self.ward or "").encode()
+        parts.append(struct.pack("<B", len(ward)) + ward)
         return b"".join(parts)
 
     @classmethod
@@ -247,7 +253,7 @@ class PatientWindow:
         if not blob:
             return cls()
         version, anchor, last_hour, n_rows = struct.unpack_from(cls._HEADER, blob)
-        if version not in (1, cls._VERSION):
+        if version not in (1, 2, cls._VERSION):
             raise ValueError(f"unknown window blob version {version}")
         pos = struct.calcsize(cls._HEADER)
         rows: dict[int, dict[int, Cell]] = {}
@@ -278,6 +284,20 @@ class PatientWindow:
         if version >= 2:
             partition, offset = struct.unpack_from(cls._POSITION, blob, pos)
             position = (partition, offset) if partition >= 0 else None
+            pos += struct.calcsize(cls._POSITION)
+        ward: str | None = None
+        if version >= 3:
+            (n,) = struct.unpack_from("<B", blob, pos)
+            raw = blob[pos + 1 : pos + 1 + n]
+            if len(raw) < n:
+                raise struct.error(f"window blob ends inside its ward ({len(raw)} of {n} bytes)")
+            ward = raw.decode() or None
         return cls(
-            anchor_s=anchor, last_hour=last_hour, rows=rows, static=static, treatments=treatments, position=position
+            anchor_s=anchor,
+            last_hour=last_hour,
+            rows=rows,
+            static=static,
+            treatments=treatments,
+            position=position,
+            ward=ward,
         )

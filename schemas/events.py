@@ -114,6 +114,8 @@ class PatientEvent(BaseModel):
     code: Identifier = Field(min_length=1, max_length=64)
     value: FiniteFloat
     unit: Identifier = Field(default="", max_length=32)
+    # optional: the patient keeps the newest ward an event named (models.window), so an event
+    # without one (a lab from the LIS) is scored, counted and drift-tracked in that ward
     ward: Identifier | None = Field(default=None, max_length=32)
 
 

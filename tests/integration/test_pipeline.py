@@ -71,6 +71,31 @@ def test_deteriorating_patient_gets_scores_and_one_alert(stack, shared_worker, p
     assert rb.duplicates() == 0
 
 
+def test_an_event_without_a_ward_is_scored_in_the_patients_ward(stack, shared_worker, producer, reader) -> None:
+    """The ward is kept in the patient's state: a lab from a system that does not know the bed is
+    scored (and counted, and drift-tracked) in the ward the bedside events named."""
+    r = reader(keep_scores=True)
+    pid = unique_patient("ward")
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    bedside = [e.model_copy(update={"ward": "ICU-W"}) for e in vitals(pid, 0, 82, 16, 124, 97, 37.0, base)]
+    send(producer, bedside)
+    assert wait_for(lambda: {e.event_id for e in bedside} <= r.snapshot().scored_ids, timeout=60)
+    lab = PatientEvent(
+        patient_id=pid,
+        observed_at=base + timedelta(hours=1, minutes=20),
+        kind="lab",
+        code="Lactate",
+        value=2.5,
+        unit="mmol/L",
+        source="lis",
+    )
+    assert lab.ward is None
+    send(producer, [lab])
+    assert wait_for(lambda: lab.event_id in r.snapshot().scored_ids, timeout=60)
+    score = r.snapshot().last_scores[(pid, 1)]
+    assert lab.event_id in score["event_ids"] and score["ward"] == "ICU-W"
+
+
 def test_bad_input_is_dead_lettered_and_never_blocks_the_partition(stack, shared_worker, producer, reader) -> None:
     r = reader()
     pid = unique_patient("bad")

@@ -107,7 +107,7 @@ def test_bytes_round_trip(items, age) -> None:
 def layout_bytes(w: PatientWindow) -> bytes:
     """The blob layout documented in models/window.py, field by field: what Redis already holds."""
     statics, treatments = [*DEMOGRAPHICS, *ASSESSMENTS], list(TREATMENTS)
-    out = struct.pack("<BqiH", 2, w.anchor_s or 0, w.last_hour, len(w.rows))
+    out = struct.pack("<BqiH", 3, w.anchor_s or 0, w.last_hour, len(w.rows))
     for hour in sorted(w.rows):
         out += struct.pack("<iB", hour, len(w.rows[hour]))
         out += b"".join(struct.pack("<BHf", i, sec, val) for i, (val, sec) in sorted(w.rows[hour].items()))
@@ -115,7 +115,8 @@ def layout_bytes(w: PatientWindow) -> bytes:
     out += b"".join(struct.pack("<Bif", statics.index(c), h, v) for c, (v, h) in sorted(w.static.items()))
     out += struct.pack("<B", len(w.treatments))
     out += b"".join(struct.pack("<Bqf", treatments.index(c), ts, v) for c, ts, v in w.treatments)
-    return out + struct.pack("<iq", *(w.position or (-1, -1)))
+    ward = (w.ward or "").encode()
+    return out + struct.pack("<iq", *(w.position or (-1, -1))) + struct.pack("<B", len(ward)) + ward
 
 
 treatment_cells = st.tuples(st.integers(0, 47), st.sampled_from(list(TREATMENTS)), st.floats(0, 5000, width=32))
@@ -127,8 +128,9 @@ treatment_cells = st.tuples(st.integers(0, 47), st.sampled_from(list(TREATMENTS)
     st.floats(18, 100, width=32),
     st.lists(treatment_cells, max_size=5),
     st.one_of(st.none(), st.tuples(st.integers(0, 63), st.integers(0, 2**40))),
+    st.one_of(st.none(), st.text(min_size=1, max_size=32)),
 )
-def test_bytes_keep_the_documented_layout(items, age, given_treatments, position) -> None:
+def test_bytes_keep_the_documented_layout(items, age, given_treatments, position, ward) -> None:
     w = PatientWindow()
     w.apply(ev("Age", age, 0, kind="demographic"))
     for hour, code, value in items:
@@ -139,9 +141,11 @@ def test_bytes_keep_the_documented_layout(items, age, given_treatments, position
             w.apply(ev(code, value, hour + 0.5, kind="treatment"))
     if position is not None:
         w.advance(*position)
+    w.ward = ward
     blob = w.to_bytes()
     assert blob == layout_bytes(w)
     assert PatientWindow.from_bytes(blob).to_bytes() == blob
+    assert PatientWindow.from_bytes(blob).ward == ward
 
 
 def test_a_truncated_blob_is_an_error_not_a_shorter_window() -> None:
@@ -218,6 +222,15 @@ def test_position_tells_a_redelivery_from_a_new_message() -> None:
 def test_version_one_blobs_still_load() -> None:
     w = PatientWindow()
     w.apply(ev("HR", 80, 0.5))
-    v1 = b"\x01" + w.to_bytes()[1:-12]  # a version-1 blob: no position at the end
+    v1 = b"\x01" + w.to_bytes()[1:-13]  # a version-1 blob: no position, no ward at the end
     back = PatientWindow.from_bytes(v1)
     assert back.position is None and back.rows == w.rows
+
+
+def test_version_two_blobs_load_without_a_ward() -> None:
+    w = PatientWindow(ward="ICU-A")
+    w.apply(ev("HR", 80, 0.5))
+    w.advance(3, 7)
+    v2 = b"\x02" + w.to_bytes()[1:-6]  # a version-2 blob: the position last, no ward
+    back = PatientWindow.from_bytes(v2)
+    assert back.position == (3, 7) and back.rows == w.rows and back.ward is None
