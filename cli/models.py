@@ -270,10 +270,41 @@ def evaluate_command(
         emit_json(result)
 
 
+def threshold_command(
+    site_prevalence: SitePrevalenceOption = None,
+    max_alert_share: MaxAlertShareOption = None,
+    site_mean_risk: SiteMeanRiskOption = None,
+    artifacts: ArtifactsOption = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """The alert threshold a site's settings give, before any worker runs: the flags, else
+    VIGIL_SITE__* (docs/operations.md, "The alert threshold of a site")."""
+    from vigil.models.stream_step import served_alert_threshold
+
+    site = _site(site_prevalence, max_alert_share, site_mean_risk, artifacts)
+    chosen = served_alert_threshold(site, artifacts_dir=_artifacts(artifacts))
+    if chosen is None:
+        _fail(f"no bundle in {_artifacts(artifacts)}: point --artifacts at a folder `vigil train` wrote")
+    share = chosen.training_alert_share
+    console.print(
+        f"alert at combined risk >= {chosen.threshold:.4f} ({chosen.rule}; shipped {chosen.shipped_threshold:.4f})"
+        + ("" if share is None else f", flags {100 * share:.1f} % of set-A hours")
+        + (", raised to the alert-share ceiling" if chosen.capped else "")
+    )
+    if chosen.effective_prevalence is not None and chosen.site_mean_risk is not None:
+        console.print(
+            f"site prevalence {chosen.site_prevalence:g} read at {chosen.effective_prevalence:.4f}: the model's mean "
+            f"risk {chosen.site_mean_risk:g} against set A's {chosen.training_mean_risk:g}"
+        )
+    if json_out:
+        emit_json(chosen.summary())
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
     app.command("predict")(predict_command)
     app.command("evaluate")(evaluate_command)
+    app.command("threshold")(threshold_command)
 
 
 if __name__ == "__main__":  # pragma: no cover
