@@ -196,6 +196,38 @@ def site_prevalence_figures(
             site = Site(float(pb), served, float(s_test.mean()) if mean_risk else None)
             t = choose_threshold(combined, site).threshold
         out[f"unit{a}->unit{b}"] = {**shifts.block(u, s_test, test, t), "odds_ratio": round(ratio, 3)}
+    if mean_risk and pred.oof_thin:
+        out["labs_thinned_pooled"] = _thinned_with_mean_risk(u, pred, combiner, yw)
+    return out
+
+
+def _thinned_with_mean_risk(
+    u: shifts.Utility,
+    pred: shifts.ShiftPredictions,
+    combiner: shifts.Combiner,
+    yw: tuple[np.ndarray, np.ndarray] | None,
+) -> dict[str, Any]:
+    """Thinned labs (the same stays and prevalence, fewer lab draws) with the thinned scores' mean
+    risk known: the threshold from all of set A's OOF scores (pooled, not nested: both rules alike,
+    so compare within this block, not with the nested ``labs_thinned`` of ``shifts.figures``), at
+    the shipped rule and read with the mean risk (the prevalence is unchanged, so only the model's
+    own move counts)."""
+    rows = np.ones(len(u.labels), bool)
+    y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
+    score = combiner(pred.oof, y, w)
+    s_train = score(pred.oof)
+    thr, g_sep, g_non, best = _curve_parts(u, s_train, rows)
+    shipped = best_rule(u, s_train, rows)
+    out: dict[str, Any] = {}
+    for seed, thin in sorted(pred.oof_thin.items()):
+        s_test = score(thin)
+        ratio = 1.0 / (odds(float(s_test.mean())) / odds(float(s_train.mean())))
+        t = float(thr[int(np.argmax((ratio * g_sep + g_non) / (ratio * best)))])
+        out[str(seed)] = {
+            "shipped": round(u.utility(s_test, rows, shipped), 4),
+            "mean_risk": round(u.utility(s_test, rows, t), 4),
+            "mean_risk_ratio": round(float(s_test.mean() / s_train.mean()), 4),
+        }
     return out
 
 

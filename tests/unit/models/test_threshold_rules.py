@@ -70,6 +70,13 @@ def test_the_served_site_threshold_follows_the_exact_rule_and_its_ceiling() -> N
     grid = tuple(np.round(np.arange(0.1, 0.61, 0.02), 2))  # the synthetic units: about a third septic
     served = tr.site_prevalence_figures(u, pred, unit, served=1.0, prevalences=grid)
     capped = tr.site_prevalence_figures(u, pred, unit, served=0.05, prevalences=grid)
+    # read with the test unit's mean risk: the same unit shifts, and thinned labs where given; a
+    # "thinning" that changed no score leaves the mean risk, and so the threshold, where it was
+    same = ShiftPredictions(pred.oof, {1: score[None]}, pred.other_unit, pred.in_unit)
+    with_risk = tr.site_prevalence_figures(u, same, unit, mean_risk=True)
+    assert set(with_risk) == {"unit1->unit2", "unit2->unit1", "labs_thinned_pooled"}
+    thinned = with_risk["labs_thinned_pooled"]["1"]
+    assert thinned["mean_risk_ratio"] == 1.0 and thinned["mean_risk"] == thinned["shipped"]
     for key in ("unit1->unit2", "unit2->unit1"):
         assert abs(served[key]["threshold"] - exact[key]["threshold"]) < 0.1
         assert capped[key]["threshold"] >= served[key]["threshold"]
