@@ -86,6 +86,8 @@ def _load_bundle() -> SteppingBundle | None:
     metrics.ALERT_THRESHOLD.labels(chosen.rule).set(chosen.threshold)
     if chosen.training_alert_share is not None:
         metrics.ALERT_THRESHOLD_TRAINING_SHARE.set(chosen.training_alert_share)
+    if chosen.training_mean_risk is not None:
+        metrics.TRAINING_MEAN_RISK.set(chosen.training_mean_risk)
     log.info(
         "models.loaded",
         version=bundle.version,

@@ -372,6 +372,8 @@ def worker_drift(port: int) -> tuple[dict[str, dict[str, float]], dict[str, floa
                 served["threshold"] = round(sample.value, 6)
             elif sample.name == "vigil_alert_threshold_training_share":
                 served["training_share"] = round(sample.value, 4)
+            elif sample.name == "vigil_training_mean_risk":
+                served["training_mean_risk"] = round(sample.value, 5)
     for ward, c in closed.items():
         total = c.get("0", 0.0) + c.get("1", 0.0)
         wards.setdefault(ward, {}).update(
@@ -397,7 +399,8 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
     if served:
         console.print(
             f"alert threshold {served.get('threshold', 0.0):.4f} (flags "
-            f"{100 * served.get('training_share', 0.0):.1f} % of set-A hours; docs/operations.md)"
+            f"{100 * served.get('training_share', 0.0):.1f} % of set-A hours; set A's mean risk "
+            f"{served.get('training_mean_risk', 0.0):.4f}; docs/operations.md)"
         )
     for ward, d in s["drift"].items():
         # the cut-off is the 99th percentile of training wards of the same size (agents/drift.py)

@@ -45,6 +45,11 @@ ALERT_THRESHOLD = Gauge("vigil_alert_threshold", "Combined risk at or above whic
 ALERT_THRESHOLD_TRAINING_SHARE = Gauge(
     "vigil_alert_threshold_training_share", "Share of set-A hours (out of fold) at or above the alert threshold"
 )
+TRAINING_MEAN_RISK = Gauge(
+    "vigil_training_mean_risk",
+    "Set A's mean combined risk (out of fold): a ward's mean risk (vigil_closed_hours_risk_total over "
+    "vigil_closed_hours_total) is read against it",
+)
 CLOSED_HOURS = Counter(
     "vigil_closed_hours_total",
     "Closed patient-hours scored per ward; above_threshold=1 where the combined risk reached the alert threshold",

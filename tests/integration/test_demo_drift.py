@@ -49,6 +49,7 @@ def test_demo_worker_exposes_ward_drift(tmp_path: Path, monkeypatch: pytest.Monk
     assert drifted, "no vigil_drift_* series on the worker's /metrics"
     served = summary["alert_threshold"]  # vigil_alert_threshold*: the shipped threshold
     assert served["threshold"] > 0 and 0 < served["training_share"] < 1
+    assert 0 < served["training_mean_risk"] < 1  # vigil_training_mean_risk
     for ward, d in drifted.items():
         assert ward in ("ICU-A", "ICU-B")
         assert d["hours"] >= 10 and d["max_psi"] >= 0 and d["drifted"] in (0.0, 1.0)
