@@ -44,7 +44,7 @@ from vigil.models.train import (
 )
 from vigil.schemas.codes import DYNAMIC_CODES
 
-VERSION = "2.2.0"
+VERSION = "2.3.0"
 
 
 def log(msg: str) -> None:
@@ -224,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
                 "contributions_file": "sepsis_diagnosis_trees.npz",
                 "contributions_graph": contrib_graph.CONTRIB_FILE,
                 "params": dict(
-                    trees.WEIGHTED_PARAMS, rounds=trees.WEIGHTED_ROUNDS, negative_share=trees.NEGATIVE_SHARE
+                    trees.WEIGHTED_PARAMS,
+                    rounds=trees.WEIGHTED_ROUNDS,
+                    negative_share=trees.NEGATIVE_SHARE,
+                    monotone=trees.monotone_summary(),
                 ),
             },
             "deterioration": {

@@ -137,6 +137,20 @@ def site_table(metrics: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _rounds(manifest: dict[str, Any]) -> Any:
+    return manifest["models"]["sepsis_diagnosis"]["params"].get("rounds", "?")
+
+
+def _monotone(manifest: dict[str, Any]) -> str:
+    mono = manifest["models"]["sepsis_diagnosis"]["params"].get("monotone")
+    if not mono:
+        return ""
+    return (
+        f", the risk monotone in the level of {', '.join(mono['up'])} and the shock index (rising) and of "
+        f"{', '.join(mono['down'])} and SpO2/FiO2 (falling)"
+    )
+
+
 def ward_table(metrics: dict[str, Any]) -> str:
     wards = metrics["combined"].get("threshold_by_ward_of_set_a")
     if not wards:
@@ -208,8 +222,8 @@ Generated from `models/artifacts/stepping/metrics.json` by
 
 Three scores per patient-hour, computed by the stepping core (`docs/models.md`, "One feature path"):
 
-- **sepsis_diagnosis**: LightGBM, {len(manifest["tree_features"])} whole-stay features, 200 shallow,
-  strongly regularized trees;
+- **sepsis_diagnosis**: LightGBM, {len(manifest["tree_features"])} whole-stay features,
+  {_rounds(manifest)} shallow, strongly regularized trees{_monotone(manifest)};
 - **deterioration**: a GRU over the whole stay from admission (hidden {manifest["models"]["deterioration"]["hidden"]}),
   stepped hour by hour from a carried state (one-step ONNX graph);
 - **combined**: logistic stacker on the log-odds (tree {st["tree"]:.3f}, GRU {st["sequence"]:.3f},
@@ -268,9 +282,11 @@ at the chosen threshold (best utility in hindsight). `full` is the shipped tree 
 issue 12's reference LightGBM (`models/train/reference_lgbm.py`); `v1trees` the v1 bundle's
 diagnosis model; `full+<block>` candidate blocks (`models/train/extra_features.py`); `~thin<K>`: the same
 recipe trained on a copy of set A with K % of each hour's lab draws kept (tested as recorded); `~p<name>`:
-other LightGBM settings (`screen.PARAM_SETS`). The `full` rows used 2.1's settings (`~pv21`); 2.2 ships
-`~psmooth` (7 leaves of >= 2,000 rows, 300 rounds). Command: `.venv-train/bin/python -m
-vigil.models.train.screen --config <recipe> --seed <seed> --out ~/.cache/vigil/screen-v2.jsonl`.
+other LightGBM settings (`screen.PARAM_SETS`); `~mono`: monotone constraints where physiology fixes
+the direction of risk (`trees.monotone_constraints`). The `full` rows used 2.1's settings (`~pv21`); 2.2
+shipped `~psmooth` (7 leaves of >= 2,000 rows, 300 rounds), 2.3 ships `~psmooth~mono`. Command:
+`.venv-train/bin/python -m vigil.models.train.screen --config <recipe> --seed <seed>
+--out ~/.cache/vigil/screen-v2.jsonl`.
 
 {screen_v2_table(metrics)}
 

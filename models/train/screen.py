@@ -14,7 +14,9 @@ the tree features (``no_missingness``, ``no_baseline``, ``no_stay_history``, ``n
 with probability K % (``cohort_features.thinned``, thinning seed 100 + seed; the same hours, labels
 and weights) and scores the test side as recorded: a model taught by a hospital that draws fewer
 labs (issue 12's reference, trained so, ranked better on the unseen hospital with one of two seeds).
-``~p<name>`` fits the trees with one of ``PARAM_SETS`` instead of the bundle's LightGBM settings.
+``~p<name>`` fits the trees with one of ``PARAM_SETS`` instead of the bundle's LightGBM settings;
+``~mono`` adds monotone constraints where physiology fixes the direction (``trees.monotone_constraints``,
+bundle 2.3's recipe: ``full~psmooth~mono``; without it a recipe fits as recorded before 2.3).
 
 Each config and seed appends one JSON line to ``~/.cache/vigil/screen.jsonl`` and keeps its raw
 shift predictions in ``~/.cache/vigil/shiftpred/<config>-s<seed>.npz`` (combinations are then
@@ -67,9 +69,13 @@ def training_mods(config: str) -> tuple[str, int, dict[str, Any], int | None]:
         if mod.startswith("thin") and mod[4:].isdigit() and 0 < int(mod[4:]) < 100:
             thin = int(mod[4:])
         elif mod.startswith("p") and mod[1:] in PARAM_SETS:
-            overrides, rounds = PARAM_SETS[mod[1:]]
+            overrides, rounds = {**PARAM_SETS[mod[1:]][0], **overrides}, PARAM_SETS[mod[1:]][1]
+        elif mod == "mono":  # the constraints themselves need the recipe's columns (tree_recipe)
+            overrides = {**overrides, "monotone_constraints": "physiology"}
         else:
-            raise SystemExit(f"unknown modifier ~{mod} in {config}: expected ~thin<1-99> or ~p<{'|'.join(PARAM_SETS)}>")
+            raise SystemExit(
+                f"unknown modifier ~{mod} in {config}: expected ~thin<1-99>, ~mono or ~p<{'|'.join(PARAM_SETS)}>"
+            )
     return recipe, thin, dict(overrides), rounds
 
 
@@ -118,6 +124,13 @@ def tree_recipe(
             parts.append(np.asarray(block[rows]))
         return np.hstack(parts) if extras else parts[0]
 
+    n_extra = sum(len(extra_features.BLOCKS[name][0]) for name in extras)
+    if overrides.get("monotone_constraints") == "physiology":
+        names = list(np.array(TREE_FEATURES)[cols]) if base not in ("reference", "v1trees") else []
+        if not names:
+            raise SystemExit(f"~mono needs the bundle's tree features: {config}")
+        overrides["monotone_constraints"] = trees.monotone_constraints(names) + [0] * n_extra
+
     def fit(rows: np.ndarray) -> Any:
         xr = matrix(train_thin, rows, train_mats, train_source)
         if base == "v1trees":
@@ -133,7 +146,6 @@ def tree_recipe(
         src = matrix(thin_seed, rows)
         return np.mean([m.predict(src) for m in models], axis=0)
 
-    n_extra = sum(len(extra_features.BLOCKS[name][0]) for name in extras)
     return fit, predict, len(cols) + n_extra
 
 

@@ -51,6 +51,38 @@ WEIGHTED_PARAMS: dict[str, Any] = {
     "verbose": -1,
 }
 WEIGHTED_ROUNDS = 300
+# Since 2.3: monotone constraints where physiology fixes the direction of sepsis risk (SOFA, SIRS,
+# qSOFA, lactate: Singer et al., JAMA 2016;315:801), on the levels only (last value, the stay's and
+# the window's extremes and means), never on changes, rates or missingness: the trees may not learn
+# "higher lactate, lower risk" from one hospital's practice. Screened as ``full~psmooth~mono``: the
+# unit-shift utility at the chosen threshold rose in all four cells of two seeds (+0.016 to +0.101,
+# paired 95 % intervals above zero) at the same set-A CV and thinned-lab figures, AUROC within
+# -0.004..+0.008; docs/models.md, "Shift tests v2".
+MONOTONE_UP = ("HR", "Resp", "Lactate", "Creatinine", "BUN", "Bilirubin_total", "Bilirubin_direct", "FiO2")
+MONOTONE_DOWN = ("MAP", "SBP", "O2Sat", "Platelets", "HCO3", "BaseExcess")
+MONOTONE_LEVELS = ("last", "max_stay", "min_stay", "mean6h", "mean24h", "min24h", "max24h")
+MONOTONE_OTHER = {"shock_index": 1, "spo2_fio2": -1}
+
+
+def monotone_constraints(names: list[str]) -> list[int]:
+    """+1 (risk rises with it) / -1 (falls) / 0 (free) per feature name."""
+
+    def direction(name: str) -> int:
+        if name in MONOTONE_OTHER:
+            return MONOTONE_OTHER[name]
+        for sign, variables in ((1, MONOTONE_UP), (-1, MONOTONE_DOWN)):
+            if any(name == f"{v}_{level}" for v in variables for level in MONOTONE_LEVELS):
+                return sign
+        return 0
+
+    return [direction(n) for n in names]
+
+
+def monotone_summary() -> dict[str, Any]:
+    """The constraints as the manifest records them."""
+    return {"up": list(MONOTONE_UP), "down": list(MONOTONE_DOWN), "levels": list(MONOTONE_LEVELS), **MONOTONE_OTHER}
+
+
 # Negative hours (97 % of rows, weight 0.05 each) are subsampled to this share with their weight
 # scaled up by its inverse: the same expected loss at a third of the cost on 2 cores.
 NEGATIVE_SHARE = 0.33
@@ -65,13 +97,17 @@ def fit_weighted(  # type: ignore[no-untyped-def]
     overrides: dict[str, Any] | None = None,
     rounds: int | None = None,
 ):
-    """The bundle's recipe; ``overrides`` and ``rounds`` change it for screening only."""
+    """The bundle's recipe; ``overrides`` and ``rounds`` change it for screening only. With ``names``
+    (the bundle's features) the physiology's monotone constraints apply unless ``overrides`` names
+    its own (the screen passes none for recipes recorded before 2.3, and its own with ``~mono``)."""
     import lightgbm as lgb
 
     keep = (y == 1) | (np.random.default_rng(seed).random(len(y)) < NEGATIVE_SHARE)
     w = np.where(y == 1, w, w / NEGATIVE_SHARE)[keep]
     x, y = x[keep], y[keep]
     params = dict(WEIGHTED_PARAMS, **(overrides or {}), seed=seed, bagging_seed=seed, feature_fraction_seed=seed)
+    if names and "monotone_constraints" not in params:
+        params["monotone_constraints"] = monotone_constraints(names)
     ds = lgb.Dataset(x, label=y, weight=w, feature_name=names or "auto", free_raw_data=True)
     return lgb.train(params, ds, num_boost_round=rounds or WEIGHTED_ROUNDS)
 

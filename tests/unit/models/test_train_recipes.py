@@ -31,6 +31,31 @@ def test_training_mods_parse_thinning_and_settings() -> None:
     assert screen.PARAM_SETS["deep"][0]["num_leaves"] == 63
 
 
+def test_monotone_constraints_bind_levels_of_physiology_only() -> None:
+    recipe, _, overrides, rounds = screen.training_mods("full~mono~psmooth")
+    assert recipe == "full" and overrides["monotone_constraints"] == "physiology"
+    assert overrides["num_leaves"] == screen.PARAM_SETS["smooth"][0]["num_leaves"]  # both modifiers kept
+    names = ["Lactate_last", "MAP_min_stay", "HR_mean6h", "Lactate_delta", "MAP_rate", "Temp_last", "WBC_last"]
+    assert trees.monotone_constraints([*names, "shock_index", "Lactate_hours_since"]) == [1, -1, 1, 0, 0, 0, 0, 1, 0]
+
+
+def test_the_bundle_recipe_never_lets_risk_fall_as_lactate_rises() -> None:
+    """fit_weighted with the bundle's feature names applies the constraints: trained on a hospital
+    where high lactate came with lower risk, the model still does not lower the risk for it."""
+    pytest.importorskip("lightgbm")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6000, 2)).astype(np.float32)
+    y = (x[:, 1] - x[:, 0] + 0.3 * rng.normal(size=6000) > 1.0).astype(np.int8)  # risk falls with column 0
+    w = np.ones(6000, np.float32)
+    grid = np.c_[np.linspace(-3, 3, 50), np.zeros(50)].astype(np.float32)
+    free = trees.fit_weighted(x, y, w, 1, overrides={"min_data_in_leaf": 50}, rounds=50)
+    bound = trees.fit_weighted(
+        x, y, w, 1, ["Lactate_last", "Glucose_last"], overrides={"min_data_in_leaf": 50}, rounds=50
+    )
+    assert np.diff(free.predict(grid)).min() < 0  # unconstrained, it learns the hospital's direction
+    assert np.diff(bound.predict(grid)).min() >= 0  # constrained, never lower for more lactate
+
+
 @pytest.mark.parametrize("config", ["full~thin0", "full~thin100", "full~thinx", "full~pnope", "full~x"])
 def test_unknown_modifiers_stop_the_screen(config: str) -> None:
     with pytest.raises(SystemExit, match="unknown modifier"):
