@@ -14,8 +14,8 @@ the worst unit-shift utility from 0.15-0.21 to 0.26-0.30 (docs/models.md, "Thres
 The prevalence alone double-counts where the model already sees why the site differs: on set A's
 surgical ICU (4.1 % septic) the models' risk is already lower than on the whole of set A, and the
 prevalence rule raised the threshold past its best (utility 0.324 against 0.354 at the shipped
-threshold with bundle 2.2, 0.316 against 0.357 with 2.3; ``threshold_rules --wards``). The site's mean risk (``Site.mean_risk``: the mean combined risk of its
-hours, label-free, from ``vigil predict`` on an export of its stays or the worker's metrics) says
+threshold with bundle 2.2, 0.316 against 0.357 with 2.3; ``threshold_rules --wards``). The
+site's mean risk (``Site.mean_risk``: the mean combined risk of its hours, label-free, from ``vigil predict`` on an export of its stays or the worker's metrics) says
 how far the model moved by itself: the table is read at the *effective* prevalence, the site's odds
 divided by the odds ratio of its mean risk to set A's (``training_mean_risk``), so a model that
 already moved as far as the prevalence did keeps the shipped threshold. As served (2.3) it gave
