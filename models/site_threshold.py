@@ -14,14 +14,15 @@ the worst unit-shift utility from 0.15-0.21 to 0.26-0.30 (docs/models.md, "Thres
 The prevalence alone double-counts where the model already sees why the site differs: on set A's
 surgical ICU (4.1 % septic) the models' risk is already lower than on the whole of set A, and the
 prevalence rule raised the threshold past its best (utility 0.324 against 0.354 at the shipped
-threshold with bundle 2.2, 0.316 against 0.357 with 2.3; ``threshold_rules --wards``). The
-site's mean risk (``Site.mean_risk``: the mean combined risk of its hours, label-free, from ``vigil predict`` on an export of its stays or the worker's metrics) says
-how far the model moved by itself: the table is read at the *effective* prevalence, the site's odds
-divided by the odds ratio of its mean risk to set A's (``training_mean_risk``), so a model that
-already moved as far as the prevalence did keeps the shipped threshold. As served (2.3) it gave
-the surgical unit 0.360 (hindsight 0.362) and the unit shifts 0.317-0.335 against the prevalence
-alone's 0.302-0.322, flagging 16-20 % of the medical unit's hours instead of 38-42 %
-(docs/operations.md, "The alert threshold of a site").
+threshold with bundle 2.2, 0.316 against 0.357 with 2.3; ``threshold_rules --wards``). The site's
+mean risk (``Site.mean_risk``: the mean combined risk of its hours, label-free, from ``vigil
+predict`` on an export of its stays or the worker's metrics) says how far the model moved by itself:
+the table is read at the *effective* prevalence, the site's odds divided by the odds ratio of its
+mean risk to set A's (``training_mean_risk``), so a model that already moved as far as the
+prevalence did keeps the shipped threshold. As served (2.3) it gave the surgical unit 0.360
+(hindsight 0.362) and the unit shifts 0.317-0.335 against the prevalence alone's 0.302-0.322,
+flagging 16-20 % of the medical unit's hours instead of 38-42 % (docs/operations.md, "The alert
+threshold of a site").
 
 The rule can lower the threshold a long way (at 20 % prevalence it flags about a third of set A's
 hours): ``max_training_alert_share`` caps the share of set-A hours the chosen threshold may flag,
