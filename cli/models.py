@@ -59,20 +59,26 @@ SiteMeanRiskOption = Annotated[
 ]
 
 
-def _site(prevalence: float | None, max_share: float | None, mean_risk: float | None, artifacts: Path | None) -> Site:
+def _site_facts(prevalence: float | None, max_share: float | None, mean_risk: float | None) -> Site:
     """The site's threshold settings: the flags, else the worker's (VIGIL_SITE__*), so that
-    `vigil predict` labels hours as the stream alerts; checked against the bundle's tables before
-    any work starts (a value they cannot serve is one line)."""
+    `vigil predict` labels hours as the stream alerts."""
     from vigil.infra.settings import get_settings
     from vigil.models.site_threshold import Site
-    from vigil.models.stream_step import served_alert_threshold
 
     site = get_settings().site
-    chosen = Site(
+    return Site(
         prevalence if prevalence is not None else site.sepsis_prevalence,
         max_share if max_share is not None else site.max_training_alert_share,
         mean_risk if mean_risk is not None else site.mean_risk,
     )
+
+
+def _site(prevalence: float | None, max_share: float | None, mean_risk: float | None, artifacts: Path | None) -> Site:
+    """``_site_facts``, checked against the bundle's tables before any work starts (a value they
+    cannot serve is one line)."""
+    from vigil.models.stream_step import served_alert_threshold
+
+    chosen = _site_facts(prevalence, max_share, mean_risk)
     served_alert_threshold(chosen, artifacts_dir=_artifacts(artifacts))
     return chosen
 
@@ -281,10 +287,10 @@ def threshold_command(
     VIGIL_SITE__* (docs/operations.md, "The alert threshold of a site")."""
     from vigil.models.stream_step import served_alert_threshold
 
-    site = _site(site_prevalence, max_alert_share, site_mean_risk, artifacts)
-    chosen = served_alert_threshold(site, artifacts_dir=_artifacts(artifacts))
+    folder = _artifacts(artifacts)
+    chosen = served_alert_threshold(_site_facts(site_prevalence, max_alert_share, site_mean_risk), artifacts_dir=folder)
     if chosen is None:
-        _fail(f"no bundle in {_artifacts(artifacts)}: point --artifacts at a folder `vigil train` wrote")
+        _fail(f"no bundle in {folder}: point --artifacts at a folder `vigil train` wrote")
     share = chosen.training_alert_share
     console.print(
         f"alert at combined risk >= {chosen.threshold:.4f} ({chosen.rule}; shipped {chosen.shipped_threshold:.4f})"
