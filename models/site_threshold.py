@@ -142,13 +142,19 @@ def effective_prevalence(combined: Mapping[str, Any], site: Site) -> float | Non
             "risk unset, or pin it with `python -m vigil.models.train.threshold_rules --site-table <oof.npz> "
             "--manifest <bundle>/manifest.json`"
         )
-    o = odds(p) * odds(float(m0)) / odds(site.mean_risk)
+    o = odds(p) / model_shift(site.mean_risk, float(m0))
     return o / (1.0 + o)
 
 
 def odds(p: float) -> float:
     """p / (1 - p)."""
     return p / (1.0 - p)
+
+
+def model_shift(site_mean_risk: float, training_mean_risk: float) -> float:
+    """How far the model's risk already moved at the site: the odds ratio of its mean risk there to
+    set A's (the part of a prior shift not to correct again)."""
+    return odds(site_mean_risk) / odds(training_mean_risk)
 
 
 def choose_threshold(combined: Mapping[str, Any], site: Site | None = None) -> AlertThreshold:

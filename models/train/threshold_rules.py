@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from vigil.models.site_threshold import Site, choose_threshold, odds
+from vigil.models.site_threshold import Site, choose_threshold, model_shift
 from vigil.models.train import data, labels, shifts
 
 # the site prevalences a bundle stores thresholds for (models.site_threshold serves between them);
@@ -65,6 +65,13 @@ def _curve_parts(u: shifts.Utility, score: np.ndarray, rows: np.ndarray) -> tupl
     g_non = np.cumsum(np.where(~septic_row, gain, 0.0)[order])[last]
     best = float(u.best_gain[np.unique(u.stay_of_row[rows])].sum())
     return s[last], g_sep, g_non, np.asarray(best)
+
+
+def _at_odds_ratio(parts: tuple[np.ndarray, ...], ratio: float) -> float:
+    """The threshold of maximum utility when septic stays weigh ``ratio`` times what they weigh in
+    training (a prior shift; ``parts``: ``_curve_parts``)."""
+    thr, g_sep, g_non, best = parts
+    return float(thr[int(np.argmax((ratio * g_sep + g_non) / (ratio * best)))])
 
 
 def prevalence_maximin(k: float) -> Rule:
@@ -186,10 +193,9 @@ def site_prevalence_figures(
         score = combiner(pred.in_unit[a], y[train], w[train])  # fitted on the training unit only
         s_train, s_test = score(pred.in_unit[a]), score(pred.other_unit[f"unit{a}->unit{b}"])
         if mean_risk:  # the part of the prior shift the scores already follow
-            ratio /= odds(float(s_test.mean())) / odds(float(s_train.mean()))
+            ratio /= model_shift(float(s_test.mean()), float(s_train.mean()))
         if served is None:  # the exact rule at the test unit's prevalence
-            thr, g_sep, g_non, best = _curve_parts(u, s_train, train)
-            t = float(thr[int(np.argmax((ratio * g_sep + g_non) / (ratio * best)))])
+            t = _at_odds_ratio(_curve_parts(u, s_train, train), ratio)
         else:  # as the worker serves it: the stored grid, interpolated, under the ceiling
             combined: dict[str, Any] = {"threshold": best_rule(u, s_train, train)}
             pin_site_tables(combined, by_site_prevalence(u, s_train, train, prevalences), s_train)
@@ -216,13 +222,12 @@ def _thinned_with_mean_risk(
     y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
     score = combiner(pred.oof, y, w)
     s_train = score(pred.oof)
-    thr, g_sep, g_non, best = _curve_parts(u, s_train, rows)
+    parts = _curve_parts(u, s_train, rows)
     shipped = best_rule(u, s_train, rows)
     out: dict[str, Any] = {}
     for seed, thin in sorted(pred.oof_thin.items()):
         s_test = score(thin)
-        ratio = 1.0 / (odds(float(s_test.mean())) / odds(float(s_train.mean())))
-        t = float(thr[int(np.argmax((ratio * g_sep + g_non) / (ratio * best)))])
+        t = _at_odds_ratio(parts, 1.0 / model_shift(float(s_test.mean()), float(s_train.mean())))
         out[str(seed)] = {
             "shipped": round(u.utility(s_test, rows, shipped), 4),
             "mean_risk": round(u.utility(s_test, rows, t), 4),
@@ -238,11 +243,10 @@ def by_site_prevalence(
     ``site_prevalence_figures`` applied to all of ``rows``), and the share of training hours it flags."""
     septic = u.best_gain > 0
     p0 = float(septic[np.unique(u.stay_of_row[rows])].mean())
-    thr, g_sep, g_non, best = _curve_parts(u, score, rows)
+    parts = _curve_parts(u, score, rows)
     out = []
     for p in prevalences:
-        ratio = (p / (1 - p)) / (p0 / (1 - p0))
-        t = float(thr[int(np.argmax((ratio * g_sep + g_non) / (ratio * best)))])
+        t = _at_odds_ratio(parts, (p / (1 - p)) / (p0 / (1 - p0)))
         out.append(
             {"prevalence": p, "threshold": round(t, 9), "training_alert_share": round(float((score >= t).mean()), 5)}
         )
