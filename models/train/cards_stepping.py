@@ -163,10 +163,10 @@ def _monotone(manifest: dict[str, Any]) -> str:
     mono = manifest["models"]["sepsis_diagnosis"]["params"].get("monotone")
     if not mono:
         return ""
-    return (
-        f", the risk monotone in the level of {', '.join(mono['up'])} and the shock index (rising) and of "
-        f"{', '.join(mono['down'])} and SpO2/FiO2 (falling)"
-    )
+    # the variables' lists, then the single features (name: +1 rising, -1 falling)
+    up = [*mono["up"], *(k for k, v in mono.items() if v == 1)]
+    down = [*mono["down"], *(k for k, v in mono.items() if v == -1)]
+    return f", the risk monotone in the level of {', '.join(up)} (rising) and of {', '.join(down)} (falling)"
 
 
 def ward_table(metrics: dict[str, Any]) -> str:
@@ -336,7 +336,7 @@ prevalences interpolated, under an alert-share ceiling `c` of training hours; no
 `site-risk` / `served-risk` know the test unit's mean risk too (label-free) and divide the prevalence
 odds ratio by the odds ratio of the mean risks, so a shift the model already follows is not corrected
 twice (`VIGIL_SITE__MEAN_RISK`).
-`full~psmooth` is this bundle's tree recipe.
+`full~psmooth` is bundle 2.2's tree recipe, `full~psmooth~mono` 2.3's.
 
 {threshold_rules_table(metrics)}
 
