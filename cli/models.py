@@ -208,7 +208,11 @@ def evaluate_command(
     rules: Annotated[bool, typer.Option(help="also score NEWS2/qSOFA/SIRS from the same rows")] = True,
     artifacts: ArtifactsOption = None,
     shift: Annotated[
-        str | None, typer.Option(help="score a shifted copy: labs=0.1 keeps each hour's lab draw with p=0.1")
+        str | None,
+        typer.Option(
+            help="score a shifted copy: labs=0.1 keeps each hour's lab draw with p=0.1, "
+            "vitals=0.5 each hour's vital-sign charting with p=0.5"
+        ),
     ] = None,
     shift_seed: Annotated[int, typer.Option(help="seed of the shift")] = 2019,
     site_prevalence: SitePrevalenceOption = None,

@@ -72,10 +72,10 @@ def shifted_matrix(matrix: np.ndarray, shift: tuple[str, float, int] | None, sta
     result does not depend on batching."""
     if shift is None:
         return matrix
-    from vigil.models.shift import thin_labs
+    from vigil.models.shift import thin
 
-    _, keep, seed = shift
-    return thin_labs(matrix, keep, np.random.default_rng([seed, stay_index]))
+    kind, keep, seed = shift
+    return thin(matrix, kind, keep, np.random.default_rng([seed, stay_index]))
 
 
 def _open_bundle(artifacts_dir: str | Path | None, site: Site | None = None) -> Any:
@@ -113,7 +113,8 @@ def predict_dir(
     risk or an alert-share ceiling, as ``VIGIL_SITE__*`` does for the worker). ``mean_risk`` in the
     summary is the combined risk averaged over every hour: a site's ``VIGIL_SITE__MEAN_RISK`` when the
     stays are an export of its own (no labels needed). ``shift``:
-    ("labs", keep, seed) scores the stays as a hospital drawing fewer labs would record them.
+    ("labs", keep, seed) scores the stays as a hospital drawing fewer labs would record them,
+    ("vitals", keep, seed) as one charting vital signs less often (``models.shift``).
     """
     started = time.perf_counter()
     bundle = _open_bundle(artifacts_dir, site)

@@ -84,21 +84,25 @@ def main(argv: list[str] | None = None) -> int:
     def fit_tree(rows: np.ndarray) -> Any:
         return trees.fit_weighted(np.asarray(x[rows]), y[rows], w[rows], args.seed, TREE_FEATURES)
 
-    def predict_tree(model: Any, rows: np.ndarray, thin_seed: int | None) -> np.ndarray:
-        return model.predict(np.asarray(mats.tree(thin_seed)[rows]))
+    def predict_tree(model: Any, rows: np.ndarray, copy: cohort_features.Copy | None) -> np.ndarray:
+        return model.predict(np.asarray(mats.tree(copy)[rows]))
 
     def fit_gru(rows: np.ndarray) -> Any:
         return sequence.fit(s, y, w, o, np.unique(patient[rows]), args.seed, log=log)
 
-    def predict_gru(model: Any, rows: np.ndarray, thin_seed: int | None) -> np.ndarray:
-        return sequence.predict(model, mats.sequence(thin_seed), o, np.unique(patient[rows]))
+    def predict_gru(model: Any, rows: np.ndarray, copy: cohort_features.Copy | None) -> np.ndarray:
+        return sequence.predict(model, mats.sequence(copy), o, np.unique(patient[rows]))
 
     t_cv = time.perf_counter()
-    thin_seeds = cohort_features.THIN_SEEDS
+    thin_seeds, vitals_seeds = cohort_features.THIN_SEEDS, cohort_features.VITALS_SEEDS
     log("shift tests: trees")
-    tree_pred = shifts.predict_shifts(u, fold, c.unit, fit_tree, predict_tree, thin_seeds, log=log)
+    tree_pred = shifts.predict_shifts(
+        u, fold, c.unit, fit_tree, predict_tree, thin_seeds, log=log, vitals_seeds=vitals_seeds
+    )
     log("shift tests: GRU")
-    gru_pred = shifts.predict_shifts(u, fold, c.unit, fit_gru, predict_gru, thin_seeds, log=log)
+    gru_pred = shifts.predict_shifts(
+        u, fold, c.unit, fit_gru, predict_gru, thin_seeds, log=log, vitals_seeds=vitals_seeds
+    )
     cv_seconds = time.perf_counter() - t_cv
 
     # 2.1: the GRU's weight in the alert score is 0. Stacked with it, the worst case under the shift
@@ -118,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "lab_keep": cohort_features.LAB_KEEP,
             "thin_seeds": list(thin_seeds),
+            "vitals_keep": cohort_features.VITALS_KEEP,
+            "vitals_seeds": list(vitals_seeds),
         },
         "sepsis_diagnosis": shifts.figures(u, tree_pred, fold, c.unit, y, w),
         "deterioration": shifts.figures(u, gru_pred, fold, c.unit, y, w),

@@ -12,10 +12,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "models" / "artifacts" / "stepping"
 CARD = ROOT / "docs" / "model-cards" / "stepping-bundle.md"
-SHIFTS = ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1")
+SHIFTS = ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1")
+SHIFTS_V1 = ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1")  # protocols 1 and 2: no vitals_thinned
 SHIFT_NAMES = {
     "cv": "set A CV (nested)",
     "labs_thinned": "labs thinned to 1 in 10",
+    "vitals_thinned": "vital signs charted half as often",
     "unit1->unit2": "medical ICU -> surgical ICU",
     "unit2->unit1": "surgical ICU -> medical ICU",
     "in_unit1": "control: medical ICU, own inner CV",
@@ -63,7 +65,7 @@ def screen_table(metrics: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in screen:
-        cells = [f"{r[s]['auroc']:.3f} / {r[s]['utility']:.3f}" for s in SHIFTS]
+        cells = [f"{r[s]['auroc']:.3f} / {r[s]['utility']:.3f}" for s in SHIFTS_V1]
         rows.append(
             f"| {r['config']} | {r['seed']} | {r['features']} | {' | '.join(cells)} | "
             f"{r['worst']['auroc']:.3f} / {r['worst']['utility']:.3f} |"
@@ -80,16 +82,20 @@ def screen_v2_table(metrics: dict[str, Any]) -> str:
     if not screen:
         return "_No protocol-2 screening runs recorded._"
     rows = [
-        "| recipe | seed | inputs | CV | thinned labs | unit1->unit2 | unit2->unit1 | in unit 1 (control) | "
-        "in unit 2 (control) | worst AUROC / utility |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| recipe | seed | inputs | CV | thinned labs | thinned vitals | unit1->unit2 | unit2->unit1 | "
+        "in unit 1 (control) | in unit 2 (control) | worst AUROC / utility |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     first = {c: i for i, c in reversed(list(enumerate(r["config"] for r in screen)))}
-    for r in sorted(screen, key=lambda r: (first[r["config"]], r["seed"])):
-        cells = [f"{r[s]['auroc']:.3f} / {r[s]['utility']:.3f} ({r[s]['best_utility']:.3f})" for s in V2_SHIFTS]
+    for r in sorted(screen, key=lambda r: (first[r["config"]], r["seed"], r.get("protocol", 2))):
+        cells = [
+            f"{r[s]['auroc']:.3f} / {r[s]['utility']:.3f} ({r[s]['best_utility']:.3f})" if s in r else "-"
+            for s in V2_SHIFTS
+        ]
+        worst = f"**{r['worst']['auroc']:.3f} / {r['worst']['utility']:.3f}**"
         rows.append(
             f"| {r['config']} | {r['seed']} | {r['features'] or '-'} | {' | '.join(cells)} | "
-            f"**{r['worst']['auroc']:.3f} / {r['worst']['utility']:.3f}** |"
+            f"{worst if 'vitals_thinned' in r else worst + ' (4 shifts)'} |"
         )
     return "\n".join(rows)
 
@@ -143,7 +149,7 @@ def paired_recipes(metrics: dict[str, Any], new: str = "full~psmooth~mono", old:
     seeds = sorted(s for c, s in rows if c == new and (old, s) in rows)
     if not seeds:
         return "_Not screened._"
-    cells = ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1")
+    cells = tuple(c for c in SHIFTS if all(c in rows[(n, s)] for n in (new, old) for s in seeds))
     out = [
         f"| seed | {' | '.join(cells)} |",
         "|---|" + "---|" * len(cells),
@@ -153,6 +159,15 @@ def paired_recipes(metrics: dict[str, Any], new: str = "full~psmooth~mono", old:
         diffs = [f"{a[c]['auroc'] - b[c]['auroc']:+.3f} / {a[c]['utility'] - b[c]['utility']:+.3f}" for c in cells]
         out.append(f"| {seed} | {' | '.join(diffs)} |")
     return "\n".join(out)
+
+
+def _vitals_line(cohort: dict[str, Any]) -> str:
+    if "vitals_keep" not in cohort:
+        return ""
+    return (
+        f' "thinned vitals": the same with each hour\'s vital-sign charting kept with probability'
+        f" {cohort['vitals_keep']} (a unit charting every second hour);"
+    )
 
 
 def _rounds(manifest: dict[str, Any]) -> Any:
@@ -263,7 +278,8 @@ the rest without a unit. EtCO2 is never measured in set A and is not an input.
 We cannot measure the hospital the models will meet, so every figure below is from a shift built
 from set A. Grouped {cohort["folds"]}-fold CV by patient (seed {cohort["seed"]}); "thinned labs": the
 CV fold models score their held-out stays with each hour's lab and blood-gas draw kept with
-probability {cohort["lab_keep"]} (seeded); "other unit": trained on one ICU type, tested on the other.
+probability {cohort["lab_keep"]} (seeded);{_vitals_line(cohort)} "other unit": trained on one ICU type,
+tested on the other.
 Thresholds and the stacker are never fitted on the rows they are reported on (protocol 2,
 `models/train/shifts.py`): CV and thinned labs use fold f's stacker and threshold fitted on the other
 folds' OOF predictions; the unit shifts use a stacker and threshold from an inner CV within the
@@ -301,7 +317,10 @@ issue 12's reference LightGBM (`models/train/reference_lgbm.py`); `v1trees` the 
 diagnosis model; `full+<block>` candidate blocks (`models/train/extra_features.py`); `~thin<K>`: the same
 recipe trained on a copy of set A with K % of each hour's lab draws kept (tested as recorded); `~p<name>`:
 other LightGBM settings (`screen.PARAM_SETS`); `~mono`: monotone constraints where physiology fixes
-the direction of risk (`trees.monotone_constraints`). The `full` rows used 2.1's settings (`~pv21`); 2.2
+the direction of risk (`trees.monotone_constraints`). "Thinned vitals" (protocol 3, the rows that
+have it): the fold models score their stays with each hour's vital-sign charting kept with
+probability 0.5, a unit charting every second hour; rows from before carry "-" there and a worst
+case over four shifts, not five. The `full` rows used 2.1's settings (`~pv21`); 2.2
 shipped `~psmooth` (7 leaves of >= 2,000 rows, 300 rounds), 2.3 ships `~psmooth~mono`. Command:
 `.venv-train/bin/python -m vigil.models.train.screen --config <recipe> --seed <seed>
 --out ~/.cache/vigil/screen-v2.jsonl`.

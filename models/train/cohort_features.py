@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vigil.models.shift import thin_labs
+from vigil.models.shift import thin
 from vigil.models.stay_features import N_SEQUENCE_INPUTS, N_TREE_FEATURES, SEQUENCE_INPUTS, TREE_FEATURES
 from vigil.models.stepping import stay_inputs
 from vigil.models.train.data import CACHE_DIR, Cohort
@@ -17,6 +17,13 @@ from vigil.models.train.data import CACHE_DIR, Cohort
 # the thinned-labs shift: each hour's lab draw kept with this probability, one copy per seed
 LAB_KEEP = 0.1
 THIN_SEEDS = (1, 2)
+# the thinned-vitals shift: each hour's vital-sign charting kept with this probability (a unit
+# charting every second hour), one copy per seed
+VITALS_KEEP = 0.5
+VITALS_SEEDS = (1, 2)
+
+# a shifted copy of the cohort: ("labs", thinning seed) or ("vitals", thinning seed); None = as recorded
+Copy = tuple[str, int]
 
 
 def _key(tag: str) -> str:
@@ -26,11 +33,12 @@ def _key(tag: str) -> str:
     return hashlib.sha256(src + names + tag.encode()).hexdigest()[:12]
 
 
-def thinned(c: Cohort, keep: float, seed: int) -> Cohort:
-    """The cohort with each hour's lab draw kept with probability ``keep`` (seeded, per stay)."""
+def thinned(c: Cohort, keep: float, seed: int, kind: str = "labs") -> Cohort:
+    """The cohort with each hour's draw of ``kind`` (labs, vitals) kept with probability ``keep``
+    (``models.shift.thin``; one generator over the stays in order, seeded)."""
     rng = np.random.default_rng(seed)
     o = c.offsets
-    matrix = np.concatenate([thin_labs(c.matrix[o[p] : o[p + 1]], keep, rng) for p in range(len(c.lengths))])
+    matrix = np.concatenate([thin(c.matrix[o[p] : o[p + 1]], kind, keep, rng) for p in range(len(c.lengths))])
     return Cohort(matrix, c.labels, c.lengths, c.age, c.gender, c.names, c.rules, c.unit)
 
 
@@ -58,43 +66,44 @@ def cohort_matrices(c: Cohort, tag: str, log=print) -> tuple[np.ndarray, np.ndar
 
 
 class Matrices:
-    """Feature matrices of set A and its thinned copies (``thin_seed``: None = as recorded), built on
+    """Feature matrices of set A and its thinned copies (``copy``: None = as recorded), built on
     first use and cached on disk."""
 
-    def __init__(self, c: Cohort, lab_keep: float = LAB_KEEP) -> None:
-        self.c, self.lab_keep = c, lab_keep
-        self._thin: dict[int, Cohort] = {}
+    def __init__(self, c: Cohort, lab_keep: float = LAB_KEEP, vitals_keep: float = VITALS_KEEP) -> None:
+        self.c, self.keep = c, {"labs": lab_keep, "vitals": vitals_keep}
+        self._thin: dict[Copy, Cohort] = {}
 
-    def cohort(self, thin_seed: int | None) -> Cohort:
-        if thin_seed is None:
+    def cohort(self, copy: Copy | None) -> Cohort:
+        if copy is None:
             return self.c
-        if thin_seed not in self._thin:
-            self._thin[thin_seed] = thinned(self.c, self.lab_keep, thin_seed)
-        return self._thin[thin_seed]
+        if copy not in self._thin:
+            kind, seed = copy
+            self._thin[copy] = thinned(self.c, self.keep[kind], seed, kind)
+        return self._thin[copy]
 
-    def tag(self, thin_seed: int | None) -> str:
-        return "setA" if thin_seed is None else f"labs{self.lab_keep}-s{thin_seed}"
+    def tag(self, copy: Copy | None) -> str:
+        return "setA" if copy is None else f"{copy[0]}{self.keep[copy[0]]}-s{copy[1]}"
 
-    def tree(self, thin_seed: int | None) -> np.ndarray:
-        return cohort_matrices(self.cohort(thin_seed), self.tag(thin_seed))[0]
+    def tree(self, copy: Copy | None) -> np.ndarray:
+        return cohort_matrices(self.cohort(copy), self.tag(copy))[0]
 
-    def sequence(self, thin_seed: int | None) -> np.ndarray:
-        return cohort_matrices(self.cohort(thin_seed), self.tag(thin_seed))[1]
+    def sequence(self, copy: Copy | None) -> np.ndarray:
+        return cohort_matrices(self.cohort(copy), self.tag(copy))[1]
 
-    def reference(self, thin_seed: int | None) -> np.ndarray:
+    def reference(self, copy: Copy | None) -> np.ndarray:
         from vigil.models.train import reference_lgbm
 
-        return reference_lgbm.cohort_features(self.cohort(thin_seed), self.tag(thin_seed))
+        return reference_lgbm.cohort_features(self.cohort(copy), self.tag(copy))
 
-    def v1(self, thin_seed: int | None) -> np.ndarray:
+    def v1(self, copy: Copy | None) -> np.ndarray:
         """The v1 bundle's 48-hour window features (``models.train.v1_features``): a second yardstick with a
         figure on the unseen hospital (issue 12)."""
         from vigil.models.train.data import all_features
         from vigil.models.train.v1_features import FEATURE_NAMES
 
-        c = self.cohort(thin_seed)
+        c = self.cohort(copy)
         key = hashlib.sha256(f"v1|{'|'.join(FEATURE_NAMES)}|{len(c.lengths)}".encode()).hexdigest()[:12]
-        path = CACHE_DIR / f"features-v1-{self.tag(thin_seed)}-{key}.npy"
+        path = CACHE_DIR / f"features-v1-{self.tag(copy)}-{key}.npy"
         if not path.exists():
             np.save(path, all_features(c))
         return np.load(path, mmap_mode="r")

@@ -18,6 +18,10 @@ labs (issue 12's reference, trained so, ranked better on the unseen hospital wit
 ``~mono`` adds monotone constraints where physiology fixes the direction (``trees.monotone_constraints``,
 bundle 2.3's recipe: ``full~psmooth~mono``; without it a recipe fits as recorded before 2.3).
 
+Every config is scored under protocol 3: the four shifts of protocol 2 (CV, labs thinned, each
+unit held out) and vital signs thinned to half the chartings (``shifts``); rows recorded before
+carry protocol 2 and no ``vitals_thinned``, so their ``worst`` is over four shifts, not five.
+
 Each config and seed appends one JSON line to ``~/.cache/vigil/screen.jsonl`` and keeps its raw
 shift predictions in ``~/.cache/vigil/shiftpred/<config>-s<seed>.npz`` (combinations are then
 scored without refitting: ``--combine a+b``). ``--record models/artifacts/stepping/metrics.json``
@@ -39,6 +43,7 @@ from vigil.models.train import cohort_features, data, labels, shifts, stacking, 
 
 LAB_KEEP = cohort_features.LAB_KEEP
 THIN_SEEDS = cohort_features.THIN_SEEDS
+VITALS_SEEDS = cohort_features.VITALS_SEEDS
 PRED_DIR = data.CACHE_DIR / "shiftpred"
 SMOKE_ROUNDS: int | None = None  # --smoke: every tree recipe, ``~p<name>`` included, fits this many rounds
 
@@ -104,7 +109,7 @@ def tree_recipe(
     config, thin, overrides, rounds = training_mods(config)
     base, *extras = config.split("+")
     train_mats = cohort_features.Matrices(mats.c, thin / 100) if thin else mats
-    train_thin = 100 + seed if thin else None
+    train_thin: cohort_features.Copy | None = ("labs", 100 + seed) if thin else None
 
     def source_of(m: cohort_features.Matrices) -> Any:
         return {"reference": m.reference, "v1trees": m.v1}.get(base, m.tree)
@@ -116,11 +121,11 @@ def tree_recipe(
         y, w = mats.c.labels.astype(np.int8), np.ones(len(y), np.float32)
 
     def matrix(
-        thin_seed: int | None, rows: np.ndarray, m: cohort_features.Matrices = mats, src: Any = source
+        copy: cohort_features.Copy | None, rows: np.ndarray, m: cohort_features.Matrices = mats, src: Any = source
     ) -> np.ndarray:
-        parts = [np.asarray(src(thin_seed)[rows])[:, cols]]
+        parts = [np.asarray(src(copy)[rows])[:, cols]]
         for name in extras:
-            block = extra_features.cohort_block(m.cohort(thin_seed), name, m.tag(thin_seed))
+            block = extra_features.cohort_block(m.cohort(copy), name, m.tag(copy))
             parts.append(np.asarray(block[rows]))
         return np.hstack(parts) if extras else parts[0]
 
@@ -142,8 +147,8 @@ def tree_recipe(
             for k in range(n_models)
         ]
 
-    def predict(models: Any, rows: np.ndarray, thin_seed: int | None) -> np.ndarray:
-        src = matrix(thin_seed, rows)
+    def predict(models: Any, rows: np.ndarray, copy: cohort_features.Copy | None) -> np.ndarray:
+        src = matrix(copy, rows)
         return np.mean([m.predict(src) for m in models], axis=0)
 
     return fit, predict, len(cols) + n_extra
@@ -162,10 +167,10 @@ def gru_recipe(
         kw["dropout"] = int(parts["d"]) / 100
     o, patient = mats.c.offsets, mats.c.patient_of_row()
 
-    def inputs(thin_seed: int | None) -> np.ndarray:
+    def inputs(copy: cohort_features.Copy | None) -> np.ndarray:
         if parts.get("i") == "2":
-            return extra_features.cohort_block(mats.cohort(thin_seed), "seq2", mats.tag(thin_seed))
-        return mats.sequence(thin_seed)
+            return extra_features.cohort_block(mats.cohort(copy), "seq2", mats.tag(copy))
+        return mats.sequence(copy)
 
     s = inputs(None)
 
@@ -187,12 +192,12 @@ def gru_recipe(
             )
         return sequence.fit(s, y, w, o, np.unique(patient[rows]), seed, log=lambda m: None, **kw)
 
-    def predict(model: Any, rows: np.ndarray, thin_seed: int | None) -> np.ndarray:
+    def predict(model: Any, rows: np.ndarray, copy: cohort_features.Copy | None) -> np.ndarray:
         if config.startswith("att"):
             from vigil.models.train import attention
 
-            return attention.predict(model, inputs(thin_seed), o, np.unique(patient[rows]))
-        return sequence.predict(model, inputs(thin_seed), o, np.unique(patient[rows]))
+            return attention.predict(model, inputs(copy), o, np.unique(patient[rows]))
+        return sequence.predict(model, inputs(copy), o, np.unique(patient[rows]))
 
     return fit, predict, s.shape[1]
 
@@ -245,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             recipe = gru_recipe if config.startswith(("gru", "att")) else tree_recipe
             fit, predict, n_inputs = recipe(config, seed, mats, y, w)
-            pred = shifts.predict_shifts(u, fold, c.unit, fit, predict, THIN_SEEDS, log=print)
+            pred = shifts.predict_shifts(
+                u, fold, c.unit, fit, predict, THIN_SEEDS, log=print, vitals_seeds=VITALS_SEEDS
+            )
             pred.save(PRED_DIR / f"{config}-s{seed}{tag}.npz")
             result = shifts.figures(u, pred, fold, c.unit, y, w)
             record(args.out, config, seed, n_inputs, time.perf_counter() - t0, result)

@@ -6,8 +6,10 @@ shift it is reported on, never on the rows it scores:
 - ``cv``: grouped k-fold by patient; out-of-fold (OOF) scores; fold f's stacker and threshold are
   fitted on the other folds' OOF scores (nested).
 - ``labs_thinned``: the CV fold models score their held-out stays with each hour's lab draw kept
-  with probability 0.1 (``models.shift.thin_labs``), once per thinning seed, at fold f's stacker
+  with probability 0.1 (``models.shift.thin``), once per thinning seed, at fold f's stacker
   and threshold; the figure is the mean over the seeds (each seed under ``labs_thinned_seeds``).
+- ``vitals_thinned`` (protocol 3): the same with each hour's vital-sign charting kept with
+  probability 0.5 (a unit charting every second hour; ``vitals_thinned_seeds``).
 - ``unitA->unitB``: trained on the stays of ICU type A only, tested on type B. Stacker and threshold
   come from an inner CV on unit A alone (the same patient folds restricted to A), so nothing that
   decides the score has seen a unit-B stay.
@@ -34,8 +36,9 @@ import numpy as np
 
 from vigil.models.utility import auroc_auprc, best_threshold, utility_curve, utility_tables
 
+Copy = tuple[str, int]  # a shifted copy of the cohort: ("labs" | "vitals", thinning seed)
 Fit = Callable[[np.ndarray], Any]  # train rows (bool mask) -> model
-Predict = Callable[[Any, np.ndarray, "int | None"], np.ndarray]  # (model, test rows, thinning seed) -> scores
+Predict = Callable[[Any, np.ndarray, "Copy | None"], np.ndarray]  # (model, test rows, copy or None) -> scores
 Scorer = Callable[[np.ndarray], np.ndarray]  # [k, rows] -> [rows]
 Combiner = Callable[[np.ndarray, np.ndarray, np.ndarray], Scorer]  # (train scores [k, n], y, w) -> scorer
 UNITS = (1, 2)
@@ -113,10 +116,12 @@ class ShiftPredictions:
     oof_thin: dict[int, np.ndarray]  # thinning seed -> every row, out of fold, labs thinned
     other_unit: dict[str, np.ndarray]  # "unit1->unit2" -> the unit-2 rows, model trained on unit 1
     in_unit: dict[int, np.ndarray] = field(default_factory=dict)  # unit -> its rows, inner-CV OOF
+    oof_vitals: dict[int, np.ndarray] = field(default_factory=dict)  # as oof_thin, vital signs thinned
 
     def save(self, path: Path) -> None:
         arrays = {"oof": self.oof}
         arrays.update({f"thin_{s}": v for s, v in self.oof_thin.items()})
+        arrays.update({f"vitals_{s}": v for s, v in self.oof_vitals.items()})
         arrays.update({f"other_{k}": v for k, v in self.other_unit.items()})
         arrays.update({f"in_unit_{k}": v for k, v in self.in_unit.items()})
         np.savez(path, **arrays)
@@ -130,6 +135,7 @@ class ShiftPredictions:
             {int(k[5:]): v for k, v in d.items() if k.startswith("thin_")},
             {k[6:]: v for k, v in d.items() if k.startswith("other_")},
             {int(k[8:]): v for k, v in d.items() if k.startswith("in_unit_")},
+            {int(k[7:]): v for k, v in d.items() if k.startswith("vitals_")},
         )
 
     @staticmethod
@@ -142,6 +148,11 @@ class ShiftPredictions:
             {s: cat([p.oof_thin[s] for p in parts]) for s in first.oof_thin},
             {k: cat([p.other_unit[k] for p in parts]) for k in first.other_unit},
             {k: cat([p.in_unit[k] for p in parts]) for k in first.in_unit},
+            {
+                s: cat([p.oof_vitals[s] for p in parts])
+                for s in first.oof_vitals
+                if all(s in p.oof_vitals for p in parts)
+            },
         )
 
 
@@ -153,18 +164,21 @@ def predict_shifts(
     predict: Predict,
     thin_seeds: Sequence[int],
     log: Callable[[str], None] = print,
+    vitals_seeds: Sequence[int] = (),
 ) -> ShiftPredictions:
-    """Fit the recipe once per fold, once per unit, and once per fold within each unit."""
+    """Fit the recipe once per fold, once per unit, and once per fold within each unit; the fold
+    models also score their stays' thinned copies (labs per ``thin_seeds``, vitals per ``vitals_seeds``)."""
     row_fold, row_unit = u.rows_of(patient_fold), u.rows_of(unit)
     n, k = len(u.labels), int(patient_fold.max()) + 1
     oof = np.zeros(n)
-    thin = {s: np.zeros(n) for s in thin_seeds}
+    copies: list[Copy] = [("labs", s) for s in thin_seeds] + [("vitals", s) for s in vitals_seeds]
+    shifted = {c: np.zeros(n) for c in copies}
     for f in range(k):
         test = row_fold == f
         model = fit(~test)
         oof[test] = predict(model, test, None)
-        for s in thin_seeds:
-            thin[s][test] = predict(model, test, s)
+        for c in copies:
+            shifted[c][test] = predict(model, test, c)
         log(f"  fold {f} done")
     other, inner = {}, {}
     for a in UNITS:
@@ -176,7 +190,8 @@ def predict_shifts(
             scores[test] = predict(fit((row_unit == a) & (row_fold != f)), test, None)
         inner[a] = scores[row_unit == a][None]
         log(f"  unit{a}->unit{b} and unit {a}'s inner folds done")
-    return ShiftPredictions(oof[None], {s: v[None] for s, v in thin.items()}, other, inner)
+    by_kind = {kind: {s: v[None] for (k_, s), v in shifted.items() if k_ == kind} for kind in ("labs", "vitals")}
+    return ShiftPredictions(oof[None], by_kind["labs"], other, inner, by_kind["vitals"])
 
 
 def _nested(
@@ -187,10 +202,10 @@ def _nested(
     y: np.ndarray,
     w: np.ndarray,
     combiner: Combiner,
-    extra: dict[int, np.ndarray] | None = None,
-) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    extra: dict[Copy, np.ndarray] | None = None,
+) -> tuple[dict[str, Any], dict[Copy, dict[str, Any]]]:
     """Nested CV figures over ``rows`` (``scores`` [k, rows.sum()]): fold f's combiner and threshold
-    from the other folds; ``extra`` (thinning seed -> scores) is scored with fold f's choices."""
+    from the other folds; ``extra`` (shifted copy -> scores) is scored with fold f's choices."""
     fold = row_fold[rows]
     yy, ww = y[rows], w[rows]
     idx = np.nonzero(rows)[0]
@@ -198,7 +213,7 @@ def _nested(
     extra = extra or {}
     pooled_extra = {s: np.zeros(len(idx)) for s in extra}
     folds: list[dict[str, float]] = []
-    extra_folds: dict[int, list[dict[str, float]]] = {s: [] for s in extra}
+    extra_folds: dict[Copy, list[dict[str, float]]] = {s: [] for s in extra}
     for f in np.unique(fold):
         test = fold == f
         score = combiner(scores[:, ~test], yy[~test], ww[~test])
@@ -227,23 +242,15 @@ def figures(
     """Every shift block of one score (see the module docstring for who chooses what)."""
     row_fold, row_unit = u.rows_of(patient_fold), u.rows_of(unit)
     everything = np.ones(len(u.labels), bool)
-    out: dict[str, Any] = {"protocol": 2}
-    out["cv"], thin = _nested(u, pred.oof, everything, row_fold, y, w, combiner, pred.oof_thin)
-    out["labs_thinned_seeds"] = {str(s): b for s, b in thin.items()}
-    out["labs_thinned"] = {
-        m: round(float(np.mean([b[m] for b in thin.values()])), 5 if "threshold" in m else 4)
-        for m in (
-            "auroc",
-            "auprc",
-            "utility",
-            "utility_sd",
-            "threshold",
-            "best_utility",
-            "best_threshold",
-            "alert_share",
-        )
-    }
-    out["labs_thinned"]["seeds"] = sorted(pred.oof_thin)
+    out: dict[str, Any] = {"protocol": 3 if pred.oof_vitals else 2}
+    extra = {("labs", s): v for s, v in pred.oof_thin.items()}
+    extra.update({("vitals", s): v for s, v in pred.oof_vitals.items()})
+    out["cv"], shifted = _nested(u, pred.oof, everything, row_fold, y, w, combiner, extra)
+    for kind in ("labs", "vitals"):
+        blocks = {s: b for (k, s), b in shifted.items() if k == kind}
+        if blocks:
+            out[f"{kind}_thinned_seeds"] = {str(s): b for s, b in blocks.items()}
+            out[f"{kind}_thinned"] = {**_seed_mean(list(blocks.values())), "seeds": sorted(blocks)}
     for a in UNITS:
         b = 3 - a
         train, test = row_unit == a, row_unit == b
@@ -252,9 +259,18 @@ def figures(
         out[f"unit{a}->unit{b}"] = block(u, score(pred.other_unit[f"unit{a}->unit{b}"]), test, thr)
     for b in UNITS:
         out[f"in_unit{b}"], _ = _nested(u, pred.in_unit[b], row_unit == b, row_fold, y, w, combiner)
-    names = ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1")
+    names = ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1")
+    names = tuple(n for n in names if n in out)
     out["worst"] = {m: min(out[s][m] for s in names) for m in ("auroc", "utility")}
     return out
+
+
+_MEANS = ("auroc", "auprc", "utility", "utility_sd", "threshold", "best_utility", "best_threshold", "alert_share")
+
+
+def _seed_mean(blocks: list[dict[str, Any]]) -> dict[str, float]:
+    """The mean of one shift's blocks over its thinning seeds."""
+    return {m: round(float(np.mean([b[m] for b in blocks])), 5 if "threshold" in m else 4) for m in _MEANS}
 
 
 def _pooled(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -104,3 +105,24 @@ def test_cli_predict_takes_the_site_from_the_worker_settings(psv_dir: Path, tmp_
     flag_choice = json.loads(flag.output.strip().split("\n")[-1])["threshold_choice"]
     assert env_choice["site_prevalence"] == 0.03 and flag_choice["site_prevalence"] == 0.15
     assert env_choice["threshold"] > flag_choice["threshold"]
+
+
+def test_cli_evaluate_scores_a_unit_charting_vitals_less_often(psv_dir: Path, tmp_path: Path) -> None:
+    from vigil.cli.models import register
+
+    app = typer.Typer()
+    register(app)
+
+    def evaluate(*extra: str) -> dict[str, Any]:
+        res = CliRunner().invoke(
+            app, ["evaluate", "--data", str(psv_dir), "--artifacts", str(ART), "--no-rules", "--json", *extra]
+        )
+        assert res.exit_code == 0, res.output
+        return dict(json.loads(res.output.strip().split("\n")[-1]))
+
+    recorded = evaluate()
+    sparse = evaluate("--shift", "vitals=0.3", "--shift-seed", "4")
+    assert sparse["shift"] == {"name": "vitals", "keep": 0.3, "seed": 4} and "shift" not in recorded
+    assert sparse["rows"] == recorded["rows"]  # the hours stay; their vital signs go
+    assert sparse["model"] != recorded["model"]
+    assert evaluate("--shift", "vitals=0.3", "--shift-seed", "4")["model"] == sparse["model"]  # seeded

@@ -5,7 +5,7 @@ import pytest
 from synthetic import synthetic_stay
 
 from vigil.models.alert_replay import AlertReplay
-from vigil.models.shift import parse_shift, thin_labs
+from vigil.models.shift import parse_shift, thin, thin_labs
 from vigil.schemas.codes import DYNAMIC_CODES, VITALS
 
 LABS = [i for i, c in enumerate(DYNAMIC_CODES) if c not in VITALS]
@@ -26,9 +26,27 @@ def test_thin_labs_drops_whole_lab_draws_and_keeps_vitals() -> None:
     np.testing.assert_array_equal(thin_labs(m, 1.0, np.random.default_rng(0)), m)
 
 
+def test_thin_vitals_drops_whole_chartings_and_keeps_labs() -> None:
+    m = synthetic_stay(np.random.default_rng(2), 400)[:, : len(DYNAMIC_CODES)].astype(np.float32)
+    sparse = thin(m, "vitals", 0.5, np.random.default_rng(7))
+    np.testing.assert_array_equal(sparse[:, LABS], m[:, LABS])
+    had = ~np.isnan(m[:, VITAL_COLS]).all(1)
+    kept = ~np.isnan(sparse[:, VITAL_COLS]).all(1)
+    assert not (kept & ~had).any()
+    assert 0.4 < kept.sum() / had.sum() < 0.6
+    np.testing.assert_array_equal(sparse[kept][:, VITAL_COLS], m[kept][:, VITAL_COLS])
+    # the labs kind is thin_labs, draw for draw (cached thinned-labs features stay valid)
+    np.testing.assert_array_equal(
+        thin(m, "labs", 0.1, np.random.default_rng(5)), thin_labs(m, 0.1, np.random.default_rng(5))
+    )
+    with pytest.raises(ValueError, match="unknown kind"):
+        thin(m, "notes", 0.5, np.random.default_rng(0))
+
+
 def test_parse_shift() -> None:
     assert parse_shift("labs=0.1") == ("labs", 0.1)
-    for bad in ("labs=0", "labs=1.5", "vitals=0.5", "labs", "labs=x"):
+    assert parse_shift("vitals=0.5") == ("vitals", 0.5)
+    for bad in ("labs=0", "labs=1.5", "vitals=0", "vitals=", "bp=0.5", "labs", "labs=x", "vitals=nan"):
         with pytest.raises(ValueError):
             parse_shift(bad)
 

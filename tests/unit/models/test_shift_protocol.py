@@ -63,3 +63,27 @@ def test_a_fold_without_septic_stays_is_left_out_of_the_utility_mean() -> None:
     assert np.isnan(u.utility(rng.random(no_septic.sum()), no_septic, 0.5))
     out = figures(u, _predictions(u, unit, y + rng.random(len(y))), fold, unit, y, w)
     assert np.isfinite(out["cv"]["utility"]) and np.isfinite(out["worst"]["utility"])
+
+
+def test_thinned_vitals_join_the_worst_case_and_survive_save_and_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(3)
+    labels, lengths, fold, unit = _cohort(rng)
+    u, (y, w) = Utility(labels, lengths), utility_targets(labels, lengths)
+    score = y + rng.random(len(y))
+    pred = _predictions(u, unit, score)
+    four = figures(u, pred, fold, unit, y, w)
+    assert four["protocol"] == 2 and "vitals_thinned" not in four
+    # the fold models lose their ranking when vitals are charted half as often: the worst case says so
+    pred.oof_vitals = {1: rng.random(len(y))[None], 2: rng.random(len(y))[None]}
+    five = figures(u, pred, fold, unit, y, w)
+    assert five["protocol"] == 3 and five["vitals_thinned"]["seeds"] == [1, 2]
+    assert set(five["vitals_thinned_seeds"]) == {"1", "2"}
+    assert five["worst"]["auroc"] == five["vitals_thinned"]["auroc"] < four["worst"]["auroc"]
+    for shift in ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1"):
+        assert five[shift] == four[shift]
+    pred.save(tmp_path / "p.npz")
+    back = ShiftPredictions.load(tmp_path / "p.npz")
+    assert sorted(back.oof_vitals) == [1, 2] and sorted(back.oof_thin) == [1, 2]
+    np.testing.assert_array_equal(back.oof_vitals[2], pred.oof_vitals[2])
+    both = ShiftPredictions.stack([back, _predictions(u, unit, score)])  # one part without vitals
+    assert both.oof.shape[0] == 2 and both.oof_vitals == {}
