@@ -257,7 +257,14 @@ def evaluate_command(
     with _progress("evaluating") as bar:
         task = bar.add_task("evaluate", total=len(list_psv(data)))
         result = evaluate_dir(
-            data, pred, with_rules=rules, progress=lambda done, n: bar.update(task, completed=done), shift=shifted
+            data,
+            pred,
+            with_rules=rules,
+            progress=lambda done, n: bar.update(task, completed=done),
+            shift=shifted,
+            # the threshold the labels were just set at (the replay's hysteresis exits below it);
+            # predictions from --pred carry only their labels
+            threshold=None if predicted is None else float(predicted["threshold"]),  # type: ignore[arg-type]
         )
     for name in ("model", "NEWS2", "qSOFA", "SIRS"):
         if name in result:

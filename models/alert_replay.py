@@ -82,14 +82,21 @@ class AlertReplay:
     ) -> None:
         self.stays.append((labels, prob, label, news2, single3))
 
-    def summary(self) -> dict[str, float | int | str | None]:
-        # the stored threshold is the lowest probability labelled positive (labels = p >= threshold)
-        positives = [p[b.astype(bool)] for _, p, b, _, _ in self.stays if b.any()]
-        threshold = float(min(x.min() for x in positives)) if positives else float("inf")
+    def summary(self, threshold: float | None = None) -> dict[str, float | int | str | None]:
+        """Replay every stay at ``threshold``: the one the predictions were labelled at. Without it
+        (predictions from elsewhere) it is read back from the labels as the lowest probability
+        labelled positive, which can sit above the real one (no hour need fall exactly on it): the
+        decisions are the same, but the exit of the hysteresis (threshold x exit ratio) moves."""
+        source = "given"
+        if threshold is None:
+            positives = [p[b.astype(bool)] for _, p, b, _, _ in self.stays if b.any()]
+            threshold = float(min(x.min() for x in positives)) if positives else None
+            source = "lowest probability labelled positive"
+        replayed = float("inf") if threshold is None else threshold
         pages, hours, septic, early = 0, 0, 0, 0
         leads: list[float] = []
         for labels, prob, _, news2, single3 in self.stays:
-            n_pages, opened = simulate(news2.astype(int), single3.astype(bool), prob, threshold, self.policy)
+            n_pages, opened = simulate(news2.astype(int), single3.astype(bool), prob, replayed, self.policy)
             pages += n_pages
             hours += len(labels)
             if labels.any():
@@ -104,6 +111,7 @@ class AlertReplay:
             "septic_stays_paged_before_onset": round(early / septic, 4) if septic else None,
             "median_lead_h": float(np.median(leads)) if leads else None,
             "septic_stays": septic,
-            "model_threshold": round(threshold, 6) if positives else None,
+            "model_threshold": None if threshold is None else round(threshold, 6),
+            "model_threshold_from": source if threshold is not None else None,
             "policy": "models.alerting lifecycle: NEWS2 bands + combined model, hysteresis, 6 h suppression",
         }

@@ -204,6 +204,7 @@ def evaluate_dir(
     with_rules: bool = True,
     progress: ProgressFn | None = None,
     shift: tuple[str, float, int] | None = None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Official normalized utility, AUROC and AUPRC of ``pred_dir`` against the labels in ``data_dir``.
 
@@ -211,7 +212,9 @@ def evaluate_dir(
     scored side by side (their totals as the continuous score for AUROC/AUPRC), and the alert
     agent's lifecycle is replayed over the model and NEWS2 (``alerting``: pages per patient-day,
     septic stays paged before onset, median lead time). ``shift`` must be the one the predictions
-    were made with (the rules then see the same shifted rows).
+    were made with (the rules then see the same shifted rows); ``threshold`` the one their labels
+    were set at (``predict_dir``'s), which the replay's hysteresis needs (without it, it is read
+    back from the labels: ``AlertReplay.summary``).
     """
     from vigil.models.alert_replay import AlertReplay
     from vigil.models.utility import auroc_auprc, normalized_utility
@@ -258,7 +261,7 @@ def evaluate_dir(
         result[name] = _metrics(labels, scores, bins, auroc_auprc, normalized_utility)
         result[name]["cutoff"] = cutoffs[name]
     if with_rules:
-        result["alerting"] = replay.summary()
+        result["alerting"] = replay.summary(threshold)
     if shift is not None:
         result["shift"] = {"name": shift[0], "keep": shift[1], "seed": shift[2]}
     result["seconds"] = round(time.perf_counter() - started, 2)

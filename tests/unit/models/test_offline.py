@@ -114,9 +114,7 @@ def test_cli_evaluate_scores_a_unit_charting_vitals_less_often(psv_dir: Path, tm
     register(app)
 
     def evaluate(*extra: str) -> dict[str, Any]:
-        res = CliRunner().invoke(
-            app, ["evaluate", "--data", str(psv_dir), "--artifacts", str(ART), "--no-rules", "--json", *extra]
-        )
+        res = CliRunner().invoke(app, ["evaluate", "--data", str(psv_dir), "--artifacts", str(ART), "--json", *extra])
         assert res.exit_code == 0, res.output
         return dict(json.loads(res.output.strip().split("\n")[-1]))
 
@@ -126,3 +124,7 @@ def test_cli_evaluate_scores_a_unit_charting_vitals_less_often(psv_dir: Path, tm
     assert sparse["rows"] == recorded["rows"]  # the hours stay; their vital signs go
     assert sparse["model"] != recorded["model"]
     assert evaluate("--shift", "vitals=0.3", "--shift-seed", "4")["model"] == sparse["model"]  # seeded
+    # the alert lifecycle is replayed at the threshold the labels were set at, not one read back from them
+    served = round(recorded["threshold_choice"]["threshold"], 6)
+    assert recorded["alerting"]["model_threshold"] == served
+    assert recorded["alerting"]["model_threshold_from"] == "given"

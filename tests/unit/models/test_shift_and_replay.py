@@ -67,3 +67,24 @@ def test_alert_replay_counts_pages_and_lead_time() -> None:
     assert out["median_lead_h"] == 11.0
     assert out["pages_per_patient_day"] == pytest.approx(24 * 1 / 80)
     assert out["model_threshold"] == pytest.approx(0.5)
+
+
+def test_alert_replay_exits_below_the_threshold_the_labels_were_set_at() -> None:
+    # served threshold 0.30: no hour falls on it, so the lowest probability labelled positive is 0.5
+    hours = 40
+    prob = np.full(hours, 0.01)
+    prob[5], prob[6:20], prob[20] = 0.5, 0.27, 0.5  # 0.27: below 0.30, above its exit (0.30 x 0.8)
+    quiet = np.zeros(hours, int)
+
+    def replayed(threshold: float | None) -> dict[str, float | int | str | None]:
+        replay = AlertReplay()
+        replay.add(np.zeros(hours, np.int8), prob, (prob >= 0.30).astype(np.int8), quiet, quiet.astype(bool))
+        return replay.summary(threshold)
+
+    given, inferred = replayed(0.30), replayed(None)
+    assert given["model_threshold"] == 0.30 and given["model_threshold_from"] == "given"
+    assert inferred["model_threshold"] == 0.5 and inferred["model_threshold_from"] != "given"
+    # at 0.30 the alert stays open through the 0.27 hours: one page; read back at 0.5 it closes
+    # below 0.4 and pages again at hour 20, after the suppression window
+    assert given["pages_per_patient_day"] == pytest.approx(24 / hours)
+    assert inferred["pages_per_patient_day"] == pytest.approx(2 * 24 / hours)
