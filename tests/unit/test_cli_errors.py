@@ -115,6 +115,8 @@ def test_a_site_threshold_the_bundle_cannot_serve(env, tmp_path) -> None:
     (data / "p1.psv").write_text("HR|Age|Gender|ICULOS\n80|60|1|1\n")
     out = str(tmp_path / "out")
     one_line(run(env, "predict", "--data", str(data), "--out", out, "--site-prevalence", "0.5"), "outside", "0.057")
+    one_line(run(env, "evaluate", "--data", str(data), "--shift", "vitals=2"), "--shift", "vital-sign chartings kept")
+    one_line(run(env, "evaluate", "--data", str(data), "--shift", "bp=0.5"), "unknown shift", "vitals=")
     one_line(run(env, "predict", "--data", str(data), "--out", out, "--max-alert-share", "0.0001"), "ceiling")
     one_line(run(env, "predict", "--data", str(data), "--out", out, "--site-prevalence", "5.7"), "--site-prevalence")
     one_line(
