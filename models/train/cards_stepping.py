@@ -187,6 +187,28 @@ def _vitals_verdict(metrics: dict[str, Any]) -> str:
     )
 
 
+def unit_gap(metrics: dict[str, Any]) -> str:
+    """The septic-count control of the surgical -> medical gap (``models.train.unit_gap``)."""
+    gap = metrics.get("unit_gap")
+    if not gap:
+        return ""
+    screen = {(r["config"], r["seed"]): r for r in metrics.get("screen_v2", [])}
+    cells = []
+    for seed, g in gap["seeds"].items():
+        transfer = screen.get((gap["config"], int(seed)), {}).get("unit2->unit1", {}).get("auroc")
+        cells.append(
+            f"seed {seed}: {g['medical_own_cv_auroc']:.3f} with every septic stay, "
+            f"{g['medical_own_cv_at_surgical_septic_count_auroc']:.3f} at the surgical count"
+            + (f", surgical -> medical {transfer:.3f}" if transfer is not None else "")
+        )
+    return (
+        f"\n**A shift, not a small training set.** The medical ICU's own inner CV with its septic training "
+        f"stays cut to the surgical ICU's {gap['surgical_septic_stays']} (`{gap['config']}`, "
+        f"`models/train/unit_gap.py`): {'; '.join(cells)}. Fewer septic stays explain a fraction of the "
+        "surgical -> medical gap; the rest is the change of unit.\n"
+    )
+
+
 def _rounds(manifest: dict[str, Any]) -> Any:
     return manifest["models"]["sepsis_diagnosis"]["params"].get("rounds", "?")
 
@@ -360,7 +382,7 @@ through the threshold: set A's Unit1 has 10.8 % septic stays and Unit2 4.1 % (se
 the challenge's hospital B 5.7 %; Reyna et al. 2020), so a threshold from one unit is far from the
 other's best, whereas on the unseen hospital the best threshold gained only 0.015. Read the AUROC of
 the unit shifts as the ranking that travels and their utility as a prevalence-shift stress test.
-
+{unit_gap(metrics)}
 ## Threshold rules judged by the same shift tests (cached predictions, no refit)
 
 `.venv/bin/python -m vigil.models.train.threshold_rules` (module docstring): `best` maximizes the

@@ -74,3 +74,39 @@ def test_fit_weighted_applies_overrides_and_rounds() -> None:
     assert max(leaves) <= 3
     default = trees.fit_weighted(x, y, w, seed=1, overrides={"min_data_in_leaf": 20}, rounds=3)
     assert max(t["num_leaves"] for t in default.dump_model()["tree_info"]) > 3
+
+
+def test_septic_matched_control_trains_on_its_own_folds_with_n_septic_stays() -> None:
+    from vigil.models.train.shifts import Utility
+    from vigil.models.train.unit_gap import septic_matched_scores
+
+    rng = np.random.default_rng(0)
+    n = 60
+    lengths = rng.integers(5, 15, n)
+    septic = np.arange(n) % 3 == 0
+    labels = np.concatenate(
+        [np.r_[np.zeros(k - 3), np.ones(3)] if s else np.zeros(k) for k, s in zip(lengths, septic, strict=True)]
+    )
+    u = Utility(labels.astype(np.int8), lengths)
+    fold, unit = np.arange(n) % 4, np.where(np.arange(n) < 40, 1, 2)
+    stay_of_row = u.stay_of_row
+    seen: list[np.ndarray] = []
+
+    def fit(rows: np.ndarray) -> np.ndarray:
+        stays = np.unique(stay_of_row[rows])
+        assert rows.sum() == lengths[stays].sum()  # whole stays only
+        seen.append(stays)
+        return stays
+
+    def predict(model: np.ndarray, rows: np.ndarray, copy: object) -> np.ndarray:
+        assert not np.isin(np.unique(stay_of_row[rows]), model).any()  # never a stay it trained on
+        return np.full(int(rows.sum()), 0.5)
+
+    medical = unit == 1
+    scores, sizes = septic_matched_scores(u, fold, medical, septic, 4, fit, predict, rng)
+    assert len(seen) == 4 and (scores[u.rows_of(medical)] == 0.5).all() and (scores[u.rows_of(~medical)] == 0).all()
+    for f, stays in enumerate(seen):
+        assert (unit[stays] == 1).all() and (fold[stays] != f).all()
+        assert septic[stays].sum() == 4
+        assert set(np.nonzero(medical & ~septic & (fold != f))[0]) <= set(stays)  # every non-septic stay kept
+    assert sizes == [len(s) for s in seen]
