@@ -13,6 +13,7 @@ from vigil.models.shift import thin
 from vigil.models.stay_features import N_SEQUENCE_INPUTS, N_TREE_FEATURES, SEQUENCE_INPUTS, TREE_FEATURES
 from vigil.models.stepping import stay_inputs
 from vigil.models.train.data import CACHE_DIR, Cohort
+from vigil.models.train.shifts import Copy  # ("labs" | "vitals", thinning seed); None = as recorded
 
 # the thinned-labs shift: each hour's lab draw kept with this probability, one copy per seed
 LAB_KEEP = 0.1
@@ -21,9 +22,6 @@ THIN_SEEDS = (1, 2)
 # charting every second hour), one copy per seed
 VITALS_KEEP = 0.5
 VITALS_SEEDS = (1, 2)
-
-# a shifted copy of the cohort: ("labs", thinning seed) or ("vitals", thinning seed); None = as recorded
-Copy = tuple[str, int]
 
 
 def _key(tag: str) -> str:
