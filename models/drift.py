@@ -204,7 +204,9 @@ def null_max_psi(
         per_stay = max(1, window_hours // n)
         maxes = []
         for _ in range(draws):
-            stays = rng.choice(len(lengths), n, replace=False)
+            # a cohort smaller than the ward (a smoke training) draws stays again: repeats make the
+            # ward more alike within, so its PSI larger and the threshold looser, never tighter
+            stays = rng.choice(len(lengths), n, replace=n > len(lengths))
             take = np.minimum(lengths[stays], per_stay)
             start = offsets[stays] + (rng.random(n) * (lengths[stays] - take + 1)).astype(np.int64)
             rows = np.concatenate([np.arange(a, a + t) for a, t in zip(start.tolist(), take.tolist(), strict=True)])

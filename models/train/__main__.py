@@ -35,6 +35,7 @@ from vigil.models.train import (
     data,
     drift_reference,
     labels,
+    metrics_file,
     reference,
     sequence,
     shifts,
@@ -268,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     # (the burden ceiling): models.site_threshold
     threshold_rules.pin_site_tables(manifest["models"]["combined"], site_table, comb_oof)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    carried = metrics_file.carry_recipe_studies(out / "metrics.json", metrics)
+    if carried:
+        log(f"kept from the previous metrics.json: {', '.join(carried)}")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     log(f"done in {total:.0f}s: combined {json.dumps({k: metrics['combined'][k] for k in ('cv', 'worst')})}")
     return 0

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from vigil.models.stay_features import MISSINGNESS_FEATURES, TREE_FEATURES
-from vigil.models.train import cohort_features, data, labels, shifts, stacking, trees
+from vigil.models.train import cohort_features, data, labels, metrics_file, shifts, stacking, trees
 
 LAB_KEEP = cohort_features.LAB_KEEP
 THIN_SEEDS = cohort_features.THIN_SEEDS
@@ -227,10 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="20 trees, 1 epoch: checks the pipeline, not the models")
     args = ap.parse_args(argv)
     if args.record:
-        metrics = json.loads(args.record.read_text())
         lines = Path(args.out).read_text().splitlines()
-        metrics[args.record_key] = [json.loads(line) for line in lines if line.strip()]
-        args.record.write_text(json.dumps(metrics, indent=2) + "\n")
+        metrics_file.record(args.record, args.record_key, [json.loads(line) for line in lines if line.strip()])
         return 0
     c = data.load_cohort()
     if args.max_patients:

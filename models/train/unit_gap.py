@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from vigil.models.train import cohort_features, data, labels, screen, shifts
+from vigil.models.train import cohort_features, data, labels, metrics_file, screen, shifts
 
 
 def septic_matched_scores(
@@ -84,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"seed {seed}: {out['seeds'][str(seed)]}", flush=True)
     if args.record:
-        metrics = json.loads(args.record.read_text())
-        metrics["unit_gap"] = out
-        args.record.write_text(json.dumps(metrics, indent=2) + "\n")
+        metrics_file.record(args.record, "unit_gap", out)
     if args.json:
         print(json.dumps(out))
     return 0

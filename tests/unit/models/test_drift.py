@@ -130,3 +130,16 @@ def test_the_threshold_follows_training_wards_of_the_same_size(reference: DriftR
 def test_reference_naming_an_unknown_input_is_refused(reference: DriftReference) -> None:
     with pytest.raises(ValueError, match="icu_hours"):
         DriftMonitor.for_inputs(reference, VARS, ["HR_last"])
+
+
+def test_a_cohort_smaller_than_the_largest_ward_still_gets_a_threshold_per_size() -> None:
+    # a smoke training of 300 stays: the 320-patient ward draws stays again instead of failing
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(5, 40, 50)
+    offsets = np.r_[0, np.cumsum(lengths)]
+    hr = np.repeat(rng.normal(85, 12, len(lengths)), lengths)
+    rows = np.stack([hr, np.where(rng.random(len(hr)) < 0.1, 1.0, np.nan)], -1)
+    feats = np.stack([hr, rng.integers(0, 200, len(hr)).astype(float)], -1)
+    ref = DriftReference.build(~np.isnan(rows), feats, VARS, FEATS, "stays")
+    q99 = null_max_psi(ref, ~np.isnan(rows), feats, offsets, window_hours=400, draws=50)
+    assert len(q99) == len(NULL_PATIENTS) and np.isfinite(q99).all() and np.all(np.diff(q99) <= 0)

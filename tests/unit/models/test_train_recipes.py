@@ -110,3 +110,27 @@ def test_septic_matched_control_trains_on_its_own_folds_with_n_septic_stays() ->
         assert septic[stays].sum() == 4
         assert set(np.nonzero(medical & ~septic & (fold != f))[0]) <= set(stays)  # every non-septic stay kept
     assert sizes == [len(s) for s in seen]
+
+
+def test_a_retrain_keeps_the_recipe_studies_and_drops_the_old_bundles_own(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from vigil.models.train import metrics_file
+
+    path = tmp_path / "metrics.json"
+    assert metrics_file.carry_recipe_studies(path, {}) == []  # a first training: nothing to keep
+    old = {
+        "combined": {"cv": {"auroc": 0.8}, "threshold_by_ward_of_set_a": {"surgical": {}}},
+        "screen_v2": [{"config": "full", "seed": 1}],
+        "unit_gap": {"config": "full"},
+        "previous_bundle": {"version": "2.2.0"},
+    }
+    path.write_text(json.dumps(old))
+    metrics_file.record(path, "threshold_rules", [{"rule": "best"}])
+    assert json.loads(path.read_text())["screen_v2"] == old["screen_v2"]  # record keeps the other keys
+    new = {"combined": {"cv": {"auroc": 0.81}}}
+    carried = metrics_file.carry_recipe_studies(path, new)
+    assert carried == ["screen_v2", "threshold_rules", "unit_gap"]
+    assert new["combined"] == {"cv": {"auroc": 0.81}} and "previous_bundle" not in new
+    path.write_text("{not json")
+    assert metrics_file.carry_recipe_studies(path, {}) == []
