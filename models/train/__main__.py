@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "cohort": {
             "patients": int(len(c.lengths)),
             "hours": int(len(y)),
-            "septic_patients": int(sum(c.labels[a:b].any() for a, b in zip(o[:-1], o[1:], strict=True))),
+            "septic_patients": int(c.septic_stays().sum()),
             "unit1_patients": int((c.unit == 1).sum()),
             "unit2_patients": int((c.unit == 2).sum()),
             "folds": args.folds,

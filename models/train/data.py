@@ -41,6 +41,11 @@ class Cohort:
             self.labels[o[p] : o[p + 1]],
         )
 
+    def septic_stays(self) -> np.ndarray:
+        """[P] bool: the stay has a SepsisLabel hour."""
+        o = self.offsets
+        return np.array([self.labels[o[p] : o[p + 1]].any() for p in range(len(self.lengths))])
+
     def patient_of_row(self) -> np.ndarray:
         return np.repeat(np.arange(len(self.lengths)), self.lengths)
 
@@ -148,8 +153,7 @@ def grouped_folds(c: Cohort, k: int, seed: int) -> np.ndarray:
     """Fold per patient, stratified by whether the stay is ever septic (grouped: a patient's rows
     never straddle folds)."""
     rng = np.random.default_rng(seed)
-    o = c.offsets
-    septic = np.array([c.labels[o[p] : o[p + 1]].any() for p in range(len(c.lengths))])
+    septic = c.septic_stays()
     fold = np.empty(len(c.lengths), dtype=np.int64)
     for group in (np.nonzero(septic)[0], np.nonzero(~septic)[0]):
         perm = rng.permutation(group)

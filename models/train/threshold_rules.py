@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from vigil.models.site_threshold import Site, choose_threshold, model_shift
+from vigil.models.site_threshold import Site, choose_threshold, model_shift, odds
 from vigil.models.train import data, labels, shifts
 
 # the site prevalences a bundle stores thresholds for (models.site_threshold serves between them);
@@ -183,13 +183,13 @@ def site_prevalence_figures(
     unit's mean score is known too (``models.site_threshold.effective_prevalence``)."""
     row_unit = u.rows_of(unit)
     septic = u.best_gain > 0
+    y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
     out: dict[str, Any] = {}
     for a in shifts.UNITS:
         b = 3 - a
         pa, pb = septic[unit == a].mean(), septic[unit == b].mean()
-        ratio = float((pb / (1 - pb)) / (pa / (1 - pa)))
+        ratio = float(odds(pb) / odds(pa))
         train, test = row_unit == a, row_unit == b
-        y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
         score = combiner(pred.in_unit[a], y[train], w[train])  # fitted on the training unit only
         s_train, s_test = score(pred.in_unit[a]), score(pred.other_unit[f"unit{a}->unit{b}"])
         if mean_risk:  # the part of the prior shift the scores already follow
@@ -203,7 +203,7 @@ def site_prevalence_figures(
             t = choose_threshold(combined, site).threshold
         out[f"unit{a}->unit{b}"] = {**shifts.block(u, s_test, test, t), "odds_ratio": round(ratio, 3)}
     if mean_risk and pred.oof_thin:
-        out["labs_thinned_pooled"] = _thinned_with_mean_risk(u, pred, combiner, yw)
+        out["labs_thinned_pooled"] = _thinned_with_mean_risk(u, pred, combiner, y, w)
     return out
 
 
@@ -211,7 +211,8 @@ def _thinned_with_mean_risk(
     u: shifts.Utility,
     pred: shifts.ShiftPredictions,
     combiner: shifts.Combiner,
-    yw: tuple[np.ndarray, np.ndarray] | None,
+    y: np.ndarray,
+    w: np.ndarray,
 ) -> dict[str, Any]:
     """Thinned labs (the same stays and prevalence, fewer lab draws) with the thinned scores' mean
     risk known: the threshold from all of set A's OOF scores (pooled, not nested: both rules alike,
@@ -219,7 +220,6 @@ def _thinned_with_mean_risk(
     the shipped rule and read with the mean risk (the prevalence is unchanged, so only the model's
     own move counts)."""
     rows = np.ones(len(u.labels), bool)
-    y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
     score = combiner(pred.oof, y, w)
     s_train = score(pred.oof)
     parts = _curve_parts(u, s_train, rows)
@@ -246,7 +246,7 @@ def by_site_prevalence(
     parts = _curve_parts(u, score, rows)
     out = []
     for p in prevalences:
-        t = _at_odds_ratio(parts, (p / (1 - p)) / (p0 / (1 - p0)))
+        t = _at_odds_ratio(parts, odds(p) / odds(p0))
         out.append(
             {"prevalence": p, "threshold": round(t, 9), "training_alert_share": round(float((score >= t).mean()), 5)}
         )

@@ -64,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     y, w = labels.utility_targets(c.labels, c.lengths)
     u = shifts.Utility(c.labels, c.lengths)
     mats = cohort_features.Matrices(c)
-    o = c.offsets
-    septic = np.array([c.labels[o[p] : o[p + 1]].any() for p in range(len(c.lengths))])
+    septic = c.septic_stays()
     n_surgical = int(septic[c.unit == 2].sum())
     medical = c.unit == 1
     rows = u.rows_of(medical)
