@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-RECIPE_STUDIES = ("screen", "screen_v2", "threshold_rules", "unit_gap")
+RECIPE_STUDIES = ("screen", "screen_v2", "threshold_rules", "unit_gap", "importance")
 
 
 def record(path: Path, key: str, value: Any) -> None:

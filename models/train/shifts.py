@@ -183,15 +183,39 @@ def predict_shifts(
     other, inner = {}, {}
     for a in UNITS:
         b = 3 - a
-        other[f"unit{a}->unit{b}"] = predict(fit(row_unit == a), row_unit == b, None)[None]
-        scores = np.zeros(n)
-        for f in range(k):
-            test = (row_unit == a) & (row_fold == f)
-            scores[test] = predict(fit((row_unit == a) & (row_fold != f)), test, None)
-        inner[a] = scores[row_unit == a][None]
+        other[f"unit{a}->unit{b}"], inner[a] = unit_predictions(row_fold, row_unit, a, fit, predict)
         log(f"  unit{a}->unit{b} and unit {a}'s inner folds done")
     by_kind = {kind: {s: v[None] for (k_, s), v in shifted.items() if k_ == kind} for kind in ("labs", "vitals")}
     return ShiftPredictions(oof[None], by_kind["labs"], other, inner, by_kind["vitals"])
+
+
+def unit_predictions(
+    row_fold: np.ndarray, row_unit: np.ndarray, a: int, fit: Fit, predict: Predict
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit ``a``'s model scoring the other unit's rows, and unit ``a``'s inner-fold scores of its own
+    rows (which choose the threshold), each [1, rows]."""
+    other = predict(fit(row_unit == a), row_unit == 3 - a, None)
+    scores = np.zeros(len(row_fold))
+    for f in np.unique(row_fold):
+        test = (row_unit == a) & (row_fold == f)
+        scores[test] = predict(fit((row_unit == a) & (row_fold != f)), test, None)
+    return other[None], scores[row_unit == a][None]
+
+
+def unit_block(
+    u: Utility,
+    in_unit: np.ndarray,
+    other: np.ndarray,
+    row_unit: np.ndarray,
+    a: int,
+    y: np.ndarray,
+    w: np.ndarray,
+    combiner: Combiner = single,
+) -> dict[str, float]:
+    """Unit ``a`` -> the other unit, at the threshold unit ``a``'s inner folds choose."""
+    train, test = row_unit == a, row_unit == 3 - a
+    score = combiner(in_unit, y[train], w[train])
+    return block(u, score(other), test, u.threshold(score(in_unit), train))
 
 
 def _nested(
@@ -252,11 +276,8 @@ def figures(
             out[f"{kind}_thinned_seeds"] = {str(s): b for s, b in blocks.items()}
             out[f"{kind}_thinned"] = {**_seed_mean(list(blocks.values())), "seeds": sorted(blocks)}
     for a in UNITS:
-        b = 3 - a
-        train, test = row_unit == a, row_unit == b
-        score = combiner(pred.in_unit[a], y[train], w[train])
-        thr = u.threshold(score(pred.in_unit[a]), train)
-        out[f"unit{a}->unit{b}"] = block(u, score(pred.other_unit[f"unit{a}->unit{b}"]), test, thr)
+        key = f"unit{a}->unit{3 - a}"
+        out[key] = unit_block(u, pred.in_unit[a], pred.other_unit[key], row_unit, a, y, w, combiner)
     for b in UNITS:
         out[f"in_unit{b}"], _ = _nested(u, pred.in_unit[b], row_unit == b, row_fold, y, w, combiner)
     names = ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1")

@@ -31,6 +31,25 @@ def test_training_mods_parse_thinning_and_settings() -> None:
     assert screen.PARAM_SETS["deep"][0]["num_leaves"] == 63
 
 
+def test_the_reference_is_a_fixed_yardstick_and_rows_record_their_tree_settings() -> None:
+    # issue 12's reference keeps 2.1's 200 trees whatever the bundle ships (its rows followed the
+    # bundle's defaults once, and stopped reproducing when 2.2 changed them)
+    assert screen.training_mods("reference")[2:] == screen.PARAM_SETS["v21"]
+    assert screen.training_mods("reference~thin20")[2:] == screen.PARAM_SETS["v21"]
+    assert screen.training_mods("reference~psmooth")[2:] == screen.PARAM_SETS["smooth"]
+    assert screen.tree_settings("reference") == {
+        "num_leaves": 15,
+        "min_data_in_leaf": 800,
+        "lambda_l2": 10.0,
+        "rounds": 200,
+        "monotone": False,
+    }
+    shipped = screen.tree_settings("full~psmooth~mono")
+    assert shipped is not None and shipped["monotone"] and shipped["rounds"] == 300
+    assert screen.tree_settings("full") == {**shipped, "monotone": False}  # the defaults follow the bundle
+    assert screen.tree_settings("gru_e8_h64_n33") is None and screen.tree_settings("v1trees") is None
+
+
 def test_monotone_constraints_bind_levels_of_physiology_only() -> None:
     recipe, _, overrides, rounds = screen.training_mods("full~mono~psmooth")
     assert recipe == "full" and overrides["monotone_constraints"] == "physiology"
@@ -123,6 +142,7 @@ def test_a_retrain_keeps_the_recipe_studies_and_drops_the_old_bundles_own(tmp_pa
         "combined": {"cv": {"auroc": 0.8}, "threshold_by_ward_of_set_a": {"surgical": {}}},
         "screen_v2": [{"config": "full", "seed": 1}],
         "unit_gap": {"config": "full"},
+        "importance": {"config": "full"},
         "previous_bundle": {"version": "2.2.0"},
     }
     path.write_text(json.dumps(old))
@@ -130,7 +150,84 @@ def test_a_retrain_keeps_the_recipe_studies_and_drops_the_old_bundles_own(tmp_pa
     assert json.loads(path.read_text())["screen_v2"] == old["screen_v2"]  # record keeps the other keys
     new = {"combined": {"cv": {"auroc": 0.81}}}
     carried = metrics_file.carry_recipe_studies(path, new)
-    assert carried == ["screen_v2", "threshold_rules", "unit_gap"]
+    assert carried == ["screen_v2", "threshold_rules", "unit_gap", "importance"]
     assert new["combined"] == {"cv": {"auroc": 0.81}} and "previous_bundle" not in new
     path.write_text("{not json")
     assert metrics_file.carry_recipe_studies(path, {}) == []
+
+
+def test_importance_weights_follow_the_site_odds_clipped_and_normalised() -> None:
+    from vigil.models.train.importance import effective_share, importance_weights
+
+    p = np.array([0.5, 0.5, 0.8, 0.2, 0.999, 0.3, 0.7])
+    train = np.array([True, True, True, True, True, False, False])
+    assert (importance_weights(p, train, "unweighted") == 1).all()
+    w = importance_weights(p, train, "odds", clip=10.0)
+    assert (w[~train] == 1).all() and np.isclose(w[train].mean(), 1.0)
+    assert np.isclose(w[0], w[1]) and np.isclose(w[2] / w[0], 4.0) and np.isclose(w[3] / w[0], 0.25)
+    # 5 training rows, 2 site rows: odds x 5/2; row 4's 999 x 2.5 is clipped to 10
+    assert np.isclose(w[4] / w[0], 10.0 / 2.5)
+    s = importance_weights(p, train, "sqrt_odds", clip=10.0)
+    assert np.isclose(s[train].mean(), 1.0) and np.isclose(s[2] / s[0], 2.0)
+    assert effective_share(np.ones(5)) == 1.0
+    assert effective_share(s[train]) > effective_share(w[train])  # tempering keeps more of the sample
+
+
+def test_site_probability_is_cross_fitted_and_finds_a_shifted_feature() -> None:
+    from vigil.models.train.importance import site_probability
+    from vigil.models.utility import auroc_auprc
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    site = rng.random(n) < 0.3
+    x = np.c_[rng.normal(site * 1.5, 1.0), rng.normal(0, 1, n)].astype(np.float32)
+    fold = np.arange(n) % 4
+    p = site_probability(x, site, fold, seed=1)
+    assert 0.8 < auroc_auprc(site.astype(int), p)[0] < 0.9  # the shift's own separability, not memorised
+    noise = site_probability(x[:, 1:], site, fold, seed=1)
+    assert auroc_auprc(site.astype(int), noise)[0] < 0.6 and abs(noise.mean() - site.mean()) < 0.05
+
+
+def test_unit_predictions_train_on_one_unit_and_score_the_other() -> None:
+    from vigil.models.train.shifts import Utility, unit_block, unit_predictions
+
+    lengths = np.full(8, 10)
+    labels = np.zeros(80, np.int8)
+    labels[8:10] = labels[68:70] = 1
+    u = Utility(labels, lengths)
+    row_unit, row_fold = u.rows_of(np.r_[[1] * 4, [2] * 4]), u.rows_of(np.arange(8) % 2)
+    fits: list[np.ndarray] = []
+
+    def fit(rows: np.ndarray) -> np.ndarray:
+        fits.append(rows)
+        return rows
+
+    def predict(model: np.ndarray, rows: np.ndarray, copy: object) -> np.ndarray:
+        assert not (model & rows).any()
+        return labels[rows] * 0.9 + 0.05
+
+    other, inner = unit_predictions(row_fold, row_unit, 2, fit, predict)
+    assert (fits[0] == (row_unit == 2)).all() and len(fits) == 3
+    assert all((f <= (row_unit == 2)).all() for f in fits)
+    assert other.shape == (1, 40) and inner.shape == (1, 40)
+    blk = unit_block(u, inner, other, row_unit, 2, labels, np.ones(80))
+    assert blk["auroc"] == 1.0  # unit 1's rows, scored by unit 2's model
+    assert blk["threshold"] == round(u.threshold(inner[0], row_unit == 2), 5)  # chosen on unit 2's own folds
+
+
+def test_the_card_leaves_reweighting_out_unless_it_gains_under_both_shifts() -> None:
+    from vigil.models.train.cards_stepping import importance
+
+    assert importance({}) == ""
+
+    def study(odds_gain: float) -> dict[str, object]:
+        cell = {"auroc": 0.74, "utility": 0.3, "effective_share": 1.0}
+        shift = {"unweighted": cell, **{v: {**cell, "auroc": 0.74 + odds_gain} for v in ("odds", "sqrt_odds")}}
+        seed = {"domain_auroc": 0.87, "unit1->unit2": shift, "unit2->unit1": shift}
+        return {"importance": {"config": "full", "clip": 20.0, "seeds": {"1": seed}}}
+
+    assert "does not help" in importance(study(-0.02)) and "a loss in every cell" in importance(study(-0.02))
+    assert "gains AUROC under both unit shifts" in importance(study(0.01))
+    assert "| surgical -> medical | 1 | 0.870 | 0.740 / 0.300 (1.00) | 0.720 / 0.300 (1.00) |" in importance(
+        study(-0.02)
+    )
