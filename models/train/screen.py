@@ -63,6 +63,27 @@ PARAM_SETS: dict[str, tuple[dict[str, Any], int | None]] = {
     # the other direction: deeper and longer
     "deep": ({"num_leaves": 63, "min_data_in_leaf": 200, "lambda_l2": 1.0}, 400),
 }
+# Issue 12's reference LightGBM is a fixed yardstick: "200 strongly regularized trees", bundle 2.1's
+# settings, whatever the bundle ships (its rows recorded under protocol 3 on 3 December followed 2.2's
+# defaults and are ``reference~psmooth``); ``reference~p<name>`` still screens it with other settings.
+REFERENCE_SETTINGS = "v21"
+TREE_SETTING_KEYS = ("num_leaves", "min_data_in_leaf", "lambda_l2", "extra_trees")
+
+
+def tree_settings(config: str) -> dict[str, Any] | None:
+    """The LightGBM settings a tree recipe trains with, recorded in its screen row because the bundle's
+    defaults (``trees.WEIGHTED_PARAMS``) move between releases; None for v1trees and sequence models."""
+    if config.startswith(("gru", "att")):
+        return None
+    recipe, _, overrides, rounds = training_mods(config)
+    if recipe.split("+")[0] == "v1trees":
+        return None
+    params = {**trees.WEIGHTED_PARAMS, **overrides}
+    return {
+        **{k: params[k] for k in TREE_SETTING_KEYS if k in params},
+        "rounds": SMOKE_ROUNDS or rounds or trees.WEIGHTED_ROUNDS,
+        "monotone": "monotone_constraints" in overrides,
+    }
 
 
 def training_mods(config: str) -> tuple[str, int, dict[str, Any], int | None]:
@@ -70,6 +91,8 @@ def training_mods(config: str) -> tuple[str, int, dict[str, Any], int | None]:
     the percentage of lab draws its training copy keeps (0: as recorded) and the LightGBM settings."""
     recipe, *mods = config.split("~")
     thin, overrides, rounds = 0, {}, None
+    if recipe.split("+")[0] == "reference" and not any(m[1:] in PARAM_SETS for m in mods if m.startswith("p")):
+        overrides, rounds = dict(PARAM_SETS[REFERENCE_SETTINGS][0]), PARAM_SETS[REFERENCE_SETTINGS][1]
     for mod in mods:
         if mod.startswith("thin") and mod[4:].isdigit() and 0 < int(mod[4:]) < 100:
             thin = int(mod[4:])
@@ -206,8 +229,18 @@ def mean_logit(scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> shifts.Score
     return lambda p: np.mean(stacking._logit(p), axis=0)
 
 
-def record(out: str, config: str, seed: int, n_inputs: int, seconds: float, result: dict[str, Any]) -> None:
+def record(
+    out: str,
+    config: str,
+    seed: int,
+    n_inputs: int,
+    seconds: float,
+    result: dict[str, Any],
+    settings: dict[str, Any] | None = None,
+) -> None:
     rec: dict[str, Any] = {"config": config, "seed": seed, "features": n_inputs, "seconds": round(seconds)}
+    if settings:
+        rec["trees"] = settings
     rec.update({k: v for k, v in result.items() if not k.endswith("_folds")})
     with open(out, "a") as fh:
         fh.write(json.dumps(rec) + "\n")
@@ -253,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             pred.save(PRED_DIR / f"{config}-s{seed}{tag}.npz")
             result = shifts.figures(u, pred, fold, c.unit, y, w)
-            record(args.out, config, seed, n_inputs, time.perf_counter() - t0, result)
+            record(args.out, config, seed, n_inputs, time.perf_counter() - t0, result, tree_settings(config))
         for combo in args.combine:
             names, how = combo.split("@") if "@" in combo else (combo, "stack")
             parts = [shifts.ShiftPredictions.load(PRED_DIR / f"{n}-s{seed}{tag}.npz") for n in names.split("+")]
