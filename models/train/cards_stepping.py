@@ -242,6 +242,14 @@ def importance(metrics: dict[str, Any]) -> str:
             "than the closer mix of inputs gains. Left out: a site's unlabelled export sets its threshold "
             "and drift reference, not the training weights."
         )
+    told = imp.get("domain_features")
+    apart = (
+        "Inputs that tell the units apart most (gain share of the domain classifier): "
+        + ", ".join(f"`{n}` {v:.2f}" for n, v in list(told["top"].items())[:6])
+        + f"; measurement-pattern features {told['measurement_pattern_share']:.0%} in all.\n"
+        if told
+        else ""
+    )
     return (
         f"\n**Reweighting training toward the new unit's inputs** (covariate-shift importance weights, "
         f"`models/train/importance.py`, `{imp['config']}`, odds clipped at {imp['clip']:g}). A classifier told "
@@ -250,7 +258,7 @@ def importance(metrics: dict[str, Any]) -> str:
         "same weighted recipe. AUROC / utility (effective sample share):\n\n"
         "| shift | seed | units told apart (AUROC) | unweighted | odds | sqrt(odds) |\n|---|---|---|---|---|---|\n"
         + "\n".join(rows)
-        + f"\n\n{verdict}\n"
+        + f"\n\n{verdict} {apart}"
     )
 
 
@@ -405,8 +413,11 @@ other LightGBM settings (`screen.PARAM_SETS`); `~mono`: monotone constraints whe
 the direction of risk (`trees.monotone_constraints`). "Thinned vitals" (protocol 3, the rows that
 have it): the fold models score their stays with each hour's vital-sign charting kept with
 probability 0.5, a unit charting every second hour; rows from before carry "-" there and a worst
-case over four shifts, not five. The `full` rows used 2.1's settings (`~pv21`); 2.2
-shipped `~psmooth` (7 leaves of >= 2,000 rows, 300 rounds), 2.3 ships `~psmooth~mono`. Command:
+case over four shifts, not five. Tree settings: rows without `~p` recorded under protocol 2 (`full`,
+`full+<block>`, `full~thin<K>`, `reference`) used 2.1's (`~pv21`: 15 leaves of >= 800 rows, 200 rounds);
+2.2 shipped `~psmooth` (7 leaves of >= 2,000 rows, 300 rounds), 2.3 ships `~psmooth~mono`; `reference`
+keeps 2.1's settings whatever ships (its two rows run with 2.2's defaults are `reference~psmooth`), and
+rows since record theirs (`trees` in metrics.json). Command:
 `.venv-train/bin/python -m vigil.models.train.screen --config <recipe> --seed <seed>
 --out ~/.cache/vigil/screen-v2.jsonl`.
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from vigil.models.stay_features import TREE_FEATURES
 from vigil.models.train import cohort_features, data, labels, metrics_file, screen, shifts
 
 CLIP = 20.0  # the largest odds one training hour may carry, before normalising to mean 1
@@ -57,6 +58,26 @@ def site_probability(x: np.ndarray, is_site: np.ndarray, row_fold: np.ndarray, s
     return p
 
 
+def what_tells_them_apart(
+    x: np.ndarray, is_site: np.ndarray, names: list[str], seed: int, top: int = 12
+) -> dict[str, Any]:
+    """Gain shares of a domain classifier fitted on every row: the ``top`` inputs, and the share of the
+    measurement-pattern features (``MISSINGNESS_FEATURES``: hours since measured, rates, counts)."""
+    import lightgbm as lgb
+
+    from vigil.models.stay_features import MISSINGNESS_FEATURES
+
+    params = dict(DOMAIN_PARAMS, seed=seed, bagging_seed=seed, feature_fraction_seed=seed)
+    gain = lgb.train(params, lgb.Dataset(x, label=is_site), num_boost_round=DOMAIN_ROUNDS).feature_importance("gain")
+    share = gain / gain.sum()
+    order = np.argsort(-share)[:top]
+    pattern = np.isin(names, list(MISSINGNESS_FEATURES))
+    return {
+        "top": {names[i]: round(float(share[i]), 4) for i in order},
+        "measurement_pattern_share": round(float(share[pattern].sum()), 4),
+    }
+
+
 def importance_weights(p_site: np.ndarray, train: np.ndarray, variant: str, clip: float = CLIP) -> np.ndarray:
     """Weights of the ``train`` rows (1 elsewhere): the odds that a row came from the site, scaled by the
     two sides' sizes, clipped at ``clip``, raised to 1 (``odds``) or 1/2 (``sqrt_odds``) and normalised
@@ -77,6 +98,11 @@ def effective_share(weights: np.ndarray) -> float:
     return float(weights.sum() ** 2 / (weights**2).sum() / len(weights))
 
 
+def _recorded(path: Path) -> dict[str, Any]:
+    study: dict[str, Any] = json.loads(path.read_text()).get("importance", {})
+    return study
+
+
 def main(argv: list[str] | None = None) -> int:
     from vigil.models.utility import auroc_auprc
 
@@ -86,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     ap.add_argument("--record", type=Path, help="also write the summary into this metrics.json (key importance)")
+    ap.add_argument(
+        "--features-only", action="store_true", help="only what tells the units apart (no refits; --record adds it)"
+    )
     args = ap.parse_args(argv)
     c = data.load_cohort()
     assert c.unit is not None
@@ -94,7 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     mats = cohort_features.Matrices(c)
     row_unit = u.rows_of(c.unit)
     x = np.asarray(mats.tree(None))[:, screen.columns("full")]
+    names = [str(n) for n in np.array(TREE_FEATURES)[screen.columns("full")]]
     out: dict[str, Any] = {"config": args.config, "clip": CLIP, "seeds": {}}
+    out["domain_features"] = what_tells_them_apart(x, row_unit == 1, names, (args.seed or [1])[0])
+    print(f"what tells the units apart: {out['domain_features']}", flush=True)
+    if args.features_only:
+        if args.record:
+            metrics_file.record(
+                args.record, "importance", {**_recorded(args.record), "domain_features": out["domain_features"]}
+            )
+        if args.json:
+            print(json.dumps(out["domain_features"]))
+        return 0
     for seed in args.seed or [1]:
         row_fold = u.rows_of(data.grouped_folds(c, args.folds, seed))
         p_medical = site_probability(x, row_unit == 1, row_fold, seed)

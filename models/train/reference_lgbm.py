@@ -16,8 +16,9 @@ it as faithfully as that description allows, independently of ``models.stay_feat
 
 Row t uses rows 0..t only (causal; ``tests/unit/models/test_reference_lgbm.py``). Unit1/Unit2 and
 HospAdmTime are not inputs: the unit is constant on the training side of the unit shifts, and the
-cohort cache does not keep HospAdmTime. Trained with the bundle's recipe (``trees.fit_weighted``:
-utility targets, 200 shallow trees, the same regularization), so the comparison isolates features.
+cohort cache does not keep HospAdmTime. Trained with the bundle's targets and ``trees.fit_weighted``
+at bundle 2.1's settings, 200 shallow trees (``screen.REFERENCE_SETTINGS``), whatever the bundle ships:
+a fixed yardstick; against ``full~pv21`` the comparison isolates features.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 Configs: ``full`` (the bundle's tree features), ``reference`` (issue 12's reference LightGBM,
 ``models.train.reference_lgbm``), ``v1trees`` (the v1 bundle's diagnosis model: 48-hour window
 features, SepsisLabel unweighted; issue 12 measured it on the unseen hospital too), ablations of
-the tree features (``no_missingness``, ``no_baseline``, ``no_stay_history``, ``no_icu_hours``),
+the tree features (``no_missingness``, ``no_baseline``, ``no_rates``, ``no_stay_history``, ``no_icu_hours``),
 ``full+<block>`` (candidate blocks of ``extra_features``), ``ens3`` (mean of three seeds' trees),
 ``gru_e<epochs>_h<hidden>_n<negative share %>[_d<dropout %>][_i2]`` (the sequence model alone;
 ``_i2``: the richer inputs ``extra_features.sequence_v2``), ``att_e<epochs>_d<width>_n<share %>[_i2]``
@@ -114,6 +114,8 @@ def columns(config: str) -> np.ndarray:
         keep &= ~np.isin(names, list(MISSINGNESS_FEATURES))
     elif config == "no_baseline":
         keep &= ~np.char.endswith(names, "_from_baseline")
+    elif config == "no_rates":  # measurement rates since admission; hours since measured stay
+        keep &= ~np.char.endswith(names, "_rate")
     elif config == "no_stay_history":
         keep &= ~(np.char.endswith(names, "_max_stay") | np.char.endswith(names, "_min_stay"))
     elif config == "no_icu_hours":

@@ -174,7 +174,7 @@ def test_importance_weights_follow_the_site_odds_clipped_and_normalised() -> Non
 
 
 def test_site_probability_is_cross_fitted_and_finds_a_shifted_feature() -> None:
-    from vigil.models.train.importance import site_probability
+    from vigil.models.train.importance import site_probability, what_tells_them_apart
     from vigil.models.utility import auroc_auprc
 
     rng = np.random.default_rng(0)
@@ -186,6 +186,9 @@ def test_site_probability_is_cross_fitted_and_finds_a_shifted_feature() -> None:
     assert 0.8 < auroc_auprc(site.astype(int), p)[0] < 0.9  # the shift's own separability, not memorised
     noise = site_probability(x[:, 1:], site, fold, seed=1)
     assert auroc_auprc(site.astype(int), noise)[0] < 0.6 and abs(noise.mean() - site.mean()) < 0.05
+    told = what_tells_them_apart(x, site, ["HR_rate", "HR_last"], seed=1)  # a rate, then a value
+    assert list(told["top"]) == ["HR_rate", "HR_last"] and told["top"]["HR_rate"] > 0.8
+    assert told["measurement_pattern_share"] == told["top"]["HR_rate"]
 
 
 def test_unit_predictions_train_on_one_unit_and_score_the_other() -> None:
