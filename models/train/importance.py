@@ -19,15 +19,13 @@ that saw its stay; its AUROC says how far apart the two units' inputs are.
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vigil.models.stay_features import TREE_FEATURES
-from vigil.models.train import cohort_features, data, labels, metrics_file, screen, shifts
+from vigil.models.train import data, screen, shifts, study
 
 CLIP = 20.0  # the largest odds one training hour may carry, before normalising to mean 1
 DOMAIN_PARAMS: dict[str, Any] = {
@@ -98,43 +96,25 @@ def effective_share(weights: np.ndarray) -> float:
     return float(weights.sum() ** 2 / (weights**2).sum() / len(weights))
 
 
-def _recorded(path: Path) -> dict[str, Any]:
-    study: dict[str, Any] = json.loads(path.read_text()).get("importance", {})
-    return study
-
-
 def main(argv: list[str] | None = None) -> int:
     from vigil.models.utility import auroc_auprc
 
-    ap = argparse.ArgumentParser(prog="python -m vigil.models.train.importance")
-    ap.add_argument("--config", default="full~psmooth~mono", help="a tree recipe of models.train.screen")
-    ap.add_argument("--seed", type=int, action="append", default=[])
-    ap.add_argument("--folds", type=int, default=4)
-    ap.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
-    ap.add_argument("--record", type=Path, help="also write the summary into this metrics.json (key importance)")
+    ap = study.parser("importance", "importance")
     ap.add_argument(
         "--features-only", action="store_true", help="only what tells the units apart (no refits; --record adds it)"
     )
     args = ap.parse_args(argv)
-    c = data.load_cohort()
-    assert c.unit is not None
-    y, w = labels.utility_targets(c.labels, c.lengths)
-    u = shifts.Utility(c.labels, c.lengths)
-    mats = cohort_features.Matrices(c)
-    row_unit = u.rows_of(c.unit)
+    inputs = study.load()
+    c, y, w, u, mats = inputs.c, inputs.y, inputs.w, inputs.u, inputs.mats
+    row_unit = u.rows_of(inputs.unit)
     x = np.asarray(mats.tree(None))[:, screen.columns("full")]
     names = [str(n) for n in np.array(TREE_FEATURES)[screen.columns("full")]]
     out: dict[str, Any] = {"config": args.config, "clip": CLIP, "seeds": {}}
     out["domain_features"] = what_tells_them_apart(x, row_unit == 1, names, (args.seed or [1])[0])
     print(f"what tells the units apart: {out['domain_features']}", flush=True)
-    if args.features_only:
-        if args.record:
-            metrics_file.record(
-                args.record, "importance", {**_recorded(args.record), "domain_features": out["domain_features"]}
-            )
-        if args.json:
-            print(json.dumps(out["domain_features"]))
-        return 0
+    if args.features_only:  # the recorded study keeps its refits
+        recorded = json.loads(args.record.read_text()).get("importance", {}) if args.record else {}
+        return study.finish(args, "importance", {**recorded, "domain_features": out["domain_features"]})
     for seed in args.seed or [1]:
         row_fold = u.rows_of(data.grouped_folds(c, args.folds, seed))
         p_medical = site_probability(x, row_unit == 1, row_fold, seed)
@@ -162,11 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for d in ("unit1->unit2", "unit2->unit1")
     }
-    if args.record:
-        metrics_file.record(args.record, "importance", out)
-    if args.json:
-        print(json.dumps(out))
-    return 0
+    return study.finish(args, "importance", out)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,11 @@ measuring a small training set, not a shift.
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vigil.models.train import cohort_features, data, labels, metrics_file, screen, shifts
+from vigil.models.train import data, screen, shifts, study
 
 
 def septic_matched_scores(
@@ -52,21 +49,12 @@ def septic_matched_scores(
 def main(argv: list[str] | None = None) -> int:
     from vigil.models.utility import auroc_auprc
 
-    ap = argparse.ArgumentParser(prog="python -m vigil.models.train.unit_gap")
-    ap.add_argument("--config", default="full~psmooth~mono", help="a tree recipe of models.train.screen")
-    ap.add_argument("--seed", type=int, action="append", default=[])
-    ap.add_argument("--folds", type=int, default=4)
-    ap.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
-    ap.add_argument("--record", type=Path, help="also write the summary into this metrics.json (key unit_gap)")
-    args = ap.parse_args(argv)
-    c = data.load_cohort()
-    assert c.unit is not None
-    y, w = labels.utility_targets(c.labels, c.lengths)
-    u = shifts.Utility(c.labels, c.lengths)
-    mats = cohort_features.Matrices(c)
+    args = study.parser("unit_gap", "unit_gap").parse_args(argv)
+    inputs = study.load()
+    c, y, w, u, mats = inputs.c, inputs.y, inputs.w, inputs.u, inputs.mats
     septic = c.septic_stays()
-    n_surgical = int(septic[c.unit == 2].sum())
-    medical = c.unit == 1
+    n_surgical = int(septic[inputs.unit == 2].sum())
+    medical = inputs.unit == 1
     rows = u.rows_of(medical)
     out: dict[str, Any] = {"config": args.config, "surgical_septic_stays": n_surgical, "seeds": {}}
     for seed in args.seed or [1]:
@@ -82,11 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             "training_stays_per_fold": sizes,
         }
         print(f"seed {seed}: {out['seeds'][str(seed)]}", flush=True)
-    if args.record:
-        metrics_file.record(args.record, "unit_gap", out)
-    if args.json:
-        print(json.dumps(out))
-    return 0
+    return study.finish(args, "unit_gap", out)
 
 
 if __name__ == "__main__":

@@ -234,3 +234,19 @@ def test_the_card_leaves_reweighting_out_unless_it_gains_under_both_shifts() -> 
     assert "| surgical -> medical | 1 | 0.870 | 0.740 / 0.300 (1.00) | 0.720 / 0.300 (1.00) |" in importance(
         study(-0.02)
     )
+
+
+def test_a_study_records_its_summary_and_prints_it_last(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from vigil.models.train import study
+
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"screen_v2": [1]}))
+    args = study.parser("unit_gap", "unit_gap").parse_args(
+        ["--seed", "1", "--seed", "2", "--json", "--record", str(path)]
+    )
+    assert args.seed == [1, 2] and args.config == "full~psmooth~mono" and args.folds == 4
+    assert study.finish(args, "unit_gap", {"config": "full"}) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"config": "full"}
+    assert json.loads(path.read_text()) == {"screen_v2": [1], "unit_gap": {"config": "full"}}
