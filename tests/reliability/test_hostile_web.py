@@ -212,8 +212,10 @@ def test_an_amplifying_bundle_stays_under_the_memory_bound(stack_settings, serve
     assert capped.status_code == 413 and refused.status_code == 413 and "limit 1000" in counts["default_cap_detail"]
 
 
-def _login_form(client: httpx.Client) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)  # type: ignore[union-attr]
+def _login_form(client: httpx.Client, close: bool = False) -> str:
+    headers = {"Connection": "close"} if close else None
+    page = client.get("/login", headers=headers).text
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
 
 
 def _attempt(url: str, username: str, password: str) -> int:
@@ -245,7 +247,10 @@ def _flood(
 ) -> tuple[Counter[int], dict[str, float]]:
     """``attempts`` wrong sign-ins posted at the same instant (each with its own form token)."""
     clients = [httpx.Client(base_url=server.url, timeout=120) for _ in range(attempts)]
-    tokens = [_login_form(c) for c in clients]
+    # each form on a connection closed after it: a kept-alive one can sit idle past the server's
+    # keep-alive timeout (5 s) while the other forms load, and its post then races the server's close
+    # (a connection reset on a loaded machine, CI 3 December)
+    tokens = [_login_form(c, close=True) for c in clients]
     start = threading.Barrier(attempts)
 
     def post(i: int) -> int:
