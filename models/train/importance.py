@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from vigil.models.stay_features import TREE_FEATURES
+from vigil.models.stay_features import MISSINGNESS_FEATURES, TREE_FEATURES
 from vigil.models.train import data, screen, shifts, study
 
 CLIP = 20.0  # the largest odds one training hour may carry, before normalising to mean 1
@@ -43,16 +43,20 @@ DOMAIN_ROUNDS = 150
 VARIANTS = ("unweighted", "odds", "sqrt_odds")
 
 
-def site_probability(x: np.ndarray, is_site: np.ndarray, row_fold: np.ndarray, seed: int) -> np.ndarray:
-    """Cross-fitted P(site | x) of every row: fold f's rows scored by a classifier fitted on the others."""
+def _domain_classifier(x: np.ndarray, is_site: np.ndarray, seed: int):  # type: ignore[no-untyped-def]
+    """A LightGBM telling the site's rows from the training rows."""
     import lightgbm as lgb
 
+    params = dict(DOMAIN_PARAMS, seed=seed, bagging_seed=seed, feature_fraction_seed=seed)
+    return lgb.train(params, lgb.Dataset(x, label=is_site), num_boost_round=DOMAIN_ROUNDS)
+
+
+def site_probability(x: np.ndarray, is_site: np.ndarray, row_fold: np.ndarray, seed: int) -> np.ndarray:
+    """Cross-fitted P(site | x) of every row: fold f's rows scored by a classifier fitted on the others."""
     p = np.zeros(len(x))
     for f in np.unique(row_fold):
         test = row_fold == f
-        params = dict(DOMAIN_PARAMS, seed=seed, bagging_seed=seed, feature_fraction_seed=seed)
-        model = lgb.train(params, lgb.Dataset(x[~test], label=is_site[~test]), num_boost_round=DOMAIN_ROUNDS)
-        p[test] = model.predict(x[test])
+        p[test] = _domain_classifier(x[~test], is_site[~test], seed).predict(x[test])
     return p
 
 
@@ -61,12 +65,7 @@ def what_tells_them_apart(
 ) -> dict[str, Any]:
     """Gain shares of a domain classifier fitted on every row: the ``top`` inputs, and the share of the
     measurement-pattern features (``MISSINGNESS_FEATURES``: hours since measured, rates, counts)."""
-    import lightgbm as lgb
-
-    from vigil.models.stay_features import MISSINGNESS_FEATURES
-
-    params = dict(DOMAIN_PARAMS, seed=seed, bagging_seed=seed, feature_fraction_seed=seed)
-    gain = lgb.train(params, lgb.Dataset(x, label=is_site), num_boost_round=DOMAIN_ROUNDS).feature_importance("gain")
+    gain = _domain_classifier(x, is_site, seed).feature_importance("gain")
     share = gain / gain.sum()
     order = np.argsort(-share)[:top]
     pattern = np.isin(names, list(MISSINGNESS_FEATURES))
@@ -107,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     inputs = study.load()
     c, y, w, u, mats = inputs.c, inputs.y, inputs.w, inputs.u, inputs.mats
     row_unit = u.rows_of(inputs.unit)
-    x = np.asarray(mats.tree(None))[:, screen.columns("full")]
-    names = [str(n) for n in np.array(TREE_FEATURES)[screen.columns("full")]]
+    cols = screen.columns("full")
+    x = np.asarray(mats.tree(None))[:, cols]
+    names = [str(n) for n in np.array(TREE_FEATURES)[cols]]
     out: dict[str, Any] = {"config": args.config, "clip": CLIP, "seeds": {}}
     out["domain_features"] = what_tells_them_apart(x, row_unit == 1, names, (args.seed or [1])[0])
     print(f"what tells the units apart: {out['domain_features']}", flush=True)

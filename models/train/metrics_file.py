@@ -1,10 +1,11 @@
 """The bundle's metrics.json: what training writes, and the recipe studies that join it.
 
 Training (``python -m vigil.models.train``) writes the bundle's own figures. The recipe studies
-(``screen --record``, ``threshold_rules`` through the screen's record, ``unit_gap --record``) add keys
-of their own: they describe recipes on their own folds, not one trained bundle, so a retrain keeps
-them. Studies of one bundle's OOF predictions (``combined.threshold_by_ward_of_set_a``) and
-``previous_bundle`` are not carried: they would describe the bundle being replaced.
+(``screen --record``, ``threshold_rules`` through the screen's record, ``unit_gap --record``,
+``importance --record``) add keys of their own: they describe recipes on their own folds, not one
+trained bundle, so a retrain keeps them. Studies of one bundle's OOF predictions
+(``combined.threshold_by_ward_of_set_a``) and ``previous_bundle`` are not carried: they would describe
+the bundle being replaced.
 """
 
 from __future__ import annotations
