@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "models" / "artifacts" / "stepping"
 CARD = ROOT / "docs" / "model-cards" / "stepping-bundle.md"
 SHIFTS = ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1")
+# protocol 4: each unit shift again with the test unit's labs thinned (``shifts``)
+COMPOUND = ("unit1->unit2+labs_thinned", "unit2->unit1+labs_thinned")
 # protocols 1 and 2, and the threshold-rule study: no vitals_thinned
 SHIFTS_V1 = ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1")
 SHIFT_NAMES = {
@@ -23,6 +25,8 @@ SHIFT_NAMES = {
     "vitals_thinned": "vital signs charted half as often",
     "unit1->unit2": "medical ICU -> surgical ICU",
     "unit2->unit1": "surgical ICU -> medical ICU",
+    "unit1->unit2+labs_thinned": "medical ICU -> surgical ICU, its labs thinned to 1 in 10",
+    "unit2->unit1+labs_thinned": "surgical ICU -> medical ICU, its labs thinned to 1 in 10",
     "in_unit1": "control: medical ICU, own inner CV",
     "in_unit2": "control: surgical ICU, own inner CV",
 }
@@ -44,7 +48,7 @@ def shift_table(metrics: dict[str, Any], models: tuple[str, ...] = MODELS) -> st
     ]
     for name in [n for n in models if n in metrics]:
         m = metrics[name]
-        for s in [s for s in (*SHIFTS, "in_unit1", "in_unit2") if s in m]:
+        for s in [s for s in (*SHIFTS, *COMPOUND, "in_unit1", "in_unit2") if s in m]:
             b = m[s]
             sd = f" ± {b['utility_sd']:.3f}" if "utility_sd" in b else ""
             rows.append(
@@ -95,12 +99,78 @@ def screen_v2_table(metrics: dict[str, Any]) -> str:
             f"{r[s]['auroc']:.3f} / {r[s]['utility']:.3f} ({r[s]['best_utility']:.3f})" if s in r else "-"
             for s in V2_SHIFTS
         ]
-        worst = f"**{r['worst']['auroc']:.3f} / {r['worst']['utility']:.3f}**"
+        worst = "**{:.3f} / {:.3f}**".format(*_worst_of(r, SHIFTS))  # protocol 4's compound: its own table
         rows.append(
             f"| {r['config']} | {r['seed']} | {r['features'] or '-'} | {' | '.join(cells)} | "
             f"{worst if 'vitals_thinned' in r else worst + ' (4 shifts)'} |"
         )
     return "\n".join(rows)
+
+
+def _worst_of(row: dict[str, Any], shifts: tuple[str, ...]) -> tuple[float, float]:
+    present = [row[s] for s in shifts if s in row]
+    return min(b["auroc"] for b in present), min(b["utility"] for b in present)
+
+
+def compound_table(metrics: dict[str, Any]) -> str:
+    """Protocol 4: each unit shift with the test unit's labs thinned, beside the shifts it compounds."""
+    screen = [r for r in metrics.get("screen_v2", []) if all(c in r for c in COMPOUND)]
+    if not screen:
+        return "_No protocol-4 screening runs recorded._"
+    cols = ("labs_thinned", "unit1->unit2", COMPOUND[0], "unit2->unit1", COMPOUND[1])
+    rows = [
+        "| recipe | seed | thinned labs (CV models) | medical -> surgical | the same, labs thinned | "
+        "surgical -> medical | the same, labs thinned | worst of 5 shifts | worst of 7 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in screen:
+        cells = [f"{r[s]['auroc']:.3f} / {r[s]['utility']:.3f} ({r[s]['best_utility']:.3f})" for s in cols]
+        five, seven = _worst_of(r, SHIFTS), _worst_of(r, (*SHIFTS, *COMPOUND))
+        rows.append(
+            f"| {r['config']} | {r['seed']} | {' | '.join(cells)} | {five[0]:.3f} / {five[1]:.3f} | "
+            f"**{seven[0]:.3f} / {seven[1]:.3f}** |"
+        )
+    return "\n".join(rows)
+
+
+def compound(metrics: dict[str, Any]) -> str:
+    """The protocol-4 section: what thinning the other unit's labs adds to the unit shift, recipe by recipe."""
+    rows = [r for r in metrics.get("screen_v2", []) if all(c in r for c in COMPOUND)]
+    if not rows:
+        return ""
+    drops = [r[f"{d}+labs_thinned"]["auroc"] - r[d]["auroc"] for r in rows for d in ("unit1->unit2", "unit2->unit1")]
+    cv_drops = [r["labs_thinned"]["auroc"] - r["cv"]["auroc"] for r in rows]
+    every = all(_worst_of(r, (*SHIFTS, *COMPOUND))[0] < _worst_of(r, SHIFTS)[0] for r in rows)
+    shares = [(r["unit1->unit2"]["alert_share"], r[COMPOUND[0]]["alert_share"]) for r in rows]
+    cv_lower = all(r["labs_thinned"]["alert_share"] < r["cv"]["alert_share"] for r in rows)
+    lost = [r["unit1->unit2"][k] - r[COMPOUND[0]][k] for r in rows for k in ("utility", "best_utility")]
+    order = []
+    for seed in sorted({r["seed"] for r in rows}):
+        ranked = sorted((r for r in rows if r["seed"] == seed), key=lambda r: -_worst_of(r, (*SHIFTS, *COMPOUND))[1])
+        order.append(f"seed {seed}: " + " > ".join(f"`{r['config']}`" for r in ranked))
+    return (
+        "\n**Another unit that also draws fewer labs (protocol 4).** A hospital the models have not seen "
+        "differs in case mix and in how often it measures at once, so each unit shift is scored again with "
+        "the test unit's lab and blood-gas draws thinned to 1 in 10 (the same thinned copies as above): the "
+        "training unit's model and the threshold its inner folds chose on unthinned stays, no refit "
+        "(`shifts.unit_predictions`). Cells: AUROC / utility at the chosen threshold (best in hindsight); "
+        "every other cell of these runs reproduces their protocol-3 rows exactly.\n\n"
+        + compound_table(metrics)
+        + f"\n\nThinning the other unit's labs costs {min(drops):+.3f} to {max(drops):+.3f} AUROC on top of the "
+        f"unit shift, against {min(cv_drops):+.3f} to {max(cv_drops):+.3f} when the CV models' own held-out stays "
+        "are thinned"
+        + (": the compound sets the worst-case AUROC of every recipe screened under it" if every else "")
+        + ". Medical -> surgical, the threshold chosen on the medical ICU's unthinned stays flags "
+        f"{100 * min(b for _, b in shares):.1f}-{100 * max(b for _, b in shares):.1f} % of the thinned surgical hours "
+        f"against {100 * min(a for a, _ in shares):.1f}-{100 * max(a for a, _ in shares):.1f} % as drawn"
+        + (" (thinning lowers the CV models' share)" if cv_lower else "")
+        + f": the utility there falls {min(lost[::2]):.3f}-{max(lost[::2]):.3f}, the best in hindsight only "
+        f"{min(lost[1::2]):.3f}-{max(lost[1::2]):.3f}"
+        + (", so most of the loss is the threshold" if min(lost[::2]) > 2 * max(lost[1::2]) else "")
+        + ". Ordered by worst-case utility over the seven shifts: "
+        + "; ".join(order)
+        + ".\n"
+    )
 
 
 def threshold_rules_table(metrics: dict[str, Any]) -> str:
@@ -131,6 +201,29 @@ def threshold_rules_table(metrics: dict[str, Any]) -> str:
         "\n".join(rows)
         + "\n\nEach rule minus `best` on the same predictions (paired bootstrap over stays, "
         + ("2,000 draws, 95 % interval):\n\n" + "\n".join(boot))
+        + _rules_under_compound(records)
+    )
+
+
+def _rules_under_compound(records: list[dict[str, Any]]) -> str:
+    """The rules' unit-shift cells again with the test unit's labs thinned (protocol 4)."""
+    rows = [r for r in records if all(c in r for c in COMPOUND)]
+    if not rows:
+        return ""
+    cols = ("unit1->unit2", COMPOUND[0], "unit2->unit1", COMPOUND[1])
+    out = [
+        "| predictions | rule | medical -> surgical | the same, labs thinned | surgical -> medical | "
+        "the same, labs thinned | worst of these |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [f"{r[c]['utility']:.3f} ({100 * r[c]['alert_share']:.1f} %)" for c in cols]
+        out.append(f"| {r['pred']} | {r['rule']} | {' | '.join(cells)} | {min(r[c]['utility'] for c in cols):.3f} |")
+    return (
+        "\n\nThe same rules when the other unit also draws fewer labs (protocol 4: its lab draws thinned to 1 "
+        "in 10, the training unit's model; `site` and `served` know the test unit's septic-stay prevalence, "
+        "the `-risk` rules its mean risk, read from the thinned scores themselves). Cells: utility at the "
+        "rule's threshold (hours flagged):\n\n" + "\n".join(out)
     )
 
 
@@ -170,6 +263,15 @@ def _vitals_line(cohort: dict[str, Any]) -> str:
     return (
         f' "thinned vitals": the same with each hour\'s vital-sign charting kept with probability'
         f" {cohort['vitals_keep']} (a unit charting every second hour);"
+    )
+
+
+def _compound_line(metrics: dict[str, Any]) -> str:
+    if not all(c in metrics["combined"] for c in COMPOUND):
+        return ""
+    return (
+        ' ("..., its labs thinned", protocol 4: the same model and threshold on the other unit\'s stays'
+        " with its labs thinned as above, another ICU that also draws fewer labs)"
     )
 
 
@@ -371,7 +473,7 @@ We cannot measure the hospital the models will meet, so every figure below is fr
 from set A. Grouped {cohort["folds"]}-fold CV by patient (seed {cohort["seed"]}); "thinned labs": the
 CV fold models score their held-out stays with each hour's lab and blood-gas draw kept with
 probability {cohort["lab_keep"]} (seeded);{_vitals_line(cohort)} "other unit": trained on one ICU type,
-tested on the other.
+tested on the other{_compound_line(metrics)}.
 Thresholds and the stacker are never fitted on the rows they are reported on (protocol
 {metrics["combined"].get("protocol", 2)}, `models/train/shifts.py`): CV and the thinned copies use fold
 f's stacker and threshold fitted on the other folds' OOF predictions; the unit shifts use a stacker
@@ -438,7 +540,7 @@ through the threshold: set A's Unit1 has 10.8 % septic stays and Unit2 4.1 % (se
 the challenge's hospital B 5.7 %; Reyna et al. 2020), so a threshold from one unit is far from the
 other's best, whereas on the unseen hospital the best threshold gained only 0.015. Read the AUROC of
 the unit shifts as the ranking that travels and their utility as a prevalence-shift stress test.
-{unit_gap(metrics)}{importance(metrics)}
+{compound(metrics)}{unit_gap(metrics)}{importance(metrics)}
 ## Threshold rules judged by the same shift tests (cached predictions, no refit)
 
 `.venv/bin/python -m vigil.models.train.threshold_rules` (module docstring): `best` maximizes the

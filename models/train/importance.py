@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             for variant in VARIANTS:
                 iw = importance_weights(p_site, train, variant)
                 fit, predict, _ = screen.tree_recipe(args.config, seed, mats, y, w * iw)
-                other, inner = shifts.unit_predictions(row_fold, row_unit, a, fit, predict)
+                other, inner, _ = shifts.unit_predictions(row_fold, row_unit, a, fit, predict)
                 blk = shifts.unit_block(u, inner, other, row_unit, a, y, w)
                 direction[variant] = {
                     **{k: blk[k] for k in ("auroc", "auprc", "utility", "best_utility", "threshold", "alert_share")},

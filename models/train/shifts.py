@@ -13,6 +13,10 @@ shift it is reported on, never on the rows it scores:
 - ``unitA->unitB``: trained on the stays of ICU type A only, tested on type B. Stacker and threshold
   come from an inner CV on unit A alone (the same patient folds restricted to A), so nothing that
   decides the score has seen a unit-B stay.
+- ``unitA->unitB+labs_thinned`` (protocol 4): the compound of both, another ICU that also draws fewer
+  labs: unit A's model scores unit B's stays with each hour's lab draw kept with probability 0.1 (the
+  same thinned copies as ``labs_thinned``), at the threshold unit A's inner folds chose on unthinned
+  stays; the figure is the mean over the thinning seeds.
 - ``in_unitB``: the control for ``unitA->unitB``: the inner CV on unit B itself (a model trained on
   ~3/4 of B's stays, nested threshold). Transfer minus control is what the unit change costs at a
   comparable training size; control minus ``cv`` is what the smaller training set and unit B's
@@ -117,6 +121,8 @@ class ShiftPredictions:
     other_unit: dict[str, np.ndarray]  # "unit1->unit2" -> the unit-2 rows, model trained on unit 1
     in_unit: dict[int, np.ndarray] = field(default_factory=dict)  # unit -> its rows, inner-CV OOF
     oof_vitals: dict[int, np.ndarray] = field(default_factory=dict)  # as oof_thin, vital signs thinned
+    # "unit1->unit2" -> thinning seed -> the unit-2 rows with labs thinned, model trained on unit 1
+    other_unit_thin: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         arrays = {"oof": self.oof}
@@ -124,18 +130,25 @@ class ShiftPredictions:
         arrays.update({f"vitals_{s}": v for s, v in self.oof_vitals.items()})
         arrays.update({f"other_{k}": v for k, v in self.other_unit.items()})
         arrays.update({f"in_unit_{k}": v for k, v in self.in_unit.items()})
+        arrays.update({f"otherthin_{s}_{k}": v for k, by in self.other_unit_thin.items() for s, v in by.items()})
         np.savez(path, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> ShiftPredictions:
         with np.load(path) as z:
             d = {k: z[k] for k in z.files}
+        other_thin: dict[str, dict[int, np.ndarray]] = {}
+        for k, v in d.items():
+            if k.startswith("otherthin_"):
+                seed, key = k[10:].split("_", 1)
+                other_thin.setdefault(key, {})[int(seed)] = v
         return cls(
             d["oof"],
             {int(k[5:]): v for k, v in d.items() if k.startswith("thin_")},
             {k[6:]: v for k, v in d.items() if k.startswith("other_")},
             {int(k[8:]): v for k, v in d.items() if k.startswith("in_unit_")},
             {int(k[7:]): v for k, v in d.items() if k.startswith("vitals_")},
+            other_thin,
         )
 
     @staticmethod
@@ -153,6 +166,11 @@ class ShiftPredictions:
                 for s in first.oof_vitals
                 if all(s in p.oof_vitals for p in parts)
             },
+            {
+                k: {s: cat([p.other_unit_thin[k][s] for p in parts]) for s in by}
+                for k, by in first.other_unit_thin.items()
+                if all(s in p.other_unit_thin.get(k, {}) for p in parts for s in by)
+            },
         )
 
 
@@ -167,7 +185,8 @@ def predict_shifts(
     vitals_seeds: Sequence[int] = (),
 ) -> ShiftPredictions:
     """Fit the recipe once per fold, once per unit, and once per fold within each unit; the fold
-    models also score their stays' thinned copies (labs per ``thin_seeds``, vitals per ``vitals_seeds``)."""
+    models also score their stays' thinned copies (labs per ``thin_seeds``, vitals per ``vitals_seeds``),
+    and each unit's model the other unit's stays with labs thinned (``thin_seeds``)."""
     row_fold, row_unit = u.rows_of(patient_fold), u.rows_of(unit)
     n, k = len(u.labels), int(patient_fold.max()) + 1
     oof = np.zeros(n)
@@ -180,26 +199,36 @@ def predict_shifts(
         for c in copies:
             shifted[c][test] = predict(model, test, c)
         log(f"  fold {f} done")
-    other, inner = {}, {}
+    other, inner, other_thin = {}, {}, {}
     for a in UNITS:
-        b = 3 - a
-        other[f"unit{a}->unit{b}"], inner[a] = unit_predictions(row_fold, row_unit, a, fit, predict)
-        log(f"  unit{a}->unit{b} and unit {a}'s inner folds done")
+        key = f"unit{a}->unit{3 - a}"
+        labs = [("labs", s) for s in thin_seeds]
+        other[key], inner[a], thinned = unit_predictions(row_fold, row_unit, a, fit, predict, labs)
+        other_thin[key] = {s: v for (_, s), v in thinned.items()}
+        log(f"  {key} (labs as drawn and thinned) and unit {a}'s inner folds done")
     by_kind = {kind: {s: v[None] for (k_, s), v in shifted.items() if k_ == kind} for kind in ("labs", "vitals")}
-    return ShiftPredictions(oof[None], by_kind["labs"], other, inner, by_kind["vitals"])
+    return ShiftPredictions(oof[None], by_kind["labs"], other, inner, by_kind["vitals"], other_thin)
 
 
 def unit_predictions(
-    row_fold: np.ndarray, row_unit: np.ndarray, a: int, fit: Fit, predict: Predict
-) -> tuple[np.ndarray, np.ndarray]:
-    """Unit ``a``'s model scoring the other unit's rows, and unit ``a``'s inner-fold scores of its own
-    rows (which choose the threshold), each [1, rows]."""
-    other = predict(fit(row_unit == a), row_unit == 3 - a, None)
+    row_fold: np.ndarray,
+    row_unit: np.ndarray,
+    a: int,
+    fit: Fit,
+    predict: Predict,
+    copies: Sequence[Copy] = (),
+) -> tuple[np.ndarray, np.ndarray, dict[Copy, np.ndarray]]:
+    """Unit ``a``'s model scoring the other unit's rows, unit ``a``'s inner-fold scores of its own
+    rows (which choose the threshold), each [1, rows], and the same model scoring the other unit's
+    shifted ``copies`` of its rows (the compound shifts)."""
+    model, test = fit(row_unit == a), row_unit == 3 - a
+    other = predict(model, test, None)
+    shifted = {c: predict(model, test, c)[None] for c in copies}
     scores = np.zeros(len(row_fold))
     for f in np.unique(row_fold):
         test = (row_unit == a) & (row_fold == f)
         scores[test] = predict(fit((row_unit == a) & (row_fold != f)), test, None)
-    return other[None], scores[row_unit == a][None]
+    return other[None], scores[row_unit == a][None], shifted
 
 
 def unit_block(
@@ -274,14 +303,23 @@ def figures(
         blocks = {s: b for (k, s), b in shifted.items() if k == kind}
         if blocks:
             out[f"{kind}_thinned_seeds"] = {str(s): b for s, b in blocks.items()}
-            out[f"{kind}_thinned"] = {**_seed_mean(list(blocks.values())), "seeds": sorted(blocks)}
+            out[f"{kind}_thinned"] = {**seed_mean(list(blocks.values())), "seeds": sorted(blocks)}
+    compound = []
     for a in UNITS:
         key = f"unit{a}->unit{3 - a}"
         out[key] = unit_block(u, pred.in_unit[a], pred.other_unit[key], row_unit, a, y, w, combiner)
+        thinned = pred.other_unit_thin.get(key)
+        if thinned:  # protocol 4: the same model and threshold, the other unit's labs thinned
+            by_seed = {s: unit_block(u, pred.in_unit[a], v, row_unit, a, y, w, combiner) for s, v in thinned.items()}
+            out[f"{key}+labs_thinned_seeds"] = {str(s): b for s, b in by_seed.items()}
+            out[f"{key}+labs_thinned"] = {**seed_mean(list(by_seed.values())), "seeds": sorted(by_seed)}
+            compound.append(f"{key}+labs_thinned")
+    if compound:
+        out["protocol"] = 4
     for b in UNITS:
         out[f"in_unit{b}"], _ = _nested(u, pred.in_unit[b], row_unit == b, row_fold, y, w, combiner)
     names = ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1")
-    names = tuple(n for n in names if n in out)
+    names = (*(n for n in names if n in out), *compound)
     out["worst"] = {m: min(out[s][m] for s in names) for m in ("auroc", "utility")}
     return out
 
@@ -289,9 +327,10 @@ def figures(
 _MEANS = ("auroc", "auprc", "utility", "utility_sd", "threshold", "best_utility", "best_threshold", "alert_share")
 
 
-def _seed_mean(blocks: list[dict[str, Any]]) -> dict[str, float]:
+def seed_mean(blocks: list[dict[str, Any]]) -> dict[str, float]:
     """The mean of one shift's blocks over its thinning seeds."""
-    return {m: round(float(np.mean([b[m] for b in blocks])), 5 if "threshold" in m else 4) for m in _MEANS}
+    means = [m for m in _MEANS if m in blocks[0]]  # a unit block has one threshold, no fold spread
+    return {m: round(float(np.mean([b[m] for b in blocks])), 5 if "threshold" in m else 4) for m in means}
 
 
 def _pooled(

@@ -51,6 +51,7 @@ from vigil.models.train import data, labels, shifts
 PREVALENCES = (*(round(0.01 * k, 2) for k in range(1, 9)), 0.088, *(round(0.01 * k, 2) for k in range(9, 31)))
 SHARE_GRID = np.round(np.arange(0.005, 0.6001, 0.005), 3)  # alert_share_curve: shares of set-A hours
 SHIFTS = ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1")
+COMPOUND = ("unit1->unit2+labs_thinned", "unit2->unit1+labs_thinned")  # protocol 4 (``shifts``)
 Rule = Callable[[shifts.Utility, np.ndarray, np.ndarray], float]
 
 
@@ -191,17 +192,29 @@ def site_prevalence_figures(
         ratio = float(odds(pb) / odds(pa))
         train, test = row_unit == a, row_unit == b
         score = combiner(pred.in_unit[a], y[train], w[train])  # fitted on the training unit only
-        s_train, s_test = score(pred.in_unit[a]), score(pred.other_unit[f"unit{a}->unit{b}"])
-        if mean_risk:  # the part of the prior shift the scores already follow
-            ratio /= model_shift(float(s_test.mean()), float(s_train.mean()))
-        if served is None:  # the exact rule at the test unit's prevalence
-            t = _at_odds_ratio(_curve_parts(u, s_train, train), ratio)
-        else:  # as the worker serves it: the stored grid, interpolated, under the ceiling
-            combined: dict[str, Any] = {"threshold": best_rule(u, s_train, train)}
+        s_train = score(pred.in_unit[a])
+        parts = _curve_parts(u, s_train, train)
+        combined: dict[str, Any] = {"threshold": best_rule(u, s_train, train)}
+        if served is not None:
             pin_site_tables(combined, by_site_prevalence(u, s_train, train, prevalences), s_train)
-            site = Site(float(pb), served, float(s_test.mean()) if mean_risk else None)
-            t = choose_threshold(combined, site).threshold
-        out[f"unit{a}->unit{b}"] = {**shifts.block(u, s_test, test, t), "odds_ratio": round(ratio, 3)}
+        key = f"unit{a}->unit{b}"
+        thinned = pred.other_unit_thin.get(key, {})  # protocol 4: the test unit's labs thinned too
+        tests = {key: [score(pred.other_unit[key])], f"{key}+labs_thinned": [score(v) for v in thinned.values()]}
+        for name, scored in tests.items():
+            blocks = []
+            for s_test in scored:
+                r = ratio  # mean_risk: divided by the part of the prior shift the scores already follow
+                r /= model_shift(float(s_test.mean()), float(s_train.mean())) if mean_risk else 1.0
+                if served is None:  # the exact rule at the test unit's prevalence
+                    t = _at_odds_ratio(parts, r)
+                else:  # as the worker serves it: the stored grid, interpolated, under the ceiling
+                    site = Site(float(pb), served, float(s_test.mean()) if mean_risk else None)
+                    t = choose_threshold(combined, site).threshold
+                blocks.append({**shifts.block(u, s_test, test, t), "odds_ratio": round(r, 3)})
+            if name == key:
+                out[name] = blocks[0]
+            elif blocks:
+                out[name] = {**shifts.seed_mean(blocks), "seeds": sorted(thinned)}
     if mean_risk and pred.oof_thin:
         out["labs_thinned_pooled"] = _thinned_with_mean_risk(u, pred, combiner, y, w)
     return out
@@ -412,11 +425,9 @@ def main(argv: list[str] | None = None) -> int:
             rec = {"pred": name, "rule": rule, **res}
             with open(args.out, "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
-            keys = [
-                k for k in ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1", "in_unit1", "in_unit2") if k in res
-            ]
+            keys = [k for k in (*SHIFTS, *COMPOUND, "in_unit1", "in_unit2") if k in res]
             cells = " ".join(f"{k} {res[k]['utility']:.3f}" for k in keys)
-            worst = min(res[k]["utility"] for k in keys if k in SHIFTS)
+            worst = min(res[k]["utility"] for k in keys if k in (*SHIFTS, *COMPOUND))
             print(f"{name:24s} {rule:9s} {cells} | worst utility {worst:.3f}", flush=True)
     return 0
 

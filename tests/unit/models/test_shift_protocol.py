@@ -87,3 +87,34 @@ def test_thinned_vitals_join_the_worst_case_and_survive_save_and_load(tmp_path) 
     np.testing.assert_array_equal(back.oof_vitals[2], pred.oof_vitals[2])
     both = ShiftPredictions.stack([back, _predictions(u, unit, score)])  # one part without vitals
     assert both.oof.shape[0] == 2 and both.oof_vitals == {}
+
+
+def test_another_unit_with_thinned_labs_keeps_the_units_threshold_and_joins_the_worst_case(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(4)
+    labels, lengths, fold, unit = _cohort(rng)
+    u, (y, w) = Utility(labels, lengths), utility_targets(labels, lengths)
+    row_unit = u.rows_of(unit)
+    pred = _predictions(u, unit, y + rng.random(len(y)))
+    pred.oof_vitals = {1: pred.oof, 2: pred.oof}
+    before = figures(u, pred, fold, unit, y, w)
+    # unit 1's model loses its ranking on unit 2's stays when their labs are thinned
+    pred.other_unit_thin = {
+        "unit1->unit2": {s: rng.random((1, int((row_unit == 2).sum()))) for s in (1, 2)},
+        "unit2->unit1": {s: pred.other_unit["unit2->unit1"] for s in (1, 2)},
+    }
+    after = figures(u, pred, fold, unit, y, w)
+    assert before["protocol"] == 3 and after["protocol"] == 4
+    compound = after["unit1->unit2+labs_thinned"]
+    assert compound["seeds"] == [1, 2] and set(after["unit1->unit2+labs_thinned_seeds"]) == {"1", "2"}
+    assert compound["threshold"] == after["unit1->unit2"]["threshold"]  # chosen on unit 1's unthinned folds
+    assert after["worst"]["auroc"] == compound["auroc"] < before["worst"]["auroc"]
+    # thinning that changes nothing scores as the unit shift itself
+    assert {k: v for k, v in after["unit2->unit1+labs_thinned"].items() if k != "seeds"} == after["unit2->unit1"]
+    for shift in ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1"):
+        assert after[shift] == before[shift]
+    pred.save(tmp_path / "p.npz")
+    back = ShiftPredictions.load(tmp_path / "p.npz")
+    assert sorted(back.other_unit_thin) == ["unit1->unit2", "unit2->unit1"]
+    np.testing.assert_array_equal(back.other_unit_thin["unit1->unit2"][2], pred.other_unit_thin["unit1->unit2"][2])
+    assert ShiftPredictions.stack([back, back]).other_unit_thin["unit2->unit1"][1].shape[0] == 2
+    assert ShiftPredictions.stack([back, _predictions(u, unit, y)]).other_unit_thin == {}  # one part without

@@ -81,3 +81,29 @@ def test_the_served_site_threshold_follows_the_exact_rule_and_its_ceiling() -> N
         assert abs(served[key]["threshold"] - exact[key]["threshold"]) < 0.1
         assert capped[key]["threshold"] >= served[key]["threshold"]
         assert capped[key]["alert_share"] <= 0.12  # 5 % of the training unit's hours; the other unit's share differs
+
+
+def test_the_site_rules_score_the_other_unit_with_its_labs_thinned_too() -> None:
+    from vigil.models.train.shifts import ShiftPredictions
+
+    u, score = _cohort(6, 200)
+    unit = np.where(np.arange(200) % 2 == 0, 1, 2)
+    row_unit = u.rows_of(unit)
+    other = {"unit1->unit2": score[row_unit == 2][None], "unit2->unit1": score[row_unit == 1][None]}
+    inner = {1: score[row_unit == 1][None], 2: score[row_unit == 2][None]}
+    # unit 2's stays with labs thinned score higher everywhere (a model that reads missing labs as risk)
+    raised = {
+        "unit1->unit2": {1: np.minimum(other["unit1->unit2"] * 1.5, 1.0)},
+        "unit2->unit1": {1: other["unit2->unit1"]},
+    }
+    pred = ShiftPredictions(score[None], {}, other, inner, {}, raised)
+    site = tr.site_prevalence_figures(u, pred, unit)
+    with_risk = tr.site_prevalence_figures(u, pred, unit, mean_risk=True)
+    for rule in (site, with_risk):  # an unchanged copy scores as the unit shift itself
+        unchanged = rule["unit2->unit1+labs_thinned"]
+        assert unchanged["seeds"] == [1] and unchanged["utility"] == rule["unit2->unit1"]["utility"]
+    # prevalence alone: the same threshold, more hours flagged; with the mean risk: the threshold rises
+    key = "unit1->unit2+labs_thinned"
+    assert site[key]["threshold"] == site["unit1->unit2"]["threshold"]
+    assert site[key]["alert_share"] > site["unit1->unit2"]["alert_share"]
+    assert with_risk[key]["threshold"] > with_risk["unit1->unit2"]["threshold"]
