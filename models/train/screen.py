@@ -12,7 +12,8 @@ the tree features (``no_missingness``, ``no_baseline``, ``no_rates``, ``no_stay_
 (the causal attention encoder, ``models.train.attention``). A tree config ending in ``~thin<K>``
 (``full~thin20``) trains every model on a copy of its stays in which each hour's lab draw is kept
 with probability K % (``cohort_features.thinned``, thinning seed 100 + seed; the same hours, labels
-and weights) and scores the test side as recorded: a model taught by a hospital that draws fewer
+and weights) and scores the test side as recorded; ``~aug<K>`` trains on both the stays as recorded
+and that copy, each row at half weight: a model taught by a hospital that draws fewer
 labs (issue 12's reference, trained so, ranked better on the unseen hospital with one of two seeds).
 ``~p<name>`` fits the trees with one of ``PARAM_SETS`` instead of the bundle's LightGBM settings;
 ``~mono`` adds monotone constraints where physiology fixes the direction (``trees.monotone_constraints``,
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -94,17 +96,25 @@ def training_mods(config: str) -> tuple[str, int, dict[str, Any], int | None]:
     if recipe.split("+")[0] == "reference" and not any(m[1:] in PARAM_SETS for m in mods if m.startswith("p")):
         overrides, rounds = dict(PARAM_SETS[REFERENCE_SETTINGS][0]), PARAM_SETS[REFERENCE_SETTINGS][1]
     for mod in mods:
-        if mod.startswith("thin") and mod[4:].isdigit() and 0 < int(mod[4:]) < 100:
-            thin = int(mod[4:])
+        share = re.fullmatch(r"(?:thin|aug)(\d+)", mod)
+        if share and 0 < int(share[1]) < 100:
+            thin = int(share[1])
         elif mod.startswith("p") and mod[1:] in PARAM_SETS:
             overrides, rounds = {**PARAM_SETS[mod[1:]][0], **overrides}, PARAM_SETS[mod[1:]][1]
         elif mod == "mono":  # the constraints themselves need the recipe's columns (tree_recipe)
             overrides = {**overrides, "monotone_constraints": "physiology"}
         else:
             raise SystemExit(
-                f"unknown modifier ~{mod} in {config}: expected ~thin<1-99>, ~mono or ~p<{'|'.join(PARAM_SETS)}>"
+                f"unknown modifier ~{mod} in {config}: expected ~thin<1-99>, ~aug<1-99>, ~mono or "
+                f"~p<{'|'.join(PARAM_SETS)}>"
             )
     return recipe, thin, dict(overrides), rounds
+
+
+def augmented(config: str) -> bool:
+    """``~aug<K>``: the recipe trains on its stays as recorded plus the ``~thin<K>`` copy of them (each
+    row at half its weight), instead of the thinned copy alone."""
+    return any(m.startswith("aug") for m in config.split("~")[1:])
 
 
 def columns(config: str) -> np.ndarray:
@@ -131,6 +141,7 @@ def tree_recipe(
     """``full``, ``reference``, an ablation, or ``full+<block>[+<block>]`` (``extra_features``)."""
     from vigil.models.train import extra_features
 
+    augment = augmented(config)
     config, thin, overrides, rounds = training_mods(config)
     base, *extras = config.split("+")
     train_mats = cohort_features.Matrices(mats.c, thin / 100) if thin else mats
@@ -162,13 +173,13 @@ def tree_recipe(
         overrides["monotone_constraints"] = trees.monotone_constraints(names) + [0] * n_extra
 
     def fit(rows: np.ndarray) -> Any:
-        xr = matrix(train_thin, rows, train_mats, train_source)
+        xr, yr, wr = matrix(train_thin, rows, train_mats, train_source), y[rows], w[rows]
+        if augment:  # as recorded and thinned, each at half weight: the same total weight per stay
+            xr, yr, wr = np.vstack([matrix(None, rows), xr]), np.r_[yr, yr], np.r_[wr, wr] * 0.5
         if base == "v1trees":
-            return [trees.fit(xr, y[rows], seed, [f"f{i}" for i in range(xr.shape[1])])]
+            return [trees.fit(xr, yr, seed, [f"f{i}" for i in range(xr.shape[1])])]
         return [
-            trees.fit_weighted(
-                xr, y[rows], w[rows], seed + 1000 * k, overrides=overrides, rounds=SMOKE_ROUNDS or rounds
-            )
+            trees.fit_weighted(xr, yr, wr, seed + 1000 * k, overrides=overrides, rounds=SMOKE_ROUNDS or rounds)
             for k in range(n_models)
         ]
 

@@ -29,6 +29,9 @@ def test_training_mods_parse_thinning_and_settings() -> None:
     assert (overrides, rounds) == screen.PARAM_SETS["deep"]
     overrides["num_leaves"] = 2  # a copy: the table itself is untouched
     assert screen.PARAM_SETS["deep"][0]["num_leaves"] == 63
+    # ~aug<K>: the same thinned copy, trained on beside the stays as recorded
+    assert screen.training_mods("full~aug50~mono")[:2] == ("full", 50) and screen.augmented("full~aug50~mono")
+    assert not screen.augmented("full~thin50") and not screen.augmented("full+aug")
 
 
 def test_the_reference_is_a_fixed_yardstick_and_rows_record_their_tree_settings() -> None:
@@ -75,7 +78,9 @@ def test_the_bundle_recipe_never_lets_risk_fall_as_lactate_rises() -> None:
     assert np.diff(bound.predict(grid)).min() >= 0  # constrained, never lower for more lactate
 
 
-@pytest.mark.parametrize("config", ["full~thin0", "full~thin100", "full~thinx", "full~pnope", "full~x"])
+@pytest.mark.parametrize(
+    "config", ["full~thin0", "full~thin100", "full~thinx", "full~thinn20", "full~aug", "full~pnope", "full~x"]
+)
 def test_unknown_modifiers_stop_the_screen(config: str) -> None:
     with pytest.raises(SystemExit, match="unknown modifier"):
         screen.training_mods(config)
@@ -209,8 +214,9 @@ def test_unit_predictions_train_on_one_unit_and_score_the_other() -> None:
         assert not (model & rows).any()
         return labels[rows] * 0.9 + 0.05
 
-    other, inner = unit_predictions(row_fold, row_unit, 2, fit, predict)
-    assert (fits[0] == (row_unit == 2)).all() and len(fits) == 3
+    other, inner, thinned = unit_predictions(row_fold, row_unit, 2, fit, predict, [("labs", 7)])
+    assert (fits[0] == (row_unit == 2)).all() and len(fits) == 3  # the thinned copy is scored, not refitted
+    assert list(thinned) == [("labs", 7)] and thinned[("labs", 7)].shape == (1, 40)
     assert all((f <= (row_unit == 2)).all() for f in fits)
     assert other.shape == (1, 40) and inner.shape == (1, 40)
     blk = unit_block(u, inner, other, row_unit, 2, labels, np.ones(80))
