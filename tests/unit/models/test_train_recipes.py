@@ -256,3 +256,28 @@ def test_a_study_records_its_summary_and_prints_it_last(tmp_path, capsys) -> Non
     assert study.finish(args, "unit_gap", {"config": "full"}) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"config": "full"}
     assert json.loads(path.read_text()) == {"screen_v2": [1], "unit_gap": {"config": "full"}}
+
+
+def test_the_card_reads_the_compound_shift_and_leaves_out_thinned_training_only_when_it_costs() -> None:
+    from vigil.models.train.cards_stepping import COMPOUND, SHIFTS, compound
+
+    def row(config: str, auroc: dict[str, float]) -> dict[str, object]:
+        cell = {"auroc": 0.8, "utility": 0.3, "best_utility": 0.32, "alert_share": 0.15}
+        r: dict[str, object] = {"config": config, "seed": 1}
+        for s in (*SHIFTS, *COMPOUND):
+            r[s] = {**cell, "auroc": auroc.get(s, 0.8)}
+        r["labs_thinned"] = {**cell, "auroc": auroc.get("labs_thinned", 0.75), "alert_share": 0.1}
+        return r
+
+    assert compound({"screen_v2": [{"config": "full", "seed": 1, "cv": {}}]}) == ""  # protocol 3 only
+    base = row("full~psmooth~mono", {COMPOUND[0]: 0.74, COMPOUND[1]: 0.7})
+    costly = row(
+        "full~psmooth~mono~thin50", {COMPOUND[0]: 0.76, COMPOUND[1]: 0.7, "unit1->unit2": 0.78, "labs_thinned": 0.77}
+    )
+    text = compound({"screen_v2": [base, costly]})
+    assert "| full~psmooth~mono~thin50 | 1 | +0.000 to +0.020 | -0.020 to +0.000 |" in text
+    assert "Left out: every one of them" in text
+    free = row(
+        "full~psmooth~mono~aug50", {COMPOUND[0]: 0.76, COMPOUND[1]: 0.7}
+    )  # gains where thinned, costs nothing as drawn
+    assert "Left out" not in compound({"screen_v2": [base, free]})
