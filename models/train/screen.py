@@ -12,16 +12,17 @@ the tree features (``no_missingness``, ``no_baseline``, ``no_rates``, ``no_stay_
 (the causal attention encoder, ``models.train.attention``). A tree config ending in ``~thin<K>``
 (``full~thin20``) trains every model on a copy of its stays in which each hour's lab draw is kept
 with probability K % (``cohort_features.thinned``, thinning seed 100 + seed; the same hours, labels
-and weights) and scores the test side as recorded; ``~aug<K>`` trains on both the stays as recorded
-and that copy, each row at half weight: a model taught by a hospital that draws fewer
-labs (issue 12's reference, trained so, ranked better on the unseen hospital with one of two seeds).
+and weights) and scores the test side as recorded: a model taught by a hospital that draws fewer
+labs (issue 12's reference, trained so, ranked better on the unseen hospital with one of two seeds);
+``~aug<K>`` trains on both the stays as recorded and that copy, each row at half weight.
 ``~p<name>`` fits the trees with one of ``PARAM_SETS`` instead of the bundle's LightGBM settings;
 ``~mono`` adds monotone constraints where physiology fixes the direction (``trees.monotone_constraints``,
 bundle 2.3's recipe: ``full~psmooth~mono``; without it a recipe fits as recorded before 2.3).
 
-Every config is scored under protocol 3: the four shifts of protocol 2 (CV, labs thinned, each
-unit held out) and vital signs thinned to half the chartings (``shifts``); rows recorded before
-carry protocol 2 and no ``vitals_thinned``, so their ``worst`` is over four shifts, not five.
+Every config is scored under protocol 4: the four shifts of protocol 2 (CV, labs thinned, each
+unit held out), vital signs thinned to half the chartings (protocol 3) and each unit shift again
+with the test unit's labs thinned (``shifts``); rows recorded under protocol 2 carry no
+``vitals_thinned`` (their ``worst`` is over four shifts), rows under 2 and 3 no compound.
 
 Each config and seed appends one JSON line to ``~/.cache/vigil/screen.jsonl`` and keeps its raw
 shift predictions in ``~/.cache/vigil/shiftpred/<config>-s<seed>.npz`` (combinations are then

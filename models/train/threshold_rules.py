@@ -181,7 +181,9 @@ def site_prevalence_figures(
     (prior shift, Saerens et al. 2002), its best threshold applied to the test unit. ``served`` (an
     alert-share ceiling; 1.0 for none): the threshold as ``models.site_threshold`` serves it instead,
     from the training side's grid of prevalences and its alert-share curve. ``mean_risk``: the test
-    unit's mean score is known too (``models.site_threshold.effective_prevalence``)."""
+    unit's mean score is known too (``models.site_threshold.effective_prevalence``). Where the
+    predictions carry the compound (protocol 4), each unit shift is scored again with the test unit's
+    labs thinned, the mean risk read from the thinned scores (mean over the thinning seeds)."""
     row_unit = u.rows_of(unit)
     septic = u.best_gain > 0
     y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
