@@ -9,14 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vigil.models.train import shifts
 from vigil.models.train.importance import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "models" / "artifacts" / "stepping"
 CARD = ROOT / "docs" / "model-cards" / "stepping-bundle.md"
 SHIFTS = ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1")
-# protocol 4: each unit shift again with the test unit's labs thinned (``shifts``)
-COMPOUND = ("unit1->unit2+labs_thinned", "unit2->unit1+labs_thinned")
+COMPOUND = shifts.COMPOUND  # protocol 4: each unit shift again with the test unit's labs thinned
 # protocols 1 and 2, and the threshold-rule study: no vitals_thinned
 SHIFTS_V1 = ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1")
 SHIFT_NAMES = {
@@ -144,9 +144,7 @@ def compound(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
     recorded = [r for r in rows if not _taught_thinned(r["config"])]
     if not recorded:
         return ""
-    drops = [
-        r[f"{d}+labs_thinned"]["auroc"] - r[d]["auroc"] for r in recorded for d in ("unit1->unit2", "unit2->unit1")
-    ]
+    drops = [r[c]["auroc"] - r[d]["auroc"] for r in recorded for d, c in zip(shifts.UNIT_SHIFTS, COMPOUND, strict=True)]
     cv_drops = [r["labs_thinned"]["auroc"] - r["cv"]["auroc"] for r in recorded]
     every = all(_worst_of(r, (*SHIFTS, *COMPOUND))[0] < _worst_of(r, SHIFTS)[0] for r in recorded)
     shares = [(r["unit1->unit2"]["alert_share"], r[COMPOUND[0]]["alert_share"]) for r in recorded]

@@ -46,6 +46,8 @@ Predict = Callable[[Any, np.ndarray, "Copy | None"], np.ndarray]  # (model, test
 Scorer = Callable[[np.ndarray], np.ndarray]  # [k, rows] -> [rows]
 Combiner = Callable[[np.ndarray, np.ndarray, np.ndarray], Scorer]  # (train scores [k, n], y, w) -> scorer
 UNITS = (1, 2)
+UNIT_SHIFTS = tuple(f"unit{a}->unit{3 - a}" for a in UNITS)
+COMPOUND = tuple(f"{k}+labs_thinned" for k in UNIT_SHIFTS)  # protocol 4: the unit shifts, labs thinned
 
 
 def single(scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> Scorer:
@@ -200,8 +202,7 @@ def predict_shifts(
             shifted[c][test] = predict(model, test, c)
         log(f"  fold {f} done")
     other, inner, other_thin = {}, {}, {}
-    for a in UNITS:
-        key = f"unit{a}->unit{3 - a}"
+    for a, key in zip(UNITS, UNIT_SHIFTS, strict=True):
         labs = [("labs", s) for s in thin_seeds]
         other[key], inner[a], thinned = unit_predictions(row_fold, row_unit, a, fit, predict, labs)
         other_thin[key] = {s: v for (_, s), v in thinned.items()}
@@ -242,9 +243,25 @@ def unit_block(
     combiner: Combiner = single,
 ) -> dict[str, float]:
     """Unit ``a`` -> the other unit, at the threshold unit ``a``'s inner folds choose."""
+    return unit_blocks(u, in_unit, [other], row_unit, a, y, w, combiner)[0]
+
+
+def unit_blocks(
+    u: Utility,
+    in_unit: np.ndarray,
+    others: Sequence[np.ndarray],
+    row_unit: np.ndarray,
+    a: int,
+    y: np.ndarray,
+    w: np.ndarray,
+    combiner: Combiner = single,
+) -> list[dict[str, float]]:
+    """``unit_block`` for several scorings of the other unit's rows (as drawn, shifted copies): the
+    combiner and threshold fitted once on unit ``a``'s inner folds."""
     train, test = row_unit == a, row_unit == 3 - a
     score = combiner(in_unit, y[train], w[train])
-    return block(u, score(other), test, u.threshold(score(in_unit), train))
+    threshold = u.threshold(score(in_unit), train)
+    return [block(u, score(other), test, threshold) for other in others]
 
 
 def _nested(
@@ -305,15 +322,14 @@ def figures(
             out[f"{kind}_thinned_seeds"] = {str(s): b for s, b in blocks.items()}
             out[f"{kind}_thinned"] = {**seed_mean(list(blocks.values())), "seeds": sorted(blocks)}
     compound = []
-    for a in UNITS:
-        key = f"unit{a}->unit{3 - a}"
-        out[key] = unit_block(u, pred.in_unit[a], pred.other_unit[key], row_unit, a, y, w, combiner)
-        thinned = pred.other_unit_thin.get(key)
-        if thinned:  # protocol 4: the same model and threshold, the other unit's labs thinned
-            by_seed = {s: unit_block(u, pred.in_unit[a], v, row_unit, a, y, w, combiner) for s, v in thinned.items()}
-            out[f"{key}+labs_thinned_seeds"] = {str(s): b for s, b in by_seed.items()}
-            out[f"{key}+labs_thinned"] = {**seed_mean(list(by_seed.values())), "seeds": sorted(by_seed)}
-            compound.append(f"{key}+labs_thinned")
+    for a, key, both in zip(UNITS, UNIT_SHIFTS, COMPOUND, strict=True):
+        thinned = pred.other_unit_thin.get(key, {})  # protocol 4: the same model and threshold, labs thinned
+        scored = [pred.other_unit[key], *thinned.values()]
+        out[key], *by_seed = unit_blocks(u, pred.in_unit[a], scored, row_unit, a, y, w, combiner)
+        if by_seed:
+            out[f"{both}_seeds"] = {str(s): b for s, b in zip(thinned, by_seed, strict=True)}
+            out[both] = {**seed_mean(by_seed), "seeds": sorted(thinned)}
+            compound.append(both)
     if compound:
         out["protocol"] = 4
     for b in UNITS:

@@ -51,7 +51,7 @@ from vigil.models.train import data, labels, shifts
 PREVALENCES = (*(round(0.01 * k, 2) for k in range(1, 9)), 0.088, *(round(0.01 * k, 2) for k in range(9, 31)))
 SHARE_GRID = np.round(np.arange(0.005, 0.6001, 0.005), 3)  # alert_share_curve: shares of set-A hours
 SHIFTS = ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1")
-COMPOUND = ("unit1->unit2+labs_thinned", "unit2->unit1+labs_thinned")  # protocol 4 (``shifts``)
+COMPOUND = shifts.COMPOUND
 Rule = Callable[[shifts.Utility, np.ndarray, np.ndarray], float]
 
 
@@ -188,7 +188,7 @@ def site_prevalence_figures(
     septic = u.best_gain > 0
     y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
     out: dict[str, Any] = {}
-    for a in shifts.UNITS:
+    for a, key, both in zip(shifts.UNITS, shifts.UNIT_SHIFTS, COMPOUND, strict=True):
         b = 3 - a
         pa, pb = septic[unit == a].mean(), septic[unit == b].mean()
         ratio = float(odds(pb) / odds(pa))
@@ -196,27 +196,24 @@ def site_prevalence_figures(
         score = combiner(pred.in_unit[a], y[train], w[train])  # fitted on the training unit only
         s_train = score(pred.in_unit[a])
         parts = _curve_parts(u, s_train, train)
-        combined: dict[str, Any] = {"threshold": best_rule(u, s_train, train)}
+        combined: dict[str, Any] = {}
         if served is not None:
+            combined["threshold"] = best_rule(u, s_train, train)
             pin_site_tables(combined, by_site_prevalence(u, s_train, train, prevalences), s_train)
-        key = f"unit{a}->unit{b}"
         thinned = pred.other_unit_thin.get(key, {})  # protocol 4: the test unit's labs thinned too
-        tests = {key: [score(pred.other_unit[key])], f"{key}+labs_thinned": [score(v) for v in thinned.values()]}
-        for name, scored in tests.items():
-            blocks = []
-            for s_test in scored:
-                r = ratio  # mean_risk: divided by the part of the prior shift the scores already follow
-                r /= model_shift(float(s_test.mean()), float(s_train.mean())) if mean_risk else 1.0
-                if served is None:  # the exact rule at the test unit's prevalence
-                    t = _at_odds_ratio(parts, r)
-                else:  # as the worker serves it: the stored grid, interpolated, under the ceiling
-                    site = Site(float(pb), served, float(s_test.mean()) if mean_risk else None)
-                    t = choose_threshold(combined, site).threshold
-                blocks.append({**shifts.block(u, s_test, test, t), "odds_ratio": round(r, 3)})
-            if name == key:
-                out[name] = blocks[0]
-            elif blocks:
-                out[name] = {**shifts.seed_mean(blocks), "seeds": sorted(thinned)}
+        blocks = []
+        for s_test in (score(v) for v in (pred.other_unit[key], *thinned.values())):
+            r = ratio  # mean_risk: divided by the part of the prior shift the scores already follow
+            r /= model_shift(float(s_test.mean()), float(s_train.mean())) if mean_risk else 1.0
+            if served is None:  # the exact rule at the test unit's prevalence
+                t = _at_odds_ratio(parts, r)
+            else:  # as the worker serves it: the stored grid, interpolated, under the ceiling
+                site = Site(float(pb), served, float(s_test.mean()) if mean_risk else None)
+                t = choose_threshold(combined, site).threshold
+            blocks.append({**shifts.block(u, s_test, test, t), "odds_ratio": round(r, 3)})
+        out[key] = blocks[0]
+        if blocks[1:]:
+            out[both] = {**shifts.seed_mean(blocks[1:]), "seeds": sorted(thinned)}
     if mean_risk and pred.oof_thin:
         out["labs_thinned_pooled"] = _thinned_with_mean_risk(u, pred, combiner, y, w)
     return out
