@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vigil.cli.jsonout import emit_json
 
 if TYPE_CHECKING:
+    from vigil.models.offline import SeededShift
     from vigil.models.site_threshold import Site
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -90,16 +91,15 @@ def _artifacts(artifacts: Path | None) -> Path | None:
     return artifacts if artifacts is not None else served_bundle_dir()
 
 
-def _shift(spec: str | None, seed: int) -> tuple[str, float, int] | None:
+def _shift(spec: str | None, seed: int) -> SeededShift | None:
     from vigil.models.shift import parse_shift
 
     if spec is None:
         return None
     try:
-        name, keep = parse_shift(spec)
+        return parse_shift(spec), seed
     except ValueError as exc:
         _fail(f"--shift {exc}")
-    return name, keep, seed
 
 
 def _fail(message: str) -> NoReturn:
@@ -211,7 +211,7 @@ def evaluate_command(
         str | None,
         typer.Option(
             help="score a shifted copy: labs=0.1 keeps each hour's lab draw with p=0.1, "
-            "vitals=0.5 each hour's vital-sign charting with p=0.5"
+            "vitals=0.5 each hour's vital-sign charting with p=0.5, labs=every24h at most one lab draw a day"
         ),
     ] = None,
     shift_seed: Annotated[int, typer.Option(help="seed of the shift")] = 2019,

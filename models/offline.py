@@ -15,9 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from vigil.models.shift import Shift
 from vigil.models.site_threshold import Site
 from vigil.schemas.codes import DYNAMIC_CODES
 from vigil.schemas.errors import UserError
+
+SeededShift = tuple[Shift, int]  # a shift and its seed (each stay's generator: [seed, stay index])
 
 STATIC_COLUMNS = ("Age", "Gender", "Unit1", "Unit2", "HospAdmTime")
 LABEL_COLUMN = "SepsisLabel"
@@ -67,15 +70,13 @@ def write_predictions(path: Path, probability: np.ndarray, label: np.ndarray) ->
     path.write_text("PredictedProbability|PredictedLabel\n" + "".join(r + "\n" for r in rows))
 
 
-def shifted_matrix(matrix: np.ndarray, shift: tuple[str, float, int] | None, stay_index: int) -> np.ndarray:
+def shifted_matrix(matrix: np.ndarray, shift: SeededShift | None, stay_index: int) -> np.ndarray:
     """The stay as a shifted hospital would record it (``models.shift``); seeded per stay, so the
     result does not depend on batching."""
     if shift is None:
         return matrix
-    from vigil.models.shift import thin
-
-    kind, keep, seed = shift
-    return thin(matrix, kind, keep, np.random.default_rng([seed, stay_index]))
+    how, seed = shift
+    return how.apply(matrix, np.random.default_rng([seed, stay_index]))
 
 
 def _open_bundle(artifacts_dir: str | Path | None, site: Site | None = None) -> Any:
@@ -101,7 +102,7 @@ def predict_dir(
     *,
     artifacts_dir: str | Path | None = None,
     chunk_patients: int = 256,
-    shift: tuple[str, float, int] | None = None,
+    shift: SeededShift | None = None,
     site: Site | None = None,
 ) -> dict[str, Any]:
     """Score every ``.psv`` in ``data_dir`` and write the challenge output format to ``out_dir``.
@@ -112,9 +113,9 @@ def predict_dir(
     (``models.site_threshold``: the shipped one unless ``site`` gives a septic-stay prevalence, a mean
     risk or an alert-share ceiling, as ``VIGIL_SITE__*`` does for the worker). ``mean_risk`` in the
     summary is the combined risk averaged over every hour: a site's ``VIGIL_SITE__MEAN_RISK`` when the
-    stays are an export of its own (no labels needed). ``shift``:
-    ("labs", keep, seed) scores the stays as a hospital drawing fewer labs would record them,
-    ("vitals", keep, seed) as one charting vital signs less often (``models.shift``).
+    stays are an export of its own (no labels needed). ``shift``: (``models.shift.Shift``, seed)
+    scores the stays as a hospital drawing fewer labs (``labs=0.1``, ``labs=every24h``) or charting
+    vital signs less often (``vitals=0.5``) would record them.
     """
     started = time.perf_counter()
     bundle = _open_bundle(artifacts_dir, site)
@@ -203,7 +204,7 @@ def evaluate_dir(
     *,
     with_rules: bool = True,
     progress: ProgressFn | None = None,
-    shift: tuple[str, float, int] | None = None,
+    shift: SeededShift | None = None,
     threshold: float | None = None,
 ) -> dict[str, Any]:
     """Official normalized utility, AUROC and AUPRC of ``pred_dir`` against the labels in ``data_dir``.
@@ -263,7 +264,7 @@ def evaluate_dir(
     if with_rules:
         result["alerting"] = replay.summary(threshold)
     if shift is not None:
-        result["shift"] = {"name": shift[0], "keep": shift[1], "seed": shift[2]}
+        result["shift"] = {**shift[0].summary(), "seed": shift[1]}
     result["seconds"] = round(time.perf_counter() - started, 2)
     return result
 

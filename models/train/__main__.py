@@ -96,14 +96,11 @@ def main(argv: list[str] | None = None) -> int:
 
     t_cv = time.perf_counter()
     thin_seeds, vitals_seeds = cohort_features.THIN_SEEDS, cohort_features.VITALS_SEEDS
+    schedules = cohort_features.LAB_SCHEDULES
     log("shift tests: trees")
-    tree_pred = shifts.predict_shifts(
-        u, fold, c.unit, fit_tree, predict_tree, thin_seeds, log=log, vitals_seeds=vitals_seeds
-    )
+    tree_pred = shifts.predict_shifts(u, fold, c.unit, fit_tree, predict_tree, thin_seeds, log, vitals_seeds, schedules)
     log("shift tests: GRU")
-    gru_pred = shifts.predict_shifts(
-        u, fold, c.unit, fit_gru, predict_gru, thin_seeds, log=log, vitals_seeds=vitals_seeds
-    )
+    gru_pred = shifts.predict_shifts(u, fold, c.unit, fit_gru, predict_gru, thin_seeds, log, vitals_seeds, schedules)
     cv_seconds = time.perf_counter() - t_cv
 
     # 2.1: the GRU's weight in the alert score is 0. Stacked with it, the worst case under the shift
@@ -125,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             "thin_seeds": list(thin_seeds),
             "vitals_keep": cohort_features.VITALS_KEEP,
             "vitals_seeds": list(vitals_seeds),
+            "lab_every_h": list(schedules),
         },
         "sepsis_diagnosis": shifts.figures(u, tree_pred, fold, c.unit, y, w),
         "deterioration": shifts.figures(u, gru_pred, fold, c.unit, y, w),

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vigil.models.shift import thin
+from vigil.models.shift import schedule, thin
 from vigil.models.stay_features import N_SEQUENCE_INPUTS, N_TREE_FEATURES, SEQUENCE_INPUTS, TREE_FEATURES
 from vigil.models.stepping import stay_inputs
 from vigil.models.train.data import CACHE_DIR, Cohort
-from vigil.models.train.shifts import Copy  # ("labs" | "vitals", thinning seed); None = as recorded
+from vigil.models.train.shifts import Copy  # ("labs" | "vitals", seed) or ("labs_every", hours); None = as recorded
 
 # the thinned-labs shift: each hour's lab draw kept with this probability, one copy per seed
 LAB_KEEP = 0.1
@@ -22,6 +22,8 @@ THIN_SEEDS = (1, 2)
 # charting every second hour), one copy per seed
 VITALS_KEEP = 0.5
 VITALS_SEEDS = (1, 2)
+# the scheduled-labs shift (protocol 5): at most one lab draw per this many hours, deterministic
+LAB_SCHEDULES = (24,)
 
 
 def _key(tag: str) -> str:
@@ -37,6 +39,13 @@ def thinned(c: Cohort, keep: float, seed: int, kind: str = "labs") -> Cohort:
     rng = np.random.default_rng(seed)
     o = c.offsets
     matrix = np.concatenate([thin(c.matrix[o[p] : o[p + 1]], kind, keep, rng) for p in range(len(c.lengths))])
+    return Cohort(matrix, c.labels, c.lengths, c.age, c.gender, c.names, c.rules, c.unit)
+
+
+def scheduled(c: Cohort, every_h: int, kind: str = "labs") -> Cohort:
+    """The cohort with at most one draw of ``kind`` per ``every_h`` hours in each stay (``models.shift.schedule``)."""
+    o = c.offsets
+    matrix = np.concatenate([schedule(c.matrix[o[p] : o[p + 1]], kind, every_h) for p in range(len(c.lengths))])
     return Cohort(matrix, c.labels, c.lengths, c.age, c.gender, c.names, c.rules, c.unit)
 
 
@@ -76,11 +85,18 @@ class Matrices:
             return self.c
         if copy not in self._thin:
             kind, seed = copy
-            self._thin[copy] = thinned(self.c, self.keep[kind], seed, kind)
+            if kind == "labs_every":  # the "seed" is the schedule's hours
+                self._thin[copy] = scheduled(self.c, seed)
+            else:
+                self._thin[copy] = thinned(self.c, self.keep[kind], seed, kind)
         return self._thin[copy]
 
     def tag(self, copy: Copy | None) -> str:
-        return "setA" if copy is None else f"{copy[0]}{self.keep[copy[0]]}-s{copy[1]}"
+        if copy is None:
+            return "setA"
+        if copy[0] == "labs_every":
+            return f"labs-every{copy[1]}h"
+        return f"{copy[0]}{self.keep[copy[0]]}-s{copy[1]}"
 
     def tree(self, copy: Copy | None) -> np.ndarray:
         return cohort_matrices(self.cohort(copy), self.tag(copy))[0]

@@ -19,10 +19,11 @@ labs (issue 12's reference, trained so, ranked better on the unseen hospital wit
 ``~mono`` adds monotone constraints where physiology fixes the direction (``trees.monotone_constraints``,
 bundle 2.3's recipe: ``full~psmooth~mono``; without it a recipe fits as recorded before 2.3).
 
-Every config is scored under protocol 4: the four shifts of protocol 2 (CV, labs thinned, each
-unit held out), vital signs thinned to half the chartings (protocol 3) and each unit shift again
-with the test unit's labs thinned (``shifts``); rows recorded under protocol 2 carry no
-``vitals_thinned`` (their ``worst`` is over four shifts), rows under 2 and 3 no compound.
+Every config is scored under protocol 5: the four shifts of protocol 2 (CV, labs thinned, each
+unit held out), vital signs thinned to half the chartings (protocol 3), each unit shift again
+with the test unit's labs thinned (protocol 4) and labs drawn at most once a day (protocol 5,
+``labs_every24h``; ``shifts``); rows recorded under protocol 2 carry no ``vitals_thinned`` (their
+``worst`` is over four shifts), rows under 2 and 3 no compound, rows under 4 no scheduled labs.
 
 Each config and seed appends one JSON line to ``~/.cache/vigil/screen.jsonl`` and keeps its raw
 shift predictions in ``~/.cache/vigil/shiftpred/<config>-s<seed>.npz`` (combinations are then
@@ -47,6 +48,7 @@ from vigil.models.train import cohort_features, data, labels, metrics_file, shif
 LAB_KEEP = cohort_features.LAB_KEEP
 THIN_SEEDS = cohort_features.THIN_SEEDS
 VITALS_SEEDS = cohort_features.VITALS_SEEDS
+LAB_SCHEDULES = cohort_features.LAB_SCHEDULES
 PRED_DIR = data.CACHE_DIR / "shiftpred"
 SMOKE_ROUNDS: int | None = None  # --smoke: every tree recipe, ``~p<name>`` included, fits this many rounds
 
@@ -295,9 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             recipe = gru_recipe if config.startswith(("gru", "att")) else tree_recipe
             fit, predict, n_inputs = recipe(config, seed, mats, y, w)
-            pred = shifts.predict_shifts(
-                u, fold, c.unit, fit, predict, THIN_SEEDS, log=print, vitals_seeds=VITALS_SEEDS
-            )
+            pred = shifts.predict_shifts(u, fold, c.unit, fit, predict, THIN_SEEDS, print, VITALS_SEEDS, LAB_SCHEDULES)
             pred.save(PRED_DIR / f"{config}-s{seed}{tag}.npz")
             result = shifts.figures(u, pred, fold, c.unit, y, w)
             record(args.out, config, seed, n_inputs, time.perf_counter() - t0, result, tree_settings(config))

@@ -13,6 +13,10 @@ shift it is reported on, never on the rows it scores:
 - ``unitA->unitB``: trained on the stays of ICU type A only, tested on type B. Stacker and threshold
   come from an inner CV on unit A alone (the same patient folds restricted to A), so nothing that
   decides the score has seen a unit-B stay.
+- ``labs_every24h`` (protocol 5): the CV fold models score their held-out stays as a hospital
+  drawing labs by routine would record them: at most one lab draw a day (``models.shift.schedule``;
+  deterministic, one copy), at fold f's stacker and threshold. Random thinning keeps set A's habit of
+  drawing more often for the sicker patient, a schedule erases it.
 - ``unitA->unitB+labs_thinned`` (protocol 4): the compound of both, another ICU that also draws fewer
   labs: unit A's model scores unit B's stays with each hour's lab draw kept with probability 0.1 (the
   same thinned copies as ``labs_thinned``), at the threshold unit A's inner folds chose on unthinned
@@ -40,7 +44,8 @@ import numpy as np
 
 from vigil.models.utility import auroc_auprc, best_threshold, utility_curve, utility_tables
 
-Copy = tuple[str, int]  # a shifted copy of the cohort: ("labs" | "vitals", thinning seed)
+# a shifted copy of the cohort: ("labs" | "vitals", thinning seed) or ("labs_every", hours between kept draws)
+Copy = tuple[str, int]
 Fit = Callable[[np.ndarray], Any]  # train rows (bool mask) -> model
 Predict = Callable[[Any, np.ndarray, "Copy | None"], np.ndarray]  # (model, test rows, copy or None) -> scores
 Scorer = Callable[[np.ndarray], np.ndarray]  # [k, rows] -> [rows]
@@ -48,6 +53,7 @@ Combiner = Callable[[np.ndarray, np.ndarray, np.ndarray], Scorer]  # (train scor
 UNITS = (1, 2)
 UNIT_SHIFTS = tuple(f"unit{a}->unit{3 - a}" for a in UNITS)
 COMPOUND = tuple(f"{k}+labs_thinned" for k in UNIT_SHIFTS)  # protocol 4: the unit shifts, labs thinned
+SHIFTED_KINDS = ("labs", "vitals", "labs_every")  # the kinds of the CV fold models' shifted copies
 
 
 def single(scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> Scorer:
@@ -125,6 +131,8 @@ class ShiftPredictions:
     oof_vitals: dict[int, np.ndarray] = field(default_factory=dict)  # as oof_thin, vital signs thinned
     # "unit1->unit2" -> thinning seed -> the unit-2 rows with labs thinned, model trained on unit 1
     other_unit_thin: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
+    # hours between kept lab draws (24) -> every row, out of fold, labs drawn on that schedule
+    oof_sched: dict[int, np.ndarray] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         arrays = {"oof": self.oof}
@@ -133,6 +141,7 @@ class ShiftPredictions:
         arrays.update({f"other_{k}": v for k, v in self.other_unit.items()})
         arrays.update({f"in_unit_{k}": v for k, v in self.in_unit.items()})
         arrays.update({f"otherthin_{s}_{k}": v for k, by in self.other_unit_thin.items() for s, v in by.items()})
+        arrays.update({f"sched_{h}": v for h, v in self.oof_sched.items()})
         np.savez(path, **arrays)
 
     @classmethod
@@ -151,6 +160,7 @@ class ShiftPredictions:
             {int(k[8:]): v for k, v in d.items() if k.startswith("in_unit_")},
             {int(k[7:]): v for k, v in d.items() if k.startswith("vitals_")},
             other_thin,
+            {int(k[6:]): v for k, v in d.items() if k.startswith("sched_")},
         )
 
     @staticmethod
@@ -173,6 +183,7 @@ class ShiftPredictions:
                 for k, by in first.other_unit_thin.items()
                 if all(s in p.other_unit_thin.get(k, {}) for p in parts for s in by)
             },
+            {h: cat([p.oof_sched[h] for p in parts]) for h in first.oof_sched if all(h in p.oof_sched for p in parts)},
         )
 
 
@@ -185,14 +196,17 @@ def predict_shifts(
     thin_seeds: Sequence[int],
     log: Callable[[str], None] = print,
     vitals_seeds: Sequence[int] = (),
+    lab_schedules: Sequence[int] = (),
 ) -> ShiftPredictions:
     """Fit the recipe once per fold, once per unit, and once per fold within each unit; the fold
-    models also score their stays' thinned copies (labs per ``thin_seeds``, vitals per ``vitals_seeds``),
-    and each unit's model the other unit's stays with labs thinned (``thin_seeds``)."""
+    models also score their stays' thinned copies (labs per ``thin_seeds``, vitals per ``vitals_seeds``,
+    labs drawn at most once per each of ``lab_schedules`` hours), and each unit's model the other
+    unit's stays with labs thinned (``thin_seeds``)."""
     row_fold, row_unit = u.rows_of(patient_fold), u.rows_of(unit)
     n, k = len(u.labels), int(patient_fold.max()) + 1
     oof = np.zeros(n)
     copies: list[Copy] = [("labs", s) for s in thin_seeds] + [("vitals", s) for s in vitals_seeds]
+    copies += [("labs_every", h) for h in lab_schedules]
     shifted = {c: np.zeros(n) for c in copies}
     for f in range(k):
         test = row_fold == f
@@ -207,8 +221,10 @@ def predict_shifts(
         other[key], inner[a], thinned = unit_predictions(row_fold, row_unit, a, fit, predict, labs)
         other_thin[key] = {s: v for (_, s), v in thinned.items()}
         log(f"  {key} (labs as drawn and thinned) and unit {a}'s inner folds done")
-    by_kind = {kind: {s: v[None] for (k_, s), v in shifted.items() if k_ == kind} for kind in ("labs", "vitals")}
-    return ShiftPredictions(oof[None], by_kind["labs"], other, inner, by_kind["vitals"], other_thin)
+    by_kind = {kind: {s: v[None] for (k_, s), v in shifted.items() if k_ == kind} for kind in SHIFTED_KINDS}
+    return ShiftPredictions(
+        oof[None], by_kind["labs"], other, inner, by_kind["vitals"], other_thin, by_kind["labs_every"]
+    )
 
 
 def unit_predictions(
@@ -315,7 +331,11 @@ def figures(
     out: dict[str, Any] = {"protocol": 3 if pred.oof_vitals else 2}
     extra = {("labs", s): v for s, v in pred.oof_thin.items()}
     extra.update({("vitals", s): v for s, v in pred.oof_vitals.items()})
+    extra.update({("labs_every", h): v for h, v in pred.oof_sched.items()})
     out["cv"], shifted = _nested(u, pred.oof, everything, row_fold, y, w, combiner, extra)
+    scheduled = [f"labs_every{h}h" for h in pred.oof_sched]  # protocol 5: labs drawn by routine
+    for h, name in zip(pred.oof_sched, scheduled, strict=True):
+        out[name] = shifted[("labs_every", h)]
     for kind in ("labs", "vitals"):
         blocks = {s: b for (k, s), b in shifted.items() if k == kind}
         if blocks:
@@ -332,10 +352,12 @@ def figures(
             compound.append(both)
     if compound:
         out["protocol"] = 4
+    if scheduled and compound:
+        out["protocol"] = 5
     for b in UNITS:
         out[f"in_unit{b}"], _ = _nested(u, pred.in_unit[b], row_unit == b, row_fold, y, w, combiner)
     names = ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1")
-    names = (*(n for n in names if n in out), *compound)
+    names = (*(n for n in names if n in out), *compound, *scheduled)
     out["worst"] = {m: min(out[s][m] for s in names) for m in ("auroc", "utility")}
     return out
 

@@ -5,7 +5,7 @@ import pytest
 from synthetic import synthetic_stay
 
 from vigil.models.alert_replay import AlertReplay
-from vigil.models.shift import parse_shift, thin, thin_labs
+from vigil.models.shift import Shift, parse_shift, schedule, thin, thin_labs
 from vigil.schemas.codes import DYNAMIC_CODES, VITALS
 
 LABS = [i for i, c in enumerate(DYNAMIC_CODES) if c not in VITALS]
@@ -45,11 +45,47 @@ def test_thinning_draws_one_uniform_per_hour_in_order() -> None:
 
 
 def test_parse_shift() -> None:
-    assert parse_shift("labs=0.1") == ("labs", 0.1)
-    assert parse_shift("vitals=0.5") == ("vitals", 0.5)
-    for bad in ("labs=0", "labs=1.5", "vitals=0", "vitals=", "bp=0.5", "labs", "labs=x", "vitals=nan"):
+    assert parse_shift("labs=0.1") == Shift("labs", keep=0.1)
+    assert parse_shift("vitals=0.5") == Shift("vitals", keep=0.5)
+    assert parse_shift("labs=every24h") == Shift("labs", every_h=24)
+    assert str(parse_shift("labs=every24h")) == "labs=every24h" and str(parse_shift("labs=0.1")) == "labs=0.1"
+    bad = ("labs=0", "labs=1.5", "vitals=0", "vitals=", "bp=0.5", "labs", "labs=x", "vitals=nan")
+    for spec in (*bad, "labs=every0h", "labs=every24", "labs=every-2h", "labs=every9999h", "labs=every 24h"):
         with pytest.raises(ValueError):
-            parse_shift(bad)
+            parse_shift(spec)
+
+
+def _draw_hours(m: np.ndarray, cols: list[int]) -> np.ndarray:
+    return np.nonzero(~np.isnan(m[:, cols]).all(1))[0]
+
+
+@pytest.mark.parametrize("every_h", [1, 6, 24, 100])
+def test_schedule_keeps_at_most_one_draw_per_period_and_the_first_whole(every_h: int) -> None:
+    m = synthetic_stay(np.random.default_rng(3), 400)[:, : len(DYNAMIC_CODES)].astype(np.float32)
+    m[np.ix_(np.random.default_rng(4).random(len(m)) < 0.5, LABS)] = np.nan  # draws at irregular hours
+    out = schedule(m, "labs", every_h)
+    np.testing.assert_array_equal(out[:, VITAL_COLS], m[:, VITAL_COLS])
+    had, kept = _draw_hours(m, LABS), _draw_hours(out, LABS)
+    assert len(had) > 100 and (every_h == 1 or len(kept) < len(had))
+    assert kept[0] == had[0] and set(kept) <= set(had)
+    assert (np.diff(kept) >= every_h).all()
+    # greedy: every dropped draw falls within every_h hours of the last kept one before it
+    for t in sorted(set(had) - set(kept)):
+        assert t - kept[kept < t].max() < every_h
+    np.testing.assert_array_equal(out[kept][:, LABS], m[kept][:, LABS])
+    np.testing.assert_array_equal(schedule(m, "labs", 1), m)
+
+
+def test_schedule_spaces_draws_by_the_hours_between_them() -> None:
+    m = np.full((60, len(DYNAMIC_CODES)), np.nan, np.float32)
+    m[[0, 5, 23, 24, 30, 47, 48, 59], LABS[0]] = 1.0
+    assert _draw_hours(schedule(m, "labs", 24), LABS).tolist() == [0, 24, 48]
+    assert _draw_hours(schedule(m, "labs", 12), LABS).tolist() == [0, 23, 47, 59]
+    with pytest.raises(ValueError, match="every_h"):
+        schedule(m, "labs", 0)
+    # a Shift applies its schedule whatever the generator
+    shift = parse_shift("labs=every24h")
+    np.testing.assert_array_equal(shift.apply(m, np.random.default_rng(1)), shift.apply(m, np.random.default_rng(2)))
 
 
 def test_alert_replay_counts_pages_and_lead_time() -> None:

@@ -118,3 +118,31 @@ def test_another_unit_with_thinned_labs_keeps_the_units_threshold_and_joins_the_
     np.testing.assert_array_equal(back.other_unit_thin["unit1->unit2"][2], pred.other_unit_thin["unit1->unit2"][2])
     assert ShiftPredictions.stack([back, back]).other_unit_thin["unit2->unit1"][1].shape[0] == 2
     assert ShiftPredictions.stack([back, _predictions(u, unit, y)]).other_unit_thin == {}  # one part without
+
+
+def test_labs_drawn_once_a_day_are_scored_at_each_folds_threshold_and_join_the_worst_case(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(5)
+    labels, lengths, fold, unit = _cohort(rng)
+    u, (y, w) = Utility(labels, lengths), utility_targets(labels, lengths)
+    pred = _predictions(u, unit, y + rng.random(len(y)))
+    pred.oof_vitals = {1: pred.oof, 2: pred.oof}
+    pred.other_unit_thin = {k: {s: v for s in (1, 2)} for k, v in pred.other_unit.items()}
+    before = figures(u, pred, fold, unit, y, w)
+    # a schedule that changes nothing scores as CV itself, fold thresholds included
+    pred.oof_sched = {24: pred.oof}
+    same = figures(u, pred, fold, unit, y, w)
+    assert before["protocol"] == 4 and same["protocol"] == 5 and "labs_every24h" not in before
+    assert same["labs_every24h"] == same["cv"] and same["worst"] == before["worst"]
+    # the fold models lose their ranking when labs come once a day: the worst case says so
+    pred.oof_sched = {24: rng.random((1, len(y)))}
+    after = figures(u, pred, fold, unit, y, w)
+    assert after["worst"]["auroc"] == after["labs_every24h"]["auroc"] < before["worst"]["auroc"]
+    assert after["labs_every24h"]["threshold"] == after["cv"]["threshold"]
+    for shift in ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1+labs_thinned"):
+        assert after[shift] == before[shift]
+    pred.save(tmp_path / "p.npz")
+    back = ShiftPredictions.load(tmp_path / "p.npz")
+    assert sorted(back.oof_sched) == [24] and sorted(back.oof_thin) == [1, 2]
+    np.testing.assert_array_equal(back.oof_sched[24], pred.oof_sched[24])
+    assert ShiftPredictions.stack([back, back]).oof_sched[24].shape == (2, len(y))
+    assert ShiftPredictions.stack([back, _predictions(u, unit, y)]).oof_sched == {}  # one part without

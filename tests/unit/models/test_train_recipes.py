@@ -281,3 +281,23 @@ def test_the_card_reads_the_compound_shift_and_leaves_out_thinned_training_only_
         "full~psmooth~mono~aug50", {COMPOUND[0]: 0.76, COMPOUND[1]: 0.7}
     )  # gains where thinned, costs nothing as drawn
     assert "Left out" not in compound({"screen_v2": [base, free]})
+
+
+def test_the_scheduled_labs_copy_restarts_the_schedule_with_each_stay() -> None:
+    from vigil.models.shift import KINDS
+    from vigil.models.train.cohort_features import Matrices
+    from vigil.models.train.data import Cohort
+
+    lengths = np.array([30, 30])
+    matrix = np.full((60, len(KINDS["labs"]) + len(KINDS["vitals"])), np.nan, np.float32)
+    lab = int(KINDS["labs"][0])
+    matrix[[0, 10, 29, 30, 40, 59], lab] = 1.0  # stay 2's first draw is one hour after stay 1's last
+    matrix[:, int(KINDS["vitals"][0])] = 80.0
+    n = len(lengths)
+    c = Cohort(matrix, np.zeros(60, np.int8), lengths, np.full(n, 60.0), np.ones(n), np.arange(n), {})
+    mats = Matrices(c)
+    daily = mats.cohort(("labs_every", 24))
+    assert np.nonzero(~np.isnan(daily.matrix[:, lab]))[0].tolist() == [0, 29, 30, 59]
+    np.testing.assert_array_equal(daily.matrix[:, int(KINDS["vitals"][0])], 80.0)
+    assert mats.tag(("labs_every", 24)) == "labs-every24h" and mats.tag(("labs", 1)) == "labs0.1-s1"
+    assert mats.cohort(("labs_every", 24)) is daily  # built once
