@@ -301,3 +301,31 @@ def test_the_scheduled_labs_copy_restarts_the_schedule_with_each_stay() -> None:
     np.testing.assert_array_equal(daily.matrix[:, int(KINDS["vitals"][0])], 80.0)
     assert mats.tag(("labs_every", 24)) == "labs-every24h" and mats.tag(("labs", 1)) == "labs0.1-s1"
     assert mats.cohort(("labs_every", 24)) is daily  # built once
+
+
+def test_the_card_judges_thinned_training_where_labs_come_by_routine() -> None:
+    from vigil.models.train.cards_stepping import COMPOUND, DAILY, SHIFTS, scheduled
+
+    def row(config: str, daily: float, seed: int = 1) -> dict[str, object]:
+        cell = {"auroc": 0.8, "utility": 0.3, "best_utility": 0.32, "alert_share": 0.15}
+        r: dict[str, object] = {"config": config, "seed": seed, **{s: dict(cell) for s in (*SHIFTS, *COMPOUND)}}
+        r["labs_thinned"] = {**cell, "auroc": 0.76}
+        r[DAILY] = {**cell, "auroc": daily}
+        return r
+
+    assert scheduled({"screen_v2": [{"config": "full", "seed": 1, "cv": {}}]}) == ""  # protocol 4 only
+    base = row("full~psmooth~mono", 0.77)
+    text = scheduled({"screen_v2": [base, row("full~psmooth~mono~thin50", 0.775)]})
+    assert "| full~psmooth~mono | 1 | 0.800 / 0.300 (0.320) | 0.760 / 0.300 (0.320) | 0.770 / 0.300 (0.320) |" in text
+    assert "the schedule costs 0.030 to 0.030 AUROC against CV, random thinning 0.040 to 0.040" in text
+    assert "| full~psmooth~mono~thin50 | 1 | +0.000 / +0.000 | +0.005 / +0.000 | +0.000 / +0.000 |" in text
+    assert "None ranks better where labs come once a day by more than the noise" in text
+    gain = scheduled({"screen_v2": [base, row("full~psmooth~mono~aug50", 0.79)]})
+    assert "Every one of them ranks better where labs come once a day (+0.020 to +0.020 AUROC)" in gain
+    other = row("full~psmooth~mono", 0.77, seed=2)
+    mixed = scheduled({"screen_v2": [base, other, row("x~thin50", 0.79), row("x~thin50", 0.771, seed=2)]})
+    assert "Taught on randomly thinned" not in mixed  # compared only with `base` on the same folds
+    mixed = scheduled(
+        {"screen_v2": [base, other, row("full~psmooth~mono~aug50", 0.79), row("full~psmooth~mono~aug50", 0.771, 2)]}
+    )
+    assert "no consistent gain" in mixed
