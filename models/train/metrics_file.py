@@ -2,8 +2,8 @@
 
 Training (``python -m vigil.models.train``) writes the bundle's own figures. The recipe studies
 (``screen --record``, ``threshold_rules`` through the screen's record, ``unit_gap --record``,
-``importance --record``) add keys of their own: they describe recipes on their own folds, not one
-trained bundle, so a retrain keeps them. Studies of one bundle's OOF predictions
+``importance --record``, ``paired --record``) add keys of their own: they describe recipes on their
+own folds, not one trained bundle, so a retrain keeps them. Studies of one bundle's OOF predictions
 (``combined.threshold_by_ward_of_set_a``) and ``previous_bundle`` are not carried: they would describe
 the bundle being replaced.
 """
@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-RECIPE_STUDIES = ("screen", "screen_v2", "threshold_rules", "unit_gap", "importance")
+RECIPE_STUDIES = ("screen", "screen_v2", "threshold_rules", "unit_gap", "importance", "paired")
 
 
 def record(path: Path, key: str, value: Any) -> None:

@@ -13,14 +13,14 @@ shift it is reported on, never on the rows it scores:
 - ``unitA->unitB``: trained on the stays of ICU type A only, tested on type B. Stacker and threshold
   come from an inner CV on unit A alone (the same patient folds restricted to A), so nothing that
   decides the score has seen a unit-B stay.
-- ``labs_every24h`` (protocol 5): the CV fold models score their held-out stays as a hospital
-  drawing labs by routine would record them: at most one lab draw a day (``models.shift.schedule``;
-  deterministic, one copy), at fold f's stacker and threshold. Random thinning keeps set A's habit of
-  drawing more often for the sicker patient, a schedule erases it.
 - ``unitA->unitB+labs_thinned`` (protocol 4): the compound of both, another ICU that also draws fewer
   labs: unit A's model scores unit B's stays with each hour's lab draw kept with probability 0.1 (the
   same thinned copies as ``labs_thinned``), at the threshold unit A's inner folds chose on unthinned
   stays; the figure is the mean over the thinning seeds.
+- ``labs_every24h`` (protocol 5): the CV fold models score their held-out stays as a hospital
+  drawing labs by routine would record them: at most one lab draw a day (``models.shift.schedule``;
+  deterministic, one copy), at fold f's stacker and threshold. Random thinning keeps set A's habit of
+  drawing more often for the sicker patient, a schedule erases it.
 - ``in_unitB``: the control for ``unitA->unitB``: the inner CV on unit B itself (a model trained on
   ~3/4 of B's stays, nested threshold). Transfer minus control is what the unit change costs at a
   comparable training size; control minus ``cv`` is what the smaller training set and unit B's

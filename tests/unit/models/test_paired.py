@@ -1,0 +1,66 @@
+"""Two recipes compared on the same stays (models.train.paired): the point figures are the screen's."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from synthetic import septic_labels
+
+from vigil.models.train import paired
+from vigil.models.train.labels import utility_targets
+from vigil.models.train.shifts import ShiftPredictions, Utility, figures
+from vigil.models.utility import auroc_auprc
+
+
+def _pred(u: Utility, unit: np.ndarray, score: np.ndarray, rng: np.random.Generator) -> ShiftPredictions:
+    row_unit = u.rows_of(unit)
+
+    def noisy() -> np.ndarray:
+        return (score + rng.random(len(score)))[None]
+
+    other = {"unit1->unit2": noisy()[:, row_unit == 2], "unit2->unit1": noisy()[:, row_unit == 1]}
+    return ShiftPredictions(
+        noisy(),
+        {1: noisy(), 2: noisy()},
+        other,
+        {1: noisy()[:, row_unit == 1], 2: noisy()[:, row_unit == 2]},
+        oof_sched={24: noisy()},
+    )
+
+
+def test_weighted_ranks_give_the_auroc_and_count_repeated_stays() -> None:
+    rng = np.random.default_rng(0)
+    score, label = np.round(rng.random(500), 2), rng.random(500) < 0.2  # ties included
+    ranks = paired._Ranks(score, label)
+    assert abs(ranks.auroc(np.ones(500)) - auroc_auprc(label, score)[0]) < 1e-9
+    twice = np.r_[score, score[:100]], np.r_[label, label[:100]]
+    weight = np.r_[np.full(100, 2.0), np.ones(400)]
+    assert abs(ranks.auroc(weight) - auroc_auprc(twice[1], twice[0])[0]) < 1e-9
+
+
+def test_paired_differences_are_the_screens_and_vanish_for_the_same_recipe(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(1)
+    labels, lengths = septic_labels(rng, 120)
+    fold, unit = np.arange(120) % 4, np.where(np.arange(120) % 2 == 0, 1, 2)
+    u, (y, w) = Utility(labels, lengths), utility_targets(labels, lengths)
+    a = _pred(u, unit, y * 0.5, rng)
+    b = _pred(u, unit, y * 2.0, rng)  # ranks better everywhere
+    fa, fb = figures(u, a, fold, unit, y, w), figures(u, b, fold, unit, y, w)
+    out = paired.compare(u, a, b, fold, unit, n=60)
+    assert set(out) == {"cv", "labs_thinned", "labs_every24h", "unit1->unit2", "unit2->unit1"}
+    for shift, r in out.items():
+        assert abs(r["auroc"] - (fb[shift]["auroc"] - fa[shift]["auroc"])) < 2e-4, shift
+        assert abs(r["utility"] - (fb[shift]["utility"] - fa[shift]["utility"])) < 2e-4, shift
+        assert 0 < r["auroc_lo"] <= r["auroc"] <= r["auroc_hi"]
+    same = paired.compare(u, a, a, fold, unit, n=20)
+    assert all(v == 0 for r in same.values() for v in r.values())
+    # recorded for the card: a rerun of the same pair and seed replaces its entry
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"combined": {}}))
+    summary = {"a": "x", "b": "y", "draws": 60, "seeds": {"1": out}}
+    paired.record(path, summary)
+    paired.record(path, summary)
+    paired.record(path, {**summary, "seeds": {"2": same}})
+    entries = json.loads(path.read_text())["paired"]
+    assert [(e["seed"], e["shifts"]["cv"]["auroc"]) for e in entries] == [(1, out["cv"]["auroc"]), (2, 0.0)]
