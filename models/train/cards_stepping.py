@@ -17,7 +17,10 @@ BUNDLE = ROOT / "models" / "artifacts" / "stepping"
 CARD = ROOT / "docs" / "model-cards" / "stepping-bundle.md"
 SHIFTS = ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1")
 COMPOUND = shifts.COMPOUND  # protocol 4: each unit shift again with the test unit's labs thinned
-DAILY = "labs_every24h"  # protocol 5: the CV fold models on set A with labs drawn at most once a day
+DAILY = shifts.daily_name(24)  # protocol 5: the CV fold models on set A with labs drawn at most once a day
+ROUTINE = tuple(shifts.scheduled_compound(k, 24) for k in shifts.UNIT_SHIFTS)  # protocol 6: ... the unit shifts
+# the shifts where labs are thinned at random as in the thinned-training recipes' copy
+RANDOM_LABS = ("labs_thinned", *COMPOUND)
 # protocols 1 and 2, and the threshold-rule study: no vitals_thinned
 SHIFTS_V1 = ("cv", "labs_thinned", "unit1->unit2", "unit2->unit1")
 SHIFT_NAMES = {
@@ -29,6 +32,8 @@ SHIFT_NAMES = {
     "unit1->unit2+labs_thinned": "medical ICU -> surgical ICU, its labs thinned to 1 in 10",
     "unit2->unit1+labs_thinned": "surgical ICU -> medical ICU, its labs thinned to 1 in 10",
     DAILY: "labs drawn at most once a day",
+    ROUTINE[0]: "medical ICU -> surgical ICU, its labs drawn at most once a day",
+    ROUTINE[1]: "surgical ICU -> medical ICU, its labs drawn at most once a day",
     "in_unit1": "control: medical ICU, own inner CV",
     "in_unit2": "control: surgical ICU, own inner CV",
 }
@@ -50,7 +55,7 @@ def shift_table(metrics: dict[str, Any], models: tuple[str, ...] = MODELS) -> st
     ]
     for name in [n for n in models if n in metrics]:
         m = metrics[name]
-        for s in [s for s in (*SHIFTS, DAILY, *COMPOUND, "in_unit1", "in_unit2") if s in m]:
+        for s in [s for s in (*SHIFTS, DAILY, *COMPOUND, *ROUTINE, "in_unit1", "in_unit2") if s in m]:
             b = m[s]
             sd = f" ± {b['utility_sd']:.3f}" if "utility_sd" in b else ""
             rows.append(
@@ -321,6 +326,68 @@ def _taught_on_schedule(rows: list[dict[str, Any]], base: str, paired: list[dict
     else:
         verdict += "."
     return "\n".join(out) + "\n\n" + verdict + "\n"
+
+
+def routine(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
+    """The protocol-6 section: each unit shift with the test unit's labs drawn at most once a day, and
+    the worst case over the shifts no recipe was trained on (every shift but the randomly thinned labs)."""
+    rows = [r for r in metrics.get("screen_v2", []) if all(c in r for c in ROUTINE)]
+    if not rows:
+        return ""
+    every = (*SHIFTS, *COMPOUND, DAILY, *ROUTINE)
+    unseen = tuple(s for s in every if s not in RANDOM_LABS)
+    cols = ("unit1->unit2", COMPOUND[0], ROUTINE[0], "unit2->unit1", COMPOUND[1], ROUTINE[1])
+    table = [
+        "| recipe | seed | medical -> surgical | its labs thinned at random | its labs once a day | "
+        "surgical -> medical | its labs thinned at random | its labs once a day | "
+        f"worst of {len(every)} | worst, no random thinning |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [f"{r[c]['auroc']:.3f} / {r[c]['utility']:.3f}" for c in cols]
+        w, n = _worst_of(r, every), _worst_of(r, unseen)
+        worst = f"{w[0]:.3f} / {w[1]:.3f} | **{n[0]:.3f} / {n[1]:.3f}**"
+        table.append(f"| {r['config']} | {r['seed']} | {' | '.join(cells)} | {worst} |")
+    text = (
+        "\n**Another unit that draws labs by routine (protocol 6).** Each unit shift again with the test unit's labs "
+        "drawn at most once a day (the training unit's model and inner-fold threshold, no refit): the compound of "
+        "protocol 4 with a thinning no recipe was taught on. The last column is the worst case over every shift "
+        "except the randomly thinned labs, where the recipes taught on such a copy gain by construction. AUROC / "
+        "utility at the chosen threshold:\n\n" + "\n".join(table) + "\n"
+    )
+    taught = _taught_against(rows, base)
+    if not taught:
+        return text
+    intervals = {(e["b"], e["seed"]): e["shifts"] for e in metrics.get("paired", []) if e["a"] == base}
+    out = [
+        f"\nTaught on randomly thinned labs, minus `{base}` on the same folds, AUROC [paired 95 % interval] / "
+        "utility:\n",
+        "| recipe | seed | medical -> surgical, labs once a day | surgical -> medical, labs once a day | "
+        f"worst of {len(every)} | worst, no random thinning |",
+        "|---|---|---|---|---|---|",
+    ]
+    fair = []
+    for r, b in taught:
+        cells = []
+        for c in ROUTINE:
+            ci = intervals.get((r["config"], r["seed"]), {}).get(c)
+            span = f" [{ci['auroc_lo']:+.3f}, {ci['auroc_hi']:+.3f}]" if ci else ""
+            cells.append(f"{r[c]['auroc'] - b[c]['auroc']:+.3f}{span} / {r[c]['utility'] - b[c]['utility']:+.3f}")
+        w_r, w_b = _worst_of(r, every), _worst_of(b, every)
+        n_r, n_b = _worst_of(r, unseen), _worst_of(b, unseen)
+        fair.append((n_r[0] - n_b[0], n_r[1] - n_b[1]))
+        out.append(
+            f"| {r['config']} | {r['seed']} | {' | '.join(cells)} | {w_r[0] - w_b[0]:+.3f} / {w_r[1] - w_b[1]:+.3f} "
+            f"| {fair[-1][0]:+.3f} / {fair[-1][1]:+.3f} |"
+        )
+    better = [a > 0 and u > 0 for a, u in fair]
+    aurocs, utilities = [a for a, _ in fair], [u for _, u in fair]
+    verdict = (
+        "Over the shifts no recipe was taught on, the thinned-training recipes' worst case moves "
+        f"{min(aurocs):+.3f} to {max(aurocs):+.3f} AUROC and {min(utilities):+.3f} to {max(utilities):+.3f} "
+        f"utility against `{base}`; {sum(better)} of {len(better)} runs are better on both."
+    )
+    return text + "\n".join(out) + "\n\n" + verdict + "\n"
 
 
 def threshold_rules_table(metrics: dict[str, Any]) -> str:
@@ -690,7 +757,7 @@ through the threshold: set A's Unit1 has 10.8 % septic stays and Unit2 4.1 % (se
 the challenge's hospital B 5.7 %; Reyna et al. 2020), so a threshold from one unit is far from the
 other's best, whereas on the unseen hospital the best threshold gained only 0.015. Read the AUROC of
 the unit shifts as the ranking that travels and their utility as a prevalence-shift stress test.
-{compound(metrics)}{scheduled(metrics)}{unit_gap(metrics)}{importance(metrics)}
+{compound(metrics)}{scheduled(metrics)}{routine(metrics)}{unit_gap(metrics)}{importance(metrics)}
 ## Threshold rules judged by the same shift tests (cached predictions, no refit)
 
 `.venv/bin/python -m vigil.models.train.threshold_rules` (module docstring): `best` maximizes the

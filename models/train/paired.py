@@ -57,7 +57,7 @@ def scorings(
     cv_like = {"cv": [pred.oof[0]]}
     cv_like["labs_thinned"] = [v[0] for _, v in sorted(pred.oof_thin.items())]
     cv_like["vitals_thinned"] = [v[0] for _, v in sorted(pred.oof_vitals.items())]
-    cv_like.update({f"labs_every{h}h": [v[0]] for h, v in pred.oof_sched.items()})
+    cv_like.update({shifts.daily_name(h): [v[0]] for h, v in pred.oof_sched.items()})
     for name, scores in cv_like.items():
         if scores:
             yield name, everything, row_fold, Scored(scores, fold_thr)
@@ -69,6 +69,8 @@ def scorings(
         thinned = pred.other_unit_thin.get(key, {})
         if thinned:
             yield both, test, one, Scored([v[0] for _, v in sorted(thinned.items())], thr)
+        for h, v in pred.other_unit_sched.get(key, {}).items():
+            yield shifts.scheduled_compound(key, h), test, one, Scored([v[0]], thr)
 
 
 class _Ranks:

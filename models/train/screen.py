@@ -19,11 +19,12 @@ labs (issue 12's reference, trained so, ranked better on the unseen hospital wit
 ``~mono`` adds monotone constraints where physiology fixes the direction (``trees.monotone_constraints``,
 bundle 2.3's recipe: ``full~psmooth~mono``; without it a recipe fits as recorded before 2.3).
 
-Every config is scored under protocol 5: the four shifts of protocol 2 (CV, labs thinned, each
+Every config is scored under protocol 6: the four shifts of protocol 2 (CV, labs thinned, each
 unit held out), vital signs thinned to half the chartings (protocol 3), each unit shift again
-with the test unit's labs thinned (protocol 4) and labs drawn at most once a day (protocol 5,
-``labs_every24h``; ``shifts``); rows recorded under protocol 2 carry no ``vitals_thinned`` (their
-``worst`` is over four shifts), rows under 2 and 3 no compound, rows under 4 no scheduled labs.
+with the test unit's labs thinned (protocol 4), labs drawn at most once a day (protocol 5,
+``labs_every24h``) and each unit shift with the test unit's labs so drawn (protocol 6; ``shifts``);
+rows recorded under protocol 2 carry no ``vitals_thinned`` (their ``worst`` is over four shifts),
+rows under 2 and 3 no compound, rows under 4 no scheduled labs, rows under 5 no scheduled compound.
 
 Each config and seed appends one JSON line to ``~/.cache/vigil/screen.jsonl`` and keeps its raw
 shift predictions in ``~/.cache/vigil/shiftpred/<config>-s<seed>.npz`` (combinations are then

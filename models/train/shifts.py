@@ -21,6 +21,10 @@ shift it is reported on, never on the rows it scores:
   drawing labs by routine would record them: at most one lab draw a day (``models.shift.schedule``;
   deterministic, one copy), at fold f's stacker and threshold. Random thinning keeps set A's habit of
   drawing more often for the sicker patient, a schedule erases it.
+- ``unitA->unitB+labs_every24h`` (protocol 6): the compound with labs drawn by routine: unit A's
+  model scores unit B's stays with at most one lab draw a day, at the threshold unit A's inner folds
+  chose on stays as drawn. Unlike the randomly thinned compound, no recipe taught on randomly thinned
+  labs has seen this thinning in training.
 - ``in_unitB``: the control for ``unitA->unitB``: the inner CV on unit B itself (a model trained on
   ~3/4 of B's stays, nested threshold). Transfer minus control is what the unit change costs at a
   comparable training size; control minus ``cv`` is what the smaller training set and unit B's
@@ -54,6 +58,16 @@ UNITS = (1, 2)
 UNIT_SHIFTS = tuple(f"unit{a}->unit{3 - a}" for a in UNITS)
 COMPOUND = tuple(f"{k}+labs_thinned" for k in UNIT_SHIFTS)  # protocol 4: the unit shifts, labs thinned
 SHIFTED_KINDS = ("labs", "vitals", "labs_every")  # the kinds of the CV fold models' shifted copies
+
+
+def daily_name(every_h: int) -> str:
+    """The shift of labs drawn at most once per ``every_h`` hours (protocol 5)."""
+    return f"labs_every{every_h}h"
+
+
+def scheduled_compound(key: str, every_h: int) -> str:
+    """A unit shift with the test unit's labs drawn on that schedule (protocol 6)."""
+    return f"{key}+{daily_name(every_h)}"
 
 
 def single(scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> Scorer:
@@ -133,6 +147,8 @@ class ShiftPredictions:
     other_unit_thin: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
     # hours between kept lab draws (24) -> every row, out of fold, labs drawn on that schedule
     oof_sched: dict[int, np.ndarray] = field(default_factory=dict)
+    # "unit1->unit2" -> hours between kept lab draws -> the unit-2 rows so drawn, model trained on unit 1
+    other_unit_sched: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         arrays = {"oof": self.oof}
@@ -142,25 +158,28 @@ class ShiftPredictions:
         arrays.update({f"in_unit_{k}": v for k, v in self.in_unit.items()})
         arrays.update({f"otherthin_{s}_{k}": v for k, by in self.other_unit_thin.items() for s, v in by.items()})
         arrays.update({f"sched_{h}": v for h, v in self.oof_sched.items()})
+        arrays.update({f"othersched_{h}_{k}": v for k, by in self.other_unit_sched.items() for h, v in by.items()})
         np.savez(path, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> ShiftPredictions:
         with np.load(path) as z:
             d = {k: z[k] for k in z.files}
-        other_thin: dict[str, dict[int, np.ndarray]] = {}
+        nested: dict[str, dict[str, dict[int, np.ndarray]]] = {"otherthin_": {}, "othersched_": {}}
         for k, v in d.items():
-            if k.startswith("otherthin_"):
-                seed, key = k[10:].split("_", 1)
-                other_thin.setdefault(key, {})[int(seed)] = v
+            for prefix, by in nested.items():
+                if k.startswith(prefix):
+                    copy, key = k[len(prefix) :].split("_", 1)
+                    by.setdefault(key, {})[int(copy)] = v
         return cls(
             d["oof"],
             {int(k[5:]): v for k, v in d.items() if k.startswith("thin_")},
             {k[6:]: v for k, v in d.items() if k.startswith("other_")},
             {int(k[8:]): v for k, v in d.items() if k.startswith("in_unit_")},
             {int(k[7:]): v for k, v in d.items() if k.startswith("vitals_")},
-            other_thin,
+            nested["otherthin_"],
             {int(k[6:]): v for k, v in d.items() if k.startswith("sched_")},
+            nested["othersched_"],
         )
 
     @staticmethod
@@ -168,6 +187,14 @@ class ShiftPredictions:
         """Several models' predictions as one [k, rows] set (the input of a combiner)."""
         cat = np.concatenate
         first = parts[0]
+
+        def by_unit(get: Callable[[ShiftPredictions], dict[str, dict[int, np.ndarray]]]) -> dict:
+            return {
+                k: {c: cat([get(p)[k][c] for p in parts]) for c in by}
+                for k, by in get(first).items()
+                if all(c in get(p).get(k, {}) for p in parts for c in by)
+            }
+
         return ShiftPredictions(
             cat([p.oof for p in parts]),
             {s: cat([p.oof_thin[s] for p in parts]) for s in first.oof_thin},
@@ -178,12 +205,9 @@ class ShiftPredictions:
                 for s in first.oof_vitals
                 if all(s in p.oof_vitals for p in parts)
             },
-            {
-                k: {s: cat([p.other_unit_thin[k][s] for p in parts]) for s in by}
-                for k, by in first.other_unit_thin.items()
-                if all(s in p.other_unit_thin.get(k, {}) for p in parts for s in by)
-            },
+            by_unit(lambda p: p.other_unit_thin),
             {h: cat([p.oof_sched[h] for p in parts]) for h in first.oof_sched if all(h in p.oof_sched for p in parts)},
+            by_unit(lambda p: p.other_unit_sched),
         )
 
 
@@ -201,7 +225,7 @@ def predict_shifts(
     """Fit the recipe once per fold, once per unit, and once per fold within each unit; the fold
     models also score their stays' thinned copies (labs per ``thin_seeds``, vitals per ``vitals_seeds``,
     labs drawn at most once per each of ``lab_schedules`` hours), and each unit's model the other
-    unit's stays with labs thinned (``thin_seeds``)."""
+    unit's stays with labs thinned (``thin_seeds``) and drawn on each schedule."""
     row_fold, row_unit = u.rows_of(patient_fold), u.rows_of(unit)
     n, k = len(u.labels), int(patient_fold.max()) + 1
     oof = np.zeros(n)
@@ -215,15 +239,16 @@ def predict_shifts(
         for c in copies:
             shifted[c][test] = predict(model, test, c)
         log(f"  fold {f} done")
-    other, inner, other_thin = {}, {}, {}
+    other, inner, other_thin, other_sched = {}, {}, {}, {}
     for a, key in zip(UNITS, UNIT_SHIFTS, strict=True):
-        labs = [("labs", s) for s in thin_seeds]
-        other[key], inner[a], thinned = unit_predictions(row_fold, row_unit, a, fit, predict, labs)
-        other_thin[key] = {s: v for (_, s), v in thinned.items()}
-        log(f"  {key} (labs as drawn and thinned) and unit {a}'s inner folds done")
+        labs = [("labs", s) for s in thin_seeds] + [("labs_every", h) for h in lab_schedules]
+        other[key], inner[a], drawn = unit_predictions(row_fold, row_unit, a, fit, predict, labs)
+        other_thin[key] = {s: v for (kind, s), v in drawn.items() if kind == "labs"}
+        other_sched[key] = {h: v for (kind, h), v in drawn.items() if kind == "labs_every"}
+        log(f"  {key} (labs as drawn, thinned and by routine) and unit {a}'s inner folds done")
     by_kind = {kind: {s: v[None] for (k_, s), v in shifted.items() if k_ == kind} for kind in SHIFTED_KINDS}
     return ShiftPredictions(
-        oof[None], by_kind["labs"], other, inner, by_kind["vitals"], other_thin, by_kind["labs_every"]
+        oof[None], by_kind["labs"], other, inner, by_kind["vitals"], other_thin, by_kind["labs_every"], other_sched
     )
 
 
@@ -333,7 +358,7 @@ def figures(
     extra.update({("vitals", s): v for s, v in pred.oof_vitals.items()})
     extra.update({("labs_every", h): v for h, v in pred.oof_sched.items()})
     out["cv"], shifted = _nested(u, pred.oof, everything, row_fold, y, w, combiner, extra)
-    scheduled = [f"labs_every{h}h" for h in pred.oof_sched]  # protocol 5: labs drawn by routine
+    scheduled = [daily_name(h) for h in pred.oof_sched]  # protocol 5: labs drawn by routine
     for h, name in zip(pred.oof_sched, scheduled, strict=True):
         out[name] = shifted[("labs_every", h)]
     for kind in ("labs", "vitals"):
@@ -341,23 +366,28 @@ def figures(
         if blocks:
             out[f"{kind}_thinned_seeds"] = {str(s): b for s, b in blocks.items()}
             out[f"{kind}_thinned"] = {**seed_mean(list(blocks.values())), "seeds": sorted(blocks)}
-    compound = []
+    compound, routine = [], []
     for a, key, both in zip(UNITS, UNIT_SHIFTS, COMPOUND, strict=True):
         thinned = pred.other_unit_thin.get(key, {})  # protocol 4: the same model and threshold, labs thinned
-        scored = [pred.other_unit[key], *thinned.values()]
-        out[key], *by_seed = unit_blocks(u, pred.in_unit[a], scored, row_unit, a, y, w, combiner)
+        daily = pred.other_unit_sched.get(key, {})  # protocol 6: ... labs drawn by routine
+        scored = [pred.other_unit[key], *thinned.values(), *daily.values()]
+        out[key], *others = unit_blocks(u, pred.in_unit[a], scored, row_unit, a, y, w, combiner)
+        by_seed, by_schedule = others[: len(thinned)], others[len(thinned) :]
         if by_seed:
             out[f"{both}_seeds"] = {str(s): b for s, b in zip(thinned, by_seed, strict=True)}
             out[both] = {**seed_mean(by_seed), "seeds": sorted(thinned)}
             compound.append(both)
+        for every_h, block_h in zip(daily, by_schedule, strict=True):
+            routine.append(scheduled_compound(key, every_h))
+            out[routine[-1]] = block_h
     if compound:
         out["protocol"] = 4
     if scheduled and compound:
-        out["protocol"] = 5
+        out["protocol"] = 6 if routine else 5
     for b in UNITS:
         out[f"in_unit{b}"], _ = _nested(u, pred.in_unit[b], row_unit == b, row_fold, y, w, combiner)
-    names = ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1")
-    names = (*(n for n in names if n in out), *compound, *scheduled)
+    single_shifts = ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1")
+    names = (*(n for n in single_shifts if n in out), *compound, *scheduled, *routine)
     out["worst"] = {m: min(out[s][m] for s in names) for m in ("auroc", "utility")}
     return out
 

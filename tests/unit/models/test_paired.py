@@ -26,6 +26,7 @@ def _pred(u: Utility, unit: np.ndarray, score: np.ndarray, rng: np.random.Genera
         other,
         {1: noisy()[:, row_unit == 1], 2: noisy()[:, row_unit == 2]},
         oof_sched={24: noisy()},
+        other_unit_sched={k: {24: noisy()[:, row_unit == int(k[-1])]} for k in other},
     )
 
 
@@ -48,7 +49,8 @@ def test_paired_differences_are_the_screens_and_vanish_for_the_same_recipe(tmp_p
     b = _pred(u, unit, y * 2.0, rng)  # ranks better everywhere
     fa, fb = figures(u, a, fold, unit, y, w), figures(u, b, fold, unit, y, w)
     out = paired.compare(u, a, b, fold, unit, n=60)
-    assert set(out) == {"cv", "labs_thinned", "labs_every24h", "unit1->unit2", "unit2->unit1"}
+    routine = {"unit1->unit2+labs_every24h", "unit2->unit1+labs_every24h"}
+    assert set(out) == {"cv", "labs_thinned", "labs_every24h", "unit1->unit2", "unit2->unit1", *routine}
     for shift, r in out.items():
         assert abs(r["auroc"] - (fb[shift]["auroc"] - fa[shift]["auroc"])) < 2e-4, shift
         assert abs(r["utility"] - (fb[shift]["utility"] - fa[shift]["utility"])) < 2e-4, shift

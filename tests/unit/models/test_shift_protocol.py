@@ -146,3 +146,31 @@ def test_labs_drawn_once_a_day_are_scored_at_each_folds_threshold_and_join_the_w
     np.testing.assert_array_equal(back.oof_sched[24], pred.oof_sched[24])
     assert ShiftPredictions.stack([back, back]).oof_sched[24].shape == (2, len(y))
     assert ShiftPredictions.stack([back, _predictions(u, unit, y)]).oof_sched == {}  # one part without
+
+
+def test_another_unit_drawing_labs_by_routine_is_scored_at_the_training_units_threshold(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(6)
+    labels, lengths, fold, unit = _cohort(rng)
+    u, (y, w) = Utility(labels, lengths), utility_targets(labels, lengths)
+    pred = _predictions(u, unit, y + rng.random(len(y)))
+    pred.oof_vitals = {1: pred.oof, 2: pred.oof}
+    pred.other_unit_thin = {k: {s: v for s in (1, 2)} for k, v in pred.other_unit.items()}
+    pred.oof_sched = {24: pred.oof}
+    before = figures(u, pred, fold, unit, y, w)
+    # unit 1's model loses its ranking on unit 2's stays when their labs come once a day
+    noise = rng.random((1, len(pred.other_unit["unit1->unit2"][0])))
+    pred.other_unit_sched = {"unit1->unit2": {24: noise}, "unit2->unit1": {24: pred.other_unit["unit2->unit1"]}}
+    after = figures(u, pred, fold, unit, y, w)
+    assert before["protocol"] == 5 and after["protocol"] == 6
+    routine = after["unit1->unit2+labs_every24h"]
+    assert routine["threshold"] == after["unit1->unit2"]["threshold"]  # chosen on unit 1's folds as drawn
+    assert after["worst"]["auroc"] == routine["auroc"] < before["worst"]["auroc"]
+    assert after["unit2->unit1+labs_every24h"] == after["unit2->unit1"]  # a schedule that changes nothing
+    for shift in ("cv", "labs_every24h", "unit1->unit2", "unit1->unit2+labs_thinned", "unit2->unit1+labs_thinned"):
+        assert after[shift] == before[shift]
+    pred.save(tmp_path / "p.npz")
+    back = ShiftPredictions.load(tmp_path / "p.npz")
+    np.testing.assert_array_equal(back.other_unit_sched["unit1->unit2"][24], noise)
+    assert sorted(back.other_unit_thin["unit1->unit2"]) == [1, 2]  # the two kinds of copy kept apart
+    assert ShiftPredictions.stack([back, back]).other_unit_sched["unit1->unit2"][24].shape[0] == 2
+    assert ShiftPredictions.stack([back, _predictions(u, unit, y)]).other_unit_sched == {}  # one part without

@@ -345,3 +345,37 @@ def test_the_card_judges_thinned_training_where_labs_come_by_routine() -> None:
     other = row("full~psmooth~mono", 0.77, seed=2)
     mixed = scheduled({"screen_v2": [base, other, row("x~thin50", 0.79), row("x~thin50", 0.771, seed=2)]})
     assert "Taught on randomly thinned" not in mixed  # compared only with `base` on the same folds
+
+
+def test_the_card_takes_the_worst_case_over_the_shifts_no_recipe_was_taught_on() -> None:
+    from vigil.models.train.cards_stepping import COMPOUND, DAILY, ROUTINE, SHIFTS, routine
+
+    def row(config: str, compound: float, by_routine: float, seed: int = 1) -> dict[str, object]:
+        cell = {"auroc": 0.8, "utility": 0.3}
+        r: dict[str, object] = {"config": config, "seed": seed, **{s: dict(cell) for s in (*SHIFTS, DAILY)}}
+        r.update({c: {**cell, "auroc": compound} for c in COMPOUND})
+        r.update({c: {**cell, "auroc": by_routine, "utility": 0.2} for c in ROUTINE})
+        return r
+
+    assert routine({"screen_v2": [{"config": "full", "seed": 1, "cv": {}}]}) == ""  # protocol 5 only
+    # taught on randomly thinned labs: far better where the compound thins at random, worse by routine
+    base, taught = row("full~psmooth~mono", 0.70, 0.75), row("full~psmooth~mono~thin50", 0.74, 0.73)
+    text = routine({"screen_v2": [base, taught]})
+    assert "| full~psmooth~mono | 1 | 0.800 / 0.300 | 0.700 / 0.300 | 0.750 / 0.200 |" in text
+    assert "| 0.700 / 0.200 | **0.750 / 0.200** |" in text  # worst of 10, worst without random thinning
+    assert (
+        "| full~psmooth~mono~thin50 | 1 | -0.020 / +0.000 | -0.020 / +0.000 | +0.030 / +0.000 | -0.020 / +0.000 |"
+        in text
+    )
+    assert "worst case moves -0.020 to -0.020 AUROC" in text and "0 of 1 runs are better on both" in text
+    paired = [
+        {
+            "a": "full~psmooth~mono",
+            "b": "full~psmooth~mono~thin50",
+            "seed": 1,
+            "shifts": {ROUTINE[0]: {"auroc_lo": -0.03, "auroc_hi": -0.01}},
+        }
+    ]
+    assert "| -0.020 [-0.030, -0.010] / +0.000 | -0.020 / +0.000 |" in routine(
+        {"screen_v2": [base, taught], "paired": paired}
+    )
