@@ -183,7 +183,8 @@ def site_prevalence_figures(
     from the training side's grid of prevalences and its alert-share curve. ``mean_risk``: the test
     unit's mean score is known too (``models.site_threshold.effective_prevalence``). Where the
     predictions carry the compound (protocol 4), each unit shift is scored again with the test unit's
-    labs thinned, the mean risk read from the thinned scores (mean over the thinning seeds)."""
+    labs thinned, the mean risk read from the thinned scores (mean over the thinning seeds); where they
+    carry protocol 6, with its labs drawn at most once a day too."""
     row_unit = u.rows_of(unit)
     septic = u.best_gain > 0
     y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
@@ -201,8 +202,9 @@ def site_prevalence_figures(
             combined["threshold"] = best_rule(u, s_train, train)
             pin_site_tables(combined, by_site_prevalence(u, s_train, train, prevalences), s_train)
         thinned = pred.other_unit_thin.get(key, {})  # protocol 4: the test unit's labs thinned too
+        daily = pred.other_unit_sched.get(key, {})  # protocol 6: ... drawn by routine
         blocks = []
-        for s_test in (score(v) for v in (pred.other_unit[key], *thinned.values())):
+        for s_test in (score(v) for v in (pred.other_unit[key], *thinned.values(), *daily.values())):
             r = ratio  # mean_risk: divided by the part of the prior shift the scores already follow
             r /= model_shift(float(s_test.mean()), float(s_train.mean())) if mean_risk else 1.0
             if served is None:  # the exact rule at the test unit's prevalence
@@ -211,9 +213,10 @@ def site_prevalence_figures(
                 site = Site(float(pb), served, float(s_test.mean()) if mean_risk else None)
                 t = choose_threshold(combined, site).threshold
             blocks.append({**shifts.block(u, s_test, test, t), "odds_ratio": round(r, 3)})
-        out[key] = blocks[0]
-        if blocks[1:]:
-            out[both] = {**shifts.seed_mean(blocks[1:]), "seeds": sorted(thinned)}
+        out[key], by_seed, by_schedule = blocks[0], blocks[1 : 1 + len(thinned)], blocks[1 + len(thinned) :]
+        if by_seed:
+            out[both] = {**shifts.seed_mean(by_seed), "seeds": sorted(thinned)}
+        out.update({shifts.scheduled_compound(key, h): blk for h, blk in zip(daily, by_schedule, strict=True)})
     if mean_risk and pred.oof_thin:
         out["labs_thinned_pooled"] = _thinned_with_mean_risk(u, pred, combiner, y, w)
     return out
@@ -424,9 +427,10 @@ def main(argv: list[str] | None = None) -> int:
             rec = {"pred": name, "rule": rule, **res}
             with open(args.out, "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
-            keys = [k for k in (*SHIFTS, *COMPOUND, "in_unit1", "in_unit2") if k in res]
+            routine = [k for k in res if "+labs_every" in k and not k.endswith("_seeds")]  # protocol 6
+            keys = [k for k in (*SHIFTS, *COMPOUND, *routine, "in_unit1", "in_unit2") if k in res]
             cells = " ".join(f"{k} {res[k]['utility']:.3f}" for k in keys)
-            worst = min(res[k]["utility"] for k in keys if k in (*SHIFTS, *COMPOUND))
+            worst = min(res[k]["utility"] for k in keys if not k.startswith("in_unit"))
             print(f"{name:24s} {rule:9s} {cells} | worst utility {worst:.3f}", flush=True)
     return 0
 

@@ -107,3 +107,10 @@ def test_the_site_rules_score_the_other_unit_with_its_labs_thinned_too() -> None
     assert site[key]["threshold"] == site["unit1->unit2"]["threshold"]
     assert site[key]["alert_share"] > site["unit1->unit2"]["alert_share"]
     assert with_risk[key]["threshold"] > with_risk["unit1->unit2"]["threshold"]
+    # protocol 6: the same unit's labs drawn by routine are scored beside the thinned copy, kept apart
+    pred.other_unit_sched = {k: {24: v[1]} for k, v in raised.items()}
+    routine = tr.site_prevalence_figures(u, pred, unit, mean_risk=True)
+    assert routine[key] == with_risk[key]  # the thinned copy is unchanged by the routine one
+    scheduled = routine["unit1->unit2+labs_every24h"]
+    assert (scheduled["threshold"], scheduled["utility"]) == (with_risk[key]["threshold"], with_risk[key]["utility"])
+    assert routine["unit2->unit1+labs_every24h"]["utility"] == routine["unit2->unit1"]["utility"]
