@@ -120,13 +120,21 @@ def test_another_unit_with_thinned_labs_keeps_the_units_threshold_and_joins_the_
     assert ShiftPredictions.stack([back, _predictions(u, unit, y)]).other_unit_thin == {}  # one part without
 
 
-def test_labs_drawn_once_a_day_are_scored_at_each_folds_threshold_and_join_the_worst_case(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    rng = np.random.default_rng(5)
+def _protocol4(
+    rng: np.random.Generator,
+) -> tuple[Utility, np.ndarray, np.ndarray, np.ndarray, np.ndarray, ShiftPredictions]:
+    """A cohort and predictions carrying every shift up to protocol 4 (copies that change nothing)."""
     labels, lengths, fold, unit = _cohort(rng)
     u, (y, w) = Utility(labels, lengths), utility_targets(labels, lengths)
     pred = _predictions(u, unit, y + rng.random(len(y)))
     pred.oof_vitals = {1: pred.oof, 2: pred.oof}
     pred.other_unit_thin = {k: {s: v for s in (1, 2)} for k, v in pred.other_unit.items()}
+    return u, y, w, fold, unit, pred
+
+
+def test_labs_drawn_once_a_day_are_scored_at_each_folds_threshold_and_join_the_worst_case(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(5)
+    u, y, w, fold, unit, pred = _protocol4(rng)
     before = figures(u, pred, fold, unit, y, w)
     # a schedule that changes nothing scores as CV itself, fold thresholds included
     pred.oof_sched = {24: pred.oof}
@@ -150,11 +158,7 @@ def test_labs_drawn_once_a_day_are_scored_at_each_folds_threshold_and_join_the_w
 
 def test_another_unit_drawing_labs_by_routine_is_scored_at_the_training_units_threshold(tmp_path) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(6)
-    labels, lengths, fold, unit = _cohort(rng)
-    u, (y, w) = Utility(labels, lengths), utility_targets(labels, lengths)
-    pred = _predictions(u, unit, y + rng.random(len(y)))
-    pred.oof_vitals = {1: pred.oof, 2: pred.oof}
-    pred.other_unit_thin = {k: {s: v for s in (1, 2)} for k, v in pred.other_unit.items()}
+    u, y, w, fold, unit, pred = _protocol4(rng)
     pred.oof_sched = {24: pred.oof}
     before = figures(u, pred, fold, unit, y, w)
     # unit 1's model loses its ranking on unit 2's stays when their labs come once a day
