@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vigil.models.shift import schedule, thin
+from vigil.models.shift import Shift
 from vigil.models.stay_features import N_SEQUENCE_INPUTS, N_TREE_FEATURES, SEQUENCE_INPUTS, TREE_FEATURES
 from vigil.models.stepping import stay_inputs
 from vigil.models.train.data import CACHE_DIR, Cohort
@@ -33,19 +33,12 @@ def _key(tag: str) -> str:
     return hashlib.sha256(src + names + tag.encode()).hexdigest()[:12]
 
 
-def thinned(c: Cohort, keep: float, seed: int, kind: str = "labs") -> Cohort:
-    """The cohort with each hour's draw of ``kind`` (labs, vitals) kept with probability ``keep``
-    (``models.shift.thin``; one generator over the stays in order, seeded)."""
+def shifted(c: Cohort, how: Shift, seed: int = 0) -> Cohort:
+    """The cohort as a shifted hospital would record it, stay by stay (``models.shift.Shift``: random
+    thinning draws from one generator over the stays in order, seeded; a schedule draws nothing)."""
     rng = np.random.default_rng(seed)
     o = c.offsets
-    matrix = np.concatenate([thin(c.matrix[o[p] : o[p + 1]], kind, keep, rng) for p in range(len(c.lengths))])
-    return Cohort(matrix, c.labels, c.lengths, c.age, c.gender, c.names, c.rules, c.unit)
-
-
-def scheduled(c: Cohort, every_h: int, kind: str = "labs") -> Cohort:
-    """The cohort with at most one draw of ``kind`` per ``every_h`` hours in each stay (``models.shift.schedule``)."""
-    o = c.offsets
-    matrix = np.concatenate([schedule(c.matrix[o[p] : o[p + 1]], kind, every_h) for p in range(len(c.lengths))])
+    matrix = np.concatenate([how.apply(c.matrix[o[p] : o[p + 1]], rng) for p in range(len(c.lengths))])
     return Cohort(matrix, c.labels, c.lengths, c.age, c.gender, c.names, c.rules, c.unit)
 
 
@@ -84,11 +77,9 @@ class Matrices:
         if copy is None:
             return self.c
         if copy not in self._thin:
-            kind, seed = copy
-            if kind == "labs_every":  # the "seed" is the schedule's hours
-                self._thin[copy] = scheduled(self.c, seed)
-            else:
-                self._thin[copy] = thinned(self.c, self.keep[kind], seed, kind)
+            kind, seed = copy  # for "labs_every" the "seed" is the schedule's hours
+            how = Shift("labs", every_h=seed) if kind == "labs_every" else Shift(kind, keep=self.keep[kind])
+            self._thin[copy] = shifted(self.c, how, seed)
         return self._thin[copy]
 
     def tag(self, copy: Copy | None) -> str:

@@ -11,7 +11,7 @@ the tree features (``no_missingness``, ``no_baseline``, ``no_rates``, ``no_stay_
 ``_i2``: the richer inputs ``extra_features.sequence_v2``), ``att_e<epochs>_d<width>_n<share %>[_i2]``
 (the causal attention encoder, ``models.train.attention``). A tree config ending in ``~thin<K>``
 (``full~thin20``) trains every model on a copy of its stays in which each hour's lab draw is kept
-with probability K % (``cohort_features.thinned``, thinning seed 100 + seed; the same hours, labels
+with probability K % (``cohort_features.shifted``, thinning seed 100 + seed; the same hours, labels
 and weights) and scores the test side as recorded: a model taught by a hospital that draws fewer
 labs (issue 12's reference, trained so, ranked better on the unseen hospital with one of two seeds);
 ``~aug<K>`` trains on both the stays as recorded and that copy, each row at half weight.
