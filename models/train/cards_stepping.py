@@ -156,6 +156,17 @@ def _taught_against(rows: list[dict[str, Any]], base: str) -> list[tuple[dict[st
     return pairs
 
 
+def _paired_intervals(metrics: dict[str, Any], base: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """(recipe, seed) -> shift -> the paired bootstrap of recipe minus ``base`` (``models.train.paired``)."""
+    return {(e["b"], e["seed"]): e["shifts"] for e in metrics.get("paired", []) if e["a"] == base}
+
+
+def _minus_cell(r: dict[str, Any], b: dict[str, Any], s: str, ci: dict[str, Any] | None) -> str:
+    """``r`` minus ``b`` under shift ``s``: AUROC [paired interval, where recorded] / utility."""
+    span = f" [{ci['auroc_lo']:+.3f}, {ci['auroc_hi']:+.3f}]" if ci else ""
+    return f"{r[s]['auroc'] - b[s]['auroc']:+.3f}{span} / {r[s]['utility'] - b[s]['utility']:+.3f}"
+
+
 def compound(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
     """The protocol-4 section: what thinning the other unit's labs adds to the unit shift, recipe by
     recipe; recipes taught on thinned labs against ``base`` on the same folds."""
@@ -272,16 +283,15 @@ def scheduled(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
             f"\n\nTrained on set A as recorded, the schedule costs {min(costs):.3f} to {max(costs):.3f} AUROC "
             f"against CV, random thinning {min(random_costs):.3f} to {max(random_costs):.3f}.\n"
         )
-    return text + _taught_on_schedule(rows, base, metrics.get("paired", []))
+    return text + _taught_on_schedule(rows, base, _paired_intervals(metrics, base))
 
 
-def _taught_on_schedule(rows: list[dict[str, Any]], base: str, paired: list[dict[str, Any]]) -> str:
+def _taught_on_schedule(rows: list[dict[str, Any]], base: str, intervals: dict[tuple[str, int], dict[str, Any]]) -> str:
     """Recipes taught on randomly thinned labs minus ``base`` (same folds) where labs come by routine,
     with the paired bootstrap's interval where ``models.train.paired`` recorded one."""
     taught = _taught_against(rows, base)
     if not taught:
         return ""
-    intervals = {(e["b"], e["seed"]): e["shifts"] for e in paired if e["a"] == base}
     out = [
         f"\nTaught on randomly thinned labs, minus `{base}` on the same folds: AUROC [paired 95 % interval over "
         "stays, `python -m vigil.models.train.paired`] / utility at the chosen threshold:\n",
@@ -291,12 +301,9 @@ def _taught_on_schedule(rows: list[dict[str, Any]], base: str, paired: list[dict
     ]
     gains, random_gains, drawn, above = [], [], [], []
     for r, b in taught:
-        cells = []
-        for s in ("labs_thinned", DAILY):
-            ci = intervals.get((r["config"], r["seed"]), {}).get(s)
-            span = f" [{ci['auroc_lo']:+.3f}, {ci['auroc_hi']:+.3f}]" if ci else ""
-            cells.append(f"{r[s]['auroc'] - b[s]['auroc']:+.3f}{span} / {r[s]['utility'] - b[s]['utility']:+.3f}")
-        ci = intervals.get((r["config"], r["seed"]), {}).get(DAILY)
+        paired = intervals.get((r["config"], r["seed"]), {})
+        cells = [_minus_cell(r, b, s, paired.get(s)) for s in ("labs_thinned", DAILY)]
+        ci = paired.get(DAILY)
         above.append(None if ci is None else ci["auroc_lo"] > 0)
         gains.append(r[DAILY]["auroc"] - b[DAILY]["auroc"])
         random_gains.append(r["labs_thinned"]["auroc"] - b["labs_thinned"]["auroc"])
@@ -358,7 +365,7 @@ def routine(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
     taught = _taught_against(rows, base)
     if not taught:
         return text
-    intervals = {(e["b"], e["seed"]): e["shifts"] for e in metrics.get("paired", []) if e["a"] == base}
+    intervals = _paired_intervals(metrics, base)
     out = [
         f"\nTaught on randomly thinned labs, minus `{base}` on the same folds, AUROC [paired 95 % interval] / "
         "utility:\n",
@@ -368,11 +375,8 @@ def routine(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
     ]
     fair = []
     for r, b in taught:
-        cells = []
-        for c in ROUTINE:
-            ci = intervals.get((r["config"], r["seed"]), {}).get(c)
-            span = f" [{ci['auroc_lo']:+.3f}, {ci['auroc_hi']:+.3f}]" if ci else ""
-            cells.append(f"{r[c]['auroc'] - b[c]['auroc']:+.3f}{span} / {r[c]['utility'] - b[c]['utility']:+.3f}")
+        paired = intervals.get((r["config"], r["seed"]), {})
+        cells = [_minus_cell(r, b, c, paired.get(c)) for c in ROUTINE]
         w_r, w_b = _worst_of(r, every), _worst_of(b, every)
         n_r, n_b = _worst_of(r, unseen), _worst_of(b, unseen)
         fair.append((n_r[0] - n_b[0], n_r[1] - n_b[1]))
