@@ -130,9 +130,9 @@ def compare(
         point_auc = point_util = 0.0
         whole = np.zeros(len(u.lengths))
         whole[stays] = 1.0
+        gain = (u.u1 - u.u0)[rows]
         for x, y in zip(sa.scores, sb.scores, strict=True):
             ra, rb = _Ranks(x, label), _Ranks(y, label)
-            gain = (u.u1 - u.u0)[rows]
             ga = _stay_sums(u, rows, np.where(x >= sa.threshold, gain, 0.0))
             gb = _stay_sums(u, rows, np.where(y >= sb.threshold, gain, 0.0))
             point_auc += rb.auroc(np.ones(len(x))) - ra.auroc(np.ones(len(x)))
