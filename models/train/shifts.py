@@ -305,6 +305,25 @@ def unit_blocks(
     return [block(u, score(other), test, threshold) for other in others]
 
 
+def unit_scorings(pred: ShiftPredictions, key: str) -> list[np.ndarray]:
+    """Every scoring of unit shift ``key``'s test rows by the training unit's model: as drawn, each
+    thinned copy (protocol 4), each schedule (protocol 6); ``named_unit_blocks`` names their blocks."""
+    thinned, daily = pred.other_unit_thin.get(key, {}), pred.other_unit_sched.get(key, {})
+    return [pred.other_unit[key], *thinned.values(), *daily.values()]
+
+
+def named_unit_blocks(pred: ShiftPredictions, key: str, blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The blocks of ``unit_scorings(pred, key)``, in its order, by shift name: the unit shift, its
+    thinned compound (the mean over the thinning seeds, with ``seeds``), each scheduled compound."""
+    thinned, daily = pred.other_unit_thin.get(key, {}), pred.other_unit_sched.get(key, {})
+    by_seed, by_schedule = blocks[1 : 1 + len(thinned)], blocks[1 + len(thinned) :]
+    out = {key: blocks[0]}
+    if by_seed:
+        out[f"{key}+labs_thinned"] = {**seed_mean(list(by_seed)), "seeds": sorted(thinned)}
+    out.update({scheduled_compound(key, h): b for h, b in zip(daily, by_schedule, strict=True)})
+    return out
+
+
 def _nested(
     u: Utility,
     scores: np.ndarray,
@@ -368,18 +387,15 @@ def figures(
             out[f"{kind}_thinned"] = {**seed_mean(list(blocks.values())), "seeds": sorted(blocks)}
     compound, routine = [], []
     for a, key, both in zip(UNITS, UNIT_SHIFTS, COMPOUND, strict=True):
-        thinned = pred.other_unit_thin.get(key, {})  # protocol 4: the same model and threshold, labs thinned
-        daily = pred.other_unit_sched.get(key, {})  # protocol 6: ... labs drawn by routine
-        scored = [pred.other_unit[key], *thinned.values(), *daily.values()]
-        out[key], *others = unit_blocks(u, pred.in_unit[a], scored, row_unit, a, y, w, combiner)
-        by_seed, by_schedule = others[: len(thinned)], others[len(thinned) :]
-        if by_seed:
-            out[f"{both}_seeds"] = {str(s): b for s, b in zip(thinned, by_seed, strict=True)}
-            out[both] = {**seed_mean(by_seed), "seeds": sorted(thinned)}
+        # protocols 4 and 6: the same model and threshold, the test unit's labs thinned or drawn by routine
+        blocks = unit_blocks(u, pred.in_unit[a], unit_scorings(pred, key), row_unit, a, y, w, combiner)
+        named = named_unit_blocks(pred, key, blocks)
+        thinned = pred.other_unit_thin.get(key, {})
+        if both in named:
+            out[f"{both}_seeds"] = {str(s): b for s, b in zip(thinned, blocks[1 : 1 + len(thinned)], strict=True)}
             compound.append(both)
-        for every_h, block_h in zip(daily, by_schedule, strict=True):
-            routine.append(scheduled_compound(key, every_h))
-            out[routine[-1]] = block_h
+        routine += [k for k in named if k not in (key, both)]
+        out.update(named)
     if compound:
         out["protocol"] = 4
     if scheduled and compound:

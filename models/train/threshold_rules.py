@@ -189,7 +189,7 @@ def site_prevalence_figures(
     septic = u.best_gain > 0
     y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
     out: dict[str, Any] = {}
-    for a, key, both in zip(shifts.UNITS, shifts.UNIT_SHIFTS, COMPOUND, strict=True):
+    for a, key in zip(shifts.UNITS, shifts.UNIT_SHIFTS, strict=True):
         b = 3 - a
         pa, pb = septic[unit == a].mean(), septic[unit == b].mean()
         ratio = float(odds(pb) / odds(pa))
@@ -201,10 +201,8 @@ def site_prevalence_figures(
         if served is not None:
             combined["threshold"] = best_rule(u, s_train, train)
             pin_site_tables(combined, by_site_prevalence(u, s_train, train, prevalences), s_train)
-        thinned = pred.other_unit_thin.get(key, {})  # protocol 4: the test unit's labs thinned too
-        daily = pred.other_unit_sched.get(key, {})  # protocol 6: ... drawn by routine
-        blocks = []
-        for s_test in (score(v) for v in (pred.other_unit[key], *thinned.values(), *daily.values())):
+        blocks = []  # protocols 4 and 6: the test unit's labs thinned, drawn by routine too
+        for s_test in (score(v) for v in shifts.unit_scorings(pred, key)):
             r = ratio  # mean_risk: divided by the part of the prior shift the scores already follow
             r /= model_shift(float(s_test.mean()), float(s_train.mean())) if mean_risk else 1.0
             if served is None:  # the exact rule at the test unit's prevalence
@@ -213,10 +211,7 @@ def site_prevalence_figures(
                 site = Site(float(pb), served, float(s_test.mean()) if mean_risk else None)
                 t = choose_threshold(combined, site).threshold
             blocks.append({**shifts.block(u, s_test, test, t), "odds_ratio": round(r, 3)})
-        out[key], by_seed, by_schedule = blocks[0], blocks[1 : 1 + len(thinned)], blocks[1 + len(thinned) :]
-        if by_seed:
-            out[both] = {**shifts.seed_mean(by_seed), "seeds": sorted(thinned)}
-        out.update({shifts.scheduled_compound(key, h): blk for h, blk in zip(daily, by_schedule, strict=True)})
+        out.update(shifts.named_unit_blocks(pred, key, blocks))
     if mean_risk and pred.oof_thin:
         out["labs_thinned_pooled"] = _thinned_with_mean_risk(u, pred, combiner, y, w)
     return out
