@@ -7,7 +7,11 @@ the same seed means the same patient folds, so the two recipes scored the same s
 every shift both carry, resamples stays with replacement and recomputes each recipe's AUROC and
 utility at the threshold it would ship there (the CV shifts: fold f's threshold from the other
 folds' OOF scores, the utility averaged over the folds; the unit shifts: the training unit's inner
-folds choose it), exactly as ``shifts.figures`` does for single models. A shift with several
+folds choose it), exactly as ``shifts.figures`` does for single models; ``--rule served-risk``: the
+unit shifts at the site threshold a worker serves where the site sets its septic-stay prevalence
+and its mean risk (``threshold_rules``' ``served-risk``, fixed per scoring before resampling).
+``worst``: each recipe's worst case over every shift but the randomly thinned labs (what the
+``~thin``/``~aug`` recipes were taught on), its minimum taken within each draw. A shift with several
 thinning seeds is the mean over them, as in the screen's rows. Reports ``b - a`` with its 95 %
 interval: the screen's rule of thumb ("under ~0.01 AUROC / ~0.02 utility is noise") as a figure.
 The interval is over stays only: a second seed (other folds, other models) shows the rest of the
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +34,17 @@ from vigil.models.train import data, metrics_file, shifts
 PRED_DIR = data.CACHE_DIR / "shiftpred"
 
 
+RULES = ("best", "served-risk")
+RANDOM_THINNING = "labs_thinned"  # the shifts with it in their name: what the ~thin/~aug recipes were taught on
+
+
 @dataclass
 class Scored:
     """One recipe's scorings of one shift's rows: per copy (thinning seed) the scores, and the
-    threshold each row is judged at."""
+    threshold each row of that copy is judged at."""
 
     scores: list[np.ndarray]  # [rows.sum()] per copy
-    threshold: np.ndarray  # [rows.sum()]
+    thresholds: list[np.ndarray]  # [rows.sum()] per copy
 
 
 def _fold_thresholds(u: shifts.Utility, oof: np.ndarray, row_fold: np.ndarray) -> np.ndarray:
@@ -48,10 +56,16 @@ def _fold_thresholds(u: shifts.Utility, oof: np.ndarray, row_fold: np.ndarray) -
 
 
 def scorings(
-    u: shifts.Utility, pred: shifts.ShiftPredictions, row_fold: np.ndarray, row_unit: np.ndarray
+    u: shifts.Utility,
+    pred: shifts.ShiftPredictions,
+    row_fold: np.ndarray,
+    row_unit: np.ndarray,
+    site: dict[str, list[float]] | None = None,
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, Scored]]:
     """(shift, rows, group of each row, scored) for every shift ``pred`` carries. Groups are what the
-    utility is averaged over: the folds for the CV shifts, one group for a unit shift."""
+    utility is averaged over: the folds for the CV shifts, one group for a unit shift. ``site``: per
+    unit shift, the threshold of each of its scorings (``shifts.unit_scorings`` order) instead of the
+    training unit's best one (``site_rule_thresholds``)."""
     everything = np.ones(len(row_fold), bool)
     fold_thr = _fold_thresholds(u, pred.oof[0], row_fold)
     cv_like = {"cv": [pred.oof[0]]}
@@ -60,17 +74,37 @@ def scorings(
     cv_like.update({shifts.daily_name(h): [v[0]] for h, v in pred.oof_sched.items()})
     for name, scores in cv_like.items():
         if scores:
-            yield name, everything, row_fold, Scored(scores, fold_thr)
+            yield name, everything, row_fold, Scored(scores, [fold_thr] * len(scores))
     for a, key, both in zip(shifts.UNITS, shifts.UNIT_SHIFTS, shifts.COMPOUND, strict=True):
         train, test = row_unit == a, row_unit == 3 - a
-        thr = np.full(int(test.sum()), u.threshold(pred.in_unit[a][0], train))
+        best = u.threshold(pred.in_unit[a][0], train)
+        chosen = (site or {}).get(key, [best] * len(shifts.unit_scorings(pred, key)))
+        thr = [np.full(int(test.sum()), t) for t in chosen]
         one = np.zeros(len(row_fold), int)
-        yield key, test, one, Scored([pred.other_unit[key][0]], thr)
+        yield key, test, one, Scored([pred.other_unit[key][0]], thr[:1])
         thinned = pred.other_unit_thin.get(key, {})
-        if thinned:
-            yield both, test, one, Scored([v[0] for _, v in sorted(thinned.items())], thr)
-        for h, v in pred.other_unit_sched.get(key, {}).items():
-            yield shifts.scheduled_compound(key, h), test, one, Scored([v[0]], thr)
+        if thinned:  # unit_scorings' order: as drawn, the thinned copies (by seed), the schedules
+            by_seed = dict(zip(thinned, thr[1 : 1 + len(thinned)], strict=True))
+            scores = [v[0] for _, v in sorted(thinned.items())]
+            yield both, test, one, Scored(scores, [by_seed[k] for k in sorted(thinned)])
+        for (h, v), t in zip(pred.other_unit_sched.get(key, {}).items(), thr[1 + len(thinned) :], strict=True):
+            yield shifts.scheduled_compound(key, h), test, one, Scored([v[0]], [t])
+
+
+SiteRule = Callable[[shifts.Utility, shifts.ShiftPredictions, np.ndarray], dict[str, list[float]]]
+
+
+def site_rule_thresholds(
+    u: shifts.Utility, pred: shifts.ShiftPredictions, unit: np.ndarray, prevalences: tuple[float, ...] | None = None
+) -> dict[str, list[float]]:
+    """``served-risk``: per unit shift, each scoring's threshold as a worker serves it where the site
+    sets its septic-stay prevalence and its mean risk is read from the scores (``threshold_rules``;
+    ``prevalences``: the grid of the site table, the bundle's by default)."""
+    from vigil.models.train import threshold_rules
+
+    grid = prevalences or threshold_rules.PREVALENCES
+    found = threshold_rules.site_thresholds(u, pred, unit, served=1.0, prevalences=grid, mean_risk=True)
+    return {key: [t for _, t, _ in scored] for key, _, scored in found}
 
 
 class _Ranks:
@@ -108,49 +142,73 @@ def compare(
     unit: np.ndarray,
     n: int = 200,
     seed: int = 0,
-) -> dict[str, dict[str, float]]:
-    """``b - a`` per shift both carry: AUROC and utility at the shipped threshold, each with a 95 %
-    interval over stays resampled with replacement (the same draws for both recipes)."""
+    site: SiteRule | None = None,
+    site_b: SiteRule | None = None,
+) -> dict[str, dict[str, Any]]:
+    """``b - a`` per shift both carry: AUROC and utility at the threshold each would ship (the training
+    side's best; with ``site``, e.g. ``site_rule_thresholds``, the unit shifts' site threshold; ``site_b``:
+    ``b``'s own rule, so that two rules compare on the same predictions when ``a`` is ``b``), each
+    with a 95 % interval over stays resampled with replacement (the same draws for both recipes), and
+    under ``worst`` each recipe's worst case over the shifts no recipe was taught on (every shift but
+    the randomly thinned labs) with the interval of its difference (the minimum taken per draw)."""
     row_fold, row_unit = u.rows_of(fold), u.rows_of(unit)
-    theirs = {name: (rows, group, s) for name, rows, group, s in scorings(u, b, row_fold, row_unit)}
+    rule_b = site_b or site
+    thr_a, thr_b = (site(u, a, unit) if site else None), (rule_b(u, b, unit) if rule_b else None)
+    theirs = {name: (rows, group, s) for name, rows, group, s in scorings(u, b, row_fold, row_unit, thr_b)}
     rng = np.random.default_rng(seed)
-    out: dict[str, dict[str, float]] = {}
-    for name, rows, row_group, sa in scorings(u, a, row_fold, row_unit):
+    out: dict[str, dict[str, Any]] = {}
+    drawn: dict[str, np.ndarray] = {}  # shift -> [point + n draws, (a AUROC, b AUROC, a utility, b utility)]
+    for name, rows, row_group, sa in scorings(u, a, row_fold, row_unit, thr_a):
         if name not in theirs or len(theirs[name][2].scores) != len(sa.scores):
             continue
         sb = theirs[name][2]
         stays = np.unique(u.stay_of_row[rows])
         group = np.zeros(len(u.lengths), int)
         group[u.stay_of_row[rows]] = row_group[rows]
-        best = u.best_gain
-        draws = [np.bincount(rng.choice(stays, len(stays)), minlength=len(u.lengths)) for _ in range(n)]
-        label = u.labels[rows]
-        stay = u.stay_of_row[rows]
-        delta_auc, delta_util = np.zeros(n), np.zeros(n)
-        point_auc = point_util = 0.0
-        whole = np.zeros(len(u.lengths))
-        whole[stays] = 1.0
-        gain = (u.u1 - u.u0)[rows]
-        for x, y in zip(sa.scores, sb.scores, strict=True):
+        whole = np.zeros(len(u.lengths), int)
+        whole[stays] = 1
+        counts = [whole, *(np.bincount(rng.choice(stays, len(stays)), minlength=len(u.lengths)) for _ in range(n))]
+        label, stay, gain = u.labels[rows], u.stay_of_row[rows], (u.u1 - u.u0)[rows]
+        cells = np.zeros((n + 1, 4))
+        for x, y, ta, tb in zip(sa.scores, sb.scores, sa.thresholds, sb.thresholds, strict=True):
             ra, rb = _Ranks(x, label), _Ranks(y, label)
-            ga = _stay_sums(u, rows, np.where(x >= sa.threshold, gain, 0.0))
-            gb = _stay_sums(u, rows, np.where(y >= sb.threshold, gain, 0.0))
-            point_auc += rb.auroc(np.ones(len(x))) - ra.auroc(np.ones(len(x)))
-            point_util += _utility(gb, best, group, whole) - _utility(ga, best, group, whole)
-            for i, count in enumerate(draws):
+            ga = _stay_sums(u, rows, np.where(x >= ta, gain, 0.0))
+            gb = _stay_sums(u, rows, np.where(y >= tb, gain, 0.0))
+            for i, count in enumerate(counts):
                 w = count[stay].astype(float)
-                delta_auc[i] += rb.auroc(w) - ra.auroc(w)
-                delta_util[i] += _utility(gb, best, group, count) - _utility(ga, best, group, count)
-        m = len(sa.scores)
-        out[name] = {
-            "auroc": round(point_auc / m, 4),
-            "auroc_lo": round(float(np.quantile(delta_auc / m, 0.025)), 4),
-            "auroc_hi": round(float(np.quantile(delta_auc / m, 0.975)), 4),
-            "utility": round(point_util / m, 4),
-            "utility_lo": round(float(np.quantile(delta_util / m, 0.025)), 4),
-            "utility_hi": round(float(np.quantile(delta_util / m, 0.975)), 4),
+                cells[i] += (
+                    ra.auroc(w),
+                    rb.auroc(w),
+                    _utility(ga, u.best_gain, group, count),
+                    _utility(gb, u.best_gain, group, count),
+                )
+        drawn[name] = cells / len(sa.scores)
+        out[name] = _difference(drawn[name])
+    untaught = [k for k in drawn if RANDOM_THINNING not in k]
+    if untaught:
+        worst = np.stack([drawn[k] for k in untaught]).min(axis=0)  # each column's minimum over shifts, per draw
+        out["worst"] = {
+            **_difference(worst),
+            "a_auroc": round(float(worst[0, 0]), 4),
+            "b_auroc": round(float(worst[0, 1]), 4),
+            "a_utility": round(float(worst[0, 2]), 4),
+            "b_utility": round(float(worst[0, 3]), 4),
+            "over": untaught,
         }
     return out
+
+
+def _difference(cells: np.ndarray) -> dict[str, float]:
+    """``b - a`` at the point (row 0) with the 95 % interval over the draws (rows 1..)."""
+    auc, util = cells[:, 1] - cells[:, 0], cells[:, 3] - cells[:, 2]
+    return {
+        "auroc": round(float(auc[0]), 4),
+        "auroc_lo": round(float(np.quantile(auc[1:], 0.025)), 4),
+        "auroc_hi": round(float(np.quantile(auc[1:], 0.975)), 4),
+        "utility": round(float(util[0]), 4),
+        "utility_lo": round(float(np.quantile(util[1:], 0.025)), 4),
+        "utility_hi": round(float(np.quantile(util[1:], 0.975)), 4),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, action="append", default=[], help="screen seed(s): the same folds")
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--draws", type=int, default=200)
+    ap.add_argument(
+        "--rule",
+        choices=RULES,
+        default="best",
+        help="the unit shifts' threshold: the training unit's best (as shipped) or the served site threshold",
+    )
+    ap.add_argument("--rule-b", choices=RULES, help="b's own rule (default: --rule); --a X --b X compares two rules")
     ap.add_argument("--pred-dir", type=Path, default=PRED_DIR)
     ap.add_argument("--json", action="store_true", help="a JSON summary as the last line")
     ap.add_argument("--record", type=Path, help="add the comparison to this metrics.json (key `paired`)")
@@ -171,13 +236,21 @@ def main(argv: list[str] | None = None) -> int:
     c = data.load_cohort(log=lambda m: None)
     assert c.unit is not None
     u = shifts.Utility(c.labels, c.lengths)
-    summary: dict[str, Any] = {"a": args.a, "b": args.b, "draws": args.draws, "seeds": {}}
+    rule_b = args.rule_b or args.rule
+    rule = args.rule if rule_b == args.rule else f"{args.rule}->{rule_b}"
+    summary: dict[str, Any] = {"a": args.a, "b": args.b, "draws": args.draws, "rule": rule, "seeds": {}}
+    site, site_b = ({"best": None, "served-risk": site_rule_thresholds}[r] for r in (args.rule, rule_b))
     for seed in args.seed or [1]:
         fold = data.grouped_folds(c, args.folds, seed)
         a, b = (shifts.ShiftPredictions.load(paths[(cfg, seed)]) for cfg in (args.a, args.b))
-        result = compare(u, a, b, fold, c.unit, args.draws)
+        result = compare(u, a, b, fold, c.unit, args.draws, site=site, site_b=site_b)
         summary["seeds"][str(seed)] = result
         for name, r in result.items():
+            if name == "worst":
+                print(
+                    f"seed {seed} worst of {len(r['over'])} (no random thinning): a {r['a_auroc']:.3f} / "
+                    f"{r['a_utility']:.3f}, b {r['b_auroc']:.3f} / {r['b_utility']:.3f}"
+                )
             print(
                 f"seed {seed} {name}: AUROC {r['auroc']:+.4f} [{r['auroc_lo']:+.4f}, {r['auroc_hi']:+.4f}], "
                 f"utility {r['utility']:+.4f} [{r['utility_lo']:+.4f}, {r['utility_hi']:+.4f}]"
@@ -190,14 +263,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def record(path: Path, summary: dict[str, Any]) -> None:
-    """One entry per (a, b, seed) under ``paired`` in the metrics.json at ``path``; a rerun replaces its own."""
+    """One entry per (a, b, seed, rule) under ``paired`` in the metrics.json at ``path``; a rerun replaces
+    its own. Entries at the shipped threshold (rule ``best``) carry no ``rule`` key."""
     metrics = json.loads(path.read_text())
+    rule = {"rule": summary["rule"]} if summary.get("rule", "best") != "best" else {}
     new = [
-        {"a": summary["a"], "b": summary["b"], "seed": int(seed), "draws": summary["draws"], "shifts": shifts_}
+        {"a": summary["a"], "b": summary["b"], "seed": int(seed), **rule, "draws": summary["draws"], "shifts": shifts_}
         for seed, shifts_ in summary["seeds"].items()
     ]
-    keys = {(e["a"], e["b"], e["seed"]) for e in new}
-    kept = [e for e in metrics.get("paired", []) if (e["a"], e["b"], e["seed"]) not in keys]
+
+    def key(e: dict[str, Any]) -> tuple[str, str, int, str]:
+        return e["a"], e["b"], e["seed"], e.get("rule", "best")
+
+    keys = {key(e) for e in new}
+    kept = [e for e in metrics.get("paired", []) if key(e) not in keys]
     metrics_file.record(path, "paired", kept + new)
 
 

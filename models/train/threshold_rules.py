@@ -185,10 +185,31 @@ def site_prevalence_figures(
     predictions carry the compound (protocol 4), each unit shift is scored again with the test unit's
     labs thinned, the mean risk read from the thinned scores (mean over the thinning seeds); where they
     carry protocol 6, with its labs drawn at most once a day too."""
+    out: dict[str, Any] = {}
+    for key, test, scored in site_thresholds(u, pred, unit, combiner, yw, served, prevalences, mean_risk):
+        blocks = [{**shifts.block(u, s, test, t), "odds_ratio": round(r, 3)} for s, t, r in scored]
+        out.update(shifts.named_unit_blocks(pred, key, blocks))
+    if mean_risk and pred.oof_thin:
+        y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
+        out["labs_thinned_pooled"] = _thinned_with_mean_risk(u, pred, combiner, y, w)
+    return out
+
+
+def site_thresholds(
+    u: shifts.Utility,
+    pred: shifts.ShiftPredictions,
+    unit: np.ndarray,
+    combiner: shifts.Combiner = shifts.single,
+    yw: tuple[np.ndarray, np.ndarray] | None = None,
+    served: float | None = None,
+    prevalences: tuple[float, ...] = PREVALENCES,
+    mean_risk: bool = False,
+) -> Iterator[tuple[str, np.ndarray, list[tuple[np.ndarray, float, float]]]]:
+    """Per unit shift (``site_prevalence_figures``' rules): (shift, test rows, per scoring of the
+    test unit in ``shifts.unit_scorings`` order its scores, the site rule's threshold and odds ratio)."""
     row_unit = u.rows_of(unit)
     septic = u.best_gain > 0
     y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
-    out: dict[str, Any] = {}
     for a, key in zip(shifts.UNITS, shifts.UNIT_SHIFTS, strict=True):
         b = 3 - a
         pa, pb = septic[unit == a].mean(), septic[unit == b].mean()
@@ -201,7 +222,7 @@ def site_prevalence_figures(
         if served is not None:
             combined["threshold"] = best_rule(u, s_train, train)
             pin_site_tables(combined, by_site_prevalence(u, s_train, train, prevalences), s_train)
-        blocks = []  # protocols 4 and 6: the test unit's labs thinned, drawn by routine too
+        scored = []  # protocols 4 and 6: the test unit's labs thinned, drawn by routine too
         for s_test in (score(v) for v in shifts.unit_scorings(pred, key)):
             r = ratio  # mean_risk: divided by the part of the prior shift the scores already follow
             r /= model_shift(float(s_test.mean()), float(s_train.mean())) if mean_risk else 1.0
@@ -210,11 +231,8 @@ def site_prevalence_figures(
             else:  # as the worker serves it: the stored grid, interpolated, under the ceiling
                 site = Site(float(pb), served, float(s_test.mean()) if mean_risk else None)
                 t = choose_threshold(combined, site).threshold
-            blocks.append({**shifts.block(u, s_test, test, t), "odds_ratio": round(r, 3)})
-        out.update(shifts.named_unit_blocks(pred, key, blocks))
-    if mean_risk and pred.oof_thin:
-        out["labs_thinned_pooled"] = _thinned_with_mean_risk(u, pred, combiner, y, w)
-    return out
+            scored.append((s_test, t, r))
+        yield key, test, scored
 
 
 def _thinned_with_mean_risk(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -10,14 +11,17 @@ from synthetic import septic_labels
 from vigil.models.train import paired
 from vigil.models.train.labels import utility_targets
 from vigil.models.train.shifts import ShiftPredictions, Utility, figures
+from vigil.models.train.threshold_rules import site_prevalence_figures
 from vigil.models.utility import auroc_auprc
 
 
-def _pred(u: Utility, unit: np.ndarray, score: np.ndarray, rng: np.random.Generator) -> ShiftPredictions:
+def _pred(
+    u: Utility, unit: np.ndarray, score: np.ndarray, rng: np.random.Generator, scale: float = 1.0
+) -> ShiftPredictions:
     row_unit = u.rows_of(unit)
 
     def noisy() -> np.ndarray:
-        return (score + rng.random(len(score)))[None]
+        return (scale * (score + rng.random(len(score))))[None]
 
     other = {"unit1->unit2": noisy()[:, row_unit == 2], "unit2->unit1": noisy()[:, row_unit == 1]}
     return ShiftPredictions(
@@ -50,13 +54,19 @@ def test_paired_differences_are_the_screens_and_vanish_for_the_same_recipe(tmp_p
     fa, fb = figures(u, a, fold, unit, y, w), figures(u, b, fold, unit, y, w)
     out = paired.compare(u, a, b, fold, unit, n=60)
     routine = {"unit1->unit2+labs_every24h", "unit2->unit1+labs_every24h"}
-    assert set(out) == {"cv", "labs_thinned", "labs_every24h", "unit1->unit2", "unit2->unit1", *routine}
+    assert set(out) == {"cv", "labs_thinned", "labs_every24h", "unit1->unit2", "unit2->unit1", *routine, "worst"}
+    worst = out.pop("worst")  # over every shift but the randomly thinned labs, the minimum per recipe
+    assert worst["over"] == [s for s in out if s != "labs_thinned"]
+    assert worst["a_utility"] == round(min(fa[s]["utility"] for s in worst["over"]), 4)
+    assert worst["b_auroc"] == round(min(fb[s]["auroc"] for s in worst["over"]), 4)
+    assert worst["utility_lo"] <= worst["utility"] <= worst["utility_hi"]
     for shift, r in out.items():
         assert abs(r["auroc"] - (fb[shift]["auroc"] - fa[shift]["auroc"])) < 2e-4, shift
         assert abs(r["utility"] - (fb[shift]["utility"] - fa[shift]["utility"])) < 2e-4, shift
         assert 0 < r["auroc_lo"] <= r["auroc"] <= r["auroc_hi"]
     same = paired.compare(u, a, a, fold, unit, n=20)
-    assert all(v == 0 for r in same.values() for v in r.values())
+    assert same["worst"]["a_utility"] == same["worst"]["b_utility"]
+    assert all(v == 0 for r in same.values() for k, v in r.items() if k in paired._difference(np.zeros((2, 4))))
     # recorded for the card: a rerun of the same pair and seed replaces its entry
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps({"combined": {}}))
@@ -66,3 +76,31 @@ def test_paired_differences_are_the_screens_and_vanish_for_the_same_recipe(tmp_p
     paired.record(path, {**summary, "seeds": {"2": same}})
     entries = json.loads(path.read_text())["paired"]
     assert [(e["seed"], e["shifts"]["cv"]["auroc"]) for e in entries] == [(1, out["cv"]["auroc"]), (2, 0.0)]
+
+
+def test_the_served_site_rule_moves_only_the_unit_shifts_thresholds() -> None:
+    rng = np.random.default_rng(2)
+    labels, lengths = septic_labels(rng, 160)
+    u, (y, _) = Utility(labels, lengths), utility_targets(labels, lengths)
+    fold = np.arange(160) % 4
+    unit = np.where((u.best_gain > 0) ^ (fold == 0), 1, 2)  # unit 1 mostly septic stays, unit 2 mostly not
+    a, b = _pred(u, unit, y * 0.5, rng, 1 / 1.5), _pred(u, unit, y * 2.0, rng, 1 / 3)  # risks in [0, 1]
+    best = paired.compare(u, a, b, fold, unit, n=20)
+    grid = tuple(np.round(np.arange(0.02, 0.99, 0.02), 2))  # the synthetic units' prevalences: 15 % and 65 %
+    site = functools.partial(paired.site_rule_thresholds, prevalences=grid)
+    served = paired.compare(u, a, b, fold, unit, n=20, site=site)
+    site_a = site_prevalence_figures(u, a, unit, served=1.0, prevalences=grid, mean_risk=True)
+    site_b = site_prevalence_figures(u, b, unit, served=1.0, prevalences=grid, mean_risk=True)
+    for shift in ("unit1->unit2", "unit2->unit1", "unit1->unit2+labs_every24h"):
+        assert abs(served[shift]["utility"] - (site_b[shift]["utility"] - site_a[shift]["utility"])) < 2e-4, shift
+        assert served[shift]["auroc"] == best[shift]["auroc"]  # the ranking does not depend on the rule
+    assert any(served[k]["utility"] != best[k]["utility"] for k in ("unit1->unit2", "unit2->unit1"))
+    # two rules on the same predictions: the served site threshold minus the shipped one
+    rules = paired.compare(u, a, a, fold, unit, n=20, site_b=site)
+    shipped = figures(u, a, fold, unit, y, utility_targets(labels, lengths)[1])
+    for shift in ("unit1->unit2", "unit2->unit1"):
+        assert abs(rules[shift]["utility"] - (site_a[shift]["utility"] - shipped[shift]["utility"])) < 2e-4
+        assert rules[shift]["auroc"] == 0
+    assert any(rules[k]["utility"] != 0 for k in ("unit1->unit2", "unit2->unit1"))
+    for shift in ("cv", "labs_thinned", "labs_every24h"):
+        assert served[shift] == best[shift]
