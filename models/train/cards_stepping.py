@@ -157,8 +157,10 @@ def _taught_against(rows: list[dict[str, Any]], base: str) -> list[tuple[dict[st
 
 
 def _paired_intervals(metrics: dict[str, Any], base: str) -> dict[tuple[str, int], dict[str, Any]]:
-    """(recipe, seed) -> shift -> the paired bootstrap of recipe minus ``base`` (``models.train.paired``)."""
-    return {(e["b"], e["seed"]): e["shifts"] for e in metrics.get("paired", []) if e["a"] == base}
+    """(recipe, seed) -> shift -> the paired bootstrap of recipe minus ``base`` (``models.train.paired``)
+    at the shipped threshold."""
+    entries = metrics.get("paired", [])
+    return {(e["b"], e["seed"]): e["shifts"] for e in entries if e["a"] == base and e.get("rule", "best") == "best"}
 
 
 def _minus_cell(r: dict[str, Any], b: dict[str, Any], s: str, ci: dict[str, Any] | None) -> str:
@@ -391,7 +393,33 @@ def routine(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
         f"{min(aurocs):+.3f} to {max(aurocs):+.3f} AUROC and {min(utilities):+.3f} to {max(utilities):+.3f} "
         f"utility against `{base}`; {sum(better)} of {len(better)} runs are better on both."
     )
-    return text + "\n".join(out) + "\n\n" + verdict + "\n"
+    return text + "\n".join(out) + "\n\n" + verdict + "\n" + _worst_paired(metrics, base)
+
+
+def _worst_paired(metrics: dict[str, Any], base: str) -> str:
+    """The worst case over the shifts no recipe was taught on, recipe minus ``base`` with its paired
+    interval (``models.train.paired``' ``worst``), at the shipped threshold and at the served site one."""
+    entries = [e for e in metrics.get("paired", []) if e["a"] == base and "worst" in e["shifts"]]
+    if not entries:
+        return ""
+    out = [
+        "\nThat worst case paired over stays (the minimum over the seven shifts taken within each draw; "
+        "`python -m vigil.models.train.paired [--rule served-risk]`): at the bundle's threshold (`best`), and "
+        "with each unit shift at the site threshold a worker serves where the site sets its septic-stay "
+        "prevalence and its mean risk (`served-risk`); `best->served-risk`: the same predictions, the served "
+        "threshold minus the bundle's. AUROC / utility:\n",
+        f"| recipe | seed | threshold | `{base}` | recipe | AUROC minus [95 % interval] | "
+        "utility minus [95 % interval] |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in sorted(entries, key=lambda e: (e["b"], e["seed"], e.get("rule", "best"))):
+        w = e["shifts"]["worst"]
+        out.append(
+            f"| {e['b']} | {e['seed']} | {e.get('rule', 'best')} | {w['a_auroc']:.3f} / {w['a_utility']:.3f} | "
+            f"{w['b_auroc']:.3f} / {w['b_utility']:.3f} | {w['auroc']:+.3f} [{w['auroc_lo']:+.3f}, "
+            f"{w['auroc_hi']:+.3f}] | {w['utility']:+.3f} [{w['utility_lo']:+.3f}, {w['utility_hi']:+.3f}] |"
+        )
+    return "\n".join(out) + "\n"
 
 
 def threshold_rules_table(metrics: dict[str, Any]) -> str:

@@ -379,3 +379,27 @@ def test_the_card_takes_the_worst_case_over_the_shifts_no_recipe_was_taught_on()
     assert "| -0.020 [-0.030, -0.010] / +0.000 | -0.020 / +0.000 |" in routine(
         {"screen_v2": [base, taught], "paired": paired}
     )
+
+
+def test_the_card_shows_the_paired_worst_case_by_threshold_rule_and_keeps_the_rules_apart() -> None:
+    from vigil.models.train.cards_stepping import ROUTINE, _paired_intervals, _worst_paired
+
+    base = "full~psmooth~mono"
+    interval = {"auroc": 0.01, "auroc_lo": 0.002, "auroc_hi": 0.018, "utility": 0.024}
+    worst = {**interval, "utility_lo": -0.024, "utility_hi": 0.039, "a_auroc": 0.707, "b_auroc": 0.717}
+    worst |= {"a_utility": 0.281, "b_utility": 0.304}
+    routine_cell = {"auroc_lo": -0.03, "auroc_hi": -0.01}
+    entries = [
+        {"a": base, "b": f"{base}~aug50", "seed": 1, "shifts": {ROUTINE[0]: routine_cell}},  # recorded before `worst`
+        {"a": base, "b": f"{base}~aug50", "seed": 1, "rule": "served-risk", "shifts": {"worst": worst}},
+        {"a": "other", "b": f"{base}~aug50", "seed": 1, "shifts": {"worst": worst}},
+    ]
+    text = _worst_paired({"paired": entries}, base)
+    assert (
+        "| full~psmooth~mono~aug50 | 1 | served-risk | 0.707 / 0.281 | 0.717 / 0.304 | +0.010 [+0.002, +0.018] "
+        "| +0.024 [-0.024, +0.039] |" in text
+    )
+    assert text.count("| full~psmooth~mono~aug50 |") == 1  # only entries against `base` that carry `worst`
+    assert _worst_paired({"paired": entries[:1]}, base) == ""
+    # the shipped threshold's tables never read an interval measured at another rule
+    assert _paired_intervals({"paired": entries}, base) == {(f"{base}~aug50", 1): {ROUTINE[0]: routine_cell}}
