@@ -102,8 +102,8 @@ def site_rule_thresholds(
     ``prevalences``: the grid of the site table, the bundle's by default)."""
     from vigil.models.train import threshold_rules
 
-    grid = prevalences or threshold_rules.PREVALENCES
-    found = threshold_rules.site_thresholds(u, pred, unit, served=1.0, prevalences=grid, mean_risk=True)
+    rule = threshold_rules.SiteRule(1.0, prevalences or threshold_rules.PREVALENCES, mean_risk=True)
+    found = threshold_rules.site_thresholds(u, pred, unit, rule)
     return {key: [t for _, t, _ in scored] for key, _, scored in found}
 
 

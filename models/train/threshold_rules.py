@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +187,8 @@ def site_prevalence_figures(
     labs thinned, the mean risk read from the thinned scores (mean over the thinning seeds); where they
     carry protocol 6, with its labs drawn at most once a day too."""
     out: dict[str, Any] = {}
-    for key, test, scored in site_thresholds(u, pred, unit, combiner, yw, served, prevalences, mean_risk):
+    rule = SiteRule(served, prevalences, mean_risk)
+    for key, test, scored in site_thresholds(u, pred, unit, rule, combiner, yw):
         blocks = [{**shifts.block(u, s, test, t), "odds_ratio": round(r, 3)} for s, t, r in scored]
         out.update(shifts.named_unit_blocks(pred, key, blocks))
     if mean_risk and pred.oof_thin:
@@ -195,15 +197,24 @@ def site_prevalence_figures(
     return out
 
 
+@dataclass(frozen=True)
+class SiteRule:
+    """How a site's threshold is chosen (``site_prevalence_figures``): ``served`` (an alert-share
+    ceiling, 1.0 for none) as ``models.site_threshold`` serves it from the grid ``prevalences``, else
+    the exact rule; ``mean_risk``: the test unit's mean score is known too."""
+
+    served: float | None = None
+    prevalences: tuple[float, ...] = PREVALENCES
+    mean_risk: bool = False
+
+
 def site_thresholds(
     u: shifts.Utility,
     pred: shifts.ShiftPredictions,
     unit: np.ndarray,
+    rule: SiteRule,
     combiner: shifts.Combiner = shifts.single,
     yw: tuple[np.ndarray, np.ndarray] | None = None,
-    served: float | None = None,
-    prevalences: tuple[float, ...] = PREVALENCES,
-    mean_risk: bool = False,
 ) -> Iterator[tuple[str, np.ndarray, list[tuple[np.ndarray, float, float]]]]:
     """Per unit shift (``site_prevalence_figures``' rules): (shift, test rows, per scoring of the
     test unit in ``shifts.unit_scorings`` order its scores, the site rule's threshold and odds ratio)."""
@@ -219,17 +230,17 @@ def site_thresholds(
         s_train = score(pred.in_unit[a])
         parts = _curve_parts(u, s_train, train)
         combined: dict[str, Any] = {}
-        if served is not None:
+        if rule.served is not None:
             combined["threshold"] = best_rule(u, s_train, train)
-            pin_site_tables(combined, by_site_prevalence(u, s_train, train, prevalences), s_train)
+            pin_site_tables(combined, by_site_prevalence(u, s_train, train, rule.prevalences), s_train)
         scored = []  # protocols 4 and 6: the test unit's labs thinned, drawn by routine too
         for s_test in (score(v) for v in shifts.unit_scorings(pred, key)):
             r = ratio  # mean_risk: divided by the part of the prior shift the scores already follow
-            r /= model_shift(float(s_test.mean()), float(s_train.mean())) if mean_risk else 1.0
-            if served is None:  # the exact rule at the test unit's prevalence
+            r /= model_shift(float(s_test.mean()), float(s_train.mean())) if rule.mean_risk else 1.0
+            if rule.served is None:  # the exact rule at the test unit's prevalence
                 t = _at_odds_ratio(parts, r)
             else:  # as the worker serves it: the stored grid, interpolated, under the ceiling
-                site = Site(float(pb), served, float(s_test.mean()) if mean_risk else None)
+                site = Site(float(pb), rule.served, float(s_test.mean()) if rule.mean_risk else None)
                 t = choose_threshold(combined, site).threshold
             scored.append((s_test, t, r))
         yield key, test, scored
