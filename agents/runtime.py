@@ -21,7 +21,7 @@ from vigil.infra.settings import get_settings
 from vigil.models.alerting import AlertPolicy
 from vigil.models.batching import DynamicBatcher
 from vigil.models.bundle import SteppingBundle
-from vigil.models.site_threshold import SiteThresholdError
+from vigil.models.site_threshold import SiteThresholdError, site_threshold_hint
 from vigil.models.step_session import StepSession
 from vigil.models.stream_step import StepOutcome, StepRequest, advance, load_served_bundle
 from vigil.schemas.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Rejected, Source
@@ -99,6 +99,9 @@ def _load_bundle() -> SteppingBundle | None:
         providers=bundle.step_session.get_providers(),
         artifacts=bundle.artifacts_dir.name,
     )
+    hint = site_threshold_hint(chosen.rule)
+    if hint:
+        log.info("models.threshold_hint", hint=hint)
     return bundle
 
 

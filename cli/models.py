@@ -296,6 +296,7 @@ def threshold_command(
 ) -> None:
     """The alert threshold a site's settings give, before any worker runs: the flags, else
     VIGIL_SITE__* (docs/operations.md, "The alert threshold of a site")."""
+    from vigil.models.site_threshold import site_threshold_hint
     from vigil.models.stream_step import served_alert_threshold
 
     folder = _artifacts(artifacts)
@@ -313,6 +314,9 @@ def threshold_command(
             f"site prevalence {chosen.site_prevalence:g} read at {chosen.effective_prevalence:.4f}: the model's mean "
             f"risk {chosen.site_mean_risk:g} against set A's {chosen.training_mean_risk:g}"
         )
+    hint = site_threshold_hint(chosen.rule)
+    if hint:
+        console.print(hint)
     if json_out:
         emit_json(chosen.summary())
 

@@ -49,3 +49,14 @@ def test_the_worker_settings_are_read_when_no_flag_is_given(monkeypatch: pytest.
         get_settings.cache_clear()
     assert got["rule"] == "site_prevalence" and got["site_prevalence"] == 0.15
     assert got["threshold"] < got["shipped_threshold"]  # a sicker site alerts lower
+
+
+def test_the_threshold_says_what_a_site_can_still_set() -> None:
+    app = typer.Typer()
+    register(app)
+    shipped = CliRunner().invoke(app, ["threshold"]).output
+    assert "VIGIL_SITE__SEPSIS_PREVALENCE" in shipped and "VIGIL_SITE__MEAN_RISK" in shipped
+    alone = CliRunner().invoke(app, ["threshold", "--site-prevalence", "0.057"]).output
+    assert "set the site's mean risk too" in alone
+    both = CliRunner().invoke(app, ["threshold", "--site-prevalence", "0.057", "--site-mean-risk", "0.0245"]).output
+    assert "VIGIL_SITE__" not in both and "set the site's mean risk" not in both
