@@ -142,18 +142,17 @@ def compare(
     unit: np.ndarray,
     n: int = 200,
     seed: int = 0,
-    site: SiteRule | None = None,
+    site_a: SiteRule | None = None,
     site_b: SiteRule | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``b - a`` per shift both carry: AUROC and utility at the threshold each would ship (the training
-    side's best; with ``site``, e.g. ``site_rule_thresholds``, the unit shifts' site threshold; ``site_b``:
-    ``b``'s own rule, so that two rules compare on the same predictions when ``a`` is ``b``), each
+    side's best; with ``site_a`` / ``site_b``, e.g. ``site_rule_thresholds``, that recipe's unit shifts
+    at the site threshold, so that two rules compare on the same predictions when ``a`` is ``b``), each
     with a 95 % interval over stays resampled with replacement (the same draws for both recipes), and
     under ``worst`` each recipe's worst case over the shifts no recipe was taught on (every shift but
     the randomly thinned labs) with the interval of its difference (the minimum taken per draw)."""
     row_fold, row_unit = u.rows_of(fold), u.rows_of(unit)
-    rule_b = site_b or site
-    thr_a, thr_b = (site(u, a, unit) if site else None), (rule_b(u, b, unit) if rule_b else None)
+    thr_a, thr_b = (site_a(u, a, unit) if site_a else None), (site_b(u, b, unit) if site_b else None)
     theirs = {name: (rows, group, s) for name, rows, group, s in scorings(u, b, row_fold, row_unit, thr_b)}
     rng = np.random.default_rng(seed)
     out: dict[str, dict[str, Any]] = {}
@@ -239,11 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     rule_b = args.rule_b or args.rule
     rule = args.rule if rule_b == args.rule else f"{args.rule}->{rule_b}"
     summary: dict[str, Any] = {"a": args.a, "b": args.b, "draws": args.draws, "rule": rule, "seeds": {}}
-    site, site_b = ({"best": None, "served-risk": site_rule_thresholds}[r] for r in (args.rule, rule_b))
+    site_a, site_b = ({"best": None, "served-risk": site_rule_thresholds}[r] for r in (args.rule, rule_b))
     for seed in args.seed or [1]:
         fold = data.grouped_folds(c, args.folds, seed)
         a, b = (shifts.ShiftPredictions.load(paths[(cfg, seed)]) for cfg in (args.a, args.b))
-        result = compare(u, a, b, fold, c.unit, args.draws, site=site, site_b=site_b)
+        result = compare(u, a, b, fold, c.unit, args.draws, site_a=site_a, site_b=site_b)
         summary["seeds"][str(seed)] = result
         for name, r in result.items():
             if name == "worst":

@@ -88,7 +88,7 @@ def test_the_served_site_rule_moves_only_the_unit_shifts_thresholds() -> None:
     best = paired.compare(u, a, b, fold, unit, n=20)
     grid = tuple(np.round(np.arange(0.02, 0.99, 0.02), 2))  # the synthetic units' prevalences: 15 % and 65 %
     site = functools.partial(paired.site_rule_thresholds, prevalences=grid)
-    served = paired.compare(u, a, b, fold, unit, n=20, site=site)
+    served = paired.compare(u, a, b, fold, unit, n=20, site_a=site, site_b=site)
     site_a = site_prevalence_figures(u, a, unit, served=1.0, prevalences=grid, mean_risk=True)
     site_b = site_prevalence_figures(u, b, unit, served=1.0, prevalences=grid, mean_risk=True)
     for shift in ("unit1->unit2", "unit2->unit1", "unit1->unit2+labs_every24h"):
@@ -97,6 +97,8 @@ def test_the_served_site_rule_moves_only_the_unit_shifts_thresholds() -> None:
     assert any(served[k]["utility"] != best[k]["utility"] for k in ("unit1->unit2", "unit2->unit1"))
     # two rules on the same predictions: the served site threshold minus the shipped one
     rules = paired.compare(u, a, a, fold, unit, n=20, site_b=site)
+    reverse = paired.compare(u, a, a, fold, unit, n=20, site_a=site)  # served minus best: the opposite sign
+    assert all(reverse[k]["utility"] == -rules[k]["utility"] for k in ("unit1->unit2", "unit2->unit1"))
     shipped = figures(u, a, fold, unit, y, utility_targets(labels, lengths)[1])
     for shift in ("unit1->unit2", "unit2->unit1"):
         assert abs(rules[shift]["utility"] - (site_a[shift]["utility"] - shipped[shift]["utility"])) < 2e-4
