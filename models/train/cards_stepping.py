@@ -435,6 +435,8 @@ def threshold_rules_table(metrics: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for r in records:
+        if " x" in r["rule"]:  # a misstated prevalence: its own table (_prevalence_error)
+            continue
         if "minus_best" in r:
             d = r["minus_best"]
             cells = [
@@ -451,12 +453,43 @@ def threshold_rules_table(metrics: dict[str, Any]) -> str:
         + "\n\nEach rule minus `best` on the same predictions (paired bootstrap over stays, "
         + ("2,000 draws, 95 % interval):\n\n" + "\n".join(boot))
         + _rules_under_compound(records)
+        + _prevalence_error(records)
+    )
+
+
+def _prevalence_error(records: list[dict[str, Any]], rule: str = "served-risk") -> str:
+    """``rule`` where the site states a multiple of its true prevalence (``threshold_rules
+    --prevalence-error``), beside the exact statement and the bundle's threshold, per prediction."""
+    by = {(r["pred"], r["rule"]): r for r in records}
+    stated = sorted((p, float(k.split(" x")[1])) for p, k in by if k.startswith(f"{rule} x"))
+    if not stated:
+        return ""
+    drawn = (*shifts.UNIT_SHIFTS, *ROUTINE)  # both unit shifts, as drawn and with labs once a day
+    out = [
+        "| predictions | threshold | as drawn and labs once a day, worst of 4 | with random thinning too, worst of 6 | "
+        "most hours flagged, of 4 |",
+        "|---|---|---|---|---|",
+    ]
+    for pred in sorted({p for p, _ in stated}):
+        rows = [("bundle's (`best`)", by.get((pred, "best"))), ("site, prevalence as true", by.get((pred, rule)))]
+        rows += [(f"site, prevalence stated x{f:g}", by[(pred, f"{rule} x{f:g}")]) for p, f in stated if p == pred]
+        for name, r in rows:
+            if r is None or not all(c in r for c in (*drawn, *COMPOUND)):
+                continue
+            four = min(r[c]["utility"] for c in drawn)
+            six = min(r[c]["utility"] for c in (*drawn, *COMPOUND))
+            flagged = max(r[c]["alert_share"] for c in drawn)
+            out.append(f"| {pred} | {name} | {four:.3f} | {six:.3f} | {100 * flagged:.1f} % |")
+    return (
+        "\n\nA site that states its septic-stay prevalence wrongly (`--prevalence-error <x>`: the test unit states x "
+        f"times its true prevalence; `{rule}`, its mean risk read from the scores). Worst utility over the unit "
+        "shifts:\n\n" + "\n".join(out)
     )
 
 
 def _rules_under_compound(records: list[dict[str, Any]]) -> str:
     """The rules' unit-shift cells again with the test unit's labs thinned (protocol 4)."""
-    rows = [r for r in records if all(c in r for c in COMPOUND)]
+    rows = [r for r in records if all(c in r for c in COMPOUND) and " x" not in r["rule"]]
     if not rows:
         return ""
     cols = ("unit1->unit2", COMPOUND[0], "unit2->unit1", COMPOUND[1])

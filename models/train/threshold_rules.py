@@ -176,6 +176,7 @@ def site_prevalence_figures(
     served: float | None = None,
     prevalences: tuple[float, ...] = PREVALENCES,
     mean_risk: bool = False,
+    prevalence_error: float = 1.0,
 ) -> dict[str, Any]:
     """The unit shifts with the test unit's septic-stay prevalence known (a site's coding statistics,
     no row labels): the training side's utility reweighted by the odds ratio of the two prevalences
@@ -185,9 +186,10 @@ def site_prevalence_figures(
     unit's mean score is known too (``models.site_threshold.effective_prevalence``). Where the
     predictions carry the compound (protocol 4), each unit shift is scored again with the test unit's
     labs thinned, the mean risk read from the thinned scores (mean over the thinning seeds); where they
-    carry protocol 6, with its labs drawn at most once a day too."""
+    carry protocol 6, with its labs drawn at most once a day too. ``prevalence_error``: the site
+    states this multiple of its true prevalence (``SiteRule``)."""
     out: dict[str, Any] = {}
-    rule = SiteRule(served, prevalences, mean_risk)
+    rule = SiteRule(served, prevalences, mean_risk, prevalence_error)
     for key, test, scored in site_thresholds(u, pred, unit, rule, combiner, yw):
         blocks = [{**shifts.block(u, s, test, t), "odds_ratio": round(r, 3)} for s, t, r in scored]
         out.update(shifts.named_unit_blocks(pred, key, blocks))
@@ -201,11 +203,13 @@ def site_prevalence_figures(
 class SiteRule:
     """How a site's threshold is chosen (``site_prevalence_figures``): ``served`` (an alert-share
     ceiling, 1.0 for none) as ``models.site_threshold`` serves it from the grid ``prevalences``, else
-    the exact rule; ``mean_risk``: the test unit's mean score is known too."""
+    the exact rule; ``mean_risk``: the test unit's mean score is known too; ``prevalence_error``: the
+    site states its prevalence as this multiple of the true one (a site that miscounts its septic stays)."""
 
     served: float | None = None
     prevalences: tuple[float, ...] = PREVALENCES
     mean_risk: bool = False
+    prevalence_error: float = 1.0
 
 
 def site_thresholds(
@@ -223,7 +227,7 @@ def site_thresholds(
     y, w = yw if yw is not None else (u.labels.astype(float), np.ones(len(u.labels)))
     for a, key in zip(shifts.UNITS, shifts.UNIT_SHIFTS, strict=True):
         b = 3 - a
-        pa, pb = septic[unit == a].mean(), septic[unit == b].mean()
+        pa, pb = septic[unit == a].mean(), septic[unit == b].mean() * rule.prevalence_error
         ratio = float(odds(pb) / odds(pa))
         train, test = row_unit == a, row_unit == b
         score = combiner(pred.in_unit[a], y[train], w[train])  # fitted on the training unit only
@@ -392,6 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--record", type=Path, help="with --site-table: store the table in this metrics.json")
     ap.add_argument("--manifest", type=Path, help="with --site-table: pin the table and share curve in this manifest")
     ap.add_argument("--wards", action="store_true", help="with --site-table: set A's units as wards of one site")
+    ap.add_argument(
+        "--prevalence-error",
+        type=float,
+        default=1.0,
+        help="site rules: the test unit states this multiple of its true septic-stay prevalence",
+    )
     ap.add_argument("--out", default=str(data.CACHE_DIR / "threshold-rules.jsonl"))
     args = ap.parse_args(argv)
     c = data.load_cohort()
@@ -442,7 +452,9 @@ def main(argv: list[str] | None = None) -> int:
                     (y, w),
                     ceiling,
                     mean_risk=base != rule,
+                    prevalence_error=args.prevalence_error,
                 )
+                rule += f" x{args.prevalence_error:g}" if args.prevalence_error != 1.0 else ""
             elif rule == "share":
                 res = share_figures(shifts.Utility(c.labels, c.lengths), pred, fold, c.unit)
             else:

@@ -114,3 +114,27 @@ def test_the_site_rules_score_the_other_unit_with_its_labs_thinned_too() -> None
     scheduled = routine["unit1->unit2+labs_every24h"]
     assert (scheduled["threshold"], scheduled["utility"]) == (with_risk[key]["threshold"], with_risk[key]["utility"])
     assert routine["unit2->unit1+labs_every24h"]["utility"] == routine["unit2->unit1"]["utility"]
+
+
+def test_a_site_that_overstates_its_prevalence_gets_a_lower_threshold() -> None:
+    from vigil.models.site_threshold import odds
+    from vigil.models.train.shifts import ShiftPredictions
+
+    u, score = _cohort(7, 200)
+    unit = np.where(np.arange(200) % 2 == 0, 1, 2)
+    row_unit = u.rows_of(unit)
+    pred = ShiftPredictions(
+        score[None],
+        {},
+        {"unit1->unit2": score[row_unit == 2][None], "unit2->unit1": score[row_unit == 1][None]},
+        {1: score[row_unit == 1][None], 2: score[row_unit == 2][None]},
+    )
+    true = tr.site_prevalence_figures(u, pred, unit)
+    assert tr.site_prevalence_figures(u, pred, unit, prevalence_error=1.0) == true
+    over, under = (tr.site_prevalence_figures(u, pred, unit, prevalence_error=f) for f in (1.5, 0.5))
+    septic = u.best_gain > 0
+    for a, key in ((1, "unit1->unit2"), (2, "unit2->unit1")):
+        pa, pb = septic[unit == a].mean(), septic[unit == 3 - a].mean()
+        assert over[key]["odds_ratio"] == round(odds(1.5 * pb) / odds(pa), 3)  # the stated prevalence, not the true
+        assert under[key]["threshold"] >= true[key]["threshold"] >= over[key]["threshold"]
+    assert any(over[k]["threshold"] < true[k]["threshold"] for k in ("unit1->unit2", "unit2->unit1"))

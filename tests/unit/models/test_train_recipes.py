@@ -403,3 +403,20 @@ def test_the_card_shows_the_paired_worst_case_by_threshold_rule_and_keeps_the_ru
     assert _worst_paired({"paired": entries[:1]}, base) == ""
     # the shipped threshold's tables never read an interval measured at another rule
     assert _paired_intervals({"paired": entries}, base) == {(f"{base}~aug50", 1): {ROUTINE[0]: routine_cell}}
+
+
+def test_the_card_shows_a_misstated_prevalence_in_its_own_table_only() -> None:
+    from vigil.models.train.cards_stepping import COMPOUND, ROUTINE, threshold_rules_table
+
+    def rec(rule: str, utility: float, share: float = 0.2) -> dict[str, object]:
+        cell = {"utility": utility, "alert_share": share}
+        units = {k: dict(cell) for k in ("unit1->unit2", "unit2->unit1", *ROUTINE)}
+        return {"pred": "full-s1", "rule": rule, **units, **{c: {**cell, "utility": 0.1} for c in COMPOUND}}
+
+    records = [rec("best", 0.24, 0.15), rec("served-risk", 0.28), rec("served-risk x2", 0.2, 0.6)]
+    text = threshold_rules_table({"threshold_rules": records})
+    assert "| full-s1 | bundle's (`best`) | 0.240 | 0.100 | 15.0 % |" in text
+    assert "| full-s1 | site, prevalence as true | 0.280 | 0.100 | 20.0 % |" in text
+    assert "| full-s1 | site, prevalence stated x2 | 0.200 | 0.100 | 60.0 % |" in text
+    assert text.count("served-risk x2") == 0  # not a rule row of the other tables
+    assert "states its septic-stay prevalence wrongly" not in threshold_rules_table({"threshold_rules": records[:2]})
