@@ -5,6 +5,7 @@ is acknowledged by at least two brokers, so one broker may die without losing it
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from vigil.infra.connect import kafka_admin, kafka_endpoint
@@ -40,11 +41,9 @@ def ensure_topics(settings: Settings, names: tuple[str, ...]) -> list[str]:
 def describe_replication(settings: Settings, names: tuple[str, ...]) -> dict[str, dict[str, int | None]]:
     """Per topic: partitions, the smallest replica and in-sync replica counts over its partitions,
     and its ``min.insync.replicas`` (what the three-broker test checks around a broker kill)."""
-    from kafka.admin import ConfigResource
-
     admin = kafka_admin(settings, client_id="vigil-topics")
     try:
-        configs = admin.describe_configs([ConfigResource("TOPIC", t, ["min.insync.replicas"]) for t in names])["topic"]
+        configs = _min_insync_configs(admin, names)
         out: dict[str, dict[str, int | None]] = {}
         for topic in admin.describe_topics(list(names)):
             parts = topic["partitions"]
@@ -57,6 +56,21 @@ def describe_replication(settings: Settings, names: tuple[str, ...]) -> dict[str
         return out
     finally:
         admin.close()
+
+
+def _min_insync_configs(admin: Any, names: tuple[str, ...], wait_s: float = 20.0) -> dict[str, dict[str, Any]]:
+    """Each topic's ``min.insync.replicas`` entry. Right after a cluster starts, a broker that has not
+    applied a topic's metadata yet answers for it with an error and no configs, and kafka-python
+    returns that as an empty entry: read again until every topic has one, or ``wait_s`` has passed."""
+    from kafka.admin import ConfigResource
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = admin.describe_configs([ConfigResource("TOPIC", t, ["min.insync.replicas"]) for t in names])
+        configs: dict[str, dict[str, Any]] = found.get("topic", {})
+        if all("min.insync.replicas" in configs.get(t, {}) for t in names) or time.monotonic() > deadline:
+            return configs
+        time.sleep(0.5)
 
 
 def _int_or_none(config: dict[str, Any] | None) -> int | None:
