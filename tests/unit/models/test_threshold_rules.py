@@ -6,13 +6,22 @@ import numpy as np
 from synthetic import septic_labels
 
 from vigil.models.train import threshold_rules as tr
-from vigil.models.train.shifts import Utility
+from vigil.models.train.shifts import ShiftPredictions, Utility
 
 
 def _cohort(seed: int = 0, n: int = 120) -> tuple[Utility, np.ndarray]:
     rng = np.random.default_rng(seed)
     lab, lengths = septic_labels(rng, n)
     return Utility(lab, lengths), lab + 0.8 * rng.random(len(lab))
+
+
+def _two_units(u: Utility, score: np.ndarray) -> tuple[np.ndarray, ShiftPredictions]:
+    """Stays alternately in unit 1 and 2, each unit's model scoring both as ``score`` (no shift of the scores)."""
+    unit = np.where(np.arange(len(u.lengths)) % 2 == 0, 1, 2)
+    row_unit = u.rows_of(unit)
+    other = {"unit1->unit2": score[row_unit == 2][None], "unit2->unit1": score[row_unit == 1][None]}
+    inner = {1: score[row_unit == 1][None], 2: score[row_unit == 2][None]}
+    return unit, ShiftPredictions(score[None], {}, other, inner)
 
 
 def test_prevalence_maximin_with_ratio_one_is_the_best_threshold() -> None:
@@ -55,17 +64,8 @@ def test_site_prevalence_table_returns_the_best_threshold_at_the_training_preval
 
 
 def test_the_served_site_threshold_follows_the_exact_rule_and_its_ceiling() -> None:
-    from vigil.models.train.shifts import ShiftPredictions
-
     u, score = _cohort(5, 200)
-    unit = np.where(np.arange(200) % 2 == 0, 1, 2)
-    row_unit = u.rows_of(unit)
-    pred = ShiftPredictions(
-        score[None],
-        {},
-        {"unit1->unit2": score[row_unit == 2][None], "unit2->unit1": score[row_unit == 1][None]},
-        {1: score[row_unit == 1][None], 2: score[row_unit == 2][None]},
-    )
+    unit, pred = _two_units(u, score)
     exact = tr.site_prevalence_figures(u, pred, unit)
     grid = tuple(np.round(np.arange(0.1, 0.61, 0.02), 2))  # the synthetic units: about a third septic
     served = tr.site_prevalence_figures(u, pred, unit, served=1.0, prevalences=grid)
@@ -84,8 +84,6 @@ def test_the_served_site_threshold_follows_the_exact_rule_and_its_ceiling() -> N
 
 
 def test_the_site_rules_score_the_other_unit_with_its_labs_thinned_too() -> None:
-    from vigil.models.train.shifts import ShiftPredictions
-
     u, score = _cohort(6, 200)
     unit = np.where(np.arange(200) % 2 == 0, 1, 2)
     row_unit = u.rows_of(unit)
@@ -118,17 +116,9 @@ def test_the_site_rules_score_the_other_unit_with_its_labs_thinned_too() -> None
 
 def test_a_site_that_overstates_its_prevalence_gets_a_lower_threshold() -> None:
     from vigil.models.site_threshold import odds
-    from vigil.models.train.shifts import ShiftPredictions
 
     u, score = _cohort(7, 200)
-    unit = np.where(np.arange(200) % 2 == 0, 1, 2)
-    row_unit = u.rows_of(unit)
-    pred = ShiftPredictions(
-        score[None],
-        {},
-        {"unit1->unit2": score[row_unit == 2][None], "unit2->unit1": score[row_unit == 1][None]},
-        {1: score[row_unit == 1][None], 2: score[row_unit == 2][None]},
-    )
+    unit, pred = _two_units(u, score)
     true = tr.site_prevalence_figures(u, pred, unit)
     assert tr.site_prevalence_figures(u, pred, unit, prevalence_error=1.0) == true
     over, under = (tr.site_prevalence_figures(u, pred, unit, prevalence_error=f) for f in (1.5, 0.5))
