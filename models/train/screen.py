@@ -18,6 +18,8 @@ labs (issue 12's reference, trained so, ranked better on the unseen hospital wit
 ``~p<name>`` fits the trees with one of ``PARAM_SETS`` instead of the bundle's LightGBM settings;
 ``~mono`` adds monotone constraints where physiology fixes the direction (``trees.monotone_constraints``,
 bundle 2.3's recipe: ``full~psmooth~mono``; without it a recipe fits as recorded before 2.3).
+``~siterel`` divides each measurement-habit feature by its mean over the same site's rows
+(``site_relative``: each ICU unit of set A, each shifted copy, the other unit), label-free.
 
 Every config is scored under protocol 6: the four shifts of protocol 2 (CV, labs thinned, each
 unit held out), vital signs thinned to half the chartings (protocol 3), each unit shift again
@@ -47,6 +49,7 @@ from vigil.models.stay_features import MISSINGNESS_FEATURES, TREE_FEATURES
 from vigil.models.train import cohort_features, data, labels, metrics_file, shifts, stacking, trees
 
 LAB_KEEP = cohort_features.LAB_KEEP
+MEASUREMENT_HABIT = frozenset(n for n in TREE_FEATURES if n.endswith(("_rate", "_hours_since", "_n24h")))
 THIN_SEEDS = cohort_features.THIN_SEEDS
 VITALS_SEEDS = cohort_features.VITALS_SEEDS
 LAB_SCHEDULES = cohort_features.LAB_SCHEDULES
@@ -107,6 +110,8 @@ def training_mods(config: str) -> tuple[str, int, dict[str, Any], int | None]:
             overrides, rounds = {**PARAM_SETS[mod[1:]][0], **overrides}, PARAM_SETS[mod[1:]][1]
         elif mod == "mono":  # the constraints themselves need the recipe's columns (tree_recipe)
             overrides = {**overrides, "monotone_constraints": "physiology"}
+        elif mod == "siterel":  # the columns are rescaled in tree_recipe (site_relative)
+            pass
         else:
             raise SystemExit(
                 f"unknown modifier ~{mod} in {config}: expected ~thin<1-99>, ~aug<1-99>, ~mono or "
@@ -119,6 +124,25 @@ def augmented(config: str) -> bool:
     """``~aug<K>``: the recipe trains on its stays as recorded plus the ``~thin<K>`` copy of them (each
     row at half its weight), instead of the thinned copy alone."""
     return any(m.startswith("aug") for m in config.split("~")[1:])
+
+
+def site_relative(config: str) -> bool:
+    """``~siterel``: each measurement-habit feature (rates, hours since measured, counts over 24 h)
+    divided by its mean over the rows of the same site being scored or trained on (each ICU unit of
+    set A, a thinned copy, the other unit: label-free), so a hospital that measures less often as a
+    whole keeps its patients' measurement habits relative to its own."""
+    return "siterel" in config.split("~")[1:]
+
+
+def _divide_by_site_means(x: np.ndarray, site: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``x`` with its columns ``cols`` divided by their mean within each value of ``site`` (rows)."""
+    x = np.array(x, dtype=np.float32, copy=True)
+    for g in np.unique(site):
+        at = site == g
+        mean = np.nanmean(x[np.ix_(at, cols)], axis=0)
+        mean = np.where(np.isfinite(mean) & (mean > 0), mean, 1.0)
+        x[np.ix_(at, cols)] /= mean.astype(np.float32)
+    return x
 
 
 def columns(config: str) -> np.ndarray:
@@ -145,7 +169,7 @@ def tree_recipe(
     """``full``, ``reference``, an ablation, or ``full+<block>[+<block>]`` (``extra_features``)."""
     from vigil.models.train import extra_features
 
-    augment = augmented(config)
+    augment, relative = augmented(config), site_relative(config)
     config, thin, overrides, rounds = training_mods(config)
     base, *extras = config.split("+")
     train_mats = cohort_features.Matrices(mats.c, thin / 100) if thin else mats
@@ -156,6 +180,10 @@ def tree_recipe(
 
     source, train_source = source_of(mats), source_of(train_mats)
     cols = np.arange(source(None).shape[1]) if base in ("reference", "v1trees") else columns(base)
+    row_site = np.zeros(len(y), np.int8) if mats.c.unit is None else mats.c.unit[mats.c.patient_of_row()]
+    habit = np.nonzero(np.isin(np.array(TREE_FEATURES)[cols], sorted(MEASUREMENT_HABIT)))[0] if relative else cols[:0]
+    if relative and base in ("reference", "v1trees"):
+        raise SystemExit(f"~siterel needs the bundle's tree features: {config}")
     n_models = 3 if base == "ens3" else 1
     if base == "v1trees":  # the v1 recipe: SepsisLabel on every hour, unweighted, 250 trees
         y, w = mats.c.labels.astype(np.int8), np.ones(len(y), np.float32)
@@ -164,6 +192,8 @@ def tree_recipe(
         copy: cohort_features.Copy | None, rows: np.ndarray, m: cohort_features.Matrices = mats, src: Any = source
     ) -> np.ndarray:
         parts = [np.asarray(src(copy)[rows])[:, cols]]
+        if relative:  # a thinned copy is its own site: its rows' means
+            parts[0] = _divide_by_site_means(parts[0], row_site[rows] + (10 if copy else 0), habit)
         for name in extras:
             block = extra_features.cohort_block(m.cohort(copy), name, m.tag(copy))
             parts.append(np.asarray(block[rows]))

@@ -420,3 +420,17 @@ def test_the_card_shows_a_misstated_prevalence_in_its_own_table_only() -> None:
     assert "| full-s1 | site, prevalence stated x2 | 0.200 | 0.100 | 60.0 % |" in text
     assert text.count("served-risk x2") == 0  # not a rule row of the other tables
     assert "states its septic-stay prevalence wrongly" not in threshold_rules_table({"threshold_rules": records[:2]})
+
+
+def test_site_relative_habits_divide_by_each_sites_own_mean() -> None:
+    assert screen.site_relative("full~psmooth~mono~siterel") and not screen.site_relative("full~psmooth~mono")
+    assert screen.training_mods("full~siterel~psmooth")[0] == "full"  # a known modifier, no thinning
+    assert {"HR_rate", "Lactate_hours_since", "HR_n24h"} <= screen.MEASUREMENT_HABIT
+    assert "HR_last" not in screen.MEASUREMENT_HABIT
+    x = np.array([[1.0, 10.0], [3.0, 20.0], [4.0, 30.0], [np.nan, 40.0], [0.0, 50.0]], np.float32)
+    site = np.array([1, 1, 2, 2, 3])
+    out = screen._divide_by_site_means(x, site, np.array([0]))
+    # site 1's mean 2, site 2's 4 (the unmeasured row left out), site 3's 0: left as is
+    np.testing.assert_allclose(out[:, 0], [0.5, 1.5, 1.0, np.nan, 0.0])
+    np.testing.assert_array_equal(out[:, 1], x[:, 1])  # other columns untouched
+    assert x[0, 0] == 1.0  # the input is not modified
