@@ -77,17 +77,16 @@ def scorings(
             yield name, everything, row_fold, Scored(scores, [fold_thr] * len(scores))
     for a, key, both in zip(shifts.UNITS, shifts.UNIT_SHIFTS, shifts.COMPOUND, strict=True):
         train, test = row_unit == a, row_unit == 3 - a
-        best = u.threshold(pred.in_unit[a][0], train)
-        chosen = (site or {}).get(key, [best] * len(shifts.unit_scorings(pred, key)))
+        scored = shifts.unit_scorings(pred, key)  # as drawn, the thinned copies, the schedules
+        chosen = (site or {}).get(key, [u.threshold(pred.in_unit[a][0], train)] * len(scored))
         thr = [np.full(int(test.sum()), t) for t in chosen]
         one = np.zeros(len(row_fold), int)
-        yield key, test, one, Scored([pred.other_unit[key][0]], thr[:1])
-        thinned = pred.other_unit_thin.get(key, {})
-        if thinned:  # unit_scorings' order: as drawn, the thinned copies (by seed), the schedules
-            by_seed = dict(zip(thinned, thr[1 : 1 + len(thinned)], strict=True))
-            scores = [v[0] for _, v in sorted(thinned.items())]
-            yield both, test, one, Scored(scores, [by_seed[k] for k in sorted(thinned)])
-        for (h, v), t in zip(pred.other_unit_sched.get(key, {}).items(), thr[1 + len(thinned) :], strict=True):
+        yield key, test, one, Scored([scored[0][0]], thr[:1])
+        k = len(pred.other_unit_thin.get(key, {}))
+        if k:
+            yield both, test, one, Scored([v[0] for v in scored[1 : 1 + k]], thr[1 : 1 + k])
+        schedules = pred.other_unit_sched.get(key, {})
+        for h, v, t in zip(schedules, scored[1 + k :], thr[1 + k :], strict=True):
             yield shifts.scheduled_compound(key, h), test, one, Scored([v[0]], [t])
 
 
