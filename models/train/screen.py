@@ -180,10 +180,11 @@ def tree_recipe(
 
     source, train_source = source_of(mats), source_of(train_mats)
     cols = np.arange(source(None).shape[1]) if base in ("reference", "v1trees") else columns(base)
-    row_site = np.zeros(len(y), np.int8) if mats.c.unit is None else mats.c.unit[mats.c.patient_of_row()]
-    habit = np.nonzero(np.isin(np.array(TREE_FEATURES)[cols], sorted(MEASUREMENT_HABIT)))[0] if relative else cols[:0]
     if relative and base in ("reference", "v1trees"):
         raise SystemExit(f"~siterel needs the bundle's tree features: {config}")
+    if relative:  # the site of each row (its ICU unit) and the habit columns, only where they are used
+        row_site = np.zeros(len(y), np.int8) if mats.c.unit is None else mats.c.unit[mats.c.patient_of_row()]
+        habit = np.nonzero(np.isin(np.array(TREE_FEATURES)[cols], sorted(MEASUREMENT_HABIT)))[0]
     n_models = 3 if base == "ens3" else 1
     if base == "v1trees":  # the v1 recipe: SepsisLabel on every hour, unweighted, 250 trees
         y, w = mats.c.labels.astype(np.int8), np.ones(len(y), np.float32)
