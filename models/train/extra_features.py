@@ -13,6 +13,11 @@ helps can move into the stepping core unchanged.
 - ``rel``: values relative to the patient's own history: a vital's distance from its 24-h mean in
   its own 24-h standard deviations, and where the newest value of a vital or key lab sits between
   the lowest and highest since admission (0 = lowest, 1 = highest).
+- ``decay``: trust in a carried-forward lab value that fades with its age. Each lab's newest value,
+  standardized, times exp(-hours since it was drawn / 24 h) (0 when never drawn: the population
+  centre), and one sum of every lab's decayed excess over one scale unit of the centre
+  (max(|z| - 1, 0) * decay). A tree with few leaves sees a two-day-old lactate and a fresh one as
+  the same number; a hospital that draws labs once a day carries every value further than set A.
 """
 
 from __future__ import annotations
@@ -23,12 +28,12 @@ from typing import Final
 
 import numpy as np
 
-from vigil.models.aggregates import AggregateSeries
+from vigil.models.aggregates import NO_HOUR, AggregateSeries
 from vigil.models.standardize import standardize
 from vigil.models.stay_features import SEQUENCE_INPUTS, TREND_VITALS, USED_CODES, _vital_block, sequence_inputs
 from vigil.models.stepping import stay_inputs
 from vigil.models.train.data import CACHE_DIR, Cohort, cached_hour_block
-from vigil.schemas.codes import DYNAMIC_CODES
+from vigil.schemas.codes import DYNAMIC_CODES, LABS
 
 SIG_VITALS: Final[tuple[str, ...]] = ("HR", "O2Sat", "Temp", "MAP", "Resp")
 SIG_HOURS: Final[tuple[int, ...]] = (12, 24)
@@ -80,6 +85,23 @@ def relative(rows: np.ndarray, agg: AggregateSeries, emit: np.ndarray) -> np.nda
     return np.concatenate([z, pos], axis=1).astype(np.float32)
 
 
+DECAY_HOURS: Final[float] = 24.0
+_DECAY_LABS = np.array([DYNAMIC_CODES.index(c) for c in LABS if c in USED_CODES])
+DECAY_NAMES: Final[list[str]] = [f"{DYNAMIC_CODES[i]}_z_decay24h" for i in _DECAY_LABS] + ["labs_abnormal_decay24h"]
+
+
+def decayed_labs(rows: np.ndarray, agg: AggregateSeries, emit: np.ndarray) -> np.ndarray:
+    """[len(emit), len(DECAY_NAMES)]: each lab's standardized newest value weighted by
+    exp(-age / DECAY_HOURS), and the sum of the decayed excesses max(|z| - 1, 0)."""
+    last_h = agg.last_h[emit][:, _DECAY_LABS]
+    seen = last_h != NO_HOUR
+    age = np.where(seen, agg.hours[emit][:, None] - last_h, 0).astype(np.float64)
+    trust = np.where(seen, np.exp(-age / DECAY_HOURS), 0.0)
+    z = np.nan_to_num(standardize(agg.last_v[emit])[:, _DECAY_LABS], nan=0.0).astype(np.float64)
+    excess = (np.maximum(np.abs(z) - 1.0, 0.0) * trust).sum(axis=1, keepdims=True)
+    return np.concatenate([z * trust, excess], axis=1).astype(np.float32)
+
+
 SEQ2_STATS: Final[tuple[str, ...]] = ("max", "min", "delta", "from_baseline", "rate")
 SEQ2_NAMES: Final[list[str]] = list(SEQUENCE_INPUTS[:-3]) + [f"{c}_{s}" for c in USED_CODES for s in SEQ2_STATS]
 SEQ2_NAMES += list(SEQUENCE_INPUTS[-3:])
@@ -109,6 +131,7 @@ def sequence_v2(rows: np.ndarray, agg: AggregateSeries, static: Mapping[str, flo
 BLOCKS: Final[dict[str, tuple[list[str], Callable[[np.ndarray, AggregateSeries, np.ndarray], np.ndarray]]]] = {
     "sig": (SIG_NAMES, levy_areas),
     "rel": (REL_NAMES, relative),
+    "decay": (DECAY_NAMES, decayed_labs),
 }
 VERSION: Final[int] = 1
 

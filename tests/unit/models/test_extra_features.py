@@ -6,7 +6,14 @@ import numpy as np
 
 from vigil.models.standardize import standardize
 from vigil.models.stepping import stay_inputs
-from vigil.models.train.extra_features import REL_NAMES, SIG_NAMES, levy_areas, relative
+from vigil.models.train.extra_features import (
+    DECAY_NAMES,
+    REL_NAMES,
+    SIG_NAMES,
+    decayed_labs,
+    levy_areas,
+    relative,
+)
 from vigil.schemas.codes import DYNAMIC_CODES
 
 
@@ -33,9 +40,23 @@ def test_levy_area_is_the_signed_area_closed_by_the_chord() -> None:
 def test_blocks_are_causal() -> None:
     m = _stay(40, seed=1)
     whole = stay_inputs(m, None)
-    for fn, n in ((levy_areas, len(SIG_NAMES)), (relative, len(REL_NAMES))):
+    for fn, n in ((levy_areas, len(SIG_NAMES)), (relative, len(REL_NAMES)), (decayed_labs, len(DECAY_NAMES))):
         full = fn(whole.rows, whole.series, np.arange(40))
         assert full.shape == (40, n)
         for t in (0, 7, 30):
             part = stay_inputs(m[: t + 1], None)
             np.testing.assert_array_equal(fn(part.rows, part.series, np.array([t]))[0], full[t])
+
+
+def test_a_lab_value_fades_with_its_age_and_an_undrawn_lab_sits_at_the_centre() -> None:
+    m = np.full((50, len(DYNAMIC_CODES)), np.nan, np.float32)
+    m[:, DYNAMIC_CODES.index("HR")] = 90.0
+    m[2, DYNAMIC_CODES.index("Lactate")] = 6.0  # drawn once, at hour 2
+    inputs = stay_inputs(m, None)
+    got = decayed_labs(inputs.rows, inputs.series, np.array([2, 26, 49]))
+    lac = DECAY_NAMES.index("Lactate_z_decay24h")
+    z = float(standardize(m[2:3])[0, DYNAMIC_CODES.index("Lactate")])
+    assert z > 1.0
+    np.testing.assert_allclose(got[:, lac], [z, z * np.exp(-1.0), z * np.exp(-47 / 24)], rtol=1e-5)
+    np.testing.assert_allclose(got[:, -1], [z - 1.0, (z - 1.0) * np.exp(-1.0), (z - 1.0) * np.exp(-47 / 24)], rtol=1e-5)
+    assert not got[:, DECAY_NAMES.index("WBC_z_decay24h")].any()
