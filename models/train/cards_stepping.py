@@ -435,7 +435,7 @@ def threshold_rules_table(metrics: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for r in records:
-        if " x" in r["rule"]:  # a misstated prevalence: its own table (_prevalence_error)
+        if _misstated(r["rule"]):  # its own table (_prevalence_error)
             continue
         if "minus_best" in r:
             d = r["minus_best"]
@@ -457,12 +457,20 @@ def threshold_rules_table(metrics: dict[str, Any]) -> str:
     )
 
 
+def _misstated(rule: str) -> bool:
+    """A site rule read at a prevalence other than the site's own (``threshold_rules --prevalence-error``,
+    ``--assume-training-prevalence``): the card shows it only beside the true one (``_prevalence_error``)."""
+    return " x" in rule or rule.endswith(" assumed")
+
+
 def _prevalence_error(records: list[dict[str, Any]], rule: str = "served-risk") -> str:
     """``rule`` where the site states a multiple of its true prevalence (``threshold_rules
-    --prevalence-error``), beside the exact statement and the bundle's threshold, per prediction."""
+    --prevalence-error``) or knows only its mean risk (``--assume-training-prevalence``), beside the
+    exact statement and the bundle's threshold, per prediction."""
     by = {(r["pred"], r["rule"]): r for r in records}
     stated = sorted((p, float(k.split(" x")[1])) for p, k in by if k.startswith(f"{rule} x"))
-    if not stated:
+    assumed = sorted(p for p, k in by if k == f"{rule} assumed")
+    if not stated and not assumed:
         return ""
     drawn = (*shifts.UNIT_SHIFTS, *ROUTINE)  # both unit shifts, as drawn and with labs once a day
     out = [
@@ -470,9 +478,10 @@ def _prevalence_error(records: list[dict[str, Any]], rule: str = "served-risk") 
         "most hours flagged, of 4 |",
         "|---|---|---|---|---|",
     ]
-    for pred in sorted({p for p, _ in stated}):
+    for pred in sorted({p for p, _ in stated} | set(assumed)):
         rows = [("bundle's (`best`)", by.get((pred, "best"))), ("site, prevalence as true", by.get((pred, rule)))]
         rows += [(f"site, prevalence stated x{f:g}", by[(pred, f"{rule} x{f:g}")]) for p, f in stated if p == pred]
+        rows += [("mean risk only, the training unit's prevalence assumed", by.get((pred, f"{rule} assumed")))]
         for name, r in rows:
             if r is None or not all(c in r for c in (*drawn, *COMPOUND)):
                 continue
@@ -489,7 +498,7 @@ def _prevalence_error(records: list[dict[str, Any]], rule: str = "served-risk") 
 
 def _rules_under_compound(records: list[dict[str, Any]]) -> str:
     """The rules' unit-shift cells again with the test unit's labs thinned (protocol 4)."""
-    rows = [r for r in records if all(c in r for c in COMPOUND) and " x" not in r["rule"]]
+    rows = [r for r in records if all(c in r for c in COMPOUND) and not _misstated(r["rule"])]
     if not rows:
         return ""
     cols = ("unit1->unit2", COMPOUND[0], "unit2->unit1", COMPOUND[1])

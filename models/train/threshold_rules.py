@@ -177,6 +177,7 @@ def site_prevalence_figures(
     prevalences: tuple[float, ...] = PREVALENCES,
     mean_risk: bool = False,
     prevalence_error: float = 1.0,
+    assume_training_prevalence: bool = False,
 ) -> dict[str, Any]:
     """The unit shifts with the test unit's septic-stay prevalence known (a site's coding statistics,
     no row labels): the training side's utility reweighted by the odds ratio of the two prevalences
@@ -187,9 +188,10 @@ def site_prevalence_figures(
     predictions carry the compound (protocol 4), each unit shift is scored again with the test unit's
     labs thinned, the mean risk read from the thinned scores (mean over the thinning seeds); where they
     carry protocol 6, with its labs drawn at most once a day too. ``prevalence_error``: the site
-    states this multiple of its true prevalence (``SiteRule``)."""
+    states this multiple of its true prevalence; ``assume_training_prevalence``: it states the
+    training side's instead, whatever its own (``SiteRule``)."""
     out: dict[str, Any] = {}
-    rule = SiteRule(served, prevalences, mean_risk, prevalence_error)
+    rule = SiteRule(served, prevalences, mean_risk, prevalence_error, assume_training_prevalence)
     for key, test, scored in site_thresholds(u, pred, unit, rule, combiner, yw):
         blocks = [{**shifts.block(u, s, test, t), "odds_ratio": round(r, 3)} for s, t, r in scored]
         out.update(shifts.named_unit_blocks(pred, key, blocks))
@@ -204,12 +206,15 @@ class SiteRule:
     """How a site's threshold is chosen (``site_prevalence_figures``): ``served`` (an alert-share
     ceiling, 1.0 for none) as ``models.site_threshold`` serves it from the grid ``prevalences``, else
     the exact rule; ``mean_risk``: the test unit's mean score is known too; ``prevalence_error``: the
-    site states its prevalence as this multiple of the true one (a site that miscounts its septic stays)."""
+    site states its prevalence as this multiple of the true one (a site that miscounts its septic stays);
+    ``assume_training_prevalence``: the site knows only its mean risk and is read at the training side's
+    prevalence (all of the prior shift taken for the model's own)."""
 
     served: float | None = None
     prevalences: tuple[float, ...] = PREVALENCES
     mean_risk: bool = False
     prevalence_error: float = 1.0
+    assume_training_prevalence: bool = False
 
 
 def site_thresholds(
@@ -228,6 +233,7 @@ def site_thresholds(
     for a, key in zip(shifts.UNITS, shifts.UNIT_SHIFTS, strict=True):
         b = 3 - a
         pa, pb = septic[unit == a].mean(), septic[unit == b].mean() * rule.prevalence_error
+        pb = pa if rule.assume_training_prevalence else pb
         ratio = float(odds(pb) / odds(pa))
         train, test = row_unit == a, row_unit == b
         score = combiner(pred.in_unit[a], y[train], w[train])  # fitted on the training unit only
@@ -402,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="site rules: the test unit states this multiple of its true septic-stay prevalence",
     )
+    ap.add_argument(
+        "--assume-training-prevalence",
+        action="store_true",
+        help="site rules: the test unit states the training unit's prevalence (it knows only its mean risk)",
+    )
     ap.add_argument("--out", default=str(data.CACHE_DIR / "threshold-rules.jsonl"))
     args = ap.parse_args(argv)
     c = data.load_cohort()
@@ -453,8 +464,10 @@ def main(argv: list[str] | None = None) -> int:
                     ceiling,
                     mean_risk=base != rule,
                     prevalence_error=args.prevalence_error,
+                    assume_training_prevalence=args.assume_training_prevalence,
                 )
                 rule += f" x{args.prevalence_error:g}" if args.prevalence_error != 1.0 else ""
+                rule += " assumed" if args.assume_training_prevalence else ""
             elif rule == "share":
                 res = share_figures(shifts.Utility(c.labels, c.lengths), pred, fold, c.unit)
             else:

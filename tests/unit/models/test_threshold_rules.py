@@ -128,3 +128,18 @@ def test_a_site_that_overstates_its_prevalence_gets_a_lower_threshold() -> None:
         assert over[key]["odds_ratio"] == round(odds(1.5 * pb) / odds(pa), 3)  # the stated prevalence, not the true
         assert under[key]["threshold"] >= true[key]["threshold"] >= over[key]["threshold"]
     assert any(over[k]["threshold"] < true[k]["threshold"] for k in ("unit1->unit2", "unit2->unit1"))
+
+
+def test_a_site_read_at_the_training_prevalence_corrects_only_its_mean_risk() -> None:
+    from vigil.models.site_threshold import model_shift
+
+    u, score = _cohort(8, 200)
+    unit, pred = _two_units(u, score)
+    assumed = tr.site_prevalence_figures(u, pred, unit, mean_risk=True, assume_training_prevalence=True)
+    row_unit = u.rows_of(unit)
+    for a, key in ((1, "unit1->unit2"), (2, "unit2->unit1")):
+        s_train, s_test = score[row_unit == a], score[row_unit == 3 - a]
+        # the prevalences' odds ratio is 1: all that is left is the model's own move, undone
+        expected = 1.0 / model_shift(float(s_test.mean()), float(s_train.mean()))
+        assert assumed[key]["odds_ratio"] == round(expected, 3)
+        assert assumed[key]["odds_ratio"] != 1.0

@@ -420,6 +420,9 @@ def test_the_card_shows_a_misstated_prevalence_in_its_own_table_only() -> None:
     assert "| full-s1 | site, prevalence stated x2 | 0.200 | 0.100 | 60.0 % |" in text
     assert text.count("served-risk x2") == 0  # not a rule row of the other tables
     assert "states its septic-stay prevalence wrongly" not in threshold_rules_table({"threshold_rules": records[:2]})
+    only_risk = threshold_rules_table({"threshold_rules": [*records[:2], rec("served-risk assumed", 0.05, 0.25)]})
+    assert "| full-s1 | mean risk only, the training unit's prevalence assumed | 0.050 | 0.050 | 25.0 % |" in only_risk
+    assert only_risk.count("served-risk assumed") == 0
 
 
 def test_site_relative_habits_divide_by_each_sites_own_mean() -> None:
