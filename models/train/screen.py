@@ -20,6 +20,9 @@ labs (issue 12's reference, trained so, ranked better on the unseen hospital wit
 bundle 2.3's recipe: ``full~psmooth~mono``; without it a recipe fits as recorded before 2.3).
 ``~siterel`` divides each measurement-habit feature by its mean over the same site's rows
 (``site_relative``: each ICU unit of set A, each shifted copy, the other unit), label-free.
+``~icucap<H>`` clips the hours in the ICU at H (``icu_cap``): the trees keep "early in the stay" but
+no longer learn the training unit's risk by day of a long stay, which a hospital's discharge
+practice sets.
 
 Every config is scored under protocol 6: the four shifts of protocol 2 (CV, labs thinned, each
 unit held out), vital signs thinned to half the chartings (protocol 3), each unit shift again
@@ -71,6 +74,8 @@ PARAM_SETS: dict[str, tuple[dict[str, Any], int | None]] = {
     "xt": ({**_V21, "extra_trees": True}, 300),
     # the other direction: deeper and longer
     "deep": ({"num_leaves": 63, "min_data_in_leaf": 200, "lambda_l2": 1.0}, 400),
+    # stumps: an additive model of the features (a GAM), no interactions to learn a unit's case mix by
+    "additive": ({"num_leaves": 2, "min_data_in_leaf": 2000, "lambda_l2": 20.0}, 1200),
 }
 # Issue 12's reference LightGBM is a fixed yardstick: "200 strongly regularized trees", bundle 2.1's
 # settings, whatever the bundle ships (its rows recorded under protocol 3 on 3 December followed 2.2's
@@ -110,12 +115,12 @@ def training_mods(config: str) -> tuple[str, int, dict[str, Any], int | None]:
             overrides, rounds = {**PARAM_SETS[mod[1:]][0], **overrides}, PARAM_SETS[mod[1:]][1]
         elif mod == "mono":  # the constraints themselves need the recipe's columns (tree_recipe)
             overrides = {**overrides, "monotone_constraints": "physiology"}
-        elif mod == "siterel":  # the columns are rescaled in tree_recipe (site_relative)
+        elif mod == "siterel" or re.fullmatch(r"icucap\d+", mod):  # applied in tree_recipe
             pass
         else:
             raise SystemExit(
-                f"unknown modifier ~{mod} in {config}: expected ~thin<1-99>, ~aug<1-99>, ~mono or "
-                f"~p<{'|'.join(PARAM_SETS)}>"
+                f"unknown modifier ~{mod} in {config}: expected ~thin<1-99>, ~aug<1-99>, ~mono, ~siterel, "
+                f"~icucap<hours> or ~p<{'|'.join(PARAM_SETS)}>"
             )
     return recipe, thin, dict(overrides), rounds
 
@@ -132,6 +137,12 @@ def site_relative(config: str) -> bool:
     set A, a thinned copy, the other unit: label-free), so a hospital that measures less often as a
     whole keeps its patients' measurement habits relative to its own."""
     return "siterel" in config.split("~")[1:]
+
+
+def icu_cap(config: str) -> int | None:
+    """``~icucap<H>``: the hours in the ICU clipped at H in every row the recipe trains on and scores."""
+    caps = [int(m[6:]) for m in config.split("~")[1:] if re.fullmatch(r"icucap\d+", m)]
+    return caps[-1] if caps else None
 
 
 def _divide_by_site_means(x: np.ndarray, site: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -169,7 +180,7 @@ def tree_recipe(
     """``full``, ``reference``, an ablation, or ``full+<block>[+<block>]`` (``extra_features``)."""
     from vigil.models.train import extra_features
 
-    augment, relative = augmented(config), site_relative(config)
+    augment, relative, cap = augmented(config), site_relative(config), icu_cap(config)
     config, thin, overrides, rounds = training_mods(config)
     base, *extras = config.split("+")
     train_mats = cohort_features.Matrices(mats.c, thin / 100) if thin else mats
@@ -180,8 +191,10 @@ def tree_recipe(
 
     source, train_source = source_of(mats), source_of(train_mats)
     cols = np.arange(source(None).shape[1]) if base in ("reference", "v1trees") else columns(base)
-    if relative and base in ("reference", "v1trees"):
-        raise SystemExit(f"~siterel needs the bundle's tree features: {config}")
+    if (relative or cap) and base in ("reference", "v1trees"):
+        raise SystemExit(f"~siterel and ~icucap need the bundle's tree features: {config}")
+    if cap:  # the column of the hours in the ICU, only where it is clipped
+        icu_col = np.nonzero(np.array(TREE_FEATURES)[cols] == "icu_hours")[0]
     if relative:  # the site of each row (its ICU unit) and the habit columns, only where they are used
         row_site = np.zeros(len(y), np.int8) if mats.c.unit is None else mats.c.unit[mats.c.patient_of_row()]
         habit = np.nonzero(np.isin(np.array(TREE_FEATURES)[cols], sorted(MEASUREMENT_HABIT)))[0]
@@ -195,6 +208,9 @@ def tree_recipe(
         parts = [np.asarray(src(copy)[rows])[:, cols]]
         if relative:  # a thinned copy is its own site: its rows' means
             parts[0] = _divide_by_site_means(parts[0], row_site[rows] + (10 if copy else 0), habit)
+        if cap:
+            parts[0] = np.array(parts[0], dtype=np.float32, copy=True)
+            parts[0][:, icu_col] = np.minimum(parts[0][:, icu_col], cap)
         for name in extras:
             block = extra_features.cohort_block(m.cohort(copy), name, m.tag(copy))
             parts.append(np.asarray(block[rows]))

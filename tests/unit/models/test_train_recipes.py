@@ -437,3 +437,11 @@ def test_site_relative_habits_divide_by_each_sites_own_mean() -> None:
     np.testing.assert_allclose(out[:, 0], [0.5, 1.5, 1.0, np.nan, 0.0])
     np.testing.assert_array_equal(out[:, 1], x[:, 1])  # other columns untouched
     assert x[0, 0] == 1.0  # the input is not modified
+
+
+def test_an_icu_hours_cap_is_a_known_modifier_and_reads_its_hours() -> None:
+    assert screen.icu_cap("full~psmooth~mono~icucap72") == 72
+    assert screen.icu_cap("full~psmooth~mono") is None
+    assert screen.training_mods("full~icucap48~psmooth")[:2] == ("full", 0)  # no thinning
+    with pytest.raises(SystemExit, match="~icucap<hours>"):
+        screen.training_mods("full~icucap")
