@@ -17,7 +17,8 @@ labs (issue 12's reference, trained so, ranked better on the unseen hospital wit
 ``~aug<K>`` trains on both the stays as recorded and that copy, each row at half weight.
 ``~p<name>`` fits the trees with one of ``PARAM_SETS`` instead of the bundle's LightGBM settings;
 ``~mono`` adds monotone constraints where physiology fixes the direction (``trees.monotone_constraints``,
-bundle 2.3's recipe: ``full~psmooth~mono``; without it a recipe fits as recorded before 2.3).
+bundle 2.3's recipe: ``full~psmooth~mono``; without it a recipe fits as recorded before 2.3);
+``~mono2`` the same carried to a few more levels (``trees.MONOTONE_UP_EXTENDED`` ...).
 ``~siterel`` divides each measurement-habit feature by its mean over the same site's rows
 (``site_relative``: each ICU unit of set A, each shifted copy, the other unit), label-free.
 ``~icucap<H>`` clips the hours in the ICU at H (``icu_cap``): the trees keep "early in the stay" but
@@ -97,6 +98,7 @@ def tree_settings(config: str) -> dict[str, Any] | None:
         **{k: params[k] for k in TREE_SETTING_KEYS if k in params},
         "rounds": SMOKE_ROUNDS or rounds or trees.WEIGHTED_ROUNDS,
         "monotone": "monotone_constraints" in overrides,
+        **({"monotone_extended": True} if overrides.get("monotone_constraints") == "physiology2" else {}),
     }
 
 
@@ -113,13 +115,13 @@ def training_mods(config: str) -> tuple[str, int, dict[str, Any], int | None]:
             thin = int(share[1])
         elif mod.startswith("p") and mod[1:] in PARAM_SETS:
             overrides, rounds = {**PARAM_SETS[mod[1:]][0], **overrides}, PARAM_SETS[mod[1:]][1]
-        elif mod == "mono":  # the constraints themselves need the recipe's columns (tree_recipe)
-            overrides = {**overrides, "monotone_constraints": "physiology"}
+        elif mod in ("mono", "mono2"):  # the constraints themselves need the recipe's columns (tree_recipe)
+            overrides = {**overrides, "monotone_constraints": "physiology" if mod == "mono" else "physiology2"}
         elif mod == "siterel" or re.fullmatch(r"icucap\d+", mod):  # applied in tree_recipe
             pass
         else:
             raise SystemExit(
-                f"unknown modifier ~{mod} in {config}: expected ~thin<1-99>, ~aug<1-99>, ~mono, ~siterel, "
+                f"unknown modifier ~{mod} in {config}: expected ~thin<1-99>, ~aug<1-99>, ~mono, ~mono2, ~siterel, "
                 f"~icucap<hours> or ~p<{'|'.join(PARAM_SETS)}>"
             )
     return recipe, thin, dict(overrides), rounds
@@ -217,11 +219,12 @@ def tree_recipe(
         return np.hstack(parts) if extras else parts[0]
 
     n_extra = sum(len(extra_features.BLOCKS[name][0]) for name in extras)
-    if overrides.get("monotone_constraints") == "physiology":
+    if overrides.get("monotone_constraints") in ("physiology", "physiology2"):
         names = list(np.array(TREE_FEATURES)[cols]) if base not in ("reference", "v1trees") else []
         if not names:
             raise SystemExit(f"~mono needs the bundle's tree features: {config}")
-        overrides["monotone_constraints"] = trees.monotone_constraints(names) + [0] * n_extra
+        extended = overrides["monotone_constraints"] == "physiology2"
+        overrides["monotone_constraints"] = trees.monotone_constraints(names, extended) + [0] * n_extra
 
     def fit(rows: np.ndarray) -> Any:
         xr, yr, wr = matrix(train_thin, rows, train_mats, train_source), y[rows], w[rows]

@@ -62,15 +62,23 @@ MONOTONE_UP = ("HR", "Resp", "Lactate", "Creatinine", "BUN", "Bilirubin_total", 
 MONOTONE_DOWN = ("MAP", "SBP", "O2Sat", "Platelets", "HCO3", "BaseExcess")
 MONOTONE_LEVELS = ("last", "max_stay", "min_stay", "mean6h", "mean24h", "min24h", "max24h")
 MONOTONE_OTHER = {"shock_index": 1, "spo2_fio2": -1}
+# Screened only (``~mono2``): the same rule carried to the levels whose direction is as settled but
+# that 2.3 leaves free: arterial saturation (as O2Sat), troponin (myocardial injury) and PTT
+# (coagulopathy) rising, and age.
+MONOTONE_UP_EXTENDED = (*MONOTONE_UP, "TroponinI", "PTT")
+MONOTONE_DOWN_EXTENDED = (*MONOTONE_DOWN, "SaO2")
+MONOTONE_OTHER_EXTENDED = {**MONOTONE_OTHER, "Age": 1}
 
 
-def monotone_constraints(names: list[str]) -> list[int]:
-    """+1 (risk rises with it) / -1 (falls) / 0 (free) per feature name."""
+def monotone_constraints(names: list[str], extended: bool = False) -> list[int]:
+    """+1 (risk rises with it) / -1 (falls) / 0 (free) per feature name (``extended``: ``~mono2``)."""
+    up, down = (MONOTONE_UP_EXTENDED, MONOTONE_DOWN_EXTENDED) if extended else (MONOTONE_UP, MONOTONE_DOWN)
+    other = MONOTONE_OTHER_EXTENDED if extended else MONOTONE_OTHER
 
     def direction(name: str) -> int:
-        if name in MONOTONE_OTHER:
-            return MONOTONE_OTHER[name]
-        for sign, variables in ((1, MONOTONE_UP), (-1, MONOTONE_DOWN)):
+        if name in other:
+            return other[name]
+        for sign, variables in ((1, up), (-1, down)):
             if any(name == f"{v}_{level}" for v in variables for level in MONOTONE_LEVELS):
                 return sign
         return 0

@@ -59,6 +59,12 @@ def test_monotone_constraints_bind_levels_of_physiology_only() -> None:
     assert overrides["num_leaves"] == screen.PARAM_SETS["smooth"][0]["num_leaves"]  # both modifiers kept
     names = ["Lactate_last", "MAP_min_stay", "HR_mean6h", "Lactate_delta", "MAP_rate", "Temp_last", "WBC_last"]
     assert trees.monotone_constraints([*names, "shock_index", "Lactate_hours_since"]) == [1, -1, 1, 0, 0, 0, 0, 1, 0]
+    # ~mono2 carries the rule to a few more levels, and leaves 2.3's as they are
+    assert screen.training_mods("full~mono2")[2]["monotone_constraints"] == "physiology2"
+    more = ["SaO2_min_stay", "TroponinI_last", "PTT_max_stay", "Age", "PTT_delta"]
+    assert trees.monotone_constraints(more) == [0] * 5
+    assert trees.monotone_constraints(more, extended=True) == [-1, 1, 1, 1, 0]
+    assert trees.monotone_constraints(names, extended=True) == trees.monotone_constraints(names)
 
 
 def test_the_bundle_recipe_never_lets_risk_fall_as_lactate_rises() -> None:
