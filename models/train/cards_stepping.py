@@ -11,6 +11,7 @@ from typing import Any
 
 from vigil.models.train import shifts
 from vigil.models.train.importance import VARIANTS
+from vigil.models.train.threshold_rules import misstated, site_rule_name
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "models" / "artifacts" / "stepping"
@@ -435,7 +436,7 @@ def threshold_rules_table(metrics: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for r in records:
-        if _misstated(r["rule"]):  # its own table (_prevalence_error)
+        if misstated(r["rule"]):  # read at another prevalence: its own table (_prevalence_error)
             continue
         if "minus_best" in r:
             d = r["minus_best"]
@@ -457,19 +458,13 @@ def threshold_rules_table(metrics: dict[str, Any]) -> str:
     )
 
 
-def _misstated(rule: str) -> bool:
-    """A site rule read at a prevalence other than the site's own (``threshold_rules --prevalence-error``,
-    ``--assume-training-prevalence``): the card shows it only beside the true one (``_prevalence_error``)."""
-    return " x" in rule or rule.endswith(" assumed")
-
-
 def _prevalence_error(records: list[dict[str, Any]], rule: str = "served-risk") -> str:
     """``rule`` where the site states a multiple of its true prevalence (``threshold_rules
     --prevalence-error``) or knows only its mean risk (``--assume-training-prevalence``), beside the
     exact statement and the bundle's threshold, per prediction."""
     by = {(r["pred"], r["rule"]): r for r in records}
     stated = sorted((p, float(k.split(" x")[1])) for p, k in by if k.startswith(f"{rule} x"))
-    assumed = sorted(p for p, k in by if k == f"{rule} assumed")
+    assumed = sorted(p for p, k in by if k == site_rule_name(rule, assumed=True))
     if not stated and not assumed:
         return ""
     drawn = (*shifts.UNIT_SHIFTS, *ROUTINE)  # both unit shifts, as drawn and with labs once a day
@@ -480,8 +475,15 @@ def _prevalence_error(records: list[dict[str, Any]], rule: str = "served-risk") 
     ]
     for pred in sorted({p for p, _ in stated} | set(assumed)):
         rows = [("bundle's (`best`)", by.get((pred, "best"))), ("site, prevalence as true", by.get((pred, rule)))]
-        rows += [(f"site, prevalence stated x{f:g}", by[(pred, f"{rule} x{f:g}")]) for p, f in stated if p == pred]
-        rows += [("mean risk only, the training unit's prevalence assumed", by.get((pred, f"{rule} assumed")))]
+        rows += [
+            (f"site, prevalence stated x{f:g}", by[(pred, site_rule_name(rule, f))]) for p, f in stated if p == pred
+        ]
+        rows += [
+            (
+                "mean risk only, the training unit's prevalence assumed",
+                by.get((pred, site_rule_name(rule, assumed=True))),
+            )
+        ]
         for name, r in rows:
             if r is None or not all(c in r for c in (*drawn, *COMPOUND)):
                 continue
@@ -498,7 +500,7 @@ def _prevalence_error(records: list[dict[str, Any]], rule: str = "served-risk") 
 
 def _rules_under_compound(records: list[dict[str, Any]]) -> str:
     """The rules' unit-shift cells again with the test unit's labs thinned (protocol 4)."""
-    rows = [r for r in records if all(c in r for c in COMPOUND) and not _misstated(r["rule"])]
+    rows = [r for r in records if all(c in r for c in COMPOUND) and not misstated(r["rule"])]
     if not rows:
         return ""
     cols = ("unit1->unit2", COMPOUND[0], "unit2->unit1", COMPOUND[1])

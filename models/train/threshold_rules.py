@@ -217,6 +217,17 @@ class SiteRule:
     assume_training_prevalence: bool = False
 
 
+def site_rule_name(base: str, prevalence_error: float = 1.0, assumed: bool = False) -> str:
+    """The recorded name of a site rule read at a prevalence other than the site's own:
+    ``served-risk x1.5`` (``--prevalence-error``), ``served-risk assumed`` (``--assume-training-prevalence``)."""
+    return base + (f" x{prevalence_error:g}" if prevalence_error != 1.0 else "") + (" assumed" if assumed else "")
+
+
+def misstated(name: str) -> bool:
+    """Whether a recorded rule name is one of ``site_rule_name``'s misstated ones."""
+    return " x" in name or name.endswith(" assumed")
+
+
 def site_thresholds(
     u: shifts.Utility,
     pred: shifts.ShiftPredictions,
@@ -466,8 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                     prevalence_error=args.prevalence_error,
                     assume_training_prevalence=args.assume_training_prevalence,
                 )
-                rule += f" x{args.prevalence_error:g}" if args.prevalence_error != 1.0 else ""
-                rule += " assumed" if args.assume_training_prevalence else ""
+                rule = site_rule_name(rule, args.prevalence_error, args.assume_training_prevalence)
             elif rule == "share":
                 res = share_figures(shifts.Utility(c.labels, c.lengths), pred, fold, c.unit)
             else:
