@@ -603,6 +603,38 @@ def unit_gap(metrics: dict[str, Any]) -> str:
         f"stays cut to the surgical ICU's {gap['surgical_septic_stays']} (`{gap['config']}`, "
         f"`models/train/unit_gap.py`): {'; '.join(cells)}. Fewer septic stays explain a fraction of the "
         "surgical -> medical gap; the rest is the change of unit.\n"
+    ) + _gap_by_hour(metrics)
+
+
+_BY_HOUR_MODELS = (
+    ("set_a_cv", "all of set A (CV)"),
+    ("own_unit_cv", "the unit's own (inner CV)"),
+    ("other_unit", "the other unit's"),
+    ("other_unit_labs_every24h", "the other unit's, labs once a day"),
+)
+
+
+def _gap_by_hour(metrics: dict[str, Any]) -> str:
+    """Hourly AUROC of each unit's stays by band of hours in the ICU (``unit_gap --by-hour``)."""
+    study = metrics.get("unit_gap_by_hour")
+    if not study:
+        return ""
+    rows = [
+        "| unit | hours in the ICU | hours (septic) | " + " | ".join(name for _, name in _BY_HOUR_MODELS) + " |",
+        "|---|---|---|" + "---|" * len(_BY_HOUR_MODELS),
+    ]
+    names = {"unit1": "medical", "unit2": "surgical"}
+    for unit in ("unit1", "unit2"):
+        for band in next(iter(study["seeds"].values()))[unit]:
+            cells = [s[unit][band] for s in study["seeds"].values()]
+            scores = [" / ".join(f"{c[k]:.3f}" if k in c else "-" for c in cells) for k, _ in _BY_HOUR_MODELS]
+            size = f"{cells[0]['hours']:,} ({cells[0]['septic_hours']:,})"
+            rows.append(f"| {names[unit]} | {band} | {size} | {' | '.join(scores)} |")
+    return (
+        f"\nWhere in the stay (`unit_gap --by-hour`, `{study['config']}`, seeds {' / '.join(study['seeds'])}): hourly "
+        "AUROC of each unit's stays by band of hours since ICU admission, by the model that scored them:\n\n"
+        + "\n".join(rows)
+        + "\n"
     )
 
 

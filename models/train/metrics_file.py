@@ -1,7 +1,7 @@
 """The bundle's metrics.json: what training writes, and the recipe studies that join it.
 
 Training (``python -m vigil.models.train``) writes the bundle's own figures. The recipe studies
-(``screen --record``, ``threshold_rules`` through the screen's record, ``unit_gap --record``,
+(``screen --record``, ``threshold_rules`` through the screen's record, ``unit_gap [--by-hour] --record``,
 ``importance --record``, ``paired --record``) add keys of their own: they describe recipes on their
 own folds, not one trained bundle, so a retrain keeps them. Studies of one bundle's OOF predictions
 (``combined.threshold_by_ward_of_set_a``) and ``previous_bundle`` are not carried: they would describe
@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-RECIPE_STUDIES = ("screen", "screen_v2", "threshold_rules", "unit_gap", "importance", "paired")
+RECIPE_STUDIES = ("screen", "screen_v2", "threshold_rules", "unit_gap", "unit_gap_by_hour", "importance", "paired")
 
 
 def record(path: Path, key: str, value: Any) -> None:

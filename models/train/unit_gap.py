@@ -9,6 +9,12 @@ measuring a small training set, not a shift.
 
     .venv/bin/python -m vigil.models.train.unit_gap --config full~psmooth~mono --seed 1 --seed 2 --json \
         [--record models/artifacts/stepping/metrics.json]
+
+``--by-hour`` asks where in the stay the gap lies, from the screen's cached predictions of the recipe
+(``shiftpred/<config>-s<seed>.npz``, no refit): the hourly AUROC of each unit's stays in bands of
+hours since ICU admission, scored by the model of all of set A (its CV), by the unit's own inner CV,
+and by the other unit's model, as drawn and with the unit's labs drawn once a day (recorded under
+``unit_gap_by_hour``).
 """
 
 from __future__ import annotations
@@ -46,10 +52,48 @@ def septic_matched_scores(
     return scores, sizes
 
 
+HOUR_BANDS: tuple[tuple[int, int | None], ...] = ((0, 12), (12, 48), (48, None))
+
+
+def by_icu_hour(u: shifts.Utility, unit: np.ndarray, pred: shifts.ShiftPredictions) -> dict[str, Any]:
+    """Per unit (``unit1``, ``unit2``) and band of hours in the ICU (``0-12``, ``12-48``, ``48-``): the
+    hourly AUROC of the unit's rows by each model that scored them, with the band's hours and
+    septic hours. Single-model predictions ([1, rows] arrays)."""
+    from vigil.models.utility import auroc_auprc
+
+    row_unit = u.rows_of(unit)
+    hour = np.arange(len(u.labels)) - u.offsets[u.stay_of_row]
+    out: dict[str, Any] = {}
+    for a, key in zip(shifts.UNITS, shifts.UNIT_SHIFTS, strict=True):
+        b = 3 - a
+        rows = row_unit == b
+        scorers = {
+            "set_a_cv": pred.oof[0][rows],
+            "own_unit_cv": pred.in_unit[b][0],
+            "other_unit": pred.other_unit[key][0],
+        }
+        for h, v in pred.other_unit_sched.get(key, {}).items():
+            scorers[f"other_unit_{shifts.daily_name(h)}"] = v[0]
+        y, at = u.labels[rows], hour[rows]
+        bands: dict[str, Any] = {}
+        for lo, hi in HOUR_BANDS:
+            band = (at >= lo) & (at < (hi if hi is not None else np.inf))
+            cell: dict[str, Any] = {"hours": int(band.sum()), "septic_hours": int(y[band].sum())}
+            if 0 < cell["septic_hours"] < cell["hours"]:
+                cell.update({k: round(auroc_auprc(y[band], s[band])[0], 4) for k, s in scorers.items()})
+            bands[f"{lo}-{hi if hi is not None else ''}"] = cell
+        out[f"unit{b}"] = bands
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from vigil.models.utility import auroc_auprc
 
-    args = study.parser("unit_gap", "unit_gap").parse_args(argv)
+    ap = study.parser("unit_gap", "unit_gap")
+    ap.add_argument("--by-hour", action="store_true", help="the gap by hours in the ICU, from cached predictions")
+    args = ap.parse_args(argv)
+    if args.by_hour:
+        return _by_hour(args)
     inputs = study.load()
     c, y, w, u, mats = inputs.c, inputs.y, inputs.w, inputs.u, inputs.mats
     septic = c.septic_stays()
@@ -71,6 +115,20 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"seed {seed}: {out['seeds'][str(seed)]}", flush=True)
     return study.finish(args, "unit_gap", out)
+
+
+def _by_hour(args: Any) -> int:
+    c = data.load_cohort()
+    assert c.unit is not None
+    u = shifts.Utility(c.labels, c.lengths)
+    out: dict[str, Any] = {"config": args.config, "seeds": {}}
+    for seed in args.seed or [1]:
+        path = screen.PRED_DIR / f"{args.config}-s{seed}.npz"
+        if not path.exists():
+            raise SystemExit(f"no cached predictions at {path}: screen the recipe first (models.train.screen)")
+        out["seeds"][str(seed)] = by_icu_hour(u, c.unit, shifts.ShiftPredictions.load(path))
+        print(f"seed {seed}: {out['seeds'][str(seed)]}", flush=True)
+    return study.finish(args, "unit_gap_by_hour", out)
 
 
 if __name__ == "__main__":

@@ -451,3 +451,36 @@ def test_an_icu_hours_cap_is_a_known_modifier_and_reads_its_hours() -> None:
     assert screen.training_mods("full~icucap48~psmooth")[:2] == ("full", 0)  # no thinning
     with pytest.raises(SystemExit, match="~icucap<hours>"):
         screen.training_mods("full~icucap")
+
+
+def test_the_gap_by_hour_scores_each_band_of_each_unit_with_every_model() -> None:
+    from synthetic import septic_labels
+
+    from vigil.models.train.shifts import ShiftPredictions, Utility
+    from vigil.models.train.unit_gap import by_icu_hour
+
+    rng = np.random.default_rng(3)
+    lab, lengths = septic_labels(rng, 80)  # stays of 20-39 h: nothing past hour 48
+    u = Utility(lab, lengths)
+    unit = np.where(np.arange(80) % 2 == 0, 1, 2)
+    row_unit = u.rows_of(unit)
+    hour = np.concatenate([np.arange(n) for n in lengths])
+    perfect, noise = lab.astype(float)[None], rng.random((1, len(lab)))
+    # the other unit's model is perfect before hour 12 only
+    late_noise = np.where(hour < 12, lab, rng.random(len(lab)))[None]
+    pred = ShiftPredictions(
+        perfect,
+        {},
+        {"unit1->unit2": late_noise[:, row_unit == 2], "unit2->unit1": late_noise[:, row_unit == 1]},
+        {1: noise[:, row_unit == 1], 2: noise[:, row_unit == 2]},
+        other_unit_sched={"unit1->unit2": {24: noise[:, row_unit == 2]}, "unit2->unit1": {24: noise[:, row_unit == 1]}},
+    )
+    got = by_icu_hour(u, unit, pred)
+    for name, a in (("unit1", 1), ("unit2", 2)):
+        bands = got[name]
+        assert list(bands) == ["0-12", "12-48", "48-"]
+        assert sum(b["hours"] for b in bands.values()) == int((row_unit == a).sum())
+        assert bands["48-"] == {"hours": 0, "septic_hours": 0}  # no AUROC without both classes
+        assert bands["0-12"]["set_a_cv"] == bands["12-48"]["set_a_cv"] == 1.0
+        assert bands["0-12"]["other_unit"] == 1.0 > bands["12-48"]["other_unit"]
+        assert 0.3 < bands["12-48"]["other_unit_labs_every24h"] < 0.7
