@@ -142,7 +142,26 @@ def compound_table(metrics: dict[str, Any]) -> str:
 
 
 def _taught_thinned(config: str) -> bool:
-    return any(m.startswith(("thin", "aug")) for m in config.split("~")[1:])
+    """Taught on a copy with its labs thinned at random (``~thin<K>``, ``~aug<K>``)."""
+    return any(m.startswith(("thin", "aug")) and m != "augdaily" for m in config.split("~")[1:])
+
+
+def _taught_daily(config: str) -> bool:
+    """Taught on a copy with its labs drawn at most once a day (``~augdaily``)."""
+    return "augdaily" in config.split("~")[1:]
+
+
+def _as_recorded(config: str) -> bool:
+    """Trained on set A's stays as recorded only (no thinned or scheduled copy)."""
+    return not (_taught_thinned(config) or _taught_daily(config))
+
+
+def _untaught(config: str, every: tuple[str, ...]) -> tuple[str, ...]:
+    """The shifts of ``every`` that ``config``'s recipe and those it is compared with were not taught on:
+    without the randomly thinned labs, or, for a recipe taught on labs once a day, without the
+    scheduled ones instead."""
+    taught = (DAILY, *ROUTINE) if _taught_daily(config) else RANDOM_LABS
+    return tuple(s for s in every if s not in taught)
 
 
 def _taught_against(rows: list[dict[str, Any]], base: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -174,7 +193,7 @@ def compound(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
     """The protocol-4 section: what thinning the other unit's labs adds to the unit shift, recipe by
     recipe; recipes taught on thinned labs against ``base`` on the same folds."""
     rows = [r for r in metrics.get("screen_v2", []) if all(c in r for c in COMPOUND)]
-    recorded = [r for r in rows if not _taught_thinned(r["config"])]
+    recorded = [r for r in rows if _as_recorded(r["config"])]
     if not recorded:
         return ""
     drops = [r[c]["auroc"] - r[d]["auroc"] for r in recorded for d, c in zip(shifts.UNIT_SHIFTS, COMPOUND, strict=True)]
@@ -270,7 +289,7 @@ def scheduled(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
             f"| {r['config']} | {r['seed']} | {' | '.join(cells)} | {d['auroc']:.3f} / {d['utility']:.3f} "
             f"({d['best_utility']:.3f}) | **{w[0]:.3f} / {w[1]:.3f}** |"
         )
-    recorded = [r for r in rows if not _taught_thinned(r["config"])]
+    recorded = [r for r in rows if _as_recorded(r["config"])]
     costs = [r["cv"]["auroc"] - r[DAILY]["auroc"] for r in recorded]
     random_costs = [r["cv"]["auroc"] - r["labs_thinned"]["auroc"] for r in recorded]
     text = (
@@ -345,7 +364,7 @@ def routine(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
     if not rows:
         return ""
     every = (*SHIFTS, *COMPOUND, DAILY, *ROUTINE)
-    unseen = tuple(s for s in every if s not in RANDOM_LABS)
+    unseen = _untaught("", every)
     cols = ("unit1->unit2", COMPOUND[0], ROUTINE[0], "unit2->unit1", COMPOUND[1], ROUTINE[1])
     table = [
         "| recipe | seed | medical -> surgical | its labs thinned at random | its labs once a day | "
@@ -356,7 +375,8 @@ def routine(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
     for r in rows:
         cells = [f"{r[c]['auroc']:.3f} / {r[c]['utility']:.3f}" for c in cols]
         w, n = _worst_of(r, every), _worst_of(r, unseen)
-        worst = f"{w[0]:.3f} / {w[1]:.3f} | **{n[0]:.3f} / {n[1]:.3f}**"
+        mark = " (taught)" if _taught_daily(r["config"]) else ""  # its worst untaught: _taught_on_routine
+        worst = f"{w[0]:.3f} / {w[1]:.3f} | **{n[0]:.3f} / {n[1]:.3f}**{mark}"
         table.append(f"| {r['config']} | {r['seed']} | {' | '.join(cells)} | {worst} |")
     text = (
         "\n**Another unit that draws labs by routine (protocol 6).** Each unit shift again with the test unit's labs "
@@ -365,10 +385,11 @@ def routine(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
         "except the randomly thinned labs, where the recipes taught on such a copy gain by construction. AUROC / "
         "utility at the chosen threshold:\n\n" + "\n".join(table) + "\n"
     )
+    intervals = _paired_intervals(metrics, base)
+    text += _taught_on_routine(rows, base, intervals)
     taught = _taught_against(rows, base)
     if not taught:
         return text
-    intervals = _paired_intervals(metrics, base)
     out = [
         f"\nTaught on randomly thinned labs, minus `{base}` on the same folds, AUROC [paired 95 % interval] / "
         "utility:\n",
@@ -397,6 +418,38 @@ def routine(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
     return text + "\n".join(out) + "\n\n" + verdict + "\n" + _worst_paired(metrics, base)
 
 
+def _taught_on_routine(rows: list[dict[str, Any]], base: str, intervals: dict[tuple[str, int], dict[str, Any]]) -> str:
+    """Recipes taught on labs once a day (``~augdaily``) minus ``base`` on the same folds: where the test
+    is drawn by routine like their copy, where it is thinned at random (not as taught), as drawn, and
+    the worst case over the shifts without a schedule."""
+    by = {(r["config"], r["seed"]): r for r in rows}
+    pairs = [(r, by[(base, r["seed"])]) for r in rows if _taught_daily(r["config"]) and (base, r["seed"]) in by]
+    if not pairs:
+        return ""
+    every = (*SHIFTS, *COMPOUND, DAILY, *ROUTINE)
+    untaught = _untaught(pairs[0][0]["config"], every)
+    out = [
+        f"\nTaught on labs once a day (`~augdaily`: set A as recorded beside a copy with its labs drawn at most "
+        f"once a day, each at half weight), minus `{base}` on the same folds, AUROC [paired 95 % interval, where "
+        "recorded] / utility. The scheduled shifts are taught here, so its worst case is taken over the "
+        f"{len(untaught)} shifts without a schedule, for both recipes:\n",
+        "| recipe | seed | labs once a day (as taught) | surgical -> medical, labs once a day (as taught) | "
+        "labs thinned at random | surgical -> medical, labs thinned at random | medical -> surgical as drawn | "
+        f"worst of {len(untaught)} (recipe; `{base}`) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r, b in pairs:
+        paired = intervals.get((r["config"], r["seed"]), {})
+        cols = (DAILY, ROUTINE[1], "labs_thinned", COMPOUND[1], "unit1->unit2")
+        cells = [_minus_cell(r, b, c, paired.get(c)) for c in cols]
+        w_r, w_b = _worst_of(r, untaught), _worst_of(b, untaught)
+        out.append(
+            f"| {r['config']} | {r['seed']} | {' | '.join(cells)} | {w_r[0]:.3f} / {w_r[1]:.3f}; "
+            f"{w_b[0]:.3f} / {w_b[1]:.3f} |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def _worst_paired(metrics: dict[str, Any], base: str) -> str:
     """The worst case over the shifts no recipe was taught on, recipe minus ``base`` with its paired
     interval (``models.train.paired``' ``worst``), at the shipped threshold and at the served site one."""
@@ -415,8 +468,9 @@ def _worst_paired(metrics: dict[str, Any], base: str) -> str:
     ]
     for e in sorted(entries, key=lambda e: (e["b"], e["seed"], e.get("rule", "best"))):
         w = e["shifts"]["worst"]
+        name = e["b"] + (" (the seven without a schedule)" if _taught_daily(e["b"]) else "")
         out.append(
-            f"| {e['b']} | {e['seed']} | {e.get('rule', 'best')} | {w['a_auroc']:.3f} / {w['a_utility']:.3f} | "
+            f"| {name} | {e['seed']} | {e.get('rule', 'best')} | {w['a_auroc']:.3f} / {w['a_utility']:.3f} | "
             f"{w['b_auroc']:.3f} / {w['b_utility']:.3f} | {w['auroc']:+.3f} [{w['auroc_lo']:+.3f}, "
             f"{w['auroc_hi']:+.3f}] | {w['utility']:+.3f} [{w['utility_lo']:+.3f}, {w['utility_hi']:+.3f}] |"
         )

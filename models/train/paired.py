@@ -36,6 +36,13 @@ PRED_DIR = data.CACHE_DIR / "shiftpred"
 
 RULES = ("best", "served-risk")
 RANDOM_THINNING = "labs_thinned"  # the shifts with it in their name: what the ~thin/~aug recipes were taught on
+SCHEDULED_LABS = "labs_every"  # ... and what ~augdaily was taught on
+
+
+def taught_on(config: str) -> str:
+    """The part of a shift's name that marks the shifts ``config``'s training copy taught it (``worst``
+    leaves them out): labs drawn once a day for ``~augdaily``, else labs thinned at random."""
+    return SCHEDULED_LABS if "augdaily" in config.split("~")[1:] else RANDOM_THINNING
 
 
 @dataclass
@@ -143,13 +150,15 @@ def compare(
     seed: int = 0,
     site_a: SiteRule | None = None,
     site_b: SiteRule | None = None,
+    taught: str = RANDOM_THINNING,
 ) -> dict[str, dict[str, Any]]:
     """``b - a`` per shift both carry: AUROC and utility at the threshold each would ship (the training
     side's best; with ``site_a`` / ``site_b``, e.g. ``site_rule_thresholds``, that recipe's unit shifts
     at the site threshold, so that two rules compare on the same predictions when ``a`` is ``b``), each
     with a 95 % interval over stays resampled with replacement (the same draws for both recipes), and
-    under ``worst`` each recipe's worst case over the shifts no recipe was taught on (every shift but
-    the randomly thinned labs) with the interval of its difference (the minimum taken per draw)."""
+    under ``worst`` each recipe's worst case over the shifts no recipe was taught on (every shift whose
+    name lacks ``taught``: ``taught_on`` the compared recipe) with the interval of its difference (the
+    minimum taken per draw)."""
     row_fold, row_unit = u.rows_of(fold), u.rows_of(unit)
     thr_a, thr_b = (site_a(u, a, unit) if site_a else None), (site_b(u, b, unit) if site_b else None)
     theirs = {name: (rows, group, s) for name, rows, group, s in scorings(u, b, row_fold, row_unit, thr_b)}
@@ -182,7 +191,7 @@ def compare(
                 )
         drawn[name] = cells / len(sa.scores)
         out[name] = _difference(drawn[name])
-    untaught = [k for k in drawn if RANDOM_THINNING not in k]
+    untaught = [k for k in drawn if taught not in k]
     if untaught:
         worst = np.stack([drawn[k] for k in untaught]).min(axis=0)  # each column's minimum over shifts, per draw
         out["worst"] = {
@@ -241,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seed or [1]:
         fold = data.grouped_folds(c, args.folds, seed)
         a, b = (shifts.ShiftPredictions.load(paths[(cfg, seed)]) for cfg in (args.a, args.b))
-        result = compare(u, a, b, fold, c.unit, args.draws, site_a=site_a, site_b=site_b)
+        result = compare(u, a, b, fold, c.unit, args.draws, site_a=site_a, site_b=site_b, taught=taught_on(args.b))
         summary["seeds"][str(seed)] = result
         for name, r in result.items():
             if name == "worst":

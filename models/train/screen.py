@@ -14,7 +14,9 @@ the tree features (``no_missingness``, ``no_baseline``, ``no_rates``, ``no_stay_
 with probability K % (``cohort_features.shifted``, thinning seed 100 + seed; the same hours, labels
 and weights) and scores the test side as recorded: a model taught by a hospital that draws fewer
 labs (issue 12's reference, trained so, ranked better on the unseen hospital with one of two seeds);
-``~aug<K>`` trains on both the stays as recorded and that copy, each row at half weight.
+``~aug<K>`` trains on both the stays as recorded and that copy, each row at half weight;
+``~augdaily`` the same with the copy whose labs are drawn at most once a day (the schedule of
+protocol 5, ``scheduled``): taught on labs by routine, judged on the shifts without a schedule.
 ``~p<name>`` fits the trees with one of ``PARAM_SETS`` instead of the bundle's LightGBM settings;
 ``~mono`` adds monotone constraints where physiology fixes the direction (``trees.monotone_constraints``,
 bundle 2.3's recipe: ``full~psmooth~mono``; without it a recipe fits as recorded before 2.3);
@@ -117,12 +119,12 @@ def training_mods(config: str) -> tuple[str, int, dict[str, Any], int | None]:
             overrides, rounds = {**PARAM_SETS[mod[1:]][0], **overrides}, PARAM_SETS[mod[1:]][1]
         elif mod in ("mono", "mono2"):  # the constraints themselves need the recipe's columns (tree_recipe)
             overrides = {**overrides, "monotone_constraints": "physiology" if mod == "mono" else "physiology2"}
-        elif mod == "siterel" or re.fullmatch(r"icucap\d+", mod):  # applied in tree_recipe
+        elif mod in ("siterel", "augdaily") or re.fullmatch(r"icucap\d+", mod):  # applied in tree_recipe
             pass
         else:
             raise SystemExit(
-                f"unknown modifier ~{mod} in {config}: expected ~thin<1-99>, ~aug<1-99>, ~mono, ~mono2, ~siterel, "
-                f"~icucap<hours> or ~p<{'|'.join(PARAM_SETS)}>"
+                f"unknown modifier ~{mod} in {config}: expected ~thin<1-99>, ~aug<1-99>, ~augdaily, ~mono, ~mono2, "
+                f"~siterel, ~icucap<hours> or ~p<{'|'.join(PARAM_SETS)}>"
             )
     return recipe, thin, dict(overrides), rounds
 
@@ -131,6 +133,12 @@ def augmented(config: str) -> bool:
     """``~aug<K>``: the recipe trains on its stays as recorded plus the ``~thin<K>`` copy of them (each
     row at half its weight), instead of the thinned copy alone."""
     return any(m.startswith("aug") for m in config.split("~")[1:])
+
+
+def scheduled(config: str) -> bool:
+    """``~augdaily``: the training copy beside the stays as recorded has its labs drawn at most once a
+    day (``LAB_SCHEDULES[0]`` hours apart) instead of thinned at random."""
+    return "augdaily" in config.split("~")[1:]
 
 
 def site_relative(config: str) -> bool:
@@ -187,6 +195,8 @@ def tree_recipe(
     base, *extras = config.split("+")
     train_mats = cohort_features.Matrices(mats.c, thin / 100) if thin else mats
     train_thin: cohort_features.Copy | None = ("labs", 100 + seed) if thin else None
+    if scheduled(config):
+        augment, train_thin = True, ("labs_every", LAB_SCHEDULES[0])
 
     def source_of(m: cohort_features.Matrices) -> Any:
         return {"reference": m.reference, "v1trees": m.v1}.get(base, m.tree)

@@ -385,6 +385,16 @@ def test_the_card_takes_the_worst_case_over_the_shifts_no_recipe_was_taught_on()
     assert "| -0.020 [-0.030, -0.010] / +0.000 | -0.020 / +0.000 |" in routine(
         {"screen_v2": [base, taught], "paired": paired}
     )
+    # taught on labs once a day: its worst case leaves the scheduled shifts out, the random compound in
+    daily = row("full~psmooth~mono~augdaily", 0.72, 0.90)
+    text = routine({"screen_v2": [base, daily]})
+    assert "**0.800 / 0.200** (taught)" in text  # the main table's column, marked: not its untaught worst
+    assert "Taught on labs once a day" in text and "the 7 shifts without a schedule" in text
+    assert (
+        "| full~psmooth~mono~augdaily | 1 | +0.000 / +0.000 | +0.150 / +0.000 | +0.000 / +0.000 | +0.020 / +0.000 "
+        "| +0.000 / +0.000 | 0.720 / 0.300; 0.700 / 0.300 |" in text
+    )
+    assert "Taught on randomly thinned labs" not in text  # ~augdaily is not one of the ~aug<K> recipes
 
 
 def test_the_card_shows_the_paired_worst_case_by_threshold_rule_and_keeps_the_rules_apart() -> None:
