@@ -22,7 +22,9 @@ out-of-fold scores only, exactly where ``shifts.figures`` picks it, so the figur
   grid of prevalences, interpolated, under an alert-share ceiling of ``c`` (none without ``c``);
 - ``site-risk``, ``served-risk<c>``: the same, with the test unit's mean risk known too (label-free:
   the scores themselves): the prevalence odds ratio divided by the odds ratio of the mean risks, so
-  the part of the prior shift the model already follows is not corrected twice.
+  the part of the prior shift the model already follows is not corrected twice. ``--prevalence-error
+  <x>``: the site states x times its true prevalence; ``--assume-training-prevalence``: it gives only
+  its mean risk, read at the training unit's prevalence (what the worker refuses to serve).
 
 ``--site-table <oof.npz> --wards`` reads set A's own ICU units as wards of one site (no shift: the
 models saw both): the served rules per unit against the shipped threshold (a rule that moves the
