@@ -689,6 +689,29 @@ def _gap_by_hour(metrics: dict[str, Any]) -> str:
         "AUROC of each unit's stays by band of hours since ICU admission, by the model that scored them:\n\n"
         + "\n".join(rows)
         + "\n"
+        + _input_signal(study.get("inputs"))
+    )
+
+
+def _input_signal(inputs: dict[str, Any] | None) -> str:
+    """Single inputs' hourly AUROC per unit and band (``unit_gap --by-hour``'s ``inputs``)."""
+    if not inputs:
+        return ""
+    bands = list(inputs["unit1"])
+    names = [k for k in inputs["unit1"][bands[0]] if k not in ("hours", "septic_hours")]
+    rows = [
+        "| input | " + " | ".join(f"{b} h" for b in bands) + " |",
+        "|---|" + "---|" * len(bands),
+    ]
+    for name in names:
+        cells = [
+            f"{inputs['unit1'][b].get(name, float('nan')):.3f} / {inputs['unit2'][b].get(name, float('nan')):.3f}"
+            for b in bands
+        ]
+        rows.append(f"| `{name}` | {' | '.join(cells)} |")
+    return (
+        "\nEach input alone, the same bands (hourly AUROC over the hours where it is known, set A as recorded; "
+        "medical / surgical):\n\n" + "\n".join(rows) + "\n"
     )
 
 

@@ -13,8 +13,9 @@ measuring a small training set, not a shift.
 ``--by-hour`` asks where in the stay the gap lies, from the screen's cached predictions of the recipe
 (``shiftpred/<config>-s<seed>.npz``, no refit): the hourly AUROC of each unit's stays in bands of
 hours since ICU admission, scored by the model of all of set A (its CV), by the unit's own inner CV,
-and by the other unit's model, as drawn and with the unit's labs drawn once a day (recorded under
-``unit_gap_by_hour``).
+and by the other unit's model, as drawn and with the unit's labs drawn once a day; and, under
+``inputs``, by single inputs alone (``SIGNAL_INPUTS``: how much each carries in each unit and band).
+Recorded under ``unit_gap_by_hour``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from vigil.models.train import data, screen, shifts, study
+from vigil.models.stay_features import TREE_FEATURES
+from vigil.models.train import cohort_features, data, screen, shifts, study
 
 
 def septic_matched_scores(
@@ -53,16 +55,45 @@ def septic_matched_scores(
 
 
 HOUR_BANDS: tuple[tuple[int, int | None], ...] = ((0, 12), (12, 48), (48, None))
+# single inputs scored alone per unit and band (``input_signal``): the SIRS vital signs and counts,
+# the shock index, and the hours in the ICU
+SIGNAL_INPUTS: tuple[str, ...] = (
+    "HR_last",
+    "Temp_max24h",
+    "Resp_max24h",
+    "WBC_last",
+    "shock_index",
+    "Lactate_last",
+    "icu_hours",
+)
+
+
+def _bands(y: np.ndarray, at: np.ndarray, scorers: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per band of ``HOUR_BANDS`` (rows' hours ``at``): its hours, septic hours, and the hourly AUROC of
+    each scorer over the band's rows where it is known (not NaN), when both classes are there."""
+    from vigil.models.utility import auroc_auprc
+
+    bands: dict[str, Any] = {}
+    for lo, hi in HOUR_BANDS:
+        band = (at >= lo) & (at < (hi if hi is not None else np.inf))
+        cell: dict[str, Any] = {"hours": int(band.sum()), "septic_hours": int(y[band].sum())}
+        for name, score in scorers.items():
+            known = band & np.isfinite(score)
+            if 0 < y[known].sum() < known.sum():
+                cell[name] = round(auroc_auprc(y[known], score[known])[0], 4)
+        bands[f"{lo}-{hi if hi is not None else ''}"] = cell
+    return bands
+
+
+def _hours_in_icu(u: shifts.Utility) -> np.ndarray:
+    return np.arange(len(u.labels)) - u.offsets[u.stay_of_row]
 
 
 def by_icu_hour(u: shifts.Utility, unit: np.ndarray, pred: shifts.ShiftPredictions) -> dict[str, Any]:
     """Per unit (``unit1``, ``unit2``) and band of hours in the ICU (``0-12``, ``12-48``, ``48-``): the
     hourly AUROC of the unit's rows by each model that scored them, with the band's hours and
     septic hours. Single-model predictions ([1, rows] arrays)."""
-    from vigil.models.utility import auroc_auprc
-
-    row_unit = u.rows_of(unit)
-    hour = np.arange(len(u.labels)) - u.offsets[u.stay_of_row]
+    row_unit, hour = u.rows_of(unit), _hours_in_icu(u)
     out: dict[str, Any] = {}
     for a, key in zip(shifts.UNITS, shifts.UNIT_SHIFTS, strict=True):
         b = 3 - a
@@ -74,15 +105,19 @@ def by_icu_hour(u: shifts.Utility, unit: np.ndarray, pred: shifts.ShiftPredictio
         }
         for h, v in pred.other_unit_sched.get(key, {}).items():
             scorers[f"other_unit_{shifts.daily_name(h)}"] = v[0]
-        y, at = u.labels[rows], hour[rows]
-        bands: dict[str, Any] = {}
-        for lo, hi in HOUR_BANDS:
-            band = (at >= lo) & (at < (hi if hi is not None else np.inf))
-            cell: dict[str, Any] = {"hours": int(band.sum()), "septic_hours": int(y[band].sum())}
-            if 0 < cell["septic_hours"] < cell["hours"]:
-                cell.update({k: round(auroc_auprc(y[band], s[band])[0], 4) for k, s in scorers.items()})
-            bands[f"{lo}-{hi if hi is not None else ''}"] = cell
-        out[f"unit{b}"] = bands
+        out[f"unit{b}"] = _bands(u.labels[rows], hour[rows], scorers)
+    return out
+
+
+def input_signal(u: shifts.Utility, unit: np.ndarray, x: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """``by_icu_hour``'s bands with single inputs as the scores: the hourly AUROC of each of
+    ``SIGNAL_INPUTS`` alone (``x``: every row's inputs, columns ``names``), per unit and band."""
+    row_unit, hour = u.rows_of(unit), _hours_in_icu(u)
+    out: dict[str, Any] = {}
+    for b in shifts.UNITS:
+        rows = row_unit == b
+        scorers = {n: np.asarray(x[rows, names.index(n)], dtype=np.float64) for n in SIGNAL_INPUTS}
+        out[f"unit{b}"] = _bands(u.labels[rows], hour[rows], scorers)
     return out
 
 
@@ -128,6 +163,9 @@ def _by_hour(args: Any) -> int:
             raise SystemExit(f"no cached predictions at {path}: screen the recipe first (models.train.screen)")
         out["seeds"][str(seed)] = by_icu_hour(u, c.unit, shifts.ShiftPredictions.load(path))
         print(f"seed {seed}: {out['seeds'][str(seed)]}", flush=True)
+    x = cohort_features.Matrices(c).tree(None)  # the bundle's inputs, as recorded
+    out["inputs"] = input_signal(u, c.unit, x, list(TREE_FEATURES))
+    print(f"inputs: {out['inputs']}", flush=True)
     return study.finish(args, "unit_gap_by_hour", out)
 
 

@@ -494,3 +494,40 @@ def test_the_gap_by_hour_scores_each_band_of_each_unit_with_every_model() -> Non
         assert bands["0-12"]["set_a_cv"] == bands["12-48"]["set_a_cv"] == 1.0
         assert bands["0-12"]["other_unit"] == 1.0 > bands["12-48"]["other_unit"]
         assert 0.3 < bands["12-48"]["other_unit_labs_every24h"] < 0.7
+
+
+def test_single_inputs_are_scored_per_unit_and_band_over_the_rows_where_they_are_known() -> None:
+    from synthetic import septic_labels
+
+    from vigil.models.train.shifts import Utility
+    from vigil.models.train.unit_gap import SIGNAL_INPUTS, input_signal
+
+    rng = np.random.default_rng(4)
+    lab, lengths = septic_labels(rng, 80)
+    u = Utility(lab, lengths)
+    unit = np.where(np.arange(80) % 2 == 0, 1, 2)
+    row_unit = u.rows_of(unit)
+    names = ["Age", *SIGNAL_INPUTS]
+    x = rng.random((len(lab), len(names)))
+    hr = names.index("HR_last")
+    x[:, hr] = np.where(row_unit == 1, lab, x[:, hr])  # HR tells sepsis apart in unit 1 only
+    x[rng.random(len(lab)) < 0.3, hr] = np.nan  # unmeasured hours are left out, not ranked
+    got = input_signal(u, unit, x, names)
+    assert got["unit1"]["0-12"]["HR_last"] == got["unit1"]["12-48"]["HR_last"] == 1.0
+    assert 0.3 < got["unit2"]["12-48"]["HR_last"] < 0.7
+    assert set(SIGNAL_INPUTS) <= set(got["unit2"]["12-48"]) and "Age" not in got["unit2"]["12-48"]
+
+
+def test_the_card_shows_the_gap_by_hour_and_each_inputs_signal() -> None:
+    from vigil.models.train.cards_stepping import _gap_by_hour
+
+    cell = {"hours": 1000, "septic_hours": 10, "set_a_cv": 0.79, "own_unit_cv": 0.77, "other_unit": 0.68}
+    by_unit = {"unit1": {"12-48": cell}, "unit2": {"12-48": {**cell, "other_unit": 0.77}}}
+    inputs = {
+        "unit1": {"12-48": {"hours": 1000, "septic_hours": 10, "HR_last": 0.612}},
+        "unit2": {"12-48": {"HR_last": 0.527}},
+    }
+    text = _gap_by_hour({"unit_gap_by_hour": {"config": "full", "seeds": {"1": by_unit}, "inputs": inputs}})
+    assert "| medical | 12-48 | 1,000 (10) | 0.790 | 0.770 | 0.680 | - |" in text
+    assert "| `HR_last` | 0.612 / 0.527 |" in text
+    assert _gap_by_hour({}) == ""
