@@ -11,6 +11,7 @@ from typing import Any
 
 from vigil.models.train import shifts
 from vigil.models.train.importance import VARIANTS
+from vigil.models.train.paired import SCHEDULED_LABS, taught_on
 from vigil.models.train.threshold_rules import misstated, site_rule_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,8 +148,8 @@ def _taught_thinned(config: str) -> bool:
 
 
 def _taught_daily(config: str) -> bool:
-    """Taught on a copy with its labs drawn at most once a day (``~augdaily``)."""
-    return "augdaily" in config.split("~")[1:]
+    """Taught on a copy with its labs drawn at most once a day (``~augdaily``; ``paired.taught_on``)."""
+    return taught_on(config) == SCHEDULED_LABS
 
 
 def _as_recorded(config: str) -> bool:
