@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from vigil.schemas.codes import DYNAMIC_CODES
@@ -49,3 +51,14 @@ def septic_labels(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndar
             lab[rng.integers(5, t - 3) :] = 1
         labels.append(lab)
     return np.concatenate(labels), lengths
+
+
+def two_unit_stays(rng: np.random.Generator, n: int, every: int = 2) -> tuple[Any, np.ndarray, np.ndarray]:
+    """``septic_labels`` stays split between ICU units 1 (every ``every``-th stay) and 2: (the cohort's
+    ``shifts.Utility``, each stay's unit, each row's unit)."""
+    from vigil.models.train.shifts import Utility
+
+    labels, lengths = septic_labels(rng, n)
+    u = Utility(labels, lengths)
+    unit = np.where(np.arange(n) % every == 0, 1, 2)
+    return u, unit, u.rows_of(unit)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from synthetic import septic_labels
+from synthetic import two_unit_stays
 
 from vigil.models.train.latch import decayed_max, latched
-from vigil.models.train.shifts import ShiftPredictions, Utility
+from vigil.models.train.shifts import ShiftPredictions
 
 
 def test_a_peak_decays_hour_by_hour_and_never_crosses_into_the_next_stay() -> None:
@@ -27,11 +27,8 @@ def test_the_latch_is_causal() -> None:
 
 def test_each_shift_array_is_latched_within_its_own_units_stays() -> None:
     rng = np.random.default_rng(1)
-    lab, lengths = septic_labels(rng, 30)
-    u = Utility(lab, lengths)
-    unit = np.where(np.arange(30) % 3 == 0, 1, 2)
-    row_unit = u.rows_of(unit)
-    score = rng.random((1, len(lab)))
+    u, unit, row_unit = two_unit_stays(rng, 30, every=3)
+    score = rng.random((1, len(u.labels)))
     pred = ShiftPredictions(score, {1: score}, {"unit1->unit2": score[:, row_unit == 2]}, {1: score[:, row_unit == 1]})
     held = latched(pred, u, unit, 0.8)
     every = decayed_max(score, u.stay_of_row, 0.8)

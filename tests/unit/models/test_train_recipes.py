@@ -464,17 +464,15 @@ def test_an_icu_hours_cap_is_a_known_modifier_and_reads_its_hours() -> None:
 
 
 def test_the_gap_by_hour_scores_each_band_of_each_unit_with_every_model() -> None:
-    from synthetic import septic_labels
+    from synthetic import two_unit_stays
 
-    from vigil.models.train.shifts import ShiftPredictions, Utility
+    from vigil.models.train.shifts import ShiftPredictions
     from vigil.models.train.unit_gap import by_icu_hour
 
     rng = np.random.default_rng(3)
-    lab, lengths = septic_labels(rng, 80)  # stays of 20-39 h: nothing past hour 48
-    u = Utility(lab, lengths)
-    unit = np.where(np.arange(80) % 2 == 0, 1, 2)
-    row_unit = u.rows_of(unit)
-    hour = np.concatenate([np.arange(n) for n in lengths])
+    u, unit, row_unit = two_unit_stays(rng, 80)  # stays of 20-39 h: nothing past hour 48
+    lab = u.labels
+    hour = np.concatenate([np.arange(n) for n in u.lengths])
     perfect, noise = lab.astype(float)[None], rng.random((1, len(lab)))
     # the other unit's model is perfect before hour 12 only
     late_noise = np.where(hour < 12, lab, rng.random(len(lab)))[None]
@@ -497,16 +495,13 @@ def test_the_gap_by_hour_scores_each_band_of_each_unit_with_every_model() -> Non
 
 
 def test_single_inputs_are_scored_per_unit_and_band_over_the_rows_where_they_are_known() -> None:
-    from synthetic import septic_labels
+    from synthetic import two_unit_stays
 
-    from vigil.models.train.shifts import Utility
     from vigil.models.train.unit_gap import SIGNAL_INPUTS, input_signal
 
     rng = np.random.default_rng(4)
-    lab, lengths = septic_labels(rng, 80)
-    u = Utility(lab, lengths)
-    unit = np.where(np.arange(80) % 2 == 0, 1, 2)
-    row_unit = u.rows_of(unit)
+    u, unit, row_unit = two_unit_stays(rng, 80)
+    lab = u.labels
     names = ["Age", *SIGNAL_INPUTS]
     x = rng.random((len(lab), len(names)))
     hr = names.index("HR_last")
