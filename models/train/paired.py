@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from vigil.models.train import data, metrics_file, shifts
+from vigil.models.train import data, metrics_file, screen, shifts
 
-PRED_DIR = data.CACHE_DIR / "shiftpred"
+PRED_DIR = screen.PRED_DIR  # where the screen keeps each recipe's shift predictions
 
 
 RULES = ("best", "served-risk")
@@ -42,7 +42,7 @@ SCHEDULED_LABS = "labs_every"  # ... and what ~augdaily was taught on
 def taught_on(config: str) -> str:
     """The part of a shift's name that marks the shifts ``config``'s training copy taught it (``worst``
     leaves them out): labs drawn once a day for ``~augdaily``, else labs thinned at random."""
-    return SCHEDULED_LABS if "augdaily" in config.split("~")[1:] else RANDOM_THINNING
+    return SCHEDULED_LABS if screen.scheduled(config) else RANDOM_THINNING
 
 
 @dataclass

@@ -141,6 +141,14 @@ def scheduled(config: str) -> bool:
     return "augdaily" in config.split("~")[1:]
 
 
+def training_copy(config: str, seed: int) -> cohort_features.Copy | None:
+    """The shifted copy of its stays a recipe trains on (``~thin<K>``, ``~aug<K>``: thinned at random
+    with seed 100 + ``seed``; ``~augdaily``: labs at most once a day), None for the stays as recorded."""
+    if scheduled(config):
+        return ("labs_every", LAB_SCHEDULES[0])
+    return ("labs", 100 + seed) if training_mods(config)[1] else None
+
+
 def site_relative(config: str) -> bool:
     """``~siterel``: each measurement-habit feature (rates, hours since measured, counts over 24 h)
     divided by its mean over the rows of the same site being scored or trained on (each ICU unit of
@@ -191,12 +199,10 @@ def tree_recipe(
     from vigil.models.train import extra_features
 
     augment, relative, cap = augmented(config), site_relative(config), icu_cap(config)
+    train_thin = training_copy(config, seed)  # read before the modifiers are stripped from ``config``
     config, thin, overrides, rounds = training_mods(config)
     base, *extras = config.split("+")
     train_mats = cohort_features.Matrices(mats.c, thin / 100) if thin else mats
-    train_thin: cohort_features.Copy | None = ("labs", 100 + seed) if thin else None
-    if scheduled(config):
-        augment, train_thin = True, ("labs_every", LAB_SCHEDULES[0])
 
     def source_of(m: cohort_features.Matrices) -> Any:
         return {"reference": m.reference, "v1trees": m.v1}.get(base, m.tree)

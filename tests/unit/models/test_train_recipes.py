@@ -526,3 +526,13 @@ def test_the_card_shows_the_gap_by_hour_and_each_inputs_signal() -> None:
     assert "| medical | 12-48 | 1,000 (10) | 0.790 | 0.770 | 0.680 | - |" in text
     assert "| `HR_last` | 0.612 / 0.527 |" in text
     assert _gap_by_hour({}) == ""
+
+
+def test_each_recipe_trains_on_the_copy_its_modifiers_name() -> None:
+    # read from the whole config: tree_recipe strips the modifiers before it fits
+    assert screen.training_copy("full~psmooth~mono~augdaily", 1) == ("labs_every", 24)
+    assert screen.augmented("full~psmooth~mono~augdaily")  # beside the stays as recorded, half weight each
+    assert screen.training_copy("full~psmooth~mono~aug50", 2) == ("labs", 102)
+    assert screen.training_copy("full~thin20", 1) == ("labs", 101)
+    assert screen.training_copy("full~psmooth~mono", 1) is None
+    assert screen.training_copy("full", 1) is None
