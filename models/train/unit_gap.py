@@ -85,15 +85,11 @@ def _bands(y: np.ndarray, at: np.ndarray, scorers: dict[str, np.ndarray]) -> dic
     return bands
 
 
-def _hours_in_icu(u: shifts.Utility) -> np.ndarray:
-    return np.arange(len(u.labels)) - u.offsets[u.stay_of_row]
-
-
-def by_icu_hour(u: shifts.Utility, unit: np.ndarray, pred: shifts.ShiftPredictions) -> dict[str, Any]:
-    """Per unit (``unit1``, ``unit2``) and band of hours in the ICU (``0-12``, ``12-48``, ``48-``): the
-    hourly AUROC of the unit's rows by each model that scored them, with the band's hours and
-    septic hours. Single-model predictions ([1, rows] arrays)."""
-    row_unit, hour = u.rows_of(unit), _hours_in_icu(u)
+def by_icu_hour(u: shifts.Utility, unit: np.ndarray, hour: np.ndarray, pred: shifts.ShiftPredictions) -> dict[str, Any]:
+    """Per unit (``unit1``, ``unit2``) and band of hours in the ICU (``0-12``, ``12-48``, ``48-``; each
+    row's ``hour``, ``Cohort.hour_of_row``): the hourly AUROC of the unit's rows by each model that
+    scored them, with the band's hours and septic hours. Single-model predictions ([1, rows] arrays)."""
+    row_unit = u.rows_of(unit)
     out: dict[str, Any] = {}
     for a, key in zip(shifts.UNITS, shifts.UNIT_SHIFTS, strict=True):
         b = 3 - a
@@ -109,10 +105,12 @@ def by_icu_hour(u: shifts.Utility, unit: np.ndarray, pred: shifts.ShiftPredictio
     return out
 
 
-def input_signal(u: shifts.Utility, unit: np.ndarray, x: np.ndarray, names: list[str]) -> dict[str, Any]:
+def input_signal(
+    u: shifts.Utility, unit: np.ndarray, hour: np.ndarray, x: np.ndarray, names: list[str]
+) -> dict[str, Any]:
     """``by_icu_hour``'s bands with single inputs as the scores: the hourly AUROC of each of
     ``SIGNAL_INPUTS`` alone (``x``: every row's inputs, columns ``names``), per unit and band."""
-    row_unit, hour = u.rows_of(unit), _hours_in_icu(u)
+    row_unit = u.rows_of(unit)
     out: dict[str, Any] = {}
     for b in shifts.UNITS:
         rows = row_unit == b
@@ -155,16 +153,16 @@ def main(argv: list[str] | None = None) -> int:
 def _by_hour(args: Any) -> int:
     c = data.load_cohort()
     assert c.unit is not None
-    u = shifts.Utility(c.labels, c.lengths)
+    u, hour = shifts.Utility(c.labels, c.lengths), c.hour_of_row()
     out: dict[str, Any] = {"config": args.config, "seeds": {}}
     for seed in args.seed or [1]:
         path = screen.PRED_DIR / f"{args.config}-s{seed}.npz"
         if not path.exists():
             raise SystemExit(f"no cached predictions at {path}: screen the recipe first (models.train.screen)")
-        out["seeds"][str(seed)] = by_icu_hour(u, c.unit, shifts.ShiftPredictions.load(path))
+        out["seeds"][str(seed)] = by_icu_hour(u, c.unit, hour, shifts.ShiftPredictions.load(path))
         print(f"seed {seed}: {out['seeds'][str(seed)]}", flush=True)
     x = cohort_features.Matrices(c).tree(None)  # the bundle's inputs, as recorded
-    out["inputs"] = input_signal(u, c.unit, x, list(TREE_FEATURES))
+    out["inputs"] = input_signal(u, c.unit, hour, x, list(TREE_FEATURES))
     print(f"inputs: {out['inputs']}", flush=True)
     return study.finish(args, "unit_gap_by_hour", out)
 

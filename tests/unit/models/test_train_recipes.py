@@ -483,7 +483,7 @@ def test_the_gap_by_hour_scores_each_band_of_each_unit_with_every_model() -> Non
         {1: noise[:, row_unit == 1], 2: noise[:, row_unit == 2]},
         other_unit_sched={"unit1->unit2": {24: noise[:, row_unit == 2]}, "unit2->unit1": {24: noise[:, row_unit == 1]}},
     )
-    got = by_icu_hour(u, unit, pred)
+    got = by_icu_hour(u, unit, hour, pred)
     for name, a in (("unit1", 1), ("unit2", 2)):
         bands = got[name]
         assert list(bands) == ["0-12", "12-48", "48-"]
@@ -507,7 +507,8 @@ def test_single_inputs_are_scored_per_unit_and_band_over_the_rows_where_they_are
     hr = names.index("HR_last")
     x[:, hr] = np.where(row_unit == 1, lab, x[:, hr])  # HR tells sepsis apart in unit 1 only
     x[rng.random(len(lab)) < 0.3, hr] = np.nan  # unmeasured hours are left out, not ranked
-    got = input_signal(u, unit, x, names)
+    hour = np.concatenate([np.arange(n) for n in u.lengths])
+    got = input_signal(u, unit, hour, x, names)
     assert got["unit1"]["0-12"]["HR_last"] == got["unit1"]["12-48"]["HR_last"] == 1.0
     assert 0.3 < got["unit2"]["12-48"]["HR_last"] < 0.7
     assert set(SIGNAL_INPUTS) <= set(got["unit2"]["12-48"]) and "Age" not in got["unit2"]["12-48"]
