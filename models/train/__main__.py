@@ -1,6 +1,11 @@
 """Train, shift-test and export the stepping bundle (``models/artifacts/stepping/``).
 
     .venv-train/bin/python -m vigil.models.train [--data DIR] [--out DIR] [--seed 2019] [--folds 4]
+        [--teach-daily-labs]
+
+``--teach-daily-labs`` trains the trees on set A as recorded and on a copy with labs drawn at most
+once a day, half weight each (the screen's ``~augdaily``); the shift blocks then add
+``worst_without_schedule``, the worst case over the shifts that recipe was never taught on.
 
 1. Set A through the stepping core's offline form (cached): tree features and recurrent inputs of
    every hour; utility-derived targets and weights (``labels``).
@@ -46,6 +51,10 @@ from vigil.models.train import (
 from vigil.schemas.codes import DYNAMIC_CODES
 
 VERSION = "2.3.0"
+TAUGHT_ON = {
+    False: "set A as recorded",
+    True: "set A as recorded and a copy with labs drawn at most once a day, half weight each",
+}
 
 
 def log(msg: str) -> None:
@@ -61,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--oof-out", type=Path, default=data.CACHE_DIR / "oof-stepping.npz")
     ap.add_argument("--max-patients", type=int, default=0, help="subsample stays (smoke runs)")
     ap.add_argument("--smoke", action="store_true", help="1 epoch, 20 trees: checks the pipeline, not the models")
+    ap.add_argument(
+        "--teach-daily-labs",
+        action="store_true",
+        help="train the trees on the stays as recorded and on a copy with labs drawn at most once a day, "
+        "half weight each (the screen's ~augdaily)",
+    )
     args = ap.parse_args(argv)
     if args.smoke:
         sequence.EPOCHS, trees.WEIGHTED_ROUNDS = 1, 20
@@ -82,8 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     patient = c.patient_of_row()
     log(f"cohort: {len(c.lengths)} stays, {len(y)} hours; features {x.shape[1]}, sequence inputs {s.shape[1]}")
 
+    taught = ("labs_every", cohort_features.LAB_SCHEDULES[0]) if args.teach_daily_labs else None
+
     def fit_tree(rows: np.ndarray) -> Any:
-        return trees.fit_weighted(np.asarray(x[rows]), y[rows], w[rows], args.seed, TREE_FEATURES)
+        xr, yr, wr = np.asarray(x[rows]), y[rows], w[rows]
+        if taught is not None:
+            xr, yr, wr = trees.beside(xr, np.asarray(mats.tree(taught)[rows]), yr, wr)
+        return trees.fit_weighted(xr, yr, wr, args.seed, TREE_FEATURES)
 
     def predict_tree(model: Any, rows: np.ndarray, copy: cohort_features.Copy | None) -> np.ndarray:
         return model.predict(np.asarray(mats.tree(copy)[rows]))
@@ -123,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             "vitals_keep": cohort_features.VITALS_KEEP,
             "vitals_seeds": list(vitals_seeds),
             "lab_every_h": list(schedules),
+            "trees_taught_on": TAUGHT_ON[taught is not None],
         },
         "sepsis_diagnosis": shifts.figures(u, tree_pred, fold, c.unit, y, w),
         "deterioration": shifts.figures(u, gru_pred, fold, c.unit, y, w),
@@ -153,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"thresholds {thresholds}; worst combined {metrics['combined']['worst']}")
 
     t_fit = time.perf_counter()
-    booster = trees.fit_weighted(np.asarray(x), y, w, args.seed, TREE_FEATURES)
+    booster = fit_tree(np.arange(len(y)))
     gru = sequence.fit(s, y, w, o, np.arange(len(c.lengths)), args.seed, log=log)
     final_seconds = time.perf_counter() - t_fit
     p_tree_all = booster.predict(np.asarray(x))
@@ -213,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seed": args.seed,
         "training_data": "PhysioNet/CinC Challenge 2019 training set A (ODbL 1.0), doi:10.13026/v64v-d857",
-        "training_command": f"python -m vigil.models.train --seed {args.seed} --folds {args.folds}",
+        "training_command": f"python -m vigil.models.train --seed {args.seed} --folds {args.folds}"
+        + (" --teach-daily-labs" if taught is not None else ""),
         "training_seconds": round(total, 1),
         "platform": platform.platform(),
         "tree_features": TREE_FEATURES,
@@ -233,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                     rounds=trees.WEIGHTED_ROUNDS,
                     negative_share=trees.NEGATIVE_SHARE,
                     monotone=trees.monotone_summary(),
+                    taught_on=TAUGHT_ON[taught is not None],
                 ),
             },
             "deterioration": {

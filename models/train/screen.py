@@ -245,7 +245,7 @@ def tree_recipe(
     def fit(rows: np.ndarray) -> Any:
         xr, yr, wr = matrix(train_thin, rows, train_mats, train_source), y[rows], w[rows]
         if augment:  # as recorded and thinned, each at half weight: the same total weight per stay
-            xr, yr, wr = np.vstack([matrix(None, rows), xr]), np.r_[yr, yr], np.r_[wr, wr] * 0.5
+            xr, yr, wr = trees.beside(matrix(None, rows), xr, yr, wr)
         if base == "v1trees":
             return [trees.fit(xr, yr, seed, [f"f{i}" for i in range(xr.shape[1])])]
         return [

@@ -405,6 +405,9 @@ def figures(
     single_shifts = ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1")
     names = (*(n for n in single_shifts if n in out), *compound, *scheduled, *routine)
     out["worst"] = {m: min(out[s][m] for s in names) for m in ("auroc", "utility")}
+    # a recipe taught on labs by routine (``--teach-daily-labs``) is judged on the shifts it never saw
+    unscheduled = [n for n in names if n not in scheduled and n not in routine]
+    out["worst_without_schedule"] = {m: min(out[s][m] for s in unscheduled) for m in ("auroc", "utility")}
     return out
 
 

@@ -120,6 +120,15 @@ def fit_weighted(  # type: ignore[no-untyped-def]
     return lgb.train(params, ds, num_boost_round=rounds or WEIGHTED_ROUNDS)
 
 
+def beside(
+    x: np.ndarray, x_copy: np.ndarray, y: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows as recorded and the same rows from a shifted copy of the stays, each at half weight, so
+    every stay keeps its total weight (the screen's ``~aug<K>`` and ``~augdaily``; the bundle's
+    ``--teach-daily-labs``)."""
+    return np.vstack([x, x_copy]), np.r_[y, y], np.r_[w, w] * 0.5
+
+
 def export_onnx(booster, n_features: int, path: str) -> None:  # type: ignore[no-untyped-def]
     from onnxmltools import convert_lightgbm
     from onnxmltools.convert.common.data_types import FloatTensorType

@@ -145,6 +145,8 @@ def test_labs_drawn_once_a_day_are_scored_at_each_folds_threshold_and_join_the_w
     pred.oof_sched = {24: rng.random((1, len(y)))}
     after = figures(u, pred, fold, unit, y, w)
     assert after["worst"]["auroc"] == after["labs_every24h"]["auroc"] < before["worst"]["auroc"]
+    # a recipe taught on the schedule is judged without it too (``--teach-daily-labs``)
+    assert after["worst_without_schedule"] == before["worst"] == before["worst_without_schedule"]
     assert after["labs_every24h"]["threshold"] == after["cv"]["threshold"]
     for shift in ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1+labs_thinned"):
         assert after[shift] == before[shift]
@@ -169,6 +171,7 @@ def test_another_unit_drawing_labs_by_routine_is_scored_at_the_training_units_th
     routine = after["unit1->unit2+labs_every24h"]
     assert routine["threshold"] == after["unit1->unit2"]["threshold"]  # chosen on unit 1's folds as drawn
     assert after["worst"]["auroc"] == routine["auroc"] < before["worst"]["auroc"]
+    assert after["worst_without_schedule"] == before["worst_without_schedule"]  # the compound with a schedule too
     assert after["unit2->unit1+labs_every24h"] == after["unit2->unit1"]  # a schedule that changes nothing
     for shift in ("cv", "labs_every24h", "unit1->unit2", "unit1->unit2+labs_thinned", "unit2->unit1+labs_thinned"):
         assert after[shift] == before[shift]

@@ -537,3 +537,13 @@ def test_each_recipe_trains_on_the_copy_its_modifiers_name() -> None:
     assert screen.training_copy("full~thin20", 1) == ("labs", 101)
     assert screen.training_copy("full~psmooth~mono", 1) is None
     assert screen.training_copy("full", 1) is None
+
+
+def test_beside_keeps_every_stays_total_weight() -> None:
+    # ~aug<K>, ~augdaily and the bundle's --teach-daily-labs: the copy's rows join at half weight
+    x, x_copy = np.arange(6, dtype=np.float32).reshape(3, 2), -np.ones((3, 2), np.float32)
+    y, w = np.array([0, 1, 1], np.int8), np.array([1.0, 2.0, 4.0], np.float32)
+    xb, yb, wb = trees.beside(x, x_copy, y, w)
+    np.testing.assert_array_equal(xb, np.vstack([x, x_copy]))
+    np.testing.assert_array_equal(yb, np.r_[y, y])
+    assert wb.sum() == pytest.approx(w.sum()) and wb[0] == wb[3] == 0.5
