@@ -9,7 +9,10 @@ utility at the threshold it would ship there (the CV shifts: fold f's threshold 
 folds' OOF scores, the utility averaged over the folds; the unit shifts: the training unit's inner
 folds choose it), exactly as ``shifts.figures`` does for single models; ``--rule served-risk``: the
 unit shifts at the site threshold a worker serves where the site sets its septic-stay prevalence
-and its mean risk (``threshold_rules``' ``served-risk``, fixed per scoring before resampling).
+and its mean risk (``threshold_rules``' ``served-risk``, fixed per scoring before resampling);
+``--rule prev<k>`` / ``logit<d>``: ``threshold_rules``' rule picks the threshold wherever the training
+side picks one (each CV fold's from the other folds, each unit shift's from the training unit), the
+rule a bundle could ship as its default threshold.
 ``worst``: each recipe's worst case over every shift but the randomly thinned labs (what the
 ``~thin``/``~aug`` recipes were taught on), its minimum taken within each draw. A shift with several
 thinning seeds is the mean over them, as in the screen's rows. Reports ``b - a`` with its 95 %
@@ -34,7 +37,8 @@ from vigil.models.train import data, metrics_file, screen, shifts
 PRED_DIR = screen.PRED_DIR  # where the screen keeps each recipe's shift predictions
 
 
-RULES = ("best", "served-risk")
+RULES = ("best", "served-risk", "prev<k>", "logit<d>")  # the last two: threshold_rules' default-threshold rules
+Chooser = Callable[[shifts.Utility, np.ndarray, np.ndarray], float]  # (utility, scores, rows) -> threshold
 RANDOM_THINNING = "labs_thinned"  # the shifts with it in their name: what the ~thin/~aug recipes were taught on
 SCHEDULED_LABS = "labs_every"  # ... and what ~augdaily was taught on
 
@@ -54,11 +58,15 @@ class Scored:
     thresholds: list[np.ndarray]  # [rows.sum()] per copy
 
 
-def _fold_thresholds(u: shifts.Utility, oof: np.ndarray, row_fold: np.ndarray) -> np.ndarray:
+def _best(u: shifts.Utility, score: np.ndarray, rows: np.ndarray) -> float:
+    return u.threshold(score, rows)
+
+
+def _fold_thresholds(u: shifts.Utility, oof: np.ndarray, row_fold: np.ndarray, choose: Chooser = _best) -> np.ndarray:
     out = np.zeros(len(row_fold))
     for f in np.unique(row_fold):
         test = row_fold == f
-        out[test] = u.threshold(oof[~test], ~test)
+        out[test] = choose(u, oof[~test], ~test)
     return out
 
 
@@ -68,13 +76,16 @@ def scorings(
     row_fold: np.ndarray,
     row_unit: np.ndarray,
     site: dict[str, list[float]] | None = None,
+    choose: Chooser = _best,
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, Scored]]:
     """(shift, rows, group of each row, scored) for every shift ``pred`` carries. Groups are what the
     utility is averaged over: the folds for the CV shifts, one group for a unit shift. ``site``: per
     unit shift, the threshold of each of its scorings (``shifts.unit_scorings`` order) instead of the
-    training unit's best one (``site_rule_thresholds``)."""
+    training unit's best one (``site_rule_thresholds``). ``choose``: how the training side picks its
+    threshold from its own scores wherever it picks one (the best utility as shipped; a
+    ``threshold_rules`` rule such as ``prev1.5``)."""
     everything = np.ones(len(row_fold), bool)
-    fold_thr = _fold_thresholds(u, pred.oof[0], row_fold)
+    fold_thr = _fold_thresholds(u, pred.oof[0], row_fold, choose)
     cv_like = {"cv": [pred.oof[0]]}
     cv_like["labs_thinned"] = [v[0] for _, v in sorted(pred.oof_thin.items())]
     cv_like["vitals_thinned"] = [v[0] for _, v in sorted(pred.oof_vitals.items())]
@@ -85,7 +96,7 @@ def scorings(
     for a, key, both in zip(shifts.UNITS, shifts.UNIT_SHIFTS, shifts.COMPOUND, strict=True):
         train, test = row_unit == a, row_unit == 3 - a
         scored = shifts.unit_scorings(pred, key)  # as drawn, the thinned copies, the schedules
-        chosen = (site or {}).get(key, [u.threshold(pred.in_unit[a][0], train)] * len(scored))
+        chosen = (site or {}).get(key, [choose(u, pred.in_unit[a][0], train)] * len(scored))
         thr = [np.full(int(test.sum()), t) for t in chosen]
         one = np.zeros(len(row_fold), int)
         yield key, test, one, Scored([scored[0][0]], thr[:1])
@@ -151,6 +162,8 @@ def compare(
     site_a: SiteRule | None = None,
     site_b: SiteRule | None = None,
     taught: str = RANDOM_THINNING,
+    choose_a: Chooser = _best,
+    choose_b: Chooser = _best,
 ) -> dict[str, dict[str, Any]]:
     """``b - a`` per shift both carry: AUROC and utility at the threshold each would ship (the training
     side's best; with ``site_a`` / ``site_b``, e.g. ``site_rule_thresholds``, that recipe's unit shifts
@@ -158,14 +171,15 @@ def compare(
     with a 95 % interval over stays resampled with replacement (the same draws for both recipes), and
     under ``worst`` each recipe's worst case over the shifts no recipe was taught on (every shift whose
     name lacks ``taught``: ``taught_on`` the compared recipe) with the interval of its difference (the
-    minimum taken per draw)."""
+    minimum taken per draw). ``choose_a`` / ``choose_b``: each recipe's rule for the thresholds its
+    training side picks (``scorings``)."""
     row_fold, row_unit = u.rows_of(fold), u.rows_of(unit)
     thr_a, thr_b = (site_a(u, a, unit) if site_a else None), (site_b(u, b, unit) if site_b else None)
-    theirs = {name: (rows, group, s) for name, rows, group, s in scorings(u, b, row_fold, row_unit, thr_b)}
+    theirs = {name: (rows, group, s) for name, rows, group, s in scorings(u, b, row_fold, row_unit, thr_b, choose_b)}
     rng = np.random.default_rng(seed)
     out: dict[str, dict[str, Any]] = {}
     drawn: dict[str, np.ndarray] = {}  # shift -> [point + n draws, (a AUROC, b AUROC, a utility, b utility)]
-    for name, rows, row_group, sa in scorings(u, a, row_fold, row_unit, thr_a):
+    for name, rows, row_group, sa in scorings(u, a, row_fold, row_unit, thr_a, choose_a):
         if name not in theirs or len(theirs[name][2].scores) != len(sa.scores):
             continue
         sb = theirs[name][2]
@@ -227,11 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=200)
     ap.add_argument(
         "--rule",
-        choices=RULES,
         default="best",
-        help="the unit shifts' threshold: the training unit's best (as shipped) or the served site threshold",
+        help=f"one of {', '.join(RULES)}: the training side's best threshold (as shipped), the served site "
+        "threshold on the unit shifts, or a threshold_rules rule wherever the training side picks",
     )
-    ap.add_argument("--rule-b", choices=RULES, help="b's own rule (default: --rule); --a X --b X compares two rules")
+    ap.add_argument("--rule-b", help="b's own rule (default: --rule); --a X --b X compares two rules")
     ap.add_argument("--pred-dir", type=Path, default=PRED_DIR)
     ap.add_argument("--json", action="store_true", help="a JSON summary as the last line")
     ap.add_argument("--record", type=Path, help="add the comparison to this metrics.json (key `paired`)")
@@ -246,11 +260,24 @@ def main(argv: list[str] | None = None) -> int:
     rule_b = args.rule_b or args.rule
     rule = args.rule if rule_b == args.rule else f"{args.rule}->{rule_b}"
     summary: dict[str, Any] = {"a": args.a, "b": args.b, "draws": args.draws, "rule": rule, "seeds": {}}
-    site_a, site_b = ({"best": None, "served-risk": site_rule_thresholds}[r] for r in (args.rule, rule_b))
+    (site_a, choose_a), (site_b, choose_b) = (_rule(r) for r in (args.rule, rule_b))
     for seed in args.seed or [1]:
         fold = data.grouped_folds(c, args.folds, seed)
         a, b = (shifts.ShiftPredictions.load(paths[(cfg, seed)]) for cfg in (args.a, args.b))
-        result = compare(u, a, b, fold, c.unit, args.draws, site_a=site_a, site_b=site_b, taught=taught_on(args.b))
+        taught = taught_on(args.b)
+        result = compare(
+            u,
+            a,
+            b,
+            fold,
+            c.unit,
+            args.draws,
+            site_a=site_a,
+            site_b=site_b,
+            taught=taught,
+            choose_a=choose_a,
+            choose_b=choose_b,
+        )
         summary["seeds"][str(seed)] = result
         for name, r in result.items():
             if name == "worst":
@@ -267,6 +294,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(summary))
     return 0
+
+
+def _rule(name: str) -> tuple[SiteRule | None, Chooser]:
+    """A rule's name -> (its site thresholds of the unit shifts, its chooser of the training side's)."""
+    from vigil.models.train import threshold_rules
+
+    if name == "served-risk":
+        return site_rule_thresholds, _best
+    if name == "best":
+        return None, _best
+    if name.startswith(("prev", "logit")):
+        try:
+            return None, threshold_rules.parse(name)
+        except ValueError:
+            pass
+    raise SystemExit(f"unknown rule {name}: expected one of {', '.join(RULES)} (e.g. prev1.5)")
 
 
 def record(path: Path, summary: dict[str, Any]) -> None:

@@ -111,3 +111,29 @@ def test_the_served_site_rule_moves_only_the_unit_shifts_thresholds() -> None:
     assert any(rules[k]["utility"] != 0 for k in ("unit1->unit2", "unit2->unit1"))
     for shift in ("cv", "labs_thinned", "labs_every24h"):
         assert served[shift] == best[shift]
+
+
+def test_a_default_threshold_rule_is_the_screens_figures_under_that_rule() -> None:
+    from vigil.models.train.threshold_rules import parse, with_rule
+
+    rng = np.random.default_rng(3)
+    labels, lengths = septic_labels(rng, 160)
+    u, (y, w) = Utility(labels, lengths), utility_targets(labels, lengths)
+    fold, unit = np.arange(160) % 4, np.where(np.arange(160) % 2 == 0, 1, 2)
+    a = _pred(u, unit, y * 0.3, rng)  # overlapping scores: the rules' thresholds differ
+    # prev3 wherever the training side picks (CV folds and unit shifts) against the shipped best
+    rules = paired.compare(u, a, a, fold, unit, n=20, choose_b=parse("prev3"))
+    shipped = figures(u, a, fold, unit, y, w)
+    ruled = figures(with_rule(parse("prev3"))(labels, lengths), a, fold, unit, y, w)
+    for shift in ("cv", "labs_every24h", "unit1->unit2", "unit2->unit1", "unit1->unit2+labs_every24h"):
+        assert abs(rules[shift]["utility"] - (ruled[shift]["utility"] - shipped[shift]["utility"])) < 2e-4, shift
+        assert rules[shift]["auroc"] == 0
+    assert any(rules[k]["utility"] != 0 for k in ("cv", "unit1->unit2", "unit2->unit1"))
+    assert paired._rule("prev1.5")[0] is None and paired._rule("served-risk")[0] is paired.site_rule_thresholds
+    for bad in ("prevx", "median"):
+        try:
+            paired._rule(bad)
+        except SystemExit as e:
+            assert "unknown rule" in str(e)
+        else:
+            raise AssertionError(bad)
