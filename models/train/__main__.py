@@ -8,12 +8,15 @@ once a day, half weight each (the screen's ``~augdaily``); the shift blocks then
 ``worst_without_schedule``, the worst case over the shifts that recipe was never taught on.
 
 1. Set A through the stepping core's offline form (cached): tree features and recurrent inputs of
-   every hour; utility-derived targets and weights (``labels``).
+   every hour; utility-derived targets and weights (``labels``). Since 2.4 the trees also train on a
+   copy of every stay with its labs drawn at most once a day, half weight each (``--teach-daily-labs``).
 2. Shift tests (``shifts``) for both models: grouped CV (OOF), the CV fold models on thinned labs,
    and leave-one-unit-out in both directions.
 3. Stacker (logistic on the trees' log-odds; the GRU's weight held at 0 since 2.1) + isotonic
-   calibration on the OOF predictions; the stored threshold maximizes the utility of the calibrated
-   OOF risk. ``combined_with_gru`` in the metrics is the 2.0 stacker under the same shift tests.
+   calibration on the OOF predictions; the stored threshold is chosen on the calibrated OOF risk by
+   ``--threshold-rule`` (since 2.4 ``prev1.5``: the best worst-case utility over septic-stay
+   prevalences 1/1.5..1.5 times set A's; ``best``, 2.3's, maximizes it at set A's own), and so is every
+   shift block's. ``combined_with_gru`` in the metrics is the 2.0 stacker under the same shift tests.
 4. Final models on all of set A; ONNX (trees, one-step GRU, full-sequence GRU), reference arrays for
    the serving tests, the training reference for drift, manifest (sha256) and metrics.
 """
@@ -42,6 +45,7 @@ from vigil.models.train import (
     labels,
     metrics_file,
     reference,
+    screen,
     sequence,
     shifts,
     stacking,
@@ -50,7 +54,14 @@ from vigil.models.train import (
 )
 from vigil.schemas.codes import DYNAMIC_CODES
 
-VERSION = "2.3.0"
+VERSION = "2.4.0"
+# a site that sets its own prevalence gets the site table instead of this default (models.site_threshold)
+THRESHOLD_RULE = threshold_rules.BUNDLE_RULE
+THRESHOLD_RULES = {
+    "best": "maximizes PhysioNet 2019 normalized utility on set-A OOF (calibrated risk)",
+    "prev1.5": "maximizes the worst PhysioNet 2019 normalized utility on set-A OOF (calibrated risk) over "
+    "septic-stay prevalences of 1/1.5, 1 and 1.5 times set A's (threshold_rules.prevalence_maximin)",
+}
 TAUGHT_ON = {
     False: "set A as recorded",
     True: "set A as recorded and a copy with labs drawn at most once a day, half weight each",
@@ -72,11 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="1 epoch, 20 trees: checks the pipeline, not the models")
     ap.add_argument(
         "--teach-daily-labs",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="train the trees on the stays as recorded and on a copy with labs drawn at most once a day, "
-        "half weight each (the screen's ~augdaily)",
+        "half weight each (the screen's ~augdaily; since 2.4)",
+    )
+    ap.add_argument(
+        "--threshold-rule",
+        default=THRESHOLD_RULE,
+        help="how every threshold is chosen on the training side's OOF risk: best (2.3) or a threshold_rules "
+        f"rule (default {THRESHOLD_RULE})",
     )
     args = ap.parse_args(argv)
+    threshold_rules.parse(args.threshold_rule)  # an unknown rule stops here, before hours of training
     if args.smoke:
         sequence.EPOCHS, trees.WEIGHTED_ROUNDS = 1, 20
     t_start = time.perf_counter()
@@ -92,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     _check_unseen(c.matrix)
     y, w = labels.utility_targets(c.labels, c.lengths)
     u = shifts.Utility(c.labels, c.lengths)
+    # the shipped thresholds and every shift block's: chosen by the bundle's rule on the training side
+    ruled = threshold_rules.with_rule(threshold_rules.parse(args.threshold_rule))(c.labels, c.lengths)
     fold = data.grouped_folds(c, args.folds, args.seed)
     o = c.offsets
     patient = c.patient_of_row()
@@ -145,17 +166,18 @@ def main(argv: list[str] | None = None) -> int:
             "lab_every_h": list(schedules),
             "trees_taught_on": TAUGHT_ON[taught is not None],
         },
-        "sepsis_diagnosis": shifts.figures(u, tree_pred, fold, c.unit, y, w),
-        "deterioration": shifts.figures(u, gru_pred, fold, c.unit, y, w),
-        "combined": shifts.figures(u, both, fold, c.unit, y, w, stacking.trees_only_combiner),
-        "combined_with_gru": shifts.figures(u, both, fold, c.unit, y, w, stacking.combiner),
+        "sepsis_diagnosis": shifts.figures(ruled, tree_pred, fold, c.unit, y, w),
+        "deterioration": shifts.figures(ruled, gru_pred, fold, c.unit, y, w),
+        "combined": shifts.figures(ruled, both, fold, c.unit, y, w, stacking.trees_only_combiner),
+        "combined_with_gru": shifts.figures(ruled, both, fold, c.unit, y, w, stacking.combiner),
     }
     everything = np.ones(len(y), bool)
     thresholds = {
-        "sepsis_diagnosis": u.threshold(tree_pred.oof[0], everything),
-        "deterioration": u.threshold(gru_pred.oof[0], everything),
-        "combined": u.threshold(comb_oof, everything),
+        "sepsis_diagnosis": ruled.threshold(tree_pred.oof[0], everything),
+        "deterioration": ruled.threshold(gru_pred.oof[0], everything),
+        "combined": ruled.threshold(comb_oof, everything),
     }
+    set_a_best = u.threshold(comb_oof, everything)  # the site table's threshold at set A's own prevalence
     site_table = threshold_rules.by_site_prevalence(u, comb_oof, everything, threshold_rules.PREVALENCES)
     metrics["combined"]["threshold_by_site_prevalence"] = site_table
     metrics["combined"]["reliability"] = stacking.reliability(labels.utility_targets(c.labels, c.lengths)[0], comb_oof)
@@ -171,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         patient_fold=fold,
         **{f"rule_{k}": v for k, v in c.rules.items()},
     )
+    metrics["cohort"]["threshold_rule"] = args.threshold_rule
+    # the trees' shift predictions, for threshold_rules / paired on the bundle's own folds
+    screen.PRED_DIR.mkdir(parents=True, exist_ok=True)
+    tree_pred.save(screen.PRED_DIR / f"bundle-{VERSION}-s{args.seed}.npz")
     log(f"thresholds {thresholds}; worst combined {metrics['combined']['worst']}")
 
     t_fit = time.perf_counter()
@@ -275,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
                 "stacker": stack.params(),
                 "calibration": stack.calibration(),
                 "threshold": thresholds["combined"],
-                "threshold_rule": "maximizes PhysioNet 2019 normalized utility on set-A OOF (calibrated risk)",
+                "threshold_rule": THRESHOLD_RULES.get(
+                    args.threshold_rule, f"threshold_rules {args.threshold_rule} on set-A OOF (calibrated risk)"
+                ),
+                "set_a_best_threshold": set_a_best,
             },
         },
         "files": {

@@ -14,7 +14,8 @@ Counted per configuration:
 - ``septic_alerted_before_onset``: share of septic stays with an alert opened before
   t_sepsis (first SepsisLabel hour + 6, the challenge's onset), and within 12 h before onset.
 
-Run: ``.venv/bin/python -m models.train.burden --oof ~/.cache/vigil/oof.npz --json``
+Run: ``.venv/bin/python -m vigil.models.train.burden --oof ~/.cache/vigil/oof-stepping.npz [--rule best] --json``
+(the bundle's threshold rule by default, ``threshold_rules.BUNDLE_RULE``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ import numpy as np
 
 from vigil.models.alert_replay import simulate
 from vigil.models.alerting import AlertPolicy
+from vigil.models.train import shifts, threshold_rules
 from vigil.models.utility import best_threshold, utility_tables
 
 
-def burden(oof: Path) -> dict[str, Any]:
+def burden(oof: Path, rule: str = "best") -> dict[str, Any]:
+    """``rule``: how each fold's threshold is chosen on the other folds (``threshold_rules.parse``;
+    the bundle's default rule reproduces the shipped threshold's burden)."""
     d = np.load(oof)
     lengths = d["lengths"]
     offsets = np.r_[0, np.cumsum(lengths)]
@@ -41,15 +45,22 @@ def burden(oof: Path) -> dict[str, Any]:
     labels_by = [labels[offsets[p] : offsets[p + 1]] for p in range(len(lengths))]
     row_fold = np.repeat(fold, lengths)
     thresholds = {}
+    chooser = None if rule == "best" else threshold_rules.parse(rule)
+    u = shifts.Utility(labels, lengths)
     for f in np.unique(fold):
+        rows = row_fold != f
+        if chooser is not None:
+            thresholds[int(f)] = chooser(u, combined[rows], rows)
+            continue
         others = [lab for lab, pf in zip(labels_by, fold, strict=True) if pf != f]
         u0, u1, best, inaction = utility_tables(others)
-        thresholds[int(f)] = best_threshold(combined[row_fold != f], u0, u1, best, inaction)
+        thresholds[int(f)] = best_threshold(combined[rows], u0, u1, best, inaction)
     policy = AlertPolicy(escalate_after_s=1e12)  # no time-based reminders in a retrospective replay
     patient_days = lengths.sum() / 24.0
     out: dict[str, Any] = {
         "patients": int(len(lengths)),
         "patient_days": round(float(patient_days), 1),
+        "rule": rule,
         "fold_thresholds": thresholds,
     }
     septic = [p for p in range(len(lengths)) if labels_by[p].any()]
@@ -120,9 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.train.burden")
     ap.add_argument("--oof", type=Path, default=Path.home() / ".cache/vigil/oof.npz")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--rule",
+        default=threshold_rules.BUNDLE_RULE,
+        help=f"the threshold rule (threshold_rules: best, prev<k>, logit<d>; default the bundle's, "
+        f"{threshold_rules.BUNDLE_RULE})",
+    )
     args = ap.parse_args(argv)
+    threshold_rules.parse(args.rule)  # an unknown rule stops here with one line
     t0 = time.perf_counter()
-    result = burden(args.oof)
+    result = burden(args.oof, args.rule)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(result, indent=None if args.json else 2))
     return 0

@@ -305,10 +305,7 @@ def _rule(name: str) -> tuple[SiteRule | None, Chooser]:
     if name == "best":
         return None, _best
     if name.startswith(("prev", "logit")):
-        try:
-            return None, threshold_rules.parse(name)
-        except ValueError:
-            pass
+        return None, threshold_rules.parse(name)
     raise SystemExit(f"unknown rule {name}: expected one of {', '.join(RULES)} (e.g. prev1.5)")
 
 

@@ -143,3 +143,22 @@ def test_a_site_read_at_the_training_prevalence_corrects_only_its_mean_risk() ->
         expected = 1.0 / model_shift(float(s_test.mean()), float(s_train.mean()))
         assert assumed[key]["odds_ratio"] == round(expected, 3)
         assert assumed[key]["odds_ratio"] != 1.0
+
+
+def test_wards_are_scored_at_the_bundles_default_rule_and_at_set_as_best() -> None:
+    from types import SimpleNamespace
+
+    u, _ = _cohort(6, 200)
+    score = 0.3 * u.labels + np.random.default_rng(6).random(len(u.labels))  # overlapping: the rules differ
+    cohort = SimpleNamespace(labels=u.labels, lengths=u.lengths, unit=np.arange(200) % 3)  # unit 0: none
+    rows = np.ones(len(score), bool)
+    table = tr.by_site_prevalence(u, score, rows, tuple(np.round(np.arange(0.1, 0.61, 0.05), 2)))
+    best = tr.ward_figures(cohort, score, table, default="best")  # type: ignore[arg-type]
+    hedged = tr.ward_figures(cohort, score, table, default="prev3")  # type: ignore[arg-type]
+    assert set(best) == {"no_unit", "unit1", "unit2"}
+    for ward, cells in best.items():
+        assert cells["shipped"] == cells["set_a_best"] == hedged[ward]["set_a_best"]
+    # the hedged default is a higher threshold: some ward scores differently at it
+    assert tr.prevalence_maximin(3.0)(u, score, rows) > tr.best_rule(u, score, rows)
+    assert any(hedged[w]["shipped"] != best[w]["shipped"] for w in best)
+    assert tr.BUNDLE_RULE == "prev1.5" and tr.parse(tr.BUNDLE_RULE)(u, score, rows) >= tr.best_rule(u, score, rows)
