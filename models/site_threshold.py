@@ -2,8 +2,11 @@
 held under an alert-burden ceiling (pure; the worker, ``vigil predict`` and ``vigil evaluate`` all
 choose it here, so the stream and the offline path alert at the same risk).
 
-The shipped threshold maximizes the normalized utility on set A, where 8.8 % of stays become septic.
-A hospital where fewer (or more) of its ICU stays do is a prior shift: the utility of a septic stay's
+Set A's best threshold maximizes the normalized utility on set A, where 8.8 % of stays become
+septic; since bundle 2.4 the shipped default, for a site that has set nothing, is higher: the
+threshold of the best worst-case utility over 1/1.5, 1 and 1.5 times set A's prevalence (the manifest
+keeps both, ``threshold`` and ``set_a_best_threshold``). A hospital where fewer (or more) of its ICU
+stays become septic is a prior shift: the utility of a septic stay's
 alerts weighs less (more) against the false alarms of the others, and the best threshold moves up
 (down). Training stores, beside the threshold, the threshold that maximizes the set-A utility
 reweighted by the odds ratio of the two prevalences (Saerens et al., Neural Comput 2002;14:21) on a
@@ -19,7 +22,7 @@ mean risk (``Site.mean_risk``: the mean combined risk of its hours, label-free, 
 predict`` on an export of its stays or the worker's metrics) says how far the model moved by itself:
 the table is read at the *effective* prevalence, the site's odds divided by the odds ratio of its
 mean risk to set A's (``training_mean_risk``), so a model that already moved as far as the
-prevalence did keeps the shipped threshold. As served (2.3) it gave the surgical unit 0.360
+prevalence did keeps set A's best threshold. As served (2.3) it gave the surgical unit 0.360
 (hindsight 0.362) and the unit shifts 0.317-0.335 against the prevalence alone's 0.302-0.322,
 flagging 16-20 % of the medical unit's hours instead of 38-42 % (docs/operations.md, "The alert
 threshold of a site").
@@ -201,10 +204,12 @@ def choose_threshold(combined: Mapping[str, Any], site: Site | None = None) -> A
 def site_threshold_hint(rule: Rule) -> str | None:
     """What an operator can still set, for a rule short of the site's own (None when nothing is left):
     on set A's shift tests, the prevalence with the mean risk lifted the worst case of bundle 2.3's
-    recipe by 0.04-0.05 utility (paired over stays, docs/models.md)."""
+    recipe by 0.04-0.05 utility (paired over stays, docs/models.md), and gives 2.4's 0.30 where its
+    hedged default gives 0.21-0.23 (docs/operations.md)."""
     if rule == "shipped":
         return (
-            "set A's threshold: no site setting. Set the site's septic-stay prevalence and mean risk "
+            "the bundle's default, hedged for a site whose share of septic stays is unknown: no site "
+            "setting. Set the site's septic-stay prevalence and mean risk "
             "(VIGIL_SITE__SEPSIS_PREVALENCE, VIGIL_SITE__MEAN_RISK; docs/operations.md, "
             '"The alert threshold of a site")'
         )

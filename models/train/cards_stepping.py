@@ -459,10 +459,11 @@ def _worst_paired(metrics: dict[str, Any], base: str) -> str:
         return ""
     out = [
         "\nThat worst case paired over stays (the minimum over the seven shifts taken within each draw; "
-        "`python -m vigil.models.train.paired [--rule served-risk]`): at the bundle's threshold (`best`), and "
-        "with each unit shift at the site threshold a worker serves where the site sets its septic-stay "
-        "prevalence and its mean risk (`served-risk`); `best->served-risk`: the same predictions, the served "
-        "threshold minus the bundle's. AUROC / utility:\n",
+        "`python -m vigil.models.train.paired [--rule served-risk|prev1.5] [--rule-b ...]`): at 2.3's threshold "
+        "rule (`best`), with each unit shift at the site threshold a worker serves where the site sets its "
+        "septic-stay prevalence and its mean risk (`served-risk`), and with every threshold chosen by 2.4's "
+        "default rule (`prev1.5`); `x->y`: the compared recipe's threshold by rule y minus the base's by rule x "
+        "(the same predictions when the recipes are the same). AUROC / utility:\n",
         f"| recipe | seed | threshold | `{base}` | recipe | AUROC minus [95 % interval] | "
         "utility minus [95 % interval] |",
         "|---|---|---|---|---|---|---|",
@@ -781,17 +782,60 @@ def _monotone(manifest: dict[str, Any]) -> str:
     return f", the risk monotone in the level of {', '.join(up)} (rising) and of {', '.join(down)} (falling)"
 
 
+def against_previous(metrics: dict[str, Any]) -> str:
+    """The combined score against the bundle this one replaced (``previous_bundle``: same seed and
+    protocol), each at its own shipped threshold, and the worst case over every shift."""
+    prev, comb = metrics.get("previous_bundle"), metrics["combined"]
+    if not prev or "worst" not in prev:
+        return ""
+    rows = [
+        f"\nAgainst bundle {prev['version']} (same seed and protocol; its threshold {prev['threshold']:.4f} by the "
+        f"rule `{prev['threshold_rule']}`): combined AUROC / utility at each bundle's shipped threshold / hours "
+        "flagged.\n",
+        f"| shift | {prev['version']} | this bundle | AUROC change | utility change |",
+        "|---|---|---|---|---|",
+    ]
+    for key in (*SHIFTS, DAILY, *COMPOUND, *ROUTINE, "in_unit1", "in_unit2"):
+        if key not in prev or key not in comb:
+            continue
+        a, b = prev[key], comb[key]
+        rows.append(
+            f"| {SHIFT_NAMES[key]} | {a['auroc']:.3f} / {a['utility']:.3f} / {100 * a['alert_share']:.1f} % | "
+            f"{b['auroc']:.3f} / {b['utility']:.3f} / {100 * b['alert_share']:.1f} % | "
+            f"{b['auroc'] - a['auroc']:+.3f} | {b['utility'] - a['utility']:+.3f} |"
+        )
+    w_a, w_b = prev["worst"], comb["worst"]
+    rows.append(
+        f"| **worst case** | **{w_a['auroc']:.3f} / {w_a['utility']:.3f}** | **{w_b['auroc']:.3f} / "
+        f"{w_b['utility']:.3f}** | {w_b['auroc'] - w_a['auroc']:+.3f} | {w_b['utility'] - w_a['utility']:+.3f} |"
+    )
+    return "\n".join(rows) + "\n"
+
+
+def _set_a_best_line(manifest: dict[str, Any]) -> str:
+    """Where the default is not set A's best threshold (2.4's hedge), both, and what the hedge costs."""
+    best = manifest["models"]["combined"].get("set_a_best_threshold")
+    if best is None or best == manifest["models"]["combined"]["threshold"]:
+        return ""
+    return (
+        f" Set A's best threshold is {best:.4f}: what a site gets that states set A's prevalence and mean risk "
+        "(`VIGIL_SITE__SEPSIS_PREVALENCE`, `VIGIL_SITE__MEAN_RISK`); the default hedges towards a site with "
+        "fewer septic stays, since a site's prevalence is unknown until it is set."
+    )
+
+
 def ward_table(metrics: dict[str, Any]) -> str:
     wards = metrics["combined"].get("threshold_by_ward_of_set_a")
     if not wards:
         return "_Not computed._"
     rows = [
-        "| set A's unit as a ward | septic stays | mean risk | shipped | `site` | `site-risk` | hindsight |",
-        "|---|---|---|---|---|---|---|",
+        "| set A's unit as a ward | septic stays | mean risk | shipped | set A's best | `site` | `site-risk` | "
+        "hindsight |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     rows += [
-        f"| {name} | {100 * w['prevalence']:.1f} % | {w['mean_risk']:.4f} | {w['shipped']:.3f} | {w['site']:.3f} | "
-        f"{w['site-risk']:.3f} | {w['hindsight']:.3f} |"
+        f"| {name} | {100 * w['prevalence']:.1f} % | {w['mean_risk']:.4f} | {w['shipped']:.3f} | "
+        f"{w.get('set_a_best', w['shipped']):.3f} | {w['site']:.3f} | {w['site-risk']:.3f} | {w['hindsight']:.3f} |"
         for name, w in wards.items()
     ]
     return "\n".join(rows)
@@ -860,8 +904,9 @@ Three scores per patient-hour, computed by the stepping core (`docs/models.md`, 
   bias {st["bias"]:.3f}; fitted on out-of-fold predictions; since 2.1 the GRU's weight is held at 0,
   see below) + isotonic calibration. Alerts use it.
 
-Target of all three: {manifest["models"]["combined"].get("threshold_rule", "")}; training labels
-and weights: {manifest["models"]["sepsis_diagnosis"]["target"]}.
+Thresholds of all three: {manifest["models"]["combined"].get("threshold_rule", "")}. Training labels
+and weights: {manifest["models"]["sepsis_diagnosis"]["target"]}. The trees are taught on
+{manifest["models"]["sepsis_diagnosis"]["params"].get("taught_on", "set A as recorded")}.
 
 ## Training data
 {ATTRIBUTION}
@@ -887,6 +932,7 @@ gained, and the arrow how far it moved.
 `combined_with_gru` is the 2.0 alert score (the stacker with the GRU) under the same tests.
 
 {shift_table(metrics)}
+{against_previous(metrics)}
 {_vitals_verdict(metrics)}
 Caveat: the unit shifts use only the stays with a recorded unit (about half of set A); their septic
 shares differ (10.8 % vs 4.1 %), so their utility at the chosen threshold is mostly a prevalence-shift
@@ -920,7 +966,8 @@ have it): the fold models score their stays with each hour's vital-sign charting
 probability 0.5, a unit charting every second hour; rows from before carry "-" there and a worst
 case over four shifts, not five. Tree settings: rows without `~p` recorded under protocol 2 (`full`,
 `full+<block>`, `full~thin<K>`, `reference`) used 2.1's (`~pv21`: 15 leaves of >= 800 rows, 200 rounds);
-2.2 shipped `~psmooth` (7 leaves of >= 2,000 rows, 300 rounds), 2.3 ships `~psmooth~mono`; `reference`
+2.2 shipped `~psmooth` (7 leaves of >= 2,000 rows, 300 rounds), 2.3 `~psmooth~mono`, 2.4 ships
+`~psmooth~mono~augdaily` (the same, taught on labs once a day beside set A as recorded); `reference`
 keeps 2.1's settings whatever ships (its two rows run with 2.2's defaults are `reference~psmooth`), and
 rows since record theirs (`trees` in metrics.json). Command:
 `.venv-train/bin/python -m vigil.models.train.screen --config <recipe> --seed <seed>
@@ -956,12 +1003,15 @@ prevalences interpolated, under an alert-share ceiling `c` of training hours; no
 `site-risk` / `served-risk` know the test unit's mean risk too (label-free) and divide the prevalence
 odds ratio by the odds ratio of the mean risks, so a shift the model already follows is not corrected
 twice (`VIGIL_SITE__MEAN_RISK`).
-`full~psmooth` is bundle 2.2's tree recipe, `full~psmooth~mono` 2.3's.
+`full~psmooth` is bundle 2.2's tree recipe, `full~psmooth~mono` 2.3's, `full~psmooth~mono~augdaily` 2.4's;
+2.4's default threshold is `prev1.5`'s (below, "Threshold").
 
 {threshold_rules_table(metrics)}
 
 Thresholds a site with a known septic-stay prevalence uses (the `site` rule on this bundle's OOF
-risk; set A's own 8.8 % gives the shipped threshold). Served: `VIGIL_SITE__SEPSIS_PREVALENCE` (and
+risk; set A's own 8.8 % gives set A's best threshold, the default up to 2.3; since 2.4 the default
+without site settings is the higher `prev1.5` threshold, "Threshold" below).
+Served: `VIGIL_SITE__SEPSIS_PREVALENCE` (and
 `--site-prevalence` on `vigil predict` / `vigil evaluate`) picks the threshold from this grid, stored in
 the manifest, linearly between its points; `VIGIL_SITE__MAX_TRAINING_ALERT_SHARE` raises it where it
 would flag more of set A's hours than the ward can answer (docs/operations.md, "The alert threshold
@@ -972,14 +1022,17 @@ of a site"):
 Set A's units as wards of one site (no shift: the models saw both; in-sample for every rule alike,
 the OOF risk the table was built from), the threshold as served: the prevalence alone raises the
 surgical unit's threshold although the model already gives its stays a lower risk; read with the
-ward's mean risk, it keeps the shipped threshold where the model knows the ward
+ward's mean risk, it keeps set A's best threshold where the model knows the ward; "shipped" is the
+default without site settings, "set A's best" the threshold of maximum utility on all of set A
 (`threshold_rules --site-table ~/.cache/vigil/oof-stepping.npz --wards`):
 
 {ward_table(metrics)}
 
 ## Threshold
-Combined **{comb["cv"]["threshold"]:.4f}** (maximizes the normalized utility of the calibrated OOF
-risk). At it, {100 * check.get("oof_alert_share", 0):.1f} % of OOF hours are flagged. Check against the
+Combined **{manifest["models"]["combined"]["threshold"]:.4f}**: {
+        manifest["models"]["combined"].get("threshold_rule", "")
+    }.{_set_a_best_line(manifest)} At it, {
+        100 * check.get("oof_alert_share", 0):.1f} % of OOF hours are flagged. Check against the
 refit model that ships: on set A's non-septic stays it flags
 {100 * check.get("refit_alert_share_non_septic_stays", 0):.1f} % of hours vs
 {100 * check.get("oof_alert_share_non_septic_stays", 0):.1f} % for the OOF predictions
