@@ -1,7 +1,7 @@
 """Train, shift-test and export the stepping bundle (``models/artifacts/stepping/``).
 
     .venv-train/bin/python -m vigil.models.train [--data DIR] [--out DIR] [--seed 2019] [--folds 4]
-        [--teach-daily-labs]
+        [--teach-daily-labs | --no-teach-daily-labs] [--threshold-rule prev1.5]
 
 ``--teach-daily-labs`` trains the trees on set A as recorded and on a copy with labs drawn at most
 once a day, half weight each (the screen's ``~augdaily``); the shift blocks then add
@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "training_data": "PhysioNet/CinC Challenge 2019 training set A (ODbL 1.0), doi:10.13026/v64v-d857",
         "training_command": f"python -m vigil.models.train --seed {args.seed} --folds {args.folds}"
-        + (" --teach-daily-labs" if taught is not None else ""),
+        + (" --teach-daily-labs" if taught is not None else " --no-teach-daily-labs")
+        + f" --threshold-rule {args.threshold_rule}",
         "training_seconds": round(total, 1),
         "platform": platform.platform(),
         "tree_features": TREE_FEATURES,
