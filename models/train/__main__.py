@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         f"rule (default {THRESHOLD_RULE})",
     )
     args = ap.parse_args(argv)
-    threshold_rules.parse(args.threshold_rule)  # an unknown rule stops here, before hours of training
+    rule = threshold_rules.parse(args.threshold_rule)  # an unknown rule stops here, before hours of training
     if args.smoke:
         sequence.EPOCHS, trees.WEIGHTED_ROUNDS = 1, 20
     t_start = time.perf_counter()
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     y, w = labels.utility_targets(c.labels, c.lengths)
     u = shifts.Utility(c.labels, c.lengths)
     # the shipped thresholds and every shift block's: chosen by the bundle's rule on the training side
-    ruled = threshold_rules.with_rule(threshold_rules.parse(args.threshold_rule))(c.labels, c.lengths)
+    ruled = threshold_rules.with_rule(rule)(c.labels, c.lengths)
     fold = data.grouped_folds(c, args.folds, args.seed)
     o = c.offsets
     patient = c.patient_of_row()

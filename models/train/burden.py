@@ -31,7 +31,6 @@ import numpy as np
 from vigil.models.alert_replay import simulate
 from vigil.models.alerting import AlertPolicy
 from vigil.models.train import shifts, threshold_rules
-from vigil.models.utility import best_threshold, utility_tables
 
 
 def burden(oof: Path, rule: str = "best") -> dict[str, Any]:
@@ -44,17 +43,8 @@ def burden(oof: Path, rule: str = "best") -> dict[str, Any]:
     news2, single3 = d["rule_NEWS2"].astype(int), d["rule_NEWS2_single3"].astype(bool)
     labels_by = [labels[offsets[p] : offsets[p + 1]] for p in range(len(lengths))]
     row_fold = np.repeat(fold, lengths)
-    thresholds = {}
-    chooser = None if rule == "best" else threshold_rules.parse(rule)
-    u = shifts.Utility(labels, lengths)
-    for f in np.unique(fold):
-        rows = row_fold != f
-        if chooser is not None:
-            thresholds[int(f)] = chooser(u, combined[rows], rows)
-            continue
-        others = [lab for lab, pf in zip(labels_by, fold, strict=True) if pf != f]
-        u0, u1, best, inaction = utility_tables(others)
-        thresholds[int(f)] = best_threshold(combined[rows], u0, u1, best, inaction)
+    chooser, u = threshold_rules.parse(rule), shifts.Utility(labels, lengths)
+    thresholds = {int(f): chooser(u, combined[row_fold != f], row_fold != f) for f in np.unique(fold)}
     policy = AlertPolicy(escalate_after_s=1e12)  # no time-based reminders in a retrospective replay
     patient_days = lengths.sum() / 24.0
     out: dict[str, Any] = {

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from vigil.models.train import data, metrics_file, screen, shifts
+from vigil.models.train import data, metrics_file, screen, shifts, threshold_rules
+from vigil.models.train.threshold_rules import best_rule
 
 PRED_DIR = screen.PRED_DIR  # where the screen keeps each recipe's shift predictions
 
@@ -58,11 +59,9 @@ class Scored:
     thresholds: list[np.ndarray]  # [rows.sum()] per copy
 
 
-def _best(u: shifts.Utility, score: np.ndarray, rows: np.ndarray) -> float:
-    return u.threshold(score, rows)
-
-
-def _fold_thresholds(u: shifts.Utility, oof: np.ndarray, row_fold: np.ndarray, choose: Chooser = _best) -> np.ndarray:
+def _fold_thresholds(
+    u: shifts.Utility, oof: np.ndarray, row_fold: np.ndarray, choose: Chooser = best_rule
+) -> np.ndarray:
     out = np.zeros(len(row_fold))
     for f in np.unique(row_fold):
         test = row_fold == f
@@ -76,7 +75,7 @@ def scorings(
     row_fold: np.ndarray,
     row_unit: np.ndarray,
     site: dict[str, list[float]] | None = None,
-    choose: Chooser = _best,
+    choose: Chooser = best_rule,
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, Scored]]:
     """(shift, rows, group of each row, scored) for every shift ``pred`` carries. Groups are what the
     utility is averaged over: the folds for the CV shifts, one group for a unit shift. ``site``: per
@@ -117,8 +116,6 @@ def site_rule_thresholds(
     """``served-risk``: per unit shift, each scoring's threshold as a worker serves it where the site
     sets its septic-stay prevalence and its mean risk is read from the scores (``threshold_rules``;
     ``prevalences``: the grid of the site table, the bundle's by default)."""
-    from vigil.models.train import threshold_rules
-
     rule = threshold_rules.SiteRule(1.0, prevalences or threshold_rules.PREVALENCES, mean_risk=True)
     found = threshold_rules.site_thresholds(u, pred, unit, rule)
     return {key: [t for _, t, _ in scored] for key, _, scored in found}
@@ -162,8 +159,8 @@ def compare(
     site_a: SiteRule | None = None,
     site_b: SiteRule | None = None,
     taught: str = RANDOM_THINNING,
-    choose_a: Chooser = _best,
-    choose_b: Chooser = _best,
+    choose_a: Chooser = best_rule,
+    choose_b: Chooser = best_rule,
 ) -> dict[str, dict[str, Any]]:
     """``b - a`` per shift both carry: AUROC and utility at the threshold each would ship (the training
     side's best; with ``site_a`` / ``site_b``, e.g. ``site_rule_thresholds``, that recipe's unit shifts
@@ -298,12 +295,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _rule(name: str) -> tuple[SiteRule | None, Chooser]:
     """A rule's name -> (its site thresholds of the unit shifts, its chooser of the training side's)."""
-    from vigil.models.train import threshold_rules
-
     if name == "served-risk":
-        return site_rule_thresholds, _best
+        return site_rule_thresholds, best_rule
     if name == "best":
-        return None, _best
+        return None, best_rule
     if name.startswith(("prev", "logit")):
         return None, threshold_rules.parse(name)
     raise SystemExit(f"unknown rule {name}: expected one of {', '.join(RULES)} (e.g. prev1.5)")
