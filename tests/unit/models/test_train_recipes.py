@@ -547,3 +547,27 @@ def test_beside_keeps_every_stays_total_weight() -> None:
     np.testing.assert_array_equal(xb, np.vstack([x, x_copy]))
     np.testing.assert_array_equal(yb, np.r_[y, y])
     assert wb.sum() == pytest.approx(w.sum()) and wb[0] == wb[3] == 0.5
+
+
+def test_the_card_sets_the_bundle_against_the_one_it_replaced() -> None:
+    from vigil.models.train.cards_stepping import _set_a_best_line, against_previous
+
+    block = {"auroc": 0.8, "utility": 0.4, "alert_share": 0.2}
+    metrics = {"combined": {"cv": {**block, "utility": 0.38}, "worst": {"auroc": 0.72, "utility": 0.23}}}
+    assert against_previous(metrics) == ""  # nothing to compare with
+    metrics["previous_bundle"] = {
+        "version": "2.3.0",
+        "threshold": 0.0377,
+        "threshold_rule": "best",
+        "cv": block,
+        "unit1->unit2": block,  # a shift the new bundle lacks is left out
+        "worst": {"auroc": 0.69, "utility": 0.06},
+    }
+    table = against_previous(metrics)
+    assert "| set A CV (nested) | 0.800 / 0.400 / 20.0 % | 0.800 / 0.380 / 20.0 % | +0.000 | -0.020 |" in table
+    assert "medical ICU -> surgical ICU" not in table
+    assert "| **worst case** | **0.690 / 0.060** | **0.720 / 0.230** | +0.030 | +0.170 |" in table
+    manifest = {"models": {"combined": {"threshold": 0.0558, "set_a_best_threshold": 0.0385}}}
+    assert "0.0385" in _set_a_best_line(manifest)
+    manifest["models"]["combined"]["set_a_best_threshold"] = 0.0558  # a bundle whose default is set A's best
+    assert _set_a_best_line(manifest) == ""
