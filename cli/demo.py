@@ -20,6 +20,7 @@ from rich.table import Table
 from vigil.infra.connect import kafka_producer
 from vigil.infra.dataset import resolve_dataset
 from vigil.infra.logging import patient_hash
+from vigil.infra.ports import free_port
 from vigil.infra.readback import TopicReader, payload_digest
 from vigil.infra.replay import Stay, pick_stays, stay_events
 from vigil.infra.settings import Settings
@@ -231,7 +232,7 @@ def run_demo(
     stays = pick_stays(source.path, patients)
     plan = plan_demo(stays, bad)
     reader = TopicReader(settings).start()
-    metrics_port = settings.metrics_port or _free_port()
+    metrics_port = settings.metrics_port or free_port()
     worker = spawn_worker(
         settings, settings.home / "logs" / "demo-worker.log", {"VIGIL_METRICS_PORT": str(metrics_port)}
     )
@@ -331,14 +332,6 @@ def _summary(
         "worker_metrics_port": metrics_port,
         "drift": drift,
     }
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def worker_drift(port: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:

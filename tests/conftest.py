@@ -14,42 +14,12 @@ from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_port_block(count: int) -> int:
-    """The first of ``count`` consecutive free loopback ports (an embedded cluster's node i
-    listens on base + 2i, its controller on base + 1 + 2i)."""
-    import random
-    import socket
-
-    for _ in range(200):
-        base = random.randrange(30000, 60000 - count)
-        try:
-            socks = []
-            for port in range(base, base + count):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
-
+from vigil.infra.ports import free_port, free_port_block
 
 # Free ports by default, so parallel test runs (and a running `vigil demo`) never collide.
-TEST_KAFKA_PORT = int(os.environ.get("VIGIL_TEST_KAFKA_PORT") or _free_port())
-TEST_KAFKA_CONTROLLER_PORT = int(os.environ.get("VIGIL_TEST_KAFKA_CONTROLLER_PORT") or _free_port())
-TEST_REDIS_PORT = int(os.environ.get("VIGIL_TEST_REDIS_PORT") or _free_port())
+TEST_KAFKA_PORT = int(os.environ.get("VIGIL_TEST_KAFKA_PORT") or free_port())
+TEST_KAFKA_CONTROLLER_PORT = int(os.environ.get("VIGIL_TEST_KAFKA_CONTROLLER_PORT") or free_port())
+TEST_REDIS_PORT = int(os.environ.get("VIGIL_TEST_REDIS_PORT") or free_port())
 
 
 def link_cached_kafka_jars(home: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _free_port, link_cached_kafka_jars, wait_for
+from tests.conftest import free_port, link_cached_kafka_jars, wait_for
 
 pytestmark = pytest.mark.integration
 VIGIL = str(Path(sys.executable).parent / "vigil")
@@ -42,10 +42,10 @@ def test_demo_from_the_sample_keep_json_users_file_and_sigterm(tmp_path) -> None
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env |= {
         "VIGIL_HOME": str(home),
-        "VIGIL_KAFKA__EMBEDDED_PORT": str(_free_port()),
-        "VIGIL_KAFKA__EMBEDDED_CONTROLLER_PORT": str(_free_port()),
-        "VIGIL_REDIS__EMBEDDED_PORT": str(_free_port()),
-        "VIGIL_WEB_PORT": str(_free_port()),
+        "VIGIL_KAFKA__EMBEDDED_PORT": str(free_port()),
+        "VIGIL_KAFKA__EMBEDDED_CONTROLLER_PORT": str(free_port()),
+        "VIGIL_REDIS__EMBEDDED_PORT": str(free_port()),
+        "VIGIL_WEB_PORT": str(free_port()),
         "VIGIL_DATA_DIR": str(tmp_path / "no-data"),  # nothing configured: the shipped sample
     }
     errors = (tmp_path / "demo.err").open("w")  # logs go to stderr; stdout carries the summary

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tests.conftest import _free_port, link_cached_kafka_jars
+from tests.conftest import free_port, link_cached_kafka_jars
 from vigil.cli.demo import run_demo
 from vigil.infra.settings import Settings
 
@@ -29,8 +29,8 @@ def test_demo_worker_exposes_ward_drift(tmp_path: Path, monkeypatch: pytest.Monk
     link_cached_kafka_jars(home)
     settings = Settings(
         home=home,
-        kafka=KafkaSettings(embedded_port=_free_port(), embedded_controller_port=_free_port()),
-        redis=RedisSettings(embedded_port=_free_port()),
+        kafka=KafkaSettings(embedded_port=free_port(), embedded_controller_port=free_port()),
+        redis=RedisSettings(embedded_port=free_port()),
         data_dir=DATA,
     )
     # 8 stays give 4 patients and ~150 closed hours per ward: score wards from one patient and 10

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 from tests.reliability.helpers import (
     PacedProducer,
     committed_offsets,
@@ -31,12 +30,6 @@ pytestmark = pytest.mark.reliability
 OUTAGE_S = 20.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _readyz(port: int) -> int:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as resp:
@@ -50,7 +43,7 @@ def _readyz(port: int) -> int:
 def test_redis_outage_blocks_commits_reports_not_ready_and_catches_up(
     stack, stack_settings, started_worker, producer, reader, redis_admin, results_dir, tmp_path
 ) -> None:
-    health_file, health_port = tmp_path / "health.json", _free_port()
+    health_file, health_port = tmp_path / "health.json", free_port()
     worker = started_worker(
         "redis-outage", env={"VIGIL_HEALTH_FILE": str(health_file), "VIGIL_HEALTH_PORT": str(health_port)}
     )

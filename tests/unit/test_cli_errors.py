@@ -12,14 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 VIGIL = str(Path(sys.executable).parent / "vigil")
 EXAMPLE = Path(__file__).parents[2] / "examples" / "plans" / "sepsis_bundle_complete.json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
