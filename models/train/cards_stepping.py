@@ -144,7 +144,7 @@ def compound_table(metrics: dict[str, Any]) -> str:
 
 def _taught_thinned(config: str) -> bool:
     """Taught on a copy with its labs thinned at random (``~thin<K>``, ``~aug<K>``)."""
-    return any(m.startswith(("thin", "aug")) and m != "augdaily" for m in config.split("~")[1:])
+    return any(m.startswith(("thin", "aug")) and not m.startswith("augdaily") for m in config.split("~")[1:])
 
 
 def _taught_daily(config: str) -> bool:

@@ -16,7 +16,8 @@ and weights) and scores the test side as recorded: a model taught by a hospital 
 labs (issue 12's reference, trained so, ranked better on the unseen hospital with one of two seeds);
 ``~aug<K>`` trains on both the stays as recorded and that copy, each row at half weight;
 ``~augdaily`` the same with the copy whose labs are drawn at most once a day (the schedule of
-protocol 5, ``scheduled``): taught on labs by routine, judged on the shifts without a schedule.
+protocol 5, ``scheduled``): taught on labs by routine, judged on the shifts without a schedule;
+``~augdaily<W>`` gives that copy W % of each row's weight and the stays as recorded the rest.
 ``~p<name>`` fits the trees with one of ``PARAM_SETS`` instead of the bundle's LightGBM settings;
 ``~mono`` adds monotone constraints where physiology fixes the direction (``trees.monotone_constraints``,
 bundle 2.3's recipe: ``full~psmooth~mono``; without it a recipe fits as recorded before 2.3);
@@ -119,11 +120,12 @@ def training_mods(config: str) -> tuple[str, int, dict[str, Any], int | None]:
             overrides, rounds = {**PARAM_SETS[mod[1:]][0], **overrides}, PARAM_SETS[mod[1:]][1]
         elif mod in ("mono", "mono2"):  # the constraints themselves need the recipe's columns (tree_recipe)
             overrides = {**overrides, "monotone_constraints": "physiology" if mod == "mono" else "physiology2"}
-        elif mod in ("siterel", "augdaily") or re.fullmatch(r"icucap\d+", mod):  # applied in tree_recipe
+        elif mod == "siterel" or re.fullmatch(r"icucap\d+", mod) or _daily_share(mod):  # in tree_recipe
             pass
         else:
             raise SystemExit(
-                f"unknown modifier ~{mod} in {config}: expected ~thin<1-99>, ~aug<1-99>, ~augdaily, ~mono, ~mono2, "
+                f"unknown modifier ~{mod} in {config}: expected ~thin<1-99>, ~aug<1-99>, ~augdaily, "
+                "~augdaily<1-99>, ~mono, ~mono2, "
                 f"~siterel, ~icucap<hours> or ~p<{'|'.join(PARAM_SETS)}>"
             )
     return recipe, thin, dict(overrides), rounds
@@ -135,10 +137,26 @@ def augmented(config: str) -> bool:
     return any(m.startswith("aug") for m in config.split("~")[1:])
 
 
+def _daily_share(mod: str) -> float | None:
+    """``augdaily`` -> 0.5, ``augdaily30`` -> 0.3 (the weight share of the scheduled copy), else None."""
+    found = re.fullmatch(r"augdaily(\d*)", mod)
+    if not found:
+        return None
+    share = int(found[1]) if found[1] else 50
+    return share / 100 if 0 < share < 100 else None
+
+
 def scheduled(config: str) -> bool:
     """``~augdaily``: the training copy beside the stays as recorded has its labs drawn at most once a
     day (``LAB_SCHEDULES[0]`` hours apart) instead of thinned at random."""
-    return "augdaily" in config.split("~")[1:]
+    return any(_daily_share(m) for m in config.split("~")[1:])
+
+
+def copy_share(config: str) -> float:
+    """The share of each stay's weight its training copy carries beside the stays as recorded:
+    ``~augdaily<W>`` W %, else half (``~aug<K>``, ``~augdaily``)."""
+    shares = [s for s in map(_daily_share, config.split("~")[1:]) if s]
+    return shares[0] if shares else 0.5
 
 
 def training_copy(config: str, seed: int) -> cohort_features.Copy | None:
@@ -199,6 +217,7 @@ def tree_recipe(
     from vigil.models.train import extra_features
 
     augment, relative, cap = augmented(config), site_relative(config), icu_cap(config)
+    share = copy_share(config)
     train_thin = training_copy(config, seed)  # read before the modifiers are stripped from ``config``
     config, thin, overrides, rounds = training_mods(config)
     base, *extras = config.split("+")
@@ -245,7 +264,7 @@ def tree_recipe(
     def fit(rows: np.ndarray) -> Any:
         xr, yr, wr = matrix(train_thin, rows, train_mats, train_source), y[rows], w[rows]
         if augment:  # as recorded and thinned, each at half weight: the same total weight per stay
-            xr, yr, wr = trees.beside(matrix(None, rows), xr, yr, wr)
+            xr, yr, wr = trees.beside(matrix(None, rows), xr, yr, wr, share)
         if base == "v1trees":
             return [trees.fit(xr, yr, seed, [f"f{i}" for i in range(xr.shape[1])])]
         return [

@@ -121,12 +121,15 @@ def fit_weighted(  # type: ignore[no-untyped-def]
 
 
 def beside(
-    x: np.ndarray, x_copy: np.ndarray, y: np.ndarray, w: np.ndarray
+    x: np.ndarray, x_copy: np.ndarray, y: np.ndarray, w: np.ndarray, copy_share: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The rows as recorded and the same rows from a shifted copy of the stays, each at half weight, so
-    every stay keeps its total weight (the screen's ``~aug<K>`` and ``~augdaily``; the bundle's
-    ``--teach-daily-labs``)."""
-    return np.vstack([x, x_copy]), np.r_[y, y], np.r_[w, w] * 0.5
+    """The rows as recorded and the same rows from a shifted copy of the stays, the copy's at
+    ``copy_share`` of each row's weight and the recorded at the rest, so every stay keeps its total
+    weight (the screen's ``~aug<K>``, ``~augdaily`` and ``~augdaily<W>``; the bundle's
+    ``--teach-daily-labs``, half each)."""
+    if not 0.0 < copy_share < 1.0:
+        raise ValueError(f"copy_share must lie strictly between 0 and 1, got {copy_share}")
+    return np.vstack([x, x_copy]), np.r_[y, y], np.r_[w * (1.0 - copy_share), w * copy_share]
 
 
 def export_onnx(booster, n_features: int, path: str) -> None:  # type: ignore[no-untyped-def]

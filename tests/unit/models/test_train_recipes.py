@@ -537,6 +537,18 @@ def test_each_recipe_trains_on_the_copy_its_modifiers_name() -> None:
     assert screen.training_copy("full~thin20", 1) == ("labs", 101)
     assert screen.training_copy("full~psmooth~mono", 1) is None
     assert screen.training_copy("full", 1) is None
+    # ~augdaily<W>: the same copy at W % of each row's weight
+    assert screen.training_copy("full~psmooth~mono~augdaily30", 1) == ("labs_every", 24)
+    assert screen.copy_share("full~psmooth~mono~augdaily30") == pytest.approx(0.3)
+    assert screen.copy_share("full~psmooth~mono~augdaily") == screen.copy_share("full~aug50") == 0.5
+    assert screen.training_mods("full~psmooth~mono~augdaily30")[:2] == ("full", 0)
+    from vigil.models.train.cards_stepping import _taught_daily, _taught_thinned
+
+    assert _taught_daily("full~psmooth~mono~augdaily30") and not _taught_thinned("full~psmooth~mono~augdaily30")
+    for bad in ("augdaily0", "augdaily100", "augdailyx"):
+        with pytest.raises(SystemExit, match=f"unknown modifier ~{bad}"):
+            screen.training_mods(f"full~{bad}")
+        assert not screen.scheduled(f"full~{bad}")
 
 
 def test_beside_keeps_every_stays_total_weight() -> None:
@@ -547,6 +559,10 @@ def test_beside_keeps_every_stays_total_weight() -> None:
     np.testing.assert_array_equal(xb, np.vstack([x, x_copy]))
     np.testing.assert_array_equal(yb, np.r_[y, y])
     assert wb.sum() == pytest.approx(w.sum()) and wb[0] == wb[3] == 0.5
+    _, _, w30 = trees.beside(x, x_copy, y, w, copy_share=0.3)  # ~augdaily30
+    np.testing.assert_allclose(w30, np.r_[w * 0.7, w * 0.3], rtol=1e-6)
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        trees.beside(x, x_copy, y, w, copy_share=1.0)
 
 
 def test_the_card_sets_the_bundle_against_the_one_it_replaced() -> None:
