@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.error
+import urllib.request
 
-import httpx
 import uvicorn
 from fastapi import FastAPI
 
 from vigil.infra.ports import free_port
+
+
+def http_status(url: str, timeout_s: float) -> int | None:
+    """The HTTP status of GET ``url`` (loopback), None when nothing answers. The standard library's
+    client: serving installs no HTTP client package (httpx is the tests' only)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - loopback http
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+    except (urllib.error.URLError, OSError):
+        return None
 
 
 class ServerThread:
@@ -30,18 +43,15 @@ class ServerThread:
         self.thread.start()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
+            if http_status(f"{self.url}/healthz", 1) == 200:
+                return self
             time.sleep(0.1)
         raise RuntimeError(f"dashboard did not start on {self.url}")
 
     def wait_ready(self, timeout_s: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+            if http_status(f"{self.url}/readyz", 5) == 200:
                 return True
             time.sleep(0.25)
         return False

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -79,7 +79,7 @@ class SseReader:
     reconnects when the server ends the stream; ``connected`` is set once the server has subscribed it
     (its first line, ``retry:``, is written after the subscription)."""
 
-    def __init__(self, client: httpx.Client) -> None:
+    def __init__(self, client: httpx2.Client) -> None:
         self.events: list[tuple[str, dict]] = []
         self.connects = 0
         self.connected = threading.Event()
@@ -91,7 +91,7 @@ class SseReader:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            with self._client.stream("GET", "/api/stream", timeout=httpx.Timeout(5, read=None)) as r:
+            with self._client.stream("GET", "/api/stream", timeout=httpx2.Timeout(5, read=None)) as r:
                 event = ""
                 for line in r.iter_lines():
                     if self._stop.is_set():
@@ -132,13 +132,13 @@ def web(stack, stack_settings, shared_worker, tmp_path_factory) -> Iterator[str]
     )
     feed = KafkaWardFeed(settings, backfill=2000)
     server = ServerThread(create_app(settings, feed, users=load_users(users_file, env={}))).start()
-    assert server.wait_ready(60), httpx.get(f"{server.url}/readyz").text
+    assert server.wait_ready(60), httpx2.get(f"{server.url}/readyz").text
     yield server.url
     server.stop()
 
 
-def signed_in(url: str, user: str = "ann") -> httpx.Client:
-    client = httpx.Client(base_url=url, timeout=10)
+def signed_in(url: str, user: str = "ann") -> httpx2.Client:
+    client = httpx2.Client(base_url=url, timeout=10)
     token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
     r = client.post("/login", data={"username": user, "password": PASSWORD, "csrf": token})
     assert r.status_code == 303, r.text
@@ -198,10 +198,10 @@ def test_alert_over_sse_then_ack_over_http_reaches_kafka_and_comes_back(stack, w
     finally:
         sse.stop()
         acks.close()
-    metrics = httpx.get(f"{web}/metrics").text
+    metrics = httpx2.get(f"{web}/metrics").text
     assert re.search(r'vigil_web_feed_messages_total\{topic="vigil.alerts"\} [1-9]', metrics)
     assert 'vigil_web_feed_lag{topic="vigil.scores"}' in metrics
-    assert httpx.get(f"{web}/readyz").json() == {
+    assert httpx2.get(f"{web}/readyz").json() == {
         "ready": True,
         "broker": True,
         "redis": True,
@@ -223,8 +223,8 @@ def test_fhir_over_http_is_scored_by_the_pipeline(stack, web) -> None:
         "valueQuantity": {"value": 31, "system": "http://unitsofmeasure.org", "code": "/min"},
     }
     auth = {"Authorization": f"Bearer {API_TOKEN}"}
-    assert httpx.post(f"{web}/fhir/Observation", json=observation).status_code == 401
-    r = httpx.post(f"{web}/fhir/Observation", json=observation, headers=auth)
+    assert httpx2.post(f"{web}/fhir/Observation", json=observation).status_code == 401
+    r = httpx2.post(f"{web}/fhir/Observation", json=observation, headers=auth)
     assert r.status_code == 201, r.text
     bundle = {
         "resourceType": "Bundle",
@@ -240,7 +240,7 @@ def test_fhir_over_http_is_scored_by_the_pipeline(stack, web) -> None:
             {"resource": {"resourceType": "Observation", "status": "final"}},
         ],
     }
-    r = httpx.post(f"{web}/fhir", json=bundle, headers=auth)
+    r = httpx2.post(f"{web}/fhir", json=bundle, headers=auth)
     assert r.status_code == 200 and any(i["severity"] == "error" for i in r.json()["issue"]), r.text
 
     def scored() -> dict | None:

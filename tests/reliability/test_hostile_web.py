@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from tests.conftest import wait_for
@@ -57,8 +57,8 @@ class Serve:
 
     def _alive(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
+            return httpx2.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx2.HTTPError:
             return False
 
     def rss_mb(self) -> float:
@@ -97,9 +97,9 @@ def serve(stack, stack_settings, users_file, tmp_path) -> Iterator[Callable[...,
 
 
 HEALTHZ_PROBE = """
-import sys, time, httpx
+import sys, time, httpx2
 url, interval, out = sys.argv[1], float(sys.argv[2]), open(sys.argv[3], "w")
-with httpx.Client(timeout=30) as client:
+with httpx2.Client(timeout=30) as client:
     while True:
         t0 = time.perf_counter()
         client.get(url)
@@ -177,7 +177,7 @@ def test_an_amplifying_bundle_stays_under_the_memory_bound(stack_settings, serve
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/fhir+json"}
     with Sampler(server, tmp_path / "healthz.txt") as sampler:
         t0 = time.perf_counter()
-        r = httpx.post(f"{server.url}/fhir", content=body, headers=headers, timeout=300)
+        r = httpx2.post(f"{server.url}/fhir", content=body, headers=headers, timeout=300)
         request_s = time.perf_counter() - t0
     figures = sampler.figures(baseline)
     sizes: list[int] = []
@@ -187,9 +187,9 @@ def test_an_amplifying_bundle_stays_under_the_memory_bound(stack_settings, serve
             sizes += [len(rec.value) for rec in records if json.loads(rec.value)["source_topic"] == "http:/fhir"]
     dead.close()
     over = rejected_bundle(10_001)
-    capped = httpx.post(f"{server.url}/fhir", content=over, headers=headers, timeout=60)
+    capped = httpx2.post(f"{server.url}/fhir", content=over, headers=headers, timeout=60)
     default_cap = serve()  # the default limit (1,000 entries per request)
-    refused = httpx.post(f"{default_cap.url}/fhir", content=body, headers=headers, timeout=60)
+    refused = httpx2.post(f"{default_cap.url}/fhir", content=body, headers=headers, timeout=60)
     counts = {
         "entries": 10_000,
         "body_bytes": len(body),
@@ -212,14 +212,14 @@ def test_an_amplifying_bundle_stays_under_the_memory_bound(stack_settings, serve
     assert capped.status_code == 413 and refused.status_code == 413 and "limit 1000" in counts["default_cap_detail"]
 
 
-def _login_form(client: httpx.Client, close: bool = False) -> str:
+def _login_form(client: httpx2.Client, close: bool = False) -> str:
     headers = {"Connection": "close"} if close else None
     page = client.get("/login", headers=headers).text
     return re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
 
 
 def _attempt(url: str, username: str, password: str) -> int:
-    with httpx.Client(base_url=url, timeout=60) as client:
+    with httpx2.Client(base_url=url, timeout=60) as client:
         token = _login_form(client)
         r = client.post("/login", data={"username": username, "password": password, "csrf": token})
         return r.status_code
@@ -229,7 +229,7 @@ def _right_password_in_back_off(url: str, username: str) -> int:
     """Wrong passwords until one is counted (its 401 starts a back-off of >= 1 s), then at once the
     right password, its form fetched beforehand: the answer must be the back-off's 429. (Sending it
     after the 30 wrong ones failed on a loaded machine: the back-off had run out meanwhile.)"""
-    with httpx.Client(base_url=url, timeout=60) as right, httpx.Client(base_url=url, timeout=60) as wrong:
+    with httpx2.Client(base_url=url, timeout=60) as right, httpx2.Client(base_url=url, timeout=60) as wrong:
         token = _login_form(right)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -246,7 +246,7 @@ def _flood(
     server: Serve, attempts: int, usernames: Callable[[int], str], out: Path
 ) -> tuple[Counter[int], dict[str, float]]:
     """``attempts`` wrong sign-ins posted at the same instant (each with its own form token)."""
-    clients = [httpx.Client(base_url=server.url, timeout=120) for _ in range(attempts)]
+    clients = [httpx2.Client(base_url=server.url, timeout=120) for _ in range(attempts)]
     # each form on a connection closed after it: a kept-alive one can sit idle past the server's
     # keep-alive timeout (5 s) while the other forms load, and its post then races the server's close
     # (a connection reset on a loaded machine, CI 3 December)
@@ -302,8 +302,8 @@ def test_a_sign_in_flood_is_throttled_and_hashing_is_bounded(serve, results_dir,
     assert burst_figures["rss_growth_mb"] < 1000, counts  # ~64 MiB per argon2: at most 2 at once
 
 
-def _signed_in(url: str, user: str = "ann") -> httpx.Client:
-    client = httpx.Client(base_url=url, timeout=10)
+def _signed_in(url: str, user: str = "ann") -> httpx2.Client:
+    client = httpx2.Client(base_url=url, timeout=10)
     r = client.post("/login", data={"username": user, "password": PASSWORD, "csrf": _login_form(client)})
     assert r.status_code == 303, r.text
     return client
@@ -316,7 +316,7 @@ def test_revoked_sessions_are_refused_across_replicas(serve, users_file, results
     results: dict[str, int] = {}
     ann = _signed_in(one.url)
     cookie = ann.cookies["vigil_session"]
-    replica = httpx.Client(base_url=two.url, timeout=10, cookies={"vigil_session": cookie})
+    replica = httpx2.Client(base_url=two.url, timeout=10, cookies={"vigil_session": cookie})
     results["other_replica_before_logout"] = replica.get("/api/state").status_code
     csrf = replica.get("/api/state").json()["csrf"]
     results["logout_on_other_replica"] = replica.post("/logout", headers={"X-CSRF-Token": csrf}).status_code
@@ -327,7 +327,7 @@ def test_revoked_sessions_are_refused_across_replicas(serve, users_file, results
     remove_user(users_file, "vic")
     time.sleep(1.5)  # the users file is looked at once a second
     results["after_user_removal"] = vic.get("/api/state").status_code
-    results["after_user_removal_other_replica"] = httpx.get(
+    results["after_user_removal_other_replica"] = httpx2.get(
         f"{two.url}/api/state", cookies={"vigil_session": vic.cookies["vigil_session"]}
     ).status_code
 
