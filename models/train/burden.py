@@ -36,6 +36,7 @@ from vigil.models.train import shifts, threshold_rules
 def burden(oof: Path, rule: str = "best") -> dict[str, Any]:
     """``rule``: how each fold's threshold is chosen on the other folds (``threshold_rules.parse``;
     the bundle's default rule reproduces the shipped threshold's burden)."""
+    chooser = threshold_rules.parse(rule)  # an unknown rule stops here with one line, before any loading
     d = np.load(oof)
     lengths = d["lengths"]
     offsets = np.r_[0, np.cumsum(lengths)]
@@ -43,7 +44,7 @@ def burden(oof: Path, rule: str = "best") -> dict[str, Any]:
     news2, single3 = d["rule_NEWS2"].astype(int), d["rule_NEWS2_single3"].astype(bool)
     labels_by = [labels[offsets[p] : offsets[p + 1]] for p in range(len(lengths))]
     row_fold = np.repeat(fold, lengths)
-    chooser, u = threshold_rules.parse(rule), shifts.Utility(labels, lengths)
+    u = shifts.Utility(labels, lengths)
     thresholds = {int(f): chooser(u, combined[row_fold != f], row_fold != f) for f in np.unique(fold)}
     policy = AlertPolicy(escalate_after_s=1e12)  # no time-based reminders in a retrospective replay
     patient_days = lengths.sum() / 24.0
@@ -128,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{threshold_rules.BUNDLE_RULE})",
     )
     args = ap.parse_args(argv)
-    threshold_rules.parse(args.rule)  # an unknown rule stops here with one line
     t0 = time.perf_counter()
     result = burden(args.oof, args.rule)
     result["seconds"] = round(time.perf_counter() - t0, 1)

@@ -297,9 +297,7 @@ def _rule(name: str) -> tuple[SiteRule | None, Chooser]:
     """A rule's name -> (its site thresholds of the unit shifts, its chooser of the training side's)."""
     if name == "served-risk":
         return site_rule_thresholds, best_rule
-    if name == "best":
-        return None, best_rule
-    if name.startswith(("prev", "logit")):
+    if name == "best" or name.startswith(("prev", "logit")):
         return None, threshold_rules.parse(name)
     raise SystemExit(f"unknown rule {name}: expected one of {', '.join(RULES)} (e.g. prev1.5)")
 

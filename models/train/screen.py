@@ -263,7 +263,7 @@ def tree_recipe(
 
     def fit(rows: np.ndarray) -> Any:
         xr, yr, wr = matrix(train_thin, rows, train_mats, train_source), y[rows], w[rows]
-        if augment:  # as recorded and thinned, each at half weight: the same total weight per stay
+        if augment:  # as recorded and the copy, ``share`` of the weight to the copy: the same total per stay
             xr, yr, wr = trees.beside(matrix(None, rows), xr, yr, wr, share)
         if base == "v1trees":
             return [trees.fit(xr, yr, seed, [f"f{i}" for i in range(xr.shape[1])])]
