@@ -211,7 +211,9 @@ def evaluate_command(
         str | None,
         typer.Option(
             help="score a shifted copy: labs=0.1 keeps each hour's lab draw with p=0.1, "
-            "vitals=0.5 each hour's vital-sign charting with p=0.5, labs=every24h at most one lab draw a day"
+            "vitals=0.5 each hour's vital-sign charting with p=0.5, labs=every24h at most one lab draw a day, "
+            "panels=0.5 each optional lab panel (blood gas, lactate, liver, coagulation, troponin) "
+            "ordered for half the stays"
         ),
     ] = None,
     shift_seed: Annotated[int, typer.Option(help="seed of the shift")] = 2019,

@@ -14,6 +14,14 @@
   Random thinning keeps set A's habit of drawing more often for the sicker patient (septic stays
   have 9.9 lab hours a day against 6.0, medians), a schedule erases it: the two test different
   things, and a model taught on one kind of thinning is judged fairly only on the other.
+- ``omit_panels(matrix, keep, rng)``: a hospital whose habits of ordering differ. The panels an
+  ICU may or may not order for a patient (blood gas, lactate, liver tests, coagulation, troponin;
+  ``PANELS``, grouped by how often set A draws them together) are each ordered for a stay with
+  probability ``keep``, for the whole stay, independently; chemistry and blood count, drawn for
+  nearly every stay in every ICU, are kept as are vital signs. Unlike the two thinnings above it
+  keeps each ordered panel's frequency and removes whole panels: a model that learnt "lactate was
+  ordered" as a sign of suspicion meets a hospital that orders it for half its patients, whoever
+  they are. Neither training copy (labs thinned at random, labs once a day) teaches it.
 - Leave-one-unit-out (set A's Unit1 = medical ICU, Unit2 = surgical ICU) lives in training
   (``models.train.shifts``): it needs the unit of each stay, which serving never reads.
 """
@@ -33,7 +41,19 @@ KINDS: Final[dict[str, np.ndarray]] = {
     "labs": np.array([i for i, c in enumerate(DYNAMIC_CODES) if c not in VITALS]),
     "vitals": np.array([i for i, c in enumerate(DYNAMIC_CODES) if c in VITALS]),
 }
-_WHAT = {"labs": "lab draws", "vitals": "vital-sign chartings"}
+# the panels a hospital orders for some stays and not others (set A: each drawn for 2-78 % of the
+# stays; chemistry and blood count, for 81-98 %, are not among them); FiO2, a ventilator
+# setting the respiratory therapist charts, is not a draw and stays
+PANELS: Final[dict[str, tuple[str, ...]]] = {
+    "blood_gas": ("BaseExcess", "pH", "PaCO2", "SaO2"),
+    "lactate": ("Lactate",),
+    "liver": ("AST", "Alkalinephos", "Bilirubin_total", "Bilirubin_direct"),
+    "coagulation": ("PTT", "Fibrinogen"),
+    "troponin": ("TroponinI",),
+}
+_PANEL_COLS: Final = tuple(np.array([DYNAMIC_CODES.index(c) for c in codes]) for codes in PANELS.values())
+SHIFT_NAMES: Final = (*KINDS, "panels")
+_WHAT = {"labs": "lab draws", "vitals": "vital-sign chartings", "panels": "optional lab panels ordered per stay"}
 MAX_EVERY_H: Final = 24 * 14  # a schedule longer than two weeks keeps one draw per stay
 
 
@@ -78,9 +98,22 @@ def schedule(matrix: np.ndarray, kind: str, every_h: int) -> np.ndarray:
     return out
 
 
+def omit_panels(matrix: np.ndarray, keep: float, rng: np.random.Generator) -> np.ndarray:
+    """A copy of one stay's ``matrix`` in which each of ``PANELS`` is ordered (kept, every hour of it)
+    with probability ``keep`` and otherwise never appears; one uniform per panel, in ``PANELS`` order."""
+    if not 0.0 <= keep <= 1.0:
+        raise ValueError(f"keep must be within [0, 1], got {keep}")
+    out = np.array(matrix, dtype=np.float32, copy=True)
+    for cols, u in zip(_PANEL_COLS, rng.random(len(_PANEL_COLS)), strict=True):
+        if u >= keep:
+            out[:, cols] = np.nan
+    return out
+
+
 @dataclass(frozen=True)
 class Shift:
-    """One shift of ``vigil evaluate --shift``: ``keep`` (random thinning) or ``every_h`` (a schedule)."""
+    """One shift of ``vigil evaluate --shift``: ``keep`` (random thinning; for ``panels`` the share
+    of stays each optional panel is ordered for) or ``every_h`` (a schedule). ``apply`` takes one stay."""
 
     kind: str
     keep: float | None = None
@@ -90,6 +123,8 @@ class Shift:
         if self.every_h is not None:
             return schedule(matrix, self.kind, self.every_h)
         assert self.keep is not None
+        if self.kind == "panels":
+            return omit_panels(matrix, self.keep, rng)
         return thin(matrix, self.kind, self.keep, rng)
 
     def __str__(self) -> str:
@@ -104,14 +139,18 @@ class Shift:
 
 def parse_shift(spec: str) -> Shift:
     """``labs=0.1`` (each hour's lab draw kept with p = 0.1), ``vitals=0.5``, ``labs=every24h`` (at most
-    one lab draw a day); raises ValueError on anything else."""
+    one lab draw a day), ``panels=0.5`` (each optional panel ordered for half the stays); raises
+    ValueError on anything else."""
     name, _, value = spec.partition("=")
-    if name not in KINDS or not value:
+    if name not in SHIFT_NAMES or not value:
         raise ValueError(
             f"unknown shift {spec!r}: expected labs=<share of lab draws kept, 0..1>, "
-            "vitals=<share of vital-sign chartings kept, 0..1> or labs|vitals=every<N>h (at most one per N hours)"
+            "vitals=<share of vital-sign chartings kept, 0..1>, labs|vitals=every<N>h (at most one per N hours) "
+            "or panels=<share of stays each optional lab panel is ordered for, 0..1>"
         )
     every = re.fullmatch(r"every(\d{1,4})h", value)
+    if every and name == "panels":
+        raise ValueError(f"{spec}: panels takes a share of stays (panels=0.5), not a schedule")
     if every:
         hours = int(every[1])
         if not 1 <= hours <= MAX_EVERY_H:

@@ -148,8 +148,9 @@ def _taught_thinned(config: str) -> bool:
 
 
 def _taught_daily(config: str) -> bool:
-    """Taught on a copy with its labs drawn at most once a day (``~augdaily``; ``paired.taught_on``)."""
-    return taught_on(config) == SCHEDULED_LABS
+    """Taught on a copy with its labs drawn at most once a day (``~augdaily``, ``~augmix<K>``;
+    ``paired.taught_on``)."""
+    return SCHEDULED_LABS in taught_on(config)
 
 
 def _as_recorded(config: str) -> bool:
@@ -162,6 +163,8 @@ def _untaught(config: str, every: tuple[str, ...]) -> tuple[str, ...]:
     without the randomly thinned labs, or, for a recipe taught on labs once a day, without the
     scheduled ones instead."""
     taught = (DAILY, *ROUTINE) if _taught_daily(config) else RANDOM_LABS
+    if _taught_daily(config) and _taught_thinned(config):  # ~augmix<K>: both
+        taught += RANDOM_LABS
     return tuple(s for s in every if s not in taught)
 
 

@@ -13,7 +13,9 @@ from vigil.models.shift import Shift
 from vigil.models.stay_features import N_SEQUENCE_INPUTS, N_TREE_FEATURES, SEQUENCE_INPUTS, TREE_FEATURES
 from vigil.models.stepping import stay_inputs
 from vigil.models.train.data import CACHE_DIR, Cohort
-from vigil.models.train.shifts import Copy  # ("labs" | "vitals", seed) or ("labs_every", hours); None = as recorded
+
+# ("labs" | "vitals" | "panels", seed) or ("labs_every", hours); None = as recorded
+from vigil.models.train.shifts import Copy
 
 # the thinned-labs shift: each hour's lab draw kept with this probability, one copy per seed
 LAB_KEEP = 0.1
@@ -24,6 +26,10 @@ VITALS_KEEP = 0.5
 VITALS_SEEDS = (1, 2)
 # the scheduled-labs shift (protocol 5): at most one lab draw per this many hours, deterministic
 LAB_SCHEDULES = (24,)
+# the ordering-habits shift (protocol 7): each optional lab panel ordered for a stay with this
+# probability (``models.shift.omit_panels``), one copy per seed
+PANELS_KEEP = 0.5
+PANEL_SEEDS = (1,)
 
 
 def _key(tag: str) -> str:
@@ -70,7 +76,7 @@ class Matrices:
     first use and cached on disk."""
 
     def __init__(self, c: Cohort, lab_keep: float = LAB_KEEP, vitals_keep: float = VITALS_KEEP) -> None:
-        self.c, self.keep = c, {"labs": lab_keep, "vitals": vitals_keep}
+        self.c, self.keep = c, {"labs": lab_keep, "vitals": vitals_keep, "panels": PANELS_KEEP}
         self._thin: dict[Copy, Cohort] = {}
 
     def cohort(self, copy: Copy | None) -> Cohort:

@@ -67,6 +67,7 @@ def latched(
         {k: {s: test_unit(k, v) for s, v in by.items()} for k, by in pred.other_unit_thin.items()},
         {h: every(v) for h, v in pred.oof_sched.items()},
         {k: {h: test_unit(k, v) for h, v in by.items()} for k, by in pred.other_unit_sched.items()},
+        {s: every(v) for s, v in pred.oof_panels.items()},
     )
 
 

@@ -44,10 +44,13 @@ RANDOM_THINNING = "labs_thinned"  # the shifts with it in their name: what the ~
 SCHEDULED_LABS = "labs_every"  # ... and what ~augdaily was taught on
 
 
-def taught_on(config: str) -> str:
-    """The part of a shift's name that marks the shifts ``config``'s training copy taught it (``worst``
-    leaves them out): labs drawn once a day for ``~augdaily``, else labs thinned at random."""
-    return SCHEDULED_LABS if screen.scheduled(config) else RANDOM_THINNING
+def taught_on(config: str) -> tuple[str, ...]:
+    """The parts of a shift's name that mark the shifts ``config``'s training copies taught it (``worst``
+    leaves them out): labs drawn once a day for ``~augdaily``, both kinds for ``~augmix<K>``, else labs
+    thinned at random."""
+    if screen.mixed(config):
+        return (RANDOM_THINNING, SCHEDULED_LABS)
+    return (SCHEDULED_LABS,) if screen.scheduled(config) else (RANDOM_THINNING,)
 
 
 @dataclass
@@ -89,6 +92,7 @@ def scorings(
     cv_like["labs_thinned"] = [v[0] for _, v in sorted(pred.oof_thin.items())]
     cv_like["vitals_thinned"] = [v[0] for _, v in sorted(pred.oof_vitals.items())]
     cv_like.update({shifts.daily_name(h): [v[0]] for h, v in pred.oof_sched.items()})
+    cv_like[shifts.PANELS_OMITTED] = [v[0] for _, v in sorted(pred.oof_panels.items())]
     for name, scores in cv_like.items():
         if scores:
             yield name, everything, row_fold, Scored(scores, [fold_thr] * len(scores))
@@ -158,7 +162,7 @@ def compare(
     seed: int = 0,
     site_a: SiteRule | None = None,
     site_b: SiteRule | None = None,
-    taught: str = RANDOM_THINNING,
+    taught: tuple[str, ...] = (RANDOM_THINNING,),
     choose_a: Chooser = best_rule,
     choose_b: Chooser = best_rule,
 ) -> dict[str, dict[str, Any]]:
@@ -167,7 +171,7 @@ def compare(
     at the site threshold, so that two rules compare on the same predictions when ``a`` is ``b``), each
     with a 95 % interval over stays resampled with replacement (the same draws for both recipes), and
     under ``worst`` each recipe's worst case over the shifts no recipe was taught on (every shift whose
-    name lacks ``taught``: ``taught_on`` the compared recipe) with the interval of its difference (the
+    name lacks every part of ``taught``: ``taught_on`` the compared recipe) with the interval of its difference (the
     minimum taken per draw). ``choose_a`` / ``choose_b``: each recipe's rule for the thresholds its
     training side picks (``scorings``)."""
     row_fold, row_unit = u.rows_of(fold), u.rows_of(unit)
@@ -202,7 +206,7 @@ def compare(
                 )
         drawn[name] = cells / len(sa.scores)
         out[name] = _difference(drawn[name])
-    untaught = [k for k in drawn if taught not in k]
+    untaught = [k for k in drawn if not any(t in k for t in taught)]
     if untaught:
         worst = np.stack([drawn[k] for k in untaught]).min(axis=0)  # each column's minimum over shifts, per draw
         out["worst"] = {
@@ -279,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, r in result.items():
             if name == "worst":
                 print(
-                    f"seed {seed} worst of {len(r['over'])} (no random thinning): a {r['a_auroc']:.3f} / "
+                    f"seed {seed} worst of {len(r['over'])} (none with {' or '.join(taught)}): a {r['a_auroc']:.3f} / "
                     f"{r['a_utility']:.3f}, b {r['b_auroc']:.3f} / {r['b_utility']:.3f}"
                 )
             print(

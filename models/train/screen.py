@@ -17,7 +17,9 @@ labs (issue 12's reference, trained so, ranked better on the unseen hospital wit
 ``~aug<K>`` trains on both the stays as recorded and that copy, each row at half weight;
 ``~augdaily`` the same with the copy whose labs are drawn at most once a day (the schedule of
 protocol 5, ``scheduled``): taught on labs by routine, judged on the shifts without a schedule;
-``~augdaily<W>`` gives that copy W % of each row's weight and the stays as recorded the rest.
+``~augdaily<W>`` gives that copy W % of each row's weight and the stays as recorded the rest;
+``~augmix<K>`` trains on three: the stays as recorded, the ``~thin<K>`` copy and the daily copy, a
+third of the weight each (taught on both thinnings, judged on the shifts neither teaches).
 ``~p<name>`` fits the trees with one of ``PARAM_SETS`` instead of the bundle's LightGBM settings;
 ``~mono`` adds monotone constraints where physiology fixes the direction (``trees.monotone_constraints``,
 bundle 2.3's recipe: ``full~psmooth~mono``; without it a recipe fits as recorded before 2.3);
@@ -59,6 +61,7 @@ LAB_KEEP = cohort_features.LAB_KEEP
 MEASUREMENT_HABIT = frozenset(n for n in TREE_FEATURES if n.endswith(("_rate", "_hours_since", "_n24h")))
 THIN_SEEDS = cohort_features.THIN_SEEDS
 VITALS_SEEDS = cohort_features.VITALS_SEEDS
+PANEL_SEEDS = cohort_features.PANEL_SEEDS
 LAB_SCHEDULES = cohort_features.LAB_SCHEDULES
 PRED_DIR = data.CACHE_DIR / "shiftpred"
 SMOKE_ROUNDS: int | None = None  # --smoke: every tree recipe, ``~p<name>`` included, fits this many rounds
@@ -113,7 +116,7 @@ def training_mods(config: str) -> tuple[str, int, dict[str, Any], int | None]:
     if recipe.split("+")[0] == "reference" and not any(m[1:] in PARAM_SETS for m in mods if m.startswith("p")):
         overrides, rounds = dict(PARAM_SETS[REFERENCE_SETTINGS][0]), PARAM_SETS[REFERENCE_SETTINGS][1]
     for mod in mods:
-        share = re.fullmatch(r"(?:thin|aug)(\d+)", mod)
+        share = re.fullmatch(r"(?:thin|aug|augmix)(\d+)", mod)
         if share and 0 < int(share[1]) < 100:
             thin = int(share[1])
         elif mod.startswith("p") and mod[1:] in PARAM_SETS:
@@ -125,7 +128,7 @@ def training_mods(config: str) -> tuple[str, int, dict[str, Any], int | None]:
         else:
             raise SystemExit(
                 f"unknown modifier ~{mod} in {config}: expected ~thin<1-99>, ~aug<1-99>, ~augdaily, "
-                "~augdaily<1-99>, ~mono, ~mono2, "
+                "~augdaily<1-99>, ~augmix<1-99>, ~mono, ~mono2, "
                 f"~siterel, ~icucap<hours> or ~p<{'|'.join(PARAM_SETS)}>"
             )
     return recipe, thin, dict(overrides), rounds
@@ -146,10 +149,17 @@ def _daily_share(mod: str) -> float | None:
     return share / 100 if 0 < share < 100 else None
 
 
+def mixed(config: str) -> bool:
+    """``~augmix<K>``: both training copies beside the stays as recorded, labs thinned at random and
+    labs once a day."""
+    found = [re.fullmatch(r"augmix(\d+)", m) for m in config.split("~")[1:]]
+    return any(f is not None and 0 < int(f[1]) < 100 for f in found)
+
+
 def scheduled(config: str) -> bool:
-    """``~augdaily``: the training copy beside the stays as recorded has its labs drawn at most once a
-    day (``LAB_SCHEDULES[0]`` hours apart) instead of thinned at random."""
-    return any(_daily_share(m) for m in config.split("~")[1:])
+    """``~augdaily``, ``~augmix<K>``: a training copy beside the stays as recorded has its labs drawn at
+    most once a day (``LAB_SCHEDULES[0]`` hours apart); for ``~augdaily`` instead of thinned at random."""
+    return mixed(config) or any(_daily_share(m) for m in config.split("~")[1:])
 
 
 def copy_share(config: str) -> float:
@@ -159,12 +169,34 @@ def copy_share(config: str) -> float:
     return shares[0] if shares else 0.5
 
 
-def training_copy(config: str, seed: int) -> cohort_features.Copy | None:
-    """The shifted copy of its stays a recipe trains on (``~thin<K>``, ``~aug<K>``: thinned at random
-    with seed 100 + ``seed``; ``~augdaily``: labs at most once a day), None for the stays as recorded."""
+def training_copies(config: str, seed: int) -> list[cohort_features.Copy]:
+    """The shifted copies of its stays a recipe trains on (``~thin<K>``, ``~aug<K>``: thinned at random
+    with seed 100 + ``seed``; ``~augdaily``: labs at most once a day; ``~augmix<K>``: both, in that
+    order), none for the stays as recorded."""
+    copies: list[cohort_features.Copy] = []
+    if training_mods(config)[1]:
+        copies.append(("labs", 100 + seed))
     if scheduled(config):
-        return ("labs_every", LAB_SCHEDULES[0])
-    return ("labs", 100 + seed) if training_mods(config)[1] else None
+        copies.append(("labs_every", LAB_SCHEDULES[0]))
+    return copies
+
+
+def training_copy(config: str, seed: int) -> cohort_features.Copy | None:
+    """The one shifted copy a recipe trains on (``training_copies``), None for the stays as recorded."""
+    copies = training_copies(config, seed)
+    if len(copies) > 1:
+        raise ValueError(f"{config} trains on {len(copies)} copies: use training_copies")
+    return copies[0] if copies else None
+
+
+def weight_shares(config: str) -> list[float]:
+    """The share of each stay's weight on the stays as recorded and on each training copy
+    (``training_copies`` order) of an augmented recipe: ``~aug<K>``/``~augdaily`` half each,
+    ``~augdaily<W>`` 1 - W % and W %, ``~augmix<K>`` a third each."""
+    if mixed(config):
+        return [1 / 3] * 3
+    share = copy_share(config)
+    return [1.0 - share, share]
 
 
 def site_relative(config: str) -> bool:
@@ -217,8 +249,7 @@ def tree_recipe(
     from vigil.models.train import extra_features
 
     augment, relative, cap = augmented(config), site_relative(config), icu_cap(config)
-    share = copy_share(config)
-    train_thin = training_copy(config, seed)  # read before the modifiers are stripped from ``config``
+    shares, copies = weight_shares(config), training_copies(config, seed)  # before the modifiers are stripped
     config, thin, overrides, rounds = training_mods(config)
     base, *extras = config.split("+")
     train_mats = cohort_features.Matrices(mats.c, thin / 100) if thin else mats
@@ -262,9 +293,12 @@ def tree_recipe(
         overrides["monotone_constraints"] = trees.monotone_constraints(names, extended) + [0] * n_extra
 
     def fit(rows: np.ndarray) -> Any:
-        xr, yr, wr = matrix(train_thin, rows, train_mats, train_source), y[rows], w[rows]
-        if augment:  # as recorded and the copy, ``share`` of the weight to the copy: the same total per stay
-            xr, yr, wr = trees.beside(matrix(None, rows), xr, yr, wr, share)
+        yr, wr = y[rows], w[rows]
+        taught = [matrix(c, rows, train_mats, train_source) for c in copies]
+        if augment:  # as recorded and the copies, ``shares`` of the weight: the same total per stay
+            xr, yr, wr = trees.weighted_copies([matrix(None, rows), *taught], yr, wr, shares)
+        else:
+            xr = taught[0] if taught else matrix(None, rows)
         if base == "v1trees":
             return [trees.fit(xr, yr, seed, [f"f{i}" for i in range(xr.shape[1])])]
         return [
@@ -383,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             recipe = gru_recipe if config.startswith(("gru", "att")) else tree_recipe
             fit, predict, n_inputs = recipe(config, seed, mats, y, w)
-            pred = shifts.predict_shifts(u, fold, c.unit, fit, predict, THIN_SEEDS, print, VITALS_SEEDS, LAB_SCHEDULES)
+            pred = shifts.predict_shifts(
+                u, fold, c.unit, fit, predict, THIN_SEEDS, print, VITALS_SEEDS, LAB_SCHEDULES, PANEL_SEEDS
+            )
             pred.save(PRED_DIR / f"{config}-s{seed}{tag}.npz")
             result = shifts.figures(u, pred, fold, c.unit, y, w)
             record(args.out, config, seed, n_inputs, time.perf_counter() - t0, result, tree_settings(config))

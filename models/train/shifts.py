@@ -25,6 +25,12 @@ shift it is reported on, never on the rows it scores:
   model scores unit B's stays with at most one lab draw a day, at the threshold unit A's inner folds
   chose on stays as drawn. Unlike the randomly thinned compound, no recipe taught on randomly thinned
   labs has seen this thinning in training.
+- ``panels_omitted`` (protocol 7): the CV fold models score their held-out stays as a hospital
+  with other ordering habits would record them: each optional lab panel (blood gas, lactate, liver,
+  coagulation, troponin; ``models.shift.omit_panels``) ordered for a stay with probability 0.5,
+  for all of it or none, once per seed (``panels_omitted_seeds``), at fold f's stacker and
+  threshold. No training copy teaches it: the held-out shift for recipes taught on thinned labs or
+  on labs by routine.
 - ``in_unitB``: the control for ``unitA->unitB``: the inner CV on unit B itself (a model trained on
   ~3/4 of B's stays, nested threshold). Transfer minus control is what the unit change costs at a
   comparable training size; control minus ``cv`` is what the smaller training set and unit B's
@@ -48,7 +54,7 @@ import numpy as np
 
 from vigil.models.utility import auroc_auprc, best_threshold, utility_curve, utility_tables
 
-# a shifted copy of the cohort: ("labs" | "vitals", thinning seed) or ("labs_every", hours between kept draws)
+# a shifted copy of the cohort: ("labs" | "vitals" | "panels", seed) or ("labs_every", hours between kept draws)
 Copy = tuple[str, int]
 Fit = Callable[[np.ndarray], Any]  # train rows (bool mask) -> model
 Predict = Callable[[Any, np.ndarray, "Copy | None"], np.ndarray]  # (model, test rows, copy or None) -> scores
@@ -57,7 +63,8 @@ Combiner = Callable[[np.ndarray, np.ndarray, np.ndarray], Scorer]  # (train scor
 UNITS = (1, 2)
 UNIT_SHIFTS = tuple(f"unit{a}->unit{3 - a}" for a in UNITS)
 COMPOUND = tuple(f"{k}+labs_thinned" for k in UNIT_SHIFTS)  # protocol 4: the unit shifts, labs thinned
-SHIFTED_KINDS = ("labs", "vitals", "labs_every")  # the kinds of the CV fold models' shifted copies
+SHIFTED_KINDS = ("labs", "vitals", "labs_every", "panels")  # the kinds of the CV fold models' shifted copies
+PANELS_OMITTED = "panels_omitted"  # protocol 7: optional lab panels ordered for half the stays
 
 
 def daily_name(every_h: int) -> str:
@@ -149,11 +156,13 @@ class ShiftPredictions:
     oof_sched: dict[int, np.ndarray] = field(default_factory=dict)
     # "unit1->unit2" -> hours between kept lab draws -> the unit-2 rows so drawn, model trained on unit 1
     other_unit_sched: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
+    oof_panels: dict[int, np.ndarray] = field(default_factory=dict)  # as oof_thin, optional panels omitted
 
     def save(self, path: Path) -> None:
         arrays = {"oof": self.oof}
         arrays.update({f"thin_{s}": v for s, v in self.oof_thin.items()})
         arrays.update({f"vitals_{s}": v for s, v in self.oof_vitals.items()})
+        arrays.update({f"panels_{s}": v for s, v in self.oof_panels.items()})
         arrays.update({f"other_{k}": v for k, v in self.other_unit.items()})
         arrays.update({f"in_unit_{k}": v for k, v in self.in_unit.items()})
         arrays.update({f"otherthin_{s}_{k}": v for k, by in self.other_unit_thin.items() for s, v in by.items()})
@@ -180,6 +189,7 @@ class ShiftPredictions:
             nested["otherthin_"],
             {int(k[6:]): v for k, v in d.items() if k.startswith("sched_")},
             nested["othersched_"],
+            {int(k[7:]): v for k, v in d.items() if k.startswith("panels_")},
         )
 
     @staticmethod
@@ -208,6 +218,11 @@ class ShiftPredictions:
             by_unit(lambda p: p.other_unit_thin),
             {h: cat([p.oof_sched[h] for p in parts]) for h in first.oof_sched if all(h in p.oof_sched for p in parts)},
             by_unit(lambda p: p.other_unit_sched),
+            {
+                s: cat([p.oof_panels[s] for p in parts])
+                for s in first.oof_panels
+                if all(s in p.oof_panels for p in parts)
+            },
         )
 
 
@@ -221,16 +236,18 @@ def predict_shifts(
     log: Callable[[str], None] = print,
     vitals_seeds: Sequence[int] = (),
     lab_schedules: Sequence[int] = (),
+    panel_seeds: Sequence[int] = (),
 ) -> ShiftPredictions:
     """Fit the recipe once per fold, once per unit, and once per fold within each unit; the fold
     models also score their stays' thinned copies (labs per ``thin_seeds``, vitals per ``vitals_seeds``,
-    labs drawn at most once per each of ``lab_schedules`` hours), and each unit's model the other
+    labs drawn at most once per each of ``lab_schedules`` hours, optional panels omitted per
+    ``panel_seeds``), and each unit's model the other
     unit's stays with labs thinned (``thin_seeds``) and drawn on each schedule."""
     row_fold, row_unit = u.rows_of(patient_fold), u.rows_of(unit)
     n, k = len(u.labels), int(patient_fold.max()) + 1
     oof = np.zeros(n)
     copies: list[Copy] = [("labs", s) for s in thin_seeds] + [("vitals", s) for s in vitals_seeds]
-    copies += [("labs_every", h) for h in lab_schedules]
+    copies += [("labs_every", h) for h in lab_schedules] + [("panels", s) for s in panel_seeds]
     shifted = {c: np.zeros(n) for c in copies}
     for f in range(k):
         test = row_fold == f
@@ -248,7 +265,15 @@ def predict_shifts(
         log(f"  {key} (labs as drawn, thinned and by routine) and unit {a}'s inner folds done")
     by_kind = {kind: {s: v[None] for (k_, s), v in shifted.items() if k_ == kind} for kind in SHIFTED_KINDS}
     return ShiftPredictions(
-        oof[None], by_kind["labs"], other, inner, by_kind["vitals"], other_thin, by_kind["labs_every"], other_sched
+        oof[None],
+        by_kind["labs"],
+        other,
+        inner,
+        by_kind["vitals"],
+        other_thin,
+        by_kind["labs_every"],
+        other_sched,
+        by_kind["panels"],
     )
 
 
@@ -376,15 +401,16 @@ def figures(
     extra = {("labs", s): v for s, v in pred.oof_thin.items()}
     extra.update({("vitals", s): v for s, v in pred.oof_vitals.items()})
     extra.update({("labs_every", h): v for h, v in pred.oof_sched.items()})
+    extra.update({("panels", s): v for s, v in pred.oof_panels.items()})
     out["cv"], shifted = _nested(u, pred.oof, everything, row_fold, y, w, combiner, extra)
     scheduled = [daily_name(h) for h in pred.oof_sched]  # protocol 5: labs drawn by routine
     for h, name in zip(pred.oof_sched, scheduled, strict=True):
         out[name] = shifted[("labs_every", h)]
-    for kind in ("labs", "vitals"):
+    for kind, name in (("labs", "labs_thinned"), ("vitals", "vitals_thinned"), ("panels", PANELS_OMITTED)):
         blocks = {s: b for (k, s), b in shifted.items() if k == kind}
         if blocks:
-            out[f"{kind}_thinned_seeds"] = {str(s): b for s, b in blocks.items()}
-            out[f"{kind}_thinned"] = {**seed_mean(list(blocks.values())), "seeds": sorted(blocks)}
+            out[f"{name}_seeds"] = {str(s): b for s, b in blocks.items()}
+            out[name] = {**seed_mean(list(blocks.values())), "seeds": sorted(blocks)}
     compound, routine = [], []
     for a, key, both in zip(UNITS, UNIT_SHIFTS, COMPOUND, strict=True):
         # protocols 4 and 6: the same model and threshold, the test unit's labs thinned or drawn by routine
@@ -400,9 +426,11 @@ def figures(
         out["protocol"] = 4
     if scheduled and compound:
         out["protocol"] = 6 if routine else 5
+    if PANELS_OMITTED in out:
+        out["protocol"] = 7
     for b in UNITS:
         out[f"in_unit{b}"], _ = _nested(u, pred.in_unit[b], row_unit == b, row_fold, y, w, combiner)
-    single_shifts = ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1")
+    single_shifts = ("cv", "labs_thinned", "vitals_thinned", PANELS_OMITTED, "unit1->unit2", "unit2->unit1")
     names = (*(n for n in single_shifts if n in out), *compound, *scheduled, *routine)
     out["worst"] = {m: min(out[s][m] for s in names) for m in ("auroc", "utility")}
     # a recipe taught on labs by routine (``--teach-daily-labs``) is judged on the shifts it never saw

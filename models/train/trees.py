@@ -129,7 +129,17 @@ def beside(
     ``--teach-daily-labs``, half each)."""
     if not 0.0 < copy_share < 1.0:
         raise ValueError(f"copy_share must lie strictly between 0 and 1, got {copy_share}")
-    return np.vstack([x, x_copy]), np.r_[y, y], np.r_[w * (1.0 - copy_share), w * copy_share]
+    return weighted_copies([x, x_copy], y, w, [1.0 - copy_share, copy_share])
+
+
+def weighted_copies(
+    xs: list[np.ndarray], y: np.ndarray, w: np.ndarray, shares: list[float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same rows from several copies of the stays, copy i's at ``shares[i]`` of each row's weight
+    (the shares sum to 1, so every stay keeps its total weight; ``~augmix<K>``: three, a third each)."""
+    if len(xs) != len(shares) or min(shares) <= 0.0 or abs(sum(shares) - 1.0) > 1e-9:
+        raise ValueError(f"need one positive share per copy, summing to 1: {len(xs)} copies, shares {shares}")
+    return np.vstack(xs), np.tile(y, len(xs)), np.concatenate([w * s for s in shares])
 
 
 def export_onnx(booster, n_features: int, path: str) -> None:  # type: ignore[no-untyped-def]

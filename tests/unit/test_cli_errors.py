@@ -114,6 +114,7 @@ def test_a_site_threshold_the_bundle_cannot_serve(env, tmp_path) -> None:
     one_line(run(env, "evaluate", "--data", str(data), "--shift", "vitals=2"), "--shift", "vital-sign chartings kept")
     one_line(run(env, "evaluate", "--data", str(data), "--shift", "bp=0.5"), "unknown shift", "vitals=")
     one_line(run(env, "evaluate", "--data", str(data), "--shift", "labs=every0h"), "--shift", "every1h")
+    one_line(run(env, "evaluate", "--data", str(data), "--shift", "panels=every24h"), "--shift", "share of stays")
     one_line(run(env, "predict", "--data", str(data), "--out", out, "--max-alert-share", "0.0001"), "ceiling")
     one_line(run(env, "predict", "--data", str(data), "--out", out, "--site-prevalence", "5.7"), "--site-prevalence")
     one_line(

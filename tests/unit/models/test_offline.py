@@ -127,6 +127,9 @@ def test_cli_evaluate_scores_a_unit_charting_vitals_less_often(psv_dir: Path, tm
     daily = evaluate("--shift", "labs=every24h")  # at most one lab draw a day: a schedule, no seed needed
     assert daily["shift"] == {"name": "labs", "every_h": 24, "seed": 2019}
     assert daily["rows"] == recorded["rows"] and daily["model"] != recorded["model"]
+    ordered = evaluate("--shift", "panels=0.3", "--shift-seed", "4")  # optional lab panels, per stay
+    assert ordered["shift"] == {"name": "panels", "keep": 0.3, "seed": 4}
+    assert ordered["rows"] == recorded["rows"] and ordered["model"] != recorded["model"]
     # the alert lifecycle is replayed at the threshold the labels were set at, not one read back from them
     served = round(recorded["threshold_choice"]["threshold"], 6)
     assert recorded["alerting"]["model_threshold"] == served

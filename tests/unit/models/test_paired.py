@@ -65,10 +65,15 @@ def test_paired_differences_are_the_screens_and_vanish_for_the_same_recipe(tmp_p
         assert abs(r["utility"] - (fb[shift]["utility"] - fa[shift]["utility"])) < 2e-4, shift
         assert 0 < r["auroc_lo"] <= r["auroc"] <= r["auroc_hi"]
     # a recipe taught on labs once a day is judged without the scheduled shifts instead
-    assert paired.taught_on("full~psmooth~mono~augdaily") == "labs_every"
-    assert paired.taught_on("full~psmooth~mono~aug50") == "labs_thinned"
+    assert paired.taught_on("full~psmooth~mono~augdaily") == ("labs_every",)
+    assert paired.taught_on("full~psmooth~mono~aug50") == ("labs_thinned",)
     daily = paired.compare(u, a, b, fold, unit, n=10, taught=paired.taught_on("full~augdaily"))["worst"]
     assert daily["over"] == [s for s in out if "labs_every" not in s]
+    # taught on both copies (~augmix<K>): judged on the shifts neither teaches
+    assert paired.taught_on("full~psmooth~mono~augmix10") == ("labs_thinned", "labs_every")
+    mix = paired.compare(u, a, b, fold, unit, n=10, taught=paired.taught_on("full~augmix10"))["worst"]
+    assert mix["over"] == [s for s in out if "labs_every" not in s and "labs_thinned" not in s]
+    assert "cv" in mix["over"] and len(mix["over"]) < len(daily["over"])
     same = paired.compare(u, a, a, fold, unit, n=20)
     assert same["worst"]["a_utility"] == same["worst"]["b_utility"]
     assert all(v == 0 for r in same.values() for k, v in r.items() if k in paired._difference(np.zeros((2, 4))))

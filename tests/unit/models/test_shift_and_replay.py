@@ -5,7 +5,7 @@ import pytest
 from synthetic import synthetic_stay
 
 from vigil.models.alert_replay import AlertReplay
-from vigil.models.shift import Shift, parse_shift, schedule, thin, thin_labs
+from vigil.models.shift import PANELS, Shift, omit_panels, parse_shift, schedule, thin, thin_labs
 from vigil.schemas.codes import DYNAMIC_CODES, VITALS
 
 LABS = [i for i, c in enumerate(DYNAMIC_CODES) if c not in VITALS]
@@ -49,10 +49,53 @@ def test_parse_shift() -> None:
     assert parse_shift("vitals=0.5") == Shift("vitals", keep=0.5)
     assert parse_shift("labs=every24h") == Shift("labs", every_h=24)
     assert str(parse_shift("labs=every24h")) == "labs=every24h" and str(parse_shift("labs=0.1")) == "labs=0.1"
-    bad = ("labs=0", "labs=1.5", "vitals=0", "vitals=", "bp=0.5", "labs", "labs=x", "vitals=nan")
-    for spec in (*bad, "labs=every0h", "labs=every24", "labs=every-2h", "labs=every9999h", "labs=every 24h"):
+    assert parse_shift("panels=0.5") == Shift("panels", keep=0.5)
+    assert str(parse_shift("panels=0.5")) == "panels=0.5"
+    bad = ("labs=0", "labs=1.5", "vitals=0", "vitals=", "bp=0.5", "labs", "labs=x", "vitals=nan", "panels=0")
+    for spec in (
+        *bad,
+        "panels=every24h",
+        "panels=1.5",
+        "labs=every0h",
+        "labs=every24",
+        "labs=every-2h",
+        "labs=every9999h",
+        "labs=every 24h",
+    ):
         with pytest.raises(ValueError):
             parse_shift(spec)
+
+
+def test_omit_panels_removes_whole_optional_panels_for_the_stay_and_keeps_the_rest() -> None:
+    m = synthetic_stay(np.random.default_rng(6), 200)[:, : len(DYNAMIC_CODES)].astype(np.float32)
+    m[::7, :] = 1.0  # every column measured at some hours, whatever the synthetic stay draws
+    panel_cols = {name: [DYNAMIC_CODES.index(c) for c in codes] for name, codes in PANELS.items()}
+    optional = sorted(i for cols in panel_cols.values() for i in cols)
+    core = [i for i in range(len(DYNAMIC_CODES)) if i not in optional]
+    assert {"Lactate", "pH", "AST", "PTT"} <= {DYNAMIC_CODES[i] for i in optional}
+    assert {"HR", "BUN", "Creatinine", "WBC", "Platelets", "FiO2"} <= {DYNAMIC_CODES[i] for i in core}
+    omitted = {name: 0 for name in PANELS}
+    stays = 400
+    for s in range(stays):
+        rng = np.random.default_rng([9, s])
+        out = omit_panels(m, 0.5, rng)
+        np.testing.assert_array_equal(out[:, core], m[:, core])
+        for name, cols in panel_cols.items():
+            gone = np.isnan(out[:, cols]).all()
+            omitted[name] += int(gone)
+            if not gone:  # an ordered panel is kept at every hour
+                np.testing.assert_array_equal(out[:, cols], m[:, cols])
+        # one uniform per panel, in PANELS order: the cached copies of set A depend on it
+        draws = np.random.default_rng([9, s]).random(len(PANELS))
+        assert [bool(np.isnan(out[:, c]).all()) for c in panel_cols.values()] == list(draws >= 0.5)
+    assert all(0.4 * stays < n < 0.6 * stays for n in omitted.values()), omitted
+    np.testing.assert_array_equal(omit_panels(m, 1.0, np.random.default_rng(0)), m)
+    assert np.isnan(omit_panels(m, 0.0, np.random.default_rng(0))[:, optional]).all()
+    shift = parse_shift("panels=0.5")
+    expected = omit_panels(m, 0.5, np.random.default_rng(3))
+    np.testing.assert_array_equal(shift.apply(m, np.random.default_rng(3)), expected)
+    with pytest.raises(ValueError, match="keep"):
+        omit_panels(m, 1.5, np.random.default_rng(0))
 
 
 def _draw_hours(m: np.ndarray, cols: list[int]) -> np.ndarray:

@@ -545,7 +545,22 @@ def test_each_recipe_trains_on_the_copy_its_modifiers_name() -> None:
     from vigil.models.train.cards_stepping import _taught_daily, _taught_thinned
 
     assert _taught_daily("full~psmooth~mono~augdaily30") and not _taught_thinned("full~psmooth~mono~augdaily30")
-    for bad in ("augdaily0", "augdaily100", "augdailyx"):
+    # ~augmix<K>: both copies, labs thinned at random first, a third of the weight each
+    assert screen.training_copies("full~psmooth~mono~augmix10", 2) == [("labs", 102), ("labs_every", 24)]
+    assert screen.training_mods("full~psmooth~mono~augmix10")[:2] == ("full", 10)
+    assert screen.augmented("full~augmix10") and screen.mixed("full~augmix10") and screen.scheduled("full~augmix10")
+    assert screen.weight_shares("full~augmix10") == pytest.approx([1 / 3] * 3)
+    assert screen.weight_shares("full~augdaily30") == pytest.approx([0.7, 0.3])
+    assert not screen.mixed("full~augdaily") and screen.training_copies("full", 1) == []
+    with pytest.raises(ValueError, match="training_copies"):
+        screen.training_copy("full~augmix10", 1)
+    assert _taught_daily("full~augmix10") and _taught_thinned("full~augmix10")
+    from vigil.models.train.cards_stepping import DAILY, RANDOM_LABS, _untaught
+
+    every = ("cv", "vitals_thinned", DAILY, *RANDOM_LABS)
+    assert _untaught("full~augmix10", every) == ("cv", "vitals_thinned")
+    assert _untaught("full~augdaily", every) == ("cv", "vitals_thinned", *RANDOM_LABS)
+    for bad in ("augdaily0", "augdaily100", "augdailyx", "augmix0", "augmix", "augmixx"):
         with pytest.raises(SystemExit, match=f"unknown modifier ~{bad}"):
             screen.training_mods(f"full~{bad}")
         assert not screen.scheduled(f"full~{bad}")
@@ -563,6 +578,12 @@ def test_beside_keeps_every_stays_total_weight() -> None:
     np.testing.assert_allclose(w30, np.r_[w * 0.7, w * 0.3], rtol=1e-6)
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         trees.beside(x, x_copy, y, w, copy_share=1.0)
+    # ~augmix<K>: three copies, a third each, every stay's total kept
+    xm, ym, wm = trees.weighted_copies([x, x_copy, x_copy * 2], y, w, [1 / 3] * 3)
+    assert xm.shape == (9, 2) and (ym == np.tile(y, 3)).all() and wm.sum() == pytest.approx(w.sum())
+    for shares in ([0.5, 0.5], [0.0, 0.5, 0.5], [0.5, 0.3, 0.3]):
+        with pytest.raises(ValueError, match="one positive share per copy"):
+            trees.weighted_copies([x, x_copy, x_copy], y, w, shares)
 
 
 def test_the_card_sets_the_bundle_against_the_one_it_replaced() -> None:
