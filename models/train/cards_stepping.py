@@ -21,6 +21,7 @@ SHIFTS = ("cv", "labs_thinned", "vitals_thinned", "unit1->unit2", "unit2->unit1"
 COMPOUND = shifts.COMPOUND  # protocol 4: each unit shift again with the test unit's labs thinned
 DAILY = shifts.daily_name(24)  # protocol 5: the CV fold models on set A with labs drawn at most once a day
 ROUTINE = tuple(shifts.scheduled_compound(k, 24) for k in shifts.UNIT_SHIFTS)  # protocol 6: ... the unit shifts
+PANELS = shifts.PANELS_OMITTED  # protocol 7: the CV fold models, optional lab panels ordered for half the stays
 # the shifts where labs are thinned at random as in the thinned-training recipes' copy
 RANDOM_LABS = ("labs_thinned", *COMPOUND)
 # protocols 1 and 2, and the threshold-rule study: no vitals_thinned
@@ -36,6 +37,7 @@ SHIFT_NAMES = {
     DAILY: "labs drawn at most once a day",
     ROUTINE[0]: "medical ICU -> surgical ICU, its labs drawn at most once a day",
     ROUTINE[1]: "surgical ICU -> medical ICU, its labs drawn at most once a day",
+    PANELS: "optional lab panels ordered for half the stays",
     "in_unit1": "control: medical ICU, own inner CV",
     "in_unit2": "control: surgical ICU, own inner CV",
 }
@@ -643,6 +645,57 @@ def _vitals_verdict(metrics: dict[str, Any]) -> str:
     )
 
 
+def panels(metrics: dict[str, Any]) -> str:
+    """The protocol-7 section: optional lab panels ordered for half the stays, the shift no training
+    copy teaches, and each recipe's worst case over the shifts it was not taught (``_untaught``)."""
+    rows = [r for r in metrics.get("screen_v2", []) if PANELS in r]
+    if not rows:
+        return ""
+    every = (*SHIFTS, PANELS, *COMPOUND, DAILY, *ROUTINE)
+    table = [
+        "| recipe | seed | CV | optional panels omitted | omitted minus CV | worst of the shifts it was not taught |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cv, pan = r["cv"], r[PANELS]
+        untaught = [s for s in _untaught(r["config"], every) if s in r]
+        worst = _worst_of(r, tuple(untaught))
+        table.append(
+            f"| {r['config']} | {r['seed']} | {cv['auroc']:.3f} / {cv['utility']:.3f} | "
+            f"{pan['auroc']:.3f} / {pan['utility']:.3f} ({pan['best_utility']:.3f}) | "
+            f"{pan['auroc'] - cv['auroc']:+.3f} / {pan['utility'] - cv['utility']:+.3f} | "
+            f"{worst[0]:.3f} / {worst[1]:.3f} (of {len(untaught)}) |"
+        )
+    pairs = [e for e in metrics.get("paired", []) if PANELS in e["shifts"]]
+    paired = [
+        "\nPaired over stays on the same folds (`python -m vigil.models.train.paired`, 200 draws), b - a: the "
+        "optional panels omitted, and the worst case over the shifts b was not taught (a at the same shifts):\n",
+        "| a | b | seed | threshold | panels omitted: AUROC | utility | worst: AUROC | utility |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in sorted(pairs, key=lambda e: (e["b"], e["a"], e["seed"], e.get("rule", "best"))):
+        cells = [
+            f"{d[m]:+.3f} [{d[m + '_lo']:+.3f}, {d[m + '_hi']:+.3f}]"
+            for d in (e["shifts"][PANELS], e["shifts"]["worst"])
+            for m in ("auroc", "utility")
+        ]
+        paired.append(f"| {e['a']} | {e['b']} | {e['seed']} | {e.get('rule', 'best')} | {' | '.join(cells)} |")
+    return f"""
+### Optional lab panels not ordered (protocol 7): the shift no training copy teaches
+
+The CV fold models score their held-out stays with each optional lab panel (blood gas, lactate,
+liver tests, coagulation, troponin) ordered for a stay with probability 0.5, all of it or none
+(`models.shift.omit_panels`; `vigil evaluate --shift panels=0.5`), at the threshold their training
+folds chose. Chemistry, blood count and vital signs are kept. 2.4 is taught on labs once a day and
+`~aug<K>` recipes on labs thinned at random; this shift teaches neither, so the last column is each
+recipe's worst case over the shifts it never saw in training. Cells: AUROC / utility at the chosen
+threshold (best utility in hindsight).
+
+{chr(10).join(table)}
+{chr(10).join(paired) if pairs else ""}
+"""
+
+
 def unit_gap(metrics: dict[str, Any]) -> str:
     """The septic-count control of the surgical -> medical gap (``models.train.unit_gap``)."""
     gap = metrics.get("unit_gap")
@@ -993,7 +1046,7 @@ through the threshold: set A's Unit1 has 10.8 % septic stays and Unit2 4.1 % (se
 the challenge's hospital B 5.7 %; Reyna et al. 2020), so a threshold from one unit is far from the
 other's best, whereas on the unseen hospital the best threshold gained only 0.015. Read the AUROC of
 the unit shifts as the ranking that travels and their utility as a prevalence-shift stress test.
-{compound(metrics)}{scheduled(metrics)}{routine(metrics)}{unit_gap(metrics)}{importance(metrics)}
+{compound(metrics)}{scheduled(metrics)}{routine(metrics)}{panels(metrics)}{unit_gap(metrics)}{importance(metrics)}
 ## Threshold rules judged by the same shift tests (cached predictions, no refit)
 
 `.venv/bin/python -m vigil.models.train.threshold_rules` (module docstring): `best` maximizes the

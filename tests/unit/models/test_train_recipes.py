@@ -397,6 +397,53 @@ def test_the_card_takes_the_worst_case_over_the_shifts_no_recipe_was_taught_on()
     assert "Taught on randomly thinned labs" not in text  # ~augdaily is not one of the ~aug<K> recipes
 
 
+def test_the_card_judges_each_recipe_on_the_panels_shift_and_the_shifts_it_was_not_taught() -> None:
+    from vigil.models.train.cards_stepping import COMPOUND, DAILY, PANELS, ROUTINE, SHIFTS, panels
+
+    def row(config: str, thinned: float, daily: float, omitted: float) -> dict[str, object]:
+        cell = {"auroc": 0.8, "utility": 0.3, "best_utility": 0.32}
+        r: dict[str, object] = {"config": config, "seed": 1, **{s: dict(cell) for s in (*SHIFTS, *ROUTINE)}}
+        r.update({s: {**cell, "auroc": thinned} for s in ("labs_thinned", *COMPOUND)})
+        r[DAILY] = {**cell, "auroc": daily}
+        r[PANELS] = {**cell, "auroc": omitted, "utility": 0.25}
+        return r
+
+    assert panels({"screen_v2": [{"config": "full", "seed": 1, "cv": {}}]}) == ""  # before protocol 7
+    rows = [
+        row("full~psmooth~mono", 0.70, 0.72, 0.78),  # as recorded: judged without the random thinning
+        row("full~psmooth~mono~augdaily", 0.70, 0.60, 0.78),  # the daily copy: without the schedules
+        row("full~psmooth~mono~augmix10", 0.60, 0.60, 0.79),  # both copies: on neither
+    ]
+    text = panels({"screen_v2": rows})
+    assert (
+        "| full~psmooth~mono | 1 | 0.800 / 0.300 | 0.780 / 0.250 (0.320) | -0.020 / -0.050 | 0.720 / 0.250 (of 8) |"
+        in text
+    )
+    assert (
+        "| full~psmooth~mono~augdaily | 1 | 0.800 / 0.300 | "
+        "0.780 / 0.250 (0.320) | -0.020 / -0.050 | 0.700 / 0.250 (of 8) |" in text
+    )
+    assert (
+        "| full~psmooth~mono~augmix10 | 1 | 0.800 / 0.300 | "
+        "0.790 / 0.250 (0.320) | -0.010 / -0.050 | 0.790 / 0.250 (of 5) |" in text
+    )
+    assert "Paired over stays" not in text
+    diff = {
+        "auroc": -0.004,
+        "auroc_lo": -0.008,
+        "auroc_hi": 0.001,
+        "utility": 0.01,
+        "utility_lo": -0.02,
+        "utility_hi": 0.03,
+    }
+    entry = {"a": "x", "b": "y", "seed": 2, "rule": "prev1.5", "shifts": {PANELS: diff, "worst": diff}}
+    text = panels({"screen_v2": rows, "paired": [entry, {"a": "x", "b": "z", "seed": 1, "shifts": {"cv": diff}}]})
+    assert (
+        "| x | y | 2 | prev1.5 | -0.004 [-0.008, +0.001] | +0.010 [-0.020, +0.030] | -0.004 [-0.008, +0.001] |" in text
+    )
+    assert "| x | z |" not in text  # recorded before protocol 7
+
+
 def test_the_card_shows_the_paired_worst_case_by_threshold_rule_and_keeps_the_rules_apart() -> None:
     from vigil.models.train.cards_stepping import ROUTINE, _paired_intervals, _worst_paired
 
