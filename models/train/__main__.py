@@ -10,8 +10,9 @@ once a day, half weight each (the screen's ``~augdaily``); the shift blocks then
 1. Set A through the stepping core's offline form (cached): tree features and recurrent inputs of
    every hour; utility-derived targets and weights (``labels``). Since 2.4 the trees also train on a
    copy of every stay with its labs drawn at most once a day, half weight each (``--teach-daily-labs``).
-2. Shift tests (``shifts``) for both models: grouped CV (OOF), the CV fold models on thinned labs,
-   and leave-one-unit-out in both directions.
+2. Shift tests (``shifts``) for both models: grouped CV (OOF), the CV fold models on thinned labs
+   and vital signs, labs once a day and optional lab panels omitted (protocol 7), and
+   leave-one-unit-out in both directions.
 3. Stacker (logistic on the trees' log-odds; the GRU's weight held at 0 since 2.1) + isotonic
    calibration on the OOF predictions; the stored threshold is chosen on the calibrated OOF risk by
    ``--threshold-rule`` (since 2.4 ``prev1.5``: the best worst-case utility over septic-stay
@@ -137,11 +138,15 @@ def main(argv: list[str] | None = None) -> int:
 
     t_cv = time.perf_counter()
     thin_seeds, vitals_seeds = cohort_features.THIN_SEEDS, cohort_features.VITALS_SEEDS
-    schedules = cohort_features.LAB_SCHEDULES
+    schedules, panel_seeds = cohort_features.LAB_SCHEDULES, cohort_features.PANEL_SEEDS
     log("shift tests: trees")
-    tree_pred = shifts.predict_shifts(u, fold, c.unit, fit_tree, predict_tree, thin_seeds, log, vitals_seeds, schedules)
+    tree_pred = shifts.predict_shifts(
+        u, fold, c.unit, fit_tree, predict_tree, thin_seeds, log, vitals_seeds, schedules, panel_seeds
+    )
     log("shift tests: GRU")
-    gru_pred = shifts.predict_shifts(u, fold, c.unit, fit_gru, predict_gru, thin_seeds, log, vitals_seeds, schedules)
+    gru_pred = shifts.predict_shifts(
+        u, fold, c.unit, fit_gru, predict_gru, thin_seeds, log, vitals_seeds, schedules, panel_seeds
+    )
     cv_seconds = time.perf_counter() - t_cv
 
     # 2.1: the GRU's weight in the alert score is 0. Stacked with it, the worst case under the shift
@@ -164,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             "vitals_keep": cohort_features.VITALS_KEEP,
             "vitals_seeds": list(vitals_seeds),
             "lab_every_h": list(schedules),
+            "panels_keep": cohort_features.PANELS_KEEP,
+            "panel_seeds": list(panel_seeds),
             "trees_taught_on": TAUGHT_ON[taught is not None],
         },
         "sepsis_diagnosis": shifts.figures(ruled, tree_pred, fold, c.unit, y, w),

@@ -650,6 +650,10 @@ def test_the_card_sets_the_bundle_against_the_one_it_replaced() -> None:
     table = against_previous(metrics)
     assert "| set A CV (nested) | 0.800 / 0.400 / 20.0 % | 0.800 / 0.380 / 20.0 % | +0.000 | -0.020 |" in table
     assert "medical ICU -> surgical ICU" not in table
+    # the two carry different shifts (one added since): the worst case like for like, over those both carry
+    assert "| **worst of the 1 shifts both carry** | **0.800 / 0.400** | **0.800 / 0.380** | +0.000 | -0.020 |" in table
+    del metrics["previous_bundle"]["unit1->unit2"]  # the same shifts: each bundle's own worst case
+    table = against_previous(metrics)
     assert "| **worst case** | **0.690 / 0.060** | **0.720 / 0.230** | +0.030 | +0.170 |" in table
     manifest = {"models": {"combined": {"threshold": 0.0558, "set_a_best_threshold": 0.0385}}}
     assert "0.0385" in _set_a_best_line(manifest)
