@@ -30,12 +30,14 @@ bundle 2.3's recipe: ``full~psmooth~mono``; without it a recipe fits as recorded
 no longer learn the training unit's risk by day of a long stay, which a hospital's discharge
 practice sets.
 
-Every config is scored under protocol 6: the four shifts of protocol 2 (CV, labs thinned, each
+Every config is scored under protocol 7: the four shifts of protocol 2 (CV, labs thinned, each
 unit held out), vital signs thinned to half the chartings (protocol 3), each unit shift again
 with the test unit's labs thinned (protocol 4), labs drawn at most once a day (protocol 5,
-``labs_every24h``) and each unit shift with the test unit's labs so drawn (protocol 6; ``shifts``);
-rows recorded under protocol 2 carry no ``vitals_thinned`` (their ``worst`` is over four shifts),
-rows under 2 and 3 no compound, rows under 4 no scheduled labs, rows under 5 no scheduled compound.
+``labs_every24h``), each unit shift with the test unit's labs so drawn (protocol 6) and optional
+lab panels ordered for half the stays (protocol 7, ``panels_omitted``; ``shifts``); rows recorded
+under protocol 2 carry no ``vitals_thinned`` (their ``worst`` is over four shifts), rows under 2
+and 3 no compound, rows under 4 no scheduled labs, rows under 5 no scheduled compound, rows under
+6 no panels.
 
 Each config and seed appends one JSON line to ``~/.cache/vigil/screen.jsonl`` and keeps its raw
 shift predictions in ``~/.cache/vigil/shiftpred/<config>-s<seed>.npz`` (combinations are then
