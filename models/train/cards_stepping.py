@@ -155,6 +155,12 @@ def _taught_daily(config: str) -> bool:
     return SCHEDULED_LABS in taught_on(config)
 
 
+def _mixed(config: str) -> bool:
+    """Taught on both copies (``~augmix<K>``): judged in the protocol-7 section, on the shifts neither
+    copy teaches, not beside the recipes taught on one."""
+    return _taught_thinned(config) and _taught_daily(config)
+
+
 def _as_recorded(config: str) -> bool:
     """Trained on set A's stays as recorded only (no thinned or scheduled copy)."""
     return not (_taught_thinned(config) or _taught_daily(config))
@@ -165,7 +171,7 @@ def _untaught(config: str, every: tuple[str, ...]) -> tuple[str, ...]:
     without the randomly thinned labs, or, for a recipe taught on labs once a day, without the
     scheduled ones instead."""
     taught = (DAILY, *ROUTINE) if _taught_daily(config) else RANDOM_LABS
-    if _taught_daily(config) and _taught_thinned(config):  # ~augmix<K>: both
+    if _mixed(config):  # ~augmix<K>: both
         taught += RANDOM_LABS
     return tuple(s for s in every if s not in taught)
 
@@ -177,7 +183,7 @@ def _taught_against(rows: list[dict[str, Any]], base: str) -> list[tuple[dict[st
     for r in rows:
         recipe, *mods = r["config"].split("~")
         untaught = "~".join([recipe, *(m for m in mods if not m.startswith(("thin", "aug")))])
-        if _taught_thinned(r["config"]) and untaught == base and (base, r["seed"]) in by:
+        if _taught_thinned(r["config"]) and not _mixed(r["config"]) and untaught == base and (base, r["seed"]) in by:
             pairs.append((r, by[(base, r["seed"])]))
     return pairs
 
@@ -429,7 +435,11 @@ def _taught_on_routine(rows: list[dict[str, Any]], base: str, intervals: dict[tu
     is drawn by routine like their copy, where it is thinned at random (not as taught), as drawn, and
     the worst case over the shifts without a schedule."""
     by = {(r["config"], r["seed"]): r for r in rows}
-    pairs = [(r, by[(base, r["seed"])]) for r in rows if _taught_daily(r["config"]) and (base, r["seed"]) in by]
+    pairs = [
+        (r, by[(base, r["seed"])])
+        for r in rows
+        if _taught_daily(r["config"]) and not _mixed(r["config"]) and (base, r["seed"]) in by
+    ]
     if not pairs:
         return ""
     every = (*SHIFTS, *COMPOUND, DAILY, *ROUTINE)
@@ -463,7 +473,7 @@ def _worst_paired(metrics: dict[str, Any], base: str) -> str:
     if not entries:
         return ""
     out = [
-        "\nThat worst case paired over stays (the minimum over the seven shifts taken within each draw; "
+        "\nThat worst case paired over stays (the minimum over the shifts taken within each draw; "
         "`python -m vigil.models.train.paired [--rule served-risk|prev1.5] [--rule-b ...]`): at 2.3's threshold "
         "rule (`best`), with each unit shift at the site threshold a worker serves where the site sets its "
         "septic-stay prevalence and its mean risk (`served-risk`), and with every threshold chosen by 2.4's "
@@ -475,7 +485,8 @@ def _worst_paired(metrics: dict[str, Any], base: str) -> str:
     ]
     for e in sorted(entries, key=lambda e: (e["b"], e["seed"], e.get("rule", "best"))):
         w = e["shifts"]["worst"]
-        name = e["b"] + (" (the seven without a schedule)" if _taught_daily(e["b"]) else "")
+        over = f"the {len(w['over'])} " if "over" in w else "the "
+        name = e["b"] + (f" ({over}without a schedule)" if _taught_daily(e["b"]) else "")
         out.append(
             f"| {name} | {e['seed']} | {e.get('rule', 'best')} | {w['a_auroc']:.3f} / {w['a_utility']:.3f} | "
             f"{w['b_auroc']:.3f} / {w['b_utility']:.3f} | {w['auroc']:+.3f} [{w['auroc_lo']:+.3f}, "

@@ -442,6 +442,12 @@ def test_the_card_judges_each_recipe_on_the_panels_shift_and_the_shifts_it_was_n
         "| x | y | 2 | prev1.5 | -0.004 [-0.008, +0.001] | +0.010 [-0.020, +0.030] | -0.004 [-0.008, +0.001] |" in text
     )
     assert "| x | z |" not in text  # recorded before protocol 7
+    # taught on both copies: judged here only, not beside the recipes taught on one of them
+    from vigil.models.train.cards_stepping import _taught_against, _taught_on_routine
+
+    routine_text = _taught_on_routine(rows, "full~psmooth~mono", {})
+    assert "| full~psmooth~mono~augdaily | 1 |" in routine_text and "augmix10" not in routine_text
+    assert _taught_against(rows, "full~psmooth~mono") == []
 
 
 def test_the_card_shows_the_paired_worst_case_by_threshold_rule_and_keeps_the_rules_apart() -> None:
