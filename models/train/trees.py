@@ -142,6 +142,9 @@ def weighted_copies(
     return np.vstack(xs), np.tile(y, len(xs)), np.concatenate([w * s for s in shares])
 
 
+GRAPH_NAME = "sepsis_diagnosis_trees"
+
+
 def export_onnx(booster, n_features: int, path: str) -> None:  # type: ignore[no-untyped-def]
     from onnxmltools import convert_lightgbm
     from onnxmltools.convert.common.data_types import FloatTensorType
@@ -153,6 +156,9 @@ def export_onnx(booster, n_features: int, path: str) -> None:  # type: ignore[no
         target_opset=15,
     )
     _exact_float32_thresholds(onx, booster)
+    # the converter names the graph with a fresh UUID: fixed, the same booster exports the same bytes
+    # (a retrain at the same seed reproduces the manifest's sha256)
+    onx.graph.name = GRAPH_NAME
     for out in onx.graph.output:  # the converter pins the label output to batch 1; make it dynamic
         dim = out.type.tensor_type.shape.dim
         if len(dim):

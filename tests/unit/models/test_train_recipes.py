@@ -84,6 +84,24 @@ def test_the_bundle_recipe_never_lets_risk_fall_as_lactate_rises() -> None:
     assert np.diff(bound.predict(grid)).min() >= 0  # constrained, never lower for more lactate
 
 
+def test_the_tree_export_is_byte_for_byte_reproducible(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The converter names each graph with a fresh UUID; the export fixes it, so a retrain at the same
+    seed reproduces the manifest's sha256 (and a changed hash means a changed model)."""
+    pytest.importorskip("lightgbm")
+    pytest.importorskip("onnxmltools")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 3)).astype(np.float32)
+    y = (x[:, 0] > 0.5).astype(np.int8)
+    booster = trees.fit_weighted(x, y, np.ones(2000, np.float32), seed=1, overrides={"min_data_in_leaf": 20}, rounds=5)
+    paths = [tmp_path / f"{k}.onnx" for k in range(2)]
+    for path in paths:
+        trees.export_onnx(booster, 3, str(path))
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    import onnx
+
+    assert onnx.load(str(paths[0])).graph.name == trees.GRAPH_NAME
+
+
 @pytest.mark.parametrize(
     "config", ["full~thin0", "full~thin100", "full~thinx", "full~thinn20", "full~aug", "full~pnope", "full~x"]
 )
