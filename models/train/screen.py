@@ -183,14 +183,6 @@ def training_copies(config: str, seed: int) -> list[cohort_features.Copy]:
     return copies
 
 
-def training_copy(config: str, seed: int) -> cohort_features.Copy | None:
-    """The one shifted copy a recipe trains on (``training_copies``), None for the stays as recorded."""
-    copies = training_copies(config, seed)
-    if len(copies) > 1:
-        raise ValueError(f"{config} trains on {len(copies)} copies: use training_copies")
-    return copies[0] if copies else None
-
-
 def weight_shares(config: str) -> list[float]:
     """The share of each stay's weight on the stays as recorded and on each training copy
     (``training_copies`` order) of an augmented recipe: ``~aug<K>``/``~augdaily`` half each,

@@ -602,14 +602,14 @@ def test_the_card_shows_the_gap_by_hour_and_each_inputs_signal() -> None:
 
 def test_each_recipe_trains_on_the_copy_its_modifiers_name() -> None:
     # read from the whole config: tree_recipe strips the modifiers before it fits
-    assert screen.training_copy("full~psmooth~mono~augdaily", 1) == ("labs_every", 24)
+    assert screen.training_copies("full~psmooth~mono~augdaily", 1) == [("labs_every", 24)]
     assert screen.augmented("full~psmooth~mono~augdaily")  # beside the stays as recorded, half weight each
-    assert screen.training_copy("full~psmooth~mono~aug50", 2) == ("labs", 102)
-    assert screen.training_copy("full~thin20", 1) == ("labs", 101)
-    assert screen.training_copy("full~psmooth~mono", 1) is None
-    assert screen.training_copy("full", 1) is None
+    assert screen.training_copies("full~psmooth~mono~aug50", 2) == [("labs", 102)]
+    assert screen.training_copies("full~thin20", 1) == [("labs", 101)]
+    assert screen.training_copies("full~psmooth~mono", 1) == []
+    assert screen.training_copies("full", 1) == []
     # ~augdaily<W>: the same copy at W % of each row's weight
-    assert screen.training_copy("full~psmooth~mono~augdaily30", 1) == ("labs_every", 24)
+    assert screen.training_copies("full~psmooth~mono~augdaily30", 1) == [("labs_every", 24)]
     assert screen.copy_share("full~psmooth~mono~augdaily30") == pytest.approx(0.3)
     assert screen.copy_share("full~psmooth~mono~augdaily") == screen.copy_share("full~aug50") == 0.5
     assert screen.training_mods("full~psmooth~mono~augdaily30")[:2] == ("full", 0)
@@ -623,8 +623,6 @@ def test_each_recipe_trains_on_the_copy_its_modifiers_name() -> None:
     assert screen.weight_shares("full~augmix10") == pytest.approx([1 / 3] * 3)
     assert screen.weight_shares("full~augdaily30") == pytest.approx([0.7, 0.3])
     assert not screen.mixed("full~augdaily") and screen.training_copies("full", 1) == []
-    with pytest.raises(ValueError, match="training_copies"):
-        screen.training_copy("full~augmix10", 1)
     assert _taught_daily("full~augmix10") and _taught_thinned("full~augmix10")
     from vigil.models.train.cards_stepping import DAILY, RANDOM_LABS, _untaught
 
