@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vigil.models.train import shifts
+from vigil.models.train import screen, shifts
 from vigil.models.train.importance import VARIANTS
 from vigil.models.train.paired import SCHEDULED_LABS, taught_on
 from vigil.models.train.threshold_rules import misstated, site_rule_name
@@ -156,9 +156,9 @@ def _taught_daily(config: str) -> bool:
 
 
 def _mixed(config: str) -> bool:
-    """Taught on both copies (``~augmix<K>``): judged in the protocol-7 section, on the shifts neither
-    copy teaches, not beside the recipes taught on one."""
-    return _taught_thinned(config) and _taught_daily(config)
+    """Taught on both copies (``~augmix<K>``, ``screen.mixed``): judged in the protocol-7 section, on
+    the shifts neither copy teaches, not beside the recipes taught on one."""
+    return screen.mixed(config)
 
 
 def _as_recorded(config: str) -> bool:
@@ -169,11 +169,9 @@ def _as_recorded(config: str) -> bool:
 def _untaught(config: str, every: tuple[str, ...]) -> tuple[str, ...]:
     """The shifts of ``every`` that ``config``'s recipe and those it is compared with were not taught on:
     without the randomly thinned labs, or, for a recipe taught on labs once a day, without the
-    scheduled ones instead."""
-    taught = (DAILY, *ROUTINE) if _taught_daily(config) else RANDOM_LABS
-    if _mixed(config):  # ~augmix<K>: both
-        taught += RANDOM_LABS
-    return tuple(s for s in every if s not in taught)
+    scheduled ones instead, without both for one taught on both (``~augmix<K>``)."""
+    taught = taught_on(config)  # the same marks as paired's worst case
+    return tuple(s for s in every if not any(t in s for t in taught))
 
 
 def _taught_against(rows: list[dict[str, Any]], base: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
