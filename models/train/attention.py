@@ -1,11 +1,17 @@
-"""A causal attention encoder over the recurrent model's inputs: the alternative to the GRU that issue
-12 asks to report beside it (an experiment, screened by the shift tests; not served).
+"""A causal attention encoder over the sequence model's inputs: the alternative to the GRU that issue
+12 asks to report beside it; since bundle 2.5 the served ``deterioration`` model (it ranks better
+than the GRU under every shift test, docs/models.md).
 
 Hour t attends to hours t-47..t (the stream's window: ``stepping.WINDOW_HOURS``) of the same inputs
 the GRU steps through (``stay_features.sequence_inputs``: each a function of the aggregate since
-admission and the hour's row, so whole-stay history reaches every position). Serving it would mean
-a window graph ([B, 48, F] -> probability of the newest hour) instead of the one-step graph: no
-state to carry, 48 positions recomputed per scored hour.
+admission and the hour's row, so whole-stay history reaches every position).
+
+Served through the same one-step contract as the GRU (``(x [B, F], h [B, H]) -> (h', p)``): the
+state is a key/value cache, the keys and values of the 47 hours before (``CACHE``) and how many of
+them are real (``AttentionStep``). One layer means an hour's key and value depend on that hour's
+inputs alone, so the step is the full-sequence encoder's output at that hour, exactly (up to float
+rounding); ``tests/unit/models/test_attention_step.py`` checks it where PyTorch is installed, and
+the bundle's reference arrays check the exported graph everywhere.
 
 One pre-norm encoder layer (d 32, 4 heads, feed-forward 64, dropout 0.1; a second layer would see 94
 hours back, beyond the window), a logistic head per hour; trained like the GRU (``sequence.fit``:
@@ -23,14 +29,25 @@ from torch import nn
 from vigil.models.train.sequence import BATCH_STAYS, LR, NEGATIVE_STAY_SHARE, _pad, train_epoch
 
 WINDOW = 48
+CACHE = WINDOW - 1  # hours before the current one that the step's state keeps
 D_MODEL = 32
+HEADS = 4
+EPOCHS = 4  # the screened recipe att_e4_d32_n33 (docs/models.md, "Shift tests v2")
+
+
+def state_size(d_model: int = D_MODEL) -> int:
+    """Floats in the one-step state: keys and values of ``CACHE`` hours, and their count."""
+    return 2 * CACHE * d_model + 1
 
 
 class WindowEncoder(nn.Module):
     def __init__(self, n_in: int, d_model: int = D_MODEL, layers: int = 1, dropout: float = 0.1) -> None:
         super().__init__()
         self.embed = nn.Linear(n_in, d_model)
-        layer = nn.TransformerEncoderLayer(d_model, 4, 2 * d_model, dropout=dropout, batch_first=True, norm_first=True)
+        self.n_in, self.d_model = n_in, d_model
+        layer = nn.TransformerEncoderLayer(
+            d_model, HEADS, 2 * d_model, dropout=dropout, batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.head = nn.Linear(d_model, 1)
 
@@ -52,7 +69,7 @@ def fit(
     seed: int,
     log: Callable[[str], None] = print,
     *,
-    epochs: int = 8,
+    epochs: int = EPOCHS,
     negative_share: float = NEGATIVE_STAY_SHARE,
     d_model: int = D_MODEL,
 ) -> WindowEncoder:
@@ -88,3 +105,96 @@ def predict(model: WindowEncoder, seq: np.ndarray, offsets: np.ndarray, stays: n
         for j, s in enumerate(chunk):
             out[int(s)] = p[j, : offsets[s + 1] - offsets[s]]
     return np.concatenate([out[int(s)] for s in stays]).astype(np.float32)
+
+
+class AttentionStep(nn.Module):
+    """One hour of a one-layer ``WindowEncoder`` from a key/value cache: ``(x [B, F], h [B, H]) ->
+    (h' [B, H], probability [B])``. ``h``: keys [CACHE, d] and values [CACHE, d] of the hours before,
+    oldest first and right-aligned (the newest in the last slot), then their count (0 at admission,
+    at most CACHE). The zero state is admission, as for the GRU."""
+
+    def __init__(self, model: WindowEncoder) -> None:
+        super().__init__()
+        layer = model.encoder.layers[0]
+        if len(model.encoder.layers) != 1 or not layer.norm_first:
+            raise ValueError("the step form needs one pre-norm encoder layer")
+        self.embed, self.layer, self.head = model.embed, layer, model.head
+        self.d = model.d_model
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d, n = self.d, CACHE
+        attn = self.layer.self_attn
+        heads = attn.num_heads
+        e = self.embed(x)
+        q, k, v = nn.functional.linear(self.layer.norm1(e), attn.in_proj_weight, attn.in_proj_bias).split(d, -1)
+        keys = torch.cat([h[:, : n * d].reshape(-1, n, d), k[:, None]], 1)  # [B, 48, d]
+        values = torch.cat([h[:, n * d : 2 * n * d].reshape(-1, n, d), v[:, None]], 1)
+        count = h[:, -1:]
+        slot = torch.arange(n + 1, dtype=h.dtype)[None, :]
+        valid = slot >= n - count  # [B, 48]: the last `count` cached hours and the current one
+        hd = d // heads
+        scores = (keys.reshape(-1, n + 1, heads, hd) * q.reshape(-1, 1, heads, hd)).sum(-1) / hd**0.5
+        scores = scores.masked_fill(~valid[:, :, None], float("-inf"))  # [B, 48, heads]
+        weights = torch.softmax(scores, 1)
+        mixed = (weights[..., None] * values.reshape(-1, n + 1, heads, hd)).sum(1).reshape(-1, d)
+        r = e + attn.out_proj(mixed)
+        out = r + self.layer.linear2(self.layer.activation(self.layer.linear1(self.layer.norm2(r))))
+        p = torch.sigmoid(self.head(out).squeeze(-1))
+        h_next = torch.cat(
+            [keys[:, 1:].reshape(-1, n * d), values[:, 1:].reshape(-1, n * d), torch.clamp(count + 1, max=n)], 1
+        )
+        return h_next, p
+
+
+class _FullSequence(nn.Module):
+    """The same layer over whole stays [B, T, F], written out (``nn.MultiheadAttention``'s traced
+    graph fixes the number of hours): hour t attends to hours t-47..t."""
+
+    def __init__(self, model: WindowEncoder) -> None:
+        super().__init__()
+        self.step = AttentionStep(model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.step
+        layer, attn, d = s.layer, s.layer.self_attn, s.d
+        heads = attn.num_heads
+        hd = d // heads
+        e = s.embed(x)
+        q, k, v = nn.functional.linear(layer.norm1(e), attn.in_proj_weight, attn.in_proj_bias).split(d, -1)
+        b, t = x.shape[0], x.shape[1]
+        q, k, v = (z.reshape(b, t, heads, hd).transpose(1, 2) for z in (q, k, v))  # [B, heads, T, hd]
+        i = torch.arange(t)
+        allowed = (i[None, :] <= i[:, None]) & (i[None, :] > i[:, None] - WINDOW)
+        scores = (q @ k.transpose(-1, -2) / hd**0.5).masked_fill(~allowed, float("-inf"))
+        mixed = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(b, t, d)
+        r = e + attn.out_proj(mixed)
+        out = r + layer.linear2(layer.activation(layer.linear1(layer.norm2(r))))
+        return torch.sigmoid(s.head(out).squeeze(-1))
+
+
+def export_onnx(model: WindowEncoder, step_path: str, sequence_path: str) -> None:
+    """The one-step graph the stream and ``vigil predict`` serve, and the full-sequence graph (checks).
+    The wrappers are put in eval mode: the exporter restores a wrapper's mode afterwards, and a
+    wrapper left in training mode would switch the shared layers' dropout back on."""
+    model.eval()
+    x, h = torch.zeros(2, model.n_in), torch.zeros(2, state_size(model.d_model))
+    torch.onnx.export(
+        AttentionStep(model).eval(),
+        (x, h),
+        step_path,
+        input_names=["x", "h"],
+        output_names=["h_next", "probability"],
+        dynamic_axes={"x": {0: "batch"}, "h": {0: "batch"}, "h_next": {0: "batch"}, "probability": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    torch.onnx.export(
+        _FullSequence(model).eval(),
+        (torch.zeros(2, 5, model.n_in),),
+        sequence_path,
+        input_names=["sequence"],
+        output_names=["probability"],
+        dynamic_axes={"sequence": {0: "batch", 1: "hours"}, "probability": {0: "batch", 1: "hours"}},
+        opset_version=17,
+        dynamo=False,
+    )

@@ -180,7 +180,7 @@ class _FullSequence(nn.Module):
 def export_onnx(model: StepGRU, step_path: str, sequence_path: str) -> None:
     x, h = torch.zeros(2, model.n_in), torch.zeros(2, model.hidden)
     torch.onnx.export(
-        _OneStep(model),
+        _OneStep(model).eval(),  # a wrapper in training mode would switch the model's dropout back on after export
         (x, h),
         step_path,
         input_names=["x", "h"],
@@ -190,7 +190,7 @@ def export_onnx(model: StepGRU, step_path: str, sequence_path: str) -> None:
         dynamo=False,
     )
     torch.onnx.export(
-        _FullSequence(model),
+        _FullSequence(model).eval(),
         (torch.zeros(2, 5, model.n_in),),
         sequence_path,
         input_names=["sequence"],
