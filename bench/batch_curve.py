@@ -50,15 +50,18 @@ def steady_requests(stays: list[Stay], n: int) -> tuple[Any, Any, list[Any]]:
 
 def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]:
     """Per-patient cost at each batch size (in-process, CPU) of the stepping bundle the worker serves:
-    the deployed ONNX models alone (``models``: the tree model on one hour's features and one step of
-    the recurrent graph, on prepared inputs) and the whole scoring call as the stream makes it
+    the deployed ONNX models alone (``models``: the tree model on one hour's features and the
+    sequence model on prepared inputs: one step of a recurrent graph, or one window of a window
+    model such as the attention encoder) and the whole scoring call as the stream makes it
     (``end_to_end``: ``models.stream_step.advance``: scan + features + steps + trees + explanations)."""
+    from vigil.models.stepping import score_windows
     from vigil.models.stream_step import advance, plan_requests
 
     keep_freed_memory()  # as the worker does (infra.allocator)
     bundle, runner, requests = steady_requests(stays, max(BATCH_CURVE_SIZES))
     explain = get_settings().batch.explain != "none"  # what the stream computes per score
-    plans = plan_requests(requests)
+    window = bundle.window_model
+    plans = plan_requests(requests, window.hours if window else None)
     feats = np.stack([p.features for p in plans]).astype(np.float32)
     x = np.stack([p.closed_chain[1][-1] for p in plans]).astype(np.float32)
     h = np.stack([np.zeros(bundle.hidden) if p.closed_chain[0] is None else p.closed_chain[0] for p in plans])
@@ -85,10 +88,10 @@ def batch_curve(stays: list[Stay], reps_target_s: float = 0.4) -> dict[str, Any]
     for b in BATCH_CURVE_SIZES:
 
         def models_only(b: int = b) -> object:
-            return bundle.tree_probability(feats[:b]), bundle.step(x[:b], h[:b])
+            return bundle.tree_probability(feats[:b]), step_only(b)
 
         def step_only(b: int = b) -> object:
-            return bundle.step(x[:b], h[:b])
+            return score_windows(window, plans[:b]) if window else bundle.step(x[:b], h[:b])
 
         def tree_only(b: int = b) -> object:
             return bundle.tree_probability(feats[:b])

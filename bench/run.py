@@ -204,7 +204,7 @@ def measure_latency(settings: Settings, events: list[tuple[str, bytes, bytes]], 
 def per_model_lines(curve: dict[str, Any]) -> dict[str, dict[int, float]]:
     """The batch curve's per-session lines (``plot_curve``'s ``per_model``), where measured."""
     names = {
-        "step_us_per_sample": "one-step GRU graph",
+        "step_us_per_sample": "sequence model (a GRU step, or the attention encoder's windows)",
         "tree_us_per_sample": "tree model",
         "contrib_us_per_sample": "tree contributions graph",
     }

@@ -1,12 +1,17 @@
-"""The stepping bundle (``models/artifacts/stepping/``): whole-stay trees + a recurrent model stepped
+"""The stepping bundle (``models/artifacts/stepping/``): whole-stay trees + a sequence model stepped
 hour by hour, stacked and calibrated into one risk (serving side: numpy + onnxruntime only).
 
 - ``sepsis_diagnosis``: LightGBM on ``stay_features.TREE_FEATURES`` (utility-weighted targets);
-- ``deterioration``: the one-step GRU graph (inputs ``x`` [B, F] and ``h`` [B, H]; outputs
-  ``h_next`` and ``probability``), stepped by ``models.stepping`` from a carried state;
+- ``deterioration``: the sequence model's one-step graph (inputs ``x`` [B, F] and ``h`` [B, H];
+  outputs ``h_next`` and ``probability``), stepped by ``models.stepping``. The manifest's ``kind``
+  says which: ``gru-step`` (2.0-2.4, ``h`` the GRU's state, carried between batches) or
+  ``attention-step`` (since 2.5: a causal attention encoder over the last 48 hours, ``h`` its
+  key/value cache). Offline both step through whole stays; the stream scores the attention encoder
+  from whole windows with its full-sequence graph (``window_model``), nothing carried;
 - ``combined``: logistic stacker on both models' log-odds, fitted on out-of-fold predictions, then
   isotonic calibration (knots in the manifest): the one risk alerts use. Since 2.1 the stored
-  sequence weight is 0 (the GRU cost the alerts' threshold transfer across ICU units; docs/models.md).
+  sequence weight is 0 (the sequence model cost the alerts' threshold transfer across ICU units;
+  docs/models.md).
 
 ``stay_risks`` scores whole stays offline (``vigil predict``); ``score_states`` scores the newest
 hour of many patients from their carries (the stream; returns the new carries).
@@ -26,7 +31,7 @@ import numpy as np
 from vigil.models.integrity import ARTIFACTS_DIR, ArtifactIntegrityError, load_manifest, verify_artifacts
 from vigil.models.site_threshold import AlertThreshold, Site, choose_threshold
 from vigil.models.stay_features import MISSINGNESS_FEATURES, SEQUENCE_INPUTS, TREE_FEATURES
-from vigil.models.stepping import StayCarry, advance_many, run_chains, stay_inputs
+from vigil.models.stepping import StayCarry, WindowModel, advance_many, run_chains, stay_inputs
 from vigil.models.tree_explain import tree_contributions
 from vigil.schemas.scores import FeatureContribution, ModelScore
 
@@ -35,6 +40,8 @@ FORMAT = "stepping-v2"
 TOP_K = 5
 ModelName = Literal["sepsis_diagnosis", "deterioration", "combined"]
 MEASUREMENT_PATTERN = "measurement_pattern"  # the grouped missingness features in explanations
+# the deterioration model's one-step graphs this code serves, by the manifest's ``kind``
+SEQUENCE_KINDS = {"attention-step": "causal attention encoder", "gru-step": "GRU"}
 _PATTERN = np.array([n in MISSINGNESS_FEATURES for n in TREE_FEATURES])
 
 
@@ -73,6 +80,8 @@ class SteppingBundle:
     contrib_session: Any | None = None
     # how the combined threshold was chosen for this site (``at_site``); None: the shipped one
     threshold_choice: AlertThreshold | None = None
+    # a window model's full-sequence graph, which the stream scores windows with (``window_model``)
+    sequence_session: Any | None = None
 
     @property
     def version(self) -> str:
@@ -81,6 +90,20 @@ class SteppingBundle:
     @property
     def hidden(self) -> int:
         return int(self.manifest["models"]["deterioration"]["hidden"])
+
+    @property
+    def window_model(self) -> WindowModel | None:
+        """The stream's form of a window model (``stepping.WindowModel``: every window of a batch in
+        one call of the full-sequence graph); None: a recurrent model, whose state is carried."""
+        if self.sequence_session is None:
+            return None
+        return WindowModel(self.window_probability, int(self.manifest["models"]["deterioration"]["window_hours"]))
+
+    def window_probability(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """The full-sequence graph over right-padded windows [N, T, F]: each one's last real hour."""
+        assert self.sequence_session is not None
+        out = np.asarray(self.sequence_session.run(None, {"sequence": x.astype(np.float32)})[0])
+        return out[np.arange(len(x)), np.asarray(lengths) - 1].astype(np.float32)
 
     @property
     def combined_threshold(self) -> float:
@@ -124,12 +147,12 @@ class SteppingBundle:
         self, matrices: Sequence[np.ndarray], statics: Sequence[Mapping[str, float] | None]
     ) -> list[StayRisk]:
         """Every hour of every stay: one scan per stay, one tree call, the one-step graph stepped
-        through all stays in lock step."""
+        through all stays in lock step (only the probabilities kept)."""
         inputs = [stay_inputs(m, s) for m, s in zip(matrices, statics, strict=True)]
         feats = [i.tree_features(np.arange(len(i.rows)), s) for i, s in zip(inputs, statics, strict=True)]
         lengths = [len(f) for f in feats]
         p_tree = self.tree_probability(np.concatenate(feats)) if sum(lengths) else np.zeros(0, np.float32)
-        chains = run_chains(self.step, [(None, i.sequence) for i in inputs], self.hidden)
+        chains = run_chains(self.step, [(None, i.sequence) for i in inputs], self.hidden, keep_states=False)
         p_seq = np.concatenate([p for _, p in chains]) if sum(lengths) else np.zeros(0, np.float32)
         comb = self.combine(p_tree, p_seq)
         bounds = np.r_[0, np.cumsum(lengths)]
@@ -147,7 +170,9 @@ class SteppingBundle:
     ) -> tuple[list[list[ModelScore]], list[StayCarry]]:
         """The newest hour of many patients (rows from each carry's boundary, see
         ``stepping.window_rows``): model scores per patient and the carries to save."""
-        feats, p_seq, new = advance_many(self.step, self.hidden, carries, rows, last_hours, statics, changed_from)
+        feats, p_seq, new = advance_many(
+            self.step, self.hidden, carries, rows, last_hours, statics, changed_from, self.window_model
+        )
         p_tree = self.tree_probability(feats)
         comb = self.combine(p_tree, p_seq)
         tops = self.explain(feats) if explain else [[] for _ in carries]
@@ -220,13 +245,21 @@ def load_stepping_bundle(
     graph = models["sepsis_diagnosis"].get("contributions_graph")
     # tree walks run on the CPU provider whatever the device: nothing to gain from a GPU copy
     contrib = create_session(d / graph, intra_op_threads=intra_op_threads, prefer_gpu=False) if graph else None
+    seq = models["deterioration"]
+    if seq.get("kind") not in SEQUENCE_KINDS:
+        raise ArtifactIntegrityError(f"{d}: unknown deterioration model kind {seq.get('kind')!r}")
+    step = create_session(d / seq["file"], **open_)  # type: ignore[arg-type]
+    if step.get_inputs()[1].shape[1] != int(seq["hidden"]):
+        raise ArtifactIntegrityError(f"{d}: the one-step graph's state is not the manifest's {seq['hidden']} floats")
+    window = create_session(d / seq["sequence_file"], **open_) if seq["kind"] == "attention-step" else None  # type: ignore[arg-type]
     return SteppingBundle(
         manifest=manifest,
         tree_session=create_session(d / models["sepsis_diagnosis"]["file"], **open_),  # type: ignore[arg-type]
-        step_session=create_session(d / models["deterioration"]["file"], **open_),  # type: ignore[arg-type]
+        step_session=step,
         tree_table=table,
         artifacts_dir=d,
         contrib_session=contrib,
+        sequence_session=window,
     )
 
 

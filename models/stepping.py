@@ -27,7 +27,9 @@ checks the two forms equal on random stays longer than the window, with late eve
 hypothesis property test.
 
 The step model is any ``StepFn``: ``(x [B, F], h [B, H]) -> (h' [B, H], p [B])``, in serving the
-one-step ONNX graph (``models.bundle``).
+one-step ONNX graph (``models.bundle``): a GRU's hidden state, or (since bundle 2.5) the attention
+encoder's key/value cache of the 47 hours before (``models.train.attention.AttentionStep``). The
+core never looks inside ``h``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,18 @@ from vigil.models.window import PatientWindow
 
 WINDOW_HOURS = 48
 StepFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+# a window model over whole windows: (x [N, T, F] right-padded, lengths [N]) -> probability of each
+# window's last real hour [N]
+WindowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class WindowModel:
+    """A sequence model whose probability at hour t depends on hours t-hours+1..t alone (the
+    attention encoder), scored from whole windows: nothing carried (``plan_advances``)."""
+
+    fn: WindowFn
+    hours: int
 
 
 @dataclass
@@ -119,12 +133,14 @@ def stay_inputs(
 
 
 def run_chains(
-    step: StepFn, chains: Sequence[tuple[np.ndarray | None, np.ndarray]], hidden: int
+    step: StepFn, chains: Sequence[tuple[np.ndarray | None, np.ndarray]], hidden: int, keep_states: bool = True
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Step many independent chains (initial state or None, inputs [k, F]) in lock step, one batched
-    call per step index; returns per chain (states after each step [k, H], probabilities [k])."""
+    call per step index; returns per chain (states after each step [k, H], probabilities [k]).
+    ``keep_states=False`` (offline scoring, which needs only the probabilities) returns [0, H] states:
+    the attention encoder's state is ~3,000 floats, too many to keep for every hour of many stays."""
     lengths = np.array([len(x) for _, x in chains], dtype=np.int64)
-    states = [np.zeros((n, hidden), np.float32) for n in lengths]
+    states = [np.zeros((n if keep_states else 0, hidden), np.float32) for n in lengths]
     probs = [np.zeros(n, np.float32) for n in lengths]
     if not len(chains) or lengths.max(initial=0) == 0:
         return list(zip(states, probs, strict=True))
@@ -138,7 +154,8 @@ def run_chains(
         h_new, p = step(x, h[:active])
         h[:active] = h_new
         for k in range(active):
-            states[order[k]][j] = h_new[k]
+            if keep_states:
+                states[order[k]][j] = h_new[k]
             probs[order[k]][j] = p[k]
     return list(zip(states, probs, strict=True))
 
@@ -157,6 +174,14 @@ class Advance:
     # tree features of the hours that close in this advance (carry.closed+1 .. hour-1), computed in the
     # same call as ``features``: the stream publishes their final scores
     closed_features: np.ndarray | None = None
+    # False for a window model: its state is rebuilt from the window every advance, never carried
+    stateful: bool = True
+
+    def carry(self, h_boundary: np.ndarray | None, h_closed: np.ndarray | None) -> StayCarry:
+        """The carry to save, given the states after the boundary chain and the committed steps."""
+        if not self.stateful:
+            h_boundary = h_closed = None
+        return StayCarry(self.new_boundary, self.new_agg, h_boundary, self.hour - 1, h_closed)
 
     def finish(
         self, carry: StayCarry, boundary_out: tuple[np.ndarray, np.ndarray], closed_out: tuple[np.ndarray, np.ndarray]
@@ -164,8 +189,7 @@ class Advance:
         """The new carry and the provisional probability of ``hour``."""
         h_b = boundary_out[0][-1] if len(boundary_out[0]) else self.boundary_chain[0]
         h_c = closed_out[0][self.commit_steps - 1] if self.commit_steps else self.closed_chain[0]
-        new = StayCarry(self.new_boundary, self.new_agg, h_b, self.hour - 1, h_c)
-        return new, float(closed_out[1][-1])
+        return self.carry(h_b, h_c), float(closed_out[1][-1])
 
 
 def plan_advance(
@@ -174,11 +198,13 @@ def plan_advance(
     last_hour: int,
     static: Mapping[str, float] | None,
     changed_from: int | None = None,
+    window: int | None = None,
 ) -> Advance:
     """Plan the scoring of hour ``last_hour``. ``rows``: hours ``carry.boundary .. last_hour`` (the
     window and whatever left it since the carry was saved); ``changed_from``: the lowest hour an
-    applied event changed (None: only the newest hour changed or nothing did)."""
-    return plan_advances([carry], [rows], [last_hour], [static], [changed_from])[0]
+    applied event changed (None: only the newest hour changed or nothing did); ``window``: see
+    ``plan_advances``."""
+    return plan_advances([carry], [rows], [last_hour], [static], [changed_from], window)[0]
 
 
 def plan_advances(
@@ -187,11 +213,19 @@ def plan_advances(
     last_hours: Sequence[int],
     statics: Sequence[Mapping[str, float] | None],
     changed_from: Sequence[int | None],
+    window: int | None = None,
 ) -> list[Advance]:
-    """``plan_advance`` of many patients: their rows padded to one [B, T, N_VARS] array (per group of
+    """``plan_advances`` of many patients: their rows padded to one [B, T, N_VARS] array (per group of
     similar lengths, ``_length_groups``), one batched scan, one tree-feature and one sequence-input
     call for every (patient, hour) the batch needs. Equal, bit for bit, to planning each patient
-    alone (``tests/unit/models/test_stepping.py``)."""
+    alone (``tests/unit/models/test_stepping.py``).
+
+    ``window`` (the hours of a ``WindowModel``, such as the attention encoder): no state is carried;
+    the plan's step inputs (``closed_chain``) begin ``window - 1`` hours before the first hour it
+    scores, and ``score_windows`` scores each hour from its own window. Those hours are in the rows
+    whenever the stay is older than the window (the boundary is then at most ``hour - WINDOW_HOURS``;
+    a stay younger than that has every hour since admission), so the scores equal offline scoring,
+    late events included, without ~12 KB of key/value cache per patient in Redis."""
     n = len(carries)
     if not n == len(rows) == len(last_hours) == len(statics) == len(changed_from):
         raise ValueError("one carry, rows, hour, static and changed_from per patient")
@@ -203,7 +237,9 @@ def plan_advances(
         for i, plan in zip(
             group,
             _plan_group(
-                [(carries[i], rows[i], last_hours[i], changed_from[i]) for i in group], [statics[i] for i in group]
+                [(carries[i], rows[i], last_hours[i], changed_from[i]) for i in group],
+                [statics[i] for i in group],
+                window,
             ),
             strict=True,
         ):
@@ -221,7 +257,9 @@ def _length_groups(lengths: Sequence[int]) -> list[list[int]]:
 
 
 def _plan_group(
-    items: Sequence[tuple[StayCarry, np.ndarray, int, int | None]], statics: Sequence[Mapping[str, float] | None]
+    items: Sequence[tuple[StayCarry, np.ndarray, int, int | None]],
+    statics: Sequence[Mapping[str, float] | None],
+    window: int | None,
 ) -> list[Advance]:
     t_max = max(len(r) for _, r, _, _ in items)
     padded = np.full((len(items), t_max, N_VARS), np.nan, np.float32)
@@ -238,11 +276,18 @@ def _plan_group(
     steps: list[np.ndarray] = []
     for carry, r, last, changed in items:
         rows_t = np.arange(len(r))
-        replay = changed is not None and changed <= carry.closed
-        closed = carry.boundary - 1 if replay else carry.closed
-        emit.append(rows_t[max(carry.closed + 1, carry.boundary) - carry.boundary :])
-        folds.append(rows_t[: max(carry.boundary, last - WINDOW_HOURS + 1) - carry.boundary])
-        steps.append(rows_t[closed + 1 - carry.boundary :])
+        first = max(carry.closed + 1, carry.boundary)  # the first hour scored
+        emit.append(rows_t[first - carry.boundary :])
+        folded = rows_t[: max(carry.boundary, last - WINDOW_HOURS + 1) - carry.boundary]
+        if window is None:
+            replay = changed is not None and changed <= carry.closed
+            closed = carry.boundary - 1 if replay else carry.closed
+            folds.append(folded)
+            steps.append(rows_t[closed + 1 - carry.boundary :])
+        else:  # no state to fold; the steps rebuild it from the hours before the first scored one
+            folds.append(folded[:0])
+            steps.append(rows_t[max(carry.boundary, first - window + 1) - carry.boundary :])
+    n_folded = [max(carry.boundary, last - WINDOW_HOURS + 1) - carry.boundary for carry, _, last, _ in items]
     pat_of = [np.full(len(e), k) for k, e in enumerate(emit)]
     feats = batch_tree_features(padded, series, np.concatenate(pat_of), np.concatenate(emit), static_rows)
     seq_rows = [np.concatenate([f, s]) for f, s in zip(folds, steps, strict=True)]
@@ -251,25 +296,49 @@ def _plan_group(
     plans = []
     at_f = at_s = 0
     for k, (carry, _, last, changed) in enumerate(items):
-        replay = changed is not None and changed <= carry.closed
+        replay = window is None and changed is not None and changed <= carry.closed
         n_fold, n_step = len(folds[k]), len(steps[k])
         x_fold, x_step = seq[at_s : at_s + n_fold], seq[at_s + n_fold : at_s + n_fold + n_step]
         at_s += n_fold + n_step
         emitted = feats[at_f : at_f + len(emit[k])]
         at_f += len(emit[k])
+        start = None if window is not None else carry.h_boundary if replay else carry.h_closed
         plans.append(
             Advance(
                 hour=last,
                 features=emitted[-1],
-                boundary_chain=(carry.h_boundary, x_fold),
-                closed_chain=(carry.h_boundary if replay else carry.h_closed, x_step),
-                new_boundary=carry.boundary + n_fold,
-                new_agg=series.at(n_fold - 1, patient=k) if n_fold else carry.agg,
+                boundary_chain=(carry.h_boundary if window is None else None, x_fold),
+                closed_chain=(start, x_step),
+                new_boundary=carry.boundary + n_folded[k],
+                new_agg=series.at(n_folded[k] - 1, patient=k) if n_folded[k] else carry.agg,
                 commit_steps=n_step - 1,
                 closed_features=emitted[:-1],
+                stateful=window is None,
             )
         )
     return plans
+
+
+def score_windows(model: WindowModel, plans: Sequence[Advance]) -> list[np.ndarray]:
+    """A window model's probabilities of every hour each plan scores (the hours that close, then the
+    current one), from one call over all their windows: hour t's window is its sequence inputs of
+    hours t-hours+1..t (fewer at the start of a stay), right-padded to [N, hours, F]."""
+    windows: list[np.ndarray] = []
+    counts = []
+    for plan in plans:
+        x = plan.closed_chain[1]
+        n_scored = (0 if plan.closed_features is None else len(plan.closed_features)) + 1
+        counts.append(n_scored)
+        windows += [x[max(0, j - model.hours + 1) : j + 1] for j in range(len(x) - n_scored, len(x))]
+    if not windows:
+        return [np.zeros(0, np.float32) for _ in plans]
+    lengths = np.array([len(w) for w in windows], np.int64)
+    batch = np.zeros((len(windows), int(lengths.max()), windows[0].shape[1]), np.float32)
+    for i, w in enumerate(windows):
+        batch[i, : len(w)] = w
+    probs = np.asarray(model.fn(batch, lengths), np.float32)
+    bounds = np.r_[0, np.cumsum(counts)]
+    return [probs[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def advance_many(
@@ -280,14 +349,19 @@ def advance_many(
     last_hours: Sequence[int],
     statics: Sequence[Mapping[str, float] | None],
     changed_from: Sequence[int | None],
+    window: WindowModel | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[StayCarry]]:
     """Score many patients at their newest hour: (tree features [B, F], provisional sequence-model
-    probabilities [B], new carries). Every recurrent step of the batch runs in lock step."""
-    plans = plan_advances(carries, rows, last_hours, statics, changed_from)
+    probabilities [B], new carries). Every step of the batch runs in lock step; a ``window`` model
+    scores every window of the batch in one call instead (``plan_advances``)."""
+    plans = plan_advances(carries, rows, last_hours, statics, changed_from, window.hours if window else None)
+    feats = np.stack([p.features for p in plans]) if plans else np.zeros((0, 0), np.float32)
+    if window is not None:
+        probs = score_windows(window, plans)
+        return feats, np.array([p[-1] for p in probs], np.float32), [p.carry(None, None) for p in plans]
     outs = run_chains(step, [p.boundary_chain for p in plans] + [p.closed_chain for p in plans], hidden)
     b = len(plans)
     finished = [p.finish(c, outs[i], outs[b + i]) for i, (p, c) in enumerate(zip(plans, carries, strict=True))]
-    feats = np.stack([p.features for p in plans]) if plans else np.zeros((0, 0), np.float32)
     return feats, np.array([f[1] for f in finished], np.float32), [f[0] for f in finished]
 
 

@@ -7,7 +7,9 @@ batched scan of the rows from each carry's boundary, one feature call) and steps
 the bundle's one-step graph through ``models.step_session.StepSession`` (IOBinding: states stay on
 the device within the batch), in two lock-step runs: (1) the steps that are committed (hours leaving
 the window from ``h_boundary``; the hours that closed, from ``h_closed``, or from ``h_boundary``
-when a late event replays), (2) one provisional step per patient through its open hour. The
+when a late event replays; for a window model such as the attention encoder, from the zero state
+through the 47 hours before the first hour scored, nothing carried), (2) one provisional step per
+patient through its open hour. The
 probability after each committed step is the final score of that hour; every scored hour of the
 batch goes through the tree model in one call.
 
@@ -29,7 +31,7 @@ from vigil.models.bundle import STEPPING_DIR, SteppingBundle, load_stepping_bund
 from vigil.models.integrity import load_manifest
 from vigil.models.site_threshold import AlertThreshold, Site, choose_threshold
 from vigil.models.step_session import StepSession
-from vigil.models.stepping import Advance, StayCarry, plan_advances, window_rows
+from vigil.models.stepping import Advance, StayCarry, plan_advances, score_windows, window_rows
 from vigil.models.window import PatientWindow
 from vigil.schemas.scores import ModelScore
 
@@ -111,14 +113,16 @@ def step_request(window: PatientWindow, carry: StayCarry | None, anchor_before: 
     return StepRequest(carry, rows, last, window.statics(), changed)
 
 
-def plan_requests(requests: Sequence[StepRequest]) -> list[Advance]:
-    """The batch's plans: every request through one ``plan_advances`` call."""
+def plan_requests(requests: Sequence[StepRequest], window: int | None = None) -> list[Advance]:
+    """The batch's plans: every request through one ``plan_advances`` call (``window``: the bundle's
+    window model, ``SteppingBundle.window``)."""
     return plan_advances(
         [r.carry for r in requests],
         [r.rows for r in requests],
         [r.last_hour for r in requests],
         [r.static for r in requests],
         [r.changed_from for r in requests],
+        window,
     )
 
 
@@ -128,7 +132,11 @@ def advance(
     """Score every patient at its newest hour and finalize the hours that closed (module docstring)."""
     if not requests:
         return []
-    plans = plan_requests(requests)
+    window = bundle.window_model
+    plans = plan_requests(requests, window.hours if window else None)
+    if window is not None:
+        probs = score_windows(window, plans)
+        return _outcomes(bundle, requests, plans, probs, [p.carry(None, None) for p in plans], explain)
     b = len(plans)
     committed = runner.run_chains(
         [p.boundary_chain for p in plans] + [(p.closed_chain[0], p.closed_chain[1][: p.commit_steps]) for p in plans]
@@ -136,16 +144,36 @@ def advance(
     provisional = runner.run_chains(
         [(committed[b + i].state, p.closed_chain[1][p.commit_steps :]) for i, p in enumerate(plans)]
     )
+    probs, carries = [], []
+    for i, (req, plan) in enumerate(zip(requests, plans, strict=True)):
+        chain_start = plan.hour - len(plan.closed_chain[1]) + 1  # hour of the closed chain's first step
+        hours = range(max(req.carry.closed + 1, chain_start), plan.hour)  # not finalized before
+        closed = [committed[b + i].probabilities[h - chain_start] for h in hours]
+        probs.append(np.array([*closed, provisional[i].probabilities[-1]], np.float32))
+        h_b = committed[i].state if len(plan.boundary_chain[1]) else plan.boundary_chain[0]
+        h_c = committed[b + i].state if plan.commit_steps else plan.closed_chain[0]
+        carries.append(plan.carry(h_b, h_c))  # as Advance.finish
+    return _outcomes(bundle, requests, plans, probs, carries, explain)
+
+
+def _outcomes(
+    bundle: SteppingBundle,
+    requests: Sequence[StepRequest],
+    plans: Sequence[Advance],
+    probs: Sequence[np.ndarray],
+    carries: Sequence[StayCarry],
+    explain: bool,
+) -> list[StepOutcome]:
+    """Every scored hour of the batch (per plan: the hours that closed, then the open one, with the
+    sequence model's probabilities ``probs``) through the trees in one call, combined and explained."""
     feats: list[np.ndarray] = []
     p_seq: list[float] = []
     closed_hours: list[list[int]] = []
-    for i, (req, plan) in enumerate(zip(requests, plans, strict=True)):
-        chain_start = plan.hour - len(plan.closed_chain[1]) + 1  # hour of the closed chain's first step
-        hours = list(range(max(req.carry.closed + 1, chain_start), plan.hour))  # not finalized before
-        assert plan.closed_features is not None and len(plan.closed_features) == len(hours)
+    for req, plan, p in zip(requests, plans, probs, strict=True):
+        hours = list(range(max(req.carry.closed + 1, req.carry.boundary), plan.hour))  # not finalized before
+        assert plan.closed_features is not None and len(plan.closed_features) == len(hours) == len(p) - 1
         feats.extend([*plan.closed_features, plan.features])
-        p_seq.extend(committed[b + i].probabilities[h - chain_start] for h in hours)
-        p_seq.append(provisional[i].probabilities[-1])
+        p_seq.extend(p.tolist())
         closed_hours.append(hours)
     x = np.asarray(feats, np.float32)
     p_tree = bundle.tree_probability(x)
@@ -161,12 +189,9 @@ def advance(
         for k in range(len(feats))
     ]
     out, at = [], 0
-    for i, (req, plan, hours) in enumerate(zip(requests, plans, closed_hours, strict=True)):
+    for req, plan, hours, carry in zip(requests, plans, closed_hours, carries, strict=True):
         scored = [HourScore(h, feats[at + k], scores[at + k]) for k, h in enumerate([*hours, plan.hour])]
         at += len(scored)
-        h_b = committed[i].state if len(plan.boundary_chain[1]) else plan.boundary_chain[0]
-        h_c = committed[b + i].state if plan.commit_steps else plan.closed_chain[0]
-        carry = StayCarry(plan.new_boundary, plan.new_agg, h_b, plan.hour - 1, h_c)  # as Advance.finish
         rows = req.rows[[h - req.carry.boundary for h in hours]]
         out.append(StepOutcome(scored[-1], scored[:-1], rows, carry))
     return out

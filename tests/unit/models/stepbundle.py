@@ -63,7 +63,13 @@ def build_test_bundle(out: Path, seed: int = 0) -> Path:
                 "version": "test-0",
                 "threshold": 0.5,
             },
-            "deterioration": {"file": "step.onnx", "hidden": HIDDEN, "version": "test-0", "threshold": 0.5},
+            "deterioration": {
+                "file": "step.onnx",
+                "kind": "gru-step",
+                "hidden": HIDDEN,
+                "version": "test-0",
+                "threshold": 0.5,
+            },
             "combined": {
                 "stacker": {"tree": 0.6, "sequence": 0.4, "bias": -0.2},
                 "calibration": {"x": [0.0, 0.3, 1.0], "y": [0.0, 0.2, 1.0]},

@@ -35,6 +35,22 @@ def test_manifest_pins_every_file(tmp_path: Path) -> None:
         load_stepping_bundle(copy)
 
 
+@pytest.mark.parametrize(("key", "value"), [("kind", "lstm-step"), ("hidden", 7)])
+def test_a_sequence_model_the_code_cannot_serve_is_refused(tmp_path: Path, key: str, value: object) -> None:
+    """An unknown kind of deterioration model, or a state size the one-step graph does not take,
+    stops the bundle from opening instead of scoring with the wrong stepping."""
+    import json
+    import shutil
+
+    copy = tmp_path / "b"
+    shutil.copytree(ART, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["models"]["deterioration"][key] = value
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactIntegrityError, match="kind|state"):
+        load_stepping_bundle(copy)
+
+
 def test_tree_onnx_equals_native(bundle) -> None:  # type: ignore[no-untyped-def]
     with np.load(ART / "sepsis_diagnosis_reference.npz") as ref:
         got = bundle.tree_probability(ref["features"])

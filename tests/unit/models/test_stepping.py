@@ -17,7 +17,7 @@ from vigil.models.stay_features import (
     TREE_FEATURES,
     UNSEEN_IN_TRAINING,
 )
-from vigil.models.stepping import StayCarry, advance_many, run_chains, stay_inputs, window_rows
+from vigil.models.stepping import StayCarry, WindowModel, advance_many, run_chains, stay_inputs, window_rows
 from vigil.models.window import PatientWindow
 from vigil.schemas.codes import DYNAMIC_CODES
 from vigil.schemas.events import PatientEvent
@@ -29,6 +29,9 @@ HIDDEN = 8
 
 class NumpyGRU:
     """A GRU cell + logistic head with random weights: stands in for the one-step ONNX graph."""
+
+    hidden = HIDDEN
+    window_model = None  # recurrent: the state is carried
 
     def __init__(self, seed: int = 0) -> None:
         r = np.random.default_rng(seed)
@@ -45,14 +48,52 @@ class NumpyGRU:
         return h_new, (1 / (1 + np.exp(-(h_new @ self.w_o)))).astype(np.float32)
 
 
+class NumpyWindow:
+    """A window model as the attention encoder is served: hour t's probability depends on the inputs
+    of hours t-WINDOW+1..t alone (a recency-weighted pool of their embeddings). Offline it is a step
+    with a cache (the embeddings of the hours before, right-aligned, and their count); the stream
+    scores whole windows (``window_model``), here by stepping each window from the zero state."""
+
+    window = 48
+    embed = 3
+    hidden = (window - 1) * embed + 1
+
+    def __init__(self, seed: int = 0) -> None:
+        r = np.random.default_rng(100 + seed)
+        self.w_x = r.normal(0, 0.3, (N_SEQUENCE_INPUTS, self.embed)).astype(np.float32)
+        self.w_o = r.normal(0, 1.0, self.embed).astype(np.float32)
+        self.recency = np.linspace(0.5, 1.5, self.window)
+        self.window_model = WindowModel(self.windows, self.window)
+
+    def windows(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        out = []
+        for xs, n in zip(x, lengths, strict=True):
+            _, probs = run_chains(self, [(None, xs[:n])], self.hidden)[0]
+            out.append(probs[-1])
+        return np.array(out, np.float32)
+
+    def __call__(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n, k = self.window - 1, self.embed
+        slots = np.concatenate([h[:, :-1].reshape(-1, n, k), np.tanh(x @ self.w_x)[:, None]], 1)
+        count = h[:, -1]
+        weights = (np.arange(n + 1)[None, :] >= n - count[:, None]) * self.recency[None, :]
+        pooled = (slots * weights[..., None]).sum(1) / weights.sum(1, keepdims=True)
+        h_new = np.concatenate([slots[:, 1:].reshape(-1, n * k), np.minimum(count + 1, n)[:, None]], 1)
+        return h_new.astype(np.float32), (1 / (1 + np.exp(-(pooled @ self.w_o)))).astype(np.float32)
+
+
+Step = NumpyGRU | NumpyWindow
+KINDS = [NumpyGRU, NumpyWindow]
+
+
 def stay(seed: int, hours: int) -> np.ndarray:
     return synthetic_stay(np.random.default_rng(seed), hours)[:, : len(DYNAMIC_CODES)].astype(np.float32)
 
 
-def offline(rows: np.ndarray, step: NumpyGRU) -> tuple[np.ndarray, np.ndarray]:
+def offline(rows: np.ndarray, step: Step) -> tuple[np.ndarray, np.ndarray]:
     inputs = stay_inputs(rows, STATIC)
     feats = inputs.tree_features(np.arange(len(rows)), STATIC)
-    _, probs = run_chains(step, [(None, inputs.sequence)], HIDDEN)[0]
+    _, probs = run_chains(step, [(None, inputs.sequence)], step.hidden, keep_states=False)[0]
     return feats, probs
 
 
@@ -72,7 +113,7 @@ def events_of_hour(rows: np.ndarray, hour: int) -> list[PatientEvent]:
     return out
 
 
-def stream(rows: np.ndarray, step: NumpyGRU, batches: list[list[PatientEvent]]) -> dict[int, tuple[np.ndarray, float]]:
+def stream(rows: np.ndarray, step: Step, batches: list[list[PatientEvent]]) -> dict[int, tuple[np.ndarray, float]]:
     """Apply each batch to a window loaded from bytes, score, save window + carry as bytes: the
     stream's cycle. Returns the last score of every hour (features, probability)."""
     window_blob, carry_blob = b"", b""
@@ -84,7 +125,11 @@ def stream(rows: np.ndarray, step: NumpyGRU, batches: list[list[PatientEvent]]) 
         for e in batch:
             w.apply(e)
         r, last, changed = window_rows(w, c)
-        feats, probs, carries = advance_many(step, HIDDEN, [c], [r], [last], [STATIC], [changed])
+        feats, probs, carries = advance_many(
+            step, step.hidden, [c], [r], [last], [STATIC], [changed], step.window_model
+        )
+        if step.window_model is not None:  # a window model carries no state
+            assert carries[0].h_boundary is None and carries[0].h_closed is None
         scores[last] = (feats[0], float(probs[0]))
         window_blob, carry_blob = w.to_bytes(), carries[0].to_bytes()
     return scores
@@ -181,10 +226,11 @@ def test_appending_rows_never_changes_earlier_hours() -> None:
 # ---------------------------------------------------------------------------------- stream == offline
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("hours", [5, 48, 49, 130])
-def test_stream_equals_offline_every_hour(hours: int) -> None:
+def test_stream_equals_offline_every_hour(hours: int, kind: type[Step]) -> None:
     rows = fill_empty_hours(stay(10 + hours, hours))
-    step = NumpyGRU()
+    step = kind()
     feats, probs = offline(rows, step)
     got = stream(rows, step, hourly_batches(rows, np.random.default_rng(hours)))
     assert sorted(got) == list(range(hours))
@@ -193,9 +239,10 @@ def test_stream_equals_offline_every_hour(hours: int) -> None:
         assert abs(p - probs[t]) <= 1e-5, t
 
 
-def test_late_event_inside_window_replays_exactly() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_late_event_inside_window_replays_exactly(kind: type[Step]) -> None:
     rows = fill_empty_hours(stay(21, 100))
-    step = NumpyGRU()
+    step = kind()
     batches = hourly_batches(rows, np.random.default_rng(0))
     # at hour 80 a troponin drawn at hour 65 arrives (closed, inside the window): later hours must see it
     late = PatientEvent(
@@ -212,8 +259,9 @@ def test_late_event_inside_window_replays_exactly() -> None:
         assert abs(got[t][1] - probs[t]) <= 1e-5
 
 
-def test_many_patients_in_one_batch_equal_one_at_a_time() -> None:
-    step = NumpyGRU(3)
+@pytest.mark.parametrize("kind", KINDS)
+def test_many_patients_in_one_batch_equal_one_at_a_time(kind: type[Step]) -> None:
+    step = kind(3)
     stays = [fill_empty_hours(stay(30 + i, n)) for i, n in enumerate((3, 50, 75))]
     offline_probs = [offline(r, step)[1] for r in stays]
     carries = [StayCarry() for _ in stays]
@@ -221,7 +269,14 @@ def test_many_patients_in_one_batch_equal_one_at_a_time() -> None:
         live = [i for i, r in enumerate(stays) if h < len(r)]
         rows = [stays[i][carries[i].boundary : h + 1] for i in live]
         _, probs, new = advance_many(
-            step, HIDDEN, [carries[i] for i in live], rows, [h] * len(live), [STATIC] * len(live), [h] * len(live)
+            step,
+            step.hidden,
+            [carries[i] for i in live],
+            rows,
+            [h] * len(live),
+            [STATIC] * len(live),
+            [h] * len(live),
+            step.window_model,
         )
         for k, i in enumerate(live):
             carries[i] = new[k]
@@ -233,12 +288,13 @@ def test_many_patients_in_one_batch_equal_one_at_a_time() -> None:
     hours=st.integers(1, 110),
     seed=st.integers(0, 10_000),
     late=st.lists(st.tuples(st.integers(0, 109), st.integers(0, 47)), max_size=4),
+    window_model=st.booleans(),
 )
-def test_property_stream_equals_offline(hours: int, seed: int, late: list[tuple[int, int]]) -> None:
-    """Random stays, random batching, random late events inside the window."""
+def test_property_stream_equals_offline(hours: int, seed: int, late: list[tuple[int, int]], window_model: bool) -> None:
+    """Random stays, random batching, random late events inside the window, both kinds of model."""
     rng = np.random.default_rng(seed)
     rows = fill_empty_hours(synthetic_stay(rng, hours)[:, : len(DYNAMIC_CODES)].astype(np.float32))
-    step = NumpyGRU(seed % 5)
+    step = (NumpyWindow if window_model else NumpyGRU)(seed % 5)
     batches = hourly_batches(rows, rng)
     final = rows.copy()
     for (at_hour, back), code in zip(late, ("WBC", "Lactate", "Creatinine", "Platelets"), strict=False):
