@@ -2,6 +2,11 @@
 
     .venv-train/bin/python -m vigil.models.train [--data DIR] [--out DIR] [--seed 2019] [--folds 4]
         [--teach-daily-labs | --no-teach-daily-labs] [--threshold-rule prev1.5]
+        [--sequence-model attention]
+
+``--sequence-model`` chooses the ``deterioration`` model: ``attention`` (since 2.5, the causal
+attention encoder of ``models.train.attention``, served through its key/value cache) or ``gru``
+(2.0-2.4, ``models.train.sequence``).
 
 ``--teach-daily-labs`` trains the trees on set A as recorded and on a copy with labs drawn at most
 once a day, half weight each (the screen's ``~augdaily``); the shift blocks then add
@@ -10,15 +15,17 @@ once a day, half weight each (the screen's ``~augdaily``); the shift blocks then
 1. Set A through the stepping core's offline form (cached): tree features and recurrent inputs of
    every hour; utility-derived targets and weights (``labels``). Since 2.4 the trees also train on a
    copy of every stay with its labs drawn at most once a day, half weight each (``--teach-daily-labs``).
-2. Shift tests (``shifts``) for both models: grouped CV (OOF), the CV fold models on thinned labs
+2. Shift tests (``shifts``) for the trees and the sequence model: grouped CV (OOF), the CV fold models on thinned labs
    and vital signs, labs once a day and optional lab panels omitted (protocol 7), and
    leave-one-unit-out in both directions.
-3. Stacker (logistic on the trees' log-odds; the GRU's weight held at 0 since 2.1) + isotonic
+3. Stacker (logistic on the trees' log-odds; the sequence model's weight held at 0 since 2.1) + isotonic
    calibration on the OOF predictions; the stored threshold is chosen on the calibrated OOF risk by
    ``--threshold-rule`` (since 2.4 ``prev1.5``: the best worst-case utility over septic-stay
    prevalences 1/1.5..1.5 times set A's; ``best``, 2.3's, maximizes it at set A's own), and so is every
-   shift block's. ``combined_with_gru`` in the metrics is the 2.0 stacker under the same shift tests.
-4. Final models on all of set A; ONNX (trees, one-step GRU, full-sequence GRU), reference arrays for
+   shift block's. ``combined_with_gru`` in the metrics is the 2.0 stacker (with the sequence model,
+whichever it is) under the same shift tests.
+4. Final models on all of set A; ONNX (trees, the sequence model's one-step and full-sequence
+   graphs), reference arrays for
    the serving tests, the training reference for drift, manifest (sha256) and metrics.
 """
 
@@ -39,6 +46,7 @@ import numpy as np
 from vigil.models.bundle import FORMAT, STEPPING_DIR
 from vigil.models.stay_features import SEQUENCE_INPUTS, TREE_FEATURES, UNSEEN_IN_TRAINING
 from vigil.models.train import (
+    attention,
     cohort_features,
     contrib_graph,
     data,
@@ -55,7 +63,7 @@ from vigil.models.train import (
 )
 from vigil.schemas.codes import DYNAMIC_CODES
 
-VERSION = "2.4.0"
+VERSION = "2.5.0"
 # a site that sets its own prevalence gets the site table instead of this default (models.site_threshold)
 THRESHOLD_RULE = threshold_rules.BUNDLE_RULE
 THRESHOLD_RULES = {
@@ -63,6 +71,7 @@ THRESHOLD_RULES = {
     "prev1.5": "maximizes the worst PhysioNet 2019 normalized utility on set-A OOF (calibrated risk) over "
     "septic-stay prevalences of 1/1.5, 1 and 1.5 times set A's (threshold_rules.prevalence_maximin)",
 }
+SEQUENCE_MODEL = "attention"  # since 2.5; docs/models.md, "The sequence model the stream serves"
 TAUGHT_ON = {
     False: "set A as recorded",
     True: "set A as recorded and a copy with labs drawn at most once a day, half weight each",
@@ -95,10 +104,17 @@ def main(argv: list[str] | None = None) -> int:
         help="how every threshold is chosen on the training side's OOF risk: best (2.3) or a threshold_rules "
         f"rule (default {THRESHOLD_RULE})",
     )
+    ap.add_argument(
+        "--sequence-model",
+        choices=("attention", "gru"),
+        default=SEQUENCE_MODEL,
+        help=f"the deterioration model: the causal attention encoder (since 2.5) or the GRU (default {SEQUENCE_MODEL})",
+    )
     args = ap.parse_args(argv)
     rule = threshold_rules.parse(args.threshold_rule)  # an unknown rule stops here, before hours of training
     if args.smoke:
-        sequence.EPOCHS, trees.WEIGHTED_ROUNDS = 1, 20
+        sequence.EPOCHS, attention.EPOCHS, trees.WEIGHTED_ROUNDS = 1, 1, 20
+    seq_model = _SequenceModel(args.sequence_model)
     t_start = time.perf_counter()
     import torch
 
@@ -130,11 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     def predict_tree(model: Any, rows: np.ndarray, copy: cohort_features.Copy | None) -> np.ndarray:
         return model.predict(np.asarray(mats.tree(copy)[rows]))
 
-    def fit_gru(rows: np.ndarray) -> Any:
-        return sequence.fit(s, y, w, o, np.unique(patient[rows]), args.seed, log=log)
+    def fit_seq(rows: np.ndarray) -> Any:
+        return seq_model.fit(s, y, w, o, np.unique(patient[rows]), args.seed)
 
-    def predict_gru(model: Any, rows: np.ndarray, copy: cohort_features.Copy | None) -> np.ndarray:
-        return sequence.predict(model, mats.sequence(copy), o, np.unique(patient[rows]))
+    def predict_seq(model: Any, rows: np.ndarray, copy: cohort_features.Copy | None) -> np.ndarray:
+        return seq_model.predict(model, mats.sequence(copy), o, np.unique(patient[rows]))
 
     t_cv = time.perf_counter()
     thin_seeds, vitals_seeds = cohort_features.THIN_SEEDS, cohort_features.VITALS_SEEDS
@@ -143,18 +159,19 @@ def main(argv: list[str] | None = None) -> int:
     tree_pred = shifts.predict_shifts(
         u, fold, c.unit, fit_tree, predict_tree, thin_seeds, log, vitals_seeds, schedules, panel_seeds
     )
-    log("shift tests: GRU")
-    gru_pred = shifts.predict_shifts(
-        u, fold, c.unit, fit_gru, predict_gru, thin_seeds, log, vitals_seeds, schedules, panel_seeds
+    log(f"shift tests: {args.sequence_model}")
+    seq_pred = shifts.predict_shifts(
+        u, fold, c.unit, fit_seq, predict_seq, thin_seeds, log, vitals_seeds, schedules, panel_seeds
     )
     cv_seconds = time.perf_counter() - t_cv
 
-    # 2.1: the GRU's weight in the alert score is 0. Stacked with it, the worst case under the shift
-    # tests v2 fell by 0.06-0.12 utility (the medical -> surgical threshold) at equal ranking; see
-    # docs/models.md "Shift tests v2". The GRU still runs and is reported as its own score.
-    stack = stacking.fit(tree_pred.oof[0], gru_pred.oof[0], y, w, sequence=False)
-    both = shifts.ShiftPredictions.stack([tree_pred, gru_pred])
-    comb_oof = stack.apply(tree_pred.oof[0], gru_pred.oof[0])
+    # 2.1: the sequence model's weight in the alert score is 0. Stacked with the GRU, the worst case
+    # under the shift tests v2 fell by 0.06-0.12 utility (the medical -> surgical threshold) at equal
+    # ranking, and with the attention encoder too (docs/models.md "Shift tests v2"). The sequence
+    # model still runs and is reported as its own score.
+    stack = stacking.fit(tree_pred.oof[0], seq_pred.oof[0], y, w, sequence=False)
+    both = shifts.ShiftPredictions.stack([tree_pred, seq_pred])
+    comb_oof = stack.apply(tree_pred.oof[0], seq_pred.oof[0])
     metrics: dict[str, Any] = {
         "cohort": {
             "patients": int(len(c.lengths)),
@@ -174,14 +191,14 @@ def main(argv: list[str] | None = None) -> int:
             "trees_taught_on": TAUGHT_ON[taught is not None],
         },
         "sepsis_diagnosis": shifts.figures(ruled, tree_pred, fold, c.unit, y, w),
-        "deterioration": shifts.figures(ruled, gru_pred, fold, c.unit, y, w),
+        "deterioration": shifts.figures(ruled, seq_pred, fold, c.unit, y, w),
         "combined": shifts.figures(ruled, both, fold, c.unit, y, w, stacking.trees_only_combiner),
         "combined_with_gru": shifts.figures(ruled, both, fold, c.unit, y, w, stacking.combiner),
     }
     everything = np.ones(len(y), bool)
     thresholds = {
         "sepsis_diagnosis": ruled.threshold(tree_pred.oof[0], everything),
-        "deterioration": ruled.threshold(gru_pred.oof[0], everything),
+        "deterioration": ruled.threshold(seq_pred.oof[0], everything),
         "combined": ruled.threshold(comb_oof, everything),
     }
     set_a_best = u.threshold(comb_oof, everything)  # the site table's threshold at set A's own prevalence
@@ -193,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     np.savez_compressed(
         args.oof_out,
         diagnosis=tree_pred.oof[0],
-        deterioration=gru_pred.oof[0],
+        deterioration=seq_pred.oof[0],
         combined=comb_oof,
         labels=c.labels,
         lengths=c.lengths,
@@ -208,11 +225,11 @@ def main(argv: list[str] | None = None) -> int:
 
     t_fit = time.perf_counter()
     booster = fit_tree(np.arange(len(y)))
-    gru = sequence.fit(s, y, w, o, np.arange(len(c.lengths)), args.seed, log=log)
+    seq_final = seq_model.fit(s, y, w, o, np.arange(len(c.lengths)), args.seed)
     final_seconds = time.perf_counter() - t_fit
     p_tree_all = booster.predict(np.asarray(x))
-    p_gru_all = sequence.predict(gru, s, o, np.arange(len(c.lengths)))
-    refit = stack.apply(p_tree_all, p_gru_all)
+    p_seq_all = seq_model.predict(seq_final, s, o, np.arange(len(c.lengths)))
+    refit = stack.apply(p_tree_all, p_seq_all)
     metrics["combined"]["threshold_check"] = {
         "oof_alert_share": round(float((comb_oof >= thresholds["combined"]).mean()), 4),
         "refit_alert_share_in_sample": round(float((refit >= thresholds["combined"]).mean()), 4),
@@ -243,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     contrib_graph.write_contribution_graph(
         out / "sepsis_diagnosis.onnx", out / "sepsis_diagnosis_trees.npz", out / contrib_graph.CONTRIB_FILE
     )
-    sequence.export_onnx(gru, str(out / "deterioration_step.onnx"), str(out / "deterioration_sequence.onnx"))
-    reference.write_references(out, booster, gru, x, s, o, args.seed)
+    seq_model.export_onnx(seq_final, str(out / "deterioration_step.onnx"), str(out / "deterioration_sequence.onnx"))
+    reference.write_references(out, booster, seq_final, x, s, o, args.seed)
     drift_reference.write_training_reference(
         out / "training_reference.json", c.matrix, x, [n for n, _ in top[:20]], c.offsets
     )
@@ -269,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         "training_data": "PhysioNet/CinC Challenge 2019 training set A (ODbL 1.0), doi:10.13026/v64v-d857",
         "training_command": f"python -m vigil.models.train --seed {args.seed} --folds {args.folds}"
         + (" --teach-daily-labs" if taught is not None else " --no-teach-daily-labs")
-        + f" --threshold-rule {args.threshold_rule}",
+        + f" --threshold-rule {args.threshold_rule} --sequence-model {args.sequence_model}",
         "training_seconds": round(total, 1),
         "platform": platform.platform(),
         "tree_features": TREE_FEATURES,
@@ -296,16 +313,17 @@ def main(argv: list[str] | None = None) -> int:
                 "version": f"deterioration-{VERSION}",
                 "file": "deterioration_step.onnx",
                 "sequence_file": "deterioration_sequence.onnx",
-                "kind": "gru-step",
-                "hidden": sequence.HIDDEN,
+                "kind": seq_model.kind,
+                "hidden": seq_model.state_size,
+                **({"window_hours": attention.WINDOW} if args.sequence_model == "attention" else {}),
                 "target": labels.TARGET,
                 "threshold": thresholds["deterioration"],
-                "params": {"epochs": sequence.EPOCHS, "batch_stays": sequence.BATCH_STAYS, "lr": sequence.LR},
+                "params": seq_model.params(),
             },
             "combined": {
                 "version": f"combined-{VERSION}",
-                "method": "logistic stacker on the trees' log-odds (OOF, utility weights; the GRU's weight held "
-                "at 0, issue 12 shift tests v2) + isotonic calibration",
+                "method": "logistic stacker on the trees' log-odds (OOF, utility weights; the sequence model's "
+                "weight held at 0, issue 12 shift tests v2) + isotonic calibration",
                 "stacker": stack.params(),
                 "calibration": stack.calibration(),
                 "threshold": thresholds["combined"],
@@ -333,6 +351,42 @@ def main(argv: list[str] | None = None) -> int:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     log(f"done in {total:.0f}s: combined {json.dumps({k: metrics['combined'][k] for k in ('cv', 'worst')})}")
     return 0
+
+
+class _SequenceModel:
+    """The deterioration model's training, prediction, export and manifest entry, by name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.kind = {"attention": "attention-step", "gru": "gru-step"}[name]
+        self.state_size = attention.state_size() if name == "attention" else sequence.HIDDEN
+        self.module: Any = attention if name == "attention" else sequence
+
+    def fit(self, s: np.ndarray, y: np.ndarray, w: np.ndarray, o: np.ndarray, stays: np.ndarray, seed: int) -> Any:
+        if self.name == "attention":
+            return attention.fit(s, y, w, o, stays, seed, log=log, epochs=attention.EPOCHS)
+        return sequence.fit(s, y, w, o, stays, seed, log=log)
+
+    def predict(self, model: Any, s: np.ndarray, o: np.ndarray, stays: np.ndarray) -> np.ndarray:
+        return np.asarray(self.module.predict(model, s, o, stays))
+
+    def export_onnx(self, model: Any, step_path: str, sequence_path: str) -> None:
+        self.module.export_onnx(model, step_path, sequence_path)
+
+    def params(self) -> dict[str, Any]:
+        common = {
+            "batch_stays": sequence.BATCH_STAYS,
+            "lr": sequence.LR,
+            "negative_stay_share": sequence.NEGATIVE_STAY_SHARE,
+        }
+        if self.name == "attention":
+            return {
+                "epochs": attention.EPOCHS,
+                "d_model": attention.D_MODEL,
+                "heads": attention.HEADS,
+                **common,
+            }
+        return {"epochs": sequence.EPOCHS, "hidden": sequence.HIDDEN, **common}
 
 
 def _septic(c: data.Cohort) -> np.ndarray:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vigil.models.bundle import SEQUENCE_KINDS
 from vigil.models.train import screen, shifts
 from vigil.models.train.importance import VARIANTS
 from vigil.models.train.paired import SCHEDULED_LABS, taught_on
@@ -42,6 +43,7 @@ SHIFT_NAMES = {
     "in_unit2": "control: surgical ICU, own inner CV",
 }
 MODELS = ("combined", "sepsis_diagnosis", "deterioration", "combined_with_gru")
+SEQUENCE_ALONE = ("gru_", "att_")  # screen recipes of a sequence model alone (``screen.gru_recipe``)
 
 ATTRIBUTION = """PhysioNet/CinC Challenge 2019 training set A (ODbL 1.0): "Early Prediction of Sepsis from
 Clinical Data: the PhysioNet/Computing in Cardiology Challenge 2019", v1.0.0,
@@ -118,6 +120,12 @@ def screen_v2_table(metrics: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _tree_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The screen rows of tree recipes (alone or with a stacked block): the protocol-4..7 tables
+    compare them; the sequence models alone have their own table (``sequence_models``)."""
+    return [r for r in metrics.get("screen_v2", []) if not r["config"].startswith(SEQUENCE_ALONE)]
+
+
 def _worst_of(row: dict[str, Any], shifts: tuple[str, ...]) -> tuple[float, float]:
     present = [row[s] for s in shifts if s in row]
     return min(b["auroc"] for b in present), min(b["utility"] for b in present)
@@ -125,7 +133,7 @@ def _worst_of(row: dict[str, Any], shifts: tuple[str, ...]) -> tuple[float, floa
 
 def compound_table(metrics: dict[str, Any]) -> str:
     """Protocol 4: each unit shift with the test unit's labs thinned, beside the shifts it compounds."""
-    screen = [r for r in metrics.get("screen_v2", []) if all(c in r for c in COMPOUND)]
+    screen = [r for r in _tree_rows(metrics) if all(c in r for c in COMPOUND)]
     if not screen:
         return "_No protocol-4 screening runs recorded._"
     cols = ("labs_thinned", "unit1->unit2", COMPOUND[0], "unit2->unit1", COMPOUND[1])
@@ -202,7 +210,7 @@ def _minus_cell(r: dict[str, Any], b: dict[str, Any], s: str, ci: dict[str, Any]
 def compound(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
     """The protocol-4 section: what thinning the other unit's labs adds to the unit shift, recipe by
     recipe; recipes taught on thinned labs against ``base`` on the same folds."""
-    rows = [r for r in metrics.get("screen_v2", []) if all(c in r for c in COMPOUND)]
+    rows = [r for r in _tree_rows(metrics) if all(c in r for c in COMPOUND)]
     recorded = [r for r in rows if _as_recorded(r["config"])]
     if not recorded:
         return ""
@@ -284,7 +292,7 @@ def _taught_table(rows: list[dict[str, Any]], base: str) -> str:
 def scheduled(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
     """The protocol-5 section: labs drawn by routine (at most once a day), recipe by recipe, and the
     recipes taught on randomly thinned labs judged on a thinning they were not trained on."""
-    rows = [r for r in metrics.get("screen_v2", []) if DAILY in r]
+    rows = [r for r in _tree_rows(metrics) if DAILY in r]
     if not rows:
         return ""
     every = (*SHIFTS, *COMPOUND, DAILY)
@@ -370,7 +378,7 @@ def _taught_on_schedule(rows: list[dict[str, Any]], base: str, intervals: dict[t
 def routine(metrics: dict[str, Any], base: str = "full~psmooth~mono") -> str:
     """The protocol-6 section: each unit shift with the test unit's labs drawn at most once a day, and
     the worst case over the shifts no recipe was trained on (every shift but the randomly thinned labs)."""
-    rows = [r for r in metrics.get("screen_v2", []) if all(c in r for c in ROUTINE)]
+    rows = [r for r in _tree_rows(metrics) if all(c in r for c in ROUTINE)]
     if not rows:
         return ""
     every = (*SHIFTS, *COMPOUND, DAILY, *ROUTINE)
@@ -657,7 +665,7 @@ def _vitals_verdict(metrics: dict[str, Any]) -> str:
 def panels(metrics: dict[str, Any]) -> str:
     """The protocol-7 section: optional lab panels ordered for half the stays, the shift no training
     copy teaches, and each recipe's worst case over the shifts it was not taught (``_untaught``)."""
-    rows = [r for r in metrics.get("screen_v2", []) if PANELS in r]
+    rows = [r for r in _tree_rows(metrics) if PANELS in r]
     if not rows:
         return ""
     every = (*SHIFTS, PANELS, *COMPOUND, DAILY, *ROUTINE)
@@ -882,6 +890,72 @@ def against_previous(metrics: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
+SEQUENCE_CONFIGS = {"gru_e4_h32_n33": "GRU", "att_e4_d32_n33": "attention encoder"}
+
+
+def _sequence_name(manifest: dict[str, Any]) -> str:
+    return SEQUENCE_KINDS.get(manifest["models"]["deterioration"].get("kind", "gru-step"), "sequence model")
+
+
+def _sequence_line(manifest: dict[str, Any]) -> str:
+    seq = manifest["models"]["deterioration"]
+    if seq.get("kind") == "attention-step":
+        prm = seq["params"]
+        return (
+            f"a causal attention encoder over the last {seq['window_hours']} hours of the sequence inputs (one "
+            f"pre-norm layer, width {prm['d_model']}, {prm['heads']} heads), each input a running aggregate since "
+            "admission and the hour's own row; served through the one-step ONNX graph with a key/value cache, "
+            "rebuilt from the window at every advance (no state carried in Redis)"
+        )
+    return f"a GRU over the whole stay from admission (hidden {seq['hidden']}), stepped from a carried state"
+
+
+def sequence_models(metrics: dict[str, Any]) -> str:
+    """The two sequence models issue 12 names, screened under the bundle's protocol (the served one
+    is chosen by the worst case, docs/models.md), and the served one against the previous bundle's."""
+    rows = [r for r in metrics.get("screen_v2", []) if r["config"] in SEQUENCE_CONFIGS and PANELS in r]
+    if not rows:
+        return ""
+    every = (*SHIFTS, PANELS, DAILY, *COMPOUND, *ROUTINE)
+    by = {(r["config"], r["seed"]): r for r in rows}
+    gru, att = SEQUENCE_CONFIGS
+    seeds = sorted({s for c, s in by if (gru, s) in by and (att, s) in by})
+    out = [
+        "\n### The sequence model: attention encoder against the GRU\n",
+        "Both alone, the same inputs, targets, weights and epochs (4), under this protocol; AUROC per shift, "
+        f"screen seeds {' and '.join(map(str, seeds))} (`screen --config {gru} --config {att}`). The served "
+        "`deterioration` model is the one whose worst case ranks higher on every seed (criterion set "
+        "before the figures, docs/models.md).\n",
+        "| shift | " + " | ".join(f"GRU s{s} | attention s{s}" for s in seeds) + " |",
+        "|---|" + "---|---|" * len(seeds),
+    ]
+    for k in (*every, "worst"):
+        if all(k in by[(c, s)] for c in (gru, att) for s in seeds):
+            name = "**worst case**" if k == "worst" else SHIFT_NAMES[k]
+            cells = [f"{by[(c, s)][k]['auroc']:.3f}" for s in seeds for c in (gru, att)]
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+    prev = metrics.get("previous_bundle", {}).get("deterioration")
+    now = metrics.get("deterioration")
+    if prev and now and "worst" in prev:
+        label = metrics["previous_bundle"].get("deterioration_model", "the previous sequence model")
+        out += [
+            f"\nServed, this bundle's `deterioration` against {label} of bundle "
+            f"{metrics['previous_bundle']['version']} (same seed, folds and protocol): AUROC / utility at each "
+            "one's own threshold.\n",
+            "| shift | before | this bundle | AUROC change |",
+            "|---|---|---|---|",
+        ]
+        for k in (*every, "worst"):
+            if k in prev and k in now:
+                a, b = prev[k], now[k]
+                name = "**worst case**" if k == "worst" else SHIFT_NAMES[k]
+                out.append(
+                    f"| {name} | {a['auroc']:.3f} / {a['utility']:.3f} | {b['auroc']:.3f} / {b['utility']:.3f} | "
+                    f"{b['auroc'] - a['auroc']:+.3f} |"
+                )
+    return "\n".join(out) + "\n"
+
+
 def _set_a_best_line(manifest: dict[str, Any]) -> str:
     """Where the default is not set A's best threshold (2.4's hedge), both, and what the hedge costs."""
     best = manifest["models"]["combined"].get("set_a_best_threshold")
@@ -968,11 +1042,10 @@ Three scores per patient-hour, computed by the stepping core (`docs/models.md`, 
 
 - **sepsis_diagnosis**: LightGBM, {len(manifest["tree_features"])} whole-stay features,
   {_rounds(manifest)} shallow, strongly regularized trees{_monotone(manifest)};
-- **deterioration**: a GRU over the whole stay from admission (hidden {manifest["models"]["deterioration"]["hidden"]}),
-  stepped hour by hour from a carried state (one-step ONNX graph);
-- **combined**: logistic stacker on the log-odds (tree {st["tree"]:.3f}, GRU {st["sequence"]:.3f},
-  bias {st["bias"]:.3f}; fitted on out-of-fold predictions; since 2.1 the GRU's weight is held at 0,
-  see below) + isotonic calibration. Alerts use it.
+- **deterioration**: {_sequence_line(manifest)};
+- **combined**: logistic stacker on the log-odds (tree {st["tree"]:.3f}, sequence model {st["sequence"]:.3f},
+  bias {st["bias"]:.3f}; fitted on out-of-fold predictions; since 2.1 the sequence model's weight is held
+  at 0, see below) + isotonic calibration. Alerts use it.
 
 Thresholds of all three: {manifest["models"]["combined"].get("threshold_rule", "")}. Training labels
 and weights: {manifest["models"]["sepsis_diagnosis"]["target"]}. The trees are taught on
@@ -999,10 +1072,10 @@ and threshold from an inner CV within the training unit, so nothing that sets th
 test-unit stay; "in unit 1/2" are the controls (inner CV on that unit itself). "Best utility" is the
 hindsight optimum on the shifted rows: the gap is what a perfectly re-tuned threshold would have
 gained, and the arrow how far it moved.
-`combined_with_gru` is the 2.0 alert score (the stacker with the GRU) under the same tests.
+`combined_with_gru` is the 2.0 alert score (the stacker with the sequence model) under the same tests.
 
 {shift_table(metrics)}
-{against_previous(metrics)}
+{against_previous(metrics)}{sequence_models(metrics)}
 {_vitals_verdict(metrics)}
 Caveat: the unit shifts use only the stays with a recorded unit (about half of set A); their septic
 shares differ (10.8 % vs 4.1 %), so their utility at the chosen threshold is mostly a prevalence-shift
@@ -1013,11 +1086,11 @@ stress test (see "How to read the proxy").
 {screen_table(metrics)}
 
 {verdicts(metrics)}
-- The sequence model (GRU over the whole stay) is weaker than the trees and travels worse. Stacked
-  with it (2.0), the alert score's worst case is {_worst(metrics, "combined_with_gru")}; without it (this
+- The sequence model ({_sequence_name(manifest)}) is weaker than the trees and travels worse. Stacked
+  with it, the alert score's worst case is {_worst(metrics, "combined_with_gru")}; without it (this
   bundle) {comb["worst"]["auroc"]:.3f} / {comb["worst"]["utility"]:.3f}, the trees alone
-  {metrics["sepsis_diagnosis"]["worst"]["auroc"]:.3f} / {metrics["sepsis_diagnosis"]["worst"]["utility"]:.3f}. The GRU
-  still runs in the stream and is reported as its own score; it adds nothing to the alerts.
+  {metrics["sepsis_diagnosis"]["worst"]["auroc"]:.3f} / {metrics["sepsis_diagnosis"]["worst"]["utility"]:.3f}. The
+  sequence model still runs in the stream and is reported as its own score; it adds nothing to the alerts.
 
 ## Shift tests v2: the shipped trees against issue 12's reference and the v1 trees
 

@@ -11,7 +11,7 @@ import torch
 
 
 def write_references(
-    out: Path, booster: Any, gru: Any, x: np.ndarray, s: np.ndarray, offsets: np.ndarray, seed: int
+    out: Path, booster: Any, sequence_model: Any, x: np.ndarray, s: np.ndarray, offsets: np.ndarray, seed: int
 ) -> None:
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(x), 256, replace=False))
@@ -26,7 +26,7 @@ def write_references(
     stays = rng.choice(np.nonzero(lengths > 60)[0], 6, replace=False)  # longer than the window
     seqs = [np.asarray(s[offsets[p] : offsets[p + 1]]) for p in stays]
     with torch.no_grad():
-        probs = [torch.sigmoid(gru(torch.from_numpy(q[None]))).numpy()[0] for q in seqs]
+        probs = [torch.sigmoid(sequence_model(torch.from_numpy(q[None]))).numpy()[0] for q in seqs]
     np.savez_compressed(
         out / "deterioration_reference.npz",
         sequence=np.concatenate(seqs),
