@@ -111,7 +111,8 @@ def replay(
     result = run_replay_check(get_settings(), data, limit)
     console.print(
         f"{result['hours_compared']} hourly scores compared over {result['patients']} stays: "
-        f"max |stream - offline| = {result['max_abs_diff']:.2e}"
+        f"max |stream - offline| = {result['max_abs_diff']:.2e} (combined), "
+        f"{result['deterioration_max_abs_diff']:.2e} (deterioration)"
     )
     if json_out:
         emit_json(result)

@@ -4,7 +4,10 @@ full pipeline; every hourly score is compared with `vigil predict` on the same f
 The producer sends a stay hour by hour and waits for each hour's provisional score, like an hourly
 bedside feed. When the next hour's events arrive the hour closes and the worker publishes its
 *final* score (``status: final``): every closed hour is compared through its final score, the
-stay's last hour (never closed) through its newest provisional score.
+stay's last hour (never closed) through its newest provisional score. The combined risk is compared
+with `vigil predict`'s output files; the deterioration score (which the alerts do not use, and
+which the stream computes from whole windows for a window model) with the bundle's offline
+``stay_risks`` on the same stays (``deterioration_*`` in the summary).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from vigil.schemas import topics
 
 
 def offline_probabilities(files: list[Path]) -> dict[str, np.ndarray]:
+    """The combined risk of every hour, as `vigil predict` writes it."""
     from vigil.models.offline import predict_dir
 
     with tempfile.TemporaryDirectory() as src, tempfile.TemporaryDirectory() as out:
@@ -41,14 +45,28 @@ def offline_probabilities(files: list[Path]) -> dict[str, np.ndarray]:
     return probs
 
 
+def offline_deterioration(files: list[Path]) -> dict[str, np.ndarray]:
+    """The deterioration score of every hour, from the served bundle offline."""
+    from vigil.models.offline import read_psv
+    from vigil.models.stream_step import load_served_bundle
+
+    bundle = load_served_bundle()
+    stays = [read_psv(f) for f in files]
+    risks = bundle.stay_risks([s[0] for s in stays], [s[1] for s in stays])
+    return {f.stem: r.deterioration for f, r in zip(files, risks, strict=True)}
+
+
 def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: float = 600) -> dict[str, Any]:
     files = sorted(data_dir.glob("*.psv"))[:limit]
     stays: list[Stay] = load_stays(files)
     offline = offline_probabilities(files)
+    offline_seq = offline_deterioration(files)
     stack_up(settings)
     run = str(int(time.time()))
     scores: dict[tuple[str, int], list[float]] = defaultdict(list)
     finals: dict[tuple[str, int], float] = {}
+    seq_scores: dict[tuple[str, int], list[float]] = defaultdict(list)
+    seq_finals: dict[tuple[str, int], float] = {}
     scored_ids: set[str] = set()
     lock = threading.Lock()
     consumer = consumer_from_now(settings, (topics.SCORES,))
@@ -59,14 +77,19 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
             for records in consumer.poll(timeout_ms=100).values():
                 for r in records:
                     data = json.loads(r.value)
-                    prob = next((m["probability"] for m in data["models"] if m["model"] == "combined"), None)
+                    by_model = {m["model"]: m["probability"] for m in data["models"]}
                     key = (data["patient_id"], data["hour"])
+                    final = data.get("status") == "final"
                     with lock:
                         scored_ids.update(data["event_ids"])
-                        if prob is not None and data.get("status") == "final":
-                            finals[key] = prob
-                        elif prob is not None:
-                            scores[key].append(prob)
+                        for model, last, every in (
+                            ("combined", finals, scores),
+                            ("deterioration", seq_finals, seq_scores),
+                        ):
+                            if model in by_model and final:
+                                last[key] = by_model[model]
+                            elif model in by_model:
+                                every[key].append(by_model[model])
 
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
@@ -111,8 +134,12 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
         stop.set()
         thread.join(timeout=5)
         consumer.close()
+    seq = compare_with_offline(expected, event_hours, offline_seq, seq_finals, seq_scores)
     return {
         **compare_with_offline(expected, event_hours, offline, finals, scores),
+        "deterioration_hours_compared": seq["hours_compared"],
+        "deterioration_max_abs_diff": seq["max_abs_diff"],
+        "deterioration_mean_abs_diff": seq["mean_abs_diff"],
         "hour_waits_timed_out": waits_timed_out,
         "seconds": round(time.time() - t0, 1),
     }

@@ -1,6 +1,8 @@
 """Streaming equals offline: a few real stays through Kafka and the full pipeline give the same
 combined probability, hour by hour, as `vigil predict` on the same files (final scores of the
-closed hours, the newest provisional score of each stay's open last hour)."""
+closed hours, the newest provisional score of each stay's open last hour), and the same
+deterioration score as the bundle offline (the stream scores the attention encoder from whole
+windows, offline steps it through the stay)."""
 
 from __future__ import annotations
 
@@ -38,3 +40,5 @@ def test_replay_matches_offline_prediction(stack, stack_settings: Settings, tmp_
     assert result["closed_hours_without_final"] == 0
     assert result["hours_final"] == result["hours_compared"] - 3
     assert result["max_abs_diff"] < 1e-5
+    assert result["deterioration_hours_compared"] == result["hours_compared"]
+    assert result["deterioration_max_abs_diff"] < 1e-5
