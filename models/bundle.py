@@ -7,7 +7,7 @@ hour by hour, stacked and calibrated into one risk (serving side: numpy + onnxru
   says which: ``gru-step`` (2.0-2.4, ``h`` the GRU's state, carried between batches) or
   ``attention-step`` (since 2.5: a causal attention encoder over the last 48 hours, ``h`` its
   key/value cache). Offline both step through whole stays; the stream scores the attention encoder
-  from whole windows with its full-sequence graph (``window_model``), nothing carried;
+  from whole windows with its last-hour graph (``window_model``), nothing carried;
 - ``combined``: logistic stacker on both models' log-odds, fitted on out-of-fold predictions, then
   isotonic calibration (knots in the manifest): the one risk alerts use. Since 2.1 the stored
   sequence weight is 0 (the sequence model cost the alerts' threshold transfer across ICU units;
@@ -80,8 +80,8 @@ class SteppingBundle:
     contrib_session: Any | None = None
     # how the combined threshold was chosen for this site (``at_site``); None: the shipped one
     threshold_choice: AlertThreshold | None = None
-    # a window model's full-sequence graph, which the stream scores windows with (``window_model``)
-    sequence_session: Any | None = None
+    # a window model's last-hour graph, which the stream scores windows with (``window_model``)
+    window_session: Any | None = None
 
     @property
     def version(self) -> str:
@@ -94,16 +94,16 @@ class SteppingBundle:
     @property
     def window_model(self) -> WindowModel | None:
         """The stream's form of a window model (``stepping.WindowModel``: every window of a batch in
-        one call of the full-sequence graph); None: a recurrent model, whose state is carried."""
-        if self.sequence_session is None:
+        one call of the last-hour graph); None: a recurrent model, whose state is carried."""
+        if self.window_session is None:
             return None
         return WindowModel(self.window_probability, int(self.manifest["models"]["deterioration"]["window_hours"]))
 
     def window_probability(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """The full-sequence graph over right-padded windows [N, T, F]: each one's last real hour."""
-        assert self.sequence_session is not None
-        out = np.asarray(self.sequence_session.run(None, {"sequence": x.astype(np.float32)})[0])
-        return out[np.arange(len(x)), np.asarray(lengths) - 1].astype(np.float32)
+        """The last-hour graph over right-padded windows [N, T, F]: each one's last real hour."""
+        assert self.window_session is not None
+        feed = {"windows": x.astype(np.float32), "lengths": np.asarray(lengths, np.int64)}
+        return np.asarray(self.window_session.run(None, feed)[0], np.float32).reshape(-1)
 
     @property
     def combined_threshold(self) -> float:
@@ -251,7 +251,7 @@ def load_stepping_bundle(
     step = create_session(d / seq["file"], **open_)  # type: ignore[arg-type]
     if step.get_inputs()[1].shape[1] != int(seq["hidden"]):
         raise ArtifactIntegrityError(f"{d}: the one-step graph's state is not the manifest's {seq['hidden']} floats")
-    window = create_session(d / seq["sequence_file"], **open_) if seq["kind"] == "attention-step" else None  # type: ignore[arg-type]
+    window = create_session(d / seq["window_file"], **open_) if seq["kind"] == "attention-step" else None  # type: ignore[arg-type]
     return SteppingBundle(
         manifest=manifest,
         tree_session=create_session(d / models["sepsis_diagnosis"]["file"], **open_),  # type: ignore[arg-type]
@@ -259,7 +259,7 @@ def load_stepping_bundle(
         tree_table=table,
         artifacts_dir=d,
         contrib_session=contrib,
-        sequence_session=window,
+        window_session=window,
     )
 
 

@@ -71,6 +71,7 @@ THRESHOLD_RULES = {
     "prev1.5": "maximizes the worst PhysioNet 2019 normalized utility on set-A OOF (calibrated risk) over "
     "septic-stay prevalences of 1/1.5, 1 and 1.5 times set A's (threshold_rules.prevalence_maximin)",
 }
+WINDOW_FILE = "deterioration_window.onnx"  # the attention encoder's last-hour graph (the stream's)
 SEQUENCE_MODEL = "attention"  # since 2.5; docs/models.md, "The sequence model the stream serves"
 TAUGHT_ON = {
     False: "set A as recorded",
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     contrib_graph.write_contribution_graph(
         out / "sepsis_diagnosis.onnx", out / "sepsis_diagnosis_trees.npz", out / contrib_graph.CONTRIB_FILE
     )
-    seq_model.export_onnx(seq_final, str(out / "deterioration_step.onnx"), str(out / "deterioration_sequence.onnx"))
+    seq_files = seq_model.export_onnx(seq_final, out)
     reference.write_references(out, booster, seq_final, x, s, o, args.seed)
     drift_reference.write_training_reference(
         out / "training_reference.json", c.matrix, x, [n for n, _ in top[:20]], c.offsets
@@ -271,8 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         "sepsis_diagnosis_trees.npz",
         contrib_graph.CONTRIB_FILE,
         "sepsis_diagnosis_reference.npz",
-        "deterioration_step.onnx",
-        "deterioration_sequence.onnx",
+        *seq_files,
         "deterioration_reference.npz",
         "training_reference.json",
     ]
@@ -315,7 +315,11 @@ def main(argv: list[str] | None = None) -> int:
                 "sequence_file": "deterioration_sequence.onnx",
                 "kind": seq_model.kind,
                 "hidden": seq_model.state_size,
-                **({"window_hours": attention.WINDOW} if args.sequence_model == "attention" else {}),
+                **(
+                    {"window_hours": attention.WINDOW, "window_file": WINDOW_FILE}
+                    if args.sequence_model == "attention"
+                    else {}
+                ),
                 "target": labels.TARGET,
                 "threshold": thresholds["deterioration"],
                 "params": seq_model.params(),
@@ -370,8 +374,13 @@ class _SequenceModel:
     def predict(self, model: Any, s: np.ndarray, o: np.ndarray, stays: np.ndarray) -> np.ndarray:
         return np.asarray(self.module.predict(model, s, o, stays))
 
-    def export_onnx(self, model: Any, step_path: str, sequence_path: str) -> None:
-        self.module.export_onnx(model, step_path, sequence_path)
+    def export_onnx(self, model: Any, out: Path) -> list[str]:
+        """The graphs of this model in ``out``; returns their file names."""
+        files = ["deterioration_step.onnx", "deterioration_sequence.onnx"]
+        if self.name == "attention":
+            files.append(WINDOW_FILE)
+        self.module.export_onnx(model, *(str(out / f) for f in files))
+        return files
 
     def params(self) -> dict[str, Any]:
         common = {

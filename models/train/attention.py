@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vigil.models.train.sequence import BATCH_STAYS, LR, NEGATIVE_STAY_SHARE, _pad, train_epoch
+from vigil.models.train.sequence import BATCH_STAYS, LR, NEGATIVE_STAY_SHARE, _pad, export_graphs, train_epoch
 
 WINDOW = 48
 CACHE = WINDOW - 1  # hours before the current one that the step's state keeps
@@ -172,29 +172,49 @@ class _FullSequence(nn.Module):
         return torch.sigmoid(s.head(out).squeeze(-1))
 
 
-def export_onnx(model: WindowEncoder, step_path: str, sequence_path: str) -> None:
-    """The one-step graph the stream and ``vigil predict`` serve, and the full-sequence graph (checks).
-    The wrappers are put in eval mode: the exporter restores a wrapper's mode afterwards, and a
-    wrapper left in training mode would switch the shared layers' dropout back on."""
+class _LastHour(nn.Module):
+    """The stream's form: right-padded windows [N, T, F] and their lengths [N] -> the probability of
+    each window's last real hour. Keys and values of every hour, the query, feed-forward and head of
+    the last one only (a third of the full-sequence graph's work on a 48-hour window)."""
+
+    def __init__(self, model: WindowEncoder) -> None:
+        super().__init__()
+        self.step = AttentionStep(model)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        s = self.step
+        layer, attn, d = s.layer, s.layer.self_attn, s.d
+        heads = attn.num_heads
+        hd = d // heads
+        b, t = x.shape[0], x.shape[1]
+        e = s.embed(x)  # [N, T, d]
+        k, v = nn.functional.linear(layer.norm1(e), attn.in_proj_weight[d:], attn.in_proj_bias[d:]).split(d, -1)
+        last = (lengths - 1).clamp(min=0)
+        e_last = torch.gather(e, 1, last.reshape(b, 1, 1).expand(b, 1, d)).squeeze(1)  # [N, d]
+        q = nn.functional.linear(layer.norm1(e_last), attn.in_proj_weight[:d], attn.in_proj_bias[:d])
+        scores = (k.reshape(b, t, heads, hd) * q.reshape(b, 1, heads, hd)).sum(-1) / hd**0.5  # [N, T, heads]
+        real = torch.arange(t)[None, :] < lengths[:, None]
+        weights = torch.softmax(scores.masked_fill(~real[:, :, None], float("-inf")), 1)
+        mixed = (weights[..., None] * v.reshape(b, t, heads, hd)).sum(1).reshape(b, d)
+        r = e_last + attn.out_proj(mixed)
+        out = r + layer.linear2(layer.activation(layer.linear1(layer.norm2(r))))
+        return torch.sigmoid(s.head(out).squeeze(-1))
+
+
+def export_onnx(model: WindowEncoder, step_path: str, sequence_path: str, window_path: str | None = None) -> None:
+    """The one-step graph ``vigil predict`` steps through whole stays, the full-sequence graph
+    (checks) and, with ``window_path``, the last-hour graph the stream scores windows with."""
     model.eval()
-    x, h = torch.zeros(2, model.n_in), torch.zeros(2, state_size(model.d_model))
-    torch.onnx.export(
-        AttentionStep(model).eval(),
-        (x, h),
-        step_path,
-        input_names=["x", "h"],
-        output_names=["h_next", "probability"],
-        dynamic_axes={"x": {0: "batch"}, "h": {0: "batch"}, "h_next": {0: "batch"}, "probability": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    torch.onnx.export(
-        _FullSequence(model).eval(),
-        (torch.zeros(2, 5, model.n_in),),
-        sequence_path,
-        input_names=["sequence"],
-        output_names=["probability"],
-        dynamic_axes={"sequence": {0: "batch", 1: "hours"}, "probability": {0: "batch", 1: "hours"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    hidden = state_size(model.d_model)
+    export_graphs(AttentionStep(model), _FullSequence(model), model.n_in, hidden, step_path, sequence_path)
+    if window_path is not None:
+        torch.onnx.export(
+            _LastHour(model).eval(),
+            (torch.zeros(2, 5, model.n_in), torch.tensor([5, 3])),
+            window_path,
+            input_names=["windows", "lengths"],
+            output_names=["probability"],
+            dynamic_axes={"windows": {0: "batch", 1: "hours"}, "lengths": {0: "batch"}, "probability": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )

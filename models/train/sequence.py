@@ -178,10 +178,19 @@ class _FullSequence(nn.Module):
 
 
 def export_onnx(model: StepGRU, step_path: str, sequence_path: str) -> None:
-    x, h = torch.zeros(2, model.n_in), torch.zeros(2, model.hidden)
+    export_graphs(_OneStep(model), _FullSequence(model), model.n_in, model.hidden, step_path, sequence_path)
+
+
+def export_graphs(
+    step: nn.Module, sequence: nn.Module, n_in: int, hidden: int, step_path: str, sequence_path: str
+) -> None:
+    """A sequence model's two graphs: one step ``(x, h) -> (h_next, probability)`` and the whole stay
+    ``sequence -> probability`` (the GRU's and the attention encoder's). The wrappers are put in eval
+    mode: the exporter restores a wrapper's mode afterwards, and one left in training mode would
+    switch the shared layers' dropout back on."""
     torch.onnx.export(
-        _OneStep(model).eval(),  # a wrapper in training mode would switch the model's dropout back on after export
-        (x, h),
+        step.eval(),
+        (torch.zeros(2, n_in), torch.zeros(2, hidden)),
         step_path,
         input_names=["x", "h"],
         output_names=["h_next", "probability"],
@@ -190,8 +199,8 @@ def export_onnx(model: StepGRU, step_path: str, sequence_path: str) -> None:
         dynamo=False,
     )
     torch.onnx.export(
-        _FullSequence(model).eval(),
-        (torch.zeros(2, 5, model.n_in),),
+        sequence.eval(),
+        (torch.zeros(2, 5, n_in),),
         sequence_path,
         input_names=["sequence"],
         output_names=["probability"],
