@@ -7,7 +7,7 @@ hour by hour, stacked and calibrated into one risk (serving side: numpy + onnxru
   says which: ``gru-step`` (2.0-2.4, ``h`` the GRU's state, carried between batches) or
   ``attention-step`` (since 2.5: a causal attention encoder over the last 48 hours, ``h`` its
   key/value cache). Offline both step through whole stays; the stream scores the attention encoder
-  from whole windows with its last-hour graph (``window_model``), nothing carried;
+  from whole windows with its scored-hours graph (``window_model``), nothing carried;
 - ``combined``: logistic stacker on both models' log-odds, fitted on out-of-fold predictions, then
   isotonic calibration (knots in the manifest): the one risk alerts use. Since 2.1 the stored
   sequence weight is 0 (the sequence model cost the alerts' threshold transfer across ICU units;
@@ -80,7 +80,7 @@ class SteppingBundle:
     contrib_session: Any | None = None
     # how the combined threshold was chosen for this site (``at_site``); None: the shipped one
     threshold_choice: AlertThreshold | None = None
-    # a window model's last-hour graph, which the stream scores windows with (``window_model``)
+    # a window model's scored-hours graph, which the stream scores with (``window_model``)
     window_session: Any | None = None
 
     @property
@@ -93,17 +93,18 @@ class SteppingBundle:
 
     @property
     def window_model(self) -> WindowModel | None:
-        """The stream's form of a window model (``stepping.WindowModel``: every window of a batch in
-        one call of the last-hour graph); None: a recurrent model, whose state is carried."""
+        """The stream's form of a window model (``stepping.WindowModel``: every scored hour of a batch
+        in one call of the scored-hours graph); None: a recurrent model, whose state is carried."""
         if self.window_session is None:
             return None
         return WindowModel(self.window_probability, int(self.manifest["models"]["deterioration"]["window_hours"]))
 
-    def window_probability(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """The last-hour graph over right-padded windows [N, T, F]: each one's last real hour."""
+    def window_probability(self, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """The scored-hours graph: patients' hours [P, T, F] (right-padded) and the positions of the
+        hours to score [P, K] -> their probabilities [P, K]."""
         assert self.window_session is not None
-        feed = {"windows": x.astype(np.float32), "lengths": np.asarray(lengths, np.int64)}
-        return np.asarray(self.window_session.run(None, feed)[0], np.float32).reshape(-1)
+        feed = {"hours": x.astype(np.float32), "positions": np.asarray(positions, np.int64)}
+        return np.asarray(self.window_session.run(None, feed)[0], np.float32)
 
     @property
     def combined_threshold(self) -> float:

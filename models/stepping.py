@@ -52,8 +52,8 @@ from vigil.models.window import PatientWindow
 
 WINDOW_HOURS = 48
 StepFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-# a window model over whole windows: (x [N, T, F] right-padded, lengths [N]) -> probability of each
-# window's last real hour [N]
+# a window model over each patient's hours: (x [P, T, F] right-padded, positions [P, K] of the hours
+# to score) -> their probabilities [P, K], each from the hour's own window of hours
 WindowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -321,24 +321,20 @@ def _plan_group(
 
 def score_windows(model: WindowModel, plans: Sequence[Advance]) -> list[np.ndarray]:
     """A window model's probabilities of every hour each plan scores (the hours that close, then the
-    current one), from one call over all their windows: hour t's window is its sequence inputs of
-    hours t-hours+1..t (fewer at the start of a stay), right-padded to [N, hours, F]."""
-    windows: list[np.ndarray] = []
-    counts = []
-    for plan in plans:
-        x = plan.closed_chain[1]
-        n_scored = (0 if plan.closed_features is None else len(plan.closed_features)) + 1
-        counts.append(n_scored)
-        windows += [x[max(0, j - model.hours + 1) : j + 1] for j in range(len(x) - n_scored, len(x))]
-    if not windows:
-        return [np.zeros(0, np.float32) for _ in plans]
-    lengths = np.array([len(w) for w in windows], np.int64)
-    batch = np.zeros((len(windows), int(lengths.max()), windows[0].shape[1]), np.float32)
-    for i, w in enumerate(windows):
-        batch[i, : len(w)] = w
-    probs = np.asarray(model.fn(batch, lengths), np.float32)
-    bounds = np.r_[0, np.cumsum(counts)]
-    return [probs[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    current one), from one call for the batch: each patient's step inputs (from ``hours - 1`` before
+    its first scored hour) right-padded to [P, T, F], the positions of its scored hours [P, K] (padded
+    by repeating its last), so a patient's windows share the computation of their common hours."""
+    if not plans:
+        return []
+    xs = [plan.closed_chain[1] for plan in plans]
+    counts = [(0 if plan.closed_features is None else len(plan.closed_features)) + 1 for plan in plans]
+    hours = np.zeros((len(plans), max(len(x) for x in xs), xs[0].shape[1]), np.float32)
+    positions = np.zeros((len(plans), max(counts)), np.int64)
+    for i, (x, n) in enumerate(zip(xs, counts, strict=True)):
+        hours[i, : len(x)] = x
+        positions[i] = np.minimum(np.arange(len(x) - n, len(x) - n + positions.shape[1]), len(x) - 1)
+    probs = np.asarray(model.fn(hours, positions), np.float32)
+    return [probs[i, :n] for i, n in enumerate(counts)]
 
 
 def advance_many(

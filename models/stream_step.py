@@ -3,15 +3,16 @@ patient's batch is scored from, and ``advance``: provisional scores of the open 
 scores of the hours that closed, for many patients at once.
 
 ``advance`` plans every patient of the batch at once with ``models.stepping.plan_advances`` (one
-batched scan of the rows from each carry's boundary, one feature call) and steps the whole batch on
-the bundle's one-step graph through ``models.step_session.StepSession`` (IOBinding: states stay on
-the device within the batch), in two lock-step runs: (1) the steps that are committed (hours leaving
-the window from ``h_boundary``; the hours that closed, from ``h_closed``, or from ``h_boundary``
-when a late event replays; for a window model such as the attention encoder, from the zero state
-through the 47 hours before the first hour scored, nothing carried), (2) one provisional step per
-patient through its open hour. The
-probability after each committed step is the final score of that hour; every scored hour of the
-batch goes through the tree model in one call.
+batched scan of the rows from each carry's boundary, one feature call). A recurrent model (2.0-2.4's
+GRU) then steps the whole batch on the bundle's one-step graph through
+``models.step_session.StepSession`` (IOBinding: states stay on the device within the batch), in two
+lock-step runs: (1) the steps that are committed (hours leaving the window from ``h_boundary``; the
+hours that closed, from ``h_closed``, or from ``h_boundary`` when a late event replays), (2) one
+provisional step per patient through its open hour; the probability after each committed step is
+the final score of that hour. A window model (the attention encoder since 2.5) carries nothing:
+``stepping.score_windows`` scores every hour the batch scores in one call of its scored-hours graph,
+each from the 48 hours ending there. Every scored hour of the batch goes through the tree model in
+one call.
 
 A carry is started afresh at the window's first hour (``StayCarry(boundary=b, closed=b-1)``: its
 aggregates begin there) when none is stored (a patient's first batch, or state written before the

@@ -71,7 +71,7 @@ THRESHOLD_RULES = {
     "prev1.5": "maximizes the worst PhysioNet 2019 normalized utility on set-A OOF (calibrated risk) over "
     "septic-stay prevalences of 1/1.5, 1 and 1.5 times set A's (threshold_rules.prevalence_maximin)",
 }
-WINDOW_FILE = "deterioration_window.onnx"  # the attention encoder's last-hour graph (the stream's)
+WINDOW_FILE = "deterioration_window.onnx"  # the attention encoder's scored-hours graph (the stream's)
 SEQUENCE_MODEL = "attention"  # since 2.5; docs/models.md, "The sequence model the stream serves"
 TAUGHT_ON = {
     False: "set A as recorded",

@@ -172,49 +172,55 @@ class _FullSequence(nn.Module):
         return torch.sigmoid(s.head(out).squeeze(-1))
 
 
-class _LastHour(nn.Module):
-    """The stream's form: right-padded windows [N, T, F] and their lengths [N] -> the probability of
-    each window's last real hour. Keys and values of every hour, the query, feed-forward and head of
-    the last one only (a third of the full-sequence graph's work on a 48-hour window)."""
+class _ScoredHours(nn.Module):
+    """The stream's form: a patient's consecutive hours [P, T, F] (right-padded) and the positions of
+    the hours to score [P, K] -> their probabilities [P, K], each hour attending to the 47 before it.
+    Keys and values once per hour, shared by the windows of the same patient (a batch scores the hour
+    that closed and the open one: 49 hours of keys, not 96); queries and feed-forward of the scored
+    hours only."""
 
     def __init__(self, model: WindowEncoder) -> None:
         super().__init__()
         self.step = AttentionStep(model)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         s = self.step
         layer, attn, d = s.layer, s.layer.self_attn, s.d
         heads = attn.num_heads
         hd = d // heads
-        b, t = x.shape[0], x.shape[1]
-        e = s.embed(x)  # [N, T, d]
+        b, t, k_n = x.shape[0], x.shape[1], positions.shape[1]
+        e = s.embed(x)  # [P, T, d]
         k, v = nn.functional.linear(layer.norm1(e), attn.in_proj_weight[d:], attn.in_proj_bias[d:]).split(d, -1)
-        last = (lengths - 1).clamp(min=0)
-        e_last = torch.gather(e, 1, last.reshape(b, 1, 1).expand(b, 1, d)).squeeze(1)  # [N, d]
-        q = nn.functional.linear(layer.norm1(e_last), attn.in_proj_weight[:d], attn.in_proj_bias[:d])
-        scores = (k.reshape(b, t, heads, hd) * q.reshape(b, 1, heads, hd)).sum(-1) / hd**0.5  # [N, T, heads]
-        real = torch.arange(t)[None, :] < lengths[:, None]
-        weights = torch.softmax(scores.masked_fill(~real[:, :, None], float("-inf")), 1)
-        mixed = (weights[..., None] * v.reshape(b, t, heads, hd)).sum(1).reshape(b, d)
-        r = e_last + attn.out_proj(mixed)
+        e_q = torch.gather(e, 1, positions[:, :, None].expand(b, k_n, d))  # [P, K, d]
+        q = nn.functional.linear(layer.norm1(e_q), attn.in_proj_weight[:d], attn.in_proj_bias[:d])
+        q, k, v = (z.reshape(b, -1, heads, hd).transpose(1, 2) for z in (q, k, v))  # [P, heads, ., hd]
+        j = torch.arange(t)[None, None, :]
+        allowed = (j <= positions[:, :, None]) & (j > positions[:, :, None] - WINDOW)  # [P, K, T]
+        scores = (q @ k.transpose(-1, -2) / hd**0.5).masked_fill(~allowed[:, None], float("-inf"))
+        mixed = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(b, k_n, d)
+        r = e_q + attn.out_proj(mixed)
         out = r + layer.linear2(layer.activation(layer.linear1(layer.norm2(r))))
         return torch.sigmoid(s.head(out).squeeze(-1))
 
 
 def export_onnx(model: WindowEncoder, step_path: str, sequence_path: str, window_path: str | None = None) -> None:
     """The one-step graph ``vigil predict`` steps through whole stays, the full-sequence graph
-    (checks) and, with ``window_path``, the last-hour graph the stream scores windows with."""
+    (checks) and, with ``window_path``, the scored-hours graph the stream scores with."""
     model.eval()
     hidden = state_size(model.d_model)
     export_graphs(AttentionStep(model), _FullSequence(model), model.n_in, hidden, step_path, sequence_path)
     if window_path is not None:
         torch.onnx.export(
-            _LastHour(model).eval(),
-            (torch.zeros(2, 5, model.n_in), torch.tensor([5, 3])),
+            _ScoredHours(model).eval(),
+            (torch.zeros(2, 5, model.n_in), torch.tensor([[3, 4], [1, 2]])),
             window_path,
-            input_names=["windows", "lengths"],
+            input_names=["hours", "positions"],
             output_names=["probability"],
-            dynamic_axes={"windows": {0: "batch", 1: "hours"}, "lengths": {0: "batch"}, "probability": {0: "batch"}},
+            dynamic_axes={
+                "hours": {0: "batch", 1: "hours"},
+                "positions": {0: "batch", 1: "scored"},
+                "probability": {0: "batch", 1: "scored"},
+            },
             opset_version=17,
             dynamo=False,
         )

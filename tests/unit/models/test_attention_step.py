@@ -77,20 +77,22 @@ def test_exported_graphs_equal_the_model_and_leave_it_in_eval_mode(tmp_path: Pat
     np.testing.assert_allclose(seq.run(None, {"sequence": x.numpy()})[0], full, atol=1e-6)
 
 
-def test_last_hour_graph_equals_the_encoder_on_right_padded_windows(tmp_path: Path) -> None:
-    """The stream's graph: windows of different lengths in one batch, each its last real hour."""
+def test_scored_hours_graph_equals_the_encoder_per_window(tmp_path: Path) -> None:
+    """The stream's graph: patients with different numbers of hours and of scored hours in one batch,
+    each scored hour from its own 48-hour window, padding never reaching a real hour."""
     ort = pytest.importorskip("onnxruntime")
     from vigil.models.train import attention
 
     model = _model(3)
     attention.export_onnx(model, str(tmp_path / "s.onnx"), str(tmp_path / "q.onnx"), str(tmp_path / "w.onnx"))
-    lengths = np.array([48, 1, 17, 30])
-    x = torch.randn(4, 48, 12)
-    want = []
+    x = torch.randn(3, 60, 12)
+    lengths = [60, 2, 30]
+    positions = np.array([[57, 58, 59], [0, 1, 1], [27, 28, 29]], np.int64)  # the last K real hours (padded)
+    for i, n in enumerate(lengths):
+        x[i, n:] = 1e3  # padding
+    graph = ort.InferenceSession(str(tmp_path / "w.onnx"))
+    got = graph.run(None, {"hours": x.numpy(), "positions": positions})[0]
     with torch.no_grad():
         for i, n in enumerate(lengths):
-            want.append(float(torch.sigmoid(model(x[i : i + 1, :n]))[0, -1]))
-    x[1, 1:] = 1e3  # padding must not reach a window's real hours
-    graph = ort.InferenceSession(str(tmp_path / "w.onnx"))
-    got = graph.run(None, {"windows": x.numpy(), "lengths": lengths.astype(np.int64)})[0]
-    np.testing.assert_allclose(got, np.array(want), atol=1e-6)
+            full = torch.sigmoid(model(x[i : i + 1, :n]))[0]  # the banded encoder over the real hours
+            np.testing.assert_allclose(got[i], full[positions[i]].numpy(), atol=1e-6)

@@ -65,12 +65,14 @@ class NumpyWindow:
         self.recency = np.linspace(0.5, 1.5, self.window)
         self.window_model = WindowModel(self.windows, self.window)
 
-    def windows(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        out = []
-        for xs, n in zip(x, lengths, strict=True):
-            _, probs = run_chains(self, [(None, xs[:n])], self.hidden)[0]
-            out.append(probs[-1])
-        return np.array(out, np.float32)
+    def windows(self, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Each position's probability, stepped from the zero state through its own window only."""
+        out = np.zeros(positions.shape, np.float32)
+        for i, j in np.ndindex(*positions.shape):
+            pos = positions[i, j]
+            _, probs = run_chains(self, [(None, x[i, max(0, pos - self.window + 1) : pos + 1])], self.hidden)[0]
+            out[i, j] = probs[-1]
+        return out
 
     def __call__(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n, k = self.window - 1, self.embed
