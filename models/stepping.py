@@ -225,7 +225,7 @@ def plan_advances(
     scores, and ``score_windows`` scores each hour from its own window. Those hours are in the rows
     whenever the stay is older than the window (the boundary is then at most ``hour - WINDOW_HOURS``;
     a stay younger than that has every hour since admission), so the scores equal offline scoring,
-    late events included, without ~12 KB of key/value cache per patient in Redis."""
+    late events included, without 24 KB of key/value caches (two states) per patient in Redis."""
     n = len(carries)
     if not n == len(rows) == len(last_hours) == len(statics) == len(changed_from):
         raise ValueError("one carry, rows, hour, static and changed_from per patient")

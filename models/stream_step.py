@@ -115,8 +115,8 @@ def step_request(window: PatientWindow, carry: StayCarry | None, anchor_before: 
 
 
 def plan_requests(requests: Sequence[StepRequest], window: int | None = None) -> list[Advance]:
-    """The batch's plans: every request through one ``plan_advances`` call (``window``: the bundle's
-    window model, ``SteppingBundle.window``)."""
+    """The batch's plans: every request through one ``plan_advances`` call (``window``: the hours of
+    the bundle's window model, ``SteppingBundle.window_model``; None for a recurrent model)."""
     return plan_advances(
         [r.carry for r in requests],
         [r.rows for r in requests],
