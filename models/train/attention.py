@@ -137,13 +137,18 @@ class AttentionStep(nn.Module):
         scores = scores.masked_fill(~valid[:, :, None], float("-inf"))  # [B, 48, heads]
         weights = torch.softmax(scores, 1)
         mixed = (weights[..., None] * values.reshape(-1, n + 1, heads, hd)).sum(1).reshape(-1, d)
-        r = e + attn.out_proj(mixed)
-        out = r + self.layer.linear2(self.layer.activation(self.layer.linear1(self.layer.norm2(r))))
-        p = torch.sigmoid(self.head(out).squeeze(-1))
+        p = self.probability(e, mixed)
         h_next = torch.cat(
             [keys[:, 1:].reshape(-1, n * d), values[:, 1:].reshape(-1, n * d), torch.clamp(count + 1, max=n)], 1
         )
         return h_next, p
+
+    def probability(self, e: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
+        """The rest of the layer after attention, for scored hours: embeddings ``e`` [..., d] and
+        their attention outputs ``mixed`` [..., d] (heads concatenated) -> probabilities [...]."""
+        r = e + self.layer.self_attn.out_proj(mixed)
+        out = r + self.layer.linear2(self.layer.activation(self.layer.linear1(self.layer.norm2(r))))
+        return torch.sigmoid(self.head(out).squeeze(-1))
 
 
 class _FullSequence(nn.Module):
@@ -167,9 +172,7 @@ class _FullSequence(nn.Module):
         allowed = (i[None, :] <= i[:, None]) & (i[None, :] > i[:, None] - WINDOW)
         scores = (q @ k.transpose(-1, -2) / hd**0.5).masked_fill(~allowed, float("-inf"))
         mixed = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(b, t, d)
-        r = e + attn.out_proj(mixed)
-        out = r + layer.linear2(layer.activation(layer.linear1(layer.norm2(r))))
-        return torch.sigmoid(s.head(out).squeeze(-1))
+        return s.probability(e, mixed)
 
 
 class _ScoredHours(nn.Module):
@@ -198,9 +201,7 @@ class _ScoredHours(nn.Module):
         allowed = (j <= positions[:, :, None]) & (j > positions[:, :, None] - WINDOW)  # [P, K, T]
         scores = (q @ k.transpose(-1, -2) / hd**0.5).masked_fill(~allowed[:, None], float("-inf"))
         mixed = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(b, k_n, d)
-        r = e_q + attn.out_proj(mixed)
-        out = r + layer.linear2(layer.activation(layer.linear1(layer.norm2(r))))
-        return torch.sigmoid(s.head(out).squeeze(-1))
+        return s.probability(e_q, mixed)
 
 
 def export_onnx(model: WindowEncoder, step_path: str, sequence_path: str, window_path: str | None = None) -> None:
