@@ -274,11 +274,13 @@ def _plan_group(
     emit: list[np.ndarray] = []
     folds: list[np.ndarray] = []
     steps: list[np.ndarray] = []
+    n_folded: list[int] = []  # hours that leave the window in this advance (folded into the carry)
     for carry, r, last, changed in items:
         rows_t = np.arange(len(r))
         first = max(carry.closed + 1, carry.boundary)  # the first hour scored
         emit.append(rows_t[first - carry.boundary :])
         folded = rows_t[: max(carry.boundary, last - WINDOW_HOURS + 1) - carry.boundary]
+        n_folded.append(len(folded))
         if window is None:
             replay = changed is not None and changed <= carry.closed
             closed = carry.boundary - 1 if replay else carry.closed
@@ -287,7 +289,6 @@ def _plan_group(
         else:  # no state to fold; the steps rebuild it from the hours before the first scored one
             folds.append(folded[:0])
             steps.append(rows_t[max(carry.boundary, first - window + 1) - carry.boundary :])
-    n_folded = [max(carry.boundary, last - WINDOW_HOURS + 1) - carry.boundary for carry, _, last, _ in items]
     pat_of = [np.full(len(e), k) for k, e in enumerate(emit)]
     feats = batch_tree_features(padded, series, np.concatenate(pat_of), np.concatenate(emit), static_rows)
     seq_rows = [np.concatenate([f, s]) for f, s in zip(folds, steps, strict=True)]
