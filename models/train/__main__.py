@@ -313,13 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 "version": f"deterioration-{VERSION}",
                 "file": "deterioration_step.onnx",
                 "sequence_file": "deterioration_sequence.onnx",
-                "kind": seq_model.kind,
-                "hidden": seq_model.state_size,
-                **(
-                    {"window_hours": attention.WINDOW, "window_file": WINDOW_FILE}
-                    if args.sequence_model == "attention"
-                    else {}
-                ),
+                **seq_model.serving(),
                 "target": labels.TARGET,
                 "threshold": thresholds["deterioration"],
                 "params": seq_model.params(),
@@ -381,6 +375,14 @@ class _SequenceModel:
             files.append(WINDOW_FILE)
         self.module.export_onnx(model, *(str(out / f) for f in files))
         return files
+
+    def serving(self) -> dict[str, Any]:
+        """What the serving side reads to step this model (``models.bundle``): its kind, its state size
+        and, for a window model, its hours and the graph the stream scores with."""
+        fields: dict[str, Any] = {"kind": self.kind, "hidden": self.state_size}
+        if self.name == "attention":
+            fields |= {"window_hours": attention.WINDOW, "window_file": WINDOW_FILE}
+        return fields
 
     def params(self) -> dict[str, Any]:
         common = {

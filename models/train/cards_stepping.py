@@ -904,8 +904,9 @@ def _sequence_line(manifest: dict[str, Any]) -> str:
         return (
             f"a causal attention encoder over the last {seq['window_hours']} hours of the sequence inputs (one "
             f"pre-norm layer, width {prm['d_model']}, {prm['heads']} heads), each input a running aggregate since "
-            "admission and the hour's own row; served through the one-step ONNX graph with a key/value cache, "
-            "rebuilt from the window at every advance (no state carried in Redis)"
+            "admission and the hour's own row; offline stepped through whole stays by the one-step ONNX graph "
+            "(a key/value cache as its state), in the stream each scored hour from the 48 hours ending there "
+            "(the scored-hours graph; no state carried in Redis)"
         )
     return f"a GRU over the whole stay from admission (hidden {seq['hidden']}), stepped from a carried state"
 
