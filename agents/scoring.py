@@ -98,6 +98,9 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     t_apply = time.perf_counter()
     outcomes = await _step(pids, windows, {pid: states[pid].carry for pid in pids}, anchors)
     t_infer = time.perf_counter()
+    restarted = sum(o.restarted for o in outcomes.values())
+    if restarted:  # a bundle change met carries of another sequence model (models.stepping.own_states)
+        metrics.SEQUENCE_RESTARTS.inc(restarted)
     now = datetime.now(UTC)
     alerts: list[Alert] = []
     for pid in pids:
@@ -132,6 +135,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         queued_ms=None if oldest_ms is None else max(0, started_ms - oldest_ms),
         finals=sum(len(o.closed) for o in outcomes.values()),
         alerts=len(alerts),
+        sequence_restarts=restarted,
         load_apply_ms=_ms(t0, t_apply),
         infer_ms=_ms(t_apply, t_infer),
         build_ms=_ms(t_infer, t_build),

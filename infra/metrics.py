@@ -22,6 +22,11 @@ REDIS_SECONDS = Histogram(
     "Redis round trip per batch",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 2.0),
 )
+SEQUENCE_RESTARTS = Counter(
+    "vigil_sequence_state_restarts_total",
+    "Patients whose carried sequence-model state was written by another model (a bundle changed): "
+    "their deterioration score restarted from a zero state at the window's first hour",
+)
 CONSUMER_LAG = Gauge("vigil_consumer_lag", "Consumer lag (messages) per topic", ["topic"])
 REDIS_UP = Gauge("vigil_redis_up", "1 when the worker's Redis calls succeed")
 INTEROP_IGNORED = Counter("vigil_interop_ignored_total", "FHIR/HL7 parts deliberately not mapped", ["reason"])

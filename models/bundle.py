@@ -31,7 +31,7 @@ import numpy as np
 from vigil.models.integrity import ARTIFACTS_DIR, ArtifactIntegrityError, load_manifest, verify_artifacts
 from vigil.models.site_threshold import AlertThreshold, Site, choose_threshold
 from vigil.models.stay_features import MISSINGNESS_FEATURES, SEQUENCE_INPUTS, TREE_FEATURES
-from vigil.models.stepping import StayCarry, WindowModel, advance_many, run_chains, stay_inputs
+from vigil.models.stepping import StayCarry, WindowModel, advance_many, own_states, run_chains, state_tag, stay_inputs
 from vigil.models.tree_explain import tree_contributions
 from vigil.schemas.scores import FeatureContribution, ModelScore
 
@@ -90,6 +90,12 @@ class SteppingBundle:
     @property
     def hidden(self) -> int:
         return int(self.manifest["models"]["deterioration"]["hidden"])
+
+    @property
+    def state_tag(self) -> int:
+        """What carries this bundle's recurrent states are tagged with (``stepping.state_tag``)."""
+        seq = self.manifest["models"]["deterioration"]
+        return state_tag(self.manifest["files"][seq["file"]]["sha256"])
 
     @property
     def window_model(self) -> WindowModel | None:
@@ -170,10 +176,16 @@ class SteppingBundle:
         explain: bool = True,
     ) -> tuple[list[list[ModelScore]], list[StayCarry]]:
         """The newest hour of many patients (rows from each carry's boundary, see
-        ``stepping.window_rows``): model scores per patient and the carries to save."""
+        ``stepping.window_rows``): model scores per patient and the carries to save. A recurrent
+        model steps only its own states (``stepping.own_states``) and tags the carries it writes."""
+        window = self.window_model
+        if window is None:
+            carries = [own_states(c, self.state_tag, self.hidden)[0] for c in carries]
         feats, p_seq, new = advance_many(
-            self.step, self.hidden, carries, rows, last_hours, statics, changed_from, self.window_model
+            self.step, self.hidden, carries, rows, last_hours, statics, changed_from, window
         )
+        if window is None:
+            new = [dataclasses.replace(c, model=self.state_tag) for c in new]
         p_tree = self.tree_probability(feats)
         comb = self.combine(p_tree, p_seq)
         tops = self.explain(feats) if explain else [[] for _ in carries]

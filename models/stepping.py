@@ -75,16 +75,21 @@ class StayCarry:
     h_boundary: np.ndarray | None = None  # recurrent state after hour boundary-1 (None: admission)
     closed: int = -1  # last hour whose recurrent state is committed in ``h_closed``
     h_closed: np.ndarray | None = None
+    # which sequence model wrote the states (``state_tag`` of its one-step graph); 0: unknown (a
+    # version-1 blob, written before carries were tagged) or no states
+    model: int = 0
 
-    # version u8, boundary i32, closed i32, hidden u16, flags u8 (1: h_boundary, 2: h_closed), agg len u16
-    _VERSION = 1
-    _HEADER = "<BiiHBH"
+    # version u8, boundary i32, closed i32, hidden u16, flags u8 (1: h_boundary, 2: h_closed), agg len u16,
+    # then (version 2) the writer's tag u32
+    _VERSION = 2
+    _HEADERS = {1: "<BiiHBH", 2: "<BiiHBHI"}
 
     def to_bytes(self) -> bytes:
         hidden = next((len(h) for h in (self.h_boundary, self.h_closed) if h is not None), 0)
         flags = (self.h_boundary is not None) | ((self.h_closed is not None) << 1)
         agg = self.agg.to_bytes()
-        parts = [struct.pack(self._HEADER, self._VERSION, self.boundary, self.closed, hidden, flags, len(agg)), agg]
+        head = (self._VERSION, self.boundary, self.closed, hidden, flags, len(agg), self.model if flags else 0)
+        parts = [struct.pack(self._HEADERS[self._VERSION], *head), agg]
         parts += [h.astype("<f4").tobytes() for h in (self.h_boundary, self.h_closed) if h is not None]
         return b"".join(parts)
 
@@ -92,10 +97,11 @@ class StayCarry:
     def from_bytes(cls, blob: bytes | None) -> StayCarry:
         if not blob:
             return cls()
-        version, boundary, closed, hidden, flags, n_agg = struct.unpack_from(cls._HEADER, blob)
-        if version != cls._VERSION:
-            raise ValueError(f"unknown carry blob version {version}")
-        pos = struct.calcsize(cls._HEADER)
+        header = cls._HEADERS.get(blob[0])
+        if header is None:
+            raise ValueError(f"unknown carry blob version {blob[0]}")
+        _, boundary, closed, hidden, flags, n_agg, *tag = struct.unpack_from(header, blob)
+        pos = struct.calcsize(header)
         agg = Aggregates.from_bytes(blob[pos : pos + n_agg])
         pos += n_agg
         states: list[np.ndarray | None] = []
@@ -105,7 +111,26 @@ class StayCarry:
                 pos += 4 * hidden
             else:
                 states.append(None)
-        return cls(boundary, agg, states[0], closed, states[1])
+        return cls(boundary, agg, states[0], closed, states[1], tag[0] if tag else 0)
+
+
+def state_tag(step_sha256: str) -> int:
+    """The tag a carry's states are written with: the first 32 bits of the one-step graph's sha256
+    (never 0, which marks an unknown writer)."""
+    return int(step_sha256[:8], 16) or 1
+
+
+def own_states(carry: StayCarry, tag: int, hidden: int) -> tuple[StayCarry, bool]:
+    """``carry`` as a recurrent model with ``tag`` and ``hidden`` floats of state may step from it:
+    states written by another sequence model (another tag, or another size) are dropped, so the
+    model restarts from a zero state at the carry's boundary and replays the window (``plan_advances``)
+    instead of stepping another model's state. The aggregates, the boundary and the hours already
+    final are kept: tree features and published hours do not change. An untagged state of the right
+    size (a version-1 blob: 2.0-2.4's GRU) is kept, as before tags. True: states were dropped."""
+    states = [h for h in (carry.h_boundary, carry.h_closed) if h is not None]
+    if not states or (carry.model in (0, tag) and all(len(h) == hidden for h in states)):
+        return carry, False
+    return StayCarry(carry.boundary, carry.agg, None, carry.closed, None), True
 
 
 @dataclass
@@ -282,7 +307,7 @@ def _plan_group(
         folded = rows_t[: max(carry.boundary, last - WINDOW_HOURS + 1) - carry.boundary]
         n_folded.append(len(folded))
         if window is None:
-            replay = changed is not None and changed <= carry.closed
+            replay = _replays(carry, changed)
             closed = carry.boundary - 1 if replay else carry.closed
             folds.append(folded)
             steps.append(rows_t[closed + 1 - carry.boundary :])
@@ -297,7 +322,7 @@ def _plan_group(
     plans = []
     at_f = at_s = 0
     for k, (carry, _, last, changed) in enumerate(items):
-        replay = window is None and changed is not None and changed <= carry.closed
+        replay = window is None and _replays(carry, changed)
         n_fold, n_step = len(folds[k]), len(steps[k])
         x_fold, x_step = seq[at_s : at_s + n_fold], seq[at_s + n_fold : at_s + n_fold + n_step]
         at_s += n_fold + n_step
@@ -318,6 +343,14 @@ def _plan_group(
             )
         )
     return plans
+
+
+def _replays(carry: StayCarry, changed: int | None) -> bool:
+    """A recurrent model steps again from ``h_boundary`` through the window: a late event changed a
+    closed hour, or hours are final but no state of them is carried (states dropped by
+    ``own_states``, or a window model's carry read by a recurrent model)."""
+    committed_without_state = carry.h_closed is None and carry.closed >= carry.boundary
+    return committed_without_state or (changed is not None and changed <= carry.closed)
 
 
 def score_windows(model: WindowModel, plans: Sequence[Advance]) -> list[np.ndarray]:

@@ -22,6 +22,7 @@ newest), or when the window was re-anchored in this batch (every hour index move
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from vigil.models.bundle import STEPPING_DIR, SteppingBundle, load_stepping_bund
 from vigil.models.integrity import load_manifest
 from vigil.models.site_threshold import AlertThreshold, Site, choose_threshold
 from vigil.models.step_session import StepSession
-from vigil.models.stepping import Advance, StayCarry, plan_advances, score_windows, window_rows
+from vigil.models.stepping import Advance, StayCarry, own_states, plan_advances, score_windows, window_rows
 from vigil.models.window import PatientWindow
 from vigil.schemas.scores import ModelScore
 
@@ -91,6 +92,9 @@ class StepOutcome:
     closed: list[HourScore]  # hours that closed in this batch, oldest first: final
     closed_rows: np.ndarray  # their hourly rows [len(closed), N_VARS]
     carry: StayCarry  # to save beside the window
+    # the carried states were another sequence model's and were dropped (``stepping.own_states``):
+    # this patient's deterioration score restarted from the window's first hour
+    restarted: bool = False
 
 
 def fresh_carry(window: PatientWindow) -> StayCarry:
@@ -134,10 +138,13 @@ def advance(
     if not requests:
         return []
     window = bundle.window_model
-    plans = plan_requests(requests, window.hours if window else None)
     if window is not None:
+        plans = plan_requests(requests, window.hours)
         probs = score_windows(window, plans)
         return _outcomes(bundle, requests, plans, probs, [p.carry(None, None) for p in plans], explain)
+    owned = [own_states(r.carry, bundle.state_tag, bundle.hidden) for r in requests]
+    requests = [dataclasses.replace(r, carry=c) for r, (c, _) in zip(requests, owned, strict=True)]
+    plans = plan_requests(requests)
     b = len(plans)
     committed = runner.run_chains(
         [p.boundary_chain for p in plans] + [(p.closed_chain[0], p.closed_chain[1][: p.commit_steps]) for p in plans]
@@ -153,8 +160,9 @@ def advance(
         probs.append(np.array([*closed, provisional[i].probabilities[-1]], np.float32))
         h_b = committed[i].state if len(plan.boundary_chain[1]) else plan.boundary_chain[0]
         h_c = committed[b + i].state if plan.commit_steps else plan.closed_chain[0]
-        carries.append(plan.carry(h_b, h_c))  # as Advance.finish
-    return _outcomes(bundle, requests, plans, probs, carries, explain)
+        carries.append(dataclasses.replace(plan.carry(h_b, h_c), model=bundle.state_tag))  # as Advance.finish
+    outcomes = _outcomes(bundle, requests, plans, probs, carries, explain)
+    return [dataclasses.replace(o, restarted=r) for o, (_, r) in zip(outcomes, owned, strict=True)]
 
 
 def _outcomes(

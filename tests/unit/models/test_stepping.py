@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import struct
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -17,7 +19,16 @@ from vigil.models.stay_features import (
     TREE_FEATURES,
     UNSEEN_IN_TRAINING,
 )
-from vigil.models.stepping import StayCarry, WindowModel, advance_many, run_chains, stay_inputs, window_rows
+from vigil.models.stepping import (
+    StayCarry,
+    WindowModel,
+    advance_many,
+    own_states,
+    run_chains,
+    state_tag,
+    stay_inputs,
+    window_rows,
+)
 from vigil.models.window import PatientWindow
 from vigil.schemas.codes import DYNAMIC_CODES
 from vigil.schemas.events import PatientEvent
@@ -183,6 +194,38 @@ def test_aggregate_and_carry_bytes_round_trip() -> None:
     np.testing.assert_array_equal(back.h_boundary, carry.h_boundary)
     np.testing.assert_array_equal(back.h_closed, carry.h_closed)
     assert StayCarry.from_bytes(StayCarry().to_bytes()).h_closed is None
+    tagged = StayCarry.from_bytes(dataclasses.replace(carry, model=0xDEADBEEF).to_bytes())
+    assert tagged.model == 0xDEADBEEF
+    assert StayCarry.from_bytes(StayCarry(model=7).to_bytes()).model == 0  # no states: no writer
+
+
+def test_a_version_1_carry_reads_as_untagged_and_an_unknown_version_is_refused() -> None:
+    """Carries written before tags (2.0-2.4's workers) keep their states, marked as of an unknown writer."""
+    agg = fold(Aggregates.empty(), stay(3, 60), 0)
+    h = np.arange(HIDDEN, dtype=np.float32)
+    a = agg.to_bytes()
+    v1 = struct.pack("<BiiHBH", 1, 12, 40, HIDDEN, 3, len(a)) + a + h.tobytes() + (-h).tobytes()
+    back = StayCarry.from_bytes(v1)
+    assert (back.boundary, back.closed, back.model) == (12, 40, 0) and back.agg.equals(agg)
+    np.testing.assert_array_equal(back.h_closed, -h)
+    with pytest.raises(ValueError, match="version 9"):
+        StayCarry.from_bytes(b"\x09" + v1[1:])
+
+
+def test_own_states_drops_another_models_states_and_keeps_the_rest() -> None:
+    agg = fold(Aggregates.empty(), stay(4, 70), 0)
+    h = np.ones(HIDDEN, np.float32)
+    mine = StayCarry(20, agg, h, 60, h, model=5)
+    assert own_states(mine, 5, HIDDEN) == (mine, False)
+    untagged = dataclasses.replace(mine, model=0)  # a version-1 blob of the right size: kept
+    assert own_states(untagged, 5, HIDDEN) == (untagged, False)
+    stateless = StayCarry(20, agg, None, 60, None)  # a window model's carry: nothing to drop
+    assert own_states(stateless, 5, HIDDEN) == (stateless, False)
+    for foreign in (dataclasses.replace(mine, model=6), dataclasses.replace(untagged, h_closed=np.ones(3, np.float32))):
+        kept, dropped = own_states(foreign, 5, HIDDEN)
+        assert dropped and kept.h_boundary is None and kept.h_closed is None
+        assert (kept.boundary, kept.closed, kept.agg) == (20, 60, agg)  # features and final hours unchanged
+    assert state_tag("00000000" + "f" * 56) == 1 and state_tag("7de383e4" + "0" * 56) == 0x7DE383E4
 
 
 # ---------------------------------------------------------------------------------- features
