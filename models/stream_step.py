@@ -155,14 +155,18 @@ def advance(
     probs, carries = [], []
     for i, (req, plan) in enumerate(zip(requests, plans, strict=True)):
         chain_start = plan.hour - len(plan.closed_chain[1]) + 1  # hour of the closed chain's first step
-        hours = range(max(req.carry.closed + 1, chain_start), plan.hour)  # not finalized before
-        closed = [committed[b + i].probabilities[h - chain_start] for h in hours]
+        closed = [committed[b + i].probabilities[h - chain_start] for h in closing_hours(req.carry, plan.hour)]
         probs.append(np.array([*closed, provisional[i].probabilities[-1]], np.float32))
         h_b = committed[i].state if len(plan.boundary_chain[1]) else plan.boundary_chain[0]
         h_c = committed[b + i].state if plan.commit_steps else plan.closed_chain[0]
         carries.append(dataclasses.replace(plan.carry(h_b, h_c), model=bundle.state_tag))  # as Advance.finish
     outcomes = _outcomes(bundle, requests, plans, probs, carries, explain)
     return [dataclasses.replace(o, restarted=r) for o, (_, r) in zip(outcomes, owned, strict=True)]
+
+
+def closing_hours(carry: StayCarry, hour: int) -> list[int]:
+    """The hours an advance to ``hour`` finalizes: every hour before it not finalized before."""
+    return list(range(max(carry.closed + 1, carry.boundary), hour))
 
 
 def _outcomes(
@@ -179,7 +183,7 @@ def _outcomes(
     p_seq: list[float] = []
     closed_hours: list[list[int]] = []
     for req, plan, p in zip(requests, plans, probs, strict=True):
-        hours = list(range(max(req.carry.closed + 1, req.carry.boundary), plan.hour))  # not finalized before
+        hours = closing_hours(req.carry, plan.hour)
         assert plan.closed_features is not None and len(plan.closed_features) == len(hours) == len(p) - 1
         feats.extend([*plan.closed_features, plan.features])
         p_seq.extend(p.tolist())
