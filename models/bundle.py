@@ -30,7 +30,7 @@ import numpy as np
 
 from vigil.models.integrity import ARTIFACTS_DIR, ArtifactIntegrityError, load_manifest, verify_artifacts
 from vigil.models.site_threshold import AlertThreshold, Site, choose_threshold
-from vigil.models.stay_features import MISSINGNESS_FEATURES, SEQUENCE_INPUTS, TREE_FEATURES
+from vigil.models.stay_features import MISSINGNESS_FEATURES, N_SEQUENCE_INPUTS, SEQUENCE_INPUTS, TREE_FEATURES
 from vigil.models.stepping import StayCarry, WindowModel, advance_many, own_states, run_chains, state_tag, stay_inputs
 from vigil.models.tree_explain import tree_contributions
 from vigil.schemas.scores import FeatureContribution, ModelScore
@@ -43,6 +43,21 @@ MEASUREMENT_PATTERN = "measurement_pattern"  # the grouped missingness features 
 # the deterioration model's one-step graphs this code serves, by the manifest's ``kind``
 SEQUENCE_KINDS = {"attention-step": "causal attention encoder", "gru-step": "GRU"}
 _PATTERN = np.array([n in MISSINGNESS_FEATURES for n in TREE_FEATURES])
+
+
+def sequence_columns(names: Sequence[str]) -> np.ndarray | None:
+    """Indices of a manifest's sequence inputs in ``SEQUENCE_INPUTS`` (None: all of them, in order).
+    Names the code does not compute, or out of its order, are refused."""
+    names = list(names)
+    if names == SEQUENCE_INPUTS:
+        return None
+    unknown = [n for n in names if n not in SEQUENCE_INPUTS]
+    if unknown:
+        raise ArtifactIntegrityError(f"sequence inputs this code does not compute: {unknown[:5]}")
+    cols = np.array([SEQUENCE_INPUTS.index(n) for n in names], np.int64)
+    if len(cols) and not np.all(np.diff(cols) > 0):
+        raise ArtifactIntegrityError("manifest sequence inputs are not in models.stay_features order")
+    return cols
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -90,6 +105,12 @@ class SteppingBundle:
     @property
     def hidden(self) -> int:
         return int(self.manifest["models"]["deterioration"]["hidden"])
+
+    @property
+    def sequence_columns(self) -> np.ndarray | None:
+        """The sequence inputs the model reads, as indices into ``SEQUENCE_INPUTS`` (None: all;
+        bundles 2.0-2.5 read ``SEQUENCE_INPUTS_V1``)."""
+        return sequence_columns(self.manifest["sequence_inputs"])
 
     @property
     def state_tag(self) -> int:
@@ -159,7 +180,9 @@ class SteppingBundle:
         feats = [i.tree_features(np.arange(len(i.rows)), s) for i, s in zip(inputs, statics, strict=True)]
         lengths = [len(f) for f in feats]
         p_tree = self.tree_probability(np.concatenate(feats)) if sum(lengths) else np.zeros(0, np.float32)
-        chains = run_chains(self.step, [(None, i.sequence) for i in inputs], self.hidden, keep_states=False)
+        cols = self.sequence_columns
+        seqs = [i.sequence if cols is None else i.sequence[:, cols] for i in inputs]
+        chains = run_chains(self.step, [(None, x) for x in seqs], self.hidden, keep_states=False)
         p_seq = np.concatenate([p for _, p in chains]) if sum(lengths) else np.zeros(0, np.float32)
         comb = self.combine(p_tree, p_seq)
         bounds = np.r_[0, np.cumsum(lengths)]
@@ -182,7 +205,7 @@ class SteppingBundle:
         if window is None:
             carries = [own_states(c, self.state_tag, self.hidden)[0] for c in carries]
         feats, p_seq, new = advance_many(
-            self.step, self.hidden, carries, rows, last_hours, statics, changed_from, window
+            self.step, self.hidden, carries, rows, last_hours, statics, changed_from, window, self.sequence_columns
         )
         if window is None:
             new = [dataclasses.replace(c, model=self.state_tag) for c in new]
@@ -249,8 +272,8 @@ def load_stepping_bundle(
     verify_artifacts(manifest, d)
     if list(manifest["tree_features"]) != TREE_FEATURES:
         raise ArtifactIntegrityError("manifest tree features differ from models.stay_features.TREE_FEATURES")
-    if list(manifest["sequence_inputs"]) != SEQUENCE_INPUTS:
-        raise ArtifactIntegrityError("manifest sequence inputs differ from models.stay_features.SEQUENCE_INPUTS")
+    columns = sequence_columns(manifest["sequence_inputs"])
+    n_inputs = N_SEQUENCE_INPUTS if columns is None else len(columns)
     models = manifest["models"]
     with np.load(d / models["sepsis_diagnosis"]["contributions_file"]) as z:
         table = {k: z[k] for k in z.files}
@@ -264,6 +287,8 @@ def load_stepping_bundle(
     step = create_session(d / seq["file"], **open_)  # type: ignore[arg-type]
     if step.get_inputs()[1].shape[1] != int(seq["hidden"]):
         raise ArtifactIntegrityError(f"{d}: the one-step graph's state is not the manifest's {seq['hidden']} floats")
+    if step.get_inputs()[0].shape[1] != n_inputs:
+        raise ArtifactIntegrityError(f"{d}: the one-step graph does not read the manifest's {n_inputs} sequence inputs")
     window = create_session(d / seq["window_file"], **open_) if seq["kind"] == "attention-step" else None  # type: ignore[arg-type]
     return SteppingBundle(
         manifest=manifest,

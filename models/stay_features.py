@@ -17,8 +17,11 @@ whole stay, multi-scale vital statistics, clinicians' ratios):
 - habits: ICU hours, lab values drawn in 24 h, hours since any lab; Age, Gender.
 
 Sequence inputs (``sequence_inputs``): per variable the standardized newest value, whether it was
-measured this hour and how stale it is; Age, Gender, ICU hours. A function of the aggregate of
-hour t and row t only, so the recurrent model can step hour by hour from a carried state.
+measured this hour and how stale it is, the standardized max and min since admission, the change
+since the previous measurement and from the patient's baseline, and the measurement rate; Age,
+Gender, ICU hours. A function of the aggregate of hour t and row t only, so the sequence model can
+step hour by hour. A bundle names the inputs its model reads (the manifest's ``sequence_inputs``, in
+this order): bundles 2.0-2.5 read ``SEQUENCE_INPUTS_V1``, a subset.
 
 Variables never measured in the training data (EtCO2 in set A) are left out of both: a channel the
 model never saw can only reach it as noise (issue 12).
@@ -67,11 +70,20 @@ MISSINGNESS_FEATURES: Final[frozenset[str]] = frozenset(
     + list(HABITS)
 )
 
-SEQUENCE_INPUTS: Final[list[str]] = (
+_SEQ_STATICS: Final[list[str]] = ["Age", "Gender", "icu_hours"]
+# the sequence inputs of bundles 2.0-2.5: per variable the standardized newest value, whether it was
+# measured this hour and how stale it is; Age, Gender, ICU hours
+SEQUENCE_INPUTS_V1: Final[list[str]] = (
     [f"{c}_value" for c in USED_CODES]
     + [f"{c}_measured" for c in USED_CODES]
     + [f"{c}_staleness" for c in USED_CODES]
-    + ["Age", "Gender", "icu_hours"]
+    + _SEQ_STATICS
+)
+# and per variable the standardized max and min since admission, the change since the previous
+# measurement and from the patient's baseline, and the measurement rate (the "richer inputs")
+SEQUENCE_HISTORY_STATS: Final[tuple[str, ...]] = ("max", "min", "delta", "from_baseline", "rate")
+SEQUENCE_INPUTS: Final[list[str]] = (
+    SEQUENCE_INPUTS_V1[:-3] + [f"{c}_{s}" for c in USED_CODES for s in SEQUENCE_HISTORY_STATS] + _SEQ_STATICS
 )
 N_SEQUENCE_INPUTS: Final[int] = len(SEQUENCE_INPUTS)
 STALE_HOURS: Final[float] = 48.0
@@ -199,10 +211,25 @@ def batch_sequence_inputs(
     gender = where(np.isnan(st[:, 1]), 0.5, st[:, 1])
     out = np.empty((len(at), N_SEQUENCE_INPUTS), dtype=np.float32)
     k = len(USED_CODES)
-    out[:, :k] = where(seen, z, 0.0)
+    last = where(seen, z, 0.0)
+    out[:, :k] = last
     out[:, k : 2 * k] = ~np.isnan(rows[pat, at][:, _USED])
     out[:, 2 * k : 3 * k] = stale
-    out[:, 3 * k] = age
-    out[:, 3 * k + 1] = gender
-    out[:, 3 * k + 2] = np.log1p(hours.astype(np.float32)) / np.log(100.0)
+    zero_nan = lambda a: np.nan_to_num(standardize(a)[:, _USED], nan=0.0)  # noqa: E731
+    prev = agg.prev_v[pat, at][:, _USED]
+    base = baseline(agg.base_sum[pat, at], agg.base_n[pat, at])
+    history = np.stack(
+        [
+            zero_nan(agg.max[pat, at]),
+            zero_nan(agg.min[pat, at]),
+            where(np.isnan(prev), 0.0, last - zero_nan(agg.prev_v[pat, at])),
+            where(np.isnan(base[:, _USED]), 0.0, last - zero_nan(base)),
+            agg.n[pat, at][:, _USED] / (hours[:, None] + 1.0),
+        ],
+        axis=-1,
+    )
+    out[:, 3 * k : -3] = history.reshape(len(at), -1)
+    out[:, -3] = age
+    out[:, -2] = gender
+    out[:, -1] = np.log1p(hours.astype(np.float32)) / np.log(100.0)
     return out

@@ -224,12 +224,13 @@ def plan_advance(
     static: Mapping[str, float] | None,
     changed_from: int | None = None,
     window: int | None = None,
+    columns: np.ndarray | None = None,
 ) -> Advance:
     """Plan the scoring of hour ``last_hour``. ``rows``: hours ``carry.boundary .. last_hour`` (the
     window and whatever left it since the carry was saved); ``changed_from``: the lowest hour an
     applied event changed (None: only the newest hour changed or nothing did); ``window``: see
     ``plan_advances``."""
-    return plan_advances([carry], [rows], [last_hour], [static], [changed_from], window)[0]
+    return plan_advances([carry], [rows], [last_hour], [static], [changed_from], window, columns)[0]
 
 
 def plan_advances(
@@ -239,6 +240,7 @@ def plan_advances(
     statics: Sequence[Mapping[str, float] | None],
     changed_from: Sequence[int | None],
     window: int | None = None,
+    columns: np.ndarray | None = None,
 ) -> list[Advance]:
     """``plan_advances`` of many patients: their rows padded to one [B, T, N_VARS] array (per group of
     similar lengths, ``_length_groups``), one batched scan, one tree-feature and one sequence-input
@@ -250,7 +252,10 @@ def plan_advances(
     scores, and ``score_windows`` scores each hour from its own window. Those hours are in the rows
     whenever the stay is older than the window (the boundary is then at most ``hour - WINDOW_HOURS``;
     a stay younger than that has every hour since admission), so the scores equal offline scoring,
-    late events included, without 24 KB of key/value caches (two states) per patient in Redis."""
+    late events included, without 24 KB of key/value caches (two states) per patient in Redis.
+
+    ``columns``: the sequence inputs the model reads, as indices into ``SEQUENCE_INPUTS`` (a bundle's
+    ``sequence_columns``; None: all of them)."""
     n = len(carries)
     if not n == len(rows) == len(last_hours) == len(statics) == len(changed_from):
         raise ValueError("one carry, rows, hour, static and changed_from per patient")
@@ -265,6 +270,7 @@ def plan_advances(
                 [(carries[i], rows[i], last_hours[i], changed_from[i]) for i in group],
                 [statics[i] for i in group],
                 window,
+                columns,
             ),
             strict=True,
         ):
@@ -285,6 +291,7 @@ def _plan_group(
     items: Sequence[tuple[StayCarry, np.ndarray, int, int | None]],
     statics: Sequence[Mapping[str, float] | None],
     window: int | None,
+    columns: np.ndarray | None,
 ) -> list[Advance]:
     t_max = max(len(r) for _, r, _, _ in items)
     padded = np.full((len(items), t_max, N_VARS), np.nan, np.float32)
@@ -319,6 +326,8 @@ def _plan_group(
     seq_rows = [np.concatenate([f, s]) for f, s in zip(folds, steps, strict=True)]
     seq_pat = np.concatenate([np.full(len(x), k) for k, x in enumerate(seq_rows)])
     seq = batch_sequence_inputs(padded, series, seq_pat, np.concatenate(seq_rows), static_rows)
+    if columns is not None:
+        seq = seq[:, columns]
     plans = []
     at_f = at_s = 0
     for k, (carry, _, last, changed) in enumerate(items):
@@ -380,11 +389,12 @@ def advance_many(
     statics: Sequence[Mapping[str, float] | None],
     changed_from: Sequence[int | None],
     window: WindowModel | None = None,
+    columns: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[StayCarry]]:
     """Score many patients at their newest hour: (tree features [B, F], provisional sequence-model
     probabilities [B], new carries). Every step of the batch runs in lock step; a ``window`` model
     scores every window of the batch in one call instead (``plan_advances``)."""
-    plans = plan_advances(carries, rows, last_hours, statics, changed_from, window.hours if window else None)
+    plans = plan_advances(carries, rows, last_hours, statics, changed_from, window.hours if window else None, columns)
     feats = np.stack([p.features for p in plans]) if plans else np.zeros((0, 0), np.float32)
     if window is not None:
         probs = score_windows(window, plans)

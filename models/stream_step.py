@@ -118,9 +118,12 @@ def step_request(window: PatientWindow, carry: StayCarry | None, anchor_before: 
     return StepRequest(carry, rows, last, window.statics(), changed)
 
 
-def plan_requests(requests: Sequence[StepRequest], window: int | None = None) -> list[Advance]:
+def plan_requests(
+    requests: Sequence[StepRequest], window: int | None = None, columns: np.ndarray | None = None
+) -> list[Advance]:
     """The batch's plans: every request through one ``plan_advances`` call (``window``: the hours of
-    the bundle's window model, ``SteppingBundle.window_model``; None for a recurrent model)."""
+    the bundle's window model, ``SteppingBundle.window_model``; None for a recurrent model;
+    ``columns``: the sequence inputs it reads, ``SteppingBundle.sequence_columns``)."""
     return plan_advances(
         [r.carry for r in requests],
         [r.rows for r in requests],
@@ -128,6 +131,7 @@ def plan_requests(requests: Sequence[StepRequest], window: int | None = None) ->
         [r.static for r in requests],
         [r.changed_from for r in requests],
         window,
+        columns,
     )
 
 
@@ -139,12 +143,12 @@ def advance(
         return []
     window = bundle.window_model
     if window is not None:
-        plans = plan_requests(requests, window.hours)
+        plans = plan_requests(requests, window.hours, bundle.sequence_columns)
         probs = score_windows(window, plans)
         return _outcomes(bundle, requests, plans, probs, [p.carry(None, None) for p in plans], explain)
     owned = [own_states(r.carry, bundle.state_tag, bundle.hidden) for r in requests]
     requests = [dataclasses.replace(r, carry=c) for r, (c, _) in zip(requests, owned, strict=True)]
-    plans = plan_requests(requests)
+    plans = plan_requests(requests, None, bundle.sequence_columns)
     b = len(plans)
     committed = runner.run_chains(
         [p.boundary_chain for p in plans] + [(p.closed_chain[0], p.closed_chain[1][: p.commit_steps]) for p in plans]

@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from vigil.models.bundle import FORMAT, STEPPING_DIR
-from vigil.models.stay_features import SEQUENCE_INPUTS, TREE_FEATURES, UNSEEN_IN_TRAINING
+from vigil.models.bundle import FORMAT, STEPPING_DIR, sequence_columns
+from vigil.models.stay_features import SEQUENCE_INPUTS, SEQUENCE_INPUTS_V1, TREE_FEATURES, UNSEEN_IN_TRAINING
 from vigil.models.train import (
     attention,
     cohort_features,
@@ -63,7 +63,7 @@ from vigil.models.train import (
 )
 from vigil.schemas.codes import DYNAMIC_CODES
 
-VERSION = "2.5.0"
+VERSION = "2.6.0"
 # a site that sets its own prevalence gets the site table instead of this default (models.site_threshold)
 THRESHOLD_RULE = threshold_rules.BUNDLE_RULE
 THRESHOLD_RULES = {
@@ -73,6 +73,9 @@ THRESHOLD_RULES = {
 }
 WINDOW_FILE = "deterioration_window.onnx"  # the attention encoder's scored-hours graph (the stream's)
 SEQUENCE_MODEL = "attention"  # since 2.5; docs/models.md, "The sequence model the stream serves"
+# what the sequence model reads: v2 since 2.6 (docs/models.md, "The encoder on richer inputs")
+SEQUENCE_INPUT_SETS = {"v2": SEQUENCE_INPUTS, "v1": SEQUENCE_INPUTS_V1}
+SEQUENCE_INPUT_SET = "v2"
 TAUGHT_ON = {
     False: "set A as recorded",
     True: "set A as recorded and a copy with labs drawn at most once a day, half weight each",
@@ -111,11 +114,25 @@ def main(argv: list[str] | None = None) -> int:
         default=SEQUENCE_MODEL,
         help=f"the deterioration model: the causal attention encoder (since 2.5) or the GRU (default {SEQUENCE_MODEL})",
     )
+    ap.add_argument(
+        "--sequence-inputs",
+        choices=tuple(SEQUENCE_INPUT_SETS),
+        default=SEQUENCE_INPUT_SET,
+        help="what the deterioration model reads: v2, with each variable's history since admission (since "
+        f"2.6), or v1, the inputs of 2.0-2.5 (default {SEQUENCE_INPUT_SET})",
+    )
+    ap.add_argument(
+        "--sequence-epochs", type=int, help="epochs of the deterioration model (default: the screened recipe's)"
+    )
     args = ap.parse_args(argv)
     rule = threshold_rules.parse(args.threshold_rule)  # an unknown rule stops here, before hours of training
     if args.smoke:
         sequence.EPOCHS, attention.EPOCHS, trees.WEIGHTED_ROUNDS = 1, 1, 20
+    if args.sequence_epochs:
+        sequence.EPOCHS = attention.EPOCHS = args.sequence_epochs
     seq_model = _SequenceModel(args.sequence_model)
+    seq_names = SEQUENCE_INPUT_SETS[args.sequence_inputs]
+    seq_cols = sequence_columns(seq_names)
     t_start = time.perf_counter()
     import torch
 
@@ -125,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_patients:
         c = data.subsample(c, args.max_patients, args.seed)
     mats = cohort_features.Matrices(c)
-    x, s = mats.tree(None), mats.sequence(None)
+    x, s = mats.tree(None), _columns(mats.sequence(None), seq_cols)
     _check_unseen(c.matrix)
     y, w = labels.utility_targets(c.labels, c.lengths)
     u = shifts.Utility(c.labels, c.lengths)
@@ -151,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         return seq_model.fit(s, y, w, o, np.unique(patient[rows]), args.seed)
 
     def predict_seq(model: Any, rows: np.ndarray, copy: cohort_features.Copy | None) -> np.ndarray:
-        return seq_model.predict(model, mats.sequence(copy), o, np.unique(patient[rows]))
+        return seq_model.predict(model, _columns(mats.sequence(copy), seq_cols), o, np.unique(patient[rows]))
 
     t_cv = time.perf_counter()
     thin_seeds, vitals_seeds = cohort_features.THIN_SEEDS, cohort_features.VITALS_SEEDS
@@ -286,11 +303,13 @@ def main(argv: list[str] | None = None) -> int:
         "training_data": "PhysioNet/CinC Challenge 2019 training set A (ODbL 1.0), doi:10.13026/v64v-d857",
         "training_command": f"python -m vigil.models.train --seed {args.seed} --folds {args.folds}"
         + (" --teach-daily-labs" if taught is not None else " --no-teach-daily-labs")
-        + f" --threshold-rule {args.threshold_rule} --sequence-model {args.sequence_model}",
+        + f" --threshold-rule {args.threshold_rule} --sequence-model {args.sequence_model}"
+        + f" --sequence-inputs {args.sequence_inputs}"
+        + (f" --sequence-epochs {args.sequence_epochs}" if args.sequence_epochs else ""),
         "training_seconds": round(total, 1),
         "platform": platform.platform(),
         "tree_features": TREE_FEATURES,
-        "sequence_inputs": SEQUENCE_INPUTS,
+        "sequence_inputs": seq_names,
         "unseen_in_training": list(UNSEEN_IN_TRAINING),
         "models": {
             "sepsis_diagnosis": {
@@ -398,6 +417,11 @@ class _SequenceModel:
                 **common,
             }
         return {"epochs": sequence.EPOCHS, "hidden": sequence.HIDDEN, **common}
+
+
+def _columns(s: np.ndarray, cols: np.ndarray | None) -> np.ndarray:
+    """The sequence inputs the model reads, of a cohort's full matrix (``stay_features.SEQUENCE_INPUTS``)."""
+    return s if cols is None else np.asarray(s[:, cols])
 
 
 def _septic(c: data.Cohort) -> np.ndarray:

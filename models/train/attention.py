@@ -32,7 +32,7 @@ WINDOW = 48
 CACHE = WINDOW - 1  # hours before the current one that the step's state keeps
 D_MODEL = 32
 HEADS = 4
-EPOCHS = 4  # the screened recipe att_e4_d32_n33 (docs/models.md, "Shift tests v2")
+EPOCHS = 8  # the screened recipe att_e8_d32_n33_i2 (2.6; 2.5 served att_e4_d32_n33, docs/models.md)
 
 
 def state_size(d_model: int = D_MODEL) -> int:

@@ -9,7 +9,6 @@ helps can move into the stepping core unchanged.
   the last 12 and 24 h (the antisymmetric part of the level-2 path signature; the symmetric part
   is a product of level-1 increments, which the trees already see as changes). After the 2019
   challenge's winners (Morrill et al., CinC 2019), here as a small numpy computation.
-- ``seq2``: richer inputs of the recurrent model (``sequence_v2``).
 - ``rel``: values relative to the patient's own history: a vital's distance from its 24-h mean in
   its own 24-h standard deviations, and where the newest value of a vital or key lab sits between
   the lowest and highest since admission (0 = lowest, 1 = highest).
@@ -23,14 +22,14 @@ helps can move into the stepping core unchanged.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Final
 
 import numpy as np
 
 from vigil.models.aggregates import NO_HOUR, AggregateSeries
 from vigil.models.standardize import standardize
-from vigil.models.stay_features import SEQUENCE_INPUTS, TREND_VITALS, USED_CODES, _vital_block, sequence_inputs
+from vigil.models.stay_features import TREND_VITALS, USED_CODES, _vital_block
 from vigil.models.stepping import stay_inputs
 from vigil.models.train.data import CACHE_DIR, Cohort, cached_hour_block
 from vigil.schemas.codes import DYNAMIC_CODES, LABS
@@ -102,32 +101,6 @@ def decayed_labs(rows: np.ndarray, agg: AggregateSeries, emit: np.ndarray) -> np
     return np.concatenate([z * trust, excess], axis=1).astype(np.float32)
 
 
-SEQ2_STATS: Final[tuple[str, ...]] = ("max", "min", "delta", "from_baseline", "rate")
-SEQ2_NAMES: Final[list[str]] = list(SEQUENCE_INPUTS[:-3]) + [f"{c}_{s}" for c in USED_CODES for s in SEQ2_STATS]
-SEQ2_NAMES += list(SEQUENCE_INPUTS[-3:])
-
-
-def sequence_v2(rows: np.ndarray, agg: AggregateSeries, static: Mapping[str, float] | None) -> np.ndarray:
-    """Richer recurrent inputs, still a function of the aggregate of hour t and row t only (the
-    stepping contract): the bundle's inputs plus, per variable, the standardized max and min since
-    admission, change since the previous measurement and from the patient's baseline, and the
-    measurement rate. Unknown values are 0 (the population centre)."""
-    base = sequence_inputs(rows, agg, static)
-    z = lambda a: np.nan_to_num(standardize(a)[:, _USED], nan=0.0)  # noqa: E731
-    last = z(agg.last_v)
-    extra = np.stack(
-        [
-            z(agg.max),
-            z(agg.min),
-            np.where(np.isnan(agg.prev_v[:, _USED]), 0.0, last - z(agg.prev_v)),
-            np.where(np.isnan(agg.baseline()[:, _USED]), 0.0, last - z(agg.baseline())),
-            agg.n[:, _USED] / (agg.hours[:, None] + 1.0),
-        ],
-        axis=-1,
-    ).reshape(len(rows), -1)
-    return np.concatenate([base[:, :-3], extra, base[:, -3:]], axis=1).astype(np.float32)
-
-
 BLOCKS: Final[dict[str, tuple[list[str], Callable[[np.ndarray, AggregateSeries, np.ndarray], np.ndarray]]]] = {
     "sig": (SIG_NAMES, levy_areas),
     "rel": (REL_NAMES, relative),
@@ -137,16 +110,14 @@ VERSION: Final[int] = 1
 
 
 def cohort_block(c: Cohort, name: str, tag: str, log=print) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """A block of every hour of ``c`` (``seq2``: the richer recurrent inputs), cached on disk."""
-    names = SEQ2_NAMES if name == "seq2" else BLOCKS[name][0]
+    """A block of every hour of ``c``, cached on disk."""
+    names = BLOCKS[name][0]
     key = hashlib.sha256(f"{VERSION}|{name}|{'|'.join(names)}|{tag}|{len(c.lengths)}".encode()).hexdigest()[:12]
     path = CACHE_DIR / f"extra-{name}-{tag}-{key}.npy"
 
     def stay_rows(p: int) -> np.ndarray:
         m, static, _ = c.stay(p)
         inputs = stay_inputs(m, static)
-        if name == "seq2":
-            return sequence_v2(inputs.rows, inputs.series, static)
         return BLOCKS[name][1](inputs.rows, inputs.series, np.arange(len(m)))
 
     return cached_hour_block(path, c, len(names), stay_rows, f"extra block {name} {tag}", log)

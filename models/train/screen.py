@@ -8,7 +8,8 @@ features, SepsisLabel unweighted; issue 12 measured it on the unseen hospital to
 the tree features (``no_missingness``, ``no_baseline``, ``no_rates``, ``no_stay_history``, ``no_icu_hours``),
 ``full+<block>`` (candidate blocks of ``extra_features``), ``ens3`` (mean of three seeds' trees),
 ``gru_e<epochs>_h<hidden>_n<negative share %>[_d<dropout %>][_i2]`` (the sequence model alone;
-``_i2``: the richer inputs ``extra_features.sequence_v2``), ``att_e<epochs>_d<width>_n<share %>[_i2]``
+``_i2``: the richer inputs, ``stay_features.SEQUENCE_INPUTS``, which bundle 2.6 serves; without it
+``SEQUENCE_INPUTS_V1``, 2.0-2.5's), ``att_e<epochs>_d<width>_n<share %>[_i2]``
 (the causal attention encoder, ``models.train.attention``). A tree config ending in ``~thin<K>``
 (``full~thin20``) trains every model on a copy of its stays in which each hour's lab draw is kept
 with probability K % (``cohort_features.shifted``, thinning seed 100 + seed; the same hours, labels
@@ -56,7 +57,8 @@ from typing import Any
 
 import numpy as np
 
-from vigil.models.stay_features import MISSINGNESS_FEATURES, TREE_FEATURES
+from vigil.models import bundle
+from vigil.models.stay_features import MISSINGNESS_FEATURES, SEQUENCE_INPUTS_V1, TREE_FEATURES
 from vigil.models.train import cohort_features, data, labels, metrics_file, shifts, stacking, trees
 
 LAB_KEEP = cohort_features.LAB_KEEP
@@ -310,7 +312,7 @@ def tree_recipe(
 def gru_recipe(
     config: str, seed: int, mats: cohort_features.Matrices, y: np.ndarray, w: np.ndarray
 ) -> tuple[Any, Any, int]:
-    from vigil.models.train import extra_features, sequence
+    from vigil.models.train import sequence
 
     parts = {p[0]: p[1:] for p in config.split("_")[1:]}
     kw: dict[str, Any] = {"epochs": int(parts["e"]), "negative_share": int(parts["n"]) / 100}
@@ -320,10 +322,12 @@ def gru_recipe(
         kw["dropout"] = int(parts["d"]) / 100
     o, patient = mats.c.offsets, mats.c.patient_of_row()
 
+    v1 = bundle.sequence_columns(SEQUENCE_INPUTS_V1)
+
     def inputs(copy: cohort_features.Copy | None) -> np.ndarray:
-        if parts.get("i") == "2":
-            return extra_features.cohort_block(mats.cohort(copy), "seq2", mats.tag(copy))
-        return mats.sequence(copy)
+        if parts.get("i") == "2":  # every sequence input (bundle 2.6's)
+            return mats.sequence(copy)
+        return np.asarray(mats.sequence(copy)[:, v1])  # the inputs of bundles 2.0-2.5
 
     s = inputs(None)
 

@@ -12,7 +12,7 @@ import numpy as np
 from synthetic import synthetic_stay
 
 from vigil.models.drift import REFERENCE_FILE, DriftReference
-from vigil.models.stay_features import N_SEQUENCE_INPUTS, SEQUENCE_INPUTS, TREE_FEATURES
+from vigil.models.stay_features import SEQUENCE_INPUTS, TREE_FEATURES
 from vigil.models.stepping import stay_inputs
 from vigil.models.train import trees
 from vigil.models.train.contrib_graph import CONTRIB_FILE, write_contribution_graph
@@ -23,7 +23,8 @@ HIDDEN = 8
 STATIC = {"Age": 71.0, "Gender": 0.0}
 
 
-def build_test_bundle(out: Path, seed: int = 0) -> Path:
+def build_test_bundle(out: Path, seed: int = 0, sequence_inputs: list[str] | None = None) -> Path:
+    """``sequence_inputs``: what its GRU reads (default every input, ``SEQUENCE_INPUTS``)."""
     import lightgbm as lgb
 
     rng = np.random.default_rng(seed)
@@ -42,8 +43,9 @@ def build_test_bundle(out: Path, seed: int = 0) -> Path:
     trees.export_onnx(booster, len(TREE_FEATURES), str(out / "trees.onnx"))
     np.savez_compressed(out / "trees.npz", **trees.tree_table(booster))
     write_contribution_graph(out / "trees.onnx", out / "trees.npz", out / CONTRIB_FILE)
-    weights = GruWeights.random(N_SEQUENCE_INPUTS, HIDDEN, seed)
-    (out / "step.onnx").write_bytes(step_model(weights, N_SEQUENCE_INPUTS).SerializeToString())
+    names = SEQUENCE_INPUTS if sequence_inputs is None else sequence_inputs
+    weights = GruWeights.random(len(names), HIDDEN, seed)
+    (out / "step.onnx").write_bytes(step_model(weights, len(names)).SerializeToString())
     top = ["HR_last", "Resp_last", "icu_hours"]
     ref = DriftReference.build(
         ~np.isnan(r), x[:, [TREE_FEATURES.index(f) for f in top]], DYNAMIC_CODES, top, "synthetic test stays"
@@ -54,7 +56,7 @@ def build_test_bundle(out: Path, seed: int = 0) -> Path:
         "format": "stepping-v2",
         "version": "test-0",
         "tree_features": TREE_FEATURES,
-        "sequence_inputs": SEQUENCE_INPUTS,
+        "sequence_inputs": names,
         "models": {
             "sepsis_diagnosis": {
                 "file": "trees.onnx",

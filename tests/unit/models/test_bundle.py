@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from synthetic import synthetic_stay
 
-from vigil.models.bundle import MEASUREMENT_PATTERN, STEPPING_DIR, load_stepping_bundle
+from vigil.models.bundle import MEASUREMENT_PATTERN, STEPPING_DIR, load_stepping_bundle, sequence_columns
 from vigil.models.integrity import ArtifactIntegrityError, load_manifest
-from vigil.models.stay_features import MISSINGNESS_FEATURES
+from vigil.models.stay_features import MISSINGNESS_FEATURES, SEQUENCE_INPUTS, SEQUENCE_INPUTS_V1
 from vigil.models.stepping import StayCarry, run_chains
 from vigil.schemas.codes import DYNAMIC_CODES
 
@@ -49,6 +49,35 @@ def test_a_sequence_model_the_code_cannot_serve_is_refused(tmp_path: Path, key: 
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactIntegrityError, match="kind|state"):
         load_stepping_bundle(copy)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda names: [*names[:-1], "Lactate_wobble"], "does not compute"),  # a name the code lacks
+        (lambda names: names[::-1], "order"),  # the right names, another order: the graph would misread
+        (lambda names: names[:-1], "does not read"),  # fewer than the graph reads
+    ],
+)
+def test_sequence_inputs_the_graph_does_not_read_are_refused(tmp_path: Path, change, match: str) -> None:  # type: ignore[no-untyped-def]
+    """The manifest's ``sequence_inputs`` say which inputs the deterioration graph reads, in order:
+    names the code cannot compute, another order or another count stop the bundle from opening."""
+    import json
+    import shutil
+
+    copy = tmp_path / "b"
+    shutil.copytree(ART, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["sequence_inputs"] = change(manifest["sequence_inputs"])
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactIntegrityError, match=match):
+        load_stepping_bundle(copy)
+
+
+def test_sequence_columns_select_a_bundles_inputs() -> None:
+    assert sequence_columns(SEQUENCE_INPUTS) is None
+    cols = sequence_columns(SEQUENCE_INPUTS_V1)
+    assert cols is not None and [SEQUENCE_INPUTS[i] for i in cols] == SEQUENCE_INPUTS_V1
 
 
 def test_tree_onnx_equals_native(bundle) -> None:  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from synthetic import synthetic_stay
 
 from vigil.models.bundle import SteppingBundle, load_stepping_bundle
 from vigil.models.site_threshold import Site
+from vigil.models.stay_features import SEQUENCE_INPUTS_V1
 from vigil.models.step_session import StepSession
 from vigil.models.stepping import StayCarry, window_rows
 from vigil.models.stream_step import StepRequest, advance, load_served_bundle
@@ -25,9 +26,11 @@ T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 MODELS = ("sepsis_diagnosis", "deterioration", "combined")
 
 
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_test_bundle(tmp_path_factory.mktemp("bundle"))
+@pytest.fixture(scope="module", params=["v2", "v1"])
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A bundle whose GRU reads every sequence input (2.6's), and one that reads 2.0-2.5's subset."""
+    inputs = SEQUENCE_INPUTS_V1 if request.param == "v1" else None
+    return build_test_bundle(tmp_path_factory.mktemp("bundle"), sequence_inputs=inputs)
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +178,10 @@ def test_a_new_bundle_restarts_the_state_another_sequence_model_carried(bundle: 
     """A worker upgraded to a bundle with another GRU of the same size must not step the old GRU's
     carried state: the carry names its writer, the new model replays the window from a zero state.
     Within the window's first 48 hours that is exactly the new bundle's offline score."""
-    other = load_stepping_bundle(build_test_bundle(tmp_path / "other", seed=1), prefer_gpu=False)
+    other = load_stepping_bundle(
+        build_test_bundle(tmp_path / "other", seed=1, sequence_inputs=bundle.manifest["sequence_inputs"]),
+        prefer_gpu=False,
+    )
     assert other.state_tag != bundle.state_tag and other.hidden == bundle.hidden
     rows = stay(31, 40)
     stream = Stream(bundle)
@@ -219,7 +225,10 @@ def test_a_recurrent_bundle_replays_the_window_when_a_carry_has_no_state(bundle:
 def test_after_a_bundle_change_past_the_window_the_trees_are_exact(bundle: SteppingBundle, tmp_path: Path) -> None:
     """Past the window the new GRU cannot see the hours it never stepped, so its score is approximate
     until the stay ends (docs/operations.md); the trees and the published hours are not affected."""
-    other = load_stepping_bundle(build_test_bundle(tmp_path / "other", seed=1), prefer_gpu=False)
+    other = load_stepping_bundle(
+        build_test_bundle(tmp_path / "other", seed=1, sequence_inputs=bundle.manifest["sequence_inputs"]),
+        prefer_gpu=False,
+    )
     rows = stay(33, 110)
     stream = Stream(bundle)
     for h in range(90):
