@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vigil.models.bundle import SEQUENCE_KINDS
+from vigil.models.stay_features import SEQUENCE_INPUTS_V1
 from vigil.models.train import screen, shifts
 from vigil.models.train.importance import VARIANTS
 from vigil.models.train.paired import SCHEDULED_LABS, taught_on
@@ -890,7 +891,12 @@ def against_previous(metrics: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
-SEQUENCE_CONFIGS = {"gru_e4_h32_n33": "GRU", "att_e4_d32_n33": "attention encoder"}
+# the sequence models screened for the deterioration score, as the card's table heads them
+SEQUENCE_CONFIGS = {
+    "gru_e4_h32_n33": "GRU",
+    "att_e4_d32_n33": "attention",
+    "att_e8_d32_n33_i2": "attention, history inputs",
+}
 
 
 def _sequence_name(manifest: dict[str, Any]) -> str:
@@ -906,34 +912,48 @@ def _sequence_line(manifest: dict[str, Any]) -> str:
             f"pre-norm layer, width {prm['d_model']}, {prm['heads']} heads), each input a running aggregate since "
             "admission and the hour's own row; offline stepped through whole stays by the one-step ONNX graph "
             "(a key/value cache as its state), in the stream each scored hour from the 48 hours ending there "
-            "(the scored-hours graph; no state carried in Redis)"
+            "(the scored-hours graph; no state carried in Redis)" + _sequence_inputs_line(manifest)
         )
     return f"a GRU over the whole stay from admission (hidden {seq['hidden']}), stepped from a carried state"
 
 
+def _sequence_inputs_line(manifest: dict[str, Any]) -> str:
+    n = len(manifest["sequence_inputs"])
+    if manifest["sequence_inputs"] == SEQUENCE_INPUTS_V1:
+        return f"; it reads {n} inputs: each variable's newest value, whether measured this hour, its staleness"
+    return (
+        f"; it reads {n} inputs: each variable's newest value, whether measured this hour, its staleness, "
+        "max and min since admission, change since the previous measurement and from baseline, and "
+        "measurement rate"
+    )
+
+
 def sequence_models(metrics: dict[str, Any]) -> str:
-    """The two sequence models issue 12 names, screened under the bundle's protocol (the served one
+    """The sequence models issue 12 names, screened under the bundle's protocol (the served one
     is chosen by the worst case, docs/models.md), and the served one against the previous bundle's."""
     rows = [r for r in metrics.get("screen_v2", []) if r["config"] in SEQUENCE_CONFIGS and PANELS in r]
     if not rows:
         return ""
     every = (*SHIFTS, PANELS, DAILY, *COMPOUND, *ROUTINE)
     by = {(r["config"], r["seed"]): r for r in rows}
-    gru, att = SEQUENCE_CONFIGS
-    seeds = sorted({s for c, s in by if (gru, s) in by and (att, s) in by})
+    configs = [c for c in SEQUENCE_CONFIGS if any(k[0] == c for k in by)]
+    seeds = sorted({s for _, s in by if all((c, s) in by for c in configs)})
     out = [
-        "\n### The sequence model: attention encoder against the GRU\n",
-        "Both alone, the same inputs, targets, weights and epochs (4), under this protocol; AUROC per shift, "
-        f"screen seeds {' and '.join(map(str, seeds))} (`screen --config {gru} --config {att}`). The served "
-        "`deterioration` model is the one whose worst case ranks higher on every seed (criterion set "
+        "\n### The sequence model: GRU, attention encoder, and the encoder on history inputs\n",
+        "Each alone, the same targets and weights, under this protocol; AUROC per shift, screen seeds "
+        f"{' and '.join(map(str, seeds))} (`screen " + " ".join(f"--config {c}" for c in configs) + "`). "
+        "GRU and attention: the inputs of bundles 2.0-2.5 (each variable's newest value, whether measured "
+        "this hour, staleness), 4 epochs; history inputs: also each variable's max and min since admission, "
+        "change since the previous measurement and from baseline, and measurement rate, 8 epochs. The "
+        "served `deterioration` model is the one whose worst case ranks higher on every seed (criteria set "
         "before the figures, docs/models.md).\n",
-        "| shift | " + " | ".join(f"GRU s{s} | attention s{s}" for s in seeds) + " |",
-        "|---|" + "---|---|" * len(seeds),
+        "| shift | " + " | ".join(f"{SEQUENCE_CONFIGS[c]} s{s}" for s in seeds for c in configs) + " |",
+        "|---|" + "---|" * len(configs) * len(seeds),
     ]
     for k in (*every, "worst"):
-        if all(k in by[(c, s)] for c in (gru, att) for s in seeds):
+        if all(k in by[(c, s)] for c in configs for s in seeds):
             name = "**worst case**" if k == "worst" else SHIFT_NAMES[k]
-            cells = [f"{by[(c, s)][k]['auroc']:.3f}" for s in seeds for c in (gru, att)]
+            cells = [f"{by[(c, s)][k]['auroc']:.3f}" for s in seeds for c in configs]
             out.append(f"| {name} | " + " | ".join(cells) + " |")
     prev = metrics.get("previous_bundle", {}).get("deterioration")
     now = metrics.get("deterioration")
