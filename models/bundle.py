@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,13 +107,13 @@ class SteppingBundle:
     def hidden(self) -> int:
         return int(self.manifest["models"]["deterioration"]["hidden"])
 
-    @property
+    @functools.cached_property
     def sequence_columns(self) -> np.ndarray | None:
         """The sequence inputs the model reads, as indices into ``SEQUENCE_INPUTS`` (None: all;
         bundles 2.0-2.5 read ``SEQUENCE_INPUTS_V1``)."""
         return sequence_columns(self.manifest["sequence_inputs"])
 
-    @property
+    @functools.cached_property
     def state_tag(self) -> int:
         """What carries this bundle's recurrent states are tagged with (``stepping.state_tag``)."""
         seq = self.manifest["models"]["deterioration"]
