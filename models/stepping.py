@@ -19,7 +19,9 @@ Scoring hour L (``advance``):
 4. the recurrent state steps from ``h_closed`` through the hours not yet committed (normally: the
    hour that just closed) and once more through hour L (a provisional score, not committed);
    hours leaving the window are stepped from ``h_boundary``. A late event in a closed hour
-   (``changed_from <= closed``) replays from ``h_boundary``: at most 48 steps, exact.
+   (``changed_from <= closed``) replays from ``h_boundary``: at most 48 steps, exact. So does a carry
+   whose hours are final but which holds no state (``own_states`` drops another model's states; a
+   window model carries none): the model restarts from a zero state at the boundary.
 
 Offline (``stay_inputs`` + ``run_chains``) is the same computation started at admission with an
 empty carry: the whole stay is one scan and one chain of steps. ``tests/unit/models/test_stepping.py``
