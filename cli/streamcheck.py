@@ -30,37 +30,27 @@ from vigil.infra.workers import spawn_worker, stop_worker
 from vigil.schemas import topics
 
 
-def offline_probabilities(files: list[Path]) -> dict[str, np.ndarray]:
-    """The combined risk of every hour, as `vigil predict` writes it."""
+def offline_scores(files: list[Path]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every hour's combined risk, as `vigil predict` writes it, and deterioration score, from the
+    same pass of the served bundle."""
     from vigil.models.offline import predict_dir
 
+    deterioration: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as src, tempfile.TemporaryDirectory() as out:
         for f in files:
             (Path(src) / f.name).symlink_to(f.resolve())
-        predict_dir(src, out)
+        predict_dir(src, out, on_stay=lambda path, risk: deterioration.update({path.stem: risk.deterioration}))
         probs = {}
         for f in files:
             rows = (Path(out) / f.name).read_text().strip().split("\n")[1:]
             probs[f.stem] = np.array([float(r.split("|")[0]) for r in rows])
-    return probs
-
-
-def offline_deterioration(files: list[Path]) -> dict[str, np.ndarray]:
-    """The deterioration score of every hour, from the served bundle offline."""
-    from vigil.models.offline import read_psv
-    from vigil.models.stream_step import load_served_bundle
-
-    bundle = load_served_bundle()
-    stays = [read_psv(f) for f in files]
-    risks = bundle.stay_risks([s[0] for s in stays], [s[1] for s in stays])
-    return {f.stem: r.deterioration for f, r in zip(files, risks, strict=True)}
+    return probs, deterioration
 
 
 def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: float = 600) -> dict[str, Any]:
     files = sorted(data_dir.glob("*.psv"))[:limit]
     stays: list[Stay] = load_stays(files)
-    offline = offline_probabilities(files)
-    offline_seq = offline_deterioration(files)
+    offline, offline_seq = offline_scores(files)
     stack_up(settings)
     run = str(int(time.time()))
     scores: dict[tuple[str, int], list[float]] = defaultdict(list)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from vigil.models.shift import Shift
 from vigil.models.site_threshold import Site
 from vigil.schemas.codes import DYNAMIC_CODES
 from vigil.schemas.errors import UserError
+
+if TYPE_CHECKING:
+    from vigil.models.bundle import StayRisk
 
 SeededShift = tuple[Shift, int]  # a shift and its seed (each stay's generator: [seed, stay index])
 
@@ -104,6 +107,7 @@ def predict_dir(
     chunk_patients: int = 256,
     shift: SeededShift | None = None,
     site: Site | None = None,
+    on_stay: Callable[[Path, StayRisk], None] | None = None,
 ) -> dict[str, Any]:
     """Score every ``.psv`` in ``data_dir`` and write the challenge output format to ``out_dir``.
 
@@ -115,7 +119,8 @@ def predict_dir(
     summary is the combined risk averaged over every hour: a site's ``VIGIL_SITE__MEAN_RISK`` when the
     stays are an export of its own (no labels needed). ``shift``: (``models.shift.Shift``, seed)
     scores the stays as a hospital drawing fewer labs (``labs=0.1``, ``labs=every24h``) or charting
-    vital signs less often (``vitals=0.5``) would record them.
+    vital signs less often (``vitals=0.5``) would record them. ``on_stay``: called with each stay's
+    file and every score of its hours (``vigil replay`` keeps the deterioration score so).
     """
     started = time.perf_counter()
     bundle = _open_bundle(artifacts_dir, site)
@@ -132,6 +137,8 @@ def predict_dir(
         for path, risk in zip(chunk, risks, strict=True):
             label = (risk.combined >= bundle.combined_threshold).astype(np.int8)
             write_predictions(out / path.name, risk.combined, label)
+            if on_stay is not None:
+                on_stay(path, risk)
             n_rows += len(label)
             risk_sum += float(risk.combined.sum())
             n_alert_rows += int(label.sum())
