@@ -153,26 +153,15 @@ def compound_table(metrics: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _taught_thinned(config: str) -> bool:
-    """Taught on a copy with its labs thinned at random (``~thin<K>``, ``~aug<K>``)."""
-    return any(m.startswith(("thin", "aug")) and not m.startswith("augdaily") for m in config.split("~")[1:])
-
-
 def _taught_daily(config: str) -> bool:
     """Taught on a copy with its labs drawn at most once a day (``~augdaily``, ``~augmix<K>``;
     ``paired.taught_on``)."""
     return SCHEDULED_LABS in taught_on(config)
 
 
-def _mixed(config: str) -> bool:
-    """Taught on both copies (``~augmix<K>``, ``screen.mixed``): judged in the protocol-7 section, on
-    the shifts neither copy teaches, not beside the recipes taught on one."""
-    return screen.mixed(config)
-
-
 def _as_recorded(config: str) -> bool:
     """Trained on set A's stays as recorded only (no thinned or scheduled copy)."""
-    return not (_taught_thinned(config) or _taught_daily(config))
+    return not (screen.taught_thinned(config) or _taught_daily(config))
 
 
 def _untaught(config: str, every: tuple[str, ...]) -> tuple[str, ...]:
@@ -190,7 +179,12 @@ def _taught_against(rows: list[dict[str, Any]], base: str) -> list[tuple[dict[st
     for r in rows:
         recipe, *mods = r["config"].split("~")
         untaught = "~".join([recipe, *(m for m in mods if not m.startswith(("thin", "aug")))])
-        if _taught_thinned(r["config"]) and not _mixed(r["config"]) and untaught == base and (base, r["seed"]) in by:
+        if (
+            screen.taught_thinned(r["config"])
+            and not screen.mixed(r["config"])
+            and untaught == base
+            and (base, r["seed"]) in by
+        ):
             pairs.append((r, by[(base, r["seed"])]))
     return pairs
 
@@ -445,7 +439,7 @@ def _taught_on_routine(rows: list[dict[str, Any]], base: str, intervals: dict[tu
     pairs = [
         (r, by[(base, r["seed"])])
         for r in rows
-        if _taught_daily(r["config"]) and not _mixed(r["config"]) and (base, r["seed"]) in by
+        if _taught_daily(r["config"]) and not screen.mixed(r["config"]) and (base, r["seed"]) in by
     ]
     if not pairs:
         return ""

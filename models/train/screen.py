@@ -120,9 +120,8 @@ def training_mods(config: str) -> tuple[str, int, dict[str, Any], int | None]:
     if recipe.split("+")[0] == "reference" and not any(m[1:] in PARAM_SETS for m in mods if m.startswith("p")):
         overrides, rounds = dict(PARAM_SETS[REFERENCE_SETTINGS][0]), PARAM_SETS[REFERENCE_SETTINGS][1]
     for mod in mods:
-        share = re.fullmatch(r"(?:thin|aug|augmix)(\d+)", mod)
-        if share and 0 < int(share[1]) < 100:
-            thin = int(share[1])
+        if _thinned_share(mod):
+            thin = _thinned_share(mod)
         elif mod.startswith("p") and mod[1:] in PARAM_SETS:
             overrides, rounds = {**PARAM_SETS[mod[1:]][0], **overrides}, PARAM_SETS[mod[1:]][1]
         elif mod in ("mono", "mono2"):  # the constraints themselves need the recipe's columns (tree_recipe)
@@ -164,6 +163,20 @@ def scheduled(config: str) -> bool:
     """``~augdaily``, ``~augmix<K>``: a training copy beside the stays as recorded has its labs drawn at
     most once a day (``LAB_SCHEDULES[0]`` hours apart); for ``~augdaily`` instead of thinned at random."""
     return mixed(config) or any(_daily_share(m) for m in config.split("~")[1:])
+
+
+def _thinned_share(mod: str) -> int:
+    """The percentage of lab draws kept in the randomly thinned copy a modifier trains on
+    (``thin<K>``, ``aug<K>``, ``augmix<K>``; 0: none)."""
+    share = re.fullmatch(r"(?:thin|aug|augmix)(\d+)", mod)
+    return int(share[1]) if share and 0 < int(share[1]) < 100 else 0
+
+
+def taught_thinned(config: str) -> bool:
+    """Taught on a copy of its stays with the labs thinned at random (``~thin<K>``, ``~aug<K>``,
+    ``~augmix<K>``). Unlike ``training_mods`` it reads any config, a latched one (``~latch<decay>``)
+    included."""
+    return any(_thinned_share(m) for m in config.split("~")[1:])
 
 
 def copy_share(config: str) -> float:

@@ -34,6 +34,15 @@ def test_training_mods_parse_thinning_and_settings() -> None:
     assert not screen.augmented("full~thin50") and not screen.augmented("full+aug")
 
 
+def test_taught_thinned_reads_every_config_a_latched_one_included() -> None:
+    for config in ("full~thin20", "full~psmooth~mono~aug50", "full~psmooth~mono~augmix10", "full~aug50~latch0.8"):
+        assert screen.taught_thinned(config), config
+    for config in ("full", "full~psmooth~mono~augdaily", "full~augdaily30", "full~psmooth~latch0.8", "full+aug"):
+        assert not screen.taught_thinned(config), config
+    with pytest.raises(SystemExit):  # the training parser still refuses what it cannot train
+        screen.training_mods("full~aug50~latch0.8")
+
+
 def test_the_reference_is_a_fixed_yardstick_and_rows_record_their_tree_settings() -> None:
     # issue 12's reference keeps 2.1's 200 trees whatever the bundle ships (its rows followed the
     # bundle's defaults once, and stopped reproducing when 2.2 changed them)
@@ -613,9 +622,9 @@ def test_each_recipe_trains_on_the_copy_its_modifiers_name() -> None:
     assert screen.copy_share("full~psmooth~mono~augdaily30") == pytest.approx(0.3)
     assert screen.copy_share("full~psmooth~mono~augdaily") == screen.copy_share("full~aug50") == 0.5
     assert screen.training_mods("full~psmooth~mono~augdaily30")[:2] == ("full", 0)
-    from vigil.models.train.cards_stepping import _taught_daily, _taught_thinned
+    from vigil.models.train.cards_stepping import _taught_daily
 
-    assert _taught_daily("full~psmooth~mono~augdaily30") and not _taught_thinned("full~psmooth~mono~augdaily30")
+    assert _taught_daily("full~psmooth~mono~augdaily30") and not screen.taught_thinned("full~psmooth~mono~augdaily30")
     # ~augmix<K>: both copies, labs thinned at random first, a third of the weight each
     assert screen.training_copies("full~psmooth~mono~augmix10", 2) == [("labs", 102), ("labs_every", 24)]
     assert screen.training_mods("full~psmooth~mono~augmix10")[:2] == ("full", 10)
@@ -623,7 +632,7 @@ def test_each_recipe_trains_on_the_copy_its_modifiers_name() -> None:
     assert screen.weight_shares("full~augmix10") == pytest.approx([1 / 3] * 3)
     assert screen.weight_shares("full~augdaily30") == pytest.approx([0.7, 0.3])
     assert not screen.mixed("full~augdaily") and screen.training_copies("full", 1) == []
-    assert _taught_daily("full~augmix10") and _taught_thinned("full~augmix10")
+    assert _taught_daily("full~augmix10") and screen.taught_thinned("full~augmix10")
     from vigil.models.train.cards_stepping import DAILY, RANDOM_LABS, _untaught
 
     every = ("cv", "vitals_thinned", DAILY, *RANDOM_LABS)
