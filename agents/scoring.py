@@ -9,7 +9,7 @@ consume of ``vigil.scores``. Window, carry and alert state are saved together.""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import faust
@@ -98,9 +98,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     t_apply = time.perf_counter()
     outcomes = await _step(pids, windows, {pid: states[pid].carry for pid in pids}, anchors)
     t_infer = time.perf_counter()
-    restarted = sum(o.restarted for o in outcomes.values())
-    if restarted:  # a bundle change met carries of another sequence model (models.stepping.own_states)
-        metrics.SEQUENCE_RESTARTS.inc(restarted)
+    restarted = count_sequence_restarts(outcomes.values())
     now = datetime.now(UTC)
     alerts: list[Alert] = []
     for pid in pids:
@@ -180,6 +178,15 @@ def count_closed_hour(ward: str | None, models: Sequence[ModelScore]) -> None:
     name = ward or UNKNOWN_WARD
     metrics.CLOSED_HOURS.labels(name, "1" if combined.positive else "0").inc()
     metrics.CLOSED_HOURS_RISK.labels(name).inc(combined.probability)
+
+
+def count_sequence_restarts(outcomes: Iterable[StepOutcome]) -> int:
+    """vigil_sequence_state_restarts_total: the patients of a batch whose carried sequence-model state
+    another bundle wrote, dropped and replayed from the window (``models.stepping.own_states``)."""
+    restarted = sum(o.restarted for o in outcomes)
+    if restarted:
+        metrics.SEQUENCE_RESTARTS.inc(restarted)
+    return restarted
 
 
 def _carry_to_save(pid: str, outcomes: dict[str, StepOutcome], states: dict[str, PatientState]) -> StayCarry | None:

@@ -36,3 +36,20 @@ def test_hours_are_counted_by_ward_and_by_the_combined_score_only() -> None:
     # the combined risk only, summed per ward: mean risk = risk_total / hours
     assert abs(_risk("ICU-T") - risk_before["ICU-T"] - 0.5) < 1e-9
     assert abs(_risk("unknown") - risk_before["unknown"] - 0.3) < 1e-9
+
+
+def test_patients_whose_carried_state_another_bundle_wrote_are_counted() -> None:
+    """vigil_sequence_state_restarts_total: one per patient whose states were dropped in a batch."""
+    import numpy as np
+
+    from vigil.agents.scoring import count_sequence_restarts
+    from vigil.models.stepping import StayCarry
+    from vigil.models.stream_step import HourScore, StepOutcome
+
+    def outcome(restarted: bool) -> StepOutcome:
+        return StepOutcome(HourScore(3, np.zeros(1, np.float32), []), [], np.zeros((0, 1)), StayCarry(), restarted)
+
+    before = REGISTRY.get_sample_value("vigil_sequence_state_restarts_total") or 0.0
+    assert count_sequence_restarts([outcome(True), outcome(False), outcome(True)]) == 2
+    assert count_sequence_restarts([outcome(False)]) == 0
+    assert REGISTRY.get_sample_value("vigil_sequence_state_restarts_total") - before == 2
