@@ -216,13 +216,13 @@ def batch_sequence_inputs(
     out[:, k : 2 * k] = ~np.isnan(rows[pat, at][:, _USED])
     out[:, 2 * k : 3 * k] = stale
     zero_nan = lambda a: np.nan_to_num(standardize(a)[:, _USED], nan=0.0)  # noqa: E731
-    prev = agg.prev_v[pat, at][:, _USED]
+    prev = agg.prev_v[pat, at]
     base = baseline(agg.base_sum[pat, at], agg.base_n[pat, at])
     history = np.stack(
         [
             zero_nan(agg.max[pat, at]),
             zero_nan(agg.min[pat, at]),
-            where(np.isnan(prev), 0.0, last - zero_nan(agg.prev_v[pat, at])),
+            where(np.isnan(prev[:, _USED]), 0.0, last - zero_nan(prev)),
             where(np.isnan(base[:, _USED]), 0.0, last - zero_nan(base)),
             agg.n[pat, at][:, _USED] / (hours[:, None] + 1.0),
         ],
