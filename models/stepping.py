@@ -309,14 +309,14 @@ def _plan_group(
     folds: list[np.ndarray] = []
     steps: list[np.ndarray] = []
     n_folded: list[int] = []  # hours that leave the window in this advance (folded into the carry)
-    for carry, r, last, changed in items:
+    replays = [window is None and _replays(carry, changed) for carry, _, _, changed in items]
+    for (carry, r, last, _), replay in zip(items, replays, strict=True):
         rows_t = np.arange(len(r))
         first = max(carry.closed + 1, carry.boundary)  # the first hour scored
         emit.append(rows_t[first - carry.boundary :])
         folded = rows_t[: max(carry.boundary, last - WINDOW_HOURS + 1) - carry.boundary]
         n_folded.append(len(folded))
         if window is None:
-            replay = _replays(carry, changed)
             closed = carry.boundary - 1 if replay else carry.closed
             folds.append(folded)
             steps.append(rows_t[closed + 1 - carry.boundary :])
@@ -332,8 +332,7 @@ def _plan_group(
         seq = seq[:, columns]
     plans = []
     at_f = at_s = 0
-    for k, (carry, _, last, changed) in enumerate(items):
-        replay = window is None and _replays(carry, changed)
+    for k, ((carry, _, last, _), replay) in enumerate(zip(items, replays, strict=True)):
         n_fold, n_step = len(folds[k]), len(steps[k])
         x_fold, x_step = seq[at_s : at_s + n_fold], seq[at_s + n_fold : at_s + n_fold + n_step]
         at_s += n_fold + n_step

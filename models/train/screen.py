@@ -120,8 +120,8 @@ def training_mods(config: str) -> tuple[str, int, dict[str, Any], int | None]:
     if recipe.split("+")[0] == "reference" and not any(m[1:] in PARAM_SETS for m in mods if m.startswith("p")):
         overrides, rounds = dict(PARAM_SETS[REFERENCE_SETTINGS][0]), PARAM_SETS[REFERENCE_SETTINGS][1]
     for mod in mods:
-        if _thinned_share(mod):
-            thin = _thinned_share(mod)
+        if share := _thinned_share(mod):
+            thin = share
         elif mod.startswith("p") and mod[1:] in PARAM_SETS:
             overrides, rounds = {**PARAM_SETS[mod[1:]][0], **overrides}, PARAM_SETS[mod[1:]][1]
         elif mod in ("mono", "mono2"):  # the constraints themselves need the recipe's columns (tree_recipe)
