@@ -21,10 +21,11 @@ from vigil.infra.settings import get_settings
 from vigil.models.alerting import AlertPolicy
 from vigil.models.batching import DynamicBatcher
 from vigil.models.bundle import SteppingBundle
-from vigil.models.site_threshold import SiteThresholdError, site_threshold_hint
+from vigil.models.site_threshold import site_threshold_hint
 from vigil.models.step_session import StepSession
-from vigil.models.stream_step import StepOutcome, StepRequest, advance, load_served_bundle
+from vigil.models.stream_step import StepOutcome, StepRequest, advance, load_served_bundle, served_bundle_dir
 from vigil.schemas.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Rejected, Source
+from vigil.schemas.errors import UserError
 
 log = get_logger(__name__)
 
@@ -71,17 +72,26 @@ def _observe_batch(size: int, seconds: float) -> None:
 
 
 def _load_bundle() -> SteppingBundle | None:
+    settings = get_settings()
     try:
-        settings = get_settings()
         bundle = load_served_bundle(
+            served_bundle_dir(settings.bundle_dir),
             intra_op_threads=settings.batch.intra_op_threads,
             site=settings.site.facts(),
         )
-    except SiteThresholdError:  # a site setting the bundle cannot serve: the operator must fix it
+    except UserError:  # a site setting the bundle cannot serve, a bundle folder without one
         raise
-    except Exception as exc:  # no artifacts: serve rule scores, say so loudly
+    except Exception as exc:
+        if settings.bundle_dir is not None:  # the operator named this bundle: serve it or nothing
+            raise UserError(
+                f"VIGIL_BUNDLE_DIR={settings.bundle_dir}: the bundle does not load ({type(exc).__name__}: "
+                f"{str(exc)[:200]}): fix or replace the folder, or unset VIGIL_BUNDLE_DIR"
+            ) from exc
+        # the shipped bundle missing or damaged: serve rule scores, say so loudly
         log.warning("models.unavailable", reason=type(exc).__name__, detail=str(exc)[:200])
         return None
+    seq_kind = str(bundle.manifest["models"]["deterioration"]["kind"])
+    metrics.BUNDLE_INFO.labels(bundle.version, seq_kind, f"{bundle.state_tag:08x}").set(1)
     chosen = bundle.alert_threshold
     metrics.ALERT_THRESHOLD.labels(chosen.rule).set(chosen.threshold)
     if chosen.training_alert_share is not None:
@@ -97,7 +107,8 @@ def _load_bundle() -> SteppingBundle | None:
         site_mean_risk=chosen.site_mean_risk,
         threshold_capped=chosen.capped,
         providers=bundle.step_session.get_providers(),
-        artifacts=bundle.artifacts_dir.name,
+        artifacts=str(bundle.artifacts_dir),
+        state_tag=f"{bundle.state_tag:08x}",
     )
     hint = site_threshold_hint(chosen.rule)
     if hint:

@@ -25,7 +25,10 @@ console = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="print a JSON summary as the last line")]
 ArtifactsOption = Annotated[
     Path | None,
-    typer.Option(help="model artifacts directory (default: the bundle the worker serves, models/artifacts/stepping)"),
+    typer.Option(
+        help="model artifacts directory (default: the bundle the worker serves, "
+        "VIGIL_BUNDLE_DIR or models/artifacts/stepping)"
+    ),
 ]
 
 SitePrevalenceOption = Annotated[
@@ -85,10 +88,11 @@ def _site(prevalence: float | None, max_share: float | None, mean_risk: float | 
 
 
 def _artifacts(artifacts: Path | None) -> Path | None:
-    """The bundle the stream serves unless told otherwise (`vigil replay` compares with it)."""
+    """The bundle the stream serves (``VIGIL_BUNDLE_DIR`` or the shipped one) unless told otherwise."""
+    from vigil.infra.settings import get_settings
     from vigil.models.stream_step import served_bundle_dir
 
-    return artifacts if artifacts is not None else served_bundle_dir()
+    return artifacts if artifacts is not None else served_bundle_dir(get_settings().bundle_dir)
 
 
 def _shift(spec: str | None, seed: int) -> SeededShift | None:

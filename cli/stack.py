@@ -98,7 +98,7 @@ def worker(
     """Run one Faust worker against the configured (or embedded) Kafka and Redis."""
     from vigil.cli.preflight import require_broker, require_redis
     from vigil.cli.worker import AGENT_MODULES, run_worker_foreground
-    from vigil.models.stream_step import served_alert_threshold
+    from vigil.models.stream_step import served_alert_threshold, served_bundle_dir
     from vigil.schemas.errors import UserError
 
     chosen = tuple(a.strip() for a in agents.split(","))
@@ -106,8 +106,9 @@ def worker(
     if unknown:
         raise UserError(f"unknown agent module {unknown[0]!r} in --agents: choose from {', '.join(AGENT_MODULES)}")
     settings = get_settings()
-    # the site's alert threshold (VIGIL_SITE__*): a value the bundle cannot serve stops here
-    served_alert_threshold(settings.site.facts())
+    # the bundle (VIGIL_BUNDLE_DIR) and the site's alert threshold (VIGIL_SITE__*): a folder without
+    # a bundle, or a value the bundle cannot serve, stops here
+    served_alert_threshold(settings.site.facts(), artifacts_dir=served_bundle_dir(settings.bundle_dir))
     require_broker(settings)  # one line with a hint, not half a minute of connection errors
     require_redis(settings)
     run_worker_foreground(metrics_port or settings.metrics_port, chosen)

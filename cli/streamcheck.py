@@ -30,16 +30,21 @@ from vigil.infra.workers import spawn_worker, stop_worker
 from vigil.schemas import topics
 
 
-def offline_scores(files: list[Path]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def offline_scores(files: list[Path], bundle_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Every hour's combined risk, as `vigil predict` writes it, and deterioration score, from the
-    same pass of the served bundle."""
+    same pass of the bundle in ``bundle_dir`` (the one the worker serves)."""
     from vigil.models.offline import predict_dir
 
     deterioration: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as src, tempfile.TemporaryDirectory() as out:
         for f in files:
             (Path(src) / f.name).symlink_to(f.resolve())
-        predict_dir(src, out, on_stay=lambda path, risk: deterioration.update({path.stem: risk.deterioration}))
+        predict_dir(
+            src,
+            out,
+            artifacts_dir=bundle_dir,
+            on_stay=lambda path, risk: deterioration.update({path.stem: risk.deterioration}),
+        )
         probs = {}
         for f in files:
             rows = (Path(out) / f.name).read_text().strip().split("\n")[1:]
@@ -50,7 +55,9 @@ def offline_scores(files: list[Path]) -> tuple[dict[str, np.ndarray], dict[str, 
 def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: float = 600) -> dict[str, Any]:
     files = sorted(data_dir.glob("*.psv"))[:limit]
     stays: list[Stay] = load_stays(files)
-    offline, offline_seq = offline_scores(files)
+    from vigil.models.stream_step import served_bundle_dir
+
+    offline, offline_seq = offline_scores(files, served_bundle_dir(settings.bundle_dir))
     stack_up(settings)
     run = str(int(time.time()))
     scores: dict[tuple[str, int], list[float]] = defaultdict(list)

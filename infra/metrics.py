@@ -27,6 +27,12 @@ SEQUENCE_RESTARTS = Counter(
     "Patients whose carried sequence-model state was written by another model (a bundle changed): "
     "their deterioration score restarted from a zero state at the window's first hour",
 )
+BUNDLE_INFO = Gauge(
+    "vigil_bundle_info",
+    "The model bundle this worker serves (1): its version, the deterioration model's kind and the "
+    "tag its carried states bear; a rollout is done when every worker reports the new version",
+    ["version", "sequence_kind", "state_tag"],
+)
 CONSUMER_LAG = Gauge("vigil_consumer_lag", "Consumer lag (messages) per topic", ["topic"])
 REDIS_UP = Gauge("vigil_redis_up", "1 when the worker's Redis calls succeed")
 INTEROP_IGNORED = Counter("vigil_interop_ignored_total", "FHIR/HL7 parts deliberately not mapped", ["reason"])

@@ -221,6 +221,10 @@ class Settings(BaseSettings):
     users_file: Path | None = None
     api_token: SecretStr | None = None  # bearer token for POST /fhir
     data_dir: Path = Path("../shared/data/physionet2019")
+    # the stepping bundle the worker serves and `vigil predict` / `vigil replay` default to: a
+    # folder `vigil train` wrote (a mounted volume, a registry's download); None = the one shipped
+    # in the package, models/artifacts/stepping (docs/operations.md, "Changing the bundle")
+    bundle_dir: Path | None = None
 
 
 @lru_cache(maxsize=1)

@@ -27,8 +27,8 @@ def _connection_env(prefix: str, section: BaseModel) -> dict[str, str | None]:
 
 
 def worker_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a child process connecting like ``settings``: the same home, endpoints
-    and security protocol. Passwords never go into it: an embedded stack's child reads them from
+    """The environment of a child process connecting like ``settings``: the same home, endpoints,
+    security protocol and bundle. Passwords never go into it: an embedded stack's child reads them from
     ``<home>/secrets`` (0600) through ``infra.connect``; explicit ones are inherited as set."""
     env = dict(os.environ)
     env["VIGIL_HOME"] = str(settings.home)
@@ -39,6 +39,8 @@ def worker_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[
             env.pop(name, None)
         else:
             env[name] = value
+    if settings.bundle_dir is not None:  # the bundle the parent serves or compares with
+        env["VIGIL_BUNDLE_DIR"] = str(settings.bundle_dir)
     env.setdefault("VIGIL_LOG_FORMAT", "json")
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})

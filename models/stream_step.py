@@ -29,18 +29,42 @@ from pathlib import Path
 
 import numpy as np
 
-from vigil.models.bundle import STEPPING_DIR, SteppingBundle, load_stepping_bundle, model_score
-from vigil.models.integrity import load_manifest
+from vigil.models.bundle import STEPPING_DIR, SteppingBundle, is_stepping_bundle, load_stepping_bundle, model_score
+from vigil.models.integrity import ArtifactIntegrityError, load_manifest, verify_artifacts
 from vigil.models.site_threshold import AlertThreshold, Site, choose_threshold
 from vigil.models.step_session import StepSession
 from vigil.models.stepping import Advance, StayCarry, own_states, plan_advances, score_windows, window_rows
 from vigil.models.window import PatientWindow
+from vigil.schemas.errors import UserError
 from vigil.schemas.scores import ModelScore
 
 
-def served_bundle_dir() -> Path:
-    """The bundle the worker serves and ``vigil predict`` / ``vigil replay`` compare with."""
-    return STEPPING_DIR
+def served_bundle_dir(configured: str | Path | None = None) -> Path:
+    """The bundle the worker serves and ``vigil predict`` / ``vigil replay`` compare with: the
+    operator's folder (``VIGIL_BUNDLE_DIR``, the settings' ``bundle_dir``) where one is configured,
+    else the shipped ``models/artifacts/stepping``. A configured folder is checked whole here (a
+    stepping manifest, every file at its pinned sha256), so that a mistyped path or a half-copied
+    bundle is the operator's one line before any work, never a worker serving rule scores instead."""
+    if configured is None:
+        return STEPPING_DIR
+    d = Path(configured)
+    try:
+        if not is_stepping_bundle(d):
+            raise BundleDirError(
+                f"VIGIL_BUNDLE_DIR={d} holds no stepping bundle (a manifest.json that `vigil train` wrote): "
+                "point it at such a folder, or unset it to serve the shipped models/artifacts/stepping"
+            )
+        verify_artifacts(load_manifest(d), d)
+    except (ArtifactIntegrityError, OSError, ValueError, KeyError) as exc:
+        raise BundleDirError(
+            f"VIGIL_BUNDLE_DIR={d}: the bundle is damaged ({exc}): copy it again from what `vigil train` "
+            "wrote, or unset VIGIL_BUNDLE_DIR to serve the shipped bundle"
+        ) from exc
+    return d
+
+
+class BundleDirError(UserError):
+    """The configured bundle folder holds no stepping bundle, or a damaged one."""
 
 
 def served_alert_threshold(site: Site | None = None, artifacts_dir: str | Path | None = None) -> AlertThreshold | None:

@@ -3,6 +3,7 @@ running `vigil demo` is left alone), and factories for workers and readers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -110,14 +111,42 @@ def spawn(stack, stack_settings, stack_home: Path) -> Iterator[Callable[..., sub
         stop_worker(proc, timeout_s=10)
 
 
-@pytest.fixture(scope="session")
-def shared_worker(stack, stack_settings, stack_home: Path):
-    """One worker for the integration tests that only need a running pipeline."""
-    from vigil.infra.workers import spawn_worker, stop_worker
+class SharedWorker:
+    """The session's one worker, which a test that must own every partition can stop for a while."""
 
-    proc = spawn_worker(stack_settings, stack_home / "logs" / "shared-worker.log")
-    yield proc
-    stop_worker(proc, timeout_s=10)
+    def __init__(self, settings: object, log: Path) -> None:
+        from vigil.infra.workers import spawn_worker
+
+        self._start = lambda: spawn_worker(settings, log)  # type: ignore[arg-type]
+        self.proc: subprocess.Popen[bytes] | None = self._start()
+
+    def poll(self) -> int | None:
+        assert self.proc is not None, "the shared worker is stopped"
+        return self.proc.poll()
+
+    def stop(self) -> None:
+        from vigil.infra.workers import stop_worker
+
+        if self.proc is not None:
+            stop_worker(self.proc, timeout_s=10)
+            self.proc = None
+
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """Stopped inside the block (its partitions go to the test's own workers), started after."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.proc = self._start()
+
+
+@pytest.fixture(scope="session")
+def shared_worker(stack, stack_settings, stack_home: Path) -> Iterator[SharedWorker]:
+    """One worker for the integration tests that only need a running pipeline."""
+    worker = SharedWorker(stack_settings, stack_home / "logs" / "shared-worker.log")
+    yield worker
+    worker.stop()
 
 
 @pytest.fixture

@@ -134,6 +134,22 @@ def test_a_site_threshold_the_bundle_cannot_serve(env, tmp_path) -> None:
     )
 
 
+def test_a_bundle_folder_without_a_bundle(env, tmp_path) -> None:
+    """VIGIL_BUNDLE_DIR names the bundle to serve: a folder without one stops the worker (not rule
+    scores in its place) and `vigil predict`, before either reads anything else."""
+    data = tmp_path / "psv"
+    data.mkdir()
+    (data / "p1.psv").write_text("HR|Age|Gender|ICULOS\n80|60|1|1\n")
+    empty = tmp_path / "no-bundle"
+    empty.mkdir()
+    folder = {"VIGIL_BUNDLE_DIR": str(empty)}
+    one_line(run(env, "worker", extra=folder), "VIGIL_BUNDLE_DIR", "holds no stepping bundle", "unset it")
+    one_line(run(env, "predict", "--data", str(data), "--out", str(tmp_path / "out"), extra=folder), "VIGIL_BUNDLE_DIR")
+    # half-copied: the manifest pins a file the folder lacks
+    (empty / "manifest.json").write_text('{"format": "stepping-v2", "files": {"trees.onnx": {"sha256": "00"}}}')
+    one_line(run(env, "worker", extra=folder), "VIGIL_BUNDLE_DIR", "damaged", "trees.onnx: missing")
+
+
 def test_offline_fetch_says_where_to_put_the_data(env, tmp_path) -> None:
     line = one_line(run(env, "data", "fetch", "--base-url", (tmp_path / "mirror").as_uri()), "cannot download")
     assert "training_setA" in line and "VIGIL_DATA_DIR" in line

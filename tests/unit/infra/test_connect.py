@@ -98,6 +98,7 @@ def test_children_resolve_the_same_endpoints(tmp_path: Path, monkeypatch: pytest
             embedded_port=30000, embedded_controller_port=30001, brokers=3, security_protocol="SASL_SSL"
         ),
         redis=RedisSettings(embedded_port=30009, ttl_s=60),
+        bundle_dir=tmp_path / "bundle",
     )
     monkeypatch.setenv("VIGIL_KAFKA__BOOTSTRAP", "stale:9092")  # a parent shell's value must not leak
     env = worker_env(parent)
@@ -110,6 +111,7 @@ def test_children_resolve_the_same_endpoints(tmp_path: Path, monkeypatch: pytest
     child = Settings()
     assert kafka_endpoint(child) == kafka_endpoint(parent)
     assert redis_endpoint(child) == redis_endpoint(parent) and child.redis.ttl_s == 60
+    assert child.bundle_dir == parent.bundle_dir  # `vigil replay`'s worker serves what it compares with
 
 
 def test_default_log_key_is_refused_only_against_an_external_broker() -> None:
