@@ -334,11 +334,12 @@ def _summary(
     }
 
 
-def worker_drift(port: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+def worker_drift(port: int) -> tuple[dict[str, dict[str, float]], dict[str, float | str]]:
     """Each ward's input drift as the worker's /metrics shows it (``vigil_drift_*``; agents/drift.py),
     with its closed patient-hours, the share of them at alert level (``vigil_closed_hours_total``) and
     their mean combined risk (``vigil_closed_hours_risk_total``: what ``VIGIL_SITE__MEAN_RISK`` is
-    measured as); and the served alert threshold (``vigil_alert_threshold*``)."""
+    measured as); and the served bundle's version and alert threshold (``vigil_bundle_info``,
+    ``vigil_alert_threshold*``)."""
     from urllib.request import urlopen
 
     from prometheus_client.parser import text_string_to_metric_families
@@ -352,7 +353,7 @@ def worker_drift(port: int) -> tuple[dict[str, dict[str, float]], dict[str, floa
     names = {"vigil_drift_max_psi": "max_psi", "vigil_drift_drifted": "drifted", "vigil_drift_patient_hours": "hours"}
     closed: dict[str, dict[str, float]] = {}
     risk: dict[str, float] = {}
-    served: dict[str, float] = {}
+    served: dict[str, float | str] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name in names:
@@ -367,6 +368,8 @@ def worker_drift(port: int) -> tuple[dict[str, dict[str, float]], dict[str, floa
                 served["training_share"] = round(sample.value, 4)
             elif sample.name == "vigil_training_mean_risk":
                 served["training_mean_risk"] = round(sample.value, 5)
+            elif sample.name == "vigil_bundle_info" and sample.value == 1:
+                served["bundle"] = sample.labels["version"]
     for ward, c in closed.items():
         total = c.get("0", 0.0) + c.get("1", 0.0)
         wards.setdefault(ward, {}).update(
@@ -391,7 +394,7 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
     served = s.get("alert_threshold", {})
     if served:
         console.print(
-            f"alert threshold {served.get('threshold', 0.0):.4f} (flags "
+            f"bundle {served.get('bundle', '?')}, alert threshold {served.get('threshold', 0.0):.4f} (flags "
             f"{100 * served.get('training_share', 0.0):.1f} % of set-A hours; set A's mean risk "
             f"{served.get('training_mean_risk', 0.0):.4f}; docs/operations.md)"
         )

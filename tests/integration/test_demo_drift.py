@@ -12,6 +12,8 @@ from rich.console import Console
 from tests.conftest import free_port, link_cached_kafka_jars
 from vigil.cli.demo import run_demo
 from vigil.infra.settings import Settings
+from vigil.models.bundle import STEPPING_DIR
+from vigil.models.integrity import load_manifest
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +50,7 @@ def test_demo_worker_exposes_ward_drift(tmp_path: Path, monkeypatch: pytest.Monk
     drifted = {ward: d for ward, d in summary["drift"].items() if "hours" in d}
     assert drifted, "no vigil_drift_* series on the worker's /metrics"
     served = summary["alert_threshold"]  # vigil_alert_threshold*: the shipped threshold
+    assert served["bundle"] == load_manifest(STEPPING_DIR)["version"]  # vigil_bundle_info: the shipped bundle
     assert served["threshold"] > 0 and 0 < served["training_share"] < 1
     assert 0 < served["training_mean_risk"] < 1  # vigil_training_mean_risk
     for ward, d in drifted.items():
