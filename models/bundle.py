@@ -13,8 +13,9 @@ hour by hour, stacked and calibrated into one risk (serving side: numpy + onnxru
   sequence weight is 0 (the sequence model cost the alerts' threshold transfer across ICU units;
   docs/models.md).
 
-``stay_risks`` scores whole stays offline (``vigil predict``); ``score_states`` scores the newest
-hour of many patients from their carries (the stream; returns the new carries).
+``stay_risks`` scores whole stays offline (``vigil predict``); the stream scores the newest hour
+of many patients from their carries with ``models.stream_step.advance``, through this bundle's
+sessions, ``tree_probability``, ``combine`` and ``explain``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 from vigil.models.integrity import ARTIFACTS_DIR, ArtifactIntegrityError, load_manifest, verify_artifacts
 from vigil.models.site_threshold import AlertThreshold, Site, choose_threshold
 from vigil.models.stay_features import MISSINGNESS_FEATURES, N_SEQUENCE_INPUTS, SEQUENCE_INPUTS, TREE_FEATURES
-from vigil.models.stepping import StayCarry, WindowModel, advance_many, own_states, run_chains, state_tag, stay_inputs
+from vigil.models.stepping import WindowModel, run_chains, state_tag, stay_inputs
 from vigil.models.tree_explain import tree_contributions
 from vigil.schemas.scores import FeatureContribution, ModelScore
 
@@ -190,42 +191,6 @@ class SteppingBundle:
         return [StayRisk(p_tree[a:b], p_seq[a:b], comb[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
     # ------------------------------------------------------------------ stream
-    def score_states(
-        self,
-        carries: Sequence[StayCarry],
-        rows: Sequence[np.ndarray],
-        last_hours: Sequence[int],
-        statics: Sequence[Mapping[str, float] | None],
-        changed_from: Sequence[int | None],
-        explain: bool = True,
-    ) -> tuple[list[list[ModelScore]], list[StayCarry]]:
-        """The newest hour of many patients (rows from each carry's boundary, see
-        ``stepping.window_rows``): model scores per patient and the carries to save. A recurrent
-        model steps only its own states (``stepping.own_states``) and tags the carries it writes."""
-        window = self.window_model
-        if window is None:
-            carries = [own_states(c, self.state_tag, self.hidden)[0] for c in carries]
-        feats, p_seq, new = advance_many(
-            self.step, self.hidden, carries, rows, last_hours, statics, changed_from, window, self.sequence_columns
-        )
-        if window is None:
-            new = [dataclasses.replace(c, model=self.state_tag) for c in new]
-        p_tree = self.tree_probability(feats)
-        comb = self.combine(p_tree, p_seq)
-        tops = self.explain(feats) if explain else [[] for _ in carries]
-        scores = [
-            [
-                self._score("sepsis_diagnosis", float(p_tree[i]), tops[i]),
-                self._score("deterioration", float(p_seq[i]), []),
-                self._score("combined", float(comb[i]), tops[i]),
-            ]
-            for i in range(len(carries))
-        ]
-        return scores, new
-
-    def _score(self, name: ModelName, p: float, top: list[FeatureContribution]) -> ModelScore:
-        return model_score(self.manifest["models"][name], name, p, top)
-
     def contributions(self, feats: np.ndarray) -> np.ndarray:
         """[B, F] Saabas contributions (log-odds) of the tree model."""
         if self.contrib_session is None:

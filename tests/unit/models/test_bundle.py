@@ -13,7 +13,9 @@ from synthetic import synthetic_stay
 from vigil.models.bundle import MEASUREMENT_PATTERN, STEPPING_DIR, load_stepping_bundle, sequence_columns
 from vigil.models.integrity import ArtifactIntegrityError, load_manifest
 from vigil.models.stay_features import MISSINGNESS_FEATURES, SEQUENCE_INPUTS, SEQUENCE_INPUTS_V1
+from vigil.models.step_session import StepSession
 from vigil.models.stepping import StayCarry, run_chains
+from vigil.models.stream_step import StepOutcome, StepRequest, advance
 from vigil.schemas.codes import DYNAMIC_CODES
 
 ART = Path(os.environ.get("VIGIL_TEST_STEPPING_ARTIFACTS", STEPPING_DIR))
@@ -102,6 +104,11 @@ def test_one_step_graph_equals_torch_and_full_sequence(bundle) -> None:  # type:
         np.testing.assert_allclose(out, probs[a:b], atol=1e-5)
 
 
+def newest(bundle, requests: list[StepRequest]) -> list[StepOutcome]:  # type: ignore[no-untyped-def]
+    """The worker's call: every patient of a batch at its newest hour (``stream_step.advance``)."""
+    return advance(bundle, StepSession(bundle.step_session, bundle.hidden), requests)
+
+
 def test_stream_form_equals_offline(bundle) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(11)
     stays = [synthetic_stay(rng, n)[:, : len(DYNAMIC_CODES)].astype(np.float32) for n in (7, 60, 100)]
@@ -109,16 +116,12 @@ def test_stream_form_equals_offline(bundle) -> None:  # type: ignore[no-untyped-
     carries = [StayCarry() for _ in stays]
     for h in range(100):
         live = [i for i, m in enumerate(stays) if h < len(m)]
-        scores, new = bundle.score_states(
-            [carries[i] for i in live],
-            [stays[i][carries[i].boundary : h + 1] for i in live],
-            [h] * len(live),
-            [STATIC] * len(live),
-            [h] * len(live),
+        outcomes = newest(
+            bundle, [StepRequest(carries[i], stays[i][carries[i].boundary : h + 1], h, STATIC, h) for i in live]
         )
-        for k, i in enumerate(live):
-            carries[i] = new[k]
-            by = {s.model: s for s in scores[k]}
+        for out, i in zip(outcomes, live, strict=True):
+            carries[i] = out.carry
+            by = {s.model: s for s in out.current.models}
             assert abs(by["combined"].probability - offline[i].combined[h]) <= 1e-5
             assert abs(by["deterioration"].probability - offline[i].deterioration[h]) <= 1e-5
             assert by["combined"].positive == (by["combined"].probability >= bundle.combined_threshold)
@@ -127,9 +130,8 @@ def test_stream_form_equals_offline(bundle) -> None:  # type: ignore[no-untyped-
 def test_explanations_lead_with_physiology(bundle) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(3)
     stays = [synthetic_stay(rng, 50)[:, : len(DYNAMIC_CODES)].astype(np.float32) for _ in range(8)]
-    carries = [StayCarry() for _ in stays]
-    scores, _ = bundle.score_states(carries, stays, [49] * 8, [STATIC] * 8, [None] * 8)
-    for patient in scores:
+    outcomes = newest(bundle, [StepRequest(StayCarry(), m, 49, STATIC, None) for m in stays])
+    for patient in (out.current.models for out in outcomes):
         names = [f.feature for f in patient[0].top_features]
         assert names and not set(names) & MISSINGNESS_FEATURES
         assert MEASUREMENT_PATTERN not in names[:-1]  # physiology first, the grouped habits last
