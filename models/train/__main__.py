@@ -22,8 +22,8 @@ once a day, half weight each (the screen's ``~augdaily``); the shift blocks then
    calibration on the OOF predictions; the stored threshold is chosen on the calibrated OOF risk by
    ``--threshold-rule`` (since 2.4 ``prev1.5``: the best worst-case utility over septic-stay
    prevalences 1/1.5..1.5 times set A's; ``best``, 2.3's, maximizes it at set A's own), and so is every
-   shift block's. ``combined_with_gru`` in the metrics is the 2.0 stacker (with the sequence model,
-whichever it is) under the same shift tests.
+   shift block's. ``combined_with_sequence`` in the metrics is the 2.0 stacker (with the sequence
+   model, whichever it is) under the same shift tests.
 4. Final models on all of set A; ONNX (trees, the sequence model's one-step and full-sequence
    graphs), reference arrays for
    the serving tests, the training reference for drift, manifest (sha256) and metrics.
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         "sepsis_diagnosis": shifts.figures(ruled, tree_pred, fold, c.unit, y, w),
         "deterioration": shifts.figures(ruled, seq_pred, fold, c.unit, y, w),
         "combined": shifts.figures(ruled, both, fold, c.unit, y, w, stacking.trees_only_combiner),
-        "combined_with_gru": shifts.figures(ruled, both, fold, c.unit, y, w, stacking.combiner),
+        "combined_with_sequence": shifts.figures(ruled, both, fold, c.unit, y, w, stacking.combiner),
     }
     everything = np.ones(len(y), bool)
     thresholds = {

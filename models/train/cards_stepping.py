@@ -43,7 +43,7 @@ SHIFT_NAMES = {
     "in_unit1": "control: medical ICU, own inner CV",
     "in_unit2": "control: surgical ICU, own inner CV",
 }
-MODELS = ("combined", "sepsis_diagnosis", "deterioration", "combined_with_gru")
+MODELS = ("combined", "sepsis_diagnosis", "deterioration", "combined_with_sequence")
 SEQUENCE_ALONE = ("gru_", "att_")  # screen recipes of a sequence model alone (``screen.gru_recipe``)
 
 ATTRIBUTION = """PhysioNet/CinC Challenge 2019 training set A (ODbL 1.0): "Early Prediction of Sepsis from
@@ -1090,7 +1090,8 @@ and threshold from an inner CV within the training unit, so nothing that sets th
 test-unit stay; "in unit 1/2" are the controls (inner CV on that unit itself). "Best utility" is the
 hindsight optimum on the shifted rows: the gap is what a perfectly re-tuned threshold would have
 gained, and the arrow how far it moved.
-`combined_with_gru` is the 2.0 alert score (the stacker with the sequence model) under the same tests.
+`combined_with_sequence` is the 2.0 alert score (the stacker with the served sequence model, its
+weight fitted, not held at 0) under the same tests.
 
 {shift_table(metrics)}
 {against_previous(metrics)}{sequence_models(metrics)}
@@ -1105,7 +1106,7 @@ stress test (see "How to read the proxy").
 
 {verdicts(metrics)}
 - The sequence model ({_sequence_name(manifest)}) is weaker than the trees and travels worse. Stacked
-  with it, the alert score's worst case is {_worst(metrics, "combined_with_gru")}; without it (this
+  with it, the alert score's worst case is {_worst(metrics, "combined_with_sequence")}; without it (this
   bundle) {comb["worst"]["auroc"]:.3f} / {comb["worst"]["utility"]:.3f}, the trees alone
   {metrics["sepsis_diagnosis"]["worst"]["auroc"]:.3f} / {metrics["sepsis_diagnosis"]["worst"]["utility"]:.3f}. The
   sequence model still runs in the stream and is reported as its own score; it adds nothing to the alerts.
