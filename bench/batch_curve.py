@@ -25,9 +25,12 @@ def steady_requests(stays: list[Stay], n: int) -> tuple[Any, Any, list[Any]]:
     final): what the stream computes for a patient on every new hour."""
     from vigil.models.step_session import StepSession
     from vigil.models.stepping import StayCarry
-    from vigil.models.stream_step import StepRequest, advance, load_served_bundle
+    from vigil.models.stream_step import StepRequest, advance, load_served_bundle, served_bundle_dir
 
-    bundle = load_served_bundle(intra_op_threads=get_settings().batch.intra_op_threads)
+    settings = get_settings()  # the bundle the bench's workers serve (VIGIL_BUNDLE_DIR or the shipped one)
+    bundle = load_served_bundle(
+        served_bundle_dir(settings.bundle_dir), intra_op_threads=settings.batch.intra_op_threads
+    )
     runner = StepSession(bundle.step_session, bundle.hidden)
     stays = [s for s in stays if len(s.matrix) >= 2]
     carries = [StayCarry() for _ in stays]

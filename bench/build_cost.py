@@ -17,7 +17,7 @@ from vigil.infra.replay import pick_stays, stay_events
 from vigil.infra.settings import get_settings
 from vigil.models.scoring import PendingUpdate, build_risk_score
 from vigil.models.step_session import StepSession
-from vigil.models.stream_step import StepOutcome, advance, load_served_bundle, step_request
+from vigil.models.stream_step import StepOutcome, advance, load_served_bundle, served_bundle_dir, step_request
 from vigil.models.window import PatientWindow
 
 HOURS = 12  # each stay's first hours: a window with a closed hour to score
@@ -26,7 +26,7 @@ HOURS = 12  # each stay's first hours: a window with a closed hour to score
 def main(n_stays: int = 40, rounds: int = 20) -> dict[str, float]:
     settings = get_settings()
     stays = pick_stays(ensure_dataset(settings.data_dir, settings.home), n_stays, septic_share=0.3, seed=11)
-    bundle = load_served_bundle(intra_op_threads=1)
+    bundle = load_served_bundle(served_bundle_dir(settings.bundle_dir), intra_op_threads=1)
     runner = StepSession(bundle.step_session, bundle.hidden)
     base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS + 1)
     work: list[tuple[PatientWindow, PendingUpdate, StepOutcome]] = []
