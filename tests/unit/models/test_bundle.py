@@ -11,10 +11,11 @@ import pytest
 from synthetic import synthetic_stay
 
 from vigil.models.bundle import MEASUREMENT_PATTERN, STEPPING_DIR, load_stepping_bundle, sequence_columns
+from vigil.models.bundle_check import reference_checks
 from vigil.models.integrity import ArtifactIntegrityError, load_manifest
 from vigil.models.stay_features import MISSINGNESS_FEATURES, SEQUENCE_INPUTS, SEQUENCE_INPUTS_V1
 from vigil.models.step_session import StepSession
-from vigil.models.stepping import StayCarry, run_chains
+from vigil.models.stepping import StayCarry
 from vigil.models.stream_step import StepOutcome, StepRequest, advance
 from vigil.schemas.codes import DYNAMIC_CODES
 
@@ -82,25 +83,28 @@ def test_sequence_columns_select_a_bundles_inputs() -> None:
     assert cols is not None and [SEQUENCE_INPUTS[i] for i in cols] == SEQUENCE_INPUTS_V1
 
 
-def test_tree_onnx_equals_native(bundle) -> None:  # type: ignore[no-untyped-def]
-    with np.load(ART / "sepsis_diagnosis_reference.npz") as ref:
-        got = bundle.tree_probability(ref["features"])
-        np.testing.assert_allclose(got, ref["probability"], atol=1e-5)
+def test_graphs_equal_their_training_references(bundle) -> None:  # type: ignore[no-untyped-def]
+    """What `vigil bundle check` checks first: the tree graph against native LightGBM, the one-step
+    graph stepped and the scored-hours graph against PyTorch, on the reference arrays of the bundle."""
+    checks = reference_checks(bundle)
+    assert [c.name for c in checks] == [
+        "trees against LightGBM",
+        "deterioration stepped against the training framework",
+        "deterioration windows against the training framework",
+    ]
+    assert all(c.ok and c.rows > 0 for c in checks), [c.summary() for c in checks]
 
 
-def test_one_step_graph_equals_torch_and_full_sequence(bundle) -> None:  # type: ignore[no-untyped-def]
+def test_full_sequence_graph_equals_torch(bundle) -> None:  # type: ignore[no-untyped-def]
     from vigil.models.session import create_session
 
     with np.load(ART / "deterioration_reference.npz") as ref:
         seq, lengths, probs = ref["sequence"], ref["lengths"], ref["probability"]
     bounds = np.r_[0, np.cumsum(lengths)]
-    stays = [seq[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     assert max(lengths) > 48
-    stepped = np.concatenate([p for _, p in run_chains(bundle.step, [(None, s) for s in stays], bundle.hidden)])
-    np.testing.assert_allclose(stepped, probs, atol=1e-5)
     full = create_session(ART / load_manifest(ART)["models"]["deterioration"]["sequence_file"], intra_op_threads=1)
-    for s, (a, b) in zip(stays, zip(bounds[:-1], bounds[1:], strict=True), strict=True):
-        out = full.run(None, {"sequence": s[None].astype(np.float32)})[0][0]
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        out = full.run(None, {"sequence": seq[a:b][None].astype(np.float32)})[0][0]
         np.testing.assert_allclose(out, probs[a:b], atol=1e-5)
 
 

@@ -1,0 +1,82 @@
+"""``vigil bundle check``: before a bundle is rolled out (``VIGIL_BUNDLE_DIR``), check on this
+machine that it opens, scores as its training did and that the stream equals `vigil predict` on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from vigil.cli.jsonout import emit_json
+
+bundle_app = typer.Typer(help="Model bundles: check one before it is served", no_args_is_help=True)
+console = Console()
+JsonFlag = Annotated[bool, typer.Option("--json", help="print a JSON summary as the last line")]
+
+
+@bundle_app.command("check")
+def check(
+    artifacts: Annotated[
+        Path | None,
+        typer.Argument(help="the bundle folder (default: the one the worker serves, VIGIL_BUNDLE_DIR or the shipped)"),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="challenge .psv stays for the stream check (default: the demo's stays)")
+    ] = None,
+    stays: Annotated[int, typer.Option(min=1, max=2000, help="stays advanced hour by hour")] = 20,
+    json_out: JsonFlag = False,
+) -> None:
+    """Open the bundle (every file against its sha256), compare its graphs with the reference arrays
+    training wrote, and advance real stays hour by hour as the worker does against `vigil predict`'s
+    scores of the same rows. Exit 1 when any difference is above the tolerance."""
+    from vigil.infra.dataset import resolve_dataset
+    from vigil.infra.replay import load_stays
+    from vigil.infra.settings import get_settings
+    from vigil.models.bundle import is_stepping_bundle, load_stepping_bundle
+    from vigil.models.bundle_check import TOLERANCE, reference_checks, stream_checks
+    from vigil.models.offline import list_psv
+    from vigil.models.stream_step import served_bundle_dir
+    from vigil.schemas.errors import UserError
+
+    settings = get_settings()
+    folder = artifacts if artifacts is not None else served_bundle_dir(settings.bundle_dir)
+    if not is_stepping_bundle(folder):
+        raise UserError(f"{folder} holds no stepping bundle: pass the folder `vigil train` wrote")
+    source = data if data is not None else resolve_dataset(settings.data_dir, settings.home).path
+    files = list_psv(source)[:stays] if source.is_dir() else []
+    if not files:
+        raise UserError(f"no .psv stays in {source}: pass --data DIR with challenge-format stays")
+    bundle = load_stepping_bundle(folder, intra_op_threads=settings.batch.intra_op_threads)
+    loaded = load_stays(files)
+    checks = reference_checks(bundle) + stream_checks(bundle, [s.matrix for s in loaded], [s.static for s in loaded])
+    for c in checks:
+        mark = "[green]ok[/]" if c.ok else "[red]FAILED[/]"
+        console.print(f"{mark}  {c.name}: max |difference| {c.max_abs_diff:.1e} over {c.rows:,} probabilities")
+    ok = all(c.ok for c in checks)
+    providers = bundle.step_session.get_providers()
+    console.print(
+        f"bundle {bundle.version} in {folder} ({providers[0]}): "
+        + ("every check within" if ok else "a check is above")
+        + f" {TOLERANCE:g}"
+        + ("" if ok else ": do not serve it on this machine; rebuild it (`vigil train`) or fix the runtime")
+    )
+    if json_out:
+        emit_json(
+            {
+                "bundle": bundle.version,
+                "folder": str(folder),
+                "providers": providers,
+                "stays": len(loaded),
+                "tolerance": TOLERANCE,
+                "checks": [c.summary() for c in checks],
+                "ok": ok,
+            }
+        )
+    if not ok:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bundle_app, name="bundle")

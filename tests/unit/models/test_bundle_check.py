@@ -1,0 +1,97 @@
+"""`vigil bundle check` (``models.bundle_check``): the shipped bundle passes on this machine (its
+reference checks also in test_bundle.py); a graph that no longer matches its training reference, or a
+stream that drifts from offline scoring, fails."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from stepbundle import STATIC, build_test_bundle
+from synthetic import synthetic_stay
+from typer.testing import CliRunner
+
+from vigil.cli.bundle import register
+from vigil.models import bundle_check
+from vigil.models.bundle import STEPPING_DIR, load_stepping_bundle
+from vigil.models.bundle_check import TREE_REFERENCE, reference_checks, stream_checks
+from vigil.schemas.codes import DYNAMIC_CODES
+
+SAMPLE = Path(__file__).parents[3] / "data" / "physionet2019-sample"
+
+
+def stays(n: int, seed: int = 5) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [synthetic_stay(rng, int(h))[:, : len(DYNAMIC_CODES)].astype(np.float32) for h in rng.integers(3, 70, n)]
+
+
+def test_a_tree_graph_that_is_not_the_trained_model_fails(tmp_path: Path) -> None:
+    """A bundle whose reference says the trees scored otherwise (a graph exported from another model):
+    every file still matches the manifest, so only the check can tell."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(STEPPING_DIR, copy)
+    with np.load(copy / TREE_REFERENCE) as ref:
+        arrays = {k: ref[k] for k in ref.files}
+    arrays["probability"] = arrays["probability"] + 1e-3
+    np.savez(copy / TREE_REFERENCE, **arrays)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"][TREE_REFERENCE]["sha256"] = hashlib.sha256((copy / TREE_REFERENCE).read_bytes()).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    checks = {c.name: c for c in reference_checks(load_stepping_bundle(copy, prefer_gpu=False))}
+    assert not checks["trees against LightGBM"].ok
+    assert checks["trees against LightGBM"].max_abs_diff == pytest.approx(1e-3, abs=1e-5)
+    assert checks["deterioration stepped against the training framework"].ok
+    res = check_command(str(copy), "--data", str(SAMPLE), "--stays", "2", "--json")
+    assert res.exit_code == 1 and "do not serve it" in res.output
+    assert json.loads(res.output.strip().split("\n")[-1])["ok"] is False
+
+
+@pytest.mark.parametrize("inputs", ["v2", "v1"])
+def test_the_stream_equals_offline_on_a_recurrent_bundle(tmp_path: Path, inputs: str) -> None:
+    from vigil.models.stay_features import SEQUENCE_INPUTS_V1
+
+    d = build_test_bundle(tmp_path / "b", sequence_inputs=SEQUENCE_INPUTS_V1 if inputs == "v1" else None)
+    bundle = load_stepping_bundle(d, prefer_gpu=False)
+    assert reference_checks(bundle) == []  # the synthetic bundle has no reference arrays
+    matrices = stays(6)
+    checks = stream_checks(bundle, matrices, [STATIC] * 6)
+    assert all(c.ok for c in checks), [c.summary() for c in checks]
+    assert checks[0].rows == sum(len(m) for m in matrices) + sum(len(m) - 1 for m in matrices)  # finals + newest
+
+
+def test_a_stream_that_drifts_from_offline_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check reads what the worker's call publishes: a stream off by 1e-4 on one model fails it."""
+    real = bundle_check.advance
+
+    def drifting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        outs = real(*args, **kwargs)
+        for out in outs:
+            for m in out.current.models:
+                if m.model == "deterioration":
+                    object.__setattr__(m, "probability", m.probability + 1e-4)
+        return outs
+
+    monkeypatch.setattr(bundle_check, "advance", drifting)
+    bundle = load_stepping_bundle(STEPPING_DIR, prefer_gpu=False)
+    checks = {c.name: c for c in stream_checks(bundle, stays(3), [STATIC] * 3)}
+    assert checks["stream combined against vigil predict"].ok
+    assert not checks["stream deterioration against vigil predict"].ok
+
+
+def check_command(*args: str):  # type: ignore[no-untyped-def]
+    app = typer.Typer()
+    register(app)
+    return CliRunner().invoke(app, ["bundle", "check", *args])
+
+
+def test_the_command_prints_its_checks_and_exits_by_them() -> None:
+    res = check_command("--data", str(SAMPLE), "--stays", "3", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output.strip().split("\n")[-1])
+    assert summary["ok"] and summary["stays"] == 3 and len(summary["checks"]) == 5
+    assert summary["bundle"] == json.loads((STEPPING_DIR / "manifest.json").read_text())["version"]
