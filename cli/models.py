@@ -120,7 +120,7 @@ def _progress(label: str) -> Progress:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        transient=False,
+        transient=True,  # gone when the command ends: its summary line, or one line saying what failed
     )
 
 

@@ -31,32 +31,75 @@ LABEL_COLUMN = "SepsisLabel"
 ProgressFn = Callable[[int, int], None]
 
 
+class PsvFormatError(UserError):
+    """A file that is not a challenge ``.psv`` (one line: which file, where, what a .psv holds)."""
+
+
 def read_psv(path: str | Path) -> tuple[np.ndarray, dict[str, float], np.ndarray | None]:
     """Read one challenge file: (matrix float32 [T, len(DYNAMIC_CODES)], static, labels or None).
 
     Static values are taken from the first row (they are constant within a stay in set A);
-    a missing static value is NaN.
+    a missing static value is NaN, and so is an empty field. A file without the challenge's
+    columns, with a row of another length, a value that is not a number, or an infinite one, is a
+    ``PsvFormatError`` naming the file and the place: never a stay scored from misread columns.
     """
-    text = Path(path).read_text()
-    lines = text.strip().split("\n")
-    header = lines[0].strip().split("|")
-    ncol = len(header)
-    body = "|".join(line.strip() for line in lines[1:])
-    if body:
-        values = np.array(body.split("|"), dtype=np.float64).reshape(-1, ncol)
-    else:
-        values = np.zeros((0, ncol), dtype=np.float64)
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise PsvFormatError(f"{path.name}: not a text file: {_PSV_HINT}") from None
+    lines = [line.strip() for line in text.strip().splitlines()]
+    header = lines[0].split("|") if lines else []
     col = {name: i for i, name in enumerate(header)}
-    dyn = [col[c] for c in DYNAMIC_CODES]
-    matrix = values[:, dyn].astype(np.float32)
+    missing = [c for c in DYNAMIC_CODES if c not in col]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise PsvFormatError(f"{path.name}: no column {', '.join(missing[:3])}{more} in its header: {_PSV_HINT}")
+    values = _psv_values(path.name, lines[1:], len(header))
+    matrix = values[:, [col[c] for c in DYNAMIC_CODES]].astype(np.float32)
     static: dict[str, float] = {}
     for name in STATIC_COLUMNS:
         if name in col and len(values):
             static[name] = float(values[0, col[name]])
         else:
             static[name] = float("nan")
-    labels = values[:, col[LABEL_COLUMN]].astype(np.int8) if LABEL_COLUMN in col else None
+    labels = None
+    if LABEL_COLUMN in col:
+        raw = values[:, col[LABEL_COLUMN]]
+        if not np.isin(raw, (0.0, 1.0)).all():
+            raise PsvFormatError(f"{path.name}: {LABEL_COLUMN} must be 0 or 1 on every row: {_PSV_HINT}")
+        labels = raw.astype(np.int8)
     return matrix, static, labels
+
+
+_PSV_HINT = "a challenge .psv is a header of its columns (HR|O2Sat|...|ICULOS) and one row per hour, pipe-separated"
+
+
+def _psv_values(name: str, rows: list[str], ncol: int) -> np.ndarray:
+    """The body as float64 [T, ncol]: one parse of the whole body (``vigil predict``'s speed), and
+    only when that fails a row-by-row pass, which reads an empty field as NaN or says where the
+    body is wrong."""
+    if not rows:
+        return np.zeros((0, ncol), np.float64)
+    try:
+        values = np.array("|".join(rows).split("|"), dtype=np.float64)
+    except ValueError:
+        values = None
+    if values is not None and all(row.count("|") == ncol - 1 for row in rows) and not np.isinf(values).any():
+        return values.reshape(len(rows), ncol)
+    out = np.empty((len(rows), ncol), np.float64)
+    for n, row in enumerate(rows):
+        fields = row.split("|")
+        if len(fields) != ncol:
+            raise PsvFormatError(f"{name}, line {n + 2}: {len(fields)} fields where the header has {ncol}: {_PSV_HINT}")
+        for j, field in enumerate(fields):
+            try:
+                out[n, j] = float(field) if field.strip() else np.nan
+            except ValueError:
+                raise PsvFormatError(f"{name}, line {n + 2}: {field[:20]!r} is not a number: {_PSV_HINT}") from None
+            if np.isinf(out[n, j]):
+                raise PsvFormatError(f"{name}, line {n + 2}: {field[:20]!r} is not a finite value: {_PSV_HINT}")
+    return out
 
 
 def list_psv(data_dir: str | Path) -> list[Path]:

@@ -85,6 +85,11 @@ def test_bad_file_format(env, tmp_path) -> None:
     result = run(env, "plan", "score", str(bad), "--json")
     one_line(result)
     assert json.loads(result.stdout.splitlines()[-1])["ok"] is False
+    stays = tmp_path / "stays"
+    stays.mkdir()
+    (stays / "p1.psv").write_text("garbage|x\n1|2\n")  # not the challenge's columns
+    one_line(run(env, "predict", "--data", str(stays), "--out", str(tmp_path / "out")), "p1.psv: no column HR")
+    one_line(run(env, "bundle", "check", "--data", str(stays)), "p1.psv: no column HR")
     garbage = tmp_path / "obs.json"
     garbage.write_text("garbage")
     result = run(env, "convert", "--from", "fhir", str(garbage))
