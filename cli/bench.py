@@ -104,9 +104,11 @@ def replay(
     json_out: JsonFlag = False,
 ) -> None:
     """Push stays through Kafka and the full pipeline; compare every score with `vigil predict`."""
+    from vigil.cli.models import psv_folder
     from vigil.cli.streamcheck import run_replay_check
     from vigil.infra.logging import configure_logging
 
+    psv_folder(data)  # a folder of stays, or one line saying what to pass
     configure_logging(level="WARNING")
     result = run_replay_check(get_settings(), data, limit)
     console.print(

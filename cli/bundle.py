@@ -31,6 +31,7 @@ def check(
     """Open the bundle (every file against its sha256), compare its graphs with the reference arrays
     training wrote, and advance real stays hour by hour as the worker does against `vigil predict`'s
     scores of the same rows. Exit 1 when any difference is above the tolerance."""
+    from vigil.cli.models import psv_folder
     from vigil.infra.dataset import resolve_dataset
     from vigil.infra.replay import load_stays
     from vigil.infra.settings import get_settings
@@ -45,9 +46,8 @@ def check(
     if not is_stepping_bundle(folder):
         raise UserError(f"{folder} holds no stepping bundle: pass the folder `vigil train` wrote")
     source = data if data is not None else resolve_dataset(settings.data_dir, settings.home).path
-    files = list_psv(source)[:stays] if source.is_dir() else []
-    if not files:
-        raise UserError(f"no .psv stays in {source}: pass --data DIR with challenge-format stays")
+    psv_folder(source)  # a folder of stays, or one line saying what to pass
+    files = list_psv(source)[:stays]
     bundle = load_stepping_bundle(folder, intra_op_threads=settings.batch.intra_op_threads)
     loaded = load_stays(files)
     checks = reference_checks(bundle) + stream_checks(bundle, [s.matrix for s in loaded], [s.static for s in loaded])

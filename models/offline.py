@@ -75,10 +75,11 @@ def read_psv(path: str | Path) -> tuple[np.ndarray, dict[str, float], np.ndarray
 _PSV_HINT = "a challenge .psv is a header of its columns (HR|O2Sat|...|ICULOS) and one row per hour, pipe-separated"
 
 
-def _psv_values(name: str, rows: list[str], ncol: int) -> np.ndarray:
+def _psv_values(name: str, rows: list[str], ncol: int, hint: str = "") -> np.ndarray:
     """The body as float64 [T, ncol]: one parse of the whole body (``vigil predict``'s speed), and
     only when that fails a row-by-row pass, which reads an empty field as NaN or says where the
     body is wrong."""
+    hint = hint or _PSV_HINT
     if not rows:
         return np.zeros((0, ncol), np.float64)
     try:
@@ -91,14 +92,14 @@ def _psv_values(name: str, rows: list[str], ncol: int) -> np.ndarray:
     for n, row in enumerate(rows):
         fields = row.split("|")
         if len(fields) != ncol:
-            raise PsvFormatError(f"{name}, line {n + 2}: {len(fields)} fields where the header has {ncol}: {_PSV_HINT}")
+            raise PsvFormatError(f"{name}, line {n + 2}: {len(fields)} fields where the header has {ncol}: {hint}")
         for j, field in enumerate(fields):
             try:
                 out[n, j] = float(field) if field.strip() else np.nan
             except ValueError:
-                raise PsvFormatError(f"{name}, line {n + 2}: {field[:20]!r} is not a number: {_PSV_HINT}") from None
+                raise PsvFormatError(f"{name}, line {n + 2}: {field[:20]!r} is not a number: {hint}") from None
             if np.isinf(out[n, j]):
-                raise PsvFormatError(f"{name}, line {n + 2}: {field[:20]!r} is not a finite value: {_PSV_HINT}")
+                raise PsvFormatError(f"{name}, line {n + 2}: {field[:20]!r} is not a finite value: {hint}")
     return out
 
 
@@ -203,14 +204,20 @@ def predict_dir(
     }
 
 
+_PREDICTION_HINT = "a prediction .psv (`vigil predict` writes them) is PredictedProbability|PredictedLabel by hour"
+
+
 def _read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    lines = path.read_text().strip().split("\n")
-    header = lines[0].strip().split("|")
-    if header != ["PredictedProbability", "PredictedLabel"]:
-        raise ValueError(f"{path.name}: unexpected header {header}")
-    body = "|".join(line.strip() for line in lines[1:])
-    values = np.array(body.split("|"), dtype=np.float64).reshape(-1, 2) if body else np.zeros((0, 2))
-    return values[:, 0], values[:, 1].astype(np.int8)
+    if not path.is_file():
+        raise PsvFormatError(f"{path.name}: no predictions for this stay in {path.parent}: {_PREDICTION_HINT}")
+    try:
+        lines = [line.strip() for line in path.read_text().strip().splitlines()]
+    except UnicodeDecodeError:
+        raise PsvFormatError(f"{path.name}: not a text file: {_PREDICTION_HINT}") from None
+    if not lines or lines[0].split("|") != ["PredictedProbability", "PredictedLabel"]:
+        raise PsvFormatError(f"{path.name}: not a prediction file's header: {_PREDICTION_HINT}")
+    values = _psv_values(path.name, lines[1:], 2, _PREDICTION_HINT)
+    return values[:, 0], np.nan_to_num(values[:, 1]).astype(np.int8)
 
 
 def rule_scores(matrix: np.ndarray) -> dict[str, np.ndarray]:
@@ -281,10 +288,10 @@ def evaluate_dir(
         matrix, _, lab = read_psv(path)
         matrix = shifted_matrix(matrix, shift, i)
         if lab is None:
-            raise ValueError(f"{path.name}: no SepsisLabel column")
+            raise PsvFormatError(f"{path.name}: no SepsisLabel column: `vigil evaluate` scores labelled stays")
         p, b = _read_predictions(Path(pred_dir) / path.name)
         if len(p) != len(lab):
-            raise ValueError(f"{path.name}: {len(p)} predictions for {len(lab)} rows")
+            raise PsvFormatError(f"{path.name}: {len(p)} predictions for {len(lab)} hours: predict these stays again")
         labels.append(lab)
         probs.append(p)
         preds.append(b)

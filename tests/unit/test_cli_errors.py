@@ -63,6 +63,27 @@ def test_missing_path_and_empty_folder(env, tmp_path) -> None:
     one_line(run(env, "evaluate", "--data", str(tmp_path)), "no .psv files", "--data DIR")
     one_line(run(env, "plan", "score", str(tmp_path / "none.json")), "cannot read", "none.json")
     one_line(run(env, "data", "sample", "--from", str(tmp_path / "nowhere")), "--from DIR")
+    one_line(run(env, "replay", "--data", "/nonexistent"), "/nonexistent", "--data")
+
+
+def test_stays_and_predictions_that_do_not_match(env, tmp_path) -> None:
+    """`vigil evaluate` needs labelled stays and `vigil predict`'s files for the same stays."""
+    header = "HR|O2Sat|Temp|SBP|MAP|DBP|Resp|EtCO2|BaseExcess|HCO3|FiO2|pH|PaCO2|SaO2|AST|BUN|Alkalinephos|Calcium"
+    header += "|Chloride|Creatinine|Bilirubin_direct|Glucose|Lactate|Magnesium|Phosphate|Potassium|Bilirubin_total"
+    header += "|TroponinI|Hct|Hgb|PTT|WBC|Fibrinogen|Platelets|Age|Gender|Unit1|Unit2|HospAdmTime|ICULOS"
+    row = "|".join(["80"] * 34 + ["60", "1", "1", "0", "-1", "1"])
+    unlabelled, labelled, pred = (tmp_path / d for d in ("unlabelled", "labelled", "pred"))
+    for d in (unlabelled, labelled, pred):
+        d.mkdir()
+    (unlabelled / "p1.psv").write_text(f"{header}\n{row}\n")
+    one_line(run(env, "evaluate", "--data", str(unlabelled)), "p1.psv: no SepsisLabel column")
+    (labelled / "p1.psv").write_text(f"{header}|SepsisLabel\n{row}|0\n{row}|0\n")
+    (pred / "p1.psv").write_text("PredictedProbability|PredictedLabel\n0.1|0\n")
+    one_line(run(env, "evaluate", "--data", str(labelled), "--pred", str(pred)), "1 predictions for 2 hours")
+    (pred / "p1.psv").write_text("probability\n0.1\n0.2\n")
+    one_line(run(env, "evaluate", "--data", str(labelled), "--pred", str(pred)), "not a prediction file's header")
+    (pred / "p1.psv").write_text("PredictedProbability|PredictedLabel\n0.1|0\nhigh|1\n")
+    one_line(run(env, "evaluate", "--data", str(labelled), "--pred", str(pred)), "line 3: 'high' is not a number")
 
 
 def test_no_stack(env) -> None:
