@@ -29,17 +29,18 @@ class KafkaSettings(BaseModel):
     # None = the embedded KRaft broker(s) on loopback (infra/stack); a list "host:port,..." = a
     # cluster Vigil does not start (and never sends the embedded stack's generated secrets to)
     bootstrap: str | None = None
-    embedded_port: int = 19092
-    embedded_controller_port: int = 19093
+    embedded_port: int = Field(default=19092, ge=1, le=65535)
+    embedded_controller_port: int = Field(default=19093, ge=1, le=65535)
     # embedded cluster size: node i listens on embedded_port + 2i, its controller on
     # embedded_controller_port + 2i (1 = the single-node default of the demo and the tests)
     brokers: int = Field(default=1, ge=1, le=5)
-    embedded_heap_mb: int | None = None  # per broker JVM; None = 768 MB alone, 320 MB in a cluster
-    partitions: int = 4
+    # per broker JVM; None = 768 MB alone, 320 MB in a cluster
+    embedded_heap_mb: int | None = Field(default=None, ge=128)
+    partitions: int = Field(default=4, ge=1)
     # None: min(3, brokers) for the embedded stack, 3 for an external cluster
-    replication_factor: int | None = None
+    replication_factor: int | None = Field(default=None, ge=1)
     # None: 2 when topics are replicated 3 or more times (one broker may be down), else 1
-    min_insync_replicas: int | None = None
+    min_insync_replicas: int | None = Field(default=None, ge=1)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None  # SCRAM-SHA-512
     sasl_username: str | None = None
@@ -55,8 +56,8 @@ class RedisSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     url: str | None = None  # None = start the embedded redis-server on loopback
-    embedded_port: int = 16379
-    ttl_s: int = 7 * 24 * 3600  # state of a patient with no events for a week expires
+    embedded_port: int = Field(default=16379, ge=1, le=65535)
+    ttl_s: int = Field(default=7 * 24 * 3600, ge=1)  # state of a patient with no events for a week expires
     # ACL user and password; the embedded stack generates both into <home>/secrets (docs/security.md)
     username: str | None = None
     password: SecretStr | None = None
@@ -69,9 +70,9 @@ class RedisSettings(BaseModel):
 class BatchSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_batch_size: int = 64
+    max_batch_size: int = Field(default=64, ge=1)
     # one scoring agent submits whole take() batches: no straggler ever comes, every wait is latency
-    max_queue_delay_ms: float = 0.0
+    max_queue_delay_ms: float = Field(default=0.0, ge=0.0)
     # batches of at least this many patients run on the event loop's thread, smaller ones in the
     # inference thread (above max_batch_size: every batch in the thread). 1, every batch on the
     # loop: the thread only takes turns with the loop on the GIL (models/batching.py, performance.md)
@@ -79,32 +80,32 @@ class BatchSettings(BaseModel):
     buckets: tuple[int, ...] = (1, 8, 32, 64, 256)
     # per-score explanations: "trees" = the tree model's contributions on every score (cheap; the
     # stepping bundle's alert score gives the sequence model weight 0, so they explain it whole)
-    explain: str = "trees"
+    explain: Literal["trees", "none"] = "trees"
     # onnxruntime threads per session of the served bundle (None: onnxruntime's default, one per
     # core). One: a worker's batches are small (~0.3 ms of ONNX per 64 patients) and a second thread
     # only contends with the worker's own event loop, the broker and Redis; at batch 64 two threads
     # cost 3-5x more per patient than one on the 2-core VM (docs/performance.md). Scale out with
     # workers (one per core), not threads.
-    intra_op_threads: int | None = 1
-    stream_take: int = 500  # events per Faust take() batch
+    intra_op_threads: int | None = Field(default=1, ge=1)
+    stream_take: int = Field(default=500, ge=1)  # events per Faust take() batch
     # how long a take() waits for more events once the previous batch is done (every event waits it
     # once). 10 ms: at 1,000 events/s p50 54-136 ms against 110-246 ms at 50 ms (docs/performance.md,
     # "Latency work"). Smaller windows split a patient's events over more batches; every consumer of
     # vigil.scores must (and the tests do) accept an hour closing in the batch before a late event.
-    stream_within_s: float = 0.01
+    stream_within_s: float = Field(default=0.01, ge=0.0)
 
 
 class AlertSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # model: enter at the stored threshold, leave below threshold * exit_ratio (hysteresis)
-    exit_ratio: float = 0.8
-    suppress_s: float = 6 * 3600.0  # no new alert of the same trigger within this window
-    escalate_after_s: float = 30 * 60.0  # open and unacknowledged this long -> escalate
+    exit_ratio: float = Field(default=0.8, gt=0.0, le=1.0)
+    suppress_s: float = Field(default=6 * 3600.0, ge=0.0)  # no new alert of the same trigger within this window
+    escalate_after_s: float = Field(default=30 * 60.0, gt=0.0)  # open and unacknowledged this long -> escalate
     # worse again after a raise (Vigil's steps, docs/alerts.md): re-escalate on this rise of NEWS2
     # points or of model risk (absolute probability) above the values at the last open/escalation
-    reescalate_news2_step: int = 2
-    reescalate_risk_step: float = 0.10
+    reescalate_news2_step: int = Field(default=2, ge=1)
+    reescalate_risk_step: float = Field(default=0.10, gt=0.0, le=1.0)
 
 
 class SiteSettings(BaseModel):
@@ -137,11 +138,13 @@ class DriftSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     enabled: bool = True
-    window_hours: int = 2000  # closed patient-hours per ward in the sliding window (~4 days of a 20-bed ward)
+    # closed patient-hours per ward in the sliding window (~4 days of a 20-bed ward)
+    window_hours: int = Field(default=2000, ge=1)
     # PSI on n hours is biased up by ~(bins - 1) / n: below 200 hours a ward is not scored
-    min_hours: int = 200
-    min_patients: int = 10  # a ward's sample is about as large as its number of patients
-    publish_every_s: float = 30.0  # at most one vigil.drift record per ward per worker this often
+    min_hours: int = Field(default=200, ge=1)
+    min_patients: int = Field(default=10, ge=1)  # a ward's sample is about as large as its number of patients
+    # at most one vigil.drift record per ward per worker this often
+    publish_every_s: float = Field(default=30.0, ge=0.0)
     # the ward's PSI (every input) is recomputed for the gauges at most this often, not on every
     # batch: ~20 batches/s at 1,000 events/s made it 3 % of a worker's GIL time (docs/performance.md)
     gauges_every_s: float = Field(default=1.0, ge=0.0, le=60.0)
@@ -202,7 +205,7 @@ class Settings(BaseSettings):
     state_hash_key: SecretStr | None = None
     log_format: str = "auto"  # auto | json | console
     log_level: str = "INFO"
-    web_port: int = 8000
+    web_port: int = Field(default=8000, ge=1, le=65535)
     # the ward's time zone (IANA name): every time a person reads is written in it, with its zone
     ward_timezone: str = "UTC"
 
@@ -214,9 +217,9 @@ class Settings(BaseSettings):
         ward_zone(name)  # raises on a name the zone database does not know
         return name
 
-    metrics_port: int | None = None
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # worker readiness (infra/health.py): GET /readyz on this loopback port, and/or a JSON file
-    health_port: int | None = None
+    health_port: int | None = Field(default=None, ge=1, le=65535)
     health_file: Path | None = None
     users_file: Path | None = None
     api_token: SecretStr | None = None  # bearer token for POST /fhir

@@ -129,6 +129,15 @@ def test_bad_option_values_and_settings(env) -> None:
     one_line(run(env, "predict", "--out", "x"), "Missing option '--data'")
     one_line(run(env, "plan", "score", str(EXAMPLE), extra={"VIGIL_WARD_TIMEZONE": "Mars/Olympus"}), "time zone")
     one_line(run(env, "plan", "score", str(EXAMPLE), extra={"VIGIL_WEB_PORT": "eighty"}), "VIGIL_WEB_PORT")
+    # numbers a worker cannot run with are refused where they are read, each naming its variable
+    for name, value in {
+        "VIGIL_BATCH__MAX_BATCH_SIZE": "-3",
+        "VIGIL_BATCH__EXPLAIN": "shap",
+        "VIGIL_ALERTS__EXIT_RATIO": "1.5",
+        "VIGIL_KAFKA__PARTITIONS": "0",
+        "VIGIL_DRIFT__WINDOW_HOURS": "0",
+    }.items():
+        one_line(run(env, "worker", extra={name: value}), name)
 
 
 def test_a_site_threshold_the_bundle_cannot_serve(env, tmp_path) -> None:
