@@ -18,14 +18,15 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="print a JSON summary as 
 
 
 def bench(
-    events: int = typer.Option(20000, help="events preloaded for the throughput comparison"),
-    rate: float = typer.Option(1000.0, help="offered rate (events/s) for the latency measurement"),
+    events: int = typer.Option(20000, min=1, help="events preloaded for the throughput comparison"),
+    rate: float = typer.Option(1000.0, min=1.0, help="offered rate (events/s) for the latency measurement"),
     latency_s: float = typer.Option(
         60.0,
+        min=1.0,
         help="seconds of offered load for the latency measurement (15 s hid an intake that fell behind "
         "after 20 s: docs/performance.md)",
     ),
-    patients: int = typer.Option(300, help="ICU stays whose events are interleaved"),
+    patients: int = typer.Option(300, min=1, help="ICU stays whose events are interleaved"),
     plot: Path = typer.Option(Path("docs/images/batch_curve.png"), help="batch-size curve PNG"),
     out: Path = typer.Option(Path("bench/results/latest.json"), help="full results JSON"),
     quick: bool = typer.Option(
@@ -100,7 +101,7 @@ def bench(
 
 def replay(
     data: Path = typer.Option(..., "--data", help="folder of challenge-format .psv files"),
-    limit: int = typer.Option(5, help="number of stays (sorted by name)"),
+    limit: int = typer.Option(5, min=1, help="number of stays (sorted by name)"),
     json_out: JsonFlag = False,
 ) -> None:
     """Push stays through Kafka and the full pipeline; compare every score with `vigil predict`."""

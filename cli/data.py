@@ -45,7 +45,7 @@ def fetch(
 def sample(
     source: Annotated[Path, typer.Option("--from", help="a folder of set-A .psv files")],
     out: Annotated[Path, typer.Option(help="where to write the sample")] = Path("data/physionet2019-sample"),
-    n: Annotated[int, typer.Option(help="stays (half septic)")] = 100,
+    n: Annotated[int, typer.Option(min=1, help="stays (half septic)")] = 100,
     seed: Annotated[int, typer.Option(help="the seed of the draw")] = 2019,
     json_out: JsonFlag = False,
 ) -> None:

@@ -185,6 +185,8 @@ def predict_command(
     from vigil.models.offline import predict_dir
 
     total = psv_folder(data)
+    if out.resolve() == data.resolve():  # each prediction file takes its stay's name
+        _fail(f"--out {out} is the --data folder: the predictions would overwrite the stays; pass another folder")
     site = _site(site_prevalence, max_alert_share, site_mean_risk, artifacts)
     with _progress("predicting") as bar:
         task = bar.add_task("predict", total=total)

@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
     def score(
         plan_path: Annotated[Path, typer.Argument(metavar="PLAN.json", help="treatment plan (JSON)")],
         as_json: Annotated[bool, typer.Option("--json", help="last line: one JSON object")] = False,
-        max_changes: Annotated[int, typer.Option(help="most suggestions to return")] = 8,
+        max_changes: Annotated[int, typer.Option(min=1, help="most suggestions to return")] = 8,
     ) -> None:
         """Score PLAN.json and suggest the changes that raise the score most."""
         # Imported here so `vigil --help` stays cheap.

@@ -25,12 +25,12 @@ def default_users_file(settings: Settings) -> Path:
 
 
 def serve(
-    port: int = typer.Option(None, help="listen port (default: settings.web_port)"),
+    port: int = typer.Option(None, min=1, max=65535, help="listen port (default: settings.web_port)"),
     host: str = typer.Option("127.0.0.1", help="listen address (loopback unless behind a TLS proxy)"),
     users_file: Path = typer.Option(
         None, help="users file (default: settings.users_file or HOME/users.json)", show_default=False
     ),
-    backfill: int = typer.Option(5000, help="records per partition read back at start for the ward state"),
+    backfill: int = typer.Option(5000, min=0, help="records per partition read back at start for the ward state"),
     secure_cookies: bool = typer.Option(False, help="mark cookies Secure (when served over HTTPS)"),
     bootstrap: BootstrapOpt = None,
 ) -> None:

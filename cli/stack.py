@@ -92,7 +92,7 @@ def stack_status_cmd(json_out: JsonFlag = False) -> None:
 
 
 def worker(
-    metrics_port: int = typer.Option(None, help="serve Prometheus metrics on this port"),
+    metrics_port: int = typer.Option(None, min=1, max=65535, help="serve Prometheus metrics on this port"),
     agents: str = typer.Option("ingest,alert,treat,interop", help="agent modules this process runs"),
 ) -> None:
     """Run one Faust worker against the configured (or embedded) Kafka and Redis."""
@@ -115,12 +115,12 @@ def worker(
 
 
 def demo(
-    patients: int = typer.Option(40, help="ICU stays to replay (half of them septic)"),
-    speed: float = typer.Option(40.0, help="patient-hours replayed per second (0 = as fast as possible)"),
-    duration: float = typer.Option(None, help="stop producing after this many seconds"),
-    bad: int = typer.Option(12, help="malformed events mixed in (they must reach the dead letters)"),
+    patients: int = typer.Option(40, min=1, max=20000, help="ICU stays to replay (half of them septic)"),
+    speed: float = typer.Option(40.0, min=0.0, help="patient-hours replayed per second (0 = as fast as possible)"),
+    duration: float = typer.Option(None, min=0.1, help="stop producing after this many seconds"),
+    bad: int = typer.Option(12, min=0, help="malformed events mixed in (they must reach the dead letters)"),
     serve: bool = typer.Option(True, help="also serve the ward dashboard during the demo"),
-    port: int = typer.Option(None, help="dashboard port (default: settings.web_port)"),
+    port: int = typer.Option(None, min=1, max=65535, help="dashboard port (default: settings.web_port)"),
     keep: bool = typer.Option(False, help="keep the worker and dashboard running after the replay"),
     json_out: JsonFlag = False,
 ) -> None:

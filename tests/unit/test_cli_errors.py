@@ -66,6 +66,28 @@ def test_missing_path_and_empty_folder(env, tmp_path) -> None:
     one_line(run(env, "replay", "--data", "/nonexistent"), "/nonexistent", "--data")
 
 
+def test_options_out_of_range_and_an_output_over_the_input(env, tmp_path) -> None:
+    for args in (
+        ("demo", "--patients", "0"),
+        ("demo", "--speed", "-1"),
+        ("demo", "--duration", "-3"),
+        ("demo", "--bad", "-1"),
+        ("demo", "--port", "99999"),
+        ("bench", "--rate", "-5"),
+        ("serve", "--port", "0"),
+        ("alerts", "tail", "--limit", "0"),
+        ("data", "sample", "--from", str(tmp_path), "--n", "0"),
+    ):
+        one_line(run(env, *args), f"Invalid value for '{args[-2]}'")
+    stays = tmp_path / "stays"
+    stays.mkdir()
+    stay = stays / "p1.psv"
+    stay.write_text((Path(__file__).parents[2] / "data" / "physionet2019-sample" / "p000058.psv").read_text())
+    before = stay.read_text()
+    one_line(run(env, "predict", "--data", str(stays), "--out", str(stays)), "would overwrite the stays")
+    assert stay.read_text() == before
+
+
 def test_stays_and_predictions_that_do_not_match(env, tmp_path) -> None:
     """`vigil evaluate` needs labelled stays and `vigil predict`'s files for the same stays."""
     header = "HR|O2Sat|Temp|SBP|MAP|DBP|Resp|EtCO2|BaseExcess|HCO3|FiO2|pH|PaCO2|SaO2|AST|BUN|Alkalinephos|Calcium"
