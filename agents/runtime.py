@@ -21,7 +21,7 @@ from vigil.infra.settings import get_settings
 from vigil.models.alerting import AlertPolicy
 from vigil.models.batching import DynamicBatcher
 from vigil.models.bundle import SteppingBundle
-from vigil.models.site_threshold import site_threshold_hint
+from vigil.models.site_threshold import SiteThresholdError, site_threshold_hint
 from vigil.models.step_session import StepSession
 from vigil.models.stream_step import StepOutcome, StepRequest, advance, load_served_bundle, served_bundle_dir
 from vigil.schemas.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Rejected, Source
@@ -73,13 +73,12 @@ def _observe_batch(size: int, seconds: float) -> None:
 
 def _load_bundle() -> SteppingBundle | None:
     settings = get_settings()
+    folder = served_bundle_dir(settings.bundle_dir)  # VIGIL_BUNDLE_DIR without a bundle: the operator's line
     try:
         bundle = load_served_bundle(
-            served_bundle_dir(settings.bundle_dir),
-            intra_op_threads=settings.batch.intra_op_threads,
-            site=settings.site.facts(),
+            folder, intra_op_threads=settings.batch.intra_op_threads, site=settings.site.facts()
         )
-    except UserError:  # a site setting the bundle cannot serve, a bundle folder without one
+    except SiteThresholdError:  # a site setting the bundle cannot serve: the operator must fix it
         raise
     except Exception as exc:
         if settings.bundle_dir is not None:  # the operator named this bundle: serve it or nothing

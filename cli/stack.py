@@ -98,6 +98,7 @@ def worker(
     """Run one Faust worker against the configured (or embedded) Kafka and Redis."""
     from vigil.cli.preflight import require_broker, require_redis
     from vigil.cli.worker import AGENT_MODULES, run_worker_foreground
+    from vigil.models.bundle import load_stepping_bundle
     from vigil.models.stream_step import served_alert_threshold, served_bundle_dir
     from vigil.schemas.errors import UserError
 
@@ -108,7 +109,10 @@ def worker(
     settings = get_settings()
     # the bundle (VIGIL_BUNDLE_DIR) and the site's alert threshold (VIGIL_SITE__*): a folder without
     # a bundle, or a value the bundle cannot serve, stops here
-    served_alert_threshold(settings.site.facts(), artifacts_dir=served_bundle_dir(settings.bundle_dir))
+    folder = served_bundle_dir(settings.bundle_dir)
+    served_alert_threshold(settings.site.facts(), artifacts_dir=folder)
+    if settings.bundle_dir is not None:  # the operator's bundle opens here, or is one line (not in the running worker)
+        load_stepping_bundle(folder, prefer_gpu=False)
     require_broker(settings)  # one line with a hint, not half a minute of connection errors
     require_redis(settings)
     run_worker_foreground(metrics_port or settings.metrics_port, chosen)

@@ -30,7 +30,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vigil.models.integrity import ARTIFACTS_DIR, ArtifactIntegrityError, load_manifest, verify_artifacts
+from vigil.models.integrity import (
+    ARTIFACTS_DIR,
+    COPY_AGAIN,
+    OTHER_VERSION,
+    ArtifactIntegrityError,
+    load_manifest,
+    verify_artifacts,
+)
 from vigil.models.site_threshold import AlertThreshold, Site, choose_threshold
 from vigil.models.stay_features import MISSINGNESS_FEATURES, N_SEQUENCE_INPUTS, SEQUENCE_INPUTS, TREE_FEATURES
 from vigil.models.stepping import WindowModel, run_chains, state_tag, stay_inputs
@@ -55,10 +62,10 @@ def sequence_columns(names: Sequence[str]) -> np.ndarray | None:
         return None
     unknown = [n for n in names if n not in SEQUENCE_INPUTS]
     if unknown:
-        raise ArtifactIntegrityError(f"sequence inputs this code does not compute: {unknown[:5]}")
+        raise ArtifactIntegrityError(f"sequence inputs this code does not compute: {unknown[:5]}: {OTHER_VERSION}")
     cols = np.array([SEQUENCE_INPUTS.index(n) for n in names], np.int64)
     if len(cols) and not np.all(np.diff(cols) > 0):
-        raise ArtifactIntegrityError("manifest sequence inputs are not in models.stay_features order")
+        raise ArtifactIntegrityError(f"manifest sequence inputs are not in models.stay_features order: {OTHER_VERSION}")
     return cols
 
 
@@ -234,10 +241,10 @@ def load_stepping_bundle(
     d = Path(artifacts_dir) if artifacts_dir else STEPPING_DIR
     manifest = load_manifest(d)
     if manifest.get("format") != FORMAT:
-        raise ArtifactIntegrityError(f"{d}: not a {FORMAT} bundle")
+        raise ArtifactIntegrityError(f"{d}: not a {FORMAT} bundle: {OTHER_VERSION}")
     verify_artifacts(manifest, d)
     if list(manifest["tree_features"]) != TREE_FEATURES:
-        raise ArtifactIntegrityError("manifest tree features differ from models.stay_features.TREE_FEATURES")
+        raise ArtifactIntegrityError(f"{d}: its trees read other features than this code computes: {OTHER_VERSION}")
     columns = sequence_columns(manifest["sequence_inputs"])
     n_inputs = N_SEQUENCE_INPUTS if columns is None else len(columns)
     models = manifest["models"]
@@ -249,12 +256,16 @@ def load_stepping_bundle(
     contrib = create_session(d / graph, intra_op_threads=intra_op_threads, prefer_gpu=False) if graph else None
     seq = models["deterioration"]
     if seq.get("kind") not in SEQUENCE_KINDS:
-        raise ArtifactIntegrityError(f"{d}: unknown deterioration model kind {seq.get('kind')!r}")
+        raise ArtifactIntegrityError(f"{d}: unknown deterioration model kind {seq.get('kind')!r}: {OTHER_VERSION}")
     step = create_session(d / seq["file"], **open_)  # type: ignore[arg-type]
     if step.get_inputs()[1].shape[1] != int(seq["hidden"]):
-        raise ArtifactIntegrityError(f"{d}: the one-step graph's state is not the manifest's {seq['hidden']} floats")
+        raise ArtifactIntegrityError(
+            f"{d}: the one-step graph's state is not the manifest's {seq['hidden']} floats: {COPY_AGAIN}"
+        )
     if step.get_inputs()[0].shape[1] != n_inputs:
-        raise ArtifactIntegrityError(f"{d}: the one-step graph does not read the manifest's {n_inputs} sequence inputs")
+        raise ArtifactIntegrityError(
+            f"{d}: the one-step graph does not read the manifest's {n_inputs} sequence inputs: {COPY_AGAIN}"
+        )
     window = create_session(d / seq["window_file"], **open_) if seq["kind"] == "attention-step" else None  # type: ignore[arg-type]
     return SteppingBundle(
         manifest=manifest,

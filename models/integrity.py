@@ -8,13 +8,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vigil.schemas.errors import VigilError
+from vigil.schemas.errors import UserError
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 
 
-class ArtifactIntegrityError(VigilError):
-    """A model file does not match the sha256 pinned in the manifest."""
+class ArtifactIntegrityError(UserError):
+    """A bundle that cannot be served as it is: a file missing or not at the sha256 its manifest pins,
+    or inputs and graphs this version of the code does not serve. The operator's one line (the CLI),
+    not a traceback; the worker serves rule scores instead only for a damaged *shipped* bundle."""
+
+
+COPY_AGAIN = "copy the bundle again from the folder `vigil train` wrote"
+OTHER_VERSION = "serve it with the Vigil version that trained it, or retrain it with this one (`vigil train`)"
 
 
 def sha256_file(path: Path) -> str:
@@ -30,7 +36,9 @@ def verify_artifacts(manifest: Mapping[str, Any], artifacts_dir: Path) -> None:
     for name, meta in manifest["files"].items():
         path = artifacts_dir / name
         if not path.exists():
-            raise ArtifactIntegrityError(f"{name}: missing from {artifacts_dir}")
+            raise ArtifactIntegrityError(f"{name}: missing from {artifacts_dir}: {COPY_AGAIN}")
         digest = sha256_file(path)
         if digest != meta["sha256"]:
-            raise ArtifactIntegrityError(f"{name}: sha256 {digest[:12]}... != manifest {meta['sha256'][:12]}...")
+            raise ArtifactIntegrityError(
+                f"{name} in {artifacts_dir}: sha256 {digest[:12]}... != manifest {meta['sha256'][:12]}...: {COPY_AGAIN}"
+            )

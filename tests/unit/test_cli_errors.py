@@ -205,6 +205,19 @@ def test_a_bundle_folder_without_a_bundle(env, tmp_path) -> None:
     # half-copied: the manifest pins a file the folder lacks
     (empty / "manifest.json").write_text('{"format": "stepping-v2", "files": {"trees.onnx": {"sha256": "00"}}}')
     one_line(run(env, "worker", extra=folder), "VIGIL_BUNDLE_DIR", "damaged", "trees.onnx: missing")
+    # whole and at its hashes, but trained on inputs this version does not compute: the worker opens
+    # it before it starts, and says so in one line
+    import shutil
+
+    from vigil.models.bundle import STEPPING_DIR
+
+    other = tmp_path / "other-version"
+    shutil.copytree(STEPPING_DIR, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["tree_features"] = manifest["tree_features"][:-1]
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    one_line(run(env, "worker", extra={"VIGIL_BUNDLE_DIR": str(other)}), "other features", "Vigil version that trained")
+    one_line(run(env, "bundle", "check", str(other)), "other features")
 
 
 def test_offline_fetch_says_where_to_put_the_data(env, tmp_path) -> None:
