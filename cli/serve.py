@@ -77,7 +77,7 @@ def users_add(
     if role not in ("clinician", "viewer"):
         raise UserError(f"--role must be clinician or viewer (got {role!r})")
     if password is None:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password = _read_new_password()
     if len(password) < 8:
         raise UserError("the password needs at least 8 characters")
     path = users_file or default_users_file(get_settings())
@@ -85,6 +85,23 @@ def users_add(
     console.print(f"{user.username} ({user.role}) -> {path}", highlight=False)
     if json_out:
         emit_json({"username": user.username, "role": user.role, "users_file": str(path)})
+
+
+def _read_new_password() -> str:
+    """At a terminal, a hidden prompt and its confirmation; from a pipe (automation), its first line
+    (and, when given, a second that must match), without getpass's warnings about echo."""
+    import sys
+
+    from vigil.schemas.errors import UserError
+
+    if sys.stdin.isatty():
+        return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    lines = sys.stdin.read().splitlines()
+    if not lines or not lines[0]:
+        raise UserError("no password on standard input: run it at a terminal for the prompt, or set VIGIL_NEW_PASSWORD")
+    if len(lines) > 1 and lines[1] != lines[0]:
+        raise UserError("the two passwords on standard input differ: give the same one on both lines")
+    return lines[0]
 
 
 @users_app.command("remove")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import stat
 
+import pytest
 import typer
 from rich.console import Console
 from typer.testing import CliRunner
@@ -64,6 +65,29 @@ def test_users_add_command(tmp_path) -> None:
         env={"VIGIL_NEW_PASSWORD": "long-enough-pw"},
     )
     assert isinstance(r.exception, UserError) and "clinician or viewer" in str(r.exception)
+
+
+@pytest.mark.parametrize(
+    ("stdin", "error"),
+    [
+        ("long-enough-pw\nlong-enough-pw\n", None),  # a password and its confirmation, piped
+        ("long-enough-pw\n", None),  # without a terminal one line is enough
+        ("", "no password on standard input"),  # a closed stdin (cron, CI) is one line, not "interrupted"
+        ("long-enough-pw\nanother-one\n", "differ"),
+    ],
+)
+def test_users_add_reads_a_piped_password(tmp_path, stdin: str, error: str | None) -> None:
+    app = typer.Typer()
+    cli_serve.register(app)
+    path = tmp_path / "users.json"
+    args = ["users", "add", "nurse.b", "--users-file", str(path)]
+    r = CliRunner().invoke(app, args, input=stdin, env={"VIGIL_NEW_PASSWORD": None})
+    if error is None:
+        assert r.exit_code == 0, r.output
+        assert "nurse.b" in load_users(path, env={})
+    else:
+        assert isinstance(r.exception, UserError) and error in str(r.exception)
+        assert not path.exists()
 
 
 def test_feed_filters_by_ward_and_band() -> None:
