@@ -36,7 +36,7 @@ def check(
     from vigil.infra.replay import load_stays
     from vigil.infra.settings import get_settings
     from vigil.models.bundle import is_stepping_bundle, load_stepping_bundle
-    from vigil.models.bundle_check import TOLERANCE, reference_checks, stream_checks
+    from vigil.models.bundle_check import TOLERANCE, reference_checks, stream_checks, training_figures
     from vigil.models.offline import list_psv
     from vigil.models.stream_step import served_bundle_dir
     from vigil.schemas.errors import UserError
@@ -55,6 +55,13 @@ def check(
         mark = "[green]ok[/]" if c.ok else "[red]FAILED[/]"
         console.print(f"{mark}  {c.name}: max |difference| {c.max_abs_diff:.1e} over {c.rows:,} probabilities")
     ok = all(c.ok for c in checks)
+    figures = training_figures(folder)
+    if figures is not None:
+        cv, worst = figures["cv"], figures["shift_worst"]
+        console.print(
+            f"alert score as trained (metrics.json): set A CV AUROC {cv['auroc']:.3f} / utility {cv['utility']:.3f}; "
+            f"worst shift test {worst['auroc']:.3f} / {worst['utility']:.3f} (docs/models.md)"
+        )
     providers = bundle.step_session.get_providers()
     console.print(
         f"bundle {bundle.version} in {folder} ({providers[0]}): "
@@ -71,6 +78,7 @@ def check(
                 "stays": len(loaded),
                 "tolerance": TOLERANCE,
                 "checks": [c.summary() for c in checks],
+                "training_figures": figures,
                 "ok": ok,
             }
         )

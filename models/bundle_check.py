@@ -16,8 +16,11 @@ serving change that breaks the stream's equality shows here as a difference abov
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,3 +102,19 @@ def stream_checks(
                     worst[name] = max(worst[name], abs(probs[name] - float(want[name][i][scored.hour])))
                 compared += 1
     return [Check(f"stream {name} against vigil predict", worst[name], compared) for name in worst]
+
+
+def training_figures(bundle_dir: Path) -> dict[str, Any] | None:
+    """The alert score's figures as training measured them (``metrics.json`` beside the graphs: set A's
+    cross-validation and the worst case over the shift tests, docs/models.md), shown beside the check so
+    that two bundles can be compared at a rollout. None: no metrics, or none for the combined score.
+    Informative only: the file is not pinned by the manifest, the check does not depend on it."""
+    path = Path(bundle_dir) / "metrics.json"
+    try:
+        combined = json.loads(path.read_text())["combined"]
+        return {
+            "cv": {k: combined["cv"][k] for k in ("auroc", "utility")},
+            "shift_worst": {k: combined["worst"][k] for k in ("auroc", "utility")},
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from vigil.cli.bundle import register
 from vigil.models import bundle_check
 from vigil.models.bundle import STEPPING_DIR, load_stepping_bundle
-from vigil.models.bundle_check import TREE_REFERENCE, reference_checks, stream_checks
+from vigil.models.bundle_check import TREE_REFERENCE, reference_checks, stream_checks, training_figures
 from vigil.schemas.codes import DYNAMIC_CODES
 
 SAMPLE = Path(__file__).parents[3] / "data" / "physionet2019-sample"
@@ -58,6 +58,7 @@ def test_the_stream_equals_offline_on_a_recurrent_bundle(tmp_path: Path, inputs:
     d = build_test_bundle(tmp_path / "b", sequence_inputs=SEQUENCE_INPUTS_V1 if inputs == "v1" else None)
     bundle = load_stepping_bundle(d, prefer_gpu=False)
     assert reference_checks(bundle) == []  # the synthetic bundle has no reference arrays
+    assert training_figures(d) is None  # nor training's metrics
     matrices = stays(6)
     checks = stream_checks(bundle, matrices, [STATIC] * 6)
     assert all(c.ok for c in checks), [c.summary() for c in checks]
@@ -95,3 +96,5 @@ def test_the_command_prints_its_checks_and_exits_by_them() -> None:
     summary = json.loads(res.output.strip().split("\n")[-1])
     assert summary["ok"] and summary["stays"] == 3 and len(summary["checks"]) == 5
     assert summary["bundle"] == json.loads((STEPPING_DIR / "manifest.json").read_text())["version"]
+    worst = json.loads((STEPPING_DIR / "metrics.json").read_text())["combined"]["worst"]
+    assert summary["training_figures"]["shift_worst"] == {"auroc": worst["auroc"], "utility": worst["utility"]}
