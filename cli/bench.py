@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vigil.cli.jsonout import emit_json
+from vigil.cli.signals import stop_on_signals
 from vigil.infra.settings import get_settings
 
 console = Console()
@@ -56,17 +57,18 @@ def bench(
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     configure_logging(level="WARNING")
-    result = run_bench(
-        get_settings(),
-        events,
-        rate,
-        latency_s,
-        patients,
-        None if quick else plot,
-        quick=quick,
-        workers=counts,
-        partitions=partitions,
-    )
+    with stop_on_signals():  # a bench stopped by SIGTERM/SIGHUP stops its workers too
+        result = run_bench(
+            get_settings(),
+            events,
+            rate,
+            latency_s,
+            patients,
+            None if quick else plot,
+            quick=quick,
+            workers=counts,
+            partitions=partitions,
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     table = Table(title="vigil bench")
@@ -111,7 +113,8 @@ def replay(
 
     psv_folder(data)  # a folder of stays, or one line saying what to pass
     configure_logging(level="WARNING")
-    result = run_replay_check(get_settings(), data, limit)
+    with stop_on_signals():  # SIGTERM/SIGHUP stop the replay's worker too
+        result = run_replay_check(get_settings(), data, limit)
     console.print(
         f"{result['hours_compared']} hourly scores compared over {result['patients']} stays: "
         f"max |stream - offline| = {result['max_abs_diff']:.2e} (combined), "

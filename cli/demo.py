@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
-import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from vigil.cli.signals import stop_on_signals
 from vigil.infra.connect import kafka_producer
 from vigil.infra.dataset import resolve_dataset
 from vigil.infra.logging import patient_hash
@@ -163,22 +162,6 @@ def start_dashboard(settings: Settings, port: int, console: Console) -> Any:
     server = ServerThread(create_app(settings, feed, users=UserDirectory(users_file)), port=port).start()
     console.print(f"Dashboard: {server.url}/  (sign in as [bold]{user}[/] / [bold]{password}[/])")
     return server
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP end the demo like Ctrl-C does: the ``finally`` blocks stop the worker and
-    the dashboard (the worker runs in its own session, so a signal to the demo never reaches it)."""
-
-    def interrupt(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 # more unread events than a demo ever leaves behind (40 stays are ~15,000): the demo's worker would

@@ -90,8 +90,8 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
 
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
+    producer = kafka_producer(settings, linger_ms=1)  # before the worker: nothing between it and its finally
     worker = spawn_worker(settings, settings.home / "logs" / "replay-worker.log")
-    producer = kafka_producer(settings, linger_ms=1)
     expected: dict[str, str] = {}
     event_hours: dict[str, set[int]] = {}
     waits_timed_out = 0
