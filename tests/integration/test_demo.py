@@ -20,6 +20,28 @@ pytestmark = pytest.mark.integration
 VIGIL = str(Path(sys.executable).parent / "vigil")
 
 
+def own_stack_env(home: Path) -> dict[str, str]:
+    """The environment of a console-script run on an embedded stack of its own (its home, free ports,
+    the cached Kafka jars), with no VIGIL_ setting of the caller's."""
+    link_cached_kafka_jars(home)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    return env | {
+        "VIGIL_HOME": str(home),
+        "VIGIL_KAFKA__EMBEDDED_PORT": str(free_port()),
+        "VIGIL_KAFKA__EMBEDDED_CONTROLLER_PORT": str(free_port()),
+        "VIGIL_REDIS__EMBEDDED_PORT": str(free_port()),
+    }
+
+
+def tear_down(command: subprocess.Popen, home: Path, env: dict[str, str]) -> None:  # type: ignore[type-arg]
+    """Whatever a test left: the command, the workers of its home, its stack."""
+    if command.poll() is None:
+        command.kill()
+    for pid in workers_of(home):
+        os.kill(pid, signal.SIGKILL)
+    subprocess.run([VIGIL, "stack", "down"], env=env, capture_output=True, timeout=120)
+
+
 def workers_of(home: Path) -> list[int]:
     """The `vigil worker` processes started for this VIGIL_HOME (Linux /proc; no extra dependency)."""
     found = []
@@ -38,13 +60,7 @@ def workers_of(home: Path) -> list[int]:
 
 def test_demo_from_the_sample_keep_json_users_file_and_sigterm(tmp_path) -> None:
     home = tmp_path / "home"
-    link_cached_kafka_jars(home)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    env |= {
-        "VIGIL_HOME": str(home),
-        "VIGIL_KAFKA__EMBEDDED_PORT": str(free_port()),
-        "VIGIL_KAFKA__EMBEDDED_CONTROLLER_PORT": str(free_port()),
-        "VIGIL_REDIS__EMBEDDED_PORT": str(free_port()),
+    env = own_stack_env(home) | {
         "VIGIL_WEB_PORT": str(free_port()),
         "VIGIL_DATA_DIR": str(tmp_path / "no-data"),  # nothing configured: the shipped sample
     }
@@ -80,9 +96,5 @@ def test_demo_from_the_sample_keep_json_users_file_and_sigterm(tmp_path) -> None
         assert demo.wait(timeout=60) == 0
         assert wait_for(lambda: not workers_of(home), timeout=30), "SIGTERM must stop the demo's worker"
     finally:
-        if demo.poll() is None:
-            demo.kill()
-        for pid in workers_of(home):
-            os.kill(pid, signal.SIGKILL)
-        subprocess.run([VIGIL, "stack", "down"], env=env, capture_output=True, timeout=120)
+        tear_down(demo, home, env)
         errors.close()

@@ -47,27 +47,17 @@ def test_replay_matches_offline_prediction(stack, stack_settings: Settings, tmp_
 def test_sigterm_stops_the_replays_worker(tmp_path: Path) -> None:
     """`vigil replay` spawns a worker in its own session: stopped by SIGTERM (a CI job cancelled,
     `timeout`), the command stops it too instead of leaving it running (cli/signals.py)."""
-    import os
     import signal
     import subprocess
-    import sys
 
-    from tests.conftest import free_port, link_cached_kafka_jars, wait_for
-    from tests.integration.test_demo import workers_of
+    from tests.conftest import wait_for
+    from tests.integration.test_demo import VIGIL, own_stack_env, tear_down, workers_of
 
     home = tmp_path / "home"
-    link_cached_kafka_jars(home)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    env |= {
-        "VIGIL_HOME": str(home),
-        "VIGIL_KAFKA__EMBEDDED_PORT": str(free_port()),
-        "VIGIL_KAFKA__EMBEDDED_CONTROLLER_PORT": str(free_port()),
-        "VIGIL_REDIS__EMBEDDED_PORT": str(free_port()),
-    }
-    vigil = str(Path(sys.executable).parent / "vigil")
+    env = own_stack_env(home)
     source = ensure_dataset(DATA, default_home())
     replay = subprocess.Popen(
-        [vigil, "replay", "--data", str(source), "--limit", "200"],
+        [VIGIL, "replay", "--data", str(source), "--limit", "200"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -78,8 +68,4 @@ def test_sigterm_stops_the_replays_worker(tmp_path: Path) -> None:
         assert replay.wait(timeout=60) == 130  # interrupted, as by Ctrl-C
         assert wait_for(lambda: not workers_of(home), timeout=30), "SIGTERM must stop the replay's worker"
     finally:
-        if replay.poll() is None:
-            replay.kill()
-        for pid in workers_of(home):
-            os.kill(pid, signal.SIGKILL)
-        subprocess.run([vigil, "stack", "down"], env=env, capture_output=True, timeout=120)
+        tear_down(replay, home, env)
