@@ -7,6 +7,7 @@ COPY schemas schemas
 COPY infra infra
 COPY cli cli
 COPY bench bench
+COPY data data
 RUN pip install --no-cache-dir .
 USER nobody
 ENTRYPOINT []

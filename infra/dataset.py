@@ -25,7 +25,8 @@ from vigil.schemas.errors import UserError
 PHYSIONET_2019 = "https://physionet.org/files/challenge-2019/1.0.0/"
 PROJECT_PAGE = "https://physionet.org/content/challenge-2019/1.0.0/"
 SETS = {"A": "training/training_setA.zip", "B": "training/training_setB.zip"}
-# the repository's sample of set A: data/physionet2019-sample (an editable install or a clone)
+# the sample of set A: data/physionet2019-sample in a clone or an editable install, vigil/data/ in a
+# wheel (package data; the Docker image), so `vigil bundle check` and the demo find stays anywhere
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "physionet2019-sample"
 CHUNK = 1 << 20
 

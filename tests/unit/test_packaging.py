@@ -33,7 +33,8 @@ def _package_dirs() -> set[str]:
 
 def test_every_room_maps_to_the_vigil_namespace() -> None:
     tool = _pyproject()["tool"]["setuptools"]
-    assert tool["package-dir"] == {f"vigil.{room}": room for room in ROOMS}
+    # and the data-only room: the sample of set A, with its license (docs/architecture.md)
+    assert tool["package-dir"] == {f"vigil.{room}": room for room in ROOMS} | {"vigil.data": "data"}
     listed = set(tool["packages"])
     assert _package_dirs() - {"vigil.bench.results"} <= listed, "a package folder is missing from pyproject"
     assert all(name.startswith("vigil.") for name in listed)
@@ -74,6 +75,10 @@ def test_the_wheel_holds_only_vigil_paths(tmp_path: Path) -> None:
         "vigil/models/artifacts/stepping/manifest.json",
         "vigil/agents/web/static/app.js",
         "vigil/infra/kafka/pom.xml",
+        # `vigil demo` / `replay` / `bundle check` in an image without a clone (dataset.SAMPLE_DIR)
+        "vigil/data/physionet2019-sample/LICENSE.txt",
+        "vigil/data/physionet2019-sample/README.md",
     ):
         assert expected in names
+    assert sum(name.startswith("vigil/data/physionet2019-sample/p") and name.endswith(".psv") for name in names) == 100
     assert not any("/tests/" in name or name.startswith("vigil/tests") for name in names)
