@@ -51,17 +51,28 @@ class WardDriftTracker:
         if bundle is None:
             return None
         path = bundle.artifacts_dir / REFERENCE_FILE
+        metrics.DRIFT_MONITORING.set(0)
         if not settings.enabled or not path.exists():
             log.warning("drift.off", reason="disabled" if path.exists() else "no training reference")
             return None
-        monitor = DriftMonitor.for_inputs(
-            DriftReference.load(path),
-            DYNAMIC_CODES,
-            TREE_FEATURES,
-            window_hours=settings.window_hours,
-            min_hours=settings.min_hours,
-            min_patients=settings.min_patients,
-        )
+        try:
+            reference = DriftReference.load(path)
+            if problems := reference.problems():
+                raise ValueError("; ".join(problems))
+            monitor = DriftMonitor.for_inputs(
+                reference,
+                DYNAMIC_CODES,
+                TREE_FEATURES,
+                window_hours=settings.window_hours,
+                min_hours=settings.min_hours,
+                min_patients=settings.min_patients,
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            # the scores do not depend on it: serve them, say loudly that no ward's drift is watched
+            # (`vigil bundle check` fails such a bundle before it is rolled out)
+            log.warning("drift.off", reason="unusable training reference", detail=str(exc)[:300])
+            return None
+        metrics.DRIFT_MONITORING.set(1)
         return cls(monitor, bundle.version, settings.publish_every_s, settings.gauges_every_s)
 
     def observe(

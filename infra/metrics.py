@@ -43,6 +43,11 @@ DRIFT_PSI = Gauge(
     "PSI of a ward's live input vs the training reference (kind: measured = measurement rate, value = feature)",
     ["ward", "kind", "input"],
 )
+DRIFT_MONITORING = Gauge(
+    "vigil_drift_monitoring",
+    "1 when this worker compares its wards' inputs with the bundle's training reference; 0 when off "
+    "(disabled, or the bundle has no usable reference)",
+)
 DRIFT_MAX_PSI = Gauge("vigil_drift_max_psi", "Largest input PSI of a ward", ["ward"])
 DRIFT_DRIFTED = Gauge("vigil_drift_drifted", "1 when a ward's largest input PSI exceeds its threshold", ["ward"])
 DRIFT_PATIENT_HOURS = Gauge("vigil_drift_patient_hours", "Closed patient-hours in a ward's drift window", ["ward"])

@@ -8,7 +8,9 @@ bundle".) Pure: the bundle and stays in, figures out.
   the stream runs, against the same;
 - the stream's form on real stays: every hour advanced as the worker does (``stream_step.advance``,
   the carry through its bytes), each hour's final and newest provisional scores against
-  ``stay_risks``, ``vigil predict``'s.
+  ``stay_risks``, ``vigil predict``'s;
+- the drift reference the worker would watch the wards with: usable (shares, ordered bins, a null
+  table), and how the checked stays read against it (informative: a site's own stays may differ).
 
 An onnxruntime build or execution provider that rounds differently, a graph exported wrong or a
 serving change that breaks the stream's equality shows here as a difference above ``TOLERANCE``.
@@ -25,9 +27,12 @@ from typing import Any
 import numpy as np
 
 from vigil.models.bundle import SteppingBundle
+from vigil.models.drift import REFERENCE_FILE, DriftMonitor, DriftReference, WardDriftReport
+from vigil.models.stay_features import TREE_FEATURES
 from vigil.models.step_session import StepSession
-from vigil.models.stepping import StayCarry, run_chains
+from vigil.models.stepping import StayCarry, run_chains, stay_inputs
 from vigil.models.stream_step import StepRequest, advance
+from vigil.schemas.codes import DYNAMIC_CODES
 
 TOLERANCE = 1e-5  # probabilities; float32 graphs against float64 references differ by ~1e-7
 TREE_REFERENCE = "sepsis_diagnosis_reference.npz"
@@ -102,6 +107,66 @@ def stream_checks(
                     worst[name] = max(worst[name], abs(probs[name] - float(want[name][i][scored.hour])))
                 compared += 1
     return [Check(f"stream {name} against vigil predict", worst[name], compared) for name in worst]
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    """The bundle's drift reference (``training_reference.json``) as the worker would use it: its
+    problems (any fails the check; a worker would watch no ward's drift) and, informative, how the
+    checked stays read against it as one ward."""
+
+    problems: list[str]
+    reading: WardDriftReport | None  # None: no reference, or an unusable one
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> dict[str, object]:
+        r = self.reading
+        return {
+            "ok": self.ok,
+            "problems": self.problems,
+            "stays": None
+            if r is None
+            else {
+                "patients": r.patients,
+                "patient_hours": r.patient_hours,
+                "max_psi": round(r.max_psi, 4),
+                "threshold": round(r.threshold, 4),
+                "drifted": r.drifted,
+                "top": [{"input": name, "psi": round(v, 4)} for name, v in r.top],
+            },
+        }
+
+
+def drift_check(
+    bundle: SteppingBundle, matrices: Sequence[np.ndarray], statics: Sequence[Mapping[str, float]]
+) -> DriftCheck:
+    """Load the drift reference as the worker does (``agents.drift``: the stream's rows and tree
+    features), check its sense, and read every hour of the stays against it as one ward."""
+    path = bundle.artifacts_dir / REFERENCE_FILE
+    if not path.exists():
+        return DriftCheck(["no training reference: a worker serving this bundle watches no ward's drift"], None)
+    try:
+        reference = DriftReference.load(path)
+        if problems := reference.problems():
+            return DriftCheck(problems, None)
+        monitor = DriftMonitor.for_inputs(
+            reference,
+            DYNAMIC_CODES,
+            TREE_FEATURES,
+            window_hours=max(1, sum(map(len, matrices))),
+            min_hours=1,
+            min_patients=1,
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return DriftCheck([f"unreadable: {str(exc)[:200]}"], None)
+    for i, (m, static) in enumerate(zip(matrices, statics, strict=True)):
+        feats = stay_inputs(m, static).tree_features(np.arange(len(m)), static)
+        monitor.observe(["stays"] * len(m), np.asarray(m, np.float32), feats, np.full(len(m), i))
+    reports = monitor.reports()
+    return DriftCheck([], reports[0] if reports else None)
 
 
 def training_figures(bundle_dir: Path) -> dict[str, Any] | None:

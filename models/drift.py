@@ -179,6 +179,32 @@ class DriftReference:
     def load(cls, path: Path) -> DriftReference:
         return cls.from_json(path.read_text())
 
+    def problems(self) -> list[str]:
+        """What would make the drift check wrong with this reference (empty: usable): shares that are
+        not shares, bins that are not ordered, a null table that is not one. The manifest pins the
+        file's bytes, not its sense; `vigil bundle check` reports these and a worker turns drift off."""
+        found = []
+        share = self.measured_share
+        if len(share) != len(self.variables) or len(set(self.variables)) != len(self.variables):
+            found.append("measurement rates: not one per variable")
+        elif not np.all((share >= 0) & (share <= 1)):  # NaN fails too
+            found.append("measurement rates: a rate outside [0, 1]")
+        for f in self.features:
+            if not np.all(np.isfinite(f.edges)) or np.any(np.diff(f.edges) <= 0):
+                found.append(f"{f.name}: bin edges not finite and increasing")
+            elif len(f.shares) != len(f.edges) + 2:
+                found.append(f"{f.name}: {len(f.shares)} bin shares for {len(f.edges) + 2} bins")
+            elif not np.all(f.shares >= 0) or abs(float(f.shares.sum()) - 1.0) > 1e-3:
+                found.append(f"{f.name}: bin shares do not sum to 1 (missing included)")
+        n, q = self.null_patients, self.null_q99
+        if len(n) != len(q):
+            found.append("null table: patients and percentiles of different lengths")
+        elif len(n) and (np.any(np.diff(n) <= 0) or not np.all(n > 0)):
+            found.append("null table: ward sizes not increasing")
+        elif len(q) and (not np.all(np.isfinite(q) & (q > 0)) or np.any(np.diff(q) > 0)):
+            found.append("null table: percentiles not positive and falling with ward size")
+        return found
+
 
 NULL_PATIENTS: Final[tuple[int, ...]] = (10, 20, 40, 80, 160, 320)
 

@@ -72,3 +72,27 @@ def test_a_batch_without_closed_hours_computes_nothing() -> None:
     tracker, monitor = _tracker([100.0])
     assert tracker.observe(["p1"], ["icu-a"], [_outcome(0)]) == []
     assert monitor.observed_hours == 0 and monitor.report_calls == []
+
+
+def test_an_unusable_reference_turns_drift_off_and_the_worker_serves(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The scores do not depend on the drift reference: a worker whose reference makes no sense (or
+    does not parse) logs ``drift.off``, shows 0 on ``vigil_drift_monitoring`` and goes on."""
+    import json
+    import shutil
+
+    from vigil.infra import metrics
+    from vigil.infra.settings import DriftSettings
+    from vigil.models.bundle import STEPPING_DIR
+    from vigil.models.drift import REFERENCE_FILE
+
+    bundle = SimpleNamespace(artifacts_dir=tmp_path, version="t")
+    shutil.copy(STEPPING_DIR / REFERENCE_FILE, tmp_path / REFERENCE_FILE)
+    assert WardDriftTracker.for_bundle(bundle, DriftSettings()) is not None  # type: ignore[arg-type]
+    assert metrics.DRIFT_MONITORING._value.get() == 1
+    ref = json.loads((tmp_path / REFERENCE_FILE).read_text())
+    ref["measurement_rate_per_hour"]["HR"] = 7.0
+    (tmp_path / REFERENCE_FILE).write_text(json.dumps(ref))
+    assert WardDriftTracker.for_bundle(bundle, DriftSettings()) is None  # type: ignore[arg-type]
+    assert metrics.DRIFT_MONITORING._value.get() == 0
+    (tmp_path / REFERENCE_FILE).write_text("{")
+    assert WardDriftTracker.for_bundle(bundle, DriftSettings()) is None  # type: ignore[arg-type]

@@ -19,10 +19,25 @@ from typer.testing import CliRunner
 from vigil.cli.bundle import register
 from vigil.models import bundle_check
 from vigil.models.bundle import STEPPING_DIR, load_stepping_bundle
-from vigil.models.bundle_check import TREE_REFERENCE, reference_checks, stream_checks, training_figures
+from vigil.models.bundle_check import (
+    TREE_REFERENCE,
+    drift_check,
+    reference_checks,
+    stream_checks,
+    training_figures,
+)
+from vigil.models.drift import REFERENCE_FILE
+from vigil.models.shift import thin_labs
 from vigil.schemas.codes import DYNAMIC_CODES
 
 SAMPLE = Path(__file__).parents[3] / "data" / "physionet2019-sample"
+
+
+def repin(bundle_dir: Path, name: str) -> None:
+    """Pin a rewritten file in the copy's manifest: the bundle opens, only the check can tell."""
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    manifest["files"][name]["sha256"] = hashlib.sha256((bundle_dir / name).read_bytes()).hexdigest()
+    (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
 
 
 def stays(n: int, seed: int = 5) -> list[np.ndarray]:
@@ -39,9 +54,7 @@ def test_a_tree_graph_that_is_not_the_trained_model_fails(tmp_path: Path) -> Non
         arrays = {k: ref[k] for k in ref.files}
     arrays["probability"] = arrays["probability"] + 1e-3
     np.savez(copy / TREE_REFERENCE, **arrays)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["files"][TREE_REFERENCE]["sha256"] = hashlib.sha256((copy / TREE_REFERENCE).read_bytes()).hexdigest()
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    repin(copy, TREE_REFERENCE)
     checks = {c.name: c for c in reference_checks(load_stepping_bundle(copy, prefer_gpu=False))}
     assert not checks["trees against LightGBM"].ok
     assert checks["trees against LightGBM"].max_abs_diff == pytest.approx(1e-3, abs=1e-5)
@@ -95,6 +108,54 @@ def test_the_command_prints_its_checks_and_exits_by_them() -> None:
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output.strip().split("\n")[-1])
     assert summary["ok"] and summary["stays"] == 3 and len(summary["checks"]) == 5
+    assert summary["drift_reference"]["ok"] and summary["drift_reference"]["stays"]["patients"] == 3
     assert summary["bundle"] == json.loads((STEPPING_DIR / "manifest.json").read_text())["version"]
     worst = json.loads((STEPPING_DIR / "metrics.json").read_text())["combined"]["worst"]
     assert summary["training_figures"]["shift_worst"] == {"auroc": worst["auroc"], "utility": worst["utility"]}
+
+
+def sample_stays(n: int) -> list:  # type: ignore[type-arg]
+    from vigil.infra.replay import load_stays
+    from vigil.models.offline import list_psv
+
+    return load_stays(list_psv(SAMPLE)[:n])
+
+
+def test_the_drift_reading_tells_a_hospital_that_draws_fewer_labs() -> None:
+    """Informative, not part of the verdict: the sample's stays read as training's; the same stays
+    with one lab draw in ten kept (the shift of docs/models.md) read as drifted, by a measurement rate."""
+    bundle = load_stepping_bundle(STEPPING_DIR, prefer_gpu=False)
+    loaded = sample_stays(20)
+    as_recorded = drift_check(bundle, [s.matrix for s in loaded], [s.static for s in loaded])
+    assert as_recorded.ok and as_recorded.reading is not None and not as_recorded.reading.drifted
+    assert as_recorded.reading.patients == 20
+    rng = np.random.default_rng(0)
+    thinned = drift_check(bundle, [thin_labs(s.matrix, 0.1, rng) for s in loaded], [s.static for s in loaded])
+    assert thinned.ok and thinned.reading is not None and thinned.reading.drifted
+    assert thinned.reading.top[0][0].endswith(("_rate", "_hours_since", " measured"))
+
+
+def test_a_drift_reference_that_makes_no_sense_fails_the_check(tmp_path: Path) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(STEPPING_DIR, copy)
+    ref = json.loads((copy / REFERENCE_FILE).read_text())
+    name = next(iter(ref["top_feature_quantiles"]))
+    ref["top_feature_quantiles"][name]["shares"] = [2 * v for v in ref["top_feature_quantiles"][name]["shares"]]
+    (copy / REFERENCE_FILE).write_text(json.dumps(ref))
+    repin(copy, REFERENCE_FILE)
+    found = drift_check(load_stepping_bundle(copy, prefer_gpu=False), [], [])
+    assert not found.ok and found.problems == [f"{name}: bin shares do not sum to 1 (missing included)"]
+    res = check_command(str(copy), "--data", str(SAMPLE), "--stays", "2", "--json")
+    assert res.exit_code == 1 and "drift reference" in res.output and "do not serve it" in res.output
+    summary = json.loads(res.output.strip().split("\n")[-1])
+    assert summary["ok"] is False and all(c["ok"] for c in summary["checks"])  # the graphs are fine
+
+
+def test_a_bundle_without_a_drift_reference_fails_the_check(tmp_path: Path) -> None:
+    d = build_test_bundle(tmp_path / "b")
+    (d / REFERENCE_FILE).unlink()  # a bundle written before issue 12's drift check
+    manifest = json.loads((d / "manifest.json").read_text())
+    del manifest["files"][REFERENCE_FILE]
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    found = drift_check(load_stepping_bundle(d, prefer_gpu=False), stays(2), [STATIC] * 2)
+    assert not found.ok and "watches no ward's drift" in found.problems[0]

@@ -143,3 +143,44 @@ def test_a_cohort_smaller_than_the_largest_ward_still_gets_a_threshold_per_size(
     ref = DriftReference.build(~np.isnan(rows), feats, VARS, FEATS, "stays")
     q99 = null_max_psi(ref, ~np.isnan(rows), feats, offsets, window_hours=400, draws=50)
     assert len(q99) == len(NULL_PATIENTS) and np.isfinite(q99).all() and np.all(np.diff(q99) <= 0)
+
+
+def _feature(ref: DriftReference, k: int, **changes: np.ndarray) -> DriftReference:
+    feats = list(ref.features)
+    feats[k] = dataclasses.replace(feats[k], **changes)
+    return dataclasses.replace(ref, features=feats)
+
+
+def test_a_built_reference_has_no_problems(reference: DriftReference) -> None:
+    q99 = np.array([3.0, 1.5, 0.9, 0.6, 0.4, 0.3])
+    nulled = dataclasses.replace(reference, null_patients=np.array(NULL_PATIENTS, float), null_q99=q99)
+    assert reference.problems() == [] and DriftReference.from_json(nulled.to_json()).problems() == []
+
+
+@pytest.mark.parametrize(
+    ("spoil", "found"),
+    [
+        (lambda r: dataclasses.replace(r, measured_share=np.array([0.9, 1.2])), "outside [0, 1]"),
+        (lambda r: dataclasses.replace(r, measured_share=np.array([0.9, np.nan])), "outside [0, 1]"),
+        (lambda r: dataclasses.replace(r, measured_share=np.array([0.9])), "not one per variable"),
+        (lambda r: dataclasses.replace(r, variables=["HR", "HR"]), "not one per variable"),
+        (lambda r: _feature(r, 0, shares=r.features[0].shares * 2), "HR_last: bin shares do not sum to 1"),
+        (lambda r: _feature(r, 0, shares=r.features[0].shares[:-1]), "HR_last: 10 bin shares for 11 bins"),
+        (lambda r: _feature(r, 1, edges=r.features[1].edges[::-1]), "icu_hours: bin edges"),
+        (lambda r: _feature(r, 1, edges=np.r_[r.features[1].edges[:-1], np.inf]), "icu_hours: bin edges"),
+        (lambda r: dataclasses.replace(r, null_patients=np.array([10.0, 20.0]), null_q99=np.array([1.0])), "lengths"),
+        (lambda r: dataclasses.replace(r, null_patients=np.array([20.0, 10.0]), null_q99=np.ones(2)), "ward sizes"),
+        (
+            lambda r: dataclasses.replace(r, null_patients=np.array([10.0, 20.0]), null_q99=np.array([1.0, 2.0])),
+            "falling",
+        ),
+        (
+            lambda r: dataclasses.replace(r, null_patients=np.array([10.0, 20.0]), null_q99=np.array([np.nan, 0.5])),
+            "falling",
+        ),
+    ],
+)
+def test_a_reference_that_makes_no_sense_says_what(reference: DriftReference, spoil, found: str) -> None:  # type: ignore[no-untyped-def]
+    """The manifest pins the file's bytes; these are what a wrong writer could still pin."""
+    problems = spoil(reference).problems()
+    assert len(problems) == 1 and found in problems[0], problems
