@@ -137,6 +137,11 @@ def runtime() -> Runtime:
     return _runtime
 
 
+def current_runtime() -> Runtime | None:
+    """The runtime if this process has built it (its first batch or fleet announcement), else None."""
+    return _runtime
+
+
 def store_healthy() -> bool:
     """The worker's own view for readiness: False while its Redis writes are being retried."""
     return True if _runtime is None else bool(_runtime.health.ok)

@@ -29,6 +29,7 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
             raise ValueError(f"unknown agent module {name!r}: choose from {', '.join(AGENT_MODULES)}")
         importlib.import_module(f"vigil.agents.{name}")  # importing registers the module's agents
     importlib.import_module("vigil.agents.lag")  # vigil_consumer_lag, whatever the selection
+    importlib.import_module("vigil.agents.fleet")  # announces what it serves (vigil workers)
     if metrics_port:
         from prometheus_client import start_http_server
 

@@ -43,6 +43,13 @@ DRIFT_PSI = Gauge(
     "PSI of a ward's live input vs the training reference (kind: measured = measurement rate, value = feature)",
     ["ward", "kind", "input"],
 )
+# The fleet as this worker reads it from Redis (agents/fleet.py, infra/fleet.py), its consumer group only
+FLEET_WORKERS = Gauge("vigil_fleet_workers", "Live workers of this worker's consumer group")
+FLEET_CONFIGURATIONS = Gauge(
+    "vigil_fleet_configurations",
+    "Distinct (bundle, alert threshold) served by the live scoring workers of this worker's consumer group; "
+    "above 1: patients are scored by different models depending on their partition",
+)
 DRIFT_MONITORING = Gauge(
     "vigil_drift_monitoring",
     "1 when this worker compares its wards' inputs with the bundle's training reference; 0 when off "

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from vigil.agents.web import metrics
@@ -53,6 +54,16 @@ class WardFeed:
             "feed_assigned": self.assigned,
             "feed_caught_up": self.caught_up,
         }
+
+    def set_status(self, statuses: dict[str, dict[str, str]], names: Sequence[str]) -> None:
+        """Replace the indicators ``names`` with ``statuses`` (from any thread); browsers get the
+        header's indicators again when they changed."""
+        merged = {k: v for k, v in self.ward_status.items() if k not in names} | statuses
+        if merged == self.ward_status:
+            return
+        self.ward_status = merged
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._fanout, {"status": list(merged.values())})
 
     # --- producing -------------------------------------------------------------------------------
     def produce(self, topic: str, key: bytes, value: bytes) -> None:

@@ -1,9 +1,11 @@
 """The dashboard feed on Kafka: a kafka-python consumer thread (assign + seek, no consumer group, so every
 dashboard process sees every record) and a producer for acknowledgements and FHIR intake.
 
-The consumer reads ``vigil.scores``, ``vigil.alerts`` and ``vigil.treatment.scores`` (never polls Redis)
-and hands each record to ``WardFeed.ingest``. On start it backfills the last ``backfill`` records of
-every partition so the first page load shows the open alerts without waiting for the next score;
+The consumer reads ``vigil.scores``, ``vigil.alerts``, ``vigil.treatment.scores`` and ``vigil.drift``
+and hands each record to ``WardFeed.ingest``; every few seconds the same thread reads the workers'
+cards from Redis (``infra.fleet``: the only Redis read of the feed) for the header's fleet indicator.
+On start it backfills the last ``backfill`` records of every partition so the first page load shows
+the open alerts without waiting for the next score;
 ``/readyz`` stays 503 until that backfill is applied, and backfilled records are not pushed to browsers.
 """
 
@@ -16,8 +18,10 @@ from typing import Any
 
 from vigil.agents.web import metrics
 from vigil.agents.web.feed import WardFeed
+from vigil.agents.web.fleet import FLEET_EVERY_S, fleet_indicators
 from vigil.agents.web.readiness import RedisPing, broker_reachable
-from vigil.infra.connect import kafka_bootstrap, kafka_consumer, kafka_producer
+from vigil.infra.connect import kafka_bootstrap, kafka_consumer, kafka_producer, redis_client
+from vigil.infra.fleet import read_fleet
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings
 from vigil.schemas import topics
@@ -43,6 +47,7 @@ class KafkaWardFeed(WardFeed):
         self._producer: Any = None
         self._producer_lock = threading.Lock()
         self._redis_ping = RedisPing(settings)
+        self._fleet_client: Any = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         super().start(loop)
@@ -86,7 +91,7 @@ class KafkaWardFeed(WardFeed):
         self.assigned = self.broker_ok = True
         log.info("feed_assigned", partitions=len(parts), backfill=self.backfill)
         backfill_end = {tp: end[tp] for tp in parts if end[tp] > consumer.position(tp)}
-        next_lag = 0.0
+        next_lag = next_fleet = 0.0
         try:
             while not self._stop.is_set():
                 batches = consumer.poll(timeout_ms=250, max_records=2000)
@@ -102,6 +107,9 @@ class KafkaWardFeed(WardFeed):
                 if time.monotonic() >= next_lag:
                     next_lag = time.monotonic() + 5.0
                     self._update_lag(consumer, parts)
+                if time.monotonic() >= next_fleet:
+                    next_fleet = time.monotonic() + FLEET_EVERY_S
+                    self._update_fleet()
         finally:
             consumer.close()
             self.assigned = False
@@ -119,6 +127,18 @@ class KafkaWardFeed(WardFeed):
             lag[tp.topic] += max(0, ends[tp] - consumer.position(tp))
         for topic, value in lag.items():
             metrics.FEED_LAG.labels(topic).set(value)
+
+    def _update_fleet(self) -> None:
+        """The workers' cards in Redis -> the header's fleet indicator (unchanged while Redis is away:
+        readiness reports that)."""
+        try:
+            if self._fleet_client is None:
+                self._fleet_client = redis_client(self.settings, socket_timeout=2, socket_connect_timeout=2)
+            cards = read_fleet(self._fleet_client)
+        except Exception as exc:
+            log.warning("feed_fleet_failed", error=type(exc).__name__)
+            return
+        self.set_status(fleet_indicators(cards), ["fleet"])
 
     def readiness(self) -> dict[str, Any]:
         return {

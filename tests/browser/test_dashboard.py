@@ -255,6 +255,20 @@ def test_phone_width_contrast_and_screenshots(dashboard, browser, producer) -> N
     phone.close()
 
 
+def test_the_header_says_when_no_worker_is_scoring(dashboard, browser, shared_worker) -> None:
+    """The workers announce themselves in Redis (infra/fleet.py); with none scoring, the page's
+    scores have stopped moving, and the header says so in red until a worker is back."""
+    page = signed_in(browser, dashboard)
+    status = page.locator("#ward-status .status-critical")
+    expect(status).to_have_count(0, timeout=60000)  # the worker has announced itself (it may be starting)
+    with shared_worker.stopped():  # it leaves the fleet as it stops
+        expect(status).to_have_text("No worker is scoring: scores and alerts are not being updated", timeout=30000)
+        assert contrast_violations(page) == []
+        shot(page, "dashboard-no-worker.png")
+    expect(status).to_have_count(0, timeout=60000)  # the worker started again and announced itself
+    page.close()
+
+
 def shot(page, name: str, full_page: bool = False) -> None:  # type: ignore[no-untyped-def]
     target = IMAGES / name
     tmp = target.with_suffix(".tmp.png")

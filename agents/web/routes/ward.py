@@ -71,6 +71,9 @@ async def stream(request: Request, _session: SessionDep, feed: FeedDep) -> Respo
                     continue
                 if message is None:
                     return
+                if "status" in message:  # the header's indicators (agents/web/fleet.py)
+                    yield f"event: status\ndata: {json.dumps(message['status'])}\n\n"
+                    continue
                 if "drift" in message:  # the wards' input drift indicator (agents/web/drift.py)
                     yield f"event: drift\ndata: {json.dumps(message['drift'])}\n\n"
                     continue

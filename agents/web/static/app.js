@@ -139,6 +139,8 @@ function connect() {
   source.addEventListener("error", () => { dot.className = "dot off"; text.textContent = "reconnecting"; });
   source.addEventListener("row", ev => { const row = JSON.parse(ev.data); state.rows.set(row.row_id, row); schedule(); });
   source.addEventListener("drift", ev => { state.drift = JSON.parse(ev.data); schedule(); });
+  // the header's indicators (agents/web/fleet.py): no worker scoring, two bundles scoring at once
+  source.addEventListener("status", ev => { state.wardStatus = JSON.parse(ev.data); schedule(); });
   source.addEventListener("transition", ev => {
     state.transitions.unshift(JSON.parse(ev.data));
     state.transitions.length = Math.min(state.transitions.length, 200);

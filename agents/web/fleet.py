@@ -1,0 +1,43 @@
+"""The dashboard's fleet indicator: whether any worker is scoring, and whether the scoring workers
+of a consumer group serve more than one bundle or alert threshold (``infra.fleet``: the cards the
+workers announce in Redis). A clinician reading the ward must know when its scores have stopped
+moving, or come from two models at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vigil.infra.fleet import TTL_S, mixed_groups, serving
+from vigil.schemas.fleet import WorkerCard
+
+FLEET_EVERY_S = 5.0
+
+
+def fleet_indicators(cards: Sequence[WorkerCard]) -> dict[str, dict[str, str]]:
+    """The header's fleet indicator (name -> text, level, title), or none when one configuration scores."""
+    served = serving(cards)
+    if not served:
+        return {
+            "fleet": {
+                "level": "critical",
+                "text": "No worker is scoring: scores and alerts are not being updated",
+                "title": f"no scoring worker announced itself in the last {TTL_S} s: see `vigil workers`",
+            }
+        }
+    mixed = mixed_groups(cards)
+    if not mixed:
+        return {}
+    group = next(iter(mixed.values()))
+    parts = [
+        f"bundle {s.bundle_version} at threshold {s.alert_threshold} ({len(s.workers)} worker"
+        + ("s" if len(s.workers) > 1 else "")
+        + ")"
+        for s in group
+    ]
+    return {
+        "fleet": {
+            "level": "warning",
+            "text": f"Patients scored by {len(group)} bundles or thresholds at once",
+            "title": "; ".join(parts) + ": a rollout under way, or a worker left behind (`vigil workers`)",
+        }
+    }

@@ -1,0 +1,42 @@
+"""The worker's view of its fleet (agents/fleet.py): gauges of its own consumer group, and one log
+line when the group turns mixed and one when it is uniform again, not one every announcement."""
+
+from __future__ import annotations
+
+import pytest
+import structlog
+from fleet_cards import card
+
+from vigil.agents import fleet
+from vigil.infra import metrics
+
+
+@pytest.fixture(autouse=True)
+def fresh_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(fleet._state, "mixed", None)
+
+
+def test_a_mixed_group_is_logged_once_and_its_end_too() -> None:
+    uniform = [card("a"), card("b"), card("x", "2.7.0", app_id="other")]
+    rollout = [*uniform, card("c", "2.7.0")]
+    with structlog.testing.capture_logs() as logs:
+        fleet.observe_fleet(uniform, "vigil")
+        assert metrics.FLEET_WORKERS._value.get() == 2 and metrics.FLEET_CONFIGURATIONS._value.get() == 1
+        for _ in range(3):
+            fleet.observe_fleet(rollout, "vigil")
+        assert metrics.FLEET_WORKERS._value.get() == 3 and metrics.FLEET_CONFIGURATIONS._value.get() == 2
+        fleet.observe_fleet(uniform, "vigil")
+    assert [e["event"] for e in logs] == ["fleet.mixed", "fleet.uniform"]
+    assert [s["bundle"] for s in logs[0]["serving"]] == ["2.6.0", "2.7.0"]
+
+
+def test_this_workers_card_says_what_it_serves() -> None:
+    from vigil.models.bundle import load_stepping_bundle
+
+    bundle = load_stepping_bundle(prefer_gpu=False)
+    c = fleet.this_card(bundle, partitions=3, scoring=True, app_id="vigil")
+    assert (c.bundle_version, c.state_tag) == (bundle.version, f"{bundle.state_tag:08x}")
+    assert c.alert_threshold == round(bundle.alert_threshold.threshold, 6) and c.threshold_rule == "shipped"
+    assert c.bundle_sha256 is not None and len(c.bundle_sha256) == 64
+    rules = fleet.this_card(None, partitions=0, scoring=True, app_id="vigil")
+    assert rules.bundle_version is None and rules.alert_threshold is None

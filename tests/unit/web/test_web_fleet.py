@@ -1,0 +1,51 @@
+"""The dashboard's fleet indicator (agents/web/fleet.py): the header says when no worker is scoring
+and when two bundles or thresholds score at once; it reaches the page's state and live browsers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fleet_cards import card
+from web_builders import sign_in
+
+from vigil.agents.web.feed import WardFeed
+from vigil.agents.web.fleet import fleet_indicators
+
+
+def test_no_indicator_while_one_configuration_scores() -> None:
+    assert fleet_indicators([card("a"), card("b"), card("t", "2.7.0", scoring=False)]) == {}
+
+
+def test_no_scoring_worker_is_critical() -> None:
+    found = fleet_indicators([card("t", scoring=False)])["fleet"]
+    assert found["level"] == "critical" and "No worker is scoring" in found["text"]
+    assert fleet_indicators([]) == {"fleet": found}
+
+
+def test_two_bundles_at_once_is_a_warning_naming_both() -> None:
+    found = fleet_indicators([card("a"), card("b"), card("c", "2.7.0", 0.06)])["fleet"]
+    assert found["level"] == "warning" and "2 bundles or thresholds" in found["text"]
+    assert "bundle 2.6.0 at threshold 0.0558 (2 workers)" in found["title"]
+    assert "bundle 2.7.0 at threshold 0.06 (1 worker)" in found["title"]
+
+
+def test_the_indicator_reaches_the_state_and_live_browsers(client, feed: WardFeed) -> None:
+    sign_in(client, "ann")
+    assert client.get("/api/state").json()["ward_status"] == []
+    loop = asyncio.new_event_loop()
+    try:
+        feed.start(loop)
+        queue = feed.subscribe()
+        feed.set_status(fleet_indicators([]), ["fleet"])
+        feed.set_status(fleet_indicators([]), ["fleet"])  # unchanged: nothing sent again
+        loop.run_until_complete(asyncio.sleep(0))
+        assert queue.qsize() == 1
+        (status,) = queue.get_nowait()["status"]  # type: ignore[index]
+        assert status["level"] == "critical"
+        assert client.get("/api/state").json()["ward_status"] == [status]
+        feed.set_status(fleet_indicators([card("a")]), ["fleet"])  # a worker is back: the indicator goes
+        loop.run_until_complete(asyncio.sleep(0))
+        assert queue.get_nowait() == {"status": []}
+        assert client.get("/api/state").json()["ward_status"] == []
+    finally:
+        loop.close()
