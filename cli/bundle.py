@@ -39,16 +39,14 @@ def check(
     from vigil.infra.dataset import resolve_dataset
     from vigil.infra.replay import load_stays
     from vigil.infra.settings import get_settings
-    from vigil.models.bundle import is_stepping_bundle, load_stepping_bundle
+    from vigil.models.bundle import load_stepping_bundle, require_stepping_bundle
     from vigil.models.bundle_check import TOLERANCE, drift_check, reference_checks, stream_checks, training_figures
     from vigil.models.offline import list_psv
     from vigil.models.stream_step import served_bundle_dir
-    from vigil.schemas.errors import UserError
 
     settings = get_settings()
     folder = artifacts if artifacts is not None else served_bundle_dir(settings.bundle_dir)
-    if not is_stepping_bundle(folder):
-        raise UserError(f"{folder} holds no stepping bundle: pass the folder `vigil train` wrote")
+    require_stepping_bundle(folder, "", "pass the folder `vigil train` wrote")
     source = data if data is not None else resolve_dataset(settings.data_dir, settings.home).path
     psv_folder(source)  # a folder of stays, or one line saying what to pass
     files = list_psv(source)[:stays]

@@ -42,6 +42,7 @@ from vigil.models.site_threshold import AlertThreshold, Site, choose_threshold
 from vigil.models.stay_features import MISSINGNESS_FEATURES, N_SEQUENCE_INPUTS, SEQUENCE_INPUTS, TREE_FEATURES
 from vigil.models.stepping import WindowModel, run_chains, state_tag, stay_inputs
 from vigil.models.tree_explain import tree_contributions
+from vigil.schemas.errors import UserError
 from vigil.schemas.scores import FeatureContribution, ModelScore
 
 STEPPING_DIR = ARTIFACTS_DIR / "stepping"
@@ -281,3 +282,19 @@ def load_stepping_bundle(
 def is_stepping_bundle(artifacts_dir: str | Path) -> bool:
     path = Path(artifacts_dir) / "manifest.json"
     return path.exists() and load_manifest(artifacts_dir).get("format") == FORMAT
+
+
+class BundleDirError(UserError):
+    """A folder named as a bundle (``VIGIL_BUNDLE_DIR``, ``--artifacts``, ``vigil bundle check DIR``)
+    holds no stepping bundle, or a damaged one."""
+
+
+def require_stepping_bundle(folder: str | Path, named: str, otherwise: str) -> Path:
+    """``folder`` when it holds a stepping bundle's manifest, else the user's one line: ``named``
+    is how they named the folder (``"VIGIL_BUNDLE_DIR="``, ``""``), ``otherwise`` what to do instead."""
+    d = Path(folder)
+    if not is_stepping_bundle(d):
+        raise BundleDirError(
+            f"{named}{d} holds no stepping bundle (a manifest.json that `vigil train` wrote): {otherwise}"
+        )
+    return d

@@ -129,16 +129,14 @@ def shifted_matrix(matrix: np.ndarray, shift: SeededShift | None, stay_index: in
 def _open_bundle(artifacts_dir: str | Path | None, site: Site | None = None) -> Any:
     """The stepping bundle in ``artifacts_dir``, or the one the stream serves when none is given
     (``models.stream_step.served_bundle_dir``), at the site's alert threshold."""
-    from vigil.models.bundle import is_stepping_bundle, load_stepping_bundle
+    from vigil.models.bundle import load_stepping_bundle, require_stepping_bundle
     from vigil.models.stream_step import load_served_bundle
 
     if artifacts_dir is None:
         return load_served_bundle(site=site)
-    if not is_stepping_bundle(artifacts_dir):
-        raise UserError(
-            f"{artifacts_dir} holds no stepping bundle (a manifest.json written by `vigil train`): "
-            "point --artifacts at such a folder, or leave it out to use the bundle the stream serves"
-        )
+    require_stepping_bundle(
+        artifacts_dir, "", "point --artifacts at such a folder, or leave it out to use the bundle the stream serves"
+    )
     return load_stepping_bundle(artifacts_dir).at_site(site)
 
 

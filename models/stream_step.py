@@ -29,13 +29,19 @@ from pathlib import Path
 
 import numpy as np
 
-from vigil.models.bundle import STEPPING_DIR, SteppingBundle, is_stepping_bundle, load_stepping_bundle, model_score
+from vigil.models.bundle import (
+    STEPPING_DIR,
+    BundleDirError,
+    SteppingBundle,
+    load_stepping_bundle,
+    model_score,
+    require_stepping_bundle,
+)
 from vigil.models.integrity import ArtifactIntegrityError, load_manifest, verify_artifacts
 from vigil.models.site_threshold import AlertThreshold, Site, choose_threshold
 from vigil.models.step_session import StepSession
 from vigil.models.stepping import Advance, StayCarry, own_states, plan_advances, score_windows, window_rows
 from vigil.models.window import PatientWindow
-from vigil.schemas.errors import UserError
 from vigil.schemas.scores import ModelScore
 
 
@@ -49,11 +55,11 @@ def served_bundle_dir(configured: str | Path | None = None) -> Path:
         return STEPPING_DIR
     d = Path(configured)
     try:
-        if not is_stepping_bundle(d):
-            raise BundleDirError(
-                f"VIGIL_BUNDLE_DIR={d} holds no stepping bundle (a manifest.json that `vigil train` wrote): "
-                "point it at such a folder, or unset it to serve the shipped models/artifacts/stepping"
-            )
+        require_stepping_bundle(
+            d,
+            "VIGIL_BUNDLE_DIR=",
+            "point it at such a folder, or unset it to serve the shipped models/artifacts/stepping",
+        )
         verify_artifacts(load_manifest(d), d)
     except (ArtifactIntegrityError, OSError, ValueError, KeyError) as exc:
         raise BundleDirError(
@@ -61,10 +67,6 @@ def served_bundle_dir(configured: str | Path | None = None) -> Path:
             "wrote, or unset VIGIL_BUNDLE_DIR to serve the shipped bundle"
         ) from exc
     return d
-
-
-class BundleDirError(UserError):
-    """The configured bundle folder holds no stepping bundle, or a damaged one."""
 
 
 def served_alert_threshold(site: Site | None = None, artifacts_dir: str | Path | None = None) -> AlertThreshold | None:
