@@ -19,7 +19,7 @@ from tests.conftest import unique_patient, wait_for
 from tests.integration.test_stepping_stream import events_at, send_and_wait, vital_rows
 from vigil.infra.connect import consumer_from_now, redis_client
 from vigil.infra.redis import carry_key, unpack_state
-from vigil.models.bundle import SteppingBundle, load_stepping_bundle
+from vigil.models.bundle import load_stepping_bundle
 from vigil.models.stepping import StayCarry
 from vigil.schemas import topics
 
@@ -28,15 +28,11 @@ pytestmark = pytest.mark.integration
 # the synthetic bundles of the unit tests (lightgbm trees, a random GRU): two seeds, two GRUs
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "models"))
 from stepbundle import build_test_bundle  # noqa: E402
+from test_stream_advance import offline  # noqa: E402
 
 HOURS = 40
 SWITCH = 30  # the first hour the new bundle's worker reads
 MODELS = ("sepsis_diagnosis", "deterioration", "combined")
-
-
-def offline(bundle: SteppingBundle, rows: np.ndarray) -> dict[str, np.ndarray]:
-    risk = bundle.stay_risks([rows], [{}])[0]  # no demographics were sent
-    return {"sepsis_diagnosis": risk.diagnosis, "deterioration": risk.deterioration, "combined": risk.combined}
 
 
 def worker_logs(stack_home: Path, name: str) -> list[dict]:
@@ -81,7 +77,7 @@ def test_a_worker_on_a_new_bundle_restarts_the_carried_state_and_scores_as_offli
 
     finals = {s["hour"]: {m["model"]: m["probability"] for m in s["models"]} for s in scores if s["status"] == "final"}
     assert sorted(finals) == list(range(HOURS - 1))
-    was, now = offline(old, rows), offline(new, rows)
+    was, now = offline(old, rows, {}), offline(new, rows, {})  # no demographics were sent
     for hour in range(HOURS - 1):  # hours 0-28 closed under the old bundle, 29 on under the new one
         want = was if hour < SWITCH - 1 else now
         for m in MODELS:

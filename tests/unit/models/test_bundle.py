@@ -11,7 +11,7 @@ import pytest
 from synthetic import synthetic_stay
 
 from vigil.models.bundle import MEASUREMENT_PATTERN, STEPPING_DIR, load_stepping_bundle, sequence_columns
-from vigil.models.bundle_check import reference_checks
+from vigil.models.bundle_check import reference_checks, stream_checks
 from vigil.models.integrity import ArtifactIntegrityError, load_manifest
 from vigil.models.stay_features import MISSINGNESS_FEATURES, SEQUENCE_INPUTS, SEQUENCE_INPUTS_V1
 from vigil.models.step_session import StepSession
@@ -114,21 +114,17 @@ def newest(bundle, requests: list[StepRequest]) -> list[StepOutcome]:  # type: i
 
 
 def test_stream_form_equals_offline(bundle) -> None:  # type: ignore[no-untyped-def]
+    """The stream's hour-by-hour form (``bundle_check.stream_checks``, which `vigil bundle check`
+    runs: every hour advanced as the worker does, the carry through its bytes) equals offline scoring
+    on stays of 7 to 100 hours, and the served flag follows the served threshold."""
     rng = np.random.default_rng(11)
     stays = [synthetic_stay(rng, n)[:, : len(DYNAMIC_CODES)].astype(np.float32) for n in (7, 60, 100)]
-    offline = bundle.stay_risks(stays, [STATIC] * 3)
-    carries = [StayCarry() for _ in stays]
-    for h in range(100):
-        live = [i for i, m in enumerate(stays) if h < len(m)]
-        outcomes = newest(
-            bundle, [StepRequest(carries[i], stays[i][carries[i].boundary : h + 1], h, STATIC, h) for i in live]
-        )
-        for out, i in zip(outcomes, live, strict=True):
-            carries[i] = out.carry
-            by = {s.model: s for s in out.current.models}
-            assert abs(by["combined"].probability - offline[i].combined[h]) <= 1e-5
-            assert abs(by["deterioration"].probability - offline[i].deterioration[h]) <= 1e-5
-            assert by["combined"].positive == (by["combined"].probability >= bundle.combined_threshold)
+    checks = stream_checks(bundle, stays, [STATIC] * 3)
+    assert all(c.ok for c in checks), [c.summary() for c in checks]
+    assert checks[0].rows == sum(2 * len(m) - 1 for m in stays)  # every final and newest score
+    for out in newest(bundle, [StepRequest(StayCarry(), m, len(m) - 1, STATIC, None) for m in stays]):
+        by = {s.model: s for s in out.current.models}
+        assert by["combined"].positive == (by["combined"].probability >= bundle.combined_threshold)
 
 
 def test_explanations_lead_with_physiology(bundle) -> None:  # type: ignore[no-untyped-def]

@@ -97,8 +97,9 @@ class Stream:
             self.blobs[pid] = (windows[pid].to_bytes(), out.carry.to_bytes())
 
 
-def offline(bundle: SteppingBundle, rows: np.ndarray) -> dict[str, np.ndarray]:
-    risk = bundle.stay_risks([rows], [STATIC])[0]
+def offline(bundle: SteppingBundle, rows: np.ndarray, static: dict[str, float] = STATIC) -> dict[str, np.ndarray]:
+    """Each model's offline score of every hour (``vigil predict``'s), by model name."""
+    risk = bundle.stay_risks([rows], [static])[0]
     return {"sepsis_diagnosis": risk.diagnosis, "deterioration": risk.deterioration, "combined": risk.combined}
 
 
