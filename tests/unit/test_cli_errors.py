@@ -113,6 +113,15 @@ def test_no_stack(env) -> None:
     one_line(run(env, "alerts", "ls"), "no Redis answers", "vigil stack up")
     one_line(run(env, "alerts", "ack", "1a2b3c4d", "--by", "ann"), "no Redis answers")
     one_line(run(env, "alerts", "tail", "--duration", "1"), "no Kafka broker answers")
+    one_line(run(env, "deadletters", "ls"), "no Kafka broker answers", "vigil stack up")
+    one_line(run(env, "deadletters", "replay", "--reason", "internal"), "no Kafka broker answers")
+
+
+def test_deadletter_options(env) -> None:
+    """Refused before any broker is asked: a --since that is neither a time nor an age, a replay of
+    duplicates (their events were scored already)."""
+    one_line(run(env, "deadletters", "ls", "--since", "yesterday"), "--since takes a time", "6h")
+    one_line(run(env, "deadletters", "replay", "--reason", "duplicate"), "duplicates are not sent again")
 
 
 def test_taken_port_fails_before_announcing_the_url(env, taken_port) -> None:

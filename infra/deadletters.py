@@ -1,0 +1,281 @@
+"""The dead letters read back, and sent again once their cause is fixed (``vigil deadletters``).
+
+Bad input goes to ``vigil.deadletter`` with the reason and its original bytes (``schemas.deadletter``).
+Most of it stays bad: a producer that sent the wrong unit must send again. Some of it was good and
+refused for a cause that an operator can fix: a worker too old for a patient's state (reason
+``internal``, docs/operations.md, "Upgrading workers"), a code map that lacked a code
+(``unknown_code``, ``unmapped_code``), a clock that was off (``clock_skew``). Those originals are
+sent again to the topic they came in on, and score as if they had just arrived.
+
+What may be sent again (``resend_of``; pure):
+
+- only inputs from outside: ``vigil.events.raw``, ``vigil.ingest.fhir``, ``vigil.ingest.hl7v2``,
+  ``vigil.treatment.requests``, and the FHIR intake's (``http:/fhir``) to ``vigil.ingest.fhir``. A
+  letter of a topic Vigil writes (a score, an alert acknowledgement) is not: acted on late, it would
+  change a patient's alert as it stands now, not as it stood;
+- whole originals only: a ``truncated`` copy holds the first bytes of a too-large input; ask its
+  producer for the original by its SHA-256;
+- never a ``duplicate`` (its event was scored already);
+- a FHIR Bundle entry (what the intake dead-letters of a Bundle) goes as a Bundle of that one entry;
+- never twice: every replay publishes the letters it sent to ``vigil.audit`` (``replay_record``), and
+  a later replay skips them (``replayed_before``) unless told to send them again.
+
+Letters are read from the start of the topic to its end as the command starts (``read_letters``),
+one at a time: memory does not grow with the topic. A letter whose own record does not parse (another
+version's) is counted, not sent.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from vigil.infra.connect import kafka_consumer
+from vigil.infra.settings import Settings
+from vigil.schemas import topics
+from vigil.schemas.deadletter import DeadLetter
+
+# where a letter's original goes again, by the topic it came in on
+RESEND_TO = {
+    topics.EVENTS_RAW: topics.EVENTS_RAW,
+    topics.INGEST_FHIR: topics.INGEST_FHIR,
+    topics.INGEST_HL7V2: topics.INGEST_HL7V2,
+    topics.TREATMENT_REQUESTS: topics.TREATMENT_REQUESTS,
+}
+HTTP_PREFIX = "http:"  # the FHIR intake's letters: source_topic "http:/fhir", "http:/fhir/Observation"
+REPLAY_HEADER = "vigil-replay-of"  # on each record sent again: "vigil.deadletter/<partition>/<offset>"
+AUDIT_KEY = b"deadletters"
+AUDIT_TYPE = "deadletter_replay"
+MAX_RANGES_PER_RECORD = 20_000  # an audit record stays far below the producer's 1 MB
+
+# why a letter is not sent again (the keys of a replay's ``skipped`` counts)
+UNREADABLE = "unreadable"  # the letter's own record does not parse
+TRUNCATED = "truncated"
+NO_ORIGINAL = "no_original"
+NOT_AN_INPUT = "not_an_input"
+DUPLICATE = "duplicate"
+REPLAYED_BEFORE = "replayed_before"
+
+
+@dataclass(frozen=True)
+class Letter:
+    """One record of the dead-letter topic, where it sits, and its content (None: unreadable)."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    letter: DeadLetter | None
+
+    @property
+    def coordinates(self) -> tuple[int, int]:
+        return self.partition, self.offset
+
+
+@dataclass(frozen=True)
+class Resend:
+    """A letter's original, as it goes again: topic, key, bytes."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+def parse_letter(partition: int, offset: int, key: bytes | None, value: bytes | None) -> Letter:
+    try:
+        letter = DeadLetter.model_validate_json(value or b"")
+    except ValidationError:
+        letter = None
+    return Letter(partition, offset, key, letter)
+
+
+def resend_topic(source_topic: str) -> str | None:
+    if source_topic.startswith(HTTP_PREFIX + "/fhir"):
+        return topics.INGEST_FHIR
+    return RESEND_TO.get(source_topic)
+
+
+def fhir_payload(original: bytes) -> bytes:
+    """A FHIR letter's original as the FHIR agent reads it: a resource or a Bundle as it was, a
+    Bundle entry (``{"fullUrl": ..., "resource": {...}}``) inside a Bundle of its own."""
+    try:
+        parsed = json.loads(original)
+    except (ValueError, UnicodeDecodeError):
+        return original  # refused again, with the reason
+    if isinstance(parsed, dict) and "resourceType" not in parsed and isinstance(parsed.get("resource"), dict):
+        bundle = {"resourceType": "Bundle", "type": "collection", "entry": [parsed]}
+        return json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    return original
+
+
+def resend_of(item: Letter) -> Resend | str:
+    """What goes again for ``item``, or why nothing does (one of the skip codes above)."""
+    letter = item.letter
+    if letter is None:
+        return UNREADABLE
+    if letter.reason == "duplicate":
+        return DUPLICATE
+    target = resend_topic(letter.source_topic)
+    if target is None:
+        return NOT_AN_INPUT
+    if letter.truncated:
+        return TRUNCATED
+    original = letter.original()
+    if not original:
+        return NO_ORIGINAL
+    if target == topics.INGEST_FHIR:
+        original = fhir_payload(original)
+    key = None if letter.source_topic.startswith(HTTP_PREFIX) else item.key
+    return Resend(target, key, original)
+
+
+def as_ranges(offsets: Iterable[int]) -> list[list[int]]:
+    """Sorted offsets as inclusive [first, last] runs: 3, 4, 5, 9 -> [[3, 5], [9, 9]]."""
+    runs: list[list[int]] = []
+    for o in sorted(set(offsets)):
+        if runs and o == runs[-1][1] + 1:
+            runs[-1][1] = o
+        else:
+            runs.append([o, o])
+    return runs
+
+
+def replay_record(
+    sent: Iterable[tuple[int, int]], reasons: list[str], at: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The audit records of one replay: who, when, which reasons, and the letters sent (by
+    partition, as offset runs), split so that no record holds more than ``MAX_RANGES_PER_RECORD`` runs."""
+    by_partition: dict[int, list[int]] = {}
+    for partition, offset in sent:
+        by_partition.setdefault(partition, []).append(offset)
+    runs = [(p, r) for p in sorted(by_partition) for r in as_ranges(by_partition[p])]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        user = str(os.getuid())
+    head = {
+        "type": AUDIT_TYPE,
+        "by": user,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "at": (at or datetime.now(UTC)).isoformat(),
+        "reasons": sorted(reasons),
+    }
+    records = []
+    for start in range(0, max(len(runs), 1), MAX_RANGES_PER_RECORD):
+        chunk = runs[start : start + MAX_RANGES_PER_RECORD]
+        letters: dict[str, list[list[int]]] = {}
+        for p, r in chunk:
+            letters.setdefault(str(p), []).append(r)
+        records.append({**head, "sent": sum(r[1] - r[0] + 1 for _, r in chunk), "letters": letters})
+    return records
+
+
+class Replayed:
+    """The letters earlier replays sent, read from their audit records; a lookup is a binary search
+    over each partition's merged offset runs."""
+
+    def __init__(self, runs: Mapping[int, Iterable[tuple[int, int]]]) -> None:
+        self._runs: dict[int, list[tuple[int, int]]] = {}
+        for partition, pairs in runs.items():
+            merged: list[tuple[int, int]] = []
+            for a, b in sorted(pairs):
+                if merged and a <= merged[-1][1] + 1:
+                    merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+                else:
+                    merged.append((a, b))
+            self._runs[partition] = merged
+        self._starts = {p: [a for a, _ in merged] for p, merged in self._runs.items()}
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> Replayed:
+        runs: dict[int, list[tuple[int, int]]] = {}
+        for record in records:
+            if record.get("type") != AUDIT_TYPE:
+                continue
+            for partition, ranges in (record.get("letters") or {}).items():
+                runs.setdefault(int(partition), []).extend((int(a), int(b)) for a, b in ranges)
+        return cls(runs)
+
+    def __contains__(self, coordinates: tuple[int, int]) -> bool:
+        partition, offset = coordinates
+        i = bisect_right(self._starts.get(partition, []), offset) - 1
+        return i >= 0 and offset <= self._runs[partition][i][1]
+
+
+def read_topic(settings: Settings, topic: str, timeout_s: float = 30.0) -> Iterator[tuple[int, int, Any, Any]]:
+    """(partition, offset, key, value) of every record of ``topic`` from its start to its end as
+    this call begins, one poll at a time. Raises ``TimeoutError`` when the broker stops answering."""
+    import time
+
+    from kafka import TopicPartition
+
+    consumer = kafka_consumer(settings, enable_auto_commit=False, group_id=None, client_id="vigil-deadletters")
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not parts:
+            return
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        left = {tp for tp in parts if ends[tp] > consumer.position(tp)}
+        deadline = time.monotonic() + timeout_s
+        while left:
+            batches = consumer.poll(timeout_ms=500, max_records=2000)
+            if batches:
+                deadline = time.monotonic() + timeout_s
+            elif time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: no records for {timeout_s:.0f} s before its end")
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        yield tp.partition, record.offset, record.key, record.value
+            left = {tp for tp in left if consumer.position(tp) < ends[tp]}
+    finally:
+        consumer.close()
+
+
+def read_letters(settings: Settings) -> Iterator[Letter]:
+    for partition, offset, key, value in read_topic(settings, topics.DEADLETTER):
+        yield parse_letter(partition, offset, key, value)
+
+
+def read_replayed(settings: Settings) -> Replayed:
+    """What earlier replays sent, from ``vigil.audit``."""
+
+    def records() -> Iterator[dict[str, Any]]:
+        for _, _, key, value in read_topic(settings, topics.AUDIT):
+            if key != AUDIT_KEY:
+                continue
+            try:
+                record = json.loads(value)
+            except (ValueError, TypeError):
+                continue
+            if isinstance(record, dict):
+                yield record
+
+    return Replayed.from_records(records())
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``--since``: an ISO 8601 time (UTC unless it says otherwise) or an age: ``90m``, ``6h``, ``2d``.
+    Raises ``ValueError`` with what is accepted."""
+    from datetime import timedelta
+
+    text = text.strip()
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if text[-1:] in units and text[:-1].isdigit():
+        return (now or datetime.now(UTC)) - timedelta(**{units[text[-1]]: int(text[:-1])})
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--since takes a time (2026-12-05T08:00) or an age (90m, 6h, 2d), not {text!r}") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
