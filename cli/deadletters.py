@@ -106,19 +106,13 @@ def deadletters_ls(
             )
     except TimeoutError as exc:
         raise _read_error(exc) from None
-    if newest:
-        table = Table("at (UTC)", "reason", "source", "place", "bytes", "replay", "detail")
-        for row in newest:
-            table.add_row(
-                str(row["at"]),
-                row["reason"],
-                str(row["source"]),
-                f"{row['partition']}/{row['offset']}",
-                str(row["bytes"]),
-                row["replay"],
-                row["detail"][:80],
-            )
-        console.print(table)
+    for row in newest:  # one line each, cut at the terminal's width
+        again = "yes" if not row["replay"].startswith("no: ") else row["replay"][4:]
+        when = str(row["at"])[5:19].replace("T", " ")
+        place = f"{row['source']} {row['partition']}/{row['offset']}"
+        line = f"{when}  {row['reason']:<19} {place:<22} again: {again:<4} {row['detail']}"
+        cut = line if len(line) <= console.width else line[: console.width - 1] + "…"
+        console.print(cut, highlight=False, markup=False, soft_wrap=True)
     counts = Table("reason", "letters", "could be sent again")
     for r, n in by_reason.most_common():
         counts.add_row(r, str(n), str(replayable[r]))
