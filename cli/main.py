@@ -30,9 +30,9 @@ def _root(
 
 def _register_all() -> None:
     # Each module exposes ``register(app)``; the import is here so `vigil --help` stays cheap.
-    from vigil.cli import alerts, bench, bundle, convert, data, deadletters, fleet, models, plan, serve, stack
+    from vigil.cli import alerts, bench, bundle, convert, data, deadletters, fleet, mllp, models, plan, serve, stack
 
-    for module in (stack, fleet, models, bundle, plan, convert, bench, serve, alerts, deadletters, data):
+    for module in (stack, fleet, models, bundle, plan, convert, bench, serve, mllp, alerts, deadletters, data):
         module.register(app)
 
 

@@ -10,7 +10,8 @@ sent again to the topic they came in on, and score as if they had just arrived.
 What may be sent again (``resend_of``; pure):
 
 - only inputs from outside: ``vigil.events.raw``, ``vigil.ingest.fhir``, ``vigil.ingest.hl7v2``,
-  ``vigil.treatment.requests``, and the FHIR intake's (``http:/fhir``) to ``vigil.ingest.fhir``. A
+  ``vigil.treatment.requests``, the FHIR intake's (``http:/fhir``) to ``vigil.ingest.fhir`` and the
+  MLLP listener's (``mllp``) to ``vigil.ingest.hl7v2``. A
   letter of a topic Vigil writes (a score, an alert acknowledgement) is not: acted on late, it would
   change a patient's alert as it stands now, not as it stood;
 - whole originals only: a ``truncated`` copy holds the first bytes of a too-large input; ask its
@@ -52,6 +53,7 @@ RESEND_TO = {
     topics.TREATMENT_REQUESTS: topics.TREATMENT_REQUESTS,
 }
 HTTP_PREFIX = "http:"  # the FHIR intake's letters: source_topic "http:/fhir", "http:/fhir/Observation"
+MLLP_SOURCE = "mllp"  # the HL7v2 listener's letters (``agents.mllp``): to the HL7v2 agent's topic
 REPLAY_HEADER = "vigil-replay-of"  # on each record sent again: "vigil.deadletter/<partition>/<offset>"
 AUDIT_KEY = b"deadletters"
 AUDIT_TYPE = "deadletter_replay"
@@ -100,6 +102,8 @@ def parse_letter(partition: int, offset: int, key: bytes | None, value: bytes | 
 def resend_topic(source_topic: str) -> str | None:
     if source_topic.startswith(HTTP_PREFIX + "/fhir"):
         return topics.INGEST_FHIR
+    if source_topic == MLLP_SOURCE:
+        return topics.INGEST_HL7V2
     return RESEND_TO.get(source_topic)
 
 
@@ -133,7 +137,7 @@ def resend_of(item: Letter) -> Resend | str:
         return NO_ORIGINAL
     if target == topics.INGEST_FHIR:
         original = fhir_payload(original)
-    key = None if letter.source_topic.startswith(HTTP_PREFIX) else item.key
+    key = None if letter.source_topic.startswith(HTTP_PREFIX) or letter.source_topic == MLLP_SOURCE else item.key
     return Resend(target, key, original)
 
 

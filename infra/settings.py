@@ -159,6 +159,20 @@ class IngestSettings(BaseModel):
     max_event_bytes: int = Field(default=64 * 1024, ge=1024, le=512 * 1024)
 
 
+class MllpSettings(BaseModel):
+    """The HL7v2 listener over MLLP (``vigil mllp``, agents/mllp.py; docs/integration.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=2575, ge=1, le=65535)  # HL7's registered port
+    # a frame over this is answered AE and dead-lettered too_large (its first bytes, size, SHA-256):
+    # never buffered whole, so a connection holds at most this much
+    max_message_bytes: int = Field(default=1024 * 1024, ge=4096, le=8 * 1024 * 1024)
+    max_connections: int = Field(default=32, ge=1, le=1024)  # more are closed at once (logged)
+    idle_timeout_s: float = Field(default=600.0, ge=1.0, le=86400.0)  # a silent connection is closed
+
+
 class WebSettings(BaseModel):
     """The dashboard's sign-in and HTTP intake (agents/web; docs/dashboard.md, docs/security.md)."""
 
@@ -193,6 +207,7 @@ class Settings(BaseSettings):
     site: SiteSettings = SiteSettings()
     ingest: IngestSettings = IngestSettings()
     web: WebSettings = WebSettings()
+    mllp: MllpSettings = MllpSettings()
     app_id: str = "vigil"
     # Also publish each validated, normalized event on vigil.events (for downstream consumers such
     # as a data lake). Nothing in Vigil reads it back; off by default it saves a produce per event.

@@ -23,6 +23,7 @@ from vigil.agents.web.readiness import RedisPing, broker_reachable
 from vigil.infra.connect import kafka_bootstrap, kafka_consumer, kafka_producer, redis_client
 from vigil.infra.fleet import read_fleet
 from vigil.infra.logging import get_logger
+from vigil.infra.publish import send_and_wait
 from vigil.infra.settings import Settings
 from vigil.schemas import topics
 
@@ -156,7 +157,4 @@ class KafkaWardFeed(WardFeed):
         with self._producer_lock:
             if self._producer is None:
                 self._producer = kafka_producer(self.settings, linger_ms=2, retries=5, client_id="vigil-web")
-            futures = [self._producer.send(t, key=k, value=v) for t, k, v in records]
-            self._producer.flush(timeout=15)
-        for f in futures:
-            f.get(timeout=15)
+            send_and_wait(self._producer, records)

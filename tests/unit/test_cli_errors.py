@@ -114,6 +114,7 @@ def test_no_stack(env) -> None:
     one_line(run(env, "alerts", "ack", "1a2b3c4d", "--by", "ann"), "no Redis answers")
     one_line(run(env, "alerts", "tail", "--duration", "1"), "no Kafka broker answers")
     one_line(run(env, "deadletters", "ls"), "no Kafka broker answers", "vigil stack up")
+    one_line(run(env, "mllp", "--port", "0"), "no Kafka broker answers", "vigil stack up")
     one_line(run(env, "deadletters", "replay", "--reason", "internal"), "no Kafka broker answers")
 
 

@@ -1,4 +1,4 @@
-"""docker-compose.yml describes production: Kafka (KRaft), Redis, two workers, the web app; every
+"""docker-compose.yml describes production: Kafka (KRaft), Redis, two workers, the web app, the MLLP listener; every
 VIGIL_ variable it sets is a real setting (no Docker engine is needed to check that)."""
 
 import re
@@ -18,7 +18,8 @@ def _compose() -> dict:
 
 def test_services_and_shape() -> None:
     services = _compose()["services"]
-    assert {"kafka", "redis", "worker", "web"} <= set(services)
+    assert {"kafka", "redis", "worker", "web", "mllp"} <= set(services)
+    assert services["mllp"]["command"][:2] == ["vigil", "mllp"]
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     assert services["worker"]["deploy"]["replicas"] == 2
     assert services["worker"]["command"][:2] == ["vigil", "worker"]
@@ -38,7 +39,7 @@ def test_a_misspelt_variable_is_caught() -> None:
         _assert_is_a_setting("VIGIL_KAFKA_BOOTSTRAP")
 
 
-@pytest.mark.parametrize("service", ["worker", "web"])
+@pytest.mark.parametrize("service", ["worker", "web", "mllp"])
 def test_vigil_environment_is_valid_settings(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
     env = _compose()["services"][service]["environment"]
     for key, value in env.items():

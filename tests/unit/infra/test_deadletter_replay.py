@@ -48,6 +48,10 @@ def test_an_input_goes_back_where_it_came_in_under_its_key(topic: str) -> None:
     assert plan == Resend(topic, b"p1", EVENT)
 
 
+def test_the_mllp_listeners_letter_goes_to_the_hl7v2_agent() -> None:
+    assert resend_of(letter("unmapped_code", "mllp", key=b"mllp")) == Resend(topics.INGEST_HL7V2, None, EVENT)
+
+
 def test_what_is_never_sent_again() -> None:
     assert resend_of(letter("schema", topics.SCORES)) == NOT_AN_INPUT  # Vigil's own: acted on late
     assert resend_of(letter("schema", topics.ALERT_ACKS)) == NOT_AN_INPUT

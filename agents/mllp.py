@@ -1,0 +1,213 @@
+"""HL7v2 over MLLP in, ACK out (``vigil mllp``): how bedside-monitor gateways (IHE PCD-01) and
+interface engines send ORU^R01, on HL7's port 2575.
+
+Each message is decoded as the ``vigil.ingest.hl7v2`` agent decodes it (``schemas.codecs.hl7v2``):
+its events go to ``vigil.events.raw`` keyed by patient, what it could not map to one dead letter
+with the reason and the message's bytes. The ACK is written only after the broker has every record
+(``acks=all``), so an AA means durable:
+
+- AA: accepted (the text counts the events; parts refused are on the dead letters);
+- AE: nothing in it can be used, for what it holds (not HL7, not ORU^R01, no patient, over the size
+  limit): do not send it again unchanged; it is on the dead letters with the reason;
+- AR: Vigil could not store it now (the event stream is unavailable): send it again later. Event
+  ids derive from the message (MSH-3, MSH-4, MSH-10), so a copy whose first try was partly stored
+  is counted as ``duplicate``, not scored twice.
+
+Bounded: a connection holds at most ``mllp.max_message_bytes`` of a frame (``MllpFramer``), messages
+of one connection are handled one at a time (the next is not read before the last is answered),
+at most ``mllp.max_connections`` connections are served (more are closed at once), and a silent
+one is closed after ``mllp.idle_timeout_s``. Bytes outside any frame and a frame cut off by its
+connection are dead letters (``parse_error``): nothing is dropped unaccounted. Logs carry counts and
+the peer's address, never a patient's id or values."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from vigil.infra.deadletters import MLLP_SOURCE
+from vigil.infra.logging import get_logger
+from vigil.infra.publish import Record
+from vigil.infra.settings import MllpSettings
+from vigil.schemas import topics
+from vigil.schemas.codecs.hl7v2 import decode_hl7v2
+from vigil.schemas.codecs.mllp import Item, MllpFramer, Oversize, Stray, ack, frame
+from vigil.schemas.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Rejected, Source, one_per_input
+
+log = get_logger(__name__)
+SOURCE = MLLP_SOURCE  # the dead letters' source (``vigil deadletters replay`` sends them to vigil.ingest.hl7v2)
+DEADLETTER_KEY = b"mllp"
+UNAVAILABLE = "the event stream is unavailable: send the message again later"
+Publish = Callable[[Sequence[Record]], None]
+
+
+@dataclass
+class Outcome:
+    """What one item of a connection gives: the records to publish, and the answer (None: no
+    message to answer, e.g. stray bytes)."""
+
+    records: list[Record] = field(default_factory=list)
+    code: str | None = None
+    text: str = ""
+    payload: bytes = b""
+    events: int = 0
+    dead_letters: int = 0
+
+    def answer(self, now: datetime | None = None) -> bytes | None:
+        return None if self.code is None else frame(ack(self.payload, self.code, self.text, now))
+
+
+def _dead_letter(rejected: Rejected, original: bytes, now: datetime, size: int | None = None, sha: str = "") -> Record:
+    letter = DeadLetter.of(rejected.at(Source(topic=SOURCE, original=original)), now, MAX_DEAD_LETTER_BYTES - 64)
+    if size is not None:  # only the first bytes were kept: the letter names the whole
+        letter = letter.model_copy(update={"original_size": size, "original_sha256": sha, "truncated": True})
+    return topics.DEADLETTER, DEADLETTER_KEY, letter.model_dump_json().encode()
+
+
+def outcome_of(item: Item, max_bytes: int, now: datetime) -> Outcome:
+    """Pure: the records and the answer for one framed item."""
+    if isinstance(item, Stray):
+        what = "a connection closed inside an MLLP frame" if item.unterminated else "bytes outside any MLLP frame"
+        rejected = Rejected("parse_error", f"{what} ({item.size} bytes)")
+        truncated = item.size > len(item.prefix)
+        letter = _dead_letter(rejected, item.prefix, now, item.size if truncated else None, item.sha256)
+        return Outcome([letter], dead_letters=1)
+    if isinstance(item, Oversize):
+        rejected = Rejected("too_large", f"MLLP message of {item.size} bytes (limit {max_bytes})")
+        letter = _dead_letter(rejected, item.prefix, now, item.size, item.sha256)
+        return Outcome([letter], "AE", f"too_large: {rejected.detail}", item.prefix, dead_letters=1)
+    decoded = decode_hl7v2(item.payload)
+    out = Outcome(payload=item.payload, events=len(decoded.events))
+    for event in decoded.events:
+        out.records.append((topics.EVENTS_RAW, event.patient_id.encode(), event.model_dump_json().encode()))
+    if decoded.rejected:
+        one = one_per_input(decoded.rejected)
+        out.records.append(_dead_letter(one, item.payload, now))
+        out.dead_letters = 1
+    if decoded.events:
+        n_events = len(decoded.events)
+        out.code, out.text = "AA", f"accepted {n_events} event{'s' if n_events > 1 else ''}"
+        if decoded.rejected:
+            n = len(decoded.rejected)
+            out.text += f", {n} part{'s' if n > 1 else ''} refused (dead letters): {decoded.rejected[0].reason}"
+    elif decoded.rejected:
+        first = decoded.rejected[0]
+        out.code, out.text = "AE", f"{first.reason}: {first.detail}"
+    else:
+        out.code, out.text = "AA", f"nothing to map ({len(decoded.ignored)} parts ignored)"
+    return out
+
+
+@dataclass
+class Tally:
+    """Counts over the listener's life (the command's summary)."""
+
+    connections: int = 0
+    refused_connections: int = 0
+    messages: int = 0
+    events: int = 0
+    dead_letters: int = 0
+    acks: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "connections": self.connections,
+            "refused_connections": self.refused_connections,
+            "messages": self.messages,
+            "events": self.events,
+            "dead_letters": self.dead_letters,
+            "acks": dict(self.acks),
+        }
+
+
+async def handle(item: Item, publish: Publish, limits: MllpSettings, tally: Tally) -> bytes | None:
+    """Publish one item's records (in a thread: the producer blocks) and return its answer."""
+    out = outcome_of(item, limits.max_message_bytes, datetime.now(UTC))
+    try:
+        if out.records:
+            await asyncio.to_thread(publish, out.records)
+    except Exception as exc:  # the broker: nothing is answered AA unless stored
+        log.error("mllp.unpublished", error=type(exc).__name__, records=len(out.records))
+        if out.code is None:
+            return None
+        out = Outcome(code="AR", text=UNAVAILABLE, payload=out.payload)
+    else:
+        tally.events += out.events
+        tally.dead_letters += out.dead_letters
+    if out.code is not None:
+        tally.messages += 1
+        tally.acks[out.code] += 1
+    return out.answer()
+
+
+async def converse(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    publish: Publish,
+    limits: MllpSettings,
+    tally: Tally,
+) -> None:
+    """One connection: read, frame, answer each message in turn, until it closes or idles."""
+    framer = MllpFramer(limits.max_message_bytes)
+    try:
+        while True:
+            try:
+                data = await asyncio.wait_for(reader.read(64 * 1024), limits.idle_timeout_s)
+            except TimeoutError:
+                break
+            if not data:
+                break
+            for item in framer.feed(data):
+                answer = await handle(item, publish, limits, tally)
+                if answer is not None:
+                    writer.write(answer)
+                    await writer.drain()
+    except (ConnectionError, OSError):
+        pass  # the peer went away; what it left is accounted for below
+    finally:
+        for item in framer.close():
+            await handle(item, publish, limits, tally)
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+
+
+async def serve(
+    publish: Publish,
+    limits: MllpSettings,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    tally: Tally,
+    on_listening: Callable[[int], None] | None = None,
+) -> None:
+    """Listen until ``stop`` is set (``on_listening`` is told the port bound, port 0 = any free one);
+    a connection cut off when it stops has no ACK for its last message, which MLLP senders send again."""
+    live = 0
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal live
+        peer = writer.get_extra_info("peername")
+        if live >= limits.max_connections:
+            tally.refused_connections += 1
+            log.warning("mllp.connection_refused", peer=str(peer), limit=limits.max_connections)
+            writer.close()
+            return
+        live += 1
+        tally.connections += 1
+        before = tally.messages
+        try:
+            await converse(reader, writer, publish, limits, tally)
+        finally:
+            live -= 1
+            log.info("mllp.connection_closed", peer=str(peer), messages=tally.messages - before)
+
+    server = await asyncio.start_server(on_connection, host, port)
+    if on_listening is not None:
+        on_listening(server.sockets[0].getsockname()[1])
+    async with server:
+        await stop.wait()

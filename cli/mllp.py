@@ -1,0 +1,77 @@
+"""``vigil mllp``: the HL7v2 listener (MLLP over TCP, ACK after the broker has each message's
+records; ``agents.mllp``). It runs until Ctrl-C or SIGTERM, then prints what it received."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from vigil.cli.jsonout import emit_json
+from vigil.infra.settings import get_settings
+
+console = Console()
+JsonFlag = Annotated[bool, typer.Option("--json", help="print a JSON summary as the last line when it stops")]
+BootstrapOpt = Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap (default: settings)")]
+
+
+def mllp(
+    host: Annotated[str | None, typer.Option(help="listen address (default: settings, loopback)")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="listen port (default: settings, 2575; 0: any free one)")
+    ] = None,
+    bootstrap: BootstrapOpt = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Receive HL7v2 ORU^R01 over MLLP (interface engines, monitor gateways) and answer each message
+    with an ACK once its events are stored: AA accepted, AE its content cannot be used (on the dead
+    letters), AR not stored now (send again). Runs until Ctrl-C or SIGTERM."""
+    import asyncio
+    import signal
+    from collections.abc import Sequence
+
+    from vigil.agents.mllp import Tally, serve
+    from vigil.cli.preflight import require_broker, require_free_port, settings_for
+    from vigil.infra.connect import kafka_producer
+    from vigil.infra.logging import configure_logging
+    from vigil.infra.publish import Record, send_and_wait
+
+    settings = settings_for(get_settings(), bootstrap)
+    limits = settings.mllp
+    host, port = host or limits.host, limits.port if port is None else port
+    require_broker(settings)
+    require_free_port(host, port)
+    configure_logging()
+    producer = kafka_producer(settings, linger_ms=2, retries=5, client_id="vigil-mllp")
+    tally = Tally()
+
+    def publish(records: Sequence[Record]) -> None:
+        send_and_wait(producer, records)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(s, stop.set)
+        await serve(publish, limits, host, port, stop, tally, listening)
+
+    def listening(bound: int) -> None:
+        console.print(f"MLLP on {host}:{bound}: HL7v2 ORU^R01 in, ACK out (Ctrl-C to stop)", highlight=False)
+
+    try:
+        asyncio.run(run())
+    finally:
+        producer.close(timeout=10)
+    s = tally.summary()
+    console.print(
+        f"{s['messages']} messages on {s['connections']} connections: {s['events']} events, "
+        f"{s['dead_letters']} dead letters, acks {dict(tally.acks) or '-'}",
+        highlight=False,
+    )
+    if json_out:
+        emit_json(s)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("mllp")(mllp)

@@ -1,0 +1,190 @@
+"""MLLP, the framing HL7v2 travels in over TCP (HL7 v2.5.1 Appendix C): each message between a start
+byte (VT, 0x0B) and an end pair (FS CR, 0x1C 0x0D), the receiver answering each with an ACK.
+
+Pure and bounded: ``MllpFramer`` turns the bytes of a connection, in chunks of any size, into what
+they held, keeping at most ``max_bytes`` of any frame (a larger one is reported with its first bytes
+and its size, never buffered whole) and reporting bytes outside any frame instead of dropping them.
+``ack`` writes the answer to a message (HL7 Table 0008): AA accepted, AE an error in its content (do
+not send it again unchanged), AR rejected for what it is (a message type Vigil does not read) or for
+Vigil's state (the event stream unavailable: send it again later)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+START = b"\x0b"
+END = b"\x1c\x0d"
+FRAMING = str.maketrans({"\x0b": " ", "\x1c": " "})
+KEEP_PREFIX = 64 * 1024  # the first bytes of an oversized frame or stray bytes kept (for the dead letter)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One whole message."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Oversize:
+    """A frame over the limit: its first bytes, its size and the SHA-256 of all of it."""
+
+    prefix: bytes
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Stray:
+    """Bytes outside any frame (not whitespace), or a frame the connection closed inside of."""
+
+    prefix: bytes
+    size: int
+    sha256: str
+    unterminated: bool = False
+
+
+Item = Frame | Oversize | Stray
+
+
+@dataclass
+class MllpFramer:
+    """Frames out of a byte stream; memory bounded by ``max_bytes`` + ``KEEP_PREFIX`` whatever is sent."""
+
+    max_bytes: int
+    _in_frame: bool = False
+    _buf: bytearray = field(default_factory=bytearray)
+    _size: int = 0
+    _fs_pending: bool = False  # the chunk ended with FS: is CR next?
+    _hash: Any = field(default_factory=hashlib.sha256)
+    _stray: bytearray = field(default_factory=bytearray)
+    _stray_size: int = 0
+    _stray_hash: Any = field(default_factory=hashlib.sha256)
+
+    def feed(self, data: bytes) -> list[Item]:
+        out: list[Item] = []
+        i, n = 0, len(data)
+        while i < n:
+            if not self._in_frame:
+                j = data.find(START, i)
+                self._outside(data[i : j if j >= 0 else n])
+                if j < 0:
+                    break
+                out.extend(self._stray_item())
+                self._in_frame, self._size, self._fs_pending = True, 0, False
+                self._hash = hashlib.sha256()
+                self._buf.clear()
+                i = j + 1
+                continue
+            if self._fs_pending:
+                self._fs_pending = False
+                if data[i : i + 1] == b"\r":
+                    out.append(self._close())
+                    i += 1
+                    continue
+                self._take(b"\x1c")
+            j = data.find(END, i)
+            if j < 0:
+                tail = data[i:]
+                if tail.endswith(b"\x1c"):
+                    self._fs_pending, tail = True, tail[:-1]
+                self._take(tail)
+                break
+            self._take(data[i:j])
+            out.append(self._close())
+            i = j + len(END)
+        return out
+
+    def close(self) -> list[Item]:
+        """What the connection left when it closed: stray bytes, or a frame never ended."""
+        out = self._stray_item()
+        if self._in_frame:
+            if self._fs_pending:
+                self._take(b"\x1c")
+            prefix = bytes(self._buf[:KEEP_PREFIX])
+            out.append(Stray(prefix, self._size, self._hash.hexdigest(), unterminated=True))
+            self._in_frame = False
+            self._buf.clear()
+        return out
+
+    def _take(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        self._hash.update(chunk)
+        room = self.max_bytes - len(self._buf)
+        if room > 0:
+            self._buf += chunk[:room]
+
+    def _close(self) -> Item:
+        self._in_frame = False
+        payload, size = bytes(self._buf), self._size
+        self._buf.clear()
+        if size <= self.max_bytes:
+            return Frame(payload)
+        return Oversize(payload[:KEEP_PREFIX], size, self._hash.hexdigest())
+
+    def _outside(self, chunk: bytes) -> None:
+        if not chunk.strip():  # line ends between frames: tolerated
+            return
+        self._stray_size += len(chunk)
+        self._stray_hash.update(chunk)
+        room = KEEP_PREFIX - len(self._stray)
+        if room > 0:
+            self._stray += chunk[:room]
+
+    def _stray_item(self) -> list[Item]:
+        if not self._stray_size:
+            return []
+        item = Stray(bytes(self._stray), self._stray_size, self._stray_hash.hexdigest())
+        self._stray.clear()
+        self._stray_size = 0
+        self._stray_hash = hashlib.sha256()
+        return [item]
+
+
+def frame(payload: bytes) -> bytes:
+    return START + payload + END
+
+
+def _msh_fields(payload: bytes) -> list[str] | None:
+    """MSH's fields (index = HL7 field number, MSH-1 the separator), or None when there is none."""
+    text = payload[:KEEP_PREFIX].decode("latin-1")
+    for line in text.replace("\r\n", "\r").replace("\n", "\r").split("\r"):
+        line = line.lstrip("\x0b ")
+        if line.startswith("MSH") and len(line) > 3 and not line[3].isalnum() and not line[3].isspace():
+            sep = line[3]
+            return ["MSH", sep, *line[4:].split(sep)]
+    return None
+
+
+def control_id(payload: bytes) -> str:
+    """MSH-10, the message control id the ACK names ('' without one)."""
+    fields = _msh_fields(payload)
+    return fields[10] if fields is not None and len(fields) > 10 else ""
+
+
+def ack(payload: bytes, code: str, text: str, now: datetime | None = None) -> bytes:
+    """The original-mode ACK to ``payload``: in the message's own separators, sender and receiver
+    swapped (copied as they were), its control id in MSA-2, ``text`` in MSA-3 with the delimiters
+    blanked. A payload without an MSH gets an ACK naming Vigil only."""
+    fields = _msh_fields(payload) or ["MSH", "|", "^~\\&"]
+    sep = fields[1]
+    encoding = fields[2] if len(fields) > 2 and len(fields[2]) >= 1 else "^~\\&"
+    blank = str.maketrans({c: " " for c in sep + encoding + "\r\n"})
+
+    def f(n: int) -> str:
+        return fields[n] if len(fields) > n else ""
+
+    trigger = f(9).split(encoding[0])
+    event = trigger[1] if len(trigger) > 1 else ""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
+    c = encoding[0]
+    msh = [f(5) or "VIGIL", f(6), f(3), f(4), stamp, "", f"ACK{c}{event}{c}ACK" if event else "ACK"]
+    msh += [uuid4().hex[:20], f(11) or "P", f(12) or "2.5.1"]
+    msa = ["MSA", code, control_id(payload).translate(blank), text.translate(blank)[:200]]
+    segments = ["MSH" + sep + encoding + sep + sep.join(msh), sep.join(msa)]
+    text = "\r".join(segments).translate(FRAMING) + "\r"  # never a framing byte inside the frame
+    return text.encode("latin-1", "replace")

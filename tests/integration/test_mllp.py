@@ -1,0 +1,81 @@
+"""`vigil mllp` on the real broker with the session's worker: an ORU^R01 sent over MLLP is answered
+AA and scored; what cannot be used is answered AE and on the dead letters; the connection survives
+an oversized message and stray bytes; SIGTERM ends it with its summary."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import unique_patient, wait_for
+from vigil.infra.workers import worker_env
+from vigil.schemas.codecs.mllp import frame
+
+pytestmark = pytest.mark.integration
+VIGIL = str(Path(sys.executable).with_name("vigil"))
+ORU = (Path(__file__).parents[1] / "unit" / "codecs" / "fixtures" / "hl7v2" / "oru_r01_vitals.hl7").read_text()
+
+
+def oru_for(pid: str, control_id: str, at: datetime) -> bytes:
+    """The fixture's vital signs for ``pid``, measured at ``at``, as message ``control_id``."""
+    stamp = at.strftime("%Y%m%d%H%M00+0000")
+    text = ORU.replace("4420011", pid).replace("MSG20240315143005001", control_id)
+    return re.sub(r"2024031514\d{4}\+0000", stamp, text).encode()
+
+
+def ack_of(conn: socket.socket) -> list[str]:
+    data = b""
+    while not data.endswith(b"\x1c\r"):
+        chunk = conn.recv(4096)
+        assert chunk, "the listener closed the connection"
+        data += chunk
+    return data[1:-2].decode().split("\r")[1].split("|")  # MSA
+
+
+def test_messages_over_mllp_are_acknowledged_once_stored_and_scored(
+    stack, stack_settings, shared_worker, reader
+) -> None:
+    env = {**worker_env(stack_settings), "VIGIL_MLLP__MAX_MESSAGE_BYTES": "8192"}
+    proc = subprocess.Popen(
+        [VIGIL, "mllp", "--port", "0", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        lines = iter(proc.stdout.readline, "")  # type: ignore[union-attr]
+        bound = next(m for line in lines if (m := re.search(r"MLLP on 127\.0\.0\.1:(\d+)", line)))
+        port = int(bound.group(1))
+        r = reader(keep_scores=True)
+        pid = unique_patient("mllp")
+        at = datetime.now(UTC) - timedelta(hours=1)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(frame(oru_for(pid, f"{pid}-1", at)))
+            assert ack_of(conn)[:3] == ["MSA", "AA", f"{pid}-1"]
+            adt = b"MSH|^~\\&|EHR|H|VIGIL|H|20261205080000||ADT^A01|ADT1|P|2.5.1\rPID|1||77^^^H^MR\r"
+            conn.sendall(frame(adt))
+            assert ack_of(conn)[:3] == ["MSA", "AE", "ADT1"]
+            big = oru_for(pid, f"{pid}-big", at) + b"NTE|1||" + b"x" * 10_000 + b"\r"
+            conn.sendall(frame(big))
+            msa = ack_of(conn)
+            assert msa[:3] == ["MSA", "AE", f"{pid}-big"] and "limit 8192" in msa[3]
+            conn.sendall(b"hello" + frame(oru_for(pid, f"{pid}-2", at + timedelta(minutes=30))))
+            assert ack_of(conn)[:3] == ["MSA", "AA", f"{pid}-2"]  # the connection goes on
+        assert wait_for(lambda: any(p == pid for p, _ in r.snapshot().last_scores), timeout=60), "scored"
+        reasons = r.snapshot().dead_letter_reasons
+        assert wait_for(
+            lambda: all(reasons[k] >= 1 for k in ("unsupported_message", "too_large", "parse_error")), timeout=30
+        ), dict(reasons)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["messages"] == 4 and summary["acks"] == {"AA": 2, "AE": 2}
+    assert summary["events"] == 16 and summary["dead_letters"] == 5  # 2 unmapped parts, ADT, too large, stray
+    assert pid not in out + err  # no patient id in its output or logs

@@ -1,0 +1,99 @@
+"""The MLLP listener's answers (``agents.mllp``): AA only once the records are stored, AE with a dead
+letter for what cannot be used, AR when the stream is away; over a real socket, with the publishing
+replaced (the real broker is tests/integration/test_mllp.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from vigil.agents.mllp import Tally, outcome_of, serve
+from vigil.infra.publish import Record
+from vigil.infra.settings import MllpSettings
+from vigil.schemas import topics
+from vigil.schemas.codecs.mllp import Frame, Oversize, Stray, frame
+from vigil.schemas.deadletter import DeadLetter
+
+FIXTURES = Path(__file__).parents[1] / "codecs" / "fixtures" / "hl7v2"
+ORU = (FIXTURES / "oru_r01_vitals.hl7").read_bytes()
+ADT = b"MSH|^~\\&|EHR|H|VIGIL|H|20261205080000||ADT^A01|ADT1|P|2.5.1\rPID|1||77^^^H^MR\r"
+NOW = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+
+
+def letters(records: Sequence[Record]) -> list[DeadLetter]:
+    return [DeadLetter.model_validate_json(v) for t, _, v in records if t == topics.DEADLETTER]
+
+
+def test_a_result_message_is_accepted_with_its_events() -> None:
+    out = outcome_of(Frame(ORU), 10_000, NOW)
+    assert out.code == "AA" and out.events == 8
+    assert out.text == "accepted 8 events, 1 part refused (dead letters): unmapped_code"
+    assert all(k == b"4420011" for t, k, _ in out.records if t == topics.EVENTS_RAW)  # keyed by patient
+    (letter,) = letters(out.records)  # the part it could not map, with the whole message
+    assert letter.reason == "unmapped_code" and letter.original() == ORU
+
+
+def test_what_cannot_be_used_is_an_error_with_its_dead_letter() -> None:
+    out = outcome_of(Frame(ADT), 10_000, NOW)
+    assert out.code == "AE" and out.text.startswith("unsupported_message")
+    (letter,) = letters(out.records)
+    assert letter.reason == "unsupported_message" and letter.source_topic == "mllp" and letter.original() == ADT
+    out = outcome_of(Oversize(b"MSH|^~\\&|A|B|C|D|x||ORU^R01|BIG1|P|2.5.1\rOBX", 9_000_000, "ab" * 32), 4096, NOW)
+    assert out.code == "AE" and "9000000 bytes (limit 4096)" in out.text
+    (letter,) = letters(out.records)
+    assert letter.truncated and letter.original_size == 9_000_000 and letter.original_sha256 == "ab" * 32
+    assert b"MSA|AE|BIG1|" in (out.answer() or b"")  # the ACK still names the message
+
+
+def test_stray_bytes_are_a_dead_letter_without_an_answer() -> None:
+    out = outcome_of(Stray(b"hello", 5, "00" * 32), 4096, NOW)
+    assert out.code is None and out.answer() is None
+    (letter,) = letters(out.records)
+    assert letter.reason == "parse_error" and "outside any MLLP frame" in letter.detail
+
+
+def converse(messages: list[bytes], publish, limits: MllpSettings | None = None) -> tuple[list[bytes], Tally]:  # type: ignore[no-untyped-def]
+    """Send each message framed on one connection and read one ACK frame per answered message."""
+    limits = limits or MllpSettings(max_message_bytes=4096)
+    tally = Tally()
+
+    async def scenario() -> list[bytes]:
+        stop = asyncio.Event()
+        bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        server = asyncio.create_task(serve(publish, limits, "127.0.0.1", 0, stop, tally, bound.set_result))
+        reader, writer = await asyncio.open_connection("127.0.0.1", await bound)
+        answers = []
+        for m in messages:
+            writer.write(frame(m))
+            await writer.drain()
+            answers.append((await reader.readuntil(b"\x1c\r"))[1:-2])
+        writer.close()
+        await asyncio.sleep(0.05)
+        stop.set()
+        await server
+        return answers
+
+    return asyncio.run(scenario()), tally
+
+
+def test_each_message_is_answered_after_its_records_are_stored() -> None:
+    stored: list[Record] = []
+    answers, tally = converse([ORU, ADT, b"x" * 5000, ORU], stored.extend)
+    assert [a.split(b"\r")[1].split(b"|")[1] for a in answers] == [b"AA", b"AE", b"AE", b"AA"]
+    assert tally.acks == {"AA": 2, "AE": 2} and tally.events == 16 and tally.dead_letters == 4
+    assert sum(t == topics.EVENTS_RAW for t, _, _ in stored) == 16
+    reasons = sorted(json.loads(v)["reason"] for t, _, v in stored if t == topics.DEADLETTER)
+    assert reasons == ["too_large", "unmapped_code", "unmapped_code", "unsupported_message"]
+
+
+def test_a_message_not_stored_is_rejected_so_that_it_is_sent_again() -> None:
+    def unavailable(records: Sequence[Record]) -> None:
+        raise ConnectionError("broker away")
+
+    answers, tally = converse([ORU], unavailable)
+    msa = answers[0].split(b"\r")[1].split(b"|")
+    assert msa[:3] == [b"MSA", b"AR", b"MSG20240315143005001"] and b"send the message again" in msa[3]
+    assert tally.acks == {"AR": 1} and tally.events == 0
