@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from vigil.infra import metrics
 from vigil.infra.deadletters import MLLP_SOURCE
 from vigil.infra.logging import get_logger
 from vigil.infra.publish import Record
@@ -56,6 +57,7 @@ class Outcome:
     payload: bytes = b""
     events: int = 0
     dead_letters: int = 0
+    reasons: list[str] = field(default_factory=list)  # of its dead letters
 
     def answer(self, now: datetime | None = None) -> bytes | None:
         return None if self.code is None else frame(ack(self.payload, self.code, self.text, now))
@@ -75,11 +77,13 @@ def outcome_of(item: Item, max_bytes: int, now: datetime) -> Outcome:
         rejected = Rejected("parse_error", f"{what} ({item.size} bytes)")
         truncated = item.size > len(item.prefix)
         letter = _dead_letter(rejected, item.prefix, now, item.size if truncated else None, item.sha256)
-        return Outcome([letter], dead_letters=1)
+        return Outcome([letter], dead_letters=1, reasons=["parse_error"])
     if isinstance(item, Oversize):
         rejected = Rejected("too_large", f"MLLP message of {item.size} bytes (limit {max_bytes})")
         letter = _dead_letter(rejected, item.prefix, now, item.size, item.sha256)
-        return Outcome([letter], "AE", f"too_large: {rejected.detail}", item.prefix, dead_letters=1)
+        return Outcome(
+            [letter], "AE", f"too_large: {rejected.detail}", item.prefix, dead_letters=1, reasons=["too_large"]
+        )
     decoded = decode_hl7v2(item.payload)
     out = Outcome(payload=item.payload, events=len(decoded.events))
     for event in decoded.events:
@@ -87,7 +91,7 @@ def outcome_of(item: Item, max_bytes: int, now: datetime) -> Outcome:
     if decoded.rejected:
         one = one_per_input(decoded.rejected)
         out.records.append(_dead_letter(one, item.payload, now))
-        out.dead_letters = 1
+        out.dead_letters, out.reasons = 1, [one.reason]
     if decoded.events:
         n_events = len(decoded.events)
         out.code, out.text = "AA", f"accepted {n_events} event{'s' if n_events > 1 else ''}"
@@ -138,9 +142,13 @@ async def handle(item: Item, publish: Publish, limits: MllpSettings, tally: Tall
     else:
         tally.events += out.events
         tally.dead_letters += out.dead_letters
+        metrics.MLLP_EVENTS.inc(out.events)
+        for reason in out.reasons:
+            metrics.DEAD_LETTERS.labels(reason).inc()
     if out.code is not None:
         tally.messages += 1
         tally.acks[out.code] += 1
+        metrics.MLLP_MESSAGES.labels(out.code).inc()
     return out.answer()
 
 
@@ -199,11 +207,13 @@ async def serve(
             return
         live += 1
         tally.connections += 1
+        metrics.MLLP_CONNECTIONS.set(live)
         before = tally.messages
         try:
             await converse(reader, writer, publish, limits, tally)
         finally:
             live -= 1
+            metrics.MLLP_CONNECTIONS.set(live)
             log.info("mllp.connection_closed", peer=str(peer), messages=tally.messages - before)
 
     server = await asyncio.start_server(on_connection, host, port)

@@ -21,6 +21,9 @@ def mllp(
     port: Annotated[
         int | None, typer.Option(min=0, max=65535, help="listen port (default: settings, 2575; 0: any free one)")
     ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="serve /metrics on this loopback port (vigil_mllp_*)")
+    ] = None,
     bootstrap: BootstrapOpt = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -43,6 +46,12 @@ def mllp(
     require_broker(settings)
     require_free_port(host, port)
     configure_logging()
+    metrics_port = metrics_port or settings.metrics_port
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        require_free_port("127.0.0.1", metrics_port)
+        start_http_server(metrics_port, addr="127.0.0.1")
     producer = kafka_producer(settings, linger_ms=2, retries=5, client_id="vigil-mllp")
     tally = Tally()
 

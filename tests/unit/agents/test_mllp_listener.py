@@ -89,6 +89,19 @@ def test_each_message_is_answered_after_its_records_are_stored() -> None:
     assert reasons == ["too_large", "unmapped_code", "unmapped_code", "unsupported_message"]
 
 
+def test_the_listener_counts_on_prometheus() -> None:
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (value("vigil_mllp_messages_total", ack="AE"), value("vigil_dead_letters_total", reason="too_large"))
+    converse([b"x" * 5000, ORU], lambda records: None)
+    assert value("vigil_mllp_messages_total", ack="AE") == before[0] + 1
+    assert value("vigil_dead_letters_total", reason="too_large") == before[1] + 1
+    assert value("vigil_mllp_connections") == 0  # closed
+
+
 def test_a_message_not_stored_is_rejected_so_that_it_is_sent_again() -> None:
     def unavailable(records: Sequence[Record]) -> None:
         raise ConnectionError("broker away")
