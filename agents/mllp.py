@@ -1,7 +1,8 @@
 """HL7v2 over MLLP in, ACK out (``vigil mllp``): how bedside-monitor gateways (IHE PCD-01) and
 interface engines send ORU^R01, on HL7's port 2575.
 
-Each message is decoded as the ``vigil.ingest.hl7v2`` agent decodes it (``schemas.codecs.hl7v2``):
+Each message is decoded and checked as the ``vigil.ingest.hl7v2`` agent does (``schemas.codecs.hl7v2``,
+``DecodeResult.checked``: canonical unit, plausible range, clock skew):
 its events go to ``vigil.events.raw`` keyed by patient, what it could not map to one dead letter
 with the reason and the message's bytes. The ACK is written only after the broker has every record
 (``acks=all``), so an AA means durable:
@@ -84,7 +85,7 @@ def outcome_of(item: Item, max_bytes: int, now: datetime) -> Outcome:
         return Outcome(
             [letter], "AE", f"too_large: {rejected.detail}", item.prefix, dead_letters=1, reasons=["too_large"]
         )
-    decoded = decode_hl7v2(item.payload)
+    decoded = decode_hl7v2(item.payload).checked(now)  # the intake rules: unit, range, clock skew
     out = Outcome(payload=item.payload, events=len(decoded.events))
     for event in decoded.events:
         out.records.append((topics.EVENTS_RAW, event.patient_id.encode(), event.model_dump_json().encode()))
@@ -96,14 +97,22 @@ def outcome_of(item: Item, max_bytes: int, now: datetime) -> Outcome:
         n_events = len(decoded.events)
         out.code, out.text = "AA", f"accepted {n_events} event{'s' if n_events > 1 else ''}"
         if decoded.rejected:
-            n = len(decoded.rejected)
-            out.text += f", {n} part{'s' if n > 1 else ''} refused (dead letters): {decoded.rejected[0].reason}"
-    elif decoded.rejected:
+            out.text += f", {_refused(decoded.rejected)} (dead letters)"
+    elif len(decoded.rejected) == 1:
         first = decoded.rejected[0]
         out.code, out.text = "AE", f"{first.reason}: {first.detail}"
+    elif decoded.rejected:
+        out.code, out.text = "AE", _refused(decoded.rejected)
     else:
         out.code, out.text = "AA", f"nothing to map ({len(decoded.ignored)} parts ignored)"
     return out
+
+
+def _refused(rejected: Sequence[Rejected]) -> str:
+    """'3 parts refused: clock_skew x2, unmapped_code'."""
+    counts = Counter(r.reason for r in rejected).most_common()
+    reasons = ", ".join(f"{r} x{n}" if n > 1 else r for r, n in counts)
+    return f"{len(rejected)} part{'s' if len(rejected) > 1 else ''} refused: {reasons}"
 
 
 @dataclass

@@ -30,7 +30,7 @@ def letters(records: Sequence[Record]) -> list[DeadLetter]:
 def test_a_result_message_is_accepted_with_its_events() -> None:
     out = outcome_of(Frame(ORU), 10_000, NOW)
     assert out.code == "AA" and out.events == 8
-    assert out.text == "accepted 8 events, 1 part refused (dead letters): unmapped_code"
+    assert out.text == "accepted 8 events, 1 part refused: unmapped_code (dead letters)"
     assert all(k == b"4420011" for t, k, _ in out.records if t == topics.EVENTS_RAW)  # keyed by patient
     (letter,) = letters(out.records)  # the part it could not map, with the whole message
     assert letter.reason == "unmapped_code" and letter.original() == ORU
@@ -46,6 +46,16 @@ def test_what_cannot_be_used_is_an_error_with_its_dead_letter() -> None:
     (letter,) = letters(out.records)
     assert letter.truncated and letter.original_size == 9_000_000 and letter.original_sha256 == "ab" * 32
     assert b"MSA|AE|BIG1|" in (out.answer() or b"")  # the ACK still names the message
+
+
+def test_values_are_checked_as_every_intake_checks_them() -> None:
+    implausible = ORU.replace(b"||118|/min", b"||1180|/min")  # a heart rate of 1180: out of range
+    out = outcome_of(Frame(implausible), 10_000, NOW)
+    assert out.code == "AA" and out.events == 7
+    assert out.text == "accepted 7 events, 2 parts refused: unmapped_code, out_of_range (dead letters)"
+    future = outcome_of(Frame(ORU), 10_000, datetime(2024, 3, 14, tzinfo=UTC))  # measured a day ahead
+    assert future.code == "AE" and future.events == 0
+    assert future.text == "9 parts refused: clock_skew x8, unmapped_code"
 
 
 def test_stray_bytes_are_a_dead_letter_without_an_answer() -> None:
