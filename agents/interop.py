@@ -57,7 +57,7 @@ async def interop_batch(batch: Sequence[faust.EventT], publisher: Publisher, dec
                 metrics.UNKNOWN_CODES.labels(code[:80]).inc(count)
             if rejected:
                 # one dead letter per message or Bundle entry, carrying only that entry (issue 16)
-                original = m.value if item.index is None else item.original
+                original = m.value if item.index is None else item.original_bytes()
                 await publisher.dead_letter(None, one_per_input(rejected).at(replace(source, original=original)))
 
 

@@ -106,7 +106,7 @@ def decode_intake(body: IO[bytes], path: str, max_entries: int, now: datetime) -
         # hand the GIL to the event loop between entries: a long Bundle must not hold /healthz and
         # every other request behind its decoding (the interpreter's own switch is every 5 ms)
         time.sleep(0)
-        decoded = item.result
+        decoded = item.result.checked(now)  # the intake rules (unit, range, clock skew), as the FHIR agent
         for event in decoded.events:
             result.records.append((topics.EVENTS_RAW, event.patient_id.encode(), event.model_dump_json().encode()))
         result.events += len(decoded.events)
@@ -115,7 +115,8 @@ def decode_intake(body: IO[bytes], path: str, max_entries: int, now: datetime) -
         if decoded.rejected:
             result.rejected.extend(decoded.rejected)
             # one dead letter per entry, with that entry only; ``offset`` is the entry's index
-            one = one_per_input(decoded.rejected).at(replace(source, offset=item.index, original=item.original))
+            original = item.original_bytes()
+            one = one_per_input(decoded.rejected).at(replace(source, offset=item.index, original=original))
             record = DeadLetter.of(one, now).model_dump_json().encode()
             result.records.append((topics.DEADLETTER, DEADLETTER_KEY, record))
             result.dead_letters += 1

@@ -39,11 +39,19 @@ ENTRY = "entry.item"
 @dataclass(frozen=True)
 class EntryOutcome:
     """What one Bundle entry (``index``) or a whole non-Bundle payload (``index`` None) decoded to;
-    ``original`` holds its bytes when something in it was rejected (else empty)."""
+    ``original`` holds its bytes when something in it was rejected (else empty). ``parsed`` keeps
+    the entry (or the payload) so that a part refused later, by the intake rules applied after
+    decoding (``DecodeResult.checked``), still gets its bytes: ``original_bytes()``."""
 
     index: int | None
     result: DecodeResult
     original: bytes = b""
+    parsed: Any = None
+
+    def original_bytes(self) -> bytes:
+        if self.original or self.parsed is None:
+            return self.original
+        return self.parsed if isinstance(self.parsed, bytes) else _entry_bytes(self.parsed)
 
 
 @dataclass
@@ -110,7 +118,7 @@ def decode_fhir_entries(payload: BinaryIO, scan: BundleScan) -> Iterator[EntryOu
     if not scan.is_bundle:
         body = payload.read()
         result = decode_fhir(body)
-        yield EntryOutcome(None, result, body if result.rejected else b"")
+        yield EntryOutcome(None, result, body if result.rejected else b"", body)
         return
     if scan.over_limit:
         too_many = Rejected("too_large", f"Bundle has more than {scan.entries - 1} entries (limit {scan.entries - 1})")
@@ -126,7 +134,7 @@ def decode_fhir_entries(payload: BinaryIO, scan: BundleScan) -> Iterator[EntryOu
         problem = bundle_entry_problem(entry, index)
         result = DecodeResult(rejected=[problem]) if problem else decode_bundle_entry(entry, index, scan.by_full_url)
         original = _entry_bytes(entry) if result.rejected else b""
-        yield EntryOutcome(index, result, original)
+        yield EntryOutcome(index, result, original, entry)
 
 
 def decode_fhir_stream(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> Iterator[EntryOutcome]:

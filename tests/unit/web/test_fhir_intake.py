@@ -84,6 +84,19 @@ def test_each_rejected_entry_is_dead_lettered_with_only_itself(small) -> None:
         assert letter.original_size is not None and letter.original_size < len(body) / 10
 
 
+def test_values_the_stream_would_refuse_are_refused_in_the_answer(small) -> None:
+    """The intake rules (unit, plausible range, clock skew) apply before the answer, as in the FHIR
+    agent: a heart rate of 1,000 is not answered 201 and then dead-lettered by the worker."""
+    client, feed = small
+    implausible = observation(1)
+    implausible["valueQuantity"]["value"] = 1000
+    r = client.post("/fhir", content=bundle([observation(0), implausible]), headers=AUTH)
+    assert r.status_code == 200, r.text  # some mapped, some refused
+    (letter,) = [DeadLetter.model_validate_json(v) for t, _, v in feed.produced if t == topics.DEADLETTER]
+    assert letter.reason == "out_of_range" and json.loads(letter.original()) == {"resource": implausible}
+    assert sum(t == topics.EVENTS_RAW for t, _, _ in feed.produced) == 1
+
+
 def test_an_observation_with_many_rejected_components_is_one_dead_letter(small) -> None:
     client, feed = small
     body = json.dumps(observation(1, code="0000-0", components=500)).encode()
