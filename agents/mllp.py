@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from vigil.infra import metrics
@@ -127,14 +127,7 @@ class Tally:
     acks: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> dict[str, object]:
-        return {
-            "connections": self.connections,
-            "refused_connections": self.refused_connections,
-            "messages": self.messages,
-            "events": self.events,
-            "dead_letters": self.dead_letters,
-            "acks": dict(self.acks),
-        }
+        return {**asdict(self), "acks": dict(self.acks)}
 
 
 async def handle(item: Item, publish: Publish, limits: MllpSettings, tally: Tally) -> bytes | None:

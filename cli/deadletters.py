@@ -57,6 +57,15 @@ def _chosen(item: Any, reasons: list[str] | None, since: datetime | None) -> boo
     return (not reasons or letter.reason in reasons) and (since is None or at >= since)
 
 
+def _matching(letters: Any, reasons: list[str] | None, since: datetime | None) -> Any:
+    """(letter, what a replay would send or why not) of the letters the filters choose."""
+    from vigil.infra.deadletters import resend_of
+
+    for item in letters:
+        if _chosen(item, reasons, since):
+            yield item, resend_of(item)
+
+
 def _read_error(exc: TimeoutError) -> UserError:
     return UserError(f"the broker stopped answering while the dead letters were read ({exc}): try again")
 
@@ -71,7 +80,6 @@ def deadletters_ls(
 ) -> None:
     """Count the dead letters by reason and source, say how many could be sent again, and list the
     newest (reason, detail, source, size; never the original's content)."""
-    from vigil.infra.deadletters import resend_of
 
     chosen_since = _since(since)
     _, letters = _letters(bootstrap)
@@ -81,12 +89,9 @@ def deadletters_ls(
     newest: deque[dict[str, Any]] = deque(maxlen=limit)
     total = 0
     try:
-        for item in letters:
-            if not _chosen(item, reason, chosen_since):
-                continue
+        for item, plan in _matching(letters, reason, chosen_since):
             total += 1
             letter = item.letter
-            plan = resend_of(item)
             r = letter.reason if letter is not None else "unreadable"
             by_reason[r] += 1
             by_source[letter.source_topic if letter is not None else "?"] += 1
@@ -160,7 +165,6 @@ def deadletters_replay(
         Replayed,
         read_replayed,
         replay_record,
-        resend_of,
     )
     from vigil.schemas import topics
 
@@ -178,11 +182,8 @@ def deadletters_replay(
     skipped: Counter[str] = Counter()
     matched = 0
     try:
-        for item in letters:
-            if not _chosen(item, reason, chosen_since):
-                continue
+        for item, plan in _matching(letters, reason, chosen_since):
             matched += 1
-            plan = resend_of(item)
             if isinstance(plan, str):
                 skipped[plan] += 1
                 continue
