@@ -34,6 +34,7 @@ from vigil.bench.harness import (
     spawn_pipeline,
     wait_until,
 )
+from vigil.bench.mllp import measure_mllp
 from vigil.bench.scaleout import (
     BENCH_PARTITIONS,
     SCALED_TOPICS,
@@ -272,6 +273,7 @@ def run_bench(
     finally:
         stop_worker(proc)
     redis_size = redis_bytes_per_patient(settings, patients_seen)
+    mllp = None if quick else measure_mllp(settings)
     curve = no_curve("skipped (--quick)") if quick else batch_curve_or_why_not(stays)
     if plot_path and curve["us_per_sample"]:
         plot_curve(curve["us_per_sample"], curve["end_to_end_us_per_sample"], plot_path, per_model_lines(curve))
@@ -300,6 +302,7 @@ def run_bench(
         "score_us_per_patient": round(curve["score_us_per_patient"], 1) if curve.get("score_us_per_patient") else None,
         "redis_bytes_per_patient": redis_size["bytes_per_patient"],
         "redis_per_patient": redis_size,
+        "mllp": mllp,
         "workers_curve": [
             {k: point[k] for k in ("workers", "pipeline_events_per_s", "baseline_events_per_s")} for point in scale
         ],

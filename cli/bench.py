@@ -33,8 +33,8 @@ def bench(
     quick: bool = typer.Option(
         False,
         "--quick",
-        help="pipeline vs baseline, latency and Redis size only (no treatment run, no batch curve, "
-        "no scale-out curve unless --workers is given)",
+        help="pipeline vs baseline, latency and Redis size only (no treatment run, no batch curve, no MLLP "
+        "listener run, no scale-out curve unless --workers is given)",
     ),
     workers: str | None = typer.Option(
         None,
@@ -91,6 +91,12 @@ def bench(
         table.add_row(
             f"{point['workers']} worker(s): pipeline / baseline events/s",
             f"{point['pipeline_events_per_s']} / {point['baseline_events_per_s']}",
+            "",
+        )
+    for r in (result.get("mllp") or {}).get("runs", []):
+        table.add_row(
+            f"MLLP, {r['connections']} connection(s): messages/s, ACK p50 / p99 ms",
+            f"{r['messages_per_s']}, {r['ack_p50_ms']} / {r['ack_p99_ms']}",
             "",
         )
     scaled = result.get("latency_with_workers")
