@@ -45,7 +45,9 @@ def ensure_kafka_jars(paths: StackPaths) -> Path:
         raise StackError("Java 17+ is required for the embedded Kafka broker: apt-get install openjdk-17-jre-headless")
     if shutil.which("mvn") is None:
         raise StackError("Maven is required to fetch Kafka's jars from Maven Central: apt-get install maven")
-    if paths.libs.exists():
+    if paths.libs.is_symlink():  # a link to another home's jars (the tests'), dangling or stale
+        paths.libs.unlink()
+    elif paths.libs.exists():
         shutil.rmtree(paths.libs)
     paths.libs.mkdir(parents=True)
     log.info("stack.kafka.fetch_jars", pom=str(POM))
