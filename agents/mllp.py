@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,7 @@ from vigil.schemas import topics
 from vigil.schemas.codecs.hl7v2 import decode_hl7v2
 from vigil.schemas.codecs.mllp import Item, MllpFramer, Oversize, Stray, ack, frame
 from vigil.schemas.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Rejected, Source, one_per_input
+from vigil.schemas.errors import UserError
 
 log = get_logger(__name__)
 SOURCE = MLLP_SOURCE  # the dead letters' source (``vigil deadletters replay`` sends them to vigil.ingest.hl7v2)
@@ -186,6 +188,34 @@ async def converse(
             await writer.wait_closed()
 
 
+def server_tls(limits: MllpSettings) -> ssl.SSLContext | None:
+    """The listener's TLS context (TLS 1.2 or newer), or None for plain MLLP. With a client CA,
+    a sender without a certificate it signed fails the handshake. Raises ``UserError`` naming the
+    setting when a file is missing or unusable."""
+    if limits.tls_cert is None:
+        if limits.tls_client_ca is not None or limits.tls_key is not None:
+            raise UserError("VIGIL_MLLP__TLS_KEY and __TLS_CLIENT_CA need VIGIL_MLLP__TLS_CERT (--tls-cert)")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(limits.tls_cert, limits.tls_key)
+        if limits.tls_client_ca is not None:
+            context.load_verify_locations(limits.tls_client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(f"MLLP TLS: cannot use the certificate, key or client CA given ({exc})") from None
+    return context
+
+
+def peer_name(writer: asyncio.StreamWriter) -> str:
+    """The sender's address, and the subject of its certificate when it presented one (mutual TLS)."""
+    peer = str(writer.get_extra_info("peername"))
+    cert = writer.get_extra_info("peercert") or {}
+    subject = ",".join(f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
+    return f"{peer} {subject}" if subject else peer
+
+
 async def serve(
     publish: Publish,
     limits: MllpSettings,
@@ -201,7 +231,7 @@ async def serve(
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal live
-        peer = writer.get_extra_info("peername")
+        peer = peer_name(writer)
         if live >= limits.max_connections:
             tally.refused_connections += 1
             log.warning("mllp.connection_refused", peer=str(peer), limit=limits.max_connections)
@@ -218,7 +248,7 @@ async def serve(
             metrics.MLLP_CONNECTIONS.set(live)
             log.info("mllp.connection_closed", peer=str(peer), messages=tally.messages - before)
 
-    server = await asyncio.start_server(on_connection, host, port)
+    server = await asyncio.start_server(on_connection, host, port, ssl=server_tls(limits))
     if on_listening is not None:
         on_listening(server.sockets[0].getsockname()[1])
     async with server:

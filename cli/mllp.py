@@ -3,6 +3,7 @@ records; ``agents.mllp``). It runs until Ctrl-C or SIGTERM, then prints what it 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,6 +25,13 @@ def mllp(
     metrics_port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="serve /metrics on this loopback port (vigil_mllp_*)")
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="MLLP over TLS: the certificate chain, PEM (VIGIL_MLLP__TLS_CERT)")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="its private key, PEM, if not in --tls-cert")] = None,
+    tls_client_ca: Annotated[
+        Path | None, typer.Option(help="require senders' certificates signed by this CA (mutual TLS)")
+    ] = None,
     bootstrap: BootstrapOpt = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -34,14 +42,16 @@ def mllp(
     import signal
     from collections.abc import Sequence
 
-    from vigil.agents.mllp import Tally, serve
+    from vigil.agents.mllp import Tally, serve, server_tls
     from vigil.cli.preflight import require_broker, require_free_port, settings_for
     from vigil.infra.connect import kafka_producer
     from vigil.infra.logging import configure_logging
     from vigil.infra.publish import Record, send_and_wait
 
     settings = settings_for(get_settings(), bootstrap)
-    limits = settings.mllp
+    given = {"tls_cert": tls_cert, "tls_key": tls_key, "tls_client_ca": tls_client_ca}
+    limits = settings.mllp.model_copy(update={k: v for k, v in given.items() if v is not None})
+    tls = server_tls(limits)  # a missing or unusable file: one line, before anything starts
     host, port = host or limits.host, limits.port if port is None else port
     require_broker(settings)
     require_free_port(host, port)
@@ -66,7 +76,8 @@ def mllp(
         await serve(publish, limits, host, port, stop, tally, listening)
 
     def listening(bound: int) -> None:
-        console.print(f"MLLP on {host}:{bound}: HL7v2 ORU^R01 in, ACK out (Ctrl-C to stop)", highlight=False)
+        how = "" if tls is None else " over TLS" + (", client certificates required" if limits.tls_client_ca else "")
+        console.print(f"MLLP on {host}:{bound}{how}: HL7v2 ORU^R01 in, ACK out (Ctrl-C to stop)", highlight=False)
 
     try:
         asyncio.run(run())

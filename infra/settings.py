@@ -171,6 +171,12 @@ class MllpSettings(BaseModel):
     max_message_bytes: int = Field(default=1024 * 1024, ge=4096, le=8 * 1024 * 1024)
     max_connections: int = Field(default=32, ge=1, le=1024)  # more are closed at once (logged)
     idle_timeout_s: float = Field(default=600.0, ge=1.0, le=86400.0)  # a silent connection is closed
+    # MLLP over TLS: the listener's certificate chain (PEM; the key may be in the same file) and key;
+    # with tls_client_ca, senders must present a certificate that CA signed (mutual TLS: HL7's
+    # transport has no sign-in of its own)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
 
 class WebSettings(BaseModel):

@@ -120,9 +120,11 @@ def test_no_stack(env) -> None:
 
 def test_deadletter_options(env) -> None:
     """Refused before any broker is asked: a --since that is neither a time nor an age, a replay of
-    duplicates (their events were scored already)."""
+    duplicates (their events were scored already), MLLP TLS files that cannot be used."""
     one_line(run(env, "deadletters", "ls", "--since", "yesterday"), "--since takes a time", "6h")
     one_line(run(env, "deadletters", "replay", "--reason", "duplicate"), "duplicates are not sent again")
+    one_line(run(env, "mllp", "--tls-cert", "/nonexistent/cert.pem"), "cannot use the certificate")
+    one_line(run(env, "mllp", "--tls-client-ca", "/nonexistent/ca.pem"), "need VIGIL_MLLP__TLS_CERT")
 
 
 def test_taken_port_fails_before_announcing_the_url(env, taken_port) -> None:
