@@ -196,7 +196,8 @@ def server_tls(limits: MllpSettings) -> ssl.SSLContext | None:
         if limits.tls_client_ca is not None or limits.tls_key is not None:
             raise UserError("VIGIL_MLLP__TLS_KEY and __TLS_CLIENT_CA need VIGIL_MLLP__TLS_CERT (--tls-cert)")
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # no default verify paths: only tls_client_ca signs senders, never a CA the system trusts
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(limits.tls_cert, limits.tls_key)

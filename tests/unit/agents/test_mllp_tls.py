@@ -75,6 +75,18 @@ def test_without_a_certificate_or_without_tls_nothing_is_answered_or_published(m
     assert not isinstance(answer, bytes) and stored == []
 
 
+def test_only_the_given_ca_signs_senders_not_the_systems(material, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A certificate signed by a CA the machine trusts (here SSL_CERT_FILE, as the system store) is
+    refused: only ``tls_client_ca`` may sign senders."""
+    other = ensure_secure_material(tmp_path / "other-home")  # another CA, and a certificate it signed
+    monkeypatch.setenv("SSL_CERT_FILE", str(other.ca_file))
+    limits = MllpSettings(tls_cert=material.broker_pem, tls_client_ca=material.ca_file)
+    client = ssl.create_default_context(cafile=str(material.ca_file))
+    client.load_cert_chain(other.broker_pem)
+    answer, stored = exchange(limits, client)
+    assert not isinstance(answer, bytes) and stored == []
+
+
 def test_tls_without_client_certificates_encrypts_only(material) -> None:  # type: ignore[no-untyped-def]
     answer, _ = exchange(MllpSettings(tls_cert=material.broker_pem), client_context(material, with_cert=False))
     assert isinstance(answer, bytes) and b"\rMSA|AA|" in answer
