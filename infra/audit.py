@@ -27,21 +27,23 @@ def effective_config(settings: Settings) -> dict[str, Any]:
     return settings.model_dump(mode="json")
 
 
-def config_change_record(settings: Settings, action: str = "worker_start", component: str = "worker") -> dict[str, Any]:
-    config = effective_config(settings)
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+def actor(at: datetime | None = None) -> dict[str, Any]:
+    """Who did it, where and when, as every audit record says it: OS user, host, pid, time."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (some containers)
         user = str(os.getuid())
+    return {"by": user, "host": socket.gethostname(), "pid": os.getpid(), "at": (at or datetime.now(UTC)).isoformat()}
+
+
+def config_change_record(settings: Settings, action: str = "worker_start", component: str = "worker") -> dict[str, Any]:
+    config = effective_config(settings)
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
     return {
         "type": "config_change",
         "action": action,
         "component": component,
-        "by": user,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "at": datetime.now(UTC).isoformat(),
+        **actor(),
         "config_sha256": digest,
         "config": config,
     }

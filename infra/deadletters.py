@@ -28,10 +28,7 @@ version's) is counted, not sent.
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
-import socket
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -40,6 +37,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from vigil.infra.audit import actor
 from vigil.infra.connect import kafka_consumer
 from vigil.infra.settings import Settings
 from vigil.schemas import topics
@@ -161,18 +159,7 @@ def replay_record(
     for partition, offset in sent:
         by_partition.setdefault(partition, []).append(offset)
     runs = [(p, r) for p in sorted(by_partition) for r in as_ranges(by_partition[p])]
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        user = str(os.getuid())
-    head = {
-        "type": AUDIT_TYPE,
-        "by": user,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "at": (at or datetime.now(UTC)).isoformat(),
-        "reasons": sorted(reasons),
-    }
+    head = {"type": AUDIT_TYPE, **actor(at), "reasons": sorted(reasons)}
     records = []
     for start in range(0, max(len(runs), 1), MAX_RANGES_PER_RECORD):
         chunk = runs[start : start + MAX_RANGES_PER_RECORD]
