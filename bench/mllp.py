@@ -51,17 +51,40 @@ def oru(patient: str, n: int, minutes_ago: int) -> bytes:
     return ("\r".join(segments) + "\r").encode()
 
 
+def read_frame(conn: socket.socket) -> bytes:
+    """One MLLP frame as the listener sent it (an ACK), or b"" when it closed the connection first."""
+    data = b""
+    while not data.endswith(END):
+        chunk = conn.recv(4096)
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def start_listener(env: dict[str, str], *args: str, stderr: Any = subprocess.DEVNULL) -> tuple[Any, int | None]:
+    """``vigil mllp --port 0 ARGS`` with ``env``, and the port it bound (None: it did not start)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vigil.cli", "mllp", "--port", "0", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    for line in iter(proc.stdout.readline, ""):  # type: ignore[union-attr]
+        if m := re.search(r"MLLP on [\d.]+:(\d+)", line):
+            return proc, int(m.group(1))
+    return proc, None
+
+
 def _sender(port: int, messages: list[bytes], latencies: list[float], codes: list[str]) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=60) as conn:
         for message in messages:
             t0 = time.perf_counter()
             conn.sendall(frame(message))
-            data = b""
-            while not data.endswith(END):
-                chunk = conn.recv(4096)
-                if not chunk:
-                    raise ConnectionError("the listener closed the connection")
-                data += chunk
+            data = read_frame(conn)
+            if not data:
+                raise ConnectionError("the listener closed the connection")
             latencies.append((time.perf_counter() - t0) * 1000)
             codes.append(data.split(b"\rMSA|")[1][:2].decode())
 
@@ -93,19 +116,8 @@ def run(port: int, messages: int, connections: int) -> dict[str, Any]:
 
 def measure_mllp(settings: Settings, messages: int = 2000, connections: tuple[int, ...] = (1, 4)) -> dict[str, Any]:
     """Start a listener on a free port, run each connection count, stop it."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vigil.cli", "mllp", "--port", "0"],
-        env=worker_env(settings, {"VIGIL_LOG_LEVEL": "WARNING"}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc, bound = start_listener(worker_env(settings, {"VIGIL_LOG_LEVEL": "WARNING"}))
     try:
-        bound = None
-        for line in iter(proc.stdout.readline, ""):  # type: ignore[union-attr]
-            if m := re.search(r"MLLP on [\d.]+:(\d+)", line):
-                bound = int(m.group(1))
-                break
         if bound is None:
             return {"error": "vigil mllp did not start"}
         runs = [run(bound, messages, c) for c in connections]

@@ -9,18 +9,17 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import unique_patient, wait_for
+from vigil.bench.mllp import read_frame, start_listener
 from vigil.infra.workers import worker_env
 from vigil.schemas.codecs.mllp import frame
 
 pytestmark = pytest.mark.integration
-VIGIL = str(Path(sys.executable).with_name("vigil"))
 ORU = (Path(__file__).parents[1] / "unit" / "codecs" / "fixtures" / "hl7v2" / "oru_r01_vitals.hl7").read_text()
 
 
@@ -32,11 +31,8 @@ def oru_for(pid: str, control_id: str, at: datetime) -> bytes:
 
 
 def ack_of(conn: socket.socket) -> list[str]:
-    data = b""
-    while not data.endswith(b"\x1c\r"):
-        chunk = conn.recv(4096)
-        assert chunk, "the listener closed the connection"
-        data += chunk
+    data = read_frame(conn)
+    assert data, "the listener closed the connection"
     return data[1:-2].decode().split("\r")[1].split("|")  # MSA
 
 
@@ -44,13 +40,9 @@ def test_messages_over_mllp_are_acknowledged_once_stored_and_scored(
     stack, stack_settings, shared_worker, reader
 ) -> None:
     env = {**worker_env(stack_settings), "VIGIL_MLLP__MAX_MESSAGE_BYTES": "8192"}
-    proc = subprocess.Popen(
-        [VIGIL, "mllp", "--port", "0", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc, port = start_listener(env, "--json", stderr=subprocess.PIPE)
     try:
-        lines = iter(proc.stdout.readline, "")  # type: ignore[union-attr]
-        bound = next(m for line in lines if (m := re.search(r"MLLP on 127\.0\.0\.1:(\d+)", line)))
-        port = int(bound.group(1))
+        assert port is not None, "vigil mllp did not start"
         r = reader(keep_scores=True)
         pid = unique_patient("mllp")
         at = datetime.now(UTC) - timedelta(hours=1)

@@ -5,16 +5,14 @@ dead-lettered, and a valid message afterwards is still answered AA."""
 
 from __future__ import annotations
 
-import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 from tests.reliability.helpers import report, rss_kb
+from vigil.bench.mllp import read_frame, start_listener
 from vigil.infra.workers import worker_env
 from vigil.schemas import topics
 from vigil.schemas.codecs.mllp import END, START, frame
@@ -30,16 +28,6 @@ VALID = (
 def valid(n: int) -> bytes:
     now = time.strftime("%Y%m%d%H%M%S+0000", time.gmtime()).encode()
     return VALID.replace(b"{now}", now).replace(b"{n}", str(n).encode())
-
-
-def read_ack(conn: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(END):
-        chunk = conn.recv(4096)
-        if not chunk:
-            return b""
-        data += chunk
-    return data
 
 
 class Peak:
@@ -67,17 +55,10 @@ def test_a_flood_over_mllp_keeps_the_listener_bounded_and_answering(stack, stack
     from vigil.infra.connect import consumer_from_now
 
     env = {**worker_env(stack_settings), "VIGIL_MLLP__MAX_CONNECTIONS": "8"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vigil.cli", "mllp", "--port", "0", "--json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc, port = start_listener(env, "--json")
     dead = consumer_from_now(stack_settings, (topics.DEADLETTER,), consumer_timeout_ms=500)
     try:
-        line = next(m for ln in iter(proc.stdout.readline, "") if (m := re.search(r"MLLP on [\d.]+:(\d+)", ln)))  # type: ignore[union-attr]
-        port = int(line.group(1))
+        assert port is not None, "vigil mllp did not start"
         time.sleep(1.0)
         baseline = rss_kb(proc.pid) or 0
         t0 = time.perf_counter()
@@ -88,12 +69,12 @@ def test_a_flood_over_mllp_keeps_the_listener_bounded_and_answering(stack, stack
                 for _ in range(128):
                     conn.sendall(b"NTE|1||" + b"x" * (MIB - 8) + b"\r")
                 conn.sendall(END)
-                big = read_ack(conn)
+                big = read_frame(conn)
                 # 2. 32 MiB outside any frame, then a valid message on the same connection
                 for _ in range(32):
                     conn.sendall(b"y" * MIB)
                 conn.sendall(frame(valid(2)))
-                after_stray = read_ack(conn)
+                after_stray = read_frame(conn)
             # 3. 40 connections at once, each with a frame just under the limit: 8 are served
             answers: list[bytes] = []
 
@@ -101,7 +82,7 @@ def test_a_flood_over_mllp_keeps_the_listener_bounded_and_answering(stack, stack
                 try:
                     with socket.create_connection(("127.0.0.1", port), timeout=120) as c:
                         c.sendall(frame(b"MSH|^~\\&|A|B|C|D|x||ORU^R01|C%d|P|2.5.1\r" % i + b"z" * (MIB - 100)))
-                        answers.append(read_ack(c))
+                        answers.append(read_frame(c))
                 except OSError:
                     answers.append(b"")
 
@@ -113,7 +94,7 @@ def test_a_flood_over_mllp_keeps_the_listener_bounded_and_answering(stack, stack
         flood_s = time.perf_counter() - t0
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
             conn.sendall(frame(valid(3)))
-            last = read_ack(conn)
+            last = read_frame(conn)
         letters: list[bytes] = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(letters) < 3:
