@@ -59,8 +59,11 @@ class Outcome:
     text: str = ""
     payload: bytes = b""
     events: int = 0
-    dead_letters: int = 0
-    reasons: list[str] = field(default_factory=list)  # of its dead letters
+    reasons: list[str] = field(default_factory=list)  # one per dead letter among its records
+
+    @property
+    def dead_letters(self) -> int:
+        return len(self.reasons)
 
     def answer(self, now: datetime | None = None) -> bytes | None:
         return None if self.code is None else frame(ack(self.payload, self.code, self.text, now))
@@ -80,13 +83,11 @@ def outcome_of(item: Item, max_bytes: int, now: datetime) -> Outcome:
         rejected = Rejected("parse_error", f"{what} ({item.size} bytes)")
         truncated = item.size > len(item.prefix)
         letter = _dead_letter(rejected, item.prefix, now, item.size if truncated else None, item.sha256)
-        return Outcome([letter], dead_letters=1, reasons=["parse_error"])
+        return Outcome([letter], reasons=["parse_error"])
     if isinstance(item, Oversize):
         rejected = Rejected("too_large", f"MLLP message of {item.size} bytes (limit {max_bytes})")
         letter = _dead_letter(rejected, item.prefix, now, item.size, item.sha256)
-        return Outcome(
-            [letter], "AE", f"too_large: {rejected.detail}", item.prefix, dead_letters=1, reasons=["too_large"]
-        )
+        return Outcome([letter], "AE", f"too_large: {rejected.detail}", item.prefix, reasons=["too_large"])
     decoded = decode_hl7v2(item.payload).checked(now)  # the intake rules: unit, range, clock skew
     out = Outcome(payload=item.payload, events=len(decoded.events))
     for event in decoded.events:
@@ -94,7 +95,7 @@ def outcome_of(item: Item, max_bytes: int, now: datetime) -> Outcome:
     if decoded.rejected:
         one = one_per_input(decoded.rejected)
         out.records.append(_dead_letter(one, item.payload, now))
-        out.dead_letters, out.reasons = 1, [one.reason]
+        out.reasons = [one.reason]
     if decoded.events:
         n_events = len(decoded.events)
         out.code, out.text = "AA", f"accepted {n_events} event{'s' if n_events > 1 else ''}"
