@@ -15,14 +15,15 @@ from datetime import UTC, datetime
 import faust
 
 from vigil.agents.alert_out import publish_alerts
-from vigil.agents.app import scores_topic
+from vigil.agents.app import scores_topic, stays_topic
 from vigil.agents.drift import UNKNOWN_WARD
 from vigil.agents.runtime import Publisher, runtime
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.redis import PatientState
-from vigil.models.alerting import on_score
+from vigil.models.alerting import PatientAlertState, on_score
 from vigil.models.scoring import PendingUpdate, build_risk_score
+from vigil.models.stays import discharge, is_discharge, next_stay, stay_ended_rejection, stay_of
 from vigil.models.stepping import StayCarry
 from vigil.models.stream_step import StepOutcome, StepRequest, step_request
 from vigil.models.window import LateEvent, PatientWindow
@@ -30,6 +31,7 @@ from vigil.schemas.alerts import Alert
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
 from vigil.schemas.scores import ModelScore
+from vigil.schemas.stays import StayEnded
 
 log = get_logger(__name__)
 
@@ -63,6 +65,8 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     windows = {pid: state.window for pid, state in states.items()}
     anchors = {pid: window.anchor_s for pid, window in windows.items()}
     updates: dict[str, PendingUpdate] = {}
+    alerts: list[Alert] = []
+    ended: list[StayEnded] = []
     for event, patient_event in parsed:
         pid, m = patient_event.patient_id, event.message
         produced_ms = kafka_timestamp_ms(m)
@@ -71,6 +75,25 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         window = windows[pid]
         redelivered = window.seen(m.partition, m.offset)
         window.advance(m.partition, m.offset)
+        stay = stay_of(window, patient_event)
+        if stay == "ended":
+            if not redelivered:  # a redelivered message's outcome is already out
+                await publisher.dead_letter(event, stay_ended_rejection(window, patient_event))
+            continue
+        if stay == "new":  # the first event after a discharge: the next stay, from its hour 0
+            window = windows[pid] = next_stay(window)
+            states[pid] = PatientState(window, None, PatientAlertState(patient_id=pid), restart=True)
+            anchors[pid] = None
+        if is_discharge(patient_event):
+            # the patient left: what this batch applied to the stay is not scored, but named
+            unscored = updates.pop(pid).event_ids if pid in updates else []
+            end = discharge(window, states[pid].alert, patient_event, datetime.now(UTC), unscored)
+            alerts += end.alerts
+            ended.append(end.record)
+            windows[pid] = end.window
+            states[pid] = PatientState(end.window, None, states[pid].alert, restart=True)
+            anchors[pid] = None
+            continue
         try:
             changed = window.apply(patient_event)
         except LateEvent as exc:
@@ -100,7 +123,6 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     t_infer = time.perf_counter()
     restarted = count_sequence_restarts(outcomes.values())
     now = datetime.now(UTC)
-    alerts: list[Alert] = []
     for pid in pids:
         window, update, outcome = windows[pid], updates[pid], outcomes.get(pid)
         for hour in outcome.closed if outcome else []:  # every hour that closed: its final score
@@ -114,6 +136,9 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         # which follows it) already told the lifecycle: alerts follow the provisional score only
         alerts += on_score(states[pid].alert, score, rt.policy)
     await publish_alerts(publisher, alerts)
+    for record in ended:
+        await publisher.send(stays_topic, record.patient_id, record.model_dump_json().encode())
+        metrics.STAYS_ENDED.inc()
     reports = []
     if rt.drift is not None and outcomes:
         reports = rt.drift.observe(list(outcomes), [updates[p].ward for p in outcomes], list(outcomes.values()))
@@ -121,8 +146,14 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     t_build = time.perf_counter()
     await publisher.flush()
     t1 = time.perf_counter()
+    saved = dict.fromkeys([*pids, *(r.patient_id for r in ended), *(p for p in states if states[p].restart)])
     await rt.store.save_states(
-        {pid: PatientState(windows[pid], _carry_to_save(pid, outcomes, states), states[pid].alert) for pid in pids}
+        {
+            pid: PatientState(
+                windows[pid], _carry_to_save(pid, outcomes, states), states[pid].alert, states[pid].restart
+            )
+            for pid in saved
+        }
     )
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t1)
     # one canonical line per batch (counts and timings only: no identifiers, no values)
@@ -133,6 +164,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         queued_ms=None if oldest_ms is None else max(0, started_ms - oldest_ms),
         finals=sum(len(o.closed) for o in outcomes.values()),
         alerts=len(alerts),
+        stays_ended=len(ended),
         sequence_restarts=restarted,
         load_apply_ms=_ms(t0, t_apply),
         infer_ms=_ms(t_apply, t_infer),

@@ -22,7 +22,7 @@ from vigil.agents.app import (
 )
 from vigil.agents.runtime import Publisher, batches, run_batch, runtime
 from vigil.infra.redis import care_key, window_key
-from vigil.models.care import CareClock, at_risk, care_categories, care_inputs
+from vigil.models.care import CareClock, at_risk, care_categories, care_inputs, of_this_stay
 from vigil.models.treatment import score_patient_care, score_plan
 from vigil.models.window import PatientWindow
 from vigil.schemas.deadletter import Rejected
@@ -54,7 +54,11 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
     published = 0
     for pid, cblob in zip(pids, cares, strict=True):
         score = latest[pid]
-        care = CareClock.model_validate_json(cblob) if cblob else CareClock(time_zero=score.observed_at)
+        if windows[pid].ended_s is not None:
+            continue  # the patient was discharged: no care score for a stay that ended
+        care = CareClock.model_validate_json(cblob) if cblob else None
+        if care is None or not of_this_stay(care, windows[pid]):
+            care = CareClock(time_zero=score.observed_at)
         time_zero = care.time_zero
         state, items = care_inputs(score, windows[pid], time_zero)
         # The care score (with its suggestion search) is recomputed when what it depends on changes,
@@ -83,13 +87,18 @@ async def _wait_for_scoring_windows(windows: dict[str, PatientWindow], scores: d
     events: read those again, briefly, until the window covers the score's newest observation
     (``WINDOW_WAIT_S``; then the care score uses what is there)."""
     deadline = time.monotonic() + WINDOW_WAIT_S
-    stale = [p for p in windows if not windows[p].covers(scores[p].observed_at)]
+    stale = [p for p in windows if _behind(windows[p], scores[p])]
     while stale and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
         blobs = await runtime().store.load_blobs([window_key(p) for p in stale])
         for pid, blob in zip(stale, blobs, strict=True):
             windows[pid] = PatientWindow.from_bytes(blob)
-        stale = [p for p in stale if not windows[p].covers(scores[p].observed_at)]
+        stale = [p for p in stale if _behind(windows[p], scores[p])]
+
+
+def _behind(window: PatientWindow, score: RiskScore) -> bool:
+    """The window was written before the score's events (an ended stay's window never catches up)."""
+    return window.ended_s is None and not window.covers(score.observed_at)
 
 
 @app.agent(scores_topic)

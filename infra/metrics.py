@@ -12,6 +12,7 @@ MLLP_MESSAGES = Counter("vigil_mllp_messages_total", "HL7v2 messages answered by
 MLLP_EVENTS = Counter("vigil_mllp_events_total", "Events the MLLP listener published on vigil.events.raw")
 MLLP_CONNECTIONS = Gauge("vigil_mllp_connections", "Open MLLP connections")
 ALERTS = Counter("vigil_alerts_total", "Alert transitions published", ["state", "severity"])
+STAYS_ENDED = Counter("vigil_stays_ended_total", "Stays ended by a discharge (published on vigil.stays)")
 BATCH_SIZE = Histogram(
     "vigil_inference_batch_size", "Patients per inference batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
 )

@@ -1,6 +1,7 @@
 """Read the output topics back and account for every produced event (``lost`` is measured,
 not assumed): an event is accounted for when a published score lists its id or the dead-letter
-topic holds it (by id when it parses, else by the exact original bytes)."""
+topic holds it (by id when it parses, else by the exact original bytes), or, for a discharge and
+the events of its batch it left unscored, the stay-end record on ``vigil.stays`` names it."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ class Readback:
     scored_ids: set[str] = field(default_factory=set)
     dead_ids: set[str] = field(default_factory=set)
     dead_digests: set[str] = field(default_factory=set)
+    stays_ended: int = 0
+    ended_ids: set[str] = field(default_factory=set)  # discharges and the events they left unscored
+    stay_records: list[dict[str, Any]] = field(default_factory=list)
     score_event_counts: Counter[str] = field(default_factory=Counter)
     first_alert_at: float | None = None
     first_score_at: float | None = None
@@ -41,7 +45,7 @@ class Readback:
     alert_records: list[dict[str, Any]] = field(default_factory=list)
 
     def accounted(self, event_ids: set[str], bad_digests: set[str]) -> tuple[int, int]:
-        ok = len(event_ids & (self.scored_ids | self.dead_ids))
+        ok = len(event_ids & (self.scored_ids | self.dead_ids | self.ended_ids))
         bad = len(bad_digests & self.dead_digests)
         return ok, bad
 
@@ -57,7 +61,7 @@ class TopicReader:
 
     def __init__(self, settings: Settings, keep_scores: bool = False) -> None:
         self.consumer = consumer_from_now(
-            settings, (topics.SCORES, topics.ALERTS, topics.DEADLETTER), consumer_timeout_ms=200
+            settings, (topics.SCORES, topics.ALERTS, topics.DEADLETTER, topics.STAYS), consumer_timeout_ms=200
         )
         self.result = Readback()
         self.keep_scores = keep_scores
@@ -96,6 +100,11 @@ class TopicReader:
             r.alert_states[data["state"]] += 1
             r.first_alert_at = r.first_alert_at or now
             r.alert_records.append(data)
+        elif topic == topics.STAYS:
+            r.stays_ended += 1
+            r.stay_records.append(data)
+            r.ended_ids.add(data["event_id"])
+            r.ended_ids.update(data.get("unscored_event_ids", []))
         else:
             r.dead_letters += 1
             r.dead_letter_reasons[data["reason"]] += 1

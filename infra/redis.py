@@ -98,6 +98,9 @@ class PatientState:
     window: PatientWindow
     carry: StayCarry | None
     alert: PatientAlertState
+    # the stay ended or the next began in this batch (``models.stays``): the carry and the care
+    # clock written for the stay before are deleted with the write
+    restart: bool = False
 
 
 def _alert_or_new(blob: bytes | str | None) -> PatientAlertState:
@@ -184,11 +187,14 @@ class PatientStore:
     async def save_states(self, states: dict[str, PatientState]) -> None:
         """Window, carry and alert lifecycle of each patient, and whether the escalation timer looks
         at it (``OPEN_ALERTS_KEY``), as one MULTI/EXEC: a reader never sees a window without the
-        carry and the alert state that match it (no carry yet: none is written)."""
+        carry and the alert state that match it (no carry yet: none is written; a restarted stay:
+        the old carry and care clock are deleted in the same transaction)."""
 
         async def write() -> None:
             pipe = self.client.pipeline(transaction=True)
             for pid, state in states.items():
+                if state.restart:
+                    pipe.delete(carry_key(pid), care_key(pid))
                 pipe.set(window_key(pid), pack_state(state.window.to_bytes()), ex=self.ttl_s)
                 if state.carry is not None:
                     pipe.set(carry_key(pid), pack_state(state.carry.to_bytes()), ex=self.ttl_s)

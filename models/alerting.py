@@ -16,12 +16,14 @@ One alert per patient at a time: open -> (escalated) -> acknowledged -> resolved
   (docs/alerts.md), so a patient at NEWS2 13 is not left on an alert raised at NEWS2 7.
 - Escalation: open and unacknowledged for escalate_after_s -> escalated (wall clock).
 - Snooze: an acknowledgement with an end; when it ends and the alert is still active it opens again.
+- Discharge: the stay ended (``models.stays``): an active alert resolves ("patient discharged") and
+  the lifecycle starts afresh; nothing of the stay (suppression, latch, trend) reaches the next one.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 from pydantic import TypeAdapter
@@ -332,6 +334,24 @@ def on_ack(state: PatientAlertState, ack: AlertAck) -> list[Alert]:
     alert = _alert(state, None, "resolved", reason, ack.at, by=ack.by, note=ack.note)
     _close(state, ack.at.timestamp())
     return [alert]
+
+
+DISCHARGED = "patient discharged: the stay ended"
+
+
+def on_discharge(
+    state: PatientAlertState, at: datetime, encounter: str | None = None, ward: str | None = None
+) -> list[Alert]:
+    """The patient left (``at``: the discharge time): resolve the active alert, if any, and start
+    the lifecycle afresh for a next stay (no suppression window, model latch or trend carried)."""
+    out = []
+    if state.active is not None:
+        alert = _alert(state, None, "resolved", DISCHARGED, at)
+        out.append(alert.model_copy(update={"encounter": encounter, "ward": ward or state.ward}))
+    fresh = PatientAlertState(patient_id=state.patient_id)
+    for f in fields(fresh):
+        setattr(state, f.name, getattr(fresh, f.name))
+    return out
 
 
 def _close(state: PatientAlertState, now_s: float) -> None:

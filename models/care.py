@@ -32,6 +32,13 @@ class CareClock(BaseModel):
     inputs: str = ""
 
 
+def of_this_stay(care: CareClock, window: PatientWindow) -> bool:
+    """A care clock started in the stay ``window`` holds: at or after its hour 0. One written for
+    the stay before a discharge (the scoring step deletes it; a care batch racing the discharge may
+    write it again) started before the next stay's first event."""
+    return window.anchor_s is None or care.time_zero.timestamp() >= window.anchor_s
+
+
 def at_risk(score: RiskScore) -> bool:
     """Patients for whom a care score is published: NEWS2 medium/high or a single 3
     (RCP 2017 clinical response), qSOFA >= 2 (Sepsis-3), or a positive model."""

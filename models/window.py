@@ -59,6 +59,11 @@ class PatientWindow:
     # the newest ward an event of this patient named: events that carry none (a lab from the LIS)
     # are scored, counted and drift-tracked in it (agents/scoring.py)
     ward: str | None = None
+    # The stay ended (a discharge, ``models.stays``): epoch seconds of its end and its encounter. Such a
+    # window holds no rows; it keeps the stream position and tells late events of the ended stay
+    # from the first events of the next one.
+    ended_s: int | None = None
+    ended_encounter: str | None = None
     # Transient (never serialized), for the stepping core (models.stepping): rows that left the
     # window while events were applied, and the lowest hour whose inputs an applied event changed.
     evicted: dict[int, dict[int, Cell]] = field(default_factory=dict, compare=False)
@@ -227,9 +232,10 @@ class PatientWindow:
     #   n_treat u8, n x (code u8, ts i64, value f32)
     #   (version 2) position: partition i32, offset i64 (-1, -1 when none)
     #   (version 3) ward: n u8 (0 when none), n bytes of UTF-8
+    #   (version 4) ended: epoch s i64 (0 when the stay goes on), encounter n u16 + n bytes of UTF-8
     # ~7 bytes per measured cell: a 48 h window of ICU vitals stays well under 4 KB.
 
-    _VERSION = 3
+    _VERSION = 4
     _HEADER = "<BqiH"
     _POSITION = "<iq"
 
@@ -244,8 +250,8 @@ class PatientWindow:
         parts.append(struct.pack("<B", len(self.treatments)))
         parts.extend(struct.pack("<Bqf", _TREATMENT_INDEX[c], ts, v) for c, ts, v in self.treatments)
         parts.append(struct.pack(self._POSITION, *(self.position or (-1, -1))))
-        ward = (self.ward or "").encode()
-        parts.append(struct.pack("<B", len(ward)) + ward)
+        parts.append(_text(self.ward, "<B"))
+        parts.append(struct.pack("<q", self.ended_s or 0) + _text(self.ended_encounter, "<H"))
         return b"".join(parts)
 
     @classmethod
@@ -253,7 +259,7 @@ class PatientWindow:
         if not blob:
             return cls()
         version, anchor, last_hour, n_rows = struct.unpack_from(cls._HEADER, blob)
-        if version not in (1, 2, cls._VERSION):
+        if version not in (1, 2, 3, cls._VERSION):
             raise ValueError(f"unknown window blob version {version}")
         pos = struct.calcsize(cls._HEADER)
         rows: dict[int, dict[int, Cell]] = {}
@@ -287,17 +293,37 @@ class PatientWindow:
             pos += struct.calcsize(cls._POSITION)
         ward: str | None = None
         if version >= 3:
-            (n,) = struct.unpack_from("<B", blob, pos)
-            raw = blob[pos + 1 : pos + 1 + n]
-            if len(raw) < n:
-                raise struct.error(f"window blob ends inside its ward ({len(raw)} of {n} bytes)")
-            ward = raw.decode() or None
+            ward, pos = _read_text(blob, pos, "<B", "ward")
+        ended_s: int | None = None
+        ended_encounter: str | None = None
+        if version >= 4:
+            (ended,) = struct.unpack_from("<q", blob, pos)
+            ended_encounter, pos = _read_text(blob, pos + 8, "<H", "ended encounter")
+            ended_s = ended or None
         return cls(
-            anchor_s=anchor,
+            anchor_s=anchor or None,  # 0: none (no observation is from 1970: schemas.events)
             last_hour=last_hour,
             rows=rows,
             static=static,
             treatments=treatments,
             position=position,
             ward=ward,
+            ended_s=ended_s,
+            ended_encounter=ended_encounter,
         )
+
+
+def _text(text: str | None, length: str) -> bytes:
+    """A ward (u8 length: at most 32 characters, 128 bytes of UTF-8) or an encounter (u16: 64
+    characters, up to 256 bytes) in the blob: its UTF-8 length, then its bytes."""
+    raw = (text or "").encode()
+    return struct.pack(length, len(raw)) + raw
+
+
+def _read_text(blob: bytes, pos: int, length: str, what: str) -> tuple[str | None, int]:
+    (n,) = struct.unpack_from(length, blob, pos)
+    pos += struct.calcsize(length)
+    raw = blob[pos : pos + n]
+    if len(raw) < n:
+        raise struct.error(f"window blob ends inside its {what} ({len(raw)} of {n} bytes)")
+    return raw.decode() or None, pos + n

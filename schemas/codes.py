@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-EventKind = Literal["vital", "lab", "demographic", "treatment", "assessment"]
+EventKind = Literal["vital", "lab", "demographic", "treatment", "assessment", "encounter"]
 
 # code -> (kind, canonical UCUM-ish unit, plausible physiological range in canonical unit)
 # Ranges reject impossible values (sensor faults, unit mix-ups) at ingest; they are wide on
@@ -90,12 +90,21 @@ TREATMENTS: Final[dict[str, tuple[str, tuple[float, float]]]] = {
     "weight_kg": ("kg", (0.3, 500.0)),
 }
 
+# The patient's stay (ADT). ``discharge``: the stay Vigil scores has ended (discharged, died,
+# transferred out of the monitored unit; HL7v2 ADT^A03, FHIR Encounter ``finished``): its alert is
+# resolved and its state ended (``models.stays``). The value is 1: the event is the fact.
+ENCOUNTERS: Final[dict[str, tuple[str, tuple[float, float]]]] = {
+    "discharge": ("1", (1.0, 1.0)),
+}
+DISCHARGE: Final = "discharge"
+
 CATALOGUE: Final[dict[str, tuple[EventKind, str, tuple[float, float]]]] = {
     **{c: ("vital", u, r) for c, (u, r) in VITALS.items()},
     **{c: ("lab", u, r) for c, (u, r) in LABS.items()},
     **{c: ("demographic", u, r) for c, (u, r) in DEMOGRAPHICS.items()},
     **{c: ("assessment", u, r) for c, (u, r) in ASSESSMENTS.items()},
     **{c: ("treatment", u, r) for c, (u, r) in TREATMENTS.items()},
+    **{c: ("encounter", u, r) for c, (u, r) in ENCOUNTERS.items()},
 }
 
 

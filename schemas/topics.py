@@ -15,6 +15,7 @@ INGEST_FHIR = "vigil.ingest.fhir"
 INGEST_HL7V2 = "vigil.ingest.hl7v2"
 AUDIT = "vigil.audit"
 DRIFT = "vigil.drift"  # keyed by ward, not patient
+STAYS = "vigil.stays"  # the end of each stay (discharge): monitoring systems and the dashboard
 
 ALL_TOPICS = (
     EVENTS_RAW,
@@ -30,4 +31,5 @@ ALL_TOPICS = (
     INGEST_HL7V2,
     AUDIT,
     DRIFT,
+    STAYS,
 )

@@ -311,7 +311,9 @@ def unit_alias(unit: str) -> str:
 
 
 def _is_canonical(code: str) -> bool:
-    return code in CATALOGUE
+    """A canonical code an observation may carry: a stay's end comes from ADT (HL7v2 ADT^A03) or an
+    Encounter, never from an OBX or an Observation named ``discharge``."""
+    return code in CATALOGUE and CATALOGUE[code][0] != "encounter"
 
 
 # --- decoding outcome -------------------------------------------------------------------------

@@ -107,7 +107,7 @@ def test_bytes_round_trip(items, age) -> None:
 def layout_bytes(w: PatientWindow) -> bytes:
     """The blob layout documented in models/window.py, field by field: what Redis already holds."""
     statics, treatments = [*DEMOGRAPHICS, *ASSESSMENTS], list(TREATMENTS)
-    out = struct.pack("<BqiH", 3, w.anchor_s or 0, w.last_hour, len(w.rows))
+    out = struct.pack("<BqiH", 4, w.anchor_s or 0, w.last_hour, len(w.rows))
     for hour in sorted(w.rows):
         out += struct.pack("<iB", hour, len(w.rows[hour]))
         out += b"".join(struct.pack("<BHf", i, sec, val) for i, (val, sec) in sorted(w.rows[hour].items()))
@@ -116,7 +116,9 @@ def layout_bytes(w: PatientWindow) -> bytes:
     out += struct.pack("<B", len(w.treatments))
     out += b"".join(struct.pack("<Bqf", treatments.index(c), ts, v) for c, ts, v in w.treatments)
     ward = (w.ward or "").encode()
-    return out + struct.pack("<iq", *(w.position or (-1, -1))) + struct.pack("<B", len(ward)) + ward
+    out += struct.pack("<iq", *(w.position or (-1, -1))) + struct.pack("<B", len(ward)) + ward
+    encounter = (w.ended_encounter or "").encode()
+    return out + struct.pack("<q", w.ended_s or 0) + struct.pack("<H", len(encounter)) + encounter
 
 
 treatment_cells = st.tuples(st.integers(0, 47), st.sampled_from(list(TREATMENTS)), st.floats(0, 5000, width=32))
@@ -129,8 +131,9 @@ treatment_cells = st.tuples(st.integers(0, 47), st.sampled_from(list(TREATMENTS)
     st.lists(treatment_cells, max_size=5),
     st.one_of(st.none(), st.tuples(st.integers(0, 63), st.integers(0, 2**40))),
     st.one_of(st.none(), st.text(min_size=1, max_size=32)),
+    st.one_of(st.none(), st.tuples(st.integers(631152000, 2**40), st.one_of(st.none(), st.text(max_size=64)))),
 )
-def test_bytes_keep_the_documented_layout(items, age, given_treatments, position, ward) -> None:
+def test_bytes_keep_the_documented_layout(items, age, given_treatments, position, ward, ended) -> None:
     w = PatientWindow()
     w.apply(ev("Age", age, 0, kind="demographic"))
     for hour, code, value in items:
@@ -142,10 +145,14 @@ def test_bytes_keep_the_documented_layout(items, age, given_treatments, position
     if position is not None:
         w.advance(*position)
     w.ward = ward
+    if ended is not None:
+        w.ended_s, w.ended_encounter = ended[0], ended[1] or None
     blob = w.to_bytes()
     assert blob == layout_bytes(w)
-    assert PatientWindow.from_bytes(blob).to_bytes() == blob
-    assert PatientWindow.from_bytes(blob).ward == ward
+    back = PatientWindow.from_bytes(blob)
+    assert back.to_bytes() == blob
+    assert back.ward == ward
+    assert (back.ended_s, back.ended_encounter) == (w.ended_s, w.ended_encounter)
 
 
 def test_a_truncated_blob_is_an_error_not_a_shorter_window() -> None:
@@ -222,7 +229,7 @@ def test_position_tells_a_redelivery_from_a_new_message() -> None:
 def test_version_one_blobs_still_load() -> None:
     w = PatientWindow()
     w.apply(ev("HR", 80, 0.5))
-    v1 = b"\x01" + w.to_bytes()[1:-13]  # a version-1 blob: no position, no ward at the end
+    v1 = b"\x01" + w.to_bytes()[1:-23]  # a version-1 blob: no position, ward or end at the end
     back = PatientWindow.from_bytes(v1)
     assert back.position is None and back.rows == w.rows
 
@@ -231,6 +238,20 @@ def test_version_two_blobs_load_without_a_ward() -> None:
     w = PatientWindow(ward="ICU-A")
     w.apply(ev("HR", 80, 0.5))
     w.advance(3, 7)
-    v2 = b"\x02" + w.to_bytes()[1:-6]  # a version-2 blob: the position last, no ward
+    v2 = b"\x02" + w.to_bytes()[1:-16]  # a version-2 blob: the position last, no ward or end
     back = PatientWindow.from_bytes(v2)
     assert back.position == (3, 7) and back.rows == w.rows and back.ward is None
+
+
+def test_version_three_blobs_load_as_a_stay_that_goes_on() -> None:
+    w = PatientWindow(ward="ICU-A")
+    w.apply(ev("HR", 80, 0.5))
+    v3 = b"\x03" + w.to_bytes()[1:-10]  # a version-3 blob: the ward last, no end
+    back = PatientWindow.from_bytes(v3)
+    assert back.ward == "ICU-A" and back.rows == w.rows and back.ended_s is None and back.ended_encounter is None
+
+
+def test_a_blob_cut_inside_its_ended_encounter_is_refused() -> None:
+    w = PatientWindow(ended_s=1_700_000_000, ended_encounter="enc-7")
+    with pytest.raises(struct.error):
+        PatientWindow.from_bytes(w.to_bytes()[:-2])

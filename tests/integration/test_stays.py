@@ -1,0 +1,102 @@
+"""The end of a stay on the real broker and Redis: a discharge resolves the patient's alert, ends
+the state, publishes the stay's end; a late event of that stay is a dead letter; the patient
+admitted again is scored from the next stay's hour 0, with nothing carried over."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.conftest import unique_patient, wait_for
+from tests.integration.test_pipeline import send, vitals
+from vigil.infra.connect import redis_client
+from vigil.infra.redis import alert_key, carry_key, unpack_state, window_key
+from vigil.models.alerting import PatientAlertState
+from vigil.models.window import PatientWindow
+from vigil.schemas.events import PatientEvent
+
+pytestmark = pytest.mark.integration
+
+
+def discharge_event(pid: str, at: datetime, encounter: str = "enc-1") -> PatientEvent:
+    return PatientEvent(
+        patient_id=pid,
+        observed_at=at,
+        kind="encounter",
+        code="discharge",
+        value=1,
+        encounter=encounter,
+        ward="ICU-S",
+        source="adt",
+    )
+
+
+def test_a_discharge_ends_the_stay_and_a_readmission_starts_afresh(
+    stack, stack_settings, shared_worker, producer, reader
+) -> None:
+    r = reader(keep_scores=True)
+    pid = unique_patient("stay")
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=12)
+    first = [
+        e.model_copy(update={"ward": "ICU-S", "encounter": "enc-1"})
+        for e in vitals(pid, 0, 80, 16, 125, 97, 37.0, base)
+    ]
+    ill = [e.model_copy(update={"encounter": "enc-1"}) for e in vitals(pid, 1, 135, 27, 88, 90, 39.4, base)]
+    for events in (first, ill):
+        send(producer, events)
+        assert wait_for(lambda ids={e.event_id for e in events}: ids <= r.snapshot().scored_ids, timeout=60)
+
+    def alerts() -> list[dict]:
+        return [a for a in r.snapshot().alert_records if a["patient_id"] == pid]
+
+    assert wait_for(lambda: any(a["state"] == "open" for a in alerts()), timeout=60)
+    opened = next(a for a in alerts() if a["state"] == "open")
+    redis = redis_client(stack_settings)
+    assert redis.get(carry_key(pid)) is not None  # the stay's aggregates, before the discharge
+
+    leaving = discharge_event(pid, base + timedelta(hours=1, minutes=40))
+    send(producer, [leaving])
+    assert wait_for(lambda: leaving.event_id in r.snapshot().ended_ids, timeout=60)
+    record = next(s for s in r.snapshot().stay_records if s["patient_id"] == pid)
+    assert record["resolved_alert"] == opened["alert_id"] and record["hours"] == 2
+    assert record["encounter"] == "enc-1" and record["ward"] == "ICU-S"
+    assert wait_for(lambda: any(a["state"] == "resolved" for a in alerts()), timeout=30)
+    resolved = next(a for a in alerts() if a["state"] == "resolved")
+    assert resolved["alert_id"] == opened["alert_id"] and "discharged" in resolved["reason"]
+
+    # Redis: the window ended (no rows), the carry gone, the lifecycle afresh and off the timer
+    window = PatientWindow.from_bytes(unpack_state(redis.get(window_key(pid))))
+    assert window.rows == {} and window.ended_s == int(leaving.observed_at.timestamp())
+    assert redis.get(carry_key(pid)) is None
+    assert PatientAlertState.from_bytes(redis.get(alert_key(pid))).active is None
+
+    # a lab of the ended stay that arrives late, and the same discharge sent again: dead letters
+    late = PatientEvent(
+        patient_id=pid,
+        observed_at=base + timedelta(hours=1, minutes=20),
+        kind="lab",
+        code="Lactate",
+        value=4.1,
+        unit="mmol/L",
+        source="lis",
+    )
+    twin = discharge_event(pid, leaving.observed_at)
+    send(producer, [late, twin])
+    assert wait_for(lambda: {late.event_id, twin.event_id} <= r.snapshot().dead_ids, timeout=60)
+    assert late.event_id not in r.snapshot().scored_ids
+
+    # admitted again six hours later: scored from its own hour 0, and as ill it alerts at once
+    again = [e.model_copy(update={"encounter": "enc-2"}) for e in vitals(pid, 8, 135, 27, 88, 90, 39.4, base)]
+    send(producer, again)
+    assert wait_for(lambda: {e.event_id for e in again} <= r.snapshot().scored_ids, timeout=60)
+    scores = [s for (p, _), s in r.snapshot().last_scores.items() if p == pid and s["encounter"] == "enc-2"]
+    assert [s["hour"] for s in scores] == [0]
+    assert wait_for(lambda: len([a for a in alerts() if a["state"] == "open"]) == 2, timeout=60)
+    reopened = [a for a in alerts() if a["state"] == "open"][-1]
+    assert reopened["alert_id"] != opened["alert_id"]
+
+    sent = {e.event_id for e in [*first, *ill, leaving, late, twin, *again]}
+    ok, _ = r.snapshot().accounted(sent, set())
+    assert ok == len(sent)  # every event scored, dead-lettered or named by the stay's end
+    redis.close()

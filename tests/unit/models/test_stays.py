@@ -1,0 +1,165 @@
+"""The end of a stay and the start of the next (models.stays, alerting.on_discharge): pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.unit.models.test_alerting import POLICY, score
+from vigil.models.alerting import PatientAlertState, on_score
+from vigil.models.stays import discharge, end_stay, is_discharge, next_stay, stay_ended_rejection, stay_of
+from vigil.models.window import PatientWindow
+from vigil.schemas.events import PatientEvent
+from vigil.schemas.normalize import normalize_event
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def vital(hours: float, encounter: str | None = None, code: str = "HR", value: float = 90.0) -> PatientEvent:
+    return PatientEvent(
+        patient_id="p1",
+        observed_at=T0 + timedelta(hours=hours),
+        kind="vital",
+        code=code,
+        value=value,
+        unit="/min",
+        encounter=encounter,
+    )
+
+
+def leaves(hours: float, encounter: str | None = "enc-1", ward: str | None = "ICU-A") -> PatientEvent:
+    return PatientEvent(
+        patient_id="p1",
+        observed_at=T0 + timedelta(hours=hours),
+        kind="encounter",
+        code="discharge",
+        value=1,
+        encounter=encounter,
+        ward=ward,
+        source="adt",
+    )
+
+
+def stay(hours: int) -> PatientWindow:
+    w = PatientWindow(ward="ICU-A")
+    for h in range(hours):
+        w.apply(vital(h + 0.25))
+    w.advance(0, 41)
+    return w
+
+
+def test_a_discharge_is_an_encounter_event_that_normalizes() -> None:
+    event = leaves(3)
+    assert is_discharge(event) and not is_discharge(vital(1))
+    assert normalize_event(event, T0 + timedelta(days=1)) == event.model_copy(update={"unit": "1"})
+    wrong = event.model_copy(update={"value": 0.0})
+    assert normalize_event(wrong, T0 + timedelta(days=1)).reason == "out_of_range"  # type: ignore[union-attr]
+    as_vital = event.model_copy(update={"kind": "vital"})
+    assert normalize_event(as_vital, T0 + timedelta(days=1)).reason == "schema"  # type: ignore[union-attr]
+
+
+def test_the_window_a_discharge_leaves_holds_only_the_position_ward_and_end() -> None:
+    ended = end_stay(stay(5), leaves(5.5))
+    assert ended.rows == {} and ended.anchor_s is None and ended.last_hour == -1 and ended.static == {}
+    assert ended.position == (0, 41) and ended.ward == "ICU-A"
+    assert ended.ended_s == int((T0 + timedelta(hours=5.5)).timestamp()) and ended.ended_encounter == "enc-1"
+    assert PatientWindow.from_bytes(ended.to_bytes()) == ended
+
+
+def test_which_stay_an_event_belongs_to() -> None:
+    going = stay(5)
+    assert stay_of(going, vital(4.5)) == "current"
+    ended = end_stay(going, leaves(5.5))
+    assert stay_of(ended, vital(5.0)) == "ended"  # a late lab of the stay
+    assert stay_of(ended, vital(5.5)) == "ended"  # at the discharge time: the stay's
+    assert stay_of(ended, vital(9.0, encounter="enc-1")) == "ended"  # names the ended encounter
+    assert stay_of(ended, vital(9.0)) == "new"  # after it, no encounter: the next stay
+    assert stay_of(ended, vital(9.0, encounter="enc-2")) == "new"
+    assert stay_of(ended, vital(2.0, encounter="enc-2")) == "ended"  # before the end: never the next stay
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    end_h=st.floats(0, 200, allow_nan=False),
+    at_h=st.floats(0, 400, allow_nan=False),
+    ended_encounter=st.sampled_from([None, "enc-1"]),
+    encounter=st.sampled_from([None, "enc-1", "enc-2"]),
+)
+def test_an_event_after_a_discharge_is_of_the_ended_stay_or_the_next_never_both(
+    end_h, at_h, ended_encounter, encounter
+) -> None:
+    ended = end_stay(stay(2), leaves(end_h, encounter=ended_encounter))
+    event = vital(at_h, encounter=encounter)
+    of = stay_of(ended, event)
+    assert of in ("ended", "new")
+    late = event.observed_at.timestamp() <= ended.ended_s  # type: ignore[operator]
+    same = encounter is not None and encounter == ended_encounter
+    assert (of == "ended") == (late or same)
+
+
+def test_the_next_stay_starts_at_its_own_hour_zero() -> None:
+    ended = end_stay(stay(30), leaves(30.5))
+    fresh = next_stay(ended)
+    assert fresh.ended_s is None and fresh.position == (0, 41) and fresh.ward == "ICU-A"
+    fresh.apply(vital(72.25))
+    assert fresh.last_hour == 0 and fresh.anchor_s == int((T0 + timedelta(hours=72)).timestamp())
+
+
+def test_a_discharge_resolves_the_active_alert_and_the_next_stay_alerts_at_once() -> None:
+    alert = PatientAlertState()
+    opened = on_score(alert, score(2, 7, "high"), POLICY)
+    assert [a.state for a in opened] == ["open"]
+    event = leaves(3.5)
+    end = discharge(stay(3), alert, event, T0 + timedelta(hours=4))
+    assert [(a.state, a.alert_id) for a in end.alerts] == [("resolved", opened[0].alert_id)]
+    resolved = end.alerts[0]
+    assert resolved.reason == "patient discharged: the stay ended" and resolved.at == T0 + timedelta(hours=3.5)
+    assert resolved.ward == "ICU-A" and resolved.encounter == "enc-1" and resolved.by is None
+    assert alert.active is None and alert.closed_s is None and alert.trend == [] and alert.patient_id == "p1"
+    record = end.record
+    assert record.resolved_alert == opened[0].alert_id and record.hours == 3 and record.encounter == "enc-1"
+    assert record.ended_at == T0 + timedelta(hours=3.5) and record.event_id == event.event_id
+    # readmitted an hour later, as ill: a new alert at once (no suppression carried from the stay)
+    again = on_score(alert, score(5, 7, "high"), POLICY)
+    assert [a.state for a in again] == ["open"]
+
+
+def test_a_discharge_without_an_alert_resolves_nothing_and_names_what_it_left_unscored() -> None:
+    alert = PatientAlertState()
+    end = discharge(stay(2), alert, leaves(2.5, encounter=None, ward=None), T0, ["e1", "e2"])
+    assert end.alerts == [] and end.record.resolved_alert is None
+    assert end.record.unscored_event_ids == ["e1", "e2"] and end.record.ward == "ICU-A"
+    empty = discharge(PatientWindow(), PatientAlertState(), leaves(1), T0)
+    assert empty.record.hours is None and empty.window.ended_s is not None
+
+
+def test_what_an_ended_stay_refuses_and_why() -> None:
+    ended = end_stay(stay(2), leaves(2.5))
+    late = stay_ended_rejection(ended, vital(2.0))
+    assert late.reason == "stay_ended" and "2025-01-01T02:30:00Z" in late.detail and "p1" not in late.detail
+    again = stay_ended_rejection(ended, leaves(2.5))
+    assert again.reason == "duplicate"
+    other = stay_ended_rejection(ended, leaves(1.0))
+    assert other.reason == "stay_ended"
+
+
+@pytest.mark.parametrize("code", ["discharge", "Discharge"])
+def test_an_observation_code_never_maps_to_a_discharge(code: str) -> None:
+    from vigil.schemas.codecs.loinc import VIGIL_SYSTEM, canonical_for_coding, canonical_for_local
+
+    assert canonical_for_local(code) is None
+    assert canonical_for_coding(VIGIL_SYSTEM, code) is None
+
+
+def test_a_care_clock_of_the_stay_before_is_not_the_next_stays() -> None:
+    from vigil.models.care import CareClock, of_this_stay
+
+    before = CareClock(time_zero=T0 + timedelta(hours=2))
+    assert of_this_stay(before, stay(5))  # the same stay: started at or after its hour 0
+    fresh = next_stay(end_stay(stay(5), leaves(5.5)))
+    fresh.apply(vital(30.25))
+    assert not of_this_stay(before, fresh)  # a clock written for the stay before the discharge
+    assert of_this_stay(CareClock(time_zero=T0 + timedelta(hours=30.25)), fresh)
