@@ -1,7 +1,9 @@
-"""EHR intake agents: FHIR R4 JSON on ``vigil.ingest.fhir`` and HL7v2 ORU^R01 on
+"""EHR intake agents: FHIR R4 JSON on ``vigil.ingest.fhir`` and HL7v2 (ORU^R01, ADT^A03) on
 ``vigil.ingest.hl7v2`` become canonical events on ``vigil.events``; every rejected part goes to
 the dead letters with the reason and the original bytes: one dead letter per message (HL7v2) or
-per Bundle entry (FHIR, decoded one entry at a time), never one copy of a message per rejection."""
+per Bundle entry (FHIR, decoded one entry at a time), never one copy of a message per rejection.
+A message's discharge (a finished Encounter in a Bundle) is sent after its other events, so the
+results that came with it are scored in the stay before it ends (``models.stays``)."""
 
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ import faust
 from vigil.agents.app import app, deadletter_topic, events_raw_topic, ingest_fhir_topic, ingest_hl7v2_topic
 from vigil.agents.runtime import Publisher, batches, run_batch, source_of
 from vigil.infra import metrics
+from vigil.models.stays import is_discharge
 from vigil.schemas.codecs.fhir_stream import EntryOutcome, decode_fhir_stream
 from vigil.schemas.codecs.hl7v2 import decode_hl7v2
 from vigil.schemas.deadletter import Rejected, one_per_input
+from vigil.schemas.events import PatientEvent
 from vigil.schemas.normalize import normalize_event
 
 Decoder = Callable[[bytes], Iterable[EntryOutcome]]
@@ -40,6 +44,7 @@ async def interop_batch(batch: Sequence[faust.EventT], publisher: Publisher, dec
         m = event.message
         metrics.EVENTS_IN.labels(m.topic).inc()
         source = source_of(event)
+        ends: list[PatientEvent] = []  # a message's discharges go after its other entries
         for item in decode(m.value or b""):
             result = item.result
             rejected = list(result.rejected)
@@ -49,6 +54,9 @@ async def interop_batch(batch: Sequence[faust.EventT], publisher: Publisher, dec
                     rejected.append(checked)
                     continue
                 metrics.EVENTS_ACCEPTED.inc()
+                if is_discharge(checked):
+                    ends.append(checked)
+                    continue
                 # into the one intake topic: ingest validates, publishes vigil.events and scores
                 await publisher.send(events_raw_topic, checked.patient_id, checked.model_dump_json().encode())
             for ignored in result.ignored:
@@ -59,6 +67,8 @@ async def interop_batch(batch: Sequence[faust.EventT], publisher: Publisher, dec
                 # one dead letter per message or Bundle entry, carrying only that entry (issue 16)
                 original = m.value if item.index is None else item.original_bytes()
                 await publisher.dead_letter(None, one_per_input(rejected).at(replace(source, original=original)))
+        for end in ends:
+            await publisher.send(events_raw_topic, end.patient_id, end.model_dump_json().encode())
 
 
 @app.agent(ingest_fhir_topic)

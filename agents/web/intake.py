@@ -33,6 +33,7 @@ from fastapi.responses import Response
 from vigil.agents.web import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings
+from vigil.models.stays import is_discharge
 from vigil.schemas import topics
 from vigil.schemas.codecs.fhir_out import operation_outcome
 from vigil.schemas.codecs.fhir_stream import decode_fhir_entries, scan_fhir
@@ -102,13 +103,15 @@ def decode_intake(body: IO[bytes], path: str, max_entries: int, now: datetime) -
         result.too_many_entries = max_entries
         return result
     source = Source(topic=f"http:{path}")
+    ends: list[tuple[str, bytes, bytes]] = []  # a Bundle's discharges go after its other entries
     for item in decode_fhir_entries(body, scan):  # type: ignore[arg-type]
         # hand the GIL to the event loop between entries: a long Bundle must not hold /healthz and
         # every other request behind its decoding (the interpreter's own switch is every 5 ms)
         time.sleep(0)
         decoded = item.result.checked(now)  # the intake rules (unit, range, clock skew), as the FHIR agent
         for event in decoded.events:
-            result.records.append((topics.EVENTS_RAW, event.patient_id.encode(), event.model_dump_json().encode()))
+            out = (topics.EVENTS_RAW, event.patient_id.encode(), event.model_dump_json().encode())
+            (ends if is_discharge(event) else result.records).append(out)
         result.events += len(decoded.events)
         result.ignored += len(decoded.ignored)
         result.unknown_codes.update(decoded.unknown_codes)
@@ -120,6 +123,7 @@ def decode_intake(body: IO[bytes], path: str, max_entries: int, now: datetime) -
             record = DeadLetter.of(one, now).model_dump_json().encode()
             result.records.append((topics.DEADLETTER, DEADLETTER_KEY, record))
             result.dead_letters += 1
+    result.records += ends
     return result
 
 

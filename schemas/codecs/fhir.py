@@ -1,5 +1,6 @@
-"""FHIR R4 JSON -> Vigil events: ``Observation``, ``MedicationAdministration``, ``Procedure`` and
-``Bundle`` (transaction, batch, collection, searchset, message, history) of those.
+"""FHIR R4 JSON -> Vigil events: ``Observation``, ``MedicationAdministration``, ``Procedure``, a
+``finished`` ``Encounter`` (the stay's end: a ``discharge`` event, ``models.stays``) and ``Bundle``
+(transaction, batch, collection, searchset, message, history) of those.
 
 Errors are data (Bytewax style): ``decode_fhir`` never raises; every input ends up as events,
 ``Rejected`` items (dead letters, stable ``reason``) or ``ignored`` items. Rules (status, time zone,
@@ -23,6 +24,7 @@ from typing import Any, Final
 
 import pydantic_core
 from fhir.resources.R4B.bundle import Bundle, BundleEntry
+from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.medicationadministration import MedicationAdministration
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.procedure import Procedure
@@ -42,6 +44,7 @@ from vigil.schemas.codecs.loinc import (
     treatment_for_medication,
     treatment_for_text,
 )
+from vigil.schemas.codes import DISCHARGE
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
 
@@ -217,6 +220,10 @@ def _decode_resource(resource: dict[str, Any], ctx: _Context, *, where: str, ful
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str):
         ctx.reject("schema", f"{where}no resourceType")
+        return
+    if resource_type == "Encounter" and resource.get("status") != "finished":
+        # an Encounter that goes on is context (an Observation's encounter); only its end is an event
+        ctx.ignore("context_resource", f"{where}Encounter ({str(resource.get('status'))[:20]})")
         return
     entry = _HANDLERS.get(resource_type)
     if entry is None:
@@ -484,10 +491,44 @@ def _decode_procedure(proc: Procedure, raw: dict[str, Any], ctx: _Context, where
     )
 
 
+# --- Encounter (finished): the stay's end ------------------------------------------------------
+
+
+def _decode_encounter(enc: Encounter, raw: dict[str, Any], ctx: _Context, where: str, key: str) -> None:
+    """A ``finished`` Encounter -> one ``discharge`` at ``period.end``; its id is the encounter that
+    Observations name in ``encounter`` (``Encounter/<id>``)."""
+    patient_id = _patient_id(enc.subject, ctx, where)
+    end = enc.period.end if enc.period is not None else None
+    if end is None:
+        ctx.reject("missing_time", f"{where}a finished Encounter without period.end")
+        return
+    problem = _time_problem(end)
+    if problem is not None:
+        ctx.reject("missing_time", f"{where}period.end {problem}")
+        return
+    if patient_id is None:
+        return
+    ctx.add(
+        canonical_event(
+            source=SOURCE,
+            key=key,
+            part=DISCHARGE,
+            patient_id=patient_id,
+            observed_at=end,
+            code=DISCHARGE,
+            value=1.0,
+            unit="",
+            encounter=enc.id or None,
+            where=where,
+        )
+    )
+
+
 _HANDLERS: Final[dict[str, tuple[Any, _Handler]]] = {
     "Observation": (Observation, _decode_observation),
     "MedicationAdministration": (MedicationAdministration, _decode_administration),
     "Procedure": (Procedure, _decode_procedure),
+    "Encounter": (Encounter, _decode_encounter),
 }
 
 
@@ -605,13 +646,20 @@ def _effective_time(date_time: Any, instant: Any, period: Any, ctx: _Context, wh
     for name, value in candidates:
         if value is None:
             continue
-        if isinstance(value, datetime) and value.tzinfo is not None:
-            return value
-        what = "has no timezone offset" if isinstance(value, datetime) else "is a date without a time of day"
-        ctx.reject("missing_time", f"{where}{name} {what}")
+        problem = _time_problem(value)
+        if problem is None:
+            return value  # type: ignore[no-any-return]
+        ctx.reject("missing_time", f"{where}{name} {problem}")
         return None
     ctx.reject("missing_time", f"{where}no effective/performed time")
     return None
+
+
+def _time_problem(value: Any) -> str | None:
+    """Why a FHIR dateTime cannot place an event in an hourly window, or None for an aware instant."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return None
+    return "has no timezone offset" if isinstance(value, datetime) else "is a date without a time of day"
 
 
 def _quantity_unit(system: str | None, code: str | None, unit: str | None) -> str:

@@ -1,4 +1,5 @@
-"""HL7 v2 ``ORU^R01`` -> Vigil events, parsed with the ``hl7`` package.
+"""HL7 v2 ``ORU^R01`` (observations) and ``ADT^A03`` (discharge) -> Vigil events, parsed with the
+``hl7`` package.
 
 Accepted framing: raw messages or MLLP frames (``\\x0b ... \\x1c\\x0d``), segments separated by
 ``\\r`` (the standard), ``\\n`` or ``\\r\\n`` (files edited by people), several messages in one payload
@@ -8,7 +9,10 @@ Field use (HL7 v2.5.1 chapter 7): PID-3 patient identifier (the ``MR`` repetitio
 CX.1), PV1-3.1 point of care (ward), PV1-19.1 visit number (encounter), OBR-7 observation time
 (fallback), OBX-2 value type, OBX-3 observation identifier (CWE: LOINC when the coding system is
 ``LN``, IEEE 11073 when ``MDC``, otherwise a site-local code from ``schemas.codecs.loinc``),
-OBX-5 value, OBX-6 units, OBX-11 result status, OBX-14 observation time. Rules: docs/interop.md.
+OBX-5 value, OBX-6 units, OBX-11 result status, OBX-14 observation time. ``ADT^A03`` (chapter 3):
+a ``discharge`` event (``models.stays``) at PV1-45 discharge time, else EVN-6 event occurred, else
+EVN-2 recorded time; the other ADT triggers (admit, transfer, update...) are ignored, counted, not
+dead-lettered: an interface engine sends a unit all of them. Rules: docs/interop.md.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from vigil.schemas.codecs.loinc import (
     canonical_for_coding,
     canonical_for_local,
 )
+from vigil.schemas.codes import DISCHARGE
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
 
@@ -118,17 +123,16 @@ def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo) -> None
     trigger = _field(msh, 9, component=2).upper()
     control_id = _field(msh, 10)
     where = f"MSH-10 {control_id[:40]!r} " if control_id else ""
+    key = _message_key(msh, control_id, text)
+    sender_tz = _offset(_field(msh, 7)) or default_tz
+    if message_type == "ADT":
+        _decode_adt(message, trigger, result, where=where, key=key, sender_tz=sender_tz)
+        return
     if message_type != "ORU" or trigger not in ("R01", ""):
         result.rejected.append(
-            Rejected("unsupported_message", f"{where}message type {message_type}^{trigger} is not ORU^R01")
+            Rejected("unsupported_message", f"{where}message type {message_type}^{trigger} is not ORU^R01 (nor ADT)")
         )
         return
-    if control_id:
-        key = f"{_field(msh, 3)}|{_field(msh, 4)}|{control_id}"
-    else:
-        # no control id: the message content is the identity (a replay of the same bytes dedupes)
-        key = "sha256:" + hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
-    sender_tz = _offset(_field(msh, 7)) or default_tz
 
     segments = list(message)
     pid = next((s for s in segments if _name(s) == "PID"), None)
@@ -168,6 +172,54 @@ def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo) -> None
                 result.events.append(outcome)
             elif isinstance(outcome, Rejected):
                 result.rejected.append(outcome)
+
+
+def _message_key(msh: Any, control_id: str, text: str) -> str:
+    """The message's identity for event ids: sending application, facility and MSH-10, or without a
+    control id the content itself (a replay of the same bytes dedupes)."""
+    if control_id:
+        return f"{_field(msh, 3)}|{_field(msh, 4)}|{control_id}"
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def _decode_adt(message: Any, trigger: str, result: DecodeResult, *, where: str, key: str, sender_tz: tzinfo) -> None:
+    """ADT^A03 -> one ``discharge`` event; any other ADT trigger is ignored (counted, not an error)."""
+    if trigger != "A03":
+        result.ignored.append(Rejected("adt_not_discharge", f"{where}ADT^{trigger or '?'} is not a discharge (A03)"))
+        return
+    segments = list(message)
+    pid = next((s for s in segments if _name(s) == "PID"), None)
+    pv1 = next((s for s in segments if _name(s) == "PV1"), None)
+    evn = next((s for s in segments if _name(s) == "EVN"), None)
+    patient_id = _patient_id(pid) if pid is not None else ""
+    if not patient_id:
+        result.rejected.append(Rejected("missing_subject", f"{where}PID-3 has no patient identifier"))
+        return
+    stamp = _field(pv1, 45) or _field(evn, 6) or _field(evn, 2)
+    if not stamp.strip():
+        result.rejected.append(Rejected("missing_time", f"{where}neither PV1-45, EVN-6 nor EVN-2 has a time"))
+        return
+    observed_at = _timestamp(stamp, sender_tz)
+    if isinstance(observed_at, Rejected):
+        result.rejected.append(Rejected(observed_at.reason, where + observed_at.detail))
+        return
+    outcome = canonical_event(
+        source=SOURCE,
+        key=key,
+        part="adt:A03",
+        patient_id=patient_id,
+        observed_at=observed_at,
+        code=DISCHARGE,
+        value=1.0,
+        unit="",
+        encounter=(_field(pv1, 19) or None),
+        ward=(_field(pv1, 3) or None),
+        where=where,
+    )
+    if isinstance(outcome, PatientEvent):
+        result.events.append(outcome)
+    else:
+        result.rejected.append(outcome)
 
 
 def _decode_obx(

@@ -1,6 +1,7 @@
 """`vigil mllp` on the real broker with the session's worker: an ORU^R01 sent over MLLP is answered
-AA and scored; what cannot be used is answered AE and on the dead letters; the connection survives
-an oversized message and stray bytes; SIGTERM ends it with its summary."""
+AA and scored, an ADT^A03 answered AA ends the stay; what cannot be used is answered AE and on the
+dead letters; the connection survives an oversized message and stray bytes; SIGTERM ends it with its
+summary."""
 
 from __future__ import annotations
 
@@ -49,16 +50,22 @@ def test_messages_over_mllp_are_acknowledged_once_stored_and_scored(
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
             conn.sendall(frame(oru_for(pid, f"{pid}-1", at)))
             assert ack_of(conn)[:3] == ["MSA", "AA", f"{pid}-1"]
-            adt = b"MSH|^~\\&|EHR|H|VIGIL|H|20261205080000||ADT^A01|ADT1|P|2.5.1\rPID|1||77^^^H^MR\r"
+            adt = b"MSH|^~\\&|EHR|H|VIGIL|H|20261205080000||ORM^O01|ORM1|P|2.5.1\rPID|1||77^^^H^MR\r"
             conn.sendall(frame(adt))
-            assert ack_of(conn)[:3] == ["MSA", "AE", "ADT1"]
+            assert ack_of(conn)[:3] == ["MSA", "AE", "ORM1"]
             big = oru_for(pid, f"{pid}-big", at) + b"NTE|1||" + b"x" * 10_000 + b"\r"
             conn.sendall(frame(big))
             msa = ack_of(conn)
             assert msa[:3] == ["MSA", "AE", f"{pid}-big"] and "limit 8192" in msa[3]
             conn.sendall(b"hello" + frame(oru_for(pid, f"{pid}-2", at + timedelta(minutes=30))))
             assert ack_of(conn)[:3] == ["MSA", "AA", f"{pid}-2"]  # the connection goes on
-        assert wait_for(lambda: any(p == pid for p, _ in r.snapshot().last_scores), timeout=60), "scored"
+            assert wait_for(lambda: any(p == pid for p, _ in r.snapshot().last_scores), timeout=60), "scored"
+            # the ADT feed's discharge ends the stay the ORU messages opened
+            stamp = (at + timedelta(minutes=45)).strftime("%Y%m%d%H%M00+0000")
+            a03 = f"MSH|^~\\&|EHR|H|VIGIL|H|{stamp}||ADT^A03^ADT_A03|{pid}-out|P|2.5.1\rEVN|A03|{stamp}\r"
+            conn.sendall(frame(a03.encode() + f"PID|1||{pid}^^^H^MR\r".encode()))
+            assert ack_of(conn)[:3] == ["MSA", "AA", f"{pid}-out"]
+        assert wait_for(lambda: any(s["patient_id"] == pid for s in r.snapshot().stay_records), timeout=60)
         reasons = r.snapshot().dead_letter_reasons
         assert wait_for(
             lambda: all(reasons[k] >= 1 for k in ("unsupported_message", "too_large", "parse_error")), timeout=30
@@ -68,6 +75,6 @@ def test_messages_over_mllp_are_acknowledged_once_stored_and_scored(
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     summary = json.loads(out.splitlines()[-1])
-    assert summary["messages"] == 4 and summary["acks"] == {"AA": 2, "AE": 2}
-    assert summary["events"] == 16 and summary["dead_letters"] == 5  # 2 unmapped parts, ADT, too large, stray
+    assert summary["messages"] == 5 and summary["acks"] == {"AA": 3, "AE": 2}
+    assert summary["events"] == 17 and summary["dead_letters"] == 5  # 2 unmapped parts, ORM, too large, stray
     assert pid not in out + err  # no patient id in its output or logs

@@ -47,3 +47,22 @@ def test_an_entry_out_of_range_is_dead_lettered_with_its_own_bytes() -> None:
     (letter,) = [DeadLetter.model_validate_json(v) for t, _, v in publisher.sent if t == topics.DEADLETTER]
     assert letter.reason == "out_of_range" and letter.source_topic == topics.INGEST_FHIR
     assert json.loads(letter.original()) == {"resource": implausible}  # was empty: b""
+
+
+def test_a_messages_discharge_is_sent_after_its_other_events() -> None:
+    finished = {
+        "resourceType": "Encounter",
+        "id": "enc-1",
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": "Patient/p1"},
+        "period": {"end": datetime.now(UTC).replace(microsecond=0).isoformat()},
+    }
+    payload = json.dumps(
+        {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": finished}, {"resource": observation(80)}]}
+    )
+    message = SimpleNamespace(topic=topics.INGEST_FHIR, partition=0, offset=6, key=b"p1", value=payload.encode())
+    publisher = Capture()
+    asyncio.run(interop_batch([SimpleNamespace(message=message)], publisher, decode=fhir_entries))  # type: ignore[list-item]
+    codes = [json.loads(v)["code"] for t, _, v in publisher.sent if t == topics.EVENTS_RAW]
+    assert codes == ["HR", "discharge"]

@@ -19,7 +19,7 @@ from vigil.schemas.deadletter import DeadLetter
 
 FIXTURES = Path(__file__).parents[1] / "codecs" / "fixtures" / "hl7v2"
 ORU = (FIXTURES / "oru_r01_vitals.hl7").read_bytes()
-ADT = b"MSH|^~\\&|EHR|H|VIGIL|H|20261205080000||ADT^A01|ADT1|P|2.5.1\rPID|1||77^^^H^MR\r"
+ADT = b"MSH|^~\\&|EHR|H|VIGIL|H|20261205080000||ORM^O01|ORM1|P|2.5.1\rPID|1||77^^^H^MR\r"
 NOW = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
 
 
@@ -120,3 +120,16 @@ def test_a_message_not_stored_is_rejected_so_that_it_is_sent_again() -> None:
     msa = answers[0].split(b"\r")[1].split(b"|")
     assert msa[:3] == [b"MSA", b"AR", b"MSG20240315143005001"] and b"send the message again" in msa[3]
     assert tally.acks == {"AR": 1} and tally.events == 0
+
+
+def test_a_discharge_is_accepted_and_other_adt_is_answered_without_a_dead_letter() -> None:
+    a03 = b"MSH|^~\\&|EHR|H|VIGIL|H|20261205080000||ADT^A03^ADT_A03|D1|P|2.5.1\r"
+    a03 += b"EVN|A03|20261205075500\rPID|1||77^^^H^MR\r"
+    out = outcome_of(Frame(a03), 10_000, NOW)
+    assert out.code == "AA" and out.events == 1 and letters(out.records) == []
+    ((topic, key, value),) = out.records
+    assert topic == topics.EVENTS_RAW and key == b"77" and json.loads(value)["code"] == "discharge"
+    assert b"ACK^A03^ACK" in (out.answer() or b"")
+    a08 = a03.replace(b"ADT^A03^ADT_A03", b"ADT^A08")
+    out = outcome_of(Frame(a08), 10_000, NOW)
+    assert out.code == "AA" and out.records == [] and out.text == "nothing to map (1 parts ignored)"

@@ -584,3 +584,60 @@ def test_spoofed_patient_references_are_schema_dead_letters(spoof: str) -> None:
 def test_observations_before_the_time_floor_are_schema_dead_letters() -> None:
     result = decode_fhir(encode(observation("8867-4", 80, "/min", effectiveDateTime="1970-01-01T00:00:00Z")))
     assert not result.events and [r.reason for r in result.rejected] == ["schema"]
+
+
+# --- Encounter: a finished one is the stay's end (models.stays) ----------------------------------
+
+
+def encounter(status: str = "finished", **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "id": "enc-9",
+        "status": status,
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": "Patient/p1"},
+        "period": {"start": "2024-03-14T08:00:00Z", "end": "2024-03-15T16:40:00+01:00"},
+    }
+    resource.update(extra)
+    return resource
+
+
+def test_a_finished_encounter_is_a_discharge_at_its_end() -> None:
+    event = only_event(encode(encounter()))
+    assert (event.kind, event.code, event.value, event.patient_id) == ("encounter", "discharge", 1.0, "p1")
+    assert event.encounter == "enc-9" and event.observed_at == datetime(2024, 3, 15, 15, 40, tzinfo=UTC)
+    # the encounter an Observation names is the one its discharge ends
+    obs = only_event(encode(observation("8867-4", 80, "/min", encounter={"reference": "Encounter/enc-9"})))
+    assert obs.encounter == event.encounter
+
+
+@pytest.mark.parametrize("status", ["planned", "arrived", "in-progress", "onleave", "cancelled", "entered-in-error"])
+def test_an_encounter_that_is_not_finished_is_context_even_without_class(status: str) -> None:
+    resource = encounter(status)
+    del resource["class"]
+    result = decode_fhir(encode(resource))
+    assert result.events == [] and result.rejected == []
+    assert [r.reason for r in result.ignored] == ["context_resource"]
+
+
+@pytest.mark.parametrize(
+    ("period", "reason", "detail"),
+    [
+        ({"start": "2024-03-14T08:00:00Z"}, "missing_time", "without period.end"),
+        ({"end": "2024-03-15"}, "missing_time", "period.end is a date without a time of day"),
+        ({"end": "2024-03-15T16:40:00"}, "schema", "period.end"),  # FHIR: a time of day needs its offset
+    ],
+)
+def test_a_finished_encounter_without_a_timed_end_is_refused(period: dict[str, str], reason: str, detail: str) -> None:
+    result = decode_fhir(encode(encounter(period=period)))
+    assert result.events == [] and [r.reason for r in result.rejected] == [reason]
+    assert detail in result.rejected[0].detail
+
+
+def test_a_finished_encounter_is_checked_like_any_resource() -> None:
+    no_class = encounter()
+    del no_class["class"]  # required in R4
+    assert [r.reason for r in decode_fhir(encode(no_class)).rejected] == ["schema"]
+    no_subject = encounter()
+    del no_subject["subject"]
+    assert [r.reason for r in decode_fhir(encode(no_subject)).rejected] == ["missing_subject"]

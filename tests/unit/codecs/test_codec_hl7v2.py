@@ -201,8 +201,51 @@ def test_no_pid_segment_is_missing_subject() -> None:
 
 
 def test_other_message_types_are_unsupported() -> None:
-    adt = as_cr(MSH.replace("ORU^R01^ORU_R01", "ADT^A01^ADT_A01") + "\n" + PID)
-    assert [r.reason for r in decode_hl7v2(adt).rejected] == ["unsupported_message"]
+    order = as_cr(MSH.replace("ORU^R01^ORU_R01", "ORM^O01^ORM_O01") + "\n" + PID)
+    assert [r.reason for r in decode_hl7v2(order).rejected] == ["unsupported_message"]
+
+
+# --- ADT: the discharge ends the stay (models.stays) --------------------------------------------
+
+ADT_A03 = """
+MSH|^~\\&|EPIC|GOODHEALTH|VIGIL|HOSP|20240316101502-0500||ADT^A03^ADT_A03|ADT-88|P|2.5.1
+EVN|A03|20240316101500-0500|||nurse^J|20240316100000-0500
+PID|1||4420011^^^HOSP^MR~99^^^HOSP^PI||DOE^JANE
+PV1|1|I|MICU^12^A^HOSP||||||||||||||||VN-5521|||||||||||||||||01|||||||||20240316095500-0500
+"""
+
+
+def test_a_discharge_message_is_one_discharge_event() -> None:
+    result = decode_hl7v2(as_cr(ADT_A03))
+    assert result.rejected == [] and result.ignored == []
+    (event,) = result.events
+    assert (event.kind, event.code, event.value, event.patient_id) == ("encounter", "discharge", 1.0, "4420011")
+    assert event.encounter == "VN-5521" and event.ward == "MICU" and event.source == "hl7v2"
+    # PV1-45, the discharge time, first: 09:55 at -05:00
+    assert event.observed_at == datetime(2024, 3, 16, 14, 55, tzinfo=UTC)
+    assert decode_hl7v2(as_cr(ADT_A03)).events[0].event_id == event.event_id  # the same message, the same id
+
+
+def test_a_discharge_without_pv1_45_takes_the_event_time_then_the_recorded_time() -> None:
+    no_pv1_45 = ADT_A03.replace("|20240316095500-0500", "|")
+    assert decode_hl7v2(as_cr(no_pv1_45)).events[0].observed_at == datetime(2024, 3, 16, 15, 0, tzinfo=UTC)
+    no_evn_6 = no_pv1_45.replace("|nurse^J|20240316100000-0500", "|nurse^J|")
+    assert decode_hl7v2(as_cr(no_evn_6)).events[0].observed_at == datetime(2024, 3, 16, 15, 15, tzinfo=UTC)
+    no_time = no_evn_6.replace("EVN|A03|20240316101500-0500", "EVN|A03|")
+    assert [r.reason for r in decode_hl7v2(as_cr(no_time)).rejected] == ["missing_time"]
+
+
+def test_a_discharge_without_a_patient_is_refused() -> None:
+    no_patient = ADT_A03.replace("PID|1||4420011^^^HOSP^MR~99^^^HOSP^PI||DOE^JANE", "PID|1||||DOE^JANE")
+    assert [r.reason for r in decode_hl7v2(as_cr(no_patient)).rejected] == ["missing_subject"]
+
+
+@pytest.mark.parametrize("trigger", ["A01", "A02", "A04", "A08", "A11", "A13", ""])
+def test_other_adt_triggers_are_ignored_and_counted_not_dead_lettered(trigger: str) -> None:
+    other = ADT_A03.replace("ADT^A03^ADT_A03", f"ADT^{trigger}")
+    result = decode_hl7v2(as_cr(other))
+    assert result.events == [] and result.rejected == []
+    assert [r.reason for r in result.ignored] == ["adt_not_discharge"]
 
 
 def test_oru_without_obx_is_rejected() -> None:

@@ -143,3 +143,21 @@ def test_a_retry_after_a_partial_failure_republishes_the_same_ids(small) -> None
     retry = [PatientEvent.model_validate_json(v).event_id for t, _, v in feed.produced if t == topics.EVENTS_RAW]
     assert len(first) == 3 and len(retry) == 6 and set(first) <= set(retry)
     assert sum(t == topics.DEADLETTER for t, _, _ in feed.produced) == 1
+
+
+def test_a_bundles_discharge_is_published_after_its_other_entries(small) -> None:
+    """A finished Encounter first and the stay's last results after it: the results go out first,
+    so they are scored in the stay before the discharge ends it (models.stays)."""
+    client, feed = small
+    finished = {
+        "resourceType": "Encounter",
+        "id": "enc-1",
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": "Patient/intake-0"},
+        "period": {"end": NOW},
+    }
+    r = client.post("/fhir", content=bundle([finished, observation(0), observation(3)]), headers=AUTH)
+    assert r.status_code == 201, r.text
+    events = [PatientEvent.model_validate_json(v) for t, _, v in feed.produced if t == topics.EVENTS_RAW]
+    assert [e.code for e in events] == ["HR", "HR", "discharge"]
