@@ -29,7 +29,7 @@ from vigil.schemas import topics
 
 log = get_logger("vigil.web.feed")
 
-FEED_TOPICS = (topics.SCORES, topics.ALERTS, topics.TREATMENT_SCORES, topics.DRIFT)
+FEED_TOPICS = (topics.SCORES, topics.ALERTS, topics.TREATMENT_SCORES, topics.DRIFT, topics.STAYS)
 
 
 class KafkaWardFeed(WardFeed):

@@ -16,6 +16,7 @@ from vigil.schemas.display import clock, feature_parts, iso_local, missing_text,
 
 if TYPE_CHECKING:
     from vigil.agents.web.ward import PatientRow
+    from vigil.schemas.stays import StayEnded
 
 BAND_RANK = {"low": 0, "low-medium": 1, "medium": 2, "high": 3}
 UNACKNOWLEDGED = ("open", "escalated")
@@ -125,6 +126,26 @@ def _transition_fields(alert: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
 def transition_json(alert: dict[str, Any], row: PatientRow, zone: tzinfo) -> dict[str, Any]:
     """One line of the transitions feed and of the patient's alert history."""
     return {**_transition_fields(alert, zone), "row_id": row.row_id, "label": row.patient_id, "ward": row.ward}
+
+
+def stay_end_json(stay: StayEnded, row_id: str, ward: str | None, zone: tzinfo) -> dict[str, Any]:
+    """The transitions feed's line for a patient who left the ward (a discharge)."""
+    resolved = f"; alert #{short_id(stay.resolved_alert)} resolved" if stay.resolved_alert else ""
+    return {
+        "alert_id": stay.resolved_alert or "",
+        "short_id": "",
+        "transition_id": f"stay-{stay.event_id}",
+        "state": "discharged",
+        "severity": "unknown",
+        "reason": f"left the ward: the stay ended{resolved}",
+        "at": iso_local(stay.ended_at, zone),
+        "at_text": clock(stay.ended_at, zone),
+        "by": None,
+        "note": None,
+        "row_id": row_id,
+        "label": stay.patient_id,
+        "ward": stay.ward or ward,
+    }
 
 
 def patient_json(row: PatientRow, zone: tzinfo) -> dict[str, Any]:

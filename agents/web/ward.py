@@ -1,10 +1,13 @@
 """The ward as the dashboard sees it: a bounded, thread-safe model of each patient's latest state (pure).
 
 ``WardModel.apply(topic, value)`` takes one record of ``vigil.scores``, ``vigil.alerts``,
-``vigil.treatment.scores`` or ``vigil.drift`` and returns the changed row (and the alert transition,
-if any; for drift, the wards' drift indicator) for the live feed; ``views`` turns rows into what the
-page shows. Rows are addressed by an opaque ``row_id`` (keyed HMAC of the patient id) so no patient
-identifier appears in a URL; the page shows the patient label because the clinician needs it.
+``vigil.treatment.scores``, ``vigil.drift`` or ``vigil.stays`` and returns the changed row (and the
+alert transition, if any; for drift, the wards' drift indicator; for a stay's end, the row that left)
+for the live feed; ``views`` turns rows into what the page shows. A discharged patient leaves the
+ward view; records of the ended stay that arrive after its end (the topics are read side by side)
+do not bring the patient back, the next stay's do. Rows are addressed by an opaque ``row_id``
+(keyed HMAC of the patient id) so no patient identifier appears in a URL; the page shows the
+patient label because the clinician needs it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from vigil.schemas import topics
 from vigil.schemas.alerts import Alert
 from vigil.schemas.drift import WardDrift
 from vigil.schemas.scores import RiskScore
+from vigil.schemas.stays import StayEnded
 from vigil.schemas.treatment import TreatmentScore
 
 TREND_CODES = ("HR", "Resp", "SBP", "O2Sat", "Temp")
@@ -38,6 +42,7 @@ _SCORE = TypeAdapter(RiskScore)
 _ALERT = TypeAdapter(Alert)
 _TREATMENT = TypeAdapter(TreatmentScore)
 _DRIFT = TypeAdapter(WardDrift)
+_STAY = TypeAdapter(StayEnded)
 
 
 def row_id_for(patient_id: str, key: bytes) -> str:
@@ -76,6 +81,8 @@ class WardModel:
         self._alert_rows: dict[str, str] = {}  # alert_id -> row_id (for acks by alert id)
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_TRANSITIONS)
         self._seen_transitions: OrderedDict[str, None] = OrderedDict()
+        # row_id -> (end of the stay, its alert ids): what a late record of an ended stay is told by
+        self._ended: OrderedDict[str, tuple[datetime, frozenset[str]]] = OrderedDict()
         self._lock = threading.Lock()
         self.drift = WardDriftBoard()
 
@@ -104,6 +111,8 @@ class WardModel:
                 return self.apply_treatment(_TREATMENT.validate_json(value))
             if topic == topics.DRIFT:
                 return self.drift.apply(_DRIFT.validate_json(value))
+            if topic == topics.STAYS:
+                return self.apply_stay_end(_STAY.validate_json(value))
         except ValidationError:
             metrics.FEED_ERRORS.labels(topic).inc()
         return None
@@ -114,8 +123,47 @@ class WardModel:
             message["transition"] = transition
         return message
 
-    def apply_score(self, score: RiskScore) -> dict[str, Any]:
+    def _of_ended_stay(self, patient_id: str, at: datetime | None, alert_id: str | None = None) -> bool:
+        """A record of a stay that ended: at or before its end, or one of its alerts. A later record
+        is the next stay's: the patient is back on the ward."""
+        rid = row_id_for(patient_id, self._key)
+        ended = self._ended.get(rid)
+        if ended is None or rid in self._rows:
+            return False
+        end, alert_ids = ended
+        if alert_id in alert_ids or at is None or at <= end:
+            return True
+        del self._ended[rid]
+        return False
+
+    def apply_stay_end(self, stay: StayEnded) -> dict[str, Any]:
+        """The patient left: off the ward view, with a line in the transitions feed."""
         with self._lock:
+            rid = row_id_for(stay.patient_id, self._key)
+            row = self._rows.pop(rid, None)
+            alert_ids = set(row.alerts) if row else set()
+            if stay.resolved_alert:
+                alert_ids.add(stay.resolved_alert)
+            for alert_id in alert_ids:
+                self._alert_rows.pop(alert_id, None)
+            self._ended[rid] = (stay.ended_at, frozenset(alert_ids))
+            self._ended.move_to_end(rid)
+            while len(self._ended) > self.max_patients:
+                self._ended.popitem(last=False)
+            entry = views.stay_end_json(stay, rid, row.ward if row else None, self.zone)
+            self._recent.append(entry)
+            return {"left": {"row_id": rid, "transition": entry}}
+
+    def ended_at(self, row_id: str) -> datetime | None:
+        """When the stay of a patient who left the ward view ended (the patient page says so)."""
+        with self._lock:
+            ended = self._ended.get(row_id)
+            return ended[0] if ended else None
+
+    def apply_score(self, score: RiskScore) -> dict[str, Any] | None:
+        with self._lock:
+            if self._of_ended_stay(score.patient_id, score.observed_at):
+                return None
             row = self._row(score.patient_id)
             if row.hour is not None and score.hour < row.hour:
                 return self._message(row)  # late (replayed) score: keep the newest
@@ -147,6 +195,8 @@ class WardModel:
             self._seen_transitions[alert.transition_id] = None
             while len(self._seen_transitions) > 20 * RECENT_TRANSITIONS:
                 self._seen_transitions.popitem(last=False)
+            if self._of_ended_stay(alert.patient_id, alert.at, alert.alert_id):
+                return None
             row = self._row(alert.patient_id)
             row.ward = alert.ward or row.ward
             data = alert.model_dump(mode="json", exclude={"patient_id", "news2"})
@@ -178,6 +228,8 @@ class WardModel:
         if not score.patient_id:
             return None
         with self._lock:
+            if self._of_ended_stay(score.patient_id, score.time_zero):
+                return None
             row = self._row(score.patient_id)
             row.treatment = score
             return self._message(row)

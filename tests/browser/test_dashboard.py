@@ -177,6 +177,26 @@ def test_sort_search_filter_in_the_url_and_the_patient_page(dashboard, browser, 
     page.close()
 
 
+def test_a_discharged_patient_leaves_the_ward_and_the_patient_page_says_so(dashboard, browser, producer) -> None:
+    page = signed_in(browser, dashboard)
+    pid = unique_patient("leaving")
+    send(producer, heart_rate(pid, "ICU-L", 88.0, minutes_ago=40))
+    page.fill("#search", pid)
+    expect(card_of(page, pid)).to_be_visible(timeout=60000)
+    patient = page.context.new_page()  # the same signed-in session
+    card_url = page.locator("article.card a.label").first.get_attribute("href")
+    patient.goto(dashboard + card_url)
+    expect(patient.locator("#patient .label")).to_have_text(pid, timeout=15000)
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    discharge = PatientEvent(patient_id=pid, observed_at=at, kind="encounter", code="discharge", value=1, source="adt")
+    send(producer, [discharge])
+    expect(card_of(page, pid)).to_have_count(0, timeout=60000)
+    expect(page.locator("#transitions li", has_text=pid)).to_contain_text("discharged")
+    expect(patient.locator("#patient")).to_contain_text("left the ward: the stay ended at", timeout=15000)
+    patient.close()
+    page.close()
+
+
 def test_ack_with_a_note_keeps_focus_and_feedback_across_live_updates(stack, dashboard, browser, producer) -> None:
     page = signed_in(browser, dashboard)
     pid = unique_patient("focus")

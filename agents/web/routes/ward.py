@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from vigil.agents.web.deps import FeedDep, OptionalSessionDep, SessionDep, SettingsDep
+from vigil.schemas.display import clock
 
 router = APIRouter()
 STATIC = Path(__file__).parents[1] / "static"
@@ -50,6 +51,10 @@ def state(session: SessionDep, feed: FeedDep, settings: SettingsDep) -> Response
 def patient(row_id: str, _session: SessionDep, feed: FeedDep) -> Response:
     detail = feed.model.patient(row_id)
     if detail is None:
+        ended = feed.model.ended_at(row_id)
+        if ended is not None:  # discharged: the page says when the stay ended
+            body = {"detail": "the patient's stay ended", "ended_at_text": clock(ended, feed.model.zone)}
+            return JSONResponse(body, status_code=404)
         return JSONResponse({"detail": "no such patient on this ward view"}, status_code=404)
     return JSONResponse(detail)
 
@@ -76,6 +81,9 @@ async def stream(request: Request, _session: SessionDep, feed: FeedDep) -> Respo
                     continue
                 if "drift" in message:  # the wards' input drift indicator (agents/web/drift.py)
                     yield f"event: drift\ndata: {json.dumps(message['drift'])}\n\n"
+                    continue
+                if "left" in message:  # a discharged patient leaves the ward view (agents/web/ward.py)
+                    yield f"event: left\ndata: {json.dumps(message['left'])}\n\n"
                     continue
                 if "transition" in message:
                     yield f"event: transition\ndata: {json.dumps(message['transition'])}\n\n"

@@ -68,7 +68,7 @@ function render() {
     el("span", { class: "when", text: t.at_text }), " ",
     el("span", { class: `chip band-${t.severity}`, text: t.state }), " ",
     el("a", { href: `/patient/${t.row_id}`, text: t.label }),
-    el("span", { class: "aid", text: ` #${t.short_id}` }),
+    t.short_id ? el("span", { class: "aid", text: ` #${t.short_id}` }) : null,
     ` ${t.ward || ""}: ${t.reason}`,
     t.note ? el("span", { class: "note", text: ` Note: ${t.note}` }) : null)));
   Vigil.patch(document.getElementById("transitions"), feed);
@@ -138,6 +138,14 @@ function connect() {
   source.addEventListener("open", () => { dot.className = "dot"; text.textContent = "live"; loadState(); });
   source.addEventListener("error", () => { dot.className = "dot off"; text.textContent = "reconnecting"; });
   source.addEventListener("row", ev => { const row = JSON.parse(ev.data); state.rows.set(row.row_id, row); schedule(); });
+  // a discharged patient leaves the ward view, with a line in the transitions feed
+  source.addEventListener("left", ev => {
+    const left = JSON.parse(ev.data);
+    state.rows.delete(left.row_id);
+    state.transitions.unshift(left.transition);
+    state.transitions.length = Math.min(state.transitions.length, 200);
+    schedule();
+  });
   source.addEventListener("drift", ev => { state.drift = JSON.parse(ev.data); schedule(); });
   // the header's indicators (agents/web/fleet.py): no worker scoring, two bundles scoring at once
   source.addEventListener("status", ev => { state.wardStatus = JSON.parse(ev.data); schedule(); });

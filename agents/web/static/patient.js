@@ -79,7 +79,11 @@ async function load() {
   const res = await fetch(`/api/patients/${encodeURIComponent(rowId)}`, { credentials: "same-origin" });
   if (res.status === 401) { location.href = "/login"; return; }
   if (res.status === 404) {
-    document.getElementById("patient").replaceChildren(el("p", { class: "empty", text: "This patient is not on the ward view (any more)." }));
+    const gone = await res.json().catch(() => ({}));
+    const text = gone.ended_at_text
+      ? `This patient left the ward: the stay ended at ${gone.ended_at_text} (discharge).`
+      : "This patient is not on the ward view (any more).";
+    document.getElementById("patient").replaceChildren(el("p", { class: "empty", text }));
     return;
   }
   last = await res.json();
@@ -108,4 +112,5 @@ document.addEventListener("DOMContentLoaded", async () => {
   source.addEventListener("open", () => { dot.className = "dot"; text.textContent = "live"; });
   source.addEventListener("error", () => { dot.className = "dot off"; text.textContent = "reconnecting"; });
   source.addEventListener("row", ev => { if (JSON.parse(ev.data).row_id === rowId) reloadSoon(); });
+  source.addEventListener("left", ev => { if (JSON.parse(ev.data).row_id === rowId) reloadSoon(); });
 });

@@ -1,0 +1,76 @@
+"""A discharged patient leaves the ward view (vigil.stays); late records of the ended stay do not
+bring the patient back, the next stay's do; the patient page and the stream say so."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from web_builders import alert, risk_score, sign_in
+
+from vigil.agents.web.ward import WardModel, row_id_for
+from vigil.schemas import topics
+from vigil.schemas.stays import StayEnded
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def left(pid: str, hours: float, resolved: str | None = "a1") -> bytes:
+    return (
+        StayEnded(
+            patient_id=pid,
+            encounter="enc-1",
+            ward="ICU-1",
+            ended_at=T0 + timedelta(hours=hours),
+            event_id=f"d-{pid}",
+            resolved_alert=resolved,
+            hours=5,
+            at=T0 + timedelta(hours=hours, seconds=2),
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+def test_a_discharged_patient_leaves_the_ward_with_a_line_in_the_feed() -> None:
+    m = WardModel(b"k", 100)
+    m.apply(topics.SCORES, risk_score("p", 2, 6, "medium").model_dump_json().encode())
+    m.apply(topics.ALERTS, alert("p", "open").model_dump_json().encode())
+    m.apply(topics.SCORES, risk_score("q", 2, 1, "low").model_dump_json().encode())
+    message = m.apply(topics.STAYS, left("p", 4.5))
+    assert message is not None and message["left"]["row_id"] == row_id_for("p", b"k")
+    assert [r["label"] for r in m.snapshot()["patients"]] == ["q"] and m.alert_target("a1") is None
+    line = m.snapshot()["recent"][0]
+    assert line["state"] == "discharged" and line["label"] == "p" and line["ward"] == "ICU-1"
+    assert "#a1" in line["reason"] and m.ended_at(row_id_for("p", b"k")) == T0 + timedelta(hours=4.5)
+
+
+def test_late_records_of_the_ended_stay_do_not_bring_the_patient_back() -> None:
+    m = WardModel(b"k", 100)
+    m.apply(topics.SCORES, risk_score("p", 2, 6, "medium").model_dump_json().encode())
+    m.apply(topics.STAYS, left("p", 4.5))
+    # read after the stay's end from the other topics: its last score, its alert's resolution
+    assert m.apply(topics.SCORES, risk_score("p", 4, 6, "medium").model_dump_json().encode()) is None
+    resolved = alert("p", "resolved").model_copy(update={"at": T0 + timedelta(hours=9)})  # wall clock, later
+    assert m.apply(topics.ALERTS, resolved.model_dump_json().encode()) is None
+    assert m.snapshot()["patients"] == []
+    # admitted again: the next stay's first score puts the patient back on the ward
+    assert m.apply(topics.SCORES, risk_score("p", 7, 2, "low").model_dump_json().encode()) is not None
+    assert [r["label"] for r in m.snapshot()["patients"]] == ["p"] and m.ended_at(row_id_for("p", b"k")) is None
+
+
+def test_a_stay_end_before_any_score_still_keeps_the_ended_stays_records_out() -> None:
+    m = WardModel(b"k", 100)
+    m.apply(topics.STAYS, left("p", 4.5, resolved=None))  # the stays topic read first
+    assert m.apply(topics.SCORES, risk_score("p", 3, 6, "medium").model_dump_json().encode()) is None
+    assert m.snapshot()["patients"] == [] and len(m.snapshot()["recent"]) == 1
+
+
+def test_the_patient_page_says_the_patient_left(client, feed) -> None:
+    sign_in(client, "ann")
+    feed.ingest(topics.SCORES, risk_score("p", 2, 6, "medium").model_dump_json().encode())
+    rid = row_id_for("p", feed.settings.log_hash_key.get_secret_value().encode())
+    assert client.get(f"/api/patients/{rid}").status_code == 200
+    feed.ingest(topics.STAYS, left("p", 4.5))
+    gone = client.get(f"/api/patients/{rid}")
+    assert gone.status_code == 404 and gone.json()["ended_at_text"] == "1 Jan 04:30 UTC"
+    assert client.get("/api/state").json()["patients"] == []
