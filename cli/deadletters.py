@@ -170,6 +170,10 @@ def deadletters_replay(
 
     if "duplicate" in reason:
         raise UserError("duplicates are not sent again: their events were scored already (drop --reason duplicate)")
+    if "stay_ended" in reason:
+        raise UserError(
+            "stay_ended letters are not sent again: their patient's stay had ended, and would again (drop that reason)"
+        )
     chosen_since = _since(since)
     settings, letters = _letters(bootstrap)
     try:

@@ -16,7 +16,8 @@ What may be sent again (``resend_of``; pure):
   change a patient's alert as it stands now, not as it stood;
 - whole originals only: a ``truncated`` copy holds the first bytes of a too-large input; ask its
   producer for the original by its SHA-256;
-- never a ``duplicate`` (its event was scored already);
+- never a ``duplicate`` (its event was scored already), nor a ``stay_ended`` (its patient's stay ended
+  before it arrived: sent again, it is refused again);
 - a FHIR Bundle entry (what the intake dead-letters of a Bundle) goes as a Bundle of that one entry;
 - never twice: every replay publishes the letters it sent to ``vigil.audit`` (``replay_record``), and
   a later replay skips them (``replayed_before``) unless told to send them again.
@@ -63,6 +64,7 @@ TRUNCATED = "truncated"
 NO_ORIGINAL = "no_original"
 NOT_AN_INPUT = "not_an_input"
 DUPLICATE = "duplicate"
+STAY_ENDED = "stay_ended"
 REPLAYED_BEFORE = "replayed_before"
 
 
@@ -125,6 +127,8 @@ def resend_of(item: Letter) -> Resend | str:
         return UNREADABLE
     if letter.reason == "duplicate":
         return DUPLICATE
+    if letter.reason == "stay_ended":
+        return STAY_ENDED
     target = resend_topic(letter.source_topic)
     if target is None:
         return NOT_AN_INPUT

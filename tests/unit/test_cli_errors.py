@@ -123,6 +123,7 @@ def test_deadletter_options(env) -> None:
     duplicates (their events were scored already), MLLP TLS files that cannot be used."""
     one_line(run(env, "deadletters", "ls", "--since", "yesterday"), "--since takes a time", "6h")
     one_line(run(env, "deadletters", "replay", "--reason", "duplicate"), "duplicates are not sent again")
+    one_line(run(env, "deadletters", "replay", "--reason", "stay_ended"), "stay_ended letters are not sent again")
     one_line(run(env, "mllp", "--tls-cert", "/nonexistent/cert.pem"), "cannot use the certificate")
     one_line(run(env, "mllp", "--tls-client-ca", "/nonexistent/ca.pem"), "need VIGIL_MLLP__TLS_CERT")
 

@@ -15,6 +15,7 @@ from vigil.infra.deadletters import (
     MAX_RANGES_PER_RECORD,
     NO_ORIGINAL,
     NOT_AN_INPUT,
+    STAY_ENDED,
     TRUNCATED,
     UNREADABLE,
     Letter,
@@ -57,6 +58,7 @@ def test_what_is_never_sent_again() -> None:
     assert resend_of(letter("schema", topics.ALERT_ACKS)) == NOT_AN_INPUT
     assert resend_of(letter("schema", "unknown")) == NOT_AN_INPUT
     assert resend_of(letter("duplicate", topics.EVENTS_RAW)) == DUPLICATE
+    assert resend_of(letter("stay_ended", topics.EVENTS_RAW)) == STAY_ENDED  # refused again if sent
     assert resend_of(letter("too_large", topics.EVENTS_RAW, b"x" * 5000, budget=2000)) == TRUNCATED
     assert resend_of(letter("internal", topics.EVENTS_RAW, b"")) == NO_ORIGINAL
     unreadable = parse_letter(0, 1, None, b'{"reason": 3}')
