@@ -21,7 +21,7 @@ from vigil.infra.dataset import resolve_dataset
 from vigil.infra.logging import patient_hash
 from vigil.infra.ports import free_port
 from vigil.infra.readback import TopicReader, payload_digest
-from vigil.infra.replay import Stay, pick_stays, stay_events
+from vigil.infra.replay import Stay, discharge_event, pick_stays, stay_events
 from vigil.infra.settings import Settings
 from vigil.infra.stack import stack_up
 from vigil.infra.workers import spawn_worker, stop_worker
@@ -29,6 +29,7 @@ from vigil.schemas import topics
 from vigil.schemas.errors import UserError
 
 WARDS = ("ICU-A", "ICU-B")
+DISCHARGE_BEFORE_H = 6  # a stay that ended this long before the replay's end was discharged
 
 
 def bad_inputs(n: int, now: datetime) -> list[tuple[bytes, bytes]]:
@@ -94,16 +95,28 @@ class DemoPlan:
     bad_digests: set[str]
 
 
+def discharged(stay: Stay, longest: int) -> bool:
+    """May leave in the demo: a stay that never became septic and ended ``DISCHARGE_BEFORE_H`` hours
+    or more before the replay does (``vigil.stays``); the septic ones stay on view. Every second
+    such stay is discharged (``plan_demo``)."""
+    return not stay.septic and len(stay.matrix) + DISCHARGE_BEFORE_H <= longest
+
+
 def plan_demo(stays: list[Stay], bad: int) -> DemoPlan:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     longest = max(len(s.matrix) for s in stays)
     messages: list[tuple[int, bytes, bytes]] = []
     ids: set[str] = set()
     run = now.strftime("%m%d%H") + secrets.token_hex(2)  # each demo run admits new patients
+    # every second stay that may leave does: the ward keeps calm patients beside the septic ones
+    leaving = {s.patient_id for s in [s for s in stays if discharged(s, longest)][::2]}
     for i, stay in enumerate(stays):
         base = now - timedelta(hours=longest + 1)
         admitted = Stay(f"{stay.patient_id}-{run}", stay.matrix, stay.static, stay.labels)
-        for hour, event in stay_events(admitted, base, ward=WARDS[i % len(WARDS)]):
+        events = list(stay_events(admitted, base, ward=WARDS[i % len(WARDS)]))
+        if stay.patient_id in leaving:
+            events.append(discharge_event(admitted, base, ward=WARDS[i % len(WARDS)]))
+        for hour, event in events:
             ids.add(event.event_id)
             messages.append((hour, admitted.patient_id.encode(), event.model_dump_json().encode()))
     messages.sort(key=lambda m: m[0])  # interleave patients hour by hour, like a real ward
@@ -304,6 +317,7 @@ def _summary(
         "alerts_opened": rb.alert_states.get("open", 0),
         "dead_letters": rb.dead_letters,
         "dead_letter_reasons": dict(rb.dead_letter_reasons),
+        "stays_ended": rb.stays_ended,
         "lost": (len(sent_ids) - ok) + (len(sent_bad) - badc),
         "stack_start_s": round(stack_s, 2),
         "time_to_first_alert_s": round(rb.first_alert_at - t0, 2) if rb.first_alert_at else None,
@@ -374,6 +388,7 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
         f"({s['alerts_opened']} opened), first alert after {s['time_to_first_alert_s']} s"
     )
     console.print(f"{s['dead_letters']} dead letters {s['dead_letter_reasons']}; lost: {s['lost']}")
+    console.print(f"{s['stays_ended']} stays ended by a discharge (their alerts resolved, off the ward view)")
     served = s.get("alert_threshold", {})
     if served:
         console.print(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vigil.schemas.codes import DYNAMIC_CODES, LABS, canonical_unit
+from vigil.schemas.codes import DISCHARGE, DYNAMIC_CODES, LABS, canonical_unit
 from vigil.schemas.events import PatientEvent
 
 REPLAY_STATICS = ("Age", "Gender")
@@ -104,3 +104,23 @@ def stay_events(stay: Stay, base: datetime, ward: str | None = None) -> Iterator
                     ward=ward,
                 ),
             )
+
+
+def discharge_event(stay: Stay, base: datetime, ward: str | None = None) -> tuple[int, PatientEvent]:
+    """(hour, event): the stay's end an hour after its last row (``models.stays``: the discharge
+    resolves the patient's alert and takes the patient off the ward view)."""
+    hour = len(stay.matrix)
+    return (
+        hour,
+        PatientEvent(
+            event_id=_event_id(stay.patient_id, hour, DISCHARGE),
+            patient_id=stay.patient_id,
+            observed_at=base + timedelta(hours=hour),
+            source="replay",
+            kind="encounter",
+            code=DISCHARGE,
+            value=1.0,
+            unit=canonical_unit(DISCHARGE),
+            ward=ward,
+        ),
+    )
