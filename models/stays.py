@@ -35,8 +35,12 @@ def is_discharge(event: PatientEvent) -> bool:
 
 
 def stay_of(window: PatientWindow, event: PatientEvent) -> StayOf:
-    """Which stay ``event`` belongs to: the one the window holds, the one that ended, or a new one."""
+    """Which stay ``event`` belongs to: the one the window holds, the one that ended, or a new one.
+    A discharge from before the current stay's hour 0 ended an earlier stay (an ADT message sent
+    late or again): it must not end the stay that goes on."""
     if window.ended_s is None:
+        if is_discharge(event) and window.anchor_s is not None and event.observed_at.timestamp() < window.anchor_s:
+            return "ended"
         return "current"
     if event.encounter is not None and event.encounter == window.ended_encounter:
         return "ended"
@@ -48,7 +52,8 @@ def stay_of(window: PatientWindow, event: PatientEvent) -> StayOf:
 def stay_ended_rejection(window: PatientWindow, event: PatientEvent) -> Rejected:
     """The dead letter of an event of the ended stay (no identifiers, no values): ``duplicate`` for
     the same discharge sent again, ``stay_ended`` for anything else."""
-    assert window.ended_s is not None
+    if window.ended_s is None:  # a discharge of a stay before the one that goes on
+        return Rejected("stay_ended", f"{event.code}: before the current stay's first hour (of an earlier stay)")
     at = datetime.fromtimestamp(window.ended_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if is_discharge(event) and int(event.observed_at.timestamp()) == window.ended_s:
         return Rejected("duplicate", f"discharge: the stay already ended at {at}")

@@ -100,6 +100,16 @@ def test_an_event_after_a_discharge_is_of_the_ended_stay_or_the_next_never_both(
     assert (of == "ended") == (late or same)
 
 
+def test_a_discharge_from_before_the_stay_that_goes_on_does_not_end_it() -> None:
+    going = next_stay(end_stay(stay(3), leaves(3.5)))
+    going.apply(vital(10.25))  # readmitted at hour 10
+    late = leaves(3.5, encounter="enc-0")  # the first stay's A03 sent again by the interface engine
+    assert stay_of(going, late) == "ended"
+    rejected = stay_ended_rejection(going, late)
+    assert rejected.reason == "stay_ended" and "earlier stay" in rejected.detail
+    assert stay_of(going, leaves(12.0, encounter="enc-2")) == "current"  # its own discharge
+
+
 def test_the_next_stay_starts_at_its_own_hour_zero() -> None:
     ended = end_stay(stay(30), leaves(30.5))
     fresh = next_stay(ended)
