@@ -123,6 +123,15 @@ class WardModel:
             message["transition"] = transition
         return message
 
+    def _first_time(self, transition_id: str) -> bool:
+        """Whether a transition (or a stay's end) is new: delivery is at-least-once (bounded memory)."""
+        if transition_id in self._seen_transitions:
+            return False
+        self._seen_transitions[transition_id] = None
+        while len(self._seen_transitions) > 20 * RECENT_TRANSITIONS:
+            self._seen_transitions.popitem(last=False)
+        return True
+
     def _of_ended_stay(self, patient_id: str, at: datetime | None, alert_id: str | None = None) -> bool:
         """A record of a stay that ended: at or before its end, or one of its alerts. A later record
         is the next stay's: the patient is back on the ward."""
@@ -136,9 +145,12 @@ class WardModel:
         del self._ended[rid]
         return False
 
-    def apply_stay_end(self, stay: StayEnded) -> dict[str, Any]:
-        """The patient left: off the ward view, with a line in the transitions feed."""
+    def apply_stay_end(self, stay: StayEnded) -> dict[str, Any] | None:
+        """The patient left: off the ward view, with a line in the transitions feed (once: a
+        redelivered record is known by its discharge's event id)."""
         with self._lock:
+            if not self._first_time(f"stay-{stay.event_id}"):
+                return None
             rid = row_id_for(stay.patient_id, self._key)
             row = self._rows.pop(rid, None)
             alert_ids = set(row.alerts) if row else set()
@@ -190,11 +202,8 @@ class WardModel:
 
     def apply_alert(self, alert: Alert) -> dict[str, Any] | None:
         with self._lock:
-            if alert.transition_id in self._seen_transitions:
+            if not self._first_time(alert.transition_id):
                 return None  # at-least-once upstream: dedupe on transition_id
-            self._seen_transitions[alert.transition_id] = None
-            while len(self._seen_transitions) > 20 * RECENT_TRANSITIONS:
-                self._seen_transitions.popitem(last=False)
             if self._of_ended_stay(alert.patient_id, alert.at, alert.alert_id):
                 return None
             row = self._row(alert.patient_id)

@@ -42,6 +42,8 @@ def test_a_discharged_patient_leaves_the_ward_with_a_line_in_the_feed() -> None:
     line = m.snapshot()["recent"][0]
     assert line["state"] == "discharged" and line["label"] == "p" and line["ward"] == "ICU-1"
     assert "#a1" in line["reason"] and m.ended_at(row_id_for("p", b"k")) == T0 + timedelta(hours=4.5)
+    assert m.apply(topics.STAYS, left("p", 4.5)) is None  # redelivered: one line, not two
+    assert [t["state"] for t in m.snapshot()["recent"]].count("discharged") == 1
 
 
 def test_late_records_of_the_ended_stay_do_not_bring_the_patient_back() -> None:
