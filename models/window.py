@@ -90,6 +90,8 @@ class PatientWindow:
         """Apply one canonical event. Returns False when it is an exact duplicate of what the window
         already holds (a redelivery, or a copy re-published upstream after a restart): its score is
         already out, so it is not scored again. Raises LateEvent when it is older than the window."""
+        if event.kind == "encounter":  # a stay's end is not a measurement (models.stays handles it)
+            raise ValueError(f"{event.code} is applied to the stay (models.stays), not to the window")
         if event.code in _DEMOGRAPHIC_CODES:
             return self._apply_demographic(event)
         self._release_provisional_anchor(event.observed_at)

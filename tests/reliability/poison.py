@@ -26,6 +26,7 @@ _CODES = [
     "GCS",
     "ACVPU",
     "Age",
+    "discharge",
     "hr",
     "spo2",
     "temp_c",
@@ -57,7 +58,7 @@ _UNITS = [
     "\u202e",
     "u" * 100,
 ]
-_KINDS = ["vital", "lab", "demographic", "assessment", "treatment", "VITAL", "", "poison", 7, None]
+_KINDS = ["vital", "lab", "demographic", "assessment", "treatment", "encounter", "VITAL", "", "poison", 7, None]
 _VALUES: list[Any] = [
     float("nan"),
     float("inf"),

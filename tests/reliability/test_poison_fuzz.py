@@ -15,7 +15,9 @@ from tests.conftest import wait_for
 from tests.reliability.helpers import report
 from tests.reliability.poison import poison_payload
 from vigil.infra.readback import payload_digest
+from vigil.models.alerting import PatientAlertState
 from vigil.models.scoring import PendingUpdate, build_risk_score
+from vigil.models.stays import discharge, is_discharge
 from vigil.models.window import LateEvent, PatientWindow
 from vigil.schemas.codes import CATALOGUE
 from vigil.schemas.deadletter import Rejected
@@ -40,8 +42,12 @@ bad_input = st.one_of(
 
 
 def _score_accepted(event: PatientEvent, now: datetime) -> str:
-    """The feature and rule code must not crash on anything ingest accepts."""
+    """The feature and rule code must not crash on anything ingest accepts; a discharge ends the
+    stay instead (``models.stays``, as the scoring step does)."""
     window = PatientWindow()
+    if is_discharge(event):
+        discharge(window, PatientAlertState(), event, now).window.to_bytes()
+        return "ended"
     try:
         window.apply(event)
     except LateEvent:
@@ -118,8 +124,9 @@ def test_thousand_bad_inputs_through_the_broker_are_accounted(
     def unaccounted() -> int:
         rb = r.snapshot()
         scored_patients = {pid for pid, _hour in list(rb.last_scores)}
+        scored_patients |= {s["patient_id"] for s in list(rb.stay_records)}  # a discharge ends, not scores
         return (
-            len(expect_scored_or_dead - (rb.scored_ids | rb.dead_ids))
+            len(expect_scored_or_dead - (rb.scored_ids | rb.dead_ids | rb.ended_ids))
             + len(expect_dead - rb.dead_digests)
             + len(expect_patient_scored - scored_patients)
         )

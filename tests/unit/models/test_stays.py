@@ -61,6 +61,11 @@ def test_a_discharge_is_an_encounter_event_that_normalizes() -> None:
     assert normalize_event(as_vital, T0 + timedelta(days=1)).reason == "schema"  # type: ignore[union-attr]
 
 
+def test_a_discharge_never_enters_the_window_as_a_measurement() -> None:
+    with pytest.raises(ValueError, match="models.stays"):
+        stay(2).apply(leaves(1.5))
+
+
 def test_the_window_a_discharge_leaves_holds_only_the_position_ward_and_end() -> None:
     ended = end_stay(stay(5), leaves(5.5))
     assert ended.rows == {} and ended.anchor_s is None and ended.last_hour == -1 and ended.static == {}
