@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+from tests.unit.codecs.test_codec_fhir import encounter
 from vigil.agents.interop import fhir_entries, interop_batch
 from vigil.agents.runtime import Publisher
 from vigil.schemas import topics
@@ -50,14 +51,7 @@ def test_an_entry_out_of_range_is_dead_lettered_with_its_own_bytes() -> None:
 
 
 def test_a_messages_discharge_is_sent_after_its_other_events() -> None:
-    finished = {
-        "resourceType": "Encounter",
-        "id": "enc-1",
-        "status": "finished",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-        "subject": {"reference": "Patient/p1"},
-        "period": {"end": datetime.now(UTC).replace(microsecond=0).isoformat()},
-    }
+    finished = encounter(period={"end": datetime.now(UTC).replace(microsecond=0).isoformat()})
     payload = json.dumps(
         {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": finished}, {"resource": observation(80)}]}
     )

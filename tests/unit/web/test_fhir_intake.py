@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from web_builders import API_TOKEN
 
+from tests.unit.codecs.test_codec_fhir import encounter
 from vigil.agents.web.feed import WardFeed
 from vigil.infra.settings import Settings, WebSettings
 from vigil.schemas import topics
@@ -149,14 +150,7 @@ def test_a_bundles_discharge_is_published_after_its_other_entries(small) -> None
     """A finished Encounter first and the stay's last results after it: the results go out first,
     so they are scored in the stay before the discharge ends it (models.stays)."""
     client, feed = small
-    finished = {
-        "resourceType": "Encounter",
-        "id": "enc-1",
-        "status": "finished",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-        "subject": {"reference": "Patient/intake-0"},
-        "period": {"end": NOW},
-    }
+    finished = encounter(subject={"reference": "Patient/intake-0"}, period={"end": NOW})
     r = client.post("/fhir", content=bundle([finished, observation(0), observation(3)]), headers=AUTH)
     assert r.status_code == 201, r.text
     events = [PatientEvent.model_validate_json(v) for t, _, v in feed.produced if t == topics.EVENTS_RAW]
