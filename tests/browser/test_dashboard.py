@@ -193,6 +193,7 @@ def test_a_discharged_patient_leaves_the_ward_and_the_patient_page_says_so(dashb
     expect(card_of(page, pid)).to_have_count(0, timeout=60000)
     expect(page.locator("#transitions li", has_text=pid)).to_contain_text("discharged")
     expect(patient.locator("#patient")).to_contain_text("left the ward: the stay ended at", timeout=15000)
+    shot(patient, "patient-discharged.png")
     patient.close()
     page.close()
 
