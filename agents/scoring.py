@@ -23,7 +23,7 @@ from vigil.infra.logging import get_logger
 from vigil.infra.redis import PatientState
 from vigil.models.alerting import PatientAlertState, on_score
 from vigil.models.scoring import PendingUpdate, build_risk_score
-from vigil.models.stays import discharge, is_discharge, next_stay, stay_ended_rejection, stay_of
+from vigil.models.stays import discharge, is_discharge, next_stay, stay_of, stay_rejection
 from vigil.models.stepping import StayCarry
 from vigil.models.stream_step import StepOutcome, StepRequest, step_request
 from vigil.models.window import LateEvent, PatientWindow
@@ -76,9 +76,10 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         redelivered = window.seen(m.partition, m.offset)
         window.advance(m.partition, m.offset)
         stay = stay_of(window, patient_event)
-        if stay == "ended":
-            if not redelivered:  # a redelivered message's outcome is already out
-                await publisher.dead_letter(event, stay_ended_rejection(window, patient_event))
+        if redelivered and (stay != "current" or is_discharge(patient_event)):
+            continue  # its outcome is out and saved (a stay it ended or began is in the window)
+        if stay not in ("current", "new"):
+            await publisher.dead_letter(event, stay_rejection(window, patient_event, stay))
             continue
         if stay == "new":  # the first event after a discharge: the next stay, from its hour 0
             window = windows[pid] = next_stay(window)
@@ -117,6 +118,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             patient_event.ward,
         )
         window.ward = update.ward
+        window.encounter = patient_event.encounter or window.encounter
     pids = list(updates)
     t_apply = time.perf_counter()
     outcomes = await _step(pids, windows, {pid: states[pid].carry for pid in pids}, anchors)

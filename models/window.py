@@ -64,6 +64,11 @@ class PatientWindow:
     # from the first events of the next one.
     ended_s: int | None = None
     ended_encounter: str | None = None
+    # the newest encounter an event of the stay named: a discharge naming another one is not this
+    # stay's end (``models.stays``)
+    encounter: str | None = None
+    # the end of the stay before this one (epoch s): an event at or before it is that stay's, late
+    after_s: int | None = None
     # Transient (never serialized), for the stepping core (models.stepping): rows that left the
     # window while events were applied, and the lowest hour whose inputs an applied event changed.
     evicted: dict[int, dict[int, Cell]] = field(default_factory=dict, compare=False)
@@ -217,11 +222,17 @@ class PatientWindow:
         """Whether this window holds a measurement or treatment at or after ``observed_at``: a reader
         of a score (published before its window is written) can tell a window saved before the
         score's events from the one that scored them."""
+        span = self.observed_span()
+        return span is not None and span[1] >= int(observed_at.timestamp())
+
+    def observed_span(self) -> tuple[int, int] | None:
+        """Epoch seconds (whole) of the first and the newest measurement or treatment the window
+        holds, None when it holds none (rows that left the window are not counted)."""
         if self.anchor_s is None:
-            return False
-        newest = [self.newest_observation(h) for h in self.rows]
-        newest += [datetime.fromtimestamp(ts, tz=UTC) for _, ts, _ in self.treatments]
-        return bool(newest) and max(newest) >= observed_at.replace(microsecond=0)
+            return None
+        times = [self.anchor_s + h * 3600 + sec for h, row in self.rows.items() for _, sec in row.values()]
+        times += [ts for _, ts, _ in self.treatments]
+        return (min(times), max(times)) if times else None
 
     def hour_start(self, hour: int) -> datetime:
         assert self.anchor_s is not None
@@ -234,7 +245,8 @@ class PatientWindow:
     #   n_treat u8, n x (code u8, ts i64, value f32)
     #   (version 2) position: partition i32, offset i64 (-1, -1 when none)
     #   (version 3) ward: n u8 (0 when none), n bytes of UTF-8
-    #   (version 4) ended: epoch s i64 (0 when the stay goes on), encounter n u16 + n bytes of UTF-8
+    #   (version 4) ended: epoch s i64 (0 when the stay goes on), its encounter n u16 + n bytes of
+    #   UTF-8; the stay's newest encounter, n u16 + n bytes; the end of the stay before, i64 (0: none)
     # ~7 bytes per measured cell: a 48 h window of ICU vitals stays well under 4 KB.
 
     _VERSION = 4
@@ -254,6 +266,7 @@ class PatientWindow:
         parts.append(struct.pack(self._POSITION, *(self.position or (-1, -1))))
         parts.append(_text(self.ward, "<B"))
         parts.append(struct.pack("<q", self.ended_s or 0) + _text(self.ended_encounter, "<H"))
+        parts.append(_text(self.encounter, "<H") + struct.pack("<q", self.after_s or 0))
         return b"".join(parts)
 
     @classmethod
@@ -296,12 +309,14 @@ class PatientWindow:
         ward: str | None = None
         if version >= 3:
             ward, pos = _read_text(blob, pos, "<B", "ward")
-        ended_s: int | None = None
-        ended_encounter: str | None = None
+        ended_s = after_s = None
+        ended_encounter = encounter = None
         if version >= 4:
             (ended,) = struct.unpack_from("<q", blob, pos)
             ended_encounter, pos = _read_text(blob, pos + 8, "<H", "ended encounter")
-            ended_s = ended or None
+            encounter, pos = _read_text(blob, pos, "<H", "encounter")
+            (after,) = struct.unpack_from("<q", blob, pos)
+            ended_s, after_s = ended or None, after or None
         return cls(
             anchor_s=anchor or None,  # 0: none (no observation is from 1970: schemas.events)
             last_hour=last_hour,
@@ -312,6 +327,8 @@ class PatientWindow:
             ward=ward,
             ended_s=ended_s,
             ended_encounter=ended_encounter,
+            encounter=encounter,
+            after_s=after_s,
         )
 
 

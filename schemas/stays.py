@@ -25,6 +25,9 @@ class StayEnded(BaseModel):
     encounter: str | None = None
     ward: str | None = None  # the ward the patient left
     ended_at: datetime  # the discharge time the event gave (patient clock)
+    # the end as Vigil applies it: the discharge time, or the stay's newest observation when later;
+    # a record of the patient at or before it is the ended stay's (the dashboard drops it)
+    through: datetime | None = None
     event_id: str  # the discharge event: consumers dedupe on it (a redelivered batch repeats it)
     # events of the stay that came in the discharge's own batch, before it: applied, never scored
     # (the patient had left), named here so every accepted event is accounted for

@@ -96,7 +96,14 @@ def test_a_discharge_ends_the_stay_and_a_readmission_starts_afresh(
     reopened = [a for a in alerts() if a["state"] == "open"][-1]
     assert reopened["alert_id"] != opened["alert_id"]
 
-    sent = {e.event_id for e in [*first, *ill, leaving, late, twin, *again]}
+    # a discharge of a patient Vigil never scored (a hospital-wide ADT feed): refused, nothing ended
+    stranger = discharge_event(unique_patient("never"), base + timedelta(hours=9))
+    send(producer, [stranger])
+    assert wait_for(lambda: stranger.event_id in r.snapshot().dead_ids, timeout=60)
+    assert r.snapshot().dead_letter_reasons["unknown_stay"] >= 1
+    assert not any(s["patient_id"] == stranger.patient_id for s in r.snapshot().stay_records)
+
+    sent = {e.event_id for e in [*first, *ill, leaving, late, twin, *again, stranger]}
     ok, _ = r.snapshot().accounted(sent, set())
     assert ok == len(sent)  # every event scored, dead-lettered or named by the stay's end
     redis.close()

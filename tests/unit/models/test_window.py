@@ -117,8 +117,9 @@ def layout_bytes(w: PatientWindow) -> bytes:
     out += b"".join(struct.pack("<Bqf", treatments.index(c), ts, v) for c, ts, v in w.treatments)
     ward = (w.ward or "").encode()
     out += struct.pack("<iq", *(w.position or (-1, -1))) + struct.pack("<B", len(ward)) + ward
-    encounter = (w.ended_encounter or "").encode()
-    return out + struct.pack("<q", w.ended_s or 0) + struct.pack("<H", len(encounter)) + encounter
+    ended_encounter, encounter = (w.ended_encounter or "").encode(), (w.encounter or "").encode()
+    out += struct.pack("<q", w.ended_s or 0) + struct.pack("<H", len(ended_encounter)) + ended_encounter
+    return out + struct.pack("<H", len(encounter)) + encounter + struct.pack("<q", w.after_s or 0)
 
 
 treatment_cells = st.tuples(st.integers(0, 47), st.sampled_from(list(TREATMENTS)), st.floats(0, 5000, width=32))
@@ -147,12 +148,18 @@ def test_bytes_keep_the_documented_layout(items, age, given_treatments, position
     w.ward = ward
     if ended is not None:
         w.ended_s, w.ended_encounter = ended[0], ended[1] or None
+        w.encounter, w.after_s = ended[1] or None, ended[0] // 2
     blob = w.to_bytes()
     assert blob == layout_bytes(w)
     back = PatientWindow.from_bytes(blob)
     assert back.to_bytes() == blob
     assert back.ward == ward
-    assert (back.ended_s, back.ended_encounter) == (w.ended_s, w.ended_encounter)
+    assert (back.ended_s, back.ended_encounter, back.encounter, back.after_s) == (
+        w.ended_s,
+        w.ended_encounter,
+        w.encounter,
+        w.after_s,
+    )
 
 
 def test_a_truncated_blob_is_an_error_not_a_shorter_window() -> None:
@@ -229,7 +236,7 @@ def test_position_tells_a_redelivery_from_a_new_message() -> None:
 def test_version_one_blobs_still_load() -> None:
     w = PatientWindow()
     w.apply(ev("HR", 80, 0.5))
-    v1 = b"\x01" + w.to_bytes()[1:-23]  # a version-1 blob: no position, ward or end at the end
+    v1 = b"\x01" + w.to_bytes()[1:-33]  # a version-1 blob: no position, ward or stay fields at the end
     back = PatientWindow.from_bytes(v1)
     assert back.position is None and back.rows == w.rows
 
@@ -238,7 +245,7 @@ def test_version_two_blobs_load_without_a_ward() -> None:
     w = PatientWindow(ward="ICU-A")
     w.apply(ev("HR", 80, 0.5))
     w.advance(3, 7)
-    v2 = b"\x02" + w.to_bytes()[1:-16]  # a version-2 blob: the position last, no ward or end
+    v2 = b"\x02" + w.to_bytes()[1:-26]  # a version-2 blob: the position last, no ward or stay fields
     back = PatientWindow.from_bytes(v2)
     assert back.position == (3, 7) and back.rows == w.rows and back.ward is None
 
@@ -246,7 +253,7 @@ def test_version_two_blobs_load_without_a_ward() -> None:
 def test_version_three_blobs_load_as_a_stay_that_goes_on() -> None:
     w = PatientWindow(ward="ICU-A")
     w.apply(ev("HR", 80, 0.5))
-    v3 = b"\x03" + w.to_bytes()[1:-10]  # a version-3 blob: the ward last, no end
+    v3 = b"\x03" + w.to_bytes()[1:-20]  # a version-3 blob: the ward last, no stay fields
     back = PatientWindow.from_bytes(v3)
     assert back.ward == "ICU-A" and back.rows == w.rows and back.ended_s is None and back.ended_encounter is None
 
@@ -254,4 +261,4 @@ def test_version_three_blobs_load_as_a_stay_that_goes_on() -> None:
 def test_a_blob_cut_inside_its_ended_encounter_is_refused() -> None:
     w = PatientWindow(ended_s=1_700_000_000, ended_encounter="enc-7")
     with pytest.raises(struct.error):
-        PatientWindow.from_bytes(w.to_bytes()[:-2])
+        PatientWindow.from_bytes(w.to_bytes()[:-12])
