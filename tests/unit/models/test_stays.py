@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tests.unit.models.test_alerting import POLICY, score
 from vigil.models.alerting import PatientAlertState, on_score
-from vigil.models.stays import discharge, end_stay, is_discharge, next_stay, stay_ended_rejection, stay_of
+from vigil.models.stays import discharge, end_stay, is_discharge, next_stay, stay_of, stay_rejection
 from vigil.models.window import PatientWindow
 from vigil.schemas.events import PatientEvent
 from vigil.schemas.normalize import normalize_event
@@ -80,7 +80,9 @@ def test_which_stay_an_event_belongs_to() -> None:
     ended = end_stay(going, leaves(5.5))
     assert stay_of(ended, vital(5.0)) == "ended"  # a late lab of the stay
     assert stay_of(ended, vital(5.5)) == "ended"  # at the discharge time: the stay's
-    assert stay_of(ended, vital(9.0, encounter="enc-1")) == "ended"  # names the ended encounter
+    # after the end, even naming the ended encounter: the next stay (a discharge entered in error
+    # must not leave a patient whose monitors go on sending unscored)
+    assert stay_of(ended, vital(9.0, encounter="enc-1")) == "new"
     assert stay_of(ended, vital(9.0)) == "new"  # after it, no encounter: the next stay
     assert stay_of(ended, vital(9.0, encounter="enc-2")) == "new"
     assert stay_of(ended, vital(2.0, encounter="enc-2")) == "ended"  # before the end: never the next stay
@@ -100,18 +102,31 @@ def test_an_event_after_a_discharge_is_of_the_ended_stay_or_the_next_never_both(
     event = vital(at_h, encounter=encounter)
     of = stay_of(ended, event)
     assert of in ("ended", "new")
-    late = event.observed_at.timestamp() <= ended.ended_s  # type: ignore[operator]
-    same = encounter is not None and encounter == ended_encounter
-    assert (of == "ended") == (late or same)
+    # the end: the discharge time, or the stay's newest observation (hour 1.25) when later
+    end_s = max(int((T0 + timedelta(hours=end_h)).timestamp()), int((T0 + timedelta(hours=1.25)).timestamp()))
+    assert ended.ended_s == end_s
+    assert (of == "ended") == (int(event.observed_at.timestamp()) <= end_s)
+    if of == "new":  # the next stay refuses the ended stay's late events too, and only those
+        fresh = next_stay(ended)
+        assert stay_of(fresh, vital(end_h)) == "ended"  # at or before the end: the ended stay's
+        fresh.apply(event)
+        assert stay_of(fresh, vital(at_h + 0.1)) == "current"
 
 
 def test_a_discharge_from_before_the_stay_that_goes_on_does_not_end_it() -> None:
     going = next_stay(end_stay(stay(3), leaves(3.5)))
     going.apply(vital(10.25))  # readmitted at hour 10
     late = leaves(3.5, encounter="enc-0")  # the first stay's A03 sent again by the interface engine
-    assert stay_of(going, late) == "ended"
-    rejected = stay_ended_rejection(going, late)
-    assert rejected.reason == "stay_ended" and "earlier stay" in rejected.detail
+    assert stay_of(going, late) == "ended"  # at or before the end of the stay before
+    rejected = stay_rejection(going, late, "ended")
+    assert rejected.reason == "duplicate"  # that same discharge, sent again
+    older = leaves(3.0, encounter="enc-0")
+    assert stay_rejection(going, older, stay_of(going, older)).reason == "stay_ended"
+    # a discharge of a stay of which the window holds no end, from before its first observation
+    fresh = stay(0)
+    fresh.apply(vital(10.5))
+    assert stay_of(fresh, leaves(10.1)) == "earlier"  # within hour 10, before 10:30: not this stay's
+    assert "earlier stay" in stay_rejection(fresh, leaves(10.1), "earlier").detail
     assert stay_of(going, leaves(12.0, encounter="enc-2")) == "current"  # its own discharge
 
 
@@ -147,18 +162,42 @@ def test_a_discharge_without_an_alert_resolves_nothing_and_names_what_it_left_un
     end = discharge(stay(2), alert, leaves(2.5, encounter=None, ward=None), T0, ["e1", "e2"])
     assert end.alerts == [] and end.record.resolved_alert is None
     assert end.record.unscored_event_ids == ["e1", "e2"] and end.record.ward == "ICU-A"
-    empty = discharge(PatientWindow(), PatientAlertState(), leaves(1), T0)
-    assert empty.record.hours is None and empty.window.ended_s is not None
 
 
 def test_what_an_ended_stay_refuses_and_why() -> None:
     ended = end_stay(stay(2), leaves(2.5))
-    late = stay_ended_rejection(ended, vital(2.0))
+    late = stay_rejection(ended, vital(2.0), stay_of(ended, vital(2.0)))
     assert late.reason == "stay_ended" and "2025-01-01T02:30:00Z" in late.detail and "p1" not in late.detail
-    again = stay_ended_rejection(ended, leaves(2.5))
-    assert again.reason == "duplicate"
-    other = stay_ended_rejection(ended, leaves(1.0))
-    assert other.reason == "stay_ended"
+    again = leaves(2.5).model_copy(update={"observed_at": T0 + timedelta(hours=2.5, microseconds=500_000)})
+    assert stay_of(ended, again) == "ended"  # whole seconds: 02:30:00.5 is the same discharge
+    assert stay_rejection(ended, again, "ended").reason == "duplicate"
+    assert stay_rejection(ended, leaves(1.0), stay_of(ended, leaves(1.0))).reason == "stay_ended"
+
+
+def test_a_discharge_with_no_stay_to_end_is_refused_not_applied() -> None:
+    never_seen = PatientWindow()
+    assert stay_of(never_seen, leaves(1)) == "unknown"
+    assert stay_rejection(never_seen, leaves(1), "unknown").reason == "unknown_stay"
+    ended = end_stay(stay(2), leaves(2.5))
+    assert stay_of(ended, leaves(8.0, encounter="enc-2")) == "unknown"  # nothing since the last end
+
+
+def test_a_discharge_naming_another_encounter_is_not_this_stays_end() -> None:
+    going = stay(3)
+    going.encounter = "inp-1"  # what the stay's events named (the scoring step keeps the newest)
+    assert stay_of(going, leaves(3.5, encounter="ed-7")) == "other"  # the ED visit ended
+    assert stay_rejection(going, leaves(3.5, encounter="ed-7"), "other").reason == "other_encounter"
+    assert stay_of(going, leaves(3.5, encounter="inp-1")) == "current"
+    assert stay_of(going, leaves(3.5, encounter=None)) == "current"  # an A03 without PV1-19
+
+
+def test_the_end_is_the_later_of_the_discharge_and_the_stays_newest_observation() -> None:
+    going = stay(3)
+    going.apply(vital(4.5))  # the monitor sent on after the recorded discharge time
+    end = discharge(going, PatientAlertState(), leaves(4.0), T0)
+    assert end.window.ended_s == int((T0 + timedelta(hours=4.5)).timestamp())
+    assert end.record.ended_at == T0 + timedelta(hours=4) and end.record.through == T0 + timedelta(hours=4.5)
+    assert stay_of(end.window, vital(4.5)) == "ended"  # read late: the ended stay's, not a new stay
 
 
 @pytest.mark.parametrize("code", ["discharge", "Discharge"])
@@ -178,3 +217,32 @@ def test_a_care_clock_of_the_stay_before_is_not_the_next_stays() -> None:
     fresh.apply(vital(30.25))
     assert not of_this_stay(before, fresh)  # a clock written for the stay before the discharge
     assert of_this_stay(CareClock(time_zero=T0 + timedelta(hours=30.25)), fresh)
+
+
+def test_a_score_of_the_stay_before_gets_no_care_score_in_the_next() -> None:
+    from vigil.models.care import of_the_window
+    from vigil.schemas.scores import RiskScore, RuleScore
+
+    def scored_at(hours: float) -> RiskScore:
+        rule = RuleScore(name="NEWS2", total=0, parameters={})
+        at = T0 + timedelta(hours=hours)
+        return RiskScore(
+            score_id="s",
+            patient_id="p1",
+            hour=0,
+            scored_at=at,
+            observed_at=at,
+            event_ids=[],
+            news2=rule,
+            qsofa=rule,
+            sirs=rule,
+        )
+
+    going = stay(5)
+    assert of_the_window(scored_at(4.25), going)
+    ended = end_stay(going, leaves(5.5))
+    assert not of_the_window(scored_at(4.25), ended)  # discharged
+    fresh = next_stay(ended)
+    fresh.apply(vital(30.25))
+    assert not of_the_window(scored_at(4.25), fresh)  # read after the readmission: the stay before's
+    assert of_the_window(scored_at(30.25), fresh)
