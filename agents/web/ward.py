@@ -45,6 +45,12 @@ _DRIFT = TypeAdapter(WardDrift)
 _STAY = TypeAdapter(StayEnded)
 
 
+def _raised_by(alert: dict[str, Any], through: datetime) -> bool:
+    """An alert (as the row keeps it) opened at or before a stay's end: that stay's."""
+    opened = alert.get("opened_at") or alert.get("at")
+    return opened is not None and datetime.fromisoformat(opened) <= through
+
+
 def row_id_for(patient_id: str, key: bytes) -> str:
     return hmac.new(key, patient_id.encode(), hashlib.sha256).hexdigest()[:16]
 
@@ -133,37 +139,47 @@ class WardModel:
         return True
 
     def _of_ended_stay(self, patient_id: str, at: datetime | None, alert_id: str | None = None) -> bool:
-        """A record of a stay that ended: at or before its end, or one of its alerts. A later record
-        is the next stay's: the patient is back on the ward."""
+        """A record of a stay that ended: one of its alerts, or at or before its end (``through``).
+        A later record is the next stay's. A record without a time is the ended stay's unless the
+        patient is back on the ward."""
         rid = row_id_for(patient_id, self._key)
         ended = self._ended.get(rid)
-        if ended is None or rid in self._rows:
+        if ended is None:
             return False
-        end, alert_ids = ended
-        if alert_id in alert_ids or at is None or at <= end:
+        through, alert_ids = ended
+        if alert_id is not None and alert_id in alert_ids:
             return True
-        del self._ended[rid]
-        return False
+        return rid not in self._rows if at is None else at <= through
 
     def apply_stay_end(self, stay: StayEnded) -> dict[str, Any] | None:
         """The patient left: off the ward view, with a line in the transitions feed (once: a
-        redelivered record is known by its discharge's event id)."""
+        redelivered record is known by its discharge's event id). A row that already shows the
+        next stay (read first from the other topics) stays; only the ended stay's alerts leave it."""
         with self._lock:
             if not self._first_time(f"stay-{stay.event_id}"):
                 return None
             rid = row_id_for(stay.patient_id, self._key)
-            row = self._rows.pop(rid, None)
-            alert_ids = set(row.alerts) if row else set()
-            if stay.resolved_alert:
-                alert_ids.add(stay.resolved_alert)
-            for alert_id in alert_ids:
+            through = max(stay.ended_at, stay.through or stay.ended_at)
+            row = self._rows.get(rid)
+            back = row is not None and row.observed_at is not None and row.observed_at > through
+            if row is not None and not back:
+                del self._rows[rid]
+            ended_alerts = {stay.resolved_alert} if stay.resolved_alert else set()
+            if row is not None:
+                ended_alerts |= {a for a, data in row.alerts.items() if not back or _raised_by(data, through)}
+                for alert_id in ended_alerts:
+                    row.alerts.pop(alert_id, None)
+            for alert_id in ended_alerts:
                 self._alert_rows.pop(alert_id, None)
-            self._ended[rid] = (stay.ended_at, frozenset(alert_ids))
+            self._ended[rid] = (through, frozenset(ended_alerts))
             self._ended.move_to_end(rid)
             while len(self._ended) > self.max_patients:
                 self._ended.popitem(last=False)
             entry = views.stay_end_json(stay, rid, row.ward if row else None, self.zone)
             self._recent.append(entry)
+            if back:
+                assert row is not None
+                return self._message(row, entry)
             return {"left": {"row_id": rid, "transition": entry}}
 
     def ended_at(self, row_id: str) -> datetime | None:

@@ -57,7 +57,38 @@ def test_late_records_of_the_ended_stay_do_not_bring_the_patient_back() -> None:
     assert m.snapshot()["patients"] == []
     # admitted again: the next stay's first score puts the patient back on the ward
     assert m.apply(topics.SCORES, risk_score("p", 7, 2, "low").model_dump_json().encode()) is not None
-    assert [r["label"] for r in m.snapshot()["patients"]] == ["p"] and m.ended_at(row_id_for("p", b"k")) is None
+    assert [r["label"] for r in m.snapshot()["patients"]] == ["p"]
+    # and a record of the ended stay read even later still does not touch the next stay's row
+    assert m.apply(topics.SCORES, risk_score("p", 3, 9, "high").model_dump_json().encode()) is None
+    assert m.snapshot()["patients"][0]["hour"] == 7
+
+
+def test_a_stay_end_read_after_the_next_stays_records_keeps_the_next_stay() -> None:
+    """The topics are read side by side: the next stay's score and alert may come before the end
+    of the stay before it. The card stays, with the next stay's alert; only the old alert leaves."""
+    m = WardModel(b"k", 100)
+    m.apply(topics.SCORES, risk_score("p", 2, 6, "medium").model_dump_json().encode())
+    m.apply(topics.ALERTS, alert("p", "open").model_dump_json().encode())  # a1, opened at 03:00
+    m.apply(topics.SCORES, risk_score("p", 9, 7, "high").model_dump_json().encode())
+    later = alert("p", "open", alert_id="a2").model_copy(update={"at": T0 + timedelta(hours=9)})
+    m.apply(topics.ALERTS, later.model_dump_json().encode())
+    message = m.apply(topics.STAYS, left("p", 4.5))
+    assert message is not None and "left" not in message and message["transition"]["state"] == "discharged"
+    (row,) = m.snapshot()["patients"]
+    assert [a["alert_id"] for a in row["alerts"]] == ["a2"] and m.alert_target("a1") is None
+    assert m.alert_target("a2") is not None
+    escalated = later.model_copy(update={"state": "escalated", "transition_id": "a2-esc", "severity": "high"})
+    assert m.apply(topics.ALERTS, escalated.model_dump_json().encode()) is not None  # still shown
+
+
+def test_the_end_is_the_later_of_the_discharge_and_the_stays_last_observation() -> None:
+    """A discharge time recorded before the stay's last vital signs (a monitor sending on): those
+    scores are the ended stay's too, read late or not."""
+    m = WardModel(b"k", 100)
+    record = StayEnded.model_validate_json(left("p", 2.5)).model_copy(update={"through": T0 + timedelta(hours=3)})
+    m.apply(topics.STAYS, record.model_dump_json().encode())
+    assert m.apply(topics.SCORES, risk_score("p", 3, 6, "medium").model_dump_json().encode()) is None
+    assert m.apply(topics.SCORES, risk_score("p", 4, 1, "low").model_dump_json().encode()) is not None
 
 
 def test_a_stay_end_before_any_score_still_keeps_the_ended_stays_records_out() -> None:
