@@ -46,7 +46,11 @@ def require_redis(settings: Settings) -> str:
 
 
 def require_free_port(host: str, port: int) -> None:
+    """Refuse a port another process listens on. SO_REUSEADDR as the servers set it (uvicorn,
+    asyncio): a port whose last connections linger in TIME_WAIT, as after a demo run a minute ago,
+    is free to them, and a listener still refuses the bind."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
