@@ -22,7 +22,8 @@ from vigil.agents.app import (
 )
 from vigil.agents.runtime import Publisher, batches, run_batch, runtime
 from vigil.infra.redis import care_key, window_key
-from vigil.models.care import CareClock, at_risk, care_categories, care_inputs, of_the_window, of_this_stay
+from vigil.models.care import CareClock, at_risk, care_categories, care_inputs
+from vigil.models.stays import in_stay
 from vigil.models.treatment import score_patient_care, score_plan
 from vigil.models.window import PatientWindow
 from vigil.schemas.deadletter import Rejected
@@ -54,10 +55,10 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
     published = 0
     for pid, cblob in zip(pids, cares, strict=True):
         score = latest[pid]
-        if not of_the_window(score, windows[pid]):
+        if not in_stay(windows[pid], score.observed_at):
             continue  # a score of a stay that ended (discharged, or admitted again since)
         care = CareClock.model_validate_json(cblob) if cblob else None
-        if care is None or not of_this_stay(care, windows[pid]):
+        if care is None or not in_stay(windows[pid], care.time_zero):
             care = CareClock(time_zero=score.observed_at)
         time_zero = care.time_zero
         state, items = care_inputs(score, windows[pid], time_zero)

@@ -32,24 +32,6 @@ class CareClock(BaseModel):
     inputs: str = ""
 
 
-def of_the_window(score: RiskScore, window: PatientWindow) -> bool:
-    """Whether ``score`` is of the stay ``window`` holds: not after a discharge ended it, not of the
-    stay before (observed before this stay's hour 0, or at or before the previous end)."""
-    if window.ended_s is not None:
-        return False
-    at = int(score.observed_at.timestamp())
-    if window.after_s is not None and at <= window.after_s:
-        return False
-    return window.anchor_s is None or at >= window.anchor_s
-
-
-def of_this_stay(care: CareClock, window: PatientWindow) -> bool:
-    """A care clock started in the stay ``window`` holds: at or after its hour 0. One written for
-    the stay before a discharge (the scoring step deletes it; a care batch racing the discharge may
-    write it again) started before the next stay's first event."""
-    return window.anchor_s is None or care.time_zero.timestamp() >= window.anchor_s
-
-
 def at_risk(score: RiskScore) -> bool:
     """Patients for whom a care score is published: NEWS2 medium/high or a single 3
     (RCP 2017 clinical response), qSOFA >= 2 (Sepsis-3), or a positive model."""

@@ -65,6 +65,19 @@ def stay_of(window: PatientWindow, event: PatientEvent) -> StayOf:
     return "current"
 
 
+def in_stay(window: PatientWindow, at: datetime) -> bool:
+    """Whether a record of the patient at ``at`` (a score's newest observation, a care clock's time
+    zero) is of the stay ``window`` holds: not after a discharge ended it, not of the stay before (at
+    or before the previous end, or before this stay's hour 0). The treatment agent reads scores and
+    its care clock against the window they may have outlived."""
+    if window.ended_s is not None:
+        return False
+    t = int(at.timestamp())
+    if window.after_s is not None and t <= window.after_s:
+        return False
+    return window.anchor_s is None or t >= window.anchor_s
+
+
 def _utc(epoch_s: int) -> str:
     return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tests.unit.models.test_alerting import POLICY, score
 from vigil.models.alerting import PatientAlertState, on_score
-from vigil.models.stays import discharge, end_stay, is_discharge, next_stay, stay_of, stay_rejection
+from vigil.models.stays import discharge, end_stay, in_stay, is_discharge, next_stay, stay_of, stay_rejection
 from vigil.models.window import PatientWindow
 from vigil.schemas.events import PatientEvent
 from vigil.schemas.normalize import normalize_event
@@ -209,18 +209,17 @@ def test_an_observation_code_never_maps_to_a_discharge(code: str) -> None:
 
 
 def test_a_care_clock_of_the_stay_before_is_not_the_next_stays() -> None:
-    from vigil.models.care import CareClock, of_this_stay
+    from vigil.models.care import CareClock
 
     before = CareClock(time_zero=T0 + timedelta(hours=2))
-    assert of_this_stay(before, stay(5))  # the same stay: started at or after its hour 0
+    assert in_stay(stay(5), before.time_zero)  # the same stay: started at or after its hour 0
     fresh = next_stay(end_stay(stay(5), leaves(5.5)))
     fresh.apply(vital(30.25))
-    assert not of_this_stay(before, fresh)  # a clock written for the stay before the discharge
-    assert of_this_stay(CareClock(time_zero=T0 + timedelta(hours=30.25)), fresh)
+    assert not in_stay(fresh, before.time_zero)  # a clock written for the stay before the discharge
+    assert in_stay(fresh, CareClock(time_zero=T0 + timedelta(hours=30.25)).time_zero)
 
 
 def test_a_score_of_the_stay_before_gets_no_care_score_in_the_next() -> None:
-    from vigil.models.care import of_the_window
     from vigil.schemas.scores import RiskScore, RuleScore
 
     def scored_at(hours: float) -> RiskScore:
@@ -239,10 +238,10 @@ def test_a_score_of_the_stay_before_gets_no_care_score_in_the_next() -> None:
         )
 
     going = stay(5)
-    assert of_the_window(scored_at(4.25), going)
+    assert in_stay(going, scored_at(4.25).observed_at)
     ended = end_stay(going, leaves(5.5))
-    assert not of_the_window(scored_at(4.25), ended)  # discharged
+    assert not in_stay(ended, scored_at(4.25).observed_at)  # discharged
     fresh = next_stay(ended)
     fresh.apply(vital(30.25))
-    assert not of_the_window(scored_at(4.25), fresh)  # read after the readmission: the stay before's
-    assert of_the_window(scored_at(30.25), fresh)
+    assert not in_stay(fresh, scored_at(4.25).observed_at)  # read after the readmission: the stay before's
+    assert in_stay(fresh, scored_at(30.25).observed_at)
