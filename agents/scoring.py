@@ -148,7 +148,8 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     t_build = time.perf_counter()
     await publisher.flush()
     t1 = time.perf_counter()
-    saved = dict.fromkeys([*pids, *(r.patient_id for r in ended), *(p for p in states if states[p].restart)])
+    # the patients scored, and those whose stay ended or began anew (a discharge restarts too)
+    saved = dict.fromkeys([*pids, *(p for p in states if states[p].restart)])
     await rt.store.save_states(
         {
             pid: PatientState(
