@@ -160,6 +160,7 @@ def deadletters_replay(
     from vigil.infra.connect import kafka_producer
     from vigil.infra.deadletters import (
         AUDIT_KEY,
+        NEVER_RESENT,
         REPLAY_HEADER,
         REPLAYED_BEFORE,
         Replayed,
@@ -168,12 +169,9 @@ def deadletters_replay(
     )
     from vigil.schemas import topics
 
-    if "duplicate" in reason:
-        raise UserError("duplicates are not sent again: their events were scored already (drop --reason duplicate)")
-    if "stay_ended" in reason:
-        raise UserError(
-            "stay_ended letters are not sent again: their patient's stay had ended, and would again (drop that reason)"
-        )
+    for never, why in NEVER_RESENT.items():
+        if never in reason:
+            raise UserError(why)
     chosen_since = _since(since)
     settings, letters = _letters(bootstrap)
     try:

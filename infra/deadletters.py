@@ -65,6 +65,12 @@ NO_ORIGINAL = "no_original"
 NOT_AN_INPUT = "not_an_input"
 DUPLICATE = "duplicate"
 STAY_ENDED = "stay_ended"
+# reasons whose letters never go again (the skip code is the reason), and why, as the CLI says it
+NEVER_RESENT = {
+    DUPLICATE: "duplicates are not sent again: their events were scored already (drop --reason duplicate)",
+    STAY_ENDED: "stay_ended letters are not sent again: their patient's stay had ended, and would again "
+    "(drop that reason)",
+}
 REPLAYED_BEFORE = "replayed_before"
 
 
@@ -125,10 +131,8 @@ def resend_of(item: Letter) -> Resend | str:
     letter = item.letter
     if letter is None:
         return UNREADABLE
-    if letter.reason == "duplicate":
-        return DUPLICATE
-    if letter.reason == "stay_ended":
-        return STAY_ENDED
+    if letter.reason in NEVER_RESENT:
+        return letter.reason
     target = resend_topic(letter.source_topic)
     if target is None:
         return NOT_AN_INPUT
