@@ -1,4 +1,4 @@
-"""EHR intake agents: FHIR R4 JSON on ``vigil.ingest.fhir`` and HL7v2 (ORU^R01, ADT^A03) on
+"""EHR intake agents: FHIR R4 JSON on ``vigil.ingest.fhir`` and HL7v2 (ORU^R01, ADT^A03, ADT^A13) on
 ``vigil.ingest.hl7v2`` become canonical events on ``vigil.events``; every rejected part goes to
 the dead letters with the reason and the original bytes: one dead letter per message (HL7v2) or
 per Bundle entry (FHIR, decoded one entry at a time), never one copy of a message per rejection.

@@ -23,7 +23,16 @@ from vigil.infra.logging import get_logger
 from vigil.infra.redis import PatientState
 from vigil.models.alerting import PatientAlertState, on_score
 from vigil.models.scoring import PendingUpdate, build_risk_score
-from vigil.models.stays import discharge, is_discharge, next_stay, stay_of, stay_rejection
+from vigil.models.stays import (
+    Resumed,
+    discharge,
+    is_cancel,
+    is_discharge,
+    next_stay,
+    resume,
+    stay_of,
+    stay_rejection,
+)
 from vigil.models.stepping import StayCarry
 from vigil.models.stream_step import StepOutcome, StepRequest, step_request
 from vigil.models.window import LateEvent, PatientWindow
@@ -31,7 +40,7 @@ from vigil.schemas.alerts import Alert
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
 from vigil.schemas.scores import ModelScore
-from vigil.schemas.stays import StayEnded
+from vigil.schemas.stays import StayEnded, StayResumed
 
 log = get_logger(__name__)
 
@@ -64,17 +73,35 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t0)
     windows = {pid: state.window for pid, state in states.items()}
     anchors = {pid: window.anchor_s for pid, window in windows.items()}
+    # the ended stays a cancel may resume (rare: read only for the patients of a batch's cancels)
+    cancelling = {p.patient_id for _, p in parsed if is_cancel(p)}
+    held = await rt.store.load_held(cancelling) if cancelling else {}
     updates: dict[str, PendingUpdate] = {}
     alerts: list[Alert] = []
-    ended: list[StayEnded] = []
+    ended: list[StayEnded | StayResumed] = []
     for event, patient_event in parsed:
         pid, m = patient_event.patient_id, event.message
         produced_ms = kafka_timestamp_ms(m)
         if produced_ms is not None and (oldest_ms is None or produced_ms < oldest_ms):
             oldest_ms = produced_ms
-        window = windows[pid]
+        window, state = windows[pid], states[pid]
         redelivered = window.seen(m.partition, m.offset)
         window.advance(m.partition, m.offset)
+        if is_cancel(patient_event):
+            if redelivered:
+                continue  # its outcome is out and saved (the stay it resumed is in the window)
+            back = resume(window, held.get(pid), patient_event, datetime.now(UTC))
+            if not isinstance(back, Resumed):
+                await publisher.dead_letter(event, back)
+                continue
+            windows[pid] = state.window = window = back.window
+            state.carry, anchors[pid], held[pid] = back.carry, window.anchor_s, None
+            state.stays.append(("resume", None))
+            ended.append(back.record)
+            # scored now, from the stay's own history: the cancel is the event the score names
+            update = updates.setdefault(pid, PendingUpdate(pid, ward=window.ward))
+            update.add(patient_event.event_id, patient_event.observed_at, produced_ms, None, window.ward)
+            continue
         stay = stay_of(window, patient_event)
         if redelivered and (stay != "current" or is_discharge(patient_event)):
             continue  # its outcome is out and saved (a stay it ended or began is in the window)
@@ -82,18 +109,18 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             await publisher.dead_letter(event, stay_rejection(window, patient_event, stay))
             continue
         if stay == "new":  # the first event after a discharge: the next stay, from its hour 0
-            window = windows[pid] = next_stay(window)
-            states[pid] = PatientState(window, None, PatientAlertState(patient_id=pid), restart=True)
-            anchors[pid] = None
+            windows[pid] = state.window = window = next_stay(window)
+            state.carry, state.alert, anchors[pid] = None, PatientAlertState(patient_id=pid), None
+            state.stays.append(("begin", None))
         if is_discharge(patient_event):
             # the patient left: what this batch applied to the stay is not scored, but named
             unscored = updates.pop(pid).event_ids if pid in updates else []
-            end = discharge(window, states[pid].alert, patient_event, datetime.now(UTC), unscored)
+            end = discharge(window, state.alert, patient_event, datetime.now(UTC), unscored, state.carry)
             alerts += end.alerts
             ended.append(end.record)
-            windows[pid] = end.window
-            states[pid] = PatientState(end.window, None, states[pid].alert, restart=True)
-            anchors[pid] = None
+            windows[pid] = state.window = end.window
+            state.carry, anchors[pid], held[pid] = None, None, end.held
+            state.stays.append(("end", end.held))
             continue
         try:
             changed = window.apply(patient_event)
@@ -140,7 +167,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     await publish_alerts(publisher, alerts)
     for record in ended:
         await publisher.send(stays_topic, record.patient_id, record.model_dump_json().encode())
-        metrics.STAYS_ENDED.inc()
+        (metrics.STAYS_ENDED if isinstance(record, StayEnded) else metrics.STAYS_RESUMED).inc()
     reports = []
     if rt.drift is not None and outcomes:
         reports = rt.drift.observe(list(outcomes), [updates[p].ward for p in outcomes], list(outcomes.values()))
@@ -148,13 +175,11 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     t_build = time.perf_counter()
     await publisher.flush()
     t1 = time.perf_counter()
-    # the patients scored, and those whose stay ended or began anew (a discharge restarts too)
+    # the patients scored, and those whose stay ended, began anew or resumed
     saved = dict.fromkeys([*pids, *(p for p in states if states[p].restart)])
     await rt.store.save_states(
         {
-            pid: PatientState(
-                windows[pid], _carry_to_save(pid, outcomes, states), states[pid].alert, states[pid].restart
-            )
+            pid: PatientState(windows[pid], _carry_to_save(pid, outcomes, states), states[pid].alert, states[pid].stays)
             for pid in saved
         }
     )
@@ -167,7 +192,8 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         queued_ms=None if oldest_ms is None else max(0, started_ms - oldest_ms),
         finals=sum(len(o.closed) for o in outcomes.values()),
         alerts=len(alerts),
-        stays_ended=len(ended),
+        stays_ended=sum(isinstance(r, StayEnded) for r in ended),
+        stays_resumed=sum(isinstance(r, StayResumed) for r in ended),
         sequence_restarts=restarted,
         load_apply_ms=_ms(t0, t_apply),
         infer_ms=_ms(t_apply, t_infer),

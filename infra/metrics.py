@@ -13,6 +13,9 @@ MLLP_EVENTS = Counter("vigil_mllp_events_total", "Events the MLLP listener publi
 MLLP_CONNECTIONS = Gauge("vigil_mllp_connections", "Open MLLP connections")
 ALERTS = Counter("vigil_alerts_total", "Alert transitions published", ["state", "severity"])
 STAYS_ENDED = Counter("vigil_stays_ended_total", "Stays ended by a discharge (published on vigil.stays)")
+STAYS_RESUMED = Counter(
+    "vigil_stays_resumed_total", "Ended stays resumed by a cancel of their discharge (published on vigil.stays)"
+)
 BATCH_SIZE = Histogram(
     "vigil_inference_batch_size", "Patients per inference batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
 )

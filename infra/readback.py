@@ -35,6 +35,7 @@ class Readback:
     dead_ids: set[str] = field(default_factory=set)
     dead_digests: set[str] = field(default_factory=set)
     stays_ended: int = 0
+    stays_resumed: int = 0  # cancelled discharges (their cancel is also named by the stay's next score)
     ended_ids: set[str] = field(default_factory=set)  # discharges and the events they left unscored
     stay_records: list[dict[str, Any]] = field(default_factory=list)
     score_event_counts: Counter[str] = field(default_factory=Counter)
@@ -101,10 +102,13 @@ class TopicReader:
             r.first_alert_at = r.first_alert_at or now
             r.alert_records.append(data)
         elif topic == topics.STAYS:
-            r.stays_ended += 1
             r.stay_records.append(data)
-            r.ended_ids.add(data["event_id"])
-            r.ended_ids.update(data.get("unscored_event_ids", []))
+            if data.get("record", "stay_ended") == "stay_resumed":
+                r.stays_resumed += 1
+            else:
+                r.stays_ended += 1
+                r.ended_ids.add(data["event_id"])
+                r.ended_ids.update(data.get("unscored_event_ids", []))
         else:
             r.dead_letters += 1
             r.dead_letter_reasons[data["reason"]] += 1

@@ -17,8 +17,8 @@ import struct
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -26,6 +26,7 @@ from vigil.infra.connect import redis_async_client
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings, get_settings
 from vigil.models.alerting import PatientAlertState, needs_timer
+from vigil.models.stays import HeldStay
 from vigil.models.stepping import StayCarry
 from vigil.models.window import PatientWindow
 
@@ -57,6 +58,13 @@ def alert_key(patient_id: str) -> str:
 
 def care_key(patient_id: str) -> str:
     return f"vigil:t:{state_hash(patient_id)}"
+
+
+def held_keys(patient_id: str) -> tuple[str, str, str]:
+    """Window, carry and care clock of the patient's last ended stay, held for a cancel of its
+    discharge (``models.stays.HeldStay``) until the state's TTL."""
+    h = state_hash(patient_id)
+    return f"vigil:hw:{h}", f"vigil:hc:{h}", f"vigil:ht:{h}"
 
 
 # A packed blob starts with this byte, then raw deflate (no zlib header or checksum: Redis keeps
@@ -91,6 +99,13 @@ def _carry_or_none(blob: bytes | str | None) -> StayCarry | None:
         return None
 
 
+# What a batch did to a patient's stays (``models.stays``), in order; each changes the keys beside
+# the window when the state is written. end: the stay is held (window, carry, a copy of the care
+# clock), then its carry and care clock are deleted; begin: the next stay starts without them;
+# resume: the held stay's care clock comes back and the held keys go (its carry is the state's).
+StayChange = tuple[Literal["end", "begin", "resume"], HeldStay | None]
+
+
 @dataclass
 class PatientState:
     """What the scoring step reads and writes per patient in one round trip each."""
@@ -98,9 +113,12 @@ class PatientState:
     window: PatientWindow
     carry: StayCarry | None
     alert: PatientAlertState
-    # the stay ended or the next began in this batch (``models.stays``): the carry and the care
-    # clock written for the stay before are deleted with the write
-    restart: bool = False
+    stays: list[StayChange] = field(default_factory=list)
+
+    @property
+    def restart(self) -> bool:
+        """A stay ended, began or resumed in this batch: the keys beside the window change."""
+        return bool(self.stays)
 
 
 def _alert_or_new(blob: bytes | str | None) -> PatientAlertState:
@@ -184,17 +202,32 @@ class PatientStore:
             for i, pid in enumerate(ids)
         }
 
+    async def load_held(self, patient_ids: Iterable[str]) -> dict[str, HeldStay | None]:
+        """The held ended stay of each patient (None: none held, or it cannot be read)."""
+        ids = list(patient_ids)
+        keys = [k for p in ids for k in held_keys(p)[:2]]
+        blobs = await self._until_ok("mget", lambda: self.client.mget(keys)) if ids else []
+        held: dict[str, HeldStay | None] = {}
+        for i, pid in enumerate(ids):
+            try:
+                window = PatientWindow.from_bytes(unpack_state(blobs[2 * i])) if blobs[2 * i] else None
+            except (ValueError, struct.error, zlib.error) as exc:
+                log.warning("held_stay.unreadable", error=type(exc).__name__)
+                window = None
+            held[pid] = HeldStay(window, _carry_or_none(blobs[2 * i + 1])) if window is not None else None
+        return held
+
     async def save_states(self, states: dict[str, PatientState]) -> None:
         """Window, carry and alert lifecycle of each patient, and whether the escalation timer looks
         at it (``OPEN_ALERTS_KEY``), as one MULTI/EXEC: a reader never sees a window without the
-        carry and the alert state that match it (no carry yet: none is written; a restarted stay:
-        the old carry and care clock are deleted in the same transaction)."""
+        carry and the alert state that match it (no carry yet: none is written; a stay that ended,
+        began or resumed: its keys beside the window change in the same transaction, ``StayChange``)."""
 
         async def write() -> None:
             pipe = self.client.pipeline(transaction=True)
             for pid, state in states.items():
-                if state.restart:
-                    pipe.delete(carry_key(pid), care_key(pid))
+                for change, held in state.stays:
+                    self._queue_stay_change(pipe, pid, change, held)
                 pipe.set(window_key(pid), pack_state(state.window.to_bytes()), ex=self.ttl_s)
                 if state.carry is not None:
                     pipe.set(carry_key(pid), pack_state(state.carry.to_bytes()), ex=self.ttl_s)
@@ -213,6 +246,24 @@ class PatientStore:
             await pipe.execute()
 
         await self._until_ok("set", write)
+
+    def _queue_stay_change(self, pipe: Any, pid: str, change: str, held: HeldStay | None) -> None:
+        """One ``StayChange`` of the patient's keys, in the write's transaction (COPY keeps the TTL)."""
+        h_window, h_carry, h_care = held_keys(pid)
+        if change == "end" and held is not None:
+            pipe.set(h_window, pack_state(held.window.to_bytes()), ex=self.ttl_s)
+            if held.carry is not None:
+                pipe.set(h_carry, pack_state(held.carry.to_bytes()), ex=self.ttl_s)
+            else:
+                pipe.delete(h_carry)
+            pipe.delete(h_care)
+            pipe.copy(care_key(pid), h_care)
+        if change in ("end", "begin"):
+            pipe.delete(carry_key(pid), care_key(pid))
+        if change == "resume":
+            pipe.delete(carry_key(pid), care_key(pid))
+            pipe.copy(h_care, care_key(pid))
+            pipe.delete(h_window, h_carry, h_care)
 
     def _queue_alerts(self, pipe: Any, alerts: dict[str, PatientAlertState]) -> None:
         """Each lifecycle under its alert key, and the key in or out of ``OPEN_ALERTS_KEY`` (the

@@ -12,7 +12,14 @@ An event after a discharge is either late data of the ended stay (observed at or
 ``stay_ended`` dead letter, counted, never scored for a patient who has left; or the first event of
 the next stay (observed after the end): a fresh window from its hour 0, as the models were trained
 (one PhysioNet file per stay). A patient discharged in error whose monitors go on sending is thus
-scored again at once, as a new stay (``ADT^A13``, cancel discharge, does not restore the stay).
+scored again at once, as a new stay.
+
+A discharge entered in error is cancelled (``cancel_discharge``, HL7v2 ``ADT^A13``): the ended stay
+was held at its discharge (``HeldStay``: its window with its rows, and its carry), and ``resume``
+gives it back, with whatever the next stay recorded since folded in at the times observed: one stay
+again, its hours counted from its own admission, as if the discharge had never come. A cancel with
+no ended stay to resume (none held, or the stay is open and not the one after a held end) is an
+``unknown_stay`` dead letter; one naming another encounter than the discharge is ``other_encounter``.
 
 A discharge that cannot be this stay's end is refused, not applied: one for a patient with no stay
 (never scored, or nothing since the last end: ``unknown_stay``; a hospital-wide ADT feed sends every
@@ -23,17 +30,19 @@ again: ``stay_ended``), one naming another encounter than the stay's events name
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
 from vigil.models.alerting import PatientAlertState, on_discharge
-from vigil.models.window import PatientWindow
+from vigil.models.stepping import StayCarry
+from vigil.models.window import LateEvent, PatientWindow
 from vigil.schemas.alerts import Alert
-from vigil.schemas.codes import DISCHARGE
+from vigil.schemas.codes import CANCEL_DISCHARGE, CATALOGUE, DISCHARGE, DYNAMIC_CODES
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
-from vigil.schemas.stays import StayEnded
+from vigil.schemas.stays import StayEnded, StayResumed
 
 # current: the stay the window holds; new: the first event after an end; the others are refused
 StayOf = Literal["current", "new", "ended", "earlier", "unknown", "other"]
@@ -41,6 +50,11 @@ StayOf = Literal["current", "new", "ended", "earlier", "unknown", "other"]
 
 def is_discharge(event: PatientEvent) -> bool:
     return event.kind == "encounter" and event.code == DISCHARGE
+
+
+def is_cancel(event: PatientEvent) -> bool:
+    """A cancel of the patient's last discharge (``resume``)."""
+    return event.kind == "encounter" and event.code == CANCEL_DISCHARGE
 
 
 def stay_of(window: PatientWindow, event: PatientEvent) -> StayOf:
@@ -98,12 +112,24 @@ def stay_rejection(window: PatientWindow, event: PatientEvent, of: StayOf) -> Re
 
 
 @dataclass(frozen=True)
+class HeldStay:
+    """An ended stay as it was at its discharge, kept beside the tombstone until the state's TTL so
+    that a cancel can resume it: the window with its rows and the end (``ended_s``), and the
+    stepping carry (aggregates since admission)."""
+
+    window: PatientWindow
+    carry: StayCarry | None
+
+
+@dataclass(frozen=True)
 class Discharge:
-    """What a discharge does: the window it leaves, the alert it resolves, the record it publishes."""
+    """What a discharge does: the window it leaves, the alert it resolves, the record it publishes,
+    and the stay it holds for a cancel."""
 
     window: PatientWindow
     alerts: list[Alert]
     record: StayEnded
+    held: HeldStay
 
 
 def discharge(
@@ -112,13 +138,17 @@ def discharge(
     event: PatientEvent,
     now: datetime,
     unscored: list[str] | None = None,
+    carry: StayCarry | None = None,
 ) -> Discharge:
     """End the stay ``window`` holds at ``event`` (a discharge); ``alert`` starts afresh (mutated).
-    ``unscored``: events applied to the stay in the discharge's batch, before it, never scored."""
+    ``unscored``: events applied to the stay in the discharge's batch, before it, never scored;
+    ``carry``: the stay's stepping carry, held with its window."""
     ward = event.ward or window.ward
     resolved = on_discharge(alert, event.observed_at, event.encounter, ward)
     ended = end_stay(window, event)
     assert ended.ended_s is not None
+    kept = replace(copy.deepcopy(window), ended_s=ended.ended_s, ended_encounter=ended.ended_encounter)
+    kept.evicted, kept.changed_from = {}, None
     record = StayEnded(
         patient_id=event.patient_id,
         encounter=ended.ended_encounter,
@@ -132,7 +162,7 @@ def discharge(
         hours=stay_hours(window),
         at=now,
     )
-    return Discharge(ended, resolved, record)
+    return Discharge(ended, resolved, record, HeldStay(kept, carry))
 
 
 def end_stay(window: PatientWindow, discharge: PatientEvent) -> PatientWindow:
@@ -159,3 +189,73 @@ def next_stay(window: PatientWindow) -> PatientWindow:
 def stay_hours(window: PatientWindow) -> int | None:
     """The hours of the stay the window holds (its newest hour index + 1), None before any row."""
     return window.last_hour + 1 if window.anchor_s is not None and window.last_hour >= 0 else None
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What a cancelled discharge gives back: the stay's window (the next stay's hours folded in),
+    its carry, and the record published."""
+
+    window: PatientWindow
+    carry: StayCarry | None
+    record: StayResumed
+
+
+def resume(window: PatientWindow, held: HeldStay | None, event: PatientEvent, now: datetime) -> Resumed | Rejected:
+    """Cancel the discharge that ended ``held`` (``event``: a ``cancel_discharge``). ``window`` is the
+    patient's window now: the tombstone that discharge left, or the next stay begun after it (its
+    events fold back into the resumed stay). Anything else has no ended stay to resume."""
+    end = held.window.ended_s if held is not None else None
+    if held is None or end is None:
+        return Rejected("unknown_stay", "cancel_discharge: Vigil holds no ended stay of this patient to resume")
+    if window.ended_s is not None and window.ended_s != end or window.ended_s is None and window.after_s != end:
+        return Rejected("unknown_stay", "cancel_discharge: the patient's last discharge is not the one Vigil holds")
+    ended_encounter = held.window.ended_encounter
+    if event.encounter and ended_encounter and event.encounter != ended_encounter:
+        return Rejected("other_encounter", "cancel_discharge: names another encounter than the discharge")
+    restored = replace(copy.deepcopy(held.window), ended_s=None, ended_encounter=None, position=window.position)
+    folded = 0
+    if window.ended_s is None:  # the next stay began: its hours are this stay's
+        folded = fold(restored, window)
+        restored.ward = window.ward or restored.ward
+        restored.encounter = window.encounter or restored.encounter
+    restored.ward = event.ward or restored.ward
+    record = StayResumed(
+        patient_id=event.patient_id,
+        encounter=restored.encounter or ended_encounter,
+        ward=restored.ward,
+        cancelled_at=event.observed_at,
+        cancelled_end=datetime.fromtimestamp(end, tz=UTC),
+        event_id=event.event_id,
+        source=event.source,
+        hours=stay_hours(restored),
+        folded_hours=folded,
+        at=now,
+    )
+    return Resumed(restored, held.carry, record)
+
+
+def fold(into: PatientWindow, later: PatientWindow) -> int:
+    """Apply what ``later`` (a window begun after ``into``'s last observation) holds to ``into`` at the
+    times it was observed, as if its events had come to ``into``; returns the hours of ``later`` that
+    held measurements. What left ``later``'s window before (a next stay longer than 48 hours) is not
+    there to fold."""
+    if later.anchor_s is None:
+        return 0
+    base = later.anchor_s
+    events = [(base + h * 3600 + s, DYNAMIC_CODES[i], v) for h, row in later.rows.items() for i, (v, s) in row.items()]
+    events += [(base + h * 3600, code, v) for code, (v, h) in later.static.items()]
+    events += [(ts, code, v) for code, ts, v in later.treatments]
+    for ts, code, value in sorted(events):
+        try:
+            into.apply(_recorded(code, ts, value))
+        except LateEvent:
+            continue  # older than the window it folds into: it could not change a score
+    return len(later.rows)
+
+
+def _recorded(code: str, ts: int, value: float) -> PatientEvent:
+    """A window's cell as the event that put it there (only what ``PatientWindow.apply`` reads)."""
+    return PatientEvent.model_construct(
+        kind=CATALOGUE[code][0], code=code, observed_at=datetime.fromtimestamp(ts, tz=UTC), value=value
+    )

@@ -92,11 +92,14 @@ TREATMENTS: Final[dict[str, tuple[str, tuple[float, float]]]] = {
 
 # The patient's stay (ADT). ``discharge``: the stay Vigil scores has ended (discharged, died,
 # transferred out of the monitored unit; HL7v2 ADT^A03, FHIR Encounter ``finished``): its alert is
-# resolved and its state ended (``models.stays``). The value is 1: the event is the fact.
+# resolved and its state ended (``models.stays``). ``cancel_discharge``: that discharge was an error
+# (HL7v2 ADT^A13): the stay goes on, with its history. The value is 1: the event is the fact.
 ENCOUNTERS: Final[dict[str, tuple[str, tuple[float, float]]]] = {
     "discharge": ("1", (1.0, 1.0)),
+    "cancel_discharge": ("1", (1.0, 1.0)),
 }
 DISCHARGE: Final = "discharge"
+CANCEL_DISCHARGE: Final = "cancel_discharge"
 
 CATALOGUE: Final[dict[str, tuple[EventKind, str, tuple[float, float]]]] = {
     **{c: ("vital", u, r) for c, (u, r) in VITALS.items()},

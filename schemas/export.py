@@ -13,7 +13,7 @@ from vigil.schemas.deadletter import DeadLetter
 from vigil.schemas.drift import WardDrift
 from vigil.schemas.events import PatientEvent
 from vigil.schemas.scores import RiskScore
-from vigil.schemas.stays import StayEnded
+from vigil.schemas.stays import StayRecords
 
 TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {
     topics.EVENTS_RAW: PatientEvent,
@@ -23,7 +23,7 @@ TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {
     topics.ALERT_ACKS: AlertAck,
     topics.DEADLETTER: DeadLetter,
     topics.DRIFT: WardDrift,
-    topics.STAYS: StayEnded,
+    topics.STAYS: StayRecords,
 }
 
 

@@ -16,7 +16,7 @@ from vigil.schemas.display import clock, feature_parts, iso_local, missing_text,
 
 if TYPE_CHECKING:
     from vigil.agents.web.ward import PatientRow
-    from vigil.schemas.stays import StayEnded
+    from vigil.schemas.stays import StayEnded, StayResumed
 
 BAND_RANK = {"low": 0, "low-medium": 1, "medium": 2, "high": 3}
 UNACKNOWLEDGED = ("open", "escalated")
@@ -126,6 +126,25 @@ def _transition_fields(alert: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
 def transition_json(alert: dict[str, Any], row: PatientRow, zone: tzinfo) -> dict[str, Any]:
     """One line of the transitions feed and of the patient's alert history."""
     return {**_transition_fields(alert, zone), "row_id": row.row_id, "label": row.patient_id, "ward": row.ward}
+
+
+def stay_resumed_json(stay: StayResumed, row_id: str, ward: str | None, zone: tzinfo) -> dict[str, Any]:
+    """The transitions feed's line for a patient back on the ward: the discharge was cancelled."""
+    return {
+        "alert_id": "",
+        "short_id": "",
+        "transition_id": f"resume-{stay.event_id}",
+        "state": "resumed",
+        "severity": "unknown",
+        "reason": f"discharge cancelled: the stay goes on (ended {clock(stay.cancelled_end, zone)})",
+        "at": iso_local(stay.cancelled_at, zone),
+        "at_text": clock(stay.cancelled_at, zone),
+        "by": None,
+        "note": None,
+        "row_id": row_id,
+        "label": stay.patient_id,
+        "ward": stay.ward or ward,
+    }
 
 
 def stay_end_json(stay: StayEnded, row_id: str, ward: str | None, zone: tzinfo) -> dict[str, Any]:

@@ -5,7 +5,8 @@
 alert transition, if any; for drift, the wards' drift indicator; for a stay's end, the row that left)
 for the live feed; ``views`` turns rows into what the page shows. A discharged patient leaves the
 ward view; records of the ended stay that arrive after its end (the topics are read side by side)
-do not bring the patient back, the next stay's do. Rows are addressed by an opaque ``row_id``
+do not bring the patient back, the next stay's do. A cancelled discharge (``StayResumed``) brings
+the card back as it left, and the stay's records count again. Rows are addressed by an opaque ``row_id``
 (keyed HMAC of the patient id) so no patient identifier appears in a URL; the page shows the
 patient label because the clinician needs it.
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from vigil.agents.web import metrics, views
 from vigil.agents.web.drift import WardDriftBoard
@@ -30,7 +31,7 @@ from vigil.schemas import topics
 from vigil.schemas.alerts import Alert
 from vigil.schemas.drift import WardDrift
 from vigil.schemas.scores import RiskScore
-from vigil.schemas.stays import StayEnded
+from vigil.schemas.stays import StayEnded, StayResumed, parse_stay_record
 from vigil.schemas.treatment import TreatmentScore
 
 TREND_CODES = ("HR", "Resp", "SBP", "O2Sat", "Temp")
@@ -42,7 +43,6 @@ _SCORE = TypeAdapter(RiskScore)
 _ALERT = TypeAdapter(Alert)
 _TREATMENT = TypeAdapter(TreatmentScore)
 _DRIFT = TypeAdapter(WardDrift)
-_STAY = TypeAdapter(StayEnded)
 
 
 def _raised_by(alert: dict[str, Any], through: datetime) -> bool:
@@ -53,6 +53,16 @@ def _raised_by(alert: dict[str, Any], through: datetime) -> bool:
 
 def row_id_for(patient_id: str, key: bytes) -> str:
     return hmac.new(key, patient_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """A stay that ended: its end (``through``), its alerts, and the card that left the ward view
+    (None when the next stay's card stayed): a cancel of the discharge brings it back."""
+
+    through: datetime
+    alert_ids: frozenset[str]
+    row: PatientRow | None
 
 
 @dataclass
@@ -87,8 +97,8 @@ class WardModel:
         self._alert_rows: dict[str, str] = {}  # alert_id -> row_id (for acks by alert id)
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_TRANSITIONS)
         self._seen_transitions: OrderedDict[str, None] = OrderedDict()
-        # row_id -> (end of the stay, its alert ids): what a late record of an ended stay is told by
-        self._ended: OrderedDict[str, tuple[datetime, frozenset[str]]] = OrderedDict()
+        # row_id -> what a late record of an ended stay is told by, and the card a cancel brings back
+        self._ended: OrderedDict[str, _Ended] = OrderedDict()
         self._lock = threading.Lock()
         self.drift = WardDriftBoard()
 
@@ -97,14 +107,18 @@ class WardModel:
         row = self._rows.get(rid)
         if row is None:
             row = PatientRow(rid, patient_id)
-            self._rows[rid] = row
-            while len(self._rows) > self.max_patients:
-                _, old = self._rows.popitem(last=False)
-                for alert_id in old.alerts:
-                    self._alert_rows.pop(alert_id, None)
+            self._put(rid, row)
         self._rows.move_to_end(rid)
         row.updated_at = time.time()
         return row
+
+    def _put(self, rid: str, row: PatientRow) -> None:
+        """A row into the bounded view: the least recently updated leaves when it is full."""
+        self._rows[rid] = row
+        while len(self._rows) > self.max_patients:
+            _, old = self._rows.popitem(last=False)
+            for alert_id in old.alerts:
+                self._alert_rows.pop(alert_id, None)
 
     def apply(self, topic: str, value: bytes) -> dict[str, Any] | None:
         """Apply one record; return the SSE message (changed row, maybe a transition) or None."""
@@ -118,8 +132,9 @@ class WardModel:
             if topic == topics.DRIFT:
                 return self.drift.apply(_DRIFT.validate_json(value))
             if topic == topics.STAYS:
-                return self.apply_stay_end(_STAY.validate_json(value))
-        except ValidationError:
+                stay = parse_stay_record(value)
+                return self.apply_stay_end(stay) if isinstance(stay, StayEnded) else self.apply_stay_resumed(stay)
+        except ValueError:  # pydantic's ValidationError, a record that is not JSON or of an unknown kind
             metrics.FEED_ERRORS.labels(topic).inc()
         return None
 
@@ -146,10 +161,9 @@ class WardModel:
         ended = self._ended.get(rid)
         if ended is None:
             return False
-        through, alert_ids = ended
-        if alert_id is not None and alert_id in alert_ids:
+        if alert_id is not None and alert_id in ended.alert_ids:
             return True
-        return rid not in self._rows if at is None else at <= through
+        return rid not in self._rows if at is None else at <= ended.through
 
     def apply_stay_end(self, stay: StayEnded) -> dict[str, Any] | None:
         """The patient left: off the ward view, with a line in the transitions feed (once: a
@@ -171,7 +185,7 @@ class WardModel:
                     row.alerts.pop(alert_id, None)
             for alert_id in ended_alerts:
                 self._alert_rows.pop(alert_id, None)
-            self._ended[rid] = (through, frozenset(ended_alerts))
+            self._ended[rid] = _Ended(through, frozenset(ended_alerts), None if back else row)
             self._ended.move_to_end(rid)
             while len(self._ended) > self.max_patients:
                 self._ended.popitem(last=False)
@@ -182,11 +196,33 @@ class WardModel:
                 return self._message(row, entry)
             return {"left": {"row_id": rid, "transition": entry}}
 
+    def apply_stay_resumed(self, stay: StayResumed) -> dict[str, Any] | None:
+        """A discharge was cancelled: the stay's records count again, the card that left comes back
+        (its next score follows), and the transitions feed says so (once per cancel)."""
+        with self._lock:
+            if not self._first_time(f"resume-{stay.event_id}"):
+                return None
+            rid = row_id_for(stay.patient_id, self._key)
+            ended = self._ended.pop(rid, None)
+            row = self._rows.get(rid)
+            if row is None and ended is not None and ended.row is not None:
+                row = ended.row
+                self._put(rid, row)
+            if row is not None:
+                row.ward = stay.ward or row.ward
+                row.updated_at = time.time()
+                self._rows.move_to_end(rid)
+            entry = views.stay_resumed_json(stay, rid, row.ward if row else None, self.zone)
+            self._recent.append(entry)
+            if row is None:  # no card to bring back (it left long ago): the next score shows one
+                return {"transition": entry}
+            return self._message(row, entry)
+
     def ended_at(self, row_id: str) -> datetime | None:
         """When the stay of a patient who left the ward view ended (the patient page says so)."""
         with self._lock:
             ended = self._ended.get(row_id)
-            return ended[0] if ended else None
+            return ended.through if ended else None
 
     def apply_score(self, score: RiskScore) -> dict[str, Any] | None:
         with self._lock:

@@ -1,4 +1,5 @@
-"""HL7 v2 ``ORU^R01`` (observations) and ``ADT^A03`` (discharge) -> Vigil events, parsed with the
+"""HL7 v2 ``ORU^R01`` (observations), ``ADT^A03`` (discharge) and ``ADT^A13`` (cancel discharge) ->
+Vigil events, parsed with the
 ``hl7`` package.
 
 Accepted framing: raw messages or MLLP frames (``\\x0b ... \\x1c\\x0d``), segments separated by
@@ -11,8 +12,9 @@ CX.1), PV1-3.1 point of care (ward), PV1-19.1 visit number (encounter), OBR-7 ob
 ``LN``, IEEE 11073 when ``MDC``, otherwise a site-local code from ``schemas.codecs.loinc``),
 OBX-5 value, OBX-6 units, OBX-11 result status, OBX-14 observation time. ``ADT^A03`` (chapter 3):
 a ``discharge`` event (``models.stays``) at PV1-45 discharge time, else EVN-6 event occurred, else
-EVN-2 recorded time; the other ADT triggers (admit, transfer, update...) are ignored, counted, not
-dead-lettered: an interface engine sends a unit all of them. Rules: docs/interop.md.
+EVN-2 recorded time; ``ADT^A13``: a ``cancel_discharge`` at EVN-6, else EVN-2; the other ADT
+triggers (admit, transfer, update...) are ignored, counted, not dead-lettered: an interface engine
+sends a unit all of them. Rules: docs/interop.md.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from vigil.schemas.codecs.loinc import (
     canonical_for_coding,
     canonical_for_local,
 )
-from vigil.schemas.codes import DISCHARGE
+from vigil.schemas.codes import CANCEL_DISCHARGE, DISCHARGE
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
 
@@ -182,11 +184,23 @@ def _message_key(msh: Any, control_id: str, text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
+# ADT triggers Vigil reads: the stay's end, and its cancel (the discharge was entered in error). The
+# time: of a discharge PV1-45 (discharge date/time), else EVN-6 (event occurred), else EVN-2 (recorded);
+# of a cancel EVN-6, else EVN-2 (PV1-45 may still name the discharge it cancels)
+ADT_EVENTS: dict[str, tuple[str, tuple[tuple[str, int], ...]]] = {
+    "A03": (DISCHARGE, (("PV1", 45), ("EVN", 6), ("EVN", 2))),
+    "A13": (CANCEL_DISCHARGE, (("EVN", 6), ("EVN", 2))),
+}
+
+
 def _decode_adt(message: Any, trigger: str, result: DecodeResult, *, where: str, key: str, sender_tz: tzinfo) -> None:
-    """ADT^A03 -> one ``discharge`` event; any other ADT trigger is ignored (counted, not an error)."""
-    if trigger != "A03":
-        result.ignored.append(Rejected("adt_not_discharge", f"{where}ADT^{trigger or '?'} is not a discharge (A03)"))
+    """ADT^A03 -> one ``discharge`` event, ADT^A13 -> one ``cancel_discharge``; any other ADT trigger
+    is ignored (counted, not an error)."""
+    if trigger not in ADT_EVENTS:
+        detail = f"{where}ADT^{trigger or '?'} is not a discharge (A03) or its cancel (A13)"
+        result.ignored.append(Rejected("adt_not_discharge", detail))
         return
+    code, time_fields = ADT_EVENTS[trigger]
     segments = list(message)
     pid = next((s for s in segments if _name(s) == "PID"), None)
     pv1 = next((s for s in segments if _name(s) == "PV1"), None)
@@ -195,9 +209,11 @@ def _decode_adt(message: Any, trigger: str, result: DecodeResult, *, where: str,
     if not patient_id:
         result.rejected.append(Rejected("missing_subject", f"{where}PID-3 has no patient identifier"))
         return
-    stamp = _field(pv1, 45) or _field(evn, 6) or _field(evn, 2)
-    if not stamp.strip():
-        result.rejected.append(Rejected("missing_time", f"{where}neither PV1-45, EVN-6 nor EVN-2 has a time"))
+    segment_of = {"PV1": pv1, "EVN": evn}
+    stamp = next((t for name, n in time_fields if (t := _field(segment_of[name], n)).strip()), "")
+    if not stamp:
+        named = ", ".join(f"{name}-{n}" for name, n in time_fields)
+        result.rejected.append(Rejected("missing_time", f"{where}none of {named} has a time"))
         return
     observed_at = _timestamp(stamp, sender_tz)
     if isinstance(observed_at, Rejected):
@@ -206,10 +222,10 @@ def _decode_adt(message: Any, trigger: str, result: DecodeResult, *, where: str,
     outcome = canonical_event(
         source=SOURCE,
         key=key,
-        part="adt:A03",
+        part=f"adt:{trigger}",
         patient_id=patient_id,
         observed_at=observed_at,
-        code=DISCHARGE,
+        code=code,
         value=1.0,
         unit="",
         encounter=(_field(pv1, 19) or None),

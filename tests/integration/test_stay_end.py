@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import unique_patient, wait_for
 from tests.integration.test_pipeline import send, vitals
 from vigil.infra.connect import redis_client
-from vigil.infra.redis import alert_key, carry_key, unpack_state, window_key
+from vigil.infra.redis import alert_key, carry_key, held_keys, unpack_state, window_key
 from vigil.models.alerting import PatientAlertState
 from vigil.models.window import PatientWindow
 from vigil.schemas.events import PatientEvent
@@ -106,4 +106,63 @@ def test_a_discharge_ends_the_stay_and_a_readmission_starts_afresh(
     sent = {e.event_id for e in [*first, *ill, leaving, late, twin, *again, stranger]}
     ok, _ = r.snapshot().accounted(sent, set())
     assert ok == len(sent)  # every event scored, dead-lettered or named by the stay's end
+    redis.close()
+
+
+def test_a_cancelled_discharge_resumes_the_stay_with_its_history(
+    stack, stack_settings, shared_worker, producer, reader
+) -> None:
+    """ADT^A13 after a discharge entered in error: the hours the monitors sent meanwhile were scored
+    as a next stay from its hour 0; the cancel folds them back and the stay is scored on from its
+    own admission, and alerts as the ill patient it is."""
+    r = reader(keep_scores=True)
+    pid = unique_patient("resume")
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=12)
+    stay = [
+        e.model_copy(update={"encounter": "enc-1"})
+        for h in range(3)
+        for e in vitals(pid, h, 84, 17, 122, 97, 37.1, base)
+    ]
+    send(producer, stay)
+    assert wait_for(lambda: {e.event_id for e in stay} <= r.snapshot().scored_ids, timeout=60)
+    leaving = discharge_event(pid, base + timedelta(hours=2, minutes=40))
+    send(producer, [leaving])
+    assert wait_for(lambda: leaving.event_id in r.snapshot().ended_ids, timeout=60)
+
+    meanwhile = vitals(pid, 4, 96, 22, 108, 94, 38.2, base)  # the patient never left: the monitor sends on
+    send(producer, meanwhile)
+    assert wait_for(lambda: {e.event_id for e in meanwhile} <= r.snapshot().scored_ids, timeout=60)
+
+    def scores_naming(event_id: str) -> list[dict]:
+        return [s for (p, _), s in r.snapshot().last_scores.items() if p == pid and event_id in s["event_ids"]]
+
+    assert [s["hour"] for s in scores_naming(meanwhile[0].event_id)] == [0]  # a next stay's hour 0
+
+    cancel = discharge_event(pid, base + timedelta(hours=5)).model_copy(update={"code": "cancel_discharge"})
+    send(producer, [cancel])
+    assert wait_for(lambda: cancel.event_id in r.snapshot().scored_ids, timeout=60)
+    assert [s["hour"] for s in scores_naming(cancel.event_id)] == [4]  # hours from the first admission
+    resumed = next(s for s in r.snapshot().stay_records if s.get("record") == "stay_resumed" and s["patient_id"] == pid)
+    assert resumed["event_id"] == cancel.event_id and resumed["folded_hours"] == 1 and resumed["hours"] == 5
+    assert resumed["cancelled_end"].startswith((base + timedelta(hours=2, minutes=40)).strftime("%Y-%m-%dT%H:%M"))
+
+    redis = redis_client(stack_settings)
+    window = PatientWindow.from_bytes(unpack_state(redis.get(window_key(pid))))
+    assert window.ended_s is None and sorted(window.rows) == [0, 1, 2, 4]
+    assert all(redis.get(k) is None for k in held_keys(pid))  # nothing held: a second cancel is refused
+
+    ill = vitals(pid, 5, 138, 29, 86, 89, 39.6, base)
+    again = discharge_event(pid, base + timedelta(hours=5, minutes=5)).model_copy(
+        update={"code": "cancel_discharge", "event_id": "twin-cancel-" + pid}
+    )
+    send(producer, [*ill, again])
+    assert wait_for(lambda: {e.event_id for e in ill} <= r.snapshot().scored_ids, timeout=60)
+    assert [s["hour"] for s in scores_naming(ill[0].event_id)] == [5]
+    assert wait_for(lambda: again.event_id in r.snapshot().dead_ids, timeout=60)
+    assert wait_for(
+        lambda: any(a["state"] == "open" and a["patient_id"] == pid for a in r.snapshot().alert_records), timeout=60
+    )
+    sent = {e.event_id for e in [*stay, leaving, *meanwhile, cancel, *ill, again]}
+    ok, _ = r.snapshot().accounted(sent, set())
+    assert ok == len(sent)
     redis.close()

@@ -27,6 +27,7 @@ _CODES = [
     "ACVPU",
     "Age",
     "discharge",
+    "cancel_discharge",
     "hr",
     "spo2",
     "temp_c",
@@ -179,8 +180,8 @@ def poison_payload(rng: random.Random, now: datetime | None = None) -> bytes:
         e = _event(rng, now)
         e["observed_at"] = (now - timedelta(hours=rng.randrange(1, 40))).isoformat()
         return json.dumps(e).encode()
-    if kind == 6:  # a discharge, as sent or mutated: the stay's end must be as safe as a measurement
+    if kind == 6:  # a discharge or its cancel, as sent or mutated: as safe as a measurement
         e = _event(rng, now)
-        e.update(kind="encounter", code="discharge", value=1, unit="")
+        e.update(kind="encounter", code=rng.choice(["discharge", "discharge", "cancel_discharge"]), value=1, unit="")
         return json.dumps(_mutate(rng, e, now) if rng.random() < 0.5 else e, allow_nan=True).encode()
     return json.dumps(_mutate(rng, _event(rng, now), now), allow_nan=True).encode()

@@ -17,7 +17,7 @@ from tests.reliability.poison import poison_payload
 from vigil.infra.readback import payload_digest
 from vigil.models.alerting import PatientAlertState
 from vigil.models.scoring import PendingUpdate, build_risk_score
-from vigil.models.stays import discharge, is_discharge, stay_of
+from vigil.models.stays import Resumed, discharge, is_cancel, is_discharge, resume, stay_of
 from vigil.models.window import LateEvent, PatientWindow
 from vigil.schemas.codes import CATALOGUE
 from vigil.schemas.deadletter import Rejected
@@ -45,7 +45,7 @@ def _score_accepted(event: PatientEvent, now: datetime) -> str:
     """The feature and rule code must not crash on anything ingest accepts; a discharge ends the
     stay instead (``models.stays``, as the scoring step does)."""
     window = PatientWindow()
-    if is_discharge(event):
+    if is_discharge(event) or is_cancel(event):
         # a patient the window has seen an hour before: the discharge ends that stay
         seen = PatientEvent(
             patient_id=event.patient_id,
@@ -55,6 +55,14 @@ def _score_accepted(event: PatientEvent, now: datetime) -> str:
             value=80,
         )
         window.apply(seen)
+        if is_cancel(event):  # that stay discharged, then the discharge cancelled: it comes back or is refused
+            leaving = event.model_copy(update={"code": "discharge"})
+            end = discharge(window, PatientAlertState(), leaving, now)
+            assert not isinstance(resume(PatientWindow(), None, event, now), Resumed)
+            back = resume(end.window, end.held, event, now)
+            assert isinstance(back, Resumed) and back.window.rows == window.rows
+            back.window.to_bytes()
+            return "resumed"
         assert stay_of(PatientWindow(), event) == "unknown" and stay_of(window, event) in ("current", "other")
         discharge(window, PatientAlertState(), event, now).window.to_bytes()
         return "ended"

@@ -87,7 +87,8 @@ async def stream(request: Request, _session: SessionDep, feed: FeedDep) -> Respo
                     continue
                 if "transition" in message:
                     yield f"event: transition\ndata: {json.dumps(message['transition'])}\n\n"
-                yield f"event: row\ndata: {json.dumps(message['row'])}\n\n"
+                if "row" in message:  # a resumed stay whose card is gone has only its feed line
+                    yield f"event: row\ndata: {json.dumps(message['row'])}\n\n"
         finally:
             feed.unsubscribe(queue)
 

@@ -152,6 +152,7 @@ function connect() {
   source.addEventListener("transition", ev => {
     state.transitions.unshift(JSON.parse(ev.data));
     state.transitions.length = Math.min(state.transitions.length, 200);
+    schedule();  // a cancelled discharge may come without a row
   });
 }
 

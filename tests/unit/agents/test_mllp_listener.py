@@ -130,6 +130,10 @@ def test_a_discharge_is_accepted_and_other_adt_is_answered_without_a_dead_letter
     ((topic, key, value),) = out.records
     assert topic == topics.EVENTS_RAW and key == b"77" and json.loads(value)["code"] == "discharge"
     assert b"ACK^A03^ACK" in (out.answer() or b"")
+    a13 = a03.replace(b"ADT^A03^ADT_A03|D1", b"ADT^A13^ADT_A01|D2").replace(b"EVN|A03", b"EVN|A13")
+    out = outcome_of(Frame(a13), 10_000, NOW)  # the discharge was an error: its cancel
+    assert out.code == "AA" and out.events == 1 and letters(out.records) == []
+    assert json.loads(out.records[0][2])["code"] == "cancel_discharge" and b"ACK^A13^ACK" in (out.answer() or b"")
     a08 = a03.replace(b"ADT^A03^ADT_A03", b"ADT^A08")
     out = outcome_of(Frame(a08), 10_000, NOW)
     assert out.code == "AA" and out.records == [] and out.text == "nothing to map (1 parts ignored)"

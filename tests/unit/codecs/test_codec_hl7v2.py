@@ -240,7 +240,25 @@ def test_a_discharge_without_a_patient_is_refused() -> None:
     assert [r.reason for r in decode_hl7v2(as_cr(no_patient)).rejected] == ["missing_subject"]
 
 
-@pytest.mark.parametrize("trigger", ["A01", "A02", "A04", "A08", "A11", "A13", ""])
+def test_a_cancel_of_a_discharge_is_one_cancel_event_at_its_own_time() -> None:
+    # ADT^A13: PV1-45 may still name the discharge it cancels; the cancel's time is EVN-6, else EVN-2
+    cancel = ADT_A03.replace("ADT^A03^ADT_A03|ADT-88", "ADT^A13^ADT_A01|ADT-89").replace("EVN|A03", "EVN|A13")
+    result = decode_hl7v2(as_cr(cancel))
+    assert result.rejected == [] and result.ignored == []
+    (event,) = result.events
+    assert (event.kind, event.code, event.value, event.patient_id) == ("encounter", "cancel_discharge", 1.0, "4420011")
+    assert event.encounter == "VN-5521" and event.ward == "MICU"
+    assert event.observed_at == datetime(2024, 3, 16, 15, 0, tzinfo=UTC)  # EVN-6, not PV1-45's 14:55
+    discharge = decode_hl7v2(as_cr(ADT_A03)).events[0]
+    assert event.event_id != discharge.event_id
+    no_evn_6 = cancel.replace("|nurse^J|20240316100000-0500", "|nurse^J|")
+    assert decode_hl7v2(as_cr(no_evn_6)).events[0].observed_at == datetime(2024, 3, 16, 15, 15, tzinfo=UTC)
+    no_time = no_evn_6.replace("EVN|A13|20240316101500-0500", "EVN|A13|")
+    refused = decode_hl7v2(as_cr(no_time)).rejected
+    assert [r.reason for r in refused] == ["missing_time"] and "EVN-6, EVN-2" in refused[0].detail
+
+
+@pytest.mark.parametrize("trigger", ["A01", "A02", "A04", "A08", "A11", ""])
 def test_other_adt_triggers_are_ignored_and_counted_not_dead_lettered(trigger: str) -> None:
     other = ADT_A03.replace("ADT^A03^ADT_A03", f"ADT^{trigger}")
     result = decode_hl7v2(as_cr(other))

@@ -1,5 +1,6 @@
 """A discharged patient leaves the ward view (vigil.stays); late records of the ended stay do not
-bring the patient back, the next stay's do; the patient page and the stream say so."""
+bring the patient back, the next stay's do, and so does a cancel of the discharge; the patient page
+and the stream say so."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from web_builders import alert, risk_score, sign_in
 
 from vigil.agents.web.ward import WardModel, row_id_for
 from vigil.schemas import topics
-from vigil.schemas.stays import StayEnded
+from vigil.schemas.stays import StayEnded, StayResumed
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -23,6 +24,23 @@ def left(pid: str, hours: float, resolved: str | None = "a1") -> bytes:
             ended_at=T0 + timedelta(hours=hours),
             event_id=f"d-{pid}",
             resolved_alert=resolved,
+            hours=5,
+            at=T0 + timedelta(hours=hours, seconds=2),
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+def back(pid: str, hours: float, ended: float) -> bytes:
+    return (
+        StayResumed(
+            patient_id=pid,
+            encounter="enc-1",
+            ward="ICU-2",
+            cancelled_at=T0 + timedelta(hours=hours),
+            cancelled_end=T0 + timedelta(hours=ended),
+            event_id=f"c-{pid}",
             hours=5,
             at=T0 + timedelta(hours=hours, seconds=2),
         )
@@ -107,3 +125,34 @@ def test_the_patient_page_says_the_patient_left(client, feed) -> None:
     gone = client.get(f"/api/patients/{rid}")
     assert gone.status_code == 404 and gone.json()["ended_at_text"] == "1 Jan 04:30 UTC"
     assert client.get("/api/state").json()["patients"] == []
+
+
+def test_a_cancelled_discharge_brings_the_card_back_and_the_stays_records_count_again() -> None:
+    m = WardModel(b"k", 100)
+    m.apply(topics.SCORES, risk_score("p", 2, 6, "medium").model_dump_json().encode())
+    m.apply(topics.STAYS, left("p", 4.5))
+    # the score the cancel's batch published, read before the cancel: still the ended stay's
+    assert m.apply(topics.SCORES, risk_score("p", 4, 6, "medium").model_dump_json().encode()) is None
+    message = m.apply(topics.STAYS, back("p", 5, 4.5))
+    assert message is not None and message["row"]["label"] == "p" and message["row"]["hour"] == 2
+    assert message["transition"]["state"] == "resumed" and "discharge cancelled" in message["transition"]["reason"]
+    assert [r["ward"] for r in m.snapshot()["patients"]] == ["ICU-2"] and m.ended_at(row_id_for("p", b"k")) is None
+    assert m.apply(topics.STAYS, back("p", 5, 4.5)) is None  # redelivered: one line
+    # the stay's next score, at an hour before the cancelled end, is shown (no longer an ended stay's)
+    assert m.apply(topics.SCORES, risk_score("p", 4, 7, "medium").model_dump_json().encode()) is not None
+    assert m.snapshot()["patients"][0]["hour"] == 4
+    assert [t["state"] for t in m.snapshot()["recent"]] == ["resumed", "discharged"]  # newest first
+
+
+def test_a_cancel_whose_card_is_gone_is_a_feed_line_until_the_next_score() -> None:
+    m = WardModel(b"k", 100)
+    message = m.apply(topics.STAYS, back("p", 5, 4.5))  # the end was never read (or long evicted)
+    assert message is not None and "row" not in message and message["transition"]["label"] == "p"
+    assert m.snapshot()["patients"] == []
+    assert m.apply(topics.SCORES, risk_score("p", 4, 6, "medium").model_dump_json().encode()) is not None
+
+
+def test_a_stays_record_of_an_unknown_kind_is_counted_not_fatal() -> None:
+    m = WardModel(b"k", 100)
+    assert m.apply(topics.STAYS, b'{"record": "stay_paused", "patient_id": "p"}') is None
+    assert m.apply(topics.STAYS, b"not json") is None

@@ -1,0 +1,82 @@
+"""A stay's keys on the real Redis as a discharge holds it and a cancel gives it back: the window, the
+carry and the care clock move to the held keys and back inside the state's MULTI/EXEC, with the TTL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from tests.conftest import unique_patient
+from tests.unit.models.test_stays import leaves, stay
+from vigil.infra.redis import (
+    PatientState,
+    PatientStore,
+    StayChange,
+    care_key,
+    carry_key,
+    held_keys,
+    unpack_state,
+)
+from vigil.models.alerting import PatientAlertState
+from vigil.models.stays import discharge, next_stay
+from vigil.models.stepping import StayCarry
+from vigil.models.window import PatientWindow
+
+pytestmark = pytest.mark.integration
+
+CARE = b'{"time_zero": "2025-01-01T03:00:00Z"}'
+
+
+def test_a_discharge_holds_the_stay_and_its_cancel_gives_it_back(stack, stack_settings) -> None:
+    pid = unique_patient("held")
+    going, carry = stay(5), StayCarry(boundary=0, closed=3)
+    alert = PatientAlertState(patient_id=pid)
+    end = discharge(going, alert, leaves(5.5), going.hour_start(0) + timedelta(days=1), carry=carry)
+
+    async def write(window: PatientWindow, carry: StayCarry | None, *changes: StayChange) -> None:
+        await store.save_states({pid: PatientState(window, carry, alert, list(changes))})
+
+    async def keys() -> list[bytes | None]:
+        return list(await store.client.mget([carry_key(pid), care_key(pid), *held_keys(pid)]))
+
+    async def main() -> None:
+        await write(going, carry)
+        await store.client.set(care_key(pid), CARE, ex=stack_settings.redis.ttl_s)
+        assert (await store.load_held([pid]))[pid] is None  # nothing held before a discharge
+
+        await write(end.window, None, ("end", end.held))
+        carry_blob, care, h_window, h_carry, h_care = await keys()
+        assert carry_blob is None and care is None  # the next stay starts without them
+        assert h_window is not None and h_carry is not None and h_care == CARE
+        ttls = [await store.client.ttl(k) for k in held_keys(pid)]
+        assert all(0 < ttl <= stack_settings.redis.ttl_s for ttl in ttls)  # COPY kept the care clock's TTL
+        held = (await store.load_held([pid]))[pid]
+        assert held is not None and held.window == end.held.window and held.carry is not None
+        assert held.carry.to_bytes() == carry.to_bytes()
+
+        # the next stay began and wrote its own carry and care clock: the cancel replaces both
+        await write(next_stay(end.window), StayCarry(boundary=0, closed=0), ("begin", None))
+        await store.client.set(care_key(pid), b'{"next": 1}')
+        await write(held.window, held.carry, ("resume", None))
+        carry_blob, care, h_window, h_carry, h_care = await keys()
+        assert unpack_state(carry_blob) == carry.to_bytes() and care == CARE
+        assert (h_window, h_carry, h_care) == (None, None, None)
+        assert (await store.load_held([pid]))[pid] is None  # a second cancel finds nothing to resume
+
+        # a discharge and its cancel in one batch leave the care clock where it was
+        await store.client.set(care_key(pid), CARE)
+        await write(held.window, held.carry, ("end", end.held), ("resume", None))
+        _, care, *held_after = await keys()
+        assert care == CARE and held_after == [None, None, None]
+
+    store = PatientStore.connect(stack_settings)
+
+    async def run() -> None:
+        try:
+            await main()
+        finally:
+            await store.close()
+
+    asyncio.run(run())

@@ -1,0 +1,215 @@
+"""A discharge entered in error, cancelled (models.stays.resume): the stay comes back with its
+history, whatever the next stay recorded since folded in. Pure."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.unit.models.test_stays import T0, leaves, stay, vital
+from vigil.models.alerting import PatientAlertState
+from vigil.models.stays import HeldStay, Resumed, discharge, fold, is_cancel, next_stay, resume, stay_of
+from vigil.models.stepping import StayCarry
+from vigil.models.window import PatientWindow
+from vigil.schemas.deadletter import Rejected
+from vigil.schemas.events import PatientEvent
+from vigil.schemas.normalize import normalize_event
+from vigil.schemas.stays import StayEnded, StayRecords, StayResumed, parse_stay_record
+
+NOW = T0 + timedelta(days=2)
+CARRY = StayCarry(boundary=0, closed=3)
+
+
+def cancels(hours: float, encounter: str | None = "enc-1", ward: str | None = None) -> PatientEvent:
+    return PatientEvent(
+        patient_id="p1",
+        observed_at=T0 + timedelta(hours=hours),
+        kind="encounter",
+        code="cancel_discharge",
+        value=1,
+        encounter=encounter,
+        ward=ward,
+        source="adt",
+    )
+
+
+def ended(hours: int = 5, at: float = 5.5, encounter: str | None = "enc-1") -> tuple[PatientWindow, HeldStay]:
+    """A stay of ``hours`` hours, discharged at ``at``: the tombstone and what is held."""
+    going = stay(hours)
+    end = discharge(going, PatientAlertState(patient_id="p1"), leaves(at, encounter), NOW, carry=CARRY)
+    return end.window, end.held
+
+
+def resumed(outcome: Resumed | Rejected) -> Resumed:
+    assert isinstance(outcome, Resumed), outcome
+    return outcome
+
+
+def test_a_cancel_is_an_encounter_event_that_normalizes_and_never_a_measurement() -> None:
+    event = cancels(6)
+    assert is_cancel(event) and not is_cancel(leaves(6)) and not is_cancel(vital(6))
+    assert normalize_event(event, NOW) == event.model_copy(update={"unit": "1"})
+    with pytest.raises(ValueError, match="models.stays"):
+        stay(2).apply(event)
+
+
+def test_a_discharge_holds_the_stay_as_it_was_with_its_end_and_carry() -> None:
+    going = stay(5)
+    tombstone, held = ended()
+    assert held.window.rows == going.rows and held.window.anchor_s == going.anchor_s
+    assert held.window.ended_s == tombstone.ended_s and held.window.ended_encounter == "enc-1"
+    assert held.carry == CARRY
+    assert PatientWindow.from_bytes(held.window.to_bytes()) == held.window  # as Redis keeps it
+
+
+def test_a_cancel_right_after_the_discharge_gives_the_stay_back_as_it_was() -> None:
+    going = stay(5)
+    tombstone, held = ended()
+    tombstone.advance(0, 57)
+    back = resumed(resume(tombstone, held, cancels(6), NOW))
+    assert back.window.rows == going.rows and back.window.anchor_s == going.anchor_s
+    assert back.window.last_hour == going.last_hour == 4
+    assert back.window.ended_s is None and back.window.ended_encounter is None
+    assert back.window.position == (0, 57)  # the stream's position, not the held one
+    assert back.carry == CARRY
+    assert stay_of(back.window, vital(6.5)) == "current"  # the next vital is this stay's hour 6
+    record = back.record
+    assert (record.record, record.patient_id, record.encounter, record.hours, record.folded_hours) == (
+        "stay_resumed",
+        "p1",
+        "enc-1",
+        5,
+        0,
+    )
+    assert record.cancelled_end == T0 + timedelta(hours=5.5) and record.cancelled_at == T0 + timedelta(hours=6)
+
+
+def test_a_cancel_after_the_next_stay_began_folds_its_hours_back_in() -> None:
+    tombstone, held = ended()
+    later = next_stay(tombstone)
+    for h in (6.25, 7.25, 8.5):
+        event = vital(h, encounter="enc-1", value=100 + h)
+        assert stay_of(later, event) == "current"
+        later.apply(event)
+    later.ward = "ICU-B"
+    assert later.last_hour == 2  # scored as a new stay, from its own hour 0
+    back = resumed(resume(later, held, cancels(9), NOW))
+    assert back.window.last_hour == 8 and back.window.ward == "ICU-B"
+    assert back.window.rows[6][0] == (106.25, 900) and back.window.rows[8][0] == (108.5, 1800)
+    assert back.window.after_s is None  # the stay before the resumed one: none
+    assert back.record.hours == 9 and back.record.folded_hours == 3
+    # the rows that folded in are new to the carry: the stepping core scores them from it
+    assert back.window.changed_from == 6
+
+
+def test_a_cancel_with_no_ended_stay_is_refused() -> None:
+    tombstone, held = ended()
+    refused = resume(stay(5), None, cancels(6), NOW)
+    assert isinstance(refused, Rejected) and refused.reason == "unknown_stay" and "p1" not in refused.detail
+    # the stay is open, not the one after the held end (a twin cancel after the resume)
+    back = resumed(resume(tombstone, held, cancels(6), NOW))
+    again = resume(back.window, held, cancels(6), NOW)
+    assert isinstance(again, Rejected) and again.reason == "unknown_stay"
+    # the held stay is not the last one discharged (held keys lost or overwritten)
+    other_end = PatientWindow(ended_s=tombstone.ended_s + 3600)  # type: ignore[operator]
+    assert resume(other_end, held, cancels(8), NOW).reason == "unknown_stay"  # type: ignore[union-attr]
+
+
+def test_a_cancel_naming_another_encounter_is_not_this_discharges() -> None:
+    tombstone, held = ended()
+    refused = resume(tombstone, held, cancels(6, encounter="ed-visit-7"), NOW)
+    assert isinstance(refused, Rejected) and refused.reason == "other_encounter"
+    assert isinstance(resume(tombstone, held, cancels(6, encounter=None), NOW), Resumed)  # no encounter: the last
+
+
+def test_fold_is_a_no_op_for_an_empty_window() -> None:
+    into = stay(3)
+    before = into.to_bytes()
+    assert fold(into, PatientWindow()) == 0 and into.to_bytes() == before
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 40 * 3600), st.sampled_from(["HR", "Resp", "O2Sat", "MAP"]), st.integers(60, 110)),
+        min_size=1,
+        max_size=40,
+    ),
+    st.lists(
+        st.tuples(st.integers(1, 46 * 3600), st.sampled_from(["HR", "Resp", "O2Sat", "MAP"]), st.integers(60, 110)),
+        min_size=0,
+        max_size=40,
+    ),
+    st.integers(0, 3 * 3600),
+)
+def test_a_cancelled_discharge_leaves_the_window_the_stay_would_have_had_without_it(
+    before: list[tuple[int, str, int]], after: list[tuple[int, str, int]], gap: int
+) -> None:
+    """Events of one stay, a discharge among them, the events after it (scored as a next stay), then
+    the cancel: the window equals the one that applied every event to one stay."""
+
+    def event(second: int, code: str, value: int) -> PatientEvent:
+        return PatientEvent(
+            patient_id="p1",
+            observed_at=T0 + timedelta(seconds=second),
+            kind="vital",
+            code=code,
+            value=value,
+            unit="1",
+        )
+
+    first = [event(*e) for e in sorted(before)]
+    going = PatientWindow()
+    for e in first:
+        going.apply(e)
+    newest = max(s for s, _, _ in before)
+    leave_at = T0 + timedelta(seconds=newest + gap)
+    departure = leaves(0).model_copy(update={"observed_at": leave_at})
+    end = discharge(going, PatientAlertState(patient_id="p1"), departure, NOW)
+    after_end = [event(newest + gap + s, c, v) for s, c, v in sorted(after)]
+    window = end.window
+    for e in after_end:
+        if stay_of(window, e) == "new":
+            window = next_stay(window)
+        assert stay_of(window, e) == "current"
+        window.apply(e)
+    back = resumed(resume(window, end.held, cancels(0).model_copy(update={"observed_at": NOW}), NOW))
+
+    whole = PatientWindow()
+    for e in first + after_end:
+        whole.apply(e)
+    assert back.window.anchor_s == whole.anchor_s and back.window.last_hour == whole.last_hour
+    assert back.window.rows == whole.rows and back.window.static == whole.static
+    assert back.record.folded_hours == len(window.rows)
+
+
+def test_the_stays_topic_holds_two_records_told_apart_by_record() -> None:
+    tombstone, held = ended()
+    back = resumed(resume(tombstone, held, cancels(6), NOW))
+    assert parse_stay_record(back.record.model_dump_json()) == back.record
+    end = discharge(stay(3), PatientAlertState(patient_id="p1"), leaves(3.5), NOW).record
+    assert isinstance(parse_stay_record(end.model_dump_json()), StayEnded)
+    # a version 1 record has no ``record``: a stay's end
+    v1 = end.model_dump(mode="json")
+    del v1["record"]
+    v1["schema_version"] = 1
+    assert parse_stay_record(json.dumps(v1)) == end.model_copy(update={"schema_version": 1})
+    with pytest.raises(ValueError, match="unknown vigil.stays record"):
+        parse_stay_record('{"record": "stay_paused", "patient_id": "p1"}')
+    with pytest.raises(ValueError):
+        parse_stay_record("[1, 2]")
+    schema = StayRecords.model_json_schema()
+    assert {"StayEnded", "StayResumed"} <= set(schema["$defs"])
+    assert StayResumed.model_fields["record"].default == "stay_resumed"
+
+
+def test_resumed_record_times_are_utc() -> None:
+    tombstone, held = ended()
+    record = resumed(resume(tombstone, held, cancels(6), NOW)).record
+    assert record.cancelled_end.tzinfo is not None and record.cancelled_end == datetime.fromtimestamp(
+        tombstone.ended_s or 0, tz=UTC
+    )
