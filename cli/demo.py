@@ -21,15 +21,17 @@ from vigil.infra.dataset import resolve_dataset
 from vigil.infra.logging import patient_hash
 from vigil.infra.ports import free_port
 from vigil.infra.readback import TopicReader, payload_digest
-from vigil.infra.replay import Stay, discharge_event, pick_stays, stay_events
+from vigil.infra.replay import Stay, discharge_event, encounter_event, pick_stays, stay_events
 from vigil.infra.settings import Settings
 from vigil.infra.stack import stack_up
 from vigil.infra.workers import spawn_worker, stop_worker
 from vigil.schemas import topics
+from vigil.schemas.codes import CANCEL_DISCHARGE, DISCHARGE
 from vigil.schemas.errors import UserError
 
 WARDS = ("ICU-A", "ICU-B")
 DISCHARGE_BEFORE_H = 6  # a stay that ended this long before the replay's end was discharged
+ERROR_CANCELLED_AFTER_H = 2  # a discharge entered in error (mid-stay) is cancelled this much later
 
 
 def bad_inputs(n: int, now: datetime) -> list[tuple[bytes, bytes]]:
@@ -110,12 +112,19 @@ def plan_demo(stays: list[Stay], bad: int) -> DemoPlan:
     run = now.strftime("%m%d%H") + secrets.token_hex(2)  # each demo run admits new patients
     # every second stay that may leave does: the ward keeps calm patients beside the septic ones
     leaving = {s.patient_id for s in [s for s in stays if discharged(s, longest)][::2]}
+    # one septic patient is discharged in error halfway through the stay; the monitors send on and
+    # ADT^A13 cancels it two hours later: the stay resumes with its history (models.stays.resume)
+    in_error = next((s.patient_id for s in stays if s.septic and len(s.matrix) >= 12), None)
     for i, stay in enumerate(stays):
         base = now - timedelta(hours=longest + 1)
         admitted = Stay(f"{stay.patient_id}-{run}", stay.matrix, stay.static, stay.labels)
         events = list(stay_events(admitted, base, ward=WARDS[i % len(WARDS)]))
         if stay.patient_id in leaving:
             events.append(discharge_event(admitted, base, ward=WARDS[i % len(WARDS)]))
+        if stay.patient_id == in_error:
+            half = len(stay.matrix) // 2
+            events.append(encounter_event(admitted, base, half, DISCHARGE, WARDS[i % len(WARDS)], minutes=45))
+            events.append(encounter_event(admitted, base, half + ERROR_CANCELLED_AFTER_H, CANCEL_DISCHARGE, minutes=45))
         for hour, event in events:
             ids.add(event.event_id)
             messages.append((hour, admitted.patient_id.encode(), event.model_dump_json().encode()))
@@ -318,6 +327,7 @@ def _summary(
         "dead_letters": rb.dead_letters,
         "dead_letter_reasons": dict(rb.dead_letter_reasons),
         "stays_ended": rb.stays_ended,
+        "stays_resumed": rb.stays_resumed,
         "lost": (len(sent_ids) - ok) + (len(sent_bad) - badc),
         "stack_start_s": round(stack_s, 2),
         "time_to_first_alert_s": round(rb.first_alert_at - t0, 2) if rb.first_alert_at else None,
@@ -388,7 +398,10 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
         f"({s['alerts_opened']} opened), first alert after {s['time_to_first_alert_s']} s"
     )
     console.print(f"{s['dead_letters']} dead letters {s['dead_letter_reasons']}; lost: {s['lost']}")
-    console.print(f"{s['stays_ended']} stays ended by a discharge (their alerts resolved, off the ward view)")
+    console.print(
+        f"{s['stays_ended']} stays ended by a discharge (their alerts resolved, off the ward view); "
+        f"{s['stays_resumed']} discharge entered in error cancelled (ADT^A13: the stay resumed with its history)"
+    )
     served = s.get("alert_threshold", {})
     if served:
         console.print(

@@ -109,18 +109,24 @@ def stay_events(stay: Stay, base: datetime, ward: str | None = None) -> Iterator
 def discharge_event(stay: Stay, base: datetime, ward: str | None = None) -> tuple[int, PatientEvent]:
     """(hour, event): the stay's end an hour after its last row (``models.stays``: the discharge
     resolves the patient's alert and takes the patient off the ward view)."""
-    hour = len(stay.matrix)
+    return encounter_event(stay, base, len(stay.matrix), DISCHARGE, ward)
+
+
+def encounter_event(
+    stay: Stay, base: datetime, hour: int, code: str, ward: str | None = None, minutes: int = 0
+) -> tuple[int, PatientEvent]:
+    """(hour, event): a ``discharge`` or ``cancel_discharge`` of the stay ``minutes`` into ``hour``."""
     return (
         hour,
         PatientEvent(
-            event_id=_event_id(stay.patient_id, hour, DISCHARGE),
+            event_id=_event_id(stay.patient_id, hour, code),
             patient_id=stay.patient_id,
-            observed_at=base + timedelta(hours=hour),
+            observed_at=base + timedelta(hours=hour, minutes=minutes),
             source="replay",
             kind="encounter",
-            code=DISCHARGE,
+            code=code,
             value=1.0,
-            unit=canonical_unit(DISCHARGE),
+            unit=canonical_unit(code),
             ward=ward,
         ),
     )

@@ -1,4 +1,5 @@
-"""The demo's plan: which stays a discharge ends, and that it follows the stay's last event."""
+"""The demo's plan: which stays a discharge ends, and that it follows the stay's last event; the one
+discharge entered in error, and its cancel."""
 
 from __future__ import annotations
 
@@ -29,10 +30,25 @@ def test_a_short_stay_that_never_became_septic_is_discharged() -> None:
 def test_the_discharge_is_the_stays_last_message_and_is_accounted() -> None:
     plan = plan_demo([stay("long", 40, True), stay("short", 12, False), stay("tall", 12, False)], bad=0)
     values = [json.loads(v) for _, _, v in plan.messages]
-    ends = [i for i, v in enumerate(values) if v["code"] == "discharge"]
+    ends = [i for i, v in enumerate(values) if v["code"] == "discharge" and not v["patient_id"].startswith("long-")]
     (end,) = ends
     short = [i for i, v in enumerate(values) if v["patient_id"].startswith("short-")]
     assert end == max(short) and values[end]["kind"] == "encounter"
     assert values[end]["event_id"] in plan.event_ids  # the readback counts it (vigil.stays)
     # of the two that may leave, one does: calm patients stay on the ward beside the septic one
-    assert all(v["patient_id"].startswith("short-") for v in values if v["code"] == "discharge")
+    assert all(v["patient_id"].startswith(("short-", "long-")) for v in values if v["code"] == "discharge")
+
+
+def test_one_septic_stay_is_discharged_in_error_and_the_discharge_cancelled_two_hours_later() -> None:
+    plan = plan_demo([stay("long", 40, True), stay("short", 12, False), stay("tall", 12, False)], bad=0)
+    values = [json.loads(v) for _, _, v in plan.messages if json.loads(v)["patient_id"].startswith("long-")]
+    codes = [v["code"] for v in values]
+    leave, cancel = codes.index("discharge"), codes.index("cancel_discharge")
+    assert codes.count("discharge") == codes.count("cancel_discharge") == 1
+    times = [v["observed_at"] for v in values]
+    assert times[leave][14:19] == "45:00" and times[cancel][14:19] == "45:00"  # after the hour's vitals
+    # the monitors send on between the two: those events are after the end, so a next stay's
+    between = values[leave + 1 : cancel]
+    assert between and all(v["kind"] == "vital" and v["observed_at"] > times[leave] for v in between)
+    assert all(v["observed_at"] < times[cancel] for v in between)
+    assert {values[leave]["event_id"], values[cancel]["event_id"]} <= plan.event_ids
