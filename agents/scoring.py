@@ -20,14 +20,17 @@ from vigil.agents.drift import UNKNOWN_WARD
 from vigil.agents.runtime import Publisher, runtime
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
-from vigil.infra.redis import PatientState
+from vigil.infra.redis import PatientState, StayChange, StayKeys
 from vigil.models.alerting import PatientAlertState, on_score
 from vigil.models.scoring import PendingUpdate, build_risk_score
 from vigil.models.stays import (
     Resumed,
     discharge,
+    holdable_carry,
     is_cancel,
     is_discharge,
+    keep_late,
+    needs_held,
     next_stay,
     resume,
     stay_of,
@@ -73,9 +76,8 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t0)
     windows = {pid: state.window for pid, state in states.items()}
     anchors = {pid: window.anchor_s for pid, window in windows.items()}
-    # the ended stays a cancel may resume (rare: read only for the patients of a batch's cancels)
-    cancelling = {p.patient_id for _, p in parsed if is_cancel(p)}
-    held = await rt.store.load_held(cancelling) if cancelling else {}
+    # held stays and cancelled ends: read only for a batch's discharges, cancels and late events
+    keys = await rt.store.load_stay_keys({p.patient_id for _, p in parsed if needs_held(windows[p.patient_id], p)})
     updates: dict[str, PendingUpdate] = {}
     alerts: list[Alert] = []
     ended: list[StayEnded | StayResumed] = []
@@ -87,40 +89,53 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         window, state = windows[pid], states[pid]
         redelivered = window.seen(m.partition, m.offset)
         window.advance(m.partition, m.offset)
+        held = keys.get(pid, StayKeys())
         if is_cancel(patient_event):
             if redelivered:
                 continue  # its outcome is out and saved (the stay it resumed is in the window)
-            back = resume(window, held.get(pid), patient_event, datetime.now(UTC))
+            back = resume(window, held.held, patient_event, datetime.now(UTC))
             if not isinstance(back, Resumed):
                 await publisher.dead_letter(event, back)
                 continue
             windows[pid] = state.window = window = back.window
-            state.carry, anchors[pid], held[pid] = back.carry, window.anchor_s, None
-            state.stays.append(("resume", None))
+            state.carry, anchors[pid] = back.carry, window.anchor_s
+            keys[pid] = StayKeys(None, int(back.record.cancelled_end.timestamp()))
+            state.stays.append(StayChange("resume", cancelled_s=keys[pid].cancelled_s))
             ended.append(back.record)
-            # scored now, from the stay's own history: the cancel is the event the score names
+            # scored now, from the stay's own history; the score names the cancel, at the stay's
+            # newest observation (not the cancel's time: its values are that old)
+            span = window.observed_span()
+            newest = datetime.fromtimestamp(span[1], tz=UTC) if span else patient_event.observed_at
             update = updates.setdefault(pid, PendingUpdate(pid, ward=window.ward))
-            update.add(patient_event.event_id, patient_event.observed_at, produced_ms, None, window.ward)
+            update.add(patient_event.event_id, newest, produced_ms, None, window.ward)
             continue
-        stay = stay_of(window, patient_event)
+        stay = stay_of(window, patient_event, held.cancelled_s)
         if redelivered and (stay != "current" or is_discharge(patient_event)):
             continue  # its outcome is out and saved (a stay it ended or began is in the window)
         if stay not in ("current", "new"):
-            await publisher.dead_letter(event, stay_rejection(window, patient_event, stay))
+            rejection = stay_rejection(window, patient_event, stay)
+            kept = keep_late(window, held.held, patient_event) if stay == "ended" else None
+            if kept is not None:  # in the held stay for a cancel of the discharge
+                keys[pid] = StayKeys(kept, held.cancelled_s)
+                state.stays.append(StayChange("late", kept))
+                rejection = Rejected(rejection.reason, rejection.detail + "; kept with the ended stay for a cancel")
+            await publisher.dead_letter(event, rejection)
             continue
         if stay == "new":  # the first event after a discharge: the next stay, from its hour 0
             windows[pid] = state.window = window = next_stay(window)
             state.carry, state.alert, anchors[pid] = None, PatientAlertState(patient_id=pid), None
-            state.stays.append(("begin", None))
+            state.stays.append(StayChange("begin"))
         if is_discharge(patient_event):
             # the patient left: what this batch applied to the stay is not scored, but named
             unscored = updates.pop(pid).event_ids if pid in updates else []
-            end = discharge(window, state.alert, patient_event, datetime.now(UTC), unscored, state.carry)
+            carry = holdable_carry(window, state.carry, anchors[pid])
+            end = discharge(window, state.alert, patient_event, datetime.now(UTC), unscored, carry)
             alerts += end.alerts
             ended.append(end.record)
             windows[pid] = state.window = end.window
-            state.carry, anchors[pid], held[pid] = None, None, end.held
-            state.stays.append(("end", end.held))
+            state.carry, anchors[pid] = None, None
+            keys[pid] = StayKeys(end.held, None)
+            state.stays.append(StayChange("end", end.held))
             continue
         try:
             changed = window.apply(patient_event)
@@ -152,6 +167,10 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     t_infer = time.perf_counter()
     restarted = count_sequence_restarts(outcomes.values())
     now = datetime.now(UTC)
+    for record in ended:  # a resumed stay's record goes before its scores (the dashboard shows them)
+        if isinstance(record, StayResumed):
+            await publisher.send(stays_topic, record.patient_id, record.model_dump_json().encode())
+            metrics.STAYS_RESUMED.inc()
     for pid in pids:
         window, update, outcome = windows[pid], updates[pid], outcomes.get(pid)
         for hour in outcome.closed if outcome else []:  # every hour that closed: its final score
@@ -165,9 +184,10 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         # which follows it) already told the lifecycle: alerts follow the provisional score only
         alerts += on_score(states[pid].alert, score, rt.policy)
     await publish_alerts(publisher, alerts)
-    for record in ended:
-        await publisher.send(stays_topic, record.patient_id, record.model_dump_json().encode())
-        (metrics.STAYS_ENDED if isinstance(record, StayEnded) else metrics.STAYS_RESUMED).inc()
+    for record in ended:  # (a resumed stay's record went before its score)
+        if isinstance(record, StayEnded):
+            await publisher.send(stays_topic, record.patient_id, record.model_dump_json().encode())
+            metrics.STAYS_ENDED.inc()
     reports = []
     if rt.drift is not None and outcomes:
         reports = rt.drift.observe(list(outcomes), [updates[p].ward for p in outcomes], list(outcomes.values()))

@@ -67,6 +67,12 @@ def held_keys(patient_id: str) -> tuple[str, str, str]:
     return f"vigil:hw:{h}", f"vigil:hc:{h}", f"vigil:ht:{h}"
 
 
+def cancelled_key(patient_id: str) -> str:
+    """The end (epoch s) of the patient's last cancelled discharge: that discharge sent again is a
+    duplicate, not a second end (``models.stays.stay_of``)."""
+    return f"vigil:hx:{state_hash(patient_id)}"
+
+
 # A packed blob starts with this byte, then raw deflate (no zlib header or checksum: Redis keeps
 # the bytes as given). No unpacked state blob starts with it: window and carry blobs start with
 # their version (1 or 2), alert and care blobs with "{" (JSON).
@@ -99,11 +105,27 @@ def _carry_or_none(blob: bytes | str | None) -> StayCarry | None:
         return None
 
 
-# What a batch did to a patient's stays (``models.stays``), in order; each changes the keys beside
-# the window when the state is written. end: the stay is held (window, carry, a copy of the care
-# clock), then its carry and care clock are deleted; begin: the next stay starts without them;
-# resume: the held stay's care clock comes back and the held keys go (its carry is the state's).
-StayChange = tuple[Literal["end", "begin", "resume"], HeldStay | None]
+@dataclass(frozen=True)
+class StayChange:
+    """What a batch did to a patient's stays (``models.stays``), in order; each changes the keys
+    beside the window when the state is written. ``end``: the stay is held (window, carry, a copy of
+    the care clock), then its carry and care clock are deleted; ``begin``: the next stay starts
+    without them; ``late``: a late result joined the held stay; ``resume``: the held stay's care
+    clock comes back (unless the next stay's is the only one), the held keys go, and the end it
+    cancelled is kept (``cancelled_key``); its carry is the state's."""
+
+    kind: Literal["end", "begin", "late", "resume"]
+    held: HeldStay | None = None  # end, late: the stay as held
+    cancelled_s: int | None = None  # resume: the end the cancel undid
+
+
+@dataclass(frozen=True)
+class StayKeys:
+    """What the scoring step reads beside a patient's state when a batch has a discharge, a cancel or
+    a late event of an ended stay: the held stay and the last cancelled end."""
+
+    held: HeldStay | None = None
+    cancelled_s: int | None = None
 
 
 @dataclass
@@ -202,20 +224,25 @@ class PatientStore:
             for i, pid in enumerate(ids)
         }
 
-    async def load_held(self, patient_ids: Iterable[str]) -> dict[str, HeldStay | None]:
-        """The held ended stay of each patient (None: none held, or it cannot be read)."""
+    async def load_stay_keys(self, patient_ids: Iterable[str]) -> dict[str, StayKeys]:
+        """The held ended stay and the last cancelled end of each patient, in one MGET (an unreadable
+        held stay is none: a cancel of it is then refused, never a crash)."""
         ids = list(patient_ids)
-        keys = [k for p in ids for k in held_keys(p)[:2]]
-        blobs = await self._until_ok("mget", lambda: self.client.mget(keys)) if ids else []
-        held: dict[str, HeldStay | None] = {}
+        if not ids:
+            return {}
+        keys = [k for p in ids for k in (*held_keys(p)[:2], cancelled_key(p))]
+        blobs = await self._until_ok("mget", lambda: self.client.mget(keys))
+        out: dict[str, StayKeys] = {}
         for i, pid in enumerate(ids):
+            window_blob, carry_blob, cancelled = blobs[3 * i : 3 * i + 3]
             try:
-                window = PatientWindow.from_bytes(unpack_state(blobs[2 * i])) if blobs[2 * i] else None
+                window = PatientWindow.from_bytes(unpack_state(window_blob)) if window_blob else None
             except (ValueError, struct.error, zlib.error) as exc:
                 log.warning("held_stay.unreadable", error=type(exc).__name__)
                 window = None
-            held[pid] = HeldStay(window, _carry_or_none(blobs[2 * i + 1])) if window is not None else None
-        return held
+            held = HeldStay(window, _carry_or_none(carry_blob)) if window is not None else None
+            out[pid] = StayKeys(held, int(cancelled) if cancelled and cancelled.isdigit() else None)
+        return out
 
     async def save_states(self, states: dict[str, PatientState]) -> None:
         """Window, carry and alert lifecycle of each patient, and whether the escalation timer looks
@@ -226,8 +253,8 @@ class PatientStore:
         async def write() -> None:
             pipe = self.client.pipeline(transaction=True)
             for pid, state in states.items():
-                for change, held in state.stays:
-                    self._queue_stay_change(pipe, pid, change, held)
+                for change in state.stays:
+                    self._queue_stay_change(pipe, pid, change)
                 pipe.set(window_key(pid), pack_state(state.window.to_bytes()), ex=self.ttl_s)
                 if state.carry is not None:
                     pipe.set(carry_key(pid), pack_state(state.carry.to_bytes()), ex=self.ttl_s)
@@ -247,23 +274,30 @@ class PatientStore:
 
         await self._until_ok("set", write)
 
-    def _queue_stay_change(self, pipe: Any, pid: str, change: str, held: HeldStay | None) -> None:
-        """One ``StayChange`` of the patient's keys, in the write's transaction (COPY keeps the TTL)."""
+    def _queue_stay_change(self, pipe: Any, pid: str, change: StayChange) -> None:
+        """One ``StayChange`` of the patient's keys, in the write's transaction."""
         h_window, h_carry, h_care = held_keys(pid)
-        if change == "end" and held is not None:
-            pipe.set(h_window, pack_state(held.window.to_bytes()), ex=self.ttl_s)
-            if held.carry is not None:
-                pipe.set(h_carry, pack_state(held.carry.to_bytes()), ex=self.ttl_s)
+        if change.kind in ("end", "late") and change.held is not None:
+            pipe.set(h_window, pack_state(change.held.window.to_bytes()), ex=self.ttl_s)
+            if change.held.carry is not None:
+                pipe.set(h_carry, pack_state(change.held.carry.to_bytes()), ex=self.ttl_s)
             else:
                 pipe.delete(h_carry)
-            pipe.delete(h_care)
+        if change.kind == "end":
+            pipe.delete(h_care)  # an earlier stay's, when this one has no clock (COPY then copies nothing)
             pipe.copy(care_key(pid), h_care)
-        if change in ("end", "begin"):
+            pipe.expire(h_care, self.ttl_s)  # COPY keeps the care clock's own, shorter, TTL
+            pipe.delete(cancelled_key(pid))
+        if change.kind in ("end", "begin"):
             pipe.delete(carry_key(pid), care_key(pid))
-        if change == "resume":
-            pipe.delete(carry_key(pid), care_key(pid))
-            pipe.copy(h_care, care_key(pid))
+        if change.kind == "resume":
+            # the held stay's clock is the earlier one; without it the next stay's (its time zero is
+            # inside the resumed stay) stays
+            pipe.delete(carry_key(pid))
+            pipe.copy(h_care, care_key(pid), replace=True)
             pipe.delete(h_window, h_carry, h_care)
+            if change.cancelled_s is not None:
+                pipe.set(cancelled_key(pid), str(change.cancelled_s), ex=self.ttl_s)
 
     def _queue_alerts(self, pipe: Any, alerts: dict[str, PatientAlertState]) -> None:
         """Each lifecycle under its alert key, and the key in or out of ``OPEN_ALERTS_KEY`` (the

@@ -17,9 +17,12 @@ scored again at once, as a new stay.
 A discharge entered in error is cancelled (``cancel_discharge``, HL7v2 ``ADT^A13``): the ended stay
 was held at its discharge (``HeldStay``: its window with its rows, and its carry), and ``resume``
 gives it back, with whatever the next stay recorded since folded in at the times observed: one stay
-again, its hours counted from its own admission, as if the discharge had never come. A cancel with
-no ended stay to resume (none held, or the stay is open and not the one after a held end) is an
-``unknown_stay`` dead letter; one naming another encounter than the discharge is ``other_encounter``.
+again, its hours counted from its own admission, as if the discharge had never come. A late result
+of the ended stay is dead-lettered ``stay_ended`` and also kept in the held stay (``keep_late``), so
+a resumed stay has it. A cancel with no ended stay to resume (none held, or the stay is open and not
+the one after a held end) is an ``unknown_stay`` dead letter; one naming another encounter than the
+discharge, or whose next stay names another encounter (a readmission), is ``other_encounter``. After
+a cancel, the cancelled discharge sent again (at or before the end it cancelled) is a ``duplicate``.
 
 A discharge that cannot be this stay's end is refused, not applied: one for a patient with no stay
 (never scored, or nothing since the last end: ``unknown_stay``; a hospital-wide ADT feed sends every
@@ -45,7 +48,7 @@ from vigil.schemas.events import PatientEvent
 from vigil.schemas.stays import StayEnded, StayResumed
 
 # current: the stay the window holds; new: the first event after an end; the others are refused
-StayOf = Literal["current", "new", "ended", "earlier", "unknown", "other"]
+StayOf = Literal["current", "new", "ended", "earlier", "unknown", "other", "cancelled"]
 
 
 def is_discharge(event: PatientEvent) -> bool:
@@ -57,9 +60,10 @@ def is_cancel(event: PatientEvent) -> bool:
     return event.kind == "encounter" and event.code == CANCEL_DISCHARGE
 
 
-def stay_of(window: PatientWindow, event: PatientEvent) -> StayOf:
+def stay_of(window: PatientWindow, event: PatientEvent, cancelled_s: int | None = None) -> StayOf:
     """Which stay ``event`` belongs to (see the module's rules); times compare in whole seconds, as
-    the window stores them."""
+    the window stores them. ``cancelled_s``: the end of the patient's last cancelled discharge (a
+    copy of that discharge sent again, at or before it, does not end the stay a second time)."""
     at = int(event.observed_at.timestamp())
     if window.ended_s is not None:
         if at <= window.ended_s:
@@ -76,7 +80,18 @@ def stay_of(window: PatientWindow, event: PatientEvent) -> StayOf:
         return "earlier"
     if event.encounter and window.encounter and event.encounter != window.encounter:
         return "other"
+    if cancelled_s is not None and at <= cancelled_s:
+        return "cancelled"
     return "current"
+
+
+def needs_held(window: PatientWindow, event: PatientEvent) -> bool:
+    """Whether the scoring step reads the patient's held stay for ``event`` (``StayKeys``): a
+    discharge or its cancel, or a late event of a stay that ended (rare: most batches read none)."""
+    if event.kind == "encounter":
+        return True
+    end = window.ended_s if window.ended_s is not None else window.after_s
+    return end is not None and int(event.observed_at.timestamp()) <= end
 
 
 def in_stay(window: PatientWindow, at: datetime) -> bool:
@@ -102,6 +117,8 @@ def stay_rejection(window: PatientWindow, event: PatientEvent, of: StayOf) -> Re
         return Rejected("unknown_stay", "discharge: Vigil holds no stay of this patient to end")
     if of == "other":
         return Rejected("other_encounter", "discharge: names another encounter than the stay's events")
+    if of == "cancelled":
+        return Rejected("duplicate", "discharge: a discharge at or before it was cancelled (ADT^A13): the stay goes on")
     end = window.ended_s if window.ended_s is not None else window.after_s
     if of == "earlier" or end is None:
         return Rejected("stay_ended", f"{event.code}: before the current stay's first observation (an earlier stay)")
@@ -191,6 +208,41 @@ def stay_hours(window: PatientWindow) -> int | None:
     return window.last_hour + 1 if window.anchor_s is not None and window.last_hour >= 0 else None
 
 
+def holdable_carry(window: PatientWindow, carry: StayCarry | None, anchor_before: int | None) -> StayCarry | None:
+    """The carry to hold with a stay ended in this batch: None when this batch's events changed the
+    window in a way the carry cannot follow once the batch's transient state is gone (hour 0 moved,
+    rows left the window, or an hour the carry had closed changed). A resumed stay without a carry
+    is scored from its window, as after a re-anchoring."""
+    return carry if carry is not None and anchor_before == window.anchor_s and _follows(window, carry) else None
+
+
+def _follows(window: PatientWindow, carry: StayCarry) -> bool:
+    """Whether ``carry`` still holds for ``window`` without the batch's transient state: no rows left
+    the window, and no hour the carry had closed changed."""
+    return not window.evicted and (window.changed_from is None or window.changed_from > carry.closed)
+
+
+def keep_late(window: PatientWindow, held: HeldStay | None, event: PatientEvent) -> HeldStay | None:
+    """A late event of the stay a discharge ended (``stay_of``: ``ended``), applied to that stay as
+    held, so that a cancel of the discharge resumes it with the result (a lactate drawn before the
+    discharge and resulted after it); None when the held stay is not the one it ended, or the event
+    changes nothing there. It is still dead-lettered ``stay_ended``: the patient has left until a
+    cancel says otherwise."""
+    end = window.ended_s if window.ended_s is not None else window.after_s
+    if held is None or end is None or held.window.ended_s != end:
+        return None
+    kept = copy.deepcopy(held.window)
+    try:
+        if not kept.apply(event):
+            return None
+    except LateEvent:
+        return None
+    # an hour the carry had folded or closed changed: a resumed stay is scored from its window
+    carry = held.carry if held.carry is not None and _follows(kept, held.carry) else None
+    kept.evicted, kept.changed_from = {}, None
+    return HeldStay(kept, carry)
+
+
 @dataclass(frozen=True)
 class Resumed:
     """What a cancelled discharge gives back: the stay's window (the next stay's hours folded in),
@@ -213,6 +265,9 @@ def resume(window: PatientWindow, held: HeldStay | None, event: PatientEvent, no
     ended_encounter = held.window.ended_encounter
     if event.encounter and ended_encounter and event.encounter != ended_encounter:
         return Rejected("other_encounter", "cancel_discharge: names another encounter than the discharge")
+    if window.ended_s is None and window.encounter and ended_encounter and window.encounter != ended_encounter:
+        # the patient was admitted again under another visit: not a discharge entered in error
+        return Rejected("other_encounter", "cancel_discharge: the next stay's events name another encounter")
     restored = replace(copy.deepcopy(held.window), ended_s=None, ended_encounter=None, position=window.position)
     folded = 0
     if window.ended_s is None:  # the next stay began: its hours are this stay's

@@ -37,6 +37,7 @@ from vigil.schemas.treatment import TreatmentScore
 TREND_CODES = ("HR", "Resp", "SBP", "O2Sat", "Temp")
 TREND_POINTS = WINDOW_HOURS  # one per scored hour: the model's window
 RECENT_TRANSITIONS = 200
+LEFT_CARDS = 200  # cards of the latest discharges kept for a cancel of the discharge to bring back
 PATIENT_LOG = 100  # alert transitions (with acks and notes) kept per patient for the patient page
 
 _SCORE = TypeAdapter(RiskScore)
@@ -57,12 +58,10 @@ def row_id_for(patient_id: str, key: bytes) -> str:
 
 @dataclass(frozen=True)
 class _Ended:
-    """A stay that ended: its end (``through``), its alerts, and the card that left the ward view
-    (None when the next stay's card stayed): a cancel of the discharge brings it back."""
+    """A stay that ended: its end (``through``) and its alerts."""
 
     through: datetime
     alert_ids: frozenset[str]
-    row: PatientRow | None
 
 
 @dataclass
@@ -99,6 +98,7 @@ class WardModel:
         self._seen_transitions: OrderedDict[str, None] = OrderedDict()
         # row_id -> what a late record of an ended stay is told by, and the card a cancel brings back
         self._ended: OrderedDict[str, _Ended] = OrderedDict()
+        self._left: OrderedDict[str, PatientRow] = OrderedDict()  # row_id -> the card that left
         self._lock = threading.Lock()
         self.drift = WardDriftBoard()
 
@@ -185,8 +185,13 @@ class WardModel:
                     row.alerts.pop(alert_id, None)
             for alert_id in ended_alerts:
                 self._alert_rows.pop(alert_id, None)
-            self._ended[rid] = _Ended(through, frozenset(ended_alerts), None if back else row)
+            self._ended[rid] = _Ended(through, frozenset(ended_alerts))
             self._ended.move_to_end(rid)
+            if row is not None and not back:
+                self._left[rid] = row
+                self._left.move_to_end(rid)
+                while len(self._left) > LEFT_CARDS:
+                    self._left.popitem(last=False)
             while len(self._ended) > self.max_patients:
                 self._ended.popitem(last=False)
             entry = views.stay_end_json(stay, rid, row.ward if row else None, self.zone)
@@ -198,15 +203,21 @@ class WardModel:
 
     def apply_stay_resumed(self, stay: StayResumed) -> dict[str, Any] | None:
         """A discharge was cancelled: the stay's records count again, the card that left comes back
-        (its next score follows), and the transitions feed says so (once per cancel)."""
+        with its history (its next score follows), and the transitions feed says so (once per
+        cancel). A card the next stay's records made meanwhile gives it its alerts and leaves."""
         with self._lock:
             if not self._first_time(f"resume-{stay.event_id}"):
                 return None
             rid = row_id_for(stay.patient_id, self._key)
-            ended = self._ended.pop(rid, None)
-            row = self._rows.get(rid)
-            if row is None and ended is not None and ended.row is not None:
-                row = ended.row
+            self._ended.pop(rid, None)
+            left, row = self._left.pop(rid, None), self._rows.get(rid)
+            if left is not None:
+                if row is not None:
+                    for alert_id, data in row.alerts.items():
+                        left.alerts[alert_id] = data
+                        self._alert_rows[alert_id] = rid
+                    left.log.extend(row.log)
+                row = left
                 self._put(rid, row)
             if row is not None:
                 row.ward = stay.ward or row.ward

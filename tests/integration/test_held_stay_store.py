@@ -14,13 +14,14 @@ from vigil.infra.redis import (
     PatientState,
     PatientStore,
     StayChange,
+    StayKeys,
     care_key,
     carry_key,
     held_keys,
     unpack_state,
 )
 from vigil.models.alerting import PatientAlertState
-from vigil.models.stays import discharge, next_stay
+from vigil.models.stays import HeldStay, discharge, next_stay
 from vigil.models.stepping import StayCarry
 from vigil.models.window import PatientWindow
 
@@ -41,33 +42,52 @@ def test_a_discharge_holds_the_stay_and_its_cancel_gives_it_back(stack, stack_se
     async def keys() -> list[bytes | None]:
         return list(await store.client.mget([carry_key(pid), care_key(pid), *held_keys(pid)]))
 
+    async def held() -> StayKeys:
+        return (await store.load_stay_keys([pid]))[pid]
+
     async def main() -> None:
         await write(going, carry)
-        await store.client.set(care_key(pid), CARE, ex=stack_settings.redis.ttl_s)
-        assert (await store.load_held([pid]))[pid] is None  # nothing held before a discharge
+        await store.client.set(care_key(pid), CARE, ex=60)
+        assert await held() == StayKeys()  # nothing held before a discharge
 
-        await write(end.window, None, ("end", end.held))
+        await write(end.window, None, StayChange("end", end.held))
         carry_blob, care, h_window, h_carry, h_care = await keys()
         assert carry_blob is None and care is None  # the next stay starts without them
         assert h_window is not None and h_carry is not None and h_care == CARE
         ttls = [await store.client.ttl(k) for k in held_keys(pid)]
-        assert all(0 < ttl <= stack_settings.redis.ttl_s for ttl in ttls)  # COPY kept the care clock's TTL
-        held = (await store.load_held([pid]))[pid]
-        assert held is not None and held.window == end.held.window and held.carry is not None
-        assert held.carry.to_bytes() == carry.to_bytes()
+        # all with the state's TTL: the held care clock too, though the clock had 60 s left
+        assert all(stack_settings.redis.ttl_s - 60 < ttl <= stack_settings.redis.ttl_s for ttl in ttls)
+        kept = (await held()).held
+        assert kept is not None and kept.window == end.held.window and kept.carry is not None
+        assert kept.carry.to_bytes() == carry.to_bytes()
 
-        # the next stay began and wrote its own carry and care clock: the cancel replaces both
-        await write(next_stay(end.window), StayCarry(boundary=0, closed=0), ("begin", None))
+        # a late result joins the held stay (here its carry no longer fits: none is held)
+        late = HeldStay(kept.window, None)
+        await write(end.window, None, StayChange("late", late))
+        assert (await held()).held == late
+
+        # the next stay began and wrote its own carry and care clock: the cancel restores the held
+        # stay's clock (the earlier) and keeps the end it cancelled
+        await write(next_stay(end.window), StayCarry(boundary=0, closed=0), StayChange("begin"))
         await store.client.set(care_key(pid), b'{"next": 1}')
-        await write(held.window, held.carry, ("resume", None))
+        await write(kept.window, kept.carry, StayChange("resume", cancelled_s=end.held.window.ended_s))
         carry_blob, care, h_window, h_carry, h_care = await keys()
         assert unpack_state(carry_blob) == carry.to_bytes() and care == CARE
         assert (h_window, h_carry, h_care) == (None, None, None)
-        assert (await store.load_held([pid]))[pid] is None  # a second cancel finds nothing to resume
+        assert await held() == StayKeys(None, end.held.window.ended_s)  # a second cancel: nothing to resume
+
+        # a held stay without a care clock: the next stay's clock (inside the resumed stay) stays
+        await store.client.delete(care_key(pid))
+        await write(end.window, None, StayChange("end", end.held))
+        assert (await held()).cancelled_s is None  # a new discharge: the cancelled end is history
+        await write(next_stay(end.window), None, StayChange("begin"))
+        await store.client.set(care_key(pid), b'{"next": 2}')
+        await write(kept.window, kept.carry, StayChange("resume"))
+        assert (await keys())[1] == b'{"next": 2}'
 
         # a discharge and its cancel in one batch leave the care clock where it was
         await store.client.set(care_key(pid), CARE)
-        await write(held.window, held.carry, ("end", end.held), ("resume", None))
+        await write(kept.window, kept.carry, StayChange("end", end.held), StayChange("resume"))
         _, care, *held_after = await keys()
         assert care == CARE and held_after == [None, None, None]
 

@@ -130,8 +130,18 @@ def test_a_cancelled_discharge_resumes_the_stay_with_its_history(
     assert wait_for(lambda: leaving.event_id in r.snapshot().ended_ids, timeout=60)
 
     meanwhile = vitals(pid, 4, 96, 22, 108, 94, 38.2, base)  # the patient never left: the monitor sends on
-    send(producer, meanwhile)
+    lactate = PatientEvent(  # drawn before the discharge, resulted after it
+        patient_id=pid,
+        observed_at=base + timedelta(hours=2, minutes=20),
+        kind="lab",
+        code="Lactate",
+        value=3.9,
+        unit="mmol/L",
+        source="lis",
+    )
+    send(producer, [*meanwhile, lactate])
     assert wait_for(lambda: {e.event_id for e in meanwhile} <= r.snapshot().scored_ids, timeout=60)
+    assert wait_for(lambda: lactate.event_id in r.snapshot().dead_ids, timeout=60)  # stay_ended, but kept
 
     def scores_naming(event_id: str) -> list[dict]:
         return [s for (p, _), s in r.snapshot().last_scores.items() if p == pid and event_id in s["event_ids"]]
@@ -141,7 +151,10 @@ def test_a_cancelled_discharge_resumes_the_stay_with_its_history(
     cancel = discharge_event(pid, base + timedelta(hours=5)).model_copy(update={"code": "cancel_discharge"})
     send(producer, [cancel])
     assert wait_for(lambda: cancel.event_id in r.snapshot().scored_ids, timeout=60)
-    assert [s["hour"] for s in scores_naming(cancel.event_id)] == [4]  # hours from the first admission
+    (resumed_score,) = scores_naming(cancel.event_id)
+    assert resumed_score["hour"] == 4  # hours from the first admission
+    # stamped with the stay's newest observation (hour 4's vitals), not the cancel's time
+    assert resumed_score["observed_at"].startswith(meanwhile[0].observed_at.strftime("%Y-%m-%dT%H:%M"))
     resumed = next(s for s in r.snapshot().stay_records if s.get("record") == "stay_resumed" and s["patient_id"] == pid)
     assert resumed["event_id"] == cancel.event_id and resumed["folded_hours"] == 1 and resumed["hours"] == 5
     assert resumed["cancelled_end"].startswith((base + timedelta(hours=2, minutes=40)).strftime("%Y-%m-%dT%H:%M"))
@@ -149,20 +162,23 @@ def test_a_cancelled_discharge_resumes_the_stay_with_its_history(
     redis = redis_client(stack_settings)
     window = PatientWindow.from_bytes(unpack_state(redis.get(window_key(pid))))
     assert window.ended_s is None and sorted(window.rows) == [0, 1, 2, 4]
+    assert window.current_values(at_hour=2)["Lactate"] == pytest.approx(3.9)  # the late result kept
     assert all(redis.get(k) is None for k in held_keys(pid))  # nothing held: a second cancel is refused
 
     ill = vitals(pid, 5, 138, 29, 86, 89, 39.6, base)
     again = discharge_event(pid, base + timedelta(hours=5, minutes=5)).model_copy(
         update={"code": "cancel_discharge", "event_id": "twin-cancel-" + pid}
     )
-    send(producer, [*ill, again])
+    resent = leaving.model_copy(update={"event_id": "resent-discharge-" + pid})  # a second feed's copy
+    send(producer, [*ill, again, resent])
     assert wait_for(lambda: {e.event_id for e in ill} <= r.snapshot().scored_ids, timeout=60)
     assert [s["hour"] for s in scores_naming(ill[0].event_id)] == [5]
-    assert wait_for(lambda: again.event_id in r.snapshot().dead_ids, timeout=60)
+    assert wait_for(lambda: {again.event_id, resent.event_id} <= r.snapshot().dead_ids, timeout=60)
+    assert not any(s["event_id"] == resent.event_id for s in r.snapshot().stay_records)  # not ended twice
     assert wait_for(
         lambda: any(a["state"] == "open" and a["patient_id"] == pid for a in r.snapshot().alert_records), timeout=60
     )
-    sent = {e.event_id for e in [*stay, leaving, *meanwhile, cancel, *ill, again]}
+    sent = {e.event_id for e in [*stay, leaving, *meanwhile, lactate, cancel, *ill, again, resent]}
     ok, _ = r.snapshot().accounted(sent, set())
     assert ok == len(sent)
     redis.close()

@@ -12,7 +12,20 @@ from hypothesis import strategies as st
 
 from tests.unit.models.test_stays import T0, leaves, stay, vital
 from vigil.models.alerting import PatientAlertState
-from vigil.models.stays import HeldStay, Resumed, discharge, fold, is_cancel, next_stay, resume, stay_of
+from vigil.models.stays import (
+    HeldStay,
+    Resumed,
+    discharge,
+    fold,
+    holdable_carry,
+    is_cancel,
+    keep_late,
+    needs_held,
+    next_stay,
+    resume,
+    stay_of,
+    stay_rejection,
+)
 from vigil.models.stepping import StayCarry
 from vigil.models.window import PatientWindow
 from vigil.schemas.deadletter import Rejected
@@ -213,3 +226,70 @@ def test_resumed_record_times_are_utc() -> None:
     assert record.cancelled_end.tzinfo is not None and record.cancelled_end == datetime.fromtimestamp(
         tombstone.ended_s or 0, tz=UTC
     )
+
+
+def test_the_carry_held_is_the_one_that_still_fits_the_window() -> None:
+    going = stay(5)
+    going.changed_from = None  # as loaded: the batch applied nothing yet
+    anchor = going.anchor_s
+    assert holdable_carry(going, CARRY, anchor) is CARRY
+    assert holdable_carry(going, None, anchor) is None
+    earlier = stay(5)
+    earlier.apply(vital(-2.5))  # a lab from before hour 0 in the discharge's batch: hour 0 moved
+    assert earlier.anchor_s != anchor and holdable_carry(earlier, CARRY, anchor) is None
+    changed = stay(5)
+    changed.changed_from = None
+    changed.apply(vital(2.5, value=120))  # an hour the carry had closed changed
+    assert holdable_carry(changed, CARRY, anchor) is None
+    changed.changed_from = 4  # only the open hour: the carry follows
+    assert holdable_carry(changed, CARRY, anchor) is CARRY
+    long = stay(5)
+    long.changed_from = None
+    long.apply(vital(60.5))  # rows left the window in this batch
+    assert long.evicted and holdable_carry(long, StayCarry(boundary=0, closed=3), anchor) is None
+
+
+def test_a_late_result_of_the_ended_stay_is_kept_for_a_cancel() -> None:
+    tombstone, held = ended()
+    lab = vital(3.25, code="Lactate", value=4.2)
+    assert stay_of(tombstone, lab) == "ended"
+    kept = keep_late(tombstone, held, lab)
+    assert kept is not None and kept.window.rows[3] != held.window.rows[3]
+    assert kept.carry is None  # hour 3 was closed in the carry: a resume scores from the window
+    assert kept.window.evicted == {} and kept.window.changed_from is None
+    back = resumed(resume(tombstone, kept, cancels(6), NOW))
+    assert back.window.current_values(at_hour=3)["Lactate"] == pytest.approx(4.2)
+    assert keep_late(tombstone, kept, lab) is None  # the same again: nothing new
+    assert keep_late(tombstone, None, lab) is None
+    assert keep_late(stay(5), held, lab) is None  # not an ended stay
+    open_hour = keep_late(tombstone, HeldStay(held.window, StayCarry(boundary=0, closed=2)), vital(4.5))
+    assert open_hour is not None and open_hour.carry is not None  # after the carry's closed hours
+
+
+def test_a_cancel_does_not_fold_a_readmission_under_another_visit() -> None:
+    tombstone, held = ended()
+    later = next_stay(tombstone)
+    later.apply(vital(50, encounter="enc-2"))
+    later.encounter = "enc-2"
+    refused = resume(later, held, cancels(51, encounter=None), NOW)
+    assert isinstance(refused, Rejected) and refused.reason == "other_encounter" and "next stay" in refused.detail
+
+
+def test_the_cancelled_discharge_sent_again_is_a_duplicate_a_later_one_ends_the_stay() -> None:
+    tombstone, held = ended()
+    back = resumed(resume(tombstone, held, cancels(6), NOW))
+    cancelled = int(back.record.cancelled_end.timestamp())
+    again = leaves(5.5)
+    assert stay_of(back.window, again) == "current"  # without the cancelled end, a second end
+    assert stay_of(back.window, again, cancelled) == "cancelled"
+    refused = stay_rejection(back.window, again, "cancelled")
+    assert refused.reason == "duplicate" and "ADT^A13" in refused.detail
+    assert stay_of(back.window, leaves(7), cancelled) == "current"  # the corrected A03, later
+
+
+def test_what_needs_the_held_stay() -> None:
+    tombstone, _ = ended()
+    assert needs_held(stay(3), leaves(3)) and needs_held(stay(3), cancels(3))
+    assert not needs_held(stay(3), vital(2.5))
+    assert needs_held(tombstone, vital(4.5)) and not needs_held(tombstone, vital(6.5))
+    assert needs_held(next_stay(tombstone), vital(5.25))

@@ -156,3 +156,21 @@ def test_a_stays_record_of_an_unknown_kind_is_counted_not_fatal() -> None:
     m = WardModel(b"k", 100)
     assert m.apply(topics.STAYS, b'{"record": "stay_paused", "patient_id": "p"}') is None
     assert m.apply(topics.STAYS, b"not json") is None
+
+
+def test_a_next_stays_card_read_before_the_cancel_gives_way_to_the_card_that_left() -> None:
+    """The next stay's scores (hour 0 after the wrong discharge) and its alert may be read before the
+    cancel: the card that left comes back with its history, and keeps the next stay's alert."""
+    m = WardModel(b"k", 100)
+    for hour in range(4):
+        m.apply(topics.SCORES, risk_score("p", hour, 6, "medium").model_dump_json().encode())
+    m.apply(topics.STAYS, left("p", 4.5))
+    nxt = risk_score("p", 0, 7, "medium").model_copy(update={"observed_at": T0 + timedelta(hours=5)})
+    assert m.apply(topics.SCORES, nxt.model_dump_json().encode()) is not None  # a next stay, as it seemed
+    opened = alert("p", "open").model_copy(update={"alert_id": "a2", "at": T0 + timedelta(hours=5)})
+    m.apply(topics.ALERTS, opened.model_dump_json().encode())
+    message = m.apply(topics.STAYS, back("p", 6, 4.5))
+    assert message is not None and message["row"]["hour"] == 3  # the card as it left, not hour 0
+    patient = m.patient(row_id_for("p", b"k"))
+    assert patient is not None and len(patient["history"]) == 4
+    assert m.alert_target("a2") is not None  # the next stay's alert stays with the resumed card
