@@ -38,16 +38,7 @@ CARRY = StayCarry(boundary=0, closed=3)
 
 
 def cancels(hours: float, encounter: str | None = "enc-1", ward: str | None = None) -> PatientEvent:
-    return PatientEvent(
-        patient_id="p1",
-        observed_at=T0 + timedelta(hours=hours),
-        kind="encounter",
-        code="cancel_discharge",
-        value=1,
-        encounter=encounter,
-        ward=ward,
-        source="adt",
-    )
+    return leaves(hours, encounter, ward, code="cancel_discharge")
 
 
 def ended(hours: int = 5, at: float = 5.5, encounter: str | None = "enc-1") -> tuple[PatientWindow, HeldStay]:

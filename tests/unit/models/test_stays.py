@@ -30,12 +30,14 @@ def vital(hours: float, encounter: str | None = None, code: str = "HR", value: f
     )
 
 
-def leaves(hours: float, encounter: str | None = "enc-1", ward: str | None = "ICU-A") -> PatientEvent:
+def leaves(
+    hours: float, encounter: str | None = "enc-1", ward: str | None = "ICU-A", code: str = "discharge"
+) -> PatientEvent:
     return PatientEvent(
         patient_id="p1",
         observed_at=T0 + timedelta(hours=hours),
         kind="encounter",
-        code="discharge",
+        code=code,
         value=1,
         encounter=encounter,
         ward=ward,
