@@ -1,5 +1,6 @@
 """kill -9 a worker while patients are discharged and admitted again: nothing is lost, each stay
-ends once, and each readmission is scored from its own hour 0 with nothing of the stay before."""
+ends once, and each readmission is scored from its own hour 0 with nothing of the stay before; and
+while discharges entered in error are cancelled: each stay resumes once, whole."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.reliability.helpers import PacedProducer, alert_duplicates, event_payloads, report, ward_stream
-from vigil.infra.redis import alert_key, carry_key, unpack_state, window_key
+from vigil.infra.redis import alert_key, carry_key, held_keys, unpack_state, window_key
 from vigil.models.alerting import PatientAlertState
 from vigil.models.window import PatientWindow
 from vigil.schemas.events import PatientEvent
@@ -128,4 +129,77 @@ def test_kill_9_amid_discharges_and_readmissions_loses_nothing(
     assert counts["stays_ended"] == counts["distinct_stay_records"] == len(leaving)
     assert restarted_at_zero == anchored == carries == len(leaving)
     assert stale_alerts == 0 and resolved_by_discharge >= 1
+    assert counts["duplicate_alerts_after_dedup"] == 0
+
+
+def test_kill_9_amid_cancelled_discharges_resumes_each_stay_whole(
+    stack, started_worker, spawn, producer, reader, redis_admin, results_dir
+) -> None:
+    """Half the ward is discharged in error; the monitors send on (a next stay, from hour 0); ADT^A13
+    cancels each discharge two hours later. kill -9 as the first stay resumes: every stay resumes
+    once, whole (hours 0..10 in one window from the first admission), and nothing is lost."""
+    worker = started_worker("resume-a")
+    r = reader(keep_scores=True)
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=13)
+    monitors = ward_stream("resume", patients=60, hours=11, start=base)  # the monitors never stop
+    patients = sorted({e.patient_id for e in monitors})
+    in_error = patients[::2]
+
+    def adt(pid: str, code: str, at: datetime) -> PatientEvent:
+        return PatientEvent(patient_id=pid, observed_at=at, kind="encounter", code=code, value=1, source="adt")
+
+    discharges = [adt(p, "discharge", base + timedelta(hours=6, minutes=55)) for p in in_error]
+    cancels = [adt(p, "cancel_discharge", base + timedelta(hours=8, minutes=55)) for p in in_error]
+    events = sorted(monitors + discharges + cancels, key=lambda e: e.observed_at)
+    ids = {e.event_id for e in events}
+    stream = PacedProducer(producer, event_payloads(events), rate_per_s=400).start()
+
+    def resumed() -> list[dict]:
+        return [s for s in r.snapshot().stay_records if s.get("record") == "stay_resumed"]
+
+    assert wait_for(lambda: resumed(), timeout=180), "no stay resumed"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    killed_at = time.monotonic()
+    spawn("resume-b")
+
+    def accounted() -> set[str]:
+        rb = r.snapshot()
+        return ids & (rb.scored_ids | rb.ended_ids | rb.dead_ids)
+
+    assert wait_for(lambda: accounted() == ids, timeout=180), "events lost after kill -9"
+    recovered_s = time.monotonic() - killed_at
+    stream.done.wait(timeout=30)
+    time.sleep(2)
+    rb = r.snapshot()
+    mine = set(in_error)
+    windows = [PatientWindow.from_bytes(unpack_state(b)) for b in redis_admin.mget([window_key(p) for p in in_error])]
+    whole = sum(
+        1
+        for w in windows
+        if w.ended_s is None and w.anchor_s == int(base.timestamp()) and sorted(w.rows) == list(range(11))
+    )
+    held_left = sum(1 for p in in_error for b in redis_admin.mget(list(held_keys(p))) if b)
+    last_hour = {p: max(h for (q, h), _ in rb.last_scores.items() if q == p) for p in in_error}
+    counts = {
+        "events": len(ids),
+        "discharges_in_error": len(discharges),
+        "lost": len(ids - accounted()),
+        "duplicate_score_mentions": rb.duplicates(ids),
+        "dead_letters_of_these_patients": len(ids & rb.dead_ids),
+        "stays_ended": len(
+            {s["event_id"] for s in rb.stay_records if s["patient_id"] in mine} & {e.event_id for e in discharges}
+        ),
+        "stays_resumed": len({s["event_id"] for s in resumed() if s["patient_id"] in mine}),
+        "resumed_records_with_copies": len([s for s in resumed() if s["patient_id"] in mine]),
+        "windows_whole_from_first_admission": whole,
+        "held_keys_left": held_left,
+        "scored_on_to_hour_10": sum(1 for h in last_hour.values() if h == 10),
+        "recovered_all_accounted_s": round(recovered_s, 1),
+        **alert_duplicates(rb.alert_records, set(patients)),
+    }
+    report(results_dir, "stays_resume_crash", counts)
+    assert counts["lost"] == 0 and counts["dead_letters_of_these_patients"] == 0
+    assert counts["stays_ended"] == counts["stays_resumed"] == len(in_error)
+    assert whole == counts["scored_on_to_hour_10"] == len(in_error) and held_left == 0
     assert counts["duplicate_alerts_after_dedup"] == 0
