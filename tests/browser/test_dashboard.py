@@ -177,7 +177,9 @@ def test_sort_search_filter_in_the_url_and_the_patient_page(dashboard, browser, 
     page.close()
 
 
-def test_a_discharged_patient_leaves_the_ward_and_the_patient_page_says_so(dashboard, browser, producer) -> None:
+def test_a_discharged_patient_leaves_the_ward_and_comes_back_when_the_discharge_is_cancelled(
+    dashboard, browser, producer
+) -> None:
     page = signed_in(browser, dashboard)
     pid = unique_patient("leaving")
     send(producer, heart_rate(pid, "ICU-L", 88.0, minutes_ago=40))
@@ -194,6 +196,15 @@ def test_a_discharged_patient_leaves_the_ward_and_the_patient_page_says_so(dashb
     expect(page.locator("#transitions li", has_text=pid)).to_contain_text("discharged")
     expect(patient.locator("#patient")).to_contain_text("left the ward: the stay ended at", timeout=15000)
     shot(patient, "patient-discharged.png")
+    # the discharge was entered in error: ADT^A13 brings the card back, the stay goes on
+    cancel = PatientEvent(
+        patient_id=pid, observed_at=at + timedelta(minutes=2), kind="encounter", code="cancel_discharge", value=1
+    )
+    send(producer, [cancel])
+    expect(card_of(page, pid)).to_be_visible(timeout=60000)
+    expect(page.locator("#transitions li", has_text=pid).first).to_contain_text("discharge cancelled")
+    shot(page, "dashboard-resumed.png")
+    expect(patient.locator("#patient .label")).to_have_text(pid, timeout=15000)
     patient.close()
     page.close()
 
