@@ -93,30 +93,30 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         if is_cancel(patient_event):
             if redelivered:
                 continue  # its outcome is out and saved (the stay it resumed is in the window)
-            back = resume(window, held.held, patient_event, datetime.now(UTC))
+            back = resume(window, held.held, patient_event, datetime.now(UTC), held.discharged_s)
             if not isinstance(back, Resumed):
                 await publisher.dead_letter(event, back)
                 continue
             windows[pid] = state.window = window = back.window
             state.carry, anchors[pid] = back.carry, window.anchor_s
-            keys[pid] = StayKeys(None, int(back.record.cancelled_end.timestamp()))
-            state.stays.append(StayChange("resume", cancelled_s=keys[pid].cancelled_s))
+            keys[pid] = StayKeys(None, held.discharged_s)
+            state.stays.append(StayChange("resume"))
             ended.append(back.record)
             # scored now, from the stay's own history; the score names the cancel, at the stay's
             # newest observation (not the cancel's time: its values are that old)
             span = window.observed_span()
             newest = datetime.fromtimestamp(span[1], tz=UTC) if span else patient_event.observed_at
             update = updates.setdefault(pid, PendingUpdate(pid, ward=window.ward))
-            update.add(patient_event.event_id, newest, produced_ms, None, window.ward)
+            update.add(patient_event.event_id, newest, produced_ms, window.encounter, window.ward)
             continue
-        stay = stay_of(window, patient_event, held.cancelled_s)
+        stay = stay_of(window, patient_event, held.discharged_s)
         if redelivered and (stay != "current" or is_discharge(patient_event)):
             continue  # its outcome is out and saved (a stay it ended or began is in the window)
         if stay not in ("current", "new"):
             rejection = stay_rejection(window, patient_event, stay)
             kept = keep_late(window, held.held, patient_event) if stay == "ended" else None
             if kept is not None:  # in the held stay for a cancel of the discharge
-                keys[pid] = StayKeys(kept, held.cancelled_s)
+                keys[pid] = StayKeys(kept, held.discharged_s)
                 state.stays.append(StayChange("late", kept))
                 rejection = Rejected(rejection.reason, rejection.detail + "; kept with the ended stay for a cancel")
             await publisher.dead_letter(event, rejection)
@@ -134,8 +134,9 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             ended.append(end.record)
             windows[pid] = state.window = end.window
             state.carry, anchors[pid] = None, None
-            keys[pid] = StayKeys(end.held, None)
-            state.stays.append(StayChange("end", end.held))
+            discharged_s = int(patient_event.observed_at.timestamp())
+            keys[pid] = StayKeys(end.held, discharged_s)
+            state.stays.append(StayChange("end", end.held, discharged_s))
             continue
         try:
             changed = window.apply(patient_event)
@@ -167,10 +168,11 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     t_infer = time.perf_counter()
     restarted = count_sequence_restarts(outcomes.values())
     now = datetime.now(UTC)
-    for record in ended:  # a resumed stay's record goes before its scores (the dashboard shows them)
-        if isinstance(record, StayResumed):
-            await publisher.send(stays_topic, record.patient_id, record.model_dump_json().encode())
-            metrics.STAYS_RESUMED.inc()
+    # the stays' ends and resumptions, in the batch's order (an A03 and its A13 in one batch: the end
+    # first), before the scores: a reader of both topics meets a resumed stay before its score
+    for record in ended:
+        await publisher.send(stays_topic, record.patient_id, record.model_dump_json().encode())
+        (metrics.STAYS_ENDED if isinstance(record, StayEnded) else metrics.STAYS_RESUMED).inc()
     for pid in pids:
         window, update, outcome = windows[pid], updates[pid], outcomes.get(pid)
         for hour in outcome.closed if outcome else []:  # every hour that closed: its final score
@@ -184,10 +186,6 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         # which follows it) already told the lifecycle: alerts follow the provisional score only
         alerts += on_score(states[pid].alert, score, rt.policy)
     await publish_alerts(publisher, alerts)
-    for record in ended:  # (a resumed stay's record went before its score)
-        if isinstance(record, StayEnded):
-            await publisher.send(stays_topic, record.patient_id, record.model_dump_json().encode())
-            metrics.STAYS_ENDED.inc()
     reports = []
     if rt.drift is not None and outcomes:
         reports = rt.drift.observe(list(outcomes), [updates[p].ward for p in outcomes], list(outcomes.values()))

@@ -67,9 +67,9 @@ def held_keys(patient_id: str) -> tuple[str, str, str]:
     return f"vigil:hw:{h}", f"vigil:hc:{h}", f"vigil:ht:{h}"
 
 
-def cancelled_key(patient_id: str) -> str:
-    """The end (epoch s) of the patient's last cancelled discharge: that discharge sent again is a
-    duplicate, not a second end (``models.stays.stay_of``)."""
+def discharged_key(patient_id: str) -> str:
+    """The time (epoch s) of the patient's last discharge Vigil held: after its cancel, that
+    discharge sent again is a duplicate, not a second end (``models.stays.stay_of``)."""
     return f"vigil:hx:{state_hash(patient_id)}"
 
 
@@ -111,21 +111,21 @@ class StayChange:
     beside the window when the state is written. ``end``: the stay is held (window, carry, a copy of
     the care clock), then its carry and care clock are deleted; ``begin``: the next stay starts
     without them; ``late``: a late result joined the held stay; ``resume``: the held stay's care
-    clock comes back (unless the next stay's is the only one), the held keys go, and the end it
-    cancelled is kept (``cancelled_key``); its carry is the state's."""
+    clock comes back (unless the next stay's is the only one) and the held keys go, but the time of
+    the discharge it cancelled stays (``discharged_key``); its carry is the state's."""
 
     kind: Literal["end", "begin", "late", "resume"]
     held: HeldStay | None = None  # end, late: the stay as held
-    cancelled_s: int | None = None  # resume: the end the cancel undid
+    discharged_s: int | None = None  # end: the discharge's own time
 
 
 @dataclass(frozen=True)
 class StayKeys:
     """What the scoring step reads beside a patient's state when a batch has a discharge, a cancel or
-    a late event of an ended stay: the held stay and the last cancelled end."""
+    a late event of an ended stay: the held stay and the time of the last discharge held."""
 
     held: HeldStay | None = None
-    cancelled_s: int | None = None
+    discharged_s: int | None = None
 
 
 @dataclass
@@ -225,23 +225,23 @@ class PatientStore:
         }
 
     async def load_stay_keys(self, patient_ids: Iterable[str]) -> dict[str, StayKeys]:
-        """The held ended stay and the last cancelled end of each patient, in one MGET (an unreadable
+        """The held ended stay and the time of the last discharge held of each patient, in one MGET (an unreadable
         held stay is none: a cancel of it is then refused, never a crash)."""
         ids = list(patient_ids)
         if not ids:
             return {}
-        keys = [k for p in ids for k in (*held_keys(p)[:2], cancelled_key(p))]
+        keys = [k for p in ids for k in (*held_keys(p)[:2], discharged_key(p))]
         blobs = await self._until_ok("mget", lambda: self.client.mget(keys))
         out: dict[str, StayKeys] = {}
         for i, pid in enumerate(ids):
-            window_blob, carry_blob, cancelled = blobs[3 * i : 3 * i + 3]
+            window_blob, carry_blob, discharged = blobs[3 * i : 3 * i + 3]
             try:
                 window = PatientWindow.from_bytes(unpack_state(window_blob)) if window_blob else None
             except (ValueError, struct.error, zlib.error) as exc:
                 log.warning("held_stay.unreadable", error=type(exc).__name__)
                 window = None
             held = HeldStay(window, _carry_or_none(carry_blob)) if window is not None else None
-            out[pid] = StayKeys(held, int(cancelled) if cancelled and cancelled.isdigit() else None)
+            out[pid] = StayKeys(held, int(discharged) if discharged and discharged.isdigit() else None)
         return out
 
     async def save_states(self, states: dict[str, PatientState]) -> None:
@@ -286,8 +286,10 @@ class PatientStore:
         if change.kind == "end":
             pipe.delete(h_care)  # an earlier stay's, when this one has no clock (COPY then copies nothing)
             pipe.copy(care_key(pid), h_care)
-            pipe.expire(h_care, self.ttl_s)  # COPY keeps the care clock's own, shorter, TTL
-            pipe.delete(cancelled_key(pid))
+            if change.discharged_s is not None:
+                pipe.set(discharged_key(pid), str(change.discharged_s), ex=self.ttl_s)
+        if change.kind in ("end", "late"):
+            pipe.expire(h_care, self.ttl_s)  # as long as the held window (COPY kept the clock's own TTL)
         if change.kind in ("end", "begin"):
             pipe.delete(carry_key(pid), care_key(pid))
         if change.kind == "resume":
@@ -296,8 +298,7 @@ class PatientStore:
             pipe.delete(carry_key(pid))
             pipe.copy(h_care, care_key(pid), replace=True)
             pipe.delete(h_window, h_carry, h_care)
-            if change.cancelled_s is not None:
-                pipe.set(cancelled_key(pid), str(change.cancelled_s), ex=self.ttl_s)
+            pipe.expire(discharged_key(pid), self.ttl_s)
 
     def _queue_alerts(self, pipe: Any, alerts: dict[str, PatientAlertState]) -> None:
         """Each lifecycle under its alert key, and the key in or out of ``OPEN_ALERTS_KEY`` (the

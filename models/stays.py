@@ -60,10 +60,11 @@ def is_cancel(event: PatientEvent) -> bool:
     return event.kind == "encounter" and event.code == CANCEL_DISCHARGE
 
 
-def stay_of(window: PatientWindow, event: PatientEvent, cancelled_s: int | None = None) -> StayOf:
+def stay_of(window: PatientWindow, event: PatientEvent, discharged_s: int | None = None) -> StayOf:
     """Which stay ``event`` belongs to (see the module's rules); times compare in whole seconds, as
-    the window stores them. ``cancelled_s``: the end of the patient's last cancelled discharge (a
-    copy of that discharge sent again, at or before it, does not end the stay a second time)."""
+    the window stores them. ``discharged_s``: the time of the patient's last discharge Vigil held
+    (``StayKeys``); on a stay that goes on, a discharge at that very time is that discharge sent
+    again after its cancel, not a second end (a corrected A03, at another time, ends the stay)."""
     at = int(event.observed_at.timestamp())
     if window.ended_s is not None:
         if at <= window.ended_s:
@@ -80,7 +81,7 @@ def stay_of(window: PatientWindow, event: PatientEvent, cancelled_s: int | None 
         return "earlier"
     if event.encounter and window.encounter and event.encounter != window.encounter:
         return "other"
-    if cancelled_s is not None and at <= cancelled_s:
+    if discharged_s is not None and at == discharged_s:
         return "cancelled"
     return "current"
 
@@ -118,7 +119,7 @@ def stay_rejection(window: PatientWindow, event: PatientEvent, of: StayOf) -> Re
     if of == "other":
         return Rejected("other_encounter", "discharge: names another encounter than the stay's events")
     if of == "cancelled":
-        return Rejected("duplicate", "discharge: a discharge at or before it was cancelled (ADT^A13): the stay goes on")
+        return Rejected("duplicate", "discharge: this discharge was cancelled (ADT^A13): the stay goes on")
     end = window.ended_s if window.ended_s is not None else window.after_s
     if of == "earlier" or end is None:
         return Rejected("stay_ended", f"{event.code}: before the current stay's first observation (an earlier stay)")
@@ -209,17 +210,16 @@ def stay_hours(window: PatientWindow) -> int | None:
 
 
 def holdable_carry(window: PatientWindow, carry: StayCarry | None, anchor_before: int | None) -> StayCarry | None:
-    """The carry to hold with a stay ended in this batch: None when this batch's events changed the
-    window in a way the carry cannot follow once the batch's transient state is gone (hour 0 moved,
-    rows left the window, or an hour the carry had closed changed). A resumed stay without a carry
-    is scored from its window, as after a re-anchoring."""
-    return carry if carry is not None and anchor_before == window.anchor_s and _follows(window, carry) else None
-
-
-def _follows(window: PatientWindow, carry: StayCarry) -> bool:
-    """Whether ``carry`` still holds for ``window`` without the batch's transient state: no rows left
-    the window, and no hour the carry had closed changed."""
-    return not window.evicted and (window.changed_from is None or window.changed_from > carry.closed)
+    """The carry to hold for ``window`` once the batch's transient state (``evicted``,
+    ``changed_from``) is gone: None when the batch moved hour 0 or rows left the window (a resumed
+    stay is then scored from its window, as after a re-anchoring); without its closed state
+    (``h_closed``) when an hour it had closed changed, so that the recurrent model steps again from
+    ``h_boundary``, exact (``stepping._replays``); else as it is."""
+    if carry is None or anchor_before != window.anchor_s or window.evicted:
+        return None
+    if window.changed_from is not None and window.changed_from <= carry.closed:
+        return replace(carry, h_closed=None)
+    return carry
 
 
 def keep_late(window: PatientWindow, held: HeldStay | None, event: PatientEvent) -> HeldStay | None:
@@ -229,16 +229,19 @@ def keep_late(window: PatientWindow, held: HeldStay | None, event: PatientEvent)
     changes nothing there. It is still dead-lettered ``stay_ended``: the patient has left until a
     cancel says otherwise."""
     end = window.ended_s if window.ended_s is not None else window.after_s
-    if held is None or end is None or held.window.ended_s != end:
+    if event.kind == "encounter" or held is None or end is None or held.window.ended_s != end:
+        return None  # a discharge sent again is refused, never a result
+    before = held.window.after_s  # the stay before the held one: its late results are not the held stay's
+    if before is not None and int(event.observed_at.timestamp()) <= before:
         return None
     kept = copy.deepcopy(held.window)
+    kept.evicted, kept.changed_from = {}, None
     try:
         if not kept.apply(event):
             return None
     except LateEvent:
         return None
-    # an hour the carry had folded or closed changed: a resumed stay is scored from its window
-    carry = held.carry if held.carry is not None and _follows(kept, held.carry) else None
+    carry = holdable_carry(kept, held.carry, held.window.anchor_s)
     kept.evicted, kept.changed_from = {}, None
     return HeldStay(kept, carry)
 
@@ -253,12 +256,19 @@ class Resumed:
     record: StayResumed
 
 
-def resume(window: PatientWindow, held: HeldStay | None, event: PatientEvent, now: datetime) -> Resumed | Rejected:
+def resume(
+    window: PatientWindow, held: HeldStay | None, event: PatientEvent, now: datetime, discharged_s: int | None = None
+) -> Resumed | Rejected:
     """Cancel the discharge that ended ``held`` (``event``: a ``cancel_discharge``). ``window`` is the
     patient's window now: the tombstone that discharge left, or the next stay begun after it (its
-    events fold back into the resumed stay). Anything else has no ended stay to resume."""
+    events fold back into the resumed stay). Anything else has no ended stay to resume: after a
+    cancel (nothing held, the open stay spans the discharge's time ``discharged_s``) a second cancel
+    is a duplicate."""
     end = held.window.ended_s if held is not None else None
     if held is None or end is None:
+        span = window.observed_span()
+        if discharged_s is not None and window.ended_s is None and span is not None and span[0] <= discharged_s:
+            return Rejected("duplicate", "cancel_discharge: the discharge was cancelled already: the stay goes on")
         return Rejected("unknown_stay", "cancel_discharge: Vigil holds no ended stay of this patient to resume")
     if window.ended_s is not None and window.ended_s != end or window.ended_s is None and window.after_s != end:
         return Rejected("unknown_stay", "cancel_discharge: the patient's last discharge is not the one Vigil holds")

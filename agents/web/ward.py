@@ -192,6 +192,8 @@ class WardModel:
                 self._left.move_to_end(rid)
                 while len(self._left) > LEFT_CARDS:
                     self._left.popitem(last=False)
+            else:  # no card of this stay left: an older stay's must not come back on a cancel
+                self._left.pop(rid, None)
             while len(self._ended) > self.max_patients:
                 self._ended.popitem(last=False)
             entry = views.stay_end_json(stay, rid, row.ward if row else None, self.zone)

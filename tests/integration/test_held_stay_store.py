@@ -28,6 +28,7 @@ from vigil.models.window import PatientWindow
 pytestmark = pytest.mark.integration
 
 CARE = b'{"time_zero": "2025-01-01T03:00:00Z"}'
+LEFT_S = int(leaves(5.5).observed_at.timestamp())
 
 
 def test_a_discharge_holds_the_stay_and_its_cancel_gives_it_back(stack, stack_settings) -> None:
@@ -50,7 +51,7 @@ def test_a_discharge_holds_the_stay_and_its_cancel_gives_it_back(stack, stack_se
         await store.client.set(care_key(pid), CARE, ex=60)
         assert await held() == StayKeys()  # nothing held before a discharge
 
-        await write(end.window, None, StayChange("end", end.held))
+        await write(end.window, None, StayChange("end", end.held, LEFT_S))
         carry_blob, care, h_window, h_carry, h_care = await keys()
         assert carry_blob is None and care is None  # the next stay starts without them
         assert h_window is not None and h_carry is not None and h_care == CARE
@@ -70,16 +71,17 @@ def test_a_discharge_holds_the_stay_and_its_cancel_gives_it_back(stack, stack_se
         # stay's clock (the earlier) and keeps the end it cancelled
         await write(next_stay(end.window), StayCarry(boundary=0, closed=0), StayChange("begin"))
         await store.client.set(care_key(pid), b'{"next": 1}')
-        await write(kept.window, kept.carry, StayChange("resume", cancelled_s=end.held.window.ended_s))
+        await write(kept.window, kept.carry, StayChange("resume"))
         carry_blob, care, h_window, h_carry, h_care = await keys()
         assert unpack_state(carry_blob) == carry.to_bytes() and care == CARE
         assert (h_window, h_carry, h_care) == (None, None, None)
-        assert await held() == StayKeys(None, end.held.window.ended_s)  # a second cancel: nothing to resume
+        # nothing to resume; the cancelled discharge's time stays: sent again, it is a duplicate
+        assert await held() == StayKeys(None, LEFT_S)
 
         # a held stay without a care clock: the next stay's clock (inside the resumed stay) stays
         await store.client.delete(care_key(pid))
-        await write(end.window, None, StayChange("end", end.held))
-        assert (await held()).cancelled_s is None  # a new discharge: the cancelled end is history
+        await write(end.window, None, StayChange("end", end.held, LEFT_S + 7200))
+        assert (await held()).discharged_s == LEFT_S + 7200  # the newest discharge's time
         await write(next_stay(end.window), None, StayChange("begin"))
         await store.client.set(care_key(pid), b'{"next": 2}')
         await write(kept.window, kept.carry, StayChange("resume"))

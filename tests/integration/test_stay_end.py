@@ -84,6 +84,8 @@ def test_a_discharge_ends_the_stay_and_a_readmission_starts_afresh(
     twin = discharge_event(pid, leaving.observed_at)
     send(producer, [late, twin])
     assert wait_for(lambda: {late.event_id, twin.event_id} <= r.snapshot().dead_ids, timeout=60)
+    reasons = r.snapshot().dead_letter_reasons
+    assert reasons["duplicate"] >= 1 and reasons["internal"] == 0  # the twin refused, not a batch failure
     assert late.event_id not in r.snapshot().scored_ids
 
     # admitted again six hours later: scored from its own hour 0, and as ill it alerts at once
@@ -175,6 +177,7 @@ def test_a_cancelled_discharge_resumes_the_stay_with_its_history(
     assert [s["hour"] for s in scores_naming(ill[0].event_id)] == [5]
     assert wait_for(lambda: {again.event_id, resent.event_id} <= r.snapshot().dead_ids, timeout=60)
     assert not any(s["event_id"] == resent.event_id for s in r.snapshot().stay_records)  # not ended twice
+    assert r.snapshot().dead_letter_reasons["internal"] == 0
     assert wait_for(
         lambda: any(a["state"] == "open" and a["patient_id"] == pid for a in r.snapshot().alert_records), timeout=60
     )

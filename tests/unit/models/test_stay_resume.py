@@ -4,14 +4,17 @@ history, whatever the next stay recorded since folded in. Pure."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.models.test_alerting import POLICY, score
 from tests.unit.models.test_stays import T0, leaves, stay, vital
-from vigil.models.alerting import PatientAlertState
+from vigil.models.alerting import PatientAlertState, on_score
 from vigil.models.stays import (
     HeldStay,
     Resumed,
@@ -26,7 +29,7 @@ from vigil.models.stays import (
     stay_of,
     stay_rejection,
 )
-from vigil.models.stepping import StayCarry
+from vigil.models.stepping import StayCarry, _replays
 from vigil.models.window import PatientWindow
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
@@ -231,8 +234,12 @@ def test_the_carry_held_is_the_one_that_still_fits_the_window() -> None:
     changed = stay(5)
     changed.changed_from = None
     changed.apply(vital(2.5, value=120))  # an hour the carry had closed changed
-    assert holdable_carry(changed, CARRY, anchor) is None
-    changed.changed_from = 4  # only the open hour: the carry follows
+    stepped = replace(CARRY, h_boundary=np.zeros(32, np.float32), h_closed=np.ones(32, np.float32))
+    rewound = holdable_carry(changed, stepped, anchor)
+    # kept, with its aggregates and boundary state, but stepped again from h_boundary (exact)
+    assert rewound is not None and rewound.h_closed is None and rewound.h_boundary is stepped.h_boundary
+    assert (rewound.boundary, rewound.closed) == (0, 3) and _replays(rewound, None) and not _replays(stepped, None)
+    changed.changed_from = 4  # only the open hour: the carry follows as it is
     assert holdable_carry(changed, CARRY, anchor) is CARRY
     long = stay(5)
     long.changed_from = None
@@ -246,7 +253,8 @@ def test_a_late_result_of_the_ended_stay_is_kept_for_a_cancel() -> None:
     assert stay_of(tombstone, lab) == "ended"
     kept = keep_late(tombstone, held, lab)
     assert kept is not None and kept.window.rows[3] != held.window.rows[3]
-    assert kept.carry is None  # hour 3 was closed in the carry: a resume scores from the window
+    # hour 3 was closed in the carry: kept, stepped again from its boundary on a resume
+    assert kept.carry is not None and kept.carry.h_closed is None and kept.carry.closed == 3
     assert kept.window.evicted == {} and kept.window.changed_from is None
     back = resumed(resume(tombstone, kept, cancels(6), NOW))
     assert back.window.current_values(at_hour=3)["Lactate"] == pytest.approx(4.2)
@@ -255,6 +263,23 @@ def test_a_late_result_of_the_ended_stay_is_kept_for_a_cancel() -> None:
     assert keep_late(stay(5), held, lab) is None  # not an ended stay
     open_hour = keep_late(tombstone, HeldStay(held.window, StayCarry(boundary=0, closed=2)), vital(4.5))
     assert open_hour is not None and open_hour.carry is not None  # after the carry's closed hours
+    before = keep_late(tombstone, held, vital(-1.5))  # before hour 0: the held window re-anchors
+    assert before is not None and before.carry is None and before.window.anchor_s != held.window.anchor_s
+
+
+def test_a_discharge_sent_again_or_an_earlier_stays_result_never_joins_the_held_stay() -> None:
+    tombstone, held = ended()
+    assert stay_of(tombstone, leaves(5.5)) == "ended"
+    assert keep_late(tombstone, held, leaves(5.5)) is None  # refused as a duplicate, never applied
+    # the held stay began after an earlier stay's end: that stay's late lab is not the held stay's
+    second = next_stay(tombstone)
+    for h in (7.25, 8.25):
+        second.apply(vital(h))
+    end = discharge(second, PatientAlertState(patient_id="p1"), leaves(8.75), NOW, carry=CARRY)
+    earlier_lab = vital(3.2, code="Lactate", value=5.0)
+    assert stay_of(end.window, earlier_lab) == "ended"
+    assert keep_late(end.window, end.held, earlier_lab) is None
+    assert keep_late(end.window, end.held, vital(7.5, code="Lactate", value=2.0)) is not None
 
 
 def test_a_cancel_does_not_fold_a_readmission_under_another_visit() -> None:
@@ -269,13 +294,18 @@ def test_a_cancel_does_not_fold_a_readmission_under_another_visit() -> None:
 def test_the_cancelled_discharge_sent_again_is_a_duplicate_a_later_one_ends_the_stay() -> None:
     tombstone, held = ended()
     back = resumed(resume(tombstone, held, cancels(6), NOW))
-    cancelled = int(back.record.cancelled_end.timestamp())
+    discharged = int(leaves(5.5).observed_at.timestamp())  # the A03's own time (StayKeys.discharged_s)
     again = leaves(5.5)
-    assert stay_of(back.window, again) == "current"  # without the cancelled end, a second end
-    assert stay_of(back.window, again, cancelled) == "cancelled"
+    assert stay_of(back.window, again) == "current"  # without it, a second end
+    assert stay_of(back.window, again, discharged) == "cancelled"
     refused = stay_rejection(back.window, again, "cancelled")
     assert refused.reason == "duplicate" and "ADT^A13" in refused.detail
-    assert stay_of(back.window, leaves(7), cancelled) == "current"  # the corrected A03, later
+    assert stay_of(back.window, leaves(7), discharged) == "current"  # the corrected A03, later
+    assert stay_of(back.window, leaves(4.5), discharged) == "current"  # or earlier (the real time)
+    twin = resume(back.window, None, cancels(6), NOW, discharged)  # the A13 sent again
+    assert isinstance(twin, Rejected) and twin.reason == "duplicate"
+    stranger = resume(stay(3), None, cancels(6), NOW, None)
+    assert isinstance(stranger, Rejected) and stranger.reason == "unknown_stay"
 
 
 def test_what_needs_the_held_stay() -> None:
@@ -284,3 +314,21 @@ def test_what_needs_the_held_stay() -> None:
     assert not needs_held(stay(3), vital(2.5))
     assert needs_held(tombstone, vital(4.5)) and not needs_held(tombstone, vital(6.5))
     assert needs_held(next_stay(tombstone), vital(5.25))
+
+
+def test_the_alert_a_resumed_stay_opens_again_is_a_new_alert_not_the_resolved_one() -> None:
+    """The resumed stay's first score is the stay's last one again (same hour, same newest
+    observation): the alert it opens must not reuse the id consumers saw resolved at the discharge."""
+    alert = PatientAlertState()
+    ill = score(2, 7, "high")
+    (opened,) = on_score(alert, ill, POLICY)
+    (resolved,) = discharge(stay(3), alert, leaves(3.5), NOW).alerts
+    assert resolved.alert_id == opened.alert_id and alert.last_alert_id == opened.alert_id
+    (again,) = on_score(alert, ill, POLICY)
+    assert again.state == "open" and again.alert_id != opened.alert_id
+    assert again.transition_id != opened.transition_id
+    fresh = PatientAlertState()  # the same score for a patient with no such history: the usual id
+    (usual,) = on_score(fresh, ill, POLICY)
+    assert usual.alert_id == opened.alert_id
+    assert PatientAlertState.from_bytes(alert.to_bytes()) == alert  # the new field round-trips
+    assert PatientAlertState.from_bytes(b'{"patient_id": "p1"}').last_alert_id is None  # older state
