@@ -99,6 +99,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
                 continue
             windows[pid] = state.window = window = back.window
             state.carry, anchors[pid] = back.carry, window.anchor_s
+            state.alert.resumed_by = patient_event.event_id  # its alerts' ids differ from the resolved ones
             keys[pid] = StayKeys(None, held.discharged_s)
             state.stays.append(StayChange("resume"))
             ended.append(back.record)

@@ -290,6 +290,7 @@ class PatientStore:
                 pipe.set(discharged_key(pid), str(change.discharged_s), ex=self.ttl_s)
         if change.kind in ("end", "late"):
             pipe.expire(h_care, self.ttl_s)  # as long as the held window (COPY kept the clock's own TTL)
+            pipe.expire(discharged_key(pid), self.ttl_s)
         if change.kind in ("end", "begin"):
             pipe.delete(carry_key(pid), care_key(pid))
         if change.kind == "resume":

@@ -75,10 +75,10 @@ class PatientAlertState:
     closed_severity: str = "none"
     trend: list[tuple[int, int, float | None]] = field(default_factory=list)
     score_ids: list[str] = field(default_factory=list)
-    # the last alert that closed (resolved, or by a discharge): an alert opened by the same score
-    # again (a stay resumed after a cancelled discharge, scored at the same hour and observation)
-    # gets another id, not one consumers already saw resolved
-    last_alert_id: str | None = None
+    # the cancel that resumed this stay (its event id; ``models.stays.resume``): the resumed stay is
+    # scored at the same hour and observation again, so its alert ids include it and never repeat an
+    # id resolved at a discharge (one salt per cancel, saved: the same on a redelivered batch)
+    resumed_by: str | None = None
 
     def to_bytes(self) -> bytes:
         return _STATE.dump_json(self)
@@ -221,9 +221,8 @@ def worse_since_raise(active: ActiveAlert, score: RiskScore, policy: AlertPolicy
 def _open(state: PatientAlertState, score: RiskScore, level: str, trigger: str) -> Alert:
     now_s = score.observed_at.timestamp()
     model = combined_model(score)
-    alert_id = _id(score.patient_id, score.hour, trigger, now_s)
-    if alert_id == state.last_alert_id:
-        alert_id = _id(alert_id, "again")
+    salt = () if state.resumed_by is None else (state.resumed_by,)
+    alert_id = _id(score.patient_id, score.hour, trigger, now_s, *salt)
     state.active = ActiveAlert(
         alert_id=alert_id,
         state="open",
@@ -355,9 +354,7 @@ def on_discharge(
     if state.active is not None:
         alert = _alert(state, None, "resolved", DISCHARGED, at)
         out.append(alert.model_copy(update={"encounter": encounter, "ward": ward or state.ward}))
-    fresh = PatientAlertState(
-        patient_id=state.patient_id, last_alert_id=state.active.alert_id if state.active else state.last_alert_id
-    )
+    fresh = PatientAlertState(patient_id=state.patient_id)
     for f in fields(fresh):
         setattr(state, f.name, getattr(fresh, f.name))
     return out
@@ -366,4 +363,4 @@ def on_discharge(
 def _close(state: PatientAlertState, now_s: float) -> None:
     assert state.active is not None
     state.closed_s, state.closed_severity = now_s, state.active.severity
-    state.last_alert_id, state.active = state.active.alert_id, None
+    state.active = None

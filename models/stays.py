@@ -40,7 +40,7 @@ from typing import Literal
 
 from vigil.models.alerting import PatientAlertState, on_discharge
 from vigil.models.stepping import StayCarry
-from vigil.models.window import LateEvent, PatientWindow
+from vigil.models.window import WINDOW_HOURS, LateEvent, PatientWindow
 from vigil.schemas.alerts import Alert
 from vigil.schemas.codes import CANCEL_DISCHARGE, CATALOGUE, DISCHARGE, DYNAMIC_CODES
 from vigil.schemas.deadletter import Rejected
@@ -166,7 +166,7 @@ def discharge(
     ended = end_stay(window, event)
     assert ended.ended_s is not None
     kept = replace(copy.deepcopy(window), ended_s=ended.ended_s, ended_encounter=ended.ended_encounter)
-    kept.evicted, kept.changed_from = {}, None
+    _keep_evicted(kept)
     record = StayEnded(
         patient_id=event.patient_id,
         encounter=ended.ended_encounter,
@@ -210,12 +210,12 @@ def stay_hours(window: PatientWindow) -> int | None:
 
 
 def holdable_carry(window: PatientWindow, carry: StayCarry | None, anchor_before: int | None) -> StayCarry | None:
-    """The carry to hold for ``window`` once the batch's transient state (``evicted``,
-    ``changed_from``) is gone: None when the batch moved hour 0 or rows left the window (a resumed
-    stay is then scored from its window, as after a re-anchoring); without its closed state
-    (``h_closed``) when an hour it had closed changed, so that the recurrent model steps again from
-    ``h_boundary``, exact (``stepping._replays``); else as it is."""
-    if carry is None or anchor_before != window.anchor_s or window.evicted:
+    """The carry to hold for ``window`` (whose rows that left the window in this batch are held with
+    it, ``_keep_evicted``) once the batch's ``changed_from`` is gone: None when the batch moved hour 0
+    (a resumed stay is then scored from its window, as after a re-anchoring); without its closed
+    state (``h_closed``) when an hour it had closed changed, so that the recurrent model steps again
+    from ``h_boundary``, exact (``stepping._replays``); else as it is."""
+    if carry is None or anchor_before != window.anchor_s:
         return None
     if window.changed_from is not None and window.changed_from <= carry.closed:
         return replace(carry, h_closed=None)
@@ -242,8 +242,15 @@ def keep_late(window: PatientWindow, held: HeldStay | None, event: PatientEvent)
     except LateEvent:
         return None
     carry = holdable_carry(kept, held.carry, held.window.anchor_s)
-    kept.evicted, kept.changed_from = {}, None
+    _keep_evicted(kept)
     return HeldStay(kept, carry)
+
+
+def _keep_evicted(window: PatientWindow) -> None:
+    """A held window keeps the rows that left it in its batch (the carry has not folded them: a
+    resume hands them to the stepping core, ``resume``), and forgets the batch's transient state."""
+    window.rows.update(window.evicted)
+    window.evicted, window.changed_from = {}, None
 
 
 @dataclass(frozen=True)
@@ -272,6 +279,8 @@ def resume(
         return Rejected("unknown_stay", "cancel_discharge: Vigil holds no ended stay of this patient to resume")
     if window.ended_s is not None and window.ended_s != end or window.ended_s is None and window.after_s != end:
         return Rejected("unknown_stay", "cancel_discharge: the patient's last discharge is not the one Vigil holds")
+    if discharged_s is not None and int(event.observed_at.timestamp()) < discharged_s:
+        return Rejected("stay_ended", f"cancel_discharge: before the discharge Vigil holds ({_utc(discharged_s)})")
     ended_encounter = held.window.ended_encounter
     if event.encounter and ended_encounter and event.encounter != ended_encounter:
         return Rejected("other_encounter", "cancel_discharge: names another encounter than the discharge")
@@ -279,6 +288,11 @@ def resume(
         # the patient was admitted again under another visit: not a discharge entered in error
         return Rejected("other_encounter", "cancel_discharge: the next stay's events name another encounter")
     restored = replace(copy.deepcopy(held.window), ended_s=None, ended_encounter=None, position=window.position)
+    # rows held beyond the window (they left it in the discharge's batch): to the stepping core, which
+    # folds them into the carry's aggregates as it would have
+    restored.evicted = {
+        h: restored.rows.pop(h) for h in sorted(restored.rows) if h <= restored.last_hour - WINDOW_HOURS
+    }
     folded = 0
     if window.ended_s is None:  # the next stay began: its hours are this stay's
         folded = fold(restored, window)

@@ -243,8 +243,8 @@ def test_the_carry_held_is_the_one_that_still_fits_the_window() -> None:
     assert holdable_carry(changed, CARRY, anchor) is CARRY
     long = stay(5)
     long.changed_from = None
-    long.apply(vital(60.5))  # rows left the window in this batch
-    assert long.evicted and holdable_carry(long, StayCarry(boundary=0, closed=3), anchor) is None
+    long.apply(vital(60.5))  # rows left the window in this batch: held with it, so the carry still fits
+    assert long.evicted and holdable_carry(long, CARRY, anchor) is CARRY
 
 
 def test_a_late_result_of_the_ended_stay_is_kept_for_a_cancel() -> None:
@@ -318,17 +318,43 @@ def test_what_needs_the_held_stay() -> None:
 
 def test_the_alert_a_resumed_stay_opens_again_is_a_new_alert_not_the_resolved_one() -> None:
     """The resumed stay's first score is the stay's last one again (same hour, same newest
-    observation): the alert it opens must not reuse the id consumers saw resolved at the discharge."""
-    alert = PatientAlertState()
+    observation): the alert it opens must not reuse an id consumers saw resolved at a discharge, also
+    after a second wrong discharge and cancel (ids would alternate with a one-step memory)."""
     ill = score(2, 7, "high")
-    (opened,) = on_score(alert, ill, POLICY)
-    (resolved,) = discharge(stay(3), alert, leaves(3.5), NOW).alerts
-    assert resolved.alert_id == opened.alert_id and alert.last_alert_id == opened.alert_id
-    (again,) = on_score(alert, ill, POLICY)
-    assert again.state == "open" and again.alert_id != opened.alert_id
-    assert again.transition_id != opened.transition_id
-    fresh = PatientAlertState()  # the same score for a patient with no such history: the usual id
-    (usual,) = on_score(fresh, ill, POLICY)
-    assert usual.alert_id == opened.alert_id
-    assert PatientAlertState.from_bytes(alert.to_bytes()) == alert  # the new field round-trips
-    assert PatientAlertState.from_bytes(b'{"patient_id": "p1"}').last_alert_id is None  # older state
+    alert = PatientAlertState()
+    seen: list[str] = []
+    for cancel in ("", "cancel-1", "cancel-2"):
+        alert.resumed_by = cancel or None  # what the scoring step sets on a resume
+        (opened,) = on_score(alert, ill, POLICY)
+        seen.append(opened.alert_id)
+        (resolved,) = discharge(stay(3), alert, leaves(3.5), NOW).alerts
+        assert resolved.alert_id == opened.alert_id and alert.resumed_by is None  # the lifecycle afresh
+    assert len(set(seen)) == 3
+    again = PatientAlertState(resumed_by="cancel-1")  # a redelivered batch: the same salt, the same id
+    assert on_score(again, ill, POLICY)[0].alert_id == seen[1]
+    assert PatientAlertState.from_bytes(again.to_bytes()) == again  # the new field round-trips
+    assert PatientAlertState.from_bytes(b'{"patient_id": "p1"}').resumed_by is None  # older state
+
+
+def test_rows_that_left_the_window_in_the_discharges_batch_are_held_and_folded_on_resume() -> None:
+    long = stay(60)
+    anchor, carry = long.anchor_s, StayCarry(boundary=11, closed=58)
+    long.changed_from = None
+    long.apply(vital(60.1))  # the discharge's batch opens hour 60: hour 12 leaves the window
+    assert 12 in long.evicted
+    kept_carry = holdable_carry(long, carry, anchor)
+    end = discharge(long, PatientAlertState(patient_id="p1"), leaves(60.2), NOW, carry=kept_carry)
+    assert end.held.carry is carry and 12 in end.held.window.rows and end.held.window.evicted == {}
+    back = resumed(resume(end.window, end.held, cancels(61), NOW))
+    assert 12 in back.window.evicted and 12 not in back.window.rows  # the stepping core folds it
+    assert min(back.window.rows) == 13 and back.carry is carry
+
+
+def test_a_cancel_from_before_the_discharge_held_is_not_its_cancel() -> None:
+    """A03, A13 (resumed), the real A03 later, then the first A13 sent again: it must not bring
+    back a patient who has really left."""
+    tombstone, held = ended(at=5.5)
+    later = int(leaves(5.5).observed_at.timestamp())
+    refused = resume(tombstone, held, cancels(5), NOW, discharged_s=later)
+    assert isinstance(refused, Rejected) and refused.reason == "stay_ended" and "before the discharge" in refused.detail
+    assert isinstance(resume(tombstone, held, cancels(5.5), NOW, discharged_s=later), Resumed)  # at it: a cancel
