@@ -271,22 +271,11 @@ def resume(
     events fold back into the resumed stay). Anything else has no ended stay to resume: after a
     cancel (nothing held, the open stay spans the discharge's time ``discharged_s``) a second cancel
     is a duplicate."""
-    end = held.window.ended_s if held is not None else None
-    if held is None or end is None:
-        span = window.observed_span()
-        if discharged_s is not None and window.ended_s is None and span is not None and span[0] <= discharged_s:
-            return Rejected("duplicate", "cancel_discharge: the discharge was cancelled already: the stay goes on")
-        return Rejected("unknown_stay", "cancel_discharge: Vigil holds no ended stay of this patient to resume")
-    if window.ended_s is not None and window.ended_s != end or window.ended_s is None and window.after_s != end:
-        return Rejected("unknown_stay", "cancel_discharge: the patient's last discharge is not the one Vigil holds")
-    if discharged_s is not None and int(event.observed_at.timestamp()) < discharged_s:
-        return Rejected("stay_ended", f"cancel_discharge: before the discharge Vigil holds ({_utc(discharged_s)})")
-    ended_encounter = held.window.ended_encounter
-    if event.encounter and ended_encounter and event.encounter != ended_encounter:
-        return Rejected("other_encounter", "cancel_discharge: names another encounter than the discharge")
-    if window.ended_s is None and window.encounter and ended_encounter and window.encounter != ended_encounter:
-        # the patient was admitted again under another visit: not a discharge entered in error
-        return Rejected("other_encounter", "cancel_discharge: the next stay's events name another encounter")
+    refused = _cancel_refusal(window, held, event, discharged_s)
+    if refused is not None:
+        return refused
+    assert held is not None and held.window.ended_s is not None
+    end, ended_encounter = held.window.ended_s, held.window.ended_encounter
     restored = replace(copy.deepcopy(held.window), ended_s=None, ended_encounter=None, position=window.position)
     # rows held beyond the window (they left it in the discharge's batch): to the stepping core, which
     # folds them into the carry's aggregates as it would have
@@ -312,6 +301,29 @@ def resume(
         at=now,
     )
     return Resumed(restored, held.carry, record)
+
+
+def _cancel_refusal(
+    window: PatientWindow, held: HeldStay | None, event: PatientEvent, discharged_s: int | None
+) -> Rejected | None:
+    """Why ``event`` cannot cancel the discharge that ended ``held`` (``resume``), None when it can."""
+    end = held.window.ended_s if held is not None else None
+    if held is None or end is None:
+        span = window.observed_span()
+        if discharged_s is not None and window.ended_s is None and span is not None and span[0] <= discharged_s:
+            return Rejected("duplicate", "cancel_discharge: the discharge was cancelled already: the stay goes on")
+        return Rejected("unknown_stay", "cancel_discharge: Vigil holds no ended stay of this patient to resume")
+    if window.ended_s is not None and window.ended_s != end or window.ended_s is None and window.after_s != end:
+        return Rejected("unknown_stay", "cancel_discharge: the patient's last discharge is not the one Vigil holds")
+    if discharged_s is not None and int(event.observed_at.timestamp()) < discharged_s:
+        return Rejected("stay_ended", f"cancel_discharge: before the discharge Vigil holds ({_utc(discharged_s)})")
+    ended_encounter = held.window.ended_encounter
+    if event.encounter and ended_encounter and event.encounter != ended_encounter:
+        return Rejected("other_encounter", "cancel_discharge: names another encounter than the discharge")
+    if window.ended_s is None and window.encounter and ended_encounter and window.encounter != ended_encounter:
+        # the patient was admitted again under another visit: not a discharge entered in error
+        return Rejected("other_encounter", "cancel_discharge: the next stay's events name another encounter")
+    return None
 
 
 def fold(into: PatientWindow, later: PatientWindow) -> int:

@@ -5,8 +5,11 @@ while discharges entered in error are cancelled: each stay resumes once, whole."
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -37,6 +40,27 @@ def readmission(pid: str, start: datetime, hours: int) -> list[PatientEvent]:
         for hour in range(hours)
         for code, unit, value in NORMAL
     ]
+
+
+def kill_and_take_over(
+    worker: subprocess.Popen, restart: Callable[[], object], r: Any, ids: set[str], stream: PacedProducer
+) -> tuple[float, Callable[[], set[str]]]:
+    """kill -9 the worker, start the next (the supervisor's restart), wait until every event is
+    scored, named by a stay's record or dead-lettered; (seconds from the kill, what is accounted)."""
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    killed_at = time.monotonic()
+    restart()
+
+    def accounted() -> set[str]:
+        rb = r.snapshot()
+        return ids & (rb.scored_ids | rb.ended_ids | rb.dead_ids)
+
+    assert wait_for(lambda: accounted() == ids, timeout=180), "events lost after kill -9"
+    recovered_s = time.monotonic() - killed_at
+    stream.done.wait(timeout=30)
+    time.sleep(2)  # late copies of replayed records
+    return recovered_s, accounted
 
 
 def test_kill_9_amid_discharges_and_readmissions_loses_nothing(
@@ -70,19 +94,7 @@ def test_kill_9_amid_discharges_and_readmissions_loses_nothing(
 
     # kill -9 once the first stays have ended: discharges in flight, states half written
     assert wait_for(lambda: discharge_ids & r.snapshot().ended_ids, timeout=120), "no stay ended"
-    worker.send_signal(signal.SIGKILL)
-    worker.wait(timeout=10)
-    killed_at = time.monotonic()
-    spawn("stays-b")  # the supervisor's restart
-
-    def accounted() -> set[str]:
-        rb = r.snapshot()
-        return ids & (rb.scored_ids | rb.ended_ids | rb.dead_ids)
-
-    assert wait_for(lambda: accounted() == ids, timeout=180), "events lost after kill -9"
-    recovered_s = time.monotonic() - killed_at
-    stream.done.wait(timeout=30)
-    time.sleep(2)  # late copies of replayed records
+    recovered_s, accounted = kill_and_take_over(worker, lambda: spawn("stays-b"), r, ids, stream)
     rb = r.snapshot()
 
     # each stay ended once (copies of the record share the discharge's event id)
@@ -158,19 +170,7 @@ def test_kill_9_amid_cancelled_discharges_resumes_each_stay_whole(
         return [s for s in r.snapshot().stay_records if s.get("record") == "stay_resumed"]
 
     assert wait_for(lambda: resumed(), timeout=180), "no stay resumed"
-    worker.send_signal(signal.SIGKILL)
-    worker.wait(timeout=10)
-    killed_at = time.monotonic()
-    spawn("resume-b")
-
-    def accounted() -> set[str]:
-        rb = r.snapshot()
-        return ids & (rb.scored_ids | rb.ended_ids | rb.dead_ids)
-
-    assert wait_for(lambda: accounted() == ids, timeout=180), "events lost after kill -9"
-    recovered_s = time.monotonic() - killed_at
-    stream.done.wait(timeout=30)
-    time.sleep(2)
+    recovered_s, accounted = kill_and_take_over(worker, lambda: spawn("resume-b"), r, ids, stream)
     rb = r.snapshot()
     mine = set(in_error)
     windows = [PatientWindow.from_bytes(unpack_state(b)) for b in redis_admin.mget([window_key(p) for p in in_error])]
