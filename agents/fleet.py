@@ -70,7 +70,8 @@ def observe_fleet(cards: list[WorkerCard], app_id: str) -> None:
     serving = fleet.serving(group)
     metrics.FLEET_WORKERS.set(len(group))
     metrics.FLEET_CONFIGURATIONS.set(len(serving))
-    mixed = tuple((s.bundle_version, s.bundle_sha256, s.alert_threshold) for s in serving) if len(serving) > 1 else None
+    configurations = sorted(((s.bundle_version, s.bundle_sha256, s.alert_threshold) for s in serving), key=repr)
+    mixed = tuple(configurations) if len(serving) > 1 else None  # as a set: the cards' order is Redis's
     if mixed == _state["mixed"]:
         return
     _state["mixed"] = mixed

@@ -67,6 +67,11 @@ def test_workers_serving_two_thresholds_are_a_mixed_group(
     assert rc == 0 and shared["bundle_version"] and shared["threshold_rule"] == "shipped"
     assert summary["mixed_groups"] == []
 
+    def shared_says(event: str) -> int:
+        lines = (stack_home / "logs" / "shared-worker.log").read_text().splitlines()
+        return sum(json.loads(ln).get("event") == event for ln in lines if ln.startswith("{"))
+
+    mixed_before = shared_says("fleet.mixed")  # an earlier test's mix may have left its line
     other = spawn("fleet-site", {"VIGIL_SITE__SEPSIS_PREVALENCE": "0.15"})  # another threshold, same bundle
     assert wait_for(lambda: workers_json(stack_settings)[1]["mixed_groups"] == [app_id], timeout=90)
     rc, summary = workers_json(stack_settings, "--expect-bundle", shared["bundle_version"])
@@ -75,11 +80,7 @@ def test_workers_serving_two_thresholds_are_a_mixed_group(
     assert workers_json(stack_settings, "--expect-bundle", "9.9.9")[0] == 1
     assert wait_for(lambda: any(e["event"] == "fleet.mixed" for e in worker_logs(stack_home, "fleet-site")), timeout=30)
 
-    def shared_says(event: str) -> int:
-        lines = (stack_home / "logs" / "shared-worker.log").read_text().splitlines()
-        return sum(json.loads(ln).get("event") == event for ln in lines if ln.startswith("{"))
-
-    assert wait_for(lambda: shared_says("fleet.mixed") > 0, timeout=30)
+    assert wait_for(lambda: shared_says("fleet.mixed") > mixed_before, timeout=30)  # this test's mix, seen
     uniform_before = shared_says("fleet.uniform")
     stop_worker(other, timeout_s=10)
     t0 = time.monotonic()

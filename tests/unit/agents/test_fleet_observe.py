@@ -30,6 +30,14 @@ def test_a_mixed_group_is_logged_once_and_its_end_too() -> None:
     assert [s["bundle"] for s in logs[0]["serving"]] == ["2.6.0", "2.7.0"]
 
 
+def test_the_same_mix_read_in_another_order_is_not_logged_again() -> None:
+    shipped, site = [card("a"), card("b", threshold=0.0233)], [card("b", threshold=0.0233), card("a")]
+    with structlog.testing.capture_logs() as logs:
+        for cards in (shipped, site, shipped):  # one worker each: which comes first is the order Redis read them
+            fleet.observe_fleet(cards, "vigil")
+    assert [e["event"] for e in logs] == ["fleet.mixed"]
+
+
 def test_this_workers_card_says_what_it_serves() -> None:
     from vigil.models.bundle import load_stepping_bundle
 
