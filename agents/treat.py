@@ -21,6 +21,8 @@ from vigil.agents.app import (
     treatment_scores_topic,
 )
 from vigil.agents.runtime import Publisher, batches, run_batch, runtime
+from vigil.infra import metrics
+from vigil.infra.logging import get_logger
 from vigil.infra.redis import care_key, window_key
 from vigil.models.care import CareClock, at_risk, care_categories, care_inputs
 from vigil.models.stays import in_stay
@@ -30,6 +32,7 @@ from vigil.schemas.deadletter import Rejected
 from vigil.schemas.scores import RiskScore
 from vigil.schemas.treatment import TreatmentPlan
 
+log = get_logger(__name__)
 STREAM_SUGGESTIONS = 3  # the feed shows the top few; the full search stays in `vigil plan score`
 WINDOW_WAIT_S = 1.0  # longest wait for the window that scored a score to be written (then: what is there)
 
@@ -51,7 +54,7 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
     windows = {pid: PatientWindow.from_bytes(blob) for pid, blob in zip(pids, blobs[: len(pids)], strict=True)}
     cares = blobs[len(pids) :]
     await _wait_for_scoring_windows(windows, latest)
-    changed: dict[str, bytes] = {}
+    changed: dict[str, tuple[bytes | None, bytes]] = {}  # key: (the clock read, the clock to write)
     published = 0
     for pid, cblob in zip(pids, cares, strict=True):
         score = latest[pid]
@@ -74,10 +77,16 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
         if digest != care.digest:
             await publisher.send(treatment_scores_topic, pid, result.model_dump_json().encode())
             published += 1
-        changed[care_key(pid)] = CareClock(time_zero=time_zero, digest=digest, inputs=inputs).model_dump_json().encode()
+        clock = CareClock(time_zero=time_zero, digest=digest, inputs=inputs)
+        changed[care_key(pid)] = (cblob, clock.model_dump_json().encode())
     await publisher.flush()  # delivered before the digest that suppresses a re-publish is stored
-    if changed:
-        await rt.store.save_blobs(changed)
+    # Only over the clock this batch read: the scoring step may have ended the stay (clock held and
+    # deleted) or resumed one (the held, earlier clock restored) since; that clock stands, and the
+    # score its change published brings the care score here again.
+    moved = await rt.store.save_blobs_if_unchanged(changed)
+    if moved:
+        metrics.CARE_CLOCKS_MOVED.inc(len(moved))
+        log.info("care.clock_moved", patients=len(moved))
     return published
 
 

@@ -16,6 +16,11 @@ STAYS_ENDED = Counter("vigil_stays_ended_total", "Stays ended by a discharge (pu
 STAYS_RESUMED = Counter(
     "vigil_stays_resumed_total", "Ended stays resumed by a cancel of their discharge (published on vigil.stays)"
 )
+CARE_CLOCKS_MOVED = Counter(
+    "vigil_care_clocks_moved_total",
+    "Care clocks the treatment agent did not write because a stay ended or resumed after it read them "
+    "(the stay's clock stands; its next score recomputes the care score)",
+)
 BATCH_SIZE = Histogram(
     "vigil_inference_batch_size", "Patients per inference batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
 )

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from vigil.infra.connect import redis_async_client
 from vigil.infra.logging import get_logger
@@ -33,6 +33,7 @@ from vigil.models.window import PatientWindow
 log = get_logger(__name__)
 T = TypeVar("T")
 
+CAS_ATTEMPTS = 5  # optimistic rounds of save_blobs_if_unchanged before its keys count as moved
 OPEN_ALERTS_KEY = "vigil:open_alerts"  # set of alert keys whose alert is open (escalation timer)
 
 
@@ -318,14 +319,39 @@ class PatientStore:
         blobs = await self._until_ok("mget", lambda: self.client.mget(keys))
         return [unpack_state(b) for b in blobs]
 
-    async def save_blobs(self, items: dict[str, bytes]) -> None:
-        async def write() -> None:
-            pipe = self.client.pipeline(transaction=False)
-            for key, blob in items.items():
-                pipe.set(key, blob, ex=self.ttl_s)
-            await pipe.execute()
+    async def save_blobs_if_unchanged(self, items: dict[str, tuple[bytes | None, bytes]]) -> list[str]:
+        """Each key set to its new blob only if it still holds the blob read before (None: absent); the
+        keys not written, changed meanwhile by another writer (the scoring step's end or resume of a
+        stay), come back. A key that already holds the new blob counts as written: a retry after a lost
+        reply is not a conflict. Optimistic (WATCH, then MULTI/EXEC of the keys still as read), not a
+        Lua script: the ACL denies @scripting (docs/security.md); a write between the read and the EXEC
+        aborts the EXEC and the keys are read again, at most ``CAS_ATTEMPTS`` times (then reported)."""
+        if not items:
+            return []
+        keys = list(items)
 
-        await self._until_ok("set", write)
+        async def write() -> list[str]:
+            for _ in range(CAS_ATTEMPTS):
+                async with self.client.pipeline(transaction=True) as pipe:
+                    await pipe.watch(*keys)
+                    current = await pipe.mget(keys)
+                    now = dict(zip(keys, current, strict=True))
+                    todo = [k for k in keys if now[k] == items[k][0]]  # as read (also: unchanged, TTL renewed)
+                    moved = [k for k in keys if now[k] != items[k][0] and now[k] != items[k][1]]
+                    if not todo:
+                        await pipe.unwatch()
+                        return moved
+                    pipe.multi()
+                    for key in todo:
+                        pipe.set(key, items[key][1], ex=self.ttl_s)
+                    try:
+                        await pipe.execute()
+                    except WatchError:
+                        continue  # one of the keys was written meanwhile: read them again
+                    return moved
+            return keys
+
+        return await self._until_ok("cas", write)
 
     async def open_alert_keys(self) -> list[str]:
         members = await self._until_ok("smembers", lambda: self.client.smembers(OPEN_ALERTS_KEY))
