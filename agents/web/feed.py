@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from vigil.agents.web import metrics
@@ -28,6 +29,9 @@ class WardFeed:
         self.ward_status: dict[str, dict[str, str]] = {}
         self.produced: list[tuple[str, bytes, bytes]] = []
         self._clients: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        # Orders the model's changes with subscriptions: a change reaches the clients subscribed before
+        # it was applied, and is in the state a client subscribed after it receives (once, never both)
+        self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.assigned = True
         self.broker_ok = True
@@ -43,7 +47,9 @@ class WardFeed:
         self._end_streams()
 
     def _end_streams(self) -> None:
-        for q in list(self._clients):
+        with self._lock:
+            clients = tuple(self._clients)
+        for q in clients:
             self._offer(q, None)
 
     # --- readiness -------------------------------------------------------------------------------
@@ -58,12 +64,21 @@ class WardFeed:
     def set_status(self, statuses: dict[str, dict[str, str]], names: Sequence[str]) -> None:
         """Replace the indicators ``names`` with ``statuses`` (from any thread); browsers get the
         header's indicators again when they changed."""
-        merged = {k: v for k, v in self.ward_status.items() if k not in names} | statuses
-        if merged == self.ward_status:
-            return
-        self.ward_status = merged
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._fanout, {"status": list(merged.values())})
+        with self._lock:
+            merged = {k: v for k, v in self.ward_status.items() if k not in names} | statuses
+            if merged == self.ward_status:
+                return
+            self.ward_status = merged
+            self._deliver({"status": list(merged.values())}, tuple(self._clients))
+
+    def state(self) -> dict[str, Any]:
+        """The ward as a page shows it: every card, the recent transitions, drift and the header's
+        indicators (``/api/state``, and the first event of a stream that asks for it)."""
+        with self._lock:  # not while a record is applied (from the consumer's thread)
+            return self._state()
+
+    def _state(self) -> dict[str, Any]:
+        return {"ward_status": list(self.ward_status.values()), **self.model.snapshot()}
 
     # --- producing -------------------------------------------------------------------------------
     def produce(self, topic: str, key: bytes, value: bytes) -> None:
@@ -75,11 +90,13 @@ class WardFeed:
 
     # --- consuming -------------------------------------------------------------------------------
     def ingest(self, topic: str, value: bytes) -> None:
-        """Apply one record (from any thread) and push the change to every SSE client."""
+        """Apply one record (from any thread) and push the change to every SSE client subscribed
+        before it (a later one has it in its state: ``subscribe_with_state``)."""
         metrics.FEED_MESSAGES.labels(topic).inc()
-        message = self.model.apply(topic, value)
-        if message is not None and self._loop is not None and self.caught_up:
-            self._loop.call_soon_threadsafe(self._fanout, message)
+        with self._lock:
+            message = self.model.apply(topic, value)
+            if message is not None and self.caught_up:
+                self._deliver(message, tuple(self._clients))
 
     def backfill_done(self) -> None:
         """The backfill is applied: from now on changes go live. A browser that connected meanwhile
@@ -90,18 +107,42 @@ class WardFeed:
             self._loop.call_soon_threadsafe(self._end_streams)
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
+        """A client's queue of the changes from now on."""
+        return self._subscribe(None)[0]
+
+    def subscribe_with_state(self) -> tuple[asyncio.Queue[dict[str, Any] | None], dict[str, Any]]:
+        """A client's queue and the ward's state at the same instant: each change is either in the
+        state or in the queue, after it. A page that loads the state and then subscribes (or the
+        reverse) can lose a change in between, or lay an older state over it: a card missing until
+        the patient's next record (tests/browser/test_dashboard.py met it)."""
+        q, state = self._subscribe(self._state)
+        assert state is not None
+        return q, state
+
+    def _subscribe(
+        self, state: Callable[[], dict[str, Any]] | None
+    ) -> tuple[asyncio.Queue[dict[str, Any] | None], dict[str, Any] | None]:
         q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=2000)
-        self._clients.add(q)
-        metrics.SSE_CLIENTS.set(len(self._clients))
-        return q
+        with self._lock:
+            self._clients.add(q)
+            metrics.SSE_CLIENTS.set(len(self._clients))
+            return q, state() if state is not None else None
 
     def unsubscribe(self, q: asyncio.Queue[dict[str, Any] | None]) -> None:
-        self._clients.discard(q)
-        metrics.SSE_CLIENTS.set(len(self._clients))
+        with self._lock:
+            self._clients.discard(q)
+            metrics.SSE_CLIENTS.set(len(self._clients))
 
-    def _fanout(self, message: dict[str, Any]) -> None:
-        for q in list(self._clients):
-            self._offer(q, message)
+    def _deliver(self, message: dict[str, Any], clients: tuple[asyncio.Queue[dict[str, Any] | None], ...]) -> None:
+        """Hand ``message`` to ``clients`` on the event loop (queues are the loop's); called under the
+        lock, so in the order the changes were applied."""
+        if clients and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._fanout, message, clients)
+
+    def _fanout(self, message: dict[str, Any], clients: tuple[asyncio.Queue[dict[str, Any] | None], ...]) -> None:
+        for q in clients:
+            if q in self._clients:  # not gone meanwhile
+                self._offer(q, message)
 
     def _offer(self, q: asyncio.Queue[dict[str, Any] | None], message: dict[str, Any] | None) -> None:
         try:

@@ -84,9 +84,21 @@ def browser() -> Iterator[object]:
         b.close()
 
 
+PAGE_ERRORS: list[str] = []  # uncaught exceptions in the pages' scripts
+
+
+@pytest.fixture(autouse=True)
+def no_script_errors() -> Iterator[None]:
+    PAGE_ERRORS.clear()
+    yield
+    assert PAGE_ERRORS == [], "the page's scripts threw"
+
+
 def signed_in(browser, url: str, viewport: dict[str, int] = DESKTOP):  # type: ignore[no-untyped-def]
     # bypass_csp only lets the test inject axe-core; the app's CSP is checked by the unit tests
-    page = browser.new_context(viewport=viewport, bypass_csp=True).new_page()
+    context = browser.new_context(viewport=viewport, bypass_csp=True)
+    context.on("weberror", lambda error: PAGE_ERRORS.append(str(error.error)))  # every page of the session
+    page = context.new_page()
     page.goto(url + "/")
     assert page.url.endswith("/login"), "no session: the ward must not be shown"
     page.fill("#username", "nurse.ann")

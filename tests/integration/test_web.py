@@ -79,7 +79,8 @@ class SseReader:
     reconnects when the server ends the stream; ``connected`` is set once the server has subscribed it
     (its first line, ``retry:``, is written after the subscription)."""
 
-    def __init__(self, client: httpx2.Client) -> None:
+    def __init__(self, client: httpx2.Client, path: str = "/api/stream") -> None:
+        self.path = path
         self.events: list[tuple[str, dict]] = []
         self.connects = 0
         self.connected = threading.Event()
@@ -91,7 +92,7 @@ class SseReader:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            with self._client.stream("GET", "/api/stream", timeout=httpx2.Timeout(5, read=None)) as r:
+            with self._client.stream("GET", self.path, timeout=httpx2.Timeout(5, read=None)) as r:
                 event = ""
                 for line in r.iter_lines():
                     if self._stop.is_set():
@@ -148,6 +149,7 @@ def signed_in(url: str, user: str = "ann") -> httpx2.Client:
 def test_alert_over_sse_then_ack_over_http_reaches_kafka_and_comes_back(stack, web, producer) -> None:
     client = signed_in(web)
     sse = SseReader(signed_in(web))
+    page = SseReader(signed_in(web), "/api/stream?state=1")  # the ward page's stream: the ward first
     acks = TopicTail(stack.bootstrap, topics.ALERT_ACKS)
     pid = unique_patient("web")
     try:
@@ -155,6 +157,9 @@ def test_alert_over_sse_then_ack_over_http_reaches_kafka_and_comes_back(stack, w
         assert wait_for(lambda: any(t["severity"] == "high" for t in sse.transitions(pid)), timeout=90), (
             "the alert must reach the browser over SSE"
         )
+        assert page.events[0][0] == "state" and {"patients", "recent", "wards", "ward_status"} <= set(page.events[0][1])
+        assert "state" not in {e for e, _ in sse.events}  # only for a stream that asks for it
+        assert wait_for(lambda: any(t["severity"] == "high" for t in page.transitions(pid)), timeout=30)
         # the vitals may reach the worker in more than one batch: the alert can open at a lower
         # level on the first of them and escalate on the next, one alert either way
         opened = next(t for t in sse.transitions(pid) if t["severity"] == "high")
@@ -197,6 +202,7 @@ def test_alert_over_sse_then_ack_over_http_reaches_kafka_and_comes_back(stack, w
         ), "the worker's acknowledged transition must come back on vigil.alerts"
     finally:
         sse.stop()
+        page.stop()
         acks.close()
     metrics = httpx2.get(f"{web}/metrics").text
     assert re.search(r'vigil_web_feed_messages_total\{topic="vigil.alerts"\} [1-9]', metrics)

@@ -41,8 +41,7 @@ def state(session: SessionDep, feed: FeedDep, settings: SettingsDep) -> Response
             "csrf": session.csrf,
             "may_acknowledge": session.may_acknowledge,
             "zone": settings.ward_timezone,
-            "ward_status": list(feed.ward_status.values()),
-            **feed.model.snapshot(),
+            **feed.state(),
         }
     )
 
@@ -60,12 +59,17 @@ def patient(row_id: str, _session: SessionDep, feed: FeedDep) -> Response:
 
 
 @router.get("/api/stream", response_model=None)
-async def stream(request: Request, _session: SessionDep, feed: FeedDep) -> Response:
-    queue = feed.subscribe()
+async def stream(request: Request, _session: SessionDep, feed: FeedDep, state: bool = False) -> Response:
+    """Live changes. With ``?state=1`` the first event (``state``) is the ward as ``/api/state`` has it,
+    taken at the instant of the subscription: every later change follows it, none is in both (the
+    ward page: a state fetched apart from the stream can lose a change or lay an older card over it)."""
+    queue, snapshot = feed.subscribe_with_state() if state else (feed.subscribe(), None)
 
     async def events() -> AsyncIterator[str]:
         try:
             yield "retry: 3000\n\n"
+            if snapshot is not None:
+                yield f"event: state\ndata: {json.dumps(snapshot)}\n\n"
             while True:
                 try:
                     message = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)

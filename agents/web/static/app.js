@@ -122,10 +122,17 @@ async function loadState() {
   const data = await res.json();
   Vigil.shared.csrf = data.csrf;
   Vigil.shared.mayAck = data.may_acknowledge;
-  state.wardStatus = data.ward_status || [];
   document.getElementById("user").textContent = data.user;
   document.getElementById("role").textContent = data.role;
   document.getElementById("zone").textContent = `times in ${data.zone}`;
+  applyState(data);
+}
+
+// The ward as the server holds it: first from /api/state, then from the stream's first event at each
+// (re)connection, which the server takes at the instant it subscribes the stream: every later change
+// comes after it. (Fetching /api/state on "open" could lay an older ward over a change already shown.)
+function applyState(data) {
+  state.wardStatus = data.ward_status || [];
   state.rows = new Map(data.patients.map(r => [r.row_id, r]));
   state.transitions = data.recent;
   state.drift = data.drift || {};
@@ -133,10 +140,16 @@ async function loadState() {
 }
 
 function connect() {
-  const source = new EventSource("/api/stream");
+  const source = new EventSource("/api/stream?state=1");
   const dot = document.getElementById("live-dot"), text = document.getElementById("live-text");
-  source.addEventListener("open", () => { dot.className = "dot"; text.textContent = "live"; loadState(); });
-  source.addEventListener("error", () => { dot.className = "dot off"; text.textContent = "reconnecting"; });
+  source.addEventListener("open", () => { dot.className = "dot"; text.textContent = "live"; });
+  source.addEventListener("error", () => {
+    dot.className = "dot off"; text.textContent = "reconnecting";
+    // refused (a session that expired: 401) rather than cut off: EventSource gives up; sign in again
+    // or retry
+    if (source.readyState === EventSource.CLOSED) setTimeout(() => loadState().then(connect, connect), 3000);
+  });
+  source.addEventListener("state", ev => applyState(JSON.parse(ev.data)));
   source.addEventListener("row", ev => { const row = JSON.parse(ev.data); state.rows.set(row.row_id, row); schedule(); });
   // a discharged patient leaves the ward view, with a line in the transitions feed
   source.addEventListener("left", ev => {

@@ -109,7 +109,9 @@ document.addEventListener("DOMContentLoaded", async () => {
   await load();
   const source = new EventSource("/api/stream");
   const dot = document.getElementById("live-dot"), text = document.getElementById("live-text");
-  source.addEventListener("open", () => { dot.className = "dot"; text.textContent = "live"; });
+  // loaded again once live: a change between the first load and the stream (or while reconnecting)
+  // is not missed
+  source.addEventListener("open", () => { dot.className = "dot"; text.textContent = "live"; reloadSoon(); });
   source.addEventListener("error", () => { dot.className = "dot off"; text.textContent = "reconnecting"; });
   source.addEventListener("row", ev => { if (JSON.parse(ev.data).row_id === rowId) reloadSoon(); });
   source.addEventListener("left", ev => { if (JSON.parse(ev.data).row_id === rowId) reloadSoon(); });

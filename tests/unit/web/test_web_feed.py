@@ -103,6 +103,28 @@ def test_sse_fanout_reaches_subscribers() -> None:
     assert message["transition"]["state"] == "open" and message["row"]["alerts"]
 
 
+def test_each_change_is_in_a_new_clients_state_or_in_its_queue_once() -> None:
+    from vigil.infra.settings import Settings
+
+    def drain(q: asyncio.Queue) -> list[str]:  # type: ignore[type-arg]
+        return [m["row"]["label"] for m in (q.get_nowait() for _ in range(q.qsize()))]
+
+    async def run() -> tuple[list[str], list[str], list[str]]:
+        feed = WardFeed(Settings())
+        feed.start(asyncio.get_running_loop())
+        before = feed.subscribe()
+        feed.ingest(topics.ALERTS, alert("p1").model_dump_json().encode())  # its delivery waits for the loop
+        q, state = feed.subscribe_with_state()  # the page connects before the loop delivered p1
+        await asyncio.sleep(0)
+        feed.ingest(topics.ALERTS, alert("p2", alert_id="a2").model_dump_json().encode())
+        await asyncio.sleep(0)
+        return [r["label"] for r in state["patients"]], drain(q), drain(before)
+
+    in_state, queued, before = asyncio.run(run())
+    assert in_state == ["p1"] and queued == ["p2"]  # p1 in the state only: never lost, never twice
+    assert before == ["p1", "p2"]
+
+
 def test_alert_shows_what_it_opened_at_and_the_patient_now() -> None:
     from datetime import UTC, datetime
 
