@@ -22,7 +22,8 @@ of the ended stay is dead-lettered ``stay_ended`` and also kept in the held stay
 a resumed stay has it. A cancel with no ended stay to resume (none held, or the stay is open and not
 the one after a held end) is an ``unknown_stay`` dead letter; one naming another encounter than the
 discharge, or whose next stay names another encounter (a readmission), is ``other_encounter``. After
-a cancel, the cancelled discharge sent again (at or before the end it cancelled) is a ``duplicate``.
+a cancel, the cancelled discharge sent again (at its own time) is a ``duplicate``, and so is the
+cancel sent again; a cancel from before the discharge held is ``stay_ended``.
 
 A discharge that cannot be this stay's end is refused, not applied: one for a patient with no stay
 (never scored, or nothing since the last end: ``unknown_stay``; a hospital-wide ADT feed sends every
@@ -86,12 +87,18 @@ def stay_of(window: PatientWindow, event: PatientEvent, discharged_s: int | None
     return "current"
 
 
+def last_end(window: PatientWindow) -> int | None:
+    """The end (epoch s) a late event is told by: of the stay the window ended, else of the stay
+    before the one it holds; None when the patient has no ended stay."""
+    return window.ended_s if window.ended_s is not None else window.after_s
+
+
 def needs_held(window: PatientWindow, event: PatientEvent) -> bool:
     """Whether the scoring step reads the patient's held stay for ``event`` (``StayKeys``): a
     discharge or its cancel, or a late event of a stay that ended (rare: most batches read none)."""
     if event.kind == "encounter":
         return True
-    end = window.ended_s if window.ended_s is not None else window.after_s
+    end = last_end(window)
     return end is not None and int(event.observed_at.timestamp()) <= end
 
 
@@ -120,7 +127,7 @@ def stay_rejection(window: PatientWindow, event: PatientEvent, of: StayOf) -> Re
         return Rejected("other_encounter", "discharge: names another encounter than the stay's events")
     if of == "cancelled":
         return Rejected("duplicate", "discharge: this discharge was cancelled (ADT^A13): the stay goes on")
-    end = window.ended_s if window.ended_s is not None else window.after_s
+    end = last_end(window)
     if of == "earlier" or end is None:
         return Rejected("stay_ended", f"{event.code}: before the current stay's first observation (an earlier stay)")
     at = _utc(end)
@@ -228,14 +235,13 @@ def keep_late(window: PatientWindow, held: HeldStay | None, event: PatientEvent)
     discharge and resulted after it); None when the held stay is not the one it ended, or the event
     changes nothing there. It is still dead-lettered ``stay_ended``: the patient has left until a
     cancel says otherwise."""
-    end = window.ended_s if window.ended_s is not None else window.after_s
+    end = last_end(window)
     if event.kind == "encounter" or held is None or end is None or held.window.ended_s != end:
         return None  # a discharge sent again is refused, never a result
     before = held.window.after_s  # the stay before the held one: its late results are not the held stay's
     if before is not None and int(event.observed_at.timestamp()) <= before:
         return None
-    kept = copy.deepcopy(held.window)
-    kept.evicted, kept.changed_from = {}, None
+    kept = copy.deepcopy(held.window)  # a held window carries no batch state (``_keep_evicted``)
     try:
         if not kept.apply(event):
             return None

@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
 
@@ -44,12 +44,21 @@ _SCORE = TypeAdapter(RiskScore)
 _ALERT = TypeAdapter(Alert)
 _TREATMENT = TypeAdapter(TreatmentScore)
 _DRIFT = TypeAdapter(WardDrift)
+T = TypeVar("T")
 
 
 def _raised_by(alert: dict[str, Any], through: datetime) -> bool:
     """An alert (as the row keeps it) opened at or before a stay's end: that stay's."""
     opened = alert.get("opened_at") or alert.get("at")
     return opened is not None and datetime.fromisoformat(opened) <= through
+
+
+def _remember(memory: OrderedDict[str, T], key: str, value: T, limit: int) -> None:
+    """``key`` as the newest entry of a bounded memory: the oldest leave beyond ``limit``."""
+    memory[key] = value
+    memory.move_to_end(key)
+    while len(memory) > limit:
+        memory.popitem(last=False)
 
 
 def row_id_for(patient_id: str, key: bytes) -> str:
@@ -148,9 +157,7 @@ class WardModel:
         """Whether a transition (or a stay's end) is new: delivery is at-least-once (bounded memory)."""
         if transition_id in self._seen_transitions:
             return False
-        self._seen_transitions[transition_id] = None
-        while len(self._seen_transitions) > 20 * RECENT_TRANSITIONS:
-            self._seen_transitions.popitem(last=False)
+        _remember(self._seen_transitions, transition_id, None, 20 * RECENT_TRANSITIONS)
         return True
 
     def _of_ended_stay(self, patient_id: str, at: datetime | None, alert_id: str | None = None) -> bool:
@@ -185,17 +192,11 @@ class WardModel:
                     row.alerts.pop(alert_id, None)
             for alert_id in ended_alerts:
                 self._alert_rows.pop(alert_id, None)
-            self._ended[rid] = _Ended(through, frozenset(ended_alerts))
-            self._ended.move_to_end(rid)
+            _remember(self._ended, rid, _Ended(through, frozenset(ended_alerts)), self.max_patients)
             if row is not None and not back:
-                self._left[rid] = row
-                self._left.move_to_end(rid)
-                while len(self._left) > LEFT_CARDS:
-                    self._left.popitem(last=False)
+                _remember(self._left, rid, row, LEFT_CARDS)
             else:  # no card of this stay left: an older stay's must not come back on a cancel
                 self._left.pop(rid, None)
-            while len(self._ended) > self.max_patients:
-                self._ended.popitem(last=False)
             entry = views.stay_end_json(stay, rid, row.ward if row else None, self.zone)
             self._recent.append(entry)
             if back:

@@ -32,6 +32,13 @@ def discharge_event(pid: str, at: datetime, encounter: str = "enc-1") -> Patient
     )
 
 
+def lactate(pid: str, at: datetime, value: float) -> PatientEvent:
+    """A lactate result from the laboratory system (no ward, no encounter)."""
+    return PatientEvent(
+        patient_id=pid, observed_at=at, kind="lab", code="Lactate", value=value, unit="mmol/L", source="lis"
+    )
+
+
 def test_a_discharge_ends_the_stay_and_a_readmission_starts_afresh(
     stack, stack_settings, shared_worker, producer, reader
 ) -> None:
@@ -72,15 +79,7 @@ def test_a_discharge_ends_the_stay_and_a_readmission_starts_afresh(
     assert PatientAlertState.from_bytes(redis.get(alert_key(pid))).active is None
 
     # a lab of the ended stay that arrives late, and the same discharge sent again: dead letters
-    late = PatientEvent(
-        patient_id=pid,
-        observed_at=base + timedelta(hours=1, minutes=20),
-        kind="lab",
-        code="Lactate",
-        value=4.1,
-        unit="mmol/L",
-        source="lis",
-    )
+    late = lactate(pid, base + timedelta(hours=1, minutes=20), 4.1)
     twin = discharge_event(pid, leaving.observed_at)
     send(producer, [late, twin])
     assert wait_for(lambda: {late.event_id, twin.event_id} <= r.snapshot().dead_ids, timeout=60)
@@ -132,18 +131,10 @@ def test_a_cancelled_discharge_resumes_the_stay_with_its_history(
     assert wait_for(lambda: leaving.event_id in r.snapshot().ended_ids, timeout=60)
 
     meanwhile = vitals(pid, 4, 96, 22, 108, 94, 38.2, base)  # the patient never left: the monitor sends on
-    lactate = PatientEvent(  # drawn before the discharge, resulted after it
-        patient_id=pid,
-        observed_at=base + timedelta(hours=2, minutes=20),
-        kind="lab",
-        code="Lactate",
-        value=3.9,
-        unit="mmol/L",
-        source="lis",
-    )
-    send(producer, [*meanwhile, lactate])
+    late = lactate(pid, base + timedelta(hours=2, minutes=20), 3.9)  # drawn before the discharge, resulted after
+    send(producer, [*meanwhile, late])
     assert wait_for(lambda: {e.event_id for e in meanwhile} <= r.snapshot().scored_ids, timeout=60)
-    assert wait_for(lambda: lactate.event_id in r.snapshot().dead_ids, timeout=60)  # stay_ended, but kept
+    assert wait_for(lambda: late.event_id in r.snapshot().dead_ids, timeout=60)  # stay_ended, but kept
 
     def scores_naming(event_id: str) -> list[dict]:
         return [s for (p, _), s in r.snapshot().last_scores.items() if p == pid and event_id in s["event_ids"]]
@@ -181,7 +172,7 @@ def test_a_cancelled_discharge_resumes_the_stay_with_its_history(
     assert wait_for(
         lambda: any(a["state"] == "open" and a["patient_id"] == pid for a in r.snapshot().alert_records), timeout=60
     )
-    sent = {e.event_id for e in [*stay, leaving, *meanwhile, lactate, cancel, *ill, again, resent]}
+    sent = {e.event_id for e in [*stay, leaving, *meanwhile, late, cancel, *ill, again, resent]}
     ok, _ = r.snapshot().accounted(sent, set())
     assert ok == len(sent)
     redis.close()

@@ -42,6 +42,13 @@ def readmission(pid: str, start: datetime, hours: int) -> list[PatientEvent]:
     ]
 
 
+def adt(pid: str, code: str, at: datetime, encounter: str | None = None) -> PatientEvent:
+    """A ``discharge`` or ``cancel_discharge`` from the ADT feed."""
+    return PatientEvent(
+        patient_id=pid, encounter=encounter, observed_at=at, kind="encounter", code=code, value=1, source="adt"
+    )
+
+
 def kill_and_take_over(
     worker: subprocess.Popen, restart: Callable[[], object], r: Any, ids: set[str], stream: PacedProducer
 ) -> tuple[float, Callable[[], set[str]]]:
@@ -73,18 +80,7 @@ def test_kill_9_amid_discharges_and_readmissions_loses_nothing(
     patients = sorted({e.patient_id for e in first})
     leaving = patients[::2]
     ended_at = base + timedelta(hours=6, minutes=55)
-    discharges = [
-        PatientEvent(
-            patient_id=p,
-            encounter="enc-1",
-            observed_at=ended_at,
-            kind="encounter",
-            code="discharge",
-            value=1,
-            source="adt",
-        )
-        for p in leaving
-    ]
+    discharges = [adt(p, "discharge", ended_at, encounter="enc-1") for p in leaving]
     back = base + timedelta(hours=9)
     second = [e for p in leaving for e in readmission(p, back, hours=4)]
     events = first + discharges + sorted(second, key=lambda e: e.observed_at)
@@ -156,9 +152,6 @@ def test_kill_9_amid_cancelled_discharges_resumes_each_stay_whole(
     monitors = ward_stream("resume", patients=60, hours=11, start=base)  # the monitors never stop
     patients = sorted({e.patient_id for e in monitors})
     in_error = patients[::2]
-
-    def adt(pid: str, code: str, at: datetime) -> PatientEvent:
-        return PatientEvent(patient_id=pid, observed_at=at, kind="encounter", code=code, value=1, source="adt")
 
     discharges = [adt(p, "discharge", base + timedelta(hours=6, minutes=55)) for p in in_error]
     cancels = [adt(p, "cancel_discharge", base + timedelta(hours=8, minutes=55)) for p in in_error]
