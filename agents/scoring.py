@@ -21,7 +21,7 @@ from vigil.agents.runtime import Publisher, runtime
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.redis import PatientState, StayChange, StayKeys
-from vigil.models.alerting import PatientAlertState, on_score
+from vigil.models.alerting import PatientAlertState, on_resume, on_score
 from vigil.models.scoring import PendingUpdate, build_risk_score
 from vigil.models.stays import (
     Resumed,
@@ -99,7 +99,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
                 continue
             windows[pid] = state.window = window = back.window
             state.carry, anchors[pid] = back.carry, window.anchor_s
-            state.alert.resumed_by = patient_event.event_id  # its alerts' ids differ from the resolved ones
+            on_resume(state.alert, patient_event.event_id)  # new alert ids; the acknowledgement it resolved
             keys[pid] = StayKeys(None, held.discharged_s)
             state.stays.append(StayChange("resume"))
             ended.append(back.record)
@@ -124,7 +124,9 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             continue
         if stay == "new":  # the first event after a discharge: the next stay, from its hour 0
             windows[pid] = state.window = window = next_stay(window)
-            state.carry, state.alert, anchors[pid] = None, PatientAlertState(patient_id=pid), None
+            # afresh; the acknowledgement the discharge resolved stays held for a cancel that folds this stay back
+            state.carry, anchors[pid] = None, None
+            state.alert = PatientAlertState(patient_id=pid, discharged_ack=state.alert.discharged_ack)
             state.stays.append(StayChange("begin"))
         if is_discharge(patient_event):
             # the patient left: what this batch applied to the stay is not scored, but named

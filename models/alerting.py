@@ -18,6 +18,11 @@ One alert per patient at a time: open -> (escalated) -> acknowledged -> resolved
 - Snooze: an acknowledgement with an end; when it ends and the alert is still active it opens again.
 - Discharge: the stay ended (``models.stays``): an active alert resolves ("patient discharged") and
   the lifecycle starts afresh; nothing of the stay (suppression, latch, trend) reaches the next one.
+- Cancelled discharge: the resumed stay's first score opens a new alert (a new id: the resolved one
+  stays resolved). When an acknowledgement (or snooze) of the alert the discharge resolved is held
+  (``HeldAck``), and the new alert's level is no higher, it opens acknowledged by the same clinician:
+  the discharge in error does not page the team again for what they had answered. Unacknowledged, or
+  worse, it opens and pages as any alert.
 """
 
 from __future__ import annotations
@@ -66,6 +71,17 @@ class ActiveAlert:
 
 
 @dataclass
+class HeldAck:
+    """The acknowledgement of the alert a discharge resolved, held for a cancel of that discharge."""
+
+    alert_id: str
+    severity: str
+    by: str | None
+    snoozed_until_s: float | None = None  # wall clock
+    snooze_note: str | None = None
+
+
+@dataclass
 class PatientAlertState:
     patient_id: str = ""
     ward: str | None = None
@@ -79,6 +95,10 @@ class PatientAlertState:
     # scored at the same hour and observation again, so its alert ids include it and never repeat an
     # id resolved at a discharge (one salt per cancel, saved: the same on a redelivered batch)
     resumed_by: str | None = None
+    # the acknowledgement the last discharge resolved (``on_discharge``), and, once a cancel resumed
+    # that stay (``on_resume``), the one its first score's alert opens with (``on_score``)
+    discharged_ack: HeldAck | None = None
+    resumed_ack: HeldAck | None = None
 
     def to_bytes(self) -> bytes:
         return _STATE.dump_json(self)
@@ -218,7 +238,7 @@ def worse_since_raise(active: ActiveAlert, score: RiskScore, policy: AlertPolicy
     return None
 
 
-def _open(state: PatientAlertState, score: RiskScore, level: str, trigger: str) -> Alert:
+def _open(state: PatientAlertState, score: RiskScore, level: str, trigger: str, ack: HeldAck | None = None) -> Alert:
     now_s = score.observed_at.timestamp()
     model = combined_model(score)
     salt = () if state.resumed_by is None else (state.resumed_by,)
@@ -235,7 +255,14 @@ def _open(state: PatientAlertState, score: RiskScore, level: str, trigger: str) 
         opened_risk=model.probability if model else None,
     )
     _raise(state.active, score)
-    return _alert(state, score, "open", f"{TRIGGER_WORDS.get(trigger, trigger)}: {describe(score)}", score.observed_at)
+    what = f"{TRIGGER_WORDS.get(trigger, trigger)}: {describe(score)}"
+    if ack is None:
+        return _alert(state, score, "open", what, score.observed_at)
+    active = state.active
+    active.state, active.acked_by = "acknowledged", ack.by
+    active.snoozed_until_s, active.snooze_note = ack.snoozed_until_s, ack.snooze_note
+    reason = f"acknowledged by {ack.by} before the discharge that was cancelled (alert #{ack.alert_id[:8]}); {what}"
+    return _alert(state, score, "acknowledged", reason, score.observed_at, by=ack.by, note=ack.snooze_note)
 
 
 def _escalate(state: PatientAlertState, score: RiskScore, why: str) -> Alert:
@@ -257,6 +284,7 @@ def on_score(state: PatientAlertState, score: RiskScore, policy: AlertPolicy) ->
     state.score_ids = (state.score_ids + [score.score_id])[-TREND_POINTS:]
     now_s = score.observed_at.timestamp()
     level, state.model_latched, trigger = score_level(score, state.model_latched, policy)
+    ack, state.resumed_ack = state.resumed_ack, None  # the resumed stay's first score only
     active = state.active
     if active is None:
         if level == "none":
@@ -266,7 +294,8 @@ def on_score(state: PatientAlertState, score: RiskScore, policy: AlertPolicy) ->
             and now_s - state.closed_s < policy.suppress_s
             and _rank(level) <= _rank(state.closed_severity)
         )
-        return [] if suppressed else [_open(state, score, level, trigger)]
+        answered = ack if ack is not None and _rank(level) <= _rank(ack.severity) else None
+        return [] if suppressed else [_open(state, score, level, trigger, answered)]
     if _rank(level) > _rank(active.severity):
         active.severity, active.trigger = level, trigger
         return [_escalate(state, score, f"risk rose to {level}")]
@@ -349,15 +378,30 @@ def on_discharge(
     state: PatientAlertState, at: datetime, encounter: str | None = None, ward: str | None = None
 ) -> list[Alert]:
     """The patient left (``at``: the discharge time): resolve the active alert, if any, and start
-    the lifecycle afresh for a next stay (no suppression window, model latch or trend carried)."""
+    the lifecycle afresh for a next stay (no suppression window, model latch or trend carried). The
+    alert's acknowledgement is held for a cancel of the discharge (``on_resume``)."""
     out = []
-    if state.active is not None:
+    active = state.active
+    if active is not None:
         alert = _alert(state, None, "resolved", DISCHARGED, at)
         out.append(alert.model_copy(update={"encounter": encounter, "ward": ward or state.ward}))
     fresh = PatientAlertState(patient_id=state.patient_id)
+    if active is not None and active.state == "acknowledged":
+        fresh.discharged_ack = HeldAck(
+            active.alert_id, active.severity, active.acked_by, active.snoozed_until_s, active.snooze_note
+        )
     for f in fields(fresh):
         setattr(state, f.name, getattr(fresh, f.name))
     return out
+
+
+def on_resume(state: PatientAlertState, cancel_event_id: str) -> None:
+    """A cancel resumed the stay the last discharge ended: its alerts' ids include the cancel's event
+    id (``resumed_by``), and the acknowledgement that discharge resolved comes back with the first
+    alert of the resumed stay, unless the next stay opened its own alert meanwhile (that one goes on)."""
+    state.resumed_by = cancel_event_id
+    state.resumed_ack = state.discharged_ack if state.active is None else None
+    state.discharged_ack = None
 
 
 def _close(state: PatientAlertState, now_s: float) -> None:

@@ -4,6 +4,7 @@ admitted again is scored from the next stay's hour 0, with nothing carried over.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +15,8 @@ from vigil.infra.connect import redis_client
 from vigil.infra.redis import alert_key, carry_key, held_keys, unpack_state, window_key
 from vigil.models.alerting import PatientAlertState
 from vigil.models.window import PatientWindow
+from vigil.schemas import topics
+from vigil.schemas.alerts import AlertAck
 from vigil.schemas.events import PatientEvent
 
 pytestmark = pytest.mark.integration
@@ -176,3 +179,46 @@ def test_a_cancelled_discharge_resumes_the_stay_with_its_history(
     ok, _ = r.snapshot().accounted(sent, set())
     assert ok == len(sent)
     redis.close()
+
+
+def test_an_alert_acknowledged_before_a_discharge_in_error_comes_back_acknowledged(
+    stack, stack_settings, shared_worker, producer, reader
+) -> None:
+    """The team answered the alert; the discharge entered in error resolved it; the cancel resumes
+    the stay, whose alert (a new id) opens acknowledged by the same nurse: nobody is paged again."""
+    r = reader()
+    pid = unique_patient("ack-resume")
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
+    ill = [e.model_copy(update={"encounter": "enc-1"}) for e in vitals(pid, 0, 140, 30, 85, 88, 39.5, base)]
+    send(producer, ill)
+    assert wait_for(lambda: {e.event_id for e in ill} <= r.snapshot().scored_ids, timeout=90)
+
+    def transitions() -> list[dict]:
+        return [a for a in r.snapshot().alert_records if a["patient_id"] == pid]
+
+    assert wait_for(lambda: any(a["state"] == "open" for a in transitions()), timeout=30)
+    time.sleep(1)  # the hour's last transition (its events may have come in two batches)
+    first = transitions()[-1]["alert_id"]
+    ack = AlertAck(alert_id=first, patient_id=pid, action="acknowledge", by="nurse.a", at=datetime.now(UTC))
+    producer.send(topics.ALERT_ACKS, key=pid.encode(), value=ack.model_dump_json().encode())
+    producer.flush()
+    assert wait_for(lambda: any(a["state"] == "acknowledged" for a in transitions()), timeout=60)
+
+    leaving = discharge_event(pid, base + timedelta(minutes=40))
+    send(producer, [leaving])
+    assert wait_for(lambda: any(a["state"] == "resolved" for a in transitions()), timeout=60)
+    cancel = discharge_event(pid, base + timedelta(minutes=50)).model_copy(update={"code": "cancel_discharge"})
+    send(producer, [cancel])
+    assert wait_for(lambda: cancel.event_id in r.snapshot().scored_ids, timeout=60)
+    assert wait_for(lambda: any(a["alert_id"] != first for a in transitions()), timeout=30)
+    time.sleep(1)  # any further transition of the resume's batch
+    (back,) = [a for a in transitions() if a["alert_id"] != first]
+    assert back["state"] == "acknowledged" and back["by"] == "nurse.a", back  # not "open": no page
+    assert back["reason"].startswith(
+        f"acknowledged by nurse.a before the discharge that was cancelled (alert #{first[:8]})"
+    )
+    redis = redis_client(stack_settings)
+    state = PatientAlertState.from_bytes(redis.get(alert_key(pid)))
+    redis.close()
+    assert state.active is not None and state.active.alert_id == back["alert_id"] and state.active.acked_by == "nurse.a"
+    assert state.resumed_ack is None and state.discharged_ack is None

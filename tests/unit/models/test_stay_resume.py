@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.unit.models.test_alerting import POLICY, score
 from tests.unit.models.test_stays import T0, leaves, stay, vital
-from vigil.models.alerting import PatientAlertState, on_score
+from vigil.models.alerting import PatientAlertState, needs_timer, on_ack, on_resume, on_score
 from vigil.models.stays import (
     HeldStay,
     Resumed,
@@ -31,6 +31,7 @@ from vigil.models.stays import (
 )
 from vigil.models.stepping import StayCarry, _replays
 from vigil.models.window import PatientWindow
+from vigil.schemas.alerts import AlertAck
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
 from vigil.schemas.normalize import normalize_event
@@ -334,6 +335,76 @@ def test_the_alert_a_resumed_stay_opens_again_is_a_new_alert_not_the_resolved_on
     assert on_score(again, ill, POLICY)[0].alert_id == seen[1]
     assert PatientAlertState.from_bytes(again.to_bytes()) == again  # the new field round-trips
     assert PatientAlertState.from_bytes(b'{"patient_id": "p1"}').resumed_by is None  # older state
+
+
+def acked(severity: str = "high", snooze_min: int | None = None) -> tuple[PatientAlertState, str]:
+    """A lifecycle whose alert (NEWS2 at ``severity``) ann acknowledged (or snoozed), and its id."""
+    alert = PatientAlertState()
+    (opened,) = on_score(alert, score(2, 7 if severity == "high" else 5, severity), POLICY)
+    action = "snooze" if snooze_min else "acknowledge"
+    ack = AlertAck(
+        alert_id=opened.alert_id,
+        patient_id="p1",
+        action=action,
+        by="ann",
+        at=NOW,
+        snooze_min=snooze_min,
+        note="seen, fluids running" if snooze_min else None,
+    )
+    assert on_ack(alert, ack)
+    return alert, opened.alert_id
+
+
+@pytest.mark.parametrize("snooze_min", [None, 30])
+def test_an_acknowledged_alert_a_cancelled_discharge_resolved_comes_back_acknowledged(snooze_min) -> None:
+    """A discharge entered in error resolved an alert the team had answered: the resumed stay's alert
+    (a new id) opens acknowledged by the same clinician, snoozed as it was; nobody is paged again."""
+    alert, first = acked(snooze_min=snooze_min)
+    (resolved,) = discharge(stay(3), alert, leaves(3.5), NOW).alerts
+    assert resolved.alert_id == first and alert.active is None and alert.discharged_ack is not None
+    on_resume(alert, "cancel-1")
+    (back,) = on_score(alert, score(2, 7, "high"), POLICY)
+    assert back.state == "acknowledged" and back.by == "ann" and back.alert_id != first
+    assert back.reason.startswith(f"acknowledged by ann before the discharge that was cancelled (alert #{first[:8]})")
+    assert (back.snoozed_until is not None) == bool(snooze_min) and alert.resumed_ack is None
+    assert needs_timer(alert) == bool(snooze_min)  # a snooze still ends; an acknowledgement does not escalate
+    assert on_score(alert, score(3, 7, "high"), POLICY) == []  # and goes on as any acknowledged alert
+    assert PatientAlertState.from_bytes(alert.to_bytes()) == alert
+
+
+def test_a_resumed_stay_pages_when_the_alert_was_not_answered_or_the_patient_is_worse() -> None:
+    unanswered = PatientAlertState()
+    on_score(unanswered, score(2, 7, "high"), POLICY)
+    discharge(stay(3), unanswered, leaves(3.5), NOW)
+    assert unanswered.discharged_ack is None
+    on_resume(unanswered, "cancel-1")
+    assert [a.state for a in on_score(unanswered, score(2, 7, "high"), POLICY)] == ["open"]
+
+    worse, _ = acked("medium")  # answered at medium; high now
+    discharge(stay(3), worse, leaves(3.5), NOW)
+    on_resume(worse, "cancel-1")
+    (back,) = on_score(worse, score(2, 7, "high"), POLICY)
+    assert back.state == "open" and back.severity == "high"
+
+    settled, _ = acked()  # the resumed stay's first score is calm: the acknowledgement goes with it
+    discharge(stay(3), settled, leaves(3.5), NOW)
+    on_resume(settled, "cancel-1")
+    assert on_score(settled, score(3, 1), POLICY) == []
+    assert [a.state for a in on_score(settled, score(4, 7, "high"), POLICY)] == ["open"]
+
+
+def test_the_held_acknowledgement_is_the_last_discharges_and_yields_to_the_next_stays_alert() -> None:
+    alert, _ = acked()
+    discharge(stay(3), alert, leaves(3.5), NOW)
+    # the next stay began and opened its own alert before the cancel: that alert goes on, unchanged
+    (own,) = on_score(alert, score(5, 7, "high"), POLICY)
+    on_resume(alert, "cancel-1")
+    assert alert.resumed_ack is None and alert.discharged_ack is None and alert.active is not None
+    assert on_score(alert, score(5, 7, "high"), POLICY) == [] and alert.active.alert_id == own.alert_id
+    # a second discharge holds its own stay's acknowledgement (none: the alert was not answered)
+    discharge(stay(6), alert, leaves(6.5), NOW)
+    assert alert.discharged_ack is None
+    assert PatientAlertState.from_bytes(b'{"patient_id": "p1"}').discharged_ack is None  # older state
 
 
 def test_rows_that_left_the_window_in_the_discharges_batch_are_held_and_folded_on_resume() -> None:
