@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissionError, RedisError, WatchError
 
 from vigil.infra.connect import redis_async_client
 from vigil.infra.logging import get_logger
@@ -33,6 +33,11 @@ from vigil.models.window import PatientWindow
 log = get_logger(__name__)
 T = TypeVar("T")
 
+# errors of a Redis that answers but refuses: its ACL (a user, a password, a command or key denied) or
+# a server too old for a command; the worker keeps retrying (nothing is lost: no offset is committed for
+# unwritten state) and says what to do
+REFUSED = (NoPermissionError, AuthenticationError, AuthorizationError)
+REFUSED_HINT = "Redis refuses Vigil's command: check the ACL of Vigil's user and its password (docs/security.md)"
 CAS_ATTEMPTS = 5  # optimistic rounds of save_blobs_if_unchanged before its keys count as moved
 OPEN_ALERTS_KEY = "vigil:open_alerts"  # set of alert keys whose alert is open (escalation timer)
 
@@ -187,7 +192,12 @@ class PatientStore:
             except (RedisError, OSError) as exc:
                 self.health.ok = False
                 self.health.failures += 1
-                log.warning("redis.unavailable", op=what, error=type(exc).__name__, retry_in_s=delay)
+                if isinstance(exc, REFUSED):  # up, but refusing: mended only by its operator
+                    log.error(
+                        "redis.refused", op=what, error=type(exc).__name__, detail=str(exc)[:200], hint=REFUSED_HINT
+                    )
+                else:
+                    log.warning("redis.unavailable", op=what, error=type(exc).__name__, retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
