@@ -95,6 +95,17 @@ def observe_fleet(cards: list[WorkerCard], app_id: str) -> None:
 
 @app.timer(interval=fleet.ANNOUNCE_EVERY_S)
 async def announce_worker() -> None:
+    await _announce()
+
+
+@app.task
+async def announce_at_start() -> None:
+    """Announced as soon as the worker runs (a timer's first call comes one interval later): the
+    dashboard's "No worker is scoring" would otherwise stand for seconds while this worker scores."""
+    await _announce()
+
+
+async def _announce() -> None:
     rt = runtime()
     scoring = any(name.startswith(SCORING_AGENTS) for name in app.agents)
     held = sum(tp.topic == topics.EVENTS_RAW for tp in app.consumer.assignment())  # the scoring input

@@ -48,3 +48,21 @@ def test_this_workers_card_says_what_it_serves() -> None:
     assert c.bundle_sha256 is not None and len(c.bundle_sha256) == 64
     rules = fleet.this_card(None, partitions=0, scoring=True, app_id="vigil")
     assert rules.bundle_version is None and rules.alert_threshold is None
+
+
+def test_the_worker_announces_itself_once_at_start_not_one_interval_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faust's timer first fires one interval after the start: a start task announces at once (the
+    dashboard says "No worker is scoring" until a card is read), then returns."""
+    import asyncio
+
+    from vigil.agents.app import app
+
+    calls: list[None] = []
+
+    async def announce() -> None:
+        calls.append(None)
+
+    monkeypatch.setattr(fleet, "_announce", announce)
+    assert fleet.announce_at_start in app._app_tasks  # started with the app
+    asyncio.run(asyncio.wait_for(fleet.announce_at_start(), timeout=2))
+    assert len(calls) == 1
