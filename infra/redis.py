@@ -33,8 +33,8 @@ from vigil.models.window import PatientWindow
 log = get_logger(__name__)
 T = TypeVar("T")
 
-# errors of a Redis that answers but refuses: its ACL (a user, a password, a command or key denied) or
-# a server too old for a command; the worker keeps retrying (nothing is lost: no offset is committed for
+# errors of a Redis that answers but refuses: its ACL (a user, a password, a command or key denied);
+# the worker keeps retrying (nothing is lost: no offset is committed for
 # unwritten state) and says what to do
 REFUSED = (NoPermissionError, AuthenticationError, AuthorizationError)
 REFUSED_HINT = "Redis refuses Vigil's command: check the ACL of Vigil's user and its password (docs/security.md)"

@@ -258,9 +258,7 @@ def _open(state: PatientAlertState, score: RiskScore, level: str, trigger: str, 
     what = f"{TRIGGER_WORDS.get(trigger, trigger)}: {describe(score)}"
     if ack is None:
         return _alert(state, score, "open", what, score.observed_at)
-    active = state.active
-    active.state, active.acked_by = "acknowledged", ack.by
-    active.snoozed_until_s, active.snooze_note = ack.snoozed_until_s, ack.snooze_note
+    _acknowledge(state.active, ack.by, ack.snoozed_until_s, ack.snooze_note)
     reason = f"acknowledged by {ack.by} before the discharge that was cancelled (alert #{ack.alert_id[:8]}); {what}"
     return _alert(state, score, "acknowledged", reason, score.observed_at, by=ack.by, note=ack.snooze_note)
 
@@ -345,6 +343,12 @@ def needs_timer(state: PatientAlertState) -> bool:
     return active is not None and (active.state == "open" or active.snoozed_until_s is not None)
 
 
+def _acknowledge(active: ActiveAlert, by: str | None, until_s: float | None = None, note: str | None = None) -> None:
+    """``active`` acknowledged by ``by``; snoozed until ``until_s`` (wall clock) with ``note``, or not."""
+    active.state, active.acked_by = "acknowledged", by
+    active.snoozed_until_s, active.snooze_note = until_s, note
+
+
 def on_ack(state: PatientAlertState, ack: AlertAck) -> list[Alert]:
     active = state.active
     if active is None or active.alert_id != ack.alert_id:
@@ -354,15 +358,13 @@ def on_ack(state: PatientAlertState, ack: AlertAck) -> list[Alert]:
         until_s = ack.at.timestamp() + 60.0 * ack.snooze_min
         if active.snoozed_until_s == until_s:
             return []  # the same snooze redelivered
-        active.state, active.acked_by = "acknowledged", ack.by
-        active.snoozed_until_s, active.snooze_note = until_s, ack.note
+        _acknowledge(active, ack.by, until_s, ack.note)
         reason = f"snoozed {ack.snooze_min} min by {ack.by}: {ack.note}"
         return [_alert(state, None, "acknowledged", reason, ack.at, by=ack.by, note=ack.note)]
     if ack.action == "acknowledge":
         if active.state == "acknowledged" and active.snoozed_until_s is None:
             return []
-        active.state, active.acked_by = "acknowledged", ack.by
-        active.snoozed_until_s, active.snooze_note = None, None
+        _acknowledge(active, ack.by)
         reason = f"acknowledged by {ack.by}" + (f": {ack.note}" if ack.note else "")
         return [_alert(state, None, "acknowledged", reason, ack.at, by=ack.by, note=ack.note)]
     reason = f"resolved by {ack.by}" + (f": {ack.note}" if ack.note else "")

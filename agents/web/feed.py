@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from vigil.agents.web import metrics
@@ -108,25 +108,23 @@ class WardFeed:
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
         """A client's queue of the changes from now on."""
-        return self._subscribe(None)[0]
+        with self._lock:
+            return self._add_client()
 
     def subscribe_with_state(self) -> tuple[asyncio.Queue[dict[str, Any] | None], dict[str, Any]]:
         """A client's queue and the ward's state at the same instant: each change is either in the
         state or in the queue, after it. A page that loads the state and then subscribes (or the
         reverse) can lose a change in between, or lay an older state over it: a card missing until
         the patient's next record (tests/browser/test_dashboard.py met it)."""
-        q, state = self._subscribe(self._state)
-        assert state is not None
-        return q, state
-
-    def _subscribe(
-        self, state: Callable[[], dict[str, Any]] | None
-    ) -> tuple[asyncio.Queue[dict[str, Any] | None], dict[str, Any] | None]:
-        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=2000)
         with self._lock:
-            self._clients.add(q)
-            metrics.SSE_CLIENTS.set(len(self._clients))
-            return q, state() if state is not None else None
+            return self._add_client(), self._state()
+
+    def _add_client(self) -> asyncio.Queue[dict[str, Any] | None]:
+        """Under the lock."""
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=2000)
+        self._clients.add(q)
+        metrics.SSE_CLIENTS.set(len(self._clients))
+        return q
 
     def unsubscribe(self, q: asyncio.Queue[dict[str, Any] | None]) -> None:
         with self._lock:
