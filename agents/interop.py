@@ -1,4 +1,4 @@
-"""EHR intake agents: FHIR R4 JSON on ``vigil.ingest.fhir`` and HL7v2 (ORU^R01, ADT^A03, ADT^A13) on
+"""EHR intake agents: FHIR R4 JSON on ``vigil.ingest.fhir`` and HL7v2 (ORU^R01, ADT^A03/A13, A02/A12) on
 ``vigil.ingest.hl7v2`` become canonical events on ``vigil.events``; every rejected part goes to
 the dead letters with the reason and the original bytes: one dead letter per message (HL7v2) or
 per Bundle entry (FHIR, decoded one entry at a time), never one copy of a message per rejection.
@@ -15,7 +15,7 @@ from functools import partial
 
 import faust
 
-from vigil.agents.app import app, deadletter_topic, events_raw_topic, ingest_fhir_topic, ingest_hl7v2_topic
+from vigil.agents.app import app, deadletter_topic, events_raw_topic, ingest_fhir_topic, ingest_hl7v2_topic, settings
 from vigil.agents.runtime import Publisher, batches, run_batch, source_of
 from vigil.infra import metrics
 from vigil.models.stays import is_discharge
@@ -33,8 +33,11 @@ def fhir_entries(payload: bytes) -> Iterable[EntryOutcome]:
     return decode_fhir_stream(io.BytesIO(payload))
 
 
+TRANSFERS = settings.ingest.transfers()  # which ADT^A02 transfers end a stay (ingest.monitored_units)
+
+
 def hl7v2_message(payload: bytes) -> Iterable[EntryOutcome]:
-    result = decode_hl7v2(payload)
+    result = decode_hl7v2(payload, transfers=TRANSFERS)
     return [EntryOutcome(None, result, payload if result.rejected else b"")]
 
 

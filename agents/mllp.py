@@ -37,7 +37,7 @@ from vigil.infra.logging import get_logger
 from vigil.infra.publish import Record
 from vigil.infra.settings import MllpSettings
 from vigil.schemas import topics
-from vigil.schemas.codecs.hl7v2 import decode_hl7v2
+from vigil.schemas.codecs.hl7v2 import NO_TRANSFERS, Transfers, decode_hl7v2
 from vigil.schemas.codecs.mllp import Item, MllpFramer, Oversize, Stray, ack, frame
 from vigil.schemas.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Rejected, Source, one_per_input
 from vigil.schemas.errors import UserError
@@ -76,8 +76,9 @@ def _dead_letter(rejected: Rejected, original: bytes, now: datetime, size: int |
     return topics.DEADLETTER, DEADLETTER_KEY, letter.model_dump_json().encode()
 
 
-def outcome_of(item: Item, max_bytes: int, now: datetime) -> Outcome:
-    """Pure: the records and the answer for one framed item."""
+def outcome_of(item: Item, max_bytes: int, now: datetime, transfers: Transfers = NO_TRANSFERS) -> Outcome:
+    """Pure: the records and the answer for one framed item (``transfers``: which ADT transfers end
+    a stay, the settings' ``ingest.monitored_units``)."""
     if isinstance(item, Stray):
         what = "a connection closed inside an MLLP frame" if item.unterminated else "bytes outside any MLLP frame"
         rejected = Rejected("parse_error", f"{what} ({item.size} bytes)")
@@ -88,7 +89,7 @@ def outcome_of(item: Item, max_bytes: int, now: datetime) -> Outcome:
         rejected = Rejected("too_large", f"MLLP message of {item.size} bytes (limit {max_bytes})")
         letter = _dead_letter(rejected, item.prefix, now, item.size, item.sha256)
         return Outcome([letter], "AE", f"too_large: {rejected.detail}", item.prefix, reasons=["too_large"])
-    decoded = decode_hl7v2(item.payload).checked(now)  # the intake rules: unit, range, clock skew
+    decoded = decode_hl7v2(item.payload, transfers=transfers).checked(now)  # the intake rules: unit, range, clock skew
     out = Outcome(payload=item.payload, events=len(decoded.events))
     for event in decoded.events:
         out.records.append((topics.EVENTS_RAW, event.patient_id.encode(), event.model_dump_json().encode()))
@@ -133,9 +134,11 @@ class Tally:
         return {**asdict(self), "acks": dict(self.acks)}
 
 
-async def handle(item: Item, publish: Publish, limits: MllpSettings, tally: Tally) -> bytes | None:
+async def handle(
+    item: Item, publish: Publish, limits: MllpSettings, tally: Tally, transfers: Transfers = NO_TRANSFERS
+) -> bytes | None:
     """Publish one item's records (in a thread: the producer blocks) and return its answer."""
-    out = outcome_of(item, limits.max_message_bytes, datetime.now(UTC))
+    out = outcome_of(item, limits.max_message_bytes, datetime.now(UTC), transfers)
     try:
         if out.records:
             await asyncio.to_thread(publish, out.records)
@@ -163,6 +166,7 @@ async def converse(
     publish: Publish,
     limits: MllpSettings,
     tally: Tally,
+    transfers: Transfers = NO_TRANSFERS,
 ) -> None:
     """One connection: read, frame, answer each message in turn, until it closes or idles."""
     framer = MllpFramer(limits.max_message_bytes)
@@ -175,7 +179,7 @@ async def converse(
             if not data:
                 break
             for item in framer.feed(data):
-                answer = await handle(item, publish, limits, tally)
+                answer = await handle(item, publish, limits, tally, transfers)
                 if answer is not None:
                     writer.write(answer)
                     await writer.drain()
@@ -183,7 +187,7 @@ async def converse(
         pass  # the peer went away; what it left is accounted for below
     finally:
         for item in framer.close():
-            await handle(item, publish, limits, tally)
+            await handle(item, publish, limits, tally, transfers)
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
@@ -226,6 +230,7 @@ async def serve(
     stop: asyncio.Event,
     tally: Tally,
     on_listening: Callable[[int], None] | None = None,
+    transfers: Transfers = NO_TRANSFERS,
 ) -> None:
     """Listen until ``stop`` is set (``on_listening`` is told the port bound, port 0 = any free one);
     a connection cut off when it stops has no ACK for its last message, which MLLP senders send again."""
@@ -244,7 +249,7 @@ async def serve(
         metrics.MLLP_CONNECTIONS.set(live)
         before = tally.messages
         try:
-            await converse(reader, writer, publish, limits, tally)
+            await converse(reader, writer, publish, limits, tally, transfers)
         finally:
             live -= 1
             metrics.MLLP_CONNECTIONS.set(live)

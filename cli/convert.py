@@ -33,6 +33,7 @@ def convert(
     as_json: Annotated[bool, typer.Option("--json", help="End with a one-line JSON summary")] = False,
 ) -> None:
     """Print the Vigil events FILE maps to, one JSON object per line."""
+    from vigil.infra.settings import get_settings
     from vigil.schemas.codecs.fhir import decode_fhir
     from vigil.schemas.codecs.hl7v2 import decode_hl7v2
     from vigil.schemas.codecs.loinc import DecodeResult
@@ -41,7 +42,7 @@ def convert(
         raise typer.BadParameter("must be fhir or hl7v2", param_hint="--from")
     payload = file.read_bytes()
     if source == "hl7v2":
-        results = [decode_hl7v2(payload)]
+        results = [decode_hl7v2(payload, transfers=get_settings().ingest.transfers())]
     elif file.suffix.lower() == ".ndjson":
         # FHIR bulk-data export format: one resource per line
         results = [decode_fhir(line) for line in payload.splitlines() if line.strip()]

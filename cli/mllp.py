@@ -73,7 +73,7 @@ def mllp(
         loop = asyncio.get_running_loop()
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(s, stop.set)
-        await serve(publish, limits, host, port, stop, tally, listening)
+        await serve(publish, limits, host, port, stop, tally, listening, settings.ingest.transfers())
 
     def listening(bound: int) -> None:
         how = "" if tls is None else " over TLS" + (", client certificates required" if limits.tls_client_ca else "")

@@ -91,9 +91,10 @@ TREATMENTS: Final[dict[str, tuple[str, tuple[float, float]]]] = {
 }
 
 # The patient's stay (ADT). ``discharge``: the stay Vigil scores has ended (discharged, died,
-# transferred out of the monitored unit; HL7v2 ADT^A03, FHIR Encounter ``finished``): its alert is
-# resolved and its state ended (``models.stays``). ``cancel_discharge``: that discharge was an error
-# (HL7v2 ADT^A13): the stay goes on, with its history. The value is 1: the event is the fact.
+# transferred out of the monitored unit; HL7v2 ADT^A03, ADT^A02 out of the monitored units, FHIR
+# Encounter ``finished``): its alert is resolved and its state ended (``models.stays``).
+# ``cancel_discharge``: that discharge was an error (HL7v2 ADT^A13, ADT^A12 back into the monitored
+# units): the stay goes on, with its history. The value is 1: the event is the fact.
 ENCOUNTERS: Final[dict[str, tuple[str, tuple[float, float]]]] = {
     "discharge": ("1", (1.0, 1.0)),
     "cancel_discharge": ("1", (1.0, 1.0)),

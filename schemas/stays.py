@@ -1,9 +1,10 @@
 """A stay's end, and the cancel of an end, published on ``vigil.stays`` (keyed by patient id).
 
-A ``discharge`` event (Vigil JSON, HL7v2 ADT^A03, FHIR Encounter ``finished``) ends the stay Vigil
+A ``discharge`` event (Vigil JSON, HL7v2 ADT^A03 or an ADT^A02 out of the monitored units, FHIR
+Encounter ``finished``) ends the stay Vigil
 scores: the scoring step resolves the patient's active alert, ends the patient's state and publishes
 one ``StayEnded``. Monitoring systems close what they hold for the stay; the dashboard takes the
-patient off the ward. A ``cancel_discharge`` (HL7v2 ADT^A13: the discharge was entered in error)
+patient off the ward. A ``cancel_discharge`` (HL7v2 ADT^A13: the discharge was entered in error; ADT^A12)
 resumes that stay with its history and publishes one ``StayResumed``: the dashboard shows the
 patient again.
 

@@ -1,6 +1,6 @@
-"""HL7 v2 ``ORU^R01`` (observations), ``ADT^A03`` (discharge) and ``ADT^A13`` (cancel discharge) ->
-Vigil events, parsed with the
-``hl7`` package.
+"""HL7 v2 ``ORU^R01`` (observations), ``ADT^A03`` (discharge), ``ADT^A13`` (cancel discharge) and, where
+the site names its monitored units, ``ADT^A02``/``ADT^A12`` (a transfer out of them, its cancel) ->
+Vigil events, parsed with the ``hl7`` package.
 
 Accepted framing: raw messages or MLLP frames (``\\x0b ... \\x1c\\x0d``), segments separated by
 ``\\r`` (the standard), ``\\n`` or ``\\r\\n`` (files edited by people), several messages in one payload
@@ -12,15 +12,21 @@ CX.1), PV1-3.1 point of care (ward), PV1-19.1 visit number (encounter), OBR-7 ob
 ``LN``, IEEE 11073 when ``MDC``, otherwise a site-local code from ``schemas.codecs.loinc``),
 OBX-5 value, OBX-6 units, OBX-11 result status, OBX-14 observation time. ``ADT^A03`` (chapter 3):
 a ``discharge`` event (``models.stays``) at PV1-45 discharge time, else EVN-6 event occurred, else
-EVN-2 recorded time; ``ADT^A13``: a ``cancel_discharge`` at EVN-6, else EVN-2; the other ADT
-triggers (admit, transfer, update...) are ignored, counted, not dead-lettered: an interface engine
-sends a unit all of them. Rules: docs/interop.md.
+EVN-2 recorded time; ``ADT^A13``: a ``cancel_discharge`` at EVN-6, else EVN-2. ``ADT^A02`` (transfer,
+PV1-3 the new location, PV1-6 the prior one) out of a monitored unit to a unit that is neither
+monitored nor away (``Transfers``) ends the stay as a discharge would, at EVN-6, else EVN-2;
+``ADT^A12`` (cancel transfer, PV1-3 the location restored) back into a monitored unit is a
+``cancel_discharge``. The other ADT triggers (admit, update...) and the transfers that do not leave
+the monitored units are ignored, counted, not dead-lettered: an interface engine sends a unit all
+of them. Rules: docs/interop.md.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
 
@@ -57,17 +63,66 @@ _OFFSET = re.compile(r"([+-])(\d{2})(\d{2})$")
 _BATCH_SEGMENTS: Final = frozenset({"FHS", "BHS", "BTS", "FTS"})
 
 
-def decode_hl7v2(payload: bytes | bytearray | memoryview | str, *, default_tz: tzinfo = UTC) -> DecodeResult:
-    """Decode one HL7v2 payload (one or more ORU^R01 messages).
+def _points_of_care(names: Iterable[str]) -> frozenset[str]:
+    return frozenset(u for name in names if (u := name.strip().upper()))
+
+
+@dataclass(frozen=True)
+class Transfers:
+    """Which transfers end a stay: the site's points of care (PV1-3.1, compared without case), from
+    the settings ``ingest.monitored_units`` and ``ingest.away_units``. ``monitored``: the units Vigil
+    scores (the ICUs); ``away``: where a patient goes and comes back from (theatre, imaging, a
+    procedure room), so a transfer there does not end the stay. No monitored unit (the default):
+    every transfer is ignored, and only a discharge ends a stay."""
+
+    monitored: frozenset[str] = frozenset()
+    away: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, monitored: Iterable[str] = (), away: Iterable[str] = ()) -> Transfers:
+        return cls(_points_of_care(monitored), _points_of_care(away))
+
+    def code_of(self, trigger: str, assigned: str, prior: str) -> str | Rejected:
+        """``A02`` (``assigned`` PV1-3.1, the new location; ``prior`` PV1-6.1, the one left) ->
+        ``discharge`` when it leaves a monitored unit for one neither monitored nor away; ``A12``
+        (``assigned``: the location restored; ``prior``, when sent: the cancelled destination) ->
+        ``cancel_discharge`` when it restores a monitored unit and the cancelled transfer may have
+        ended a stay. Else the ``adt_transfer`` the decoder ignores (counted)."""
+        new, old = assigned.strip().upper(), prior.strip().upper()
+        moved = f"back to {new or '?'} from {old or '?'}" if trigger == "A12" else f"{old or '?'} -> {new or '?'}"
+        what = f"ADT^{trigger} {moved}"
+        if not self.monitored:
+            return Rejected("adt_transfer", f"ADT^{trigger}: no monitored units are set (ingest.monitored_units)")
+        if trigger == "A12":
+            if new not in self.monitored:
+                return Rejected("adt_transfer", f"{what}: restores no monitored unit")
+            if old in self.monitored or old in self.away:
+                return Rejected("adt_transfer", f"{what}: the cancelled transfer ended no stay")
+            return CANCEL_DISCHARGE
+        if not old or old not in self.monitored:
+            return Rejected("adt_transfer", f"{what}: leaves no monitored unit (PV1-6)")
+        if not new or new in self.monitored or new in self.away:
+            return Rejected("adt_transfer", f"{what}: the stay goes on (a monitored or away unit)")
+        return DISCHARGE
+
+
+NO_TRANSFERS: Final = Transfers()
+
+
+def decode_hl7v2(
+    payload: bytes | bytearray | memoryview | str, *, default_tz: tzinfo = UTC, transfers: Transfers = NO_TRANSFERS
+) -> DecodeResult:
+    """Decode one HL7v2 payload (one or more ORU^R01 or ADT messages).
 
     ``default_tz`` applies to timestamps without an offset when MSH-7 has none either (HL7 says such
-    a time is the sender's local time; the sender's offset in MSH-7 is used first)."""
+    a time is the sender's local time; the sender's offset in MSH-7 is used first). ``transfers``:
+    which ADT transfers end a stay (none by default)."""
     result = DecodeResult()
     try:
         for message_text in _split_messages(payload, result):
             before = len(result.events)
             try:
-                _decode_message(message_text, result, default_tz)
+                _decode_message(message_text, result, default_tz, transfers)
             except Exception as exc:  # isolate a codec bug to its message; never crash a worker
                 del result.events[before:]
                 result.rejected.append(Rejected("internal", f"decoder error {type(exc).__name__}"))
@@ -110,7 +165,7 @@ def _split_messages(payload: bytes | bytearray | memoryview | str, result: Decod
     return ["\r".join(m) for m in messages]
 
 
-def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo) -> None:
+def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo, transfers: Transfers) -> None:
     # MSH-1 (the field separator) and MSH-2 (the encoding characters) must be present
     if len(text) < 8 or text[3].isalnum() or text[3].isspace():
         result.rejected.append(Rejected("parse_error", "MSH segment has no field separator"))
@@ -128,7 +183,7 @@ def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo) -> None
     key = _message_key(msh, control_id, text)
     sender_tz = _offset(_field(msh, 7)) or default_tz
     if message_type == "ADT":
-        _decode_adt(message, trigger, result, where=where, key=key, sender_tz=sender_tz)
+        _decode_adt(message, trigger, result, where=where, key=key, sender_tz=sender_tz, transfers=transfers)
         return
     if message_type != "ORU" or trigger not in ("R01", ""):
         result.rejected.append(
@@ -184,20 +239,26 @@ def _message_key(msh: Any, control_id: str, text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
-# ADT triggers Vigil reads: the stay's end, and its cancel (the discharge was entered in error). The
-# time: of a discharge PV1-45 (discharge date/time), else EVN-6 (event occurred), else EVN-2 (recorded);
-# of a cancel EVN-6, else EVN-2 (PV1-45 may still name the discharge it cancels)
-ADT_EVENTS: dict[str, tuple[str, tuple[tuple[str, int], ...]]] = {
-    "A03": (DISCHARGE, (("PV1", 45), ("EVN", 6), ("EVN", 2))),
-    "A13": (CANCEL_DISCHARGE, (("EVN", 6), ("EVN", 2))),
+# ADT triggers Vigil reads: the stay's end, and its cancel (the discharge was entered in error); a
+# transfer and its cancel where ``Transfers`` says so. The time: of a discharge PV1-45 (discharge
+# date/time), else EVN-6 (event occurred), else EVN-2 (recorded); of a cancel or a transfer EVN-6,
+# else EVN-2 (PV1-45 may still name the discharge a cancel cancels)
+_EVENT_TIME: Final = (("EVN", 6), ("EVN", 2))
+ADT_EVENTS: dict[str, tuple[str | None, tuple[tuple[str, int], ...]]] = {
+    "A03": (DISCHARGE, (("PV1", 45), *_EVENT_TIME)),
+    "A13": (CANCEL_DISCHARGE, _EVENT_TIME),
+    "A02": (None, _EVENT_TIME),  # the code: Transfers.code_of
+    "A12": (None, _EVENT_TIME),
 }
 
 
-def _decode_adt(message: Any, trigger: str, result: DecodeResult, *, where: str, key: str, sender_tz: tzinfo) -> None:
-    """ADT^A03 -> one ``discharge`` event, ADT^A13 -> one ``cancel_discharge``; any other ADT trigger
-    is ignored (counted, not an error)."""
+def _decode_adt(
+    message: Any, trigger: str, result: DecodeResult, *, where: str, key: str, sender_tz: tzinfo, transfers: Transfers
+) -> None:
+    """ADT^A03 -> one ``discharge`` event, ADT^A13 -> one ``cancel_discharge``, ADT^A02/A12 -> either
+    where ``transfers`` says; any other ADT trigger is ignored (counted, not an error)."""
     if trigger not in ADT_EVENTS:
-        detail = f"{where}ADT^{trigger or '?'} is not a discharge (A03) or its cancel (A13)"
+        detail = f"{where}ADT^{trigger or '?'} is not a discharge (A03), a transfer (A02) or their cancel (A13, A12)"
         result.ignored.append(Rejected("adt_not_discharge", detail))
         return
     code, time_fields = ADT_EVENTS[trigger]
@@ -205,6 +266,15 @@ def _decode_adt(message: Any, trigger: str, result: DecodeResult, *, where: str,
     pid = next((s for s in segments if _name(s) == "PID"), None)
     pv1 = next((s for s in segments if _name(s) == "PV1"), None)
     evn = next((s for s in segments if _name(s) == "EVN"), None)
+    ward = _field(pv1, 3) or None
+    if code is None:
+        transfer = transfers.code_of(trigger, _field(pv1, 3), _field(pv1, 6))
+        if isinstance(transfer, Rejected):
+            result.ignored.append(Rejected(transfer.reason, where + transfer.detail))
+            return
+        code = transfer
+        if code == DISCHARGE:
+            ward = _field(pv1, 6)  # the stay's unit, which the patient left
     patient_id = _patient_id(pid) if pid is not None else ""
     if not patient_id:
         result.rejected.append(Rejected("missing_subject", f"{where}PID-3 has no patient identifier"))
@@ -229,7 +299,7 @@ def _decode_adt(message: Any, trigger: str, result: DecodeResult, *, where: str,
         value=1.0,
         unit="",
         encounter=(_field(pv1, 19) or None),
-        ward=(_field(pv1, 3) or None),
+        ward=ward,
         where=where,
     )
     if isinstance(outcome, PatientEvent):

@@ -14,6 +14,7 @@ from vigil.agents.mllp import Tally, outcome_of, serve
 from vigil.infra.publish import Record
 from vigil.infra.settings import MllpSettings
 from vigil.schemas import topics
+from vigil.schemas.codecs.hl7v2 import Transfers
 from vigil.schemas.codecs.mllp import Frame, Oversize, Stray, frame
 from vigil.schemas.deadletter import DeadLetter
 
@@ -136,4 +137,14 @@ def test_a_discharge_is_accepted_and_other_adt_is_answered_without_a_dead_letter
     assert json.loads(out.records[0][2])["code"] == "cancel_discharge" and b"ACK^A13^ACK" in (out.answer() or b"")
     a08 = a03.replace(b"ADT^A03^ADT_A03", b"ADT^A08")
     out = outcome_of(Frame(a08), 10_000, NOW)
+    assert out.code == "AA" and out.records == [] and out.text == "nothing to map (1 parts ignored)"
+
+
+def test_a_transfer_out_of_the_sites_monitored_unit_is_a_discharge_and_without_units_ignored() -> None:
+    a02 = b"MSH|^~\\&|EHR|H|VIGIL|H|20261205080000||ADT^A02^ADT_A02|T1|P|2.5.1\r"
+    a02 += b"EVN|A02|20261205075500\rPID|1||77^^^H^MR\rPV1|1|I|4WEST^1|||MICU^2\r"
+    out = outcome_of(Frame(a02), 10_000, NOW, Transfers.of(["MICU"]))
+    assert out.code == "AA" and out.events == 1 and letters(out.records) == []
+    assert json.loads(out.records[0][2])["code"] == "discharge" and b"ACK^A02^ACK" in (out.answer() or b"")
+    out = outcome_of(Frame(a02), 10_000, NOW)  # the listener's default: no monitored units
     assert out.code == "AA" and out.records == [] and out.text == "nothing to map (1 parts ignored)"

@@ -42,6 +42,25 @@ def test_convert_hl7v2_prints_events_then_the_summary(app: typer.Typer) -> None:
     assert "unmapped_code" in result.stderr
 
 
+def test_convert_ends_a_stay_on_a_transfer_out_of_a_unit_the_settings_name(app: typer.Typer, monkeypatch) -> None:
+    from vigil.infra.settings import get_settings
+
+    a02 = str(FIXTURES / "hl7v2" / "adt_a02_transfer.hl7")
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["convert", "--from", "hl7v2", a02, "--json"])
+    (summary,) = lines(result.stdout)
+    assert (summary["events"], summary["rejected"], summary["ignored"]) == (0, 0, 1)  # no monitored units
+    monkeypatch.setenv("VIGIL_INGEST__MONITORED_UNITS", '["icu-3", "SICU"]')
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["convert", "--from", "hl7v2", a02, "--json"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    event, summary = lines(result.stdout)
+    assert (event["code"], event["ward"]) == ("discharge", "ICU-3") and summary["events"] == 1
+
+
 def test_convert_fhir_bundle(app: typer.Typer) -> None:
     result = CliRunner().invoke(
         app, ["convert", "--from", "fhir", str(FIXTURES / "fhir" / "bundle-searchset-vitals.json"), "--json"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vigil.schemas.codecs.hl7v2 import decode_hl7v2
+from vigil.schemas.codecs.hl7v2 import Transfers, decode_hl7v2
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hl7v2"
 
@@ -258,12 +258,87 @@ def test_a_cancel_of_a_discharge_is_one_cancel_event_at_its_own_time() -> None:
     assert [r.reason for r in refused] == ["missing_time"] and "EVN-6, EVN-2" in refused[0].detail
 
 
-@pytest.mark.parametrize("trigger", ["A01", "A02", "A04", "A08", "A11", ""])
+@pytest.mark.parametrize("trigger", ["A01", "A04", "A08", "A11", ""])
 def test_other_adt_triggers_are_ignored_and_counted_not_dead_lettered(trigger: str) -> None:
     other = ADT_A03.replace("ADT^A03^ADT_A03", f"ADT^{trigger}")
-    result = decode_hl7v2(as_cr(other))
+    result = decode_hl7v2(as_cr(other), transfers=ICU)
     assert result.events == [] and result.rejected == []
     assert [r.reason for r in result.ignored] == ["adt_not_discharge"]
+
+
+# --- ADT transfers: out of a monitored unit ends the stay, where the site names its units ---------
+
+ICU = Transfers.of(["micu", " SICU "], away=["OR", "CT"])  # PV1-3.1 compared without case or spaces
+
+
+def transfer(to: str, prior: str, trigger: str = "A02") -> bytes:
+    """ADT^A02 (or A12): PV1-3 the new (for A12: the restored) location, PV1-6 the prior one."""
+    return as_cr(f"""
+MSH|^~\\&|EPIC|GOODHEALTH|VIGIL|HOSP|20240316101502-0500||ADT^{trigger}^ADT_A02|ADT-{trigger}-{to}|P|2.5.1
+EVN|{trigger}|20240316101500-0500|||nurse^J|20240316100000-0500
+PID|1||4420011^^^HOSP^MR
+PV1|1|I|{to}^4^A^HOSP|||{prior}^12^A^HOSP|||||||||||||VN-5521
+""")
+
+
+def test_a_transfer_out_of_a_monitored_unit_is_the_stays_end() -> None:
+    result = decode_hl7v2(transfer("WARD4", "MICU"), transfers=ICU)
+    assert result.rejected == [] and result.ignored == []
+    (event,) = result.events
+    assert (event.kind, event.code, event.value, event.patient_id) == ("encounter", "discharge", 1.0, "4420011")
+    assert event.ward == "MICU" and event.encounter == "VN-5521"  # the unit the stay was in
+    assert event.observed_at == datetime(2024, 3, 16, 15, 0, tzinfo=UTC)  # EVN-6, the move
+    assert checked(transfer("WARD4", "MICU")).events == []  # the default: no monitored units
+
+
+@pytest.mark.parametrize(
+    ("to", "prior", "why"),
+    [
+        ("SICU", "MICU", "the stay goes on"),  # ICU to ICU: one stay
+        ("OR", "MICU", "the stay goes on"),  # theatre: the patient comes back
+        ("MICU", "WARD4", "leaves no monitored unit"),  # into the ICU: the first observation starts the stay
+        ("WARD4", "WARD5", "leaves no monitored unit"),
+        ("WARD4", "", "leaves no monitored unit"),  # without PV1-6 Vigil cannot tell
+        ("", "MICU", "the stay goes on"),
+    ],
+)
+def test_a_transfer_that_does_not_leave_the_monitored_units_is_ignored(to: str, prior: str, why: str) -> None:
+    result = decode_hl7v2(transfer(to, prior), transfers=ICU)
+    assert result.events == [] and result.rejected == []
+    (ignored,) = result.ignored
+    assert ignored.reason == "adt_transfer" and why in ignored.detail
+
+
+def test_without_monitored_units_a_transfer_is_ignored_and_says_what_to_set() -> None:
+    (ignored,) = decode_hl7v2(transfer("WARD4", "MICU")).ignored
+    assert ignored.reason == "adt_transfer" and "ingest.monitored_units" in ignored.detail
+
+
+def test_a_cancelled_transfer_back_into_a_monitored_unit_cancels_the_end() -> None:
+    result = decode_hl7v2(transfer("MICU", "WARD4", trigger="A12"), transfers=ICU)
+    (event,) = result.events
+    assert (event.code, event.ward, event.encounter) == ("cancel_discharge", "MICU", "VN-5521")
+    assert event.observed_at == datetime(2024, 3, 16, 15, 0, tzinfo=UTC)
+    assert decode_hl7v2(transfer("MICU", "", trigger="A12"), transfers=ICU).events[0].code == "cancel_discharge"
+    for to, prior in [("MICU", "SICU"), ("MICU", "OR"), ("WARD4", "MICU")]:  # that transfer ended no stay
+        result = decode_hl7v2(transfer(to, prior, trigger="A12"), transfers=ICU)
+        assert result.events == [] and [r.reason for r in result.ignored] == ["adt_transfer"]
+
+
+def test_the_transfer_fixtures_end_and_resume_a_stay_at_the_fixtures_icu() -> None:
+    site = Transfers.of(["icu-3"])
+    (out,) = decode_hl7v2(fixture("adt_a02_transfer.hl7"), transfers=site).checked(datetime.now(UTC)).events
+    (back,) = decode_hl7v2(fixture("adt_a12_cancel_transfer.hl7"), transfers=site).checked(datetime.now(UTC)).events
+    assert (out.code, out.ward, out.encounter) == ("discharge", "ICU-3", "V77120044")
+    assert (back.code, back.ward) == ("cancel_discharge", "ICU-3") and back.observed_at > out.observed_at
+
+
+def test_a_transfer_and_its_cancel_are_events_of_their_own() -> None:
+    out = decode_hl7v2(transfer("WARD4", "MICU"), transfers=ICU).events[0]
+    back = decode_hl7v2(transfer("MICU", "WARD4", trigger="A12"), transfers=ICU).events[0]
+    discharge = decode_hl7v2(as_cr(ADT_A03)).events[0]
+    assert len({out.event_id, back.event_id, discharge.event_id}) == 3
+    assert decode_hl7v2(transfer("WARD4", "MICU"), transfers=ICU).events[0].event_id == out.event_id
 
 
 def test_oru_without_obx_is_rejected() -> None:

@@ -1,0 +1,96 @@
+"""ADT transfers on the real broker and Redis, with the site's monitored units set: through `vigil
+mllp` (the session's worker scoring), a move between two monitored units leaves the stay alone, an
+ADT^A02 out of them ends the stay the ORU messages opened, and the ADT^A12 that cancels it resumes
+the stay; through `vigil.ingest.hl7v2`, a worker started with the setting ends the stay as well."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.conftest import unique_patient, wait_for
+from tests.integration.test_mllp import ack_of, oru_for
+from vigil.bench.mllp import start_listener
+from vigil.infra.workers import worker_env
+from vigil.schemas import topics
+from vigil.schemas.codecs.mllp import frame
+
+pytestmark = pytest.mark.integration
+
+
+def adt(trigger: str, pid: str, at: datetime, to: str, prior: str) -> bytes:
+    """ADT^A02 (A12): PV1-3 the new (restored) location, PV1-6 the prior one; EVN-6 the move."""
+    stamp = at.strftime("%Y%m%d%H%M00+0000")
+    return (
+        f"MSH|^~\\&|ADT|H|VIGIL|H|{stamp}||ADT^{trigger}^ADT_A02|{pid}-{trigger}-{to}|P|2.5.1\r"
+        f"EVN|{trigger}|{stamp}||||{stamp}\rPID|1||{pid}^^^H^MR\rPV1|1|I|{to}^1|||{prior}^2\r"
+    ).encode()
+
+
+def stay_records(r: Any, pid: str, record: str) -> list[dict[str, Any]]:
+    return [s for s in r.snapshot().stay_records if s["patient_id"] == pid and s.get("record", "stay_ended") == record]
+
+
+def test_a_transfer_out_of_the_monitored_units_ends_the_stay_and_its_cancel_resumes_it(
+    stack, stack_settings, shared_worker, reader
+) -> None:
+    env = {**worker_env(stack_settings), "VIGIL_INGEST__MONITORED_UNITS": '["icu-3", "SICU"]'}
+    proc, port = start_listener(env, "--json", stderr=subprocess.PIPE)
+    try:
+        assert port is not None, "vigil mllp did not start"
+        r = reader(keep_scores=True)
+        pid = unique_patient("xfer")
+        at = datetime.now(UTC) - timedelta(hours=2)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(frame(oru_for(pid, f"{pid}-1", at)))  # PV1-3 ICU-3: the fixture's unit
+            assert ack_of(conn)[:2] == ["MSA", "AA"]
+            assert wait_for(lambda: any(p == pid for p, _ in r.snapshot().last_scores), timeout=60), "scored"
+            conn.sendall(frame(adt("A02", pid, at + timedelta(minutes=10), "SICU", "ICU-3")))
+            assert ack_of(conn)[:4] == ["MSA", "AA", f"{pid}-A02-SICU", "nothing to map (1 parts ignored)"]
+            conn.sendall(frame(adt("A02", pid, at + timedelta(minutes=20), "4WEST", "SICU")))
+            assert ack_of(conn)[:4] == ["MSA", "AA", f"{pid}-A02-4WEST", "accepted 1 event"]
+            assert wait_for(lambda: stay_records(r, pid, "stay_ended"), timeout=60), "the transfer ended the stay"
+            conn.sendall(frame(adt("A12", pid, at + timedelta(minutes=30), "SICU", "4WEST")))
+            assert ack_of(conn)[:2] == ["MSA", "AA"]
+            assert wait_for(lambda: stay_records(r, pid, "stay_resumed"), timeout=60), "the cancel resumed it"
+        (ended,) = stay_records(r, pid, "stay_ended")  # the move between the ICUs ended nothing
+        assert ended["ward"] == "SICU" and ended["ended_at"].startswith(
+            (at + timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M")
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["messages"] == 4 and summary["acks"] == {"AA": 4} and summary["events"] == 10
+
+
+def test_the_hl7v2_intake_agent_ends_a_stay_on_a_transfer_out_of_the_units_its_worker_is_given(
+    stack, stack_settings, shared_worker, spawn, producer, reader
+) -> None:
+    r = reader(keep_scores=True)
+    pid = unique_patient("xfer-agent")
+    at = datetime.now(UTC) - timedelta(hours=2)
+    with shared_worker.stopped():  # this test's worker owns every partition
+        spawn("transfers", env={"VIGIL_INGEST__MONITORED_UNITS": '["ICU-3"]'})
+        producer.send(topics.INGEST_HL7V2, key=pid.encode(), value=oru_for(pid, f"{pid}-1", at))
+        producer.flush()
+        assert wait_for(lambda: any(p == pid for p, _ in r.snapshot().last_scores), timeout=90), "scored"
+        producer.send(
+            topics.INGEST_HL7V2, key=pid.encode(), value=adt("A02", pid, at + timedelta(minutes=5), "4WEST", "ICU-3")
+        )
+        producer.flush()
+        assert wait_for(lambda: stay_records(r, pid, "stay_ended"), timeout=60), "the transfer ended the stay"
+        producer.send(
+            topics.INGEST_HL7V2, key=pid.encode(), value=adt("A12", pid, at + timedelta(minutes=9), "ICU-3", "")
+        )
+        producer.flush()
+        assert wait_for(lambda: stay_records(r, pid, "stay_resumed"), timeout=60), "the cancel resumed it"
+    (ended,) = stay_records(r, pid, "stay_ended")
+    assert ended["ward"] == "ICU-3" and ended["source"] == "hl7v2"
