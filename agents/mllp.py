@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from vigil.infra import metrics
 from vigil.infra.deadletters import MLLP_SOURCE
@@ -232,9 +233,11 @@ async def serve(
     on_listening: Callable[[int], None] | None = None,
     transfers: Transfers = NO_TRANSFERS,
 ) -> None:
-    """Listen until ``stop`` is set (``on_listening`` is told the port bound, port 0 = any free one);
-    a connection cut off when it stops has no ACK for its last message, which MLLP senders send again."""
+    """Listen until ``stop`` is set (``on_listening`` is told the port bound, port 0 = any free one),
+    then cut the connections still open: one cut while its last message was in flight has no ACK for
+    it, and MLLP senders send it again."""
     live = 0
+    handlers: set[asyncio.Task[Any]] = set()  # the open connections' handlers
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal live
@@ -248,9 +251,18 @@ async def serve(
         tally.connections += 1
         metrics.MLLP_CONNECTIONS.set(live)
         before = tally.messages
+        current = asyncio.current_task()
+        if current is not None:
+            handlers.add(current)
         try:
             await converse(reader, writer, publish, limits, tally, transfers)
+        except asyncio.CancelledError:
+            # cut by the stop below: not raised on, or asyncio logs the handler's end as an error with
+            # a traceback (Python 3.11's start_server), once per sender connected at every restart
+            log.info("mllp.connection_cut", peer=str(peer), reason="the listener stops")
         finally:
+            if current is not None:
+                handlers.discard(current)
             live -= 1
             metrics.MLLP_CONNECTIONS.set(live)
             log.info("mllp.connection_closed", peer=str(peer), messages=tally.messages - before)
@@ -260,3 +272,7 @@ async def serve(
         on_listening(server.sockets[0].getsockname()[1])
     async with server:
         await stop.wait()
+        server.close()  # no new connections; then the open ones are cut, each after its own cleanup
+        for task in list(handlers):
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)

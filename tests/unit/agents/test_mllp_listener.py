@@ -148,3 +148,29 @@ def test_a_transfer_out_of_the_sites_monitored_unit_is_a_discharge_and_without_u
     assert json.loads(out.records[0][2])["code"] == "discharge" and b"ACK^A02^ACK" in (out.answer() or b"")
     out = outcome_of(Frame(a02), 10_000, NOW)  # the listener's default: no monitored units
     assert out.code == "AA" and out.records == [] and out.text == "nothing to map (1 parts ignored)"
+
+
+def test_stopping_cuts_the_open_connections_without_an_error_in_the_log() -> None:
+    """A sender keeps its connection open between messages; a restart cuts it. Before, the cut
+    handler ended cancelled after the listener returned, and asyncio logged it as an error."""
+    errors: list[dict] = []
+
+    async def scenario() -> bytes:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context))
+        stop = asyncio.Event()
+        bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        tally = Tally()
+        server = asyncio.create_task(
+            serve(lambda records: None, MllpSettings(), "127.0.0.1", 0, stop, tally, bound.set_result)
+        )
+        reader, writer = await asyncio.open_connection("127.0.0.1", await bound)
+        writer.write(frame(ORU))
+        await reader.readuntil(b"\x1c\r")  # answered; the sender stays connected
+        stop.set()
+        await asyncio.wait_for(server, timeout=5)
+        rest = await asyncio.wait_for(reader.read(), timeout=5)  # the listener closed the connection
+        writer.close()
+        return rest
+
+    assert asyncio.run(scenario()) == b""
+    assert errors == []
