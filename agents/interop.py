@@ -18,6 +18,7 @@ import faust
 from vigil.agents.app import app, deadletter_topic, events_raw_topic, ingest_fhir_topic, ingest_hl7v2_topic, settings
 from vigil.agents.runtime import Publisher, batches, run_batch, source_of
 from vigil.infra import metrics
+from vigil.infra.logging import get_logger
 from vigil.models.stays import is_discharge
 from vigil.schemas.codecs.fhir_stream import EntryOutcome, decode_fhir_stream
 from vigil.schemas.codecs.hl7v2 import decode_hl7v2
@@ -33,7 +34,14 @@ def fhir_entries(payload: bytes) -> Iterable[EntryOutcome]:
     return decode_fhir_stream(io.BytesIO(payload))
 
 
+log = get_logger(__name__)
 TRANSFERS = settings.ingest.transfers()  # which ADT^A02 transfers end a stay (ingest.monitored_units)
+
+
+@app.task
+async def say_which_transfers_end_a_stay() -> None:
+    """Once at start: a site that set its monitored units (or forgot to) reads it in the worker's log."""
+    log.info("intake.transfers", monitored_units=sorted(TRANSFERS.monitored), away_units=sorted(TRANSFERS.away))
 
 
 def hl7v2_message(payload: bytes) -> Iterable[EntryOutcome]:

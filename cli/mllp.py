@@ -64,6 +64,7 @@ def mllp(
         start_http_server(metrics_port, addr="127.0.0.1")
     producer = kafka_producer(settings, linger_ms=2, retries=5, client_id="vigil-mllp")
     tally = Tally()
+    transfers = settings.ingest.transfers()
 
     def publish(records: Sequence[Record]) -> None:
         send_and_wait(producer, records)
@@ -73,11 +74,18 @@ def mllp(
         loop = asyncio.get_running_loop()
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(s, stop.set)
-        await serve(publish, limits, host, port, stop, tally, listening, settings.ingest.transfers())
+        await serve(publish, limits, host, port, stop, tally, listening, transfers)
 
     def listening(bound: int) -> None:
         how = "" if tls is None else " over TLS" + (", client certificates required" if limits.tls_client_ca else "")
         console.print(f"MLLP on {host}:{bound}{how}: HL7v2 ORU^R01 in, ACK out (Ctrl-C to stop)", highlight=False)
+        units = ", ".join(sorted(transfers.monitored))
+        console.print(
+            f"ADT^A02 out of {units} ends a stay"
+            if units
+            else "ADT^A02 transfers ignored (VIGIL_INGEST__MONITORED_UNITS unset)",
+            highlight=False,
+        )
 
     try:
         asyncio.run(run())

@@ -7,6 +7,7 @@ in its restarts (docs/operations.md, "Changing the bundle")."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from datetime import UTC, datetime, timedelta
@@ -36,8 +37,14 @@ MODELS = ("sepsis_diagnosis", "deterioration", "combined")
 
 
 def worker_logs(stack_home: Path, name: str) -> list[dict]:
+    """The JSON log lines of the workers spawned as ``name`` (the first may follow a terminal's
+    escape codes: Faust's start-up writes some before the first record)."""
     lines = [ln for f in (stack_home / "logs").glob(f"{name}-*.log") for ln in f.read_text().splitlines()]
-    return [json.loads(ln) for ln in lines if ln.startswith("{")]
+    records = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            records.append(json.loads(line[line.index("{") :]))
+    return [r for r in records if isinstance(r, dict)]
 
 
 def test_a_worker_on_a_new_bundle_restarts_the_carried_state_and_scores_as_offline(

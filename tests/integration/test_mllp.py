@@ -5,13 +5,17 @@ summary."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,17 +41,40 @@ def ack_of(conn: socket.socket) -> list[str]:
     return data[1:-2].decode().split("\r")[1].split("|")  # MSA
 
 
+@dataclass
+class Listener:
+    """A running `vigil mllp --json`; after its block, its summary and everything it printed."""
+
+    port: int
+    banner: str  # what it prints under its address: which transfers end a stay
+    summary: dict[str, Any] = field(default_factory=dict)
+    output: str = ""
+
+
+@contextlib.contextmanager
+def mllp_listener(env: dict[str, str]) -> Iterator[Listener]:
+    """`vigil mllp` for the block, ended with SIGTERM as a service manager ends it; it must exit 0."""
+    proc, port = start_listener(env, "--json", stderr=subprocess.PIPE)
+    try:
+        assert port is not None, "vigil mllp did not start"
+        listener = Listener(port, proc.stdout.readline())  # the line after its address
+        yield listener
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    listener.summary, listener.output = json.loads(out.splitlines()[-1]), out + err
+
+
 def test_messages_over_mllp_are_acknowledged_once_stored_and_scored(
     stack, stack_settings, shared_worker, reader
 ) -> None:
     env = {**worker_env(stack_settings), "VIGIL_MLLP__MAX_MESSAGE_BYTES": "8192"}
-    proc, port = start_listener(env, "--json", stderr=subprocess.PIPE)
-    try:
-        assert port is not None, "vigil mllp did not start"
+    with mllp_listener(env) as listener:
         r = reader(keep_scores=True)
         pid = unique_patient("mllp")
         at = datetime.now(UTC) - timedelta(hours=1)
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=30) as conn:
             conn.sendall(frame(oru_for(pid, f"{pid}-1", at)))
             assert ack_of(conn)[:3] == ["MSA", "AA", f"{pid}-1"]
             adt = b"MSH|^~\\&|EHR|H|VIGIL|H|20261205080000||ORM^O01|ORM1|P|2.5.1\rPID|1||77^^^H^MR\r"
@@ -70,11 +97,9 @@ def test_messages_over_mllp_are_acknowledged_once_stored_and_scored(
         assert wait_for(
             lambda: all(reasons[k] >= 1 for k in ("unsupported_message", "too_large", "parse_error")), timeout=30
         ), dict(reasons)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    summary = json.loads(out.splitlines()[-1])
+    summary = listener.summary
     assert summary["messages"] == 5 and summary["acks"] == {"AA": 3, "AE": 2}
     assert summary["events"] == 17 and summary["dead_letters"] == 5  # 2 unmapped parts, ORM, too large, stray
-    assert pid not in out + err  # no patient id in its output or logs
+    assert pid not in listener.output  # no patient id in its output or logs
+    assert listener.banner.startswith("ADT^A02 transfers ignored")  # no monitored units
+    assert '"level": "error"' not in listener.output  # a clean stop logs no error

@@ -5,18 +5,15 @@ the stay; through `vigil.ingest.hl7v2`, a worker started with the setting ends t
 
 from __future__ import annotations
 
-import json
-import signal
 import socket
-import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from tests.conftest import unique_patient, wait_for
-from tests.integration.test_mllp import ack_of, oru_for
-from vigil.bench.mllp import start_listener
+from tests.integration.test_bundle_change import worker_logs
+from tests.integration.test_mllp import ack_of, mllp_listener, oru_for
 from vigil.infra.workers import worker_env
 from vigil.schemas import topics
 from vigil.schemas.codecs.mllp import frame
@@ -41,13 +38,11 @@ def test_a_transfer_out_of_the_monitored_units_ends_the_stay_and_its_cancel_resu
     stack, stack_settings, shared_worker, reader
 ) -> None:
     env = {**worker_env(stack_settings), "VIGIL_INGEST__MONITORED_UNITS": '["icu-3", "SICU"]'}
-    proc, port = start_listener(env, "--json", stderr=subprocess.PIPE)
-    try:
-        assert port is not None, "vigil mllp did not start"
+    with mllp_listener(env) as listener:
         r = reader(keep_scores=True)
         pid = unique_patient("xfer")
         at = datetime.now(UTC) - timedelta(hours=2)
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=30) as conn:
             conn.sendall(frame(oru_for(pid, f"{pid}-1", at)))  # PV1-3 ICU-3: the fixture's unit
             assert ack_of(conn)[:2] == ["MSA", "AA"]
             assert wait_for(lambda: any(p == pid for p, _ in r.snapshot().last_scores), timeout=60), "scored"
@@ -63,16 +58,14 @@ def test_a_transfer_out_of_the_monitored_units_ends_the_stay_and_its_cancel_resu
         assert ended["ward"] == "SICU" and ended["ended_at"].startswith(
             (at + timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M")
         )
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    summary = json.loads(out.splitlines()[-1])
+    assert listener.banner == "ADT^A02 out of ICU-3, SICU ends a stay\n"
+    assert '"level": "error"' not in listener.output  # stopped as its sender hung up: a clean stop
+    summary = listener.summary
     assert summary["messages"] == 4 and summary["acks"] == {"AA": 4} and summary["events"] == 10
 
 
 def test_the_hl7v2_intake_agent_ends_a_stay_on_a_transfer_out_of_the_units_its_worker_is_given(
-    stack, stack_settings, shared_worker, spawn, producer, reader
+    stack, stack_settings, stack_home, shared_worker, spawn, producer, reader
 ) -> None:
     r = reader(keep_scores=True)
     pid = unique_patient("xfer-agent")
@@ -94,3 +87,5 @@ def test_the_hl7v2_intake_agent_ends_a_stay_on_a_transfer_out_of_the_units_its_w
         assert wait_for(lambda: stay_records(r, pid, "stay_resumed"), timeout=60), "the cancel resumed it"
     (ended,) = stay_records(r, pid, "stay_ended")
     assert ended["ward"] == "ICU-3" and ended["source"] == "hl7v2"
+    said = [e for e in worker_logs(stack_home, "transfers") if e.get("event") == "intake.transfers"]
+    assert [(e["monitored_units"], e["away_units"]) for e in said] == [(["ICU-3"], [])]  # once, at start
