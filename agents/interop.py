@@ -27,13 +27,6 @@ from vigil.schemas.events import PatientEvent
 from vigil.schemas.normalize import normalize_event
 
 Decoder = Callable[[bytes], Iterable[EntryOutcome]]
-
-
-def fhir_entries(payload: bytes) -> Iterable[EntryOutcome]:
-    """A FHIR message one Bundle entry at a time (each outcome carries only its entry's bytes)."""
-    return decode_fhir_stream(io.BytesIO(payload))
-
-
 log = get_logger(__name__)
 TRANSFERS = settings.ingest.transfers()  # which ADT^A02 transfers end a stay (ingest.monitored_units)
 
@@ -42,6 +35,11 @@ TRANSFERS = settings.ingest.transfers()  # which ADT^A02 transfers end a stay (i
 async def say_which_transfers_end_a_stay() -> None:
     """Once at start: a site that set its monitored units (or forgot to) reads it in the worker's log."""
     log.info("intake.transfers", monitored_units=sorted(TRANSFERS.monitored), away_units=sorted(TRANSFERS.away))
+
+
+def fhir_entries(payload: bytes) -> Iterable[EntryOutcome]:
+    """A FHIR message one Bundle entry at a time (each outcome carries only its entry's bytes)."""
+    return decode_fhir_stream(io.BytesIO(payload))
 
 
 def hl7v2_message(payload: bytes) -> Iterable[EntryOutcome]:

@@ -4,8 +4,11 @@ traceback unless ``--debug``. ``cli.main`` routes every exception of a command t
 from __future__ import annotations
 
 import errno
+import json
+import os
+import re
 import sys
-from typing import Any
+from typing import Any, get_origin
 
 from vigil.cli.jsonout import emit_json
 from vigil.schemas.errors import UserError
@@ -37,6 +40,26 @@ def _redis_down(exc: BaseException) -> bool:
     return isinstance(exc, RedisConnectionError)
 
 
+def _unparsed_settings(exc: BaseException) -> str:
+    """pydantic-settings names only the group (``ingest``) when a list or object setting's value is
+    not JSON: the variables of that group set to such a value, for the user to fix."""
+    from vigil.infra.settings import Settings
+
+    group = m.group(1) if (m := re.search(r'field "(\w+)"', str(exc))) else ""
+    model = getattr(Settings.model_fields.get(group), "annotation", None)
+    fields = getattr(model, "model_fields", {})
+    shaped = [name for name, f in fields.items() if get_origin(f.annotation) in (tuple, list, dict, set)]
+    names = []
+    for name in shaped:
+        env = f"VIGIL_{group}__{name}".upper()
+        value = next((v for k, v in os.environ.items() if k.upper() == env), None)
+        try:
+            json.loads(value) if value is not None else None
+        except ValueError:
+            names.append(env)
+    return ", ".join(names) or f"VIGIL_{group.upper()}__..."
+
+
 def explain(exc: BaseException) -> tuple[str, int]:
     """(one line, exit code) for an exception that escaped a command."""
     from pydantic import ValidationError
@@ -53,6 +76,12 @@ def explain(exc: BaseException) -> tuple[str, int]:
         first = exc.errors(include_url=False)[0]
         name = "VIGIL_" + "__".join(str(p).upper() for p in first["loc"])
         return f"invalid setting {name}: {first['msg']} (check the environment or .env)", EXIT_USER
+    if _is(exc, "SettingsError"):
+        names = _unparsed_settings(exc)
+        return (
+            f'invalid setting {names}: not JSON (write a list as \'["MICU", "SICU"]\'; check the environment or .env)',
+            EXIT_USER,
+        )
     if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError | PermissionError):
         return f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), EXIT_USER
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -166,6 +166,14 @@ class IngestSettings(BaseModel):
     # where a patient goes and comes back from (theatre, imaging, a procedure room): a transfer
     # there does not end the stay
     away_units: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _monitored_or_away(self) -> IngestSettings:
+        both = {u.strip().upper() for u in self.monitored_units} & {u.strip().upper() for u in self.away_units}
+        if both:
+            named = ", ".join(sorted(both))
+            raise ValueError(f"{named} in both MONITORED_UNITS and AWAY_UNITS: a unit is monitored or away, not both")
+        return self
 
     def transfers(self) -> Transfers:
         """Which HL7v2 transfers end a stay (``schemas.codecs.hl7v2.Transfers``)."""

@@ -171,8 +171,11 @@ def test_bad_option_values_and_settings(env) -> None:
         "VIGIL_ALERTS__EXIT_RATIO": "1.5",
         "VIGIL_KAFKA__PARTITIONS": "0",
         "VIGIL_DRIFT__WINDOW_HOURS": "0",
+        "VIGIL_INGEST__MONITORED_UNITS": "MICU",  # not a JSON list
     }.items():
         one_line(run(env, "worker", extra={name: value}), name)
+    both = {"VIGIL_INGEST__MONITORED_UNITS": '["MICU"]', "VIGIL_INGEST__AWAY_UNITS": '["or", "micu"]'}
+    one_line(run(env, "worker", extra=both), "MICU in both MONITORED_UNITS and AWAY_UNITS")
 
 
 def test_a_site_threshold_the_bundle_cannot_serve(env, tmp_path) -> None:
