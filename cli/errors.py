@@ -53,8 +53,10 @@ def _unparsed_settings(exc: BaseException) -> str:
     for name in shaped:
         env = f"VIGIL_{group}__{name}".upper()
         value = next((v for k, v in os.environ.items() if k.upper() == env), None)
+        if value is None:
+            continue
         try:
-            json.loads(value) if value is not None else None
+            json.loads(value)
         except ValueError:
             names.append(env)
     return ", ".join(names) or f"VIGIL_{group.upper()}__..."

@@ -169,8 +169,10 @@ class IngestSettings(BaseModel):
 
     @model_validator(mode="after")
     def _monitored_or_away(self) -> IngestSettings:
-        both = {u.strip().upper() for u in self.monitored_units} & {u.strip().upper() for u in self.away_units}
-        if both:
+        if not (self.monitored_units and self.away_units):
+            return self  # nothing to compare (and the codec not imported for every settings object)
+        rules = self.transfers()
+        if both := rules.monitored & rules.away:
             named = ", ".join(sorted(both))
             raise ValueError(f"{named} in both MONITORED_UNITS and AWAY_UNITS: a unit is monitored or away, not both")
         return self

@@ -63,8 +63,13 @@ _OFFSET = re.compile(r"([+-])(\d{2})(\d{2})$")
 _BATCH_SEGMENTS: Final = frozenset({"FHS", "BHS", "BTS", "FTS"})
 
 
+def _point_of_care(name: str) -> str:
+    """A PV1-3.1 point of care as the transfer rules compare it: without case or outer spaces."""
+    return name.strip().upper()
+
+
 def _points_of_care(names: Iterable[str]) -> frozenset[str]:
-    return frozenset(u for name in names if (u := name.strip().upper()))
+    return frozenset(u for name in names if (u := _point_of_care(name)))
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ class Transfers:
         (``assigned``: the location restored; ``prior``, when sent: the cancelled destination) ->
         ``cancel_discharge`` when it restores a monitored unit and the cancelled transfer may have
         ended a stay. Else the ``adt_transfer`` the decoder ignores (counted)."""
-        new, old = assigned.strip().upper(), prior.strip().upper()
+        new, old = _point_of_care(assigned), _point_of_care(prior)
         moved = f"back to {new or '?'} from {old or '?'}" if trigger == "A12" else f"{old or '?'} -> {new or '?'}"
         what = f"ADT^{trigger} {moved}"
         if not self.monitored:
