@@ -26,7 +26,7 @@ from vigil.infra.settings import Settings
 from vigil.infra.stack import stack_up
 from vigil.infra.workers import spawn_worker, stop_worker
 from vigil.schemas import topics
-from vigil.schemas.codes import CANCEL_DISCHARGE, DISCHARGE
+from vigil.schemas.codes import CANCEL_DISCHARGE, DISCHARGE, TRANSFER_OUT
 from vigil.schemas.errors import UserError
 
 WARDS = ("ICU-A", "ICU-B")
@@ -110,8 +110,10 @@ def plan_demo(stays: list[Stay], bad: int) -> DemoPlan:
     messages: list[tuple[int, bytes, bytes]] = []
     ids: set[str] = set()
     run = now.strftime("%m%d%H") + secrets.token_hex(2)  # each demo run admits new patients
-    # every second stay that may leave does: the ward keeps calm patients beside the septic ones
-    leaving = {s.patient_id for s in [s for s in stays if discharged(s, longest)][::2]}
+    # every second stay that may leave does: the ward keeps calm patients beside the septic ones;
+    # every second of those is moved out of the unit to a ward (``transfer_out``), the others go home
+    leaves = [s.patient_id for s in stays if discharged(s, longest)][::2]
+    leaving, moved = set(leaves), set(leaves[1::2])
     # one septic patient is discharged in error halfway through the stay; the monitors send on and
     # ADT^A13 cancels it two hours later: the stay resumes with its history (models.stays.resume)
     in_error = next((s.patient_id for s in stays if s.septic and len(s.matrix) >= 12), None)
@@ -120,7 +122,8 @@ def plan_demo(stays: list[Stay], bad: int) -> DemoPlan:
         admitted = Stay(f"{stay.patient_id}-{run}", stay.matrix, stay.static, stay.labels)
         events = list(stay_events(admitted, base, ward=WARDS[i % len(WARDS)]))
         if stay.patient_id in leaving:
-            events.append(discharge_event(admitted, base, ward=WARDS[i % len(WARDS)]))
+            how = TRANSFER_OUT if stay.patient_id in moved else DISCHARGE
+            events.append(discharge_event(admitted, base, ward=WARDS[i % len(WARDS)], code=how))
         if stay.patient_id == in_error:
             half = len(stay.matrix) // 2
             events.append(encounter_event(admitted, base, half, DISCHARGE, WARDS[i % len(WARDS)], minutes=45))

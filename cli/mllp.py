@@ -79,9 +79,9 @@ def mllp(
     def listening(bound: int) -> None:
         how = "" if tls is None else " over TLS" + (", client certificates required" if limits.tls_client_ca else "")
         console.print(f"MLLP on {host}:{bound}{how}: HL7v2 ORU^R01 in, ACK out (Ctrl-C to stop)", highlight=False)
-        units = ", ".join(sorted(transfers.monitored))
+        units, away = ", ".join(sorted(transfers.monitored)), ", ".join(sorted(transfers.away))
         console.print(
-            f"ADT^A02 out of {units} ends a stay"
+            f"ADT^A02 out of {units} ends a stay" + (f"; away: {away}" if away else "")
             if units
             else "ADT^A02 transfers ignored (VIGIL_INGEST__MONITORED_UNITS unset)",
             highlight=False,

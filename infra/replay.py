@@ -106,10 +106,12 @@ def stay_events(stay: Stay, base: datetime, ward: str | None = None) -> Iterator
             )
 
 
-def discharge_event(stay: Stay, base: datetime, ward: str | None = None) -> tuple[int, PatientEvent]:
-    """(hour, event): the stay's end an hour after its last row (``models.stays``: the discharge
-    resolves the patient's alert and takes the patient off the ward view)."""
-    return encounter_event(stay, base, len(stay.matrix), DISCHARGE, ward)
+def discharge_event(
+    stay: Stay, base: datetime, ward: str | None = None, code: str = DISCHARGE
+) -> tuple[int, PatientEvent]:
+    """(hour, event): the stay's end an hour after its last row (``models.stays``: the discharge, or
+    ``transfer_out``, resolves the patient's alert and takes the patient off the ward view)."""
+    return encounter_event(stay, base, len(stay.matrix), code, ward)
 
 
 def encounter_event(

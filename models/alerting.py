@@ -374,18 +374,24 @@ def on_ack(state: PatientAlertState, ack: AlertAck) -> list[Alert]:
 
 
 DISCHARGED = "patient discharged: the stay ended"
+TRANSFERRED = "patient transferred out of the monitored units: the stay ended"
 
 
 def on_discharge(
-    state: PatientAlertState, at: datetime, encounter: str | None = None, ward: str | None = None
+    state: PatientAlertState,
+    at: datetime,
+    encounter: str | None = None,
+    ward: str | None = None,
+    reason: str = DISCHARGED,
 ) -> list[Alert]:
-    """The patient left (``at``: the discharge time): resolve the active alert, if any, and start
+    """The patient left (``at``: the discharge or transfer time; ``reason`` the resolution's, as the
+    alert feed shows it): resolve the active alert, if any, and start
     the lifecycle afresh for a next stay (no suppression window, model latch or trend carried). The
     alert's acknowledgement is held for a cancel of the discharge (``on_resume``)."""
     out = []
     active = state.active
     if active is not None:
-        alert = _alert(state, None, "resolved", DISCHARGED, at)
+        alert = _alert(state, None, "resolved", reason, at)
         out.append(alert.model_copy(update={"encounter": encounter, "ward": ward or state.ward}))
     fresh = PatientAlertState(patient_id=state.patient_id)
     if active is not None and active.state == "acknowledged":

@@ -25,11 +25,18 @@ discharge, or whose next stay names another encounter (a readmission), is ``othe
 a cancel, the cancelled discharge sent again (at its own time) is a ``duplicate``, and so is the
 cancel sent again; a cancel from before the discharge held is ``stay_ended``.
 
-A discharge that cannot be this stay's end is refused, not applied: one for a patient with no stay
-(never scored, or nothing since the last end: ``unknown_stay``; a hospital-wide ADT feed sends every
-discharge), one from before the stay's first observation (an earlier stay's message sent late or
-again: ``stay_ended``), one naming another encounter than the stay's events name
-(``other_encounter``: an emergency-department visit that ended while the ICU stay goes on).
+A discharge that cannot be this stay's end is refused, not applied: one for a patient never scored
+(``unknown_stay``; a hospital-wide ADT feed sends every discharge), one from before the stay's first
+observation (an earlier stay's message sent late or again: ``stay_ended``), one naming another
+encounter than the stay's events name (``other_encounter``: an emergency-department visit that ended
+while the ICU stay goes on).
+
+A ``transfer_out`` (the patient moved out of the monitored units to a ward; ``schemas.codes``) ends
+the stay as a discharge does, and its ``cancel_transfer`` resumes it as a ``cancel_discharge`` does.
+The codec cannot tell from one ADT^A02 whether the patient was in the ICU (MICU -> OR -> 4WEST: the
+second move leaves theatre); the patient's state can: an end with no open stay to end, a discharge
+after the stay had ended, or a cancelled transfer that had ended no stay is ``NO_OPEN_STAY``, not an
+error.
 """
 
 from __future__ import annotations
@@ -39,26 +46,35 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
-from vigil.models.alerting import PatientAlertState, on_discharge
+from vigil.models.alerting import DISCHARGED, TRANSFERRED, PatientAlertState, on_discharge
 from vigil.models.stepping import StayCarry
 from vigil.models.window import WINDOW_HOURS, LateEvent, PatientWindow
 from vigil.schemas.alerts import Alert
-from vigil.schemas.codes import CANCEL_DISCHARGE, CATALOGUE, DISCHARGE, DYNAMIC_CODES
+from vigil.schemas.codes import CATALOGUE, DISCHARGE, DYNAMIC_CODES, STAY_CANCELS, STAY_ENDS, TRANSFER_OUT, TRANSFERS
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
 from vigil.schemas.stays import StayEnded, StayResumed
 
 # current: the stay the window holds; new: the first event after an end; the others are refused
-StayOf = Literal["current", "new", "ended", "earlier", "unknown", "other", "cancelled"]
+# (none: an end with nothing to end and nothing wrong, ``NO_OPEN_STAY``)
+StayOf = Literal["current", "new", "none", "ended", "earlier", "unknown", "other", "cancelled"]
+# The dead letter of an ADT event that had nothing to end or resume, and nothing wrong with it: a
+# transfer out for a patient Vigil holds no open stay of (from theatre to a ward, never in the ICU),
+# a discharge after the stay had ended (the hospital's discharge days after a transfer out ended it),
+# a cancelled transfer that had ended no stay (a move between ICUs). Told apart from ``unknown_stay``
+# so that a site alerts on that one only; still dead-lettered so that every accepted event is
+# accounted for.
+NO_OPEN_STAY = "no_open_stay"
 
 
 def is_discharge(event: PatientEvent) -> bool:
-    return event.kind == "encounter" and event.code == DISCHARGE
+    """An end of the stay: a discharge, or a transfer out of the monitored units."""
+    return event.kind == "encounter" and event.code in STAY_ENDS
 
 
 def is_cancel(event: PatientEvent) -> bool:
-    """A cancel of the patient's last discharge (``resume``)."""
-    return event.kind == "encounter" and event.code == CANCEL_DISCHARGE
+    """A cancel of the patient's last discharge or transfer out (``resume``)."""
+    return event.kind == "encounter" and event.code in STAY_CANCELS
 
 
 def stay_of(window: PatientWindow, event: PatientEvent, discharged_s: int | None = None) -> StayOf:
@@ -70,14 +86,14 @@ def stay_of(window: PatientWindow, event: PatientEvent, discharged_s: int | None
     if window.ended_s is not None:
         if at <= window.ended_s:
             return "ended"
-        return "unknown" if is_discharge(event) else "new"
+        return "none" if is_discharge(event) else "new"  # an end after the end: nothing left to end
     if window.after_s is not None and at <= window.after_s:
         return "ended"  # a late event of the stay before, after the next one began
     if not is_discharge(event):
         return "current"
     span = window.observed_span()
-    if span is None:
-        return "unknown"
+    if span is None:  # nothing since the last end, or never scored (a hospital-wide feed)
+        return "none" if event.code == TRANSFER_OUT else "unknown"
     if at < span[0]:
         return "earlier"
     if event.encounter and window.encounter and event.encounter != window.encounter:
@@ -121,18 +137,23 @@ def _utc(epoch_s: int) -> str:
 
 def stay_rejection(window: PatientWindow, event: PatientEvent, of: StayOf) -> Rejected:
     """The dead letter of an event ``stay_of`` refused (no identifiers, no values)."""
+    code = event.code
+    if of == "none":  # nothing wrong: the patient left no stay Vigil holds open (``NO_OPEN_STAY``)
+        if window.ended_s is not None:
+            return Rejected(NO_OPEN_STAY, f"{code}: the stay had ended already, at {_utc(window.ended_s)}")
+        return Rejected(NO_OPEN_STAY, f"{code}: Vigil holds no open stay of this patient (not in the monitored units)")
     if of == "unknown":
-        return Rejected("unknown_stay", "discharge: Vigil holds no stay of this patient to end")
+        return Rejected("unknown_stay", f"{code}: Vigil holds no stay of this patient to end")
     if of == "other":
-        return Rejected("other_encounter", "discharge: names another encounter than the stay's events")
+        return Rejected("other_encounter", f"{code}: names another encounter than the stay's events")
     if of == "cancelled":
-        return Rejected("duplicate", "discharge: this discharge was cancelled (ADT^A13): the stay goes on")
+        return Rejected("duplicate", f"{code}: this end was cancelled (ADT^A13, ADT^A12): the stay goes on")
     end = last_end(window)
     if of == "earlier" or end is None:
         return Rejected("stay_ended", f"{event.code}: before the current stay's first observation (an earlier stay)")
     at = _utc(end)
     if is_discharge(event) and int(event.observed_at.timestamp()) == end:
-        return Rejected("duplicate", f"discharge: the stay already ended at {at}")
+        return Rejected("duplicate", f"{code}: the stay already ended at {at}")
     return Rejected("stay_ended", f"{event.code}: of a stay that ended at {at} (discharge)")
 
 
@@ -169,7 +190,8 @@ def discharge(
     ``unscored``: events applied to the stay in the discharge's batch, before it, never scored;
     ``carry``: the stay's stepping carry, held with its window."""
     ward = event.ward or window.ward
-    resolved = on_discharge(alert, event.observed_at, event.encounter, ward)
+    reason = TRANSFERRED if event.code == TRANSFER_OUT else DISCHARGED
+    resolved = on_discharge(alert, event.observed_at, event.encounter, ward, reason)
     ended = end_stay(window, event)
     assert ended.ended_s is not None
     kept = replace(copy.deepcopy(window), ended_s=ended.ended_s, ended_encounter=ended.ended_encounter)
@@ -181,6 +203,7 @@ def discharge(
         ended_at=event.observed_at,
         through=datetime.fromtimestamp(ended.ended_s, tz=UTC),
         event_id=event.event_id,
+        ended_by=TRANSFER_OUT if event.code == TRANSFER_OUT else DISCHARGE,
         unscored_event_ids=list(unscored or []),
         source=event.source,
         resolved_alert=resolved[0].alert_id if resolved else None,
@@ -314,21 +337,24 @@ def _cancel_refusal(
 ) -> Rejected | None:
     """Why ``event`` cannot cancel the discharge that ended ``held`` (``resume``), None when it can."""
     end = held.window.ended_s if held is not None else None
+    code = event.code
     if held is None or end is None:
         span = window.observed_span()
         if discharged_s is not None and window.ended_s is None and span is not None and span[0] <= discharged_s:
-            return Rejected("duplicate", "cancel_discharge: the discharge was cancelled already: the stay goes on")
-        return Rejected("unknown_stay", "cancel_discharge: Vigil holds no ended stay of this patient to resume")
+            return Rejected("duplicate", f"{code}: the end was cancelled already: the stay goes on")
+        if code in TRANSFERS:  # the transfer it cancels ended no stay (between ICUs, never in one)
+            return Rejected(NO_OPEN_STAY, f"{code}: Vigil holds no stay that the cancelled transfer ended")
+        return Rejected("unknown_stay", f"{code}: Vigil holds no ended stay of this patient to resume")
     if window.ended_s is not None and window.ended_s != end or window.ended_s is None and window.after_s != end:
-        return Rejected("unknown_stay", "cancel_discharge: the patient's last discharge is not the one Vigil holds")
+        return Rejected("unknown_stay", f"{code}: the patient's last end is not the one Vigil holds")
     if discharged_s is not None and int(event.observed_at.timestamp()) < discharged_s:
-        return Rejected("stay_ended", f"cancel_discharge: before the discharge Vigil holds ({_utc(discharged_s)})")
+        return Rejected("stay_ended", f"{code}: before the end Vigil holds ({_utc(discharged_s)})")
     ended_encounter = held.window.ended_encounter
     if event.encounter and ended_encounter and event.encounter != ended_encounter:
-        return Rejected("other_encounter", "cancel_discharge: names another encounter than the discharge")
+        return Rejected("other_encounter", f"{code}: names another encounter than the end")
     if window.ended_s is None and window.encounter and ended_encounter and window.encounter != ended_encounter:
         # the patient was admitted again under another visit: not a discharge entered in error
-        return Rejected("other_encounter", "cancel_discharge: the next stay's events name another encounter")
+        return Rejected("other_encounter", f"{code}: the next stay's events name another encounter")
     return None
 
 

@@ -90,17 +90,28 @@ TREATMENTS: Final[dict[str, tuple[str, tuple[float, float]]]] = {
     "weight_kg": ("kg", (0.3, 500.0)),
 }
 
-# The patient's stay (ADT). ``discharge``: the stay Vigil scores has ended (discharged, died,
-# transferred out of the monitored unit; HL7v2 ADT^A03, ADT^A02 out of the monitored units, FHIR
-# Encounter ``finished``): its alert is resolved and its state ended (``models.stays``).
-# ``cancel_discharge``: that discharge was an error (HL7v2 ADT^A13, ADT^A12 back into the monitored
-# units): the stay goes on, with its history. The value is 1: the event is the fact.
+# The patient's stay (ADT). ``discharge``: the stay Vigil scores has ended (discharged, died; HL7v2
+# ADT^A03, FHIR Encounter ``finished``). ``transfer_out``: the patient left the monitored units for a
+# ward (HL7v2 ADT^A02 out of them, or out of theatre after them): it ends an open stay as a discharge
+# does, and ends nothing (counted, not an error) for a patient Vigil holds no open stay of. Either
+# way the stay's alert is resolved and its state ended (``models.stays``). ``cancel_discharge``: the
+# discharge was an error (HL7v2 ADT^A13): the stay goes on, with its history. ``cancel_transfer``:
+# the transfer was (HL7v2 ADT^A12 back into the units): it resumes the stay a ``transfer_out`` ended,
+# and resumes nothing (counted) where that transfer ended no stay. The value is 1: the event is the
+# fact.
 ENCOUNTERS: Final[dict[str, tuple[str, tuple[float, float]]]] = {
     "discharge": ("1", (1.0, 1.0)),
+    "transfer_out": ("1", (1.0, 1.0)),
     "cancel_discharge": ("1", (1.0, 1.0)),
+    "cancel_transfer": ("1", (1.0, 1.0)),
 }
 DISCHARGE: Final = "discharge"
+TRANSFER_OUT: Final = "transfer_out"
 CANCEL_DISCHARGE: Final = "cancel_discharge"
+CANCEL_TRANSFER: Final = "cancel_transfer"
+STAY_ENDS: Final = frozenset({DISCHARGE, TRANSFER_OUT})  # the codes that end a stay
+STAY_CANCELS: Final = frozenset({CANCEL_DISCHARGE, CANCEL_TRANSFER})  # and those that undo an end
+TRANSFERS: Final = frozenset({TRANSFER_OUT, CANCEL_TRANSFER})  # end or resume only what Vigil holds
 
 CATALOGUE: Final[dict[str, tuple[EventKind, str, tuple[float, float]]]] = {
     **{c: ("vital", u, r) for c, (u, r) in VITALS.items()},

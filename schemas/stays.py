@@ -1,12 +1,12 @@
 """A stay's end, and the cancel of an end, published on ``vigil.stays`` (keyed by patient id).
 
-A ``discharge`` event (Vigil JSON, HL7v2 ADT^A03 or an ADT^A02 out of the monitored units, FHIR
-Encounter ``finished``) ends the stay Vigil
-scores: the scoring step resolves the patient's active alert, ends the patient's state and publishes
-one ``StayEnded``. Monitoring systems close what they hold for the stay; the dashboard takes the
-patient off the ward. A ``cancel_discharge`` (HL7v2 ADT^A13: the discharge was entered in error; ADT^A12)
-resumes that stay with its history and publishes one ``StayResumed``: the dashboard shows the
-patient again.
+A ``discharge`` event (Vigil JSON, HL7v2 ADT^A03, FHIR Encounter ``finished``) or a ``transfer_out``
+(HL7v2 ADT^A02 out of the monitored units) ends the stay Vigil scores: the scoring step resolves the
+patient's active alert, ends the patient's state and publishes one ``StayEnded`` (``ended_by``).
+Monitoring systems close what they hold for the stay; the dashboard takes the patient off the ward.
+A ``cancel_discharge`` (HL7v2 ADT^A13: the discharge was entered in error) or ``cancel_transfer``
+(ADT^A12) resumes that stay with its history and publishes one ``StayResumed``: the dashboard shows
+the patient again.
 
 Stable, versioned contract like ``vigil.alerts``: fields are only added. Since schema version 2 the
 topic holds two records, told apart by ``record`` (``stay_ended``, ``stay_resumed``); a record
@@ -39,6 +39,9 @@ class StayEnded(BaseModel):
     # a record of the patient at or before it is the ended stay's (the dashboard drops it)
     through: datetime | None = None
     event_id: str  # the discharge event: consumers dedupe on it (a redelivered batch repeats it)
+    # what ended it: the patient was discharged (or died), or moved out of the monitored units to a
+    # ward (``transfer_out``; ``ward`` is then the unit left). Added in schema version 2's life.
+    ended_by: Literal["discharge", "transfer_out"] = "discharge"
     # events of the stay that came in the discharge's own batch, before it: applied, never scored
     # (the patient had left), named here so every accepted event is accounted for
     unscored_event_ids: list[str] = Field(default_factory=list)

@@ -148,15 +148,17 @@ def stay_resumed_json(stay: StayResumed, row_id: str, ward: str | None, zone: tz
 
 
 def stay_end_json(stay: StayEnded, row_id: str, ward: str | None, zone: tzinfo) -> dict[str, Any]:
-    """The transitions feed's line for a patient who left the ward (a discharge)."""
+    """The transitions feed's line for a patient who left the ward (a discharge, or a transfer out of
+    the monitored units)."""
     resolved = f"; alert #{short_id(stay.resolved_alert)} resolved" if stay.resolved_alert else ""
+    moved = stay.ended_by == "transfer_out"
     return {
         "alert_id": stay.resolved_alert or "",
         "short_id": "",
         "transition_id": f"stay-{stay.event_id}",
-        "state": "discharged",
+        "state": "transferred" if moved else "discharged",
         "severity": "unknown",
-        "reason": f"left the ward: the stay ended{resolved}",
+        "reason": f"{'moved out of the monitored units' if moved else 'left the ward'}: the stay ended{resolved}",
         "at": iso_local(stay.ended_at, zone),
         "at_text": clock(stay.ended_at, zone),
         "by": None,

@@ -67,10 +67,11 @@ def row_id_for(patient_id: str, key: bytes) -> str:
 
 @dataclass(frozen=True)
 class _Ended:
-    """A stay that ended: its end (``through``) and its alerts."""
+    """A stay that ended: its end (``through``), its alerts and what ended it (``StayEnded.ended_by``)."""
 
     through: datetime
     alert_ids: frozenset[str]
+    by: str = "discharge"
 
 
 @dataclass
@@ -192,7 +193,7 @@ class WardModel:
                     row.alerts.pop(alert_id, None)
             for alert_id in ended_alerts:
                 self._alert_rows.pop(alert_id, None)
-            _remember(self._ended, rid, _Ended(through, frozenset(ended_alerts)), self.max_patients)
+            _remember(self._ended, rid, _Ended(through, frozenset(ended_alerts), stay.ended_by), self.max_patients)
             if row is not None and not back:
                 _remember(self._left, rid, row, LEFT_CARDS)
             else:  # no card of this stay left: an older stay's must not come back on a cancel
@@ -232,11 +233,12 @@ class WardModel:
                 return {"transition": entry}
             return self._message(row, entry)
 
-    def ended_at(self, row_id: str) -> datetime | None:
-        """When the stay of a patient who left the ward view ended (the patient page says so)."""
+    def ended(self, row_id: str) -> tuple[datetime, str] | None:
+        """When and by what (``discharge``, ``transfer_out``) the stay of a patient who left the ward
+        view ended (the patient page says so)."""
         with self._lock:
             ended = self._ended.get(row_id)
-            return ended.through if ended else None
+            return (ended.through, ended.by) if ended else None
 
     def apply_score(self, score: RiskScore) -> dict[str, Any] | None:
         with self._lock:

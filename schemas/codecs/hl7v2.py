@@ -13,12 +13,12 @@ CX.1), PV1-3.1 point of care (ward), PV1-19.1 visit number (encounter), OBR-7 ob
 OBX-5 value, OBX-6 units, OBX-11 result status, OBX-14 observation time. ``ADT^A03`` (chapter 3):
 a ``discharge`` event (``models.stays``) at PV1-45 discharge time, else EVN-6 event occurred, else
 EVN-2 recorded time; ``ADT^A13``: a ``cancel_discharge`` at EVN-6, else EVN-2. ``ADT^A02`` (transfer,
-PV1-3 the new location, PV1-6 the prior one) out of a monitored unit to a unit that is neither
-monitored nor away (``Transfers``) ends the stay as a discharge would, at EVN-6, else EVN-2;
-``ADT^A12`` (cancel transfer, PV1-3 the location restored) back into a monitored unit is a
-``cancel_discharge``. The other ADT triggers (admit, update...) and the transfers that do not leave
-the monitored units are ignored, counted, not dead-lettered: an interface engine sends a unit all
-of them. Rules: docs/interop.md.
+PV1-3 the new location, PV1-6 the prior one) out of a monitored or away unit to a unit that is
+neither (``Transfers``) is a ``transfer_out`` at EVN-6, else EVN-2: it ends the patient's stay, if
+Vigil holds one open, as a discharge would; ``ADT^A12`` (cancel transfer, PV1-3 the location
+restored) that may undo one is a ``cancel_transfer``. The other ADT triggers (admit, update...) and
+the transfers that cannot leave the monitored units are ignored, counted, not dead-lettered: an
+interface engine sends a unit all of them. Rules: docs/interop.md.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from vigil.schemas.codecs.loinc import (
     canonical_for_coding,
     canonical_for_local,
 )
-from vigil.schemas.codes import CANCEL_DISCHARGE, DISCHARGE
+from vigil.schemas.codes import CANCEL_DISCHARGE, CANCEL_TRANSFER, DISCHARGE, TRANSFER_OUT
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
 
@@ -89,26 +89,31 @@ class Transfers:
 
     def code_of(self, trigger: str, assigned: str, prior: str) -> str | Rejected:
         """``A02`` (``assigned`` PV1-3.1, the new location; ``prior`` PV1-6.1, the one left) ->
-        ``discharge`` when it leaves a monitored unit for one neither monitored nor away; ``A12``
-        (``assigned``: the location restored; ``prior``, when sent: the cancelled destination) ->
-        ``cancel_discharge`` when it restores a monitored unit and the cancelled transfer may have
-        ended a stay. Else the ``adt_transfer`` the decoder ignores (counted)."""
+        ``transfer_out`` when it leaves a monitored unit, or an away unit (theatre after the ICU), for
+        a unit neither monitored nor away; ``A12`` (``assigned``: the location restored; ``prior``,
+        when sent: the cancelled destination) -> ``cancel_transfer`` when the transfer it cancels may
+        have been one: back into a monitored unit, unless PV1-6 names a monitored or away unit; back
+        into an away unit from one neither. Else the ``adt_transfer`` the decoder ignores (counted).
+        Whether a patient has a stay to end or resume is the stream's to decide (``models.stays``)."""
         new, old = _point_of_care(assigned), _point_of_care(prior)
         moved = f"back to {new or '?'} from {old or '?'}" if trigger == "A12" else f"{old or '?'} -> {new or '?'}"
         what = f"ADT^{trigger} {moved}"
         if not self.monitored:
             return Rejected("adt_transfer", f"ADT^{trigger}: no monitored units are set (ingest.monitored_units)")
+        kept = self.monitored | self.away  # a transfer into these ends no stay
         if trigger == "A12":
-            if new not in self.monitored:
-                return Rejected("adt_transfer", f"{what}: restores no monitored unit")
-            if old in self.monitored or old in self.away:
-                return Rejected("adt_transfer", f"{what}: the cancelled transfer ended no stay")
-            return CANCEL_DISCHARGE
-        if not old or old not in self.monitored:
-            return Rejected("adt_transfer", f"{what}: leaves no monitored unit (PV1-6)")
-        if not new or new in self.monitored or new in self.away:
+            if new in self.monitored:
+                if old in kept:
+                    return Rejected("adt_transfer", f"{what}: the cancelled transfer ended no stay")
+                return CANCEL_TRANSFER
+            if new in self.away and old and old not in kept:
+                return CANCEL_TRANSFER
+            return Rejected("adt_transfer", f"{what}: the cancelled transfer ended no stay")
+        if not old or old not in kept:
+            return Rejected("adt_transfer", f"{what}: leaves no monitored or away unit (PV1-6)")
+        if not new or new in kept:
             return Rejected("adt_transfer", f"{what}: the stay goes on (a monitored or away unit)")
-        return DISCHARGE
+        return TRANSFER_OUT
 
 
 NO_TRANSFERS: Final = Transfers()
@@ -278,8 +283,8 @@ def _decode_adt(
             result.ignored.append(Rejected(transfer.reason, where + transfer.detail))
             return
         code = transfer
-        if code == DISCHARGE:
-            ward = _field(pv1, 6)  # the stay's unit, which the patient left
+        if code == TRANSFER_OUT:  # the stay's unit, which the patient left; out of theatre: the stay's own
+            ward = _field(pv1, 6) if _point_of_care(_field(pv1, 6)) in transfers.monitored else None
     patient_id = _patient_id(pid) if pid is not None else ""
     if not patient_id:
         result.rejected.append(Rejected("missing_subject", f"{where}PID-3 has no patient identifier"))

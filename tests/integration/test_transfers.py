@@ -64,6 +64,44 @@ def test_a_transfer_out_of_the_monitored_units_ends_the_stay_and_its_cancel_resu
     assert summary["messages"] == 4 and summary["acks"] == {"AA": 4} and summary["events"] == 10
 
 
+def test_a_patient_who_goes_on_from_theatre_to_a_ward_leaves_the_stay_and_other_ends_end_nothing(
+    stack, stack_settings, shared_worker, reader
+) -> None:
+    """ICU-3 -> OR -> 4WEST: the move to theatre ends nothing, the one on to the ward ends the stay
+    (the stream knows the patient was in the ICU; the codec does not). The same move for a surgical
+    patient never in the ICU, and the hospital's discharge after the transfer ended the stay, end
+    nothing: `no_open_stay` dead letters, each event accounted for, no stay record."""
+    env = {
+        **worker_env(stack_settings),
+        "VIGIL_INGEST__MONITORED_UNITS": '["ICU-3"]',
+        "VIGIL_INGEST__AWAY_UNITS": '["OR"]',
+    }
+    with mllp_listener(env) as listener:
+        r = reader(keep_scores=True)
+        pid, surgical = unique_patient("xfer-or"), unique_patient("xfer-surg")
+        at = datetime.now(UTC) - timedelta(hours=3)
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=30) as conn:
+
+            def say(message: bytes, ack: str) -> None:
+                conn.sendall(frame(message))
+                assert ack_of(conn)[3].startswith(ack)
+
+            say(oru_for(pid, f"{pid}-1", at), "accepted")  # PV1-3 ICU-3: the fixture's unit
+            assert wait_for(lambda: any(p == pid for p, _ in r.snapshot().last_scores), timeout=60), "scored"
+            say(adt("A02", pid, at + timedelta(minutes=10), "OR", "ICU-3"), "nothing to map (1 parts ignored)")
+            say(adt("A02", pid, at + timedelta(hours=2), "4WEST", "OR"), "accepted 1 event")
+            assert wait_for(lambda: stay_records(r, pid, "stay_ended"), timeout=60), "the move to the ward ended it"
+            say(adt("A02", surgical, at + timedelta(hours=2), "4WEST", "OR"), "accepted 1 event")
+            say(adt("A03", pid, at + timedelta(hours=2, minutes=50), "4WEST", ""), "accepted 1 event")
+            assert wait_for(lambda: r.snapshot().dead_letter_reasons["no_open_stay"] >= 2, timeout=60)
+        (ended,) = stay_records(r, pid, "stay_ended")
+        assert ended["ended_by"] == "transfer_out" and ended["ward"] == "ICU-3"  # the stay's unit, not theatre
+        assert ended["ended_at"].startswith((at + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
+        assert not [s for s in r.snapshot().stay_records if s["patient_id"] == surgical]
+        assert r.snapshot().dead_letter_reasons["unknown_stay"] == 0
+    assert listener.banner == "ADT^A02 out of ICU-3 ends a stay; away: OR\n"
+
+
 def test_the_hl7v2_intake_agent_ends_a_stay_on_a_transfer_out_of_the_units_its_worker_is_given(
     stack, stack_settings, stack_home, shared_worker, spawn, producer, reader
 ) -> None:

@@ -28,6 +28,8 @@ _CODES = [
     "Age",
     "discharge",
     "cancel_discharge",
+    "transfer_out",
+    "cancel_transfer",
     "hr",
     "spo2",
     "temp_c",
@@ -180,8 +182,9 @@ def poison_payload(rng: random.Random, now: datetime | None = None) -> bytes:
         e = _event(rng, now)
         e["observed_at"] = (now - timedelta(hours=rng.randrange(1, 40))).isoformat()
         return json.dumps(e).encode()
-    if kind == 6:  # a discharge or its cancel, as sent or mutated: as safe as a measurement
+    if kind == 6:  # a discharge, a transfer out or their cancel, as sent or mutated: as safe as a measurement
         e = _event(rng, now)
-        e.update(kind="encounter", code=rng.choice(["discharge", "discharge", "cancel_discharge"]), value=1, unit="")
+        code = rng.choice(["discharge", "discharge", "cancel_discharge", "transfer_out", "cancel_transfer"])
+        e.update(kind="encounter", code=code, value=1, unit="")
         return json.dumps(_mutate(rng, e, now) if rng.random() < 0.5 else e, allow_nan=True).encode()
     return json.dumps(_mutate(rng, _event(rng, now), now), allow_nan=True).encode()

@@ -63,7 +63,8 @@ def _score_accepted(event: PatientEvent, now: datetime) -> str:
             assert isinstance(back, Resumed) and back.window.rows == window.rows
             back.window.to_bytes()
             return "resumed"
-        assert stay_of(PatientWindow(), event) == "unknown" and stay_of(window, event) in ("current", "other")
+        never_seen = "none" if event.code == "transfer_out" else "unknown"  # a transfer out is no error
+        assert stay_of(PatientWindow(), event) == never_seen and stay_of(window, event) in ("current", "other")
         discharge(window, PatientAlertState(), event, now).window.to_bytes()
         return "ended"
     try:

@@ -39,6 +39,14 @@ def test_the_discharge_is_the_stays_last_message_and_is_accounted() -> None:
     assert all(v["patient_id"].startswith(("short-", "long-")) for v in values if v["code"] == "discharge")
 
 
+def test_every_second_stay_that_leaves_is_moved_out_of_the_unit_the_others_go_home() -> None:
+    calm = [stay(f"calm{i}", 12, False) for i in range(8)]
+    plan = plan_demo([stay("long", 40, True), *calm], bad=0)
+    ends = {json.loads(v)["patient_id"].split("-")[0]: json.loads(v)["code"] for _, _, v in plan.messages}
+    ends = {p: c for p, c in ends.items() if c in ("discharge", "transfer_out")}  # each stay's last event
+    assert ends == {"calm0": "discharge", "calm2": "transfer_out", "calm4": "discharge", "calm6": "transfer_out"}
+
+
 def test_one_septic_stay_is_discharged_in_error_and_the_discharge_cancelled_two_hours_later() -> None:
     plan = plan_demo([stay("long", 40, True), stay("short", 12, False), stay("tall", 12, False)], bad=0)
     values = [json.loads(v) for _, _, v in plan.messages if json.loads(v)["patient_id"].startswith("long-")]

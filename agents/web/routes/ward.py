@@ -50,9 +50,10 @@ def state(session: SessionDep, feed: FeedDep, settings: SettingsDep) -> Response
 def patient(row_id: str, _session: SessionDep, feed: FeedDep) -> Response:
     detail = feed.model.patient(row_id)
     if detail is None:
-        ended = feed.model.ended_at(row_id)
-        if ended is not None:  # discharged: the page says when the stay ended
-            body = {"detail": "the patient's stay ended", "ended_at_text": clock(ended, feed.model.zone)}
+        ended = feed.model.ended(row_id)
+        if ended is not None:  # discharged or moved out: the page says when the stay ended, and why
+            at, by = ended
+            body = {"detail": "the patient's stay ended", "ended_at_text": clock(at, feed.model.zone), "ended_by": by}
             return JSONResponse(body, status_code=404)
         return JSONResponse({"detail": "no such patient on this ward view"}, status_code=404)
     return JSONResponse(detail)

@@ -81,7 +81,7 @@ async function load() {
   if (res.status === 404) {
     const gone = await res.json().catch(() => ({}));
     const text = gone.ended_at_text
-      ? `This patient left the ward: the stay ended at ${gone.ended_at_text} (discharge).`
+      ? `This patient left the ward: the stay ended at ${gone.ended_at_text} (${gone.ended_by === "transfer_out" ? "transfer out of the unit" : "discharge"}).`
       : "This patient is not on the ward view (any more).";
     document.getElementById("patient").replaceChildren(el("p", { class: "empty", text }));
     return;

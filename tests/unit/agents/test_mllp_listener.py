@@ -140,12 +140,12 @@ def test_a_discharge_is_accepted_and_other_adt_is_answered_without_a_dead_letter
     assert out.code == "AA" and out.records == [] and out.text == "nothing to map (1 parts ignored)"
 
 
-def test_a_transfer_out_of_the_sites_monitored_unit_is_a_discharge_and_without_units_ignored() -> None:
+def test_a_transfer_out_of_the_sites_monitored_unit_is_a_transfer_out_and_without_units_ignored() -> None:
     a02 = b"MSH|^~\\&|EHR|H|VIGIL|H|20261205080000||ADT^A02^ADT_A02|T1|P|2.5.1\r"
     a02 += b"EVN|A02|20261205075500\rPID|1||77^^^H^MR\rPV1|1|I|4WEST^1|||MICU^2\r"
     out = outcome_of(Frame(a02), 10_000, NOW, Transfers.of(["MICU"]))
     assert out.code == "AA" and out.events == 1 and letters(out.records) == []
-    assert json.loads(out.records[0][2])["code"] == "discharge" and b"ACK^A02^ACK" in (out.answer() or b"")
+    assert json.loads(out.records[0][2])["code"] == "transfer_out" and b"ACK^A02^ACK" in (out.answer() or b"")
     out = outcome_of(Frame(a02), 10_000, NOW)  # the listener's default: no monitored units
     assert out.code == "AA" and out.records == [] and out.text == "nothing to map (1 parts ignored)"
 

@@ -58,7 +58,7 @@ def test_convert_ends_a_stay_on_a_transfer_out_of_a_unit_the_settings_name(app: 
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
     event, summary = lines(result.stdout)
-    assert (event["code"], event["ward"]) == ("discharge", "ICU-3") and summary["events"] == 1
+    assert (event["code"], event["ward"]) == ("transfer_out", "ICU-3") and summary["events"] == 1
 
 
 def test_convert_fhir_bundle(app: typer.Typer) -> None:

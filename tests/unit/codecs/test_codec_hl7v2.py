@@ -285,10 +285,22 @@ def test_a_transfer_out_of_a_monitored_unit_is_the_stays_end() -> None:
     result = decode_hl7v2(transfer("WARD4", "MICU"), transfers=ICU)
     assert result.rejected == [] and result.ignored == []
     (event,) = result.events
-    assert (event.kind, event.code, event.value, event.patient_id) == ("encounter", "discharge", 1.0, "4420011")
+    assert (event.kind, event.code, event.value, event.patient_id) == ("encounter", "transfer_out", 1.0, "4420011")
     assert event.ward == "MICU" and event.encounter == "VN-5521"  # the unit the stay was in
     assert event.observed_at == datetime(2024, 3, 16, 15, 0, tzinfo=UTC)  # EVN-6, the move
     assert checked(transfer("WARD4", "MICU")).events == []  # the default: no monitored units
+
+
+def test_a_transfer_from_theatre_to_a_ward_is_a_transfer_out_the_stream_decides_on() -> None:
+    """MICU -> OR (ignored: the patient comes back) -> WARD4: the codec cannot know where the
+    patient was before theatre; the stream ends the stay if it holds one open (models.stays)."""
+    (event,) = decode_hl7v2(transfer("WARD4", "OR"), transfers=ICU).events
+    assert event.code == "transfer_out" and event.ward is None  # the stay's own unit, not theatre
+    (undo,) = decode_hl7v2(transfer("OR", "WARD4", trigger="A12"), transfers=ICU).events
+    assert undo.code == "cancel_transfer" and undo.ward == "OR"
+    for to, prior in [("OR", ""), ("OR", "CT"), ("OR", "MICU"), ("WARD4", "WARD5")]:  # ended no stay
+        result = decode_hl7v2(transfer(to, prior, trigger="A12"), transfers=ICU)
+        assert result.events == [] and [r.reason for r in result.ignored] == ["adt_transfer"]
 
 
 @pytest.mark.parametrize(
@@ -296,9 +308,10 @@ def test_a_transfer_out_of_a_monitored_unit_is_the_stays_end() -> None:
     [
         ("SICU", "MICU", "the stay goes on"),  # ICU to ICU: one stay
         ("OR", "MICU", "the stay goes on"),  # theatre: the patient comes back
-        ("MICU", "WARD4", "leaves no monitored unit"),  # into the ICU: the first observation starts the stay
-        ("WARD4", "WARD5", "leaves no monitored unit"),
-        ("WARD4", "", "leaves no monitored unit"),  # without PV1-6 Vigil cannot tell
+        ("MICU", "WARD4", "leaves no monitored or away unit"),  # into the ICU: the first observation starts the stay
+        ("WARD4", "WARD5", "leaves no monitored or away unit"),
+        ("WARD4", "", "leaves no monitored or away unit"),  # without PV1-6 Vigil cannot tell
+        ("CT", "OR", "the stay goes on"),  # theatre to imaging
         ("", "MICU", "the stay goes on"),
     ],
 )
@@ -317,9 +330,9 @@ def test_without_monitored_units_a_transfer_is_ignored_and_says_what_to_set() ->
 def test_a_cancelled_transfer_back_into_a_monitored_unit_cancels_the_end() -> None:
     result = decode_hl7v2(transfer("MICU", "WARD4", trigger="A12"), transfers=ICU)
     (event,) = result.events
-    assert (event.code, event.ward, event.encounter) == ("cancel_discharge", "MICU", "VN-5521")
+    assert (event.code, event.ward, event.encounter) == ("cancel_transfer", "MICU", "VN-5521")
     assert event.observed_at == datetime(2024, 3, 16, 15, 0, tzinfo=UTC)
-    assert decode_hl7v2(transfer("MICU", "", trigger="A12"), transfers=ICU).events[0].code == "cancel_discharge"
+    assert decode_hl7v2(transfer("MICU", "", trigger="A12"), transfers=ICU).events[0].code == "cancel_transfer"
     for to, prior in [("MICU", "SICU"), ("MICU", "OR"), ("WARD4", "MICU")]:  # that transfer ended no stay
         result = decode_hl7v2(transfer(to, prior, trigger="A12"), transfers=ICU)
         assert result.events == [] and [r.reason for r in result.ignored] == ["adt_transfer"]
@@ -329,8 +342,8 @@ def test_the_transfer_fixtures_end_and_resume_a_stay_at_the_fixtures_icu() -> No
     site = Transfers.of(["icu-3"])
     (out,) = decode_hl7v2(fixture("adt_a02_transfer.hl7"), transfers=site).checked(datetime.now(UTC)).events
     (back,) = decode_hl7v2(fixture("adt_a12_cancel_transfer.hl7"), transfers=site).checked(datetime.now(UTC)).events
-    assert (out.code, out.ward, out.encounter) == ("discharge", "ICU-3", "V77120044")
-    assert (back.code, back.ward) == ("cancel_discharge", "ICU-3") and back.observed_at > out.observed_at
+    assert (out.code, out.ward, out.encounter) == ("transfer_out", "ICU-3", "V77120044")
+    assert (back.code, back.ward) == ("cancel_transfer", "ICU-3") and back.observed_at > out.observed_at
 
 
 def test_a_transfer_and_its_cancel_are_events_of_their_own() -> None:

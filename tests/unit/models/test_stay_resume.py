@@ -127,6 +127,19 @@ def test_a_cancel_with_no_ended_stay_is_refused() -> None:
     assert resume(other_end, held, cancels(8), NOW).reason == "unknown_stay"  # type: ignore[union-attr]
 
 
+def test_a_cancelled_transfer_that_ended_no_stay_is_told_apart_from_an_unknown_stay() -> None:
+    """An ADT^A12 without PV1-6 may cancel a move between ICUs: the stay goes on, nothing is held."""
+    tombstone, held = ended()
+    undo = cancels(6).model_copy(update={"code": "cancel_transfer"})
+    refused = resume(stay(5), None, undo, NOW)
+    assert isinstance(refused, Rejected) and refused.reason == "no_open_stay" and "p1" not in refused.detail
+    assert resume(PatientWindow(), None, undo, NOW).reason == "no_open_stay"  # type: ignore[union-attr]
+    back = resumed(resume(tombstone, held, undo, NOW))  # the stay a transfer out ended: resumed
+    assert back.record.cancelled_at == undo.observed_at
+    other_end = PatientWindow(ended_s=tombstone.ended_s + 3600)  # type: ignore[operator]
+    assert resume(other_end, held, undo, NOW).reason == "unknown_stay"  # type: ignore[union-attr]
+
+
 def test_a_cancel_naming_another_encounter_is_not_this_discharges() -> None:
     tombstone, held = ended()
     refused = resume(tombstone, held, cancels(6, encounter="ed-visit-7"), NOW)
@@ -427,5 +440,5 @@ def test_a_cancel_from_before_the_discharge_held_is_not_its_cancel() -> None:
     tombstone, held = ended(at=5.5)
     later = int(leaves(5.5).observed_at.timestamp())
     refused = resume(tombstone, held, cancels(5), NOW, discharged_s=later)
-    assert isinstance(refused, Rejected) and refused.reason == "stay_ended" and "before the discharge" in refused.detail
+    assert isinstance(refused, Rejected) and refused.reason == "stay_ended" and "before the end Vigil" in refused.detail
     assert isinstance(resume(tombstone, held, cancels(5.5), NOW, discharged_s=later), Resumed)  # at it: a cancel

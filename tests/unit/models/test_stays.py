@@ -159,6 +159,17 @@ def test_a_discharge_resolves_the_active_alert_and_the_next_stay_alerts_at_once(
     assert [a.state for a in again] == ["open"]
 
 
+def test_a_transfer_out_resolves_the_alert_saying_so_and_the_record_names_it() -> None:
+    alert = PatientAlertState()
+    on_score(alert, score(2, 7, "high"), POLICY)
+    moved = leaves(3.5, ward=None, code="transfer_out")  # out of theatre: the stay's ward
+    end = discharge(stay(3), alert, moved, T0 + timedelta(hours=4))
+    (resolved,) = end.alerts
+    assert resolved.reason == "patient transferred out of the monitored units: the stay ended"
+    assert end.record.ended_by == "transfer_out" and end.record.ward == "ICU-A"  # the stay's own unit
+    assert discharge(stay(3), PatientAlertState(), leaves(3.5), T0).record.ended_by == "discharge"
+
+
 def test_a_discharge_without_an_alert_resolves_nothing_and_names_what_it_left_unscored() -> None:
     alert = PatientAlertState()
     end = discharge(stay(2), alert, leaves(2.5, encounter=None, ward=None), T0, ["e1", "e2"])
@@ -181,7 +192,24 @@ def test_a_discharge_with_no_stay_to_end_is_refused_not_applied() -> None:
     assert stay_of(never_seen, leaves(1)) == "unknown"
     assert stay_rejection(never_seen, leaves(1), "unknown").reason == "unknown_stay"
     ended = end_stay(stay(2), leaves(2.5))
-    assert stay_of(ended, leaves(8.0, encounter="enc-2")) == "unknown"  # nothing since the last end
+    # nothing since the last end: nothing to end and nothing wrong (the hospital's discharge days
+    # after a transfer out of the ICU ended the stay), told apart from unknown_stay
+    assert stay_of(ended, leaves(8.0, encounter="enc-2")) == "none"
+    after = stay_rejection(ended, leaves(8.0), "none")
+    assert after.reason == "no_open_stay" and "ended already, at 2025-01-01T02:30:00Z" in after.detail
+
+
+def test_a_transfer_out_ends_an_open_stay_as_a_discharge_does_and_ends_nothing_else() -> None:
+    going = stay(3)
+    moved = leaves(3.5, code="transfer_out")
+    assert is_discharge(moved) and stay_of(going, moved) == "current"
+    assert end_stay(going, moved).ended_s == int(moved.observed_at.timestamp())
+    never_seen = PatientWindow()  # from theatre to a ward, never in the monitored units
+    assert stay_of(never_seen, moved) == "none"
+    refused = stay_rejection(never_seen, moved, "none")
+    assert refused.reason == "no_open_stay" and refused.detail.startswith("transfer_out: Vigil holds no open stay")
+    assert stay_of(end_stay(going, leaves(3.5)), leaves(9, code="transfer_out")) == "none"  # ended already
+    assert stay_of(never_seen, leaves(1)) == "unknown"  # a discharge of a patient never scored: as before
 
 
 def test_a_discharge_naming_another_encounter_is_not_this_stays_end() -> None:

@@ -15,7 +15,7 @@ from vigil.schemas.stays import StayEnded, StayResumed
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def left(pid: str, hours: float, resolved: str | None = "a1") -> bytes:
+def left(pid: str, hours: float, resolved: str | None = "a1", by: str = "discharge") -> bytes:
     return (
         StayEnded(
             patient_id=pid,
@@ -23,6 +23,7 @@ def left(pid: str, hours: float, resolved: str | None = "a1") -> bytes:
             ward="ICU-1",
             ended_at=T0 + timedelta(hours=hours),
             event_id=f"d-{pid}",
+            ended_by=by,  # type: ignore[arg-type]
             resolved_alert=resolved,
             hours=5,
             at=T0 + timedelta(hours=hours, seconds=2),
@@ -59,7 +60,7 @@ def test_a_discharged_patient_leaves_the_ward_with_a_line_in_the_feed() -> None:
     assert [r["label"] for r in m.snapshot()["patients"]] == ["q"] and m.alert_target("a1") is None
     line = m.snapshot()["recent"][0]
     assert line["state"] == "discharged" and line["label"] == "p" and line["ward"] == "ICU-1"
-    assert "#a1" in line["reason"] and m.ended_at(row_id_for("p", b"k")) == T0 + timedelta(hours=4.5)
+    assert "#a1" in line["reason"] and m.ended(row_id_for("p", b"k")) == (T0 + timedelta(hours=4.5), "discharge")
     assert m.apply(topics.STAYS, left("p", 4.5)) is None  # redelivered: one line, not two
     assert [t["state"] for t in m.snapshot()["recent"]].count("discharged") == 1
 
@@ -124,7 +125,18 @@ def test_the_patient_page_says_the_patient_left(client, feed) -> None:
     feed.ingest(topics.STAYS, left("p", 4.5))
     gone = client.get(f"/api/patients/{rid}")
     assert gone.status_code == 404 and gone.json()["ended_at_text"] == "1 Jan 04:30 UTC"
+    assert gone.json()["ended_by"] == "discharge"
     assert client.get("/api/state").json()["patients"] == []
+
+
+def test_a_patient_moved_out_of_the_monitored_units_leaves_with_a_line_that_says_so(client, feed) -> None:
+    sign_in(client, "ann")
+    feed.ingest(topics.SCORES, risk_score("p", 2, 6, "medium").model_dump_json().encode())
+    feed.ingest(topics.STAYS, left("p", 4.5, by="transfer_out"))
+    line = client.get("/api/state").json()["recent"][0]
+    assert line["state"] == "transferred" and line["reason"].startswith("moved out of the monitored units")
+    rid = row_id_for("p", feed.settings.log_hash_key.get_secret_value().encode())
+    assert client.get(f"/api/patients/{rid}").json()["ended_by"] == "transfer_out"
 
 
 def test_a_cancelled_discharge_brings_the_card_back_and_the_stays_records_count_again() -> None:
@@ -136,7 +148,7 @@ def test_a_cancelled_discharge_brings_the_card_back_and_the_stays_records_count_
     message = m.apply(topics.STAYS, back("p", 5, 4.5))
     assert message is not None and message["row"]["label"] == "p" and message["row"]["hour"] == 2
     assert message["transition"]["state"] == "resumed" and "discharge cancelled" in message["transition"]["reason"]
-    assert [r["ward"] for r in m.snapshot()["patients"]] == ["ICU-2"] and m.ended_at(row_id_for("p", b"k")) is None
+    assert [r["ward"] for r in m.snapshot()["patients"]] == ["ICU-2"] and m.ended(row_id_for("p", b"k")) is None
     assert m.apply(topics.STAYS, back("p", 5, 4.5)) is None  # redelivered: one line
     # the stay's next score, at an hour before the cancelled end, is shown (no longer an ended stay's)
     assert m.apply(topics.SCORES, risk_score("p", 4, 7, "medium").model_dump_json().encode()) is not None
