@@ -50,7 +50,17 @@ from vigil.models.alerting import DISCHARGED, TRANSFERRED, PatientAlertState, on
 from vigil.models.stepping import StayCarry
 from vigil.models.window import WINDOW_HOURS, LateEvent, PatientWindow
 from vigil.schemas.alerts import Alert
-from vigil.schemas.codes import CATALOGUE, DISCHARGE, DYNAMIC_CODES, STAY_CANCELS, STAY_ENDS, TRANSFER_OUT, TRANSFERS
+from vigil.schemas.codes import (
+    CANCEL_DISCHARGE,
+    CANCEL_TRANSFER,
+    CATALOGUE,
+    DISCHARGE,
+    DYNAMIC_CODES,
+    STAY_CANCELS,
+    STAY_ENDS,
+    TRANSFER_OUT,
+    TRANSFERS,
+)
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
 from vigil.schemas.stays import StayEnded, StayResumed
@@ -62,8 +72,8 @@ StayOf = Literal["current", "new", "none", "ended", "earlier", "unknown", "other
 # transfer out for a patient Vigil holds no open stay of (from theatre to a ward, never in the ICU),
 # a discharge after the stay had ended (the hospital's discharge days after a transfer out ended it),
 # a cancelled transfer that had ended no stay (a move between ICUs). Told apart from ``unknown_stay``
-# so that a site alerts on that one only; still dead-lettered so that every accepted event is
-# accounted for.
+# (a discharge or its cancel that found nothing to act on); dead-lettered all the same, so that
+# every accepted event is accounted for.
 NO_OPEN_STAY = "no_open_stay"
 
 
@@ -92,7 +102,7 @@ def stay_of(window: PatientWindow, event: PatientEvent, discharged_s: int | None
     if not is_discharge(event):
         return "current"
     span = window.observed_span()
-    if span is None:  # nothing since the last end, or never scored (a hospital-wide feed)
+    if span is None:  # never scored: a discharge from a hospital-wide feed, a surgical patient's transfer
         return "none" if event.code == TRANSFER_OUT else "unknown"
     if at < span[0]:
         return "earlier"
@@ -324,6 +334,7 @@ def resume(
         cancelled_at=event.observed_at,
         cancelled_end=datetime.fromtimestamp(end, tz=UTC),
         event_id=event.event_id,
+        cancelled_by=CANCEL_TRANSFER if event.code == CANCEL_TRANSFER else CANCEL_DISCHARGE,
         source=event.source,
         hours=stay_hours(restored),
         folded_hours=folded,

@@ -92,13 +92,13 @@ TREATMENTS: Final[dict[str, tuple[str, tuple[float, float]]]] = {
 
 # The patient's stay (ADT). ``discharge``: the stay Vigil scores has ended (discharged, died; HL7v2
 # ADT^A03, FHIR Encounter ``finished``). ``transfer_out``: the patient left the monitored units for a
-# ward (HL7v2 ADT^A02 out of them, or out of theatre after them): it ends an open stay as a discharge
-# does, and ends nothing (counted, not an error) for a patient Vigil holds no open stay of. Either
-# way the stay's alert is resolved and its state ended (``models.stays``). ``cancel_discharge``: the
-# discharge was an error (HL7v2 ADT^A13): the stay goes on, with its history. ``cancel_transfer``:
-# the transfer was (HL7v2 ADT^A12 back into the units): it resumes the stay a ``transfer_out`` ended,
-# and resumes nothing (counted) where that transfer ended no stay. The value is 1: the event is the
-# fact.
+# ward (HL7v2 ADT^A02 out of them, or out of theatre after them): it ends an open stay as a
+# discharge does, and ends nothing (a ``no_open_stay`` dead letter, no error) for a patient Vigil
+# holds no open stay of. Either way the stay's alert is resolved and its state ended
+# (``models.stays``). ``cancel_discharge``: the discharge was an error (HL7v2 ADT^A13): the stay goes
+# on, with its history. ``cancel_transfer``: the transfer was (HL7v2 ADT^A12 back into the units): it
+# resumes the stay a ``transfer_out`` ended, and resumes nothing (``no_open_stay``) where that
+# transfer ended no stay. The value is 1: the event is the fact.
 ENCOUNTERS: Final[dict[str, tuple[str, tuple[float, float]]]] = {
     "discharge": ("1", (1.0, 1.0)),
     "transfer_out": ("1", (1.0, 1.0)),

@@ -67,6 +67,9 @@ class StayResumed(BaseModel):
     # the dashboard dropped as a next stay's are this stay's again
     cancelled_end: datetime
     event_id: str  # the cancel event: consumers dedupe on it
+    # what the cancel undid: a discharge entered in error (``cancel_discharge``), or a transfer out of
+    # the monitored units (``cancel_transfer``). Added in schema version 2's life.
+    cancelled_by: Literal["cancel_discharge", "cancel_transfer"] = "cancel_discharge"
     source: str = "unknown"
     hours: int | None = None  # the resumed stay's hours (hour index of its newest row + 1)
     # hours recorded after the discharge, first scored as a new stay, now folded back into this one

@@ -129,14 +129,16 @@ def transition_json(alert: dict[str, Any], row: PatientRow, zone: tzinfo) -> dic
 
 
 def stay_resumed_json(stay: StayResumed, row_id: str, ward: str | None, zone: tzinfo) -> dict[str, Any]:
-    """The transitions feed's line for a patient back on the ward: the discharge was cancelled."""
+    """The transitions feed's line for a patient back on the ward: the discharge (or the transfer out
+    of the monitored units) was cancelled."""
+    what = "transfer" if stay.cancelled_by == "cancel_transfer" else "discharge"
     return {
         "alert_id": "",
         "short_id": "",
         "transition_id": f"resume-{stay.event_id}",
         "state": "resumed",
         "severity": "unknown",
-        "reason": f"discharge cancelled: the stay goes on (ended {clock(stay.cancelled_end, zone)})",
+        "reason": f"{what} cancelled: the stay goes on (ended {clock(stay.cancelled_end, zone)})",
         "at": iso_local(stay.cancelled_at, zone),
         "at_text": clock(stay.cancelled_at, zone),
         "by": None,

@@ -135,7 +135,7 @@ def test_a_cancelled_transfer_that_ended_no_stay_is_told_apart_from_an_unknown_s
     assert isinstance(refused, Rejected) and refused.reason == "no_open_stay" and "p1" not in refused.detail
     assert resume(PatientWindow(), None, undo, NOW).reason == "no_open_stay"  # type: ignore[union-attr]
     back = resumed(resume(tombstone, held, undo, NOW))  # the stay a transfer out ended: resumed
-    assert back.record.cancelled_at == undo.observed_at
+    assert back.record.cancelled_at == undo.observed_at and back.record.cancelled_by == "cancel_transfer"
     other_end = PatientWindow(ended_s=tombstone.ended_s + 3600)  # type: ignore[operator]
     assert resume(other_end, held, undo, NOW).reason == "unknown_stay"  # type: ignore[union-attr]
 

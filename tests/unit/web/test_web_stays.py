@@ -33,7 +33,7 @@ def left(pid: str, hours: float, resolved: str | None = "a1", by: str = "dischar
     )
 
 
-def back(pid: str, hours: float, ended: float) -> bytes:
+def back(pid: str, hours: float, ended: float, by: str = "cancel_discharge") -> bytes:
     return (
         StayResumed(
             patient_id=pid,
@@ -42,6 +42,7 @@ def back(pid: str, hours: float, ended: float) -> bytes:
             cancelled_at=T0 + timedelta(hours=hours),
             cancelled_end=T0 + timedelta(hours=ended),
             event_id=f"c-{pid}",
+            cancelled_by=by,  # type: ignore[arg-type]
             hours=5,
             at=T0 + timedelta(hours=hours, seconds=2),
         )
@@ -137,6 +138,9 @@ def test_a_patient_moved_out_of_the_monitored_units_leaves_with_a_line_that_says
     assert line["state"] == "transferred" and line["reason"].startswith("moved out of the monitored units")
     rid = row_id_for("p", feed.settings.log_hash_key.get_secret_value().encode())
     assert client.get(f"/api/patients/{rid}").json()["ended_by"] == "transfer_out"
+    feed.ingest(topics.STAYS, back("p", 5, 4.5, by="cancel_transfer"))  # ADT^A12: back in the unit
+    line = client.get("/api/state").json()["recent"][0]
+    assert line["state"] == "resumed" and line["reason"].startswith("transfer cancelled: the stay goes on")
 
 
 def test_a_cancelled_discharge_brings_the_card_back_and_the_stays_records_count_again() -> None:
