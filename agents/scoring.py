@@ -175,7 +175,10 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     # first), before the scores: a reader of both topics meets a resumed stay before its score
     for record in ended:
         await publisher.send(stays_topic, record.patient_id, record.model_dump_json().encode())
-        (metrics.STAYS_ENDED if isinstance(record, StayEnded) else metrics.STAYS_RESUMED).inc()
+        if isinstance(record, StayEnded):
+            metrics.STAYS_ENDED.labels(record.ended_by).inc()
+        else:
+            metrics.STAYS_RESUMED.inc()
     for pid in pids:
         window, update, outcome = windows[pid], updates[pid], outcomes.get(pid)
         for hour in outcome.closed if outcome else []:  # every hour that closed: its final score

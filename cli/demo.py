@@ -330,6 +330,7 @@ def _summary(
         "dead_letters": rb.dead_letters,
         "dead_letter_reasons": dict(rb.dead_letter_reasons),
         "stays_ended": rb.stays_ended,
+        "stays_transferred": sum(1 for r in rb.stay_records if r.get("ended_by") == "transfer_out"),
         "stays_resumed": rb.stays_resumed,
         "lost": (len(sent_ids) - ok) + (len(sent_bad) - badc),
         "stack_start_s": round(stack_s, 2),
@@ -402,7 +403,8 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
     )
     console.print(f"{s['dead_letters']} dead letters {s['dead_letter_reasons']}; lost: {s['lost']}")
     console.print(
-        f"{s['stays_ended']} stays ended by a discharge (their alerts resolved, off the ward view); "
+        f"{s['stays_ended']} stays ended ({s['stays_ended'] - s['stays_transferred']} discharged, "
+        f"{s['stays_transferred']} moved out of the unit to a ward: their alerts resolved, off the ward view); "
         f"{s['stays_resumed']} discharge entered in error cancelled (ADT^A13: the stay resumed with its history)"
     )
     served = s.get("alert_threshold", {})

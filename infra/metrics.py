@@ -12,7 +12,11 @@ MLLP_MESSAGES = Counter("vigil_mllp_messages_total", "HL7v2 messages answered by
 MLLP_EVENTS = Counter("vigil_mllp_events_total", "Events the MLLP listener published on vigil.events.raw")
 MLLP_CONNECTIONS = Gauge("vigil_mllp_connections", "Open MLLP connections")
 ALERTS = Counter("vigil_alerts_total", "Alert transitions published", ["state", "severity"])
-STAYS_ENDED = Counter("vigil_stays_ended_total", "Stays ended by a discharge (published on vigil.stays)")
+STAYS_ENDED = Counter(
+    "vigil_stays_ended_total",
+    "Stays ended (published on vigil.stays), by what ended them: discharge, transfer_out",
+    ["by"],
+)
 STAYS_RESUMED = Counter(
     "vigil_stays_resumed_total", "Ended stays resumed by a cancel of their discharge (published on vigil.stays)"
 )
