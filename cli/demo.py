@@ -361,7 +361,12 @@ def worker_drift(port: int) -> tuple[dict[str, dict[str, float]], dict[str, floa
     except OSError:
         return {}, {}
     wards: dict[str, dict[str, float]] = {}
-    names = {"vigil_drift_max_psi": "max_psi", "vigil_drift_drifted": "drifted", "vigil_drift_patient_hours": "hours"}
+    names = {
+        "vigil_drift_max_psi": "max_psi",
+        "vigil_drift_drifted": "drifted",
+        "vigil_drift_patient_hours": "hours",
+        "vigil_drift_threshold": "psi_cutoff",
+    }
     closed: dict[str, dict[str, float]] = {}
     risk: dict[str, float] = {}
     served: dict[str, float | str] = {}
@@ -417,9 +422,10 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
     for ward, d in s["drift"].items():
         # the cut-off is the 99th percentile of training wards of the same size (agents/drift.py)
         state = "DRIFTED from the training data" if d.get("drifted") else "within the training data's range"
-        psi = float(d.get("max_psi", 0.0))
+        psi, cutoff = float(d.get("max_psi", 0.0)), float(d.get("psi_cutoff", 0.0))
         console.print(
-            f"  ward {ward}: inputs {state} (largest PSI {psi:.2f}, {int(d.get('hours', 0))} patient-hours); "
+            f"  ward {ward}: inputs {state} (largest PSI {psi:.2f}, cut-off {cutoff:.2f} for a ward of "
+            f"{int(d.get('hours', 0))} patient-hours); "
             f"{100 * d.get('alert_share', 0.0):.1f} % of {int(d.get('closed_hours', 0))} closed hours at alert level, "
             f"mean risk {d.get('mean_risk', 0.0):.4f}"
         )

@@ -56,6 +56,7 @@ def test_demo_worker_exposes_ward_drift(tmp_path: Path, monkeypatch: pytest.Monk
     for ward, d in drifted.items():
         assert ward in ("ICU-A", "ICU-B")
         assert d["hours"] >= 10 and d["max_psi"] >= 0 and d["drifted"] in (0.0, 1.0)
+        assert d["drifted"] == float(d["max_psi"] > d["psi_cutoff"])  # vigil_drift_threshold: the ward's cut-off
         # vigil_closed_hours_total: every closed hour the drift window holds was counted
         assert d["closed_hours"] >= d["hours"]
     for d in summary["drift"].values():
