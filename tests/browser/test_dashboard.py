@@ -189,8 +189,16 @@ def test_sort_search_filter_in_the_url_and_the_patient_page(dashboard, browser, 
     page.close()
 
 
-def test_a_discharged_patient_leaves_the_ward_and_comes_back_when_the_discharge_is_cancelled(
-    dashboard, browser, producer
+@pytest.mark.parametrize(
+    ("end", "cancel", "line", "why", "undone"),
+    [
+        ("discharge", "cancel_discharge", "discharged", "(discharge)", "discharge cancelled"),  # ADT^A03, A13
+        # ADT^A02 out of the monitored units, A12
+        ("transfer_out", "cancel_transfer", "transferred", "(transfer out of the unit)", "transfer cancelled"),
+    ],
+)
+def test_a_patient_who_leaves_the_ward_comes_back_when_the_discharge_or_transfer_is_cancelled(
+    dashboard, browser, producer, end: str, cancel: str, line: str, why: str, undone: str
 ) -> None:
     page = signed_in(browser, dashboard)
     pid = unique_patient("leaving")
@@ -202,20 +210,21 @@ def test_a_discharged_patient_leaves_the_ward_and_comes_back_when_the_discharge_
     patient.goto(dashboard + card_url)
     expect(patient.locator("#patient .label")).to_have_text(pid, timeout=15000)
     at = datetime.now(UTC) - timedelta(minutes=5)
-    discharge = PatientEvent(patient_id=pid, observed_at=at, kind="encounter", code="discharge", value=1, source="adt")
+    discharge = PatientEvent(patient_id=pid, observed_at=at, kind="encounter", code=end, value=1, source="adt")
     send(producer, [discharge])
     expect(card_of(page, pid)).to_have_count(0, timeout=60000)
-    expect(page.locator("#transitions li", has_text=pid)).to_contain_text("discharged")
+    expect(page.locator("#transitions li", has_text=pid)).to_contain_text(line)
     expect(patient.locator("#patient")).to_contain_text("left the ward: the stay ended at", timeout=15000)
-    shot(patient, "patient-discharged.png")
-    # the discharge was entered in error: ADT^A13 brings the card back, the stay goes on
-    cancel = PatientEvent(
-        patient_id=pid, observed_at=at + timedelta(minutes=2), kind="encounter", code="cancel_discharge", value=1
-    )
-    send(producer, [cancel])
+    expect(patient.locator("#patient")).to_contain_text(why)
+    if end == "discharge":
+        shot(patient, "patient-discharged.png")
+    # the end was entered in error: ADT^A13 (A12) brings the card back, the stay goes on
+    undo = PatientEvent(patient_id=pid, observed_at=at + timedelta(minutes=2), kind="encounter", code=cancel, value=1)
+    send(producer, [undo])
     expect(card_of(page, pid)).to_be_visible(timeout=60000)
-    expect(page.locator("#transitions li", has_text=pid).first).to_contain_text("discharge cancelled")
-    shot(page, "dashboard-resumed.png")
+    expect(page.locator("#transitions li", has_text=pid).first).to_contain_text(undone)
+    if end == "discharge":
+        shot(page, "dashboard-resumed.png")
     expect(patient.locator("#patient .label")).to_have_text(pid, timeout=15000)
     patient.close()
     page.close()
