@@ -420,12 +420,12 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
             f"{served.get('training_mean_risk', 0.0):.4f}; docs/operations.md)"
         )
     for ward, d in s["drift"].items():
-        # the cut-off is the 99th percentile of training wards of the same size (agents/drift.py)
+        # the cut-off: the 99th percentile of training wards of as many patients (models/drift.py)
         state = "DRIFTED from the training data" if d.get("drifted") else "within the training data's range"
         psi, cutoff = float(d.get("max_psi", 0.0)), float(d.get("psi_cutoff", 0.0))
         console.print(
-            f"  ward {ward}: inputs {state} (largest PSI {psi:.2f}, cut-off {cutoff:.2f} for a ward of "
-            f"{int(d.get('hours', 0))} patient-hours); "
+            f"  ward {ward}: inputs {state} (largest PSI {psi:.2f}, cut-off {cutoff:.2f} for its number of "
+            f"patients; {int(d.get('hours', 0))} patient-hours); "
             f"{100 * d.get('alert_share', 0.0):.1f} % of {int(d.get('closed_hours', 0))} closed hours at alert level, "
             f"mean risk {d.get('mean_risk', 0.0):.4f}"
         )
