@@ -59,7 +59,6 @@ from vigil.schemas.codes import (
     STAY_CANCELS,
     STAY_ENDS,
     TRANSFER_OUT,
-    TRANSFERS,
 )
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent
@@ -200,8 +199,8 @@ def discharge(
     ``unscored``: events applied to the stay in the discharge's batch, before it, never scored;
     ``carry``: the stay's stepping carry, held with its window."""
     ward = event.ward or window.ward
-    reason = TRANSFERRED if event.code == TRANSFER_OUT else DISCHARGED
-    resolved = on_discharge(alert, event.observed_at, event.encounter, ward, reason)
+    moved = event.code == TRANSFER_OUT
+    resolved = on_discharge(alert, event.observed_at, event.encounter, ward, TRANSFERRED if moved else DISCHARGED)
     ended = end_stay(window, event)
     assert ended.ended_s is not None
     kept = replace(copy.deepcopy(window), ended_s=ended.ended_s, ended_encounter=ended.ended_encounter)
@@ -213,7 +212,7 @@ def discharge(
         ended_at=event.observed_at,
         through=datetime.fromtimestamp(ended.ended_s, tz=UTC),
         event_id=event.event_id,
-        ended_by=TRANSFER_OUT if event.code == TRANSFER_OUT else DISCHARGE,
+        ended_by=TRANSFER_OUT if moved else DISCHARGE,
         unscored_event_ids=list(unscored or []),
         source=event.source,
         resolved_alert=resolved[0].alert_id if resolved else None,
@@ -353,7 +352,7 @@ def _cancel_refusal(
         span = window.observed_span()
         if discharged_s is not None and window.ended_s is None and span is not None and span[0] <= discharged_s:
             return Rejected("duplicate", f"{code}: the end was cancelled already: the stay goes on")
-        if code in TRANSFERS:  # the transfer it cancels ended no stay (between ICUs, never in one)
+        if code == CANCEL_TRANSFER:  # the transfer it cancels ended no stay (between ICUs, never in one)
             return Rejected(NO_OPEN_STAY, f"{code}: Vigil holds no stay that the cancelled transfer ended")
         return Rejected("unknown_stay", f"{code}: Vigil holds no ended stay of this patient to resume")
     if window.ended_s is not None and window.ended_s != end or window.ended_s is None and window.after_s != end:

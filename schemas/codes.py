@@ -111,7 +111,6 @@ CANCEL_DISCHARGE: Final = "cancel_discharge"
 CANCEL_TRANSFER: Final = "cancel_transfer"
 STAY_ENDS: Final = frozenset({DISCHARGE, TRANSFER_OUT})  # the codes that end a stay
 STAY_CANCELS: Final = frozenset({CANCEL_DISCHARGE, CANCEL_TRANSFER})  # and those that undo an end
-TRANSFERS: Final = frozenset({TRANSFER_OUT, CANCEL_TRANSFER})  # end or resume only what Vigil holds
 
 CATALOGUE: Final[dict[str, tuple[EventKind, str, tuple[float, float]]]] = {
     **{c: ("vital", u, r) for c, (u, r) in VITALS.items()},

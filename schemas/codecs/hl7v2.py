@@ -278,13 +278,14 @@ def _decode_adt(
     evn = next((s for s in segments if _name(s) == "EVN"), None)
     ward = _field(pv1, 3) or None
     if code is None:
-        transfer = transfers.code_of(trigger, _field(pv1, 3), _field(pv1, 6))
+        prior = _field(pv1, 6)
+        transfer = transfers.code_of(trigger, _field(pv1, 3), prior)
         if isinstance(transfer, Rejected):
             result.ignored.append(Rejected(transfer.reason, where + transfer.detail))
             return
         code = transfer
         if code == TRANSFER_OUT:  # the stay's unit, which the patient left; out of theatre: the stay's own
-            ward = _field(pv1, 6) if _point_of_care(_field(pv1, 6)) in transfers.monitored else None
+            ward = prior if _point_of_care(prior) in transfers.monitored else None
     patient_id = _patient_id(pid) if pid is not None else ""
     if not patient_id:
         result.rejected.append(Rejected("missing_subject", f"{where}PID-3 has no patient identifier"))
