@@ -19,6 +19,7 @@ from vigil.agents.app import app, deadletter_topic, events_raw_topic, ingest_fhi
 from vigil.agents.runtime import Publisher, batches, run_batch, source_of
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
+from vigil.infra.unmapped import count_unmapped
 from vigil.models.stays import is_discharge
 from vigil.schemas.codecs.fhir_stream import EntryOutcome, decode_fhir_stream
 from vigil.schemas.codecs.hl7v2 import decode_hl7v2
@@ -28,13 +29,13 @@ from vigil.schemas.normalize import normalize_event
 
 Decoder = Callable[[bytes], Iterable[EntryOutcome]]
 log = get_logger(__name__)
-TRANSFERS = settings.ingest.transfers()  # which ADT^A02 transfers end a stay (ingest.monitored_units)
+UNITS = settings.ingest.units()  # which results are scored, which ADT^A02 end a stay (ingest.monitored_units)
 
 
 @app.task
 async def say_which_transfers_end_a_stay() -> None:
     """Once at start: a site that set its monitored units (or forgot to) reads it in the worker's log."""
-    log.info("intake.transfers", monitored_units=sorted(TRANSFERS.monitored), away_units=sorted(TRANSFERS.away))
+    log.info("intake.transfers", monitored_units=sorted(UNITS.monitored), away_units=sorted(UNITS.away))
 
 
 def fhir_entries(payload: bytes) -> Iterable[EntryOutcome]:
@@ -43,7 +44,7 @@ def fhir_entries(payload: bytes) -> Iterable[EntryOutcome]:
 
 
 def hl7v2_message(payload: bytes) -> Iterable[EntryOutcome]:
-    result = decode_hl7v2(payload, transfers=TRANSFERS)
+    result = decode_hl7v2(payload, units=UNITS)
     return [EntryOutcome(None, result, payload if result.rejected else b"")]
 
 
@@ -68,10 +69,7 @@ async def interop_batch(batch: Sequence[faust.EventT], publisher: Publisher, dec
                     continue
                 # into the one intake topic: ingest validates, publishes vigil.events and scores
                 await publisher.send(events_raw_topic, checked.patient_id, checked.model_dump_json().encode())
-            for ignored in result.ignored:
-                metrics.INTEROP_IGNORED.labels(ignored.reason).inc()
-            for code, count in result.unknown_codes.items():
-                metrics.UNKNOWN_CODES.labels(code[:80]).inc(count)
+            count_unmapped(result)
             if rejected:
                 # one dead letter per message or Bundle entry, carrying only that entry (issue 16)
                 original = m.value if item.index is None else item.original_bytes()

@@ -37,8 +37,10 @@ from vigil.infra.deadletters import MLLP_SOURCE
 from vigil.infra.logging import get_logger
 from vigil.infra.publish import Record
 from vigil.infra.settings import MllpSettings
+from vigil.infra.unmapped import count_unmapped
 from vigil.schemas import topics
-from vigil.schemas.codecs.hl7v2 import NO_TRANSFERS, Transfers, decode_hl7v2
+from vigil.schemas.codecs.hl7v2 import NO_UNITS, Units, decode_hl7v2
+from vigil.schemas.codecs.loinc import DecodeResult
 from vigil.schemas.codecs.mllp import Item, MllpFramer, Oversize, Stray, ack, frame
 from vigil.schemas.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Rejected, Source, one_per_input
 from vigil.schemas.errors import UserError
@@ -60,6 +62,7 @@ class Outcome:
     text: str = ""
     payload: bytes = b""
     events: int = 0
+    unmapped: DecodeResult = field(default_factory=DecodeResult)  # what was ignored, unknown codes: counted
     reasons: list[str] = field(default_factory=list)  # one per dead letter among its records
 
     @property
@@ -77,9 +80,9 @@ def _dead_letter(rejected: Rejected, original: bytes, now: datetime, size: int |
     return topics.DEADLETTER, DEADLETTER_KEY, letter.model_dump_json().encode()
 
 
-def outcome_of(item: Item, max_bytes: int, now: datetime, transfers: Transfers = NO_TRANSFERS) -> Outcome:
-    """Pure: the records and the answer for one framed item (``transfers``: which ADT transfers end
-    a stay, the settings' ``ingest.monitored_units``)."""
+def outcome_of(item: Item, max_bytes: int, now: datetime, units: Units = NO_UNITS) -> Outcome:
+    """Pure: the records and the answer for one framed item (``units``: which results are scored and
+    which ADT transfers end a stay, the settings' ``ingest.monitored_units``)."""
     if isinstance(item, Stray):
         what = "a connection closed inside an MLLP frame" if item.unterminated else "bytes outside any MLLP frame"
         rejected = Rejected("parse_error", f"{what} ({item.size} bytes)")
@@ -90,8 +93,8 @@ def outcome_of(item: Item, max_bytes: int, now: datetime, transfers: Transfers =
         rejected = Rejected("too_large", f"MLLP message of {item.size} bytes (limit {max_bytes})")
         letter = _dead_letter(rejected, item.prefix, now, item.size, item.sha256)
         return Outcome([letter], "AE", f"too_large: {rejected.detail}", item.prefix, reasons=["too_large"])
-    decoded = decode_hl7v2(item.payload, transfers=transfers).checked(now)  # the intake rules: unit, range, clock skew
-    out = Outcome(payload=item.payload, events=len(decoded.events))
+    decoded = decode_hl7v2(item.payload, units=units).checked(now)  # the intake rules: unit, range, clock skew
+    out = Outcome(payload=item.payload, events=len(decoded.events), unmapped=decoded)
     for event in decoded.events:
         out.records.append((topics.EVENTS_RAW, event.patient_id.encode(), event.model_dump_json().encode()))
     if decoded.rejected:
@@ -102,22 +105,22 @@ def outcome_of(item: Item, max_bytes: int, now: datetime, transfers: Transfers =
         n_events = len(decoded.events)
         out.code, out.text = "AA", f"accepted {n_events} event{'s' if n_events > 1 else ''}"
         if decoded.rejected:
-            out.text += f", {_refused(decoded.rejected)} (dead letters)"
+            out.text += f", {_parts(decoded.rejected, 'refused')} (dead letters)"
     elif len(decoded.rejected) == 1:
         first = decoded.rejected[0]
         out.code, out.text = "AE", f"{first.reason}: {first.detail}"
     elif decoded.rejected:
-        out.code, out.text = "AE", _refused(decoded.rejected)
+        out.code, out.text = "AE", _parts(decoded.rejected, "refused")
     else:
-        out.code, out.text = "AA", f"nothing to map ({len(decoded.ignored)} parts ignored)"
+        out.code, out.text = "AA", "nothing to map: " + _parts(decoded.ignored, "ignored")
     return out
 
 
-def _refused(rejected: Sequence[Rejected]) -> str:
-    """'3 parts refused: clock_skew x2, unmapped_code'."""
-    counts = Counter(r.reason for r in rejected).most_common()
+def _parts(parts: Sequence[Rejected], what: str) -> str:
+    """'3 parts refused: clock_skew x2, unmapped_code', '1 part ignored: unmonitored_unit'."""
+    counts = Counter(r.reason for r in parts).most_common()
     reasons = ", ".join(f"{r} x{n}" if n > 1 else r for r, n in counts)
-    return f"{len(rejected)} part{'s' if len(rejected) > 1 else ''} refused: {reasons}"
+    return f"{len(parts)} part{'s' if len(parts) > 1 else ''} {what}: {reasons}"
 
 
 @dataclass
@@ -130,16 +133,23 @@ class Tally:
     events: int = 0
     dead_letters: int = 0
     acks: Counter[str] = field(default_factory=Counter)
+    ignored: Counter[str] = field(default_factory=Counter)  # parts not mapped, by reason (not errors)
+    ignored_units: Counter[str] = field(default_factory=Counter)  # ORU^R01 from units neither monitored nor away
 
     def summary(self) -> dict[str, object]:
-        return {**asdict(self), "acks": dict(self.acks)}
+        return {
+            **asdict(self),
+            "acks": dict(self.acks),
+            "ignored": dict(self.ignored),
+            "ignored_units": dict(self.ignored_units),
+        }
 
 
 async def handle(
-    item: Item, publish: Publish, limits: MllpSettings, tally: Tally, transfers: Transfers = NO_TRANSFERS
+    item: Item, publish: Publish, limits: MllpSettings, tally: Tally, units: Units = NO_UNITS
 ) -> bytes | None:
     """Publish one item's records (in a thread: the producer blocks) and return its answer."""
-    out = outcome_of(item, limits.max_message_bytes, datetime.now(UTC), transfers)
+    out = outcome_of(item, limits.max_message_bytes, datetime.now(UTC), units)
     try:
         if out.records:
             await asyncio.to_thread(publish, out.records)
@@ -154,6 +164,9 @@ async def handle(
         metrics.MLLP_EVENTS.inc(out.events)
         for reason in out.reasons:
             metrics.DEAD_LETTERS.labels(reason).inc()
+        count_unmapped(out.unmapped)
+        tally.ignored.update(r.reason for r in out.unmapped.ignored)
+        tally.ignored_units.update(out.unmapped.ignored_units)
     if out.code is not None:
         tally.messages += 1
         tally.acks[out.code] += 1
@@ -167,7 +180,7 @@ async def converse(
     publish: Publish,
     limits: MllpSettings,
     tally: Tally,
-    transfers: Transfers = NO_TRANSFERS,
+    units: Units = NO_UNITS,
 ) -> None:
     """One connection: read, frame, answer each message in turn, until it closes or idles."""
     framer = MllpFramer(limits.max_message_bytes)
@@ -180,7 +193,7 @@ async def converse(
             if not data:
                 break
             for item in framer.feed(data):
-                answer = await handle(item, publish, limits, tally, transfers)
+                answer = await handle(item, publish, limits, tally, units)
                 if answer is not None:
                     writer.write(answer)
                     await writer.drain()
@@ -188,7 +201,7 @@ async def converse(
         pass  # the peer went away; what it left is accounted for below
     finally:
         for item in framer.close():
-            await handle(item, publish, limits, tally, transfers)
+            await handle(item, publish, limits, tally, units)
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
@@ -231,7 +244,7 @@ async def serve(
     stop: asyncio.Event,
     tally: Tally,
     on_listening: Callable[[int], None] | None = None,
-    transfers: Transfers = NO_TRANSFERS,
+    units: Units = NO_UNITS,
 ) -> None:
     """Listen until ``stop`` is set (``on_listening`` is told the port bound, port 0 = any free one),
     then cut the connections still open: one cut while its last message was in flight has no ACK for
@@ -255,7 +268,7 @@ async def serve(
         if current is not None:
             handlers.add(current)
         try:
-            await converse(reader, writer, publish, limits, tally, transfers)
+            await converse(reader, writer, publish, limits, tally, units)
         except asyncio.CancelledError:
             # cut by the stop below: not raised on, or asyncio logs the handler's end as an error with
             # a traceback (Python 3.11's start_server), once per sender connected at every restart

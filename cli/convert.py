@@ -42,7 +42,7 @@ def convert(
         raise typer.BadParameter("must be fhir or hl7v2", param_hint="--from")
     payload = file.read_bytes()
     if source == "hl7v2":
-        results = [decode_hl7v2(payload, transfers=get_settings().ingest.transfers())]
+        results = [decode_hl7v2(payload, units=get_settings().ingest.units())]
     elif file.suffix.lower() == ".ndjson":
         # FHIR bulk-data export format: one resource per line
         results = [decode_fhir(line) for line in payload.splitlines() if line.strip()]
@@ -52,11 +52,7 @@ def convert(
     total = DecodeResult()
     now = datetime.now(UTC)
     for decoded in results:
-        result = decoded.checked(now)  # canonical unit, plausible range, clock: as the interop agent
-        total.events.extend(result.events)
-        total.rejected.extend(result.rejected)
-        total.ignored.extend(result.ignored)
-        total.unknown_codes.update(result.unknown_codes)
+        total.extend(decoded.checked(now))  # canonical unit, plausible range, clock: as the interop agent
     for event in total.events:
         sys.stdout.write(event.model_dump_json() + "\n")
     for rejected in total.rejected:

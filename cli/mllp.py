@@ -64,7 +64,7 @@ def mllp(
         start_http_server(metrics_port, addr="127.0.0.1")
     producer = kafka_producer(settings, linger_ms=2, retries=5, client_id="vigil-mllp")
     tally = Tally()
-    transfers = settings.ingest.transfers()
+    units = settings.ingest.units()
 
     def publish(records: Sequence[Record]) -> None:
         send_and_wait(producer, records)
@@ -74,15 +74,17 @@ def mllp(
         loop = asyncio.get_running_loop()
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(s, stop.set)
-        await serve(publish, limits, host, port, stop, tally, listening, transfers)
+        await serve(publish, limits, host, port, stop, tally, listening, units)
 
     def listening(bound: int) -> None:
         how = "" if tls is None else " over TLS" + (", client certificates required" if limits.tls_client_ca else "")
         console.print(f"MLLP on {host}:{bound}{how}: HL7v2 ORU^R01 in, ACK out (Ctrl-C to stop)", highlight=False)
-        units, away = ", ".join(sorted(transfers.monitored)), ", ".join(sorted(transfers.away))
+        monitored, away = ", ".join(sorted(units.monitored)), ", ".join(sorted(units.away))
         console.print(
-            f"ADT^A02 out of {units} ends a stay" + (f"; away: {away}" if away else "")
-            if units
+            f"ADT^A02 out of {monitored} ends a stay"
+            + (f"; away: {away}" if away else "")
+            + "; ORU^R01 from other units ignored"
+            if monitored
             else "ADT^A02 transfers ignored (VIGIL_INGEST__MONITORED_UNITS unset)",
             highlight=False,
         )
@@ -97,6 +99,9 @@ def mllp(
         f"{s['dead_letters']} dead letters, acks {dict(tally.acks) or '-'}",
         highlight=False,
     )
+    if tally.ignored_units:  # a unit missing from the monitored ones: its patients were not scored
+        named = ", ".join(f"{unit} x{n}" for unit, n in tally.ignored_units.most_common(10))
+        console.print(f"results ignored from units neither monitored nor away: {named}", highlight=False)
     if json_out:
         emit_json(s)
 

@@ -53,6 +53,12 @@ CONSUMER_LAG = Gauge("vigil_consumer_lag", "Consumer lag (messages) per topic", 
 REDIS_UP = Gauge("vigil_redis_up", "1 when the worker's Redis calls succeed")
 INTEROP_IGNORED = Counter("vigil_interop_ignored_total", "FHIR/HL7 parts deliberately not mapped", ["reason"])
 UNKNOWN_CODES = Counter("vigil_unknown_codes_total", "Unmapped codes seen in FHIR/HL7 input (system|code)", ["code"])
+IGNORED_UNITS = Counter(
+    "vigil_ignored_units_total",
+    "HL7v2 ORU^R01 messages ignored because their point of care (PV1-3.1) is neither a monitored nor an "
+    "away unit (infra.unmapped: at most 256 units named, then 'other')",
+    ["unit"],
+)
 # Input drift per ward (agents/drift.py, models/drift.py): PSI of the live inputs vs the training reference
 DRIFT_PSI = Gauge(
     "vigil_drift_psi",

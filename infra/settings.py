@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from vigil.models.site_threshold import Site
-    from vigil.schemas.codecs.hl7v2 import Transfers
+    from vigil.schemas.codecs.hl7v2 import Units
 
 DEFAULT_LOG_HASH_KEY = "vigil-dev-only-change-me"
 
@@ -158,30 +158,31 @@ class IngestSettings(BaseModel):
     # and SHA-256). Kept well under the producer's max_request_size (1 MB) so that a whole copy of
     # anything accepted fits in a dead letter (schemas.deadletter.MAX_DEAD_LETTER_BYTES).
     max_event_bytes: int = Field(default=64 * 1024, ge=1024, le=512 * 1024)
-    # The points of care (HL7v2 PV1-3.1) Vigil scores, the ICUs: an ADT^A02 transfer out of one of
-    # them to a unit that is neither monitored nor away ends the stay, as a discharge does, and its
-    # ADT^A12 cancel resumes it. Empty: transfers are ignored (only a discharge ends a stay).
+    # The points of care (HL7v2 PV1-3.1) Vigil scores, the ICUs: an ORU^R01 from a unit neither
+    # monitored nor away is ignored (counted); an ADT^A02 transfer out of one of them to such a unit
+    # ends the stay, as a discharge does, and its ADT^A12 cancel resumes it. Empty: every result is
+    # scored and transfers are ignored (only a discharge ends a stay).
     # Environment: VIGIL_INGEST__MONITORED_UNITS='["MICU","SICU"]'
     monitored_units: tuple[str, ...] = ()
     # where a patient goes and comes back from (theatre, imaging, a procedure room): a transfer
-    # there does not end the stay
+    # there does not end the stay, and results from there are scored
     away_units: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _monitored_or_away(self) -> IngestSettings:
         if not (self.monitored_units and self.away_units):
             return self  # nothing to compare (and the codec not imported for every settings object)
-        rules = self.transfers()
+        rules = self.units()
         if both := rules.monitored & rules.away:
             named = ", ".join(sorted(both))
             raise ValueError(f"{named} in both MONITORED_UNITS and AWAY_UNITS: a unit is monitored or away, not both")
         return self
 
-    def transfers(self) -> Transfers:
-        """Which HL7v2 transfers end a stay (``schemas.codecs.hl7v2.Transfers``)."""
-        from vigil.schemas.codecs.hl7v2 import Transfers  # the hl7 package: not for every importer of the settings
+    def units(self) -> Units:
+        """Which HL7v2 results are scored and which transfers end a stay (``schemas.codecs.hl7v2.Units``)."""
+        from vigil.schemas.codecs.hl7v2 import Units  # the hl7 package: not for every importer of the settings
 
-        return Transfers.of(self.monitored_units, self.away_units)
+        return Units.of(self.monitored_units, self.away_units)
 
 
 class MllpSettings(BaseModel):

@@ -14,11 +14,13 @@ OBX-5 value, OBX-6 units, OBX-11 result status, OBX-14 observation time. ``ADT^A
 a ``discharge`` event (``models.stays``) at PV1-45 discharge time, else EVN-6 event occurred, else
 EVN-2 recorded time; ``ADT^A13``: a ``cancel_discharge`` at EVN-6, else EVN-2. ``ADT^A02`` (transfer,
 PV1-3 the new location, PV1-6 the prior one) out of a monitored or away unit to a unit that is
-neither (``Transfers``) is a ``transfer_out`` at EVN-6, else EVN-2: it ends the patient's stay, if
+neither (``Units``) is a ``transfer_out`` at EVN-6, else EVN-2: it ends the patient's stay, if
 Vigil holds one open, as a discharge would; ``ADT^A12`` (cancel transfer, PV1-3 the location
 restored) that may undo one is a ``cancel_transfer``. The other ADT triggers (admit, update...) and
 the transfers that cannot leave the monitored units are ignored, counted, not dead-lettered: an
-interface engine sends a unit all of them. Rules: docs/interop.md.
+interface engine sends a unit all of them. So is an ``ORU^R01`` whose PV1-3.1 names a unit neither
+monitored nor away, where the site names its units: a ward's results are not Vigil's to score.
+Rules: docs/interop.md.
 """
 
 from __future__ import annotations
@@ -73,19 +75,29 @@ def _points_of_care(names: Iterable[str]) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
-class Transfers:
-    """Which transfers end a stay: the site's points of care (PV1-3.1, compared without case), from
-    the settings ``ingest.monitored_units`` and ``ingest.away_units``. ``monitored``: the units Vigil
-    scores (the ICUs); ``away``: where a patient goes and comes back from (theatre, imaging, a
-    procedure room), so a transfer there does not end the stay. No monitored unit (the default):
-    every transfer is ignored, and only a discharge ends a stay."""
+class Units:
+    """The site's points of care (PV1-3.1, compared without case), from the settings
+    ``ingest.monitored_units`` and ``ingest.away_units``: which results Vigil scores and which
+    transfers end a stay. ``monitored``: the units Vigil scores (the ICUs); ``away``: where a patient
+    goes and comes back from (theatre, imaging, a procedure room), so a transfer there does not end
+    the stay and results from there are scored. No monitored unit (the default): every result is
+    scored, every transfer is ignored, and only a discharge ends a stay."""
 
     monitored: frozenset[str] = frozenset()
     away: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, monitored: Iterable[str] = (), away: Iterable[str] = ()) -> Transfers:
+    def of(cls, monitored: Iterable[str] = (), away: Iterable[str] = ()) -> Units:
         return cls(_points_of_care(monitored), _points_of_care(away))
+
+    def scored(self, assigned: str) -> Rejected | None:
+        """An ``ORU^R01`` from ``assigned`` (PV1-3.1): ``None`` when Vigil scores it (no monitored unit
+        is set, the message names no unit, or a monitored or away one), else the ``unmonitored_unit``
+        the decoder ignores (counted): a hospital-wide feed sends the wards' results too."""
+        unit = _point_of_care(assigned)
+        if not self.monitored or not unit or unit in self.monitored or unit in self.away:
+            return None
+        return Rejected("unmonitored_unit", f"ORU^R01 from {unit}: not a monitored or away unit (PV1-3)")
 
     def code_of(self, trigger: str, assigned: str, prior: str) -> str | Rejected:
         """``A02`` (``assigned`` PV1-3.1, the new location; ``prior`` PV1-6.1, the one left) ->
@@ -116,23 +128,24 @@ class Transfers:
         return TRANSFER_OUT
 
 
-NO_TRANSFERS: Final = Transfers()
+NO_UNITS: Final = Units()
 
 
 def decode_hl7v2(
-    payload: bytes | bytearray | memoryview | str, *, default_tz: tzinfo = UTC, transfers: Transfers = NO_TRANSFERS
+    payload: bytes | bytearray | memoryview | str, *, default_tz: tzinfo = UTC, units: Units = NO_UNITS
 ) -> DecodeResult:
     """Decode one HL7v2 payload (one or more ORU^R01 or ADT messages).
 
     ``default_tz`` applies to timestamps without an offset when MSH-7 has none either (HL7 says such
-    a time is the sender's local time; the sender's offset in MSH-7 is used first). ``transfers``:
-    which ADT transfers end a stay (none by default)."""
+    a time is the sender's local time; the sender's offset in MSH-7 is used first). ``units``: the
+    site's monitored and away units, which results are scored and which ADT transfers end a stay
+    (by default every result is scored and no transfer ends one)."""
     result = DecodeResult()
     try:
         for message_text in _split_messages(payload, result):
             before = len(result.events)
             try:
-                _decode_message(message_text, result, default_tz, transfers)
+                _decode_message(message_text, result, default_tz, units)
             except Exception as exc:  # isolate a codec bug to its message; never crash a worker
                 del result.events[before:]
                 result.rejected.append(Rejected("internal", f"decoder error {type(exc).__name__}"))
@@ -175,7 +188,7 @@ def _split_messages(payload: bytes | bytearray | memoryview | str, result: Decod
     return ["\r".join(m) for m in messages]
 
 
-def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo, transfers: Transfers) -> None:
+def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo, units: Units) -> None:
     # MSH-1 (the field separator) and MSH-2 (the encoding characters) must be present
     if len(text) < 8 or text[3].isalnum() or text[3].isspace():
         result.rejected.append(Rejected("parse_error", "MSH segment has no field separator"))
@@ -193,7 +206,7 @@ def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo, transfe
     key = _message_key(msh, control_id, text)
     sender_tz = _offset(_field(msh, 7)) or default_tz
     if message_type == "ADT":
-        _decode_adt(message, trigger, result, where=where, key=key, sender_tz=sender_tz, transfers=transfers)
+        _decode_adt(message, trigger, result, where=where, key=key, sender_tz=sender_tz, units=units)
         return
     if message_type != "ORU" or trigger not in ("R01", ""):
         result.rejected.append(
@@ -204,6 +217,10 @@ def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo, transfe
     segments = list(message)
     pid = next((s for s in segments if _name(s) == "PID"), None)
     pv1 = next((s for s in segments if _name(s) == "PV1"), None)
+    if (elsewhere := units.scored(_field(pv1, 3))) is not None:  # a ward's results: not Vigil's, not an error
+        result.ignored.append(Rejected(elsewhere.reason, where + elsewhere.detail))
+        result.ignored_units[_point_of_care(_field(pv1, 3))] += 1
+        return
     observations = [s for s in segments if _name(s) == "OBX"]
     if not observations:
         result.rejected.append(Rejected("no_observations", f"{where}ORU^R01 without OBX segments"))
@@ -250,23 +267,23 @@ def _message_key(msh: Any, control_id: str, text: str) -> str:
 
 
 # ADT triggers Vigil reads: the stay's end, and its cancel (the discharge was entered in error); a
-# transfer and its cancel where ``Transfers`` says so. The time: of a discharge PV1-45 (discharge
+# transfer and its cancel where ``Units`` says so. The time: of a discharge PV1-45 (discharge
 # date/time), else EVN-6 (event occurred), else EVN-2 (recorded); of a cancel or a transfer EVN-6,
 # else EVN-2 (PV1-45 may still name the discharge a cancel cancels)
 _EVENT_TIME: Final = (("EVN", 6), ("EVN", 2))
 ADT_EVENTS: dict[str, tuple[str | None, tuple[tuple[str, int], ...]]] = {
     "A03": (DISCHARGE, (("PV1", 45), *_EVENT_TIME)),
     "A13": (CANCEL_DISCHARGE, _EVENT_TIME),
-    "A02": (None, _EVENT_TIME),  # the code: Transfers.code_of
+    "A02": (None, _EVENT_TIME),  # the code: Units.code_of
     "A12": (None, _EVENT_TIME),
 }
 
 
 def _decode_adt(
-    message: Any, trigger: str, result: DecodeResult, *, where: str, key: str, sender_tz: tzinfo, transfers: Transfers
+    message: Any, trigger: str, result: DecodeResult, *, where: str, key: str, sender_tz: tzinfo, units: Units
 ) -> None:
     """ADT^A03 -> one ``discharge`` event, ADT^A13 -> one ``cancel_discharge``, ADT^A02/A12 -> either
-    where ``transfers`` says; any other ADT trigger is ignored (counted, not an error)."""
+    where ``units`` says; any other ADT trigger is ignored (counted, not an error)."""
     if trigger not in ADT_EVENTS:
         detail = f"{where}ADT^{trigger or '?'} is not a discharge (A03), a transfer (A02) or their cancel (A13, A12)"
         result.ignored.append(Rejected("adt_not_discharge", detail))
@@ -279,13 +296,13 @@ def _decode_adt(
     ward = _field(pv1, 3) or None
     if code is None:
         prior = _field(pv1, 6)
-        transfer = transfers.code_of(trigger, _field(pv1, 3), prior)
+        transfer = units.code_of(trigger, _field(pv1, 3), prior)
         if isinstance(transfer, Rejected):
             result.ignored.append(Rejected(transfer.reason, where + transfer.detail))
             return
         code = transfer
         if code == TRANSFER_OUT:  # the stay's unit, which the patient left; out of theatre: the stay's own
-            ward = prior if _point_of_care(prior) in transfers.monitored else None
+            ward = prior if _point_of_care(prior) in units.monitored else None
     patient_id = _patient_id(pid) if pid is not None else ""
     if not patient_id:
         result.rejected.append(Rejected("missing_subject", f"{where}PID-3 has no patient identifier"))

@@ -327,19 +327,23 @@ class DecodeResult:
     ``rejected`` goes to the dead letters (with the original bytes); ``ignored`` does not: it lists
     parts that are deliberately not mapped and are not errors (a vital-signs panel whose members
     arrive as their own Observations, a Patient resource giving context in a Bundle, an empty Bundle).
-    ``unknown_codes`` counts codes by ``system|code`` so an integrator sees what to add to the table.
+    ``unknown_codes`` counts codes by ``system|code`` so an integrator sees what to add to the table;
+    ``ignored_units`` counts the messages ignored by point of care (``unmonitored_unit``), so an
+    operator sees a unit missing from the monitored ones: its patients are not scored.
     """
 
     events: list[PatientEvent] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     unknown_codes: Counter[str] = field(default_factory=Counter)
     ignored: list[Rejected] = field(default_factory=list)
+    ignored_units: Counter[str] = field(default_factory=Counter)
 
     def extend(self, other: DecodeResult) -> None:
         self.events.extend(other.events)
         self.rejected.extend(other.rejected)
         self.ignored.extend(other.ignored)
         self.unknown_codes.update(other.unknown_codes)
+        self.ignored_units.update(other.ignored_units)
 
     @property
     def accounted(self) -> int:
@@ -352,13 +356,16 @@ class DecodeResult:
             "ignored": len(self.ignored),
             "reasons": dict(Counter(r.reason for r in self.rejected)),
             "unknown_codes": dict(self.unknown_codes),
+            "ignored_units": dict(self.ignored_units),
         }
 
     def checked(self, now: datetime) -> DecodeResult:
         """The same result after the intake rules (``normalize_event``: canonical unit, plausible
         range, clock skew): events that fail them move to ``rejected``. What ``vigil convert`` shows
         and what the interop agent publishes."""
-        out = DecodeResult([], list(self.rejected), Counter(self.unknown_codes), list(self.ignored))
+        out = DecodeResult(
+            [], list(self.rejected), Counter(self.unknown_codes), list(self.ignored), Counter(self.ignored_units)
+        )
         for event in self.events:
             result = normalize_event(event, now)
             (out.rejected if isinstance(result, Rejected) else out.events).append(result)  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """ADT transfers on the real broker and Redis, with the site's monitored units set: through `vigil
 mllp` (the session's worker scoring), a move between two monitored units leaves the stay alone, an
 ADT^A02 out of them ends the stay the ORU messages opened, and the ADT^A12 that cancels it resumes
-the stay; through `vigil.ingest.hl7v2`, a worker started with the setting ends the stay as well."""
+the stay; through `vigil.ingest.hl7v2`, a worker started with the setting ends the stay as well.
+Results from a unit neither monitored nor away (a ward) are ignored on both paths: not scored."""
 
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ def adt(trigger: str, pid: str, at: datetime, to: str, prior: str) -> bytes:
     ).encode()
 
 
+def on_ward(oru: bytes, unit: str = "4WEST") -> bytes:
+    """The fixture's ORU^R01 (PV1-3 ICU-3) sent from another unit."""
+    assert b"|ICU-3^" in oru
+    return oru.replace(b"|ICU-3^", f"|{unit}^".encode())
+
+
 def stay_records(r: Any, pid: str, record: str) -> list[dict[str, Any]]:
     return [s for s in r.snapshot().stay_records if s["patient_id"] == pid and s.get("record", "stay_ended") == record]
 
@@ -47,7 +54,7 @@ def test_a_transfer_out_of_the_monitored_units_ends_the_stay_and_its_cancel_resu
             assert ack_of(conn)[:2] == ["MSA", "AA"]
             assert wait_for(lambda: any(p == pid for p, _ in r.snapshot().last_scores), timeout=60), "scored"
             conn.sendall(frame(adt("A02", pid, at + timedelta(minutes=10), "SICU", "ICU-3")))
-            assert ack_of(conn)[:4] == ["MSA", "AA", f"{pid}-A02-SICU", "nothing to map (1 parts ignored)"]
+            assert ack_of(conn)[:4] == ["MSA", "AA", f"{pid}-A02-SICU", "nothing to map: 1 part ignored: adt_transfer"]
             conn.sendall(frame(adt("A02", pid, at + timedelta(minutes=20), "4WEST", "SICU")))
             assert ack_of(conn)[:4] == ["MSA", "AA", f"{pid}-A02-4WEST", "accepted 1 event"]
             assert wait_for(lambda: stay_records(r, pid, "stay_ended"), timeout=60), "the transfer ended the stay"
@@ -58,7 +65,7 @@ def test_a_transfer_out_of_the_monitored_units_ends_the_stay_and_its_cancel_resu
         assert ended["ward"] == "SICU" and ended["ended_at"].startswith(
             (at + timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M")
         )
-    assert listener.banner == "ADT^A02 out of ICU-3, SICU ends a stay\n"
+    assert listener.banner == "ADT^A02 out of ICU-3, SICU ends a stay; ORU^R01 from other units ignored\n"
     assert '"level": "error"' not in listener.output  # stopped as its sender hung up: a clean stop
     summary = listener.summary
     assert summary["messages"] == 4 and summary["acks"] == {"AA": 4} and summary["events"] == 10
@@ -86,9 +93,13 @@ def test_a_patient_who_goes_on_from_theatre_to_a_ward_leaves_the_stay_and_other_
                 conn.sendall(frame(message))
                 assert ack_of(conn)[3].startswith(ack)
 
+            say(on_ward(oru_for(surgical, f"{surgical}-1", at)), "nothing to map: 1 part ignored: unmonitored_unit")
             say(oru_for(pid, f"{pid}-1", at), "accepted")  # PV1-3 ICU-3: the fixture's unit
             assert wait_for(lambda: any(p == pid for p, _ in r.snapshot().last_scores), timeout=60), "scored"
-            say(adt("A02", pid, at + timedelta(minutes=10), "OR", "ICU-3"), "nothing to map (1 parts ignored)")
+            say(
+                adt("A02", pid, at + timedelta(minutes=10), "OR", "ICU-3"),
+                "nothing to map: 1 part ignored: adt_transfer",
+            )
             say(adt("A02", pid, at + timedelta(hours=2), "4WEST", "OR"), "accepted 1 event")
             assert wait_for(lambda: stay_records(r, pid, "stay_ended"), timeout=60), "the move to the ward ended it"
             say(adt("A02", surgical, at + timedelta(hours=2), "4WEST", "OR"), "accepted 1 event")
@@ -98,8 +109,9 @@ def test_a_patient_who_goes_on_from_theatre_to_a_ward_leaves_the_stay_and_other_
         assert ended["ended_by"] == "transfer_out" and ended["ward"] == "ICU-3"  # the stay's unit, not theatre
         assert ended["ended_at"].startswith((at + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
         assert not [s for s in r.snapshot().stay_records if s["patient_id"] == surgical]
+        assert not [p for p, _ in r.snapshot().last_scores if p == surgical]  # the ward's results: not scored
         assert r.snapshot().dead_letter_reasons["unknown_stay"] == 0
-    assert listener.banner == "ADT^A02 out of ICU-3 ends a stay; away: OR\n"
+    assert listener.banner == "ADT^A02 out of ICU-3 ends a stay; away: OR; ORU^R01 from other units ignored\n"
 
 
 def test_the_hl7v2_intake_agent_ends_a_stay_on_a_transfer_out_of_the_units_its_worker_is_given(
@@ -110,9 +122,12 @@ def test_the_hl7v2_intake_agent_ends_a_stay_on_a_transfer_out_of_the_units_its_w
     at = datetime.now(UTC) - timedelta(hours=2)
     with shared_worker.stopped():  # this test's worker owns every partition
         spawn("transfers", env={"VIGIL_INGEST__MONITORED_UNITS": '["ICU-3"]'})
+        ward = on_ward(oru_for(pid, f"{pid}-0", at - timedelta(hours=3)))  # before the ICU: not scored
+        producer.send(topics.INGEST_HL7V2, key=pid.encode(), value=ward)
         producer.send(topics.INGEST_HL7V2, key=pid.encode(), value=oru_for(pid, f"{pid}-1", at))
         producer.flush()
         assert wait_for(lambda: any(p == pid for p, _ in r.snapshot().last_scores), timeout=90), "scored"
+        assert {h for p, h in r.snapshot().last_scores if p == pid} == {0}  # the stay starts in the ICU
         producer.send(
             topics.INGEST_HL7V2, key=pid.encode(), value=adt("A02", pid, at + timedelta(minutes=5), "4WEST", "ICU-3")
         )
@@ -125,5 +140,6 @@ def test_the_hl7v2_intake_agent_ends_a_stay_on_a_transfer_out_of_the_units_its_w
         assert wait_for(lambda: stay_records(r, pid, "stay_resumed"), timeout=60), "the cancel resumed it"
     (ended,) = stay_records(r, pid, "stay_ended")
     assert ended["ward"] == "ICU-3" and ended["source"] == "hl7v2"
+    assert r.snapshot().dead_letter_reasons["unmonitored_unit"] == 0  # ignored (counted), not dead-lettered
     said = [e for e in worker_logs(stack_home, "transfers") if e.get("event") == "intake.transfers"]
     assert [(e["monitored_units"], e["away_units"]) for e in said] == [(["ICU-3"], [])]  # once, at start

@@ -14,7 +14,7 @@ from vigil.agents.mllp import Tally, outcome_of, serve
 from vigil.infra.publish import Record
 from vigil.infra.settings import MllpSettings
 from vigil.schemas import topics
-from vigil.schemas.codecs.hl7v2 import Transfers
+from vigil.schemas.codecs.hl7v2 import Units
 from vigil.schemas.codecs.mllp import Frame, Oversize, Stray, frame
 from vigil.schemas.deadletter import DeadLetter
 
@@ -66,7 +66,9 @@ def test_stray_bytes_are_a_dead_letter_without_an_answer() -> None:
     assert letter.reason == "parse_error" and "outside any MLLP frame" in letter.detail
 
 
-def converse(messages: list[bytes], publish, limits: MllpSettings | None = None) -> tuple[list[bytes], Tally]:  # type: ignore[no-untyped-def]
+def converse(
+    messages: list[bytes], publish, limits: MllpSettings | None = None, units: Units | None = None
+) -> tuple[list[bytes], Tally]:  # type: ignore[no-untyped-def]
     """Send each message framed on one connection and read one ACK frame per answered message."""
     limits = limits or MllpSettings(max_message_bytes=4096)
     tally = Tally()
@@ -74,7 +76,9 @@ def converse(messages: list[bytes], publish, limits: MllpSettings | None = None)
     async def scenario() -> list[bytes]:
         stop = asyncio.Event()
         bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        server = asyncio.create_task(serve(publish, limits, "127.0.0.1", 0, stop, tally, bound.set_result))
+        server = asyncio.create_task(
+            serve(publish, limits, "127.0.0.1", 0, stop, tally, bound.set_result, units or Units())
+        )
         reader, writer = await asyncio.open_connection("127.0.0.1", await bound)
         answers = []
         for m in messages:
@@ -137,17 +141,52 @@ def test_a_discharge_is_accepted_and_other_adt_is_answered_without_a_dead_letter
     assert json.loads(out.records[0][2])["code"] == "cancel_discharge" and b"ACK^A13^ACK" in (out.answer() or b"")
     a08 = a03.replace(b"ADT^A03^ADT_A03", b"ADT^A08")
     out = outcome_of(Frame(a08), 10_000, NOW)
-    assert out.code == "AA" and out.records == [] and out.text == "nothing to map (1 parts ignored)"
+    assert out.code == "AA" and out.records == [] and out.text == "nothing to map: 1 part ignored: adt_not_discharge"
 
 
 def test_a_transfer_out_of_the_sites_monitored_unit_is_a_transfer_out_and_without_units_ignored() -> None:
     a02 = b"MSH|^~\\&|EHR|H|VIGIL|H|20261205080000||ADT^A02^ADT_A02|T1|P|2.5.1\r"
     a02 += b"EVN|A02|20261205075500\rPID|1||77^^^H^MR\rPV1|1|I|4WEST^1|||MICU^2\r"
-    out = outcome_of(Frame(a02), 10_000, NOW, Transfers.of(["MICU"]))
+    out = outcome_of(Frame(a02), 10_000, NOW, Units.of(["MICU"]))
     assert out.code == "AA" and out.events == 1 and letters(out.records) == []
     assert json.loads(out.records[0][2])["code"] == "transfer_out" and b"ACK^A02^ACK" in (out.answer() or b"")
     out = outcome_of(Frame(a02), 10_000, NOW)  # the listener's default: no monitored units
-    assert out.code == "AA" and out.records == [] and out.text == "nothing to map (1 parts ignored)"
+    assert out.code == "AA" and out.records == [] and out.text == "nothing to map: 1 part ignored: adt_transfer"
+
+
+WARD_ORU = b"MSH|^~\\&|MON|H|VIGIL|H|20261205080000||ORU^R01|W1|P|2.5.1\rPID|1||77^^^H^MR\rPV1|1|I|4WEST^1\r"
+WARD_ORU += b"OBX|1|NM|8867-4^Heart rate^LN||72|/min|||||F|||20261205075500\r"
+
+
+def test_a_wards_results_are_answered_aa_and_published_nowhere_where_the_site_names_its_units() -> None:
+    """The sender must not resend them (AA), and nothing reaches a topic: not an event, not a dead letter."""
+    oru = WARD_ORU
+    out = outcome_of(Frame(oru), 10_000, NOW, Units.of(["MICU"], away=["OR"]))
+    assert out.code == "AA" and out.records == [] and out.text == "nothing to map: 1 part ignored: unmonitored_unit"
+    out = outcome_of(Frame(oru.replace(b"4WEST", b"micu")), 10_000, NOW, Units.of(["MICU"]))
+    assert out.code == "AA" and out.events == 1 and letters(out.records) == []
+
+
+def test_the_listener_counts_a_wards_results_by_unit_for_the_operator() -> None:
+    """A unit missing from the monitored ones is a unit not scored: the operator sees its name on
+    /metrics and in the listener's summary, and nothing was published."""
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (
+        value("vigil_ignored_units_total", unit="4WEST"),
+        value("vigil_interop_ignored_total", reason="unmonitored_unit"),
+    )
+    stored: list[Record] = []
+    answers, tally = converse([WARD_ORU, WARD_ORU.replace(b"|W1|", b"|W2|")], stored.extend, units=Units.of(["MICU"]))
+    assert [a.split(b"\r")[1].split(b"|")[1] for a in answers] == [b"AA", b"AA"] and stored == []
+    assert value("vigil_ignored_units_total", unit="4WEST") == before[0] + 2
+    assert value("vigil_interop_ignored_total", reason="unmonitored_unit") == before[1] + 2
+    summary = tally.summary()
+    assert summary["ignored_units"] == {"4WEST": 2} and summary["ignored"] == {"unmonitored_unit": 2}
+    assert summary["events"] == 0 and summary["dead_letters"] == 0
 
 
 def test_stopping_cuts_the_open_connections_without_an_error_in_the_log() -> None:

@@ -61,6 +61,24 @@ def test_convert_ends_a_stay_on_a_transfer_out_of_a_unit_the_settings_name(app: 
     assert (event["code"], event["ward"]) == ("transfer_out", "ICU-3") and summary["events"] == 1
 
 
+def test_convert_names_the_unit_whose_results_the_settings_leave_unscored(app: typer.Typer, monkeypatch) -> None:
+    """What an integrator runs to see why a unit's patients are not on the ward view."""
+    from vigil.infra.settings import get_settings
+
+    ward = str(FIXTURES / "hl7v2" / "oru_r01_local_codes.hl7")  # PV1-3 WARD7
+    monkeypatch.setenv("VIGIL_INGEST__MONITORED_UNITS", '["ICU-3"]')
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["convert", "--from", "hl7v2", ward, "--json"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output  # nothing wrong with it: not Vigil's to score
+    (summary,) = lines(result.stdout)
+    assert (summary["events"], summary["rejected"], summary["ignored"]) == (0, 0, 1)
+    assert summary["ignored_units"] == {"WARD7": 1}
+    assert "ignored unmonitored_unit: " in result.stderr and "WARD7" in result.stderr
+
+
 def test_convert_fhir_bundle(app: typer.Typer) -> None:
     result = CliRunner().invoke(
         app, ["convert", "--from", "fhir", str(FIXTURES / "fhir" / "bundle-searchset-vitals.json"), "--json"]
@@ -98,6 +116,7 @@ def test_convert_exits_1_when_nothing_maps(app: typer.Typer) -> None:
         "ignored": 0,
         "reasons": {"missing_time": 1},
         "unknown_codes": {},
+        "ignored_units": {},
     }
 
 

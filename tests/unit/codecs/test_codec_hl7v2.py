@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vigil.schemas.codecs.hl7v2 import Transfers, decode_hl7v2
+from vigil.schemas.codecs.hl7v2 import Units, decode_hl7v2
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hl7v2"
 
@@ -261,14 +261,14 @@ def test_a_cancel_of_a_discharge_is_one_cancel_event_at_its_own_time() -> None:
 @pytest.mark.parametrize("trigger", ["A01", "A04", "A08", "A11", ""])
 def test_other_adt_triggers_are_ignored_and_counted_not_dead_lettered(trigger: str) -> None:
     other = ADT_A03.replace("ADT^A03^ADT_A03", f"ADT^{trigger}")
-    result = decode_hl7v2(as_cr(other), transfers=ICU)
+    result = decode_hl7v2(as_cr(other), units=ICU)
     assert result.events == [] and result.rejected == []
     assert [r.reason for r in result.ignored] == ["adt_not_discharge"]
 
 
 # --- ADT transfers: out of a monitored unit ends the stay, where the site names its units ---------
 
-ICU = Transfers.of(["micu", " SICU "], away=["OR", "CT"])  # PV1-3.1 compared without case or spaces
+ICU = Units.of(["micu", " SICU "], away=["OR", "CT"])  # PV1-3.1 compared without case or spaces
 
 
 def transfer(to: str, prior: str, trigger: str = "A02") -> bytes:
@@ -282,7 +282,7 @@ PV1|1|I|{to}^4^A^HOSP|||{prior}^12^A^HOSP|||||||||||||VN-5521
 
 
 def test_a_transfer_out_of_a_monitored_unit_is_the_stays_end() -> None:
-    result = decode_hl7v2(transfer("WARD4", "MICU"), transfers=ICU)
+    result = decode_hl7v2(transfer("WARD4", "MICU"), units=ICU)
     assert result.rejected == [] and result.ignored == []
     (event,) = result.events
     assert (event.kind, event.code, event.value, event.patient_id) == ("encounter", "transfer_out", 1.0, "4420011")
@@ -294,12 +294,12 @@ def test_a_transfer_out_of_a_monitored_unit_is_the_stays_end() -> None:
 def test_a_transfer_from_theatre_to_a_ward_is_a_transfer_out_the_stream_decides_on() -> None:
     """MICU -> OR (ignored: the patient comes back) -> WARD4: the codec cannot know where the
     patient was before theatre; the stream ends the stay if it holds one open (models.stays)."""
-    (event,) = decode_hl7v2(transfer("WARD4", "OR"), transfers=ICU).events
+    (event,) = decode_hl7v2(transfer("WARD4", "OR"), units=ICU).events
     assert event.code == "transfer_out" and event.ward is None  # the stay's own unit, not theatre
-    (undo,) = decode_hl7v2(transfer("OR", "WARD4", trigger="A12"), transfers=ICU).events
+    (undo,) = decode_hl7v2(transfer("OR", "WARD4", trigger="A12"), units=ICU).events
     assert undo.code == "cancel_transfer" and undo.ward == "OR"
     for to, prior in [("OR", ""), ("OR", "CT"), ("OR", "MICU"), ("WARD4", "WARD5")]:  # ended no stay
-        result = decode_hl7v2(transfer(to, prior, trigger="A12"), transfers=ICU)
+        result = decode_hl7v2(transfer(to, prior, trigger="A12"), units=ICU)
         assert result.events == [] and [r.reason for r in result.ignored] == ["adt_transfer"]
 
 
@@ -316,7 +316,7 @@ def test_a_transfer_from_theatre_to_a_ward_is_a_transfer_out_the_stream_decides_
     ],
 )
 def test_a_transfer_that_does_not_leave_the_monitored_units_is_ignored(to: str, prior: str, why: str) -> None:
-    result = decode_hl7v2(transfer(to, prior), transfers=ICU)
+    result = decode_hl7v2(transfer(to, prior), units=ICU)
     assert result.events == [] and result.rejected == []
     (ignored,) = result.ignored
     assert ignored.reason == "adt_transfer" and why in ignored.detail
@@ -328,30 +328,69 @@ def test_without_monitored_units_a_transfer_is_ignored_and_says_what_to_set() ->
 
 
 def test_a_cancelled_transfer_back_into_a_monitored_unit_cancels_the_end() -> None:
-    result = decode_hl7v2(transfer("MICU", "WARD4", trigger="A12"), transfers=ICU)
+    result = decode_hl7v2(transfer("MICU", "WARD4", trigger="A12"), units=ICU)
     (event,) = result.events
     assert (event.code, event.ward, event.encounter) == ("cancel_transfer", "MICU", "VN-5521")
     assert event.observed_at == datetime(2024, 3, 16, 15, 0, tzinfo=UTC)
-    assert decode_hl7v2(transfer("MICU", "", trigger="A12"), transfers=ICU).events[0].code == "cancel_transfer"
+    assert decode_hl7v2(transfer("MICU", "", trigger="A12"), units=ICU).events[0].code == "cancel_transfer"
     for to, prior in [("MICU", "SICU"), ("MICU", "OR"), ("WARD4", "MICU")]:  # that transfer ended no stay
-        result = decode_hl7v2(transfer(to, prior, trigger="A12"), transfers=ICU)
+        result = decode_hl7v2(transfer(to, prior, trigger="A12"), units=ICU)
         assert result.events == [] and [r.reason for r in result.ignored] == ["adt_transfer"]
 
 
 def test_the_transfer_fixtures_end_and_resume_a_stay_at_the_fixtures_icu() -> None:
-    site = Transfers.of(["icu-3"])
-    (out,) = decode_hl7v2(fixture("adt_a02_transfer.hl7"), transfers=site).checked(datetime.now(UTC)).events
-    (back,) = decode_hl7v2(fixture("adt_a12_cancel_transfer.hl7"), transfers=site).checked(datetime.now(UTC)).events
+    site = Units.of(["icu-3"])
+    (out,) = decode_hl7v2(fixture("adt_a02_transfer.hl7"), units=site).checked(datetime.now(UTC)).events
+    (back,) = decode_hl7v2(fixture("adt_a12_cancel_transfer.hl7"), units=site).checked(datetime.now(UTC)).events
     assert (out.code, out.ward, out.encounter) == ("transfer_out", "ICU-3", "V77120044")
     assert (back.code, back.ward) == ("cancel_transfer", "ICU-3") and back.observed_at > out.observed_at
 
 
 def test_a_transfer_and_its_cancel_are_events_of_their_own() -> None:
-    out = decode_hl7v2(transfer("WARD4", "MICU"), transfers=ICU).events[0]
-    back = decode_hl7v2(transfer("MICU", "WARD4", trigger="A12"), transfers=ICU).events[0]
+    out = decode_hl7v2(transfer("WARD4", "MICU"), units=ICU).events[0]
+    back = decode_hl7v2(transfer("MICU", "WARD4", trigger="A12"), units=ICU).events[0]
     discharge = decode_hl7v2(as_cr(ADT_A03)).events[0]
     assert len({out.event_id, back.event_id, discharge.event_id}) == 3
-    assert decode_hl7v2(transfer("WARD4", "MICU"), transfers=ICU).events[0].event_id == out.event_id
+    assert decode_hl7v2(transfer("WARD4", "MICU"), units=ICU).events[0].event_id == out.event_id
+
+
+# --- results from a unit Vigil does not watch: ignored (counted), where the site names its units ----
+
+
+def from_unit(unit: str | None, *obx: str) -> bytes:
+    """An ORU^R01 whose PV1-3 names ``unit`` (no PV1 segment when None)."""
+    pv1 = [] if unit is None else [f"PV1|1|I|{unit}^12^B^HOSP|||||||||||||||||VN-5521"]
+    return as_cr("\n".join([MSH, PID, *pv1, "OBR|1|||VS|||20240315142000+0000", *(obx or [hr_obx()])]))
+
+
+@pytest.mark.parametrize("unit", ["MICU", "micu", " SICU", "OR", "ct", "", None])
+def test_results_from_a_monitored_or_away_unit_or_from_no_unit_are_scored(unit: str | None) -> None:
+    result = decode_hl7v2(from_unit(unit), units=ICU)
+    assert result.rejected == [] and result.ignored == []
+    assert [(e.code, e.value) for e in result.events] == [("HR", 72.0)]
+
+
+def test_results_from_a_ward_are_ignored_where_the_site_names_its_units() -> None:
+    """A hospital-wide feed sends the wards' results too: not Vigil's to score (a ward patient would
+    open a stay and appear on the ICU's dashboard), not an error (no dead letter), counted."""
+    result = decode_hl7v2(from_unit("WARD4", hr_obx(), hr_obx("75")), units=ICU)
+    assert result.events == [] and result.rejected == []
+    (ignored,) = result.ignored  # one per message, however many results it carries
+    assert ignored.reason == "unmonitored_unit" and "WARD4" in ignored.detail and "CTRL-1" in ignored.detail
+    assert result.accounted
+    malformed = decode_hl7v2(from_unit("WARD4", "OBX|1|NM|8867-4^Heart rate^LN||fast"), units=ICU)
+    assert malformed.rejected == [] and [r.reason for r in malformed.ignored] == ["unmonitored_unit"]
+    unsite = decode_hl7v2(from_unit("WARD4"))  # no units named (the default): every result is scored
+    assert [e.code for e in unsite.events] == ["HR"] and unsite.ignored == []
+
+
+def test_the_ward_fixture_is_ignored_at_the_fixtures_icu_and_scored_without_units() -> None:
+    site = Units.of(["ICU-3"])
+    assert [r.reason for r in decode_hl7v2(fixture("oru_r01_local_codes.hl7"), units=site).ignored] == [
+        "unmonitored_unit"
+    ]
+    assert decode_hl7v2(fixture("oru_r01_local_codes.hl7")).events
+    assert decode_hl7v2(fixture("oru_r01_vitals.hl7"), units=site).events
 
 
 def test_oru_without_obx_is_rejected() -> None:

@@ -13,14 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vigil.schemas.codecs.fhir import decode_fhir
-from vigil.schemas.codecs.hl7v2 import Transfers, decode_hl7v2
+from vigil.schemas.codecs.hl7v2 import Units, decode_hl7v2
 from vigil.schemas.codecs.loinc import DecodeResult
 from vigil.schemas.codes import CATALOGUE
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FHIR_SAMPLES = [json.loads(p.read_text()) for p in sorted((FIXTURES / "fhir").glob("*.json"))]
 HL7_SAMPLES = [p.read_bytes() for p in sorted((FIXTURES / "hl7v2").glob("*.hl7"))]
-SITE = Transfers.of(["ICU-3"], away=["OR"])  # the fixtures' ICU: their A02 leaves it, their A12 goes back
+SITE = Units.of(["ICU-3"], away=["OR"])  # the fixtures' ICU: their A02 leaves it, their A12 goes back
 
 # VIGIL_PROPERTY_EXAMPLES=5000 for a longer hunt (a few minutes); 300 keeps `make test` quick.
 PROPERTY_SETTINGS = settings(
@@ -165,7 +165,7 @@ def test_byte_mutated_fhir_never_crashes(payload: bytes) -> None:
 @given(byte_mutation(HL7_SAMPLES))
 def test_byte_mutated_hl7v2_never_crashes(payload: bytes) -> None:
     check(decode_hl7v2(payload), "hl7v2")
-    check(decode_hl7v2(payload, transfers=SITE), "hl7v2")
+    check(decode_hl7v2(payload, units=SITE), "hl7v2")
 
 
 hl7_text = st.text(alphabet=st.sampled_from(list("AZaz09.+-<>^~&\\| \rX")), max_size=24)
@@ -199,12 +199,12 @@ def field_mutated_hl7(draw: st.DrawFn) -> bytes:
 @given(field_mutated_hl7())
 def test_field_mutated_hl7v2_maps_or_dead_letters(payload: bytes) -> None:
     check(decode_hl7v2(payload), "hl7v2")
-    check(decode_hl7v2(payload, transfers=SITE), "hl7v2")
+    check(decode_hl7v2(payload, units=SITE), "hl7v2")
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.sampled_from(HL7_SAMPLES))
 def test_hl7v2_fixtures_are_idempotent(payload: bytes) -> None:
     assert [e.event_id for e in decode_hl7v2(payload).events] == [e.event_id for e in decode_hl7v2(payload).events]
-    twice = [decode_hl7v2(payload, transfers=SITE).events for _ in range(2)]
+    twice = [decode_hl7v2(payload, units=SITE).events for _ in range(2)]
     assert [e.event_id for e in twice[0]] == [e.event_id for e in twice[1]]

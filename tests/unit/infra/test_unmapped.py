@@ -1,0 +1,64 @@
+"""What the codecs did not map, counted for the operator: a unit whose results are ignored is named
+on /metrics and, once per process, in a warning; input names the units, so their number is bounded."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
+
+from vigil.infra import unmapped
+from vigil.infra.unmapped import MAX_UNITS, count_unmapped
+from vigil.schemas.codecs.loinc import DecodeResult
+from vigil.schemas.deadletter import Rejected
+
+
+def value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture(autouse=True)
+def fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(unmapped, "_units_seen", set())
+
+
+def ward(unit: str, n: int = 1) -> DecodeResult:
+    return DecodeResult(ignored=[Rejected("unmonitored_unit", f"from {unit}")] * n, ignored_units=Counter({unit: n}))
+
+
+def test_a_unit_not_scored_is_counted_by_name_and_warned_of_once() -> None:
+    before = (
+        value("vigil_ignored_units_total", unit="CCU-T"),
+        value("vigil_interop_ignored_total", reason="unmonitored_unit"),
+    )
+    with capture_logs() as logs:
+        count_unmapped(ward("CCU-T", 3))
+        count_unmapped(ward("CCU-T"))
+    assert value("vigil_ignored_units_total", unit="CCU-T") == before[0] + 4
+    assert value("vigil_interop_ignored_total", reason="unmonitored_unit") == before[1] + 4
+    (warning,) = [e for e in logs if e["event"] == "intake.unit_not_scored"]
+    assert warning["log_level"] == "warning" and warning["unit"] == "CCU-T"
+    assert "VIGIL_INGEST__MONITORED_UNITS" in warning["hint"]
+
+
+def test_unknown_codes_and_other_ignored_parts_are_counted_as_before() -> None:
+    before = value("vigil_unknown_codes_total", code="LN|9999-T"), value("vigil_interop_ignored_total", reason="panel")
+    count_unmapped(DecodeResult(ignored=[Rejected("panel")], unknown_codes=Counter({"LN|9999-T": 2})))
+    assert value("vigil_unknown_codes_total", code="LN|9999-T") == before[0] + 2
+    assert value("vigil_interop_ignored_total", reason="panel") == before[1] + 1
+
+
+def test_the_units_named_are_bounded_the_rest_are_other() -> None:
+    with capture_logs() as logs:
+        for n in range(MAX_UNITS + 5):
+            count_unmapped(ward(f"T-WARD-{n}"))
+    assert len([e for e in logs if e["event"] == "intake.unit_not_scored"]) == MAX_UNITS
+    assert value("vigil_ignored_units_total", unit=f"T-WARD-{MAX_UNITS - 1}") >= 1
+    assert value("vigil_ignored_units_total", unit=f"T-WARD-{MAX_UNITS}") == 0
+    assert value("vigil_ignored_units_total", unit="other") >= 5
+    long = "W" * 300
+    unmapped._units_seen.clear()
+    count_unmapped(ward(long))
+    assert value("vigil_ignored_units_total", unit="W" * 40) >= 1  # a label is at most 40 characters
