@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import faust
 
 from vigil.agents.alert_out import publish_alerts
-from vigil.agents.app import scores_topic, stays_topic
+from vigil.agents.app import scores_topic, settings, stays_topic
 from vigil.agents.drift import UNKNOWN_WARD
 from vigil.agents.runtime import Publisher, runtime
 from vigil.infra import metrics
@@ -26,6 +26,7 @@ from vigil.models.scoring import PendingUpdate, build_risk_score
 from vigil.models.stays import (
     Resumed,
     discharge,
+    from_away,
     holdable_carry,
     is_cancel,
     is_discharge,
@@ -46,6 +47,7 @@ from vigil.schemas.scores import ModelScore
 from vigil.schemas.stays import StayEnded, StayResumed
 
 log = get_logger(__name__)
+AWAY_UNITS = settings.ingest.units().away  # theatre, imaging: their results open no stay (models.stays)
 
 
 def kafka_timestamp_ms(message: faust.types.tuples.Message) -> int | None:
@@ -110,7 +112,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             update = updates.setdefault(pid, PendingUpdate(pid, ward=window.ward))
             update.add(patient_event.event_id, newest, produced_ms, window.encounter, window.ward)
             continue
-        stay = stay_of(window, patient_event, held.discharged_s)
+        stay = stay_of(window, patient_event, held.discharged_s, AWAY_UNITS)
         if redelivered and (stay != "current" or is_discharge(patient_event)):
             continue  # its outcome is out and saved (a stay it ended or began is in the window)
         if stay not in ("current", "new"):
@@ -154,15 +156,11 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
                 detail = f"{patient_event.code}: same patient, time and value as an event already applied"
                 await publisher.dead_letter(event, Rejected("duplicate", detail))
             continue
-        # the patient's ward: the newest an event named, kept in the window for events without one
+        # the patient's ward: the newest an event named, kept in the window for events without one;
+        # not an away unit's (theatre): the patient stays on the ward view and drift of the ICU
+        ward = None if from_away(patient_event, AWAY_UNITS) else patient_event.ward
         update = updates.setdefault(pid, PendingUpdate(pid, ward=window.ward))
-        update.add(
-            patient_event.event_id,
-            patient_event.observed_at,
-            produced_ms,
-            patient_event.encounter,
-            patient_event.ward,
-        )
+        update.add(patient_event.event_id, patient_event.observed_at, produced_ms, patient_event.encounter, ward)
         window.ward = update.ward
         window.encounter = patient_event.encounter or window.encounter
     pids = list(updates)

@@ -36,7 +36,9 @@ the stay as a discharge does, and its ``cancel_transfer`` resumes it as a ``canc
 The codec cannot tell from one ADT^A02 whether the patient was in the ICU (MICU -> OR -> 4WEST: the
 second move leaves theatre); the patient's state can: an end with no open stay to end, a discharge
 after the stay had ended, or a cancelled transfer that had ended no stay is ``NO_OPEN_STAY``, not an
-error.
+error. So is a result from an away unit (theatre, imaging: ``ingest.away_units``) of a patient with
+no open stay: a stay begins in a monitored unit, and a ward patient in theatre (low blood pressure
+under anaesthesia) is not the ICU's to be paged for; a patient whose stay is open is scored there.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from vigil.schemas.codes import (
     TRANSFER_OUT,
 )
 from vigil.schemas.deadletter import Rejected
-from vigil.schemas.events import PatientEvent
+from vigil.schemas.events import PatientEvent, point_of_care
 from vigil.schemas.stays import StayEnded, StayResumed
 
 # current: the stay the window holds; new: the first event after an end; the others are refused
@@ -86,20 +88,25 @@ def is_cancel(event: PatientEvent) -> bool:
     return event.kind == "encounter" and event.code in STAY_CANCELS
 
 
-def stay_of(window: PatientWindow, event: PatientEvent, discharged_s: int | None = None) -> StayOf:
+def stay_of(
+    window: PatientWindow, event: PatientEvent, discharged_s: int | None = None, away: frozenset[str] = frozenset()
+) -> StayOf:
     """Which stay ``event`` belongs to (see the module's rules); times compare in whole seconds, as
     the window stores them. ``discharged_s``: the time of the patient's last discharge Vigil held
     (``StayKeys``); on a stay that goes on, a discharge at that very time is that discharge sent
-    again after its cancel, not a second end (a corrected A03, at another time, ends the stay)."""
+    again after its cancel, not a second end (a corrected A03, at another time, ends the stay).
+    ``away``: the site's away units (``point_of_care`` names), whose results open no stay."""
     at = int(event.observed_at.timestamp())
     if window.ended_s is not None:
         if at <= window.ended_s:
             return "ended"
-        return "none" if is_discharge(event) else "new"  # an end after the end: nothing left to end
+        if is_discharge(event) or from_away(event, away):
+            return "none"  # an end after the end: nothing left to end; theatre: no stay to score in
+        return "new"
     if window.after_s is not None and at <= window.after_s:
         return "ended"  # a late event of the stay before, after the next one began
-    if not is_discharge(event):
-        return "current"
+    if not is_discharge(event):  # from theatre with no stay to score in (never scored): none
+        return "none" if from_away(event, away) and window.observed_span() is None else "current"
     span = window.observed_span()
     if span is None:  # never scored: a discharge from a hospital-wide feed, a surgical patient's transfer
         return "none" if event.code == TRANSFER_OUT else "unknown"
@@ -110,6 +117,11 @@ def stay_of(window: PatientWindow, event: PatientEvent, discharged_s: int | None
     if discharged_s is not None and at == discharged_s:
         return "cancelled"
     return "current"
+
+
+def from_away(event: PatientEvent, away: frozenset[str]) -> bool:
+    """A result sent from an away unit (theatre, imaging), by its ward."""
+    return bool(away) and event.ward is not None and point_of_care(event.ward) in away
 
 
 def last_end(window: PatientWindow) -> int | None:
@@ -148,6 +160,11 @@ def stay_rejection(window: PatientWindow, event: PatientEvent, of: StayOf) -> Re
     """The dead letter of an event ``stay_of`` refused (no identifiers, no values)."""
     code = event.code
     if of == "none":  # nothing wrong: the patient left no stay Vigil holds open (``NO_OPEN_STAY``)
+        if not is_discharge(event):  # a result from an away unit
+            return Rejected(
+                NO_OPEN_STAY,
+                f"{code}: from {event.ward}, an away unit, with no open stay (a stay begins in a monitored unit)",
+            )
         if window.ended_s is not None:
             return Rejected(NO_OPEN_STAY, f"{code}: the stay had ended already, at {_utc(window.ended_s)}")
         return Rejected(NO_OPEN_STAY, f"{code}: Vigil holds no open stay of this patient (not in the monitored units)")

@@ -122,6 +122,12 @@ class PatientEvent(BaseModel):
 PATIENT_EVENT = TypeAdapter(PatientEvent)
 
 
+def point_of_care(ward: str) -> str:
+    """A ward (HL7v2 PV1-3.1) as the site's unit lists compare it (``ingest.monitored_units``,
+    ``ingest.away_units``): without case or outer spaces."""
+    return ward.strip().upper()
+
+
 def parse_event_json(data: bytes | str) -> PatientEvent:
     """Validate one JSON event (fast path: pydantic-core parses and validates in one go)."""
     return PATIENT_EVENT.validate_json(data)

@@ -44,7 +44,7 @@ from vigil.schemas.codecs.loinc import (
 )
 from vigil.schemas.codes import CANCEL_DISCHARGE, CANCEL_TRANSFER, DISCHARGE, TRANSFER_OUT
 from vigil.schemas.deadletter import Rejected
-from vigil.schemas.events import PatientEvent
+from vigil.schemas.events import PatientEvent, point_of_care
 
 SOURCE: Final = "hl7v2"
 MAX_PAYLOAD_BYTES: Final = 8 * 1024 * 1024
@@ -65,13 +65,8 @@ _OFFSET = re.compile(r"([+-])(\d{2})(\d{2})$")
 _BATCH_SEGMENTS: Final = frozenset({"FHS", "BHS", "BTS", "FTS"})
 
 
-def _point_of_care(name: str) -> str:
-    """A PV1-3.1 point of care as the transfer rules compare it: without case or outer spaces."""
-    return name.strip().upper()
-
-
 def _points_of_care(names: Iterable[str]) -> frozenset[str]:
-    return frozenset(u for name in names if (u := _point_of_care(name)))
+    return frozenset(u for name in names if (u := point_of_care(name)))
 
 
 @dataclass(frozen=True)
@@ -94,7 +89,7 @@ class Units:
         """An ``ORU^R01`` from ``assigned`` (PV1-3.1): ``None`` when Vigil scores it (no monitored unit
         is set, the message names no unit, or a monitored or away one), else the ``unmonitored_unit``
         the decoder ignores (counted): a hospital-wide feed sends the wards' results too."""
-        unit = _point_of_care(assigned)
+        unit = point_of_care(assigned)
         if not self.monitored or not unit or unit in self.monitored or unit in self.away:
             return None
         return Rejected("unmonitored_unit", f"ORU^R01 from {unit}: not a monitored or away unit (PV1-3)")
@@ -107,7 +102,7 @@ class Units:
         have been one: back into a monitored unit, unless PV1-6 names a monitored or away unit; back
         into an away unit from one neither. Else the ``adt_transfer`` the decoder ignores (counted).
         Whether a patient has a stay to end or resume is the stream's to decide (``models.stays``)."""
-        new, old = _point_of_care(assigned), _point_of_care(prior)
+        new, old = point_of_care(assigned), point_of_care(prior)
         moved = f"back to {new or '?'} from {old or '?'}" if trigger == "A12" else f"{old or '?'} -> {new or '?'}"
         what = f"ADT^{trigger} {moved}"
         if not self.monitored:
@@ -219,7 +214,7 @@ def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo, units: 
     pv1 = next((s for s in segments if _name(s) == "PV1"), None)
     if (elsewhere := units.scored(_field(pv1, 3))) is not None:  # a ward's results: not Vigil's, not an error
         result.ignored.append(Rejected(elsewhere.reason, where + elsewhere.detail))
-        result.ignored_units[_point_of_care(_field(pv1, 3))] += 1
+        result.ignored_units[point_of_care(_field(pv1, 3))] += 1
         return
     observations = [s for s in segments if _name(s) == "OBX"]
     if not observations:
@@ -302,7 +297,7 @@ def _decode_adt(
             return
         code = transfer
         if code == TRANSFER_OUT:  # the stay's unit, which the patient left; out of theatre: the stay's own
-            ward = prior if _point_of_care(prior) in units.monitored else None
+            ward = prior if point_of_care(prior) in units.monitored else None
     patient_id = _patient_id(pid) if pid is not None else ""
     if not patient_id:
         result.rejected.append(Rejected("missing_subject", f"{where}PID-3 has no patient identifier"))

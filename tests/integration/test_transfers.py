@@ -72,18 +72,17 @@ def test_a_transfer_out_of_the_monitored_units_ends_the_stay_and_its_cancel_resu
 
 
 def test_a_patient_who_goes_on_from_theatre_to_a_ward_leaves_the_stay_and_other_ends_end_nothing(
-    stack, stack_settings, shared_worker, reader
+    stack, stack_settings, shared_worker, spawn, reader
 ) -> None:
-    """ICU-3 -> OR -> 4WEST: the move to theatre ends nothing, the one on to the ward ends the stay
-    (the stream knows the patient was in the ICU; the codec does not). The same move for a surgical
-    patient never in the ICU, and the hospital's discharge after the transfer ended the stay, end
-    nothing: `no_open_stay` dead letters, each event accounted for, no stay record."""
-    env = {
-        **worker_env(stack_settings),
-        "VIGIL_INGEST__MONITORED_UNITS": '["ICU-3"]',
-        "VIGIL_INGEST__AWAY_UNITS": '["OR"]',
-    }
-    with mllp_listener(env) as listener:
+    """ICU-3 -> OR -> 4WEST: the move to theatre ends nothing (the results from theatre are scored in
+    the stay), the one on to the ward ends the stay (the stream knows the patient was in the ICU; the
+    codec does not). A surgical patient never in the ICU is not scored: its results on the ward are
+    ignored, those from theatre open no stay, and its move from theatre to the ward ends nothing,
+    nor does the hospital's discharge after the transfer ended the stay: `no_open_stay` dead
+    letters, each event accounted for, no stay record."""
+    units = {"VIGIL_INGEST__MONITORED_UNITS": '["ICU-3"]', "VIGIL_INGEST__AWAY_UNITS": '["OR"]'}
+    with shared_worker.stopped(), mllp_listener({**worker_env(stack_settings), **units}) as listener:
+        spawn("theatre", env=units)  # the scoring step reads the away units: this test's worker owns every partition
         r = reader(keep_scores=True)
         pid, surgical = unique_patient("xfer-or"), unique_patient("xfer-surg")
         at = datetime.now(UTC) - timedelta(hours=3)
@@ -95,21 +94,27 @@ def test_a_patient_who_goes_on_from_theatre_to_a_ward_leaves_the_stay_and_other_
 
             say(on_ward(oru_for(surgical, f"{surgical}-1", at)), "nothing to map: 1 part ignored: unmonitored_unit")
             say(oru_for(pid, f"{pid}-1", at), "accepted")  # PV1-3 ICU-3: the fixture's unit
-            assert wait_for(lambda: any(p == pid for p, _ in r.snapshot().last_scores), timeout=60), "scored"
+            assert wait_for(lambda: any(p == pid for p, _ in r.snapshot().last_scores), timeout=90), "scored"
             say(
                 adt("A02", pid, at + timedelta(minutes=10), "OR", "ICU-3"),
                 "nothing to map: 1 part ignored: adt_transfer",
             )
+            say(on_ward(oru_for(pid, f"{pid}-2", at + timedelta(hours=1)), "OR"), "accepted")  # in theatre: scored
+            assert wait_for(lambda: (pid, 1) in r.snapshot().last_scores, timeout=60), "scored in theatre"
+            say(on_ward(oru_for(surgical, f"{surgical}-2", at + timedelta(hours=1)), "OR"), "accepted")
             say(adt("A02", pid, at + timedelta(hours=2), "4WEST", "OR"), "accepted 1 event")
             assert wait_for(lambda: stay_records(r, pid, "stay_ended"), timeout=60), "the move to the ward ended it"
             say(adt("A02", surgical, at + timedelta(hours=2), "4WEST", "OR"), "accepted 1 event")
             say(adt("A03", pid, at + timedelta(hours=2, minutes=50), "4WEST", ""), "accepted 1 event")
-            assert wait_for(lambda: r.snapshot().dead_letter_reasons["no_open_stay"] >= 2, timeout=60)
+            # the surgical patient's 8 results in theatre open no stay, nor do its and pid's moves
+            assert wait_for(lambda: r.snapshot().dead_letter_reasons["no_open_stay"] >= 10, timeout=60)
         (ended,) = stay_records(r, pid, "stay_ended")
         assert ended["ended_by"] == "transfer_out" and ended["ward"] == "ICU-3"  # the stay's unit, not theatre
+        assert r.snapshot().last_scores[(pid, 1)]["ward"] == "ICU-3"  # scored in theatre, on the ICU's ward view
         assert ended["ended_at"].startswith((at + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
         assert not [s for s in r.snapshot().stay_records if s["patient_id"] == surgical]
-        assert not [p for p, _ in r.snapshot().last_scores if p == surgical]  # the ward's results: not scored
+        assert not [p for p, _ in r.snapshot().last_scores if p == surgical]  # on the ward, in theatre: not scored
+        assert r.snapshot().dead_letter_reasons["no_open_stay"] == 10
         assert r.snapshot().dead_letter_reasons["unknown_stay"] == 0
     assert listener.banner == "ADT^A02 out of ICU-3 ends a stay; away: OR; ORU^R01 from other units ignored\n"
 

@@ -212,6 +212,34 @@ def test_a_transfer_out_ends_an_open_stay_as_a_discharge_does_and_ends_nothing_e
     assert stay_of(never_seen, leaves(1)) == "unknown"  # a discharge of a patient never scored: as before
 
 
+AWAY = frozenset({"OR", "CT"})  # the site's away units, as ``point_of_care`` names them
+
+
+def in_theatre(hours: float, ward: str = "or") -> PatientEvent:
+    return vital(hours).model_copy(update={"ward": ward})
+
+
+def test_a_result_from_theatre_opens_no_stay_and_is_scored_in_an_open_one() -> None:
+    """A ward patient in theatre (low blood pressure under anaesthesia) is not the ICU's to be paged
+    for: with no open stay, a result from an away unit is ``no_open_stay``, nothing wrong; an ICU
+    patient in theatre goes on being scored in the stay."""
+    never_seen = PatientWindow()
+    assert stay_of(never_seen, in_theatre(1), away=AWAY) == "none"
+    refused = stay_rejection(never_seen, in_theatre(1), "none")
+    assert refused.reason == "no_open_stay" and refused.detail == (
+        "HR: from or, an away unit, with no open stay (a stay begins in a monitored unit)"
+    )
+    assert stay_of(never_seen, in_theatre(1, " CT "), away=AWAY) == "none"  # compared without case or spaces
+    assert stay_of(never_seen, in_theatre(1), away=frozenset()) == "current"  # no away units: as before
+    assert stay_of(never_seen, in_theatre(1, "MICU"), away=AWAY) == "current"  # the ICU: the stay begins
+    assert stay_of(never_seen, vital(1), away=AWAY) == "current"  # no ward named: scored
+    assert stay_of(stay(3), in_theatre(3.5), away=AWAY) == "current"  # the ICU patient in theatre
+    ended = end_stay(stay(3), leaves(3.5, code="transfer_out"))  # moved to a ward, then to theatre
+    assert stay_of(ended, in_theatre(9), away=AWAY) == "none"
+    assert stay_of(ended, in_theatre(3.2), away=AWAY) == "ended"  # a late result of the stay: as before
+    assert stay_of(ended, vital(9), away=AWAY) == "new"  # back in the ICU (or no ward named): the next stay
+
+
 def test_a_discharge_naming_another_encounter_is_not_this_stays_end() -> None:
     going = stay(3)
     going.encounter = "inp-1"  # what the stay's events named (the scoring step keeps the newest)
