@@ -165,7 +165,8 @@ class IngestSettings(BaseModel):
     # Environment: VIGIL_INGEST__MONITORED_UNITS='["MICU","SICU"]'
     monitored_units: tuple[str, ...] = ()
     # where a patient goes and comes back from (theatre, imaging, a procedure room): a transfer
-    # there does not end the stay, and results from there are scored
+    # there does not end the stay, and results from there are scored in an open stay and open none
+    # (read only where monitored units are set)
     away_units: tuple[str, ...] = ()
 
     @model_validator(mode="after")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from vigil.cli.convert import register
 
@@ -42,20 +42,26 @@ def test_convert_hl7v2_prints_events_then_the_summary(app: typer.Typer) -> None:
     assert "unmapped_code" in result.stderr
 
 
-def test_convert_ends_a_stay_on_a_transfer_out_of_a_unit_the_settings_name(app: typer.Typer, monkeypatch) -> None:
+def convert_at(app: typer.Typer, monkeypatch: pytest.MonkeyPatch, units: str | None, path: str) -> Result:
+    """``vigil convert --from hl7v2 PATH --json`` with ``VIGIL_INGEST__MONITORED_UNITS`` set to ``units``."""
     from vigil.infra.settings import get_settings
 
-    a02 = str(FIXTURES / "hl7v2" / "adt_a02_transfer.hl7")
-    get_settings.cache_clear()
-    result = CliRunner().invoke(app, ["convert", "--from", "hl7v2", a02, "--json"])
-    (summary,) = lines(result.stdout)
-    assert (summary["events"], summary["rejected"], summary["ignored"]) == (0, 0, 1)  # no monitored units
-    monkeypatch.setenv("VIGIL_INGEST__MONITORED_UNITS", '["icu-3", "SICU"]')
+    if units is None:
+        monkeypatch.delenv("VIGIL_INGEST__MONITORED_UNITS", raising=False)
+    else:
+        monkeypatch.setenv("VIGIL_INGEST__MONITORED_UNITS", units)
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(app, ["convert", "--from", "hl7v2", a02, "--json"])
+        return CliRunner().invoke(app, ["convert", "--from", "hl7v2", path, "--json"])
     finally:
         get_settings.cache_clear()
+
+
+def test_convert_ends_a_stay_on_a_transfer_out_of_a_unit_the_settings_name(app: typer.Typer, monkeypatch) -> None:
+    a02 = str(FIXTURES / "hl7v2" / "adt_a02_transfer.hl7")
+    (summary,) = lines(convert_at(app, monkeypatch, None, a02).stdout)
+    assert (summary["events"], summary["rejected"], summary["ignored"]) == (0, 0, 1)  # no monitored units
+    result = convert_at(app, monkeypatch, '["icu-3", "SICU"]', a02)
     assert result.exit_code == 0, result.output
     event, summary = lines(result.stdout)
     assert (event["code"], event["ward"]) == ("transfer_out", "ICU-3") and summary["events"] == 1
@@ -63,15 +69,7 @@ def test_convert_ends_a_stay_on_a_transfer_out_of_a_unit_the_settings_name(app: 
 
 def test_convert_names_the_unit_whose_results_the_settings_leave_unscored(app: typer.Typer, monkeypatch) -> None:
     """What an integrator runs to see why a unit's patients are not on the ward view."""
-    from vigil.infra.settings import get_settings
-
-    ward = str(FIXTURES / "hl7v2" / "oru_r01_local_codes.hl7")  # PV1-3 WARD7
-    monkeypatch.setenv("VIGIL_INGEST__MONITORED_UNITS", '["ICU-3"]')
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, ["convert", "--from", "hl7v2", ward, "--json"])
-    finally:
-        get_settings.cache_clear()
+    result = convert_at(app, monkeypatch, '["ICU-3"]', str(FIXTURES / "hl7v2" / "oru_r01_local_codes.hl7"))  # WARD7
     assert result.exit_code == 0, result.output  # nothing wrong with it: not Vigil's to score
     (summary,) = lines(result.stdout)
     assert (summary["events"], summary["rejected"], summary["ignored"]) == (0, 0, 1)
