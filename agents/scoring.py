@@ -47,8 +47,7 @@ from vigil.schemas.scores import ModelScore
 from vigil.schemas.stays import StayEnded, StayResumed
 
 log = get_logger(__name__)
-# theatre, imaging: their results open no stay (models.stays); none without monitored units (the default)
-AWAY_UNITS = settings.ingest.units().away if settings.ingest.monitored_units else frozenset[str]()
+AWAY_UNITS = settings.ingest.units().away  # theatre, imaging: their results open no stay (models.stays)
 
 
 def kafka_timestamp_ms(message: faust.types.tuples.Message) -> int | None:

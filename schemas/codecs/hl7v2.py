@@ -75,15 +75,17 @@ class Units:
     ``ingest.monitored_units`` and ``ingest.away_units``: which results Vigil scores and which
     transfers end a stay. ``monitored``: the units Vigil scores (the ICUs); ``away``: where a patient
     goes and comes back from (theatre, imaging, a procedure room), so a transfer there does not end
-    the stay and results from there are scored. No monitored unit (the default): every result is
-    scored, every transfer is ignored, and only a discharge ends a stay."""
+    the stay, and results from there are scored in an open stay and open none (``models.stays``).
+    No monitored unit (the default): every result is scored, every transfer is ignored, only a
+    discharge ends a stay, and away units mean nothing (``of`` drops them)."""
 
     monitored: frozenset[str] = frozenset()
     away: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, monitored: Iterable[str] = (), away: Iterable[str] = ()) -> Units:
-        return cls(_points_of_care(monitored), _points_of_care(away))
+        named = _points_of_care(monitored)
+        return cls(named, _points_of_care(away) if named else frozenset())
 
     def scored(self, assigned: str) -> Rejected | None:
         """An ``ORU^R01`` from ``assigned`` (PV1-3.1): ``None`` when Vigil scores it (no monitored unit

@@ -322,6 +322,12 @@ def test_a_transfer_that_does_not_leave_the_monitored_units_is_ignored(to: str, 
     assert ignored.reason == "adt_transfer" and why in ignored.detail
 
 
+def test_away_units_mean_nothing_without_monitored_units() -> None:
+    """The default scores every result: theatre's too (the scoring step reads ``away``)."""
+    assert Units.of([], ["OR"]) == Units() and Units.of(["MICU"], ["or "]).away == {"OR"}
+    assert decode_hl7v2(from_unit("OR"), units=Units.of([], ["OR"])).events
+
+
 def test_without_monitored_units_a_transfer_is_ignored_and_says_what_to_set() -> None:
     (ignored,) = decode_hl7v2(transfer("WARD4", "MICU")).ignored
     assert ignored.reason == "adt_transfer" and "ingest.monitored_units" in ignored.detail
