@@ -218,6 +218,15 @@ def test_a_patient_who_leaves_the_ward_comes_back_when_the_discharge_or_transfer
     expect(patient.locator("#patient")).to_contain_text(why)
     if end == "discharge":
         shot(patient, "patient-discharged.png")
+    else:  # the line a phone shows: the ward's transitions, nothing wider than the screen
+        phone = signed_in(browser, dashboard, PHONE)
+        phone.fill("#search", pid)
+        expect(phone.locator("#transitions li", has_text=pid).first).to_contain_text(line, timeout=30000)
+        assert no_horizontal_scroll(phone), phone.evaluate("document.documentElement.scrollWidth")
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        phone.locator("#transitions li", has_text=pid).first.scroll_into_view_if_needed()
+        shot(phone, "transferred-phone.png")
+        phone.close()
     # the end was entered in error: ADT^A13 (A12) brings the card back, the stay goes on
     undo = PatientEvent(patient_id=pid, observed_at=at + timedelta(minutes=2), kind="encounter", code=cancel, value=1)
     send(producer, [undo])
