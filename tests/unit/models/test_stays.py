@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from tests.unit.models.test_alerting import POLICY, score
 from vigil.models.alerting import PatientAlertState, on_score
 from vigil.models.stays import discharge, end_stay, in_stay, is_discharge, next_stay, stay_of, stay_rejection
-from vigil.models.window import PatientWindow
+from vigil.models.window import LateEvent, PatientWindow
 from vigil.schemas.events import PatientEvent
 from vigil.schemas.normalize import normalize_event
 
@@ -238,6 +239,40 @@ def test_a_result_from_theatre_opens_no_stay_and_is_scored_in_an_open_one() -> N
     assert stay_of(ended, in_theatre(9), away=AWAY) == "none"
     assert stay_of(ended, in_theatre(3.2), away=AWAY) == "ended"  # a late result of the stay: as before
     assert stay_of(ended, vital(9), away=AWAY) == "new"  # back in the ICU (or no ward named): the next stay
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 48, allow_nan=False),
+            st.sampled_from(["vital", "discharge", "transfer_out"]),
+            st.sampled_from(["MICU", "OR", "ct", None]),
+        ),
+        max_size=30,
+    )
+)
+def test_no_stay_ever_begins_in_theatre(steps: list[tuple[float, str, str | None]]) -> None:
+    """Whatever the order of results, ends and moves, as the scoring step applies them: a stay's
+    first observation is never an away unit's, and an away unit's result joins only an open stay."""
+    window = PatientWindow()
+    for hours, what, ward in steps:
+        event = in_theatre(hours, ward) if what == "vital" else leaves(hours, ward=ward, code=what)
+        if what == "vital" and ward is None:
+            event = vital(hours)
+        of = stay_of(window, event, away=AWAY)
+        if of == "new":
+            window, of = next_stay(window), "current"
+        if of != "current":
+            continue
+        if is_discharge(event):
+            window = end_stay(window, event)
+            continue
+        opened = window.observed_span() is not None
+        if event.ward is not None and event.ward.strip().upper() in AWAY:
+            assert opened, f"{event.ward} would open a stay"
+        with contextlib.suppress(LateEvent):  # older than the window: a dead letter, as in the scoring step
+            window.apply(event)
 
 
 def test_a_discharge_naming_another_encounter_is_not_this_stays_end() -> None:
