@@ -40,7 +40,7 @@ async def say_which_transfers_end_a_stay() -> None:
 
 def fhir_entries(payload: bytes) -> Iterable[EntryOutcome]:
     """A FHIR message one Bundle entry at a time (each outcome carries only its entry's bytes)."""
-    return decode_fhir_stream(io.BytesIO(payload))
+    return decode_fhir_stream(io.BytesIO(payload), units=UNITS)
 
 
 def hl7v2_message(payload: bytes) -> Iterable[EntryOutcome]:

@@ -39,7 +39,8 @@ from vigil.infra.publish import Record
 from vigil.infra.settings import MllpSettings
 from vigil.infra.unmapped import count_unmapped
 from vigil.schemas import topics
-from vigil.schemas.codecs.hl7v2 import NO_UNITS, Units, decode_hl7v2
+from vigil.schemas.codecs.care_units import NO_UNITS, Units
+from vigil.schemas.codecs.hl7v2 import decode_hl7v2
 from vigil.schemas.codecs.loinc import DecodeResult
 from vigil.schemas.codecs.mllp import Item, MllpFramer, Oversize, Stray, ack, frame
 from vigil.schemas.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Rejected, Source, one_per_input

@@ -41,13 +41,14 @@ def convert(
     if source not in ("fhir", "hl7v2"):
         raise typer.BadParameter("must be fhir or hl7v2", param_hint="--from")
     payload = file.read_bytes()
+    units = get_settings().ingest.units()  # which results are scored, which moves end a stay
     if source == "hl7v2":
-        results = [decode_hl7v2(payload, units=get_settings().ingest.units())]
+        results = [decode_hl7v2(payload, units=units)]
     elif file.suffix.lower() == ".ndjson":
         # FHIR bulk-data export format: one resource per line
-        results = [decode_fhir(line) for line in payload.splitlines() if line.strip()]
+        results = [decode_fhir(line, units) for line in payload.splitlines() if line.strip()]
     else:
-        results = [decode_fhir(payload)]
+        results = [decode_fhir(payload, units)]
 
     total = DecodeResult()
     now = datetime.now(UTC)

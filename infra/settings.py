@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from vigil.models.site_threshold import Site
-    from vigil.schemas.codecs.hl7v2 import Units
+    from vigil.schemas.codecs.care_units import Units
 
 DEFAULT_LOG_HASH_KEY = "vigil-dev-only-change-me"
 
@@ -172,7 +172,7 @@ class IngestSettings(BaseModel):
     @model_validator(mode="after")
     def _monitored_or_away(self) -> IngestSettings:
         if not (self.monitored_units and self.away_units):
-            return self  # nothing to compare (and the codec not imported for every settings object)
+            return self  # nothing to compare
         rules = self.units()
         if both := rules.monitored & rules.away:
             named = ", ".join(sorted(both))
@@ -180,8 +180,8 @@ class IngestSettings(BaseModel):
         return self
 
     def units(self) -> Units:
-        """Which HL7v2 results are scored and which transfers end a stay (``schemas.codecs.hl7v2.Units``)."""
-        from vigil.schemas.codecs.hl7v2 import Units  # the hl7 package: not for every importer of the settings
+        """Which results are scored and which transfers end a stay (``schemas.codecs.care_units.Units``)."""
+        from vigil.schemas.codecs.care_units import Units
 
         return Units.of(self.monitored_units, self.away_units)
 

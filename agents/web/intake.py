@@ -35,6 +35,7 @@ from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings
 from vigil.models.stays import is_discharge
 from vigil.schemas import topics
+from vigil.schemas.codecs.care_units import NO_UNITS, Units
 from vigil.schemas.codecs.fhir_out import operation_outcome
 from vigil.schemas.codecs.fhir_stream import decode_fhir_entries, scan_fhir
 from vigil.schemas.deadletter import DeadLetter, Rejected, Source, one_per_input
@@ -94,9 +95,10 @@ async def spool_body(request: Request, limit: int) -> IO[bytes]:
     return spool
 
 
-def decode_intake(body: IO[bytes], path: str, max_entries: int, now: datetime) -> IntakeResult:
+def decode_intake(body: IO[bytes], path: str, max_entries: int, now: datetime, units: Units = NO_UNITS) -> IntakeResult:
     """Pure but for reading ``body``: the records one request publishes (events, then one dead
-    letter per rejected entry carrying only that entry)."""
+    letter per rejected entry carrying only that entry); ``units``: the site's, for the Encounter
+    moves that end a stay, as the FHIR agent reads them."""
     result = IntakeResult()
     scan = scan_fhir(body, max_entries)  # type: ignore[arg-type]
     if scan.is_bundle and scan.over_limit:
@@ -104,7 +106,7 @@ def decode_intake(body: IO[bytes], path: str, max_entries: int, now: datetime) -
         return result
     source = Source(topic=f"http:{path}")
     ends: list[tuple[str, bytes, bytes]] = []  # a Bundle's discharges go after its other entries
-    for item in decode_fhir_entries(body, scan):  # type: ignore[arg-type]
+    for item in decode_fhir_entries(body, scan, units):  # type: ignore[arg-type]
         # hand the GIL to the event loop between entries: a long Bundle must not hold /healthz and
         # every other request behind its decoding (the interpreter's own switch is every 5 ms)
         time.sleep(0)
@@ -146,7 +148,8 @@ async def fhir_intake(request: Request, settings: Settings, produce_many: Any, p
         return problem(413, "too-costly", f"payload over {web.fhir_max_body_bytes} bytes")
     try:
         async with _decode_gate(request):
-            result = await run_in_threadpool(decode_intake, body, path, web.fhir_max_entries, datetime.now(UTC))
+            now, units = datetime.now(UTC), settings.ingest.units()
+            result = await run_in_threadpool(decode_intake, body, path, web.fhir_max_entries, now, units)
     finally:
         body.close()
     if result.too_many_entries is not None:

@@ -1,5 +1,7 @@
 """FHIR R4 JSON -> Vigil events: ``Observation``, ``MedicationAdministration``, ``Procedure``, a
-``finished`` ``Encounter`` (the stay's end: a ``discharge`` event, ``models.stays``) and ``Bundle``
+``finished`` ``Encounter`` (the stay's end: a ``discharge`` event, ``models.stays``), an
+``in-progress`` one whose newest move left a monitored unit for a unit neither monitored nor away
+(a ``transfer_out``, where the site names its units: ``care_units.Units``) and ``Bundle``
 (transaction, batch, collection, searchset, message, history) of those.
 
 Errors are data (Bytewax style): ``decode_fhir`` never raises; every input ends up as events,
@@ -18,7 +20,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
@@ -30,6 +32,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.procedure import Procedure
 from pydantic import ValidationError
 
+from vigil.schemas.codecs.care_units import NO_UNITS, Units
 from vigil.schemas.codecs.fhir_out import operation_outcome
 from vigil.schemas.codecs.loinc import (
     ACVPU_VALUES,
@@ -46,7 +49,7 @@ from vigil.schemas.codecs.loinc import (
 )
 from vigil.schemas.codes import DISCHARGE
 from vigil.schemas.deadletter import Rejected
-from vigil.schemas.events import PatientEvent
+from vigil.schemas.events import PatientEvent, point_of_care
 
 # The web app answers POST /fhir with operation_outcome(result.rejected): one import for both.
 __all__ = ["DecodeResult", "decode_fhir", "operation_outcome"]
@@ -62,6 +65,9 @@ MAX_BUNDLE_ENTRIES: Final = 10_000
 # preliminary until a nurse validates them, and an early-warning score must not wait for that; the
 # later ``final``/``amended`` version carries a new meta.versionId, hence a new event id.
 OBSERVATION_STATUSES: Final = frozenset({"final", "amended", "corrected", "preliminary"})
+# An Encounter that goes on, whose location history may hold a move out of the monitored units
+# (``_decode_encounter_move``, where the site names them); onleave: the patient left for a while
+MOVING_ENCOUNTER_STATUSES: Final = frozenset({"in-progress", "onleave"})
 # MedicationAdministration.status: ``stopped`` means started then stopped, i.e. the drug was given.
 ADMINISTRATION_STATUSES: Final = frozenset({"completed", "in-progress", "stopped"})
 PROCEDURE_STATUSES: Final = frozenset({"completed", "in-progress"})
@@ -88,11 +94,13 @@ CONTEXT_RESOURCES: Final = frozenset(
 
 
 class _Context:
-    """Per-payload state: the result being built and the Bundle's fullUrl -> resource index."""
+    """Per-payload state: the result being built, the Bundle's fullUrl -> resource index and the
+    site's units (which Encounter moves end a stay)."""
 
-    def __init__(self) -> None:
+    def __init__(self, units: Units = NO_UNITS) -> None:
         self.result = DecodeResult()
         self.by_full_url: dict[str, dict[str, Any]] = {}
+        self.units = units
 
     def reject(self, reason: str, detail: str) -> None:
         self.result.rejected.append(Rejected(reason, detail))
@@ -107,9 +115,10 @@ class _Context:
             self.result.rejected.append(outcome)
 
 
-def decode_fhir(payload: bytes | bytearray | memoryview | str) -> DecodeResult:
-    """Decode one FHIR R4 JSON resource (an Observation, a supported resource or a Bundle of them)."""
-    ctx = _Context()
+def decode_fhir(payload: bytes | bytearray | memoryview | str, units: Units = NO_UNITS) -> DecodeResult:
+    """Decode one FHIR R4 JSON resource (an Observation, a supported resource or a Bundle of them);
+    ``units``: the site's monitored and away units (none by default: no Encounter move is read)."""
+    ctx = _Context(units)
     try:
         _decode_payload(payload, ctx)
     except Exception as exc:  # the last line of defence: a codec bug must dead-letter, not crash a worker
@@ -169,7 +178,7 @@ def _decode_bundle(bundle: dict[str, Any], ctx: _Context) -> None:
         if isinstance(resource, dict) and isinstance(full_url, str):
             ctx.by_full_url[full_url] = resource
     for index, entry in enumerate(entries):
-        ctx.result.extend(decode_bundle_entry(entry, index, ctx.by_full_url))
+        ctx.result.extend(decode_bundle_entry(entry, index, ctx.by_full_url, ctx.units))
 
 
 def bundle_shell_problem(shell: dict[str, Any]) -> Rejected | None:
@@ -192,11 +201,13 @@ def bundle_entry_problem(entry: Any, index: int) -> Rejected | None:
     return None
 
 
-def decode_bundle_entry(entry: Any, index: int, by_full_url: dict[str, dict[str, Any]]) -> DecodeResult:
+def decode_bundle_entry(
+    entry: Any, index: int, by_full_url: dict[str, dict[str, Any]], units: Units = NO_UNITS
+) -> DecodeResult:
     """Decode one Bundle entry; ``by_full_url`` resolves Bundle-local references (Patient and
     Medication entries). Used for whole payloads here and, one entry at a time, by the streaming
     decoder (``codecs.fhir_stream``) so a 10,000-entry Bundle is never held whole."""
-    ctx = _Context()
+    ctx = _Context(units)
     ctx.by_full_url = by_full_url
     where = f"entry[{index}] "
     resource = entry.get("resource") if isinstance(entry, dict) else None
@@ -221,8 +232,12 @@ def _decode_resource(resource: dict[str, Any], ctx: _Context, *, where: str, ful
     if not isinstance(resource_type, str):
         ctx.reject("schema", f"{where}no resourceType")
         return
-    if resource_type == "Encounter" and resource.get("status") != "finished":
-        # an Encounter that goes on is context (an Observation's encounter); only its end is an event
+    moving = (  # where the site names its units, an Encounter with a location history is read (and checked)
+        ctx.units.monitored and resource.get("status") in MOVING_ENCOUNTER_STATUSES and bool(resource.get("location"))
+    )
+    if resource_type == "Encounter" and resource.get("status") != "finished" and not moving:
+        # an Encounter that goes on is context (an Observation's encounter); its end is an event, and
+        # where the site names its units, a move out of them (``_decode_encounter_move``)
         ctx.ignore("context_resource", f"{where}Encounter ({str(resource.get('status'))[:20]})")
         return
     entry = _HANDLERS.get(resource_type)
@@ -496,7 +511,10 @@ def _decode_procedure(proc: Procedure, raw: dict[str, Any], ctx: _Context, where
 
 def _decode_encounter(enc: Encounter, raw: dict[str, Any], ctx: _Context, where: str, key: str) -> None:
     """A ``finished`` Encounter -> one ``discharge`` at ``period.end``; its id is the encounter that
-    Observations name in ``encounter`` (``Encounter/<id>``)."""
+    Observations name in ``encounter`` (``Encounter/<id>``). One that goes on: ``_decode_encounter_move``."""
+    if enc.status != "finished":
+        _decode_encounter_move(enc, ctx, where, key)
+        return
     patient_id = _patient_id(enc.subject, ctx, where)
     end = enc.period.end if enc.period is not None else None
     if end is None:
@@ -522,6 +540,72 @@ def _decode_encounter(enc: Encounter, raw: dict[str, Any], ctx: _Context, where:
             where=where,
         )
     )
+
+
+def _decode_encounter_move(enc: Encounter, ctx: _Context, where: str, key: str) -> None:
+    """An Encounter that goes on, where the site names its units: its newest move -> one
+    ``transfer_out`` when it left a monitored unit (or an away unit) for one neither monitored nor
+    away (``Units.leaves``), at the end of the location left; anything else is context, ignored.
+    The move is the ``completed`` location with the latest ``period.end`` and the ``active`` one
+    (the latest ``period.start`` if several). Every update of the Encounter sends its location
+    history again: the event's id is the move's (the Encounter and the time left, not its version),
+    so the update after it is the same event again (a ``duplicate``, not a second end), and an
+    update after the next move (ward to ward) names that move, which ends nothing."""
+    places = [p for p in enc.location or [] if p.location is not None]
+    active = [p for p in places if p.status == "active"]
+    left = [(p, p.period.end) for p in places if p.status == "completed" and p.period is not None and p.period.end]
+    if not active or not left:
+        ctx.ignore("context_resource", f"{where}Encounter ({enc.status}): no move from one location to another")
+        return
+    current = max(active, key=lambda p: _instant_key(p.period.start if p.period is not None else None))
+    prior, end = max(left, key=lambda pair: _instant_key(pair[1]))
+    was, now = _unit_name(prior.location, ctx.units), _unit_name(current.location, ctx.units)
+    code = ctx.units.leaves(now, was, "Encounter.location")
+    if isinstance(code, Rejected):
+        ctx.ignore("context_resource", f"{where}{code.detail}")
+        return
+    problem = _time_problem(end)
+    if problem is not None or not isinstance(end, datetime):
+        ctx.reject("missing_time", f"{where}the location left: period.end {problem}")
+        return
+    patient_id = _patient_id(enc.subject, ctx, where)
+    if patient_id is None:
+        return
+    ctx.add(
+        canonical_event(
+            source=SOURCE,
+            key=key.split("/_history/")[0],  # the move's identity: the same in every later version
+            part=f"{code}:{end.isoformat()}",
+            patient_id=patient_id,
+            observed_at=end,
+            code=code,
+            value=1.0,
+            unit="",
+            encounter=enc.id or None,
+            ward=was if point_of_care(was) in ctx.units.monitored else None,  # out of theatre: the stay's own
+            where=where,
+        )
+    )
+
+
+def _unit_name(reference: Any, units: Units) -> str:
+    """What a location reference calls the unit: the first of its display, its Location id and its
+    identifier's value that the site names, else the first given ('' when none)."""
+    given = [
+        reference.display or "",
+        _reference_id(reference, "Location") or "",
+        (reference.identifier.value or "") if reference.identifier is not None else "",
+    ]
+    return next((n for n in given if units.named(n)), next((n for n in given if n.strip()), ""))
+
+
+def _instant_key(value: Any) -> float:
+    """Order of FHIR dateTimes (aware or not, a date): their timestamp, -inf when absent."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
+    if value is not None and hasattr(value, "year"):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
+    return -math.inf
 
 
 _HANDLERS: Final[dict[str, tuple[Any, _Handler]]] = {

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 
 import ijson
 
+from vigil.schemas.codecs.care_units import NO_UNITS, Units
 from vigil.schemas.codecs.fhir import (
     CONTEXT_RESOURCES,
     MAX_BUNDLE_ENTRIES,
@@ -112,12 +113,13 @@ def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> Bundl
     return scan
 
 
-def decode_fhir_entries(payload: BinaryIO, scan: BundleScan) -> Iterator[EntryOutcome]:
-    """The second pass (``payload`` from its start): one outcome per entry, or one for the whole."""
+def decode_fhir_entries(payload: BinaryIO, scan: BundleScan, units: Units = NO_UNITS) -> Iterator[EntryOutcome]:
+    """The second pass (``payload`` from its start): one outcome per entry, or one for the whole
+    (``units``: the site's, for the Encounter moves that end a stay)."""
     payload.seek(0)
     if not scan.is_bundle:
         body = payload.read()
-        result = decode_fhir(body)
+        result = decode_fhir(body, units)
         yield EntryOutcome(None, result, body if result.rejected else b"", body)
         return
     if scan.over_limit:
@@ -132,13 +134,17 @@ def decode_fhir_entries(payload: BinaryIO, scan: BundleScan) -> Iterator[EntryOu
         return
     for index, entry in enumerate(_entries(payload)):
         problem = bundle_entry_problem(entry, index)
-        result = DecodeResult(rejected=[problem]) if problem else decode_bundle_entry(entry, index, scan.by_full_url)
+        result = (
+            DecodeResult(rejected=[problem]) if problem else decode_bundle_entry(entry, index, scan.by_full_url, units)
+        )
         original = _entry_bytes(entry) if result.rejected else b""
         yield EntryOutcome(index, result, original, entry)
 
 
-def decode_fhir_stream(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> Iterator[EntryOutcome]:
-    yield from decode_fhir_entries(payload, scan_fhir(payload, max_entries))
+def decode_fhir_stream(
+    payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES, units: Units = NO_UNITS
+) -> Iterator[EntryOutcome]:
+    yield from decode_fhir_entries(payload, scan_fhir(payload, max_entries), units)
 
 
 def _entry_bytes(entry: Any) -> bytes:

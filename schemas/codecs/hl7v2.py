@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
 
 import hl7
 
+from vigil.schemas.codecs.care_units import NO_UNITS, Units
 from vigil.schemas.codecs.loinc import (
     ACVPU_VALUES,
     YES_NO_VALUES,
@@ -42,7 +41,7 @@ from vigil.schemas.codecs.loinc import (
     canonical_for_coding,
     canonical_for_local,
 )
-from vigil.schemas.codes import CANCEL_DISCHARGE, CANCEL_TRANSFER, DISCHARGE, TRANSFER_OUT
+from vigil.schemas.codes import CANCEL_DISCHARGE, DISCHARGE, TRANSFER_OUT
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent, point_of_care
 
@@ -63,69 +62,6 @@ _NUMBER = re.compile(r"^\s*(<=|>=|<|>|=)?\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]
 _TIMESTAMP = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?([+-]\d{4})?$")
 _OFFSET = re.compile(r"([+-])(\d{2})(\d{2})$")
 _BATCH_SEGMENTS: Final = frozenset({"FHS", "BHS", "BTS", "FTS"})
-
-
-def _points_of_care(names: Iterable[str]) -> frozenset[str]:
-    return frozenset(u for name in names if (u := point_of_care(name)))
-
-
-@dataclass(frozen=True)
-class Units:
-    """The site's points of care (PV1-3.1, compared without case), from the settings
-    ``ingest.monitored_units`` and ``ingest.away_units``: which results Vigil scores and which
-    transfers end a stay. ``monitored``: the units Vigil scores (the ICUs); ``away``: where a patient
-    goes and comes back from (theatre, imaging, a procedure room), so a transfer there does not end
-    the stay, and results from there are scored in an open stay and open none (``models.stays``).
-    No monitored unit (the default): every result is scored, every transfer is ignored, only a
-    discharge ends a stay, and away units mean nothing (``of`` drops them)."""
-
-    monitored: frozenset[str] = frozenset()
-    away: frozenset[str] = frozenset()
-
-    @classmethod
-    def of(cls, monitored: Iterable[str] = (), away: Iterable[str] = ()) -> Units:
-        named = _points_of_care(monitored)
-        return cls(named, _points_of_care(away) if named else frozenset())
-
-    def scored(self, assigned: str) -> Rejected | None:
-        """An ``ORU^R01`` from ``assigned`` (PV1-3.1): ``None`` when Vigil scores it (no monitored unit
-        is set, the message names no unit, or a monitored or away one), else the ``unmonitored_unit``
-        the decoder ignores (counted): a hospital-wide feed sends the wards' results too."""
-        unit = point_of_care(assigned)
-        if not self.monitored or not unit or unit in self.monitored or unit in self.away:
-            return None
-        return Rejected("unmonitored_unit", f"ORU^R01 from {unit}: not a monitored or away unit (PV1-3)")
-
-    def code_of(self, trigger: str, assigned: str, prior: str) -> str | Rejected:
-        """``A02`` (``assigned`` PV1-3.1, the new location; ``prior`` PV1-6.1, the one left) ->
-        ``transfer_out`` when it leaves a monitored unit, or an away unit (theatre after the ICU), for
-        a unit neither monitored nor away; ``A12`` (``assigned``: the location restored; ``prior``,
-        when sent: the cancelled destination) -> ``cancel_transfer`` when the transfer it cancels may
-        have been one: back into a monitored unit, unless PV1-6 names a monitored or away unit; back
-        into an away unit from one neither. Else the ``adt_transfer`` the decoder ignores (counted).
-        Whether a patient has a stay to end or resume is the stream's to decide (``models.stays``)."""
-        new, old = point_of_care(assigned), point_of_care(prior)
-        moved = f"back to {new or '?'} from {old or '?'}" if trigger == "A12" else f"{old or '?'} -> {new or '?'}"
-        what = f"ADT^{trigger} {moved}"
-        if not self.monitored:
-            return Rejected("adt_transfer", f"ADT^{trigger}: no monitored units are set (ingest.monitored_units)")
-        kept = self.monitored | self.away  # a transfer into these ends no stay
-        if trigger == "A12":
-            if new in self.monitored:
-                if old in kept:
-                    return Rejected("adt_transfer", f"{what}: the cancelled transfer ended no stay")
-                return CANCEL_TRANSFER
-            if new in self.away and old and old not in kept:
-                return CANCEL_TRANSFER
-            return Rejected("adt_transfer", f"{what}: the cancelled transfer ended no stay")
-        if not old or old not in kept:
-            return Rejected("adt_transfer", f"{what}: leaves no monitored or away unit (PV1-6)")
-        if not new or new in kept:
-            return Rejected("adt_transfer", f"{what}: the stay goes on (a monitored or away unit)")
-        return TRANSFER_OUT
-
-
-NO_UNITS: Final = Units()
 
 
 def decode_hl7v2(

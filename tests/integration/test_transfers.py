@@ -1,11 +1,13 @@
 """ADT transfers on the real broker and Redis, with the site's monitored units set: through `vigil
 mllp` (the session's worker scoring), a move between two monitored units leaves the stay alone, an
 ADT^A02 out of them ends the stay the ORU messages opened, and the ADT^A12 that cancels it resumes
-the stay; through `vigil.ingest.hl7v2`, a worker started with the setting ends the stay as well.
+the stay; through `vigil.ingest.hl7v2`, a worker started with the setting ends the stay as well, and
+through `vigil.ingest.fhir` so does an Encounter update whose newest move left the ICU for a ward.
 Results from a unit neither monitored nor away (a ward) are ignored on both paths: not scored."""
 
 from __future__ import annotations
 
+import json
 import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +37,25 @@ def on_ward(oru: bytes, unit: str = "4WEST") -> bytes:
     """The fixture's ORU^R01 (PV1-3 ICU-3) sent from another unit."""
     assert b"|ICU-3^" in oru
     return oru.replace(b"|ICU-3^", f"|{unit}^".encode())
+
+
+def fhir_move(pid: str, left: datetime, prior: str, to: str) -> bytes:
+    """An in-progress FHIR Encounter whose newest move left ``prior`` for ``to`` at ``left``."""
+    stamp = left.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.dumps(
+        {
+            "resourceType": "Encounter",
+            "id": "V77120044",  # the visit the fixture's ORU^R01 names (PV1-19): another would be other_encounter
+            "meta": {"versionId": "7"},
+            "status": "in-progress",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+            "subject": {"reference": f"Patient/{pid}"},
+            "location": [
+                {"location": {"display": prior}, "status": "completed", "period": {"end": stamp}},
+                {"location": {"display": to}, "status": "active", "period": {"start": stamp}},
+            ],
+        }
+    ).encode()
 
 
 def stay_records(r: Any, pid: str, record: str) -> list[dict[str, Any]]:
@@ -119,11 +140,11 @@ def test_a_patient_who_goes_on_from_theatre_to_a_ward_leaves_the_stay_and_other_
     assert listener.banner == "ADT^A02 out of ICU-3 ends a stay; away: OR; ORU^R01 from other units ignored\n"
 
 
-def test_the_hl7v2_intake_agent_ends_a_stay_on_a_transfer_out_of_the_units_its_worker_is_given(
+def test_the_intake_agents_end_a_stay_on_a_transfer_out_of_the_units_their_worker_is_given(
     stack, stack_settings, stack_home, shared_worker, spawn, producer, reader
 ) -> None:
     r = reader(keep_scores=True)
-    pid = unique_patient("xfer-agent")
+    pid, by_fhir = unique_patient("xfer-agent"), unique_patient("xfer-fhir")
     at = datetime.now(UTC) - timedelta(hours=2)
     with shared_worker.stopped():  # this test's worker owns every partition
         spawn("transfers", env={"VIGIL_INGEST__MONITORED_UNITS": '["ICU-3"]'})
@@ -143,8 +164,21 @@ def test_the_hl7v2_intake_agent_ends_a_stay_on_a_transfer_out_of_the_units_its_w
         )
         producer.flush()
         assert wait_for(lambda: stay_records(r, pid, "stay_resumed"), timeout=60), "the cancel resumed it"
+        # a FHIR feed: the Encounter update whose newest move left the ICU for a ward, sent twice
+        producer.send(topics.INGEST_HL7V2, key=by_fhir.encode(), value=oru_for(by_fhir, f"{by_fhir}-1", at))
+        producer.flush()
+        assert wait_for(lambda: any(p == by_fhir for p, _ in r.snapshot().last_scores), timeout=60), "scored"
+        for _ in range(2):
+            move = fhir_move(by_fhir, at + timedelta(minutes=30), "ICU-3", "4WEST")
+            producer.send(topics.INGEST_FHIR, key=by_fhir.encode(), value=move)
+        producer.flush()
+        ended_by_fhir = wait_for(lambda: stay_records(r, by_fhir, "stay_ended"), timeout=60)
+        assert ended_by_fhir, f"the FHIR move ended no stay: dead letters {dict(r.snapshot().dead_letter_reasons)}"
+        assert wait_for(lambda: r.snapshot().dead_letter_reasons["duplicate"] >= 1, timeout=60)
     (ended,) = stay_records(r, pid, "stay_ended")
     assert ended["ward"] == "ICU-3" and ended["source"] == "hl7v2"
+    (moved,) = stay_records(r, by_fhir, "stay_ended")  # the update sent again is the same move: no second end
+    assert (moved["ended_by"], moved["ward"], moved["source"]) == ("transfer_out", "ICU-3", "fhir")
     assert r.snapshot().dead_letter_reasons["unmonitored_unit"] == 0  # ignored (counted), not dead-lettered
     said = [e for e in worker_logs(stack_home, "transfers") if e.get("event") == "intake.transfers"]
     assert [(e["monitored_units"], e["away_units"]) for e in said] == [(["ICU-3"], [])]  # once, at start

@@ -14,7 +14,7 @@ from vigil.agents.mllp import Tally, outcome_of, serve
 from vigil.infra.publish import Record
 from vigil.infra.settings import MllpSettings
 from vigil.schemas import topics
-from vigil.schemas.codecs.hl7v2 import Units
+from vigil.schemas.codecs.care_units import Units
 from vigil.schemas.codecs.mllp import Frame, Oversize, Stray, frame
 from vigil.schemas.deadletter import DeadLetter
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from vigil.schemas.codecs.care_units import Units
 from vigil.schemas.codecs.fhir import MAX_PAYLOAD_BYTES, decode_fhir
 from vigil.schemas.codecs.loinc import LOINC_TO_CANONICAL
 from vigil.schemas.codes import CATALOGUE
@@ -641,3 +642,129 @@ def test_a_finished_encounter_is_checked_like_any_resource() -> None:
     no_subject = encounter()
     del no_subject["subject"]
     assert [r.reason for r in decode_fhir(encode(no_subject)).rejected] == ["missing_subject"]
+
+
+# --- Encounter moves: out of the monitored units ends the stay, where the site names its units ----
+
+ICU = Units.of(["MICU", "SICU"], away=["OR"])
+
+
+def place(name: str, status: str, start: str, end: str | None = None, how: str = "display") -> dict[str, Any]:
+    """One ``Encounter.location``: the unit named by its display, its Location id or its identifier."""
+    ref: dict[str, Any] = {
+        "display": {"display": name},
+        "reference": {"reference": f"Location/{name}", "display": f"{name} ward, 4th floor"},
+        "identifier": {"identifier": {"system": "urn:hosp:units", "value": name}},
+    }[how]
+    period = {"start": start, **({"end": end} if end else {})}
+    return {"location": ref, "status": status, "period": period}
+
+
+def moved(*places: dict[str, Any], status: str = "in-progress", version: str = "3") -> dict[str, Any]:
+    resource = encounter(status, location=list(places), period={"start": "2024-03-14T08:00:00Z"})
+    resource["meta"] = {"versionId": version}
+    return resource
+
+
+MICU_TO_WARD = (
+    place("MICU", "completed", "2024-03-14T08:00:00Z", "2024-03-16T10:00:00Z"),
+    place("4WEST", "active", "2024-03-16T10:05:00Z"),
+)
+
+
+@pytest.mark.parametrize("how", ["display", "reference", "identifier"])
+def test_an_encounter_whose_newest_move_leaves_the_icu_for_a_ward_is_a_transfer_out(how: str) -> None:
+    icu, ward = (place(p["location"]["display"], p["status"], **p["period"], how=how) for p in MICU_TO_WARD)
+    result = decode_fhir(encode(moved(icu, ward)), ICU)
+    assert result.rejected == [] and result.ignored == []
+    (event,) = result.events
+    assert (event.kind, event.code, event.value, event.patient_id) == ("encounter", "transfer_out", 1.0, "p1")
+    assert event.observed_at == datetime(2024, 3, 16, 10, 0, tzinfo=UTC)  # when the ICU was left
+    assert (event.ward, event.encounter) == ("MICU", "enc-9")
+
+
+def test_each_update_of_the_encounter_names_the_same_move_and_the_next_move_ends_nothing() -> None:
+    """Every update sends the location history again: the same move is the same event (the stream
+    counts it ``duplicate``, not a second end); a move on from the ward ends nothing."""
+    first = decode_fhir(encode(moved(*MICU_TO_WARD, version="3")), ICU).events
+    again = decode_fhir(encode(moved(*MICU_TO_WARD, version="4")), ICU).events
+    assert [e.event_id for e in first] == [e.event_id for e in again] and len(first) == 1
+    on = (
+        MICU_TO_WARD[0],
+        place("4WEST", "completed", "2024-03-16T10:05:00Z", "2024-03-17T09:00:00Z"),
+        place("5EAST", "active", "2024-03-17T09:10:00Z"),
+    )
+    result = decode_fhir(encode(moved(*on, version="5")), ICU)
+    assert result.events == [] and [r.reason for r in result.ignored] == ["context_resource"]
+    assert "leaves no monitored or away unit" in result.ignored[0].detail
+
+
+def test_out_of_theatre_to_a_ward_is_a_transfer_out_the_stream_decides_on() -> None:
+    via_or = (
+        place("MICU", "completed", "2024-03-14T08:00:00Z", "2024-03-16T08:00:00Z"),
+        place("OR", "completed", "2024-03-16T08:10:00Z", "2024-03-16T11:00:00Z"),
+        place("4WEST", "active", "2024-03-16T11:20:00Z"),
+    )
+    (event,) = decode_fhir(encode(moved(*via_or)), ICU).events
+    assert event.code == "transfer_out" and event.ward is None  # the stay's own unit, not theatre
+    assert event.observed_at == datetime(2024, 3, 16, 11, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("places", "why"),
+    [
+        (
+            (
+                place("MICU", "completed", "2024-03-14T08:00:00Z", "2024-03-16T10:00:00Z"),
+                place("SICU", "active", "2024-03-16T10:05:00Z"),
+            ),
+            "the stay goes on",
+        ),
+        (
+            (
+                place("MICU", "completed", "2024-03-14T08:00:00Z", "2024-03-16T10:00:00Z"),
+                place("OR", "active", "2024-03-16T10:05:00Z"),
+            ),
+            "the stay goes on",
+        ),
+        (
+            (
+                place("4WEST", "completed", "2024-03-14T08:00:00Z", "2024-03-16T10:00:00Z"),
+                place("MICU", "active", "2024-03-16T10:05:00Z"),
+            ),
+            "leaves no monitored or away unit",
+        ),
+        ((place("MICU", "active", "2024-03-14T08:00:00Z"),), "no move"),
+        (
+            (
+                place("MICU", "completed", "2024-03-14T08:00:00Z", "2024-03-16T10:00:00Z"),
+                place("4WEST", "planned", "2024-03-16T10:05:00Z"),
+            ),
+            "no move",
+        ),
+    ],
+)
+def test_an_encounter_whose_newest_move_stays_in_the_units_is_context(
+    places: tuple[dict[str, Any], ...], why: str
+) -> None:
+    result = decode_fhir(encode(moved(*places)), ICU)
+    assert result.events == [] and result.rejected == []
+    (ignored,) = result.ignored
+    assert ignored.reason == "context_resource" and why in ignored.detail
+
+
+def test_without_monitored_units_an_encounters_moves_are_not_read() -> None:
+    invalid = moved(*MICU_TO_WARD)
+    del invalid["class"]  # not even checked: context, as before
+    for resource, units in [(moved(*MICU_TO_WARD), Units()), (invalid, Units()), (encounter("in-progress"), ICU)]:
+        result = decode_fhir(encode(resource), units)
+        assert result.events == [] and result.rejected == []
+        assert [r.reason for r in result.ignored] == ["context_resource"]
+    assert [r.reason for r in decode_fhir(encode(invalid), ICU).rejected] == ["schema"]  # read: checked
+
+
+def test_a_move_whose_time_left_has_no_offset_is_refused() -> None:
+    dated = (place("MICU", "completed", "2024-03-14", "2024-03-16"), MICU_TO_WARD[1])
+    result = decode_fhir(encode(moved(*dated)), ICU)
+    assert result.events == [] and [r.reason for r in result.rejected] == ["missing_time"]
+    assert "the location left: period.end is a date without a time of day" in result.rejected[0].detail

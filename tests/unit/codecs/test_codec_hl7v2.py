@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vigil.schemas.codecs.hl7v2 import Units, decode_hl7v2
+from vigil.schemas.codecs.care_units import Units
+from vigil.schemas.codecs.hl7v2 import decode_hl7v2
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hl7v2"
 

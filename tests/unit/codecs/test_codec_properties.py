@@ -12,8 +12,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from vigil.schemas.codecs.care_units import Units
 from vigil.schemas.codecs.fhir import decode_fhir
-from vigil.schemas.codecs.hl7v2 import Units, decode_hl7v2
+from vigil.schemas.codecs.hl7v2 import decode_hl7v2
 from vigil.schemas.codecs.loinc import DecodeResult
 from vigil.schemas.codes import CATALOGUE
 

@@ -102,3 +102,19 @@ def test_mutated_bundles_stream_as_they_decode(resources: list[dict[str, Any]]) 
 @given(st.binary(max_size=2048))
 def test_random_bytes_never_crash_the_streaming_decoder(payload: bytes) -> None:
     check(streamed(payload)[0], "fhir")
+
+
+def test_the_streamed_bundle_reads_an_encounters_move_with_the_sites_units() -> None:
+    """The worker's and the HTTP intake's decoder: the site's units reach each entry."""
+    from test_codec_fhir import ICU, MICU_TO_WARD, moved
+
+    from vigil.schemas.codecs.care_units import Units
+
+    payload = bundle(observation(1), moved(*MICU_TO_WARD))
+    merged = DecodeResult()
+    for item in decode_fhir_stream(io.BytesIO(payload), units=ICU):
+        merged.extend(item.result)
+    assert [e.code for e in merged.events] == ["HR", "transfer_out"]
+    assert [e.code for e in merged.events] == [e.code for e in decode_fhir(payload, ICU).events]
+    unset, _ = streamed(payload)  # the default: moves are context
+    assert [e.code for e in unset.events] == ["HR"] and decode_fhir(payload, Units()).ignored

@@ -155,3 +155,21 @@ def test_a_bundles_discharge_is_published_after_its_other_entries(small) -> None
     assert r.status_code == 201, r.text
     events = [PatientEvent.model_validate_json(v) for t, _, v in feed.produced if t == topics.EVENTS_RAW]
     assert [e.code for e in events] == ["HR", "HR", "discharge"]
+
+
+def test_the_sites_units_reach_the_http_intake_an_encounter_moved_to_a_ward_ends_the_stay(users) -> None:
+    """``POST /fhir`` reads the Encounter moves as the FHIR agent does, with the settings' units,
+    and publishes the transfer after the Bundle's results, as a discharge."""
+    from tests.unit.codecs.test_codec_fhir import MICU_TO_WARD, moved
+    from vigil.agents.web.app import create_app
+    from vigil.infra.settings import IngestSettings
+
+    update = moved(*MICU_TO_WARD) | {"subject": {"reference": "Patient/intake-0"}}
+    for units, codes in [((), ["HR"]), (("MICU",), ["HR", "transfer_out"])]:
+        settings = Settings(api_token=API_TOKEN, ingest=IngestSettings(monitored_units=units))
+        feed = FlakyFeed(settings)
+        with TestClient(create_app(settings, feed, users=users, session_secret="s")) as client:
+            r = client.post("/fhir", content=bundle([update, observation(0)]), headers=AUTH)
+        assert r.status_code == 201, r.text
+        events = [PatientEvent.model_validate_json(v) for t, _, v in feed.produced if t == topics.EVENTS_RAW]
+        assert [e.code for e in events] == codes
