@@ -526,20 +526,7 @@ def _decode_encounter(enc: Encounter, raw: dict[str, Any], ctx: _Context, where:
         return
     if patient_id is None:
         return
-    ctx.add(
-        canonical_event(
-            source=SOURCE,
-            key=key,
-            part=DISCHARGE,
-            patient_id=patient_id,
-            observed_at=end,
-            code=DISCHARGE,
-            value=1.0,
-            unit="",
-            encounter=enc.id or None,
-            where=where,
-        )
-    )
+    ctx.add(_stay_event(DISCHARGE, key, DISCHARGE, patient_id, end, enc, None, where))
 
 
 def _decode_encounter_move(enc: Encounter, ctx: _Context, where: str, key: str) -> None:
@@ -571,20 +558,27 @@ def _decode_encounter_move(enc: Encounter, ctx: _Context, where: str, key: str) 
     patient_id = _patient_id(enc.subject, ctx, where)
     if patient_id is None:
         return
-    ctx.add(
-        canonical_event(
-            source=SOURCE,
-            key=key.split("/_history/")[0],  # the move's identity: the same in every later version
-            part=f"{code}:{end.isoformat()}",
-            patient_id=patient_id,
-            observed_at=end,
-            code=code,
-            value=1.0,
-            unit="",
-            encounter=enc.id or None,
-            ward=was if point_of_care(was) in ctx.units.monitored else None,  # out of theatre: the stay's own
-            where=where,
-        )
+    move = key.split("/_history/")[0]  # the move's identity: the same in every later version
+    ward = was if point_of_care(was) in ctx.units.monitored else None  # out of theatre: the stay's own
+    ctx.add(_stay_event(code, move, f"{code}:{end.isoformat()}", patient_id, end, enc, ward, where))
+
+
+def _stay_event(
+    code: str, key: str, part: str, patient_id: str, at: datetime, enc: Encounter, ward: str | None, where: str
+) -> PatientEvent | Rejected:
+    """An Encounter's end of the stay (``discharge``, ``transfer_out``) as a canonical event."""
+    return canonical_event(
+        source=SOURCE,
+        key=key,
+        part=part,
+        patient_id=patient_id,
+        observed_at=at,
+        code=code,
+        value=1.0,
+        unit="",
+        encounter=enc.id or None,
+        ward=ward,
+        where=where,
     )
 
 
