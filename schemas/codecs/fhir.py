@@ -534,11 +534,12 @@ def _decode_encounter_move(enc: Encounter, ctx: _Context, where: str, key: str) 
     ``transfer_out`` when it left a monitored unit (or an away unit) for one neither monitored nor
     away (``Units.leaves``), at the end of the location left; anything else is context, ignored.
     The move is the ``completed`` location with the latest ``period.end`` and the ``active`` one
-    (the latest ``period.start`` if several). Every update of the Encounter sends its location
+    (the latest ``period.start`` if several); rooms and beds (``physicalType`` ``ro``, ``bd``) are
+    places within a unit, listed beside it by some EHRs, and not read. Every update of the Encounter sends its location
     history again: the event's id is the move's (the Encounter and the time left, not its version),
     so the update after it is the same event again (a ``duplicate``, not a second end), and an
     update after the next move (ward to ward) names that move, which ends nothing."""
-    places = [p for p in enc.location or [] if p.location is not None]
+    places = [p for p in enc.location or [] if p.location is not None and not _within_a_unit(p)]
     active = [p for p in places if p.status == "active"]
     left = [(p, p.period.end) for p in places if p.status == "completed" and p.period is not None and p.period.end]
     if not active or not left:
@@ -580,6 +581,14 @@ def _stay_event(
         ward=ward,
         where=where,
     )
+
+
+WITHIN_A_UNIT: Final = frozenset({"ro", "bd"})  # location-physical-type: room, bed
+
+
+def _within_a_unit(place: Any) -> bool:
+    kind = place.physicalType
+    return kind is not None and any(c.code in WITHIN_A_UNIT for c in kind.coding or [])
 
 
 def _unit_name(reference: Any, units: Units) -> str:

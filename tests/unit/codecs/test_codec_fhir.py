@@ -768,3 +768,32 @@ def test_a_move_whose_time_left_has_no_offset_is_refused() -> None:
     result = decode_fhir(encode(moved(*dated)), ICU)
     assert result.events == [] and [r.reason for r in result.rejected] == ["missing_time"]
     assert "the location left: period.end is a date without a time of day" in result.rejected[0].detail
+
+
+def test_rooms_and_beds_listed_beside_the_units_are_not_moves() -> None:
+    """Some EHRs list the unit, the room and the bed as locations of their own: a bed move inside the
+    ICU ends nothing, and the move from the ICU to a ward is read from the units."""
+
+    def bed(name: str, status: str, start: str, end: str | None = None) -> dict[str, Any]:
+        kind = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/location-physical-type", "code": "bd"}]}
+        return place(name, status, start, end) | {"physicalType": kind}
+
+    in_icu = (
+        place("MICU", "active", "2024-03-14T08:00:00Z"),
+        bed("MICU bed 1", "completed", "2024-03-14T08:00:00Z", "2024-03-15T09:00:00Z"),
+        bed("MICU bed 2", "active", "2024-03-15T09:00:00Z"),
+    )
+    result = decode_fhir(encode(moved(*in_icu)), ICU)
+    assert result.events == [] and [r.reason for r in result.ignored] == ["context_resource"]
+    out = (
+        MICU_TO_WARD[0],
+        bed("MICU bed 2", "completed", "2024-03-15T09:00:00Z", "2024-03-16T10:30:00Z"),  # later than the unit's end
+        MICU_TO_WARD[1],
+        bed("4WEST bed 7", "active", "2024-03-16T10:05:00Z"),
+    )
+    (event,) = decode_fhir(encode(moved(*out)), ICU).events
+    assert (event.code, event.ward, event.observed_at) == (
+        "transfer_out",
+        "MICU",
+        datetime(2024, 3, 16, 10, 0, tzinfo=UTC),
+    )
