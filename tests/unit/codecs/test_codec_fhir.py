@@ -797,3 +797,16 @@ def test_rooms_and_beds_listed_beside_the_units_are_not_moves() -> None:
         "MICU",
         datetime(2024, 3, 16, 10, 0, tzinfo=UTC),
     )
+
+
+def test_the_transfer_fixture_ends_the_stay_at_the_fixtures_icu() -> None:
+    payload = (FIXTURES / "encounter-transfer-to-ward.json").read_bytes()
+    (event,) = decode_fhir(payload, Units.of(["icu-3"])).checked(datetime.now(UTC)).events
+    assert (event.code, event.ward, event.encounter, event.patient_id) == (
+        "transfer_out",
+        "ICU-3",
+        "V77120044",
+        "4420011",
+    )
+    assert event.observed_at == datetime(2024, 3, 16, 10, 0, tzinfo=UTC)
+    assert decode_fhir(payload).events == []  # no units named: context

@@ -94,6 +94,9 @@ resource_types = st.sampled_from(
                 "dosage",
                 "hasMember",
                 "meta",
+                "location",
+                "period",
+                "class",
             ]
         ),
         json_values,
@@ -101,7 +104,9 @@ resource_types = st.sampled_from(
     ),
 )
 def test_random_fields_on_known_resource_types(resource_type: str, fields: dict[str, Any]) -> None:
-    check(decode_fhir(json.dumps({"resourceType": resource_type, **fields}).encode()), "fhir")
+    payload = json.dumps({"resourceType": resource_type, **fields}).encode()
+    check(decode_fhir(payload), "fhir")
+    check(decode_fhir(payload, SITE), "fhir")  # an Encounter's location history is read
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -139,6 +144,7 @@ def mutated_fhir(draw: st.DrawFn) -> dict[str, Any]:
 @given(mutated_fhir())
 def test_mutated_spec_examples_map_or_dead_letter(resource: dict[str, Any]) -> None:
     check(decode_fhir(json.dumps(resource).encode()), "fhir")
+    check(decode_fhir(json.dumps(resource).encode(), SITE), "fhir")
 
 
 @st.composite
@@ -160,6 +166,7 @@ def byte_mutation(draw: st.DrawFn, samples: list[bytes]) -> bytes:
 @given(byte_mutation([json.dumps(s).encode() for s in FHIR_SAMPLES]))
 def test_byte_mutated_fhir_never_crashes(payload: bytes) -> None:
     check(decode_fhir(payload), "fhir")
+    check(decode_fhir(payload, SITE), "fhir")
 
 
 @PROPERTY_SETTINGS
