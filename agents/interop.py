@@ -2,8 +2,9 @@
 ``vigil.ingest.hl7v2`` become canonical events on ``vigil.events``; every rejected part goes to
 the dead letters with the reason and the original bytes: one dead letter per message (HL7v2) or
 per Bundle entry (FHIR, decoded one entry at a time), never one copy of a message per rejection.
-A message's discharge (a finished Encounter in a Bundle) is sent after its other events, so the
-results that came with it are scored in the stay before it ends (``models.stays``)."""
+A message's discharge (a finished Encounter in a Bundle, or a transfer out: an ADT^A02, an
+Encounter's move, read with the site's units) is sent after its other events, so the results that
+came with it are scored in the stay before it ends (``models.stays``)."""
 
 from __future__ import annotations
 
