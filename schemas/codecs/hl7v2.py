@@ -150,9 +150,10 @@ def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo, units: 
     segments = list(message)
     pid = next((s for s in segments if _name(s) == "PID"), None)
     pv1 = next((s for s in segments if _name(s) == "PV1"), None)
-    if (elsewhere := units.scored(_field(pv1, 3))) is not None:  # a ward's results: not Vigil's, not an error
+    assigned = _field(pv1, 3)  # the point of care ('' without PV1)
+    if (elsewhere := units.scored(assigned)) is not None:  # a ward's results: not Vigil's, not an error
         result.ignored.append(Rejected(elsewhere.reason, where + elsewhere.detail))
-        result.ignored_units[point_of_care(_field(pv1, 3))] += 1
+        result.ignored_units[point_of_care(assigned)] += 1
         return
     observations = [s for s in segments if _name(s) == "OBX"]
     if not observations:
@@ -162,7 +163,7 @@ def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo, units: 
     if not patient_id:
         result.rejected.append(Rejected("missing_subject", f"{where}PID-3 has no patient identifier"))
         return
-    ward = (_field(pv1, 3) or None) if pv1 is not None else None
+    ward = assigned or None
     encounter = (_field(pv1, 19) or None) if pv1 is not None else None
 
     obr_time = ""
@@ -226,10 +227,11 @@ def _decode_adt(
     pid = next((s for s in segments if _name(s) == "PID"), None)
     pv1 = next((s for s in segments if _name(s) == "PV1"), None)
     evn = next((s for s in segments if _name(s) == "EVN"), None)
-    ward = _field(pv1, 3) or None
+    assigned = _field(pv1, 3)
+    ward = assigned or None
     if code is None:
         prior = _field(pv1, 6)
-        transfer = units.code_of(trigger, _field(pv1, 3), prior)
+        transfer = units.code_of(trigger, assigned, prior)
         if isinstance(transfer, Rejected):
             result.ignored.append(Rejected(transfer.reason, where + transfer.detail))
             return
