@@ -65,6 +65,11 @@ class Units:
             return Rejected("adt_transfer", f"{moved}: the stay goes on (a monitored or away unit)")
         return TRANSFER_OUT
 
+    def stay_unit(self, left: str) -> str | None:
+        """The ward a ``transfer_out`` names: the unit left when monitored; out of an away unit none
+        (the stream's stay keeps its own unit, not theatre)."""
+        return left if point_of_care(left) in self.monitored else None
+
     def code_of(self, trigger: str, assigned: str, prior: str) -> str | Rejected:
         """HL7v2 ``A02`` (``assigned`` PV1-3.1, the new location; ``prior`` PV1-6.1, the one left):
         ``leaves``. ``A12`` (``assigned``: the location restored; ``prior``, when sent: the cancelled

@@ -49,7 +49,7 @@ from vigil.schemas.codecs.loinc import (
 )
 from vigil.schemas.codes import DISCHARGE
 from vigil.schemas.deadletter import Rejected
-from vigil.schemas.events import PatientEvent, point_of_care
+from vigil.schemas.events import PatientEvent
 
 # The web app answers POST /fhir with operation_outcome(result.rejected): one import for both.
 __all__ = ["DecodeResult", "decode_fhir", "operation_outcome"]
@@ -560,7 +560,7 @@ def _decode_encounter_move(enc: Encounter, ctx: _Context, where: str, key: str) 
     if patient_id is None:
         return
     move = key.split("/_history/")[0]  # the move's identity: the same in every later version
-    ward = was if point_of_care(was) in ctx.units.monitored else None  # out of theatre: the stay's own
+    ward = ctx.units.stay_unit(was)
     ctx.add(_stay_event(code, move, f"{code}:{end.isoformat()}", patient_id, end, enc, ward, where))
 
 

@@ -237,7 +237,7 @@ def _decode_adt(
             return
         code = transfer
         if code == TRANSFER_OUT:  # the stay's unit, which the patient left; out of theatre: the stay's own
-            ward = prior if point_of_care(prior) in units.monitored else None
+            ward = units.stay_unit(prior)
     patient_id = _patient_id(pid) if pid is not None else ""
     if not patient_id:
         result.rejected.append(Rejected("missing_subject", f"{where}PID-3 has no patient identifier"))
