@@ -206,7 +206,8 @@ def test_a_patient_who_leaves_the_ward_comes_back_when_the_discharge_or_transfer
     page.fill("#search", pid)
     expect(card_of(page, pid)).to_be_visible(timeout=60000)
     patient = page.context.new_page()  # the same signed-in session
-    card_url = page.locator("article.card a.label").first.get_attribute("href")
+    # this patient's own card: the first on the page may still be another's while the search filter applies
+    card_url = card_of(page, pid).locator("a.label").get_attribute("href")
     patient.goto(dashboard + card_url)
     expect(patient.locator("#patient .label")).to_have_text(pid, timeout=15000)
     at = datetime.now(UTC) - timedelta(minutes=5)
