@@ -232,9 +232,10 @@ def _decode_resource(resource: dict[str, Any], ctx: _Context, *, where: str, ful
     if not isinstance(resource_type, str):
         ctx.reject("schema", f"{where}no resourceType")
         return
+    status = resource.get("status")  # any JSON value until the resource is checked
     moving = (  # where the site names its units, an Encounter with a location history is read (and checked)
-        ctx.units.monitored and resource.get("status") in MOVING_ENCOUNTER_STATUSES and bool(resource.get("location"))
-    )
+        ctx.units.monitored and isinstance(status, str) and status in MOVING_ENCOUNTER_STATUSES
+    ) and bool(resource.get("location"))
     if resource_type == "Encounter" and resource.get("status") != "finished" and not moving:
         # an Encounter that goes on is context (an Observation's encounter); its end is an event, and
         # where the site names its units, a move out of them (``_decode_encounter_move``)
@@ -264,7 +265,7 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
     if obs.status not in OBSERVATION_STATUSES:
         ctx.reject("not_final", f"{where}status {obs.status!r} is not one of {sorted(OBSERVATION_STATUSES)}")
         return
-    codings = list(obs.code.coding or []) if obs.code else []
+    codings = _codings(obs.code)
     code = _first_mapped(codings)
     panel = any(is_panel(c.system, c.code) for c in codings)
     value_present = _has_value(obs)
@@ -276,7 +277,7 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
         measured.append(("value", code, obs, where))
         # components of a mapped value (GCS motor/verbal/eyes) are details of it: only mapped ones count
         for index, component in enumerate(components):
-            component_code = _first_mapped(list(component.code.coding or []))
+            component_code = _first_mapped(_codings(component.code))
             if component_code is not None:
                 measured.append((f"component[{index}]", component_code, component, f"{where}component[{index}] "))
     elif components:
@@ -284,7 +285,7 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
             _unmapped(ctx, codings, where)
         for index, component in enumerate(components):
             component_where = f"{where}component[{index}] "
-            component_codings = list(component.code.coding or [])
+            component_codings = _codings(component.code)
             component_code = _first_mapped(component_codings)
             if component_code is None:
                 _unmapped(ctx, component_codings, component_where)
@@ -474,7 +475,7 @@ def _decode_procedure(proc: Procedure, raw: dict[str, Any], ctx: _Context, where
     if proc.status not in PROCEDURE_STATUSES:
         ctx.reject("not_final", f"{where}status {proc.status!r} is not one of {sorted(PROCEDURE_STATUSES)}")
         return
-    codings = list(proc.code.coding or []) if proc.code else []
+    codings = _codings(proc.code)
     canonical = next(
         (
             SNOMED_PROCEDURE_TO_CANONICAL[c.code]
@@ -639,6 +640,12 @@ class _LooseCoding:
         self.system = raw.get("system") if isinstance(raw.get("system"), str) else None
         self.code = raw.get("code") if isinstance(raw.get("code"), str) else None
         self.display = raw.get("display") if isinstance(raw.get("display"), str) else None
+
+
+def _codings(concept: Any) -> list[Any]:
+    """A CodeableConcept's codings; none where it is absent (a component without its required code
+    passes the models' validation, and is then unmapped, not a decoder error)."""
+    return list(concept.coding or []) if concept is not None else []
 
 
 def _first_mapped(codings: list[Any]) -> str | None:

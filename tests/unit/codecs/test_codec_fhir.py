@@ -763,6 +763,24 @@ def test_without_monitored_units_an_encounters_moves_are_not_read() -> None:
     assert [r.reason for r in decode_fhir(encode(invalid), ICU).rejected] == ["schema"]  # read: checked
 
 
+def test_a_status_that_is_not_text_is_a_schema_dead_letter_where_the_site_names_its_units() -> None:
+    """Whether an Encounter is read for its moves is decided before the resource is checked: a list
+    for a status (any resource's) was a decoder error (``internal``), not the schema dead letter it is."""
+    observed = decode_fhir(encode(observation("8867-4", 80, "/min", status=[])), ICU)
+    assert [r.reason for r in observed.rejected] == ["schema"]
+    unknown = decode_fhir(encode(moved(*MICU_TO_WARD) | {"status": {"a": 1}}), ICU)  # not one that goes on
+    assert unknown.rejected == [] and [r.reason for r in unknown.ignored] == ["context_resource"]
+
+
+def test_a_component_without_its_code_is_unmapped_not_a_decoder_error() -> None:
+    """``component.code`` is required (1..1), but the models let a ``null`` one pass."""
+    component = {"code": None, "valueQuantity": {"value": 80, "code": "mm[Hg]"}}
+    panel = observation("85354-9", 0, "mm[Hg]", component=[component])
+    del panel["valueQuantity"]
+    result = decode_fhir(encode(panel))
+    assert [r.reason for r in result.rejected] == ["unmapped_code"] and result.unknown_codes == {"no-coding": 1}
+
+
 def test_a_move_whose_time_left_has_no_offset_is_refused() -> None:
     dated = (place("MICU", "completed", "2024-03-14", "2024-03-16"), MICU_TO_WARD[1])
     result = decode_fhir(encode(moved(*dated)), ICU)

@@ -52,6 +52,7 @@ def check(decoded: DecodeResult, source: str) -> None:
         assert len(event.event_id) == 32
     for item in result.rejected + result.ignored:
         assert item.reason and item.reason.replace("_", "").isalpha()
+        assert item.reason != "internal", f"a decoder error, not a reason the sender can act on: {item.detail}"
     assert all(count > 0 for count in result.unknown_codes.values())
 
 
