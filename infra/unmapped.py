@@ -38,7 +38,8 @@ def _unit_label(unit: str) -> str:
     log.warning(
         "intake.unit_not_scored",
         unit=label,
-        hint="results from this point of care (PV1-3.1) are ignored: add it to VIGIL_INGEST__MONITORED_UNITS "
+        hint="results from this point of care (PV1-3.1, a FHIR Encounter's location) are ignored: "
+        "add it to VIGIL_INGEST__MONITORED_UNITS "
         "(or __AWAY_UNITS) if Vigil should score its patients",
     )
     return label

@@ -40,14 +40,15 @@ class Units:
         name = point_of_care(unit)
         return bool(name) and (name in self.monitored or name in self.away)
 
-    def scored(self, assigned: str) -> Rejected | None:
-        """An ``ORU^R01`` from ``assigned`` (PV1-3.1): ``None`` when Vigil scores it (no monitored unit
-        is set, the message names no unit, or a monitored or away one), else the ``unmonitored_unit``
-        the decoder ignores (counted): a hospital-wide feed sends the wards' results too."""
+    def scored(self, assigned: str, what: str = "ORU^R01", field: str = "PV1-3") -> Rejected | None:
+        """A result (``what``) from ``assigned`` (read from ``field``: HL7v2 PV1-3.1, a FHIR result's
+        Encounter location): ``None`` when Vigil scores it (no monitored unit is set, no unit is
+        named, or a monitored or away one), else the ``unmonitored_unit`` the decoder ignores
+        (counted): a hospital-wide feed sends the wards' results too."""
         unit = point_of_care(assigned)
         if not self.monitored or not unit or self.named(unit):
             return None
-        return Rejected("unmonitored_unit", f"ORU^R01 from {unit}: not a monitored or away unit (PV1-3)")
+        return Rejected("unmonitored_unit", f"{what} from {unit}: not a monitored or away unit ({field})")
 
     def leaves(self, assigned: str, prior: str, what: str) -> str | Rejected:
         """A move from ``prior`` to ``assigned`` -> ``transfer_out`` when it leaves a monitored unit, or

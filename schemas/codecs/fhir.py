@@ -2,7 +2,9 @@
 ``finished`` ``Encounter`` (the stay's end: a ``discharge`` event, ``models.stays``), an
 ``in-progress`` one whose newest move left a monitored unit for a unit neither monitored nor away
 (a ``transfer_out``, where the site names its units: ``care_units.Units``) and ``Bundle``
-(transaction, batch, collection, searchset, message, history) of those.
+(transaction, batch, collection, searchset, message, history) of those. A result whose Bundle
+carries its Encounter is placed in the unit that Encounter had the patient in (``fhir_places``):
+its ward, and, where the site names its units, ignored when it is none of them.
 
 Errors are data (Bytewax style): ``decode_fhir`` never raises; every input ends up as events,
 ``Rejected`` items (dead letters, stable ``reason``) or ``ignored`` items. Rules (status, time zone,
@@ -20,7 +22,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
@@ -34,6 +36,14 @@ from pydantic import ValidationError
 
 from vigil.schemas.codecs.care_units import NO_UNITS, Units
 from vigil.schemas.codecs.fhir_out import operation_outcome
+from vigil.schemas.codecs.fhir_places import (
+    BundleIndex,
+    instant_key,
+    reference_id,
+    unit_name,
+    ward_of,
+    within_a_unit,
+)
 from vigil.schemas.codecs.loinc import (
     ACVPU_VALUES,
     SNOMED_PROCEDURE_TO_CANONICAL,
@@ -49,7 +59,7 @@ from vigil.schemas.codecs.loinc import (
 )
 from vigil.schemas.codes import DISCHARGE
 from vigil.schemas.deadletter import Rejected
-from vigil.schemas.events import PatientEvent
+from vigil.schemas.events import PatientEvent, point_of_care
 
 # The web app answers POST /fhir with operation_outcome(result.rejected): one import for both.
 __all__ = ["DecodeResult", "decode_fhir", "operation_outcome"]
@@ -95,11 +105,11 @@ CONTEXT_RESOURCES: Final = frozenset(
 
 class _Context:
     """Per-payload state: the result being built, the Bundle's fullUrl -> resource index and the
-    site's units (which Encounter moves end a stay)."""
+    site's units (which results are scored, which Encounter moves end a stay)."""
 
     def __init__(self, units: Units = NO_UNITS) -> None:
         self.result = DecodeResult()
-        self.by_full_url: dict[str, dict[str, Any]] = {}
+        self.by_full_url = BundleIndex()
         self.units = units
 
     def reject(self, reason: str, detail: str) -> None:
@@ -201,12 +211,11 @@ def bundle_entry_problem(entry: Any, index: int) -> Rejected | None:
     return None
 
 
-def decode_bundle_entry(
-    entry: Any, index: int, by_full_url: dict[str, dict[str, Any]], units: Units = NO_UNITS
-) -> DecodeResult:
-    """Decode one Bundle entry; ``by_full_url`` resolves Bundle-local references (Patient and
-    Medication entries). Used for whole payloads here and, one entry at a time, by the streaming
-    decoder (``codecs.fhir_stream``) so a 10,000-entry Bundle is never held whole."""
+def decode_bundle_entry(entry: Any, index: int, by_full_url: BundleIndex, units: Units = NO_UNITS) -> DecodeResult:
+    """Decode one Bundle entry; ``by_full_url`` resolves Bundle-local references (Patient,
+    Medication, Encounter and Location entries). Used for whole payloads here and, one entry at a
+    time, by the streaming decoder (``codecs.fhir_stream``) so a 10,000-entry Bundle is never held
+    whole."""
     ctx = _Context(units)
     ctx.by_full_url = by_full_url
     where = f"entry[{index}] "
@@ -262,6 +271,10 @@ def _decode_resource(resource: dict[str, Any], ctx: _Context, *, where: str, ful
 
 
 def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, where: str, key: str) -> None:
+    times = (obs.effectiveDateTime, obs.effectiveInstant, obs.effectivePeriod.start if obs.effectivePeriod else None)
+    care_unit = _point_of_care(ctx, obs.encounter, times, where)
+    if care_unit is None:
+        return
     if obs.status not in OBSERVATION_STATUSES:
         ctx.reject("not_final", f"{where}status {obs.status!r} is not one of {sorted(OBSERVATION_STATUSES)}")
         return
@@ -305,7 +318,7 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
     observed_at = _effective_time(obs.effectiveDateTime, obs.effectiveInstant, obs.effectivePeriod, ctx, where)
     if patient_id is None or observed_at is None:
         return
-    encounter = _reference_id(obs.encounter, "Encounter")
+    encounter, ward = _encounter_id(ctx, obs.encounter), ward_of(care_unit)
     for part, canonical, holder, location in measured:
         value = _observation_value(holder, canonical)
         if isinstance(value, Rejected):
@@ -323,6 +336,7 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
                 value=number,
                 unit=unit,
                 encounter=encounter,
+                ward=ward,
                 where=location,
             )
         )
@@ -378,6 +392,10 @@ def _has_value(obs: Observation) -> bool:
 def _decode_administration(
     admin: MedicationAdministration, raw: dict[str, Any], ctx: _Context, where: str, key: str
 ) -> None:
+    times = (admin.effectiveDateTime, admin.effectivePeriod.start if admin.effectivePeriod else None)
+    care_unit = _point_of_care(ctx, admin.context, times, where)
+    if care_unit is None:
+        return
     if admin.status not in ADMINISTRATION_STATUSES:
         ctx.reject("not_final", f"{where}status {admin.status!r} is not one of {sorted(ADMINISTRATION_STATUSES)}")
         return
@@ -393,7 +411,7 @@ def _decode_administration(
                 if getattr(contained, "id", None) == reference.reference[1:] and code is not None:
                     concepts.append(code)
         elif reference.reference:
-            medication = _bundle_entry(ctx, reference.reference)
+            medication = ctx.by_full_url.resolve(reference.reference)
             if medication and isinstance(medication.get("code"), dict):
                 concepts.append(_LooseConcept(medication["code"]))
         if reference.display:
@@ -438,7 +456,8 @@ def _decode_administration(
             code=treatment,
             value=value,
             unit=unit,
-            encounter=_reference_id(admin.context, "Encounter"),
+            encounter=_encounter_id(ctx, admin.context),
+            ward=ward_of(care_unit),
             where=where,
         )
     )
@@ -472,6 +491,10 @@ def _administration_dose(admin: MedicationAdministration, treatment: str) -> tup
 
 
 def _decode_procedure(proc: Procedure, raw: dict[str, Any], ctx: _Context, where: str, key: str) -> None:
+    times = (proc.performedDateTime, proc.performedPeriod.start if proc.performedPeriod else None)
+    care_unit = _point_of_care(ctx, proc.encounter, times, where)
+    if care_unit is None:
+        return
     if proc.status not in PROCEDURE_STATUSES:
         ctx.reject("not_final", f"{where}status {proc.status!r} is not one of {sorted(PROCEDURE_STATUSES)}")
         return
@@ -501,7 +524,8 @@ def _decode_procedure(proc: Procedure, raw: dict[str, Any], ctx: _Context, where
             code=canonical,
             value=1.0,
             unit="",
-            encounter=_reference_id(proc.encounter, "Encounter"),
+            encounter=_encounter_id(ctx, proc.encounter),
+            ward=ward_of(care_unit),
             where=where,
         )
     )
@@ -540,15 +564,15 @@ def _decode_encounter_move(enc: Encounter, ctx: _Context, where: str, key: str) 
     history again: the event's id is the move's (the Encounter and the time left, not its version),
     so the update after it is the same event again (a ``duplicate``, not a second end), and an
     update after the next move (ward to ward) names that move, which ends nothing."""
-    places = [p for p in enc.location or [] if p.location is not None and not _within_a_unit(p)]
+    places = [p for p in enc.location or [] if p.location is not None and not within_a_unit(p)]
     active = [p for p in places if p.status == "active"]
     left = [(p, p.period.end) for p in places if p.status == "completed" and p.period is not None and p.period.end]
     if not active or not left:
         ctx.ignore("context_resource", f"{where}Encounter ({enc.status}): no move from one location to another")
         return
-    current = max(active, key=lambda p: _instant_key(p.period.start if p.period is not None else None))
-    prior, end = max(left, key=lambda pair: _instant_key(pair[1]))
-    was, now = _unit_name(prior.location, ctx.units), _unit_name(current.location, ctx.units)
+    current = max(active, key=lambda p: instant_key(p.period.start if p.period is not None else None))
+    prior, end = max(left, key=lambda pair: instant_key(pair[1]))
+    was, now = (unit_name(p.location, ctx.units, ctx.by_full_url) for p in (prior, current))
     code = ctx.units.leaves(now, was, "Encounter.location")
     if isinstance(code, Rejected):
         ctx.ignore("context_resource", f"{where}{code.detail}")
@@ -584,34 +608,6 @@ def _stay_event(
     )
 
 
-WITHIN_A_UNIT: Final = frozenset({"ro", "bd"})  # location-physical-type: room, bed
-
-
-def _within_a_unit(place: Any) -> bool:
-    kind = place.physicalType
-    return kind is not None and any(c.code in WITHIN_A_UNIT for c in kind.coding or [])
-
-
-def _unit_name(reference: Any, units: Units) -> str:
-    """What a location reference calls the unit: the first of its display, its Location id and its
-    identifier's value that the site names, else the first given ('' when none)."""
-    given = [
-        reference.display or "",
-        _reference_id(reference, "Location") or "",
-        (reference.identifier.value or "") if reference.identifier is not None else "",
-    ]
-    return next((n for n in given if units.named(n)), next((n for n in given if n.strip()), ""))
-
-
-def _instant_key(value: Any) -> float:
-    """Order of FHIR dateTimes (aware or not, a date): their timestamp, -inf when absent."""
-    if isinstance(value, datetime):
-        return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
-    if value is not None and hasattr(value, "year"):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
-    return -math.inf
-
-
 _HANDLERS: Final[dict[str, tuple[Any, _Handler]]] = {
     "Observation": (Observation, _decode_observation),
     "MedicationAdministration": (MedicationAdministration, _decode_administration),
@@ -640,6 +636,30 @@ class _LooseCoding:
         self.system = raw.get("system") if isinstance(raw.get("system"), str) else None
         self.code = raw.get("code") if isinstance(raw.get("code"), str) else None
         self.display = raw.get("display") if isinstance(raw.get("display"), str) else None
+
+
+def _point_of_care(ctx: _Context, encounter: Any, times: tuple[Any, ...], where: str) -> str | None:
+    """The unit a result was taken in, read from its Encounter where the Bundle carries it
+    (``fhir_places.unit_at`` at the result's time; '' when unknown: scored, as an ORU^R01 without
+    PV1-3); None when it is a unit the site neither monitors nor sends patients away to: the result is
+    ignored (``unmonitored_unit``) and counted by unit, as HL7v2 results from a ward are."""
+    at = next((t for t in times if isinstance(t, datetime) and t.tzinfo is not None), None)
+    unit = ctx.by_full_url.unit_of(encounter, at, ctx.units)
+    if unit is None:
+        return ""
+    elsewhere = ctx.units.scored(unit, "sent", "its Encounter's location")
+    if elsewhere is None:
+        return unit
+    ctx.ignore(elsewhere.reason, where + elsewhere.detail)
+    ctx.result.ignored_units[point_of_care(unit)] += 1
+    return None
+
+
+def _encounter_id(ctx: _Context, encounter: Any) -> str | None:
+    """The encounter an event names: the id of the Bundle's Encounter the reference resolves to (a
+    transaction's ``urn:uuid``), else the id in the reference (``Encounter/<id>``)."""
+    enc = ctx.by_full_url.encounter(encounter)
+    return (enc.id if enc is not None and enc.id else None) or reference_id(encounter, "Encounter")
 
 
 def _codings(concept: Any) -> list[Any]:
@@ -682,7 +702,7 @@ def _patient_id(subject: Any, ctx: _Context, where: str) -> str | None:
             if local:
                 ctx.reject("missing_subject", f"{where}subject reference is not a Patient entry of the Bundle")
                 return None
-        patient_id = _reference_id(subject, "Patient")
+        patient_id = reference_id(subject, "Patient")
         if patient_id is None:
             ctx.reject("missing_subject", f"{where}subject is not a Patient reference")
         return patient_id
@@ -690,18 +710,6 @@ def _patient_id(subject: Any, ctx: _Context, where: str) -> str | None:
     if identifier is not None and identifier.value and subject.type in (None, "Patient"):
         return str(identifier.value)
     ctx.reject("missing_subject", f"{where}subject has neither a Patient reference nor an identifier")
-    return None
-
-
-def _bundle_entry(ctx: _Context, reference: str) -> dict[str, Any] | None:
-    """The Bundle entry a reference points to: by fullUrl, or a relative ``Type/id`` matching the
-    tail of an absolute fullUrl (the FHIR rule for resolving references inside a Bundle)."""
-    if reference in ctx.by_full_url:
-        return ctx.by_full_url[reference]
-    suffix = "/" + reference.lstrip("/")
-    for full_url, resource in ctx.by_full_url.items():
-        if full_url.endswith(suffix):
-            return resource
     return None
 
 
@@ -715,18 +723,6 @@ def _bundle_patient_id(patient: dict[str, Any] | None) -> str | None:
         value = identifiers[0].get("value")
         if isinstance(value, str) and value:
             return value
-    return None
-
-
-def _reference_id(reference: Any, resource_type: str) -> str | None:
-    """``Patient/123``, ``https://ehr/fhir/Patient/123/_history/4`` -> ``123``; anything else None."""
-    if reference is None or not reference.reference:
-        return None
-    parts = [p for p in reference.reference.split("?")[0].split("/") if p]
-    if "_history" in parts:
-        parts = parts[: parts.index("_history")]
-    if len(parts) >= 2 and parts[-2] == resource_type and parts[-1]:
-        return parts[-1]
     return None
 
 

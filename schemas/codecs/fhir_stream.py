@@ -31,6 +31,7 @@ from vigil.schemas.codecs.fhir import (
     decode_bundle_entry,
     decode_fhir,
 )
+from vigil.schemas.codecs.fhir_places import BundleIndex
 from vigil.schemas.codecs.loinc import DecodeResult
 from vigil.schemas.deadletter import Rejected
 
@@ -63,7 +64,7 @@ class BundleScan:
     entries: int = 0
     over_limit: bool = False
     problem: Rejected | None = None
-    by_full_url: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_full_url: BundleIndex = field(default_factory=BundleIndex)
 
 
 def _entries(payload: BinaryIO, top: ijson.ObjectBuilder | None = None) -> Iterator[Any]:
@@ -98,8 +99,13 @@ def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> Bundl
             resource = entry.get("resource") if isinstance(entry, dict) else None
             full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
             kind = resource.get("resourceType") if isinstance(resource, dict) else None
-            if isinstance(kind, str) and kind in CONTEXT_RESOURCES and isinstance(full_url, str):
-                scan.by_full_url[full_url] = resource  # type: ignore[assignment]
+            if (
+                isinstance(resource, dict)
+                and isinstance(kind, str)
+                and kind in CONTEXT_RESOURCES
+                and isinstance(full_url, str)
+            ):
+                scan.by_full_url[full_url] = resource
     except (ijson.JSONError, ValueError, UnicodeDecodeError):
         return BundleScan()  # not JSON: decoded whole, which says why
     shell = getattr(top, "value", None)

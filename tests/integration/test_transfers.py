@@ -3,13 +3,15 @@ mllp` (the session's worker scoring), a move between two monitored units leaves 
 ADT^A02 out of them ends the stay the ORU messages opened, and the ADT^A12 that cancels it resumes
 the stay; through `vigil.ingest.hl7v2`, a worker started with the setting ends the stay as well, and
 through `vigil.ingest.fhir` so does an Encounter update whose newest move left the ICU for a ward.
-Results from a unit neither monitored nor away (a ward) are ignored on both paths: not scored."""
+Results from a unit neither monitored nor away (a ward) are ignored on both paths: not scored; a
+FHIR Bundle's results are placed by the Encounter it carries (``fhir_places``)."""
 
 from __future__ import annotations
 
 import json
 import socket
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,6 +58,27 @@ def fhir_move(pid: str, left: datetime, prior: str, to: str) -> bytes:
             ],
         }
     ).encode()
+
+
+WARD_BUNDLE = (
+    Path(__file__).parents[1] / "unit" / "codecs" / "fixtures" / "fhir" / "bundle-transaction-ward-results.json"
+)
+
+
+def fhir_results(pid: str, at: datetime, unit: str) -> bytes:
+    """The fixture's transaction (a heart rate and an SpO2, their Encounter naming a bed of ``unit``)
+    for patient ``pid`` at ``at``."""
+    bundle = json.loads(WARD_BUNDLE.read_text())
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] == "Patient":
+            resource["id"] = resource["identifier"][0]["value"] = pid
+        elif resource["resourceType"] == "Observation":
+            resource["effectiveDateTime"] = stamp
+        elif resource.get("id") == "4WEST":
+            resource["identifier"] = [{"value": unit}]
+    return json.dumps(bundle).encode()
 
 
 def stay_records(r: Any, pid: str, record: str) -> list[dict[str, Any]]:
@@ -144,7 +167,7 @@ def test_the_intake_agents_end_a_stay_on_a_transfer_out_of_the_units_their_worke
     stack, stack_settings, stack_home, shared_worker, spawn, producer, reader
 ) -> None:
     r = reader(keep_scores=True)
-    pid, by_fhir = unique_patient("xfer-agent"), unique_patient("xfer-fhir")
+    pid, by_fhir, by_bundle = unique_patient("xfer-agent"), unique_patient("xfer-fhir"), unique_patient("xfer-bundle")
     at = datetime.now(UTC) - timedelta(hours=2)
     with shared_worker.stopped():  # this test's worker owns every partition
         spawn("transfers", env={"VIGIL_INGEST__MONITORED_UNITS": '["ICU-3"]'})
@@ -175,6 +198,14 @@ def test_the_intake_agents_end_a_stay_on_a_transfer_out_of_the_units_their_worke
         ended_by_fhir = wait_for(lambda: stay_records(r, by_fhir, "stay_ended"), timeout=60)
         assert ended_by_fhir, f"the FHIR move ended no stay: dead letters {dict(r.snapshot().dead_letter_reasons)}"
         assert wait_for(lambda: r.snapshot().dead_letter_reasons["duplicate"] >= 1, timeout=60)
+        # a FHIR feed's results, placed by their Bundle's Encounter: the ward's open no stay
+        producer.send(topics.INGEST_FHIR, key=by_bundle.encode(), value=fhir_results(by_bundle, at, "4WEST"))
+        later = fhir_results(by_bundle, at + timedelta(hours=1), "ICU-3")
+        producer.send(topics.INGEST_FHIR, key=by_bundle.encode(), value=later)
+        producer.flush()
+        assert wait_for(lambda: any(p == by_bundle for p, _ in r.snapshot().last_scores), timeout=60), "scored"
+    scored = {h: s for (p, h), s in r.snapshot().last_scores.items() if p == by_bundle}
+    assert list(scored) == [0] and scored[0]["ward"] == "ICU-3"  # the stay starts with the ICU's results
     (ended,) = stay_records(r, pid, "stay_ended")
     assert ended["ward"] == "ICU-3" and ended["source"] == "hl7v2"
     (moved,) = stay_records(r, by_fhir, "stay_ended")  # the update sent again is the same move: no second end

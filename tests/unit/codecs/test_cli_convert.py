@@ -42,8 +42,10 @@ def test_convert_hl7v2_prints_events_then_the_summary(app: typer.Typer) -> None:
     assert "unmapped_code" in result.stderr
 
 
-def convert_at(app: typer.Typer, monkeypatch: pytest.MonkeyPatch, units: str | None, path: str) -> Result:
-    """``vigil convert --from hl7v2 PATH --json`` with ``VIGIL_INGEST__MONITORED_UNITS`` set to ``units``."""
+def convert_at(
+    app: typer.Typer, monkeypatch: pytest.MonkeyPatch, units: str | None, path: str, source: str = "hl7v2"
+) -> Result:
+    """``vigil convert --from SOURCE PATH --json`` with ``VIGIL_INGEST__MONITORED_UNITS`` set to ``units``."""
     from vigil.infra.settings import get_settings
 
     if units is None:
@@ -52,7 +54,7 @@ def convert_at(app: typer.Typer, monkeypatch: pytest.MonkeyPatch, units: str | N
         monkeypatch.setenv("VIGIL_INGEST__MONITORED_UNITS", units)
     get_settings.cache_clear()
     try:
-        return CliRunner().invoke(app, ["convert", "--from", "hl7v2", path, "--json"])
+        return CliRunner().invoke(app, ["convert", "--from", source, path, "--json"])
     finally:
         get_settings.cache_clear()
 
@@ -75,6 +77,18 @@ def test_convert_names_the_unit_whose_results_the_settings_leave_unscored(app: t
     assert (summary["events"], summary["rejected"], summary["ignored"]) == (0, 0, 1)
     assert summary["ignored_units"] == {"WARD7": 1}
     assert "ignored unmonitored_unit: " in result.stderr and "WARD7" in result.stderr
+
+
+def test_convert_names_the_unit_a_fhir_bundles_encounter_puts_unscored_results_in(
+    app: typer.Typer, monkeypatch
+) -> None:
+    bundle = str(FIXTURES / "fhir" / "bundle-transaction-ward-results.json")
+    result = convert_at(app, monkeypatch, '["ICU-3"]', bundle, "fhir")
+    assert result.exit_code == 0, result.output
+    (summary,) = lines(result.stdout)
+    assert (summary["events"], summary["rejected"], summary["ignored_units"]) == (0, 0, {"4WEST": 2})
+    *events, summary = lines(convert_at(app, monkeypatch, '["4west"]', bundle, "fhir").stdout)
+    assert [(e["code"], e["ward"]) for e in events] == [("HR", "4WEST"), ("O2Sat", "4WEST")]
 
 
 def test_convert_fhir_bundle(app: typer.Typer) -> None:

@@ -1,0 +1,268 @@
+"""FHIR results are scored by the unit their Encounter had the patient in (``fhir_places``): read from
+the Bundle's Encounter and Locations, so a hospital-wide FHIR feed's ward results open no stay, as
+an HL7v2 ORU^R01 from a ward does not (``Units.scored``)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vigil.schemas.codecs.care_units import Units
+from vigil.schemas.codecs.fhir import decode_fhir
+from vigil.schemas.codecs.fhir_places import BundleIndex, ward_of
+from vigil.schemas.codecs.fhir_stream import decode_fhir_stream
+from vigil.schemas.codecs.loinc import DecodeResult
+
+FIXTURE = Path(__file__).parent / "fixtures" / "fhir" / "bundle-transaction-ward-results.json"
+ICU = Units.of(["MICU", "ICU-3"], away=["OR"])
+WARD = Units.of(["4WEST"])
+
+
+def ward_bundle() -> dict[str, Any]:
+    return json.loads(FIXTURE.read_text())
+
+
+def encode(resource: dict[str, Any]) -> bytes:
+    return json.dumps(resource).encode()
+
+
+def streamed(payload: bytes, units: Units) -> DecodeResult:
+    total = DecodeResult()
+    for outcome in decode_fhir_stream(io.BytesIO(payload), units=units):
+        total.extend(outcome.result)
+    return total
+
+
+def results(result: DecodeResult) -> list[tuple[str, float, str | None, str | None]]:
+    checked = result.checked(datetime.now(UTC))
+    return [(e.code, e.value, e.ward, e.encounter) for e in checked.events]
+
+
+@pytest.mark.parametrize("decode", [decode_fhir, streamed], ids=["whole", "streamed"])
+def test_a_wards_results_in_a_transaction_bundle_are_ignored_and_counted_by_unit(decode: Any) -> None:
+    """The v2-to-FHIR shape: the Encounter names the bed, the bed is part of a room, the room of 4WEST."""
+    result = decode(FIXTURE.read_bytes(), ICU)
+    assert result.events == [] and result.rejected == []
+    ignored = [r for r in result.ignored if r.reason == "unmonitored_unit"]
+    assert [r.detail for r in ignored] == [
+        f"entry[{i}] Observation sent from 4WEST: not a monitored or away unit (its Encounter's location)"
+        for i in (5, 6)
+    ]
+    assert result.ignored_units == {"4WEST": 2}
+
+
+@pytest.mark.parametrize("decode", [decode_fhir, streamed], ids=["whole", "streamed"])
+def test_a_monitored_units_results_carry_its_ward_and_the_encounters_id(decode: Any) -> None:
+    assert results(decode(FIXTURE.read_bytes(), WARD)) == [
+        ("HR", 104.0, "4WEST", "V88120317"),
+        ("O2Sat", 93.0, "4WEST", "V88120317"),
+    ]
+
+
+def test_without_units_every_result_is_scored_in_the_ward_its_encounter_names() -> None:
+    result = decode_fhir(FIXTURE.read_bytes())
+    assert [r.reason for r in result.ignored] == ["context_resource"] * 5
+    assert [ward for _, _, ward, _ in results(result)] == ["4WEST", "4WEST"]
+
+
+def test_a_result_whose_encounter_the_bundle_does_not_carry_is_scored_without_a_ward() -> None:
+    """As an ORU^R01 without PV1-3: Vigil cannot tell where it came from."""
+    bundle = ward_bundle()
+    del bundle["entry"][4]  # the Encounter
+    for entry in bundle["entry"][4:]:
+        entry["resource"]["encounter"] = {"reference": "Encounter/V88120317"}
+    assert results(decode_fhir(encode(bundle), ICU)) == [
+        ("HR", 104.0, None, "V88120317"),
+        ("O2Sat", 93.0, None, "V88120317"),
+    ]
+
+
+def test_a_wards_results_are_ignored_whatever_else_is_wrong_with_them() -> None:
+    """A ward's results are not Vigil's errors: not dead letters for a code or a status it refuses."""
+    bundle = ward_bundle()
+    bundle["entry"][5]["resource"]["status"] = "cancelled"
+    bundle["entry"][6]["resource"]["code"]["coding"] = [{"system": "urn:local", "code": "X1"}]
+    result = decode_fhir(encode(bundle), ICU)
+    assert result.rejected == [] and result.unknown_codes == {}
+    assert result.ignored_units == {"4WEST": 2}
+
+
+def stay(*places: dict[str, Any], **results: str) -> dict[str, Any]:
+    """A Bundle: one Encounter with ``places`` and one heart rate per ``results`` (name -> time)."""
+    encounter = {
+        "resourceType": "Encounter",
+        "id": "enc-7",
+        "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": "Patient/p1"},
+        "location": list(places),
+    }
+    entries = [{"fullUrl": "https://ehr.example/fhir/Encounter/enc-7", "resource": encounter}]
+    for name, at in results.items():
+        observation = {
+            "resourceType": "Observation",
+            "id": name,
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            "subject": {"reference": "Patient/p1"},
+            "encounter": {"reference": "Encounter/enc-7"},
+            "effectiveDateTime": at,
+            "valueQuantity": {"value": 90, "system": "http://unitsofmeasure.org", "code": "/min"},
+        }
+        entries.append({"fullUrl": f"https://ehr.example/fhir/Observation/{name}", "resource": observation})
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+
+def place(unit: str, status: str | None, start: str | None = None, end: str | None = None) -> dict[str, Any]:
+    period = {k: v for k, v in (("start", start), ("end", end)) if v}
+    return (
+        {"location": {"display": unit}}
+        | ({"status": status} if status else {})
+        | ({"period": period} if period else {})
+    )
+
+
+def test_a_result_is_read_in_the_unit_its_time_falls_in() -> None:
+    """A late lab taken in the ICU is the ICU's, though the patient is on the ward now; one taken
+    after the move is the ward's; one between the two places, in none, is read where the patient is."""
+    moved = stay(
+        place("MICU", "completed", "2024-03-14T08:00:00Z", "2024-03-16T10:00:00Z"),
+        place("4WEST", "active", "2024-03-16T10:05:00Z"),
+        inIcu="2024-03-16T09:30:00Z",
+        onWard="2024-03-16T11:00:00Z",
+        between="2024-03-16T10:02:00Z",
+    )
+    result = decode_fhir(encode(moved), ICU).checked(datetime.now(UTC))
+    assert result.rejected == []
+    assert [(e.code, e.ward, e.observed_at.hour) for e in result.events] == [
+        ("transfer_out", "MICU", 10),  # the Encounter itself: the move out of the ICU
+        ("HR", "MICU", 9),
+    ]
+    assert result.ignored_units == {"4WEST": 2}
+
+
+@pytest.mark.parametrize(
+    ("places", "ward"),
+    [
+        ((place("MICU", None),), "MICU"),  # a converter's current location: neither status nor period
+        ((place("MICU", "active", "2024-03-14T08:00:00Z"), place("4WEST", "planned", "2024-03-15T08:00:00Z")), "MICU"),
+        ((place("4WEST", "reserved"), place("MICU", "active")), "MICU"),
+        ((place("MICU", "completed", "2024-03-14T08:00:00Z"),), None),  # left, when not said: no unit
+    ],
+)
+def test_planned_reserved_and_left_places_are_not_where_a_result_was_taken(
+    places: tuple[dict[str, Any], ...], ward: str | None
+) -> None:
+    result = decode_fhir(encode(stay(*places, hr="2024-03-15T12:00:00Z")), ICU).checked(datetime.now(UTC))
+    assert [e.ward for e in result.events] == [ward] and result.ignored_units == {}
+
+
+def test_a_bed_listed_beside_its_unit_is_not_read_as_the_unit() -> None:
+    bed = place("MICU bed 4", "active", "2024-03-14T08:00:00Z") | {
+        "physicalType": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/location-physical-type", "code": "bd"}]
+        }
+    }
+    bundle = stay(place("MICU", "active", "2024-03-14T08:00:00Z"), bed, hr="2024-03-15T12:00:00Z")
+    result = decode_fhir(encode(bundle), ICU).checked(datetime.now(UTC))
+    assert [e.ward for e in result.events] == ["MICU"]
+
+
+def test_a_room_whose_unit_the_bundle_does_not_carry_names_no_unit() -> None:
+    bundle = ward_bundle()
+    del bundle["entry"][1]  # the 4WEST Location: the room's partOf leaves the Bundle
+    result = decode_fhir(encode(bundle), ICU).checked(datetime.now(UTC))
+    assert [e.ward for e in result.events] == [None, None] and result.ignored_units == {}
+
+
+def test_a_circular_part_of_chain_names_no_unit() -> None:
+    bundle = ward_bundle()
+    room = bundle["entry"][2]["resource"]
+    room["partOf"] = {"reference": "urn:uuid:5b8e3c1a-0a43-4f7e-9d3e-7a1c2f9b0004"}  # the room is part of its bed
+    result = decode_fhir(encode(bundle), ICU).checked(datetime.now(UTC))
+    assert [e.ward for e in result.events] == [None, None]
+
+
+def test_the_site_names_a_unit_by_any_of_its_locations_names_and_the_ward_is_that_name() -> None:
+    bundle = ward_bundle()
+    unit = bundle["entry"][1]["resource"]
+    unit["identifier"] = [{"value": "WARD-0042"}]
+    unit["alias"] = ["Four West"]
+    result = decode_fhir(encode(bundle), Units.of(["four west"])).checked(datetime.now(UTC))
+    assert [e.ward for e in result.events] == ["Four West", "Four West"]
+    assert decode_fhir(encode(bundle), ICU).ignored_units == {"WARD-0042": 2}  # unknown: its first name
+
+
+def test_treatments_and_procedures_from_a_ward_are_ignored_and_from_the_icu_carry_its_ward() -> None:
+    bundle = ward_bundle()
+    subject = {"reference": "urn:uuid:5b8e3c1a-0a43-4f7e-9d3e-7a1c2f9b0001"}
+    encounter = {"reference": "urn:uuid:5b8e3c1a-0a43-4f7e-9d3e-7a1c2f9b0005"}
+    antibiotic = {
+        "resourceType": "MedicationAdministration",
+        "status": "completed",
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "J01DH02"}]},
+        "subject": subject,
+        "context": encounter,
+        "effectiveDateTime": "2024-03-16T14:10:00+00:00",
+    }
+    culture = {
+        "resourceType": "Procedure",
+        "status": "completed",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "30088009"}]},
+        "subject": subject,
+        "encounter": encounter,
+        "performedDateTime": "2024-03-16T14:05:00+00:00",
+    }
+    bundle["entry"][5:] = [{"resource": antibiotic}, {"resource": culture}]
+    assert decode_fhir(encode(bundle), ICU).ignored_units == {"4WEST": 2}
+    assert [(code, ward) for code, _, ward, _ in results(decode_fhir(encode(bundle), WARD))] == [
+        ("antibiotic", "4WEST"),
+        ("blood_culture", "4WEST"),
+    ]
+
+
+def test_an_encounter_move_reads_its_units_from_the_bundles_locations() -> None:
+    """An Encounter update in a Bundle with its Locations: from the ICU's bed to the ward's bed."""
+    bundle = ward_bundle()
+    icu_bed = copy.deepcopy(bundle["entry"][3])
+    icu_bed["fullUrl"] = "urn:uuid:icu-bed"
+    icu_bed["resource"] |= {"id": "ICU-3-01", "partOf": {"reference": "urn:uuid:icu"}}
+    icu = {"fullUrl": "urn:uuid:icu", "resource": {"resourceType": "Location", "identifier": [{"value": "ICU-3"}]}}
+    encounter = bundle["entry"][4]["resource"]
+    encounter["location"] = [
+        {
+            "location": {"reference": "urn:uuid:icu-bed"},
+            "status": "completed",
+            "period": {"start": "2024-03-14T09:20:00+00:00", "end": "2024-03-16T10:00:00+00:00"},
+        },
+        {
+            "location": {"reference": "urn:uuid:5b8e3c1a-0a43-4f7e-9d3e-7a1c2f9b0004"},
+            "status": "active",
+            "period": {"start": "2024-03-16T10:04:00+00:00"},
+        },
+    ]
+    bundle["entry"][5:] = [icu_bed, icu]
+    result = decode_fhir(encode(bundle), ICU).checked(datetime.now(UTC))
+    assert [(e.code, e.ward, e.encounter) for e in result.events] == [("transfer_out", "ICU-3", "V88120317")]
+
+
+def test_bundle_index_resolves_relative_references_by_url_tail_and_by_type_and_id() -> None:
+    index = BundleIndex()
+    index["https://ehr.example/fhir/Location/L1"] = {"resourceType": "Location", "id": "L1"}
+    index["urn:uuid:1234"] = {"resourceType": "Encounter", "id": "E1"}
+    assert index.resolve("Location/L1") == {"resourceType": "Location", "id": "L1"}
+    assert index.resolve("Encounter/E1") == {"resourceType": "Encounter", "id": "E1"}
+    assert index.resolve("Encounter/E2") is None
+    index["urn:uuid:5678"] = {"resourceType": "Encounter", "id": "E2"}  # added later: found
+    assert index.resolve("Encounter/E2") == {"resourceType": "Encounter", "id": "E2"}
+
+
+def test_the_ward_an_event_carries_fits_the_events_limit() -> None:
+    assert ward_of("  Medical Intensive Care Unit, North Tower 4 ") == "Medical Intensive Care Unit, Nor"
+    assert ward_of("  ") is None
