@@ -43,7 +43,7 @@ from vigil.schemas.codecs.care_units import NO_UNITS, Units
 from vigil.schemas.codecs.hl7v2 import decode_hl7v2
 from vigil.schemas.codecs.loinc import DecodeResult
 from vigil.schemas.codecs.mllp import Item, MllpFramer, Oversize, Stray, ack, frame
-from vigil.schemas.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Rejected, Source, one_per_input
+from vigil.schemas.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Rejected, Source, one_per_input, parts_said
 from vigil.schemas.errors import UserError
 
 log = get_logger(__name__)
@@ -106,22 +106,15 @@ def outcome_of(item: Item, max_bytes: int, now: datetime, units: Units = NO_UNIT
         n_events = len(decoded.events)
         out.code, out.text = "AA", f"accepted {n_events} event{'s' if n_events > 1 else ''}"
         if decoded.rejected:
-            out.text += f", {_parts(decoded.rejected, 'refused')} (dead letters)"
+            out.text += f", {parts_said(decoded.rejected, 'refused')} (dead letters)"
     elif len(decoded.rejected) == 1:
         first = decoded.rejected[0]
         out.code, out.text = "AE", f"{first.reason}: {first.detail}"
     elif decoded.rejected:
-        out.code, out.text = "AE", _parts(decoded.rejected, "refused")
+        out.code, out.text = "AE", parts_said(decoded.rejected, "refused")
     else:
-        out.code, out.text = "AA", "nothing to map: " + _parts(decoded.ignored, "ignored")
+        out.code, out.text = "AA", "nothing to map: " + parts_said(decoded.ignored, "ignored")
     return out
-
-
-def _parts(parts: Sequence[Rejected], what: str) -> str:
-    """'3 parts refused: clock_skew x2, unmapped_code', '1 part ignored: unmonitored_unit'."""
-    counts = Counter(r.reason for r in parts).most_common()
-    reasons = ", ".join(f"{r} x{n}" if n > 1 else r for r, n in counts)
-    return f"{len(parts)} part{'s' if len(parts) > 1 else ''} {what}: {reasons}"
 
 
 @dataclass

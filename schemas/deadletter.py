@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -52,6 +54,15 @@ class Rejected:
 
     def at(self, source: Source) -> Rejected:
         return replace(self, source=source)
+
+
+def parts_said(parts: Sequence[Rejected], what: str) -> str:
+    """What an answer says of the parts it refused or ignored, by reason: '3 parts refused:
+    clock_skew x2, unmapped_code', '1 part ignored: unmonitored_unit' (the MLLP ACK, the FHIR
+    OperationOutcome)."""
+    counts = Counter(r.reason for r in parts).most_common()
+    reasons = ", ".join(f"{r} x{n}" if n > 1 else r for r, n in counts)
+    return f"{len(parts)} part{'s' if len(parts) > 1 else ''} {what}: {reasons}"
 
 
 def one_per_input(rejected: list[Rejected]) -> Rejected:

@@ -21,7 +21,6 @@ import asyncio
 import json
 import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -33,12 +32,14 @@ from fastapi.responses import Response
 from vigil.agents.web import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings
+from vigil.infra.unmapped import count_unmapped
 from vigil.models.stays import is_discharge
 from vigil.schemas import topics
 from vigil.schemas.codecs.care_units import NO_UNITS, Units
 from vigil.schemas.codecs.fhir_out import operation_outcome
 from vigil.schemas.codecs.fhir_stream import decode_fhir_entries, scan_fhir
-from vigil.schemas.deadletter import DeadLetter, Rejected, Source, one_per_input
+from vigil.schemas.codecs.loinc import DecodeResult
+from vigil.schemas.deadletter import DeadLetter, Rejected, Source, one_per_input, parts_said
 
 FHIR_JSON = "application/fhir+json"
 SPOOL_IN_MEMORY_BYTES = 1 << 20
@@ -62,8 +63,7 @@ class IntakeResult:
     events: int = 0
     rejected: list[Rejected] = field(default_factory=list)  # every rejection (for the answer)
     dead_letters: int = 0
-    ignored: int = 0
-    unknown_codes: Counter[str] = field(default_factory=Counter)
+    unmapped: DecodeResult = field(default_factory=DecodeResult)  # what was ignored or unknown, no events
     too_many_entries: int | None = None  # the limit, when the Bundle is over it
 
 
@@ -115,8 +115,9 @@ def decode_intake(body: IO[bytes], path: str, max_entries: int, now: datetime, u
             out = (topics.EVENTS_RAW, event.patient_id.encode(), event.model_dump_json().encode())
             (ends if is_discharge(event) else result.records).append(out)
         result.events += len(decoded.events)
-        result.ignored += len(decoded.ignored)
-        result.unknown_codes.update(decoded.unknown_codes)
+        result.unmapped.ignored.extend(decoded.ignored)
+        result.unmapped.unknown_codes.update(decoded.unknown_codes)
+        result.unmapped.ignored_units.update(decoded.ignored_units)
         if decoded.rejected:
             result.rejected.extend(decoded.rejected)
             # one dead letter per entry, with that entry only; ``offset`` is the entry's index
@@ -152,6 +153,7 @@ async def fhir_intake(request: Request, settings: Settings, produce_many: Any, p
             result = await run_in_threadpool(decode_intake, body, path, web.fhir_max_entries, now, units)
     finally:
         body.close()
+    count_unmapped(result.unmapped)  # as the FHIR agent counts them: ignored parts, unknown codes, units
     if result.too_many_entries is not None:
         metrics.FHIR_REQUESTS.labels("too_large").inc()
         limit = result.too_many_entries
@@ -170,21 +172,30 @@ async def fhir_intake(request: Request, settings: Settings, produce_many: Any, p
 
 def _answer(result: IntakeResult, path: str) -> Response:
     summary = operation_outcome(result.rejected[:MAX_LISTED_ISSUES])
-    note = f"accepted {result.events} events, rejected {len(result.rejected)}, ignored {result.ignored}"
+    unmapped = result.unmapped
+    note = f"accepted {result.events} events, rejected {len(result.rejected)}, ignored {len(unmapped.ignored)}"
     if len(result.rejected) > MAX_LISTED_ISSUES:
         note += f" ({len(result.rejected) - MAX_LISTED_ISSUES} rejections not listed)"
-    if result.unknown_codes:
-        note += "; unknown codes: " + ", ".join(f"{c} x{n}" for c, n in result.unknown_codes.most_common(20))
-    if result.rejected or not result.events:
+    if unmapped.unknown_codes:
+        note += "; unknown codes: " + ", ".join(f"{c} x{n}" for c, n in unmapped.unknown_codes.most_common(20))
+    if unmapped.ignored_units:
+        note += "; not scored, from units Vigil does not monitor: " + ", ".join(
+            f"{u} x{n}" for u, n in unmapped.ignored_units.most_common(20)
+        )
+    if result.rejected:
         summary["issue"].append({"severity": "information", "code": "informational", "diagnostics": note})
     else:
         summary["issue"][0]["diagnostics"] = note
+    if not result.events and not result.rejected:
+        # every part deliberately not mapped (context, a ward's results): nothing wrong, nothing to
+        # send again, as the MLLP listener's AA "nothing to map"
+        summary["issue"][0]["diagnostics"] = "nothing to map: " + parts_said(unmapped.ignored, "ignored") + f" ({note})"
+        metrics.FHIR_REQUESTS.labels("accepted").inc()
+        log.info("fhir_ignored", path=path, ignored=len(unmapped.ignored))
+        return outcome(200, summary)
     if not result.events:
         metrics.FHIR_REQUESTS.labels("rejected").inc()
-        if not result.rejected:
-            nothing = "nothing in the payload maps to a Vigil event"
-            summary["issue"].insert(0, {"severity": "error", "code": "not-found", "diagnostics": nothing})
-        log.info("fhir_rejected", path=path, rejected=len(result.rejected), ignored=result.ignored)
+        log.info("fhir_rejected", path=path, rejected=len(result.rejected), ignored=len(unmapped.ignored))
         return outcome(400, summary)
     metrics.FHIR_REQUESTS.labels("accepted").inc()
     log.info("fhir_accepted", path=path, events=result.events, rejected=len(result.rejected))

@@ -173,3 +173,36 @@ def test_the_sites_units_reach_the_http_intake_an_encounter_moved_to_a_ward_ends
         assert r.status_code == 201, r.text
         events = [PatientEvent.model_validate_json(v) for t, _, v in feed.produced if t == topics.EVENTS_RAW]
         assert [e.code for e in events] == codes
+
+
+def test_the_http_intake_places_a_bundles_results_by_its_encounter(users) -> None:
+    """``POST /fhir`` of a ward's results (their Encounter in the Bundle names 4WEST) publishes
+    nothing and refuses nothing where the site monitors ICU-3: not Vigil's to score, not an error."""
+    from tests.unit.codecs.test_fhir_places import FIXTURE
+    from vigil.agents.web.app import create_app
+    from vigil.infra.settings import IngestSettings
+
+    def counted() -> tuple[float, float]:  # on vigil serve's /metrics, as the FHIR agent counts them
+        from prometheus_client import REGISTRY
+
+        return (
+            REGISTRY.get_sample_value("vigil_ignored_units_total", {"unit": "4WEST"}) or 0.0,
+            REGISTRY.get_sample_value("vigil_interop_ignored_total", {"reason": "context_resource"}) or 0.0,
+        )
+
+    before = counted()
+    for units, wards in [(("ICU-3",), []), (("4WEST",), ["4WEST", "4WEST"])]:
+        settings = Settings(api_token=API_TOKEN, ingest=IngestSettings(monitored_units=units))
+        feed = FlakyFeed(settings)
+        with TestClient(create_app(settings, feed, users=users, session_secret="s")) as client:
+            r = client.post("/fhir", content=FIXTURE.read_bytes(), headers=AUTH)
+        assert r.status_code == (200 if not wards else 201), r.text
+        said = r.json()["issue"][0]["diagnostics"]
+        if not wards:  # nothing wrong, nothing to send again: as the MLLP listener's AA
+            assert said.startswith("nothing to map: 7 parts ignored: context_resource x5, unmonitored_unit x2")
+            assert "from units Vigil does not monitor: 4WEST x2" in said
+        events = [PatientEvent.model_validate_json(v) for t, _, v in feed.produced if t == topics.EVENTS_RAW]
+        assert [e.ward for e in events] == wards
+        assert [t for t, _, _ in feed.produced if t == topics.DEADLETTER] == []
+    units_counted, context_counted = (after - was for after, was in zip(counted(), before, strict=True))
+    assert (units_counted, context_counted) == (2, 5 + 5)  # both requests' Patient, Locations and Encounter
