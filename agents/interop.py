@@ -9,7 +9,7 @@ came with it are scored in the stay before it ends (``models.stays``)."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
@@ -17,13 +17,14 @@ from functools import partial
 import faust
 
 from vigil.agents.app import app, deadletter_topic, events_raw_topic, ingest_fhir_topic, ingest_hl7v2_topic, settings
-from vigil.agents.runtime import Publisher, batches, run_batch, source_of
+from vigil.agents.runtime import Publisher, batches, run_batch, runtime, source_of
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.unmapped import count_unmapped
 from vigil.models.stays import is_discharge
 from vigil.schemas.codecs.fhir_stream import EntryOutcome, decode_fhir_stream
 from vigil.schemas.codecs.hl7v2 import decode_hl7v2
+from vigil.schemas.codecs.loinc import needs_place
 from vigil.schemas.deadletter import Rejected, one_per_input
 from vigil.schemas.events import PatientEvent
 from vigil.schemas.normalize import normalize_event
@@ -49,14 +50,36 @@ def hl7v2_message(payload: bytes) -> Iterable[EntryOutcome]:
     return [EntryOutcome(None, result, payload if result.rejected else b"")]
 
 
-async def interop_batch(batch: Sequence[faust.EventT], publisher: Publisher, decode: Decoder) -> None:
+async def placed_apart(items: list[EntryOutcome]) -> list[EntryOutcome]:
+    """A FHIR message's results placed by the Encounters earlier messages carried (``DecodeResult.
+    placed``), after keeping the units of the Encounters this one carries (Redis, the state's TTL):
+    a subscription sends an Observation alone, its Encounter's updates apart. Where the site names
+    no monitored units nothing is kept or read (the decoder reads no Encounter then)."""
+    store = runtime().store
+    await store.save_places({k: v for item in items for k, v in item.result.encounters.items()})
+    wanting = {e.encounter for item in items for e in item.result.events if needs_place(e) and e.encounter}
+    if not wanting:
+        return items
+    kept = await store.load_places(sorted(wanting))
+    return [replace(item, result=item.result.placed(kept, UNITS)) for item in items]
+
+
+async def interop_batch(
+    batch: Sequence[faust.EventT],
+    publisher: Publisher,
+    decode: Decoder,
+    place: Callable[[list[EntryOutcome]], Awaitable[list[EntryOutcome]]] | None = None,
+) -> None:
     now = datetime.now(UTC)
     for event in batch:
         m = event.message
         metrics.EVENTS_IN.labels(m.topic).inc()
         source = source_of(event)
         ends: list[PatientEvent] = []  # a message's discharges go after its other entries
-        for item in decode(m.value or b""):
+        items: Iterable[EntryOutcome] = decode(m.value or b"")
+        if place is not None:
+            items = await place(list(items))
+        for item in items:
             result = item.result
             rejected = list(result.rejected)
             for patient_event in result.events:
@@ -82,7 +105,8 @@ async def interop_batch(batch: Sequence[faust.EventT], publisher: Publisher, dec
 @app.agent(ingest_fhir_topic)
 async def ingest_fhir(stream: faust.StreamT) -> None:
     async for batch in batches(stream, 200):
-        await run_batch(batch, partial(interop_batch, decode=fhir_entries), deadletter_topic, "interop.fhir")
+        fhir = partial(interop_batch, decode=fhir_entries, place=placed_apart if UNITS.monitored else None)
+        await run_batch(batch, fhir, deadletter_topic, "interop.fhir")
 
 
 @app.agent(ingest_hl7v2_topic)

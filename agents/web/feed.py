@@ -14,6 +14,7 @@ from typing import Any
 from vigil.agents.web import metrics
 from vigil.agents.web.ward import WardModel
 from vigil.infra.settings import Settings
+from vigil.schemas.codecs.fhir_places import Place
 from vigil.schemas.display import ward_zone
 
 
@@ -38,6 +39,7 @@ class WardFeed:
         # False while a consumer replays its backfill: those records rebuild the ward model but are
         # not pushed to browsers (thousands of old rows would overflow every client's queue)
         self.caught_up = True
+        self._places: dict[str, tuple[Place, ...]] = {}  # FHIR Encounters' units (Redis in KafkaWardFeed)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -81,6 +83,13 @@ class WardFeed:
         return {"ward_status": list(self.ward_status.values()), **self.model.snapshot()}
 
     # --- producing -------------------------------------------------------------------------------
+    # --- FHIR Encounters' units, for results sent apart from them (``DecodeResult.placed``) ------------
+    def kept_places(self, encounter_ids: Sequence[str]) -> dict[str, tuple[Place, ...]]:
+        return {e: self._places[e] for e in encounter_ids if e in self._places}
+
+    def keep_places(self, encounters: dict[str, tuple[Place, ...]]) -> None:
+        self._places.update(encounters)
+
     def produce(self, topic: str, key: bytes, value: bytes) -> None:
         self.produced.append((topic, key, value))
 

@@ -21,13 +21,15 @@ import asyncio
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from redis.exceptions import RedisError
 
 from vigil.agents.web import metrics
 from vigil.infra.logging import get_logger
@@ -37,8 +39,9 @@ from vigil.models.stays import is_discharge
 from vigil.schemas import topics
 from vigil.schemas.codecs.care_units import NO_UNITS, Units
 from vigil.schemas.codecs.fhir_out import operation_outcome
+from vigil.schemas.codecs.fhir_places import Place
 from vigil.schemas.codecs.fhir_stream import decode_fhir_entries, scan_fhir
-from vigil.schemas.codecs.loinc import DecodeResult
+from vigil.schemas.codecs.loinc import DecodeResult, needs_place
 from vigil.schemas.deadletter import DeadLetter, Rejected, Source, one_per_input, parts_said
 
 FHIR_JSON = "application/fhir+json"
@@ -53,6 +56,15 @@ Record = tuple[str, bytes, bytes]
 
 class BodyTooLarge(Exception):
     pass
+
+
+class PlaceBook(Protocol):
+    """Where FHIR Encounters' units are kept between requests (the workers' Redis store): results sent
+    apart from their Encounter are placed by them (``DecodeResult.placed``)."""
+
+    def kept_places(self, encounter_ids: Sequence[str]) -> dict[str, tuple[Place, ...]]: ...
+
+    def keep_places(self, encounters: dict[str, tuple[Place, ...]]) -> None: ...
 
 
 @dataclass
@@ -95,11 +107,15 @@ async def spool_body(request: Request, limit: int) -> IO[bytes]:
     return spool
 
 
-def decode_intake(body: IO[bytes], path: str, max_entries: int, now: datetime, units: Units = NO_UNITS) -> IntakeResult:
-    """Pure but for reading ``body``: the records one request publishes (events, then one dead
-    letter per rejected entry carrying only that entry); ``units``: the site's, for the Encounter
-    moves that end a stay, as the FHIR agent reads them."""
+def decode_intake(
+    body: IO[bytes], path: str, max_entries: int, now: datetime, units: Units = NO_UNITS, book: PlaceBook | None = None
+) -> IntakeResult:
+    """Pure but for reading ``body`` and ``book``: the records one request publishes (events, then
+    one dead letter per rejected entry carrying only that entry); ``units``: the site's, for the
+    results it scores and the Encounter moves that end a stay, as the FHIR agent reads them;
+    ``book``: the Encounters' units kept between requests (where the site names its units)."""
     result = IntakeResult()
+    kept: dict[str, tuple[Place, ...]] = {}  # this request's lookups, once per Encounter
     scan = scan_fhir(body, max_entries)  # type: ignore[arg-type]
     if scan.is_bundle and scan.over_limit:
         result.too_many_entries = max_entries
@@ -111,6 +127,8 @@ def decode_intake(body: IO[bytes], path: str, max_entries: int, now: datetime, u
         # every other request behind its decoding (the interpreter's own switch is every 5 ms)
         time.sleep(0)
         decoded = item.result.checked(now)  # the intake rules (unit, range, clock skew), as the FHIR agent
+        if book is not None and units.monitored:
+            decoded = _placed(decoded, book, kept, units)
         for event in decoded.events:
             out = (topics.EVENTS_RAW, event.patient_id.encode(), event.model_dump_json().encode())
             (ends if is_discharge(event) else result.records).append(out)
@@ -130,6 +148,17 @@ def decode_intake(body: IO[bytes], path: str, max_entries: int, now: datetime, u
     return result
 
 
+def _placed(decoded: DecodeResult, book: PlaceBook, kept: dict[str, tuple[Place, ...]], units: Units) -> DecodeResult:
+    """As the FHIR agent does: keep the units of the Encounters this entry carries, then place its
+    results sent apart from theirs."""
+    book.keep_places(decoded.encounters)
+    kept.update(decoded.encounters)
+    wanting = {e.encounter for e in decoded.events if needs_place(e) and e.encounter and e.encounter not in kept}
+    if wanting:
+        kept.update(book.kept_places(sorted(wanting)))
+    return decoded.placed(kept, units)
+
+
 def _decode_gate(request: Request) -> asyncio.Semaphore:
     """One gate per app (its event loop): at most ``INTAKE_CONCURRENCY`` bodies decode at a time."""
     state = request.app.state
@@ -139,7 +168,9 @@ def _decode_gate(request: Request) -> asyncio.Semaphore:
     return gate
 
 
-async def fhir_intake(request: Request, settings: Settings, produce_many: Any, path: str) -> Response:
+async def fhir_intake(
+    request: Request, settings: Settings, produce_many: Any, path: str, book: PlaceBook | None = None
+) -> Response:
     """The route body after the bearer check: read, decode, publish, answer."""
     web = settings.web
     try:
@@ -150,7 +181,11 @@ async def fhir_intake(request: Request, settings: Settings, produce_many: Any, p
     try:
         async with _decode_gate(request):
             now, units = datetime.now(UTC), settings.ingest.units()
-            result = await run_in_threadpool(decode_intake, body, path, web.fhir_max_entries, now, units)
+            result = await run_in_threadpool(decode_intake, body, path, web.fhir_max_entries, now, units, book)
+    except RedisError as exc:  # the Encounters' units are unreadable: nothing published yet
+        metrics.FHIR_REQUESTS.labels("unavailable").inc()
+        log.error("fhir_places_failed", error=type(exc).__name__)
+        return problem(503, "transient", "the encounters store (Redis) is unavailable; retry the same request later")
     finally:
         body.close()
     count_unmapped(result.unmapped)  # as the FHIR agent counts them: ignored parts, unknown codes, units

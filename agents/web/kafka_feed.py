@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from vigil.agents.web import metrics
@@ -24,8 +25,10 @@ from vigil.infra.connect import kafka_bootstrap, kafka_consumer, kafka_producer,
 from vigil.infra.fleet import read_fleet
 from vigil.infra.logging import get_logger
 from vigil.infra.publish import send_and_wait
+from vigil.infra.redis import places_key
 from vigil.infra.settings import Settings
 from vigil.schemas import topics
+from vigil.schemas.codecs.fhir_places import Place, places_from_json, places_to_json
 
 log = get_logger("vigil.web.feed")
 
@@ -49,6 +52,7 @@ class KafkaWardFeed(WardFeed):
         self._producer_lock = threading.Lock()
         self._redis_ping = RedisPing(settings)
         self._fleet_client: Any = None
+        self._places_client: Any = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         super().start(loop)
@@ -140,6 +144,28 @@ class KafkaWardFeed(WardFeed):
             log.warning("feed_fleet_failed", error=type(exc).__name__)
             return
         self.set_status(fleet_indicators(cards), ["fleet"])
+
+    def _places_redis(self) -> Any:
+        if self._places_client is None:
+            self._places_client = redis_client(self.settings, socket_timeout=2, socket_connect_timeout=2)
+        return self._places_client
+
+    def kept_places(self, encounter_ids: Sequence[str]) -> dict[str, tuple[Place, ...]]:
+        """The workers' store of FHIR Encounters' units (``infra.redis.places_key``): the same one
+        the FHIR agent keeps. Raises Redis's error when it is away (the request is answered 503)."""
+        ids = list(encounter_ids)
+        if not ids:
+            return {}
+        blobs = self._places_redis().mget([places_key(e) for e in ids])
+        return {e: places for e, blob in zip(ids, blobs, strict=True) if (places := places_from_json(blob))}
+
+    def keep_places(self, encounters: dict[str, tuple[Place, ...]]) -> None:
+        if not encounters:
+            return
+        pipe = self._places_redis().pipeline(transaction=False)
+        for encounter_id, places in encounters.items():
+            pipe.set(places_key(encounter_id), places_to_json(places), ex=self.settings.redis.ttl_s)
+        pipe.execute()
 
     def readiness(self) -> dict[str, Any]:
         return {

@@ -39,6 +39,7 @@ from vigil.schemas.codecs.fhir_out import operation_outcome
 from vigil.schemas.codecs.fhir_places import (
     BundleIndex,
     instant_key,
+    places_of,
     reference_id,
     unit_name,
     ward_of,
@@ -563,7 +564,10 @@ def _decode_encounter_move(enc: Encounter, ctx: _Context, where: str, key: str) 
     places within a unit, listed beside it by some EHRs, and not read. Every update of the Encounter sends its location
     history again: the event's id is the move's (the Encounter and the time left, not its version),
     so the update after it is the same event again (a ``duplicate``, not a second end), and an
-    update after the next move (ward to ward) names that move, which ends nothing."""
+    update after the next move (ward to ward) names that move, which ends nothing. The Encounter's
+    units are kept in ``encounters`` (by id), for results sent apart from it."""
+    if enc.id:
+        ctx.result.encounters[enc.id] = places_of(enc, ctx.units, ctx.by_full_url)
     places = [p for p in enc.location or [] if p.location is not None and not within_a_unit(p)]
     active = [p for p in places if p.status == "active"]
     left = [(p, p.period.end) for p in places if p.status == "completed" and p.period is not None and p.period.end]

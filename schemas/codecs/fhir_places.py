@@ -7,7 +7,10 @@ bed (the HL7 v2-to-FHIR guide maps PV1-3 to the most granular Location, bed ``pa
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -70,7 +73,7 @@ class BundleIndex(dict[str, dict[str, Any]]):
             return None
         key = (reference.reference, at, units)
         if key not in self._units:
-            self._units[key] = unit_at(encounter, at, units, self)
+            self._units[key] = unit_at(places_of(encounter, units, self), at)
         return self._units[key]
 
     def encounter(self, reference: Any) -> Encounter | None:
@@ -166,33 +169,68 @@ def _names(location: dict[str, Any]) -> list[str]:
     return [n for n in names if isinstance(n, str)]
 
 
-def unit_at(encounter: Encounter, at: datetime | None, units: Units, index: BundleIndex) -> str:
-    """The unit the Encounter had the patient in at ``at`` (a result's time): the location whose
-    period holds it (the latest begun when several do), else the one the patient is in now
-    (``active``, or neither status nor end given); rooms, beds and planned or reserved locations are
-    not read. '' when the Encounter names none."""
-    places = [
-        p
+@dataclass(frozen=True, slots=True)
+class Place:
+    """One location of an Encounter as Vigil reads it: the unit's name (``unit_name``), its status
+    and its period (epoch seconds; None when not given). What is kept of an Encounter between
+    payloads (``places_of``, ``to_json``) is these, never the resource."""
+
+    unit: str
+    status: str | None = None
+    start: float | None = None
+    end: float | None = None
+
+
+def places_of(encounter: Encounter, units: Units, index: BundleIndex) -> tuple[Place, ...]:
+    """The Encounter's units, in its order: rooms, beds and planned or reserved locations are not
+    read (they are not where a result is taken)."""
+    return tuple(
+        Place(unit_name(p.location, units, index), p.status, _seconds(p.period, "start"), _seconds(p.period, "end"))
         for p in encounter.location or []
         if p.location is not None and not within_a_unit(p) and p.status not in NOT_THERE_YET
-    ]
-    held = [p for p in places if at is not None and _holds(p, at)]
+    )
+
+
+def _seconds(period: Any, edge: str) -> float | None:
+    value = getattr(period, edge, None) if period is not None else None
+    return instant_key(value) if value is not None else None
+
+
+def unit_at(places: Sequence[Place], at: datetime | None) -> str:
+    """The unit the patient was in at ``at`` (a result's time): the place whose period holds it (the
+    latest begun when several do), else the one the patient is in now (``active``, or neither
+    status nor end given). '' when none."""
+    held = [p for p in places if at is not None and _holds(p, at.timestamp())]
     if not held:
-        held = [p for p in places if p.status in ("active", None) and (p.period is None or p.period.end is None)]
+        held = [p for p in places if p.status in ("active", None) and p.end is None]
     if not held:
         return ""
-    place = max(held, key=lambda p: instant_key(p.period.start if p.period is not None else None))
-    return unit_name(place.location, units, index)
+    return max(held, key=lambda p: p.start if p.start is not None else -math.inf).unit
 
 
-def _holds(place: Any, at: datetime) -> bool:
-    period = place.period
-    if period is None or period.start is None:
+def _holds(place: Place, t: float) -> bool:
+    if place.start is None:
         return False
-    if period.end is None and place.status == "completed":
+    if place.end is None and place.status == "completed":
         return False  # left, when is not said
-    t = at.timestamp()
-    return instant_key(period.start) <= t and (period.end is None or t < instant_key(period.end))
+    return place.start <= t and (place.end is None or t < place.end)
+
+
+def places_to_json(places: Sequence[Place]) -> bytes:
+    return json.dumps([[p.unit, p.status, p.start, p.end] for p in places], separators=(",", ":")).encode()
+
+
+def places_from_json(blob: bytes | str | None) -> tuple[Place, ...]:
+    """Stored places; none for a missing or unreadable blob (the result is then scored unplaced)."""
+    try:
+        rows = json.loads(blob) if blob else []
+        return tuple(Place(str(u), s if isinstance(s, str) else None, _number(a), _number(b)) for u, s, a, b in rows)
+    except (ValueError, TypeError):
+        return ()
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def ward_of(unit: str) -> str | None:

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final
 
 from pydantic import ValidationError
 
+from vigil.schemas.codecs.care_units import Units
+from vigil.schemas.codecs.fhir_places import Place, unit_at, ward_of
 from vigil.schemas.codes import CATALOGUE
 from vigil.schemas.deadletter import Rejected
-from vigil.schemas.events import STRICT_ERROR_TYPES, PatientEvent
+from vigil.schemas.events import STRICT_ERROR_TYPES, PatientEvent, point_of_care
 from vigil.schemas.normalize import normalize_event
 
 LOINC_SYSTEM: Final = "http://loinc.org"
@@ -330,6 +333,8 @@ class DecodeResult:
     ``unknown_codes`` counts codes by ``system|code`` so an integrator sees what to add to the table;
     ``ignored_units`` counts the messages ignored by point of care (``unmonitored_unit``), so an
     operator sees a unit missing from the monitored ones: its patients are not scored.
+    ``encounters``: the units of each FHIR Encounter read (by id), kept by the FHIR agent to place
+    results sent apart from their Encounter (``fhir_places``).
     """
 
     events: list[PatientEvent] = field(default_factory=list)
@@ -337,6 +342,7 @@ class DecodeResult:
     unknown_codes: Counter[str] = field(default_factory=Counter)
     ignored: list[Rejected] = field(default_factory=list)
     ignored_units: Counter[str] = field(default_factory=Counter)
+    encounters: dict[str, tuple[Place, ...]] = field(default_factory=dict)
 
     def extend(self, other: DecodeResult) -> None:
         self.events.extend(other.events)
@@ -344,6 +350,7 @@ class DecodeResult:
         self.ignored.extend(other.ignored)
         self.unknown_codes.update(other.unknown_codes)
         self.ignored_units.update(other.ignored_units)
+        self.encounters.update(other.encounters)
 
     @property
     def accounted(self) -> int:
@@ -359,17 +366,52 @@ class DecodeResult:
             "ignored_units": dict(self.ignored_units),
         }
 
+    def placed(self, kept: Mapping[str, Sequence[Place]], units: Units) -> DecodeResult:
+        """The same result with each FHIR result that came without a unit (its Encounter was not in
+        the payload: ``needs_place``) placed by the units its Encounter had when an earlier payload
+        carried it (``kept``, by Encounter id): given its ward, or ignored (``unmonitored_unit``,
+        counted by unit) as a result from a unit the site does not score. Results whose Encounter
+        Vigil has not seen are left as they are: scored, without a ward."""
+        out = replace(self, events=[], ignored=list(self.ignored), ignored_units=Counter(self.ignored_units))
+        for event in self.events:
+            places = kept.get(event.encounter or "") if needs_place(event) else None
+            if not places:
+                out.events.append(event)
+                continue
+            unit = unit_at(places, event.observed_at)
+            elsewhere = units.scored(
+                unit, f"{event.code} sent", "its Encounter's location, kept from an earlier payload"
+            )
+            if elsewhere is None:
+                ward = ward_of(unit)
+                out.events.append(event if ward is None else event.model_copy(update={"ward": ward}))
+            else:
+                out.ignored.append(elsewhere)
+                out.ignored_units[point_of_care(unit)] += 1
+        return out
+
     def checked(self, now: datetime) -> DecodeResult:
         """The same result after the intake rules (``normalize_event``: canonical unit, plausible
         range, clock skew): events that fail them move to ``rejected``. What ``vigil convert`` shows
         and what the interop agent publishes."""
         out = DecodeResult(
-            [], list(self.rejected), Counter(self.unknown_codes), list(self.ignored), Counter(self.ignored_units)
+            [],
+            list(self.rejected),
+            Counter(self.unknown_codes),
+            list(self.ignored),
+            Counter(self.ignored_units),
+            dict(self.encounters),
         )
         for event in self.events:
             result = normalize_event(event, now)
             (out.rejected if isinstance(result, Rejected) else out.events).append(result)  # type: ignore[arg-type]
         return out
+
+
+def needs_place(event: PatientEvent) -> bool:
+    """A FHIR result (not a stay's end) that names its Encounter and came without a unit: placed by
+    the Encounter's kept units (``DecodeResult.placed``)."""
+    return event.source == "fhir" and event.kind != "encounter" and event.ward is None and event.encounter is not None
 
 
 def event_id(source: str, key: str, part: str) -> str:

@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import unique_patient, wait_for
 from tests.integration.test_bundle_change import worker_logs
 from tests.integration.test_mllp import ack_of, mllp_listener, oru_for
+from tests.unit.codecs.test_fhir_places import sent_apart
 from vigil.infra.workers import worker_env
 from vigil.schemas import topics
 from vigil.schemas.codecs.mllp import frame
@@ -168,6 +169,7 @@ def test_the_intake_agents_end_a_stay_on_a_transfer_out_of_the_units_their_worke
 ) -> None:
     r = reader(keep_scores=True)
     pid, by_fhir, by_bundle = unique_patient("xfer-agent"), unique_patient("xfer-fhir"), unique_patient("xfer-bundle")
+    apart = unique_patient("xfer-apart")
     at = datetime.now(UTC) - timedelta(hours=2)
     with shared_worker.stopped():  # this test's worker owns every partition
         spawn("transfers", env={"VIGIL_INGEST__MONITORED_UNITS": '["ICU-3"]'})
@@ -204,8 +206,15 @@ def test_the_intake_agents_end_a_stay_on_a_transfer_out_of_the_units_their_worke
         producer.send(topics.INGEST_FHIR, key=by_bundle.encode(), value=later)
         producer.flush()
         assert wait_for(lambda: any(p == by_bundle for p, _ in r.snapshot().last_scores), timeout=60), "scored"
+        # a subscription's notifications: the Encounter alone, then its results alone, placed by it
+        for sent in (*sent_apart(apart, at, "4WEST"), *sent_apart(apart, at + timedelta(hours=1), "4WEST", "ICU-3")):
+            producer.send(topics.INGEST_FHIR, key=apart.encode(), value=sent)
+        producer.flush()
+        assert wait_for(lambda: any(p == apart for p, _ in r.snapshot().last_scores), timeout=60), "scored"
     scored = {h: s for (p, h), s in r.snapshot().last_scores.items() if p == by_bundle}
     assert list(scored) == [0] and scored[0]["ward"] == "ICU-3"  # the stay starts with the ICU's results
+    scored = {h: s for (p, h), s in r.snapshot().last_scores.items() if p == apart}
+    assert list(scored) == [0] and scored[0]["ward"] == "ICU-3"  # the ward's heart rate opened no stay
     (ended,) = stay_records(r, pid, "stay_ended")
     assert ended["ward"] == "ICU-3" and ended["source"] == "hl7v2"
     (moved,) = stay_records(r, by_fhir, "stay_ended")  # the update sent again is the same move: no second end

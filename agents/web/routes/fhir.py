@@ -29,7 +29,7 @@ async def fhir_intake(settings: Settings, ward_feed: WardFeed, request: Request,
         response.headers["WWW-Authenticate"] = 'Bearer realm="vigil-fhir"'
         return response
     # bounded: streamed entries, per-entry dead letters, entry and body caps (agents/web/intake.py)
-    return await intake.fhir_intake(request, settings, ward_feed.produce_many, path)
+    return await intake.fhir_intake(request, settings, ward_feed.produce_many, path, ward_feed)
 
 
 @router.post("/fhir/Observation", response_model=None)

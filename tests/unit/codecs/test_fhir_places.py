@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,10 @@ import pytest
 
 from vigil.schemas.codecs.care_units import Units
 from vigil.schemas.codecs.fhir import decode_fhir
-from vigil.schemas.codecs.fhir_places import BundleIndex, ward_of
+from vigil.schemas.codecs.fhir_places import BundleIndex, Place, places_from_json, places_to_json, ward_of
 from vigil.schemas.codecs.fhir_stream import decode_fhir_stream
 from vigil.schemas.codecs.loinc import DecodeResult
+from vigil.schemas.events import PatientEvent
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fhir" / "bundle-transaction-ward-results.json"
 ICU = Units.of(["MICU", "ICU-3"], away=["OR"])
@@ -266,3 +267,98 @@ def test_bundle_index_resolves_relative_references_by_url_tail_and_by_type_and_i
 def test_the_ward_an_event_carries_fits_the_events_limit() -> None:
     assert ward_of("  Medical Intensive Care Unit, North Tower 4 ") == "Medical Intensive Care Unit, Nor"
     assert ward_of("  ") is None
+
+
+def test_an_icus_treatments_carry_its_ward_and_a_ward_that_is_not_monitored_ignores_them() -> None:
+    """An antibiotic (a Medication entry), a vasopressor (a rate ratio), a bolus and a blood culture,
+    their Encounter in the ICU-3 Location of the same transaction."""
+    payload = (FIXTURE.parent / "bundle-transaction-icu-treatments.json").read_bytes()
+    expected = [
+        ("antibiotic", 1.0, "ICU-3", "V77120044"),
+        ("vasopressor", 0.1, "ICU-3", "V77120044"),
+        ("crystalloid_ml", 1000.0, "ICU-3", "V77120044"),
+        ("blood_culture", 1.0, "ICU-3", "V77120044"),
+    ]
+    assert results(decode_fhir(payload, ICU)) == results(decode_fhir(payload)) == expected
+    assert decode_fhir(payload, WARD).ignored_units == {"ICU-3": 4}
+
+
+# --- results sent apart from their Encounter: placed by the units an earlier payload gave it ------
+
+
+def sent_apart(pid: str, at: datetime, *units: str) -> tuple[bytes, bytes]:
+    """An Encounter update alone (the patient in ``units`` in turn, the last one now) and a heart
+    rate at ``at`` sent alone, naming that Encounter: a FHIR subscription's two notifications."""
+    stamps = [(at - timedelta(hours=len(units) - i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(len(units) + 1)]
+    places = [
+        {"location": {"display": unit}, "status": "completed", "period": {"start": stamps[i], "end": stamps[i + 1]}}
+        for i, unit in enumerate(units)
+    ]
+    places[-1] = {"location": {"display": units[-1]}, "status": "active", "period": {"start": stamps[-2]}}
+    resource = {
+        "resourceType": "Encounter",
+        "id": f"{pid}-visit",
+        "meta": {"versionId": at.strftime("%H%M")},
+        "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": f"Patient/{pid}"},
+        "location": places,
+    }
+    heart_rate = {
+        "resourceType": "Observation",
+        "id": f"{pid}-hr-{at:%H%M}",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "encounter": {"reference": f"Encounter/{pid}-visit"},
+        "effectiveDateTime": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "valueQuantity": {"value": 96, "system": "http://unitsofmeasure.org", "code": "/min"},
+    }
+    return json.dumps(resource).encode(), json.dumps(heart_rate).encode()
+
+
+T0 = datetime(2024, 3, 16, 10, 0, tzinfo=UTC).timestamp()
+MOVED = (Place("MICU", "completed", T0 - 86400, T0), Place("4WEST", "active", T0 + 300, None))
+
+
+def alone(at: datetime, encounter: str | None = "enc-7", **extra: Any) -> PatientEvent:
+    """A heart rate decoded from an Observation sent alone (its Encounter not in the payload)."""
+    fields: dict[str, Any] = {"source": "fhir", "kind": "vital", "code": "HR", "value": 90.0, "unit": "/min"}
+    return PatientEvent(patient_id="p1", encounter=encounter, observed_at=at, **(fields | extra))
+
+
+def test_an_encounters_units_are_kept_from_the_payload_that_carries_it() -> None:
+    moved = stay(
+        place("MICU", "completed", "2024-03-15T10:00:00Z", "2024-03-16T10:00:00Z"),
+        place("4WEST", "active", "2024-03-16T10:05:00Z"),
+    )
+    assert decode_fhir(encode(moved), ICU).encounters == {"enc-7": MOVED}
+    assert decode_fhir(encode(moved)).encounters == {}  # no units named: no Encounter is read
+
+
+def test_results_sent_alone_are_placed_by_their_encounters_kept_units() -> None:
+    in_icu, on_ward = alone(datetime(2024, 3, 16, 9, 30, tzinfo=UTC)), alone(datetime(2024, 3, 16, 11, tzinfo=UTC))
+    unknown, given = alone(on_ward.observed_at, "enc-8"), alone(on_ward.observed_at, ward="MICU")
+    placed = DecodeResult(events=[in_icu, on_ward, unknown, given]).placed({"enc-7": MOVED}, ICU)
+    assert [(e.encounter, e.ward) for e in placed.events] == [("enc-7", "MICU"), ("enc-8", None), ("enc-7", "MICU")]
+    assert placed.ignored_units == {"4WEST": 1} and [r.reason for r in placed.ignored] == ["unmonitored_unit"]
+    assert placed.ignored[0].detail == (
+        "HR sent from 4WEST: not a monitored or away unit (its Encounter's location, kept from an earlier payload)"
+    )
+    assert placed.accounted == 4  # every result still accounted for
+
+
+def test_only_fhir_results_without_a_unit_are_placed() -> None:
+    at = datetime(2024, 3, 16, 11, tzinfo=UTC)
+    untouched = [
+        alone(at, source="hl7v2"),  # HL7v2 names its unit in every message (PV1-3)
+        alone(at, kind="encounter", code="discharge", value=1.0, unit=""),  # a stay's end is never ignored
+        alone(at, encounter=None),
+    ]
+    assert DecodeResult(events=untouched).placed({"enc-7": MOVED}, ICU).events == untouched
+
+
+def test_kept_units_survive_the_round_trip_and_a_damaged_blob_places_nothing() -> None:
+    assert places_from_json(places_to_json(MOVED)) == MOVED
+    for damaged in (b"", None, b"{", b'[["4WEST"]]', b'[["4WEST", "active", "x", null]]', b"[1]"):
+        assert places_from_json(damaged) in ((), (Place("4WEST", "active", None, None),))

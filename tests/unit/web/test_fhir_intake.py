@@ -4,7 +4,7 @@ with 413 before anything is published, and retries that republish the same event
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -206,3 +206,48 @@ def test_the_http_intake_places_a_bundles_results_by_its_encounter(users) -> Non
         assert [t for t, _, _ in feed.produced if t == topics.DEADLETTER] == []
     units_counted, context_counted = (after - was for after, was in zip(counted(), before, strict=True))
     assert (units_counted, context_counted) == (2, 5 + 5)  # both requests' Patient, Locations and Encounter
+
+
+def test_the_http_intake_places_results_sent_apart_by_the_encounter_an_earlier_request_sent(users) -> None:
+    """As the FHIR agent: an Encounter POSTed alone keeps its units; the Observation POSTed after it
+    alone is placed by them (the workers' Redis store in ``vigil serve``; here the feed's own)."""
+    from tests.unit.codecs.test_fhir_places import sent_apart
+    from vigil.agents.web.app import create_app
+    from vigil.infra.settings import IngestSettings
+
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    settings = Settings(api_token=API_TOKEN, ingest=IngestSettings(monitored_units=("ICU-3",)))
+    feed = FlakyFeed(settings)
+    answers = []
+    with TestClient(create_app(settings, feed, users=users, session_secret="s")) as client:
+        for sent in (
+            *sent_apart("apart-1", at, "4WEST"),
+            *sent_apart("apart-1", at + timedelta(hours=1), "4WEST", "ICU-3"),
+        ):
+            answers.append(client.post("/fhir", content=sent, headers=AUTH).status_code)
+    assert answers == [200, 200, 200, 201]  # the Encounters and the ward's result: nothing to map
+    events = [PatientEvent.model_validate_json(v) for t, _, v in feed.produced if t == topics.EVENTS_RAW]
+    assert [(e.code, e.ward, e.observed_at) for e in events] == [("HR", "ICU-3", at + timedelta(hours=1))]
+
+
+class AwayBook(FlakyFeed):
+    """A feed whose Encounter store is away (Redis down)."""
+
+    def kept_places(self, encounter_ids):  # type: ignore[no-untyped-def]
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        raise RedisConnectionError("Redis is away")
+
+
+def test_the_http_intake_answers_503_and_publishes_nothing_while_the_encounter_store_is_away(users) -> None:
+    from tests.unit.codecs.test_fhir_places import sent_apart
+    from vigil.agents.web.app import create_app
+    from vigil.infra.settings import IngestSettings
+
+    settings = Settings(api_token=API_TOKEN, ingest=IngestSettings(monitored_units=("ICU-3",)))
+    feed = AwayBook(settings)
+    with TestClient(create_app(settings, feed, users=users, session_secret="s")) as client:
+        _, heart_rate = sent_apart("apart-2", datetime.now(UTC).replace(microsecond=0), "ICU-3")
+        r = client.post("/fhir", content=heart_rate, headers=AUTH)
+    assert r.status_code == 503 and "retry the same request later" in r.text
+    assert feed.produced == []

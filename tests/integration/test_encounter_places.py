@@ -1,0 +1,40 @@
+"""The units of FHIR Encounters kept on the real Redis (``vigil:fe:<keyed hash>``, the state's TTL):
+what the workers' FHIR agent keeps, ``vigil serve``'s POST /fhir reads, and the other way round, so
+a result sent apart from its Encounter is placed alike on either intake."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.conftest import unique_patient
+from vigil.agents.web.kafka_feed import KafkaWardFeed
+from vigil.infra.redis import PatientStore, places_key
+from vigil.schemas.codecs.fhir_places import Place
+
+pytestmark = pytest.mark.integration
+
+WARD = (Place("MICU", "completed", 1710504000.0, 1710583200.0), Place("4WEST", "active", 1710583500.0, None))
+
+
+def test_the_workers_store_and_the_web_intake_keep_and_read_the_same_encounters(stack, stack_settings) -> None:
+    by_worker, by_web = unique_patient("enc-worker"), unique_patient("enc-web")
+    feed = KafkaWardFeed(stack_settings)
+    store = PatientStore.connect(stack_settings)
+
+    async def worker_side() -> dict[str, tuple[Place, ...]]:
+        await store.save_places({by_worker: WARD})
+        kept = await store.load_places([by_worker, by_web, unique_patient("never-sent")])
+        ttl = await store.client.ttl(places_key(by_worker))
+        await store.close()
+        assert stack_settings.redis.ttl_s - 60 < ttl <= stack_settings.redis.ttl_s
+        return kept
+
+    feed.keep_places({by_web: WARD[1:]})
+    kept = asyncio.run(worker_side())
+    assert kept == {by_worker: WARD, by_web: WARD[1:]}  # an Encounter never sent is not there
+    assert feed.kept_places([by_worker, by_web]) == kept
+    raw = feed._places_redis().get(places_key(by_worker))
+    assert by_worker.encode() not in raw and b"4WEST" in raw  # the key is hashed, the units are kept
+    assert by_worker not in places_key(by_worker)
