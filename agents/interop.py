@@ -9,7 +9,7 @@ came with it are scored in the stay before it ends (``models.stays``)."""
 from __future__ import annotations
 
 import io
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
@@ -24,7 +24,7 @@ from vigil.infra.unmapped import count_unmapped
 from vigil.models.stays import is_discharge
 from vigil.schemas.codecs.fhir_stream import EntryOutcome, decode_fhir_stream
 from vigil.schemas.codecs.hl7v2 import decode_hl7v2
-from vigil.schemas.codecs.loinc import needs_place
+from vigil.schemas.codecs.placing import Placing
 from vigil.schemas.deadletter import Rejected, one_per_input
 from vigil.schemas.events import PatientEvent
 from vigil.schemas.normalize import normalize_event
@@ -50,25 +50,29 @@ def hl7v2_message(payload: bytes) -> Iterable[EntryOutcome]:
     return [EntryOutcome(None, result, payload if result.rejected else b"")]
 
 
-async def placed_apart(items: list[EntryOutcome]) -> list[EntryOutcome]:
-    """A FHIR message's results placed by the Encounters earlier messages carried (``DecodeResult.
-    placed``), after keeping the units of the Encounters this one carries (Redis, the state's TTL):
-    a subscription sends an Observation alone, its Encounter's updates apart. Where the site names
-    no monitored units nothing is kept or read (the decoder reads no Encounter then)."""
-    store = runtime().store
-    await store.save_places({k: v for item in items for k, v in item.result.encounters.items()})
-    wanting = {e.encounter for item in items for e in item.result.events if needs_place(e) and e.encounter}
-    if not wanting:
-        return items
-    kept = await store.load_places(sorted(wanting))
-    return [replace(item, result=item.result.placed(kept, UNITS)) for item in items]
+async def placed_apart(items: Iterable[EntryOutcome]) -> AsyncIterator[EntryOutcome]:
+    """A FHIR message's entries, one at a time, their results placed by the Encounters earlier
+    messages carried (``schemas.codecs.placing``), after keeping the units of the Encounters this
+    one carries (Redis, the state's TTL): a subscription sends an Observation alone, its Encounter's
+    updates apart. Used where the site names its monitored units."""
+    store, placing = runtime().store, Placing()
+    for item in items:
+        await store.save_places(placing.carried(item.result))
+        if ask := placing.to_ask(item.result):
+            placing.found(await store.load_places(ask))
+        yield replace(item, result=placing.place(item.result, UNITS))
+
+
+async def as_is(items: Iterable[EntryOutcome]) -> AsyncIterator[EntryOutcome]:
+    for item in items:
+        yield item
 
 
 async def interop_batch(
     batch: Sequence[faust.EventT],
     publisher: Publisher,
     decode: Decoder,
-    place: Callable[[list[EntryOutcome]], Awaitable[list[EntryOutcome]]] | None = None,
+    place: Callable[[Iterable[EntryOutcome]], AsyncIterator[EntryOutcome]] = as_is,
 ) -> None:
     now = datetime.now(UTC)
     for event in batch:
@@ -76,10 +80,7 @@ async def interop_batch(
         metrics.EVENTS_IN.labels(m.topic).inc()
         source = source_of(event)
         ends: list[PatientEvent] = []  # a message's discharges go after its other entries
-        items: Iterable[EntryOutcome] = decode(m.value or b"")
-        if place is not None:
-            items = await place(list(items))
-        for item in items:
+        async for item in place(decode(m.value or b"")):
             result = item.result
             rejected = list(result.rejected)
             for patient_event in result.events:
@@ -105,7 +106,7 @@ async def interop_batch(
 @app.agent(ingest_fhir_topic)
 async def ingest_fhir(stream: faust.StreamT) -> None:
     async for batch in batches(stream, 200):
-        fhir = partial(interop_batch, decode=fhir_entries, place=placed_apart if UNITS.monitored else None)
+        fhir = partial(interop_batch, decode=fhir_entries, place=placed_apart if UNITS.monitored else as_is)
         await run_batch(batch, fhir, deadletter_topic, "interop.fhir")
 
 

@@ -41,7 +41,8 @@ from vigil.schemas.codecs.care_units import NO_UNITS, Units
 from vigil.schemas.codecs.fhir_out import operation_outcome
 from vigil.schemas.codecs.fhir_places import Place
 from vigil.schemas.codecs.fhir_stream import decode_fhir_entries, scan_fhir
-from vigil.schemas.codecs.loinc import DecodeResult, needs_place
+from vigil.schemas.codecs.loinc import DecodeResult
+from vigil.schemas.codecs.placing import Placing
 from vigil.schemas.deadletter import DeadLetter, Rejected, Source, one_per_input, parts_said
 
 FHIR_JSON = "application/fhir+json"
@@ -115,7 +116,7 @@ def decode_intake(
     results it scores and the Encounter moves that end a stay, as the FHIR agent reads them;
     ``book``: the Encounters' units kept between requests (where the site names its units)."""
     result = IntakeResult()
-    kept: dict[str, tuple[Place, ...]] = {}  # this request's lookups, once per Encounter
+    placing = Placing()  # this request's Encounters: kept, and asked of the store once each
     scan = scan_fhir(body, max_entries)  # type: ignore[arg-type]
     if scan.is_bundle and scan.over_limit:
         result.too_many_entries = max_entries
@@ -128,7 +129,7 @@ def decode_intake(
         time.sleep(0)
         decoded = item.result.checked(now)  # the intake rules (unit, range, clock skew), as the FHIR agent
         if book is not None and units.monitored:
-            decoded = _placed(decoded, book, kept, units)
+            decoded = _placed(decoded, book, placing, units)
         for event in decoded.events:
             out = (topics.EVENTS_RAW, event.patient_id.encode(), event.model_dump_json().encode())
             (ends if is_discharge(event) else result.records).append(out)
@@ -148,15 +149,13 @@ def decode_intake(
     return result
 
 
-def _placed(decoded: DecodeResult, book: PlaceBook, kept: dict[str, tuple[Place, ...]], units: Units) -> DecodeResult:
+def _placed(decoded: DecodeResult, book: PlaceBook, placing: Placing, units: Units) -> DecodeResult:
     """As the FHIR agent does: keep the units of the Encounters this entry carries, then place its
     results sent apart from theirs."""
-    book.keep_places(decoded.encounters)
-    kept.update(decoded.encounters)
-    wanting = {e.encounter for e in decoded.events if needs_place(e) and e.encounter and e.encounter not in kept}
-    if wanting:
-        kept.update(book.kept_places(sorted(wanting)))
-    return decoded.placed(kept, units)
+    book.keep_places(placing.carried(decoded))
+    if ask := placing.to_ask(decoded):
+        placing.found(book.kept_places(ask))
+    return placing.place(decoded, units)
 
 
 def _decode_gate(request: Request) -> asyncio.Semaphore:

@@ -18,6 +18,7 @@ from vigil.schemas.codecs.fhir import decode_fhir
 from vigil.schemas.codecs.fhir_places import BundleIndex, Place, places_from_json, places_to_json, ward_of
 from vigil.schemas.codecs.fhir_stream import decode_fhir_stream
 from vigil.schemas.codecs.loinc import DecodeResult
+from vigil.schemas.codecs.placing import Placing
 from vigil.schemas.events import PatientEvent
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fhir" / "bundle-transaction-ward-results.json"
@@ -362,3 +363,15 @@ def test_kept_units_survive_the_round_trip_and_a_damaged_blob_places_nothing() -
     assert places_from_json(places_to_json(MOVED)) == MOVED
     for damaged in (b"", None, b"{", b'[["4WEST"]]', b'[["4WEST", "active", "x", null]]', b"[1]"):
         assert places_from_json(damaged) in ((), (Place("4WEST", "active", None, None),))
+
+
+def test_a_payload_asks_the_store_once_per_encounter_its_results_name() -> None:
+    """10,000 results of one patient, the Encounter unknown to the store: asked once, not per entry."""
+    placing, at = Placing(), datetime(2024, 3, 16, 11, tzinfo=UTC)
+    entry = DecodeResult(events=[alone(at), alone(at, "enc-8")])
+    assert placing.to_ask(entry) == ["enc-7", "enc-8"] and placing.to_ask(entry) == []
+    placing.found({"enc-7": MOVED})  # enc-8: never sent
+    carried = DecodeResult(encounters={"enc-9": MOVED[:1]}, events=[alone(at, "enc-9")])
+    assert placing.carried(carried) == {"enc-9": MOVED[:1]} and placing.to_ask(carried) == []  # carried: known
+    placed = placing.place(entry, ICU)
+    assert [e.ward for e in placed.events] == [None] and placed.ignored_units == {"4WEST": 1}
