@@ -202,29 +202,25 @@ def test_the_site_names_a_unit_by_any_of_its_locations_names_and_the_ward_is_tha
 
 
 def test_treatments_and_procedures_from_a_ward_are_ignored_and_from_the_icu_carry_its_ward() -> None:
+    """The ICU fixture's antibiotic and blood culture, given on the ward: their Encounter names 4WEST."""
     bundle = ward_bundle()
-    subject = {"reference": "urn:uuid:5b8e3c1a-0a43-4f7e-9d3e-7a1c2f9b0001"}
-    encounter = {"reference": "urn:uuid:5b8e3c1a-0a43-4f7e-9d3e-7a1c2f9b0005"}
-    antibiotic = {
-        "resourceType": "MedicationAdministration",
-        "status": "completed",
-        "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "J01DH02"}]},
-        "subject": subject,
-        "context": encounter,
-        "effectiveDateTime": "2024-03-16T14:10:00+00:00",
-    }
-    culture = {
-        "resourceType": "Procedure",
-        "status": "completed",
-        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "30088009"}]},
-        "subject": subject,
-        "encounter": encounter,
-        "performedDateTime": "2024-03-16T14:05:00+00:00",
-    }
-    bundle["entry"][5:] = [{"resource": antibiotic}, {"resource": culture}]
-    assert decode_fhir(encode(bundle), ICU).ignored_units == {"4WEST": 2}
+    treatments = json.loads((FIXTURE.parent / "bundle-transaction-icu-treatments.json").read_text())
+    given = [
+        e for e in treatments["entry"] if e["resource"]["resourceType"] in ("MedicationAdministration", "Procedure")
+    ]
+    for entry in given:
+        resource = entry["resource"]
+        resource["subject"] = {"reference": "urn:uuid:5b8e3c1a-0a43-4f7e-9d3e-7a1c2f9b0001"}
+        resource["context" if "context" in resource else "encounter"] = {
+            "reference": "urn:uuid:5b8e3c1a-0a43-4f7e-9d3e-7a1c2f9b0005"
+        }
+    medication = next(e for e in treatments["entry"] if e["resource"]["resourceType"] == "Medication")
+    bundle["entry"][5:] = [medication, *given]
+    assert decode_fhir(encode(bundle), ICU).ignored_units == {"4WEST": 4}
     assert [(code, ward) for code, _, ward, _ in results(decode_fhir(encode(bundle), WARD))] == [
         ("antibiotic", "4WEST"),
+        ("vasopressor", "4WEST"),
+        ("crystalloid_ml", "4WEST"),
         ("blood_culture", "4WEST"),
     ]
 
