@@ -29,7 +29,7 @@ from vigil.models.alerting import PatientAlertState, needs_timer
 from vigil.models.stays import HeldStay
 from vigil.models.stepping import StayCarry
 from vigil.models.window import PatientWindow
-from vigil.schemas.codecs.fhir_places import Place, places_from_json, places_to_json
+from vigil.schemas.codecs.fhir_places import EncounterKey, Place, places_from_json, places_to_json
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -80,10 +80,12 @@ def discharged_key(patient_id: str) -> str:
     return f"vigil:hx:{state_hash(patient_id)}"
 
 
-def places_key(encounter_id: str) -> str:
+def places_key(encounter: EncounterKey) -> str:
     """The units of a FHIR Encounter (``schemas.codecs.fhir_places.Place``), kept for the results
-    sent apart from it; the id hashed as patient ids are (a visit number identifies a patient)."""
-    return f"vigil:fe:{state_hash('encounter:' + encounter_id)}"
+    sent apart from it: its patient's and its own id hashed as patient ids are (a visit number
+    identifies a patient)."""
+    patient_id, encounter_id = encounter
+    return f"vigil:fe:{state_hash(patient_id + chr(0) + encounter_id)}"
 
 
 # A packed blob starts with this byte, then raw deflate (no zlib header or checksum: Redis keeps
@@ -370,16 +372,16 @@ class PatientStore:
 
         return await self._until_ok("cas", write)
 
-    async def load_places(self, encounter_ids: Iterable[str]) -> dict[str, tuple[Place, ...]]:
-        """The units of FHIR Encounters an earlier payload carried, by id (absent: never seen, or
-        expired with the state's TTL)."""
+    async def load_places(self, encounter_ids: Iterable[EncounterKey]) -> dict[EncounterKey, tuple[Place, ...]]:
+        """The units of FHIR Encounters an earlier payload carried, by patient and Encounter id
+        (absent: never seen, or expired with the state's TTL)."""
         ids = list(encounter_ids)
         if not ids:
             return {}
         blobs = await self._until_ok("mget", lambda: self.client.mget([places_key(e) for e in ids]))
         return {e: places for e, blob in zip(ids, blobs, strict=True) if (places := places_from_json(blob))}
 
-    async def save_places(self, encounters: dict[str, tuple[Place, ...]]) -> None:
+    async def save_places(self, encounters: dict[EncounterKey, tuple[Place, ...]]) -> None:
         """Each Encounter's units as its newest update gives them (the last payload read wins)."""
         if not encounters:
             return

@@ -14,7 +14,7 @@ from typing import Any
 from vigil.agents.web import metrics
 from vigil.agents.web.ward import WardModel
 from vigil.infra.settings import Settings
-from vigil.schemas.codecs.fhir_places import Place
+from vigil.schemas.codecs.fhir_places import EncounterKey, Place
 from vigil.schemas.display import ward_zone
 
 
@@ -39,7 +39,7 @@ class WardFeed:
         # False while a consumer replays its backfill: those records rebuild the ward model but are
         # not pushed to browsers (thousands of old rows would overflow every client's queue)
         self.caught_up = True
-        self._places: dict[str, tuple[Place, ...]] = {}  # FHIR Encounters' units (Redis in KafkaWardFeed)
+        self._places: dict[EncounterKey, tuple[Place, ...]] = {}  # FHIR Encounters' units (Redis in KafkaWardFeed)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -84,10 +84,10 @@ class WardFeed:
 
     # --- producing -------------------------------------------------------------------------------
     # --- FHIR Encounters' units, for results sent apart from them (``DecodeResult.placed``) ------------
-    def kept_places(self, encounter_ids: Sequence[str]) -> dict[str, tuple[Place, ...]]:
+    def kept_places(self, encounter_ids: Sequence[EncounterKey]) -> dict[EncounterKey, tuple[Place, ...]]:
         return {e: self._places[e] for e in encounter_ids if e in self._places}
 
-    def keep_places(self, encounters: dict[str, tuple[Place, ...]]) -> None:
+    def keep_places(self, encounters: dict[EncounterKey, tuple[Place, ...]]) -> None:
         self._places.update(encounters)
 
     def produce(self, topic: str, key: bytes, value: bytes) -> None:

@@ -39,7 +39,7 @@ from vigil.models.stays import is_discharge
 from vigil.schemas import topics
 from vigil.schemas.codecs.care_units import NO_UNITS, Units
 from vigil.schemas.codecs.fhir_out import operation_outcome
-from vigil.schemas.codecs.fhir_places import Place
+from vigil.schemas.codecs.fhir_places import EncounterKey, Place
 from vigil.schemas.codecs.fhir_stream import decode_fhir_entries, scan_fhir
 from vigil.schemas.codecs.loinc import DecodeResult
 from vigil.schemas.codecs.placing import Placing
@@ -63,9 +63,9 @@ class PlaceBook(Protocol):
     """Where FHIR Encounters' units are kept between requests (the workers' Redis store): results sent
     apart from their Encounter are placed by them (``DecodeResult.placed``)."""
 
-    def kept_places(self, encounter_ids: Sequence[str]) -> dict[str, tuple[Place, ...]]: ...
+    def kept_places(self, encounter_ids: Sequence[EncounterKey]) -> dict[EncounterKey, tuple[Place, ...]]: ...
 
-    def keep_places(self, encounters: dict[str, tuple[Place, ...]]) -> None: ...
+    def keep_places(self, encounters: dict[EncounterKey, tuple[Place, ...]]) -> None: ...
 
 
 @dataclass

@@ -28,7 +28,7 @@ from vigil.infra.publish import send_and_wait
 from vigil.infra.redis import places_key
 from vigil.infra.settings import Settings
 from vigil.schemas import topics
-from vigil.schemas.codecs.fhir_places import Place, places_from_json, places_to_json
+from vigil.schemas.codecs.fhir_places import EncounterKey, Place, places_from_json, places_to_json
 
 log = get_logger("vigil.web.feed")
 
@@ -150,7 +150,7 @@ class KafkaWardFeed(WardFeed):
             self._places_client = redis_client(self.settings, socket_timeout=2, socket_connect_timeout=2)
         return self._places_client
 
-    def kept_places(self, encounter_ids: Sequence[str]) -> dict[str, tuple[Place, ...]]:
+    def kept_places(self, encounter_ids: Sequence[EncounterKey]) -> dict[EncounterKey, tuple[Place, ...]]:
         """The workers' store of FHIR Encounters' units (``infra.redis.places_key``): the same one
         the FHIR agent keeps. Raises Redis's error when it is away (the request is answered 503)."""
         ids = list(encounter_ids)
@@ -159,7 +159,7 @@ class KafkaWardFeed(WardFeed):
         blobs = self._places_redis().mget([places_key(e) for e in ids])
         return {e: places for e, blob in zip(ids, blobs, strict=True) if (places := places_from_json(blob))}
 
-    def keep_places(self, encounters: dict[str, tuple[Place, ...]]) -> None:
+    def keep_places(self, encounters: dict[EncounterKey, tuple[Place, ...]]) -> None:
         if not encounters:
             return
         pipe = self._places_redis().pipeline(transaction=False)

@@ -565,9 +565,12 @@ def _decode_encounter_move(enc: Encounter, ctx: _Context, where: str, key: str) 
     history again: the event's id is the move's (the Encounter and the time left, not its version),
     so the update after it is the same event again (a ``duplicate``, not a second end), and an
     update after the next move (ward to ward) names that move, which ends nothing. The Encounter's
-    units are kept in ``encounters`` (by id), for results sent apart from it."""
-    if enc.id:
-        ctx.result.encounters[enc.id] = places_of(enc, ctx.units, ctx.by_full_url)
+    units are kept in ``encounters`` (by its patient and id), for results sent apart from it."""
+    quiet = _Context(ctx.units)  # whose Encounter: no dead letter here when it names no patient
+    quiet.by_full_url = ctx.by_full_url
+    patient = _patient_id(enc.subject, quiet, where)
+    if enc.id and patient:
+        ctx.result.encounters[patient, enc.id] = places_of(enc, ctx.units, ctx.by_full_url)
     places = [p for p in enc.location or [] if p.location is not None and not within_a_unit(p)]
     active = [p for p in places if p.status == "active"]
     left = [(p, p.period.end) for p in places if p.status == "completed" and p.period is not None and p.period.end]

@@ -23,6 +23,9 @@ WITHIN_A_UNIT: Final = frozenset({"ro", "bd"})  # location-physical-type: room, 
 NOT_THERE_YET: Final = frozenset({"planned", "reserved"})  # Encounter.location.status
 MAX_PART_OF: Final = 4  # bed -> room -> unit -> floor: a deeper (or circular) chain names no unit
 MAX_WARD_CHARS: Final = 32  # PatientEvent.ward
+# An Encounter as its units are kept between payloads: (patient id, Encounter id). A result is placed
+# only by an Encounter of its own patient, and two feeds' Encounter ids never meet.
+EncounterKey = tuple[str, str]
 
 
 class BundleIndex(dict[str, dict[str, Any]]):

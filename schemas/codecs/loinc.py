@@ -24,7 +24,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from vigil.schemas.codecs.care_units import Units
-from vigil.schemas.codecs.fhir_places import Place, unit_at, ward_of
+from vigil.schemas.codecs.fhir_places import EncounterKey, Place, unit_at, ward_of
 from vigil.schemas.codes import CATALOGUE
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import STRICT_ERROR_TYPES, PatientEvent, point_of_care
@@ -333,8 +333,8 @@ class DecodeResult:
     ``unknown_codes`` counts codes by ``system|code`` so an integrator sees what to add to the table;
     ``ignored_units`` counts the messages ignored by point of care (``unmonitored_unit``), so an
     operator sees a unit missing from the monitored ones: its patients are not scored.
-    ``encounters``: the units of each FHIR Encounter read (by id), kept by the FHIR agent to place
-    results sent apart from their Encounter (``fhir_places``).
+    ``encounters``: the units of each FHIR Encounter read (by patient and Encounter id), kept by the
+    FHIR agent to place results sent apart from their Encounter (``fhir_places``).
     """
 
     events: list[PatientEvent] = field(default_factory=list)
@@ -342,7 +342,7 @@ class DecodeResult:
     unknown_codes: Counter[str] = field(default_factory=Counter)
     ignored: list[Rejected] = field(default_factory=list)
     ignored_units: Counter[str] = field(default_factory=Counter)
-    encounters: dict[str, tuple[Place, ...]] = field(default_factory=dict)
+    encounters: dict[EncounterKey, tuple[Place, ...]] = field(default_factory=dict)
 
     def extend(self, other: DecodeResult) -> None:
         self.events.extend(other.events)
@@ -366,15 +366,15 @@ class DecodeResult:
             "ignored_units": dict(self.ignored_units),
         }
 
-    def placed(self, kept: Mapping[str, Sequence[Place]], units: Units) -> DecodeResult:
+    def placed(self, kept: Mapping[EncounterKey, Sequence[Place]], units: Units) -> DecodeResult:
         """The same result with each FHIR result that came without a unit (its Encounter was not in
         the payload: ``needs_place``) placed by the units its Encounter had when an earlier payload
-        carried it (``kept``, by Encounter id): given its ward, or ignored (``unmonitored_unit``,
+        carried it (``kept``, by patient and Encounter id): given its ward, or ignored (``unmonitored_unit``,
         counted by unit) as a result from a unit the site does not score. Results whose Encounter
         Vigil has not seen are left as they are: scored, without a ward."""
         out = replace(self, events=[], ignored=list(self.ignored), ignored_units=Counter(self.ignored_units))
         for event in self.events:
-            places = kept.get(event.encounter or "") if needs_place(event) else None
+            places = kept.get((event.patient_id, event.encounter or "")) if needs_place(event) else None
             if not places:
                 out.events.append(event)
                 continue

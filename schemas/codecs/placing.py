@@ -10,28 +10,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vigil.schemas.codecs.care_units import Units
-from vigil.schemas.codecs.fhir_places import Place
+from vigil.schemas.codecs.fhir_places import EncounterKey, Place
 from vigil.schemas.codecs.loinc import DecodeResult, needs_place
 
 
 @dataclass
 class Placing:
-    known: dict[str, tuple[Place, ...]] = field(default_factory=dict)  # by Encounter id
-    asked: set[str] = field(default_factory=set)
+    known: dict[EncounterKey, tuple[Place, ...]] = field(default_factory=dict)
+    asked: set[EncounterKey] = field(default_factory=set)
 
-    def carried(self, result: DecodeResult) -> dict[str, tuple[Place, ...]]:
+    def carried(self, result: DecodeResult) -> dict[EncounterKey, tuple[Place, ...]]:
         """The Encounters an entry carries, to keep in the store (and known from now on)."""
         self.known.update(result.encounters)
         return result.encounters
 
-    def to_ask(self, result: DecodeResult) -> list[str]:
+    def to_ask(self, result: DecodeResult) -> list[EncounterKey]:
         """The Encounters an entry's results name that are neither known nor asked yet."""
-        wanted = {e.encounter for e in result.events if needs_place(e) and e.encounter}
+        wanted = {(e.patient_id, e.encounter) for e in result.events if needs_place(e) and e.encounter}
         ask = sorted(wanted - self.known.keys() - self.asked)
         self.asked.update(ask)
         return ask
 
-    def found(self, kept: dict[str, tuple[Place, ...]]) -> None:
+    def found(self, kept: dict[EncounterKey, tuple[Place, ...]]) -> None:
         self.known.update(kept)
 
     def place(self, result: DecodeResult, units: Units) -> DecodeResult:

@@ -320,8 +320,15 @@ MOVED = (Place("MICU", "completed", T0 - 86400, T0), Place("4WEST", "active", T0
 
 def alone(at: datetime, encounter: str | None = "enc-7", **extra: Any) -> PatientEvent:
     """A heart rate decoded from an Observation sent alone (its Encounter not in the payload)."""
-    fields: dict[str, Any] = {"source": "fhir", "kind": "vital", "code": "HR", "value": 90.0, "unit": "/min"}
-    return PatientEvent(patient_id="p1", encounter=encounter, observed_at=at, **(fields | extra))
+    fields: dict[str, Any] = {
+        "patient_id": "p1",
+        "source": "fhir",
+        "kind": "vital",
+        "code": "HR",
+        "value": 90.0,
+        "unit": "/min",
+    }
+    return PatientEvent(encounter=encounter, observed_at=at, **(fields | extra))
 
 
 def test_an_encounters_units_are_kept_from_the_payload_that_carries_it() -> None:
@@ -329,20 +336,28 @@ def test_an_encounters_units_are_kept_from_the_payload_that_carries_it() -> None
         place("MICU", "completed", "2024-03-15T10:00:00Z", "2024-03-16T10:00:00Z"),
         place("4WEST", "active", "2024-03-16T10:05:00Z"),
     )
-    assert decode_fhir(encode(moved), ICU).encounters == {"enc-7": MOVED}
+    assert decode_fhir(encode(moved), ICU).encounters == {("p1", "enc-7"): MOVED}
     assert decode_fhir(encode(moved)).encounters == {}  # no units named: no Encounter is read
+    del moved["entry"][0]["resource"]["subject"]
+    assert decode_fhir(encode(moved), ICU).encounters == {}  # whose, it does not say: nothing kept
 
 
 def test_results_sent_alone_are_placed_by_their_encounters_kept_units() -> None:
     in_icu, on_ward = alone(datetime(2024, 3, 16, 9, 30, tzinfo=UTC)), alone(datetime(2024, 3, 16, 11, tzinfo=UTC))
     unknown, given = alone(on_ward.observed_at, "enc-8"), alone(on_ward.observed_at, ward="MICU")
-    placed = DecodeResult(events=[in_icu, on_ward, unknown, given]).placed({"enc-7": MOVED}, ICU)
-    assert [(e.encounter, e.ward) for e in placed.events] == [("enc-7", "MICU"), ("enc-8", None), ("enc-7", "MICU")]
+    other = alone(on_ward.observed_at, patient_id="p2")  # another patient's result naming that Encounter
+    placed = DecodeResult(events=[in_icu, on_ward, unknown, given, other]).placed({("p1", "enc-7"): MOVED}, ICU)
+    assert [(e.patient_id, e.encounter, e.ward) for e in placed.events] == [
+        ("p1", "enc-7", "MICU"),
+        ("p1", "enc-8", None),
+        ("p1", "enc-7", "MICU"),
+        ("p2", "enc-7", None),  # placed only by an Encounter of its own patient
+    ]
     assert placed.ignored_units == {"4WEST": 1} and [r.reason for r in placed.ignored] == ["unmonitored_unit"]
     assert placed.ignored[0].detail == (
         "HR sent from 4WEST: not a monitored or away unit (its Encounter's location, kept from an earlier payload)"
     )
-    assert placed.accounted == 4  # every result still accounted for
+    assert placed.accounted == 5  # every result still accounted for
 
 
 def test_only_fhir_results_without_a_unit_are_placed() -> None:
@@ -352,7 +367,7 @@ def test_only_fhir_results_without_a_unit_are_placed() -> None:
         alone(at, kind="encounter", code="discharge", value=1.0, unit=""),  # a stay's end is never ignored
         alone(at, encounter=None),
     ]
-    assert DecodeResult(events=untouched).placed({"enc-7": MOVED}, ICU).events == untouched
+    assert DecodeResult(events=untouched).placed({("p1", "enc-7"): MOVED}, ICU).events == untouched
 
 
 def test_kept_units_survive_the_round_trip_and_a_damaged_blob_places_nothing() -> None:
@@ -365,9 +380,9 @@ def test_a_payload_asks_the_store_once_per_encounter_its_results_name() -> None:
     """10,000 results of one patient, the Encounter unknown to the store: asked once, not per entry."""
     placing, at = Placing(), datetime(2024, 3, 16, 11, tzinfo=UTC)
     entry = DecodeResult(events=[alone(at), alone(at, "enc-8")])
-    assert placing.to_ask(entry) == ["enc-7", "enc-8"] and placing.to_ask(entry) == []
-    placing.found({"enc-7": MOVED})  # enc-8: never sent
-    carried = DecodeResult(encounters={"enc-9": MOVED[:1]}, events=[alone(at, "enc-9")])
-    assert placing.carried(carried) == {"enc-9": MOVED[:1]} and placing.to_ask(carried) == []  # carried: known
+    assert placing.to_ask(entry) == [("p1", "enc-7"), ("p1", "enc-8")] and placing.to_ask(entry) == []
+    placing.found({("p1", "enc-7"): MOVED})  # enc-8: never sent
+    carried = DecodeResult(encounters={("p1", "enc-9"): MOVED[:1]}, events=[alone(at, "enc-9")])
+    assert placing.carried(carried) == {("p1", "enc-9"): MOVED[:1]} and placing.to_ask(carried) == []
     placed = placing.place(entry, ICU)
     assert [e.ward for e in placed.events] == [None] and placed.ignored_units == {"4WEST": 1}
