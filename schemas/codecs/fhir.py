@@ -273,7 +273,7 @@ def _decode_resource(resource: dict[str, Any], ctx: _Context, *, where: str, ful
 
 def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, where: str, key: str) -> None:
     times = (obs.effectiveDateTime, obs.effectiveInstant, obs.effectivePeriod.start if obs.effectivePeriod else None)
-    care_unit = _point_of_care(ctx, obs.encounter, times, where)
+    care_unit = _point_of_care(ctx, obs.subject, obs.encounter, times, where)
     if care_unit is None:
         return
     if obs.status not in OBSERVATION_STATUSES:
@@ -394,7 +394,7 @@ def _decode_administration(
     admin: MedicationAdministration, raw: dict[str, Any], ctx: _Context, where: str, key: str
 ) -> None:
     times = (admin.effectiveDateTime, admin.effectivePeriod.start if admin.effectivePeriod else None)
-    care_unit = _point_of_care(ctx, admin.context, times, where)
+    care_unit = _point_of_care(ctx, admin.subject, admin.context, times, where)
     if care_unit is None:
         return
     if admin.status not in ADMINISTRATION_STATUSES:
@@ -493,7 +493,7 @@ def _administration_dose(admin: MedicationAdministration, treatment: str) -> tup
 
 def _decode_procedure(proc: Procedure, raw: dict[str, Any], ctx: _Context, where: str, key: str) -> None:
     times = (proc.performedDateTime, proc.performedPeriod.start if proc.performedPeriod else None)
-    care_unit = _point_of_care(ctx, proc.encounter, times, where)
+    care_unit = _point_of_care(ctx, proc.subject, proc.encounter, times, where)
     if care_unit is None:
         return
     if proc.status not in PROCEDURE_STATUSES:
@@ -566,9 +566,7 @@ def _decode_encounter_move(enc: Encounter, ctx: _Context, where: str, key: str) 
     so the update after it is the same event again (a ``duplicate``, not a second end), and an
     update after the next move (ward to ward) names that move, which ends nothing. The Encounter's
     units are kept in ``encounters`` (by its patient and id), for results sent apart from it."""
-    quiet = _Context(ctx.units)  # whose Encounter: no dead letter here when it names no patient
-    quiet.by_full_url = ctx.by_full_url
-    patient = _patient_id(enc.subject, quiet, where)
+    patient = _quiet_patient_id(ctx, enc.subject)  # whose: no dead letter here when it names none
     if enc.id and patient:
         ctx.result.encounters[patient, enc.id] = places_of(enc, ctx.units, ctx.by_full_url)
     places = [p for p in enc.location or [] if p.location is not None and not within_a_unit(p)]
@@ -645,14 +643,15 @@ class _LooseCoding:
         self.display = raw.get("display") if isinstance(raw.get("display"), str) else None
 
 
-def _point_of_care(ctx: _Context, encounter: Any, times: tuple[Any, ...], where: str) -> str | None:
+def _point_of_care(ctx: _Context, subject: Any, encounter: Any, times: tuple[Any, ...], where: str) -> str | None:
     """The unit a result was taken in, read from its Encounter where the Bundle carries it
     (``fhir_places.unit_at`` at the result's time; '' when unknown: scored, as an ORU^R01 without
     PV1-3); None when it is a unit the site neither monitors nor sends patients away to: the result is
-    ignored (``unmonitored_unit``) and counted by unit, as HL7v2 results from a ward are."""
+    ignored (``unmonitored_unit``) and counted by unit, as HL7v2 results from a ward are. An
+    Encounter of another patient than the result's places nothing (a Bundle that mixes them up)."""
     at = next((t for t in times if isinstance(t, datetime) and t.tzinfo is not None), None)
     unit = ctx.by_full_url.unit_of(encounter, at, ctx.units)
-    if unit is None:
+    if unit is None or not _same_patient(ctx, subject, ctx.by_full_url.encounter(encounter)):
         return ""
     elsewhere = ctx.units.scored(unit, "sent", "its Encounter's location")
     if elsewhere is None:
@@ -660,6 +659,20 @@ def _point_of_care(ctx: _Context, encounter: Any, times: tuple[Any, ...], where:
     ctx.ignore(elsewhere.reason, where + elsewhere.detail)
     ctx.result.ignored_units[point_of_care(unit)] += 1
     return None
+
+
+def _quiet_patient_id(ctx: _Context, subject: Any) -> str | None:
+    """The patient a reference names, without a dead letter when it names none (context)."""
+    quiet = _Context(ctx.units)
+    quiet.by_full_url = ctx.by_full_url
+    return _patient_id(subject, quiet, "")
+
+
+def _same_patient(ctx: _Context, subject: Any, encounter: Encounter | None) -> bool:
+    """Whether a result's subject and its Encounter's are one patient (an Encounter that names no
+    patient does not say otherwise)."""
+    whose = _quiet_patient_id(ctx, encounter.subject) if encounter is not None else None
+    return whose is None or whose == _quiet_patient_id(ctx, subject)
 
 
 def _encounter_id(ctx: _Context, encounter: Any) -> str | None:

@@ -386,3 +386,12 @@ def test_a_payload_asks_the_store_once_per_encounter_its_results_name() -> None:
     assert placing.carried(carried) == {("p1", "enc-9"): MOVED[:1]} and placing.to_ask(carried) == []
     placed = placing.place(entry, ICU)
     assert [e.ward for e in placed.events] == [None] and placed.ignored_units == {"4WEST": 1}
+
+
+def test_an_encounter_of_another_patient_in_the_bundle_places_nothing() -> None:
+    """A Bundle that mixes patients up: the result is scored as one whose unit Vigil cannot tell."""
+    bundle = ward_bundle()
+    bundle["entry"][6]["resource"]["subject"] = {"reference": "Patient/someone-else"}
+    result = decode_fhir(encode(bundle), ICU).checked(datetime.now(UTC))
+    assert [(e.patient_id, e.ward) for e in result.events] == [("someone-else", None)]
+    assert result.ignored_units == {"4WEST": 1}  # the heart rate, of the Encounter's own patient
