@@ -88,6 +88,18 @@ def places_key(encounter: EncounterKey) -> str:
     return f"vigil:fe:{state_hash(patient_id + chr(0) + encounter_id)}"
 
 
+def places_read(encounters: list[EncounterKey], blobs: list[Any]) -> dict[EncounterKey, tuple[Place, ...]]:
+    """The MGET of ``places_key`` of each Encounter, read: the ones kept (none for a missing or
+    unreadable blob). The workers' store and ``vigil serve`` (a sync client) read them alike."""
+    return {e: places for e, blob in zip(encounters, blobs, strict=True) if (places := places_from_json(blob))}
+
+
+def queue_places(pipe: Any, encounters: dict[EncounterKey, tuple[Place, ...]], ttl_s: int) -> None:
+    """Each Encounter's units SET on ``pipe`` (sync or async) with the state's TTL."""
+    for encounter, places in encounters.items():
+        pipe.set(places_key(encounter), places_to_json(places), ex=ttl_s)
+
+
 # A packed blob starts with this byte, then raw deflate (no zlib header or checksum: Redis keeps
 # the bytes as given). No unpacked state blob starts with it: window and carry blobs start with
 # their version (1 or 2), alert and care blobs with "{" (JSON).
@@ -379,7 +391,7 @@ class PatientStore:
         if not ids:
             return {}
         blobs = await self._until_ok("mget", lambda: self.client.mget([places_key(e) for e in ids]))
-        return {e: places for e, blob in zip(ids, blobs, strict=True) if (places := places_from_json(blob))}
+        return places_read(ids, blobs)
 
     async def save_places(self, encounters: dict[EncounterKey, tuple[Place, ...]]) -> None:
         """Each Encounter's units as its newest update gives them (the last payload read wins)."""
@@ -388,8 +400,7 @@ class PatientStore:
 
         async def write() -> None:
             pipe = self.client.pipeline(transaction=False)
-            for encounter_id, places in encounters.items():
-                pipe.set(places_key(encounter_id), places_to_json(places), ex=self.ttl_s)
+            queue_places(pipe, encounters, self.ttl_s)
             await pipe.execute()
 
         await self._until_ok("set places", write)

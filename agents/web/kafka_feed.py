@@ -25,10 +25,10 @@ from vigil.infra.connect import kafka_bootstrap, kafka_consumer, kafka_producer,
 from vigil.infra.fleet import read_fleet
 from vigil.infra.logging import get_logger
 from vigil.infra.publish import send_and_wait
-from vigil.infra.redis import places_key
+from vigil.infra.redis import places_key, places_read, queue_places
 from vigil.infra.settings import Settings
 from vigil.schemas import topics
-from vigil.schemas.codecs.fhir_places import EncounterKey, Place, places_from_json, places_to_json
+from vigil.schemas.codecs.fhir_places import EncounterKey, Place
 
 log = get_logger("vigil.web.feed")
 
@@ -156,15 +156,13 @@ class KafkaWardFeed(WardFeed):
         ids = list(encounter_ids)
         if not ids:
             return {}
-        blobs = self._places_redis().mget([places_key(e) for e in ids])
-        return {e: places for e, blob in zip(ids, blobs, strict=True) if (places := places_from_json(blob))}
+        return places_read(ids, self._places_redis().mget([places_key(e) for e in ids]))
 
     def keep_places(self, encounters: dict[EncounterKey, tuple[Place, ...]]) -> None:
         if not encounters:
             return
         pipe = self._places_redis().pipeline(transaction=False)
-        for encounter_id, places in encounters.items():
-            pipe.set(places_key(encounter_id), places_to_json(places), ex=self.settings.redis.ttl_s)
+        queue_places(pipe, encounters, self.settings.redis.ttl_s)
         pipe.execute()
 
     def readiness(self) -> dict[str, Any]:
