@@ -82,14 +82,14 @@ class WardFeed:
     def _state(self) -> dict[str, Any]:
         return {"ward_status": list(self.ward_status.values()), **self.model.snapshot()}
 
-    # --- producing -------------------------------------------------------------------------------
-    # --- FHIR Encounters' units, for results sent apart from them (``DecodeResult.placed``) ------------
+    # --- FHIR Encounters' units, for results sent apart from them (``DecodeResult.placed``) -------
     def kept_places(self, encounter_ids: Sequence[EncounterKey]) -> dict[EncounterKey, tuple[Place, ...]]:
         return {e: self._places[e] for e in encounter_ids if e in self._places}
 
     def keep_places(self, encounters: dict[EncounterKey, tuple[Place, ...]]) -> None:
         self._places.update(encounters)
 
+    # --- producing -------------------------------------------------------------------------------
     def produce(self, topic: str, key: bytes, value: bytes) -> None:
         self.produced.append((topic, key, value))
 
