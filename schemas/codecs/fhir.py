@@ -272,7 +272,7 @@ def _decode_resource(resource: dict[str, Any], ctx: _Context, *, where: str, ful
 
 
 def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, where: str, key: str) -> None:
-    times = (obs.effectiveDateTime, obs.effectiveInstant, obs.effectivePeriod.start if obs.effectivePeriod else None)
+    times = _time_candidates(obs.effectiveDateTime, obs.effectiveInstant, obs.effectivePeriod)
     care_unit = _point_of_care(ctx, obs.subject, obs.encounter, times, where)
     if care_unit is None:
         return
@@ -393,7 +393,7 @@ def _has_value(obs: Observation) -> bool:
 def _decode_administration(
     admin: MedicationAdministration, raw: dict[str, Any], ctx: _Context, where: str, key: str
 ) -> None:
-    times = (admin.effectiveDateTime, admin.effectivePeriod.start if admin.effectivePeriod else None)
+    times = _time_candidates(admin.effectiveDateTime, None, admin.effectivePeriod)
     care_unit = _point_of_care(ctx, admin.subject, admin.context, times, where)
     if care_unit is None:
         return
@@ -492,7 +492,7 @@ def _administration_dose(admin: MedicationAdministration, treatment: str) -> tup
 
 
 def _decode_procedure(proc: Procedure, raw: dict[str, Any], ctx: _Context, where: str, key: str) -> None:
-    times = (proc.performedDateTime, proc.performedPeriod.start if proc.performedPeriod else None)
+    times = _time_candidates(proc.performedDateTime, None, proc.performedPeriod)
     care_unit = _point_of_care(ctx, proc.subject, proc.encounter, times, where)
     if care_unit is None:
         return
@@ -643,13 +643,13 @@ class _LooseCoding:
         self.display = raw.get("display") if isinstance(raw.get("display"), str) else None
 
 
-def _point_of_care(ctx: _Context, subject: Any, encounter: Any, times: tuple[Any, ...], where: str) -> str | None:
+def _point_of_care(ctx: _Context, subject: Any, encounter: Any, times: list[tuple[str, Any]], where: str) -> str | None:
     """The unit a result was taken in, read from its Encounter where the Bundle carries it
     (``fhir_places.unit_at`` at the result's time; '' when unknown: scored, as an ORU^R01 without
     PV1-3); None when it is a unit the site neither monitors nor sends patients away to: the result is
     ignored (``unmonitored_unit``) and counted by unit, as HL7v2 results from a ward are. An
     Encounter of another patient than the result's places nothing (a Bundle that mixes them up)."""
-    at = next((t for t in times if isinstance(t, datetime) and t.tzinfo is not None), None)
+    at = next((t for _, t in times if isinstance(t, datetime) and t.tzinfo is not None), None)
     unit = ctx.by_full_url.unit_of(encounter, at, ctx.units)
     if unit is None or not _same_patient(ctx, subject, ctx.by_full_url.encounter(encounter)):
         return ""
@@ -746,14 +746,19 @@ def _bundle_patient_id(patient: dict[str, Any] | None) -> str | None:
     return None
 
 
+def _time_candidates(date_time: Any, instant: Any, period: Any) -> list[tuple[str, Any]]:
+    """A resource's times in the order they are read (``_effective_time``, ``_point_of_care``)."""
+    candidates = [("effectiveDateTime", date_time), ("effectiveInstant", instant)]
+    if period is not None:
+        candidates.append(("effectivePeriod.start", period.start))
+    return candidates
+
+
 def _effective_time(date_time: Any, instant: Any, period: Any, ctx: _Context, where: str) -> datetime | None:
     """A timezone-aware instant, or a ``missing_time`` rejection. A bare date (the FHIR spec's own
     vital-sign examples say ``1999-07-02``) cannot be placed in an hourly window, so it is refused
     rather than guessed as midnight."""
-    candidates = [("effectiveDateTime", date_time), ("effectiveInstant", instant)]
-    if period is not None:
-        candidates.append(("effectivePeriod.start", period.start))
-    for name, value in candidates:
+    for name, value in _time_candidates(date_time, instant, period):
         if value is None:
             continue
         problem = _time_problem(value)
