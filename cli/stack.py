@@ -184,6 +184,9 @@ def schemas_export(directory: Path, json_out: JsonFlag = False) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from vigil.cli.acls import acls
+
+    stack_app.command("acls")(acls)
     app.add_typer(stack_app, name="stack")
     app.add_typer(schemas_app, name="schemas")
     app.command("worker")(worker)

@@ -23,8 +23,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from vigil.infra.secrets import (
-    KAFKA_CLIENT_PASSWORD,
     KAFKA_CLIENT_USER,
+    KAFKA_USER_PASSWORDS,
     REDIS_ADMIN_PASSWORD,
     REDIS_PASSWORD,
     REDIS_USER,
@@ -80,8 +80,11 @@ def kafka_endpoint(settings: Settings) -> KafkaEndpoint:
     bootstrap = k.bootstrap or ",".join(f"{LOOPBACK}:{port}" for port, _ in embedded_node_ports(k))
     username, password, cafile = k.sasl_username, k.sasl_password, k.ssl_cafile
     if embedded and k.security_protocol == "SASL_SSL":
+        # the service's user, or a role's (vigil-ingest, vigil-subscriber): the password the stack
+        # generated for it; another user brings its own
         username = username or KAFKA_CLIENT_USER
-        password = password or read_secret(settings.home, KAFKA_CLIENT_PASSWORD)
+        secret = KAFKA_USER_PASSWORDS.get(username)
+        password = password or (read_secret(settings.home, secret) if secret else None)
         cafile = cafile or str(settings.home / "tls" / "ca.pem")
     replication = k.replication_factor or (min(3, k.brokers) if embedded else 3)
     return KafkaEndpoint(

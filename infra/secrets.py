@@ -16,12 +16,22 @@ from pydantic import SecretStr
 from vigil.infra.settings import DEFAULT_LOG_HASH_KEY, Settings
 from vigil.schemas.errors import UserError
 
-KAFKA_CLIENT_USER = "vigil"  # what workers, producers and readers authenticate as
-KAFKA_BROKER_USER = "vigil-broker"  # the brokers to each other (inter-broker listener)
+KAFKA_CLIENT_USER = "vigil"  # the service: workers, vigil serve, vigil mllp, the CLI
+KAFKA_BROKER_USER = "vigil-broker"  # the brokers to each other (inter-broker listener); a super user
+KAFKA_INGEST_USER = "vigil-ingest"  # EHR integrations: write the inbound topics only (infra.kafka_access)
+KAFKA_SUBSCRIBER_USER = "vigil-subscriber"  # monitoring systems: read alerts and scores, write acks
 REDIS_USER = "vigil"  # Redis ACL user of every Vigil client: only vigil:* keys, no dangerous commands
 
 KAFKA_CLIENT_PASSWORD = "kafka-vigil.password"
 KAFKA_BROKER_PASSWORD = "kafka-broker.password"
+KAFKA_INGEST_PASSWORD = "kafka-ingest.password"
+KAFKA_SUBSCRIBER_PASSWORD = "kafka-subscriber.password"
+# the password file of each client user of the embedded secure stack
+KAFKA_USER_PASSWORDS = {
+    KAFKA_CLIENT_USER: KAFKA_CLIENT_PASSWORD,
+    KAFKA_INGEST_USER: KAFKA_INGEST_PASSWORD,
+    KAFKA_SUBSCRIBER_USER: KAFKA_SUBSCRIBER_PASSWORD,
+}
 REDIS_PASSWORD = "redis-vigil.password"
 REDIS_ADMIN_PASSWORD = "redis-admin.password"  # Redis ``default`` user: operators and tests only
 

@@ -12,6 +12,8 @@ from pydantic import SecretStr
 from vigil.infra.connect import faust_broker, kafka_endpoint, kafka_options, redis_endpoint
 from vigil.infra.secrets import (
     KAFKA_CLIENT_PASSWORD,
+    KAFKA_INGEST_PASSWORD,
+    KAFKA_INGEST_USER,
     REDIS_ADMIN_PASSWORD,
     REDIS_PASSWORD,
     DefaultSecretError,
@@ -42,6 +44,17 @@ def test_secure_embedded_clients_read_the_stack_secrets(tmp_path: Path) -> None:
     assert options["sasl_mechanism"] == "SCRAM-SHA-512" and options["sasl_plain_username"] == "vigil"
     assert options["sasl_plain_password"] == password.get_secret_value()
     assert kafka_options(embedded(tmp_path)) == {"bootstrap_servers": ["127.0.0.1:30000"]}
+
+
+def test_a_role_user_of_the_embedded_stack_gets_its_own_password(tmp_path: Path) -> None:
+    service = ensure_secret(tmp_path, KAFKA_CLIENT_PASSWORD)
+    ingest = ensure_secret(tmp_path, KAFKA_INGEST_PASSWORD)
+    as_ingest = kafka_options(embedded(tmp_path, security_protocol="SASL_SSL", sasl_username=KAFKA_INGEST_USER))
+    assert as_ingest["sasl_plain_username"] == "vigil-ingest"
+    assert as_ingest["sasl_plain_password"] == ingest.get_secret_value() != service.get_secret_value()
+    # a user the stack did not create brings its own password: never the service's
+    other = kafka_options(embedded(tmp_path, security_protocol="SASL_SSL", sasl_username="vigil-broker"))
+    assert other["sasl_plain_password"] is None
 
 
 def test_external_endpoints_never_get_the_embedded_secrets(tmp_path: Path) -> None:

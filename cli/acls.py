@@ -1,0 +1,95 @@
+"""``vigil stack acls``: the Kafka ACLs of Vigil's three roles, listed, or written to a cluster."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vigil.cli.jsonout import emit_json
+from vigil.infra.kafka_access import Grant, Principals, access_grants, principal
+from vigil.infra.settings import get_settings
+from vigil.schemas.errors import UserError
+
+console = Console(stderr=False)
+_DEFAULT = Principals()
+
+
+def _principal(value: str) -> str:
+    try:
+        return principal(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _who(role: str) -> object:
+    return typer.Option(callback=_principal, metavar="PRINCIPAL", help=f"principal of {role} (User:NAME)")
+
+
+def acls(
+    apply: bool = typer.Option(
+        False,
+        "--apply",
+        help="write them to the configured cluster, as the principal you connect as (it needs ALTER on the cluster)",
+    ),
+    service: Annotated[str, _who("the service")] = _DEFAULT.service,
+    ingest: Annotated[str, _who("EHR integrations")] = _DEFAULT.ingest,
+    subscriber: Annotated[str, _who("monitoring systems")] = _DEFAULT.subscriber,
+    subscriber_groups: str = typer.Option(
+        _DEFAULT.subscriber_groups, help="the prefix the subscribers' consumer group ids begin with"
+    ),
+    json_out: Annotated[bool, typer.Option("--json", help="print a JSON summary as the last line")] = False,
+) -> None:
+    """The Kafka ACLs each role needs, and nothing more: service (workers, vigil serve, vigil mllp,
+    the CLI), ingest (EHR integrations: write the inbound topics) and subscriber (monitoring systems:
+    read alerts and scores, write acknowledgements). Lists them; --apply writes them to a cluster
+    with an authorizer. The embedded stack writes its own (`vigil stack up --secure`)."""
+    settings = get_settings()
+    who = Principals(service, ingest, subscriber, subscriber_groups.strip() or _DEFAULT.subscriber_groups)
+    grants = access_grants(who, settings.app_id)
+    _print(grants)
+    summary: dict[str, object] = {"grants": [g.as_dict() for g in grants], "applied": False}
+    if apply:
+        bootstrap, written = _apply(grants)
+        summary.update(applied=True, bootstrap=bootstrap, written=written)
+        console.print(f"{len(grants)} ACLs written to the cluster at {bootstrap}")
+    if json_out:
+        emit_json(summary)
+
+
+def _apply(grants: list[Grant]) -> tuple[str, int]:
+    from vigil.cli.preflight import require_broker
+    from vigil.infra.connect import kafka_admin
+    from vigil.infra.kafka_access import apply_grants
+
+    settings = get_settings()
+    bootstrap = require_broker(settings)
+    admin = kafka_admin(settings, client_id="vigil-acls")
+    try:
+        applied = apply_grants(admin, grants)
+    finally:
+        admin.close()
+    if applied.refused:
+        grant, why = applied.refused[0]
+        raise UserError(
+            f"the cluster refused {len(applied.refused)} of {len(grants)} ACLs (first: {grant.principal} "
+            f"{grant.operation} on {grant.resource} {grant.name}: {why}): connect as a principal allowed to "
+            "alter ACLs, or give your cluster's administrator the list (`vigil stack acls --json`)"
+        )
+    return bootstrap, applied.written
+
+
+def _print(grants: list[Grant]) -> None:
+    """One row per role and resource, its operations together (a prefix ends in ``*``)."""
+    rows: dict[tuple[str, str, str], list[str]] = {}
+    for g in grants:
+        name = f"{g.name}*" if g.pattern == "prefixed" else g.name
+        rows.setdefault((g.role, g.principal, f"{g.resource} {name}"), []).append(g.operation)
+    table = Table()
+    for column in ("role", "principal", "resource", "operations"):
+        table.add_column(column, overflow="fold")  # a name is never cut short
+    for (role, who, resource), operations in rows.items():
+        table.add_row(role, who, resource, ", ".join(operations))
+    console.print(table)

@@ -1,0 +1,135 @@
+"""The roles' Kafka grants: each role may do its job and nothing more (read as Kafka's authorizer
+reads them: a literal or prefixed name, ALL covers every operation, READ and WRITE imply DESCRIBE)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from kafka.errors import ClusterAuthorizationFailedError
+from typer.testing import CliRunner
+
+from vigil.infra.kafka_access import (
+    INGEST_TOPICS,
+    SUBSCRIBER_READS,
+    SUBSCRIBER_WRITES,
+    Grant,
+    Principals,
+    access_grants,
+    apply_grants,
+    principal,
+)
+from vigil.schemas import topics
+
+P = Principals()
+# topics only the service touches: what it derives (events, scores' inputs), what holds raw bytes
+# or identities (dead letters, audit), and the dashboard's ward drift
+SERVICE_ONLY = (topics.EVENTS, topics.DEADLETTER, topics.AUDIT, topics.DRIFT)
+
+
+def allows(grants: list[Grant], who: str, operation: str, resource: str, name: str) -> bool:
+    implied = {"DESCRIBE": {"DESCRIBE", "READ", "WRITE", "DELETE", "ALTER", "ALL"}}.get(operation, {operation, "ALL"})
+    return any(
+        g.principal == who
+        and g.resource == resource
+        and g.operation in implied
+        and (g.name == name if g.pattern == "literal" else name.startswith(g.name))
+        for g in grants
+    )
+
+
+def test_every_topic_has_a_decided_audience() -> None:
+    """A new topic must be placed: inbound (ingest), outbound (subscriber) or the service's only."""
+    placed = set(INGEST_TOPICS) | set(SUBSCRIBER_READS) | set(SUBSCRIBER_WRITES) | set(SERVICE_ONLY)
+    assert set(topics.ALL_TOPICS) == placed
+    assert len(placed) == len(INGEST_TOPICS) + len(SUBSCRIBER_READS) + len(SUBSCRIBER_WRITES) + len(SERVICE_ONLY)
+
+
+def test_an_ehr_integration_writes_the_inbound_topics_and_nothing_else() -> None:
+    grants = access_grants(P)
+    for topic in topics.ALL_TOPICS:
+        assert allows(grants, P.ingest, "WRITE", "topic", topic) == (topic in INGEST_TOPICS), topic
+        assert not allows(grants, P.ingest, "READ", "topic", topic), topic
+    assert not allows(grants, P.ingest, "READ", "group", "vigil")
+    assert not allows(grants, P.ingest, "CREATE", "cluster", "kafka-cluster")
+
+
+def test_a_monitoring_system_reads_alerts_and_scores_and_answers_acks_only() -> None:
+    grants = access_grants(P)
+    for topic in topics.ALL_TOPICS:
+        assert allows(grants, P.subscriber, "READ", "topic", topic) == (topic in SUBSCRIBER_READS), topic
+        assert allows(grants, P.subscriber, "WRITE", "topic", topic) == (topic == topics.ALERT_ACKS), topic
+    # a forged alert, a read of the dead letters' original bytes: refused
+    assert not allows(grants, P.subscriber, "WRITE", "topic", topics.ALERTS)
+    assert not allows(grants, P.subscriber, "READ", "topic", topics.DEADLETTER)
+    # its consumer groups only, never the workers' (it would steal their partitions)
+    assert allows(grants, P.subscriber, "READ", "group", "vigil-subscriber-pager")
+    assert not allows(grants, P.subscriber, "READ", "group", "vigil")
+    assert not allows(grants, P.subscriber, "READ", "group", "pager")
+
+
+def test_the_service_runs_every_topic_its_groups_and_faust_internals() -> None:
+    grants = access_grants(P, app_id="vigil")
+    for topic in (*topics.ALL_TOPICS, "vigil-__assignor-__leader", "vigil-bench-baseline-changelog"):
+        for op in ("READ", "WRITE", "DESCRIBE", "ALTER"):
+            assert allows(grants, P.service, op, "topic", topic), (topic, op)
+    assert allows(grants, P.service, "READ", "group", "vigil")
+    assert allows(grants, P.service, "CREATE", "cluster", "kafka-cluster")
+    assert not allows(grants, P.service, "ALTER", "cluster", "kafka-cluster")  # ACLs and users are not its to change
+    assert not allows(grants, P.service, "READ", "topic", "billing.invoices")  # another tenant's topics
+
+
+def test_an_app_id_outside_vigil_gets_its_own_prefix_once() -> None:
+    named = [g for g in access_grants(P, app_id="hospital-a") if g.role == "service" and g.pattern == "prefixed"]
+    assert sorted({g.name for g in named}) == ["hospital-a", "vigil"]
+    assert allows(access_grants(P, app_id="hospital-a"), P.service, "READ", "group", "hospital-a")
+    canary = access_grants(P, app_id="vigil-canary")
+    assert sorted({g.name for g in canary if g.role == "service" and g.pattern == "prefixed"}) == ["vigil"]
+    assert len(set(access_grants(P))) == len(access_grants(P))  # no binding twice
+
+
+def test_principal_names() -> None:
+    assert principal("vigil-ingest") == "User:vigil-ingest"
+    assert principal(" User:pager ") == "User:pager"
+    assert principal("User:CN=gw.example.org,OU=ICU") == "User:CN=gw.example.org,OU=ICU"
+    assert principal("CN=gw:1,OU=ICU") == "User:CN=gw:1,OU=ICU"  # a certificate DN gets its type
+    for bad in ("", "  ", "User:"):
+        with pytest.raises(ValueError):
+            principal(bad)
+
+
+class _Admin:
+    """kafka-python 3's create_acls answer: the ACL objects written and, in order, the error classes
+    of the others (``KafkaAdminClient._convert_create_acls_response_to_acls``)."""
+
+    def __init__(self, refuse: set[str]) -> None:
+        self.refuse = refuse
+
+    def create_acls(self, acls: list) -> dict:
+        failed = [ClusterAuthorizationFailedError for a in acls if a.principal in self.refuse]
+        return {"succeeded": [a for a in acls if a.principal not in self.refuse], "failed": failed}
+
+
+def test_a_refused_binding_is_named_with_its_grant() -> None:
+    grants = access_grants(P)
+    applied = apply_grants(_Admin({P.ingest}), grants)
+    assert applied.written == len(grants) - len(INGEST_TOPICS) * 2
+    assert {g.principal for g, _ in applied.refused} == {P.ingest}
+    assert {g.name for g, _ in applied.refused} == set(INGEST_TOPICS)
+    assert all(why == "ClusterAuthorizationFailedError" for _, why in applied.refused)
+
+
+def test_cli_lists_the_grants_and_refuses_an_empty_principal() -> None:
+    from vigil.cli.stack import register
+
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    out = runner.invoke(app, ["stack", "acls", "--ingest", "CN=gw.example.org", "--json"])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.output.strip().splitlines()[-1])
+    assert summary["applied"] is False
+    assert {g["principal"] for g in summary["grants"] if g["role"] == "ingest"} == {"User:CN=gw.example.org"}
+    bad = runner.invoke(app, ["stack", "acls", "--subscriber", ""])
+    assert bad.exit_code == 2
