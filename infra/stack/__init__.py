@@ -4,8 +4,8 @@ maintained Redis, on loopback, for the demo, the tests and a laptop. Production 
 
 Modules, one job each: ``processes`` (paths, pid files, ports), ``jars`` (Kafka's jars via Maven,
 the java command), ``kafka`` (broker nodes), ``topics``, ``redis_server`` (binary policy,
-passwords, ACL), ``tls`` (local CA and SCRAM material of ``--secure``). Clients connect through
-``infra.connect``, never through this package.
+passwords, ACL), ``tls`` (local CA and SCRAM material of ``--secure``), ``access`` (its role
+users and Kafka ACLs). Clients connect through ``infra.connect``, never through this package.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ one controller quorum (``vigil stack up --brokers 3``: three JVMs, small heaps).
 
 Secure mode (``settings.kafka.security_protocol == "SASL_SSL"``): the client and inter-broker
 listener is SASL_SSL (SCRAM-SHA-512, certificate from a local CA, ``tls.py``); the controller
-listener stays PLAINTEXT bound to loopback.
+listener stays PLAINTEXT bound to loopback, and Kafka ACLs give each client user its role's
+grants only (``access.py``, ``infra.kafka_access``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from vigil.infra.connect import SCRAM_MECHANISM, embedded_node_ports, kafka_admin, kafka_endpoint
 from vigil.infra.secrets import KAFKA_BROKER_USER, KAFKA_CLIENT_USER, write_private
 from vigil.infra.settings import Settings
+from vigil.infra.stack.access import grant_roles
 from vigil.infra.stack.jars import ensure_kafka_jars, java_cmd
 from vigil.infra.stack.processes import StackError, StackPaths, pid_alive, port_open, start_daemon, stop_pid
 from vigil.infra.stack.tls import SecureMaterial, ensure_secure_material
@@ -71,6 +73,12 @@ def _listener_properties(port: int, controller_port: int, material: SecureMateri
         f"ssl.truststore.location={material.ca_file}",
         "ssl.client.auth=none",
         "ssl.enabled.protocols=TLSv1.3,TLSv1.2",
+        # Kafka ACLs: each client user may do what its role needs (infra.kafka_access), nothing
+        # without a grant. The brokers are super users; so is ANONYMOUS, the principal of the
+        # PLAINTEXT controller listener, which the broker side of each node talks to its controllers on.
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        f"super.users=User:{KAFKA_BROKER_USER};User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found=false",
     ]
 
 
@@ -197,6 +205,8 @@ def start_kafka(settings: Settings, timeout_s: float = 120.0, only: int | None =
         out = paths.logs / ("kafka.out" if len(ports) == 1 else f"kafka-node-{index}.out")
         children[index] = start_daemon(command, out, node_pid_file(settings, index))
     wait_kafka_ready(settings, children, timeout_s)
+    if material is not None:
+        grant_roles(settings, material)
     return kafka_endpoint(settings).bootstrap
 
 

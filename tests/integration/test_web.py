@@ -375,7 +375,8 @@ def test_docs_example_consumer_runs(stack, shared_worker, producer) -> None:
     printed: list[str] = []
     namespace = {"__name__": "docs_example", "print": lambda *a, **k: printed.append(" ".join(map(str, a)))}
     code = code.replace('"localhost:9092"', repr(stack.bootstrap) + ", consumer_timeout_ms=60000")
-    code = code.replace('"my-pager"', repr(unique_patient("docs-group")))
+    assert '"vigil-subscriber-pager"' in code  # the group prefix the subscriber role may use
+    code = code.replace('"vigil-subscriber-pager"', repr(unique_patient("vigil-subscriber-docs")))
     # stop once our patient's alert printed (the example itself follows forever)
     printing = '    print(alert["at"], alert["ward"], alert["severity"], alert["state"], alert["reason"])'
     assert printing in code

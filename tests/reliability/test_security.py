@@ -127,9 +127,17 @@ def test_redis_requires_password_and_acl_limits_the_worker_user(secure_settings,
     )
 
 
+def as_user(settings, user: str):
+    """``settings`` connecting as another SCRAM user of the stack (its generated password)."""
+    return settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"sasl_username": user})})
+
+
 def test_worker_scores_over_sasl_ssl(secure_settings, secure_stack, tmp_path) -> None:
-    from vigil.infra.connect import kafka_producer
+    """An EHR integration's event (as vigil-ingest) is scored by the worker (the service) and read
+    by a monitoring system (as vigil-subscriber, in a group of its own prefix)."""
+    from vigil.infra.connect import kafka_consumer, kafka_producer
     from vigil.infra.readback import TopicReader
+    from vigil.infra.secrets import KAFKA_INGEST_USER, KAFKA_SUBSCRIBER_USER
     from vigil.infra.workers import spawn_worker, stop_worker
     from vigil.schemas.events import PatientEvent
 
@@ -137,7 +145,13 @@ def test_worker_scores_over_sasl_ssl(secure_settings, secure_stack, tmp_path) ->
     reader = TopicReader(settings).start()
     log = tmp_path / "secure-worker.log"
     worker = spawn_worker(settings, log)
-    producer = kafka_producer(settings)
+    producer = kafka_producer(as_user(settings, KAFKA_INGEST_USER))
+    subscriber = kafka_consumer(
+        as_user(settings, KAFKA_SUBSCRIBER_USER),
+        group_id=f"vigil-subscriber-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",  # a new group: from the start of the (fresh) stack's scores
+    )
+    subscriber.subscribe([topics.SCORES])
     try:
         event = PatientEvent(
             patient_id=f"sec-{uuid.uuid4().hex[:8]}",
@@ -151,12 +165,139 @@ def test_worker_scores_over_sasl_ssl(secure_settings, secure_stack, tmp_path) ->
         producer.flush()
         assert wait_for(lambda: event.event_id in reader.snapshot().scored_ids, timeout=120), log.read_text()[-3000:]
         assert worker.poll() is None
+        seen: list[bytes] = []
+
+        def subscriber_read_it() -> bool:
+            seen.extend(r.key for rs in subscriber.poll(timeout_ms=1000).values() for r in rs)
+            return event.patient_id.encode() in seen
+
+        assert wait_for(subscriber_read_it, timeout=60)
         secrets = [p.read_text().strip() for p in (settings.home / "secrets").iterdir()]
         assert not any(s in log.read_text() for s in secrets), "the worker logged a secret"
     finally:
+        subscriber.close()
         producer.close()
         reader.stop()
         stop_worker(worker)
+
+
+def _attempt(action) -> str:
+    """'ok', or the class name of what the broker answered."""
+    try:
+        action()
+        return "ok"
+    except Exception as exc:
+        return type(exc).__name__
+
+
+def test_each_role_is_refused_what_it_does_not_need(secure_settings, secure_stack, results_dir) -> None:
+    """Kafka ACLs: an EHR integration's credentials cannot forge an alert or read scores; a pager
+    gateway's cannot inject an observation, read the dead letters or join the workers' group."""
+    from kafka import TopicPartition
+
+    from vigil.infra.connect import kafka_consumer, kafka_producer
+    from vigil.infra.secrets import KAFKA_INGEST_USER, KAFKA_SUBSCRIBER_USER
+
+    settings = secure_settings
+    service = kafka_producer(settings)
+    for topic in (topics.SCORES, topics.DEADLETTER, topics.ALERTS):  # something there to be refused
+        service.send(topic, key=b"acl-probe", value=b"{}", partition=0)
+    service.flush()
+    service.close()
+
+    def produce(user: str, topic: str) -> str:
+        producer = kafka_producer(as_user(settings, user), max_block_ms=10_000, retries=0)
+        try:
+            return _attempt(lambda: producer.send(topic, key=b"acl-probe", value=b"{}").get(timeout=15))
+        finally:
+            producer.close(timeout=5)
+
+    def consume(user: str, topic: str, group: str | None = None) -> str:
+        consumer = kafka_consumer(
+            as_user(settings, user), group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+
+        def read() -> None:
+            # a topic it may not describe: the offset lookup raises (kafka-python's poll would only
+            # wait); one it may describe but not read: the fetch raises
+            consumer.beginning_offsets([TopicPartition(topic, 0)])
+            if group is None:
+                consumer.assign([TopicPartition(topic, 0)])
+            else:
+                consumer.subscribe([topic])
+            got: dict = {}
+            deadline = 20
+            while not got and deadline:  # a record read, or the broker's refusal raised
+                got, deadline = consumer.poll(timeout_ms=1000), deadline - 1
+            if not got:
+                raise TimeoutError(f"nothing read from {topic}")
+
+        try:
+            return _attempt(read)
+        finally:
+            consumer.close()
+
+    ingest, sub = KAFKA_INGEST_USER, KAFKA_SUBSCRIBER_USER
+    results = {
+        "ingest writes vigil.events.raw": produce(ingest, topics.EVENTS_RAW),
+        "ingest writes vigil.ingest.fhir": produce(ingest, topics.INGEST_FHIR),
+        "ingest writes vigil.alerts": produce(ingest, topics.ALERTS),
+        "ingest writes vigil.scores": produce(ingest, topics.SCORES),
+        "ingest reads vigil.scores": consume(ingest, topics.SCORES),
+        "subscriber reads vigil.alerts": consume(sub, topics.ALERTS),
+        "subscriber reads vigil.alerts in its group": consume(sub, topics.ALERTS, "vigil-subscriber-pager"),
+        "subscriber writes vigil.alerts.acks": produce(sub, topics.ALERT_ACKS),
+        "subscriber writes vigil.alerts": produce(sub, topics.ALERTS),
+        "subscriber writes vigil.events.raw": produce(sub, topics.EVENTS_RAW),
+        "subscriber reads vigil.deadletter": consume(sub, topics.DEADLETTER),
+        "subscriber joins the workers' group": consume(sub, topics.ALERTS, settings.app_id),
+    }
+    report(results_dir, "security_kafka_acls", results)
+    assert {k: v for k, v in results.items() if k in ALLOWED} == dict.fromkeys(ALLOWED, "ok")
+    refused = {k: v for k, v in results.items() if k not in ALLOWED}
+    assert all(v.endswith("AuthorizationFailedError") for v in refused.values()), refused
+
+
+def test_acls_apply_needs_a_principal_allowed_to_alter_them(secure_settings, secure_stack) -> None:
+    """`vigil stack acls --apply`: the service may not write ACLs (one line naming the refusal, exit
+    code 2); an administrator (here the brokers' super user) may, and writing them again changes nothing."""
+    import json
+    import subprocess
+    import sys
+
+    from vigil.infra.kafka_access import Principals, access_grants
+    from vigil.infra.secrets import KAFKA_BROKER_PASSWORD, KAFKA_BROKER_USER
+    from vigil.infra.workers import worker_env
+
+    def acls(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vigil.cli", "stack", "acls", "--apply", "--json"],
+            env=worker_env(secure_settings, extra),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    service = acls({})
+    assert service.returncode == 2, service.stdout[-500:] + service.stderr[-500:]
+    lines = service.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in service.stderr, service.stderr[-2000:]
+    assert "the cluster refused 27 of 27 ACLs" in lines[0] and "ClusterAuthorizationFailedError" in lines[0]
+    broker_password = (secure_settings.home / "secrets" / KAFKA_BROKER_PASSWORD).read_text().strip()
+    admin = acls({"VIGIL_KAFKA__SASL_USERNAME": KAFKA_BROKER_USER, "VIGIL_KAFKA__SASL_PASSWORD": broker_password})
+    assert admin.returncode == 0, admin.stderr[-2000:]
+    summary = json.loads(admin.stdout.strip().splitlines()[-1])
+    assert summary["applied"] is True and summary["written"] == len(access_grants(Principals())) == 27
+
+
+ALLOWED = {
+    "ingest writes vigil.events.raw",
+    "ingest writes vigil.ingest.fhir",
+    "subscriber reads vigil.alerts",
+    "subscriber reads vigil.alerts in its group",
+    "subscriber writes vigil.alerts.acks",
+}
 
 
 def _vigil_refused(settings, env_extra: dict[str, str], *args: str) -> tuple[int, str]:

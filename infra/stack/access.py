@@ -1,0 +1,72 @@
+"""The secure embedded stack's users and ACLs: the roles of ``infra.kafka_access`` as SCRAM users
+with generated passwords (``<home>/secrets/kafka-ingest.password``, ``kafka-subscriber.password``)
+and their grants, written as the brokers' own super user once the cluster is up. Idempotent: every
+start writes them again (an upgrade that adds a topic adds its grant)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vigil.infra.connect import kafka_admin
+from vigil.infra.kafka_access import Principals, access_grants, apply_grants, principal
+from vigil.infra.secrets import (
+    KAFKA_BROKER_USER,
+    KAFKA_CLIENT_USER,
+    KAFKA_INGEST_PASSWORD,
+    KAFKA_INGEST_USER,
+    KAFKA_SUBSCRIBER_PASSWORD,
+    KAFKA_SUBSCRIBER_USER,
+    ensure_secret,
+)
+from vigil.infra.settings import Settings
+from vigil.infra.stack.processes import StackError
+from vigil.infra.stack.tls import SecureMaterial
+
+SCRAM_ITERATIONS = 4096  # Kafka's minimum for SCRAM-SHA-512, what StorageTool uses too
+ROLE_USERS = ((KAFKA_INGEST_USER, KAFKA_INGEST_PASSWORD), (KAFKA_SUBSCRIBER_USER, KAFKA_SUBSCRIBER_PASSWORD))
+EMBEDDED_PRINCIPALS = Principals(
+    service=principal(KAFKA_CLIENT_USER),
+    ingest=principal(KAFKA_INGEST_USER),
+    subscriber=principal(KAFKA_SUBSCRIBER_USER),
+)
+
+
+def grant_roles(settings: Settings, material: SecureMaterial) -> int:
+    """Create the role users (the service's own was created at format time) and write every grant.
+    Returns the number of bindings written."""
+    from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
+
+    admin = _broker_admin(settings, material)
+    try:
+        upserts = [
+            UserScramCredentialUpsertion(
+                user,
+                ScramMechanism.SCRAM_SHA_512,
+                ensure_secret(settings.home, secret).get_secret_value(),
+                SCRAM_ITERATIONS,
+            )
+            for user, secret in ROLE_USERS
+        ]
+        errors = {user: error for user, error in admin.alter_user_scram_credentials(upserts).items() if error}
+        if errors:
+            raise StackError(f"the broker refused the role users: {errors}")
+        applied = apply_grants(admin, access_grants(EMBEDDED_PRINCIPALS, settings.app_id))
+        if applied.refused:
+            grant, why = applied.refused[0]
+            raise StackError(
+                f"the broker refused {len(applied.refused)} ACLs (first: {grant.principal} {grant.operation} "
+                f"on {grant.resource} {grant.name}: {why}); is its authorizer configured?"
+            )
+        return applied.written
+    finally:
+        admin.close()
+
+
+def _broker_admin(settings: Settings, material: SecureMaterial) -> Any:
+    """An admin client as the brokers' super user: only the stack itself uses it."""
+    return kafka_admin(
+        settings,
+        client_id="vigil-stack",
+        sasl_plain_username=KAFKA_BROKER_USER,
+        sasl_plain_password=material.broker_password.get_secret_value(),
+    )
