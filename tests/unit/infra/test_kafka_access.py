@@ -133,3 +133,31 @@ def test_cli_lists_the_grants_and_refuses_an_empty_principal() -> None:
     assert {g["principal"] for g in summary["grants"] if g["role"] == "ingest"} == {"User:CN=gw.example.org"}
     bad = runner.invoke(app, ["stack", "acls", "--subscriber", ""])
     assert bad.exit_code == 2
+
+
+def test_the_stack_names_a_broker_without_an_authorizer(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secure broker started before roles were enforced (no authorizer) answers SecurityDisabled:
+    `vigil stack up` says to restart the stack, not that ACLs are broken."""
+    from kafka.errors import SecurityDisabledError
+    from pydantic import SecretStr
+
+    from vigil.infra.settings import Settings
+    from vigil.infra.stack import access
+    from vigil.infra.stack.processes import StackError
+    from vigil.infra.stack.tls import SecureMaterial
+
+    class NoAuthorizer:
+        def alter_user_scram_credentials(self, upserts: list) -> dict:
+            return {u.user: None for u in upserts}
+
+        def create_acls(self, acls: list) -> dict:
+            return {"succeeded": [], "failed": [SecurityDisabledError for _ in acls]}
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(access, "_broker_admin", lambda settings, material: NoAuthorizer())
+    material = SecureMaterial(tmp_path / "ca.pem", tmp_path / "broker.pem", SecretStr("a"), SecretStr("b"))
+    with pytest.raises(StackError, match=r"refused 27 ACLs .*SecurityDisabledError.*vigil stack down"):
+        access.grant_roles(Settings(home=tmp_path), material)
+    assert (tmp_path / "secrets" / "kafka-ingest.password").exists()  # generated, 0600 (secrets.py)
