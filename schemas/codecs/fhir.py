@@ -4,7 +4,9 @@
 (a ``transfer_out``, where the site names its units: ``care_units.Units``) and ``Bundle``
 (transaction, batch, collection, searchset, message, history) of those. A result whose Bundle
 carries its Encounter is placed in the unit that Encounter had the patient in (``fhir_places``):
-its ward, and, where the site names its units, ignored when it is none of them.
+its ward, and, where the site names its units, ignored when it is none of them. The Encounter of a
+``message`` Bundle whose event is an ADT cancel (``A13``, ``A12``: ``fhir_message``) is that cancel:
+a ``cancel_discharge`` or ``cancel_transfer``.
 
 Errors are data (Bytewax style): ``decode_fhir`` never raises; every input ends up as events,
 ``Rejected`` items (dead letters, stable ``reason``) or ``ignored`` items. Rules (status, time zone,
@@ -35,12 +37,14 @@ from fhir.resources.R4B.procedure import Procedure
 from pydantic import ValidationError
 
 from vigil.schemas.codecs.care_units import NO_UNITS, Units
+from vigil.schemas.codecs.fhir_message import cancel_event
 from vigil.schemas.codecs.fhir_out import operation_outcome
 from vigil.schemas.codecs.fhir_places import (
     BundleIndex,
     instant_key,
     places_of,
     reference_id,
+    unit_at,
     unit_name,
     ward_of,
     within_a_unit,
@@ -58,7 +62,7 @@ from vigil.schemas.codecs.loinc import (
     treatment_for_medication,
     treatment_for_text,
 )
-from vigil.schemas.codes import DISCHARGE
+from vigil.schemas.codes import CANCEL_DISCHARGE, DISCHARGE
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent, point_of_care
 
@@ -188,6 +192,7 @@ def _decode_bundle(bundle: dict[str, Any], ctx: _Context) -> None:
         full_url = entry.get("fullUrl")
         if isinstance(resource, dict) and isinstance(full_url, str):
             ctx.by_full_url[full_url] = resource
+    ctx.by_full_url.message = cancel_event(bundle, ctx.by_full_url)
     for index, entry in enumerate(entries):
         ctx.result.extend(decode_bundle_entry(entry, index, ctx.by_full_url, ctx.units))
 
@@ -246,12 +251,20 @@ def _decode_resource(resource: dict[str, Any], ctx: _Context, *, where: str, ful
     moving = (  # where the site names its units, an Encounter with a location history is read (and checked)
         ctx.units.monitored and isinstance(status, str) and status in MOVING_ENCOUNTER_STATUSES
     ) and bool(resource.get("location"))
-    if resource_type == "Encounter" and resource.get("status") != "finished" and not moving:
+    cancel = ctx.by_full_url.message
+    if (
+        cancel is not None
+        and resource_type == "Encounter"
+        and cancel.concerns(full_url, resource_type, resource.get("id"))
+    ):
+        entry: tuple[Any, _Handler] | None = (Encounter, _decode_encounter_cancel)  # what the message says happened
+    elif resource_type == "Encounter" and resource.get("status") != "finished" and not moving:
         # an Encounter that goes on is context (an Observation's encounter); its end is an event, and
         # where the site names its units, a move out of them (``_decode_encounter_move``)
         ctx.ignore("context_resource", f"{where}Encounter ({str(resource.get('status'))[:20]})")
         return
-    entry = _HANDLERS.get(resource_type)
+    else:
+        entry = _HANDLERS.get(resource_type)
     if entry is None:
         if resource_type in CONTEXT_RESOURCES:
             ctx.ignore("context_resource", f"{where}{resource_type}")
@@ -594,6 +607,33 @@ def _decode_encounter_move(enc: Encounter, ctx: _Context, where: str, key: str) 
     ctx.add(_stay_event(code, move, f"{code}:{end.isoformat()}", patient_id, end, enc, ward, where))
 
 
+def _decode_encounter_cancel(enc: Encounter, raw: dict[str, Any], ctx: _Context, where: str, key: str) -> None:
+    """The Encounter of a message Bundle whose event is ``A13`` or ``A12`` (``fhir_message``): one
+    ``cancel_discharge``, or, where the site names its units, a ``cancel_transfer`` when the
+    Encounter is back in a monitored unit (its ``active`` location; the location it lists as left,
+    the cancelled destination: ``Units.code_of``, the ADT^A12 rule), else ignored as the A12 would be.
+    Its time: the Provenance's ``occurredDateTime`` (EVN-6), else its ``recorded`` (EVN-2), else the
+    Bundle's ``timestamp``; its ward: the unit the Encounter has the patient in."""
+    message = ctx.by_full_url.message
+    assert message is not None
+    places = places_of(enc, ctx.units, ctx.by_full_url)
+    now = unit_at(places, None)
+    code = CANCEL_DISCHARGE
+    if message.trigger == "A12":
+        left = [p for p in places if p.status == "completed"]
+        cancelled = max(left, key=lambda p: p.end if p.end is not None else -math.inf).unit if left else ""
+        transfer = ctx.units.code_of("A12", now, cancelled)
+        if isinstance(transfer, Rejected):
+            ctx.ignore(transfer.reason, f"{where}{transfer.detail}")
+            return
+        code = transfer
+    at = _first_time(list(message.times), ctx, where, f"the {message.trigger} message has no time")
+    patient_id = _patient_id(enc.subject, ctx, where) if at is not None else None
+    if at is None or patient_id is None:
+        return
+    ctx.add(_stay_event(code, key, f"{code}:{at.isoformat()}", patient_id, at, enc, ward_of(now), where))
+
+
 def _stay_event(
     code: str, key: str, part: str, patient_id: str, at: datetime, enc: Encounter, ward: str | None, where: str
 ) -> PatientEvent | Rejected:
@@ -758,7 +798,13 @@ def _effective_time(date_time: Any, instant: Any, period: Any, ctx: _Context, wh
     """A timezone-aware instant, or a ``missing_time`` rejection. A bare date (the FHIR spec's own
     vital-sign examples say ``1999-07-02``) cannot be placed in an hourly window, so it is refused
     rather than guessed as midnight."""
-    for name, value in _time_candidates(date_time, instant, period):
+    return _first_time(_time_candidates(date_time, instant, period), ctx, where, "no effective/performed time")
+
+
+def _first_time(candidates: list[tuple[str, Any]], ctx: _Context, where: str, none: str) -> datetime | None:
+    """The first given of named times, if it is an aware instant; else a ``missing_time`` rejection
+    (``none`` when no candidate is given)."""
+    for name, value in candidates:
         if value is None:
             continue
         problem = _time_problem(value)
@@ -766,7 +812,7 @@ def _effective_time(date_time: Any, instant: Any, period: Any, ctx: _Context, wh
             return value  # type: ignore[no-any-return]
         ctx.reject("missing_time", f"{where}{name} {problem}")
         return None
-    ctx.reject("missing_time", f"{where}no effective/performed time")
+    ctx.reject("missing_time", f"{where}{none}")
     return None
 
 

@@ -12,12 +12,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from fhir.resources.R4B.encounter import Encounter
 from pydantic import ValidationError
 
 from vigil.schemas.codecs.care_units import Units
+
+if TYPE_CHECKING:
+    from vigil.schemas.codecs.fhir_message import MessageEvent
 
 WITHIN_A_UNIT: Final = frozenset({"ro", "bd"})  # location-physical-type: room, bed
 NOT_THERE_YET: Final = frozenset({"planned", "reserved"})  # Encounter.location.status
@@ -39,6 +42,8 @@ class BundleIndex(dict[str, dict[str, Any]]):
         self._resolved: dict[str, dict[str, Any] | None] = {}
         self._encounters: dict[str, Encounter | None] = {}
         self._units: dict[tuple[str, datetime | None, Units], str] = {}
+        # what a message Bundle says happened, when it is a cancel (``fhir_message.cancel_event``)
+        self.message: MessageEvent | None = None
 
     def __setitem__(self, full_url: str, resource: dict[str, Any]) -> None:
         super().__setitem__(full_url, resource)

@@ -31,6 +31,7 @@ from vigil.schemas.codecs.fhir import (
     decode_bundle_entry,
     decode_fhir,
 )
+from vigil.schemas.codecs.fhir_message import cancel_event
 from vigil.schemas.codecs.fhir_places import BundleIndex
 from vigil.schemas.codecs.loinc import DecodeResult
 from vigil.schemas.deadletter import Rejected
@@ -116,6 +117,7 @@ def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> Bundl
             scan.problem = Rejected("schema", "Bundle.entry is not a list")
         else:
             scan.problem = bundle_shell_problem(shell)
+        scan.by_full_url.message = cancel_event(shell, scan.by_full_url)
     return scan
 
 

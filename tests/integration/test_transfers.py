@@ -2,7 +2,8 @@
 mllp` (the session's worker scoring), a move between two monitored units leaves the stay alone, an
 ADT^A02 out of them ends the stay the ORU messages opened, and the ADT^A12 that cancels it resumes
 the stay; through `vigil.ingest.hl7v2`, a worker started with the setting ends the stay as well, and
-through `vigil.ingest.fhir` so does an Encounter update whose newest move left the ICU for a ward.
+through `vigil.ingest.fhir` so does an Encounter update whose newest move left the ICU for a ward,
+and an ADT^A12 converted to a FHIR message Bundle resumes it.
 Results from a unit neither monitored nor away (a ward) are ignored on both paths: not scored; a
 FHIR Bundle's results are placed by the Encounter it carries (``fhir_places``)."""
 
@@ -79,6 +80,23 @@ def fhir_results(pid: str, at: datetime, unit: str) -> bytes:
             resource["effectiveDateTime"] = stamp
         elif resource.get("id") == "4WEST":
             resource["identifier"] = [{"value": unit}]
+    return json.dumps(bundle).encode()
+
+
+A12_MESSAGE = WARD_BUNDLE.with_name("bundle-message-adt-a12-cancel-transfer.json")
+
+
+def fhir_cancel(pid: str, at: datetime) -> bytes:
+    """The fixture's ADT^A12 as a FHIR message Bundle (the Encounter back in ICU-3), for ``pid`` at ``at``."""
+    bundle = json.loads(A12_MESSAGE.read_text())
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] == "Patient":
+            resource["id"] = resource["identifier"][0]["value"] = pid
+        elif resource["resourceType"] == "Encounter":
+            resource["subject"]["reference"] = f"Patient/{pid}"
+        elif resource["resourceType"] == "Provenance":
+            resource["occurredDateTime"] = resource["recorded"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
     return json.dumps(bundle).encode()
 
 
@@ -200,6 +218,13 @@ def test_the_intake_agents_end_a_stay_on_a_transfer_out_of_the_units_their_worke
         ended_by_fhir = wait_for(lambda: stay_records(r, by_fhir, "stay_ended"), timeout=60)
         assert ended_by_fhir, f"the FHIR move ended no stay: dead letters {dict(r.snapshot().dead_letter_reasons)}"
         assert wait_for(lambda: r.snapshot().dead_letter_reasons["duplicate"] >= 1, timeout=60)
+        # the FHIR message that cancels that transfer (an ADT^A12 converted to FHIR): the stay resumes
+        producer.send(topics.INGEST_FHIR, key=by_fhir.encode(), value=fhir_cancel(by_fhir, at + timedelta(minutes=35)))
+        producer.flush()
+        resumed_by_fhir = wait_for(lambda: stay_records(r, by_fhir, "stay_resumed"), timeout=60)
+        assert resumed_by_fhir, (
+            f"the FHIR cancel resumed nothing: dead letters {dict(r.snapshot().dead_letter_reasons)}"
+        )
         # a FHIR feed's results, placed by their Bundle's Encounter: the ward's open no stay
         producer.send(topics.INGEST_FHIR, key=by_bundle.encode(), value=fhir_results(by_bundle, at, "4WEST"))
         later = fhir_results(by_bundle, at + timedelta(hours=1), "ICU-3")
@@ -219,6 +244,8 @@ def test_the_intake_agents_end_a_stay_on_a_transfer_out_of_the_units_their_worke
     assert ended["ward"] == "ICU-3" and ended["source"] == "hl7v2"
     (moved,) = stay_records(r, by_fhir, "stay_ended")  # the update sent again is the same move: no second end
     assert (moved["ended_by"], moved["ward"], moved["source"]) == ("transfer_out", "ICU-3", "fhir")
+    (resumed,) = stay_records(r, by_fhir, "stay_resumed")
+    assert (resumed["cancelled_by"], resumed["ward"], resumed["source"]) == ("cancel_transfer", "ICU-3", "fhir")
     assert r.snapshot().dead_letter_reasons["unmonitored_unit"] == 0  # ignored (counted), not dead-lettered
     said = [e for e in worker_logs(stack_home, "transfers") if e.get("event") == "intake.transfers"]
     assert [(e["monitored_units"], e["away_units"]) for e in said] == [(["ICU-3"], [])]  # once, at start

@@ -828,3 +828,113 @@ def test_the_transfer_fixture_ends_the_stay_at_the_fixtures_icu() -> None:
     )
     assert event.observed_at == datetime(2024, 3, 16, 10, 0, tzinfo=UTC)
     assert decode_fhir(payload).events == []  # no units named: context
+
+
+# --- FHIR messages: an ADT cancel (A13, A12) converted by the HL7 v2-to-FHIR guide ---------------
+
+A12_FIXTURE = "bundle-message-adt-a12-cancel-transfer.json"
+A13_FIXTURE = "bundle-message-adt-a13-cancel-discharge.json"
+
+
+def entries_of(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind]
+
+
+def test_an_a13_message_cancels_the_discharge_at_the_time_recorded() -> None:
+    """ADT^A13 as a message Bundle: the Encounter is just in-progress again, the header's event says
+    the discharge was entered in error. Without EVN-6 the Provenance's recorded time (EVN-2)."""
+    result = decode_fhir((FIXTURES / A13_FIXTURE).read_bytes(), Units.of(["ICU-3"]))
+    (event,) = result.checked(datetime.now(UTC)).events
+    assert (event.kind, event.code, event.patient_id, event.encounter, event.ward) == (
+        "encounter",
+        "cancel_discharge",
+        "4420011",
+        "V77120044",
+        "ICU-3",
+    )
+    assert event.observed_at == datetime(2024, 3, 17, 8, 15, tzinfo=UTC)
+    assert result.rejected == [] and {r.reason for r in result.ignored} == {"context_resource"}
+    # a cancel needs no monitored units: it resumes what a discharge ended
+    assert [e.code for e in decode_fhir((FIXTURES / A13_FIXTURE).read_bytes()).events] == ["cancel_discharge"]
+
+
+def test_an_a12_message_back_into_a_monitored_unit_cancels_the_transfer() -> None:
+    payload = (FIXTURES / A12_FIXTURE).read_bytes()
+    (event,) = decode_fhir(payload, Units.of(["ICU-3"])).events
+    assert (event.code, event.ward, event.encounter) == ("cancel_transfer", "ICU-3", "V77120044")
+    assert event.observed_at == datetime(2024, 3, 16, 10, 38, tzinfo=UTC)  # EVN-6: Provenance.occurredDateTime
+    # as ADT^A12: without monitored units, or back into a ward, the cancelled transfer ended no stay
+    (none,) = [r for r in decode_fhir(payload).ignored if r.reason == "adt_transfer"]
+    assert "no monitored units" in none.detail
+    ward = decode_fhir(payload, Units.of(["MICU"]))
+    assert ward.events == [] and [r.reason for r in ward.ignored].count("adt_transfer") == 1
+
+
+def test_a_cancel_sent_again_is_the_same_event() -> None:
+    bundle = load(A13_FIXTURE)
+    again = copy.deepcopy(bundle)
+    again["id"], again["timestamp"] = "adt-a13-0108", "2024-03-17T09:00:00+00:00"  # the engine resent it
+    first, second = (decode_fhir(encode(b)).events for b in (bundle, again))
+    assert [e.event_id for e in first] == [e.event_id for e in second] and len(first) == 1
+
+
+@pytest.mark.parametrize(
+    ("provenance", "timestamp", "expected"),
+    [
+        ({"occurredDateTime": "2024-03-17T08:10:00+00:00"}, None, datetime(2024, 3, 17, 8, 10, tzinfo=UTC)),
+        (None, "2024-03-17T08:15:02+00:00", datetime(2024, 3, 17, 8, 15, 2, tzinfo=UTC)),
+        ({"occurredDateTime": "2024-03-17"}, "2024-03-17T08:15:02+00:00", "missing_time"),
+        (None, None, "missing_time"),
+    ],
+)
+def test_a_cancels_time_is_evn6_then_evn2_then_the_message_time(
+    provenance: dict[str, str] | None, timestamp: str | None, expected: Any
+) -> None:
+    bundle = load(A13_FIXTURE)
+    if timestamp is None:
+        del bundle["timestamp"]
+    else:
+        bundle["timestamp"] = timestamp
+    (prov,) = entries_of(bundle, "Provenance")
+    if provenance is None:
+        bundle["entry"] = [e for e in bundle["entry"] if e["resource"] is not prov]
+    else:
+        prov.update(provenance)
+    result = decode_fhir(encode(bundle))
+    if expected == "missing_time":
+        assert result.events == [] and [r.reason for r in result.rejected] == ["missing_time"]
+    else:
+        assert [e.observed_at for e in result.events] == [expected]
+
+
+def test_only_a_message_whose_event_is_a_cancel_about_the_encounter_cancels() -> None:
+    """A transaction with the same header, another event (A08, an update), another code system, or a
+    header whose focus is another Encounter: the Encounter is context, as before."""
+    variants = []
+    transaction = load(A13_FIXTURE)
+    transaction["type"] = "transaction"
+    for entry in transaction["entry"]:
+        entry["request"] = {"method": "PUT", "url": entry["resource"]["resourceType"]}
+    variants.append(transaction)
+    for change in (
+        {"code": "A08"},
+        {"system": "urn:local:events"},
+    ):
+        other = load(A13_FIXTURE)
+        entries_of(other, "MessageHeader")[0]["eventCoding"].update(change)
+        variants.append(other)
+    elsewhere = load(A13_FIXTURE)
+    entries_of(elsewhere, "MessageHeader")[0]["focus"] = [{"reference": "Encounter/ED-0001"}]
+    variants.append(elsewhere)
+    for bundle in variants:
+        for units in (Units(), Units.of(["ICU-3"])):
+            result = decode_fhir(encode(bundle), units)
+            assert result.events == [] and result.rejected == [], bundle.get("type")
+            (encounter,) = [r for r in result.ignored if r.detail.startswith("entry[2] Encounter")]
+            assert encounter.reason == "context_resource"
+
+
+def test_a_cancel_of_a_patient_it_cannot_name_is_refused() -> None:
+    bundle = load(A13_FIXTURE)
+    del entries_of(bundle, "Encounter")[0]["subject"]
+    assert [r.reason for r in decode_fhir(encode(bundle)).rejected] == ["missing_subject"]
