@@ -1,8 +1,12 @@
 """Ward input drift in the worker: the hours that close in each scored batch feed ``models.drift``'s
 per-ward windows; the ward's PSI goes to the ``vigil_drift_*`` gauges at most every
 ``gauges_every_s`` (a window of thousands of hours moves little between batches) and, at most every
-``publish_every_s`` per ward, to ``vigil.drift`` for the dashboard. Each worker sees the
-patients of its partitions: its figures describe that sample of the ward."""
+``publish_every_s`` per ward, to ``vigil.drift`` for the dashboard. Both are throttled with a
+trailing edge: a ward whose window changed after its last report is reported again once its interval
+has passed, by the next batch or by the worker's timer (``flush_drift``), so the last word the
+gauges and the dashboard have is the window's latest state, also when the ward then goes quiet (a
+report taken early, on a window of a few hours, must not stand as the ward's state). Each worker
+sees the patients of its partitions: its figures describe that sample of the ward."""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from vigil.agents.app import drift_topic
-from vigil.agents.runtime import Publisher
+from vigil.agents.app import app, deadletter_topic, drift_topic
+from vigil.agents.runtime import Publisher, current_runtime
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import DriftSettings
@@ -26,6 +30,7 @@ from vigil.schemas.drift import DriftInput, WardDrift
 
 log = get_logger(__name__)
 UNKNOWN_WARD = "unknown"
+FLUSH_EVERY_S = 5.0  # the trailing edge's timer: a quiet ward's last report is at most this late
 
 
 class WardDriftTracker:
@@ -44,6 +49,9 @@ class WardDriftTracker:
         self._clock = clock
         self._published: dict[str, float] = {}
         self._reported: dict[str, float] = {}
+        # wards whose window changed since their last gauges update / published report
+        self._unreported: set[str] = set()
+        self._unpublished: set[str] = set()
 
     @classmethod
     def for_bundle(cls, bundle: SteppingBundle | None, settings: DriftSettings) -> WardDriftTracker | None:
@@ -78,9 +86,7 @@ class WardDriftTracker:
     def observe(
         self, patients: Sequence[str], wards: Sequence[str | None], outcomes: Sequence[StepOutcome]
     ) -> list[WardDriftReport]:
-        """Feed the closed hours of a batch (one patient and ward per outcome); update the gauges of the
-        wards touched whose last report is ``gauges_every_s`` old, and return the reports due for
-        publishing."""
+        """Feed the closed hours of a batch (one patient and ward per outcome); then ``due``."""
         names = [w or UNKNOWN_WARD for w, o in zip(wards, outcomes, strict=True) for _ in o.closed]
         if not names:
             return []
@@ -89,18 +95,29 @@ class WardDriftTracker:
         rows = np.concatenate([o.closed_rows for o in outcomes if o.closed])
         feats = np.stack([h.features for o in outcomes for h in o.closed])
         self.monitor.observe(names, rows, feats, keys)
+        self._unreported.update(names)
+        self._unpublished.update(names)
+        return self.due()
+
+    def due(self) -> list[WardDriftReport]:
+        """Update the gauges of the wards changed since their last update ``gauges_every_s`` ago or
+        more, and return the reports due for publishing: the wards changed since their last report
+        ``publish_every_s`` ago or more (a ward unchanged since is not reported again)."""
         now = self._clock()
-        stale = [w for w in dict.fromkeys(names) if now - self._reported.get(w, -1e9) >= self.gauges_every_s]
-        if not stale:
+        gauges = [w for w in self._unreported if now - self._reported.get(w, -1e9) >= self.gauges_every_s]
+        publish = {w for w in self._unpublished if now - self._published.get(w, -1e9) >= self.publish_every_s}
+        wards = sorted({*gauges, *publish})
+        if not wards:
             return []
-        for w in stale:
-            self._reported[w] = now
-        reports = self.monitor.reports(stale)
+        reports = self.monitor.reports(wards)
         for r in reports:
             _set_gauges(r)
-        due = [r for r in reports if now - self._published.get(r.ward, -1e9) >= self.publish_every_s]
+            self._reported[r.ward] = now
+            self._unreported.discard(r.ward)
+        due = [r for r in reports if r.ward in publish]
         for r in due:
             self._published[r.ward] = now
+            self._unpublished.discard(r.ward)
         return due
 
     def record(self, report: WardDriftReport) -> WardDrift:
@@ -140,3 +157,22 @@ def _set_gauges(r: WardDriftReport) -> None:
     metrics.DRIFT_DRIFTED.labels(r.ward).set(1.0 if r.drifted else 0.0)
     metrics.DRIFT_PATIENT_HOURS.labels(r.ward).set(r.patient_hours)
     metrics.DRIFT_THRESHOLD.labels(r.ward).set(r.threshold)
+
+
+@app.timer(interval=FLUSH_EVERY_S)
+async def flush_drift() -> None:
+    await publish_due_drift()
+
+
+async def publish_due_drift() -> None:
+    """The trailing edge of the throttle: wards whose window changed after their last report, once
+    their interval has passed, without waiting for another batch (the ward may have gone quiet)."""
+    rt = current_runtime()  # not built yet (no batch scored): nothing observed, nothing to say
+    tracker = rt.drift if rt is not None else None
+    if tracker is None:
+        return
+    reports = tracker.due()
+    if reports:
+        publisher = Publisher(deadletter_topic)
+        await tracker.publish(publisher, reports)
+        await publisher.flush()

@@ -45,7 +45,10 @@ def test_every_closed_hour_is_observed_but_the_psi_is_recomputed_once_a_second()
         now[0] += 0.04
     assert monitor.observed_hours == 60
     assert monitor.report_calls == [["icu-a", "unknown"]]
-    now[0] += 0.3  # a second after the first report
+    now[0] += 0.3  # a second after the first report: both changed since, both recomputed
+    tracker.observe(["p1"], ["icu-a"], [_outcome(1)])
+    assert monitor.report_calls[-1] == ["icu-a", "unknown"]
+    now[0] += 1.0  # another second: only the ward that changed since
     tracker.observe(["p1"], ["icu-a"], [_outcome(1)])
     assert monitor.report_calls[-1] == ["icu-a"]
 
@@ -96,3 +99,62 @@ def test_an_unusable_reference_turns_drift_off_and_the_worker_serves(tmp_path) -
     assert metrics.DRIFT_MONITORING._value.get() == 0
     (tmp_path / REFERENCE_FILE).write_text("{")
     assert WardDriftTracker.for_bundle(bundle, DriftSettings()) is None  # type: ignore[arg-type]
+
+
+def test_a_ward_that_goes_quiet_is_reported_with_its_latest_window() -> None:
+    """The throttle's trailing edge: the first report came from a window of a few hours; the hours
+    that closed after it (within the interval) are reported once the interval has passed, by the
+    worker's timer, though no batch comes; then nothing more until the window changes again."""
+    now = [100.0]
+    tracker, monitor = _tracker(now)
+    first = tracker.observe(["p1"], ["icu-a"], [_outcome(1)])
+    assert [r.ward for r in first] == ["icu-a"]
+    for _ in range(10):  # the rest of the replay, within the publish interval
+        now[0] += 1.0
+        assert tracker.observe(["p1"], ["icu-a"], [_outcome(5)]) == []
+    now[0] += 5.0
+    assert tracker.due() == []  # 15 s after the report: not yet
+    calls = len(monitor.report_calls)
+    now[0] += 16.0
+    assert [r.ward for r in tracker.due()] == ["icu-a"]  # 31 s: the window's latest state
+    assert len(monitor.report_calls) == calls + 1
+    now[0] += 60.0
+    assert tracker.due() == [] and len(monitor.report_calls) == calls + 1  # unchanged: said once
+
+
+def test_the_workers_timer_publishes_what_is_due(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``flush_drift`` (``publish_due_drift`` every 5 s): the quiet ward's latest report goes to
+    vigil.drift; before the runtime is built (no batch scored yet) the timer does nothing."""
+    import asyncio
+
+    from vigil.agents import drift
+
+    sent: list[tuple[str, bytes]] = []
+
+    class FakePublisher:
+        def __init__(self, deadletter: Any) -> None:
+            pass
+
+        async def send(self, topic: Any, key: Any, value: bytes) -> None:
+            sent.append((key, value))
+
+        async def flush(self) -> None:
+            sent.append(("flushed", b""))
+
+    now = [100.0]
+    tracker, _ = _tracker(now)
+    tracker.monitor.reference = SimpleNamespace(variables=[], source="test")  # type: ignore[attr-defined]
+    monkeypatch.setattr(drift, "Publisher", FakePublisher)
+    monkeypatch.setattr(drift, "current_runtime", lambda: None)
+    asyncio.run(drift.publish_due_drift())
+    assert sent == []
+    monkeypatch.setattr(drift, "current_runtime", lambda: SimpleNamespace(drift=tracker))
+    tracker.observe(["p1"], ["icu-a"], [_outcome(1)])  # reported at once (a new ward)
+    now[0] += 5.0
+    tracker.observe(["p1"], ["icu-a"], [_outcome(3)])  # within the interval: not published
+    asyncio.run(drift.publish_due_drift())
+    assert sent == []
+    now[0] += 30.0
+    asyncio.run(drift.publish_due_drift())
+    assert [key for key, _ in sent] == ["icu-a", "flushed"]
+    assert b'"patient_hours":300' in sent[0][1]
