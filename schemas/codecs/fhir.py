@@ -192,7 +192,8 @@ def _decode_bundle(bundle: dict[str, Any], ctx: _Context) -> None:
         full_url = entry.get("fullUrl")
         if isinstance(resource, dict) and isinstance(full_url, str):
             ctx.by_full_url[full_url] = resource
-    ctx.by_full_url.message = cancel_event(bundle, ctx.by_full_url)
+    first = entries[0].get("resource") if isinstance(entries[0], dict) else None
+    ctx.by_full_url.message = cancel_event(bundle, first, ctx.by_full_url)
     for index, entry in enumerate(entries):
         ctx.result.extend(decode_bundle_entry(entry, index, ctx.by_full_url, ctx.units))
 

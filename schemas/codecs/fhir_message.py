@@ -42,13 +42,18 @@ class MessageEvent:
         return bool(self.focus & {n for n in named if n})
 
 
-def cancel_event(shell: Any, index: BundleIndex) -> MessageEvent | None:
-    """The cancel a ``message`` Bundle announces (its MessageHeader found in ``index``, the Bundle's
-    resources by fullUrl), else None: any other Bundle type, another event, a header without a v2
-    event code."""
+def cancel_event(shell: Any, first: Any, index: BundleIndex) -> MessageEvent | None:
+    """The cancel a ``message`` Bundle announces, else None: any other Bundle type, another event, a
+    header without a v2 event code. ``first``: the resource of the Bundle's first entry, which in a
+    message is its MessageHeader (FHIR R4 bdl-12; else one found in ``index``, the Bundle's resources
+    by fullUrl, which also holds its Provenance)."""
     if not isinstance(shell, dict) or shell.get("type") != "message":
         return None
-    header = next((r for r in index.values() if r.get("resourceType") == "MessageHeader"), None)
+    header = (
+        first
+        if isinstance(first, dict) and first.get("resourceType") == "MessageHeader"
+        else next((r for r in index.values() if r.get("resourceType") == "MessageHeader"), None)
+    )
     coding = header.get("eventCoding") if header is not None else None
     if not isinstance(coding, dict) or coding.get("system") != V2_EVENTS or coding.get("code") not in CANCEL_TRIGGERS:
         return None

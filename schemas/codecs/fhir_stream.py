@@ -91,9 +91,12 @@ def _entries(payload: BinaryIO, top: ijson.ObjectBuilder | None = None) -> Itera
 def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> BundleScan:
     scan = BundleScan()
     top = ijson.ObjectBuilder()
+    first: Any = None  # the first entry's resource: a message's MessageHeader
     try:
         for entry in _entries(payload, top):
             scan.entries += 1
+            if scan.entries == 1 and isinstance(entry, dict):
+                first = entry.get("resource")
             if scan.entries > max_entries:
                 scan.over_limit = True
                 break
@@ -117,7 +120,7 @@ def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> Bundl
             scan.problem = Rejected("schema", "Bundle.entry is not a list")
         else:
             scan.problem = bundle_shell_problem(shell)
-        scan.by_full_url.message = cancel_event(shell, scan.by_full_url)
+        scan.by_full_url.message = cancel_event(shell, first, scan.by_full_url)
     return scan
 
 

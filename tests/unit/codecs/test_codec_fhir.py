@@ -934,6 +934,20 @@ def test_only_a_message_whose_event_is_a_cancel_about_the_encounter_cancels() ->
             assert encounter.reason == "context_resource"
 
 
+def test_a_message_header_first_needs_no_full_url_and_elsewhere_needs_one() -> None:
+    """FHIR requires the MessageHeader first (bdl-12): found there without a fullUrl; a sender that
+    puts it elsewhere is read too, by its fullUrl. A Provenance without a fullUrl is not found: the
+    message's timestamp dates the cancel."""
+    bundle = load(A13_FIXTURE)
+    for entry in bundle["entry"]:
+        del entry["fullUrl"]
+    (event,) = decode_fhir(encode(bundle)).events
+    assert (event.code, event.observed_at) == ("cancel_discharge", datetime(2024, 3, 17, 8, 15, 2, tzinfo=UTC))
+    moved_header = load(A13_FIXTURE)
+    moved_header["entry"].append(moved_header["entry"].pop(0))
+    assert [e.code for e in decode_fhir(encode(moved_header)).events] == ["cancel_discharge"]
+
+
 def test_a_cancel_of_a_patient_it_cannot_name_is_refused() -> None:
     bundle = load(A13_FIXTURE)
     del entries_of(bundle, "Encounter")[0]["subject"]
