@@ -73,10 +73,16 @@ def _apply(grants: list[Grant]) -> tuple[str, int]:
         admin.close()
     if applied.refused:
         grant, why = applied.refused[0]
+        hint = (
+            "the cluster has no authorizer (authorizer.class.name), so no ACL would be enforced: "
+            "configure one (docs/security.md), or run `vigil stack up --secure` for the embedded stack"
+            if why == "SecurityDisabledError"
+            else "connect as a principal allowed to alter ACLs, or give your cluster's administrator "
+            "the list (`vigil stack acls --json`)"
+        )
         raise UserError(
             f"the cluster refused {len(applied.refused)} of {len(grants)} ACLs (first: {grant.principal} "
-            f"{grant.operation} on {grant.resource} {grant.name}: {why}): connect as a principal allowed to "
-            "alter ACLs, or give your cluster's administrator the list (`vigil stack acls --json`)"
+            f"{grant.operation} on {grant.resource} {grant.name}: {why}): {hint}"
         )
     return bootstrap, applied.written
 

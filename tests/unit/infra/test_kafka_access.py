@@ -161,3 +161,29 @@ def test_the_stack_names_a_broker_without_an_authorizer(tmp_path, monkeypatch: p
     with pytest.raises(StackError, match=r"refused 27 ACLs .*SecurityDisabledError.*vigil stack down"):
         access.grant_roles(Settings(home=tmp_path), material)
     assert (tmp_path / "secrets" / "kafka-ingest.password").exists()  # generated, 0600 (secrets.py)
+
+
+def test_cli_apply_to_a_cluster_without_an_authorizer_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plain embedded stack (or a cluster without an authorizer) answers SecurityDisabled: one
+    line that says no ACL would be enforced, exit code 2, not "ask your administrator"."""
+    from kafka.errors import SecurityDisabledError
+
+    from vigil.cli import preflight
+    from vigil.cli.stack import register
+    from vigil.infra import connect
+    from vigil.schemas.errors import UserError
+
+    class NoAuthorizer:
+        def create_acls(self, acls: list) -> dict:
+            return {"succeeded": [], "failed": [SecurityDisabledError for _ in acls]}
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(preflight, "require_broker", lambda settings: "127.0.0.1:9092")
+    monkeypatch.setattr(connect, "kafka_admin", lambda settings, **options: NoAuthorizer())
+    app = typer.Typer()
+    register(app)
+    out = CliRunner().invoke(app, ["stack", "acls", "--apply"])
+    assert isinstance(out.exception, UserError), out.output
+    assert "refused 27 of 27" in str(out.exception) and "no authorizer" in str(out.exception)
