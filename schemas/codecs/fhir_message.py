@@ -55,18 +55,18 @@ def cancel_event(shell: Any, first: Any, index: BundleIndex) -> MessageEvent | N
         else next((r for r in index.values() if r.get("resourceType") == "MessageHeader"), None)
     )
     coding = header.get("eventCoding") if header is not None else None
-    if not isinstance(coding, dict) or coding.get("system") != V2_EVENTS or coding.get("code") not in CANCEL_TRIGGERS:
+    if header is None or not isinstance(coding, dict) or coding.get("system") != V2_EVENTS:
         return None
-    assert header is not None
+    trigger = coding.get("code")  # any JSON value until checked: a list is no trigger (nor hashable)
+    if not isinstance(trigger, str) or trigger not in CANCEL_TRIGGERS:
+        return None
     focus = header.get("focus")
     named = (
         frozenset(f["reference"] for f in focus if isinstance(f, dict) and isinstance(f.get("reference"), str))
         if isinstance(focus, list)
         else frozenset()
     )
-    return MessageEvent(
-        str(coding["code"]), named, (*_provenance_times(index), ("Bundle.timestamp", _timestamp(shell)))
-    )
+    return MessageEvent(trigger, named, (*_provenance_times(index), ("Bundle.timestamp", _timestamp(shell))))
 
 
 def _provenance_times(index: BundleIndex) -> list[tuple[str, Any]]:
