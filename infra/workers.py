@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
@@ -53,16 +55,58 @@ def spawn_worker(
     extra_env: dict[str, str] | None = None,
     agents: tuple[str, ...] | None = None,
 ) -> subprocess.Popen[bytes]:
+    """A ``vigil worker`` in its own session (a signal to the command never reaches it: the command
+    stops it). A stop signal (Ctrl-C, SIGTERM, SIGHUP) that comes while it starts is held until the
+    child is known, then the child is stopped and the signal acted on: raised inside ``Popen``, it
+    would leave a worker that no ``finally`` can name (a replay cancelled as its worker started)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = open(log_path, "ab")  # noqa: SIM115 - owned by the child
-    return subprocess.Popen(
-        [sys.executable, "-m", "vigil.cli", "worker", *(["--agents", ",".join(agents)] if agents else [])],
-        env=worker_env(settings, extra_env),
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with _HeldSignals() as held:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vigil.cli", "worker", *(["--agents", ",".join(agents)] if agents else [])],
+            env=worker_env(settings, extra_env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    if held.signum is not None:
+        stop_worker(proc)
+        held.deliver()
+    return proc
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _HeldSignals:
+    """Within the block, the stop signals are recorded, not acted on (main thread only: elsewhere
+    Python delivers no signal); ``deliver`` then does what the handler before would have done."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _HeldSignals:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._hold) for s in STOP_SIGNALS}
+        return self
+
+    def _hold(self, signum: int, _frame: Any) -> None:
+        self.signum = self.signum or signum
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def deliver(self) -> None:
+        if self.signum is None:
+            return
+        handler = self.previous.get(self.signum)
+        if callable(handler):
+            handler(self.signum, None)  # stop_on_signals' or Python's: KeyboardInterrupt
+        elif handler != signal.SIG_IGN:
+            os.kill(os.getpid(), self.signum)  # the default action, now the handler is back
 
 
 def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> int:
