@@ -71,19 +71,14 @@ def _apply(grants: list[Grant]) -> tuple[str, int]:
         applied = apply_grants(admin, grants)
     finally:
         admin.close()
-    if applied.refused:
-        grant, why = applied.refused[0]
-        hint = (
-            "the cluster has no authorizer (authorizer.class.name), so no ACL would be enforced: "
-            "configure one (docs/security.md), or run `vigil stack up --secure` for the embedded stack"
-            if why == "SecurityDisabledError"
-            else "connect as a principal allowed to alter ACLs, or give your cluster's administrator "
-            "the list (`vigil stack acls --json`)"
-        )
-        raise UserError(
-            f"the cluster refused {len(applied.refused)} of {len(grants)} ACLs (first: {grant.principal} "
-            f"{grant.operation} on {grant.resource} {grant.name}: {why}): {hint}"
-        )
+    refusal = applied.refusal(
+        "the cluster has no authorizer (authorizer.class.name), so no ACL would be enforced: "
+        "configure one (docs/security.md), or run `vigil stack up --secure` for the embedded stack",
+        "connect as a principal allowed to alter ACLs, or give your cluster's administrator "
+        "the list (`vigil stack acls --json`)",
+    )
+    if refusal is not None:
+        raise UserError(f"the cluster {refusal}")
     return bootstrap, applied.written
 
 

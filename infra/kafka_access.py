@@ -110,6 +110,19 @@ class Applied:
     written: int
     refused: list[tuple[Grant, str]]
 
+    def refusal(self, no_authorizer: str, otherwise: str) -> str | None:
+        """What was refused, for one line to a person (None when nothing was): the first binding
+        and why, then ``no_authorizer`` when the cluster enforces no ACL at all, else ``otherwise``."""
+        if not self.refused:
+            return None
+        grant, why = self.refused[0]
+        hint = no_authorizer if why == "SecurityDisabledError" else otherwise
+        total = self.written + len(self.refused)
+        return (
+            f"refused {len(self.refused)} of {total} ACLs (first: {grant.principal} {grant.operation} "
+            f"on {grant.resource} {grant.name}: {why}): {hint}"
+        )
+
 
 def apply_grants(admin: Any, grants: list[Grant]) -> Applied:
     """Write ``grants`` with a kafka-python admin client. Kafka keeps one copy of a binding, so this

@@ -51,18 +51,13 @@ def grant_roles(settings: Settings, material: SecureMaterial) -> int:
         if errors:
             raise StackError(f"the broker refused the role users: {errors}")
         applied = apply_grants(admin, access_grants(EMBEDDED_PRINCIPALS, settings.app_id))
-        if applied.refused:
-            grant, why = applied.refused[0]
-            hint = (
-                "a broker started without an authorizer (before this version): restart the stack "
-                "(`vigil stack down`, then `vigil stack up --secure`)"
-                if why == "SecurityDisabledError"
-                else "see the broker's log"
-            )
-            raise StackError(
-                f"the broker refused {len(applied.refused)} ACLs (first: {grant.principal} {grant.operation} "
-                f"on {grant.resource} {grant.name}: {why}); {hint}"
-            )
+        refusal = applied.refusal(
+            "a broker started without an authorizer (before this version): restart the stack "
+            "(`vigil stack down`, then `vigil stack up --secure`)",
+            "see the broker's log",
+        )
+        if refusal is not None:
+            raise StackError(f"the broker {refusal}")
         return applied.written
     finally:
         admin.close()

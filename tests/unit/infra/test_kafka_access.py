@@ -158,7 +158,7 @@ def test_the_stack_names_a_broker_without_an_authorizer(tmp_path, monkeypatch: p
 
     monkeypatch.setattr(access, "_broker_admin", lambda settings, material: NoAuthorizer())
     material = SecureMaterial(tmp_path / "ca.pem", tmp_path / "broker.pem", SecretStr("a"), SecretStr("b"))
-    with pytest.raises(StackError, match=r"refused 27 ACLs .*SecurityDisabledError.*vigil stack down"):
+    with pytest.raises(StackError, match=r"the broker refused 27 of 27 ACLs .*SecurityDisabledError.*vigil stack down"):
         access.grant_roles(Settings(home=tmp_path), material)
     assert (tmp_path / "secrets" / "kafka-ingest.password").exists()  # generated, 0600 (secrets.py)
 
