@@ -10,7 +10,7 @@ from rich.table import Table
 
 from vigil.cli.jsonout import emit_json
 from vigil.infra.kafka_access import Grant, Principals, access_grants, principal
-from vigil.infra.settings import get_settings
+from vigil.infra.settings import Settings, get_settings
 from vigil.schemas.errors import UserError
 
 console = Console(stderr=False)
@@ -52,19 +52,18 @@ def acls(
     _print(grants)
     summary: dict[str, object] = {"grants": [g.as_dict() for g in grants], "applied": False}
     if apply:
-        bootstrap, written = _apply(grants)
+        bootstrap, written = _apply(settings, grants)
         summary.update(applied=True, bootstrap=bootstrap, written=written)
         console.print(f"{len(grants)} ACLs written to the cluster at {bootstrap}")
     if json_out:
         emit_json(summary)
 
 
-def _apply(grants: list[Grant]) -> tuple[str, int]:
+def _apply(settings: Settings, grants: list[Grant]) -> tuple[str, int]:
     from vigil.cli.preflight import require_broker
     from vigil.infra.connect import kafka_admin
     from vigil.infra.kafka_access import apply_grants
 
-    settings = get_settings()
     bootstrap = require_broker(settings)
     admin = kafka_admin(settings, client_id="vigil-acls")
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from vigil.infra.secrets import KAFKA_CLIENT_USER, KAFKA_INGEST_USER, KAFKA_SUBSCRIBER_USER
 from vigil.schemas import topics
 
 ResourceKind = Literal["topic", "group", "cluster"]
@@ -38,10 +39,10 @@ class Principals:
     """The principal of each role, as Kafka names it (``User:<SCRAM user or certificate DN>``), and
     the prefix the subscriber's consumer group ids must begin with."""
 
-    service: str = "User:vigil"
-    ingest: str = "User:vigil-ingest"
-    subscriber: str = "User:vigil-subscriber"
-    subscriber_groups: str = "vigil-subscriber"
+    service: str = f"User:{KAFKA_CLIENT_USER}"
+    ingest: str = f"User:{KAFKA_INGEST_USER}"
+    subscriber: str = f"User:{KAFKA_SUBSCRIBER_USER}"
+    subscriber_groups: str = KAFKA_SUBSCRIBER_USER
 
 
 @dataclass(frozen=True)

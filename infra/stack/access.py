@@ -8,27 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from vigil.infra.connect import kafka_admin
-from vigil.infra.kafka_access import Principals, access_grants, apply_grants, principal
-from vigil.infra.secrets import (
-    KAFKA_BROKER_USER,
-    KAFKA_CLIENT_USER,
-    KAFKA_INGEST_PASSWORD,
-    KAFKA_INGEST_USER,
-    KAFKA_SUBSCRIBER_PASSWORD,
-    KAFKA_SUBSCRIBER_USER,
-    ensure_secret,
-)
+from vigil.infra.kafka_access import Principals, access_grants, apply_grants
+from vigil.infra.secrets import KAFKA_BROKER_USER, KAFKA_CLIENT_USER, KAFKA_USER_PASSWORDS, ensure_secret
 from vigil.infra.settings import Settings
 from vigil.infra.stack.processes import StackError
 from vigil.infra.stack.tls import SecureMaterial
 
 SCRAM_ITERATIONS = 4096  # Kafka's minimum for SCRAM-SHA-512, what StorageTool uses too
-ROLE_USERS = ((KAFKA_INGEST_USER, KAFKA_INGEST_PASSWORD), (KAFKA_SUBSCRIBER_USER, KAFKA_SUBSCRIBER_PASSWORD))
-EMBEDDED_PRINCIPALS = Principals(
-    service=principal(KAFKA_CLIENT_USER),
-    ingest=principal(KAFKA_INGEST_USER),
-    subscriber=principal(KAFKA_SUBSCRIBER_USER),
-)
+# the role users and their password files (the service's user is created when the storage is formatted)
+ROLE_USERS = tuple((user, secret) for user, secret in KAFKA_USER_PASSWORDS.items() if user != KAFKA_CLIENT_USER)
 
 
 def grant_roles(settings: Settings, material: SecureMaterial) -> int:
@@ -50,7 +38,7 @@ def grant_roles(settings: Settings, material: SecureMaterial) -> int:
         errors = {user: error for user, error in admin.alter_user_scram_credentials(upserts).items() if error}
         if errors:
             raise StackError(f"the broker refused the role users: {errors}")
-        applied = apply_grants(admin, access_grants(EMBEDDED_PRINCIPALS, settings.app_id))
+        applied = apply_grants(admin, access_grants(Principals(), settings.app_id))
         refusal = applied.refusal(
             "a broker started without an authorizer (before this version): restart the stack "
             "(`vigil stack down`, then `vigil stack up --secure`)",
