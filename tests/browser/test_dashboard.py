@@ -1,9 +1,9 @@
 """The dashboard in a real browser (Debian's Chromium, headless, through Playwright) on the real broker,
 Redis and worker: sign in, sort, search, the "unacknowledged only" filter kept in the URL, the patient
 page, acknowledging with a note (it reaches vigil.alerts.acks and comes back), focus and typed notes kept
-across live updates, no horizontal scroll at 390 px, WCAG AA colour contrast (axe-core). Screenshots of
-the ward under a replay of real ICU stays go to docs/images/ with VIGIL_UPDATE_SCREENSHOTS=1 (1440 x 900
-and 390 x 844; else to a temporary folder)."""
+across live updates, no horizontal scroll at 390 px (a ward's drift warning kept whole there), WCAG AA
+colour contrast (axe-core). Screenshots of the ward under a replay of real ICU stays go to docs/images/
+with VIGIL_UPDATE_SCREENSHOTS=1 (1440 x 900 and 390 x 844; else to a temporary folder)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from tests.conftest import unique_patient, wait_for
 from tests.integration.test_web import PASSWORD, TopicTail, deteriorating, send
 from vigil.schemas import topics
 from vigil.schemas.alerts import AlertAck
+from vigil.schemas.drift import DriftInput, WardDrift
 from vigil.schemas.events import PatientEvent
 
 CHROMIUM = "/usr/bin/chromium"
@@ -301,8 +302,16 @@ def test_phone_width_contrast_and_screenshots(dashboard, browser, producer) -> N
     shot(page, "patient.png", full_page=True)
     page.close()
 
+    for ward in DRIFTED:  # ward indicators with hyphenated names, side by side (not in ICU-A's view)
+        drifted_ward(producer, ward)
     phone = signed_in(browser, dashboard, PHONE)
     phone.wait_for_function("document.querySelectorAll('article.card .alert').length >= 4", timeout=60000)
+    for ward in DRIFTED:
+        drift = phone.locator("#ward-status .status-warning", has_text=ward)
+        expect(drift).to_have_text(f"{ward}: inputs unlike the models' training data", timeout=30000)
+        assert lines_of(drift, ward) == 1, f"{ward}'s name is split across lines"
+        # one box, not fragments of a line broken around the others
+        assert drift.evaluate("n => n.getClientRects().length") == 1, f"{ward}'s warning is in pieces"
     phone.locator("article.card details.respond summary").first.click()  # the widest part of a card
     assert no_horizontal_scroll(phone), phone.evaluate("document.documentElement.scrollWidth")
     assert contrast_violations(phone) == []
@@ -330,6 +339,48 @@ def test_the_header_says_when_no_worker_is_scoring(dashboard, browser, shared_wo
         shot(page, "dashboard-no-worker.png")
     expect(status).to_have_count(0, timeout=60000)  # the worker started again and announced itself
     page.close()
+
+
+DRIFTED = ("ICU-NEURO-2", "ICU-CARDIOTHORACIC-NORTH")
+
+
+def drifted_ward(producer, ward: str) -> None:  # type: ignore[no-untyped-def]
+    """A worker's ``vigil.drift`` record saying the ward's inputs left the training data's."""
+    record = WardDrift(
+        ward=ward,
+        at=datetime.now(UTC),
+        patient_hours=900,
+        patients=20,
+        max_psi=0.61,
+        threshold=0.25,
+        drifted=True,
+        top=[DriftInput(input="Lactate", kind="measured", psi=0.61)],
+        reference="PhysioNet/CinC 2019 set A",
+        model_version="test",
+    )
+    producer.send(topics.DRIFT, key=ward.encode(), value=record.model_dump_json().encode())
+    producer.flush()
+
+
+def lines_of(locator, text: str) -> int:  # type: ignore[no-untyped-def]
+    """On how many lines ``text`` (one text node's, or one element's, within ``locator``) is laid out."""
+    return int(
+        locator.evaluate(
+            """(node, text) => {
+                const walk = document.createTreeWalker(node, NodeFilter.SHOW_TEXT);
+                while (walk.nextNode()) {
+                    const at = walk.currentNode.data.indexOf(text);
+                    if (at < 0) continue;
+                    const range = document.createRange();
+                    range.setStart(walk.currentNode, at);
+                    range.setEnd(walk.currentNode, at + text.length);
+                    return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size;
+                }
+                return 0;
+            }""",
+            text,
+        )
+    )
 
 
 def shot(page, name: str, full_page: bool = False) -> None:  # type: ignore[no-untyped-def]

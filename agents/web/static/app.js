@@ -88,7 +88,9 @@ function renderCounts(rows) {
   // ward-level indicators (e.g. model drift) sit beside the counts
   Vigil.patch(document.getElementById("ward-status"), el("div", {},
     ...[...state.wardStatus, ...driftStatus()].map((s, i) => el("span", {
-      id: `status-${i}`, class: `status status-${s.level || "info"}`, text: s.text, title: s.title || "" }))));
+      id: `status-${i}`, class: `status status-${s.level || "info"}`, title: s.title || "" },
+      // the ward's name is kept whole on a phone ("ICU-" / "B:" read as two wards)
+      s.ward ? el("span", { class: "status-ward", text: `${s.ward}:` }) : null, s.ward ? ` ${s.text}` : s.text))));
 }
 
 function renderWards() {
@@ -106,7 +108,8 @@ function driftStatus() {
     .filter(d => d.drifted && (!state.view.ward || d.ward === state.view.ward))
     .map(d => ({
       level: "warning",
-      text: `${d.ward}: inputs unlike the models' training data`,
+      ward: d.ward,
+      text: "inputs unlike the models' training data",
       title: `largest PSI ${d.max_psi.toFixed(2)} > ${d.threshold} (${d.patients} patients, ${d.patient_hours} hours): ` +
         d.top.map(t => `${t.input} (${t.kind}) ${t.psi.toFixed(2)}`).join(", "),
     }));
