@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import vigil.models  # noqa: F401  onnxruntime's telemetry off in the tests' process too
 from vigil.infra.ports import free_port, free_port_block
 
 # Free ports by default, so parallel test runs (and a running `vigil demo`) never collide.
