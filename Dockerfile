@@ -9,5 +9,11 @@ COPY cli cli
 COPY bench bench
 COPY data data
 RUN pip install --no-cache-dir .
-USER nobody
+# onnxruntime's telemetry to Microsoft, off (docs/security.md; vigil.models sets it as well)
+ENV ORT_DISABLE_TELEMETRY=1
+# An unprivileged user with no passwd entry and no home (a numeric id, which Kubernetes'
+# runAsNonRoot can check). Vigil writes nothing here: /app stays root's, Faust's empty data folder
+# goes to the temp dir, the patients' state to Redis. tests/integration/test_image.py builds this
+# image's files, install and user without a Docker engine and scores through a worker run so.
+USER 10001:10001
 ENTRYPOINT []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -14,12 +17,21 @@ from vigil.infra.settings import Settings, get_settings
 from vigil.schemas import topics
 
 
+def faust_datadir(app_id: str) -> Path:
+    """Faust's data folder, which it creates at a worker's first start: in the temp dir, not (its
+    default) ``<app id>-data`` in the working directory, which the image's unprivileged user cannot
+    write (the worker stopped at start there with PermissionError). It stays empty: the tables are in
+    memory and the patients' state in Redis, so nothing in it outlives the process or needs a volume."""
+    return Path(tempfile.gettempdir()) / f"{app_id}-faust-{os.getuid()}"
+
+
 def faust_config(settings: Settings) -> dict[str, Any]:
     """The Faust settings of every Vigil worker (and of the bench's bare-Faust baseline, so the
     comparison runs on identical consumer, producer and commit settings)."""
     return dict(
         **faust_broker(settings),  # bootstrap list and credentials (infra/connect.py)
         autodiscover=False,
+        datadir=faust_datadir(settings.app_id),
         store="memory://",
         web_enabled=False,
         key_serializer="raw",

@@ -1,0 +1,244 @@
+"""The Docker image as its Dockerfile builds it, without a Docker engine (none runs here or in CI): the
+files it COPYs, its `pip install` into a fresh Python 3.11 environment, its ENV and its USER, who may
+write neither the working directory nor a home. A worker run so, with the environment
+docker-compose.yml gives the workers, scores an observation on a broker and Redis of its own.
+
+It failed before the worker's Faust data folder moved to the temp dir: the image's user could not
+create ``vigil-data`` in ``/app``, and every worker of ``docker compose up`` stopped at start with
+PermissionError."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import free_port, free_port_block, link_cached_kafka_jars, wait_for
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).parents[2]
+SYSTEM_PYTHON = Path("/usr/bin/python3.11")  # Debian's; python:3.11-slim's is 3.11 too
+
+
+@dataclass
+class Recipe:
+    """What the Dockerfile says, instruction by instruction (the few kinds it uses)."""
+
+    base: str = ""
+    workdir: str = "/"
+    copies: list[tuple[list[str], str]] = field(default_factory=list)
+    runs: list[list[str]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    user: tuple[int, int] | None = None
+
+
+def read_dockerfile(path: Path) -> Recipe:
+    recipe = Recipe()
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        op, _, rest = line.strip().partition(" ")
+        args = shlex.split(rest)
+        match op.upper():
+            case "FROM":
+                recipe.base = args[0]
+            case "WORKDIR":
+                recipe.workdir = args[0]
+            case "COPY":
+                recipe.copies.append((args[:-1], args[-1]))
+            case "RUN":
+                recipe.runs.append(args)
+            case "ENV":
+                recipe.env.update(a.split("=", 1) for a in args)  # type: ignore[misc]
+            case "USER":
+                uid, _, gid = args[0].partition(":")
+                recipe.user = (int(uid), int(gid or uid))  # a name would need a passwd entry here
+            case "ENTRYPOINT":
+                pass
+            case _:
+                raise AssertionError(f"{op}: teach this test what the instruction does")
+    return recipe
+
+
+def test_the_dockerfile_is_what_this_test_rebuilds() -> None:
+    recipe = read_dockerfile(REPO / "Dockerfile")
+    assert re.fullmatch(r"python:3\.11(-slim)?", recipe.base), recipe.base
+    assert recipe.runs and all(r[:2] == ["pip", "install"] for r in recipe.runs), recipe.runs
+    assert recipe.user is not None and recipe.user[0] != 0, "the image must not run as root"
+    assert recipe.env.get("ORT_DISABLE_TELEMETRY") == "1"
+
+
+@dataclass
+class Image:
+    root: Path  # the image's files: <root>/app (WORKDIR), <root>/venv (its Python)
+    recipe: Recipe
+
+    @property
+    def workdir(self) -> Path:
+        return self.root / self.recipe.workdir.lstrip("/")
+
+
+@pytest.fixture(scope="module")
+def image() -> Iterator[Image]:
+    """The Dockerfile's files and install, in a folder its user may read but not write."""
+    if not SYSTEM_PYTHON.exists():
+        pytest.skip(f"{SYSTEM_PYTHON} missing: the image's Python 3.11")
+    recipe = read_dockerfile(REPO / "Dockerfile")
+    root = Path(tempfile.mkdtemp(prefix="vigil-image-"))
+    try:
+        root.chmod(0o755)
+        app = root / recipe.workdir.lstrip("/")
+        app.mkdir(parents=True)
+        skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+        for sources, dest in recipe.copies:
+            target = app / dest
+            for src in sources:
+                if (REPO / src).is_dir():
+                    shutil.copytree(REPO / src, target, ignore=skip)
+                else:
+                    target.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(REPO / src, target / src)
+        subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", str(root / "venv")], check=True)
+        for run in recipe.runs:  # pip install: the venv's pip; the user cache instead of --no-cache-dir
+            argv = [str(root / "venv" / "bin" / "pip"), *[a for a in run[1:] if a != "--no-cache-dir"], "-q"]
+            done = subprocess.run(argv, cwd=app, capture_output=True, text=True, timeout=900)
+            assert done.returncode == 0, f"{' '.join(run)}: {done.stderr[-3000:]}"
+        if os.geteuid() != 0:  # not root: the image's user is this one, kept out of the working directory
+            app.chmod(0o555)
+        yield Image(root, recipe)
+    finally:
+        for folder in (root, *root.rglob("*")):
+            if folder.is_dir():
+                folder.chmod(0o755)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def own_stack() -> Iterator[object]:
+    """A broker and Redis of the image's workers alone (its worker reads every partition from the start)."""
+    from vigil.infra.settings import KafkaSettings, RedisSettings, Settings
+    from vigil.infra.stack import stack_down, stack_up
+
+    compose = compose_env()
+    with tempfile.TemporaryDirectory(prefix="vigil-image-stack-") as tmp:
+        home = Path(tmp)
+        link_cached_kafka_jars(home)
+        base = free_port_block(3)
+        settings = Settings(
+            home=home,
+            kafka=KafkaSettings(
+                embedded_port=base,
+                embedded_controller_port=base + 1,
+                partitions=int(compose["VIGIL_KAFKA__PARTITIONS"]),
+            ),
+            redis=RedisSettings(embedded_port=base + 2),
+        )
+        stack_up(settings)
+        try:
+            yield settings
+        finally:
+            stack_down(settings)
+
+
+def compose_env() -> dict[str, str]:
+    """docker-compose.yml's environment of the workers, its ${...} secrets filled in."""
+    env = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["worker"]["environment"]
+    return {k: re.sub(r"\$\{[^}]*\}", "set-by-the-operator", str(v)) for k, v in env.items()}
+
+
+def image_env(image: Image, settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """As the container sees it: the image's PATH and ENV, HOME "/" (Docker's for a user without a
+    passwd entry), compose's variables with the broker and Redis of ``own_stack``."""
+    from vigil.infra.secrets import REDIS_PASSWORD, REDIS_USER, read_secret
+
+    password = read_secret(settings.home, REDIS_PASSWORD)
+    assert password is not None
+    return {
+        "PATH": f"{image.root / 'venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/",
+        "LANG": "C.UTF-8",
+        **image.recipe.env,
+        **compose_env(),
+        "VIGIL_KAFKA__BOOTSTRAP": settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}",
+        "VIGIL_REDIS__URL": (
+            f"redis://{REDIS_USER}:{password.get_secret_value()}@127.0.0.1:{settings.redis.embedded_port}/0"
+        ),
+    }
+
+
+def worker_command() -> list[str]:
+    command = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["worker"]["command"]
+    port = command.index("--metrics-port") + 1
+    return [*command[:port], str(free_port()), *command[port + 1 :]]  # compose's 9100 may be taken here
+
+
+def test_a_worker_as_the_image_runs_it_scores(image: Image, own_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from vigil.infra.connect import kafka_producer
+    from vigil.infra.readback import TopicReader
+    from vigil.schemas import topics
+    from vigil.schemas.events import PatientEvent
+
+    settings = own_stack
+    before = sorted(p.name for p in image.workdir.iterdir())
+    as_user: dict[str, object] = {}
+    if os.geteuid() == 0 and image.recipe.user is not None:
+        uid, gid = image.recipe.user
+        as_user = {"user": uid, "group": gid, "extra_groups": []}
+    log = tmp_path / "image-worker.log"
+    reader = TopicReader(settings, keep_scores=True).start()
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(  # noqa: S603 - the compose file's own command
+            worker_command(),
+            cwd=image.workdir,
+            env=image_env(image, settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **as_user,  # type: ignore[call-overload]
+        )
+    producer = kafka_producer(settings)
+    patient = f"image-{uuid.uuid4().hex[:8]}"
+    event = PatientEvent(
+        patient_id=patient,
+        observed_at=datetime.now(UTC),
+        kind="vital",
+        code="HR",
+        value=128.0,
+        unit="/min",
+        source="test",
+    )
+    try:
+        producer.send(topics.EVENTS_RAW, key=patient.encode(), value=event.model_dump_json().encode())
+        producer.flush()
+        scored = wait_for(lambda: event.event_id in reader.snapshot().scored_ids or worker.poll() is not None, 180)
+        assert scored and worker.poll() is None, log.read_text()[-4000:]
+        (score,) = [s for (p, _), s in reader.snapshot().last_scores.items() if p == patient]
+        assert {m["model"] for m in score["models"]} >= {"sepsis_diagnosis", "deterioration", "combined"}
+    finally:
+        producer.close()
+        reader.stop()
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while worker.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert worker.returncode == 0, text[-3000:]  # stopped cleanly by SIGTERM
+    assert "PermissionError" not in text and "telemetry" not in text, text[-3000:]
+    assert sorted(p.name for p in image.workdir.iterdir()) == before  # nothing written to /app
