@@ -84,7 +84,10 @@ def explain(exc: BaseException) -> tuple[str, int]:
             f'invalid setting {names}: not JSON (write a list as \'["MICU", "SICU"]\'; check the environment or .env)',
             EXIT_USER,
         )
-    if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError | PermissionError):
+    if isinstance(exc, PermissionError):  # e.g. a users file 0600 on the host, mounted into the image (uid 10001)
+        what = f"{exc.filename}: {exc.strerror or 'permission denied'}" if exc.filename else str(exc)
+        return f"{what} for uid {os.getuid()}, this process's user: give that user access", EXIT_USER
+    if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
         return f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), EXIT_USER
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return f"address already in use ({exc}): choose another port", EXIT_USER

@@ -244,3 +244,14 @@ def test_offline_fetch_says_where_to_put_the_data(env, tmp_path) -> None:
 def test_debug_shows_the_traceback(env) -> None:
     result = run(env, "--debug", "predict", "--data", "/nonexistent", "--out", "x")
     assert result.returncode != 0 and "Traceback" in result.stderr and "UserError" in result.stderr
+
+
+def test_a_file_this_user_may_not_read_names_the_user() -> None:
+    """A users file written 0600 on the host and mounted into the image, whose user (10001) is another."""
+    from vigil.cli.errors import EXIT_USER, explain
+
+    message, code = explain(PermissionError(13, "Permission denied", "/run/secrets/vigil_users"))
+    assert code == EXIT_USER
+    assert message == (
+        f"/run/secrets/vigil_users: Permission denied for uid {os.getuid()}, this process's user: give that user access"
+    )
