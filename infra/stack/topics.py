@@ -1,11 +1,16 @@
-"""Vigil's topics on the embedded broker(s): created with the configured partitions, replication
-factor and ``min.insync.replicas`` (3 and 2 on a three-node cluster: with ``acks=all`` a write
-is acknowledged by at least two brokers, so one broker may die without losing it)."""
+"""Vigil's topics: created with the configured partitions, replication factor and
+``min.insync.replicas`` (3 and 2 on a three-node cluster: with ``acks=all`` a write is acknowledged
+by at least two brokers, so one broker may die without losing it), by ``vigil stack up`` on the
+embedded broker(s) and by ``vigil stack topics --apply`` on a cluster Vigil does not start. A topic
+that exists is never changed: more partitions would move patients to other partitions while their
+earlier events wait in the old ones, and their order is what keeps one patient's state right."""
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vigil.infra.connect import kafka_admin, kafka_endpoint
@@ -75,3 +80,88 @@ def _min_insync_configs(admin: Any, names: tuple[str, ...], wait_s: float = 20.0
 
 def _int_or_none(config: dict[str, Any] | None) -> int | None:
     return int(config["value"]) if config and config.get("value") is not None else None
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    partitions: int
+    replication_factor: int
+    min_insync_replicas: int
+
+
+@dataclass(frozen=True)
+class TopicReport:
+    """One topic as the cluster has it (``partitions`` None: it does not exist) and what falls short
+    of the spec. ``state``: present, missing, or created (by this run)."""
+
+    name: str
+    state: str
+    partitions: int | None = None
+    replication_factor: int | None = None  # the smallest replica count over its partitions
+    min_insync_replicas: int | None = None
+    findings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def wanted_spec(settings: Settings) -> TopicSpec:
+    spec = topic_spec(settings)
+    return TopicSpec(spec["num_partitions"], spec["replication_factor"], int(spec["configs"]["min.insync.replicas"]))
+
+
+def topic_findings(spec: TopicSpec, partitions: int, replicas: int, min_insync: int | None) -> list[str]:
+    """What an existing topic lacks against ``spec``, in words an operator acts on (none: it is fine)."""
+    found = []
+    if partitions < spec.partitions:
+        found.append(
+            f"{_count(partitions, 'partition')}, fewer than {spec.partitions}: "
+            f"at most {_count(partitions, 'worker')} {'shares' if partitions == 1 else 'share'} it "
+            "(adding partitions moves patients between them: stop the workers and let them finish first)"
+        )
+    if replicas < spec.replication_factor:
+        found.append(
+            f"{_count(replicas, 'replica')}, fewer than {spec.replication_factor}: "
+            "losing a broker can lose accepted events"
+        )
+    if min_insync is not None and min_insync < spec.min_insync_replicas:
+        found.append(
+            f"min.insync.replicas {min_insync}, below {spec.min_insync_replicas}: "
+            "a write may be acknowledged by fewer brokers"
+        )
+    return found
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def report_topics(settings: Settings, names: Iterable[str], created: Iterable[str] = ()) -> list[TopicReport]:
+    """Each topic of ``names`` as the configured cluster has it, against ``wanted_spec``."""
+    names, made = tuple(names), set(created)
+    spec = wanted_spec(settings)
+    admin = kafka_admin(settings, client_id="vigil-topics")
+    try:
+        existing = set(admin.list_topics())
+    finally:
+        admin.close()
+    present = tuple(n for n in names if n in existing)
+    described = describe_replication(settings, present) if present else {}
+    reports = []
+    for name in names:
+        d = described.get(name)
+        if d is None:
+            reports.append(TopicReport(name, "missing"))
+            continue
+        parts, replicas, isr = int(d["partitions"] or 0), int(d["min_replicas"] or 0), d["min_insync_replicas"]
+        reports.append(
+            TopicReport(
+                name,
+                "created" if name in made else "present",
+                parts,
+                replicas,
+                isr,
+                topic_findings(spec, parts, replicas, isr),
+            )
+        )
+    return reports

@@ -129,9 +129,12 @@ def image() -> Iterator[Image]:
 
 @pytest.fixture(scope="module")
 def own_stack() -> Iterator[object]:
-    """A broker and Redis of the image's workers alone (its worker reads every partition from the start)."""
+    """A broker and Redis of the image's workers alone (its worker reads every partition from the
+    start), without Vigil's topics: compose's ``topics`` service makes them."""
     from vigil.infra.settings import KafkaSettings, RedisSettings, Settings
-    from vigil.infra.stack import stack_down, stack_up
+    from vigil.infra.stack import stack_down
+    from vigil.infra.stack.kafka import start_kafka
+    from vigil.infra.stack.redis_server import start_redis
 
     compose = compose_env()
     with tempfile.TemporaryDirectory(prefix="vigil-image-stack-") as tmp:
@@ -147,8 +150,9 @@ def own_stack() -> Iterator[object]:
             ),
             redis=RedisSettings(embedded_port=base + 2),
         )
-        stack_up(settings)
         try:
+            start_redis(settings)
+            start_kafka(settings)
             yield settings
         finally:
             stack_down(settings)
@@ -180,35 +184,55 @@ def image_env(image: Image, settings) -> dict[str, str]:  # type: ignore[no-unty
     }
 
 
-def worker_command() -> list[str]:
-    command = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["worker"]["command"]
-    port = command.index("--metrics-port") + 1
-    return [*command[:port], str(free_port()), *command[port + 1 :]]  # compose's 9100 may be taken here
+def compose_command(service: str) -> list[str]:
+    command: list[str] = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"][service]["command"]
+    if "--metrics-port" in command:  # compose's 9100 may be taken here
+        port = command.index("--metrics-port") + 1
+        command = [*command[:port], str(free_port()), *command[port + 1 :]]
+    return command
 
 
-def test_a_worker_as_the_image_runs_it_scores(image: Image, own_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def as_image_user(image: Image) -> dict[str, object]:
+    """Popen's arguments that run a child as the image's USER (only root may switch)."""
+    if os.geteuid() == 0 and image.recipe.user is not None:
+        uid, gid = image.recipe.user
+        return {"user": uid, "group": gid, "extra_groups": []}
+    return {}
+
+
+def test_the_image_makes_the_topics_and_its_worker_scores(image: Image, own_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from vigil.infra.connect import kafka_producer
     from vigil.infra.readback import TopicReader
+    from vigil.infra.stack.topics import describe_replication
     from vigil.schemas import topics
     from vigil.schemas.events import PatientEvent
 
     settings = own_stack
     before = sorted(p.name for p in image.workdir.iterdir())
-    as_user: dict[str, object] = {}
-    if os.geteuid() == 0 and image.recipe.user is not None:
-        uid, gid = image.recipe.user
-        as_user = {"user": uid, "group": gid, "extra_groups": []}
+    env = image_env(image, settings)
+    topics_run = subprocess.run(  # noqa: S603 - compose's one-shot topics service, before the workers
+        compose_command("topics"),
+        cwd=image.workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        **as_image_user(image),  # type: ignore[call-overload]
+    )
+    assert topics_run.returncode == 0, topics_run.stdout[-2000:] + topics_run.stderr[-2000:]
+    made = describe_replication(settings, topics.ALL_TOPICS)
+    assert {t["partitions"] for t in made.values()} == {int(env["VIGIL_KAFKA__PARTITIONS"])}, made
     log = tmp_path / "image-worker.log"
     reader = TopicReader(settings, keep_scores=True).start()
     with open(log, "wb") as out:
         worker = subprocess.Popen(  # noqa: S603 - the compose file's own command
-            worker_command(),
+            compose_command("worker"),
             cwd=image.workdir,
-            env=image_env(image, settings),
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            **as_user,  # type: ignore[call-overload]
+            **as_image_user(image),  # type: ignore[call-overload]
         )
     producer = kafka_producer(settings)
     patient = f"image-{uuid.uuid4().hex[:8]}"

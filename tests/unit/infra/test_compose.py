@@ -1,5 +1,6 @@
-"""docker-compose.yml describes production: Kafka (KRaft), Redis, two workers, the web app, the MLLP listener; every
-VIGIL_ variable it sets is a real setting (no Docker engine is needed to check that)."""
+"""docker-compose.yml describes production: Kafka (KRaft), Redis, the topics made once, two workers, the web app,
+the MLLP listener; every VIGIL_ variable it sets is a real setting (no Docker engine is needed to check that;
+tests/integration/test_image.py runs its topics and worker commands as the image would)."""
 
 import re
 from pathlib import Path
@@ -23,6 +24,10 @@ def test_services_and_shape() -> None:
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     assert services["worker"]["deploy"]["replicas"] == 2
     assert services["worker"]["command"][:2] == ["vigil", "worker"]
+    # the topics exist, as specified, before a worker or the MLLP listener starts
+    assert services["topics"]["command"] == ["vigil", "stack", "topics", "--apply"]
+    for service in ("worker", "mllp"):
+        assert services[service]["depends_on"]["topics"] == {"condition": "service_completed_successfully"}
 
 
 def _assert_is_a_setting(env_name: str) -> None:
@@ -39,7 +44,7 @@ def test_a_misspelt_variable_is_caught() -> None:
         _assert_is_a_setting("VIGIL_KAFKA_BOOTSTRAP")
 
 
-@pytest.mark.parametrize("service", ["worker", "web", "mllp"])
+@pytest.mark.parametrize("service", ["topics", "worker", "web", "mllp"])
 def test_vigil_environment_is_valid_settings(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
     env = _compose()["services"][service]["environment"]
     for key, value in env.items():

@@ -31,3 +31,26 @@ def test_a_topic_without_the_config_is_reported_as_none_after_the_wait() -> None
     admin = _Admin(lagging=10**6)
     configs = _min_insync_configs(admin, ("a",), wait_s=0.6)
     assert 2 <= admin.calls <= 4 and _int_or_none(configs["a"].get("min.insync.replicas")) is None
+
+
+def test_what_an_existing_topic_lacks_against_the_spec() -> None:
+    from vigil.infra.stack.topics import TopicSpec, topic_findings
+
+    spec = TopicSpec(partitions=12, replication_factor=3, min_insync_replicas=2)
+    assert topic_findings(spec, 12, 3, 2) == []
+    assert topic_findings(spec, 24, 5, 3) == []  # more than asked is no shortfall
+    assert topic_findings(spec, 12, 3, None) == []  # unknown (not readable): not claimed short
+    found = topic_findings(spec, 4, 1, 1)
+    assert [f.split(",")[0] for f in found] == ["4 partitions", "1 replica", "min.insync.replicas 1"]
+    assert "at most 4 workers share it" in found[0] and "can lose accepted events" in found[1]
+    assert "at most 1 worker shares it" in topic_findings(spec, 1, 3, 2)[0]
+
+
+def test_the_spec_is_the_settings_one() -> None:
+    from vigil.infra.settings import KafkaSettings, Settings
+    from vigil.infra.stack.topics import TopicSpec, wanted_spec
+
+    external = Settings(kafka=KafkaSettings(bootstrap="kafka-1:9093", partitions=12))
+    assert wanted_spec(external) == TopicSpec(12, 3, 2)
+    one = Settings(kafka=KafkaSettings(bootstrap="kafka:9092", replication_factor=1))
+    assert wanted_spec(one) == TopicSpec(4, 1, 1)
