@@ -43,7 +43,7 @@ def mllp(
     from collections.abc import Sequence
 
     from vigil.agents.mllp import Tally, serve, server_tls
-    from vigil.cli.preflight import require_broker, require_free_port, settings_for
+    from vigil.cli.preflight import require_broker, require_free_port, require_topics, settings_for
     from vigil.infra.connect import kafka_producer
     from vigil.infra.logging import configure_logging
     from vigil.infra.publish import Record, send_and_wait
@@ -54,6 +54,7 @@ def mllp(
     tls = server_tls(limits)  # a missing or unusable file: one line, before anything starts
     host, port = host or limits.host, limits.port if port is None else port
     require_broker(settings)
+    require_topics(settings)
     require_free_port(host, port)
     configure_logging()
     metrics_port = metrics_port or settings.metrics_port

@@ -1,6 +1,7 @@
-"""Checks before a long-running command starts: is the stack there, is the port free. Each failure is
-a ``UserError`` with what to do, so ``vigil worker`` without a stack says so once instead of retrying
-for half a minute, and ``vigil serve`` on a taken port fails before announcing its URL."""
+"""Checks before a long-running command starts: is the stack there, are its topics, is the port free.
+Each failure is a ``UserError`` with what to do, so ``vigil worker`` without a stack (or without its
+topics) says so once instead of retrying for half a minute, and ``vigil serve`` on a taken port fails
+before announcing its URL."""
 
 from __future__ import annotations
 
@@ -28,6 +29,27 @@ def require_broker(settings: Settings) -> str:
             "(or point VIGIL_KAFKA__BOOTSTRAP at your cluster)"
         )
     return bootstrap
+
+
+def require_topics(settings: Settings) -> None:
+    """Every topic of Vigil's on the cluster, or one line naming the missing ones. A worker would
+    otherwise make those it reads itself, with its own partition count and no ``min.insync.replicas``
+    (and fail on a cluster of fewer brokers than the replication factor, in a Faust traceback)."""
+    from vigil.infra.connect import kafka_admin
+    from vigil.schemas.topics import ALL_TOPICS
+
+    admin = kafka_admin(settings, client_id="vigil-preflight")
+    try:
+        existing = set(admin.list_topics())
+    finally:
+        admin.close()
+    missing = [t for t in ALL_TOPICS if t not in existing]
+    if missing:
+        named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise UserError(
+            f"{len(missing)} of Vigil's {len(ALL_TOPICS)} topics are missing on {kafka_bootstrap(settings)} "
+            f"({named}): create them with `vigil stack topics --apply`, then start this again"
+        )
 
 
 def require_redis(settings: Settings) -> str:

@@ -96,7 +96,7 @@ def worker(
     agents: str = typer.Option("ingest,alert,treat,interop", help="agent modules this process runs"),
 ) -> None:
     """Run one Faust worker against the configured (or embedded) Kafka and Redis."""
-    from vigil.cli.preflight import require_broker, require_redis
+    from vigil.cli.preflight import require_broker, require_redis, require_topics
     from vigil.cli.worker import AGENT_MODULES, run_worker_foreground
     from vigil.models.bundle import load_stepping_bundle
     from vigil.models.stream_step import served_alert_threshold, served_bundle_dir
@@ -114,6 +114,7 @@ def worker(
     if settings.bundle_dir is not None:  # the operator's bundle opens here, or is one line (not in the running worker)
         load_stepping_bundle(folder, prefer_gpu=False)
     require_broker(settings)  # one line with a hint, not half a minute of connection errors
+    require_topics(settings)
     require_redis(settings)
     run_worker_foreground(metrics_port or settings.metrics_port, chosen)
 

@@ -71,7 +71,11 @@ def _min_insync_configs(admin: Any, names: tuple[str, ...], wait_s: float = 20.0
 
     deadline = time.monotonic() + wait_s
     while True:
-        found = admin.describe_configs([ConfigResource("TOPIC", t, ["min.insync.replicas"]) for t in names])
+        # "all": the effective value, also where it is the broker's default (kafka-python returns only
+        # values set on the topic by default, and a topic made by another tool has none)
+        found = admin.describe_configs(
+            [ConfigResource("TOPIC", t, ["min.insync.replicas"]) for t in names], config_filter="all"
+        )
         configs: dict[str, dict[str, Any]] = found.get("topic", {})
         if all("min.insync.replicas" in configs.get(t, {}) for t in names) or time.monotonic() > deadline:
             return configs

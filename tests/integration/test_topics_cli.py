@@ -1,7 +1,8 @@
 """`vigil stack topics` on a broker Vigil did not set up (its own, started without Vigil's topics, reached
-as an external cluster through VIGIL_KAFKA__BOOTSTRAP): it lists what is missing, refuses in one line
-a replication the cluster cannot hold, creates the missing topics with the asked partitions, and
-reports, without changing it, a topic someone made with fewer partitions."""
+as an external cluster through VIGIL_KAFKA__BOOTSTRAP): a worker and the MLLP listener refuse to start
+without them, in one line; the command lists what is missing, refuses in one line a replication the
+cluster cannot hold, creates the missing topics with the asked partitions, and reports, without
+changing it, a topic someone made with fewer partitions."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port_block, link_cached_kafka_jars
+from tests.conftest import free_port, free_port_block, link_cached_kafka_jars
 
 pytestmark = pytest.mark.integration
 VIGIL = str(Path(sys.executable).parent / "vigil")
@@ -49,6 +50,22 @@ def run(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
 def summary(done: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_worker_and_the_mllp_listener_refuse_to_start_without_the_topics(bare_broker: str) -> None:
+    """(First in this module: the next test creates the topics.) A worker would make those it reads
+    itself, with its own partition count and no min.insync.replicas; it stops in one line instead."""
+    from vigil.schemas import topics
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env |= {"VIGIL_KAFKA__BOOTSTRAP": bare_broker, "VIGIL_LOG_HASH_KEY": "not-the-default-key"}
+    for command in (["worker"], ["mllp", "--port", str(free_port())]):
+        done = subprocess.run([VIGIL, *command], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+        (line,) = done.stderr.strip().splitlines()
+        n = len(topics.ALL_TOPICS)
+        assert line.startswith(f"error: {n} of Vigil's {n} topics are missing on {bare_broker}"), line
+        assert line.endswith("create them with `vigil stack topics --apply`, then start this again"), line
 
 
 def test_missing_topics_are_listed_then_created_and_an_existing_one_is_kept(bare_broker: str) -> None:
@@ -87,6 +104,7 @@ def test_missing_topics_are_listed_then_created_and_an_existing_one_is_kept(bare
     }
     alerts = by_name[topics.ALERTS]
     assert alerts["state"] == "present" and alerts["partitions"] == 2  # kept as it was
+    assert alerts["min_insync_replicas"] == 1  # the broker's default: no value on the topic, still read
     assert made["short"] == [topics.ALERTS]
     assert alerts["findings"] == [
         "2 partitions, fewer than 6: at most 2 workers share it "

@@ -14,7 +14,9 @@ class _Admin:
     def __init__(self, lagging: int) -> None:
         self.calls, self.lagging = 0, lagging
 
-    def describe_configs(self, resources: list[Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    def describe_configs(
+        self, resources: list[Any], config_filter: str = "modified"
+    ) -> dict[str, dict[str, dict[str, Any]]]:
         self.calls += 1
         entry = {} if self.calls <= self.lagging else {"min.insync.replicas": {"value": "2"}}
         return {"topic": {r.name: dict(entry) for r in resources}}
