@@ -158,15 +158,15 @@ def own_stack() -> Iterator[object]:
             stack_down(settings)
 
 
-def compose_env() -> dict[str, str]:
-    """docker-compose.yml's environment of the workers, its ${...} secrets filled in."""
-    env = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["worker"]["environment"]
+def compose_env(service: str = "worker") -> dict[str, str]:
+    """docker-compose.yml's environment of ``service``, its ${...} secrets filled in."""
+    env = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"][service]["environment"]
     return {k: re.sub(r"\$\{[^}]*\}", "set-by-the-operator", str(v)) for k, v in env.items()}
 
 
-def image_env(image: Image, settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """As the container sees it: the image's PATH and ENV, HOME "/" (Docker's for a user without a
-    passwd entry), compose's variables with the broker and Redis of ``own_stack``."""
+def image_env(image: Image, settings, service: str = "worker") -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """As the container of ``service`` sees it: the image's PATH and ENV, HOME "/" (Docker's for a user
+    without a passwd entry), compose's variables with the broker and Redis of ``own_stack``."""
     from vigil.infra.secrets import REDIS_PASSWORD, REDIS_USER, read_secret
 
     password = read_secret(settings.home, REDIS_PASSWORD)
@@ -176,7 +176,7 @@ def image_env(image: Image, settings) -> dict[str, str]:  # type: ignore[no-unty
         "HOME": "/",
         "LANG": "C.UTF-8",
         **image.recipe.env,
-        **compose_env(),
+        **compose_env(service),
         "VIGIL_KAFKA__BOOTSTRAP": settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}",
         "VIGIL_REDIS__URL": (
             f"redis://{REDIS_USER}:{password.get_secret_value()}@127.0.0.1:{settings.redis.embedded_port}/0"
@@ -184,12 +184,17 @@ def image_env(image: Image, settings) -> dict[str, str]:  # type: ignore[no-unty
     }
 
 
-def compose_command(service: str) -> list[str]:
+def compose_command(service: str) -> tuple[list[str], int | None]:
+    """``service``'s command, its ports (taken here, perhaps) moved to free ones; the listening port."""
     command: list[str] = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"][service]["command"]
-    if "--metrics-port" in command:  # compose's 9100 may be taken here
-        port = command.index("--metrics-port") + 1
-        command = [*command[:port], str(free_port()), *command[port + 1 :]]
-    return command
+    listening = None
+    for option in ("--port", "--metrics-port"):
+        if option in command:
+            at = command.index(option) + 1
+            port = free_port()
+            command = [*command[:at], str(port), *command[at + 1 :]]
+            listening = port if option == "--port" else listening
+    return command, listening
 
 
 def as_image_user(image: Image) -> dict[str, object]:
@@ -211,7 +216,7 @@ def test_the_image_makes_the_topics_and_its_worker_scores(image: Image, own_stac
     before = sorted(p.name for p in image.workdir.iterdir())
     env = image_env(image, settings)
     topics_run = subprocess.run(  # noqa: S603 - compose's one-shot topics service, before the workers
-        compose_command("topics"),
+        compose_command("topics")[0],
         cwd=image.workdir,
         env=env,
         capture_output=True,
@@ -226,7 +231,7 @@ def test_the_image_makes_the_topics_and_its_worker_scores(image: Image, own_stac
     reader = TopicReader(settings, keep_scores=True).start()
     with open(log, "wb") as out:
         worker = subprocess.Popen(  # noqa: S603 - the compose file's own command
-            compose_command("worker"),
+            compose_command("worker")[0],
             cwd=image.workdir,
             env=env,
             stdout=out,
@@ -266,3 +271,50 @@ def test_the_image_makes_the_topics_and_its_worker_scores(image: Image, own_stac
     assert worker.returncode == 0, text[-3000:]  # stopped cleanly by SIGTERM
     assert "PermissionError" not in text and "telemetry" not in text, text[-3000:]
     assert sorted(p.name for p in image.workdir.iterdir()) == before  # nothing written to /app
+
+
+@pytest.mark.parametrize("service", ["web", "mllp"])
+def test_the_web_and_mllp_containers_answer(image: Image, own_stack, service: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """compose's ``web`` (the dashboard and FHIR intake) and ``mllp`` services, run as the image runs
+    them, listen and answer. Runs after the worker's test, which made the topics."""
+    import socket
+    import urllib.request
+
+    env = image_env(image, own_stack, service)
+    if "VIGIL_USERS_FILE" in env:  # compose's file secret: the operator's users file, readable by the image's user
+        users = image.root / "users.json"
+        users.write_text("[]")
+        users.chmod(0o644)
+        env["VIGIL_USERS_FILE"] = str(users)
+    command, port = compose_command(service)
+    assert port is not None
+    log = tmp_path / f"{service}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(  # noqa: S603 - the compose file's own command
+            command,
+            cwd=image.workdir,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **as_image_user(image),  # type: ignore[call-overload]
+        )
+
+    def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0 or proc.poll() is not None
+
+    try:
+        assert wait_for(listening, 90) and proc.poll() is None, log.read_text()[-3000:]
+        if service == "web":
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as answer:
+                assert answer.status == 200 and b"<form" in answer.read()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "PermissionError" not in text and "Traceback" not in text, text[-3000:]
