@@ -1,7 +1,9 @@
 """The Docker image as its Dockerfile builds it, without a Docker engine (none runs here or in CI): the
 files it COPYs, its `pip install` into a fresh Python 3.11 environment, its ENV and its USER, who may
-write neither the working directory nor a home. A worker run so, with the environment
-docker-compose.yml gives the workers, scores an observation on a broker and Redis of its own.
+write neither the working directory nor a home. Run so, with the environment and command
+docker-compose.yml gives each service: the one-shot ``topics`` service makes Vigil's topics on a
+bare broker of the test's own, a worker scores an observation there, and the ``web`` and ``mllp``
+services answer.
 
 It failed before the worker's Faust data folder moved to the temp dir: the image's user could not
 create ``vigil-data`` in ``/app``, and every worker of ``docker compose up`` stopped at start with
