@@ -199,6 +199,26 @@ def compose_command(service: str) -> tuple[list[str], int | None]:
     return command, listening
 
 
+def compose_healthcheck(service: str, compose_port: str, port: int) -> list[str]:
+    """``service``'s healthcheck command (its ``CMD`` form), its port moved to ``port``."""
+    test = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"][service]["healthcheck"]["test"]
+    assert test[0] == "CMD", test
+    return [arg.replace(f"127.0.0.1:{compose_port}/", f"127.0.0.1:{port}/") for arg in test[1:]]
+
+
+def healthy(image: Image, env: dict[str, str], command: list[str]) -> bool:
+    """The healthcheck, run in the container's environment as its user, exits 0."""
+    done = subprocess.run(  # noqa: S603 - the compose file's own healthcheck
+        command,
+        cwd=image.workdir,
+        env=env,
+        capture_output=True,
+        timeout=30,
+        **as_image_user(image),  # type: ignore[call-overload]
+    )
+    return done.returncode == 0
+
+
 def as_image_user(image: Image) -> dict[str, object]:
     """Popen's arguments that run a child as the image's USER (only root may switch)."""
     if os.geteuid() == 0 and image.recipe.user is not None:
@@ -229,6 +249,9 @@ def test_the_image_makes_the_topics_and_its_worker_scores(image: Image, own_stac
     assert topics_run.returncode == 0, topics_run.stdout[-2000:] + topics_run.stderr[-2000:]
     made = describe_replication(settings, topics.ALL_TOPICS)
     assert {t["partitions"] for t in made.values()} == {int(env["VIGIL_KAFKA__PARTITIONS"])}, made
+    health_port = free_port()  # compose's VIGIL_HEALTH_PORT may be taken here
+    check = compose_healthcheck("worker", env["VIGIL_HEALTH_PORT"], health_port)
+    env["VIGIL_HEALTH_PORT"] = str(health_port)
     log = tmp_path / "image-worker.log"
     reader = TopicReader(settings, keep_scores=True).start()
     with open(log, "wb") as out:
@@ -259,6 +282,7 @@ def test_the_image_makes_the_topics_and_its_worker_scores(image: Image, own_stac
         assert scored and worker.poll() is None, log.read_text()[-4000:]
         (score,) = [s for (p, _), s in reader.snapshot().last_scores.items() if p == patient]
         assert {m["model"] for m in score["models"]} >= {"sepsis_diagnosis", "deterioration", "combined"}
+        assert wait_for(lambda: healthy(image, env, check), 60), "compose's healthcheck of the worker failed"
     finally:
         producer.close()
         reader.stop()
@@ -311,6 +335,8 @@ def test_the_web_and_mllp_containers_answer(image: Image, own_stack, service: st
         if service == "web":
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as answer:
                 assert answer.status == 200 and b"<form" in answer.read()
+            check = compose_healthcheck("web", "8000", port)
+            assert wait_for(lambda: healthy(image, env, check), 90), "compose's healthcheck of the web failed"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
