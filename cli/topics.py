@@ -108,7 +108,7 @@ def _create(settings: Settings, spec: TopicSpec) -> list[str]:
 
 def _print(reports: list[TopicReport], spec: TopicSpec) -> None:
     table = Table(
-        caption=f"spec: {spec.partitions} partitions, {spec.replication_factor} replicas, "
+        caption=f"spec: {spec.partitions} partitions, replication factor {spec.replication_factor}, "
         f"min.insync.replicas {spec.min_insync_replicas}"
     )
     for column in ("topic", "state", "partitions", "replicas", "min ISR", "falls short"):
