@@ -35,15 +35,10 @@ def require_topics(settings: Settings) -> None:
     """Every topic of Vigil's on the cluster, or one line naming the missing ones. A worker would
     otherwise make those it reads itself, with its own partition count and no ``min.insync.replicas``
     (and fail on a cluster of fewer brokers than the replication factor, in a Faust traceback)."""
-    from vigil.infra.connect import kafka_admin
+    from vigil.infra.stack.topics import missing_topics
     from vigil.schemas.topics import ALL_TOPICS
 
-    admin = kafka_admin(settings, client_id="vigil-preflight")
-    try:
-        existing = set(admin.list_topics())
-    finally:
-        admin.close()
-    missing = [t for t in ALL_TOPICS if t not in existing]
+    missing = missing_topics(settings, ALL_TOPICS)
     if missing:
         named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise UserError(

@@ -17,27 +17,47 @@ from vigil.infra.connect import kafka_admin, kafka_endpoint
 from vigil.infra.settings import Settings
 
 
-def topic_spec(settings: Settings) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TopicSpec:
+    partitions: int
+    replication_factor: int
+    min_insync_replicas: int
+
+
+def wanted_spec(settings: Settings) -> TopicSpec:
+    """What every topic Vigil creates gets: the configured partitions, replication and min ISR."""
     e = kafka_endpoint(settings)
-    return {
-        "num_partitions": settings.kafka.partitions,
-        "replication_factor": e.replication_factor,
-        "configs": {"min.insync.replicas": str(e.min_insync_replicas)},
-    }
+    return TopicSpec(settings.kafka.partitions, e.replication_factor, e.min_insync_replicas)
+
+
+def missing_topics(settings: Settings, names: Iterable[str]) -> list[str]:
+    """The topics of ``names`` the configured cluster does not have (one metadata request)."""
+    admin = kafka_admin(settings, client_id="vigil-topics")
+    try:
+        existing = set(admin.list_topics())
+    finally:
+        admin.close()
+    return [t for t in names if t not in existing]
 
 
 def ensure_topics(settings: Settings, names: tuple[str, ...]) -> list[str]:
-    """Create the topics of ``names`` that do not exist yet; returns those created."""
+    """Create the topics of ``names`` that do not exist yet (``wanted_spec``); returns those created."""
     from kafka.errors import TopicAlreadyExistsError
 
+    missing = missing_topics(settings, names)
+    if not missing:
+        return []
+    spec = wanted_spec(settings)
+    config = {
+        "num_partitions": spec.partitions,
+        "replication_factor": spec.replication_factor,
+        "configs": {"min.insync.replicas": str(spec.min_insync_replicas)},
+    }
     admin = kafka_admin(settings, client_id="vigil-topics")
     try:
-        missing = [t for t in names if t not in set(admin.list_topics())]
-        if missing:
-            spec = topic_spec(settings)
-            # another process may create one of them meanwhile: that is fine
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics({t: spec for t in missing}, raise_errors=True, wait_for_metadata=True)
+        # another process may create one of them meanwhile: that is fine
+        with contextlib.suppress(TopicAlreadyExistsError):
+            admin.create_topics({t: config for t in missing}, raise_errors=True, wait_for_metadata=True)
         return missing
     finally:
         admin.close()
@@ -87,13 +107,6 @@ def _int_or_none(config: dict[str, Any] | None) -> int | None:
 
 
 @dataclass(frozen=True)
-class TopicSpec:
-    partitions: int
-    replication_factor: int
-    min_insync_replicas: int
-
-
-@dataclass(frozen=True)
 class TopicReport:
     """One topic as the cluster has it (``partitions`` None: it does not exist) and what falls short
     of the spec. ``state``: present, missing, or created (by this run)."""
@@ -107,11 +120,6 @@ class TopicReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def wanted_spec(settings: Settings) -> TopicSpec:
-    spec = topic_spec(settings)
-    return TopicSpec(spec["num_partitions"], spec["replication_factor"], int(spec["configs"]["min.insync.replicas"]))
 
 
 def topic_findings(spec: TopicSpec, partitions: int, replicas: int, min_insync: int | None) -> list[str]:
@@ -144,12 +152,8 @@ def report_topics(settings: Settings, names: Iterable[str], created: Iterable[st
     """Each topic of ``names`` as the configured cluster has it, against ``wanted_spec``."""
     names, made = tuple(names), set(created)
     spec = wanted_spec(settings)
-    admin = kafka_admin(settings, client_id="vigil-topics")
-    try:
-        existing = set(admin.list_topics())
-    finally:
-        admin.close()
-    present = tuple(n for n in names if n in existing)
+    absent = set(missing_topics(settings, names))
+    present = tuple(n for n in names if n not in absent)
     described = describe_replication(settings, present) if present else {}
     reports = []
     for name in names:
