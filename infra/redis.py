@@ -89,9 +89,18 @@ def places_key(encounter: EncounterKey) -> str:
 
 
 def places_read(encounters: list[EncounterKey], blobs: list[Any]) -> dict[EncounterKey, tuple[Place, ...]]:
-    """The MGET of ``places_key`` of each Encounter, read: the ones kept (none for a missing or
+    """The replies of ``queue_places_read`` of each Encounter, read: the ones kept (none for a missing or
     unreadable blob). The workers' store and ``vigil serve`` (a sync client) read them alike."""
     return {e: places for e, blob in zip(encounters, blobs, strict=True) if (places := places_from_json(blob))}
+
+
+def queue_places_read(pipe: Any, encounters: list[EncounterKey], ttl_s: int) -> None:
+    """Each Encounter's units read on ``pipe`` (sync or async) with GETEX, which restarts their TTL:
+    an Encounter whose results keep coming stays kept as long as its patient's state does, though
+    its last update is older than the TTL (a ward stay of 8 days must not have its results scored
+    unplaced on the 8th). ``places_read`` reads the replies; GETEX needs Redis 6.2."""
+    for encounter in encounters:
+        pipe.getex(places_key(encounter), ex=ttl_s)
 
 
 def queue_places(pipe: Any, encounters: dict[EncounterKey, tuple[Place, ...]], ttl_s: int) -> None:
@@ -386,12 +395,18 @@ class PatientStore:
 
     async def load_places(self, encounter_ids: Iterable[EncounterKey]) -> dict[EncounterKey, tuple[Place, ...]]:
         """The units of FHIR Encounters an earlier payload carried, by patient and Encounter id
-        (absent: never seen, or expired with the state's TTL)."""
+        (absent: never seen, or neither updated nor read for the state's TTL); reading one keeps it
+        for another TTL."""
         ids = list(encounter_ids)
         if not ids:
             return {}
-        blobs = await self._until_ok("mget", lambda: self.client.mget([places_key(e) for e in ids]))
-        return places_read(ids, blobs)
+
+        async def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            queue_places_read(pipe, ids, self.ttl_s)
+            return list(await pipe.execute())
+
+        return places_read(ids, await self._until_ok("get places", read))
 
     async def save_places(self, encounters: dict[EncounterKey, tuple[Place, ...]]) -> None:
         """Each Encounter's units as its newest update gives them (the last payload read wins)."""

@@ -25,7 +25,7 @@ from vigil.infra.connect import kafka_bootstrap, kafka_consumer, kafka_producer,
 from vigil.infra.fleet import read_fleet
 from vigil.infra.logging import get_logger
 from vigil.infra.publish import send_and_wait
-from vigil.infra.redis import places_key, places_read, queue_places
+from vigil.infra.redis import places_read, queue_places, queue_places_read
 from vigil.infra.settings import Settings
 from vigil.schemas import topics
 from vigil.schemas.codecs.fhir_places import EncounterKey, Place
@@ -156,7 +156,9 @@ class KafkaWardFeed(WardFeed):
         ids = list(encounter_ids)
         if not ids:
             return {}
-        return places_read(ids, self._places_redis().mget([places_key(e) for e in ids]))
+        pipe = self._places_redis().pipeline(transaction=False)
+        queue_places_read(pipe, ids, self.settings.redis.ttl_s)
+        return places_read(ids, pipe.execute())
 
     def keep_places(self, encounters: dict[EncounterKey, tuple[Place, ...]]) -> None:
         if not encounters:

@@ -1,4 +1,5 @@
-"""The units of FHIR Encounters kept on the real Redis (``vigil:fe:<keyed hash>``, the state's TTL):
+"""The units of FHIR Encounters kept on the real Redis (``vigil:fe:<keyed hash>``, the state's TTL,
+restarted by every update and every read):
 what the workers' FHIR agent keeps, ``vigil serve``'s POST /fhir reads, and the other way round, so
 a result sent apart from its Encounter is placed alike on either intake."""
 
@@ -25,15 +26,23 @@ def test_the_workers_store_and_the_web_intake_keep_and_read_the_same_encounters(
 
     async def worker_side() -> dict[str, tuple[Place, ...]]:
         await store.save_places({by_worker: WARD})
-        kept = await store.load_places([by_worker, by_web, (by_worker[0], "V2"), (unique_patient("never"), "V1")])
         ttl = await store.client.ttl(places_key(by_worker))
-        await store.close()
         assert stack_settings.redis.ttl_s - 60 < ttl <= stack_settings.redis.ttl_s
+        # both near the end of their TTL: the Encounters' last updates are a week old
+        await store.client.expire(places_key(by_worker), 30)
+        await store.client.expire(places_key(by_web), 30)
+        kept = await store.load_places([by_worker, by_web, (by_worker[0], "V2"), (unique_patient("never"), "V1")])
+        ttls = [await store.client.ttl(places_key(e)) for e in (by_worker, by_web)]
+        await store.close()
+        # a result that names the Encounter keeps it for another TTL (its stay is not over)
+        assert all(stack_settings.redis.ttl_s - 60 < t <= stack_settings.redis.ttl_s for t in ttls), ttls
         return kept
 
     feed.keep_places({by_web: WARD[1:]})
     kept = asyncio.run(worker_side())
     assert kept == {by_worker: WARD, by_web: WARD[1:]}  # an Encounter never sent, or another's, is not there
+    feed._places_redis().expire(places_key(by_web), 30)
     assert feed.kept_places([by_worker, by_web]) == kept
+    assert stack_settings.redis.ttl_s - 60 < feed._places_redis().ttl(places_key(by_web))  # the web's read too
     raw = feed._places_redis().get(places_key(by_worker))
     assert b"4WEST" in raw and by_worker[0] not in places_key(by_worker)  # the units kept, the ids hashed
