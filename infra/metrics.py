@@ -53,6 +53,12 @@ CONSUMER_LAG = Gauge("vigil_consumer_lag", "Consumer lag (messages) per topic", 
 REDIS_UP = Gauge("vigil_redis_up", "1 when the worker's Redis calls succeed")
 INTEROP_IGNORED = Counter("vigil_interop_ignored_total", "FHIR/HL7 parts deliberately not mapped", ["reason"])
 UNKNOWN_CODES = Counter("vigil_unknown_codes_total", "Unmapped codes seen in FHIR/HL7 input (system|code)", ["code"])
+FHIR_UNPLACED = Counter(
+    "vigil_fhir_unplaced_total",
+    "FHIR results read without a unit where the site names its monitored units: Vigil has read no "
+    "Encounter of theirs (in the payload or kept from an earlier one), so they are scored as if from a "
+    "monitored unit; send the Encounters in progress first (docs/interop.md, 'Going live with a FHIR feed')",
+)
 IGNORED_UNITS = Counter(
     "vigil_ignored_units_total",
     "HL7v2 ORU^R01 messages ignored because their point of care (PV1-3.1) is neither a monitored nor an "

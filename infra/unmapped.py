@@ -1,7 +1,9 @@
 """What the EHR codecs read and deliberately did not map, counted where an operator looks: the
 parts ignored by reason (``vigil_interop_ignored_total``), the unknown codes, and the points of
 care whose results were ignored because they are neither monitored nor away units
-(``vigil_ignored_units_total{unit}``). A unit missing from ``VIGIL_INGEST__MONITORED_UNITS`` (a new
+(``vigil_ignored_units_total{unit}``), and the FHIR results placed nowhere because Vigil has read no
+Encounter of theirs (``vigil_fhir_unplaced_total``: scored as if from a monitored unit; logged once
+per process). A unit missing from ``VIGIL_INGEST__MONITORED_UNITS`` (a new
 ICU, a renamed one) is a unit whose patients are not scored: its name is also logged, once per
 process, as a warning. The same counts for the intake agents and ``vigil mllp``."""
 
@@ -17,6 +19,7 @@ log = get_logger(__name__)
 MAX_UNITS: Final = 256  # distinct unit labels and warnings per process: input names them, memory stays bounded
 OTHER_UNITS: Final = "other"
 _units_seen: set[str] = set()
+_unplaced_said = False
 
 
 def count_unmapped(result: DecodeResult) -> None:
@@ -26,6 +29,22 @@ def count_unmapped(result: DecodeResult) -> None:
         metrics.UNKNOWN_CODES.labels(code[:80]).inc(count)
     for unit, count in result.ignored_units.items():
         metrics.IGNORED_UNITS.labels(_unit_label(unit)).inc(count)
+    if result.unplaced:
+        metrics.FHIR_UNPLACED.inc(result.unplaced)
+        _say_unplaced()
+
+
+def _say_unplaced() -> None:
+    global _unplaced_said
+    if _unplaced_said:
+        return
+    _unplaced_said = True
+    log.warning(
+        "intake.fhir_unplaced",
+        hint="FHIR results name Encounters Vigil has not read, so they are scored as if from a monitored "
+        "unit (a ward patient's too): send the Encounters in progress before their results "
+        "(docs/interop.md, 'Going live with a FHIR feed'); vigil_fhir_unplaced_total counts them",
+    )
 
 
 def _unit_label(unit: str) -> str:

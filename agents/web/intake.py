@@ -137,6 +137,7 @@ def decode_intake(
         result.unmapped.ignored.extend(decoded.ignored)
         result.unmapped.unknown_codes.update(decoded.unknown_codes)
         result.unmapped.ignored_units.update(decoded.ignored_units)
+        result.unmapped.unplaced += decoded.unplaced
         if decoded.rejected:
             result.rejected.extend(decoded.rejected)
             # one dead letter per entry, with that entry only; ``offset`` is the entry's index
@@ -215,6 +216,11 @@ def _answer(result: IntakeResult, path: str) -> Response:
     if unmapped.ignored_units:
         note += "; not scored, from units Vigil does not monitor: " + ", ".join(
             f"{u} x{n}" for u, n in unmapped.ignored_units.most_common(20)
+        )
+    if unmapped.unplaced:
+        note += (
+            "; scored as if from a monitored unit, their Encounter not read by Vigil: "
+            f"{unmapped.unplaced} results (send the Encounters in progress first)"
         )
     if result.rejected:
         summary["issue"].append({"severity": "information", "code": "informational", "diagnostics": note})

@@ -334,7 +334,9 @@ class DecodeResult:
     ``ignored_units`` counts the messages ignored by point of care (``unmonitored_unit``), so an
     operator sees a unit missing from the monitored ones: its patients are not scored.
     ``encounters``: the units of each FHIR Encounter read (by patient and Encounter id), kept by the
-    FHIR agent to place results sent apart from their Encounter (``fhir_places``).
+    FHIR agent to place results sent apart from their Encounter (``fhir_places``); ``unplaced``: the
+    results ``placed`` left without a unit because Vigil has read no Encounter of theirs (scored as
+    if from a monitored unit).
     """
 
     events: list[PatientEvent] = field(default_factory=list)
@@ -343,6 +345,7 @@ class DecodeResult:
     ignored: list[Rejected] = field(default_factory=list)
     ignored_units: Counter[str] = field(default_factory=Counter)
     encounters: dict[EncounterKey, tuple[Place, ...]] = field(default_factory=dict)
+    unplaced: int = 0
 
     def extend(self, other: DecodeResult) -> None:
         self.events.extend(other.events)
@@ -351,6 +354,7 @@ class DecodeResult:
         self.unknown_codes.update(other.unknown_codes)
         self.ignored_units.update(other.ignored_units)
         self.encounters.update(other.encounters)
+        self.unplaced += other.unplaced
 
     @property
     def accounted(self) -> int:
@@ -371,11 +375,12 @@ class DecodeResult:
         the payload: ``needs_place``) placed by the units its Encounter had when an earlier payload
         carried it (``kept``, by patient and Encounter id): given its ward, or ignored (``unmonitored_unit``,
         counted by unit) as a result from a unit the site does not score. Results whose Encounter
-        Vigil has not seen are left as they are: scored, without a ward."""
+        Vigil has not seen are left as they are: scored, without a ward, and counted (``unplaced``)."""
         out = replace(self, events=[], ignored=list(self.ignored), ignored_units=Counter(self.ignored_units))
         for event in self.events:
             places = kept.get((event.patient_id, event.encounter or "")) if needs_place(event) else None
             if not places:
+                out.unplaced += needs_place(event)
                 out.events.append(event)
                 continue
             unit = unit_at(places, event.observed_at)
@@ -401,6 +406,7 @@ class DecodeResult:
             list(self.ignored),
             Counter(self.ignored_units),
             dict(self.encounters),
+            self.unplaced,
         )
         for event in self.events:
             result = normalize_event(event, now)

@@ -84,6 +84,17 @@ def fhir_results(pid: str, at: datetime, unit: str) -> bytes:
 
 
 A12_MESSAGE = WARD_BUNDLE.with_name("bundle-message-adt-a12-cancel-transfer.json")
+IN_PROGRESS = WARD_BUNDLE.with_name("bundle-searchset-encounters-in-progress.json")
+
+
+def encounters_in_progress(in_icu: str, in_ward: str) -> bytes:
+    """The fixture's searchset of the Encounters in progress (docs/interop.md, "Going live with a FHIR
+    feed"): ``in_icu`` in ICU-3 bed 7, ``in_ward`` on 4WEST, their visits ``<pid>-visit`` as
+    ``sent_apart``'s results name them."""
+    text = IN_PROGRESS.read_text().replace("V77300441", f"{in_icu}-visit").replace("V88120317", f"{in_ward}-visit")
+    return (
+        text.replace("Patient/7730044", f"Patient/{in_icu}").replace("Patient/5520193", f"Patient/{in_ward}").encode()
+    )
 
 
 def fhir_cancel(pid: str, at: datetime) -> bytes:
@@ -236,6 +247,29 @@ def test_the_intake_agents_end_a_stay_on_a_transfer_out_of_the_units_their_worke
             producer.send(topics.INGEST_FHIR, key=apart.encode(), value=sent)
         producer.flush()
         assert wait_for(lambda: any(p == apart for p, _ in r.snapshot().last_scores), timeout=60), "scored"
+        # going live: a result whose Encounter was never read is scored as if from a monitored unit (and
+        # said, once); the Encounters in progress sent first place the results that follow
+        early, in_icu, ward_pid = (unique_patient(f"live-{n}") for n in ("early", "icu", "ward"))
+        producer.send(topics.INGEST_FHIR, key=early.encode(), value=sent_apart(early, at, "4WEST")[1])
+        producer.send(topics.INGEST_FHIR, key=in_icu.encode(), value=encounters_in_progress(in_icu, ward_pid))
+        producer.flush()
+        assert wait_for(lambda: any(p == early for p, _ in r.snapshot().last_scores), timeout=60), "scored"
+        for pid_live in (in_icu, ward_pid):
+            producer.send(topics.INGEST_FHIR, key=pid_live.encode(), value=sent_apart(pid_live, at, "ICU-3")[1])
+        # the ward patient's monitored hour after it: its stay starts there, not at the ward's result
+        producer.send(
+            topics.INGEST_HL7V2,
+            key=ward_pid.encode(),
+            value=oru_for(ward_pid, f"{ward_pid}-1", at + timedelta(hours=1)),
+        )
+        producer.flush()
+        assert wait_for(lambda: {in_icu, ward_pid} <= {p for p, _ in r.snapshot().last_scores}, timeout=60), "scored"
+    assert r.snapshot().last_scores[(early, 0)]["ward"] is None  # scored unplaced
+    assert r.snapshot().last_scores[(in_icu, 0)]["ward"] == "ICU-3"  # placed by the searchset's Encounter
+    scored = {h: s for (p, h), s in r.snapshot().last_scores.items() if p == ward_pid}
+    assert list(scored) == [0] and scored[0]["ward"] == "ICU-3"  # its ward's heart rate opened no stay
+    said = [e for e in worker_logs(stack_home, "transfers") if e.get("event") == "intake.fhir_unplaced"]
+    assert len(said) == 1 and "vigil_fhir_unplaced_total" in said[0]["hint"]
     scored = {h: s for (p, h), s in r.snapshot().last_scores.items() if p == by_bundle}
     assert list(scored) == [0] and scored[0]["ward"] == "ICU-3"  # the stay starts with the ICU's results
     scored = {h: s for (p, h), s in r.snapshot().last_scores.items() if p == apart}

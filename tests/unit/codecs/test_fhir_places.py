@@ -358,6 +358,8 @@ def test_results_sent_alone_are_placed_by_their_encounters_kept_units() -> None:
         "HR sent from 4WEST: not a monitored or away unit (its Encounter's location, kept from an earlier payload)"
     )
     assert placed.accounted == 5  # every result still accounted for
+    # scored without a unit because Vigil read no Encounter of theirs: counted (vigil_fhir_unplaced_total)
+    assert placed.unplaced == 2 and placed.checked(datetime.now(UTC)).unplaced == 2
 
 
 def test_only_fhir_results_without_a_unit_are_placed() -> None:
@@ -367,7 +369,8 @@ def test_only_fhir_results_without_a_unit_are_placed() -> None:
         alone(at, kind="encounter", code="discharge", value=1.0, unit=""),  # a stay's end is never ignored
         alone(at, encounter=None),
     ]
-    assert DecodeResult(events=untouched).placed({("p1", "enc-7"): MOVED}, ICU).events == untouched
+    placed = DecodeResult(events=untouched).placed({("p1", "enc-7"): MOVED}, ICU)
+    assert placed.events == untouched and placed.unplaced == 0  # none of them needs a place
 
 
 def test_kept_units_survive_the_round_trip_and_a_damaged_blob_places_nothing() -> None:

@@ -22,6 +22,7 @@ def value(name: str, **labels: str) -> float:
 @pytest.fixture(autouse=True)
 def fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(unmapped, "_units_seen", set())
+    monkeypatch.setattr(unmapped, "_unplaced_said", False)
 
 
 def ward(unit: str, n: int = 1) -> DecodeResult:
@@ -41,6 +42,19 @@ def test_a_unit_not_scored_is_counted_by_name_and_warned_of_once() -> None:
     (warning,) = [e for e in logs if e["event"] == "intake.unit_not_scored"]
     assert warning["log_level"] == "warning" and warning["unit"] == "CCU-T"
     assert "VIGIL_INGEST__MONITORED_UNITS" in warning["hint"]
+
+
+def test_results_placed_nowhere_are_counted_and_warned_of_once() -> None:
+    """FHIR results whose Encounter Vigil never read are scored as if from a monitored unit: at a
+    go-live without the Encounters first, every ward patient's. The operator must see it."""
+    before = value("vigil_fhir_unplaced_total")
+    with capture_logs() as logs:
+        count_unmapped(DecodeResult(unplaced=3))
+        count_unmapped(DecodeResult(unplaced=2))
+        count_unmapped(DecodeResult())
+    assert value("vigil_fhir_unplaced_total") == before + 5
+    (warning,) = [e for e in logs if e["event"] == "intake.fhir_unplaced"]
+    assert warning["log_level"] == "warning" and "send the Encounters in progress" in warning["hint"]
 
 
 def test_unknown_codes_and_other_ignored_parts_are_counted_as_before() -> None:

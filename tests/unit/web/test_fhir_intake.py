@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -251,3 +252,37 @@ def test_the_http_intake_answers_503_and_publishes_nothing_while_the_encounter_s
         r = client.post("/fhir", content=heart_rate, headers=AUTH)
     assert r.status_code == 503 and "retry the same request later" in r.text
     assert feed.produced == []
+
+
+def test_going_live_the_encounters_in_progress_sent_first_place_the_results_after_them(users) -> None:
+    """docs/interop.md, "Going live with a FHIR feed": a result whose Encounter Vigil never read is
+    scored as if from a monitored unit, a ward patient's too, and the answer says so; the server's
+    searchset of the Encounters in progress (their Locations included) POSTed once places the results
+    that follow: the ICU patient's scored with its unit, the ward patient's ignored."""
+    from vigil.agents.web.app import create_app
+    from vigil.infra.settings import IngestSettings
+
+    seed = Path(__file__).parents[1] / "codecs" / "fixtures" / "fhir" / "bundle-searchset-encounters-in-progress.json"
+
+    def heart_rate(pid: str, visit: str) -> bytes:
+        resource = observation(0) | {"id": f"hr-{pid}", "subject": {"reference": f"Patient/{pid}"}}
+        return json.dumps(resource | {"encounter": {"reference": f"Encounter/{visit}"}}).encode()
+
+    results = heart_rate("7730044", "V77300441"), heart_rate("5520193", "V88120317")
+    settings = Settings(api_token=API_TOKEN, ingest=IngestSettings(monitored_units=("ICU-3",)))
+    feed = FlakyFeed(settings)
+    with TestClient(create_app(settings, feed, users=users, session_secret="s")) as client:
+        before = [client.post("/fhir", content=r, headers=AUTH) for r in results]
+        scored_before = [PatientEvent.model_validate_json(v) for t, _, v in feed.produced if t == topics.EVENTS_RAW]
+        feed.produced.clear()
+        seeded = client.post("/fhir", content=seed.read_bytes(), headers=AUTH)
+        after = [client.post("/fhir", content=r, headers=AUTH) for r in results]
+    assert [r.status_code for r in before] == [201, 201]
+    assert [(e.patient_id, e.ward) for e in scored_before] == [("7730044", None), ("5520193", None)]
+    said = before[1].json()["issue"][0]["diagnostics"]
+    assert "scored as if from a monitored unit, their Encounter not read by Vigil: 1 results" in said
+    assert seeded.status_code == 200 and seeded.json()["issue"][0]["diagnostics"].startswith("nothing to map")
+    assert [r.status_code for r in after] == [201, 200]
+    assert "not scored, from units Vigil does not monitor: 4WEST x1" in after[1].json()["issue"][0]["diagnostics"]
+    events = [PatientEvent.model_validate_json(v) for t, _, v in feed.produced if t == topics.EVENTS_RAW]
+    assert [(e.patient_id, e.ward) for e in events] == [("7730044", "ICU-3")]
