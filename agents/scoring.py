@@ -38,7 +38,7 @@ from vigil.models.stays import (
     stay_rejection,
 )
 from vigil.models.stepping import StayCarry
-from vigil.models.stream_step import StepOutcome, StepRequest, step_request
+from vigil.models.stream_step import StepOutcome, StepRequest, closed_span, first_closings, step_request
 from vigil.models.window import LateEvent, PatientWindow
 from vigil.schemas.alerts import Alert
 from vigil.schemas.deadletter import Rejected
@@ -78,6 +78,9 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     metrics.REDIS_SECONDS.observe(time.perf_counter() - t0)
     windows = {pid: state.window for pid, state in states.items()}
     anchors = {pid: window.anchor_s for pid, window in windows.items()}
+    # each patient-hour counted once in vigil_closed_hours_*: the hours the stored stay finalized (a
+    # cancel folds the next stay, stored, back into the one it resumes: its hours are not new)
+    finalized = {pid: closed_span(anchors[pid], state.carry) for pid, state in states.items()}
     # held stays and cancelled ends: read only for a batch's discharges, cancels and late events
     keys = await rt.store.load_stay_keys({p.patient_id for _, p in parsed if needs_held(windows[p.patient_id], p)})
     updates: dict[str, PendingUpdate] = {}
@@ -127,7 +130,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         if stay == "new":  # the first event after a discharge: the next stay, from its hour 0
             windows[pid] = state.window = window = next_stay(window)
             # afresh; the acknowledgement the discharge resolved stays held for a cancel that folds this stay back
-            state.carry, anchors[pid] = None, None
+            state.carry, anchors[pid], finalized[pid] = None, None, None
             state.alert = PatientAlertState(patient_id=pid, discharged_ack=state.alert.discharged_ack)
             state.stays.append(StayChange("begin"))
         if is_discharge(patient_event):
@@ -179,8 +182,10 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             metrics.STAYS_RESUMED.inc()
     for pid in pids:
         window, update, outcome = windows[pid], updates[pid], outcomes.get(pid)
-        for hour in outcome.closed if outcome else []:  # every hour that closed: its final score
+        closed = outcome.closed if outcome else []
+        for hour in first_closings(closed, window.anchor_s, finalized[pid]):
             count_closed_hour(update.ward, hour.models)
+        for hour in closed:  # every hour that closed: its final score
             final = build_risk_score(window, update, hour.models, now, hour.hour, "final")
             await publisher.send(scores_topic, pid, final.model_dump_json().encode())
         score = build_risk_score(window, update, outcome.current.models if outcome else [], now)
@@ -253,8 +258,9 @@ def count_closed_hour(ward: str | None, models: Sequence[ModelScore]) -> None:
     """vigil_closed_hours_total: the live share of a ward's hours at alert level (the combined risk at
     or above the served threshold), to read beside ``vigil_alert_threshold_training_share``, and
     vigil_closed_hours_risk_total: with it, the ward's mean combined risk, what the site's
-    ``VIGIL_SITE__MEAN_RISK`` is measured as (a late event that reopens closed hours counts them
-    again when they close anew). An hour without a combined score (rules only) is not counted."""
+    ``VIGIL_SITE__MEAN_RISK`` is measured as. Each patient-hour once, when it first closes
+    (``models.stream_step.first_closings``: not again when a re-anchored window or a cancelled
+    discharge finalizes it anew). An hour without a combined score (rules only) is not counted."""
     combined = next((m for m in models if m.model == "combined"), None)
     if combined is None:
         return

@@ -199,6 +199,29 @@ def closing_hours(carry: StayCarry, hour: int) -> list[int]:
     return list(range(max(carry.closed + 1, carry.boundary), hour))
 
 
+def closed_span(anchor_s: int | None, carry: StayCarry | None) -> tuple[int, int] | None:
+    """The hours a stored carry has finalized, as clock times [start, end) in epoch s: from the
+    window's hour 0 to the hour after the carry's last closed one, in the anchor as stored (None: no
+    such carry). Anchors fall on the clock's hours, so an hour is the same whichever anchor reads it."""
+    if anchor_s is None or carry is None:
+        return None
+    return anchor_s, anchor_s + (carry.closed + 1) * 3600
+
+
+def first_closings(
+    closed: Sequence[HourScore], anchor_s: int | None, before: tuple[int, int] | None
+) -> list[HourScore]:
+    """The hours of an outcome's ``closed`` that close for the first time: not in ``before``
+    (``closed_span`` of the stay as stored). An advance from a fresh carry finalizes every hour of the
+    window again: after an observation older than the stay's first (the window re-anchored: the hours
+    before the old hour 0 are new) or a cancelled discharge that folds the next stay back; their final
+    scores go out again, corrected, but a count of patient-hours must not take them twice."""
+    if before is None or anchor_s is None:
+        return list(closed)
+    start, end = before
+    return [h for h in closed if not start <= anchor_s + h.hour * 3600 < end]
+
+
 def _outcomes(
     bundle: SteppingBundle,
     requests: Sequence[StepRequest],

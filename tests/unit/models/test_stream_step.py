@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from vigil.models.stepping import StayCarry
-from vigil.models.stream_step import step_request
+from vigil.models.stream_step import HourScore, closed_span, closing_hours, first_closings, step_request
 from vigil.models.window import PatientWindow
 from vigil.schemas.events import PatientEvent
 
@@ -70,3 +70,33 @@ def test_a_reanchored_window_starts_a_fresh_carry() -> None:
     assert w.anchor_s != anchor
     assert req is not None and req.carry is not carry and (req.carry.boundary, req.carry.closed) == (0, -1)
     assert req.last_hour == 6
+
+
+def scored(hours: list[int]) -> list[HourScore]:
+    return [HourScore(h, np.zeros(1, np.float32), []) for h in hours]
+
+
+def test_a_reanchored_window_finalizes_its_hours_again_but_only_the_new_ones_close_first() -> None:
+    """vigil_closed_hours_*: each patient-hour once. The fresh carry of a re-anchored window finalizes
+    every hour again (their final scores go out again); only the hours before the old hour 0 are new."""
+    w = window_with(range(0, 5))
+    anchor, carry = w.anchor_s, StayCarry(boundary=0, closed=3)  # hours 0..3 finalized, 4 open
+    before = closed_span(anchor, carry)
+    w.apply(hr(-2))
+    req = step_request(w, carry, anchor)
+    assert req is not None
+    closed = scored(closing_hours(req.carry, req.last_hour))
+    assert [h.hour for h in closed] == [0, 1, 2, 3, 4, 5]  # the old 0..3 are 2..5 now; 4 -> 6, open
+    assert [h.hour for h in first_closings(closed, w.anchor_s, before)] == [0, 1]
+    assert first_closings(closed, w.anchor_s, None) == closed  # no stored carry: every hour is new
+
+
+def test_hours_another_window_finalized_are_not_closed_first_again() -> None:
+    """A cancelled discharge folds the next stay back: the resumed stay finalizes, from its own last
+    closed hour, the discharge's hour (never finalized), then the next stay's hours (finalized by it)."""
+    stay_anchor = int(T0.timestamp())
+    next_stay = closed_span(stay_anchor + 10 * 3600, StayCarry(boundary=0, closed=2))  # its hours 0..2
+    assert next_stay == (stay_anchor + 10 * 3600, stay_anchor + 13 * 3600)
+    closed = scored(list(range(8, 15)))  # the resumed stay's hours 8..14
+    assert [h.hour for h in first_closings(closed, stay_anchor, next_stay)] == [8, 9, 13, 14]
+    assert closed_span(None, StayCarry()) is None and closed_span(stay_anchor, None) is None
