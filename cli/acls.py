@@ -24,7 +24,7 @@ def _principal(value: str) -> str:
         raise typer.BadParameter(str(exc)) from exc
 
 
-def _who(role: str) -> object:
+def principal_option(role: str) -> object:
     return typer.Option(callback=_principal, metavar="PRINCIPAL", help=f"principal of {role} (User:NAME)")
 
 
@@ -34,9 +34,9 @@ def acls(
         "--apply",
         help="write them to the configured cluster, as the principal you connect as (it needs ALTER on the cluster)",
     ),
-    service: Annotated[str, _who("the service")] = _DEFAULT.service,
-    ingest: Annotated[str, _who("EHR integrations")] = _DEFAULT.ingest,
-    subscriber: Annotated[str, _who("monitoring systems")] = _DEFAULT.subscriber,
+    service: Annotated[str, principal_option("the service")] = _DEFAULT.service,
+    ingest: Annotated[str, principal_option("EHR integrations")] = _DEFAULT.ingest,
+    subscriber: Annotated[str, principal_option("monitoring systems")] = _DEFAULT.subscriber,
     subscriber_groups: str = typer.Option(
         _DEFAULT.subscriber_groups, help="the prefix the subscribers' consumer group ids begin with"
     ),

@@ -1,7 +1,8 @@
-"""The secure embedded stack's users and ACLs: the roles of ``infra.kafka_access`` as SCRAM users
-with generated passwords (``<home>/secrets/kafka-ingest.password``, ``kafka-subscriber.password``)
-and their grants, written as the brokers' own super user once the cluster is up. Idempotent: every
-start writes them again (an upgrade that adds a topic adds its grant)."""
+"""The secure embedded stack's users, ACLs and quotas: the roles of ``infra.kafka_access`` as SCRAM
+users with generated passwords (``<home>/secrets/kafka-ingest.password``, ``kafka-subscriber.password``),
+their grants and their client quotas (``infra.kafka_quotas``), written as the brokers' own super user
+once the cluster is up. Idempotent: every start writes them again (an upgrade that adds a topic adds
+its grant)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from vigil.infra.connect import kafka_admin
 from vigil.infra.kafka_access import Principals, access_grants, apply_grants
+from vigil.infra.kafka_quotas import apply_quotas, role_quotas
 from vigil.infra.secrets import KAFKA_BROKER_USER, KAFKA_CLIENT_USER, KAFKA_USER_PASSWORDS, ensure_secret
 from vigil.infra.settings import Settings
 from vigil.infra.stack.processes import StackError
@@ -20,8 +22,8 @@ ROLE_USERS = tuple((user, secret) for user, secret in KAFKA_USER_PASSWORDS.items
 
 
 def grant_roles(settings: Settings, material: SecureMaterial) -> int:
-    """Create the role users (the service's own was created at format time) and write every grant.
-    Returns the number of bindings written."""
+    """Create the role users (the service's own was created at format time), write every grant and
+    the outside roles' quotas. Returns the number of bindings written."""
     from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
 
     admin = _broker_admin(settings, material)
@@ -46,6 +48,10 @@ def grant_roles(settings: Settings, material: SecureMaterial) -> int:
         )
         if refusal is not None:
             raise StackError(f"the broker {refusal}")
+        quotas_refused = apply_quotas(admin, role_quotas(Principals()))
+        if quotas_refused:
+            quota, why = quotas_refused[0]
+            raise StackError(f"the broker refused the quota {quota.key} of {quota.principal}: {why}: see its log")
         return applied.written
     finally:
         admin.close()

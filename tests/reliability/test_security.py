@@ -355,3 +355,75 @@ def test_embedded_redis_is_maintained_and_refuses_unauthenticated_clients(stack,
             "eval": "refused for both users",
         },
     )
+
+
+def test_quotas_slow_a_runaway_ehr_client_and_need_an_administrator(secure_settings, secure_stack) -> None:
+    """Kafka client quotas (`vigil stack quotas`, infra/kafka_quotas.py): the secure stack writes each
+    outside role's; the service may not change them (one line, exit code 2); an administrator may,
+    and an EHR integration producing faster than its quota is slowed down by the brokers, not refused."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from vigil.infra.connect import kafka_admin, kafka_producer
+    from vigil.infra.kafka_access import Principals
+    from vigil.infra.kafka_quotas import INGEST_BYTES_PER_S, PRODUCE, read_quotas, role_quotas
+    from vigil.infra.secrets import KAFKA_BROKER_PASSWORD, KAFKA_BROKER_USER, KAFKA_INGEST_USER
+    from vigil.infra.workers import worker_env
+
+    broker_password = (secure_settings.home / "secrets" / KAFKA_BROKER_PASSWORD).read_text().strip()
+    as_admin = {"VIGIL_KAFKA__SASL_USERNAME": KAFKA_BROKER_USER, "VIGIL_KAFKA__SASL_PASSWORD": broker_password}
+
+    def quotas(extra: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vigil.cli", "stack", "quotas", "--apply", "--json", *args],
+            env=worker_env(secure_settings, extra),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    admin_settings = secure_settings.model_copy(
+        update={"kafka": secure_settings.kafka.model_copy(update={"sasl_username": KAFKA_BROKER_USER})}
+    )
+    admin = kafka_admin(admin_settings, client_id="quota-test", sasl_plain_password=broker_password)
+    try:
+        kept = read_quotas(admin, [q.user for q in role_quotas(Principals())])
+    finally:
+        admin.close()
+    assert kept[KAFKA_INGEST_USER] == {PRODUCE: float(INGEST_BYTES_PER_S)}  # the stack wrote them
+
+    service = quotas({})
+    assert service.returncode == 2, service.stdout[-500:] + service.stderr[-500:]
+    lines = service.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in service.stderr, service.stderr[-2000:]
+    assert "the cluster refused 2 of 2 quotas" in lines[0] and "ClusterAuthorizationFailedError" in lines[0]
+
+    slow = quotas(as_admin, "--ingest-bytes-per-s", "16384")
+    assert slow.returncode == 0, slow.stderr[-2000:]
+    assert json.loads(slow.stdout.strip().splitlines()[-1])["applied"] is True
+    producer = kafka_producer(as_user(secure_settings, KAFKA_INGEST_USER), client_id="runaway-interface")
+    try:
+        t0 = time.monotonic()
+        for n in range(64):  # 256 KiB: a second's worth at 16 KiB/s would be 16 KiB
+            producer.send(topics.EVENTS_RAW, key=b"quota-test", value=b"x" * 4096 + str(n).encode())
+        producer.flush(timeout=120)
+        elapsed = time.monotonic() - t0
+        throttled = max((v for name, v in _flat(producer.metrics()) if name.endswith("throttle-time-max")), default=0.0)
+    finally:
+        producer.close()
+        restored = quotas(as_admin)
+    assert restored.returncode == 0, restored.stderr[-2000:]
+    assert throttled > 0, f"the brokers never slowed the producer down ({elapsed:.1f} s)"
+
+
+def _flat(metrics: dict, prefix: str = "") -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out += _flat(value, f"{prefix}{key}.")
+        elif isinstance(value, int | float):
+            out.append((f"{prefix}{key}", float(value)))
+    return out
