@@ -14,7 +14,7 @@ MLLP_CONNECTIONS = Gauge("vigil_mllp_connections", "Open MLLP connections")
 ALERTS = Counter("vigil_alerts_total", "Alert transitions published", ["state", "severity"])
 STAYS_ENDED = Counter(
     "vigil_stays_ended_total",
-    "Stays ended (published on vigil.stays), by what ended them: discharge, transfer_out",
+    "Stays ended (published on vigil.stays), by what ended them: discharge, transfer_out, cancel_admit",
     ["by"],
 )
 STAYS_RESUMED = Counter(

@@ -375,6 +375,7 @@ def on_ack(state: PatientAlertState, ack: AlertAck) -> list[Alert]:
 
 DISCHARGED = "patient discharged: the stay ended"
 TRANSFERRED = "patient transferred out of the monitored units: the stay ended"
+ADMISSION_CANCELLED = "admission cancelled (entered in error, or not admitted): the stay ended"
 
 
 def on_discharge(

@@ -31,6 +31,11 @@ observation (an earlier stay's message sent late or again: ``stay_ended``), one 
 encounter than the stay's events name (``other_encounter``: an emergency-department visit that ended
 while the ICU stay goes on).
 
+A ``cancel_admit`` (the admission was entered in error, or the patient was not admitted after all:
+HL7v2 ADT^A11) ends the stay as a discharge does, but only the stay whose events name the visit it
+cancels: one naming no visit, or another, or a stay whose events name none, is ``other_encounter``
+(a hospital-wide ADT feed cancels outpatient visits of patients who are in the ICU).
+
 A ``transfer_out`` (the patient moved out of the monitored units to a ward; ``schemas.codes``) ends
 the stay as a discharge does, and its ``cancel_transfer`` resumes it as a ``cancel_discharge`` does.
 The codec cannot tell from one ADT^A02 whether the patient was in the ICU (MICU -> OR -> 4WEST: the
@@ -46,13 +51,14 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Final, Literal
 
-from vigil.models.alerting import DISCHARGED, TRANSFERRED, PatientAlertState, on_discharge
+from vigil.models.alerting import ADMISSION_CANCELLED, DISCHARGED, TRANSFERRED, PatientAlertState, on_discharge
 from vigil.models.stepping import StayCarry
 from vigil.models.window import WINDOW_HOURS, LateEvent, PatientWindow
 from vigil.schemas.alerts import Alert
 from vigil.schemas.codes import (
+    CANCEL_ADMIT,
     CANCEL_DISCHARGE,
     CANCEL_TRANSFER,
     CATALOGUE,
@@ -76,6 +82,12 @@ StayOf = Literal["current", "new", "none", "ended", "earlier", "unknown", "other
 # (a discharge or its cancel that found nothing to act on); dead-lettered all the same, so that
 # every accepted event is accounted for.
 NO_OPEN_STAY = "no_open_stay"
+# what each end is published as (``StayEnded.ended_by``) and the resolution of the stay's alert
+ENDED_BY: Final[dict[str, tuple[Literal["discharge", "transfer_out", "cancel_admit"], str]]] = {
+    DISCHARGE: (DISCHARGE, DISCHARGED),
+    TRANSFER_OUT: (TRANSFER_OUT, TRANSFERRED),
+    CANCEL_ADMIT: (CANCEL_ADMIT, ADMISSION_CANCELLED),
+}
 
 
 def is_discharge(event: PatientEvent) -> bool:
@@ -114,6 +126,8 @@ def stay_of(
         return "earlier"
     if event.encounter and window.encounter and event.encounter != window.encounter:
         return "other"
+    if event.code == CANCEL_ADMIT and not (event.encounter and event.encounter == window.encounter):
+        return "other"  # a cancelled admission ends the stay of the visit it names, never a guess
     if discharged_s is not None and at == discharged_s:
         return "cancelled"
     return "current"
@@ -171,6 +185,11 @@ def stay_rejection(window: PatientWindow, event: PatientEvent, of: StayOf) -> Re
     if of == "unknown":
         return Rejected("unknown_stay", f"{code}: Vigil holds no stay of this patient to end")
     if of == "other":
+        if code == CANCEL_ADMIT and not (event.encounter and window.encounter):
+            missing = "it names none" if not event.encounter else "the stay's events name none"
+            return Rejected(
+                "other_encounter", f"{code}: ends only the stay whose events name the visit it cancels ({missing})"
+            )
         return Rejected("other_encounter", f"{code}: names another encounter than the stay's events")
     if of == "cancelled":
         return Rejected("duplicate", f"{code}: this end was cancelled (ADT^A13, ADT^A12): the stay goes on")
@@ -216,8 +235,8 @@ def discharge(
     ``unscored``: events applied to the stay in the discharge's batch, before it, never scored;
     ``carry``: the stay's stepping carry, held with its window."""
     ward = event.ward or window.ward
-    moved = event.code == TRANSFER_OUT
-    resolved = on_discharge(alert, event.observed_at, event.encounter, ward, TRANSFERRED if moved else DISCHARGED)
+    ended_by, reason = ENDED_BY[event.code]
+    resolved = on_discharge(alert, event.observed_at, event.encounter, ward, reason)
     ended = end_stay(window, event)
     assert ended.ended_s is not None
     kept = replace(copy.deepcopy(window), ended_s=ended.ended_s, ended_encounter=ended.ended_encounter)
@@ -229,7 +248,7 @@ def discharge(
         ended_at=event.observed_at,
         through=datetime.fromtimestamp(ended.ended_s, tz=UTC),
         event_id=event.event_id,
-        ended_by=TRANSFER_OUT if moved else DISCHARGE,
+        ended_by=ended_by,
         unscored_event_ids=list(unscored or []),
         source=event.source,
         resolved_alert=resolved[0].alert_id if resolved else None,

@@ -98,18 +98,22 @@ TREATMENTS: Final[dict[str, tuple[str, tuple[float, float]]]] = {
 # (``models.stays``). ``cancel_discharge``: the discharge was an error (HL7v2 ADT^A13): the stay goes
 # on, with its history. ``cancel_transfer``: the transfer was (HL7v2 ADT^A12 back into the units): it
 # resumes the stay a ``transfer_out`` ended, and resumes nothing (``no_open_stay``) where that
-# transfer ended no stay. The value is 1: the event is the fact.
+# transfer ended no stay. ``cancel_admit``: the admission was entered in error, or the patient was
+# not admitted after all (HL7v2 ADT^A11, FHIR Encounter ``cancelled`` / ``entered-in-error``): it ends
+# the stay whose events name the visit it cancels, and no other. The value is 1: the event is the fact.
 ENCOUNTERS: Final[dict[str, tuple[str, tuple[float, float]]]] = {
     "discharge": ("1", (1.0, 1.0)),
     "transfer_out": ("1", (1.0, 1.0)),
+    "cancel_admit": ("1", (1.0, 1.0)),
     "cancel_discharge": ("1", (1.0, 1.0)),
     "cancel_transfer": ("1", (1.0, 1.0)),
 }
 DISCHARGE: Final = "discharge"
 TRANSFER_OUT: Final = "transfer_out"
+CANCEL_ADMIT: Final = "cancel_admit"
 CANCEL_DISCHARGE: Final = "cancel_discharge"
 CANCEL_TRANSFER: Final = "cancel_transfer"
-STAY_ENDS: Final = frozenset({DISCHARGE, TRANSFER_OUT})  # the codes that end a stay
+STAY_ENDS: Final = frozenset({DISCHARGE, TRANSFER_OUT, CANCEL_ADMIT})  # the codes that end a stay
 STAY_CANCELS: Final = frozenset({CANCEL_DISCHARGE, CANCEL_TRANSFER})  # and those that undo an end
 
 CATALOGUE: Final[dict[str, tuple[EventKind, str, tuple[float, float]]]] = {

@@ -1,7 +1,8 @@
 """A stay's end, and the cancel of an end, published on ``vigil.stays`` (keyed by patient id).
 
-A ``discharge`` event (Vigil JSON, HL7v2 ADT^A03, FHIR Encounter ``finished``) or a ``transfer_out``
-(HL7v2 ADT^A02 out of the monitored units) ends the stay Vigil scores: the scoring step resolves the
+A ``discharge`` event (Vigil JSON, HL7v2 ADT^A03, FHIR Encounter ``finished``), a ``transfer_out``
+(HL7v2 ADT^A02 out of the monitored units) or a ``cancel_admit`` (HL7v2 ADT^A11, FHIR Encounter
+``cancelled`` / ``entered-in-error``, naming the stay's visit) ends the stay Vigil scores: the scoring step resolves the
 patient's active alert, ends the patient's state and publishes one ``StayEnded`` (``ended_by``).
 Monitoring systems close what they hold for the stay; the dashboard takes the patient off the ward.
 A ``cancel_discharge`` (HL7v2 ADT^A13: the discharge was entered in error) or ``cancel_transfer``
@@ -40,8 +41,9 @@ class StayEnded(BaseModel):
     through: datetime | None = None
     event_id: str  # the discharge event: consumers dedupe on it (a redelivered batch repeats it)
     # what ended it: the patient was discharged (or died), or moved out of the monitored units to a
-    # ward (``transfer_out``; ``ward`` is then the unit left). Added in schema version 2's life.
-    ended_by: Literal["discharge", "transfer_out"] = "discharge"
+    # ward (``transfer_out``; ``ward`` is then the unit left), or the admission was cancelled
+    # (``cancel_admit``: entered in error, or not admitted after all). Added in schema version 2's life.
+    ended_by: Literal["discharge", "transfer_out", "cancel_admit"] = "discharge"
     # events of the stay that came in the discharge's own batch, before it: applied, never scored
     # (the patient had left), named here so every accepted event is accounted for
     unscored_event_ids: list[str] = Field(default_factory=list)

@@ -8,7 +8,7 @@ ward's zone, NEWS2 and model features in clinical words) and the care score from
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from vigil.models.early_warning import news2_band
 from vigil.models.treatment.view import care_view
@@ -149,18 +149,26 @@ def stay_resumed_json(stay: StayResumed, row_id: str, ward: str | None, zone: tz
     }
 
 
+# what the transitions feed says of each end of a stay (``StayEnded.ended_by``): its state chip, its words
+STAY_END_LINES: Final[dict[str, tuple[str, str]]] = {
+    "discharge": ("discharged", "left the ward"),
+    "transfer_out": ("transferred", "moved out of the monitored units"),
+    "cancel_admit": ("discharged", "admission cancelled (entered in error, or not admitted)"),
+}
+
+
 def stay_end_json(stay: StayEnded, row_id: str, ward: str | None, zone: tzinfo) -> dict[str, Any]:
-    """The transitions feed's line for a patient who left the ward (a discharge, or a transfer out of
-    the monitored units)."""
+    """The transitions feed's line for a patient who left the ward (a discharge, a transfer out of
+    the monitored units, or an admission cancelled)."""
     resolved = f"; alert #{short_id(stay.resolved_alert)} resolved" if stay.resolved_alert else ""
-    moved = stay.ended_by == "transfer_out"
+    state, why = STAY_END_LINES[stay.ended_by]
     return {
         "alert_id": stay.resolved_alert or "",
         "short_id": "",
         "transition_id": f"stay-{stay.event_id}",
-        "state": "transferred" if moved else "discharged",
+        "state": state,
         "severity": "unknown",
-        "reason": f"{'moved out of the monitored units' if moved else 'left the ward'}: the stay ended{resolved}",
+        "reason": f"{why}: the stay ended{resolved}",
         "at": iso_local(stay.ended_at, zone),
         "at_text": clock(stay.ended_at, zone),
         "by": None,

@@ -1,12 +1,13 @@
 """FHIR R4 JSON -> Vigil events: ``Observation``, ``MedicationAdministration``, ``Procedure``, a
 ``finished`` ``Encounter`` (the stay's end: a ``discharge`` event, ``models.stays``), an
 ``in-progress`` one whose newest move left a monitored unit for a unit neither monitored nor away
-(a ``transfer_out``, where the site names its units: ``care_units.Units``) and ``Bundle``
+(a ``transfer_out``, where the site names its units: ``care_units.Units``), a ``cancelled`` or
+``entered-in-error`` inpatient one (a ``cancel_admit``, as an ADT^A11) and ``Bundle``
 (transaction, batch, collection, searchset, message, history) of those. A result whose Bundle
 carries its Encounter is placed in the unit that Encounter had the patient in (``fhir_places``):
 its ward, and, where the site names its units, ignored when it is none of them. The Encounter of a
-``message`` Bundle whose event is an ADT cancel (``A13``, ``A12``: ``fhir_message``) is that cancel:
-a ``cancel_discharge`` or ``cancel_transfer``.
+``message`` Bundle whose event is an ADT cancel (``A13``, ``A12``, ``A11``: ``fhir_message``) is that
+cancel: a ``cancel_discharge``, ``cancel_transfer`` or ``cancel_admit``.
 
 Errors are data (Bytewax style): ``decode_fhir`` never raises; every input ends up as events,
 ``Rejected`` items (dead letters, stable ``reason``) or ``ignored`` items. Rules (status, time zone,
@@ -62,7 +63,7 @@ from vigil.schemas.codecs.loinc import (
     treatment_for_medication,
     treatment_for_text,
 )
-from vigil.schemas.codes import CANCEL_DISCHARGE, DISCHARGE
+from vigil.schemas.codes import CANCEL_ADMIT, CANCEL_DISCHARGE, DISCHARGE
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent, point_of_care
 
@@ -83,6 +84,12 @@ OBSERVATION_STATUSES: Final = frozenset({"final", "amended", "corrected", "preli
 # An Encounter that goes on, whose location history may hold a move out of the monitored units
 # (``_decode_encounter_move``, where the site names them); onleave: the patient left for a while
 MOVING_ENCOUNTER_STATUSES: Final = frozenset({"in-progress", "onleave"})
+# An Encounter that never was: entered in error, or ended before it began (not admitted after all):
+# a ``cancel_admit`` (HL7v2 ADT^A11) when it is of a class a stay can be; an outpatient visit
+# cancelled is nobody's stay (v3 ActEncounterCode: inpatient, acute, non-acute, short stay,
+# observation, emergency)
+CANCELLED_ENCOUNTER_STATUSES: Final = frozenset({"cancelled", "entered-in-error"})
+STAY_CLASSES: Final = frozenset({"IMP", "ACUTE", "NONAC", "SS", "OBSENC", "EMER"})
 # MedicationAdministration.status: ``stopped`` means started then stopped, i.e. the drug was given.
 ADMINISTRATION_STATUSES: Final = frozenset({"completed", "in-progress", "stopped"})
 PROCEDURE_STATUSES: Final = frozenset({"completed", "in-progress"})
@@ -259,7 +266,7 @@ def _decode_resource(resource: dict[str, Any], ctx: _Context, *, where: str, ful
         and cancel.concerns(full_url, resource_type, resource.get("id"))
     ):
         entry: tuple[Any, _Handler] | None = (Encounter, _decode_encounter_cancel)  # what the message says happened
-    elif resource_type == "Encounter" and resource.get("status") != "finished" and not moving:
+    elif resource_type == "Encounter" and status not in ("finished", *CANCELLED_ENCOUNTER_STATUSES) and not moving:
         # an Encounter that goes on is context (an Observation's encounter); its end is an event, and
         # where the site names its units, a move out of them (``_decode_encounter_move``)
         ctx.ignore("context_resource", f"{where}Encounter ({str(resource.get('status'))[:20]})")
@@ -551,7 +558,11 @@ def _decode_procedure(proc: Procedure, raw: dict[str, Any], ctx: _Context, where
 
 def _decode_encounter(enc: Encounter, raw: dict[str, Any], ctx: _Context, where: str, key: str) -> None:
     """A ``finished`` Encounter -> one ``discharge`` at ``period.end``; its id is the encounter that
-    Observations name in ``encounter`` (``Encounter/<id>``). One that goes on: ``_decode_encounter_move``."""
+    Observations name in ``encounter`` (``Encounter/<id>``). One that goes on: ``_decode_encounter_move``;
+    one that never was: ``_decode_encounter_cancelled``."""
+    if enc.status in CANCELLED_ENCOUNTER_STATUSES:
+        _decode_encounter_cancelled(enc, ctx, where, key)
+        return
     if enc.status != "finished":
         _decode_encounter_move(enc, ctx, where, key)
         return
@@ -567,6 +578,25 @@ def _decode_encounter(enc: Encounter, raw: dict[str, Any], ctx: _Context, where:
     if patient_id is None:
         return
     ctx.add(_stay_event(DISCHARGE, key, DISCHARGE, patient_id, end, enc, None, where))
+
+
+def _decode_encounter_cancelled(enc: Encounter, ctx: _Context, where: str, key: str) -> None:
+    """A ``cancelled`` or ``entered-in-error`` Encounter of a class a stay can be -> one ``cancel_admit``
+    (HL7v2 ADT^A11): it ends the stay whose events name this Encounter, and no other
+    (``models.stays``). Its time: ``meta.lastUpdated`` (when the server learnt it), else
+    ``period.end``. Its id is the Encounter's, not its version's: the next version of the same
+    cancelled Encounter is the same event again."""
+    kind = enc.class_fhir.code if enc.class_fhir is not None else None
+    if kind not in STAY_CLASSES:
+        ctx.ignore("context_resource", f"{where}Encounter ({enc.status}, class {str(kind)[:12]}): not a stay")
+        return
+    times = [("meta.lastUpdated", enc.meta.lastUpdated if enc.meta is not None else None)]
+    times.append(("period.end", enc.period.end if enc.period is not None else None))
+    at = _first_time(times, ctx, where, f"a {enc.status} Encounter without meta.lastUpdated or period.end")
+    patient_id = _patient_id(enc.subject, ctx, where) if at is not None else None
+    if at is None or patient_id is None:
+        return
+    ctx.add(_stay_event(CANCEL_ADMIT, key.split("/_history/")[0], CANCEL_ADMIT, patient_id, at, enc, None, where))
 
 
 def _decode_encounter_move(enc: Encounter, ctx: _Context, where: str, key: str) -> None:
@@ -609,17 +639,18 @@ def _decode_encounter_move(enc: Encounter, ctx: _Context, where: str, key: str) 
 
 
 def _decode_encounter_cancel(enc: Encounter, raw: dict[str, Any], ctx: _Context, where: str, key: str) -> None:
-    """The Encounter of a message Bundle whose event is ``A13`` or ``A12`` (``fhir_message``): one
-    ``cancel_discharge``, or, where the site names its units, a ``cancel_transfer`` when the
-    Encounter is back in a monitored unit (its ``active`` location; the location it lists as left,
-    the cancelled destination: ``Units.code_of``, the ADT^A12 rule), else ignored as the A12 would be.
+    """The Encounter of a message Bundle whose event is ``A13``, ``A12`` or ``A11`` (``fhir_message``):
+    one ``cancel_discharge`` (a ``cancel_admit`` for A11), or, where the site names its units, a
+    ``cancel_transfer`` when the Encounter is back in a monitored unit (its ``active`` location; the
+    location it lists as left, the cancelled destination: ``Units.code_of``, the ADT^A12 rule), else
+    ignored as the A12 would be.
     Its time: the Provenance's ``occurredDateTime`` (EVN-6), else its ``recorded`` (EVN-2), else the
     Bundle's ``timestamp``; its ward: the unit the Encounter has the patient in."""
     message = ctx.by_full_url.message
     assert message is not None
     places = places_of(enc, ctx.units, ctx.by_full_url)
     now = unit_at(places, None)
-    code = CANCEL_DISCHARGE
+    code = CANCEL_ADMIT if message.trigger == "A11" else CANCEL_DISCHARGE
     if message.trigger == "A12":
         left = [p for p in places if p.status == "completed"]
         cancelled = max(left, key=lambda p: p.end if p.end is not None else -math.inf).unit if left else ""

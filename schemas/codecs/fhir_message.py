@@ -7,7 +7,8 @@ MessageHeader's ``eventCoding``, MSH-7 the Bundle's ``timestamp``, EVN-2 (record
 (occurred) a ``Provenance``'s ``recorded`` and ``occurredDateTime``, PV1 the ``Encounter``. A
 cancel (``A13``: the discharge was entered in error; ``A12``: the transfer was) changes nothing a
 resource could show on its own (the Encounter is simply ``in-progress`` again), so only the
-message's event says it: ``fhir._decode_encounter_cancel`` reads the Bundle's Encounter with it.
+message's event says it: ``fhir._decode_encounter_cancel`` reads the Bundle's Encounter with it. So
+does a cancelled admission (``A11``), whose Encounter the guide may leave without a status that says it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from vigil.schemas.codecs.fhir_places import BundleIndex
 
 V2_EVENTS: Final = "http://terminology.hl7.org/CodeSystem/v2-0003"  # HL7 table 0003, event type
-CANCEL_TRIGGERS: Final = frozenset({"A12", "A13"})  # cancel transfer, cancel discharge
+CANCEL_TRIGGERS: Final = frozenset({"A11", "A12", "A13"})  # cancel admit, cancel transfer, cancel discharge
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""HL7 v2 ``ORU^R01`` (observations), ``ADT^A03`` (discharge), ``ADT^A13`` (cancel discharge) and, where
+"""HL7 v2 ``ORU^R01`` (observations), ``ADT^A03`` (discharge), ``ADT^A13`` (cancel discharge),
+``ADT^A11`` (cancel admit) and, where
 the site names its monitored units, ``ADT^A02``/``ADT^A12`` (a transfer out of them, its cancel) ->
 Vigil events, parsed with the ``hl7`` package.
 
@@ -12,7 +13,9 @@ CX.1), PV1-3.1 point of care (ward), PV1-19.1 visit number (encounter), OBR-7 ob
 ``LN``, IEEE 11073 when ``MDC``, otherwise a site-local code from ``schemas.codecs.loinc``),
 OBX-5 value, OBX-6 units, OBX-11 result status, OBX-14 observation time. ``ADT^A03`` (chapter 3):
 a ``discharge`` event (``models.stays``) at PV1-45 discharge time, else EVN-6 event occurred, else
-EVN-2 recorded time; ``ADT^A13``: a ``cancel_discharge`` at EVN-6, else EVN-2. ``ADT^A02`` (transfer,
+EVN-2 recorded time; ``ADT^A13``: a ``cancel_discharge`` at EVN-6, else EVN-2; ``ADT^A11`` (cancel
+admit: entered in error, or not admitted after all): a ``cancel_admit`` at EVN-6, else EVN-2, which
+ends the stay whose events name its visit (PV1-19). ``ADT^A02`` (transfer,
 PV1-3 the new location, PV1-6 the prior one) out of a monitored or away unit to a unit that is
 neither (``Units``) is a ``transfer_out`` at EVN-6, else EVN-2: it ends the patient's stay, if
 Vigil holds one open, as a discharge would; ``ADT^A12`` (cancel transfer, PV1-3 the location
@@ -41,7 +44,7 @@ from vigil.schemas.codecs.loinc import (
     canonical_for_coding,
     canonical_for_local,
 )
-from vigil.schemas.codes import CANCEL_DISCHARGE, DISCHARGE, TRANSFER_OUT
+from vigil.schemas.codes import CANCEL_ADMIT, CANCEL_DISCHARGE, DISCHARGE, TRANSFER_OUT
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent, point_of_care
 
@@ -201,13 +204,14 @@ def _message_key(msh: Any, control_id: str, text: str) -> str:
 
 
 # ADT triggers Vigil reads: the stay's end, and its cancel (the discharge was entered in error); a
-# transfer and its cancel where ``Units`` says so. The time: of a discharge PV1-45 (discharge
+# cancelled admission; a transfer and its cancel where ``Units`` says so. The time: of a discharge PV1-45 (discharge
 # date/time), else EVN-6 (event occurred), else EVN-2 (recorded); of a cancel or a transfer EVN-6,
 # else EVN-2 (PV1-45 may still name the discharge a cancel cancels)
 _EVENT_TIME: Final = (("EVN", 6), ("EVN", 2))
 ADT_EVENTS: dict[str, tuple[str | None, tuple[tuple[str, int], ...]]] = {
     "A03": (DISCHARGE, (("PV1", 45), *_EVENT_TIME)),
     "A13": (CANCEL_DISCHARGE, _EVENT_TIME),
+    "A11": (CANCEL_ADMIT, _EVENT_TIME),  # ends only the stay whose events name its visit (PV1-19)
     "A02": (None, _EVENT_TIME),  # the code: Units.code_of
     "A12": (None, _EVENT_TIME),
 }
@@ -216,10 +220,14 @@ ADT_EVENTS: dict[str, tuple[str | None, tuple[tuple[str, int], ...]]] = {
 def _decode_adt(
     message: Any, trigger: str, result: DecodeResult, *, where: str, key: str, sender_tz: tzinfo, units: Units
 ) -> None:
-    """ADT^A03 -> one ``discharge`` event, ADT^A13 -> one ``cancel_discharge``, ADT^A02/A12 -> either
-    where ``units`` says; any other ADT trigger is ignored (counted, not an error)."""
+    """ADT^A03 -> one ``discharge`` event, ADT^A13 -> one ``cancel_discharge``, ADT^A11 -> one
+    ``cancel_admit``, ADT^A02/A12 -> either where ``units`` says; any other ADT trigger is ignored
+    (counted, not an error)."""
     if trigger not in ADT_EVENTS:
-        detail = f"{where}ADT^{trigger or '?'} is not a discharge (A03), a transfer (A02) or their cancel (A13, A12)"
+        detail = (
+            f"{where}ADT^{trigger or '?'} is not a discharge (A03), a transfer (A02), their cancel (A13, A12) "
+            "or a cancelled admission (A11)"
+        )
         result.ignored.append(Rejected("adt_not_discharge", detail))
         return
     code, time_fields = ADT_EVENTS[trigger]

@@ -196,6 +196,8 @@ def test_sort_search_filter_in_the_url_and_the_patient_page(dashboard, browser, 
         ("discharge", "cancel_discharge", "discharged", "(discharge)", "discharge cancelled"),  # ADT^A03, A13
         # ADT^A02 out of the monitored units, A12
         ("transfer_out", "cancel_transfer", "transferred", "(transfer out of the unit)", "transfer cancelled"),
+        # ADT^A11 of the stay's own visit; an A13 after it resumes the stay as after a discharge
+        ("cancel_admit", "cancel_discharge", "admission cancelled", "(admission cancelled)", "discharge cancelled"),
     ],
 )
 def test_a_patient_who_leaves_the_ward_comes_back_when_the_discharge_or_transfer_is_cancelled(
@@ -203,7 +205,8 @@ def test_a_patient_who_leaves_the_ward_comes_back_when_the_discharge_or_transfer
 ) -> None:
     page = signed_in(browser, dashboard)
     pid = unique_patient("leaving")
-    send(producer, heart_rate(pid, "ICU-L", 88.0, minutes_ago=40))
+    visit = "V-" + pid  # what the stay's events name: a cancelled admission ends only that visit's stay
+    send(producer, [e.model_copy(update={"encounter": visit}) for e in heart_rate(pid, "ICU-L", 88.0, minutes_ago=40)])
     page.fill("#search", pid)
     expect(card_of(page, pid)).to_be_visible(timeout=60000)
     patient = page.context.new_page()  # the same signed-in session
@@ -212,7 +215,9 @@ def test_a_patient_who_leaves_the_ward_comes_back_when_the_discharge_or_transfer
     patient.goto(dashboard + card_url)
     expect(patient.locator("#patient .label")).to_have_text(pid, timeout=15000)
     at = datetime.now(UTC) - timedelta(minutes=5)
-    discharge = PatientEvent(patient_id=pid, observed_at=at, kind="encounter", code=end, value=1, source="adt")
+    discharge = PatientEvent(
+        patient_id=pid, observed_at=at, kind="encounter", code=end, value=1, source="adt", encounter=visit
+    )
     send(producer, [discharge])
     expect(card_of(page, pid)).to_have_count(0, timeout=60000)
     expect(page.locator("#transitions li", has_text=pid)).to_contain_text(line)
@@ -220,7 +225,7 @@ def test_a_patient_who_leaves_the_ward_comes_back_when_the_discharge_or_transfer
     expect(patient.locator("#patient")).to_contain_text(why)
     if end == "discharge":
         shot(patient, "patient-discharged.png")
-    else:  # the line a phone shows: the ward's transitions, nothing wider than the screen
+    elif end == "transfer_out":  # the line a phone shows: the ward's transitions, nothing wider than the screen
         phone = signed_in(browser, dashboard, PHONE)
         phone.fill("#search", pid)
         expect(phone.locator("#transitions li", has_text=pid).first).to_contain_text(line, timeout=30000)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -225,3 +226,39 @@ def test_an_alert_acknowledged_before_a_discharge_in_error_comes_back_acknowledg
     redis.close()
     assert state.active is not None and state.active.alert_id == back["alert_id"] and state.active.acked_by == "nurse.a"
     assert state.resumed_ack is None and state.discharged_ack is None
+
+
+A11 = (Path(__file__).parents[1] / "unit" / "codecs" / "fixtures" / "hl7v2" / "adt_a11_cancel_admit.hl7").read_text()
+
+
+def test_a_cancelled_admission_ends_the_stay_of_its_visit_and_no_other(stack, shared_worker, producer, reader) -> None:
+    """ADT^A11 through `vigil.ingest.hl7v2`: one that cancels another visit (an outpatient
+    appointment of a patient who is in the ICU), or that names no visit, is refused `other_encounter`
+    and the stay goes on;
+    the one that cancels the stay's own visit ends it (`ended_by` `cancel_admit`), off the ward."""
+    from tests.integration.test_mllp import oru_for
+
+    r = reader(keep_scores=True)
+    pid = unique_patient("a11")
+    at = datetime.now(UTC) - timedelta(hours=2)
+    stamp = (at + timedelta(minutes=30)).strftime("%Y%m%d%H%M%S+0000")
+
+    def cancel(visit: str, control: str) -> bytes:
+        text = A11.replace("4420011", pid).replace("V77120044", visit).replace("ADT20240316104502013", control)
+        return text.replace("20240316104500+0000", stamp).replace("20240316104000+0000", stamp).encode()
+
+    producer.send(topics.INGEST_HL7V2, key=pid.encode(), value=oru_for(pid, f"{pid}-1", at))  # visit V77120044
+    producer.flush()
+    assert wait_for(lambda: any(p == pid for p, _ in r.snapshot().last_scores), timeout=60), "scored"
+    refused = r.snapshot().dead_letter_reasons["other_encounter"]
+    producer.send(topics.INGEST_HL7V2, key=pid.encode(), value=cancel("AMB-5", f"{pid}-a11-amb"))
+    producer.send(topics.INGEST_HL7V2, key=pid.encode(), value=cancel("", f"{pid}-a11-none"))  # no PV1-19
+    producer.flush()
+    assert wait_for(lambda: r.snapshot().dead_letter_reasons["other_encounter"] >= refused + 2, timeout=60)
+    assert not [s for s in r.snapshot().stay_records if s["patient_id"] == pid]  # the stay goes on
+    producer.send(topics.INGEST_HL7V2, key=pid.encode(), value=cancel("V77120044", f"{pid}-a11"))
+    producer.flush()
+    ended = lambda: [s for s in r.snapshot().stay_records if s["patient_id"] == pid]  # noqa: E731
+    assert wait_for(ended, timeout=60), f"no end: {dict(r.snapshot().dead_letter_reasons)}"
+    (record,) = ended()
+    assert (record["ended_by"], record["encounter"], record["source"]) == ("cancel_admit", "V77120044", "hl7v2")

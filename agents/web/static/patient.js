@@ -75,13 +75,16 @@ function render(data) {
     el("td", { "data-label": "reason", text: e.reason })))));
 }
 
+// what ended a stay (StayEnded.ended_by), in the words of the patient page
+const ENDED_BY = { discharge: "discharge", transfer_out: "transfer out of the unit", cancel_admit: "admission cancelled" };
+
 async function load() {
   const res = await fetch(`/api/patients/${encodeURIComponent(rowId)}`, { credentials: "same-origin" });
   if (res.status === 401) { location.href = "/login"; return; }
   if (res.status === 404) {
     const gone = await res.json().catch(() => ({}));
     const text = gone.ended_at_text
-      ? `This patient left the ward: the stay ended at ${gone.ended_at_text} (${gone.ended_by === "transfer_out" ? "transfer out of the unit" : "discharge"}).`
+      ? `This patient left the ward: the stay ended at ${gone.ended_at_text} (${ENDED_BY[gone.ended_by] || "discharge"}).`
       : "This patient is not on the ward view (any more).";
     document.getElementById("patient").replaceChildren(el("p", { class: "empty", text }));
     return;

@@ -612,7 +612,41 @@ def test_a_finished_encounter_is_a_discharge_at_its_end() -> None:
     assert obs.encounter == event.encounter
 
 
-@pytest.mark.parametrize("status", ["planned", "arrived", "in-progress", "onleave", "cancelled", "entered-in-error"])
+@pytest.mark.parametrize("status", ["cancelled", "entered-in-error"])
+def test_an_inpatient_encounter_that_never_was_is_a_cancel_admit_of_itself(status: str) -> None:
+    """As an ADT^A11: the stay whose events name this Encounter ends (models.stays); at the time the
+    server learnt it (meta.lastUpdated), else period.end; one event id for every version of it."""
+    resource = encounter(status, meta={"versionId": "4", "lastUpdated": "2024-03-16T10:00:00Z"})
+    event = only_event(encode(resource))
+    assert (event.kind, event.code, event.value, event.patient_id) == ("encounter", "cancel_admit", 1.0, "p1")
+    assert event.encounter == "enc-9" and event.observed_at == datetime(2024, 3, 16, 10, 0, tzinfo=UTC)
+    del resource["meta"]
+    assert only_event(encode(resource)).observed_at == datetime(2024, 3, 15, 15, 40, tzinfo=UTC)  # period.end
+    del resource["period"]
+    refused = decode_fhir(encode(resource)).rejected
+    assert [r.reason for r in refused] == ["missing_time"] and "without meta.lastUpdated or period.end" in refused[
+        0
+    ].detail
+    versions = [encounter(status, meta={"versionId": v, "lastUpdated": "2024-03-16T10:00:00Z"}) for v in ("4", "5")]
+    bundle = {"resourceType": "Bundle", "type": "history", "entry": [{"resource": r} for r in versions]}
+    assert len({e.event_id for e in decode_fhir(encode(bundle)).events}) == 1
+
+
+@pytest.mark.parametrize("kind", ["AMB", "VR", "HH", None])
+def test_a_cancelled_visit_that_is_no_stay_is_context(kind: str | None) -> None:
+    """A cancelled outpatient appointment is nobody's ICU stay: ignored, not a dead letter."""
+    resource = encounter("cancelled", meta={"lastUpdated": "2024-03-16T10:00:00Z"})
+    if kind is None:
+        del resource["class"]  # R4 requires one: refused as a finished Encounter without one is
+        assert [r.reason for r in decode_fhir(encode(resource)).rejected] == ["schema"]
+        return
+    resource["class"]["code"] = kind
+    result = decode_fhir(encode(resource))
+    assert result.events == [] and result.rejected == []
+    assert [r.reason for r in result.ignored] == ["context_resource"] and "not a stay" in result.ignored[0].detail
+
+
+@pytest.mark.parametrize("status", ["planned", "arrived", "in-progress", "onleave"])
 def test_an_encounter_that_is_not_finished_is_context_even_without_class(status: str) -> None:
     resource = encounter(status)
     del resource["class"]

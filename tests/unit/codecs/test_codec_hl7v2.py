@@ -259,7 +259,21 @@ def test_a_cancel_of_a_discharge_is_one_cancel_event_at_its_own_time() -> None:
     assert [r.reason for r in refused] == ["missing_time"] and "EVN-6, EVN-2" in refused[0].detail
 
 
-@pytest.mark.parametrize("trigger", ["A01", "A04", "A08", "A11", ""])
+def test_a_cancelled_admission_is_one_cancel_admit_of_its_visit_at_its_own_time() -> None:
+    """ADT^A11 (the admission entered in error, or the patient not admitted after all): a
+    ``cancel_admit`` naming the visit (PV1-19), which ends only the stay of that visit (models.stays)."""
+    cancel = ADT_A03.replace("ADT^A03^ADT_A03|ADT-88", "ADT^A11^ADT_A09|ADT-90").replace("EVN|A03", "EVN|A11")
+    result = decode_hl7v2(as_cr(cancel), units=ICU)
+    assert result.rejected == [] and result.ignored == []
+    (event,) = result.events
+    assert (event.kind, event.code, event.value, event.patient_id) == ("encounter", "cancel_admit", 1.0, "4420011")
+    assert event.encounter == "VN-5521" and event.ward == "MICU"
+    assert event.observed_at == datetime(2024, 3, 16, 15, 0, tzinfo=UTC)  # EVN-6, not PV1-45
+    no_evn_6 = cancel.replace("|nurse^J|20240316100000-0500", "|nurse^J|")
+    assert decode_hl7v2(as_cr(no_evn_6)).events[0].observed_at == datetime(2024, 3, 16, 15, 15, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("trigger", ["A01", "A04", "A08", "A05", ""])
 def test_other_adt_triggers_are_ignored_and_counted_not_dead_lettered(trigger: str) -> None:
     other = ADT_A03.replace("ADT^A03^ADT_A03", f"ADT^{trigger}")
     result = decode_hl7v2(as_cr(other), units=ICU)
@@ -351,6 +365,13 @@ def test_the_transfer_fixtures_end_and_resume_a_stay_at_the_fixtures_icu() -> No
     (back,) = decode_hl7v2(fixture("adt_a12_cancel_transfer.hl7"), units=site).checked(datetime.now(UTC)).events
     assert (out.code, out.ward, out.encounter) == ("transfer_out", "ICU-3", "V77120044")
     assert (back.code, back.ward) == ("cancel_transfer", "ICU-3") and back.observed_at > out.observed_at
+
+
+def test_the_cancel_admit_fixture_names_the_visit_its_results_name() -> None:
+    (cancel,) = decode_hl7v2(fixture("adt_a11_cancel_admit.hl7"), units=Units.of(["icu-3"])).events
+    (result, *_) = decode_hl7v2(fixture("oru_r01_vitals.hl7")).events
+    assert (cancel.code, cancel.ward, cancel.encounter) == ("cancel_admit", "ICU-3", result.encounter)
+    assert cancel.observed_at == datetime(2024, 3, 16, 10, 40, tzinfo=UTC)  # EVN-6
 
 
 def test_a_transfer_and_its_cancel_are_events_of_their_own() -> None:

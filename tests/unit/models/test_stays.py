@@ -284,6 +284,31 @@ def test_a_discharge_naming_another_encounter_is_not_this_stays_end() -> None:
     assert stay_of(going, leaves(3.5, encounter=None)) == "current"  # an A03 without PV1-19
 
 
+def test_a_cancelled_admission_ends_only_the_stay_of_the_visit_it_names() -> None:
+    """ADT^A11: ends the stay as a discharge does, but never on a guess: a hospital-wide feed also
+    cancels outpatient visits of patients who are in the ICU."""
+    going = stay(3)
+    going.encounter = "inp-1"
+    cancelled = leaves(3.5, encounter="inp-1", code="cancel_admit")
+    assert is_discharge(cancelled) and stay_of(going, cancelled) == "current"
+    alert = PatientAlertState()
+    opened = on_score(alert, score(2, 7, "high"), POLICY)
+    end = discharge(going, alert, cancelled, T0 + timedelta(hours=4))
+    assert [(a.state, a.alert_id) for a in end.alerts] == [("resolved", opened[0].alert_id)]
+    assert end.alerts[0].reason == "admission cancelled (entered in error, or not admitted): the stay ended"
+    assert end.record.ended_by == "cancel_admit" and end.record.encounter == "inp-1"
+    for event, going_encounter, said in [
+        (leaves(3.5, encounter="amb-9", code="cancel_admit"), "inp-1", "names another encounter"),
+        (leaves(3.5, encounter=None, code="cancel_admit"), "inp-1", "(it names none)"),
+        (leaves(3.5, encounter="inp-1", code="cancel_admit"), None, "(the stay's events name none)"),
+    ]:
+        going.encounter = going_encounter
+        assert stay_of(going, event) == "other"
+        refused = stay_rejection(going, event, "other")
+        assert refused.reason == "other_encounter" and said in refused.detail, refused.detail
+    assert stay_of(PatientWindow(), leaves(3.5, code="cancel_admit")) == "unknown"  # never scored
+
+
 def test_the_end_is_the_later_of_the_discharge_and_the_stays_newest_observation() -> None:
     going = stay(3)
     going.apply(vital(4.5))  # the monitor sent on after the recorded discharge time

@@ -143,6 +143,20 @@ def test_a_patient_moved_out_of_the_monitored_units_leaves_with_a_line_that_says
     assert line["state"] == "resumed" and line["reason"].startswith("transfer cancelled: the stay goes on")
 
 
+def test_a_patient_whose_admission_was_cancelled_leaves_with_a_line_that_says_so(client, feed) -> None:
+    sign_in(client, "ann")
+    feed.ingest(topics.SCORES, risk_score("p", 2, 6, "medium").model_dump_json().encode())
+    feed.ingest(topics.STAYS, left("p", 4.5, by="cancel_admit"))  # ADT^A11
+    line = client.get("/api/state").json()["recent"][0]
+    assert line["state"] == "discharged"
+    assert (
+        line["reason"] == "admission cancelled (entered in error, or not admitted): the stay ended; alert #a1 resolved"
+    )
+    rid = row_id_for("p", feed.settings.log_hash_key.get_secret_value().encode())
+    assert client.get(f"/api/patients/{rid}").json()["ended_by"] == "cancel_admit"
+    assert client.get("/api/state").json()["patients"] == []
+
+
 def test_a_cancelled_discharge_brings_the_card_back_and_the_stays_records_count_again() -> None:
     m = WardModel(b"k", 100)
     m.apply(topics.SCORES, risk_score("p", 2, 6, "medium").model_dump_json().encode())
