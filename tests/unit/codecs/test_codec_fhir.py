@@ -864,7 +864,7 @@ def test_the_transfer_fixture_ends_the_stay_at_the_fixtures_icu() -> None:
     assert decode_fhir(payload).events == []  # no units named: context
 
 
-# --- FHIR messages: an ADT cancel (A13, A12) converted by the HL7 v2-to-FHIR guide ---------------
+# --- FHIR messages: an ADT cancel (A13, A12, A11) converted by the HL7 v2-to-FHIR guide ----------
 
 A12_FIXTURE = "bundle-message-adt-a12-cancel-transfer.json"
 A13_FIXTURE = "bundle-message-adt-a13-cancel-discharge.json"
@@ -902,6 +902,17 @@ def test_an_a12_message_back_into_a_monitored_unit_cancels_the_transfer() -> Non
     assert "no monitored units" in none.detail
     ward = decode_fhir(payload, Units.of(["MICU"]))
     assert ward.events == [] and [r.reason for r in ward.ignored].count("adt_transfer") == 1
+
+
+def test_an_a11_message_cancels_the_admission_of_its_encounter() -> None:
+    """ADT^A11 converted to a message Bundle: the header's event says the admission was cancelled,
+    whatever status the converter gave the Encounter: a ``cancel_admit`` of that visit, at EVN-2."""
+    bundle = load(A13_FIXTURE)
+    (header,) = entries_of(bundle, "MessageHeader")
+    header["eventCoding"]["code"] = "A11"
+    (event,) = decode_fhir(encode(bundle), Units.of(["ICU-3"])).events
+    assert (event.code, event.encounter, event.ward) == ("cancel_admit", "V77120044", "ICU-3")
+    assert event.observed_at == datetime(2024, 3, 17, 8, 15, tzinfo=UTC)
 
 
 def test_a_cancel_sent_again_is_the_same_event() -> None:
