@@ -64,7 +64,8 @@ def role_quotas(
     """The quotas of the outside roles (module docstring)."""
     if ingest_bytes_per_s <= 0 or subscriber_bytes_per_s <= 0:
         raise ValueError("a quota is a number of bytes per second above 0")
-    user_of(p.ingest), user_of(p.subscriber)  # raise for a principal that can have no quota
+    for principal in (p.ingest, p.subscriber):
+        user_of(principal)  # raises for a principal that can have no quota
     return [
         Quota("ingest", p.ingest, PRODUCE, float(ingest_bytes_per_s)),
         Quota("subscriber", p.subscriber, FETCH, float(subscriber_bytes_per_s)),

@@ -7,7 +7,9 @@ services answer.
 
 It failed before the worker's Faust data folder moved to the temp dir: the image's user could not
 create ``vigil-data`` in ``/app``, and every worker of ``docker compose up`` stopped at start with
-PermissionError."""
+PermissionError. Compose runs Vigil's containers with a read-only root filesystem and a tmpfs at
+``/tmp``; where the tests run as root, so are these services here (``in_container``: a mount
+namespace whose ``/`` is read-only, its temp dir a fresh tmpfs)."""
 
 from __future__ import annotations
 
@@ -227,6 +229,40 @@ def as_image_user(image: Image) -> dict[str, object]:
     return {}
 
 
+def read_only_root_works() -> bool:
+    """Root may give a child a mount namespace of its own (``unshare -m``), where ``/`` is read-only."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("setpriv") is None:
+        return False
+    probe = ["unshare", "-m", "--propagation", "private", "mount", "-o", "remount,ro,bind", "/", "/"]
+    return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0  # noqa: S603
+
+
+def in_container(image: Image, service: str, command: list[str], env: dict[str, str]) -> list[str]:
+    """``command`` as compose runs ``service``: as the image's user and, where compose makes the
+    container's root filesystem read-only (``read_only``, with a ``tmpfs`` temp dir), in a mount
+    namespace whose ``/`` is read-only and whose temp dir (``TMPDIR``, set in ``env``) a fresh tmpfs.
+    Where this process may not do that (not root), the command as it is (``as_image_user``)."""
+    spec = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"][service]
+    if not (spec.get("read_only") and read_only_root_works() and image.recipe.user is not None):
+        return command
+    assert spec.get("tmpfs") == ["/tmp"], spec.get("tmpfs")
+    # compose's tmpfs at /tmp; here beside the image's files (which live in /tmp), where its user can reach it
+    tmp = image.root / f"tmp-{service}"
+    tmp.mkdir(exist_ok=True)
+    env["TMPDIR"] = str(tmp)
+    uid, gid = image.recipe.user
+    script = (
+        'mount -o remount,ro,bind / / && mount -t tmpfs -o mode=1777 tmpfs "$TMPDIR" && '
+        f'exec setpriv --reuid={uid} --regid={gid} --clear-groups "$@"'
+    )
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *command]
+
+
+def container_user(image: Image, argv: list[str]) -> dict[str, object]:
+    """Popen's user arguments for ``in_container``'s argv: none where it switches the user itself."""
+    return {} if argv[:1] == ["unshare"] else as_image_user(image)
+
+
 def test_the_image_makes_the_topics_and_its_worker_scores(image: Image, own_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from vigil.infra.connect import kafka_producer
     from vigil.infra.readback import TopicReader
@@ -237,14 +273,16 @@ def test_the_image_makes_the_topics_and_its_worker_scores(image: Image, own_stac
     settings = own_stack
     before = sorted(p.name for p in image.workdir.iterdir())
     env = image_env(image, settings)
+    topics_env = dict(env)
+    topics_argv = in_container(image, "topics", compose_command("topics")[0], topics_env)
     topics_run = subprocess.run(  # noqa: S603 - compose's one-shot topics service, before the workers
-        compose_command("topics")[0],
+        topics_argv,
         cwd=image.workdir,
-        env=env,
+        env=topics_env,
         capture_output=True,
         text=True,
         timeout=180,
-        **as_image_user(image),  # type: ignore[call-overload]
+        **container_user(image, topics_argv),  # type: ignore[call-overload]
     )
     assert topics_run.returncode == 0, topics_run.stdout[-2000:] + topics_run.stderr[-2000:]
     made = describe_replication(settings, topics.ALL_TOPICS)
@@ -254,15 +292,19 @@ def test_the_image_makes_the_topics_and_its_worker_scores(image: Image, own_stac
     env["VIGIL_HEALTH_PORT"] = str(health_port)
     log = tmp_path / "image-worker.log"
     reader = TopicReader(settings, keep_scores=True).start()
+    argv = in_container(image, "worker", compose_command("worker")[0], env)
+    if argv[0] == "unshare":  # the container's root is read-only indeed, its temp dir writable
+        probe = in_container(image, "worker", ["sh", "-c", 'touch "$TMPDIR/ok" && ! touch /var/tmp/x 2>/dev/null'], env)
+        assert subprocess.run(probe, env=env, timeout=30).returncode == 0  # noqa: S603
     with open(log, "wb") as out:
         worker = subprocess.Popen(  # noqa: S603 - the compose file's own command
-            compose_command("worker")[0],
+            argv,
             cwd=image.workdir,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            **as_image_user(image),  # type: ignore[call-overload]
+            **container_user(image, argv),  # type: ignore[call-overload]
         )
     producer = kafka_producer(settings)
     patient = f"image-{uuid.uuid4().hex[:8]}"
@@ -295,6 +337,8 @@ def test_the_image_makes_the_topics_and_its_worker_scores(image: Image, own_stac
                 os.killpg(worker.pid, signal.SIGKILL)
     text = log.read_text()
     assert worker.returncode == 0, text[-3000:]  # stopped cleanly by SIGTERM
+    if argv[0] == "unshare":  # Faust's data folder lived on the container's tmpfs, gone with it
+        assert not any(Path(env["TMPDIR"]).iterdir())
     assert "PermissionError" not in text and "telemetry" not in text, text[-3000:]
     assert sorted(p.name for p in image.workdir.iterdir()) == before  # nothing written to /app
 
@@ -315,15 +359,16 @@ def test_the_web_and_mllp_containers_answer(image: Image, own_stack, service: st
     command, port = compose_command(service)
     assert port is not None
     log = tmp_path / f"{service}.log"
+    argv = in_container(image, service, command, env)
     with open(log, "wb") as out:
         proc = subprocess.Popen(  # noqa: S603 - the compose file's own command
-            command,
+            argv,
             cwd=image.workdir,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            **as_image_user(image),  # type: ignore[call-overload]
+            **container_user(image, argv),  # type: ignore[call-overload]
         )
 
     def listening() -> bool:

@@ -28,6 +28,10 @@ def test_services_and_shape() -> None:
     assert services["topics"]["command"] == ["vigil", "stack", "topics", "--apply"]
     for service in ("worker", "mllp"):
         assert services[service]["depends_on"]["topics"] == {"condition": "service_completed_successfully"}
+    # Vigil's containers: a read-only root, a tmpfs temp dir (tests/integration/test_image.py runs them so)
+    vigil = [name for name, spec in services.items() if spec.get("command", [""])[0] == "vigil"]
+    assert sorted(vigil) == ["mllp", "topics", "web", "worker"]
+    assert all(services[s]["read_only"] is True and services[s]["tmpfs"] == ["/tmp"] for s in vigil)
 
 
 def _assert_is_a_setting(env_name: str) -> None:
