@@ -24,6 +24,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from vigil.infra.connect import redis_client, redis_endpoint
 from vigil.infra.secrets import REDIS_ADMIN_PASSWORD, REDIS_PASSWORD, REDIS_USER, ensure_secret, write_private
@@ -89,19 +90,23 @@ def redis_binary(settings: Settings) -> RedisBinary:
     return binary
 
 
+# What Vigil's clients may do (ACL user ``vigil``): their own keys, no dangerous commands, no scripts
+CLIENT_RULES: Final = "~vigil:* &* +@all -@dangerous -@scripting"
+# docker-compose's Redis: an unauthenticated connection may only PING (the healthcheck's redis-cli)
+PING_ONLY_DEFAULT: Final = "user default on nopass -@all +ping"
+
+
+def client_acl(password: str) -> str:
+    """The ``user`` directive of Vigil's clients, for a Redis config file."""
+    return f"user {REDIS_USER} on >{password} {CLIENT_RULES}"
+
+
 def _auth_conf(settings: Settings, paths: StackPaths) -> Path:
     admin = ensure_secret(settings.home, REDIS_ADMIN_PASSWORD).get_secret_value()
     worker = ensure_secret(settings.home, REDIS_PASSWORD).get_secret_value()
     conf = paths.redis / "auth.conf"
     write_private(
-        conf,
-        "\n".join(
-            [
-                f"user default on >{admin} ~* &* +@all -@scripting",
-                f"user {REDIS_USER} on >{worker} ~vigil:* &* +@all -@dangerous -@scripting",
-                "",
-            ]
-        ).encode(),
+        conf, "\n".join([f"user default on >{admin} ~* &* +@all -@scripting", client_acl(worker), ""]).encode()
     )
     return conf
 

@@ -182,9 +182,9 @@ def image_env(image: Image, settings, service: str = "worker") -> dict[str, str]
         **image.recipe.env,
         **compose_env(service),
         "VIGIL_KAFKA__BOOTSTRAP": settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}",
-        "VIGIL_REDIS__URL": (
-            f"redis://{REDIS_USER}:{password.get_secret_value()}@127.0.0.1:{settings.redis.embedded_port}/0"
-        ),
+        "VIGIL_REDIS__URL": f"redis://127.0.0.1:{settings.redis.embedded_port}/0",
+        "VIGIL_REDIS__USERNAME": REDIS_USER,  # compose's, as docker-compose.yml sets it
+        "VIGIL_REDIS__PASSWORD": password.get_secret_value(),  # compose's ${VIGIL_REDIS_PASSWORD}
     }
 
 

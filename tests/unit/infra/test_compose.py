@@ -58,3 +58,31 @@ def test_vigil_environment_is_valid_settings(service: str, monkeypatch: pytest.M
     settings = Settings()
     assert settings.kafka.bootstrap == "kafka:9092"
     assert settings.redis.url == "redis://redis:6379/0"
+
+
+def test_the_redis_users_file_needs_a_password_compose_can_give_and_redis_can_read(tmp_path, monkeypatch) -> None:
+    """`vigil stack redis-users`: one line when VIGIL_REDIS_PASSWORD is missing, short or holds what
+    Redis' config parser would read (a space, a quote); the file is the owner's alone."""
+    import typer
+    from typer.testing import CliRunner
+
+    from vigil.cli.stack import register
+    from vigil.schemas.errors import UserError
+
+    app = typer.Typer()
+    register(app)
+    out = tmp_path / "redis-users.conf"
+    for bad in ("", "short", "a" * 20 + " b", 'a"' * 10):
+        monkeypatch.setenv("VIGIL_REDIS_PASSWORD", bad)
+        refused = CliRunner().invoke(app, ["stack", "redis-users", "--out", str(out)])
+        assert isinstance(refused.exception, UserError) and "VIGIL_REDIS_PASSWORD" in str(refused.exception)
+    assert not out.exists()
+    monkeypatch.setenv("VIGIL_REDIS_PASSWORD", "x" * 32)
+    done = CliRunner().invoke(app, ["stack", "redis-users", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert out.read_text().splitlines() == [
+        "user default on nopass -@all +ping",
+        f"user vigil on >{'x' * 32} ~vigil:* &* +@all -@dangerous -@scripting",
+    ]
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert _compose()["services"]["redis"]["secrets"] == ["redis_users"]

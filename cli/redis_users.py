@@ -1,0 +1,44 @@
+"""``vigil stack redis-users``: the Redis config file of docker-compose's Redis, with Vigil's ACL user
+(the embedded stack's rules: ``infra.stack.redis_server.CLIENT_RULES``) and an unauthenticated
+``default`` user that may only PING (compose's healthcheck)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vigil.cli.jsonout import emit_json
+from vigil.infra.secrets import REDIS_USER, write_private
+from vigil.infra.stack.redis_server import PING_ONLY_DEFAULT, client_acl
+from vigil.schemas.errors import UserError
+
+PASSWORD_ENV = "VIGIL_REDIS_PASSWORD"  # what docker-compose.yml gives Vigil's containers as VIGIL_REDIS__PASSWORD
+MIN_PASSWORD_CHARS = 16
+
+
+def redis_users(
+    out: Path = typer.Option(Path("deploy/redis-users.conf"), "--out", help="the file to write (mode 0600)"),
+    json_out: Annotated[bool, typer.Option("--json", help="print a JSON summary as the last line")] = False,
+) -> None:
+    """Write docker-compose's Redis users: `vigil` with the password in VIGIL_REDIS_PASSWORD (the same
+    variable compose passes to Vigil's containers), allowed Vigil's keys only and no dangerous
+    command; `default`, for a connection that does not sign in, allowed only PING. The file holds the
+    password: it is written readable by its owner alone (give it the Redis image's user, uid 999)."""
+    password = os.environ.get(PASSWORD_ENV, "")
+    if not re.fullmatch(
+        rf"[A-Za-z0-9._~+/=-]{{{MIN_PASSWORD_CHARS},}}", password
+    ):  # nothing Redis' config parser reads
+        raise UserError(
+            f"{PASSWORD_ENV} must hold at least {MIN_PASSWORD_CHARS} letters, digits or ._~+/=- "
+            f"(e.g. export {PASSWORD_ENV}=$(openssl rand -hex 24)): docker-compose.yml gives the same to Vigil"
+        )
+    if out.parent and not out.parent.is_dir():
+        raise UserError(f"{out.parent} is not a folder: create it, or give --out another path")
+    write_private(out, f"{PING_ONLY_DEFAULT}\n{client_acl(password)}\n".encode())
+    typer.echo(f"wrote {out}: Redis users default (PING only) and {REDIS_USER}; next: sudo chown 999 {out}")
+    if json_out:
+        emit_json({"path": str(out), "users": ["default", REDIS_USER]})
