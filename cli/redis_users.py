@@ -36,7 +36,7 @@ def redis_users(
             f"{PASSWORD_ENV} must hold at least {MIN_PASSWORD_CHARS} letters, digits or ._~+/=- "
             f"(e.g. export {PASSWORD_ENV}=$(openssl rand -hex 24)): docker-compose.yml gives the same to Vigil"
         )
-    if out.parent and not out.parent.is_dir():
+    if not out.parent.is_dir():
         raise UserError(f"{out.parent} is not a folder: create it, or give --out another path")
     write_private(out, f"{PING_ONLY_DEFAULT}\n{client_acl(password)}\n".encode())
     typer.echo(f"wrote {out}: Redis users default (PING only) and {REDIS_USER}; next: sudo chown 999 {out}")

@@ -70,7 +70,7 @@ from vigil.schemas.codes import (
 )
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import PatientEvent, point_of_care
-from vigil.schemas.stays import StayEnded, StayResumed
+from vigil.schemas.stays import EndedBy, StayEnded, StayResumed
 
 # current: the stay the window holds; new: the first event after an end; the others are refused
 # (none: an end with nothing to end and nothing wrong, ``NO_OPEN_STAY``)
@@ -83,7 +83,7 @@ StayOf = Literal["current", "new", "none", "ended", "earlier", "unknown", "other
 # every accepted event is accounted for.
 NO_OPEN_STAY = "no_open_stay"
 # what each end is published as (``StayEnded.ended_by``) and the resolution of the stay's alert
-ENDED_BY: Final[dict[str, tuple[Literal["discharge", "transfer_out", "cancel_admit"], str]]] = {
+ENDED_BY: Final[dict[str, tuple[EndedBy, str]]] = {
     DISCHARGE: (DISCHARGE, DISCHARGED),
     TRANSFER_OUT: (TRANSFER_OUT, TRANSFERRED),
     CANCEL_ADMIT: (CANCEL_ADMIT, ADMISSION_CANCELLED),

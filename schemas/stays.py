@@ -23,6 +23,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 STAY_SCHEMA_VERSION = 2
+# what ended a stay (``StayEnded.ended_by``)
+EndedBy = Literal["discharge", "transfer_out", "cancel_admit"]
 
 
 class StayEnded(BaseModel):
@@ -43,7 +45,7 @@ class StayEnded(BaseModel):
     # what ended it: the patient was discharged (or died), or moved out of the monitored units to a
     # ward (``transfer_out``; ``ward`` is then the unit left), or the admission was cancelled
     # (``cancel_admit``: entered in error, or not admitted after all). Added in schema version 2's life.
-    ended_by: Literal["discharge", "transfer_out", "cancel_admit"] = "discharge"
+    ended_by: EndedBy = "discharge"
     # events of the stay that came in the discharge's own batch, before it: applied, never scored
     # (the patient had left), named here so every accepted event is accounted for
     unscored_event_ids: list[str] = Field(default_factory=list)

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -263,6 +264,23 @@ def container_user(image: Image, argv: list[str]) -> dict[str, object]:
     return {} if argv[:1] == ["unshare"] else as_image_user(image)
 
 
+def start_container(image: Image, service: str, command: list[str], env: dict[str, str], log: Path) -> Any:
+    """``service`` started as compose runs it (``in_container``), from the image's working directory,
+    its output in ``log``, in a process group of its own; ``Popen.args[0]`` is ``unshare`` where its
+    root is read-only."""
+    argv = in_container(image, service, command, env)
+    with open(log, "wb") as out:
+        return subprocess.Popen(  # noqa: S603 - the compose file's own command
+            argv,
+            cwd=image.workdir,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **container_user(image, argv),  # type: ignore[call-overload]
+        )
+
+
 def test_the_image_makes_the_topics_and_its_worker_scores(image: Image, own_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from vigil.infra.connect import kafka_producer
     from vigil.infra.readback import TopicReader
@@ -292,20 +310,11 @@ def test_the_image_makes_the_topics_and_its_worker_scores(image: Image, own_stac
     env["VIGIL_HEALTH_PORT"] = str(health_port)
     log = tmp_path / "image-worker.log"
     reader = TopicReader(settings, keep_scores=True).start()
-    argv = in_container(image, "worker", compose_command("worker")[0], env)
-    if argv[0] == "unshare":  # the container's root is read-only indeed, its temp dir writable
-        probe = in_container(image, "worker", ["sh", "-c", 'touch "$TMPDIR/ok" && ! touch /var/tmp/x 2>/dev/null'], env)
+    probe = in_container(image, "worker", ["sh", "-c", 'touch "$TMPDIR/ok" && ! touch /var/tmp/x 2>/dev/null'], env)
+    read_only = probe[0] == "unshare"
+    if read_only:  # the container's root is read-only indeed, its temp dir writable
         assert subprocess.run(probe, env=env, timeout=30).returncode == 0  # noqa: S603
-    with open(log, "wb") as out:
-        worker = subprocess.Popen(  # noqa: S603 - the compose file's own command
-            argv,
-            cwd=image.workdir,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            **container_user(image, argv),  # type: ignore[call-overload]
-        )
+    worker = start_container(image, "worker", compose_command("worker")[0], env, log)
     producer = kafka_producer(settings)
     patient = f"image-{uuid.uuid4().hex[:8]}"
     event = PatientEvent(
@@ -337,7 +346,7 @@ def test_the_image_makes_the_topics_and_its_worker_scores(image: Image, own_stac
                 os.killpg(worker.pid, signal.SIGKILL)
     text = log.read_text()
     assert worker.returncode == 0, text[-3000:]  # stopped cleanly by SIGTERM
-    if argv[0] == "unshare":  # Faust's data folder lived on the container's tmpfs, gone with it
+    if read_only:  # Faust's data folder lived on the container's tmpfs, gone with it
         assert not any(Path(env["TMPDIR"]).iterdir())
     assert "PermissionError" not in text and "telemetry" not in text, text[-3000:]
     assert sorted(p.name for p in image.workdir.iterdir()) == before  # nothing written to /app
@@ -359,17 +368,7 @@ def test_the_web_and_mllp_containers_answer(image: Image, own_stack, service: st
     command, port = compose_command(service)
     assert port is not None
     log = tmp_path / f"{service}.log"
-    argv = in_container(image, service, command, env)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(  # noqa: S603 - the compose file's own command
-            argv,
-            cwd=image.workdir,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            **container_user(image, argv),  # type: ignore[call-overload]
-        )
+    proc = start_container(image, service, command, env, log)
 
     def listening() -> bool:
         with socket.socket() as s:
