@@ -26,10 +26,10 @@ def _is(exc: BaseException, name: str) -> bool:
 
 def _kafka_down(exc: BaseException) -> bool:
     try:
-        from kafka.errors import KafkaError, NoBrokersAvailable
+        from kafka.errors import KafkaError  # kafka-python 3 has no NoBrokersAvailable: its bootstrap times out
     except ImportError:  # pragma: no cover - a dependency
         return False
-    return isinstance(exc, NoBrokersAvailable | KafkaError)
+    return isinstance(exc, KafkaError)
 
 
 def _redis_down(exc: BaseException) -> bool:
@@ -91,10 +91,17 @@ def explain(exc: BaseException) -> tuple[str, int]:
         return f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), EXIT_USER
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return f"address already in use ({exc}): choose another port", EXIT_USER
-    if _kafka_down(exc):
+    if _is(exc, "SaslAuthenticationFailedError"):
         return (
-            f"Kafka is not reachable ({type(exc).__name__}): start the stack with `vigil stack up`, "
-            "or set VIGIL_KAFKA__BOOTSTRAP",
+            "Kafka refused this client's sign-in: check VIGIL_KAFKA__SASL_USERNAME and VIGIL_KAFKA__SASL_PASSWORD",
+            EXIT_USER,
+        )
+    if _kafka_down(exc):
+        # kafka-python retries a refused sign-in or certificate until its bootstrap times out
+        return (
+            f"Kafka is not reachable, or did not let this client in ({type(exc).__name__}): start the stack with "
+            "`vigil stack up`, or set VIGIL_KAFKA__BOOTSTRAP; for a secured cluster check VIGIL_KAFKA__SASL_USERNAME, "
+            "__SASL_PASSWORD and __SSL_CAFILE (the broker logs a refused password as 'Failed authentication')",
             EXIT_FAILED,
         )
     if _redis_down(exc):

@@ -255,3 +255,17 @@ def test_a_file_this_user_may_not_read_names_the_user() -> None:
     assert message == (
         f"/run/secrets/vigil_users: Permission denied for uid {os.getuid()}, this process's user: give that user access"
     )
+
+
+def test_kafka_errors_are_one_line_that_names_the_sign_in_settings() -> None:
+    """kafka-python 3 retries a refused SCRAM password or an unknown CA until its bootstrap times out:
+    the line says where to look (not "unexpected KafkaTimeoutError")."""
+    from kafka.errors import KafkaTimeoutError, SaslAuthenticationFailedError
+
+    from vigil.cli.errors import EXIT_USER, explain
+
+    line, code = explain(KafkaTimeoutError("Unable to bootstrap from localhost:9092"))
+    assert line.startswith("Kafka is not reachable, or did not let this client in (KafkaTimeoutError)")
+    assert "VIGIL_KAFKA__SASL_USERNAME" in line and "__SSL_CAFILE" in line and code != 0
+    line, code = explain(SaslAuthenticationFailedError("invalid credentials"))
+    assert line.startswith("Kafka refused this client's sign-in") and code == EXIT_USER
