@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
 from vigil.infra.secrets import KAFKA_BROKER_PASSWORD, KAFKA_CLIENT_PASSWORD, ensure_secret, private_dir, write_private
 
 CERT_DAYS = 365
+LOOPBACK_NAMES = ("localhost", "127.0.0.1")  # what the embedded stack's broker certificate names
 
 
 @dataclass(frozen=True)
@@ -30,14 +33,15 @@ class SecureMaterial:
     broker_password: SecretStr
 
 
-def _issue_ca(tls: Path) -> None:
+def issue_ca(common_name: str = "Vigil local CA") -> tuple[Any, bytes]:
+    """A fresh CA: its private key and its certificate (PEM)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Vigil local CA")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -64,37 +68,30 @@ def _issue_ca(tls: Path) -> None:
         )
         .sign(key, hashes.SHA256())
     )
-    write_private(
-        tls / "ca.key",
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-    )
-    (tls / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key, cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _issue_broker_cert(tls: Path) -> None:
+def issue_server_pem(ca_key: Any, ca_pem: bytes, names: Sequence[str]) -> bytes:
+    """A broker's key and certificate for ``names`` (host names or IP addresses; the first is its
+    common name), signed by the CA, with the chain: one PEM for Kafka's ``ssl.keystore.type=PEM``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    ca_key = serialization.load_pem_private_key((tls / "ca.key").read_bytes(), password=None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    ca_cert = x509.load_pem_x509_certificate((tls / "ca.pem").read_bytes())
+    ca_cert = x509.load_pem_x509_certificate(ca_pem)
     # RSA for the broker: every JSSE and OpenSSL build negotiates it
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=CERT_DAYS))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
+        .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
@@ -103,8 +100,34 @@ def _issue_broker_cert(tls: Path) -> None:
         .sign(ca_key, hashes.SHA256())
     )
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    pem += cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(serialization.Encoding.PEM)
-    write_private(tls / "broker.pem", pem)
+    return pem + cert.public_bytes(serialization.Encoding.PEM) + ca_pem
+
+
+def _general_name(name: str) -> Any:
+    from cryptography import x509
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def _issue_ca(tls: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key, pem = issue_ca()
+    write_private(
+        tls / "ca.key",
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+    (tls / "ca.pem").write_bytes(pem)
+
+
+def _issue_broker_cert(tls: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    ca_key = serialization.load_pem_private_key((tls / "ca.key").read_bytes(), password=None)
+    write_private(tls / "broker.pem", issue_server_pem(ca_key, (tls / "ca.pem").read_bytes(), LOOPBACK_NAMES))
 
 
 def ensure_secure_material(home: Path) -> SecureMaterial:
