@@ -176,12 +176,17 @@ def image_env(image: Image, settings, service: str = "worker") -> dict[str, str]
 
     password = read_secret(settings.home, REDIS_PASSWORD)
     assert password is not None
+    # own_stack's Kafka is the plain embedded one: compose's SASL_SSL sign-in is tested against
+    # compose's own Kafka in test_compose_kafka.py
+    kafka_sign_in = ("VIGIL_KAFKA__SASL_USERNAME", "VIGIL_KAFKA__SASL_PASSWORD", "VIGIL_KAFKA__SSL_CAFILE")
+    compose = {k: v for k, v in compose_env(service).items() if k not in kafka_sign_in}
     return {
         "PATH": f"{image.root / 'venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin",
         "HOME": "/",
         "LANG": "C.UTF-8",
         **image.recipe.env,
-        **compose_env(service),
+        **compose,
+        "VIGIL_KAFKA__SECURITY_PROTOCOL": "PLAINTEXT",
         "VIGIL_KAFKA__BOOTSTRAP": settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}",
         "VIGIL_REDIS__URL": f"redis://127.0.0.1:{settings.redis.embedded_port}/0",
         "VIGIL_REDIS__USERNAME": REDIS_USER,  # compose's, as docker-compose.yml sets it

@@ -1,6 +1,7 @@
-"""docker-compose.yml describes production: Kafka (KRaft), Redis, the topics made once, two workers, the web app,
-the MLLP listener; every VIGIL_ variable it sets is a real setting (no Docker engine is needed to check that;
-tests/integration/test_image.py runs its topics and worker commands as the image would)."""
+"""docker-compose.yml describes production: Kafka (KRaft, SASL_SSL with ACLs), Redis, Kafka's roles and the
+topics made once, two workers, the web app, the MLLP listener; every VIGIL_ variable it sets is a real setting
+(no Docker engine is needed to check that; tests/integration/test_image.py runs its topics and worker commands
+as the image would, test_compose_kafka.py its Kafka and kafka-access service, test_compose_redis.py its Redis)."""
 
 import re
 from pathlib import Path
@@ -21,17 +22,24 @@ def test_services_and_shape() -> None:
     services = _compose()["services"]
     assert {"kafka", "redis", "worker", "web", "mllp"} <= set(services)
     assert services["mllp"]["command"][:2] == ["vigil", "mllp"]
-    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
+    # KRaft, started by Vigil's script (the image's own start cannot create SCRAM users)
+    assert services["kafka"]["entrypoint"] == ["/bin/sh", "/etc/vigil/kafka-start.sh"]
+    assert "./deploy/kafka-start.sh:/etc/vigil/kafka-start.sh:ro" in services["kafka"]["volumes"]
+    assert "process.roles=broker,controller" in (COMPOSE.parent / "deploy" / "kafka-start.sh").read_text()
     assert services["worker"]["deploy"]["replicas"] == 2
     assert services["worker"]["command"][:2] == ["vigil", "worker"]
-    # the topics exist, as specified, before a worker or the MLLP listener starts
+    # the roles' users, ACLs and quotas, then the topics, as specified, before a worker or the MLLP listener starts
+    assert services["kafka-access"]["command"] == ["vigil", "stack", "access", "--apply"]
+    assert services["topics"]["depends_on"]["kafka-access"] == {"condition": "service_completed_successfully"}
     assert services["topics"]["command"] == ["vigil", "stack", "topics", "--apply"]
     for service in ("worker", "mllp"):
         assert services[service]["depends_on"]["topics"] == {"condition": "service_completed_successfully"}
     # Vigil's containers: a read-only root, a tmpfs temp dir (tests/integration/test_image.py runs them so)
     vigil = [name for name, spec in services.items() if spec.get("command", [""])[0] == "vigil"]
-    assert sorted(vigil) == ["mllp", "topics", "web", "worker"]
+    assert sorted(vigil) == ["kafka-access", "mllp", "topics", "web", "worker"]
     assert all(services[s]["read_only"] is True and services[s]["tmpfs"] == ["/tmp"] for s in vigil)
+    # each checks the broker's certificate against compose's Kafka CA
+    assert all("kafka_ca" in services[s]["secrets"] for s in vigil)
 
 
 def _assert_is_a_setting(env_name: str) -> None:
@@ -48,15 +56,20 @@ def test_a_misspelt_variable_is_caught() -> None:
         _assert_is_a_setting("VIGIL_KAFKA_BOOTSTRAP")
 
 
-@pytest.mark.parametrize("service", ["topics", "worker", "web", "mllp"])
+@pytest.mark.parametrize("service", ["kafka-access", "topics", "worker", "web", "mllp"])
 def test_vigil_environment_is_valid_settings(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vigil.cli.access import PASSWORD_ENVS
+
     env = _compose()["services"][service]["environment"]
     for key, value in env.items():
-        if key.startswith("VIGIL_"):
+        if key.startswith("VIGIL_") and key not in PASSWORD_ENVS.values():  # read by `vigil stack access`
             monkeypatch.setenv(key, re.sub(r"\$\{[^}]*\}", "from-secret", str(value)))
             _assert_is_a_setting(key)
     settings = Settings()
     assert settings.kafka.bootstrap == "kafka:9092"
+    assert settings.kafka.security_protocol == "SASL_SSL"
+    assert settings.kafka.ssl_cafile == "/run/secrets/kafka_ca"
+    assert settings.kafka.sasl_username == ("vigil-broker" if service == "kafka-access" else "vigil")
     assert settings.redis.url == "redis://redis:6379/0"
 
 

@@ -1,0 +1,92 @@
+#!/bin/sh
+# docker-compose's Kafka (apache/kafka image, KRaft, one broker+controller node), started as Vigil's
+# secure embedded stack starts its own (infra/stack/kafka.py): clients only over SASL_SSL
+# (SCRAM-SHA-512, the certificate from `vigil stack kafka-tls`), Kafka's authorizer with no access
+# without an ACL, the controller listener on the container's loopback. The brokers' super user
+# `vigil-broker` (password VIGIL_KAFKA_ADMIN_PASSWORD) is created when the storage is formatted, the
+# first time; compose's one-shot kafka-access service then writes the role users, ACLs and quotas
+# (`vigil stack access --apply`). POSIX sh; every path and port can be moved by the environment
+# (tests/integration/test_compose_kafka.py runs this script on the same Kafka's jars).
+set -eu
+
+fail() {
+    echo "kafka-start: $*" >&2
+    exit 2
+}
+
+password=${VIGIL_KAFKA_ADMIN_PASSWORD:-}
+case $password in
+    "" | *[!A-Za-z0-9._~+/-]*) fail "VIGIL_KAFKA_ADMIN_PASSWORD needs at least 16 letters, digits or ._~+/- (e.g. \$(openssl rand -hex 24))" ;;
+esac
+[ "${#password}" -ge 16 ] || fail "VIGIL_KAFKA_ADMIN_PASSWORD needs at least 16 letters, digits or ._~+/- (e.g. \$(openssl rand -hex 24))"
+
+bin=${KAFKA_BIN:-/opt/kafka/bin}
+data=${KAFKA_DATA_DIR:-/var/lib/kafka/data}
+run=${KAFKA_RUN_DIR:-/tmp/vigil-kafka}
+broker_pem=${KAFKA_BROKER_PEM:-/run/secrets/kafka_broker_pem}
+ca=${KAFKA_CA:-/run/secrets/kafka_ca}
+host=${KAFKA_ADVERTISED_HOST:-kafka}
+listen=${KAFKA_LISTEN_HOST:-}
+port=${KAFKA_PORT:-9092}
+controller_port=${KAFKA_CONTROLLER_PORT:-9093}
+partitions=${KAFKA_NUM_PARTITIONS:-12}
+
+for file in "$broker_pem" "$ca"; do
+    [ -r "$file" ] || fail "cannot read $file: write it with \`vigil stack kafka-tls\`, then \`sudo chown 1000\` its broker.pem"
+done
+
+umask 077
+mkdir -p "$run"
+jaas="org.apache.kafka.common.security.scram.ScramLoginModule required username=\"vigil-broker\" password=\"$password\";"
+
+cat >"$run/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@localhost:$controller_port
+controller.listener.names=CONTROLLER
+listeners=SASL_SSL://$listen:$port,CONTROLLER://localhost:$controller_port
+advertised.listeners=SASL_SSL://$host:$port
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=$jaas
+ssl.keystore.type=PEM
+ssl.keystore.location=$broker_pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$ca
+ssl.client.auth=none
+ssl.enabled.protocols=TLSv1.3,TLSv1.2
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:vigil-broker;User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+log.dirs=$data
+num.partitions=$partitions
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+EOF
+
+# what the healthcheck signs in with: kafka-broker-api-versions.sh --command-config
+cat >"$run/client.properties" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=$jaas
+ssl.truststore.type=PEM
+ssl.truststore.location=$ca
+EOF
+
+if [ ! -f "$data/meta.properties" ]; then
+    # KRaft keeps SCRAM users in its metadata log: the super user exists from the first start
+    cluster_id=$("$bin/kafka-storage.sh" random-uuid)
+    "$bin/kafka-storage.sh" format "--cluster-id=$cluster_id" -c "$run/server.properties" \
+        --add-scram "SCRAM-SHA-512=[name=vigil-broker,password=$password]" >/dev/null
+    touch "$data/.vigil-scram"
+elif [ ! -f "$data/.vigil-scram" ]; then
+    fail "$data was formatted without Vigil's super user (a PLAINTEXT compose Kafka of before): let the workers catch up, then \`docker compose down\`, \`docker volume rm vigil_kafka-data\` and up again"
+fi
+
+exec "$bin/kafka-server-start.sh" "$run/server.properties"

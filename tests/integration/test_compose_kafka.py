@@ -1,0 +1,333 @@
+"""docker-compose's Kafka as compose runs it (no Docker engine here): its entrypoint,
+``deploy/kafka-start.sh``, run by Debian's POSIX sh with compose's environment on the same Kafka's
+jars (the image's ``kafka-storage.sh``, ``kafka-server-start.sh`` and
+``kafka-broker-api-versions.sh`` run these main classes), the certificates ``vigil stack kafka-tls``
+writes, then compose's one-shot ``kafka-access`` and ``topics`` commands with their environments.
+Only SASL_SSL with a known user gets in; each role may do what its ACLs say; the healthcheck signs
+in; a restart keeps the users; a volume formatted without them, or a password Kafka would misread,
+stops the start with one line."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import free_port, link_cached_kafka_jars, wait_for
+from vigil.infra.stack.processes import port_open
+from vigil.schemas import topics
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).parents[2]
+POM = REPO / "infra" / "kafka" / "pom.xml"
+
+
+def compose_service(name: str) -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"][name]
+
+
+def filled(env: dict, values: dict[str, str]) -> dict[str, str]:
+    """A compose environment with its ${NAME...} taken from ``values`` ('' where compose's default is empty)."""
+
+    def value(match: re.Match[str]) -> str:
+        return values.get(match.group(1), "")
+
+    return {k: re.sub(r"\$\{([A-Z_]+)[^}]*\}", value, str(v)) for k, v in env.items()}
+
+
+@dataclass
+class ComposeKafka:
+    port: int
+    folder: Path
+    env: dict[str, str]  # the script's environment
+    passwords: dict[str, str]
+    shims: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"localhost:{self.port}"
+
+    def start(self) -> subprocess.Popen[bytes]:
+        entrypoint = compose_service("kafka")["entrypoint"]
+        mounted = dict(v.split(":")[1::-1] for v in compose_service("kafka")["volumes"] if v.startswith("./"))
+        script = REPO / mounted[entrypoint[1]]  # the repository file compose mounts there
+        with (self.folder / "kafka.out").open("ab") as log:  # sh execs the broker: one process
+            self.proc = subprocess.Popen(
+                [entrypoint[0], str(script)], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )  # noqa: S603
+        return self.proc
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+    def vigil(self, service: str, *extra: str, **passwords: str) -> subprocess.CompletedProcess[str]:
+        """compose's command of ``service`` (a Vigil container) with its environment, at this broker
+        (``passwords``: the operator's variables changed)."""
+        env = {
+            **filled(compose_service(service)["environment"], self.passwords | passwords),
+            "VIGIL_KAFKA__BOOTSTRAP": self.bootstrap,
+            "VIGIL_KAFKA__SSL_CAFILE": str(self.folder / "tls" / "ca.pem"),  # compose's kafka_ca secret
+            "VIGIL_HOME": str(self.folder / "home"),
+            "PATH": "/usr/bin:/bin",
+        }
+        command = compose_service(service)["command"]
+        assert command[0] == "vigil"
+        return subprocess.run(  # noqa: S603 - compose's own command
+            [sys.executable, "-m", "vigil.cli", *command[1:], *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+
+def _kafka_tools_jar(folder: Path) -> Path:
+    """kafka-tools (BrokerApiVersionsCommand, the healthcheck's) of the broker's version, from Maven Central."""
+    version = re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text())
+    assert version is not None
+    got = subprocess.run(  # noqa: S603
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "dependency:copy",
+            f"-Dartifact=org.apache.kafka:kafka-tools:{version.group(1)}",
+            f"-DoutputDirectory={folder}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert got.returncode == 0, got.stdout[-2000:] + got.stderr[-2000:]
+    return folder / f"kafka-tools-{version.group(1)}.jar"
+
+
+def _shims(folder: Path) -> Path:
+    """The image's three scripts as this machine runs those main classes on the broker's jars."""
+    from vigil.infra.stack.jars import ensure_kafka_jars, java_cmd
+    from vigil.infra.stack.processes import StackPaths
+
+    home = folder / "jars-home"
+    link_cached_kafka_jars(home)
+    paths = StackPaths(home)
+    ensure_kafka_jars(paths)
+    tools = _kafka_tools_jar(folder / "tools")
+    bin_dir = folder / "bin"
+    bin_dir.mkdir()
+    mains = {
+        "kafka-storage.sh": "kafka.tools.StorageTool",
+        "kafka-server-start.sh": "kafka.Kafka",
+        "kafka-broker-api-versions.sh": "org.apache.kafka.tools.BrokerApiVersionsCommand",
+    }
+    for name, main in mains.items():
+        argv = java_cmd(paths, folder, folder / f"{name}.log", 512, main)
+        argv[argv.index("-cp") + 1] += f":{tools}"
+        (bin_dir / name).write_text(f'#!/bin/sh\nexec {shlex.join(argv)} "$@"\n')
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+@pytest.fixture
+def compose_kafka(tmp_path: Path) -> Iterator[ComposeKafka]:
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    made = subprocess.run(  # noqa: S603 - the command compose's comments tell the operator to run
+        [sys.executable, "-m", "vigil.cli", "stack", "kafka-tls", "--out", str(tls), "--json"],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert json.loads(made.stdout.strip().splitlines()[-1])["names"] == ["kafka", "localhost"]
+    passwords = {
+        "VIGIL_KAFKA_ADMIN_PASSWORD": secrets.token_hex(24),
+        "VIGIL_KAFKA_PASSWORD": secrets.token_urlsafe(24),
+        "VIGIL_KAFKA_INGEST_PASSWORD": secrets.token_hex(24),
+        # VIGIL_KAFKA_SUBSCRIBER_PASSWORD unset: compose's default, no subscriber user
+        "VIGIL_REDIS_PASSWORD": "unused-here",
+        "VIGIL_LOG_HASH_KEY": secrets.token_hex(16),
+    }
+    port, controller = free_port(), free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {
+        **filled(compose_service("kafka")["environment"], passwords),
+        "PATH": "/usr/bin:/bin",
+        # what compose's container has where the image keeps it, moved here
+        "KAFKA_BIN": str(_shims(tmp_path)),
+        "KAFKA_DATA_DIR": str(data),
+        "KAFKA_RUN_DIR": str(tmp_path / "run"),
+        "KAFKA_BROKER_PEM": str(tls / "broker.pem"),
+        "KAFKA_CA": str(tls / "ca.pem"),
+        "KAFKA_ADVERTISED_HOST": "localhost",
+        "KAFKA_LISTEN_HOST": "127.0.0.1",
+        "KAFKA_PORT": str(port),
+        "KAFKA_CONTROLLER_PORT": str(controller),
+    }
+    kafka = ComposeKafka(port, tmp_path, env, passwords, Path(env["KAFKA_BIN"]))
+    proc = kafka.start()
+    try:
+        assert wait_for(lambda: port_open("127.0.0.1", port) or proc.poll() is not None, 90), "no listener"
+        assert proc.poll() is None, (tmp_path / "kafka.out").read_text()[-3000:]
+        yield kafka
+    finally:
+        kafka.stop()
+
+
+def healthcheck(kafka: ComposeKafka) -> bool:
+    """compose's healthcheck of the kafka service, run here."""
+    test = compose_service("kafka")["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL"
+    command = (
+        test[1]
+        .replace("/opt/kafka/bin/", f"{kafka.shims}/")
+        .replace("localhost:9092", kafka.bootstrap)
+        .replace("/tmp/vigil-kafka/", f"{kafka.env['KAFKA_RUN_DIR']}/")
+    )
+    return subprocess.run(["/bin/sh", "-c", command], timeout=60).returncode == 0  # noqa: S603
+
+
+def _client(kafka: ComposeKafka, user: str | None, password: str | None, protocol: str = "SASL_SSL") -> dict:
+    options: dict = {"bootstrap_servers": kafka.bootstrap, "security_protocol": protocol}
+    if protocol != "PLAINTEXT":
+        options.update(ssl_cafile=str(kafka.folder / "tls" / "ca.pem"), ssl_check_hostname=True)
+    if user is not None:
+        options.update(sasl_mechanism="SCRAM-SHA-512", sasl_plain_username=user, sasl_plain_password=password)
+    return options
+
+
+def _attempt(action) -> str:  # type: ignore[no-untyped-def]
+    try:
+        action()
+        return "ok"
+    except Exception as exc:  # what the broker (or the client refusing it) answered
+        return type(exc).__name__
+
+
+def _admin(options: dict):  # type: ignore[no-untyped-def]
+    from kafka import KafkaAdminClient
+
+    return KafkaAdminClient(request_timeout_ms=5000, bootstrap_timeout_ms=6000, client_id="compose-probe", **options)
+
+
+def _metadata(options: dict) -> str:
+    def list_topics() -> None:
+        admin = _admin(options)
+        try:
+            admin.list_topics()
+        finally:
+            admin.close()
+
+    return _attempt(list_topics)
+
+
+def _produce(options: dict, topic: str) -> str:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(max_block_ms=10_000, retries=0, **options)
+    try:
+        return _attempt(lambda: producer.send(topic, key=b"compose-probe", value=b"{}").get(timeout=15))
+    finally:
+        producer.close(timeout=5)
+
+
+def test_compose_kafka_lets_in_only_its_users_each_to_its_role(compose_kafka: ComposeKafka) -> None:
+    kafka = compose_kafka
+    assert wait_for(lambda: healthcheck(kafka), 90), "compose's healthcheck of kafka failed"
+    admin_pw, service_pw = kafka.passwords["VIGIL_KAFKA_ADMIN_PASSWORD"], kafka.passwords["VIGIL_KAFKA_PASSWORD"]
+    ingest_pw = kafka.passwords["VIGIL_KAFKA_INGEST_PASSWORD"]
+    # before kafka-access: the super user only
+    assert _metadata(_client(kafka, "vigil-broker", admin_pw)) == "ok"
+    assert _metadata(_client(kafka, "vigil", service_pw)) != "ok"
+
+    access = kafka.vigil("kafka-access", "--json")
+    assert access.returncode == 0, access.stdout[-2000:] + access.stderr[-2000:]
+    summary = json.loads(access.stdout.strip().splitlines()[-1])
+    assert summary["users"] == ["vigil", "vigil-ingest"] and summary["applied"] is True
+    assert summary["written"] == summary["acls"] == 27
+    made = kafka.vigil("topics", "--json")
+    assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+    wrong = kafka.vigil("topics", VIGIL_KAFKA_PASSWORD="not-the-password-at-all")
+    lines = wrong.stderr.strip().splitlines()
+    assert wrong.returncode != 0 and len(lines) == 1 and "did not let this client in" in lines[0], wrong.stderr
+
+    service = _client(kafka, "vigil", service_pw)
+    results = {
+        "PLAINTEXT": _metadata(_client(kafka, None, None, "PLAINTEXT")),
+        "TLS without a user": _metadata(_client(kafka, None, None, "SSL")),
+        "vigil with a wrong password": _metadata(_client(kafka, "vigil", "not-the-password-at-all")),
+        "vigil-subscriber (no password set)": _metadata(_client(kafka, "vigil-subscriber", "x" * 24)),
+        "vigil describes the cluster": _metadata(service),
+        "vigil writes vigil.scores": _produce(service, topics.SCORES),
+        "vigil-ingest writes vigil.events.raw": _produce(_client(kafka, "vigil-ingest", ingest_pw), topics.EVENTS_RAW),
+        "vigil-ingest writes vigil.alerts": _produce(_client(kafka, "vigil-ingest", ingest_pw), topics.ALERTS),
+    }
+    allowed = (
+        "vigil describes the cluster",
+        "vigil writes vigil.scores",
+        "vigil-ingest writes vigil.events.raw",
+    )
+    assert {k: results[k] for k in allowed} == dict.fromkeys(allowed, "ok"), results
+    refused = {k: v for k, v in results.items() if k not in allowed}
+    assert all(v != "ok" for v in refused.values()), refused
+    assert results["vigil-ingest writes vigil.alerts"] == "TopicAuthorizationFailedError", results
+
+    # the service may not make itself more: ACLs are the super user's
+    from vigil.infra.kafka_access import Grant, apply_grants
+
+    admin = _admin(service)
+    try:
+        grab = Grant("service", "User:vigil-ingest", "topic", topics.ALERTS, "literal", "WRITE")
+        assert apply_grants(admin, [grab]).refused[0][1] == "ClusterAuthorizationFailedError"
+    finally:
+        admin.close()
+    # no password in a log or the script's output
+    out = (kafka.folder / "kafka.out").read_text()
+    assert not any(pw in out + access.stdout + access.stderr for pw in (admin_pw, service_pw, ingest_pw))
+    assert (Path(kafka.env["KAFKA_RUN_DIR"]) / "server.properties").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_restart_keeps_the_users_and_an_old_volume_or_a_bad_password_stops_the_start(
+    compose_kafka: ComposeKafka, tmp_path: Path
+) -> None:
+    kafka = compose_kafka
+    assert kafka.vigil("kafka-access").returncode == 0
+    service = _client(kafka, "vigil", kafka.passwords["VIGIL_KAFKA_PASSWORD"])
+    assert _metadata(service) == "ok"
+    # restart on the same volume: not formatted again, the users are kept
+    kafka.stop()
+    assert wait_for(lambda: not port_open("127.0.0.1", kafka.port), 60)
+    kafka.start()
+    assert wait_for(lambda: healthcheck(kafka), 120), (kafka.folder / "kafka.out").read_text()[-3000:]
+    assert _metadata(service) == "ok"
+
+    def start_with(**changes: str) -> subprocess.CompletedProcess[str]:
+        script = REPO / "deploy" / "kafka-start.sh"
+        env = {**kafka.env, **changes}
+        return subprocess.run(["/bin/sh", str(script)], env=env, capture_output=True, text=True, timeout=120)  # noqa: S603, S607
+
+    old = tmp_path / "old-volume"
+    old.mkdir()
+    (old / "meta.properties").write_text("version=1\n")  # formatted by the image's own start, without users
+    stopped = start_with(KAFKA_DATA_DIR=str(old))
+    assert stopped.returncode == 2 and "formatted without Vigil's super user" in stopped.stderr
+    assert len(stopped.stderr.strip().splitlines()) == 1
+    for bad in ("short", 'a"' * 12, "a" * 20 + ",password=x", "a" * 20 + " b"):
+        stopped = start_with(VIGIL_KAFKA_ADMIN_PASSWORD=bad)
+        assert stopped.returncode == 2 and "VIGIL_KAFKA_ADMIN_PASSWORD needs" in stopped.stderr, stopped.stderr
+    missing = start_with(KAFKA_BROKER_PEM=str(tmp_path / "nowhere.pem"))
+    assert missing.returncode == 2 and "vigil stack kafka-tls" in missing.stderr

@@ -1,0 +1,96 @@
+"""What docker-compose's Kafka is given: `vigil stack kafka-tls` (a CA and the broker's certificate for
+compose's host name) and `vigil stack access` (the role users' passwords from the environment, checked
+before anything reaches a broker, a JAAS line or StorageTool's --add-scram)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from vigil.cli.stack import register
+from vigil.schemas.errors import UserError
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+def test_kafka_tls_signs_the_brokers_names_and_keeps_its_key_private(tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    done = CliRunner().invoke(_app(), ["stack", "kafka-tls", "--out", str(tmp_path), "--host", "kafka", "--json"])
+    assert done.exit_code == 0, done.output
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
+    chain = x509.load_pem_x509_certificates((tmp_path / "broker.pem").read_bytes())
+    broker = chain[0]
+    assert chain[1] == ca
+    names = broker.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["kafka", "localhost"]  # compose's name, the healthcheck's
+    assert broker.issuer == ca.subject
+    public = ca.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    broker.verify_directly_issued_by(ca)
+    assert (tmp_path / "broker.pem").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "ca.pem").stat().st_mode & 0o777 == 0o644
+    assert b"PRIVATE KEY" in (tmp_path / "broker.pem").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broker.pem", "ca.pem"]  # the CA key is not kept
+
+
+def test_kafka_tls_names_an_ip_address_as_one(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    done = CliRunner().invoke(_app(), ["stack", "kafka-tls", "--out", str(tmp_path), "--host", "10.0.0.7"])
+    assert done.exit_code == 0, done.output
+    broker = x509.load_pem_x509_certificates((tmp_path / "broker.pem").read_bytes())[0]
+    names = broker.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["10.0.0.7"]
+
+
+def test_kafka_tls_needs_a_folder(tmp_path: Path) -> None:
+    refused = CliRunner().invoke(_app(), ["stack", "kafka-tls", "--out", str(tmp_path / "missing")])
+    assert isinstance(refused.exception, UserError) and "mkdir -p" in str(refused.exception)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "short",
+        "a" * 20 + '"',  # would end the JAAS line's password
+        "a" * 20 + ",password=x",  # would be read by --add-scram's parser
+        "a" * 20 + "]",
+        "a" * 20 + " b",
+        "a" * 20 + "=",
+        "a" * 20 + "\\",
+    ],
+)
+def test_a_password_kafka_would_misread_is_refused_by_name(bad: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vigil.cli import preflight
+
+    monkeypatch.setattr(preflight, "require_broker", lambda settings: pytest.fail("reached the broker"))
+    monkeypatch.setenv("VIGIL_KAFKA_PASSWORD", "x" * 24)
+    monkeypatch.setenv("VIGIL_KAFKA_INGEST_PASSWORD", bad)
+    refused = CliRunner().invoke(_app(), ["stack", "access", "--apply"])
+    assert isinstance(refused.exception, UserError)
+    assert "VIGIL_KAFKA_INGEST_PASSWORD" in str(refused.exception) and "vigil-ingest" in str(refused.exception)
+    assert bad not in str(refused.exception)
+
+
+def test_the_users_are_those_with_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    for name in ("VIGIL_KAFKA_PASSWORD", "VIGIL_KAFKA_INGEST_PASSWORD", "VIGIL_KAFKA_SUBSCRIBER_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VIGIL_KAFKA_PASSWORD", "0123456789abcdef-_.~+/")
+    monkeypatch.setenv("VIGIL_KAFKA_SUBSCRIBER_PASSWORD", "")  # compose's ${...:-}: no user
+    listed = CliRunner().invoke(_app(), ["stack", "access", "--json"])
+    assert listed.exit_code == 0, listed.output
+    summary = json.loads(listed.output.strip().splitlines()[-1])
+    assert summary["users"] == ["vigil"] and summary["applied"] is False
+    assert summary["acls"] == 27 and summary["quotas"] == 2
+    assert "0123456789abcdef" not in listed.output
