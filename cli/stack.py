@@ -187,14 +187,14 @@ def schemas_export(directory: Path, json_out: JsonFlag = False) -> None:
 def register(app: typer.Typer) -> None:
     from vigil.cli.access import access
     from vigil.cli.acls import acls
-    from vigil.cli.kafka_tls import kafka_tls
+    from vigil.cli.compose_tls import compose_tls
     from vigil.cli.quotas import quotas
     from vigil.cli.redis_users import redis_users
     from vigil.cli.topics import topics
 
     stack_app.command("access")(access)
     stack_app.command("acls")(acls)
-    stack_app.command("kafka-tls")(kafka_tls)
+    stack_app.command("compose-tls")(compose_tls)
     stack_app.command("quotas")(quotas)
     stack_app.command("redis-users")(redis_users)
     stack_app.command("topics")(topics)

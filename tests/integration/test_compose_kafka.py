@@ -1,7 +1,8 @@
 """docker-compose's Kafka as compose runs it (no Docker engine here): its entrypoint,
-``deploy/kafka-start.sh``, run by Debian's POSIX sh with compose's environment on the same Kafka's
+``deploy/kafka-start.sh``, run by busybox's sh (the image is Alpine's: its /bin/sh; Debian's dash
+where busybox is missing) with compose's environment on the same Kafka's
 jars (the image's ``kafka-storage.sh``, ``kafka-server-start.sh`` and
-``kafka-broker-api-versions.sh`` run these main classes), the certificates ``vigil stack kafka-tls``
+``kafka-broker-api-versions.sh`` run these main classes), the certificates ``vigil stack compose-tls``
 writes, then compose's one-shot ``kafka-access`` and ``topics`` commands with their environments.
 Only SASL_SSL with a known user gets in; each role may do what its ACLs say; the healthcheck signs
 in; a restart keeps the users; a volume formatted without them, or a password Kafka would misread,
@@ -13,6 +14,7 @@ import json
 import re
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,6 +32,10 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).parents[2]
 POM = REPO / "infra" / "kafka" / "pom.xml"
+SCRIPT = REPO / "deploy" / "kafka-start.sh"
+# compose's /bin/sh: the apache/kafka image is Alpine's, whose sh is busybox's (make system-deps)
+BUSYBOX = shutil.which("busybox")
+SH = [BUSYBOX, "sh"] if BUSYBOX else ["/bin/sh"]
 
 
 def compose_service(name: str) -> dict:
@@ -61,11 +67,9 @@ class ComposeKafka:
     def start(self) -> subprocess.Popen[bytes]:
         entrypoint = compose_service("kafka")["entrypoint"]
         mounted = dict(v.split(":")[1::-1] for v in compose_service("kafka")["volumes"] if v.startswith("./"))
-        script = REPO / mounted[entrypoint[1]]  # the repository file compose mounts there
+        assert entrypoint[0] == "/bin/sh" and REPO / mounted[entrypoint[1]] == SCRIPT  # what compose mounts there
         with (self.folder / "kafka.out").open("ab") as log:  # sh execs the broker: one process
-            self.proc = subprocess.Popen(
-                [entrypoint[0], str(script)], env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )  # noqa: S603
+            self.proc = subprocess.Popen([*SH, str(SCRIPT)], env=self.env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
         return self.proc
 
     def stop(self) -> None:
@@ -79,7 +83,7 @@ class ComposeKafka:
         env = {
             **filled(compose_service(service)["environment"], self.passwords | passwords),
             "VIGIL_KAFKA__BOOTSTRAP": self.bootstrap,
-            "VIGIL_KAFKA__SSL_CAFILE": str(self.folder / "tls" / "ca.pem"),  # compose's kafka_ca secret
+            "VIGIL_KAFKA__SSL_CAFILE": str(self.folder / "tls" / "ca.pem"),  # compose's tls_ca secret
             "VIGIL_HOME": str(self.folder / "home"),
             "PATH": "/usr/bin:/bin",
         }
@@ -145,14 +149,14 @@ def compose_kafka(tmp_path: Path) -> Iterator[ComposeKafka]:
     tls = tmp_path / "tls"
     tls.mkdir()
     made = subprocess.run(  # noqa: S603 - the command compose's comments tell the operator to run
-        [sys.executable, "-m", "vigil.cli", "stack", "kafka-tls", "--out", str(tls), "--json"],
+        [sys.executable, "-m", "vigil.cli", "stack", "compose-tls", "--out", str(tls), "--json"],
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert made.returncode == 0, made.stderr[-2000:]
-    assert json.loads(made.stdout.strip().splitlines()[-1])["names"] == ["kafka", "localhost"]
+    assert json.loads(made.stdout.strip().splitlines()[-1])["servers"]["kafka"] == ["kafka", "localhost"]
     passwords = {
         "VIGIL_KAFKA_ADMIN_PASSWORD": secrets.token_hex(24),
         "VIGIL_KAFKA_PASSWORD": secrets.token_urlsafe(24),
@@ -171,7 +175,7 @@ def compose_kafka(tmp_path: Path) -> Iterator[ComposeKafka]:
         "KAFKA_BIN": str(_shims(tmp_path)),
         "KAFKA_DATA_DIR": str(data),
         "KAFKA_RUN_DIR": str(tmp_path / "run"),
-        "KAFKA_BROKER_PEM": str(tls / "broker.pem"),
+        "KAFKA_BROKER_PEM": str(tls / "kafka.pem"),
         "KAFKA_CA": str(tls / "ca.pem"),
         "KAFKA_ADVERTISED_HOST": "localhost",
         "KAFKA_LISTEN_HOST": "127.0.0.1",
@@ -198,7 +202,7 @@ def healthcheck(kafka: ComposeKafka) -> bool:
         .replace("localhost:9092", kafka.bootstrap)
         .replace("/tmp/vigil-kafka/", f"{kafka.env['KAFKA_RUN_DIR']}/")
     )
-    return subprocess.run(["/bin/sh", "-c", command], timeout=60).returncode == 0  # noqa: S603
+    return subprocess.run([*SH, "-c", command], timeout=60).returncode == 0  # noqa: S603 - CMD-SHELL: the image's sh -c
 
 
 def _client(kafka: ComposeKafka, user: str | None, password: str | None, protocol: str = "SASL_SSL") -> dict:
@@ -316,9 +320,8 @@ def test_a_restart_keeps_the_users_and_an_old_volume_or_a_bad_password_stops_the
     assert _metadata(service) == "ok"
 
     def start_with(**changes: str) -> subprocess.CompletedProcess[str]:
-        script = REPO / "deploy" / "kafka-start.sh"
         env = {**kafka.env, **changes}
-        return subprocess.run(["/bin/sh", str(script)], env=env, capture_output=True, text=True, timeout=120)  # noqa: S603, S607
+        return subprocess.run([*SH, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120)  # noqa: S603
 
     old = tmp_path / "old-volume"
     old.mkdir()
@@ -330,4 +333,4 @@ def test_a_restart_keeps_the_users_and_an_old_volume_or_a_bad_password_stops_the
         stopped = start_with(VIGIL_KAFKA_ADMIN_PASSWORD=bad)
         assert stopped.returncode == 2 and "VIGIL_KAFKA_ADMIN_PASSWORD needs" in stopped.stderr, stopped.stderr
     missing = start_with(KAFKA_BROKER_PEM=str(tmp_path / "nowhere.pem"))
-    assert missing.returncode == 2 and "vigil stack kafka-tls" in missing.stderr
+    assert missing.returncode == 2 and "vigil stack compose-tls" in missing.stderr

@@ -178,8 +178,14 @@ def image_env(image: Image, settings, service: str = "worker") -> dict[str, str]
     assert password is not None
     # own_stack's Kafka is the plain embedded one: compose's SASL_SSL sign-in is tested against
     # compose's own Kafka in test_compose_kafka.py
-    kafka_sign_in = ("VIGIL_KAFKA__SASL_USERNAME", "VIGIL_KAFKA__SASL_PASSWORD", "VIGIL_KAFKA__SSL_CAFILE")
-    compose = {k: v for k, v in compose_env(service).items() if k not in kafka_sign_in}
+    # (and its Redis the plain embedded one: compose's TLS is tested in test_compose_redis.py)
+    sign_in = (
+        "VIGIL_KAFKA__SASL_USERNAME",
+        "VIGIL_KAFKA__SASL_PASSWORD",
+        "VIGIL_KAFKA__SSL_CAFILE",
+        "VIGIL_REDIS__SSL_CAFILE",
+    )
+    compose = {k: v for k, v in compose_env(service).items() if k not in sign_in}
     return {
         "PATH": f"{image.root / 'venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin",
         "HOME": "/",

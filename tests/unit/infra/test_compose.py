@@ -38,8 +38,8 @@ def test_services_and_shape() -> None:
     vigil = [name for name, spec in services.items() if spec.get("command", [""])[0] == "vigil"]
     assert sorted(vigil) == ["kafka-access", "mllp", "topics", "web", "worker"]
     assert all(services[s]["read_only"] is True and services[s]["tmpfs"] == ["/tmp"] for s in vigil)
-    # each checks the broker's certificate against compose's Kafka CA
-    assert all("kafka_ca" in services[s]["secrets"] for s in vigil)
+    # each checks Kafka's and Redis' certificates against compose's CA
+    assert all("tls_ca" in services[s]["secrets"] for s in vigil)
 
 
 def _assert_is_a_setting(env_name: str) -> None:
@@ -68,9 +68,10 @@ def test_vigil_environment_is_valid_settings(service: str, monkeypatch: pytest.M
     settings = Settings()
     assert settings.kafka.bootstrap == "kafka:9092"
     assert settings.kafka.security_protocol == "SASL_SSL"
-    assert settings.kafka.ssl_cafile == "/run/secrets/kafka_ca"
+    assert settings.kafka.ssl_cafile == "/run/secrets/tls_ca"
     assert settings.kafka.sasl_username == ("vigil-broker" if service == "kafka-access" else "vigil")
-    assert settings.redis.url == "redis://redis:6379/0"
+    assert settings.redis.url == "rediss://redis:6379/0"  # TLS only: compose's Redis has no plain port
+    assert settings.redis.ssl_cafile == "/run/secrets/tls_ca"
 
 
 def test_the_redis_users_file_needs_a_password_compose_can_give_and_redis_can_read(tmp_path, monkeypatch) -> None:
@@ -98,4 +99,4 @@ def test_the_redis_users_file_needs_a_password_compose_can_give_and_redis_can_re
         f"user vigil on >{'x' * 32} ~vigil:* &* +@all -@dangerous -@scripting",
     ]
     assert out.stat().st_mode & 0o777 == 0o600
-    assert _compose()["services"]["redis"]["secrets"] == ["redis_users"]
+    assert _compose()["services"]["redis"]["secrets"] == ["redis_users", "redis_pem", "tls_ca"]

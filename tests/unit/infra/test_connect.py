@@ -84,6 +84,23 @@ def test_embedded_redis_users_and_explicit_settings_win(tmp_path: Path) -> None:
     assert redis_endpoint(explicit).password.get_secret_value() == "given"
 
 
+def test_a_rediss_server_is_checked_against_the_configured_ca(tmp_path: Path) -> None:
+    """VIGIL_REDIS__SSL_CAFILE reaches the sync and asyncio clients of a rediss:// URL (compose's Redis,
+    whose certificate a private CA signed); a plain redis:// URL gets no TLS option at all."""
+    from vigil.infra.connect import redis_async_client, redis_client
+
+    ca = str(tmp_path / "ca.pem")
+    tls = Settings(home=tmp_path, redis=RedisSettings(url="rediss://redis:6379/0", ssl_cafile=ca))
+    for client in (redis_client(tls), redis_async_client(tls)):
+        kwargs = client.connection_pool.connection_kwargs
+        assert kwargs["ssl_ca_certs"] == ca and kwargs.get("ssl_cert_reqs", "required") == "required"
+    plain = Settings(home=tmp_path, redis=RedisSettings(url="redis://redis:6379/0", ssl_cafile=ca))
+    assert "ssl_ca_certs" not in redis_client(plain).connection_pool.connection_kwargs
+    # another address (`vigil alerts ls --redis`): its own scheme decides
+    assert redis_client(plain, url="rediss://other:6379/0").connection_pool.connection_kwargs["ssl_ca_certs"] == ca
+    assert "ssl_ca_certs" not in redis_client(tls, url="redis://other:6379/0").connection_pool.connection_kwargs
+
+
 def test_faust_gets_the_same_broker_list_and_credentials(tmp_path: Path) -> None:
     (tmp_path / "tls").mkdir()
     plain = faust_broker(embedded(tmp_path, brokers=3))

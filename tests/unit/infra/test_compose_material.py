@@ -1,5 +1,5 @@
-"""What docker-compose's Kafka is given: `vigil stack kafka-tls` (a CA and the broker's certificate for
-compose's host name) and `vigil stack access` (the role users' passwords from the environment, checked
+"""What docker-compose's Kafka and Redis are given: `vigil stack compose-tls` (a CA, and each server's
+certificate for compose's host name) and `vigil stack access` (the role users' passwords from the environment, checked
 before anything reaches a broker, a JAAS line or StorageTool's --add-scram)."""
 
 from __future__ import annotations
@@ -20,40 +20,40 @@ def _app() -> typer.Typer:
     return app
 
 
-def test_kafka_tls_signs_the_brokers_names_and_keeps_its_key_private(tmp_path: Path) -> None:
+def test_compose_tls_signs_each_servers_names_and_keeps_its_key_private(tmp_path: Path) -> None:
     from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric import ec
 
-    done = CliRunner().invoke(_app(), ["stack", "kafka-tls", "--out", str(tmp_path), "--host", "kafka", "--json"])
+    args = ["stack", "compose-tls", "--out", str(tmp_path), "--kafka-host", "kafka.example.org", "--json"]
+    done = CliRunner().invoke(_app(), args)
     assert done.exit_code == 0, done.output
     ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
-    chain = x509.load_pem_x509_certificates((tmp_path / "broker.pem").read_bytes())
-    broker = chain[0]
-    assert chain[1] == ca
-    names = broker.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert names.get_values_for_type(x509.DNSName) == ["kafka", "localhost"]  # compose's name, the healthcheck's
-    assert broker.issuer == ca.subject
-    public = ca.public_key()
-    assert isinstance(public, ec.EllipticCurvePublicKey)
-    broker.verify_directly_issued_by(ca)
-    assert (tmp_path / "broker.pem").stat().st_mode & 0o777 == 0o600
+    wanted = {"kafka.pem": ["kafka", "localhost", "kafka.example.org"], "redis.pem": ["redis", "localhost"]}
+    for file, names in wanted.items():
+        chain = x509.load_pem_x509_certificates((tmp_path / file).read_bytes())
+        assert chain[1] == ca
+        server = chain[0]
+        server.verify_directly_issued_by(ca)
+        san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert san.get_values_for_type(x509.DNSName) == names  # compose's name, the healthcheck's, the operator's
+        assert (tmp_path / file).stat().st_mode & 0o777 == 0o600
+        assert b"PRIVATE KEY" in (tmp_path / file).read_bytes()
     assert (tmp_path / "ca.pem").stat().st_mode & 0o777 == 0o644
-    assert b"PRIVATE KEY" in (tmp_path / "broker.pem").read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["broker.pem", "ca.pem"]  # the CA key is not kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.pem", "kafka.pem", "redis.pem"]  # no CA key kept
+    assert "sudo chown 1000" in done.output and "sudo chown 999" in done.output
 
 
-def test_kafka_tls_names_an_ip_address_as_one(tmp_path: Path) -> None:
+def test_compose_tls_names_an_ip_address_as_one(tmp_path: Path) -> None:
     from cryptography import x509
 
-    done = CliRunner().invoke(_app(), ["stack", "kafka-tls", "--out", str(tmp_path), "--host", "10.0.0.7"])
+    done = CliRunner().invoke(_app(), ["stack", "compose-tls", "--out", str(tmp_path), "--redis-host", "10.0.0.7"])
     assert done.exit_code == 0, done.output
-    broker = x509.load_pem_x509_certificates((tmp_path / "broker.pem").read_bytes())[0]
-    names = broker.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["10.0.0.7"]
+    server = x509.load_pem_x509_certificates((tmp_path / "redis.pem").read_bytes())[0]
+    san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["10.0.0.7"]
 
 
-def test_kafka_tls_needs_a_folder(tmp_path: Path) -> None:
-    refused = CliRunner().invoke(_app(), ["stack", "kafka-tls", "--out", str(tmp_path / "missing")])
+def test_compose_tls_needs_a_folder(tmp_path: Path) -> None:
+    refused = CliRunner().invoke(_app(), ["stack", "compose-tls", "--out", str(tmp_path / "missing")])
     assert isinstance(refused.exception, UserError) and "mkdir -p" in str(refused.exception)
 
 

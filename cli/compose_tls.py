@@ -1,0 +1,58 @@
+"""``vigil stack compose-tls``: the certificates of docker-compose's Kafka and Redis: a CA whose
+certificate Vigil's containers check both servers against, and each server's key and certificate for
+its host name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Final
+
+import typer
+
+from vigil.cli.jsonout import emit_json
+from vigil.infra.secrets import write_private
+from vigil.schemas.errors import UserError
+
+# each server: its file, its names (compose's service name; localhost, its healthcheck's) and the
+# uid of its image's user, who must own the file
+SERVERS: Final = {
+    "kafka": ("kafka.pem", 1000),  # apache/kafka's appuser
+    "redis": ("redis.pem", 999),  # the redis image's redis
+}
+
+
+def compose_tls(
+    out: Path = typer.Option(Path("deploy/tls"), "--out", help="the folder to write ca.pem, kafka.pem, redis.pem into"),
+    kafka_host: Annotated[
+        list[str] | None,
+        typer.Option("--kafka-host", help="another name (or IP address) clients reach Kafka by; repeat for more"),
+    ] = None,
+    redis_host: Annotated[
+        list[str] | None,
+        typer.Option("--redis-host", help="another name (or IP address) clients reach Redis by; repeat for more"),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print a JSON summary as the last line")] = False,
+) -> None:
+    """Write a new CA (ca.pem; its key is not kept) and, signed by it, Kafka's and Redis' keys and
+    certificates (kafka.pem, redis.pem: mode 0600, give each its image's user: uid 1000 for Kafka,
+    999 for Redis) for compose's service names (kafka, redis), localhost and the names given. Valid a
+    year: run it again to renew them all, then recreate the stack. Replaces the files that are there."""
+    from vigil.infra.stack.tls import CERT_DAYS, issue_ca, issue_server_pem
+
+    if not out.is_dir():
+        raise UserError(f"{out} is not a folder: create it (mkdir -p {out}), or give --out another path")
+    extra = {"kafka": kafka_host or [], "redis": redis_host or []}
+    ca_key, ca_pem = issue_ca("Vigil compose CA")
+    names: dict[str, list[str]] = {}
+    for server, (file, _uid) in SERVERS.items():
+        names[server] = list(dict.fromkeys([server, "localhost", *(h.strip() for h in extra[server] if h.strip())]))
+        write_private(out / file, issue_server_pem(ca_key, ca_pem, names[server]))
+    ca_file = out / "ca.pem"
+    ca_file.write_bytes(ca_pem)
+    ca_file.chmod(0o644)  # public: every Vigil container reads it
+    chown = " && ".join(f"sudo chown {uid} {out / file}" for file, uid in SERVERS.values())
+    typer.echo(
+        f"wrote {ca_file}, {', '.join(str(out / f) for f, _ in SERVERS.values())} ({CERT_DAYS} days); next: {chown}"
+    )
+    if json_out:
+        emit_json({"ca": str(ca_file), "servers": names, "folder": str(out), "days": CERT_DAYS})
