@@ -2,7 +2,9 @@
 ``finished`` ``Encounter`` (the stay's end: a ``discharge`` event, ``models.stays``), an
 ``in-progress`` one whose newest move left a monitored unit for a unit neither monitored nor away
 (a ``transfer_out``, where the site names its units: ``care_units.Units``), a ``cancelled`` or
-``entered-in-error`` inpatient one (a ``cancel_admit``, as an ADT^A11) and ``Bundle``
+``entered-in-error`` inpatient one (a ``cancel_admit``, as an ADT^A11), an ``in-progress`` one
+whose ``statusHistory`` says it was ``finished`` (reopened: a ``cancel_discharge``, as an ADT^A13)
+and ``Bundle``
 (transaction, batch, collection, searchset, message, history) of those. A result whose Bundle
 carries its Encounter is placed in the unit that Encounter had the patient in (``fhir_places``):
 its ward, and, where the site names its units, ignored when it is none of them. The Encounter of a
@@ -259,6 +261,7 @@ def _decode_resource(resource: dict[str, Any], ctx: _Context, *, where: str, ful
     moving = (  # where the site names its units, an Encounter with a location history is read (and checked)
         ctx.units.monitored and isinstance(status, str) and status in MOVING_ENCOUNTER_STATUSES
     ) and bool(resource.get("location"))
+    reopened = resource_type == "Encounter" and was_finished(resource)
     cancel = ctx.by_full_url.message
     if (
         cancel is not None
@@ -266,7 +269,12 @@ def _decode_resource(resource: dict[str, Any], ctx: _Context, *, where: str, ful
         and cancel.concerns(full_url, resource_type, resource.get("id"))
     ):
         entry: tuple[Any, _Handler] | None = (Encounter, _decode_encounter_cancel)  # what the message says happened
-    elif resource_type == "Encounter" and status not in ("finished", *CANCELLED_ENCOUNTER_STATUSES) and not moving:
+    elif (
+        resource_type == "Encounter"
+        and status not in ("finished", *CANCELLED_ENCOUNTER_STATUSES)
+        and not moving
+        and not reopened
+    ):
         # an Encounter that goes on is context (an Observation's encounter); its end is an event, and
         # where the site names its units, a move out of them (``_decode_encounter_move``)
         ctx.ignore("context_resource", f"{where}Encounter ({str(resource.get('status'))[:20]})")
@@ -563,6 +571,9 @@ def _decode_encounter(enc: Encounter, raw: dict[str, Any], ctx: _Context, where:
     if enc.status in CANCELLED_ENCOUNTER_STATUSES:
         _decode_encounter_cancelled(enc, ctx, where, key)
         return
+    if enc.status != "finished" and _reopened_at(enc) is not None:
+        _decode_encounter_reopened(enc, ctx, where, key)
+        return
     if enc.status != "finished":
         _decode_encounter_move(enc, ctx, where, key)
         return
@@ -636,6 +647,56 @@ def _decode_encounter_move(enc: Encounter, ctx: _Context, where: str, key: str) 
     move = key.split("/_history/")[0]  # the move's identity: the same in every later version
     ward = ctx.units.stay_unit(was)
     ctx.add(_stay_event(code, move, f"{code}:{end.isoformat()}", patient_id, end, enc, ward, where))
+
+
+def was_finished(raw: dict[str, Any]) -> bool:
+    """An Encounter going on again (``in-progress``, ``onleave``) whose ``statusHistory`` lists a
+    ``finished`` period: its discharge was undone (before the resource is checked)."""
+    history, status = raw.get("statusHistory"), raw.get("status")  # any JSON values until checked
+    return (
+        isinstance(status, str)
+        and status in MOVING_ENCOUNTER_STATUSES
+        and isinstance(history, list)
+        and any(isinstance(h, dict) and h.get("status") == "finished" for h in history)
+    )
+
+
+def _reopened_at(enc: Encounter) -> Any:
+    """The newest ``finished`` period of an Encounter going on again (``was_finished``), else None."""
+    if enc.status not in MOVING_ENCOUNTER_STATUSES:
+        return None
+    finished = [h.period for h in enc.statusHistory or [] if h.status == "finished" and h.period is not None]
+    return max(finished, key=lambda period: instant_key(period.start), default=None)
+
+
+def _decode_encounter_reopened(enc: Encounter, ctx: _Context, where: str, key: str) -> None:
+    """An Encounter ``in-progress`` again whose ``statusHistory`` says it was ``finished``: its
+    discharge was entered in error (or undone), as ADT^A13 says -> one ``cancel_discharge`` of this
+    Encounter (``models.stays.resume`` gives back the stay its discharge ended, with its history).
+    Its time: the end of the ``finished`` period (when the Encounter went on again), else
+    ``meta.lastUpdated``. Its id is the Encounter's and that period's start (the discharge undone),
+    not its version's: every later update of the Encounter is the same event again (a
+    ``duplicate``); a second discharge, undone too, is another."""
+    period = _reopened_at(enc)
+    assert period is not None
+    patient = _quiet_patient_id(ctx, enc.subject)
+    places = places_of(enc, ctx.units, ctx.by_full_url)
+    if enc.id and patient:
+        ctx.result.encounters[patient, enc.id] = places
+    times = [("the finished statusHistory's period.end", period.end)]
+    times.append(("meta.lastUpdated", enc.meta.lastUpdated if enc.meta is not None else None))
+    at = _first_time(
+        times, ctx, where, "a reopened Encounter without the end of its finished period or meta.lastUpdated"
+    )
+    patient_id = _patient_id(enc.subject, ctx, where) if at is not None else None
+    if at is None or patient_id is None:
+        return
+    undone = str(period.start or "")
+    ward = ward_of(unit_at(places, None))
+    event = _stay_event(
+        CANCEL_DISCHARGE, key.split("/_history/")[0], f"reopened:{undone}", patient_id, at, enc, ward, where
+    )
+    ctx.add(event)
 
 
 def _decode_encounter_cancel(enc: Encounter, raw: dict[str, Any], ctx: _Context, where: str, key: str) -> None:

@@ -262,3 +262,73 @@ def test_a_cancelled_admission_ends_the_stay_of_its_visit_and_no_other(stack, sh
     assert wait_for(ended, timeout=60), f"no end: {dict(r.snapshot().dead_letter_reasons)}"
     (record,) = ended()
     assert (record["ended_by"], record["encounter"], record["source"]) == ("cancel_admit", "V77120044", "hl7v2")
+
+
+def fhir_encounter(pid: str, status: str, at: datetime, **extra: object) -> bytes:
+    """The visit's FHIR Encounter as a server sends it on an update (``at``: the discharge's time)."""
+    import json
+
+    resource = {
+        "resourceType": "Encounter",
+        "id": "V77120044",
+        "status": status,
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": f"Patient/{pid}"},
+        "period": {
+            "start": (at - timedelta(hours=3)).isoformat(),
+            **({"end": at.isoformat()} if status == "finished" else {}),
+        },
+        **extra,
+    }
+    return json.dumps(resource).encode()
+
+
+def test_a_fhir_encounter_in_progress_again_after_its_discharge_resumes_the_stay(
+    stack, shared_worker, producer, reader
+) -> None:
+    """A FHIR server that undoes a discharge by setting the Encounter back to in-progress (its
+    statusHistory keeping the finished period), with no A13 message: through `vigil.ingest.fhir` the
+    finished Encounter ended the stay, the reopened one resumes it with its history; the server's next
+    update of the same Encounter is the same cancel again, a duplicate that resumes nothing."""
+    from tests.integration.test_transfers import stay_records
+
+    r = reader(keep_scores=True)
+    pid = unique_patient("reopen")
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=12)
+    stay = [
+        e.model_copy(update={"encounter": "V77120044"})
+        for h in range(3)
+        for e in vitals(pid, h, 88, 18, 120, 96, 37.4, base)
+    ]
+    send(producer, stay)
+    assert wait_for(lambda: {e.event_id for e in stay} <= r.snapshot().scored_ids, timeout=60)
+    left = base + timedelta(hours=2, minutes=40)
+    producer.send(topics.INGEST_FHIR, key=pid.encode(), value=fhir_encounter(pid, "finished", left))
+    producer.flush()
+    assert wait_for(lambda: stay_records(r, pid, "stay_ended"), timeout=60), (
+        f"no end: {dict(r.snapshot().dead_letter_reasons)}"
+    )
+
+    undone = left + timedelta(minutes=25)
+    history = [{"status": "finished", "period": {"start": left.isoformat(), "end": undone.isoformat()}}]
+    duplicates = r.snapshot().dead_letter_reasons["duplicate"]
+    for version in ("8", "9"):  # the update that undid the discharge, then the server's next one
+        update = fhir_encounter(pid, "in-progress", left, statusHistory=history, meta={"versionId": version})
+        producer.send(topics.INGEST_FHIR, key=pid.encode(), value=update)
+    producer.flush()
+    assert wait_for(lambda: stay_records(r, pid, "stay_resumed"), timeout=60), (
+        f"not resumed: {dict(r.snapshot().dead_letter_reasons)}"
+    )
+    assert wait_for(lambda: r.snapshot().dead_letter_reasons["duplicate"] > duplicates, timeout=60)
+    (record,) = stay_records(r, pid, "stay_resumed")
+    assert (record["encounter"], record["source"], record["hours"]) == ("V77120044", "fhir", 3)
+    assert record["cancelled_at"].startswith(undone.strftime("%Y-%m-%dT%H:%M"))
+    later = vitals(pid, 4, 120, 26, 95, 92, 38.9, base)
+    send(producer, later)
+    assert wait_for(lambda: {e.event_id for e in later} <= r.snapshot().scored_ids, timeout=60)
+    hours = [
+        s["hour"]
+        for (p, _), s in r.snapshot().last_scores.items()
+        if p == pid and {e.event_id for e in later} & set(s["event_ids"])
+    ]
+    assert hours == [4]  # the stay's own hours, not a next stay's hour 0

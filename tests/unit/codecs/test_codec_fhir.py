@@ -655,6 +655,89 @@ def test_an_encounter_that_is_not_finished_is_context_even_without_class(status:
     assert [r.reason for r in result.ignored] == ["context_resource"]
 
 
+def reopened(**extra: Any) -> dict[str, Any]:
+    """enc-9 in progress again: finished at 15:40 UTC, its discharge undone at 17:05."""
+    history = [
+        {"status": "in-progress", "period": {"start": "2024-03-14T08:00:00Z", "end": "2024-03-15T15:40:00Z"}},
+        {"status": "finished", "period": {"start": "2024-03-15T15:40:00Z", "end": "2024-03-15T17:05:00Z"}},
+    ]
+    resource = encounter(
+        "in-progress", statusHistory=history, meta={"versionId": "7", "lastUpdated": "2024-03-15T17:06:00Z"}
+    )
+    del resource["period"]["end"]
+    resource.update(extra)
+    return resource
+
+
+def test_an_encounter_in_progress_again_after_finished_cancels_its_discharge() -> None:
+    """A server that undoes a discharge by setting the Encounter back to in-progress, its statusHistory
+    keeping the finished period (no A13 message): a ``cancel_discharge`` of that Encounter, as ADT^A13,
+    when the finished period ended (else meta.lastUpdated); one id for every later version."""
+    event = only_event(encode(reopened()))
+    assert (event.kind, event.code, event.value, event.patient_id) == ("encounter", "cancel_discharge", 1.0, "p1")
+    assert event.encounter == "enc-9" and event.observed_at == datetime(2024, 3, 15, 17, 5, tzinfo=UTC)
+    later = reopened(meta={"versionId": "8", "lastUpdated": "2024-03-16T09:00:00Z"})
+    assert only_event(encode(later)).event_id == event.event_id  # the next update: the same event again
+    open_ended = reopened()
+    del open_ended["statusHistory"][1]["period"]["end"]
+    assert only_event(encode(open_ended)).observed_at == datetime(2024, 3, 15, 17, 6, tzinfo=UTC)  # lastUpdated
+    del open_ended["meta"]
+    refused = decode_fhir(encode(open_ended)).rejected
+    assert [r.reason for r in refused] == ["missing_time"] and "reopened Encounter" in refused[0].detail
+    # a second discharge, undone too, is another event
+    again = reopened()
+    again["statusHistory"].append(
+        {"status": "finished", "period": {"start": "2024-03-16T10:00:00Z", "end": "2024-03-16T10:30:00Z"}}
+    )
+    second = only_event(encode(again))
+    assert second.event_id != event.event_id and second.observed_at == datetime(2024, 3, 16, 10, 30, tzinfo=UTC)
+
+
+def test_the_reopened_fixture_cancels_the_discharge_it_undid() -> None:
+    payload = (FIXTURES / "encounter-reopened-after-discharge.json").read_bytes()
+    (event,) = decode_fhir(payload, Units.of(["ICU-3"])).events
+    assert (event.code, event.patient_id, event.encounter, event.ward) == (
+        "cancel_discharge",
+        "4420011",
+        "V77120044",
+        "ICU-3",
+    )
+    assert event.observed_at == datetime(2024, 3, 17, 8, 15, tzinfo=UTC)
+
+
+def test_a_reopened_encounter_in_a_monitored_unit_resumes_there_and_places_its_results() -> None:
+    units = Units.of(["ICU-3"])
+    located = reopened(
+        location=[{"location": {"display": "ICU-3"}, "status": "active", "period": {"start": "2024-03-14T08:00:00Z"}}]
+    )
+    result = decode_fhir(encode(located), units)
+    (event,) = result.events
+    assert (event.code, event.ward) == ("cancel_discharge", "ICU-3")
+    assert [p.unit for p in result.encounters["p1", "enc-9"]] == ["ICU-3"]
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        None,  # no history: context, as before
+        [{"status": "in-progress", "period": {"start": "2024-03-14T08:00:00Z"}}],
+        [{"status": "arrived", "period": {"start": "2024-03-14T07:00:00Z", "end": "2024-03-14T08:00:00Z"}}],
+    ],
+)
+def test_an_encounter_going_on_that_was_never_finished_is_context(history: list[dict[str, Any]] | None) -> None:
+    resource = encounter("in-progress") if history is None else encounter("in-progress", statusHistory=history)
+    result = decode_fhir(encode(resource))
+    assert result.events == [] and result.rejected == []
+    assert [r.reason for r in result.ignored] == ["context_resource"]
+
+
+def test_a_finished_encounter_with_history_is_its_discharge_not_a_cancel() -> None:
+    resource = reopened()
+    resource["status"] = "finished"
+    resource["period"]["end"] = "2024-03-16T12:00:00Z"
+    assert only_event(encode(resource)).code == "discharge"
+
+
 @pytest.mark.parametrize(
     ("period", "reason", "detail"),
     [
