@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import free_port, link_cached_kafka_jars, wait_for
+from tests.conftest import link_cached_kafka_jars, wait_for
 from vigil.infra.stack.processes import port_open
 from vigil.schemas import topics
 
@@ -77,21 +75,24 @@ class ComposeKafka:
             self.proc.terminate()
             self.proc.wait(30)
 
-    def vigil(self, service: str, *extra: str, **passwords: str) -> subprocess.CompletedProcess[str]:
-        """compose's command of ``service`` (a Vigil container) with its environment, at this broker
-        (``passwords``: the operator's variables changed)."""
-        env = {
+    def env_of(self, service: str, **passwords: str) -> dict[str, str]:
+        """compose's environment of ``service`` (a Vigil container), at this broker (``passwords``:
+        the operator's variables changed)."""
+        return {
             **filled(compose_service(service)["environment"], self.passwords | passwords),
             "VIGIL_KAFKA__BOOTSTRAP": self.bootstrap,
             "VIGIL_KAFKA__SSL_CAFILE": str(self.folder / "tls" / "ca.pem"),  # compose's tls_ca secret
             "VIGIL_HOME": str(self.folder / "home"),
             "PATH": "/usr/bin:/bin",
         }
+
+    def vigil(self, service: str, *extra: str, **passwords: str) -> subprocess.CompletedProcess[str]:
+        """compose's command of ``service`` with its environment (``env_of``), at this broker."""
         command = compose_service(service)["command"]
         assert command[0] == "vigil"
         return subprocess.run(  # noqa: S603 - compose's own command
             [sys.executable, "-m", "vigil.cli", *command[1:], *extra],
-            env=env,
+            env=self.env_of(service, **passwords),
             capture_output=True,
             text=True,
             timeout=120,
@@ -142,54 +143,6 @@ def _shims(folder: Path) -> Path:
         (bin_dir / name).write_text(f'#!/bin/sh\nexec {shlex.join(argv)} "$@"\n')
         (bin_dir / name).chmod(0o755)
     return bin_dir
-
-
-@pytest.fixture
-def compose_kafka(tmp_path: Path) -> Iterator[ComposeKafka]:
-    tls = tmp_path / "tls"
-    tls.mkdir()
-    made = subprocess.run(  # noqa: S603 - the command compose's comments tell the operator to run
-        [sys.executable, "-m", "vigil.cli", "stack", "compose-tls", "--out", str(tls), "--json"],
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert made.returncode == 0, made.stderr[-2000:]
-    assert json.loads(made.stdout.strip().splitlines()[-1])["servers"]["kafka"] == ["kafka", "localhost"]
-    passwords = {
-        "VIGIL_KAFKA_ADMIN_PASSWORD": secrets.token_hex(24),
-        "VIGIL_KAFKA_PASSWORD": secrets.token_urlsafe(24),
-        "VIGIL_KAFKA_INGEST_PASSWORD": secrets.token_hex(24),
-        # VIGIL_KAFKA_SUBSCRIBER_PASSWORD unset: compose's default, no subscriber user
-        "VIGIL_REDIS_PASSWORD": "unused-here",
-        "VIGIL_LOG_HASH_KEY": secrets.token_hex(16),
-    }
-    port, controller = free_port(), free_port()
-    data = tmp_path / "data"
-    data.mkdir()
-    env = {
-        **filled(compose_service("kafka")["environment"], passwords),
-        "PATH": "/usr/bin:/bin",
-        # what compose's container has where the image keeps it, moved here
-        "KAFKA_BIN": str(_shims(tmp_path)),
-        "KAFKA_DATA_DIR": str(data),
-        "KAFKA_RUN_DIR": str(tmp_path / "run"),
-        "KAFKA_BROKER_PEM": str(tls / "kafka.pem"),
-        "KAFKA_CA": str(tls / "ca.pem"),
-        "KAFKA_ADVERTISED_HOST": "localhost",
-        "KAFKA_LISTEN_HOST": "127.0.0.1",
-        "KAFKA_PORT": str(port),
-        "KAFKA_CONTROLLER_PORT": str(controller),
-    }
-    kafka = ComposeKafka(port, tmp_path, env, passwords, Path(env["KAFKA_BIN"]))
-    proc = kafka.start()
-    try:
-        assert wait_for(lambda: port_open("127.0.0.1", port) or proc.poll() is not None, 90), "no listener"
-        assert proc.poll() is None, (tmp_path / "kafka.out").read_text()[-3000:]
-        yield kafka
-    finally:
-        kafka.stop()
 
 
 def healthcheck(kafka: ComposeKafka) -> bool:

@@ -6,20 +6,15 @@ environment and keep their state; a connection that does not sign in (the health
 
 from __future__ import annotations
 
-import secrets
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 import yaml
 
-from tests.conftest import free_port, wait_for
 from tests.integration.test_image import compose_env
-from vigil.infra.stack.processes import port_open
 
 pytestmark = pytest.mark.integration
 
@@ -34,38 +29,6 @@ def in_compose(args: list[str], files: dict[str, Path], port: int) -> list[str]:
     """compose's argv with its secrets' paths as files here and its port 6379 moved to ``port``."""
     moved = [str(files.get(a.removeprefix("/run/secrets/"), a)) if a.startswith("/run/secrets/") else a for a in args]
     return [str(port) if a == "6379" else a for a in moved]
-
-
-@pytest.fixture
-def compose_redis(tmp_path: Path) -> Iterator[tuple[int, str, dict[str, Path]]]:
-    """(port, password, compose's secrets as files here) of a redis-server started with compose's command."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server missing (make system-deps)")
-    password, users, tls = secrets.token_hex(24), tmp_path / "redis-users.conf", tmp_path / "tls"
-    tls.mkdir()
-    for command in (["redis-users", "--out", str(users)], ["compose-tls", "--out", str(tls)]):
-        made = subprocess.run(  # noqa: S603 - the commands compose's comments tell the operator to run
-            [sys.executable, "-m", "vigil.cli", "stack", *command, "--json"],
-            env={"PATH": "/usr/bin:/bin", "VIGIL_REDIS_PASSWORD": password, "HOME": str(tmp_path)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert made.returncode == 0, made.stderr[-2000:]
-    assert users.stat().st_mode & 0o777 == 0o600
-    files = {"redis_users": users, "redis_pem": tls / "redis.pem", "tls_ca": tls / "ca.pem"}
-    command = compose_service("redis")["command"]
-    assert command[:2] == ["redis-server", "/run/secrets/redis_users"]
-    port = free_port()
-    args = [binary, *in_compose(command[1:], files, port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # noqa: S603
-    try:
-        assert wait_for(lambda: port_open("127.0.0.1", port) or proc.poll() is not None, 30) and proc.poll() is None
-        yield port, password, files
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_vigil_signs_in_over_tls_with_composes_environment_and_the_healthcheck_may_only_ping(

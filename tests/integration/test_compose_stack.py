@@ -1,0 +1,94 @@
+"""docker-compose.yml in full, as far as this machine runs it without a Docker engine: compose's Kafka
+(``deploy/kafka-start.sh`` on the same jars) and Redis (Debian's redis-server, compose's command)
+with one CA from `vigil stack compose-tls`, compose's one-shot ``kafka-access`` and ``topics``, then a
+worker with compose's worker environment and command: an EHR integration's event (as vigil-ingest)
+is scored, a pager reads the score (as vigil-subscriber), and compose's healthcheck of the worker
+passes. Every connection is the compose network's: SASL_SSL to Kafka, TLS to Redis, each checked
+against the compose CA and the server's name."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port, wait_for
+from tests.integration.test_compose_kafka import ComposeKafka, _client, compose_service
+from vigil.schemas import topics
+
+pytestmark = pytest.mark.integration
+
+
+def test_composes_worker_scores_over_its_kafka_and_redis(
+    compose_kafka: ComposeKafka, compose_redis: tuple[int, str, dict[str, Path]], tmp_path: Path
+) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from vigil.schemas.events import PatientEvent
+
+    kafka = compose_kafka
+    redis_port, redis_password, files = compose_redis
+    pager_pw = secrets.token_hex(24)
+    access = kafka.vigil("kafka-access", VIGIL_KAFKA_SUBSCRIBER_PASSWORD=pager_pw)
+    assert access.returncode == 0, access.stdout[-2000:] + access.stderr[-2000:]
+    made = kafka.vigil("topics")
+    assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+
+    command = compose_service("worker")["command"]
+    metrics = command.index("--metrics-port") + 1
+    command = [*command[:metrics], str(free_port()), *command[metrics + 1 :]]
+    health = free_port()
+    env = {
+        **kafka.env_of("worker", VIGIL_REDIS_PASSWORD=redis_password),
+        "VIGIL_REDIS__URL": f"rediss://localhost:{redis_port}/0",  # compose's rediss://redis:6379/0
+        "VIGIL_REDIS__SSL_CAFILE": str(files["tls_ca"]),  # compose's tls_ca, the same CA as Kafka's
+        "VIGIL_HEALTH_PORT": str(health),
+    }
+    assert env["VIGIL_REDIS__SSL_CAFILE"] == env["VIGIL_KAFKA__SSL_CAFILE"]
+    log = tmp_path / "compose-worker.log"
+    with log.open("ab") as out:
+        worker = subprocess.Popen(  # noqa: S603 - compose's own command
+            [sys.executable, "-m", "vigil.cli", *command[1:]], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    ingest = KafkaProducer(**_client(kafka, "vigil-ingest", kafka.passwords["VIGIL_KAFKA_INGEST_PASSWORD"]))
+    pager = KafkaConsumer(
+        group_id=f"vigil-subscriber-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        **_client(kafka, "vigil-subscriber", pager_pw),
+    )
+    pager.subscribe([topics.SCORES])
+    patient = f"compose-{uuid.uuid4().hex[:8]}"
+    event = PatientEvent(
+        patient_id=patient,
+        observed_at=datetime.now(UTC) - timedelta(minutes=2),
+        kind="vital",
+        code="HR",
+        value=131.0,
+        unit="/min",
+        source="test",
+    )
+    seen: list[bytes] = []
+
+    def pager_read_it() -> bool:
+        seen.extend(r.key for records in pager.poll(timeout_ms=1000).values() for r in records)
+        return patient.encode() in seen or worker.poll() is not None
+
+    try:
+        ingest.send(topics.EVENTS_RAW, key=patient.encode(), value=event.model_dump_json().encode()).get(timeout=30)
+        assert wait_for(pager_read_it, 180) and worker.poll() is None, log.read_text()[-4000:]
+        check = compose_service("worker")["healthcheck"]["test"]
+        assert check[:3] == ["CMD", "python", "-c"] and "127.0.0.1:8081/readyz" in check[3]
+        probe = [sys.executable, "-c", check[3].replace("127.0.0.1:8081", f"127.0.0.1:{health}")]
+        assert wait_for(lambda: subprocess.run(probe, timeout=10).returncode == 0, 60), log.read_text()[-4000:]  # noqa: S603
+        written = log.read_text()
+        assert not any(pw in written for pw in (*kafka.passwords.values(), redis_password, pager_pw) if len(pw) > 12)
+    finally:
+        pager.close()
+        ingest.close()
+        worker.terminate()
+        worker.wait(30)
