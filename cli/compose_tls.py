@@ -1,6 +1,6 @@
-"""``vigil stack compose-tls``: the certificates of docker-compose's Kafka and Redis: a CA whose
-certificate Vigil's containers check both servers against, and each server's key and certificate for
-its host name."""
+"""``vigil stack compose-tls``: the certificates of docker-compose's Kafka, Redis and dashboard: a CA
+whose certificate Vigil's containers check Kafka and Redis against, and each server's key and
+certificate for its host names."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from vigil.schemas.errors import UserError
 SERVERS: Final = {
     "kafka": ("kafka.pem", 1000),  # apache/kafka's appuser
     "redis": ("redis.pem", 999),  # the redis image's redis
+    "web": ("web.pem", 10001),  # Vigil's image (the dashboard and POST /fhir over HTTPS)
 }
 
 
@@ -31,17 +32,25 @@ def compose_tls(
         list[str] | None,
         typer.Option("--redis-host", help="another name (or IP address) clients reach Redis by; repeat for more"),
     ] = None,
+    web_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--web-host", help="a name (or IP address) browsers reach the dashboard by, e.g. vigil.icu.example.org"
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON summary as the last line")] = False,
 ) -> None:
-    """Write a new CA (ca.pem; its key is not kept) and, signed by it, Kafka's and Redis' keys and
-    certificates (kafka.pem, redis.pem: mode 0600, give each its image's user: uid 1000 for Kafka,
-    999 for Redis) for compose's service names (kafka, redis), localhost and the names given. Valid a
-    year: run it again to renew them all, then recreate the stack. Replaces the files that are there."""
+    """Write a new CA (ca.pem; its key is not kept) and, signed by it, Kafka's, Redis' and the
+    dashboard's keys and certificates (kafka.pem, redis.pem, web.pem: mode 0600, give each its
+    image's user: uid 1000 for Kafka, 999 for Redis, 10001 for Vigil's) for compose's service names
+    (kafka, redis, web), localhost and the names given. Browsers trust the dashboard's once ca.pem is
+    installed as a CA, or give the web service your hospital's certificate instead. Valid a year: run
+    it again to renew them all, then recreate the stack. Replaces the files that are there."""
     from vigil.infra.stack.tls import CERT_DAYS, issue_ca, issue_server_pem
 
     if not out.is_dir():
         raise UserError(f"{out} is not a folder: create it (mkdir -p {out}), or give --out another path")
-    extra = {"kafka": kafka_host or [], "redis": redis_host or []}
+    extra = {"kafka": kafka_host or [], "redis": redis_host or [], "web": web_host or []}
     ca_key, ca_pem = issue_ca("Vigil compose CA")
     names: dict[str, list[str]] = {}
     for server, (file, _uid) in SERVERS.items():

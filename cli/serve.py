@@ -32,9 +32,16 @@ def serve(
     ),
     backfill: int = typer.Option(5000, min=0, help="records per partition read back at start for the ward state"),
     secure_cookies: bool = typer.Option(False, help="mark cookies Secure (when served over HTTPS)"),
+    tls_cert: Path = typer.Option(
+        None, help="serve HTTPS with this certificate (PEM; default: VIGIL_WEB__TLS_CERT)", show_default=False
+    ),
+    tls_key: Path = typer.Option(
+        None, help="its private key (default: VIGIL_WEB__TLS_KEY, else in the certificate's file)", show_default=False
+    ),
     bootstrap: BootstrapOpt = None,
 ) -> None:
-    """Serve the ward dashboard, /healthz, /readyz, /metrics and the FHIR intake."""
+    """Serve the ward dashboard, /healthz, /readyz, /metrics and the FHIR intake, over HTTPS with a
+    certificate (then cookies are Secure and browsers are told to keep to HTTPS)."""
     import uvicorn
 
     from vigil.agents.web.app import create_app
@@ -48,16 +55,42 @@ def serve(
     require_real_log_key(settings, "serve")  # dashboard row ids are keyed with it too (a UserError)
     configure_logging()
     port = port or settings.web_port
+    tls = https_options(tls_cert or settings.web.tls_cert, tls_key or settings.web.tls_key)
     require_free_port(host, port)  # fail before announcing a URL that is someone else's
     path = users_file or default_users_file(settings)
     # re-read when the file changes: a removed user or a new password ends the old sessions
     users = UserDirectory(path)
     feed = KafkaWardFeed(settings, backfill=backfill)
-    app = create_app(settings, feed, users=users, cookie_secure=secure_cookies)
+    app = create_app(settings, feed, users=users, cookie_secure=secure_cookies or tls is not None)
     count = len(users.current())
     hint = "" if count else f"; add one with `vigil users add NAME --role clinician` ({path})"
-    console.print(f"Vigil dashboard on http://{host}:{port}/ ({count} users{hint})", highlight=False)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    scheme = "https" if tls is not None else "http"
+    console.print(f"Vigil dashboard on {scheme}://{host}:{port}/ ({count} users{hint})", highlight=False)
+    cert_file, key_file = tls or (None, None)
+    uvicorn.run(
+        app, host=host, port=port, log_config=None, access_log=False, ssl_certfile=cert_file, ssl_keyfile=key_file
+    )
+
+
+def https_options(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
+    """uvicorn's certificate and key files for ``cert`` (and ``key``; None: the key is in the
+    certificate's file), None for plain HTTP; one line naming the setting when they cannot be used."""
+    import ssl
+
+    from vigil.schemas.errors import UserError
+
+    if cert is None:
+        if key is not None:
+            raise UserError("VIGIL_WEB__TLS_KEY (--tls-key) needs VIGIL_WEB__TLS_CERT (--tls-cert)")
+        return None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(
+            f"HTTPS: cannot use the certificate {cert}{f' and key {key}' if key else ''} ({exc}): "
+            "give a PEM certificate and its key (VIGIL_WEB__TLS_CERT, VIGIL_WEB__TLS_KEY)"
+        ) from None
+    return str(cert), str(key or cert)
 
 
 @users_app.command("add")

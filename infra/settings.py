@@ -228,6 +228,10 @@ class WebSettings(BaseModel):
     # FHIR intake: entries per request (413 beyond) and body size
     fhir_max_entries: int = Field(default=1000, ge=1, le=10_000)
     fhir_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # HTTPS: the server's certificate (PEM, with its chain) and key (the same file when it holds
+    # both); cookies are then marked Secure and browsers told to keep to HTTPS (HSTS)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
 
 class Settings(BaseSettings):

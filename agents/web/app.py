@@ -87,4 +87,6 @@ async def security_headers(request: Request, call_next: Any) -> Response:
         response.headers.setdefault(name, value)
     if request.url.path.startswith(NO_STORE_PREFIXES) or request.url.path == "/":
         response.headers.setdefault("Cache-Control", "no-store")
+    if request.url.scheme == "https":  # served over TLS (vigil serve --tls-cert): browsers keep to it
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response

@@ -20,7 +20,7 @@ from vigil.infra.stack.processes import port_open
 
 @pytest.fixture
 def compose_tls(tmp_path: Path) -> Path:
-    """The folder `vigil stack compose-tls` writes (compose's ``deploy/tls``): ca.pem, kafka.pem, redis.pem."""
+    """The folder `vigil stack compose-tls` writes (compose's ``deploy/tls``): ca.pem, kafka.pem, redis.pem, web.pem."""
     tls = tmp_path / "tls"
     tls.mkdir()
     made = subprocess.run(  # noqa: S603 - the command compose's comments tell the operator to run
@@ -32,7 +32,7 @@ def compose_tls(tmp_path: Path) -> Path:
     )
     assert made.returncode == 0, made.stderr[-2000:]
     servers = json.loads(made.stdout.strip().splitlines()[-1])["servers"]
-    assert servers == {"kafka": ["kafka", "localhost"], "redis": ["redis", "localhost"]}
+    assert servers == {"kafka": ["kafka", "localhost"], "redis": ["redis", "localhost"], "web": ["web", "localhost"]}
     return tls
 
 

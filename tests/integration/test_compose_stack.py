@@ -3,8 +3,9 @@
 with one CA from `vigil stack compose-tls`, compose's one-shot ``kafka-access`` and ``topics``, then a
 worker with compose's worker environment and command: an EHR integration's event (as vigil-ingest)
 is scored, a pager reads the score (as vigil-subscriber), and compose's healthcheck of the worker
-passes. Every connection is the compose network's: SASL_SSL to Kafka, TLS to Redis, each checked
-against the compose CA and the server's name."""
+passes; the web service serves the dashboard over HTTPS and passes its healthcheck. Every connection
+is the compose network's: SASL_SSL to Kafka, TLS to Redis and to the dashboard, each checked against
+the compose CA and the server's name."""
 
 from __future__ import annotations
 
@@ -87,8 +88,62 @@ def test_composes_worker_scores_over_its_kafka_and_redis(
         assert wait_for(lambda: subprocess.run(probe, timeout=10).returncode == 0, 60), log.read_text()[-4000:]  # noqa: S603
         written = log.read_text()
         assert not any(pw in written for pw in (*kafka.passwords.values(), redis_password, pager_pw) if len(pw) > 12)
+        web_over_https(env, files, tmp_path)
     finally:
         pager.close()
         ingest.close()
         worker.terminate()
         worker.wait(30)
+
+
+def web_over_https(worker_env: dict[str, str], files: dict[str, Path], tmp_path: Path) -> None:
+    """compose's ``web`` service beside the worker: its command and environment, the certificate
+    `vigil stack compose-tls` wrote for it; the sign-in page over HTTPS (HSTS, Secure cookies) and
+    compose's healthcheck (HTTPS /readyz checked against the compose CA)."""
+    import ssl
+    import urllib.request
+
+    users = tmp_path / "users.json"
+    users.write_text("[]")
+    web_pem = files["tls_ca"].parent / "web.pem"
+    spec = compose_service("web")
+    env = {
+        **worker_env,
+        **{k: v for k, v in spec["environment"].items() if k.startswith("VIGIL_WEB__")},
+        "VIGIL_USERS_FILE": str(users),  # compose's vigil_users secret
+        "VIGIL_API_TOKEN": secrets.token_hex(16),
+    }
+    assert env["VIGIL_WEB__TLS_CERT"] == env["VIGIL_WEB__TLS_KEY"] == "/run/secrets/web_pem"
+    env["VIGIL_WEB__TLS_CERT"] = env["VIGIL_WEB__TLS_KEY"] = str(web_pem)
+    command = spec["command"]
+    port = free_port()
+    command = [*command[: command.index("--port") + 1], str(port)]
+    log = tmp_path / "compose-web.log"
+    with log.open("ab") as out:
+        web = subprocess.Popen(  # noqa: S603 - compose's own command
+            [sys.executable, "-m", "vigil.cli", *command[1:]], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    ca = ssl.create_default_context(cafile=str(files["tls_ca"]))
+
+    def signin_page() -> bool:
+        try:
+            with urllib.request.urlopen(f"https://localhost:{port}/login", timeout=5, context=ca) as answer:
+                return answer.status == 200 and "max-age" in answer.headers["Strict-Transport-Security"]
+        except OSError:
+            return web.poll() is not None
+
+    try:
+        assert wait_for(signin_page, 90) and web.poll() is None, log.read_text()[-3000:]
+        check = spec["healthcheck"]["test"]
+        assert check[:3] == ["CMD", "python", "-c"]
+        probe = (
+            check[3].replace("localhost:8000", f"localhost:{port}").replace("/run/secrets/tls_ca", str(files["tls_ca"]))
+        )
+        assert wait_for(lambda: subprocess.run([sys.executable, "-c", probe], timeout=10).returncode == 0, 90), (  # noqa: S603
+            log.read_text()[-3000:]
+        )
+        with pytest.raises(OSError):  # plain HTTP is not served
+            urllib.request.urlopen(f"http://localhost:{port}/login", timeout=5)  # noqa: S310
+    finally:
+        web.terminate()
+        web.wait(30)

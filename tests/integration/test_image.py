@@ -19,6 +19,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -213,11 +214,21 @@ def compose_command(service: str) -> tuple[list[str], int | None]:
     return command, listening
 
 
-def compose_healthcheck(service: str, compose_port: str, port: int) -> list[str]:
-    """``service``'s healthcheck command (its ``CMD`` form), its port moved to ``port``."""
+def compose_healthcheck(
+    service: str, compose_port: str, port: int, secrets: dict[str, Path] | None = None
+) -> list[str]:
+    """``service``'s healthcheck command (its ``CMD`` form), its port moved to ``port`` and compose's
+    secrets (``/run/secrets/NAME``) to the files of ``secrets``."""
     test = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"][service]["healthcheck"]["test"]
     assert test[0] == "CMD", test
-    return [arg.replace(f"127.0.0.1:{compose_port}/", f"127.0.0.1:{port}/") for arg in test[1:]]
+    moved = []
+    for arg in test[1:]:
+        for host in ("127.0.0.1", "localhost"):
+            arg = arg.replace(f"{host}:{compose_port}/", f"{host}:{port}/")
+        for name, path in (secrets or {}).items():
+            arg = arg.replace(f"/run/secrets/{name}", str(path))
+        moved.append(arg)
+    return moved
 
 
 def healthy(image: Image, env: dict[str, str], command: list[str]) -> bool:
@@ -363,6 +374,23 @@ def test_the_image_makes_the_topics_and_its_worker_scores(image: Image, own_stac
     assert sorted(p.name for p in image.workdir.iterdir()) == before  # nothing written to /app
 
 
+def compose_tls_files(image: Image) -> dict[str, Path]:
+    """compose's ``tls_ca`` and ``web_pem`` secrets, as `vigil stack compose-tls` writes them and the
+    operator gives web.pem to the image's user (``sudo chown 10001``)."""
+    folder = image.root / "tls"
+    folder.mkdir(exist_ok=True)
+    made = subprocess.run(  # noqa: S603 - the command compose's comments tell the operator to run
+        [sys.executable, "-m", "vigil.cli", "stack", "compose-tls", "--out", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    if os.geteuid() == 0 and image.recipe.user is not None:
+        os.chown(folder / "web.pem", *image.recipe.user)
+    return {"tls_ca": folder / "ca.pem", "web_pem": folder / "web.pem"}
+
+
 @pytest.mark.parametrize("service", ["web", "mllp"])
 def test_the_web_and_mllp_containers_answer(image: Image, own_stack, service: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """compose's ``web`` (the dashboard and FHIR intake) and ``mllp`` services, run as the image runs
@@ -376,6 +404,10 @@ def test_the_web_and_mllp_containers_answer(image: Image, own_stack, service: st
         users.write_text("[]")
         users.chmod(0o644)
         env["VIGIL_USERS_FILE"] = str(users)
+    secrets = compose_tls_files(image) if "VIGIL_WEB__TLS_CERT" in env else {}
+    if secrets:  # compose's HTTPS: the web certificate `vigil stack compose-tls` writes, owned by the image's user
+        assert env["VIGIL_WEB__TLS_CERT"] == env["VIGIL_WEB__TLS_KEY"] == "/run/secrets/web_pem"
+        env["VIGIL_WEB__TLS_CERT"] = env["VIGIL_WEB__TLS_KEY"] = str(secrets["web_pem"])
     command, port = compose_command(service)
     assert port is not None
     log = tmp_path / f"{service}.log"
@@ -388,9 +420,13 @@ def test_the_web_and_mllp_containers_answer(image: Image, own_stack, service: st
     try:
         assert wait_for(listening, 90) and proc.poll() is None, log.read_text()[-3000:]
         if service == "web":
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as answer:
+            import ssl
+
+            ca = ssl.create_default_context(cafile=str(secrets["tls_ca"]))  # HTTPS, checked as a browser would
+            with urllib.request.urlopen(f"https://localhost:{port}/login", timeout=10, context=ca) as answer:
                 assert answer.status == 200 and b"<form" in answer.read()
-            check = compose_healthcheck("web", "8000", port)
+                assert answer.headers["Strict-Transport-Security"] and "secure" in answer.headers["Set-Cookie"].lower()
+            check = compose_healthcheck("web", "8000", port, secrets)
             assert wait_for(lambda: healthy(image, env, check), 90), "compose's healthcheck of the web failed"
     finally:
         if proc.poll() is None:

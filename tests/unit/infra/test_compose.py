@@ -72,6 +72,10 @@ def test_vigil_environment_is_valid_settings(service: str, monkeypatch: pytest.M
     assert settings.kafka.sasl_username == ("vigil-broker" if service == "kafka-access" else "vigil")
     assert settings.redis.url == "rediss://redis:6379/0"  # TLS only: compose's Redis has no plain port
     assert settings.redis.ssl_cafile == "/run/secrets/tls_ca"
+    if service == "web":  # HTTPS only: the sign-in, the patients, POST /fhir's token
+        assert settings.web.tls_cert == settings.web.tls_key == Path("/run/secrets/web_pem")
+        web = _compose()["services"]["web"]
+        assert "web_pem" in web["secrets"] and "https://localhost:8000/readyz" in web["healthcheck"]["test"][3]
 
 
 def test_the_redis_users_file_needs_a_password_compose_can_give_and_redis_can_read(tmp_path, monkeypatch) -> None:

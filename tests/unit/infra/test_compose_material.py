@@ -27,7 +27,11 @@ def test_compose_tls_signs_each_servers_names_and_keeps_its_key_private(tmp_path
     done = CliRunner().invoke(_app(), args)
     assert done.exit_code == 0, done.output
     ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
-    wanted = {"kafka.pem": ["kafka", "localhost", "kafka.example.org"], "redis.pem": ["redis", "localhost"]}
+    wanted = {
+        "kafka.pem": ["kafka", "localhost", "kafka.example.org"],
+        "redis.pem": ["redis", "localhost"],
+        "web.pem": ["web", "localhost"],
+    }
     for file, names in wanted.items():
         chain = x509.load_pem_x509_certificates((tmp_path / file).read_bytes())
         assert chain[1] == ca
@@ -38,8 +42,8 @@ def test_compose_tls_signs_each_servers_names_and_keeps_its_key_private(tmp_path
         assert (tmp_path / file).stat().st_mode & 0o777 == 0o600
         assert b"PRIVATE KEY" in (tmp_path / file).read_bytes()
     assert (tmp_path / "ca.pem").stat().st_mode & 0o777 == 0o644
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.pem", "kafka.pem", "redis.pem"]  # no CA key kept
-    assert "sudo chown 1000" in done.output and "sudo chown 999" in done.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.pem", "kafka.pem", "redis.pem", "web.pem"]  # no CA key
+    assert all(f"sudo chown {uid}" in done.output for uid in (1000, 999, 10001))
 
 
 def test_compose_tls_names_an_ip_address_as_one(tmp_path: Path) -> None:

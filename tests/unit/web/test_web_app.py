@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 from web_builders import API_TOKEN, alert, csrf_of, risk_score, sign_in
 
@@ -155,6 +157,45 @@ def test_security_headers(client) -> None:
     r = client.get("/login")
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
     assert r.headers["x-frame-options"] == "DENY"
+    assert "strict-transport-security" not in r.headers  # plain HTTP (a TLS proxy in front sets its own)
+
+
+def test_served_over_https_browsers_are_told_to_keep_to_it(settings, feed, users) -> None:
+    from vigil.agents.web.app import create_app
+
+    app = create_app(settings, feed, users=users, session_secret="test-secret", cookie_secure=True)
+    with TestClient(app, base_url="https://testserver") as https:
+        r = https.get("/login")
+    assert r.headers["strict-transport-security"] == "max-age=31536000"
+    assert "secure" in r.headers["set-cookie"].lower()  # the sign-in's CSRF cookie never goes over HTTP
+
+
+def test_https_options_name_the_setting_when_the_files_cannot_serve(tmp_path) -> None:
+    """`vigil serve --tls-cert` (VIGIL_WEB__TLS_CERT): the certificate and key are loaded before the
+    port is taken; a missing or unusable file is one line, not a uvicorn traceback."""
+    import subprocess
+    import sys
+
+    from vigil.cli.serve import https_options
+    from vigil.schemas.errors import UserError
+
+    assert https_options(None, None) is None
+    with pytest.raises(UserError, match="TLS_KEY .*needs VIGIL_WEB__TLS_CERT"):
+        https_options(None, tmp_path / "key.pem")
+    with pytest.raises(UserError, match="cannot use the certificate"):
+        https_options(tmp_path / "missing.pem", None)
+    (tmp_path / "not.pem").write_text("not a certificate")
+    with pytest.raises(UserError, match="VIGIL_WEB__TLS_CERT"):
+        https_options(tmp_path / "not.pem", None)
+    made = subprocess.run(
+        [sys.executable, "-m", "vigil.cli", "stack", "compose-tls", "--out", str(tmp_path)], capture_output=True
+    )
+    assert made.returncode == 0, made.stderr
+    web = tmp_path / "web.pem"  # key and chain in one file, as compose mounts it
+    assert https_options(web, None) == (str(web), str(web))
+    assert https_options(web, web) == (str(web), str(web))
+    with pytest.raises(UserError, match="and key"):
+        https_options(web, tmp_path / "redis.pem")  # another server's key
 
 
 # --- FHIR intake ---------------------------------------------------------------------------------
