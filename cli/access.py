@@ -31,14 +31,14 @@ PASSWORD_ENVS = {
 def role_passwords(environ: dict[str, str]) -> dict[str, SecretStr]:
     """The role users that have a password in ``environ`` (an empty variable: no user); one line
     naming the variable when a password cannot be one."""
-    from vigil.infra.kafka_roles import password_problem
+    from vigil.infra.kafka_roles import scram_password_problem
 
     passwords = {}
     for user, name in PASSWORD_ENVS.items():
         value = environ.get(name, "")
         if not value:
             continue
-        problem = password_problem(value)
+        problem = scram_password_problem(value)
         if problem is not None:
             raise UserError(f"{name} (the password of Kafka user {user}) {problem}")
         passwords[user] = SecretStr(value)

@@ -5,19 +5,18 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from vigil.cli.jsonout import emit_json
-from vigil.infra.secrets import REDIS_USER, write_private
+from vigil.infra.secrets import REDIS_USER, password_problem, write_private
 from vigil.infra.stack.redis_server import PING_ONLY_DEFAULT, client_acl
 from vigil.schemas.errors import UserError
 
 PASSWORD_ENV = "VIGIL_REDIS_PASSWORD"  # what docker-compose.yml gives Vigil's containers as VIGIL_REDIS__PASSWORD
-MIN_PASSWORD_CHARS = 16
+PASSWORD_SYMBOLS = "._~+/=-"  # besides letters and digits: nothing Redis' config parser reads
 
 
 def redis_users(
@@ -29,13 +28,9 @@ def redis_users(
     command; `default`, for a connection that does not sign in, allowed only PING. The file holds the
     password: it is written readable by its owner alone (give it the Redis image's user, uid 999)."""
     password = os.environ.get(PASSWORD_ENV, "")
-    if not re.fullmatch(
-        rf"[A-Za-z0-9._~+/=-]{{{MIN_PASSWORD_CHARS},}}", password
-    ):  # nothing Redis' config parser reads
-        raise UserError(
-            f"{PASSWORD_ENV} must hold at least {MIN_PASSWORD_CHARS} letters, digits or ._~+/=- "
-            f"(e.g. export {PASSWORD_ENV}=$(openssl rand -hex 24)): docker-compose.yml gives the same to Vigil"
-        )
+    problem = password_problem(password, PASSWORD_SYMBOLS)
+    if problem is not None:
+        raise UserError(f"{PASSWORD_ENV} {problem}: docker-compose.yml gives the same to Vigil")
     if not out.parent.is_dir():
         raise UserError(f"{out.parent} is not a folder: create it, or give --out another path")
     write_private(out, f"{PING_ONLY_DEFAULT}\n{client_acl(password)}\n".encode())

@@ -7,7 +7,6 @@ secure embedded stack does this at every start (``infra.stack.access``); docker-
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -15,12 +14,12 @@ from pydantic import SecretStr
 
 from vigil.infra.kafka_access import Principals, access_grants, apply_grants
 from vigil.infra.kafka_quotas import apply_quotas, role_quotas
+from vigil.infra.secrets import password_problem
 
 SCRAM_ITERATIONS: Final = 4096  # Kafka's minimum for SCRAM-SHA-512, what StorageTool uses too
-MIN_PASSWORD_CHARS: Final = 16
-# letters, digits and ._~+/- (what `openssl rand -hex` and `secrets.token_urlsafe` give): nothing a
+# besides letters and digits (what `openssl rand -hex` and `secrets.token_urlsafe` give): nothing a
 # JAAS line ("), StorageTool's --add-scram (, ] =) or a shell's word splitting would read otherwise
-PASSWORD_PATTERN: Final = re.compile(rf"[A-Za-z0-9._~+/-]{{{MIN_PASSWORD_CHARS},}}")
+SCRAM_PASSWORD_SYMBOLS: Final = "._~+/-"
 SUPER_USER_HINT: Final = "connect as a super user of the cluster, or see the broker's log"
 
 
@@ -28,11 +27,9 @@ class RolesRefused(Exception):
     """The cluster refused a user, a binding or a quota: what, for one line to a person."""
 
 
-def password_problem(password: str) -> str | None:
+def scram_password_problem(password: str) -> str | None:
     """Why ``password`` cannot be a SCRAM password here (None when it can)."""
-    if PASSWORD_PATTERN.fullmatch(password):
-        return None
-    return f"needs at least {MIN_PASSWORD_CHARS} letters, digits or ._~+/- (e.g. $(openssl rand -hex 24))"
+    return password_problem(password, SCRAM_PASSWORD_SYMBOLS)
 
 
 def apply_roles(admin: Any, passwords: Mapping[str, SecretStr], app_id: str, no_authorizer: str) -> int:

@@ -8,6 +8,7 @@ A value never reaches a log line, an environment variable or a command line.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -32,6 +33,9 @@ KAFKA_USER_PASSWORDS = {
     KAFKA_INGEST_USER: KAFKA_INGEST_PASSWORD,
     KAFKA_SUBSCRIBER_USER: KAFKA_SUBSCRIBER_PASSWORD,
 }
+# a password an operator gives a server's config file or command line (docker-compose's Kafka and
+# Redis): at least this long, of letters, digits and the symbols that config's parser reads as text
+MIN_PASSWORD_CHARS = 16
 REDIS_PASSWORD = "redis-vigil.password"
 REDIS_ADMIN_PASSWORD = "redis-admin.password"  # Redis ``default`` user: operators and tests only
 
@@ -50,6 +54,14 @@ def write_private(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
+
+
+def password_problem(password: str, symbols: str) -> str | None:
+    """Why ``password`` cannot be written into a server's config (None when it can): it needs at
+    least ``MIN_PASSWORD_CHARS`` letters, digits or ``symbols``, and nothing else."""
+    if re.fullmatch(rf"[A-Za-z0-9{re.escape(symbols)}]{{{MIN_PASSWORD_CHARS},}}", password):
+        return None
+    return f"needs at least {MIN_PASSWORD_CHARS} letters, digits or {symbols} (e.g. $(openssl rand -hex 24))"
 
 
 def secret_dir(home: Path) -> Path:
