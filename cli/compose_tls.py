@@ -13,8 +13,8 @@ from vigil.cli.jsonout import emit_json
 from vigil.infra.secrets import write_private
 from vigil.schemas.errors import UserError
 
-# each server: its file, its names (compose's service name; localhost, its healthcheck's) and the
-# uid of its image's user, who must own the file
+# each server (compose's service name, which its certificate names with localhost, its
+# healthcheck's): its file and the uid of its image's user, who must own the file
 SERVERS: Final = {
     "kafka": ("kafka.pem", 1000),  # apache/kafka's appuser
     "redis": ("redis.pem", 999),  # the redis image's redis
@@ -23,7 +23,9 @@ SERVERS: Final = {
 
 
 def compose_tls(
-    out: Path = typer.Option(Path("deploy/tls"), "--out", help="the folder to write ca.pem, kafka.pem, redis.pem into"),
+    out: Path = typer.Option(
+        Path("deploy/tls"), "--out", help="the folder to write ca.pem, kafka.pem, redis.pem, web.pem into"
+    ),
     kafka_host: Annotated[
         list[str] | None,
         typer.Option("--kafka-host", help="another name (or IP address) clients reach Kafka by; repeat for more"),
