@@ -1,5 +1,6 @@
 """``vigil stack access``: every role's SCRAM user, ACLs and quotas written in one go, as a super user
-of the cluster (docker-compose's one-shot ``kafka-access`` service), the passwords from the environment."""
+of the cluster (docker-compose's one-shot ``kafka-access`` service), the passwords from the environment
+or from the files its ``*_FILE`` variables name (compose's secrets)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from rich.console import Console
 from vigil.cli.jsonout import emit_json
 from vigil.infra.kafka_access import Principals, access_grants
 from vigil.infra.kafka_quotas import role_quotas
+from vigil.infra.secret_files import env_secret
 from vigil.infra.secrets import KAFKA_CLIENT_USER, KAFKA_INGEST_USER, KAFKA_SUBSCRIBER_USER
 from vigil.infra.settings import get_settings
 from vigil.schemas.errors import UserError
 
 console = Console(stderr=False)
 
-# each role user's password, from the operator's environment (docker-compose.yml passes the same
-# VIGIL_KAFKA_PASSWORD to Vigil's containers as VIGIL_KAFKA__SASL_PASSWORD)
+# each role user's password, from the variable or the file its <name>_FILE names (docker-compose.yml
+# mounts the secret kafka_password here as VIGIL_KAFKA_PASSWORD_FILE and in Vigil's containers as
+# VIGIL_KAFKA__SASL_PASSWORD_FILE)
 PASSWORD_ENVS = {
     KAFKA_CLIENT_USER: "VIGIL_KAFKA_PASSWORD",
     KAFKA_INGEST_USER: "VIGIL_KAFKA_INGEST_PASSWORD",
@@ -29,13 +32,13 @@ PASSWORD_ENVS = {
 
 
 def role_passwords(environ: dict[str, str]) -> dict[str, SecretStr]:
-    """The role users that have a password in ``environ`` (an empty variable: no user); one line
-    naming the variable when a password cannot be one."""
+    """The role users that have a password in ``environ`` or in the file its ``*_FILE`` names (an empty
+    variable: no user); one line naming the variable when a password cannot be one."""
     from vigil.infra.kafka_roles import scram_password_problem
 
     passwords = {}
     for user, name in PASSWORD_ENVS.items():
-        value = environ.get(name, "")
+        value = env_secret(environ, name)
         if not value:
             continue
         problem = scram_password_problem(value)
@@ -54,7 +57,8 @@ def access(
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON summary as the last line")] = False,
 ) -> None:
     """The SCRAM users of Vigil's roles (vigil, vigil-ingest, vigil-subscriber: each whose password is
-    in VIGIL_KAFKA_PASSWORD, VIGIL_KAFKA_INGEST_PASSWORD, VIGIL_KAFKA_SUBSCRIBER_PASSWORD), every
+    in VIGIL_KAFKA_PASSWORD, VIGIL_KAFKA_INGEST_PASSWORD, VIGIL_KAFKA_SUBSCRIBER_PASSWORD, or in the
+    file each one's *_FILE variable names), every
     role's ACLs (`vigil stack acls`) and the outside roles' quotas (`vigil stack quotas`). Lists them;
     --apply writes them all (a changed password replaces the old one), as docker-compose's one-shot
     kafka-access service does at every `docker compose up`."""

