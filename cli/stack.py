@@ -187,6 +187,7 @@ def schemas_export(directory: Path, json_out: JsonFlag = False) -> None:
 def register(app: typer.Typer) -> None:
     from vigil.cli.access import access
     from vigil.cli.acls import acls
+    from vigil.cli.compose_secrets import compose_secrets
     from vigil.cli.compose_tls import compose_tls
     from vigil.cli.quotas import quotas
     from vigil.cli.redis_users import redis_users
@@ -194,6 +195,7 @@ def register(app: typer.Typer) -> None:
 
     stack_app.command("access")(access)
     stack_app.command("acls")(acls)
+    stack_app.command("compose-secrets")(compose_secrets)
     stack_app.command("compose-tls")(compose_tls)
     stack_app.command("quotas")(quotas)
     stack_app.command("redis-users")(redis_users)

@@ -3,7 +3,8 @@
 # secure embedded stack starts its own (infra/stack/kafka.py): clients only over SASL_SSL
 # (SCRAM-SHA-512, the certificate from `vigil stack compose-tls`), Kafka's authorizer with no access
 # without an ACL, the controller listener on the container's loopback. The brokers' super user
-# `vigil-broker` (password VIGIL_KAFKA_ADMIN_PASSWORD) is created when the storage is formatted, the
+# `vigil-broker` (its password in the file VIGIL_KAFKA_ADMIN_PASSWORD_FILE names, compose's secret
+# kafka_admin_password; or in VIGIL_KAFKA_ADMIN_PASSWORD) is created when the storage is formatted, the
 # first time; compose's one-shot kafka-access service then writes the role users, ACLs and quotas
 # (`vigil stack access --apply`). POSIX sh; every path and port can be moved by the environment
 # (tests/integration/test_compose_kafka.py runs this script on the same Kafka's jars).
@@ -15,6 +16,12 @@ fail() {
 }
 
 password=${VIGIL_KAFKA_ADMIN_PASSWORD:-}
+password_file=${VIGIL_KAFKA_ADMIN_PASSWORD_FILE:-}
+if [ -n "$password_file" ]; then
+    [ -z "$password" ] || fail "both VIGIL_KAFKA_ADMIN_PASSWORD and VIGIL_KAFKA_ADMIN_PASSWORD_FILE are set: keep one"
+    [ -r "$password_file" ] || fail "VIGIL_KAFKA_ADMIN_PASSWORD_FILE names $password_file, which this user ($(id -u)) cannot read: write it with \`vigil stack compose-secrets\`, then \`sudo chown 10001:1000\` it"
+    password=$(cat "$password_file")  # the secret without its line end
+fi
 case $password in
     "" | *[!A-Za-z0-9._~+/-]*) fail "VIGIL_KAFKA_ADMIN_PASSWORD needs at least 16 letters, digits or ._~+/- (e.g. \$(openssl rand -hex 24))" ;;
 esac

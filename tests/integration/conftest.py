@@ -1,9 +1,9 @@
-"""Fixtures of the docker-compose tests (test_compose_kafka, test_compose_redis, test_compose_stack)."""
+"""Fixtures of the docker-compose tests (test_compose_kafka, test_compose_redis, test_compose_stack):
+compose's secrets as the files `vigil stack compose-tls` and `vigil stack compose-secrets` write."""
 
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import subprocess
 import sys
@@ -11,47 +11,65 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import free_port, wait_for
-from tests.integration.test_compose_kafka import ComposeKafka, _shims, compose_service, filled
+from tests.integration.test_compose_kafka import ComposeKafka, _shims, compose_service, mounted
 from tests.integration.test_compose_redis import in_compose
 from vigil.infra.stack.processes import port_open
+
+REPO = Path(__file__).parents[2]
+
+
+def operators_command(command: str, folder: Path, home: Path) -> dict:
+    """`vigil stack <command> --out <folder>` (a new folder), as compose's comments tell the operator
+    to run it before the first `up`: its JSON summary."""
+    folder.mkdir()
+    made = subprocess.run(  # noqa: S603 - the command compose's comments tell the operator to run
+        [sys.executable, "-m", "vigil.cli", "stack", command, "--out", str(folder), "--json"],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    return json.loads(made.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture
 def compose_tls(tmp_path: Path) -> Path:
     """The folder `vigil stack compose-tls` writes (compose's ``deploy/tls``): ca.pem, kafka.pem, redis.pem, web.pem."""
     tls = tmp_path / "tls"
-    tls.mkdir()
-    made = subprocess.run(  # noqa: S603 - the command compose's comments tell the operator to run
-        [sys.executable, "-m", "vigil.cli", "stack", "compose-tls", "--out", str(tls), "--json"],
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert made.returncode == 0, made.stderr[-2000:]
-    servers = json.loads(made.stdout.strip().splitlines()[-1])["servers"]
+    servers = operators_command("compose-tls", tls, tmp_path)["servers"]
     assert servers == {"kafka": ["kafka", "localhost"], "redis": ["redis", "localhost"], "web": ["web", "localhost"]}
     return tls
 
 
 @pytest.fixture
-def compose_kafka(tmp_path: Path, compose_tls: Path) -> Iterator[ComposeKafka]:
+def compose_secrets(tmp_path: Path, compose_tls: Path) -> dict[str, Path]:
+    """compose's secrets (its top-level ``secrets``' names) as files here: those `vigil stack
+    compose-secrets` writes (deploy/secrets) and compose-tls's (deploy/tls)."""
+    folder = tmp_path / "secrets"
+    assert set(operators_command("compose-secrets", folder, tmp_path)["sources"].values()) == {"generated"}
+    declared = yaml.safe_load((REPO / "docker-compose.yml").read_text())["secrets"]
+    here = {"./deploy/secrets/": folder, "./deploy/tls/": compose_tls}
+    files = {}
+    for name, spec in declared.items():
+        for where, folder_here in here.items():
+            if spec["file"].startswith(where):
+                files[name] = folder_here / spec["file"].removeprefix(where)
+                assert files[name].is_file(), f"compose's secret {name}: {spec['file']} was not written"
+    return files
+
+
+@pytest.fixture
+def compose_kafka(tmp_path: Path, compose_tls: Path, compose_secrets: dict[str, Path]) -> Iterator[ComposeKafka]:
     tls = compose_tls
-    passwords = {
-        "VIGIL_KAFKA_ADMIN_PASSWORD": secrets.token_hex(24),
-        "VIGIL_KAFKA_PASSWORD": secrets.token_urlsafe(24),
-        "VIGIL_KAFKA_INGEST_PASSWORD": secrets.token_hex(24),
-        # VIGIL_KAFKA_SUBSCRIBER_PASSWORD unset: compose's default, no subscriber user
-        "VIGIL_REDIS_PASSWORD": "unused-here",
-        "VIGIL_LOG_HASH_KEY": secrets.token_hex(16),
-    }
     port, controller = free_port(), free_port()
     data = tmp_path / "data"
     data.mkdir()
     env = {
-        **filled(compose_service("kafka")["environment"], passwords),
+        **mounted(compose_service("kafka")["environment"], compose_secrets),
         "PATH": "/usr/bin:/bin",
         # what compose's container has where the image keeps it, moved here
         "KAFKA_BIN": str(_shims(tmp_path)),
@@ -64,7 +82,7 @@ def compose_kafka(tmp_path: Path, compose_tls: Path) -> Iterator[ComposeKafka]:
         "KAFKA_PORT": str(port),
         "KAFKA_CONTROLLER_PORT": str(controller),
     }
-    kafka = ComposeKafka(port, tmp_path, env, passwords, Path(env["KAFKA_BIN"]))
+    kafka = ComposeKafka(port, tmp_path, env, compose_secrets, Path(env["KAFKA_BIN"]))
     proc = kafka.start()
     try:
         assert wait_for(lambda: port_open("127.0.0.1", port) or proc.poll() is not None, 90), "no listener"
@@ -75,22 +93,14 @@ def compose_kafka(tmp_path: Path, compose_tls: Path) -> Iterator[ComposeKafka]:
 
 
 @pytest.fixture
-def compose_redis(tmp_path: Path, compose_tls: Path) -> Iterator[tuple[int, str, dict[str, Path]]]:
+def compose_redis(tmp_path: Path, compose_secrets: dict[str, Path]) -> Iterator[tuple[int, str, dict[str, Path]]]:
     """(port, password, compose's secrets as files here) of a redis-server started with compose's command."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server missing (make system-deps)")
-    password, users = secrets.token_hex(24), tmp_path / "redis-users.conf"
-    made = subprocess.run(  # noqa: S603 - the command compose's comments tell the operator to run
-        [sys.executable, "-m", "vigil.cli", "stack", "redis-users", "--out", str(users), "--json"],
-        env={"PATH": "/usr/bin:/bin", "VIGIL_REDIS_PASSWORD": password, "HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert made.returncode == 0, made.stderr[-2000:]
-    assert users.stat().st_mode & 0o777 == 0o600
-    files = {"redis_users": users, "redis_pem": compose_tls / "redis.pem", "tls_ca": compose_tls / "ca.pem"}
+    files = compose_secrets
+    assert files["redis_users"].stat().st_mode & 0o777 == 0o600
+    password = files["redis_password"].read_text()
     command = compose_service("redis")["command"]
     assert command[:2] == ["redis-server", "/run/secrets/redis_users"]
     port = free_port()

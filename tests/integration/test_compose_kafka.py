@@ -40,13 +40,15 @@ def compose_service(name: str) -> dict:
     return yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"][name]
 
 
-def filled(env: dict, values: dict[str, str]) -> dict[str, str]:
-    """A compose environment with its ${NAME...} taken from ``values`` ('' where compose's default is empty)."""
+def mounted(env: dict, secrets: dict[str, Path]) -> dict[str, str]:
+    """A compose environment with each /run/secrets/NAME (where compose mounts its secret NAME) the
+    file here that ``secrets`` names."""
 
-    def value(match: re.Match[str]) -> str:
-        return values.get(match.group(1), "")
+    def here(value: str) -> str:
+        name = value.removeprefix("/run/secrets/")
+        return str(secrets[name]) if value.startswith("/run/secrets/") and name in secrets else value
 
-    return {k: re.sub(r"\$\{([A-Z_]+)[^}]*\}", value, str(v)) for k, v in env.items()}
+    return {k: here(str(v)) for k, v in env.items()}
 
 
 @dataclass
@@ -54,7 +56,7 @@ class ComposeKafka:
     port: int
     folder: Path
     env: dict[str, str]  # the script's environment
-    passwords: dict[str, str]
+    secrets: dict[str, Path]  # compose's secrets as files here
     shims: Path
     proc: subprocess.Popen[bytes] | None = None
 
@@ -75,24 +77,32 @@ class ComposeKafka:
             self.proc.terminate()
             self.proc.wait(30)
 
-    def env_of(self, service: str, **passwords: str) -> dict[str, str]:
-        """compose's environment of ``service`` (a Vigil container), at this broker (``passwords``:
-        the operator's variables changed)."""
+    def password(self, secret: str) -> str:
+        return self.secrets[secret].read_text()
+
+    def env_of(self, service: str, **changed: str) -> dict[str, str]:
+        """compose's environment of ``service`` (a Vigil container), at this broker (``changed``: compose's
+        secrets of those names with another value)."""
+        secrets = dict(self.secrets)
+        for name, value in changed.items():
+            secrets[name] = self.folder / "changed" / name
+            secrets[name].parent.mkdir(exist_ok=True)
+            secrets[name].write_text(value)
         return {
-            **filled(compose_service(service)["environment"], self.passwords | passwords),
+            **mounted(compose_service(service)["environment"], secrets),
             "VIGIL_KAFKA__BOOTSTRAP": self.bootstrap,
             "VIGIL_KAFKA__SSL_CAFILE": str(self.folder / "tls" / "ca.pem"),  # compose's tls_ca secret
             "VIGIL_HOME": str(self.folder / "home"),
             "PATH": "/usr/bin:/bin",
         }
 
-    def vigil(self, service: str, *extra: str, **passwords: str) -> subprocess.CompletedProcess[str]:
+    def vigil(self, service: str, *extra: str, **changed: str) -> subprocess.CompletedProcess[str]:
         """compose's command of ``service`` with its environment (``env_of``), at this broker."""
         command = compose_service(service)["command"]
         assert command[0] == "vigil"
         return subprocess.run(  # noqa: S603 - compose's own command
             [sys.executable, "-m", "vigil.cli", *command[1:], *extra],
-            env=self.env_of(service, **passwords),
+            env=self.env_of(service, **changed),
             capture_output=True,
             text=True,
             timeout=120,
@@ -205,8 +215,8 @@ def _produce(options: dict, topic: str) -> str:
 def test_compose_kafka_lets_in_only_its_users_each_to_its_role(compose_kafka: ComposeKafka) -> None:
     kafka = compose_kafka
     assert wait_for(lambda: healthcheck(kafka), 90), "compose's healthcheck of kafka failed"
-    admin_pw, service_pw = kafka.passwords["VIGIL_KAFKA_ADMIN_PASSWORD"], kafka.passwords["VIGIL_KAFKA_PASSWORD"]
-    ingest_pw = kafka.passwords["VIGIL_KAFKA_INGEST_PASSWORD"]
+    admin_pw, service_pw = kafka.password("kafka_admin_password"), kafka.password("kafka_password")
+    ingest_pw = kafka.password("kafka_ingest_password")
     # before kafka-access: the super user only
     assert _metadata(_client(kafka, "vigil-broker", admin_pw)) == "ok"
     assert _metadata(_client(kafka, "vigil", service_pw)) != "ok"
@@ -214,11 +224,11 @@ def test_compose_kafka_lets_in_only_its_users_each_to_its_role(compose_kafka: Co
     access = kafka.vigil("kafka-access", "--json")
     assert access.returncode == 0, access.stdout[-2000:] + access.stderr[-2000:]
     summary = json.loads(access.stdout.strip().splitlines()[-1])
-    assert summary["users"] == ["vigil", "vigil-ingest"] and summary["applied"] is True
+    assert summary["users"] == ["vigil", "vigil-ingest", "vigil-subscriber"] and summary["applied"] is True
     assert summary["written"] == summary["acls"] == 27
     made = kafka.vigil("topics", "--json")
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
-    wrong = kafka.vigil("topics", VIGIL_KAFKA_PASSWORD="not-the-password-at-all")
+    wrong = kafka.vigil("topics", kafka_password="not-the-password-at-all")
     lines = wrong.stderr.strip().splitlines()
     assert wrong.returncode != 0 and len(lines) == 1 and "did not let this client in" in lines[0], wrong.stderr
 
@@ -227,7 +237,7 @@ def test_compose_kafka_lets_in_only_its_users_each_to_its_role(compose_kafka: Co
         "PLAINTEXT": _metadata(_client(kafka, None, None, "PLAINTEXT")),
         "TLS without a user": _metadata(_client(kafka, None, None, "SSL")),
         "vigil with a wrong password": _metadata(_client(kafka, "vigil", "not-the-password-at-all")),
-        "vigil-subscriber (no password set)": _metadata(_client(kafka, "vigil-subscriber", "x" * 24)),
+        "vigil-subscriber with the ingest password": _metadata(_client(kafka, "vigil-subscriber", ingest_pw)),
         "vigil describes the cluster": _metadata(service),
         "vigil writes vigil.scores": _produce(service, topics.SCORES),
         "vigil-ingest writes vigil.events.raw": _produce(_client(kafka, "vigil-ingest", ingest_pw), topics.EVENTS_RAW),
@@ -255,6 +265,9 @@ def test_compose_kafka_lets_in_only_its_users_each_to_its_role(compose_kafka: Co
     # no password in a log or the script's output
     out = (kafka.folder / "kafka.out").read_text()
     assert not any(pw in out + access.stdout + access.stderr for pw in (admin_pw, service_pw, ingest_pw))
+    # nor in the broker's environment (compose's secret is a file): `docker inspect` would show it
+    assert kafka.proc is not None
+    assert admin_pw.encode() not in Path(f"/proc/{kafka.proc.pid}/environ").read_bytes()
     assert (Path(kafka.env["KAFKA_RUN_DIR"]) / "server.properties").stat().st_mode & 0o777 == 0o600
 
 
@@ -263,7 +276,7 @@ def test_a_restart_keeps_the_users_and_an_old_volume_or_a_bad_password_stops_the
 ) -> None:
     kafka = compose_kafka
     assert kafka.vigil("kafka-access").returncode == 0
-    service = _client(kafka, "vigil", kafka.passwords["VIGIL_KAFKA_PASSWORD"])
+    service = _client(kafka, "vigil", kafka.password("kafka_password"))
     assert _metadata(service) == "ok"
     # restart on the same volume: not formatted again, the users are kept
     kafka.stop()
@@ -282,8 +295,14 @@ def test_a_restart_keeps_the_users_and_an_old_volume_or_a_bad_password_stops_the
     stopped = start_with(KAFKA_DATA_DIR=str(old))
     assert stopped.returncode == 2 and "formatted without Vigil's super user" in stopped.stderr
     assert len(stopped.stderr.strip().splitlines()) == 1
+    bad_file = tmp_path / "bad_admin_password"
     for bad in ("short", 'a"' * 12, "a" * 20 + ",password=x", "a" * 20 + " b"):
-        stopped = start_with(VIGIL_KAFKA_ADMIN_PASSWORD=bad)
+        bad_file.write_text(bad + "\n")
+        stopped = start_with(VIGIL_KAFKA_ADMIN_PASSWORD_FILE=str(bad_file))
         assert stopped.returncode == 2 and "VIGIL_KAFKA_ADMIN_PASSWORD needs" in stopped.stderr, stopped.stderr
+    stopped = start_with(VIGIL_KAFKA_ADMIN_PASSWORD=kafka.password("kafka_admin_password"))  # and its file
+    assert stopped.returncode == 2 and "keep one" in stopped.stderr, stopped.stderr
+    stopped = start_with(VIGIL_KAFKA_ADMIN_PASSWORD_FILE=str(tmp_path / "nowhere"))
+    assert stopped.returncode == 2 and "vigil stack compose-secrets" in stopped.stderr, stopped.stderr
     missing = start_with(KAFKA_BROKER_PEM=str(tmp_path / "nowhere.pem"))
     assert missing.returncode == 2 and "vigil stack compose-tls" in missing.stderr

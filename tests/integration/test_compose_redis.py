@@ -1,4 +1,4 @@
-"""docker-compose's Redis as compose runs it, with the users file `vigil stack redis-users` and the
+"""docker-compose's Redis as compose runs it, with the users file `vigil stack compose-secrets` and the
 certificate `vigil stack compose-tls` write (no Docker engine here: Debian's redis-server given
 compose's command): only TLS, checked against compose's CA; Vigil's containers sign in with compose's
 environment and keep their state; a connection that does not sign in (the healthcheck's
@@ -6,6 +6,7 @@ environment and keep their state; a connection that does not sign in (the health
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import redis
 import yaml
 
+from tests.integration.test_compose_kafka import mounted
 from tests.integration.test_image import compose_env
 
 pytestmark = pytest.mark.integration
@@ -59,12 +61,13 @@ def test_vigil_signs_in_over_tls_with_composes_environment_and_the_healthcheck_m
     with pytest.raises(redis.exceptions.ConnectionError, match="certificate verify failed"):
         redis.Redis(port=port, ssl=True, ssl_ca_certs=str(other / "ca.pem")).ping()  # not compose's CA: refused
 
-    for name, value in compose_env("worker").items():  # the worker's environment, as compose gives it
+    # the worker's environment, as compose gives it, its secrets (redis_password, tls_ca) the files here
+    for name, value in mounted(compose_env("worker"), files).items():
         monkeypatch.setenv(name, value)
     assert compose_env("worker")["VIGIL_REDIS__URL"] == "rediss://redis:6379/0"
+    assert compose_env("worker")["VIGIL_REDIS__PASSWORD_FILE"] == "/run/secrets/redis_password"
     monkeypatch.setenv("VIGIL_REDIS__URL", f"rediss://localhost:{port}/0")  # compose's rediss://redis:6379
-    monkeypatch.setenv("VIGIL_REDIS__SSL_CAFILE", ca)  # compose's tls_ca secret
-    monkeypatch.setenv("VIGIL_REDIS__PASSWORD", password)  # compose's ${VIGIL_REDIS_PASSWORD}
+    assert os.environ["VIGIL_REDIS__SSL_CAFILE"] == ca  # compose's tls_ca secret
     client = redis_client(Settings())
     kept = (Place("ICU-3", "active", 1.0, None),)
     pipe = client.pipeline(transaction=False)

@@ -9,7 +9,6 @@ the compose CA and the server's name."""
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
 import uuid
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, wait_for
-from tests.integration.test_compose_kafka import ComposeKafka, _client, compose_service
+from tests.integration.test_compose_kafka import ComposeKafka, _client, compose_service, mounted
 from vigil.schemas import topics
 
 pytestmark = pytest.mark.integration
@@ -34,8 +33,8 @@ def test_composes_worker_scores_over_its_kafka_and_redis(
 
     kafka = compose_kafka
     redis_port, redis_password, files = compose_redis
-    pager_pw = secrets.token_hex(24)
-    access = kafka.vigil("kafka-access", VIGIL_KAFKA_SUBSCRIBER_PASSWORD=pager_pw)
+    pager_pw = kafka.password("kafka_subscriber_password")
+    access = kafka.vigil("kafka-access")
     assert access.returncode == 0, access.stdout[-2000:] + access.stderr[-2000:]
     made = kafka.vigil("topics")
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
@@ -45,7 +44,7 @@ def test_composes_worker_scores_over_its_kafka_and_redis(
     command = [*command[:metrics], str(free_port()), *command[metrics + 1 :]]
     health = free_port()
     env = {
-        **kafka.env_of("worker", VIGIL_REDIS_PASSWORD=redis_password),
+        **kafka.env_of("worker"),
         "VIGIL_REDIS__URL": f"rediss://localhost:{redis_port}/0",  # compose's rediss://redis:6379/0
         "VIGIL_REDIS__SSL_CAFILE": str(files["tls_ca"]),  # compose's tls_ca, the same CA as Kafka's
         "VIGIL_HEALTH_PORT": str(health),
@@ -56,7 +55,7 @@ def test_composes_worker_scores_over_its_kafka_and_redis(
         worker = subprocess.Popen(  # noqa: S603 - compose's own command
             [sys.executable, "-m", "vigil.cli", *command[1:]], env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    ingest = KafkaProducer(**_client(kafka, "vigil-ingest", kafka.passwords["VIGIL_KAFKA_INGEST_PASSWORD"]))
+    ingest = KafkaProducer(**_client(kafka, "vigil-ingest", kafka.password("kafka_ingest_password")))
     pager = KafkaConsumer(
         group_id=f"vigil-subscriber-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
@@ -87,7 +86,12 @@ def test_composes_worker_scores_over_its_kafka_and_redis(
         probe = [sys.executable, "-c", check[3].replace("127.0.0.1:8081", f"127.0.0.1:{health}")]
         assert wait_for(lambda: subprocess.run(probe, timeout=10).returncode == 0, 60), log.read_text()[-4000:]  # noqa: S603
         written = log.read_text()
-        assert not any(pw in written for pw in (*kafka.passwords.values(), redis_password, pager_pw) if len(pw) > 12)
+        from vigil.cli.compose_secrets import SECRETS
+
+        secrets = [kafka.password(name) for name in SECRETS]  # compose-secrets' passwords, keys and tokens
+        assert redis_password in secrets and len(secrets) == 8
+        assert not any(secret in written for secret in secrets)
+        assert not any(secret.encode() in Path(f"/proc/{worker.pid}/environ").read_bytes() for secret in secrets)
         web_over_https(env, files, tmp_path)
     finally:
         pager.close()
@@ -105,16 +109,21 @@ def web_over_https(worker_env: dict[str, str], files: dict[str, Path], tmp_path:
 
     users = tmp_path / "users.json"
     users.write_text("[]")
-    web_pem = files["tls_ca"].parent / "web.pem"
     spec = compose_service("web")
+    assert (
+        spec["environment"]["VIGIL_WEB__TLS_CERT"]
+        == spec["environment"]["VIGIL_WEB__TLS_KEY"]
+        == "/run/secrets/web_pem"
+    )
     env = {
         **worker_env,
-        **{k: v for k, v in spec["environment"].items() if k.startswith("VIGIL_WEB__")},
+        # the certificate, POST /fhir's token and the session secret: compose's secrets, as files here
+        **{k: v for k, v in mounted(spec["environment"], files).items() if k.startswith(("VIGIL_WEB__", "VIGIL_API"))},
         "VIGIL_USERS_FILE": str(users),  # compose's vigil_users secret
-        "VIGIL_API_TOKEN": secrets.token_hex(16),
     }
-    assert env["VIGIL_WEB__TLS_CERT"] == env["VIGIL_WEB__TLS_KEY"] == "/run/secrets/web_pem"
-    env["VIGIL_WEB__TLS_CERT"] = env["VIGIL_WEB__TLS_KEY"] = str(web_pem)
+    assert env["VIGIL_WEB__TLS_CERT"] == str(files["web_pem"]) and env["VIGIL_API_TOKEN_FILE"] == str(
+        files["api_token"]
+    )
     command = spec["command"]
     port = free_port()
     command = [*command[: command.index("--port") + 1], str(port)]

@@ -165,14 +165,44 @@ def own_stack() -> Iterator[object]:
 
 
 def compose_env(service: str = "worker") -> dict[str, str]:
-    """docker-compose.yml's environment of ``service``, its ${...} secrets filled in."""
+    """docker-compose.yml's environment of ``service`` (each secret a /run/secrets/NAME file it names)."""
     env = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"][service]["environment"]
-    return {k: re.sub(r"\$\{[^}]*\}", "set-by-the-operator", str(v)) for k, v in env.items()}
+    assert not any("${" in str(v) for v in env.values())  # nothing from the operator's environment
+    return {k: str(v) for k, v in env.items()}
+
+
+def compose_secret_files(image: Image, redis_password: str) -> dict[str, Path]:
+    """compose's secrets as `vigil stack compose-secrets` writes them, each given the owner it names
+    (the operator's `sudo chown`): the image's user must read its own. ``redis_password``: own_stack's
+    Redis', in place of the generated one."""
+    import json
+
+    folder = image.root / "secrets"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    made = subprocess.run(  # noqa: S603 - the command compose's comments tell the operator to run
+        [sys.executable, "-m", "vigil.cli", "stack", "compose-secrets", "--out", str(folder), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    owners = json.loads(made.stdout.strip().splitlines()[-1])["owners"]
+    (folder / "redis_password").chmod(0o600)
+    (folder / "redis_password").write_text(redis_password)
+    if os.geteuid() == 0:
+        assert image.recipe.user is not None and owners["kafka_password"] == str(image.recipe.user[0])
+        for name, owner in owners.items():
+            uid, _, gid = owner.partition(":")
+            os.chown(folder / name, int(uid), int(gid or uid))
+    return {name: folder / name for name in owners}
 
 
 def image_env(image: Image, settings, service: str = "worker") -> dict[str, str]:  # type: ignore[no-untyped-def]
     """As the container of ``service`` sees it: the image's PATH and ENV, HOME "/" (Docker's for a user
-    without a passwd entry), compose's variables with the broker and Redis of ``own_stack``."""
+    without a passwd entry), compose's variables with the broker and Redis of ``own_stack``, and
+    compose's secret files as `vigil stack compose-secrets` writes them, owned as its output says."""
+    from tests.integration.test_compose_kafka import mounted
     from vigil.infra.secrets import REDIS_PASSWORD, REDIS_USER, read_secret
 
     password = read_secret(settings.home, REDIS_PASSWORD)
@@ -182,11 +212,13 @@ def image_env(image: Image, settings, service: str = "worker") -> dict[str, str]
     # (and its Redis the plain embedded one: compose's TLS is tested in test_compose_redis.py)
     sign_in = (
         "VIGIL_KAFKA__SASL_USERNAME",
-        "VIGIL_KAFKA__SASL_PASSWORD",
+        "VIGIL_KAFKA__SASL_PASSWORD_FILE",
         "VIGIL_KAFKA__SSL_CAFILE",
         "VIGIL_REDIS__SSL_CAFILE",
     )
-    compose = {k: v for k, v in compose_env(service).items() if k not in sign_in}
+    secrets = compose_secret_files(image, password.get_secret_value())
+    compose = {k: v for k, v in mounted(compose_env(service), secrets).items() if k not in sign_in}
+    assert compose["VIGIL_REDIS__PASSWORD_FILE"] == str(secrets["redis_password"])
     return {
         "PATH": f"{image.root / 'venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin",
         "HOME": "/",
@@ -197,7 +229,6 @@ def image_env(image: Image, settings, service: str = "worker") -> dict[str, str]
         "VIGIL_KAFKA__BOOTSTRAP": settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}",
         "VIGIL_REDIS__URL": f"redis://127.0.0.1:{settings.redis.embedded_port}/0",
         "VIGIL_REDIS__USERNAME": REDIS_USER,  # compose's, as docker-compose.yml sets it
-        "VIGIL_REDIS__PASSWORD": password.get_secret_value(),  # compose's ${VIGIL_REDIS_PASSWORD}
     }
 
 

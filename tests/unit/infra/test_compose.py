@@ -56,26 +56,73 @@ def test_a_misspelt_variable_is_caught() -> None:
         _assert_is_a_setting("VIGIL_KAFKA_BOOTSTRAP")
 
 
+def _compose_secrets(folder: Path) -> dict[str, Path]:
+    """compose's secrets under deploy/secrets as `vigil stack compose-secrets` writes them into ``folder``."""
+    import typer
+    from typer.testing import CliRunner
+
+    from vigil.cli.stack import register
+
+    app = typer.Typer()
+    register(app)
+    done = CliRunner().invoke(app, ["stack", "compose-secrets", "--out", str(folder)])
+    assert done.exit_code == 0, done.output
+    return {
+        name: folder / Path(spec["file"]).name
+        for name, spec in _compose()["secrets"].items()
+        if spec["file"].startswith("./deploy/secrets/")
+    }
+
+
 @pytest.mark.parametrize("service", ["kafka-access", "topics", "worker", "web", "mllp"])
-def test_vigil_environment_is_valid_settings(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_vigil_environment_is_valid_settings(service: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from vigil.cli.access import PASSWORD_ENVS
 
-    env = _compose()["services"][service]["environment"]
-    for key, value in env.items():
-        if key.startswith("VIGIL_") and key not in PASSWORD_ENVS.values():  # read by `vigil stack access`
-            monkeypatch.setenv(key, re.sub(r"\$\{[^}]*\}", "from-secret", str(value)))
+    files = _compose_secrets(tmp_path)
+    spec = _compose()["services"][service]
+    for key, value in spec["environment"].items():
+        if str(value).startswith("/run/secrets/"):
+            name = str(value).removeprefix("/run/secrets/")
+            assert name in spec["secrets"], f"{service}: {key} names {name}, which compose does not mount there"
+            value = str(files.get(name, value))
+        if key.startswith("VIGIL_") and key.removesuffix("_FILE") not in PASSWORD_ENVS.values():  # `stack access`'s
+            monkeypatch.setenv(key, str(value))
             _assert_is_a_setting(key)
     settings = Settings()
     assert settings.kafka.bootstrap == "kafka:9092"
     assert settings.kafka.security_protocol == "SASL_SSL"
     assert settings.kafka.ssl_cafile == "/run/secrets/tls_ca"
     assert settings.kafka.sasl_username == ("vigil-broker" if service == "kafka-access" else "vigil")
+    kafka_password = files["kafka_admin_password" if service == "kafka-access" else "kafka_password"].read_text()
+    assert (
+        settings.kafka.sasl_password is not None and settings.kafka.sasl_password.get_secret_value() == kafka_password
+    )
     assert settings.redis.url == "rediss://redis:6379/0"  # TLS only: compose's Redis has no plain port
     assert settings.redis.ssl_cafile == "/run/secrets/tls_ca"
+    assert settings.redis.password is not None
+    assert settings.redis.password.get_secret_value() == files["redis_password"].read_text()
+    assert settings.log_hash_key.get_secret_value() == files["log_hash_key"].read_text()
     if service == "web":  # HTTPS only: the sign-in, the patients, POST /fhir's token
         assert settings.web.tls_cert == settings.web.tls_key == Path("/run/secrets/web_pem")
         web = _compose()["services"]["web"]
         assert "web_pem" in web["secrets"] and "https://localhost:8000/readyz" in web["healthcheck"]["test"][3]
+        assert settings.api_token is not None and settings.web.session_secret is not None
+
+
+def test_no_secret_is_in_a_containers_environment() -> None:
+    """`docker inspect` shows a container's environment, and every process it starts inherits it:
+    each password, key and token is a file compose mounts, named by a *_FILE variable."""
+    services = _compose()["services"]
+    secret_like = re.compile(r"PASSWORD|SECRET|TOKEN|HASH_KEY")
+    named = 0
+    for service, spec in services.items():
+        for key, value in (spec.get("environment") or {}).items():
+            assert "${" not in str(value), f"{service}: {key} is interpolated from the operator's environment"
+            if secret_like.search(key):
+                assert key.endswith("_FILE"), f"{service}: {key} holds a secret itself"
+                assert str(value).removeprefix("/run/secrets/") in spec["secrets"], f"{service}: {key}"
+                named += 1
+    assert named == 21  # kafka 1, kafka-access 6, topics 3, worker 3, web 5, mllp 3 (a guard against a lost key)
 
 
 def test_the_redis_users_file_needs_a_password_compose_can_give_and_redis_can_read(tmp_path, monkeypatch) -> None:

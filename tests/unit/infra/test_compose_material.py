@@ -98,3 +98,86 @@ def test_the_users_are_those_with_a_password(monkeypatch: pytest.MonkeyPatch) ->
     assert summary["users"] == ["vigil"] and summary["applied"] is False
     assert summary["acls"] == 27 and summary["quotas"] == 2
     assert "0123456789abcdef" not in listed.output
+
+
+def test_compose_secrets_writes_what_compose_mounts_once_each_owners_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import yaml
+
+    from vigil.cli.compose_secrets import SECRETS
+
+    for secret in SECRETS.values():
+        monkeypatch.delenv(secret.former, raising=False)
+    compose = yaml.safe_load((Path(__file__).parents[3] / "docker-compose.yml").read_text())
+    mounted = {
+        name: Path(spec["file"]).name
+        for name, spec in compose["secrets"].items()
+        if spec["file"].startswith("./deploy/secrets/")
+    }
+    done = CliRunner().invoke(_app(), ["stack", "compose-secrets", "--out", str(tmp_path), "--json"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.output.strip().splitlines()[-1])
+    assert sorted(summary["written"]) == sorted(p.name for p in tmp_path.iterdir()) == sorted(mounted.values())
+    assert set(summary["sources"].values()) == {"generated"}
+    for name in SECRETS:
+        value = (tmp_path / name).read_text()
+        assert len(value) == 48 and int(value, 16) >= 0  # 48 hex digits, no line end
+        assert value not in done.output
+    assert len({(tmp_path / name).read_text() for name in SECRETS}) == len(SECRETS)  # each its own
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {name: 0o440 if name == "kafka_admin_password" else 0o600 for name in mounted.values()}
+    redis_password = (tmp_path / "redis_password").read_text()
+    assert f"user vigil on >{redis_password} " in (tmp_path / "redis-users.conf").read_text()
+    assert "sudo chown 10001:1000" in done.output and "sudo chown 999" in done.output
+
+    # a rerun keeps every file (the Kafka volume was formatted with the admin password, Redis'
+    # state is keyed with the log key); a file deleted is written again, alone
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    (tmp_path / "api_token").unlink()
+    again = CliRunner().invoke(_app(), ["stack", "compose-secrets", "--out", str(tmp_path), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output.strip().splitlines()[-1])["written"] == ["api_token"]
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert {k: v for k, v in after.items() if k != "api_token"} == {k: v for k, v in before.items() if k != "api_token"}
+    assert after["api_token"] != before["api_token"]
+
+
+def test_compose_secrets_takes_the_former_variables_and_refuses_one_a_server_would_misread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vigil.cli.compose_secrets import SECRETS
+
+    for secret in SECRETS.values():
+        monkeypatch.delenv(secret.former, raising=False)
+    monkeypatch.setenv("VIGIL_KAFKA_ADMIN_PASSWORD", "a" * 20 + "=")  # '=' is not text to SCRAM's parser
+    refused = CliRunner().invoke(_app(), ["stack", "compose-secrets", "--out", str(tmp_path)])
+    assert isinstance(refused.exception, UserError) and "VIGIL_KAFKA_ADMIN_PASSWORD" in str(refused.exception)
+    assert not (tmp_path / "kafka_admin_password").exists()
+    monkeypatch.setenv("VIGIL_KAFKA_ADMIN_PASSWORD", "formatted-with-this-admin-password")
+    monkeypatch.setenv("VIGIL_REDIS_PASSWORD", "redis-password-with=sign")  # '=' is text to Redis
+    monkeypatch.setenv("VIGIL_LOG_HASH_KEY", "the key hashing every patient id")
+    done = CliRunner().invoke(_app(), ["stack", "compose-secrets", "--out", str(tmp_path)])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "kafka_admin_password").read_text() == "formatted-with-this-admin-password"
+    assert (tmp_path / "redis_password").read_text() == "redis-password-with=sign"
+    assert (tmp_path / "log_hash_key").read_text() == "the key hashing every patient id"
+    refused = CliRunner().invoke(_app(), ["stack", "compose-secrets", "--out", str(tmp_path / "missing")])
+    assert isinstance(refused.exception, UserError) and "mkdir -p" in str(refused.exception)
+
+
+def test_access_reads_the_role_passwords_from_compose_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    for role in ("", "_INGEST", "_SUBSCRIBER"):
+        monkeypatch.delenv(f"VIGIL_KAFKA{role}_PASSWORD", raising=False)
+        (tmp_path / f"kafka{role}").write_text("0123456789abcdef-_.~+/" + role + "\n")
+        monkeypatch.setenv(f"VIGIL_KAFKA{role}_PASSWORD_FILE", str(tmp_path / f"kafka{role}"))
+    listed = CliRunner().invoke(_app(), ["stack", "access", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.output.strip().splitlines()[-1])["users"] == ["vigil", "vigil-ingest", "vigil-subscriber"]
+    (tmp_path / "kafka_INGEST").write_text("short\n")
+    refused = CliRunner().invoke(_app(), ["stack", "access"])
+    assert isinstance(refused.exception, UserError) and "VIGIL_KAFKA_INGEST_PASSWORD" in str(refused.exception)

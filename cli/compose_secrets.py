@@ -1,0 +1,124 @@
+"""``vigil stack compose-secrets``: docker-compose's passwords, keys and tokens as files, which compose
+mounts under /run/secrets and Vigil reads through ``*_FILE`` variables (infra/secret_files.py): no
+secret in a container's environment, where ``docker inspect`` shows it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Final, NamedTuple
+
+import typer
+
+from vigil.cli.jsonout import emit_json
+from vigil.cli.redis_users import PASSWORD_SYMBOLS as REDIS
+from vigil.infra.kafka_roles import SCRAM_PASSWORD_SYMBOLS as SCRAM
+from vigil.infra.secret_files import env_secret
+from vigil.infra.secrets import password_problem, write_private
+from vigil.infra.stack.redis_server import PING_ONLY_DEFAULT, client_acl
+from vigil.schemas.errors import UserError
+
+VIGIL_UID: Final = "10001"  # Vigil's image (Dockerfile's USER)
+KAFKA_GID: Final = "1000"  # apache/kafka's appuser group
+REDIS_UID: Final = "999"  # the redis image's redis
+
+
+class Secret(NamedTuple):
+    owner: str  # uid[:gid] compose's containers read it as
+    mode: int
+    former: str  # the variable docker-compose.yml took it from before 6 December 2026
+    what: str
+    symbols: str | None = None  # a password: besides letters and digits, what its server's config reads as text
+
+
+# compose's secret name (and file name) -> who reads it. A new value is 48 hex digits, which both
+# servers' configs read as text
+SECRETS: Final = {
+    "kafka_admin_password": Secret(
+        f"{VIGIL_UID}:{KAFKA_GID}",
+        0o440,
+        "VIGIL_KAFKA_ADMIN_PASSWORD",
+        "Kafka's super user vigil-broker: the kafka service formats its volume with it, kafka-access signs in with it",
+        SCRAM,
+    ),
+    "kafka_password": Secret(VIGIL_UID, 0o600, "VIGIL_KAFKA_PASSWORD", "Kafka user vigil: Vigil's containers", SCRAM),
+    "kafka_ingest_password": Secret(
+        VIGIL_UID,
+        0o600,
+        "VIGIL_KAFKA_INGEST_PASSWORD",
+        "Kafka user vigil-ingest: give it to the EHR integrations",
+        SCRAM,
+    ),
+    "kafka_subscriber_password": Secret(
+        VIGIL_UID, 0o600, "VIGIL_KAFKA_SUBSCRIBER_PASSWORD", "Kafka user vigil-subscriber: give it to the pagers", SCRAM
+    ),
+    "redis_password": Secret(VIGIL_UID, 0o600, "VIGIL_REDIS_PASSWORD", "Redis user vigil: Vigil's containers", REDIS),
+    "log_hash_key": Secret(
+        VIGIL_UID, 0o600, "VIGIL_LOG_HASH_KEY", "keys patient-id hashes in logs and Redis keys: keep it once used"
+    ),
+    "api_token": Secret(VIGIL_UID, 0o600, "VIGIL_API_TOKEN", "POST /fhir's bearer token: give it to the FHIR server"),
+    "session_secret": Secret(VIGIL_UID, 0o600, "VIGIL_WEB__SESSION_SECRET", "the dashboard's session cookies"),
+}
+REDIS_USERS: Final = "redis-users.conf"  # from redis_password: Redis' users (`vigil stack redis-users`)
+
+
+def _value(name: str, secret: Secret) -> tuple[str, str]:
+    """(value, where from): a former variable's value (the Kafka volume was formatted with the admin
+    password, Redis' state is keyed with the log key), else a new one."""
+    former = env_secret(os.environ, secret.former)
+    if not former:
+        return secrets.token_hex(24), "generated"
+    if secret.symbols and (problem := password_problem(former, secret.symbols)) is not None:
+        raise UserError(f"{secret.former} {problem}: unset it to have {name} generated")
+    return former, secret.former
+
+
+def compose_secrets(
+    out: Path = typer.Option(Path("deploy/secrets"), "--out", help="the folder to write compose's secret files into"),
+    json_out: Annotated[bool, typer.Option("--json", help="print a JSON summary as the last line")] = False,
+) -> None:
+    """Write each of docker-compose's secrets that the folder lacks into a file of its own, readable by
+    its owner alone: the Kafka users' passwords (vigil-broker, vigil, vigil-ingest, vigil-subscriber),
+    Redis' password and its users file (redis-users.conf), the log hash key, POST /fhir's token and the
+    dashboard's session secret. A file already there is kept (a rerun changes nothing; delete one to
+    replace it). A secret missing from the folder takes the value of the variable docker-compose.yml
+    read before (VIGIL_KAFKA_ADMIN_PASSWORD, VIGIL_LOG_HASH_KEY, ...) when that is set, else a new
+    random one. Then give each file its container's user, as the last line printed says."""
+    if not out.is_dir():
+        raise UserError(f"{out} is not a folder: create it (mkdir -p {out}), or give --out another path")
+    written: list[str] = []
+    kept: list[str] = []
+    sources: dict[str, str] = {}
+    for name, secret in SECRETS.items():
+        path = out / name
+        if path.exists():
+            kept.append(name)
+            continue
+        value, sources[name] = _value(name, secret)
+        write_private(path, value.encode())
+        path.chmod(secret.mode)
+        written.append(name)
+    users = out / REDIS_USERS
+    if users.exists():
+        kept.append(REDIS_USERS)
+    else:
+        redis_password = (out / "redis_password").read_text(encoding="utf-8").strip()
+        write_private(users, f"{PING_ONLY_DEFAULT}\n{client_acl(redis_password)}\n".encode())
+        written.append(REDIS_USERS)
+    owners = {name: secret.owner for name, secret in SECRETS.items()} | {REDIS_USERS: REDIS_UID}
+    chown = " && ".join(
+        f"sudo chown {owner} {' '.join(str(out / n) for n in names)}"
+        for owner in dict.fromkeys(owners.values())
+        if (names := [n for n in written if owners[n] == owner])
+    )
+    typer.echo(
+        f"wrote {', '.join(written) or 'nothing'} into {out}"
+        + (f" (kept {', '.join(kept)})" if kept else "")
+        + (f"; next: {chown}" if chown else "")
+    )
+    if json_out:
+        about = {name: secret.what for name, secret in SECRETS.items()}
+        emit_json(
+            {"folder": str(out), "written": written, "kept": kept, "sources": sources, "owners": owners, "about": about}
+        )
