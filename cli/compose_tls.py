@@ -13,13 +13,16 @@ from vigil.cli.jsonout import emit_json
 from vigil.infra.secrets import write_private
 from vigil.schemas.errors import UserError
 
-# each server (compose's service name, which its certificate names with localhost, its
-# healthcheck's): its file and the uid of its image's user, who must own the file
+# each server (the name its certificate is issued to, with localhost, its healthcheck's, and its
+# compose services' names): its file and the uid of its image's user, who must own the file
 SERVERS: Final = {
     "kafka": ("kafka.pem", 1000),  # apache/kafka's appuser
     "redis": ("redis.pem", 999),  # the redis image's redis
     "web": ("web.pem", 10001),  # Vigil's image (the dashboard and POST /fhir over HTTPS)
 }
+# compose's Kafka nodes share kafka.pem: each presents it to clients and, as the controllers' client
+# certificate, to the others (its CN, kafka, is the controllers' super user: deploy/kafka-start.sh)
+SERVICES: Final = {"kafka": ("kafka-1", "kafka-2", "kafka-3")}
 
 
 def compose_tls(
@@ -45,9 +48,10 @@ def compose_tls(
     """Write a new CA (ca.pem; its key is not kept) and, signed by it, Kafka's, Redis' and the
     dashboard's keys and certificates (kafka.pem, redis.pem, web.pem: mode 0600, give each its
     image's user: uid 1000 for Kafka, 999 for Redis, 10001 for Vigil's) for compose's service names
-    (kafka, redis, web), localhost and the names given. Browsers trust the dashboard's once ca.pem is
-    installed as a CA, or give the web service your hospital's certificate instead. Valid a year: run
-    it again to renew them all, then recreate the stack. Replaces the files that are there."""
+    (kafka and its nodes kafka-1 to kafka-3, redis, web), localhost and the names given. Browsers
+    trust the dashboard's once ca.pem is installed as a CA, or give the web service your hospital's
+    certificate instead. Valid a year: run it again to renew them all, then recreate the stack.
+    Replaces the files that are there."""
     from vigil.infra.stack.tls import CERT_DAYS, issue_ca, issue_server_pem
 
     if not out.is_dir():
@@ -56,7 +60,8 @@ def compose_tls(
     ca_key, ca_pem = issue_ca("Vigil compose CA")
     names: dict[str, list[str]] = {}
     for server, (file, _uid) in SERVERS.items():
-        names[server] = list(dict.fromkeys([server, "localhost", *(h.strip() for h in extra[server] if h.strip())]))
+        given = (h.strip() for h in extra[server] if h.strip())
+        names[server] = list(dict.fromkeys([server, *SERVICES.get(server, ()), "localhost", *given]))
         write_private(out / file, issue_server_pem(ca_key, ca_pem, names[server]))
     ca_file = out / "ca.pem"
     ca_file.write_bytes(ca_pem)

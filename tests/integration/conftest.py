@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_port, wait_for
-from tests.integration.test_compose_kafka import ComposeKafka, _shims, compose_service, mounted
+from tests.integration.test_compose_kafka import NODES, ComposeKafka, Node, _shims, compose_service, mounted
 from tests.integration.test_compose_redis import in_compose
 from vigil.infra.stack.processes import port_open
 
@@ -41,7 +41,11 @@ def compose_tls(tmp_path: Path) -> Path:
     """The folder `vigil stack compose-tls` writes (compose's ``deploy/tls``): ca.pem, kafka.pem, redis.pem, web.pem."""
     tls = tmp_path / "tls"
     servers = operators_command("compose-tls", tls, tmp_path)["servers"]
-    assert servers == {"kafka": ["kafka", "localhost"], "redis": ["redis", "localhost"], "web": ["web", "localhost"]}
+    assert servers == {
+        "kafka": ["kafka", "kafka-1", "kafka-2", "kafka-3", "localhost"],  # its nodes share it
+        "redis": ["redis", "localhost"],
+        "web": ["web", "localhost"],
+    }
     return tls
 
 
@@ -64,29 +68,42 @@ def compose_secrets(tmp_path: Path, compose_tls: Path) -> dict[str, Path]:
 
 @pytest.fixture
 def compose_kafka(tmp_path: Path, compose_tls: Path, compose_secrets: dict[str, Path]) -> Iterator[ComposeKafka]:
+    """compose's three Kafka services, each its script with its environment, on loopback ports here."""
     tls = compose_tls
-    port, controller = free_port(), free_port()
-    data = tmp_path / "data"
-    data.mkdir()
-    env = {
-        **mounted(compose_service("kafka")["environment"], compose_secrets),
-        "PATH": "/usr/bin:/bin",
-        # what compose's container has where the image keeps it, moved here
-        "KAFKA_BIN": str(_shims(tmp_path)),
-        "KAFKA_DATA_DIR": str(data),
-        "KAFKA_RUN_DIR": str(tmp_path / "run"),
-        "KAFKA_BROKER_PEM": str(tls / "kafka.pem"),
-        "KAFKA_CA": str(tls / "ca.pem"),
-        "KAFKA_ADVERTISED_HOST": "localhost",
-        "KAFKA_LISTEN_HOST": "127.0.0.1",
-        "KAFKA_PORT": str(port),
-        "KAFKA_CONTROLLER_PORT": str(controller),
-    }
-    kafka = ComposeKafka(port, tmp_path, env, compose_secrets, Path(env["KAFKA_BIN"]))
-    proc = kafka.start()
+    shims = _shims(tmp_path)
+    ports = {service: (free_port(), free_port()) for service in NODES}
+    specs = {service: compose_service(service)["environment"] for service in NODES}
+    # compose's voters (id@kafka-N:9093) at the controller ports here
+    voters = ",".join(f"{specs[s]['KAFKA_NODE_ID']}@localhost:{ports[s][1]}" for s in NODES)
+    assert len({specs[s]["KAFKA_CLUSTER_ID"] for s in NODES}) == 1
+    nodes = []
+    for service in NODES:
+        data = tmp_path / service / "data"
+        data.mkdir(parents=True)
+        env = {
+            **mounted(specs[service], compose_secrets),
+            "PATH": "/usr/bin:/bin",
+            # what compose's container has where the image keeps it, moved here
+            "KAFKA_BIN": str(shims),
+            "KAFKA_DATA_DIR": str(data),
+            "KAFKA_RUN_DIR": str(tmp_path / service / "run"),
+            "KAFKA_BROKER_PEM": str(tls / "kafka.pem"),
+            "KAFKA_CA": str(tls / "ca.pem"),
+            "KAFKA_ADVERTISED_HOST": "localhost",
+            "KAFKA_LISTEN_HOST": "127.0.0.1",
+            "KAFKA_PORT": str(ports[service][0]),
+            "KAFKA_CONTROLLER_PORT": str(ports[service][1]),
+            "KAFKA_CONTROLLER_VOTERS": voters,
+        }
+        nodes.append(Node(service, ports[service][0], env))
+    kafka = ComposeKafka(tmp_path, nodes, compose_secrets, shims)
+    kafka.start()
     try:
-        assert wait_for(lambda: port_open("127.0.0.1", port) or proc.poll() is not None, 90), "no listener"
-        assert proc.poll() is None, (tmp_path / "kafka.out").read_text()[-3000:]
+        for node in nodes:
+            proc = node.proc
+            assert proc is not None
+            up = wait_for(lambda: port_open("127.0.0.1", node.port) or proc.poll() is not None, 120)  # noqa: B023
+            assert up and proc.poll() is None, kafka.output()[-3000:]
         yield kafka
     finally:
         kafka.stop()

@@ -51,31 +51,61 @@ def mounted(env: dict, secrets: dict[str, Path]) -> dict[str, str]:
     return {k: here(str(v)) for k, v in env.items()}
 
 
+NODES = ("kafka-1", "kafka-2", "kafka-3")  # compose's Kafka services
+
+
+@dataclass
+class Node:
+    """One of compose's Kafka services, run here: its script's environment, its listener."""
+
+    service: str
+    port: int
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+
+
 @dataclass
 class ComposeKafka:
-    port: int
     folder: Path
-    env: dict[str, str]  # the script's environment
+    nodes: list[Node]
     secrets: dict[str, Path]  # compose's secrets as files here
     shims: Path
-    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"localhost:{self.port}"
+        return ",".join(f"localhost:{node.port}" for node in self.nodes)
 
-    def start(self) -> subprocess.Popen[bytes]:
-        entrypoint = compose_service("kafka")["entrypoint"]
-        mounted = dict(v.split(":")[1::-1] for v in compose_service("kafka")["volumes"] if v.startswith("./"))
-        assert entrypoint[0] == "/bin/sh" and REPO / mounted[entrypoint[1]] == SCRIPT  # what compose mounts there
-        with (self.folder / "kafka.out").open("ab") as log:  # sh execs the broker: one process
-            self.proc = subprocess.Popen([*SH, str(SCRIPT)], env=self.env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-        return self.proc
+    @property
+    def env(self) -> dict[str, str]:
+        """The first node's environment (what a test changes to start it another way)."""
+        return self.nodes[0].env
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(30)
+    def start(self, *nodes: Node) -> None:
+        """Start ``nodes`` (all of them when none is named), each as compose starts its service."""
+        for node in nodes or self.nodes:
+            spec = compose_service(node.service)
+            mounted = dict(v.split(":")[1::-1] for v in spec["volumes"] if v.startswith("./"))
+            assert spec["entrypoint"][0] == "/bin/sh" and REPO / mounted[spec["entrypoint"][1]] == SCRIPT
+            with (self.folder / f"{node.service}.out").open("ab") as log:  # sh execs the broker: one process
+                node.proc = subprocess.Popen(  # noqa: S603
+                    [*SH, str(SCRIPT)], env=node.env, stdout=log, stderr=subprocess.STDOUT
+                )
+
+    def stop(self, *nodes: Node) -> None:
+        """SIGTERM to each at once (a node left alone waits for a quorum to let it shut down cleanly),
+        SIGKILL to one still there a minute later."""
+        running = [n.proc for n in nodes or self.nodes if n.proc is not None and n.proc.poll() is None]
+        for proc in running:
+            proc.terminate()
+        for proc in running:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+    def output(self) -> str:
+        return "".join((self.folder / f"{n.service}.out").read_text() for n in self.nodes)
 
     def password(self, secret: str) -> str:
         return self.secrets[secret].read_text()
@@ -146,6 +176,7 @@ def _shims(folder: Path) -> Path:
         "kafka-storage.sh": "kafka.tools.StorageTool",
         "kafka-server-start.sh": "kafka.Kafka",
         "kafka-broker-api-versions.sh": "org.apache.kafka.tools.BrokerApiVersionsCommand",
+        "kafka-metadata-quorum.sh": "org.apache.kafka.tools.MetadataQuorumCommand",  # the probe of the controllers
     }
     for name, main in mains.items():
         argv = java_cmd(paths, folder, folder / f"{name}.log", 512, main)
@@ -155,17 +186,20 @@ def _shims(folder: Path) -> Path:
     return bin_dir
 
 
-def healthcheck(kafka: ComposeKafka) -> bool:
-    """compose's healthcheck of the kafka service, run here."""
-    test = compose_service("kafka")["healthcheck"]["test"]
-    assert test[0] == "CMD-SHELL"
-    command = (
-        test[1]
-        .replace("/opt/kafka/bin/", f"{kafka.shims}/")
-        .replace("localhost:9092", kafka.bootstrap)
-        .replace("/tmp/vigil-kafka/", f"{kafka.env['KAFKA_RUN_DIR']}/")
-    )
-    return subprocess.run([*SH, "-c", command], timeout=60).returncode == 0  # noqa: S603 - CMD-SHELL: the image's sh -c
+def healthcheck(kafka: ComposeKafka, *nodes: Node) -> bool:
+    """compose's healthcheck of each Kafka service (of ``nodes``, else all), run here."""
+    results = []
+    for node in nodes or kafka.nodes:
+        test = compose_service(node.service)["healthcheck"]["test"]
+        assert test[0] == "CMD-SHELL"
+        command = (
+            test[1]
+            .replace("/opt/kafka/bin/", f"{kafka.shims}/")
+            .replace("localhost:9092", f"localhost:{node.port}")
+            .replace("/tmp/vigil-kafka/", f"{node.env['KAFKA_RUN_DIR']}/")
+        )
+        results.append(subprocess.run([*SH, "-c", command], timeout=60).returncode == 0)  # noqa: S603 - the image's sh -c
+    return all(results)
 
 
 def _client(kafka: ComposeKafka, user: str | None, password: str | None, protocol: str = "SASL_SSL") -> dict:
@@ -175,6 +209,41 @@ def _client(kafka: ComposeKafka, user: str | None, password: str | None, protoco
     if user is not None:
         options.update(sasl_mechanism="SCRAM-SHA-512", sasl_plain_username=user, sasl_plain_password=password)
     return options
+
+
+def _controller_handshake(kafka: ComposeKafka, port: int) -> str:
+    """A TLS handshake with a controller listener without a client certificate: "ok" when the
+    controller keeps the connection open (it waits for a request), "refused" when it drops it."""
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(kafka.folder / "tls" / "ca.pem"))
+    try:
+        with (
+            socket.create_connection(("localhost", port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            tls.settimeout(3)  # TLS 1.3: the server's verdict on the client's certificate comes after the handshake
+            try:
+                return "refused" if tls.recv(1) == b"" else "ok"
+            except TimeoutError:
+                return "ok"
+    except (ssl.SSLError, ConnectionError):
+        return "refused"
+
+
+def _quorum_as(kafka: ComposeKafka, port: int, cert: Path) -> subprocess.CompletedProcess[str]:
+    """kafka-metadata-quorum.sh against a controller listener, presenting ``cert`` (key and chain)."""
+    config = kafka.folder / f"quorum-{cert.stem}.properties"
+    ca = kafka.folder / "tls" / "ca.pem"
+    config.write_text(
+        "security.protocol=SSL\nssl.keystore.type=PEM\n"
+        f"ssl.keystore.location={cert}\nssl.truststore.type=PEM\nssl.truststore.location={ca}\n"
+    )
+    probe = [str(kafka.shims / "kafka-metadata-quorum.sh"), "--bootstrap-controller", f"localhost:{port}"]
+    return subprocess.run(  # noqa: S603
+        [*probe, "--command-config", str(config), "describe", "--status"], capture_output=True, text=True, timeout=120
+    )
 
 
 def _attempt(action) -> str:  # type: ignore[no-untyped-def]
@@ -228,6 +297,9 @@ def test_compose_kafka_lets_in_only_its_users_each_to_its_role(compose_kafka: Co
     assert summary["written"] == summary["acls"] == 27
     made = kafka.vigil("topics", "--json")
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+    # compose's spec on three nodes: every topic on all three, written to at least two
+    made_topics = json.loads(made.stdout.strip().splitlines()[-1])["topics"]
+    assert {(t["replication_factor"], t["min_insync_replicas"], t["partitions"]) for t in made_topics} == {(3, 2, 12)}
     wrong = kafka.vigil("topics", kafka_password="not-the-password-at-all")
     lines = wrong.stderr.strip().splitlines()
     assert wrong.returncode != 0 and len(lines) == 1 and "did not let this client in" in lines[0], wrong.stderr
@@ -253,6 +325,15 @@ def test_compose_kafka_lets_in_only_its_users_each_to_its_role(compose_kafka: Co
     assert all(v != "ok" for v in refused.values()), refused
     assert results["vigil-ingest writes vigil.alerts"] == "TopicAuthorizationFailedError", results
 
+    # the controllers let in only a client certificate of compose's CA (mutual TLS), and answer only
+    # compose's Kafka certificate (their super user): not the dashboard's
+    controller = int(kafka.nodes[0].env["KAFKA_CONTROLLER_PORT"])
+    assert _controller_handshake(kafka, controller) == "refused"
+    nodes = _quorum_as(kafka, controller, kafka.folder / "tls" / "kafka.pem")
+    assert nodes.returncode == 0 and "CurrentVoters" in nodes.stdout, nodes.stdout[-2000:] + nodes.stderr[-2000:]
+    web = _quorum_as(kafka, controller, kafka.folder / "tls" / "web.pem")
+    assert web.returncode != 0 and "ClusterAuthorizationException" in web.stdout + web.stderr, web.stdout + web.stderr
+
     # the service may not make itself more: ACLs are the super user's
     from vigil.infra.kafka_access import Grant, apply_grants
 
@@ -263,11 +344,12 @@ def test_compose_kafka_lets_in_only_its_users_each_to_its_role(compose_kafka: Co
     finally:
         admin.close()
     # no password in a log or the script's output
-    out = (kafka.folder / "kafka.out").read_text()
+    out = kafka.output()
     assert not any(pw in out + access.stdout + access.stderr for pw in (admin_pw, service_pw, ingest_pw))
-    # nor in the broker's environment (compose's secret is a file): `docker inspect` would show it
-    assert kafka.proc is not None
-    assert admin_pw.encode() not in Path(f"/proc/{kafka.proc.pid}/environ").read_bytes()
+    # nor in the brokers' environment (compose's secret is a file): `docker inspect` would show it
+    for node in kafka.nodes:
+        assert node.proc is not None
+        assert admin_pw.encode() not in Path(f"/proc/{node.proc.pid}/environ").read_bytes()
     assert (Path(kafka.env["KAFKA_RUN_DIR"]) / "server.properties").stat().st_mode & 0o777 == 0o600
 
 
@@ -280,9 +362,9 @@ def test_a_restart_keeps_the_users_and_an_old_volume_or_a_bad_password_stops_the
     assert _metadata(service) == "ok"
     # restart on the same volume: not formatted again, the users are kept
     kafka.stop()
-    assert wait_for(lambda: not port_open("127.0.0.1", kafka.port), 60)
+    assert wait_for(lambda: not any(port_open("127.0.0.1", node.port) for node in kafka.nodes), 60)
     kafka.start()
-    assert wait_for(lambda: healthcheck(kafka), 120), (kafka.folder / "kafka.out").read_text()[-3000:]
+    assert wait_for(lambda: healthcheck(kafka), 180), kafka.output()[-3000:]
     assert _metadata(service) == "ok"
 
     def start_with(**changes: str) -> subprocess.CompletedProcess[str]:
@@ -304,5 +386,9 @@ def test_a_restart_keeps_the_users_and_an_old_volume_or_a_bad_password_stops_the
     assert stopped.returncode == 2 and "keep one" in stopped.stderr, stopped.stderr
     stopped = start_with(VIGIL_KAFKA_ADMIN_PASSWORD_FILE=str(tmp_path / "nowhere"))
     assert stopped.returncode == 2 and "vigil stack compose-secrets" in stopped.stderr, stopped.stderr
+    stopped = start_with(KAFKA_CLUSTER_ID="")  # three voters: the nodes must agree on one cluster
+    assert stopped.returncode == 2 and "KAFKA_CLUSTER_ID must be set" in stopped.stderr, stopped.stderr
+    stopped = start_with(KAFKA_NODE_ID="4")
+    assert stopped.returncode == 2 and "does not name this node" in stopped.stderr, stopped.stderr
     missing = start_with(KAFKA_BROKER_PEM=str(tmp_path / "nowhere.pem"))
     assert missing.returncode == 2 and "vigil stack compose-tls" in missing.stderr

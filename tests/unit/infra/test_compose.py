@@ -20,11 +20,23 @@ def _compose() -> dict:
 
 def test_services_and_shape() -> None:
     services = _compose()["services"]
-    assert {"kafka", "redis", "worker", "web", "mllp"} <= set(services)
+    assert {"kafka-1", "kafka-2", "kafka-3", "redis", "worker", "web", "mllp"} <= set(services)
     assert services["mllp"]["command"][:2] == ["vigil", "mllp"]
-    # KRaft, started by Vigil's script (the image's own start cannot create SCRAM users)
-    assert services["kafka"]["entrypoint"] == ["/bin/sh", "/etc/vigil/kafka-start.sh"]
-    assert "./deploy/kafka-start.sh:/etc/vigil/kafka-start.sh:ro" in services["kafka"]["volumes"]
+    # KRaft, three nodes started by Vigil's script (the image's own start cannot create SCRAM users),
+    # each its own volume, one cluster: every node a voter, one cluster id
+    kafka = [services[f"kafka-{i}"] for i in (1, 2, 3)]
+    assert all(k["entrypoint"] == ["/bin/sh", "/etc/vigil/kafka-start.sh"] for k in kafka)
+    assert all("./deploy/kafka-start.sh:/etc/vigil/kafka-start.sh:ro" in k["volumes"] for k in kafka)
+    assert len({k["volumes"][0] for k in kafka}) == 3
+    assert [k["environment"]["KAFKA_NODE_ID"] for k in kafka] == [1, 2, 3]
+    assert {k["environment"]["KAFKA_CONTROLLER_VOTERS"] for k in kafka} == {
+        "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"
+    }
+    assert len({k["environment"]["KAFKA_CLUSTER_ID"] for k in kafka}) == 1
+    assert [k["environment"]["KAFKA_ADVERTISED_HOST"] for k in kafka] == ["kafka-1", "kafka-2", "kafka-3"]
+    assert all(
+        services["kafka-access"]["depends_on"][f"kafka-{i}"] == {"condition": "service_healthy"} for i in (1, 2, 3)
+    )
     assert "process.roles=broker,controller" in (COMPOSE.parent / "deploy" / "kafka-start.sh").read_text()
     assert services["worker"]["deploy"]["replicas"] == 2
     assert services["worker"]["command"][:2] == ["vigil", "worker"]
@@ -89,7 +101,8 @@ def test_vigil_environment_is_valid_settings(service: str, monkeypatch: pytest.M
             monkeypatch.setenv(key, str(value))
             _assert_is_a_setting(key)
     settings = Settings()
-    assert settings.kafka.bootstrap == "kafka:9092"
+    assert settings.kafka.bootstrap == "kafka-1:9092,kafka-2:9092,kafka-3:9092"
+    assert settings.kafka.replication_factor == 3  # min.insync.replicas 2 (infra.stack.topics): one node may be down
     assert settings.kafka.security_protocol == "SASL_SSL"
     assert settings.kafka.ssl_cafile == "/run/secrets/tls_ca"
     assert settings.kafka.sasl_username == ("vigil-broker" if service == "kafka-access" else "vigil")
@@ -122,7 +135,9 @@ def test_no_secret_is_in_a_containers_environment() -> None:
                 assert key.endswith("_FILE"), f"{service}: {key} holds a secret itself"
                 assert str(value).removeprefix("/run/secrets/") in spec["secrets"], f"{service}: {key}"
                 named += 1
-    assert named == 21  # kafka 1, kafka-access 6, topics 3, worker 3, web 5, mllp 3 (a guard against a lost key)
+    assert (
+        named == 23
+    )  # kafka-1..3 1 each, kafka-access 6, topics 3, worker 3, web 5, mllp 3 (a guard against a lost key)
 
 
 def test_the_redis_users_file_needs_a_password_compose_can_give_and_redis_can_read(tmp_path, monkeypatch) -> None:

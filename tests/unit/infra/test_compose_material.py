@@ -28,7 +28,7 @@ def test_compose_tls_signs_each_servers_names_and_keeps_its_key_private(tmp_path
     assert done.exit_code == 0, done.output
     ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
     wanted = {
-        "kafka.pem": ["kafka", "localhost", "kafka.example.org"],
+        "kafka.pem": ["kafka", "kafka-1", "kafka-2", "kafka-3", "localhost", "kafka.example.org"],
         "redis.pem": ["redis", "localhost"],
         "web.pem": ["web", "localhost"],
     }
