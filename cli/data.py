@@ -24,8 +24,8 @@ def fetch(
     json_out: JsonFlag = False,
 ) -> None:
     """Download the challenge training sets from PhysioNet, check each zip against PhysioNet's
-    SHA256SUMS.txt and unpack the stays into <home>/data/training_set<X> (where training and the demo
-    look first)."""
+    SHA256SUMS.txt and unpack the stays into ~/.cache/vigil/data/training_setA and _setB (VIGIL_HOME;
+    where training and the demo look first)."""
     from vigil.infra.dataset import PHYSIONET_2019, SETS, fetch_sets
     from vigil.infra.settings import get_settings
     from vigil.schemas.errors import UserError
