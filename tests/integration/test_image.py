@@ -229,6 +229,9 @@ def image_env(image: Image, settings, service: str = "worker") -> dict[str, str]
         "VIGIL_KAFKA__BOOTSTRAP": settings.kafka.bootstrap or f"127.0.0.1:{settings.kafka.embedded_port}",
         "VIGIL_REDIS__URL": f"redis://127.0.0.1:{settings.redis.embedded_port}/0",
         "VIGIL_REDIS__USERNAME": REDIS_USER,  # compose's, as docker-compose.yml sets it
+        # own_stack is one broker: compose's replication (3, for its three nodes) is tested on them in
+        # test_compose_kafka.py and test_compose_stack.py
+        "VIGIL_KAFKA__REPLICATION_FACTOR": "1",
     }
 
 
