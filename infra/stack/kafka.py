@@ -4,8 +4,8 @@ one controller quorum (``vigil stack up --brokers 3``: three JVMs, small heaps).
 
 Secure mode (``settings.kafka.security_protocol == "SASL_SSL"``): the client and inter-broker
 listener is SASL_SSL (SCRAM-SHA-512, certificate from a local CA, ``tls.py``); the controller
-listener stays PLAINTEXT bound to loopback, and Kafka ACLs give each client user its role's
-grants only (``access.py``, ``infra.kafka_access``).
+listener, bound to loopback, takes only TLS with the broker certificate (mutual TLS), and Kafka ACLs
+give each client user its role's grants only (``access.py``, ``infra.kafka_access``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ from vigil.infra.settings import Settings
 from vigil.infra.stack.access import grant_roles
 from vigil.infra.stack.jars import ensure_kafka_jars, java_cmd
 from vigil.infra.stack.processes import StackError, StackPaths, pid_alive, port_open, start_daemon, stop_pid
-from vigil.infra.stack.tls import SecureMaterial, ensure_secure_material
+from vigil.infra.stack.tls import LOOPBACK_NAMES, SecureMaterial, ensure_secure_material
 
 HOST = "127.0.0.1"
+# the broker certificate's subject (infra.stack.tls: its first name), as Kafka names the principal of
+# a client certificate on the controller listener
+CONTROLLER_PRINCIPAL = f"User:CN={LOOPBACK_NAMES[0]}"
 
 
 def heap_mb(settings: Settings) -> int:
@@ -53,8 +56,11 @@ def _listener_properties(port: int, controller_port: int, material: SecureMateri
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         ]
-    # Clients (and the brokers to each other) only through SASL_SSL; the KRaft controller listener
-    # stays PLAINTEXT but bound to loopback, where only this host's processes reach it.
+    # Clients (and the brokers to each other) only through SASL_SSL. The KRaft controller listener,
+    # bound to loopback, takes only TLS with a client certificate of the stack's CA (mutual TLS): the
+    # nodes present the broker certificate (<home>/tls/broker.pem, 0600), whose principal is the
+    # controllers' super user; a local process without it gets nothing there (until 6 December 2026
+    # the listener was PLAINTEXT and ANONYMOUS a super user).
     jaas = (
         f"org.apache.kafka.common.security.scram.ScramLoginModule required "
         f'username="{KAFKA_BROKER_USER}" password="{material.broker_password.get_secret_value()}";'
@@ -63,7 +69,7 @@ def _listener_properties(port: int, controller_port: int, material: SecureMateri
         f"listeners=SASL_SSL://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
         f"advertised.listeners=SASL_SSL://{HOST}:{port}",
         "inter.broker.listener.name=SASL_SSL",
-        "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL",
         f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
         f"sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}",
         f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config={jaas}",
@@ -72,12 +78,13 @@ def _listener_properties(port: int, controller_port: int, material: SecureMateri
         "ssl.truststore.type=PEM",
         f"ssl.truststore.location={material.ca_file}",
         "ssl.client.auth=none",
+        "listener.name.controller.ssl.client.auth=required",
         "ssl.enabled.protocols=TLSv1.3,TLSv1.2",
         # Kafka ACLs: each client user may do what its role needs (infra.kafka_access), nothing
-        # without a grant. The brokers are super users; so is ANONYMOUS, the principal of the
-        # PLAINTEXT controller listener, which the broker side of each node talks to its controllers on.
+        # without a grant. The brokers are super users: as vigil-broker to each other, and as the
+        # broker certificate's subject on the controller listener
         "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        f"super.users=User:{KAFKA_BROKER_USER};User:ANONYMOUS",
+        f"super.users=User:{KAFKA_BROKER_USER};{CONTROLLER_PRINCIPAL}",
         "allow.everyone.if.no.acl.found=false",
     ]
 

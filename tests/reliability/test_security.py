@@ -83,6 +83,12 @@ def test_unauthenticated_kafka_clients_are_refused(secure_settings, secure_stack
     assert wait_for(lambda: len(broker_auth_failures()) >= before + 2, timeout=10), broker_auth_failures()[-3:]
     failures = broker_auth_failures()[before:]
     results["broker_logged_authentication_failures"] = len(failures)
+    # the KRaft controller listener answers neither a plain request (it did, as ANONYMOUS, a super
+    # user, until 6 December 2026) nor TLS without the broker certificate (mutual TLS)
+    results["controller_plaintext"] = _controller_answers(settings.kafka.embedded_controller_port, None)
+    results["controller_tls_without_certificate"] = _controller_answers(
+        settings.kafka.embedded_controller_port, good["ssl_cafile"]
+    )
     report(results_dir, "security_kafka", results)
     assert results["authenticated"] == "ok"
     assert all(
@@ -91,6 +97,29 @@ def test_unauthenticated_kafka_clients_are_refused(secure_settings, secure_stack
     assert all("invalid credentials" in line for line in failures), failures[:2]
     secrets = [p.read_text().strip() for p in (settings.home / "secrets").iterdir()]
     assert not any(s in line for s in secrets for line in failures)
+
+
+def _controller_answers(port: int, cafile: str | None) -> str:
+    """An ApiVersions request to the KRaft controller listener, in plain TCP (``cafile`` None) or
+    over TLS without a client certificate: "ok" when the controller answers it (as it answered
+    ANONYMOUS on the PLAINTEXT listener of before), else why not."""
+    import socket
+    import ssl
+    import struct
+
+    client = b"probe"
+    body = struct.pack(">hhih", 18, 0, 7, len(client)) + client  # ApiVersions v0, correlation id 7
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            sock = raw
+            if cafile is not None:
+                context = ssl.create_default_context(cafile=cafile)
+                sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            answer = sock.recv(8)
+            return "ok" if len(answer) == 8 and struct.unpack(">i", answer[4:])[0] == 7 else "closed"
+    except (OSError, ssl.SSLError) as exc:
+        return type(exc).__name__
 
 
 def test_redis_requires_password_and_acl_limits_the_worker_user(secure_settings, secure_stack, results_dir) -> None:
