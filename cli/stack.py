@@ -26,7 +26,8 @@ def stack_up_cmd(
     secure: bool = typer.Option(
         False,
         "--secure",
-        help="Kafka SASL_SSL (SCRAM-SHA-512, local CA) and Redis with ACL user + password; secrets in ~/.cache/vigil/secrets (VIGIL_HOME)",
+        help="Kafka SASL_SSL (SCRAM-SHA-512, local CA) and Redis with ACL user + password; "
+        "secrets in ~/.cache/vigil/secrets (VIGIL_HOME)",
     ),
     brokers: int = typer.Option(
         None,
