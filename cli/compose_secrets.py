@@ -13,10 +13,10 @@ import typer
 
 from vigil.cli.jsonout import emit_json
 from vigil.cli.redis_users import PASSWORD_SYMBOLS as REDIS
+from vigil.cli.redis_users import users_file
 from vigil.infra.kafka_roles import SCRAM_PASSWORD_SYMBOLS as SCRAM
 from vigil.infra.secret_files import env_secret
 from vigil.infra.secrets import password_problem, write_private
-from vigil.infra.stack.redis_server import PING_ONLY_DEFAULT, client_acl
 from vigil.schemas.errors import UserError
 
 VIGIL_UID: Final = "10001"  # Vigil's image (Dockerfile's USER)
@@ -39,7 +39,7 @@ SECRETS: Final = {
         f"{VIGIL_UID}:{KAFKA_GID}",
         0o440,
         "VIGIL_KAFKA_ADMIN_PASSWORD",
-        "Kafka's super user vigil-broker: the kafka service formats its volume with it, kafka-access signs in with it",
+        "Kafka's super user vigil-broker: the Kafka nodes format their volumes with it, kafka-access signs in with it",
         SCRAM,
     ),
     "kafka_password": Secret(VIGIL_UID, 0o600, "VIGIL_KAFKA_PASSWORD", "Kafka user vigil: Vigil's containers", SCRAM),
@@ -104,7 +104,7 @@ def compose_secrets(
         kept.append(REDIS_USERS)
     else:
         redis_password = (out / "redis_password").read_text(encoding="utf-8").strip()
-        write_private(users, f"{PING_ONLY_DEFAULT}\n{client_acl(redis_password)}\n".encode())
+        write_private(users, users_file(redis_password))
         written.append(REDIS_USERS)
     owners = {name: secret.owner for name, secret in SECRETS.items()} | {REDIS_USERS: REDIS_UID}
     chown = " && ".join(

@@ -20,6 +20,11 @@ PASSWORD_ENV = "VIGIL_REDIS_PASSWORD"  # or VIGIL_REDIS_PASSWORD_FILE: the file 
 PASSWORD_SYMBOLS = "._~+/=-"  # besides letters and digits: nothing Redis' config parser reads
 
 
+def users_file(password: str) -> bytes:
+    """Compose's Redis users file: the PING-only default (the healthcheck) and Vigil's user."""
+    return f"{PING_ONLY_DEFAULT}\n{client_acl(password)}\n".encode()
+
+
 def redis_users(
     out: Path = typer.Option(Path("deploy/secrets/redis-users.conf"), "--out", help="the file to write (mode 0600)"),
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON summary as the last line")] = False,
@@ -34,7 +39,7 @@ def redis_users(
         raise UserError(f"{PASSWORD_ENV} {problem}: docker-compose.yml gives the same to Vigil")
     if not out.parent.is_dir():
         raise UserError(f"{out.parent} is not a folder: create it, or give --out another path")
-    write_private(out, f"{PING_ONLY_DEFAULT}\n{client_acl(password)}\n".encode())
+    write_private(out, users_file(password))
     typer.echo(f"wrote {out}: Redis users default (PING only) and {REDIS_USER}; next: sudo chown 999 {out}")
     if json_out:
         emit_json({"path": str(out), "users": ["default", REDIS_USER]})
