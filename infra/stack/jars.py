@@ -16,8 +16,9 @@ log = get_logger(__name__)
 
 POM = Path(__file__).parents[1] / "kafka" / "pom.xml"
 
-# WARN and above, plus the network selector's INFO lines: "Failed authentication with /IP
-# (... invalid credentials ...)" is how the broker reports a refused client (no secret in it).
+# WARN and above (the state-change log too: a line per partition at each start), plus the network
+# selector's INFO lines: "Failed authentication with /IP (... invalid credentials ...)" is how the
+# broker reports a refused client (no secret in it).
 LOG4J2 = """status = warn
 appender.file.type = File
 appender.file.name = FILE
@@ -32,6 +33,8 @@ logger.apache.name = org.apache.kafka
 logger.apache.level = WARN
 logger.auth.name = org.apache.kafka.common.network.Selector
 logger.auth.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
 """
 
 

@@ -139,17 +139,22 @@ class ComposeKafka:
         )
 
 
-def _kafka_tools_jar(folder: Path) -> Path:
-    """kafka-tools (BrokerApiVersionsCommand, the healthcheck's) of the broker's version, from Maven Central."""
+def _kafka_version() -> str:
     version = re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text())
     assert version is not None
+    return version.group(1)
+
+
+def _kafka_tools_jar(folder: Path) -> Path:
+    """kafka-tools (BrokerApiVersionsCommand, the healthcheck's) of the broker's version, from Maven Central."""
+    version = _kafka_version()
     got = subprocess.run(  # noqa: S603
         [
             "mvn",
             "-q",
             "-B",
             "dependency:copy",
-            f"-Dartifact=org.apache.kafka:kafka-tools:{version.group(1)}",
+            f"-Dartifact=org.apache.kafka:kafka-tools:{version}",
             f"-DoutputDirectory={folder}",
         ],
         capture_output=True,
@@ -157,7 +162,7 @@ def _kafka_tools_jar(folder: Path) -> Path:
         timeout=300,
     )
     assert got.returncode == 0, got.stdout[-2000:] + got.stderr[-2000:]
-    return folder / f"kafka-tools-{version.group(1)}.jar"
+    return folder / f"kafka-tools-{version}.jar"
 
 
 def _shims(folder: Path) -> Path:
@@ -177,6 +182,7 @@ def _shims(folder: Path) -> Path:
         "kafka-server-start.sh": "kafka.Kafka",
         "kafka-broker-api-versions.sh": "org.apache.kafka.tools.BrokerApiVersionsCommand",
         "kafka-metadata-quorum.sh": "org.apache.kafka.tools.MetadataQuorumCommand",  # the probe of the controllers
+        "kafka-features.sh": "org.apache.kafka.tools.FeatureCommand",  # operations.md's finalizing of an upgrade
     }
     for name, main in mains.items():
         argv = java_cmd(paths, folder, folder / f"{name}.log", 512, main)
@@ -243,6 +249,16 @@ def _quorum_as(kafka: ComposeKafka, port: int, cert: Path) -> subprocess.Complet
     probe = [str(kafka.shims / "kafka-metadata-quorum.sh"), "--bootstrap-controller", f"localhost:{port}"]
     return subprocess.run(  # noqa: S603
         [*probe, "--command-config", str(config), "describe", "--status"], capture_output=True, text=True, timeout=120
+    )
+
+
+def _features(kafka: ComposeKafka, node: Node, *command: str) -> subprocess.CompletedProcess[str]:
+    """kafka-features.sh in ``node``'s container, signed in as its healthcheck is (docs/operations.md,
+    "Upgrading Kafka", runs it so with ``docker compose exec``)."""
+    client = f"{node.env['KAFKA_RUN_DIR']}/client.properties"
+    tool = [str(kafka.shims / "kafka-features.sh"), "--bootstrap-server", f"localhost:{node.port}"]
+    return subprocess.run(  # noqa: S603
+        [*tool, "--command-config", client, *command], capture_output=True, text=True, timeout=120
     )
 
 
@@ -333,6 +349,16 @@ def test_compose_kafka_lets_in_only_its_users_each_to_its_role(compose_kafka: Co
     assert nodes.returncode == 0 and "CurrentVoters" in nodes.stdout, nodes.stdout[-2000:] + nodes.stderr[-2000:]
     web = _quorum_as(kafka, controller, kafka.folder / "tls" / "web.pem")
     assert web.returncode != 0 and "ClusterAuthorizationException" in web.stdout + web.stderr, web.stdout + web.stderr
+
+    # a new volume runs at this Kafka's own metadata version, and the command that finalizes an upgrade
+    # (operations.md) signs in with what kafka-start.sh wrote: on a current cluster it changes nothing
+    release = ".".join(_kafka_version().split(".")[:2])  # 4.3.2 -> 4.3
+    described = _features(kafka, kafka.nodes[1], "describe")
+    metadata = [line.split() for line in described.stdout.splitlines() if "Feature: metadata.version" in line]
+    assert metadata, described.stdout[-2000:] + described.stderr[-2000:]
+    assert metadata[0][metadata[0].index("FinalizedVersionLevel:") + 1].startswith(f"{release}-IV"), metadata
+    finalize = _features(kafka, kafka.nodes[0], "upgrade", "--release-version", release)
+    assert finalize.returncode == 0, finalize.stdout[-2000:] + finalize.stderr[-2000:]
 
     # the service may not make itself more: ACLs are the super user's
     from vigil.infra.kafka_access import Grant, apply_grants

@@ -54,6 +54,15 @@ def test_services_and_shape() -> None:
     assert all("tls_ca" in services[s]["secrets"] for s in vigil)
 
 
+def test_compose_runs_the_kafka_the_tests_run() -> None:
+    """Every Kafka node's image is the version infra/kafka/pom.xml pins: the embedded stack and
+    test_compose_kafka.py run those jars, so another tag would ship a Kafka no test started."""
+    version = re.search(r"<kafka.version>([^<]+)</kafka.version>", (COMPOSE.parent / "infra/kafka/pom.xml").read_text())
+    assert version is not None
+    services = _compose()["services"]
+    assert {services[f"kafka-{i}"]["image"] for i in (1, 2, 3)} == {f"apache/kafka:{version.group(1)}"}
+
+
 def _assert_is_a_setting(env_name: str) -> None:
     """VIGIL_KAFKA__BOOTSTRAP -> Settings.kafka.bootstrap must exist (pydantic-settings would
     silently ignore a misspelt top-level variable)."""
