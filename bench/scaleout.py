@@ -13,6 +13,7 @@ shrinks them; run it on a bench stack, not on a production cluster.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +71,12 @@ def grow_partitions(settings: Settings, names: tuple[str, ...]) -> dict[str, int
         return {t: max(n, wanted) for t, n in current.items()}
     finally:
         admin.close()
+
+
+# kafka-python decodes each member's subscription as the plain consumer protocol's; Faust's carries
+# its own user data, so every describe logged a warning quoting the member's bytes (the assignment,
+# read below, decodes)
+logging.getLogger("kafka.admin._groups").setLevel(logging.ERROR)
 
 
 def owners(settings: Settings, group: str, topic: str) -> list[list[int]]:
