@@ -1,6 +1,6 @@
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY agents agents
 COPY models models
 COPY schemas schemas
@@ -8,7 +8,8 @@ COPY infra infra
 COPY cli cli
 COPY bench bench
 COPY data data
-RUN pip install --no-cache-dir .
+# the versions the tests ran (constraints.txt, `make lock`)
+RUN pip install --no-cache-dir -c constraints.txt .
 # onnxruntime's telemetry to Microsoft, off (docs/security.md; vigil.models sets it as well)
 ENV ORT_DISABLE_TELEMETRY=1
 # An unprivileged user with no passwd entry and no home (a numeric id, which Kubernetes'

@@ -5,13 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VIGIL := $(VENV)/bin/vigil
 
-.PHONY: install system-deps demo test test-unit test-integration test-reliability lint audit bench train clean
+.PHONY: install system-deps demo test test-unit test-integration test-reliability lint audit lock bench train clean
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt pins every version (make lock): the tests run what the Docker image ships
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -U pip wheel
+	$(PY) -m pip install -q -c constraints.txt -U pip wheel
 	@# setuptools explains editable installs at length (UserWarning): not for every make run
-	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install -q -e '.[dev]'
+	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 # Java 17 + Maven run the embedded Kafka broker, Debian's security-maintained redis-server the
@@ -50,8 +51,8 @@ ROOMS := agents models schemas infra cli bench
 	mkdir -p $@ && for r in $(ROOMS); do ln -sfn ../../$$r $@/$$r; done
 
 lint: install .typecheck/vigil
-	$(VENV)/bin/ruff check $(ROOMS) tests
-	$(VENV)/bin/ruff format --check $(ROOMS) tests
+	$(VENV)/bin/ruff check $(ROOMS) tests deploy
+	$(VENV)/bin/ruff format --check $(ROOMS) tests deploy
 	MYPYPATH=.typecheck $(VENV)/bin/mypy --exclude '/models/train/' $(foreach r,$(ROOMS),-p vigil.$(r))
 	$(VENV)/bin/lint-imports
 
@@ -59,13 +60,21 @@ lint: install .typecheck/vigil
 audit: install
 	$(VENV)/bin/pip-audit --progress-spinner off --skip-editable
 
+# constraints.txt afresh: the newest versions pyproject.toml allows, resolved in a new environment
+# (then `make test`, and commit the file)
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q -U pip && .venv-lock/bin/pip install -q '.[dev]'
+	.venv-lock/bin/python deploy/lock.py > constraints.txt.new && mv constraints.txt.new constraints.txt
+	rm -rf .venv-lock build
+
 bench: install
 	$(VIGIL) bench --json
 
 # Training needs PyTorch (several GB): a separate venv, never the serving one.
 train: install
 	test -x .venv-train/bin/python || ($(PYTHON) -m venv .venv-train && \
-	  .venv-train/bin/pip install -q -e '.[train]')
+	  .venv-train/bin/pip install -q -c constraints.txt -e '.[train]')
 	$(VIGIL) train
 
 clean:
