@@ -34,6 +34,20 @@ def link_cached_kafka_jars(home: Path) -> None:
         (home / "kafka" / "libs").symlink_to(libs)
 
 
+def own_stack_settings(home: Path, **kafka: object):  # type: ignore[no-untyped-def]
+    """Settings of a stack of a test's own in ``home`` (the cached jars linked): free ports for one
+    Kafka node, its controller and Redis; ``kafka`` adds Kafka settings."""
+    from vigil.infra.settings import KafkaSettings, RedisSettings, Settings
+
+    link_cached_kafka_jars(home)
+    base = free_port_block(3)
+    return Settings(
+        home=home,
+        kafka=KafkaSettings(embedded_port=base, embedded_controller_port=base + 1, **kafka),  # type: ignore[arg-type]
+        redis=RedisSettings(embedded_port=base + 2),
+    )
+
+
 @pytest.fixture(scope="session")
 def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="vigil-test-") as tmp:

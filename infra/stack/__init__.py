@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from vigil.infra.connect import kafka_endpoint, redis_endpoint
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings
+from vigil.infra.stack.jars import kafka_version
 from vigil.infra.stack.kafka import start_kafka, stop_kafka
 from vigil.infra.stack.processes import StackError, StackPaths, pid_alive, port_open, stop_pid
 from vigil.infra.stack.redis_server import redis_binary, start_redis
@@ -94,19 +95,24 @@ def _listening(address: str) -> bool:
 
 
 def stack_status(settings: Settings) -> dict[str, object]:
+    from vigil.infra.kafka_features import read_metadata_version
+
     paths = StackPaths(settings.home)
     kafka, redis = kafka_endpoint(settings), redis_endpoint(settings)
     try:
         binary: object = redis_binary(settings).describe()
     except StackError as exc:
         binary = str(exc)
+    listening = [_listening(a) for a in kafka.addresses]
     return {
         "kafka": {
             "external": settings.kafka.bootstrap,
             "bootstrap": kafka.bootstrap,
             "pids": [pid_alive(p) for p in paths.node_pid_files() if p.exists()],
-            "listening": [_listening(a) for a in kafka.addresses],
+            "listening": listening,
             "replication_factor": kafka.replication_factor,
+            "version": kafka_version(paths) if kafka.embedded else None,  # of a cluster of others: its own tools
+            "metadata_version": read_metadata_version(settings) if any(listening) else "not read: no broker listening",
         },
         "redis": {
             "external": settings.redis.url,

@@ -83,3 +83,9 @@ def java_cmd(paths: StackPaths, node_dir: Path, log_file: Path, heap_mb: int, ma
         main,
         *args,
     ]
+
+
+def kafka_version(paths: StackPaths) -> str | None:
+    """The version of the broker jars in ``<home>/kafka/libs`` (None before the first fetch)."""
+    found = sorted(paths.libs.glob("kafka_2.13-*.jar")) if paths.libs.is_dir() else []
+    return found[0].name.removeprefix("kafka_2.13-").removesuffix(".jar") if found else None

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import free_port, free_port_block, link_cached_kafka_jars, wait_for
+from tests.conftest import free_port, own_stack_settings, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -137,25 +137,13 @@ def image() -> Iterator[Image]:
 def own_stack() -> Iterator[object]:
     """A broker and Redis of the image's workers alone (its worker reads every partition from the
     start), without Vigil's topics: compose's ``topics`` service makes them."""
-    from vigil.infra.settings import KafkaSettings, RedisSettings, Settings
     from vigil.infra.stack import stack_down
     from vigil.infra.stack.kafka import start_kafka
     from vigil.infra.stack.redis_server import start_redis
 
     compose = compose_env()
     with tempfile.TemporaryDirectory(prefix="vigil-image-stack-") as tmp:
-        home = Path(tmp)
-        link_cached_kafka_jars(home)
-        base = free_port_block(3)
-        settings = Settings(
-            home=home,
-            kafka=KafkaSettings(
-                embedded_port=base,
-                embedded_controller_port=base + 1,
-                partitions=int(compose["VIGIL_KAFKA__PARTITIONS"]),
-            ),
-            redis=RedisSettings(embedded_port=base + 2),
-        )
+        settings = own_stack_settings(Path(tmp), partitions=int(compose["VIGIL_KAFKA__PARTITIONS"]))
         try:
             start_redis(settings)
             start_kafka(settings)
