@@ -32,7 +32,7 @@ demo: install
 	$(VIGIL) demo
 
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 tests
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit

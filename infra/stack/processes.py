@@ -70,6 +70,25 @@ def pid_alive(pid_file: Path) -> int | None:
         return None
 
 
+def exited(pid: int) -> bool:
+    """The process has ended: gone, or a zombie. A server this process started (a test's stack, the
+    demo's) stays a zombie until its parent reaps it, and a zombie still answers signal 0: reap it
+    here, or a stop would wait out its whole timeout and SIGKILL a process that had already ended."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    except ChildProcessError:
+        pass  # not this process' child: its own parent reaps it
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return True
+    try:  # another parent's zombie (state Z after the name in parentheses)
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def stop_pid(pid_file: Path, timeout_s: float = 20.0) -> bool:
     """SIGTERM (a broker shuts down cleanly), SIGKILL after ``timeout_s``; True if it was running."""
     pid = pid_alive(pid_file)
@@ -78,14 +97,11 @@ def stop_pid(pid_file: Path, timeout_s: float = 20.0) -> bool:
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
+    while not exited(pid):
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
             break
         time.sleep(0.2)
-    else:
-        os.kill(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     return True
 
