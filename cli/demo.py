@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,7 +142,7 @@ def plan_demo(stays: list[Stay], bad: int) -> DemoPlan:
 
 
 def _table(sent: int, total: int, rb: Any, elapsed: float) -> Table:
-    table = Table(title="Vigil demo: PhysioNet 2019 ICU stays through Kafka -> Faust -> Redis -> ONNX")
+    table = Table(title="PhysioNet 2019 ICU stays: Kafka -> Faust -> Redis -> ONNX")
     for col in ("sent", "scores", "alerts", "dead letters", "events/s"):
         table.add_column(col, justify="right")
     table.add_row(
@@ -152,6 +153,17 @@ def _table(sent: int, total: int, rb: Any, elapsed: float) -> Table:
         f"{sent / elapsed:,.0f}" if elapsed > 0 else "-",
     )
     return table
+
+
+@contextmanager
+def live_progress(console: Console, first: Table, transient: bool) -> Iterator[Live]:
+    """A Live table that leaves its last state behind (unless ``transient``) on a line of its own.
+    Off a terminal (``make demo | tee``, CI logs) rich 15 ends it without a newline, so the next
+    print continued its bottom border (Textualize/rich#4192)."""
+    with Live(first, console=console, refresh_per_second=4, transient=transient) as live:
+        yield live
+    if not transient and not console.is_terminal:
+        console.line()
 
 
 def demo_user(settings: Settings) -> tuple[str, str, Path]:
@@ -253,9 +265,7 @@ def run_demo(
     deadline = t0 + duration if duration else None
     last_hour = -1
     try:
-        with Live(
-            _table(0, len(plan.messages), reader.snapshot(), 0), console=console, refresh_per_second=4, transient=quiet
-        ) as live:
+        with live_progress(console, _table(0, len(plan.messages), reader.snapshot(), 0), quiet) as live:
             for hour, key, value in plan.messages:
                 if deadline and time.time() > deadline:
                     break

@@ -3,11 +3,16 @@ discharge entered in error, and its cancel."""
 
 from __future__ import annotations
 
+import io
 import json
+import re
 
 import numpy as np
+import pytest
+from rich.console import Console
+from rich.table import Table
 
-from vigil.cli.demo import DISCHARGE_BEFORE_H, discharged, plan_demo
+from vigil.cli.demo import DISCHARGE_BEFORE_H, discharged, live_progress, plan_demo
 from vigil.infra.replay import Stay
 from vigil.schemas.codes import DYNAMIC_CODES
 
@@ -60,3 +65,26 @@ def test_one_septic_stay_is_discharged_in_error_and_the_discharge_cancelled_two_
     assert between and all(v["kind"] == "vital" and v["observed_at"] > times[leave] for v in between)
     assert all(v["observed_at"] < times[cancel] for v in between)
     assert {values[leave]["event_id"], values[cancel]["event_id"]} <= plan.event_ids
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_the_progress_table_ends_on_a_line_of_its_own(terminal: bool) -> None:
+    """Off a terminal (`make demo | tee`, a CI log) the summary that follows began on the table's bottom
+    border (rich 15 ends a Live there without a newline)."""
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=terminal, width=60, color_system=None)
+    table = Table("sent")
+    table.add_row("3/3")
+    with live_progress(console, table, transient=False) as live:
+        live.update(table)
+    console.print("summary")
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # a terminal's cursor moves
+    lines = [line.strip() for line in shown.replace("\r", "\n").split("\n")]
+    assert "summary" in lines, out.getvalue()
+
+
+def test_a_transient_progress_table_leaves_nothing_off_a_terminal() -> None:
+    out = io.StringIO()
+    with live_progress(Console(file=out, force_terminal=False, width=60), Table("sent"), transient=True):
+        pass
+    assert out.getvalue() == ""
