@@ -1,8 +1,9 @@
 """docker-compose's Redis as compose runs it, with the users file `vigil stack compose-secrets` and the
-certificate `vigil stack compose-tls` write (no Docker engine here: Debian's redis-server given
-compose's command): only TLS, checked against compose's CA; Vigil's containers sign in with compose's
-environment and keep their state; a connection that does not sign in (the healthcheck's
-`redis-cli --tls ping`) may PING and nothing else; Vigil's user is kept to Vigil's keys."""
+certificate `vigil stack compose-tls` write (no Docker engine here: Debian's redis-server, the package
+compose's image installs, given compose's command): only TLS, checked against compose's CA; Vigil's
+containers sign in with compose's environment and keep their state; a connection that does not sign
+in (the healthcheck's `redis-cli --tls ping`) may PING and nothing else; Vigil's user is kept to
+Vigil's keys."""
 
 from __future__ import annotations
 

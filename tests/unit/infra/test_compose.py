@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vigil.cli.compose_secrets import REDIS_UID
+from vigil.cli.compose_tls import SERVERS as TLS_SERVERS
 from vigil.infra.settings import Settings
 
 COMPOSE = Path(__file__).parents[3] / "docker-compose.yml"
@@ -61,6 +63,27 @@ def test_compose_runs_the_kafka_the_tests_run() -> None:
     assert version is not None
     services = _compose()["services"]
     assert {services[f"kafka-{i}"]["image"] for i in (1, 2, 3)} == {f"apache/kafka:{version.group(1)}"}
+
+
+def test_compose_runs_the_redis_the_tests_run() -> None:
+    """Compose builds its Redis from Debian bookworm's redis-server, the package `make system-deps`
+    installs and the tests run (test_compose_redis.py runs compose's command on it); its user is the
+    uid compose's Redis secrets are written for. An image tag (redis:7.4 until 6 December) would ship
+    a Redis no test started."""
+    redis = _compose()["services"]["redis"]
+    assert "image" not in redis and redis["build"] == "deploy/redis"
+    dockerfile = (COMPOSE.parent / "deploy" / "redis" / "Dockerfile").read_text()
+    assert re.findall(r"^FROM (\S+)$", dockerfile, re.MULTILINE) == ["debian:bookworm-slim"]
+    assert re.search(r"apt-get install -y --no-install-recommends redis-server\b", dockerfile)
+    system_deps = (COMPOSE.parent / "Makefile").read_text().split("\nsystem-deps:", 1)[1].split("\n\n", 1)[0]
+    assert "apt-get install" in system_deps and " redis-server" in system_deps
+    uid = re.search(r"useradd .*--uid (\d+) ", dockerfile)
+    assert uid is not None and re.search(r"^USER redis$", dockerfile, re.MULTILINE)
+    assert uid.group(1) == REDIS_UID == str(TLS_SERVERS["redis"][1])
+    os_release = Path("/etc/os-release")
+    if os_release.exists() and "\nID=debian\n" in f"\n{os_release.read_text()}":
+        # the tests' redis-server is the same Debian release's package
+        assert "VERSION_CODENAME=bookworm" in os_release.read_text().splitlines()
 
 
 def _assert_is_a_setting(env_name: str) -> None:
