@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +23,14 @@ from vigil.infra.ports import free_port, free_port_block
 TEST_KAFKA_PORT = int(os.environ.get("VIGIL_TEST_KAFKA_PORT") or free_port())
 TEST_KAFKA_CONTROLLER_PORT = int(os.environ.get("VIGIL_TEST_KAFKA_CONTROLLER_PORT") or free_port())
 TEST_REDIS_PORT = int(os.environ.get("VIGIL_TEST_REDIS_PORT") or free_port())
+
+
+def pom_kafka_version() -> str:
+    """The Kafka version infra/kafka/pom.xml pins: the embedded stack's and the tests' jars."""
+    pom = (Path(__file__).parents[1] / "infra" / "kafka" / "pom.xml").read_text()
+    version = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
+    assert version is not None
+    return version.group(1)
 
 
 def link_cached_kafka_jars(home: Path) -> None:

@@ -11,7 +11,6 @@ stops the start with one line."""
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import shutil
 import subprocess
@@ -22,14 +21,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import link_cached_kafka_jars, wait_for
+from tests.conftest import link_cached_kafka_jars, pom_kafka_version, wait_for
 from vigil.infra.stack.processes import port_open
 from vigil.schemas import topics
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).parents[2]
-POM = REPO / "infra" / "kafka" / "pom.xml"
 SCRIPT = REPO / "deploy" / "kafka-start.sh"
 # compose's /bin/sh: the apache/kafka image is Alpine's, whose sh is busybox's (make system-deps)
 BUSYBOX = shutil.which("busybox")
@@ -139,15 +137,9 @@ class ComposeKafka:
         )
 
 
-def _kafka_version() -> str:
-    version = re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text())
-    assert version is not None
-    return version.group(1)
-
-
 def _kafka_tools_jar(folder: Path) -> Path:
     """kafka-tools (BrokerApiVersionsCommand, the healthcheck's) of the broker's version, from Maven Central."""
-    version = _kafka_version()
+    version = pom_kafka_version()
     got = subprocess.run(  # noqa: S603
         [
             "mvn",
@@ -352,7 +344,7 @@ def test_compose_kafka_lets_in_only_its_users_each_to_its_role(compose_kafka: Co
 
     # a new volume runs at this Kafka's own metadata version, and the command that finalizes an upgrade
     # (operations.md) signs in with what kafka-start.sh wrote: on a current cluster it changes nothing
-    release = ".".join(_kafka_version().split(".")[:2])  # 4.3.2 -> 4.3
+    release = ".".join(pom_kafka_version().split(".")[:2])  # 4.3.2 -> 4.3
     described = _features(kafka, kafka.nodes[1], "describe")
     metadata = [line.split() for line in described.stdout.splitlines() if "Feature: metadata.version" in line]
     assert metadata, described.stdout[-2000:] + described.stderr[-2000:]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import pom_kafka_version
 from vigil.cli.compose_secrets import REDIS_UID
 from vigil.cli.compose_tls import SERVERS as TLS_SERVERS
 from vigil.infra.settings import Settings
@@ -59,10 +60,8 @@ def test_services_and_shape() -> None:
 def test_compose_runs_the_kafka_the_tests_run() -> None:
     """Every Kafka node's image is the version infra/kafka/pom.xml pins: the embedded stack and
     test_compose_kafka.py run those jars, so another tag would ship a Kafka no test started."""
-    version = re.search(r"<kafka.version>([^<]+)</kafka.version>", (COMPOSE.parent / "infra/kafka/pom.xml").read_text())
-    assert version is not None
     services = _compose()["services"]
-    assert {services[f"kafka-{i}"]["image"] for i in (1, 2, 3)} == {f"apache/kafka:{version.group(1)}"}
+    assert {services[f"kafka-{i}"]["image"] for i in (1, 2, 3)} == {f"apache/kafka:{pom_kafka_version()}"}
 
 
 def test_compose_runs_the_redis_the_tests_run() -> None:
