@@ -160,10 +160,12 @@ def live_progress(console: Console, first: Table, transient: bool) -> Iterator[L
     """A Live table that leaves its last state behind (unless ``transient``) on a line of its own.
     Off a terminal (``make demo | tee``, CI logs) rich 15 ends it without a newline, so the next
     print continued its bottom border (Textualize/rich#4192)."""
-    with Live(first, console=console, refresh_per_second=4, transient=transient) as live:
-        yield live
-    if not transient and not console.is_terminal:
-        console.line()
+    try:
+        with Live(first, console=console, refresh_per_second=4, transient=transient) as live:
+            yield live
+    finally:  # a stop (Ctrl-C, SIGTERM) or an error too: its line must not follow the border
+        if not transient and not console.is_terminal:
+            console.line()
 
 
 def demo_user(settings: Settings) -> tuple[str, str, Path]:

@@ -88,3 +88,11 @@ def test_a_transient_progress_table_leaves_nothing_off_a_terminal() -> None:
     with live_progress(Console(file=out, force_terminal=False, width=60), Table("sent"), transient=True):
         pass
     assert out.getvalue() == ""
+
+
+def test_a_stopped_progress_table_ends_its_line_too() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=60)
+    with pytest.raises(KeyboardInterrupt), live_progress(console, Table("sent"), transient=False):
+        raise KeyboardInterrupt
+    assert out.getvalue().endswith("\n")
