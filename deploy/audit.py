@@ -53,10 +53,13 @@ class Advisory:
 class PinAudit:
     name: str
     version: str
-    audited: bool
     source: str  # "release" (the release's own page), "project" (the newest release's) or "" (not audited)
     advisories: list[Advisory] = field(default_factory=list)
     reason: str = ""  # why not audited
+
+    @property
+    def audited(self) -> bool:
+        return bool(self.source)
 
 
 def fetch_json(url: str) -> dict[str, Any] | None:
@@ -99,15 +102,15 @@ def _same_version(a: str, b: str) -> bool:
 def audit_pin(name: str, version: str, fetch: Fetch, index: str = INDEX) -> PinAudit:
     release = fetch(f"{index}/{name}/{version}/json")
     if release is not None:
-        return PinAudit(name, version, audited=True, source="release", advisories=advisories(release))
+        return PinAudit(name, version, source="release", advisories=advisories(release))
     project = fetch(f"{index}/{name}/json")
     if project is None:
-        return PinAudit(name, version, audited=False, source="", reason="the index has no such project")
+        return PinAudit(name, version, source="", reason="the index has no such project")
     newest = str(project.get("info", {}).get("version", ""))
     if _same_version(newest, version):
-        return PinAudit(name, version, audited=True, source="project", advisories=advisories(project))
+        return PinAudit(name, version, source="project", advisories=advisories(project))
     reason = f"the index gives advisories only for the newest release, {newest}"
-    return PinAudit(name, version, audited=False, source="", reason=reason)
+    return PinAudit(name, version, source="", reason=reason)
 
 
 def audit(pins: dict[str, str], fetch: Fetch, index: str = INDEX, workers: int = 8) -> list[PinAudit]:
@@ -138,7 +141,7 @@ def exit_status(report: dict[str, Any], allow_partial: bool) -> int:
     return 0
 
 
-def describe(report: dict[str, Any], allow_partial: bool) -> list[str]:
+def describe(report: dict[str, Any], status: int) -> list[str]:
     lines = []
     for pin in report["vulnerable"]:
         for adv in pin["advisories"]:
@@ -148,11 +151,10 @@ def describe(report: dict[str, Any], allow_partial: bool) -> list[str]:
     for pin in report["not_audited"]:
         lines.append(f"{pin['name']} {pin['version']}: not audited: {pin['reason']}")
     counts = f"{report['audited']} of {report['pins']} pins audited"
-    status = exit_status(report, allow_partial)
     if status == 1:
         lines.append(f"{counts}; {len(report['vulnerable'])} with known vulnerabilities: raise their pins (make lock)")
     elif report["not_audited"]:
-        tail = "" if allow_partial else "; audit where the index serves each release's page, or --allow-partial"
+        tail = "; audit where the index serves each release's page, or --allow-partial" if status else ""
         lines.append(f"{counts}, no known vulnerability in them; {len(report['not_audited'])} not audited{tail}")
     else:
         lines.append(f"{counts}, no known vulnerability")
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None, fetch: Fetch = fetch_json) -> int:
         return 2
     report = summary(results, args.index)
     status = exit_status(report, args.allow_partial)
-    for line in describe(report, args.allow_partial):
+    for line in describe(report, status):
         print(line, file=sys.stderr if status else sys.stdout)
     if args.json:
         print(json.dumps(report | {"ok": status == 0}, sort_keys=True))
