@@ -20,8 +20,6 @@ pytestmark = pytest.mark.integration
 def test_two_workers_split_partitions_without_loss_or_double_scoring(
     stack, stack_settings, stack_home, spawn, producer, reader
 ):
-    from vigil.infra.connect import kafka_admin
-
     r = reader()
     patients = [unique_patient("scale") for _ in range(40)]
     base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=30)
@@ -55,20 +53,10 @@ def test_two_workers_split_partitions_without_loss_or_double_scoring(
         if n == half:
             producer.flush()
             time.sleep(8)  # let the second worker take its partitions
-            admin = kafka_admin(stack_settings)
-            members = admin.describe_groups(["vigil"])["vigil"]["members"]
-            admin.close()
+            _, assignment = _group(stack_settings)
             # (the session's shared worker may be a member too)
-            assert len(members) >= 2, "both workers are members of the consumer group"
-            owned = [
-                sorted(
-                    p
-                    for tp in m["member_assignment"]["assigned_partitions"]
-                    if tp["topic"] == topics.EVENTS_RAW
-                    for p in tp["partitions"]
-                )
-                for m in members
-            ]
+            assert len(assignment) >= 2, "both workers are members of the consumer group"
+            owned = list(assignment.values())
             # the load splits: at least two workers own partitions (Faust's assignor may leave the
             # session's shared worker, a third member, without any)
             assert sum(1 for o in owned if o) >= 2, f"partitions of {topics.EVENTS_RAW} per member: {owned}"
@@ -95,27 +83,41 @@ def test_two_workers_split_partitions_without_loss_or_double_scoring(
     assert duplicates == 0, f"{duplicates} events scored twice"
 
 
+def _group(settings) -> tuple[str | None, dict[str, list[int]]]:  # type: ignore[no-untyped-def]
+    """The workers' consumer group: its state and each member's partitions of vigil.events.raw."""
+    from vigil.infra.connect import kafka_admin
+
+    admin = kafka_admin(settings)
+    try:
+        group = admin.describe_groups([settings.app_id])[settings.app_id]
+    finally:
+        admin.close()
+    assignment = {
+        m["member_id"]: sorted(
+            p
+            for tp in m["member_assignment"]["assigned_partitions"]
+            if tp["topic"] == topics.EVENTS_RAW
+            for p in tp["partitions"]
+        )
+        for m in group["members"]
+    }
+    return group.get("group_state"), assignment
+
+
 def _diagnosis(settings, home: Path, ids: set[str], reader) -> str:  # type: ignore[no-untyped-def]
     """What a failure needs to tell a stall from a loss (one failure in CI, 6 December 2026, did not
     reproduce): the events not scored, what the group still has to read (0 with events unscored:
     offsets committed past them), each member's partitions, and the workers' last log lines but the batches'."""
     from vigil.infra.backlog import group_backlog
-    from vigil.infra.connect import kafka_admin
 
     missing = ids - reader.snapshot().scored_ids
     lines = [
         f"{len(missing)} of {len(ids)} events not scored; the group has "
         f"{group_backlog(settings, settings.app_id, topics.EVENTS_RAW)} records of {topics.EVENTS_RAW} left to read"
     ]
-    admin = kafka_admin(settings)
-    try:
-        group = admin.describe_groups([settings.app_id])[settings.app_id]
-        lines.append(f"group state {group.get('group_state')}")
-        for m in group["members"]:
-            owned = {tp["topic"]: tp["partitions"] for tp in m["member_assignment"]["assigned_partitions"]}
-            lines.append(f"member {m['member_id']}: {owned.get(topics.EVENTS_RAW)}")
-    finally:
-        admin.close()
+    state, assignment = _group(settings)
+    lines.append(f"group state {state}")
+    lines += [f"member {member}: {partitions}" for member, partitions in assignment.items()]
     for log in sorted((home / "logs").glob("shared-worker*.log")) + sorted((home / "logs").glob("scale-*.log")):
         # not the one line per batch: the consumer's, the rebalances', the errors
         told = [line for line in log.read_text(errors="replace").splitlines() if not line.startswith('{"events": ')]
