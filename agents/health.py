@@ -38,6 +38,11 @@ class AgentHealth:
         self._retrying.pop(agent, None)
         self._blocked.discard(agent)
 
+    def holding(self) -> bool:
+        """Some agent is retrying its batch or cannot finish it now (a broker or Redis away, a
+        dead letter refused): every partition of the worker waits for it."""
+        return bool(self._retrying or self._blocked)
+
     def crashed(self, agent: str) -> None:
         self._crashes.setdefault(agent, deque(maxlen=CRASH_LIMIT)).append(self._clock())
 

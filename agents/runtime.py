@@ -12,6 +12,7 @@ from typing import Any, cast
 import faust
 
 from vigil.agents.health import AGENTS
+from vigil.agents.progress import PROGRESS
 from vigil.infra import metrics
 from vigil.infra.allocator import keep_freed_memory
 from vigil.infra.heap import freeze_startup_heap
@@ -218,6 +219,8 @@ async def run_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadle
     finally:
         if task.done():
             AGENTS.finished(what)
+            # (topic, partition): equal to Faust's TP, a named tuple of the two
+            PROGRESS.handled((event.message.topic, event.message.partition) for event in batch)
 
 
 async def _handle_batch(

@@ -25,7 +25,7 @@ from vigil.infra.readback import TopicReader, payload_digest
 from vigil.infra.replay import Stay, discharge_event, encounter_event, pick_stays, stay_events
 from vigil.infra.settings import Settings
 from vigil.infra.stack import stack_up
-from vigil.infra.workers import spawn_worker, stop_worker
+from vigil.infra.workers import SupervisedWorker
 from vigil.schemas import topics
 from vigil.schemas.codes import CANCEL_DISCHARGE, DISCHARGE, TRANSFER_OUT
 from vigil.schemas.errors import UserError
@@ -255,7 +255,8 @@ def run_demo(
     plan = plan_demo(stays, bad)
     reader = TopicReader(settings).start()
     metrics_port = settings.metrics_port or free_port()
-    worker = spawn_worker(
+    # started again if it leaves its group (a partition it stopped reading: agents/progress.py)
+    worker = SupervisedWorker(
         settings, settings.home / "logs" / "demo-worker.log", {"VIGIL_METRICS_PORT": str(metrics_port)}
     )
     if not quiet:
@@ -275,12 +276,14 @@ def run_demo(
                     # speed = patient-hours replayed per wall second
                     target = t0 + (hour + 1) / speed
                     while time.time() < target:
+                        worker.check()
                         live.update(_table(sent, len(plan.messages), reader.snapshot(), time.time() - t0))
                         time.sleep(min(0.1, max(0.0, target - time.time())))
                     last_hour = hour
                 producer.send(topics.EVENTS_RAW, key=key, value=value)
                 sent += 1
                 if sent % 500 == 0:
+                    worker.check()
                     live.update(_table(sent, len(plan.messages), reader.snapshot(), time.time() - t0))
             producer.flush()
             produce_s = time.time() - t0
@@ -292,6 +295,7 @@ def run_demo(
             sent_bad = {payload_digest(v) for _, _, v in plan.messages[:sent]} & plan.bad_digests
             wait_until = time.time() + 120
             while time.time() < wait_until:
+                worker.check()
                 rb = reader.snapshot()
                 ok, badc = rb.accounted(sent_ids, sent_bad)
                 live.update(_table(sent, len(plan.messages), rb, time.time() - t0))
@@ -305,13 +309,14 @@ def run_demo(
             rb, sent, sent_ids, sent_bad, len(stays), stack_s, t0, produce_s, done_s, metrics_port, drift
         )
         summary["alert_threshold"] = served
+        summary["worker_restarts"] = worker.restarts
         if not quiet:
             _print_summary(console, summary, rb)
         if keep is not None:
             keep(summary)
     finally:
         producer.close()
-        stop_worker(worker)
+        worker.stop()
         reader.stop()
         if server is not None:
             server.stop()
@@ -419,6 +424,11 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
         f"({s['alerts_opened']} opened), first alert after {s['time_to_first_alert_s']} s"
     )
     console.print(f"{s['dead_letters']} dead letters {s['dead_letter_reasons']}; lost: {s['lost']}")
+    if s.get("worker_restarts"):
+        console.print(
+            f"the worker left its group {s['worker_restarts']} time(s) (a partition it stopped reading) and was "
+            "started again: logs/demo-worker.log, consumer.stalled"
+        )
     console.print(
         f"{s['stays_ended']} stays ended ({s['stays_ended'] - s['stays_transferred']} discharged, "
         f"{s['stays_transferred']} moved out of the unit to a ward: their alerts resolved, off the ward view); "

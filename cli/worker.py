@@ -15,12 +15,14 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
 
     from vigil.agents.app import app
     from vigil.agents.health import AGENTS
+    from vigil.agents.progress import PROGRESS
     from vigil.agents.runtime import store_healthy
     from vigil.infra.audit import publish_config_audit
     from vigil.infra.health import export_redis_up, start_readiness
     from vigil.infra.logging import configure_logging
     from vigil.infra.secrets import require_real_log_key
     from vigil.infra.settings import get_settings
+    from vigil.infra.workers import EXIT_LEFT_GROUP
 
     settings = get_settings()
     require_real_log_key(settings, "worker")  # before anything connects or logs a patient hash
@@ -38,10 +40,15 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
 
     configure_logging()
     # GET /readyz on VIGIL_HEALTH_PORT and/or VIGIL_HEALTH_FILE
-    start_readiness(settings, store_healthy, AGENTS.ok)
+    # not ready while an agent crash-loops or cannot finish a batch, or a partition is stalled
+    start_readiness(settings, store_healthy, lambda: AGENTS.ok() and PROGRESS.ok())
     publish_config_audit(settings)  # who started which configuration, when -> vigil.audit
     worker = _structlog_worker_class()(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if PROGRESS.exit_requested:  # the watchdog stopped it (agents/progress.py): start it again
+            raise SystemExit(EXIT_LEFT_GROUP)
 
 
 def _structlog_worker_class() -> type:

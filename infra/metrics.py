@@ -50,6 +50,11 @@ BUNDLE_INFO = Gauge(
     ["version", "sequence_kind", "state_tag"],
 )
 CONSUMER_LAG = Gauge("vigil_consumer_lag", "Consumer lag (messages) per topic", ["topic"])
+CONSUMER_STALLED = Gauge(
+    "vigil_consumer_stalled_partitions",
+    "Partitions of this worker with records waiting and neither its position nor its handled events moving",
+    ["topic"],
+)
 REDIS_UP = Gauge("vigil_redis_up", "1 when the worker's Redis calls succeed")
 INTEROP_IGNORED = Counter("vigil_interop_ignored_total", "FHIR/HL7 parts deliberately not mapped", ["reason"])
 UNKNOWN_CODES = Counter("vigil_unknown_codes_total", "Unmapped codes seen in FHIR/HL7 input (system|code)", ["code"])

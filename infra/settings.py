@@ -167,6 +167,25 @@ class DriftSettings(BaseModel):
     gauges_every_s: float = Field(default=1.0, ge=0.0, le=60.0)
 
 
+class WatchdogSettings(BaseModel):
+    """A partition the worker holds but no longer reads (agents/progress.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # records waiting and neither the consumer's position nor the handled events moved this long:
+    # the worker is not ready and logs consumer.stalled
+    stall_after_s: float = Field(default=60.0, gt=0.0)
+    # stalled this long with nothing to explain it (no agent retrying, Redis answering): the worker
+    # leaves the group and exits 75 for its supervisor to start it again; 0 = never
+    exit_after_s: float = Field(default=180.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _exit_after_stall(self) -> WatchdogSettings:
+        if self.exit_after_s and self.exit_after_s < self.stall_after_s:
+            raise ValueError("watchdog.exit_after_s must be 0 (never) or at least watchdog.stall_after_s")
+        return self
+
+
 class IngestSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -263,6 +282,7 @@ class Settings(BaseSettings):
     batch: BatchSettings = BatchSettings()
     alerts: AlertSettings = AlertSettings()
     drift: DriftSettings = DriftSettings()
+    watchdog: WatchdogSettings = WatchdogSettings()
     site: SiteSettings = SiteSettings()
     ingest: IngestSettings = IngestSettings()
     web: WebSettings = WebSettings()

@@ -14,6 +14,10 @@ from pydantic import BaseModel, SecretStr
 
 from vigil.infra.settings import Settings
 
+# `vigil worker`'s exit status when it left its group because a partition it held was not read
+# (agents/progress.py): its supervisor starts it again (sysexits' EX_TEMPFAIL)
+EXIT_LEFT_GROUP = 75
+
 
 def _connection_env(prefix: str, section: BaseModel) -> dict[str, str | None]:
     """``VIGIL_<SECTION>__<FIELD>`` for each non-secret field: its value, or None (unset) where
@@ -74,6 +78,24 @@ def spawn_worker(
         stop_worker(proc)
         held.deliver()
     return proc
+
+
+class SupervisedWorker:
+    """A spawned worker that is started again when it exits ``EXIT_LEFT_GROUP``, as compose's
+    ``restart`` would (the demo's worker). Any other exit is left for the caller to see."""
+
+    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+        self._start = lambda: spawn_worker(settings, log_path, extra_env)
+        self.proc = self._start()
+        self.restarts = 0
+
+    def check(self) -> None:
+        if self.proc.poll() == EXIT_LEFT_GROUP:
+            self.restarts += 1
+            self.proc = self._start()
+
+    def stop(self) -> int:
+        return stop_worker(self.proc)
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

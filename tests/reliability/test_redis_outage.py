@@ -45,7 +45,16 @@ def test_redis_outage_blocks_commits_reports_not_ready_and_catches_up(
 ) -> None:
     health_file, health_port = tmp_path / "health.json", free_port()
     worker = started_worker(
-        "redis-outage", env={"VIGIL_HEALTH_FILE": str(health_file), "VIGIL_HEALTH_PORT": str(health_port)}
+        "redis-outage",
+        env={
+            "VIGIL_HEALTH_FILE": str(health_file),
+            "VIGIL_HEALTH_PORT": str(health_port),
+            # the outage outlasts the watchdog's times (agents/progress.py): a Redis outage must
+            # never make a worker leave its group (the fetcher keeps filling the stream's buffer
+            # through this one, so its partitions do not even count as stalled)
+            "VIGIL_WATCHDOG__STALL_AFTER_S": "3",
+            "VIGIL_WATCHDOG__EXIT_AFTER_S": "6",
+        },
     )
     assert wait_for(lambda: (read_health_file(health_file) or {}).get("ready") is True, timeout=20)
     assert _readyz(health_port) == 200

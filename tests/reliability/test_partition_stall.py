@@ -1,0 +1,93 @@
+"""A worker whose consumer stops fetching one of its partitions (faust-streaming/faust#629, made to
+happen by tests/reliability/faults) says so, leaves the group and exits 75; the events behind the
+stall are scored by the workers that take the partition over, none lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.reliability.helpers import end_offsets, event_payloads, report, ward_stream
+from vigil.infra.health import read_health_file
+from vigil.infra.workers import EXIT_LEFT_GROUP
+
+pytestmark = pytest.mark.reliability
+
+FAULTS = Path(__file__).parent / "faults"
+
+
+def _log_records(logs: list[Path], event: str) -> list[dict]:
+    out = []
+    for log in logs:
+        for line in log.read_text(errors="replace").splitlines():
+            if f'"{event}"' in line:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+    return out
+
+
+def test_a_worker_that_stops_reading_a_partition_leaves_and_nothing_is_lost(
+    stack, stack_settings, stack_home, started_worker, spawn, producer, reader, results_dir, tmp_path
+) -> None:
+    flag, chosen, health = tmp_path / "stall", tmp_path / "stalled-partition", tmp_path / "health.json"
+    env = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])),
+        "VIGIL_TEST_STALL_FLAG": str(flag),
+        "VIGIL_TEST_STALL_CHOSEN": str(chosen),
+        "VIGIL_WATCHDOG__STALL_AFTER_S": "10",
+        "VIGIL_WATCHDOG__EXIT_AFTER_S": "25",
+        "VIGIL_HEALTH_FILE": str(health),
+    }
+    before = set((stack_home / "logs").glob("stall-a-*.log"))
+    worker = started_worker("stall-a", env)
+    logs = sorted(set((stack_home / "logs").glob("stall-a-*.log")) - before)
+    r = reader()
+    flag.touch()
+    assert wait_for(chosen.exists, timeout=30), "the fault never took hold of a partition"
+    topic, partition = chosen.read_text().split()
+    ends_before = end_offsets(stack_settings, topic)
+
+    events = ward_stream("stall", patients=60, hours=4)
+    ids = {e.event_id for e in events}
+    for key, value in event_payloads(events):
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    sent_at = time.monotonic()
+    behind = end_offsets(stack_settings, topic)[int(partition)] - ends_before[int(partition)]
+    assert behind > 0, "no event of the stream landed on the stalled partition"
+
+    assert wait_for(lambda: (read_health_file(health) or {}).get("ready") is False, timeout=40), (
+        "the worker stayed ready with a partition stalled"
+    )
+    not_ready_s = time.monotonic() - sent_at
+    stalled = _log_records(logs, "consumer.stalled")
+    assert [(s["topic"], s["partition"]) for s in stalled] == [(topic, int(partition))]
+    # a fetch already in flight when the fault took hold may have brought the stream's first records
+    assert 0 < stalled[0]["waiting"] <= behind
+    assert worker.wait(timeout=60) == EXIT_LEFT_GROUP, "the worker did not leave the group"
+    exited_s = time.monotonic() - sent_at
+    assert _log_records(logs, "worker.leaving")
+    spawn("stall-b")  # the supervisor's restart; the session's other workers may take it first
+
+    assert wait_for(lambda: ids <= r.snapshot().scored_ids, timeout=150), "events behind the stall lost"
+    scored_s = time.monotonic() - sent_at
+    rb = r.snapshot()
+    counts = {
+        "events": len(ids),
+        "behind_the_stall": behind,
+        "waiting_when_stalled": stalled[0]["waiting"],
+        "sent_to_not_ready_s": round(not_ready_s, 1),
+        "sent_to_exit_s": round(exited_s, 1),
+        "sent_to_all_scored_s": round(scored_s, 1),
+        "lost": len(ids - rb.scored_ids),
+        "events_mentioned_twice_or_more": sum(1 for i in ids if rb.score_event_counts[i] > 1),
+    }
+    report(results_dir, "partition_stall", counts)
+    assert counts["lost"] == 0
