@@ -18,6 +18,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from vigil.agents.app import app
+from vigil.agents.progress import PROGRESS
 from vigil.agents.runtime import current_runtime, runtime
 from vigil.infra import fleet, metrics
 from vigil.infra.logging import get_logger
@@ -44,7 +45,9 @@ def _vigil_version() -> str:
         return "unknown"
 
 
-def this_card(bundle: SteppingBundle | None, partitions: int, scoring: bool, app_id: str) -> WorkerCard:
+def this_card(
+    bundle: SteppingBundle | None, partitions: int, scoring: bool, app_id: str, stalled_partitions: int = 0
+) -> WorkerCard:
     chosen = bundle.alert_threshold if bundle is not None else None
     return WorkerCard(
         worker=WORKER,
@@ -53,6 +56,7 @@ def this_card(bundle: SteppingBundle | None, partitions: int, scoring: bool, app
         app_id=app_id,
         scoring=scoring,
         partitions=partitions,
+        stalled_partitions=stalled_partitions,
         bundle_version=bundle.version if bundle is not None else None,
         bundle_sha256=_manifest_sha256(bundle.artifacts_dir) if bundle is not None else None,
         state_tag=f"{bundle.state_tag:08x}" if bundle is not None else None,
@@ -109,7 +113,7 @@ async def _announce() -> None:
     rt = runtime()
     scoring = any(name.startswith(SCORING_AGENTS) for name in app.agents)
     held = sum(tp.topic == topics.EVENTS_RAW for tp in app.consumer.assignment())  # the scoring input
-    card = this_card(rt.bundle, held, scoring, app.conf.id)
+    card = this_card(rt.bundle, held, scoring, app.conf.id, PROGRESS.stalled_partitions)
     try:
         await fleet.announce(rt.store.client, card)
         cards = await fleet.read_fleet_async(rt.store.client)

@@ -74,7 +74,7 @@ class PartitionProgress:
         self._handled: Counter[Hashable] = Counter()
         self._watch: dict[Hashable, _Watch] = {}
         self._last_seen: float | None = None
-        self._stalled = False  # at the last look (read by the readiness thread)
+        self.stalled_partitions = 0  # at the last look (read by readiness and the fleet card)
         self.exit_requested = False
 
     def handled(self, tps: Iterable[Hashable]) -> None:
@@ -85,7 +85,7 @@ class PartitionProgress:
         """Partitions revoked, or the consumer could not be read: count again from the next look."""
         self._watch.clear()
         self._last_seen = None
-        self._stalled = False
+        self.stalled_partitions = 0
 
     def observe(self, ends: Mapping[TP, int], positions: Mapping[TP, int | None]) -> list[Stall]:
         """One look at the partitions held (their end offsets and the consumer's positions):
@@ -110,12 +110,12 @@ class PartitionProgress:
             stalled_s = now - watch.since
             if waiting and stalled_s >= self.stall_after_s:
                 stalls.append(Stall(tp.topic, tp.partition, waiting, position, stalled_s))
-        self._stalled = bool(stalls)
+        self.stalled_partitions = len(stalls)
         return stalls
 
     def ok(self) -> bool:
         """For readiness: no partition stalled at the last look."""
-        return not self._stalled
+        return not self.stalled_partitions
 
     def should_exit(self, stalls: Iterable[Stall], explained: bool) -> bool:
         """Leave the group when a stall lasted ``exit_after_s`` and nothing explains it: an agent

@@ -42,7 +42,7 @@ def workers(
             c.worker,
             c.app_id,
             "yes" if c.scoring else "no",
-            str(c.partitions),
+            str(c.partitions) + (f" [red]({c.stalled_partitions} stalled)[/]" if c.stalled_partitions else ""),
             c.bundle_version or "none (rules)",
             "-" if c.alert_threshold is None else f"{c.alert_threshold:.4f} {c.threshold_rule}",
             _ago(now, c.started_at),
@@ -60,6 +60,13 @@ def workers(
         )
     if not cards:
         console.print(f"no live worker announced itself in the last {TTL_S} s (vigil worker; vigil demo)")
+    for c in cards:
+        if c.stalled_partitions:
+            console.print(
+                f"[red]{c.worker} holds {c.stalled_partitions} partition(s) with events waiting that it does not "
+                "read:[/] their patients are not scored until it leaves its group, which it does by itself "
+                "(docs/operations.md, 'A partition held but not read')"
+            )
     if mixed:
         console.print(
             "[red]patients are scored by a different bundle or alerted at a different threshold depending on "

@@ -21,6 +21,9 @@ class WorkerCard(BaseModel):
     app_id: str = Field(max_length=200)  # the consumer group (a split deployment runs several)
     scoring: bool  # runs the scoring agent: its scores and alerts come from the bundle below
     partitions: int  # partitions of the scoring input (vigil.events.raw) it holds now
+    # partitions of its agents' topics it holds with records waiting and no progress (agents/progress.py):
+    # their patients' scores, alerts or acknowledgements wait until it reads them or leaves its group
+    stalled_partitions: int = 0
     bundle_version: str | None = None  # None: no bundle loaded (rule scores only)
     bundle_sha256: str | None = None  # of the bundle's manifest.json
     state_tag: str | None = None

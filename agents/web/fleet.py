@@ -1,7 +1,8 @@
-"""The dashboard's fleet indicator: whether any worker is scoring, and whether the scoring workers
-of a consumer group serve more than one bundle or alert threshold (``infra.fleet``: the cards the
-workers announce in Redis). A clinician reading the ward must know when its scores have stopped
-moving, or come from two models at once."""
+"""The dashboard's fleet indicator: whether any worker is scoring, whether a worker holds partitions
+it does not read (agents/progress.py), and whether the scoring workers of a consumer group serve
+more than one bundle or alert threshold (``infra.fleet``: the cards the workers announce in Redis).
+A clinician reading the ward must know when its scores have stopped moving, for all patients or for
+some, or come from two models at once."""
 
 from __future__ import annotations
 
@@ -22,6 +23,20 @@ def fleet_indicators(cards: Sequence[WorkerCard]) -> dict[str, dict[str, str]]:
                 "level": "critical",
                 "text": "No worker is scoring: scores and alerts are not being updated",
                 "title": f"no scoring worker announced itself in the last {TTL_S} s: see `vigil workers`",
+            }
+        }
+    stalled = [c for c in cards if c.stalled_partitions]
+    if stalled:
+        held = sum(c.stalled_partitions for c in stalled)
+        return {
+            "fleet": {
+                "level": "critical",
+                "text": "Some patients' scores are not being updated: a worker stopped reading its input",
+                "title": (
+                    f"{held} partition{'s' if held > 1 else ''} held by {', '.join(c.worker for c in stalled)} "
+                    "with events waiting and none read; the worker leaves its group so another reads them "
+                    "(`vigil workers`; its log: consumer.stalled)"
+                ),
             }
         }
     mixed = mixed_groups(cards)

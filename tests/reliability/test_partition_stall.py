@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.reliability.helpers import end_offsets, event_payloads, report, ward_stream
 from vigil.infra.health import read_health_file
-from vigil.infra.workers import EXIT_LEFT_GROUP
+from vigil.infra.workers import EXIT_LEFT_GROUP, worker_env
 
 pytestmark = pytest.mark.reliability
 
@@ -31,6 +33,22 @@ def _log_records(logs: list[Path], event: str) -> list[dict]:
                 except ValueError:
                     continue
     return out
+
+
+def _stalled_on_card(settings, pid: int) -> int | None:  # type: ignore[no-untyped-def]
+    """The worker's ``stalled_partitions`` as ``vigil workers --json`` reads its card from Redis
+    (None unless the table above the JSON says so too)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "vigil.cli", "workers", "--json"],
+        env=worker_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0 or "with events waiting that it does not read" not in " ".join(done.stdout.split()):
+        return None
+    cards = json.loads(done.stdout.strip().splitlines()[-1])["workers"]
+    return next((c["stalled_partitions"] for c in cards if c["pid"] == pid), None)
 
 
 def test_a_worker_that_stops_reading_a_partition_leaves_and_nothing_is_lost(
@@ -69,6 +87,8 @@ def test_a_worker_that_stops_reading_a_partition_leaves_and_nothing_is_lost(
     not_ready_s = time.monotonic() - sent_at
     stalled = _log_records(logs, "consumer.stalled")
     assert [(s["topic"], s["partition"]) for s in stalled] == [(topic, int(partition))]
+    # its fleet card says so (the dashboard's indicator, `vigil workers`)
+    assert wait_for(lambda: _stalled_on_card(stack_settings, worker.pid) == 1, timeout=12, interval=1.0)
     # a fetch already in flight when the fault took hold may have brought the stream's first records
     assert 0 < stalled[0]["waiting"] <= behind
     assert worker.wait(timeout=60) == EXIT_LEFT_GROUP, "the worker did not leave the group"

@@ -48,6 +48,10 @@ def test_this_workers_card_says_what_it_serves() -> None:
     assert c.bundle_sha256 is not None and len(c.bundle_sha256) == 64
     rules = fleet.this_card(None, partitions=0, scoring=True, app_id="vigil")
     assert rules.bundle_version is None and rules.alert_threshold is None
+    assert c.stalled_partitions == 0
+    assert (
+        fleet.this_card(None, partitions=2, scoring=True, app_id="vigil", stalled_partitions=1).stalled_partitions == 1
+    )
 
 
 def test_the_worker_announces_itself_once_at_start_not_one_interval_later(monkeypatch: pytest.MonkeyPatch) -> None:

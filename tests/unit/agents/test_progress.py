@@ -43,7 +43,7 @@ def test_records_waiting_and_nothing_moving_is_a_stall_then_a_reason_to_leave() 
     assert progress.ok()
     stalls = looks(progress, clock, 5, ends, positions)
     assert stalls == [Stall("vigil.events.raw", 0, waiting=80, position=420, stalled_s=60.0)]  # RAW1 is caught up
-    assert not progress.ok()
+    assert not progress.ok() and progress.stalled_partitions == 1  # readiness, the worker's fleet card
     assert not progress.should_exit(stalls, explained=False)  # not yet
     stalls = looks(progress, clock, 120, ends, positions)
     assert progress.should_exit(stalls, explained=False)

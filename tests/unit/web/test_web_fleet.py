@@ -29,6 +29,14 @@ def test_two_bundles_at_once_is_a_warning_naming_both() -> None:
     assert "bundle 2.7.0 at threshold 0.06 (1 worker)" in found["title"]
 
 
+def test_a_worker_not_reading_some_partitions_is_critical_and_outranks_two_bundles() -> None:
+    found = fleet_indicators([card("a", stalled_partitions=1), card("b"), card("c", "2.7.0", 0.06)])["fleet"]
+    assert found["level"] == "critical" and "Some patients' scores are not being updated" in found["text"]
+    assert found["title"].startswith("1 partition held by a with events waiting")
+    two = fleet_indicators([card("a", stalled_partitions=1), card("b", stalled_partitions=2)])["fleet"]
+    assert two["title"].startswith("3 partitions held by a, b")
+
+
 def test_the_indicator_reaches_the_state_and_live_browsers(client, feed: WardFeed) -> None:
     sign_in(client, "ann")
     assert client.get("/api/state").json()["ward_status"] == []
