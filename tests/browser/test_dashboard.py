@@ -346,6 +346,47 @@ def test_the_header_says_when_no_worker_is_scoring(dashboard, browser, shared_wo
     page.close()
 
 
+def test_the_header_says_when_a_worker_stopped_reading_some_patients(
+    dashboard, browser, shared_worker, stack_settings
+) -> None:
+    """A worker's card saying it holds a partition it does not read (agents/progress.py): the header
+    says so in red, whole at 390 px, until the card goes (the worker read it again or left)."""
+    from vigil.infra.connect import redis_client
+    from vigil.infra.fleet import TTL_S, card_key
+    from vigil.schemas.fleet import WorkerCard
+
+    now = datetime.now(UTC)
+    card = WorkerCard(
+        worker="icu-node-7:4242",
+        host="icu-node-7",
+        pid=4242,
+        app_id=stack_settings.app_id,
+        scoring=True,
+        partitions=3,
+        stalled_partitions=1,
+        vigil_version="test",
+        started_at=now,
+        seen_at=now,
+    )
+    client = redis_client(stack_settings)
+    page = signed_in(browser, dashboard, PHONE)
+    status = page.locator("#ward-status .status-critical")
+    try:
+        client.set(card_key(card.worker), card.model_dump_json(), ex=TTL_S)
+        expect(status).to_have_text(
+            "Some patients' scores are not being updated: a worker stopped reading its input", timeout=30000
+        )
+        assert "icu-node-7:4242" in (status.get_attribute("title") or "")
+        assert no_horizontal_scroll(page), page.evaluate("document.documentElement.scrollWidth")
+        assert contrast_violations(page) == []
+        shot(page, "dashboard-phone-stalled.png")
+    finally:
+        client.delete(card_key(card.worker))
+        client.close()
+    expect(status).to_have_count(0, timeout=30000)
+    page.close()
+
+
 DRIFTED = ("ICU-NEURO-2", "ICU-CARDIOTHORACIC-NORTH")
 
 
