@@ -15,6 +15,7 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
 
     from vigil.agents.app import app
     from vigil.agents.health import AGENTS
+    from vigil.agents.loop import LOOP, register_beat, start_loop_watch
     from vigil.agents.progress import PROGRESS
     from vigil.agents.runtime import store_healthy
     from vigil.infra.audit import publish_config_audit
@@ -32,6 +33,7 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
         importlib.import_module(f"vigil.agents.{name}")  # importing registers the module's agents
     importlib.import_module("vigil.agents.lag")  # vigil_consumer_lag, whatever the selection
     importlib.import_module("vigil.agents.fleet")  # announces what it serves (vigil workers)
+    register_beat()  # the event loop's beat, read by a thread of its own (agents/loop.py)
     if metrics_port:
         from prometheus_client import start_http_server
 
@@ -40,8 +42,10 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
 
     configure_logging()
     # GET /readyz on VIGIL_HEALTH_PORT and/or VIGIL_HEALTH_FILE
-    # not ready while an agent crash-loops or cannot finish a batch, or a partition is stalled
-    start_readiness(settings, store_healthy, lambda: AGENTS.ok() and PROGRESS.ok())
+    # not ready while an agent crash-loops or cannot finish a batch, a partition is stalled, or the
+    # event loop has not run (before its first beat, or blocked)
+    start_readiness(settings, store_healthy, lambda: AGENTS.ok() and PROGRESS.ok() and LOOP.ok())
+    start_loop_watch(settings.watchdog.exit_after_s, EXIT_LEFT_GROUP)
     publish_config_audit(settings)  # who started which configuration, when -> vigil.audit
     worker = _structlog_worker_class()(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:

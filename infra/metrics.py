@@ -56,6 +56,9 @@ CONSUMER_STALLED = Gauge(
     ["topic"],
 )
 REDIS_UP = Gauge("vigil_redis_up", "1 when the worker's Redis calls succeed")
+EVENT_LOOP_SILENT = Gauge(
+    "vigil_event_loop_silent_seconds", "Seconds since the worker's event loop last ran its 1 s beat (agents/loop.py)"
+)
 INTEROP_IGNORED = Counter("vigil_interop_ignored_total", "FHIR/HL7 parts deliberately not mapped", ["reason"])
 UNKNOWN_CODES = Counter("vigil_unknown_codes_total", "Unmapped codes seen in FHIR/HL7 input (system|code)", ["code"])
 FHIR_UNPLACED = Counter(

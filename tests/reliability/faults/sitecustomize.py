@@ -1,9 +1,15 @@
-"""A fault for tests/reliability/test_partition_stall.py, loaded by the worker it starts (this folder
-first on its PYTHONPATH): once the file named by ``VIGIL_TEST_STALL_FLAG`` exists, aiokafka's fetcher
-leaves the first partition of ``vigil.events.raw`` it holds out of every fetch, as it does in
-faust-streaming/faust#629: the partition stays assigned and nothing reads it. The partition chosen
-is written to ``VIGIL_TEST_STALL_CHOSEN`` (``topic partition``). Nothing in Vigil carries a hook
-for this; without the variable this module does nothing."""
+"""Faults for tests/reliability/test_stalled_worker.py, loaded by the workers it starts (this folder
+first on their PYTHONPATH). Nothing in Vigil carries a hook for them; without their variables this
+module does nothing.
+
+- ``VIGIL_TEST_STALL_FLAG``: once that file exists, aiokafka's fetcher leaves the first partition of
+  ``vigil.events.raw`` it holds out of every fetch, as in faust-streaming/faust#629: the partition
+  stays assigned and nothing reads it. The partition chosen is written to ``VIGIL_TEST_STALL_CHOSEN``
+  (``topic partition``).
+- ``VIGIL_TEST_BLOCK_LOOP_FLAG``: once that file exists, the main thread's event loop enters a call
+  that never returns (the file is removed as it does); Faust's consumer thread, with Kafka's
+  heartbeats, runs on.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import os
 from typing import Any
 
 _FLAG = os.environ.get("VIGIL_TEST_STALL_FLAG")
+_BLOCK_FLAG = os.environ.get("VIGIL_TEST_BLOCK_LOOP_FLAG")
 
 if _FLAG:
     from aiokafka.consumer import fetcher as _fetcher
@@ -43,3 +50,22 @@ if _FLAG:
         return _original(self, assignment)
 
     _fetcher.Fetcher._get_actions_per_node = _get_actions_per_node
+
+if _BLOCK_FLAG:
+    import asyncio.base_events as _base_events
+    import threading
+    import time
+
+    _run_once = _base_events.BaseEventLoop._run_once
+    _looked = [0.0]
+
+    def _run_once_until_blocked(self: Any) -> Any:
+        if threading.current_thread() is threading.main_thread() and time.monotonic() - _looked[0] > 0.2:
+            _looked[0] = time.monotonic()
+            if os.path.exists(_BLOCK_FLAG):
+                os.unlink(_BLOCK_FLAG)
+                while True:  # a call that never returns
+                    time.sleep(3600)
+        return _run_once(self)
+
+    _base_events.BaseEventLoop._run_once = _run_once_until_blocked

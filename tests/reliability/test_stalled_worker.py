@@ -1,6 +1,8 @@
-"""A worker whose consumer stops fetching one of its partitions (faust-streaming/faust#629, made to
-happen by tests/reliability/faults) says so, leaves the group and exits 75; the events behind the
-stall are scored by the workers that take the partition over, none lost."""
+"""A worker that stops reading while it stays in its consumer group, made to happen by
+tests/reliability/faults: its consumer stops fetching one of its partitions (faust-streaming/faust#629),
+or its event loop enters a call that never returns while Kafka's heartbeats run on. Either way it says
+so, is not ready, and exits 75; the events behind it are scored by the workers that take its
+partitions over, none lost."""
 
 from __future__ import annotations
 
@@ -110,4 +112,55 @@ def test_a_worker_that_stops_reading_a_partition_leaves_and_nothing_is_lost(
         "events_mentioned_twice_or_more": sum(1 for i in ids if rb.score_event_counts[i] > 1),
     }
     report(results_dir, "partition_stall", counts)
+    assert counts["lost"] == 0
+
+
+def test_a_worker_whose_event_loop_never_returns_ends_and_nothing_is_lost(
+    stack, stack_settings, stack_home, started_worker, spawn, producer, reader, results_dir, tmp_path
+) -> None:
+    flag, health = tmp_path / "block", tmp_path / "health.json"
+    env = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])),
+        "VIGIL_TEST_BLOCK_LOOP_FLAG": str(flag),
+        "VIGIL_WATCHDOG__STALL_AFTER_S": "10",
+        "VIGIL_WATCHDOG__EXIT_AFTER_S": "25",
+        "VIGIL_HEALTH_FILE": str(health),
+    }
+    before = set((stack_home / "logs").glob("blocked-a-*.log"))
+    worker = started_worker("blocked-a", env)
+    logs = sorted(set((stack_home / "logs").glob("blocked-a-*.log")) - before)
+    assert wait_for(lambda: (read_health_file(health) or {}).get("ready") is True, timeout=20)
+    r = reader()
+    flag.touch()
+    assert wait_for(lambda: not flag.exists(), timeout=10), "the fault never blocked the loop"
+    blocked_at = time.monotonic()
+    events = ward_stream("blocked", patients=60, hours=4)
+    ids = {e.event_id for e in events}
+    for key, value in event_payloads(events):
+        producer.send("vigil.events.raw", key=key, value=value)
+    producer.flush()
+
+    assert wait_for(lambda: (read_health_file(health) or {}).get("ready") is False, timeout=20), (
+        "the worker stayed ready with its event loop blocked"
+    )
+    not_ready_s = time.monotonic() - blocked_at
+    assert worker.wait(timeout=60) == EXIT_LEFT_GROUP, "the worker did not end"
+    exited_s = time.monotonic() - blocked_at
+    (blocked,) = _log_records(logs, "worker.loop_blocked")
+    assert any("sitecustomize.py" in frame for frame in blocked["stack"]), blocked["stack"]  # where it is stuck
+    assert _log_records(logs, "worker.leaving")
+    spawn("blocked-b")  # the supervisor's restart; the session's other workers may take it first
+
+    assert wait_for(lambda: ids <= r.snapshot().scored_ids, timeout=150), "events lost behind the blocked loop"
+    scored_s = time.monotonic() - blocked_at
+    rb = r.snapshot()
+    counts = {
+        "events": len(ids),
+        "blocked_to_not_ready_s": round(not_ready_s, 1),
+        "blocked_to_exit_s": round(exited_s, 1),
+        "blocked_to_all_scored_s": round(scored_s, 1),
+        "lost": len(ids - rb.scored_ids),
+        "events_mentioned_twice_or_more": sum(1 for i in ids if rb.score_event_counts[i] > 1),
+    }
+    report(results_dir, "event_loop_blocked", counts)
     assert counts["lost"] == 0
