@@ -25,6 +25,16 @@ TEST_KAFKA_CONTROLLER_PORT = int(os.environ.get("VIGIL_TEST_KAFKA_CONTROLLER_POR
 TEST_REDIS_PORT = int(os.environ.get("VIGIL_TEST_REDIS_PORT") or free_port())
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand (``clock.now += 5``), for code that takes a clock."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def pom_kafka_version() -> str:
     """The Kafka version infra/kafka/pom.xml pins: the embedded stack's and the tests' jars."""
     pom = (Path(__file__).parents[1] / "infra" / "kafka" / "pom.xml").read_text()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from vigil.agents.web import metrics
@@ -35,6 +35,44 @@ log = get_logger("vigil.web.feed")
 FEED_TOPICS = (topics.SCORES, topics.ALERTS, topics.TREATMENT_SCORES, topics.DRIFT, topics.STAYS)
 
 
+# the broker unanswered this long (the feed's client failing or unable to connect): the page says
+# its scores may be out of date
+FEED_STALE_AFTER_S = 15.0
+
+
+class FeedHealth:
+    """Whether the feed reads the broker now: down since its first failure, up at the next answer.
+    Down for ``FEED_STALE_AFTER_S``, the header says the page is not being updated (a clinician must
+    not read scores that stopped moving as current; the "live" dot only tells the browser's link to
+    this server)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._down_since: float | None = None
+
+    def up(self) -> None:
+        self._down_since = None
+
+    def down(self) -> None:
+        if self._down_since is None:
+            self._down_since = self._clock()
+
+    def indicators(self) -> dict[str, dict[str, str]]:
+        if self._down_since is None:
+            return {}
+        down_s = self._clock() - self._down_since
+        if down_s < FEED_STALE_AFTER_S:
+            return {}
+        return {
+            "feed": {
+                "level": "critical",
+                "text": "This page is not being updated: scores and alerts may be out of date",
+                "title": f"the dashboard's server has not reached the broker for {FEED_STALE_AFTER_S:.0f} s or more; "
+                "it retries by itself (its log: feed_connect_failed, feed_failed)",
+            }
+        }
+
+
 class KafkaWardFeed(WardFeed):
     """``WardFeed`` with a kafka-python consumer thread (assign + seek, no consumer group: every
     dashboard process sees every record) and a producer for acks and FHIR intake."""
@@ -53,6 +91,8 @@ class KafkaWardFeed(WardFeed):
         self._redis_ping = RedisPing(settings)
         self._fleet_client: Any = None
         self._places_client: Any = None
+        self._next: dict[Any, int] = {}  # the next offset to read of each partition, kept across reconnections
+        self.health = FeedHealth()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         super().start(loop)
@@ -67,10 +107,24 @@ class KafkaWardFeed(WardFeed):
             self._producer.close(timeout=5)
 
     def _run(self) -> None:
+        """Read the feed until stopped, whatever fails: a broker away, a client error, a record the
+        ward model cannot apply. The page says when it is not current (``FeedHealth``)."""
+        while not self._stop.is_set():
+            try:
+                self._consume()
+            except Exception as exc:  # the client in a state of its own: a fresh one, from where it was
+                log.error("feed_failed", error=type(exc).__name__)
+                self.assigned = self.broker_ok = False
+                self._health_changed(ok=False)
+                self._stop.wait(2.0)
+
+    def _connect(self) -> tuple[Any, list[Any], dict[Any, int]] | None:
+        """A consumer assigned every partition of the feed topics, each at the position the feed had
+        reached (at first: the last ``backfill`` records); None once stopped."""
         from kafka import TopicPartition
 
-        consumer = None
-        while not self._stop.is_set() and consumer is None:
+        while not self._stop.is_set():
+            consumer = None
             try:
                 consumer = kafka_consumer(
                     self.settings, group_id=None, enable_auto_commit=False, client_id="vigil-web-feed"
@@ -83,18 +137,25 @@ class KafkaWardFeed(WardFeed):
                 consumer.assign(parts)
                 begin, end = consumer.beginning_offsets(parts), consumer.end_offsets(parts)
                 for tp in parts:
-                    consumer.seek(tp, max(begin[tp], end[tp] - self.backfill))
+                    consumer.seek(tp, self._next.get(tp, max(begin[tp], end[tp] - self.backfill)))
+                return consumer, parts, end
             except Exception as exc:  # broker down or topics missing: not ready, retry
                 log.warning("feed_connect_failed", error=type(exc).__name__)
                 self.broker_ok = False
+                self._health_changed(ok=False)
                 if consumer is not None:
                     consumer.close()
-                    consumer = None
                 self._stop.wait(2.0)
-        if consumer is None:
+        return None
+
+    def _consume(self) -> None:
+        connected = self._connect()
+        if connected is None:
             return
+        consumer, parts, end = connected
         self.assigned = self.broker_ok = True
-        log.info("feed_assigned", partitions=len(parts), backfill=self.backfill)
+        self._health_changed(ok=True)
+        log.info("feed_assigned", partitions=len(parts), backfill=self.backfill, resumed=bool(self._next))
         backfill_end = {tp: end[tp] for tp in parts if end[tp] > consumer.position(tp)}
         next_lag = next_fleet = 0.0
         try:
@@ -102,8 +163,8 @@ class KafkaWardFeed(WardFeed):
                 batches = consumer.poll(timeout_ms=250, max_records=2000)
                 for tp, records in batches.items():
                     for record in records:
-                        if record.value is not None:
-                            self.ingest(tp.topic, record.value)
+                        self._apply(tp, record)
+                        self._next[tp] = record.offset + 1
                 if not self.caught_up:
                     backfill_end = {tp: e for tp, e in backfill_end.items() if consumer.position(tp) < e}
                     if not backfill_end:
@@ -119,14 +180,37 @@ class KafkaWardFeed(WardFeed):
             consumer.close()
             self.assigned = False
 
+    def _apply(self, tp: Any, record: Any) -> None:
+        """One record into the ward model; one it cannot apply is counted and logged, never stops the
+        feed (the model already counts those that fail validation)."""
+        if record.value is None:
+            return
+        try:
+            self.ingest(tp.topic, record.value)
+        except Exception as exc:
+            metrics.FEED_ERRORS.labels(tp.topic).inc()
+            log.error(
+                "feed_record_failed",
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=record.offset,
+                error=type(exc).__name__,
+            )
+
+    def _health_changed(self, ok: bool) -> None:
+        (self.health.up if ok else self.health.down)()
+        self.set_status(self.health.indicators(), ["feed"])
+
     def _update_lag(self, consumer: Any, parts: list[Any]) -> None:
         try:
-            ends = consumer.end_offsets(parts)
+            ends = consumer.end_offsets(parts, timeout_ms=5000)  # kafka-python's default waits 30 s
         except Exception as exc:
             log.warning("feed_lag_failed", error=type(exc).__name__)
             self.broker_ok = False
+            self._health_changed(ok=False)
             return
         self.broker_ok = True
+        self._health_changed(ok=True)
         lag: dict[str, int] = dict.fromkeys(FEED_TOPICS, 0)
         for tp in parts:
             lag[tp.topic] += max(0, ends[tp] - consumer.position(tp))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 FEED_MESSAGES = Counter("vigil_web_feed_messages_total", "Records the dashboard feed consumed", ["topic"])
-FEED_ERRORS = Counter("vigil_web_feed_errors_total", "Feed records that failed validation", ["topic"])
+FEED_ERRORS = Counter("vigil_web_feed_errors_total", "Feed records the ward model refused or failed on", ["topic"])
 FEED_LAG = Gauge("vigil_web_feed_lag", "Dashboard feed consumer lag (end offset - position)", ["topic"])
 SSE_CLIENTS = Gauge("vigil_web_sse_clients", "Connected server-sent-event clients")
 WARD_PATIENTS = Gauge("vigil_web_ward_patients", "Patients held in the dashboard's ward model")

@@ -37,6 +37,21 @@ def _log_records(logs: list[Path], event: str) -> list[dict]:
     return out
 
 
+def _faulty_worker(stack_home, started_worker, name: str, fault: dict[str, str], health: Path):  # type: ignore[no-untyped-def]
+    """A worker loading ``faults/`` with the ``fault`` variables, the watchdog at 10 s / 25 s, its
+    readiness in ``health``; with its log files."""
+    env = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])),
+        "VIGIL_WATCHDOG__STALL_AFTER_S": "10",
+        "VIGIL_WATCHDOG__EXIT_AFTER_S": "25",
+        "VIGIL_HEALTH_FILE": str(health),
+        **fault,
+    }
+    before = set((stack_home / "logs").glob(f"{name}-*.log"))
+    worker = started_worker(name, env)
+    return worker, sorted(set((stack_home / "logs").glob(f"{name}-*.log")) - before)
+
+
 def _stalled_on_card(settings, pid: int) -> int | None:  # type: ignore[no-untyped-def]
     """The worker's ``stalled_partitions`` as ``vigil workers --json`` reads its card from Redis
     (None unless the table above the JSON says so too)."""
@@ -57,17 +72,8 @@ def test_a_worker_that_stops_reading_a_partition_leaves_and_nothing_is_lost(
     stack, stack_settings, stack_home, started_worker, spawn, producer, reader, results_dir, tmp_path
 ) -> None:
     flag, chosen, health = tmp_path / "stall", tmp_path / "stalled-partition", tmp_path / "health.json"
-    env = {
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])),
-        "VIGIL_TEST_STALL_FLAG": str(flag),
-        "VIGIL_TEST_STALL_CHOSEN": str(chosen),
-        "VIGIL_WATCHDOG__STALL_AFTER_S": "10",
-        "VIGIL_WATCHDOG__EXIT_AFTER_S": "25",
-        "VIGIL_HEALTH_FILE": str(health),
-    }
-    before = set((stack_home / "logs").glob("stall-a-*.log"))
-    worker = started_worker("stall-a", env)
-    logs = sorted(set((stack_home / "logs").glob("stall-a-*.log")) - before)
+    fault = {"VIGIL_TEST_STALL_FLAG": str(flag), "VIGIL_TEST_STALL_CHOSEN": str(chosen)}
+    worker, logs = _faulty_worker(stack_home, started_worker, "stall-a", fault, health)
     r = reader()
     flag.touch()
     assert wait_for(chosen.exists, timeout=30), "the fault never took hold of a partition"
@@ -119,16 +125,9 @@ def test_a_worker_whose_event_loop_never_returns_ends_and_nothing_is_lost(
     stack, stack_settings, stack_home, started_worker, spawn, producer, reader, results_dir, tmp_path
 ) -> None:
     flag, health = tmp_path / "block", tmp_path / "health.json"
-    env = {
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])),
-        "VIGIL_TEST_BLOCK_LOOP_FLAG": str(flag),
-        "VIGIL_WATCHDOG__STALL_AFTER_S": "10",
-        "VIGIL_WATCHDOG__EXIT_AFTER_S": "25",
-        "VIGIL_HEALTH_FILE": str(health),
-    }
-    before = set((stack_home / "logs").glob("blocked-a-*.log"))
-    worker = started_worker("blocked-a", env)
-    logs = sorted(set((stack_home / "logs").glob("blocked-a-*.log")) - before)
+    worker, logs = _faulty_worker(
+        stack_home, started_worker, "blocked-a", {"VIGIL_TEST_BLOCK_LOOP_FLAG": str(flag)}, health
+    )
     assert wait_for(lambda: (read_health_file(health) or {}).get("ready") is True, timeout=20)
     r = reader()
     flag.touch()

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
+from tests.conftest import FakeClock as Clock
 from vigil.agents.health import CRASH_LIMIT, CRASH_WINDOW_S, STALL_AFTER_S, AgentHealth
 from vigil.infra.health import ReadinessProbe
 from vigil.infra.settings import Settings
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_crash_loop_window() -> None:

@@ -6,15 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+from tests.conftest import FakeClock as Clock
 from vigil.agents.loop import BLOCKED_AFTER_S, LoopBeat, LoopWatch, Verdict, loop_stack
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_not_ready_before_the_first_beat_and_while_silent() -> None:

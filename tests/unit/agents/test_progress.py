@@ -6,20 +6,13 @@ import pytest
 from faust.types import TP
 from pydantic import ValidationError
 
+from tests.conftest import FakeClock as Clock
 from vigil.agents import lag
 from vigil.agents.progress import PartitionProgress, Stall
 from vigil.infra import metrics
 from vigil.infra.settings import WatchdogSettings
 
 RAW0, RAW1 = TP("vigil.events.raw", 0), TP("vigil.events.raw", 1)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def watch(clock: Clock, stall_after_s: float = 60.0, exit_after_s: float = 180.0) -> PartitionProgress:
