@@ -14,11 +14,15 @@ from pydantic import ValidationError
 
 from vigil.agents.alert_out import publish_alerts
 from vigil.agents.app import acks_topic, app, audit_topic, deadletter_topic
-from vigil.agents.runtime import Publisher, batches, run_batch, runtime
+from vigil.agents.runtime import Publisher, batches, guarded, run_batch, runtime
+from vigil.infra import metrics
+from vigil.infra.logging import get_logger
 from vigil.infra.redis import alert_key
-from vigil.models.alerting import PatientAlertState, check_escalation, on_ack
+from vigil.models.alerting import PatientAlertState, escalation_round, on_ack
 from vigil.schemas.alerts import Alert, AlertAck
 from vigil.schemas.deadletter import Rejected
+
+log = get_logger(__name__)
 
 
 async def ack_batch(acks: Sequence[AlertAck], publisher: Publisher) -> list[Alert]:
@@ -63,6 +67,7 @@ async def ack_events(batch: Sequence[faust.EventT], publisher: Publisher) -> Non
 
 
 @app.timer(interval=30.0)
+@guarded("alert.escalation")
 async def escalate_unacknowledged() -> None:
     """Open alerts nobody acknowledged within the configured time escalate; snoozes end (wall clock)."""
     rt = runtime()
@@ -72,14 +77,23 @@ async def escalate_unacknowledged() -> None:
         if not keys:
             return
         blobs = await rt.store.load_blobs(keys)
-        now_s = time.time()
-        changed: dict[str, PatientAlertState] = {}
-        for key, blob in zip(keys, blobs, strict=True):
-            state = PatientAlertState.from_bytes(blob)
-            alerts = check_escalation(state, now_s, rt.policy)
-            if alerts:
-                changed[key] = state  # saved with its key in or out of the timer's set
-                await publish_alerts(publisher, alerts)
+        done = escalation_round(dict(zip(keys, blobs, strict=True)), time.time(), rt.policy)
+        report_unreadable(done.unreadable)
+        await publish_alerts(publisher, done.alerts)
         await publisher.flush()
-        if changed:
-            await rt.store.save_alerts(changed)
+        if done.changed:
+            await rt.store.save_alerts(done.changed)  # each key in or out of the timer's set
+
+
+_unreadable: set[str] = set()  # keys already named in the log (bounded: a few per damaged write)
+
+
+def report_unreadable(keys: Sequence[str]) -> None:
+    """An alert state that does not parse is counted on every pass and logged once per key (the key
+    holds the patient's keyed hash, never the id): its patient's alert neither escalates nor ends
+    its snooze until the patient's next score writes the state afresh (``infra.redis._alert_or_new``)."""
+    for key in keys:
+        metrics.ALERT_STATES_UNREADABLE.inc()
+        if key not in _unreadable and len(_unreadable) < 10_000:
+            _unreadable.add(key)
+            log.error("alert_state.unreadable", key=key)

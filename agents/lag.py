@@ -14,7 +14,7 @@ from typing import Any
 from vigil.agents.app import app
 from vigil.agents.health import AGENTS
 from vigil.agents.progress import OBSERVE_EVERY_S, PROGRESS, Stall
-from vigil.agents.runtime import store_healthy
+from vigil.agents.runtime import guarded, store_healthy
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.workers import EXIT_LEFT_GROUP
@@ -38,6 +38,7 @@ def lag_by_topic(ends: Mapping[Any, int], positions: Mapping[Any, int | None]) -
 
 
 @app.timer(interval=OBSERVE_EVERY_S)
+@guarded("consumer.lag")
 async def report_consumer_lag() -> None:
     consumer = app.consumer
     assigned = consumer.assignment()

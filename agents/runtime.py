@@ -5,9 +5,10 @@ waits for delivery."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import faust
 
@@ -198,6 +199,36 @@ def _is_transient(exc: BaseException) -> bool:
     from aiokafka.errors import KafkaError
 
     return isinstance(exc, TRANSIENT_ERRORS) or (isinstance(exc, KafkaError) and exc.retriable)
+
+
+TimerFn = TypeVar("TimerFn", bound=Callable[..., Awaitable[None]])
+
+
+def guarded(name: str) -> Callable[[TimerFn], TimerFn]:
+    """For a Faust timer or task: an exception it raises must not reach Faust, which crashes the
+    whole worker for it (its scoring with it). A transient one (the broker or Redis away) is logged
+    and the next tick tries again; any other is logged with its traceback, counted in
+    ``vigil_timer_failures_total{timer}`` and as a crash of ``name`` for readiness (three within
+    five minutes: not ready, ``agents.health``)."""
+
+    def wrap(fun: TimerFn) -> TimerFn:
+        @functools.wraps(fun)
+        async def run(*args: Any, **kwargs: Any) -> None:
+            try:
+                await fun(*args, **kwargs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.TIMER_FAILURES.labels(name).inc()
+                if _is_transient(exc):
+                    log.warning("timer.retry", timer=name, error=type(exc).__name__)
+                    return
+                AGENTS.crashed(name)
+                log.error("timer.failed", timer=name, error=type(exc).__name__, exc_info=exc)
+
+        return cast(TimerFn, run)
+
+    return wrap
 
 
 async def run_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadletter: faust.TopicT, what: str) -> None:

@@ -56,6 +56,12 @@ CONSUMER_STALLED = Gauge(
     ["topic"],
 )
 REDIS_UP = Gauge("vigil_redis_up", "1 when the worker's Redis calls succeed")
+TIMER_FAILURES = Counter(
+    "vigil_timer_failures_total", "Exceptions a worker's timer raised (caught: the next tick runs)", ["timer"]
+)
+ALERT_STATES_UNREADABLE = Counter(
+    "vigil_alert_states_unreadable_total", "Alert states the escalation timer could not parse (skipped)"
+)
 EVENT_LOOP_SILENT = Gauge(
     "vigil_event_loop_silent_seconds", "Seconds since the worker's event loop last ran its 1 s beat (agents/loop.py)"
 )

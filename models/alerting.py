@@ -28,6 +28,7 @@ One alert per patient at a time: open -> (escalated) -> acknowledged -> resolved
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
@@ -335,6 +336,34 @@ def check_escalation(
             datetime.fromtimestamp(wall_now_s, tz=UTC),
         )
     ]
+
+
+@dataclass(frozen=True)
+class EscalationRound:
+    """One pass of the escalation timer over the open alerts' states (``escalation_round``)."""
+
+    changed: dict[str, PatientAlertState]  # key -> state to save (escalated, or a snooze ended)
+    alerts: list[Alert]  # the transitions to publish
+    unreadable: list[str]  # keys whose stored state does not parse: skipped, the others go on
+
+
+def escalation_round(blobs: Mapping[str, bytes | None], wall_now_s: float, policy: AlertPolicy) -> EscalationRound:
+    """``check_escalation`` over each stored state. A state that does not parse (a damaged value, a
+    foreign write) is left out and named, so that it cannot stop every other patient's escalation."""
+    changed: dict[str, PatientAlertState] = {}
+    alerts: list[Alert] = []
+    unreadable: list[str] = []
+    for key, blob in blobs.items():
+        try:
+            state = PatientAlertState.from_bytes(blob)
+        except ValueError:  # pydantic's ValidationError: not JSON, or not an alert state
+            unreadable.append(key)
+            continue
+        due = check_escalation(state, wall_now_s, policy)
+        if due:
+            changed[key] = state
+            alerts.extend(due)
+    return EscalationRound(changed, alerts, unreadable)
 
 
 def needs_timer(state: PatientAlertState) -> bool:

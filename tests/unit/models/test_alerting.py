@@ -1,7 +1,7 @@
 import json
 from datetime import UTC, datetime, timedelta
 
-from vigil.models.alerting import AlertPolicy, PatientAlertState, on_ack, on_score
+from vigil.models.alerting import AlertPolicy, PatientAlertState, escalation_round, on_ack, on_score
 from vigil.schemas.alerts import AlertAck
 from vigil.schemas.scores import FeatureContribution, ModelScore, RiskScore, RuleScore
 
@@ -98,6 +98,23 @@ def test_unacknowledged_alert_escalates_after_time() -> None:
     assert on_score(state, score(0, 5, "medium", wall_min=10), POLICY) == []
     out = on_score(state, score(0, 5, "medium", wall_min=31), POLICY)
     assert [a.state for a in out] == ["escalated"] and "not acknowledged" in out[0].reason
+
+
+def test_a_damaged_state_is_skipped_and_the_other_patients_escalate() -> None:
+    opened = PatientAlertState()
+    on_score(opened, score(0, 5, "medium", wall_min=0), POLICY)
+    quiet = PatientAlertState()
+    blobs = {
+        "k-open": opened.to_bytes(),
+        "k-damaged": b'{"active": "nonsense',
+        "k-quiet": quiet.to_bytes(),
+        "k-gone": None,
+    }
+    now_s = T0.timestamp() + 31 * 60
+    done = escalation_round(blobs, now_s, POLICY)
+    assert done.unreadable == ["k-damaged"]
+    assert [a.state for a in done.alerts] == ["escalated"] and list(done.changed) == ["k-open"]
+    assert done.changed["k-open"].active is not None and done.changed["k-open"].active.state == "escalated"
 
 
 def test_ack_then_resolve_by_clinician() -> None:
