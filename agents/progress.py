@@ -82,7 +82,7 @@ class PartitionProgress:
         self._handled.update(tps)
 
     def forget(self) -> None:
-        """Partitions revoked, or the consumer could not be read: count again from the next look."""
+        """The consumer could not be read (a rebalance, a broker away): count again from the next look."""
         self._watch.clear()
         self._last_seen = None
         self.stalled_partitions = 0

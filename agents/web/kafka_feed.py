@@ -137,7 +137,7 @@ class KafkaWardFeed(WardFeed):
                 consumer.assign(parts)
                 begin, end = consumer.beginning_offsets(parts), consumer.end_offsets(parts)
                 for tp in parts:
-                    consumer.seek(tp, self._next.get(tp, max(begin[tp], end[tp] - self.backfill)))
+                    consumer.seek(tp, max(begin[tp], self._next.get(tp, end[tp] - self.backfill)))
                 return consumer, parts, end
             except Exception as exc:  # broker down or topics missing: not ready, retry
                 log.warning("feed_connect_failed", error=type(exc).__name__)
