@@ -61,8 +61,8 @@ def mllp(
     if metrics_port:
         from prometheus_client import start_http_server
 
-        require_free_port("127.0.0.1", metrics_port)
-        start_http_server(metrics_port, addr="127.0.0.1")
+        require_free_port(settings.metrics_host, metrics_port)
+        start_http_server(metrics_port, addr=settings.metrics_host)
     producer = kafka_producer(settings, linger_ms=2, retries=5, client_id="vigil-mllp")
     tally = Tally()
     units = settings.ingest.units()

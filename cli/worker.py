@@ -38,7 +38,7 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
         from prometheus_client import start_http_server
 
         export_redis_up(settings, store_healthy)
-        start_http_server(metrics_port, addr="127.0.0.1")
+        start_http_server(metrics_port, addr=settings.metrics_host)
 
     configure_logging()
     # GET /readyz on VIGIL_HEALTH_PORT and/or VIGIL_HEALTH_FILE

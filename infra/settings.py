@@ -323,6 +323,9 @@ class Settings(BaseSettings):
         return name
 
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # where `vigil worker` and `vigil mllp` serve /metrics: loopback unless a Prometheus elsewhere
+    # scrapes them (compose: 0.0.0.0 on its own network, never published; no patient data in them)
+    metrics_host: str = "127.0.0.1"
     # worker readiness (infra/health.py): GET /readyz on this loopback port, and/or a JSON file
     health_port: int | None = Field(default=None, ge=1, le=65535)
     health_file: Path | None = None
