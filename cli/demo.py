@@ -255,7 +255,8 @@ def run_demo(
     plan = plan_demo(stays, bad)
     reader = TopicReader(settings).start()
     metrics_port = settings.metrics_port or free_port()
-    # started again if it leaves its group (a partition it stopped reading: agents/progress.py)
+    # started again if it leaves its group, exit 75: a partition it stopped reading or an event loop
+    # that stopped running (agents/progress.py, agents/loop.py)
     worker = SupervisedWorker(
         settings, settings.home / "logs" / "demo-worker.log", {"VIGIL_METRICS_PORT": str(metrics_port)}
     )
@@ -426,8 +427,8 @@ def _print_summary(console: Console, s: dict[str, Any], rb: Any) -> None:
     console.print(f"{s['dead_letters']} dead letters {s['dead_letter_reasons']}; lost: {s['lost']}")
     if s.get("worker_restarts"):
         console.print(
-            f"the worker left its group {s['worker_restarts']} time(s) (a partition it stopped reading) and was "
-            "started again: logs/demo-worker.log, consumer.stalled"
+            f"the worker left its group {s['worker_restarts']} time(s), having stopped reading, and was started "
+            "again: logs/demo-worker.log, consumer.stalled or worker.loop_blocked"
         )
     console.print(
         f"{s['stays_ended']} stays ended ({s['stays_ended'] - s['stays_transferred']} discharged, "

@@ -14,8 +14,9 @@ from pydantic import BaseModel, SecretStr
 
 from vigil.infra.settings import Settings
 
-# `vigil worker`'s exit status when it left its group because a partition it held was not read
-# (agents/progress.py): its supervisor starts it again (sysexits' EX_TEMPFAIL)
+# `vigil worker`'s exit status when it left its group because it had stopped reading: a partition it
+# held was not read (agents/progress.py) or its event loop did not run (agents/loop.py). Its
+# supervisor starts it again (sysexits' EX_TEMPFAIL)
 EXIT_LEFT_GROUP = 75
 
 
