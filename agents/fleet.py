@@ -9,6 +9,8 @@ import contextlib
 import hashlib
 import os
 import socket
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
@@ -30,7 +32,7 @@ log = get_logger(__name__)
 SCORING_AGENTS = "vigil.agents.ingest."  # the module whose agents publish scores and alerts
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 STARTED_AT = datetime.now(UTC)
-_state: dict[str, Any] = {"mixed": None, "reachable": True}
+_state: dict[str, Any] = {"mixed": None, "reachable": True, "card": None}
 
 
 @cache
@@ -116,6 +118,7 @@ async def _announce() -> None:
     scoring = any(name.startswith(SCORING_AGENTS) for name in app.agents)
     held = sum(tp.topic == topics.EVENTS_RAW for tp in app.consumer.assignment())  # the scoring input
     card = this_card(rt.bundle, held, scoring, app.conf.id, PROGRESS.stalled_partitions)
+    _state["card"] = card  # for the loop watch's thread (blocked_announcer)
     try:
         await fleet.announce(rt.store.client, card)
         cards = await fleet.read_fleet_async(rt.store.client)
@@ -126,6 +129,37 @@ async def _announce() -> None:
         return
     _state["reachable"] = True
     observe_fleet(cards, app.conf.id)
+
+
+def blocked_card(card: WorkerCard, now: datetime) -> WorkerCard:
+    """The worker's card while its event loop is blocked (agents/loop.py): it reads none of the
+    partitions it holds, so each counts as stalled (the dashboard's header, `vigil workers`)."""
+    return card.model_copy(
+        update={"stalled_partitions": max(card.stalled_partitions, card.partitions, 1), "seen_at": now}
+    )
+
+
+def blocked_announcer(settings: Any) -> Callable[[], None]:
+    """For the loop watch's thread: announce this worker's last card as blocked, at most every
+    ``ANNOUNCE_EVERY_S``, through a synchronous client of its own (the worker's asyncio client
+    belongs to the blocked loop). Redis away: the card expires, which says as much."""
+    from vigil.infra.connect import redis_client
+
+    held: dict[str, Any] = {"client": None, "at": 0.0}
+
+    def announce() -> None:
+        card = _state.get("card")
+        if card is None or time.monotonic() - held["at"] < fleet.ANNOUNCE_EVERY_S:
+            return
+        held["at"] = time.monotonic()
+        try:
+            if held["client"] is None:
+                held["client"] = redis_client(settings, socket_timeout=2, socket_connect_timeout=2)
+            fleet.announce_sync(held["client"], blocked_card(card, datetime.now(UTC)))
+        except (RedisError, OSError) as exc:
+            log.warning("fleet.unavailable", error=type(exc).__name__)
+
+    return announce
 
 
 @app.on_before_shutdown.connect

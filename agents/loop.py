@@ -6,7 +6,8 @@ group and scores none of their patients, and no code on the loop can notice.
 A 1 s timer on the loop beats (``LOOP.beat``) from the app's start to its shutdown; a thread of its
 own (``LoopWatch``) reads the beat. Silent for ``BLOCKED_AFTER_S``: the worker is not ready and logs
 ``worker.loop_blocked`` once, with the loop thread's stack (files, lines and functions; no values),
-and ``worker.loop_running`` if it beats again. Silent for
+and ``worker.loop_running`` if it beats again; meanwhile its fleet card counts its partitions as
+stalled (the dashboard's header). Silent for
 ``watchdog.exit_after_s`` (180 s): it logs ``worker.leaving`` and ends at once with exit status 75,
 as after ``kill -9`` (offsets cover handled batches only, so the group's other workers read on from
 them), for its supervisor to start it again. ``vigil_event_loop_silent_seconds``: seconds since the
@@ -109,8 +110,15 @@ def register_beat() -> None:
         LOOP.stop()
 
 
-def start_loop_watch(exit_after_s: float, exit_status: int, interval_s: float = 1.0) -> threading.Thread:
-    """The watching thread of ``vigil worker`` (a daemon: it ends with the process)."""
+def start_loop_watch(
+    exit_after_s: float,
+    exit_status: int,
+    while_blocked: Callable[[], None] = lambda: None,
+    interval_s: float = 1.0,
+) -> threading.Thread:
+    """The watching thread of ``vigil worker`` (a daemon: it ends with the process).
+    ``while_blocked`` is called at each look while the loop is blocked (the worker's fleet card
+    says its partitions are not read: ``agents.fleet.blocked_announcer``)."""
     from vigil.infra import metrics
     from vigil.infra.logging import get_logger
 
@@ -128,6 +136,8 @@ def start_loop_watch(exit_after_s: float, exit_status: int, interval_s: float = 
                     silent_s=round(LOOP.silent_for(), 1),
                     stack=loop_stack(LOOP.thread_id),
                 )
+            if verdict.blocked:
+                while_blocked()
             if verdict.resumed_after_s is not None:
                 log.warning("worker.loop_running", blocked_s=round(verdict.resumed_after_s, 1))
             if verdict.leave:

@@ -14,6 +14,7 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
     import importlib
 
     from vigil.agents.app import app
+    from vigil.agents.fleet import blocked_announcer
     from vigil.agents.health import AGENTS
     from vigil.agents.loop import LOOP, register_beat, start_loop_watch
     from vigil.agents.progress import PROGRESS
@@ -45,7 +46,7 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
     # not ready while an agent crash-loops or cannot finish a batch, a partition is stalled, or the
     # event loop has not run (before its first beat, or blocked)
     start_readiness(settings, store_healthy, lambda: AGENTS.ok() and PROGRESS.ok() and LOOP.ok())
-    start_loop_watch(settings.watchdog.exit_after_s, EXIT_LEFT_GROUP)
+    start_loop_watch(settings.watchdog.exit_after_s, EXIT_LEFT_GROUP, blocked_announcer(settings))
     publish_config_audit(settings)  # who started which configuration, when -> vigil.audit
     worker = _structlog_worker_class()(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:

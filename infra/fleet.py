@@ -59,6 +59,11 @@ async def announce(client: Any, card: WorkerCard, ttl_s: int = TTL_S) -> None:
     await client.set(card_key(card.worker), card.model_dump_json(), ex=ttl_s)
 
 
+def announce_sync(client: Any, card: WorkerCard, ttl_s: int = TTL_S) -> None:
+    """The same through a synchronous client: from a thread while the worker's event loop is blocked."""
+    client.set(card_key(card.worker), card.model_dump_json(), ex=ttl_s)
+
+
 async def leave(client: Any, worker: str) -> None:
     await client.delete(card_key(worker))
 

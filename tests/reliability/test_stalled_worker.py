@@ -143,6 +143,8 @@ def test_a_worker_whose_event_loop_never_returns_ends_and_nothing_is_lost(
         "the worker stayed ready with its event loop blocked"
     )
     not_ready_s = time.monotonic() - blocked_at
+    # its card says its partitions are not read, from the watching thread (the dashboard's header)
+    assert wait_for(lambda: (_stalled_on_card(stack_settings, worker.pid) or 0) >= 1, timeout=12, interval=1.0)
     assert worker.wait(timeout=60) == EXIT_LEFT_GROUP, "the worker did not end"
     exited_s = time.monotonic() - blocked_at
     (blocked,) = _log_records(logs, "worker.loop_blocked")

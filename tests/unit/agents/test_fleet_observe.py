@@ -70,3 +70,44 @@ def test_the_worker_announces_itself_once_at_start_not_one_interval_later(monkey
     assert fleet.announce_at_start in app._app_tasks  # started with the app
     asyncio.run(asyncio.wait_for(fleet.announce_at_start(), timeout=2))
     assert len(calls) == 1
+
+
+def test_a_blocked_loop_announces_its_partitions_as_stalled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop watch's thread (agents/loop.py) keeps the card saying so while the loop is blocked:
+    every partition held counts, at most every ANNOUNCE_EVERY_S, and Redis away costs nothing."""
+    from datetime import UTC, datetime
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    card = fleet.this_card(None, partitions=3, scoring=True, app_id="vigil")
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    assert fleet.blocked_card(card, now).stalled_partitions == 3 and fleet.blocked_card(card, now).seen_at == now
+    idle = fleet.this_card(None, partitions=0, scoring=True, app_id="vigil")
+    assert fleet.blocked_card(idle, now).stalled_partitions == 1  # still not reading its acknowledgements
+
+    written: list[str] = []
+
+    class Client:
+        fail = False
+
+        def set(self, key: str, value: str, ex: int) -> None:
+            if self.fail:
+                raise RedisConnectionError("away")
+            written.append(value)
+
+    client = Client()
+    monkeypatch.setattr("vigil.infra.connect.redis_client", lambda *a, **kw: client)
+    clock = [1000.0]
+    monkeypatch.setattr(fleet.time, "monotonic", lambda: clock[0])
+    monkeypatch.setitem(fleet._state, "card", None)
+    announce = fleet.blocked_announcer(object())
+    announce()
+    assert written == []  # no card announced yet: nothing to say
+    monkeypatch.setitem(fleet._state, "card", card)
+    announce()
+    announce()  # within ANNOUNCE_EVERY_S: once
+    assert len(written) == 1 and '"stalled_partitions":3' in written[0]
+    clock[0] += fleet.fleet.ANNOUNCE_EVERY_S
+    client.fail = True
+    announce()  # Redis away: logged, not raised
+    assert len(written) == 1
