@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from vigil.agents.alert_out import publish_alerts
 from vigil.agents.app import acks_topic, app, audit_topic, deadletter_topic
-from vigil.agents.runtime import Publisher, batches, guarded, run_batch, runtime
+from vigil.agents.runtime import Publisher, batches, run_batch, runtime
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.redis import alert_key
@@ -66,8 +66,7 @@ async def ack_events(batch: Sequence[faust.EventT], publisher: Publisher) -> Non
         await ack_batch(good, publisher)
 
 
-@app.timer(interval=30.0)
-@guarded("alert.escalation")
+@app.timer(interval=30.0, name="alert.escalation")
 async def escalate_unacknowledged() -> None:
     """Open alerts nobody acknowledged within the configured time escalate; snoozes end (wall clock)."""
     rt = runtime()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
+from datetime import tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 
+from vigil.agents.guard import AsyncFn, default_name, guarded
 from vigil.agents.health import AGENTS
 from vigil.agents.transport import PrefetchWaitApp
 from vigil.infra.connect import faust_broker, kafka_endpoint
@@ -60,12 +63,61 @@ log = get_logger(__name__)
 class VigilApp(PrefetchWaitApp):
     """Faust's app (its prefetches' wait bounded: agents/transport.py), counting agent crashes for
     readiness (agents.health). Faust restarts a crashed
-    agent and commits the offsets of the batch it held, so a crash loop must show on /readyz."""
+    agent and commits the offsets of the batch it held, so a crash loop must show on /readyz.
+
+    Every timer, task and crontab it registers is guarded (``agents.guard``): Faust ends the whole
+    worker when one raises. A timer's guard is around each tick, so the next tick still runs; its
+    name (``vigil_timer_failures_total{timer}``, readiness) is the ``name`` given, else
+    ``<module>.<function>``."""
 
     async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:  # Faust's on_error hook
         AGENTS.crashed(agent.name)
         log.error("agent.crashed", agent=agent.name, error=type(exc).__name__)
         await super()._on_agent_error(agent, exc)
+
+    def timer(  # type: ignore[override]
+        self,
+        interval: float,
+        on_leader: bool = False,
+        traced: bool = True,
+        name: str | None = None,
+        max_drift_correction: float = 0.1,
+    ) -> Callable[[AsyncFn], AsyncFn]:
+        register = super().timer(
+            interval, on_leader=on_leader, traced=traced, name=name, max_drift_correction=max_drift_correction
+        )
+        return lambda fun: cast(AsyncFn, register(guarded(name or default_name(fun))(fun)))
+
+    def crontab(  # type: ignore[override]
+        self,
+        cron_format: str,
+        *,
+        timezone: tzinfo | None = None,
+        on_leader: bool = False,
+        traced: bool = True,
+        name: str | None = None,
+    ) -> Callable[[AsyncFn], AsyncFn]:
+        register = super().crontab(cron_format, timezone=timezone, on_leader=on_leader, traced=traced)
+        return lambda fun: cast(AsyncFn, register(guarded(name or default_name(fun))(fun)))
+
+    def task(  # type: ignore[override]
+        self,
+        fun: AsyncFn | None = None,
+        *,
+        on_leader: bool = False,
+        traced: bool = True,
+        name: str | None = None,
+    ) -> Any:
+        """Faust's ``task`` (a timer registers its loop through it: that loop, carrying its guarded
+        function's mark, is not guarded again)."""
+
+        def register(fun: AsyncFn) -> AsyncFn:
+            return cast(
+                AsyncFn,
+                super(VigilApp, self).task(guarded(name or default_name(fun))(fun), on_leader=on_leader, traced=traced),
+            )
+
+        return register(fun) if fun is not None else register
 
 
 settings = get_settings()

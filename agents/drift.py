@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from vigil.agents.app import app, deadletter_topic, drift_topic
-from vigil.agents.runtime import Publisher, current_runtime, guarded
+from vigil.agents.runtime import Publisher, current_runtime
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import DriftSettings
@@ -159,8 +159,7 @@ def _set_gauges(r: WardDriftReport) -> None:
     metrics.DRIFT_THRESHOLD.labels(r.ward).set(r.threshold)
 
 
-@app.timer(interval=FLUSH_EVERY_S)
-@guarded("drift.flush")
+@app.timer(interval=FLUSH_EVERY_S, name="drift.flush")
 async def flush_drift() -> None:
     await publish_due_drift()
 

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from vigil.agents.app import app
 from vigil.agents.progress import PROGRESS
-from vigil.agents.runtime import current_runtime, guarded, runtime
+from vigil.agents.runtime import current_runtime, runtime
 from vigil.infra import fleet, metrics
 from vigil.infra.logging import get_logger
 from vigil.models.bundle import SteppingBundle
@@ -99,14 +99,12 @@ def observe_fleet(cards: list[WorkerCard], app_id: str) -> None:
         log.info("fleet.uniform", app_id=app_id, workers=len(group))
 
 
-@app.timer(interval=fleet.ANNOUNCE_EVERY_S)
-@guarded("fleet.announce")
+@app.timer(interval=fleet.ANNOUNCE_EVERY_S, name="fleet.announce")
 async def announce_worker() -> None:
     await _announce()
 
 
-@app.task
-@guarded("fleet.announce")
+@app.task(name="fleet.announce")
 async def announce_at_start() -> None:
     """Announced as soon as the worker runs (a timer's first call comes one interval later): the
     dashboard's "No worker is scoring" would otherwise stand for seconds while this worker scores."""

@@ -14,7 +14,7 @@ from typing import Any
 from vigil.agents.app import app
 from vigil.agents.health import AGENTS
 from vigil.agents.progress import OBSERVE_EVERY_S, PROGRESS, Stall
-from vigil.agents.runtime import guarded, store_healthy
+from vigil.agents.runtime import store_healthy
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.workers import EXIT_LEFT_GROUP
@@ -37,8 +37,7 @@ def lag_by_topic(ends: Mapping[Any, int], positions: Mapping[Any, int | None]) -
     return lag
 
 
-@app.timer(interval=OBSERVE_EVERY_S)
-@guarded("consumer.lag")
+@app.timer(interval=OBSERVE_EVERY_S, name="consumer.lag")
 async def report_consumer_lag() -> None:
     consumer = app.consumer
     assigned = consumer.assignment()
@@ -72,6 +71,7 @@ def report_stalls(stalls: Sequence[Stall], topics: frozenset[str]) -> None:
     for topic, count in per_topic.items():
         metrics.CONSUMER_STALLED.labels(topic).set(count)
     now = {(s.topic, s.partition) for s in stalls}
+    holding, redis_ok = (AGENTS.holding(), store_healthy()) if stalls else (False, True)
     for stall in stalls:
         if (stall.topic, stall.partition) not in _stalled:
             log.error(
@@ -81,15 +81,14 @@ def report_stalls(stalls: Sequence[Stall], topics: frozenset[str]) -> None:
                 waiting=stall.waiting,
                 position=stall.position,
                 stalled_s=round(stall.stalled_s),
-                agents_holding=AGENTS.holding(),
-                redis_ok=store_healthy(),
+                agents_holding=holding,
+                redis_ok=redis_ok,
             )
     for topic, partition in sorted(_stalled - now):
         log.warning("consumer.progressing", topic=topic, partition=partition)
     _stalled.clear()
     _stalled.update(now)
-    explained = AGENTS.holding() or not store_healthy()
-    if PROGRESS.should_exit(stalls, explained) and not PROGRESS.exit_requested:
+    if PROGRESS.should_exit(stalls, holding or not redis_ok) and not PROGRESS.exit_requested:
         leave(stalls)
 
 

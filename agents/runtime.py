@@ -5,13 +5,13 @@ waits for delivery."""
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import faust
 
+from vigil.agents.guard import is_transient
 from vigil.agents.health import AGENTS
 from vigil.agents.progress import PROGRESS
 from vigil.infra import metrics
@@ -190,45 +190,6 @@ def source_of(event: faust.EventT) -> Source:
 
 
 BatchHandler = Callable[[Sequence[faust.EventT], Publisher], Awaitable[object]]
-# Errors of the infrastructure around a batch: retry the whole batch (its effects are
-# idempotent), never ack it unprocessed. Anything else is a poison input somewhere in the batch.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError, TimeoutError)
-
-
-def _is_transient(exc: BaseException) -> bool:
-    from aiokafka.errors import KafkaError
-
-    return isinstance(exc, TRANSIENT_ERRORS) or (isinstance(exc, KafkaError) and exc.retriable)
-
-
-TimerFn = TypeVar("TimerFn", bound=Callable[..., Awaitable[None]])
-
-
-def guarded(name: str) -> Callable[[TimerFn], TimerFn]:
-    """For a Faust timer or task: an exception it raises must not reach Faust, which crashes the
-    whole worker for it (its scoring with it). A transient one (the broker or Redis away) is logged
-    and the next tick tries again; any other is logged with its traceback, counted in
-    ``vigil_timer_failures_total{timer}`` and as a crash of ``name`` for readiness (three within
-    five minutes: not ready, ``agents.health``)."""
-
-    def wrap(fun: TimerFn) -> TimerFn:
-        @functools.wraps(fun)
-        async def run(*args: Any, **kwargs: Any) -> None:
-            try:
-                await fun(*args, **kwargs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                metrics.TIMER_FAILURES.labels(name).inc()
-                if _is_transient(exc):
-                    log.warning("timer.retry", timer=name, error=type(exc).__name__)
-                    return
-                AGENTS.crashed(name)
-                log.error("timer.failed", timer=name, error=type(exc).__name__, exc_info=exc)
-
-        return cast(TimerFn, run)
-
-    return wrap
 
 
 async def run_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadletter: faust.TopicT, what: str) -> None:
@@ -267,7 +228,7 @@ async def _handle_batch(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if _is_transient(exc):
+            if is_transient(exc):
                 AGENTS.retrying(what)
                 log.warning("batch.retry", agent=what, error=type(exc).__name__, retry_in_s=delay)
                 await asyncio.sleep(delay)
@@ -304,7 +265,7 @@ async def _dead_letter_until_sent(event: faust.EventT, rejected: Rejected, deadl
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            transient = _is_transient(exc)
+            transient = is_transient(exc)
             if not transient and budget != MINIMAL_DEAD_LETTER_BYTES:
                 log.error("deadletter.refused", agent=what, error=type(exc).__name__, retry="without the original")
                 budget = MINIMAL_DEAD_LETTER_BYTES

@@ -1,0 +1,72 @@
+"""What a worker's timers and tasks may raise: never into Faust, which crashes the whole worker
+(its scoring with it) when a timer or task raises. ``VigilApp`` guards every timer, task and
+crontab it registers (``agents.app``); ``guarded`` is the guard itself."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+from vigil.agents.health import AGENTS
+from vigil.infra import metrics
+from vigil.infra.logging import get_logger
+
+log = get_logger(__name__)
+
+# Errors of the infrastructure around a batch or a timer: the broker or Redis away. A batch is
+# retried whole (its effects are idempotent), a timer runs again at its next tick.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError, TimeoutError)
+
+AsyncFn = Callable[..., Awaitable[Any]]
+TimerFn = TypeVar("TimerFn", bound=AsyncFn)
+GUARD_ATTR = "__vigil_guard__"  # the guard's name, on a guarded function (and copied by functools.wraps)
+
+
+def is_transient(exc: BaseException) -> bool:
+    from aiokafka.errors import KafkaError
+
+    return isinstance(exc, TRANSIENT_ERRORS) or (isinstance(exc, KafkaError) and exc.retriable)
+
+
+def guard_name(fun: Callable[..., Any]) -> str | None:
+    """The name ``fun`` is guarded under, or None if it is not guarded."""
+    name = getattr(fun, GUARD_ATTR, None)
+    return name if isinstance(name, str) else None
+
+
+def default_name(fun: Callable[..., Any]) -> str:
+    """``<module>.<function>``, the module without its package: ``loop.loop_beat``."""
+    return f"{fun.__module__.rsplit('.', 1)[-1]}.{fun.__name__}"
+
+
+def guarded(name: str) -> Callable[[TimerFn], TimerFn]:
+    """For a Faust timer or task: an exception it raises must not reach Faust. A transient one (the
+    broker or Redis away) is logged and the next tick tries again; any other is logged with its
+    traceback, counted in ``vigil_timer_failures_total{timer}`` and as a crash of ``name`` for
+    readiness (three within five minutes: not ready, ``agents.health``). A function already guarded
+    is returned as it is."""
+
+    def wrap(fun: TimerFn) -> TimerFn:
+        if guard_name(fun) is not None:
+            return fun
+
+        @functools.wraps(fun)
+        async def run(*args: Any, **kwargs: Any) -> None:
+            try:
+                await fun(*args, **kwargs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.TIMER_FAILURES.labels(name).inc()
+                if is_transient(exc):
+                    log.warning("timer.retry", timer=name, error=type(exc).__name__)
+                    return
+                AGENTS.crashed(name)
+                log.error("timer.failed", timer=name, error=type(exc).__name__, exc_info=exc)
+
+        setattr(run, GUARD_ATTR, name)
+        return cast(TimerFn, run)
+
+    return wrap
