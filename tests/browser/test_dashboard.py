@@ -350,7 +350,7 @@ def test_the_header_says_when_a_worker_stopped_reading_some_patients(
     dashboard, browser, shared_worker, stack_settings
 ) -> None:
     """A worker's card saying it holds a partition it does not read (agents/progress.py): the header
-    says so in red, whole at 390 px, until the card goes (the worker read it again or left)."""
+    says so in red, whole at 390 px and at 1440 px, until the card goes (the worker read it again or left)."""
     from vigil.infra.connect import redis_client
     from vigil.infra.fleet import TTL_S, card_key
     from vigil.schemas.fleet import WorkerCard
@@ -380,6 +380,12 @@ def test_the_header_says_when_a_worker_stopped_reading_some_patients(
         assert no_horizontal_scroll(page), page.evaluate("document.documentElement.scrollWidth")
         assert contrast_violations(page) == []
         shot(page, "dashboard-phone-stalled.png")
+        desk = signed_in(browser, dashboard)
+        expect(desk.locator("#ward-status .status-critical")).to_have_text(
+            "Some patients' scores are not being updated: a worker stopped reading its input", timeout=30000
+        )
+        shot(desk, "dashboard-stalled.png")
+        desk.close()
     finally:
         client.delete(card_key(card.worker))
         client.close()
