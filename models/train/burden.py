@@ -1,6 +1,7 @@
 """Alert burden on set A cross-validation, before and after the alert lifecycle rules.
 
-Input: the out-of-fold predictions saved by ``python -m models.train --cv-only --oof-out F``.
+Input: the out-of-fold predictions training saves (``python -m vigil.models.train --oof-out F``;
+by default, and from ``vigil train``, ``~/.cache/vigil/oof-stepping.npz``).
 For every stay, hour by hour, the same pure lifecycle code the alert agent runs
 (``models.alerting.on_score``) turns NEWS2 and the combined model probability into alert
 transitions. The model threshold of each fold is chosen on the *other* folds' out-of-fold
@@ -30,7 +31,7 @@ import numpy as np
 
 from vigil.models.alert_replay import simulate
 from vigil.models.alerting import AlertPolicy
-from vigil.models.train import shifts, threshold_rules
+from vigil.models.train import data, shifts, threshold_rules
 
 
 def burden(oof: Path, rule: str = "best") -> dict[str, Any]:
@@ -119,8 +120,8 @@ def discrimination(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m models.train.burden")
-    ap.add_argument("--oof", type=Path, default=Path.home() / ".cache/vigil/oof.npz")
+    ap = argparse.ArgumentParser(prog="python -m vigil.models.train.burden")
+    ap.add_argument("--oof", type=Path, default=data.CACHE_DIR / "oof-stepping.npz")  # training's --oof-out
     ap.add_argument("--json", action="store_true")
     ap.add_argument(
         "--rule",
