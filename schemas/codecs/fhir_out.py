@@ -132,6 +132,11 @@ _ISSUE_CODES: Final[dict[str, str]] = {
     "clock_skew": "business-rule",
     "too_large": "too-costly",
     "internal": "exception",
+    # the scoring step's (a stay's rules): never in an HTTP answer today, named as docs/interop.md does
+    "stay_ended": "business-rule",
+    "unknown_stay": "business-rule",
+    "no_open_stay": "business-rule",
+    "other_encounter": "business-rule",
 }
 
 
