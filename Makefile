@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # Java 17 + Maven run the embedded Kafka broker, Debian's security-maintained redis-server the
 # embedded Redis; Chromium drives the browser test; busybox's sh is the apache/kafka image's (Alpine)
 # /bin/sh, which runs docker-compose's deploy/kafka-start.sh; Debian's prometheus (promtool and the
-# server) evaluates deploy/prometheus's alerting rules in the tests.
+# server) and prometheus-alertmanager (amtool and the server) run deploy/prometheus in the tests.
 system-deps:
 	@command -v java >/dev/null && command -v mvn >/dev/null && command -v redis-server >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven redis-server)
@@ -26,8 +26,8 @@ system-deps:
 	  echo "chromium not installed: browser tests will be skipped"
 	@command -v busybox >/dev/null || (apt-get update -qq && apt-get install -y -qq busybox) || \
 	  echo "busybox not installed: compose's Kafka start script is tested with dash, not Alpine's sh"
-	@command -v promtool >/dev/null || \
-	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus)
+	@command -v promtool >/dev/null && command -v amtool >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager)
 
 install: $(VENV)/.installed system-deps
 

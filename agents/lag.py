@@ -1,13 +1,16 @@
 """``vigil_consumer_lag{topic}``: how many messages of this worker's partitions it has not read
 yet (the partitions' end offsets minus the consumer's positions), refreshed every few seconds; and
 the same look feeds the watchdog of partitions held but no longer read (``agents.progress``):
-``vigil_consumer_stalled_partitions{topic}``, ``consumer.stalled``, and the worker leaving."""
+``vigil_consumer_stalled_partitions{topic}``, ``consumer.stalled``, and the worker leaving.
+``vigil_broker_look_age_seconds`` (read on each scrape): since the last look the broker answered;
+it grows while the broker is away or does not answer, with or without events flowing."""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +29,8 @@ LEAVE_DEADLINE_S = 60.0
 
 _reported: set[str] = set()
 _stalled: set[tuple[str, int]] = set()
+_answered = [time.monotonic()]  # when the broker last answered a look (the worker's start before the first)
+metrics.BROKER_LOOK_AGE.set_function(lambda: time.monotonic() - _answered[0])
 
 
 def lag_by_topic(ends: Mapping[Any, int], positions: Mapping[Any, int | None]) -> dict[str, int]:
@@ -39,7 +44,12 @@ def lag_by_topic(ends: Mapping[Any, int], positions: Mapping[Any, int | None]) -
 
 @app.timer(interval=OBSERVE_EVERY_S, name="consumer.lag")
 async def report_consumer_lag() -> None:
-    consumer = app.consumer
+    await look(app.consumer)
+
+
+async def look(consumer: Any) -> None:
+    """One look at the partitions ``consumer`` holds: their lag, the watchdog's progress, the time
+    the broker answered."""
     assigned = consumer.assignment()
     try:
         ends = await consumer.highwaters(*assigned) if assigned else {}
@@ -48,6 +58,7 @@ async def report_consumer_lag() -> None:
         log.warning("consumer_lag.unavailable", error=type(exc).__name__)
         PROGRESS.forget()
         return
+    _answered[0] = time.monotonic()  # (or nothing assigned to ask about: nothing to read)
     lag = lag_by_topic(ends, positions)
     for topic in _reported - set(lag):  # partitions moved to another worker: no lag here
         metrics.CONSUMER_LAG.labels(topic).set(0)

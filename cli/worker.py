@@ -20,7 +20,7 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
     from vigil.agents.progress import PROGRESS
     from vigil.agents.runtime import store_healthy
     from vigil.infra.audit import publish_config_audit
-    from vigil.infra.health import export_redis_up, start_readiness
+    from vigil.infra.health import export_readiness, start_readiness
     from vigil.infra.logging import configure_logging
     from vigil.infra.secrets import require_real_log_key
     from vigil.infra.settings import get_settings
@@ -35,17 +35,23 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
     importlib.import_module("vigil.agents.lag")  # vigil_consumer_lag, whatever the selection
     importlib.import_module("vigil.agents.fleet")  # announces what it serves (vigil workers)
     register_beat()  # the event loop's beat, read by a thread of its own (agents/loop.py)
+
+    def ready_otherwise() -> bool:
+        """Readiness but for Redis: no agent crash-looping or stuck on a batch, no partition stalled,
+        the event loop running (before its first beat, or blocked: not)."""
+        return AGENTS.ok() and PROGRESS.ok() and LOOP.ok()
+
     if metrics_port:
         from prometheus_client import start_http_server
 
-        export_redis_up(settings, store_healthy)
+        export_readiness(settings, store_healthy, ready_otherwise)  # vigil_redis_up, vigil_worker_ready
         start_http_server(metrics_port, addr=settings.metrics_host)
 
     configure_logging()
     # GET /readyz on VIGIL_HEALTH_PORT and/or VIGIL_HEALTH_FILE
     # not ready while an agent crash-loops or cannot finish a batch, a partition is stalled, or the
     # event loop has not run (before its first beat, or blocked)
-    start_readiness(settings, store_healthy, lambda: AGENTS.ok() and PROGRESS.ok() and LOOP.ok())
+    start_readiness(settings, store_healthy, ready_otherwise)
     start_loop_watch(settings.watchdog.exit_after_s, EXIT_LEFT_GROUP, blocked_announcer(settings))
     publish_config_audit(settings)  # who started which configuration, when -> vigil.audit
     worker = _structlog_worker_class()(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)

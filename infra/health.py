@@ -45,11 +45,28 @@ def redis_ping(settings: Settings) -> Callable[[], bool]:
     return ping
 
 
-def export_redis_up(settings: Settings, store_ok: Callable[[], bool]) -> None:
-    """``vigil_redis_up`` is computed on each scrape: 1 while Redis answers a PING and the
-    worker's own last Redis call succeeded (the same rule as readiness), else 0."""
-    ping = redis_ping(settings)
+def export_readiness(
+    settings: Settings, store_ok: Callable[[], bool], agents_ok: Callable[[], bool] = lambda: True
+) -> None:
+    """Computed on each scrape, by readiness's own rule: ``vigil_redis_up``, 1 while Redis answers
+    a PING and the worker's own last Redis call succeeded, and ``vigil_worker_ready``, 1 while that
+    holds and ``agents_ok`` too (what ``/readyz`` answers). One PING serves a scrape's two gauges."""
+    ping = _once_per_scrape(redis_ping(settings))
     metrics.REDIS_UP.set_function(lambda: 1.0 if ping() and store_ok() else 0.0)
+    metrics.WORKER_READY.set_function(lambda: 1.0 if ping() and store_ok() and agents_ok() else 0.0)
+
+
+def _once_per_scrape(ping: Callable[[], bool], max_age_s: float = 0.5) -> Callable[[], bool]:
+    """``ping``'s answer, asked again only when the last is older than ``max_age_s``."""
+    last: list[tuple[float, bool]] = []
+
+    def answer() -> bool:
+        now = time.monotonic()
+        if not last or now - last[0][0] > max_age_s:
+            last[:] = [(now, ping())]
+        return last[0][1]
+
+    return answer
 
 
 class ReadinessProbe:

@@ -56,6 +56,16 @@ CONSUMER_STALLED = Gauge(
     ["topic"],
 )
 REDIS_UP = Gauge("vigil_redis_up", "1 when the worker's Redis calls succeed")
+WORKER_READY = Gauge(
+    "vigil_worker_ready",
+    "1 when the worker is ready (its /readyz rule: Redis answers, no agent crash-looping or stuck, no partition "
+    "stalled, the event loop running)",
+)
+BROKER_LOOK_AGE = Gauge(
+    "vigil_broker_look_age_seconds",
+    "Seconds since the worker last read its partitions' end offsets and positions from the broker (every 5 s "
+    "while the broker answers)",
+)
 TIMER_FAILURES = Counter(
     "vigil_timer_failures_total", "Exceptions a worker's timer raised (caught: the next tick runs)", ["timer"]
 )

@@ -1,8 +1,9 @@
 """deploy/prometheus's rules on a real Prometheus server (Debian's prometheus) scraping a real
 worker: the worker's /metrics is read, every rule evaluates without an error on its series, the
 series the worker-side rules select exist with the labels they name, nothing pages for a healthy
-worker, and the incidents the rules are for reach Prometheus: the worker's event loop blocked
-(tests/reliability/faults) makes VigilEventLoopBlocked pending, the worker gone VigilNoWorkerUp.
+worker (ready, its look at the broker fresh), and the incidents the rules are for reach Prometheus:
+the worker's event loop blocked (tests/reliability/faults) makes VigilEventLoopBlocked pending and
+vigil_worker_ready 0, the worker gone VigilNoWorkerUp.
 (Pending, not firing: their ``for`` is 30 s and 1 min; when they fire is promtool's test,
 tests/unit/infra/test_alert_rules_promtool.py.)"""
 
@@ -40,8 +41,17 @@ WORKER_SERIES = (
     'vigil_consumer_lag{job="vigil-worker",topic="vigil.events.raw"}',
     'vigil_fleet_configurations{job="vigil-worker"}',
     'vigil_alert_states_unreadable_total{job="vigil-worker"}',
+    'vigil_worker_ready{job="vigil-worker"}',
+    'vigil_broker_look_age_seconds{job="vigil-worker"}',
 )
-PAGES_FOR_A_WORKER = ("VigilNoWorkerUp", "VigilPartitionStalled", "VigilEventLoopBlocked", "VigilRedisDown")
+PAGES_FOR_A_WORKER = (
+    "VigilNoWorkerUp",
+    "VigilPartitionStalled",
+    "VigilEventLoopBlocked",
+    "VigilRedisDown",
+    "VigilBrokerUnreachable",
+    "VigilWorkerNotReady",
+)
 
 
 class Prometheus:
@@ -132,12 +142,15 @@ def test_prometheus_reads_a_live_worker_and_its_rules_see_the_incidents(
     for expr in WORKER_SERIES:
         assert wait_for(lambda e=expr: server.query(e), timeout=15), f"no series {expr} from the live worker"
     assert not set(PAGES_FOR_A_WORKER) & set(server.alerts()), server.alerts()  # a healthy worker pages nobody
+    assert server.query('vigil_worker_ready{job="vigil-worker"} == 1')  # ready, as its /readyz says
+    assert server.query('vigil_broker_look_age_seconds{job="vigil-worker"} < 15')  # a look every 5 s
     # its event loop blocked: the metrics thread still answers, its silence rises past 10 s
     flag.touch()
     assert wait_for(lambda: not flag.exists(), timeout=10), "the fault never blocked the loop"
     blocked_at = time.monotonic()
     assert wait_for(lambda: server.alerts().get("VigilEventLoopBlocked") == "pending", timeout=25), server.alerts()
     pending_s = time.monotonic() - blocked_at
+    assert server.query('vigil_worker_ready{job="vigil-worker"} == 0')  # not ready, the metric as /readyz
     # the worker ends itself (exit 75) and nothing answers the scrape: no worker is up
     assert worker.wait(timeout=60) == EXIT_LEFT_GROUP
     assert wait_for(lambda: server.alerts().get("VigilNoWorkerUp") == "pending", timeout=15), server.alerts()

@@ -110,6 +110,34 @@ CASES: dict[str, Case] = {
         "2m",
         [],
     ),
+    # the look's age is a saw-tooth of 0-5 s while the broker answers (a look every 5 s)
+    "broker unreachable": (
+        "VigilBrokerUnreachable",
+        [
+            series("vigil_broker_look_age_seconds", W1, "2 4 15+15x14"),
+            series("vigil_broker_look_age_seconds", W2, "2 4 1 3 0 2 4 1 3 0 2 4 1 3 0 2"),
+        ],
+        "3m",
+        [{"instance": W1["instance"]}],
+    ),
+    "broker unreachable: one look late by 40 s": (
+        "VigilBrokerUnreachable",
+        [series("vigil_broker_look_age_seconds", W1, "2 4 40 1 3 0 2 4 1 3 0 2 4 1 3 0")],
+        "3m",
+        [],
+    ),
+    "worker not ready": (
+        "VigilWorkerNotReady",
+        [series("vigil_worker_ready", W1, "1 0x20"), series("vigil_worker_ready", W2, "1x20")],
+        "4m",
+        [{"instance": W1["instance"]}],
+    ),
+    "worker not ready: while it starts": (
+        "VigilWorkerNotReady",
+        [series("vigil_worker_ready", W1, "0x6 1x20")],
+        "4m",
+        [],
+    ),
     "redis down": (
         "VigilRedisDown",
         [series("vigil_redis_up", W1, "1 0x20"), series("vigil_redis_up", W2, "1x20")],

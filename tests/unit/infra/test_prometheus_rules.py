@@ -51,6 +51,9 @@ def test_each_alert_says_how_bad_and_where_its_runbook_is(rule: dict) -> None:  
     assert rule["annotations"]["summary"]
     runbook = re.search(r"docs/[a-z]+\.md", rule["annotations"]["description"])
     assert runbook and (REPO / runbook.group(0)).exists()
+    for doc, section in re.findall(r'(docs/[a-z]+\.md), "([^"]+)"', rule["annotations"]["description"]):
+        headings = re.findall(r"^#+ (.+)$", (REPO / doc).read_text(), flags=re.MULTILINE)
+        assert any(h.startswith(section) for h in headings), f'{doc} has no section "{section}"'
     if "for" in rule:
         assert re.fullmatch(r"\d+[smh]", rule["for"])
 
@@ -89,3 +92,12 @@ def test_prometheus_scrapes_what_compose_serves_and_loads_the_rules() -> None:
     assert config["rule_files"] == ["/etc/prometheus/vigil-alerts.yml"]
     assert prometheus["profiles"] == ["monitoring"]  # only when asked for
     assert "tls_ca" in prometheus["secrets"]
+
+    # its alerts go to compose's Alertmanager, with the config the tests check (test_alertmanager.py)
+    (am,) = config["alerting"]["alertmanagers"]
+    assert am["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    alertmanager = services["alertmanager"]
+    assert alertmanager["profiles"] == ["monitoring"] and "alertmanager" in prometheus["depends_on"]
+    assert "./deploy/prometheus/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro" in alertmanager["volumes"]
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
+    assert alertmanager["ports"] == ["127.0.0.1:9093:9093"]  # the host's loopback only

@@ -1,4 +1,5 @@
-"""vigil_redis_up is computed on each scrape from a PING and the worker's own Redis health."""
+"""vigil_redis_up and vigil_worker_ready are computed on each scrape from a PING, the worker's own Redis
+health and the rest of its readiness rule."""
 
 from __future__ import annotations
 
@@ -16,9 +17,35 @@ def scraped() -> float | None:
 def test_redis_up_follows_ping_and_store_health(monkeypatch: pytest.MonkeyPatch) -> None:
     answers = {"ping": True, "store": True}
     monkeypatch.setattr(health, "redis_ping", lambda settings: lambda: answers["ping"])
-    health.export_redis_up(Settings(), lambda: answers["store"])
+    monkeypatch.setattr(health, "_once_per_scrape", lambda ping: ping)  # each read asks again
+    health.export_readiness(Settings(), lambda: answers["store"])
     assert scraped() == 1.0  # Redis works: never 0, even before the first event
     answers["store"] = False  # the worker's writes are being retried
     assert scraped() == 0.0
     answers.update(store=True, ping=False)
     assert scraped() == 0.0
+
+
+def test_worker_ready_is_the_readiness_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = {"ping": True, "store": True, "rest": True}
+    monkeypatch.setattr(health, "redis_ping", lambda settings: lambda: answers["ping"])
+    monkeypatch.setattr(health, "_once_per_scrape", lambda ping: ping)
+    health.export_readiness(Settings(), lambda: answers["store"], lambda: answers["rest"])
+    ready = lambda: REGISTRY.get_sample_value("vigil_worker_ready")  # noqa: E731
+    assert ready() == 1.0
+    answers["rest"] = False  # an agent crash-looping, a partition stalled, the loop blocked
+    assert ready() == 0.0 and scraped() == 1.0  # Redis is not the cause
+    answers.update(rest=True, ping=False)
+    assert ready() == 0.0 and scraped() == 0.0
+
+
+def test_one_ping_serves_a_scrape() -> None:
+    calls: list[int] = []
+
+    def ping() -> bool:
+        calls.append(1)
+        return True
+
+    once = health._once_per_scrape(ping, max_age_s=60)
+    assert once() and once() and len(calls) == 1
+    assert health._once_per_scrape(ping, max_age_s=0)() and len(calls) == 2
