@@ -1128,7 +1128,7 @@ have it): the fold models score their stays with each hour's vital-sign charting
 probability 0.5, a unit charting every second hour; rows from before carry "-" there and a worst
 case over four shifts, not five. Tree settings: rows without `~p` recorded under protocol 2 (`full`,
 `full+<block>`, `full~thin<K>`, `reference`) used 2.1's (`~pv21`: 15 leaves of >= 800 rows, 200 rounds);
-2.2 shipped `~psmooth` (7 leaves of >= 2,000 rows, 300 rounds), 2.3 `~psmooth~mono`, 2.4 ships
+2.2 shipped `~psmooth` (7 leaves of >= 2,000 rows, 300 rounds), 2.3 `~psmooth~mono`, 2.4-2.6 ship
 `~psmooth~mono~augdaily` (the same, taught on labs once a day beside set A as recorded); `reference`
 keeps 2.1's settings whatever ships (its two rows run with 2.2's defaults are `reference~psmooth`), and
 rows since record theirs (`trees` in metrics.json). Command:
@@ -1156,7 +1156,8 @@ the unit shifts as the ranking that travels and their utility as a prevalence-sh
 ## Threshold rules judged by the same shift tests (cached predictions, no refit)
 
 `.venv/bin/python -m vigil.models.train.threshold_rules` (module docstring): `best` maximizes the
-training side's OOF utility (shipped); `prev<k>` is the maximin over septic-stay prevalence x1/k..xk;
+training side's OOF utility (shipped up to 2.3; since 2.4 the default is `prev1.5`); `prev<k>` is the
+maximin over septic-stay prevalence x1/k..xk;
 `logit<d>` the maximin over a calibration shift of +-d log-odds; `share` carries the training alert
 share as a quantile of the test rows' own scores; `site` knows the test unit's septic-stay prevalence
 (one aggregate number, no row labels) and reweighs the training utility by the odds ratio;
