@@ -43,10 +43,11 @@ def default_name(fun: Callable[..., Any]) -> str:
 
 def guarded(name: str) -> Callable[[TimerFn], TimerFn]:
     """For a Faust timer or task: an exception it raises must not reach Faust. A transient one (the
-    broker or Redis away) is logged and the next tick tries again; any other is logged with its
-    traceback, counted in ``vigil_timer_failures_total{timer}`` and as a crash of ``name`` for
-    readiness (three within five minutes: not ready, ``agents.health``). A function already guarded
-    is returned as it is."""
+    broker or Redis away, which their own alerts and readiness report) is logged (``timer.retry``);
+    any other, a bug, is logged with its traceback (``timer.failed``), counted in
+    ``vigil_timer_failures_total{timer}`` and as a crash of ``name`` for readiness (three within
+    five minutes: not ready, ``agents.health``). A timer runs again at its next tick; a task that
+    runs once at start does not. A function already guarded is returned as it is."""
 
     def wrap(fun: TimerFn) -> TimerFn:
         if guard_name(fun) is not None:
@@ -59,10 +60,10 @@ def guarded(name: str) -> Callable[[TimerFn], TimerFn]:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                metrics.TIMER_FAILURES.labels(name).inc()
                 if is_transient(exc):
                     log.warning("timer.retry", timer=name, error=type(exc).__name__)
                     return
+                metrics.TIMER_FAILURES.labels(name).inc()
                 AGENTS.crashed(name)
                 log.error("timer.failed", timer=name, error=type(exc).__name__, exc_info=exc)
 

@@ -48,15 +48,18 @@ class AgentHealth:
 
     def problems(self) -> dict[str, str]:
         """agent -> why it is not healthy (``blocked``, ``stalled``, ``crash_loop``)."""
+        # read by the readiness and metrics threads while the event loop changes them: snapshots
+        # (list() and tuple() of a dict or set are atomic under the GIL; iterating one is not)
         now = self._clock()
         out: dict[str, str] = {}
-        for agent, crashes in self._crashes.items():
-            if len(crashes) >= CRASH_LIMIT and now - crashes[0] <= CRASH_WINDOW_S:
+        for agent, crashes in list(self._crashes.items()):
+            times = tuple(crashes)
+            if len(times) >= CRASH_LIMIT and now - times[0] <= CRASH_WINDOW_S:
                 out[agent] = "crash_loop"
-        for agent, since in self._retrying.items():
+        for agent, since in list(self._retrying.items()):
             if now - since >= STALL_AFTER_S:
                 out[agent] = "stalled"
-        for agent in self._blocked:
+        for agent in tuple(self._blocked):
             out[agent] = "blocked"
         return out
 

@@ -3,7 +3,9 @@ yet (the partitions' end offsets minus the consumer's positions), refreshed ever
 the same look feeds the watchdog of partitions held but no longer read (``agents.progress``):
 ``vigil_consumer_stalled_partitions{topic}``, ``consumer.stalled``, and the worker leaving.
 ``vigil_broker_look_age_seconds`` (read on each scrape): since the last look the broker answered;
-it grows while the broker is away or does not answer, with or without events flowing."""
+it grows while the broker is away or does not answer, with or without events flowing. A worker that
+holds no partition (more workers than partitions) asks the broker nothing and stays fresh: it has
+nothing to read, and the workers that read the partitions see the outage."""
 
 from __future__ import annotations
 

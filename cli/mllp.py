@@ -62,7 +62,9 @@ def mllp(
         from prometheus_client import start_http_server
 
         require_free_port(settings.metrics_host, metrics_port)
-        start_http_server(metrics_port, addr=settings.metrics_host)
+        from vigil.infra.metrics import registry_outside_worker
+
+        start_http_server(metrics_port, addr=settings.metrics_host, registry=registry_outside_worker())
     producer = kafka_producer(settings, linger_ms=2, retries=5, client_id="vigil-mllp")
     tally = Tally()
     units = settings.ingest.units()

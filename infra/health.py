@@ -61,9 +61,9 @@ def _once_per_scrape(ping: Callable[[], bool], max_age_s: float = 0.5) -> Callab
     last: list[tuple[float, bool]] = []
 
     def answer() -> bool:
-        now = time.monotonic()
-        if not last or now - last[0][0] > max_age_s:
-            last[:] = [(now, ping())]
+        if not last or time.monotonic() - last[0][0] > max_age_s:
+            answered = ping()  # up to its 1 s timeout when Redis hangs: timed from its answer
+            last[:] = [(time.monotonic(), answered)]
         return last[0][1]
 
     return answer
@@ -121,6 +121,8 @@ class ReadinessProbe:
                 self._write(self.check())
             except OSError as exc:  # a full disk must not kill the probe
                 log.warning("worker.readiness.write_failed", error=type(exc).__name__)
+            except Exception as exc:  # nor anything else: /readyz would answer its last state for ever
+                log.error("worker.readiness.failed", error=type(exc).__name__, exc_info=exc)
             self._stop.wait(self.interval_s)
 
     def start(self) -> ReadinessProbe:

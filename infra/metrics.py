@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 EVENTS_IN = Counter("vigil_events_in_total", "Events read from input topics", ["topic"])
 EVENTS_ACCEPTED = Counter("vigil_events_accepted_total", "Events validated and normalized")
@@ -64,10 +67,13 @@ WORKER_READY = Gauge(
 BROKER_LOOK_AGE = Gauge(
     "vigil_broker_look_age_seconds",
     "Seconds since the worker last read its partitions' end offsets and positions from the broker (every 5 s "
-    "while the broker answers)",
+    "while the broker answers; a worker holding no partition asks nothing and stays at 0-5 s)",
 )
 TIMER_FAILURES = Counter(
-    "vigil_timer_failures_total", "Exceptions a worker's timer raised (caught: the next tick runs)", ["timer"]
+    "vigil_timer_failures_total",
+    "Exceptions a worker's timer or task raised that were not the broker or Redis away (caught: a timer's next "
+    "tick runs)",
+    ["timer"],
 )
 ALERT_STATES_UNREADABLE = Counter(
     "vigil_alert_states_unreadable_total", "Alert states the escalation timer could not parse (skipped)"
@@ -136,3 +142,42 @@ CLOSED_HOURS_RISK = Counter(
     "the ward's mean risk (VIGIL_SITE__MEAN_RISK is the site's)",
     ["ward"],
 )
+
+
+# Gauges only a worker gives a value (callbacks it sets at start, agents/ and cli/worker.py; its
+# bundle's threshold figures).
+# Another process (the dashboard, the MLLP listener) leaves them out of its /metrics: their 0 there
+# would read as Redis down, a worker not ready (and page for it, deploy/prometheus).
+WORKER_ONLY = frozenset(
+    {
+        "vigil_redis_up",
+        "vigil_worker_ready",
+        "vigil_broker_look_age_seconds",
+        "vigil_event_loop_silent_seconds",
+        "vigil_fleet_workers",
+        "vigil_fleet_configurations",
+        "vigil_drift_monitoring",
+        "vigil_alert_threshold_training_share",
+        "vigil_training_mean_risk",
+    }
+)
+
+
+class _OutsideWorker:
+    """The default registry's families that start with ``prefix``, less ``WORKER_ONLY``."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def collect(self) -> Iterator[Any]:
+        for family in REGISTRY.collect():
+            if family.name.startswith(self.prefix) and family.name not in WORKER_ONLY:
+                yield family
+
+
+def registry_outside_worker(prefix: str = "") -> CollectorRegistry:
+    """What a process other than a worker serves on /metrics: the default registry (``prefix``:
+    only the families starting with it) without the worker's own gauges."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_OutsideWorker(prefix))  # type: ignore[arg-type]
+    return registry

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-import vigil.infra.metrics  # noqa: F401 - registers the shared vigil_* metrics in this process
 from vigil.agents.web.deps import FeedDep
+from vigil.infra.metrics import registry_outside_worker
 
 router = APIRouter()
-
-
-class _VigilMetricsOnly:
-    """The Prometheus registry filtered to ``vigil_*`` families (no process_/python_ collectors)."""
-
-    def collect(self) -> Iterator[Any]:
-        for family in REGISTRY.collect():
-            if family.name.startswith("vigil_"):
-                yield family
+# the vigil_* families (no process_/python_ collectors), less the worker's own gauges
+VIGIL_METRICS = registry_outside_worker("vigil_")
 
 
 @router.get("/healthz")
@@ -38,4 +28,4 @@ def readyz(feed: FeedDep) -> JSONResponse:
 
 @router.get("/metrics")
 def prometheus_metrics() -> Response:
-    return Response(generate_latest(_VigilMetricsOnly()), media_type=CONTENT_TYPE_LATEST)  # type: ignore[arg-type]
+    return Response(generate_latest(VIGIL_METRICS), media_type=CONTENT_TYPE_LATEST)

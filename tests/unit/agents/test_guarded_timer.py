@@ -44,9 +44,11 @@ def test_a_transient_failure_is_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> 
     async def tick() -> None:
         raise ConnectionError("the broker is away")
 
+    before = failures("test.transient")
     for _ in range(5):
         asyncio.run(tick())
     assert health.ok()  # readiness already reports the broker or Redis away
+    assert failures("test.transient") == before  # and their alerts: not a timer's failure
 
 
 def test_a_cancel_still_stops_it() -> None:

@@ -144,6 +144,23 @@ CASES: dict[str, Case] = {
         "2m",
         [{"instance": W1["instance"]}],
     ),
+    # the dashboard and the MLLP listener once served the workers' gauges at 0 (infra.metrics.WORKER_ONLY)
+    "redis down: a 0 from a process that is not a worker": (
+        "VigilRedisDown",
+        [
+            series("vigil_redis_up", WEB, "0x20"),
+            series("vigil_redis_up", MLLP, "0x20"),
+            series("vigil_redis_up", W1, "1x20"),
+        ],
+        "4m",
+        [],
+    ),
+    "worker not ready: a 0 from a process that is not a worker": (
+        "VigilWorkerNotReady",
+        [series("vigil_worker_ready", WEB, "0x20"), series("vigil_worker_ready", W1, "1x20")],
+        "4m",
+        [],
+    ),
     "redis down: a blip": ("VigilRedisDown", [series("vigil_redis_up", W1, "1 0 0 1x20")], "2m", []),
     "scoring behind: the workers' lag adds up": (
         "VigilScoringBehind",

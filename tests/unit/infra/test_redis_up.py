@@ -49,3 +49,19 @@ def test_one_ping_serves_a_scrape() -> None:
     once = health._once_per_scrape(ping, max_age_s=60)
     assert once() and once() and len(calls) == 1
     assert health._once_per_scrape(ping, max_age_s=0)() and len(calls) == 2
+
+
+def test_other_processes_leave_the_workers_gauges_out() -> None:
+    """The dashboard's and the MLLP listener's /metrics: a worker's gauges would read 0 there (Redis
+    down, not ready) and page for it (deploy/prometheus)."""
+    from prometheus_client import generate_latest
+
+    from vigil.infra.metrics import WORKER_ONLY, registry_outside_worker
+
+    served = generate_latest(registry_outside_worker()).decode()
+    names = {line.split()[2] for line in served.splitlines() if line.startswith("# TYPE")}
+    assert names and not names & WORKER_ONLY
+    assert "vigil_dead_letters_total" in served and "python_info" in served  # the rest, as before
+    assert {
+        line.split()[2] for line in generate_latest().decode().splitlines() if line.startswith("# TYPE")
+    } >= WORKER_ONLY

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 from web_builders import API_TOKEN, alert, csrf_of, risk_score, sign_in
 
+from vigil.infra.metrics import WORKER_ONLY
 from vigil.schemas import topics
 from vigil.schemas.alerts import AlertAck
 from vigil.schemas.deadletter import DeadLetter
@@ -37,6 +38,9 @@ def test_metrics_are_prometheus_text_named_vigil(client, feed) -> None:
     names = {line.split()[2] for line in r.text.splitlines() if line.startswith("# TYPE")}
     assert names and all(n.startswith("vigil_") for n in names), names
     assert {"vigil_web_feed_messages_total", "vigil_web_sse_clients", "vigil_web_feed_lag"} <= names
+    assert "vigil_dead_letters_total" in r.text and "vigil_scores_total" in r.text  # the shared metrics stay
+    # a worker's own gauges would read 0 here (Redis down, not ready) and page for it: left out
+    assert not names & WORKER_ONLY, names & WORKER_ONLY
 
 
 def test_root_without_session_redirects_to_login_and_shows_no_ward_data(client, feed) -> None:
