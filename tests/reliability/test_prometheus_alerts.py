@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from tests.conftest import wait_for
+from tests.reliability.helpers import report
 from vigil.infra.ports import free_port
 from vigil.infra.workers import EXIT_LEFT_GROUP
 
@@ -114,7 +115,7 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[Prometheus, int]]:
 
 
 def test_prometheus_reads_a_live_worker_and_its_rules_see_the_incidents(
-    prometheus: tuple[Prometheus, int], started_worker, tmp_path: Path
+    prometheus: tuple[Prometheus, int], started_worker, tmp_path: Path, results_dir: Path
 ) -> None:
     server, port = prometheus
     flag = tmp_path / "block"
@@ -124,8 +125,8 @@ def test_prometheus_reads_a_live_worker_and_its_rules_see_the_incidents(
             "VIGIL_METRICS_PORT": str(port),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])),
             "VIGIL_TEST_BLOCK_LOOP_FLAG": str(flag),
-            "VIGIL_WATCHDOG__STALL_AFTER_S": "30",
-            "VIGIL_WATCHDOG__EXIT_AFTER_S": "40",
+            "VIGIL_WATCHDOG__STALL_AFTER_S": "20",
+            "VIGIL_WATCHDOG__EXIT_AFTER_S": "25",  # alive past the alert's 10 s, then it ends itself
         },
     )
 
@@ -155,6 +156,7 @@ def test_prometheus_reads_a_live_worker_and_its_rules_see_the_incidents(
     assert worker.wait(timeout=60) == EXIT_LEFT_GROUP
     assert wait_for(lambda: server.alerts().get("VigilNoWorkerUp") == "pending", timeout=15), server.alerts()
     assert 10 <= pending_s <= 20, pending_s
+    report(results_dir, "prometheus_alerts", {"blocked_to_loop_alert_pending_s": round(pending_s, 1)})
 
 
 def _rules(server: Prometheus) -> list[dict[str, Any]]:
