@@ -239,6 +239,13 @@ CASES: dict[str, Case] = {
         "31m",
         [],
     ),
+    "mllp down": (
+        "VigilMllpDown",
+        [series("up", MLLP, "1 0x20")],
+        "3m",
+        [{"job": MLLP["job"], "instance": MLLP["instance"]}],
+    ),
+    "mllp: a site without a listener": ("VigilMllpDown", [series("up", W1, "1x20")], "3m", []),
     "mllp refusing": (
         "VigilMllpRefusing",
         [
