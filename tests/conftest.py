@@ -219,3 +219,34 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, interval: flo
 
 def unique_patient(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@contextlib.contextmanager
+def prometheus_server(tool: str, args: list[str], port: int, log: Path) -> Iterator[str]:
+    """Debian's ``tool`` (prometheus, prometheus-alertmanager) with ``args``, listening on loopback
+    ``port``: its URL once ``/-/ready`` answers; stopped after. Its output goes to ``log``."""
+    from urllib.error import URLError
+    from urllib.request import urlopen
+
+    binary = shutil.which(tool)
+    if binary is None:
+        pytest.fail(f"{tool} not found: install Debian's {tool} package (make system-deps)")
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            with urlopen(f"{url}/-/ready", timeout=2) as reply:
+                return bool(reply.status == 200)
+        except (URLError, OSError):
+            return False
+
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [binary, *args, f"--web.listen-address=127.0.0.1:{port}"], stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            assert wait_for(ready, timeout=30), log.read_text()[-2000:]
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

@@ -16,13 +16,12 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.error import URLError
 from urllib.request import Request, urlopen
 
 import pytest
 import yaml
 
-from tests.conftest import wait_for
+from tests.conftest import prometheus_server, wait_for
 from vigil.infra.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -81,35 +80,15 @@ def alertmanager(tmp_path: Path) -> Iterator[tuple[str, Webhook]]:
             webhook["url"] = hook.url + webhook["url"].split(":8080", 1)[1]  # the same paths, served here
     config["route"].update(group_wait="1s", group_interval="1s")
     (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = (tmp_path / "alertmanager.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            tool("prometheus-alertmanager"),
-            f"--config.file={tmp_path / 'alertmanager.yml'}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            with urlopen(f"{url}/-/ready", timeout=2) as reply:
-                return bool(reply.status == 200)
-        except (URLError, OSError):
-            return False
-
+    args = [
+        f"--config.file={tmp_path / 'alertmanager.yml'}",
+        f"--storage.path={tmp_path / 'data'}",
+        "--cluster.listen-address=",  # one server, no cluster
+    ]
     try:
-        assert wait_for(ready, timeout=30), (tmp_path / "alertmanager.log").read_text()[-2000:]
-        yield url, hook
+        with prometheus_server("prometheus-alertmanager", args, free_port(), tmp_path / "alertmanager.log") as url:
+            yield url, hook
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
         hook.server.shutdown()
 
 

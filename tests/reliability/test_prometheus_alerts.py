@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.error import URLError
 from urllib.parse import urlencode
 from urllib.request import urlopen
 
 import pytest
 import yaml
 
-from tests.conftest import wait_for
+from tests.conftest import prometheus_server, wait_for
 from tests.reliability.helpers import report
 from vigil.infra.ports import free_port
 from vigil.infra.workers import EXIT_LEFT_GROUP
@@ -75,43 +72,16 @@ class Prometheus:
 def prometheus(tmp_path: Path) -> Iterator[tuple[Prometheus, int]]:
     """A Prometheus server scraping the port it yields every second as compose's vigil-worker job,
     evaluating the shipped rules every second."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus not found: install Debian's prometheus package (make system-deps)")
-    worker_port, web_port = free_port(), free_port()
+    worker_port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
         "rule_files": [str(RULES)],
         "scrape_configs": [{"job_name": "vigil-worker", "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]}],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = (tmp_path / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{web_port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = Prometheus(f"http://127.0.0.1:{web_port}")
-
-    def ready() -> bool:
-        try:
-            with urlopen(f"{server.url}/-/ready", timeout=2) as reply:
-                return bool(reply.status == 200)
-        except (URLError, OSError):
-            return False
-
-    try:
-        assert wait_for(ready, timeout=30), (tmp_path / "prometheus.log").read_text()[-2000:]
-        yield server, worker_port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+    args = [f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}"]
+    with prometheus_server("prometheus", args, free_port(), tmp_path / "prometheus.log") as url:
+        yield Prometheus(url), worker_port
 
 
 def test_prometheus_reads_a_live_worker_and_its_rules_see_the_incidents(
