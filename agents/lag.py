@@ -4,8 +4,8 @@ the same look feeds the watchdog of partitions held but no longer read (``agents
 ``vigil_consumer_stalled_partitions{topic}``, ``consumer.stalled``, and the worker leaving.
 ``vigil_broker_look_age_seconds`` (read on each scrape): since the last look the broker answered;
 it grows while the broker is away or does not answer, with or without events flowing. A worker that
-holds no partition (more workers than partitions) asks the broker nothing and stays fresh: it has
-nothing to read, and the workers that read the partitions see the outage."""
+holds no partition (more workers than partitions, a rebalance) asks for the end offset of the scoring
+input's first partition instead, so it sees an outage too."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from faust.types import TP
+
 from vigil.agents.app import app
 from vigil.agents.health import AGENTS
 from vigil.agents.progress import OBSERVE_EVERY_S, PROGRESS, Stall
@@ -23,6 +25,7 @@ from vigil.agents.runtime import store_healthy
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.workers import EXIT_LEFT_GROUP
+from vigil.schemas import topics
 
 log = get_logger(__name__)
 # a worker that leaves stops as on SIGTERM (batch in hand finished, offsets committed, group left);
@@ -54,13 +57,15 @@ async def look(consumer: Any) -> None:
     the broker answered."""
     assigned = consumer.assignment()
     try:
+        if not assigned:  # nothing to measure; the broker is asked all the same
+            await consumer.highwaters(TP(topics.EVENTS_RAW, 0))
         ends = await consumer.highwaters(*assigned) if assigned else {}
         positions = {tp: await consumer.position(tp) for tp in ends}
     except Exception as exc:  # a rebalance or a broker away: the next tick reports again
         log.warning("consumer_lag.unavailable", error=type(exc).__name__)
         PROGRESS.forget()
         return
-    _answered[0] = time.monotonic()  # (or nothing assigned to ask about: nothing to read)
+    _answered[0] = time.monotonic()
     lag = lag_by_topic(ends, positions)
     for topic in _reported - set(lag):  # partitions moved to another worker: no lag here
         metrics.CONSUMER_LAG.labels(topic).set(0)

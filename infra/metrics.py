@@ -67,7 +67,7 @@ WORKER_READY = Gauge(
 BROKER_LOOK_AGE = Gauge(
     "vigil_broker_look_age_seconds",
     "Seconds since the worker last read its partitions' end offsets and positions from the broker (every 5 s "
-    "while the broker answers; a worker holding no partition asks nothing and stays at 0-5 s)",
+    "while the broker answers; a worker holding no partition asks for one end offset instead)",
 )
 TIMER_FAILURES = Counter(
     "vigil_timer_failures_total",

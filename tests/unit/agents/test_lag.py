@@ -23,14 +23,17 @@ def test_lag_sums_partitions_per_topic_and_counts_unread_partitions_from_zero() 
 class Consumer:
     """What a look asks of Faust's consumer; ``away``: the broker does not answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, holds: bool = True) -> None:
         self.away = False
         self.tp = TP("vigil.events.raw", 0)
+        self.holds = holds
+        self.asked: list[tuple[TP, ...]] = []
 
     def assignment(self) -> set[TP]:
-        return {self.tp}
+        return {self.tp} if self.holds else set()
 
     async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        self.asked.append(tps)
         if self.away:
             raise KafkaTimeoutError()
         return dict.fromkeys(tps, 10)
@@ -61,3 +64,16 @@ def test_the_look_age_grows_while_the_broker_does_not_answer(monkeypatch: pytest
     clock[0] += 5
     asyncio.run(lag.look(consumer))
     assert look_age() == 0.0
+
+
+def test_a_worker_holding_no_partition_still_asks_the_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More workers than partitions: the idle one sees a broker outage too (it asks for one end offset)."""
+    clock = [2000.0]
+    monkeypatch.setattr(lag.time, "monotonic", lambda: clock[0])
+    consumer = Consumer(holds=False)
+    asyncio.run(lag.look(consumer))
+    assert look_age() == 0.0 and consumer.asked == [(TP("vigil.events.raw", 0),)]
+    consumer.away = True
+    clock[0] += 40
+    asyncio.run(lag.look(consumer))
+    assert look_age() == 40.0
