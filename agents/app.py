@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import faust
 
-from vigil.agents.guard import AsyncFn, default_name, guarded
+from vigil.agents.guard import AsyncFn, guard
 from vigil.agents.health import AGENTS
 from vigil.agents.transport import PrefetchWaitApp
 from vigil.infra.connect import faust_broker, kafka_endpoint
@@ -86,7 +86,7 @@ class VigilApp(PrefetchWaitApp):
         register = super().timer(
             interval, on_leader=on_leader, traced=traced, name=name, max_drift_correction=max_drift_correction
         )
-        return lambda fun: cast(AsyncFn, register(guarded(name or default_name(fun))(fun)))
+        return lambda fun: cast(AsyncFn, register(guard(fun, name)))
 
     def crontab(  # type: ignore[override]
         self,
@@ -98,7 +98,7 @@ class VigilApp(PrefetchWaitApp):
         name: str | None = None,
     ) -> Callable[[AsyncFn], AsyncFn]:
         register = super().crontab(cron_format, timezone=timezone, on_leader=on_leader, traced=traced)
-        return lambda fun: cast(AsyncFn, register(guarded(name or default_name(fun))(fun)))
+        return lambda fun: cast(AsyncFn, register(guard(fun, name)))
 
     def task(  # type: ignore[override]
         self,
@@ -112,10 +112,7 @@ class VigilApp(PrefetchWaitApp):
         function's mark, is not guarded again)."""
 
         def register(fun: AsyncFn) -> AsyncFn:
-            return cast(
-                AsyncFn,
-                super(VigilApp, self).task(guarded(name or default_name(fun))(fun), on_leader=on_leader, traced=traced),
-            )
+            return cast(AsyncFn, super(VigilApp, self).task(guard(fun, name), on_leader=on_leader, traced=traced))
 
         return register(fun) if fun is not None else register
 

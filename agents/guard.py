@@ -41,6 +41,11 @@ def default_name(fun: Callable[..., Any]) -> str:
     return f"{fun.__module__.rsplit('.', 1)[-1]}.{fun.__name__}"
 
 
+def guard(fun: TimerFn, name: str | None = None) -> TimerFn:
+    """``fun`` guarded under ``name``, else under ``<module>.<function>`` (``guarded``)."""
+    return guarded(name or default_name(fun))(fun)
+
+
 def guarded(name: str) -> Callable[[TimerFn], TimerFn]:
     """For a Faust timer or task: an exception it raises must not reach Faust. A transient one (the
     broker or Redis away, which their own alerts and readiness report) is logged (``timer.retry``);

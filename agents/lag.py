@@ -57,10 +57,12 @@ async def look(consumer: Any) -> None:
     the broker answered."""
     assigned = consumer.assignment()
     try:
-        if not assigned:  # nothing to measure; the broker is asked all the same
+        if assigned:
+            ends = await consumer.highwaters(*assigned)
+            positions = {tp: await consumer.position(tp) for tp in ends}
+        else:  # nothing to measure; the broker is asked all the same
             await consumer.highwaters(TP(topics.EVENTS_RAW, 0))
-        ends = await consumer.highwaters(*assigned) if assigned else {}
-        positions = {tp: await consumer.position(tp) for tp in ends}
+            ends, positions = {}, {}
     except Exception as exc:  # a rebalance or a broker away: the next tick reports again
         log.warning("consumer_lag.unavailable", error=type(exc).__name__)
         PROGRESS.forget()
