@@ -67,7 +67,10 @@ def _visible(value: str) -> str:
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("observed_at must carry a timezone (ISO 8601 with offset or Z)")
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-14:00 is past datetime's range in UTC: not a ValueError
+        raise PydanticCustomError("datetime_out_of_range", "observed_at is out of range in UTC") from None
     if value < EARLIEST_OBSERVATION:
         raise PydanticCustomError(
             "before_earliest_observation",

@@ -55,6 +55,16 @@ CODE_ALIASES: dict[str, str] = {
 }
 
 
+# Scales and flags with no value between their steps: a GCS of 14.5 or an ACVPU of 2.5 is a feed's
+# error (a mean, a mis-mapped field), never a patient's state
+WHOLE_NUMBERS = {
+    "GCS": "3 to 15",
+    "ACVPU": "0 alert, 1 new confusion, 2 voice, 3 pain, 4 unresponsive",
+    "SupplementalO2": "0 or 1",
+    "HypercapnicRespFailure": "0 or 1",
+}
+
+
 def canonical_code(code: str) -> str | None:
     if code in CATALOGUE:
         return code
@@ -77,6 +87,8 @@ def normalize_event(event: PatientEvent, now: datetime) -> PatientEvent | Reject
     if not low <= value <= high:
         # the detail names the code and range, never the patient's value
         return Rejected("out_of_range", f"{code} outside plausible range [{low}, {high}] {unit}")
+    if code in WHOLE_NUMBERS and not value.is_integer():
+        return Rejected("out_of_range", f"{code} takes whole values ({WHOLE_NUMBERS[code]})")
     if event.observed_at > now + MAX_FUTURE_SKEW:
         return Rejected("clock_skew", "observed_at is in the future beyond the allowed skew")
     return event.model_copy(update={"code": code, "value": value, "unit": unit})

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from vigil.schemas.codes import TREATMENTS
-from vigil.schemas.events import FiniteFloat, PatientId
+from vigil.schemas.events import PatientId
 from vigil.schemas.scores import News2Band
 
 TREATMENT_SCHEMA_VERSION = 1
@@ -43,7 +43,10 @@ ReviewerRole = Literal["ward_clinician", "critical_care"]
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("times must carry a timezone (ISO 8601 with offset or Z)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # past datetime's range in UTC (9999-12-31T23:59-14:00): not a ValueError
+        raise ValueError("time is out of range in UTC") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
@@ -58,9 +61,20 @@ SbpMmhg = Annotated[float, Field(ge=0.0, le=350.0)]
 RepeatMin = Annotated[float, Field(gt=0.0, le=1440.0)]
 
 
-# A number is minutes after time zero; a string is an ISO 8601 time with a timezone.
+def _not_a_number(value: object) -> object:
+    """A number is never a time here (pydantic reads one as Unix seconds: 527,041 minutes, past the
+    year a plan spans, would become 1970-01-07)."""
+    if isinstance(value, int | float):
+        raise ValueError("a number is minutes after time_zero, within a year of it")
+    return value
+
+
+# A number is minutes after time zero, within a year of it (a plan is for one stay; 1e308 minutes
+# is past any date); a string is an ISO 8601 time with a timezone.
+PLAN_SPAN_MIN = 366 * 24 * 60.0
+PlanMinutes = Annotated[float, Field(ge=-PLAN_SPAN_MIN, le=PLAN_SPAN_MIN, allow_inf_nan=False)]
 ItemTime = Annotated[
-    FiniteFloat | UtcDatetime,
+    PlanMinutes | Annotated[UtcDatetime, BeforeValidator(_not_a_number)],
     Field(
         union_mode="left_to_right",
         description="minutes after time_zero (number, may be negative), or an ISO 8601 time with a "

@@ -3,7 +3,8 @@
 Conversion factors: temperature (exact), kPa->mmHg 7.50062, lactate mg/dL->mmol/L /9.008
 (molar mass 90.08 g/mol), creatinine umol/L->mg/dL /88.42, bilirubin umol/L->mg/dL /17.1,
 glucose mmol/L->mg/dL *18.016, BUN(urea nitrogen) mmol/L->mg/dL *2.801, calcium mmol/L->mg/dL *4.008,
-magnesium mmol/L->mg/dL *2.431, phosphate mmol/L->mg/dL *3.097, hemoglobin g/L->g/dL /10.
+magnesium mmol/L->mg/dL *2.431, phosphate mmol/L->mg/dL *3.097, hemoglobin g/L->g/dL /10;
+mEq/L->mmol/L /2 for calcium and magnesium, 1:1 for the monovalent ions, refused for the others.
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ def _norm(unit: str) -> str:
         "percent": "%",
         "pct": "%",
         "mmol/l": "mmol/L",
-        "mEq/L": "mmol/L",
-        "meq/L": "mmol/L",
-        "meq/l": "mmol/L",
-        "mEq/l": "mmol/L",
+        "mEq/L": "meq/L",
+        "meq/l": "meq/L",
+        "mEq/l": "meq/L",
+        "meq/L": "meq/L",
         "mg/dl": "mg/dL",
         "umol/l": "umol/L",
         "µmol/L": "umol/L",
@@ -102,6 +103,21 @@ _CONVERSIONS: dict[tuple[str, str], Callable[[float], float]] = {
 }
 
 
+# Milliequivalents count charges: one mmol of a divalent ion is 2 mEq (calcium 5 mEq/L is 2.5 mmol/L,
+# 10.0 mg/dL); of a monovalent one (potassium, chloride, bicarbonate, lactate, base) 1 mEq.
+_CHARGE = {"Calcium": 2, "Magnesium": 2}
+_MONOVALENT = {"Potassium", "Chloride", "HCO3", "Lactate", "BaseExcess"}
+
+
+def _from_milliequivalents(code: str, value: float, unit: str) -> tuple[float, str]:
+    """``value`` mEq/L as mmol/L; refused where the charge per molecule is not one the code has."""
+    if code in _CHARGE:
+        return value / _CHARGE[code], "mmol/L"
+    if code in _MONOVALENT:
+        return value, "mmol/L"
+    raise UnitError(f"cannot convert {code} from {unit!r}: milliequivalents need the ion's charge")
+
+
 def to_canonical(code: str, value: float, unit: str) -> float:
     """Return ``value`` (given in ``unit``) in the canonical unit of ``code``.
 
@@ -112,6 +128,8 @@ def to_canonical(code: str, value: float, unit: str) -> float:
         raise UnitError(f"unknown code {code!r}")
     canonical = CATALOGUE[code][1]
     u = _norm(unit)
+    if u == "meq/L":
+        value, u = _from_milliequivalents(code, value, unit)
     if u == canonical or (u == "" and canonical in ("1", "{score}", "{ACVPU}", "a", "h")):
         return value
     try:

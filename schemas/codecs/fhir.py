@@ -316,6 +316,8 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
 
     # (part, canonical code, value holder, location) for every measurement this Observation carries
     measured: list[tuple[str, str, Any, str]] = []
+    listed = raw.get("component")
+    raw_components: list[Any] = listed if isinstance(listed, list) else []
     if code is not None and (value_present or not components):
         measured.append(("value", code, obs, where))
         # components of a mapped value (GCS motor/verbal/eyes) are details of it: only mapped ones count
@@ -350,7 +352,8 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
         return
     encounter, ward = _encounter_id(ctx, obs.encounter), ward_of(care_unit)
     for part, canonical, holder, location in measured:
-        value = _observation_value(holder, canonical)
+        raw_holder = raw if part == "value" else _item(raw_components, int(part[len("component[") : -1]))
+        value = _json_number_problem(raw_holder) or _observation_value(holder, canonical)
         if isinstance(value, Rejected):
             ctx.reject(value.reason, location + value.detail)
             continue
@@ -370,6 +373,31 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
                 where=location,
             )
         )
+
+
+def _json_number_problem(raw: Any) -> Rejected | None:
+    """A value that JSON does not give as a number: fhir.resources reads ``"80"`` and ``true`` as
+    numbers, Vigil JSON intake does not (``true`` is not a heart rate of 1, nor ACVPU "confusion")."""
+    if not isinstance(raw, dict):
+        return None
+    quantity = raw.get("valueQuantity")
+    if isinstance(quantity, dict) and "value" in quantity and not _is_json_number(quantity["value"], float):
+        return Rejected("schema", f"valueQuantity.value is a JSON {_json_type(quantity['value'])}, not a number")
+    if "valueInteger" in raw and not _is_json_number(raw["valueInteger"], int):
+        return Rejected("schema", f"valueInteger is a JSON {_json_type(raw['valueInteger'])}, not an integer")
+    return None
+
+
+def _item(items: list[Any], index: int) -> Any:
+    return items[index] if index < len(items) else None
+
+
+def _is_json_number(value: Any, kind: type) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int if kind is int else (int, float))
+
+
+def _json_type(value: Any) -> str:
+    return {bool: "boolean", str: "string", dict: "object", list: "array", float: "number"}.get(type(value), "value")
 
 
 def _observation_value(holder: Any, canonical: str) -> tuple[float, str] | Rejected:

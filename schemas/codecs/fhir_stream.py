@@ -36,7 +36,9 @@ from vigil.schemas.codecs.fhir_places import BundleIndex
 from vigil.schemas.codecs.loinc import DecodeResult
 from vigil.schemas.deadletter import Rejected
 
-ENTRY = "entry.item"
+# pydantic_core's own limit (``from_json`` refuses deeper), so that a resource sent alone and one in
+# a Bundle are refused alike; FHIR R4 resources nest a few tens of levels at most
+MAX_JSON_DEPTH = 200
 
 
 @dataclass(frozen=True)
@@ -68,22 +70,44 @@ class BundleScan:
     by_full_url: BundleIndex = field(default_factory=BundleIndex)
 
 
+class TooDeep(ValueError):
+    """The JSON nests containers deeper than ``MAX_JSON_DEPTH``."""
+
+
 def _entries(payload: BinaryIO, top: ijson.ObjectBuilder | None = None) -> Iterator[Any]:
-    """Each Bundle entry as a Python value, in order; every other event goes to ``top`` (the
-    payload with ``entry`` left empty). Raises ijson's errors on invalid JSON."""
+    """Each item of the top-level object's ``entry`` array as a Python value, in order; every other
+    event goes to ``top`` (the payload with ``entry`` left empty). Raises ijson's errors on invalid
+    JSON and ``TooDeep`` past ``MAX_JSON_DEPTH`` levels, before building anything that deep.
+
+    ijson's ``basic_parse`` with the route kept here, not ``ijson.parse``: ``parse`` keeps a prefix
+    string per open level, each as long as its path, so memory grows with the square of the depth
+    (80 kB of ``[`` took over 3 GB)."""
     builder: ijson.ObjectBuilder | None = None
-    for prefix, event, value in ijson.parse(payload, use_float=True):
-        if prefix != ENTRY and not prefix.startswith(ENTRY + "."):
+    kinds: list[str] = []  # the open containers, outermost first: "map" or "array"
+    key: Any = None  # the top-level object's current key
+    for event, value in ijson.basic_parse(payload, use_float=True):
+        opens, closes = event in ("start_map", "start_array"), event in ("end_map", "end_array")
+        if closes:
+            kinds.pop()
+        depth = len(kinds)  # the level this event sits at (a container's start and end: outside it)
+        in_entries = depth >= 2 and kinds[0] == "map" and kinds[1] == "array" and key == "entry"
+        if opens:
+            if depth >= MAX_JSON_DEPTH:
+                raise TooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            kinds.append("map" if event == "start_map" else "array")
+        elif event == "map_key" and depth == 1:
+            key = value
+        if not in_entries:
             if top is not None:
                 top.event(event, value)
             continue
+        if depth == 2 and builder is None and not opens:
+            yield value  # a scalar entry: complete at once
+            continue
         if builder is None:
-            if event not in ("start_map", "start_array"):
-                yield value  # a scalar entry: complete at once
-                continue
             builder = ijson.ObjectBuilder()
         builder.event(event, value)
-        if prefix == ENTRY and event in ("end_map", "end_array"):
+        if depth == 2 and closes:
             yield builder.value
             builder = None
 
@@ -110,6 +134,8 @@ def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> Bundl
                 and isinstance(full_url, str)
             ):
                 scan.by_full_url[full_url] = resource
+    except TooDeep as exc:
+        return BundleScan(problem=Rejected("invalid_json", str(exc)))  # as pydantic_core says of a resource
     except (ijson.JSONError, ValueError, UnicodeDecodeError):
         return BundleScan()  # not JSON: decoded whole, which says why
     shell = getattr(top, "value", None)
@@ -128,6 +154,9 @@ def decode_fhir_entries(payload: BinaryIO, scan: BundleScan, units: Units = NO_U
     """The second pass (``payload`` from its start): one outcome per entry, or one for the whole
     (``units``: the site's, for the Encounter moves that end a stay)."""
     payload.seek(0)
+    if scan.problem is not None and not scan.is_bundle:  # too deep to read as a stream
+        yield EntryOutcome(None, DecodeResult(rejected=[scan.problem]), payload.read(1 << 16))
+        return
     if not scan.is_bundle:
         body = payload.read()
         result = decode_fhir(body, units)

@@ -590,3 +590,10 @@ def test_streaming_score_reports_projection_behind_suggestions() -> None:
     assert result.projected_score is not None and result.projected_score < result.score
     top = result.suggestions[0]
     assert round(result.projected_score + top.gain, 1) == round(top.score_after, 1)
+
+
+@pytest.mark.parametrize("at", [1e308, -1e12, 527_041.0])
+def test_an_item_time_past_a_year_from_time_zero_is_refused(at: float):
+    # 1e308 minutes once raised OverflowError out of the optimizer (`vigil plan score`: "unexpected")
+    with pytest.raises(ValidationError, match="within a year"):
+        TreatmentItem.model_validate({"action": "blood_culture", "at": at})

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from typing import Any
 
 from hypothesis import given
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 from test_codec_properties import FHIR_SAMPLES, PROPERTY_SETTINGS, check, json_values, mutated_fhir
 
 from vigil.schemas.codecs.fhir import decode_fhir
-from vigil.schemas.codecs.fhir_stream import decode_fhir_stream, scan_fhir
+from vigil.schemas.codecs.fhir_stream import MAX_JSON_DEPTH, decode_fhir_stream, scan_fhir
 from vigil.schemas.codecs.loinc import DecodeResult
 
 
@@ -118,3 +120,46 @@ def test_the_streamed_bundle_reads_an_encounters_move_with_the_sites_units() -> 
     assert [e.code for e in merged.events] == [e.code for e in decode_fhir(payload, ICU).events]
     unset, _ = streamed(payload)  # the default: moves are context
     assert [e.code for e in unset.events] == ["HR"] and decode_fhir(payload, Units()).ignored
+
+
+def test_json_nested_past_the_limit_is_refused_whole_or_in_a_bundle() -> None:
+    for depth, refused in ((150, False), (MAX_JSON_DEPTH - 1, False), (MAX_JSON_DEPTH + 1, True)):
+        alone = b'{"resourceType":"Observation","x":' + b"[" * depth + b"]" * depth + b"}"
+        merged, _ = streamed(alone)
+        assert (merged.rejected[0].reason == "invalid_json") is refused, depth
+        inner = b'{"a":' * (depth - 3) + b"1" + b"}" * (depth - 3)  # under the Bundle, its entry array and entry
+        merged, outcomes = streamed(
+            b'{"resourceType":"Bundle","type":"collection","entry":[{"resource":' + inner + b"}]}"
+        )
+        assert len(merged.rejected) == 1 and (merged.rejected[0].reason == "invalid_json") is refused, depth
+        assert outcomes[0].original_bytes()  # its bytes for the dead letter, whichever way it was refused
+
+
+def test_deep_nesting_costs_neither_memory_nor_time() -> None:
+    # ijson.parse kept a prefix per open level as long as its path: 20,000 levels (40 kB) took 1 GB
+    # and 40,000 over 3 GB, a poison pill that killed the worker on every redelivery
+    script = (
+        "import io, resource\n"
+        "from vigil.schemas.codecs.fhir_stream import decode_fhir_stream\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "for n in (20_000, 40_000):\n"
+        "    deep = b'{\"resourceType\":\"Bundle\",\"entry\":[' + b'[' * n + b']' * n + b']}'\n"
+        "    out = list(decode_fhir_stream(io.BytesIO(deep)))\n"
+        "    assert out[0].result.rejected[0].reason == 'invalid_json'\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert int(done.stdout.split()[-1]) < 100  # MB more than the imports took
+
+
+def test_only_the_top_level_entry_array_holds_entries() -> None:
+    # entries are routed by the parser's own path: an "entry" object's "item", or an "entry" array
+    # deeper down, is not the Bundle's entry list
+    payload = json.dumps({"resourceType": "Bundle", "type": "batch", "entry": {"item": observation(1)}}).encode()
+    assert scan_fhir(io.BytesIO(payload)).problem is not None
+    merged, _ = streamed(payload)
+    assert [r.detail for r in merged.rejected] == ["Bundle.entry is not a list"] and not merged.events
+    nested = {"resourceType": "Bundle", "type": "batch", "meta": {"entry": [observation(2)]}, "entry": []}
+    merged, _ = streamed(json.dumps(nested).encode())
+    assert not merged.events
