@@ -18,7 +18,7 @@ from vigil.agents.runtime import Publisher, batches, run_batch, runtime
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.redis import alert_key
-from vigil.models.alerting import PatientAlertState, escalation_round, on_ack
+from vigil.models.alerting import PatientAlertState, escalation_round, on_ack, unapplied_reason
 from vigil.schemas.alerts import Alert, AlertAck
 from vigil.schemas.deadletter import Rejected
 
@@ -33,7 +33,14 @@ async def ack_batch(acks: Sequence[AlertAck], publisher: Publisher) -> list[Aler
     async with rt.alert_lock:
         blobs = await rt.store.load_blobs([alert_key(p) for p in pids])
         states = {pid: PatientAlertState.from_bytes(blob) for pid, blob in zip(pids, blobs, strict=True)}
-        out = [alert for ack in acks for alert in on_ack(states[ack.patient_id], ack)]
+        out = []
+        for ack in acks:
+            state = states[ack.patient_id]
+            if why := unapplied_reason(state, ack):
+                # counted and logged, not dead-lettered: the answer was valid, the alert moved on
+                metrics.ANSWERS_UNAPPLIED.labels(why).inc()
+                log.info("alert.answer_unapplied", alert_id=ack.alert_id[:8], action=ack.action, why=why)
+            out.extend(on_ack(state, ack))
         await publish_alerts(publisher, out)
         await publisher.flush()
         await rt.store.save_alerts({alert_key(p): states[p] for p in pids})

@@ -15,6 +15,12 @@ MLLP_MESSAGES = Counter("vigil_mllp_messages_total", "HL7v2 messages answered by
 MLLP_EVENTS = Counter("vigil_mllp_events_total", "Events the MLLP listener published on vigil.events.raw")
 MLLP_CONNECTIONS = Gauge("vigil_mllp_connections", "Open MLLP connections")
 ALERTS = Counter("vigil_alerts_total", "Alert transitions published", ["state", "severity"])
+ANSWERS_UNAPPLIED = Counter(
+    "vigil_alert_answers_unapplied_total",
+    "Acknowledgements, snoozes and resolutions that changed nothing: the alert not active (not_active), "
+    "given before the alert was raised again (before_raise), or already so (already)",
+    ["why"],
+)
 STAYS_ENDED = Counter(
     "vigil_stays_ended_total",
     "Stays ended (published on vigil.stays), by what ended them: discharge, transfer_out, cancel_admit",

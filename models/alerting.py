@@ -10,12 +10,18 @@ One alert per patient at a time: open -> (escalated) -> acknowledged -> resolved
   a rise of a level escalates it (one transition). After resolution, the same level does not
   re-open within the suppression window (a patient hovering at a threshold pages once).
 - Worse again: an active alert (open, escalated, acknowledged or snoozed) re-escalates when NEWS2
-  rises by ``reescalate_news2_step`` points, or the model risk by ``reescalate_risk_step``, above
+  rises by ``reescalate_news2_step`` points into the medium or high band (a rise within the low band,
+  0 -> 2 -> 4, is no new response under RCP), or the model risk by ``reescalate_risk_step``, above
   the values of its last raise (open or escalation). RCP NEWS2 2017 asks for a higher level of
   response as the score rises but gives no step within the high band; the steps are Vigil's
-  (docs/alerts.md), so a patient at NEWS2 13 is not left on an alert raised at NEWS2 7.
+  (docs/alerts.md), so a patient at NEWS2 13 is not left on an alert raised at NEWS2 7. After a
+  resolution, a score that much worse than the resolved alert's last raise opens inside the
+  suppression window.
 - Escalation: open and unacknowledged for escalate_after_s -> escalated (wall clock).
 - Snooze: an acknowledgement with an end; when it ends and the alert is still active it opens again.
+- An answer (acknowledge, snooze, resolve) covers what its clinician saw: one given before the alert
+  was raised again (worse, or a snooze that ended; ``AlertAck.at`` against the raise's wall clock)
+  is not applied (``unapplied_reason``); a clinician's resolution is dated on the patient clock.
 - Discharge: the stay ended (``models.stays``): an active alert resolves ("patient discharged") and
   the lifecycle starts afresh; nothing of the stay (suppression, latch, trend) reaches the next one.
 - Cancelled discharge: the resumed stay's first score opens a new alert (a new id: the resolved one
@@ -67,6 +73,9 @@ class ActiveAlert:
     opened_risk: float | None = None
     raised_news2: int | None = None  # at the last open or escalation: "worse again" is measured from here
     raised_risk: float | None = None
+    # wall clock of the last raise an earlier answer cannot have seen (a worse-again escalation, a
+    # snooze that ended): an acknowledgement dated before it answered the alert as it was before
+    raised_wall_s: float | None = None
     snoozed_until_s: float | None = None  # wall clock
     snooze_note: str | None = None
 
@@ -80,6 +89,8 @@ class HeldAck:
     by: str | None
     snoozed_until_s: float | None = None  # wall clock
     snooze_note: str | None = None
+    raised_news2: int | None = None  # what was answered: worse than this, the resumed stay pages
+    raised_risk: float | None = None
 
 
 @dataclass
@@ -88,8 +99,11 @@ class PatientAlertState:
     ward: str | None = None
     active: ActiveAlert | None = None
     model_latched: bool = False  # hysteresis memory for the model trigger
-    closed_s: float | None = None
+    closed_s: float | None = None  # patient clock
     closed_severity: str = "none"
+    closed_news2: int | None = None  # the resolved alert's last raise: worse than it is not suppressed
+    closed_risk: float | None = None
+    last_observed_s: float | None = None  # the newest score's observation time (patient clock)
     trend: list[tuple[int, int, float | None]] = field(default_factory=list)
     score_ids: list[str] = field(default_factory=list)
     # the cancel that resumed this stay (its event id; ``models.stays.resume``): the resumed stay is
@@ -180,7 +194,9 @@ def _alert(
     snoozed = active.snoozed_until_s
     return Alert(
         alert_id=active.alert_id,
-        transition_id=_id(active.alert_id, new_state, active.severity, at.isoformat()),
+        # the reason too: two escalations stamped alike (one hour's vitals in two batches, NEWS2 7 -> 9
+        # -> 11) are two transitions; a replayed batch gives the same reason, so the same id
+        transition_id=_id(active.alert_id, new_state, active.severity, at.isoformat(), reason),
         patient_id=state.patient_id,
         encounter=score.encounter if score else None,
         ward=score.ward if score else None,
@@ -223,19 +239,26 @@ def _raise(active: ActiveAlert, score: RiskScore) -> None:
     active.raised_risk = model.probability if model else None
 
 
-def worse_since_raise(active: ActiveAlert, score: RiskScore, policy: AlertPolicy) -> str | None:
+def worse_since_raise(active: ActiveAlert | HeldAck, score: RiskScore, policy: AlertPolicy) -> str | None:
     """Why the patient is worse than at the alert's last raise by a documented step, or None."""
+    return worse_than(active.raised_news2, active.raised_risk, score, policy)
+
+
+def worse_than(news2: int | None, risk: float | None, score: RiskScore, policy: AlertPolicy) -> str | None:
+    """Why ``score`` is worse than a raise at ``news2`` / ``risk`` by a documented step, or None.
+    NEWS2 counts in the medium or high band only: 0 -> 2 -> 4 asks for no new response (RCP 2017)."""
     model = combined_model(score)
-    if active.raised_news2 is not None and score.news2.total >= active.raised_news2 + policy.reescalate_news2_step:
-        return f"NEWS2 {active.raised_news2} → {score.news2.total}"
+    total = score.news2.total
+    if news2 is not None and total >= news2 + policy.reescalate_news2_step and score.news2.band in ("medium", "high"):
+        return f"NEWS2 {news2} → {total}"
     if (
         model is not None
-        and active.raised_risk is not None
+        and risk is not None
         and model.threshold is not None
         and model.probability >= model.threshold
-        and model.probability >= active.raised_risk + policy.reescalate_risk_step
+        and model.probability >= risk + policy.reescalate_risk_step
     ):
-        return f"model risk {percent(active.raised_risk)} → {percent(model.probability)}"
+        return f"model risk {percent(risk)} → {percent(model.probability)}"
     return None
 
 
@@ -269,6 +292,7 @@ def _escalate(state: PatientAlertState, score: RiskScore, why: str) -> Alert:
     assert active is not None
     active.state, active.snoozed_until_s, active.snooze_note = "escalated", None, None
     _raise(active, score)
+    active.raised_wall_s = score.scored_at.timestamp()
     return _alert(state, score, "escalated", f"{why}: {describe(score)}", score.observed_at)
 
 
@@ -282,6 +306,7 @@ def on_score(state: PatientAlertState, score: RiskScore, policy: AlertPolicy) ->
     state.trend = sorted(state.trend)[-TREND_POINTS:]
     state.score_ids = (state.score_ids + [score.score_id])[-TREND_POINTS:]
     now_s = score.observed_at.timestamp()
+    state.last_observed_s = max(now_s, state.last_observed_s or now_s)
     level, state.model_latched, trigger = score_level(score, state.model_latched, policy)
     ack, state.resumed_ack = state.resumed_ack, None  # the resumed stay's first score only
     active = state.active
@@ -292,8 +317,13 @@ def on_score(state: PatientAlertState, score: RiskScore, policy: AlertPolicy) ->
             state.closed_s is not None
             and now_s - state.closed_s < policy.suppress_s
             and _rank(level) <= _rank(state.closed_severity)
+            and worse_than(state.closed_news2, state.closed_risk, score, policy) is None
         )
-        answered = ack if ack is not None and _rank(level) <= _rank(ack.severity) else None
+        answered = (
+            ack
+            if ack is not None and _rank(level) <= _rank(ack.severity) and worse_since_raise(ack, score, policy) is None
+            else None
+        )
         return [] if suppressed else [_open(state, score, level, trigger, answered)]
     if _rank(level) > _rank(active.severity):
         active.severity, active.trigger = level, trigger
@@ -320,7 +350,7 @@ def check_escalation(
     if active.snoozed_until_s is not None and wall_now_s >= active.snoozed_until_s:
         note = active.snooze_note
         active.state, active.snoozed_until_s, active.snooze_note = "open", None, None
-        active.opened_wall_s, active.acked_by = wall_now_s, None
+        active.opened_wall_s, active.acked_by, active.raised_wall_s = wall_now_s, None, wall_now_s
         reason = f"snooze ended ({note})" if note else "snooze ended"
         return [_alert(state, score, "open", reason, datetime.fromtimestamp(wall_now_s, tz=UTC))]
     if active.state != "open" or wall_now_s - active.opened_wall_s < policy.escalate_after_s:
@@ -378,27 +408,51 @@ def _acknowledge(active: ActiveAlert, by: str | None, until_s: float | None = No
     active.snoozed_until_s, active.snooze_note = until_s, note
 
 
-def on_ack(state: PatientAlertState, ack: AlertAck) -> list[Alert]:
+NOT_ACTIVE = "not_active"
+ANSWERED_BEFORE_RAISE = "before_raise"
+ALREADY = "already"
+
+
+def unapplied_reason(state: PatientAlertState, ack: AlertAck) -> str | None:
+    """Why ``on_ack`` would apply nothing: the alert is not the patient's active one (``NOT_ACTIVE``:
+    resolved, replaced, unknown), the answer predates the alert's last raise (``ANSWERED_BEFORE_RAISE``:
+    a late or redelivered answer to the alert as it was before it got worse or its snooze ended, by the
+    clocks of the answering system and the worker), or it is already so (``ALREADY``: redelivered)."""
     active = state.active
     if active is None or active.alert_id != ack.alert_id:
+        return NOT_ACTIVE
+    if active.raised_wall_s is not None and ack.at.timestamp() < active.raised_wall_s:
+        return ANSWERED_BEFORE_RAISE
+    if ack.action == "snooze" and active.snoozed_until_s == _snooze_end(ack):
+        return ALREADY
+    if ack.action == "acknowledge" and active.state == "acknowledged" and active.snoozed_until_s is None:
+        return ALREADY
+    return None
+
+
+def _snooze_end(ack: AlertAck) -> float:
+    assert ack.snooze_min is not None
+    return ack.at.timestamp() + 60.0 * ack.snooze_min
+
+
+def on_ack(state: PatientAlertState, ack: AlertAck) -> list[Alert]:
+    active = state.active
+    if active is None or unapplied_reason(state, ack) is not None:
         return []
     if ack.action == "snooze":
-        assert ack.snooze_min is not None
-        until_s = ack.at.timestamp() + 60.0 * ack.snooze_min
-        if active.snoozed_until_s == until_s:
-            return []  # the same snooze redelivered
-        _acknowledge(active, ack.by, until_s, ack.note)
+        _acknowledge(active, ack.by, _snooze_end(ack), ack.note)
         reason = f"snoozed {ack.snooze_min} min by {ack.by}: {ack.note}"
         return [_alert(state, None, "acknowledged", reason, ack.at, by=ack.by, note=ack.note)]
     if ack.action == "acknowledge":
-        if active.state == "acknowledged" and active.snoozed_until_s is None:
-            return []
         _acknowledge(active, ack.by)
         reason = f"acknowledged by {ack.by}" + (f": {ack.note}" if ack.note else "")
         return [_alert(state, None, "acknowledged", reason, ack.at, by=ack.by, note=ack.note)]
     reason = f"resolved by {ack.by}" + (f": {ack.note}" if ack.note else "")
     alert = _alert(state, None, "resolved", reason, ack.at, by=ack.by, note=ack.note)
-    _close(state, ack.at.timestamp())
+    # suppression counts on the patient clock: the clinician's wall clock may be hours past the last
+    # observation (a backlog, a replay) and would stretch the window; the model enters at its threshold
+    _close(state, state.last_observed_s if state.last_observed_s is not None else ack.at.timestamp())
+    state.model_latched = False
     return [alert]
 
 
@@ -426,7 +480,13 @@ def on_discharge(
     fresh = PatientAlertState(patient_id=state.patient_id)
     if active is not None and active.state == "acknowledged":
         fresh.discharged_ack = HeldAck(
-            active.alert_id, active.severity, active.acked_by, active.snoozed_until_s, active.snooze_note
+            active.alert_id,
+            active.severity,
+            active.acked_by,
+            active.snoozed_until_s,
+            active.snooze_note,
+            active.raised_news2,
+            active.raised_risk,
         )
     for f in fields(fresh):
         setattr(state, f.name, getattr(fresh, f.name))
@@ -445,4 +505,5 @@ def on_resume(state: PatientAlertState, cancel_event_id: str) -> None:
 def _close(state: PatientAlertState, now_s: float) -> None:
     assert state.active is not None
     state.closed_s, state.closed_severity = now_s, state.active.severity
+    state.closed_news2, state.closed_risk = state.active.raised_news2, state.active.raised_risk
     state.active = None

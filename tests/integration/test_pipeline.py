@@ -153,7 +153,9 @@ def test_bad_input_is_dead_lettered_and_never_blocks_the_partition(stack, shared
     assert shared_worker.poll() is None, "the worker must survive bad input"
 
 
-def test_acknowledgement_transitions_and_is_audited(stack, stack_settings, shared_worker, producer, reader) -> None:
+def test_acknowledgement_transitions_and_is_audited(
+    stack, stack_settings, stack_home, shared_worker, producer, reader
+) -> None:
     r = reader()
     pid = unique_patient("ack")
     base = datetime.now(UTC) - timedelta(hours=2)
@@ -181,6 +183,18 @@ def test_acknowledgement_transitions_and_is_audited(stack, stack_settings, share
     )
     audit.close()
     assert any(json.loads(v)["alert_id"] == alert["alert_id"] for v in records)
+
+    # the same acknowledgement again (a paging system's retry) changes nothing, and the worker says so
+    producer.send(topics.ALERT_ACKS, key=pid.encode(), value=ack.model_dump_json().encode())
+    producer.flush()
+    worker_log = stack_home / "logs" / "shared-worker.log"
+    assert wait_for(
+        lambda: any(
+            "alert.answer_unapplied" in line and alert["alert_id"][:8] in line and "already" in line
+            for line in worker_log.read_text(errors="replace").splitlines()
+        ),
+        timeout=30,
+    )
 
     # the scoring step, which raises alerts in the batch that scored them, sees the alert agent's
     # acknowledgement: a further hour as bad neither re-opens nor pages again, and the lifecycle
