@@ -135,8 +135,7 @@ def alerts_ls(
     from vigil.schemas.display import clock, percent, ward_zone
 
     settings = get_settings()
-    if redis_url is None:
-        require_redis(settings)
+    require_redis(settings, redis_url)
     zone = ward_zone(settings.ward_timezone)
     rows = sorted(
         (v for v in active_alerts(redis_client(settings, redis_url)) if ward is None or v.ward == ward),
@@ -211,8 +210,7 @@ def alerts_ack(
         "resolve" if resolve else "snooze" if snooze is not None else "acknowledge"
     )
     settings = settings_for(get_settings(), bootstrap)
-    if redis_url is None:
-        require_redis(settings)
+    require_redis(settings, redis_url)
     found = find_alert(redis_client(settings, redis_url), alert_id, patient)
     try:
         ack = AlertAck(

@@ -68,6 +68,10 @@ def explain(exc: BaseException) -> tuple[str, int]:
 
     if isinstance(exc, UserError):
         return str(exc), EXIT_USER
+    if _is(exc, "NoArgsIsHelpError"):  # `vigil`, `vigil stack`: click printed the help, no message
+        ctx = getattr(exc, "ctx", None)
+        where = f"`{ctx.command_path} COMMAND`" if ctx is not None else "a command"
+        return f"no command given: run {where}, one of those listed above", EXIT_USER
     if _is(exc, "UsageError"):
         ctx = getattr(exc, "ctx", None)
         where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
@@ -87,6 +91,8 @@ def explain(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, PermissionError):  # e.g. a users file 0600 on the host, mounted into the image (uid 10001)
         what = f"{exc.filename}: {exc.strerror or 'permission denied'}" if exc.filename else str(exc)
         return f"{what} for uid {os.getuid()}, this process's user: give that user access", EXIT_USER
+    if isinstance(exc, FileExistsError):  # a folder to write wanted where a file is
+        return f"{exc.filename}: a file is there, not a folder: give a folder, or a path not used yet", EXIT_USER
     if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
         return f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), EXIT_USER
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:

@@ -39,8 +39,10 @@ def _register_all() -> None:
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     _register_all()
+    # --debug is the root's option: moved there from wherever it was typed (`vigil predict ... --debug`)
+    given = ["--debug", *(a for a in args if a != "--debug")] if debug_requested(args) else args
     try:
-        code = app(args=args, prog_name="vigil", standalone_mode=False)
+        code = app(args=given, prog_name="vigil", standalone_mode=False)
     except SystemExit:
         raise
     except BaseException as exc:

@@ -121,6 +121,7 @@ def _progress(label: str) -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=True,  # gone when the command ends: its summary line, or one line saying what failed
+        disable=not console.is_terminal,  # piped or logged: no bar, and no blank line it leaves behind
     )
 
 
@@ -222,7 +223,7 @@ def evaluate_command(
             "ordered for half the stays"
         ),
     ] = None,
-    shift_seed: Annotated[int, typer.Option(help="seed of the shift")] = 2019,
+    shift_seed: Annotated[int, typer.Option(help="seed of the shift", min=0)] = 2019,
     site_prevalence: SitePrevalenceOption = None,
     max_alert_share: MaxAlertShareOption = None,
     site_mean_risk: SiteMeanRiskOption = None,

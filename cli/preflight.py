@@ -47,13 +47,22 @@ def require_topics(settings: Settings) -> None:
         )
 
 
-def require_redis(settings: Settings) -> str:
+def require_redis(settings: Settings, given: str | None = None) -> str:
+    """The Redis URL (``given``, as a ``--redis`` option, or the settings') when Redis answers there."""
     from urllib.parse import urlparse
 
-    url = redis_endpoint(settings).url
+    url = given or redis_endpoint(settings).url
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=2.0):
+        port = parsed.port  # a ValueError when out of range (redis://host:99999)
+    except ValueError:
+        port = -1
+    if parsed.scheme not in ("redis", "rediss", "unix") or not 0 <= (port or 0) <= 65535:
+        where = "--redis" if given else "VIGIL_REDIS__URL"
+        shown = url.split("@")[-1] if "@" in url else url  # never a password on the terminal
+        raise UserError(f"{shown!r} is not a Redis URL: give {where} as redis://HOST:PORT/DB (rediss:// for TLS)")
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", port or 6379), timeout=2.0):
             return url
     except OSError as exc:
         raise UserError(

@@ -12,6 +12,7 @@ import hashlib
 import shutil
 import tarfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable
@@ -76,10 +77,16 @@ def ensure_dataset(data_dir: Path, cache: Path) -> Path:
 
 
 def septic(path: Path) -> bool:
-    """SepsisLabel (the last column) is 1 at some hour."""
-    with path.open() as f:
-        next(f)
-        return any(line.rstrip().endswith("|1") for line in f)
+    """SepsisLabel (the last column) is 1 at some hour. A file that is not a challenge .psv (not text,
+    no SepsisLabel column) is a ``UserError`` naming it: a sample holds real stays only."""
+    try:
+        with path.open() as f:
+            header = next(f, "")
+            if not header.rstrip().endswith("|SepsisLabel"):
+                raise UserError(f"{path}: not a challenge .psv (its header ends in SepsisLabel): remove it from --from")
+            return any(line.rstrip().endswith("|1") for line in f)
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file, not a challenge .psv: remove it from --from") from None
 
 
 def sample_stays(source: Path, n: int = 100, septic_share: float = 0.5, seed: int = 2019) -> list[Path]:
@@ -101,6 +108,8 @@ def sample_stays(source: Path, n: int = 100, septic_share: float = 0.5, seed: in
 
 
 def write_sample(source: Path, out: Path, n: int = 100, seed: int = 2019) -> list[Path]:
+    if out.resolve() == source.resolve():
+        raise UserError(f"--out {out} is the --from folder: give the sample a folder of its own")
     out.mkdir(parents=True, exist_ok=True)
     chosen = sample_stays(source, n, seed=seed)
     for path in chosen:
@@ -122,6 +131,8 @@ def parse_sha256sums(text: str) -> dict[str, str]:
 
 
 def _open(url: str, timeout_s: float) -> object:
+    if urllib.parse.urlsplit(url).scheme not in ("https", "http", "file"):
+        raise UserError(f"{url} is not a URL to download from: give --base-url as https://... (or file:///...)")
     try:
         return urllib.request.urlopen(url, timeout=timeout_s)  # noqa: S310 - https/file URLs only
     except (urllib.error.URLError, OSError) as exc:
@@ -152,6 +163,8 @@ def extract_psv(archive: Path, out: Path) -> int:
     """Unpack the .psv files of a set's zip into ``out`` (flat; no path leaves ``out``)."""
     out.mkdir(parents=True, exist_ok=True)
     count = 0
+    if not zipfile.is_zipfile(archive):
+        raise UserError(f"{archive.name}: not a zip archive, though its SHA-256 matched: check --base-url's mirror")
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
             name = Path(info.filename).name

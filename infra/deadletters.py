@@ -272,7 +272,10 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     text = text.strip()
     units = {"m": "minutes", "h": "hours", "d": "days"}
     if text[-1:] in units and text[:-1].isdigit():
-        return (now or datetime.now(UTC)) - timedelta(**{units[text[-1]]: int(text[:-1])})
+        try:
+            return (now or datetime.now(UTC)) - timedelta(**{units[text[-1]]: int(text[:-1])})
+        except OverflowError:  # 99999999999d: before the year 1
+            raise ValueError(f"--since {text} reaches past the calendar: give an age of fewer years") from None
     try:
         at = datetime.fromisoformat(text)
     except ValueError:

@@ -29,7 +29,13 @@ def sha256_file(path: Path) -> str:
 
 def load_manifest(artifacts_dir: str | Path | None = None) -> dict[str, Any]:
     d = Path(artifacts_dir) if artifacts_dir else ARTIFACTS_DIR
-    return json.loads((d / "manifest.json").read_text())
+    try:
+        manifest = json.loads((d / "manifest.json").read_text())
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise ArtifactIntegrityError(f"{d / 'manifest.json'}: not a bundle manifest ({exc}): {COPY_AGAIN}") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactIntegrityError(f"{d / 'manifest.json'}: not a bundle manifest (not an object): {COPY_AGAIN}")
+    return manifest
 
 
 def verify_artifacts(manifest: Mapping[str, Any], artifacts_dir: Path) -> None:

@@ -55,6 +55,8 @@ def read_psv(path: str | Path) -> tuple[np.ndarray, dict[str, float], np.ndarray
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise PsvFormatError(f"{path.name}: no column {', '.join(missing[:3])}{more} in its header: {_PSV_HINT}")
+    if len(lines) < 2:
+        raise PsvFormatError(f"{path.name}: a header and no hour: a stay has at least one row: {_PSV_HINT}")
     values = _psv_values(path.name, lines[1:], len(header))
     matrix = values[:, [col[c] for c in DYNAMIC_CODES]].astype(np.float32)
     static: dict[str, float] = {}
@@ -215,7 +217,14 @@ def _read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not lines or lines[0].split("|") != ["PredictedProbability", "PredictedLabel"]:
         raise PsvFormatError(f"{path.name}: not a prediction file's header: {_PREDICTION_HINT}")
     values = _psv_values(path.name, lines[1:], 2, _PREDICTION_HINT)
-    return values[:, 0], np.nan_to_num(values[:, 1]).astype(np.int8)
+    probability, label = values[:, 0], values[:, 1]
+    if not ((probability >= 0.0) & (probability <= 1.0)).all():
+        raise PsvFormatError(
+            f"{path.name}: PredictedProbability must be between 0 and 1 on every row: {_PREDICTION_HINT}"
+        )
+    if not np.isin(label, (0.0, 1.0)).all():
+        raise PsvFormatError(f"{path.name}: PredictedLabel must be 0 or 1 on every row: {_PREDICTION_HINT}")
+    return probability, label.astype(np.int8)
 
 
 def rule_scores(matrix: np.ndarray) -> dict[str, np.ndarray]:

@@ -61,7 +61,11 @@ def served_bundle_dir(configured: str | Path | None = None) -> Path:
             "point it at such a folder, or unset it to serve the shipped models/artifacts/stepping",
         )
         verify_artifacts(load_manifest(d), d)
-    except (ArtifactIntegrityError, OSError, ValueError, KeyError) as exc:
+    except ArtifactIntegrityError as exc:  # its message says what to do with the bundle
+        raise BundleDirError(
+            f"VIGIL_BUNDLE_DIR={d}: the bundle is damaged: {exc}, or unset VIGIL_BUNDLE_DIR to serve the shipped one"
+        ) from exc
+    except (OSError, ValueError, KeyError) as exc:
         raise BundleDirError(
             f"VIGIL_BUNDLE_DIR={d}: the bundle is damaged ({exc}): copy it again from what `vigil train` "
             "wrote, or unset VIGIL_BUNDLE_DIR to serve the shipped bundle"

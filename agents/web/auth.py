@@ -44,7 +44,7 @@ from vigil.agents.web.sessions import (
 from vigil.agents.web.throttle import HashingBusy, HashingGate, LoginThrottle
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings
-from vigil.schemas.errors import VigilError
+from vigil.schemas.errors import UserError
 
 Role = Literal["clinician", "viewer"]
 SESSION_COOKIE = "vigil_session"
@@ -78,28 +78,42 @@ class UsersFile(BaseModel):
 _USERS = TypeAdapter(UsersFile | list[User])
 
 
-class AuthError(VigilError):
-    """Bad users file or configuration."""
+class AuthError(UserError, ValueError):
+    """Bad users file or configuration: one line for the CLI; a ValueError to the dashboard's reload,
+    which keeps the last good users."""
 
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def _parse_users(text: str, toml: bool) -> list[User]:
-    data: Any = tomllib.loads(text) if toml else json.loads(text)
-    parsed = _USERS.validate_python(data)
+_USERS_SHAPE = '{"users": [{"username": ..., "password_hash": ..., "role": ...}]}'
+
+
+def _parse_users(text: str, toml: bool, source: str) -> list[User]:
+    try:
+        data: Any = tomllib.loads(text) if toml else json.loads(text)
+        parsed = _USERS.validate_python(data)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:  # JSON's and pydantic's errors are ValueErrors
+        what = _first_error(exc) if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
+        raise AuthError(f"{source} is not a users file ({what}): it holds {_USERS_SHAPE}; fix or move it") from None
     return parsed.users if isinstance(parsed, UsersFile) else parsed
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("UsersFile", "list[")))
+    return f"{where}: {first['msg']}" if where else first["msg"]
 
 
 def load_users(users_file: Path | None, env: Mapping[str, str] | None = None) -> dict[str, User]:
     env = os.environ if env is None else env
     users: dict[str, User] = {}
     if users_file is not None and users_file.exists():
-        for user in _parse_users(users_file.read_text(), users_file.suffix.lower() == ".toml"):
+        for user in _parse_users(users_file.read_text(), users_file.suffix.lower() == ".toml", str(users_file)):
             users[user.username] = user
     if env.get(USERS_ENV):
-        for user in _parse_users(env[USERS_ENV], toml=False):
+        for user in _parse_users(env[USERS_ENV], toml=False, source=USERS_ENV):
             users[user.username] = user
     return users
 
@@ -110,7 +124,10 @@ def add_user(users_file: Path, username: str, password: str, role: Role) -> User
     if users_file.suffix.lower() == ".toml":
         raise AuthError("add-user writes JSON users files; convert the TOML file or use a .json path")
     existing = list(load_users(users_file, env={}).values()) if users_file.exists() else []
-    user = User(username=username, password_hash=hash_password(password), role=role)
+    try:
+        user = User(username=username, password_hash=hash_password(password), role=role)
+    except ValidationError:
+        raise AuthError(f"{username!r} is not a user name: 1 to 64 letters, digits and . _ @ -") from None
     _write_users(users_file, [u for u in existing if u.username != username] + [user])
     return user
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from vigil.infra.connect import kafka_endpoint, redis_endpoint
 from vigil.infra.logging import get_logger
@@ -65,6 +66,12 @@ def stack_up(settings: Settings) -> StackInfo:
     if kafka.embedded:
         start_kafka(settings)
         ensure_topics(settings, ALL_TOPICS)
+    else:
+        _require_answer(kafka.bootstrap.split(","), "Kafka broker", "VIGIL_KAFKA__BOOTSTRAP")
+    if not redis.embedded:
+        parsed = urlsplit(redis.url)
+        address = f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 6379}" if parsed.scheme != "unix" else ""
+        _require_answer([address] if address else [], "Redis", "VIGIL_REDIS__URL")
     info = StackInfo(
         kafka.bootstrap,
         redis.url,
@@ -89,9 +96,23 @@ def stack_down(settings: Settings, wipe: bool = False) -> dict[str, bool]:
     return stopped
 
 
-def _listening(address: str) -> bool:
+def _listening(address: str, timeout: float = 0.5) -> bool:
     host, _, port = address.rpartition(":")
-    return port_open(host, int(port))
+    return port_open(host, int(port), timeout)
+
+
+def _require_answer(addresses: list[str], what: str, setting: str) -> None:
+    """An outside cluster the command is about to use answers on one of ``addresses`` (a TCP
+    connect): or one line now, not a client library retrying for half a minute."""
+    try:
+        if not addresses or any(_listening(a.strip(), timeout=3.0) for a in addresses):
+            return
+    except ValueError:  # no port, or not a number
+        pass
+    raise StackError(
+        f"no {what} answers at {','.join(addresses)}: start it, or set {setting} to where it runs "
+        "(unset it for the embedded stack)"
+    )
 
 
 def stack_status(settings: Settings) -> dict[str, object]:

@@ -269,3 +269,65 @@ def test_kafka_errors_are_one_line_that_names_the_sign_in_settings() -> None:
     assert "VIGIL_KAFKA__SASL_USERNAME" in line and "__SSL_CAFILE" in line and code != 0
     line, code = explain(SaslAuthenticationFailedError("invalid credentials"))
     assert line.startswith("Kafka refused this client's sign-in") and code == EXIT_USER
+
+
+def test_failures_a_review_found_reported_as_unexpected(env, tmp_path) -> None:
+    """Each of these ended in "unexpected <Exception>" with exit 1 (a bug's line), not what to do."""
+    sample = Path(__file__).parents[2] / "data" / "physionet2019-sample"
+    stay = sample / "p000058.psv"
+    header_only = tmp_path / "header-only"
+    header_only.mkdir()
+    (header_only / "p1.psv").write_text(stay.read_text().splitlines()[0] + "\n")
+    one_line(
+        run(env, "predict", "--data", str(header_only), "--out", str(tmp_path / "o")), "p1.psv: a header and no hour"
+    )
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    one_line(run(env, "predict", "--data", str(sample), "--out", str(a_file)), "a file is there, not a folder")
+    one_line(run(env, "schemas", "export", str(a_file)), "a file is there, not a folder")
+    one_line(run(env, "data", "sample", "--from", str(sample), "--out", str(sample)), "is the --from folder")
+    binary = tmp_path / "binary"
+    binary.mkdir()
+    (binary / "p1.psv").write_bytes(b"\xff\xfe\x00garbage")
+    one_line(run(env, "data", "sample", "--from", str(binary), "--out", str(tmp_path / "s")), "not a text file")
+    one_line(run(env, "data", "fetch", "--base-url", "notaurl"), "not a URL to download from")
+    one_line(run(env, "evaluate", "--data", str(sample), "--shift", "labs=0.5", "--shift-seed", "-1"), "--shift-seed")
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    hours = len(stay.read_text().splitlines()) - 1
+    (pred / stay.name).write_text("PredictedProbability|PredictedLabel\n" + "nan|0\n" * hours)
+    one_line(run(env, "evaluate", "--data", str(sample), "--pred", str(pred)), "between 0 and 1")
+    bad_bundle = tmp_path / "bundle"
+    bad_bundle.mkdir()
+    (bad_bundle / "manifest.json").write_text("{not json")
+    one_line(run(env, "predict", "--data", str(sample), "--out", str(tmp_path / "o2"), "--artifacts", str(bad_bundle)))
+    users = tmp_path / "users.json"
+    for text, said in (("{not json", "is not a users file"), ("[1, 2]", "is not a users file")):
+        users.write_text(text)
+        one_line(run(env, "users", "add", "ann", "--password", "a-long-password", "--users-file", str(users)), said)
+    users.unlink()
+    one_line(run(env, "users", "add", "a b", "--password", "a-long-password", "--users-file", str(users)), "user name")
+    one_line(run(env, "alerts", "ls", "--redis", "notaurl"), "is not a Redis URL", "--redis")
+    one_line(run(env, "workers", extra={"VIGIL_REDIS__URL": "redis://:secret@127.0.0.1:99999/0"}), "not a Redis URL")
+    assert "secret" not in run(env, "workers", extra={"VIGIL_REDIS__URL": "redis://:secret@h:99999/0"}).stderr
+    one_line(run(env, "deadletters", "ls", "--since", "99999999999d"), "past the calendar")
+
+
+def test_an_unreachable_outside_cluster_is_one_line_before_any_client_retries(env, tmp_path) -> None:
+    outside = {
+        "VIGIL_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "VIGIL_REDIS__URL": f"redis://127.0.0.1:{free_port()}/0",
+    }
+    sample = str(Path(__file__).parents[2] / "data" / "physionet2019-sample")
+    for args in (("replay", "--data", sample), ("demo", "--no-serve", "--patients", "2"), ("stack", "up")):
+        one_line(run(env, *args, extra=outside), "no Kafka broker answers", "VIGIL_KAFKA__BOOTSTRAP")
+
+
+def test_debug_anywhere_on_the_line_shows_the_commands_own_traceback(env) -> None:
+    result = run(env, "predict", "--data", "/nonexistent", "--out", "x", "--debug")
+    assert result.returncode != 0 and "UserError" in result.stderr and "NoSuchOption" not in result.stderr
+
+
+def test_a_group_without_its_command_says_so(env) -> None:
+    line = one_line(run(env, "stack"), "no command given")
+    assert "vigil stack COMMAND" in line

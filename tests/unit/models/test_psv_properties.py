@@ -37,7 +37,7 @@ def write(tmp: Path, text: str | bytes) -> Path:
 @given(
     order=st.permutations(HEADER),
     extra=st.lists(st.sampled_from(["EtCO2x", "Note", "Bed"]), unique=True, max_size=2),
-    rows=st.lists(st.lists(CELL, min_size=len(HEADER) + 2, max_size=len(HEADER) + 2), max_size=12),
+    rows=st.lists(st.lists(CELL, min_size=len(HEADER) + 2, max_size=len(HEADER) + 2), min_size=1, max_size=12),
     label_bits=st.lists(st.booleans(), min_size=12, max_size=12),
     empty_nan=st.booleans(),
 )
