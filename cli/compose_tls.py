@@ -4,6 +4,8 @@ certificate for its host names."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Final
 
@@ -57,6 +59,13 @@ def compose_tls(
     if not out.is_dir():
         raise UserError(f"{out} is not a folder: create it (mkdir -p {out}), or give --out another path")
     extra = {"kafka": kafka_host or [], "redis": redis_host or [], "web": web_host or []}
+    for option, hosts in extra.items():
+        for host in hosts:
+            if not _host_name(host.strip()):
+                raise UserError(
+                    f"--{option}-host {host!r} is neither a host name (letters, digits, hyphens and dots; "
+                    "*. first for a wildcard) nor an IP address: give the name clients reach it by"
+                )
     ca_key, ca_pem = issue_ca("Vigil compose CA")
     names: dict[str, list[str]] = {}
     for server, (file, _uid) in SERVERS.items():
@@ -72,3 +81,18 @@ def compose_tls(
     )
     if json_out:
         emit_json({"ca": str(ca_file), "servers": names, "folder": str(out), "days": CERT_DAYS})
+
+
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def _host_name(host: str) -> bool:
+    """A DNS name a certificate may be issued to (RFC 1123 labels, one leading ``*.`` wildcard), or an
+    IP address."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.removeprefix("*.").split(".")
+    return 0 < len(host) <= 253 and all(_LABEL.match(label) for label in labels)

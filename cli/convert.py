@@ -60,9 +60,10 @@ def convert(
         sys.stderr.write(f"rejected {rejected.reason}: {rejected.detail}\n")
     for ignored in total.ignored:
         sys.stderr.write(f"ignored {ignored.reason}: {ignored.detail}\n")
+    failed = not total.events and bool(total.rejected)
     if as_json:
-        emit_json(total.summary())
-    if not total.events and total.rejected:
+        emit_json({"ok": not failed, **total.summary()})
+    if failed:
         sys.stderr.write(
             f"error: nothing in {file} maps to a Vigil event ({len(total.rejected)} rejected, reasons above; "
             f"--from {source}? see docs/interop.md)\n"

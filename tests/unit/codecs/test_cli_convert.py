@@ -37,7 +37,7 @@ def test_convert_hl7v2_prints_events_then_the_summary(app: typer.Typer) -> None:
     assert result.exit_code == 0, result.output
     *events, summary = lines(result.stdout)
     assert len(events) == 8 and {e["source"] for e in events} == {"hl7v2"}
-    assert summary["events"] == 8 and summary["rejected"] == 1
+    assert summary["ok"] and summary["events"] == 8 and summary["rejected"] == 1
     assert summary["unknown_codes"] == {"LN|39156-5": 1}
     assert "unmapped_code" in result.stderr
 
@@ -123,6 +123,7 @@ def test_convert_exits_1_when_nothing_maps(app: typer.Typer) -> None:
     assert result.exit_code == 1
     summary = lines(result.stdout)[-1]
     assert summary == {
+        "ok": False,
         "events": 0,
         "rejected": 1,
         "ignored": 0,

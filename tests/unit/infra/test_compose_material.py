@@ -62,6 +62,17 @@ def test_compose_tls_needs_a_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("option", "host"), [("--web-host", "bad host!!"), ("--redis-host", "*.*.*"), ("--kafka-host", "-x")]
+)
+def test_compose_tls_refuses_a_name_no_client_could_reach(tmp_path: Path, option: str, host: str) -> None:
+    refused = CliRunner().invoke(_app(), ["stack", "compose-tls", "--out", str(tmp_path), option, host])
+    assert isinstance(refused.exception, UserError) and "neither a host name" in str(refused.exception)
+    assert not list(tmp_path.iterdir())  # nothing written
+    names = ["--web-host", "vigil.icu.example.org", "--redis-host", "*.icu.local", "--kafka-host", "::1"]
+    assert CliRunner().invoke(_app(), ["stack", "compose-tls", "--out", str(tmp_path), *names]).exit_code == 0
+
+
+@pytest.mark.parametrize(
     "bad",
     [
         "short",
