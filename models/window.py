@@ -29,6 +29,10 @@ MAX_TREATMENTS = 64
 # NEWS2 scores the current observation set; in hourly ICU data a parameter is "current" when
 # measured within this many hours (RCP 2017 expects at least 4-6 hourly observations on a ward).
 RULE_MAX_AGE_H = 4
+# Decisions that stand until charted otherwise, not observations that age: SpO2 scale 2 for a patient
+# with hypercapnic respiratory failure is prescribed by a clinician for the stay (RCP NEWS2 2017); it
+# lapsed after 4 h, and a patient on oxygen at SpO2 97 lost 3 points (scale 1 scores it 0)
+STANDING = frozenset({"HypercapnicRespFailure"})
 
 VAR_INDEX: dict[str, int] = {code: i for i, code in enumerate(DYNAMIC_CODES)}
 _STATIC_CODES = tuple(DEMOGRAPHICS) + tuple(ASSESSMENTS)
@@ -209,7 +213,7 @@ class PatientWindow:
             for idx, (value, _) in self.rows[hour].items():
                 out.setdefault(DYNAMIC_CODES[idx], value)
         for code, (value, hour) in self.static.items():
-            if code in ASSESSMENTS and end - max_age_h < hour <= end:
+            if code in STANDING and hour <= end or code in ASSESSMENTS and end - max_age_h < hour <= end:
                 out[code] = value
         return out
 

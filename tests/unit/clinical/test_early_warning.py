@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -172,6 +173,17 @@ def test_charted_half_up():
     assert charted(12.5) == 13  # not banker's rounding
     assert charted(36.05, 1) == 36.1
     assert charted(36.15, 1) == 36.2
+
+
+@pytest.mark.parametrize(("temp", "expected"), [(35.05, 1), (36.05, 0), (38.05, 1), (39.05, 2), (36.04, 1)])
+def test_a_value_stored_as_float32_charts_as_written(temp, expected):
+    # the stream's window and the offline matrix keep float32: 35.05 came back as 35.04999923706055
+    # and charted 35.0 (3 points, low-medium) instead of 35.1 (1 point)
+    stored = float(np.float32(temp))
+    assert stored != temp and charted(stored, 1) == charted(temp, 1)
+    assert points("temperature", temp_c=stored) == expected
+    assert sirs(obs(temp_c=float(np.float32(38.05)))).parameters["temperature"] == 1
+    assert charted(float(np.float32(123456.5)), 1) == 123456.5  # no 6-digit decimal: the value itself
 
 
 # --- bands and the single-parameter-3 rule (RCP 2017 chart 2) ---------------------------------

@@ -65,6 +65,22 @@ def test_current_values_use_recent_hours_only() -> None:
     assert "Temp" not in w.current_values() and w.current_values()["HR"] == 100
 
 
+def test_spo2_scale_2_stands_for_the_stay_while_observations_age() -> None:
+    from vigil.models.early_warning import news2, observations_from_row
+
+    w = PatientWindow()
+    w.apply(ev("HypercapnicRespFailure", 1, 0.2, kind="assessment"))
+    w.apply(ev("SupplementalO2", 1, 0.3, kind="assessment"))
+    w.apply(ev("O2Sat", 97, 0.5))
+    w.apply(ev("SupplementalO2", 1, 9.3, kind="assessment"))
+    w.apply(ev("O2Sat", 97, 9.5))
+    current = w.current_values()
+    assert current["HypercapnicRespFailure"] == 1 and "HR" not in current
+    # scale 2 on oxygen at 97: 3 points, 9 hours after the decision as at the first hour
+    assert news2(observations_from_row(current)).parameters["spo2"] == 3
+    assert "HypercapnicRespFailure" not in w.current_values(at_hour=-1)  # not before it was charted
+
+
 def test_treatments_are_kept_in_order_and_bounded() -> None:
     w = PatientWindow()
     for i in range(80):
