@@ -10,8 +10,16 @@ from vigil.schemas.treatment import PatientState
 
 
 def hypotensive(state: PatientState) -> bool:
-    # SSC 2018 hour-1 bundle / SSC 2021: hypotension = MAP < 65 mmHg (SBP < 90 mmHg where MAP absent)
+    # SSC 2018 hour-1 bundle: 30 mL/kg "for hypotension": MAP < 65 mmHg or SBP < 90 mmHg (either)
     return (state.map_mmhg is not None and state.map_mmhg < 65) or (state.sbp_mmhg is not None and state.sbp_mmhg < 90)
+
+
+def below_map_target(state: PatientState) -> bool:
+    # SSC 2018 / 2021 rec 13: vasopressors "to maintain MAP >= 65 mmHg": a MAP at or above it meets the
+    # target whatever the SBP; SBP < 90 stands in only where MAP is not known
+    if state.map_mmhg is not None:
+        return state.map_mmhg < 65
+    return state.sbp_mmhg is not None and state.sbp_mmhg < 90
 
 
 def hypoperfusion(state: PatientState) -> bool:

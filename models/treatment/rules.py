@@ -22,8 +22,8 @@ from vigil.models.treatment.guidelines import (
 )
 from vigil.models.treatment.patient import (
     antibiotic_window_min,
+    below_map_target,
     hypoperfusion,
-    hypotensive,
     pathways,
     required_observation_interval_min,
     response_band,
@@ -119,13 +119,20 @@ def _rule_lactate_remeasured(state: PatientState, tl: Timeline, as_of: float | N
     if state.lactate_mmol_l <= 2.0:
         return _result(name, "not_applicable", f"initial lactate {state.lactate_mmol_l:g} mmol/L (<= 2)")
     measured = tl.times.get("lactate_ordered", [])
-    # The initial value in the state came from the earliest measurement in the first hour, else time zero.
-    initial = measured[0] if measured and measured[0] <= HOUR1_MIN else 0.0
+    initial = initial_lactate_min(tl)
     deadline = initial + LACTATE_REMEASURE_MIN
     repeat = next((t for t in measured if t >= initial + LACTATE_REMEASURE_GAP_MIN), None)
     if repeat is None:
         return _not_done(name, f"repeat lactate (initial {state.lactate_mmol_l:g} mmol/L > 2)", deadline, as_of)
     return _by_deadline(name, "remeasured", repeat, deadline)
+
+
+def initial_lactate_min(tl: Timeline) -> float:
+    """When the state's initial lactate was drawn: the earliest draw within an hour either side of time
+    zero, else time zero. A draw from hours before recognition is not it: its deadline for the repeat
+    (2-4 h, SSC 2018) would have passed before the patient was recognised."""
+    measured = tl.times.get("lactate_ordered", [])
+    return next((t for t in measured if -HOUR1_MIN <= t <= HOUR1_MIN), 0.0)
 
 
 def fluid_target_ml(tl: Timeline) -> float | None:
@@ -150,8 +157,9 @@ def _rule_crystalloid(state: PatientState, tl: Timeline, as_of: float | None) ->
     weight = target / FLUID_ML_PER_KG
     if in_window >= target - 1e-6:
         return _result(name, "met", f"{in_window:g} mL ({in_window / weight:.1f} mL/kg) within 3 h")
-    # Partial: volume inside the 3 h window counts fully, volume after it half (docs/treatment.md).
-    credit = min(1.0, in_window / target + LATE_CREDIT * after / target)
+    # Partial: volume inside the 3 h window counts fully, volume after it half, up to the target
+    # (docs/treatment.md): twice the volume late is still late, never the full credit
+    credit = min(1.0, in_window / target + LATE_CREDIT * min(after, target - in_window) / target)
     detail = (
         f"{in_window:g} mL within 3 h ({in_window / weight:.1f} mL/kg)"
         f"{f' + {after:g} mL later' if after else ''}; target 30 mL/kg = {target:g} mL"
@@ -163,10 +171,12 @@ def _rule_vasopressor(state: PatientState, tl: Timeline, as_of: float | None) ->
     name = "vasopressor_map_65"
     if not state.suspected_sepsis:
         return _result(name, "not_applicable", "no suspected sepsis")
-    if not hypotensive(state):
-        return _result(name, "not_applicable", "not hypotensive (MAP >= 65, SBP >= 90 or unknown)")
+    # SSC 2018: "if hypotensive during or after fluid resuscitation": at time zero below the target,
+    # unless known to meet it after fluids; or known to fall below it during or after them
     if state.hypotension_after_fluids is False:
         return _result(name, "not_applicable", "MAP >= 65 mmHg after fluids")
+    if not below_map_target(state) and state.hypotension_after_fluids is not True:
+        return _result(name, "not_applicable", "MAP at target (>= 65; SBP >= 90 where MAP unknown) or unknown")
     first = first_time(tl.times.get("vasopressor"))
     if first is None:
         return _not_done(name, "vasopressor (MAP target >= 65 mmHg)", HOUR1_MIN, as_of)
@@ -210,12 +220,14 @@ def _rule_escalation(state: PatientState, tl: Timeline, as_of: float | None) -> 
         )
     else:
         deadline, need, role = URGENT_REVIEW_MIN, "urgent review by a clinician", None
-    if not tl.reviews:
+    # the response to the score of time zero: a review before it answered another score (RCP 2017 chart 3)
+    reviews = [(t, r) for t, r in tl.reviews if t >= 0.0]
+    if not reviews:
         return _not_done(name, f"NEWS2 {band}: {need}", deadline, as_of)
-    if any(t <= deadline and (role is None or r == role) for t, r in tl.reviews):
-        t = next(t for t, r in tl.reviews if t <= deadline and (role is None or r == role))
+    if any(t <= deadline and (role is None or r == role) for t, r in reviews):
+        t = next(t for t, r in reviews if t <= deadline and (role is None or r == role))
         return _result(name, "met", f"NEWS2 {band}: {need} at {fmt_min(t)}")
-    t, r = tl.reviews[0]
+    t, r = reviews[0]
     if as_of is not None and as_of < deadline:
         return _result(name, "pending", f"NEWS2 {band}: review by {r or 'unknown role'} at {fmt_min(t)}; {need} due")
     return _result(
@@ -250,8 +262,7 @@ def due_min(name: str, state: PatientState, tl: Timeline, as_of: float | None) -
         case "lactate_measured" | "vasopressor_map_65":
             return HOUR1_MIN
         case "lactate_remeasured":
-            measured = tl.times.get("lactate_ordered", [])
-            return (measured[0] if measured and measured[0] <= HOUR1_MIN else 0.0) + LACTATE_REMEASURE_MIN
+            return initial_lactate_min(tl) + LACTATE_REMEASURE_MIN
         case "crystalloid_30ml_kg":
             return FLUID_WINDOW_MIN
         case "news2_observation_frequency":

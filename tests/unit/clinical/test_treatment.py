@@ -597,3 +597,38 @@ def test_an_item_time_past_a_year_from_time_zero_is_refused(at: float):
     # 1e308 minutes once raised OverflowError out of the optimizer (`vigil plan score`: "unexpected")
     with pytest.raises(ValidationError, match="within a year"):
         TreatmentItem.model_validate({"action": "blood_culture", "at": at})
+
+
+def test_a_map_at_target_needs_no_vasopressor_whatever_the_sbp():
+    # SSC 2018 / 2021 rec 13: vasopressors to maintain MAP >= 65; SBP < 90 stands in only without a MAP
+    assert status(plan([], map_mmhg=70.0, sbp_mmhg=85.0), "vasopressor_map_65")[0] == "not_applicable"
+    assert status(plan([], map_mmhg=None, sbp_mmhg=85.0), "vasopressor_map_65")[0] == "missing"
+    assert status(plan([], map_mmhg=70.0, sbp_mmhg=85.0), "crystalloid_30ml_kg")[0] == "missing"  # SBP < 90: fluids
+
+
+def test_hypotension_during_fluids_calls_for_a_vasopressor():
+    # SSC 2018: "if hypotensive during or after fluid resuscitation"
+    p = plan([], map_mmhg=70.0, sbp_mmhg=110.0, hypotension_after_fluids=True)
+    assert status(p, "vasopressor_map_65")[0] == "missing"
+    assert status(plan([], hypotension_after_fluids=False), "vasopressor_map_65")[0] == "not_applicable"
+
+
+def test_twice_the_fluid_late_is_still_late_credit():
+    late = plan([item("crystalloid_ml", 200, ml=4200)])  # 60 mL/kg, all after the 3 h window
+    assert status(late, "crystalloid_30ml_kg") == ("late", 0.5)
+    part = plan([item("crystalloid_ml", 30, ml=1050), item("crystalloid_ml", 200, ml=4200)])
+    assert status(part, "crystalloid_30ml_kg") == ("late", 0.75)  # half in time, the rest half credit
+
+
+def test_a_lactate_from_hours_before_recognition_sets_no_repeat_deadline():
+    p = plan([item("lactate_ordered", -600), item("lactate_ordered", 90)], lactate_mmol_l=3.0)
+    assert status(p, "lactate_remeasured")[0] == "met"  # within 4 h of time zero, not of T-10 h
+    near = plan([item("lactate_ordered", -30), item("lactate_ordered", 240)], lactate_mmol_l=3.0)
+    assert status(near, "lactate_remeasured")[0] == "late"  # the draw 30 min before is the initial one
+
+
+def test_a_review_before_the_score_is_not_its_response():
+    p = plan([item("clinician_review", -600, role="ward_clinician")], news2_total=6, news2_band="medium")
+    assert status(p, "news2_escalation")[0] == "missing"
+    ok = plan([item("clinician_review", 10, role="ward_clinician")], news2_total=6, news2_band="medium")
+    assert status(ok, "news2_escalation")[0] == "met"
