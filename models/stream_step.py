@@ -41,7 +41,7 @@ from vigil.models.integrity import ArtifactIntegrityError, load_manifest, verify
 from vigil.models.site_threshold import AlertThreshold, Site, choose_threshold
 from vigil.models.step_session import StepSession
 from vigil.models.stepping import Advance, StayCarry, own_states, plan_advances, score_windows, window_rows
-from vigil.models.window import PatientWindow
+from vigil.models.window import WINDOW_HOURS, PatientWindow
 from vigil.schemas.scores import ModelScore
 
 
@@ -128,6 +128,13 @@ class StepOutcome:
 
 
 def fresh_carry(window: PatientWindow) -> StayCarry:
+    """A carry from the stay's first hour when the window still holds it (no hour has left it), as
+    ``vigil predict`` reads a stay from its first row: hour 0 is the stay's whatever it holds (a
+    demographic only, often: 68 of the 100 sample stays have no measurement in their first row).
+    Starting at the first hour with a row skipped it when that came in the same batch, and the
+    deterioration score saw one hour fewer for 48 hours. Else from the window's oldest hour."""
+    if window.last_hour < WINDOW_HOURS:
+        return StayCarry(boundary=0, closed=-1)
     start = min([*window.rows, *window.evicted, window.last_hour])
     return StayCarry(boundary=start, closed=start - 1)
 

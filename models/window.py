@@ -108,7 +108,8 @@ class PatientWindow:
             item = (event.code, int(event.observed_at.timestamp()), float(np.float32(event.value)))
             if item in self.treatments:
                 return False
-            self.hour_of(event.observed_at)
+            # no anchor from a treatment: hour 0 is the first measurement's (the first row of a .psv),
+            # and antibiotics given in the ED 3 h before it moved every hour of the stay by 3
             self.treatments.append(item)
             self.treatments.sort(key=lambda t: t[1])
             del self.treatments[:-MAX_TREATMENTS]
@@ -168,7 +169,7 @@ class PatientWindow:
         """An anchor set by demographics alone is kept when the first measurement falls in the
         window's first hours (a replayed stay: its hour 0 may hold no measurement); otherwise the
         measurement anchors the window and the demographics move to its hour 0."""
-        if self.anchor_s is None or self.rows or self.treatments:
+        if self.anchor_s is None or self.rows:
             return
         if any(code not in _DEMOGRAPHIC_CODES for code in self.static):
             return

@@ -36,6 +36,35 @@ def test_a_new_patient_starts_its_carry_at_admission() -> None:
     assert req.rows.shape[0] == 1 and not np.isnan(req.rows[0]).all()
 
 
+def test_a_first_batch_of_demographics_and_the_next_hour_starts_at_hour_0() -> None:
+    # as `vigil predict` reads a stay from its first row, empty or not (68 of the 100 sample stays'
+    # first rows hold no measurement): the carry started at hour 1, and the deterioration score saw
+    # one hour fewer than offline for the stay's first 48 hours
+    w = PatientWindow()
+    w.apply(
+        PatientEvent(patient_id="p", observed_at=T0 + timedelta(minutes=30), kind="demographic", code="Age", value=70)
+    )
+    w.apply(hr(1))  # the same batch
+    req = step_request(w, None, None)
+    assert req is not None and (req.carry.boundary, req.carry.closed) == (0, -1)
+    assert req.rows.shape[0] == 2 and np.isnan(req.rows[0]).all()
+
+
+def test_a_treatment_before_the_first_measurement_does_not_set_hour_0() -> None:
+    # antibiotics given in the ED 3 h before the ICU's first vital signs moved every hour by 3
+    w = PatientWindow()
+    w.apply(
+        PatientEvent(patient_id="p", observed_at=T0 - timedelta(hours=3), kind="treatment", code="antibiotic", value=1)
+    )
+    assert w.anchor_s is None and step_request(w, None, None) is None
+    w.apply(hr(0))
+    assert w.last_hour == 0 and w.anchor_s == int(T0.timestamp())
+    w = PatientWindow()
+    w.apply(PatientEvent(patient_id="p", observed_at=T0, kind="treatment", code="weight_kg", value=80))
+    w.apply(hr(-50))  # a measurement long before a weight: the stay's first hour, not "older than the window"
+    assert w.last_hour == 0 and w.anchor_s == int((T0 - timedelta(hours=50)).timestamp())
+
+
 def test_no_hour_no_request() -> None:
     w = PatientWindow()
     w.apply(PatientEvent(patient_id="p", observed_at=T0, kind="treatment", code="antibiotic", value=1.0))
