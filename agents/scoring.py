@@ -19,7 +19,7 @@ from vigil.agents.app import scores_topic, settings, stays_topic
 from vigil.agents.drift import UNKNOWN_WARD
 from vigil.agents.runtime import Publisher, runtime
 from vigil.infra import metrics
-from vigil.infra.logging import get_logger
+from vigil.infra.logging import get_logger, patient_hash
 from vigil.infra.redis import PatientState, StayChange, StayKeys
 from vigil.models.alerting import PatientAlertState, on_resume, on_score
 from vigil.models.scoring import PendingUpdate, build_risk_score
@@ -151,6 +151,10 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         except LateEvent as exc:
             await publisher.dead_letter(event, Rejected("outside_window", str(exc)))
             continue
+        if window.restarted:  # a week after its newest hour: hour 0 again (models.window.MAX_GAP_HOURS)
+            window.restarted = False
+            metrics.WINDOWS_RESTARTED.inc()
+            log.warning("window.restarted_after_gap", patient_hash=patient_hash(pid))
         if not changed:
             if not redelivered:
                 # a twin (new message, same patient, time, code and value): nothing to score, but

@@ -15,6 +15,11 @@ MLLP_MESSAGES = Counter("vigil_mllp_messages_total", "HL7v2 messages answered by
 MLLP_EVENTS = Counter("vigil_mllp_events_total", "Events the MLLP listener published on vigil.events.raw")
 MLLP_CONNECTIONS = Gauge("vigil_mllp_connections", "Open MLLP connections")
 ALERTS = Counter("vigil_alerts_total", "Alert transitions published", ["state", "severity"])
+WINDOWS_RESTARTED = Counter(
+    "vigil_windows_restarted_total",
+    "Patients whose window started again at hour 0: a measurement more than a week after its newest hour "
+    "(a device clock that was wrong on the first event)",
+)
 ANSWERS_UNAPPLIED = Counter(
     "vigil_alert_answers_unapplied_total",
     "Acknowledgements, snoozes and resolutions that changed nothing: the alert not active (not_active), "

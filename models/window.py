@@ -34,6 +34,13 @@ RULE_MAX_AGE_H = 4
 # lapsed after 4 h, and a patient on oxygen at SpO2 97 lost 3 points (scale 1 scores it 0)
 STANDING = frozenset({"HypercapnicRespFailure"})
 
+# A measurement more than this after the window's newest hour starts the window again at hour 0. In an
+# ICU a week without one measurement is not a stay going on: it is a device's clock that was wrong on
+# the first event (reset to 2000-01-01), which made every real hour ~228,000 and each batch close all
+# the hours between (8,000 hours took 6.5 s, growing with the square): a worker stalled on one patient.
+# A week, as the state's TTL (VIGIL_REDIS__TTL_S) forgets a patient without events.
+MAX_GAP_HOURS = 7 * 24
+
 VAR_INDEX: dict[str, int] = {code: i for i, code in enumerate(DYNAMIC_CODES)}
 _STATIC_CODES = tuple(DEMOGRAPHICS) + tuple(ASSESSMENTS)
 _DEMOGRAPHIC_CODES = frozenset(DEMOGRAPHICS)
@@ -77,6 +84,8 @@ class PatientWindow:
     # window while events were applied, and the lowest hour whose inputs an applied event changed.
     evicted: dict[int, dict[int, Cell]] = field(default_factory=dict, compare=False)
     changed_from: int | None = field(default=None, compare=False)
+    # the window started again at hour 0 in this batch (``MAX_GAP_HOURS``): counted by the agent
+    restarted: bool = field(default=False, compare=False)
 
     # ------------------------------------------------------------------ events
 
@@ -115,6 +124,9 @@ class PatientWindow:
             del self.treatments[:-MAX_TREATMENTS]
             return True
         hour, second = self.hour_of(event.observed_at)
+        if hour > self.last_hour + MAX_GAP_HOURS and self.last_hour >= 0:
+            self._restart()  # a first event with a stale clock, not a week of silence in an ICU
+            hour, second = self.hour_of(event.observed_at)
         dynamic = event.code in VAR_INDEX
         # an assessment (GCS, ACVPU) is a timed observation like a vital sign: too old, it must not
         # shift the window back either
@@ -177,6 +189,14 @@ class PatientWindow:
         if not 0 <= hour < WINDOW_HOURS:
             self.anchor_s, self.last_hour = None, -1
             self.static = {code: (value, 0) for code, (value, _) in self.static.items()}
+
+    def _restart(self) -> None:
+        """Hour 0 again at the next measurement: what the window held is more than ``MAX_GAP_HOURS``
+        before it. Demographics stay (at hour 0); rows, assessments and treatments go."""
+        self.anchor_s, self.last_hour, self.rows, self.treatments = None, -1, {}, []
+        self.static = {code: (value, 0) for code, (value, _) in self.static.items() if code in _DEMOGRAPHIC_CODES}
+        self.restarted = True
+        self._changed(-1)
 
     def _shift(self, hours: int) -> None:
         assert self.anchor_s is not None

@@ -278,3 +278,19 @@ def test_a_blob_cut_inside_its_ended_encounter_is_refused() -> None:
     w = PatientWindow(ended_s=1_700_000_000, ended_encounter="enc-7")
     with pytest.raises(struct.error):
         PatientWindow.from_bytes(w.to_bytes()[:-12])
+
+
+def test_a_first_event_with_a_stale_clock_does_not_make_every_hour_a_year_late() -> None:
+    from vigil.models.window import MAX_GAP_HOURS
+
+    w = PatientWindow()
+    w.apply(ev("Age", 70, 0, kind="demographic"))
+    w.apply(ev("HR", 80, -8000))  # a monitor's clock a year behind, on the first event
+    w.apply(ev("antibiotic", 1, 10, kind="treatment"))
+    assert not w.restarted
+    w.apply(ev("HR", 90, 0.5))  # the stay's real first hour
+    assert w.restarted and w.last_hour == 0 and w.anchor_s == int(T0.timestamp())
+    assert list(w.rows) == [0] and w.static["Age"] == (70.0, 0) and not w.treatments
+    w.restarted = False
+    w.apply(ev("HR", 85, 0.5 + MAX_GAP_HOURS))  # a week on: the same stay
+    assert not w.restarted and w.last_hour == MAX_GAP_HOURS
