@@ -22,6 +22,7 @@ from vigil.infra import metrics
 from vigil.infra.logging import get_logger, patient_hash
 from vigil.infra.redis import PatientState, StayChange, StayKeys
 from vigil.models.alerting import PatientAlertState, on_resume, on_score
+from vigil.models.bundle import SteppingBundle
 from vigil.models.scoring import PendingUpdate, build_risk_score
 from vigil.models.stays import (
     Resumed,
@@ -38,7 +39,14 @@ from vigil.models.stays import (
     stay_rejection,
 )
 from vigil.models.stepping import StayCarry
-from vigil.models.stream_step import StepOutcome, StepRequest, closed_span, first_closings, step_request
+from vigil.models.stream_step import (
+    StepOutcome,
+    StepRequest,
+    carries_without_models,
+    closed_span,
+    first_closings,
+    step_request,
+)
 from vigil.models.window import LateEvent, PatientWindow
 from vigil.schemas.alerts import Alert
 from vigil.schemas.deadletter import Rejected
@@ -172,7 +180,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         window.encounter = patient_event.encounter or window.encounter
     pids = list(updates)
     t_apply = time.perf_counter()
-    outcomes = await _step(pids, windows, {pid: states[pid].carry for pid in pids}, anchors)
+    outcomes, carries_kept = await _step(pids, windows, {pid: states[pid].carry for pid in pids}, anchors)
     t_infer = time.perf_counter()
     restarted = count_sequence_restarts(outcomes.values())
     now = datetime.now(UTC)
@@ -210,7 +218,9 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     saved = dict.fromkeys([*pids, *(p for p in states if states[p].restart)])
     await rt.store.save_states(
         {
-            pid: PatientState(windows[pid], _carry_to_save(pid, outcomes, states), states[pid].alert, states[pid].stays)
+            pid: PatientState(
+                windows[pid], _carry_to_save(pid, outcomes, carries_kept, states), states[pid].alert, states[pid].stays
+            )
             for pid in saved
         }
     )
@@ -240,8 +250,9 @@ async def _step(
     windows: dict[str, PatientWindow],
     carries: dict[str, StayCarry | None],
     anchors: dict[str, int | None],
-) -> dict[str, StepOutcome]:
-    """The models' outcome per patient that has an hour to score (a model failure leaves rule scores)."""
+) -> tuple[dict[str, StepOutcome], dict[str, StayCarry]]:
+    """The models' outcome per patient that has an hour to score; when the models fail, rule scores
+    only, and the carries that keep the hours leaving the window (``carries_without_models``)."""
     rt = runtime()
     requests: dict[str, StepRequest] = {}
     for pid in pids:
@@ -249,13 +260,25 @@ async def _step(
         if request is not None:
             requests[pid] = request
     if rt.bundle is None or not requests:
-        return {}
+        return {}, {}
     try:
         results = await rt.batcher.infer_many(list(requests.values()))
     except Exception as exc:  # a model failure must not lose the rule scores or stop the partition
         log.error("models.failed", error=type(exc).__name__)
+        return {}, _kept_carries(requests, rt.bundle)
+    return dict(zip(requests, results, strict=True)), {}
+
+
+def _kept_carries(requests: dict[str, StepRequest], bundle: SteppingBundle) -> dict[str, StayCarry]:
+    window = bundle.window_model
+    try:
+        carries = carries_without_models(
+            list(requests.values()), window.hours if window else None, bundle.sequence_columns
+        )
+    except Exception as exc:  # the stored carries then, as before: the rule scores still go out
+        log.error("models.carries_failed", error=type(exc).__name__)
         return {}
-    return dict(zip(requests, results, strict=True))
+    return dict(zip(requests, carries, strict=True))
 
 
 def count_closed_hour(ward: str | None, models: Sequence[ModelScore]) -> None:
@@ -282,10 +305,13 @@ def count_sequence_restarts(outcomes: Iterable[StepOutcome]) -> int:
     return restarted
 
 
-def _carry_to_save(pid: str, outcomes: dict[str, StepOutcome], states: dict[str, PatientState]) -> StayCarry | None:
-    """The advanced carry; without an outcome (no hour yet, models unavailable) the stored one."""
+def _carry_to_save(
+    pid: str, outcomes: dict[str, StepOutcome], kept: dict[str, StayCarry], states: dict[str, PatientState]
+) -> StayCarry | None:
+    """The advanced carry; after a model failure the one that keeps the hours leaving the window;
+    without either (no hour yet, no bundle) the stored one."""
     outcome = outcomes.get(pid)
-    return outcome.carry if outcome is not None else states[pid].carry
+    return outcome.carry if outcome is not None else kept.get(pid, states[pid].carry)
 
 
 def _ms(start: float, end: float) -> float:

@@ -118,7 +118,11 @@ def best_threshold(scores: np.ndarray, u0: np.ndarray, u1: np.ndarray, best: flo
 
 
 def auroc_auprc(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-    """AUROC (trapezoid) and AUPRC (piecewise-constant precision) as in the challenge's compute_auc."""
+    """AUROC (trapezoid) and AUPRC (piecewise-constant precision) over every distinct score, from
+    (0 positives, 0 false alarms) to everything positive: the textbook curve. The challenge's
+    compute_auc is the same while every score lies strictly between 0 and 1 (checked on 300 random
+    and 3 real cohorts); with a score of exactly 1 it has no starting point, with exactly 0 no end,
+    and its figures differ there (y [0, 1], s [0.5, 1.0]: 0.0 against 1.0)."""
     y = np.asarray(labels).astype(bool)
     s = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-s, kind="stable")

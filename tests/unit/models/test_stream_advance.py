@@ -17,7 +17,7 @@ from vigil.models.site_threshold import Site
 from vigil.models.stay_features import SEQUENCE_INPUTS_V1
 from vigil.models.step_session import StepSession
 from vigil.models.stepping import StayCarry, window_rows
-from vigil.models.stream_step import StepRequest, advance, load_served_bundle
+from vigil.models.stream_step import StepRequest, advance, carries_without_models, load_served_bundle
 from vigil.models.window import PatientWindow
 from vigil.schemas.codes import DYNAMIC_CODES
 from vigil.schemas.events import PatientEvent
@@ -241,6 +241,36 @@ def test_after_a_bundle_change_past_the_window_the_trees_are_exact(bundle: Stepp
     want = offline(other, rows)
     assert sorted(h for _, h in stream.final) == list(range(109))
     for h in range(89, 109):
+        assert abs(stream.final[("p", h)]["sepsis_diagnosis"] - want["sepsis_diagnosis"][h]) <= 1e-5, h
+
+
+def test_a_batch_the_models_failed_on_keeps_the_hours_that_left_the_window(bundle: SteppingBundle) -> None:
+    """The worker saves ``carries_without_models`` beside the advanced window when the models fail: the
+    stored carry lost the hours leaving the window, and every later hour's counts since admission were
+    one short (227 of 229 hours off on a 330-hour stay)."""
+    rows = stay(34, 120)
+    stream = Stream(bundle)
+    for h in range(100):
+        stream.batch(events(rows, h))
+    w_blob, c_blob = stream.blobs["p"]
+    window, carry = PatientWindow.from_bytes(w_blob), StayCarry.from_bytes(c_blob)
+    for e in events(rows, 100):
+        window.apply(e)
+    assert window.evicted  # hour 52 leaves the window in this batch
+    got, last, changed = window_rows(window, carry)
+    (kept,) = carries_without_models([StepRequest(carry, got, last, STATIC, changed)], None, bundle.sequence_columns)
+    assert kept.boundary > carry.boundary and kept.closed == carry.closed
+    whole = Stream(bundle)  # the same batches, the models never failing
+    for h in range(101):
+        whole.batch(events(rows, h))
+    advanced = StayCarry.from_bytes(whole.blobs["p"][1])
+    assert (kept.boundary, kept.agg.to_bytes()) == (advanced.boundary, advanced.agg.to_bytes())
+    stream.blobs["p"] = (window.to_bytes(), kept.to_bytes())  # hour 100: rule scores only
+    for h in range(101, 120):
+        stream.batch(events(rows, h))
+    want = offline(bundle, rows)
+    assert ("p", 100) in stream.final  # finalized by the next batch, as it was never final
+    for h in range(100, 119):
         assert abs(stream.final[("p", h)]["sepsis_diagnosis"] - want["sepsis_diagnosis"][h]) <= 1e-5, h
 
 
