@@ -30,6 +30,35 @@ from vigil.schemas.drift import DriftInput, WardDrift
 
 log = get_logger(__name__)
 UNKNOWN_WARD = "unknown"
+# Ward names come from the feeds: a worker keeps a drift window (~170 kB) and metric series for the
+# first MAX_WARDS it meets, and counts the hours of any later name under OTHER_WARDS. A feed naming a
+# new ward per message grew both without end (10,000 names: 1.7 GB of windows).
+MAX_WARDS = 128
+OTHER_WARDS = "other"
+
+
+class WardNames:
+    """The name a ward's hours are kept under in this process (``MAX_WARDS``, ``OTHER_WARDS``)."""
+
+    def __init__(self, limit: int = MAX_WARDS) -> None:
+        self.limit = limit
+        self._kept: set[str] = set()
+        self._told = False
+
+    def __call__(self, ward: str | None) -> str:
+        name = ward or UNKNOWN_WARD
+        if name in self._kept:
+            return name
+        if len(self._kept) < self.limit:
+            self._kept.add(name)
+            return name
+        if not self._told:  # once: the operator learns that a feed names more wards than a hospital has
+            log.warning("wards.over_limit", limit=self.limit, kept_as=OTHER_WARDS)
+            self._told = True
+        return OTHER_WARDS
+
+
+WARD_NAMES = WardNames()
 FLUSH_EVERY_S = 5.0  # the trailing edge's timer: a quiet ward's last report is at most this late
 
 
@@ -41,8 +70,10 @@ class WardDriftTracker:
         publish_every_s: float,
         gauges_every_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        ward_names: WardNames | None = None,
     ) -> None:
         self.monitor = monitor
+        self.ward_names = WARD_NAMES if ward_names is None else ward_names  # the worker's, as its metrics
         self.bundle_version = bundle_version
         self.publish_every_s = publish_every_s
         self.gauges_every_s = gauges_every_s
@@ -87,7 +118,7 @@ class WardDriftTracker:
         self, patients: Sequence[str], wards: Sequence[str | None], outcomes: Sequence[StepOutcome]
     ) -> list[WardDriftReport]:
         """Feed the closed hours of a batch (one patient and ward per outcome); then ``due``."""
-        names = [w or UNKNOWN_WARD for w, o in zip(wards, outcomes, strict=True) for _ in o.closed]
+        names = [self.ward_names(w) for w, o in zip(wards, outcomes, strict=True) for _ in o.closed]
         if not names:
             return []
         # a per-process key per patient (counts distinct patients; never leaves the process)

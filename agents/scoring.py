@@ -16,7 +16,7 @@ import faust
 
 from vigil.agents.alert_out import publish_alerts
 from vigil.agents.app import scores_topic, settings, stays_topic
-from vigil.agents.drift import UNKNOWN_WARD
+from vigil.agents.drift import WARD_NAMES
 from vigil.agents.runtime import Publisher, runtime
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger, patient_hash
@@ -291,7 +291,7 @@ def count_closed_hour(ward: str | None, models: Sequence[ModelScore]) -> None:
     combined = next((m for m in models if m.model == "combined"), None)
     if combined is None:
         return
-    name = ward or UNKNOWN_WARD
+    name = WARD_NAMES(ward)
     metrics.CLOSED_HOURS.labels(name, "1" if combined.positive else "0").inc()
     metrics.CLOSED_HOURS_RISK.labels(name).inc(combined.probability)
 

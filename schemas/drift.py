@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 DRIFT_SCHEMA_VERSION = 1
 
@@ -17,7 +17,7 @@ class DriftInput(BaseModel):
 
     input: str  # a variable (kind "measured": how often it is measured) or a model feature ("value")
     kind: Literal["measured", "value"]
-    psi: float
+    psi: float = Field(allow_inf_nan=False)
 
 
 class WardDrift(BaseModel):
@@ -28,7 +28,7 @@ class WardDrift(BaseModel):
     at: datetime
     patient_hours: int  # closed patient-hours in the window the PSI was computed on
     patients: int  # distinct patients among them
-    max_psi: float
+    max_psi: float = Field(allow_inf_nan=False)  # NaN broke /api/state and the browser's JSON.parse
     # max_psi above it: the ward's inputs left what the models were trained on (the 99th percentile
     # of training wards of as many patients, never below 0.25)
     threshold: float

@@ -14,6 +14,7 @@ from vigil.schemas.drift import WardDrift
 class WardDriftBoard:
     def __init__(self) -> None:
         self._wards: dict[str, dict[str, Any]] = {}
+        self._inputs: dict[str, set[tuple[str, str]]] = {}  # the (kind, input) series set per ward
         self._lock = threading.Lock()
 
     def apply(self, record: WardDrift) -> dict[str, Any]:
@@ -27,6 +28,11 @@ class WardDriftBoard:
         metrics.DRIFT_MAX_PSI.labels(record.ward).set(record.max_psi)
         metrics.DRIFT_DRIFTED.labels(record.ward).set(1.0 if record.drifted else 0.0)
         metrics.DRIFT_PATIENT_HOURS.labels(record.ward).set(record.patient_hours)
+        shown: set[tuple[str, str]] = {(t.kind, t.input) for t in record.top}
+        with self._lock:  # an input out of the ward's top now: its series goes, not its old PSI
+            for kind, name in self._inputs.get(record.ward, set()) - shown:
+                metrics.DRIFT_PSI.remove(record.ward, kind, name)
+            self._inputs[record.ward] = shown
         for t in record.top:
             metrics.DRIFT_PSI.labels(record.ward, t.kind, t.input).set(t.psi)
         return {"drift": self.snapshot()}

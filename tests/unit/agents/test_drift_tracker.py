@@ -158,3 +158,19 @@ def test_the_workers_timer_publishes_what_is_due(monkeypatch) -> None:  # type: 
     asyncio.run(drift.publish_due_drift())
     assert [key for key, _ in sent] == ["icu-a", "flushed"]
     assert b'"patient_hours":300' in sent[0][1]
+
+
+def test_a_feed_naming_a_new_ward_per_message_keeps_memory_bounded() -> None:
+    # each ward's window is ~170 kB: 10,000 names took 1.7 GB; later names are counted as "other"
+    from vigil.agents.drift import OTHER_WARDS, WardNames
+
+    names = WardNames(limit=3)
+    seen: list[str] = []
+    monitor = FakeMonitor()
+    monitor.observe = lambda wards, *_: seen.extend(wards)  # type: ignore[method-assign]
+    now = [100.0]
+    tracker = WardDriftTracker(monitor, "t", 30, 1.0, lambda: now[0], ward_names=names)  # type: ignore[arg-type]
+    for i in range(50):
+        tracker.observe([f"p{i}"], [f"WARD-{i}"], [_outcome(1)])
+    assert set(seen) == {"WARD-0", "WARD-1", "WARD-2", OTHER_WARDS}
+    assert names("WARD-1") == "WARD-1" and names(None) == OTHER_WARDS  # "unknown" came too late

@@ -53,3 +53,21 @@ def test_drift_reaches_the_page_state_and_metrics(client, feed) -> None:
     text = client.get("/metrics").text
     assert 'vigil_drift_drifted{ward="ICU-C"} 1.0' in text
     assert 'vigil_drift_psi{input="Lactate",kind="measured",ward="ICU-C"} 0.52' in text
+
+
+def test_an_input_that_left_the_top_leaves_metrics_and_nan_is_refused(client, feed) -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    first = WardDrift.model_validate_json(drift("ICU-D", 1.5))
+    feed.ingest(topics.DRIFT, first.model_dump_json().encode())
+    calmer = first.model_copy(
+        update={"max_psi": 0.3, "drifted": False, "top": [DriftInput(input="Temp", kind="value", psi=0.3)]}
+    )
+    feed.ingest(topics.DRIFT, calmer.model_dump_json().encode())
+    sign_in(client, "ann")
+    text = client.get("/metrics").text
+    assert 'vigil_drift_psi{input="Temp",kind="value",ward="ICU-D"} 0.3' in text
+    assert 'input="Lactate",kind="measured",ward="ICU-D"' not in text  # its 1.5 stood above the ward's max
+    with pytest.raises(ValidationError):
+        WardDrift.model_validate_json(drift("ICU-E", 0.2).replace(b'"max_psi":0.2', b'"max_psi":NaN'))
