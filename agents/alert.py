@@ -40,7 +40,7 @@ async def ack_batch(acks: Sequence[AlertAck], publisher: Publisher) -> list[Aler
                 # counted and logged, not dead-lettered: the answer was valid, the alert moved on
                 metrics.ANSWERS_UNAPPLIED.labels(why).inc()
                 log.info("alert.answer_unapplied", alert_id=ack.alert_id[:8], action=ack.action, why=why)
-            out.extend(on_ack(state, ack))
+            out.extend(on_ack(state, ack, rt.policy))
         await publish_alerts(publisher, out)
         await publisher.flush()
         await rt.store.save_alerts({alert_key(p): states[p] for p in pids})

@@ -57,7 +57,9 @@ def require_redis(settings: Settings, given: str | None = None) -> str:
         port = parsed.port  # a ValueError when out of range (redis://host:99999)
     except ValueError:
         port = -1
-    if parsed.scheme not in ("redis", "rediss", "unix") or not 0 <= (port or 0) <= 65535:
+    if parsed.scheme == "unix":
+        return url  # a socket file: the client says if nothing is there
+    if parsed.scheme not in ("redis", "rediss") or not 0 <= (port or 0) <= 65535:
         where = "--redis" if given else "VIGIL_REDIS__URL"
         shown = url.split("@")[-1] if "@" in url else url  # never a password on the terminal
         raise UserError(f"{shown!r} is not a Redis URL: give {where} as redis://HOST:PORT/DB (rediss:// for TLS)")

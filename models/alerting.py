@@ -21,7 +21,8 @@ One alert per patient at a time: open -> (escalated) -> acknowledged -> resolved
 - Snooze: an acknowledgement with an end; when it ends and the alert is still active it opens again.
 - An answer (acknowledge, snooze, resolve) covers what its clinician saw: one given before the alert
   was raised again (worse, or a snooze that ended; ``AlertAck.at`` against the raise's wall clock)
-  is not applied (``unapplied_reason``); a clinician's resolution is dated on the patient clock.
+  is not applied (``unapplied_reason``); a clinician's resolution suppresses from when it was given,
+  but never later than ``suppress_s`` after the newest observation (a backlog, a replay).
 - Discharge: the stay ended (``models.stays``): an active alert resolves ("patient discharged") and
   the lifecycle starts afresh; nothing of the stay (suppression, latch, trend) reaches the next one.
 - Cancelled discharge: the resumed stay's first score opens a new alert (a new id: the resolved one
@@ -435,7 +436,7 @@ def _snooze_end(ack: AlertAck) -> float:
     return ack.at.timestamp() + 60.0 * ack.snooze_min
 
 
-def on_ack(state: PatientAlertState, ack: AlertAck) -> list[Alert]:
+def on_ack(state: PatientAlertState, ack: AlertAck, policy: AlertPolicy | None = None) -> list[Alert]:
     active = state.active
     if active is None or unapplied_reason(state, ack) is not None:
         return []
@@ -449,9 +450,10 @@ def on_ack(state: PatientAlertState, ack: AlertAck) -> list[Alert]:
         return [_alert(state, None, "acknowledged", reason, ack.at, by=ack.by, note=ack.note)]
     reason = f"resolved by {ack.by}" + (f": {ack.note}" if ack.note else "")
     alert = _alert(state, None, "resolved", reason, ack.at, by=ack.by, note=ack.note)
-    # suppression counts on the patient clock: the clinician's wall clock may be hours past the last
-    # observation (a backlog, a replay) and would stretch the window; the model enters at its threshold
-    _close(state, state.last_observed_s if state.last_observed_s is not None else ack.at.timestamp())
+    # from when it was given, but on the patient clock between the newest observation and the window
+    # after it: a resolution read hours after the data (a backlog, a replay) must not suppress the
+    # patient's next hours past that window; the model enters at its threshold again
+    _close(state, _resolved_s(state, ack.at.timestamp(), (policy or AlertPolicy()).suppress_s))
     state.model_latched = False
     return [alert]
 
@@ -500,6 +502,11 @@ def on_resume(state: PatientAlertState, cancel_event_id: str) -> None:
     state.resumed_by = cancel_event_id
     state.resumed_ack = state.discharged_ack if state.active is None else None
     state.discharged_ack = None
+
+
+def _resolved_s(state: PatientAlertState, at_s: float, suppress_s: float) -> float:
+    last = state.last_observed_s
+    return at_s if last is None else max(last, min(at_s, last + suppress_s))
 
 
 def _close(state: PatientAlertState, now_s: float) -> None:

@@ -117,8 +117,7 @@ class PatientWindow:
             item = (event.code, int(event.observed_at.timestamp()), float(np.float32(event.value)))
             if item in self.treatments:
                 return False
-            # no anchor from a treatment: hour 0 is the first measurement's (the first row of a .psv),
-            # and antibiotics given in the ED 3 h before it moved every hour of the stay by 3
+            self.hour_of(event.observed_at)  # provisional: the first measurement sets hour 0 (below)
             self.treatments.append(item)
             self.treatments.sort(key=lambda t: t[1])
             del self.treatments[:-MAX_TREATMENTS]
@@ -178,22 +177,26 @@ class PatientWindow:
         return True
 
     def _release_provisional_anchor(self, observed_at: datetime) -> None:
-        """An anchor set by demographics alone is kept when the first measurement falls in the
-        window's first hours (a replayed stay: its hour 0 may hold no measurement); otherwise the
-        measurement anchors the window and the demographics move to its hour 0."""
+        """An anchor set before any measurement is provisional. Set by demographics, it is kept when
+        the first measurement falls in the window's first hours (a replayed stay: its hour 0 may hold
+        no measurement); set by treatments alone it is not (hour 0 is the first measurement's, the
+        first row of a .psv: antibiotics given in the ED 3 h before the ICU's first vital signs moved
+        every hour of the stay by 3). Otherwise the measurement anchors the window and the
+        demographics move to its hour 0; treatments keep their own times."""
         if self.anchor_s is None or self.rows:
             return
         if any(code not in _DEMOGRAPHIC_CODES for code in self.static):
             return
         hour = (int(observed_at.timestamp()) - self.anchor_s) // 3600
-        if not 0 <= hour < WINDOW_HOURS:
+        if not (self.static and 0 <= hour < WINDOW_HOURS):
             self.anchor_s, self.last_hour = None, -1
             self.static = {code: (value, 0) for code, (value, _) in self.static.items()}
 
     def _restart(self) -> None:
         """Hour 0 again at the next measurement: what the window held is more than ``MAX_GAP_HOURS``
-        before it. Demographics stay (at hour 0); rows, assessments and treatments go."""
-        self.anchor_s, self.last_hour, self.rows, self.treatments = None, -1, {}, []
+        before it. Demographics stay (at hour 0), and treatments (their own times: the care scoring
+        reads them); rows and assessments go."""
+        self.anchor_s, self.last_hour, self.rows, self.evicted = None, -1, {}, {}
         self.static = {code: (value, 0) for code, (value, _) in self.static.items() if code in _DEMOGRAPHIC_CODES}
         self.restarted = True
         self._changed(-1)

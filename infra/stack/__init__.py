@@ -67,11 +67,9 @@ def stack_up(settings: Settings) -> StackInfo:
         start_kafka(settings)
         ensure_topics(settings, ALL_TOPICS)
     else:
-        _require_answer(kafka.bootstrap.split(","), "Kafka broker", "VIGIL_KAFKA__BOOTSTRAP")
-    if not redis.embedded:
-        parsed = urlsplit(redis.url)
-        address = f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 6379}" if parsed.scheme != "unix" else ""
-        _require_answer([address] if address else [], "Redis", "VIGIL_REDIS__URL")
+        _require_answer([_host_port(a, 9092) for a in kafka.addresses], "Kafka broker", "VIGIL_KAFKA__BOOTSTRAP")
+    if not redis.embedded and urlsplit(redis.url).scheme != "unix":  # a socket file: the client says
+        _require_answer([_host_port(urlsplit(redis.url).netloc.rpartition("@")[2], 6379)], "Redis", "VIGIL_REDIS__URL")
     info = StackInfo(
         kafka.bootstrap,
         redis.url,
@@ -101,17 +99,28 @@ def _listening(address: str, timeout: float = 0.5) -> bool:
     return port_open(host, int(port), timeout)
 
 
-def _require_answer(addresses: list[str], what: str, setting: str) -> None:
+def _host_port(address: str, default_port: int) -> tuple[str, int] | None:
+    """("host", port) of "host:port", "host" (the client's default port) or "[::1]:9092"; None when
+    the port is not a number a client could use."""
+    host, colon, port = address.rpartition(":") if not address.endswith("]") else ("", "", "")
+    if not colon or (host.count(":") and not host.startswith("[")):  # no port, or a bare IPv6 address
+        host, port = address, str(default_port)
+    try:
+        number = int(port)
+    except ValueError:
+        return None
+    return (host.strip("[]") or "127.0.0.1", number) if 0 < number < 65536 else None
+
+
+def _require_answer(addresses: list[tuple[str, int] | None], what: str, setting: str) -> None:
     """An outside cluster the command is about to use answers on one of ``addresses`` (a TCP
     connect): or one line now, not a client library retrying for half a minute."""
-    try:
-        if not addresses or any(_listening(a.strip(), timeout=3.0) for a in addresses):
-            return
-    except ValueError:  # no port, or not a number
-        pass
+    usable = [a for a in addresses if a is not None]
+    if any(port_open(host, port, 3.0) for host, port in usable):
+        return
+    shown = ", ".join(f"{h}:{p}" for h, p in usable) or "no usable host:port"
     raise StackError(
-        f"no {what} answers at {','.join(addresses)}: start it, or set {setting} to where it runs "
-        "(unset it for the embedded stack)"
+        f"no {what} answers at {shown}: start it, or set {setting} to where it runs (unset it for the embedded stack)"
     )
 
 

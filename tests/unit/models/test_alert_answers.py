@@ -88,19 +88,25 @@ def test_a_cancelled_discharge_pages_when_the_patient_is_worse_than_what_was_ans
         assert ("acknowledged by rn before the discharge" in first.reason) is not pages
 
 
-def test_a_clinicians_resolution_counts_suppression_on_the_patient_clock() -> None:
+def test_a_clinicians_resolution_suppresses_from_when_it_was_given_within_a_window_of_the_data() -> None:
     state = PatientAlertState()
     (opened,) = on_score(state, score(0, 7, "high"), POLICY)
-    on_ack(state, answer(opened.alert_id, "resolve", minute=120))  # read two hours after the observation
-    assert state.closed_s == T0.timestamp()
-    assert on_score(state, score(5, 7, "high"), POLICY) == []  # within 6 h of the observation
-    assert [a.state for a in on_score(state, score(6, 7, "high"), POLICY)] == ["open"]  # not 8 h
+    on_ack(state, answer(opened.alert_id, "resolve", minute=120), POLICY)  # two hours after the observation
+    assert state.closed_s == (T0 + timedelta(hours=2)).timestamp()
+    assert on_score(state, score(7, 7, "high"), POLICY) == []  # within 6 h of the resolution
+    assert [a.state for a in on_score(state, score(8, 7, "high"), POLICY)] == ["open"]
+    # read 30 h after the newest observation (a backlog, a replay): never past the window after the data
+    late = PatientAlertState()
+    (opened,) = on_score(late, score(0, 7, "high"), POLICY)
+    on_ack(late, answer(opened.alert_id, "resolve", minute=30 * 60), POLICY)
+    assert late.closed_s == (T0 + timedelta(hours=6)).timestamp()
+    assert [a.state for a in on_score(late, score(12, 7, "high"), POLICY)] == ["open"]  # not at 36 h
 
 
 def test_a_clinicians_resolution_releases_the_model_latch() -> None:
     state = PatientAlertState()
     (opened,) = on_score(state, score(0, 1, prob=0.6), POLICY)
-    on_ack(state, answer(opened.alert_id, "resolve"))
+    on_ack(state, answer(opened.alert_id, "resolve"), POLICY)
     assert on_score(state, score(7, 1, prob=0.45), POLICY) == []  # in the hysteresis band: below 0.5
     assert [a.state for a in on_score(state, score(8, 1, prob=0.55), POLICY)] == ["open"]
 

@@ -290,7 +290,8 @@ def test_a_first_event_with_a_stale_clock_does_not_make_every_hour_a_year_late()
     assert not w.restarted
     w.apply(ev("HR", 90, 0.5))  # the stay's real first hour
     assert w.restarted and w.last_hour == 0 and w.anchor_s == int(T0.timestamp())
-    assert list(w.rows) == [0] and w.static["Age"] == (70.0, 0) and not w.treatments
+    assert list(w.rows) == [0] and w.static["Age"] == (70.0, 0)
+    assert [t[0] for t in w.treatments] == ["antibiotic"]  # the stay's own, at their own times
     w.restarted = False
     w.apply(ev("HR", 85, 0.5 + MAX_GAP_HOURS))  # a week on: the same stay
     assert not w.restarted and w.last_hour == MAX_GAP_HOURS
