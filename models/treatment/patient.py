@@ -36,6 +36,8 @@ def antibiotic_window_min(state: PatientState) -> float:
 
 
 def response_band(state: PatientState) -> News2Band | None:
+    if state.news2_band == "low" and state.news2_single_parameter_3:
+        return "low-medium"  # RCP 2017 chart 3: a single parameter scoring 3 asks for an urgent response
     if state.news2_band is not None:
         return state.news2_band
     if state.news2_total is None:

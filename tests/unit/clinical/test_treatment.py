@@ -632,3 +632,8 @@ def test_a_review_before_the_score_is_not_its_response():
     assert status(p, "news2_escalation")[0] == "missing"
     ok = plan([item("clinician_review", 10, role="ward_clinician")], news2_total=6, news2_band="medium")
     assert status(ok, "news2_escalation")[0] == "met"
+
+
+def test_a_single_parameter_3_is_low_medium_whatever_band_the_plan_says():
+    p = plan([], news2_total=3, news2_band="low", news2_single_parameter_3=True)
+    assert status(p, "news2_escalation")[0] == "missing"  # an urgent response is due, not "not applicable"
