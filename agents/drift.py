@@ -10,6 +10,7 @@ sees the patients of its partitions: its figures describe that sample of the war
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -141,6 +142,12 @@ class WardDriftTracker:
         if not wards:
             return []
         reports = self.monitor.reports(wards)
+        shown = {r.ward for r in reports}
+        for ward in gauges:
+            if ward not in shown and self._reported.pop(ward, None) is not None:
+                # below the gate now (a window of too few patients): its last figures described
+                # another window, so its series go rather than stand ("drifted" held for days)
+                _clear_gauges(ward)
         for r in reports:
             _set_gauges(r)
             self._reported[r.ward] = now
@@ -177,6 +184,15 @@ class WardDriftTracker:
             await publisher.send(drift_topic, r.ward, self.record(r).model_dump_json().encode())
             if r.drifted:
                 log.warning("ward.drifted", ward=r.ward, max_psi=round(r.max_psi, 3), inputs=[n for n, _ in r.top])
+
+
+def _clear_gauges(ward: str) -> None:
+    for gauge in (metrics.DRIFT_MAX_PSI, metrics.DRIFT_DRIFTED, metrics.DRIFT_PATIENT_HOURS, metrics.DRIFT_THRESHOLD):
+        with contextlib.suppress(KeyError):
+            gauge.remove(ward)
+    for labels in [s.labels for m in metrics.DRIFT_PSI.collect() for s in m.samples if s.labels.get("ward") == ward]:
+        with contextlib.suppress(KeyError):
+            metrics.DRIFT_PSI.remove(labels["ward"], labels["kind"], labels["input"])
 
 
 def _set_gauges(r: WardDriftReport) -> None:

@@ -174,3 +174,23 @@ def test_a_feed_naming_a_new_ward_per_message_keeps_memory_bounded() -> None:
         tracker.observe([f"p{i}"], [f"WARD-{i}"], [_outcome(1)])
     assert set(seen) == {"WARD-0", "WARD-1", "WARD-2", OTHER_WARDS}
     assert names("WARD-1") == "WARD-1" and names(None) == OTHER_WARDS  # "unknown" came too late
+
+
+def test_a_ward_that_falls_below_the_gate_no_longer_shows_its_old_drift() -> None:
+    from prometheus_client import REGISTRY
+
+    now = [100.0]
+    monitor = FakeMonitor()
+    gate = {"open": True}
+    monitor.reports = lambda wards: (  # type: ignore[method-assign]
+        [WardDriftReport(w, 300, 12, 0.9, {"HR": 0.9}, {}, 0.5, True) for w in wards] if gate["open"] else []
+    )
+    tracker = WardDriftTracker(monitor, "t", 30, 1.0, lambda: now[0])  # type: ignore[arg-type]
+    tracker.observe(["p1"], ["icu-gate"], [_outcome(1)])
+    assert REGISTRY.get_sample_value("vigil_drift_drifted", {"ward": "icu-gate"}) == 1.0
+    gate["open"] = False  # the window now holds too few patients: no report
+    now[0] += 2.0
+    tracker.observe(["p1"], ["icu-gate"], [_outcome(1)])
+    assert REGISTRY.get_sample_value("vigil_drift_drifted", {"ward": "icu-gate"}) is None
+    labels = {"ward": "icu-gate", "kind": "measured", "input": "HR"}
+    assert REGISTRY.get_sample_value("vigil_drift_psi", labels) is None
