@@ -88,6 +88,15 @@ class MllpFramer:
                     continue
                 self._take(b"\x1c")
             j = data.find(END, i)
+            k = data.find(START, i)
+            if k >= 0 and (j < 0 or k < j):
+                # a start block inside a frame: the frame was cut off (a sender that gave up half-way
+                # and began again). It is a stray, not the next message's head: merged, a FiO2 0.45
+                # cut after "0.4" was stored as 0.4 and the whole acknowledged AA
+                self._take(data[i:k])
+                out.append(self._cut())
+                i = k
+                continue
             if j < 0:
                 tail = data[i:]
                 if tail.endswith(b"\x1c"):
@@ -105,11 +114,15 @@ class MllpFramer:
         if self._in_frame:
             if self._fs_pending:
                 self._take(b"\x1c")
-            prefix = bytes(self._buf[:KEEP_PREFIX])
-            out.append(Stray(prefix, self._size, self._hash.hexdigest(), unterminated=True))
-            self._in_frame = False
-            self._buf.clear()
+            out.append(self._cut())
         return out
+
+    def _cut(self) -> Item:
+        """The frame so far, never ended: a stray (dead-lettered, never acknowledged)."""
+        prefix = bytes(self._buf[:KEEP_PREFIX])
+        self._in_frame, self._fs_pending = False, False
+        self._buf.clear()
+        return Stray(prefix, self._size, self._hash.hexdigest(), unterminated=True)
 
     def _take(self, chunk: bytes) -> None:
         self._size += len(chunk)
@@ -127,7 +140,7 @@ class MllpFramer:
         return Oversize(payload[:KEEP_PREFIX], size, self._hash.hexdigest())
 
     def _outside(self, chunk: bytes) -> None:
-        if not chunk.strip():  # line ends between frames: tolerated
+        if not chunk.strip() and not self._stray_size:  # line ends between frames: tolerated
             return
         self._stray_size += len(chunk)
         self._stray_hash.update(chunk)
@@ -145,6 +158,9 @@ class MllpFramer:
         return [item]
 
 
+_LINE_ENDS = str.maketrans({"\r": " ", "\n": " "})
+
+
 def frame(payload: bytes) -> bytes:
     return START + payload + END
 
@@ -153,7 +169,7 @@ def _msh_fields(payload: bytes) -> list[str] | None:
     """MSH's fields (index = HL7 field number, MSH-1 the separator), or None when there is none."""
     text = payload[:KEEP_PREFIX].decode("latin-1")
     for line in text.replace("\r\n", "\r").replace("\n", "\r").split("\r"):
-        line = line.lstrip("\x0b ")
+        line = line.lstrip()  # as the decoder reads it (hl7v2): a leading tab is no reason to lose MSH
         if line.startswith("MSH") and len(line) > 3 and not line[3].isalnum() and not line[3].isspace():
             sep = line[3]
             return ["MSH", sep, *line[4:].split(sep)]
@@ -184,7 +200,9 @@ def ack(payload: bytes, code: str, text: str, now: datetime | None = None) -> by
     c = encoding[0]
     msh = [f(5) or "VIGIL", f(6), f(3), f(4), stamp, "", f"ACK{c}{event}{c}ACK" if event else "ACK"]
     msh += [uuid4().hex[:20], f(11) or "P", f(12) or "2.5.1"]
-    msa = ["MSA", code, control_id(payload).translate(blank), text.translate(blank)[:200]]
+    # MSA-2 is MSH-10 as sent (in the same encoding characters: an escape sequence or a component is
+    # the sender's to match on); MSA-3 is Vigil's text, its delimiters blanked
+    msa = ["MSA", code, control_id(payload).translate(_LINE_ENDS), text.translate(blank)[:200]]
     segments = ["MSH" + sep + encoding + sep + sep.join(msh), sep.join(msa)]
     text = "\r".join(segments).translate(FRAMING) + "\r"  # never a framing byte inside the frame
     return text.encode("latin-1", "replace")

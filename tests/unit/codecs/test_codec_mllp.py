@@ -107,3 +107,27 @@ def test_any_payload_gets_a_two_segment_ack(payload: bytes, code: str, text: str
     assert segments[-1] == b"" and len(segments) == 3
     assert segments[0].startswith(b"MSH") and segments[1].startswith(b"MSA")
     assert b"\x0b" not in segments[0] + segments[1] and b"\x1c" not in segments[0] + segments[1]
+
+
+def test_a_frame_cut_off_by_a_new_start_block_is_a_stray_not_part_of_the_next_message() -> None:
+    # merged, the cut message's OBX "FiO2 0.4" (of 0.45) was stored beside the next one and the
+    # whole acknowledged AA with the cut message's control id
+    head = ORU[: ORU.index(b"OBX") + 20]
+    for cuts in ([], list(range(len(head) + len(ORU) + 4))):  # whole, and one byte at a time
+        items = feed_in(b"\x0b" + head + frame(ORU), cuts, max_bytes=100_000)
+        assert len(items) == 2 and isinstance(items[0], Stray) and items[0].unterminated
+        assert items[0].prefix == head and items[0].size == len(head)
+        assert items[1] == Frame(ORU)
+
+
+def test_msa_2_echoes_the_control_id_as_sent_and_a_leading_tab_keeps_the_msh() -> None:
+    escaped = ORU.replace(b"MSG20240315143005001", b"M\\F\\1^A")
+    assert ack(escaped, "AA", "ok", NOW).decode().split("\r")[1] == "MSA|AA|M\\F\\1^A|ok"
+    assert ack(b"\t" + ORU, "AA", "ok", NOW).decode().split("\r")[1] == "MSA|AA|MSG20240315143005001|ok"
+
+
+def test_stray_bytes_are_the_same_whatever_the_chunking() -> None:
+    stray = b"MSH|^~\\&|A|B|C|D|2024||ORU^R01|X|P|2.5.1\rPID|1||44\r"
+    whole = feed_in(stray + frame(b"MSH|ok"), [])
+    split = feed_in(stray + frame(b"MSH|ok"), list(range(len(stray))))
+    assert whole == split and whole[0] == Stray(stray, len(stray), hashlib.sha256(stray).hexdigest())
