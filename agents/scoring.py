@@ -34,7 +34,9 @@ from vigil.models.stays import (
     keep_late,
     needs_held,
     next_stay,
+    releases_held,
     resume,
+    stay_encounter,
     stay_of,
     stay_rejection,
 )
@@ -133,6 +135,9 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
                 keys[pid] = StayKeys(kept, held.discharged_s)
                 state.stays.append(StayChange("late", kept))
                 rejection = Rejected(rejection.reason, rejection.detail + "; kept with the ended stay for a cancel")
+            if releases_held(window, held.held, patient_event, stay):  # a ward's discharge after a transfer out
+                keys[pid] = StayKeys(None, held.discharged_s)
+                state.stays.append(StayChange("release"))
             await publisher.dead_letter(event, rejection)
             continue
         if stay == "new":  # the first event after a discharge: the next stay, from its hour 0
@@ -177,7 +182,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         update = updates.setdefault(pid, PendingUpdate(pid, ward=window.ward))
         update.add(patient_event.event_id, patient_event.observed_at, produced_ms, patient_event.encounter, ward)
         window.ward = update.ward
-        window.encounter = patient_event.encounter or window.encounter
+        window.encounter = stay_encounter(window, patient_event)
     pids = list(updates)
     t_apply = time.perf_counter()
     outcomes, carries_kept = await _step(pids, windows, {pid: states[pid].carry for pid in pids}, anchors)

@@ -148,9 +148,10 @@ class StayChange:
     the care clock), then its carry and care clock are deleted; ``begin``: the next stay starts
     without them; ``late``: a late result joined the held stay; ``resume``: the held stay's care
     clock comes back (unless the next stay's is the only one) and the held keys go, but the time of
-    the discharge it cancelled stays (``discharged_key``); its carry is the state's."""
+    the discharge it cancelled stays (``discharged_key``); its carry is the state's; ``release``: the
+    held stay goes (a later hospital discharge: nothing can resume it now)."""
 
-    kind: Literal["end", "begin", "late", "resume"]
+    kind: Literal["end", "begin", "late", "resume", "release"]
     held: HeldStay | None = None  # end, late: the stay as held
     discharged_s: int | None = None  # end: the discharge's own time
 
@@ -334,6 +335,8 @@ class PatientStore:
             pipe.expire(discharged_key(pid), self.ttl_s)
         if change.kind in ("end", "begin"):
             pipe.delete(carry_key(pid), care_key(pid))
+        if change.kind == "release":
+            pipe.delete(h_window, h_carry, h_care)
         if change.kind == "resume":
             # the held stay's clock is the earlier one; without it the next stay's (its time zero is
             # inside the resumed stay) stays

@@ -133,6 +133,30 @@ def stay_of(
     return "current"
 
 
+def releases_held(window: PatientWindow, held: HeldStay | None, event: PatientEvent, of: StayOf) -> bool:
+    """Whether ``event`` lets go of the held stay: a hospital discharge after the stay had ended (a
+    transfer took the patient to a ward, whose discharge this is). A cancel of this discharge returns
+    the patient to the ward, not to the ICU stay: resumed, that stay was scored 73 hours on from old
+    vital signs and paged with nothing left to resolve it. A copy of the held end (same time) does not."""
+    return (
+        of == "none"
+        and event.code == DISCHARGE
+        and held is not None
+        and window.ended_s is not None
+        and int(event.observed_at.timestamp()) > window.ended_s
+    )
+
+
+def stay_encounter(window: PatientWindow, event: PatientEvent) -> str | None:
+    """The encounter the stay's events name, after ``event`` was applied: the newest observation's.
+    A late result of an earlier visit (an ED lactate read after the ICU's vital signs) names its own,
+    and taken as the stay's it made the ICU's discharge "another encounter" and let the ED's end the
+    ICU stay."""
+    span = window.observed_span()
+    newest = span is None or int(event.observed_at.timestamp()) >= span[1]
+    return (event.encounter or window.encounter) if newest else (window.encounter or event.encounter)
+
+
 def from_away(event: PatientEvent, away: frozenset[str]) -> bool:
     """A result sent from an away unit (theatre, imaging), by its ward."""
     return bool(away) and event.ward is not None and point_of_care(event.ward) in away

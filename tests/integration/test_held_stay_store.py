@@ -93,6 +93,13 @@ def test_a_discharge_holds_the_stay_and_its_cancel_gives_it_back(stack, stack_se
         _, care, *held_after = await keys()
         assert care == CARE and held_after == [None, None, None]
 
+        # a hospital discharge after a transfer out lets go of the held stay; the end's time stays
+        await write(end.window, None, StayChange("end", end.held, LEFT_S + 3600))
+        assert (await held()).held is not None
+        await write(end.window, None, StayChange("release"))
+        assert await held() == StayKeys(None, LEFT_S + 3600)
+        assert (await keys())[2:] == [None, None, None]
+
     store = PatientStore.connect(stack_settings)
 
     async def run() -> None:

@@ -363,3 +363,37 @@ def test_a_score_of_the_stay_before_gets_no_care_score_in_the_next() -> None:
     fresh.apply(vital(30.25))
     assert not in_stay(fresh, scored_at(4.25).observed_at)  # read after the readmission: the stay before's
     assert in_stay(fresh, scored_at(30.25).observed_at)
+
+
+def test_a_late_result_of_an_earlier_visit_does_not_become_the_stays_encounter() -> None:
+    # an ED lactate (ed-3) read after the ICU's vital signs (icu-7): taken as the stay's encounter, it
+    # refused the ICU's own discharge and let the ED's end the ICU stay
+    from vigil.models.stays import stay_encounter
+
+    w = PatientWindow(ward="ICU-A")
+    for at, enc in ((1.5, "icu-7"), (2.5, "icu-7"), (0.5, "ed-3")):
+        event = vital(at, enc, code="Lactate" if enc == "ed-3" else "HR", value=2.0)
+        w.apply(event)
+        w.encounter = stay_encounter(w, event)
+    assert w.encounter == "icu-7"
+    assert stay_of(w, leaves(3.0, encounter="icu-7")) == "current"
+    assert stay_of(w, leaves(2.0, encounter="ed-3")) == "other"
+    newer = vital(3.5, "icu-8")  # the newest observation names the visit from now on
+    w.apply(newer)
+    assert stay_encounter(w, newer) == "icu-8"
+
+
+def test_a_hospital_discharge_after_a_transfer_out_lets_go_of_the_icu_stay() -> None:
+    # a cancel of the ward's discharge returns the patient to the ward: it resumed the ICU stay held
+    # since the transfer, scored it 73 h on from old vital signs and paged with nothing to resolve it
+    from vigil.models.stays import HeldStay, releases_held
+
+    going = stay(2)
+    out = discharge(going, PatientAlertState(patient_id="p1"), leaves(2.0, code="transfer_out"), T0)
+    ward_discharge = leaves(74.0, ward="4WEST")
+    of = stay_of(out.window, ward_discharge)
+    assert of == "none" and releases_held(out.window, out.held, ward_discharge, of)
+    assert not releases_held(out.window, out.held, leaves(2.0, code="transfer_out"), of)  # the same end again
+    assert not releases_held(out.window, out.held, leaves(74.0, code="transfer_out"), of)  # not a discharge
+    assert not releases_held(out.window, None, ward_discharge, of)
+    assert isinstance(out.held, HeldStay)
