@@ -38,25 +38,20 @@ MAX_WARDS = 128
 OTHER_WARDS = "other"
 
 
-class WardNames:
+class WardNames(metrics.BoundedLabels):
     """The name a ward's hours are kept under in this process (``MAX_WARDS``, ``OTHER_WARDS``)."""
 
     def __init__(self, limit: int = MAX_WARDS) -> None:
-        self.limit = limit
-        self._kept: set[str] = set()
+        super().__init__(limit, OTHER_WARDS)
         self._told = False
 
     def __call__(self, ward: str | None) -> str:
-        name = ward or UNKNOWN_WARD
-        if name in self._kept:
-            return name
-        if len(self._kept) < self.limit:
-            self._kept.add(name)
-            return name
-        if not self._told:  # once: the operator learns that a feed names more wards than a hospital has
+        given = ward or UNKNOWN_WARD
+        name, _ = self.keep(given)
+        if name != given and not self._told:  # once: a feed names more wards than a hospital has
             log.warning("wards.over_limit", limit=self.limit, kept_as=OTHER_WARDS)
             self._told = True
-        return OTHER_WARDS
+        return name
 
 
 WARD_NAMES = WardNames()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 
-from vigil.infra.connect import kafka_bootstrap, redis_endpoint
+from vigil.infra.connect import kafka_bootstrap, redis_address, redis_endpoint
 from vigil.infra.settings import Settings
 from vigil.schemas.errors import UserError
 
@@ -49,28 +49,22 @@ def require_topics(settings: Settings) -> None:
 
 def require_redis(settings: Settings, given: str | None = None) -> str:
     """The Redis URL (``given``, as a ``--redis`` option, or the settings') when Redis answers there."""
-    from urllib.parse import urlparse
+    from vigil.infra.stack.processes import port_open
 
     url = given or redis_endpoint(settings).url
-    parsed = urlparse(url)
-    try:
-        port = parsed.port  # a ValueError when out of range (redis://host:99999)
-    except ValueError:
-        port = -1
-    if parsed.scheme == "unix":
+    if url.startswith("unix:"):
         return url  # a socket file: the client says if nothing is there
-    if parsed.scheme not in ("redis", "rediss") or not 0 <= (port or 0) <= 65535:
+    address = redis_address(url)
+    if address is None:
         where = "--redis" if given else "VIGIL_REDIS__URL"
         shown = url.split("@")[-1] if "@" in url else url  # never a password on the terminal
         raise UserError(f"{shown!r} is not a Redis URL: give {where} as redis://HOST:PORT/DB (rediss:// for TLS)")
-    try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", port or 6379), timeout=2.0):
-            return url
-    except OSError as exc:
+    if not port_open(*address, timeout=2.0):
         raise UserError(
-            f"no Redis answers at {parsed.hostname}:{parsed.port}: start the stack with `vigil stack up` "
+            f"no Redis answers at {address[0]}:{address[1]}: start the stack with `vigil stack up` "
             "(or set VIGIL_REDIS__URL)"
-        ) from exc
+        )
+    return url
 
 
 def require_free_port(host: str, port: int) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -39,6 +40,32 @@ LOOPBACK = "127.0.0.1"
 def embedded_node_ports(kafka: KafkaSettings) -> list[tuple[int, int]]:
     """(client port, controller port) of each embedded broker node."""
     return [(kafka.embedded_port + 2 * i, kafka.embedded_controller_port + 2 * i) for i in range(kafka.brokers)]
+
+
+def host_port(address: str, default_port: int) -> tuple[str, int] | None:
+    """("host", port) of "host:port", "host" (the client's default port) or "[::1]:9092"; None when
+    the port is not a number a client could use."""
+    host, colon, port = address.rpartition(":") if not address.endswith("]") else ("", "", "")
+    if not colon or (host.count(":") and not host.startswith("[")):  # no port, or a bare IPv6 address
+        host, port = address, str(default_port)
+    try:
+        number = int(port)
+    except ValueError:
+        return None
+    return (host.strip("[]") or "127.0.0.1", number) if 0 < number < 65536 else None
+
+
+KAFKA_PORT = 9092  # a bootstrap entry without a port: the client's default
+REDIS_PORT = 6379
+
+
+def redis_address(url: str) -> tuple[str, int] | None:
+    """("host", port) a redis:// or rediss:// URL connects to (never its password); None for another
+    scheme or a port no client could use."""
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("redis", "rediss"):
+        return None
+    return host_port(parsed.netloc.rpartition("@")[2], REDIS_PORT)
 
 
 @dataclass(frozen=True)

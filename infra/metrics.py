@@ -7,6 +7,28 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+
+class BoundedLabels:
+    """Label values that come from input (ward and unit names): the first ``limit`` keep their name,
+    later ones share ``other``, so memory and series per process stay bounded whatever a feed sends."""
+
+    def __init__(self, limit: int, other: str = "other") -> None:
+        self.limit, self.other = limit, other
+        self._kept: set[str] = set()
+
+    def keep(self, value: str) -> tuple[str, bool]:
+        """(the label ``value`` is counted under, whether it was kept just now)."""
+        if value in self._kept:
+            return value, False
+        if len(self._kept) >= self.limit:
+            return self.other, False
+        self._kept.add(value)
+        return value, True
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+
 EVENTS_IN = Counter("vigil_events_in_total", "Events read from input topics", ["topic"])
 EVENTS_ACCEPTED = Counter("vigil_events_accepted_total", "Events validated and normalized")
 DEAD_LETTERS = Counter("vigil_dead_letters_total", "Inputs sent to the dead-letter topic", ["reason"])

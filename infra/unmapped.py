@@ -18,7 +18,7 @@ from vigil.schemas.codecs.loinc import DecodeResult
 log = get_logger(__name__)
 MAX_UNITS: Final = 256  # distinct unit labels and warnings per process: input names them, memory stays bounded
 OTHER_UNITS: Final = "other"
-_units_seen: set[str] = set()
+_units = metrics.BoundedLabels(MAX_UNITS, OTHER_UNITS)
 _unplaced_said = False
 
 
@@ -48,12 +48,9 @@ def _say_unplaced() -> None:
 
 
 def _unit_label(unit: str) -> str:
-    label = unit[:40]
-    if label in _units_seen:
+    label, new = _units.keep(unit[:40])
+    if not new:
         return label
-    if len(_units_seen) >= MAX_UNITS:
-        return OTHER_UNITS
-    _units_seen.add(label)
     log.warning(
         "intake.unit_not_scored",
         unit=label,

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from vigil.infra.connect import kafka_endpoint, redis_endpoint
+from vigil.infra.connect import KAFKA_PORT, host_port, kafka_endpoint, redis_address, redis_endpoint
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings
 from vigil.infra.stack.jars import kafka_version
@@ -67,9 +67,9 @@ def stack_up(settings: Settings) -> StackInfo:
         start_kafka(settings)
         ensure_topics(settings, ALL_TOPICS)
     else:
-        _require_answer([_host_port(a, 9092) for a in kafka.addresses], "Kafka broker", "VIGIL_KAFKA__BOOTSTRAP")
+        _require_answer([host_port(a, KAFKA_PORT) for a in kafka.addresses], "Kafka broker", "VIGIL_KAFKA__BOOTSTRAP")
     if not redis.embedded and urlsplit(redis.url).scheme != "unix":  # a socket file: the client says
-        _require_answer([_host_port(urlsplit(redis.url).netloc.rpartition("@")[2], 6379)], "Redis", "VIGIL_REDIS__URL")
+        _require_answer([redis_address(redis.url)], "Redis", "VIGIL_REDIS__URL")
     info = StackInfo(
         kafka.bootstrap,
         redis.url,
@@ -94,24 +94,6 @@ def stack_down(settings: Settings, wipe: bool = False) -> dict[str, bool]:
     return stopped
 
 
-def _listening(address: str, timeout: float = 0.5) -> bool:
-    host, _, port = address.rpartition(":")
-    return port_open(host, int(port), timeout)
-
-
-def _host_port(address: str, default_port: int) -> tuple[str, int] | None:
-    """("host", port) of "host:port", "host" (the client's default port) or "[::1]:9092"; None when
-    the port is not a number a client could use."""
-    host, colon, port = address.rpartition(":") if not address.endswith("]") else ("", "", "")
-    if not colon or (host.count(":") and not host.startswith("[")):  # no port, or a bare IPv6 address
-        host, port = address, str(default_port)
-    try:
-        number = int(port)
-    except ValueError:
-        return None
-    return (host.strip("[]") or "127.0.0.1", number) if 0 < number < 65536 else None
-
-
 def _require_answer(addresses: list[tuple[str, int] | None], what: str, setting: str) -> None:
     """An outside cluster the command is about to use answers on one of ``addresses`` (a TCP
     connect): or one line now, not a client library retrying for half a minute."""
@@ -133,7 +115,7 @@ def stack_status(settings: Settings) -> dict[str, object]:
         binary: object = redis_binary(settings).describe()
     except StackError as exc:
         binary = str(exc)
-    listening = [_listening(a) for a in kafka.addresses]
+    listening = [a is not None and port_open(*a) for a in (host_port(x, KAFKA_PORT) for x in kafka.addresses)]
     return {
         "kafka": {
             "external": settings.kafka.bootstrap,

@@ -8,8 +8,9 @@ import socket
 import pytest
 
 from vigil.cli.preflight import require_redis
+from vigil.infra.connect import host_port as _host_port
 from vigil.infra.settings import Settings
-from vigil.infra.stack import StackError, _host_port, _require_answer
+from vigil.infra.stack import StackError, _require_answer
 
 
 @pytest.mark.parametrize(

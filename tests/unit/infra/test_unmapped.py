@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from vigil.infra import unmapped
+from vigil.infra import metrics, unmapped
 from vigil.infra.unmapped import MAX_UNITS, count_unmapped
 from vigil.schemas.codecs.loinc import DecodeResult
 from vigil.schemas.deadletter import Rejected
@@ -21,7 +21,7 @@ def value(name: str, **labels: str) -> float:
 
 @pytest.fixture(autouse=True)
 def fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(unmapped, "_units_seen", set())
+    monkeypatch.setattr(unmapped, "_units", metrics.BoundedLabels(unmapped.MAX_UNITS, unmapped.OTHER_UNITS))
     monkeypatch.setattr(unmapped, "_unplaced_said", False)
 
 
@@ -73,6 +73,6 @@ def test_the_units_named_are_bounded_the_rest_are_other() -> None:
     assert value("vigil_ignored_units_total", unit=f"T-WARD-{MAX_UNITS}") == 0
     assert value("vigil_ignored_units_total", unit="other") >= 5
     long = "W" * 300
-    unmapped._units_seen.clear()
+    unmapped._units.clear()
     count_unmapped(ward(long))
     assert value("vigil_ignored_units_total", unit="W" * 40) >= 1  # a label is at most 40 characters
