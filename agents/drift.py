@@ -142,7 +142,7 @@ class WardDriftTracker:
             if ward not in shown and self._reported.pop(ward, None) is not None:
                 # below the gate now (a window of too few patients): its last figures described
                 # another window, so its series go rather than stand ("drifted" held for days)
-                _clear_gauges(ward)
+                self._clear_gauges(ward)
         for r in reports:
             _set_gauges(r)
             self._reported[r.ward] = now
@@ -152,6 +152,22 @@ class WardDriftTracker:
             self._published[r.ward] = now
             self._unpublished.discard(r.ward)
         return due
+
+    def _clear_gauges(self, ward: str) -> None:
+        """Every series ``_set_gauges`` sets for ``ward``: the reference's inputs, by kind."""
+        reference = self.monitor.reference
+        inputs = [("measured", v) for v in reference.variables] + [("value", f.name) for f in reference.features]
+        for gauge in (
+            metrics.DRIFT_MAX_PSI,
+            metrics.DRIFT_DRIFTED,
+            metrics.DRIFT_PATIENT_HOURS,
+            metrics.DRIFT_THRESHOLD,
+        ):
+            with contextlib.suppress(KeyError):  # a series never set: prometheus_client raises KeyError
+                gauge.remove(ward)
+        for kind, name in inputs:
+            with contextlib.suppress(KeyError):
+                metrics.DRIFT_PSI.remove(ward, kind, name)
 
     def record(self, report: WardDriftReport) -> WardDrift:
         measured = {f"{v} measured": v for v in self.monitor.reference.variables}  # WardDriftReport.top's names
@@ -179,15 +195,6 @@ class WardDriftTracker:
             await publisher.send(drift_topic, r.ward, self.record(r).model_dump_json().encode())
             if r.drifted:
                 log.warning("ward.drifted", ward=r.ward, max_psi=round(r.max_psi, 3), inputs=[n for n, _ in r.top])
-
-
-def _clear_gauges(ward: str) -> None:
-    for gauge in (metrics.DRIFT_MAX_PSI, metrics.DRIFT_DRIFTED, metrics.DRIFT_PATIENT_HOURS, metrics.DRIFT_THRESHOLD):
-        with contextlib.suppress(KeyError):
-            gauge.remove(ward)
-    for labels in [s.labels for m in metrics.DRIFT_PSI.collect() for s in m.samples if s.labels.get("ward") == ward]:
-        with contextlib.suppress(KeyError):
-            metrics.DRIFT_PSI.remove(labels["ward"], labels["kind"], labels["input"])
 
 
 def _set_gauges(r: WardDriftReport) -> None:

@@ -314,17 +314,25 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
     value_present = _has_value(obs)
     components = list(obs.component or [])
 
-    # (part, canonical code, value holder, location) for every measurement this Observation carries
-    measured: list[tuple[str, str, Any, str]] = []
+    # (part, canonical code, value holder, its JSON, location) for every measurement it carries
+    measured: list[tuple[str, str, Any, Any, str]] = []
     listed = raw.get("component")
     raw_components: list[Any] = listed if isinstance(listed, list) else []
     if code is not None and (value_present or not components):
-        measured.append(("value", code, obs, where))
+        measured.append(("value", code, obs, raw, where))
         # components of a mapped value (GCS motor/verbal/eyes) are details of it: only mapped ones count
         for index, component in enumerate(components):
             component_code = _first_mapped(_codings(component.code))
             if component_code is not None:
-                measured.append((f"component[{index}]", component_code, component, f"{where}component[{index}] "))
+                measured.append(
+                    (
+                        f"component[{index}]",
+                        component_code,
+                        component,
+                        _item(raw_components, index),
+                        f"{where}component[{index}] ",
+                    )
+                )
     elif components:
         if code is None and value_present and not panel:
             _unmapped(ctx, codings, where)
@@ -335,7 +343,8 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
             if component_code is None:
                 _unmapped(ctx, component_codings, component_where)
             else:
-                measured.append((f"component[{index}]", component_code, component, component_where))
+                raw_component = _item(raw_components, index)
+                measured.append((f"component[{index}]", component_code, component, raw_component, component_where))
     elif obs.hasMember and not value_present:
         # a grouping panel (vital-signs panel 85353-1): its members arrive as their own Observations
         ctx.ignore("panel", f"{where}groups {len(obs.hasMember)} member observations")
@@ -351,8 +360,7 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
     if patient_id is None or observed_at is None:
         return
     encounter, ward = _encounter_id(ctx, obs.encounter), ward_of(care_unit)
-    for part, canonical, holder, location in measured:
-        raw_holder = raw if part == "value" else _item(raw_components, int(part[len("component[") : -1]))
+    for part, canonical, holder, raw_holder, location in measured:
         value = _json_number_problem(raw_holder) or _observation_value(holder, canonical)
         if isinstance(value, Rejected):
             ctx.reject(value.reason, location + value.detail)

@@ -15,6 +15,7 @@ from vigil.models.drift import WardDriftReport
 
 class FakeMonitor:
     def __init__(self) -> None:
+        self.reference = SimpleNamespace(variables=["HR"], features=[])
         self.observed_hours = 0
         self.report_calls: list[list[str]] = []
 
