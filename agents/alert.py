@@ -19,6 +19,7 @@ from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.redis import alert_key
 from vigil.models.alerting import PatientAlertState, escalation_round, on_ack, unapplied_reason
+from vigil.schemas import topics
 from vigil.schemas.alerts import Alert, AlertAck
 from vigil.schemas.deadletter import Rejected
 
@@ -75,20 +76,33 @@ async def ack_events(batch: Sequence[faust.EventT], publisher: Publisher) -> Non
 
 @app.timer(interval=30.0, name="alert.escalation")
 async def escalate_unacknowledged() -> None:
-    """Open alerts nobody acknowledged within the configured time escalate; snoozes end (wall clock)."""
+    """Open alerts nobody acknowledged within the configured time escalate; snoozes end (wall clock).
+
+    Only the patients of the partitions this worker holds (``PatientAlertState.partition``): their
+    answers and scores change the lifecycle here, under ``alert_lock``, so the pass cannot overwrite
+    them. Every worker's timer read every open alert before, and a pass that read an alert before
+    its owner applied an acknowledgement wrote the unanswered state back and paged "escalated". Its
+    write still keeps a state changed since it was read (a worker whose partition moved during a
+    rebalance): ``save_alerts_if_unchanged``."""
     rt = runtime()
     publisher = Publisher(deadletter_topic)
     async with rt.alert_lock:
         keys = await rt.store.open_alert_keys()
         if not keys:
             return
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.EVENTS_RAW}
         blobs = await rt.store.load_blobs(keys)
-        done = escalation_round(dict(zip(keys, blobs, strict=True)), time.time(), rt.policy)
+        done = escalation_round(dict(zip(keys, blobs, strict=True)), time.time(), rt.policy, owned)
         report_unreadable(done.unreadable)
+        # published before written (a pass killed in between is done again, its transitions with
+        # the same ids); one the write then finds superseded is counted
         await publish_alerts(publisher, done.alerts)
         await publisher.flush()
         if done.changed:
-            await rt.store.save_alerts(done.changed)  # each key in or out of the timer's set
+            moved = await rt.store.save_alerts_if_unchanged({k: (done.read[k], s) for k, s in done.changed.items()})
+            if moved:
+                metrics.TIMER_SUPERSEDED.inc(len(moved))
+                log.warning("alert.timer_superseded", states=len(moved))
 
 
 _unreadable: set[str] = set()  # keys already named in the log (bounded: a few per damaged write)

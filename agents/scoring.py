@@ -8,6 +8,7 @@ consume of ``vigil.scores``. Window, carry and alert state are saved together.""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -96,8 +97,10 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     updates: dict[str, PendingUpdate] = {}
     alerts: list[Alert] = []
     ended: list[StayEnded | StayResumed] = []
+    partitions: dict[str, int] = {}
     for event, patient_event in parsed:
         pid, m = patient_event.patient_id, event.message
+        partitions[pid] = m.partition
         produced_ms = kafka_timestamp_ms(m)
         if produced_ms is not None and (oldest_ms is None or produced_ms < oldest_ms):
             oldest_ms = produced_ms
@@ -115,7 +118,9 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             windows[pid] = state.window = window = back.window
             state.carry, anchors[pid] = back.carry, window.anchor_s
             on_resume(state.alert, patient_event.event_id)  # new alert ids; the acknowledgement it resolved
-            keys[pid] = StayKeys(None, held.discharged_s)
+            # the resumed stay's clock is copied back (or the next stay's is kept): an end in this
+            # batch copies whichever is there (none: nothing, and the resume deleted the held copy)
+            keys[pid] = StayKeys(None, held.discharged_s, clock=True)
             state.stays.append(StayChange("resume"))
             ended.append(back.record)
             # scored now, from the stay's own history; the score names the cancel, at the stay's
@@ -146,6 +151,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             state.carry, anchors[pid], finalized[pid] = None, None, None
             state.alert = PatientAlertState(patient_id=pid, discharged_ack=state.alert.discharged_ack)
             state.stays.append(StayChange("begin"))
+            keys[pid] = dataclasses.replace(held, clock=False)  # the begin deletes the clock
         if is_discharge(patient_event):
             # the patient left: what this batch applied to the stay is not scored, but named
             unscored = updates.pop(pid).event_ids if pid in updates else []
@@ -156,8 +162,9 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             windows[pid] = state.window = end.window
             state.carry, anchors[pid] = None, None
             discharged_s = int(patient_event.observed_at.timestamp())
-            keys[pid] = StayKeys(end.held, discharged_s)
-            state.stays.append(StayChange("end", end.held, discharged_s))
+            clock = keys.get(pid, held).clock  # as read, or as this batch's begin or resume left it
+            keys[pid] = StayKeys(end.held, discharged_s)  # the end deletes the clock
+            state.stays.append(StayChange("end", end.held, discharged_s, clock))
             continue
         try:
             changed = window.apply(patient_event)
@@ -221,6 +228,8 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     t1 = time.perf_counter()
     # the patients scored, and those whose stay ended, began anew or resumed
     saved = dict.fromkeys([*pids, *(p for p in states if states[p].restart)])
+    for pid in saved:  # this worker's: its escalation timer, and no other's, looks at the alert
+        states[pid].alert.partition = partitions[pid]
     await rt.store.save_states(
         {
             pid: PatientState(
@@ -264,8 +273,10 @@ async def _step(
         request = step_request(windows[pid], carries[pid], anchors[pid])
         if request is not None:
             requests[pid] = request
-    if rt.bundle is None or not requests:
+    if not requests:
         return {}, {}
+    if rt.bundle is None:  # rules only until a bundle loads: the hours leaving the window still folded
+        return {}, _kept_carries(requests, None)
     try:
         results = await rt.batcher.infer_many(list(requests.values()))
     except Exception as exc:  # a model failure must not lose the rule scores or stop the partition
@@ -274,11 +285,11 @@ async def _step(
     return dict(zip(requests, results, strict=True)), {}
 
 
-def _kept_carries(requests: dict[str, StepRequest], bundle: SteppingBundle) -> dict[str, StayCarry]:
-    window = bundle.window_model
+def _kept_carries(requests: dict[str, StepRequest], bundle: SteppingBundle | None) -> dict[str, StayCarry]:
+    window = bundle.window_model if bundle else None
     try:
         carries = carries_without_models(
-            list(requests.values()), window.hours if window else None, bundle.sequence_columns
+            list(requests.values()), window.hours if window else None, bundle.sequence_columns if bundle else None
         )
     except Exception as exc:  # the stored carries then, as before: the rule scores still go out
         log.error("models.carries_failed", error=type(exc).__name__)

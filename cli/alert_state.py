@@ -46,12 +46,20 @@ def redis_client(settings: Settings, url: str | None = None) -> Any:
     return connect(settings, url=url, socket_timeout=5, socket_connect_timeout=3)
 
 
-def active_alerts(client: Any) -> Iterator[ActiveView]:
+def active_alerts(client: Any, unreadable: list[str] | None = None) -> Iterator[ActiveView]:
+    """Every active alert in Redis. A state that does not parse (damaged) is skipped, its key added to
+    ``unreadable`` (it holds the patient's keyed hash, not the id), as the worker's timer skips it: one
+    damaged value must not keep a clinician from listing or answering every other alert."""
     keys = list(client.scan_iter(match=ALERT_KEYS, count=1000))
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
-        for blob in client.mget(chunk):
-            state = PatientAlertState.from_bytes(blob)
+        for key, blob in zip(chunk, client.mget(chunk), strict=True):
+            try:
+                state = PatientAlertState.from_bytes(blob)
+            except ValueError:  # pydantic's ValidationError: not JSON, or not an alert state
+                if unreadable is not None:
+                    unreadable.append(key.decode() if isinstance(key, bytes) else str(key))
+                continue
             if state.active is None:
                 continue
             last = state.trend[-1] if state.trend else None

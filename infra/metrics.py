@@ -108,6 +108,14 @@ TIMER_FAILURES = Counter(
     "tick runs)",
     ["timer"],
 )
+TIMER_SUPERSEDED = Counter(
+    "vigil_alert_timer_superseded_total",
+    "Escalation-timer changes not written: the alert state changed after the timer read it (agents/alert.py)",
+)
+WINDOWS_UNREADABLE = Counter(
+    "vigil_windows_unreadable_total",
+    "Patient windows in Redis that did not read (damaged): the stay's window started afresh (infra/redis.py)",
+)
 ALERT_STATES_UNREADABLE = Counter(
     "vigil_alert_states_unreadable_total", "Alert states the escalation timer could not parse (skipped)"
 )

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissionError, RedisError, WatchError
 
+from vigil.infra import metrics
 from vigil.infra.connect import redis_async_client
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings, get_settings
@@ -154,6 +155,7 @@ class StayChange:
     kind: Literal["end", "begin", "late", "resume", "release"]
     held: HeldStay | None = None  # end, late: the stay as held
     discharged_s: int | None = None  # end: the discharge's own time
+    clock: bool = False  # end: the stay has a care clock (``StayKeys.clock``) for the held copy
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,11 @@ class StayKeys:
 
     held: HeldStay | None = None
     discharged_s: int | None = None
+    # the stay has a care clock (treatment timing, ``care_key``), as read: an end copies it to the
+    # held copy, else deletes an earlier stay's held copy. Read, not decided in the write's
+    # transaction, so that the write can be sent again after a lost reply: DEL + COPY sent twice
+    # deleted the held copy, whose source the first EXEC had deleted
+    clock: bool = False
 
 
 @dataclass
@@ -178,6 +185,23 @@ class PatientState:
     def restart(self) -> bool:
         """A stay ended, began or resumed in this batch: the keys beside the window change."""
         return bool(self.stays)
+
+
+def _window_or_new(blob: bytes | str | None) -> PatientWindow:
+    """A window blob that does not read (damaged, cut short) starts the stay's window afresh
+    (logged, counted): the patient is scored from the next events on, not sent to the dead letters
+    for every event until the key expires (7 days). A blob of a newer version than this worker's
+    still raises: an older worker mid-upgrade must not overwrite it (docs/operations.md, "Upgrading
+    workers")."""
+    try:
+        return PatientWindow.from_bytes(unpack_state(blob))
+    except (ValueError, struct.error, zlib.error) as exc:
+        raw = blob.encode() if isinstance(blob, str) else blob
+        if raw and raw[0] != PACKED and raw[0] > PatientWindow._VERSION:
+            raise
+        metrics.WINDOWS_UNREADABLE.inc()
+        log.error("window.unreadable", error=type(exc).__name__)
+        return PatientWindow()
 
 
 def _alert_or_new(blob: bytes | str | None) -> PatientAlertState:
@@ -259,7 +283,7 @@ class PatientStore:
         blobs = await self._until_ok("mget", lambda: self.client.mget(keys))
         return {
             pid: PatientState(
-                PatientWindow.from_bytes(unpack_state(blobs[3 * i])),
+                _window_or_new(blobs[3 * i]),
                 _carry_or_none(blobs[3 * i + 1]),
                 _alert_or_new(blobs[3 * i + 2]),
             )
@@ -267,13 +291,22 @@ class PatientStore:
         }
 
     async def load_stay_keys(self, patient_ids: Iterable[str]) -> dict[str, StayKeys]:
-        """The held ended stay and the time of the last discharge held of each patient, in one MGET (an unreadable
-        held stay is none: a cancel of it is then refused, never a crash)."""
+        """The held ended stay, the time of the last discharge held and whether the stay has a care
+        clock, of each patient, in one round trip (an unreadable held stay is none: a cancel of it is
+        then refused, never a crash)."""
         ids = list(patient_ids)
         if not ids:
             return {}
         keys = [k for p in ids for k in (*held_keys(p)[:2], discharged_key(p))]
-        blobs = await self._until_ok("mget", lambda: self.client.mget(keys))
+
+        async def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.mget(keys)
+            for pid in ids:
+                pipe.exists(care_key(pid))
+            return list(await pipe.execute())
+
+        blobs, *clocks = await self._until_ok("mget", read)
         out: dict[str, StayKeys] = {}
         for i, pid in enumerate(ids):
             window_blob, carry_blob, discharged = blobs[3 * i : 3 * i + 3]
@@ -283,7 +316,7 @@ class PatientStore:
                 log.warning("held_stay.unreadable", error=type(exc).__name__)
                 window = None
             held = HeldStay(window, _carry_or_none(carry_blob)) if window is not None else None
-            out[pid] = StayKeys(held, int(discharged) if discharged and discharged.isdigit() else None)
+            out[pid] = StayKeys(held, int(discharged) if discharged and discharged.isdigit() else None, bool(clocks[i]))
         return out
 
     async def save_states(self, states: dict[str, PatientState]) -> None:
@@ -326,8 +359,12 @@ class PatientStore:
             else:
                 pipe.delete(h_carry)
         if change.kind == "end":
-            pipe.delete(h_care)  # an earlier stay's, when this one has no clock (COPY then copies nothing)
-            pipe.copy(care_key(pid), h_care)
+            # sent again after a lost reply, COPY finds no source (the first EXEC deleted it) and
+            # leaves the copy it made; without a clock, an earlier stay's held copy goes
+            if change.clock:
+                pipe.copy(care_key(pid), h_care, replace=True)
+            else:
+                pipe.delete(h_care)
             if change.discharged_s is not None:
                 pipe.set(discharged_key(pid), str(change.discharged_s), ex=self.ttl_s)
         if change.kind in ("end", "late"):
@@ -362,13 +399,28 @@ class PatientStore:
         blobs = await self._until_ok("mget", lambda: self.client.mget(keys))
         return [unpack_state(b) for b in blobs]
 
-    async def save_blobs_if_unchanged(self, items: dict[str, tuple[bytes | None, bytes]]) -> list[str]:
+    async def save_alerts_if_unchanged(self, alerts: dict[str, tuple[bytes | None, PatientAlertState]]) -> list[str]:
+        """Alert lifecycles (by alert key, each with the blob it was read from) written, with the
+        timer's set, only where the key still holds that blob: an answer or a score another worker
+        wrote meanwhile (the escalation timer of a worker that lost the patient's partition) is
+        kept. The keys not written come back."""
+        items = {key: (old, alert.to_bytes()) for key, (old, alert) in alerts.items()}
+        return await self.save_blobs_if_unchanged(
+            items, lambda pipe, todo: self._queue_alerts(pipe, {k: alerts[k][1] for k in todo})
+        )
+
+    async def save_blobs_if_unchanged(
+        self,
+        items: dict[str, tuple[bytes | None, bytes]],
+        queue: Callable[[Any, list[str]], None] | None = None,
+    ) -> list[str]:
         """Each key set to its new blob only if it still holds the blob read before (None: absent); the
         keys not written, changed meanwhile by another writer (the scoring step's end or resume of a
         stay), come back. A key that already holds the new blob counts as written: a retry after a lost
         reply is not a conflict. Optimistic (WATCH, then MULTI/EXEC of the keys still as read), not a
         Lua script: the ACL denies @scripting (docs/security.md); a write between the read and the EXEC
-        aborts the EXEC and the keys are read again, at most ``CAS_ATTEMPTS`` times (then reported)."""
+        aborts the EXEC and the keys are read again, at most ``CAS_ATTEMPTS`` times (then reported).
+        ``queue`` writes the keys to write on the transaction instead of a plain SET of each."""
         if not items:
             return []
         keys = list(items)
@@ -385,8 +437,11 @@ class PatientStore:
                         await pipe.unwatch()
                         return moved
                     pipe.multi()
-                    for key in todo:
-                        pipe.set(key, items[key][1], ex=self.ttl_s)
+                    if queue is not None:
+                        queue(pipe, todo)
+                    else:
+                        for key in todo:
+                            pipe.set(key, items[key][1], ex=self.ttl_s)
                     try:
                         await pipe.execute()
                     except WatchError:

@@ -35,7 +35,7 @@ One alert per patient at a time: open -> (escalated) -> acknowledged -> resolved
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
@@ -115,6 +115,10 @@ class PatientAlertState:
     # that stay (``on_resume``), the one its first score's alert opens with (``on_score``)
     discharged_ack: HeldAck | None = None
     resumed_ack: HeldAck | None = None
+    # the ``vigil.events.raw`` partition of the patient's newest scored event: the worker holding it
+    # owns the lifecycle, and only that worker's escalation timer looks at it (None: written by an
+    # older version, any worker's timer may, each writing only what it read: ``escalation_round``)
+    partition: int | None = None
 
     def to_bytes(self) -> bytes:
         return _STATE.dump_json(self)
@@ -180,7 +184,13 @@ def _alert(
     at: datetime,
     by: str | None = None,
     note: str | None = None,
+    basis: str | None = None,
 ) -> Alert:
+    """One transition of the active alert. Its ``transition_id`` hashes the alert, its new state, its
+    severity, ``at`` and ``reason``, or ``basis`` in place of the last two: the timer's transitions are
+    stamped with the wall clock of the pass that found them due, but two passes over the same stored
+    state (two workers' timers during a rebalance, a pass killed between its publish and its write)
+    are one transition, and a consumer drops the second by its id."""
     active = state.active
     assert active is not None
     model = combined_model(score) if score else None
@@ -197,10 +207,14 @@ def _alert(
         alert_id=active.alert_id,
         # the reason too: two escalations stamped alike (one hour's vitals in two batches, NEWS2 7 -> 9
         # -> 11) are two transitions; a replayed batch gives the same reason, so the same id
-        transition_id=_id(active.alert_id, new_state, active.severity, at.isoformat(), reason),
+        transition_id=_id(
+            active.alert_id, new_state, active.severity, *((basis,) if basis else (at.isoformat(), reason))
+        ),
         patient_id=state.patient_id,
         encounter=score.encounter if score else None,
-        ward=score.ward if score else None,
+        # the timer's and the answers' transitions come without a score: the patient's ward as its
+        # newest score named it, so a feed filtered by ward (``vigil alerts tail --ward``) keeps them
+        ward=score.ward if score else state.ward,
         state=new_state,  # type: ignore[arg-type]
         severity=active.severity,  # type: ignore[arg-type]
         trigger=active.trigger,
@@ -350,10 +364,11 @@ def check_escalation(
         return []
     if active.snoozed_until_s is not None and wall_now_s >= active.snoozed_until_s:
         note = active.snooze_note
+        basis = f"snooze ended at {active.snoozed_until_s!r}"  # the same snooze's end, whoever finds it
         active.state, active.snoozed_until_s, active.snooze_note = "open", None, None
         active.opened_wall_s, active.acked_by, active.raised_wall_s = wall_now_s, None, wall_now_s
         reason = f"snooze ended ({note})" if note else "snooze ended"
-        return [_alert(state, score, "open", reason, datetime.fromtimestamp(wall_now_s, tz=UTC))]
+        return [_alert(state, score, "open", reason, datetime.fromtimestamp(wall_now_s, tz=UTC), basis=basis)]
     if active.state != "open" or wall_now_s - active.opened_wall_s < policy.escalate_after_s:
         return []
     active.state = "escalated"
@@ -365,6 +380,7 @@ def check_escalation(
             "escalated",
             f"not acknowledged within {minutes} min",
             datetime.fromtimestamp(wall_now_s, tz=UTC),
+            basis=f"unanswered since {active.opened_wall_s!r}",  # the same open, whoever escalates it
         )
     ]
 
@@ -376,11 +392,20 @@ class EscalationRound:
     changed: dict[str, PatientAlertState]  # key -> state to save (escalated, or a snooze ended)
     alerts: list[Alert]  # the transitions to publish
     unreadable: list[str]  # keys whose stored state does not parse: skipped, the others go on
+    read: dict[str, bytes | None] = field(default_factory=dict)  # key -> the blob ``changed`` came from
 
 
-def escalation_round(blobs: Mapping[str, bytes | None], wall_now_s: float, policy: AlertPolicy) -> EscalationRound:
-    """``check_escalation`` over each stored state. A state that does not parse (a damaged value, a
-    foreign write) is left out and named, so that it cannot stop every other patient's escalation."""
+def escalation_round(
+    blobs: Mapping[str, bytes | None],
+    wall_now_s: float,
+    policy: AlertPolicy,
+    owned: Collection[int] | None = None,
+) -> EscalationRound:
+    """``check_escalation`` over each stored state whose patient's partition is ``owned`` (None: all;
+    a state without a partition: every worker's), the blob each change was read from beside it, for
+    a write that keeps a newer one (an answer or a score another worker wrote meanwhile). A state
+    that does not parse (a damaged value, a foreign write) is left out and named, so that it cannot
+    stop every other patient's escalation."""
     changed: dict[str, PatientAlertState] = {}
     alerts: list[Alert] = []
     unreadable: list[str] = []
@@ -390,11 +415,13 @@ def escalation_round(blobs: Mapping[str, bytes | None], wall_now_s: float, polic
         except ValueError:  # pydantic's ValidationError: not JSON, or not an alert state
             unreadable.append(key)
             continue
+        if owned is not None and state.partition is not None and state.partition not in owned:
+            continue  # another worker's patient: its timer, under its lock, with its answers
         due = check_escalation(state, wall_now_s, policy)
         if due:
             changed[key] = state
             alerts.extend(due)
-    return EscalationRound(changed, alerts, unreadable)
+    return EscalationRound(changed, alerts, unreadable, {k: blobs[k] for k in changed})
 
 
 def needs_timer(state: PatientAlertState) -> bool:

@@ -44,3 +44,31 @@ def test_save_alerts_writes_lifecycles_and_the_timers_set_in_one_go(stack, stack
     assert [PatientAlertState.from_bytes(b) for b in blobs] == list(states.values())
     assert member == [True, True, False, False]
     assert all(0 < ttl <= stack_settings.redis.ttl_s for ttl in ttls)
+
+
+def test_the_timers_write_keeps_an_answer_written_since_it_read(stack, stack_settings) -> None:
+    """The escalation timer writes only where the key still holds what it read: an acknowledgement the
+    patient's worker wrote meanwhile (a timer of a worker whose partition moved) stays, and stays out
+    of the timer's set; a key as read is written, and its set membership follows its state."""
+    answered, waiting = alert_key(unique_patient("cas")), alert_key(unique_patient("cas"))
+
+    async def main() -> tuple[list[str], list[PatientAlertState], list[bool]]:
+        store = PatientStore.connect(stack_settings)
+        try:
+            await store.save_alerts({answered: alert("open"), waiting: alert("open")})
+            read = dict(zip([answered, waiting], await store.load_blobs([answered, waiting]), strict=True))
+            await store.save_alerts({answered: alert("acknowledged")})  # the owner, between read and write
+            moved = await store.save_alerts_if_unchanged(
+                {answered: (read[answered], alert("escalated")), waiting: (read[waiting], alert("acknowledged"))}
+            )
+            blobs = await store.load_blobs([answered, waiting])
+            member = [bool(await store.client.sismember(OPEN_ALERTS_KEY, k)) for k in (answered, waiting)]
+            return moved, [PatientAlertState.from_bytes(b) for b in blobs], member
+        finally:
+            await store.close()
+
+    moved, (kept, written), member = asyncio.run(main())
+    assert moved == [answered]
+    assert kept.active is not None and kept.active.state == "acknowledged"
+    assert written.active is not None and written.active.state == "acknowledged"
+    assert member == [False, False]

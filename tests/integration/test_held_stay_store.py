@@ -49,9 +49,9 @@ def test_a_discharge_holds_the_stay_and_its_cancel_gives_it_back(stack, stack_se
     async def main() -> None:
         await write(going, carry)
         await store.client.set(care_key(pid), CARE, ex=60)
-        assert await held() == StayKeys()  # nothing held before a discharge
+        assert await held() == StayKeys(clock=True)  # nothing held before a discharge; a care clock
 
-        await write(end.window, None, StayChange("end", end.held, LEFT_S))
+        await write(end.window, None, StayChange("end", end.held, LEFT_S, clock=True))
         carry_blob, care, h_window, h_carry, h_care = await keys()
         assert carry_blob is None and care is None  # the next stay starts without them
         assert h_window is not None and h_carry is not None and h_care == CARE
@@ -76,7 +76,7 @@ def test_a_discharge_holds_the_stay_and_its_cancel_gives_it_back(stack, stack_se
         assert unpack_state(carry_blob) == carry.to_bytes() and care == CARE
         assert (h_window, h_carry, h_care) == (None, None, None)
         # nothing to resume; the cancelled discharge's time stays: sent again, it is a duplicate
-        assert await held() == StayKeys(None, LEFT_S)
+        assert await held() == StayKeys(None, LEFT_S, clock=True)
 
         # a held stay without a care clock: the next stay's clock (inside the resumed stay) stays
         await store.client.delete(care_key(pid))
@@ -89,12 +89,12 @@ def test_a_discharge_holds_the_stay_and_its_cancel_gives_it_back(stack, stack_se
 
         # a discharge and its cancel in one batch leave the care clock where it was
         await store.client.set(care_key(pid), CARE)
-        await write(kept.window, kept.carry, StayChange("end", end.held), StayChange("resume"))
+        await write(kept.window, kept.carry, StayChange("end", end.held, clock=True), StayChange("resume"))
         _, care, *held_after = await keys()
         assert care == CARE and held_after == [None, None, None]
 
         # a hospital discharge after a transfer out lets go of the held stay; the end's time stays
-        await write(end.window, None, StayChange("end", end.held, LEFT_S + 3600))
+        await write(end.window, None, StayChange("end", end.held, LEFT_S + 3600, clock=True))
         assert (await held()).held is not None
         await write(end.window, None, StayChange("release"))
         assert await held() == StayKeys(None, LEFT_S + 3600)
@@ -109,3 +109,61 @@ def test_a_discharge_holds_the_stay_and_its_cancel_gives_it_back(stack, stack_se
             await store.close()
 
     asyncio.run(run())
+
+
+def test_an_end_sent_again_after_a_lost_reply_keeps_the_held_care_clock(stack, stack_settings) -> None:
+    """The write is retried when Redis's reply is lost (``_until_ok``): the end's transaction run twice
+    must leave the held copy of the care clock. DEL + COPY run twice deleted it (the first EXEC had
+    deleted the COPY's source), and a cancel then restarted the treatment clock's time zero."""
+    pid = unique_patient("held-retry")
+    going = stay(5)
+    alert = PatientAlertState(patient_id=pid)
+    end = discharge(going, alert, leaves(5.5), going.hour_start(0) + timedelta(days=1))
+    store = PatientStore.connect(stack_settings)
+
+    async def main() -> None:
+        try:
+            await store.client.set(care_key(pid), CARE, ex=60)
+            clock = (await store.load_stay_keys([pid]))[pid].clock
+            assert clock
+            change = StayChange("end", end.held, LEFT_S, clock=clock)
+            for _ in range(2):  # the same write, as _until_ok sends it again
+                await store.save_states({pid: PatientState(end.window, None, alert, [change])})
+            assert await store.client.get(held_keys(pid)[2]) == CARE
+            assert await store.client.get(care_key(pid)) is None
+            # a stay without a clock: an earlier stay's held copy goes
+            assert not (await store.load_stay_keys([pid]))[pid].clock
+            bare = StayChange("end", end.held, LEFT_S + 60, clock=False)
+            await store.save_states({pid: PatientState(end.window, None, alert, [bare])})
+            assert await store.client.get(held_keys(pid)[2]) is None
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_damaged_window_starts_afresh_and_a_newer_one_is_left_alone(stack, stack_settings) -> None:
+    """A window blob cut short is logged and counted, and the patient is scored from a fresh window
+    (not every event dead-lettered until the key expires); a newer version's blob still raises, for
+    an older worker mid-upgrade must not overwrite it."""
+    from vigil.infra import metrics
+    from vigil.infra.redis import window_key
+
+    damaged, newer = unique_patient("win-damaged"), unique_patient("win-newer")
+    store = PatientStore.connect(stack_settings)
+    blob = stay(5).to_bytes()
+
+    async def main() -> None:
+        try:
+            before = metrics.WINDOWS_UNREADABLE._value.get()
+            await store.client.set(window_key(damaged), blob[:-7], ex=60)
+            state = (await store.load_states([damaged]))[damaged]
+            assert state.window == PatientWindow()
+            assert metrics.WINDOWS_UNREADABLE._value.get() == before + 1
+            await store.client.set(window_key(newer), bytes([PatientWindow._VERSION + 1]) + blob[1:], ex=60)
+            with pytest.raises(ValueError, match="unknown window blob version"):
+                await store.load_states([newer])
+        finally:
+            await store.close()
+
+    asyncio.run(main())

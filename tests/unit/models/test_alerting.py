@@ -117,6 +117,28 @@ def test_a_damaged_state_is_skipped_and_the_other_patients_escalate() -> None:
     assert done.changed["k-open"].active is not None and done.changed["k-open"].active.state == "escalated"
 
 
+def test_the_timer_looks_only_at_its_partitions_and_two_passes_are_one_transition() -> None:
+    """A worker's timer escalates only the patients of the partitions it holds (their answers and
+    scores are applied there, under its lock); a state written before partitions were stored is any
+    worker's. Two passes over the same stored state, seconds apart (two workers during a rebalance, a
+    pass killed before its write), give one transition id, and the escalation names the ward."""
+    states = {}
+    for key, partition in (("k-mine", 3), ("k-theirs", 5), ("k-old", None)):
+        state = PatientAlertState(partition=partition)
+        on_score(state, score(0, 5, "medium", wall_min=0).model_copy(update={"ward": "ICU-1"}), POLICY)
+        states[key] = state.to_bytes()
+    now_s = T0.timestamp() + 31 * 60
+    done = escalation_round(states, now_s, POLICY, owned={3})
+    assert sorted(done.changed) == ["k-mine", "k-old"]
+    assert done.read == {k: states[k] for k in ("k-mine", "k-old")}  # what the write compares with
+    assert {a.ward for a in done.alerts} == {"ICU-1"}
+    later = escalation_round(states, now_s + 20, POLICY, owned={3})
+    assert [a.transition_id for a in later.alerts] == [a.transition_id for a in done.alerts]
+    assert [a.at for a in later.alerts] != [a.at for a in done.alerts]
+    assert sorted(escalation_round(states, now_s, POLICY).changed) == ["k-mine", "k-old", "k-theirs"]
+    assert list(escalation_round(states, now_s, POLICY, owned=set()).changed) == ["k-old"]
+
+
 def test_ack_then_resolve_by_clinician() -> None:
     state = PatientAlertState()
     alert = on_score(state, score(0, 7, "high"), POLICY)[0]

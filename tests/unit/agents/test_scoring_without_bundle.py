@@ -1,0 +1,29 @@
+"""A worker without a model bundle scores the rules only, and still saves the carry that folds the
+hours leaving the window into the running aggregates: the stored carry kept instead lost those hours
+for the rest of the stay once a bundle was back (HR counted 0 times since admission, not 73)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from vigil.agents import scoring
+from vigil.models.window import PatientWindow
+from vigil.schemas.events import PatientEvent
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def test_without_a_bundle_the_hours_leaving_the_window_are_still_folded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scoring, "runtime", lambda: SimpleNamespace(bundle=None))
+    window = PatientWindow()
+    for h in range(80):
+        at = T0 + timedelta(hours=h)
+        window.apply(PatientEvent(patient_id="p", observed_at=at, kind="vital", code="HR", value=80.0 + h % 7))
+    outcomes, kept = asyncio.run(scoring._step(["p"], {"p": window}, {"p": None}, {"p": None}))
+    assert outcomes == {}
+    assert kept["p"].boundary > 0  # hours 0..31 folded, not dropped with the stored (absent) carry
+    assert kept["p"].agg is not None
