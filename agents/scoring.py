@@ -232,8 +232,8 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         states[pid].alert.partition = partitions[pid]
     await rt.store.save_states(
         {
-            pid: PatientState(
-                windows[pid], _carry_to_save(pid, outcomes, carries_kept, states), states[pid].alert, states[pid].stays
+            pid: dataclasses.replace(
+                states[pid], window=windows[pid], carry=_carry_to_save(pid, outcomes, carries_kept, states)
             )
             for pid in saved
         }

@@ -112,6 +112,10 @@ TIMER_SUPERSEDED = Counter(
     "vigil_alert_timer_superseded_total",
     "Escalation-timer changes not written: the alert state changed after the timer read it (agents/alert.py)",
 )
+STATES_SUPERSEDED = Counter(
+    "vigil_states_superseded_total",
+    "Patients whose state a batch did not write: another worker wrote it after the batch read it (infra/redis.py)",
+)
 WINDOWS_UNREADABLE = Counter(
     "vigil_windows_unreadable_total",
     "Patient windows in Redis that did not read (damaged): the stay's window started afresh (infra/redis.py)",

@@ -180,6 +180,11 @@ class PatientState:
     carry: StayCarry | None
     alert: PatientAlertState
     stays: list[StayChange] = field(default_factory=list)
+    # the window blob as ``load_states`` read it (None: absent), when ``read``: the write goes only
+    # where the key still holds it (``save_states``), so a worker that lost the partition mid-batch
+    # cannot write over its new owner. A state not read (a tool, a test) is written as it is
+    loaded: bytes | None = None
+    read: bool = False
 
     @property
     def restart(self) -> bool:
@@ -286,6 +291,8 @@ class PatientStore:
                 _window_or_new(blobs[3 * i]),
                 _carry_or_none(blobs[3 * i + 1]),
                 _alert_or_new(blobs[3 * i + 2]),
+                loaded=blobs[3 * i],
+                read=True,
             )
             for i, pid in enumerate(ids)
         }
@@ -319,24 +326,58 @@ class PatientStore:
             out[pid] = StayKeys(held, int(discharged) if discharged and discharged.isdigit() else None, bool(clocks[i]))
         return out
 
-    async def save_states(self, states: dict[str, PatientState]) -> None:
+    async def save_states(self, states: dict[str, PatientState]) -> list[str]:
         """Window, carry and alert lifecycle of each patient, and whether the escalation timer looks
         at it (``OPEN_ALERTS_KEY``), as one MULTI/EXEC: a reader never sees a window without the
         carry and the alert state that match it (no carry yet: none is written; a stay that ended,
-        began or resumed: its keys beside the window change in the same transaction, ``StayChange``)."""
+        began or resumed: its keys beside the window change in the same transaction, ``StayChange``).
 
-        async def write() -> None:
-            pipe = self.client.pipeline(transaction=True)
-            for pid, state in states.items():
-                for change in state.stays:
-                    self._queue_stay_change(pipe, pid, change)
-                pipe.set(window_key(pid), pack_state(state.window.to_bytes()), ex=self.ttl_s)
-                if state.carry is not None:
-                    pipe.set(carry_key(pid), pack_state(state.carry.to_bytes()), ex=self.ttl_s)
-            self._queue_alerts(pipe, {alert_key(pid): state.alert for pid, state in states.items()})
-            await pipe.execute()
+        Only for the patients whose window key still holds the blob the batch read
+        (``PatientState.loaded``; WATCH, then the transaction): a worker that lost the partition
+        while its batch waited (Faust does not wait for it at a rebalance) wrote the state it read
+        over the new owner's newer one, and the hours the new owner had applied and committed were
+        gone from the stay. Those patients are left as they are (counted, logged) and come back; a
+        window that already holds what this batch writes counts as written (a retry after a lost
+        reply)."""
+        if not states:
+            return []
+        blobs = {pid: pack_state(state.window.to_bytes()) for pid, state in states.items()}
+        keys = {pid: window_key(pid) for pid in states}
 
-        await self._until_ok("set", write)
+        def superseded(pid: str, now: bytes | None) -> bool:
+            state = states[pid]
+            return state.read and now != state.loaded and now != blobs[pid]
+
+        async def write() -> list[str]:
+            for _ in range(CAS_ATTEMPTS):
+                async with self.client.pipeline(transaction=True) as pipe:
+                    await pipe.watch(*keys.values())
+                    now = dict(zip(keys, await pipe.mget(list(keys.values())), strict=True))
+                    moved = [pid for pid in states if superseded(pid, now[pid])]
+                    if len(moved) == len(states):
+                        await pipe.unwatch()
+                        return moved
+                    pipe.multi()
+                    todo = {pid: state for pid, state in states.items() if pid not in moved}
+                    for pid, state in todo.items():
+                        for change in state.stays:
+                            self._queue_stay_change(pipe, pid, change)
+                        pipe.set(keys[pid], blobs[pid], ex=self.ttl_s)
+                        if state.carry is not None:
+                            pipe.set(carry_key(pid), pack_state(state.carry.to_bytes()), ex=self.ttl_s)
+                    self._queue_alerts(pipe, {alert_key(pid): state.alert for pid, state in todo.items()})
+                    try:
+                        await pipe.execute()
+                    except WatchError:
+                        continue  # a window written meanwhile: read them again
+                    return moved
+            raise WatchError("patient windows kept changing during the write")  # _until_ok retries
+
+        moved = await self._until_ok("set", write)
+        if moved:
+            metrics.STATES_SUPERSEDED.inc(len(moved))
+            log.warning("state.superseded", patients=len(moved))
+        return moved
 
     async def save_alerts(self, alerts: dict[str, PatientAlertState]) -> None:
         """Alert lifecycles alone, by alert key (acknowledgements, the escalation timer), with the

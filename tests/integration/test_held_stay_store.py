@@ -4,6 +4,7 @@ carry and the care clock move to the held keys and back inside the state's MULTI
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -163,6 +164,37 @@ def test_a_damaged_window_starts_afresh_and_a_newer_one_is_left_alone(stack, sta
             await store.client.set(window_key(newer), bytes([PatientWindow._VERSION + 1]) + blob[1:], ex=60)
             with pytest.raises(ValueError, match="unknown window blob version"):
                 await store.load_states([newer])
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_batch_that_read_before_another_worker_wrote_leaves_that_write(stack, stack_settings) -> None:
+    """A worker that lost the partition while its batch waited on Redis (Faust does not wait for the
+    batch at a rebalance) wrote the window it read over the new owner's newer one: the hours the
+    new owner applied and committed were gone from the stay. Its write now leaves that patient (and
+    writes the others); the same write sent again after a lost reply still counts as written."""
+    from vigil.infra import metrics
+    from vigil.infra.redis import window_key
+
+    moved, kept = unique_patient("stale"), unique_patient("stale-other")
+    alert = PatientAlertState(patient_id=moved)
+    store = PatientStore.connect(stack_settings)
+
+    async def main() -> None:
+        try:
+            await store.save_states({p: PatientState(stay(3), None, alert) for p in (moved, kept)})
+            old = await store.load_states([moved, kept])  # the worker losing the partition reads
+            newer = await store.load_states([moved])  # the new owner reads, applies, writes
+            assert await store.save_states({moved: dataclasses.replace(newer[moved], window=stay(6))}) == []
+            before = metrics.STATES_SUPERSEDED._value.get()
+            late = {p: dataclasses.replace(old[p], window=stay(4)) for p in old}
+            assert await store.save_states(late) == [moved]
+            assert metrics.STATES_SUPERSEDED._value.get() == before + 1
+            assert PatientWindow.from_bytes(unpack_state(await store.client.get(window_key(moved)))) == stay(6)
+            assert PatientWindow.from_bytes(unpack_state(await store.client.get(window_key(kept)))) == stay(4)
+            assert await store.save_states({kept: late[kept]}) == []  # sent again: already written
         finally:
             await store.close()
 
