@@ -107,6 +107,8 @@ class DynamicBatcher(Generic[X, Y]):
                     results = self._infer(inputs)
                 else:
                     results = await loop.run_in_executor(self._executor, self._infer, inputs)
+                if len(results) != len(batch):  # zip would raise out of this task: every caller hung
+                    raise ValueError(f"inference gave {len(results)} results for {len(batch)} inputs")
             except Exception as exc:  # a poison input must fail its callers, not the batcher
                 for _, fut in batch:
                     if not fut.done():

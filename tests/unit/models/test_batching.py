@@ -48,6 +48,26 @@ def test_a_failing_batch_fails_its_callers_only() -> None:
     assert asyncio.run(main()) == [2, 3]
 
 
+def test_a_result_list_of_the_wrong_length_fails_its_callers_not_the_batcher() -> None:
+    """Results that do not pair with the inputs raised out of the batcher's task: its callers waited
+    forever (the scoring step holding the worker's alert lock), and every later call too."""
+    calls = {"n": 0}
+
+    def infer(items):
+        calls["n"] += 1
+        return items[:-1] if calls["n"] == 1 else items
+
+    async def main():
+        b = DynamicBatcher(infer, max_batch_size=4, max_queue_delay_ms=1)
+        with pytest.raises(ValueError, match="2 results for 3 inputs"):
+            await asyncio.wait_for(b.infer_many([1, 2, 3]), 5)
+        ok = await asyncio.wait_for(b.infer_many([4]), 5)
+        await b.close()
+        return ok
+
+    assert asyncio.run(main()) == [4]
+
+
 def test_large_batches_run_on_the_loop_thread_small_ones_in_the_inference_thread() -> None:
     threads: list[tuple[int, str]] = []
 
