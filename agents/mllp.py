@@ -50,6 +50,7 @@ log = get_logger(__name__)
 SOURCE = MLLP_SOURCE  # the dead letters' source (``vigil deadletters replay`` sends them to vigil.ingest.hl7v2)
 DEADLETTER_KEY = b"mllp"
 UNAVAILABLE = "the event stream is unavailable: send the message again later"
+STRAY_TRIES, STRAY_RETRY_S = 3, 1.0  # a stray's dead letter: no sender will send it again
 Publish = Callable[[Sequence[Record]], None]
 
 
@@ -139,16 +140,30 @@ class Tally:
         }
 
 
+async def _stored(out: Outcome, publish: Publish) -> bool:
+    """The item's records published. A message's are tried once: unstored, it is answered AR and
+    its sender sends it again. Bytes outside a message have no answer and no sender to send them
+    again, so their dead letter is tried ``STRAY_TRIES`` times before it is given up (counted)."""
+    tries = 1 if out.code is not None else STRAY_TRIES
+    for attempt in range(1, tries + 1):
+        try:
+            if out.records:
+                await asyncio.to_thread(publish, out.records)
+            return True
+        except Exception as exc:  # the broker: nothing is answered AA unless stored
+            log.error("mllp.unpublished", error=type(exc).__name__, records=len(out.records), attempt=attempt)
+            if attempt < tries:
+                await asyncio.sleep(STRAY_RETRY_S)
+    return False
+
+
 async def handle(
     item: Item, publish: Publish, limits: MllpSettings, tally: Tally, units: Units = NO_UNITS
 ) -> bytes | None:
     """Publish one item's records (in a thread: the producer blocks) and return its answer."""
     out = outcome_of(item, limits.max_message_bytes, datetime.now(UTC), units)
-    try:
-        if out.records:
-            await asyncio.to_thread(publish, out.records)
-    except Exception as exc:  # the broker: nothing is answered AA unless stored
-        log.error("mllp.unpublished", error=type(exc).__name__, records=len(out.records))
+    if not await _stored(out, publish):
+        metrics.MLLP_UNPUBLISHED.labels("stray" if out.code is None else "message").inc()
         if out.code is None:
             return None
         out = Outcome(code="AR", text=UNAVAILABLE, payload=out.payload)

@@ -35,6 +35,12 @@ DEAD_LETTERS = Counter("vigil_dead_letters_total", "Inputs sent to the dead-lett
 SCORES = Counter("vigil_scores_total", "Risk scores published")
 MLLP_MESSAGES = Counter("vigil_mllp_messages_total", "HL7v2 messages answered by the MLLP listener", ["ack"])
 MLLP_EVENTS = Counter("vigil_mllp_events_total", "Events the MLLP listener published on vigil.events.raw")
+MLLP_UNPUBLISHED = Counter(
+    "vigil_mllp_unpublished_total",
+    "MLLP items whose records the broker did not take: a message (answered AR, sent again by its sender) or "
+    "stray bytes (their dead letter, after 3 tries, lost: only this count and the log line mllp.unpublished)",
+    ["what"],
+)
 MLLP_CONNECTIONS = Gauge("vigil_mllp_connections", "Open MLLP connections")
 ALERTS = Counter("vigil_alerts_total", "Alert transitions published", ["state", "severity"])
 WINDOWS_RESTARTED = Counter(

@@ -127,6 +127,36 @@ def test_a_message_not_stored_is_rejected_so_that_it_is_sent_again() -> None:
     assert tally.acks == {"AR": 1} and tally.events == 0
 
 
+def test_a_strays_dead_letter_is_tried_again_and_counted_when_given_up(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Stray bytes have no answer and no sender to send them again: their dead letter was dropped at
+    the first failed publish, with only a log line. It is tried again, and counted if given up."""
+    from prometheus_client import REGISTRY
+
+    from vigil.agents import mllp
+
+    monkeypatch.setattr(mllp, "STRAY_RETRY_S", 0.0)
+    stray = Stray(b"hello", 5, "00" * 32)
+    calls: list[int] = []
+
+    def flaky(records: Sequence[Record]) -> None:
+        calls.append(len(records))
+        if len(calls) < 3:
+            raise ConnectionError("broker away")
+
+    def lost() -> float:
+        return REGISTRY.get_sample_value("vigil_mllp_unpublished_total", {"what": "stray"}) or 0.0
+
+    before, tally = lost(), Tally()
+    assert asyncio.run(mllp.handle(stray, flaky, MllpSettings(), tally)) is None
+    assert len(calls) == 3 and tally.dead_letters == 1 and lost() == before  # stored at the third try
+
+    def away(records: Sequence[Record]) -> None:
+        raise ConnectionError("broker away")
+
+    assert asyncio.run(mllp.handle(stray, away, MllpSettings(), Tally())) is None
+    assert lost() == before + 1
+
+
 def test_a_discharge_is_accepted_and_other_adt_is_answered_without_a_dead_letter() -> None:
     a03 = b"MSH|^~\\&|EHR|H|VIGIL|H|20261205080000||ADT^A03^ADT_A03|D1|P|2.5.1\r"
     a03 += b"EVN|A03|20261205075500\rPID|1||77^^^H^MR\r"
