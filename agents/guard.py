@@ -25,8 +25,21 @@ GUARD_ATTR = "__vigil_guard__"  # the guard's name, on a guarded function (and c
 
 
 def is_transient(exc: BaseException) -> bool:
-    from aiokafka.errors import KafkaError
+    """Whether ``exc`` is the broker or Redis away for a while (retry) rather than a bug or a bad
+    record. Faust wraps the producer's error in a ``ProducerSendError`` (not a ``KafkaError``),
+    the cause chained: it is judged by that cause, or a broker's hiccup while a batch is sent made
+    its good events ``internal`` dead letters instead of a retry. aiokafka's ``KafkaTimeoutError``
+    (no metadata, or a batch expired waiting for the broker) is not flagged retriable, yet is."""
+    from aiokafka.errors import KafkaError, KafkaTimeoutError
+    from faust.exceptions import ProducerSendError
 
+    for _ in range(8):  # a wrapper of a wrapper at most, in practice; never a cycle
+        inner = exc.__cause__ or exc.__context__
+        if not isinstance(exc, ProducerSendError) or inner is None:
+            break
+        exc = inner
+    if isinstance(exc, KafkaTimeoutError):
+        return True
     return isinstance(exc, TRANSIENT_ERRORS) or (isinstance(exc, KafkaError) and exc.retriable)
 
 

@@ -5,7 +5,7 @@ waits for delivery."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -26,7 +26,15 @@ from vigil.models.bundle import SteppingBundle
 from vigil.models.site_threshold import SiteThresholdError, site_threshold_hint
 from vigil.models.step_session import StepSession
 from vigil.models.stream_step import StepOutcome, StepRequest, advance, load_served_bundle, served_bundle_dir
-from vigil.schemas.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Rejected, Source
+from vigil.schemas.deadletter import (
+    MAX_DEAD_LETTER_BYTES,
+    MAX_REPLAY_OF_CHARS,
+    REPLAY_HEADER,
+    DeadLetter,
+    Rejected,
+    Source,
+    dead_letter_key,
+)
 from vigil.schemas.errors import UserError
 
 log = get_logger(__name__)
@@ -155,6 +163,7 @@ class Publisher:
     def __init__(self, deadletter: faust.TopicT) -> None:
         self._deadletter = deadletter
         self._pending: list[asyncio.Future[Any]] = []
+        self._letters: list[str] = []  # the reasons of the dead letters among ``_pending``
 
     async def send(self, topic: faust.TopicT, key: str | bytes | None, value: bytes) -> None:
         """Hand one record to the app's producer (delivery is awaited by ``flush``). Straight to the
@@ -169,24 +178,55 @@ class Publisher:
         self, event: faust.EventT | None, rejected: Rejected, budget: int = MAX_DEAD_LETTER_BYTES
     ) -> None:
         """Publish ``rejected`` on the dead-letter topic, with ``event``'s message as its source
-        (or the source ``rejected`` already carries), under the original key. The record is at most
-        ``budget`` bytes: a larger original is carried truncated, with its size and SHA-256."""
+        (or the source ``rejected`` already carries), under the original key (or its digest, when
+        too long: ``dead_letter_key``). The record is at most ``budget`` bytes: a larger original is
+        carried truncated, with its size and SHA-256. Counted once delivered (``flush``)."""
         if event is not None:
             rejected = rejected.at(source_of(event))
-        metrics.DEAD_LETTERS.labels(rejected.reason).inc()
-        key = rejected.source.key if rejected.source else None
+        key = dead_letter_key(rejected.source.key if rejected.source else None)
         record = DeadLetter.of(rejected, datetime.now(UTC), budget=budget)
         await self.send(self._deadletter, key, record.model_dump_json().encode())
+        self._letters.append(rejected.reason)
 
     async def flush(self) -> None:
-        if self._pending:
-            pending, self._pending = self._pending, []
-            await asyncio.gather(*pending)
+        """Wait for every record handed over; raise the first failure. The dead letters are counted
+        here, once the broker has them all: a batch retried or split after a failed flush sends its
+        letters again, and counting them as they were handed over counted one input two or more
+        times, or a letter never delivered."""
+        pending, self._pending = self._pending, []
+        letters, self._letters = self._letters, []
+        if pending:
+            # every future is awaited, so that none is left with an exception nobody retrieved
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            failed = next((r for r in results if isinstance(r, BaseException)), None)
+            if failed is not None:
+                raise failed
+        for reason in letters:
+            metrics.DEAD_LETTERS.labels(reason).inc()
 
 
 def source_of(event: faust.EventT) -> Source:
     m = event.message
-    return Source(topic=m.topic, partition=m.partition, offset=m.offset, key=m.key, original=m.value)
+    return Source(
+        topic=m.topic,
+        partition=m.partition,
+        offset=m.offset,
+        key=m.key,
+        original=m.value,
+        replay_of=replay_of(getattr(m, "headers", None)),
+    )
+
+
+def replay_of(headers: Any) -> str | None:
+    """The ``vigil-replay-of`` header of a record ``vigil deadletters replay`` sent, else None:
+    kept on the letter of an input refused again, so that an operator sees the replay did not help.
+    Faust gives headers as a list of (name, value) pairs or as a mapping."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for name, value in pairs:
+        if name == REPLAY_HEADER and isinstance(value, bytes | str):
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            return text[:MAX_REPLAY_OF_CHARS]
+    return None
 
 
 BatchHandler = Callable[[Sequence[faust.EventT], Publisher], Awaitable[object]]

@@ -15,7 +15,9 @@ What may be sent again (``resend_of``; pure):
   letter of a topic Vigil writes (a score, an alert acknowledgement) is not: acted on late, it would
   change a patient's alert as it stands now, not as it stood;
 - whole originals only: a ``truncated`` copy holds the first bytes of a too-large input; ask its
-  producer for the original by its SHA-256;
+  producer for the original by its SHA-256; likewise an original whose key was too long to keep
+  (``key_replaced``: the letter's key is the key's SHA-256, and an input sent under it would land
+  on another partition than its patient's);
 - never a ``duplicate`` (its event was scored already), nor a ``stay_ended`` (its patient's stay ended
   before it arrived: sent again, it is refused again);
 - a FHIR Bundle entry (what the intake dead-letters of a Bundle) goes as a Bundle of that one entry;
@@ -24,7 +26,7 @@ What may be sent again (``resend_of``; pure):
 
 Letters are read from the start of the topic to its end as the command starts (``read_letters``),
 one at a time: memory does not grow with the topic. A letter whose own record does not parse (another
-version's) is counted, not sent.
+version's, or a copy that is not base64) is counted as ``unreadable``, not sent.
 """
 
 from __future__ import annotations
@@ -53,7 +55,6 @@ RESEND_TO = {
 }
 HTTP_PREFIX = "http:"  # the FHIR intake's letters: source_topic "http:/fhir", "http:/fhir/Observation"
 MLLP_SOURCE = "mllp"  # the HL7v2 listener's letters (``agents.mllp``): to the HL7v2 agent's topic
-REPLAY_HEADER = "vigil-replay-of"  # on each record sent again: "vigil.deadletter/<partition>/<offset>"
 AUDIT_KEY = b"deadletters"
 AUDIT_TYPE = "deadletter_replay"
 MAX_RANGES_PER_RECORD = 20_000  # an audit record stays far below the producer's 1 MB
@@ -61,6 +62,7 @@ MAX_RANGES_PER_RECORD = 20_000  # an audit record stays far below the producer's
 # why a letter is not sent again (the keys of a replay's ``skipped`` counts)
 UNREADABLE = "unreadable"  # the letter's own record does not parse
 TRUNCATED = "truncated"
+KEY_REPLACED = "key_replaced"  # the original's key was too long to keep (``schemas.deadletter.dead_letter_key``)
 NO_ORIGINAL = "no_original"
 NOT_AN_INPUT = "not_an_input"
 DUPLICATE = "duplicate"
@@ -98,6 +100,8 @@ class Resend:
 
 
 def parse_letter(partition: int, offset: int, key: bytes | None, value: bytes | None) -> Letter:
+    """A record of the dead-letter topic as a ``Letter``; one that does not validate (its
+    ``original_b64`` included: ``DeadLetter``) is unreadable, counted by ``ls`` and ``replay``."""
     try:
         letter = DeadLetter.model_validate_json(value or b"")
     except ValidationError:
@@ -138,6 +142,8 @@ def resend_of(item: Letter) -> Resend | str:
         return NOT_AN_INPUT
     if letter.truncated:
         return TRUNCATED
+    if letter.key_sha256 is not None:
+        return KEY_REPLACED
     original = letter.original()
     if not original:
         return NO_ORIGINAL

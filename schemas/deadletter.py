@@ -5,26 +5,45 @@ large the input was: base64 makes a copy a third larger than the original, and a
 producer's ``max_request_size`` (1 MB) cannot be sent at all, which used to crash the agent and
 commit the batch (issue 16). An original that does not fit is carried truncated, with its full
 size and SHA-256, so it is still accounted for and can be matched against the producer's copy.
+The record's key counts in the budget too, and a key over ``MAX_DEAD_LETTER_KEY_BYTES`` is replaced by
+its SHA-256 (``dead_letter_key``): a 1 MB key once made even the letter without its original too
+large to send, and the agent retried it forever with its partition stalled behind it.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
-DEADLETTER_SCHEMA_VERSION = 2
+# 2: original_size, original_sha256, truncated; 3: key_size, key_sha256 (a replaced key), replay_of
+DEADLETTER_SCHEMA_VERSION = 3
 # The whole JSON record. Well under the producer's max_request_size (1 MB, Kafka's default
 # message.max.bytes too), so a dead letter is always sendable; an ingest size limit
 # (``settings.ingest.max_event_bytes``) below this keeps accepted-size originals whole.
 MAX_DEAD_LETTER_BYTES = 96 * 1024
 MAX_DETAIL_CHARS = 500
 MAX_TOPIC_CHARS = 200
+# A patient id or a message id is tens of bytes; a key past this is not one, and is replaced by its
+# SHA-256 (hex) on the dead letter, the original's size and digest kept in the letter
+MAX_DEAD_LETTER_KEY_BYTES = 1024
+MAX_REPLAY_OF_CHARS = 200
+# on each record ``vigil deadletters replay`` sends again: "vigil.deadletter/<partition>/<offset>"
+REPLAY_HEADER = "vigil-replay-of"
+
+
+def dead_letter_key(key: bytes | None) -> bytes | None:
+    """The key a dead letter is sent under: the original's, or its SHA-256 (hex) when it is over
+    ``MAX_DEAD_LETTER_KEY_BYTES``."""
+    if key is None or len(key) <= MAX_DEAD_LETTER_KEY_BYTES:
+        return key
+    return hashlib.sha256(key).hexdigest().encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +56,7 @@ class Source:
     offset: int | None = None
     key: bytes | None = None
     original: bytes | None = None
+    replay_of: str | None = None  # the ``vigil-replay-of`` header: the letter a replay sent this from
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +111,31 @@ class DeadLetter(BaseModel):
     original_size: int | None = None  # bytes of the whole original (None in version-1 records)
     original_sha256: str | None = None  # hex digest of the whole original
     truncated: bool = False
+    # the original key's size and SHA-256 when it was too long to be the letter's key (its digest is)
+    key_size: int | None = None
+    key_sha256: str | None = None
+    # "vigil.deadletter/<partition>/<offset>": the letter whose replay this input was, refused again
+    replay_of: str | None = None
+
+    @field_validator("original_b64")
+    @classmethod
+    def _is_base64(cls, value: str) -> str:
+        # a letter whose copy does not decode is not a letter: read back, it counts as unreadable
+        # (``infra.deadletters``) instead of failing ``original()`` half-way through a listing
+        try:
+            base64.b64decode(value, validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"original_b64 is not base64: {exc}") from None
+        return value
 
     @classmethod
     def of(cls, rejected: Rejected, at: datetime, budget: int = MAX_DEAD_LETTER_BYTES) -> DeadLetter:
-        """The dead letter of ``rejected``, at most ``budget`` bytes as JSON (``model_dump_json``)."""
+        """The dead letter of ``rejected``: its JSON (``model_dump_json``) and its key
+        (``dead_letter_key`` of the source's) together at most ``budget`` bytes."""
         source = rejected.source or Source(topic="unknown")
         original = source.original or b""
+        key = dead_letter_key(source.key)
+        long_key = source.key if source.key is not None and key != source.key else None
         shell = cls(
             reason=rejected.reason[:64],
             detail=rejected.detail[:MAX_DETAIL_CHARS],
@@ -107,9 +146,13 @@ class DeadLetter(BaseModel):
             original_b64="",
             original_size=len(original),
             original_sha256=hashlib.sha256(original).hexdigest(),
+            key_size=len(long_key) if long_key is not None else None,
+            key_sha256=hashlib.sha256(long_key).hexdigest() if long_key is not None else None,
+            replay_of=source.replay_of[:MAX_REPLAY_OF_CHARS] if source.replay_of else None,
         )
-        # what is left for the copy: base64 turns 3 bytes into 4 characters; the bool may grow by 1
-        room = budget - len(shell.model_dump_json().encode()) - 1
+        # what is left for the copy: the record's key and the JSON count (a Kafka record is both);
+        # base64 turns 3 bytes into 4 characters; the bool may grow by 1
+        room = budget - len(key or b"") - len(shell.model_dump_json().encode()) - 1
         keep = max(room, 0) // 4 * 3
         if len(original) <= keep:
             return shell.model_copy(update={"original_b64": cls.encode(original)})

@@ -4,7 +4,10 @@
   then disk) and refused with 413 past ``settings.web.fhir_max_body_bytes``.
 - A Bundle is decoded one entry at a time (``schemas.codecs.fhir_stream``) and refused with 413
   past ``settings.web.fhir_max_entries`` entries, before anything is published.
-- Each rejected entry is dead-lettered once, with only that entry's bytes (never the whole body).
+- Each rejected entry is dead-lettered once, with only that entry's bytes (never the whole body);
+  a body refused whole (one resource, JSON nested too deep, a Bundle whose envelope is refused)
+  with the body, truncated to the dead letter's budget with its true size and SHA-256. The dead
+  letters are counted (``vigil_dead_letters_total{reason}``) once the broker has them.
 - Idempotent on retry: event ids derive from the resource (type/id/version, fullUrl, or a digest
   of its content), so a client that retries after a 503 republishes the same ids, and the ingest
   agent counts the copies as ``duplicate`` dead letters instead of scoring them twice.
@@ -12,7 +15,8 @@
 Memory bound per request: the spool (1 MiB) + one entry being decoded + the outcome records
 (an event ~0.4 KB, a dead letter ~0.5 KB + 4/3 of its entry, at most
 ``schemas.deadletter.MAX_DEAD_LETTER_BYTES``), i.e. about 1 MiB + entries x 1 KB for ordinary
-entries; ``INTAKE_CONCURRENCY`` requests decode at a time (docs/security.md has the measurement).
+entries, or the body once where it is decoded or refused whole (at most ``fhir_max_body_bytes``);
+``INTAKE_CONCURRENCY`` requests decode at a time (docs/security.md has the measurement).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from fastapi.responses import Response
 from redis.exceptions import RedisError
 
 from vigil.agents.web import metrics
+from vigil.infra import metrics as shared_metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings
 from vigil.infra.unmapped import count_unmapped
@@ -75,9 +80,13 @@ class IntakeResult:
     records: list[Record] = field(default_factory=list)
     events: int = 0
     rejected: list[Rejected] = field(default_factory=list)  # every rejection (for the answer)
-    dead_letters: int = 0
+    letter_reasons: list[str] = field(default_factory=list)  # one per dead letter among ``records``
     unmapped: DecodeResult = field(default_factory=DecodeResult)  # what was ignored or unknown, no events
     too_many_entries: int | None = None  # the limit, when the Bundle is over it
+
+    @property
+    def dead_letters(self) -> int:
+        return len(self.letter_reasons)
 
 
 def outcome(status_code: int, body: dict[str, Any]) -> Response:
@@ -145,7 +154,7 @@ def decode_intake(
             one = one_per_input(decoded.rejected).at(replace(source, offset=item.index, original=original))
             record = DeadLetter.of(one, now).model_dump_json().encode()
             result.records.append((topics.DEADLETTER, DEADLETTER_KEY, record))
-            result.dead_letters += 1
+            result.letter_reasons.append(one.reason)
     result.records += ends
     return result
 
@@ -202,6 +211,8 @@ async def fhir_intake(
         log.error("fhir_publish_failed", error=type(exc).__name__, records=len(result.records))
         return problem(503, "transient", "the event stream is unavailable; retry the same request later")
     metrics.FHIR_EVENTS.inc(result.events)
+    for reason in result.letter_reasons:  # as the workers and the MLLP listener count theirs, once stored
+        shared_metrics.DEAD_LETTERS.labels(reason).inc()
     return _answer(result, path)
 
 

@@ -154,8 +154,12 @@ def decode_fhir_entries(payload: BinaryIO, scan: BundleScan, units: Units = NO_U
     """The second pass (``payload`` from its start): one outcome per entry, or one for the whole
     (``units``: the site's, for the Encounter moves that end a stay)."""
     payload.seek(0)
+    # A payload refused whole carries the whole of it (bounded by the caller's limits: a Kafka
+    # record, the intake's body limit): its dead letter keeps what fits with the true size and
+    # SHA-256 (``DeadLetter.of``). A prefix once passed as the original, untruncated, its digest the
+    # prefix's: no match for the producer's copy, and a replay sent a cut Bundle.
     if scan.problem is not None and not scan.is_bundle:  # too deep to read as a stream
-        yield EntryOutcome(None, DecodeResult(rejected=[scan.problem]), payload.read(1 << 16))
+        yield EntryOutcome(None, DecodeResult(rejected=[scan.problem]), payload.read())
         return
     if not scan.is_bundle:
         body = payload.read()
@@ -164,10 +168,10 @@ def decode_fhir_entries(payload: BinaryIO, scan: BundleScan, units: Units = NO_U
         return
     if scan.over_limit:
         too_many = Rejected("too_large", f"Bundle has more than {scan.entries - 1} entries (limit {scan.entries - 1})")
-        yield EntryOutcome(None, DecodeResult(rejected=[too_many]), payload.read(1 << 16))
+        yield EntryOutcome(None, DecodeResult(rejected=[too_many]), payload.read())
         return
     if scan.problem is not None:
-        yield EntryOutcome(None, DecodeResult(rejected=[scan.problem]), payload.read(1 << 16))
+        yield EntryOutcome(None, DecodeResult(rejected=[scan.problem]), payload.read())
         return
     if scan.entries == 0:
         yield EntryOutcome(None, DecodeResult(ignored=[Rejected("empty_bundle", "Bundle has no entries")]))

@@ -163,3 +163,31 @@ def test_only_the_top_level_entry_array_holds_entries() -> None:
     nested = {"resourceType": "Bundle", "type": "batch", "meta": {"entry": [observation(2)]}, "entry": []}
     merged, _ = streamed(json.dumps(nested).encode())
     assert not merged.events
+
+
+def test_a_payload_refused_whole_carries_all_of_it_for_its_dead_letter() -> None:
+    """Too deep, over the entry limit, or a Bundle whose envelope is refused: the outcome carried the
+    first 64 KiB, and its dead letter called that prefix the whole original (truncated false, the
+    prefix's size and SHA-256), which a replay then sent as a cut, unparseable Bundle."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    from vigil.infra.deadletters import TRUNCATED, Letter, resend_of
+    from vigil.schemas.deadletter import DeadLetter, Source, one_per_input
+
+    entries = [observation(i) for i in range(400)]
+    bad_envelope = json.loads(bundle(*entries)) | {"total": "many"}
+    deep = b'{"resourceType":"Bundle","entry":[' + b"[" * 300 + b"]" * 300 + b"]}" + b" " * 100_000
+    for payload, max_entries in [
+        (json.dumps(bad_envelope).encode(), 10_000),
+        (bundle(*entries), 10),
+        (deep, 10_000),
+    ]:
+        assert len(payload) > 1 << 16
+        (item,) = list(decode_fhir_stream(io.BytesIO(payload), max_entries))
+        assert item.index is None and item.result.rejected and item.original_bytes() == payload
+        rejected = one_per_input(item.result.rejected).at(Source("http:/fhir", original=item.original_bytes()))
+        letter = DeadLetter.of(rejected, datetime.now(UTC))
+        assert letter.truncated and letter.original_size == len(payload)
+        assert letter.original_sha256 == hashlib.sha256(payload).hexdigest()
+        assert resend_of(Letter(0, 1, b"http-fhir", letter)) == TRUNCATED  # never a cut Bundle

@@ -136,3 +136,24 @@ def test_since_answers_any_text_with_a_time_or_one_error(text: str) -> None:
         assert "--since takes" in str(exc)
     else:
         assert at.tzinfo is not None
+
+
+@pytest.mark.parametrize("copy", ["abc", "@@@@", "aGk"])
+def test_a_letter_whose_copy_is_not_base64_is_unreadable_not_an_error(copy: str) -> None:
+    """It validated, and ``original()`` then raised binascii.Error: ``ls`` and ``replay`` ended
+    with "unexpected Error" at that letter, the letters after it never read."""
+    record = {"reason": "unknown_code", "detail": "", "source_topic": topics.EVENTS_RAW, "at": AT.isoformat()}
+    item = parse_letter(0, 3, b"p1", json.dumps({**record, "original_b64": copy}).encode())
+    assert item.letter is None and resend_of(item) == UNREADABLE
+
+
+def test_a_letter_whose_key_was_replaced_by_its_digest_is_not_sent_under_it() -> None:
+    from vigil.infra.deadletters import KEY_REPLACED
+    from vigil.schemas.deadletter import dead_letter_key
+
+    big = b"k" * 5000
+    rejected = Rejected(
+        "internal", "x", Source(topic=topics.EVENTS_RAW, partition=0, offset=7, key=big, original=EVENT)
+    )
+    record = DeadLetter.of(rejected, AT).model_dump_json().encode()
+    assert resend_of(parse_letter(2, 41, dead_letter_key(big), record)) == KEY_REPLACED

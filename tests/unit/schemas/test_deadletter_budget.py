@@ -74,3 +74,44 @@ def test_any_size_fits_any_budget_it_can(size: int, budget: int, detail: str) ->
     assert len(record) <= max(budget, len(letter(original, detail=detail, budget=0)))
     assert data["original_size"] == size and original.startswith(base64.b64decode(data["original_b64"]))
     assert data["truncated"] == (len(base64.b64decode(data["original_b64"])) < size)
+
+
+def test_a_key_near_a_megabyte_is_replaced_by_its_digest_and_counts_in_the_budget() -> None:
+    """A ~1 MB record key made the dead letter (key + value) larger than the producer's 1 MB even
+    without its original: the agent retried it forever, its partition stalled behind it."""
+    from vigil.schemas.deadletter import MAX_DEAD_LETTER_KEY_BYTES, dead_letter_key
+
+    big = b"k" * 999_800
+    rejected = Rejected("invalid_json", "x").at(Source("vigil.events.raw", 0, 1, big, b"x" * 200_000))
+    dead = DeadLetter.of(rejected, AT)
+    key = dead_letter_key(big)
+    assert key == hashlib.sha256(big).hexdigest().encode() and len(key) <= MAX_DEAD_LETTER_KEY_BYTES
+    assert dead.key_size == len(big) and dead.key_sha256 == key.decode()
+    assert len(key) + len(dead.model_dump_json().encode()) <= MAX_DEAD_LETTER_BYTES
+    # an ordinary key (a patient id) stays as it was, and the letter says nothing of it
+    assert dead_letter_key(b"p1") == b"p1" and dead_letter_key(None) is None
+    small = DeadLetter.of(Rejected("schema", "x").at(Source("vigil.events.raw", 0, 1, b"p1", b"{}")), AT)
+    assert small.key_size is None and small.key_sha256 is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 3_000), st.integers(0, 200_000), st.integers(0, 300_000))
+def test_key_and_letter_together_fit_the_budget(key_size: int, size: int, budget: int) -> None:
+    from vigil.schemas.deadletter import dead_letter_key
+
+    key = b"k" * key_size
+    rejected = Rejected("schema", "d").at(Source("vigil.events.raw", 0, 1, key, b"o" * size))
+    floor = DeadLetter.of(rejected, AT, budget=0)  # the letter without its original: the least it can be
+    record = DeadLetter.of(rejected, AT, budget=budget)
+    total = len(dead_letter_key(key) or b"") + len(record.model_dump_json().encode())
+    assert total <= max(budget, len(dead_letter_key(key) or b"") + len(floor.model_dump_json().encode()))
+
+
+def test_a_copy_that_is_not_base64_is_not_a_letter() -> None:
+    from pydantic import ValidationError
+
+    base = {"reason": "schema", "detail": "", "source_topic": "t", "at": AT.isoformat()}
+    for bad in ("abc", "@@@@", "aGk=x"):
+        with pytest.raises(ValidationError, match="base64"):
+            DeadLetter.model_validate({**base, "original_b64": bad})
+    assert DeadLetter.model_validate({**base, "original_b64": "aGk="}).original() == b"hi"

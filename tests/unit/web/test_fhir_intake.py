@@ -286,3 +286,29 @@ def test_going_live_the_encounters_in_progress_sent_first_place_the_results_afte
     assert "not scored, from units Vigil does not monitor: 4WEST x1" in after[1].json()["issue"][0]["diagnostics"]
     events = [PatientEvent.model_validate_json(v) for t, _, v in feed.produced if t == topics.EVENTS_RAW]
     assert [(e.patient_id, e.ward) for e in events] == [("7730044", "ICU-3")]
+
+
+def test_the_intakes_dead_letters_are_counted_by_reason_once_stored(small) -> None:
+    """vigil_dead_letters_total counted the workers' and the MLLP listener's letters, not the
+    FHIR intake's: a site whose EHR posts FHIR saw no dead letters rising on its dashboards."""
+    from prometheus_client import REGISTRY
+
+    def counted(reason: str) -> float:
+        return REGISTRY.get_sample_value("vigil_dead_letters_total", {"reason": reason}) or 0.0
+
+    client, feed = small
+    implausible = observation(2)
+    implausible["valueQuantity"]["value"] = 1000
+    body = bundle([observation(0), observation(1, code="0000-0"), observation(3, code="0000-0"), implausible])
+    before = counted("unmapped_code"), counted("out_of_range")
+    feed.fail_after = 1  # the broker goes away: nothing is stored as a whole, nothing counted
+    assert client.post("/fhir", content=body, headers=AUTH).status_code == 503
+    assert (counted("unmapped_code"), counted("out_of_range")) == before
+    feed.fail_after = None
+    assert client.post("/fhir", content=body, headers=AUTH).status_code == 200
+    assert counted("unmapped_code") - before[0] == 2 and counted("out_of_range") - before[1] == 1
+    assert counted("unmapped_code") - before[0] == sum(
+        DeadLetter.model_validate_json(v).reason == "unmapped_code"
+        for t, _, v in feed.produced
+        if t == topics.DEADLETTER
+    )

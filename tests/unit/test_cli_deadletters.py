@@ -1,0 +1,155 @@
+"""``vigil deadletters`` against a broker stand-in: what ``replay`` records as replayed (only what the
+broker acknowledged), and what ``ls`` lists (the newest letters, unreadable ones counted)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
+
+from vigil.cli.main import main
+from vigil.infra.deadletters import Replayed, parse_letter, replay_record
+from vigil.schemas import topics
+from vigil.schemas.deadletter import REPLAY_HEADER, DeadLetter, Rejected, Source
+
+AT = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+
+
+def record(offset: int, at: datetime = AT, reason: str = "unknown_code", **fields: Any) -> bytes:
+    original = json.dumps({"event_id": f"e{offset}", "patient_id": "p1"}).encode()
+    rejected = Rejected(reason, "x").at(Source(topics.EVENTS_RAW, 0, offset, b"p1", original))
+    return DeadLetter.of(rejected, at).model_copy(update=fields).model_dump_json().encode()
+
+
+class Sent:
+    """What kafka-python's ``send`` returns: ``get`` raises what the broker said of the record."""
+
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+    def get(self, timeout: float | None = None) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+class Broker:
+    """A producer whose broker refuses the records of ``refuse`` (by their letter's offset) and whose
+    client raises ``raise_at`` outright (as kafka-python does when it has no metadata)."""
+
+    def __init__(self, refuse: tuple[int, ...] = (), raise_at: int | None = None) -> None:
+        self.refuse, self.raise_at = refuse, raise_at
+        self.sent: list[int] = []  # the letters' offsets the broker has
+        self.audit: list[dict[str, Any]] = []
+
+    def send(self, topic: str, key: bytes | None = None, value: bytes = b"", headers: Any = None) -> Sent:
+        if topic == topics.AUDIT:
+            self.audit.append(json.loads(value))
+            return Sent(None)
+        offset = int(dict(headers)[REPLAY_HEADER].decode().rsplit("/", 1)[1])
+        if offset == self.raise_at:
+            raise KafkaTimeoutError("Failed to update metadata after 60.0 secs.")
+        if offset in self.refuse:
+            return Sent(TopicAuthorizationFailedError())  # flush() does not raise for it
+        self.sent.append(offset)
+        return Sent(None)
+
+    def flush(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+def run(
+    monkeypatch, capsys, args: list[str], letters: list[tuple[int, int, bytes]], broker: Broker | None = None
+) -> tuple[int, str, str]:
+    import vigil.cli.deadletters as cli
+    import vigil.infra.connect as connect
+    import vigil.infra.deadletters as dl
+
+    items = [parse_letter(p, o, b"p1", value) for p, o, value in letters]
+    monkeypatch.setattr(cli, "_letters", lambda bootstrap: (None, iter(items)))
+    audit = broker.audit if broker is not None else []
+    monkeypatch.setattr(dl, "read_replayed", lambda settings: Replayed.from_records(audit))
+    monkeypatch.setattr(connect, "kafka_producer", lambda settings, **kw: broker)
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as done:
+        main(["deadletters", *args])
+    out = capsys.readouterr()
+    return int(done.value.code or 0), out.out, out.err
+
+
+def test_a_replay_records_only_what_the_broker_acknowledged(monkeypatch, capsys) -> None:
+    """flush() does not raise for a refused record: every letter was recorded as replayed, and a
+    refused one was skipped by every later replay, never sent."""
+    broker = Broker(refuse=(6,))
+    letters = [(0, o, record(o)) for o in (5, 6, 7)]
+    code, out, err = run(monkeypatch, capsys, ["replay", "--reason", "unknown_code", "--json"], letters, broker)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in out + err
+    assert "refused 1 letter(s)" in err and "TopicAuthorizationFailedError" in err and "2 delivered" in err
+    assert json.loads(out.splitlines()[-1])["ok"] is False
+    assert broker.sent == [5, 7] and [r["letters"] for r in broker.audit] == [{"0": [[5, 5], [7, 7]]}]
+    # the next run sends the refused letter, and only it
+    broker.refuse = ()
+    code, out, _ = run(monkeypatch, capsys, ["replay", "--reason", "unknown_code", "--json"], letters, broker)
+    summary = json.loads(out.splitlines()[-1])
+    assert code == 0 and summary["sent"] == 1 and summary["skipped"] == {"replayed_before": 2}
+    assert broker.sent == [5, 7, 6]
+
+
+def test_a_send_the_client_refuses_stops_the_replay_and_records_what_was_delivered(monkeypatch, capsys) -> None:
+    broker = Broker(raise_at=6)
+    letters = [(0, o, record(o)) for o in (5, 6, 7)]
+    code, _, err = run(monkeypatch, capsys, ["replay", "--reason", "unknown_code"], letters, broker)
+    assert code == 2 and err.count("\n") == 1 and "KafkaTimeoutError" in err and "not sent" in err
+    assert broker.sent == [5] and [r["letters"] for r in broker.audit] == [{"0": [[5, 5]]}]
+
+
+def test_a_replay_the_broker_takes_whole_is_recorded_whole(monkeypatch, capsys) -> None:
+    broker = Broker()
+    letters = [(0, o, record(o)) for o in (5, 6, 7)] + [(0, 8, record(8, reason="duplicate"))]
+    code, out, _ = run(monkeypatch, capsys, ["replay", "--reason", "unknown_code", "--json"], letters, broker)
+    summary = json.loads(out.splitlines()[-1])
+    assert code == 0 and summary["sent"] == 3 and summary["audited"] and summary["matched"] == 3
+    assert [r["letters"] for r in broker.audit] == [{"0": [[5, 7]]}]
+
+
+def test_ls_lists_the_newest_letters_by_time_not_the_last_read(monkeypatch, capsys) -> None:
+    """The topic is read partition after partition: the last letters read were those of the last
+    partition, however old, and ``newest`` listed them."""
+    newer = [(0, o, record(o, AT + timedelta(hours=o))) for o in (1, 2, 3)]
+    older = [(1, o, record(o, AT - timedelta(days=1) + timedelta(minutes=o))) for o in (1, 2, 3)]
+    code, out, _ = run(monkeypatch, capsys, ["ls", "--limit", "2", "--json"], newer + older)
+    summary = json.loads(out.splitlines()[-1])
+    assert code == 0 and summary["dead_letters"] == 6
+    assert [(r["partition"], r["offset"]) for r in summary["newest"]] == [(0, 2), (0, 3)]  # oldest first
+    code, out, _ = run(monkeypatch, capsys, ["ls", "--limit", "0", "--json"], newer + older)
+    assert json.loads(out.splitlines()[-1])["newest"] == []
+
+
+def test_a_letter_whose_copy_is_not_base64_is_counted_unreadable(monkeypatch, capsys) -> None:
+    """It validated, and reading its original raised binascii.Error: "unexpected Error", exit 1,
+    and none of the letters after it listed or replayed."""
+    broken = json.loads(record(2))
+    broken["original_b64"] = "abc"
+    letters = [(0, 1, record(1)), (0, 2, json.dumps(broken).encode()), (0, 3, record(3))]
+    code, out, err = run(monkeypatch, capsys, ["ls", "--json"], letters)
+    summary = json.loads(out.splitlines()[-1])
+    assert code == 0 and not err and summary["by_reason"] == {"unknown_code": 2, "unreadable": 1}
+    broker = Broker()
+    code, out, _ = run(monkeypatch, capsys, ["replay", "--reason", "unknown_code", "--json"], letters, broker)
+    assert code == 0 and broker.sent == [1, 3]
+
+
+def test_ls_says_what_a_replay_would_send_and_which_letters_came_back_from_one(monkeypatch, capsys) -> None:
+    broker = Broker()
+    broker.audit = replay_record([(0, 1)], ["unknown_code"])
+    letters = [(0, 1, record(1)), (0, 2, record(2)), (0, 3, record(3, replay_of="vigil.deadletter/0/1"))]
+    code, out, _ = run(monkeypatch, capsys, ["ls", "--json"], letters, broker)
+    summary = json.loads(out.splitlines()[-1])
+    assert code == 0 and summary["replayable"] == {"unknown_code": 2} and summary["refused_after_replay"] == 1
+    rows = {r["offset"]: r for r in summary["newest"]}
+    assert rows[1]["replay"] == "no: replayed_before" and rows[3]["replay_of"] == "vigil.deadletter/0/1"
