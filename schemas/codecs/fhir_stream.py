@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import ijson
+import pydantic_core
 
 from vigil.schemas.codecs.care_units import NO_UNITS, Units
 from vigil.schemas.codecs.fhir import (
@@ -137,7 +138,7 @@ def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> Bundl
     except TooDeep as exc:
         return BundleScan(problem=Rejected("invalid_json", str(exc)))  # as pydantic_core says of a resource
     except (ijson.JSONError, ValueError, UnicodeDecodeError):
-        return BundleScan()  # not JSON: decoded whole, which says why
+        return _scan_whole(payload, max_entries)
     shell = getattr(top, "value", None)
     scan.is_bundle = isinstance(shell, dict) and shell.get("resourceType") == "Bundle"
     if scan.is_bundle and not scan.over_limit:
@@ -148,6 +149,22 @@ def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> Bundl
             scan.problem = bundle_shell_problem(shell)
         scan.by_full_url.message = cancel_event(shell, first, scan.by_full_url)
     return scan
+
+
+def _scan_whole(payload: BinaryIO, max_entries: int) -> BundleScan:
+    """What the stream could not read, read whole: not JSON (NaN and Infinity included, which the
+    whole-payload decoder would read) is refused here, and a Bundle over ``max_entries`` too. One
+    NaN in a Bundle of 9,000 entries (limit 1,000) had every entry decoded whole and published.
+    Valid JSON the stream's parser refuses (an integer past 64 bits) is decoded whole."""
+    payload.seek(0)
+    try:
+        data = pydantic_core.from_json(payload.read(), allow_inf_nan=False)
+    except ValueError as exc:
+        return BundleScan(problem=Rejected("invalid_json", str(exc).splitlines()[0][:200]))
+    entries = data.get("entry") if isinstance(data, dict) and data.get("resourceType") == "Bundle" else None
+    if isinstance(entries, list) and len(entries) > max_entries:
+        return BundleScan(is_bundle=True, entries=max_entries + 1, over_limit=True)  # as the stream counts
+    return BundleScan()
 
 
 def decode_fhir_entries(payload: BinaryIO, scan: BundleScan, units: Units = NO_UNITS) -> Iterator[EntryOutcome]:
