@@ -9,9 +9,10 @@ hour by hour, stacked and calibrated into one risk (serving side: numpy + onnxru
   key/value cache). Offline both step through whole stays; the stream scores the attention encoder
   from whole windows with its scored-hours graph (``window_model``), nothing carried;
 - ``combined``: logistic stacker on both models' log-odds, fitted on out-of-fold predictions, then
-  isotonic calibration (knots in the manifest): the one risk alerts use. Since 2.1 the stored
-  sequence weight is 0 (the sequence model cost the alerts' threshold transfer across ICU units;
-  docs/models.md).
+  isotonic calibration with a sliver of the stacked score kept (knots and ``rank_keep`` in the
+  manifest; ``calibrated_risk``, the function training chose every threshold on): the one risk
+  alerts use. Since 2.1 the stored sequence weight is 0 (the sequence model cost the alerts'
+  threshold transfer across ICU units; docs/models.md).
 
 ``stay_risks`` scores whole stays offline (``vigil predict``); the stream scores the newest hour
 of many patients from their carries with ``models.stream_step.advance``, through this bundle's
@@ -36,6 +37,7 @@ from vigil.models.integrity import (
     OTHER_VERSION,
     ArtifactIntegrityError,
     load_manifest,
+    pinned_file,
     verify_artifacts,
 )
 from vigil.models.site_threshold import AlertThreshold, Site, choose_threshold
@@ -73,6 +75,22 @@ def sequence_columns(names: Sequence[str]) -> np.ndarray | None:
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
+
+
+def stacked_risk(stacker: Mapping[str, Any], p_tree: np.ndarray, p_seq: np.ndarray) -> np.ndarray:
+    """The logistic stacker on both models' log-odds (the manifest's ``stacker``), in float64."""
+    z = stacker["tree"] * _logit(p_tree) + stacker["sequence"] * _logit(p_seq) + stacker["bias"]
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def calibrated_risk(stacked: np.ndarray, knots_x: Any, knots_y: Any, rank_keep: float) -> np.ndarray:
+    """The isotonic map of the stacked score plus a sliver ``rank_keep`` of the stacked score itself
+    (isotonic steps are flat: the sliver keeps every hour's ranking). Training's
+    ``stacking.Stack.apply`` is this function, and every threshold in the manifest (the shipped one,
+    the site table, the alert-share curve) was chosen on its values; float64 throughout, so a
+    threshold that lies on one of them flags that hour here too."""
+    s = np.asarray(stacked, np.float64)
+    return (1 - rank_keep) * np.interp(s, knots_x, knots_y) + rank_keep * s
 
 
 def model_score(meta: Mapping[str, Any], name: ModelName, p: float, top: list[FeatureContribution]) -> ModelScore:
@@ -173,12 +191,13 @@ class SteppingBundle:
         return np.asarray(out[1])[:, 1].astype(np.float32)
 
     def combine(self, p_tree: np.ndarray, p_seq: np.ndarray) -> np.ndarray:
+        """The combined risk, float64: training's ``Stack.apply`` with the manifest's stacker, knots
+        and ``rank_keep`` (0 in a manifest written before it was stored: isotonic alone). Kept in
+        float64 up to the threshold: a float32 copy can fall below a threshold its hour is on."""
         meta = self.manifest["models"]["combined"]
-        st = meta["stacker"]
-        z = st["tree"] * _logit(p_tree) + st["sequence"] * _logit(p_seq) + st["bias"]
-        stacked = 1.0 / (1.0 + np.exp(-z))
         cal = meta["calibration"]
-        return np.interp(stacked, cal["x"], cal["y"]).astype(np.float32)
+        stacked = stacked_risk(meta["stacker"], p_tree, p_seq)
+        return calibrated_risk(stacked, cal["x"], cal["y"], float(cal.get("rank_keep", 0.0)))
 
     # ------------------------------------------------------------------ offline
     def stay_risks(
@@ -236,7 +255,8 @@ class SteppingBundle:
 def load_stepping_bundle(
     artifacts_dir: str | Path | None = None, *, intra_op_threads: int | None = None, prefer_gpu: bool = True
 ) -> SteppingBundle:
-    """Open the stepping bundle after checking every file's sha256 and the input lists."""
+    """Open the stepping bundle after checking every pinned file's sha256 and the input lists; a file
+    it opens must be pinned (``integrity.pinned_file``)."""
     from vigil.models.session import create_session
 
     d = Path(artifacts_dir) if artifacts_dir else STEPPING_DIR
@@ -249,16 +269,26 @@ def load_stepping_bundle(
     columns = sequence_columns(manifest["sequence_inputs"])
     n_inputs = N_SEQUENCE_INPUTS if columns is None else len(columns)
     models = manifest["models"]
-    with np.load(d / models["sepsis_diagnosis"]["contributions_file"]) as z:
-        table = {k: z[k] for k in z.files}
-    open_ = {"intra_op_threads": intra_op_threads, "prefer_gpu": prefer_gpu}
-    graph = models["sepsis_diagnosis"].get("contributions_graph")
-    # tree walks run on the CPU provider whatever the device: nothing to gain from a GPU copy
-    contrib = create_session(d / graph, intra_op_threads=intra_op_threads, prefer_gpu=False) if graph else None
     seq = models["deterioration"]
     if seq.get("kind") not in SEQUENCE_KINDS:
         raise ArtifactIntegrityError(f"{d}: unknown deterioration model kind {seq.get('kind')!r}: {OTHER_VERSION}")
-    step = create_session(d / seq["file"], **open_)  # type: ignore[arg-type]
+    trees = models["sepsis_diagnosis"]
+    # every file opened below is one whose sha256 verify_artifacts checked (t13: a window graph the
+    # manifest named but did not pin was served as it was found)
+    tree_file, table_file = (
+        pinned_file(manifest, d, trees["file"]),
+        pinned_file(manifest, d, trees["contributions_file"]),
+    )
+    graph = trees.get("contributions_graph")
+    graph_file = pinned_file(manifest, d, graph) if graph else None
+    step_file = pinned_file(manifest, d, seq["file"])
+    window_file = pinned_file(manifest, d, seq["window_file"]) if seq["kind"] == "attention-step" else None
+    with np.load(table_file) as z:
+        table = {k: z[k] for k in z.files}
+    open_ = {"intra_op_threads": intra_op_threads, "prefer_gpu": prefer_gpu}
+    # tree walks run on the CPU provider whatever the device: nothing to gain from a GPU copy
+    contrib = create_session(graph_file, intra_op_threads=intra_op_threads, prefer_gpu=False) if graph_file else None
+    step = create_session(step_file, **open_)  # type: ignore[arg-type]
     if step.get_inputs()[1].shape[1] != int(seq["hidden"]):
         raise ArtifactIntegrityError(
             f"{d}: the one-step graph's state is not the manifest's {seq['hidden']} floats: {COPY_AGAIN}"
@@ -267,10 +297,10 @@ def load_stepping_bundle(
         raise ArtifactIntegrityError(
             f"{d}: the one-step graph does not read the manifest's {n_inputs} sequence inputs: {COPY_AGAIN}"
         )
-    window = create_session(d / seq["window_file"], **open_) if seq["kind"] == "attention-step" else None  # type: ignore[arg-type]
+    window = create_session(window_file, **open_) if window_file else None  # type: ignore[arg-type]
     return SteppingBundle(
         manifest=manifest,
-        tree_session=create_session(d / models["sepsis_diagnosis"]["file"], **open_),  # type: ignore[arg-type]
+        tree_session=create_session(tree_file, **open_),  # type: ignore[arg-type]
         step_session=step,
         tree_table=table,
         artifacts_dir=d,

@@ -38,6 +38,17 @@ def load_manifest(artifacts_dir: str | Path | None = None) -> dict[str, Any]:
     return manifest
 
 
+def pinned_file(manifest: Mapping[str, Any], artifacts_dir: Path, name: str) -> Path:
+    """``artifacts_dir / name`` for a file the bundle opens, refused unless the manifest pins it
+    (``files``): ``verify_artifacts`` checks the sha256 of the pinned files only, so a file opened by
+    a name the manifest gives elsewhere but does not pin would be served unchecked."""
+    if name not in manifest.get("files", {}):
+        raise ArtifactIntegrityError(
+            f"{name} in {artifacts_dir}: the bundle opens it but its manifest pins no sha256 for it: {COPY_AGAIN}"
+        )
+    return Path(artifacts_dir) / name
+
+
 def verify_artifacts(manifest: Mapping[str, Any], artifacts_dir: Path) -> None:
     for name, meta in manifest["files"].items():
         path = artifacts_dir / name

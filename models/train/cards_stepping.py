@@ -467,6 +467,17 @@ def _taught_on_routine(rows: list[dict[str, Any]], base: str, intervals: dict[tu
     return "\n".join(out) + "\n"
 
 
+def _rank_keep_line(manifest: dict[str, Any]) -> str:
+    keep = manifest["models"]["combined"]["calibration"].get("rank_keep")
+    if not keep:
+        return ""
+    return (
+        f" with {keep:g} of the stacked score kept beside it (`rank_keep`: the isotonic steps are flat, the "
+        "sliver keeps the ranking; the thresholds were chosen on this form, and the worker and `vigil predict` "
+        "serve it, `SteppingBundle.combine`)"
+    )
+
+
 def _worst_paired(metrics: dict[str, Any], base: str) -> str:
     """The worst case over the shifts no recipe was taught on, recipe minus ``base`` with its paired
     interval (``models.train.paired``' ``worst``), at the shipped threshold and at the served site one."""
@@ -475,7 +486,16 @@ def _worst_paired(metrics: dict[str, Any], base: str) -> str:
         return ""
     out = [
         "\nThat worst case paired over stays (the minimum over the shifts taken within each draw; "
-        "`python -m vigil.models.train.paired [--rule served-risk|prev1.5] [--rule-b ...]`): at 2.3's threshold "
+        "`python -m vigil.models.train.paired [--rule served-risk|prev1.5] [--rule-b ...]`)."
+        + (
+            " Rows marked † were recorded before 7 December, when `paired` drew each shift's stays anew: "
+            "the minimum within a draw was taken over independent resamples, so their intervals are not a "
+            "bootstrap of the worst case (their point figures are unaffected); `paired` now draws one resample "
+            "of the stays per draw for every shift, and those rows stand until it is run again."
+            if any(not e.get("shared_draws") for e in entries)
+            else ""
+        )
+        + " At 2.3's threshold "
         "rule (`best`), with each unit shift at the site threshold a worker serves where the site sets its "
         "septic-stay prevalence and its mean risk (`served-risk`), and with every threshold chosen by 2.4's "
         "default rule (`prev1.5`); `x->y`: the compared recipe's threshold by rule y minus the base's by rule x "
@@ -488,8 +508,9 @@ def _worst_paired(metrics: dict[str, Any], base: str) -> str:
         w = e["shifts"]["worst"]
         over = f"the {len(w['over'])} " if "over" in w else "the "
         name = e["b"] + (f" ({over}without a schedule)" if _taught_daily(e["b"]) else "")
+        old = "" if e.get("shared_draws") else " †"
         out.append(
-            f"| {name} | {e['seed']} | {e.get('rule', 'best')} | {w['a_auroc']:.3f} / {w['a_utility']:.3f} | "
+            f"| {name} | {e['seed']}{old} | {e.get('rule', 'best')} | {w['a_auroc']:.3f} / {w['a_utility']:.3f} | "
             f"{w['b_auroc']:.3f} / {w['b_utility']:.3f} | {w['auroc']:+.3f} [{w['auroc_lo']:+.3f}, "
             f"{w['auroc_hi']:+.3f}] | {w['utility']:+.3f} [{w['utility_lo']:+.3f}, {w['utility_hi']:+.3f}] |"
         )
@@ -1063,7 +1084,7 @@ Three scores per patient-hour, computed by the stepping core (`docs/models.md`, 
 - **deterioration**: {_sequence_line(manifest)};
 - **combined**: logistic stacker on the log-odds (tree {st["tree"]:.3f}, sequence model {st["sequence"]:.3f},
   bias {st["bias"]:.3f}; fitted on out-of-fold predictions; since 2.1 the sequence model's weight is held
-  at 0, see below) + isotonic calibration. Alerts use it.
+  at 0, see below) + isotonic calibration{_rank_keep_line(manifest)}. Alerts use it.
 
 Thresholds of all three: {manifest["models"]["combined"].get("threshold_rule", "")}. Training labels
 and weights: {manifest["models"]["sepsis_diagnosis"]["target"]}. The trees are taught on
@@ -1083,7 +1104,7 @@ from set A. Grouped {cohort["folds"]}-fold CV by patient (seed {cohort["seed"]})
 CV fold models score their held-out stays with each hour's lab and blood-gas draw kept with
 probability {cohort["lab_keep"]} (seeded);{_vitals_line(cohort)} "other unit": trained on one ICU type,
 tested on the other{_compound_line(metrics)}.
-Thresholds and the stacker are never fitted on the rows they are reported on (protocol
+In the shift tests, thresholds and the stacker are never fitted on the rows they are reported on (protocol
 {metrics["combined"].get("protocol", 2)}, `models/train/shifts.py`): CV and the thinned copies use fold
 f's stacker and threshold fitted on the other folds' OOF predictions; the unit shifts use a stacker
 and threshold from an inner CV within the training unit, so nothing that sets the score has seen a
@@ -1202,7 +1223,15 @@ refit model that ships: on set A's non-septic stays it flags
 (in-sample on all stays: {100 * check.get("refit_alert_share_in_sample", 0):.1f} %). Tolerance:
 {check.get("tolerance", "")}.
 
-## Calibration (combined, pooled OOF, target = "alerting helps" label)
+## Calibration (combined, in-sample to its isotonic fit, target = "alerting helps" label)
+
+Not a test of calibration: the isotonic map was fitted on these same pooled OOF rows (the stacker and
+the isotonic of the shipped score are fitted on all of set A's out-of-fold tree predictions), so
+each bin's mean risk matches its observed rate by construction, and the table cannot show
+miscalibration. It shows which risks the knots give. A held-out curve needs the nested pooled scores of
+the shift tests (`shifts._nested`: each fold's risk from a stacker and isotonic fitted on the other
+folds), which training computes for the CV figures but stores in no artifact; the bundle does not
+carry one.
 
 | bin (risk deciles) | hours | mean risk | observed rate |
 |---|---|---|---|

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
 
 import numpy as np
 
 from vigil.models.shift import Shift
 from vigil.models.stay_features import N_SEQUENCE_INPUTS, N_TREE_FEATURES, SEQUENCE_INPUTS, TREE_FEATURES
 from vigil.models.stepping import stay_inputs
-from vigil.models.train.data import CACHE_DIR, Cohort
+from vigil.models.train.data import CACHE_DIR, Cohort, source_digest
 
 # ("labs" | "vitals" | "panels", seed) or ("labs_every", hours); None = as recorded
 from vigil.models.train.shifts import Copy
@@ -32,11 +31,19 @@ PANELS_KEEP = 0.5
 PANEL_SEEDS = (1,)
 
 
-def _key(tag: str) -> str:
-    src = (Path(__file__).resolve().parents[1] / "stay_features.py").read_bytes()
-    src += (Path(__file__).resolve().parents[1] / "aggregates.py").read_bytes()
-    names = "|".join(TREE_FEATURES + SEQUENCE_INPUTS).encode()
-    return hashlib.sha256(src + names + tag.encode()).hexdigest()[:12]
+# what computes the cached features: the stepping core's offline form (``stepping.stay_inputs``) and
+# the shifts that make the copies (``models.shift``), with every Vigil module they import
+FEATURE_SOURCES = ("vigil.models.stepping", "vigil.models.shift")
+
+
+def feature_key(c: Cohort, tag: str) -> str:
+    """What a cohort's cached feature matrices are keyed by: the source of the code that computes them
+    (``FEATURE_SOURCES`` and everything they import: stay_features, aggregates, standardize,
+    branchfree, ...), the feature names, and the cohort's hours themselves (``Cohort.fingerprint``: a
+    shifted copy's hours carry its shift's kind, share or schedule and seed); ``tag`` only names the file."""
+    names = "|".join(TREE_FEATURES + SEQUENCE_INPUTS)
+    parts = (source_digest(FEATURE_SOURCES), names, tag, c.fingerprint())
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
 
 def shifted(c: Cohort, how: Shift, seed: int = 0) -> Cohort:
@@ -50,7 +57,7 @@ def shifted(c: Cohort, how: Shift, seed: int = 0) -> Cohort:
 
 def cohort_matrices(c: Cohort, tag: str, log=print) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
     """(tree features [N, F], sequence inputs [N, S]) for every hour of every stay (memory-mapped cache)."""
-    key = _key(f"{tag}-{len(c.lengths)}-{int(c.lengths.sum())}")
+    key = feature_key(c, tag)
     paths = [CACHE_DIR / f"features-{tag}-{key}-{kind}.npy" for kind in ("tree", "seq")]
     if all(p.exists() for p in paths):
         return np.load(paths[0], mmap_mode="r"), np.load(paths[1], mmap_mode="r")
@@ -113,7 +120,8 @@ class Matrices:
         from vigil.models.train.v1_features import FEATURE_NAMES
 
         c = self.cohort(copy)
-        key = hashlib.sha256(f"v1|{'|'.join(FEATURE_NAMES)}|{len(c.lengths)}".encode()).hexdigest()[:12]
+        parts = ("v1", source_digest(["vigil.models.train.v1_features"]), "|".join(FEATURE_NAMES), c.fingerprint())
+        key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
         path = CACHE_DIR / f"features-v1-{self.tag(copy)}-{key}.npy"
         if not path.exists():
             np.save(path, all_features(c))

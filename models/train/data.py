@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import importlib.util
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,58 @@ from vigil.models.train.v1_features import N_FEATURES, stay_features
 DEFAULT_DATA = Path(os.environ.get("VIGIL_DATA_DIR", Path.home() / ".cache/vigil/data/training_setA"))
 CACHE_DIR = Path(os.environ.get("VIGIL_CACHE_DIR", Path.home() / ".cache/vigil"))
 DETERIORATION_HORIZON_H = 12
+# what ``load_cohort`` calls to read a stay: ``offline.read_psv`` / ``rule_scores`` and the rules' code
+COHORT_SOURCES = ("vigil.models.offline", "vigil.models.early_warning", "vigil.models.window")
+
+
+def source_file(module: str) -> Path | None:
+    """The source file of a Vigil module, found without importing it (None: no such module, such as
+    a name imported from a module rather than a module)."""
+    parts = module.split(".")
+    if len(parts) < 2 or parts[0] != "vigil":
+        return None
+    spec = importlib.util.find_spec(".".join(parts[:2]))  # vigil.models, vigil.schemas: where they are
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    base = Path(next(iter(spec.submodule_search_locations))).joinpath(*parts[2:])
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def vigil_imports(module: str) -> set[str]:
+    """The Vigil modules ``module`` imports anywhere in its source (inside functions too)."""
+    path = source_file(module)
+    assert path is not None, module
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "vigil":
+            out.add(node.module)
+            # ``from vigil.models import early_warning`` imports a module
+            out |= {f"{node.module}.{a.name}" for a in node.names if source_file(f"{node.module}.{a.name}")}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "vigil"}
+    return {m for m in out if source_file(m) is not None}
+
+
+def source_digest(roots: Iterable[str], follow: bool = True) -> str:
+    """sha256 of the source of the modules ``roots`` and (``follow``) every Vigil module they import,
+    directly or not: what a cache of their results must be keyed by, so an edit to any of them
+    computes the cache again instead of serving what the old code computed."""
+    todo, seen = list(roots), set()
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            if follow:
+                todo += vigil_imports(module)
+    h = hashlib.sha256()
+    for module in sorted(seen):
+        path = source_file(module)
+        assert path is not None, f"{module}: no such Vigil module"
+        h.update(module.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 @dataclass
@@ -28,6 +83,20 @@ class Cohort:
     names: np.ndarray  # [P]
     rules: dict[str, np.ndarray]  # NEWS2/qSOFA/SIRS totals per row
     unit: np.ndarray | None = None  # [P] 1 = Unit1 (medical ICU), 2 = Unit2 (surgical ICU), 0 = unknown
+    _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def fingerprint(self) -> str:
+        """sha256 of what shapes every hour's features: the recorded hours (as shifted, for a shifted
+        copy: its kind, share and seed are in them), the stays' lengths and statics. Caches of a
+        cohort's features are keyed by it, never by its name or size alone."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for a in (self.matrix, self.lengths, self.age, self.gender):
+                arr = np.ascontiguousarray(a)
+                h.update(f"{arr.dtype.str}{arr.shape}".encode())
+                h.update(arr.data)
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
 
     @property
     def offsets(self) -> np.ndarray:
@@ -56,8 +125,10 @@ class Cohort:
 def cached_hour_block(  # type: ignore[no-untyped-def]
     path: Path, c: Cohort, width: int, stay_rows: Callable[[int], np.ndarray], what: str, log=print
 ) -> np.ndarray:
-    """A [hours, width] float32 block of every hour of ``c``, memory-mapped from ``path``; when the
-    file is absent, computed stay by stay (``stay_rows(p)``: the rows of stay ``p``) and saved."""
+    """A [hours, width] float32 block of every hour of ``c``, memory-mapped from ``path`` (its name
+    completed by the cohort's ``fingerprint``, so other hours never read it); when the file is absent,
+    computed stay by stay (``stay_rows(p)``: the rows of stay ``p``) and saved."""
+    path = path.with_name(f"{path.stem}-{c.fingerprint()[:12]}{path.suffix}")
     if path.exists():
         return np.load(path, mmap_mode="r")
     t0 = time.perf_counter()
@@ -71,8 +142,21 @@ def cached_hour_block(  # type: ignore[no-untyped-def]
     return np.load(path, mmap_mode="r")
 
 
+def cohort_key(data_dir: Path) -> str:
+    """What ``load_cohort``'s cache is keyed by: every .psv file's name, size and modification time,
+    and the source of the code that reads them (``COHORT_SOURCES``, and this module); a folder of the
+    same name with other files, or an edit to the reader, reads the stays again."""
+    h = hashlib.sha256()
+    for path in list_psv(data_dir):
+        st = path.stat()
+        h.update(f"{path.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    h.update(source_digest([*COHORT_SOURCES, __name__], follow=False).encode())
+    h.update(source_digest(COHORT_SOURCES[1:]).encode())  # the rules' code and what it imports
+    return h.hexdigest()[:12]
+
+
 def load_cohort(data_dir: Path = DEFAULT_DATA, log=print) -> Cohort:  # type: ignore[no-untyped-def]
-    cache = CACHE_DIR / f"cohort-v2-{data_dir.name}.npz"
+    cache = CACHE_DIR / f"cohort-v2-{data_dir.name}-{cohort_key(data_dir)}.npz"
     if cache.exists():
         d = np.load(cache)
         rules = {k[5:]: d[k] for k in d.files if k.startswith("rule_")}

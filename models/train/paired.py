@@ -14,7 +14,10 @@ and its mean risk (``threshold_rules``' ``served-risk``, fixed per scoring befor
 side picks one (each CV fold's from the other folds, each unit shift's from the training unit), the
 rule a bundle could ship as its default threshold.
 ``worst``: each recipe's worst case over every shift but the randomly thinned labs (what the
-``~thin``/``~aug`` recipes were taught on), its minimum taken within each draw. A shift with several
+``~thin``/``~aug`` recipes were taught on), its minimum taken within each draw: each draw resamples
+the cohort's stays once and every shift weighs its own stays by that one resample (``stay_draws``;
+entries recorded before 7 December drew each shift's stays anew, so their ``worst`` interval was not
+a bootstrap of the worst case). A shift with several
 thinning seeds is the mean over them, as in the screen's rows. Reports ``b - a`` with its 95 %
 interval: the screen's rule of thumb ("under ~0.01 AUROC / ~0.02 utility is noise") as a figure.
 The interval is over stays only: a second seed (other folds, other models) shows the rest of the
@@ -152,6 +155,15 @@ def _utility(gain: np.ndarray, best: np.ndarray, group: np.ndarray, count: np.nd
     return float(np.mean(g[keep] / b[keep]))
 
 
+def stay_draws(n_stays: int, n: int, seed: int) -> np.ndarray:
+    """[n, stays] how often each stay of the cohort is drawn in each of ``n`` resamples of its stays
+    with replacement. Drawn once for the comparison and shared by every shift (a shift weighs only its
+    own stays), so ``worst``'s minimum over shifts within a draw is the worst case of one resample:
+    a stay-level bootstrap of the worst case."""
+    rng = np.random.default_rng(seed)
+    return np.stack([np.bincount(rng.choice(n_stays, n_stays), minlength=n_stays) for _ in range(n)]).astype(np.int32)
+
+
 def compare(
     u: shifts.Utility,
     a: shifts.ShiftPredictions,
@@ -169,7 +181,8 @@ def compare(
     """``b - a`` per shift both carry: AUROC and utility at the threshold each would ship (the training
     side's best; with ``site_a`` / ``site_b``, e.g. ``site_rule_thresholds``, that recipe's unit shifts
     at the site threshold, so that two rules compare on the same predictions when ``a`` is ``b``), each
-    with a 95 % interval over stays resampled with replacement (the same draws for both recipes), and
+    with a 95 % interval over stays resampled with replacement (the same draws for both recipes and for
+    every shift: ``stay_draws``), and
     under ``worst`` each recipe's worst case over the shifts no recipe was taught on (every shift whose
     name lacks every part of ``taught``: ``taught_on`` the compared recipe) with the interval of its difference (the
     minimum taken per draw). ``choose_a`` / ``choose_b``: each recipe's rule for the thresholds its
@@ -177,7 +190,7 @@ def compare(
     row_fold, row_unit = u.rows_of(fold), u.rows_of(unit)
     thr_a, thr_b = (site_a(u, a, unit) if site_a else None), (site_b(u, b, unit) if site_b else None)
     theirs = {name: (rows, group, s) for name, rows, group, s in scorings(u, b, row_fold, row_unit, thr_b, choose_b)}
-    rng = np.random.default_rng(seed)
+    draws = stay_draws(len(u.lengths), n, seed)
     out: dict[str, dict[str, Any]] = {}
     drawn: dict[str, np.ndarray] = {}  # shift -> [point + n draws, (a AUROC, b AUROC, a utility, b utility)]
     for name, rows, row_group, sa in scorings(u, a, row_fold, row_unit, thr_a, choose_a):
@@ -189,7 +202,8 @@ def compare(
         group[u.stay_of_row[rows]] = row_group[rows]
         whole = np.zeros(len(u.lengths), int)
         whole[stays] = 1
-        counts = [whole, *(np.bincount(rng.choice(stays, len(stays)), minlength=len(u.lengths)) for _ in range(n))]
+        # the cohort's draws restricted to this shift's stays: every shift sees the same resample
+        counts = [whole, *(draw * whole for draw in draws)]
         label, stay, gain = u.labels[rows], u.stay_of_row[rows], (u.u1 - u.u0)[rows]
         cells = np.zeros((n + 1, 4))
         for x, y, ta, tb in zip(sa.scores, sb.scores, sa.thresholds, sb.thresholds, strict=True):
@@ -308,11 +322,20 @@ def _rule(name: str) -> tuple[SiteRule | None, Chooser]:
 
 def record(path: Path, summary: dict[str, Any]) -> None:
     """One entry per (a, b, seed, rule) under ``paired`` in the metrics.json at ``path``; a rerun replaces
-    its own. Entries at the shipped threshold (rule ``best``) carry no ``rule`` key."""
+    its own. Entries at the shipped threshold (rule ``best``) carry no ``rule`` key; ``shared_draws``
+    marks the entries whose draws every shift shared (``stay_draws``; the card flags those without it)."""
     metrics = json.loads(path.read_text())
     rule = {"rule": summary["rule"]} if summary.get("rule", "best") != "best" else {}
     new = [
-        {"a": summary["a"], "b": summary["b"], "seed": int(seed), **rule, "draws": summary["draws"], "shifts": shifts_}
+        {
+            "a": summary["a"],
+            "b": summary["b"],
+            "seed": int(seed),
+            **rule,
+            "draws": summary["draws"],
+            "shared_draws": True,
+            "shifts": shifts_,
+        }
         for seed, shifts_ in summary["seeds"].items()
     ]
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vigil.models.bundle import calibrated_risk, stacked_risk
+
 # isotonic steps are flat: a sliver of the stacked score keeps every hour's ranking (AUROC) intact
 RANK_KEEP = 1e-4
 
@@ -24,12 +26,12 @@ class Stack:
     knots_y: np.ndarray
 
     def stacked(self, p_tree: np.ndarray, p_seq: np.ndarray) -> np.ndarray:
-        z = self.coef[0] * _logit(p_tree) + self.coef[1] * _logit(p_seq) + self.coef[2]
-        return 1.0 / (1.0 + np.exp(-z))
+        return stacked_risk(self.params(), p_tree, p_seq)
 
     def apply(self, p_tree: np.ndarray, p_seq: np.ndarray) -> np.ndarray:
-        s = self.stacked(p_tree, p_seq)
-        return (1 - RANK_KEEP) * np.interp(s, self.knots_x, self.knots_y) + RANK_KEEP * s
+        """The combined risk; the serving side's ``SteppingBundle.combine`` is the same function of the
+        manifest's ``params`` and ``calibration`` (``models.bundle.calibrated_risk``)."""
+        return calibrated_risk(self.stacked(p_tree, p_seq), self.knots_x, self.knots_y, RANK_KEEP)
 
     def params(self) -> dict[str, float]:
         return {"tree": float(self.coef[0]), "sequence": float(self.coef[1]), "bias": float(self.coef[2])}

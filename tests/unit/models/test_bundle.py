@@ -38,6 +38,33 @@ def test_manifest_pins_every_file(tmp_path: Path) -> None:
         load_stepping_bundle(copy)
 
 
+@pytest.mark.parametrize(
+    ("model", "key"),
+    [
+        ("deterioration", "window_file"),
+        ("deterioration", "file"),
+        ("sepsis_diagnosis", "file"),
+        ("sepsis_diagnosis", "contributions_file"),
+        ("sepsis_diagnosis", "contributions_graph"),
+    ],
+)
+def test_a_file_the_bundle_opens_must_be_pinned(tmp_path: Path, model: str, key: str) -> None:
+    """verify_artifacts checks the files the manifest pins; one the manifest names elsewhere but does
+    not pin is refused, not served unchecked (a tampered scored-hours graph with its pin removed was)."""
+    import json
+    import shutil
+
+    copy = tmp_path / "b"
+    shutil.copytree(ART, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    name = manifest["models"][model][key]
+    (copy / name).write_bytes((copy / name).read_bytes() + b"\0")  # tampered, and its pin taken out
+    del manifest["files"][name]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactIntegrityError, match=f"{name}.*pins no sha256"):
+        load_stepping_bundle(copy, intra_op_threads=1, prefer_gpu=False)
+
+
 @pytest.mark.parametrize(("key", "value"), [("kind", "lstm-step"), ("hidden", 7)])
 def test_a_sequence_model_the_code_cannot_serve_is_refused(tmp_path: Path, key: str, value: object) -> None:
     """An unknown kind of deterioration model, or a state size the one-step graph does not take,

@@ -142,3 +142,28 @@ def test_a_default_threshold_rule_is_the_screens_figures_under_that_rule() -> No
             assert "unknown rule" in str(e)
         else:
             raise AssertionError(bad)
+
+
+def test_the_worst_case_interval_is_a_bootstrap_of_one_resample_of_stays() -> None:
+    """Every shift is weighed by the same resample of the cohort's stays in each draw, so the minimum
+    over shifts taken per draw is the worst case of that resample: over two shifts whose scores are the
+    same, the worst case's interval is that shift's own (draws made anew per shift would give a lower,
+    narrower one: the minimum of two independent draws)."""
+    rng = np.random.default_rng(3)
+    labels, lengths = septic_labels(rng, 120)
+    fold, unit = np.arange(120) % 4, np.where(np.arange(120) % 2 == 0, 1, 2)
+    u, (y, _) = Utility(labels, lengths), utility_targets(labels, lengths)
+    a, b = _pred(u, unit, y * 0.5, rng), _pred(u, unit, y * 2.0, rng)
+    for pred in (a, b):
+        pred.oof_sched[24] = pred.oof.copy()  # labs once a day scored exactly as recorded
+    out = paired.compare(u, a, b, fold, unit, n=60, taught=("labs_thinned", "unit"))
+    assert out["worst"]["over"] == ["cv", "labs_every24h"]
+    assert out["cv"] == out["labs_every24h"]
+    assert {k: v for k, v in out["worst"].items() if k in out["cv"]} == out["cv"]
+
+
+def test_stay_draws_resample_the_whole_cohort_once_per_draw() -> None:
+    draws = paired.stay_draws(50, 30, seed=4)
+    assert draws.shape == (30, 50) and (draws.sum(1) == 50).all()
+    assert np.array_equal(draws, paired.stay_draws(50, 30, seed=4))
+    assert len({row.tobytes() for row in draws}) == 30

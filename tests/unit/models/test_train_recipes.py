@@ -487,7 +487,14 @@ def test_the_card_shows_the_paired_worst_case_by_threshold_rule_and_keeps_the_ru
     routine_cell = {"auroc_lo": -0.03, "auroc_hi": -0.01}
     entries = [
         {"a": base, "b": f"{base}~aug50", "seed": 1, "shifts": {ROUTINE[0]: routine_cell}},  # recorded before `worst`
-        {"a": base, "b": f"{base}~aug50", "seed": 1, "rule": "served-risk", "shifts": {"worst": worst}},
+        {
+            "a": base,
+            "b": f"{base}~aug50",
+            "seed": 1,
+            "rule": "served-risk",
+            "shared_draws": True,
+            "shifts": {"worst": worst},
+        },
         {"a": "other", "b": f"{base}~aug50", "seed": 1, "shifts": {"worst": worst}},
     ]
     text = _worst_paired({"paired": entries}, base)
@@ -495,6 +502,10 @@ def test_the_card_shows_the_paired_worst_case_by_threshold_rule_and_keeps_the_ru
         "| full~psmooth~mono~aug50 | 1 | served-risk | 0.707 / 0.281 | 0.717 / 0.304 | +0.010 [+0.002, +0.018] "
         "| +0.024 [-0.024, +0.039] |" in text
     )
+    assert "†" not in text  # every shift weighed by one resample per draw: a bootstrap of the worst case
+    # recorded before the draws were shared: flagged, its interval not a bootstrap of the worst case
+    before = _worst_paired({"paired": [{**entries[1], "shared_draws": False}]}, base)
+    assert "| full~psmooth~mono~aug50 | 1 † | served-risk |" in before and "Rows marked † were recorded" in before
     assert text.count("| full~psmooth~mono~aug50 |") == 1  # only entries against `base` that carry `worst`
     assert _worst_paired({"paired": entries[:1]}, base) == ""
     # the shipped threshold's tables never read an interval measured at another rule
