@@ -78,8 +78,13 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def stacked_risk(stacker: Mapping[str, Any], p_tree: np.ndarray, p_seq: np.ndarray) -> np.ndarray:
-    """The logistic stacker on both models' log-odds (the manifest's ``stacker``), in float64."""
-    z = stacker["tree"] * _logit(p_tree) + stacker["sequence"] * _logit(p_seq) + stacker["bias"]
+    """The logistic stacker on both models' log-odds (the manifest's ``stacker``), in float64. A model
+    of weight 0 (the sequence model since 2.1) is left out, not multiplied by 0: 0 * NaN is NaN, and
+    a NaN from a model the risk does not use made every patient of the batch rules-only."""
+    z = stacker["tree"] * _logit(p_tree)
+    if stacker["sequence"] != 0:  # + 0 * logit: the same sum, bit for bit, when the logit is finite
+        z = z + stacker["sequence"] * _logit(p_seq)
+    z = z + stacker["bias"]
     return 1.0 / (1.0 + np.exp(-z))
 
 

@@ -78,3 +78,13 @@ def test_a_manifest_without_rank_keep_serves_the_isotonic_map_alone(manifest) ->
     q = p.astype(np.float64)
     stacked = 1 / (1 + np.exp(-(st["tree"] * np.log(q / (1 - q)) + st["bias"])))
     np.testing.assert_array_equal(_served(old).combine(p, p), np.interp(stacked, cal["x"], cal["y"]))
+
+
+def test_a_nan_from_the_model_of_weight_zero_does_not_reach_the_risk(manifest) -> None:  # type: ignore[no-untyped-def]
+    """The shipped stacker weighs the sequence model 0: 0 * NaN is NaN, and one NaN from it made
+    the whole batch's patients rules-only."""
+    assert manifest["models"]["combined"]["stacker"]["sequence"] == 0
+    p_tree = np.array([0.1, 0.6], np.float32)
+    risk = _served(manifest).combine(p_tree, np.array([np.nan, 0.5], np.float32))
+    assert np.isfinite(risk).all()
+    np.testing.assert_array_equal(risk, _served(manifest).combine(p_tree, np.array([0.5, 0.5], np.float32)))
