@@ -281,15 +281,24 @@ async def _step(
         results = await rt.batcher.infer_many(list(requests.values()))
     except Exception as exc:  # a model failure must not lose the rule scores or stop the partition
         log.error("models.failed", error=type(exc).__name__)
-        return {}, _kept_carries(requests, rt.bundle)
+        # the carries they were planned from, kept, and the rows that left each window kept with it:
+        # the next scored batch finalizes these hours as ``vigil predict`` does
+        return {}, _kept_carries(requests, rt.bundle, [windows[pid] for pid in requests])
     return dict(zip(requests, results, strict=True)), {}
 
 
-def _kept_carries(requests: dict[str, StepRequest], bundle: SteppingBundle | None) -> dict[str, StayCarry]:
+def _kept_carries(
+    requests: dict[str, StepRequest], bundle: SteppingBundle | None, windows: list[PatientWindow] | None = None
+) -> dict[str, StayCarry]:
+    """``carries_without_models``; without ``windows`` (no bundle: rules only, maybe for days) the
+    hours leaving the window are folded, not kept with it."""
     window = bundle.window_model if bundle else None
     try:
         carries = carries_without_models(
-            list(requests.values()), window.hours if window else None, bundle.sequence_columns if bundle else None
+            list(requests.values()),
+            window.hours if window else None,
+            bundle.sequence_columns if bundle else None,
+            windows,
         )
     except Exception as exc:  # the stored carries then, as before: the rule scores still go out
         log.error("models.carries_failed", error=type(exc).__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from vigil.models.early_warning import news2, observations_from_row, qsofa, sirs
 from vigil.models.window import PatientWindow
@@ -36,9 +36,16 @@ class PendingUpdate:
         self.ward = ward or self.ward
 
 
-def score_id(patient_id: str, hour: int, event_ids: list[str], status: ScoreStatus = "provisional") -> str:
+def score_id(patient_id: str, hour_start: datetime, event_ids: list[str], status: ScoreStatus = "provisional") -> str:
+    """The score's id: the patient, the clock hour it scores (``hour_start``, UTC) and the events new
+    in it; a final score's (no new events) is the patient and the clock hour alone. Not the hour's
+    index: that restarts at 0 with every stay (and after ``MAX_GAP_HOURS``) and moves when an earlier
+    observation re-anchors the stay, so two stays' finals of their hour 1, two months apart, had one
+    id and a consumer deduplicating on it dropped the second. A batch delivered again scores the same
+    clock hours with the same events: the same ids."""
     marker = "|final" if status == "final" else ""  # a final score has its own id (no new events)
-    digest = hashlib.sha256(f"{patient_id}|{hour}|{','.join(sorted(event_ids))}{marker}".encode())
+    clock = hour_start.astimezone(UTC).isoformat()
+    digest = hashlib.sha256(f"{patient_id}|{clock}|{','.join(sorted(event_ids))}{marker}".encode())
     return digest.hexdigest()[:24]
 
 
@@ -57,8 +64,10 @@ def build_risk_score(
     obs = observations_from_row(current)
     assert update.newest_observed is not None
     event_ids = update.event_ids if status == "provisional" else []
+    # a window without an anchor holds no hour yet: its (provisional) id still names its events
+    hour_start = window.hour_start(hour) if window.anchor_s is not None else datetime.fromtimestamp(0, UTC)
     return RiskScore(
-        score_id=score_id(update.patient_id, hour, event_ids, status),
+        score_id=score_id(update.patient_id, hour_start, event_ids, status),
         patient_id=update.patient_id,
         encounter=update.encounter,
         ward=update.ward,

@@ -41,8 +41,13 @@ from vigil.models.integrity import ArtifactIntegrityError, load_manifest, verify
 from vigil.models.site_threshold import AlertThreshold, Site, choose_threshold
 from vigil.models.step_session import StepSession
 from vigil.models.stepping import Advance, StayCarry, own_states, plan_advances, score_windows, window_rows
-from vigil.models.window import WINDOW_HOURS, PatientWindow
+from vigil.models.window import MAX_GAP_HOURS, WINDOW_HOURS, PatientWindow
 from vigil.schemas.scores import ModelScore
+
+# The most hours before the 48 that a window keeps through a model outage (``carries_without_models``):
+# a week, as the state's TTL (~7 bytes a measured cell: some 20 KB of ICU rows). A longer outage folds
+# them into the carry's aggregates, and the finals of the hours it closed are approximate.
+MAX_UNFOLDED_HOURS = MAX_GAP_HOURS
 
 
 def served_bundle_dir(configured: str | Path | None = None) -> Path:
@@ -173,19 +178,60 @@ def plan_requests(
 
 
 def carries_without_models(
-    requests: Sequence[StepRequest], window: int | None = None, columns: np.ndarray | None = None
+    requests: Sequence[StepRequest],
+    window: int | None = None,
+    columns: np.ndarray | None = None,
+    windows: Sequence[PatientWindow] | None = None,
 ) -> list[StayCarry]:
-    """The carries to save beside the advanced windows when the models failed on a batch: the hours
-    that left the window folded into the aggregates (``plan_advances`` needs no model), nothing marked
-    final that was not, recurrent states dropped (a window model carries none; a recurrent one replays
-    from the boundary). The stored carry saved instead lost those hours for the rest of the stay: a
-    count since admission one short on every later hour (227 of 229 hours off, by up to 0.02)."""
-    plans = plan_requests(requests, window, columns)
+    """The carries to save beside the advanced windows when the models failed on a batch: nothing
+    marked final that was not, and no hour's rows lost (the stored carry saved beside a window that
+    had let them go lost those hours for the rest of the stay: a count since admission one short on
+    every later hour, 227 of 229 hours off by up to 0.02).
+
+    With ``windows`` (each request's window, as it will be saved): the carry the batch was planned
+    from, kept (``h_closed`` dropped when the batch changed an hour it had closed, so that a recurrent
+    model replays from ``h_boundary``, as ``models.stays.holdable_carry``), and each window keeps the
+    rows that left it from the carry's boundary on (``PatientWindow.keep_unfolded``, mutated): the next
+    batch the models score finalizes the hours that closed meanwhile from every row and state they
+    read, exactly ``vigil predict``'s scores. A carry that cannot be kept so (its window would then
+    hold more than ``MAX_UNFOLDED_HOURS`` hours before the 48) folds, as below.
+
+    Without: the hours that left the window folded into the aggregates (``plan_advances`` needs no
+    model), recurrent states dropped (a recurrent model replays from the boundary). The hours that
+    closed in such batches are finalized by the next scored batch, but each of them reads hours
+    before it that only the folded aggregates hold (the attention encoder: 47; the trees: 23):
+    their finals are approximate (the deterioration score of a 31-hour outage up to 0.056 from
+    ``vigil predict``'s); so are, with a recurrent model, the scores that follow, until the stay ends.
+    Folding less does not help: the window no longer holds those rows."""
+    kept: dict[int, StayCarry] = {}
+    if windows is not None:
+        for i, request in enumerate(requests):
+            if request.last_hour - request.carry.boundary < WINDOW_HOURS + MAX_UNFOLDED_HOURS:
+                kept[i] = _kept_carry(request)
+    folding = [i for i in range(len(requests)) if i not in kept]
+    plans = dict(zip(folding, plan_requests([requests[i] for i in folding], window, columns), strict=True))
     out = []
-    for request, plan in zip(requests, plans, strict=True):
+    for i, request in enumerate(requests):
+        if i in kept:
+            out.append(kept[i])
+            continue
+        plan = plans[i]
         closed = max(request.carry.closed, plan.new_boundary - 1)  # a recurrent model replays from the boundary
         out.append(StayCarry(plan.new_boundary, plan.new_agg, None, closed, None))
+    if windows is not None:  # after every carry is known: a failure above leaves the windows as they were
+        for w, carry in zip(windows, out, strict=True):
+            w.keep_unfolded(carry.boundary)
     return out
+
+
+def _kept_carry(request: StepRequest) -> StayCarry:
+    """``request``'s carry, to be planned from again with the rows it has not folded: without its
+    closed state when the batch changed an hour it had closed (the next batch's ``changed_from`` will
+    not say so), so that a recurrent model steps again from ``h_boundary`` (``stepping._replays``)."""
+    carry = request.carry
+    if request.changed_from is not None and request.changed_from <= carry.closed:
+        return dataclasses.replace(carry, h_closed=None)
+    return carry
 
 
 def advance(

@@ -4,7 +4,9 @@ Pure: applying events, building the model's hourly matrix and (de)serializing ha
 Hour h of a patient is [anchor + h*3600, anchor + (h+1)*3600) where the anchor is the start of
 the hour of the patient's first event (ICU length-of-stay index, PhysioNet's ICULOS - 1).
 Within one hour the latest observation of a variable wins (PhysioNet's hourly rows hold one
-value per variable per hour), so re-applying a redelivered event is idempotent.
+value per variable per hour), so re-applying a redelivered event is idempotent. A row that leaves
+the window is kept with it only while the carry saved beside it has not folded it (``unfolded``: a
+batch the models failed on).
 
 Demographics (age, sex, unit) are timeless: they may give a fresh window its hour 0 (a replayed
 PhysioNet stay starts with them), but they never shift an existing anchor, and an anchor that only
@@ -81,8 +83,14 @@ class PatientWindow:
     # the end of the stay before this one (epoch s): an event at or before it is that stay's, late
     after_s: int | None = None
     # Transient (never serialized), for the stepping core (models.stepping): rows that left the
-    # window while events were applied, and the lowest hour whose inputs an applied event changed.
+    # window while events were applied (and those read back from ``unfolded``), and the lowest hour
+    # whose inputs an applied event changed.
     evicted: dict[int, dict[int, Cell]] = field(default_factory=dict, compare=False)
+    # Rows that left the window and that the carry saved beside it has not folded into its aggregates
+    # (a batch the models failed on: ``models.stream_step.carries_without_models``), set for the save
+    # that follows (``keep_unfolded``; blob version 5) and read back into ``evicted``: the next batch
+    # scores the hours not final yet from every row they read, as ``vigil predict`` does.
+    unfolded: dict[int, dict[int, Cell]] = field(default_factory=dict, compare=False)
     changed_from: int | None = field(default=None, compare=False)
     # the window started again at hour 0 in this batch (``MAX_GAP_HOURS``): counted by the agent
     restarted: bool = field(default=False, compare=False)
@@ -107,7 +115,10 @@ class PatientWindow:
     def apply(self, event: PatientEvent) -> bool:
         """Apply one canonical event. Returns False when it is an exact duplicate of what the window
         already holds (a redelivery, or a copy re-published upstream after a restart): its score is
-        already out, so it is not scored again. Raises LateEvent when it is older than the window."""
+        already out, so it is not scored again. An observation that one observed later in the same
+        hour supersedes (the latest wins) is valid data that changes no input: True, so that it is
+        scored (named by a score) and never a ``duplicate`` dead letter, as a monitor's and a nurse's
+        charting of one hour arrive out of order. Raises LateEvent when it is older than the window."""
         if event.kind == "encounter":  # a stay's end is not a measurement (models.stays handles it)
             raise ValueError(f"{event.code} is applied to the stay (models.stays), not to the window")
         if event.code in _DEMOGRAPHIC_CODES:
@@ -157,6 +168,11 @@ class PatientWindow:
                 self.evicted[h] = self.rows.pop(h)
         return True
 
+    def keep_unfolded(self, boundary: int) -> None:
+        """Save with the window the rows that left it from hour ``boundary`` on: the first hour the
+        carry saved beside it has not folded (``unfolded``)."""
+        self.unfolded = {h: r for h, r in self.evicted.items() if h >= boundary}
+
     def _changed(self, hour: int) -> None:
         self.changed_from = hour if self.changed_from is None else min(self.changed_from, hour)
 
@@ -196,7 +212,7 @@ class PatientWindow:
         """Hour 0 again at the next measurement: what the window held is more than ``MAX_GAP_HOURS``
         before it. Demographics stay (at hour 0), and treatments (their own times: the care scoring
         reads them); rows and assessments go."""
-        self.anchor_s, self.last_hour, self.rows, self.evicted = None, -1, {}, {}
+        self.anchor_s, self.last_hour, self.rows, self.evicted, self.unfolded = None, -1, {}, {}, {}
         self.static = {code: (value, 0) for code, (value, _) in self.static.items() if code in _DEMOGRAPHIC_CODES}
         self.restarted = True
         self._changed(-1)
@@ -217,8 +233,8 @@ class PatientWindow:
         end = self.last_hour if end_hour is None else end_hour
         start = max(0, end - WINDOW_HOURS + 1)
         out = np.full((end - start + 1, len(DYNAMIC_CODES)), np.nan, dtype=np.float32)
-        for hour, row in self.rows.items():
-            if start <= hour <= end:
+        for hour, row in self._rows_through(end).items():
+            if start <= hour:
                 for idx, (value, _) in row.items():
                     out[hour - start, idx] = value
         return out
@@ -230,11 +246,12 @@ class PatientWindow:
         """Latest value of each variable measured within ``max_age_h`` hours of ``at_hour`` (default:
         the newest hour), for rule scores; hours after ``at_hour`` are not seen (a closed hour's score)."""
         end = self.last_hour if at_hour is None else at_hour
+        rows = self._rows_through(end)
         out: dict[str, float] = {}
-        for hour in sorted((h for h in self.rows if h <= end), reverse=True):
+        for hour in sorted(rows, reverse=True):
             if hour <= end - max_age_h:
                 break
-            for idx, (value, _) in self.rows[hour].items():
+            for idx, (value, _) in rows[hour].items():
                 out.setdefault(DYNAMIC_CODES[idx], value)
         for code, (value, hour) in self.static.items():
             if code in STANDING and hour <= end or code in ASSESSMENTS and end - max_age_h < hour <= end:
@@ -242,9 +259,20 @@ class PatientWindow:
         return out
 
     def newest_observation(self, hour: int) -> datetime:
-        """Time of the newest measurement in ``hour`` (its start when it holds none)."""
-        second = max((sec for _, sec in self.rows.get(hour, {}).values()), default=0)
+        """Time of the newest measurement in ``hour`` (its start when it holds none), also of an hour
+        whose row left the window in this batch (``_rows_through``)."""
+        second = max((sec for _, sec in self._rows_through(hour).get(hour, {}).values()), default=0)
         return self.hour_start(hour) + timedelta(seconds=second)
+
+    def _rows_through(self, end: int) -> dict[int, dict[int, Cell]]:
+        """The rows of hours up to ``end``, with those that left the window but are still scored
+        (``evicted``): a batch that moves a patient on by 48 hours or more (a backlog after an outage)
+        evicts rows of hours it then finalizes, whose final scores read NEWS2 0 with every vital sign
+        missing, at the start of the hour, of a patient at NEWS2 12. The newest hour and the 47 before
+        it are all in ``rows``: the provisional score reads nothing else."""
+        rows = {h: r for h, r in self.evicted.items() if h <= end}
+        rows.update((h, r) for h, r in self.rows.items() if h <= end)
+        return rows
 
     def covers(self, observed_at: datetime) -> bool:
         """Whether this window holds a measurement or treatment at or after ``observed_at``: a reader
@@ -275,18 +303,18 @@ class PatientWindow:
     #   (version 3) ward: n u8 (0 when none), n bytes of UTF-8
     #   (version 4) ended: epoch s i64 (0 when the stay goes on), its encounter n u16 + n bytes of
     #   UTF-8; the stay's newest encounter, n u16 + n bytes; the end of the stay before, i64 (0: none)
+    #   (version 5) unfolded: n_rows u16, rows as above. Written only when there are such rows (after
+    #   a batch the models failed on), else version 4: a worker of the release before reads the rest.
     # ~7 bytes per measured cell: a 48 h window of ICU vitals stays well under 4 KB.
 
-    _VERSION = 4
+    _VERSION = 5
     _HEADER = "<BqiH"
     _POSITION = "<iq"
 
     def to_bytes(self) -> bytes:
-        parts = [struct.pack(self._HEADER, self._VERSION, self.anchor_s or 0, self.last_hour, len(self.rows))]
-        for hour in sorted(self.rows):
-            row = self.rows[hour]
-            parts.append(struct.pack("<iB", hour, len(row)))
-            parts.extend(struct.pack("<BHf", idx, sec, val) for idx, (val, sec) in sorted(row.items()))
+        version = self._VERSION if self.unfolded else 4
+        parts = [struct.pack(self._HEADER, version, self.anchor_s or 0, self.last_hour, len(self.rows))]
+        parts.extend(_row_bytes(self.rows))
         parts.append(struct.pack("<B", len(self.static)))
         parts.extend(struct.pack("<Bif", _STATIC_INDEX[c], h, v) for c, (v, h) in sorted(self.static.items()))
         parts.append(struct.pack("<B", len(self.treatments)))
@@ -295,6 +323,9 @@ class PatientWindow:
         parts.append(_text(self.ward, "<B"))
         parts.append(struct.pack("<q", self.ended_s or 0) + _text(self.ended_encounter, "<H"))
         parts.append(_text(self.encounter, "<H") + struct.pack("<q", self.after_s or 0))
+        if self.unfolded:
+            parts.append(struct.pack("<H", len(self.unfolded)))
+            parts.extend(_row_bytes(self.unfolded))
         return b"".join(parts)
 
     @classmethod
@@ -302,19 +333,9 @@ class PatientWindow:
         if not blob:
             return cls()
         version, anchor, last_hour, n_rows = struct.unpack_from(cls._HEADER, blob)
-        if version not in (1, 2, 3, cls._VERSION):
+        if version not in (1, 2, 3, 4, cls._VERSION):
             raise ValueError(f"unknown window blob version {version}")
-        pos = struct.calcsize(cls._HEADER)
-        rows: dict[int, dict[int, Cell]] = {}
-        for _ in range(n_rows):
-            hour, n = struct.unpack_from("<iB", blob, pos)
-            pos += 5
-            row: dict[int, Cell] = {}
-            for _ in range(n):
-                idx, sec, val = struct.unpack_from("<BHf", blob, pos)
-                pos += 7
-                row[idx] = (val, sec)
-            rows[hour] = row
+        rows, pos = _read_rows(blob, struct.calcsize(cls._HEADER), n_rows)
         (n_static,) = struct.unpack_from("<B", blob, pos)
         pos += 1
         static: dict[str, tuple[float, int]] = {}
@@ -344,7 +365,12 @@ class PatientWindow:
             ended_encounter, pos = _read_text(blob, pos + 8, "<H", "ended encounter")
             encounter, pos = _read_text(blob, pos, "<H", "encounter")
             (after,) = struct.unpack_from("<q", blob, pos)
+            pos += 8
             ended_s, after_s = ended or None, after or None
+        evicted: dict[int, dict[int, Cell]] = {}
+        if version >= 5:
+            (n_unfolded,) = struct.unpack_from("<H", blob, pos)
+            evicted, pos = _read_rows(blob, pos + 2, n_unfolded)
         return cls(
             anchor_s=anchor or None,  # 0: none (no observation is from 1970: schemas.events)
             last_hour=last_hour,
@@ -357,7 +383,32 @@ class PatientWindow:
             ended_encounter=ended_encounter,
             encounter=encounter,
             after_s=after_s,
+            evicted=evicted,
         )
+
+
+def _row_bytes(rows: dict[int, dict[int, Cell]]) -> list[bytes]:
+    """Hourly rows in the blob, oldest first: per row hour i32, n u8, n x (var u8, second u16, value f32)."""
+    parts = []
+    for hour in sorted(rows):
+        row = rows[hour]
+        parts.append(struct.pack("<iB", hour, len(row)))
+        parts.extend(struct.pack("<BHf", idx, sec, val) for idx, (val, sec) in sorted(row.items()))
+    return parts
+
+
+def _read_rows(blob: bytes, pos: int, n_rows: int) -> tuple[dict[int, dict[int, Cell]], int]:
+    rows: dict[int, dict[int, Cell]] = {}
+    for _ in range(n_rows):
+        hour, n = struct.unpack_from("<iB", blob, pos)
+        pos += 5
+        row: dict[int, Cell] = {}
+        for _ in range(n):
+            idx, sec, val = struct.unpack_from("<BHf", blob, pos)
+            pos += 7
+            row[idx] = (val, sec)
+        rows[hour] = row
+    return rows, pos
 
 
 def _text(text: str | None, length: str) -> bytes:
