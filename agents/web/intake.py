@@ -53,6 +53,10 @@ from vigil.schemas.deadletter import DeadLetter, Rejected, Source, one_per_input
 FHIR_JSON = "application/fhir+json"
 SPOOL_IN_MEMORY_BYTES = 1 << 20
 INTAKE_CONCURRENCY = 2  # bodies decoded at a time (the rest wait): bounds memory and CPU
+# requests read or waiting to decode at a time; past it 503 at once, before the body is read: each
+# holds its body (1 MiB in memory, the rest in the temp dir, RAM under compose's tmpfs), and 16 at
+# once held 112 MiB while 2 decoded, more connections more without end
+INTAKE_HELD = 8
 MAX_LISTED_ISSUES = 100  # OperationOutcome issues listed; the count of the rest is given
 DEADLETTER_KEY = b"http-fhir"
 
@@ -181,6 +185,23 @@ async def fhir_intake(
     request: Request, settings: Settings, produce_many: Any, path: str, book: PlaceBook | None = None
 ) -> Response:
     """The route body after the bearer check: read, decode, publish, answer."""
+    state = request.app.state
+    held = getattr(state, "fhir_held", 0)
+    if held >= INTAKE_HELD:
+        metrics.FHIR_REQUESTS.labels("busy").inc()
+        busy = problem(503, "transient", f"{held} requests are being read or decoded; retry the same request shortly")
+        busy.headers["Retry-After"] = "1"
+        return busy
+    state.fhir_held = held + 1
+    try:
+        return await _read_and_publish(request, settings, produce_many, path, book)
+    finally:
+        state.fhir_held -= 1
+
+
+async def _read_and_publish(
+    request: Request, settings: Settings, produce_many: Any, path: str, book: PlaceBook | None
+) -> Response:
     web = settings.web
     try:
         body = await spool_body(request, web.fhir_max_body_bytes)

@@ -312,3 +312,21 @@ def test_the_intakes_dead_letters_are_counted_by_reason_once_stored(small) -> No
         for t, _, v in feed.produced
         if t == topics.DEADLETTER
     )
+
+
+def test_past_the_requests_held_at_once_the_intake_answers_503_before_reading(small) -> None:
+    """Every request held its body while it waited for one of the two decode slots: 16 at once held
+    112 MiB (RAM under compose's tmpfs), more connections more. Past ``INTAKE_HELD`` the answer is
+    503 with Retry-After before the body is read, and a request's place is given back when it ends."""
+    from vigil.agents.web.intake import INTAKE_HELD
+
+    client, feed = small
+    state = client.app.state  # type: ignore[attr-defined]
+    state.fhir_held = INTAKE_HELD  # as many requests read or waiting as it holds
+    r = client.post("/fhir", content=bundle([observation(1)]), headers=AUTH)
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1" and feed.produced == []
+    state.fhir_held = INTAKE_HELD - 1
+    assert client.post("/fhir", content=bundle([observation(1)]), headers=AUTH).status_code == 201
+    assert state.fhir_held == INTAKE_HELD - 1  # its place given back
+    assert client.post("/fhir", content=b"x" * 70_000, headers=AUTH).status_code == 413
+    assert state.fhir_held == INTAKE_HELD - 1  # also when it ends in a refusal
