@@ -74,7 +74,7 @@ def build_risk_score(
         hour=hour,
         status=status,
         scored_at=now,
-        observed_at=update.newest_observed if status == "provisional" else window.newest_observation(hour),
+        observed_at=_observed_at(window, update, hour, status),
         event_ids=event_ids,
         source_ts_ms=update.source_ts_ms if status == "provisional" else None,
         news2=news2(obs),
@@ -83,3 +83,16 @@ def build_risk_score(
         models=models,
         vitals={code: current.get(code) for code in SHOWN_VITALS},
     )
+
+
+def _observed_at(window: PatientWindow, update: PendingUpdate, hour: int, status: ScoreStatus) -> datetime:
+    """What the score is as of: a final, its hour's newest measurement; a provisional, the newest of
+    its batch's events and of the hour's measurements. The batch's alone went back when a batch held
+    only a late result (a lab drawn hours before): the ward's card showed current values as hours old,
+    and the care score was judged as of then, every later item dropped and graded "pending"."""
+    if status == "final":
+        return window.newest_observation(hour)
+    assert update.newest_observed is not None
+    if window.anchor_s is None:  # no hour yet: only the batch's events say when
+        return update.newest_observed
+    return max(update.newest_observed, window.newest_observation(hour))

@@ -93,3 +93,17 @@ def test_a_final_score_of_a_clock_hour_keeps_its_id_when_the_stay_is_re_anchored
     assert (before.hour, after.hour) == (1, 3) and after.observed_at == before.observed_at
     assert after.score_id == before.score_id
     assert build_risk_score(window, update, [], NOW, 1, "final").score_id != before.score_id
+
+
+def test_a_batch_of_only_a_late_result_is_scored_as_of_the_hours_newest_measurement() -> None:
+    """A provisional score was as of its batch's newest event: a batch holding only a lab drawn hours
+    before made the current hour's score hours old (the ward card, the care score's "as of")."""
+    window = PatientWindow()
+    applied(window, [hr(T0 + timedelta(hours=h, minutes=54), 80.0 + h) for h in range(21)])
+    late = PatientEvent(
+        patient_id="MRN1", observed_at=T0 + timedelta(hours=11, minutes=30), kind="lab", code="WBC", value=12.0
+    )
+    score = build_risk_score(window, applied(window, [late]), [], NOW)
+    assert score.hour == 20 and score.observed_at == T0 + timedelta(hours=20, minutes=54)
+    later = hr(T0 + timedelta(hours=20, minutes=58), 101.0)  # the batch's own newest event, when newer
+    assert build_risk_score(window, applied(window, [later]), [], NOW).observed_at == later.observed_at
