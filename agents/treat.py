@@ -9,6 +9,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import faust
 from pydantic import ValidationError
@@ -39,6 +40,18 @@ WINDOW_WAIT_S = 1.0  # longest wait for the window that scored a score to be wri
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plan_score_id(plan: TreatmentPlan) -> str:
+    """A requested plan's score id: a hash of the plan as validated (its request id included), so the
+    same request delivered again is scored under the same id and a consumer drops the second."""
+    return hashlib.sha256(b"plan|" + plan.model_dump_json().encode()).hexdigest()[:24]
+
+
+def care_score_id(patient_id: str, risk_score_id: str, digest: str) -> str:
+    """A care score's id: the patient, the risk score that brought it and what it says (``digest``):
+    the same score delivered again gives the same id; care that reads otherwise since, a new one."""
+    return hashlib.sha256(f"care|{patient_id}|{risk_score_id}|{digest}".encode()).hexdigest()[:24]
 
 
 async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
@@ -73,8 +86,13 @@ async def care_batch(scores: list[RiskScore], publisher: Publisher) -> int:
         result = score_patient_care(
             state, items, now=score.observed_at, patient_id=pid, max_suggestions=STREAM_SUGGESTIONS
         )
-        digest = _digest(result.model_dump_json(exclude={"as_of_min"}))
+        # without the fields filled below (none yet): the digests stored before they existed still match
+        digest = _digest(result.model_dump_json(exclude={"as_of_min", "score_id", "scored_at", "request_id"}))
         if digest != care.digest:
+            # filled after the digest: the time it was scored is no change of the care
+            result = result.model_copy(
+                update={"score_id": care_score_id(pid, score.score_id, digest), "scored_at": datetime.now(UTC)}
+            )
             await publisher.send(treatment_scores_topic, pid, result.model_dump_json().encode())
             published += 1
         clock = CareClock(time_zero=time_zero, digest=digest, inputs=inputs)
@@ -136,7 +154,9 @@ async def plan_requests(batch: Sequence[faust.EventT], publisher: Publisher) -> 
             detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors() else "invalid"
             await publisher.dead_letter(event, Rejected("schema", f"treatment plan: {detail}"[:300]))
             continue
-        result = score_plan(plan)
+        result = score_plan(plan).model_copy(
+            update={"score_id": plan_score_id(plan), "scored_at": datetime.now(UTC), "request_id": plan.request_id}
+        )
         await publisher.send(treatment_scores_topic, plan.patient_id or m.key, result.model_dump_json().encode())
 
 

@@ -1,17 +1,23 @@
 """Alert transitions published on ``vigil.alerts`` and acknowledgements on ``vigil.alerts.acks``.
 
 Stable, versioned contract for monitoring systems: fields are only ever added, and
-``schema_version`` is bumped on any change of meaning.
+``schema_version`` is bumped on any change of meaning. Every time is aware and published in UTC
+(``schemas.times``): an acknowledgement's time without an offset is refused, one with an offset is
+read as the same instant in UTC, and one further ahead of the worker's clock than events may be
+(``MAX_FUTURE_SKEW``) is refused as a sender's clock error.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
+from vigil.schemas.events import MAX_FUTURE_SKEW
 from vigil.schemas.scores import FeatureContribution, RuleScore
+from vigil.schemas.times import PublishedUtcDatetime, UtcDatetime
 
 ALERT_SCHEMA_VERSION = 1
 
@@ -53,23 +59,39 @@ class Alert(BaseModel):
     severity: AlertSeverity
     trigger: str  # e.g. "news2_band:medium", "model:combined", "news2_single_parameter_3"
     reason: str  # human-readable why this transition happened
-    at: datetime
+    at: PublishedUtcDatetime
     hour: int
     news2: RuleScore | None = None
     risk: float | None = None
     by: str | None = None  # who acknowledged/resolved
     explanation: AlertExplanation = Field(default_factory=AlertExplanation)
     # added in place (schema_version 1): the alert's "then" beside this transition's "now"
-    opened_at: datetime | None = None  # patient clock: the observation that opened the alert
+    opened_at: PublishedUtcDatetime | None = None  # patient clock: the observation that opened the alert
     opened_news2: int | None = None
     opened_risk: float | None = None
     threshold: float | None = None  # the combined model's alert threshold at this transition
     vitals: dict[str, float | None] = Field(default_factory=dict)  # values behind the NEWS2 points
     note: str | None = None  # the clinician's note on an acknowledgement, resolution or snooze
-    snoozed_until: datetime | None = None
+    snoozed_until: PublishedUtcDatetime | None = None
 
 
 SNOOZE_MIN = (15, 30, 60, 120, 240)  # the snooze lengths offered (minutes)
+
+
+def _not_ahead(value: datetime) -> datetime:
+    # A paging system's clock ahead would stretch a snooze (it ends at ``at`` + snooze_min) and make
+    # the answer look newer than a later raise: the same bound as an event's observed_at
+    # (schemas.normalize, clock_skew), checked against this worker's clock when the answer is read.
+    if value > datetime.now(UTC) + MAX_FUTURE_SKEW:
+        raise PydanticCustomError(
+            "clock_skew",
+            "at is more than {minutes} minutes ahead of the current time (the sender's clock is wrong)",
+            {"minutes": int(MAX_FUTURE_SKEW.total_seconds() // 60)},
+        )
+    return value
+
+
+AnswerTime = Annotated[UtcDatetime, AfterValidator(_not_ahead)]
 
 
 class AlertAck(BaseModel):
@@ -85,7 +107,7 @@ class AlertAck(BaseModel):
     patient_id: str = Field(min_length=1, max_length=64)
     action: Literal["acknowledge", "resolve", "snooze"]
     by: str = Field(min_length=1, max_length=64)
-    at: datetime
+    at: AnswerTime  # when it was given: with an offset (UTC when published), not ahead of the clock
     note: str | None = Field(default=None, max_length=500)
     snooze_min: int | None = Field(default=None, ge=5, le=24 * 60)
 

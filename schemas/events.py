@@ -18,7 +18,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, TypeAdapter
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter
 from pydantic_core import PydanticCustomError
 
 from vigil.schemas.codes import EventKind
@@ -86,16 +86,21 @@ def _finite(value: float) -> float:
     return value
 
 
-def _patient_id(value: str) -> str:
+def _trimmed_visible(value: object) -> object:
     # hidden characters are refused before trimming: str.strip() also removes some controls
     # (\x1c-\x1f are whitespace to Python), which would let "p1\x1f" pass as "p1"
-    value = _visible(value).strip()
-    if not value or len(value) > 64 or any(ch.isspace() for ch in value):
-        raise ValueError("patient_id must be 1-64 printable characters without spaces")
-    return value
+    return _visible(value).strip() if isinstance(value, str) else value
 
 
-PatientId = Annotated[str, AfterValidator(_patient_id)]
+# The bounds are keywords of the type (not a check inside a validator) so the published JSON Schemas
+# say what is checked: 1-64 characters without spaces, after the outer spaces are trimmed. Checked
+# for hidden characters again after: an input that only becomes a str in validation (bytes) too.
+PatientId = Annotated[
+    str,
+    Field(min_length=1, max_length=64, pattern=r"^\S+$"),
+    BeforeValidator(_trimmed_visible),
+    AfterValidator(_visible),
+]
 UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
 # Strict: a JSON number only (an int is a number too); booleans and strings are refused.
 FiniteFloat = Annotated[float, Strict(), AfterValidator(_finite)]

@@ -10,15 +10,16 @@ Versioned: fields are only ever added; ``schema_version`` is bumped on any chang
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from vigil.schemas.codes import TREATMENTS
-from vigil.schemas.events import PatientId
+from vigil.schemas.events import Identifier, PatientId
 from vigil.schemas.scores import News2Band
+from vigil.schemas.times import UtcDatetime
 
 TREATMENT_SCHEMA_VERSION = 1
 TREATMENT_SCORE_SCHEMA_VERSION = 2
@@ -38,18 +39,6 @@ TreatmentAction = Literal[
 ItemStatus = Literal["met", "late", "missing", "not_applicable", "pending"]
 ChangeKind = Literal["add", "move_earlier", "adjust_dose"]
 ReviewerRole = Literal["ward_clinician", "critical_care"]
-
-
-def _aware_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("times must carry a timezone (ISO 8601 with offset or Z)")
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:  # past datetime's range in UTC (9999-12-31T23:59-14:00): not a ValueError
-        raise ValueError("time is out of range in UTC") from None
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
 
 
 # Bounds inside Annotated (not on the Optional field) so the JSON Schema gets real keywords
@@ -167,6 +156,13 @@ class TreatmentPlan(BaseModel):
 
     schema_version: int = TREATMENT_SCHEMA_VERSION
     patient_id: PatientId | None = None
+    # added in place (schema_version 1): the caller's id for this request, copied to the score
+    request_id: Identifier | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="the caller's id for this request; the score on vigil.treatment.scores carries it back",
+    )
     time_zero: UtcDatetime | None = Field(
         default=None, description="sepsis recognition time; offsets in items count from it"
     )
@@ -243,6 +239,11 @@ class TreatmentScore(BaseModel):
     # streaming: the score the care so far reaches by the end of the plan horizon if nothing more
     # is done (pending items become late or missing); suggestions' gains are measured from it
     projected_score: float | None = Field(default=None, ge=0.0, le=100.0)
+    # added in place (schema_version 2; absent from scores published before): consumers dedupe on
+    # ``score_id``, a hash of what was scored, so a redelivered request or care update gets the same id
+    score_id: str | None = None
+    scored_at: UtcDatetime | None = None  # wall clock of the worker that scored it
+    request_id: str | None = None  # the plan's ``request_id`` (vigil.treatment.requests), as sent
 
 
 def plan_json_schema() -> dict:

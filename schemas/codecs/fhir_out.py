@@ -18,6 +18,7 @@ from vigil.schemas.deadletter import Rejected
 VIGIL_ALERT_SYSTEM: Final = "urn:vigil:alert"
 VIGIL_SCORE_SYSTEM: Final = "urn:vigil:score"
 VIGIL_NEWS2_BAND_SYSTEM: Final = "urn:vigil:news2-band"
+VIGIL_ALERT_STATE_SYSTEM: Final = "urn:vigil:alert-state"
 VIGIL_DEADLETTER_SYSTEM: Final = "urn:vigil:deadletter-reason"
 RISK_PROBABILITY_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/risk-probability"
 
@@ -31,7 +32,12 @@ _BAND_TO_RISK_PROBABILITY: Final[dict[str, tuple[str, str]]] = {
     "high": ("high", "High likelihood"),
 }
 
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+# NEWS2 bands and alert severities on one scale, so an alert is published at the higher of the two
+_BAND_RANK: Final[dict[str, int]] = {"low": 0, "low-medium": 1, "medium": 2, "high": 3}
+
+# The FHIR id grammar (R4 and R5 ``id``): matched whole (``fullmatch``: ``$`` would let a trailing
+# newline through)
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def alert_to_risk_assessment(alert: Alert) -> dict[str, Any]:
@@ -39,43 +45,48 @@ def alert_to_risk_assessment(alert: Alert) -> dict[str, Any]:
 
     The resource id derives from ``transition_id``, so a replayed transition updates the same
     resource instead of creating a duplicate; ``identifier`` carries the alert id that ties the
-    transitions of one alert together."""
-    band = alert.news2.band if alert.news2 is not None and alert.news2.band else alert.severity
-    risk_code, risk_display = _BAND_TO_RISK_PROBABILITY.get(band, ("moderate", "Moderate likelihood"))
-    news2_text = f"NEWS2 {alert.news2.total} ({band})" if alert.news2 is not None else f"severity {band}"
-
-    prediction: dict[str, Any] = {
-        "outcome": {"text": _outcome_text(alert.trigger)},
-        "qualitativeRisk": {
-            "coding": [
-                {"system": RISK_PROBABILITY_SYSTEM, "code": risk_code, "display": risk_display},
-                {"system": VIGIL_NEWS2_BAND_SYSTEM, "code": band, "display": f"NEWS2 {band} clinical risk"},
-            ],
-            "text": news2_text,
-        },
-        "rationale": alert.reason[:1000] or alert.trigger,
-    }
+    transitions of one alert together, and the ``urn:vigil:alert-state`` extension says which
+    transition this is (a resolution included: docs/interop.md, "FHIR out: RiskAssessment")."""
+    prediction: dict[str, Any] = {"outcome": {"text": _outcome_text(alert.trigger)}}
+    qualitative = _qualitative_risk(alert)
+    if qualitative is not None:
+        prediction["qualitativeRisk"] = qualitative
     if alert.risk is not None:
         # RiskAssessment ras-2: probabilityDecimal must be <= 100 (it is a 0..1 probability here)
         prediction["probabilityDecimal"] = round(min(max(float(alert.risk), 0.0), 1.0), 6)
+    prediction["rationale"] = alert.reason[:1000] or alert.trigger
 
     resource: dict[str, Any] = {
         "resourceType": "RiskAssessment",
         "id": _fhir_id(alert.transition_id),
+        "extension": [
+            {
+                "url": VIGIL_ALERT_STATE_SYSTEM,
+                "valueCoding": {
+                    "system": VIGIL_ALERT_STATE_SYSTEM,
+                    "code": alert.state,
+                    "display": f"Alert {alert.state}",
+                },
+            }
+        ],
         "identifier": [{"system": VIGIL_ALERT_SYSTEM, "value": alert.alert_id}],
+        # final for every transition, a resolution included: each transition is a resource of its own
+        # (its id from transition_id), complete when published and never changed after. amended or
+        # corrected would say an earlier resource was changed, cancelled that the assessment was never
+        # completed, entered-in-error that it was wrong; none is what a resolution means.
         "status": "final",
         "method": {
             "coding": [{"system": "urn:vigil:method", "code": alert.trigger}],
             "text": "Vigil early warning: NEWS2 (RCP 2017) and model risk scores",
         },
         "code": {"text": "Clinical deterioration / sepsis early warning"},
-        "subject": {"reference": f"Patient/{alert.patient_id}"},
+        "subject": _reference("Patient", alert.patient_id),
         "occurrenceDateTime": _instant(alert.at),
         "prediction": [prediction],
         "note": [{"text": f"alert {alert.state}: {alert.reason}"[:1000]}],
     }
     if alert.encounter:
-        resource["encounter"] = {"reference": f"Encounter/{alert.encounter}"}
+        resource["encounter"] = _reference("Encounter", alert.encounter)
     if alert.by and alert.state in ("acknowledged", "resolved"):
         resource["performer"] = {"display": alert.by}
     basis = [
@@ -90,6 +101,42 @@ def alert_to_risk_assessment(alert: Alert) -> dict[str, Any]:
     return resource
 
 
+def _qualitative_risk(alert: Alert) -> dict[str, Any] | None:
+    """The HL7 risk-probability code and the NEWS2 band behind it.
+
+    While the alert is active (open, escalated, acknowledged) the risk is the higher of its severity
+    and the NEWS2 band of the score at hand: a model-raised medium alert is not "low" because NEWS2
+    is. A resolution asserts no alert-level risk: it carries the band of the score that resolved it,
+    if one did, and nothing when a clinician or a discharge resolved it (no score at hand). The NEWS2
+    band coding is there only when a NEWS2 band is."""
+    news2 = alert.news2
+    band = news2.band if news2 is not None else None
+    levels = [band] if alert.state == "resolved" else [alert.severity, band]
+    level = max((b for b in levels if b), key=_BAND_RANK.__getitem__, default=None)
+    coding: list[dict[str, str]] = []
+    if level is not None:
+        risk_code, risk_display = _BAND_TO_RISK_PROBABILITY[level]
+        coding.append({"system": RISK_PROBABILITY_SYSTEM, "code": risk_code, "display": risk_display})
+    if band is not None:
+        coding.append({"system": VIGIL_NEWS2_BAND_SYSTEM, "code": band, "display": f"NEWS2 {band} clinical risk"})
+    text = [] if alert.state == "resolved" else [f"alert severity {alert.severity}"]
+    if news2 is not None:
+        text.append(f"NEWS2 {news2.total}" + (f" ({band})" if band else ""))
+    if not text:  # a resolution without a score: no band either, so no coding
+        return None
+    return {"coding": coding, "text": "; ".join(text)} if coding else {"text": "; ".join(text)}
+
+
+def _reference(resource_type: str, value: str) -> dict[str, Any]:
+    """A reference to ``resource_type/value`` when ``value`` is a FHIR id, else a logical reference by
+    identifier. Vigil's patient id is what the feed named, often an MRN (HL7 PID-3, a FHIR
+    ``subject.identifier``) rather than the Patient's logical id, and one outside the id grammar
+    (``MRN:0042/7``) would make the literal reference invalid."""
+    if _FHIR_ID.fullmatch(value):
+        return {"reference": f"{resource_type}/{value}"}
+    return {"type": resource_type, "identifier": {"value": value}}
+
+
 def _outcome_text(trigger: str) -> str:
     if trigger.startswith("model:sepsis"):
         return "Sepsis"
@@ -99,13 +146,14 @@ def _outcome_text(trigger: str) -> str:
 
 
 def _fhir_id(value: str) -> str:
-    if _FHIR_ID.match(value):
+    if _FHIR_ID.fullmatch(value):
         return value
     return hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
 
 
 def _instant(at: datetime) -> str:
-    # FHIR dateTime with a time must carry an offset; a naive alert time is UTC by Vigil convention
+    # FHIR dateTime with a time must carry an offset. Alert times are aware and UTC (schemas.times);
+    # one built without validation (model_construct) and naive is read as UTC, Vigil's convention
     aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
     return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
 

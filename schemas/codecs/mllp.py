@@ -196,7 +196,9 @@ def ack(payload: bytes, code: str, text: str, now: datetime | None = None) -> by
 
     trigger = f(9).split(encoding[0])
     event = trigger[1] if len(trigger) > 1 else ""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
+    # MSH-7 with its offset: HL7 v2.5.1 (chapter 2A, the DTM data type) reads a time without one as
+    # the sender's local time, and this one is UTC
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%d%H%M%S+0000")
     c = encoding[0]
     msh = [f(5) or "VIGIL", f(6), f(3), f(4), stamp, "", f"ACK{c}{event}{c}ACK" if event else "ACK"]
     msh += [uuid4().hex[:20], f(11) or "P", f(12) or "2.5.1"]

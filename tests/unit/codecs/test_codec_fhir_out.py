@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.riskassessment import RiskAssessment
+from fhir.resources.riskassessment import RiskAssessment as RiskAssessmentR5
 
 from vigil.schemas.alerts import Alert, AlertExplanation
-from vigil.schemas.codecs.fhir_out import alert_to_risk_assessment, operation_outcome
+from vigil.schemas.codecs.fhir_out import (
+    RISK_PROBABILITY_SYSTEM,
+    VIGIL_ALERT_STATE_SYSTEM,
+    VIGIL_NEWS2_BAND_SYSTEM,
+    alert_to_risk_assessment,
+    operation_outcome,
+)
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.scores import RuleScore
 
@@ -67,14 +74,14 @@ def test_risk_assessment_without_model_risk_or_news2() -> None:
             severity="low-medium",
             encounter=None,
             explanation=AlertExplanation(),
-            at=datetime(2024, 3, 15, 14, 30),
+            at=datetime(2024, 3, 15, 16, 30, tzinfo=timezone(timedelta(hours=2))),
         )
     )
     model = RiskAssessment.model_validate(resource)
     assert model.prediction[0].probabilityDecimal is None
     assert model.prediction[0].qualitativeRisk.coding[0].code == "moderate"
     assert model.basis is None and model.encounter is None
-    assert resource["occurrenceDateTime"] == "2024-03-15T14:30:00Z"  # naive alert time read as UTC
+    assert resource["occurrenceDateTime"] == "2024-03-15T14:30:00Z"  # the alert's time, in UTC
 
 
 def test_risk_assessment_for_an_acknowledged_model_alert() -> None:
@@ -82,6 +89,85 @@ def test_risk_assessment_for_an_acknowledged_model_alert() -> None:
     model = RiskAssessment.model_validate(resource)
     assert model.performer.display == "rn.okafor"
     assert model.prediction[0].outcome.text == "Sepsis or clinical deterioration"
+
+
+def _valid(resource: dict[str, object]) -> RiskAssessment:
+    """The resource as R4 (R4B's wire format) reads it; R5 must read it too."""
+    RiskAssessmentR5.model_validate(resource)
+    return RiskAssessment.model_validate(resource)
+
+
+def _codes(resource: dict[str, object], system: str) -> list[str]:
+    risk = _valid(resource).prediction[0].qualitativeRisk
+    return [c.code for c in (risk.coding or []) if c.system == system] if risk is not None else []
+
+
+def _news2(total: int, band: str | None) -> RuleScore:
+    return RuleScore(name="NEWS2", total=total, parameters={}, band=band)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("severity", "news2", "risk"),
+    [
+        ("medium", _news2(2, "low"), "moderate"),  # model-raised: not "low" because NEWS2 is
+        ("high", _news2(5, "medium"), "high"),
+        ("low-medium", _news2(7, "high"), "high"),  # worse since it opened: the band
+        ("medium", None, "moderate"),  # an acknowledgement (no score at hand): the severity
+        ("high", _news2(6, None), "high"),
+    ],
+)
+def test_an_active_alerts_risk_is_the_higher_of_its_severity_and_the_news2_band(
+    severity: str, news2: RuleScore | None, risk: str
+) -> None:
+    for state in ("open", "escalated", "acknowledged"):
+        resource = alert_to_risk_assessment(make_alert(state=state, severity=severity, news2=news2, risk=None))
+        assert _codes(resource, RISK_PROBABILITY_SYSTEM) == [risk]
+        # the NEWS2 band coding only where there is a band, and it is the band, not the severity
+        band = news2.band if news2 is not None else None
+        assert _codes(resource, VIGIL_NEWS2_BAND_SYSTEM) == ([band] if band else [])
+
+
+def test_the_qualitative_text_names_the_severity_and_the_news2_behind_the_code() -> None:
+    resource = alert_to_risk_assessment(make_alert(severity="medium", news2=_news2(2, "low")))
+    assert resource["prediction"][0]["qualitativeRisk"]["text"] == "alert severity medium; NEWS2 2 (low)"
+
+
+def test_a_resolution_says_so_in_code_and_claims_no_alert_level_risk() -> None:
+    # resolved by a clinician or a discharge: no score at hand, so no risk (was published "high")
+    by_hand = alert_to_risk_assessment(make_alert(state="resolved", severity="high", news2=None, by="rn.okafor"))
+    model = _valid(by_hand)
+    assert model.status == "final"
+    assert [(e.url, e.valueCoding.system, e.valueCoding.code) for e in model.extension] == [
+        (VIGIL_ALERT_STATE_SYSTEM, VIGIL_ALERT_STATE_SYSTEM, "resolved")
+    ]
+    assert model.prediction[0].qualitativeRisk is None
+    assert model.performer.display == "rn.okafor"
+    # resolved by a score: that score's band, not the alert's severity
+    by_score = alert_to_risk_assessment(make_alert(state="resolved", severity="high", news2=_news2(1, "low")))
+    assert _codes(by_score, RISK_PROBABILITY_SYSTEM) == ["low"]
+    assert _codes(by_score, VIGIL_NEWS2_BAND_SYSTEM) == ["low"]
+
+
+@pytest.mark.parametrize("state", ["open", "escalated", "acknowledged", "resolved"])
+def test_every_transition_carries_its_alert_state_coded(state: str) -> None:
+    model = _valid(alert_to_risk_assessment(make_alert(state=state)))
+    assert model.extension[0].url == VIGIL_ALERT_STATE_SYSTEM and model.extension[0].valueCoding.code == state
+
+
+@pytest.mark.parametrize("patient_id", ["MRN:0042/7", "00042_7", "p" * 65, "Ünal-1"])
+def test_a_patient_id_outside_the_fhir_id_grammar_is_a_logical_reference(patient_id: str) -> None:
+    resource = alert_to_risk_assessment(make_alert(patient_id=patient_id, encounter="V 7/2"))
+    model = _valid(resource)
+    assert model.subject.reference is None
+    assert (model.subject.type, model.subject.identifier.value) == ("Patient", patient_id)
+    assert model.encounter.reference is None
+    assert (model.encounter.type, model.encounter.identifier.value) == ("Encounter", "V 7/2")
+
+
+def test_a_fhir_id_is_a_literal_reference() -> None:
+    resource = alert_to_risk_assessment(make_alert(patient_id="A-42.7", encounter="V77120044"))
+    assert resource["subject"] == {"reference": "Patient/A-42.7"}
+    assert resource["encounter"] == {"reference": "Encounter/V77120044"}
 
 
 def test_operation_outcome_validates_with_one_issue_per_rejection() -> None:

@@ -4,7 +4,7 @@ stays bounded whatever is sent, nothing outside a frame goes unreported, the ACK
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from hypothesis import given
@@ -85,11 +85,17 @@ def test_the_ack_names_the_message_and_swaps_sender_and_receiver() -> None:
         "GOODHEALTH",
         "EPICCARE",
         "GOODHEALTH^2.16.840.1.113883.3.72.5.20^ISO",
-        "20261205080000",
+        "20261205080000+0000",  # with its offset: without one, HL7 v2 reads the sender's local time
     ]
     assert fields[8] == "ACK^R01^ACK" and fields[10:12] == ["P", "2.5.1"]
     assert msa == "MSA|AE|MSG20240315143005001|unit: mg dL x"  # delimiters in the text blanked
     assert control_id(ORU) == "MSG20240315143005001"
+
+
+def test_the_acks_time_is_utc_and_says_so_whatever_zone_now_is_in() -> None:
+    eastern = NOW.astimezone(timezone(timedelta(hours=-5)))  # the same instant, 03:00 in New York
+    msh = ack(ORU, "AA", "ok", eastern).decode().split("\r")[0]
+    assert msh.split("|")[6] == "20261205080000+0000"
 
 
 def test_the_ack_keeps_a_senders_own_separators_and_answers_what_has_no_msh() -> None:

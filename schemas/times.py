@@ -1,0 +1,41 @@
+"""Times on Vigil's contracts: aware, and normalised to UTC when read.
+
+A time without an offset is refused, not guessed: Python reads a naive time in the host's zone
+(``datetime.timestamp()``), so the same record would mean another instant on a worker with
+``TZ=America/New_York`` (a 15-minute snooze sent as ``01:10`` ran 5 h 15 min), and the published
+JSON Schema's ``date-time`` format (RFC 3339) requires the offset anyway. A time with any offset is
+kept as the same instant in UTC, so what Vigil publishes always ends in ``Z`` / ``+00:00``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
+
+
+def utc_time(value: datetime) -> datetime:
+    """``value`` as the same instant in UTC; a naive time (no offset) is refused."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise PydanticCustomError("timezone_required", "times must carry a timezone (ISO 8601 with an offset or Z)")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-14:00 is past datetime's range in UTC: not a ValueError
+        raise PydanticCustomError("datetime_out_of_range", "time is out of range in UTC") from None
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(utc_time)]
+
+
+def utc_time_as_published(value: datetime) -> datetime:
+    """``utc_time`` for a record Vigil itself published: a naive time is read as UTC. Before times
+    were checked, a worker copied an acknowledgement's naive time onto its transition as it was; the
+    dashboard and ``vigil alerts tail`` read such a record from the topic's retention, and refusing
+    it would hide the acknowledgement (an answered alert shown open). Display and FHIR output read
+    those times as UTC already."""
+    return utc_time(value.replace(tzinfo=UTC) if value.tzinfo is None else value)
+
+
+PublishedUtcDatetime = Annotated[datetime, AfterValidator(utc_time_as_published)]
