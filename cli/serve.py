@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from vigil.cli.jsonout import emit_json
-from vigil.infra.settings import Settings, get_settings
+from vigil.infra.settings import Settings, WebSettings, get_settings
 
 users_app = typer.Typer(help="Dashboard users (argon2 password hashes)", no_args_is_help=True)
 console = Console()
@@ -68,8 +68,25 @@ def serve(
     console.print(f"Vigil dashboard on {scheme}://{host}:{port}/ ({count} users{hint})", highlight=False)
     cert_file, key_file = tls or (None, None)
     uvicorn.run(
-        app, host=host, port=port, log_config=None, access_log=False, ssl_certfile=cert_file, ssl_keyfile=key_file
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        ssl_certfile=cert_file,
+        ssl_keyfile=key_file,
+        **proxy_options(settings.web),
     )
+
+
+def proxy_options(web: WebSettings) -> dict[str, Any]:
+    """uvicorn's handling of X-Forwarded-For and X-Forwarded-Proto: believed only from the proxies
+    ``VIGIL_WEB__TRUSTED_PROXIES`` names. uvicorn's own default believes any process on loopback (and
+    ``FORWARDED_ALLOW_IPS``), so the per-address sign-in back-off depended on whoever connects from there:
+    a proxy that passes the client's header on let a guesser name a new address at each try."""
+    if not web.trusted_proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(web.trusted_proxies)}
 
 
 def https_options(cert: Path | None, key: Path | None) -> tuple[str, str] | None:

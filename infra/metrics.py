@@ -133,7 +133,11 @@ EVENT_LOOP_SILENT = Gauge(
     "vigil_event_loop_silent_seconds", "Seconds since the worker's event loop last ran its 1 s beat (agents/loop.py)"
 )
 INTEROP_IGNORED = Counter("vigil_interop_ignored_total", "FHIR/HL7 parts deliberately not mapped", ["reason"])
-UNKNOWN_CODES = Counter("vigil_unknown_codes_total", "Unmapped codes seen in FHIR/HL7 input (system|code)", ["code"])
+UNKNOWN_CODES = Counter(
+    "vigil_unknown_codes_total",
+    "Unmapped codes seen in FHIR/HL7 input (system|code; the first 500 codes by name, then 'other')",
+    ["code"],
+)
 FHIR_UNPLACED = Counter(
     "vigil_fhir_unplaced_total",
     "FHIR results read without a unit where the site names its monitored units: Vigil has read no "

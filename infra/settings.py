@@ -266,11 +266,31 @@ class WebSettings(BaseModel):
     # both); cookies are then marked Secure and browsers told to keep to HTTPS (HSTS)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # The proxies (IP addresses or networks) whose X-Forwarded-For and X-Forwarded-Proto `vigil serve`
+    # believes. None by default: a client's address is the connection's, whatever headers it sends (the
+    # per-address sign-in back-off counts by it). A TLS proxy in front must be listed and must overwrite
+    # X-Forwarded-For with the address it was connected from (docs/security.md, docs/operations.md).
+    # Environment: VIGIL_WEB__TRUSTED_PROXIES='["10.0.4.7"]'
+    trusted_proxies: tuple[str, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
     def _secret_file(cls, data: object) -> object:
         return setting_from_file(data, "session_secret", "VIGIL_WEB__SESSION_SECRET")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, proxies: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy)  # strict, as uvicorn reads it: 10.1.0.5/16 would match nothing there
+            except ValueError:
+                raise ValueError(
+                    f"{proxy!r} is not an IP address or network (a proxy's: 10.0.4.7, 10.0.4.0/24)"
+                ) from None
+        return proxies
 
 
 class Settings(BaseSettings):

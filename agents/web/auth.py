@@ -87,6 +87,13 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def same_secret(expected: str, given: str) -> bool:
+    """Constant-time comparison of a token someone sent with the one expected. As UTF-8 bytes:
+    ``hmac.compare_digest`` refuses a ``str`` with a non-ASCII character (a TypeError, answered 500),
+    while such a token is only a wrong one."""
+    return hmac.compare_digest(expected.encode("utf-8", "surrogatepass"), given.encode("utf-8", "surrogatepass"))
+
+
 _USERS_SHAPE = '{"users": [{"username": ..., "password_hash": ..., "role": ...}]}'
 
 
@@ -259,16 +266,21 @@ class Authenticator:
 
     async def sign_in(self, username: str, password: str, address: str | None) -> SignIn:
         account, where = self.throttle.keys(username, address)
-        wait = self.throttle.retry_after(account, where)
-        if wait > 0:
-            return SignIn(retry_after_s=wait)
+        if self.gate.full:
+            return SignIn(busy=True)
+        # counted as failed before argon2 (and taken back on success): the sign-ins queued behind the
+        # gate see the back-off this one starts, instead of each getting a guess
+        claim = self.throttle.claim(account, where)
+        if claim.retry_after_s > 0:
+            return SignIn(retry_after_s=claim.retry_after_s)
         try:
             user = await self.gate.run(self.verify, username, password)
         except HashingBusy:
+            self.throttle.undo(claim)
             return SignIn(busy=True)
         if user is None:
-            self.throttle.failed(account, where)
             return SignIn()
+        self.throttle.undo(claim)
         self.throttle.succeeded(account)
         return SignIn(user=user)
 
@@ -305,11 +317,11 @@ class Authenticator:
         if not cookie or not form_token:
             return False
         expected = self.cookies.open_login(cookie)
-        return expected is not None and hmac.compare_digest(expected, form_token)
+        return expected is not None and same_secret(expected, form_token)
 
     @staticmethod
     def check_csrf(session: Session, header: str | None) -> bool:
-        return bool(header) and hmac.compare_digest(session.csrf, header or "")
+        return bool(header) and same_secret(session.csrf, header or "")
 
     def cookie_args(self) -> dict[str, Any]:
         return {"httponly": True, "samesite": "strict", "secure": self.cookie_secure, "path": "/"}

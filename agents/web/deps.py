@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from starlette.datastructures import FormData
+from starlette.types import Message
 
 from vigil.agents.web.auth import CSRF_HEADER, SESSION_COOKIE, Authenticator, Session
 from vigil.agents.web.feed import WardFeed
@@ -55,6 +57,36 @@ def require_csrf(
     if not same_origin(request) or not auth.check_csrf(session, request.headers.get(CSRF_HEADER)):
         raise HTTPException(403, "CSRF token missing or wrong")
     return session
+
+
+# A sign-in form or an acknowledgement is a few hundred bytes; without a bound, an unauthenticated
+# POST /login of 48 MiB was parsed whole (or a 64 MiB file spooled to disk) before any check
+SMALL_BODY_BYTES = 16 * 1024
+
+
+async def bounded_body(request: Request, limit: int = SMALL_BODY_BYTES) -> bytes:
+    """The request's body, refused (413) beyond ``limit`` bytes: Content-Length is checked first, and
+    the bytes are counted as they arrive (a chunked body declares no length, a declared one may lie)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the body is over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"the body is over {limit} bytes")
+    return bytes(body)
+
+
+async def bounded_form(request: Request, max_fields: int, limit: int = SMALL_BODY_BYTES) -> FormData:
+    """A small form (urlencoded or multipart, no files): its body read through ``bounded_body``, then
+    parsed with Starlette's limits (a file part, more than ``max_fields`` fields: 400)."""
+    body = await bounded_body(request, limit)
+
+    async def replay() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return await Request(request.scope, replay).form(max_files=0, max_fields=max_fields, max_part_size=limit)
 
 
 def require_clinician(session: Annotated[Session, Depends(require_csrf)]) -> Session:

@@ -31,7 +31,17 @@ class ServerThread:
     def __init__(self, app: FastAPI, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.host, self.port = host, port or free_port()
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=self.port, log_config=None, access_log=False, lifespan="on")
+            # no proxy in front of the demo's or the tests' loopback server: X-Forwarded-For is never
+            # believed (uvicorn's default believes it from loopback; cli/serve.py ``proxy_options``)
+            uvicorn.Config(
+                app,
+                host=host,
+                port=self.port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                proxy_headers=False,
+            )
         )
         self.thread = threading.Thread(target=self.server.run, name="vigil-web", daemon=True)
 

@@ -54,6 +54,10 @@ class SessionRecord:
     created: float
 
 
+class SessionStoreUnavailable(Exception):
+    """The session store did not answer a write (Redis down): no session can be opened or ended now."""
+
+
 class SessionStore(Protocol):
     def put(self, sid: str, record: SessionRecord, ttl_s: int) -> None: ...
     def get(self, sid: str) -> SessionRecord | None: ...
@@ -87,7 +91,8 @@ class MemorySessionStore:
 
 
 class RedisSessionStore:
-    """Sessions in Redis, shared by every web replica. Fails closed: Redis down = signed out."""
+    """Sessions in Redis, shared by every web replica. Fails closed: Redis down = signed out, and a
+    sign-in or sign-out then raises ``SessionStoreUnavailable`` (answered 503 with Retry-After)."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -103,7 +108,13 @@ class RedisSessionStore:
         return KEY_PREFIX + hashlib.sha256(sid.encode()).hexdigest()
 
     def put(self, sid: str, record: SessionRecord, ttl_s: int) -> None:
-        self._client.set(self._key(sid), json.dumps(asdict(record)), ex=ttl_s)
+        import redis
+
+        try:
+            self._client.set(self._key(sid), json.dumps(asdict(record)), ex=ttl_s)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("session_store_unavailable", error=type(exc).__name__)
+            raise SessionStoreUnavailable from exc
 
     def get(self, sid: str) -> SessionRecord | None:
         import redis
@@ -121,7 +132,13 @@ class RedisSessionStore:
             return None
 
     def delete(self, sid: str) -> None:
-        self._client.delete(self._key(sid))
+        import redis
+
+        try:
+            self._client.delete(self._key(sid))
+        except (redis.RedisError, OSError) as exc:
+            log.warning("session_store_unavailable", error=type(exc).__name__)
+            raise SessionStoreUnavailable from exc
 
 
 class SessionCookies:

@@ -11,6 +11,10 @@ a success clears the account's count. An address gets ``ADDRESS_FACTOR`` times t
 attempts (a ward behind one NAT address). The state is per web process and bounded (least recently
 failed keys are dropped first); with several replicas an attacker gets at most that many times the
 attempts, still exponentially slowed.
+
+An attempt is counted as failed when it is let through (``claim``), before its password is checked, and
+taken back when the password was right (``undo``): counted only after argon2, the 2 running and 8 queued
+sign-ins all passed the check before the first was counted, 10 guesses where the back-off allows one.
 """
 
 from __future__ import annotations
@@ -23,13 +27,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 ADDRESS_FACTOR = 4
 HASHING_NICE = 10
 T = TypeVar("T")
 FORGET_AFTER_S = 24 * 3600.0  # a key with no failure for a day starts afresh
+# 2.0 ** 1024 overflows a float: an attacker who waited out ~1,025 back-offs (10 days at 15 min) got a 500
+# and the key's state wiped; 2 ** 62 s is past any max_delay_s
+MAX_DOUBLINGS = 62
 
 
 @dataclass
@@ -37,6 +44,15 @@ class _Failures:
     count: int = 0
     blocked_until: float = 0.0
     last: float = 0.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One attempt let through by ``LoginThrottle.claim`` and counted as failed on its keys, or refused."""
+
+    retry_after_s: float = 0.0  # > 0: refused (nothing counted), this many seconds before the next attempt
+    # per key: its state before the claim (None: none), the state the claim left and that state's count
+    counted: tuple[tuple[str, _Failures | None, _Failures, int], ...] = ()
 
 
 class LoginThrottle:
@@ -65,23 +81,66 @@ class LoginThrottle:
         """Seconds before an attempt on all ``keys`` is allowed (0: now)."""
         now = self._clock()
         with self._lock:
-            return max((max(self._keys[k].blocked_until - now, 0.0) for k in keys if k in self._keys), default=0.0)
+            return self._wait(keys, now)
+
+    def _wait(self, keys: tuple[str, ...], now: float) -> float:
+        return max((max(self._keys[k].blocked_until - now, 0.0) for k in keys if k in self._keys), default=0.0)
 
     def failed(self, *keys: str) -> None:
         now = self._clock()
         with self._lock:
             for key in keys:
-                state = self._keys.pop(key, None) or _Failures()
-                if now - state.last > FORGET_AFTER_S:
-                    state = _Failures()
-                state.count += 1
-                state.last = now
-                over = state.count - self._free(key)
-                if over > 0:
-                    state.blocked_until = now + min(2.0 ** (over - 1), self.max_delay_s)
-                self._keys[key] = state
-            while len(self._keys) > self.max_keys:
-                self._keys.popitem(last=False)
+                self._count(key, now)
+            self._bound()
+
+    def claim(self, *keys: str) -> Claim:
+        """Let an attempt on ``keys`` through and count it as failed at once, in one step, or refuse it
+        (``retry_after_s`` > 0) while a key is backing off: a concurrent attempt sees the back-off this
+        one starts before its password is checked. ``undo`` takes it back when the password was right."""
+        now = self._clock()
+        with self._lock:
+            wait = self._wait(keys, now)
+            if wait > 0:
+                return Claim(retry_after_s=wait)
+            counted = []
+            for key in keys:
+                before = self._keys.get(key)
+                before = replace(before) if before is not None else None  # a copy: the state is changed in place
+                state = self._count(key, now)
+                counted.append((key, before, state, state.count))
+            self._bound()
+            return Claim(counted=tuple(counted))
+
+    def undo(self, claim: Claim) -> None:
+        """Take back what ``claim`` counted: each key as it was before, unless another failure was counted
+        on it since (then only this attempt is taken off its count; the back-off that failure set stands)."""
+        with self._lock:
+            for key, before, state, count in claim.counted:
+                current = self._keys.get(key)
+                if current is state and current.count == count:
+                    if before is None:
+                        del self._keys[key]
+                    else:
+                        self._keys[key] = before
+                elif current is not None and current.count > 0:
+                    current.count -= 1
+
+    def _count(self, key: str, now: float) -> _Failures:
+        """One failure on ``key`` (under the lock)."""
+        state = self._keys.pop(key, None) or _Failures()
+        if now - state.last > FORGET_AFTER_S:
+            state = _Failures()
+        state.count += 1
+        state.last = now
+        over = state.count - self._free(key)
+        if over > 0:
+            state.blocked_until = now + min(2.0 ** min(over - 1, MAX_DOUBLINGS), self.max_delay_s)
+        self._keys[key] = state
+        return state
+
+    def _bound(self) -> None:
+        while len(self._keys) > self.max_keys:
+            self._keys.popitem(last=False)
 
     def succeeded(self, account_key: str) -> None:
         # only the account: a success on one account must not reset its address's count

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vigil.agents.web import metrics
-from vigil.agents.web.deps import ClinicianDep, FeedDep
+from vigil.agents.web.deps import ClinicianDep, FeedDep, bounded_body
 from vigil.infra.logging import get_logger, patient_hash
 from vigil.schemas import topics
 from vigil.schemas.alerts import AlertAck
@@ -39,7 +39,7 @@ def _unprocessable(exc: ValidationError) -> JSONResponse:
 @router.post("/api/alerts/{alert_id}/ack", response_model=None)
 async def acknowledge(alert_id: str, request: Request, session: ClinicianDep, feed: FeedDep) -> Response:
     try:
-        body = AckRequest.model_validate_json(await request.body() or b"{}")
+        body = AckRequest.model_validate_json(await bounded_body(request) or b"{}")  # 413 past 16 KiB
     except ValidationError as exc:
         return JSONResponse(
             {"detail": exc.errors(include_input=False, include_url=False, include_context=False)}, status_code=422

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from vigil.agents.web import intake, metrics
+from vigil.agents.web.auth import same_secret
 from vigil.agents.web.deps import FeedDep, SettingsDep
 from vigil.agents.web.feed import WardFeed
 from vigil.agents.web.intake import problem
@@ -19,7 +18,7 @@ router = APIRouter()
 def bearer_ok(settings: Settings, request: Request) -> bool:
     expected = settings.api_token.get_secret_value() if settings.api_token else ""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), expected)
+    return bool(expected) and scheme.lower() == "bearer" and same_secret(expected, token.strip())
 
 
 async def fhir_intake(settings: Settings, ward_feed: WardFeed, request: Request, path: str) -> Response:

@@ -11,11 +11,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from vigil.agents.web import metrics
 from vigil.agents.web.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Authenticator, SignIn
-from vigil.agents.web.deps import AuthDep, CsrfSessionDep, OptionalSessionDep, same_origin
+from vigil.agents.web.deps import AuthDep, CsrfSessionDep, OptionalSessionDep, bounded_form, same_origin
+from vigil.agents.web.sessions import SessionStoreUnavailable
 from vigil.infra.logging import get_logger
 
 router = APIRouter()
 log = get_logger("vigil.web")
+LOGIN_FIELDS = 8  # the form has three (csrf, username, password)
+STORE_RETRY_AFTER_S = 5  # the session store (Redis) did not answer: its clients time out after 1 s
 
 
 def login_page(auth: Authenticator, error: str | None = None, status_code: int = 200) -> HTMLResponse:
@@ -57,7 +60,7 @@ async def login(request: Request, auth: AuthDep) -> Response:
     early = auth.refuse_early(address)  # a flood is answered before its forms are parsed
     if early is not None:
         return refused_sign_in(auth, early)
-    form = await request.form()
+    form = await bounded_form(request, LOGIN_FIELDS)  # 413 past 16 KiB, 400 with a file
     username, password = str(form.get("username", "")), str(form.get("password", ""))
     if not same_origin(request) or not auth.check_login_csrf(
         request.cookies.get(LOGIN_CSRF_COOKIE), str(form.get("csrf", ""))
@@ -67,7 +70,13 @@ async def login(request: Request, auth: AuthDep) -> Response:
     attempt = await auth.sign_in(username, password, address)  # back-off, bounded argon2
     if attempt.user is None:
         return refused_sign_in(auth, attempt)
-    token, _ = await run_in_threadpool(auth.issue, attempt.user)
+    try:
+        token, _ = await run_in_threadpool(auth.issue, attempt.user)
+    except SessionStoreUnavailable:  # Redis down: a 500 before, with no hint when to come back
+        metrics.LOGINS.labels("unavailable").inc()
+        refused = login_page(auth, "Sign-in is unavailable for a moment; please try again.", status_code=503)
+        refused.headers["Retry-After"] = str(STORE_RETRY_AFTER_S)
+        return refused
     metrics.LOGINS.labels("ok").inc()
     log.info("login", user=attempt.user.username, role=attempt.user.role)
     response = RedirectResponse("/", status_code=303)
@@ -78,8 +87,15 @@ async def login(request: Request, auth: AuthDep) -> Response:
 
 @router.post("/logout", response_model=None)
 def logout(request: Request, session: CsrfSessionDep, auth: AuthDep) -> Response:
+    try:
+        auth.revoke(request.cookies.get(SESSION_COOKIE))  # the session ends here, on every replica
+    except SessionStoreUnavailable:  # not ended: the cookie is kept, the page may sign out again
+        return JSONResponse(
+            {"detail": "the session store is unavailable; try again"},
+            status_code=503,
+            headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+        )
     log.info("logout", user=session.username)
-    auth.revoke(request.cookies.get(SESSION_COOKIE))  # the session ends here, on every replica
     response = JSONResponse({"signed_out": True})
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

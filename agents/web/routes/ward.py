@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
-from vigil.agents.web.deps import FeedDep, OptionalSessionDep, SessionDep, SettingsDep
+from vigil.agents.web.auth import SESSION_COOKIE
+from vigil.agents.web.deps import AuthDep, FeedDep, OptionalSessionDep, SessionDep, SettingsDep
 from vigil.schemas.display import clock
 
 router = APIRouter()
 STATIC = Path(__file__).parents[1] / "static"
 SSE_KEEPALIVE_S = 15.0
+SSE_SESSION_CHECK_S = 2.0  # a stream looks at its session again at most this often
 
 
 @router.get("/", response_model=None)
@@ -60,11 +65,28 @@ def patient(row_id: str, _session: SessionDep, feed: FeedDep) -> Response:
 
 
 @router.get("/api/stream", response_model=None)
-async def stream(request: Request, _session: SessionDep, feed: FeedDep, state: bool = False) -> Response:
+async def stream(request: Request, _session: SessionDep, auth: AuthDep, feed: FeedDep, state: bool = False) -> Response:
     """Live changes. With ``?state=1`` the first event (``state``) is the ward as ``/api/state`` has it,
     taken at the instant of the subscription: every later change follows it, none is in both (the
-    ward page: a state fetched apart from the stream can lose a change or lay an older card over it)."""
+    ward page: a state fetched apart from the stream can lose a change or lay an older card over it).
+
+    The session is looked at again before each batch of changes is sent and at each keepalive: a
+    stream outlives its first request by hours, and one opened before a sign-out, the user's removal,
+    a new password or the session's end kept sending patients' data. It then ends (the page's
+    EventSource reconnects, is refused 401 and goes to the sign-in page)."""
+    cookie = request.cookies.get(SESSION_COOKIE)
     queue, snapshot = feed.subscribe_with_state() if state else (feed.subscribe(), None)
+
+    checked = [time.monotonic()]  # the session was looked at (SessionDep) as the stream opened
+
+    async def signed_in() -> bool:
+        """At most one look-up every ``SSE_SESSION_CHECK_S``: a busy ward sends many batches a second,
+        each a Redis read otherwise; a revoked session gets at most that long."""
+        if time.monotonic() - checked[0] < SSE_SESSION_CHECK_S:
+            return True
+        ok = await run_in_threadpool(auth.session, cookie) is not None  # the store may be Redis
+        checked[0] = time.monotonic()
+        return ok
 
     async def events() -> AsyncIterator[str]:
         try:
@@ -73,30 +95,52 @@ async def stream(request: Request, _session: SessionDep, feed: FeedDep, state: b
                 yield f"event: state\ndata: {json.dumps(snapshot)}\n\n"
             while True:
                 try:
-                    message = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
+                    first = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
                 except TimeoutError:
-                    if await request.is_disconnected():
+                    if await request.is_disconnected() or not await signed_in():
                         return
                     yield ": keepalive\n\n"
                     continue
-                if message is None:
+                batch, ended = waiting(queue, first)  # one session look-up for all that came meanwhile
+                if batch and not await signed_in():
                     return
-                if "status" in message:  # the header's indicators (agents/web/fleet.py)
-                    yield f"event: status\ndata: {json.dumps(message['status'])}\n\n"
-                    continue
-                if "drift" in message:  # the wards' input drift indicator (agents/web/drift.py)
-                    yield f"event: drift\ndata: {json.dumps(message['drift'])}\n\n"
-                    continue
-                if "left" in message:  # a discharged patient leaves the ward view (agents/web/ward.py)
-                    yield f"event: left\ndata: {json.dumps(message['left'])}\n\n"
-                    continue
-                if "transition" in message:
-                    yield f"event: transition\ndata: {json.dumps(message['transition'])}\n\n"
-                if "row" in message:  # a resumed stay whose card is gone has only its feed line
-                    yield f"event: row\ndata: {json.dumps(message['row'])}\n\n"
+                if text := "".join(server_event(message) for message in batch):
+                    yield text
+                if ended:
+                    return
         finally:
             feed.unsubscribe(queue)
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
+
+
+def waiting(
+    queue: asyncio.Queue[dict[str, Any] | None], first: dict[str, Any] | None
+) -> tuple[list[dict[str, Any]], bool]:
+    """``first`` and the changes the queue holds now, and whether the feed ended the stream (None)."""
+    batch: list[dict[str, Any]] = []
+    message = first
+    while message is not None:
+        batch.append(message)
+        if queue.empty():
+            return batch, False
+        message = queue.get_nowait()
+    return batch, True
+
+
+def server_event(message: dict[str, Any]) -> str:
+    """One change from the feed as server-sent events (a score may bring a transition and its row)."""
+    if "status" in message:  # the header's indicators (agents/web/fleet.py)
+        return f"event: status\ndata: {json.dumps(message['status'])}\n\n"
+    if "drift" in message:  # the wards' input drift indicator (agents/web/drift.py)
+        return f"event: drift\ndata: {json.dumps(message['drift'])}\n\n"
+    if "left" in message:  # a discharged patient leaves the ward view (agents/web/ward.py)
+        return f"event: left\ndata: {json.dumps(message['left'])}\n\n"
+    text = ""
+    if "transition" in message:
+        text += f"event: transition\ndata: {json.dumps(message['transition'])}\n\n"
+    if "row" in message:  # a resumed stay whose card is gone has only its feed line
+        text += f"event: row\ndata: {json.dumps(message['row'])}\n\n"
+    return text

@@ -1,11 +1,14 @@
 // Vigil ward page: initial state from /api/state, live rows over server-sent events, patched in place.
-// Sort, search, ward and "unacknowledged only" live in the URL (?sort=&q=&ward=&unacked=1).
+// Sort, ward and "unacknowledged only" live in the URL (?sort=&ward=&unacked=1). The search does not: it is
+// often a patient's id, and a URL goes on into Referer headers, proxy logs and the browser's history. It is
+// kept in this tab's sessionStorage, under the user who typed it, so a reload keeps it.
 "use strict";
 
 const { el } = Vigil;
-const state = { rows: new Map(), transitions: [], pending: false, wardStatus: [], drift: {},
+const state = { rows: new Map(), transitions: [], pending: false, wardStatus: [], drift: {}, user: null,
                 view: { sort: "risk", q: "", ward: "", unacked: false } };
 const MAX_CARDS = 150;
+const SEARCH_KEY = "vigil.search";
 const SORTS = {
   // the server's order: unacknowledged alerts, acknowledged ones, NEWS2 band and total, model risk
   risk: (a, b) => compareKeys(a.sort_key, b.sort_key),
@@ -21,22 +24,43 @@ function compareKeys(a, b) {
 }
 
 function readUrl() {
-  const p = new URLSearchParams(location.search);
-  state.view = { sort: SORTS[p.get("sort")] ? p.get("sort") : "risk", q: p.get("q") || "",
+  const p = new URLSearchParams(location.search);  // a q= of an old link is ignored (and dropped by writeUrl)
+  state.view = { sort: SORTS[p.get("sort")] ? p.get("sort") : "risk", q: "",
                  ward: p.get("ward") || "", unacked: p.get("unacked") === "1" };
   document.getElementById("sort").value = state.view.sort;
-  document.getElementById("search").value = state.view.q;
   document.getElementById("unacked").checked = state.view.unacked;
 }
 
 function writeUrl() {
   const p = new URLSearchParams();
   if (state.view.sort !== "risk") p.set("sort", state.view.sort);
-  if (state.view.q) p.set("q", state.view.q);
   if (state.view.ward) p.set("ward", state.view.ward);
   if (state.view.unacked) p.set("unacked", "1");
   const query = p.toString();
   history.replaceState(null, "", query ? `?${query}` : location.pathname);
+}
+
+// The search of the signed-in user in this tab (sessionStorage: gone with the tab); another user's is dropped.
+function restoreSearch(user) {
+  let saved = null;
+  try { saved = JSON.parse(sessionStorage.getItem(SEARCH_KEY) || "null"); } catch { saved = null; }
+  if (saved && saved.user === user && typeof saved.q === "string") {
+    if (!state.view.q) state.view.q = saved.q;  // not over what was typed meanwhile
+    document.getElementById("search").value = state.view.q;
+  } else {
+    forgetSearch();
+  }
+}
+
+function saveSearch() {
+  try {
+    if (state.view.q && state.user) sessionStorage.setItem(SEARCH_KEY, JSON.stringify({ user: state.user, q: state.view.q }));
+    else sessionStorage.removeItem(SEARCH_KEY);
+  } catch { /* storage refused (a private window's quota): the search lasts until a reload */ }
+}
+
+function forgetSearch() {
+  try { sessionStorage.removeItem(SEARCH_KEY); } catch { /* storage refused: nothing kept */ }
 }
 
 function visibleRows() {
@@ -126,6 +150,7 @@ async function loadState() {
   Vigil.shared.csrf = data.csrf;
   Vigil.shared.mayAck = data.may_acknowledge;
   document.getElementById("user").textContent = data.user;
+  if (state.user === null) { state.user = data.user; restoreSearch(data.user); }
   document.getElementById("role").textContent = data.role;
   document.getElementById("zone").textContent = `times in ${data.zone}`;
   applyState(data);
@@ -174,12 +199,13 @@ function connect() {
 
 document.addEventListener("DOMContentLoaded", () => {
   readUrl();
+  writeUrl();  // an old link's q= leaves the address bar and this history entry
   const changed = () => { writeUrl(); schedule(); };
   document.getElementById("ward").addEventListener("change", ev => { state.view.ward = ev.target.value; changed(); });
   document.getElementById("sort").addEventListener("change", ev => { state.view.sort = ev.target.value; changed(); });
-  document.getElementById("search").addEventListener("input", ev => { state.view.q = ev.target.value; changed(); });
+  document.getElementById("search").addEventListener("input", ev => { state.view.q = ev.target.value; saveSearch(); schedule(); });
   document.getElementById("unacked").addEventListener("change", ev => { state.view.unacked = ev.target.checked; changed(); });
-  document.getElementById("signout").addEventListener("click", Vigil.signOut);
+  document.getElementById("signout").addEventListener("click", () => { forgetSearch(); Vigil.signOut(); });
   Vigil.shared.onChange = schedule;
   Vigil.listen(document.getElementById("patients"));
   loadState().then(connect);

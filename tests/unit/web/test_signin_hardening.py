@@ -189,3 +189,107 @@ def test_a_concurrent_flood_is_refused_beyond_the_queue(users) -> None:
 
     outcomes = asyncio.run(main())
     assert sum(o.busy for o in outcomes) == 8  # one hashing, one waiting, eight answered at once
+
+
+def test_the_back_off_survives_any_number_of_failures() -> None:
+    """2.0 ** (over - 1) overflowed after ~1,025 failures (an attacker waiting out each block for 10 days):
+    a 500, and the key's state was gone (popped before the raise), so the count started again."""
+    clock = Clock()
+    throttle = LoginThrottle(clock=clock)
+    account, address = throttle.keys("ann", "203.0.113.7")
+    for _ in range(1100):
+        clock.now += throttle.retry_after(account, address)
+        throttle.failed(account, address)
+    assert throttle._keys[account].count == 1100
+    assert throttle.retry_after(account) == throttle.max_delay_s
+
+
+def test_concurrent_sign_ins_see_the_back_off_the_first_one_starts(users) -> None:
+    """Checked before the hashing gate and counted after argon2, the 2 running and 8 queued sign-ins all
+    reached argon2 once the account's block ended: 10 guesses where the back-off allows 1."""
+    auth = Authenticator(users, secret="x")
+    verified = 0
+    verify = auth.verify
+
+    def counting(username: str, password: str) -> object:
+        nonlocal verified
+        verified += 1
+        return verify(username, password)
+
+    auth.verify = counting  # type: ignore[method-assign]
+
+    async def main() -> list[object]:
+        for _ in range(auth.throttle.free_failures):
+            await auth.sign_in("ann", "wrong", "10.0.0.1")
+        first = verified
+        outcomes = await asyncio.gather(*(auth.sign_in("ann", "wrong", f"10.0.1.{i}") for i in range(10)))
+        return [first, *outcomes]
+
+    first, *outcomes = asyncio.run(main())
+    assert first == auth.throttle.free_failures
+    assert verified == first + 1  # one more guess, the rest refused while it was checked
+    assert sum(o.retry_after_s > 0 for o in outcomes) == 9
+
+
+def test_a_right_password_takes_its_attempt_back(users) -> None:
+    """An attempt is counted before argon2; the right password leaves the address as it was and clears
+    the account, as before."""
+    auth = Authenticator(users, secret="x", throttle=LoginThrottle(free_failures=2))
+    account, address = auth.throttle.keys("ann", "10.0.0.9")
+
+    async def main() -> list[object]:
+        wrong = await auth.sign_in("vic", "wrong", "10.0.0.9")
+        right = await auth.sign_in("ann", PASSWORD, "10.0.0.9")
+        return [wrong, right]
+
+    wrong, right = asyncio.run(main())
+    assert right.user is not None and wrong.user is None
+    assert account not in auth.throttle._keys
+    assert auth.throttle._keys[address].count == 1 and auth.throttle.retry_after(address) == 0
+    claim = auth.throttle.claim(address)
+    auth.throttle.failed(address)  # a failure counted meanwhile stays counted
+    auth.throttle.undo(claim)
+    assert auth.throttle._keys[address].count == 2
+
+
+class ReadOnlyRedis:
+    """A Redis that answers reads and refuses writes (a replica after a failover, out of memory)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+        self.writable = True
+
+    def set(self, key: str, value: str, ex: int) -> None:
+        import redis
+
+        if not self.writable:
+            raise redis.exceptions.ReadOnlyError("You can't write against a read only replica.")
+        self.data[key] = value
+
+    def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def delete(self, key: str) -> None:
+        import redis
+
+        if not self.writable:
+            raise redis.exceptions.ConnectionError("Error 111 connecting to redis:6379. Connection refused.")
+        self.data.pop(key, None)
+
+
+def test_sign_in_and_out_while_the_session_store_refuses_writes_are_503_with_retry_after(settings, users) -> None:
+    from vigil.agents.web.sessions import RedisSessionStore
+
+    store = ReadOnlyRedis()
+    app = create_app(settings, WardFeed(settings), users=users, session_secret="test-secret")
+    app.state.auth.sessions = RedisSessionStore(store)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert sign_in(client, "ann").status_code == 303
+        csrf = csrf_of(client)
+        store.writable = False
+        r = client.post("/logout", headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1
+        assert client.get("/api/state").status_code == 200  # not signed out: the page may try again
+        client.cookies.clear()
+        r = sign_in(client, "vic")
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1 and "vigil_session" not in r.cookies
