@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from vigil.cli.jsonout import emit_json
+from vigil.infra.connect import redacted_url
 from vigil.infra.settings import get_settings
 
 stack_app = typer.Typer(help="Embedded Kafka (KRaft) + Redis on loopback", no_args_is_help=True)
@@ -54,7 +55,7 @@ def stack_up_cmd(
         info = stack_up(settings)
     except StackError as exc:
         raise UserError(f"the stack did not start: {exc}") from exc
-    console.print(f"Kafka {info.bootstrap}  Redis {info.redis_url}  ({info.started_s:.1f} s)")
+    console.print(f"Kafka {info.bootstrap}  Redis {redacted_url(info.redis_url)}  ({info.started_s:.1f} s)")
     if secure:
         console.print(
             f"secure: SASL_SSL, CA {settings.home / 'tls' / 'ca.pem'}, secrets in "

@@ -14,7 +14,7 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
-from vigil.infra.connect import kafka_producer
+from vigil.infra.connect import kafka_producer, redacted_url
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings
 from vigil.schemas import topics
@@ -23,8 +23,11 @@ log = get_logger(__name__)
 
 
 def effective_config(settings: Settings) -> dict[str, Any]:
-    """The settings as JSON; ``SecretStr`` fields dump as ``**********`` (never the secret)."""
-    return settings.model_dump(mode="json")
+    """The settings as JSON; ``SecretStr`` fields dump as ``**********`` (never the secret), and a
+    URL's password as ``***`` (``VIGIL_REDIS__URL`` may carry one: it reached the audit topic)."""
+    config = settings.model_dump(mode="json")
+    config["redis"]["url"] = redacted_url(config["redis"].get("url"))
+    return config
 
 
 def actor(at: datetime | None = None) -> dict[str, Any]:

@@ -68,6 +68,16 @@ def redis_address(url: str) -> tuple[str, int] | None:
     return host_port(parsed.netloc.rpartition("@")[2], REDIS_PORT)
 
 
+def redacted_url(url: str | None) -> str | None:
+    """``url`` to show (a terminal, a log line, the audit trail): its user and password, if any, as
+    ``***`` (``redis://:secret@host:6379/0`` -> ``redis://***@host:6379/0``)."""
+    if not url or "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    where = rest.rpartition("@")[2] if sep else url.rpartition("@")[2]
+    return f"{scheme}://***@{where}" if sep else f"***@{where}"
+
+
 @dataclass(frozen=True)
 class KafkaEndpoint:
     bootstrap: str  # "host:port,host:port"

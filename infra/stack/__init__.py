@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from vigil.infra.connect import KAFKA_PORT, host_port, kafka_endpoint, redis_address, redis_endpoint
+from vigil.infra.connect import KAFKA_PORT, host_port, kafka_endpoint, redacted_url, redis_address, redis_endpoint
 from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings
 from vigil.infra.stack.jars import kafka_version
@@ -45,7 +45,7 @@ class StackInfo:
     def as_dict(self) -> dict[str, object]:
         return {
             "bootstrap": self.bootstrap,
-            "redis_url": self.redis_url,
+            "redis_url": redacted_url(self.redis_url),
             "kafka_embedded": self.kafka_embedded,
             "redis_embedded": self.redis_embedded,
             "started_s": round(self.started_s, 2),
@@ -127,8 +127,8 @@ def stack_status(settings: Settings) -> dict[str, object]:
             "metadata_version": read_metadata_version(settings) if any(listening) else "not read: no broker listening",
         },
         "redis": {
-            "external": settings.redis.url,
-            "url": redis.url,
+            "external": redacted_url(settings.redis.url),  # never its password on a terminal
+            "url": redacted_url(redis.url),
             "pid": pid_alive(paths.redis_pid),
             "listening": port_open("127.0.0.1", settings.redis.embedded_port),
             "binary": binary if redis.embedded else None,

@@ -1,0 +1,39 @@
+"""A Redis URL's password never reaches a terminal, a log line or the audit trail: ``vigil stack up``
+and ``stack status`` printed ``VIGIL_REDIS__URL`` as set, and every worker start wrote it to
+``vigil.audit`` (a replicated topic kept for days) while the SecretStr settings were masked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vigil.infra.audit import effective_config
+from vigil.infra.connect import redacted_url
+from vigil.infra.settings import Settings
+from vigil.infra.stack import StackInfo, stack_status
+
+SECRET = "S3cretPassw0rd"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"redis://:{SECRET}@127.0.0.1:6379/0", "redis://***@127.0.0.1:6379/0"),
+        (f"rediss://vigil:{SECRET}@redis:6379/0", "rediss://***@redis:6379/0"),
+        (f"rediss://vigil:p@ss{SECRET}@redis:6379/0", "rediss://***@redis:6379/0"),  # an @ in the password
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+        (None, None),
+    ],
+)
+def test_a_urls_user_and_password_are_never_shown(url: str | None, shown: str | None) -> None:
+    assert redacted_url(url) == shown
+
+
+def test_the_audit_record_the_stack_and_its_status_carry_no_redis_password(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"rediss://vigil:{SECRET}@redis:6379/0"
+    settings = Settings(home=tmp_path, redis={"url": url})
+    assert SECRET not in json.dumps(effective_config(settings))
+    assert SECRET not in json.dumps(StackInfo("k:9092", url, False, False).as_dict())
+    assert SECRET not in json.dumps(stack_status(settings), default=str)
