@@ -1,6 +1,6 @@
 """``vigil workers``: the live workers and what each serves (``infra.fleet``, announced in Redis),
 so that a rollout can be watched and checked: ``--expect-bundle 2.7.0`` exits 1 until every live
-scoring worker serves it."""
+scoring worker serves it, one file at one alert threshold (no group mixed)."""
 
 from __future__ import annotations
 
@@ -75,12 +75,17 @@ def workers(
     expected_ok = None
     if expect_bundle is not None:
         versions = sorted({str(s.bundle_version) for s in served})
-        expected_ok = versions == [expect_bundle]
-        console.print(
-            f"every live scoring worker serves bundle {expect_bundle}"
-            if expected_ok
-            else f"not yet: live scoring workers serve {', '.join(versions) or 'nothing'}, expected {expect_bundle}"
-        )
+        # one version is not yet one bundle at one threshold: two builds labelled alike (another
+        # sha256), or a worker without the site's VIGIL_SITE__* (another threshold), are mixed too
+        expected_ok = versions == [expect_bundle] and not mixed
+        if expected_ok:
+            console.print(f"every live scoring worker serves bundle {expect_bundle}")
+        elif versions == [expect_bundle]:
+            console.print(f"not yet: the workers on {expect_bundle} differ in its file or its alert threshold (MIXED)")
+        else:
+            console.print(
+                f"not yet: live scoring workers serve {', '.join(versions) or 'nothing'}, expected {expect_bundle}"
+            )
     if json_out:
         emit_json(
             {

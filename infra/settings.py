@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vigil.infra.secret_files import setting_from_file
@@ -321,11 +321,21 @@ class Settings(BaseSettings):
     # VIGIL_API_TOKEN_FILE (compose's and Kubernetes' secrets; infra/secret_files.py)
     log_hash_key_file: Path | None = None
     state_hash_key_file: Path | None = None
-    log_format: str = "auto"  # auto | json | console
-    log_level: str = "INFO"
+    # checked here, not when logging starts (after a worker's preflight): "verbose" ended `vigil worker`
+    # as an unexpected error, and a misspelt format was taken as json
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     web_port: int = Field(default=8000, ge=1, le=65535)
     # the ward's time zone (IANA name): every time a person reads is written in it, with its zone
     ward_timezone: str = "UTC"
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object, info: ValidationInfo) -> object:
+        """``debug`` as ``DEBUG`` (as logging reads it), ``JSON`` as ``json``."""
+        if not isinstance(value, str):
+            return value
+        return value.strip().upper() if info.field_name == "log_level" else value.strip().lower()
 
     @model_validator(mode="before")
     @classmethod

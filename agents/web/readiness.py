@@ -7,18 +7,23 @@ import time
 from typing import Any
 
 from vigil.agents.web import metrics
-from vigil.infra.connect import redis_client
+from vigil.infra.connect import KAFKA_PORT, host_port, redis_client
 from vigil.infra.settings import Settings
 
 
 def broker_reachable(bootstrap: str, timeout_s: float = 1.0) -> bool:
-    """A TCP connection to any bootstrap address succeeds (the consumer thread reports the rest)."""
+    """A TCP connection to any bootstrap address succeeds (the consumer thread reports the rest).
+    Addresses are read as Kafka's clients read them (``infra.connect.host_port``): ``kafka-1``
+    without a port is port 9092 and ``[::1]:9092`` an IPv6 address; this check refused both,
+    though ``stack up`` and every client accept them."""
     for address in bootstrap.split(","):
-        host, _, port = address.strip().rpartition(":")
+        where = host_port(address.strip(), KAFKA_PORT)
+        if where is None:
+            continue
         try:
-            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            with socket.create_connection(where, timeout=timeout_s):
                 return True
-        except (OSError, ValueError):
+        except OSError:
             continue
     return False
 

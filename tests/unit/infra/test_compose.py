@@ -57,6 +57,19 @@ def test_services_and_shape() -> None:
     assert all("tls_ca" in services[s]["secrets"] for s in vigil)
 
 
+def test_every_long_running_service_comes_back_after_a_crash_or_a_reboot() -> None:
+    """Redis and the dashboard had no restart policy: after the engine restarted, or Redis was killed
+    for memory, it stayed down and the workers (not ready, never restarted for a Redis outage) scored
+    nothing. The one-shot services (ACLs, topics) run once and are done."""
+    services = _compose()["services"]
+    once = {"kafka-access", "topics"}
+    for name, service in services.items():
+        if name in once:
+            assert "restart" not in service, name
+        else:
+            assert service.get("restart") == "unless-stopped", name
+
+
 def test_compose_runs_the_kafka_the_tests_run() -> None:
     """Every Kafka node's image is the version infra/kafka/pom.xml pins: the embedded stack and
     test_compose_kafka.py run those jars, so another tag would ship a Kafka no test started."""

@@ -37,3 +37,14 @@ def test_the_audit_record_the_stack_and_its_status_carry_no_redis_password(tmp_p
     assert SECRET not in json.dumps(effective_config(settings))
     assert SECRET not in json.dumps(StackInfo("k:9092", url, False, False).as_dict())
     assert SECRET not in json.dumps(stack_status(settings), default=str)
+
+
+def test_log_level_and_format_are_checked_with_the_other_settings() -> None:
+    """``VIGIL_LOG_LEVEL=verbose`` passed the settings and ended ``vigil worker`` after its preflight as
+    an unexpected error; ``VIGIL_LOG_FORMAT=jsonn`` was taken as json."""
+    from pydantic import ValidationError
+
+    assert (Settings(log_level="debug").log_level, Settings(log_format="JSON").log_format) == ("DEBUG", "json")
+    for bad in ({"log_level": "verbose"}, {"log_format": "jsonn"}):
+        with pytest.raises(ValidationError):
+            Settings(**bad)
