@@ -20,7 +20,7 @@ from vigil.infra.logging import get_logger
 from vigil.infra.settings import Settings
 from vigil.infra.stack.jars import kafka_version
 from vigil.infra.stack.kafka import start_kafka, stop_kafka
-from vigil.infra.stack.processes import StackError, StackPaths, pid_alive, port_open, stop_pid
+from vigil.infra.stack.processes import StackError, StackPaths, pid_alive, port_open, stack_lock, stop_pid
 from vigil.infra.stack.redis_server import redis_binary, start_redis
 from vigil.infra.stack.topics import ensure_topics
 
@@ -61,12 +61,14 @@ def stack_up(settings: Settings) -> StackInfo:
 
     t0 = time.monotonic()
     kafka, redis = kafka_endpoint(settings), redis_endpoint(settings)
-    if redis.embedded:
-        start_redis(settings)
-    if kafka.embedded:
-        start_kafka(settings)
-        ensure_topics(settings, ALL_TOPICS)
-    else:
+    if redis.embedded or kafka.embedded:
+        with stack_lock(settings.home):  # another start or stop of this home waits, then finds it up
+            if redis.embedded:
+                start_redis(settings)
+            if kafka.embedded:
+                start_kafka(settings)
+                ensure_topics(settings, ALL_TOPICS)
+    if not kafka.embedded:
         _require_answer([host_port(a, KAFKA_PORT) for a in kafka.addresses], "Kafka broker", "VIGIL_KAFKA__BOOTSTRAP")
     if not redis.embedded and urlsplit(redis.url).scheme != "unix":  # a socket file: the client says
         _require_answer([redis_address(redis.url)], "Redis", "VIGIL_REDIS__URL")
@@ -86,11 +88,12 @@ def stack_up(settings: Settings) -> StackInfo:
 
 def stack_down(settings: Settings, wipe: bool = False) -> dict[str, bool]:
     paths = StackPaths(settings.home)
-    stopped = {"kafka": stop_kafka(settings), "redis": stop_pid(paths.redis_pid)}
-    if wipe:
-        for folder in (paths.kafka / "data", *paths.kafka.glob("node-*"), paths.redis):
-            shutil.rmtree(folder, ignore_errors=True)
-        (paths.kafka / "cluster.id").unlink(missing_ok=True)
+    with stack_lock(settings.home):
+        stopped = {"kafka": stop_kafka(settings), "redis": stop_pid(paths.redis_pid)}
+        if wipe:
+            for folder in (paths.kafka / "data", *paths.kafka.glob("node-*"), paths.redis):
+                shutil.rmtree(folder, ignore_errors=True)
+            (paths.kafka / "cluster.id").unlink(missing_ok=True)
     return stopped
 
 

@@ -3,11 +3,14 @@ with (pid files, loopback ports, SIGTERM then SIGKILL)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,13 +64,42 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def pid_alive(pid_file: Path) -> int | None:
-    """The pid in ``pid_file`` if that process is running, else None."""
+    """The pid in ``pid_file`` if that process is running and is the one started, else None. The
+    file holds the pid and the process' start time (``started_at``): after a crash or a reboot the
+    pid may be another process' of the same user, which ``stop_pid`` SIGTERMed, then SIGKILLed. A
+    file of an older version holds the pid alone and is taken at its word."""
     try:
-        pid = int(pid_file.read_text().strip())
+        pid_text, _, started = pid_file.read_text().strip().partition(" ")
+        pid = int(pid_text)
         os.kill(pid, 0)
-        return pid
     except (OSError, ValueError):
         return None
+    if started and started != started_at(pid):
+        return None  # the pid was reused: not the server this file names
+    return pid
+
+
+def started_at(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks after boot, /proc/<pid>/stat field 22): with the pid,
+    it names one process; None where /proc cannot say."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+@contextmanager
+def stack_lock(home: Path) -> Iterator[None]:
+    """The embedded stack's start and stop, one at a time per home: two ``stack up`` (a demo and a
+    ``stack up``) both started a broker, each wrote its pid in the same file, and the survivor, whose
+    pid the file no longer held, was left running where ``stack down`` could not stop it."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "stack.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the other start or stop to end
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def exited(pid: int) -> bool:
@@ -112,5 +144,5 @@ def start_daemon(args: list[str], log: Path | None, pid_file: Path) -> subproces
     child = subprocess.Popen(
         args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
     )
-    pid_file.write_text(str(child.pid))
+    pid_file.write_text(f"{child.pid} {started_at(child.pid) or ''}".strip())
     return child
