@@ -28,6 +28,8 @@ system-deps:
 	  echo "busybox not installed: compose's Kafka start script is tested with dash, not Alpine's sh"
 	@command -v promtool >/dev/null && command -v amtool >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager)
+	@# Node runs the dashboard's scripts in the unit tests (the search term kept out of the URL)
+	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs)
 
 install: $(VENV)/.installed system-deps
 

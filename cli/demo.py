@@ -23,6 +23,7 @@ from vigil.infra.logging import patient_hash
 from vigil.infra.ports import free_port
 from vigil.infra.readback import TopicReader, payload_digest
 from vigil.infra.replay import Stay, discharge_event, encounter_event, pick_stays, stay_events
+from vigil.infra.secrets import write_private
 from vigil.infra.settings import Settings
 from vigil.infra.stack import stack_up
 from vigil.infra.workers import SupervisedWorker
@@ -180,8 +181,7 @@ def demo_user(settings: Settings) -> tuple[str, str, Path]:
         password = secrets.token_urlsafe(12)
         add_user(users_file, "demo", password, "clinician")
         creds.parent.mkdir(parents=True, exist_ok=True)
-        creds.write_text(f"demo {password}\n")
-        creds.chmod(0o600)
+        write_private(creds, f"demo {password}\n".encode())  # never a moment at 0644
     user, password = creds.read_text().split()
     return user, password, users_file
 

@@ -123,7 +123,6 @@ def kafka_endpoint(settings: Settings) -> KafkaEndpoint:
         secret = KAFKA_USER_PASSWORDS.get(username)
         password = password or (read_secret(settings.home, secret) if secret else None)
         cafile = cafile or str(settings.home / "tls" / "ca.pem")
-    replication = k.replication_factor or (min(3, k.brokers) if embedded else 3)
     return KafkaEndpoint(
         bootstrap=bootstrap,
         embedded=embedded,
@@ -132,8 +131,8 @@ def kafka_endpoint(settings: Settings) -> KafkaEndpoint:
         username=username,
         password=password,
         cafile=cafile,
-        replication_factor=replication,
-        min_insync_replicas=k.min_insync_replicas or (2 if replication >= 3 else 1),
+        replication_factor=k.replicas,
+        min_insync_replicas=k.in_sync_replicas,
     )
 
 

@@ -60,6 +60,34 @@ class KafkaSettings(BaseModel):
     def _password_file(cls, data: object) -> object:
         return setting_from_file(data, "sasl_password", "VIGIL_KAFKA__SASL_PASSWORD")
 
+    @property
+    def replicas(self) -> int:
+        """Each topic's replication factor: the setting, else min(3, brokers) embedded, 3 outside."""
+        return self.replication_factor or (min(3, self.brokers) if self.bootstrap is None else 3)
+
+    @property
+    def in_sync_replicas(self) -> int:
+        """min.insync.replicas: the setting, else 2 where topics have 3 or more replicas, else 1."""
+        return self.min_insync_replicas or (2 if self.replicas >= 3 else 1)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> KafkaSettings:
+        """Settings no cluster could serve, refused when read, not at the first write: topics created
+        with more in-sync replicas than replicas take no acks=all write ever (Kafka does not check it at
+        creation), a replication factor over the embedded brokers failed topic creation as 'Kafka is
+        not reachable', and SSL without SASL is no listener the embedded stack opens (it waited 120 s)."""
+        embedded, replicas, in_sync = self.bootstrap is None, self.replicas, self.in_sync_replicas
+        if in_sync > replicas:
+            raise ValueError(
+                f"min_insync_replicas {in_sync} is more than the {replicas} replicas: "
+                "no write could ever be acknowledged"
+            )
+        if embedded and replicas > self.brokers:
+            raise ValueError(f"replication_factor {replicas} is more than the embedded stack's {self.brokers} brokers")
+        if embedded and self.security_protocol == "SSL":
+            raise ValueError("the embedded stack speaks PLAINTEXT or SASL_SSL (`vigil stack up --secure`), not SSL")
+        return self
+
 
 class RedisSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -119,7 +119,12 @@ def node_properties(settings: Settings, index: int, material: SecureMaterial | N
             # Let the first consumer join its group at once instead of waiting the default 3 s
             # for others (the first event flows within seconds).
             "group.initial.rebalance.delay.ms=0",
+            # 24 h: retention deletes closed segments only, and a quiet topic's segment (the dead
+            # letters' original bytes, the audit) closed at 64 MB or after 7 days (log.roll.hours'
+            # default): such topics were kept 8 days. Rolled hourly, and capped in bytes per partition
             "log.retention.hours=24",
+            "log.roll.hours=1",
+            "log.retention.bytes=1073741824",
             "log.segment.bytes=67108864",
             "num.network.threads=2",
             "num.io.threads=4" if k.brokers == 1 else "num.io.threads=2",

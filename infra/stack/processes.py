@@ -92,8 +92,13 @@ def started_at(pid: int) -> str | None:
 def stack_lock(home: Path) -> Iterator[None]:
     """The embedded stack's start and stop, one at a time per home: two ``stack up`` (a demo and a
     ``stack up``) both started a broker, each wrote its pid in the same file, and the survivor, whose
-    pid the file no longer held, was left running where ``stack down`` could not stop it."""
+    pid the file no longer held, was left running where ``stack down`` could not stop it. The home,
+    where the stack keeps its data, is made private to its owner (0700)."""
     home.mkdir(parents=True, exist_ok=True)
+    if home.stat().st_uid == os.getuid():
+        # the brokers' logs hold every event (patient ids, values) and Redis' files every window:
+        # the home was 0755, readable by any local user where $HOME or VIGIL_HOME lets them in
+        home.chmod(0o700)
     with open(home / "stack.lock", "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the other start or stop to end
         try:

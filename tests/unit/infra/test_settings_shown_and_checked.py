@@ -48,3 +48,26 @@ def test_log_level_and_format_are_checked_with_the_other_settings() -> None:
     for bad in ({"log_level": "verbose"}, {"log_format": "jsonn"}):
         with pytest.raises(ValidationError):
             Settings(**bad)
+
+
+@pytest.mark.parametrize(
+    ("kafka", "words"),
+    [
+        ({"min_insync_replicas": 2}, "no write could ever be acknowledged"),  # one embedded broker
+        ({"bootstrap": "k:9092", "replication_factor": 2, "min_insync_replicas": 3}, "more than the 2 replicas"),
+        ({"replication_factor": 3}, "more than the embedded stack's 1 brokers"),
+        ({"security_protocol": "SSL"}, "not SSL"),
+    ],
+)
+def test_kafka_settings_no_cluster_could_serve_are_refused_when_read(kafka: dict, words: str) -> None:  # type: ignore[type-arg]
+    """min.insync.replicas over the replicas took no acks=all write (Kafka does not check it at topic
+    creation); more replicas than embedded brokers failed as 'Kafka is not reachable'; SSL without
+    SASL is no listener the embedded stack opens (stack up waited 120 s)."""
+    from pydantic import ValidationError
+
+    from vigil.infra.settings import KafkaSettings
+
+    with pytest.raises(ValidationError, match=words):
+        KafkaSettings(**kafka)
+    assert KafkaSettings(brokers=3, replication_factor=3, min_insync_replicas=2).in_sync_replicas == 2
+    assert KafkaSettings(bootstrap="k:9092").replicas == 3 and KafkaSettings().replicas == 1

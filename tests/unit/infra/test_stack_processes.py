@@ -47,3 +47,15 @@ def test_starts_and_stops_of_one_home_take_turns(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert order == ["a in", "a out", "b in", "b out"]
+    assert tmp_path.stat().st_mode & 0o777 == 0o700  # the stack's data: its owner's only
+
+
+def test_the_embedded_brokers_keep_a_quiet_topic_a_day_not_a_week(tmp_path: Path) -> None:
+    """Retention deletes closed segments only: a quiet topic's segment (the dead letters' original
+    bytes, the audit) closed at 64 MB or after log.roll.hours' 7-day default, so "24 h" kept 8 days."""
+    from vigil.infra.settings import Settings
+    from vigil.infra.stack.kafka import node_properties
+
+    props = dict(line.split("=", 1) for line in node_properties(Settings(home=tmp_path), 0).splitlines() if "=" in line)
+    assert props["log.retention.hours"] == "24" and props["log.roll.hours"] == "1"
+    assert int(props["log.retention.bytes"]) > 0
