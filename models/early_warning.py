@@ -25,11 +25,11 @@ Conventions shared by the three scores (Vigil's, documented here and in ``docs/t
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 
+# charted precision lives in schemas.display, which writes the values the cards show: one rounding
+from vigil.schemas.display import charted
 from vigil.schemas.scores import News2Band, RuleScore
 
 __all__ = [
@@ -122,37 +122,6 @@ def observations_from_row(row: Mapping[str, float]) -> Observations:
         hypercapnic=bool(hypercapnic is not None and hypercapnic >= 0.5),
         on_oxygen_inferred=inferred,
     )
-
-
-def charted(value: float, places: int = 0) -> float:
-    """Round to the chart's precision, half away from zero, on the decimal value as written.
-
-    ``Decimal(as_written(x))`` keeps 36.05 as 36.05 (the float is 36.04999...), so it charts as 36.1.
-    """
-    quantum = Decimal(1).scaleb(-places)
-    return float(Decimal(as_written(value)).quantize(quantum, rounding=ROUND_HALF_UP))
-
-
-_SINGLE = struct.Struct("f")
-
-
-def as_written(value: float) -> str:
-    """The decimal ``value`` was written as. The stream's window and the offline matrix keep values as
-    float32, which come back widened: 35.05 returns as 35.04999923706055, and would chart as 35.0 (3
-    points) instead of 35.1 (1). A float32 value reads as the decimal of at most 6 significant digits
-    that stores as it, when there is one (FLT_DIG: such a decimal survives float32 unchanged)."""
-    v = float(value)
-    if not math.isfinite(v):
-        return repr(v)
-    try:
-        packed = _SINGLE.pack(v)
-    except OverflowError:  # beyond float32: never stored as one
-        return repr(v)
-    if _SINGLE.unpack(packed)[0] == v:
-        short = f"{v:.6g}"
-        if _SINGLE.pack(float(short)) == packed:
-            return short
-    return repr(v)
 
 
 # --- NEWS2 (RCP 2017, chart 1) -------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 - risk as a percent (never a 0-1 probability), with the alert threshold beside it;
 - times with date and zone, in the ward's time zone (``Settings.ward_timezone``);
-- NEWS2 parameters and model features in clinical words ("RR 30 +3", "SBP 101 lowers risk");
+- NEWS2 parameters and model features in clinical words ("RR 30 +3", "SBP 101 lowers risk"), each
+  value written at the chart's precision with the rounding NEWS2 scores it with (``charted``), so a
+  card never reads "RR 24 +3" for the RR 24.5 that scored as 25;
 - explanations that are only about missing data or measurement habits are left out: they say how
   often a patient was measured, not what is wrong with them (PhysioNet 2019 README: sampling habits
   differ between hospitals).
@@ -11,12 +13,67 @@
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, tzinfo
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from vigil.schemas.errors import UserError
+
+# --- charted precision (RCP NEWS2 2017, chart 1) -------------------------------------------------
+# The published charts are written at the precision a nurse records: whole numbers for respiration
+# rate, SpO2, blood pressure and pulse, one decimal for temperature. A value between two chart rows is
+# rounded to that precision half away from zero on the decimal value as written (models.early_warning
+# scores with these two functions; they live here, below models, so what is shown is what was scored).
+
+_SINGLE = struct.Struct("f")
+
+
+def as_written(value: float) -> str:
+    """The decimal ``value`` was written as. The stream's window and the offline matrix keep values as
+    float32, which come back widened: 35.05 returns as 35.04999923706055, and would chart as 35.0 (3
+    points) instead of 35.1 (1). A float32 value reads as the decimal of at most 6 significant digits
+    that stores as it, when there is one (FLT_DIG: such a decimal survives float32 unchanged)."""
+    v = float(value)
+    if not math.isfinite(v):
+        return repr(v)
+    try:
+        packed = _SINGLE.pack(v)
+    except OverflowError:  # beyond float32: never stored as one
+        return repr(v)
+    if _SINGLE.unpack(packed)[0] == v:
+        short = f"{v:.6g}"
+        if _SINGLE.pack(float(short)) == packed:
+            return short
+    return repr(v)
+
+
+def charted(value: float, places: int = 0) -> float:
+    """Round to the chart's precision, half away from zero, on the decimal value as written.
+
+    ``Decimal(as_written(x))`` keeps 36.05 as 36.05 (the float is 36.04999...), so it charts as 36.1.
+    """
+    quantum = Decimal(1).scaleb(-places)
+    return float(Decimal(as_written(value)).quantize(quantum, rounding=ROUND_HALF_UP))
+
+
+def charted_text(value: float | None, places: int = 0) -> str:
+    """``value`` as the chart writes it: 24.5 -> "25", 38.05 (float32) -> "38.1"; "–" when absent."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{charted(value, places):.{places}f}"
+
+
+# NEWS2 chart precision of a vital sign's code: one decimal for temperature, whole numbers otherwise
+CHART_PLACES: dict[str, int] = {"Temp": 1}
+
+
+def vital_text(code: str, value: float | None) -> str:
+    """A vital sign as charted ("RR 25" for 24.5; temperature with one decimal)."""
+    return charted_text(value, CHART_PLACES.get(code, 0))
+
 
 # --- risk ----------------------------------------------------------------------------------------
 
@@ -101,9 +158,9 @@ NEWS2_PARAMETERS: dict[str, tuple[str, str | None]] = {
 
 
 def _value(v: float | None, code: str | None) -> str:
-    if v is None or not math.isfinite(v):
+    if v is None or not math.isfinite(v) or code is None:
         return ""
-    return f" {v:.1f}" if code == "Temp" else f" {v:.0f}"
+    return f" {vital_text(code, v)}"
 
 
 def news2_parts(parameters: Mapping[str, int], vitals: Mapping[str, float | None] | None = None) -> list[str]:
@@ -223,10 +280,11 @@ def about_missing_data(feature: str, value: float | None) -> bool:
 
 
 def _number(value: float) -> str:
-    """168 -> "168", 39.5 -> "39.5", 0.42 -> "0.42": enough digits to read a bedside value."""
+    """168 -> "168", 39.5 -> "39.5", 0.42 -> "0.42": enough digits to read a bedside value, rounded
+    half away from zero as the chart is (100.5 -> "101", as NEWS2 scores it)."""
     if abs(value) >= 100 or value == int(value):
-        return f"{value:.0f}"
-    return f"{value:.1f}" if abs(value) >= 1 else f"{value:.2f}"
+        return charted_text(value, 0)
+    return charted_text(value, 1) if abs(value) >= 1 else charted_text(value, 2)
 
 
 def feature_parts(top_features: Iterable[Mapping[str, Any]], limit: int = 4) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from vigil.agents.web import metrics
@@ -16,6 +17,13 @@ from vigil.agents.web.ward import WardModel
 from vigil.infra.settings import Settings
 from vigil.schemas.codecs.fhir_places import EncounterKey, Place
 from vigil.schemas.display import ward_zone
+
+# shown in the page header while the start-up backfill is read (``WardFeed.caught_up`` false)
+LOADING_STATUS: dict[str, str] = {
+    "level": "warning",
+    "text": "loading: not every patient shown yet",
+    "title": "the dashboard is reading the latest scores and alerts after a start; the page reloads once it has",
+}
 
 
 class WardFeed:
@@ -71,7 +79,13 @@ class WardFeed:
             if merged == self.ward_status:
                 return
             self.ward_status = merged
-            self._deliver({"status": list(merged.values())}, tuple(self._clients))
+            self._deliver({"status": self._header_status()}, tuple(self._clients))
+
+    def _header_status(self) -> list[dict[str, str]]:
+        """The header's indicators; while the backfill is read, first that the ward is not whole yet
+        (a page loaded meanwhile shows the patients read so far: one not shown is not one who is well)."""
+        loading = [] if self.caught_up else [LOADING_STATUS]
+        return [*loading, *self.ward_status.values()]
 
     def state(self) -> dict[str, Any]:
         """The ward as a page shows it: every card, the recent transitions, drift and the header's
@@ -80,7 +94,10 @@ class WardFeed:
             return self._state()
 
     def _state(self) -> dict[str, Any]:
-        return {"ward_status": list(self.ward_status.values()), **self.model.snapshot()}
+        # ``server_now``: the page counts "N min ago" and "due in N min" from the server's clock, not
+        # from a browser's that may be minutes off
+        server_now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        return {"ward_status": self._header_status(), "server_now": server_now, **self.model.snapshot()}
 
     # --- FHIR Encounters' units, for results sent apart from them (``DecodeResult.placed``) -------
     def kept_places(self, encounter_ids: Sequence[EncounterKey]) -> dict[EncounterKey, tuple[Place, ...]]:

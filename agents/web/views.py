@@ -1,4 +1,5 @@
-"""What the ward page shows for a patient row, an alert and a transition (pure, JSON for the page).
+"""What the ward page shows for a patient row, an alert and a transition (JSON for the page; pure but
+for the wall clock a care suggestion's "until due" counts from, ``row_json(now=...)``).
 
 Every word and number comes from ``schemas.display`` (risk in percent, times with date and zone in the
 ward's zone, NEWS2 and model features in clinical words) and the care score from
@@ -7,12 +8,21 @@ ward's zone, NEWS2 and model features in clinical words) and the care score from
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any, Final
 
 from vigil.models.early_warning import news2_band
 from vigil.models.treatment.view import care_view
-from vigil.schemas.display import clock, feature_parts, iso_local, missing_text, news2_text, percent, risk_text
+from vigil.schemas.display import (
+    clock,
+    feature_parts,
+    iso_local,
+    missing_text,
+    news2_text,
+    percent,
+    risk_text,
+    vital_text,
+)
 
 if TYPE_CHECKING:
     from vigil.agents.web.ward import PatientRow
@@ -77,7 +87,20 @@ def sort_key(row: PatientRow) -> list[float]:
     return [unacked, acked, BAND_RANK.get(band_of(row.news2), -1), total, row.risk or 0.0]
 
 
-def row_json(row: PatientRow, zone: tzinfo) -> dict[str, Any]:
+def trend_text(code: str, value: float | None) -> str:
+    """A trend's latest value as the card writes it: NEWS2 a whole number, risk in percent, a vital
+    sign at the chart's precision with the rounding NEWS2 scored it with (the page re-rounds nothing)."""
+    if value is None:
+        return "–"
+    if code == "news2":
+        return str(int(value))
+    if code == "risk":
+        return percent(value)
+    return vital_text(code, value)
+
+
+def row_json(row: PatientRow, zone: tzinfo, now: datetime | None = None) -> dict[str, Any]:
+    """A card. ``now`` (the wall clock by default) is what the care score's "until due" counts from."""
     band = band_of(row.news2)
     alerts = sorted(row.alerts.values(), key=lambda a: a["at"], reverse=True)
     raised = [a["raised_at"] for a in row.alerts.values() if a.get("raised_at")]
@@ -99,10 +122,11 @@ def row_json(row: PatientRow, zone: tzinfo) -> dict[str, Any]:
         "features": feature_parts(row.top_features),
         "vitals": row.vitals,
         "trends": {k: [[h, v] for h, v in pts] for k, pts in row.trends.items()},
+        "trend_text": {k: trend_text(k, pts[-1][1] if pts else None) for k, pts in row.trends.items()},
         "alerts": [alert_view(a, row, zone) for a in alerts],
         "unacknowledged": any(a["state"] in UNACKNOWLEDGED for a in row.alerts.values()),
         "last_alert_at": max(raised) if raised else None,
-        "treatment": care_view(row.treatment, zone) if row.treatment is not None else None,
+        "treatment": care_view(row.treatment, zone, now or datetime.now(UTC)) if row.treatment is not None else None,
         "updated_at": row.updated_at,
         "sort_key": sort_key(row),
     }

@@ -6,13 +6,16 @@ alert transition, if any; for drift, the wards' drift indicator; for a stay's en
 for the live feed; ``views`` turns rows into what the page shows. A discharged patient leaves the
 ward view; records of the ended stay that arrive after its end (the topics are read side by side)
 do not bring the patient back, the next stay's do. A cancelled discharge (``StayResumed``) brings
-the card back as it left, and the stay's records count again. Rows are addressed by an opaque ``row_id``
-(keyed HMAC of the patient id) so no patient identifier appears in a URL; the page shows the
-patient label because the clinician needs it.
+the card back as it left, and the stay's records count again. A score of a lower hour observed later
+than the card's is a restarted window (the worker's hour index starts at 0 again), not a late score.
+Answers to submitted plans on ``vigil.treatment.scores`` are not the patient's care and are left out.
+Rows are addressed by an opaque ``row_id`` (keyed HMAC of the patient id) so no patient identifier
+appears in a URL; the page shows the patient label because the clinician needs it.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
 import threading
@@ -53,12 +56,25 @@ def _raised_by(alert: dict[str, Any], through: datetime) -> bool:
     return opened is not None and datetime.fromisoformat(opened) <= through
 
 
+def _utc(at: datetime) -> datetime:
+    """A time without a zone is UTC (the stream's times are): every time compares with every other."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 def _remember(memory: OrderedDict[str, T], key: str, value: T, limit: int) -> None:
     """``key`` as the newest entry of a bounded memory: the oldest leave beyond ``limit``."""
     memory[key] = value
     memory.move_to_end(key)
     while len(memory) > limit:
         memory.popitem(last=False)
+
+
+def _forget_scores(row: PatientRow) -> None:
+    """The row's scores and their trends leave it (they were of a window or a stay that ended)."""
+    row.hour = row.observed_at = row.news2 = row.risk = row.threshold = row.risk_model = None
+    row.top_features, row.vitals = [], {}
+    row.trends.clear()
+    row.history.clear()
 
 
 def row_id_for(patient_id: str, key: bytes) -> str:
@@ -104,7 +120,9 @@ class WardModel:
         self.zone = zone
         self._rows: OrderedDict[str, PatientRow] = OrderedDict()
         self._alert_rows: dict[str, str] = {}  # alert_id -> row_id (for acks by alert id)
-        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_TRANSITIONS)
+        # the latest transitions by their time, not by when they were read: the backfill reads the
+        # partitions one after another, so the newest escalation may be read before older lines
+        self._recent: list[tuple[datetime, dict[str, Any]]] = []
         self._seen_transitions: OrderedDict[str, None] = OrderedDict()
         # row_id -> what a late record of an ended stay is told by, and the card a cancel brings back
         self._ended: OrderedDict[str, _Ended] = OrderedDict()
@@ -154,6 +172,13 @@ class WardModel:
             message["transition"] = transition
         return message
 
+    def _log_recent(self, at: datetime, entry: dict[str, Any]) -> None:
+        """A line into the transitions feed at its time (after lines of the same time); the oldest
+        leave beyond ``RECENT_TRANSITIONS`` (a line older than all of them never enters)."""
+        bisect.insort_right(self._recent, (_utc(at), entry), key=lambda line: line[0])
+        if len(self._recent) > RECENT_TRANSITIONS:
+            del self._recent[0]
+
     def _first_time(self, transition_id: str) -> bool:
         """Whether a transition (or a stay's end) is new: delivery is at-least-once (bounded memory)."""
         if transition_id in self._seen_transitions:
@@ -183,14 +208,20 @@ class WardModel:
             rid = row_id_for(stay.patient_id, self._key)
             through = max(stay.ended_at, stay.through or stay.ended_at)
             row = self._rows.get(rid)
-            back = row is not None and row.observed_at is not None and row.observed_at > through
+            # the row already shows the next stay when a score or an alert of it was read first; only
+            # the ended stay's alerts leave it (one of the next stay's, counted as the ended stay's,
+            # would drop every later transition of it: an open alert never shown, never acknowledged)
+            next_score = row is not None and row.observed_at is not None and row.observed_at > through
+            back = row is not None and (next_score or any(not _raised_by(a, through) for a in row.alerts.values()))
             if row is not None and not back:
                 del self._rows[rid]
             ended_alerts = {stay.resolved_alert} if stay.resolved_alert else set()
             if row is not None:
-                ended_alerts |= {a for a, data in row.alerts.items() if not back or _raised_by(data, through)}
+                ended_alerts |= {a for a, data in row.alerts.items() if _raised_by(data, through)}
                 for alert_id in ended_alerts:
                     row.alerts.pop(alert_id, None)
+                if back and not next_score:  # the scores shown are the ended stay's: the next one's follow
+                    _forget_scores(row)
             for alert_id in ended_alerts:
                 self._alert_rows.pop(alert_id, None)
             _remember(self._ended, rid, _Ended(through, frozenset(ended_alerts), stay.ended_by), self.max_patients)
@@ -199,7 +230,7 @@ class WardModel:
             else:  # no card of this stay left: an older stay's must not come back on a cancel
                 self._left.pop(rid, None)
             entry = views.stay_end_json(stay, rid, row.ward if row else None, self.zone)
-            self._recent.append(entry)
+            self._log_recent(stay.ended_at, entry)
             if back:
                 assert row is not None
                 return self._message(row, entry)
@@ -228,7 +259,7 @@ class WardModel:
                 row.updated_at = time.time()
                 self._rows.move_to_end(rid)
             entry = views.stay_resumed_json(stay, rid, row.ward if row else None, self.zone)
-            self._recent.append(entry)
+            self._log_recent(stay.cancelled_at, entry)
             if row is None:  # no card to bring back (it left long ago): the next score shows one
                 return {"transition": entry}
             return self._message(row, entry)
@@ -246,7 +277,12 @@ class WardModel:
                 return None
             row = self._row(score.patient_id)
             if row.hour is not None and score.hour < row.hour:
-                return self._message(row)  # late (replayed) score: keep the newest
+                if row.observed_at is not None and score.observed_at <= row.observed_at:
+                    return self._message(row)  # late (replayed) score: keep the newest
+                # a lower hour observed later: the worker restarted the hour index (a new stay, a gap
+                # of 7 days or the Redis window expired, none with a vigil.stays record): the patient
+                # now, and trends of the new window only (hours of two windows do not share an axis)
+                _forget_scores(row)
             row.ward = score.ward or row.ward
             row.hour = score.hour
             row.observed_at = score.observed_at
@@ -274,6 +310,11 @@ class WardModel:
                 return None  # at-least-once upstream: dedupe on transition_id
             if self._of_ended_stay(alert.patient_id, alert.at, alert.alert_id):
                 return None
+            if alert.state == "resolved" and row_id_for(alert.patient_id, self._key) not in self._rows:
+                # of a patient not on the view (its card evicted, or opened before the backfill's
+                # window): nothing to take off, and an empty "NEWS2 – unknown" card is no patient
+                self._alert_rows.pop(alert.alert_id, None)
+                return None
             row = self._row(alert.patient_id)
             row.ward = alert.ward or row.ward
             data = alert.model_dump(mode="json", exclude={"patient_id", "news2"})
@@ -298,11 +339,14 @@ class WardModel:
                 self._alert_rows[alert.alert_id] = row.row_id
             transition = views.transition_json(data, row, self.zone)
             row.log.append(transition)
-            self._recent.append(transition)
+            self._log_recent(alert.at, transition)
             return self._message(row, transition)
 
     def apply_treatment(self, score: TreatmentScore) -> dict[str, Any] | None:
-        if not score.patient_id:
+        """The patient's care score (the treatment agent's, streaming: ``as_of_min`` set). The answer
+        to a submitted plan (``request_id`` set, or no ``as_of_min``) is what that plan would score,
+        not the patient's care: it joins no card and makes none."""
+        if not score.patient_id or score.request_id is not None or score.as_of_min is None:
             return None
         with self._lock:
             if self._of_ended_stay(score.patient_id, score.time_zero):
@@ -331,7 +375,7 @@ class WardModel:
     def snapshot(self, ward: str | None = None) -> dict[str, Any]:
         with self._lock:
             rows = [views.row_json(r, self.zone) for r in self._rows.values() if ward is None or r.ward == ward]
-            recent = list(self._recent)[-50:]
+            recent = [entry for _, entry in self._recent[-50:]]
             wards = sorted({r.ward for r in self._rows.values() if r.ward})
         rows.sort(key=lambda r: r["sort_key"], reverse=True)
         metrics.WARD_PATIENTS.set(len(self._rows))

@@ -160,6 +160,7 @@ async function loadState() {
 // (re)connection, which the server takes at the instant it subscribes the stream: every later change
 // comes after it. (Fetching /api/state on "open" could lay an older ward over a change already shown.)
 function applyState(data) {
+  Vigil.setServerNow(data.server_now);
   state.wardStatus = data.ward_status || [];
   state.rows = new Map(data.patients.map(r => [r.row_id, r]));
   state.transitions = data.recent;
@@ -208,5 +209,7 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("signout").addEventListener("click", () => { forgetSearch(); Vigil.signOut(); });
   Vigil.shared.onChange = schedule;
   Vigil.listen(document.getElementById("patients"));
+  // "N min ago" and "due in N min" are counted at each render: render again though nothing arrives
+  setInterval(schedule, Vigil.RERENDER_MS);
   loadState().then(connect);
 });

@@ -3,10 +3,14 @@
 // ward's zone, reasons in clinical words); the page only lays them out. DOM built with textContent only
 // (no innerHTML of stream data), so nothing in a record can inject markup. Updates patch the DOM with
 // morphdom (vendored, MIT) so focus, open panels, typed notes and "sent" feedback survive live updates.
+// Two things are counted here, at each render (the pages render again every RERENDER_MS): "N min ago" and
+// a care suggestion's "due in N min" / "overdue by N min", from the server's clock (server_now in the
+// state: a browser's clock may be minutes off).
 "use strict";
 
 const Vigil = (() => {
-  const shared = { csrf: "", mayAck: false, feedback: new Map(), onChange: () => {} };
+  const shared = { csrf: "", mayAck: false, feedback: new Map(), onChange: () => {}, skewMs: 0 };
+  const RERENDER_MS = 30000;
   const SNOOZE_MIN = [15, 30, 60, 120, 240];
   const SPARKS = [["news2", "NEWS2"], ["risk", "risk"], ["HR", "HR"], ["Resp", "RR"], ["SBP", "SBP"],
                   ["O2Sat", "SpO2"], ["Temp", "Temp"]];
@@ -29,9 +33,35 @@ const Vigil = (() => {
     return node;
   }
 
-  function fmt(v, digits) {
-    if (v === null || v === undefined || Number.isNaN(v)) return "–";
-    return Number(v).toFixed(digits);
+  // The server's clock now: the browser's, corrected by what the server said its clock read.
+  function now() { return Date.now() + shared.skewMs; }
+
+  function setServerNow(iso) {
+    const at = iso ? Date.parse(iso) : NaN;
+    if (!Number.isNaN(at)) shared.skewMs = at - Date.now();
+  }
+
+  // schemas/display.py duration() and until(): "45 min", "2 h 15 min", "2 d 2 h"; "in …" / "overdue by …"
+  function duration(minutes) {
+    const m = Math.round(Math.abs(minutes));
+    if (m < 60) return `${m} min`;
+    if (m < 1440) { const h = Math.floor(m / 60), rest = m % 60; return rest ? `${h} h ${rest} min` : `${h} h`; }
+    const d = Math.floor(m / 1440), h = Math.floor((m % 1440) / 60);
+    return h ? `${d} d ${h} h` : `${d} d`;
+  }
+
+  function until(minutes) {
+    return minutes >= 0 ? `in ${duration(minutes)}` : `overdue by ${duration(minutes)}`;
+  }
+
+  // A care suggestion's time to its due time, counted now (models/treatment/view.py sends due_at for a
+  // streaming score; a plan's count is from its time zero, as sent). Never counted from before the care
+  // was judged (as_of_at).
+  function dueIn(s, view) {
+    if (!s.due_at) return { text: s.until_due, overdue: s.overdue };
+    const from = view.as_of_at ? Math.max(now(), Date.parse(view.as_of_at)) : now();
+    const minutes = (Date.parse(s.due_at) - from) / 60000;
+    return { text: until(minutes), overdue: minutes < 0 };
   }
 
   function pct(p) {
@@ -42,7 +72,7 @@ const Vigil = (() => {
 
   function ago(iso) {
     if (!iso) return "";
-    const min = Math.round((Date.now() - Date.parse(iso)) / 60000);
+    const min = Math.round((now() - Date.parse(iso)) / 60000);
     if (min < 1) return "just now";
     if (min < 60) return `${min} min ago`;
     if (min < 1440) return `${Math.floor(min / 60)} h ${min % 60} min ago`;
@@ -72,9 +102,9 @@ const Vigil = (() => {
   function sparks(row) {
     return el("div", { class: "sparks" }, ...SPARKS.map(([code, name]) => {
       const pts = (row.trends || {})[code] || [];
-      const last = pts.length ? pts[pts.length - 1][1] : null;
       const isRisk = code === "risk";
-      const shown = isRisk ? pct(last) : fmt(last, code === "Temp" ? 1 : 0);
+      // as the server wrote it (views.trend_text): the NEWS2 chart's rounding, never re-rounded here
+      const shown = (row.trend_text || {})[code] ?? "–";
       const label = el("span", {}, `${name} `, el("b", { text: shown }));
       if (isRisk && row.threshold_pct) label.append(el("span", { class: "muted", text: ` alert ${row.threshold_pct}` }));
       return el("span", { class: `spark ${isRisk ? "risk" : code === "news2" ? "news2" : ""}` },
@@ -144,10 +174,13 @@ const Vigil = (() => {
     if (view.projected) box.append(el("p", { class: "muted", text: view.projected }));
     for (const g of view.gaps || []) box.append(el("span", { class: "pill", text: `${g.item_label}: ${g.status}` }));
     if ((view.suggestions || []).length) {
-      box.append(el("ol", { class: "suggestions" }, ...view.suggestions.slice(0, 3).map(s => el("li", {},
-        el("b", { text: s.action }), s.now ? ` now (${s.at})` : ` at ${s.at}`,
-        s.until_due ? el("span", { class: s.overdue ? "overdue" : "muted", text: ` · due ${s.due} (${s.until_due})` }) : null,
-        el("span", { class: "points", text: ` · +${s.points} points → ${s.score_after}/100` })))));
+      box.append(el("ol", { class: "suggestions" }, ...view.suggestions.slice(0, 3).map(s => {
+        const due = dueIn(s, view);
+        return el("li", {},
+          el("b", { text: s.action }), s.now ? ` now (${s.at})` : ` at ${s.at}`,
+          due.text ? el("span", { class: due.overdue ? "overdue" : "muted", text: ` · due ${s.due} (${due.text})` }) : null,
+          el("span", { class: "points", text: ` · +${s.points} points → ${s.score_after}/100` }));
+      })));
     }
     return box;
   }
@@ -230,5 +263,6 @@ const Vigil = (() => {
     location.href = "/login";
   }
 
-  return { shared, el, svg, fmt, pct, ago, sparkline, renderRow, renderAlert, patch, listen, signOut };
+  return { shared, RERENDER_MS, el, svg, pct, ago, now, setServerNow, sparkline, renderRow, renderAlert, patch, listen,
+           signOut };
 })();

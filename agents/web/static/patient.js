@@ -101,6 +101,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   const res = await fetch("/api/state", { credentials: "same-origin" });
   if (res.status === 401) { location.href = "/login"; return; }
   const data = await res.json();
+  Vigil.setServerNow(data.server_now);
   Vigil.shared.csrf = data.csrf;
   Vigil.shared.mayAck = data.may_acknowledge;
   Vigil.shared.onChange = reloadSoon;
@@ -109,6 +110,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   document.getElementById("zone").textContent = `times in ${data.zone}`;
   document.getElementById("signout").addEventListener("click", Vigil.signOut);
   Vigil.listen(document.getElementById("patient"));
+  // "N min ago" and "due in N min" are counted at each render: render again though nothing arrives
+  setInterval(() => { if (last) render(last); }, Vigil.RERENDER_MS);
   await load();
   const source = new EventSource("/api/stream");
   const dot = document.getElementById("live-dot"), text = document.getElementById("live-text");

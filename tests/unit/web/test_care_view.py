@@ -11,6 +11,8 @@ import typer
 from typer.testing import CliRunner
 
 from vigil.agents.web.feed import WardFeed
+from vigil.agents.web.views import row_json
+from vigil.agents.web.ward import PatientRow
 from vigil.cli.plan import register
 from vigil.infra.settings import Settings
 from vigil.models.treatment import score_patient_care, score_plan
@@ -47,13 +49,15 @@ def test_cli_and_dashboard_show_the_same_care_view(path: Path, monkeypatch) -> N
     assert result.exit_code == 0, result.output
     cli_view = json.loads(result.output.strip().splitlines()[-1])["view"]
 
-    # the dashboard receives the same plan's score on vigil.treatment.scores (the treatment agent
-    # scores vigil.treatment.requests with score_plan) and renders it in the ward's zone
-    feed = WardFeed(Settings(ward_timezone=ZONE))
+    # the dashboard renders a card's care score with the same view, in the ward's zone
     plan = TreatmentPlan.model_validate_json(path.read_bytes())
+    card = row_json(PatientRow("r", plan.patient_id or "p", treatment=score_plan(plan)), ward_zone(ZONE))
+    assert card["treatment"] == cli_view
+    # the plan's answer on vigil.treatment.scores is what the plan would score, not the patient's care:
+    # the ward shows no card for it
+    feed = WardFeed(Settings(ward_timezone=ZONE))
     feed.ingest(topics.TREATMENT_SCORES, score_plan(plan).model_dump_json().encode())
-    (row,) = feed.model.snapshot()["patients"]
-    assert row["treatment"] == cli_view
+    assert feed.model.snapshot()["patients"] == []
     # the numbers a nurse reads: the score, points per suggestion, never a total above 100
     for s in cli_view["suggestions"]:
         assert 0 < s["points"] <= 100 and s["score_after"] <= 100

@@ -70,6 +70,7 @@ def test_treatment_score_joins_the_row() -> None:
     score = TreatmentScore(
         patient_id="p",
         score=55.0,
+        as_of_min=30.0,  # the streaming care score (a plan's answer has none)
         items=[
             CareItemResult.model_validate(
                 {
