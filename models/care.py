@@ -1,35 +1,147 @@
 """From a patient's stream state to the inputs of treatment scoring (pure).
 
-Time zero is when Vigil first found the patient at risk (the moment the SSC 2021 clock starts
-for suspected sepsis, or the NEWS2 trigger); care is judged as of the newest observation.
+The treatment agent keeps per patient a care clock (``CareClock``) for the current *episode*: it
+starts at the first score that finds the patient at risk (``at_risk``) and keeps two time zeros, each
+with the patient's state at it (``CareZero``):
+
+- **sepsis**: the first score of the episode with suspected sepsis (``suspected_sepsis``). The SSC
+  hour-1 bundle runs from it (SSC 2018 update: time zero is the recognition of sepsis), and it is the
+  published score's ``time_zero``.
+- **NEWS2**: the score whose NEWS2 the clinical response answers (RCP NEWS2 2017 chart 3): the one
+  that started the clock, or the first score of a higher response band since (a rise from 5-6 to
+  >= 7 calls for the emergency response). The NEWS2 items run from it (``news2_at_min``).
+
+The state at a time zero stands for the episode: a blood pressure recovering on its own does not
+take the fluid and vasopressor items away. Later values are read only where a rule asks about later:
+whether the patient was hypotensive during or after fluids (``hypotension_after_fluids``).
+
+Care is judged as of the newest observation, never earlier than the clock was judged before (a batch
+of a late-charted result must not turn a "missing" item back into "pending"). Vigil's conventions,
+documented in docs/treatment.md ("Streaming"): ``EPISODE_GAP``, ``FOLLOW_UP``, ``CARE_LOOKBACK``.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from vigil.models.early_warning import news2_band
+from vigil.models.treatment.guidelines import FLUID_WINDOW_MIN, HOUR1_MIN
+from vigil.models.treatment.patient import below_map_target
 from vigil.models.window import PatientWindow
-from vigil.schemas.codes import TREATMENTS
-from vigil.schemas.scores import RiskScore
+from vigil.schemas.codes import DYNAMIC_CODES, TREATMENTS
+from vigil.schemas.scores import News2Band, RiskScore
+from vigil.schemas.treatment import PatientState
 
 # A bedside observation set: at least three of the NEWS2 vital signs recorded in the hour.
 OBSERVATION_CODES = ("Resp", "O2Sat", "SBP", "HR", "Temp")
 OBSERVATION_MIN_PARAMS = 3
 
+# At risk again after this long without an at-risk score: a new episode, a new clock (new time zeros).
+# A day: past every deadline of the bundle (<= 5 h) and of ``FOLLOW_UP`` and ``CARE_LOOKBACK``, so the
+# care of one episode is never credited to the next nor judged twice; a patient whose scores dip below
+# the threshold for some hours is still in the same episode, and its deadlines stand.
+EPISODE_GAP = timedelta(hours=24)
+# When the scores no longer find the patient at risk, the care score is still published for this long
+# after the later time zero: every item of the bundle falls due within it (the last, the repeat
+# lactate, by T+5 h), and it is the default plan horizon (360 min). Then the clock waits silently.
+FOLLOW_UP = timedelta(hours=6)
+# Care given more than this before time zero is not care of this episode: an antibiotic the day
+# before was given for another indication, and read as "met at T-1 d 6 h". Six hours, one dosing
+# interval of the usual broad-spectrum agents (piperacillin-tazobactam every 6 h; meropenem every
+# 8 h), keeps what the ED gave just before Vigil's first scores (SSC 2021 counts it: antimicrobials
+# "immediately", however recognized) and drops an earlier course.
+CARE_LOOKBACK = timedelta(hours=6)
+# ``last_at_risk`` is written when it moves on by this much: the gap above is measured to the hour,
+# and the clock is not written to Redis on every at-risk score.
+AT_RISK_STEP = timedelta(hours=1)
+# Care seen in the window is kept in the clock (``remember_care``) as evidence of the episode: the
+# window holds 48 h and 64 treatments, and an ICU's vasopressor titrations every 30 min pushed the
+# antibiotic, the cultures and the fluids out of it within a day ("missing" while the clock stayed).
+# Per action the first few from ``CARE_LOOKBACK`` before time zero on (the rules read the first, and
+# the lactate its repeat); more of the crystalloid, whose volumes are summed.
+KEEP_PER_ACTION = 4
+KEEP_FLUIDS = 16
+# The initial lactate is a sample within an hour either side of the sepsis time zero
+# (``rules.initial_lactate_min``); one from the day before does not show this episode's perfusion.
+INITIAL_LACTATE = timedelta(minutes=HOUR1_MIN)
 
-class CareClock(BaseModel):
-    """What the treatment agent keeps per patient (Redis ``vigil:t:<hash>``, JSON): when the care
-    clock started, and digests of the inputs and of the last published care score (so an unchanged
-    score is neither recomputed nor re-published)."""
+_RESPONSE_RANK: dict[str, int] = {"low": 0, "low-medium": 1, "medium": 2, "high": 3}
+_LACTATE = DYNAMIC_CODES.index("Lactate")
+_MAP = DYNAMIC_CODES.index("MAP")
+_SBP = DYNAMIC_CODES.index("SBP")
+
+
+class CareZero(BaseModel):
+    """A time zero and what the score at it said (the state the guidelines are applied to)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    time_zero: datetime
+    at: datetime
+    map_mmhg: float | None = None
+    sbp_mmhg: float | None = None
+    news2_total: int = 0
+    news2_band: News2Band | None = None
+    news2_single_parameter_3: bool = False
+
+    @classmethod
+    def of(cls, score: RiskScore) -> CareZero:
+        return cls(
+            at=score.observed_at,
+            map_mmhg=score.vitals.get("MAP"),
+            sbp_mmhg=score.vitals.get("SBP"),
+            news2_total=min(score.news2.total, 20),
+            news2_band=score.news2.band,
+            news2_single_parameter_3=score.news2.single_parameter_3,
+        )
+
+    def response_rank(self) -> int:
+        """RCP 2017 chart 3: low 0, a single 3 (low-medium) 1, medium 2, high 3."""
+        band = self.news2_band or news2_band(self.news2_total, self.news2_single_parameter_3)
+        rank = _RESPONSE_RANK.get(band, 0)
+        return max(rank, 1) if self.news2_single_parameter_3 else rank
+
+
+class CareClock(BaseModel):
+    """What the treatment agent keeps per patient (Redis ``vigil:t:<hash>``, JSON): when the episode
+    started, its time zeros, when its care was last judged, and digests of the inputs and of the last
+    published care score (so an unchanged score is neither recomputed nor re-published).
+
+    Fields after ``inputs`` were added later, with defaults: a clock written before them still reads
+    (``advance_clock`` fills the time zeros from the first score read after)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    time_zero: datetime  # the episode's first at-risk score (``models.stays.in_stay`` checks it)
     digest: str = ""
     inputs: str = ""
+    sepsis: CareZero | None = None  # the first score of the episode with suspected sepsis
+    news2: CareZero | None = None  # the NEWS2 score the clinical response answers
+    as_of: datetime | None = None  # when the care was last judged: never judged earlier again
+    last_at_risk: datetime | None = None  # the latest at-risk score (to ``AT_RISK_STEP``)
+    # the episode's early care as seen in the window (code, time, value; "Lactate": a result, its draw):
+    # still counted after it leaves the window (``remember_care``)
+    kept: list[tuple[str, datetime, float]] = []
+
+    def care_time_zero(self) -> datetime:
+        """The published score's time zero: sepsis recognition, else the NEWS2 trigger."""
+        zero = self.sepsis or self.news2
+        return zero.at if zero is not None else self.time_zero
+
+    def zeros_at(self) -> list[datetime]:
+        return [self.time_zero, *(z.at for z in (self.sepsis, self.news2) if z is not None)]
+
+    def follows(self, now: datetime) -> bool:
+        """Whether a score that does not find the patient at risk still brings the care score: until
+        ``FOLLOW_UP`` after the later time zero, while items fall due."""
+        return now <= max(self.zeros_at()) + FOLLOW_UP
+
+    def judged_at(self, observed_at: datetime) -> datetime:
+        """When to judge the care: the newest observation, never before the clock was last judged nor
+        before its time zeros (a batch of a late-charted result is no step back in time)."""
+        return max([observed_at, *self.zeros_at(), *([self.as_of] if self.as_of else [])])
 
 
 def at_risk(score: RiskScore) -> bool:
@@ -43,6 +155,37 @@ def at_risk(score: RiskScore) -> bool:
 def suspected_sepsis(score: RiskScore) -> bool:
     model_positive = any(m.positive for m in score.models if m.model == "combined")
     return bool(score.qsofa.positive) or bool(score.sirs.positive) or model_positive
+
+
+def advance_clock(clock: CareClock | None, score: RiskScore) -> CareClock | None:
+    """The care clock after ``score`` (a patient's scores are applied oldest first). None: no
+    episode (not at risk, and no clock)."""
+    t = score.observed_at
+    risky = at_risk(score)
+    if clock is not None and risky and clock.last_at_risk is not None and t - clock.last_at_risk >= EPISODE_GAP:
+        clock = None  # at risk again after a day without: a new episode
+    if clock is None:
+        if not risky:
+            return None
+        zero = CareZero.of(score)
+        return CareClock(time_zero=t, news2=zero, sepsis=zero if suspected_sepsis(score) else None, last_at_risk=t)
+    if clock.news2 is None:
+        # written before the time zeros were kept: its time zero, with the state of the first score
+        # read since (what the clock of that release judged by)
+        zero = CareZero.of(score).model_copy(update={"at": clock.time_zero})
+        clock = clock.model_copy(update={"news2": zero, "sepsis": zero if suspected_sepsis(score) else None})
+    if t < clock.time_zero:
+        return clock  # a late score from before the episode began moves none of its time zeros
+    update: dict[str, Any] = {}
+    if risky and (clock.last_at_risk is None or t - clock.last_at_risk >= AT_RISK_STEP):
+        update["last_at_risk"] = t
+    if clock.sepsis is None and suspected_sepsis(score):
+        update["sepsis"] = CareZero.of(score)
+    zero = CareZero.of(score)
+    assert clock.news2 is not None
+    if zero.response_rank() > clock.news2.response_rank() and t >= clock.news2.at:
+        update["news2"] = zero
+    return clock.model_copy(update=update) if update else clock
 
 
 def care_categories(state: dict[str, Any]) -> dict[str, Any]:
@@ -64,49 +207,141 @@ def care_categories(state: dict[str, Any]) -> dict[str, Any]:
     map_mmhg, sbp = state["map_mmhg"], state["sbp_mmhg"]
     return {
         "hypotensive": (map_mmhg is not None and map_mmhg < 65) or (sbp is not None and sbp < 90),
+        "hypotension_after_fluids": state.get("hypotension_after_fluids"),
         "lactate": state["lactate_mmol_l"],
         "weight": state["weight_kg"],
         "news2": band,
+        "news2_at_min": state.get("news2_at_min", 0.0),
         "suspected_sepsis": state["suspected_sepsis"],
         "time_zero": state["time_zero"],
     }
 
 
-def care_inputs(
-    score: RiskScore, window: PatientWindow, time_zero: datetime
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(PatientState fields, treatment items) for ``models.treatment.score_patient_care``."""
-    from vigil.schemas.codes import DYNAMIC_CODES
+def remember_care(clock: CareClock, window: PatientWindow) -> CareClock:
+    """The clock with the episode's care in ``window`` kept (``KEEP_PER_ACTION``, ``KEEP_FLUIDS``),
+    so that care which leaves the window (48 h, 64 treatments) still counts while the clock stays."""
+    time_zero = clock.care_time_zero()
+    since = time_zero - CARE_LOOKBACK
+    kept: list[tuple[str, datetime, float]] = []
+    counts: dict[str, int] = {}
+    for code, at, value in _evidence(clock, window):
+        if at < since or code == "observation_set":
+            continue  # observation sets are counted over the window, to now
+        limit = KEEP_FLUIDS if code == "crystalloid_ml" else KEEP_PER_ACTION
+        if counts.get(code, 0) < limit:
+            kept.append((code, at, value))
+            counts[code] = counts.get(code, 0) + 1
+    weight = _latest_weight(clock, window)  # 30 mL/kg needs it
+    if weight is not None:
+        kept.append(weight)
+    return clock if kept == clock.kept else clock.model_copy(update={"kept": kept})
 
-    lactate_idx = DYNAMIC_CODES.index("Lactate")
-    first_lactate = next((row[lactate_idx][0] for hour, row in sorted(window.rows.items()) if lactate_idx in row), None)
-    weights = [v for code, _, v in window.treatments if code == "weight_kg"]
+
+def _latest_weight(clock: CareClock, window: PatientWindow) -> tuple[str, datetime, float] | None:
+    weights = [(datetime.fromtimestamp(ts, tz=UTC), v) for code, ts, v in window.treatments if code == "weight_kg"]
+    weights += [(at, v) for code, at, v in clock.kept if code == "weight_kg"]
+    return ("weight_kg", *max(weights)) if weights else None
+
+
+def _evidence(clock: CareClock, window: PatientWindow) -> list[tuple[str, datetime, float]]:
+    """The care in the window and kept in the clock, oldest first, each once: treatments (the weight
+    apart: ``_latest_weight``) and lactate results ("Lactate", at its draw)."""
+    seen = {(code, datetime.fromtimestamp(ts, tz=UTC), value) for code, ts, value in window.treatments}
+    for hour, row in window.rows.items():
+        if _LACTATE in row:
+            value, second = row[_LACTATE]
+            seen.add(("Lactate", window.hour_start(hour) + timedelta(seconds=second), value))
+    seen.update(clock.kept)
+    return sorted((e for e in seen if e[0] != "weight_kg"), key=lambda e: (e[1], e[0], e[2]))
+
+
+def clock_inputs(clock: CareClock, window: PatientWindow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(PatientState fields, treatment items) for ``models.treatment.score_patient_care``: the state
+    at the clock's time zeros, the care in the window (and kept in the clock) from ``CARE_LOOKBACK``
+    before time zero on."""
+    time_zero = clock.care_time_zero()
+    since = time_zero - CARE_LOOKBACK
     items: list[dict[str, Any]] = []
-    for code, ts, value in window.treatments:
-        if code == "weight_kg":
+    lactates: list[tuple[datetime, float]] = []
+    for code, at, value in _evidence(clock, window):
+        if code == "Lactate":
+            lactates.append((at, value))
+            code = "lactate_ordered"  # a lactate result counts as lactate measured (the lab was drawn)
+        if at < since:
             continue
-        item: dict[str, Any] = {"action": code, "at": datetime.fromtimestamp(ts, tz=UTC)}
-        unit = TREATMENTS[code][0]
-        if code in ("crystalloid_ml", "vasopressor", "oxygen"):
-            item["dose"] = {"value": value, "unit": unit}
+        item: dict[str, Any] = {"action": code, "at": at}
+        # no rule reads a vasopressor's rate, only its start; a rate sent in a unit not per kg per
+        # minute is kept as 0 (schemas.units), so it is not passed on as a dose
+        if code in ("crystalloid_ml", "oxygen"):
+            item["dose"] = {"value": value, "unit": TREATMENTS[code][0]}
         items.append(item)
-    # lactate results in the window count as lactate measured (the lab was drawn)
     for hour, row in sorted(window.rows.items()):
-        if lactate_idx in row:
-            items.append({"action": "lactate_ordered", "at": window.hour_start(hour)})
         recorded = sum(1 for code in OBSERVATION_CODES if DYNAMIC_CODES.index(code) in row)
-        if recorded >= OBSERVATION_MIN_PARAMS:
+        if recorded >= OBSERVATION_MIN_PARAMS and window.hour_start(hour) >= since:
             items.append({"action": "observation_set", "at": window.hour_start(hour)})
-    vitals = score.vitals
+    weight = _latest_weight(clock, window)
+    initial = next(
+        (v for drawn, v in lactates if abs(drawn - time_zero) <= INITIAL_LACTATE and drawn <= now),
+        None,
+    )
+    sepsis, news2 = clock.sepsis, clock.news2 or clock.sepsis
     state = {
-        "weight_kg": weights[-1] if weights else None,
-        "lactate_mmol_l": first_lactate,
-        "map_mmhg": vitals.get("MAP"),
-        "sbp_mmhg": vitals.get("SBP"),
-        "suspected_sepsis": suspected_sepsis(score),
-        "news2_total": min(score.news2.total, 20),
-        "news2_band": score.news2.band,
-        "news2_single_parameter_3": score.news2.single_parameter_3,
+        "weight_kg": weight[2] if weight else None,
+        "lactate_mmol_l": initial,
+        "map_mmhg": sepsis.map_mmhg if sepsis else None,
+        "sbp_mmhg": sepsis.sbp_mmhg if sepsis else None,
+        "suspected_sepsis": sepsis is not None,
+        "hypotension_after_fluids": _hypotension_after_fluids(window, items, time_zero, now) if sepsis else None,
+        "news2_total": news2.news2_total if news2 else None,
+        "news2_band": news2.news2_band if news2 else None,
+        "news2_single_parameter_3": news2.news2_single_parameter_3 if news2 else False,
+        "news2_at_min": (news2.at - time_zero).total_seconds() / 60.0 if news2 else 0.0,
         "time_zero": time_zero,
     }
     return state, items
+
+
+def care_inputs(
+    score: RiskScore, window: PatientWindow, time_zero: datetime
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``clock_inputs`` of a clock started at ``time_zero`` in the state ``score`` gives, judged as of
+    ``score`` (a one-off look at a window, as the tests and scripts take one)."""
+    zero = CareZero.of(score).model_copy(update={"at": time_zero})
+    clock = CareClock(time_zero=time_zero, news2=zero, sepsis=zero if suspected_sepsis(score) else None)
+    return clock_inputs(clock, window, max(score.observed_at, time_zero))
+
+
+def _hypotension_after_fluids(
+    window: PatientWindow, items: list[dict[str, Any]], time_zero: datetime, now: datetime
+) -> bool | None:
+    """SSC 2018 hour-1 bundle: vasopressors "if hypotensive during or after fluid resuscitation".
+    True: below the MAP target (SBP < 90 where MAP is unknown) after the first crystalloid, within the
+    3 h of resuscitation (``FLUID_WINDOW_MIN``); False: every reading since the first crystalloid, and
+    before any vasopressor (a MAP held on one is not a MAP restored by fluids), at the target; None:
+    no fluid, or no reading after it (the rule then reads time zero's pressure as persisting)."""
+    fluids = [i["at"] for i in items if i["action"] == "crystalloid_ml" and i["at"] <= now]
+    if not fluids:
+        return None
+    first_fluid = min(fluids)
+    pressor = min((i["at"] for i in items if i["action"] == "vasopressor"), default=None)
+    resuscitation_end = min(now, time_zero + timedelta(minutes=FLUID_WINDOW_MIN))
+    readings = [(t, below) for t, below in _pressure_readings(window) if first_fluid <= t <= now]
+    if any(below for t, below in readings if t <= resuscitation_end):
+        return True
+    off_pressors = [below for t, below in readings if pressor is None or t < pressor]
+    if off_pressors and not any(off_pressors):
+        return False
+    return None
+
+
+def _pressure_readings(window: PatientWindow) -> list[tuple[datetime, bool]]:
+    """(time, below the MAP target) of each hour's blood pressure: its MAP, else its SBP."""
+    out = []
+    for hour, row in sorted(window.rows.items()):
+        cell = row.get(_MAP) or row.get(_SBP)
+        if cell is None:
+            continue
+        value, second = cell
+        pressure = PatientState(map_mmhg=value) if _MAP in row else PatientState(sbp_mmhg=value)
+        out.append((window.hour_start(hour) + timedelta(seconds=second), below_map_target(pressure)))
+    return out

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from vigil.schemas.codes import TREATMENTS
 from vigil.schemas.events import Identifier, PatientId
@@ -47,7 +48,13 @@ WeightKg = Annotated[float, Field(ge=0.3, le=500.0)]
 LactateMmolL = Annotated[float, Field(ge=0.0, le=40.0)]
 MapMmhg = Annotated[float, Field(ge=0.0, le=300.0)]
 SbpMmhg = Annotated[float, Field(ge=0.0, le=350.0)]
-RepeatMin = Annotated[float, Field(gt=0.0, le=1440.0)]
+# At least 5 minutes: a monitor's set every few seconds is continuous monitoring all the same (<= 15 min,
+# docs/treatment.md), and every 0.01 min over a week was a million observation sets to score.
+REPEAT_MIN_FLOOR = 5.0
+RepeatMin = Annotated[float, Field(ge=REPEAT_MIN_FLOOR, le=1440.0)]
+# The most observation-set times (repeats expanded to the horizon) and other items one plan may hold:
+# a week of sets every 5 min is 2,017; scoring and the suggestion search cost grows with it.
+MAX_PLAN_POINTS = 10_000
 
 
 def _not_a_number(value: object) -> object:
@@ -105,10 +112,11 @@ class TreatmentItem(BaseModel):
     def _check_dose_and_fields(self) -> Self:
         unit, (low, high) = TREATMENTS[self.action]
         if self.dose is not None:
+            # the messages name the rule, never the value sent (they go into dead letters)
             if self.dose.unit != unit:
-                raise ValueError(f"{self.action} dose must be in {unit!r}, got {self.dose.unit!r}")
+                raise ValueError(f"{self.action} dose must be in {unit!r}")
             if not low <= self.dose.value <= high:
-                raise ValueError(f"{self.action} dose {self.dose.value} {unit} outside {low}-{high}")
+                raise ValueError(f"{self.action} dose must be within {low:g}-{high:g} {unit}")
         if self.action in ("crystalloid_ml", "weight_kg") and self.dose is None:
             raise ValueError(f"{self.action} needs a dose ({unit})")
         if self.every_min is not None and self.action != "observation_set":
@@ -143,6 +151,14 @@ class PatientState(BaseModel):
     news2_total: int | None = Field(default=None, ge=0, le=20)
     news2_band: News2Band | None = None
     news2_single_parameter_3: bool = False
+    # added in place (schema_version 1; 0 reads as before): the streaming care score's time zero is
+    # sepsis recognition, and the NEWS2 response answers the NEWS2 score that triggered it, which may
+    # be hours before (or, a rise to a higher band, after) it
+    news2_at_min: PlanMinutes = Field(
+        default=0.0,
+        description="minutes after time_zero of the NEWS2 score the news2_* fields describe (the "
+        "observation set the NEWS2 clinical response answers); 0: at time zero",
+    )
 
 
 class TreatmentPlan(BaseModel):
@@ -176,7 +192,34 @@ class TreatmentPlan(BaseModel):
     def _absolute_times_need_time_zero(self) -> Self:
         if self.time_zero is None and any(isinstance(i.at, datetime) for i in self.items):
             raise ValueError("items with absolute times need the plan's time_zero")
+        points = plan_points(self)
+        if points > MAX_PLAN_POINTS:
+            # its own error type: the treatment agent dead-letters it as ``too_large``
+            raise PydanticCustomError(
+                "too_large",
+                "the plan's items come to {points} times to score (observation sets repeated every "
+                "every_min to horizon_min), more than the {limit} a plan may hold",
+                {"points": points, "limit": MAX_PLAN_POINTS},
+            )
         return self
+
+
+def plan_points(plan: TreatmentPlan) -> int:
+    """How many item times scoring ``plan`` expands (``models.treatment.timeline``): one per item, an
+    observation set with ``every_min`` one per repeat from its time up to the horizon. Counted, not
+    expanded, so a plan too large to score is refused in microseconds."""
+    points = 0
+    for item in plan.items:
+        if item.every_min is None:
+            points += 1
+            continue
+        at = item.at
+        if isinstance(at, datetime):
+            assert plan.time_zero is not None  # checked first
+            at = (at - plan.time_zero).total_seconds() / 60.0
+        if at <= plan.horizon_min:
+            points += int((plan.horizon_min - at) // item.every_min) + 1
+    return points
 
 
 class CareItemResult(BaseModel):

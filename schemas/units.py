@@ -5,10 +5,16 @@ Conversion factors: temperature (exact), kPa->mmHg 7.50062, lactate mg/dL->mmol/
 glucose mmol/L->mg/dL *18.016, BUN(urea nitrogen) mmol/L->mg/dL *2.801, calcium mmol/L->mg/dL *4.008,
 magnesium mmol/L->mg/dL *2.431, phosphate mmol/L->mg/dL *3.097, hemoglobin g/L->g/dL /10;
 mEq/L->mmol/L /2 for calcium and magnesium, 1:1 for the monovalent ions, refused for the others.
+
+Vasopressor rates (canonical ug/kg/min): any rate is accepted, since no rule reads the rate, only when
+the infusion started (``_vasopressor_rate``). A rate per kg per time converts (mg/kg/h, mcg/kg/min,
+ug/(kg.min)...); any other (a weight-free 10 ug/min or 2 mg/h, vasopressin in U/min, a pump's mL/h)
+cannot be put per kg per minute and is stored as 0 ug/kg/min: "running, rate not known per kg".
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from vigil.schemas.codes import CATALOGUE
@@ -118,6 +124,35 @@ def _from_milliequivalents(code: str, value: float, unit: str) -> tuple[float, s
     raise UnitError(f"cannot convert {code} from {unit!r}: milliequivalents need the ion's charge")
 
 
+# Vasopressor rates: micrograms per unit of mass, minutes per unit of time; amounts that are no mass
+# (international units of vasopressin, a pump's volume) are rates too, not convertible per kg.
+_MASS_UG = {"ng": 1e-3, "ug": 1.0, "mcg": 1.0, "µg": 1.0, "μg": 1.0, "mg": 1e3, "g": 1e6}
+_NOT_MASS = {"u", "[iu]", "iu", "[u]", "mu", "units", "unit", "{units}", "ml", "l"}
+_PER_MIN = {"min": 1.0, "h": 1.0 / 60.0, "hr": 1.0 / 60.0, "hour": 1.0 / 60.0, "s": 60.0, "sec": 60.0}
+
+
+def _vasopressor_rate(value: float, unit: str) -> float | None:
+    """A vasopressor rate in ug/kg/min: converted when per kg, 0 for any other rate (the start of the
+    infusion is what the SSC 2018 hour-1 bundle item reads, and no rule reads the rate); None when
+    ``unit`` is no rate. A noradrenaline infusion charted in mcg/min was refused, and the patient
+    read as never started on a vasopressor."""
+    u = re.sub(r"\(kg\.(\w+)\)", r"kg/\1", unit.strip().replace(" ", ""))  # UCUM ug/(kg.min)
+    parts = u.split("/")
+    if len(parts) == 3 and "kg" in (parts[1], parts[2]):
+        amount, time = parts[0], parts[2] if parts[1] == "kg" else parts[1]
+        per_kg = True
+    elif len(parts) == 2:
+        (amount, time), per_kg = parts, False
+    else:
+        return None
+    per_min = _PER_MIN.get(time.lower())
+    if per_min is None:
+        return None
+    if amount in _MASS_UG:
+        return value * _MASS_UG[amount] * per_min if per_kg else 0.0
+    return 0.0 if amount.lower() in _NOT_MASS else None
+
+
 def to_canonical(code: str, value: float, unit: str) -> float:
     """Return ``value`` (given in ``unit``) in the canonical unit of ``code``.
 
@@ -132,6 +167,8 @@ def to_canonical(code: str, value: float, unit: str) -> float:
         value, u = _from_milliequivalents(code, value, unit)
     if u == canonical or (u == "" and canonical in ("1", "{score}", "{ACVPU}", "a", "h")):
         return value
+    if code == "vasopressor" and (rate := _vasopressor_rate(value, unit)) is not None:
+        return rate
     try:
         return _CONVERSIONS[(code, u)](value)
     except KeyError:

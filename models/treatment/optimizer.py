@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -142,22 +143,31 @@ def apply_suggestion(plan: TreatmentPlan, suggestion: PlanSuggestion) -> Treatme
     return with_change(plan, suggestion.item, suggestion.replaces)
 
 
-def suggest_changes(plan: TreatmentPlan, *, earliest_min: float = 0.0, max_changes: int = 8) -> list[PlanSuggestion]:
+def suggest_changes(
+    plan: TreatmentPlan, *, earliest_min: float = 0.0, max_changes: int = 8, search_s: float | None = None
+) -> list[PlanSuggestion]:
     """The smallest set of changes that raises the score most (greedy over single changes).
 
     Each step scores every candidate single change (add one item, move one item earlier, adjust one
     dose) and keeps the one with the largest gain; ties go to the smaller change (adjust a dose,
     then the smallest move earlier, then an add at the earliest time). It stops when no single change
     gains anything. ``gain`` is score(after) - score(before) for that step, in points.
+
+    ``search_s`` bounds the search's time (monotonic seconds): past it, the step under way is dropped
+    and the suggestions of the steps completed are returned (each the best single change of its step),
+    so a plan of hundreds of items cannot hold a worker for hours.
     """
     suggestions: list[PlanSuggestion] = []
     current = plan
     before, before_results = plan_score(current)
     if before is None:
         return suggestions  # no pathway triggered: nothing to suggest
+    deadline = None if search_s is None else time.monotonic() + search_s
     while len(suggestions) < max_changes and before < 100.0:
         best: tuple[tuple[float, ...], _Candidate, float, list[CareItemResult]] | None = None
         for candidate in candidates(current, earliest_min):
+            if deadline is not None and time.monotonic() > deadline:
+                return suggestions
             after, results = plan_score(with_change(current, candidate.item, candidate.replaces))
             if after is None:
                 continue

@@ -104,7 +104,9 @@ def _rule_lactate_measured(state: PatientState, tl: Timeline, as_of: float | Non
         return _result(name, "not_applicable", "no suspected sepsis")
     if state.lactate_mmol_l is not None:
         return _result(name, "met", f"initial lactate {state.lactate_mmol_l:g} mmol/L")
-    first = first_time(tl.times.get("lactate_ordered"))
+    # a sample from more than an hour before recognition is not this patient's initial lactate (as
+    # for ``initial_lactate_min``): it cannot show the hypoperfusion the bundle asks about
+    first = next((t for t in tl.times.get("lactate_ordered", []) if t >= -HOUR1_MIN), None)
     if first is None:
         return _not_done(name, "lactate", HOUR1_MIN, as_of)
     return _by_deadline(name, "measured", first, HOUR1_MIN)
@@ -189,19 +191,22 @@ def _rule_observation_frequency(state: PatientState, tl: Timeline, as_of: float 
     if required is None:
         return _result(name, "not_applicable", "NEWS2 unknown")
     band = response_band(state)
-    horizon = tl.horizon_min
-    # The observation set that produced the NEWS2 is the one at time zero.
-    sets = [t for t in tl.times.get("observation_set", []) if 0.0 < t <= horizon]
-    marks = [0.0, *sets, horizon]
+    # The observation set that produced the NEWS2 is the one at ``news2_at_min`` (time zero unless the
+    # stream says otherwise): the gaps run from it.
+    start = state.news2_at_min
+    horizon = max(tl.horizon_min, start)
+    sets = [t for t in tl.times.get("observation_set", []) if start < t <= horizon]
+    marks = [start, *sets, horizon]
     largest_gap = max(b - a for a, b in zip(marks, marks[1:], strict=False))
     need = "continuous monitoring" if required <= CONTINUOUS_MONITORING_MIN else f"every {required:g} min"
     if largest_gap <= required + 1e-9:
         if not sets:
             status: ItemStatus = "pending" if as_of is not None else "met"
-            return _result(name, status, f"NEWS2 {band}: {need}; next set due by {fmt_min(required)}")
+            return _result(name, status, f"NEWS2 {band}: {need}; next set due by {fmt_min(start + required)}")
         return _result(name, "met", f"NEWS2 {band}: {need}; largest gap {largest_gap:g} min")
     if not sets:
-        return _result(name, "missing", f"NEWS2 {band}: {need}; no observation set after time zero")
+        since = "time zero" if start == 0.0 else f"the NEWS2 score at {fmt_min(start)}"
+        return _result(name, "missing", f"NEWS2 {band}: {need}; no observation set after {since}")
     return _result(name, "late", f"NEWS2 {band}: {need}; largest gap {largest_gap:g} min", LATE_CREDIT)
 
 
@@ -220,8 +225,11 @@ def _rule_escalation(state: PatientState, tl: Timeline, as_of: float | None) -> 
         )
     else:
         deadline, need, role = URGENT_REVIEW_MIN, "urgent review by a clinician", None
-    # the response to the score of time zero: a review before it answered another score (RCP 2017 chart 3)
-    reviews = [(t, r) for t, r in tl.reviews if t >= 0.0]
+    # the response to the NEWS2 score (at time zero unless ``news2_at_min`` says otherwise): a review
+    # before it answered another score (RCP 2017 chart 3); the deadline runs from it
+    start = state.news2_at_min
+    deadline += start
+    reviews = [(t, r) for t, r in tl.reviews if t >= start]
     if not reviews:
         return _not_done(name, f"NEWS2 {band}: {need}", deadline, as_of)
     if any(t <= deadline and (role is None or r == role) for t, r in reviews):
@@ -269,11 +277,14 @@ def due_min(name: str, state: PatientState, tl: Timeline, as_of: float | None) -
             required = required_observation_interval_min(state)
             if required is None:
                 return None
-            # the set at time zero counts; in plan mode the first gap is measured from it
-            reference = as_of if as_of is not None else 0.0
-            return max([0.0, *(t for t in tl.times.get("observation_set", []) if t <= reference)]) + required
+            # the set of the NEWS2 score counts; in plan mode the first gap is measured from it
+            start = state.news2_at_min
+            reference = as_of if as_of is not None else start
+            sets = (t for t in tl.times.get("observation_set", []) if start < t <= reference)
+            return max([start, *sets]) + required
         case "news2_escalation":
-            return EMERGENCY_REVIEW_MIN if response_band(state) == "high" else URGENT_REVIEW_MIN
+            window = EMERGENCY_REVIEW_MIN if response_band(state) == "high" else URGENT_REVIEW_MIN
+            return state.news2_at_min + window
     return None
 
 

@@ -40,12 +40,15 @@ def _verdict(plan: TreatmentPlan, results: list[CareItemResult]) -> dict[str, An
     }
 
 
-def score_plan(plan: TreatmentPlan, *, suggest: bool = True, max_changes: int = 8) -> TreatmentScore:
-    """Score a proposed plan (``vigil plan score``) and suggest the changes that raise it most."""
+def score_plan(
+    plan: TreatmentPlan, *, suggest: bool = True, max_changes: int = 8, search_s: float | None = None
+) -> TreatmentScore:
+    """Score a proposed plan (``vigil plan score``) and suggest the changes that raise it most
+    (within ``search_s`` seconds when given: ``suggest_changes``)."""
     results = evaluate_plan(plan)
     return TreatmentScore(
         **_verdict(plan, results),
-        suggestions=suggest_changes(plan, max_changes=max_changes) if suggest else [],
+        suggestions=suggest_changes(plan, max_changes=max_changes, search_s=search_s) if suggest else [],
     )
 
 
@@ -73,6 +76,7 @@ def score_patient_care(
     patient_id: str | None = None,
     suggest: bool = True,
     max_suggestions: int = 8,
+    search_s: float | None = None,
 ) -> TreatmentScore:
     """Score the care a patient has had so far (the streaming treatment agent's entry point).
 
@@ -82,7 +86,8 @@ def score_patient_care(
     time zero, or a datetime), items after ``now`` are ignored and items whose deadline is still
     ahead are ``pending``; suggestions then only add items from ``now`` on, and their gains are
     measured on the care projected to the end of the plan horizon (past care plus the change).
-    Without ``now`` the items are scored as a complete plan.
+    Without ``now`` the items are scored as a complete plan. ``search_s`` bounds the suggestion
+    search's time (``suggest_changes``).
     """
     if isinstance(state, Mapping):
         fields = dict(state)
@@ -95,7 +100,7 @@ def score_patient_care(
     )
     as_of = _as_minutes(now, plan.time_zero)
     if as_of is None:
-        return score_plan(plan, suggest=suggest)
+        return score_plan(plan, suggest=suggest, search_s=search_s)
     results = evaluate_plan(plan, as_of_min=as_of)
     past = plan.model_copy(
         update={
@@ -105,7 +110,9 @@ def score_patient_care(
     )
     return TreatmentScore(
         **_verdict(plan, results),
-        suggestions=suggest_changes(past, earliest_min=max(as_of, 0.0), max_changes=max_suggestions) if suggest else [],
+        suggestions=suggest_changes(past, earliest_min=max(as_of, 0.0), max_changes=max_suggestions, search_s=search_s)
+        if suggest
+        else [],
         as_of_min=as_of,
         projected_score=plan_score(past)[0],
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from vigil.schemas.display import duration
-from vigil.schemas.treatment import TreatmentPlan
+from vigil.schemas.treatment import MAX_PLAN_POINTS, TreatmentPlan
 
 
 def minutes_after(at: float | datetime, time_zero: datetime | None) -> float:
@@ -36,8 +36,10 @@ def build_timeline(plan: TreatmentPlan, horizon_min: float) -> Timeline:
     for item in plan.items:
         t = minutes_after(item.at, plan.time_zero)
         if item.action == "observation_set" and item.every_min is not None:
+            # a validated plan holds at most MAX_PLAN_POINTS times (schemas.treatment.plan_points): every
+            # 5 min or more, within the horizon; the count below only guards a plan built unvalidated
             k = 0
-            while t + k * item.every_min <= horizon_min + 1e-9 and k < 10_000:
+            while t + k * item.every_min <= horizon_min + 1e-9 and k < MAX_PLAN_POINTS:
                 times.setdefault("observation_set", []).append(t + k * item.every_min)
                 k += 1
             continue

@@ -637,3 +637,71 @@ def test_a_review_before_the_score_is_not_its_response():
 def test_a_single_parameter_3_is_low_medium_whatever_band_the_plan_says():
     p = plan([], news2_total=3, news2_band="low", news2_single_parameter_3=True)
     assert status(p, "news2_escalation")[0] == "missing"  # an urgent response is due, not "not applicable"
+
+
+def test_a_lactate_from_hours_before_recognition_is_not_the_measurement():
+    # the initial lactate is one drawn within an hour of time zero (as for the repeat's deadline): one
+    # from T-10 h read "measured at T-10 h, met"
+    old = plan([item("lactate_ordered", -600)], lactate_mmol_l=None)
+    assert status(old, "lactate_measured") == ("missing", 0.0)
+    assert status(
+        plan([item("lactate_ordered", -600), item("lactate_ordered", 90)], lactate_mmol_l=None), "lactate_measured"
+    ) == ("late", 0.5)
+    assert status(plan([item("lactate_ordered", -45)], lactate_mmol_l=None), "lactate_measured")[0] == "met"
+
+
+def test_the_news2_response_runs_from_its_own_score():
+    # the stream's time zero is sepsis recognition; the NEWS2 response answers a score 5 h before it
+    medium = {"news2_total": 6, "news2_band": "medium", "news2_at_min": -300.0}
+    review = item("clinician_review", -280, role="ward_clinician")
+    assert status(plan([review], **medium), "news2_escalation")[0] == "met"
+    late = plan([item("clinician_review", -200, role="ward_clinician")], **medium)
+    assert status(late, "news2_escalation") == ("late", 0.5) and verdict(late, "news2_escalation").due_min == -240
+    assert status(plan([item("clinician_review", -400)], **medium), "news2_escalation")[0] == "missing"
+    hourly = [item("observation_set", t) for t in range(-240, 361, 60)]
+    assert status(plan(hourly, **medium), "news2_observation_frequency")[0] == "met"
+    assert status(plan(hourly[1:], **medium), "news2_observation_frequency") == ("late", 0.5)  # -300 to -180
+    assert verdict(plan([], **medium), "news2_observation_frequency", as_of=-290).due_min == -240
+
+
+@pytest.mark.parametrize("every", [0.01, 1.0, 4.9])
+def test_observation_sets_repeat_every_5_min_or_more(every: float):
+    # every 0.01 min over a week was a million observation sets to score
+    with pytest.raises(ValidationError, match="greater than or equal to 5"):
+        item("observation_set", 0, every_min=every)
+    assert item("observation_set", 0, every_min=5).every_min == 5
+
+
+def test_a_plan_holds_at_most_so_many_times_to_score():
+    from vigil.schemas.treatment import MAX_PLAN_POINTS, plan_points
+
+    week = [item("observation_set", 0, every_min=5)]
+    assert plan_points(plan(week, horizon_min=10080)) == 2017
+    with pytest.raises(ValidationError, match="too_large|more than the 10000"):
+        plan(week * 5, horizon_min=10080)
+    assert plan_points(plan(week * 4 + [item("antibiotic", 0)] * 100, horizon_min=10080)) <= MAX_PLAN_POINTS
+
+
+def test_the_suggestion_search_is_bounded_in_time(monkeypatch):
+    # the largest plan allowed: ~18 s a greedy step (3,000 single changes, 6 ms each). On a clock that
+    # moves 0.1 s at each look (no timed assertion: the machine's speed does not decide the test),
+    # a 0.2 s search scores a few candidates and stops, where it scored thousands
+    from vigil.models.treatment import optimizer
+
+    sets = [item("observation_set", i * 0.01, every_min=5) for i in range(4)]
+    big = plan(sets + [item("lactate_ordered", i * 0.5) for i in range(496)], horizon_min=10080)
+    now = [0.0]
+
+    def ticking() -> float:
+        now[0] += 0.1
+        return now[0]
+
+    scored = []
+    real = optimizer.plan_score
+    monkeypatch.setattr(optimizer.time, "monotonic", ticking)
+    monkeypatch.setattr(optimizer, "plan_score", lambda p: scored.append(1) or real(p))
+    result = score_plan(big, search_s=0.2)
+    assert result.score is not None and result.suggestions == [] and len(scored) <= 3
+    monkeypatch.undo()
+    complete = score_plan(plan([]), search_s=30.0)
+    assert complete.suggestions == score_plan(plan([])).suggestions  # in time: the same search

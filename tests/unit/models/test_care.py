@@ -1,6 +1,25 @@
-from datetime import UTC, datetime
+"""From the stream to the care score's inputs (models/care.py): what the rules compare, the care clock's
+time zeros and the state at them, and which care in the window counts."""
 
-from vigil.models.care import care_categories
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.unit.agents.test_treat import T0, at, event, score, vitals, well
+from vigil.models.care import (
+    CARE_LOOKBACK,
+    EPISODE_GAP,
+    CareClock,
+    advance_clock,
+    care_categories,
+    care_inputs,
+    clock_inputs,
+    remember_care,
+)
+from vigil.models.treatment import score_patient_care
+from vigil.models.window import PatientWindow
 
 
 def _state(**kw):
@@ -27,3 +46,141 @@ def test_categories_follow_guideline_thresholds() -> None:
     assert care_categories(_state(sbp_mmhg=89.0, map_mmhg=None)) != care_categories(_state(map_mmhg=None))
     assert care_categories(_state(news2_total=5)) != care_categories(_state())  # NEWS2 band change
     assert care_categories(_state(news2_single_parameter_3=True)) != care_categories(_state())
+
+
+# --- the care clock and its inputs (models/care.py) ------------------------------------------------
+
+
+def _graded(window: PatientWindow, now_min: float, **kw) -> dict[str, tuple[str, str]]:
+    state, items = care_inputs(score(now_min, hour=window.last_hour, **kw), window, T0)
+    result = score_patient_care(state, items, now=at(now_min), suggest=False)
+    return {i.name: (i.status, i.detail) for i in result.items}
+
+
+def test_the_initial_lactate_is_one_drawn_within_an_hour_of_time_zero() -> None:
+    # defect 6: a lactate 30 h before time zero (1.1) hid the lactate 6.0 at time zero
+    w = PatientWindow()
+    w.apply(event("Lactate", -30 * 60, 1.1))
+    vitals(w, 0, sbp=118)
+    w.apply(event("Lactate", 10, 6.0))
+    state, _ = care_inputs(score(200, hour=w.last_hour, sbp=118, map_mmhg=78), w, T0)
+    assert state["lactate_mmol_l"] == 6.0
+    graded = _graded(w, 200, sbp=118, map_mmhg=78)
+    assert graded["crystalloid_30ml_kg"][0] == "missing"  # lactate >= 4: hypoperfusion (SSC 2018)
+    assert graded["lactate_remeasured"][0] == "pending"
+
+
+def test_a_lactate_first_drawn_hours_after_time_zero_is_late() -> None:
+    # defect 6: the first lactate anywhere was "the initial lactate": drawn at T+4 h, graded "met"
+    w = PatientWindow()
+    vitals(w, 0)
+    w.apply(event("Lactate", 240, 3.0))
+    state, _ = care_inputs(score(245, hour=w.last_hour), w, T0)
+    assert state["lactate_mmol_l"] is None
+    assert _graded(w, 245)["lactate_measured"] == ("late", "measured at T+4 h, after T+1 h")
+
+
+def test_care_long_before_time_zero_is_not_this_episodes() -> None:
+    # defect 11: antibiotics of the day before were "met at T-1 d 6 h" and made the cultures "late"
+    w = PatientWindow()
+    vitals(w, 0)
+    w.apply(event("antibiotic", -30 * 60, 1))
+    w.apply(event("blood_culture", 10, 1))
+    w.apply(event("antibiotic", 30, 1))
+    graded = _graded(w, 120)
+    assert graded["antibiotics"][0] == "met" and "T+30 min" in graded["antibiotics"][1]
+    assert graded["blood_cultures_before_antibiotics"][0] == "met"
+    # what the ED gave just before Vigil's first score still counts (SSC 2021: "immediately")
+    w.apply(event("antibiotic", -CARE_LOOKBACK.total_seconds() / 60 + 60, 1))
+    assert "T-5 h" in _graded(w, 120)["antibiotics"][1]
+
+
+@pytest.mark.parametrize(
+    ("after_fluids", "pressor", "expected"),
+    [
+        (None, None, None),  # no reading after the fluid: time zero's pressure read as persisting
+        (58.0, None, True),  # hypotensive during resuscitation
+        (72.0, None, False),  # at target after fluids, no vasopressor: the item does not apply
+        (72.0, 50, None),  # at target on a vasopressor: not restored by the fluid
+    ],
+)
+def test_hypotension_after_fluids_is_read_from_the_pressures_after_the_fluid(
+    after_fluids: float | None, pressor: float | None, expected: bool | None
+) -> None:
+    # defect 5: the later values are read only where a rule asks about later (SSC 2018: "hypotensive
+    # during or after fluid resuscitation")
+    w = PatientWindow()
+    vitals(w, 0, sbp=82)
+    w.apply(event("MAP", 0, 58))
+    w.apply(event("crystalloid_ml", 20, 2100))
+    if pressor is not None:
+        w.apply(event("vasopressor", pressor, 0.1))
+    if after_fluids is not None:
+        w.apply(event("MAP", 70, after_fluids))
+    state, _ = care_inputs(score(90, hour=w.last_hour, sbp=82, map_mmhg=58), w, T0)
+    assert state["hypotension_after_fluids"] is expected
+    assert state["map_mmhg"] == 58  # time zero's, whatever came after
+
+
+def test_the_clock_keeps_the_state_of_its_time_zeros() -> None:
+    # defect 5 and 4: zeros set once, from the score at them
+    clock = advance_clock(None, score(0, news2=5, band="medium", qsofa=False, sirs=False, sbp=115, map_mmhg=80))
+    assert clock is not None and clock.sepsis is None and clock.news2 is not None and clock.news2.at == T0
+    clock = advance_clock(clock, score(60, news2=6, band="medium", sbp=88, map_mmhg=62))
+    assert clock is not None and clock.sepsis is not None and clock.sepsis.at == at(60)
+    assert clock.sepsis.map_mmhg == 62 and clock.news2.at == T0  # a band no higher: the trigger stands
+    clock = advance_clock(clock, well(120))
+    assert clock is not None and clock.sepsis is not None and clock.sepsis.map_mmhg == 62
+    assert clock.care_time_zero() == at(60)
+    state, _ = clock_inputs(clock, PatientWindow(), at(120))
+    assert state["suspected_sepsis"] and state["news2_at_min"] == -60 and state["news2_band"] == "medium"
+
+
+def test_a_rise_to_a_higher_news2_band_is_the_trigger_the_response_answers() -> None:
+    clock = advance_clock(None, score(0, news2=5, band="medium"))
+    clock = advance_clock(clock, score(120, news2=8, band="high"))
+    assert clock is not None and clock.news2 is not None and clock.news2.at == at(120)
+    assert clock.news2.news2_band == "high" and clock.sepsis is not None and clock.sepsis.at == T0
+
+
+def test_an_episode_ends_after_a_day_without_an_at_risk_score() -> None:
+    # defect 4: the clock never restarted within a stay
+    clock = advance_clock(None, score(0))
+    again = advance_clock(clock, score(5 * 60))
+    assert again is not None and again.time_zero == T0  # hours, not a day: the same episode
+    gap = EPISODE_GAP.total_seconds() / 60 + 60
+    assert advance_clock(again, well(gap)) == again  # not at risk: nothing starts
+    later = advance_clock(again, score(5 * 60 + gap))
+    assert later is not None and later.time_zero == at(5 * 60 + gap) and later.sepsis is not None
+    assert later.sepsis.at == later.time_zero
+
+
+def test_a_late_score_from_before_the_episode_moves_no_time_zero() -> None:
+    clock = advance_clock(None, score(60, news2=5, band="medium", qsofa=False, sirs=False))
+    assert advance_clock(clock, score(-30)) == clock
+
+
+def test_the_clock_is_judged_never_before_its_last_judgement() -> None:
+    clock = CareClock(time_zero=T0, as_of=at(90))
+    assert clock.judged_at(at(-15)) == at(90) and clock.judged_at(at(120)) == at(120)
+    assert CareClock(time_zero=T0).judged_at(at(-15)) == T0  # before: as of a late result's time
+
+
+def test_follows_until_every_deadline_has_passed() -> None:
+    clock = advance_clock(None, score(0))
+    assert clock is not None and clock.follows(at(300)) and not clock.follows(at(7 * 60))
+    assert clock.time_zero + timedelta(hours=6) == at(360)
+
+
+def test_a_clock_with_every_field_reads_back_as_written() -> None:
+    w = PatientWindow()
+    vitals(w, 0)
+    w.apply(event("antibiotic", 20, 1))
+    w.apply(event("Lactate", 10, 4.5))
+    w.apply(event("weight_kg", 0, 70.3))
+    clock = advance_clock(None, score(0))
+    assert clock is not None
+    clock = remember_care(clock.model_copy(update={"as_of": at(30), "digest": "d", "inputs": "i"}), w)
+    assert sorted(code for code, _, _ in clock.kept) == ["Lactate", "antibiotic", "weight_kg"]
+    assert CareClock.model_validate_json(clock.model_dump_json()) == clock
+    assert remember_care(clock, PatientWindow()) == clock  # the window emptied: the care is kept

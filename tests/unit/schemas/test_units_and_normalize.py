@@ -157,3 +157,34 @@ def test_event_without_id_gets_a_stable_id_from_its_bytes() -> None:
     assert first.event_id == again.event_id
     given = decode_raw_event(payload.replace(b'"value"', b'"event_id": "abc", "value"'), NOW)
     assert isinstance(given, PatientEvent) and given.event_id == "abc"
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "stored"),
+    [
+        (0.12, "ug/kg/min", 0.12),
+        (0.12, "mcg/kg/min", 0.12),
+        (0.1, "ug/(kg.min)", 0.1),  # UCUM
+        (6.0, "ug/kg/h", 0.1),
+        (0.006, "mg/kg/h", 0.1),
+        # weight-free rates, vasopressin in units, a pump's volume: running, rate not known per kg
+        (10.0, "mcg/min", 0.0),
+        (10.0, "ug/min", 0.0),
+        (2.0, "mg/h", 0.0),
+        (0.04, "U/min", 0.0),
+        (2.4, "[iU]/h", 0.0),
+        (5.0, "mL/h", 0.0),
+    ],
+)
+def test_a_vasopressor_at_any_rate_is_a_vasopressor_started(value: float, unit: str, stored: float) -> None:
+    # noradrenaline charted in mcg/min was refused (``unit``): the patient read as never started on one
+    event = _event(kind="treatment", code="vasopressor", value=value, unit=unit)
+    out = normalize_event(event, NOW)
+    assert isinstance(out, PatientEvent), out
+    assert out.unit == "ug/kg/min" and out.value == pytest.approx(stored)
+
+
+@pytest.mark.parametrize("unit", ["", "mg", "ug/kg", "foo/min", "mcg/kg/fortnight"])
+def test_a_vasopressor_without_a_rate_is_still_refused(unit: str) -> None:
+    out = normalize_event(_event(kind="treatment", code="vasopressor", value=1.0, unit=unit), NOW)
+    assert isinstance(out, Rejected) and out.reason == "unit"
