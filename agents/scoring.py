@@ -118,9 +118,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             windows[pid] = state.window = window = back.window
             state.carry, anchors[pid] = back.carry, window.anchor_s
             on_resume(state.alert, patient_event.event_id)  # new alert ids; the acknowledgement it resolved
-            # the resumed stay's clock is copied back (or the next stay's is kept): an end in this
-            # batch copies whichever is there (none: nothing, and the resume deleted the held copy)
-            keys[pid] = StayKeys(None, held.discharged_s, clock=True)
+            keys[pid] = StayKeys(None, held.discharged_s)
             state.stays.append(StayChange("resume"))
             ended.append(back.record)
             # scored now, from the stay's own history; the score names the cancel, at the stay's
@@ -151,7 +149,6 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             state.carry, anchors[pid], finalized[pid] = None, None, None
             state.alert = PatientAlertState(patient_id=pid, discharged_ack=state.alert.discharged_ack)
             state.stays.append(StayChange("begin"))
-            keys[pid] = dataclasses.replace(held, clock=False)  # the begin deletes the clock
         if is_discharge(patient_event):
             # the patient left: what this batch applied to the stay is not scored, but named
             unscored = updates.pop(pid).event_ids if pid in updates else []
@@ -162,9 +159,8 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             windows[pid] = state.window = end.window
             state.carry, anchors[pid] = None, None
             discharged_s = int(patient_event.observed_at.timestamp())
-            clock = keys.get(pid, held).clock  # as read, or as this batch's begin or resume left it
-            keys[pid] = StayKeys(end.held, discharged_s)  # the end deletes the clock
-            state.stays.append(StayChange("end", end.held, discharged_s, clock))
+            keys[pid] = StayKeys(end.held, discharged_s)
+            state.stays.append(StayChange("end", end.held, discharged_s))
             continue
         try:
             changed = window.apply(patient_event)
@@ -230,6 +226,12 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     saved = dict.fromkeys([*pids, *(p for p in states if states[p].restart)])
     for pid in saved:  # this worker's: its escalation timer, and no other's, looks at the alert
         states[pid].alert.partition = partitions[pid]
+        carry = states[pid].carry
+        if pid not in outcomes and pid not in carries_kept and carry is not None:
+            # saved beside the stored carry (nothing scored: a late result of an ended stay, a stay
+            # resumed): the rows it has not folded stay with the window (blob version 5), or a
+            # model outage's rows, read back from the blob, were written away and lost to its hours
+            windows[pid].keep_unfolded(carry.boundary)
     await rt.store.save_states(
         {
             pid: dataclasses.replace(

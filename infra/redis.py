@@ -155,7 +155,6 @@ class StayChange:
     kind: Literal["end", "begin", "late", "resume", "release"]
     held: HeldStay | None = None  # end, late: the stay as held
     discharged_s: int | None = None  # end: the discharge's own time
-    clock: bool = False  # end: the stay has a care clock (``StayKeys.clock``) for the held copy
 
 
 @dataclass(frozen=True)
@@ -165,11 +164,6 @@ class StayKeys:
 
     held: HeldStay | None = None
     discharged_s: int | None = None
-    # the stay has a care clock (treatment timing, ``care_key``), as read: an end copies it to the
-    # held copy, else deletes an earlier stay's held copy. Read, not decided in the write's
-    # transaction, so that the write can be sent again after a lost reply: DEL + COPY sent twice
-    # deleted the held copy, whose source the first EXEC had deleted
-    clock: bool = False
 
 
 @dataclass
@@ -198,11 +192,14 @@ def _window_or_new(blob: bytes | str | None) -> PatientWindow:
     for every event until the key expires (7 days). A blob of a newer version than this worker's
     still raises: an older worker mid-upgrade must not overwrite it (docs/operations.md, "Upgrading
     workers")."""
+    raw: bytes | None = None
     try:
-        return PatientWindow.from_bytes(unpack_state(blob))
+        raw = unpack_state(blob)
+        return PatientWindow.from_bytes(raw)
     except (ValueError, struct.error, zlib.error) as exc:
-        raw = blob.encode() if isinstance(blob, str) else blob
-        if raw and raw[0] != PACKED and raw[0] > PatientWindow._VERSION:
+        # the version is the unpacked blob's first byte (a packed one starts with PACKED): a window
+        # blob is never JSON, whose "{" is past every version
+        if raw and PatientWindow._VERSION < raw[0] < ord("{"):
             raise
         metrics.WINDOWS_UNREADABLE.inc()
         log.error("window.unreadable", error=type(exc).__name__)
@@ -298,22 +295,13 @@ class PatientStore:
         }
 
     async def load_stay_keys(self, patient_ids: Iterable[str]) -> dict[str, StayKeys]:
-        """The held ended stay, the time of the last discharge held and whether the stay has a care
-        clock, of each patient, in one round trip (an unreadable held stay is none: a cancel of it is
-        then refused, never a crash)."""
+        """The held ended stay and the time of the last discharge held of each patient, in one MGET (an unreadable
+        held stay is none: a cancel of it is then refused, never a crash)."""
         ids = list(patient_ids)
         if not ids:
             return {}
         keys = [k for p in ids for k in (*held_keys(p)[:2], discharged_key(p))]
-
-        async def read() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.mget(keys)
-            for pid in ids:
-                pipe.exists(care_key(pid))
-            return list(await pipe.execute())
-
-        blobs, *clocks = await self._until_ok("mget", read)
+        blobs = await self._until_ok("mget", lambda: self.client.mget(keys))
         out: dict[str, StayKeys] = {}
         for i, pid in enumerate(ids):
             window_blob, carry_blob, discharged = blobs[3 * i : 3 * i + 3]
@@ -323,7 +311,7 @@ class PatientStore:
                 log.warning("held_stay.unreadable", error=type(exc).__name__)
                 window = None
             held = HeldStay(window, _carry_or_none(carry_blob)) if window is not None else None
-            out[pid] = StayKeys(held, int(discharged) if discharged and discharged.isdigit() else None, bool(clocks[i]))
+            out[pid] = StayKeys(held, int(discharged) if discharged and discharged.isdigit() else None)
         return out
 
     async def save_states(self, states: dict[str, PatientState]) -> list[str]:
@@ -345,23 +333,47 @@ class PatientStore:
         keys = {pid: window_key(pid) for pid in states}
 
         def superseded(pid: str, now: bytes | None) -> bool:
+            """Another worker wrote the window since this batch read it, and got further in the
+            stream: a worker that lost the partition writes its older state late. One that wrote
+            before this batch's owner saved but stands behind it in the stream (its write landed
+            between this batch's read and write) is not ahead: this batch holds its events too
+            (read from the committed offset) and writes over it."""
             state = states[pid]
-            return state.read and now != state.loaded and now != blobs[pid]
+            if not state.read or now == state.loaded or now == blobs[pid]:
+                return False
+            ours = state.window.position
+            try:
+                theirs = PatientWindow.from_bytes(unpack_state(now)).position if now else None
+            except (ValueError, struct.error, zlib.error):
+                return False  # damaged: ours is the state to keep
+            if ours is None or theirs is None or theirs[0] != ours[0]:
+                return True  # no position to compare on one partition: keep what the other wrote
+            return theirs[1] >= ours[1]
+
+        # the care clocks of the stays that end, begin or resume: read under the WATCH (the treatment
+        # agent writes them) for an end's held copy (``_queue_stay_change``)
+        clocks = {pid: care_key(pid) for pid, state in states.items() if state.stays}
 
         async def write() -> list[str]:
             for _ in range(CAS_ATTEMPTS):
                 async with self.client.pipeline(transaction=True) as pipe:
-                    await pipe.watch(*keys.values())
+                    await pipe.watch(*keys.values(), *clocks.values())
                     now = dict(zip(keys, await pipe.mget(list(keys.values())), strict=True))
+                    live = {pid: bool(await pipe.exists(key)) for pid, key in clocks.items()}
                     moved = [pid for pid in states if superseded(pid, now[pid])]
-                    if len(moved) == len(states):
+                    # a window that holds this batch's blob already: the EXEC of a write whose reply
+                    # was lost applied all of it (sent again, an end deleted the held care clock the
+                    # first had copied, its source gone)
+                    done = [pid for pid in states if states[pid].read and now[pid] == blobs[pid]]
+                    todo = {pid: state for pid, state in states.items() if pid not in moved and pid not in done}
+                    if not todo:
                         await pipe.unwatch()
                         return moved
                     pipe.multi()
-                    todo = {pid: state for pid, state in states.items() if pid not in moved}
                     for pid, state in todo.items():
+                        clock = live.get(pid, False)
                         for change in state.stays:
-                            self._queue_stay_change(pipe, pid, change)
+                            clock = self._queue_stay_change(pipe, pid, change, clock)
                         pipe.set(keys[pid], blobs[pid], ex=self.ttl_s)
                         if state.carry is not None:
                             pipe.set(carry_key(pid), pack_state(state.carry.to_bytes()), ex=self.ttl_s)
@@ -390,8 +402,12 @@ class PatientStore:
 
         await self._until_ok("set", write)
 
-    def _queue_stay_change(self, pipe: Any, pid: str, change: StayChange) -> None:
-        """One ``StayChange`` of the patient's keys, in the write's transaction."""
+    def _queue_stay_change(self, pipe: Any, pid: str, change: StayChange, clock: bool) -> bool:
+        """One ``StayChange`` of the patient's keys, in the write's transaction; ``clock``: the stay has
+        a care clock (as the WATCH read it, then as this batch's changes before this one left it), which
+        an end copies to the held copy (else an earlier stay's held copy goes: DEL + COPY, decided in
+        the transaction, was sent again after a lost reply and deleted the copy the first had made).
+        Returns whether the stay has a care clock after it."""
         h_window, h_carry, h_care = held_keys(pid)
         if change.kind in ("end", "late") and change.held is not None:
             pipe.set(h_window, pack_state(change.held.window.to_bytes()), ex=self.ttl_s)
@@ -402,7 +418,7 @@ class PatientStore:
         if change.kind == "end":
             # sent again after a lost reply, COPY finds no source (the first EXEC deleted it) and
             # leaves the copy it made; without a clock, an earlier stay's held copy goes
-            if change.clock:
+            if clock:
                 pipe.copy(care_key(pid), h_care, replace=True)
             else:
                 pipe.delete(h_care)
@@ -422,6 +438,10 @@ class PatientStore:
             pipe.copy(h_care, care_key(pid), replace=True)
             pipe.delete(h_window, h_carry, h_care)
             pipe.expire(discharged_key(pid), self.ttl_s)
+            # a clock or not (the held one, else the next stay's, else none): an end after it copies
+            # what is there, and the held copy it would replace is gone already
+            return True
+        return False if change.kind in ("end", "begin") else clock
 
     def _queue_alerts(self, pipe: Any, alerts: dict[str, PatientAlertState]) -> None:
         """Each lifecycle under its alert key, and the key in or out of ``OPEN_ALERTS_KEY`` (the

@@ -281,7 +281,10 @@ def _open(state: PatientAlertState, score: RiskScore, level: str, trigger: str, 
     now_s = score.observed_at.timestamp()
     model = combined_model(score)
     salt = () if state.resumed_by is None else (state.resumed_by,)
-    alert_id = _id(score.patient_id, score.hour, trigger, now_s, *salt)
+    # the score too (its events): an alert resolved and opened again within one hour's observations
+    # (a late result making the patient worse, scored as of the hour's newest measurement) had the
+    # resolved alert's id, and an answer to that one, sent again, resolved the new one
+    alert_id = _id(score.patient_id, score.hour, trigger, now_s, score.score_id, *salt)
     state.active = ActiveAlert(
         alert_id=alert_id,
         state="open",

@@ -50,9 +50,9 @@ def test_a_discharge_holds_the_stay_and_its_cancel_gives_it_back(stack, stack_se
     async def main() -> None:
         await write(going, carry)
         await store.client.set(care_key(pid), CARE, ex=60)
-        assert await held() == StayKeys(clock=True)  # nothing held before a discharge; a care clock
+        assert await held() == StayKeys()  # nothing held before a discharge
 
-        await write(end.window, None, StayChange("end", end.held, LEFT_S, clock=True))
+        await write(end.window, None, StayChange("end", end.held, LEFT_S))
         carry_blob, care, h_window, h_carry, h_care = await keys()
         assert carry_blob is None and care is None  # the next stay starts without them
         assert h_window is not None and h_carry is not None and h_care == CARE
@@ -77,7 +77,7 @@ def test_a_discharge_holds_the_stay_and_its_cancel_gives_it_back(stack, stack_se
         assert unpack_state(carry_blob) == carry.to_bytes() and care == CARE
         assert (h_window, h_carry, h_care) == (None, None, None)
         # nothing to resume; the cancelled discharge's time stays: sent again, it is a duplicate
-        assert await held() == StayKeys(None, LEFT_S, clock=True)
+        assert await held() == StayKeys(None, LEFT_S)
 
         # a held stay without a care clock: the next stay's clock (inside the resumed stay) stays
         await store.client.delete(care_key(pid))
@@ -90,12 +90,12 @@ def test_a_discharge_holds_the_stay_and_its_cancel_gives_it_back(stack, stack_se
 
         # a discharge and its cancel in one batch leave the care clock where it was
         await store.client.set(care_key(pid), CARE)
-        await write(kept.window, kept.carry, StayChange("end", end.held, clock=True), StayChange("resume"))
+        await write(kept.window, kept.carry, StayChange("end", end.held), StayChange("resume"))
         _, care, *held_after = await keys()
         assert care == CARE and held_after == [None, None, None]
 
         # a hospital discharge after a transfer out lets go of the held stay; the end's time stays
-        await write(end.window, None, StayChange("end", end.held, LEFT_S + 3600, clock=True))
+        await write(end.window, None, StayChange("end", end.held, LEFT_S + 3600))
         assert (await held()).held is not None
         await write(end.window, None, StayChange("release"))
         assert await held() == StayKeys(None, LEFT_S + 3600)
@@ -113,9 +113,11 @@ def test_a_discharge_holds_the_stay_and_its_cancel_gives_it_back(stack, stack_se
 
 
 def test_an_end_sent_again_after_a_lost_reply_keeps_the_held_care_clock(stack, stack_settings) -> None:
-    """The write is retried when Redis's reply is lost (``_until_ok``): the end's transaction run twice
-    must leave the held copy of the care clock. DEL + COPY run twice deleted it (the first EXEC had
-    deleted the COPY's source), and a cancel then restarted the treatment clock's time zero."""
+    """The write is retried when Redis's reply is lost (``_until_ok``): the end's transaction sent
+    twice must leave the held copy of the care clock. DEL + COPY sent twice deleted it (the first
+    EXEC had deleted the COPY's source), and a cancel then restarted the treatment clock's time zero.
+    The care clock is read under the write's WATCH: one the treatment agent wrote after the batch
+    read the patient is held too."""
     pid = unique_patient("held-retry")
     going = stay(5)
     alert = PatientAlertState(patient_id=pid)
@@ -124,17 +126,16 @@ def test_an_end_sent_again_after_a_lost_reply_keeps_the_held_care_clock(stack, s
 
     async def main() -> None:
         try:
-            await store.client.set(care_key(pid), CARE, ex=60)
-            clock = (await store.load_stay_keys([pid]))[pid].clock
-            assert clock
-            change = StayChange("end", end.held, LEFT_S, clock=clock)
-            for _ in range(2):  # the same write, as _until_ok sends it again
-                await store.save_states({pid: PatientState(end.window, None, alert, [change])})
+            await store.save_states({pid: PatientState(going, None, alert)})
+            read = (await store.load_states([pid]))[pid]  # the batch reads the patient
+            await store.client.set(care_key(pid), CARE, ex=60)  # then the treatment agent writes its clock
+            ending = dataclasses.replace(read, window=end.window, stays=[StayChange("end", end.held, LEFT_S)])
+            for _ in range(2):  # the same write, as _until_ok sends it again after a lost reply
+                assert await store.save_states({pid: ending}) == []
             assert await store.client.get(held_keys(pid)[2]) == CARE
             assert await store.client.get(care_key(pid)) is None
             # a stay without a clock: an earlier stay's held copy goes
-            assert not (await store.load_stay_keys([pid]))[pid].clock
-            bare = StayChange("end", end.held, LEFT_S + 60, clock=False)
+            bare = StayChange("end", end.held, LEFT_S + 60)
             await store.save_states({pid: PatientState(end.window, None, alert, [bare])})
             assert await store.client.get(held_keys(pid)[2]) is None
         finally:

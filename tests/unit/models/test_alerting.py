@@ -139,6 +139,19 @@ def test_the_timer_looks_only_at_its_partitions_and_two_passes_are_one_transitio
     assert list(escalation_round(states, now_s, POLICY, owned=set()).changed) == ["k-old"]
 
 
+def test_an_alert_opened_again_after_its_resolution_has_its_own_id() -> None:
+    """Resolved, then opened again by a late result of the same hour (scored as of the hour's newest
+    measurement): the new alert had the resolved one's id, and that answer, sent again, resolved it."""
+    state = PatientAlertState()
+    (first,) = on_score(state, score(3, 7, "high"), POLICY)
+    ack = AlertAck(alert_id=first.alert_id, patient_id="p1", action="resolve", by="dr.k", at=T0)
+    on_ack(state, ack)
+    worse = score(3, 10, "high").model_copy(update={"score_id": "s3-late"})
+    (again,) = on_score(state, worse, POLICY)
+    assert again.state == "open" and again.alert_id != first.alert_id
+    assert on_ack(state, ack) == [] and state.active is not None  # the old answer leaves the new alert
+
+
 def test_ack_then_resolve_by_clinician() -> None:
     state = PatientAlertState()
     alert = on_score(state, score(0, 7, "high"), POLICY)[0]
