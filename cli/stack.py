@@ -49,8 +49,16 @@ def stack_up_cmd(
         kafka_update["security_protocol"] = "SASL_SSL"
     if brokers is not None:
         kafka_update["brokers"] = brokers
-    if kafka_update:
-        settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update=kafka_update)})
+    if kafka_update:  # validated as the environment's settings are (model_copy checks nothing)
+        from pydantic import ValidationError
+
+        from vigil.infra.settings import KafkaSettings
+
+        try:
+            kafka = KafkaSettings.model_validate({**settings.kafka.model_dump(), **kafka_update})
+        except ValidationError as exc:
+            raise UserError(f"with these options: {exc.errors()[0]['msg']}") from None
+        settings = settings.model_copy(update={"kafka": kafka})
     try:
         info = stack_up(settings)
     except StackError as exc:

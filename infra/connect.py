@@ -71,11 +71,17 @@ def redis_address(url: str) -> tuple[str, int] | None:
 def redacted_url(url: str | None) -> str | None:
     """``url`` to show (a terminal, a log line, the audit trail): its user and password, if any, as
     ``***`` (``redis://:secret@host:6379/0`` -> ``redis://***@host:6379/0``)."""
-    if not url or "@" not in url:
+    if not url:
         return url
-    scheme, sep, rest = url.partition("://")
-    where = rest.rpartition("@")[2] if sep else url.rpartition("@")[2]
-    return f"{scheme}://***@{where}" if sep else f"***@{where}"
+    parts = urlsplit(url)
+    netloc = f"***@{parts.netloc.rpartition('@')[2]}" if "@" in parts.netloc else parts.netloc
+    # redis-py also reads ?password= (and ?username=), the way to give one for a unix socket
+    query = "&".join(
+        f"{name}=***" if name.lower() in ("password", "username") else f"{name}={value}" if sep else name
+        for name, sep, value in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    head = f"{parts.scheme}://{netloc}" if "://" in url else f"{parts.scheme}:{netloc}"  # unix:///path keeps ///
+    return head + parts.path + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 @dataclass(frozen=True)

@@ -363,7 +363,10 @@ class Settings(BaseSettings):
         """``debug`` as ``DEBUG`` (as logging reads it), ``JSON`` as ``json``."""
         if not isinstance(value, str):
             return value
-        return value.strip().upper() if info.field_name == "log_level" else value.strip().lower()
+        if info.field_name == "log_level":  # logging's own aliases read as their names
+            level = value.strip().upper()
+            return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(level, level)
+        return value.strip().lower()
 
     @model_validator(mode="before")
     @classmethod

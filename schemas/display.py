@@ -16,7 +16,7 @@ import math
 import struct
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, tzinfo
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -56,7 +56,10 @@ def charted(value: float, places: int = 0) -> float:
     ``Decimal(as_written(x))`` keeps 36.05 as 36.05 (the float is 36.04999...), so it charts as 36.1.
     """
     quantum = Decimal(1).scaleb(-places)
-    return float(Decimal(as_written(value)).quantize(quantum, rounding=ROUND_HALF_UP))
+    try:
+        return float(Decimal(as_written(value)).quantize(quantum, rounding=ROUND_HALF_UP))
+    except InvalidOperation:  # past Decimal's 28 digits (1e28) or not finite: no chart row is there
+        return float(value)
 
 
 def charted_text(value: float | None, places: int = 0) -> str:

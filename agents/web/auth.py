@@ -268,9 +268,14 @@ class Authenticator:
         account, where = self.throttle.keys(username, address)
         if self.gate.full:
             return SignIn(busy=True)
-        # counted as failed before argon2 (and taken back on success): the sign-ins queued behind the
-        # gate see the back-off this one starts, instead of each getting a guess
-        claim = self.throttle.claim(account, where)
+        # the account's attempt counted as failed before argon2 (and taken back on success): the
+        # sign-ins of that account queued behind the gate see the back-off this one starts, instead of
+        # each getting a guess. The address' once the password is wrong: claimed before, its back-off
+        # (up to 15 min) refused every other user behind the same address (a ward's NAT, a proxy)
+        # while one of them was signing in with the right password
+        if wait := self.throttle.retry_after(where):
+            return SignIn(retry_after_s=wait)
+        claim = self.throttle.claim(account)
         if claim.retry_after_s > 0:
             return SignIn(retry_after_s=claim.retry_after_s)
         try:
@@ -279,6 +284,7 @@ class Authenticator:
             self.throttle.undo(claim)
             return SignIn(busy=True)
         if user is None:
+            self.throttle.failed(where)
             return SignIn()
         self.throttle.undo(claim)
         self.throttle.succeeded(account)
@@ -293,9 +299,11 @@ class Authenticator:
         self.sessions.put(sid, record, self.max_age_s)
         return self.cookies.seal(sid), session
 
-    def session(self, cookie: str | None) -> Session | None:
+    def session(self, cookie: str | None, strict: bool = False) -> Session | None:
+        """The cookie's session; ``strict``: the store down raises ``SessionStoreUnavailable``
+        instead of reading as signed out."""
         sid = self.cookies.open(cookie)
-        record = self.sessions.get(sid) if sid else None
+        record = self.sessions.get(sid, strict) if sid else None
         if record is None:
             return None
         user = self.users.get(record.username)

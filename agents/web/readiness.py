@@ -17,7 +17,7 @@ def broker_reachable(bootstrap: str, timeout_s: float = 1.0) -> bool:
     without a port is port 9092 and ``[::1]:9092`` an IPv6 address; this check refused both,
     though ``stack up`` and every client accept them."""
     for address in bootstrap.split(","):
-        where = host_port(address.strip(), KAFKA_PORT)
+        where = host_port(address.strip(), KAFKA_PORT) if address.strip() else None  # "k:9092,": no 2nd
         if where is None:
             continue
         try:

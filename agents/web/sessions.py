@@ -60,7 +60,7 @@ class SessionStoreUnavailable(Exception):
 
 class SessionStore(Protocol):
     def put(self, sid: str, record: SessionRecord, ttl_s: int) -> None: ...
-    def get(self, sid: str) -> SessionRecord | None: ...
+    def get(self, sid: str, strict: bool = False) -> SessionRecord | None: ...
     def delete(self, sid: str) -> None: ...
 
 
@@ -78,7 +78,7 @@ class MemorySessionStore:
             while len(self._items) > self.max_sessions:
                 self._items.popitem(last=False)
 
-    def get(self, sid: str) -> SessionRecord | None:
+    def get(self, sid: str, strict: bool = False) -> SessionRecord | None:
         with self._lock:
             item = self._items.get(sid)
         if item is None or item[0] < time.time():
@@ -116,13 +116,18 @@ class RedisSessionStore:
             log.warning("session_store_unavailable", error=type(exc).__name__)
             raise SessionStoreUnavailable from exc
 
-    def get(self, sid: str) -> SessionRecord | None:
+    def get(self, sid: str, strict: bool = False) -> SessionRecord | None:
+        """The session, None when there is none; Redis down: None (signed out), or with ``strict``
+        ``SessionStoreUnavailable`` (a live stream re-checking its session: a Redis restart of a
+        few seconds must not end every ward's stream and send its screen to the sign-in page)."""
         import redis
 
         try:
             raw = self._client.get(self._key(sid))
         except (redis.RedisError, OSError) as exc:
             log.warning("session_store_unavailable", error=type(exc).__name__)
+            if strict:
+                raise SessionStoreUnavailable from exc
             return None
         if raw is None:
             return None

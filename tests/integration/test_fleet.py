@@ -75,7 +75,9 @@ def test_workers_serving_two_thresholds_are_a_mixed_group(
     other = spawn("fleet-site", {"VIGIL_SITE__SEPSIS_PREVALENCE": "0.15"})  # another threshold, same bundle
     assert wait_for(lambda: workers_json(stack_settings)[1]["mixed_groups"] == [app_id], timeout=90)
     rc, summary = workers_json(stack_settings, "--expect-bundle", shared["bundle_version"])
-    assert rc == 0  # the same bundle version: a threshold mix is reported, not a rollout left undone
+    # the same bundle version at another threshold (a worker without the site's settings): the rollout
+    # is not done, whatever the version says
+    assert rc == 1 and summary["as_expected"] is False
     assert sorted(w["threshold_rule"] for w in ours(summary)) == ["shipped", "site_prevalence"]
     assert workers_json(stack_settings, "--expect-bundle", "9.9.9")[0] == 1
     assert wait_for(lambda: any(e["event"] == "fleet.mixed" for e in worker_logs(stack_home, "fleet-site")), timeout=30)

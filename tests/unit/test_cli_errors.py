@@ -331,3 +331,17 @@ def test_debug_anywhere_on_the_line_shows_the_commands_own_traceback(env) -> Non
 def test_a_group_without_its_command_says_so(env) -> None:
     line = one_line(run(env, "stack"), "no command given")
     assert "vigil stack COMMAND" in line
+
+
+def test_stack_up_options_are_checked_as_the_settings_are(env) -> None:  # type: ignore[no-untyped-def]
+    """``--brokers 1`` beside VIGIL_KAFKA__MIN_INSYNC_REPLICAS=2 (valid for 3 brokers) made topics that
+    take no write: the option skipped the settings' check. One line, nothing started."""
+    result = run(
+        env,
+        "stack",
+        "up",
+        "--brokers",
+        "1",
+        extra={"VIGIL_KAFKA__BROKERS": "3", "VIGIL_KAFKA__MIN_INSYNC_REPLICAS": "2"},
+    )
+    one_line(result, "with these options", "no write could ever be acknowledged")

@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 
 from vigil.agents.web.auth import SESSION_COOKIE
 from vigil.agents.web.deps import AuthDep, FeedDep, OptionalSessionDep, SessionDep, SettingsDep
+from vigil.agents.web.sessions import SessionStoreUnavailable
 from vigil.schemas.display import clock
 
 router = APIRouter()
@@ -84,7 +85,10 @@ async def stream(request: Request, _session: SessionDep, auth: AuthDep, feed: Fe
         each a Redis read otherwise; a revoked session gets at most that long."""
         if time.monotonic() - checked[0] < SSE_SESSION_CHECK_S:
             return True
-        ok = await run_in_threadpool(auth.session, cookie) is not None  # the store may be Redis
+        try:  # the store may be Redis: off the event loop
+            ok = await run_in_threadpool(auth.session, cookie, True) is not None
+        except SessionStoreUnavailable:
+            return True  # cannot tell now: the stream goes on (its data is Kafka's), asked again later
         checked[0] = time.monotonic()
         return ok
 

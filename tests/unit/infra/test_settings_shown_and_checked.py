@@ -24,6 +24,9 @@ SECRET = "S3cretPassw0rd"
         (f"rediss://vigil:p@ss{SECRET}@redis:6379/0", "rediss://***@redis:6379/0"),  # an @ in the password
         ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
         ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+        (f"unix:///tmp/r.sock?db=0&password={SECRET}", "unix:///tmp/r.sock?db=0&password=***"),
+        (f"redis://h:6379/0?password={SECRET}&username=vigil", "redis://h:6379/0?password=***&username=***"),
+        ("redis://h/0#a@b", "redis://h/0#a@b"),  # an @ in the fragment is no user
         (None, None),
     ],
 )
@@ -45,6 +48,7 @@ def test_log_level_and_format_are_checked_with_the_other_settings() -> None:
     from pydantic import ValidationError
 
     assert (Settings(log_level="debug").log_level, Settings(log_format="JSON").log_format) == ("DEBUG", "json")
+    assert (Settings(log_level="warn").log_level, Settings(log_level="FATAL").log_level) == ("WARNING", "CRITICAL")
     for bad in ({"log_level": "verbose"}, {"log_format": "jsonn"}):
         with pytest.raises(ValidationError):
             Settings(**bad)

@@ -48,3 +48,12 @@ def test_the_sparklines_latest_values_are_written_by_the_server() -> None:
     assert message is not None
     shown = message["row"]["trend_text"]
     assert (shown["Resp"], shown["Temp"], shown["news2"], shown["risk"], shown["HR"]) == ("25", "38.1", "3", "20%", "–")
+
+
+def test_a_value_past_any_chart_is_shown_not_raised() -> None:
+    """Decimal's quantize raised InvalidOperation at 1e28 and beyond: one such feature value made the
+    ward's /api/state fail."""
+    from vigil.schemas.display import charted, charted_text
+
+    assert charted(1e30) == 1e30 and charted_text(1e30, 1).startswith("1000000000000000")
+    assert charted(24.5) == 25.0

@@ -293,3 +293,27 @@ def test_sign_in_and_out_while_the_session_store_refuses_writes_are_503_with_ret
         client.cookies.clear()
         r = sign_in(client, "vic")
         assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1 and "vigil_session" not in r.cookies
+
+
+def test_colleagues_behind_one_address_sign_in_together_once_its_back_off_passed(users) -> None:
+    """The address' attempt was claimed as failed before argon2 like the account's: past its free
+    failures (a ward's NAT, a proxy), each claim set a back-off of up to 15 min that refused every
+    colleague's sign-in while one of them was checked, the right password too."""
+    clock = Clock()
+    auth = Authenticator(users, secret="x", throttle=LoginThrottle(clock=clock))
+    address = "10.0.0.1"
+    _, where = auth.throttle.keys("", address)
+    for i in range(30):  # typos over a morning, by many accounts of one ward
+        auth.throttle.failed(f"account:n{i}", where)
+        clock.now += 60
+    clock.now += 3600  # the address' back-off has passed
+
+    async def main() -> list[object]:
+        return list(
+            await asyncio.gather(auth.sign_in("ann", PASSWORD, address), auth.sign_in("vic", PASSWORD, address))
+        )
+
+    ann, vic = asyncio.run(main())
+    assert ann.user is not None and vic.user is not None  # type: ignore[attr-defined]
+    wrong = asyncio.run(auth.sign_in("ann", "wrong", address))
+    assert wrong.user is None and auth.throttle.retry_after(where) > 0  # a wrong password still backs it off

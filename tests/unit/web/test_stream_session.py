@@ -184,3 +184,34 @@ def test_changes_that_came_together_are_sent_together_while_signed_in() -> None:
 
     text, alive = asyncio.run(run())
     assert all(f"p-batch-{n}" in text for n in range(5)) and alive
+
+
+def test_a_session_store_that_cannot_answer_does_not_end_the_stream() -> None:
+    """Redis restarting for a few seconds (compose restarts it now): the re-check read "signed out",
+    every ward's stream ended, and the pages, refused while Redis was away, went to the sign-in page
+    or froze. The stream goes on while the store cannot say, and ends once it says signed out."""
+
+    async def run() -> tuple[str, str, bool]:
+        stream, feed, auth, token, ann = await open_stream()
+        store = auth.sessions
+        real_get = store.get
+
+        def away(sid: str, strict: bool = False) -> object:
+            if strict:
+                raise sessions.SessionStoreUnavailable
+            return None
+
+        store.get = away  # type: ignore[method-assign]
+        feed.ingest(topics.SCORES, score("p-while-redis-is-away"))
+        during = await stream.read_for(2, until="p-while-redis-is-away")
+        store.get = real_get  # type: ignore[method-assign]
+        auth.revoke(token)
+        feed.ingest(topics.SCORES, score("p-after-sign-out"))
+        after = await stream.read_for(3)
+        ended = stream.task.done()
+        await stream.close()
+        return during, after, ended
+
+    during, after, ended = asyncio.run(run())
+    assert "p-while-redis-is-away" in during
+    assert "p-after-sign-out" not in after and ended
