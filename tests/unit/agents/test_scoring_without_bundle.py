@@ -17,12 +17,18 @@ from vigil.schemas.events import PatientEvent
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def test_without_a_bundle_the_hours_leaving_the_window_are_still_folded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scoring, "runtime", lambda: SimpleNamespace(bundle=None))
+def eighty_hours() -> PatientWindow:
+    """A window that applied 80 hours of heart rates: hours 0-31 left it."""
     window = PatientWindow()
     for h in range(80):
         at = T0 + timedelta(hours=h)
         window.apply(PatientEvent(patient_id="p", observed_at=at, kind="vital", code="HR", value=80.0 + h % 7))
+    return window
+
+
+def test_without_a_bundle_the_hours_leaving_the_window_are_still_folded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scoring, "runtime", lambda: SimpleNamespace(bundle=None))
+    window = eighty_hours()
     outcomes, kept = asyncio.run(scoring._step(["p"], {"p": window}, {"p": None}, {"p": None}))
     assert outcomes == {}
     assert kept["p"].boundary > 0  # hours 0..31 folded, not dropped with the stored (absent) carry
@@ -42,10 +48,7 @@ def test_when_the_models_fail_the_window_keeps_the_rows_its_carry_has_not_folded
 
     bundle = SimpleNamespace(window_model=None, sequence_columns=None)
     monkeypatch.setattr(scoring, "runtime", lambda: SimpleNamespace(bundle=bundle, batcher=Failing()))
-    window = PatientWindow()
-    for h in range(80):
-        at = T0 + timedelta(hours=h)
-        window.apply(PatientEvent(patient_id="p", observed_at=at, kind="vital", code="HR", value=80.0 + h % 7))
+    window = eighty_hours()
     outcomes, kept = asyncio.run(scoring._step(["p"], {"p": window}, {"p": None}, {"p": None}))
     assert outcomes == {}
     assert kept["p"].boundary == 0  # nothing folded: the rows are kept with the window instead
