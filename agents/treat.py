@@ -214,7 +214,9 @@ def plan_rejection(exc: ValidationError) -> Rejected:
     if not errors:
         return Rejected("schema", "treatment plan: invalid")
     first = next((e for e in errors if e["type"] == "too_large"), errors[0])
-    where = ".".join(str(part) for part in first["loc"]) or "plan"
+    # a key the plan does not know is the sender's text (an MRN used as a key): never in the detail
+    loc = list(first["loc"][:-1]) + ["(unexpected field)"] if first["type"] == "extra_forbidden" else first["loc"]
+    where = ".".join(str(part) for part in loc) or "plan"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     reason = "too_large" if first["type"] == "too_large" else "schema"
     return Rejected(reason, f"treatment plan: {where}: {first['msg']}{more}"[:300])

@@ -126,9 +126,10 @@ class CareClock(BaseModel):
     kept: list[tuple[str, datetime, float]] = []
 
     def care_time_zero(self) -> datetime:
-        """The published score's time zero: sepsis recognition, else the NEWS2 trigger."""
-        zero = self.sepsis or self.news2
-        return zero.at if zero is not None else self.time_zero
+        """The published score's time zero: sepsis recognition, else the episode's first trigger (a
+        NEWS2 rise to a higher band moves the NEWS2 items' zero, ``news2_at_min``, not the episode's:
+        it moved time zero, and the card's score vanished)."""
+        return self.sepsis.at if self.sepsis is not None else self.time_zero
 
     def zeros_at(self) -> list[datetime]:
         return [self.time_zero, *(z.at for z in (self.sepsis, self.news2) if z is not None)]
@@ -162,7 +163,10 @@ def advance_clock(clock: CareClock | None, score: RiskScore) -> CareClock | None
     episode (not at risk, and no clock)."""
     t = score.observed_at
     risky = at_risk(score)
-    if clock is not None and risky and clock.last_at_risk is not None and t - clock.last_at_risk >= EPISODE_GAP:
+    # a clock written before ``last_at_risk`` was kept: its last judgement, else its time zero (None
+    # kept an old episode open for good, and its next episode was judged from days before)
+    last = None if clock is None else clock.last_at_risk or clock.as_of or clock.time_zero
+    if clock is not None and risky and last is not None and t - last >= EPISODE_GAP:
         clock = None  # at risk again after a day without: a new episode
     if clock is None:
         if not risky:
@@ -225,7 +229,10 @@ def remember_care(clock: CareClock, window: PatientWindow) -> CareClock:
     kept: list[tuple[str, datetime, float]] = []
     counts: dict[str, int] = {}
     for code, at, value in _evidence(clock, window):
-        if at < since or code == "observation_set":
+        # a lactate only from the initial one's reach on: four hourly blood gases before it filled
+        # the lactate's places, and the initial lactate and its repeat were lost with the window
+        start = time_zero - INITIAL_LACTATE if code == "Lactate" else since
+        if at < start or code == "observation_set":
             continue  # observation sets are counted over the window, to now
         limit = KEEP_FLUIDS if code == "crystalloid_ml" else KEEP_PER_ACTION
         if counts.get(code, 0) < limit:
@@ -247,11 +254,15 @@ def _evidence(clock: CareClock, window: PatientWindow) -> list[tuple[str, dateti
     """The care in the window and kept in the clock, oldest first, each once: treatments (the weight
     apart: ``_latest_weight``) and lactate results ("Lactate", at its draw)."""
     seen = {(code, datetime.fromtimestamp(ts, tz=UTC), value) for code, ts, value in window.treatments}
+    seen.update(e for e in clock.kept if e[0] != "Lactate")
+    # a lactate is one result per draw: the window's value replaces the one kept (a correction of
+    # 1.5 to 4.5 at the same draw kept both, and the lower was read as the initial lactate)
+    lactates = {at: value for code, at, value in clock.kept if code == "Lactate"}
     for hour, row in window.rows.items():
         if _LACTATE in row:
             value, second = row[_LACTATE]
-            seen.add(("Lactate", window.hour_start(hour) + timedelta(seconds=second), value))
-    seen.update(clock.kept)
+            lactates[window.hour_start(hour) + timedelta(seconds=second)] = value
+    seen.update(("Lactate", at, value) for at, value in lactates.items())
     return sorted((e for e in seen if e[0] != "weight_kg"), key=lambda e: (e[1], e[0], e[2]))
 
 

@@ -83,7 +83,8 @@ TREATMENTS: Final[dict[str, tuple[str, tuple[float, float]]]] = {
     "blood_culture": ("1", (0.0, 1.0e6)),
     "lactate_ordered": ("1", (0.0, 1.0e6)),
     "crystalloid_ml": ("mL", (0.0, 20000.0)),
-    "vasopressor": ("ug/kg/min", (0.0, 10.0)),
+    # up to dopamine's 20 ug/kg/min and beyond (a high dose is a dose, not a typing error): 15 was refused
+    "vasopressor": ("ug/kg/min", (0.0, 50.0)),
     "oxygen": ("L/min", (0.0, 80.0)),
     "clinician_review": ("1", (0.0, 1.0e6)),
     "observation_set": ("1", (0.0, 1.0e6)),

@@ -128,7 +128,11 @@ def _from_milliequivalents(code: str, value: float, unit: str) -> tuple[float, s
 # (international units of vasopressin, a pump's volume) are rates too, not convertible per kg.
 _MASS_UG = {"ng": 1e-3, "ug": 1.0, "mcg": 1.0, "µg": 1.0, "μg": 1.0, "mg": 1e3, "g": 1e6}
 _NOT_MASS = {"u", "[iu]", "iu", "[u]", "mu", "units", "unit", "{units}", "ml", "l"}
-_PER_MIN = {"min": 1.0, "h": 1.0 / 60.0, "hr": 1.0 / 60.0, "hour": 1.0 / 60.0, "s": 60.0, "sec": 60.0}
+_PER_MIN = {
+    **dict.fromkeys(("min", "minute", "minutes"), 1.0),
+    **dict.fromkeys(("h", "hr", "hour", "hours"), 1.0 / 60.0),
+    **dict.fromkeys(("s", "sec", "second", "seconds"), 60.0),
+}
 
 
 def _vasopressor_rate(value: float, unit: str) -> float | None:
@@ -136,7 +140,8 @@ def _vasopressor_rate(value: float, unit: str) -> float | None:
     infusion is what the SSC 2018 hour-1 bundle item reads, and no rule reads the rate); None when
     ``unit`` is no rate. A noradrenaline infusion charted in mcg/min was refused, and the patient
     read as never started on a vasopressor."""
-    u = re.sub(r"\(kg\.(\w+)\)", r"kg/\1", unit.strip().replace(" ", ""))  # UCUM ug/(kg.min)
+    # any case (MCG/MIN as mcg/min); UCUM ug/(kg.min)
+    u = re.sub(r"\(kg\.(\w+)\)", r"kg/\1", unit.strip().replace(" ", "").lower())
     parts = u.split("/")
     if len(parts) == 3 and "kg" in (parts[1], parts[2]):
         amount, time = parts[0], parts[2] if parts[1] == "kg" else parts[1]

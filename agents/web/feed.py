@@ -129,6 +129,7 @@ class WardFeed:
         missed what the backfill changed, so its stream ends; EventSource reconnects and reloads the
         state (app.js, "open")."""
         self.caught_up = True
+        self.model.live = True
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._end_streams)
 

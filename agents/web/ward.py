@@ -75,6 +75,7 @@ def _forget_scores(row: PatientRow) -> None:
     row.top_features, row.vitals = [], {}
     row.trends.clear()
     row.history.clear()
+    row.treatment = None  # that stay's care score: a well patient's card said "antibiotic overdue by 8 d"
 
 
 def row_id_for(patient_id: str, key: bytes) -> str:
@@ -123,6 +124,8 @@ class WardModel:
         # the latest transitions by their time, not by when they were read: the backfill reads the
         # partitions one after another, so the newest escalation may be read before older lines
         self._recent: list[tuple[datetime, dict[str, Any]]] = []
+        # the backfill is read: lines go in as they are read (live), the order the stream sent them
+        self.live = False
         self._seen_transitions: OrderedDict[str, None] = OrderedDict()
         # row_id -> what a late record of an ended stay is told by, and the card a cancel brings back
         self._ended: OrderedDict[str, _Ended] = OrderedDict()
@@ -175,7 +178,11 @@ class WardModel:
     def _log_recent(self, at: datetime, entry: dict[str, Any]) -> None:
         """A line into the transitions feed at its time (after lines of the same time); the oldest
         leave beyond ``RECENT_TRANSITIONS`` (a line older than all of them never enters)."""
-        bisect.insort_right(self._recent, (_utc(at), entry), key=lambda line: line[0])
+        if self.live:  # in the order the page's stream got them: an escalation of older vital signs,
+            # raised now, is the newest line, not 60 lines down behind the acknowledgements of the hour
+            self._recent.append((_utc(at), entry))
+        else:
+            bisect.insort_right(self._recent, (_utc(at), entry), key=lambda line: line[0])
         if len(self._recent) > RECENT_TRANSITIONS:
             del self._recent[0]
 

@@ -381,3 +381,66 @@ def test_care_that_leaves_the_window_still_counts_while_the_clock_stays(store: S
     (later,) = care([score(36 * 60, hour=36)])
     for name in ("antibiotics", "blood_cultures_before_antibiotics", "crystalloid_30ml_kg", "lactate_measured"):
         assert status(later, name) == status(early, name) == "met", name
+
+
+def test_the_lactates_kept_with_the_clock_are_those_the_rules_read(store: Store) -> None:
+    """Review of this stop's diff: the first four lactates from 6 h before time zero were kept (hourly
+    blood gases), so the initial lactate and its repeat were lost with the window after 48 h."""
+    w = PatientWindow()
+    result = None
+    for hr in range(-6, 50):
+        vitals(w, hr * 60)
+        if hr <= 1:
+            w.apply(event("Lactate", hr * 60 + 5, 3.0 if hr < 0 else 4.5))
+        put(store, w)
+        if hr >= 0:
+            result = (care([score(hr * 60 + 10, hour=w.last_hour)]) or [result])[-1]
+    assert result is not None
+    assert status(result, "lactate_measured") == "met" and status(result, "lactate_remeasured") == "met"
+
+
+def test_a_corrected_lactate_replaces_the_one_kept(store: Store) -> None:
+    """A lactate 1.5 corrected to 4.5 at the same draw: both were kept, and the lower was read."""
+    from vigil.models.care import advance_clock, clock_inputs, remember_care
+
+    w = PatientWindow()
+    vitals(w, 0)
+    w.apply(event("Lactate", 10, 1.5))
+    clock = remember_care(advance_clock(None, score(0)), w)  # type: ignore[arg-type]
+    w.apply(event("Lactate", 10, 4.5))
+    state, _ = clock_inputs(remember_care(clock, w), w, at(30))
+    assert state["lactate_mmol_l"] == 4.5
+
+
+def test_a_clock_of_the_release_before_starts_a_new_episode_after_a_day(store: Store) -> None:
+    """A clock written before ``last_at_risk`` was kept held its episode open for good: the next at-risk
+    score, five days on, was judged from five days before, every item missing."""
+    from vigil.models.care import advance_clock
+
+    old = CareClock.model_validate_json(json.dumps({"time_zero": at(-5 * 24 * 60).isoformat(), "digest": "d"}))
+    clock = advance_clock(old, score(0))
+    assert clock is not None and clock.time_zero == T0
+
+
+def test_a_news2_rise_without_sepsis_keeps_the_episodes_time_zero(store: Store) -> None:
+    """NEWS2 5, then 7 without sepsis: time zero jumped to the rise, and the card's care score vanished."""
+    from vigil.models.care import advance_clock
+
+    clock = None
+    for minutes, news2, band in ((0, 5, "medium"), (90, 7, "high")):
+        s = score(minutes, news2=news2, band=band, qsofa=False, sirs=False, sbp=110, map_mmhg=80)
+        clock = advance_clock(clock, s)
+    assert clock is not None and clock.care_time_zero() == T0
+    assert clock.news2 is not None and clock.news2.at == at(90)  # the NEWS2 items run from the rise
+
+
+def test_a_plans_unknown_key_is_not_in_its_dead_letter() -> None:
+    """A key the plan does not know is the sender's text, an MRN at worst: it reached the detail."""
+    from pydantic import ValidationError
+
+    from vigil.schemas.treatment import TreatmentPlan
+
+    with pytest.raises(ValidationError) as caught:
+        TreatmentPlan.model_validate_json('{"state": {}, "Jane Doe MRN 4455": 1}')
+    rejected = treat.plan_rejection(caught.value)
+    assert "Jane" not in rejected.detail and "unexpected field" in rejected.detail

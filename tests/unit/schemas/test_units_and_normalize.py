@@ -174,6 +174,11 @@ def test_event_without_id_gets_a_stable_id_from_its_bytes() -> None:
         (0.04, "U/min", 0.0),
         (2.4, "[iU]/h", 0.0),
         (5.0, "mL/h", 0.0),
+        # review of this stop's diff: a high dose of dopamine was out of range, capitals and words refused
+        (15.0, "ug/kg/min", 15.0),
+        (900.0, "mcg/kg/h", 15.0),
+        (10.0, "MCG/MIN", 0.0),
+        (0.1, "mcg/kg/minute", 0.1),
     ],
 )
 def test_a_vasopressor_at_any_rate_is_a_vasopressor_started(value: float, unit: str, stored: float) -> None:
