@@ -1,4 +1,5 @@
-FROM python:3.11-slim
+# bookworm, as the Redis image and the tests: a floating tag moves to the next Debian release unseen
+FROM python:3.11-slim-bookworm
 WORKDIR /app
 COPY pyproject.toml README.md constraints.txt ./
 COPY agents agents

@@ -207,6 +207,18 @@ CASES: dict[str, Case] = {
         "15m",
         [],
     ),
+    "unreadable windows": (
+        "VigilPatientWindowsUnreadable",
+        [series("vigil_windows_unreadable_total", W1, "0 0 1 1 1")],
+        "1m",
+        [{}],
+    ),
+    "unreadable windows: none for ten minutes": (
+        "VigilPatientWindowsUnreadable",
+        [series("vigil_windows_unreadable_total", W1, "0 2 2x60")],
+        "15m",
+        [],
+    ),
     "mixed fleet": (
         "VigilMixedFleet",
         [series("vigil_fleet_configurations", W1, "1 2x70"), series("vigil_fleet_configurations", W2, "1 2x70")],
@@ -246,6 +258,24 @@ CASES: dict[str, Case] = {
         [{"job": MLLP["job"], "instance": MLLP["instance"]}],
     ),
     "mllp: a site without a listener": ("VigilMllpDown", [series("up", W1, "1x20")], "3m", []),
+    "mllp stray bytes lost": (
+        "VigilMllpStrayBytesLost",
+        [
+            series("vigil_mllp_unpublished_total", {**MLLP, "what": "stray"}, "0 0 1 1 1"),
+            series("vigil_mllp_unpublished_total", {**MLLP, "what": "message"}, "0 0 0 0 0"),
+        ],
+        "1m",
+        [{}],
+    ),
+    "mllp: messages answered AR only (their senders send them again)": (
+        "VigilMllpStrayBytesLost",
+        [
+            series("vigil_mllp_unpublished_total", {**MLLP, "what": "message"}, "0+1x30"),
+            series("vigil_mllp_unpublished_total", {**MLLP, "what": "stray"}, "0x30"),
+        ],
+        "20m",
+        [],
+    ),
     "mllp refusing": (
         "VigilMllpRefusing",
         [
