@@ -34,13 +34,14 @@ from vigil.schemas.codecs.fhir_places import EncounterKey, Place, places_from_js
 
 log = get_logger(__name__)
 T = TypeVar("T")
+Queue = Callable[[Any], None]  # queues the commands of a MULTI on a pipeline
 
 # errors of a Redis that answers but refuses: its ACL (a user, a password, a command or key denied);
 # the worker keeps retrying (nothing is lost: no offset is committed for
 # unwritten state) and says what to do
 REFUSED = (NoPermissionError, AuthenticationError, AuthorizationError)
 REFUSED_HINT = "Redis refuses Vigil's command: check the ACL of Vigil's user and its password (docs/security.md)"
-CAS_ATTEMPTS = 5  # optimistic rounds of save_blobs_if_unchanged before its keys count as moved
+CAS_ATTEMPTS = 5  # optimistic rounds of a write (_watched) before it gives up
 OPEN_ALERTS_KEY = "vigil:open_alerts"  # set of alert keys whose alert is open (escalation timer)
 
 
@@ -269,15 +270,6 @@ class PatientStore:
         blobs = await self._until_ok("mget", lambda: self.client.mget([window_key(p) for p in ids]))
         return {pid: PatientWindow.from_bytes(unpack_state(blob)) for pid, blob in zip(ids, blobs, strict=True)}
 
-    async def save_windows(self, windows: dict[str, PatientWindow]) -> None:
-        async def write() -> None:
-            pipe = self.client.pipeline(transaction=False)
-            for pid, window in windows.items():
-                pipe.set(window_key(pid), pack_state(window.to_bytes()), ex=self.ttl_s)
-            await pipe.execute()
-
-        await self._until_ok("set", write)
-
     async def load_states(self, patient_ids: Iterable[str]) -> dict[str, PatientState]:
         """Window, stepping carry and alert lifecycle of each patient in one MGET."""
         ids = list(patient_ids)
@@ -354,42 +346,67 @@ class PatientStore:
         # agent writes them) for an end's held copy (``_queue_stay_change``)
         clocks = {pid: care_key(pid) for pid, state in states.items() if state.stays}
 
+        async def plan(pipe: Any) -> tuple[Queue | None, list[str]]:
+            now = dict(zip(keys, await pipe.mget(list(keys.values())), strict=True))
+            live = {pid: bool(await pipe.exists(key)) for pid, key in clocks.items()}
+            moved = [pid for pid in states if superseded(pid, now[pid])]
+            # a window that holds this batch's blob already: the EXEC of a write whose reply was lost
+            # applied all of it (sent again, an end deleted the held care clock the first had copied,
+            # its source gone)
+            done = [pid for pid in states if states[pid].read and now[pid] == blobs[pid]]
+            todo = {pid: state for pid, state in states.items() if pid not in moved and pid not in done}
+            if not todo:
+                return None, moved
+
+            def queue(pipe: Any) -> None:
+                for pid, state in todo.items():
+                    clock = live.get(pid, False)
+                    for change in state.stays:
+                        clock = self._queue_stay_change(pipe, pid, change, clock)
+                    pipe.set(keys[pid], blobs[pid], ex=self.ttl_s)
+                    if state.carry is not None:
+                        pipe.set(carry_key(pid), pack_state(state.carry.to_bytes()), ex=self.ttl_s)
+                self._queue_alerts(pipe, {alert_key(pid): state.alert for pid, state in todo.items()})
+
+            return queue, moved
+
         async def write() -> list[str]:
-            for _ in range(CAS_ATTEMPTS):
-                async with self.client.pipeline(transaction=True) as pipe:
-                    await pipe.watch(*keys.values(), *clocks.values())
-                    now = dict(zip(keys, await pipe.mget(list(keys.values())), strict=True))
-                    live = {pid: bool(await pipe.exists(key)) for pid, key in clocks.items()}
-                    moved = [pid for pid in states if superseded(pid, now[pid])]
-                    # a window that holds this batch's blob already: the EXEC of a write whose reply
-                    # was lost applied all of it (sent again, an end deleted the held care clock the
-                    # first had copied, its source gone)
-                    done = [pid for pid in states if states[pid].read and now[pid] == blobs[pid]]
-                    todo = {pid: state for pid, state in states.items() if pid not in moved and pid not in done}
-                    if not todo:
-                        await pipe.unwatch()
-                        return moved
-                    pipe.multi()
-                    for pid, state in todo.items():
-                        clock = live.get(pid, False)
-                        for change in state.stays:
-                            clock = self._queue_stay_change(pipe, pid, change, clock)
-                        pipe.set(keys[pid], blobs[pid], ex=self.ttl_s)
-                        if state.carry is not None:
-                            pipe.set(carry_key(pid), pack_state(state.carry.to_bytes()), ex=self.ttl_s)
-                    self._queue_alerts(pipe, {alert_key(pid): state.alert for pid, state in todo.items()})
-                    try:
-                        await pipe.execute()
-                    except WatchError:
-                        continue  # a window written meanwhile: read them again
-                    return moved
-            raise WatchError("patient windows kept changing during the write")  # _until_ok retries
+            done, moved = await self._watched([*keys.values(), *clocks.values()], plan)
+            if not done:
+                raise WatchError("patient windows kept changing during the write")  # _until_ok retries
+            return moved
 
         moved = await self._until_ok("set", write)
         if moved:
             metrics.STATES_SUPERSEDED.inc(len(moved))
             log.warning("state.superseded", patients=len(moved))
         return moved
+
+    async def _watched(
+        self, watch: list[str], plan: Callable[[Any], Awaitable[tuple[Queue | None, T]]]
+    ) -> tuple[bool, T]:
+        """One optimistic write (the ACL denies @scripting, docs/security.md: no Lua): WATCH the keys;
+        ``plan`` reads them on the pipeline and returns what to queue in the MULTI (none: nothing to
+        write) and its result; a write between the read and the EXEC aborts the EXEC and the keys are
+        read again, at most ``CAS_ATTEMPTS`` times. Returns whether a round went through (or had
+        nothing to write), and the last round's result."""
+        result: T | None = None
+        for _ in range(CAS_ATTEMPTS):
+            async with self.client.pipeline(transaction=True) as pipe:
+                await pipe.watch(*watch)
+                queue, result = await plan(pipe)
+                if queue is None:
+                    await pipe.unwatch()
+                    return True, result
+                pipe.multi()
+                queue(pipe)
+                try:
+                    await pipe.execute()
+                except WatchError:
+                    continue  # a key was written meanwhile: read them again
+                return True, result
+        assert result is not None  # CAS_ATTEMPTS > 0
+        return False, result
 
     async def save_alerts(self, alerts: dict[str, PatientAlertState]) -> None:
         """Alert lifecycles alone, by alert key (acknowledgements, the escalation timer), with the
@@ -478,37 +495,28 @@ class PatientStore:
         """Each key set to its new blob only if it still holds the blob read before (None: absent); the
         keys not written, changed meanwhile by another writer (the scoring step's end or resume of a
         stay), come back. A key that already holds the new blob counts as written: a retry after a lost
-        reply is not a conflict. Optimistic (WATCH, then MULTI/EXEC of the keys still as read), not a
-        Lua script: the ACL denies @scripting (docs/security.md); a write between the read and the EXEC
-        aborts the EXEC and the keys are read again, at most ``CAS_ATTEMPTS`` times (then reported).
-        ``queue`` writes the keys to write on the transaction instead of a plain SET of each."""
+        reply is not a conflict. Optimistic (``_watched``): after ``CAS_ATTEMPTS`` aborted rounds all keys
+        are reported. ``queue`` writes the keys to write on the transaction instead of a plain SET of each."""
         if not items:
             return []
         keys = list(items)
 
+        async def plan(pipe: Any) -> tuple[Queue | None, list[str]]:
+            now = dict(zip(keys, await pipe.mget(keys), strict=True))
+            todo = [k for k in keys if now[k] == items[k][0]]  # as read (also: unchanged, TTL renewed)
+            moved = [k for k in keys if now[k] != items[k][0] and now[k] != items[k][1]]
+            if not todo:
+                return None, moved
+
+            def sets(pipe: Any) -> None:
+                for key in todo:
+                    pipe.set(key, items[key][1], ex=self.ttl_s)
+
+            return (sets if queue is None else lambda pipe: queue(pipe, todo)), moved
+
         async def write() -> list[str]:
-            for _ in range(CAS_ATTEMPTS):
-                async with self.client.pipeline(transaction=True) as pipe:
-                    await pipe.watch(*keys)
-                    current = await pipe.mget(keys)
-                    now = dict(zip(keys, current, strict=True))
-                    todo = [k for k in keys if now[k] == items[k][0]]  # as read (also: unchanged, TTL renewed)
-                    moved = [k for k in keys if now[k] != items[k][0] and now[k] != items[k][1]]
-                    if not todo:
-                        await pipe.unwatch()
-                        return moved
-                    pipe.multi()
-                    if queue is not None:
-                        queue(pipe, todo)
-                    else:
-                        for key in todo:
-                            pipe.set(key, items[key][1], ex=self.ttl_s)
-                    try:
-                        await pipe.execute()
-                    except WatchError:
-                        continue  # one of the keys was written meanwhile: read them again
-                    return moved
-            return keys
+            done, moved = await self._watched(keys, plan)
+            return moved if done else keys
 
         return await self._until_ok("cas", write)
 

@@ -3,6 +3,7 @@ running `vigil demo` is left alone), and factories for workers and readers."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -11,8 +12,9 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -206,6 +208,22 @@ def reader(stack, stack_settings):
     yield _reader
     for r in readers:
         r.stop()
+
+
+T = TypeVar("T")
+
+
+def with_store(store: Any, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``main`` run on an event loop of its own, then the store's connections closed (they belong to
+    that loop): what the store tests run."""
+
+    async def run() -> T:
+        try:
+            return await main()
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, interval: float = 0.2) -> bool:

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from tests.conftest import unique_patient
-from vigil.infra.redis import OPEN_ALERTS_KEY, PatientStore, alert_key
+from tests.conftest import unique_patient, with_store
+from vigil.infra.redis import CAS_ATTEMPTS, OPEN_ALERTS_KEY, PatientStore, alert_key
 from vigil.models.alerting import ActiveAlert, PatientAlertState
 
 pytestmark = pytest.mark.integration
@@ -72,3 +72,35 @@ def test_the_timers_write_keeps_an_answer_written_since_it_read(stack, stack_set
     assert kept.active is not None and kept.active.state == "acknowledged"
     assert written.active is not None and written.active.state == "acknowledged"
     assert member == [False, False]
+
+
+def test_a_write_between_the_read_and_the_exec_is_read_again(stack, stack_settings) -> None:
+    """A key written after the optimistic write read it (WATCH) aborts the EXEC: the write reads the
+    key again and decides on what is there now; a key that never stops changing is given up after
+    ``CAS_ATTEMPTS`` rounds (reported, not written)."""
+    key = alert_key(unique_patient("race"))
+    store, owner = PatientStore.connect(stack_settings), PatientStore.connect(stack_settings)
+    seen: list[bytes | None] = []
+
+    def plan(writes: int):  # type: ignore[no-untyped-def]
+        async def read(pipe):  # type: ignore[no-untyped-def]
+            seen.append(await pipe.get(key))
+            if len(seen) <= writes:  # another writer, between this round's read and its EXEC
+                await owner.client.set(key, b"owner-%d" % len(seen))
+            return (lambda pipe: pipe.set(key, b"mine after " + (seen[-1] or b"none"))), len(seen)
+
+        return read
+
+    async def main() -> tuple[tuple[bool, int], bytes | None, tuple[bool, int], bytes | None]:
+        try:
+            once = await store._watched([key], plan(1))
+            after_once = await store.client.get(key)
+            seen.clear()
+            never = await store._watched([key], plan(CAS_ATTEMPTS))
+            return once, after_once, never, await store.client.get(key)
+        finally:
+            await owner.close()
+
+    once, after_once, never, after_never = with_store(store, main)
+    assert once == (True, 2) and after_once == b"mine after owner-1"
+    assert never == (False, CAS_ATTEMPTS) and after_never == b"owner-%d" % CAS_ATTEMPTS

@@ -4,14 +4,13 @@ clock held and deleted) between the agent's read and its write keeps the scoring
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from tests.conftest import unique_patient
+from tests.conftest import unique_patient, with_store
 from tests.unit.models.test_stays import T0, stay
 from vigil.agents import runtime as runtime_module
 from vigil.agents.treat import care_batch
@@ -40,7 +39,8 @@ def test_a_blob_is_written_only_over_the_blob_read(stack, stack_settings) -> Non
         assert await store.save_blobs_if_unchanged({key: (b"{2}", b"{3}")}) == [key]  # deleted meanwhile
         assert await store.client.get(key) is None
 
-    _with_store(stack_settings, main)
+    store = PatientStore.connect(stack_settings)
+    with_store(store, lambda: main(store))
 
 
 def test_a_write_between_the_read_and_the_exec_aborts_it_and_is_kept(stack, stack_settings, monkeypatch) -> None:
@@ -70,7 +70,8 @@ def test_a_write_between_the_read_and_the_exec_aborts_it_and_is_kept(stack, stac
         assert rounds == [[b"{1}"], [b"{resumed}"]]  # the EXEC aborted, the key read again
         assert await store.client.get(key) == b"{resumed}"
 
-    _with_store(stack_settings, main)
+    store = PatientStore.connect(stack_settings)
+    with_store(store, lambda: main(store))
 
 
 class _Publisher:
@@ -140,15 +141,5 @@ def test_a_stay_resumed_or_ended_while_the_agent_scores_care_keeps_the_scoring_s
         assert written.time_zero == T0 + timedelta(hours=4) and written.inputs is not None
         assert await care_batch([at_risk_score(pid, 4.25)], publisher) == 0
 
-    _with_store(stack_settings, main)
-
-
-def _with_store(settings: Any, main: Any) -> None:
-    async def run() -> None:
-        store = PatientStore.connect(settings)
-        try:
-            await main(store)
-        finally:
-            await store.close()
-
-    asyncio.run(run())
+    store = PatientStore.connect(stack_settings)
+    with_store(store, lambda: main(store))

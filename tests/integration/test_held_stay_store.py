@@ -3,13 +3,12 @@ carry and the care clock move to the held keys and back inside the state's MULTI
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from datetime import timedelta
 
 import pytest
 
-from tests.conftest import unique_patient
+from tests.conftest import unique_patient, with_store
 from tests.unit.models.test_stays import leaves, stay
 from vigil.infra.redis import (
     PatientState,
@@ -102,14 +101,7 @@ def test_a_discharge_holds_the_stay_and_its_cancel_gives_it_back(stack, stack_se
         assert (await keys())[2:] == [None, None, None]
 
     store = PatientStore.connect(stack_settings)
-
-    async def run() -> None:
-        try:
-            await main()
-        finally:
-            await store.close()
-
-    asyncio.run(run())
+    with_store(store, main)
 
 
 def test_an_end_sent_again_after_a_lost_reply_keeps_the_held_care_clock(stack, stack_settings) -> None:
@@ -125,23 +117,20 @@ def test_an_end_sent_again_after_a_lost_reply_keeps_the_held_care_clock(stack, s
     store = PatientStore.connect(stack_settings)
 
     async def main() -> None:
-        try:
-            await store.save_states({pid: PatientState(going, None, alert)})
-            read = (await store.load_states([pid]))[pid]  # the batch reads the patient
-            await store.client.set(care_key(pid), CARE, ex=60)  # then the treatment agent writes its clock
-            ending = dataclasses.replace(read, window=end.window, stays=[StayChange("end", end.held, LEFT_S)])
-            for _ in range(2):  # the same write, as _until_ok sends it again after a lost reply
-                assert await store.save_states({pid: ending}) == []
-            assert await store.client.get(held_keys(pid)[2]) == CARE
-            assert await store.client.get(care_key(pid)) is None
-            # a stay without a clock: an earlier stay's held copy goes
-            bare = StayChange("end", end.held, LEFT_S + 60)
-            await store.save_states({pid: PatientState(end.window, None, alert, [bare])})
-            assert await store.client.get(held_keys(pid)[2]) is None
-        finally:
-            await store.close()
+        await store.save_states({pid: PatientState(going, None, alert)})
+        read = (await store.load_states([pid]))[pid]  # the batch reads the patient
+        await store.client.set(care_key(pid), CARE, ex=60)  # then the treatment agent writes its clock
+        ending = dataclasses.replace(read, window=end.window, stays=[StayChange("end", end.held, LEFT_S)])
+        for _ in range(2):  # the same write, as _until_ok sends it again after a lost reply
+            assert await store.save_states({pid: ending}) == []
+        assert await store.client.get(held_keys(pid)[2]) == CARE
+        assert await store.client.get(care_key(pid)) is None
+        # a stay without a clock: an earlier stay's held copy goes
+        bare = StayChange("end", end.held, LEFT_S + 60)
+        await store.save_states({pid: PatientState(end.window, None, alert, [bare])})
+        assert await store.client.get(held_keys(pid)[2]) is None
 
-    asyncio.run(main())
+    with_store(store, main)
 
 
 def test_a_damaged_window_starts_afresh_and_a_newer_one_is_left_alone(stack, stack_settings) -> None:
@@ -156,19 +145,16 @@ def test_a_damaged_window_starts_afresh_and_a_newer_one_is_left_alone(stack, sta
     blob = stay(5).to_bytes()
 
     async def main() -> None:
-        try:
-            before = metrics.WINDOWS_UNREADABLE._value.get()
-            await store.client.set(window_key(damaged), blob[:-7], ex=60)
-            state = (await store.load_states([damaged]))[damaged]
-            assert state.window == PatientWindow()
-            assert metrics.WINDOWS_UNREADABLE._value.get() == before + 1
-            await store.client.set(window_key(newer), bytes([PatientWindow._VERSION + 1]) + blob[1:], ex=60)
-            with pytest.raises(ValueError, match="unknown window blob version"):
-                await store.load_states([newer])
-        finally:
-            await store.close()
+        before = metrics.WINDOWS_UNREADABLE._value.get()
+        await store.client.set(window_key(damaged), blob[:-7], ex=60)
+        state = (await store.load_states([damaged]))[damaged]
+        assert state.window == PatientWindow()
+        assert metrics.WINDOWS_UNREADABLE._value.get() == before + 1
+        await store.client.set(window_key(newer), bytes([PatientWindow._VERSION + 1]) + blob[1:], ex=60)
+        with pytest.raises(ValueError, match="unknown window blob version"):
+            await store.load_states([newer])
 
-    asyncio.run(main())
+    with_store(store, main)
 
 
 def test_a_batch_that_read_before_another_worker_wrote_leaves_that_write(stack, stack_settings) -> None:
@@ -184,19 +170,16 @@ def test_a_batch_that_read_before_another_worker_wrote_leaves_that_write(stack, 
     store = PatientStore.connect(stack_settings)
 
     async def main() -> None:
-        try:
-            await store.save_states({p: PatientState(stay(3), None, alert) for p in (moved, kept)})
-            old = await store.load_states([moved, kept])  # the worker losing the partition reads
-            newer = await store.load_states([moved])  # the new owner reads, applies, writes
-            assert await store.save_states({moved: dataclasses.replace(newer[moved], window=stay(6))}) == []
-            before = metrics.STATES_SUPERSEDED._value.get()
-            late = {p: dataclasses.replace(old[p], window=stay(4)) for p in old}
-            assert await store.save_states(late) == [moved]
-            assert metrics.STATES_SUPERSEDED._value.get() == before + 1
-            assert PatientWindow.from_bytes(unpack_state(await store.client.get(window_key(moved)))) == stay(6)
-            assert PatientWindow.from_bytes(unpack_state(await store.client.get(window_key(kept)))) == stay(4)
-            assert await store.save_states({kept: late[kept]}) == []  # sent again: already written
-        finally:
-            await store.close()
+        await store.save_states({p: PatientState(stay(3), None, alert) for p in (moved, kept)})
+        old = await store.load_states([moved, kept])  # the worker losing the partition reads
+        newer = await store.load_states([moved])  # the new owner reads, applies, writes
+        assert await store.save_states({moved: dataclasses.replace(newer[moved], window=stay(6))}) == []
+        before = metrics.STATES_SUPERSEDED._value.get()
+        late = {p: dataclasses.replace(old[p], window=stay(4)) for p in old}
+        assert await store.save_states(late) == [moved]
+        assert metrics.STATES_SUPERSEDED._value.get() == before + 1
+        assert PatientWindow.from_bytes(unpack_state(await store.client.get(window_key(moved)))) == stay(6)
+        assert PatientWindow.from_bytes(unpack_state(await store.client.get(window_key(kept)))) == stay(4)
+        assert await store.save_states({kept: late[kept]}) == []  # sent again: already written
 
-    asyncio.run(main())
+    with_store(store, main)

@@ -5,7 +5,7 @@ meanwhile, and what a batch of one late result keeps."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import unique_patient
+from tests.conftest import unique_patient, with_store
 from vigil.agents import scoring
 from vigil.infra.redis import PatientStore, care_key, carry_key, held_keys, unpack_state, window_key
 from vigil.models.alerting import AlertPolicy
@@ -80,19 +80,9 @@ class Worker:
 @pytest.fixture
 def store(stack, stack_settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[PatientStore]:
     """The worker's store; its connections belong to the test's event loop, which closes them
-    (``closing``)."""
+    (``with_store``)."""
     monkeypatch.setattr(scoring, "runtime", scoring.runtime)  # given back after the test
     yield PatientStore.connect(stack_settings)
-
-
-def closing(store: PatientStore, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    async def run() -> None:
-        try:
-            await main()
-        finally:
-            await store.close()
-
-    asyncio.run(run())
 
 
 def test_the_new_owner_writes_over_an_older_write_that_landed_after_its_read(store: PatientStore) -> None:
@@ -124,7 +114,7 @@ def test_the_new_owner_writes_over_an_older_write_that_landed_after_its_read(sto
         window = await b.window()
         assert window.position == (0, 5) and sorted(window.rows) == [0, 1, 2, 3, 4]
 
-    closing(store, main)
+    with_store(store, main)
 
 
 def test_a_care_clock_written_after_the_batch_read_is_held_at_its_discharge(store: PatientStore) -> None:
@@ -151,7 +141,7 @@ def test_a_care_clock_written_after_the_batch_read_is_held_at_its_discharge(stor
         await w.batch([w.event(5.6, "cancel_discharge", 1, encounter="A")])
         assert await store.client.get(care_key(pid)) == CLOCK
 
-    closing(store, main)
+    with_store(store, main)
 
 
 def test_a_batch_of_one_late_result_keeps_the_rows_a_model_outage_left_unfolded(store: PatientStore) -> None:
@@ -173,4 +163,4 @@ def test_a_batch_of_one_late_result_keeps_the_rows_a_model_outage_left_unfolded(
         assert request is not None
         assert (~np.isnan(request.rows[:32])).any(axis=1).all()  # every unfolded hour has its values
 
-    closing(store, main)
+    with_store(store, main)
