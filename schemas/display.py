@@ -234,6 +234,7 @@ CODE_LABELS: dict[str, str] = {
     "Gender": "sex",
     "shock_index": "shock index (HR/SBP)",
     "pulse_pressure": "pulse pressure",
+    "spo2_fio2": "SpO2/FiO2 ratio",
     "bun_creatinine": "urea/creatinine ratio",
 }
 # explanation groups (whole measured panels, no single value)
@@ -245,18 +246,47 @@ GROUP_LABELS: dict[str, str] = {
     "blood_count": "blood count",
     "coagulation": "coagulation",
 }
+# a model feature's statistic (models.stay_features: every variable's, the vital signs' window
+# statistics) in words; the longest suffix that names a code before it wins ("Bilirubin_direct_max_stay")
 STAT_LABELS: dict[str, str] = {
     "last": "",
+    "max_stay": "highest this stay",
+    "min_stay": "lowest this stay",
+    "delta": "change since previous value",
+    "from_baseline": "change from own baseline",
     "mean6h": "6 h mean",
+    "mean24h": "24 h mean",
     "min24h": "24 h lowest",
     "max24h": "24 h highest",
-    "std24h": "24 h variability",
-    "slope12h": "12 h slope",
+    "std24h": "24 h variability (SD)",
+    "slope12h": "12 h trend per hour",
+    "diff1h": "change over 1 h",
+    "diff6h": "change over 6 h",
+    "diff12h": "change over 12 h",
     "trend24h": "change over 24 h",
-    "delta": "change since last",
 }
+# statistics that are a change or a spread, not a value as charted: written with a sign (a change) and
+# to two significant digits, so a slope of 0.004 per hour is not "0.00"
+CHANGE_STATS: frozenset[str] = frozenset(
+    {"delta", "from_baseline", "slope12h", "diff1h", "diff6h", "diff12h", "trend24h"}
+)
+SPREAD_STATS: frozenset[str] = frozenset({"std24h", "slope12h"})
+# the decimals a value is read at where the general rule misleads: a pH of 7.26 (acidaemia) must not
+# read as a near-normal "7.3"; a shock index is read against 1.0 (1.05 is not "1.1"); lactate is
+# reported in mmol/L to one decimal (Surviving Sepsis Campaign 2021: 2 mmol/L), not "1.00"
+CODE_PLACES: dict[str, int] = {**CHART_PLACES, "pH": 2, "shock_index": 2, "Lactate": 1}
 # about how often a patient is measured, not about the patient (site habits)
 HABIT_PREFIX = "habit_"
+_STATS_LONGEST_FIRST = tuple(sorted(STAT_LABELS, key=len, reverse=True))
+
+
+def _split_feature(feature: str) -> tuple[str, str] | None:
+    """ "Resp_min24h" -> ("Resp", "min24h"); None for a name that is not a code and a known statistic."""
+    for stat in _STATS_LONGEST_FIRST:
+        code = feature.removesuffix(f"_{stat}")
+        if code != feature and code in CODE_LABELS:
+            return code, stat
+    return None
 
 
 def feature_label(feature: str) -> str:
@@ -265,10 +295,10 @@ def feature_label(feature: str) -> str:
         return CODE_LABELS[feature]
     if feature in GROUP_LABELS:
         return GROUP_LABELS[feature]
-    code, _, stat = feature.rpartition("_")
-    if code in CODE_LABELS and stat in STAT_LABELS:
-        suffix = STAT_LABELS[stat]
-        return f"{CODE_LABELS[code]} {suffix}".strip()
+    split = _split_feature(feature)
+    if split is not None:
+        code, stat = split
+        return f"{CODE_LABELS[code]} {STAT_LABELS[stat]}".strip()
     return feature.replace("_", " ")
 
 
@@ -282,12 +312,35 @@ def about_missing_data(feature: str, value: float | None) -> bool:
     return not math.isfinite(value)
 
 
-def _number(value: float) -> str:
+def _significant(value: float, digits: int = 2) -> str:
+    """``value`` to ``digits`` significant digits, as many whole digits as it has, no trailing zeros:
+    0.00423 -> "0.0042", 0.004 -> "0.004", 1.25 -> "1.3", 12.3 -> "12", 168 -> "168"."""
+    if value == 0:
+        return "0"
+    places = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    text = charted_text(value, places)
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _number(value: float, feature: str = "") -> str:
     """168 -> "168", 39.5 -> "39.5", 0.42 -> "0.42": enough digits to read a bedside value, rounded
-    half away from zero as the chart is (100.5 -> "101", as NEWS2 scores it)."""
-    if abs(value) >= 100 or value == int(value):
-        return charted_text(value, 0)
-    return charted_text(value, 1) if abs(value) >= 1 else charted_text(value, 2)
+    half away from zero as the chart is (100.5 -> "101", as NEWS2 scores it). A code's own decimals
+    where it has them (pH 7.26), a spread or slope to two significant digits, a change with its sign."""
+    split = _split_feature(feature)
+    code, stat = split if split is not None else (feature, "")
+    if not math.isfinite(value):
+        text = charted_text(value)
+    elif stat in SPREAD_STATS:
+        text = _significant(value)
+    elif code in CODE_PLACES:
+        text = charted_text(value, CODE_PLACES[code])
+    elif abs(value) >= 100 or value == int(value):
+        text = charted_text(value, 0)
+    else:
+        text = charted_text(value, 1 if abs(value) >= 1 else 2)
+        if float(text) == 0:  # a small value (troponin 0.004, a change of 0.004) is not "0.00"
+            text = _significant(value)
+    return f"+{text}" if stat in CHANGE_STATS and value > 0 and text.strip("0.") else text
 
 
 def feature_parts(top_features: Iterable[Mapping[str, Any]], limit: int = 4) -> list[dict[str, Any]]:
@@ -299,7 +352,7 @@ def feature_parts(top_features: Iterable[Mapping[str, Any]], limit: int = 4) -> 
         name, value, contribution = f["feature"], f.get("value"), float(f.get("contribution") or 0.0)
         if about_missing_data(name, value) or contribution == 0:
             continue
-        text = feature_label(name) + ("" if value is None else f" {_number(value)}")
+        text = feature_label(name) + ("" if value is None else f" {_number(value, name)}")
         if text in seen:
             continue
         seen.add(text)

@@ -8,7 +8,7 @@ ward's zone, NEWS2 and model features in clinical words) and the care score from
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Final
 
 from vigil.models.early_warning import news2_band
@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 
 BAND_RANK = {"low": 0, "low-medium": 1, "medium": 2, "high": 3}
 UNACKNOWLEDGED = ("open", "escalated")
+# An ICU charts vital signs at least hourly (PhysioNet 2019's rows are hourly; RCP NEWS2 2017 asks for
+# hourly or continuous monitoring from a score of 5): a card with nothing newer than two charting
+# rounds is no longer the patient now (a monitor unplugged, a transfer never recorded). The page marks
+# it from ``stale_at``, counted on the server's clock at each render.
+STALE_AFTER: Final = timedelta(hours=2)
 
 
 def short_id(alert_id: str) -> str:
@@ -48,25 +53,32 @@ def _when(at: str | None, zone: tzinfo) -> str:
     return clock(datetime.fromisoformat(at), zone) if at else "–"
 
 
+def latest_score_text(row: PatientRow) -> str:
+    """The patient's latest score in words: "NEWS2 9 (high): RR 22 +2; risk 62% (alert at 3.0%)"."""
+    if not row.news2:
+        return ""
+    text = news2_text(row.news2["total"], band_of(row.news2), row.news2["parameters"], row.vitals)
+    return f"{text}; {risk_text(row.risk, row.threshold)}" if row.risk is not None else text
+
+
 def alert_view(alert: dict[str, Any], row: PatientRow, zone: tzinfo) -> dict[str, Any]:
-    """An active alert with its "then" (what it opened at) and its "now" (the patient's latest score)."""
+    """An active alert with its "then" (what it opened at) and its "now" (the patient's latest score).
+    The latest score is "Now …" while it is recent and "Latest (its time) …" once the card is stale
+    (``stale_at``): a score of 9 h ago read as the patient now."""
     opened = f"Opened {_when(alert.get('opened_at'), zone)}"
     if alert.get("opened_news2") is not None:
         opened += f" at NEWS2 {alert['opened_news2']}"
     if alert.get("opened_risk") is not None:
         opened += f", risk {percent(alert['opened_risk'])}"
-    now = ""
-    if row.news2:
-        now = "Now " + news2_text(row.news2["total"], band_of(row.news2), row.news2["parameters"], row.vitals)
-        if row.risk is not None:
-            now += f"; {risk_text(row.risk, row.threshold)}"
+    latest = latest_score_text(row)
     ex = alert.get("explanation") or {}
     snoozed = alert.get("snoozed_until")
     return {
         **_transition_fields(alert, zone),
         "raised_at": alert.get("raised_at"),
         "opened_text": opened,
-        "now_text": now,
+        "now_text": f"Now {latest}" if latest else "",
+        "latest_text": f"Latest ({clock(row.observed_at, zone)}) {latest}" if latest else "",
         "snoozed_until_text": _when(snoozed, zone) if snoozed and alert["state"] == "acknowledged" else None,
         "features": feature_parts(ex.get("top_features") or []),
         "missing_text": missing_text(ex.get("missing") or []),
@@ -110,6 +122,9 @@ def row_json(row: PatientRow, zone: tzinfo, now: datetime | None = None) -> dict
         "ward": row.ward,
         "hour": row.hour,
         "observed_text": clock(row.observed_at, zone) if row.observed_at else "–",
+        # the page counts "observed N h ago" from these and marks the card stale from stale_at
+        "observed_at": iso_local(row.observed_at, zone),
+        "stale_at": iso_local(row.observed_at + STALE_AFTER, zone) if row.observed_at else None,
         "band": band,
         "news2_total": (row.news2 or {}).get("total"),
         "news2_text": news2_text(row.news2["total"], band, row.news2["parameters"], row.vitals) if row.news2 else "",

@@ -22,6 +22,10 @@ router = APIRouter()
 STATIC = Path(__file__).parents[1] / "static"
 SSE_KEEPALIVE_S = 15.0
 SSE_SESSION_CHECK_S = 2.0  # a stream looks at its session again at most this often
+# A comment keeps proxies from closing a quiet stream; the named event is what the page sees (a comment
+# never reaches its script): a page that hears nothing for a few keepalives knows its stream is dead
+# though still open, and says so (static/common.js, the watchdog).
+KEEPALIVE = ": keepalive\nevent: ping\ndata: {}\n\n"
 
 
 @router.get("/", response_model=None)
@@ -103,7 +107,7 @@ async def stream(request: Request, _session: SessionDep, auth: AuthDep, feed: Fe
                 except TimeoutError:
                     if await request.is_disconnected() or not await signed_in():
                         return
-                    yield ": keepalive\n\n"
+                    yield KEEPALIVE
                     continue
                 batch, ended = waiting(queue, first)  # one session look-up for all that came meanwhile
                 if batch and not await signed_in():

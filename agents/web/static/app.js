@@ -110,20 +110,23 @@ function renderCounts(rows) {
     el("span", { id: "count-text", text: `${rows.length} patients · ${open} active alerts (${unacked} unacknowledged)` }),
     ...Object.entries(by).map(([b, c]) => el("span", { id: `count-${b}`, class: `chip band-${b}`, text: `${c} ${b}` }))));
   // ward-level indicators (e.g. model drift) sit beside the counts
-  Vigil.patch(document.getElementById("ward-status"), el("div", {},
-    ...[...state.wardStatus, ...driftStatus()].map((s, i) => el("span", {
-      id: `status-${i}`, class: `status status-${s.level || "info"}`, title: s.title || "" },
-      // the ward's name is kept whole on a phone ("ICU-" / "B:" read as two wards)
-      s.ward ? el("span", { class: "status-ward", text: `${s.ward}:` }) : null, s.ward ? ` ${s.text}` : s.text))));
+  Vigil.patch(document.getElementById("ward-status"), Vigil.statusBoxes([...state.wardStatus, ...driftStatus()]));
 }
 
+// The wards of the cards, and the ward the view asks for (a link's ?ward=) though no card has it yet: the
+// picker never says "all" while a filter hides every card. Rebuilt when the wards differ, not only their
+// number (a ward that replaced another never appeared).
 function renderWards() {
-  const wards = [...new Set([...state.rows.values()].map(r => r.ward).filter(Boolean))].sort();
+  const wards = [...new Set([...state.rows.values()].map(r => r.ward).filter(Boolean))];
+  if (state.view.ward && !wards.includes(state.view.ward)) wards.push(state.view.ward);
+  wards.sort();
   const pick = document.getElementById("ward");
-  if (pick.options.length - 1 !== wards.length) {
+  const shown = Array.from(pick.options).slice(1).map(o => o.value);
+  if (shown.join("\n") !== wards.join("\n")) {
     pick.replaceChildren(el("option", { value: "", text: "all" }),
       ...wards.map(w => el("option", { value: w, text: w, selected: w === state.view.ward })));
   }
+  if (pick.value !== state.view.ward) pick.value = state.view.ward;
 }
 
 // Ward input drift (vigil.drift, agents/web/drift.py): the models see inputs unlike their training data
@@ -145,7 +148,7 @@ function schedule() {
 
 async function loadState() {
   const res = await fetch("/api/state", { credentials: "same-origin" });
-  if (res.status === 401) { location.href = "/login"; return; }
+  if (res.status === 401) { location.href = "/login"; return false; }
   const data = await res.json();
   Vigil.shared.csrf = data.csrf;
   Vigil.shared.mayAck = data.may_acknowledge;
@@ -168,34 +171,28 @@ function applyState(data) {
   schedule();
 }
 
+// The live stream (common.js: a refused or silent stream reloads the ward and opens another)
 function connect() {
-  const source = new EventSource("/api/stream?state=1");
-  const dot = document.getElementById("live-dot"), text = document.getElementById("live-text");
-  source.addEventListener("open", () => { dot.className = "dot"; text.textContent = "live"; });
-  source.addEventListener("error", () => {
-    dot.className = "dot off"; text.textContent = "reconnecting";
-    // refused (a session that expired: 401) rather than cut off: EventSource gives up; sign in again
-    // or retry
-    if (source.readyState === EventSource.CLOSED) setTimeout(() => loadState().then(connect, connect), 3000);
-  });
-  source.addEventListener("state", ev => applyState(JSON.parse(ev.data)));
-  source.addEventListener("row", ev => { const row = JSON.parse(ev.data); state.rows.set(row.row_id, row); schedule(); });
-  // a discharged patient leaves the ward view, with a line in the transitions feed
-  source.addEventListener("left", ev => {
-    const left = JSON.parse(ev.data);
-    state.rows.delete(left.row_id);
-    state.transitions.unshift(left.transition);
-    state.transitions.length = Math.min(state.transitions.length, 200);
-    schedule();
-  });
-  source.addEventListener("drift", ev => { state.drift = JSON.parse(ev.data); schedule(); });
-  // the header's indicators (agents/web/fleet.py): no worker scoring, two bundles scoring at once
-  source.addEventListener("status", ev => { state.wardStatus = JSON.parse(ev.data); schedule(); });
-  source.addEventListener("transition", ev => {
-    state.transitions.unshift(JSON.parse(ev.data));
-    state.transitions.length = Math.min(state.transitions.length, 200);
-    schedule();  // a cancelled discharge may come without a row
-  });
+  Vigil.stream("/api/stream?state=1", { reload: loadState, on: {
+    state: ev => applyState(JSON.parse(ev.data)),
+    row: ev => { const row = JSON.parse(ev.data); state.rows.set(row.row_id, row); schedule(); },
+    // a discharged patient leaves the ward view, with a line in the transitions feed
+    left: ev => {
+      const left = JSON.parse(ev.data);
+      state.rows.delete(left.row_id);
+      state.transitions.unshift(left.transition);
+      state.transitions.length = Math.min(state.transitions.length, 200);
+      schedule();
+    },
+    drift: ev => { state.drift = JSON.parse(ev.data); schedule(); },
+    // the header's indicators (agents/web/fleet.py): no worker scoring, two bundles scoring at once
+    status: ev => { state.wardStatus = JSON.parse(ev.data); schedule(); },
+    transition: ev => {
+      state.transitions.unshift(JSON.parse(ev.data));
+      state.transitions.length = Math.min(state.transitions.length, 200);
+      schedule();  // a cancelled discharge may come without a row
+    },
+  } });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -211,5 +208,5 @@ document.addEventListener("DOMContentLoaded", () => {
   Vigil.listen(document.getElementById("patients"));
   // "N min ago" and "due in N min" are counted at each render: render again though nothing arrives
   setInterval(schedule, Vigil.RERENDER_MS);
-  loadState().then(connect);
+  loadState().then(ok => { if (ok !== false) connect(); }, connect);  // a server not up yet: the stream retries
 });

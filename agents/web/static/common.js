@@ -6,11 +6,18 @@
 // Two things are counted here, at each render (the pages render again every RERENDER_MS): "N min ago" and
 // a care suggestion's "due in N min" / "overdue by N min", from the server's clock (server_now in the
 // state: a browser's clock may be minutes off).
+// The live stream is opened here for both pages (stream()): a refused stream (401 once the session ended,
+// 502/503 while the server restarts) is one EventSource gives up on, so the page reloads what it shows and
+// opens a new one; a stream that stays open but silent (the server pings every 15 s) is a dead one: the
+// page says it is not live and reconnects.
 "use strict";
 
 const Vigil = (() => {
   const shared = { csrf: "", mayAck: false, feedback: new Map(), onChange: () => {}, skewMs: 0 };
   const RERENDER_MS = 30000;
+  const RETRY_MS = 3000;  // as the server's "retry: 3000"
+  const SILENT_MS = 40000;  // the server pings every 15 s (routes/ward.py KEEPALIVE): two missed and more
+  const NOT_LIVE = "Not live: scores and alerts on this page may be out of date.";
   const SNOOZE_MIN = [15, 30, 60, 120, 240];
   const SPARKS = [["news2", "NEWS2"], ["risk", "risk"], ["HR", "HR"], ["Resp", "RR"], ["SBP", "SBP"],
                   ["O2Sat", "SpO2"], ["Temp", "Temp"]];
@@ -147,7 +154,12 @@ const Vigil = (() => {
     return actions;
   }
 
-  function renderAlert(alert) {
+  // A card whose newest observation is older than its stale_at (views.STALE_AFTER), on the server's clock
+  function isStale(row) {
+    return !!row.stale_at && now() >= Date.parse(row.stale_at);
+  }
+
+  function renderAlert(alert, stale = false) {
     const who = alert.by ? ` · ${alert.by}` : "";
     const snooze = alert.snoozed_until_text ? ` · snoozed until ${alert.snoozed_until_text}` : "";
     const box = el("section", { class: `alert sev-${alert.severity} state-${alert.state}`, id: `alert-${alert.alert_id}`,
@@ -158,8 +170,10 @@ const Vigil = (() => {
       el("span", { class: "aid", title: alert.alert_id, text: `#${alert.short_id}` }),
       el("span", { class: "when", text: `${alert.at_text} (${ago(alert.raised_at || alert.at)})` })));
     box.append(el("p", { class: "reason", text: alert.reason }));
+    // an old score is the patient's latest, with its time, not the patient "now"
+    const latest = stale && alert.latest_text ? alert.latest_text : alert.now_text;
     box.append(el("p", { class: "then-now" }, el("span", { text: alert.opened_text }),
-      alert.now_text ? el("b", { text: alert.now_text }) : null));
+      latest ? el("b", { text: latest }) : null));
     if (alert.note) box.append(el("p", { class: "note", text: `Note: ${alert.note}` }));
     const explain = el("div", { class: "explain" }, features(alert.features));
     if (alert.missing_text) explain.append(el("span", { class: "part muted", text: alert.missing_text }));
@@ -186,17 +200,23 @@ const Vigil = (() => {
   }
 
   function renderRow(row, link = true) {
-    const card = el("article", { class: `card band-${row.band}`, id: `row-${row.row_id}` });
+    const stale = isStale(row);
+    const card = el("article", { class: `card band-${row.band}${stale ? " stale" : ""}`, id: `row-${row.row_id}` });
     const name = link ? el("a", { class: "label", href: `/patient/${row.row_id}`, text: row.label })
       : el("span", { class: "label", text: row.label });
     card.append(el("div", { class: "row-head" }, name,
       el("span", { class: `chip band-${row.band}`, text: `NEWS2 ${row.news2_total ?? "–"} ${row.band}` }),
       el("span", { class: "risk-now", text: `risk ${row.risk_pct ?? "–"}` },
         row.threshold_pct ? el("span", { class: "muted", text: ` (alert at ${row.threshold_pct})` }) : null),
-      el("span", { class: "muted where", text: `${row.ward || "–"} · ${row.observed_text}` })));
+      el("span", { class: "muted where", text: `${row.ward || "–"} · ${row.observed_text}` +
+        (row.observed_at ? ` · observed ${ago(row.observed_at)}` : "") })));
+    if (stale) {
+      card.append(el("p", { class: "stale-note", text: `Not updated: nothing observed since ${row.observed_text} ` +
+        `(${ago(row.observed_at)}). These values may not be the patient now.` }));
+    }
     if (row.news2_text) card.append(el("p", { class: "news2-text", text: row.news2_text }));
     card.append(sparks(row));
-    for (const alert of row.alerts || []) card.append(renderAlert(alert));
+    for (const alert of row.alerts || []) card.append(renderAlert(alert, stale));
     if (row.treatment) card.append(renderTreatment(row.treatment));
     return card;
   }
@@ -233,20 +253,29 @@ const Vigil = (() => {
       if (!body.note) { feedback(id, "a snooze needs a reason in the note", false); return; }
     }
     feedback(id, `${action} sending…`, true);
-    const res = await fetch(`/api/alerts/${encodeURIComponent(id)}/ack`, {
-      method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": shared.csrf },
-      body: JSON.stringify(body),
-    });
+    let res;
+    try {
+      res = await fetch(`/api/alerts/${encodeURIComponent(id)}/ack`, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": shared.csrf },
+        body: JSON.stringify(body),
+      });
+    } catch {  // offline, the server down, a proxy's reset: nothing reached the server
+      feedback(id, "failed: not sent (no connection), try again", false);
+      return;
+    }
+    if (res.status === 401) { feedback(id, "signed out: sign in again", false); return; }
     const done = action === "acknowledge" ? "acknowledged" : action === "snooze" ? `snoozed ${body.snooze_min} min` : "resolved";
     feedback(id, res.ok ? `${done}: sent` : `failed (${res.status})`, res.ok);
     if (res.ok) { const t = document.getElementById(`note-${id}`); if (t) t.value = ""; }
   }
 
+  // A success fades after 20 s; a failure stays until the next press (the alert is still not acknowledged)
   function feedback(id, text, ok) {
     shared.feedback.set(id, { text, ok });
     const span = document.getElementById(`feedback-${id}`);
     if (span) { span.textContent = text; span.className = `feedback ${ok ? "" : "bad"}`; }
+    if (!ok) return;
     setTimeout(() => { if (shared.feedback.get(id)?.text === text) { shared.feedback.delete(id); shared.onChange(); } }, 20000);
   }
 
@@ -258,11 +287,72 @@ const Vigil = (() => {
     });
   }
 
+  // Leaves for the sign-in page only once the session ended (or had): a 503 (the session store away) keeps
+  // the session, and the user must not walk away believing they signed out.
   async function signOut() {
-    await fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": shared.csrf } });
-    location.href = "/login";
+    let res = null;
+    try {
+      res = await fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": shared.csrf } });
+    } catch { res = null; }
+    if (res && (res.ok || res.status === 401)) { location.href = "/login"; return; }
+    const said = document.getElementById("signout-feedback");
+    if (said) said.textContent = "sign-out failed, try again";
+  }
+
+  // The ward-level indicators (fleet, backfill, drift), one box each
+  function statusBoxes(list) {
+    return el("div", {}, ...list.map((s, i) => el("span", {
+      id: `status-${i}`, class: `status status-${s.level || "info"}`, title: s.title || "" },
+      // the ward's name is kept whole on a phone ("ICU-" / "B:" read as two wards)
+      s.ward ? el("span", { class: "status-ward", text: `${s.ward}:` }) : null, s.ward ? ` ${s.text}` : s.text)));
+  }
+
+  // The header's "live" and, when not live, a banner across the page in words (a small red dot was all a
+  // ward saw of a server that was down).
+  let liveShown = null;
+  function showLive(short, words) {
+    if (liveShown === `${short}|${words}`) return;  // every event says "live": the DOM is written on a change
+    liveShown = `${short}|${words}`;
+    const dot = document.getElementById("live-dot"), text = document.getElementById("live-text");
+    const banner = document.getElementById("live-banner");
+    dot.className = short === "live" ? "dot" : "dot off";
+    text.textContent = short;
+    if (banner) { banner.hidden = short === "live"; banner.textContent = short === "live" ? "" : words; }
+  }
+
+  // The page's live stream: `on` maps event names to handlers; `reload()` fetches what the page shows
+  // again (false: it went to the sign-in page) before a refused or silent stream is opened again.
+  function stream(url, { on, reload, onOpen = () => {} }) {
+    let source = null, heard = Date.now(), retry = null;
+    const hear = () => { heard = Date.now(); showLive("live", ""); };
+    const again = () => {
+      if (retry) return;
+      retry = setTimeout(() => { retry = null; reload().then(ok => { if (ok !== false) open(); }, open); }, RETRY_MS);
+    };
+    function open() {
+      const s = source = new EventSource(url);
+      heard = Date.now();
+      s.addEventListener("open", () => { hear(); onOpen(); });
+      s.addEventListener("error", () => {
+        showLive("reconnecting", `${NOT_LIVE} Reconnecting to the server…`);
+        // refused (a session that ended: 401; a restarting server: 502/503) rather than cut off:
+        // EventSource gives up; reload (401: the sign-in page) and open another
+        if (s.readyState === EventSource.CLOSED && source === s) { source = null; again(); }
+      });
+      s.addEventListener("ping", hear);
+      for (const [type, handle] of Object.entries(on)) s.addEventListener(type, ev => { hear(); handle(ev); });
+    }
+    // open but silent: a connection that died without closing (a sleeping laptop, a proxy's idle cut)
+    setInterval(() => {
+      if (!source || Date.now() - heard < SILENT_MS) return;
+      showLive("not live", `${NOT_LIVE} Nothing heard from the server for ${Math.round((Date.now() - heard) / 1000)} s: reconnecting…`);
+      source.close();
+      source = null;
+      again();
+    }, RETRY_MS);
+    open();
   }
 
   return { shared, RERENDER_MS, el, svg, pct, ago, now, setServerNow, sparkline, renderRow, renderAlert, patch, listen,
-           signOut };
+           signOut, statusBoxes, stream };
 })();

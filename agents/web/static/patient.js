@@ -1,5 +1,6 @@
 // Vigil patient page: the patient's card, risk and NEWS2 history (axes, threshold, alert markers) and every
-// alert transition with who acknowledged it and their note. Live: refetched when the patient's row changes.
+// alert transition with who acknowledged it and their note. Live: refetched when the patient's row changes;
+// the ward-level indicators (no worker scoring, loading) as on the ward page.
 "use strict";
 
 const { el, svg } = Vigil;
@@ -97,28 +98,40 @@ let pending = null, last = null;
 window.addEventListener("resize", () => { if (last) render(last); });
 function reloadSoon() { if (!pending) pending = setTimeout(() => { pending = null; load(); }, 300); }
 
-document.addEventListener("DOMContentLoaded", async () => {
+function renderStatus(list) {
+  Vigil.patch(document.getElementById("ward-status"), Vigil.statusBoxes(list || []));
+}
+
+// The session, the ward's indicators and the patient; false once it went to the sign-in page
+async function loadState() {
   const res = await fetch("/api/state", { credentials: "same-origin" });
-  if (res.status === 401) { location.href = "/login"; return; }
+  if (res.status === 401) { location.href = "/login"; return false; }
   const data = await res.json();
   Vigil.setServerNow(data.server_now);
   Vigil.shared.csrf = data.csrf;
   Vigil.shared.mayAck = data.may_acknowledge;
-  Vigil.shared.onChange = reloadSoon;
   document.getElementById("user").textContent = data.user;
   document.getElementById("role").textContent = data.role;
   document.getElementById("zone").textContent = `times in ${data.zone}`;
+  renderStatus(data.ward_status);
+  await load();
+  return true;
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
+  Vigil.shared.onChange = reloadSoon;
   document.getElementById("signout").addEventListener("click", Vigil.signOut);
   Vigil.listen(document.getElementById("patient"));
   // "N min ago" and "due in N min" are counted at each render: render again though nothing arrives
   setInterval(() => { if (last) render(last); }, Vigil.RERENDER_MS);
-  await load();
-  const source = new EventSource("/api/stream");
-  const dot = document.getElementById("live-dot"), text = document.getElementById("live-text");
-  // loaded again once live: a change between the first load and the stream (or while reconnecting)
-  // is not missed
-  source.addEventListener("open", () => { dot.className = "dot"; text.textContent = "live"; reloadSoon(); });
-  source.addEventListener("error", () => { dot.className = "dot off"; text.textContent = "reconnecting"; });
-  source.addEventListener("row", ev => { if (JSON.parse(ev.data).row_id === rowId) reloadSoon(); });
-  source.addEventListener("left", ev => { if (JSON.parse(ev.data).row_id === rowId) reloadSoon(); });
+  const loaded = await loadState().catch(() => null);  // a server not up yet: the stream retries
+  if (loaded === false) return;
+  // loaded again once live: a change (or an indicator) between the first load and the stream, or
+  // while reconnecting, is not missed. A refused or silent stream: common.js reloads and reconnects.
+  Vigil.stream("/api/stream", { reload: loadState, onOpen: () => loadState().catch(() => null), on: {
+    row: ev => { if (JSON.parse(ev.data).row_id === rowId) reloadSoon(); },
+    left: ev => { if (JSON.parse(ev.data).row_id === rowId) reloadSoon(); },
+    // the ward's indicators (agents/web/fleet.py): no worker scoring, this page not updated, loading
+    status: ev => renderStatus(JSON.parse(ev.data)),
+  } });
 });

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from vigil.schemas.display import (
+    CODE_LABELS,
     clock,
     duration,
     feature_label,
@@ -71,3 +72,56 @@ def test_features_say_raises_or_lowers_and_drop_missing_data() -> None:
     assert [p["text"] for p in feature_parts(same)] == ["Temp 39.5"]  # one measurement, shown once
     only_missing = [{"feature": "habit_lab_values_24h", "value": 0.0, "contribution": 0.2}]
     assert feature_parts(only_missing) == []  # no explanation that is only about missing data
+
+
+@pytest.mark.parametrize(
+    ("feature", "value", "shown"),
+    [
+        ("pH", 7.26, "pH 7.26"),  # acidaemia: "7.3" read near normal
+        ("pH_min24h", 7.149, "pH 24 h lowest 7.15"),
+        ("pH_delta", -0.05, "pH change since previous value -0.05"),
+        ("HR_slope12h", 0.004, "HR 12 h trend per hour +0.004"),  # "0.00"
+        ("HR_std24h", 8.73, "HR 24 h variability (SD) 8.7"),
+        ("TroponinI", 0.004, "troponin I 0.004"),
+        ("Lactate", 0.995, "lactate 1.0"),
+        ("shock_index", 1.05, "shock index (HR/SBP) 1.05"),
+        ("Resp_diff12h", 6.0, "RR change over 12 h +6"),
+        ("Bilirubin_direct_max_stay", 2.3, "direct bilirubin highest this stay 2.3"),
+    ],
+)
+def test_model_values_keep_the_digits_that_matter(feature: str, value: float, shown: str) -> None:
+    (part,) = feature_parts([{"feature": feature, "value": value, "contribution": 0.2}])
+    assert part["text"] == shown
+
+
+def _shipped_tree_features() -> list[str]:
+    """The tree model's inputs as the shipped bundle's manifest names them (the names explanations carry)."""
+    from vigil.models.bundle import STEPPING_DIR
+    from vigil.models.integrity import load_manifest
+
+    return list(load_manifest(STEPPING_DIR)["tree_features"])
+
+
+def test_every_feature_the_models_explain_reads_in_clinical_words() -> None:
+    """129 of the 234 physiology features read as raw model names ("Resp diff12h", "MAP mean24h",
+    "Lactate from baseline"). The measurement-habit features are summed into one entry the card leaves
+    out (models.bundle.explain), so they need no words."""
+    from vigil.models.stay_features import MISSINGNESS_FEATURES, USED_CODES
+
+    names = [n for n in _shipped_tree_features() if n not in MISSINGNESS_FEATURES]
+    assert len(names) > 200
+    suffixes = {n.removeprefix(f"{c}_") for n in names for c in USED_CODES if n.startswith(f"{c}_")}
+    raw_words = suffixes | {s.replace("_", " ") for s in suffixes}
+    unclear = []
+    for name in names:
+        label = feature_label(name)
+        code = next((c for c in sorted(USED_CODES, key=len, reverse=True) if name.startswith(f"{c}_")), name)
+        words = f" {label} "
+        if (
+            "_" in label
+            or code not in CODE_LABELS
+            or not label.startswith(CODE_LABELS[code])
+            or any(f" {raw} " in words for raw in raw_words)
+        ):
+            unclear.append(f"{name} -> {label!r}")
+    assert unclear == []

@@ -127,3 +127,18 @@ def test_once_live_the_feed_lines_keep_the_order_the_stream_sent_them() -> None:
     )
     m.apply(topics.ALERTS, late.model_dump_json().encode())
     assert "aX" in m.snapshot()["recent"][0]["transition_id"]  # the newest line, as the stream sent it
+
+
+def test_a_card_carries_when_its_newest_observation_was_made_and_when_it_goes_stale() -> None:
+    """A score of 9 h ago (a monitor unplugged, no discharge record) read "Now NEWS2 9 …" for good, with
+    no age on the card: the page now counts "observed N h ago" from ``observed_at``, marks the card
+    stale from ``stale_at`` (two hourly charting rounds later) and then says "Latest (its time)"."""
+    m = WardModel(b"k", 100)
+    m.apply(topics.SCORES, score("p", 3, 9, "high", 3))
+    m.apply(topics.ALERTS, opened("p", "a1", 3))
+    (card,) = m.snapshot()["patients"]
+    assert card["observed_at"] == "2026-01-01T03:00+00:00" and card["stale_at"] == "2026-01-01T05:00+00:00"
+    (shown,) = card["alerts"]
+    body = shown["now_text"].removeprefix("Now ")
+    assert body.startswith("NEWS2 9 (high)") and "risk 20%" in body
+    assert shown["latest_text"] == f"Latest (1 Jan 03:00 UTC) {body}"
