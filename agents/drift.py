@@ -5,12 +5,18 @@ per-ward windows; the ward's PSI goes to the ``vigil_drift_*`` gauges at most ev
 trailing edge: a ward whose window changed after its last report is reported again once its interval
 has passed, by the next batch or by the worker's timer (``flush_drift``), so the last word the
 gauges and the dashboard have is the window's latest state, also when the ward then goes quiet (a
-report taken early, on a window of a few hours, must not stand as the ward's state). Each worker
-sees the patients of its partitions: its figures describe that sample of the ward."""
+report taken early, on a window of a few hours, must not stand as the ward's state). A ward still
+judged but unchanged is said again every ``restate_every_s``: the dashboard forgets a ward no worker
+has said anything of for longer (``agents.web.drift``), as Prometheus forgets a worker's series once
+it drops them (below the gate) or is scaled away. Each worker sees the patients of its partitions:
+its figures describe that sample of the ward. Each patient-hour enters its ward's window once, when
+it first closes (``first_closed``)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -25,7 +31,7 @@ from vigil.infra.settings import DriftSettings
 from vigil.models.bundle import SteppingBundle
 from vigil.models.drift import REFERENCE_FILE, DriftMonitor, DriftReference, WardDriftReport
 from vigil.models.stay_features import TREE_FEATURES
-from vigil.models.stream_step import StepOutcome
+from vigil.models.stream_step import HourScore, StepOutcome
 from vigil.schemas.codes import DYNAMIC_CODES
 from vigil.schemas.drift import DriftInput, WardDrift
 
@@ -67,12 +73,14 @@ class WardDriftTracker:
         gauges_every_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         ward_names: WardNames | None = None,
+        restate_every_s: float = math.inf,
     ) -> None:
         self.monitor = monitor
         self.ward_names = WARD_NAMES if ward_names is None else ward_names  # the worker's, as its metrics
         self.bundle_version = bundle_version
         self.publish_every_s = publish_every_s
         self.gauges_every_s = gauges_every_s
+        self.restate_every_s = restate_every_s
         self._clock = clock
         self._published: dict[str, float] = {}
         self._reported: dict[str, float] = {}
@@ -94,21 +102,34 @@ class WardDriftTracker:
             reference = DriftReference.load(path)
             if problems := reference.problems():
                 raise ValueError("; ".join(problems))
+            min_hours, min_patients = reference.gate(settings.min_hours, settings.min_patients)
             monitor = DriftMonitor.for_inputs(
                 reference,
                 DYNAMIC_CODES,
                 TREE_FEATURES,
                 window_hours=settings.window_hours,
-                min_hours=settings.min_hours,
-                min_patients=settings.min_patients,
+                min_hours=min_hours,
+                min_patients=min_patients,
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # the scores do not depend on it: serve them, say loudly that no ward's drift is watched
             # (`vigil bundle check` fails such a bundle before it is rolled out)
             log.warning("drift.off", reason="unusable training reference", detail=str(exc)[:300])
             return None
+        if (min_hours, min_patients) != (settings.min_hours, settings.min_patients):
+            # a reference whose null table starts above the settings' gate (one drawn over 2,000-hour
+            # windows only): wards are judged later after a restart, never against a table read too low
+            log.info("drift.gate_raised", min_hours=min_hours, min_patients=min_patients)
+        if min_hours > settings.window_hours:
+            log.warning("drift.never_judged", window_hours=settings.window_hours, min_hours=min_hours)
         metrics.DRIFT_MONITORING.set(1)
-        return cls(monitor, bundle.version, settings.publish_every_s, settings.gauges_every_s)
+        return cls(
+            monitor,
+            bundle.version,
+            settings.publish_every_s,
+            settings.gauges_every_s,
+            restate_every_s=settings.restate_every_s,
+        )
 
     def observe(
         self, patients: Sequence[str], wards: Sequence[str | None], outcomes: Sequence[StepOutcome]
@@ -133,11 +154,15 @@ class WardDriftTracker:
         now = self._clock()
         gauges = [w for w in self._unreported if now - self._reported.get(w, -1e9) >= self.gauges_every_s]
         publish = {w for w in self._unpublished if now - self._published.get(w, -1e9) >= self.publish_every_s}
+        # unchanged, said again now and then: the dashboard keeps a ward only while a worker says it
+        publish |= {w for w, at in self._published.items() if now - at >= self.restate_every_s}
         wards = sorted({*gauges, *publish})
         if not wards:
             return []
         reports = self.monitor.reports(wards)
         shown = {r.ward for r in reports}
+        for ward in publish - shown:  # below the gate: nothing to say until its window changes
+            self._published.pop(ward, None)
         for ward in gauges:
             if ward not in shown and self._reported.pop(ward, None) is not None:
                 # below the gate now (a window of too few patients): its last figures described
@@ -195,6 +220,17 @@ class WardDriftTracker:
             await publisher.send(drift_topic, r.ward, self.record(r).model_dump_json().encode())
             if r.drifted:
                 log.warning("ward.drifted", ward=r.ward, max_psi=round(r.max_psi, 3), inputs=[n for n, _ in r.top])
+
+
+def first_closed(outcome: StepOutcome, firsts: Sequence[HourScore]) -> StepOutcome:
+    """``outcome`` with only the closed hours of ``firsts`` (``models.stream_step.first_closings``:
+    those that close for the first time) and their rows. A stay finalized anew (an observation older
+    than its first re-anchors the window; a cancelled discharge folds the next stay back) closes every
+    hour of its window again: its hours are in the ward's window already, and a patient-hour taken
+    twice weighs its patient twice (22 hours in the window for 12 patient-hours)."""
+    hours = {h.hour for h in firsts}
+    keep = [i for i, h in enumerate(outcome.closed) if h.hour in hours]
+    return dataclasses.replace(outcome, closed=[outcome.closed[i] for i in keep], closed_rows=outcome.closed_rows[keep])
 
 
 def _set_gauges(r: WardDriftReport) -> None:

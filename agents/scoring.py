@@ -17,7 +17,7 @@ import faust
 
 from vigil.agents.alert_out import publish_alerts
 from vigil.agents.app import scores_topic, settings, stays_topic
-from vigil.agents.drift import WARD_NAMES
+from vigil.agents.drift import WARD_NAMES, first_closed
 from vigil.agents.runtime import Publisher, runtime
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger, patient_hash
@@ -43,6 +43,7 @@ from vigil.models.stays import (
 )
 from vigil.models.stepping import StayCarry
 from vigil.models.stream_step import (
+    HourScore,
     StepOutcome,
     StepRequest,
     carries_without_models,
@@ -200,10 +201,12 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             metrics.STAYS_ENDED.labels(record.ended_by).inc()
         else:
             metrics.STAYS_RESUMED.inc()
+    firsts: dict[str, list[HourScore]] = {}  # the hours that close for the first time
     for pid in pids:
         window, update, outcome = windows[pid], updates[pid], outcomes.get(pid)
         closed = outcome.closed if outcome else []
-        for hour in first_closings(closed, window.anchor_s, finalized[pid]):
+        firsts[pid] = first_closings(closed, window.anchor_s, finalized[pid])
+        for hour in firsts[pid]:
             count_closed_hour(update.ward, hour.models)
         for hour in closed:  # every hour that closed: its final score
             final = build_risk_score(window, update, hour.models, now, hour.hour, "final")
@@ -217,7 +220,9 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     await publish_alerts(publisher, alerts)
     reports = []
     if rt.drift is not None and outcomes:
-        reports = rt.drift.observe(list(outcomes), [updates[p].ward for p in outcomes], list(outcomes.values()))
+        # each patient-hour once, as vigil_closed_hours_* above: a stay finalized anew is in its ward's window
+        once = [first_closed(o, firsts[p]) for p, o in outcomes.items()]
+        reports = rt.drift.observe(list(outcomes), [updates[p].ward for p in outcomes], once)
         await rt.drift.publish(publisher, reports)
     t_build = time.perf_counter()
     await publisher.flush()

@@ -185,7 +185,8 @@ class DriftSettings(BaseModel):
     enabled: bool = True
     # closed patient-hours per ward in the sliding window (~4 days of a 20-bed ward)
     window_hours: int = Field(default=2000, ge=1)
-    # PSI on n hours is biased up by ~(bins - 1) / n: below 200 hours a ward is not scored
+    # PSI on n hours is biased up by ~(bins - 1) / n: below 200 hours a ward is not scored (nor below
+    # the smallest window the reference's null table was drawn for: 200 hours, ``DriftReference.gate``)
     min_hours: int = Field(default=200, ge=1)
     min_patients: int = Field(default=10, ge=1)  # a ward's sample is about as large as its number of patients
     # at most one vigil.drift record per ward per worker this often
@@ -193,6 +194,21 @@ class DriftSettings(BaseModel):
     # the ward's PSI (every input) is recomputed for the gauges at most this often, not on every
     # batch: ~20 batches/s at 1,000 events/s made it 3 % of a worker's GIL time (docs/performance.md)
     gauges_every_s: float = Field(default=1.0, ge=0.0, le=60.0)
+
+    # the worker's drift timer runs every 5 s (agents.drift.FLUSH_EVERY_S): no interval is shorter
+    @property
+    def restate_every_s(self) -> float:
+        """A ward judged but unchanged has its record sent again this often: a ward's record only
+        goes out when its window changed, and a worker's share of a quiet ward may change only every
+        ten minutes or more."""
+        return 4 * max(self.publish_every_s, 5.0)
+
+    @property
+    def stale_after_s(self) -> float:
+        """The dashboard forgets a ward whose newest record is this old (2.5 restatements missed): no
+        worker judges it any more (below the gate, its workers scaled away, the ward closed), and its
+        last record, "drifted" maybe, must not stand for days."""
+        return 10 * max(self.publish_every_s, 5.0)
 
 
 class WatchdogSettings(BaseModel):

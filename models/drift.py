@@ -15,9 +15,13 @@ shift (``PSI_DRIFTED``), but a ward is a small, correlated sample: a stay's hour
 (BUN_max_stay barely moves within a stay), so the sample is about as large as the number of patients,
 and wards of 20 set-A stays reach a largest PSI of 0.6-1.5 over the ~50 inputs. The reference
 therefore carries a null table (``null_max_psi``): the 99th percentile of the largest PSI of wards
-drawn from the training stays themselves, by number of patients. A ward has drifted when its largest
-PSI exceeds both 0.25 and that percentile for its number of distinct patients (at least
-``min_patients`` and ``min_hours`` in the window).
+drawn from the training stays themselves, by number of patients and by hours in the window. Both
+matter: fewer hours per patient read each patient's values more noisily, so a ward of 20 set-A stays
+reaches a larger PSI by chance over 200 hours than over 2,000 (a table by patients alone, drawn over
+2,000 hours, called 15 % of steady 20-patient wards drifted at 200 hours, 28 % of 40-patient ones). A
+ward has drifted when its largest PSI exceeds both 0.25 and that percentile, interpolated at its
+number of distinct patients and its hours; it is judged only from the smallest ward the table was
+drawn for (``DriftReference.gate``: below it the table would be read outside its range, too low).
 
 The live unit is a closed patient-hour (its row is final), the same unit as the reference's rows.
 Pure: the worker feeds closed hours in and reads reports out (``agents.drift``).
@@ -93,15 +97,31 @@ class DriftReference:
     variables: list[str]  # measured-share variables, in this order
     measured_share: np.ndarray  # [V]
     features: list[FeatureReference]
-    # 99th percentile of the largest PSI of training wards, by number of distinct patients
+    # 99th percentile of the largest PSI of training wards [len(null_hours), len(null_patients)]: by
+    # hours in the window (rows) and number of distinct patients (columns)
     null_patients: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    null_q99: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    null_q99: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    null_hours: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
-    def threshold(self, patients: int) -> float:
-        """The largest PSI a ward of ``patients`` distinct patients may show and still look like training."""
+    def threshold(self, patients: int, hours: int) -> float:
+        """The largest PSI a ward of ``patients`` distinct patients over ``hours`` patient-hours may
+        show and still look like training: the table interpolated linearly on both (its percentiles
+        fall, convex, with each: a straight line between two of them lies above, the safe side).
+        Past the table's largest ward the largest's value (safe too: larger wards allow less); below
+        its smallest the ward is not judged (``gate``)."""
         if not len(self.null_patients):
             return PSI_DRIFTED
-        return max(PSI_DRIFTED, float(np.interp(patients, self.null_patients, self.null_q99)))
+        by_hours = [float(np.interp(patients, self.null_patients, row)) for row in self.null_q99]
+        return max(PSI_DRIFTED, float(np.interp(hours, self.null_hours, by_hours)))
+
+    def gate(self, min_hours: int, min_patients: int) -> tuple[int, int]:
+        """(hours, patients) a ward's window must hold before it is judged: the settings' gate, raised
+        to the smallest ward the null table was drawn for. Read below it, the table's smallest ward
+        stands in for a smaller one, whose chance PSI is larger: healthy wards called drifted (a
+        reference drawn over 2,000-hour windows only judges a ward once it holds 2,000 hours)."""
+        if not len(self.null_patients):
+            return min_hours, min_patients
+        return max(min_hours, int(self.null_hours.min())), max(min_patients, int(self.null_patients.min()))
 
     @classmethod
     def build(
@@ -140,7 +160,13 @@ class DriftReference:
                     for f in self.features
                 },
                 **(
-                    {"null_max_psi": {"patients": self.null_patients.tolist(), "q99": self.null_q99.tolist()}}
+                    {
+                        "null_max_psi": {
+                            "patients": self.null_patients.tolist(),
+                            "hours": self.null_hours.tolist(),
+                            "q99": self.null_q99.tolist(),
+                        }
+                    }
                     if len(self.null_patients)
                     else {}
                 ),
@@ -164,15 +190,16 @@ class DriftReference:
                 continue  # never measured in training: no distribution to compare with
             feats.append(FeatureReference(name, edges, shares))
         hours = int(data.get("patient_hours", 0))
-        null = data.get("null_max_psi", {})
+        null_hours, q99 = _null_rows(data.get("null_max_psi", {}))
         return cls(
             data.get("source", ""),
             hours,
             list(rates),
             np.asarray(list(rates.values()), np.float64),
             feats,
-            np.asarray(null.get("patients", []), np.float64),
-            np.asarray(null.get("q99", []), np.float64),
+            np.asarray(data.get("null_max_psi", {}).get("patients", []), np.float64),
+            q99,
+            null_hours,
         )
 
     @classmethod
@@ -196,17 +223,49 @@ class DriftReference:
                 found.append(f"{f.name}: {len(f.shares)} bin shares for {len(f.edges) + 2} bins")
             elif not np.all(f.shares >= 0) or abs(float(f.shares.sum()) - 1.0) > 1e-3:
                 found.append(f"{f.name}: bin shares do not sum to 1 (missing included)")
-        n, q = self.null_patients, self.null_q99
-        if len(n) != len(q):
-            found.append("null table: patients and percentiles of different lengths")
+        n, h, q = self.null_patients, self.null_hours, self.null_q99
+        if len(n) and (q.ndim != 2 or q.shape != (len(h), len(n))):
+            found.append("null table: percentiles not one per window's hours and ward size")
         elif len(n) and (np.any(np.diff(n) <= 0) or not np.all(n > 0)):
             found.append("null table: ward sizes not increasing")
-        elif len(q) and (not np.all(np.isfinite(q) & (q > 0)) or np.any(np.diff(q) > 0)):
-            found.append("null table: percentiles not positive and falling with ward size")
+        elif len(n) and (np.any(np.diff(h) <= 0) or not np.all(h > 0)):
+            found.append("null table: window hours not increasing")
+        elif len(n) and (
+            not np.all(np.isfinite(q) & (q > 0)) or np.any(np.diff(q, axis=0) > 0) or np.any(np.diff(q, axis=1) > 0)
+        ):
+            found.append("null table: percentiles not positive and falling with ward size and hours")
         return found
 
 
+def _null_rows(null: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(hours, q99 [hours, patients]) of a stored null table. A table written by patients alone (one
+    row, drawn over ``window_hours``, 2,000 before they were stored) is that one row: wards are then
+    judged from that many hours on (``DriftReference.gate``)."""
+    q99 = np.asarray(null.get("q99", []), np.float64)
+    if "hours" in null:
+        return np.asarray(null["hours"], np.float64), q99
+    if not len(q99):
+        return np.zeros(0), np.zeros((0, 0))
+    return np.asarray([float(null.get("window_hours", 2000))]), q99.reshape(1, -1)
+
+
 NULL_PATIENTS: Final[tuple[int, ...]] = (10, 20, 40, 80, 160, 320)
+# from the smallest window a ward is judged on (``DriftSettings.min_hours``) to the default window
+NULL_HOURS: Final[tuple[int, ...]] = (200, 500, 1000, 2000)
+
+
+def ward_hours(lengths: np.ndarray, hours: int) -> np.ndarray:
+    """Hours taken from each stay of a drawn ward so that they add up to ``hours`` (at least one
+    each), shared as evenly as the stays' ``lengths`` allow: a short stay gives all it has and the
+    longer ones make up for it. Stays too short for ``hours`` give everything: the ward then holds
+    fewer hours, its chance PSI is larger and the percentile higher, the safe side."""
+    take = np.zeros(len(lengths), np.int64)
+    left = max(int(hours), len(lengths))
+    order = np.argsort(lengths, kind="stable")
+    for i, stay in enumerate(order.tolist()):
+        take[stay] = max(1, min(int(lengths[stay]), left // (len(order) - i)))
+        left -= int(take[stay])
+    return take
 
 
 def null_max_psi(
@@ -214,33 +273,38 @@ def null_max_psi(
     measured: np.ndarray,
     values: np.ndarray,
     offsets: np.ndarray,
-    window_hours: int = 2000,
+    hours: Sequence[int] = NULL_HOURS,
     draws: int = 1000,
     seed: int = 0,
 ) -> np.ndarray:
     """99th percentile of the largest PSI of wards drawn from the training stays themselves, for each
-    ward size in ``NULL_PATIENTS``: each draw takes that many stays and an equal share of the
-    ``window_hours`` from each (a contiguous run at a random place). ``measured`` [N, V] and
-    ``values`` [N, K] are every hour of the cohort, ``offsets`` the stays' row offsets."""
+    window's ``hours`` (rows) and ward size in ``NULL_PATIENTS`` (columns): each draw takes that many
+    stays and that many hours shared between them (``ward_hours``: a contiguous run of each stay at a
+    random place). ``measured`` [N, V] and ``values`` [N, K] are every hour of the cohort, ``offsets``
+    the stays' row offsets."""
     rng = np.random.default_rng(seed)
     bins = np.stack([bin_values(values[:, k], f.edges) for k, f in enumerate(reference.features)], -1)
     lengths = np.diff(offsets)
-    out = []
-    for n in NULL_PATIENTS:
-        per_stay = max(1, window_hours // n)
-        maxes = []
-        for _ in range(draws):
-            # a cohort smaller than the ward (a smoke training) draws stays again: repeats make the
-            # ward more alike within, so its PSI larger and the threshold looser, never tighter
-            stays = rng.choice(len(lengths), n, replace=n > len(lengths))
-            take = np.minimum(lengths[stays], per_stay)
-            start = offsets[stays] + (rng.random(n) * (lengths[stays] - take + 1)).astype(np.int64)
-            rows = np.concatenate([np.arange(a, a + t) for a, t in zip(start.tolist(), take.tolist(), strict=True)])
-            counts = [np.bincount(bins[rows, k], minlength=len(f.edges) + 2) for k, f in enumerate(reference.features)]
-            rate, value = ward_psi(reference, measured[rows].sum(0), len(rows), counts)
-            maxes.append(max(rate.max(initial=0.0), value.max(initial=0.0)))
-        out.append(float(np.quantile(maxes, 0.99)))
-    return np.minimum.accumulate(np.asarray(out))  # more patients never allow a larger PSI
+    table = np.zeros((len(hours), len(NULL_PATIENTS)))
+    for i, window in enumerate(hours):
+        for j, n in enumerate(NULL_PATIENTS):
+            maxes = []
+            for _ in range(draws):
+                # a cohort smaller than the ward (a smoke training) draws stays again: repeats make the
+                # ward more alike within, so its PSI larger and the threshold looser, never tighter
+                stays = rng.choice(len(lengths), n, replace=n > len(lengths))
+                take = ward_hours(lengths[stays], window)
+                start = offsets[stays] + (rng.random(n) * (lengths[stays] - take + 1)).astype(np.int64)
+                rows = np.concatenate([np.arange(a, a + t) for a, t in zip(start.tolist(), take.tolist(), strict=True)])
+                counts = [
+                    np.bincount(bins[rows, k], minlength=len(f.edges) + 2) for k, f in enumerate(reference.features)
+                ]
+                rate, value = ward_psi(reference, measured[rows].sum(0), len(rows), counts)
+                maxes.append(max(rate.max(initial=0.0), value.max(initial=0.0)))
+            table[i, j] = float(np.quantile(maxes, 0.99))
+    # a smaller ward (fewer patients or hours) never allows a smaller PSI than a larger one: where the
+    # draws' noise says otherwise, the larger ward's percentile (the higher of the two) stands for both
+    return np.maximum.accumulate(np.maximum.accumulate(table[::-1, ::-1], 0), 1)[::-1, ::-1]
 
 
 @dataclass(frozen=True)
@@ -248,7 +312,7 @@ class WardDriftReport:
     ward: str
     patient_hours: int  # in the sliding window
     patients: int  # distinct patients among them
-    threshold: float  # drifted when max_psi exceeds it (``DriftReference.threshold``)
+    threshold: float  # drifted when max_psi exceeds it (``DriftReference.threshold``: patients, hours)
     rate_psi: dict[str, float]  # per variable: measured / not measured, live vs reference
     value_psi: dict[str, float]  # per feature: decile bins + missing
     max_psi: float
@@ -296,7 +360,7 @@ class WardWindow:
         )
         max_psi = ranked[0][1] if ranked else 0.0
         patients = self.patients()
-        threshold = reference.threshold(patients)
+        threshold = reference.threshold(patients, self.filled)
         return WardDriftReport(
             ward, self.filled, patients, threshold, rate_psi, value_psi, max_psi, max_psi > threshold, ranked[:top_n]
         )

@@ -1,10 +1,17 @@
 """The dashboard's ward-level drift indicator: the newest ``vigil.drift`` record of each ward (from
 any worker: each describes the patients of its partitions), mirrored into the ``vigil_drift_*``
-gauges of the dashboard's own /metrics."""
+gauges of the dashboard's own /metrics. A ward whose newest record is older than
+``DriftSettings.stale_after_s`` is forgotten, its series with it: a worker says a ward it still judges
+again every ``restate_every_s`` even when unchanged, and says nothing of a ward below its gate, so
+silence means no worker judges the ward any more (its window fell below the gate, its workers were
+scaled away, the ward closed). Kept, its last record said "drifted" for good."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from vigil.infra import metrics
@@ -12,8 +19,15 @@ from vigil.schemas.drift import WardDrift
 
 
 class WardDriftBoard:
-    def __init__(self) -> None:
+    def __init__(self, stale_after_s: float | None = None, clock: Callable[[], float] = time.time) -> None:
+        if stale_after_s is None:
+            from vigil.infra.settings import get_settings
+
+            stale_after_s = get_settings().drift.stale_after_s
+        self.stale_after_s = stale_after_s
+        self._clock = clock  # wall-clock seconds, as the records' ``at``
         self._wards: dict[str, dict[str, Any]] = {}
+        self._at: dict[str, float] = {}  # each ward's newest record's time
         self._inputs: dict[str, set[tuple[str, str]]] = {}  # the (kind, input) series set per ward
         self._lock = threading.Lock()
 
@@ -25,7 +39,9 @@ class WardDriftBoard:
         view["top"] = [t.model_dump(mode="json") for t in record.top]
         with self._lock:
             self._wards[record.ward] = view
+            self._at[record.ward] = record.at.timestamp()
         metrics.DRIFT_MAX_PSI.labels(record.ward).set(record.max_psi)
+        metrics.DRIFT_THRESHOLD.labels(record.ward).set(record.threshold)
         metrics.DRIFT_DRIFTED.labels(record.ward).set(1.0 if record.drifted else 0.0)
         metrics.DRIFT_PATIENT_HOURS.labels(record.ward).set(record.patient_hours)
         shown: set[tuple[str, str]] = {(t.kind, t.input) for t in record.top}
@@ -38,5 +54,26 @@ class WardDriftBoard:
         return {"drift": self.snapshot()}
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
+        self.expire()
         with self._lock:
             return {ward: dict(view) for ward, view in sorted(self._wards.items())}
+
+    def expire(self) -> list[str]:
+        """Forget the wards whose newest record is older than ``stale_after_s``, and their series;
+        return their names. Run on every record and every read of the board."""
+        now = self._clock()
+        with self._lock:
+            stale = [w for w, at in self._at.items() if now - at > self.stale_after_s]
+            for ward in stale:
+                del self._wards[ward], self._at[ward]
+                for kind, name in self._inputs.pop(ward, set()):
+                    metrics.DRIFT_PSI.remove(ward, kind, name)
+                for gauge in (
+                    metrics.DRIFT_MAX_PSI,
+                    metrics.DRIFT_THRESHOLD,
+                    metrics.DRIFT_DRIFTED,
+                    metrics.DRIFT_PATIENT_HOURS,
+                ):
+                    with contextlib.suppress(KeyError):  # a series never set: prometheus_client raises KeyError
+                        gauge.remove(ward)
+        return stale

@@ -18,15 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
-from vigil.models.drift import NULL_PATIENTS, REFERENCE_FILE, DriftReference, bin_values, null_max_psi
+from vigil.models.drift import NULL_HOURS, NULL_PATIENTS, REFERENCE_FILE, DriftReference, bin_values, null_max_psi
 from vigil.schemas.codes import DYNAMIC_CODES
+
+NULL_DRAWS = 1000  # wards drawn per cell of the null table: its 99th percentile rests on the top 10
 
 
 def write_training_reference(
     path: Path, matrix: np.ndarray, x: np.ndarray, top_features: list[str], offsets: np.ndarray | None = None
 ) -> None:
     """Per-variable measurement rate (share of hours measured), deciles and bin shares of the top
-    features; with the stays' ``offsets``, the null table of the largest PSI of training wards."""
+    features; with the stays' ``offsets``, the null table of the largest PSI of training wards by
+    window's hours and ward size (``models.drift.null_max_psi``)."""
     from vigil.models.stay_features import TREE_FEATURES
 
     rates = (~np.isnan(matrix)).mean(0)
@@ -55,12 +58,12 @@ def write_training_reference(
     if offsets is not None:
         reference = DriftReference.from_json(json.dumps(ref))
         columns = np.stack([np.asarray(x[:, index[f.name]]) for f in reference.features], -1)
-        q99 = null_max_psi(reference, ~np.isnan(matrix), columns, offsets)
+        q99 = null_max_psi(reference, ~np.isnan(matrix), columns, offsets, NULL_HOURS, NULL_DRAWS)
         ref["null_max_psi"] = {
             "patients": list(NULL_PATIENTS),
-            "q99": [round(float(v), 4) for v in q99],
-            "window_hours": 2000,
-            "draws": 1000,
+            "hours": list(NULL_HOURS),
+            "q99": [[round(float(v), 4) for v in row] for row in q99],  # a row per window's hours
+            "draws": NULL_DRAWS,
         }
     path.write_text(json.dumps(ref, indent=2) + "\n")
 

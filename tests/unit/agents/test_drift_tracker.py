@@ -195,3 +195,49 @@ def test_a_ward_that_falls_below_the_gate_no_longer_shows_its_old_drift() -> Non
     assert REGISTRY.get_sample_value("vigil_drift_drifted", {"ward": "icu-gate"}) is None
     labels = {"ward": "icu-gate", "kind": "measured", "input": "HR"}
     assert REGISTRY.get_sample_value("vigil_drift_psi", labels) is None
+
+
+def test_a_reference_drawn_over_long_windows_only_judges_no_ward_before_it_holds_as_many_hours(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """A null table drawn by patients alone over 2,000-hour windows, read at 200 hours, called 15 % of
+    steady 20-patient wards drifted (28 % of 40-patient ones): after each restart a quarter to a third
+    of healthy wards paged. Such a reference judges a ward from 2,000 hours on; the shipped one, drawn
+    from 200 hours on, keeps the settings' gate."""
+    import json
+    import shutil
+
+    from vigil.infra.settings import DriftSettings
+    from vigil.models.bundle import STEPPING_DIR
+    from vigil.models.drift import REFERENCE_FILE
+
+    bundle = SimpleNamespace(artifacts_dir=tmp_path, version="t")
+    shutil.copy(STEPPING_DIR / REFERENCE_FILE, tmp_path / REFERENCE_FILE)
+    shipped = WardDriftTracker.for_bundle(bundle, DriftSettings())  # type: ignore[arg-type]
+    assert shipped is not None and (shipped.monitor.min_hours, shipped.monitor.min_patients) == (200, 10)
+    ref = json.loads((tmp_path / REFERENCE_FILE).read_text())
+    ref["null_max_psi"] = {"patients": [10, 20, 40], "q99": [3.13, 1.74, 0.91], "window_hours": 2000}
+    (tmp_path / REFERENCE_FILE).write_text(json.dumps(ref))
+    legacy = WardDriftTracker.for_bundle(bundle, DriftSettings())  # type: ignore[arg-type]
+    assert legacy is not None and legacy.monitor.min_hours == 2000
+
+
+def test_a_ward_still_judged_is_said_again_though_unchanged_and_one_below_the_gate_is_not() -> None:
+    """The dashboard forgets a ward no worker has said anything of for a while: a worker says a ward
+    it judges again every ``restate_every_s``, and says nothing of one that fell below its gate."""
+    now = [100.0]
+    monitor = FakeMonitor()
+    tracker = WardDriftTracker(monitor, "t", 30, 1.0, lambda: now[0], restate_every_s=120)  # type: ignore[arg-type]
+    assert [r.ward for r in tracker.observe(["p1", "p2"], ["icu-a", "icu-b"], [_outcome(1), _outcome(1)])] == [
+        "icu-a",
+        "icu-b",
+    ]
+    now[0] += 60.0
+    assert tracker.due() == []  # unchanged and said a minute ago
+    now[0] += 61.0
+    judged = monitor.reports
+    monitor.reports = lambda wards: [r for r in judged(wards) if r.ward == "icu-a"]  # type: ignore[method-assign]
+    assert [r.ward for r in tracker.due()] == ["icu-a"]  # icu-b fell below the gate: nothing to say
+    now[0] += 121.0
+    assert [r.ward for r in tracker.due()] == ["icu-a"]  # and icu-b is not asked about again
+    assert monitor.report_calls[-1] == ["icu-a"]

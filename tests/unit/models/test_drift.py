@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from vigil.models.drift import (
+    NULL_HOURS,
     NULL_PATIENTS,
     PSI_DRIFTED,
     DriftMonitor,
@@ -16,6 +17,7 @@ from vigil.models.drift import (
     bin_values,
     null_max_psi,
     psi,
+    ward_hours,
 )
 
 VARS = ["HR", "Lactate"]
@@ -108,23 +110,99 @@ def test_sliding_window_counts_equal_a_recount(reference: DriftReference) -> Non
         np.testing.assert_array_equal(counts, np.bincount(last_b[:, k], minlength=len(counts)))
 
 
-def test_the_threshold_follows_training_wards_of_the_same_size(reference: DriftReference) -> None:
-    """Stays whose hours share a patient-level value (like a maximum since admission): small wards of
-    training stays reach large PSIs by chance, so their threshold is higher, never below 0.25."""
-    rng = np.random.default_rng(4)
-    lengths = rng.integers(5, 60, 2000)
+def stays_cohort(rng: np.random.Generator, n_stays: int, max_hours: int = 60) -> tuple:
+    """(rows, features, offsets) of stays whose HR is mostly the patient's own, with hour-to-hour noise:
+    the sample is the patients more than the hours, and a patient's few hours say less than many."""
+    lengths = rng.integers(5, max_hours, n_stays)
     offsets = np.r_[0, np.cumsum(lengths)]
-    per_stay = rng.normal(85, 12, len(lengths))
-    hr = np.repeat(per_stay, lengths)  # constant within a stay: the sample is the patients, not the hours
+    hr = np.repeat(rng.normal(85, 12, len(lengths)), lengths) + rng.normal(0, 6, int(lengths.sum()))
     rows = np.stack([hr, np.where(rng.random(len(hr)) < 0.1, 1.0, np.nan)], -1)
     feats = np.stack([hr, rng.integers(0, 200, len(hr)).astype(float)], -1)
+    return rows, feats, offsets
+
+
+def test_the_threshold_follows_training_wards_of_the_same_size_and_hours(reference: DriftReference) -> None:
+    """Small wards of training stays reach large PSIs by chance, so their threshold is higher, never
+    below 0.25; so do wards whose window holds fewer hours of each patient."""
+    rows, feats, offsets = stays_cohort(np.random.default_rng(4), 2000)
     ref = DriftReference.build(~np.isnan(rows), feats, VARS, FEATS, "stays")
-    q99 = null_max_psi(ref, ~np.isnan(rows), feats, offsets, window_hours=600, draws=200)
-    assert len(q99) == len(NULL_PATIENTS) and np.all(np.diff(q99) <= 0) and q99[0] > 1.0
+    q99 = null_max_psi(ref, ~np.isnan(rows), feats, offsets, hours=(200, 600), draws=200)
+    assert q99.shape == (2, len(NULL_PATIENTS)) and q99[0, 0] > 1.0
+    assert np.all(np.diff(q99, axis=1) <= 0) and np.all(np.diff(q99, axis=0) <= 0)
+    assert q99[0, 1] > q99[1, 1]  # 20 patients: 10 hours each read noisier than 30
     nulled = dataclasses.replace(ref, null_patients=np.asarray(NULL_PATIENTS, float), null_q99=q99)
+    nulled = dataclasses.replace(nulled, null_hours=np.array([200.0, 600.0]))
     with_null = DriftReference.from_json(nulled.to_json())
-    assert with_null.threshold(10) == pytest.approx(q99[0]) and with_null.threshold(10_000) >= PSI_DRIFTED
-    assert with_null.threshold(15) < with_null.threshold(10)
+    assert with_null.threshold(10, 200) == pytest.approx(q99[0, 0]) and with_null.threshold(10_000, 600) >= PSI_DRIFTED
+    assert with_null.threshold(15, 200) < with_null.threshold(10, 200)
+    assert with_null.threshold(20, 600) == pytest.approx(q99[1, 1])
+    assert with_null.threshold(20, 600) < with_null.threshold(20, 200)
+    assert with_null.threshold(20, 400) == pytest.approx((q99[0, 1] + q99[1, 1]) / 2)  # linear in hours
+    assert with_null.threshold(20, 5000) == with_null.threshold(20, 600)  # past the table: its largest ward
+
+
+def test_a_ward_is_judged_from_the_smallest_ward_the_table_was_drawn_for(reference: DriftReference) -> None:
+    """Below the table the smallest ward's percentile would stand for a smaller ward's, whose chance
+    PSI is larger: such a ward is not judged (``gate``), whatever the settings ask for."""
+    q99 = np.array([[3.0, 1.5], [2.0, 1.0]])
+    nulled = dataclasses.replace(
+        reference, null_patients=np.array([10.0, 20.0]), null_hours=np.array([200.0, 2000.0]), null_q99=q99
+    )
+    assert nulled.gate(min_hours=50, min_patients=5) == (200, 10)
+    assert nulled.gate(min_hours=500, min_patients=30) == (500, 30)
+    assert reference.gate(min_hours=50, min_patients=5) == (50, 5)  # no table: 0.25, from any ward
+
+
+def test_a_table_drawn_over_one_window_only_is_read_as_its_one_row(reference: DriftReference) -> None:
+    """A reference written before the table had hours (by patients alone, over 2,000-hour windows):
+    its row judges wards from 2,000 hours on, never below."""
+    import json
+
+    data = json.loads(reference.to_json())
+    data["null_max_psi"] = {"patients": [10, 20], "q99": [3.0, 1.7], "window_hours": 2000, "draws": 1000}
+    old = DriftReference.from_json(json.dumps(data))
+    assert old.problems() == [] and old.null_q99.shape == (1, 2)
+    assert old.threshold(20, 2000) == old.threshold(20, 200) == pytest.approx(1.7)
+    assert old.gate(min_hours=200, min_patients=10) == (2000, 10)
+
+
+def test_a_drawn_ward_shares_its_hours_as_evenly_as_its_stays_allow() -> None:
+    assert ward_hours(np.array([100, 100]), 11).tolist() == [5, 6]
+    assert ward_hours(np.array([3, 50, 50]), 30).tolist() == [3, 13, 14]  # the short stay gives all it has
+    assert ward_hours(np.array([5, 5]), 100).tolist() == [5, 5]  # too short: fewer hours, never more
+    assert ward_hours(np.array([40] * 10), 4).tolist() == [1] * 10  # every drawn patient is in the ward
+
+
+def test_steady_wards_of_sample_stays_are_rarely_called_drifted() -> None:
+    """Wards of 40 of the shipped sample's set-A stays, 5 hours each (200 hours, the gate): drawn from
+    training stays, they must read as training about 99 times in 100. Against the shipped reference's
+    table drawn over 2,000-hour windows only, 18 of these 100 were called drifted."""
+    from vigil.infra.dataset import SAMPLE_DIR
+    from vigil.models.bundle import STEPPING_DIR
+    from vigil.models.drift import REFERENCE_FILE
+    from vigil.models.offline import list_psv, read_psv
+    from vigil.models.stay_features import TREE_FEATURES
+    from vigil.models.stepping import stay_inputs
+    from vigil.schemas.codes import DYNAMIC_CODES
+
+    shipped = DriftReference.load(STEPPING_DIR / REFERENCE_FILE)
+    stays = []
+    for path in list_psv(SAMPLE_DIR):
+        m, s, _ = read_psv(path)
+        static = {"Age": s["Age"], "Gender": s["Gender"]}
+        stays.append((m, stay_inputs(m, static).tree_features(np.arange(len(m)), static)))
+    rng = np.random.default_rng(0)
+    flagged = judged = 0
+    for _ in range(100):
+        ward = DriftMonitor.for_inputs(shipped, DYNAMIC_CODES, TREE_FEATURES)
+        for p in rng.choice(len(stays), 40, replace=False).tolist():
+            m, f = stays[p]
+            a = int(rng.integers(0, len(m) - 4))
+            ward.observe(["W"] * 5, m[a : a + 5], f[a : a + 5], np.full(5, p))
+        reports = ward.reports()
+        judged += len(reports)
+        flagged += sum(r.drifted for r in reports)
+    assert judged == 100 and flagged <= 4, flagged
 
 
 def test_reference_naming_an_unknown_input_is_refused(reference: DriftReference) -> None:
@@ -134,15 +212,11 @@ def test_reference_naming_an_unknown_input_is_refused(reference: DriftReference)
 
 def test_a_cohort_smaller_than_the_largest_ward_still_gets_a_threshold_per_size() -> None:
     # a smoke training of 300 stays: the 320-patient ward draws stays again instead of failing
-    rng = np.random.default_rng(5)
-    lengths = rng.integers(5, 40, 50)
-    offsets = np.r_[0, np.cumsum(lengths)]
-    hr = np.repeat(rng.normal(85, 12, len(lengths)), lengths)
-    rows = np.stack([hr, np.where(rng.random(len(hr)) < 0.1, 1.0, np.nan)], -1)
-    feats = np.stack([hr, rng.integers(0, 200, len(hr)).astype(float)], -1)
+    rows, feats, offsets = stays_cohort(np.random.default_rng(5), 50, max_hours=40)
     ref = DriftReference.build(~np.isnan(rows), feats, VARS, FEATS, "stays")
-    q99 = null_max_psi(ref, ~np.isnan(rows), feats, offsets, window_hours=400, draws=50)
-    assert len(q99) == len(NULL_PATIENTS) and np.isfinite(q99).all() and np.all(np.diff(q99) <= 0)
+    q99 = null_max_psi(ref, ~np.isnan(rows), feats, offsets, draws=50)
+    assert q99.shape == (len(NULL_HOURS), len(NULL_PATIENTS)) and np.isfinite(q99).all()
+    assert np.all(np.diff(q99, axis=1) <= 0) and np.all(np.diff(q99, axis=0) <= 0)
 
 
 def _feature(ref: DriftReference, k: int, **changes: np.ndarray) -> DriftReference:
@@ -151,10 +225,14 @@ def _feature(ref: DriftReference, k: int, **changes: np.ndarray) -> DriftReferen
     return dataclasses.replace(ref, features=feats)
 
 
+def nulled(r: DriftReference, patients: list[float], hours: list[float], q99: list[list[float]]) -> DriftReference:
+    return dataclasses.replace(r, null_patients=np.array(patients), null_hours=np.array(hours), null_q99=np.array(q99))
+
+
 def test_a_built_reference_has_no_problems(reference: DriftReference) -> None:
-    q99 = np.array([3.0, 1.5, 0.9, 0.6, 0.4, 0.3])
-    nulled = dataclasses.replace(reference, null_patients=np.array(NULL_PATIENTS, float), null_q99=q99)
-    assert reference.problems() == [] and DriftReference.from_json(nulled.to_json()).problems() == []
+    q99 = [[3.5, 2.0, 1.2, 0.8, 0.5, 0.3], [3.0, 1.5, 0.9, 0.6, 0.4, 0.3]]
+    table = nulled(reference, list(map(float, NULL_PATIENTS)), [200.0, 2000.0], q99)
+    assert reference.problems() == [] and DriftReference.from_json(table.to_json()).problems() == []
 
 
 @pytest.mark.parametrize(
@@ -168,16 +246,13 @@ def test_a_built_reference_has_no_problems(reference: DriftReference) -> None:
         (lambda r: _feature(r, 0, shares=r.features[0].shares[:-1]), "HR_last: 10 bin shares for 11 bins"),
         (lambda r: _feature(r, 1, edges=r.features[1].edges[::-1]), "icu_hours: bin edges"),
         (lambda r: _feature(r, 1, edges=np.r_[r.features[1].edges[:-1], np.inf]), "icu_hours: bin edges"),
-        (lambda r: dataclasses.replace(r, null_patients=np.array([10.0, 20.0]), null_q99=np.array([1.0])), "lengths"),
-        (lambda r: dataclasses.replace(r, null_patients=np.array([20.0, 10.0]), null_q99=np.ones(2)), "ward sizes"),
-        (
-            lambda r: dataclasses.replace(r, null_patients=np.array([10.0, 20.0]), null_q99=np.array([1.0, 2.0])),
-            "falling",
-        ),
-        (
-            lambda r: dataclasses.replace(r, null_patients=np.array([10.0, 20.0]), null_q99=np.array([np.nan, 0.5])),
-            "falling",
-        ),
+        (lambda r: nulled(r, [10.0, 20.0], [200.0], [[1.0]]), "one per window's hours and ward size"),
+        (lambda r: nulled(r, [10.0, 20.0], [200.0, 500.0], [[2.0, 1.0]]), "one per window's hours and ward size"),
+        (lambda r: nulled(r, [20.0, 10.0], [200.0], [[1.0, 1.0]]), "ward sizes"),
+        (lambda r: nulled(r, [10.0, 20.0], [500.0, 200.0], [[2.0, 1.0], [2.0, 1.0]]), "window hours"),
+        (lambda r: nulled(r, [10.0, 20.0], [200.0], [[1.0, 2.0]]), "falling"),
+        (lambda r: nulled(r, [10.0, 20.0], [200.0, 500.0], [[2.0, 1.0], [2.5, 1.0]]), "falling"),
+        (lambda r: nulled(r, [10.0, 20.0], [200.0], [[np.nan, 0.5]]), "falling"),
     ],
 )
 def test_a_reference_that_makes_no_sense_says_what(reference: DriftReference, spoil, found: str) -> None:  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ def drift(ward: str, max_psi: float) -> bytes:
     return (
         WardDrift(
             ward=ward,
-            at=datetime(2026, 1, 1, tzinfo=UTC),
+            at=datetime.now(UTC),  # just published: the board forgets a ward whose newest record is old
             patient_hours=640,
             patients=30,
             max_psi=max_psi,
@@ -71,3 +71,51 @@ def test_an_input_that_left_the_top_leaves_metrics_and_nan_is_refused(client, fe
     assert 'input="Lactate",kind="measured",ward="ICU-D"' not in text  # its 1.5 stood above the ward's max
     with pytest.raises(ValidationError):
         WardDrift.model_validate_json(drift("ICU-E", 0.2).replace(b'"max_psi":0.2', b'"max_psi":NaN'))
+
+
+def test_a_ward_no_worker_reports_any_more_leaves_the_board_and_its_metrics() -> None:
+    """A worker drops a ward's series when the ward falls below its gate, and a worker scaled away
+    takes its series with it; the dashboard's mirror of its last record said "drifted" for good (and
+    paged: the rule took the largest over every job). A ward whose newest record is older than
+    ``stale_after_s`` (ten publish intervals; workers say a ward they judge again every four) goes."""
+    from datetime import timedelta
+
+    from prometheus_client import REGISTRY
+
+    from vigil.agents.web.drift import WardDriftBoard
+
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    old = WardDrift.model_validate_json(drift("ICU-GONE", 2.5)).model_copy(
+        update={"at": now - timedelta(hours=1), "threshold": 1.74}
+    )
+    fresh = WardDrift.model_validate_json(drift("ICU-HERE", 0.1)).model_copy(update={"at": now})
+    board = WardDriftBoard(clock=now.timestamp)  # the settings' 300 s
+    board.apply(old.model_copy(update={"at": now}))
+    assert REGISTRY.get_sample_value("vigil_drift_threshold", {"ward": "ICU-GONE"}) == 1.74  # PSI against it
+    later = WardDriftBoard(clock=lambda: now.timestamp() + 3600)
+    later.apply(old.model_copy(update={"at": now + timedelta(minutes=59)}))
+    message = later.apply(fresh.model_copy(update={"at": now + timedelta(hours=1)}))
+    assert list(message["drift"]) == ["ICU-GONE", "ICU-HERE"]  # a minute old: still reported
+    stale = WardDriftBoard(clock=lambda: now.timestamp() + 3600)
+    stale.apply(old)
+    assert list(stale.apply(fresh.model_copy(update={"at": now + timedelta(hours=1)}))["drift"]) == ["ICU-HERE"]
+    assert stale.snapshot() == {"ICU-HERE": stale.snapshot()["ICU-HERE"]}
+    for name in ("vigil_drift_drifted", "vigil_drift_max_psi", "vigil_drift_threshold", "vigil_drift_patient_hours"):
+        assert REGISTRY.get_sample_value(name, {"ward": "ICU-GONE"}) is None, name
+    assert (
+        REGISTRY.get_sample_value("vigil_drift_psi", {"ward": "ICU-GONE", "kind": "measured", "input": "Lactate"})
+        is None
+    )
+
+
+def test_the_dashboard_forgets_a_ward_an_hour_after_its_last_record(client, feed) -> None:  # type: ignore[no-untyped-def]
+    """The board as the dashboard builds it (no arguments: the settings' interval, the wall clock)."""
+    from datetime import timedelta
+
+    gone = WardDrift.model_validate_json(drift("ICU-F", 2.5)).model_copy(
+        update={"at": datetime.now(UTC) - timedelta(hours=1), "drifted": True}
+    )
+    feed.ingest(topics.DRIFT, gone.model_dump_json().encode())
+    sign_in(client, "ann")
+    assert "ICU-F" not in client.get("/api/state").json()["drift"]
+    assert 'vigil_drift_drifted{ward="ICU-F"}' not in client.get("/metrics").text
