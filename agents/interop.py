@@ -32,6 +32,7 @@ from vigil.schemas.normalize import normalize_event
 Decoder = Callable[[bytes], Iterable[EntryOutcome]]
 log = get_logger(__name__)
 UNITS = settings.ingest.units()  # which results are scored, which ADT^A02 end a stay (ingest.monitored_units)
+HL7_ZONE = settings.ingest.hl7_zone()  # the zone of HL7v2 times sent without an offset (ingest.hl7_timezone)
 
 
 @app.task
@@ -46,7 +47,7 @@ def fhir_entries(payload: bytes) -> Iterable[EntryOutcome]:
 
 
 def hl7v2_message(payload: bytes) -> Iterable[EntryOutcome]:
-    result = decode_hl7v2(payload, units=UNITS)
+    result = decode_hl7v2(payload, default_tz=HL7_ZONE, units=UNITS)
     return [EntryOutcome(None, result, payload if result.rejected else b"")]
 
 

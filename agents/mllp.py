@@ -29,14 +29,14 @@ import ssl
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from vigil.infra import metrics
 from vigil.infra.deadletters import MLLP_SOURCE
 from vigil.infra.logging import get_logger
 from vigil.infra.publish import Record
-from vigil.infra.settings import MllpSettings
+from vigil.infra.settings import MllpSettings, get_settings
 from vigil.infra.unmapped import count_unmapped
 from vigil.schemas import topics
 from vigil.schemas.codecs.care_units import NO_UNITS, Units
@@ -82,9 +82,10 @@ def _dead_letter(rejected: Rejected, original: bytes, now: datetime, size: int |
     return topics.DEADLETTER, DEADLETTER_KEY, letter.model_dump_json().encode()
 
 
-def outcome_of(item: Item, max_bytes: int, now: datetime, units: Units = NO_UNITS) -> Outcome:
+def outcome_of(item: Item, max_bytes: int, now: datetime, units: Units = NO_UNITS, default_tz: tzinfo = UTC) -> Outcome:
     """Pure: the records and the answer for one framed item (``units``: which results are scored and
-    which ADT transfers end a stay, the settings' ``ingest.monitored_units``)."""
+    which ADT transfers end a stay, the settings' ``ingest.monitored_units``; ``default_tz``: the zone
+    of HL7 times sent without an offset, the settings' ``ingest.hl7_timezone``)."""
     if isinstance(item, Stray):
         what = "a connection closed inside an MLLP frame" if item.unterminated else "bytes outside any MLLP frame"
         rejected = Rejected("parse_error", f"{what} ({item.size} bytes)")
@@ -95,7 +96,7 @@ def outcome_of(item: Item, max_bytes: int, now: datetime, units: Units = NO_UNIT
         rejected = Rejected("too_large", f"MLLP message of {item.size} bytes (limit {max_bytes})")
         letter = _dead_letter(rejected, item.prefix, now, item.size, item.sha256)
         return Outcome([letter], "AE", f"too_large: {rejected.detail}", item.prefix, reasons=["too_large"])
-    decoded = decode_hl7v2(item.payload, units=units).checked(now)  # the intake rules: unit, range, clock skew
+    decoded = decode_hl7v2(item.payload, default_tz=default_tz, units=units).checked(now)  # unit, range, clock
     out = Outcome(payload=item.payload, events=len(decoded.events), unmapped=decoded)
     for event in decoded.events:
         out.records.append((topics.EVENTS_RAW, event.patient_id.encode(), event.model_dump_json().encode()))
@@ -158,10 +159,10 @@ async def _stored(out: Outcome, publish: Publish) -> bool:
 
 
 async def handle(
-    item: Item, publish: Publish, limits: MllpSettings, tally: Tally, units: Units = NO_UNITS
+    item: Item, publish: Publish, limits: MllpSettings, tally: Tally, units: Units = NO_UNITS, default_tz: tzinfo = UTC
 ) -> bytes | None:
     """Publish one item's records (in a thread: the producer blocks) and return its answer."""
-    out = outcome_of(item, limits.max_message_bytes, datetime.now(UTC), units)
+    out = outcome_of(item, limits.max_message_bytes, datetime.now(UTC), units, default_tz)
     if not await _stored(out, publish):
         metrics.MLLP_UNPUBLISHED.labels("stray" if out.code is None else "message").inc()
         if out.code is None:
@@ -190,6 +191,7 @@ async def converse(
     limits: MllpSettings,
     tally: Tally,
     units: Units = NO_UNITS,
+    default_tz: tzinfo = UTC,
 ) -> None:
     """One connection: read, frame, answer each message in turn, until it closes or idles."""
     framer = MllpFramer(limits.max_message_bytes)
@@ -202,7 +204,7 @@ async def converse(
             if not data:
                 break
             for item in framer.feed(data):
-                answer = await handle(item, publish, limits, tally, units)
+                answer = await handle(item, publish, limits, tally, units, default_tz)
                 if answer is not None:
                     writer.write(answer)
                     await writer.drain()
@@ -210,7 +212,7 @@ async def converse(
         pass  # the peer went away; what it left is accounted for below
     finally:
         for item in framer.close():
-            await handle(item, publish, limits, tally, units)
+            await handle(item, publish, limits, tally, units, default_tz)
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
@@ -254,10 +256,13 @@ async def serve(
     tally: Tally,
     on_listening: Callable[[int], None] | None = None,
     units: Units = NO_UNITS,
+    default_tz: tzinfo | None = None,
 ) -> None:
     """Listen until ``stop`` is set (``on_listening`` is told the port bound, port 0 = any free one),
     then cut the connections still open: one cut while its last message was in flight has no ACK for
-    it, and MLLP senders send it again."""
+    it, and MLLP senders send it again. ``default_tz``: the zone of HL7 times sent without an offset,
+    by default the settings' ``ingest.hl7_timezone`` (checked when they load)."""
+    zone = default_tz if default_tz is not None else get_settings().ingest.hl7_zone()
     live = 0
     handlers: set[asyncio.Task[Any]] = set()  # the open connections' handlers
 
@@ -277,7 +282,7 @@ async def serve(
         if current is not None:
             handlers.add(current)
         try:
-            await converse(reader, writer, publish, limits, tally, units)
+            await converse(reader, writer, publish, limits, tally, units, zone)
         except asyncio.CancelledError:
             # cut by the stop below: not raised on, or asyncio logs the handler's end as an error with
             # a traceback (Python 3.11's start_server), once per sender connected at every restart

@@ -31,19 +31,29 @@ def convert(
     ],
     source: Annotated[str, typer.Option("--from", help="Input format: fhir or hl7v2")] = "fhir",
     as_json: Annotated[bool, typer.Option("--json", help="End with a one-line JSON summary")] = False,
+    tz: Annotated[
+        str | None,
+        typer.Option(
+            "--tz",
+            help="IANA zone of HL7v2 times sent without an offset (MSH-7 has none either); "
+            "default: VIGIL_INGEST__HL7_TIMEZONE",
+        ),
+    ] = None,
 ) -> None:
     """Print the Vigil events FILE maps to, one JSON object per line."""
-    from vigil.infra.settings import get_settings
+    from vigil.infra.settings import get_settings, iana_zone
     from vigil.schemas.codecs.fhir import decode_fhir
     from vigil.schemas.codecs.hl7v2 import decode_hl7v2
     from vigil.schemas.codecs.loinc import DecodeResult
 
     if source not in ("fhir", "hl7v2"):
         raise typer.BadParameter("must be fhir or hl7v2", param_hint="--from")
+    ingest = get_settings().ingest
+    zone = ingest.hl7_zone() if tz is None else iana_zone(tz, "--tz")  # as the agents read the feed
     payload = file.read_bytes()
-    units = get_settings().ingest.units()  # which results are scored, which moves end a stay
+    units = ingest.units()  # which results are scored, which moves end a stay
     if source == "hl7v2":
-        results = [decode_hl7v2(payload, units=units)]
+        results = [decode_hl7v2(payload, default_tz=zone, units=units)]
     elif file.suffix.lower() == ".ndjson":
         # FHIR bulk-data export format: one resource per line
         results = [decode_fhir(line, units) for line in payload.splitlines() if line.strip()]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -18,6 +19,21 @@ if TYPE_CHECKING:
     from vigil.schemas.codecs.care_units import Units
 
 DEFAULT_LOG_HASH_KEY = "vigil-dev-only-change-me"
+
+
+def iana_zone(name: str, setting: str) -> tzinfo:
+    """The time zone an IANA name (``Europe/Berlin``) names; ``UTC`` in any case. A name the zone
+    database does not know is a ``UserError`` naming ``setting``: one line, when the settings load."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from vigil.schemas.errors import UserError
+
+    if name.strip().upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of the database (Europe)
+        raise UserError(f"unknown time zone {name!r}: set {setting} to an IANA name such as Europe/Berlin") from None
 
 
 def default_home() -> Path:
@@ -247,6 +263,21 @@ class IngestSettings(BaseModel):
     # there does not end the stay, and results from there are scored in an open stay and open none
     # (read only where monitored units are set)
     away_units: tuple[str, ...] = ()
+    # the zone of the HL7v2 times sent without an offset, where MSH-7 has none either (HL7 reads such a
+    # time as the sender's local time; most feeds send local times): an IANA name, summer time included
+    # (Europe/Berlin). Read as UTC, a result from east of UTC was dead-lettered clock_skew, one from
+    # west of it placed hours early. Environment: VIGIL_INGEST__HL7_TIMEZONE=Europe/Berlin
+    hl7_timezone: str = "UTC"
+
+    @field_validator("hl7_timezone")
+    @classmethod
+    def _known_hl7_zone(cls, name: str) -> str:
+        iana_zone(name, "VIGIL_INGEST__HL7_TIMEZONE")  # raises on a name the zone database does not know
+        return name
+
+    def hl7_zone(self) -> tzinfo:
+        """``hl7_timezone`` as ``decode_hl7v2``'s ``default_tz`` (the agents, ``vigil mllp``, ``vigil convert``)."""
+        return iana_zone(self.hl7_timezone, "VIGIL_INGEST__HL7_TIMEZONE")
 
     @model_validator(mode="after")
     def _monitored_or_away(self) -> IngestSettings:

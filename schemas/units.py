@@ -75,6 +75,7 @@ def _norm(unit: str) -> str:
         "sec": "s",
         "seconds": "s",
         "fraction": "1",
+        "pH": "[pH]",
         "": "",
     }.get(u, u)
 
@@ -162,7 +163,8 @@ def to_canonical(code: str, value: float, unit: str) -> float:
     """Return ``value`` (given in ``unit``) in the canonical unit of ``code``.
 
     An empty unit is accepted only where the canonical unit is dimensionless or a count
-    (EHR feeds often omit "1"); any other unknown unit raises ``UnitError``.
+    (EHR feeds often omit "1"), or a pH (HL7 labs send it with an empty OBX-6: a pH has no other
+    unit to mistake it for); any other unknown unit raises ``UnitError``.
     """
     if code not in CATALOGUE:
         raise UnitError(f"unknown code {code!r}")
@@ -170,7 +172,7 @@ def to_canonical(code: str, value: float, unit: str) -> float:
     u = _norm(unit)
     if u == "meq/L":
         value, u = _from_milliequivalents(code, value, unit)
-    if u == canonical or (u == "" and canonical in ("1", "{score}", "{ACVPU}", "a", "h")):
+    if u == canonical or (u == "" and canonical in ("1", "{score}", "{ACVPU}", "a", "h", "[pH]")):
         return value
     if code == "vasopressor" and (rate := _vasopressor_rate(value, unit)) is not None:
         return rate

@@ -5,7 +5,8 @@
 ``entered-in-error`` inpatient one (a ``cancel_admit``, as an ADT^A11), an ``in-progress`` one
 whose ``statusHistory`` says it was ``finished`` (reopened: a ``cancel_discharge``, as an ADT^A13)
 and ``Bundle``
-(transaction, batch, collection, searchset, message, history) of those. A result whose Bundle
+(transaction, batch, collection, searchset, message, history: only each resource's newest version,
+``fhir_history``) of those. A result whose Bundle
 carries its Encounter is placed in the unit that Encounter had the patient in (``fhir_places``):
 its ward, and, where the site names its units, ignored when it is none of them. The Encounter of a
 ``message`` Bundle whose event is an ADT cancel (``A13``, ``A12``, ``A11``: ``fhir_message``) is that
@@ -40,6 +41,7 @@ from fhir.resources.R4B.procedure import Procedure
 from pydantic import ValidationError
 
 from vigil.schemas.codecs.care_units import NO_UNITS, Units
+from vigil.schemas.codecs.fhir_history import entry_version, history_ignores
 from vigil.schemas.codecs.fhir_message import cancel_event
 from vigil.schemas.codecs.fhir_out import operation_outcome
 from vigil.schemas.codecs.fhir_places import (
@@ -54,6 +56,7 @@ from vigil.schemas.codecs.fhir_places import (
 )
 from vigil.schemas.codecs.loinc import (
     ACVPU_VALUES,
+    LOINC_SYSTEM,
     SNOMED_PROCEDURE_TO_CANONICAL,
     SNOMED_SYSTEM,
     UCUM_SYSTEM,
@@ -82,6 +85,7 @@ MAX_BUNDLE_ENTRIES: Final = 10_000
 # Observation.status (R4 ObservationStatus). ``preliminary`` is accepted: bedside device readings are
 # preliminary until a nurse validates them, and an early-warning score must not wait for that; the
 # later ``final``/``amended`` version carries a new meta.versionId, hence a new event id.
+# ``entered-in-error`` (of any resource here) is dead-lettered ``retracted``, the others ``not_final``.
 OBSERVATION_STATUSES: Final = frozenset({"final", "amended", "corrected", "preliminary"})
 # An Encounter that goes on, whose location history may hold a move out of the monitored units
 # (``_decode_encounter_move``, where the site names them); onleave: the patient left for a while
@@ -196,14 +200,19 @@ def _decode_bundle(bundle: dict[str, Any], ctx: _Context) -> None:
     if not entries:
         ctx.ignore("empty_bundle", f"Bundle ({bundle.get('type')}) has no entries")
         return
-    for entry in entries:
+    unread = history_ignores([entry_version(e) for e in entries]) if bundle.get("type") == "history" else {}
+    for index, entry in enumerate(entries):
         resource = entry.get("resource")
         full_url = entry.get("fullUrl")
-        if isinstance(resource, dict) and isinstance(full_url, str):
+        # an older version of a history Bundle shares its fullUrl with the newest: only the newest resolves
+        if isinstance(resource, dict) and isinstance(full_url, str) and index not in unread:
             ctx.by_full_url[full_url] = resource
     first = entries[0].get("resource") if isinstance(entries[0], dict) else None
     ctx.by_full_url.message = cancel_event(bundle, first, ctx.by_full_url)
     for index, entry in enumerate(entries):
+        if index in unread:
+            ctx.result.ignored.append(unread[index])
+            continue
         ctx.result.extend(decode_bundle_entry(entry, index, ctx.by_full_url, ctx.units))
 
 
@@ -306,10 +315,11 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
     if care_unit is None:
         return
     if obs.status not in OBSERVATION_STATUSES:
-        ctx.reject("not_final", f"{where}status {obs.status!r} is not one of {sorted(OBSERVATION_STATUSES)}")
+        ctx.add(_status_refused(obs.status, OBSERVATION_STATUSES, where))
         return
     codings = _codings(obs.code)
-    code = _first_mapped(codings)
+    vital_sign = _is_vital_sign(obs)
+    code = _saturation(_first_mapped(codings), codings, vital_sign)
     panel = any(is_panel(c.system, c.code) for c in codings)
     value_present = _has_value(obs)
     components = list(obs.component or [])
@@ -322,7 +332,8 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
         measured.append(("value", code, obs, raw, where))
         # components of a mapped value (GCS motor/verbal/eyes) are details of it: only mapped ones count
         for index, component in enumerate(components):
-            component_code = _first_mapped(_codings(component.code))
+            component_codings = _codings(component.code)
+            component_code = _saturation(_first_mapped(component_codings), component_codings, vital_sign)
             if component_code is not None:
                 measured.append(
                     (
@@ -339,7 +350,7 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
         for index, component in enumerate(components):
             component_where = f"{where}component[{index}] "
             component_codings = _codings(component.code)
-            component_code = _first_mapped(component_codings)
+            component_code = _saturation(_first_mapped(component_codings), component_codings, vital_sign)
             if component_code is None:
                 _unmapped(ctx, component_codings, component_where)
             else:
@@ -381,6 +392,33 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
                 where=location,
             )
         )
+
+
+def _status_refused(status: Any, accepted: frozenset[str], where: str) -> Rejected:
+    """A status outside ``accepted``: ``entered-in-error`` withdraws what was sent before (a value on
+    the wrong patient, a charting error) -> ``retracted``, a reason of its own so that an operator
+    sees it (the value already scored stays in the window: docs/interop.md); any other -> ``not_final``."""
+    if status == "entered-in-error":
+        return Rejected("retracted", f"{where}status 'entered-in-error': a result withdrawn")
+    return Rejected("not_final", f"{where}status {status!r} is not one of {sorted(accepted)}")
+
+
+def _is_vital_sign(obs: Observation) -> bool:
+    """Whether the Observation says it is a vital sign (category ``vital-signs``, R4
+    observation-category): the vital-signs profile requires it of every Observation it shapes."""
+    return any(c.code == "vital-signs" for concept in obs.category or [] for c in concept.coding or [])
+
+
+def _saturation(code: str | None, codings: list[Any], vital_sign: bool) -> str | None:
+    """LOINC 2708-6 (oxygen saturation in arterial blood) is a blood gas, the model's ``SaO2``, when a
+    laboratory sends it; the FHIR vital-signs profile codes the pulse oximeter's SpO2 with it too,
+    beside 59408-5 (or the monitor's MDC code) and the category ``vital-signs``: there it is ``O2Sat``.
+    Read as SpO2 everywhere, every blood gas went into the bedside saturation and the model's SaO2
+    stayed empty (set A's SaO2 is the blood gas)."""
+    if code != "SaO2" or not any(c.system == LOINC_SYSTEM and c.code == "2708-6" for c in codings):
+        return code  # an SaO2 named so (``urn:vigil:code``) is one
+    pulse_oximetry = any(canonical_for_coding(c.system, c.code) == "O2Sat" for c in codings)
+    return "O2Sat" if pulse_oximetry or vital_sign else code
 
 
 def _json_number_problem(raw: Any) -> Rejected | None:
@@ -463,7 +501,7 @@ def _decode_administration(
     if care_unit is None:
         return
     if admin.status not in ADMINISTRATION_STATUSES:
-        ctx.reject("not_final", f"{where}status {admin.status!r} is not one of {sorted(ADMINISTRATION_STATUSES)}")
+        ctx.add(_status_refused(admin.status, ADMINISTRATION_STATUSES, where))
         return
     concepts: list[Any] = []
     if admin.medicationCodeableConcept is not None:
@@ -562,7 +600,7 @@ def _decode_procedure(proc: Procedure, raw: dict[str, Any], ctx: _Context, where
     if care_unit is None:
         return
     if proc.status not in PROCEDURE_STATUSES:
-        ctx.reject("not_final", f"{where}status {proc.status!r} is not one of {sorted(PROCEDURE_STATUSES)}")
+        ctx.add(_status_refused(proc.status, PROCEDURE_STATUSES, where))
         return
     codings = _codings(proc.code)
     canonical = next(

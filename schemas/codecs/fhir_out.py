@@ -177,6 +177,7 @@ _ISSUE_CODES: Final[dict[str, str]] = {
     "missing_time": "required",
     "no_observations": "required",
     "not_final": "business-rule",
+    "retracted": "business-rule",
     "clock_skew": "business-rule",
     "too_large": "too-costly",
     "internal": "exception",

@@ -32,6 +32,7 @@ from vigil.schemas.codecs.fhir import (
     decode_bundle_entry,
     decode_fhir,
 )
+from vigil.schemas.codecs.fhir_history import EntryVersion, entry_version, history_ignores
 from vigil.schemas.codecs.fhir_message import cancel_event
 from vigil.schemas.codecs.fhir_places import BundleIndex
 from vigil.schemas.codecs.loinc import DecodeResult
@@ -69,6 +70,8 @@ class BundleScan:
     over_limit: bool = False
     problem: Rejected | None = None
     by_full_url: BundleIndex = field(default_factory=BundleIndex)
+    # a history Bundle's entries not read (older versions, deletions: ``fhir_history``), by index
+    unread: dict[int, Rejected] = field(default_factory=dict)
 
 
 class TooDeep(ValueError):
@@ -117,6 +120,8 @@ def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> Bundl
     scan = BundleScan()
     top = ijson.ObjectBuilder()
     first: Any = None  # the first entry's resource: a message's MessageHeader
+    versions: list[EntryVersion | None] = []  # what each entry's version is, in case it is a history
+    context: list[tuple[int, str, dict[str, Any]]] = []  # indexed once the older versions are known
     try:
         for entry in _entries(payload, top):
             scan.entries += 1
@@ -125,6 +130,7 @@ def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> Bundl
             if scan.entries > max_entries:
                 scan.over_limit = True
                 break
+            versions.append(entry_version(entry))
             resource = entry.get("resource") if isinstance(entry, dict) else None
             full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
             kind = resource.get("resourceType") if isinstance(resource, dict) else None
@@ -134,13 +140,18 @@ def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> Bundl
                 and kind in CONTEXT_RESOURCES
                 and isinstance(full_url, str)
             ):
-                scan.by_full_url[full_url] = resource
+                context.append((scan.entries - 1, full_url, resource))
     except TooDeep as exc:
         return BundleScan(problem=Rejected("invalid_json", str(exc)))  # as pydantic_core says of a resource
     except (ijson.JSONError, ValueError, UnicodeDecodeError):
         return _scan_whole(payload, max_entries)
     shell = getattr(top, "value", None)
     scan.is_bundle = isinstance(shell, dict) and shell.get("resourceType") == "Bundle"
+    if scan.is_bundle and isinstance(shell, dict) and shell.get("type") == "history":
+        scan.unread = history_ignores(versions)  # the type may follow the entries: known only now
+    for index, full_url, resource in context:
+        if index not in scan.unread:  # an older version shares its fullUrl with the newest
+            scan.by_full_url[full_url] = resource
     if scan.is_bundle and not scan.over_limit:
         assert isinstance(shell, dict)
         if not isinstance(shell.get("entry", []), list):
@@ -194,6 +205,9 @@ def decode_fhir_entries(payload: BinaryIO, scan: BundleScan, units: Units = NO_U
         yield EntryOutcome(None, DecodeResult(ignored=[Rejected("empty_bundle", "Bundle has no entries")]))
         return
     for index, entry in enumerate(_entries(payload)):
+        if index in scan.unread:  # not the newest version of its resource: ignored, as decode_fhir does
+            yield EntryOutcome(index, DecodeResult(ignored=[scan.unread[index]]))
+            continue
         problem = bundle_entry_problem(entry, index)
         result = (
             DecodeResult(rejected=[problem]) if problem else decode_bundle_entry(entry, index, scan.by_full_url, units)

@@ -11,7 +11,9 @@ Field use (HL7 v2.5.1 chapter 7): PID-3 patient identifier (the ``MR`` repetitio
 CX.1), PV1-3.1 point of care (ward), PV1-19.1 visit number (encounter), OBR-7 observation time
 (fallback), OBX-2 value type, OBX-3 observation identifier (CWE: LOINC when the coding system is
 ``LN``, IEEE 11073 when ``MDC``, otherwise a site-local code from ``schemas.codecs.loinc``),
-OBX-5 value, OBX-6 units, OBX-11 result status, OBX-14 observation time. ``ADT^A03`` (chapter 3):
+OBX-5 value, OBX-6 units, OBX-11 result status, OBX-14 observation time. An ``ORU^R01`` may carry
+several patients (its PATIENT_RESULT group repeats, as a lab's batch does): each PID starts a group
+with its PV1, and an OBX is its own group's patient's, never another's. ``ADT^A03`` (chapter 3):
 a ``discharge`` event (``models.stays``) at PV1-45 discharge time, else EVN-6 event occurred, else
 EVN-2 recorded time; ``ADT^A13``: a ``cancel_discharge`` at EVN-6, else EVN-2; ``ADT^A11`` (cancel
 admit: entered in error, or not admitted after all): a ``cancel_admit`` at EVN-6, else EVN-2, which
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
 
@@ -54,10 +57,13 @@ MAX_PAYLOAD_BYTES: Final = 8 * 1024 * 1024
 # OBX-11 (HL7 table 0085). F final and C corrected are results; P preliminary and R "entered, not
 # verified" are accepted too: monitor and point-of-care feeds send vitals as P/R until a nurse
 # validates them, and an early warning must not wait for that (a later F/C replaces the value).
-# D deleted, W wrong, X cannot be obtained, I in process, N not asked, O order only, S partial,
-# U status change without a value: no usable result -> ``not_final``.
+# D deleted and W wrong (a result sent for the wrong patient, or in error) withdraw a result sent
+# before -> ``retracted``, a reason of its own so an operator sees the withdrawal (docs/interop.md: the
+# value already scored stays in the patient's window). X cannot be obtained, I in process, N not
+# asked, O order only, S partial, U status change without a value: no usable result -> ``not_final``.
 # An empty OBX-11 is accepted as final: it is required by the standard, but device gateways omit it.
 ACCEPTED_RESULT_STATUSES: Final = frozenset({"F", "C", "P", "R", ""})
+RETRACTED_RESULT_STATUSES: Final = frozenset({"D", "W"})
 
 # Value types that carry one number (NM, SN) or a charted word Vigil maps (ACVPU, yes/no).
 _NUMBER = re.compile(r"^\s*(<=|>=|<|>|=)?\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*$")
@@ -73,9 +79,10 @@ def decode_hl7v2(
     """Decode one HL7v2 payload (one or more ORU^R01 or ADT messages).
 
     ``default_tz`` applies to timestamps without an offset when MSH-7 has none either (HL7 says such
-    a time is the sender's local time; the sender's offset in MSH-7 is used first). ``units``: the
-    site's monitored and away units, which results are scored and which ADT transfers end a stay
-    (by default every result is scored and no transfer ends one)."""
+    a time is the sender's local time; the sender's offset in MSH-7 is used first): the site's zone,
+    ``IngestSettings.hl7_zone()`` (a ``ZoneInfo``, so each time takes the offset of its own date,
+    summer time included). ``units``: the site's monitored and away units, which results are scored
+    and which ADT transfers end a stay (by default every result is scored and no transfer ends one)."""
     result = DecodeResult()
     try:
         for message_text in _split_messages(payload, result):
@@ -150,49 +157,99 @@ def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo, units: 
         )
         return
 
-    segments = list(message)
-    pid = next((s for s in segments if _name(s) == "PID"), None)
-    pv1 = next((s for s in segments if _name(s) == "PV1"), None)
-    assigned = _field(pv1, 3)  # the point of care ('' without PV1)
-    if (elsewhere := units.scored(assigned)) is not None:  # a ward's results: not Vigil's, not an error
-        result.ignored.append(Rejected(elsewhere.reason, where + elsewhere.detail))
-        result.ignored_units[point_of_care(assigned)] += 1
+    groups = _patient_groups(list(message))
+    if not any(group.results for group in groups):
+        pv1 = next((group.pv1 for group in groups if group.pv1 is not None), None)
+        if not _from_elsewhere(pv1, result, where, units):
+            result.rejected.append(Rejected("no_observations", f"{where}ORU^R01 without OBX segments"))
         return
-    observations = [s for s in segments if _name(s) == "OBX"]
-    if not observations:
-        result.rejected.append(Rejected("no_observations", f"{where}ORU^R01 without OBX segments"))
-        return
-    patient_id = _patient_id(pid) if pid is not None else ""
-    if not patient_id:
-        result.rejected.append(Rejected("missing_subject", f"{where}PID-3 has no patient identifier"))
-        return
-    ward = assigned or None
-    encounter = (_field(pv1, 19) or None) if pv1 is not None else None
+    for group in groups:
+        if group.results:
+            _decode_patient_group(group, result, where=where, key=key, sender_tz=sender_tz, units=units)
 
+
+@dataclass
+class _PatientGroup:
+    """One PATIENT_RESULT of an ``ORU^R01`` (HL7 v2.5.1 7.3.1: ``{PID [PV1] {OBR {OBX}}}``, repeated):
+    its PID (None for the OBX sent before any PID), its PV1 and its OBX, each with its position in
+    the message and the OBR-7 of its order. A lab's message carries several patients' results: each
+    PID starts a group, and a result belongs to the patient of its own group, never to the first."""
+
+    pid: Any = None
+    pv1: Any = None
+    results: list[tuple[int, Any, str]] = field(default_factory=list)
+
+
+def _patient_groups(segments: list[Any]) -> list[_PatientGroup]:
+    """The message's patient groups in order, the first for what comes before any PID. OBX positions
+    count through the whole message, as the event ids always have (a replay keeps its ids)."""
+    groups = [_PatientGroup()]
     obr_time = ""
-    obx_index = 0
+    position = 0
     for segment in segments:
         name = _name(segment)
-        if name == "OBR":
+        if name == "PID":
+            groups.append(_PatientGroup(pid=segment))
+            obr_time = ""  # an order belongs to its patient
+        elif name == "PV1" and groups[-1].pv1 is None:
+            groups[-1].pv1 = segment
+        elif name == "OBR":
             obr_time = _field(segment, 7)
         elif name == "OBX":
-            obx_index += 1
-            outcome = _decode_obx(
-                segment,
-                obx_index,
-                obr_time,
-                result,
-                where=where,
-                key=key,
-                patient_id=patient_id,
-                ward=ward,
-                encounter=encounter,
-                sender_tz=sender_tz,
-            )
-            if isinstance(outcome, PatientEvent):
-                result.events.append(outcome)
-            elif isinstance(outcome, Rejected):
-                result.rejected.append(outcome)
+            position += 1
+            groups[-1].results.append((position, segment, obr_time))
+    return groups
+
+
+def _from_elsewhere(pv1: Any, result: DecodeResult, where: str, units: Units) -> bool:
+    """Whether PV1-3.1 names a unit the site does not score: then ignored (counted by unit), not an
+    error: a ward's results are not Vigil's."""
+    assigned = _field(pv1, 3)  # the point of care ('' without PV1)
+    elsewhere = units.scored(assigned)
+    if elsewhere is None:
+        return False
+    result.ignored.append(Rejected(elsewhere.reason, where + elsewhere.detail))
+    result.ignored_units[point_of_care(assigned)] += 1
+    return True
+
+
+def _decode_patient_group(
+    group: _PatientGroup, result: DecodeResult, *, where: str, key: str, sender_tz: tzinfo, units: Units
+) -> None:
+    """One patient's results: scored where its own PV1 says (one ignore for the group from a ward),
+    refused whole when its PID names no patient (the results of a group without a patient are
+    nobody's: never given to another patient of the message)."""
+    if _from_elsewhere(group.pv1, result, where, units):
+        return
+    first, last = group.results[0][0], group.results[-1][0]
+    read = f"OBX[{first}]" if first == last else f"OBX[{first}] to OBX[{last}]"
+    if group.pid is None:
+        detail = f"{where}{read} before any PID segment: whose results they are is unknown"
+        result.rejected.append(Rejected("missing_subject", detail))
+        return
+    patient_id = _patient_id(group.pid)
+    if not patient_id:
+        result.rejected.append(Rejected("missing_subject", f"{where}PID-3 has no patient identifier ({read})"))
+        return
+    ward = _field(group.pv1, 3) or None
+    encounter = (_field(group.pv1, 19) or None) if group.pv1 is not None else None
+    for position, obx, obr_time in group.results:
+        outcome = _decode_obx(
+            obx,
+            position,
+            obr_time,
+            result,
+            where=where,
+            key=key,
+            patient_id=patient_id,
+            ward=ward,
+            encounter=encounter,
+            sender_tz=sender_tz,
+        )
+        if isinstance(outcome, PatientEvent):
+            result.events.append(outcome)
+        else:
+            result.rejected.append(outcome)
 
 
 def _message_key(msh: Any, control_id: str, text: str) -> str:
@@ -295,6 +352,9 @@ def _decode_obx(
     set_id = _field(obx, 1) or str(index)
     where = f"{where}OBX[{index}] "
     status = _field(obx, 11).upper()
+    if status in RETRACTED_RESULT_STATUSES:
+        withdrawn = "deleted" if status == "D" else "wrong"
+        return Rejected("retracted", f"{where}OBX-11 result status {status!r} ({withdrawn}): a result withdrawn")
     if status not in ACCEPTED_RESULT_STATUSES:
         return Rejected("not_final", f"{where}OBX-11 result status {status!r} is not F, C, P or R")
     identifier, coding_system = _field(obx, 3, component=1), _field(obx, 3, component=3)
@@ -331,6 +391,9 @@ def _decode_obx(
 
 def _obx_value(obx: Any, code: str) -> float | Rejected:
     value_type = _field(obx, 2).upper()
+    if (repeated := _repetitions(obx, 5)) > 1:
+        # 80~120: one OBX is one value; keeping the first would score a number the sender did not mean
+        return Rejected("no_value", f"OBX-5 of type {value_type or '?'} repeats ({repeated} values), not one value")
     first = _field(obx, 5, component=1)
     if value_type == "SN":
         # structured numeric: comparator ^ num1 ^ separator/suffix ^ num2; a range or ratio is not one value
@@ -353,9 +416,13 @@ def _obx_value(obx: Any, code: str) -> float | Rejected:
 
 
 def _units(obx: Any) -> str:
+    """OBX-6 as a unit spelling: UCUM OBX-6.1, or for an MDC unit (``262688^MDC_DIM_PERCENT^MDC``) its
+    dimension name OBX-6.2, aliased in ``loinc.UNIT_ALIASES``. A number is an MDC code only when OBX-6.3
+    says MDC (or OBX-6.2 names an MDC dimension, a gateway that leaves OBX-6.3 out): UCUM ``1`` is
+    the unit of a fraction (SpO2 0.95), and was read as an MDC code without a name, then refused."""
     identifier, text, system = (_field(obx, 6, component=c) for c in (1, 2, 3))
-    if system.upper() == "MDC" or identifier.isdigit():
-        return text  # MDC dimension name (MDC_DIM_BEAT_PER_MIN): aliased in loinc.UNIT_ALIASES
+    if system.upper() == "MDC" or (identifier.isdigit() and text.upper().startswith("MDC_")):
+        return text
     return identifier or text
 
 

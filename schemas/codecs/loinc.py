@@ -45,8 +45,11 @@ LOINC_TO_CANONICAL: Final[dict[str, str]] = {
     # vital signs (FHIR R4 vital-signs profile)
     "9279-1": "Resp",  # Respiratory rate
     "8867-4": "HR",  # Heart rate
-    "2708-6": "O2Sat",  # Oxygen saturation in Arterial blood (the profile's SpO2 code)
-    "59408-5": "O2Sat",  # Oxygen saturation in Arterial blood by Pulse oximetry
+    # Oxygen saturation in Arterial blood: a blood gas (the model's SaO2, PhysioNet 2019) as OBX-3 and
+    # as a laboratory Observation; the FHIR vital-signs profile also codes SpO2 with it, beside
+    # 59408-5 and the vital-signs category, which make it O2Sat there (``fhir._saturation``)
+    "2708-6": "SaO2",
+    "59408-5": "O2Sat",  # Oxygen saturation in Arterial blood by Pulse oximetry (SpO2)
     "8310-5": "Temp",  # Body temperature
     "8480-6": "SBP",  # Systolic blood pressure (component of 85354-9)
     "8462-4": "DBP",  # Diastolic blood pressure (component of 85354-9)

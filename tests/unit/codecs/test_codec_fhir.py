@@ -109,6 +109,76 @@ def test_spec_sat_o2_example_maps_as_published() -> None:
     assert event.observed_at == datetime(2014, 12, 5, 8, 30, 10, tzinfo=UTC)  # +01:00 normalized to UTC
 
 
+VITAL_SIGNS = [
+    {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}
+]
+LABORATORY = [
+    {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}
+]
+
+
+def loinc_codes(*codes: str) -> dict[str, Any]:
+    return {"coding": [{"system": "http://loinc.org", "code": c} for c in codes]}
+
+
+@pytest.mark.parametrize(
+    ("extra", "code"),
+    [
+        ({}, "SaO2"),  # 2708-6 alone: a blood gas (the model's SaO2)
+        ({"category": LABORATORY}, "SaO2"),
+        ({"category": VITAL_SIGNS}, "O2Sat"),  # the vital-signs profile's SpO2
+        ({"code": loinc_codes("2708-6", "59408-5")}, "O2Sat"),  # the pulse-oximetry profile's codes
+        ({"code": loinc_codes("59408-5")}, "O2Sat"),
+        (
+            {
+                "code": {
+                    "coding": [
+                        *loinc_codes("2708-6")["coding"],
+                        {"system": "urn:iso:std:iso:11073:10101", "code": "150456"},
+                    ]
+                }
+            },
+            "O2Sat",
+        ),
+        ({"code": {"coding": [{"system": "urn:vigil:code", "code": "SaO2"}]}, "category": VITAL_SIGNS}, "SaO2"),
+    ],
+)
+def test_arterial_saturation_from_a_lab_is_sao2_and_from_a_pulse_oximeter_o2sat(
+    extra: dict[str, Any], code: str
+) -> None:
+    """2708-6 (oxygen saturation in arterial blood) mapped to O2Sat, the bedside SpO2, whatever sent
+    it: a blood gas went into SpO2 and NEWS2, and the model's SaO2 input stayed empty (set A's SaO2
+    is the blood gas). The FHIR vital-signs profile codes SpO2 with 2708-6 too, beside 59408-5 and
+    the vital-signs category: there it stays O2Sat."""
+    assert only_event(encode(observation("2708-6", 97, "%", **extra))).code == code
+
+
+def test_a_saturation_component_of_a_vital_signs_observation_is_o2sat() -> None:
+    component = {
+        "code": loinc_codes("2708-6"),
+        "valueQuantity": {"value": 96, "system": "http://unitsofmeasure.org", "code": "%"},
+    }
+    vitals = observation("85353-1", 0, "1", category=VITAL_SIGNS, component=[component])
+    del vitals["valueQuantity"]
+    assert only_event(encode(vitals)).code == "O2Sat"
+    del vitals["category"]
+    assert only_event(encode(vitals)).code == "SaO2"
+
+
+@pytest.mark.parametrize(
+    "quantity",
+    [
+        {"value": 7.2},
+        {"value": 7.2, "unit": "pH"},
+        {"value": 7.2, "system": "http://unitsofmeasure.org", "code": "[pH]"},
+    ],
+)
+def test_a_ph_without_a_unit_or_with_unit_ph_is_read(quantity: dict[str, Any]) -> None:
+    resource = observation("2744-1", 0, "")
+    resource["valueQuantity"] = quantity
+    assert (only_event(encode(resource)).value, only_event(encode(resource)).unit) == (7.2, "[pH]")
+
+
 def test_spec_glasgow_example_maps_the_total_and_ignores_its_coded_components() -> None:
     result = decode_fhir((FIXTURES / "observation-example-glasgow.json").read_bytes())
     assert [(e.code, e.value, e.unit, e.kind) for e in result.events] == [("GCS", 13.0, "{score}", "assessment")]
@@ -215,7 +285,7 @@ def test_bundle_with_an_invalid_shell_is_rejected_whole() -> None:
     [
         ("9279-1", 22, "/min", "Resp", 22.0),
         ("8867-4", 120, "/min", "HR", 120.0),
-        ("2708-6", 0.93, "1", "O2Sat", 93.0),
+        ("2708-6", 0.93, "1", "SaO2", 93.0),  # alone: a blood gas (with 59408-5 or vital-signs: O2Sat)
         ("59408-5", 91, "%", "O2Sat", 91.0),
         ("8310-5", 101.3, "[degF]", "Temp", (101.3 - 32) * 5 / 9),
         ("8310-5", 38.4, "Cel", "Temp", 38.4),
@@ -297,10 +367,27 @@ def test_accepted_statuses(status: str) -> None:
     assert len(decode_fhir(encode(observation("8867-4", 80, "/min", status=status))).events) == 1
 
 
-@pytest.mark.parametrize("status", ["registered", "cancelled", "entered-in-error", "unknown"])
+@pytest.mark.parametrize("status", ["registered", "cancelled", "unknown"])
 def test_other_statuses_are_not_final(status: str) -> None:
     result = decode_fhir(encode(observation("8867-4", 80, "/min", status=status)))
     assert result.events == [] and [r.reason for r in result.rejected] == ["not_final"]
+
+
+def test_entered_in_error_is_a_retraction_not_a_result_not_yet_final() -> None:
+    """``entered-in-error`` withdraws a value sent before (on the wrong patient, charted in error): its
+    own dead-letter reason, so an operator sees a withdrawal (the value already read stays in the
+    window: docs/interop.md), where ``not_final`` hid it among the results not yet final."""
+    result = decode_fhir(encode(observation("8867-4", 80, "/min", status="entered-in-error")))
+    assert result.events == [] and [r.reason for r in result.rejected] == ["retracted"]
+    assert "entered-in-error" in result.rejected[0].detail
+    given = administration(atc("J01CR05"), status="entered-in-error")
+    done = procedure("30088009", status="entered-in-error")
+    for resource in (given, done):
+        assert [r.reason for r in decode_fhir(encode(resource)).rejected] == ["retracted"]
+    from vigil.schemas.codecs.fhir_out import operation_outcome
+
+    (issue,) = operation_outcome(result.rejected)["issue"]
+    assert issue["code"] == "business-rule" and issue["details"]["coding"][0]["code"] == "retracted"
 
 
 @pytest.mark.parametrize(

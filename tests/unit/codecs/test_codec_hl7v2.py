@@ -71,7 +71,7 @@ def test_lab_message_converts_units_falls_back_to_obr7_and_drops_non_final_resul
     assert (by_code["WBC"].value, by_code["Platelets"].value) == (18.2, 96.0)
     # no OBX-14: OBR-7 202403151540 without offset takes MSH-7's +0100
     assert by_code["Lactate"].observed_at == datetime(2024, 3, 15, 14, 40, tzinfo=UTC)
-    assert sorted(r.reason for r in result.rejected) == ["not_final", "not_final"]  # OBX-11 X and D
+    assert sorted(r.reason for r in result.rejected) == ["not_final", "retracted"]  # OBX-11 X, and D (deleted)
     assert "Potassium" not in by_code
 
 
@@ -143,10 +143,19 @@ def test_accepted_result_statuses(status: str) -> None:
     assert len(decode_hl7v2(message(hr_obx(status=status))).events) == 1
 
 
-@pytest.mark.parametrize("status", ["X", "D", "W", "I", "N", "O", "S", "U"])
+@pytest.mark.parametrize("status", ["X", "I", "N", "O", "S", "U"])
 def test_other_result_statuses_are_not_final(status: str) -> None:
     result = decode_hl7v2(message(hr_obx(status=status)))
     assert result.events == [] and [r.reason for r in result.rejected] == ["not_final"]
+
+
+@pytest.mark.parametrize(("status", "meaning"), [("W", "wrong"), ("D", "deleted"), ("w", "wrong")])
+def test_wrong_and_deleted_results_are_retractions_not_results_not_yet_final(status: str, meaning: str) -> None:
+    """OBX-11 W (wrong: the result was for another patient) and D (deleted) withdraw a result sent
+    before: dead-lettered ``retracted``, so an operator sees it, not hidden among ``not_final``."""
+    result = decode_hl7v2(message(hr_obx(status=status)))
+    assert result.events == [] and [r.reason for r in result.rejected] == ["retracted"]
+    assert meaning in result.rejected[0].detail
 
 
 def test_time_zone_rules() -> None:
@@ -484,3 +493,62 @@ def test_hl7v2_events_go_through_the_strict_event_rules() -> None:
     assert not spoofed.events and "schema" in {r.reason for r in spoofed.rejected}  # (BMI: unmapped_code)
     old = decode_hl7v2(raw.replace(b"20240315142500", b"19700315142500"))
     assert not old.events and "schema" in {r.reason for r in old.rejected}
+
+
+# --- values, units and codes labs and monitors send --------------------------------------------------
+
+
+def lab_obx(loinc: str, value: str, units: str, value_type: str = "NM") -> str:
+    return f"OBX|1|{value_type}|{loinc}^x^LN||{value}|{units}|||||F|||20240315142500+0000"
+
+
+@pytest.mark.parametrize("units", ["", "pH", "[pH]"])
+def test_a_ph_with_an_empty_obx6_or_unit_ph_is_read(units: str) -> None:
+    """HL7 labs send a pH with OBX-6 empty (a pH has no unit): it was refused ``unit``."""
+    result = checked(message(lab_obx("2744-1", "7.21", units)))
+    assert [(e.code, e.value, e.unit) for e in result.events] == [("pH", 7.21, "[pH]")] and result.rejected == []
+
+
+@pytest.mark.parametrize(
+    ("units", "value", "expected"),
+    [
+        ("1", "0.95", 95.0),  # UCUM: a fraction, read as an MDC code without a name and refused ``unit``
+        ("1^^UCUM", "0.95", 95.0),
+        ("%", "95", 95.0),
+        ("262688^MDC_DIM_PERCENT^MDC", "97", 97.0),  # an MDC unit: its name, as before
+        ("262688^MDC_DIM_PERCENT", "97", 97.0),  # without OBX-6.3, named by its dimension
+    ],
+)
+def test_a_number_in_obx6_is_an_mdc_code_only_where_it_says_so(units: str, value: str, expected: float) -> None:
+    result = checked(message(lab_obx("59408-5", value, units)))
+    assert [(e.value, e.unit) for e in result.events] == [(expected, "%")] and result.rejected == []
+
+
+def test_mdc_units_of_a_monitor_still_read() -> None:
+    result = checked(
+        message("OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC||97|262688^MDC_DIM_PERCENT^MDC|||||F|||20240315142500+0000")
+    )
+    assert [(e.code, e.value, e.unit) for e in result.events] == [("O2Sat", 97.0, "%")]
+
+
+@pytest.mark.parametrize(
+    ("identifier", "code"),
+    [
+        ("2708-6^Oxygen saturation in Arterial blood^LN", "SaO2"),  # a blood gas: the model's SaO2
+        ("59408-5^SpO2^LN", "O2Sat"),  # pulse oximetry
+        ("150456^MDC_PULS_OXIM_SAT_O2^MDC", "O2Sat"),  # the monitor's pulse oximeter
+    ],
+)
+def test_arterial_saturation_is_sao2_and_pulse_oximetry_o2sat(identifier: str, code: str) -> None:
+    """LOINC 2708-6 in OBX-3 is a lab's blood gas: it went into O2Sat (SpO2, NEWS2's saturation) and
+    the model's SaO2 input stayed empty (set A's SaO2 is the blood gas)."""
+    obx = f"OBX|1|NM|{identifier}||96|%|||||F|||20240315142500+0000"
+    assert [e.code for e in checked(message(obx)).events] == [code]
+
+
+@pytest.mark.parametrize(("value_type", "value"), [("NM", "80~120"), ("NM", "80~"), ("SN", ">^15~<^2")])
+def test_a_repeated_value_is_refused_not_cut_to_its_first(value_type: str, value: str) -> None:
+    """One OBX, one value: ``80~120`` kept 80, a number the sender did not send alone."""
+    result = decode_hl7v2(message(hr_obx().replace("|NM|", f"|{value_type}|").replace("||72|", f"||{value}|")))
+    assert result.events == [] and [r.reason for r in result.rejected] == ["no_value"]
+    assert "repeats" in result.rejected[0].detail
