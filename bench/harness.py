@@ -1,22 +1,26 @@
 """What every phase of ``vigil bench`` shares: the pipeline's agents, preloading an input topic,
-watching an output topic's timestamps, waiting."""
+watching an output topic's timestamps and the dead letters of the bench's own events, waiting, and
+starting each phase with no backlog left by another."""
 
 from __future__ import annotations
 
 import gc
+import json
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vigil.infra.backlog import group_backlog
 from vigil.infra.connect import consumer_from_now, kafka_producer
 from vigil.infra.settings import Settings
-from vigil.infra.workers import spawn_worker, worker_env
+from vigil.infra.workers import spawn_worker, stop_worker, worker_env
+from vigil.schemas import topics
 
 # The pipeline the goals are stated for: ingest -> state -> features -> models -> scores -> alerts
 # (alerts are raised in the scoring step; the alert agent takes acknowledgements and its timer).
@@ -30,6 +34,10 @@ BENCH_APP_ID = "vigil-bench"
 BASELINE_IN = "vigil.bench.baseline.in"
 BASELINE_OUT = "vigil.bench.baseline.out"
 BASELINE_GROUP = "vigil-bench-baseline"
+# how long a phase waits for its group to read what an earlier phase or run left on its input topic
+# (the MLLP phase's 24,000 events take a worker ~10 s), and how often it asks the broker meanwhile
+BACKLOG_TIMEOUT_S = 600.0
+BACKLOG_POLL_S = 1.0
 
 
 @dataclass
@@ -66,10 +74,50 @@ class OutputWatch:
         self.consumer.close()
 
 
-def preload(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+@dataclass
+class DeadLetterWatch:
+    """The dead letters ingest writes for the bench's own events on ``vigil.events.raw``, by event
+    id. A letter names its input's partition and offset, not an event id: each offered event's
+    position comes from the producer's acknowledgement (``acknowledged``), and a letter may come
+    before that acknowledgement, so they are matched when asked (``by_event``)."""
+
+    settings: Settings
+    positions: dict[tuple[int, int], str] = field(default_factory=dict)  # once acknowledged
+    reasons_at: dict[tuple[int, int], str] = field(default_factory=dict)  # (partition, offset) -> reason
+
+    def acknowledged(self, metadata: Any, event_id: str) -> None:
+        self.positions[(metadata.partition, metadata.offset)] = event_id
+
+    def absorb(self, record: Any) -> None:  # e.g. a twin of an earlier event: a "duplicate"
+        letter = json.loads(record.value)
+        if letter.get("source_topic") == topics.EVENTS_RAW:
+            self.reasons_at.setdefault((letter.get("partition"), letter.get("offset")), letter.get("reason", ""))
+
+    def by_event(self) -> dict[str, str]:
+        """Event id -> dead-letter reason, for the letters whose event's position is known."""
+        return {self.positions[at]: reason for at, reason in list(self.reasons_at.items()) if at in self.positions}
+
+    def start(self) -> DeadLetterWatch:
+        self.watch = OutputWatch(self.settings, topics.DEADLETTER, on_record=self.absorb).start()
+        return self
+
+    def stop(self) -> None:
+        self.watch.stop()
+
+
+def preload(
+    settings: Settings,
+    topic: str,
+    messages: list[tuple[bytes, bytes]],
+    on_ack: Callable[..., None] | None = None,
+) -> None:
+    """Produce ``messages`` at the producer's pace; ``on_ack(metadata, index=i)`` once the broker
+    has the i-th (its partition and offset: what a dead letter names it by)."""
     producer = kafka_producer(settings, linger_ms=20, batch_size=256 * 1024)
-    for key, value in messages:
-        producer.send(topic, key=key, value=value)
+    for i, (key, value) in enumerate(messages):
+        future = producer.send(topic, key=key, value=value)
+        if on_ack:
+            future.add_callback(on_ack, index=i)
     producer.flush()
     producer.close()
 
@@ -111,13 +159,63 @@ def quiet_collector() -> Iterator[CollectorPauses]:
         gc.unfreeze()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+def settle(produced: Iterable[str], scored: Iterable[str], dead: Mapping[str, str]) -> tuple[dict[str, int], int]:
+    """What became of the offered events that have no score: dead letters per reason (a twin of an
+    earlier event is a ``duplicate``, a value outside its range ``out_of_range``) and how many are
+    neither scored nor dead-lettered — the ones that would be lost."""
+    unscored = set(produced) - set(scored)
+    reasons: dict[str, int] = {}
+    for event_id in unscored & dead.keys():
+        reasons[dead[event_id]] = reasons.get(dead[event_id], 0) + 1
+    return dict(sorted(reasons.items())), len(unscored - dead.keys())
+
+
+def settled(produced: Iterable[str], scored: Iterable[str], dead: Mapping[str, str]) -> bool:
+    """Every offered event is scored or dead-lettered: nothing more will come of them."""
+    return settle(produced, scored, dead)[1] == 0
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(0.1)
+        time.sleep(interval)
     return predicate()
+
+
+def wait_for_no_backlog(settings: Settings, group: str, topic: str) -> dict[str, int]:
+    """Wait, with ``group``'s workers running, until they have read everything on ``topic``: a phase
+    measured from there counts only its own events. Events another phase left unread (the MLLP
+    phase's, with no worker running) were read first by the next worker of the group, inside the
+    next phase's span, and cut the 1-worker point of the curve to less than half (runs M1-M6).
+    ``{"found": records at the start, "left": records still unread when it stopped waiting}``."""
+    found = left = group_backlog(settings, group, topic)
+
+    def read() -> bool:
+        nonlocal left
+        left = group_backlog(settings, group, topic)
+        return left == 0
+
+    if found:
+        wait_until(read, timeout=BACKLOG_TIMEOUT_S, interval=BACKLOG_POLL_S)
+    return {"found": found, "left": left}
+
+
+def drain_backlog(
+    settings: Settings, group: str, topic: str, spawn: Callable[[], subprocess.Popen[bytes]]
+) -> dict[str, int]:
+    """Before phases that preload ``topic`` and then start a worker of ``group``: a worker of the
+    group reads what an earlier run left there (an MLLP phase, a run stopped halfway), so the
+    phase's worker starts at its own events. Nothing is started when the group is up to date."""
+    found = group_backlog(settings, group, topic)
+    if not found:
+        return {"found": 0, "left": 0}
+    proc = spawn()
+    try:
+        return {**wait_for_no_backlog(settings, group, topic), "found": found}
+    finally:
+        stop_worker(proc)
 
 
 def rss_mb(pid: int) -> float:

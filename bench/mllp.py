@@ -7,7 +7,8 @@ senders do, on 1 and on 4 connections at once.
 Per message: the time from the first byte sent to the ACK read (decode, the broker's ``acks=all`` on
 every record, the ACK), and messages/s per run; the listener's RSS. The events land on
 ``vigil.events.raw`` like any intake's: run it on a bench stack (no worker is needed, none is
-started)."""
+started). ``vigil bench`` runs it last: its events wait, unread, for the next worker of the bench's
+group, and a phase after it would have measured them inside its own span."""
 
 from __future__ import annotations
 

@@ -2,9 +2,16 @@
 
 Throughput is measured the same way for both: N events are preloaded into the input topic, the
 worker is started, and events/s = N / (last output timestamp - first output timestamp), from the
-Kafka timestamps of the output messages. Latency is measured at a fixed offered rate with the
-pipeline running: per event, (timestamp of the first score that includes it) - (its produce
-timestamp). Batch speedup times the deployed ONNX models in-process at batch 1 and 64.
+Kafka timestamps of the output messages; a phase ends when every event is scored or dead-lettered.
+Latency is measured at a fixed offered rate with the pipeline running: per event, (timestamp of the
+first score that includes it) - (its produce timestamp). A score's timestamp is its CreateTime, set
+by the worker's producer when it sends the score: the score's linger, the broker's acknowledgement
+and a subscriber's fetch come after it (``received_*``: when the bench's own consumer read the
+score). Batch speedup times the deployed ONNX models in-process at batch 1 and 64.
+
+No phase inherits another's backlog: the run starts by having the groups read what an earlier run
+left on their input topics, each point of the workers curve starts once its group has read
+everything, and the MLLP phase (events on ``vigil.events.raw`` with no worker running) comes last.
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,13 +29,19 @@ import numpy as np
 from vigil.bench.batch_curve import batch_curve_or_why_not, no_curve, plot_curve
 from vigil.bench.harness import (
     ALL_AGENTS,
+    BASELINE_GROUP,
     BASELINE_IN,
     BASELINE_OUT,
+    BENCH_APP_ID,
     PIPELINE_AGENTS,
+    DeadLetterWatch,
     OutputWatch,
+    drain_backlog,
     preload,
     quiet_collector,
     rss_mb,
+    settle,
+    settled,
     spawn_baseline,
     spawn_pipeline,
     wait_until,
@@ -97,7 +109,13 @@ def measure_pipeline(
         seen.update(json.loads(record.value)["event_ids"])
 
     watch = OutputWatch(settings, topics.SCORES, on_record=absorb).start()
-    preload(settings, topics.EVENTS_RAW, [(k, v) for _, k, v in events])
+    dead = DeadLetterWatch(settings).start()
+    preload(
+        settings,
+        topics.EVENTS_RAW,
+        [(k, v) for _, k, v in events],
+        on_ack=lambda metadata, index: dead.acknowledged(metadata, events[index][0]),
+    )
     proc = spawn_pipeline(settings, log_dir / "bench-pipeline.log", agents=agents)
     peak_rss = 0.0
     before: Usage | None = None
@@ -107,17 +125,22 @@ def measure_pipeline(
         peak_rss = max(peak_rss, rss_mb(proc.pid))
         if before is None and watch.count:  # from the first score on: the worker's start-up left out
             before = sample(settings, [proc.pid])
-        return ids <= seen
+        # an event ingest dead-letters is never scored: waiting for its score ran out the timeout
+        return settled(ids, seen, dead.by_event())
 
     ok = wait_until(done, timeout=600)
     after = sample(settings, [proc.pid])
     watch.stop()
+    dead.stop()
     span = ((watch.last_ts or 0) - (watch.first_ts or 0)) / 1000.0
+    dead_lettered, unaccounted = settle(ids, seen, dead.by_event())
     result = {
         "events": len(ids & seen),
         "complete": ok,
         "seconds": span,
         "scores": watch.count,
+        "dead_lettered": dead_lettered,
+        "unaccounted": unaccounted,
         "events_per_s": n / span if span > 0 else None,
         "worker_peak_rss_mb": round(peak_rss, 1),
         "usage": usage_between(before, after, n) if before else None,
@@ -125,42 +148,25 @@ def measure_pipeline(
     return result, proc
 
 
-def settle(produced: Iterable[str], scored: Iterable[str], dead: Mapping[str, str]) -> tuple[dict[str, int], int]:
-    """What became of the offered events that have no score: dead letters per reason (a twin of an
-    earlier event is a ``duplicate``, a value outside its range ``out_of_range``) and how many are
-    neither scored nor dead-lettered — the ones that would be lost."""
-    unscored = set(produced) - set(scored)
-    reasons: dict[str, int] = {}
-    for event_id in unscored & dead.keys():
-        reasons[dead[event_id]] = reasons.get(dead[event_id], 0) + 1
-    return dict(sorted(reasons.items())), len(unscored - dead.keys())
-
-
 def measure_latency(settings: Settings, events: list[tuple[str, bytes, bytes]], rate: float) -> dict[str, Any]:
     produced: dict[str, int] = {}
     acked: dict[str, int] = {}
     scored: dict[str, int] = {}
-    positions: dict[tuple[int, int], str] = {}  # (partition, offset) -> event id, once acknowledged
-    dead_at: dict[tuple[int, int], str] = {}  # (partition, offset) -> dead-letter reason
+    received: dict[str, int] = {}  # when the bench's consumer read the score (its CreateTime is earlier)
+    dead_watch = DeadLetterWatch(settings)
 
     def absorb(record: Any) -> None:
+        now_ms = int(time.time() * 1000)
         for eid in json.loads(record.value)["event_ids"]:
             scored.setdefault(eid, record.timestamp)
-
-    def absorb_dead(record: Any) -> None:  # e.g. a twin of an earlier event: a "duplicate"
-        letter = json.loads(record.value)
-        if letter.get("source_topic") == topics.EVENTS_RAW:
-            dead_at.setdefault((letter.get("partition"), letter.get("offset")), letter.get("reason", ""))
-
-    def dead() -> dict[str, str]:  # event id -> reason (a letter may come before its event's ack)
-        return {positions[at]: reason for at, reason in list(dead_at.items()) if at in positions}
+            received.setdefault(eid, now_ms)
 
     def on_ack(metadata: Any, eid: str) -> None:
         acked.setdefault(eid, int(time.time() * 1000))
-        positions[(metadata.partition, metadata.offset)] = eid
+        dead_watch.acknowledged(metadata, eid)
 
     watch = OutputWatch(settings, topics.SCORES, on_record=absorb).start()
-    dead_watch = OutputWatch(settings, topics.DEADLETTER, on_record=absorb_dead).start()
+    dead_watch.start()
     producer = kafka_producer(settings, linger_ms=1)
     with quiet_collector() as collector:
         t0 = time.perf_counter()
@@ -176,14 +182,15 @@ def measure_latency(settings: Settings, events: list[tuple[str, bytes, bytes]], 
         producer.flush()
         offered_s = time.perf_counter() - t0
         # every event ends scored or dead-lettered: wait for all of them, not for the timeout
-        wait_until(lambda: len(produced) <= len(scored.keys() | dead().keys()), timeout=120)
+        wait_until(lambda: settled(produced, scored, dead_watch.by_event()), timeout=120)
     watch.stop()
     dead_watch.stop()
     producer.close()
     lat = np.array([scored[e] - produced[e] for e in produced if e in scored], dtype=float)
+    at_receipt = np.array([received[e] - produced[e] for e in produced if e in received], dtype=float)
     # the load generator's own share: produce -> broker acknowledgement (kafka-python, acks=all)
     ack = np.array([acked[e] - produced[e] for e in produced if e in acked], dtype=float)
-    dead_lettered, unaccounted = settle(produced.keys(), scored.keys(), dead())
+    dead_lettered, unaccounted = settle(produced.keys(), scored.keys(), dead_watch.by_event())
     return {
         "offered_rate": rate,
         "achieved_offer_rate": round(len(events) / offered_s, 1),
@@ -194,6 +201,10 @@ def measure_latency(settings: Settings, events: list[tuple[str, bytes, bytes]], 
         "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
         "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
         "max_ms": float(lat.max()) if len(lat) else None,
+        # the same, ending when the bench's consumer read the score (its linger, the broker's ack,
+        # the fetch, and this process' own scheduling beside the generator's sends)
+        "received_p50_ms": float(np.percentile(at_receipt, 50)) if len(at_receipt) else None,
+        "received_p99_ms": float(np.percentile(at_receipt, 99)) if len(at_receipt) else None,
         "produce_ack_p50_ms": float(np.percentile(ack, 50)) if len(ack) else None,
         "produce_ack_p99_ms": float(np.percentile(ack, 99)) if len(ack) else None,
         # the load generator's garbage collections while it offered and watched (its process
@@ -232,6 +243,25 @@ def redis_bytes_per_patient(settings: Settings, patients: set[str]) -> dict[str,
     }
 
 
+def data_shortfall(
+    patients: int, stays: int, n_events: int, events: int, latency_events: int, offered: int, rate: float
+) -> list[str]:
+    """What the data could not give of what the run asked for, a sentence each: a figure from fewer
+    patients or a shorter latency phase than asked reads as the asked one's unless it says so (the
+    shipped sample's 100 stays hold 34,470 events: 34 s of the default 60 s at 1,000 events/s)."""
+    warnings = []
+    if stays < patients:
+        warnings.append(f"{patients} patients asked, the data holds {stays} stays: every phase used those")
+    if events < n_events:
+        warnings.append(f"{n_events:,} events asked for the throughput phases, the data holds {events:,}")
+    if offered < latency_events:
+        warnings.append(
+            f"the latency phase offered {offered:,} events ({offered / rate:.0f} s at {rate:g}/s), not "
+            f"{latency_events:,}: the data holds no more"
+        )
+    return warnings
+
+
 def run_bench(
     settings: Settings,
     n_events: int,
@@ -253,6 +283,19 @@ def run_bench(
     if workers:
         grow_partitions(settings, SCALED_TOPICS)
     log_dir = settings.home / "logs"
+    # what an earlier run left unread (its MLLP phase, a run stopped halfway) is read before the
+    # first preloaded phase, not inside its span
+    backlog_before_run = {
+        "pipeline": drain_backlog(
+            settings, BENCH_APP_ID, topics.EVENTS_RAW, lambda: spawn_pipeline(settings, log_dir / "bench-drain.log")
+        ),
+        "baseline": drain_backlog(
+            settings,
+            BASELINE_GROUP,
+            BASELINE_IN,
+            lambda: spawn_baseline(settings, log_dir / "bench-drain-baseline.log"),
+        ),
+    }
     data_dir = ensure_dataset(settings.data_dir, settings.home)
     stays = pick_stays(data_dir, patients, septic_share=0.3, seed=11)
     events = bench_events(stays, n_events)
@@ -272,11 +315,15 @@ def run_bench(
         pipeline["worker_peak_rss_mb"] = max(pipeline["worker_peak_rss_mb"], rss_mb(proc.pid))
     finally:
         stop_worker(proc)
+    warnings = data_shortfall(patients, len(stays), n_events, len(events), int(rate * latency_s), len(lat_events), rate)
     redis_size = redis_bytes_per_patient(settings, patients_seen)
-    mllp = None if quick else measure_mllp(settings)
     curve = no_curve("skipped (--quick)") if quick else batch_curve_or_why_not(stays)
+    plot_error = None
     if plot_path and curve["us_per_sample"]:
-        plot_curve(curve["us_per_sample"], curve["end_to_end_us_per_sample"], plot_path, per_model_lines(curve))
+        try:
+            plot_curve(curve["us_per_sample"], curve["end_to_end_us_per_sample"], plot_path, per_model_lines(curve))
+        except OSError as exc:  # the figures are kept: the command reports the plot's failure at its end
+            plot_error = f"{plot_path}: {exc.strerror or exc}"
     scale = (
         workers_curve(settings, workers, lambda: bench_events(stays, n_events), log_dir, partitions) if workers else []
     )
@@ -287,6 +334,9 @@ def run_bench(
             return measure_latency(settings, bench_events(stays, int(rate * latency_s)), rate)
 
         latency_scaled = latency_with_workers(settings, max(workers), offered, log_dir)
+    # last: its events land on vigil.events.raw with no worker running, a backlog for whichever
+    # worker of the group comes next (it halved the curve's 1-worker point when it ran before it)
+    mllp = None if quick else measure_mllp(settings)
     ratio = (
         pipeline["events_per_s"] / baseline["events_per_s"]
         if pipeline["events_per_s"] and baseline["events_per_s"]
@@ -306,6 +356,9 @@ def run_bench(
         "workers_curve": [
             {k: point[k] for k in ("workers", "pipeline_events_per_s", "baseline_events_per_s")} for point in scale
         ],
+        "warnings": warnings,
+        "plot_error": plot_error,
+        "backlog_before_run": backlog_before_run,
         "events": len(events),
         "patients": len({k for _, k, _ in events}),
         "partitions": settings.kafka.partitions,

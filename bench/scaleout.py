@@ -1,10 +1,13 @@
 """`vigil bench --workers N`: events/s of 1..N pipeline workers next to as many bare-Faust workers,
 on input topics with enough partitions, and what the broker and Redis did meanwhile.
 
-Each point of the curve: the N worker processes start on the input topic, empty of new events, and
-join one consumer group; when every worker owns some of its partitions (no rebalance left to stall
-the run), the events are produced and events/s = events ÷ (last − first output timestamp), the
-single-worker comparison's formula (``bench.run``). The baseline (``bench.baseline``) gets the same
+Each point of the curve: the N worker processes start on the input topic and join one consumer
+group; when every worker owns some of its partitions (no rebalance left to stall the run) and the
+group has read everything on the topic (no backlog of an earlier phase inside the point's span),
+the events are produced and events/s = events ÷ (last − first output timestamp), the single-worker
+comparison's formula (``bench.run``); the point ends when every event is scored or dead-lettered.
+No count above the topics' partitions is run: such a worker owns nothing, and the point would
+wait for a split that never comes. The baseline (``bench.baseline``) gets the same
 treatment with its own group and topics. Partitions: Kafka cannot shrink a topic, so the bench grows
 the topics it consumes to ``partitions`` (12 by default: up to 12 workers get a share each) and never
 shrinks them; run it on a bench stack, not on a production cluster.
@@ -24,10 +27,14 @@ from vigil.bench.harness import (
     BASELINE_IN,
     BASELINE_OUT,
     BENCH_APP_ID,
+    DeadLetterWatch,
     OutputWatch,
     preload,
+    settle,
+    settled,
     spawn_baseline,
     spawn_pipeline,
+    wait_for_no_backlog,
     wait_until,
 )
 from vigil.bench.usage import sample, usage_between
@@ -115,14 +122,16 @@ def measure_point(
     """One point: ``kind`` "pipeline" (ingest + alert agents) or "baseline" with ``workers`` processes."""
     ids = {eid for eid, _, _ in events}
     seen: set[str] = set()
+    dead: DeadLetterWatch | None = None
     if kind == "pipeline":
         group, in_topic, out_topic = BENCH_APP_ID, topics.EVENTS_RAW, topics.SCORES
+        letters = dead = DeadLetterWatch(settings)
 
         def absorb(record: Any) -> None:
             seen.update(json.loads(record.value)["event_ids"])
 
-        def done() -> bool:
-            return ids <= seen
+        def done() -> bool:  # a dead-lettered event is never scored: waiting for it ran out the 600 s
+            return settled(ids, seen, letters.by_event())
 
         def start(i: int) -> subprocess.Popen[bytes]:
             return spawn_pipeline(settings, log_dir / f"bench-scale-{i}.log")
@@ -143,23 +152,37 @@ def measure_point(
     procs = [start(i) for i in range(workers)]
     try:
         ready = wait_until(lambda: split_among(settings, group, in_topic, workers, partitions), timeout=180)
+        backlog = wait_for_no_backlog(settings, group, in_topic)
         watch = OutputWatch(settings, out_topic, on_record=absorb).start()
+        if dead:
+            dead.start()
         before = sample(settings, [p.pid for p in procs])
-        preload(settings, in_topic, [(k, v) for _, k, v in events])
+        preload(
+            settings,
+            in_topic,
+            [(k, v) for _, k, v in events],
+            on_ack=(lambda metadata, index: dead.acknowledged(metadata, events[index][0])) if dead else None,
+        )
         complete = wait_until(done, timeout=600)
         after = sample(settings, [p.pid for p in procs])
         watch.stop()
+        if dead:
+            dead.stop()
     finally:
         for p in procs:
             stop_worker(p)
     span = ((watch.last_ts or 0) - (watch.first_ts or 0)) / 1000.0
+    dead_lettered, unaccounted = settle(ids, seen, dead.by_event()) if dead else ({}, None)
     return {
         "workers": workers,
         "kind": kind,
         "group_split_before_load": ready,
+        "backlog_before_load": backlog,
         "complete": complete,
         "seconds": span,
         "events_per_s": round(len(events) / span, 1) if span > 0 else None,
+        "dead_lettered": dead_lettered,
+        "unaccounted": unaccounted,
         "usage": usage_between(before, after, len(events)),
     }
 
@@ -203,11 +226,12 @@ def latency_with_workers(
         ready = wait_until(
             lambda: split_among(settings, BENCH_APP_ID, topics.EVENTS_RAW, workers, partitions), timeout=180
         )
+        backlog = wait_for_no_backlog(settings, BENCH_APP_ID, topics.EVENTS_RAW)
         result = measure()
     finally:
         for p in procs:
             stop_worker(p)
-    return {"workers": workers, "group_split_before_load": ready, **result}
+    return {"workers": workers, "group_split_before_load": ready, "backlog_before_load": backlog, **result}
 
 
 def parse_counts(spec: str) -> list[int]:
@@ -217,3 +241,13 @@ def parse_counts(spec: str) -> list[int]:
         raise ValueError(f"--workers takes a count or a list of counts (e.g. 3 or 1,2,4), not {spec!r}")
     counts = [int(p) for p in parts]
     return sorted(set(counts)) if "," in spec else list(range(1, counts[0] + 1))
+
+
+def counts_within(counts: list[int], partitions: int) -> None:
+    """Every worker count gets a share of the ``partitions``: a worker beyond them owns nothing, and
+    its point waited 180 s for a split that never comes, then measured idle workers."""
+    if counts and max(counts) > partitions:
+        raise ValueError(
+            f"--workers {max(counts)} is more than the {partitions} partitions the bench's topics get: "
+            f"pass --partitions {max(counts)} or more, or fewer workers"
+        )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,6 +15,7 @@ from rich.table import Table
 from vigil.cli.jsonout import emit_json
 from vigil.cli.signals import stop_on_signals
 from vigil.infra.settings import get_settings
+from vigil.schemas.errors import UserError
 
 console = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="print a JSON summary as the last line")]
@@ -28,7 +31,9 @@ def bench(
         "after 20 s: docs/performance.md)",
     ),
     patients: int = typer.Option(300, min=1, help="ICU stays whose events are interleaved"),
-    plot: Path = typer.Option(Path("docs/images/batch_curve.png"), help="batch-size curve PNG"),
+    plot: Path | None = typer.Option(
+        None, help="batch-size curve PNG (default: beside --out, named after it: latest-batch-curve.png)"
+    ),
     out: Path = typer.Option(Path("bench/results/latest.json"), help="full results JSON"),
     quick: bool = typer.Option(
         False,
@@ -48,18 +53,24 @@ def bench(
     """Pipeline vs bare Faust on the same broker, latency at a fixed rate, batching, Redis size,
     events/s per worker count."""
     from vigil.bench.run import run_bench
-    from vigil.bench.scaleout import parse_counts
+    from vigil.bench.scaleout import counts_within, parse_counts, with_partitions
     from vigil.infra.logging import configure_logging
-    from vigil.schemas.errors import UserError
 
+    settings = get_settings()
     try:
         counts = parse_counts(workers) if workers else ([] if quick else [1, 2, 3])
+        counts_within(counts, with_partitions(settings, partitions).kafka.partitions)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
+    plot = plot or default_plot(out)
+    # the files are written after minutes of measuring: a path that cannot take them fails now
+    writable_file(out, "--out")
+    if not quick:
+        writable_file(plot, "--plot")
     configure_logging(level="WARNING")
     with stop_on_signals():  # a bench stopped by SIGTERM/SIGHUP stops its workers too
         result = run_bench(
-            get_settings(),
+            settings,
             events,
             rate,
             latency_s,
@@ -69,8 +80,45 @@ def bench(
             workers=counts,
             partitions=partitions,
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    failures = [result["plot_error"]] if result.get("plot_error") else []
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    except OSError as exc:  # the figures are still printed below: a run is not thrown away
+        failures.append(f"{out}: {exc.strerror or exc}")
+    console.print(bench_table(result))
+    why = "; ".join(failures)
+    if failures:
+        sys.stderr.write(f"error: could not write {why} (the results are printed on stdout)\n")
+    if json_out:
+        emit_json({**result, "ok": False, "error": f"could not write {why}"} if failures else result)
+    if failures:
+        raise typer.Exit(1)
+
+
+def default_plot(out: Path) -> Path:
+    """The batch curve beside the results it belongs to (``latest.json`` → ``latest-batch-curve.png``):
+    the default was docs/images/batch_curve.png, which every full run overwrote under the text of the
+    run the doc describes."""
+    return out.with_name(f"{out.stem}-batch-curve.png")
+
+
+def writable_file(path: Path, option: str) -> None:
+    """``path`` can be written once the run is over (its missing folders made then, not now: a run
+    that fails leaves nothing behind), or a ``UserError`` naming ``option``."""
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder: name a file in it (e.g. {path / 'latest.json'})")
+    folder = path.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"{option} {path}: cannot make its folder ({folder} is a file)")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"{option} {path} cannot be written: choose a path you can write to")
+
+
+def bench_table(result: dict[str, Any]) -> Table:
+    """The run's figures against their goals, and what the data could not give (``warnings``)."""
     table = Table(title="vigil bench")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -102,9 +150,9 @@ def bench(
     scaled = result.get("latency_with_workers")
     if scaled:
         table.add_row(f"p50 / p99 ms, {scaled['workers']} workers", f"{scaled['p50_ms']} / {scaled['p99_ms']}", "")
-    console.print(table)
-    if json_out:
-        emit_json(result)
+    for warning in result.get("warnings", []):
+        table.add_row("[yellow]warning[/]", warning, "")
+    return table
 
 
 def replay(
