@@ -29,7 +29,12 @@ A discharge that cannot be this stay's end is refused, not applied: one for a pa
 (``unknown_stay``; a hospital-wide ADT feed sends every discharge), one from before the stay's first
 observation (an earlier stay's message sent late or again: ``stay_ended``), one naming another
 encounter than the stay's events name (``other_encounter``: an emergency-department visit that ended
-while the ICU stay goes on).
+while the ICU stay goes on), one followed in the stay's observations by a gap of ``READMISSION_GAP_S``
+or more (``late_discharge``: the A03 of the stay before, delayed in an interface engine until after
+the readmission's first events; applied, it ended the readmitted patient's stay). A limit, not a
+split: the readmission goes on in the window that holds the stay before, as if no discharge had
+come (its hours counted from the first admission), and the operators see the refused discharge;
+the readmitted patient keeps the alert and the ward view.
 
 A ``cancel_admit`` (the admission was entered in error, or the patient was not admitted after all:
 HL7v2 ADT^A11) ends the stay as a discharge does, but only the stay whose events name the visit it
@@ -44,6 +49,10 @@ after the stay had ended, or a cancelled transfer that had ended no stay is ``NO
 error. So is a result from an away unit (theatre, imaging: ``ingest.away_units``) of a patient with
 no open stay: a stay begins in a monitored unit, and a ward patient in theatre (low blood pressure
 under anaesthesia) is not the ICU's to be paged for; a patient whose stay is open is scored there.
+After a transfer out (``PatientWindow.ended_by``) a result naming no ward is ``NO_OPEN_STAY`` too: a
+lab from the LIS (an ORU without PV1) of a patient now on a ward opened a new ICU stay at hour 0 that
+paged the ICU. Only a result naming a monitored unit begins the next stay (or a cancel resumes it):
+a gateway that names no unit cannot restart a stay after a transfer out.
 """
 
 from __future__ import annotations
@@ -74,7 +83,7 @@ from vigil.schemas.stays import EndedBy, StayEnded, StayResumed
 
 # current: the stay the window holds; new: the first event after an end; the others are refused
 # (none: an end with nothing to end and nothing wrong, ``NO_OPEN_STAY``)
-StayOf = Literal["current", "new", "none", "ended", "earlier", "unknown", "other", "cancelled"]
+StayOf = Literal["current", "new", "none", "ended", "earlier", "unknown", "other", "cancelled", "late"]
 # The dead letter of an ADT event that had nothing to end or resume, and nothing wrong with it: a
 # transfer out for a patient Vigil holds no open stay of (from theatre to a ward, never in the ICU),
 # a discharge after the stay had ended (the hospital's discharge days after a transfer out ended it),
@@ -82,6 +91,11 @@ StayOf = Literal["current", "new", "none", "ended", "earlier", "unknown", "other
 # (a discharge or its cancel that found nothing to act on); dead-lettered all the same, so that
 # every accepted event is accounted for.
 NO_OPEN_STAY = "no_open_stay"
+# A gap at least this long in the stay's observations after a discharge's time says they are a later
+# stay's (a readmission whose first events came before the delayed A03 of the stay before), not a
+# monitor that sent on after the recorded time (those follow it within minutes). Two hours: an ICU
+# charts vital signs at least hourly, and a patient discharged and admitted again is away for longer.
+READMISSION_GAP_S: Final = 2 * 3600
 # what each end is published as (``StayEnded.ended_by``) and the resolution of the stay's alert
 ENDED_BY: Final[dict[str, tuple[EndedBy, str]]] = {
     DISCHARGE: (DISCHARGE, DISCHARGED),
@@ -112,8 +126,8 @@ def stay_of(
     if window.ended_s is not None:
         if at <= window.ended_s:
             return "ended"
-        if is_discharge(event) or from_away(event, away):
-            return "none"  # an end after the end: nothing left to end; theatre: no stay to score in
+        if is_discharge(event) or from_away(event, away) or on_the_ward(window, event):
+            return "none"  # an end after the end: nothing left to end; theatre, a ward: no stay to score in
         return "new"
     if window.after_s is not None and at <= window.after_s:
         return "ended"  # a late event of the stay before, after the next one began
@@ -122,15 +136,39 @@ def stay_of(
     span = window.observed_span()
     if span is None:  # never scored: a discharge from a hospital-wide feed, a surgical patient's transfer
         return "none" if event.code == TRANSFER_OUT else "unknown"
+    if discharged_s is not None and at == discharged_s:
+        return "cancelled"  # also once the resumed stay's first rows left the 48-hour window
     if at < span[0]:
         return "earlier"
     if event.encounter and window.encounter and event.encounter != window.encounter:
         return "other"
     if event.code == CANCEL_ADMIT and not (event.encounter and event.encounter == window.encounter):
         return "other"  # a cancelled admission ends the stay of the visit it names, never a guess
-    if discharged_s is not None and at == discharged_s:
-        return "cancelled"
+    if readmitted_since(window, at):
+        return "late"
     return "current"
+
+
+def on_the_ward(window: PatientWindow, event: PatientEvent) -> bool:
+    """Whether ``event`` is a result of a patient a transfer out took to a ward, naming no ward (a
+    lab from the LIS, an ORU without PV1): the ward's, not the first of a new ICU stay scored from
+    hour 0 that pages the ICU. Results from a ward are never sent on (``unmonitored_unit``); only a
+    result naming a monitored unit begins the next stay (or a cancel of the transfer resumes it)."""
+    return window.ended_by == TRANSFER_OUT and event.ward is None and not is_cancel(event)
+
+
+def readmitted_since(window: PatientWindow, at: int) -> bool:
+    """Whether the stay's observations after ``at`` (a discharge's time) hold a gap of at least
+    ``READMISSION_GAP_S``: those past the gap are a later stay's, whose first events came before the
+    delayed discharge of the stay before. Ending the stay there would end the readmitted patient's
+    (alert resolved, off the ward view); the discharge is refused ``late_discharge`` instead."""
+    span = window.observed_span()
+    if span is None or span[1] <= at:
+        return False
+    assert window.anchor_s is not None
+    times = [window.anchor_s + h * 3600 + sec for h, row in window.rows.items() for _, sec in row.values()]
+    after = sorted({t for t in times + [ts for _, ts, _ in window.treatments] if t > at})
+    return any(b - a >= READMISSION_GAP_S for a, b in zip([at, *after], after, strict=False))
 
 
 def releases_held(window: PatientWindow, held: HeldStay | None, event: PatientEvent, of: StayOf) -> bool:
@@ -198,6 +236,12 @@ def stay_rejection(window: PatientWindow, event: PatientEvent, of: StayOf) -> Re
     """The dead letter of an event ``stay_of`` refused (no identifiers, no values)."""
     code = event.code
     if of == "none":  # nothing wrong: the patient left no stay Vigil holds open (``NO_OPEN_STAY``)
+        if on_the_ward(window, event) and window.ended_s is not None:
+            return Rejected(
+                NO_OPEN_STAY,
+                f"{code}: names no ward, after a transfer out of the monitored units at {_utc(window.ended_s)} "
+                "(a stay begins with a result from a monitored unit)",
+            )
         if not is_discharge(event):  # a result from an away unit
             return Rejected(
                 NO_OPEN_STAY,
@@ -217,6 +261,12 @@ def stay_rejection(window: PatientWindow, event: PatientEvent, of: StayOf) -> Re
         return Rejected("other_encounter", f"{code}: names another encounter than the stay's events")
     if of == "cancelled":
         return Rejected("duplicate", f"{code}: this end was cancelled (ADT^A13, ADT^A12): the stay goes on")
+    if of == "late":
+        return Rejected(
+            "late_discharge",
+            f"{code}: at {_utc(int(event.observed_at.timestamp()))}, before observations of a later stay "
+            f"(a gap of {READMISSION_GAP_S // 3600} h or more after it): not applied, the stay goes on",
+        )
     end = last_end(window)
     if of == "earlier" or end is None:
         return Rejected("stay_ended", f"{event.code}: before the current stay's first observation (an earlier stay)")
@@ -293,6 +343,7 @@ def end_stay(window: PatientWindow, discharge: PatientEvent) -> PatientWindow:
         ward=discharge.ward or window.ward,
         ended_s=max(at, span[1]) if span else at,
         ended_encounter=discharge.encounter or window.encounter,
+        ended_by=None if discharge.code == DISCHARGE else discharge.code,  # none: a discharge (``ENDED_BY``)
     )
 
 
@@ -374,7 +425,9 @@ def resume(
         return refused
     assert held is not None and held.window.ended_s is not None
     end, ended_encounter = held.window.ended_s, held.window.ended_encounter
-    restored = replace(copy.deepcopy(held.window), ended_s=None, ended_encounter=None, position=window.position)
+    restored = replace(
+        copy.deepcopy(held.window), ended_s=None, ended_encounter=None, ended_by=None, position=window.position
+    )
     # rows held beyond the window (they left it in the discharge's batch): to the stepping core, which
     # folds them into the carry's aggregates as it would have
     restored.evicted = {
@@ -409,8 +462,7 @@ def _cancel_refusal(
     end = held.window.ended_s if held is not None else None
     code = event.code
     if held is None or end is None:
-        span = window.observed_span()
-        if discharged_s is not None and window.ended_s is None and span is not None and span[0] <= discharged_s:
+        if discharged_s is not None and resumed_over(window, discharged_s):
             return Rejected("duplicate", f"{code}: the end was cancelled already: the stay goes on")
         if code == CANCEL_TRANSFER:  # the transfer it cancels ended no stay (between ICUs, never in one)
             return Rejected(NO_OPEN_STAY, f"{code}: Vigil holds no stay that the cancelled transfer ended")
@@ -426,6 +478,16 @@ def _cancel_refusal(
         # the patient was admitted again under another visit: not a discharge entered in error
         return Rejected("other_encounter", f"{code}: the next stay's events name another encounter")
     return None
+
+
+def resumed_over(window: PatientWindow, discharged_s: int) -> bool:
+    """Whether the open stay ``window`` holds spans the discharge at ``discharged_s``: it began before
+    it (hour 0, ``anchor_s``: kept when its first rows leave the 48-hour window, as a resumed stay
+    running on for days does) and is not a stay begun after it (``after_s``, the end before this
+    stay, is then at or after the discharge). Then that discharge was cancelled already."""
+    if window.ended_s is not None or window.anchor_s is None or window.anchor_s > discharged_s:
+        return False
+    return window.after_s is None or window.after_s < discharged_s
 
 
 def fold(into: PatientWindow, later: PatientWindow) -> int:

@@ -77,6 +77,9 @@ class PatientWindow:
     # from the first events of the next one.
     ended_s: int | None = None
     ended_encounter: str | None = None
+    # what ended it when not a discharge (``transfer_out``, ``cancel_admit``; blob version 6): after a
+    # transfer out an event naming no ward is the ward's, never the next ICU stay (``models.stays``)
+    ended_by: str | None = None
     # the newest encounter an event of the stay named: a discharge naming another one is not this
     # stay's end (``models.stays``)
     encounter: str | None = None
@@ -305,14 +308,17 @@ class PatientWindow:
     #   UTF-8; the stay's newest encounter, n u16 + n bytes; the end of the stay before, i64 (0: none)
     #   (version 5) unfolded: n_rows u16, rows as above. Written only when there are such rows (after
     #   a batch the models failed on), else version 4: a worker of the release before reads the rest.
+    #   (version 6) the unfolded rows as in version 5 (n_rows 0 when none), then what ended the stay,
+    #   n u8 + n bytes of UTF-8. Written only for an end that was not a discharge (a transfer out, a
+    #   cancelled admission), else version 5 or 4: a discharge's end is what an older blob reads.
     # ~7 bytes per measured cell: a 48 h window of ICU vitals stays well under 4 KB.
 
-    _VERSION = 5
+    _VERSION = 6
     _HEADER = "<BqiH"
     _POSITION = "<iq"
 
     def to_bytes(self) -> bytes:
-        version = self._VERSION if self.unfolded else 4
+        version = self._VERSION if self.ended_by else 5 if self.unfolded else 4
         parts = [struct.pack(self._HEADER, version, self.anchor_s or 0, self.last_hour, len(self.rows))]
         parts.extend(_row_bytes(self.rows))
         parts.append(struct.pack("<B", len(self.static)))
@@ -323,9 +329,11 @@ class PatientWindow:
         parts.append(_text(self.ward, "<B"))
         parts.append(struct.pack("<q", self.ended_s or 0) + _text(self.ended_encounter, "<H"))
         parts.append(_text(self.encounter, "<H") + struct.pack("<q", self.after_s or 0))
-        if self.unfolded:
+        if version >= 5:
             parts.append(struct.pack("<H", len(self.unfolded)))
             parts.extend(_row_bytes(self.unfolded))
+        if version >= 6:
+            parts.append(_text(self.ended_by, "<B"))
         return b"".join(parts)
 
     @classmethod
@@ -333,7 +341,7 @@ class PatientWindow:
         if not blob:
             return cls()
         version, anchor, last_hour, n_rows = struct.unpack_from(cls._HEADER, blob)
-        if version not in (1, 2, 3, 4, cls._VERSION):
+        if version not in (1, 2, 3, 4, 5, cls._VERSION):
             raise ValueError(f"unknown window blob version {version}")
         rows, pos = _read_rows(blob, struct.calcsize(cls._HEADER), n_rows)
         (n_static,) = struct.unpack_from("<B", blob, pos)
@@ -371,6 +379,9 @@ class PatientWindow:
         if version >= 5:
             (n_unfolded,) = struct.unpack_from("<H", blob, pos)
             evicted, pos = _read_rows(blob, pos + 2, n_unfolded)
+        ended_by: str | None = None
+        if version >= 6:
+            ended_by, pos = _read_text(blob, pos, "<B", "end's cause")
         return cls(
             anchor_s=anchor or None,  # 0: none (no observation is from 1970: schemas.events)
             last_hour=last_hour,
@@ -381,6 +392,7 @@ class PatientWindow:
             ward=ward,
             ended_s=ended_s,
             ended_encounter=ended_encounter,
+            ended_by=ended_by,
             encounter=encounter,
             after_s=after_s,
             evicted=evicted,
