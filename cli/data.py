@@ -53,13 +53,17 @@ def sample(
     from vigil.infra.dataset import septic, write_sample
     from vigil.schemas.errors import UserError
 
+    if not source.exists():
+        raise UserError(f"{source} does not exist: pass --from DIR, a folder of set-A .psv files")
     if not source.is_dir():
-        raise UserError(f"{source} is not a folder: pass --from DIR with set-A .psv files")
+        raise UserError(f"{source} is not a folder: pass --from DIR, a folder of set-A .psv files")
     chosen = write_sample(source, out, n, seed)
     n_septic = sum(septic(p) for p in chosen)
     console.print(f"{len(chosen)} stays ({n_septic} septic) -> {out}")
+    if len(chosen) < n:  # the folder holds too few septic (or non-septic) stays for half of n
+        console.print(f"only {len(chosen)} of the {n} stays asked for: {source} has too few for a half-septic draw")
     if json_out:
-        emit_json({"stays": len(chosen), "septic": n_septic, "out": str(out), "seed": seed})
+        emit_json({"stays": len(chosen), "requested": n, "septic": n_septic, "out": str(out), "seed": seed})
 
 
 @data_app.command("where")

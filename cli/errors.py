@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterator
 from typing import Any, get_origin
 
 from vigil.cli.jsonout import emit_json
@@ -62,8 +63,55 @@ def _unparsed_settings(exc: BaseException) -> str:
     return ", ".join(names) or f"VIGIL_{group.upper()}__..."
 
 
-def explain(exc: BaseException) -> tuple[str, int]:
-    """(one line, exit code) for an exception that escaped a command."""
+# flags every command takes: a path after one is an argument of its own, not the flag's value
+_GLOBAL_FLAGS = frozenset({"--json", "--debug"})
+
+
+def _named_by(filename: str, argv: list[str]) -> tuple[str, str] | None:
+    """(what to change, its path) on the command line: the option (``--out /a/b``, ``--out=/a/b``) or
+    argument whose path is ``filename``, else one under it (the folder ``/a`` a write to ``/a/b``
+    did not find; only a path with a separator: a command's name is under every working folder), as
+    the user typed it. None: no path on the line leads there."""
+    target = os.path.abspath(filename)
+    given = list(_paths_given(argv))
+    for said, value in given:
+        if os.path.abspath(value) == target:
+            return said, target
+    for said, value in given:
+        if os.sep in value and os.path.abspath(value).startswith(target.rstrip(os.sep) + os.sep):
+            return said, os.path.abspath(value)
+    return None
+
+
+def _paths_given(argv: list[str]) -> Iterator[tuple[str, str]]:
+    """(as typed, value) for every option value and argument of the command line."""
+    for i, token in enumerate(argv):
+        if token.startswith("--") and "=" in token:
+            option, value = token.split("=", 1)
+            yield f"{option} {value}", value
+        elif i > 0 and argv[i - 1].startswith("--") and "=" not in argv[i - 1] and argv[i - 1] not in _GLOBAL_FLAGS:
+            yield f"{argv[i - 1]} {token}", token
+        elif token and not token.startswith("-"):
+            yield token, token
+
+
+def _path_error(exc: OSError, argv: list[str]) -> str:
+    """A path the system refused: what is wrong with it and which option or argument to change."""
+    name = str(exc.filename or "")
+    named = _named_by(name, argv) if name else None
+    change = f"change {named[0]}" if named else "check the paths on the command line"
+    if isinstance(exc, IsADirectoryError):
+        return f"{name} is a folder, where a file is wanted: {change} to a file's path"
+    if isinstance(exc, NotADirectoryError):
+        return f"{name}: a part of this path is a file, where a folder is wanted: {change}"
+    if named is not None and named[1] != os.path.abspath(name):  # a folder above the path given
+        return f"{name} does not exist, and the path given is under it: create that folder, or {change}"
+    return f"{name or exc}: no such file or folder: {change}"
+
+
+def explain(exc: BaseException, argv: list[str] | None = None) -> tuple[str, int]:
+    """(one line, exit code) for an exception that escaped a command; ``argv``, the command line, lets
+    a path the system refused be named with the option that gave it."""
     from pydantic import ValidationError
 
     if isinstance(exc, UserError):
@@ -94,7 +142,7 @@ def explain(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, FileExistsError):  # a folder to write wanted where a file is
         return f"{exc.filename}: a file is there, not a folder: give a folder, or a path not used yet", EXIT_USER
     if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
-        return f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), EXIT_USER
+        return _path_error(exc, argv or []), EXIT_USER
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return f"address already in use ({exc}): choose another port", EXIT_USER
     if _is(exc, "SaslAuthenticationFailedError"):
@@ -118,7 +166,7 @@ def explain(exc: BaseException) -> tuple[str, int]:
 
 def fail(exc: BaseException, argv: list[str]) -> int:
     """Print the one line (stderr), and the ``{"ok": false}`` summary (stdout) under ``--json``."""
-    line, code = explain(exc)
+    line, code = explain(exc, argv)
     sys.stderr.write(f"error: {line}\n")
     if "--json" in argv:
         emit_json({"ok": False, "error": line})

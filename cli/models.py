@@ -125,20 +125,19 @@ def _progress(label: str) -> Progress:
     )
 
 
-def psv_folder(path: Path, option: str = "--data") -> int:
-    """A folder with challenge .psv files, or one line saying what to pass instead."""
+def psv_folder(path: Path, option: str = "--data", what: str = "challenge .psv files (`vigil data fetch`)") -> int:
+    """A folder with .psv files, or one line saying what to pass instead (``what``: the files the
+    option takes and the command that makes them: stays, or `vigil predict`'s predictions)."""
     from vigil.models.offline import list_psv
     from vigil.schemas.errors import UserError
 
     if not path.exists():
-        raise UserError(
-            f"{path} does not exist: pass {option} DIR, a folder of challenge .psv files (`vigil data fetch`)"
-        )
+        raise UserError(f"{path} does not exist: pass {option} DIR, a folder of {what}")
     if not path.is_dir():
-        raise UserError(f"{path} is not a folder: pass {option} DIR, a folder of challenge .psv files")
+        raise UserError(f"{path} is not a folder: pass {option} DIR, a folder of {what}")
     n = len(list_psv(path))
     if n == 0:
-        raise UserError(f"no .psv files in {path}: pass {option} DIR with challenge .psv files (`vigil data fetch`)")
+        raise UserError(f"no .psv files in {path}: pass {option} DIR, a folder of {what}")
     return n
 
 
@@ -205,8 +204,19 @@ def predict_command(
         + (", raised to the alert-share ceiling" if choice["capped"] else "")
         + f"; mean risk {summary['mean_risk']})"
     )
+    _say_out_of_range(summary["values_out_of_range"])
     if json_out:
         emit_json(summary)
+
+
+def _say_out_of_range(count: int) -> None:
+    """The values read as missing (``models.offline.read_stay``), said once: what the stays held that
+    the stream would have refused."""
+    if count:
+        console.print(
+            f"{count} values outside their plausible range read as missing, as the stream's ingest refuses them "
+            "(out_of_range)"
+        )
 
 
 def evaluate_command(
@@ -237,7 +247,7 @@ def evaluate_command(
 
     psv_folder(data)
     if pred is not None:
-        psv_folder(pred, "--pred")
+        psv_folder(pred, "--pred", "prediction .psv files (`vigil predict --out DIR` writes them)")
     shifted = _shift(shift, shift_seed)
     if shifted is not None and pred is not None:
         _fail("--shift scores a shifted copy of the data: leave out --pred")
@@ -279,9 +289,10 @@ def evaluate_command(
         if name in result:
             r = result[name]
             console.print(
-                f"{name:>6}: utility {r['utility']:.3f}  AUROC {r['auroc']:.3f}  AUPRC {r['auprc']:.3f}  "
+                f"{name:>6}: utility {r['utility']:.3f}  {_ranking(r)}  "
                 f"alert hours/patient-day {r['alert_hours_per_patient_day']:.2f}"
             )
+    _say_out_of_range(result["values_out_of_range"])
     if "alerting" in result:
         a = result["alerting"]
         console.print(
@@ -294,6 +305,16 @@ def evaluate_command(
         tmp.cleanup()
     if json_out:
         emit_json(result)
+
+
+def _ranking(figures: dict[str, float | None]) -> str:
+    """AUROC and AUPRC, or why they are undefined (``evaluate_dir`` gives None: no septic hour to
+    rank, or every hour septic)."""
+    if figures["auroc"] is None:
+        why = "no septic stay" if figures["auprc"] is None else "no hour without the sepsis label"
+        auprc = "" if figures["auprc"] is None else f"  AUPRC {figures['auprc']:.3f}"
+        return f"AUROC undefined: {why}{auprc}"
+    return f"AUROC {figures['auroc']:.3f}  AUPRC {figures['auprc']:.3f}"
 
 
 def threshold_command(

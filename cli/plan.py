@@ -78,6 +78,17 @@ def _plan_error(path: Path, exc: OSError | ValidationError) -> str:
     return f"{path} is not a valid treatment plan: {where + ': ' if where else ''}{first['msg']}{more}"
 
 
+def _schema_file(out: Path) -> None:
+    """``--out`` names a file, checked before ``write_plan_schema`` makes its folders: a folder's
+    path (``.``, ``docs/..``, an existing folder) would have its missing parents made and then fail."""
+    from vigil.schemas.errors import UserError
+    from vigil.schemas.treatment import PLAN_SCHEMA_PATH
+
+    if out.name in ("", ".", "..") or out.is_dir():
+        such = out / PLAN_SCHEMA_PATH.name
+        raise UserError(f"--out {out} is a folder: give the schema a file's path, such as {such}")
+
+
 def register(app: typer.Typer) -> None:
     plan_app = typer.Typer(no_args_is_help=True, help="Score treatment plans (sepsis bundle, NEWS2 response)")
 
@@ -121,6 +132,7 @@ def register(app: typer.Typer) -> None:
         if out is None:
             typer.echo(json.dumps(plan_json_schema(), indent=2, sort_keys=True))
         else:
+            _schema_file(out)
             typer.echo(str(write_plan_schema(out)))
 
     app.add_typer(plan_app, name="plan")

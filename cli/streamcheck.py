@@ -151,7 +151,8 @@ def compare_with_offline(
 ) -> dict[str, Any]:
     """Every hour of every replayed stay against `vigil predict`: a closed hour through its final
     score, an hour without one (the stay's open last hour) through its newest provisional score; an
-    hour with events but no score at all is counted and named (``unscored_hours``, stay and hour)."""
+    hour with events but no score at all is counted and named (``unscored_hours``, stay and hour).
+    The differences are NaN when no hour was compared (``--json`` writes null: no figure, not a match)."""
     diffs, final_diffs = [], []
     closed_without_final = 0
     unscored: list[list[Any]] = []
@@ -172,8 +173,7 @@ def compare_with_offline(
                 unscored.append([stem, hour])
                 continue
             diffs.append(abs(streamed[-1] - p_off))
-    arr = np.array(diffs) if diffs else np.array([np.nan])
-    fin = np.array(final_diffs) if final_diffs else np.array([np.nan])
+    not_finite = int(np.count_nonzero(~np.isfinite(diffs))) if diffs else 0
     return {
         "patients": len(expected),
         "hours_offline": int(sum(len(offline[s]) for s in expected.values())),
@@ -183,7 +183,15 @@ def compare_with_offline(
         "hours_without_events": silent,
         "hours_without_stream_score": len(unscored),
         "unscored_hours": unscored[:20],
-        "max_abs_diff": float(np.nanmax(arr)),
-        "max_abs_diff_final": float(np.nanmax(fin)),
-        "mean_abs_diff": float(np.nanmean(arr)),
+        "stream_scores_not_finite": not_finite,
+        "max_abs_diff": _worst(diffs),
+        "max_abs_diff_final": _worst(final_diffs),
+        "mean_abs_diff": float(np.mean(diffs)) if diffs else float("nan"),
     }
+
+
+def _worst(diffs: list[float]) -> float:
+    """The largest difference; NaN when nothing was compared (``--json`` writes it as null), and NaN
+    too when a stream score was not a number (np.max keeps it, where np.nanmax would pass it over:
+    ``stream_scores_not_finite`` counts those hours)."""
+    return float(np.max(diffs)) if diffs else float("nan")

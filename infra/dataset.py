@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tarfile
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -56,9 +57,7 @@ def resolve_dataset(data_dir: Path, cache: Path, sample_dir: Path = SAMPLE_DIR) 
         return DataSource(target, "cache")
     archive = data_dir / "training_setA.tar.gz"
     if archive.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(target.parent, filter="data")
+        unpack_whole(target, lambda work: _untar_set(archive, work, target.name))
         return DataSource(target, "archive")
     if _has_psv(sample_dir):
         return DataSource(sample_dir, "sample")
@@ -66,6 +65,37 @@ def resolve_dataset(data_dir: Path, cache: Path, sample_dir: Path = SAMPLE_DIR) 
         f"no PhysioNet 2019 stays in {data_dir} or {target}: run `vigil data fetch`, "
         "or set VIGIL_DATA_DIR to a folder of .psv files"
     )
+
+
+def _untar_set(archive: Path, work: Path, name: str) -> Path:
+    """Unpack the set's .tar.gz into ``work``: the folder ``name`` it holds (the set's stays)."""
+    with tarfile.open(archive) as tar:
+        tar.extractall(work, filter="data")
+    if not (work / name).is_dir():
+        raise UserError(
+            f"{archive}: no folder {name}/ of stays in it: replace it with set A's archive, "
+            "or set VIGIL_DATA_DIR to a folder of .psv files"
+        )
+    return work / name
+
+
+def unpack_whole(target: Path, unpack: Callable[[Path], Path]) -> None:
+    """``unpack`` into a sibling folder of ``target`` and give ``target`` the folder it returns only
+    once that is complete: an unpack stopped halfway (Ctrl-C, a full disk, a kill) never leaves a
+    part of a set where every later run would take it, silently, for the whole cache. What a killed
+    unpack leaves behind is removed here, and the set unpacked again."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.name}.unpacking-"
+    for leftover in target.parent.glob(prefix + "*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    try:
+        done = unpack(work)
+        if target.exists():  # a set fetched before, or a folder without stays: replaced as a whole
+            shutil.rmtree(target)
+        done.replace(target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def ensure_dataset(data_dir: Path, cache: Path) -> Path:
@@ -92,7 +122,7 @@ def septic(path: Path) -> bool:
 def sample_stays(source: Path, n: int = 100, septic_share: float = 0.5, seed: int = 2019) -> list[Path]:
     """A reproducible sample: files in a seeded random order, the first septic and non-septic ones
     until each share is full (the same source and seed always give the same files)."""
-    files = sorted(source.glob("*.psv"))
+    files = sorted(p for p in source.glob("*.psv") if p.is_file())  # a folder so named is no stay
     if not files:
         raise UserError(f"no .psv files in {source}")
     want_septic = round(n * septic_share)
@@ -130,7 +160,9 @@ def parse_sha256sums(text: str) -> dict[str, str]:
     return sums
 
 
-def _open(url: str, timeout_s: float) -> object:
+def _open(url: str, timeout_s: float, stays_folder: Path) -> object:
+    """``url`` opened, or one line saying where to put the stays by hand (``stays_folder``, under
+    VIGIL_HOME: where `vigil data fetch` would have unpacked them)."""
     if urllib.parse.urlsplit(url).scheme not in ("https", "http", "file"):
         raise UserError(f"{url} is not a URL to download from: give --base-url as https://... (or file:///...)")
     try:
@@ -139,7 +171,7 @@ def _open(url: str, timeout_s: float) -> object:
         reason = getattr(exc, "reason", exc)
         raise UserError(
             f"cannot download {url} ({reason}): download it yourself from {PROJECT_PAGE} "
-            "and put the .psv files in ~/.cache/vigil/data/training_setA (or set VIGIL_DATA_DIR)"
+            f"and put the .psv files in {stays_folder} (or set VIGIL_DATA_DIR)"
         ) from exc
 
 
@@ -148,7 +180,7 @@ def download_checked(url: str, dest: Path, sha256: str, timeout_s: float = 60.0)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     digest = hashlib.sha256()
-    with _open(url, timeout_s) as response, part.open("wb") as out:  # type: ignore[attr-defined]
+    with _open(url, timeout_s, dest.with_suffix("")) as response, part.open("wb") as out:  # type: ignore[attr-defined]
         while chunk := response.read(CHUNK):
             digest.update(chunk)
             out.write(chunk)
@@ -160,19 +192,25 @@ def download_checked(url: str, dest: Path, sha256: str, timeout_s: float = 60.0)
 
 
 def extract_psv(archive: Path, out: Path) -> int:
-    """Unpack the .psv files of a set's zip into ``out`` (flat; no path leaves ``out``)."""
-    out.mkdir(parents=True, exist_ok=True)
-    count = 0
+    """Unpack the .psv files of a set's zip into ``out`` (flat; no path leaves ``out``), whole or not
+    at all (``unpack_whole``): ``out`` is replaced by the set once every stay is written."""
     if not zipfile.is_zipfile(archive):
         raise UserError(f"{archive.name}: not a zip archive, though its SHA-256 matched: check --base-url's mirror")
-    with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
-            name = Path(info.filename).name
-            if info.is_dir() or not name.endswith(".psv"):
-                continue
-            with zf.open(info) as src, (out / name).open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            count += 1
+    count = 0
+
+    def unzip(work: Path) -> Path:
+        nonlocal count
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                name = Path(info.filename).name
+                if info.is_dir() or not name.endswith(".psv"):
+                    continue
+                with zf.open(info) as src, (work / name).open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                count += 1
+        return work
+
+    unpack_whole(out, unzip)
     return count
 
 
@@ -186,7 +224,7 @@ def fetch_sets(
     """Download each set's zip, check it against PhysioNet's SHA256SUMS.txt, unpack it into
     ``<cache>/data/training_set<X>``; return the stays per set."""
     base = base_url.rstrip("/") + "/"
-    with _open(base + "SHA256SUMS.txt", timeout_s) as response:  # type: ignore[attr-defined]
+    with _open(base + "SHA256SUMS.txt", timeout_s, cache / "data" / "training_setA") as response:  # type: ignore[attr-defined]
         sums = parse_sha256sums(response.read().decode())
     done: dict[str, int] = {}
     for name in sets:

@@ -104,7 +104,9 @@ def stream_checks(
             for scored in [*out.closed, out.current]:
                 probs: dict[str, float] = {m.model: m.probability for m in scored.models}
                 for name in worst:
-                    worst[name] = max(worst[name], abs(probs[name] - float(want[name][i][scored.hour])))
+                    # np.maximum keeps a NaN (Python's max(0.0, nan) is 0.0): a stream scoring NaN fails
+                    diff = abs(probs[name] - float(want[name][i][scored.hour]))
+                    worst[name] = float(np.maximum(worst[name], diff))
                 compared += 1
     return [Check(f"stream {name} against vigil predict", worst[name], compared) for name in worst]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from vigil.models.shift import Shift
 from vigil.models.site_threshold import Site
-from vigil.schemas.codes import DYNAMIC_CODES
+from vigil.schemas.codes import DYNAMIC_CODES, plausible_range
 from vigil.schemas.errors import UserError
 
 if TYPE_CHECKING:
@@ -35,17 +36,40 @@ class PsvFormatError(UserError):
     """A file that is not a challenge ``.psv`` (one line: which file, where, what a .psv holds)."""
 
 
+@dataclass(frozen=True)
+class PsvStay:
+    """One challenge file as every offline path reads it (``read_stay``)."""
+
+    matrix: np.ndarray  # float32 [T, len(DYNAMIC_CODES)]
+    static: dict[str, float]
+    labels: np.ndarray | None
+    out_of_range: int  # values blanked: outside the range the stream's ingest accepts
+
+
 def read_psv(path: str | Path) -> tuple[np.ndarray, dict[str, float], np.ndarray | None]:
-    """Read one challenge file: (matrix float32 [T, len(DYNAMIC_CODES)], static, labels or None).
+    """Read one challenge file: (matrix float32 [T, len(DYNAMIC_CODES)], static, labels or None);
+    ``read_stay`` without the count of values it blanked."""
+    stay = read_stay(path)
+    return stay.matrix, stay.static, stay.labels
+
+
+def read_stay(path: str | Path) -> PsvStay:
+    """Read one challenge file, with the values the stream would not take blanked.
 
     Static values are taken from the first row (they are constant within a stay in set A);
-    a missing static value is NaN, and so is an empty field. A file without the challenge's
-    columns, with a row of another length, a value that is not a number, or an infinite one, is a
-    ``PsvFormatError`` naming the file and the place: never a stay scored from misread columns.
+    a missing static value is NaN, and so is an empty field. A value outside its code's plausible
+    range (``schemas.codes.plausible_range``, the one the stream's ingest checks:
+    ``schemas.normalize``) is NaN too, and counted: the stream dead-letters it as ``out_of_range``, so
+    `vigil predict`, `evaluate` and training (``models.train.data``, through this reader) see the
+    rows the worker's window holds, not set A's 321 FiO2 values below 0.21 it never scores. Every
+    range lies well within float32, so a value that float32 cannot hold (HR 1e39) is out of range,
+    blanked before the cast. A file without the challenge's columns, with a row of another length, a
+    value that is not a number, or an infinite one, is a ``PsvFormatError`` naming the file and the
+    place: never a stay scored from misread columns.
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's export starts with a BOM
     except UnicodeDecodeError:
         raise PsvFormatError(f"{path.name}: not a text file: {_PSV_HINT}") from None
     lines = [line.strip() for line in text.strip().splitlines()]
@@ -58,20 +82,29 @@ def read_psv(path: str | Path) -> tuple[np.ndarray, dict[str, float], np.ndarray
     if len(lines) < 2:
         raise PsvFormatError(f"{path.name}: a header and no hour: a stay has at least one row: {_PSV_HINT}")
     values = _psv_values(path.name, lines[1:], len(header))
-    matrix = values[:, [col[c] for c in DYNAMIC_CODES]].astype(np.float32)
+    dynamic, out_of_range = _within_ranges(values[:, [col[c] for c in DYNAMIC_CODES]], DYNAMIC_CODES)
+    matrix = dynamic.astype(np.float32)
     static: dict[str, float] = {}
     for name in STATIC_COLUMNS:
-        if name in col and len(values):
-            static[name] = float(values[0, col[name]])
-        else:
-            static[name] = float("nan")
+        static[name] = float(values[0, col[name]]) if name in col else float("nan")
+    first, static_out = _within_ranges(np.array([list(static.values())]), STATIC_COLUMNS)
+    static = dict(zip(STATIC_COLUMNS, first[0].tolist(), strict=True))
     labels = None
     if LABEL_COLUMN in col:
         raw = values[:, col[LABEL_COLUMN]]
         if not np.isin(raw, (0.0, 1.0)).all():
             raise PsvFormatError(f"{path.name}: {LABEL_COLUMN} must be 0 or 1 on every row: {_PSV_HINT}")
         labels = raw.astype(np.int8)
-    return matrix, static, labels
+    return PsvStay(matrix, static, labels, out_of_range + static_out)
+
+
+def _within_ranges(values: np.ndarray, codes: Sequence[str]) -> tuple[np.ndarray, int]:
+    """``values`` (float64, one column per code) with every value outside its code's plausible
+    range made NaN, and how many were."""
+    bounds = np.array([plausible_range(c) for c in codes], dtype=np.float64).reshape(-1, 2)
+    with np.errstate(invalid="ignore"):
+        outside = (values < bounds[:, 0]) | (values > bounds[:, 1])  # NaN compares False: stays NaN
+    return np.where(outside, np.nan, values), int(outside.sum())
 
 
 _PSV_HINT = "a challenge .psv is a header of its columns (HR|O2Sat|...|ICULOS) and one row per hour, pipe-separated"
@@ -106,7 +139,8 @@ def _psv_values(name: str, rows: list[str], ncol: int, hint: str = "") -> np.nda
 
 
 def list_psv(data_dir: str | Path) -> list[Path]:
-    return sorted(p for p in Path(data_dir).iterdir() if p.suffix == ".psv")
+    """The stays' files in ``data_dir``: files named ``*.psv`` (a folder so named is no stay)."""
+    return sorted(p for p in Path(data_dir).iterdir() if p.suffix == ".psv" and p.is_file())
 
 
 def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
@@ -165,19 +199,22 @@ def predict_dir(
     scores the stays as a hospital drawing fewer labs (``labs=0.1``, ``labs=every24h``) or charting
     vital signs less often (``vitals=0.5``) would record them. ``on_stay``: called with each stay's
     file and every score of its hours (``vigil replay`` keeps the deterioration score so).
+    ``values_out_of_range``: the values read as missing, outside the ranges the stream's ingest
+    accepts (``read_stay``).
     """
     started = time.perf_counter()
     bundle = _open_bundle(artifacts_dir, site)
     files = list_psv(data_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    n_rows = n_alert_rows = 0
+    n_rows = n_alert_rows = out_of_range = 0
     risk_sum = 0.0
     done = 0
     for chunk in _chunks(files, chunk_patients):
-        stays = [read_psv(p) for p in chunk]
-        matrices = [shifted_matrix(s[0], shift, done + i) for i, s in enumerate(stays)]
-        risks = bundle.stay_risks(matrices, [s[1] for s in stays])
+        stays = [read_stay(p) for p in chunk]
+        out_of_range += sum(s.out_of_range for s in stays)
+        matrices = [shifted_matrix(s.matrix, shift, done + i) for i, s in enumerate(stays)]
+        risks = bundle.stay_risks(matrices, [s.static for s in stays])
         for path, risk in zip(chunk, risks, strict=True):
             label = (risk.combined >= bundle.combined_threshold).astype(np.int8)
             write_predictions(out / path.name, risk.combined, label)
@@ -195,6 +232,7 @@ def predict_dir(
         "rows": n_rows,
         "alert_rows": n_alert_rows,
         "mean_risk": round(risk_sum / n_rows, 6) if n_rows else None,
+        "values_out_of_range": out_of_range,
         "threshold": bundle.combined_threshold,
         "threshold_choice": bundle.alert_threshold.summary(),
         "model_version": bundle.version,
@@ -291,9 +329,11 @@ def evaluate_dir(
     preds: list[np.ndarray] = []
     rules: dict[str, list[np.ndarray]] = {}
     replay = AlertReplay()
+    out_of_range = 0
     for i, path in enumerate(files):
-        matrix, _, lab = read_psv(path)
-        matrix = shifted_matrix(matrix, shift, i)
+        stay = read_stay(path)
+        out_of_range += stay.out_of_range
+        matrix, lab = shifted_matrix(stay.matrix, shift, i), stay.labels
         if lab is None:
             raise PsvFormatError(f"{path.name}: no SepsisLabel column: `vigil evaluate` scores labelled stays")
         p, b = _read_predictions(Path(pred_dir) / path.name)
@@ -315,6 +355,7 @@ def evaluate_dir(
     result: dict[str, Any] = {
         "patients": len(files),
         "rows": int(sum(len(x) for x in labels)),
+        "values_out_of_range": out_of_range,
         "model": summary,
     }
     cutoffs = {"NEWS2": 5, "qSOFA": 2, "SIRS": 2}
@@ -339,15 +380,17 @@ def _metrics(
     binary: Sequence[np.ndarray],
     auroc_auprc: Callable[..., tuple[float, float]],
     normalized_utility: Callable[..., float],
-) -> dict[str, float]:
+) -> dict[str, float | None]:
+    """The figures of one score; AUROC and AUPRC None where undefined (no septic stay: no positive
+    hour to rank), not the 0.0 a curve without positives reads."""
     y = np.concatenate(labels)
     s = np.concatenate(scores)
     auroc, auprc = auroc_auprc(y, s)
     hours = float(len(y))
     alerts = float(np.concatenate(binary).sum())
     return {
-        "auroc": round(auroc, 4),
-        "auprc": round(auprc, 4),
+        "auroc": round(auroc, 4) if np.isfinite(auroc) else None,
+        "auprc": round(auprc, 4) if np.isfinite(auprc) else None,
         "utility": round(normalized_utility(labels, binary), 4),
         "alert_hours_per_patient_day": round(24.0 * alerts / max(hours, 1.0), 3),
     }

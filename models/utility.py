@@ -12,6 +12,7 @@ threshold can be scored at once (sort + cumulative sum) when a threshold is chos
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -122,7 +123,11 @@ def auroc_auprc(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     (0 positives, 0 false alarms) to everything positive: the textbook curve. The challenge's
     compute_auc is the same while every score lies strictly between 0 and 1 (checked on 300 random
     and 3 real cohorts); with a score of exactly 1 it has no starting point, with exactly 0 no end,
-    and its figures differ there (y [0, 1], s [0.5, 1.0]: 0.0 against 1.0)."""
+    and its figures differ there (y [0, 1], s [0.5, 1.0]: 0.0 against 1.0).
+
+    NaN where a figure is undefined (the challenge's divides by zero there too): AUROC and AUPRC
+    without a positive row (no septic stay: the textbook curve reads 0.0, which looks like a model
+    that ranks every septic hour last), AUROC without a negative one."""
     y = np.asarray(labels).astype(bool)
     s = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-s, kind="stable")
@@ -137,6 +142,6 @@ def auroc_auprc(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     tnr = 1.0 - fp / neg if neg else np.ones_like(fp)
     with np.errstate(invalid="ignore", divide="ignore"):
         ppv = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
-    auroc = float(np.sum(0.5 * np.diff(tpr) * (tnr[1:] + tnr[:-1])))
-    auprc = float(np.sum(np.diff(tpr) * ppv[1:]))
+    auroc = float(np.sum(0.5 * np.diff(tpr) * (tnr[1:] + tnr[:-1]))) if pos and neg else math.nan
+    auprc = float(np.sum(np.diff(tpr) * ppv[1:])) if pos else math.nan
     return auroc, auprc

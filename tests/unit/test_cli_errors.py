@@ -345,3 +345,39 @@ def test_stack_up_options_are_checked_as_the_settings_are(env) -> None:  # type:
         extra={"VIGIL_KAFKA__BROKERS": "3", "VIGIL_KAFKA__MIN_INSYNC_REPLICAS": "2"},
     )
     one_line(result, "with these options", "no write could ever be acknowledged")
+
+
+def test_a_path_the_system_refuses_names_the_option_that_gave_it() -> None:
+    """The system's "No such file or directory" / "Is a directory" said what, not what to change:
+    the line names the option (or argument) whose path leads there."""
+    from vigil.cli.errors import EXIT_USER, explain
+
+    argv = ["predict", "--data", "stays", "--out", "/data/x/y", "--json"]
+    line, code = explain(FileNotFoundError(2, "No such file or directory", "/data/x"), argv)
+    assert code == EXIT_USER
+    assert line == (
+        "/data/x does not exist, and the path given is under it: create that folder, or change --out /data/x/y"
+    )
+    line, _ = explain(FileNotFoundError(2, "No such file or directory", "/in.json"), ["convert", "--json", "/in.json"])
+    assert line == "/in.json: no such file or folder: change /in.json"  # an argument, not --json's value
+    line, _ = explain(IsADirectoryError(21, "Is a directory", "."), ["plan", "schema", "--out=."])
+    assert line == ". is a folder, where a file is wanted: change --out . to a file's path"
+    line, _ = explain(NotADirectoryError(20, "Not a directory", "/f/sub"), ["schemas", "export", "/f/sub"])
+    assert line == "/f/sub: a part of this path is a file, where a folder is wanted: change /f/sub"
+    line, _ = explain(FileNotFoundError(2, "No such file or directory", "/elsewhere"), argv)
+    assert line.endswith("check the paths on the command line")
+
+
+def test_path_mistakes_a_review_found(env, tmp_path) -> None:
+    sample = str(Path(__file__).parents[2] / "data" / "physionet2019-sample")
+    line = one_line(run(env, "evaluate", "--data", sample, "--pred", str(tmp_path / "nopred")), "--pred DIR")
+    assert "vigil predict" in line and "data fetch" not in line  # predictions come from predict
+    one_line(run(env, "data", "sample", "--from", str(tmp_path / "nowhere")), "does not exist", "--from DIR")
+    one_line(run(env, "plan", "schema", "--out", str(tmp_path)), "is a folder", "--out")
+    one_line(run(env, "plan", "schema", "--out", str(tmp_path / "new" / "sub" / "..")), "is a folder")
+    assert not (tmp_path / "new").exists()  # no folder made for a write that cannot happen
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    one_line(run(env, "data", "sample", "--from", sample, "--out", str(a_file / "sub")), f"change --out {a_file}")
+    line = one_line(run(env, "data", "fetch", "--base-url", (tmp_path / "mirror").as_uri()), "cannot download")
+    assert str(Path(env["VIGIL_HOME"]) / "data" / "training_setA") in line and "~/.cache" not in line

@@ -31,3 +31,32 @@ def test_an_hour_without_any_score_is_named() -> None:
     assert got["unscored_hours"] == [["p001", 3]]
     assert got["closed_hours_without_final"] == 1  # hour 3 closed (hour 4 came) without its final
     assert got["hours_compared"] == 3
+
+
+def test_nothing_compared_is_no_figure_and_the_json_line_is_strict(capsys: pytest.CaptureFixture[str]) -> None:
+    """A worker that scored no hour: the differences are no figure (null under --json, never a bare
+    NaN that JSON parsers refuse), and the comparison warns of nothing (np.nanmax of an empty slice did)."""
+    import json
+    import warnings
+
+    from vigil.cli.jsonout import emit_json
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = compare_with_offline({"r-p001": "p001"}, {"r-p001": {0, 1}}, {"p001": np.array([0.1, 0.2])}, {}, {})
+    assert got["hours_compared"] == 0 and got["hours_without_stream_score"] == 2
+    emit_json(got)
+    line = capsys.readouterr().out.strip()
+    summary = json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in {line}"))
+    assert summary["max_abs_diff"] is None and summary["max_abs_diff_final"] is None
+    assert summary["mean_abs_diff"] is None
+
+
+def test_a_stream_score_that_is_not_a_number_is_never_a_match() -> None:
+    """np.nanmax passed over a NaN score (the rest matched: max 0): it is counted, and the worst
+    difference is no figure, not zero."""
+    finals = {("r-p001", 0): 0.1, ("r-p001", 1): float("nan"), ("r-p001", 3): 0.4}
+    scores = {("r-p001", 4): [0.5]}
+    got = compare_with_offline({"r-p001": "p001"}, {"r-p001": {0, 1, 3, 4}}, OFFLINE, finals, scores)
+    assert got["hours_compared"] == 4 and got["stream_scores_not_finite"] == 1
+    assert np.isnan(got["max_abs_diff"]) and np.isnan(got["max_abs_diff_final"])

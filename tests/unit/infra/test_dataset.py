@@ -83,3 +83,104 @@ def test_fetch_refuses_a_file_whose_sha256_differs(tmp_path) -> None:
     with pytest.raises(UserError, match="does not match PhysioNet's"):
         fetch_sets(["A"], home, root.as_uri())
     assert not list((home / "data").glob("*.zip*"))  # no partial or unchecked file is kept
+
+
+def set_a_archive(folder: Path, n: int) -> Path:
+    """A set-A .tar.gz as the data folder holds it: training_setA/ with ``n`` stays."""
+    import tarfile
+
+    src = folder / "src" / "training_setA"
+    for i in range(n):
+        stay(src, f"p{i:06d}.psv", sepsis=i % 2 == 0)
+    archive = folder / "data" / "training_setA.tar.gz"
+    archive.parent.mkdir(parents=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname="training_setA")
+    return archive
+
+
+def test_an_unpack_stopped_halfway_leaves_no_partial_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during the first unpack of the archive: no part of the set is left where the next run
+    would take it for the cache; that run unpacks every stay."""
+    import tarfile
+
+    archive = set_a_archive(tmp_path, 6)
+    home = tmp_path / "home"
+
+    def stopped(self: tarfile.TarFile, path: Path, **kwargs: object) -> None:
+        for member in self.getmembers()[:3]:  # the folder and two stays, then Ctrl-C
+            self.extract(member, path, filter="data")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        resolve_dataset(archive.parent, home, tmp_path / "no-sample")
+    monkeypatch.undo()
+    assert not list((home / "data").iterdir())  # neither the set nor its unpacking folder
+    source = resolve_dataset(archive.parent, home, tmp_path / "no-sample")
+    assert source.kind == "archive" and source.stays == 6
+    assert resolve_dataset(archive.parent, home, tmp_path / "no-sample").kind == "cache"
+
+
+def test_what_a_killed_unpack_left_is_removed_and_the_set_unpacked_again(tmp_path: Path) -> None:
+    archive = set_a_archive(tmp_path, 3)
+    home = tmp_path / "home"
+    leftover = home / "data" / ".training_setA.unpacking-x1y2"
+    stay(leftover / "training_setA", "p000000.psv", sepsis=True)  # a kill -9 halfway
+    source = resolve_dataset(archive.parent, home, tmp_path / "no-sample")
+    assert source.stays == 3 and not leftover.exists()
+    assert sorted(p.name for p in (home / "data").iterdir()) == ["training_setA"]
+
+
+def test_a_fetch_stopped_halfway_keeps_no_partial_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vigil data fetch` unpacks whole too: a write that fails on the second stay leaves no set (the
+    demo then falls back to the sample, and says so), and the set fetched before is kept until the
+    new one is complete."""
+    import shutil
+
+    members = {f"training_setA/p{i:06d}.psv": HEADER for i in range(4)}
+    root = mirror(tmp_path, members)
+    home = tmp_path / "home"
+    real, calls = shutil.copyfileobj, []
+
+    def full_disk(src, dst, *args):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(src, dst, *args)
+
+    monkeypatch.setattr(shutil, "copyfileobj", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        fetch_sets(["A"], home, root.as_uri())
+    assert not (home / "data" / "training_setA").exists()
+    assert [p.name for p in (home / "data").iterdir()] == ["training_setA.zip"]
+    monkeypatch.setattr(shutil, "copyfileobj", real)
+    assert fetch_sets(["A"], home, root.as_uri()) == {"A": 4}
+    calls.clear()
+    monkeypatch.setattr(shutil, "copyfileobj", full_disk)
+    with pytest.raises(OSError):
+        fetch_sets(["A"], home, root.as_uri())
+    assert len(list((home / "data" / "training_setA").glob("*.psv"))) == 4  # the earlier set, whole
+
+
+def test_a_sample_larger_than_the_folder_says_it_is_short(tmp_path: Path) -> None:
+    """`data sample --n 100` from 5 stays wrote 5 and said nothing: the line and the summary say so."""
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from vigil.cli.data import register
+
+    for i in range(5):
+        stay(tmp_path / "src", f"p{i:06d}.psv", sepsis=i < 2)
+    (tmp_path / "src" / "folder.psv").mkdir()  # named like a stay, and none
+    app = typer.Typer()
+    register(app)
+    res = CliRunner().invoke(
+        app, ["data", "sample", "--from", str(tmp_path / "src"), "--out", str(tmp_path / "s"), "--n", "100", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "only 5 of the 100 stays asked for" in " ".join(res.output.split())
+    summary = json.loads(res.output.strip().split("\n")[-1])
+    assert summary["stays"] == 5 and summary["requested"] == 100 and summary["septic"] == 2

@@ -97,6 +97,26 @@ def test_a_stream_that_drifts_from_offline_fails(monkeypatch: pytest.MonkeyPatch
     assert not checks["stream deterioration against vigil predict"].ok
 
 
+def test_a_stream_that_scores_nan_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream step that returns NaN for every probability is no match for offline scoring: the
+    worst difference keeps the NaN (Python's max(0.0, nan) is 0.0, which passed it), and the check fails."""
+    real = bundle_check.advance
+
+    def nan_scoring(*args, **kwargs):  # type: ignore[no-untyped-def]
+        outs = real(*args, **kwargs)
+        for out in outs:
+            for scored in [*out.closed, out.current]:
+                for m in scored.models:
+                    object.__setattr__(m, "probability", float("nan"))
+        return outs
+
+    monkeypatch.setattr(bundle_check, "advance", nan_scoring)
+    bundle = load_stepping_bundle(STEPPING_DIR, prefer_gpu=False)
+    checks = stream_checks(bundle, stays(3), [STATIC] * 3)
+    assert [c.ok for c in checks] == [False, False], [c.summary() for c in checks]
+    assert all(np.isnan(c.max_abs_diff) for c in checks)
+
+
 def check_command(*args: str):  # type: ignore[no-untyped-def]
     app = typer.Typer()
     register(app)

@@ -1,6 +1,7 @@
 """The challenge .psv reader (``models.offline.read_psv``) under property tests: whatever a file holds,
-it returns the stay as written or raises ``PsvFormatError`` (one line naming the file and the place),
-never another exception and never a stay read from misplaced columns."""
+it returns the stay as written (a value the stream's ingest refuses as missing) or raises
+``PsvFormatError`` (one line naming the file and the place), never another exception and never a
+stay read from misplaced columns."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from synthetic import HEADER
 
-from vigil.models.offline import PsvFormatError, read_psv
-from vigil.schemas.codes import DYNAMIC_CODES
+from vigil.models.offline import STATIC_COLUMNS, PsvFormatError, read_psv, read_stay
+from vigil.schemas.codes import CATALOGUE, DYNAMIC_CODES, plausible_range
 
 PROPERTY_SETTINGS = settings(
     max_examples=int(os.environ.get("VIGIL_PROPERTY_EXAMPLES", "300")),
@@ -25,6 +26,11 @@ CELL = st.one_of(
     st.none(),  # NaN
     st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=32),
 )
+
+
+def in_range(code: str, value: float) -> bool:
+    low, high = plausible_range(code)
+    return low <= value <= high
 
 
 def write(tmp: Path, text: str | bytes) -> Path:
@@ -48,14 +54,20 @@ def test_any_column_order_reads_back_the_values_written(
     nan = "" if empty_nan else "NaN"
     lines = ["|".join(columns)]
     want = np.full((len(rows), len(columns)), np.nan)
+    blanked = 0
     for r, row in enumerate(rows):
         cells = []
         for j, name in enumerate(columns):
             value = float(label_bits[r]) if name == "SepsisLabel" else row[j]
             cells.append(nan if value is None else repr(float(value)))
             want[r, j] = np.nan if value is None else float(value)
+            if value is not None and name in CATALOGUE and not in_range(name, float(value)):
+                want[r, j] = np.nan  # what the stream's ingest refuses reads as missing
+                blanked += name in DYNAMIC_CODES or (r == 0 and name in STATIC_COLUMNS)
         lines.append("|".join(cells))
-    matrix, static, labels = read_psv(write(tmp_path, "\n".join(lines) + "\n"))
+    stay = read_stay(write(tmp_path, "\n".join(lines) + "\n"))
+    matrix, static, labels = stay.matrix, stay.static, stay.labels
+    assert stay.out_of_range == blanked
     assert matrix.shape == (len(rows), len(DYNAMIC_CODES)) and matrix.dtype == np.float32
     for k, code in enumerate(DYNAMIC_CODES):
         np.testing.assert_array_equal(matrix[:, k], want[:, columns.index(code)].astype(np.float32))
