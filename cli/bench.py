@@ -162,7 +162,7 @@ def replay(
 ) -> None:
     """Push stays through Kafka and the full pipeline; compare every score with `vigil predict`."""
     from vigil.cli.models import psv_folder
-    from vigil.cli.streamcheck import run_replay_check
+    from vigil.cli.streamcheck import replay_problems, run_replay_check
     from vigil.infra.logging import configure_logging
 
     psv_folder(data)  # a folder of stays, or one line saying what to pass
@@ -174,8 +174,14 @@ def replay(
         f"max |stream - offline| = {result['max_abs_diff']:.2e} (combined), "
         f"{result['deterioration_max_abs_diff']:.2e} (deterioration)"
     )
+    problems = replay_problems(result)
+    result["ok"], result["problems"] = not problems, problems
+    for problem in problems:
+        console.print(f"[red]not equal:[/red] {problem}")
     if json_out:
         emit_json(result)
+    if problems:
+        raise typer.Exit(1)  # the figures and the JSON are out; the check failed
 
 
 def register(app: typer.Typer) -> None:

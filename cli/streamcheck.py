@@ -27,6 +27,7 @@ from vigil.infra.replay import Stay, load_stays, stay_events
 from vigil.infra.settings import Settings
 from vigil.infra.stack import stack_up
 from vigil.infra.workers import spawn_worker, stop_worker
+from vigil.models.bundle_check import TOLERANCE
 from vigil.schemas import topics
 
 
@@ -195,3 +196,22 @@ def _worst(diffs: list[float]) -> float:
     too when a stream score was not a number (np.max keeps it, where np.nanmax would pass it over:
     ``stream_scores_not_finite`` counts those hours)."""
     return float(np.max(diffs)) if diffs else float("nan")
+
+
+def replay_problems(result: dict[str, Any], tolerance: float = TOLERANCE) -> list[str]:
+    """What makes a replay check fail, in words (none: the stream equals `vigil predict`): an hour
+    the stream never scored, a score that is not a number, a difference above ``tolerance`` (the
+    bundle check's), or nothing compared at all. A check that printed its figures and exited 0
+    whatever they were was no check for a script or CI to run."""
+    problems = []
+    if not result.get("hours_compared"):
+        problems.append("no hour was compared")
+    if result.get("hours_without_stream_score"):
+        problems.append(f"{result['hours_without_stream_score']} hours without a stream score")
+    if result.get("stream_scores_not_finite"):
+        problems.append(f"{result['stream_scores_not_finite']} stream scores not a number")
+    for key, what in (("max_abs_diff", "combined"), ("deterioration_max_abs_diff", "deterioration")):
+        worst = result.get(key)
+        if isinstance(worst, float) and worst > tolerance:
+            problems.append(f"{what} differs from vigil predict by {worst:.2e} (> {tolerance:.0e})")
+    return problems

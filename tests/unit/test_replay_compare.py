@@ -60,3 +60,25 @@ def test_a_stream_score_that_is_not_a_number_is_never_a_match() -> None:
     got = compare_with_offline({"r-p001": "p001"}, {"r-p001": {0, 1, 3, 4}}, OFFLINE, finals, scores)
     assert got["hours_compared"] == 4 and got["stream_scores_not_finite"] == 1
     assert np.isnan(got["max_abs_diff"]) and np.isnan(got["max_abs_diff_final"])
+
+
+def test_a_replay_fails_on_an_unscored_hour_a_nan_or_a_difference_and_passes_when_equal() -> None:
+    """`vigil replay` exits 1 on any of these (it printed its figures and exited 0 whatever they were)."""
+    from vigil.cli.streamcheck import replay_problems
+
+    equal = {
+        "hours_compared": 40,
+        "hours_without_stream_score": 0,
+        "stream_scores_not_finite": 0,
+        "max_abs_diff": 3e-8,
+        "deterioration_max_abs_diff": 1e-7,
+    }
+    assert replay_problems(equal) == []
+    assert replay_problems({**equal, "hours_without_stream_score": 2}) == ["2 hours without a stream score"]
+    assert replay_problems({**equal, "stream_scores_not_finite": 1, "max_abs_diff": float("nan")}) == [
+        "1 stream scores not a number"
+    ]
+    assert replay_problems({**equal, "deterioration_max_abs_diff": 2e-3}) == [
+        "deterioration differs from vigil predict by 2.00e-03 (> 1e-05)"
+    ]
+    assert replay_problems({**equal, "hours_compared": 0}) == ["no hour was compared"]
