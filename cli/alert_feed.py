@@ -102,8 +102,12 @@ def render_transition(alert: Alert, explain: bool = False, zone: tzinfo = UTC) -
 
 
 def transition_json(alert: Alert) -> dict[str, Any]:
-    """The --json line: the published record as is (the integration contract) plus the short label."""
-    data = alert.model_dump(mode="json")
+    """The --json line: the published record (the integration contract) with the patient's short
+    keyed hash (``patient_label``) in place of the patient's id and visit number (``encounter``), like
+    the human line: the JSON lines are piped into tools, files and tickets, as far from the signed-in
+    dashboard as the screen is. A consumer that needs them reads ``vigil.alerts`` itself
+    (docs/integration.md)."""
+    data = alert.model_dump(mode="json", exclude={"patient_id", "encounter"})
     data["patient_label"] = patient_label(alert.patient_id)
     data["short_id"] = alert.alert_id[:8]
     return data

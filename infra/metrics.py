@@ -51,7 +51,8 @@ WINDOWS_RESTARTED = Counter(
 ANSWERS_UNAPPLIED = Counter(
     "vigil_alert_answers_unapplied_total",
     "Acknowledgements, snoozes and resolutions that changed nothing: the alert not active (not_active), "
-    "given before the alert was raised again (before_raise), or already so (already)",
+    "given before the alert was raised again (before_raise), given before the answer last applied "
+    "(superseded), or already so (already)",
     ["why"],
 )
 STAYS_ENDED = Counter(

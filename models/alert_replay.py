@@ -2,13 +2,18 @@
 what on-call staff would feel from a model and NEWS2 (``vigil evaluate``'s ``alerting`` block,
 ``models.train.burden``).
 
-Pages: transitions that page someone (an alert opening, or escalating because the risk band rose);
-time-based reminders are left out, as nobody acknowledges in a retrospective replay. Onset is the
-challenge's t_sepsis (first SepsisLabel hour + 6); lead time = onset - hour of the first page before it.
+Pages: the transitions a pager pages on (docs/integration.md: ``open`` and ``escalated``): an alert
+opening, escalating because the risk band rose, or escalating again because the patient is worse than
+at its last raise. Time-based reminders (escalation of an unacknowledged alert) are not replayed, as
+nobody acknowledges in a retrospective replay; nor, for the same reason, are snoozes and their ends.
+Onset is the challenge's t_sepsis (first SepsisLabel hour + 6); lead time = onset - hour of the first
+page before it.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -18,6 +23,7 @@ from vigil.models.early_warning import news2_band
 from vigil.schemas.scores import ModelScore, RiskScore, RuleScore
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
+PAGED = ("open", "escalated")  # what docs/integration.md tells a pager to page on
 EMPTY = RuleScore(name="qSOFA", total=0, parameters={})
 
 
@@ -55,17 +61,19 @@ def _score(hour: int, news2: int, single3: bool, prob: float | None, threshold: 
 def simulate(
     news2: np.ndarray, single3: np.ndarray, prob: np.ndarray | None, threshold: float, policy: AlertPolicy
 ) -> tuple[int, list[int]]:
-    """(pages, hours at which an alert opened) for one stay."""
+    """(pages, hours at which an alert opened) for one stay: every transition the stream would publish
+    that a pager pages on. The policy's time-based escalation is switched off here, whatever it says:
+    in a replay nobody acknowledges, so every alert would page again at its next hour."""
     state = PatientAlertState()
+    replayed = replace(policy, escalate_after_s=math.inf)
     pages, opened = 0, []
     for t in range(len(news2)):
         p = None if prob is None else float(prob[t])
-        for alert in on_score(state, _score(t, int(news2[t]), bool(single3[t]), p, threshold), policy):
+        for alert in on_score(state, _score(t, int(news2[t]), bool(single3[t]), p, threshold), replayed):
+            if alert.state in PAGED:
+                pages += 1
             if alert.state == "open":
-                pages += 1
                 opened.append(t)
-            elif alert.state == "escalated" and alert.reason.startswith("risk rose"):
-                pages += 1
     return pages, opened
 
 

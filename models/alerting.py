@@ -21,8 +21,13 @@ One alert per patient at a time: open -> (escalated) -> acknowledged -> resolved
 - Snooze: an acknowledgement with an end; when it ends and the alert is still active it opens again.
 - An answer (acknowledge, snooze, resolve) covers what its clinician saw: one given before the alert
   was raised again (worse, or a snooze that ended; ``AlertAck.at`` against the raise's wall clock)
-  is not applied (``unapplied_reason``); a clinician's resolution suppresses from when it was given,
+  is not applied, nor one given before the answer last applied (arriving after it: the newer answer
+  stands) (``unapplied_reason``); a clinician's resolution suppresses from when it was given,
   but never later than ``suppress_s`` after the newest observation (a backlog, a replay).
+- Ids: an alert's id is the patient, the first event the lifecycle scored and the number of alerts it
+  opened before (saved with the lifecycle), not the score that opened it: the scoring step publishes
+  before it saves, and a batch delivered again after a crash may be grouped otherwise (other scores,
+  another observation time), yet opens the same alert under the same id.
 - Discharge: the stay ended (``models.stays``): an active alert resolves ("patient discharged") and
   the lifecycle starts afresh; nothing of the stay (suppression, latch, trend) reaches the next one.
 - Cancelled discharge: the resumed stay's first score opens a new alert (a new id: the resolved one
@@ -79,6 +84,10 @@ class ActiveAlert:
     raised_wall_s: float | None = None
     snoozed_until_s: float | None = None  # wall clock
     snooze_note: str | None = None
+    # the answering system's ``at`` of the last answer applied: answers arrive out of order (two
+    # systems, a redelivery), and one given before it must not undo it (a snooze cleared by an older
+    # acknowledgement, an acknowledgement snoozed by an older snooze that then pages when it ends)
+    answered_wall_s: float | None = None
 
 
 @dataclass
@@ -119,6 +128,13 @@ class PatientAlertState:
     # owns the lifecycle, and only that worker's escalation timer looks at it (None: written by an
     # older version, any worker's timer may, each writing only what it read: ``escalation_round``)
     partition: int | None = None
+    # the alert ids' source (``_alert_id``), saved, so that a batch replayed after a crash before the
+    # save opens its alert under the same id whatever scores the batch is grouped into: the id of the
+    # first event this lifecycle scored (a redelivery starts at the same event; a lifecycle lost and
+    # begun again, expired, unreadable or written by an older version, begins at another, so its ids
+    # never repeat the lost one's), and how many alerts it opened (``afresh`` keeps both)
+    first_event_id: str | None = None
+    alerts_opened: int = 0
 
     def to_bytes(self) -> bytes:
         return _STATE.dump_json(self)
@@ -174,6 +190,18 @@ def _below_exit(score: RiskScore, latched: bool) -> bool:
 
 def _id(*parts: object) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:24]
+
+
+def _alert_id(state: PatientAlertState) -> str:
+    """The id of the alert ``state`` opens now (``alerts_opened`` already counts it): only what a batch
+    delivered again after a crash finds as it was (saved before it, or its first event), never the
+    score: the scoring step publishes before it saves, and the same events grouped otherwise give
+    other scores, observation times and hours (a second page under a new id, the first never resolved,
+    its acknowledgement refused as ``not_active``). The count tells an alert resolved and opened again
+    within one hour's observations from the resolved one; the first event (an id no list of patients
+    gives) keeps "#1a2b3c4d" from telling whose alert it is."""
+    salt = () if state.resumed_by is None else (state.resumed_by,)
+    return _id(state.patient_id, state.first_event_id, "alert", state.alerts_opened, *salt)
 
 
 def _alert(
@@ -280,13 +308,9 @@ def worse_than(news2: int | None, risk: float | None, score: RiskScore, policy: 
 def _open(state: PatientAlertState, score: RiskScore, level: str, trigger: str, ack: HeldAck | None = None) -> Alert:
     now_s = score.observed_at.timestamp()
     model = combined_model(score)
-    salt = () if state.resumed_by is None else (state.resumed_by,)
-    # the score too (its events): an alert resolved and opened again within one hour's observations
-    # (a late result making the patient worse, scored as of the hour's newest measurement) had the
-    # resolved alert's id, and an answer to that one, sent again, resolved the new one
-    alert_id = _id(score.patient_id, score.hour, trigger, now_s, score.score_id, *salt)
+    state.alerts_opened += 1
     state.active = ActiveAlert(
-        alert_id=alert_id,
+        alert_id=_alert_id(state),
         state="open",
         severity=level,
         trigger=trigger,
@@ -298,11 +322,15 @@ def _open(state: PatientAlertState, score: RiskScore, level: str, trigger: str, 
     )
     _raise(state.active, score)
     what = f"{TRIGGER_WORDS.get(trigger, trigger)}: {describe(score)}"
+    # an alert opens once: its first transition is the alert's, not the score's (a batch grouped
+    # otherwise after a crash opens it at another observation time, and must not page it twice)
     if ack is None:
-        return _alert(state, score, "open", what, score.observed_at)
+        return _alert(state, score, "open", what, score.observed_at, basis="opened")
     _acknowledge(state.active, ack.by, ack.snoozed_until_s, ack.snooze_note)
     reason = f"acknowledged by {ack.by} before the discharge that was cancelled (alert #{ack.alert_id[:8]}); {what}"
-    return _alert(state, score, "acknowledged", reason, score.observed_at, by=ack.by, note=ack.snooze_note)
+    return _alert(
+        state, score, "acknowledged", reason, score.observed_at, by=ack.by, note=ack.snooze_note, basis="opened"
+    )
 
 
 def _escalate(state: PatientAlertState, score: RiskScore, why: str) -> Alert:
@@ -318,6 +346,8 @@ def on_score(state: PatientAlertState, score: RiskScore, policy: AlertPolicy) ->
     """Apply one score; mutate ``state``; return the transitions to publish (0 or 1, rarely 2)."""
     state.patient_id = score.patient_id
     state.ward = score.ward or state.ward
+    if state.first_event_id is None:  # the lifecycle's first score (a provisional one has its events)
+        state.first_event_id = score.event_ids[0] if score.event_ids else score.score_id
     model = combined_model(score)
     state.trend = [t for t in state.trend if t[0] != score.hour]
     state.trend.append((score.hour, score.news2.total, model.probability if model else None))
@@ -441,6 +471,7 @@ def _acknowledge(active: ActiveAlert, by: str | None, until_s: float | None = No
 
 NOT_ACTIVE = "not_active"
 ANSWERED_BEFORE_RAISE = "before_raise"
+SUPERSEDED = "superseded"
 ALREADY = "already"
 
 
@@ -448,12 +479,16 @@ def unapplied_reason(state: PatientAlertState, ack: AlertAck) -> str | None:
     """Why ``on_ack`` would apply nothing: the alert is not the patient's active one (``NOT_ACTIVE``:
     resolved, replaced, unknown), the answer predates the alert's last raise (``ANSWERED_BEFORE_RAISE``:
     a late or redelivered answer to the alert as it was before it got worse or its snooze ended, by the
-    clocks of the answering system and the worker), or it is already so (``ALREADY``: redelivered)."""
+    clocks of the answering system and the worker), it predates the answer last applied (``SUPERSEDED``:
+    arriving after a newer one, which stands: a snooze is not cleared by an older acknowledgement, nor
+    an acknowledgement snoozed by an older snooze), or it is already so (``ALREADY``: redelivered)."""
     active = state.active
     if active is None or active.alert_id != ack.alert_id:
         return NOT_ACTIVE
     if active.raised_wall_s is not None and ack.at.timestamp() < active.raised_wall_s:
         return ANSWERED_BEFORE_RAISE
+    if active.answered_wall_s is not None and ack.at.timestamp() < active.answered_wall_s:
+        return SUPERSEDED
     if ack.action == "snooze" and active.snoozed_until_s == _snooze_end(ack):
         return ALREADY
     if ack.action == "acknowledge" and active.state == "acknowledged" and active.snoozed_until_s is None:
@@ -470,6 +505,7 @@ def on_ack(state: PatientAlertState, ack: AlertAck, policy: AlertPolicy | None =
     active = state.active
     if active is None or unapplied_reason(state, ack) is not None:
         return []
+    active.answered_wall_s = ack.at.timestamp()
     if ack.action == "snooze":
         _acknowledge(active, ack.by, _snooze_end(ack), ack.note)
         reason = f"snoozed {ack.snooze_min} min by {ack.by}: {ack.note}"
@@ -509,7 +545,8 @@ def on_discharge(
     if active is not None:
         alert = _alert(state, None, "resolved", reason, at)
         out.append(alert.model_copy(update={"encounter": encounter, "ward": ward or state.ward}))
-    fresh = PatientAlertState(patient_id=state.patient_id)
+    fresh = afresh(state)
+    fresh.discharged_ack = None
     if active is not None and active.state == "acknowledged":
         fresh.discharged_ack = HeldAck(
             active.alert_id,
@@ -523,6 +560,18 @@ def on_discharge(
     for f in fields(fresh):
         setattr(state, f.name, getattr(fresh, f.name))
     return out
+
+
+def afresh(state: PatientAlertState) -> PatientAlertState:
+    """The lifecycle of the patient's next stay: nothing of ``state``'s (suppression, latch, trend)
+    but the acknowledgement held for a cancel of the discharge and the source of the alert ids, so
+    the next stay's alerts never take this one's ids."""
+    return PatientAlertState(
+        patient_id=state.patient_id,
+        discharged_ack=state.discharged_ack,
+        first_event_id=state.first_event_id,
+        alerts_opened=state.alerts_opened,
+    )
 
 
 def on_resume(state: PatientAlertState, cancel_event_id: str) -> None:

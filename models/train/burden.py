@@ -10,8 +10,9 @@ predictions (nested), so no figure here is tuned on itself.
 Counted per configuration:
 - ``hours_at_alert_level_per_patient_day``: a naive system alerting on every hour above threshold;
 - ``rising_edges_per_patient_day``: alerting on every upward threshold crossing;
-- ``pages_per_patient_day``: lifecycle transitions that page someone (open + escalated by a band
-  rise; time-based reminders are excluded as nobody acknowledges in a retrospective replay);
+- ``pages_per_patient_day``: lifecycle transitions that page someone (open, and escalated by a band
+  rise or by the patient being worse again: what the stream publishes and a pager pages on; time-based
+  reminders are excluded as nobody acknowledges in a retrospective replay);
 - ``septic_alerted_before_onset``: share of septic stays with an alert opened before
   t_sepsis (first SepsisLabel hour + 6, the challenge's onset), and within 12 h before onset.
 

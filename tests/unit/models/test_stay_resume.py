@@ -344,7 +344,8 @@ def test_the_alert_a_resumed_stay_opens_again_is_a_new_alert_not_the_resolved_on
         (resolved,) = discharge(stay(3), alert, leaves(3.5), NOW).alerts
         assert resolved.alert_id == opened.alert_id and alert.resumed_by is None  # the lifecycle afresh
     assert len(set(seen)) == 3
-    again = PatientAlertState(resumed_by="cancel-1")  # a redelivered batch: the same salt, the same id
+    # a redelivered batch: the state as saved before it (one alert opened), the same salt, the same id
+    again = PatientAlertState(resumed_by="cancel-1", alerts_opened=1)
     assert on_score(again, ill, POLICY)[0].alert_id == seen[1]
     assert PatientAlertState.from_bytes(again.to_bytes()) == again  # the new field round-trips
     assert PatientAlertState.from_bytes(b'{"patient_id": "p1"}').resumed_by is None  # older state
