@@ -300,5 +300,9 @@ def write_plan_schema(path: Path = PLAN_SCHEMA_PATH) -> Path:
     return path
 
 
-if __name__ == "__main__":  # python -m schemas.treatment: regenerate the published schema
+if __name__ == "__main__":  # python -m vigil.schemas.treatment: regenerate the published schema
+    import sys
+
+    if len(sys.argv) > 1:  # --help too: it wrote the file
+        sys.exit(f"usage: python -m vigil.schemas.treatment (no options): writes {PLAN_SCHEMA_PATH}")
     print(write_plan_schema())
