@@ -64,7 +64,7 @@ class Rejected:
     """Why one input could not be accepted. ``reason`` is a short stable code for metrics
     (``invalid_json``, ``schema``, ``unknown_code``, ``unit``, ``out_of_range``, ``clock_skew``,
     ``unmapped_code``, ``unsupported_resource``, ``too_large``, ``outside_window``, ``duplicate``,
-    and from the FHIR/HL7v2 codecs ``missing_subject``, ``missing_time``, ``not_final``,
+    and from the FHIR/HL7v2 codecs ``missing_subject``, ``missing_time``, ``not_final``, ``retracted``, ``adt_merge``,
     ``no_value``, ``missing_dose``, ``no_observations``, ``unsupported_message``, ``parse_error``);
     ``detail`` is for the integrator and never contains patient values."""
 

@@ -3,8 +3,8 @@
 ``in-progress`` one whose newest move left a monitored unit for a unit neither monitored nor away
 (a ``transfer_out``, where the site names its units: ``care_units.Units``), a ``cancelled`` or
 ``entered-in-error`` inpatient one (a ``cancel_admit``, as an ADT^A11), an ``in-progress`` one
-whose ``statusHistory`` says it was ``finished`` (reopened: a ``cancel_discharge``, as an ADT^A13)
-and ``Bundle``
+whose ``statusHistory`` says it was ``finished`` (reopened: a ``cancel_discharge``, as an ADT^A13;
+its newest move out of the monitored units after that, a ``transfer_out``) and ``Bundle``
 (transaction, batch, collection, searchset, message, history: only each resource's newest version,
 ``fhir_history``) of those. A result whose Bundle
 carries its Encounter is placed in the unit that Encounter had the patient in (``fhir_places``):
@@ -640,12 +640,15 @@ def _decode_procedure(proc: Procedure, raw: dict[str, Any], ctx: _Context, where
 
 def _decode_encounter(enc: Encounter, raw: dict[str, Any], ctx: _Context, where: str, key: str) -> None:
     """A ``finished`` Encounter -> one ``discharge`` at ``period.end``; its id is the encounter that
-    Observations name in ``encounter`` (``Encounter/<id>``). One that goes on: ``_decode_encounter_move``;
-    one that never was: ``_decode_encounter_cancelled``."""
+    Observations name in ``encounter`` (``Encounter/<id>``). One that goes on: ``_decode_encounter_move``,
+    or, when its statusHistory lists a ``finished`` period, ``_decode_encounter_reopened`` unless its
+    newest move left the monitored units after that (``_moved_out_since``); one that never was:
+    ``_decode_encounter_cancelled``."""
     if enc.status in CANCELLED_ENCOUNTER_STATUSES:
         _decode_encounter_cancelled(enc, ctx, where, key)
         return
-    if enc.status != "finished" and _reopened_at(enc) is not None:
+    reopened = _reopened_at(enc)
+    if reopened is not None and not _moved_out_since(enc, reopened, ctx):
         _decode_encounter_reopened(enc, ctx, where, key)
         return
     if enc.status != "finished":
@@ -698,16 +701,11 @@ def _decode_encounter_move(enc: Encounter, ctx: _Context, where: str, key: str) 
     patient = _quiet_patient_id(ctx, enc.subject)  # whose: no dead letter here when it names none
     if enc.id and patient:
         ctx.result.encounters[patient, enc.id] = places_of(enc, ctx.units, ctx.by_full_url)
-    places = [p for p in enc.location or [] if p.location is not None and not within_a_unit(p)]
-    active = [p for p in places if p.status == "active"]
-    left = [(p, p.period.end) for p in places if p.status == "completed" and p.period is not None and p.period.end]
-    if not active or not left:
+    move = _newest_move(enc, ctx)
+    if move is None:
         ctx.ignore("context_resource", f"{where}Encounter ({enc.status}): no move from one location to another")
         return
-    current = max(active, key=lambda p: instant_key(p.period.start if p.period is not None else None))
-    prior, end = max(left, key=lambda pair: instant_key(pair[1]))
-    was, now = (unit_name(p.location, ctx.units, ctx.by_full_url) for p in (prior, current))
-    code = ctx.units.leaves(now, was, "Encounter.location")
+    code, end, was = move
     if isinstance(code, Rejected):
         ctx.ignore("context_resource", f"{where}{code.detail}")
         return
@@ -718,9 +716,40 @@ def _decode_encounter_move(enc: Encounter, ctx: _Context, where: str, key: str) 
     patient_id = _patient_id(enc.subject, ctx, where)
     if patient_id is None:
         return
-    move = key.split("/_history/")[0]  # the move's identity: the same in every later version
+    move_id = key.split("/_history/")[0]  # the move's identity: the same in every later version
     ward = ctx.units.stay_unit(was)
-    ctx.add(_stay_event(code, move, f"{code}:{end.isoformat()}", patient_id, end, enc, ward, where))
+    ctx.add(_stay_event(code, move_id, f"{code}:{end.isoformat()}", patient_id, end, enc, ward, where))
+
+
+def _newest_move(enc: Encounter, ctx: _Context) -> tuple[str | Rejected, Any, str] | None:
+    """The Encounter's newest move (``_decode_encounter_move``): what it ends (``Units.leaves``), when
+    the location left ended (its ``period.end``, unchecked) and the unit left; None when the
+    Encounter lists no move (no ``active`` location, or no ``completed`` one with an end)."""
+    places = [p for p in enc.location or [] if p.location is not None and not within_a_unit(p)]
+    active = [p for p in places if p.status == "active"]
+    left = [(p, p.period.end) for p in places if p.status == "completed" and p.period is not None and p.period.end]
+    if not active or not left:
+        return None
+    current = max(active, key=lambda p: instant_key(p.period.start if p.period is not None else None))
+    prior, end = max(left, key=lambda pair: instant_key(pair[1]))
+    was, now = (unit_name(p.location, ctx.units, ctx.by_full_url) for p in (prior, current))
+    return ctx.units.leaves(now, was, "Encounter.location"), end, was
+
+
+def _moved_out_since(enc: Encounter, reopened: Any, ctx: _Context) -> bool:
+    """Whether a reopened Encounter's newest move left the monitored units after its discharge was
+    undone (the end of its newest ``finished`` period, else that period's start): that move is the
+    news of this update, a ``transfer_out`` (``_decode_encounter_move``). The statusHistory stays
+    in every later version of the Encounter, so read before the move, the patient's real transfer
+    out days after a discharge undone was the old ``cancel_discharge`` again (a ``duplicate``): the
+    stay never ended. A move before the undoing, or one that ends nothing, leaves the update the
+    ``cancel_discharge`` it was (the same event again, or the undoing itself where its own update
+    never came)."""
+    move = _newest_move(enc, ctx) if ctx.units.monitored else None
+    if move is None or isinstance(move[0], Rejected):
+        return False
+    undone = max(instant_key(reopened.start), instant_key(reopened.end))
+    return instant_key(move[1]) > undone
 
 
 def was_finished(raw: dict[str, Any]) -> bool:

@@ -179,13 +179,19 @@ _ISSUE_CODES: Final[dict[str, str]] = {
     "not_final": "business-rule",
     "retracted": "business-rule",
     "clock_skew": "business-rule",
+    "empty": "required",
     "too_large": "too-costly",
     "internal": "exception",
+    # an HL7v2 patient merge (ADT^A40...): Vigil does not move a stay between patient ids
+    "adt_merge": "not-supported",
     # the scoring step's (a stay's rules): never in an HTTP answer today, named as docs/interop.md does
     "stay_ended": "business-rule",
     "unknown_stay": "business-rule",
     "no_open_stay": "business-rule",
     "other_encounter": "business-rule",
+    "late_discharge": "business-rule",
+    "outside_window": "business-rule",
+    "duplicate": "duplicate",
 }
 
 

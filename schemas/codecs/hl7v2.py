@@ -21,7 +21,9 @@ ends the stay whose events name its visit (PV1-19). ``ADT^A02`` (transfer,
 PV1-3 the new location, PV1-6 the prior one) out of a monitored or away unit to a unit that is
 neither (``Units``) is a ``transfer_out`` at EVN-6, else EVN-2: it ends the patient's stay, if
 Vigil holds one open, as a discharge would; ``ADT^A12`` (cancel transfer, PV1-3 the location
-restored) that may undo one is a ``cancel_transfer``. The other ADT triggers (admit, update...) and
+restored) that may undo one is a ``cancel_transfer``. A patient merge or id change (``ADT_MERGES``:
+``ADT^A40``...; MRG-1 the id given up) is a dead letter ``adt_merge``: Vigil does not move a stay
+between ids. The other ADT triggers (admit, update...) and
 the transfers that cannot leave the monitored units are ignored, counted, not dead-lettered: an
 interface engine sends a unit all of them. So is an ``ORU^R01`` whose PV1-3.1 names a unit neither
 monitored nor away, where the site names its units: a ward's results are not Vigil's to score.
@@ -272,6 +274,13 @@ ADT_EVENTS: dict[str, tuple[str | None, tuple[tuple[str, int], ...]]] = {
     "A02": (None, _EVENT_TIME),  # the code: Units.code_of
     "A12": (None, _EVENT_TIME),
 }
+# ADT triggers that merge a patient's record into another, or change its id (HL7 v2.5.1 3.3.18,
+# 3.3.34, 3.3.36, 3.3.39, 3.3.40, 3.3.46, 3.3.47): MRG-1 the id given up, PID-3 the one kept.
+# Vigil keys a stay by the id and cannot move one between ids: each is a dead letter ``adt_merge``,
+# counted and seen by the operators, not an ignore, because the id given up may hold an open stay
+# (its card and its alert, escalating) that nothing else ends until the state's TTL, while the id
+# kept is scored from its own hour 0 (docs/interop.md, "A merged patient record").
+ADT_MERGES: Final = frozenset({"A18", "A34", "A36", "A39", "A40", "A46", "A47"})
 
 
 def _decode_adt(
@@ -279,7 +288,11 @@ def _decode_adt(
 ) -> None:
     """ADT^A03 -> one ``discharge`` event, ADT^A13 -> one ``cancel_discharge``, ADT^A11 -> one
     ``cancel_admit``, ADT^A02/A12 -> either where ``units`` says; any other ADT trigger is ignored
-    (counted, not an error)."""
+    (counted, not an error), but a merge of two patients' records (``ADT_MERGES``): a dead letter."""
+    if trigger in ADT_MERGES:
+        merge = _merge_refusal(message, trigger, where)
+        (result.rejected if merge.reason == "adt_merge" else result.ignored).append(merge)
+        return
     if trigger not in ADT_EVENTS:
         detail = (
             f"{where}ADT^{trigger or '?'} is not a discharge (A03), a transfer (A02), their cancel (A13, A12) "
@@ -334,6 +347,28 @@ def _decode_adt(
         result.events.append(outcome)
     else:
         result.rejected.append(outcome)
+
+
+def _merge_refusal(message: Any, trigger: str, where: str) -> Rejected:
+    """The ``adt_merge`` dead letter of a merge (``ADT_MERGES``): what becomes of the stay of the id
+    given up (MRG-1), said without either id; a merge that keeps the id (MRG-1 the same record
+    number as PID-3: accounts or visits merged) changes nothing Vigil keys on, and is ignored as
+    the other ADT triggers are."""
+    segments = list(message)
+    pid = next((s for s in segments if _name(s) == "PID"), None)
+    mrg = next((s for s in segments if _name(s) == "MRG"), None)
+    given_up = _patient_id(mrg, 1) if mrg is not None else ""
+    kept = _patient_id(pid) if pid is not None else ""
+    what = f"{where}ADT^{trigger} (patient merge)"
+    if not given_up:
+        return Rejected("adt_merge", f"{what} without MRG-1 (the id given up): which stay it orphans is unknown")
+    if given_up == kept:
+        return Rejected("adt_not_discharge", f"{what} keeps the patient's id (MRG-1 is PID-3): nothing to end")
+    return Rejected(
+        "adt_merge",
+        f"{what}: not applied; a stay open under the id given up (MRG-1) stays open, its alert too, until "
+        "the state's TTL (resolve it by hand); the id kept (PID-3) is scored from its own hour 0",
+    )
 
 
 def _decode_obx(
@@ -464,15 +499,16 @@ def _offset(value: str) -> tzinfo | None:
     return timezone(-delta if sign == "-" else delta)
 
 
-def _patient_id(pid: Any) -> str:
-    """PID-3: the repetition whose identifier type (CX.5) is ``MR`` (record number), else the first."""
-    repetitions = _repetitions(pid, 3)
+def _patient_id(pid: Any, field_number: int = 3) -> str:
+    """PID-3 (or MRG-1, the id a merge gives up: ``field_number`` 1): the repetition whose identifier
+    type (CX.5) is ``MR`` (record number), else the first."""
+    repetitions = _repetitions(pid, field_number)
     chosen = 1
     for number in range(1, repetitions + 1):
-        if _field(pid, 3, repetition=number, component=5).upper() == "MR":
+        if _field(pid, field_number, repetition=number, component=5).upper() == "MR":
             chosen = number
             break
-    return _field(pid, 3, repetition=chosen, component=1).strip()
+    return _field(pid, field_number, repetition=chosen, component=1).strip()
 
 
 def _repetitions(segment: Any, field_number: int) -> int:

@@ -1034,6 +1034,46 @@ def test_the_transfer_fixture_ends_the_stay_at_the_fixtures_icu() -> None:
     assert decode_fhir(payload).events == []  # no units named: context
 
 
+def test_a_transfer_out_days_after_a_discharge_undone_ends_the_stay() -> None:
+    """The statusHistory keeps the finished period in every later version: the real move out of the
+    ICU two days after the discharge was undone is a ``transfer_out``, not the old
+    ``cancel_discharge`` again (a duplicate the stream drops: the stay never ended)."""
+    payload = (FIXTURES / "encounter-transfer-after-reopened-discharge.json").read_bytes()
+    (event,) = decode_fhir(payload, Units.of(["ICU-3"], ["OR"])).checked(datetime.now(UTC)).events
+    assert (event.code, event.ward, event.encounter, event.patient_id) == (
+        "transfer_out",
+        "ICU-3",
+        "V77120044",
+        "4420011",
+    )
+    assert event.observed_at == datetime(2024, 3, 19, 10, 0, tzinfo=UTC)
+    # the same move without the history: the same event (one id, whichever version comes)
+    plain = json.loads(payload)
+    del plain["statusHistory"]
+    assert [e.event_id for e in decode_fhir(encode(plain), Units.of(["ICU-3"])).events] == [event.event_id]
+    # no units named: the move ends nothing, the update is the undoing it was
+    assert [e.code for e in decode_fhir(payload).events] == ["cancel_discharge"]
+
+
+@pytest.mark.parametrize(
+    ("left", "now", "why"),
+    [
+        ("2024-03-17T06:00:00+00:00", "4WEST", "the move came before the discharge was undone"),
+        ("2024-03-19T10:00:00+00:00", "ICU-4", "the move stays in the monitored units"),
+    ],
+)
+def test_a_reopened_encounter_whose_move_ends_nothing_since_is_still_the_undoing(left: str, now: str, why: str) -> None:
+    """Only a move out of the monitored units after the undoing is news: otherwise the update is the
+    ``cancel_discharge`` it was (the same event again, or the undoing itself where its own update
+    never came)."""
+    resource = load("encounter-transfer-after-reopened-discharge.json")
+    resource["location"][0]["period"]["end"] = left
+    resource["location"][1]["location"] = {"display": now}
+    (event,) = decode_fhir(encode(resource), Units.of(["ICU-3", "ICU-4"])).events
+    assert event.code == "cancel_discharge", why
+    assert event.observed_at == datetime(2024, 3, 17, 8, 15, tzinfo=UTC)
+
+
 # --- FHIR messages: an ADT cancel (A13, A12, A11) converted by the HL7 v2-to-FHIR guide ----------
 
 A12_FIXTURE = "bundle-message-adt-a12-cancel-transfer.json"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
@@ -10,6 +12,7 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 from fhir.resources.riskassessment import RiskAssessment as RiskAssessmentR5
 
 from vigil.schemas.alerts import Alert, AlertExplanation
+from vigil.schemas.codecs import fhir_out
 from vigil.schemas.codecs.fhir_out import (
     RISK_PROBABILITY_SYSTEM,
     VIGIL_ALERT_STATE_SYSTEM,
@@ -187,3 +190,62 @@ def test_operation_outcome_validates_with_one_issue_per_rejection() -> None:
 def test_operation_outcome_for_no_rejection_is_informational() -> None:
     outcome = OperationOutcome.model_validate(operation_outcome([]))
     assert [(i.severity, i.code) for i in outcome.issue] == [("information", "informational")]
+
+
+# --- every dead-letter reason has its issue type ------------------------------------------------
+
+# What the codecs and the stay rules can dead-letter, read from their source: each ``Rejected(...)``
+# and ``ctx.reject(...)`` whose reason is a literal or a module constant. The codecs build their
+# ignores as ``Rejected`` too; those are counted, never an issue of an OperationOutcome.
+_REASON_SOURCES = ("models/stays.py", "schemas/normalize.py", "schemas/codecs/*.py")
+_IGNORED_ONLY = frozenset(
+    {"adt_transfer", "adt_not_discharge", "unmonitored_unit", "superseded_version", "deleted", "empty_bundle"}
+)
+
+
+def _reasons_in(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    constants = {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Name)
+    }
+    reasons = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        called = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+        first = node.args[0]
+        if called in ("Rejected", "reject"):
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                reasons.add(first.value)
+            elif isinstance(first, ast.Name) and first.id in constants:
+                reasons.add(constants[first.id])
+    return reasons
+
+
+def test_every_reason_the_codecs_and_the_stay_rules_dead_letter_has_its_issue_type() -> None:
+    """A reason missing from the table answers ``processing`` (an error of Vigil's own) where the
+    sender should read what rule refused its input (``late_discharge``, ``adt_merge`` were)."""
+    package = Path(fhir_out.__file__).parents[2]  # vigil's root: schemas/codecs/fhir_out.py
+    paths = [p for pattern in _REASON_SOURCES for p in sorted(package.glob(pattern))]
+    reasons = set().union(*(_reasons_in(path) for path in paths))
+    assert {"late_discharge", "adt_merge", "no_open_stay", "retracted", "missing_time"} <= reasons  # the walk reads
+    missing = sorted(reason for reason in reasons - _IGNORED_ONLY if reason not in fhir_out._ISSUE_CODES)
+    assert missing == []
+    # R4 issue-type codes (http://hl7.org/fhir/valueset-issue-type.html) the table uses
+    assert set(fhir_out._ISSUE_CODES.values()) <= {
+        "structure",
+        "required",
+        "value",
+        "code-invalid",
+        "not-supported",
+        "duplicate",
+        "business-rule",
+        "too-costly",
+        "exception",
+    }

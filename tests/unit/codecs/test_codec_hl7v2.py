@@ -290,6 +290,52 @@ def test_other_adt_triggers_are_ignored_and_counted_not_dead_lettered(trigger: s
     assert [r.reason for r in result.ignored] == ["adt_not_discharge"]
 
 
+ADT_A40 = """
+MSH|^~\\&|EPIC|GOODHEALTH|VIGIL|HOSP|20240316101502-0500||ADT^A40^ADT_A39|ADT-91|P|2.5.1
+EVN|A40|20240316101500-0500
+PID|1||4420011^^^HOSP^MR||DOE^JANE
+MRG|8810044^^^HOSP^PI~7730012^^^HOSP^MR
+PV1|1|I|MICU^12^A^HOSP
+"""
+
+
+@pytest.mark.parametrize("trigger", ["A40", "A34", "A18", "A47"])
+def test_a_patient_merge_is_a_dead_letter_of_its_own_not_an_ignored_adt(trigger: str) -> None:
+    """The id given up (MRG-1) may hold an open stay, its alert escalating, that nothing ends until
+    the state's TTL: the operators must see the merge (``adt_merge``, an MLLP sender's AE), not an
+    ``adt_not_discharge`` counted among the A08s. No id in the letter's detail."""
+    merge = ADT_A40.replace("ADT^A40^ADT_A39", f"ADT^{trigger}").replace("EVN|A40", f"EVN|{trigger}")
+    result = decode_hl7v2(as_cr(merge), units=ICU)
+    assert result.events == [] and result.ignored == []
+    (letter,) = result.rejected
+    assert letter.reason == "adt_merge" and f"ADT^{trigger} (patient merge)" in letter.detail
+    assert "scored from its own hour 0" in letter.detail
+    assert not any(number in letter.detail for number in ("4420011", "7730012", "8810044"))
+
+
+@pytest.mark.parametrize(
+    ("mrg", "reason", "detail"),
+    [
+        (None, "adt_merge", "without MRG-1"),
+        ("MRG|", "adt_merge", "without MRG-1"),
+        ("MRG|4420011^^^HOSP^MR", "adt_not_discharge", "keeps the patient's id"),
+        ("MRG|8810044^^^HOSP^PI~4420011^^^HOSP^MR", "adt_not_discharge", "keeps the patient's id"),  # MR read
+        ("MRG|4420011^^^HOSP^PI~7730012^^^HOSP^MR", "adt_merge", "not applied"),
+    ],
+)
+def test_a_merge_without_the_id_given_up_is_refused_and_one_keeping_the_id_ignored(
+    mrg: str | None, reason: str, detail: str
+) -> None:
+    lines = [line for line in ADT_A40.strip().splitlines() if not line.startswith("MRG")]
+    if mrg is not None:
+        lines.insert(3, mrg)
+    result = decode_hl7v2(as_cr("\n".join(lines)))
+    assert result.events == []
+    (outcome,) = result.rejected + result.ignored
+    assert outcome.reason == reason and detail in outcome.detail
+    assert (result.rejected == []) == (reason == "adt_not_discharge")
+
+
 # --- ADT transfers: out of a monitored unit ends the stay, where the site names its units ---------
 
 ICU = Units.of(["micu", " SICU "], away=["OR", "CT"])  # PV1-3.1 compared without case or spaces
