@@ -136,6 +136,8 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
     return {
         **compare_with_offline(expected, event_hours, offline, finals, scores),
         "deterioration_hours_compared": seq["hours_compared"],
+        "deterioration_hours_without_stream_score": seq["hours_without_stream_score"],
+        "deterioration_stream_scores_not_finite": seq["stream_scores_not_finite"],
         "deterioration_max_abs_diff": seq["max_abs_diff"],
         "deterioration_mean_abs_diff": seq["mean_abs_diff"],
         "hour_waits_timed_out": waits_timed_out,
@@ -204,14 +206,14 @@ def replay_problems(result: dict[str, Any], tolerance: float = TOLERANCE) -> lis
     bundle check's), or nothing compared at all. A check that printed its figures and exited 0
     whatever they were was no check for a script or CI to run."""
     problems = []
-    if not result.get("hours_compared"):
-        problems.append("no hour was compared")
-    if result.get("hours_without_stream_score"):
-        problems.append(f"{result['hours_without_stream_score']} hours without a stream score")
-    if result.get("stream_scores_not_finite"):
-        problems.append(f"{result['stream_scores_not_finite']} stream scores not a number")
-    for key, what in (("max_abs_diff", "combined"), ("deterioration_max_abs_diff", "deterioration")):
-        worst = result.get(key)
-        if isinstance(worst, float) and worst > tolerance:
+    for prefix, what in (("", "combined"), ("deterioration_", "deterioration")):
+        if prefix + "hours_compared" in result and not result[prefix + "hours_compared"]:
+            problems.append(f"no {what} hour was compared")
+        if result.get(prefix + "hours_without_stream_score"):
+            problems.append(f"{result[prefix + 'hours_without_stream_score']} hours without a {what} stream score")
+        if result.get(prefix + "stream_scores_not_finite"):
+            problems.append(f"{result[prefix + 'stream_scores_not_finite']} {what} stream scores not a number")
+        worst = result.get(prefix + "max_abs_diff")
+        if isinstance(worst, float) and worst == worst and not worst <= tolerance:
             problems.append(f"{what} differs from vigil predict by {worst:.2e} (> {tolerance:.0e})")
     return problems

@@ -8,7 +8,9 @@ v1.0.0, https://physionet.org/content/challenge-2019/1.0.0/ (Open Data Commons O
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import shutil
 import tarfile
 import tempfile
@@ -57,7 +59,7 @@ def resolve_dataset(data_dir: Path, cache: Path, sample_dir: Path = SAMPLE_DIR) 
         return DataSource(target, "cache")
     archive = data_dir / "training_setA.tar.gz"
     if archive.is_file():
-        unpack_whole(target, lambda work: _untar_set(archive, work, target.name))
+        unpack_whole(target, lambda work: _untar_set(archive, work, target.name), unless=_has_psv)
         return DataSource(target, "archive")
     if _has_psv(sample_dir):
         return DataSource(sample_dir, "sample")
@@ -79,23 +81,33 @@ def _untar_set(archive: Path, work: Path, name: str) -> Path:
     return work / name
 
 
-def unpack_whole(target: Path, unpack: Callable[[Path], Path]) -> None:
+def unpack_whole(target: Path, unpack: Callable[[Path], Path], unless: Callable[[Path], bool] | None = None) -> None:
     """``unpack`` into a sibling folder of ``target`` and give ``target`` the folder it returns only
     once that is complete: an unpack stopped halfway (Ctrl-C, a full disk, a kill) never leaves a
     part of a set where every later run would take it, silently, for the whole cache. What a killed
-    unpack leaves behind is removed here, and the set unpacked again."""
+    unpack leaves behind is removed here, and the set unpacked again. One unpack at a time (a lock
+    on the folder that holds ``target``): two first runs at once (a demo and the tests) each removed the other's
+    folder as a leftover, and a part of the set was installed. ``unless(target)``, asked once the
+    lock is held: the set another process installed meanwhile is kept, not unpacked again."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{target.name}.unpacking-"
-    for leftover in target.parent.glob(prefix + "*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    work = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    lock = os.open(target.parent, os.O_RDONLY)  # the folder itself: no lock file left beside the set
     try:
-        done = unpack(work)
-        if target.exists():  # a set fetched before, or a folder without stays: replaced as a whole
-            shutil.rmtree(target)
-        done.replace(target)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when it closes (a killed process: by the kernel)
+        if unless is not None and unless(target):
+            return
+        prefix = f".{target.name}.unpacking-"
+        for leftover in target.parent.glob(prefix + "*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        work = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        try:
+            done = unpack(work)
+            if target.exists():  # a set fetched before, or a folder without stays: replaced as a whole
+                shutil.rmtree(target)
+            done.replace(target)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        os.close(lock)
 
 
 def ensure_dataset(data_dir: Path, cache: Path) -> Path:

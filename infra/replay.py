@@ -99,7 +99,9 @@ def stay_events(stay: Stay, base: datetime, ward: str | None = None) -> Iterator
                     source="replay",
                     kind="lab" if code in LABS else "vital",
                     code=code,
-                    value=float(row[idx]),
+                    # as the file wrote it (float32 holds 0.21 as 0.2099999934: a room-air FiO2 sent so was
+                    # refused out_of_range below 0.21, while vigil predict read it in range)
+                    value=float(str(row[idx])),
                     unit=canonical_unit(code),
                     ward=ward,
                 ),

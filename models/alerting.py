@@ -192,16 +192,19 @@ def _id(*parts: object) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:24]
 
 
-def _alert_id(state: PatientAlertState) -> str:
-    """The id of the alert ``state`` opens now (``alerts_opened`` already counts it): only what a batch
-    delivered again after a crash finds as it was (saved before it, or its first event), never the
-    score: the scoring step publishes before it saves, and the same events grouped otherwise give
-    other scores, observation times and hours (a second page under a new id, the first never resolved,
-    its acknowledgement refused as ``not_active``). The count tells an alert resolved and opened again
-    within one hour's observations from the resolved one; the first event (an id no list of patients
+def _alert_id(state: PatientAlertState, hour: int) -> str:
+    """The id of the alert ``state`` opens now at the stay's ``hour`` (``alerts_opened`` already counts
+    it): only what a batch delivered again after a crash finds as it was (saved before it, or its first
+    event) and the hour of its events, never the score: the scoring step publishes before it saves, and
+    the same events grouped otherwise give other scores and observation times (a second page under a
+    new id, the first never resolved, its acknowledgement refused as ``not_active``). The count tells
+    an alert resolved and opened again within one hour's observations from the resolved one; the hour
+    keeps a count that went back (a lifecycle written over by an older copy, Redis' last second lost
+    in a crash) from giving a later alert the id, and the ``open`` transition id, of one paged before
+    (a consumer deduplicating on it would drop the page); the first event (an id no list of patients
     gives) keeps "#1a2b3c4d" from telling whose alert it is."""
     salt = () if state.resumed_by is None else (state.resumed_by,)
-    return _id(state.patient_id, state.first_event_id, "alert", state.alerts_opened, *salt)
+    return _id(state.patient_id, state.first_event_id, "alert", state.alerts_opened, hour, *salt)
 
 
 def _alert(
@@ -310,7 +313,7 @@ def _open(state: PatientAlertState, score: RiskScore, level: str, trigger: str, 
     model = combined_model(score)
     state.alerts_opened += 1
     state.active = ActiveAlert(
-        alert_id=_alert_id(state),
+        alert_id=_alert_id(state, score.hour),
         state="open",
         severity=level,
         trigger=trigger,

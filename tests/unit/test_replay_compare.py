@@ -63,22 +63,51 @@ def test_a_stream_score_that_is_not_a_number_is_never_a_match() -> None:
 
 
 def test_a_replay_fails_on_an_unscored_hour_a_nan_or_a_difference_and_passes_when_equal() -> None:
-    """`vigil replay` exits 1 on any of these (it printed its figures and exited 0 whatever they were)."""
+    """`vigil replay` exits 1 on any of these, of either score (it printed its figures and exited 0
+    whatever they were; then a NaN or unscored deterioration hour still passed)."""
     from vigil.cli.streamcheck import replay_problems
 
     equal = {
-        "hours_compared": 40,
-        "hours_without_stream_score": 0,
-        "stream_scores_not_finite": 0,
-        "max_abs_diff": 3e-8,
-        "deterioration_max_abs_diff": 1e-7,
+        f"{prefix}{key}": value
+        for prefix in ("", "deterioration_")
+        for key, value in (
+            ("hours_compared", 40),
+            ("hours_without_stream_score", 0),
+            ("stream_scores_not_finite", 0),
+            ("max_abs_diff", 3e-8),
+        )
     }
     assert replay_problems(equal) == []
-    assert replay_problems({**equal, "hours_without_stream_score": 2}) == ["2 hours without a stream score"]
+    assert replay_problems({**equal, "hours_without_stream_score": 2}) == ["2 hours without a combined stream score"]
     assert replay_problems({**equal, "stream_scores_not_finite": 1, "max_abs_diff": float("nan")}) == [
-        "1 stream scores not a number"
+        "1 combined stream scores not a number"
     ]
     assert replay_problems({**equal, "deterioration_max_abs_diff": 2e-3}) == [
         "deterioration differs from vigil predict by 2.00e-03 (> 1e-05)"
     ]
-    assert replay_problems({**equal, "hours_compared": 0}) == ["no hour was compared"]
+    nan = {**equal, "deterioration_stream_scores_not_finite": 2, "deterioration_max_abs_diff": float("nan")}
+    assert replay_problems(nan) == ["2 deterioration stream scores not a number"]
+    unscored = {**equal, "deterioration_hours_compared": 0, "deterioration_hours_without_stream_score": 2}
+    assert replay_problems(unscored) == [
+        "no deterioration hour was compared",
+        "2 hours without a deterioration stream score",
+    ]
+    assert replay_problems({**equal, "hours_compared": 0}) == ["no combined hour was compared"]
+
+
+def test_a_replayed_value_is_sent_as_the_file_wrote_it() -> None:
+    """A room-air FiO2 of 0.21 read into float32 is 0.2099999934: sent so, ingest refused it as out of
+    range (below 0.21) while vigil predict scored it; the replay sends 0.21."""
+    from datetime import UTC, datetime
+
+    from vigil.infra.replay import Stay, stay_events
+    from vigil.schemas.codes import DYNAMIC_CODES
+    from vigil.schemas.events import PatientEvent
+    from vigil.schemas.normalize import normalize_event
+
+    matrix = np.full((1, len(DYNAMIC_CODES)), np.nan, dtype=np.float32)
+    matrix[0, DYNAMIC_CODES.index("FiO2")] = 0.21
+    stay = Stay("p-room-air", matrix, {"Age": 60.0, "Gender": 1.0}, None)
+    (event,) = [e for _, e in stay_events(stay, datetime(2025, 1, 1, tzinfo=UTC)) if e.code == "FiO2"]
+    assert event.value == 0.21
+    assert isinstance(normalize_event(event, datetime(2025, 1, 1, 1, tzinfo=UTC)), PatientEvent)

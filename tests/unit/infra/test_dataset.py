@@ -184,3 +184,43 @@ def test_a_sample_larger_than_the_folder_says_it_is_short(tmp_path: Path) -> Non
     assert "only 5 of the 100 stays asked for" in " ".join(res.output.split())
     summary = json.loads(res.output.strip().split("\n")[-1])
     assert summary["stays"] == 5 and summary["requested"] == 100 and summary["septic"] == 2
+
+
+def test_two_first_unpacks_at_once_install_one_whole_set(tmp_path: Path) -> None:
+    """A second unpack that starts while the first writes waits for it, and keeps the set it installed:
+    each removed the other's folder as a leftover, and a part of the set was installed."""
+    import threading
+
+    from vigil.infra.dataset import unpack_whole
+
+    target = tmp_path / "training_setA"
+    writing, finish = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def slow(work: Path) -> Path:
+        calls.append("slow")
+        (work / "set").mkdir()
+        for i in range(5):
+            (work / "set" / f"p{i}.psv").write_text("HR|SepsisLabel\n80|0\n")
+        writing.set()
+        finish.wait(5)
+        for i in range(5, 10):
+            (work / "set" / f"p{i}.psv").write_text("HR|SepsisLabel\n80|0\n")
+        return work / "set"
+
+    def second(work: Path) -> Path:
+        calls.append("second")
+        return slow(work)
+
+    has_psv = lambda folder: any(folder.glob("*.psv"))  # noqa: E731
+    first = threading.Thread(target=unpack_whole, args=(target, slow, has_psv))
+    first.start()
+    assert writing.wait(5)
+    other = threading.Thread(target=unpack_whole, args=(target, second, has_psv))
+    other.start()
+    other.join(0.3)
+    assert other.is_alive()  # waits on the first
+    finish.set()
+    first.join(5)
+    other.join(5)
+    assert calls == ["slow"] and len(list(target.glob("*.psv"))) == 10

@@ -122,3 +122,17 @@ def test_an_older_snooze_arriving_after_an_acknowledgement_does_not_page_when_it
     assert unapplied_reason(state, answer(opened.alert_id, "snooze", 25, snooze_min=15, note="y")) == "already"
     # an older resolution does not resolve what a newer answer left active
     assert unapplied_reason(state, answer(opened.alert_id, "resolve", 22)) == SUPERSEDED
+
+
+def test_a_lifecycle_written_over_by_an_older_copy_never_gives_a_later_alert_a_paged_alerts_id() -> None:
+    """The count of alerts went back (an older copy of the lifecycle written over the newer one, or
+    Redis' last second lost in a crash after the offsets were committed): the next alert, hours later,
+    had the id and the ``open`` transition id of the one paged before, and a consumer deduplicating on
+    the transition dropped the page."""
+    state = PatientAlertState()
+    first = score(3, 1).model_copy(update={"event_ids": ["e1"]})
+    assert on_score(state, first, POLICY) == []  # the lifecycle's first score: no alert
+    older = PatientAlertState.from_bytes(state.to_bytes())  # the copy that will come back
+    (paged,) = on_score(state, score(4, 7, "high"), POLICY)
+    (later,) = on_score(older, score(9, 7, "high"), POLICY)  # opened on the copy, 5 h on
+    assert later.alert_id != paged.alert_id and later.transition_id != paged.transition_id
