@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from vigil.agents.alert_out import publish_alerts
 from vigil.agents.app import acks_topic, app, audit_topic, deadletter_topic
-from vigil.agents.runtime import Publisher, batches, run_batch, runtime
+from vigil.agents.runtime import Publisher, batches, run_batch, runtime, taken_when_done, when_done
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.redis import alert_key
@@ -39,7 +39,7 @@ async def ack_batch(acks: Sequence[AlertAck], publisher: Publisher) -> list[Aler
             state = states[ack.patient_id]
             if why := unapplied_reason(state, ack):
                 # counted and logged, not dead-lettered: the answer was valid, the alert moved on
-                metrics.ANSWERS_UNAPPLIED.labels(why).inc()
+                when_done(metrics.ANSWERS_UNAPPLIED.labels(why).inc)  # once its batch is done
                 log.info("alert.answer_unapplied", alert_id=ack.alert_id[:8], action=ack.action, why=why)
             out.extend(on_ack(state, ack, rt.policy))
         await publish_alerts(publisher, out)
@@ -95,14 +95,16 @@ async def escalate_unacknowledged() -> None:
         done = escalation_round(dict(zip(keys, blobs, strict=True)), time.time(), rt.policy, owned)
         report_unreadable(done.unreadable)
         # published before written (a pass killed in between is done again, its transitions with
-        # the same ids); one the write then finds superseded is counted
-        await publish_alerts(publisher, done.alerts)
-        await publisher.flush()
-        if done.changed:
-            moved = await rt.store.save_alerts_if_unchanged({k: (done.read[k], s) for k, s in done.changed.items()})
-            if moved:
-                metrics.TIMER_SUPERSEDED.inc(len(moved))
-                log.warning("alert.timer_superseded", states=len(moved))
+        # the same ids); one the write then finds superseded is counted. The transitions are counted
+        # as the pass ends (``taken_when_done``): not by a pass that failed and is done again
+        with taken_when_done():
+            await publish_alerts(publisher, done.alerts)
+            await publisher.flush()
+            if done.changed:
+                moved = await rt.store.save_alerts_if_unchanged({k: (done.read[k], s) for k, s in done.changed.items()})
+                if moved:
+                    metrics.TIMER_SUPERSEDED.inc(len(moved))
+                    log.warning("alert.timer_superseded", states=len(moved))
 
 
 _unreadable: set[str] = set()  # keys already named in the log (bounded: a few per damaged write)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from vigil.agents.app import alerts_fhir_topic, alerts_topic
-from vigil.agents.runtime import Publisher
+from vigil.agents.runtime import Publisher, when_done
 from vigil.infra import metrics
 from vigil.schemas.alerts import Alert
 from vigil.schemas.codecs.fhir_out import alert_to_risk_assessment
@@ -19,4 +19,4 @@ async def publish_alerts(publisher: Publisher, alerts: list[Alert]) -> None:
         await publisher.send(alerts_topic, alert.patient_id, alert.model_dump_json().encode())
         risk = alert_to_risk_assessment(alert)
         await publisher.send(alerts_fhir_topic, alert.patient_id, json.dumps(risk).encode())
-        metrics.ALERTS.labels(alert.state, alert.severity).inc()
+        when_done(metrics.ALERTS.labels(alert.state, alert.severity).inc)  # published: once its batch is done

@@ -28,6 +28,9 @@ def faust_datadir(app_id: str) -> Path:
     return Path(tempfile.gettempdir()) / f"{app_id}-faust-{os.getuid()}"
 
 
+PRODUCER_REQUEST_TIMEOUT_S = 30.0  # Kafka's own default request.timeout.ms
+
+
 def faust_config(settings: Settings) -> dict[str, Any]:
     """The Faust settings of every Vigil worker (and of the bench's bare-Faust baseline, so the
     comparison runs on identical consumer, producer and commit settings)."""
@@ -51,6 +54,12 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         broker_heartbeat_interval=1.0,
         broker_rebalance_timeout=20.0,
         producer_acks=-1,
+        # How long a record may wait for the broker's acknowledgement (aiokafka's request timeout, and
+        # the age at which a batch it keeps retrying expires) before its future fails and the batch is
+        # retried (batch.retry, not ready). Faust's 1200 s let a broker that answers fetches but takes
+        # no produce request (too few replicas in sync, a partition without a leader) hold a batch in
+        # its flush for 20 minutes, unexplained: the watchdog made every worker of the group leave.
+        producer_request_timeout=PRODUCER_REQUEST_TIMEOUT_S,
         producer_linger_ms=2,
         stream_buffer_maxsize=8192,
         stream_wait_empty=False,

@@ -135,9 +135,16 @@ class WardDriftTracker:
         self, patients: Sequence[str], wards: Sequence[str | None], outcomes: Sequence[StepOutcome]
     ) -> list[WardDriftReport]:
         """Feed the closed hours of a batch (one patient and ward per outcome); then ``due``."""
+        return self.due() if self.feed(patients, wards, outcomes) else []
+
+    def feed(self, patients: Sequence[str], wards: Sequence[str | None], outcomes: Sequence[StepOutcome]) -> bool:
+        """The closed hours of a batch into their wards' windows, reported by the next ``due`` (the
+        next batch's, or the timer's, ``flush_drift``); whether there were any. The scoring step feeds
+        them once its batch is done (``agents.runtime.when_done``): a batch handled again after a
+        failed attempt fed its hours twice."""
         names = [self.ward_names(w) for w, o in zip(wards, outcomes, strict=True) for _ in o.closed]
         if not names:
-            return []
+            return False
         # a per-process key per patient (counts distinct patients; never leaves the process)
         keys = np.array([hash(p) for p, o in zip(patients, outcomes, strict=True) for _ in o.closed], np.int64)
         rows = np.concatenate([o.closed_rows for o in outcomes if o.closed])
@@ -145,7 +152,7 @@ class WardDriftTracker:
         self.monitor.observe(names, rows, feats, keys)
         self._unreported.update(names)
         self._unpublished.update(names)
-        return self.due()
+        return True
 
     def due(self) -> list[WardDriftReport]:
         """Update the gauges of the wards changed since their last update ``gauges_every_s`` ago or

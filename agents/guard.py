@@ -24,13 +24,9 @@ TimerFn = TypeVar("TimerFn", bound=AsyncFn)
 GUARD_ATTR = "__vigil_guard__"  # the guard's name, on a guarded function (and copied by functools.wraps)
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is the broker or Redis away for a while (retry) rather than a bug or a bad
-    record. Faust wraps the producer's error in a ``ProducerSendError`` (not a ``KafkaError``),
-    the cause chained: it is judged by that cause, or a broker's hiccup while a batch is sent made
-    its good events ``internal`` dead letters instead of a retry. aiokafka's ``KafkaTimeoutError``
-    (no metadata, or a batch expired waiting for the broker) is not flagged retriable, yet is."""
-    from aiokafka.errors import KafkaError, KafkaTimeoutError
+def sent_error(exc: BaseException) -> BaseException:
+    """The producer's own error under Faust's ``ProducerSendError`` (not a ``KafkaError``), which
+    wraps it with the cause chained; any other error as it is."""
     from faust.exceptions import ProducerSendError
 
     for _ in range(8):  # a wrapper of a wrapper at most, in practice; never a cycle
@@ -38,9 +34,44 @@ def is_transient(exc: BaseException) -> bool:
         if not isinstance(exc, ProducerSendError) or inner is None:
             break
         exc = inner
+    return exc
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is the broker or Redis away for a while (retry) rather than a bug or a bad
+    record. A ``ProducerSendError`` is judged by its cause (``sent_error``), or a broker's hiccup
+    while a batch is sent made its good events ``internal`` dead letters instead of a retry.
+    aiokafka's ``KafkaTimeoutError`` (no metadata, or a batch expired waiting for the broker) is not
+    flagged retriable, yet is."""
+    from aiokafka.errors import KafkaError, KafkaTimeoutError
+
+    exc = sent_error(exc)
     if isinstance(exc, KafkaTimeoutError):
         return True
     return isinstance(exc, TRANSIENT_ERRORS) or (isinstance(exc, KafkaError) and exc.retriable)
+
+
+def output_refusal(exc: BaseException) -> str | None:
+    """What the operator must mend when ``exc`` is the broker refusing Vigil's output (its ACL, a
+    policy) or the worker's producer closed; None for any other error. Not flagged retriable by
+    aiokafka, yet no input is at fault: judged as a bad record, the batch was split and every good
+    event dead-lettered ``internal`` (and committed) while the worker said it was ready. The batch
+    waits instead, blocked, until the broker takes it (as Redis refusing its ACL: ``infra.redis``)."""
+    from aiokafka.errors import (
+        ClusterAuthorizationFailedError,
+        PolicyViolationError,
+        ProducerClosed,
+        TopicAuthorizationFailedError,
+    )
+
+    exc = sent_error(exc)
+    if isinstance(exc, TopicAuthorizationFailedError | ClusterAuthorizationFailedError):
+        return "the broker refuses the worker's user: grant it the service role's ACLs (vigil stack acls)"
+    if isinstance(exc, PolicyViolationError):
+        return "the broker's policy refuses Vigil's records: compare the topic's settings with the cluster's policy"
+    if isinstance(exc, ProducerClosed):
+        return "the worker's producer is closed (the worker is stopping): it resumes from the committed offsets"
+    return None
 
 
 def guard_name(fun: Callable[..., Any]) -> str | None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import faust
 
 from vigil.agents.app import app, deadletter_topic, events_raw_topic, events_topic, settings
-from vigil.agents.runtime import Publisher, batches, run_batch
+from vigil.agents.runtime import Publisher, batches, run_batch, when_done
 from vigil.agents.scoring import score_events
 from vigil.infra import metrics
 from vigil.schemas.deadletter import Rejected
@@ -25,12 +25,12 @@ async def ingest_batch(batch: Sequence[faust.EventT], publisher: Publisher) -> l
     accepted: list[tuple[faust.EventT, PatientEvent]] = []
     for event in batch:
         message = event.message
-        metrics.EVENTS_IN.labels(message.topic).inc()
+        when_done(metrics.EVENTS_IN.labels(message.topic).inc)  # once the batch is done: not per attempt
         result = decode_raw_event(message.value, now, settings.ingest.max_event_bytes)
         if isinstance(result, Rejected):
             await publisher.dead_letter(event, result)
             continue
-        metrics.EVENTS_ACCEPTED.inc()
+        when_done(metrics.EVENTS_ACCEPTED.inc)
         if settings.publish_events:
             await publisher.send(events_topic, result.patient_id, result.model_dump_json().encode())
         accepted.append((event, result))

@@ -17,7 +17,7 @@ from functools import partial
 import faust
 
 from vigil.agents.app import app, deadletter_topic, events_raw_topic, ingest_fhir_topic, ingest_hl7v2_topic, settings
-from vigil.agents.runtime import Publisher, batches, run_batch, runtime, source_of
+from vigil.agents.runtime import Publisher, batches, run_batch, runtime, source_of, when_done
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
 from vigil.infra.unmapped import count_unmapped
@@ -78,7 +78,7 @@ async def interop_batch(
     now = datetime.now(UTC)
     for event in batch:
         m = event.message
-        metrics.EVENTS_IN.labels(m.topic).inc()
+        when_done(metrics.EVENTS_IN.labels(m.topic).inc)  # once the batch is done: not per attempt
         source = source_of(event)
         ends: list[PatientEvent] = []  # a message's discharges go after its other entries
         async for item in place(decode(m.value or b"")):
@@ -89,13 +89,13 @@ async def interop_batch(
                 if isinstance(checked, Rejected):
                     rejected.append(checked)
                     continue
-                metrics.EVENTS_ACCEPTED.inc()
+                when_done(metrics.EVENTS_ACCEPTED.inc)
                 if is_discharge(checked):
                     ends.append(checked)
                     continue
                 # into the one intake topic: ingest validates, publishes vigil.events and scores
                 await publisher.send(events_raw_topic, checked.patient_id, checked.model_dump_json().encode())
-            count_unmapped(result)
+            when_done(partial(count_unmapped, result))
             if rejected:
                 # one dead letter per message or Bundle entry, carrying only that entry (issue 16)
                 original = m.value if item.index is None else item.original_bytes()

@@ -5,13 +5,15 @@ waits for delivery."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
 
-from vigil.agents.guard import is_transient
+from vigil.agents.guard import is_transient, output_refusal, sent_error
 from vigil.agents.health import AGENTS
 from vigil.agents.progress import PROGRESS
 from vigil.infra import metrics
@@ -157,11 +159,51 @@ def store_healthy() -> bool:
     return True if _runtime is None else bool(_runtime.health.ok)
 
 
-class Publisher:
-    """Collects sends for one batch and waits until the broker has them all (acks=all)."""
+# The broker acknowledges a batch's records within milliseconds when it is well. Waiting longer, it
+# takes produce requests no more (too few replicas in sync, a partition without a leader) while it
+# still answers fetches: the batch's agent is marked retrying, so that the worker says it is not
+# ready and the watchdog finds its stalled partitions explained (agents.progress), until the
+# producer's request timeout (agents.app) fails the records and the batch is retried.
+DELIVERY_PATIENCE_S = 10.0
 
-    def __init__(self, deadletter: faust.TopicT) -> None:
+# What the batch attempt in hand takes once it is done (``when_done``): None outside a batch.
+_WHEN_DONE: ContextVar[list[Callable[[], object]] | None] = ContextVar("vigil_when_done", default=None)
+
+
+def when_done(take: Callable[[], object]) -> None:
+    """Call ``take`` (a metric counted, a ward's drift window fed) once the batch in hand is done:
+    its outputs delivered, its Redis writes made. A batch retried after a failed flush, or split
+    event by event after a poison input, is handled two or more times: counted as its records were
+    handed to the producer, its events, scores and alerts were counted each time. Outside a batch
+    (a direct call), at once."""
+    pending = _WHEN_DONE.get()
+    if pending is None:
+        take()
+    else:
+        pending.append(take)
+
+
+@contextlib.contextmanager
+def taken_when_done() -> Iterator[None]:
+    """The ``when_done`` calls made within: called as it ends, dropped if it raises (the attempt
+    failed: the batch is handled again, and calls them again)."""
+    pending: list[Callable[[], object]] = []
+    token = _WHEN_DONE.set(pending)
+    try:
+        yield
+    finally:
+        _WHEN_DONE.reset(token)
+    for take in pending:
+        take()
+
+
+class Publisher:
+    """Collects sends for one batch and waits until the broker has them all (acks=all). ``agent``:
+    whose batch it is, marked retrying while the broker keeps it waiting (``DELIVERY_PATIENCE_S``)."""
+
+    def __init__(self, deadletter: faust.TopicT, agent: str | None = None) -> None:
         self._deadletter = deadletter
+        self._agent = agent
         self._pending: list[asyncio.Future[Any]] = []
         self._letters: list[str] = []  # the reasons of the dead letters among ``_pending``
 
@@ -180,7 +222,8 @@ class Publisher:
         """Publish ``rejected`` on the dead-letter topic, with ``event``'s message as its source
         (or the source ``rejected`` already carries), under the original key (or its digest, when
         too long: ``dead_letter_key``). The record is at most ``budget`` bytes: a larger original is
-        carried truncated, with its size and SHA-256. Counted once delivered (``flush``)."""
+        carried truncated, with its size and SHA-256. Counted once delivered (``flush``) and its
+        batch done (``when_done``)."""
         if event is not None:
             rejected = rejected.at(source_of(event))
         key = dead_letter_key(rejected.source.key if rejected.source else None)
@@ -190,19 +233,29 @@ class Publisher:
 
     async def flush(self) -> None:
         """Wait for every record handed over; raise the first failure. The dead letters are counted
-        here, once the broker has them all: a batch retried or split after a failed flush sends its
-        letters again, and counting them as they were handed over counted one input two or more
-        times, or a letter never delivered."""
+        here, once the broker has them all (and their batch is done: ``when_done``): a batch retried
+        or split after a failed flush sends its letters again, and counting them as they were handed
+        over counted one input two or more times, or a letter never delivered. The wait is bounded
+        by the producer's request timeout (``agents.app``), which fails the records it could not
+        deliver; past ``DELIVERY_PATIENCE_S`` the agent is marked retrying meanwhile."""
         pending, self._pending = self._pending, []
         letters, self._letters = self._letters, []
         if pending:
             # every future is awaited, so that none is left with an exception nobody retrieved
-            results = await asyncio.gather(*pending, return_exceptions=True)
+            delivered = asyncio.gather(*pending, return_exceptions=True)
+            done, _ = await asyncio.wait({delivered}, timeout=DELIVERY_PATIENCE_S)
+            if not done:
+                if self._agent is not None:
+                    AGENTS.retrying(self._agent)  # cleared as its batch ends (run_batch)
+                log.warning(
+                    "batch.delivery_waiting", agent=self._agent, records=len(pending), waited_s=DELIVERY_PATIENCE_S
+                )
+            results = await delivered
             failed = next((r for r in results if isinstance(r, BaseException)), None)
             if failed is not None:
                 raise failed
         for reason in letters:
-            metrics.DEAD_LETTERS.labels(reason).inc()
+            when_done(metrics.DEAD_LETTERS.labels(reason).inc)
 
 
 def source_of(event: faust.EventT) -> Source:
@@ -234,8 +287,9 @@ BatchHandler = Callable[[Sequence[faust.EventT], Publisher], Awaitable[object]]
 
 async def run_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadletter: faust.TopicT, what: str) -> None:
     """Process one batch so that it is fully handled before Faust acks it: transient failures
-    are retried; an unexpected exception is narrowed down to the offending event(s), which go to
-    the dead letters (reason ``internal``) while the rest of the batch is processed normally.
+    are retried; the broker refusing its outputs (an ACL, a policy: ``output_refusal``) blocks it,
+    retried until mended; an unexpected exception is narrowed down to the offending event(s), which
+    go to the dead letters (reason ``internal``) while the rest of the batch is processed normally.
     Never raises (but for a cancel): an agent that raised would be restarted by Faust with its batch
     acked and committed, the events behind the failing one never handled (issue 16).
 
@@ -260,14 +314,31 @@ async def _handle_batch(
 ) -> None:
     delay = 0.2
     while True:
-        publisher = Publisher(deadletter)
+        publisher = Publisher(deadletter, what)
         try:
-            await handler(batch, publisher)
-            await publisher.flush()
+            with taken_when_done():  # its counts, once: not those of an attempt that failed
+                await handler(batch, publisher)
+                await publisher.flush()
             return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if hint := output_refusal(exc):
+                # no input is at fault and none is dead-lettered: the batch waits, not ready, until
+                # the operator mends the broker's side
+                AGENTS.blocked(what)
+                refused = sent_error(exc)
+                log.error(
+                    "batch.refused",
+                    agent=what,
+                    error=type(refused).__name__,
+                    detail=str(refused)[:200],
+                    hint=hint,
+                    retry_in_s=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
             if is_transient(exc):
                 AGENTS.retrying(what)
                 log.warning("batch.retry", agent=what, error=type(exc).__name__, retry_in_s=delay)
@@ -297,7 +368,7 @@ async def _dead_letter_until_sent(event: faust.EventT, rejected: Rejected, deadl
     it can be. Never drop it, never let the batch be acked without it."""
     budget, delay = MAX_DEAD_LETTER_BYTES, 0.2
     while True:
-        publisher = Publisher(deadletter)
+        publisher = Publisher(deadletter, what)
         try:
             await publisher.dead_letter(event, rejected, budget=budget)
             await publisher.flush()
@@ -305,12 +376,12 @@ async def _dead_letter_until_sent(event: faust.EventT, rejected: Rejected, deadl
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            transient = is_transient(exc)
-            if not transient and budget != MINIMAL_DEAD_LETTER_BYTES:
+            transient, hint = is_transient(exc), output_refusal(exc)
+            if not transient and hint is None and budget != MINIMAL_DEAD_LETTER_BYTES:
                 log.error("deadletter.refused", agent=what, error=type(exc).__name__, retry="without the original")
                 budget = MINIMAL_DEAD_LETTER_BYTES
                 continue
             (AGENTS.retrying if transient else AGENTS.blocked)(what)
-            log.error("deadletter.failed", agent=what, error=type(exc).__name__, retry_in_s=delay)
+            log.error("deadletter.failed", agent=what, error=type(exc).__name__, retry_in_s=delay, hint=hint)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

@@ -12,13 +12,14 @@ import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 import faust
 
 from vigil.agents.alert_out import publish_alerts
 from vigil.agents.app import scores_topic, settings, stays_topic
 from vigil.agents.drift import WARD_NAMES, first_closed
-from vigil.agents.runtime import Publisher, runtime
+from vigil.agents.runtime import Publisher, runtime, when_done
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger, patient_hash
 from vigil.infra.redis import PatientState, StayChange, StayKeys
@@ -170,7 +171,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             continue
         if window.restarted:  # a week after its newest hour: hour 0 again (models.window.MAX_GAP_HOURS)
             window.restarted = False
-            metrics.WINDOWS_RESTARTED.inc()
+            when_done(metrics.WINDOWS_RESTARTED.inc)
             log.warning("window.restarted_after_gap", patient_hash=patient_hash(pid))
         if not changed:
             if not redelivered:
@@ -194,36 +195,37 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     restarted = count_sequence_restarts(outcomes.values())
     now = datetime.now(UTC)
     # the stays' ends and resumptions, in the batch's order (an A03 and its A13 in one batch: the end
-    # first), before the scores: a reader of both topics meets a resumed stay before its score
+    # first), before the scores: a reader of both topics meets a resumed stay before its score. The
+    # counts of this step are taken once the batch is done (``when_done``), not by an attempt that failed
     for record in ended:
         await publisher.send(stays_topic, record.patient_id, record.model_dump_json().encode())
         if isinstance(record, StayEnded):
-            metrics.STAYS_ENDED.labels(record.ended_by).inc()
+            when_done(metrics.STAYS_ENDED.labels(record.ended_by).inc)
         else:
-            metrics.STAYS_RESUMED.inc()
+            when_done(metrics.STAYS_RESUMED.inc)
     firsts: dict[str, list[HourScore]] = {}  # the hours that close for the first time
     for pid in pids:
         window, update, outcome = windows[pid], updates[pid], outcomes.get(pid)
         closed = outcome.closed if outcome else []
         firsts[pid] = first_closings(closed, window.anchor_s, finalized[pid])
         for hour in firsts[pid]:
-            count_closed_hour(update.ward, hour.models)
+            when_done(partial(count_closed_hour, update.ward, hour.models))
         for hour in closed:  # every hour that closed: its final score
             final = build_risk_score(window, update, hour.models, now, hour.hour, "final")
             await publisher.send(scores_topic, pid, final.model_dump_json().encode())
         score = build_risk_score(window, update, outcome.current.models if outcome else [], now)
         await publisher.send(scores_topic, pid, score.model_dump_json().encode())
-        metrics.SCORES.inc()
+        when_done(metrics.SCORES.inc)
         # a final score repeats what the provisional scores of its hour (and the next hour's,
         # which follows it) already told the lifecycle: alerts follow the provisional score only
         alerts += on_score(states[pid].alert, score, rt.policy)
     await publish_alerts(publisher, alerts)
-    reports = []
     if rt.drift is not None and outcomes:
-        # each patient-hour once, as vigil_closed_hours_* above: a stay finalized anew is in its ward's window
+        # each patient-hour once, as vigil_closed_hours_* above: a stay finalized anew is in its ward's
+        # window; fed once the batch is done, reported by the next batch or the timer (agents.drift)
         once = [first_closed(o, firsts[p]) for p, o in outcomes.items()]
-        reports = rt.drift.observe(list(outcomes), [updates[p].ward for p in outcomes], once)
-        await rt.drift.publish(publisher, reports)
+        when_done(partial(rt.drift.feed, list(outcomes), [updates[p].ward for p in outcomes], once))
+        await rt.drift.publish(publisher, rt.drift.due())
     t_build = time.perf_counter()
     await publisher.flush()
     t1 = time.perf_counter()
@@ -333,7 +335,7 @@ def count_sequence_restarts(outcomes: Iterable[StepOutcome]) -> int:
     another bundle wrote, dropped and replayed from the window (``models.stepping.own_states``)."""
     restarted = sum(o.restarted for o in outcomes)
     if restarted:
-        metrics.SEQUENCE_RESTARTS.inc(restarted)
+        when_done(partial(metrics.SEQUENCE_RESTARTS.inc, restarted))
     return restarted
 
 

@@ -29,10 +29,14 @@ class BoundedLabels:
         self._kept.clear()
 
 
-EVENTS_IN = Counter("vigil_events_in_total", "Events read from input topics", ["topic"])
-EVENTS_ACCEPTED = Counter("vigil_events_accepted_total", "Events validated and normalized")
-DEAD_LETTERS = Counter("vigil_dead_letters_total", "Inputs sent to the dead-letter topic", ["reason"])
-SCORES = Counter("vigil_scores_total", "Risk scores published")
+EVENTS_IN = Counter(
+    "vigil_events_in_total", "Events read from input topics, counted once their batch is handled", ["topic"]
+)
+EVENTS_ACCEPTED = Counter("vigil_events_accepted_total", "Events validated and normalized, once their batch is handled")
+DEAD_LETTERS = Counter(
+    "vigil_dead_letters_total", "Inputs sent to the dead-letter topic, counted once delivered", ["reason"]
+)
+SCORES = Counter("vigil_scores_total", "Risk scores published, counted once delivered")
 MLLP_MESSAGES = Counter("vigil_mllp_messages_total", "HL7v2 messages answered by the MLLP listener", ["ack"])
 MLLP_EVENTS = Counter("vigil_mllp_events_total", "Events the MLLP listener published on vigil.events.raw")
 MLLP_UNPUBLISHED = Counter(
@@ -42,7 +46,7 @@ MLLP_UNPUBLISHED = Counter(
     ["what"],
 )
 MLLP_CONNECTIONS = Gauge("vigil_mllp_connections", "Open MLLP connections")
-ALERTS = Counter("vigil_alerts_total", "Alert transitions published", ["state", "severity"])
+ALERTS = Counter("vigil_alerts_total", "Alert transitions published, counted once delivered", ["state", "severity"])
 WINDOWS_RESTARTED = Counter(
     "vigil_windows_restarted_total",
     "Patients whose window started again at hour 0: a measurement more than a week after its newest hour "
@@ -57,11 +61,13 @@ ANSWERS_UNAPPLIED = Counter(
 )
 STAYS_ENDED = Counter(
     "vigil_stays_ended_total",
-    "Stays ended (published on vigil.stays), by what ended them: discharge, transfer_out, cancel_admit",
+    "Stays ended (published on vigil.stays, counted once delivered), by what ended them: discharge, transfer_out, "
+    "cancel_admit",
     ["by"],
 )
 STAYS_RESUMED = Counter(
-    "vigil_stays_resumed_total", "Ended stays resumed by a cancel of their discharge (published on vigil.stays)"
+    "vigil_stays_resumed_total",
+    "Ended stays resumed by a cancel of their discharge (published on vigil.stays, counted once delivered)",
 )
 CARE_CLOCKS_MOVED = Counter(
     "vigil_care_clocks_moved_total",
@@ -189,7 +195,8 @@ TRAINING_MEAN_RISK = Gauge(
 )
 CLOSED_HOURS = Counter(
     "vigil_closed_hours_total",
-    "Closed patient-hours scored per ward; above_threshold=1 where the combined risk reached the alert threshold",
+    "Closed patient-hours scored per ward, each once, when its final score is delivered; above_threshold=1 where "
+    "the combined risk reached the alert threshold",
     ["ward", "above_threshold"],
 )
 CLOSED_HOURS_RISK = Counter(
