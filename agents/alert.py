@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from vigil.agents.alert_out import publish_alerts
 from vigil.agents.app import acks_topic, app, audit_topic, deadletter_topic
+from vigil.agents.guard import StateMoved
 from vigil.agents.runtime import Publisher, batches, run_batch, runtime, taken_when_done, when_done
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
@@ -28,7 +29,10 @@ log = get_logger(__name__)
 
 async def ack_batch(acks: Sequence[AlertAck], publisher: Publisher) -> list[Alert]:
     """Apply acknowledgements to the patients' lifecycles; publish before persisting (a crash in
-    between replays the batch and re-publishes the same transitions, same ``transition_id``)."""
+    between replays the batch and re-publishes the same transitions, same ``transition_id``). Written
+    only where each lifecycle is still as read (``save_alerts_if_unchanged``): one another worker wrote
+    meanwhile (a rebalance: the partition's new owner scored the patient) was written over with the
+    older copy, its newer alert and count of alerts gone; the batch is handled again instead."""
     rt = runtime()
     pids = sorted({ack.patient_id for ack in acks})
     async with rt.alert_lock:
@@ -44,7 +48,10 @@ async def ack_batch(acks: Sequence[AlertAck], publisher: Publisher) -> list[Aler
             out.extend(on_ack(state, ack, rt.policy))
         await publish_alerts(publisher, out)
         await publisher.flush()
-        await rt.store.save_alerts({alert_key(p): states[p] for p in pids})
+        read = dict(zip(pids, blobs, strict=True))
+        moved = await rt.store.save_alerts_if_unchanged({alert_key(p): (read[p], states[p]) for p in pids})
+        if moved:
+            raise StateMoved(f"{len(moved)} alert lifecycles written by another worker meanwhile")  # retried
     return out
 
 

@@ -17,7 +17,12 @@ log = get_logger(__name__)
 
 # Errors of the infrastructure around a batch or a timer: the broker or Redis away. A batch is
 # retried whole (its effects are idempotent), a timer runs again at its next tick.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError, TimeoutError)
+class StateMoved(Exception):
+    """A state the batch read was written by another worker before the batch's write (a rebalance):
+    the batch is handled again from what is there now."""
+
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError, TimeoutError, StateMoved)
 
 AsyncFn = Callable[..., Awaitable[Any]]
 TimerFn = TypeVar("TimerFn", bound=AsyncFn)

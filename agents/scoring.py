@@ -23,7 +23,7 @@ from vigil.agents.runtime import Publisher, runtime, when_done
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger, patient_hash
 from vigil.infra.redis import PatientState, StayChange, StayKeys
-from vigil.models.alerting import PatientAlertState, on_resume, on_score
+from vigil.models.alerting import afresh, on_resume, on_score
 from vigil.models.bundle import SteppingBundle
 from vigil.models.scoring import PendingUpdate, build_risk_score
 from vigil.models.stays import (
@@ -149,7 +149,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             windows[pid] = state.window = window = next_stay(window)
             # afresh; the acknowledgement the discharge resolved stays held for a cancel that folds this stay back
             state.carry, anchors[pid], finalized[pid] = None, None, None
-            state.alert = PatientAlertState(patient_id=pid, discharged_ack=state.alert.discharged_ack)
+            state.alert = afresh(state.alert)  # and the source of its alert ids: never the last stay's ids
             state.stays.append(StayChange("begin"))
         if is_discharge(patient_event):
             # the patient left: what this batch applied to the stay is not scored, but named
