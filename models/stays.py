@@ -30,11 +30,15 @@ A discharge that cannot be this stay's end is refused, not applied: one for a pa
 observation (an earlier stay's message sent late or again: ``stay_ended``), one naming another
 encounter than the stay's events name (``other_encounter``: an emergency-department visit that ended
 while the ICU stay goes on), one followed in the stay's observations by a gap of ``READMISSION_GAP_S``
-or more (``late_discharge``: the A03 of the stay before, delayed in an interface engine until after
-the readmission's first events; applied, it ended the readmitted patient's stay). A limit, not a
-split: the readmission goes on in the window that holds the stay before, as if no discharge had
-come (its hours counted from the first admission), and the operators see the refused discharge;
-the readmitted patient keeps the alert and the ward view.
+or more and, after it, by what looks like a stay (``late_discharge``: the A03 of the stay before,
+delayed in an interface engine until after the readmission's first events; applied, it ended the
+readmitted patient's stay). A limit, not a split: the readmission goes on in the window that holds
+the stay before, as if no discharge had come (its hours counted from the first admission), and the
+operators see the refused discharge; the readmitted patient keeps the alert and the ward view. A
+discharge naming the visit the stay's events name is never refused so (one visit is no readmission;
+a readmission whose events name no visit keeps the stay's, and such a delayed A03 ends it, as before
+the rule), and neither is one followed by a few stray readings (a monitor left bound to the patient):
+applied, their end is the newest of them (``end_stay``).
 
 A ``cancel_admit`` (the admission was entered in error, or the patient was not admitted after all:
 HL7v2 ADT^A11) ends the stay as a discharge does, but only the stay whose events name the visit it
@@ -49,10 +53,13 @@ after the stay had ended, or a cancelled transfer that had ended no stay is ``NO
 error. So is a result from an away unit (theatre, imaging: ``ingest.away_units``) of a patient with
 no open stay: a stay begins in a monitored unit, and a ward patient in theatre (low blood pressure
 under anaesthesia) is not the ICU's to be paged for; a patient whose stay is open is scored there.
-After a transfer out (``PatientWindow.ended_by``) a result naming no ward is ``NO_OPEN_STAY`` too: a
-lab from the LIS (an ORU without PV1) of a patient now on a ward opened a new ICU stay at hour 0 that
-paged the ICU. Only a result naming a monitored unit begins the next stay (or a cancel resumes it):
-a gateway that names no unit cannot restart a stay after a transfer out.
+After a transfer out (``PatientWindow.ended_by``) a result other than a vital sign naming no ward is
+``NO_OPEN_STAY`` too: a lab from the LIS (an ORU without PV1) of a patient now on a ward opened a new
+ICU stay at hour 0 that paged the ICU. A vital sign naming no ward comes from the monitored units'
+own gateways (a ward's are sent with its ward, and not scored): it begins the next stay, as a result
+naming a monitored unit does (a patient back in the ICU whose monitors name no ward is scored again;
+the ADT^A02 back in is not read). A hospital discharge after the transfer (``releases_held``) makes
+the tombstone a discharge's: after it, a result naming no ward begins the next stay too.
 """
 
 from __future__ import annotations
@@ -91,11 +98,21 @@ StayOf = Literal["current", "new", "none", "ended", "earlier", "unknown", "other
 # (a discharge or its cancel that found nothing to act on); dead-lettered all the same, so that
 # every accepted event is accounted for.
 NO_OPEN_STAY = "no_open_stay"
-# A gap at least this long in the stay's observations after a discharge's time says they are a later
-# stay's (a readmission whose first events came before the delayed A03 of the stay before), not a
-# monitor that sent on after the recorded time (those follow it within minutes). Two hours: an ICU
-# charts vital signs at least hourly, and a patient discharged and admitted again is away for longer.
+# A gap at least this long in the stay's observations after a discharge's time, followed by a run of
+# observations that looks like a stay, says they are a later stay's (a readmission whose first events
+# came before the delayed A03 of the stay before), not a monitor that sent on after the recorded time
+# (those follow it within minutes). Two hours: an ICU charts vital signs at least hourly, and a patient
+# discharged and admitted again is away for longer.
 READMISSION_GAP_S: Final = 2 * 3600
+# What the run after the gap must hold to be a stay's, not a few stray readings of a monitor still
+# bound to the patient (unplugged, then a reading before it was cleared): at least this many
+# observations (a window cell, one per variable and hour, or a treatment: a minute-rate monitor counts
+# once per hour) over at least this long: two hourly rounds of an ICU's vital signs at the least. A
+# readmission younger than that when the delayed A03 comes is ended by it, as before the rule; its
+# next events begin its stay again at once, where a refused discharge left its patient's stay and
+# alert open for good.
+READMISSION_MIN_OBSERVATIONS: Final = 6
+READMISSION_MIN_SPAN_S: Final = 2 * 3600
 # what each end is published as (``StayEnded.ended_by``) and the resolution of the stay's alert
 ENDED_BY: Final[dict[str, tuple[EndedBy, str]]] = {
     DISCHARGE: (DISCHARGE, DISCHARGED),
@@ -142,47 +159,79 @@ def stay_of(
         return "earlier"
     if event.encounter and window.encounter and event.encounter != window.encounter:
         return "other"
-    if event.code == CANCEL_ADMIT and not (event.encounter and event.encounter == window.encounter):
+    same_visit = bool(event.encounter) and event.encounter == window.encounter
+    if event.code == CANCEL_ADMIT and not same_visit:
         return "other"  # a cancelled admission ends the stay of the visit it names, never a guess
-    if readmitted_since(window, at):
-        return "late"
+    if not same_visit and readmitted_since(window, at):
+        return "late"  # the visit the stay's events name ends: never a readmission's
     return "current"
 
 
 def on_the_ward(window: PatientWindow, event: PatientEvent) -> bool:
-    """Whether ``event`` is a result of a patient a transfer out took to a ward, naming no ward (a
-    lab from the LIS, an ORU without PV1): the ward's, not the first of a new ICU stay scored from
-    hour 0 that pages the ICU. Results from a ward are never sent on (``unmonitored_unit``); only a
-    result naming a monitored unit begins the next stay (or a cancel of the transfer resumes it)."""
-    return window.ended_by == TRANSFER_OUT and event.ward is None and not is_cancel(event)
+    """Whether ``event`` is a result of a patient a transfer out took to a ward, naming no ward and not
+    a vital sign (a lab from the LIS, an ORU without PV1): the ward's, not the first of a new ICU stay
+    scored from hour 0 that pages the ICU. Results from a ward are never sent on (``unmonitored_unit``).
+    A vital sign naming no ward is a monitored unit's gateway's (the patient is back in the ICU: the
+    ADT^A02 back in is not read) and begins the next stay, as one naming a monitored unit does;
+    refused, such a patient was never scored again."""
+    return window.ended_by == TRANSFER_OUT and event.ward is None and event.kind != "vital" and not is_cancel(event)
 
 
 def readmitted_since(window: PatientWindow, at: int) -> bool:
-    """Whether the stay's observations after ``at`` (a discharge's time) hold a gap of at least
-    ``READMISSION_GAP_S``: those past the gap are a later stay's, whose first events came before the
-    delayed discharge of the stay before. Ending the stay there would end the readmitted patient's
-    (alert resolved, off the ward view); the discharge is refused ``late_discharge`` instead."""
+    """Whether the stay's observations after ``at`` (a discharge's time) hold, past a gap of at least
+    ``READMISSION_GAP_S``, a run that looks like a stay (``READMISSION_MIN_OBSERVATIONS`` over
+    ``READMISSION_MIN_SPAN_S``, with no such gap inside): a later stay's, whose first events came
+    before the delayed discharge of the stay before. Ending the stay there would end the readmitted
+    patient's (alert resolved, off the ward view); the discharge is refused ``late_discharge`` instead.
+    A stray reading or two past a gap (a monitor unplugged, then one reading before it was cleared)
+    is no stay: refused, the genuine discharge left the stay and its alert open, each stray reading
+    keeping it alive."""
     span = window.observed_span()
     if span is None or span[1] <= at:
         return False
     assert window.anchor_s is not None
     times = [window.anchor_s + h * 3600 + sec for h, row in window.rows.items() for _, sec in row.values()]
-    after = sorted({t for t in times + [ts for _, ts, _ in window.treatments] if t > at})
-    return any(b - a >= READMISSION_GAP_S for a, b in zip([at, *after], after, strict=False))
+    after = sorted(t for t in times + [ts for _, ts, _ in window.treatments] if t > at)
+    return any(
+        len(run) >= READMISSION_MIN_OBSERVATIONS and run[-1] - run[0] >= READMISSION_MIN_SPAN_S
+        for run in _runs_after_gaps(at, after)
+    )
+
+
+def _runs_after_gaps(at: int, times: list[int]) -> list[list[int]]:
+    """The runs of ``times`` (sorted, after ``at``) that each follow a gap of ``READMISSION_GAP_S`` or
+    more and end at the next one; what follows ``at`` without such a gap is the stay's own."""
+    runs: list[list[int]] = []
+    previous = at
+    for t in times:
+        if t - previous >= READMISSION_GAP_S:
+            runs.append([])
+        if runs:
+            runs[-1].append(t)
+        previous = t
+    return runs
 
 
 def releases_held(window: PatientWindow, held: HeldStay | None, event: PatientEvent, of: StayOf) -> bool:
     """Whether ``event`` lets go of the held stay: a hospital discharge after the stay had ended (a
     transfer took the patient to a ward, whose discharge this is). A cancel of this discharge returns
     the patient to the ward, not to the ICU stay: resumed, that stay was scored 73 hours on from old
-    vital signs and paged with nothing left to resolve it. A copy of the held end (same time) does not."""
-    return (
+    vital signs and paged with nothing left to resolve it. A copy of the held end (same time) does not.
+
+    When it does, the tombstone (``window``, which the scoring step writes with the release) forgets
+    the transfer (``ended_by``): the patient left the hospital from the ward, so a result naming no
+    ward is no longer the ward's (``on_the_ward``) but the next stay's, as after any discharge; kept,
+    every such result was refused ``no_open_stay`` until the state expired."""
+    released = (
         of == "none"
         and event.code == DISCHARGE
         and held is not None
         and window.ended_s is not None
         and int(event.observed_at.timestamp()) > window.ended_s
     )
+    if released:
+        window.ended_by = None
+    return released
 
 
 def stay_encounter(window: PatientWindow, event: PatientEvent) -> str | None:
@@ -240,7 +289,7 @@ def stay_rejection(window: PatientWindow, event: PatientEvent, of: StayOf) -> Re
             return Rejected(
                 NO_OPEN_STAY,
                 f"{code}: names no ward, after a transfer out of the monitored units at {_utc(window.ended_s)} "
-                "(a stay begins with a result from a monitored unit)",
+                "(a stay begins with a vital sign, or a result from a monitored unit)",
             )
         if not is_discharge(event):  # a result from an away unit
             return Rejected(
@@ -265,7 +314,8 @@ def stay_rejection(window: PatientWindow, event: PatientEvent, of: StayOf) -> Re
         return Rejected(
             "late_discharge",
             f"{code}: at {_utc(int(event.observed_at.timestamp()))}, before observations of a later stay "
-            f"(a gap of {READMISSION_GAP_S // 3600} h or more after it): not applied, the stay goes on",
+            f"(a gap of {READMISSION_GAP_S // 3600} h or more after it, then {READMISSION_MIN_OBSERVATIONS} "
+            f"observations or more over {READMISSION_MIN_SPAN_S // 3600} h or more): not applied, the stay goes on",
         )
     end = last_end(window)
     if of == "earlier" or end is None:

@@ -56,7 +56,7 @@ from vigil.schemas.codecs.fhir_places import (
 )
 from vigil.schemas.codecs.loinc import (
     ACVPU_VALUES,
-    LOINC_SYSTEM,
+    ARTERIAL_BLOOD_SPECIMENS,
     SNOMED_PROCEDURE_TO_CANONICAL,
     SNOMED_SYSTEM,
     UCUM_SYSTEM,
@@ -64,7 +64,9 @@ from vigil.schemas.codecs.loinc import (
     DecodeResult,
     canonical_event,
     canonical_for_coding,
+    is_blood_gas_panel,
     is_panel,
+    saturation_code,
     treatment_for_medication,
     treatment_for_text,
 )
@@ -318,8 +320,8 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
         ctx.add(_status_refused(obs.status, OBSERVATION_STATUSES, where))
         return
     codings = _codings(obs.code)
-    vital_sign = _is_vital_sign(obs)
-    code = _saturation(_first_mapped(codings), codings, vital_sign)
+    blood_gas = _blood_gas(obs, raw, ctx)
+    code = _saturation(_first_mapped(codings), codings, blood_gas)
     panel = any(is_panel(c.system, c.code) for c in codings)
     value_present = _has_value(obs)
     components = list(obs.component or [])
@@ -333,7 +335,7 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
         # components of a mapped value (GCS motor/verbal/eyes) are details of it: only mapped ones count
         for index, component in enumerate(components):
             component_codings = _codings(component.code)
-            component_code = _saturation(_first_mapped(component_codings), component_codings, vital_sign)
+            component_code = _saturation(_first_mapped(component_codings), component_codings, blood_gas)
             if component_code is not None:
                 measured.append(
                     (
@@ -350,7 +352,7 @@ def _decode_observation(obs: Observation, raw: dict[str, Any], ctx: _Context, wh
         for index, component in enumerate(components):
             component_where = f"{where}component[{index}] "
             component_codings = _codings(component.code)
-            component_code = _saturation(_first_mapped(component_codings), component_codings, vital_sign)
+            component_code = _saturation(_first_mapped(component_codings), component_codings, blood_gas)
             if component_code is None:
                 _unmapped(ctx, component_codings, component_where)
             else:
@@ -403,22 +405,51 @@ def _status_refused(status: Any, accepted: frozenset[str], where: str) -> Reject
     return Rejected("not_final", f"{where}status {status!r} is not one of {sorted(accepted)}")
 
 
-def _is_vital_sign(obs: Observation) -> bool:
-    """Whether the Observation says it is a vital sign (category ``vital-signs``, R4
-    observation-category): the vital-signs profile requires it of every Observation it shapes."""
-    return any(c.code == "vital-signs" for concept in obs.category or [] for c in concept.coding or [])
+def _blood_gas(obs: Observation, raw: dict[str, Any], ctx: _Context) -> bool:
+    """Whether the Observation says positively that it is a laboratory's blood gas, the only place
+    where LOINC 2708-6 is the model's SaO2 (``loinc.saturation_code``): its category ``laboratory``
+    (R4 observation-category), its own code a blood gas panel (its components are the gas's
+    results), or its specimen arterial blood (a Specimen contained or in the Bundle). The category
+    ``vital-signs`` (which the vital-signs profile requires of SpO2) leaves it the bedside's whatever
+    else it says; so does nothing: monitors send 2708-6 without a category."""
+    categories = {c.code for concept in obs.category or [] for c in concept.coding or []}
+    if "vital-signs" in categories:
+        return False
+    return (
+        "laboratory" in categories
+        or any(is_blood_gas_panel(c.system, c.code) for c in _codings(obs.code))
+        or _arterial_specimen(raw, ctx)
+    )
 
 
-def _saturation(code: str | None, codings: list[Any], vital_sign: bool) -> str | None:
-    """LOINC 2708-6 (oxygen saturation in arterial blood) is a blood gas, the model's ``SaO2``, when a
-    laboratory sends it; the FHIR vital-signs profile codes the pulse oximeter's SpO2 with it too,
-    beside 59408-5 (or the monitor's MDC code) and the category ``vital-signs``: there it is ``O2Sat``.
-    Read as SpO2 everywhere, every blood gas went into the bedside saturation and the model's SaO2
-    stayed empty (set A's SaO2 is the blood gas)."""
-    if code != "SaO2" or not any(c.system == LOINC_SYSTEM and c.code == "2708-6" for c in codings):
-        return code  # an SaO2 named so (``urn:vigil:code``) is one
-    pulse_oximetry = any(canonical_for_coding(c.system, c.code) == "O2Sat" for c in codings)
-    return "O2Sat" if pulse_oximetry or vital_sign else code
+def _arterial_specimen(raw: dict[str, Any], ctx: _Context) -> bool:
+    """Whether the Observation's specimen is arterial blood (``ARTERIAL_BLOOD_SPECIMENS``): a Specimen
+    it contains (``#id``) or the Bundle carries; one Vigil cannot read says nothing."""
+    specimen = raw.get("specimen")
+    reference = specimen.get("reference") if isinstance(specimen, dict) else None
+    if not isinstance(reference, str) or not reference:
+        return False
+    found = _contained(raw, reference[1:]) if reference.startswith("#") else ctx.by_full_url.resolve(reference)
+    if not isinstance(found, dict) or found.get("resourceType") != "Specimen":
+        return False
+    kind = found.get("type")
+    codings = kind.get("coding") if isinstance(kind, dict) else None
+    return isinstance(codings, list) and any(
+        isinstance(c, dict) and (c.get("system"), c.get("code")) in ARTERIAL_BLOOD_SPECIMENS for c in codings
+    )
+
+
+def _contained(raw: dict[str, Any], resource_id: str) -> dict[str, Any] | None:
+    """The resource of ``raw.contained`` a local reference (``#id``) names."""
+    contained = raw.get("contained")
+    resources = contained if isinstance(contained, list) else []
+    return next((r for r in resources if isinstance(r, dict) and r.get("id") == resource_id), None)
+
+
+def _saturation(code: str | None, codings: list[Any], blood_gas: bool) -> str | None:
+    """``loinc.saturation_code`` over a CodeableConcept's codings: 2708-6 is SpO2 (``O2Sat``) unless
+    the Observation is positively a blood gas (``_blood_gas``), as in HL7v2."""
+    return saturation_code(code, [(c.system, c.code) for c in codings], blood_gas=blood_gas)
 
 
 def _json_number_problem(raw: Any) -> Rejected | None:

@@ -48,6 +48,8 @@ from vigil.schemas.codecs.loinc import (
     canonical_event,
     canonical_for_coding,
     canonical_for_local,
+    is_blood_gas_panel,
+    saturation_code,
 )
 from vigil.schemas.codes import CANCEL_ADMIT, CANCEL_DISCHARGE, DISCHARGE, TRANSFER_OUT
 from vigil.schemas.deadletter import Rejected
@@ -179,27 +181,42 @@ class _PatientGroup:
 
     pid: Any = None
     pv1: Any = None
-    results: list[tuple[int, Any, str]] = field(default_factory=list)
+    results: list[tuple[int, Any, _Order]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Order:
+    """What an OBX reads from the OBR above it: OBR-7, its time when OBX-14 is empty, and whether
+    OBR-4 orders a blood gas panel (``loinc.saturation_code``: 2708-6 is SaO2 only there)."""
+
+    time: str = ""
+    blood_gas: bool = False
+
+
+def _order(obr: Any) -> _Order:
+    """OBR-4 is a CWE like OBX-3: a blood gas panel named by its identifier or its alternate one."""
+    panels = ((_field(obr, 4, component=3), _field(obr, 4)), (_field(obr, 4, component=6), _field(obr, 4, component=4)))
+    return _Order(_field(obr, 7), any(is_blood_gas_panel(system, code) for system, code in panels))
 
 
 def _patient_groups(segments: list[Any]) -> list[_PatientGroup]:
     """The message's patient groups in order, the first for what comes before any PID. OBX positions
     count through the whole message, as the event ids always have (a replay keeps its ids)."""
     groups = [_PatientGroup()]
-    obr_time = ""
+    order = _Order()
     position = 0
     for segment in segments:
         name = _name(segment)
         if name == "PID":
             groups.append(_PatientGroup(pid=segment))
-            obr_time = ""  # an order belongs to its patient
+            order = _Order()  # an order belongs to its patient
         elif name == "PV1" and groups[-1].pv1 is None:
             groups[-1].pv1 = segment
         elif name == "OBR":
-            obr_time = _field(segment, 7)
+            order = _order(segment)
         elif name == "OBX":
             position += 1
-            groups[-1].results.append((position, segment, obr_time))
+            groups[-1].results.append((position, segment, order))
     return groups
 
 
@@ -235,11 +252,11 @@ def _decode_patient_group(
         return
     ward = _field(group.pv1, 3) or None
     encounter = (_field(group.pv1, 19) or None) if group.pv1 is not None else None
-    for position, obx, obr_time in group.results:
+    for position, obx, order in group.results:
         outcome = _decode_obx(
             obx,
             position,
-            obr_time,
+            order,
             result,
             where=where,
             key=key,
@@ -374,7 +391,7 @@ def _merge_refusal(message: Any, trigger: str, where: str) -> Rejected:
 def _decode_obx(
     obx: Any,
     index: int,
-    obr_time: str,
+    order: _Order,
     result: DecodeResult,
     *,
     where: str,
@@ -399,6 +416,9 @@ def _decode_obx(
         or canonical_for_coding(alt_system, alt_identifier)
         or (canonical_for_local(identifier) if coding_system.upper() not in ("LN", "MDC") else None)
     )
+    # 2708-6 is SpO2 unless its order is a blood gas panel: the one rule of both codecs
+    codings = [(coding_system, identifier), (alt_system, alt_identifier)]
+    code = saturation_code(code, codings, blood_gas=order.blood_gas)
     if code is None:
         unknown = f"{coding_system}|{identifier}" if identifier else "no-code"
         result.unknown_codes[unknown] += 1
@@ -406,7 +426,7 @@ def _decode_obx(
     value = _obx_value(obx, code)
     if isinstance(value, Rejected):
         return Rejected(value.reason, where + value.detail)
-    observed_at = _timestamp(_field(obx, 14) or obr_time, sender_tz)
+    observed_at = _timestamp(_field(obx, 14) or order.time, sender_tz)
     if isinstance(observed_at, Rejected):
         return Rejected(observed_at.reason, where + observed_at.detail)
     return canonical_event(

@@ -45,10 +45,10 @@ LOINC_TO_CANONICAL: Final[dict[str, str]] = {
     # vital signs (FHIR R4 vital-signs profile)
     "9279-1": "Resp",  # Respiratory rate
     "8867-4": "HR",  # Heart rate
-    # Oxygen saturation in Arterial blood: a blood gas (the model's SaO2, PhysioNet 2019) as OBX-3 and
-    # as a laboratory Observation; the FHIR vital-signs profile also codes SpO2 with it, beside
-    # 59408-5 and the vital-signs category, which make it O2Sat there (``fhir._saturation``)
-    "2708-6": "SaO2",
+    # Oxygen saturation in Arterial blood: the FHIR vital-signs profile's SpO2 code, and what monitors
+    # and interface engines send for SpO2, often alone; the model's SaO2 only from a laboratory's
+    # blood gas (``saturation_code``)
+    "2708-6": "O2Sat",
     "59408-5": "O2Sat",  # Oxygen saturation in Arterial blood by Pulse oximetry (SpO2)
     "8310-5": "Temp",  # Body temperature
     "8480-6": "SBP",  # Systolic blood pressure (component of 85354-9)
@@ -96,6 +96,25 @@ PANEL_LOINC: Final[frozenset[str]] = frozenset(
         "55284-4",  # Blood pressure systolic and diastolic (pre-2016 panel code)
         "85353-1",  # Vital signs, weight, height, head circumference, oxygen saturation and BMI panel
         "8716-3",  # Vital signs (older panel code)
+    }
+)
+
+# Saturation (``saturation_code``): LOINC 2708-6 is read as SaO2 only in a laboratory's blood gas, which
+# an order or an Observation coded with one of these panels says (HL7v2 OBR-4, FHIR Observation.code).
+ARTERIAL_SATURATION_LOINC: Final = "2708-6"
+BLOOD_GAS_PANEL_LOINC: Final[frozenset[str]] = frozenset(
+    {
+        "24336-0",  # Gas panel - Arterial blood
+        "24338-6",  # Gas panel - Blood
+        "24341-0",  # Gas and carbon monoxide panel - Arterial blood
+    }
+)
+# A FHIR Specimen of arterial blood: SNOMED CT 122552005 "Arterial blood specimen", HL7 table 0487 BLDA
+ARTERIAL_BLOOD_SPECIMENS: Final[frozenset[tuple[str, str]]] = frozenset(
+    {
+        (SNOMED_SYSTEM, "122552005"),
+        ("http://terminology.hl7.org/CodeSystem/v2-0487", "BLDA"),
+        ("http://terminology.hl7.org/CodeSystem/v3-SpecimenType", "BLDA"),
     }
 )
 
@@ -263,13 +282,48 @@ def canonical_for_coding(system: str | None, code: str | None) -> str | None:
         return None
     system = (system or "").strip()
     code = code.strip()
-    if system in (LOINC_SYSTEM, "LN", "LOINC"):
+    if is_loinc(system):
         return LOINC_TO_CANONICAL.get(code)
     if system in (MDC_SYSTEM, "MDC"):
         return MDC_TO_CANONICAL.get(code)
     if system == VIGIL_SYSTEM:
         return code if _is_canonical(code) else None
     return None
+
+
+def is_loinc(system: str | None) -> bool:
+    """Whether a coding system names LOINC: FHIR's URI, HL7v2's ``LN``, or ``LOINC`` as some engines spell it."""
+    return (system or "").strip() in (LOINC_SYSTEM, "LN", "LOINC")
+
+
+def is_blood_gas_panel(system: str | None, code: str | None) -> bool:
+    """Whether a coding is a blood gas panel (``BLOOD_GAS_PANEL_LOINC``): an order or Observation whose
+    results are a laboratory's blood gas."""
+    return is_loinc(system) and (code or "").strip() in BLOOD_GAS_PANEL_LOINC
+
+
+def saturation_code(
+    code: str | None, codings: Sequence[tuple[str | None, str | None]], *, blood_gas: bool
+) -> str | None:
+    """The canonical code of a saturation coded LOINC 2708-6 ("oxygen saturation in arterial blood"),
+    the one rule of both codecs. ``code``: what the codings map to; ``codings``: (system, code) as
+    sent; ``blood_gas``: whether the result says positively that it is a laboratory's blood gas
+    (``fhir._blood_gas``, ``hl7v2``'s OBR-4 panel).
+
+    ``O2Sat`` (the bedside SpO2, NEWS2's saturation: RCP NEWS2 2017) unless positively a blood gas,
+    then the model's ``SaO2`` (set A's SaO2 is the blood gas). The FHIR vital-signs profile codes SpO2
+    with 2708-6, and monitors and interface engines send it alone, without 59408-5 or a category:
+    read as SaO2, their SpO2 left NEWS2 without its saturation (3 points at 86 % gone, silently) and
+    filled the model's sparse blood-gas input at monitor rate. A pulse-oximetry coding beside it
+    (59408-5, MDC 150456) keeps it SpO2 whatever its context."""
+    if code != "O2Sat" or not blood_gas:
+        return code
+    arterial = [is_loinc(s) and (c or "").strip() == ARTERIAL_SATURATION_LOINC for s, c in codings]
+    pulse_oximetry = any(
+        not is_arterial and canonical_for_coding(s, c) == "O2Sat"
+        for (s, c), is_arterial in zip(codings, arterial, strict=True)
+    )
+    return "SaO2" if any(arterial) and not pulse_oximetry else code
 
 
 def canonical_for_local(code: str) -> str | None:

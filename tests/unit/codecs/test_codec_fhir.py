@@ -124,8 +124,9 @@ def loinc_codes(*codes: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("extra", "code"),
     [
-        ({}, "SaO2"),  # 2708-6 alone: a blood gas (the model's SaO2)
-        ({"category": LABORATORY}, "SaO2"),
+        ({}, "O2Sat"),  # 2708-6 alone: SpO2, as monitors and engines send it (test_saturation)
+        ({"category": LABORATORY}, "SaO2"),  # a laboratory's: a blood gas (the model's SaO2)
+        ({"category": LABORATORY, "code": loinc_codes("2708-6", "59408-5")}, "O2Sat"),  # pulse oximetry says so
         ({"category": VITAL_SIGNS}, "O2Sat"),  # the vital-signs profile's SpO2
         ({"code": loinc_codes("2708-6", "59408-5")}, "O2Sat"),  # the pulse-oximetry profile's codes
         ({"code": loinc_codes("59408-5")}, "O2Sat"),
@@ -148,8 +149,8 @@ def test_arterial_saturation_from_a_lab_is_sao2_and_from_a_pulse_oximeter_o2sat(
 ) -> None:
     """2708-6 (oxygen saturation in arterial blood) mapped to O2Sat, the bedside SpO2, whatever sent
     it: a blood gas went into SpO2 and NEWS2, and the model's SaO2 input stayed empty (set A's SaO2
-    is the blood gas). The FHIR vital-signs profile codes SpO2 with 2708-6 too, beside 59408-5 and
-    the vital-signs category: there it stays O2Sat."""
+    is the blood gas). Only a laboratory's is SaO2: the vital-signs profile codes SpO2 with 2708-6,
+    and monitors send it without a category (tests/unit/codecs/test_saturation.py)."""
     assert only_event(encode(observation("2708-6", 97, "%", **extra))).code == code
 
 
@@ -162,6 +163,8 @@ def test_a_saturation_component_of_a_vital_signs_observation_is_o2sat() -> None:
     del vitals["valueQuantity"]
     assert only_event(encode(vitals)).code == "O2Sat"
     del vitals["category"]
+    assert only_event(encode(vitals)).code == "O2Sat"  # without a category: still the bedside's
+    vitals["category"] = LABORATORY
     assert only_event(encode(vitals)).code == "SaO2"
 
 
@@ -285,7 +288,7 @@ def test_bundle_with_an_invalid_shell_is_rejected_whole() -> None:
     [
         ("9279-1", 22, "/min", "Resp", 22.0),
         ("8867-4", 120, "/min", "HR", 120.0),
-        ("2708-6", 0.93, "1", "SaO2", 93.0),  # alone: a blood gas (with 59408-5 or vital-signs: O2Sat)
+        ("2708-6", 0.93, "1", "O2Sat", 93.0),  # alone: SpO2 (a laboratory's blood gas: SaO2)
         ("59408-5", 91, "%", "O2Sat", 91.0),
         ("8310-5", 101.3, "[degF]", "Temp", (101.3 - 32) * 5 / 9),
         ("8310-5", 38.4, "Cel", "Temp", 38.4),

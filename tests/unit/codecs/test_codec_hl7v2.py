@@ -577,19 +577,24 @@ def test_mdc_units_of_a_monitor_still_read() -> None:
     assert [(e.code, e.value, e.unit) for e in result.events] == [("O2Sat", 97.0, "%")]
 
 
+BLOOD_GAS_ORDER = "OBR|1|||24336-0^Gas panel - Arterial blood^LN|||20240315142000+0000"
+
+
 @pytest.mark.parametrize(
-    ("identifier", "code"),
+    ("identifier", "obr", "code"),
     [
-        ("2708-6^Oxygen saturation in Arterial blood^LN", "SaO2"),  # a blood gas: the model's SaO2
-        ("59408-5^SpO2^LN", "O2Sat"),  # pulse oximetry
-        ("150456^MDC_PULS_OXIM_SAT_O2^MDC", "O2Sat"),  # the monitor's pulse oximeter
+        ("2708-6^Oxygen saturation in Arterial blood^LN", BLOOD_GAS_ORDER, "SaO2"),  # a blood gas: the model's SaO2
+        ("2708-6^SpO2^LN", "OBR|1|||VS|||20240315142000+0000", "O2Sat"),  # a monitor gateway's SpO2
+        ("59408-5^SpO2^LN", BLOOD_GAS_ORDER, "O2Sat"),  # pulse oximetry
+        ("150456^MDC_PULS_OXIM_SAT_O2^MDC", BLOOD_GAS_ORDER, "O2Sat"),  # the monitor's pulse oximeter
     ],
 )
-def test_arterial_saturation_is_sao2_and_pulse_oximetry_o2sat(identifier: str, code: str) -> None:
-    """LOINC 2708-6 in OBX-3 is a lab's blood gas: it went into O2Sat (SpO2, NEWS2's saturation) and
-    the model's SaO2 input stayed empty (set A's SaO2 is the blood gas)."""
+def test_arterial_saturation_is_sao2_in_a_blood_gas_and_o2sat_otherwise(identifier: str, obr: str, code: str) -> None:
+    """LOINC 2708-6 in OBX-3 under a blood gas order is a lab's: it went into O2Sat (SpO2, NEWS2's
+    saturation) and the model's SaO2 input stayed empty (set A's SaO2 is the blood gas). Anywhere
+    else it is SpO2 (tests/unit/codecs/test_saturation.py)."""
     obx = f"OBX|1|NM|{identifier}||96|%|||||F|||20240315142500+0000"
-    assert [e.code for e in checked(message(obx)).events] == [code]
+    assert [e.code for e in checked(message(obx, obr=obr)).events] == [code]
 
 
 @pytest.mark.parametrize(("value_type", "value"), [("NM", "80~120"), ("NM", "80~"), ("SN", ">^15~<^2")])

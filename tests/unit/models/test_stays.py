@@ -239,7 +239,9 @@ def test_a_result_from_theatre_opens_no_stay_and_is_scored_in_an_open_one() -> N
     assert stay_of(ended, in_theatre(9), away=AWAY) == "none"
     assert stay_of(ended, in_theatre(3.2), away=AWAY) == "ended"  # a late result of the stay: as before
     assert stay_of(ended, in_theatre(9, "MICU"), away=AWAY) == "new"  # back in the ICU: the next stay
-    assert stay_of(ended, vital(9), away=AWAY) == "none"  # no ward named: the ward's (test_stays_out_of_order)
+    # no ward named: a vital sign is the monitored units' gateway's, the next stay; a lab the ward's
+    assert stay_of(ended, vital(9), away=AWAY) == "new"  # (test_stays_out_of_order)
+    assert stay_of(ended, vital(9, code="Lactate").model_copy(update={"kind": "lab"}), away=AWAY) == "none"
 
 
 @settings(max_examples=300, deadline=None)

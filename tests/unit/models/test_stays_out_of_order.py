@@ -14,9 +14,12 @@ from tests.unit.models.test_stays import T0, leaves, stay, vital
 from vigil.models.alerting import PatientAlertState
 from vigil.models.stays import (
     READMISSION_GAP_S,
+    READMISSION_MIN_OBSERVATIONS,
+    READMISSION_MIN_SPAN_S,
     discharge,
     end_stay,
     next_stay,
+    releases_held,
     resume,
     stay_encounter,
     stay_of,
@@ -24,6 +27,11 @@ from vigil.models.stays import (
 )
 from vigil.models.window import WINDOW_HOURS, PatientWindow
 from vigil.schemas.events import PatientEvent
+
+
+def lab(hours: float, code: str = "Lactate", value: float = 4.1) -> PatientEvent:
+    """A result from the LIS, as the codecs make it: a ``lab``, naming no ward when its ORU has no PV1."""
+    return vital(hours, code=code, value=value).model_copy(update={"kind": "lab"})
 
 
 def moved_out(hours: float) -> PatientEvent:
@@ -45,17 +53,50 @@ def test_a_result_naming_no_ward_after_a_transfer_out_opens_no_icu_stay() -> Non
     at ICULOS 1, scored and paging the ICU for a ward patient."""
     tombstone = on_the_ward(stay(10))
     assert tombstone.ended_by == "transfer_out"
-    lab = vital(16, code="Lactate", value=4.1)
-    assert stay_of(tombstone, lab) == "none"
-    refused = stay_rejection(tombstone, lab, "none")
+    lactate = lab(16)
+    assert stay_of(tombstone, lactate) == "none"
+    refused = stay_rejection(tombstone, lactate, "none")
     assert refused.reason == "no_open_stay" and "p1" not in refused.detail
     assert refused.detail == (
         "Lactate: names no ward, after a transfer out of the monitored units at 2025-01-01T10:00:00Z "
-        "(a stay begins with a result from a monitored unit)"
+        "(a stay begins with a vital sign, or a result from a monitored unit)"
     )
-    back_in_icu = lab.model_copy(update={"ward": "MICU"})
+    back_in_icu = lactate.model_copy(update={"ward": "MICU"})
     assert stay_of(tombstone, back_in_icu) == "new"  # a monitored unit's result: the next stay
     assert stay_of(tombstone, vital(9.5)) == "ended"  # a late result of the stay: as before
+
+
+@pytest.mark.parametrize("hours", [30, 60, 24 * 6, 24 * 30])
+def test_a_vital_sign_naming_no_ward_after_a_transfer_out_begins_the_next_stay(hours: int) -> None:
+    """Back in the ICU (the ADT^A02 ward -> ICU is not read: ``adt_transfer``), a patient whose monitors'
+    gateway names no ward was refused ``no_open_stay`` at every vital sign, never scored again. A ward's
+    own vital signs name the ward and are not scored (``unmonitored_unit``): one naming none is the
+    monitored units'."""
+    tombstone = on_the_ward(stay(10))
+    assert stay_of(tombstone, vital(hours)) == "new"
+    assert next_stay(tombstone).ended_by is None  # the next stay: no longer the ward's
+    assert stay_of(tombstone, lab(hours)) == "none"  # the LIS's lab without PV1: still the ward's
+
+
+def test_a_hospital_discharge_after_a_transfer_out_makes_the_tombstone_a_discharges() -> None:
+    """The transfer stayed on the tombstone after the ward's discharge let go of the held stay: every
+    later result naming no ward was the ward patient's, ``no_open_stay``, after the patient had left."""
+    going = stay(10)
+    out = discharge(going, PatientAlertState(patient_id="p1"), moved_out(10), NOW)
+    tombstone = PatientWindow.from_bytes(out.window.to_bytes())
+    assert stay_of(tombstone, lab(20)) == "none"  # on the ward
+    ward_discharge = leaves(74, ward="4WEST")
+    of = stay_of(tombstone, ward_discharge)
+    assert of == "none" and releases_held(tombstone, out.held, ward_discharge, of)
+    assert tombstone.ended_by is None  # as the scoring step writes it with the release
+    written = tombstone.to_bytes()
+    assert written[0] == 4 and PatientWindow.from_bytes(written).ended_by is None  # a discharge's blob
+    assert stay_of(PatientWindow.from_bytes(written), lab(80)) == "new"  # admitted again: the next stay
+    # a copy of the transfer (not a discharge) or nothing held lets go of nothing, and keeps the ward
+    for event, held in ((moved_out(10), out.held), (ward_discharge, None)):
+        kept = PatientWindow.from_bytes(out.window.to_bytes())
+        assert not releases_held(kept, held, event, stay_of(kept, event))
+        assert kept.ended_by == "transfer_out"
 
 
 def test_after_a_discharge_or_a_cancelled_admission_a_result_naming_no_ward_is_the_next_stay() -> None:
@@ -137,15 +178,54 @@ def test_a_discharge_delayed_past_the_readmissions_first_events_never_ends_the_r
 
 
 def test_a_monitor_that_sent_on_after_the_recorded_discharge_time_still_ends_the_stay() -> None:
+    """Stray readings of a monitor still bound to the patient, past a gap of two hours (unplugged,
+    then one reading before it was cleared), were taken for a readmission: the genuine discharge was
+    refused ``late_discharge``, the stay and its alert stayed open, each stray reading keeping them.
+    A few readings are no stay: the discharge ends it, through them (``end_stay``), and a reading
+    after that begins the next stay at once if it was one."""
     w = stay(10)  # hourly vital signs to 09:15
     assert stay_of(w, leaves(7.5, encounter=None)) == "current"  # 07:30: two observations after it
     assert end_stay(w, leaves(7.5)).ended_s == int(vital(9.25).observed_at.timestamp())
     assert READMISSION_GAP_S == 2 * 3600
     w.apply(vital(11 + 14 / 60))  # 11:14, a gap a minute short of the rule: the same stay
     assert stay_of(w, leaves(7.5, encounter=None)) == "current"
-    w.apply(vital(13 + 14 / 60))  # 13:14, two hours after: a later stay's
-    assert stay_of(w, leaves(7.5, encounter=None)) == "late"
-    assert stay_of(w, leaves(11 + 14 / 60, encounter=None)) == "late"  # the gap from the discharge time on
+    w.apply(vital(13 + 14 / 60))  # 13:14, two hours after: a stray reading, no stay
+    w.apply(vital(13 + 14 / 60, code="O2Sat", value=91))  # with its saturation
+    assert stay_of(w, leaves(7.5, encounter=None)) == "current"
+    assert stay_of(w, leaves(11 + 14 / 60, encounter=None)) == "current"  # the gap from the discharge time on
+    assert end_stay(w, leaves(7.5)).ended_s == int(vital(13 + 14 / 60).observed_at.timestamp())
+
+
+def test_a_discharge_followed_by_a_stays_worth_of_observations_past_a_gap_is_late() -> None:
+    """What the observations after the gap must hold to be a readmission's: at least
+    ``READMISSION_MIN_OBSERVATIONS`` over at least ``READMISSION_MIN_SPAN_S``, without a gap inside."""
+    assert (READMISSION_MIN_OBSERVATIONS, READMISSION_MIN_SPAN_S) == (6, 2 * 3600)
+    discharged = leaves(9.5, encounter=None)
+
+    def after_gap(*sets: tuple[float, tuple[str, ...]]) -> PatientWindow:
+        w = stay(10)  # hourly vital signs to 09:15
+        for hours, codes in sets:
+            for code in codes:
+                w.apply(vital(hours, code=code))
+        return w
+
+    vitals = ("HR", "Resp", "O2Sat")
+    assert stay_of(after_gap((13, vitals), (14, vitals), (15, vitals)), discharged) == "late"  # 9 over 2 h
+    assert stay_of(after_gap((13, vitals), (14.9, vitals)), discharged) == "current"  # 6, 1 h 54 min
+    assert stay_of(after_gap((13, vitals), (15, ("HR", "Resp"))), discharged) == "current"  # 5 over 2 h
+    # strays days apart are runs of their own, each no stay
+    assert stay_of(after_gap((13, vitals), (16, vitals), (19, vitals)), discharged) == "current"
+    # a minute-rate monitor counts once per variable and hour: 40 minutes of it are no stay
+    assert stay_of(after_gap(*[(13 + m / 60, vitals) for m in range(40)]), discharged) == "current"
+
+
+def test_a_discharge_of_the_visit_the_stay_names_is_never_a_readmissions() -> None:
+    """One visit is no readmission: its discharge ends the stay whatever its observations after it
+    (the reviewer's case: recorded 09:30, entered at 12:40, the monitor still bound until then)."""
+    w = readmitted(("V1", "V1"))
+    assert stay_of(w, leaves(20.5, encounter="V1")) == "current"
+    assert stay_of(w, leaves(20.5, encounter=None)) == "late"  # naming none: the readmission's may follow
+    assert stay_of(readmitted(), leaves(20.5, encounter="V1")) == "late"  # the stay's events name none
 
 
 # ------------------------------------------------------------ a cancel sent again days later
