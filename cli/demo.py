@@ -32,7 +32,6 @@ from vigil.schemas.codes import CANCEL_DISCHARGE, DISCHARGE, TRANSFER_OUT
 from vigil.schemas.errors import UserError
 
 WARDS = ("ICU-A", "ICU-B")
-DISCHARGE_BEFORE_H = 6  # a stay that ended this long before the replay's end was discharged
 ERROR_CANCELLED_AFTER_H = 2  # a discharge entered in error (mid-stay) is cancelled this much later
 
 
@@ -99,28 +98,36 @@ class DemoPlan:
     bad_digests: set[str]
 
 
-def discharged(stay: Stay, longest: int) -> bool:
-    """May leave in the demo: a stay that never became septic and ended ``DISCHARGE_BEFORE_H`` hours
-    or more before the replay does (``vigil.stays``); the septic ones stay on view. Every second
-    such stay is discharged (``plan_demo``)."""
-    return not stay.septic and len(stay.matrix) + DISCHARGE_BEFORE_H <= longest
+def discharged(stay: Stay) -> bool:
+    """May leave in the demo: a stay that never became septic (``vigil.stays``); the septic ones stay
+    on view. Every second such stay is discharged (``plan_demo``), as every stay ends, now."""
+    return not stay.septic
+
+
+def stay_start(now: datetime, stay: Stay) -> datetime:
+    """The start of the stay's hour 0, such that the stay ends now: its last row half an hour before
+    ``now`` (an hour's start: the worker's hours are the wall clock's, ``models.window``), its discharge
+    at ``now``. Every stay began with the longest before: the others ended days before the replay did,
+    and their cards read stale (nothing observed for 2 h) with 'Latest (…)' alerts, 29 of 30."""
+    return now - timedelta(hours=len(stay.matrix))
 
 
 def plan_demo(stays: list[Stay], bad: int) -> DemoPlan:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     longest = max(len(s.matrix) for s in stays)
-    messages: list[tuple[int, bytes, bytes]] = []
+    timed: list[tuple[datetime, int, bytes, bytes]] = []
     ids: set[str] = set()
     run = now.strftime("%m%d%H") + secrets.token_hex(2)  # each demo run admits new patients
     # every second stay that may leave does: the ward keeps calm patients beside the septic ones;
     # every second of those is moved out of the unit to a ward (``transfer_out``), the others go home
-    leaves = [s.patient_id for s in stays if discharged(s, longest)][::2]
+    leaves = [s.patient_id for s in stays if discharged(s)][::2]
     leaving, moved = set(leaves), set(leaves[1::2])
     # one septic patient is discharged in error halfway through the stay; the monitors send on and
     # ADT^A13 cancels it two hours later: the stay resumes with its history (models.stays.resume)
     in_error = next((s.patient_id for s in stays if s.septic and len(s.matrix) >= 12), None)
     for i, stay in enumerate(stays):
-        base = now - timedelta(hours=longest + 1)
+        base = stay_start(now, stay)
+        replay_hour = longest - len(stay.matrix)  # the replay's hour of the stay's hour 0: the longest's is 0
         admitted = Stay(f"{stay.patient_id}-{run}", stay.matrix, stay.static, stay.labels)
         events = list(stay_events(admitted, base, ward=WARDS[i % len(WARDS)]))
         if stay.patient_id in leaving:
@@ -132,8 +139,11 @@ def plan_demo(stays: list[Stay], bad: int) -> DemoPlan:
             events.append(encounter_event(admitted, base, half + ERROR_CANCELLED_AFTER_H, CANCEL_DISCHARGE, minutes=45))
         for hour, event in events:
             ids.add(event.event_id)
-            messages.append((hour, admitted.patient_id.encode(), event.model_dump_json().encode()))
-    messages.sort(key=lambda m: m[0])  # interleave patients hour by hour, like a real ward
+            timed.append(
+                (event.observed_at, replay_hour + hour, admitted.patient_id.encode(), event.model_dump_json().encode())
+            )
+    timed.sort(key=lambda m: m[0])  # in time order, patients interleaved, like a real ward (stable: a stay's own order)
+    messages = [(hour, key, value) for _, hour, key, value in timed]
     bad_msgs = bad_inputs(bad, now)
     step = max(1, len(messages) // (len(bad_msgs) + 1))
     for j, (key, value) in enumerate(bad_msgs):

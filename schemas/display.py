@@ -329,8 +329,8 @@ def _number(value: float, feature: str = "") -> str:
     split = _split_feature(feature)
     code, stat = split if split is not None else (feature, "")
     if not math.isfinite(value):
-        text = charted_text(value)
-    elif stat in SPREAD_STATS:
+        return charted_text(value)
+    if stat in SPREAD_STATS:
         text = _significant(value)
     elif code in CODE_PLACES:
         text = charted_text(value, CODE_PLACES[code])
@@ -338,8 +338,10 @@ def _number(value: float, feature: str = "") -> str:
         text = charted_text(value, 0)
     else:
         text = charted_text(value, 1 if abs(value) >= 1 else 2)
-        if float(text) == 0:  # a small value (troponin 0.004, a change of 0.004) is not "0.00"
-            text = _significant(value)
+    if float(text) == 0:
+        # a small value (troponin 0.004, a pH change of 0.004, a lactate change of -0.03) is not "0.00"
+        # or "-0.0", whatever the code's own decimals; a zero has no sign
+        text = _significant(value) if value else text.lstrip("-")
     return f"+{text}" if stat in CHANGE_STATS and value > 0 and text.strip("0.") else text
 
 

@@ -4,7 +4,10 @@ gauges of the dashboard's own /metrics. A ward whose newest record is older than
 ``DriftSettings.stale_after_s`` is forgotten, its series with it: a worker says a ward it still judges
 again every ``restate_every_s`` even when unchanged, and says nothing of a ward below its gate, so
 silence means no worker judges the ward any more (its window fell below the gate, its workers were
-scaled away, the ward closed). Kept, its last record said "drifted" for good."""
+scaled away, the ward closed). Kept, its last record said "drifted" for good. The feed runs ``expire``
+on a timer (``feed.DRIFT_EXPIRE_EVERY_S``) and tells open pages: a silent ward brings no record to run
+it on, and a read of the board only leaves the ward out of what it returns, never forgets it unsaid
+(an open page kept the ward's "drifted" header for good)."""
 
 from __future__ import annotations
 
@@ -51,19 +54,25 @@ class WardDriftBoard:
             self._inputs[record.ward] = shown
         for t in record.top:
             metrics.DRIFT_PSI.labels(record.ward, t.kind, t.input).set(t.psi)
+        self.expire()  # the message goes to every open page: what it leaves out, they forget
         return {"drift": self.snapshot()}
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        self.expire()
+        """The wards some worker still reports (a stale one is left out, forgotten by ``expire``)."""
+        now = self._clock()
         with self._lock:
-            return {ward: dict(view) for ward, view in sorted(self._wards.items())}
+            return {ward: dict(view) for ward, view in sorted(self._wards.items()) if not self._stale(ward, now)}
+
+    def _stale(self, ward: str, now: float) -> bool:
+        return now - self._at[ward] > self.stale_after_s
 
     def expire(self) -> list[str]:
         """Forget the wards whose newest record is older than ``stale_after_s``, and their series;
-        return their names. Run on every record and every read of the board."""
+        return their names (the feed then sends open pages the board without them). Run on every
+        record and on the feed's timer."""
         now = self._clock()
         with self._lock:
-            stale = [w for w, at in self._at.items() if now - at > self.stale_after_s]
+            stale = [w for w in self._at if self._stale(w, now)]
             for ward in stale:
                 del self._wards[ward], self._at[ward]
                 for kind, name in self._inputs.pop(ward, set()):

@@ -24,6 +24,9 @@ LOADING_STATUS: dict[str, str] = {
     "text": "loading: not every patient shown yet",
     "title": "the dashboard is reading the latest scores and alerts after a start; the page reloads once it has",
 }
+# how often the wards no worker reports any more are forgotten (``DriftSettings.stale_after_s``: 300 s
+# by default): a ward that fell silent brings no record that would forget it
+DRIFT_EXPIRE_EVERY_S = 30.0
 
 
 class WardFeed:
@@ -48,13 +51,33 @@ class WardFeed:
         # not pushed to browsers (thousands of old rows would overflow every client's queue)
         self.caught_up = True
         self._places: dict[EncounterKey, tuple[Place, ...]] = {}  # FHIR Encounters' units (Redis in KafkaWardFeed)
+        self._stopped = False
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        loop.call_later(DRIFT_EXPIRE_EVERY_S, self._expire_drift_every)
 
     def stop(self) -> None:
+        self._stopped = True  # from any thread: the drift timer stops at its next run
         self._end_streams()
+
+    def _expire_drift_every(self) -> None:
+        """On the event loop, every ``DRIFT_EXPIRE_EVERY_S`` until stopped."""
+        if self._stopped or self._loop is None:
+            return
+        self.expire_drift()
+        self._loop.call_later(DRIFT_EXPIRE_EVERY_S, self._expire_drift_every)
+
+    def expire_drift(self) -> list[str]:
+        """Forget the wards no worker reports any more (``WardDriftBoard.expire``), their /metrics
+        series with them, and send open pages the wards' drift without them: run only on a record or
+        a read, a ward that fell silent kept its "drifted" header on every open page for good."""
+        with self._lock:  # ordered with the records' changes, as they are
+            gone = self.model.drift.expire()
+            if gone and self.caught_up:
+                self._deliver({"drift": self.model.drift.snapshot()}, tuple(self._clients))
+        return gone
 
     def _end_streams(self) -> None:
         with self._lock:

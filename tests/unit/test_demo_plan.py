@@ -6,13 +6,15 @@ from __future__ import annotations
 import io
 import json
 import re
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 from rich.console import Console
 from rich.table import Table
 
-from vigil.cli.demo import DISCHARGE_BEFORE_H, discharged, live_progress, plan_demo
+from vigil.agents.web.views import STALE_AFTER
+from vigil.cli.demo import discharged, live_progress, plan_demo
 from vigil.infra.replay import Stay
 from vigil.schemas.codes import DYNAMIC_CODES
 
@@ -25,11 +27,43 @@ def stay(pid: str, hours: int, septic: bool) -> Stay:
     return Stay(pid, matrix, {"Age": 60.0}, labels)
 
 
-def test_a_short_stay_that_never_became_septic_is_discharged() -> None:
-    longest = 40
-    assert discharged(stay("a", longest - DISCHARGE_BEFORE_H, False), longest)
-    assert not discharged(stay("b", longest - DISCHARGE_BEFORE_H + 1, False), longest)  # ends near now
-    assert not discharged(stay("c", 10, True), longest)  # septic stays stay on view
+def test_a_stay_that_never_became_septic_may_be_discharged() -> None:
+    assert discharged(stay("a", 34, False)) and discharged(stay("b", 300, False))
+    assert not discharged(stay("c", 10, True))  # septic stays stay on view
+
+
+def times_of(plan) -> dict[str, list[tuple[str, datetime]]]:  # type: ignore[no-untyped-def]
+    """Each stay's (code, time) in the order the plan sends them."""
+    out: dict[str, list[tuple[str, datetime]]] = {}
+    for _, key, value in plan.messages:
+        v = json.loads(value)
+        out.setdefault(key.decode().split("-")[0], []).append((v["code"], datetime.fromisoformat(v["observed_at"])))
+    return out
+
+
+def test_every_stay_ends_now_and_the_ward_is_sent_in_time_order() -> None:
+    """Every stay began with the longest (330 h in make demo's 40): the others ended days before the
+    replay did, and 29 of its 30 cards on view read stale (nothing observed for 2 h), their alerts
+    'Latest (…)' instead of 'Now'."""
+    stays = [stay("long", 330, True), stay("mid", 40, True), stay("short", 12, False), stay("tall", 9, False)]
+    before = datetime.now(UTC)
+    plan = plan_demo(stays, bad=0)
+    now = before.replace(minute=0, second=0, microsecond=0)  # the plan's hours are the wall clock's
+    times = times_of(plan)
+    for name in ("mid", "tall", "long"):  # on view at the end: observed half an hour before the hour
+        observed = [at for code, at in times[name] if code == "HR"]
+        assert observed[-1] == now - timedelta(minutes=30), name
+        assert datetime.now(UTC) - observed[-1] < STALE_AFTER, name  # not stale once sent
+    assert times["short"][-1] == ("discharge", now)  # an hour after its last row, not in the future
+    sent = [at for rows in times.values() for _, at in rows]
+    assert all(at <= datetime.now(UTC) for at in sent)
+    in_order = [datetime.fromisoformat(json.loads(v)["observed_at"]) for _, _, v in plan.messages]
+    assert in_order == sorted(in_order)
+    # the replay's hours (its pace): the longest stay's first hour is 0, every stay's last the same
+    hours = [hour for hour, _, _ in plan.messages]
+    assert hours == sorted(hours) and hours[0] == 0 and hours[-1] == 330
+    last_rows = {key: hour for hour, key, value in plan.messages if json.loads(value)["code"] == "HR"}
+    assert set(last_rows.values()) == {329}
 
 
 def test_the_discharge_is_the_stays_last_message_and_is_accounted() -> None:

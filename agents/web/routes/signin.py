@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from vigil.agents.web import metrics
 from vigil.agents.web.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Authenticator, SignIn
-from vigil.agents.web.deps import AuthDep, CsrfSessionDep, OptionalSessionDep, bounded_form, same_origin
+from vigil.agents.web.deps import AuthDep, OptionalSessionDep, bounded_form, require_csrf, require_session, same_origin
 from vigil.agents.web.sessions import SessionStoreUnavailable
 from vigil.infra.logging import get_logger
 
@@ -86,9 +86,15 @@ async def login(request: Request, auth: AuthDep) -> Response:
 
 
 @router.post("/logout", response_model=None)
-def logout(request: Request, session: CsrfSessionDep, auth: AuthDep) -> Response:
+def logout(request: Request, auth: AuthDep) -> Response:
+    """End the session (401 without one, 403 without its CSRF token). The session is read strictly:
+    read as the other routes read it, a store that did not answer (Redis restarting) read as signed out,
+    the sign-out was answered 401 before it was tried, the page went to the sign-in page, and the
+    session was valid again once Redis was back. Now that is a 503: the page says the sign-out failed."""
+    cookie = request.cookies.get(SESSION_COOKIE)
     try:
-        auth.revoke(request.cookies.get(SESSION_COOKIE))  # the session ends here, on every replica
+        session = require_csrf(request, require_session(auth.session(cookie, strict=True)), auth)
+        auth.revoke(cookie)  # the session ends here, on every replica
     except SessionStoreUnavailable:  # not ended: the cookie is kept, the page may sign out again
         return JSONResponse(
             {"detail": "the session store is unavailable; try again"},

@@ -24,7 +24,9 @@ SSE_KEEPALIVE_S = 15.0
 SSE_SESSION_CHECK_S = 2.0  # a stream looks at its session again at most this often
 # A comment keeps proxies from closing a quiet stream; the named event is what the page sees (a comment
 # never reaches its script): a page that hears nothing for a few keepalives knows its stream is dead
-# though still open, and says so (static/common.js, the watchdog).
+# though still open, and says so (static/common.js, the watchdog). Sent every SSE_KEEPALIVE_S whatever
+# else is sent: a page hears only the events it has a handler for (the patient page has none for drift
+# or transitions), so a stream busy with those alone read as silent and was reopened every 40 s.
 KEEPALIVE = ": keepalive\nevent: ping\ndata: {}\n\n"
 
 
@@ -101,18 +103,24 @@ async def stream(request: Request, _session: SessionDep, auth: AuthDep, feed: Fe
             yield "retry: 3000\n\n"
             if snapshot is not None:
                 yield f"event: state\ndata: {json.dumps(snapshot)}\n\n"
+            ping_at = time.monotonic() + SSE_KEEPALIVE_S
             while True:
                 try:
-                    first = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
+                    first = await asyncio.wait_for(queue.get(), max(0.0, ping_at - time.monotonic()))
                 except TimeoutError:
                     if await request.is_disconnected() or not await signed_in():
                         return
                     yield KEEPALIVE
+                    ping_at = time.monotonic() + SSE_KEEPALIVE_S
                     continue
                 batch, ended = waiting(queue, first)  # one session look-up for all that came meanwhile
                 if batch and not await signed_in():
                     return
-                if text := "".join(server_event(message) for message in batch):
+                text = "".join(server_event(message) for message in batch)
+                if not ended and time.monotonic() >= ping_at:  # a busy stream pings on time too
+                    text += KEEPALIVE
+                    ping_at = time.monotonic() + SSE_KEEPALIVE_S
+                if text:
                     yield text
                 if ended:
                     return

@@ -146,9 +146,14 @@ function schedule() {
   if (!state.pending) { state.pending = true; requestAnimationFrame(render); }
 }
 
-async function loadState() {
+// The session (user, role, CSRF token) and, unless `sessionOnly`, the ward; false once it went to the
+// sign-in page. Another refusal (a 502/503 while the server restarts) sets nothing (its JSON set the CSRF
+// token to undefined and the header read "undefined"): it throws, and the stream retries as after a
+// refused stream.
+async function loadState(sessionOnly = false) {
   const res = await fetch("/api/state", { credentials: "same-origin" });
   if (res.status === 401) { location.href = "/login"; return false; }
+  if (!res.ok) throw new Error(`/api/state answered ${res.status}`);
   const data = await res.json();
   Vigil.shared.csrf = data.csrf;
   Vigil.shared.mayAck = data.may_acknowledge;
@@ -156,7 +161,8 @@ async function loadState() {
   if (state.user === null) { state.user = data.user; restoreSearch(data.user); }
   document.getElementById("role").textContent = data.role;
   document.getElementById("zone").textContent = `times in ${data.zone}`;
-  applyState(data);
+  if (!sessionOnly) applyState(data);
+  return true;
 }
 
 // The ward as the server holds it: first from /api/state, then from the stream's first event at each
@@ -171,9 +177,11 @@ function applyState(data) {
   schedule();
 }
 
-// The live stream (common.js: a refused or silent stream reloads the ward and opens another)
+// The live stream (common.js: a refused or silent stream reloads the ward and opens another). Open, it
+// brings the ward (its "state" event), not the session: one the first load could not read is read then.
 function connect() {
-  Vigil.stream("/api/stream?state=1", { reload: loadState, on: {
+  const session = () => { if (!Vigil.shared.csrf) loadState(true).catch(() => null); };
+  Vigil.stream("/api/stream?state=1", { reload: loadState, onOpen: session, on: {
     state: ev => applyState(JSON.parse(ev.data)),
     row: ev => { const row = JSON.parse(ev.data); state.rows.set(row.row_id, row); schedule(); },
     // a discharged patient leaves the ward view, with a line in the transitions feed

@@ -8,8 +8,9 @@
 // state: a browser's clock may be minutes off).
 // The live stream is opened here for both pages (stream()): a refused stream (401 once the session ended,
 // 502/503 while the server restarts) is one EventSource gives up on, so the page reloads what it shows and
-// opens a new one; a stream that stays open but silent (the server pings every 15 s) is a dead one: the
-// page says it is not live and reconnects.
+// opens a new one; a stream that stays open but silent (the server pings every 15 s, busy or not) is a dead
+// one: the page says it is not live and reconnects. A request the page sends (an acknowledgement, a
+// sign-out) waits SEND_TIMEOUT_MS for its answer, then says it failed.
 "use strict";
 
 const Vigil = (() => {
@@ -18,6 +19,7 @@ const Vigil = (() => {
   const RETRY_MS = 3000;  // as the server's "retry: 3000"
   const SILENT_MS = 40000;  // the server pings every 15 s (routes/ward.py KEEPALIVE): two missed and more
   const NOT_LIVE = "Not live: scores and alerts on this page may be out of date.";
+  const SEND_TIMEOUT_MS = 10000;
   const SNOOZE_MIN = [15, 30, 60, 120, 240];
   const SPARKS = [["news2", "NEWS2"], ["risk", "risk"], ["HR", "HR"], ["Resp", "RR"], ["SBP", "SBP"],
                   ["O2Sat", "SpO2"], ["Temp", "Temp"]];
@@ -244,38 +246,56 @@ const Vigil = (() => {
     }
   }
 
+  // fetch, given up after `ms`: a request whose answer never comes (a dead keep-alive connection, a proxy
+  // that holds it) left "sending…" for good. Rejects with NO_ANSWER (the request may have reached the
+  // server) or as fetch does (it did not).
+  const NO_ANSWER = Symbol("no answer");
+  function fetchWithin(url, init, ms = SEND_TIMEOUT_MS) {
+    const abort = new AbortController();
+    let timer = null;
+    const late = new Promise((_, reject) => {
+      // rejected before the abort, whose own rejection of the fetch would win the race
+      timer = setTimeout(() => { reject(NO_ANSWER); abort.abort(); }, ms);
+    });
+    return Promise.race([fetch(url, { ...init, signal: abort.signal }), late]).finally(() => clearTimeout(timer));
+  }
+
   async function sendAck(button) {
     const id = button.dataset.alert, action = button.dataset.action;
     const note = button.dataset.note || action === "snooze" ? (document.getElementById(`note-${id}`) || {}).value || "" : "";
     const body = { action, note: note.trim() || null };
     if (action === "snooze") {
       body.snooze_min = Number(document.getElementById(`snooze-${id}`).value);
-      if (!body.note) { feedback(id, "a snooze needs a reason in the note", false); return; }
+      if (!body.note) { feedback(id, "a snooze needs a reason in the note", "bad"); return; }
     }
-    feedback(id, `${action} sending…`, true);
+    feedback(id, `${action} sending…`, "pending");
     let res;
     try {
-      res = await fetch(`/api/alerts/${encodeURIComponent(id)}/ack`, {
+      res = await fetchWithin(`/api/alerts/${encodeURIComponent(id)}/ack`, {
         method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": shared.csrf },
         body: JSON.stringify(body),
       });
-    } catch {  // offline, the server down, a proxy's reset: nothing reached the server
-      feedback(id, "failed: not sent (no connection), try again", false);
+    } catch (err) {
+      feedback(id, err === NO_ANSWER
+        ? `failed: no answer from the server in ${SEND_TIMEOUT_MS / 1000} s, try again`
+        : "failed: not sent (no connection), try again", "bad");  // offline, the server down, a proxy's reset
       return;
     }
-    if (res.status === 401) { feedback(id, "signed out: sign in again", false); return; }
+    if (res.status === 401) { feedback(id, "signed out: sign in again", "bad"); return; }
     const done = action === "acknowledge" ? "acknowledged" : action === "snooze" ? `snoozed ${body.snooze_min} min` : "resolved";
-    feedback(id, res.ok ? `${done}: sent` : `failed (${res.status})`, res.ok);
+    feedback(id, res.ok ? `${done}: sent` : `failed (${res.status})`, res.ok ? "ok" : "bad");
     if (res.ok) { const t = document.getElementById(`note-${id}`); if (t) t.value = ""; }
   }
 
-  // A success fades after 20 s; a failure stays until the next press (the alert is still not acknowledged)
-  function feedback(id, text, ok) {
+  // `kind`: "ok" fades after 20 s; "bad" stays until the next press (the alert is still not acknowledged);
+  // "pending" (sending…) stays until the answer replaces it: faded, it read as done while the request hung
+  function feedback(id, text, kind) {
+    const ok = kind !== "bad";
     shared.feedback.set(id, { text, ok });
     const span = document.getElementById(`feedback-${id}`);
     if (span) { span.textContent = text; span.className = `feedback ${ok ? "" : "bad"}`; }
-    if (!ok) return;
+    if (kind !== "ok") return;
     setTimeout(() => { if (shared.feedback.get(id)?.text === text) { shared.feedback.delete(id); shared.onChange(); } }, 20000);
   }
 
@@ -292,7 +312,7 @@ const Vigil = (() => {
   async function signOut() {
     let res = null;
     try {
-      res = await fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": shared.csrf } });
+      res = await fetchWithin("/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": shared.csrf } });
     } catch { res = null; }
     if (res && (res.ok || res.status === 401)) { location.href = "/login"; return; }
     const said = document.getElementById("signout-feedback");

@@ -102,10 +102,13 @@ function renderStatus(list) {
   Vigil.patch(document.getElementById("ward-status"), Vigil.statusBoxes(list || []));
 }
 
-// The session, the ward's indicators and the patient; false once it went to the sign-in page
+// The session, the ward's indicators and the patient; false once it went to the sign-in page. Another
+// refusal (a 502/503 while the server restarts) sets nothing (its JSON set the CSRF token to undefined and
+// the header read "undefined"): it throws, and the stream retries as after a refused stream.
 async function loadState() {
   const res = await fetch("/api/state", { credentials: "same-origin" });
   if (res.status === 401) { location.href = "/login"; return false; }
+  if (!res.ok) throw new Error(`/api/state answered ${res.status}`);
   const data = await res.json();
   Vigil.setServerNow(data.server_now);
   Vigil.shared.csrf = data.csrf;

@@ -87,6 +87,13 @@ def test_features_say_raises_or_lowers_and_drop_missing_data() -> None:
         ("shock_index", 1.05, "shock index (HR/SBP) 1.05"),
         ("Resp_diff12h", 6.0, "RR change over 12 h +6"),
         ("Bilirubin_direct_max_stay", 2.3, "direct bilirubin highest this stay 2.3"),
+        # a code with decimals of its own rounds a small change to zero: "0.00", "-0.0" read as no change
+        ("pH_delta", 0.004, "pH change since previous value +0.004"),
+        ("pH_delta", -0.004, "pH change since previous value -0.004"),
+        ("Lactate_diff6h", -0.03, "lactate change over 6 h -0.03"),
+        ("Temp_diff1h", 0.04, "Temp change over 1 h +0.04"),
+        ("pH_delta", -0.0, "pH change since previous value 0.00"),  # never "-0.00"
+        ("HR_delta", -0.0, "HR change since previous value 0"),  # never "-0"
     ],
 )
 def test_model_values_keep_the_digits_that_matter(feature: str, value: float, shown: str) -> None:

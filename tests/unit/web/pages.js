@@ -94,10 +94,11 @@ function load({ html = null, scripts, pathname = "/", search = "", answer = () =
       seen.fetched.push(String(url));
       const a = answer(String(url), init);
       if (a === "offline") throw new TypeError("Failed to fetch");
+      if (a === "hang") return new Promise(() => {});  // no answer ever (a dead keep-alive connection)
       const { status = 200, body = {} } = a || {};
       return { status, ok: status >= 200 && status < 300, json: async () => body };
     },
-    URLSearchParams, console, encodeURIComponent, decodeURIComponent,
+    URLSearchParams, AbortController, console, encodeURIComponent, decodeURIComponent,
   };
   vm.createContext(context);
   for (const script of scripts) vm.runInContext(fs.readFileSync(path.join(STATIC, script), "utf8"), context, { filename: script });

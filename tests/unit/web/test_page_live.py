@@ -127,6 +127,31 @@ def test_a_quiet_stream_sends_a_ping_the_page_can_hear(monkeypatch: pytest.Monke
     assert "event: ping\ndata: {}\n\n" in text
 
 
+def test_a_busy_stream_pings_on_time_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ping came only after a keepalive with nothing to send: a stream busy with drift records alone
+    (the patient page has no handler for them, nor for transitions) never pinged, and the page heard
+    nothing: "not live" and a new stream every 40 s while the server was talking."""
+    from test_web_drift import drift
+
+    from vigil.schemas import topics
+
+    monkeypatch.setattr(ward, "SSE_KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(ward, "SSE_SESSION_CHECK_S", 0.0)
+
+    async def run() -> str:
+        stream, feed, *_ = await open_stream()
+        text = ""
+        for i in range(40):  # a record every 25 ms: the queue is never quiet for a keepalive
+            feed.ingest(topics.DRIFT, drift("ICU-A", 0.1 + i / 100))
+            text += await stream.read_for(0.025)
+        await stream.close()
+        return text
+
+    text = asyncio.run(run())
+    assert text.count("event: drift") >= 20
+    assert text.count("event: ping\ndata: {}\n\n") >= 3  # about every 0.2 s of the second
+
+
 # common.js's alert buttons and sign-out against a server that is away, refuses, or signed the user out
 RESPOND = r"""
 const [mode] = args;
@@ -176,3 +201,77 @@ def test_a_sign_out_leaves_the_page_only_once_the_session_ended(
 ) -> None:
     page = run_scenario(tmp_path, RESPOND, mode)
     assert (page["href"], page["signOut"]) == (href, said)
+
+
+# an acknowledgement, then a sign-out, whose requests are never answered (a dead keep-alive connection)
+UNANSWERED = r"""
+const page = pages.load({ html: "index.html", scripts: ["common.js"], clockMs: 0, answer: () => "hang" });
+const Vigil = page.eval("Vigil");
+const box = new pages.Node("section");
+Vigil.listen(box);
+const button = { disabled: false, dataset: { alert: "a1b2c3d4e5", action: "acknowledge" } };
+box.listeners.click({ target: { closest: () => button } });
+await page.settle();
+const alert = { alert_id: "a1b2c3d4e5", short_id: "a1b2c3d4", severity: "high", state: "open", reason: "r",
+                at_text: "t", opened_text: "o", now_text: "n" };
+const said = () => {
+  const f = Vigil.renderAlert(alert).find("feedback");
+  return [f.textContent, f.className.includes("bad")];
+};
+const out = { sending: said() };
+await page.advance(9000);
+out.at9s = said();
+await page.advance(16000);
+out.at25s = said();
+await page.advance(60000);
+out.at85s = said();
+let left = false;
+Vigil.signOut().then(() => { left = true; });
+await page.advance(11000);
+return { ...out, signOutDone: left, href: page.location.href, signOut: page.text("signout-feedback") };
+"""
+
+
+@needs_node
+def test_an_acknowledgement_never_answered_says_it_failed_and_sending_never_fades(tmp_path: Path) -> None:
+    """ "acknowledge sending…" faded after 20 s as a success does while the request hung (fetch has no
+    timeout): the card then read as if nothing was pending, the alert unacknowledged."""
+    page = run_scenario(tmp_path, UNANSWERED)
+    assert page["sending"] == ["acknowledge sending…", False]
+    assert page["at9s"] == ["acknowledge sending…", False]  # waiting for the answer
+    failed = ["failed: no answer from the server in 10 s, try again", True]
+    assert page["at25s"] == failed and page["at85s"] == failed  # stays, as a failure does
+    assert page["signOutDone"] and page["href"] == "/" and page["signOut"] == "sign-out failed, try again"
+
+
+# the first /api/state answered by a restarting server (503, JSON of its own), then the stream opens
+STATE_REFUSED = r"""
+const [html, script, pathname] = args;
+let stateStatus = 503;
+const patient = { row: { row_id: "abc", label: "p", band: "low", threshold: null, threshold_pct: null,
+  observed_text: "–", alerts: [] }, history: [], log: [] };
+const answer = url => url.startsWith("/api/patients/") ? { body: patient }
+  : url.startsWith("/api/state") ? (stateStatus === 200 ? { body: pages.wardState([]) }
+                                     : { status: stateStatus, body: { detail: "unavailable" } }) : null;
+const page = pages.load({ html, scripts: ["common.js", script], pathname, answer,
+                          clockMs: Date.parse("2026-01-01T09:00:00Z") });
+await page.start();
+const seen = () => ({ user: page.text("user"), csrf: page.eval("Vigil.shared.csrf") ?? "undefined" });
+const refused = seen();
+stateStatus = 200;
+page.sources[0].fire("open");
+await page.settle();
+return { refused, opened: seen(), sources: page.sources.length, href: page.location.href };
+"""
+
+
+@needs_node
+@pytest.mark.parametrize(("html", "script", "pathname"), PAGES, ids=page_ids)
+def test_a_refused_state_sets_nothing_and_the_session_is_read_once_the_stream_opens(
+    tmp_path: Path, html: str, script: str, pathname: str
+) -> None:
+    """A 503 from /api/state was read as the state: the CSRF token became undefined (every acknowledgement
+    refused 403) and the header read "undefined"."""
+    page = run_scenario(tmp_path, STATE_REFUSED, html, script, pathname)
+    assert page["refused"] == {"user": "", "csrf": ""} and page["href"] == pathname
+    assert page["opened"] == {"user": "ann", "csrf": "c"} and page["sources"] == 1

@@ -295,6 +295,51 @@ def test_sign_in_and_out_while_the_session_store_refuses_writes_are_503_with_ret
         assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1 and "vigil_session" not in r.cookies
 
 
+class AwayRedis(ReadOnlyRedis):
+    """A Redis that answers nothing while away (restarting, unreachable): reads refused as writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.away = False
+
+    def get(self, key: str) -> str | None:
+        import redis
+
+        if self.away:
+            raise redis.exceptions.ConnectionError("Error 111 connecting to redis:6379. Connection refused.")
+        return super().get(key)
+
+    def delete(self, key: str) -> None:
+        self.writable = not self.away
+        super().delete(key)
+
+
+def test_a_sign_out_while_the_session_store_is_away_is_503_and_the_session_ends_once_it_is_back(
+    settings, users
+) -> None:
+    """/logout read its session as every page does: the store away read as signed out, answered 401
+    before the sign-out was tried; the page took it for done and went to the sign-in page, and the
+    session was valid again once Redis was back."""
+    from vigil.agents.web.sessions import RedisSessionStore
+
+    store = AwayRedis()
+    app = create_app(settings, WardFeed(settings), users=users, session_secret="test-secret")
+    app.state.auth.sessions = RedisSessionStore(store)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert sign_in(client, "ann").status_code == 303
+        csrf = csrf_of(client)
+        store.away = True
+        r = client.post("/logout", headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1  # the page: "sign-out failed"
+        assert "vigil_session" not in r.headers.get("set-cookie", "")
+        store.away = False
+        assert client.get("/api/state").status_code == 200  # still signed in: the page may try again
+        assert client.post("/logout", headers={"X-CSRF-Token": "wrong"}).status_code == 403
+        assert client.post("/logout", headers={"X-CSRF-Token": csrf}).status_code == 200
+        assert store.data == {} and client.get("/api/state").status_code == 401
+        assert client.post("/logout", headers={"X-CSRF-Token": csrf}).status_code == 401  # already signed out
+
+
 def test_colleagues_behind_one_address_sign_in_together_once_its_back_off_passed(users) -> None:
     """The address' attempt was claimed as failed before argon2 like the account's: past its free
     failures (a ward's NAT, a proxy), each claim set a back-off of up to 15 min that refused every

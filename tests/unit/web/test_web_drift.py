@@ -119,3 +119,46 @@ def test_the_dashboard_forgets_a_ward_an_hour_after_its_last_record(client, feed
     sign_in(client, "ann")
     assert "ICU-F" not in client.get("/api/state").json()["drift"]
     assert 'vigil_drift_drifted{ward="ICU-F"}' not in client.get("/metrics").text
+
+
+def test_a_ward_that_fell_silent_leaves_open_pages_and_metrics_on_a_timer(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Forgotten only when a record came or the board was read: an open page, whose quiet stream only
+    pinged, kept the ward's "drifted" header for good, and /metrics its series until a page loaded (a
+    page loaded meanwhile forgot the ward for itself alone). The feed forgets it on a timer and tells
+    every open page."""
+    import asyncio
+
+    from prometheus_client import REGISTRY
+
+    from vigil.agents.web import feed as feed_module
+    from vigil.agents.web.drift import WardDriftBoard
+    from vigil.agents.web.feed import WardFeed
+    from vigil.infra.settings import Settings
+
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    clock = [now.timestamp()]
+    monkeypatch.setattr(feed_module, "DRIFT_EXPIRE_EVERY_S", 0.05)
+    record = WardDrift.model_validate_json(drift("ICU-QUIET", 2.5)).model_copy(update={"at": now})
+
+    async def run() -> tuple[list[dict], dict, float | None]:
+        feed = WardFeed(Settings())
+        feed.model.drift = WardDriftBoard(stale_after_s=300, clock=lambda: clock[0])
+        feed.start(asyncio.get_running_loop())
+        page = feed.subscribe()
+        feed.ingest(topics.DRIFT, record.model_dump_json().encode())
+        await asyncio.sleep(0.2)  # timers run: the ward is a minute old at most, kept
+        clock[0] += 301  # no worker reports the ward any more
+        loaded = feed.state()["drift"]  # a page loaded now does not show it...
+        series = REGISTRY.get_sample_value("vigil_drift_drifted", {"ward": "ICU-QUIET"})  # the timer drops it
+        await asyncio.sleep(0.2)
+        feed.stop()
+        heard = []
+        while not page.empty():
+            heard.append(page.get_nowait())
+        return heard, loaded, series
+
+    heard, loaded, series = asyncio.run(run())
+    assert loaded == {} and series == 1.0
+    assert [list(m["drift"]) for m in heard if m is not None] == [["ICU-QUIET"], []]  # ...and the open page is told
+    assert REGISTRY.get_sample_value("vigil_drift_drifted", {"ward": "ICU-QUIET"}) is None
+    assert REGISTRY.get_sample_value("vigil_drift_max_psi", {"ward": "ICU-QUIET"}) is None
