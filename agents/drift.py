@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from vigil.agents.app import app, deadletter_topic, drift_topic
+from vigil.agents.fleet import WORKER
 from vigil.agents.runtime import Publisher, current_runtime
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
@@ -220,6 +221,7 @@ class WardDriftTracker:
             top=top,
             reference=self.monitor.reference.source,
             model_version=self.bundle_version,
+            worker=WORKER,
         )
 
     async def publish(self, publisher: Publisher, reports: Sequence[WardDriftReport]) -> None:

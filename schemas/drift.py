@@ -36,3 +36,6 @@ class WardDrift(BaseModel):
     top: list[DriftInput]  # the inputs that moved most
     reference: str  # the training cohort the inputs are compared with
     model_version: str
+    # the worker that judged this share of the ward (host:pid; each worker sees its own partitions'
+    # patients): a reader keeps each worker's newest record, not the ward's (None: an older worker)
+    worker: str | None = None

@@ -29,52 +29,62 @@ class WardDriftBoard:
             stale_after_s = get_settings().drift.stale_after_s
         self.stale_after_s = stale_after_s
         self._clock = clock  # wall-clock seconds, as the records' ``at``
-        self._wards: dict[str, dict[str, Any]] = {}
-        self._at: dict[str, float] = {}  # each ward's newest record's time
+        # each ward's shares: the newest record of each worker judging part of it (its partitions'
+        # patients), with its time; the ward shows its most drifted share
+        self._shares: dict[str, dict[str | None, tuple[float, dict[str, Any], WardDrift]]] = {}
         self._inputs: dict[str, set[tuple[str, str]]] = {}  # the (kind, input) series set per ward
         self._lock = threading.Lock()
 
     def apply(self, record: WardDrift) -> dict[str, Any]:
-        """Keep the record as the ward's state; return the live-feed message."""
+        """Keep the record as its worker's share of the ward; return the live-feed message. Kept as the
+        ward's state, two workers' shares of one ward took turns: "drifted", then not, every restatement."""
         view = record.model_dump(
             mode="json", include={"ward", "at", "patient_hours", "patients", "max_psi", "threshold", "drifted"}
         )
         view["top"] = [t.model_dump(mode="json") for t in record.top]
         with self._lock:
-            self._wards[record.ward] = view
-            self._at[record.ward] = record.at.timestamp()
-        metrics.DRIFT_MAX_PSI.labels(record.ward).set(record.max_psi)
-        metrics.DRIFT_THRESHOLD.labels(record.ward).set(record.threshold)
-        metrics.DRIFT_DRIFTED.labels(record.ward).set(1.0 if record.drifted else 0.0)
-        metrics.DRIFT_PATIENT_HOURS.labels(record.ward).set(record.patient_hours)
-        shown: set[tuple[str, str]] = {(t.kind, t.input) for t in record.top}
-        with self._lock:  # an input out of the ward's top now: its series goes, not its old PSI
-            for kind, name in self._inputs.get(record.ward, set()) - shown:
-                metrics.DRIFT_PSI.remove(record.ward, kind, name)
-            self._inputs[record.ward] = shown
-        for t in record.top:
-            metrics.DRIFT_PSI.labels(record.ward, t.kind, t.input).set(t.psi)
+            shares = self._shares.setdefault(record.ward, {})
+            shares[record.worker] = (record.at.timestamp(), view, record)
+            self._mirror(self._worst(shares)[1])
         self.expire()  # the message goes to every open page: what it leaves out, they forget
         return {"drift": self.snapshot()}
 
+    @staticmethod
+    def _worst(shares: dict[str | None, tuple[float, dict[str, Any], WardDrift]]) -> tuple[dict[str, Any], WardDrift]:
+        """The share the ward shows: drifted before not, then the largest PSI against its cut-off."""
+        _, view, record = max(
+            shares.values(), key=lambda s: (s[2].drifted, s[2].max_psi / s[2].threshold if s[2].threshold else 0.0)
+        )
+        return view, record
+
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        """The wards some worker still reports (a stale one is left out, forgotten by ``expire``)."""
+        """The wards some worker still reports, each as its most drifted share (a stale share is left
+        out, forgotten by ``expire``)."""
         now = self._clock()
         with self._lock:
-            return {ward: dict(view) for ward, view in sorted(self._wards.items()) if not self._stale(ward, now)}
+            out = {}
+            for ward, shares in sorted(self._shares.items()):
+                live = {w: s for w, s in shares.items() if not self._stale(s[0], now)}
+                if live:
+                    out[ward] = dict(self._worst(live)[0])
+            return out
 
-    def _stale(self, ward: str, now: float) -> bool:
-        return now - self._at[ward] > self.stale_after_s
+    def _stale(self, at: float, now: float) -> bool:
+        return now - at > self.stale_after_s
 
     def expire(self) -> list[str]:
-        """Forget the wards whose newest record is older than ``stale_after_s``, and their series;
-        return their names (the feed then sends open pages the board without them). Run on every
-        record and on the feed's timer."""
+        """Forget the shares whose newest record is older than ``stale_after_s``, a ward with none left
+        and its series, and mirror each ward's shown share into the gauges; return the wards forgotten
+        (the feed then sends open pages the board without them). Run on every record and on the feed's
+        timer."""
         now = self._clock()
         with self._lock:
-            stale = [w for w in self._at if self._stale(w, now)]
+            for shares in self._shares.values():
+                for worker in [w for w, s in shares.items() if self._stale(s[0], now)]:
+                    del shares[worker]
+            stale = [w for w, shares in self._shares.items() if not shares]
             for ward in stale:
-                del self._wards[ward], self._at[ward]
+                del self._shares[ward]
                 for kind, name in self._inputs.pop(ward, set()):
                     metrics.DRIFT_PSI.remove(ward, kind, name)
                 for gauge in (
@@ -85,4 +95,19 @@ class WardDriftBoard:
                 ):
                     with contextlib.suppress(KeyError):  # a series never set: prometheus_client raises KeyError
                         gauge.remove(ward)
+            for shares in self._shares.values():
+                self._mirror(self._worst(shares)[1])
         return stale
+
+    def _mirror(self, record: WardDrift) -> None:
+        """The ward's shown share into the dashboard's gauges (called under the lock)."""
+        metrics.DRIFT_MAX_PSI.labels(record.ward).set(record.max_psi)
+        metrics.DRIFT_THRESHOLD.labels(record.ward).set(record.threshold)
+        metrics.DRIFT_DRIFTED.labels(record.ward).set(1.0 if record.drifted else 0.0)
+        metrics.DRIFT_PATIENT_HOURS.labels(record.ward).set(record.patient_hours)
+        shown: set[tuple[str, str]] = {(t.kind, t.input) for t in record.top}
+        for kind, name in self._inputs.get(record.ward, set()) - shown:  # out of the top: its series goes
+            metrics.DRIFT_PSI.remove(record.ward, kind, name)
+        self._inputs[record.ward] = shown
+        for t in record.top:
+            metrics.DRIFT_PSI.labels(record.ward, t.kind, t.input).set(t.psi)

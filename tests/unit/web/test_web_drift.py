@@ -3,7 +3,7 @@ the dashboard's /metrics (vigil_drift_*)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from web_builders import sign_in
 
@@ -162,3 +162,31 @@ def test_a_ward_that_fell_silent_leaves_open_pages_and_metrics_on_a_timer(monkey
     assert [list(m["drift"]) for m in heard if m is not None] == [["ICU-QUIET"], []]  # ...and the open page is told
     assert REGISTRY.get_sample_value("vigil_drift_drifted", {"ward": "ICU-QUIET"}) is None
     assert REGISTRY.get_sample_value("vigil_drift_max_psi", {"ward": "ICU-QUIET"}) is None
+
+
+def test_two_workers_shares_of_one_ward_show_the_drifted_one_not_the_last_said() -> None:
+    """Each worker judges the patients of its own partitions and says its share of the ward again every
+    two minutes: kept as the ward's one state, the shares took turns, "drifted" then not, on the page
+    and in the dashboard's gauge (while the workers' alert, the largest over them, stayed firing)."""
+    from prometheus_client import REGISTRY
+
+    from vigil.agents.web.drift import WardDriftBoard
+
+    now = datetime.now(UTC)
+    board = WardDriftBoard(stale_after_s=300, clock=now.timestamp)
+    base = WardDrift.model_validate_json(drift("ICU-SHARED", 0.1)).model_copy(update={"at": now})
+    drifted = base.model_copy(update={"worker": "w1:1", "max_psi": 2.5, "threshold": 1.7, "drifted": True})
+    calm = base.model_copy(update={"worker": "w2:2", "max_psi": 0.1, "threshold": 1.7, "drifted": False})
+    for _ in range(3):  # restated in turns
+        for record in (drifted, calm):
+            shown = board.apply(record)["drift"]["ICU-SHARED"]
+            assert shown["drifted"] is True and shown["max_psi"] == 2.5
+            assert REGISTRY.get_sample_value("vigil_drift_drifted", {"ward": "ICU-SHARED"}) == 1.0
+    # the drifted worker's share goes stale (its worker scaled away): the calm share is the ward now
+    later = WardDriftBoard(stale_after_s=300, clock=lambda: now.timestamp() + 400)
+    later.apply(drifted)
+    assert (
+        later.apply(calm.model_copy(update={"at": now + timedelta(seconds=390)}))["drift"]["ICU-SHARED"]["drifted"]
+        is False
+    )
+    assert REGISTRY.get_sample_value("vigil_drift_drifted", {"ward": "ICU-SHARED"}) == 0.0
