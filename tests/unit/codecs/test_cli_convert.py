@@ -9,21 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from vigil.cli.convert import register
-
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-@pytest.fixture
-def app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.command()
-    def version() -> None:  # a second command so Typer keeps `convert` as a subcommand
-        """Placeholder."""
-
-    return app
 
 
 def lines(output: str) -> list[dict]:

@@ -120,20 +120,6 @@ def test_the_mllp_listener_decodes_with_the_sites_zone(zone_setting) -> None:  #
     assert abs((datetime.now(UTC) - observed).total_seconds()) < 120
 
 
-@pytest.fixture
-def app() -> typer.Typer:
-    from vigil.cli.convert import register
-
-    app = typer.Typer()
-    register(app)
-
-    @app.command()
-    def version() -> None:  # a second command so Typer keeps `convert` as a subcommand
-        """Placeholder."""
-
-    return app
-
-
 def test_convert_reads_the_setting_and_its_tz_option(app: typer.Typer, tmp_path: Path, zone_setting) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "local.hl7"
     path.write_bytes(oru("202403151425"))
