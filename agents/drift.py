@@ -104,6 +104,10 @@ class WardDriftTracker:
             if problems := reference.problems():
                 raise ValueError("; ".join(problems))
             min_hours, min_patients = reference.gate(settings.min_hours, settings.min_patients)
+            if settings.model_fields_set & {"min_hours", "min_patients"}:
+                # the operator's own gate, below the table's smallest ward maybe (a small ward, a short
+                # demo): honoured, its wards read at the table's edge, so more healthy ones called drifted
+                min_hours, min_patients = settings.min_hours, settings.min_patients
             monitor = DriftMonitor.for_inputs(
                 reference,
                 DYNAMIC_CODES,
@@ -117,7 +121,10 @@ class WardDriftTracker:
             # (`vigil bundle check` fails such a bundle before it is rolled out)
             log.warning("drift.off", reason="unusable training reference", detail=str(exc)[:300])
             return None
-        if (min_hours, min_patients) != (settings.min_hours, settings.min_patients):
+        table = reference.gate(settings.min_hours, settings.min_patients)
+        if min_hours < table[0] or min_patients < table[1]:
+            log.warning("drift.gate_below_table", min_hours=min_hours, min_patients=min_patients)
+        elif (min_hours, min_patients) != (settings.min_hours, settings.min_patients):
             # a reference whose null table starts above the settings' gate (one drawn over 2,000-hour
             # windows only): wards are judged later after a restart, never against a table read too low
             log.info("drift.gate_raised", min_hours=min_hours, min_patients=min_patients)

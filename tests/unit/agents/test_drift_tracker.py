@@ -220,6 +220,10 @@ def test_a_reference_drawn_over_long_windows_only_judges_no_ward_before_it_holds
     (tmp_path / REFERENCE_FILE).write_text(json.dumps(ref))
     legacy = WardDriftTracker.for_bundle(bundle, DriftSettings())  # type: ignore[arg-type]
     assert legacy is not None and legacy.monitor.min_hours == 2000
+    # an operator's own gate (VIGIL_DRIFT__MIN_HOURS: a small ward, a short demo) is honoured, below the
+    # table too (its wards read at the table's edge): raised, the demo's worker showed no drift at all
+    small = WardDriftTracker.for_bundle(bundle, DriftSettings(min_hours=10, min_patients=1))  # type: ignore[arg-type]
+    assert small is not None and (small.monitor.min_hours, small.monitor.min_patients) == (10, 1)
 
 
 def test_a_ward_still_judged_is_said_again_though_unchanged_and_one_below_the_gate_is_not() -> None:
