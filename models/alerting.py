@@ -192,19 +192,19 @@ def _id(*parts: object) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:24]
 
 
-def _alert_id(state: PatientAlertState, hour: int) -> str:
-    """The id of the alert ``state`` opens now at the stay's ``hour`` (``alerts_opened`` already counts
-    it): only what a batch delivered again after a crash finds as it was (saved before it, or its first
-    event) and the hour of its events, never the score: the scoring step publishes before it saves, and
-    the same events grouped otherwise give other scores and observation times (a second page under a
-    new id, the first never resolved, its acknowledgement refused as ``not_active``). The count tells
-    an alert resolved and opened again within one hour's observations from the resolved one; the hour
-    keeps a count that went back (a lifecycle written over by an older copy, Redis' last second lost
-    in a crash) from giving a later alert the id, and the ``open`` transition id, of one paged before
-    (a consumer deduplicating on it would drop the page); the first event (an id no list of patients
-    gives) keeps "#1a2b3c4d" from telling whose alert it is."""
+def _alert_id(state: PatientAlertState) -> str:
+    """The id of the alert ``state`` opens now (``alerts_opened`` already counts it): only what a batch
+    delivered again after a crash finds as it was (saved before it, or its first event), never the
+    score: the scoring step publishes before it saves, and the same events grouped otherwise give
+    other scores, observation times and hours (a second page under a new id, the first never resolved,
+    its acknowledgement refused as ``not_active``; the hour too: events of 02:50 and 03:05 scored
+    together open in hour 3, apart in hour 2). The count tells an alert resolved and opened again
+    within one hour's observations from the resolved one; every writer of a lifecycle writes only
+    over the copy it read (``infra.redis``), so the count does not go back but with Redis' last
+    second lost in a crash (docs/alerts.md); the first event (an id no list of patients gives) keeps
+    "#1a2b3c4d" from telling whose alert it is."""
     salt = () if state.resumed_by is None else (state.resumed_by,)
-    return _id(state.patient_id, state.first_event_id, "alert", state.alerts_opened, hour, *salt)
+    return _id(state.patient_id, state.first_event_id, "alert", state.alerts_opened, *salt)
 
 
 def _alert(
@@ -313,7 +313,7 @@ def _open(state: PatientAlertState, score: RiskScore, level: str, trigger: str, 
     model = combined_model(score)
     state.alerts_opened += 1
     state.active = ActiveAlert(
-        alert_id=_alert_id(state, score.hour),
+        alert_id=_alert_id(state),
         state="open",
         severity=level,
         trigger=trigger,

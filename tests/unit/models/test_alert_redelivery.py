@@ -124,15 +124,22 @@ def test_an_older_snooze_arriving_after_an_acknowledgement_does_not_page_when_it
     assert unapplied_reason(state, answer(opened.alert_id, "resolve", 22)) == SUPERSEDED
 
 
-def test_a_lifecycle_written_over_by_an_older_copy_never_gives_a_later_alert_a_paged_alerts_id() -> None:
-    """The count of alerts went back (an older copy of the lifecycle written over the newer one, or
-    Redis' last second lost in a crash after the offsets were committed): the next alert, hours later,
-    had the id and the ``open`` transition id of the one paged before, and a consumer deduplicating on
-    the transition dropped the page."""
-    state = PatientAlertState()
-    first = score(3, 1).model_copy(update={"event_ids": ["e1"]})
-    assert on_score(state, first, POLICY) == []  # the lifecycle's first score: no alert
-    older = PatientAlertState.from_bytes(state.to_bytes())  # the copy that will come back
-    (paged,) = on_score(state, score(4, 7, "high"), POLICY)
-    (later,) = on_score(older, score(9, 7, "high"), POLICY)  # opened on the copy, 5 h on
-    assert later.alert_id != paged.alert_id and later.transition_id != paged.transition_id
+def test_a_batch_regrouped_across_an_hour_opens_the_same_alert() -> None:
+    """Events of 02:50 and 03:05 scored together open the alert in hour 3; delivered again apart, in
+    hour 2: an id that took the hour paged twice, and the first alert's acknowledgement was refused."""
+
+    def at(hour: int, events: list[str], minute: int) -> RiskScore:
+        return score(hour, 7, "high").model_copy(
+            update={
+                "score_id": score_id("p1", T0 + timedelta(hours=hour), events),
+                "event_ids": events,
+                "observed_at": T0 + timedelta(hours=hour, minutes=minute),
+            }
+        )
+
+    (first,) = on_score(PatientAlertState(), at(3, ["e1", "e2"], 5), POLICY)
+    again = PatientAlertState()
+    replayed = on_score(again, at(2, ["e1"], 50), POLICY) + on_score(again, at(3, ["e2"], 5), POLICY)
+    assert [a.alert_id for a in replayed if a.state == "open"] == [first.alert_id]
+    ack = AlertAck(alert_id=first.alert_id, patient_id="p1", action="acknowledge", by="rn", at=T0 + timedelta(hours=4))
+    assert [a.state for a in on_ack(again, ack)] == ["acknowledged"]
