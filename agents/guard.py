@@ -15,6 +15,7 @@ from vigil.infra.logging import get_logger
 
 log = get_logger(__name__)
 
+
 # Errors of the infrastructure around a batch or a timer: the broker or Redis away. A batch is
 # retried whole (its effects are idempotent), a timer runs again at its next tick.
 class StateMoved(Exception):
@@ -58,25 +59,29 @@ def is_transient(exc: BaseException) -> bool:
 
 def output_refusal(exc: BaseException) -> str | None:
     """What the operator must mend when ``exc`` is the broker refusing Vigil's output (its ACL, a
-    policy) or the worker's producer closed; None for any other error. Not flagged retriable by
+    policy); None for any other error (a producer closed: ``is_stopping``). Not flagged retriable by
     aiokafka, yet no input is at fault: judged as a bad record, the batch was split and every good
     event dead-lettered ``internal`` (and committed) while the worker said it was ready. The batch
     waits instead, blocked, until the broker takes it (as Redis refusing its ACL: ``infra.redis``)."""
-    from aiokafka.errors import (
-        ClusterAuthorizationFailedError,
-        PolicyViolationError,
-        ProducerClosed,
-        TopicAuthorizationFailedError,
-    )
+    from aiokafka.errors import ClusterAuthorizationFailedError, PolicyViolationError, TopicAuthorizationFailedError
 
     exc = sent_error(exc)
     if isinstance(exc, TopicAuthorizationFailedError | ClusterAuthorizationFailedError):
         return "the broker refuses the worker's user: grant it the service role's ACLs (vigil stack acls)"
     if isinstance(exc, PolicyViolationError):
         return "the broker's policy refuses Vigil's records: compare the topic's settings with the cluster's policy"
-    if isinstance(exc, ProducerClosed):
-        return "the worker's producer is closed (the worker is stopping): it resumes from the committed offsets"
     return None
+
+
+def is_stopping(exc: BaseException) -> bool:
+    """Whether ``exc`` says the worker's producer is closed or not started (``ProducerClosed``, Faust's
+    ``NotReady``): the worker is stopping, and no retry will ever send. Judged a refusal or a bad
+    record, the batch waited for good (or split into dead letters that never left): the worker never
+    exited on SIGTERM. Its batch is given up instead, uncommitted: the next owner reads it again."""
+    from aiokafka.errors import ProducerClosed
+    from faust.exceptions import NotReady
+
+    return isinstance(sent_error(exc), ProducerClosed | NotReady)
 
 
 def guard_name(fun: Callable[..., Any]) -> str | None:

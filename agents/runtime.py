@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import faust
 
-from vigil.agents.guard import is_transient, output_refusal, sent_error
+from vigil.agents.guard import is_stopping, is_transient, output_refusal, sent_error
 from vigil.agents.health import AGENTS
 from vigil.agents.progress import PROGRESS
 from vigil.infra import metrics
@@ -194,7 +194,11 @@ def taken_when_done() -> Iterator[None]:
     finally:
         _WHEN_DONE.reset(token)
     for take in pending:
-        take()
+        try:
+            take()
+        except Exception as exc:  # the batch is done: a count that fails must not send it again
+            metrics.TIMER_FAILURES.labels("when_done").inc()
+            log.error("batch.count_failed", error=type(exc).__name__, detail=str(exc)[:200])
 
 
 class Publisher:
@@ -323,6 +327,9 @@ async def _handle_batch(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if is_stopping(exc):  # the producer is closed: nothing will be sent, the batch stays uncommitted
+                log.warning("batch.given_up", agent=what, reason="the worker is stopping")
+                raise asyncio.CancelledError from exc
             if hint := output_refusal(exc):
                 # no input is at fault and none is dead-lettered: the batch waits, not ready, until
                 # the operator mends the broker's side
@@ -376,6 +383,8 @@ async def _dead_letter_until_sent(event: faust.EventT, rejected: Rejected, deadl
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if is_stopping(exc):  # the producer is closed: the letter's batch stays uncommitted
+                raise asyncio.CancelledError from exc
             transient, hint = is_transient(exc), output_refusal(exc)
             if not transient and hint is None and budget != MINIMAL_DEAD_LETTER_BYTES:
                 log.error("deadletter.refused", agent=what, error=type(exc).__name__, retry="without the original")

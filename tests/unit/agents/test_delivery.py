@@ -18,12 +18,12 @@ from aiokafka.errors import (
     ProducerClosed,
     TopicAuthorizationFailedError,
 )
-from faust.exceptions import ProducerSendError
+from faust.exceptions import NotReady, ProducerSendError
 
 from tests.unit.agents.test_run_batch import Ev, FakeTopic, Msg
 from tests.unit.agents.test_transient_errors import wrapped
 from vigil.agents import runtime
-from vigil.agents.guard import is_transient, output_refusal
+from vigil.agents.guard import is_stopping, is_transient, output_refusal
 from vigil.agents.health import AgentHealth
 from vigil.agents.runtime import Publisher, run_batch
 
@@ -187,7 +187,6 @@ def test_a_dead_letter_topic_the_broker_refuses_blocks_without_shrinking_the_let
         TopicAuthorizationFailedError("vigil.scores"),
         ClusterAuthorizationFailedError(),
         PolicyViolationError(),
-        ProducerClosed(),
     ],
 )
 def test_what_only_the_operator_mends_is_a_refusal_wrapped_or_not(error: BaseException) -> None:
@@ -200,3 +199,48 @@ def test_what_only_the_operator_mends_is_a_refusal_wrapped_or_not(error: BaseExc
 )
 def test_a_bad_record_a_bug_or_a_broker_away_is_no_refusal(exc: BaseException) -> None:
     assert output_refusal(exc) is None
+
+
+@pytest.mark.parametrize("error", [ProducerClosed(), NotReady()])
+@pytest.mark.parametrize("to_dead_letters", [False, True])
+def test_a_batch_whose_producer_is_closed_is_given_up_uncommitted(
+    agents: AgentHealth, error: BaseException, to_dead_letters: bool
+) -> None:
+    """The worker is stopping: its producer closed (ProducerClosed) or not started (Faust's NotReady).
+    Judged a refusal, the batch waited for good; judged a bad record, it split into dead letters that
+    never left: either way the worker never exited on SIGTERM. Given up instead (a cancel: the batch is
+    not acked, the next owner reads it from the committed offset), nothing dead-lettered."""
+    assert is_stopping(error) and is_stopping(wrapped(error)) and output_refusal(error) is None
+    out = RefusingTopic(error)
+    dead = RefusingTopic(error) if to_dead_letters else FakeTopic()
+
+    async def handler(batch, publisher: Publisher) -> None:
+        if to_dead_letters:
+            raise ValueError("a bad record, whose dead letter cannot leave either")
+        for e in batch:
+            await publisher.send(out, e.message.key, e.message.value)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(run_batch([Ev(Msg(b"a", 1))], handler, dead, "test.stopping"))  # type: ignore[arg-type]
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    assert dead.sent == []
+
+
+def test_a_count_that_fails_once_the_batch_is_done_does_not_send_it_again(agents: AgentHealth) -> None:
+    """A deferred count (``when_done``) raising after the batch's outputs were delivered and its state
+    written made the finished batch a poison one: its outputs went out again, its events dead-lettered."""
+    out, dead = FakeTopic(), FakeTopic()
+
+    def broken() -> None:
+        raise RuntimeError("a metric's label")
+
+    async def handler(batch, publisher: Publisher) -> None:
+        for e in batch:
+            await publisher.send(out, e.message.key, e.message.value)
+        runtime.when_done(broken)
+
+    asyncio.run(run_batch([Ev(Msg(b"a", 1)), Ev(Msg(b"b", 2))], handler, dead, "test.count"))  # type: ignore[arg-type]
+    assert [v for _, v in out.sent] == [b"a", b"b"] and dead.sent == []
