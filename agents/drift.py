@@ -63,6 +63,10 @@ class WardNames(metrics.BoundedLabels):
 
 WARD_NAMES = WardNames()
 FLUSH_EVERY_S = 5.0  # the trailing edge's timer: a quiet ward's last report is at most this late
+# A ward none of whose hours closed on this worker for this long has no patient here any more (each of
+# its patients closes an hour an hour): its partitions went to another worker in a rebalance, or the
+# ward closed. Its window is no longer the ward's, so it is neither said again nor left in the gauges.
+IDLE_AFTER_S = 2 * 3600.0
 
 
 class WardDriftTracker:
@@ -85,6 +89,7 @@ class WardDriftTracker:
         self._clock = clock
         self._published: dict[str, float] = {}
         self._reported: dict[str, float] = {}
+        self._fed: dict[str, float] = {}  # when each ward's window last took hours (``IDLE_AFTER_S``)
         # wards whose window changed since their last gauges update / published report
         self._unreported: set[str] = set()
         self._unpublished: set[str] = set()
@@ -158,6 +163,8 @@ class WardDriftTracker:
         rows = np.concatenate([o.closed_rows for o in outcomes if o.closed])
         feats = np.stack([h.features for o in outcomes for h in o.closed])
         self.monitor.observe(names, rows, feats, keys)
+        now = self._clock()
+        self._fed.update(dict.fromkeys(names, now))
         self._unreported.update(names)
         self._unpublished.update(names)
         return True
@@ -169,8 +176,16 @@ class WardDriftTracker:
         now = self._clock()
         gauges = [w for w in self._unreported if now - self._reported.get(w, -1e9) >= self.gauges_every_s]
         publish = {w for w in self._unpublished if now - self._published.get(w, -1e9) >= self.publish_every_s}
-        # unchanged, said again now and then: the dashboard keeps a ward only while a worker says it
-        publish |= {w for w, at in self._published.items() if now - at >= self.restate_every_s}
+        # unchanged, said again now and then: the dashboard keeps a ward only while a worker says it,
+        # and a worker says it only while the ward has patients here (a worker whose partitions moved
+        # in a rebalance said its frozen window, "drifted" maybe, every two minutes for good)
+        idle = {w for w, at in self._fed.items() if now - at > IDLE_AFTER_S}
+        publish |= {w for w, at in self._published.items() if now - at >= self.restate_every_s and w not in idle}
+        for ward in idle:
+            del self._fed[ward]
+            self._published.pop(ward, None)
+            if self._reported.pop(ward, None) is not None:
+                self._clear_gauges(ward)  # the workers' alert reads these: no patient here, no figure
         wards = sorted({*gauges, *publish})
         if not wards:
             return []

@@ -33,6 +33,7 @@ class WardDriftBoard:
         # patients), with its time; the ward shows its most drifted share
         self._shares: dict[str, dict[str | None, tuple[float, dict[str, Any], WardDrift]]] = {}
         self._inputs: dict[str, set[tuple[str, str]]] = {}  # the (kind, input) series set per ward
+        self._sent: dict[str, dict[str, Any]] = {}  # what the live feed last told open pages
         self._lock = threading.Lock()
 
     def apply(self, record: WardDrift) -> dict[str, Any]:
@@ -47,7 +48,18 @@ class WardDriftBoard:
             shares[record.worker] = (record.at.timestamp(), view, record)
             self._mirror(self._worst(shares)[1])
         self.expire()  # the message goes to every open page: what it leaves out, they forget
-        return {"drift": self.snapshot()}
+        self._sent = self.snapshot()
+        return {"drift": self._sent}
+
+    def unsent(self) -> dict[str, dict[str, Any]] | None:
+        """The board as pages should show it, when that differs from what the live feed last told them
+        (a ward forgotten, or a worker's share gone stale while another's stays: the ward's shown
+        share changed though the ward is not gone); None when it does not."""
+        now = self.snapshot()
+        if now == self._sent:
+            return None
+        self._sent = now
+        return now
 
     @staticmethod
     def _worst(shares: dict[str | None, tuple[float, dict[str, Any], WardDrift]]) -> tuple[dict[str, Any], WardDrift]:

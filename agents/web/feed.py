@@ -72,11 +72,14 @@ class WardFeed:
     def expire_drift(self) -> list[str]:
         """Forget the wards no worker reports any more (``WardDriftBoard.expire``), their /metrics
         series with them, and send open pages the wards' drift without them: run only on a record or
-        a read, a ward that fell silent kept its "drifted" header on every open page for good."""
+        a read, a ward that fell silent kept its "drifted" header on every open page for good. Sent
+        whenever what the pages show changed: a worker's share that went stale while another's stays
+        changes the ward's shown share though the ward is not gone."""
         with self._lock:  # ordered with the records' changes, as they are
             gone = self.model.drift.expire()
-            if gone and self.caught_up:
-                self._deliver({"drift": self.model.drift.snapshot()}, tuple(self._clients))
+            changed = self.model.drift.unsent()
+            if changed is not None and self.caught_up:
+                self._deliver({"drift": changed}, tuple(self._clients))
         return gone
 
     def _end_streams(self) -> None:

@@ -245,3 +245,26 @@ def test_a_ward_still_judged_is_said_again_though_unchanged_and_one_below_the_ga
     now[0] += 121.0
     assert [r.ward for r in tracker.due()] == ["icu-a"]  # and icu-b is not asked about again
     assert monitor.report_calls[-1] == ["icu-a"]
+
+
+def test_a_ward_whose_patients_left_this_worker_is_neither_said_again_nor_left_in_the_gauges() -> None:
+    """A rebalance moved the ward's partitions to another worker: this one kept its frozen window and
+    said it, "drifted" maybe, every two minutes for good (the dashboard showed the most drifted share:
+    the frozen one), and its gauges, which the workers' alert reads, stood as they were."""
+    from prometheus_client import REGISTRY
+
+    from vigil.agents.drift import IDLE_AFTER_S
+
+    now = [100.0]
+    monitor = FakeMonitor()
+    tracker = WardDriftTracker(monitor, "t", 30, 1.0, lambda: now[0], restate_every_s=120)  # type: ignore[arg-type]
+    assert [r.ward for r in tracker.observe(["p1"], ["icu-moved"], [_outcome(1)])] == ["icu-moved"]
+    assert REGISTRY.get_sample_value("vigil_drift_max_psi", {"ward": "icu-moved"}) is not None
+    now[0] += 3600.0
+    assert [r.ward for r in tracker.due()] == ["icu-moved"]  # an hour without hours: said again
+    now[0] += IDLE_AFTER_S
+    assert tracker.due() == []  # no hour closed here for two hours: its patients are elsewhere
+    assert REGISTRY.get_sample_value("vigil_drift_max_psi", {"ward": "icu-moved"}) is None
+    now[0] += 600.0
+    assert tracker.due() == []
+    assert [r.ward for r in tracker.observe(["p2"], ["icu-moved"], [_outcome(1)])] == ["icu-moved"]  # back

@@ -190,3 +190,41 @@ def test_two_workers_shares_of_one_ward_show_the_drifted_one_not_the_last_said()
         is False
     )
     assert REGISTRY.get_sample_value("vigil_drift_drifted", {"ward": "ICU-SHARED"}) == 0.0
+
+
+def test_a_share_gone_stale_while_another_stays_is_told_to_open_pages() -> None:
+    """The drifted worker's share went stale (its worker scaled away) while a calm share of the ward
+    stayed: the ward was not gone, so open pages were not told, and showed "drifted" until the calm
+    worker's next restatement."""
+    import asyncio
+
+    from vigil.agents.web.drift import WardDriftBoard
+    from vigil.agents.web.feed import WardFeed
+    from vigil.infra.settings import Settings
+
+    now = datetime.now(UTC)
+    clock = [now.timestamp()]
+    base = WardDrift.model_validate_json(drift("ICU-HALF", 0.1)).model_copy(update={"at": now})
+    drifted = base.model_copy(update={"worker": "w1:1", "max_psi": 2.5, "drifted": True})
+    calm = base.model_copy(update={"worker": "w2:2", "at": now + timedelta(seconds=200)})
+
+    async def run() -> tuple[list[dict], list[dict]]:
+        feed = WardFeed(Settings())
+        feed.model.drift = WardDriftBoard(stale_after_s=300, clock=lambda: clock[0])
+        feed.start(asyncio.get_running_loop())
+        for record in (drifted, calm):
+            feed.ingest(topics.DRIFT, record.model_dump_json().encode())
+        page = feed.subscribe()
+        clock[0] += 350  # w1's share is stale, w2's is not
+        assert feed.expire_drift() == []  # the ward stays
+        await asyncio.sleep(0.05)
+        first = [page.get_nowait() for _ in range(page.qsize())]
+        assert feed.expire_drift() == []
+        await asyncio.sleep(0.05)
+        second = [page.get_nowait() for _ in range(page.qsize())]
+        feed.stop()
+        return first, second
+
+    first, second = asyncio.run(run())
+    assert [m["drift"]["ICU-HALF"]["drifted"] for m in first] == [False]
+    assert second == []  # told once
