@@ -104,17 +104,22 @@ def discharged(stay: Stay) -> bool:
     return not stay.septic
 
 
-def stay_start(now: datetime, stay: Stay) -> datetime:
-    """The start of the stay's hour 0, such that the stay ends now: its last row half an hour before
-    ``now`` (an hour's start: the worker's hours are the wall clock's, ``models.window``), its discharge
-    at ``now``. Every stay began with the longest before: the others ended days before the replay did,
-    and their cards read stale (nothing observed for 2 h) with 'Latest (…)' alerts, 29 of 30."""
-    return now - timedelta(hours=len(stay.matrix))
+LEAVE_EVERY_H = 4  # the stays that leave do so this many hours apart, the last one at the replay's end
+
+
+def stay_start(now: datetime, stay: Stay, ends_before_h: int = 0) -> datetime:
+    """The start of the stay's hour 0, such that the stay ends ``ends_before_h`` hours before now: its
+    last row half an hour before that hour (an hour's start: the worker's hours are the wall clock's,
+    ``models.window``), its discharge on it. The stays on view end now; the ones that leave are spread
+    over the replay's last hours (``LEAVE_EVERY_H``), so the ward sees patients go while it watches.
+    Every stay began with the longest before: the others ended days before the replay did, and their
+    cards read stale (nothing observed for 2 h) with 'Latest (…)' alerts, 29 of 30; ended all at once,
+    every discharge came in the replay's last instant."""
+    return now - timedelta(hours=len(stay.matrix) + ends_before_h)
 
 
 def plan_demo(stays: list[Stay], bad: int) -> DemoPlan:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    longest = max(len(s.matrix) for s in stays)
     timed: list[tuple[datetime, int, bytes, bytes]] = []
     ids: set[str] = set()
     run = now.strftime("%m%d%H") + secrets.token_hex(2)  # each demo run admits new patients
@@ -125,9 +130,12 @@ def plan_demo(stays: list[Stay], bad: int) -> DemoPlan:
     # one septic patient is discharged in error halfway through the stay; the monitors send on and
     # ADT^A13 cancels it two hours later: the stay resumes with its history (models.stays.resume)
     in_error = next((s.patient_id for s in stays if s.septic and len(s.matrix) >= 12), None)
+    ends_before_h = {pid: LEAVE_EVERY_H * (len(leaves) - 1 - j) for j, pid in enumerate(leaves)}
+    starts = {s.patient_id: stay_start(now, s, ends_before_h.get(s.patient_id, 0)) for s in stays}
+    first = min(starts.values())
     for i, stay in enumerate(stays):
-        base = stay_start(now, stay)
-        replay_hour = longest - len(stay.matrix)  # the replay's hour of the stay's hour 0: the longest's is 0
+        base = starts[stay.patient_id]
+        replay_hour = int((base - first).total_seconds() // 3600)  # the replay's hour of the stay's hour 0
         admitted = Stay(f"{stay.patient_id}-{run}", stay.matrix, stay.static, stay.labels)
         events = list(stay_events(admitted, base, ward=WARDS[i % len(WARDS)]))
         if stay.patient_id in leaving:

@@ -54,7 +54,7 @@ def test_every_stay_ends_now_and_the_ward_is_sent_in_time_order() -> None:
         observed = [at for code, at in times[name] if code == "HR"]
         assert observed[-1] == now - timedelta(minutes=30), name
         assert datetime.now(UTC) - observed[-1] < STALE_AFTER, name  # not stale once sent
-    assert times["short"][-1] == ("discharge", now)  # an hour after its last row, not in the future
+    assert times["short"][-1] == ("discharge", now)  # half an hour after its last row, not in the future
     sent = [at for rows in times.values() for _, at in rows]
     assert all(at <= datetime.now(UTC) for at in sent)
     in_order = [datetime.fromisoformat(json.loads(v)["observed_at"]) for _, _, v in plan.messages]
@@ -130,3 +130,20 @@ def test_a_stopped_progress_table_ends_its_line_too() -> None:
     with pytest.raises(KeyboardInterrupt), live_progress(console, Table("sent"), transient=False):
         raise KeyboardInterrupt
     assert out.getvalue().endswith("\n")
+
+
+def test_the_stays_that_leave_do_so_hours_apart_while_the_ward_watches() -> None:
+    """Ended all at once, every discharge and transfer came in the replay's last instant (10 of 15,111
+    messages), after a short --duration none at all."""
+    from vigil.cli.demo import LEAVE_EVERY_H
+
+    stays = [stay("long", 60, True)] + [stay(f"calm{i}", 20, False) for i in range(6)]
+    before = datetime.now(UTC)
+    plan = plan_demo(stays, bad=0)
+    now = before.replace(minute=0, second=0, microsecond=0)
+    times = times_of(plan)
+    left = sorted(rows[-1][1] for rows in times.values() if rows[-1][0] in ("discharge", "transfer_out"))
+    assert len(left) == 3
+    assert left == [now - timedelta(hours=LEAVE_EVERY_H * k) for k in (2, 1, 0)]
+    hours = [hour for hour, _, _ in plan.messages]
+    assert hours == sorted(hours) and hours[0] == 0
