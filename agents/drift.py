@@ -33,6 +33,7 @@ from vigil.models.bundle import SteppingBundle
 from vigil.models.drift import REFERENCE_FILE, DriftMonitor, DriftReference, WardDriftReport
 from vigil.models.stay_features import TREE_FEATURES
 from vigil.models.stream_step import HourScore, StepOutcome
+from vigil.schemas import topics
 from vigil.schemas.codes import DYNAMIC_CODES
 from vigil.schemas.drift import DriftInput, WardDrift
 
@@ -63,10 +64,6 @@ class WardNames(metrics.BoundedLabels):
 
 WARD_NAMES = WardNames()
 FLUSH_EVERY_S = 5.0  # the trailing edge's timer: a quiet ward's last report is at most this late
-# A ward none of whose hours closed on this worker for this long has no patient here any more (each of
-# its patients closes an hour an hour): its partitions went to another worker in a rebalance, or the
-# ward closed. Its window is no longer the ward's, so it is neither said again nor left in the gauges.
-IDLE_AFTER_S = 2 * 3600.0
 
 
 class WardDriftTracker:
@@ -89,7 +86,7 @@ class WardDriftTracker:
         self._clock = clock
         self._published: dict[str, float] = {}
         self._reported: dict[str, float] = {}
-        self._fed: dict[str, float] = {}  # when each ward's window last took hours (``IDLE_AFTER_S``)
+        self._partitions: dict[str, set[int]] = {}  # the partitions each ward's hours came from here
         # wards whose window changed since their last gauges update / published report
         self._unreported: set[str] = set()
         self._unpublished: set[str] = set()
@@ -109,10 +106,13 @@ class WardDriftTracker:
             if problems := reference.problems():
                 raise ValueError("; ".join(problems))
             min_hours, min_patients = reference.gate(settings.min_hours, settings.min_patients)
-            if settings.model_fields_set & {"min_hours", "min_patients"}:
-                # the operator's own gate, below the table's smallest ward maybe (a small ward, a short
-                # demo): honoured, its wards read at the table's edge, so more healthy ones called drifted
-                min_hours, min_patients = settings.min_hours, settings.min_patients
+            # the operator's own gate, field by field, below the table's smallest ward maybe (a small
+            # ward, a short demo): honoured, its wards read at the table's edge (more healthy ones
+            # called drifted); a field left alone is raised to the table
+            if "min_hours" in settings.model_fields_set:
+                min_hours = settings.min_hours
+            if "min_patients" in settings.model_fields_set:
+                min_patients = settings.min_patients
             monitor = DriftMonitor.for_inputs(
                 reference,
                 DYNAMIC_CODES,
@@ -150,7 +150,13 @@ class WardDriftTracker:
         """Feed the closed hours of a batch (one patient and ward per outcome); then ``due``."""
         return self.due() if self.feed(patients, wards, outcomes) else []
 
-    def feed(self, patients: Sequence[str], wards: Sequence[str | None], outcomes: Sequence[StepOutcome]) -> bool:
+    def feed(
+        self,
+        patients: Sequence[str],
+        wards: Sequence[str | None],
+        outcomes: Sequence[StepOutcome],
+        partitions: Sequence[int] | None = None,
+    ) -> bool:
         """The closed hours of a batch into their wards' windows, reported by the next ``due`` (the
         next batch's, or the timer's, ``flush_drift``); whether there were any. The scoring step feeds
         them once its batch is done (``agents.runtime.when_done``): a batch handled again after a
@@ -163,29 +169,27 @@ class WardDriftTracker:
         rows = np.concatenate([o.closed_rows for o in outcomes if o.closed])
         feats = np.stack([h.features for o in outcomes for h in o.closed])
         self.monitor.observe(names, rows, feats, keys)
-        now = self._clock()
-        self._fed.update(dict.fromkeys(names, now))
+        if partitions is not None:  # each outcome's patient's partition of the events topic
+            for ward, partition, o in zip(wards, partitions, outcomes, strict=True):
+                if o.closed:
+                    self._partitions.setdefault(self.ward_names(ward), set()).add(partition)
         self._unreported.update(names)
         self._unpublished.update(names)
         return True
 
-    def due(self) -> list[WardDriftReport]:
+    def due(self, owned: set[int] | None = None) -> list[WardDriftReport]:
         """Update the gauges of the wards changed since their last update ``gauges_every_s`` ago or
         more, and return the reports due for publishing: the wards changed since their last report
-        ``publish_every_s`` ago or more (a ward unchanged since is not reported again)."""
+        ``publish_every_s`` ago or more (a ward unchanged since is not reported again). ``owned``: the
+        partitions of the events topic this worker holds now; a ward none of whose hours came from one
+        of them has no patient here any more (a rebalance moved them, ``forget``)."""
         now = self._clock()
         gauges = [w for w in self._unreported if now - self._reported.get(w, -1e9) >= self.gauges_every_s]
         publish = {w for w in self._unpublished if now - self._published.get(w, -1e9) >= self.publish_every_s}
-        # unchanged, said again now and then: the dashboard keeps a ward only while a worker says it,
-        # and a worker says it only while the ward has patients here (a worker whose partitions moved
-        # in a rebalance said its frozen window, "drifted" maybe, every two minutes for good)
-        idle = {w for w, at in self._fed.items() if now - at > IDLE_AFTER_S}
-        publish |= {w for w, at in self._published.items() if now - at >= self.restate_every_s and w not in idle}
-        for ward in idle:
-            del self._fed[ward]
-            self._published.pop(ward, None)
-            if self._reported.pop(ward, None) is not None:
-                self._clear_gauges(ward)  # the workers' alert reads these: no patient here, no figure
+        if owned is not None:
+            self.forget([w for w, came in self._partitions.items() if not came & owned])
+        # unchanged, said again now and then: the dashboard keeps a ward only while a worker says it
+        publish |= {w for w, at in self._published.items() if now - at >= self.restate_every_s}
         wards = sorted({*gauges, *publish})
         if not wards:
             return []
@@ -207,6 +211,20 @@ class WardDriftTracker:
             self._published[r.ward] = now
             self._unpublished.discard(r.ward)
         return due
+
+    def forget(self, wards: Sequence[str]) -> None:
+        """Wards whose patients left this worker (their partitions went to another in a rebalance): their
+        window, its gauges (the workers' alert reads them) and their restatement go. Kept, the frozen
+        window, "drifted" maybe, was said every two minutes for good, and the dashboard, showing a ward's
+        most drifted share, showed it; a window kept for the ward's return mixed its old hours in."""
+        for ward in wards:
+            self._partitions.pop(ward, None)
+            self.monitor.wards.pop(ward, None)
+            self._published.pop(ward, None)
+            self._unreported.discard(ward)
+            self._unpublished.discard(ward)
+            if self._reported.pop(ward, None) is not None:
+                self._clear_gauges(ward)
 
     def _clear_gauges(self, ward: str) -> None:
         """Every series ``_set_gauges`` sets for ``ward``: the reference's inputs, by kind."""
@@ -280,6 +298,17 @@ async def flush_drift() -> None:
     await publish_due_drift()
 
 
+def owned_partitions() -> set[int] | None:
+    """The partitions of the events topic this worker holds now; None when it holds none or cannot
+    say (a consumer not started; a rebalance between its revoke and its assign, when every ward's
+    window would go, to be filled again over hours, though most come back to the same worker)."""
+    try:
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.EVENTS_RAW}
+    except Exception:  # noqa: BLE001 - a consumer not started yet: judge nothing idle
+        return None
+    return owned or None
+
+
 async def publish_due_drift() -> None:
     """The trailing edge of the throttle: wards whose window changed after their last report, once
     their interval has passed, without waiting for another batch (the ward may have gone quiet)."""
@@ -287,7 +316,7 @@ async def publish_due_drift() -> None:
     tracker = rt.drift if rt is not None else None
     if tracker is None:
         return
-    reports = tracker.due()
+    reports = tracker.due(owned_partitions())
     if reports:
         publisher = Publisher(deadletter_topic)
         await tracker.publish(publisher, reports)

@@ -74,14 +74,18 @@ def output_refusal(exc: BaseException) -> str | None:
 
 
 def is_stopping(exc: BaseException) -> bool:
-    """Whether ``exc`` says the worker's producer is closed or not started (``ProducerClosed``, Faust's
-    ``NotReady``): the worker is stopping, and no retry will ever send. Judged a refusal or a bad
-    record, the batch waited for good (or split into dead letters that never left): the worker never
-    exited on SIGTERM. Its batch is given up instead, uncommitted: the next owner reads it again."""
+    """Whether ``exc`` says the worker's producer is closed (aiokafka's ``ProducerClosed``, or Faust's
+    producer ``NotReady``, "Producer service not yet started", as a stopped producer raises it): the
+    worker is stopping, and no retry will ever send. Judged a refusal or a bad record, the batch waited
+    for good (or split into dead letters that never left): the worker never exited on SIGTERM. Its
+    batch is given up instead. Faust stops the agents, then the consumer (its last commit), then the
+    producer: a closed producer means the consumer has made its last commit, so the batch given up,
+    though the agent's ``take_events`` acks it, is not committed, and the next owner reads it again."""
     from aiokafka.errors import ProducerClosed
     from faust.exceptions import NotReady
 
-    return isinstance(sent_error(exc), ProducerClosed | NotReady)
+    exc = sent_error(exc)
+    return isinstance(exc, ProducerClosed) or (type(exc) is NotReady and "Producer" in str(exc))
 
 
 def guard_name(fun: Callable[..., Any]) -> str | None:

@@ -18,7 +18,7 @@ import faust
 
 from vigil.agents.alert_out import publish_alerts
 from vigil.agents.app import scores_topic, settings, stays_topic
-from vigil.agents.drift import WARD_NAMES, first_closed
+from vigil.agents.drift import WARD_NAMES, first_closed, owned_partitions
 from vigil.agents.runtime import Publisher, runtime, when_done
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger, patient_hash
@@ -224,8 +224,9 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         # each patient-hour once, as vigil_closed_hours_* above: a stay finalized anew is in its ward's
         # window; fed once the batch is done, reported by the next batch or the timer (agents.drift)
         once = [first_closed(o, firsts[p]) for p, o in outcomes.items()]
-        when_done(partial(rt.drift.feed, list(outcomes), [updates[p].ward for p in outcomes], once))
-        await rt.drift.publish(publisher, rt.drift.due())
+        wards, parts = [updates[p].ward for p in outcomes], [partitions[p] for p in outcomes]
+        when_done(partial(rt.drift.feed, list(outcomes), wards, once, parts))
+        await rt.drift.publish(publisher, rt.drift.due(owned_partitions()))
     t_build = time.perf_counter()
     await publisher.flush()
     t1 = time.perf_counter()

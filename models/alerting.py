@@ -199,10 +199,10 @@ def _alert_id(state: PatientAlertState) -> str:
     other scores, observation times and hours (a second page under a new id, the first never resolved,
     its acknowledgement refused as ``not_active``; the hour too: events of 02:50 and 03:05 scored
     together open in hour 3, apart in hour 2). The count tells an alert resolved and opened again
-    within one hour's observations from the resolved one; every writer of a lifecycle writes only
-    over the copy it read (``infra.redis``), so the count does not go back but with Redis' last
-    second lost in a crash (docs/alerts.md); the first event (an id no list of patients gives) keeps
-    "#1a2b3c4d" from telling whose alert it is."""
+    within one hour's observations from the resolved one; only the scoring step raises it, and its
+    write stands only where the window is as it read it (``infra.redis``), so the count does not go
+    back but with Redis' last second lost in a crash (docs/alerts.md); the first event (an id no list
+    of patients gives) keeps "#1a2b3c4d" from telling whose alert it is."""
     salt = () if state.resumed_by is None else (state.resumed_by,)
     return _id(state.patient_id, state.first_event_id, "alert", state.alerts_opened, *salt)
 

@@ -201,16 +201,18 @@ def test_a_bad_record_a_bug_or_a_broker_away_is_no_refusal(exc: BaseException) -
     assert output_refusal(exc) is None
 
 
-@pytest.mark.parametrize("error", [ProducerClosed(), NotReady()])
+@pytest.mark.parametrize("error", [ProducerClosed(), NotReady("Producer service not yet started")])
 @pytest.mark.parametrize("to_dead_letters", [False, True])
 def test_a_batch_whose_producer_is_closed_is_given_up_uncommitted(
     agents: AgentHealth, error: BaseException, to_dead_letters: bool
 ) -> None:
     """The worker is stopping: its producer closed (ProducerClosed) or not started (Faust's NotReady).
     Judged a refusal, the batch waited for good; judged a bad record, it split into dead letters that
-    never left: either way the worker never exited on SIGTERM. Given up instead (a cancel: the batch is
-    not acked, the next owner reads it from the committed offset), nothing dead-lettered."""
+    never left: either way the worker never exited on SIGTERM. Given up instead (a cancel), nothing
+    dead-lettered: the consumer, stopped before the producer, made its last commit before this batch,
+    which the next owner reads again."""
     assert is_stopping(error) and is_stopping(wrapped(error)) and output_refusal(error) is None
+    assert not is_stopping(NotReady("Not connected to Kafka Broker"))  # not the producer's
     out = RefusingTopic(error)
     dead = RefusingTopic(error) if to_dead_letters else FakeTopic()
 

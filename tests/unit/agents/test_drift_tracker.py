@@ -224,6 +224,11 @@ def test_a_reference_drawn_over_long_windows_only_judges_no_ward_before_it_holds
     # table too (its wards read at the table's edge): raised, the demo's worker showed no drift at all
     small = WardDriftTracker.for_bundle(bundle, DriftSettings(min_hours=10, min_patients=1))  # type: ignore[arg-type]
     assert small is not None and (small.monitor.min_hours, small.monitor.min_patients) == (10, 1)
+    # field by field: a stricter hours gate leaves the patients' gate raised to the table's smallest ward
+    ref["null_max_psi"] = {"patients": [40, 80], "q99": [0.91, 0.6], "window_hours": 2000}
+    (tmp_path / REFERENCE_FILE).write_text(json.dumps(ref))
+    stricter = WardDriftTracker.for_bundle(bundle, DriftSettings(min_hours=3000))  # type: ignore[arg-type]
+    assert stricter is not None and (stricter.monitor.min_hours, stricter.monitor.min_patients) == (3000, 40)
 
 
 def test_a_ward_still_judged_is_said_again_though_unchanged_and_one_below_the_gate_is_not() -> None:
@@ -247,24 +252,28 @@ def test_a_ward_still_judged_is_said_again_though_unchanged_and_one_below_the_ga
     assert monitor.report_calls[-1] == ["icu-a"]
 
 
-def test_a_ward_whose_patients_left_this_worker_is_neither_said_again_nor_left_in_the_gauges() -> None:
+def test_a_ward_whose_patients_left_this_worker_is_forgotten() -> None:
     """A rebalance moved the ward's partitions to another worker: this one kept its frozen window and
     said it, "drifted" maybe, every two minutes for good (the dashboard showed the most drifted share:
-    the frozen one), and its gauges, which the workers' alert reads, stood as they were."""
+    the frozen one), and its gauges, which the workers' alert reads, stood as they were. A ward charted
+    in rounds every 4 h closes no hour for hours, and is still the worker's: judged by the partitions
+    its hours came from, not by time."""
     from prometheus_client import REGISTRY
-
-    from vigil.agents.drift import IDLE_AFTER_S
 
     now = [100.0]
     monitor = FakeMonitor()
+    monitor.wards = {}
     tracker = WardDriftTracker(monitor, "t", 30, 1.0, lambda: now[0], restate_every_s=120)  # type: ignore[arg-type]
-    assert [r.ward for r in tracker.observe(["p1"], ["icu-moved"], [_outcome(1)])] == ["icu-moved"]
+    tracker.feed(["p1", "p2"], ["icu-moved", "icu-kept"], [_outcome(1), _outcome(1)], [3, 5])
+    assert [r.ward for r in tracker.due({3, 5})] == ["icu-kept", "icu-moved"]
     assert REGISTRY.get_sample_value("vigil_drift_max_psi", {"ward": "icu-moved"}) is not None
-    now[0] += 3600.0
-    assert [r.ward for r in tracker.due()] == ["icu-moved"]  # an hour without hours: said again
-    now[0] += IDLE_AFTER_S
-    assert tracker.due() == []  # no hour closed here for two hours: its patients are elsewhere
+    now[0] += 6 * 3600.0  # a round every 4 h: no hour closed here for hours, the partitions still held
+    assert [r.ward for r in tracker.due({3, 5})] == ["icu-kept", "icu-moved"]
+    assert [r.ward for r in tracker.due(None)] == []  # holding none, or not known: nothing forgotten
+    now[0] += 121.0
+    assert [r.ward for r in tracker.due({5})] == ["icu-kept"]  # partition 3 went to another worker
     assert REGISTRY.get_sample_value("vigil_drift_max_psi", {"ward": "icu-moved"}) is None
-    now[0] += 600.0
-    assert tracker.due() == []
-    assert [r.ward for r in tracker.observe(["p2"], ["icu-moved"], [_outcome(1)])] == ["icu-moved"]  # back
+    now[0] += 121.0
+    assert [r.ward for r in tracker.due({5})] == ["icu-kept"]
+    tracker.feed(["p3"], ["icu-moved"], [_outcome(1)], [5])  # a patient of the ward on a partition held here
+    assert [r.ward for r in tracker.due({5})] == ["icu-moved"]
