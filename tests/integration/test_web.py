@@ -302,11 +302,14 @@ def test_alerts_tail_and_ack_commands(stack, shared_worker, producer, stack_envi
         assert r.exit_code == 0, r.output
         lines = [json.loads(line) for line in r.output.strip().splitlines()]
         assert lines[-1]["summary"] is True
-        seen[:] = [x for x in lines[:-1] if x["patient_id"] == pid]
+        # the patient by its keyed hash, never by id or visit number (a terminal's lines are piped on)
+        seen[:] = [x for x in lines[:-1] if x["patient_label"] == patient_label(pid)]
         return bool(seen)
 
+    from vigil.cli.alert_feed import patient_label
+
     assert wait_for(tail_has_mine, timeout=90, interval=1)
-    assert seen[0]["ward"] == "CLI-1" and seen[0]["patient_label"].startswith("pt:")
+    assert seen[0]["ward"] == "CLI-1" and "patient_id" not in seen[0] and "encounter" not in seen[0]
     r = runner.invoke(
         app,
         [
