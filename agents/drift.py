@@ -230,14 +230,7 @@ class WardDriftTracker:
         """Every series ``_set_gauges`` sets for ``ward``: the reference's inputs, by kind."""
         reference = self.monitor.reference
         inputs = [("measured", v) for v in reference.variables] + [("value", f.name) for f in reference.features]
-        for gauge in (
-            metrics.DRIFT_MAX_PSI,
-            metrics.DRIFT_DRIFTED,
-            metrics.DRIFT_PATIENT_HOURS,
-            metrics.DRIFT_THRESHOLD,
-        ):
-            with contextlib.suppress(KeyError):  # a series never set: prometheus_client raises KeyError
-                gauge.remove(ward)
+        metrics.drop_ward_drift(ward)
         for kind, name in inputs:
             with contextlib.suppress(KeyError):
                 metrics.DRIFT_PSI.remove(ward, kind, name)

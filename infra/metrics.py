@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -244,3 +245,11 @@ def registry_outside_worker(prefix: str = "") -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_OutsideWorker(prefix))  # type: ignore[arg-type]
     return registry
+
+
+def drop_ward_drift(ward: str) -> None:
+    """Every ward-level drift series of ``ward`` (not the per-input ``DRIFT_PSI``, whose inputs the
+    caller knows): a ward forgotten, its figures must not stand."""
+    for gauge in (DRIFT_MAX_PSI, DRIFT_THRESHOLD, DRIFT_DRIFTED, DRIFT_PATIENT_HOURS):
+        with contextlib.suppress(KeyError):  # a series never set: prometheus_client raises KeyError
+            gauge.remove(ward)

@@ -11,7 +11,6 @@ it on, and a read of the board only leaves the ward out of what it returns, neve
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -99,14 +98,7 @@ class WardDriftBoard:
                 del self._shares[ward]
                 for kind, name in self._inputs.pop(ward, set()):
                     metrics.DRIFT_PSI.remove(ward, kind, name)
-                for gauge in (
-                    metrics.DRIFT_MAX_PSI,
-                    metrics.DRIFT_THRESHOLD,
-                    metrics.DRIFT_DRIFTED,
-                    metrics.DRIFT_PATIENT_HOURS,
-                ):
-                    with contextlib.suppress(KeyError):  # a series never set: prometheus_client raises KeyError
-                        gauge.remove(ward)
+                metrics.drop_ward_drift(ward)
             for shares in self._shares.values():
                 self._mirror(self._worst(shares)[1])
         return stale

@@ -265,10 +265,7 @@ def _decode_patient_group(
             encounter=encounter,
             sender_tz=sender_tz,
         )
-        if isinstance(outcome, PatientEvent):
-            result.events.append(outcome)
-        else:
-            result.rejected.append(outcome)
+        result.add(outcome)
 
 
 def _message_key(msh: Any, control_id: str, text: str) -> str:
@@ -360,10 +357,7 @@ def _decode_adt(
         ward=ward,
         where=where,
     )
-    if isinstance(outcome, PatientEvent):
-        result.events.append(outcome)
-    else:
-        result.rejected.append(outcome)
+    result.add(outcome)
 
 
 def _merge_refusal(message: Any, trigger: str, where: str) -> Rejected:

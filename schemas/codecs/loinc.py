@@ -404,6 +404,13 @@ class DecodeResult:
     encounters: dict[EncounterKey, tuple[Place, ...]] = field(default_factory=dict)
     unplaced: int = 0
 
+    def add(self, outcome: PatientEvent | Rejected) -> None:
+        """One decoded value: an event, or the reason it was refused."""
+        if isinstance(outcome, PatientEvent):
+            self.events.append(outcome)
+        else:
+            self.rejected.append(outcome)
+
     def extend(self, other: DecodeResult) -> None:
         self.events.extend(other.events)
         self.rejected.extend(other.rejected)
