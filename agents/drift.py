@@ -64,6 +64,10 @@ class WardNames(metrics.BoundedLabels):
 
 WARD_NAMES = WardNames()
 FLUSH_EVERY_S = 5.0  # the trailing edge's timer: a quiet ward's last report is at most this late
+# A ward none of whose hours closed here for a day is closed, renamed or emptied (a ward charted in
+# rounds closes hours every few hours): forgotten as one whose partitions left (``forget``). Kept, its
+# window, counted in hours, never fell below the gate, and was said again, "drifted" maybe, for good.
+IDLE_AFTER_S = 24 * 3600.0
 
 
 class WardDriftTracker:
@@ -87,6 +91,7 @@ class WardDriftTracker:
         self._published: dict[str, float] = {}
         self._reported: dict[str, float] = {}
         self._partitions: dict[str, set[int]] = {}  # the partitions each ward's hours came from here
+        self._fed: dict[str, float] = {}  # when each ward last took hours here (``IDLE_AFTER_S``)
         # wards whose window changed since their last gauges update / published report
         self._unreported: set[str] = set()
         self._unpublished: set[str] = set()
@@ -169,6 +174,7 @@ class WardDriftTracker:
         rows = np.concatenate([o.closed_rows for o in outcomes if o.closed])
         feats = np.stack([h.features for o in outcomes for h in o.closed])
         self.monitor.observe(names, rows, feats, keys)
+        self._fed.update(dict.fromkeys(names, self._clock()))
         if partitions is not None:  # each outcome's patient's partition of the events topic
             for ward, partition, o in zip(wards, partitions, outcomes, strict=True):
                 if o.closed:
@@ -186,8 +192,10 @@ class WardDriftTracker:
         now = self._clock()
         gauges = [w for w in self._unreported if now - self._reported.get(w, -1e9) >= self.gauges_every_s]
         publish = {w for w in self._unpublished if now - self._published.get(w, -1e9) >= self.publish_every_s}
+        gone = [w for w, at in self._fed.items() if now - at > IDLE_AFTER_S]
         if owned is not None:
-            self.forget([w for w, came in self._partitions.items() if not came & owned])
+            gone += [w for w, came in self._partitions.items() if not came & owned]
+        self.forget(sorted(set(gone)))
         # unchanged, said again now and then: the dashboard keeps a ward only while a worker says it
         publish |= {w for w, at in self._published.items() if now - at >= self.restate_every_s}
         wards = sorted({*gauges, *publish})
@@ -213,12 +221,14 @@ class WardDriftTracker:
         return due
 
     def forget(self, wards: Sequence[str]) -> None:
-        """Wards whose patients left this worker (their partitions went to another in a rebalance): their
+        """Wards whose patients left this worker (their partitions went to another in a rebalance; no
+        hour for ``IDLE_AFTER_S``: the ward closed): their
         window, its gauges (the workers' alert reads them) and their restatement go. Kept, the frozen
         window, "drifted" maybe, was said every two minutes for good, and the dashboard, showing a ward's
         most drifted share, showed it; a window kept for the ward's return mixed its old hours in."""
         for ward in wards:
             self._partitions.pop(ward, None)
+            self._fed.pop(ward, None)
             self.monitor.wards.pop(ward, None)
             self._published.pop(ward, None)
             self._unreported.discard(ward)
@@ -292,14 +302,15 @@ async def flush_drift() -> None:
 
 
 def owned_partitions() -> set[int] | None:
-    """The partitions of the events topic this worker holds now; None when it holds none or cannot
-    say (a consumer not started; a rebalance between its revoke and its assign, when every ward's
-    window would go, to be filled again over hours, though most come back to the same worker)."""
+    """The partitions of the events topic this worker holds now (none: a worker of a group with more
+    workers than partitions holds nothing, and judges no ward); None when it cannot say (a consumer
+    not started, nothing scored yet). aiokafka's rebalance is eager and keeps the old assignment until
+    the new one arrives: never empty in between."""
     try:
-        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.EVENTS_RAW}
-    except Exception:  # noqa: BLE001 - a consumer not started yet: judge nothing idle
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.EVENTS_RAW}
+    except Exception as exc:  # noqa: BLE001 - a consumer not started yet: judge nothing idle
+        log.debug("drift.assignment_unknown", error=type(exc).__name__)
         return None
-    return owned or None
 
 
 async def publish_due_drift() -> None:

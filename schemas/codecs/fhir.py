@@ -139,10 +139,7 @@ class _Context:
         self.result.ignored.append(Rejected(reason, detail))
 
     def add(self, outcome: PatientEvent | Rejected) -> None:
-        if isinstance(outcome, PatientEvent):
-            self.result.events.append(outcome)
-        else:
-            self.result.rejected.append(outcome)
+        self.result.add(outcome)
 
 
 def decode_fhir(payload: bytes | bytearray | memoryview | str, units: Units = NO_UNITS) -> DecodeResult:

@@ -269,7 +269,7 @@ def test_a_ward_whose_patients_left_this_worker_is_forgotten() -> None:
     assert REGISTRY.get_sample_value("vigil_drift_max_psi", {"ward": "icu-moved"}) is not None
     now[0] += 6 * 3600.0  # a round every 4 h: no hour closed here for hours, the partitions still held
     assert [r.ward for r in tracker.due({3, 5})] == ["icu-kept", "icu-moved"]
-    assert [r.ward for r in tracker.due(None)] == []  # holding none, or not known: nothing forgotten
+    assert [r.ward for r in tracker.due(None)] == []  # not known (no consumer yet): nothing forgotten
     now[0] += 121.0
     assert [r.ward for r in tracker.due({5})] == ["icu-kept"]  # partition 3 went to another worker
     assert REGISTRY.get_sample_value("vigil_drift_max_psi", {"ward": "icu-moved"}) is None
@@ -277,3 +277,26 @@ def test_a_ward_whose_patients_left_this_worker_is_forgotten() -> None:
     assert [r.ward for r in tracker.due({5})] == ["icu-kept"]
     tracker.feed(["p3"], ["icu-moved"], [_outcome(1)], [5])  # a patient of the ward on a partition held here
     assert [r.ward for r in tracker.due({5})] == ["icu-moved"]
+    # a worker left holding no partition (more workers than partitions) judges no ward
+    assert tracker.due(set()) == [] and REGISTRY.get_sample_value("vigil_drift_max_psi", {"ward": "icu-kept"}) is None
+
+
+def test_a_ward_without_an_hour_for_a_day_is_forgotten() -> None:
+    """A ward closed, renamed or emptied while the worker keeps its partitions for other wards: its
+    window, counted in hours, never fell below the gate, and was said again, "drifted" maybe, for good."""
+    from prometheus_client import REGISTRY
+
+    from vigil.agents.drift import IDLE_AFTER_S
+
+    now = [100.0]
+    monitor = FakeMonitor()
+    monitor.wards = {}
+    tracker = WardDriftTracker(monitor, "t", 30, 1.0, lambda: now[0], restate_every_s=120)  # type: ignore[arg-type]
+    tracker.feed(["p1", "p2"], ["icu-old", "icu-b"], [_outcome(1), _outcome(1)], [3, 3])
+    assert [r.ward for r in tracker.due({3})] == ["icu-b", "icu-old"]
+    now[0] += IDLE_AFTER_S - 60  # rounds every few hours: still the ward's
+    tracker.feed(["p2"], ["icu-b"], [_outcome(1)], [3])
+    assert [r.ward for r in tracker.due({3})] == ["icu-b", "icu-old"]
+    now[0] += 120
+    assert [r.ward for r in tracker.due({3})] == ["icu-b"]
+    assert REGISTRY.get_sample_value("vigil_drift_max_psi", {"ward": "icu-old"}) is None
