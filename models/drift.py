@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+
+from vigil.models.stay_features import UNSEEN_IN_TRAINING
 
 REFERENCE_FILE: Final[str] = "training_reference.json"
 PSI_DRIFTED: Final[float] = 0.25
@@ -390,7 +392,16 @@ class DriftMonitor:
     def for_inputs(
         cls, reference: DriftReference, row_codes: Sequence[str], feature_names: Sequence[str], **kw: int
     ) -> DriftMonitor:
-        """Map the reference's variables and features onto the columns the stream computes."""
+        """Map the reference's variables and features onto the columns the stream computes. A variable
+        no model reads, never measured in training (``stay_features.UNSEEN_IN_TRAINING``: EtCO2), is
+        left out: its training rate of 0 made any ward charting capnography "drifted" for good, the
+        alert firing for a channel no model sees and hiding a real drift behind it."""
+        if kept := [i for i, v in enumerate(reference.variables) if v not in UNSEEN_IN_TRAINING]:
+            reference = replace(
+                reference,
+                variables=[reference.variables[i] for i in kept],
+                measured_share=np.asarray(reference.measured_share)[kept],
+            )
         rows = {c: i for i, c in enumerate(row_codes)}
         feats = {c: i for i, c in enumerate(feature_names)}
         missing = [v for v in reference.variables if v not in rows] + [

@@ -259,3 +259,26 @@ def test_a_reference_that_makes_no_sense_says_what(reference: DriftReference, sp
     """The manifest pins the file's bytes; these are what a wrong writer could still pin."""
     problems = spoil(reference).problems()
     assert len(problems) == 1 and found in problems[0], problems
+
+
+def test_a_channel_no_model_reads_is_not_watched_for_drift() -> None:
+    """EtCO2, never measured in set A and read by no model, had a training rate of 0 in the reference:
+    a ward charting capnography was called drifted for good (measured PSI 2.0 against a cut-off of
+    0.9), its alert firing for a channel no model sees."""
+    from vigil.models.bundle import STEPPING_DIR
+    from vigil.models.drift import REFERENCE_FILE, DriftMonitor, DriftReference
+    from vigil.models.stay_features import TREE_FEATURES
+    from vigil.schemas.codes import DYNAMIC_CODES
+
+    reference = DriftReference.load(STEPPING_DIR / REFERENCE_FILE)
+    assert "EtCO2" in reference.variables  # the shipped file still lists it
+    monitor = DriftMonitor.for_inputs(reference, DYNAMIC_CODES, TREE_FEATURES, min_hours=10, min_patients=1)
+    assert "EtCO2" not in monitor.reference.variables
+    assert len(monitor.reference.measured_share) == len(monitor.reference.variables) == len(reference.variables) - 1
+    rows = np.full((40, len(DYNAMIC_CODES)), np.nan)
+    rows[:, DYNAMIC_CODES.index("HR")] = 80.0
+    rows[:, DYNAMIC_CODES.index("EtCO2")] = 35.0  # charted every hour
+    feats = np.zeros((40, len(TREE_FEATURES)), np.float32)
+    monitor.observe(["icu-capno"] * 40, rows, feats, np.arange(40) % 4)
+    (report,) = monitor.reports(["icu-capno"])
+    assert "EtCO2" not in report.rate_psi
