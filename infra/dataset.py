@@ -156,7 +156,33 @@ def write_sample(source: Path, out: Path, n: int = 100, seed: int = 2019) -> lis
     chosen = sample_stays(source, n, seed=seed)
     for path in chosen:
         shutil.copyfile(path, out / path.name)
+    write_sample_notice(out, len(chosen), seed)
     return chosen
+
+
+SAMPLE_NOTICE = """# A sample of PhysioNet/CinC Challenge 2019 stays
+
+{n} ICU stays copied unchanged by `vigil data sample --n {n} --seed {seed}`.
+
+- **Source**: "Early Prediction of Sepsis from Clinical Data: the PhysioNet/Computing in Cardiology
+  Challenge 2019", v1.0.0, https://physionet.org/content/challenge-2019/1.0.0/ (doi:10.13026/v64v-d857).
+- **Cite**: Reyna MA, Josef CS, Jeter R, et al. Crit Care Med 48(2):210-217 (2020),
+  doi:10.1097/CCM.0000000000004145; Goldberger AL et al., Circulation 101(23):e215-e220 (2000).
+- **License**: Open Data Commons Open Database License v1.0 (`LICENSE.txt`). This folder is an extract
+  of that database, redistributed under the same license: keep this notice and the license with any
+  copy, and keep any public modified copy under ODbL 1.0. `SHA256SUMS.txt` lists every stay.
+"""
+
+
+def write_sample_notice(out: Path, n: int, seed: int) -> None:
+    """The licence, the attribution and the checksums beside a sample's stays: an extract of an ODbL
+    database travels with its notice and licence (the stays alone were written before)."""
+    shutil.copyfile(SAMPLE_DIR / "LICENSE.txt", out / "LICENSE.txt")
+    readme = out / "README.md"
+    if not readme.exists():  # the shipped sample's own README says more: kept
+        readme.write_text(SAMPLE_NOTICE.format(n=n, seed=seed))
+    sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}" for p in sorted(out.glob("*.psv"))]
+    (out / "SHA256SUMS.txt").write_text("\n".join(sums) + "\n")
 
 
 # --- the download ----------------------------------------------------------------------------------

@@ -51,7 +51,8 @@ Clinical Data: the PhysioNet/Computing in Cardiology Challenge 2019", v1.0.0,
 https://physionet.org/content/challenge-2019/1.0.0/ (doi:10.13026/v64v-d857). Reyna MA, Josef CS,
 Jeter R, et al. Crit Care Med 48(2):210-217 (2020), doi:10.1097/CCM.0000000000004145; Goldberger AL
 et al., PhysioBank, PhysioToolkit, and PhysioNet, Circulation 101(23):e215-e220 (2000). This model was
-trained on that database; the attribution travels with the model. No data is shipped with Vigil."""
+trained on that database; the attribution travels with the model. A 100-stay extract ships with
+Vigil in `data/physionet2019-sample/`, under ODbL 1.0, with its licence and this attribution."""
 
 
 def shift_table(metrics: dict[str, Any], models: tuple[str, ...] = MODELS) -> str:

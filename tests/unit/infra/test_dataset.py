@@ -224,3 +224,19 @@ def test_two_first_unpacks_at_once_install_one_whole_set(tmp_path: Path) -> None
     first.join(5)
     other.join(5)
     assert calls == ["slow"] and len(list(target.glob("*.psv"))) == 10
+
+
+def test_a_sample_carries_its_licence_attribution_and_checksums(tmp_path: Path) -> None:
+    """An extract of an ODbL database travels with its notice and licence: `vigil data sample` wrote
+    the stays alone."""
+    import hashlib
+
+    from vigil.infra.dataset import write_sample
+
+    out = tmp_path / "s"
+    chosen = write_sample(SAMPLE_DIR, out, n=4)
+    assert (out / "LICENSE.txt").read_bytes() == (SAMPLE_DIR / "LICENSE.txt").read_bytes()
+    readme = (out / "README.md").read_text()
+    assert "ODbL" in readme and "doi:10.13026/v64v-d857" in readme and "--n 4" in readme
+    sums = parse_sha256sums((out / "SHA256SUMS.txt").read_text())
+    assert sums == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in chosen}
