@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vigil.models.offline import list_psv
 from vigil.schemas.errors import UserError
 
 PHYSIONET_2019 = "https://physionet.org/files/challenge-2019/1.0.0/"
@@ -134,7 +135,7 @@ def septic(path: Path) -> bool:
 def sample_stays(source: Path, n: int = 100, septic_share: float = 0.5, seed: int = 2019) -> list[Path]:
     """A reproducible sample: files in a seeded random order, the first septic and non-septic ones
     until each share is full (the same source and seed always give the same files)."""
-    files = sorted(p for p in source.glob("*.psv") if p.is_file())  # a folder so named is no stay
+    files = list_psv(source)  # a folder named *.psv is no stay
     if not files:
         raise UserError(f"no .psv files in {source}")
     want_septic = round(n * septic_share)
@@ -181,7 +182,7 @@ def write_sample_notice(out: Path, n: int, seed: int) -> None:
     readme = out / "README.md"
     if not readme.exists():  # the shipped sample's own README says more: kept
         readme.write_text(SAMPLE_NOTICE.format(n=n, seed=seed))
-    sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}" for p in sorted(out.glob("*.psv"))]
+    sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}" for p in list_psv(out)]
     (out / "SHA256SUMS.txt").write_text("\n".join(sums) + "\n")
 
 
