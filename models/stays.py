@@ -186,12 +186,7 @@ def readmitted_since(window: PatientWindow, at: int) -> bool:
     A stray reading or two past a gap (a monitor unplugged, then one reading before it was cleared)
     is no stay: refused, the genuine discharge left the stay and its alert open, each stray reading
     keeping it alive."""
-    span = window.observed_span()
-    if span is None or span[1] <= at:
-        return False
-    assert window.anchor_s is not None
-    times = [window.anchor_s + h * 3600 + sec for h, row in window.rows.items() for _, sec in row.values()]
-    after = sorted(t for t in times + [ts for _, ts, _ in window.treatments] if t > at)
+    after = sorted(t for t in window.observed_times() if t > at)
     return any(
         len(run) >= READMISSION_MIN_OBSERVATIONS and run[-1] - run[0] >= READMISSION_MIN_SPAN_S
         for run in _runs_after_gaps(at, after)

@@ -284,13 +284,18 @@ class PatientWindow:
         span = self.observed_span()
         return span is not None and span[1] >= int(observed_at.timestamp())
 
-    def observed_span(self) -> tuple[int, int] | None:
-        """Epoch seconds (whole) of the first and the newest measurement or treatment the window
-        holds, None when it holds none (rows that left the window are not counted)."""
+    def observed_times(self) -> list[int]:
+        """Epoch seconds (whole) of every measurement and treatment the window holds, unsorted (rows
+        that left the window are not counted)."""
         if self.anchor_s is None:
-            return None
+            return []
         times = [self.anchor_s + h * 3600 + sec for h, row in self.rows.items() for _, sec in row.values()]
-        times += [ts for _, ts, _ in self.treatments]
+        return times + [ts for _, ts, _ in self.treatments]
+
+    def observed_span(self) -> tuple[int, int] | None:
+        """Epoch seconds of the first and the newest measurement or treatment the window holds, None
+        when it holds none."""
+        times = self.observed_times()
         return (min(times), max(times)) if times else None
 
     def hour_start(self, hour: int) -> datetime:
