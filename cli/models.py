@@ -297,7 +297,9 @@ def evaluate_command(
         a = result["alerting"]
         console.print(
             f"alerting: {a['pages_per_patient_day']} pages/patient-day, septic stays paged before onset "
-            f"{a['septic_stays_paged_before_onset']}, median lead {a['median_lead_h']} h"
+            f"{a['septic_stays_paged_before_onset']} (an alert opening in the 12 h before: "
+            f"{a['septic_stays_alert_opened_within_12h_before_onset']}), median lead {a['median_lead_h']} h, "
+            f"stays never septic paged {a['non_septic_stays_paged']}"
         )
     if predicted is not None:  # how the labels' threshold was chosen (shipped or the site's)
         result["threshold_choice"] = predicted["threshold_choice"]

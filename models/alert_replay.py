@@ -101,7 +101,7 @@ class AlertReplay:
             threshold = float(min(x.min() for x in positives)) if positives else None
             source = "lowest probability labelled positive"
         replayed = float("inf") if threshold is None else threshold
-        pages, hours, septic, early = 0, 0, 0, 0
+        pages, hours, septic, early, early12, quiet_paged = 0, 0, 0, 0, 0, 0
         leads: list[float] = []
         for labels, prob, _, news2, single3 in self.stays:
             n_pages, opened = simulate(news2.astype(int), single3.astype(bool), prob, replayed, self.policy)
@@ -114,10 +114,18 @@ class AlertReplay:
                 if before:
                     early += 1
                     leads.append(float(onset - before[0]))
+                early12 += any(onset - 12 <= t for t in before)
+            else:
+                quiet_paged += n_pages > 0
+        stays = len(self.stays)
         return {
             "pages_per_patient_day": round(24.0 * pages / max(hours, 1), 3),
             "septic_stays_paged_before_onset": round(early / septic, 4) if septic else None,
             "median_lead_h": float(np.median(leads)) if leads else None,
+            # an alert opening in the 12 h the challenge's utility rewards, not a day or more before
+            "septic_stays_alert_opened_within_12h_before_onset": round(early12 / septic, 4) if septic else None,
+            # the stays that woke someone and never became septic
+            "non_septic_stays_paged": round(quiet_paged / (stays - septic), 4) if stays > septic else None,
             "septic_stays": septic,
             "model_threshold": None if threshold is None else round(threshold, 6),
             "model_threshold_from": source if threshold is not None else None,

@@ -149,6 +149,31 @@ def test_alert_replay_counts_pages_and_lead_time() -> None:
     assert out["model_threshold"] == pytest.approx(0.5)
 
 
+def test_alert_replay_tells_an_alert_in_the_rewarded_12_hours_from_one_a_day_early() -> None:
+    replay = AlertReplay()
+    hours, quiet = 60, np.zeros(60, int)
+
+    def stay(septic_from: int | None, high_from: int | None) -> None:
+        labels = np.zeros(hours, np.int8)
+        if septic_from is not None:
+            labels[septic_from:] = 1
+        prob = np.full(hours, 0.01)
+        if high_from is not None:
+            prob[high_from:] = 0.5
+        replay.add(labels, prob, (prob >= 0.3).astype(np.int8), quiet, quiet.astype(bool))
+
+    stay(septic_from=40, high_from=20)  # onset 46, opened 26 h before: early, not within 12 h
+    stay(septic_from=40, high_from=36)  # opened 10 h before onset
+    stay(septic_from=40, high_from=None)  # never paged
+    stay(septic_from=None, high_from=30)  # a page for a stay that never became septic
+    stay(septic_from=None, high_from=None)
+    out = replay.summary(0.3)
+    assert out["septic_stays_paged_before_onset"] == pytest.approx(2 / 3, abs=1e-4)
+    assert out["septic_stays_alert_opened_within_12h_before_onset"] == pytest.approx(1 / 3, abs=1e-4)
+    assert out["non_septic_stays_paged"] == 0.5
+    assert out["median_lead_h"] == 18.0
+
+
 def test_alert_replay_exits_below_the_threshold_the_labels_were_set_at() -> None:
     # served threshold 0.30: no hour falls on it, so the lowest probability labelled positive is 0.5
     hours = 40
