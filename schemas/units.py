@@ -70,6 +70,15 @@ def _norm(unit: str) -> str:
         "/nL": "10*3/uL",
         "thou/uL": "10*3/uL",
         "ml": "mL",
+        "l": "L",
+        # body weight: US charts weigh in pounds, neonatal ones in grams (UCUM [lb_av], g)
+        "Kg": "kg",
+        "KG": "kg",
+        "lb": "[lb_av]",
+        "lbs": "[lb_av]",
+        "LB": "[lb_av]",
+        "LBS": "[lb_av]",
+        "[lb_us]": "[lb_av]",
         "L/min": "L/min",
         "l/min": "L/min",
         "sec": "s",
@@ -107,6 +116,8 @@ _CONVERSIONS: dict[tuple[str, str], Callable[[float], float]] = {
     ("DBP", "kPa"): lambda v: v * 7.50062,
     ("MAP", "kPa"): lambda v: v * 7.50062,
     ("crystalloid_ml", "L"): lambda v: v * 1000.0,
+    ("weight_kg", "[lb_av]"): lambda v: v * 0.45359237,
+    ("weight_kg", "g"): lambda v: v / 1000.0,
 }
 
 

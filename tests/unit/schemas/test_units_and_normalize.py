@@ -33,6 +33,11 @@ NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
         ("Hgb", 120.0, "g/L", 12.0),
         ("WBC", 12.0, "10^9/L", 12.0),
         ("crystalloid_ml", 2.1, "L", 2100.0),
+        ("crystalloid_ml", 0.5, "l", 500.0),
+        ("weight_kg", 154.0, "[lb_av]", 69.85),
+        ("weight_kg", 154.0, "lbs", 69.85),
+        ("weight_kg", 3250.0, "g", 3.25),
+        ("weight_kg", 70.0, "KG", 70.0),
     ],
 )
 def test_conversions(code: str, value: float, unit: str, expected: float) -> None:
