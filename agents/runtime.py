@@ -313,10 +313,20 @@ async def run_batch(batch: Sequence[faust.EventT], handler: BatchHandler, deadle
             PROGRESS.handled((event.message.topic, event.message.partition) for event in batch)
 
 
+# a failed batch or dead letter is tried again after 0.2 s, 0.4 s, ... then every 5 s
+FIRST_RETRY_S, LAST_RETRY_S = 0.2, 5.0
+
+
+async def _retry_after(delay: float) -> float:
+    """Wait ``delay``; the wait before the next try (doubled, at most ``LAST_RETRY_S``)."""
+    await asyncio.sleep(delay)
+    return min(delay * 2, LAST_RETRY_S)
+
+
 async def _handle_batch(
     batch: Sequence[faust.EventT], handler: BatchHandler, deadletter: faust.TopicT, what: str
 ) -> None:
-    delay = 0.2
+    delay = FIRST_RETRY_S
     while True:
         publisher = Publisher(deadletter, what)
         try:
@@ -343,14 +353,12 @@ async def _handle_batch(
                     hint=hint,
                     retry_in_s=delay,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = await _retry_after(delay)
                 continue
             if is_transient(exc):
                 AGENTS.retrying(what)
                 log.warning("batch.retry", agent=what, error=type(exc).__name__, retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = await _retry_after(delay)
                 continue
             if len(batch) > 1:
                 log.error("batch.poison", agent=what, events=len(batch), exc_info=exc)
@@ -373,7 +381,7 @@ MINIMAL_DEAD_LETTER_BYTES = 0
 async def _dead_letter_until_sent(event: faust.EventT, rejected: Rejected, deadletter: faust.TopicT, what: str) -> None:
     """The last resort for one event: its dead letter is sent, or the agent waits (not ready) until
     it can be. Never drop it, never let the batch be acked without it."""
-    budget, delay = MAX_DEAD_LETTER_BYTES, 0.2
+    budget, delay = MAX_DEAD_LETTER_BYTES, FIRST_RETRY_S
     while True:
         publisher = Publisher(deadletter, what)
         try:
@@ -392,5 +400,4 @@ async def _dead_letter_until_sent(event: faust.EventT, rejected: Rejected, deadl
                 continue
             (AGENTS.retrying if transient else AGENTS.blocked)(what)
             log.error("deadletter.failed", agent=what, error=type(exc).__name__, retry_in_s=delay, hint=hint)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = await _retry_after(delay)
