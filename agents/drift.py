@@ -149,12 +149,6 @@ class WardDriftTracker:
             restate_every_s=settings.restate_every_s,
         )
 
-    def observe(
-        self, patients: Sequence[str], wards: Sequence[str | None], outcomes: Sequence[StepOutcome]
-    ) -> list[WardDriftReport]:
-        """Feed the closed hours of a batch (one patient and ward per outcome); then ``due``."""
-        return self.due() if self.feed(patients, wards, outcomes) else []
-
     def feed(
         self,
         patients: Sequence[str],
@@ -229,7 +223,7 @@ class WardDriftTracker:
         for ward in wards:
             self._partitions.pop(ward, None)
             self._fed.pop(ward, None)
-            self.monitor.wards.pop(ward, None)
+            self.monitor.forget(ward)
             self._published.pop(ward, None)
             self._unreported.discard(ward)
             self._unpublished.discard(ward)

@@ -427,6 +427,11 @@ class DriftMonitor:
             window = self.wards.setdefault(ward, WardWindow(self.reference, self.window_hours))
             window.add(measured[sel], bins[sel], np.asarray(patients, np.int64)[sel])
 
+    def forget(self, ward: str) -> None:
+        """Drop ``ward``'s window (its patients left this worker, or the ward closed): a ward seen again
+        starts an empty one rather than mixing its old hours in."""
+        self.wards.pop(ward, None)
+
     def reports(self, wards: Sequence[str] | None = None) -> list[WardDriftReport]:
         """A report per ward with at least ``min_hours`` closed patient-hours and ``min_patients``
         distinct patients in its window."""

@@ -18,9 +18,13 @@ class FakeMonitor:
         self.reference = SimpleNamespace(variables=["HR"], features=[])
         self.observed_hours = 0
         self.report_calls: list[list[str]] = []
+        self.forgotten: list[str] = []
 
     def observe(self, names: list[str], rows: Any, feats: Any, keys: Any) -> None:
         self.observed_hours += len(names)
+
+    def forget(self, ward: str) -> None:
+        self.forgotten.append(ward)
 
     def reports(self, wards: list[str]) -> list[WardDriftReport]:
         self.report_calls.append(list(wards))
@@ -30,6 +34,11 @@ class FakeMonitor:
 def _outcome(hours: int) -> Any:
     hour = SimpleNamespace(features=np.zeros(3, np.float32))
     return SimpleNamespace(closed=[hour] * hours, closed_rows=np.zeros((hours, 2), np.float32))
+
+
+def _observe(tracker: WardDriftTracker, *batch: Any) -> list[WardDriftReport]:
+    """A batch's closed hours fed, then the reports due (what the scoring step and its timer do)."""
+    return tracker.due() if tracker.feed(*batch) else []
 
 
 def _tracker(now: list[float]) -> tuple[WardDriftTracker, FakeMonitor]:
@@ -42,23 +51,23 @@ def test_every_closed_hour_is_observed_but_the_psi_is_recomputed_once_a_second()
     now = [100.0]
     tracker, monitor = _tracker(now)
     for _ in range(20):  # twenty batches within the same second
-        tracker.observe(["p1", "p2"], ["icu-a", None], [_outcome(1), _outcome(2)])
+        _observe(tracker, ["p1", "p2"], ["icu-a", None], [_outcome(1), _outcome(2)])
         now[0] += 0.04
     assert monitor.observed_hours == 60
     assert monitor.report_calls == [["icu-a", "unknown"]]
     now[0] += 0.3  # a second after the first report: both changed since, both recomputed
-    tracker.observe(["p1"], ["icu-a"], [_outcome(1)])
+    _observe(tracker, ["p1"], ["icu-a"], [_outcome(1)])
     assert monitor.report_calls[-1] == ["icu-a", "unknown"]
     now[0] += 1.0  # another second: only the ward that changed since
-    tracker.observe(["p1"], ["icu-a"], [_outcome(1)])
+    _observe(tracker, ["p1"], ["icu-a"], [_outcome(1)])
     assert monitor.report_calls[-1] == ["icu-a"]
 
 
 def test_a_ward_seen_for_the_first_time_is_reported_at_once() -> None:
     now = [100.0]
     tracker, monitor = _tracker(now)
-    tracker.observe(["p1"], ["icu-a"], [_outcome(1)])
-    tracker.observe(["p2"], ["icu-b"], [_outcome(1)])
+    _observe(tracker, ["p1"], ["icu-a"], [_outcome(1)])
+    _observe(tracker, ["p2"], ["icu-b"], [_outcome(1)])
     assert monitor.report_calls == [["icu-a"], ["icu-b"]]
 
 
@@ -67,14 +76,14 @@ def test_reports_are_published_at_most_every_publish_interval() -> None:
     tracker, _ = _tracker(now)
     published = []
     for _ in range(140):  # 70 s of batches, two a second
-        published += [r.ward for r in tracker.observe(["p1"], ["icu-a"], [_outcome(1)])]
+        published += [r.ward for r in _observe(tracker, ["p1"], ["icu-a"], [_outcome(1)])]
         now[0] += 0.5
     assert published == ["icu-a"] * 3  # at 0 s, 30 s and 60 s
 
 
 def test_a_batch_without_closed_hours_computes_nothing() -> None:
     tracker, monitor = _tracker([100.0])
-    assert tracker.observe(["p1"], ["icu-a"], [_outcome(0)]) == []
+    assert _observe(tracker, ["p1"], ["icu-a"], [_outcome(0)]) == []
     assert monitor.observed_hours == 0 and monitor.report_calls == []
 
 
@@ -108,11 +117,11 @@ def test_a_ward_that_goes_quiet_is_reported_with_its_latest_window() -> None:
     worker's timer, though no batch comes; then nothing more until the window changes again."""
     now = [100.0]
     tracker, monitor = _tracker(now)
-    first = tracker.observe(["p1"], ["icu-a"], [_outcome(1)])
+    first = _observe(tracker, ["p1"], ["icu-a"], [_outcome(1)])
     assert [r.ward for r in first] == ["icu-a"]
     for _ in range(10):  # the rest of the replay, within the publish interval
         now[0] += 1.0
-        assert tracker.observe(["p1"], ["icu-a"], [_outcome(5)]) == []
+        assert _observe(tracker, ["p1"], ["icu-a"], [_outcome(5)]) == []
     now[0] += 5.0
     assert tracker.due() == []  # 15 s after the report: not yet
     calls = len(monitor.report_calls)
@@ -150,9 +159,9 @@ def test_the_workers_timer_publishes_what_is_due(monkeypatch) -> None:  # type: 
     asyncio.run(drift.publish_due_drift())
     assert sent == []
     monkeypatch.setattr(drift, "current_runtime", lambda: SimpleNamespace(drift=tracker))
-    tracker.observe(["p1"], ["icu-a"], [_outcome(1)])  # reported at once (a new ward)
+    _observe(tracker, ["p1"], ["icu-a"], [_outcome(1)])  # reported at once (a new ward)
     now[0] += 5.0
-    tracker.observe(["p1"], ["icu-a"], [_outcome(3)])  # within the interval: not published
+    _observe(tracker, ["p1"], ["icu-a"], [_outcome(3)])  # within the interval: not published
     asyncio.run(drift.publish_due_drift())
     assert sent == []
     now[0] += 30.0
@@ -172,7 +181,7 @@ def test_a_feed_naming_a_new_ward_per_message_keeps_memory_bounded() -> None:
     now = [100.0]
     tracker = WardDriftTracker(monitor, "t", 30, 1.0, lambda: now[0], ward_names=names)  # type: ignore[arg-type]
     for i in range(50):
-        tracker.observe([f"p{i}"], [f"WARD-{i}"], [_outcome(1)])
+        _observe(tracker, [f"p{i}"], [f"WARD-{i}"], [_outcome(1)])
     assert set(seen) == {"WARD-0", "WARD-1", "WARD-2", OTHER_WARDS}
     assert names("WARD-1") == "WARD-1" and names(None) == OTHER_WARDS  # "unknown" came too late
 
@@ -187,11 +196,11 @@ def test_a_ward_that_falls_below_the_gate_no_longer_shows_its_old_drift() -> Non
         [WardDriftReport(w, 300, 12, 0.9, {"HR": 0.9}, {}, 0.5, True) for w in wards] if gate["open"] else []
     )
     tracker = WardDriftTracker(monitor, "t", 30, 1.0, lambda: now[0])  # type: ignore[arg-type]
-    tracker.observe(["p1"], ["icu-gate"], [_outcome(1)])
+    _observe(tracker, ["p1"], ["icu-gate"], [_outcome(1)])
     assert REGISTRY.get_sample_value("vigil_drift_drifted", {"ward": "icu-gate"}) == 1.0
     gate["open"] = False  # the window now holds too few patients: no report
     now[0] += 2.0
-    tracker.observe(["p1"], ["icu-gate"], [_outcome(1)])
+    _observe(tracker, ["p1"], ["icu-gate"], [_outcome(1)])
     assert REGISTRY.get_sample_value("vigil_drift_drifted", {"ward": "icu-gate"}) is None
     labels = {"ward": "icu-gate", "kind": "measured", "input": "HR"}
     assert REGISTRY.get_sample_value("vigil_drift_psi", labels) is None
@@ -237,7 +246,7 @@ def test_a_ward_still_judged_is_said_again_though_unchanged_and_one_below_the_ga
     now = [100.0]
     monitor = FakeMonitor()
     tracker = WardDriftTracker(monitor, "t", 30, 1.0, lambda: now[0], restate_every_s=120)  # type: ignore[arg-type]
-    assert [r.ward for r in tracker.observe(["p1", "p2"], ["icu-a", "icu-b"], [_outcome(1), _outcome(1)])] == [
+    assert [r.ward for r in _observe(tracker, ["p1", "p2"], ["icu-a", "icu-b"], [_outcome(1), _outcome(1)])] == [
         "icu-a",
         "icu-b",
     ]
@@ -262,7 +271,6 @@ def test_a_ward_whose_patients_left_this_worker_is_forgotten() -> None:
 
     now = [100.0]
     monitor = FakeMonitor()
-    monitor.wards = {}
     tracker = WardDriftTracker(monitor, "t", 30, 1.0, lambda: now[0], restate_every_s=120)  # type: ignore[arg-type]
     tracker.feed(["p1", "p2"], ["icu-moved", "icu-kept"], [_outcome(1), _outcome(1)], [3, 5])
     assert [r.ward for r in tracker.due({3, 5})] == ["icu-kept", "icu-moved"]
@@ -273,6 +281,7 @@ def test_a_ward_whose_patients_left_this_worker_is_forgotten() -> None:
     now[0] += 121.0
     assert [r.ward for r in tracker.due({5})] == ["icu-kept"]  # partition 3 went to another worker
     assert REGISTRY.get_sample_value("vigil_drift_max_psi", {"ward": "icu-moved"}) is None
+    assert monitor.forgotten == ["icu-moved"]  # its window too: a ward seen again starts afresh
     now[0] += 121.0
     assert [r.ward for r in tracker.due({5})] == ["icu-kept"]
     tracker.feed(["p3"], ["icu-moved"], [_outcome(1)], [5])  # a patient of the ward on a partition held here
@@ -290,7 +299,6 @@ def test_a_ward_without_an_hour_for_a_day_is_forgotten() -> None:
 
     now = [100.0]
     monitor = FakeMonitor()
-    monitor.wards = {}
     tracker = WardDriftTracker(monitor, "t", 30, 1.0, lambda: now[0], restate_every_s=120)  # type: ignore[arg-type]
     tracker.feed(["p1", "p2"], ["icu-old", "icu-b"], [_outcome(1), _outcome(1)], [3, 3])
     assert [r.ward for r in tracker.due({3})] == ["icu-b", "icu-old"]
@@ -300,3 +308,4 @@ def test_a_ward_without_an_hour_for_a_day_is_forgotten() -> None:
     now[0] += 120
     assert [r.ward for r in tracker.due({3})] == ["icu-b"]
     assert REGISTRY.get_sample_value("vigil_drift_max_psi", {"ward": "icu-old"}) is None
+    assert monitor.forgotten == ["icu-old"]
