@@ -4,6 +4,7 @@ Keys hold a keyed hash of the patient id, not the id (state cannot be enumerated
 with ``state_hash_key`` (default: ``log_hash_key``), so the log key can rotate without orphaning
 state (docs/security.md). Writes that fail are retried until Redis answers again; the caller does
 not ack the Kafka events meanwhile, so nothing accepted is lost and the worker never crash-loops.
+A write that other writers keep beating to its keys is retried too, as contention, not an outage.
 Window and carry blobs are stored deflated (``pack_state``); every read goes through
 ``unpack_state``, which also reads blobs written before packing.
 """
@@ -42,6 +43,7 @@ Queue = Callable[[Any], None]  # queues the commands of a MULTI on a pipeline
 REFUSED = (NoPermissionError, AuthenticationError, AuthorizationError)
 REFUSED_HINT = "Redis refuses Vigil's command: check the ACL of Vigil's user and its password (docs/security.md)"
 CAS_ATTEMPTS = 5  # optimistic rounds of a write (_watched) before it gives up
+RETRY_MAX_S = 2.0  # the longest wait between two tries of a Redis call, an outage's or a contended write's
 OPEN_ALERTS_KEY = "vigil:open_alerts"  # set of alert keys whose alert is open (escalation timer)
 
 
@@ -242,11 +244,20 @@ class PatientStore:
         await self.client.aclose()
 
     async def _until_ok(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call`` until it succeeds, waiting longer each time up to ``RETRY_MAX_S``. A Redis that
+        fails marks the store unhealthy (not ready); a write whose keys kept changing for
+        ``CAS_ATTEMPTS`` rounds (``WatchError``: other writers, as in a rebalance) does not: Redis
+        answered every round, and calling it down would page for an outage that is not there."""
         delay = 0.1
         while True:
             t0 = time.perf_counter()
             try:
                 result = await call()
+            except WatchError:  # a RedisError, but contention: Redis answers
+                log.warning("redis.write_contended", op=what, attempts=CAS_ATTEMPTS, retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
             except (RedisError, OSError) as exc:
                 self.health.ok = False
                 self.health.failures += 1
@@ -257,7 +268,7 @@ class PatientStore:
                 else:
                     log.warning("redis.unavailable", op=what, error=type(exc).__name__, retry_in_s=delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, RETRY_MAX_S)
                 continue
             self.health.last_latency_s = time.perf_counter() - t0
             if not self.health.ok:
@@ -373,7 +384,7 @@ class PatientStore:
         async def write() -> list[str]:
             done, moved = await self._watched([*keys.values(), *clocks.values()], plan)
             if not done:
-                raise WatchError("patient windows kept changing during the write")  # _until_ok retries
+                raise WatchError("patient windows kept changing during the write")  # _until_ok retries: contended
             return moved
 
         moved = await self._until_ok("set", write)
