@@ -131,10 +131,11 @@ async def _announce() -> None:
 
 def blocked_card(card: WorkerCard, now: datetime) -> WorkerCard:
     """The worker's card while its event loop is blocked (agents/loop.py): it reads none of the
-    partitions it holds, so each counts as stalled (the dashboard's header, `vigil workers`)."""
-    return card.model_copy(
-        update={"stalled_partitions": max(card.stalled_partitions, card.partitions, 1), "seen_at": now}
-    )
+    scoring partitions it holds, so each counts as stalled (the dashboard's header, `vigil workers`).
+    One that holds none stalls no patient's scores: counting it as one stalled partition put the
+    dashboard's "scores are not being updated" up for a worker of the treatment group (its log says
+    ``worker.loop_blocked``, its readiness ``loop_ok: false``)."""
+    return card.model_copy(update={"stalled_partitions": max(card.stalled_partitions, card.partitions), "seen_at": now})
 
 
 def blocked_announcer(settings: Any) -> Callable[[], None]:

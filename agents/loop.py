@@ -79,6 +79,30 @@ class LoopWatch:
         return Verdict(blocked=blocked, newly=blocked and was is None, resumed_after_s=resumed, leave=leave)
 
 
+def stop_reason(
+    signal_name: str | None, crash: BaseException | None, left_group: bool, uptime_s: float
+) -> dict[str, Any]:
+    """Why the worker stops, as the fields of its ``worker.stopping`` line. mode logs a signal at
+    INFO, below the WARNING Vigil sets its loggers to, and a stop by signal ends without a word: a
+    worker that stopped seconds after it started left no trace of why. The watchdog leaves the
+    group by a SIGTERM of its own (agents/progress.py): its request is the reason, the signal only
+    the means. A crash names its exception's type (its message may hold a patient's values: no)."""
+    fields: dict[str, Any] = {"uptime_s": round(uptime_s, 1)}
+    if signal_name is not None:
+        fields["signal"] = signal_name
+    if crash is not None:
+        fields["error"] = type(crash).__name__
+    if left_group:
+        reason = "watchdog"  # partitions stalled with nothing to explain it: start it again (exit 75)
+    elif signal_name is not None:
+        reason = "signal"  # a supervisor, an operator, Ctrl-C
+    elif crash is not None:
+        reason = "crash"
+    else:
+        reason = "stopped"  # the app stopped itself: no signal, no crash
+    return {"reason": reason, **fields}
+
+
 STACK_FRAMES = 20  # the innermost: where the loop is stuck, in a log line of bounded size
 
 

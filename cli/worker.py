@@ -36,22 +36,20 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
     importlib.import_module("vigil.agents.fleet")  # announces what it serves (vigil workers)
     register_beat()  # the event loop's beat, read by a thread of its own (agents/loop.py)
 
-    def ready_otherwise() -> bool:
-        """Readiness but for Redis: no agent crash-looping or stuck on a batch, no partition stalled,
-        the event loop running (before its first beat, or blocked: not)."""
-        return AGENTS.ok() and PROGRESS.ok() and LOOP.ok()
+    # readiness but for Redis, each cause named apart (a stall, a blocked loop and a crash-looping
+    # agent have different remedies): no agent crash-looping or stuck on a batch, no partition
+    # stalled, the event loop running (before its first beat, or blocked: not)
+    checks = {"agents_ok": AGENTS.ok, "partitions_ok": PROGRESS.ok, "loop_ok": LOOP.ok}
 
     if metrics_port:
         from prometheus_client import start_http_server
 
-        export_readiness(settings, store_healthy, ready_otherwise)  # vigil_redis_up, vigil_worker_ready
+        export_readiness(settings, store_healthy, **checks)  # vigil_redis_up, vigil_worker_ready
         start_http_server(metrics_port, addr=settings.metrics_host)
 
     configure_logging()
     # GET /readyz on VIGIL_HEALTH_PORT and/or VIGIL_HEALTH_FILE
-    # not ready while an agent crash-loops or cannot finish a batch, a partition is stalled, or the
-    # event loop has not run (before its first beat, or blocked)
-    start_readiness(settings, store_healthy, ready_otherwise)
+    start_readiness(settings, store_healthy, **checks)
     start_loop_watch(settings.watchdog.exit_after_s, EXIT_LEFT_GROUP, blocked_announcer(settings))
     publish_config_audit(settings)  # who started which configuration, when -> vigil.audit
     worker = _structlog_worker_class()(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
@@ -63,15 +61,55 @@ def run_worker_foreground(metrics_port: int | None = None, agents: tuple[str, ..
 
 
 def _structlog_worker_class() -> type:
+    import asyncio
+    import signal
+    import sys
+    import time
+
     import faust
+
+    from vigil.agents.loop import stop_reason
+    from vigil.agents.progress import PROGRESS
+    from vigil.infra.logging import get_logger
+
+    log = get_logger(__name__)
+    created = time.monotonic()
 
     class StructlogWorker(faust.Worker):
         """Faust's worker, keeping Vigil's structlog set-up (JSON lines, PHI redaction) instead of
-        letting mode replace the root handlers with its plain formatter."""
+        letting mode replace the root handlers with its plain formatter, and saying why it stops
+        (``worker.stopping``, ``agents.loop.stop_reason``): mode's own line for a signal is at INFO,
+        under the WARNING Vigil's logging sets for mode, and its run ends quietly."""
+
+        _stopping_logged = False
 
         def _setup_logging(self) -> None:
             from vigil.infra.logging import configure_logging
 
             configure_logging()
+
+        def _schedule_shutdown(self, sig: signal.Signals) -> None:
+            """Every stopping signal (SIGINT, SIGTERM) comes here from the loop's handler: logged
+            as it arrives, not after a stop that can take its time or never end."""
+            if not self._signal_stop_time:  # mode acts on the first one only
+                self._log_stopping(sig.name, None)
+            super()._schedule_shutdown(sig)
+
+        def on_worker_shutdown(self) -> None:
+            """Called by mode as the run ends, whatever ended it; an exception escaping the run
+            (mode logs it, then re-raises) is in flight here."""
+            escaping = sys.exc_info()[1]
+            self._log_stopping(None, None if isinstance(escaping, asyncio.CancelledError) else escaping)
+            super().on_worker_shutdown()
+
+        def _log_stopping(self, signal_name: str | None, escaping: BaseException | None) -> None:
+            if self._stopping_logged:  # the signal's line said it already
+                return
+            self._stopping_logged = True
+            crash = self.crash_reason or escaping
+            log.warning(
+                "worker.stopping",
+                **stop_reason(signal_name, crash, PROGRESS.exit_requested, time.monotonic() - created),
+            )
 
     return StructlogWorker

@@ -1,5 +1,8 @@
-"""Worker readiness: a worker is ready while Redis answers, its own last Redis call succeeded and
-none of its agents is crash-looping or stuck on a batch (``agents_ok``, passed down by the worker).
+"""Worker readiness: a worker is ready while Redis answers, its own last Redis call succeeded, none
+of its agents is crash-looping or stuck on a batch (``agents_ok``), none of its partitions is
+stalled (``partitions_ok``) and its event loop runs (``loop_ok``), each passed down by the worker
+and named apart in the state: a stall, a blocked loop and a crash-looping agent call for different
+remedies (docs/operations.md, the runbook).
 
 A probe thread pings Redis every second (a stalled or stopped Redis shows up even when no event
 is flowing) and combines that with ``RedisHealth.ok`` of the worker's store (False while a state
@@ -45,15 +48,36 @@ def redis_ping(settings: Settings) -> Callable[[], bool]:
     return ping
 
 
+Check = Callable[[], bool]
+
+
+def _always() -> bool:
+    return True
+
+
+def worker_checks(
+    agents_ok: Check = _always, partitions_ok: Check = _always, loop_ok: Check = _always
+) -> dict[str, Check]:
+    """The worker's own causes of not being ready besides Redis, by the name each has in the
+    readiness state and its log line."""
+    return {"agents_ok": agents_ok, "partitions_ok": partitions_ok, "loop_ok": loop_ok}
+
+
 def export_readiness(
-    settings: Settings, store_ok: Callable[[], bool], agents_ok: Callable[[], bool] = lambda: True
+    settings: Settings,
+    store_ok: Check,
+    agents_ok: Check = _always,
+    partitions_ok: Check = _always,
+    loop_ok: Check = _always,
 ) -> None:
     """Computed on each scrape, by readiness's own rule: ``vigil_redis_up``, 1 while Redis answers
     a PING and the worker's own last Redis call succeeded, and ``vigil_worker_ready``, 1 while that
-    holds and ``agents_ok`` too (what ``/readyz`` answers). One PING serves a scrape's two gauges."""
+    holds and the worker's own checks too (what ``/readyz`` answers). One PING serves a scrape's two
+    gauges."""
     ping = _once_per_scrape(redis_ping(settings))
+    checks = worker_checks(agents_ok, partitions_ok, loop_ok).values()
     metrics.REDIS_UP.set_function(lambda: 1.0 if ping() and store_ok() else 0.0)
-    metrics.WORKER_READY.set_function(lambda: 1.0 if ping() and store_ok() and agents_ok() else 0.0)
+    metrics.WORKER_READY.set_function(lambda: 1.0 if ping() and store_ok() and all(ok() for ok in checks) else 0.0)
 
 
 def _once_per_scrape(ping: Callable[[], bool], max_age_s: float = 0.5) -> Callable[[], bool]:
@@ -73,14 +97,17 @@ class ReadinessProbe:
     def __init__(
         self,
         settings: Settings,
-        store_ok: Callable[[], bool] = lambda: True,
+        store_ok: Check = _always,
         interval_s: float = 1.0,
-        agents_ok: Callable[[], bool] = lambda: True,
+        agents_ok: Check = _always,
+        partitions_ok: Check = _always,
+        loop_ok: Check = _always,
     ) -> None:
         # the worker's own view (agents.runtime): False while its Redis writes are being retried
         self._store_ok = store_ok
-        # agents.health: False while an agent crash-loops or cannot finish a batch
-        self._agents_ok = agents_ok
+        # agents.health: False while an agent crash-loops or cannot finish a batch; agents.progress:
+        # while a partition is stalled; agents.loop: before the loop's first beat and while it is blocked
+        self._checks = worker_checks(agents_ok, partitions_ok, loop_ok)
         self._ping = redis_ping(settings)
         self.interval_s = interval_s
         self.file = settings.health_file
@@ -90,17 +117,16 @@ class ReadinessProbe:
 
     def check(self) -> dict[str, Any]:
         redis_ok = self._ping()
-        store_ok, agents_ok = self._store_ok(), self._agents_ok()
-        ready = redis_ok and store_ok and agents_ok
+        causes = {"store_ok": self._store_ok()} | {name: ok() for name, ok in self._checks.items()}
+        ready = redis_ok and all(causes.values())
         previous = self.state
         since = previous["since"] if previous["ready"] == ready else time.time()
         if previous["ready"] != ready:
-            log.warning("worker.readiness", ready=ready, redis=redis_ok, agents_ok=agents_ok)
+            log.warning("worker.readiness", ready=ready, redis=redis_ok, **causes)
         self.state = {
             "ready": ready,
             "redis": redis_ok,
-            "store_ok": store_ok,
-            "agents_ok": agents_ok,
+            **causes,
             "pid": os.getpid(),
             "at": time.time(),
             "since": since,
@@ -159,12 +185,18 @@ def serve_readiness(probe: ReadinessProbe, port: int, host: str = "127.0.0.1") -
 
 
 def start_readiness(
-    settings: Settings, store_ok: Callable[[], bool], agents_ok: Callable[[], bool] = lambda: True
+    settings: Settings,
+    store_ok: Check,
+    agents_ok: Check = _always,
+    partitions_ok: Check = _always,
+    loop_ok: Check = _always,
 ) -> ReadinessProbe | None:
     """Start the probe when a health port or file is configured (``vigil worker`` calls this)."""
     if settings.health_port is None and settings.health_file is None:
         return None
-    probe = ReadinessProbe(settings, store_ok, agents_ok=agents_ok).start()
+    probe = ReadinessProbe(
+        settings, store_ok, agents_ok=agents_ok, partitions_ok=partitions_ok, loop_ok=loop_ok
+    ).start()
     if settings.health_port is not None:
         serve_readiness(probe, settings.health_port)
     return probe

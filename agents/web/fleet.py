@@ -25,7 +25,9 @@ def fleet_indicators(cards: Sequence[WorkerCard]) -> dict[str, dict[str, str]]:
                 "title": f"no scoring worker announced itself in the last {TTL_S} s: see `vigil workers`",
             }
         }
-    stalled = [c for c in cards if c.stalled_partitions]
+    # scoring workers only: a treatment group's worker holds no partition of the scoring input, and
+    # its stall leaves every patient's risk scores and alerts moving
+    stalled = [c for c in cards if c.scoring and c.stalled_partitions]
     if stalled:
         held = sum(c.stalled_partitions for c in stalled)
         return {

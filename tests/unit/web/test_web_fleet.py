@@ -37,6 +37,16 @@ def test_a_worker_not_reading_some_partitions_is_critical_and_outranks_two_bundl
     assert two["title"].startswith("3 partitions held by a, b")
 
 
+def test_a_stalled_worker_of_the_treatment_group_leaves_the_scores_banner_down() -> None:
+    """Its stall holds no patient's risk scores or alerts back (it holds no partition of the scoring
+    input): "Some patients' scores are not being updated" would send a clinician after a fault that
+    is not there."""
+    treat = card("t", app_id="vigil-treat", scoring=False, partitions=0, stalled_partitions=1)
+    assert fleet_indicators([card("a"), treat]) == {}
+    scoring = fleet_indicators([card("a", stalled_partitions=1), treat])["fleet"]
+    assert scoring["title"].startswith("1 partition held by a with events waiting")  # t not counted
+
+
 def test_the_indicator_reaches_the_state_and_live_browsers(client, feed: WardFeed) -> None:
     sign_in(client, "ann")
     assert client.get("/api/state").json()["ward_status"] == []
