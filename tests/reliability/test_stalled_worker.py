@@ -94,7 +94,9 @@ def test_a_worker_that_stops_reading_a_partition_leaves_and_nothing_is_lost(
     )
     not_ready_s = time.monotonic() - sent_at
     stalled = _log_records(logs, "consumer.stalled")
-    assert [(s["topic"], s["partition"]) for s in stalled] == [(topic, int(partition))]
+    # not ready for another cause (it stopped, a Redis write retried...): the file and the log say which
+    why = [*_log_records(logs, "worker.readiness"), *_log_records(logs, "worker.stopping"), read_health_file(health)]
+    assert [(s["topic"], s["partition"]) for s in stalled] == [(topic, int(partition))], why
     # its fleet card says so (the dashboard's indicator, `vigil workers`)
     assert wait_for(lambda: _stalled_on_card(stack_settings, worker.pid) == 1, timeout=12, interval=1.0)
     # a fetch already in flight when the fault took hold may have brought the stream's first records
