@@ -92,6 +92,32 @@ def _matching(letters: Any, reasons: list[str] | None, since: datetime | None) -
             yield item, resend_of(item)
 
 
+def size_text(size: int | None) -> str:
+    """An original's size as an operator reads it: 182 B, 1.2 KiB, 3.4 MiB ("?" for a version-1
+    letter, which did not record it)."""
+    if size is None:
+        return "?"
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
+def letter_line(row: dict[str, Any]) -> str:
+    """One letter of ``ls`` in a terminal line: when, reason, source and place, the original's size,
+    whether a replay would send it, and the detail last (the line is cut at the terminal's width).
+    Escaped (``printable``): a letter written before its detail was escaped carries the sender's
+    control characters, and a terminal obeys them (a title, a cleared screen, a line that seems ours)."""
+    from vigil.schemas.deadletter import printable
+
+    again = "yes" if not row["replay"].startswith("no: ") else row["replay"][4:]
+    when = str(row["at"])[5:19].replace("T", " ")
+    place = f"{row['source']} {row['partition']}/{row['offset']}"
+    size = size_text(row["bytes"])
+    return printable(f"{when}  {row['reason']:<20} {place:<22} {size:>9}  again: {again:<4} {row['detail']}")
+
+
 def _read_error(exc: TimeoutError) -> UserError:
     return UserError(f"the broker stopped answering while the dead letters were read ({exc}): try again")
 
@@ -108,6 +134,7 @@ def deadletters_ls(
     an earlier replay sent), and list the newest by the time written (reason, detail, source, size;
     never the original's content)."""
     from vigil.infra.deadletters import REPLAYED_BEFORE, read_replayed
+    from vigil.schemas.deadletter import printable
 
     chosen_since = _since(since)
     settings, letters = _letters(bootstrap)
@@ -125,7 +152,7 @@ def deadletters_ls(
             r = letter.reason if letter is not None else "unreadable"
             by_reason[r] += 1
             by_source[letter.source_topic if letter is not None else "?"] += 1
-            if not isinstance(plan, str) and item.coordinates in before:
+            if not isinstance(plan, str) and before.sent(item):
                 plan = REPLAYED_BEFORE
             if not isinstance(plan, str):
                 replayable[r] += 1
@@ -147,15 +174,12 @@ def deadletters_ls(
         raise _read_error(exc) from None
     newest = [row for _, row in sorted(heap)]  # oldest first: the newest is the last line
     for row in newest:  # one line each, cut at the terminal's width
-        again = "yes" if not row["replay"].startswith("no: ") else row["replay"][4:]
-        when = str(row["at"])[5:19].replace("T", " ")
-        place = f"{row['source']} {row['partition']}/{row['offset']}"
-        line = f"{when}  {row['reason']:<19} {place:<22} again: {again:<4} {row['detail']}"
+        line = letter_line(row)
         cut = line if len(line) <= console.width else line[: console.width - 1] + "…"
         console.print(cut, highlight=False, markup=False, soft_wrap=True)
     counts = Table("reason", "letters", "could be sent again")
     for r, n in by_reason.most_common():
-        counts.add_row(r, str(n), str(replayable[r]))
+        counts.add_row(printable(r), str(n), str(replayable[r]))
     console.print(counts if total else "no dead letters" + (" match" if reason or since else ""))
     if refused_again:
         console.print(f"{refused_again} of them refused again after a replay (their letters name the replayed one)")
@@ -274,7 +298,7 @@ def deadletters_replay(
             if isinstance(plan, str):
                 skipped[plan] += 1
                 continue
-            if item.coordinates in before:
+            if before.sent(item):
                 skipped[REPLAYED_BEFORE] += 1
                 continue
             if producer is None:

@@ -92,7 +92,8 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
     producer = kafka_producer(settings, linger_ms=1)  # before the worker: nothing between it and its finally
-    worker = spawn_worker(settings, settings.home / "logs" / "replay-worker.log")
+    worker_log = settings.home / "logs" / "replay-worker.log"
+    worker = spawn_worker(settings, worker_log)
     expected: dict[str, str] = {}
     event_hours: dict[str, set[int]] = {}
     waits_timed_out = 0
@@ -135,6 +136,10 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
     seq = compare_with_offline(expected, event_hours, offline_seq, seq_finals, seq_scores)
     return {
         **compare_with_offline(expected, event_hours, offline, finals, scores),
+        # the stays there were to send: ``patients`` falls short of it when the timeout cut the replay off
+        "stays_asked": len(stays),
+        "timeout_s": timeout_s,
+        "worker_log": str(worker_log),
         "deterioration_hours_compared": seq["hours_compared"],
         "deterioration_hours_without_stream_score": seq["hours_without_stream_score"],
         "deterioration_stream_scores_not_finite": seq["stream_scores_not_finite"],
@@ -200,12 +205,27 @@ def _worst(diffs: list[float]) -> float:
     return float(np.max(diffs)) if diffs else float("nan")
 
 
+def cut_off_problem(result: dict[str, Any]) -> str:
+    """What to say of a replay its timeout stopped before every stay was sent, and what to do."""
+    timeout = result.get("timeout_s")
+    after = f" after {timeout:.0f} s" if isinstance(timeout, int | float) else ""
+    log = result.get("worker_log") or "the replay worker's log"
+    return (
+        f"only {result.get('patients', 0)} of {result['stays_asked']} stays compared: the replay was cut off"
+        f"{after}; replay fewer stays (--limit) or see why the worker scores slowly ({log})"
+    )
+
+
 def replay_problems(result: dict[str, Any], tolerance: float = TOLERANCE) -> list[str]:
     """What makes a replay check fail, in words (none: the stream equals `vigil predict`): an hour
     the stream never scored, a score that is not a number, a difference above ``tolerance`` (the
-    bundle check's), or nothing compared at all. A check that printed its figures and exited 0
-    whatever they were was no check for a script or CI to run."""
+    bundle check's), nothing compared at all, or fewer stays compared than there were to send (the
+    replay stopped at its timeout: the hours it compared may all be equal, and still it checked less
+    than it was asked to). A check that printed its figures and exited 0 whatever they were was no
+    check for a script or CI to run."""
     problems = []
+    if result.get("stays_asked", 0) > result.get("patients", 0):
+        problems.append(cut_off_problem(result))
     for prefix, what in (("", "combined"), ("deterioration_", "deterioration")):
         if prefix + "hours_compared" in result and not result[prefix + "hours_compared"]:
             problems.append(f"no {what} hour was compared")

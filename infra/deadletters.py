@@ -22,7 +22,10 @@ What may be sent again (``resend_of``; pure):
   before it arrived: sent again, it is refused again);
 - a FHIR Bundle entry (what the intake dead-letters of a Bundle) goes as a Bundle of that one entry;
 - never twice: every replay publishes the letters it sent to ``vigil.audit`` (``replay_record``), and
-  a later replay skips them (``replayed_before``) unless told to send them again.
+  a later replay skips them (``replayed_before``) unless told to send them again. A record names
+  letters by partition and offset, and the offsets of a dead-letter topic deleted and created again
+  start at 0 once more: a letter counts as sent only where a replay named its place and ran after the
+  letter was written (``Replayed.sent``), so the new letters at the old places are not skipped.
 
 Letters are read from the start of the topic to its end as the command starts (``read_letters``),
 one at a time: memory does not grow with the topic. A letter whose own record does not parse (another
@@ -184,36 +187,89 @@ def replay_record(
     return records
 
 
-class Replayed:
-    """The letters earlier replays sent, read from their audit records; a lookup is a binary search
-    over each partition's merged offset runs."""
+def merged_runs(pairs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Inclusive offset runs, sorted, the overlapping and adjacent ones joined: [3, 5], [4, 9] -> [3, 9]."""
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(pairs):
+        if merged and a <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def replay_time(record: Mapping[str, Any]) -> datetime | None:
+    """When the replay of an audit record ran (its ``at``; UTC when written without a zone), or None
+    when the record says no time that parses."""
+    try:
+        at = datetime.fromisoformat(str(record["at"]))
+    except (KeyError, ValueError):
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+class OffsetRuns:
+    """The places one replay (or several, merged) named: by partition, merged offset runs; a lookup is
+    a binary search."""
 
     def __init__(self, runs: Mapping[int, Iterable[tuple[int, int]]]) -> None:
-        self._runs: dict[int, list[tuple[int, int]]] = {}
-        for partition, pairs in runs.items():
-            merged: list[tuple[int, int]] = []
-            for a, b in sorted(pairs):
-                if merged and a <= merged[-1][1] + 1:
-                    merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
-                else:
-                    merged.append((a, b))
-            self._runs[partition] = merged
+        self._runs = {partition: merged_runs(pairs) for partition, pairs in runs.items()}
         self._starts = {p: [a for a, _ in merged] for p, merged in self._runs.items()}
-
-    @classmethod
-    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> Replayed:
-        runs: dict[int, list[tuple[int, int]]] = {}
-        for record in records:
-            if record.get("type") != AUDIT_TYPE:
-                continue
-            for partition, ranges in (record.get("letters") or {}).items():
-                runs.setdefault(int(partition), []).extend((int(a), int(b)) for a, b in ranges)
-        return cls(runs)
 
     def __contains__(self, coordinates: tuple[int, int]) -> bool:
         partition, offset = coordinates
         i = bisect_right(self._starts.get(partition, []), offset) - 1
         return i >= 0 and offset <= self._runs[partition][i][1]
+
+
+class Replayed:
+    """The letters earlier replays sent, read from their audit records, by the time each replay ran.
+
+    ``sent`` is the question a replay asks: a place (partition, offset) is a letter's only while the
+    topic lives, and a topic deleted and created again gives its new letters the old places. A letter
+    written after every replay that named its place is not one they sent. The clocks of the worker
+    that wrote a letter and of the host that replayed it are taken to agree within the replay's run (NTP):
+    a letter stamped later than its own replay would be sent again and come back a ``duplicate``,
+    never a second score. ``in`` asks the place only (whichever letter is there now)."""
+
+    def __init__(self, by_replay: Mapping[datetime | None, Mapping[int, Iterable[tuple[int, int]]]]) -> None:
+        """``by_replay``: when each replay ran (None: a record without a time, whose places count
+        whatever was written there) and the runs it named, by partition."""
+        self._untimed = OffsetRuns(by_replay.get(None, {}))
+        # newest first: a lookup stops at the first replay older than the letter
+        self._timed = sorted(
+            ((at, OffsetRuns(runs)) for at, runs in by_replay.items() if at is not None),
+            key=lambda timed: timed[0],
+            reverse=True,
+        )
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> Replayed:
+        by_replay: dict[datetime | None, dict[int, list[tuple[int, int]]]] = {}
+        for record in records:
+            if record.get("type") != AUDIT_TYPE:
+                continue
+            runs = by_replay.setdefault(replay_time(record), {})
+            for partition, ranges in (record.get("letters") or {}).items():
+                runs.setdefault(int(partition), []).extend((int(a), int(b)) for a, b in ranges)
+        return cls(by_replay)
+
+    def __contains__(self, coordinates: tuple[int, int]) -> bool:
+        return coordinates in self._untimed or any(coordinates in runs for _, runs in self._timed)
+
+    def sent(self, item: Letter) -> bool:
+        """Whether an earlier replay sent this letter: one named its place and ran after it was written."""
+        if item.coordinates in self._untimed:
+            return True
+        if item.letter is None:  # no time to tell by: the place decides, as for an untimed record
+            return item.coordinates in self
+        written = item.letter.at if item.letter.at.tzinfo is not None else item.letter.at.replace(tzinfo=UTC)
+        for at, runs in self._timed:
+            if at < written:
+                return False
+            if item.coordinates in runs:
+                return True
+        return False
 
 
 def read_topic(settings: Settings, topic: str, timeout_s: float = 30.0) -> Iterator[tuple[int, int, Any, Any]]:

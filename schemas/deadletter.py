@@ -8,6 +8,13 @@ size and SHA-256, so it is still accounted for and can be matched against the pr
 The record's key counts in the budget too, and a key over ``MAX_DEAD_LETTER_KEY_BYTES`` is replaced by
 its SHA-256 (``dead_letter_key``): a 1 MB key once made even the letter without its original too
 large to send, and the agent retried it forever with its partition stalled behind it.
+
+A rejection's detail quotes the input where that helps the integrator (an unknown field's name, a FHIR
+resourceType or id, an HL7v2 message type or OBX-3 code), so it is the sender's text: its characters
+that do not print (ESC, a newline, a bidirectional override) are escaped as ``\\x1b``, ``\\n``,
+``\\u202e`` (``printable``) when the rejection is made. An escape sequence in a field's name once
+reached the operator's terminal through ``vigil deadletters ls``, and the MLLP ACK and the FHIR
+OperationOutcome quote the detail too.
 """
 
 from __future__ import annotations
@@ -38,6 +45,17 @@ MAX_REPLAY_OF_CHARS = 200
 REPLAY_HEADER = "vigil-replay-of"
 
 
+def printable(text: str) -> str:
+    """``text`` with every character that does not print escaped as Python writes it (``\\x1b``,
+    ``\\n``, ``\\u2028``, a lone surrogate ``\\ud800``): a detail or a source quotes the sender's
+    input, and a terminal obeys an escape sequence in it (a title, a cleared screen, a line that seems
+    Vigil's). What prints stays as it is, accented names of units included; the result is the same
+    when escaped twice."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def dead_letter_key(key: bytes | None) -> bytes | None:
     """The key a dead letter is sent under: the original's, or its SHA-256 (hex) when it is over
     ``MAX_DEAD_LETTER_KEY_BYTES``."""
@@ -62,15 +80,23 @@ class Source:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """Why one input could not be accepted. ``reason`` is a short stable code for metrics
-    (``invalid_json``, ``schema``, ``unknown_code``, ``unit``, ``out_of_range``, ``clock_skew``,
-    ``unmapped_code``, ``unsupported_resource``, ``too_large``, ``outside_window``, ``duplicate``,
-    and from the FHIR/HL7v2 codecs ``missing_subject``, ``missing_time``, ``not_final``, ``retracted``, ``adt_merge``,
-    ``no_value``, ``missing_dose``, ``no_observations``, ``unsupported_message``, ``parse_error``);
-    ``detail`` is for the integrator and never contains patient values."""
+    (``empty``, ``invalid_json``, ``schema``, ``unknown_code``, ``unit``, ``out_of_range``, ``clock_skew``,
+    ``unmapped_code``, ``unsupported_resource``, ``too_large``, ``internal``; from the FHIR/HL7v2 codecs
+    ``missing_subject``, ``missing_time``, ``not_final``, ``retracted``, ``adt_merge``, ``no_value``,
+    ``missing_dose``, ``no_observations``, ``unsupported_message``, ``parse_error``; from the scoring
+    step ``outside_window``, ``duplicate``, ``stay_ended``, ``unknown_stay``, ``no_open_stay``,
+    ``other_encounter``, ``late_discharge``: docs/interop.md, "Dead-letter reasons");
+    ``detail`` is for the integrator and never contains patient values. It may quote the input (a
+    field's name, a code), and is kept ``printable``: whatever quotes it (a dead letter, an MLLP ACK, a
+    FHIR OperationOutcome, ``vigil deadletters ls``) shows the sender's control characters escaped."""
 
     reason: str
     detail: str = ""
     source: Source | None = None  # attached by the agent that read the input (``at``)
+
+    def __post_init__(self) -> None:
+        if not self.detail.isprintable():  # frozen: the escaped detail replaces the sender's text once, here
+            object.__setattr__(self, "detail", printable(self.detail))
 
     def at(self, source: Source) -> Rejected:
         return replace(self, source=source)
@@ -138,8 +164,9 @@ class DeadLetter(BaseModel):
         long_key = source.key if source.key is not None and key != source.key else None
         shell = cls(
             reason=rejected.reason[:64],
-            detail=rejected.detail[:MAX_DETAIL_CHARS],
-            source_topic=source.topic[:MAX_TOPIC_CHARS],
+            # a Rejected's detail is printable already; a source (``http:<path>``) may quote a request
+            detail=printable(rejected.detail[:MAX_DETAIL_CHARS])[:MAX_DETAIL_CHARS],
+            source_topic=printable(source.topic[:MAX_TOPIC_CHARS])[:MAX_TOPIC_CHARS],
             partition=source.partition,
             offset=source.offset,
             at=at,

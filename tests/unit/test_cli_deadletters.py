@@ -19,6 +19,8 @@ AT = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
 
 
 def record(offset: int, at: datetime = AT, reason: str = "unknown_code", **fields: Any) -> bytes:
+    """A letter's record; ``fields`` replace what ``DeadLetter.of`` wrote (a ``detail`` as an older
+    version wrote it, before details were escaped)."""
     original = json.dumps({"event_id": f"e{offset}", "patient_id": "p1"}).encode()
     rejected = Rejected(reason, "x").at(Source(topics.EVENTS_RAW, 0, offset, b"p1", original))
     return DeadLetter.of(rejected, at).model_copy(update=fields).model_dump_json().encode()
@@ -153,3 +155,60 @@ def test_ls_says_what_a_replay_would_send_and_which_letters_came_back_from_one(m
     assert code == 0 and summary["replayable"] == {"unknown_code": 2} and summary["refused_after_replay"] == 1
     rows = {r["offset"]: r for r in summary["newest"]}
     assert rows[1]["replay"] == "no: replayed_before" and rows[3]["replay_of"] == "vigil.deadletter/0/1"
+
+
+def test_ls_never_writes_a_letters_control_characters_to_the_terminal(monkeypatch, capsys) -> None:
+    """A letter written before details were escaped carries the sender's text as it came (an unknown
+    field's name, a FHIR resourceType): rich passes ESC and newlines, and ``ls`` retitled and cleared
+    the operator's terminal. Printable text (an accented unit's name) reads as it was."""
+    raw = record(1, detail="\x1b]0;OWNED\x07\x1b[2J\x1b[H: Extra inputs are not permitted")
+    forged_line = record(2, reason="schema", detail="x\n12-05 08:00:00  fake line", source_topic="http:/fhir/\x1b[41m")
+    accented = record(3, detail="code 'Fréquence' from Unité Zürich is not mapped")
+    code, out, _ = run(monkeypatch, capsys, ["ls"], [(0, 1, raw), (0, 2, forged_line), (0, 3, accented)])
+    assert code == 0 and "\x1b" not in out and "\x07" not in out
+    lines = out.splitlines()
+    assert any("\\x1b]0;OWNED\\x07\\x1b[2J" in line for line in lines)
+    assert any("http:/fhir/\\x1b[41m 0/2" in line and "x\\n12-05 08:00:00  fake line" in line for line in lines)
+    assert not any(line.startswith("12-05 08:00:00  fake line") for line in lines)
+    assert any("code 'Fréquence' from Unité Zürich is not mapped" in line for line in lines)
+
+
+def test_ls_says_each_letters_size(monkeypatch, capsys) -> None:
+    """docs/operations.md and ``ls --help`` promised the size on each line; only --json had it."""
+    small, large = record(1), record(2)
+    large = DeadLetter.model_validate_json(large).model_copy(update={"original_size": 1234}).model_dump_json().encode()
+    code, out, _ = run(monkeypatch, capsys, ["ls"], [(0, 1, small), (0, 2, large)])
+    lines = out.splitlines()
+    size = len(json.dumps({"event_id": "e1", "patient_id": "p1"}))
+    assert code == 0 and f" {size} B " in lines[0] and " 1.2 KiB " in lines[1]
+    from vigil.cli.deadletters import size_text
+
+    assert [size_text(n) for n in (0, 1023, 1024, 96 * 1024, 3 * 1024 * 1024 + 400_000, None)] == [
+        "0 B",
+        "1023 B",
+        "1.0 KiB",
+        "96.0 KiB",
+        "3.4 MiB",
+        "?",
+    ]
+
+
+def test_a_topic_created_again_does_not_pass_its_new_letters_for_replayed_ones(monkeypatch, capsys) -> None:
+    """An audit record names letters by partition and offset. vigil.deadletter deleted and created
+    again starts its offsets at 0: its new letters at the places last week's replay named were skipped
+    as replayed_before, and ``ls`` said no replay would send them, though none ever had."""
+    last_week = AT - timedelta(days=7)
+    broker = Broker()
+    broker.audit = replay_record([(0, 1), (0, 2), (0, 3)], ["unknown_code"], at=last_week)
+    sent_then = [(0, 1, record(1, at=last_week - timedelta(hours=1)))]  # still on the topic: it was sent
+    letters = sent_then + [(0, o, record(o)) for o in (2, 3)]  # written since, at the old places
+    code, out, _ = run(monkeypatch, capsys, ["ls", "--json"], letters, broker)
+    rows = {r["offset"]: r["replay"] for r in json.loads(out.splitlines()[-1])["newest"]}
+    assert code == 0 and rows == {1: "no: replayed_before", 2: "vigil.events.raw", 3: "vigil.events.raw"}
+    code, out, _ = run(monkeypatch, capsys, ["replay", "--reason", "unknown_code", "--json"], letters, broker)
+    summary = json.loads(out.splitlines()[-1])
+    assert code == 0 and summary["sent"] == 2 and summary["skipped"] == {"replayed_before": 1}
+    assert broker.sent == [2, 3]
+    # now this replay has sent them, and the next one skips all three
+    code, out, _ = run(monkeypatch, capsys, ["replay", "--reason", "unknown_code", "--json"], letters, broker)
+    assert json.loads(out.splitlines()[-1])["skipped"] == {"replayed_before": 3} and broker.sent == [2, 3]

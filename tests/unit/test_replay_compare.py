@@ -95,6 +95,25 @@ def test_a_replay_fails_on_an_unscored_hour_a_nan_or_a_difference_and_passes_whe
     assert replay_problems({**equal, "hours_compared": 0}) == ["no combined hour was compared"]
 
 
+def test_a_replay_its_timeout_cut_off_fails_and_says_what_to_do() -> None:
+    """The replay stops sending stays after ``timeout_s``: every hour it did compare was equal, and it
+    passed, exit 0, having checked 3 of the 40 stays it was asked for."""
+    from vigil.cli.streamcheck import replay_problems
+
+    equal = {
+        f"{prefix}{key}": value
+        for prefix in ("", "deterioration_")
+        for key, value in (("hours_compared", 40), ("hours_without_stream_score", 0), ("max_abs_diff", 3e-8))
+    }
+    whole = {**equal, "patients": 40, "stays_asked": 40, "timeout_s": 600, "worker_log": "/h/logs/replay-worker.log"}
+    assert replay_problems(whole) == []
+    assert replay_problems({**whole, "patients": 3}) == [
+        "only 3 of 40 stays compared: the replay was cut off after 600 s; replay fewer stays (--limit) or see "
+        "why the worker scores slowly (/h/logs/replay-worker.log)"
+    ]
+    assert replay_problems(equal) == []  # a result that does not say how many stays were asked: as before
+
+
 def test_a_replayed_value_is_sent_as_the_file_wrote_it() -> None:
     """A room-air FiO2 of 0.21 read into float32 is 0.2099999934: sent so, ingest refused it as out of
     range (below 0.21) while vigil predict scored it; the replay sends 0.21."""

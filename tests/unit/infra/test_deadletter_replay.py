@@ -157,3 +157,42 @@ def test_a_letter_whose_key_was_replaced_by_its_digest_is_not_sent_under_it() ->
     )
     record = DeadLetter.of(rejected, AT).model_dump_json().encode()
     assert resend_of(parse_letter(2, 41, dead_letter_key(big), record)) == KEY_REPLACED
+
+
+def timed_letter(partition: int, offset: int, written: datetime) -> Letter:
+    rejected = Rejected("unknown_code", "x", Source(topic=topics.EVENTS_RAW, original=EVENT))
+    return parse_letter(partition, offset, b"p1", DeadLetter.of(rejected, written).model_dump_json().encode())
+
+
+def test_a_letter_written_after_the_replay_that_named_its_place_was_not_sent_by_it() -> None:
+    """A topic deleted and created again gives its new letters the places an earlier replay named:
+    by place alone they were skipped as replayed_before, never sent."""
+    first, second = AT, AT + timedelta(days=2)
+    records = replay_record([(0, 3), (0, 4)], ["unknown_code"], first)
+    records += replay_record([(0, 4), (1, 9)], ["unknown_code"], second)
+    before = Replayed.from_records(json.loads(json.dumps(records)))
+    assert before.sent(timed_letter(0, 3, first - timedelta(minutes=5)))  # the letter the first replay sent
+    assert before.sent(timed_letter(0, 3, first))
+    assert not before.sent(timed_letter(0, 3, first + timedelta(hours=1)))  # a new letter at its old place
+    assert before.sent(timed_letter(0, 4, first + timedelta(hours=1)))  # the second replay sent it
+    assert not before.sent(timed_letter(0, 4, second + timedelta(seconds=1)))
+    assert not before.sent(timed_letter(0, 5, first - timedelta(days=1)))  # a place no replay named
+    assert not before.sent(timed_letter(2, 3, first - timedelta(days=1)))
+    naive = timed_letter(1, 9, (second - timedelta(hours=1)).replace(tzinfo=None))  # written naive: UTC
+    assert before.sent(naive)
+    assert (0, 3) in before and (1, 9) in before and (0, 5) not in before  # ``in`` asks the place only
+
+
+def test_an_audit_record_without_a_time_still_names_its_places() -> None:
+    """An audit record whose ``at`` is missing or does not parse keeps what it said before: every
+    letter at its places counts as sent."""
+    record = replay_record([(0, 3)], ["unknown_code"], AT)[0]
+    without_time = {k: v for k, v in record.items() if k != "at"}
+    untimed = [without_time, {**record, "at": "yesterday", "letters": {"0": [[7, 8]]}}]
+    before = Replayed.from_records(untimed)
+    later = AT + timedelta(days=30)
+    assert before.sent(timed_letter(0, 3, later)) and before.sent(timed_letter(0, 8, later))
+    assert not before.sent(timed_letter(0, 5, later))
+    unreadable = parse_letter(0, 3, None, b'{"reason": 3}')
+    assert Replayed.from_records([record]).sent(unreadable)  # no time to tell by: its place decides
+    assert not Replayed({}).sent(timed_letter(0, 3, AT))
