@@ -54,6 +54,10 @@ FOLLOW_UP = timedelta(hours=6)
 # 8 h), keeps what the ED gave just before Vigil's first scores (SSC 2021 counts it: antimicrobials
 # "immediately", however recognized) and drops an earlier course.
 CARE_LOOKBACK = timedelta(hours=6)
+# What the NEWS2 items read (RCP 2017 chart 3): they answer the NEWS2 score, which may be hours before
+# sepsis recognition, so their care is read from ``CARE_LOOKBACK`` before the earliest time zero
+# (``CareClock.news2_care_since``), not before the sepsis time zero
+NEWS2_CARE = ("clinician_review", "observation_set")
 # ``last_at_risk`` is written when it moves on by this much: the gap above is measured to the hour,
 # and the clock is not written to Redis on every at-risk score.
 AT_RISK_STEP = timedelta(hours=1)
@@ -61,7 +65,8 @@ AT_RISK_STEP = timedelta(hours=1)
 # window holds 48 h and 64 treatments, and an ICU's vasopressor titrations every 30 min pushed the
 # antibiotic, the cultures and the fluids out of it within a day ("missing" while the clock stayed).
 # Per action the first few from ``CARE_LOOKBACK`` before time zero on (the rules read the first, and
-# the lactate its repeat); more of the crystalloid, whose volumes are summed.
+# the lactate its repeat); more of the crystalloid, whose volumes are summed; reviews from the NEWS2
+# score on (only those answer it).
 KEEP_PER_ACTION = 4
 KEEP_FLUIDS = 16
 # The initial lactate is a sample within an hour either side of the sepsis time zero
@@ -133,6 +138,13 @@ class CareClock(BaseModel):
 
     def zeros_at(self) -> list[datetime]:
         return [self.time_zero, *(z.at for z in (self.sepsis, self.news2) if z is not None)]
+
+    def news2_care_since(self) -> datetime:
+        """From when care counts for the NEWS2 items (``NEWS2_CARE``): ``CARE_LOOKBACK`` before the
+        earliest time zero. Their zero, the NEWS2 score, may be hours before sepsis recognition (NEWS2 5
+        at 10:00, sepsis at 16:30): measured from the sepsis zero, the urgent review at 10:20 was
+        dropped and read "missing", and the hourly observation sets before the look-back as one gap."""
+        return min(self.zeros_at()) - CARE_LOOKBACK
 
     def follows(self, now: datetime) -> bool:
         """Whether a score that does not find the patient at risk still brings the care score: until
@@ -212,6 +224,7 @@ def care_categories(state: dict[str, Any]) -> dict[str, Any]:
     return {
         "hypotensive": (map_mmhg is not None and map_mmhg < 65) or (sbp is not None and sbp < 90),
         "hypotension_after_fluids": state.get("hypotension_after_fluids"),
+        "hypotension_onset_min": state.get("hypotension_onset_min"),
         "lactate": state["lactate_mmol_l"],
         "weight": state["weight_kg"],
         "news2": band,
@@ -226,12 +239,20 @@ def remember_care(clock: CareClock, window: PatientWindow) -> CareClock:
     so that care which leaves the window (48 h, 64 treatments) still counts while the clock stays."""
     time_zero = clock.care_time_zero()
     since = time_zero - CARE_LOOKBACK
+    news2_zero = clock.news2.at if clock.news2 is not None else clock.time_zero
     kept: list[tuple[str, datetime, float]] = []
     counts: dict[str, int] = {}
     for code, at, value in _evidence(clock, window):
-        # a lactate only from the initial one's reach on: four hourly blood gases before it filled
-        # the lactate's places, and the initial lactate and its repeat were lost with the window
-        start = time_zero - INITIAL_LACTATE if code == "Lactate" else since
+        start = since
+        if code == "Lactate":
+            # only from the initial one's reach on: four hourly blood gases before it filled the
+            # lactate's places, and the initial lactate and its repeat were lost with the window
+            start = time_zero - INITIAL_LACTATE
+        elif code == "clinician_review":
+            # only from the NEWS2 score on, however long before sepsis time zero it was: a review
+            # before it answered another score (RCP 2017 chart 3) and must not take the places of one
+            # that answers it
+            start = news2_zero
         if at < start or code == "observation_set":
             continue  # observation sets are counted over the window, to now
         limit = KEEP_FLUIDS if code == "crystalloid_ml" else KEEP_PER_ACTION
@@ -269,16 +290,17 @@ def _evidence(clock: CareClock, window: PatientWindow) -> list[tuple[str, dateti
 def clock_inputs(clock: CareClock, window: PatientWindow, now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(PatientState fields, treatment items) for ``models.treatment.score_patient_care``: the state
     at the clock's time zeros, the care in the window (and kept in the clock) from ``CARE_LOOKBACK``
-    before time zero on."""
+    before time zero on, for the NEWS2 items before the earliest time zero (``news2_care_since``)."""
     time_zero = clock.care_time_zero()
     since = time_zero - CARE_LOOKBACK
+    news2_since = clock.news2_care_since()
     items: list[dict[str, Any]] = []
     lactates: list[tuple[datetime, float]] = []
     for code, at, value in _evidence(clock, window):
         if code == "Lactate":
             lactates.append((at, value))
             code = "lactate_ordered"  # a lactate result counts as lactate measured (the lab was drawn)
-        if at < since:
+        if at < (news2_since if code in NEWS2_CARE else since):
             continue
         item: dict[str, Any] = {"action": code, "at": at}
         # no rule reads a vasopressor's rate, only its start; a rate sent in a unit not per kg per
@@ -288,7 +310,7 @@ def clock_inputs(clock: CareClock, window: PatientWindow, now: datetime) -> tupl
         items.append(item)
     for hour, row in sorted(window.rows.items()):
         recorded = sum(1 for code in OBSERVATION_CODES if DYNAMIC_CODES.index(code) in row)
-        if recorded >= OBSERVATION_MIN_PARAMS and window.hour_start(hour) >= since:
+        if recorded >= OBSERVATION_MIN_PARAMS and window.hour_start(hour) >= news2_since:
             items.append({"action": "observation_set", "at": window.hour_start(hour)})
     weight = _latest_weight(clock, window)
     initial = next(
@@ -296,6 +318,7 @@ def clock_inputs(clock: CareClock, window: PatientWindow, now: datetime) -> tupl
         None,
     )
     sepsis, news2 = clock.sepsis, clock.news2 or clock.sepsis
+    onset = _hypotension_onset(window, items, time_zero, now) if sepsis else None
     state = {
         "weight_kg": weight[2] if weight else None,
         "lactate_mmol_l": initial,
@@ -303,10 +326,11 @@ def clock_inputs(clock: CareClock, window: PatientWindow, now: datetime) -> tupl
         "sbp_mmhg": sepsis.sbp_mmhg if sepsis else None,
         "suspected_sepsis": sepsis is not None,
         "hypotension_after_fluids": _hypotension_after_fluids(window, items, time_zero, now) if sepsis else None,
+        "hypotension_onset_min": None if onset is None else _minutes_after(onset, time_zero),
         "news2_total": news2.news2_total if news2 else None,
         "news2_band": news2.news2_band if news2 else None,
         "news2_single_parameter_3": news2.news2_single_parameter_3 if news2 else False,
-        "news2_at_min": (news2.at - time_zero).total_seconds() / 60.0 if news2 else 0.0,
+        "news2_at_min": _minutes_after(news2.at, time_zero) if news2 else 0.0,
         "time_zero": time_zero,
     }
     return state, items
@@ -322,23 +346,43 @@ def care_inputs(
     return clock_inputs(clock, window, max(score.observed_at, time_zero))
 
 
+def _minutes_after(at: datetime, time_zero: datetime) -> float:
+    return (at - time_zero).total_seconds() / 60.0
+
+
+def _first_fluid(items: list[dict[str, Any]], now: datetime) -> datetime | None:
+    return min((i["at"] for i in items if i["action"] == "crystalloid_ml" and i["at"] <= now), default=None)
+
+
+def _hypotension_onset(
+    window: PatientWindow, items: list[dict[str, Any]], time_zero: datetime, now: datetime
+) -> datetime | None:
+    """When the patient was first hypotensive during or after fluid resuscitation (SSC 2018 hour-1
+    bundle): the first reading below the MAP target (SBP < 90 where MAP is unknown) after the first
+    crystalloid, within the 3 h of resuscitation (``FLUID_WINDOW_MIN``). The vasopressor of a patient
+    at the target at time zero falls due an hour after it (``hypotension_onset_min``)."""
+    first_fluid = _first_fluid(items, now)
+    if first_fluid is None:
+        return None
+    resuscitation_end = min(now, time_zero + timedelta(minutes=FLUID_WINDOW_MIN))
+    return next((t for t, below in _pressure_readings(window) if below and first_fluid <= t <= resuscitation_end), None)
+
+
 def _hypotension_after_fluids(
     window: PatientWindow, items: list[dict[str, Any]], time_zero: datetime, now: datetime
 ) -> bool | None:
     """SSC 2018 hour-1 bundle: vasopressors "if hypotensive during or after fluid resuscitation".
-    True: below the MAP target (SBP < 90 where MAP is unknown) after the first crystalloid, within the
-    3 h of resuscitation (``FLUID_WINDOW_MIN``); False: every reading since the first crystalloid, and
-    before any vasopressor (a MAP held on one is not a MAP restored by fluids), at the target; None:
-    no fluid, or no reading after it (the rule then reads time zero's pressure as persisting)."""
-    fluids = [i["at"] for i in items if i["action"] == "crystalloid_ml" and i["at"] <= now]
-    if not fluids:
+    True: hypotensive during resuscitation (``_hypotension_onset``); False: every reading since the
+    first crystalloid, and before any vasopressor (a MAP held on one is not a MAP restored by fluids),
+    at the target; None: no fluid, or no reading after it (the rule then reads time zero's pressure as
+    persisting)."""
+    first_fluid = _first_fluid(items, now)
+    if first_fluid is None:
         return None
-    first_fluid = min(fluids)
-    pressor = min((i["at"] for i in items if i["action"] == "vasopressor"), default=None)
-    resuscitation_end = min(now, time_zero + timedelta(minutes=FLUID_WINDOW_MIN))
-    readings = [(t, below) for t, below in _pressure_readings(window) if first_fluid <= t <= now]
-    if any(below for t, below in readings if t <= resuscitation_end):
+    if _hypotension_onset(window, items, time_zero, now) is not None:
         return True
+    pressor = min((i["at"] for i in items if i["action"] == "vasopressor"), default=None)
+    readings = [(t, below) for t, below in _pressure_readings(window) if first_fluid <= t <= now]
     off_pressors = [below for t, below in readings if pressor is None or t < pressor]
     if off_pressors and not any(off_pressors):
         return False

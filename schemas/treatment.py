@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from vigil.schemas.codes import TREATMENTS
@@ -64,6 +64,27 @@ def _not_a_number(value: object) -> object:
         raise ValueError("a number is minutes after time_zero, within a year of it")
     return value
 
+
+# Years a plan's time zero may fall in: far inside datetime's range (years 1-9999), whatever a plan's
+# items, horizon and ward zone add to it.
+TIME_ZERO_YEARS = (1900, 9000)
+
+
+def _time_zero_in_range(value: datetime) -> datetime:
+    """A time zero the plan's times can be counted from: its items reach a year either side of it
+    (``PlanMinutes``) and its suggestions are written as times, so 9999-12-31T23:00Z overflowed while
+    the suggestions were timed (an ``internal`` dead letter, and the plan's fault). The message names
+    the rule, never the value sent (it goes into dead letters)."""
+    if not TIME_ZERO_YEARS[0] <= value.year <= TIME_ZERO_YEARS[1]:
+        raise PydanticCustomError(
+            "datetime_out_of_range",
+            "a time zero must fall within the years {low}-{high}",
+            {"low": TIME_ZERO_YEARS[0], "high": TIME_ZERO_YEARS[1]},
+        )
+    return value
+
+
+TimeZero = Annotated[UtcDatetime, AfterValidator(_time_zero_in_range)]
 
 # A number is minutes after time zero, within a year of it (a plan is for one stay; 1e308 minutes
 # is past any date); a string is an ISO 8601 time with a timezone.
@@ -159,6 +180,15 @@ class PatientState(BaseModel):
         description="minutes after time_zero of the NEWS2 score the news2_* fields describe (the "
         "observation set the NEWS2 clinical response answers); 0: at time zero",
     )
+    # added in place (schema_version 1; absent reads as before): SSC 2018 asks for vasopressors "if
+    # hypotensive during or after fluid resuscitation", so a MAP that met the target at time zero and
+    # fell below it after fluids hours later starts the vasopressor's hour then, not at time zero
+    hypotension_onset_min: PlanMinutes | None = Field(
+        default=None,
+        description="minutes after time_zero of the first reading below the MAP target during or after "
+        "fluids; for a patient at the target at time zero the vasopressor is due within 1 h of it (null, "
+        "or below the target at time zero: within 1 h of time zero)",
+    )
 
 
 class TreatmentPlan(BaseModel):
@@ -179,7 +209,7 @@ class TreatmentPlan(BaseModel):
         max_length=64,
         description="the caller's id for this request; the score on vigil.treatment.scores carries it back",
     )
-    time_zero: UtcDatetime | None = Field(
+    time_zero: TimeZero | None = Field(
         default=None, description="sepsis recognition time; offsets in items count from it"
     )
     horizon_min: float = Field(

@@ -11,12 +11,14 @@ from vigil.models.treatment.guidelines import (
     ANTIBIOTIC_LABEL,
     CANDIDATE_MIN,
     CONTINUOUS_MONITORING_MIN,
+    FLUID_ML_PER_KG,
     FLUID_WINDOW_MIN,
     LABELS,
+    NOMINAL_WEIGHT_KG,
 )
 from vigil.models.treatment.patient import required_observation_interval_min, response_band
 from vigil.models.treatment.rules import fluid_target_ml, plan_score
-from vigil.models.treatment.timeline import build_timeline, minutes_after
+from vigil.models.treatment.timeline import Timeline, build_timeline, minutes_after
 from vigil.schemas.treatment import (
     CareItemResult,
     ChangeKind,
@@ -47,6 +49,12 @@ def _describe_add(item: TreatmentItem, target_ml: float | None) -> str:
             return "Measure lactate"
         case "crystalloid_ml":
             assert item.dose is not None
+            if target_ml is None:
+                # the rule credits an unsized bolus half (``unsized_bolus_ml``): the points say so
+                return (
+                    f"Give 30 mL/kg crystalloid within 3 h; record the weight to size it ({item.dose.value:g} mL "
+                    f"at {NOMINAL_WEIGHT_KG:g} kg; half the points while the weight is unknown)"
+                )
             return f"Give {item.dose.value:g} mL crystalloid (30 mL/kg = {target_ml:g} mL within 3 h)"
         case "vasopressor":
             return "Start a vasopressor (noradrenaline first line), titrated to MAP >= 65 mmHg"
@@ -62,6 +70,13 @@ def _describe_add(item: TreatmentItem, target_ml: float | None) -> str:
     return f"Add {LABELS[item.action]}"
 
 
+def unsized_bolus_ml(tl: Timeline) -> float | None:
+    """The bolus to propose when the weight is unknown: 30 mL/kg of ``NOMINAL_WEIGHT_KG``, only while
+    no fluid is charted (the rule credits any fluid half then, and more gains nothing). Without it the
+    optimizer never proposed fluids for a stay with no weight, as every PhysioNet stay is."""
+    return None if tl.fluids_ml else FLUID_ML_PER_KG * NOMINAL_WEIGHT_KG
+
+
 def candidates(plan: TreatmentPlan, earliest_min: float) -> list[_Candidate]:
     state = plan.state
     tl = build_timeline(plan, plan.horizon_min)
@@ -71,6 +86,7 @@ def candidates(plan: TreatmentPlan, earliest_min: float) -> list[_Candidate]:
     target = fluid_target_ml(tl)
     in_window = sum(ml for t, ml in tl.fluids_ml if t <= FLUID_WINDOW_MIN)
     deficit = None if target is None else max(0.0, target - in_window)
+    bolus = deficit if target is not None else unsized_bolus_ml(tl)
     required = required_observation_interval_min(state)
     band = response_band(state)
     out: list[_Candidate] = []
@@ -86,8 +102,8 @@ def candidates(plan: TreatmentPlan, earliest_min: float) -> list[_Candidate]:
                 action="clinician_review", at=t, role="critical_care" if band == "high" else "ward_clinician"
             ),
         ]
-        if deficit and t <= FLUID_WINDOW_MIN:
-            new.append(TreatmentItem(action="crystalloid_ml", at=t, dose=Dose(value=round(deficit), unit="mL")))
+        if bolus and t <= FLUID_WINDOW_MIN:
+            new.append(TreatmentItem(action="crystalloid_ml", at=t, dose=Dose(value=round(bolus), unit="mL")))
         if required is not None:
             new.append(TreatmentItem(action="observation_set", at=t, every_min=required))
         for item in new:

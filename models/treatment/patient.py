@@ -1,5 +1,5 @@
 """What the patient's state implies for the guidelines: hypotension, hypoperfusion, the antibiotic
-window and the NEWS2 response band (SSC 2018/2021, RCP NEWS2 2017)."""
+window, the vasopressor's deadline and the NEWS2 response band (SSC 2018/2021, RCP NEWS2 2017)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,17 @@ def antibiotic_window_min(state: PatientState) -> float:
     if state.sepsis_likelihood == "probable" or hypoperfusion(state):
         return HOUR1_MIN
     return ANTIBIOTIC_POSSIBLE_SEPSIS_MIN
+
+
+def vasopressor_deadline_min(state: PatientState) -> float:
+    """When the vasopressor falls due. SSC 2018: vasopressors "if hypotensive during or after fluid
+    resuscitation", every hour-1 element begun within the hour: an hour from time zero, or, for a
+    patient at the target at time zero, from when the MAP first fell below it after fluids
+    (``hypotension_onset_min``): noradrenaline 10 min after a fall at T+2 h 30 min was "late"."""
+    onset = state.hypotension_onset_min
+    if onset is None or below_map_target(state):
+        return HOUR1_MIN  # below the target at time zero: the hour runs from it
+    return max(HOUR1_MIN, onset + HOUR1_MIN)
 
 
 def response_band(state: PatientState) -> News2Band | None:

@@ -27,6 +27,7 @@ from vigil.models.treatment.patient import (
     pathways,
     required_observation_interval_min,
     response_band,
+    vasopressor_deadline_min,
 )
 from vigil.models.treatment.timeline import Timeline, build_timeline, first_time, fmt_min
 from vigil.schemas.treatment import CareItemResult, ItemStatus, PatientState, TreatmentPlan
@@ -179,10 +180,11 @@ def _rule_vasopressor(state: PatientState, tl: Timeline, as_of: float | None) ->
         return _result(name, "not_applicable", "MAP >= 65 mmHg after fluids")
     if not below_map_target(state) and state.hypotension_after_fluids is not True:
         return _result(name, "not_applicable", "MAP at target (>= 65; SBP >= 90 where MAP unknown) or unknown")
+    deadline = vasopressor_deadline_min(state)
     first = first_time(tl.times.get("vasopressor"))
     if first is None:
-        return _not_done(name, "vasopressor (MAP target >= 65 mmHg)", HOUR1_MIN, as_of)
-    return _by_deadline(name, "started", first, HOUR1_MIN, ", titrate to MAP >= 65 mmHg")
+        return _not_done(name, "vasopressor (MAP target >= 65 mmHg)", deadline, as_of)
+    return _by_deadline(name, "started", first, deadline, ", titrate to MAP >= 65 mmHg")
 
 
 def _rule_observation_frequency(state: PatientState, tl: Timeline, as_of: float | None) -> CareItemResult:
@@ -267,8 +269,10 @@ def due_min(name: str, state: PatientState, tl: Timeline, as_of: float | None) -
     match name:
         case "antibiotics" | "blood_cultures_before_antibiotics":
             return antibiotic_window_min(state)
-        case "lactate_measured" | "vasopressor_map_65":
+        case "lactate_measured":
             return HOUR1_MIN
+        case "vasopressor_map_65":
+            return vasopressor_deadline_min(state)
         case "lactate_remeasured":
             return initial_lactate_min(tl) + LACTATE_REMEASURE_MIN
         case "crystalloid_30ml_kg":

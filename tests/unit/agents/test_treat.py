@@ -320,6 +320,15 @@ def test_a_plan_dead_letter_names_the_field_and_never_the_value() -> None:
     assert "'L'" not in wrong_unit.detail and "must be in 'mL'" in wrong_unit.detail
 
 
+def test_a_plan_whose_time_zero_is_past_the_calendar_is_a_schema_dead_letter() -> None:
+    # 9999-12-31T23:00Z raised OverflowError while the suggestions were timed: dead-lettered `internal`
+    plan = {"time_zero": "9999-12-31T23:00:00Z", "state": {"weight_kg": 70, "map_mmhg": 58, "suspected_sepsis": True}}
+    publisher = requested(json.dumps({**plan, "items": [{"action": "blood_culture", "at": 5}]}).encode())
+    (rejected,) = publisher.rejected
+    assert rejected.reason == "schema" and publisher.scores() == []
+    assert rejected.detail == "treatment plan: time_zero: a time zero must fall within the years 1900-9000"
+
+
 def test_a_plan_with_too_much_to_score_is_dead_lettered_too_large() -> None:
     # defect 13: observation sets every 0.01 min over a week stalled the worker for hours
     sets = [{"action": "observation_set", "at": 0, "every_min": 5}] * 5

@@ -705,3 +705,65 @@ def test_the_suggestion_search_is_bounded_in_time(monkeypatch):
     monkeypatch.undo()
     complete = score_plan(plan([]), search_s=30.0)
     assert complete.suggestions == score_plan(plan([])).suggestions  # in time: the same search
+
+
+def test_with_the_weight_unknown_the_optimizer_still_suggests_fluids():
+    # PhysioNet stays have no weight: "No change raises the score" for MAP 58, lactate 4.5 and no fluid
+    done = [item("blood_culture", 5), item("antibiotic", 10), item("vasopressor", 30), item("lactate_ordered", 150)]
+    unweighed = plan(done, weight_kg=None, news2_total=None, news2_band=None)
+    (fluid,) = suggest_changes(unweighed)
+    assert fluid.addresses == "crystalloid_30ml_kg" and fluid.kind == "add" and fluid.at_min == 0
+    assert fluid.item.dose is not None and fluid.item.dose.value == 2100  # 30 mL/kg of 70 kg
+    assert "record the weight to size it" in fluid.change and "half the points" in fluid.change
+    # the points are what the rule credits: half, the weight unknown
+    after = apply_suggestion(unweighed, fluid)
+    assert status(after, "crystalloid_30ml_kg") == ("late", 0.5)
+    assert fluid.gain == round(score_plan(after).score - score_plan(unweighed).score, 1) == 9.4
+    # some fluid charted: its half credit is all the rule gives without the weight, and no volume more
+    assert suggest_changes(after) == []
+    weighed = suggest_changes(plan(done, news2_total=None, news2_band=None))
+    assert weighed[0].change == "Give 2100 mL crystalloid (30 mL/kg = 2100 mL within 3 h)" and weighed[0].gain == 18.8
+
+
+def test_the_vasopressor_falls_due_an_hour_after_hypotension_after_fluids_began():
+    # SSC 2018: vasopressors "if hypotensive during or after fluid resuscitation": MAP 72 at time zero,
+    # 58 at T+150 after the fluids; noradrenaline at T+160 was graded late against T+1 h
+    at_target = dict(map_mmhg=72.0, sbp_mmhg=110.0, hypotension_after_fluids=True)
+    given = [item("crystalloid_ml", 20, ml=2100), item("vasopressor", 160)]
+    p = plan(given, **at_target, hypotension_onset_min=150.0)
+    assert status(p, "vasopressor_map_65") == ("met", 1.0) and verdict(p, "vasopressor_map_65").due_min == 210
+    assert status(p, "vasopressor_map_65", as_of=155)[0] == "pending"
+    assert status(plan([item("vasopressor", 211)], **at_target, hypotension_onset_min=150.0), "vasopressor_map_65") == (
+        "late",
+        0.5,
+    )
+    # an onset before T+1 h, or none (a plan from before the field), leaves the hour from time zero
+    assert verdict(plan([], **at_target, hypotension_onset_min=-30.0), "vasopressor_map_65").due_min == 60
+    assert status(plan(given, **at_target), "vasopressor_map_65") == ("late", 0.5)
+    # below the target at time zero, the hour runs from it whatever the onset says
+    shocked = plan(given, hypotension_after_fluids=True, hypotension_onset_min=150.0)
+    assert status(shocked, "vasopressor_map_65") == ("late", 0.5)
+
+
+def test_a_plan_without_the_hypotension_onset_reads_as_before():
+    p = TreatmentPlan.model_validate_json(json.dumps({"state": {"suspected_sepsis": True}, "items": []}))
+    assert p.state.hypotension_onset_min is None
+    schema = plan_json_schema()["$defs"]["PatientState"]
+    assert "hypotension_onset_min" in schema["properties"] and "hypotension_onset_min" not in schema.get("required", [])
+
+
+@pytest.mark.parametrize("time_zero", ["9999-12-31T23:00:00Z", "0001-01-01T00:30:00Z", "9001-01-01T00:00:00Z"])
+def test_a_time_zero_near_the_end_of_the_calendar_is_a_schema_error(time_zero: str, tmp_path):
+    # 9999-12-31T23:00Z raised OverflowError out of the optimizer ("unexpected", an `internal` dead letter)
+    payload = {"time_zero": time_zero, "state": {"weight_kg": 70, "map_mmhg": 58, "suspected_sepsis": True}}
+    payload["items"] = [{"action": "blood_culture", "at": 5}]
+    with pytest.raises(ValidationError) as refused:
+        TreatmentPlan.model_validate(payload)
+    (error,) = refused.value.errors()
+    assert error["loc"] == ("time_zero",) and "1900-9000" in error["msg"]
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(payload))
+    result = CliRunner().invoke(_cli(), ["plan", "score", str(path)])
+    assert result.exit_code == 2 and "time_zero: a time zero must fall within the years 1900-9000" in result.stderr
+    ok = TreatmentPlan.model_validate({**payload, "time_zero": "9000-12-31T00:00:00Z"})
+    assert score_plan(ok).suggestions  # the last year allowed scores and times its suggestions

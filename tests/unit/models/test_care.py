@@ -184,3 +184,104 @@ def test_a_clock_with_every_field_reads_back_as_written() -> None:
     assert sorted(code for code, _, _ in clock.kept) == ["Lactate", "antibiotic", "weight_kg"]
     assert CareClock.model_validate_json(clock.model_dump_json()) == clock
     assert remember_care(clock, PatientWindow()) == clock  # the window emptied: the care is kept
+
+
+# --- the NEWS2 response, hours before sepsis time zero ----------------------------------------------
+
+
+def _news2_then_sepsis(w: PatientWindow, news2_min: float) -> CareClock:
+    """A NEWS2 5 (no sepsis) at ``news2_min``, sepsis recognised at T0: one episode, two time zeros."""
+    clock = None
+    for s in (
+        score(news2_min, news2=5, band="medium", qsofa=False, sirs=False, sbp=120, map_mmhg=80),
+        score(0, news2=5, band="medium", sbp=120, map_mmhg=80, hour=w.last_hour),
+    ):
+        clock = advance_clock(clock, s)
+    assert clock is not None
+    return clock
+
+
+def _news2_graded(clock: CareClock, w: PatientWindow, now_min: float) -> dict[str, tuple[str, str]]:
+    state, items = clock_inputs(clock, w, at(now_min))
+    result = score_patient_care(state, items, now=at(now_min), suggest=False)
+    return {i.name: (i.status, i.detail) for i in result.items}
+
+
+def test_the_urgent_review_hours_before_sepsis_time_zero_is_its_news2_response() -> None:
+    # docs/treatment.md's example: NEWS2 5 at 10:00, sepsis at 16:30 (T0), urgent review at 10:20;
+    # the look-back ran from 16:30 (to 10:30), and the review was graded "missing"
+    w = PatientWindow()
+    for m in range(-390, 91, 60):
+        vitals(w, m, sbp=120)
+    w.apply(event("clinician_review", -370, 1.0))
+    clock = remember_care(_news2_then_sepsis(w, -390), w)
+    assert [at_ for code, at_, _ in clock.kept if code == "clinician_review"] == [at(-370)]
+    assert _news2_graded(clock, w, 90)["news2_escalation"] == (
+        "met",
+        "NEWS2 medium: urgent review by a clinician at T-6 h 10 min",
+    )
+    # kept: still its response once the window has lost it
+    assert _news2_graded(clock, PatientWindow(), 90)["news2_escalation"][0] == "met"
+
+
+def test_the_observation_sets_since_a_news2_score_9_h_before_sepsis_all_count() -> None:
+    # hourly sets from a NEWS2 5 at T-9 h: the ones before T-6 h were dropped, read as a 180-min gap
+    w = PatientWindow()
+    for h in range(-9, 2):
+        vitals(w, h * 60 + 1, sbp=120)
+    clock = remember_care(_news2_then_sepsis(w, -9 * 60), w)
+    assert _news2_graded(clock, w, 90)["news2_observation_frequency"] == (
+        "met",
+        "NEWS2 medium: every 60 min; largest gap 60 min",
+    )
+
+
+def test_reviews_before_the_news2_score_take_no_place_of_its_response() -> None:
+    # the clock keeps four reviews: four ward rounds in the look-back before the score filled them, and
+    # the urgent review that answered it was lost with the window
+    w = PatientWindow()
+    vitals(w, 0, sbp=120)
+    for m in (-300, -240, -180, -120):
+        w.apply(event("clinician_review", m, 1.0))
+    w.apply(event("clinician_review", 20, 1.0))
+    clock = advance_clock(None, score(0, news2=5, band="medium", qsofa=False, sirs=False, sbp=120, map_mmhg=80))
+    assert clock is not None
+    clock = remember_care(clock, w)
+    assert [at_ for code, at_, _ in clock.kept if code == "clinician_review"] == [at(20)]
+    assert _news2_graded(clock, PatientWindow(), 90)["news2_escalation"][0] == "met"
+
+
+# --- the vasopressor's hour, from hypotension after fluids -------------------------------------------
+
+
+def test_the_vasopressor_is_due_an_hour_after_the_map_fell_after_fluids() -> None:
+    # MAP 72 at time zero, lactate 5, 30 mL/kg at T+20, MAP 58 at T+150, noradrenaline at T+160: graded
+    # "late" against T+1 h (SSC 2018: vasopressors "if hypotensive during or after fluid resuscitation")
+    w = PatientWindow()
+    w.apply(event("weight_kg", -10, 70.0))
+    vitals(w, 0, sbp=110)
+    w.apply(event("MAP", 0, 72.0))
+    w.apply(event("Lactate", 5, 5.0))
+    w.apply(event("crystalloid_ml", 20, 2100.0))
+    w.apply(event("MAP", 62, 70.0))
+    w.apply(event("MAP", 150, 58.0))
+    state, _ = care_inputs(score(155, hour=w.last_hour, sbp=110, map_mmhg=72), w, T0)
+    assert state["hypotension_after_fluids"] is True and state["hypotension_onset_min"] == 150
+    assert _graded(w, 155, sbp=110, map_mmhg=72)["vasopressor_map_65"][0] == "pending"
+    w.apply(event("vasopressor", 160, 0.1))
+    assert _graded(w, 170, sbp=110, map_mmhg=72)["vasopressor_map_65"] == (
+        "met",
+        "started at T+2 h 40 min, titrate to MAP >= 65 mmHg",
+    )
+    assert _graded(w, 230, sbp=110, map_mmhg=72)["vasopressor_map_65"][0] == "met"
+
+
+def test_no_fall_after_fluids_carries_no_onset() -> None:
+    w = PatientWindow()
+    vitals(w, 0, sbp=110)
+    w.apply(event("MAP", 0, 72.0))
+    w.apply(event("crystalloid_ml", 20, 2100.0))
+    w.apply(event("MAP", 90, 70.0))
+    state, _ = care_inputs(score(120, hour=w.last_hour, sbp=110, map_mmhg=72), w, T0)
+    assert state["hypotension_onset_min"] is None and state["hypotension_after_fluids"] is False
+    assert care_categories({**_state(), "hypotension_onset_min": 150.0}) != care_categories(_state())
