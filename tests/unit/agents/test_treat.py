@@ -359,9 +359,10 @@ def test_a_plans_suggestion_search_runs_off_the_event_loop_and_in_bounded_time(m
 
     publisher = asyncio.run(main())
     assert len(publisher.scores()) == 1
-    # the loop ran while the plan was scored (a search bounded to 0.5 s: a loop tick every 10 ms);
+    # the loop ran while the plan was scored (a search bounded to 0.5 s: a loop tick every 10 ms, 50
+    # unloaded, fewer on a loaded machine as the search's thread holds the GIL; on the loop, 1 or 2);
     # the bound itself is tested on a clock of its own (test_the_suggestion_search_is_bounded_in_time)
-    assert ticks >= 20
+    assert ticks >= 8
 
 
 def test_care_that_leaves_the_window_still_counts_while_the_clock_stays(store: Store) -> None:
