@@ -11,8 +11,9 @@ the user, a per-session CSRF token (synchronizer pattern: the page reads it from
 sends it in ``X-CSRF-Token`` on every POST) and a fingerprint of the password hash. The cookie
 (HttpOnly, SameSite=Strict, Secure when asked) carries only the session id, Fernet-encrypted. Sign-out
 deletes the record. The sign-in form has its own double-submit token (an encrypted cookie + a form
-field) against login CSRF. Sign-in is throttled per account and per address, and argon2 runs at
-most ``settings.web.login_hash_concurrency`` at a time (``agents.web.throttle``).
+field) against login CSRF. Sign-in is throttled per account at an address, per account and per
+address, and argon2 runs at most ``settings.web.login_hash_concurrency`` at a time
+(``agents.web.throttle``).
 """
 
 from __future__ import annotations
@@ -266,6 +267,7 @@ class Authenticator:
 
     async def sign_in(self, username: str, password: str, address: str | None) -> SignIn:
         account, where = self.throttle.keys(username, address)
+        at = self.throttle.account_at(username, address)
         if self.gate.full:
             return SignIn(busy=True)
         # the account's attempt counted as failed before argon2 (and taken back on success): the
@@ -275,7 +277,7 @@ class Authenticator:
         # while one of them was signing in with the right password
         if wait := self.throttle.retry_after(where):
             return SignIn(retry_after_s=wait)
-        claim = self.throttle.claim(account)
+        claim = self.throttle.claim_sign_in(account, at)
         if claim.retry_after_s > 0:
             return SignIn(retry_after_s=claim.retry_after_s)
         try:
@@ -287,7 +289,7 @@ class Authenticator:
             self.throttle.failed(where)
             return SignIn()
         self.throttle.undo(claim)
-        self.throttle.succeeded(account)
+        self.throttle.succeeded(account, at)
         return SignIn(user=user)
 
     def issue(self, user: User) -> tuple[str, Session]:

@@ -48,13 +48,30 @@ def same_origin(request: Request) -> bool:
     return origin is None or origin.split("://", 1)[-1] == request.headers.get("host")
 
 
+def other_origin(request: Request) -> str | None:
+    """Why a state-changing request is refused for its origin (None: same origin), in one line that
+    says what to check. Behind a proxy that sends its upstream's Host (nginx's default,
+    ``Host $proxy_host``) every sign-in was refused as "The sign-in form expired", with nothing to
+    point at the proxy."""
+    if same_origin(request):
+        return None
+    origin, host = request.headers.get("origin", "")[:100], request.headers.get("host", "")[:100]
+    return (
+        f"the request came from {origin}, another origin than this server's host {host or '(none)'}: "
+        "open the dashboard at its own address; behind a proxy, have it pass the Host header on "
+        "(nginx: proxy_set_header Host $host;)"
+    )
+
+
 def require_csrf(
     request: Request,
     session: Annotated[Session, Depends(require_session)],
     auth: Annotated[Authenticator, Depends(get_auth)],
 ) -> Session:
     """A signed-in session whose state-changing request carries its CSRF token, from this origin."""
-    if not same_origin(request) or not auth.check_csrf(session, request.headers.get(CSRF_HEADER)):
+    if (refused := other_origin(request)) is not None:
+        raise HTTPException(403, refused)
+    if not auth.check_csrf(session, request.headers.get(CSRF_HEADER)):
         raise HTTPException(403, "CSRF token missing or wrong")
     return session
 

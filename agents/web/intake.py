@@ -1,7 +1,8 @@
 """FHIR R4 intake over HTTP, bounded (issue 16): ``POST /fhir`` and ``POST /fhir/Observation``.
 
 - The body is read in chunks into a spooled temporary file (memory up to ``SPOOL_IN_MEMORY_BYTES``,
-  then disk) and refused with 413 past ``settings.web.fhir_max_body_bytes``.
+  then disk) and refused with 413 past ``settings.web.fhir_max_body_bytes``, with 408 when it is not
+  all read within ``BODY_READ_DEADLINE_S`` (one of ``INTAKE_HELD`` places is held while it is read).
 - A Bundle is decoded one entry at a time (``schemas.codecs.fhir_stream``) and refused with 413
   past ``settings.web.fhir_max_entries`` entries, before anything is published.
 - Each rejected entry is dead-lettered once, with only that entry's bytes (never the whole body);
@@ -57,6 +58,10 @@ INTAKE_CONCURRENCY = 2  # bodies decoded at a time (the rest wait): bounds memor
 # holds its body (1 MiB in memory, the rest in the temp dir, RAM under compose's tmpfs), and 16 at
 # once held 112 MiB while 2 decoded, more connections more without end
 INTAKE_HELD = 8
+# the whole body read within this (8 MiB, the default body limit, needs 2.2 Mbit/s): uvicorn has no
+# deadline on a body, and 8 senders that sent their headers and then nothing held every place above,
+# every other integration answered 503 for as long as their connections stayed open
+BODY_READ_DEADLINE_S = 30.0
 MAX_LISTED_ISSUES = 100  # OperationOutcome issues listed; the count of the rest is given
 DEADLETTER_KEY = b"http-fhir"
 
@@ -66,6 +71,10 @@ Record = tuple[str, bytes, bytes]
 
 class BodyTooLarge(Exception):
     pass
+
+
+class BodyTooSlow(Exception):
+    """The body was not all read within the deadline."""
 
 
 class PlaceBook(Protocol):
@@ -104,19 +113,27 @@ def problem(status_code: int, code: str, text: str) -> Response:
     )
 
 
-async def spool_body(request: Request, limit: int) -> IO[bytes]:
-    """The request body in a spooled temporary file; ``BodyTooLarge`` past ``limit`` bytes."""
+async def spool_body(request: Request, limit: int, deadline_s: float = BODY_READ_DEADLINE_S) -> IO[bytes]:
+    """The request body in a spooled temporary file; ``BodyTooLarge`` past ``limit`` bytes,
+    ``BodyTooSlow`` when it is not all read within ``deadline_s`` seconds."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115 - returned
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            spool.close()
-            raise BodyTooLarge
-        spool.write(chunk)
+    try:
+        async with asyncio.timeout(deadline_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge
+                spool.write(chunk)
+    except TimeoutError:
+        spool.close()
+        raise BodyTooSlow from None
+    except BaseException:  # too large, or the client gone: nothing keeps the spool
+        spool.close()
+        raise
     spool.seek(0)
     return spool
 
@@ -131,7 +148,9 @@ def decode_intake(
     result = IntakeResult()
     placing = Placing()  # this request's Encounters: kept, and asked of the store once each
     scan = scan_fhir(body, max_entries)  # type: ignore[arg-type]
-    if scan.is_bundle and scan.over_limit:
+    # over the limit whatever it says it is: a Bundle's resourceType may follow its 1,001st entry,
+    # where the count stops, and such a Bundle was decoded whole past the limit
+    if scan.over_limit:
         result.too_many_entries = max_entries
         return result
     source = Source(topic=f"http:{path}")
@@ -204,10 +223,20 @@ async def _read_and_publish(
 ) -> Response:
     web = settings.web
     try:
-        body = await spool_body(request, web.fhir_max_body_bytes)
+        body = await spool_body(request, web.fhir_max_body_bytes, BODY_READ_DEADLINE_S)
     except BodyTooLarge:
         metrics.FHIR_REQUESTS.labels("too_large").inc()
         return problem(413, "too-costly", f"payload over {web.fhir_max_body_bytes} bytes")
+    except BodyTooSlow:
+        metrics.FHIR_REQUESTS.labels("too_slow").inc()
+        late = problem(
+            408,
+            "timeout",
+            f"the body was not all sent within {BODY_READ_DEADLINE_S:g} s; send the same request again,"
+            " in smaller Bundles if the link is slow",
+        )
+        late.headers["Connection"] = "close"  # the rest of its body may still come: not a next request
+        return late
     try:
         async with _decode_gate(request):
             now, units = datetime.now(UTC), settings.ingest.units()

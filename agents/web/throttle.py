@@ -1,16 +1,26 @@
-"""Sign-in under attack (issue 16): per-account and per-address back-off, and a bound on the
-argon2 verifications running at once.
+"""Sign-in under attack (issue 16): back-off per account at an address, per account and per address,
+and a bound on the argon2 verifications running at once.
 
 Without them, 30 wrong passwords took 3.2 s and the right one then got in, and 60 concurrent wrong
 sign-ins held 60 argon2 computations of ~64 MiB each (2.56 GB RSS, ``/healthz`` at 3.6 s).
 
 Back-off (OWASP Authentication Cheat Sheet, "account lockout" with an increasing delay rather
 than a permanent lock an attacker could use to lock users out): after ``free_failures`` failed
-attempts on a key, each further failure blocks the key for 1 s, 2 s, 4 s ... up to ``max_delay_s``;
-a success clears the account's count. An address gets ``ADDRESS_FACTOR`` times the account's free
-attempts (a ward behind one NAT address). The state is per web process and bounded (least recently
-failed keys are dropped first); with several replicas an attacker gets at most that many times the
-attempts, still exponentially slowed.
+attempts on a key, each further failure blocks the key for 1 s, 2 s, 4 s ... up to ``max_delay_s``.
+Three keys:
+
+- the account at one address (``account_at``): ``free_failures``, one guesser at one place;
+- the account from everywhere: ``ACCOUNT_FACTOR`` times as many, and each address adds at most its own
+  ``free_failures`` to it, so only guessers at several addresses start it. Keyed on the account alone
+  and refusing every address, one client that waited out each block (16 failures in 17 min, then one
+  per 15 min from an address that never backed off itself) kept a clinician out around the clock. Its
+  back-off does not refuse an address that has signed in on the account before (``TRUSTED_FOR_S``;
+  OWASP's device cookies, by address): the ward's own computers stay usable while many addresses guess;
+- the address (every account): ``ADDRESS_FACTOR`` times the free attempts (a ward behind one NAT address).
+
+A success clears the account's counts and trusts its address. The state is per web process and
+bounded (least recently failed keys are dropped first); with several replicas an attacker gets at most
+that many times the attempts, still exponentially slowed.
 
 An attempt is counted as failed when it is let through (``claim``), before its password is checked, and
 taken back when the password was right (``undo``): counted only after argon2, the 2 running and 8 queued
@@ -31,6 +41,8 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 ADDRESS_FACTOR = 4
+ACCOUNT_FACTOR = 4  # an account's back-off from everywhere starts only with guessers at 4 addresses or more
+TRUSTED_FOR_S = 30 * 24 * 3600.0  # an address the account signed in from, not refused by its back-off
 HASHING_NICE = 10
 T = TypeVar("T")
 FORGET_AFTER_S = 24 * 3600.0  # a key with no failure for a day starts afresh
@@ -68,14 +80,23 @@ class LoginThrottle:
         self.max_keys = max_keys
         self._clock = clock
         self._keys: OrderedDict[str, _Failures] = OrderedDict()
+        self._trusted: OrderedDict[str, float] = OrderedDict()  # ``account_at`` keys, by their last success
         self._lock = threading.Lock()
 
     @staticmethod
     def keys(username: str, address: str | None) -> tuple[str, str]:
         return f"account:{username.strip().lower()[:128]}", f"address:{address or 'unknown'}"
 
+    @staticmethod
+    def account_at(username: str, address: str | None) -> str:
+        """The key of one account signed in to from one address."""
+        account, where = LoginThrottle.keys(username, address)
+        return f"at:{account}|{where}"
+
     def _free(self, key: str) -> int:
-        return self.free_failures * (ADDRESS_FACTOR if key.startswith("address:") else 1)
+        if key.startswith("address:"):
+            return self.free_failures * ADDRESS_FACTOR
+        return self.free_failures * (ACCOUNT_FACTOR if key.startswith("account:") else 1)
 
     def retry_after(self, *keys: str) -> float:
         """Seconds before an attempt on all ``keys`` is allowed (0: now)."""
@@ -99,17 +120,34 @@ class LoginThrottle:
         one starts before its password is checked. ``undo`` takes it back when the password was right."""
         now = self._clock()
         with self._lock:
-            wait = self._wait(keys, now)
-            if wait > 0:
-                return Claim(retry_after_s=wait)
-            counted = []
-            for key in keys:
-                before = self._keys.get(key)
-                before = replace(before) if before is not None else None  # a copy: the state is changed in place
-                state = self._count(key, now)
-                counted.append((key, before, state, state.count))
-            self._bound()
-            return Claim(counted=tuple(counted))
+            return self._claim(keys, keys, now)
+
+    def claim_sign_in(self, account: str, at: str) -> Claim:
+        """``claim`` for one sign-in on the ``account`` key from the ``account_at`` key ``at``: the account's
+        back-off does not refuse an address it has signed in from, and an address adds to the account's
+        count only its free failures (past them its own back-off slows it: one address cannot refuse
+        the account to every other)."""
+        now = self._clock()
+        with self._lock:
+            trusted = now - self._trusted.get(at, -TRUSTED_FOR_S) < TRUSTED_FOR_S
+            checked = (at,) if trusted else (at, account)
+            current = self._keys.get(at)
+            within = current is None or now - current.last > FORGET_AFTER_S or current.count < self._free(at)
+            return self._claim(checked, (at, account) if within else (at,), now)
+
+    def _claim(self, checked: tuple[str, ...], counted_keys: tuple[str, ...], now: float) -> Claim:
+        """Refuse while a ``checked`` key backs off, else count the attempt on ``counted_keys`` (under the lock)."""
+        wait = self._wait(checked, now)
+        if wait > 0:
+            return Claim(retry_after_s=wait)
+        counted = []
+        for key in counted_keys:
+            before = self._keys.get(key)
+            before = replace(before) if before is not None else None  # a copy: the state is changed in place
+            state = self._count(key, now)
+            counted.append((key, before, state, state.count))
+        self._bound()
+        return Claim(counted=tuple(counted))
 
     def undo(self, claim: Claim) -> None:
         """Take back what ``claim`` counted: each key as it was before, unless another failure was counted
@@ -141,11 +179,24 @@ class LoginThrottle:
     def _bound(self) -> None:
         while len(self._keys) > self.max_keys:
             self._keys.popitem(last=False)
+        while len(self._trusted) > self.max_keys:
+            self._trusted.popitem(last=False)
 
-    def succeeded(self, account_key: str) -> None:
-        # only the account: a success on one account must not reset its address's count
+    def succeeded(self, account_key: str, at: str | None = None) -> None:
+        """The account's counts cleared and its address (``at``) trusted. Only the account: a success on
+        one account must not reset its address's count. Not the account's back-off while it runs: a
+        trusted address signs in through it, and would give the guessers at other addresses their free
+        failures again at each sign-in."""
+        now = self._clock()
         with self._lock:
-            self._keys.pop(account_key, None)
+            state = self._keys.get(account_key)
+            if state is None or state.blocked_until <= now:
+                self._keys.pop(account_key, None)
+            if at is not None:
+                self._keys.pop(at, None)
+                self._trusted.pop(at, None)
+                self._trusted[at] = now
+                self._bound()
 
 
 class HashingBusy(Exception):

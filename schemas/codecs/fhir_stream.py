@@ -10,13 +10,20 @@ rejected Observations once held 10,000 copies of itself (5.6 GB, issue 16).
 
 Memory: one entry at a time plus the context resources and the caller's outcomes; the payload
 itself stays wherever the caller keeps it (a spooled temporary file in the web intake). A payload
-that is not a Bundle (one resource) is decoded whole by ``decode_fhir``.
+that is not a Bundle (one resource) is decoded whole by ``decode_fhir``. A Bundle the stream's parser
+cannot read but that is valid JSON (an integer past 64 bits) is parsed whole, once, and its entries
+decoded one at a time as the stream's are: decoded by ``decode_fhir``, one such integer made the
+dead letter of one bad entry carry every other patient's entries.
+
+Past ``max_entries`` entries a payload is refused whatever its ``resourceType``: the count stops
+there, so a Bundle that names its type after its ``entry`` array was not known to be one, and was
+decoded whole past the limit.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -72,6 +79,8 @@ class BundleScan:
     by_full_url: BundleIndex = field(default_factory=BundleIndex)
     # a history Bundle's entries not read (older versions, deletions: ``fhir_history``), by index
     unread: dict[int, Rejected] = field(default_factory=dict)
+    # the entries, where the stream could not read them and the payload was parsed whole instead
+    parsed_entries: list[Any] | None = None
 
 
 class TooDeep(ValueError):
@@ -116,40 +125,50 @@ def _entries(payload: BinaryIO, top: ijson.ObjectBuilder | None = None) -> Itera
             builder = None
 
 
-def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> BundleScan:
-    scan = BundleScan()
-    top = ijson.ObjectBuilder()
+@dataclass
+class _EntriesSeen:
+    """What the first pass keeps of the entries, one at a time, before the envelope is known (its
+    ``resourceType`` and ``type`` may follow them)."""
+
+    count: int = 0
+    over_limit: bool = False
     first: Any = None  # the first entry's resource: a message's MessageHeader
-    versions: list[EntryVersion | None] = []  # what each entry's version is, in case it is a history
-    context: list[tuple[int, str, dict[str, Any]]] = []  # indexed once the older versions are known
-    try:
-        for entry in _entries(payload, top):
-            scan.entries += 1
-            if scan.entries == 1 and isinstance(entry, dict):
-                first = entry.get("resource")
-            if scan.entries > max_entries:
-                scan.over_limit = True
-                break
-            versions.append(entry_version(entry))
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
-            kind = resource.get("resourceType") if isinstance(resource, dict) else None
-            if (
-                isinstance(resource, dict)
-                and isinstance(kind, str)
-                and kind in CONTEXT_RESOURCES
-                and isinstance(full_url, str)
-            ):
-                context.append((scan.entries - 1, full_url, resource))
-    except TooDeep as exc:
-        return BundleScan(problem=Rejected("invalid_json", str(exc)))  # as pydantic_core says of a resource
-    except (ijson.JSONError, ValueError, UnicodeDecodeError):
-        return _scan_whole(payload, max_entries)
-    shell = getattr(top, "value", None)
+    versions: list[EntryVersion | None] = field(default_factory=list)  # in case it is a history
+    context: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # indexed once unread is known
+
+
+def _see_entries(entries: Iterable[Any], max_entries: int) -> _EntriesSeen:
+    """Count the entries (stopping past ``max_entries``) and keep what resolves references."""
+    seen = _EntriesSeen()
+    for entry in entries:
+        seen.count += 1
+        if seen.count == 1 and isinstance(entry, dict):
+            seen.first = entry.get("resource")
+        if seen.count > max_entries:
+            seen.over_limit = True
+            break
+        seen.versions.append(entry_version(entry))
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        kind = resource.get("resourceType") if isinstance(resource, dict) else None
+        if (
+            isinstance(resource, dict)
+            and isinstance(kind, str)
+            and kind in CONTEXT_RESOURCES
+            and isinstance(full_url, str)
+        ):
+            seen.context.append((seen.count - 1, full_url, resource))
+    return seen
+
+
+def _bundle_scan(seen: _EntriesSeen, shell: Any) -> BundleScan:
+    """The scan of the entries ``seen`` and of the envelope ``shell`` (the payload without its
+    entries), alike whether the entries were streamed or parsed whole."""
+    scan = BundleScan(entries=seen.count, over_limit=seen.over_limit)
     scan.is_bundle = isinstance(shell, dict) and shell.get("resourceType") == "Bundle"
     if scan.is_bundle and isinstance(shell, dict) and shell.get("type") == "history":
-        scan.unread = history_ignores(versions)  # the type may follow the entries: known only now
-    for index, full_url, resource in context:
+        scan.unread = history_ignores(seen.versions)  # the type may follow the entries: known only now
+    for index, full_url, resource in seen.context:
         if index not in scan.unread:  # an older version shares its fullUrl with the newest
             scan.by_full_url[full_url] = resource
     if scan.is_bundle and not scan.over_limit:
@@ -158,24 +177,39 @@ def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> Bundl
             scan.problem = Rejected("schema", "Bundle.entry is not a list")
         else:
             scan.problem = bundle_shell_problem(shell)
-        scan.by_full_url.message = cancel_event(shell, first, scan.by_full_url)
+        scan.by_full_url.message = cancel_event(shell, seen.first, scan.by_full_url)
     return scan
+
+
+def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> BundleScan:
+    top = ijson.ObjectBuilder()
+    try:
+        seen = _see_entries(_entries(payload, top), max_entries)
+    except TooDeep as exc:
+        return BundleScan(problem=Rejected("invalid_json", str(exc)))  # as pydantic_core says of a resource
+    except (ijson.JSONError, ValueError, UnicodeDecodeError):
+        return _scan_whole(payload, max_entries)
+    return _bundle_scan(seen, getattr(top, "value", None))
 
 
 def _scan_whole(payload: BinaryIO, max_entries: int) -> BundleScan:
     """What the stream could not read, read whole: not JSON (NaN and Infinity included, which the
-    whole-payload decoder would read) is refused here, and a Bundle over ``max_entries`` too. One
+    whole-payload decoder would read) is refused here, and a payload over ``max_entries`` too. One
     NaN in a Bundle of 9,000 entries (limit 1,000) had every entry decoded whole and published.
-    Valid JSON the stream's parser refuses (an integer past 64 bits) is decoded whole."""
+    Valid JSON the stream's parser refuses (an integer past 64 bits) is scanned as the stream
+    scans, and a Bundle's entries kept to be decoded one at a time (``parsed_entries``)."""
     payload.seek(0)
     try:
         data = pydantic_core.from_json(payload.read(), allow_inf_nan=False)
     except ValueError as exc:
         return BundleScan(problem=Rejected("invalid_json", str(exc).splitlines()[0][:200]))
-    entries = data.get("entry") if isinstance(data, dict) and data.get("resourceType") == "Bundle" else None
-    if isinstance(entries, list) and len(entries) > max_entries:
-        return BundleScan(is_bundle=True, entries=max_entries + 1, over_limit=True)  # as the stream counts
-    return BundleScan()
+    entries = data.get("entry") if isinstance(data, dict) else None
+    if not isinstance(entries, list):  # one resource, or an envelope refused for its entry
+        return _bundle_scan(_EntriesSeen(), data)
+    scan = _bundle_scan(_see_entries(entries, max_entries), {**data, "entry": []})
+    if scan.is_bundle:
+        scan.parsed_entries = entries
+    return scan
 
 
 def decode_fhir_entries(payload: BinaryIO, scan: BundleScan, units: Units = NO_UNITS) -> Iterator[EntryOutcome]:
@@ -186,6 +220,10 @@ def decode_fhir_entries(payload: BinaryIO, scan: BundleScan, units: Units = NO_U
     # record, the intake's body limit): its dead letter keeps what fits with the true size and
     # SHA-256 (``DeadLetter.of``). A prefix once passed as the original, untruncated, its digest the
     # prefix's: no match for the producer's copy, and a replay sent a cut Bundle.
+    if scan.over_limit:  # first, whatever the payload says it is: its type may follow its entries
+        too_many = Rejected("too_large", f"Bundle has more than {scan.entries - 1} entries (limit {scan.entries - 1})")
+        yield EntryOutcome(None, DecodeResult(rejected=[too_many]), payload.read())
+        return
     if scan.problem is not None and not scan.is_bundle:  # too deep to read as a stream
         yield EntryOutcome(None, DecodeResult(rejected=[scan.problem]), payload.read())
         return
@@ -194,17 +232,14 @@ def decode_fhir_entries(payload: BinaryIO, scan: BundleScan, units: Units = NO_U
         result = decode_fhir(body, units)
         yield EntryOutcome(None, result, body if result.rejected else b"", body)
         return
-    if scan.over_limit:
-        too_many = Rejected("too_large", f"Bundle has more than {scan.entries - 1} entries (limit {scan.entries - 1})")
-        yield EntryOutcome(None, DecodeResult(rejected=[too_many]), payload.read())
-        return
     if scan.problem is not None:
         yield EntryOutcome(None, DecodeResult(rejected=[scan.problem]), payload.read())
         return
     if scan.entries == 0:
         yield EntryOutcome(None, DecodeResult(ignored=[Rejected("empty_bundle", "Bundle has no entries")]))
         return
-    for index, entry in enumerate(_entries(payload)):
+    entries = scan.parsed_entries if scan.parsed_entries is not None else _entries(payload)
+    for index, entry in enumerate(entries):
         if index in scan.unread:  # not the newest version of its resource: ignored, as decode_fhir does
             yield EntryOutcome(index, DecodeResult(ignored=[scan.unread[index]]))
             continue

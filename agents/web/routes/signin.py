@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from vigil.agents.web import metrics
 from vigil.agents.web.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Authenticator, SignIn
-from vigil.agents.web.deps import AuthDep, OptionalSessionDep, bounded_form, require_csrf, require_session, same_origin
+from vigil.agents.web.deps import AuthDep, OptionalSessionDep, bounded_form, other_origin, require_csrf, require_session
 from vigil.agents.web.sessions import SessionStoreUnavailable
 from vigil.infra.logging import get_logger
 
@@ -62,9 +62,10 @@ async def login(request: Request, auth: AuthDep) -> Response:
         return refused_sign_in(auth, early)
     form = await bounded_form(request, LOGIN_FIELDS)  # 413 past 16 KiB, 400 with a file
     username, password = str(form.get("username", "")), str(form.get("password", ""))
-    if not same_origin(request) or not auth.check_login_csrf(
-        request.cookies.get(LOGIN_CSRF_COOKIE), str(form.get("csrf", ""))
-    ):
+    if (refused := other_origin(request)) is not None:  # not an expired form: a proxy's Host, another site
+        metrics.LOGINS.labels("other_origin").inc()
+        return login_page(auth, f"Sign-in refused: {refused}.", status_code=403)
+    if not auth.check_login_csrf(request.cookies.get(LOGIN_CSRF_COOKIE), str(form.get("csrf", ""))):
         metrics.LOGINS.labels("csrf").inc()
         return login_page(auth, "The sign-in form expired; please try again.", status_code=403)
     attempt = await auth.sign_in(username, password, address)  # back-off, bounded argon2

@@ -211,3 +211,32 @@ def test_a_payload_refused_whole_carries_all_of_it_for_its_dead_letter() -> None
         assert letter.truncated and letter.original_size == len(payload)
         assert letter.original_sha256 == hashlib.sha256(payload).hexdigest()
         assert resend_of(Letter(0, 1, b"http-fhir", letter)) == TRUNCATED  # never a cut Bundle
+
+
+def test_a_bundle_naming_its_type_after_its_entries_is_held_to_the_limit() -> None:
+    """The count stops past the limit, before a ``resourceType`` written after the ``entry`` array:
+    such a Bundle was not known to be one, and was decoded whole, 1,500 entries past a limit of 1,000."""
+    entries = [{"resource": observation(i)} for i in range(30)]
+    payload = json.dumps({"entry": entries, "type": "batch", "resourceType": "Bundle"}).encode()
+    scan = scan_fhir(io.BytesIO(payload), max_entries=10)
+    assert scan.over_limit and scan.entries == 11
+    merged, outcomes = streamed(payload, max_entries=10)
+    assert [r.reason for r in merged.rejected] == ["too_large"] and not merged.events
+    assert "limit 10" in merged.rejected[0].detail and outcomes[0].index is None
+    merged, _ = streamed(payload, max_entries=30)  # within the limit it is a Bundle like any other
+    assert len(merged.events) == 30
+
+
+def test_a_bundle_the_stream_cannot_read_gives_each_rejected_entry_only_itself() -> None:
+    """One integer past 64 bits (valid JSON the stream's parser refuses) had the Bundle decoded whole,
+    and the dead letter of its one bad entry carried every other patient's entries."""
+    good = [observation(i, subject=f"Patient/mrn-{i}") for i in range(20)]
+    bad = observation(99, code="0000-0") | {"valueQuantity": {"value": 10**30, "code": "/min"}}
+    payload = bundle(*good, bad)
+    merged, outcomes = streamed(payload)
+    assert scan_fhir(io.BytesIO(payload)).parsed_entries is not None  # the stream could not read it
+    assert len(merged.events) == 20 and [r.reason for r in merged.rejected] == ["unmapped_code"]
+    assert [o.index for o in outcomes] == list(range(21))
+    (rejected,) = [o for o in outcomes if o.result.rejected]
+    assert json.loads(rejected.original_bytes()) == {"resource": bad} and b"mrn-" not in rejected.original_bytes()
+    assert [e.event_id for e in merged.events] == [e.event_id for e in decode_fhir(payload).events]

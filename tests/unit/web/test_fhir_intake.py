@@ -330,3 +330,67 @@ def test_past_the_requests_held_at_once_the_intake_answers_503_before_reading(sm
     assert state.fhir_held == INTAKE_HELD - 1  # its place given back
     assert client.post("/fhir", content=b"x" * 70_000, headers=AUTH).status_code == 413
     assert state.fhir_held == INTAKE_HELD - 1  # also when it ends in a refusal
+
+
+def test_a_bundle_naming_its_type_after_its_entries_is_413_past_the_limit(small) -> None:
+    """The entries are counted up to the limit, before a ``resourceType`` written after them: such a
+    Bundle was not refused, and was decoded whole (1,500 entries published past a limit of 1,000)."""
+    client, feed = small
+    entries = [{"resource": observation(i)} for i in range(21)]
+    body = json.dumps({"entry": entries, "type": "batch", "resourceType": "Bundle"}).encode()
+    r = client.post("/fhir", content=body, headers=AUTH)
+    assert r.status_code == 413 and "limit 20" in r.json()["issue"][0]["diagnostics"]
+    assert feed.produced == []
+
+
+def test_an_integer_past_64_bits_dead_letters_only_its_own_entry(small) -> None:
+    """Valid JSON the stream's parser refuses had the Bundle decoded whole: the dead letter of its one
+    implausible entry carried the whole Bundle, every other patient's entries with it."""
+    client, feed = small
+    implausible = observation(7)
+    implausible["valueQuantity"]["value"] = 10**30
+    r = client.post("/fhir", content=bundle([observation(i) for i in range(5)] + [implausible]), headers=AUTH)
+    assert r.status_code == 200, r.text
+    (letter,) = [DeadLetter.model_validate_json(v) for t, _, v in feed.produced if t == topics.DEADLETTER]
+    assert json.loads(letter.original()) == {"resource": implausible} and b"intake-0" not in letter.original()
+    assert sum(t == topics.EVENTS_RAW for t, _, _ in feed.produced) == 5
+
+
+def test_a_body_not_sent_within_the_deadline_is_408_and_gives_its_place_back(monkeypatch, users) -> None:
+    """Eight senders that sent their headers and then nothing held every intake place for as long as
+    their connections stayed open (uvicorn sets no deadline on a body): every other integration 503."""
+    import asyncio
+
+    from vigil.agents.web import intake
+    from vigil.agents.web.app import create_app
+
+    monkeypatch.setattr(intake, "BODY_READ_DEADLINE_S", 0.2, raising=False)
+    settings = Settings(api_token=API_TOKEN)
+    app = create_app(settings, WardFeed(settings), users=users, session_secret="s")
+    headers = [(b"host", b"x"), (b"authorization", AUTH["Authorization"].encode()), (b"transfer-encoding", b"chunked")]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/fhir", "raw_path": b"/fhir", "query_string": b"", "root_path": "", "headers": headers,
+        "client": ("10.0.0.9", 5000), "server": ("x", 80), "state": {},
+    }  # fmt: skip
+
+    chunks = [b'{"resourceType":"Bundle","entry":[']  # the first bytes of a Bundle, then nothing
+
+    async def trickle() -> dict[str, Any]:
+        if chunks:
+            return {"type": "http.request", "body": chunks.pop(), "more_body": True}
+        await asyncio.Event().wait()
+        return {}
+
+    answer: dict[str, Any] = {}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer["status"], answer["headers"] = message["status"], dict(message["headers"])
+        elif message["type"] == "http.response.body":
+            answer["body"] = answer.get("body", b"") + message.get("body", b"")
+
+    asyncio.run(asyncio.wait_for(app(scope, trickle, send), timeout=10))
+    assert answer["status"] == 408 and answer["headers"][b"connection"] == b"close"
+    assert "send the same request again" in json.loads(answer["body"])["issue"][0]["diagnostics"]
+    assert app.state.fhir_held == 0  # its place given back

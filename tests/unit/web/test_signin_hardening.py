@@ -17,10 +17,10 @@ from web_builders import PASSWORD, csrf_of, sign_in
 
 import vigil.agents.web.auth as auth_module
 from vigil.agents.web.app import create_app
-from vigil.agents.web.auth import Authenticator, UserDirectory, add_user, remove_user
+from vigil.agents.web.auth import Authenticator, SignIn, UserDirectory, add_user, remove_user
 from vigil.agents.web.feed import WardFeed
 from vigil.agents.web.sessions import MemorySessionStore
-from vigil.agents.web.throttle import ADDRESS_FACTOR, HashingBusy, HashingGate, LoginThrottle
+from vigil.agents.web.throttle import ACCOUNT_FACTOR, ADDRESS_FACTOR, HashingBusy, HashingGate, LoginThrottle
 from vigil.infra.settings import Settings, WebSettings
 
 
@@ -36,21 +36,28 @@ def test_backoff_doubles_after_the_free_failures_and_caps() -> None:
     clock = Clock()
     throttle = LoginThrottle(free_failures=3, max_delay_s=60, clock=clock)
     account, address = throttle.keys("Ann", "10.0.0.1")
+    at = throttle.account_at("Ann", "10.0.0.1")
     for _ in range(3):
-        assert throttle.retry_after(account, address) == 0
-        throttle.failed(account, address)
-    assert throttle.retry_after(account) == 0  # three free failures (a typo or two)
+        assert throttle.retry_after(at, address) == 0
+        throttle.failed(at, address)
+    assert throttle.retry_after(at) == 0  # three free failures (a typo or two)
     delays = []
     for _ in range(9):
-        throttle.failed(account)
-        delays.append(throttle.retry_after(account))
+        throttle.failed(at)
+        delays.append(throttle.retry_after(at))
     assert delays == [1, 2, 4, 8, 16, 32, 60, 60, 60]
     clock.now += 61
-    assert throttle.retry_after(account) == 0
-    throttle.succeeded(account)
-    throttle.failed(account)
-    assert throttle.retry_after(account) == 0  # a success starts the account afresh
+    assert throttle.retry_after(at) == 0
+    throttle.succeeded(account, at)
+    throttle.failed(at)
+    assert throttle.retry_after(at) == 0  # a success starts the account afresh
     assert throttle.keys("ANN ", None)[0] == account  # names are compared case-insensitively
+    assert throttle.account_at("ANN ", "10.0.0.1") == at
+    for _ in range(3 * ACCOUNT_FACTOR):
+        throttle.failed(account)
+    assert throttle.retry_after(account) == 0  # the account from everywhere: 4x as many free failures
+    throttle.failed(account)
+    assert throttle.retry_after(account) == 1
 
 
 def test_an_address_gets_more_free_attempts_but_is_throttled_across_accounts() -> None:
@@ -218,17 +225,22 @@ def test_concurrent_sign_ins_see_the_back_off_the_first_one_starts(users) -> Non
 
     auth.verify = counting  # type: ignore[method-assign]
 
+    free = auth.throttle.free_failures
+
     async def main() -> list[object]:
-        for _ in range(auth.throttle.free_failures):
-            await auth.sign_in("ann", "wrong", "10.0.0.1")
+        for i in range(ACCOUNT_FACTOR):  # guessers at 4 addresses: the account's back-off, everywhere
+            for _ in range(free):
+                await auth.sign_in("ann", "wrong", f"10.0.0.{i}")
         first = verified
         outcomes = await asyncio.gather(*(auth.sign_in("ann", "wrong", f"10.0.1.{i}") for i in range(10)))
-        return [first, *outcomes]
+        from_one = await asyncio.gather(*(auth.sign_in("vic", "wrong", "10.0.2.1") for i in range(free + 10)))
+        return [first, outcomes, from_one]
 
-    first, *outcomes = asyncio.run(main())
-    assert first == auth.throttle.free_failures
-    assert verified == first + 1  # one more guess, the rest refused while it was checked
+    first, outcomes, from_one = asyncio.run(main())
+    assert first == ACCOUNT_FACTOR * free
+    assert verified == first + 1 + free + 1  # one more guess, the rest refused while it was checked
     assert sum(o.retry_after_s > 0 for o in outcomes) == 9
+    assert sum(o.retry_after_s > 0 for o in from_one) == 9  # the same for one account at one address
 
 
 def test_a_right_password_takes_its_attempt_back(users) -> None:
@@ -362,3 +374,59 @@ def test_colleagues_behind_one_address_sign_in_together_once_its_back_off_passed
     assert ann.user is not None and vic.user is not None  # type: ignore[attr-defined]
     wrong = asyncio.run(auth.sign_in("ann", "wrong", address))
     assert wrong.user is None and auth.throttle.retry_after(where) > 0  # a wrong password still backs it off
+
+
+def quick_authenticator(users, clock: Clock) -> Authenticator:
+    """An authenticator on ``clock`` whose password check skips argon2 (hundreds of sign-ins)."""
+    auth = Authenticator(users, secret="x", throttle=LoginThrottle(5, 900.0, clock=clock))
+    auth.verify = lambda username, password: users.get(username) if password == PASSWORD else None  # type: ignore[method-assign]
+    return auth
+
+
+def test_one_guesser_cannot_keep_a_clinician_out_from_another_address(users) -> None:
+    """The account's back-off refused every address: one client, never backing off itself (20 free
+    failures, 16 used), waited out each block and kept ann refused around the clock, 96 of 96 tries
+    with the right password from the ward's computer."""
+    clock = Clock()
+    auth = quick_authenticator(users, clock)
+
+    async def main() -> tuple[int, float]:
+        failures = 0
+        while failures < 16:  # the guesser, a wrong password as soon as each block ends
+            attempt = await auth.sign_in("ann", "wrong", "203.0.113.66")
+            clock.now += attempt.retry_after_s
+            failures += attempt.retry_after_s == 0
+        refused = 0
+        for _ in range(96):  # a day in 15-minute steps, the guesser at it the whole time
+            clock.now += 450
+            refused += (await auth.sign_in("ann", PASSWORD, "10.1.2.3")).user is None
+            clock.now += 450
+            await auth.sign_in("ann", "wrong", "203.0.113.66")
+        return refused, (await auth.sign_in("ann", PASSWORD, "203.0.113.66")).retry_after_s
+
+    refused, guesser_waits = asyncio.run(main())
+    assert refused == 0
+    assert guesser_waits > 0  # the guesser still backs off, on the account at its own address
+
+
+def test_guessers_at_many_addresses_are_held_back_but_not_from_the_wards_own_address(users) -> None:
+    """Brute force from many addresses still backs the account off everywhere, except at an address
+    the account has signed in from before (OWASP's device cookies, by address)."""
+    clock = Clock()
+    auth = quick_authenticator(users, clock)
+
+    async def main() -> tuple[SignIn, SignIn, SignIn, SignIn]:
+        assert (await auth.sign_in("ann", PASSWORD, "10.1.2.3")).user is not None  # the ward's computer
+        for i in range(8):  # a botnet: 3 guesses from each of 8 addresses
+            for _ in range(3):
+                await auth.sign_in("ann", "wrong", f"198.51.100.{i}")
+        stranger = await auth.sign_in("ann", "wrong", "198.51.100.200")
+        new_place = await auth.sign_in("ann", PASSWORD, "10.9.9.9")
+        ward = await auth.sign_in("ann", PASSWORD, "10.1.2.3")
+        after = await auth.sign_in("ann", "wrong", "198.51.100.201")
+        return stranger, new_place, ward, after
+
+    stranger, new_place, ward, after = asyncio.run(main())
+    assert stranger.retry_after_s > 0 and new_place.retry_after_s > 0  # held back everywhere else
+    assert ward.user is not None
+    assert after.retry_after_s > 0  # the ward's sign-in does not give the guessers their free failures again
