@@ -64,7 +64,10 @@ def access(
     kafka-access service does at every `docker compose up`."""
     settings = get_settings()
     passwords = role_passwords(dict(os.environ))
-    grants = access_grants(Principals(), settings.app_id)
+    try:
+        grants = access_grants(Principals(), settings.app_id)
+    except ValueError as exc:  # VIGIL_APP_ID under the subscribers' group prefix
+        raise UserError(f"VIGIL_APP_ID {settings.app_id!r}: {exc}") from None
     quotas = role_quotas(Principals())
     users = sorted(passwords)
     console.print(

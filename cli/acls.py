@@ -9,7 +9,14 @@ from rich.console import Console
 from rich.table import Table
 
 from vigil.cli.jsonout import emit_json
-from vigil.infra.kafka_access import Grant, Principals, access_grants, principal
+from vigil.infra.kafka_access import (
+    Grant,
+    Principals,
+    access_grants,
+    former_grants,
+    principal,
+    subscriber_groups_problem,
+)
 from vigil.infra.settings import Settings, get_settings
 from vigil.schemas.errors import UserError
 
@@ -45,40 +52,52 @@ def acls(
     """The Kafka ACLs each role needs, and nothing more: service (workers, vigil serve, vigil mllp,
     the CLI), ingest (EHR integrations: write the inbound topics) and subscriber (monitoring systems:
     read alerts and scores, write acknowledgements). Lists them; --apply writes them to a cluster
-    with an authorizer. The embedded stack writes its own (`vigil stack up --secure`)."""
+    with an authorizer, and withdraws the service's ALL that versions before 6 December 2026 wrote.
+    The embedded stack writes its own (`vigil stack up --secure`). A --subscriber-groups prefix that
+    the workers' consumer group begins with is refused."""
     settings = get_settings()
-    who = Principals(service, ingest, subscriber, subscriber_groups.strip() or _DEFAULT.subscriber_groups)
+    groups = subscriber_groups.strip() or _DEFAULT.subscriber_groups
+    problem = subscriber_groups_problem(groups, settings.app_id)
+    if problem is not None:
+        raise UserError(f"--subscriber-groups: {problem}")
+    who = Principals(service, ingest, subscriber, groups)
     grants = access_grants(who, settings.app_id)
     _print(grants)
     summary: dict[str, object] = {"grants": [g.as_dict() for g in grants], "applied": False}
     if apply:
-        bootstrap, written = _apply(settings, grants)
-        summary.update(applied=True, bootstrap=bootstrap, written=written)
+        bootstrap, written, withdrawn = _apply(settings, grants, former_grants(who, settings.app_id))
+        summary.update(applied=True, bootstrap=bootstrap, written=written, withdrawn=withdrawn)
         console.print(f"{len(grants)} ACLs written to the cluster at {bootstrap}")
     if json_out:
         emit_json(summary)
 
 
-def _apply(settings: Settings, grants: list[Grant]) -> tuple[str, int]:
+def _apply(settings: Settings, grants: list[Grant], former: list[Grant]) -> tuple[str, int, int]:
+    """Write ``grants``, then delete ``former`` (the service keeps access in between): (bootstrap,
+    bindings written, bindings deleted)."""
     from vigil.cli.preflight import require_broker
     from vigil.infra.connect import kafka_admin
-    from vigil.infra.kafka_access import apply_grants
+    from vigil.infra.kafka_access import Applied, apply_grants, withdraw_grants
 
     bootstrap = require_broker(settings)
     admin = kafka_admin(settings, client_id="vigil-acls")
+    withdrawn = Applied(0, [])
     try:
         applied = apply_grants(admin, grants)
+        if not applied.refused:
+            withdrawn = withdraw_grants(admin, former)
     finally:
         admin.close()
-    refusal = applied.refusal(
-        "the cluster has no authorizer (authorizer.class.name), so no ACL would be enforced: "
-        "configure one (docs/security.md), or run `vigil stack up --secure` for the embedded stack",
-        "connect as a principal allowed to alter ACLs, or give your cluster's administrator "
-        "the list (`vigil stack acls --json`)",
-    )
-    if refusal is not None:
-        raise UserError(f"the cluster {refusal}")
-    return bootstrap, applied.written
+    for answer in (applied, withdrawn):
+        refusal = answer.refusal(
+            "the cluster has no authorizer (authorizer.class.name), so no ACL would be enforced: "
+            "configure one (docs/security.md), or run `vigil stack up --secure` for the embedded stack",
+            "connect as a principal allowed to alter ACLs, or give your cluster's administrator "
+            "the list (`vigil stack acls --json`)",
+        )
+        if refusal is not None:
+            raise UserError(f"the cluster {refusal}")
+    return bootstrap, applied.written, withdrawn.written
 
 
 def _print(grants: list[Grant]) -> None:

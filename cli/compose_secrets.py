@@ -61,6 +61,48 @@ SECRETS: Final = {
     "session_secret": Secret(VIGIL_UID, 0o600, "VIGIL_WEB__SESSION_SECRET", "the dashboard's session cookies"),
 }
 REDIS_USERS: Final = "redis-users.conf"  # from redis_password: Redis' users (`vigil stack redis-users`)
+KAFKA_ADMIN: Final = "kafka_admin_password"
+
+
+def _admin_password_problem(out: Path) -> str | None:
+    """Why a new kafka_admin_password must not be generated into ``out`` (None when it may): the
+    folder holds the other secrets, so the Kafka volumes were most likely formatted with the old one.
+    kafka-start.sh gives vigil-broker its password only when it formats a volume, so a new file would
+    lock kafka-access and every node's healthcheck out while this command reported success."""
+    if (out / KAFKA_ADMIN).exists() or env_secret(os.environ, SECRETS[KAFKA_ADMIN].former):
+        return None
+    others = [name for name in SECRETS if name != KAFKA_ADMIN and (out / name).exists()]
+    if not others:
+        return None
+    return (
+        f"{out / KAFKA_ADMIN} is missing, but {out} holds the other secrets ({others[0]}, ...): the Kafka "
+        "volumes keep the vigil-broker password they were formatted with, so a new one would lock kafka-access "
+        "and the healthchecks out. Put the old file back (or set VIGIL_KAFKA_ADMIN_PASSWORD to the old "
+        "password); to change it, set vigil-broker's password on the cluster first (kafka-configs.sh --alter "
+        "--entity-type users --entity-name vigil-broker --add-config 'SCRAM-SHA-512=[password=NEW]'), then "
+        "rerun with VIGIL_KAFKA_ADMIN_PASSWORD=NEW and restart the Kafka nodes"
+    )
+
+
+def _users_file_stale(users: Path, redis_password: Path, rewritten: str | None) -> bytes | None:
+    """What redis-users.conf must hold when it is not that already (None: keep it): the users file
+    Redis reads must carry the password Vigil's containers send, or every container is locked out of
+    Redis. ``rewritten``: redis_password's value when this run wrote it. A pair that this user may not
+    read (each chowned to its container's user) was not changed by this run: kept."""
+    try:
+        password = rewritten if rewritten is not None else redis_password.read_text(encoding="utf-8").strip()
+    except PermissionError:
+        if users.exists():
+            return None
+        raise
+    wanted = users_file(password)
+    if rewritten is None and users.exists():
+        try:
+            if users.read_bytes() == wanted:
+                return None
+        except PermissionError:
+            return None
+    return wanted
 
 
 def _value(name: str, secret: Secret) -> tuple[str, str]:
@@ -82,29 +124,34 @@ def compose_secrets(
     its owner alone: the Kafka users' passwords (vigil-broker, vigil, vigil-ingest, vigil-subscriber),
     Redis' password and its users file (redis-users.conf), the log hash key, POST /fhir's token and the
     dashboard's session secret. A file already there is kept (a rerun changes nothing; delete one to
-    replace it). A secret missing from the folder takes the value of the variable docker-compose.yml
-    read before (VIGIL_KAFKA_ADMIN_PASSWORD, VIGIL_LOG_HASH_KEY, ...) when that is set, else a new
-    random one. Then give each file its container's user, as the last line printed says."""
+    replace it: a new redis_password rewrites redis-users.conf too). A secret missing from the folder
+    takes the value of the variable docker-compose.yml read before (VIGIL_KAFKA_ADMIN_PASSWORD,
+    VIGIL_LOG_HASH_KEY, ...) when that is set, else a new random one; but a new kafka_admin_password
+    beside the other secrets is refused (the Kafka volumes keep the old one). Then give each file
+    its container's user, as the last line printed says."""
     if not out.is_dir():
         raise UserError(f"{out} is not a folder: create it (mkdir -p {out}), or give --out another path")
+    if (problem := _admin_password_problem(out)) is not None:
+        raise UserError(problem)
     written: list[str] = []
     kept: list[str] = []
     sources: dict[str, str] = {}
+    values: dict[str, str] = {}
     for name, secret in SECRETS.items():
         path = out / name
         if path.exists():
             kept.append(name)
             continue
-        value, sources[name] = _value(name, secret)
-        write_private(path, value.encode())
+        values[name], sources[name] = _value(name, secret)
+        write_private(path, values[name].encode())
         path.chmod(secret.mode)
         written.append(name)
     users = out / REDIS_USERS
-    if users.exists():
+    wanted = _users_file_stale(users, out / "redis_password", values.get("redis_password"))
+    if wanted is None:
         kept.append(REDIS_USERS)
     else:
-        redis_password = (out / "redis_password").read_text(encoding="utf-8").strip()
-        write_private(users, users_file(redis_password))
+        write_private(users, wanted)
         written.append(REDIS_USERS)
     owners = {name: secret.owner for name, secret in SECRETS.items()} | {REDIS_USERS: REDIS_UID}
     chown = " && ".join(

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from pydantic import SecretStr
 
-from vigil.infra.kafka_access import Principals, access_grants, apply_grants
+from vigil.infra.kafka_access import Principals, access_grants, apply_grants, former_grants, withdraw_grants
 from vigil.infra.kafka_quotas import apply_quotas, role_quotas
 from vigil.infra.secrets import password_problem
 
@@ -33,12 +33,17 @@ def scram_password_problem(password: str) -> str | None:
 
 
 def apply_roles(admin: Any, passwords: Mapping[str, SecretStr], app_id: str, no_authorizer: str) -> int:
-    """Upsert the SCRAM users of ``passwords`` (user name -> password), then write every role's ACLs
-    and the quotas with the kafka-python ``admin``. Returns the number of bindings written; raises
+    """Upsert the SCRAM users of ``passwords`` (user name -> password), then write every role's ACLs,
+    withdraw those earlier versions wrote that the roles no longer have (the service's ALL), and write
+    the quotas with the kafka-python ``admin``. Returns the number of bindings written; raises
     ``RolesRefused`` on the first kind of refusal (``no_authorizer``: the remedy when the cluster has
     no authorizer at all)."""
     from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
 
+    try:
+        grants = access_grants(Principals(), app_id)
+    except ValueError as exc:  # an app id the subscribers' groups would cover
+        raise RolesRefused(f"cannot grant the roles: {exc}") from None
     if passwords:
         upserts = [
             UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512, pw.get_secret_value(), SCRAM_ITERATIONS)
@@ -48,8 +53,13 @@ def apply_roles(admin: Any, passwords: Mapping[str, SecretStr], app_id: str, no_
         if errors:
             user, error = next(iter(errors.items()))
             raise RolesRefused(f"refused the SCRAM user {user}: {getattr(error, '__name__', error)}: {SUPER_USER_HINT}")
-    applied = apply_grants(admin, access_grants(Principals(), app_id))
+    applied = apply_grants(admin, grants)
     refusal = applied.refusal(no_authorizer, SUPER_USER_HINT)
+    if refusal is not None:
+        raise RolesRefused(refusal)
+    # after the new grants are in: the service is never without access in between
+    withdrawn = withdraw_grants(admin, former_grants(Principals(), app_id))
+    refusal = withdrawn.refusal(no_authorizer, SUPER_USER_HINT)
     if refusal is not None:
         raise RolesRefused(refusal)
     quotas_refused = apply_quotas(admin, role_quotas(Principals()))

@@ -44,6 +44,7 @@ from vigil.agents.web.sessions import (
 )
 from vigil.agents.web.throttle import HashingBusy, HashingGate, LoginThrottle
 from vigil.infra.logging import get_logger
+from vigil.infra.secrets import write_private
 from vigil.infra.settings import Settings
 from vigil.schemas.errors import UserError
 
@@ -98,14 +99,47 @@ def same_secret(expected: str, given: str) -> bool:
 _USERS_SHAPE = '{"users": [{"username": ..., "password_hash": ..., "role": ...}]}'
 
 
-def _parse_users(text: str, toml: bool, source: str) -> list[User]:
+def _parse_users(text: str, toml: bool, source: str, replacing: str | None = None) -> list[User]:
     try:
         data: Any = tomllib.loads(text) if toml else json.loads(text)
         parsed = _USERS.validate_python(data)
     except (ValueError, tomllib.TOMLDecodeError) as exc:  # JSON's and pydantic's errors are ValueErrors
         what = _first_error(exc) if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
         raise AuthError(f"{source} is not a users file ({what}): it holds {_USERS_SHAPE}; fix or move it") from None
-    return parsed.users if isinstance(parsed, UsersFile) else parsed
+    users = parsed.users if isinstance(parsed, UsersFile) else parsed
+    _check_users([u for u in users if u.username != replacing], source)
+    return users
+
+
+def _check_users(users: list[User], source: str) -> None:
+    """Refuse what would parse but sign in wrongly: a name given twice (the last would silently
+    replace the first, its role with it) and a password_hash that is not an argon2 hash (a password
+    pasted in clear: readable by whoever reads the file, and never verified). ``_parse_users`` leaves
+    out the user that `vigil users add` or `remove` is about to replace: the remedy must not be refused."""
+    seen: set[str] = set()
+    for user in users:
+        if user.username in seen:
+            raise AuthError(f"{source} names the user {user.username} twice: keep one entry for {user.username}")
+        seen.add(user.username)
+    for user in users:
+        if not user.password_hash.startswith("$argon2"):
+            raise AuthError(
+                f"{source}: the password_hash of user {user.username} is not an argon2 hash ($argon2id$...): "
+                f"set the password with `vigil users add {user.username}`"
+            )
+
+
+def _read_users_file(users_file: Path) -> str:
+    """The users file's text; one line naming the file when it is not UTF-8 (a file saved in a
+    Windows code page), instead of a decoding error that names neither file nor remedy."""
+    data = users_file.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AuthError(
+            f"{users_file} is not UTF-8 text (byte {exc.start} cannot be read): save it as UTF-8; "
+            f"it holds {_USERS_SHAPE}"
+        ) from None
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -114,11 +148,16 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}" if where else first["msg"]
 
 
-def load_users(users_file: Path | None, env: Mapping[str, str] | None = None) -> dict[str, User]:
+def load_users(
+    users_file: Path | None, env: Mapping[str, str] | None = None, *, replacing: str | None = None
+) -> dict[str, User]:
+    """The users of the file and of ``VIGIL_USERS`` (which wins for a name in both). ``replacing``:
+    a user about to be replaced or removed, whose entries are not checked (the file's only)."""
     env = os.environ if env is None else env
     users: dict[str, User] = {}
     if users_file is not None and users_file.exists():
-        for user in _parse_users(users_file.read_text(), users_file.suffix.lower() == ".toml", str(users_file)):
+        text = _read_users_file(users_file)
+        for user in _parse_users(text, users_file.suffix.lower() == ".toml", str(users_file), replacing):
             users[user.username] = user
     if env.get(USERS_ENV):
         for user in _parse_users(env[USERS_ENV], toml=False, source=USERS_ENV):
@@ -131,7 +170,7 @@ def add_user(users_file: Path, username: str, password: str, role: Role) -> User
     password ends their sessions (the running dashboards re-read the file)."""
     if users_file.suffix.lower() == ".toml":
         raise AuthError("add-user writes JSON users files; convert the TOML file or use a .json path")
-    existing = list(load_users(users_file, env={}).values()) if users_file.exists() else []
+    existing = list(load_users(users_file, env={}, replacing=username).values()) if users_file.exists() else []
     try:
         user = User(username=username, password_hash=hash_password(password), role=role)
     except ValidationError:
@@ -144,7 +183,7 @@ def remove_user(users_file: Path, username: str) -> bool:
     """Remove one user from a JSON users file (their sessions end); False when there was none."""
     if users_file.suffix.lower() == ".toml":
         raise AuthError("remove-user writes JSON users files; edit the TOML file instead")
-    existing = list(load_users(users_file, env={}).values()) if users_file.exists() else []
+    existing = list(load_users(users_file, env={}, replacing=username).values()) if users_file.exists() else []
     kept = [u for u in existing if u.username != username]
     if len(kept) == len(existing):
         return False
@@ -153,13 +192,12 @@ def remove_user(users_file: Path, username: str) -> bool:
 
 
 def _write_users(users_file: Path, users: list[User]) -> None:
+    """Replace the users file atomically (a dashboard re-reading it never sees half a file), at 0600
+    from its first byte: the temp file beside it is created anew (``O_EXCL``), so a stale one left
+    wider by a crash or another tool cannot pass its mode on to the users file."""
     users_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = users_file.with_suffix(users_file.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(UsersFile(users=users).model_dump(), out, indent=2)
-        out.write("\n")
-    tmp.replace(users_file)  # atomic: a dashboard re-reading it never sees half a file
+    text = json.dumps(UsersFile(users=users).model_dump(), indent=2) + "\n"
+    write_private(users_file, text.encode("utf-8"))
 
 
 class UserDirectory:

@@ -302,7 +302,7 @@ def test_compose_kafka_lets_in_only_its_users_each_to_its_role(compose_kafka: Co
     assert access.returncode == 0, access.stdout[-2000:] + access.stderr[-2000:]
     summary = json.loads(access.stdout.strip().splitlines()[-1])
     assert summary["users"] == ["vigil", "vigil-ingest", "vigil-subscriber"] and summary["applied"] is True
-    assert summary["written"] == summary["acls"] == 27
+    assert summary["written"] == summary["acls"] == 33
     made = kafka.vigil("topics", "--json")
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
     # compose's spec on three nodes: every topic on all three, written to at least two

@@ -312,12 +312,12 @@ def test_acls_apply_needs_a_principal_allowed_to_alter_them(secure_settings, sec
     assert service.returncode == 2, service.stdout[-500:] + service.stderr[-500:]
     lines = service.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in service.stderr, service.stderr[-2000:]
-    assert "the cluster refused 27 of 27 ACLs" in lines[0] and "ClusterAuthorizationFailedError" in lines[0]
+    assert "the cluster refused 33 of 33 ACLs" in lines[0] and "ClusterAuthorizationFailedError" in lines[0]
     broker_password = (secure_settings.home / "secrets" / KAFKA_BROKER_PASSWORD).read_text().strip()
     admin = acls({"VIGIL_KAFKA__SASL_USERNAME": KAFKA_BROKER_USER, "VIGIL_KAFKA__SASL_PASSWORD": broker_password})
     assert admin.returncode == 0, admin.stderr[-2000:]
     summary = json.loads(admin.stdout.strip().splitlines()[-1])
-    assert summary["applied"] is True and summary["written"] == len(access_grants(Principals())) == 27
+    assert summary["applied"] is True and summary["written"] == len(access_grants(Principals())) == 33
 
 
 ALLOWED = {

@@ -107,7 +107,7 @@ def test_the_users_are_those_with_a_password(monkeypatch: pytest.MonkeyPatch) ->
     assert listed.exit_code == 0, listed.output
     summary = json.loads(listed.output.strip().splitlines()[-1])
     assert summary["users"] == ["vigil"] and summary["applied"] is False
-    assert summary["acls"] == 27 and summary["quotas"] == 2
+    assert summary["acls"] == 33 and summary["quotas"] == 2
     assert "0123456789abcdef" not in listed.output
 
 

@@ -29,7 +29,10 @@ SERVICE_ONLY = (topics.EVENTS, topics.DEADLETTER, topics.AUDIT, topics.DRIFT)
 
 
 def allows(grants: list[Grant], who: str, operation: str, resource: str, name: str) -> bool:
-    implied = {"DESCRIBE": {"DESCRIBE", "READ", "WRITE", "DELETE", "ALTER", "ALL"}}.get(operation, {operation, "ALL"})
+    implied = {
+        "DESCRIBE": {"DESCRIBE", "READ", "WRITE", "DELETE", "ALTER", "ALL"},
+        "DESCRIBE_CONFIGS": {"DESCRIBE_CONFIGS", "ALTER_CONFIGS", "ALL"},
+    }.get(operation, {operation, "ALL"})
     return any(
         g.principal == who
         and g.resource == resource
@@ -158,7 +161,7 @@ def test_the_stack_names_a_broker_without_an_authorizer(tmp_path, monkeypatch: p
 
     monkeypatch.setattr(access, "_broker_admin", lambda settings, material: NoAuthorizer())
     material = SecureMaterial(tmp_path / "ca.pem", tmp_path / "broker.pem", SecretStr("a"), SecretStr("b"))
-    with pytest.raises(StackError, match=r"the broker refused 27 of 27 ACLs .*SecurityDisabledError.*vigil stack down"):
+    with pytest.raises(StackError, match=r"the broker refused 33 of 33 ACLs .*SecurityDisabledError.*vigil stack down"):
         access.grant_roles(Settings(home=tmp_path), material)
     assert (tmp_path / "secrets" / "kafka-ingest.password").exists()  # generated, 0600 (secrets.py)
 
@@ -186,4 +189,131 @@ def test_cli_apply_to_a_cluster_without_an_authorizer_says_so(monkeypatch: pytes
     register(app)
     out = CliRunner().invoke(app, ["stack", "acls", "--apply"])
     assert isinstance(out.exception, UserError), out.output
-    assert "refused 27 of 27" in str(out.exception) and "no authorizer" in str(out.exception)
+    assert "refused 33 of 33" in str(out.exception) and "no authorizer" in str(out.exception)
+
+
+def test_the_service_may_not_delete_a_topic_or_change_its_configs() -> None:
+    """A stolen service password (a worker, the dashboard, MLLP) must not erase vigil.audit or shorten
+    its retention: the service reads, writes, creates, describes and grows its topics, no more."""
+    for app_id in ("vigil", "hospital-a"):
+        grants = access_grants(P, app_id)
+        for topic in (*topics.ALL_TOPICS, f"{app_id}-__assignor-__leader"):
+            for op in ("DELETE", "ALTER_CONFIGS"):
+                assert not allows(grants, P.service, op, "topic", topic), (app_id, topic, op)
+            for op in ("READ", "WRITE", "CREATE", "DESCRIBE", "DESCRIBE_CONFIGS"):
+                assert allows(grants, P.service, op, "topic", topic), (app_id, topic, op)
+        assert not allows(grants, P.service, "DELETE", "group", app_id)
+        assert allows(grants, P.service, "DESCRIBE", "group", app_id)
+    assert "ALL" not in {g.operation for g in access_grants(P, "hospital-a")}
+    assert len(access_grants(P)) == 33  # the count docs/security.md gives
+
+
+def test_a_subscriber_group_prefix_covering_the_workers_group_is_refused() -> None:
+    from vigil.infra.kafka_access import subscriber_groups_problem
+
+    for prefix, app_id in (("vigil", "vigil"), ("vig", "vigil"), ("vigil-", "vigil-icu"), ("hosp", "hospital-a")):
+        assert subscriber_groups_problem(prefix, app_id) is not None, (prefix, app_id)
+        with pytest.raises(ValueError, match="covers the workers' consumer group"):
+            access_grants(Principals(subscriber_groups=prefix), app_id)
+    for prefix, app_id in (("vigil-subscriber", "vigil"), ("pager-", "vigil-icu"), ("vigil-subscriber", "hospital-a")):
+        assert subscriber_groups_problem(prefix, app_id) is None, (prefix, app_id)
+
+
+def test_cli_refuses_a_subscriber_group_prefix_covering_the_workers_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One line, exit code 2 and, under --json, {"ok": false} as the last line (the CLI's main)."""
+    from vigil.cli.errors import explain
+    from vigil.cli.stack import register
+    from vigil.infra.settings import get_settings
+    from vigil.schemas.errors import UserError
+
+    app = typer.Typer()
+    register(app)
+    for groups, app_id in (("vigil", "vigil"), ("vigil-", "vigil-icu")):
+        monkeypatch.setenv("VIGIL_APP_ID", app_id)
+        get_settings.cache_clear()
+        out = CliRunner().invoke(app, ["stack", "acls", "--subscriber-groups", groups, "--json"])
+        assert isinstance(out.exception, UserError), out.output
+        line, code = explain(out.exception, ["stack", "acls", "--json"])
+        assert code == 2 and "\n" not in line and "--subscriber-groups" in line and app_id in line
+        assert '"grants"' not in out.output  # nothing listed as if it were fine
+    get_settings.cache_clear()
+
+
+def test_a_wildcard_principal_is_refused() -> None:
+    """``User:*`` is every authenticated user to Kafka: the role would be everyone's."""
+    for bad in ("*", "User:*", " User: * ", "User: "):
+        with pytest.raises(ValueError):
+            principal(bad)
+    refused = CliRunner().invoke(_cli(), ["stack", "acls", "--ingest", "*"])
+    assert refused.exit_code == 2 and "User:*" not in refused.output
+
+
+def _cli() -> typer.Typer:
+    from vigil.cli.stack import register
+
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+class _Cluster:
+    """An authorizer's bindings, as kafka-python's create_acls and delete_acls answer for them."""
+
+    def __init__(self, bindings: set[tuple]) -> None:
+        self.bindings = bindings
+
+    @staticmethod
+    def key(acl) -> tuple:  # type: ignore[no-untyped-def]
+        r = acl.resource_pattern
+        return (acl.principal, acl.host, acl.operation.name, r.resource_type.name, r.resource_name, r.pattern_type.name)
+
+    def alter_user_scram_credentials(self, upserts: list) -> dict:
+        return {u.user: None for u in upserts}
+
+    def create_acls(self, acls: list) -> dict:
+        self.bindings |= {self.key(a) for a in acls}
+        return {"succeeded": acls, "failed": []}
+
+    def delete_acls(self, filters: list) -> list:
+        from kafka.errors import NoError
+
+        answers = []
+        for f in filters:
+            matched = [b for b in self.bindings if b == self.key(f)]
+            self.bindings -= set(matched)
+            answers.append((f, matched, NoError))
+        return answers
+
+    def alter_client_quotas(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+def test_writing_the_roles_withdraws_the_services_former_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster set up by an earlier version keeps its ALL bindings until they are deleted: the
+    embedded stack's and compose's kafka-access (apply_roles) and `vigil stack acls --apply` delete
+    them once the new grants are in, and nothing else."""
+    from vigil.infra import kafka_roles
+    from vigil.infra.kafka_access import former_grants, to_acl
+
+    monkeypatch.setattr(kafka_roles, "apply_quotas", lambda admin, quotas: [])
+    former = {_Cluster.key(to_acl(g)) for g in former_grants(P, "hospital-a")}
+    other = ("User:someone-else", "*", "ALL", "TOPIC", "vigil", "PREFIXED")
+    cluster = _Cluster(former | {other})
+    written = kafka_roles.apply_roles(cluster, {}, "hospital-a", no_authorizer="none")
+    assert written == len(access_grants(P, "hospital-a"))
+    assert not former & cluster.bindings and other in cluster.bindings
+    assert cluster.bindings - {other} == {_Cluster.key(to_acl(g)) for g in access_grants(P, "hospital-a")}
+
+    from vigil.cli import preflight
+    from vigil.infra import connect
+
+    cluster = _Cluster({_Cluster.key(to_acl(g)) for g in former_grants(P)})
+    monkeypatch.setattr(preflight, "require_broker", lambda settings: "127.0.0.1:9092")
+    monkeypatch.setattr(connect, "kafka_admin", lambda settings, **options: cluster)
+    out = CliRunner().invoke(_cli(), ["stack", "acls", "--apply", "--json"])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.output.strip().splitlines()[-1])
+    assert summary["withdrawn"] == 2 and "ALL" not in {b[2] for b in cluster.bindings}

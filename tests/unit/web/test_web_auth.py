@@ -104,3 +104,60 @@ def test_feed_line_hides_the_patient_id_and_explains() -> None:
     assert "RR +3" in text and "RR 27 ▲ raises risk" in text and "NEWS2" in text and "2→6" in text
     assert "#a1" in text and "1 Jan 03:00 UTC" in text  # the dashboard's id; date and zone
     assert transition_json(alert("p"))["transition_id"] == "a1-open"
+
+
+def test_a_users_file_that_is_not_utf8_is_one_line_naming_it(tmp_path) -> None:
+    from vigil.cli.errors import explain
+
+    path = tmp_path / "users.json"
+    h = hash_password("pw-123456")
+    path.write_bytes(f'{{"users": [{{"username": "jos\xe9", "password_hash": "{h}"}}]}}'.encode("latin-1"))
+    with pytest.raises(UserError) as raised:
+        load_users(path, env={})
+    line, code = explain(raised.value, ["serve"])
+    assert code == 2 and str(path) in line and "UTF-8" in line and "\n" not in line
+
+
+def test_a_password_in_clear_is_not_a_password_hash(tmp_path) -> None:
+    """20 characters passed the length check: a password pasted as password_hash was loaded (and could
+    never sign in, while sitting in clear in the file)."""
+    path = tmp_path / "users.json"
+    path.write_text(json.dumps({"users": [{"username": "nurse", "password_hash": "correct-horse-battery-staple"}]}))
+    with pytest.raises(UserError, match=r"user nurse is not an argon2 hash .*vigil users add nurse"):
+        load_users(path, env={})
+    env = {"VIGIL_USERS": json.dumps([{"username": "eve", "password_hash": "x" * 40}])}
+    with pytest.raises(UserError, match=r"VIGIL_USERS: .*user eve"):
+        load_users(None, env=env)
+
+
+def test_a_user_named_twice_is_refused(tmp_path) -> None:
+    """The last entry silently won, its role with it."""
+    path = tmp_path / "users.json"
+    h = hash_password("pw-123456")
+    twice = [{"username": "ann", "password_hash": h, "role": "viewer"}, {"username": "ann", "password_hash": h}]
+    path.write_text(json.dumps({"users": twice}))
+    with pytest.raises(UserError, match=r"names the user ann twice"):
+        load_users(path, env={})
+
+
+def test_a_stale_wide_temp_file_does_not_widen_the_users_file(tmp_path) -> None:
+    path = tmp_path / "users.json"
+    stale = tmp_path / "users.json.tmp"
+    stale.write_text("left by a crash")
+    stale.chmod(0o644)
+    add_user(path, "ann", "s3cret-pass", "clinician")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not stale.exists() and load_users(path, env={})["ann"].role == "clinician"
+
+
+def test_users_add_replaces_a_password_in_clear_the_refusal_names(tmp_path) -> None:
+    """The refusal's remedy works: `vigil users add nurse` replaces that entry; another user's clear
+    password still stops it."""
+    path = tmp_path / "users.json"
+    clear = {"username": "nurse", "password_hash": "correct-horse-battery-staple", "role": "clinician"}
+    path.write_text(json.dumps({"users": [clear]}))
+    add_user(path, "nurse", "a-long-password", "clinician")
+    assert load_users(path, env={})["nurse"].password_hash.startswith("$argon2id$")
+    path.write_text(json.dumps({"users": [clear]}))
+    with pytest.raises(UserError, match="user nurse"):
+        add_user(path, "ann", "a-long-password", "viewer")

@@ -1,0 +1,80 @@
+"""Rotating docker-compose's secrets the documented way (delete a file, run `vigil stack
+compose-secrets` again): what a new value also needs written, and the one it must not be written for."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner, Result
+
+from vigil.cli.compose_secrets import SECRETS
+from vigil.cli.stack import register
+from vigil.schemas.errors import UserError
+
+
+def _run(out: Path) -> Result:
+    app = typer.Typer()
+    register(app)
+    return CliRunner().invoke(app, ["stack", "compose-secrets", "--out", str(out), "--json"])
+
+
+@pytest.fixture(autouse=True)
+def _no_former_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for secret in SECRETS.values():
+        monkeypatch.delenv(secret.former, raising=False)
+        monkeypatch.delenv(secret.former + "_FILE", raising=False)
+
+
+def _users_password(out: Path) -> str:
+    (line,) = [x for x in (out / "redis-users.conf").read_text().splitlines() if x.startswith("user vigil on >")]
+    return line.split(">", 1)[1].split()[0]
+
+
+def test_a_new_redis_password_rewrites_the_redis_users_file(tmp_path: Path) -> None:
+    """Else Redis keeps the old password while every container sends the new one: all locked out."""
+    assert _run(tmp_path).exit_code == 0
+    (tmp_path / "redis_password").unlink()
+    again = _run(tmp_path)
+    assert again.exit_code == 0, again.output
+    new = (tmp_path / "redis_password").read_text()
+    assert _users_password(tmp_path) == new
+    summary = json.loads(again.output.strip().splitlines()[-1])
+    assert summary["written"] == ["redis_password", "redis-users.conf"]
+    assert f"sudo chown 999 {tmp_path / 'redis-users.conf'}" in again.output  # its owner named again
+
+
+def test_a_users_file_behind_its_password_is_written_again(tmp_path: Path) -> None:
+    """A folder rotated by the version before this fix: the users file still holds the old password."""
+    assert _run(tmp_path).exit_code == 0
+    (tmp_path / "redis_password").write_text("a-password-rotated-before-the-fix")
+    again = _run(tmp_path)
+    assert again.exit_code == 0, again.output
+    assert _users_password(tmp_path) == "a-password-rotated-before-the-fix"
+    assert json.loads(again.output.strip().splitlines()[-1])["written"] == ["redis-users.conf"]
+    third = _run(tmp_path)  # in step: a rerun changes nothing
+    assert json.loads(third.output.strip().splitlines()[-1])["written"] == []
+
+
+def test_a_new_kafka_admin_password_beside_the_other_secrets_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Kafka volumes keep the vigil-broker password they were formatted with (kafka-start.sh sets
+    it only then): a new file would lock kafka-access and the healthchecks out. Nothing is written."""
+    assert _run(tmp_path).exit_code == 0
+    (tmp_path / "kafka_admin_password").unlink()
+    (tmp_path / "api_token").unlink()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    refused = _run(tmp_path)
+    assert isinstance(refused.exception, UserError), refused.output
+    message = str(refused.exception)
+    assert "\n" not in message and "kafka_admin_password" in message and "VIGIL_KAFKA_ADMIN_PASSWORD" in message
+    assert "kafka-configs.sh" in message and "restart the Kafka nodes" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # not even the api token
+    # the password the volumes were formatted with, given back through the former variable: written
+    monkeypatch.setenv("VIGIL_KAFKA_ADMIN_PASSWORD", "the-password-the-volumes-know")
+    done = _run(tmp_path)
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "kafka_admin_password").read_text() == "the-password-the-volumes-know"
