@@ -17,14 +17,16 @@ with the reason and the message's bytes. The ACK is written only after the broke
 Bounded: a connection holds at most ``mllp.max_message_bytes`` of a frame (``MllpFramer``), messages
 of one connection are handled one at a time (the next is not read before the last is answered),
 at most ``mllp.max_connections`` connections are served (more are closed at once), and a silent
-one is closed after ``mllp.idle_timeout_s``. Bytes outside any frame and a frame cut off by its
-connection are dead letters (``parse_error``): nothing is dropped unaccounted. Logs carry counts and
-the peer's address, never a patient's id or values."""
+one is closed after ``mllp.idle_timeout_s``. No sender holds a slot for ever by being slow: a frame
+(or a run of stray bytes) not ended within ``mllp.idle_timeout_s`` of its first byte is cut with its
+connection, and so is a sender that reads none of an ACK for as long (its message is stored: sent
+again, it is counted ``duplicate``). Bytes outside any frame and a frame cut off by its connection
+are dead letters (``parse_error``): nothing is dropped unaccounted. Logs carry counts and the
+peer's address, never a patient's id or values."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -131,6 +133,7 @@ class Tally:
     acks: Counter[str] = field(default_factory=Counter)
     ignored: Counter[str] = field(default_factory=Counter)  # parts not mapped, by reason (not errors)
     ignored_units: Counter[str] = field(default_factory=Counter)  # ORU^R01 from units neither monitored nor away
+    cut_connections: Counter[str] = field(default_factory=Counter)  # closed for a slow sender, by why
 
     def summary(self) -> dict[str, object]:
         return {
@@ -138,6 +141,7 @@ class Tally:
             "acks": dict(self.acks),
             "ignored": dict(self.ignored),
             "ignored_units": dict(self.ignored_units),
+            "cut_connections": dict(self.cut_connections),
         }
 
 
@@ -193,29 +197,76 @@ async def converse(
     units: Units = NO_UNITS,
     default_tz: tzinfo = UTC,
 ) -> None:
-    """One connection: read, frame, answer each message in turn, until it closes or idles."""
+    """One connection: read, frame, answer each message in turn, until it closes, idles or is too
+    slow (``limits.idle_timeout_s`` for a frame from its first byte, and for an ACK to be read):
+    without these bounds a sender trickling a byte a minute, or never reading its ACKs, held its
+    slot for ever, and ``max_connections`` of them shut every other sender out."""
     framer = MllpFramer(limits.max_message_bytes)
+    loop = asyncio.get_running_loop()
+    deadline: float | None = None  # when the item the framer holds must have ended (loop time)
     try:
         while True:
+            wait_s = read_wait_s(limits.idle_timeout_s, deadline, loop.time())
             try:
-                data = await asyncio.wait_for(reader.read(64 * 1024), limits.idle_timeout_s)
+                data = await asyncio.wait_for(reader.read(64 * 1024), wait_s)
             except TimeoutError:
+                if deadline is not None:  # never later than the idle timeout: the frame's deadline passed
+                    _cut(writer, tally, "slow_frame", limits.idle_timeout_s)
                 break
             if not data:
                 break
-            for item in framer.feed(data):
+            items = framer.feed(data)
+            for item in items:
                 answer = await handle(item, publish, limits, tally, units, default_tz)
                 if answer is not None:
                     writer.write(answer)
-                    await writer.drain()
+                    try:
+                        await asyncio.wait_for(writer.drain(), limits.idle_timeout_s)
+                    except TimeoutError:
+                        _cut(writer, tally, "unread_acks", limits.idle_timeout_s)
+                        # its buffer will never be read: not flushed on close. The frames after this
+                        # one are unanswered, so their sender still holds them to send again
+                        writer.transport.abort()
+                        return
+            # counted once our answers are written, not while we publish: our broker's delay is not the sender's
+            deadline = item_deadline(framer.holding, bool(items), deadline, loop.time(), limits.idle_timeout_s)
     except (ConnectionError, OSError):
         pass  # the peer went away; what it left is accounted for below
     finally:
         for item in framer.close():
             await handle(item, publish, limits, tally, units, default_tz)
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
+        await _hang_up(writer, limits.idle_timeout_s)
+
+
+def read_wait_s(idle_s: float, deadline: float | None, now: float) -> float:
+    """How long the next read may wait: the idle timeout, or less when a frame begun must end sooner."""
+    return idle_s if deadline is None else max(0.0, min(idle_s, deadline - now))
+
+
+def item_deadline(holding: bool, ended_any: bool, deadline: float | None, now: float, limit_s: float) -> float | None:
+    """The deadline of the item the framer holds after a read: none when it holds none; a new one when
+    the item began in this read (nothing held before, or an item ended in it: what is held now began
+    after that end); else the one it had, so that trickling does not move it."""
+    if not holding:
+        return None
+    return now + limit_s if deadline is None or ended_any else deadline
+
+
+def _cut(writer: asyncio.StreamWriter, tally: Tally, why: str, limit_s: float) -> None:
+    tally.cut_connections[why] += 1
+    log.warning("mllp.connection_too_slow", peer=peer_name(writer), why=why, limit_s=limit_s)
+
+
+async def _hang_up(writer: asyncio.StreamWriter, within_s: float) -> None:
+    """Close the connection. Closing waits for the ACKs still buffered to be sent: a peer that reads
+    none of them would keep it open, so after ``within_s`` the connection is aborted instead."""
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), within_s)
+    except TimeoutError:
+        writer.transport.abort()
+    except (ConnectionError, OSError):
+        pass  # the peer went first
 
 
 def server_tls(limits: MllpSettings) -> ssl.SSLContext | None:

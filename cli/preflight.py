@@ -5,6 +5,7 @@ before announcing its URL."""
 
 from __future__ import annotations
 
+import errno
 import socket
 
 from vigil.infra.connect import kafka_bootstrap, redis_address, redis_endpoint
@@ -67,13 +68,36 @@ def require_redis(settings: Settings, given: str | None = None) -> str:
     return url
 
 
-def require_free_port(host: str, port: int) -> None:
-    """Refuse a port another process listens on. SO_REUSEADDR as the servers set it (uvicorn,
-    asyncio): a port whose last connections linger in TIME_WAIT, as after a demo run a minute ago,
-    is free to them, and a listener still refuses the bind."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def require_free_port(host: str, port: int, host_from: str = "--host", port_from: str = "--port") -> None:
+    """Refuse a port another process listens on, and a host this machine cannot listen on, in one
+    line naming the option to change (``host_from``, ``port_from``). Each address the host resolves
+    to is bound as asyncio's server binds them (its family, SO_REUSEADDR, IPv6 only on an IPv6
+    socket): a port whose last connections linger in TIME_WAIT, as after a demo run a minute ago, is
+    free to them, and a listener still refuses the bind. Only EADDRINUSE is a taken port: an IPv4
+    socket for "::1" once made every IPv6 host "already in use"."""
+    try:
+        found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UserError(f"{host_from} {host} cannot be used here: unknown host ({exc.strerror})") from exc
+    for family, kind, proto, _, address in dict.fromkeys(found):
         try:
-            s.bind((host, port))
+            with socket.socket(family, kind, proto) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                s.bind(address)
         except OSError as exc:
-            raise UserError(f"{host}:{port} is already in use: choose another with --port") from exc
+            raise UserError(unusable_address(host, port, exc, host_from, port_from)) from exc
+
+
+def unusable_address(host: str, port: int, exc: OSError, host_from: str, port_from: str) -> str:
+    """Why a bind failed, and which option to change: only a taken port is "in use"; a host that is no
+    address of this machine, or a port below 1024 without privileges, is said as such."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return f"{where} is already in use: choose another with {port_from}"
+    if exc.errno == errno.EACCES:
+        return f"{where}: ports below 1024 need privileges here: choose one of 1024 or above with {port_from}"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host_from} {host} cannot be used here: it is not an address of this machine"
+    return f"{host_from} {host} cannot be used here: {exc.strerror or exc}"

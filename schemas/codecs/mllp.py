@@ -4,9 +4,9 @@ byte (VT, 0x0B) and an end pair (FS CR, 0x1C 0x0D), the receiver answering each 
 Pure and bounded: ``MllpFramer`` turns the bytes of a connection, in chunks of any size, into what
 they held, keeping at most ``max_bytes`` of any frame (a larger one is reported with its first bytes
 and its size, never buffered whole) and reporting bytes outside any frame instead of dropping them.
-``ack`` writes the answer to a message (HL7 Table 0008): AA accepted, AE an error in its content (do
-not send it again unchanged), AR rejected for what it is (a message type Vigil does not read) or for
-Vigil's state (the event stream unavailable: send it again later)."""
+``ack`` writes the answer to a message (HL7 Table 0008): AA accepted, AE an error in its content or
+a message type Vigil does not read (do not send it again unchanged), AR rejected for Vigil's state
+(the event stream unavailable: send it again later)."""
 
 from __future__ import annotations
 
@@ -108,6 +108,13 @@ class MllpFramer:
             i = j + len(END)
         return out
 
+    @property
+    def holding(self) -> bool:
+        """An item begun and not yet ended: inside a frame, or stray bytes awaiting the next start
+        byte. The listener gives such an item a deadline from its first byte (a sender trickling it
+        would otherwise hold a connection slot for ever)."""
+        return self._in_frame or self._stray_size > 0
+
     def close(self) -> list[Item]:
         """What the connection left when it closed: stray bytes, or a frame never ended."""
         out = self._stray_item()
@@ -165,9 +172,21 @@ def frame(payload: bytes) -> bytes:
     return START + payload + END
 
 
-def _msh_fields(payload: bytes) -> list[str] | None:
+def charset(payload: bytes) -> str:
+    """The character set the decoder reads ``payload`` in (``hl7v2._split_messages``): UTF-8 when it
+    is valid UTF-8, else ISO 8859-1. The ACK is read and written in it, so MSA-3's quote of a control
+    id is the same bytes as MSA-2's copy (it was UTF-8 in MSA-2 and ISO 8859-1 in MSA-3)."""
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "utf-8"
+
+
+def _msh_fields(payload: bytes, encoding: str | None = None) -> list[str] | None:
     """MSH's fields (index = HL7 field number, MSH-1 the separator), or None when there is none."""
-    text = payload[:KEEP_PREFIX].decode("latin-1")
+    # "replace": a character the KEEP_PREFIX cut splits, far past the MSH
+    text = payload[:KEEP_PREFIX].decode(encoding or charset(payload), "replace")
     for line in text.replace("\r\n", "\r").replace("\n", "\r").split("\r"):
         line = line.lstrip()  # as the decoder reads it (hl7v2): a leading tab is no reason to lose MSH
         if line.startswith("MSH") and len(line) > 3 and not line[3].isalnum() and not line[3].isspace():
@@ -186,7 +205,8 @@ def ack(payload: bytes, code: str, text: str, now: datetime | None = None) -> by
     """The original-mode ACK to ``payload``: in the message's own separators, sender and receiver
     swapped (copied as they were), its control id in MSA-2, ``text`` in MSA-3 with the delimiters
     blanked. A payload without an MSH gets an ACK naming Vigil only."""
-    fields = _msh_fields(payload) or ["MSH", "|", "^~\\&"]
+    chars = charset(payload)
+    fields = _msh_fields(payload, chars) or ["MSH", "|", "^~\\&"]
     sep = fields[1]
     encoding = fields[2] if len(fields) > 2 and len(fields[2]) >= 1 else "^~\\&"
     blank = str.maketrans({c: " " for c in sep + encoding + "\r\n"})
@@ -204,7 +224,7 @@ def ack(payload: bytes, code: str, text: str, now: datetime | None = None) -> by
     msh += [uuid4().hex[:20], f(11) or "P", f(12) or "2.5.1"]
     # MSA-2 is MSH-10 as sent (in the same encoding characters: an escape sequence or a component is
     # the sender's to match on); MSA-3 is Vigil's text, its delimiters blanked
-    msa = ["MSA", code, control_id(payload).translate(_LINE_ENDS), text.translate(blank)[:200]]
+    msa = ["MSA", code, f(10).translate(_LINE_ENDS), text.translate(blank)[:200]]
     segments = ["MSH" + sep + encoding + sep + sep.join(msh), sep.join(msa)]
     text = "\r".join(segments).translate(FRAMING) + "\r"  # never a framing byte inside the frame
-    return text.encode("latin-1", "replace")
+    return text.encode(chars, "replace")

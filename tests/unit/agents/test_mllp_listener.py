@@ -243,3 +243,145 @@ def test_stopping_cuts_the_open_connections_without_an_error_in_the_log() -> Non
 
     assert asyncio.run(scenario()) == b""
     assert errors == []
+
+
+SLOW = MllpSettings(idle_timeout_s=1.0, max_connections=1)  # the shortest deadline the settings allow
+
+
+def test_a_sender_trickling_a_frame_is_cut_at_its_deadline_and_frees_its_slot() -> None:
+    """The idle timeout restarted on every read: a byte each 0.9 s of a 1 s timeout held the one slot
+    for ever. A frame must end within ``idle_timeout_s`` of its start byte; cut, it is a dead letter."""
+    stored: list[Record] = []
+    tally = Tally()
+
+    async def scenario() -> tuple[bytes, bytes]:
+        stop = asyncio.Event()
+        bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        server = asyncio.create_task(serve(stored.extend, SLOW, "127.0.0.1", 0, stop, tally, bound.set_result))
+        port = await bound
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\x0b" + ORU[:10])
+
+        async def trickle() -> None:
+            for byte in ORU[10:40]:
+                await asyncio.sleep(0.3)
+                writer.write(bytes([byte]))
+
+        trickling = asyncio.create_task(trickle())
+        try:
+            cut = await asyncio.wait_for(reader.read(), timeout=4)  # b"": the listener closed it
+        finally:
+            trickling.cancel()
+            writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)  # the slot is free again
+        writer.write(frame(ORU))
+        answer = await asyncio.wait_for(reader.readuntil(b"\x1c\r"), timeout=4)
+        writer.close()
+        stop.set()
+        await server
+        return cut, answer
+
+    cut, answer = asyncio.run(scenario())
+    assert cut == b"" and answer.split(b"\r")[1].startswith(b"MSA|AA|")
+    assert tally.cut_connections == {"slow_frame": 1} and tally.refused_connections == 0
+    cut_off = [letter for letter in letters(stored) if letter.reason == "parse_error"]
+    assert len(cut_off) == 1 and "closed inside an MLLP frame" in cut_off[0].detail
+    assert cut_off[0].original().startswith(ORU[:10])
+
+
+def test_each_frame_has_its_own_deadline_from_its_start_byte() -> None:
+    """A sender whose messages each arrive in pieces, on a connection open longer than the deadline,
+    is not cut: the deadline runs from each frame's start, not from the connection's."""
+    stored: list[Record] = []
+    tally = Tally()
+
+    async def scenario() -> list[bytes]:
+        stop = asyncio.Event()
+        bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        server = asyncio.create_task(serve(stored.extend, SLOW, "127.0.0.1", 0, stop, tally, bound.set_result))
+        reader, writer = await asyncio.open_connection("127.0.0.1", await bound)
+        answers = []
+        for control in (b"F1", b"F2", b"F3"):
+            whole = frame(ORU.replace(b"MSG20240315143005001", control))
+            writer.write(whole[:50])
+            await asyncio.sleep(0.4)
+            writer.write(whole[50:])
+            answers.append(await asyncio.wait_for(reader.readuntil(b"\x1c\r"), timeout=4))
+        writer.close()
+        stop.set()
+        await server
+        return answers
+
+    answers = asyncio.run(scenario())  # 1.2 s on one connection, each frame well within 1 s
+    assert [a.split(b"\r")[1].split(b"|")[:3] for a in answers] == [[b"MSA", b"AA", c] for c in (b"F1", b"F2", b"F3")]
+    assert tally.cut_connections == {}
+
+
+def test_a_deadline_is_kept_while_an_item_trickles_and_renewed_for_the_next() -> None:
+    from vigil.agents.mllp import item_deadline, read_wait_s
+
+    assert item_deadline(True, False, None, 10.0, 5.0) == 15.0  # the frame began in this read
+    assert item_deadline(True, False, 15.0, 12.0, 5.0) == 15.0  # more of it: the deadline stays
+    assert item_deadline(True, True, 15.0, 13.0, 5.0) == 18.0  # one ended, the next began
+    assert item_deadline(False, True, 15.0, 13.0, 5.0) is None  # between frames: only the idle timeout
+    assert read_wait_s(5.0, None, 13.0) == 5.0 and read_wait_s(5.0, 15.0, 13.0) == 2.0
+    assert read_wait_s(5.0, 15.0, 16.0) == 0.0
+
+
+class UnreadPeer:
+    """The listener's side of a connection whose peer reads nothing: with ``full``, its send buffer
+    never drains; either way closing waits for that buffer to be sent (asyncio's transports do)."""
+
+    def __init__(self, full: bool) -> None:
+        self.full = full
+        self.aborted = asyncio.Event()
+        self.written: list[bytes] = []
+
+    @property
+    def transport(self) -> UnreadPeer:
+        return self
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("192.0.2.7", 40000) if name == "peername" else default
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    async def drain(self) -> None:
+        if self.full:
+            await self.aborted.wait()
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        await self.aborted.wait()
+
+    def abort(self) -> None:
+        self.aborted.set()
+
+
+def test_a_sender_that_reads_no_ack_is_cut_not_waited_on_for_ever() -> None:
+    """``writer.drain()`` and ``wait_closed()`` had no timeout: a sender that never read its ACKs held
+    its slot for ever. Its message is stored (AA); the frame after it is unanswered, so sent again."""
+    from vigil.agents.mllp import converse as serve_connection
+
+    async def scenario(full: bool, eof: bool) -> tuple[bool, UnreadPeer, Tally]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(frame(ORU) + frame(ORU.replace(b"MSG20240315143005001", b"NEXT")))
+        if eof:
+            reader.feed_eof()  # the sender half-closes, and still reads nothing
+        peer, tally = UnreadPeer(full), Tally()
+        connection = asyncio.create_task(serve_connection(reader, peer, lambda records: None, SLOW, tally))  # type: ignore[arg-type]
+        ended, _ = await asyncio.wait({connection}, timeout=4)
+        if not ended:  # held for ever: let it go, so that the test fails instead of hanging
+            peer.abort()
+            connection.cancel()
+            await asyncio.wait({connection})
+        return bool(ended), peer, tally
+
+    ended, peer, tally = asyncio.run(scenario(full=True, eof=False))
+    assert ended and peer.aborted.is_set()
+    assert tally.cut_connections == {"unread_acks": 1} and tally.acks == {"AA": 1}
+    ended, peer, tally = asyncio.run(scenario(full=False, eof=True))  # both answered; the close is what waits
+    assert ended and peer.aborted.is_set() and tally.acks == {"AA": 2} and len(peer.written) == 2

@@ -137,3 +137,28 @@ def test_stray_bytes_are_the_same_whatever_the_chunking() -> None:
     whole = feed_in(stray + frame(b"MSH|ok"), [])
     split = feed_in(stray + frame(b"MSH|ok"), list(range(len(stray))))
     assert whole == split and whole[0] == Stray(stray, len(stray), hashlib.sha256(stray).hexdigest())
+
+
+def test_the_ack_is_in_the_character_set_the_decoder_read_the_message_in() -> None:
+    """The decoder reads UTF-8 first, the ACK read ISO 8859-1: MSA-2 carried the control id's UTF-8
+    bytes and MSA-3 quoted it in ISO 8859-1, one ACK in two character sets."""
+    utf8 = "MSH|^~\\&|MON|ICU|VIGIL|H|20261205||ORM^O01|Zürich-1|P|2.5.1\rPID|1||44\r".encode()
+    msa = ack(utf8, "AE", "unsupported_message: MSH-10 'Zürich-1' is not ORU R01", NOW).split(b"\r")[1]
+    assert msa.count("Zürich-1".encode()) == 2  # MSA-2 and MSA-3's quote: the same bytes
+    assert msa.decode("utf-8").split("|")[2] == "Zürich-1"
+    latin = utf8.decode().encode("latin-1")  # ISO 8859-1 (MSH-18 8859/1): the decoder's fallback
+    msa = ack(latin, "AE", "unsupported_message: MSH-10 'Zürich-1' is not ORU R01", NOW).split(b"\r")[1]
+    assert msa.count("Zürich-1".encode("latin-1")) == 2
+    assert control_id(utf8) == control_id(latin) == "Zürich-1"
+
+
+def test_the_framer_says_when_it_holds_an_item_begun_and_not_ended() -> None:
+    framer = MllpFramer(1000)
+    assert not framer.holding
+    framer.feed(b"\r\n")  # line ends between frames: nothing held
+    assert not framer.holding
+    framer.feed(b"\x0bMSH|")
+    assert framer.holding
+    assert framer.feed(b"x\x1c\r") == [Frame(b"MSH|x")] and not framer.holding
+    framer.feed(b"junk")  # stray bytes wait for the next start byte: held too
+    assert framer.holding
