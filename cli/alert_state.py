@@ -72,9 +72,15 @@ def active_alerts(client: Any, unreadable: list[str] | None = None) -> Iterator[
             )
 
 
+def typed_alert_id(alert_id: str) -> str:
+    """The id as the alert ids are written: the dashboard and ``alerts tail`` show ``#1a2b3c4d``, and a
+    clinician pastes it with its '#' (an active alert was "resolved or unknown"), spaces or capitals."""
+    return alert_id.strip().removeprefix("#").strip().lower()
+
+
 def find_alert(client: Any, alert_id: str, patient_id: str | None = None) -> ActiveView:
     """The active alert with this id (or a unique prefix of at least 6 characters); else one clear error."""
-    wanted = alert_id.strip().lower()
+    wanted = typed_alert_id(alert_id)
     if len(wanted) < MIN_PREFIX:
         raise UserError(f"alert id {alert_id!r} is too short: give at least {MIN_PREFIX} characters (vigil alerts ls)")
     matches = [v for v in active_alerts(client) if v.alert.alert_id.startswith(wanted)]

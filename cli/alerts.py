@@ -190,7 +190,9 @@ def alerts_ls(
 
 @alerts_app.command("ack")
 def alerts_ack(
-    alert_id: str = typer.Argument(..., help="the alert id (`vigil alerts ls`; 6 or more characters)"),
+    alert_id: str = typer.Argument(
+        ..., help="the alert id (`vigil alerts ls`; 6 or more characters; '#1a2b3c4d' in quotes: # starts a comment)"
+    ),
     by: str = typer.Option(..., "--by", help="who acknowledges (audited)"),
     patient: str = typer.Option(None, "--patient", help="check that the alert is this patient's"),
     resolve: bool = typer.Option(False, "--resolve", help="resolve instead of acknowledge"),
@@ -207,10 +209,13 @@ def alerts_ack(
     from vigil.cli.alert_state import find_alert, redis_client
     from vigil.cli.preflight import require_broker, require_redis, settings_for
     from vigil.infra.connect import kafka_producer
-    from vigil.infra.logging import get_logger, patient_hash
+    from vigil.infra.logging import configure_logging, get_logger, patient_hash
     from vigil.schemas import topics
     from vigil.schemas.alerts import AlertAck
 
+    # the audit line on stderr, as JSON through the PHI redaction: structlog's defaults printed it on
+    # stdout, before the --json summary a script reads
+    configure_logging()
     if resolve and snooze is not None:
         raise UserError("choose one of --resolve and --snooze")
     action: Literal["acknowledge", "resolve", "snooze"] = (

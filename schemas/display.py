@@ -108,6 +108,10 @@ def ward_zone(name: str) -> tzinfo:
         raise UserError(
             f"unknown time zone {name!r}: set VIGIL_WARD_TIMEZONE to an IANA name such as Europe/London"
         ) from exc
+    except OSError as exc:  # "Europe": a folder of the zone database (IsADirectoryError), not a zone
+        raise UserError(
+            f"time zone {name!r} is a region, not a zone: set VIGIL_WARD_TIMEZONE to an IANA zone such as Europe/Paris"
+        ) from exc
 
 
 def clock(at: datetime | None, zone: tzinfo = UTC) -> str:

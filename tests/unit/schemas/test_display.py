@@ -36,6 +36,13 @@ def test_times_carry_date_and_zone_in_the_ward_zone() -> None:
         ward_zone("Mars/Olympus")
 
 
+def test_a_region_of_the_zone_database_is_named_as_not_a_zone() -> None:
+    """ "Europe" is a folder of the zone database: ZoneInfo raised IsADirectoryError, a traceback-like
+    line about a file, not the setting to change."""
+    with pytest.raises(UserError, match="'Europe' is a region, not a zone: set VIGIL_WARD_TIMEZONE to .* Europe/Paris"):
+        ward_zone("Europe")
+
+
 def test_durations_read_at_any_distance() -> None:
     assert (duration(45), duration(135), duration(13560)) == ("45 min", "2 h 15 min", "9 d 10 h")
     assert (until(25), until(-65)) == ("in 25 min", "overdue by 1 h 5 min")
