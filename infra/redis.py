@@ -44,7 +44,21 @@ REFUSED = (NoPermissionError, AuthenticationError, AuthorizationError)
 REFUSED_HINT = "Redis refuses Vigil's command: check the ACL of Vigil's user and its password (docs/security.md)"
 CAS_ATTEMPTS = 5  # optimistic rounds of a write (_watched) before it gives up
 RETRY_MAX_S = 2.0  # the longest wait between two tries of a Redis call, an outage's or a contended write's
-OPEN_ALERTS_KEY = "vigil:open_alerts"  # set of alert keys whose alert is open (escalation timer)
+OPEN_ALERTS_KEY = "vigil:open_alerts"
+
+
+class WriteContended(Exception):
+    """A write whose keys other writers changed in each of its ``CAS_ATTEMPTS`` rounds: Redis answered
+    every round (``_until_ok`` retries it as contention, the store healthy)."""
+
+
+def lost_connection(exc: WatchError) -> bool:
+    """Whether a ``WatchError`` is an outage: redis-py raises one, not a ``ConnectionError``, when the
+    connection of a pipeline that watches keys fails or times out ("A ConnectionError occurred while
+    watching one or more keys"). Read as contention, a Redis that took WATCH and then dropped every
+    connection left the store healthy: ``vigil_redis_up`` 1, no outage alert."""
+    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return "occurred while watching" in str(exc) or isinstance(cause, (RedisError, OSError))  # set of alert keys whose alert is open (escalation timer)
 
 
 def state_hash(patient_id: str) -> str:
@@ -253,7 +267,7 @@ class PatientStore:
             t0 = time.perf_counter()
             try:
                 result = await call()
-            except WatchError:  # a RedisError, but contention: Redis answers
+            except WriteContended:  # Redis answered every round
                 log.warning("redis.write_contended", op=what, attempts=CAS_ATTEMPTS, retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
@@ -384,7 +398,7 @@ class PatientStore:
         async def write() -> list[str]:
             done, moved = await self._watched([*keys.values(), *clocks.values()], plan)
             if not done:
-                raise WatchError("patient windows kept changing during the write")  # _until_ok retries: contended
+                raise WriteContended("patient windows kept changing during the write")  # _until_ok retries
             return moved
 
         moved = await self._until_ok("set", write)
@@ -413,7 +427,9 @@ class PatientStore:
                 queue(pipe)
                 try:
                     await pipe.execute()
-                except WatchError:
+                except WatchError as exc:
+                    if lost_connection(exc):
+                        raise  # an outage, for _until_ok: not a round lost to another writer
                     continue  # a key was written meanwhile: read them again
                 return True, result
         assert result is not None  # CAS_ATTEMPTS > 0

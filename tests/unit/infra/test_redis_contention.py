@@ -12,7 +12,7 @@ import structlog
 from redis.exceptions import WatchError
 
 from vigil.infra import redis as store_module
-from vigil.infra.redis import CAS_ATTEMPTS, RETRY_MAX_S, PatientState, PatientStore
+from vigil.infra.redis import CAS_ATTEMPTS, RETRY_MAX_S, PatientState, PatientStore, WriteContended
 from vigil.models.alerting import PatientAlertState
 from vigil.models.window import PatientWindow
 
@@ -43,15 +43,18 @@ class _Pipeline:
 
     async def execute(self) -> list[bool]:
         self.client.healthy_at_exec.append(self.client.store.health.ok)
+        if self.client.lost:  # what redis-py raises when a watching pipeline's connection fails
+            self.client.lost -= 1
+            raise WatchError("A ConnectionError occurred while watching one or more keys")
         if self.client.aborts:
             self.client.aborts -= 1
-            raise WatchError("Watched variable changed.")
+            raise WatchError("Watched variable changed.") from None
         return [True]
 
 
 class _Client:
-    def __init__(self, aborts: int) -> None:
-        self.aborts = aborts
+    def __init__(self, aborts: int, lost: int = 0) -> None:
+        self.aborts, self.lost = aborts, lost
         self.healthy_at_exec: list[bool] = []
         self.store: PatientStore
 
@@ -86,7 +89,7 @@ def test_the_wait_between_contended_tries_is_bounded(monkeypatch: pytest.MonkeyP
     async def contended() -> str:
         tries[0] += 1
         if tries[0] <= 8:
-            raise WatchError("patient windows kept changing during the write")
+            raise WriteContended("patient windows kept changing during the write")
         return "written"
 
     waits: list[float] = []
@@ -100,3 +103,22 @@ def test_the_wait_between_contended_tries_is_bounded(monkeypatch: pytest.MonkeyP
     assert waits == [0.1, 0.2, 0.4, 0.8, 1.6, RETRY_MAX_S, RETRY_MAX_S, RETRY_MAX_S]
     assert {e["event"] for e in logs} == {"redis.write_contended"}  # no redis.unavailable, no redis.recovered
     assert store.health.ok and store.health.failures == 0
+
+
+def test_a_connection_lost_while_watching_is_an_outage_not_contention(monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py reports a watching pipeline's failed connection as a WatchError: read as contention,
+    a Redis that dropped every connection left the store healthy (vigil_redis_up 1, no outage alert)."""
+    client = _Client(aborts=0, lost=2)
+    store = PatientStore(client, ttl_s=60)
+    client.store = store
+
+    async def no_wait(delay: float) -> None:
+        return None
+
+    monkeypatch.setattr(store_module.asyncio, "sleep", no_wait)
+    state = PatientState(PatientWindow(), None, PatientAlertState())
+    with structlog.testing.capture_logs() as logs:
+        assert asyncio.run(store.save_states({"p1": state})) == []  # written once Redis is back
+    assert [e["event"] for e in logs] == ["redis.unavailable", "redis.unavailable", "redis.recovered"]
+    assert client.healthy_at_exec == [True, False, False]  # not ready while it was away
+    assert store.health.failures == 2
