@@ -131,11 +131,13 @@ async def _announce() -> None:
 
 def blocked_card(card: WorkerCard, now: datetime) -> WorkerCard:
     """The worker's card while its event loop is blocked (agents/loop.py): it reads none of the
-    scoring partitions it holds, so each counts as stalled (the dashboard's header, `vigil workers`).
-    One that holds none stalls no patient's scores: counting it as one stalled partition put the
-    dashboard's "scores are not being updated" up for a worker of the treatment group (its log says
-    ``worker.loop_blocked``, its readiness ``loop_ok: false``)."""
-    return card.model_copy(update={"stalled_partitions": max(card.stalled_partitions, card.partitions), "seen_at": now})
+    partitions it holds, so each counts as stalled (the dashboard's header, `vigil workers`); one that
+    holds none of the scoring input still counts one: it reads no acknowledgement, FHIR or HL7v2 input
+    and no score to treat either (``partitions`` counts the scoring input only). Whether that holds any
+    patient's scores back is the dashboard's question (``agents.web.fleet``: by group)."""
+    return card.model_copy(
+        update={"stalled_partitions": max(card.stalled_partitions, card.partitions, 1), "seen_at": now}
+    )
 
 
 def blocked_announcer(settings: Any) -> Callable[[], None]:

@@ -25,9 +25,22 @@ def fleet_indicators(cards: Sequence[WorkerCard]) -> dict[str, dict[str, str]]:
                 "title": f"no scoring worker announced itself in the last {TTL_S} s: see `vigil workers`",
             }
         }
-    # scoring workers only: a treatment group's worker holds no partition of the scoring input, and
-    # its stall leaves every patient's risk scores and alerts moving
+    # a scoring worker's stall holds patients' scores back; one of another group (a treatment group, a
+    # split intake) delays what that group does, said as a warning: "scores are not being updated"
+    # sent a clinician after a fault that was not there
     stalled = [c for c in cards if c.scoring and c.stalled_partitions]
+    elsewhere = [c for c in cards if not c.scoring and c.stalled_partitions]
+    if elsewhere and not stalled:
+        return {
+            "fleet": {
+                "level": "warning",
+                "text": "A worker outside the scoring group stopped reading its input",
+                "title": (
+                    f"{', '.join(f'{c.worker} ({c.app_id})' for c in elsewhere)}: its treatment scores or "
+                    "intake wait; the worker leaves its group so another reads them (`vigil workers`)"
+                ),
+            }
+        }
     if stalled:
         held = sum(c.stalled_partitions for c in stalled)
         return {

@@ -40,9 +40,11 @@ def test_a_worker_not_reading_some_partitions_is_critical_and_outranks_two_bundl
 def test_a_stalled_worker_of_the_treatment_group_leaves_the_scores_banner_down() -> None:
     """Its stall holds no patient's risk scores or alerts back (it holds no partition of the scoring
     input): "Some patients' scores are not being updated" would send a clinician after a fault that
-    is not there."""
+    is not there. It is said, as a warning naming its group."""
     treat = card("t", app_id="vigil-treat", scoring=False, partitions=0, stalled_partitions=1)
-    assert fleet_indicators([card("a"), treat]) == {}
+    elsewhere = fleet_indicators([card("a"), treat])["fleet"]
+    assert elsewhere["level"] == "warning" and "scores are not being updated" not in elsewhere["text"]
+    assert "t (vigil-treat)" in elsewhere["title"]
     scoring = fleet_indicators([card("a", stalled_partitions=1), treat])["fleet"]
     assert scoring["title"].startswith("1 partition held by a with events waiting")  # t not counted
 
