@@ -44,7 +44,7 @@ REFUSED = (NoPermissionError, AuthenticationError, AuthorizationError)
 REFUSED_HINT = "Redis refuses Vigil's command: check the ACL of Vigil's user and its password (docs/security.md)"
 CAS_ATTEMPTS = 5  # optimistic rounds of a write (_watched) before it gives up
 RETRY_MAX_S = 2.0  # the longest wait between two tries of a Redis call, an outage's or a contended write's
-OPEN_ALERTS_KEY = "vigil:open_alerts"
+OPEN_ALERTS_KEY = "vigil:open_alerts"  # set of alert keys whose alert is open (escalation timer)
 
 
 class WriteContended(Exception):
@@ -58,7 +58,7 @@ def lost_connection(exc: WatchError) -> bool:
     watching one or more keys"). Read as contention, a Redis that took WATCH and then dropped every
     connection left the store healthy: ``vigil_redis_up`` 1, no outage alert."""
     cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    return "occurred while watching" in str(exc) or isinstance(cause, (RedisError, OSError))  # set of alert keys whose alert is open (escalation timer)
+    return "occurred while watching" in str(exc) or isinstance(cause, (RedisError, OSError))
 
 
 def state_hash(patient_id: str) -> str:
