@@ -39,7 +39,8 @@ def stack_up_cmd(
     ),
 ) -> None:
     """Start the embedded broker(s) and Redis (nothing when VIGIL_KAFKA__BOOTSTRAP / VIGIL_REDIS__URL
-    are set). Run workers with the same VIGIL_KAFKA__BROKERS / SECURITY_PROTOCOL as the stack."""
+    are set). Run workers with the same VIGIL_KAFKA__BROKERS / SECURITY_PROTOCOL as the stack;
+    `stack status` and `stack down` need neither option: they read what `up` started."""
     from vigil.infra.stack import StackError, stack_up
     from vigil.schemas.errors import UserError
 
@@ -49,16 +50,11 @@ def stack_up_cmd(
         kafka_update["security_protocol"] = "SASL_SSL"
     if brokers is not None:
         kafka_update["brokers"] = brokers
-    if kafka_update:  # validated as the environment's settings are (model_copy checks nothing)
-        from pydantic import ValidationError
-
-        from vigil.infra.settings import KafkaSettings
-
+    if kafka_update:  # validated as the environment's settings are: the ports of 3 brokers included
         try:
-            kafka = KafkaSettings.model_validate({**settings.kafka.model_dump(), **kafka_update})
-        except ValidationError as exc:
-            raise UserError(f"with these options: {exc.errors()[0]['msg']}") from None
-        settings = settings.model_copy(update={"kafka": kafka})
+            settings = settings.with_kafka(**kafka_update)
+        except UserError as exc:
+            raise UserError(f"with these options: {exc}") from None
     try:
         info = stack_up(settings)
     except StackError as exc:
@@ -83,6 +79,7 @@ def stack_up_cmd(
 def stack_down_cmd(
     wipe: bool = typer.Option(False, help="also delete Kafka and Redis data"), json_out: JsonFlag = False
 ) -> None:
+    """Stop every broker `stack up` started (one node or a cluster) and Redis."""
     from vigil.infra.stack import stack_down
 
     stopped = stack_down(get_settings(), wipe=wipe)
@@ -93,6 +90,7 @@ def stack_down_cmd(
 
 @stack_app.command("status")
 def stack_status_cmd(json_out: JsonFlag = False) -> None:
+    """Pids, ports and versions of the stack as `stack up` started it (its nodes, its protocol)."""
     from vigil.infra.stack import stack_status
 
     status = stack_status(get_settings())

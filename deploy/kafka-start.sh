@@ -118,8 +118,16 @@ EOF
 if [ ! -f "$data/meta.properties" ]; then
     # KRaft keeps SCRAM users in its metadata log: the super user exists from the first start
     [ -n "$cluster_id" ] || cluster_id=$("$bin/kafka-storage.sh" random-uuid)
+    # the password never on a command line (`ps` shows every process' to every user): printf, a
+    # shell builtin, writes the user into a file of the private run folder (umask 077), which the
+    # StorageTool reads as "@file" (argparse4j: one argument a line; kafka-storage.sh puts the main
+    # class before our arguments, where the JVM's own @argfiles are no longer read)
+    printf '%s\n' --add-scram "SCRAM-SHA-512=[name=vigil-broker,password=$password]" >"$run/scram.args"
+    formatted=0
     "$bin/kafka-storage.sh" format "--cluster-id=$cluster_id" -c "$run/server.properties" \
-        --add-scram "SCRAM-SHA-512=[name=vigil-broker,password=$password]" >/dev/null
+        "@$run/scram.args" >/dev/null || formatted=$?
+    rm -f "$run/scram.args"
+    [ "$formatted" -eq 0 ] || fail "formatting $data failed (exit $formatted)"
     touch "$data/.vigil-scram"
 elif [ ! -f "$data/.vigil-scram" ]; then
     fail "$data was formatted without Vigil's super user (a PLAINTEXT compose Kafka of before): let the workers catch up, then \`docker compose down\`, \`docker volume rm\` this node's volume and up again"

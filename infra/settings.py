@@ -42,6 +42,66 @@ def default_home() -> Path:
     return Path(base) / "vigil"
 
 
+def stack_home(value: str | Path) -> Path:
+    """``VIGIL_HOME`` as an absolute folder (``~`` expanded). Empty (an empty line in .env,
+    ``VIGIL_HOME=${X:-}`` in compose or CI) is refused: read as the current folder, `vigil stack down
+    --wipe` deleted ./kafka/data and ./redis of wherever it ran, and the stack made that folder 0700."""
+    if not str(value).strip():
+        raise ValueError("VIGIL_HOME is empty: unset it (the default is ~/.cache/vigil) or name a folder of its own")
+    return Path(os.path.expanduser(str(value).strip())).resolve()
+
+
+def kafka_ports_problem(kafka: KafkaSettings) -> str | None:
+    """Why the embedded nodes' ports cannot all be bound (None when they can): node i listens on
+    ``embedded_port + 2i``, its controller on ``embedded_controller_port + 2i``. A client port equal
+    to a controller port (19093, the port the "taken" hint once led to) bound one port twice, and
+    65535 with three brokers gave 65537."""
+    if kafka.bootstrap is not None:
+        return None  # an outside cluster: the embedded ports are not used
+    last = 2 * (kafka.brokers - 1)
+    for port, name in (
+        (kafka.embedded_port, "EMBEDDED_PORT"),
+        (kafka.embedded_controller_port, "EMBEDDED_CONTROLLER_PORT"),
+    ):
+        if port + last > 65535:
+            return (
+                f"VIGIL_KAFKA__{name}={port} puts node {kafka.brokers - 1} of {kafka.brokers} on port {port + last}, "
+                f"above 65535: choose one up to {65535 - last}"
+            )
+    clients = {kafka.embedded_port + 2 * i for i in range(kafka.brokers)}
+    controllers = {kafka.embedded_controller_port + 2 * i for i in range(kafka.brokers)}
+    whose = (
+        "both the broker and its controller"
+        if kafka.brokers == 1
+        else f"a broker and a controller of the {kafka.brokers} nodes (node i: both ports + 2i)"
+    )
+    if both := sorted(clients & controllers):
+        return (
+            f"VIGIL_KAFKA__EMBEDDED_PORT={kafka.embedded_port} and VIGIL_KAFKA__EMBEDDED_CONTROLLER_PORT="
+            f"{kafka.embedded_controller_port} give port {both[0]} to {whose}: make one even and the other odd, "
+            "as 19092 and 19093 are"
+        )
+    return None
+
+
+def redis_port_problem(kafka: KafkaSettings, redis: RedisSettings) -> str | None:
+    """Why the embedded Redis cannot have its port (None when it can): one of the embedded Kafka nodes'."""
+    if kafka.bootstrap is not None or redis.url is not None:
+        return None
+    for i in range(kafka.brokers):
+        for port, name in (
+            (kafka.embedded_port, "EMBEDDED_PORT"),
+            (kafka.embedded_controller_port, "EMBEDDED_CONTROLLER_PORT"),
+        ):
+            if redis.embedded_port == port + 2 * i:
+                offset = f" + {2 * i}" if i else ""
+                return (
+                    f"VIGIL_REDIS__EMBEDDED_PORT={redis.embedded_port} is a port of embedded Kafka node {i} "
+                    f"(VIGIL_KAFKA__{name}={port}{offset}): choose another Redis port (the default is 16379)"
+                )
+    return None
+
+
 class KafkaSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -102,6 +162,8 @@ class KafkaSettings(BaseModel):
             raise ValueError(f"replication_factor {replicas} is more than the embedded stack's {self.brokers} brokers")
         if embedded and self.security_protocol == "SSL":
             raise ValueError("the embedded stack speaks PLAINTEXT or SASL_SSL (`vigil stack up --secure`), not SSL")
+        if problem := kafka_ports_problem(self):
+            raise ValueError(problem)
         return self
 
 
@@ -371,7 +433,7 @@ class WebSettings(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
-    home: Path = Field(default_factory=default_home)
+    home: Path = Field(default_factory=default_home, validate_default=True)
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     batch: BatchSettings = BatchSettings()
@@ -421,6 +483,35 @@ class Settings(BaseSettings):
         for field in ("log_hash_key", "state_hash_key", "api_token"):
             data = setting_from_file(data, field, f"VIGIL_{field.upper()}")
         return data
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _usable_home(cls, value: object) -> object:
+        return stack_home(value) if isinstance(value, str | Path) else value
+
+    @field_validator("redis")
+    @classmethod
+    def _redis_port_free_of_kafka(cls, redis: RedisSettings, info: ValidationInfo) -> RedisSettings:
+        kafka = info.data.get("kafka")  # absent when Kafka's own settings were refused
+        if isinstance(kafka, KafkaSettings) and (problem := redis_port_problem(kafka, redis)):
+            raise ValueError(problem)
+        return redis
+
+    def with_kafka(self, **changes: object) -> Settings:
+        """These settings with Kafka's ``changes`` (``stack up --brokers 3 --secure``, or what ``up``
+        recorded for ``status``), checked as the environment's are (``model_copy`` checks nothing);
+        a ``UserError`` of one line when they do not hold together."""
+        from pydantic import ValidationError
+
+        from vigil.schemas.errors import UserError
+
+        try:  # the password a file gave is in sasl_password already: both would be refused
+            kafka = KafkaSettings.model_validate({**self.kafka.model_dump(exclude={"sasl_password_file"}), **changes})
+        except ValidationError as exc:
+            raise UserError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+        if problem := redis_port_problem(kafka, self.redis):
+            raise UserError(problem)
+        return self.model_copy(update={"kafka": kafka})
 
     @field_validator("ward_timezone")
     @classmethod

@@ -13,10 +13,14 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from vigil.infra.connect import KAFKA_PORT, host_port, kafka_endpoint, redacted_url, redis_address, redis_endpoint
 from vigil.infra.logging import get_logger
+from vigil.infra.secrets import write_private
 from vigil.infra.settings import Settings
 from vigil.infra.stack.jars import kafka_version
 from vigil.infra.stack.kafka import start_kafka, stop_kafka
@@ -24,7 +28,7 @@ from vigil.infra.stack.processes import StackError, StackPaths, pid_alive, port_
 from vigil.infra.stack.redis_server import redis_binary, start_redis
 from vigil.infra.stack.topics import ensure_topics
 
-__all__ = ["StackError", "StackInfo", "StackPaths", "stack_down", "stack_status", "stack_up"]
+__all__ = ["StackError", "StackInfo", "StackPaths", "as_started", "stack_down", "stack_status", "stack_up"]
 
 log = get_logger(__name__)
 
@@ -55,6 +59,29 @@ class StackInfo:
         }
 
 
+class StartedKafka(BaseModel):
+    """What ``stack up`` started, kept in ``<home>/stack.json``: the Kafka settings its options
+    change (``--brokers``, ``--secure``), which ``status`` then needs no option for."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    brokers: int
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"]
+
+
+def as_started(settings: Settings) -> Settings:
+    """``settings`` with the embedded Kafka as ``stack up`` last started it in this home (the
+    environment's settings when nothing was recorded, or the record is unreadable)."""
+    path = StackPaths(settings.home).started
+    if settings.kafka.bootstrap is not None or not path.exists():
+        return settings
+    try:
+        started = StartedKafka.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError):  # written by another version, or cut short: the environment says
+        return settings
+    return settings.with_kafka(**started.model_dump())
+
+
 def stack_up(settings: Settings) -> StackInfo:
     """Start what is not configured externally; idempotent (an already running stack is reused)."""
     from vigil.schemas.topics import ALL_TOPICS
@@ -68,6 +95,10 @@ def stack_up(settings: Settings) -> StackInfo:
             if kafka.embedded:
                 start_kafka(settings)
                 ensure_topics(settings, ALL_TOPICS)
+                started = StartedKafka(
+                    brokers=settings.kafka.brokers, security_protocol=settings.kafka.security_protocol
+                )
+                write_private(StackPaths(settings.home).started, started.model_dump_json().encode())
     if not kafka.embedded:
         _require_answer([host_port(a, KAFKA_PORT) for a in kafka.addresses], "Kafka broker", "VIGIL_KAFKA__BOOTSTRAP")
     if not redis.embedded and urlsplit(redis.url).scheme != "unix":  # a socket file: the client says
@@ -87,9 +118,17 @@ def stack_up(settings: Settings) -> StackInfo:
 
 
 def stack_down(settings: Settings, wipe: bool = False) -> dict[str, bool]:
+    """Stop every broker of the home (whatever ``up`` started: one node or a cluster) and Redis;
+    ``wipe`` deletes their data too, only in a folder the stack ran in."""
     paths = StackPaths(settings.home)
+    if wipe and not paths.is_stack_home():
+        raise StackError(
+            f"{paths.home} has no stack.lock: not a Vigil home, nothing deleted; check VIGIL_HOME "
+            "(unset, the stack's home is ~/.cache/vigil)"
+        )
     with stack_lock(settings.home):
         stopped = {"kafka": stop_kafka(settings), "redis": stop_pid(paths.redis_pid)}
+        paths.started.unlink(missing_ok=True)
         if wipe:
             for folder in (paths.kafka / "data", *paths.kafka.glob("node-*"), paths.redis):
                 shutil.rmtree(folder, ignore_errors=True)
@@ -112,6 +151,7 @@ def _require_answer(addresses: list[tuple[str, int] | None], what: str, setting:
 def stack_status(settings: Settings) -> dict[str, object]:
     from vigil.infra.kafka_features import read_metadata_version
 
+    settings = as_started(settings)  # the brokers and protocol `stack up` started, not the environment's
     paths = StackPaths(settings.home)
     kafka, redis = kafka_endpoint(settings), redis_endpoint(settings)
     try:
@@ -123,6 +163,8 @@ def stack_status(settings: Settings) -> dict[str, object]:
         "kafka": {
             "external": settings.kafka.bootstrap,
             "bootstrap": kafka.bootstrap,
+            "brokers": settings.kafka.brokers if kafka.embedded else None,
+            "security_protocol": settings.kafka.security_protocol,
             "pids": [pid_alive(p) for p in paths.node_pid_files() if p.exists()],
             "listening": listening,
             "replication_factor": kafka.replication_factor,

@@ -20,8 +20,16 @@ from vigil.infra.connect import SCRAM_MECHANISM, embedded_node_ports, kafka_admi
 from vigil.infra.secrets import KAFKA_BROKER_USER, KAFKA_CLIENT_USER, write_private
 from vigil.infra.settings import Settings
 from vigil.infra.stack.access import grant_roles
-from vigil.infra.stack.jars import ensure_kafka_jars, java_cmd
-from vigil.infra.stack.processes import StackError, StackPaths, pid_alive, port_open, start_daemon, stop_pid
+from vigil.infra.stack.jars import ensure_kafka_jars, java_argfile, java_cmd, require_java
+from vigil.infra.stack.processes import (
+    StackError,
+    StackPaths,
+    free_port_series,
+    pid_alive,
+    port_open,
+    start_daemon,
+    stop_pid,
+)
 from vigil.infra.stack.tls import LOOPBACK_NAMES, SecureMaterial, ensure_secure_material
 
 HOST = "127.0.0.1"
@@ -142,7 +150,9 @@ def _cluster_id(paths: StackPaths) -> str:
 
 
 def _scram_args(material: SecureMaterial | None) -> list[str]:
-    """SCRAM users are created in the metadata log at format time (KRaft has no ZooKeeper)."""
+    """SCRAM users are created in the metadata log at format time (KRaft has no ZooKeeper). They
+    hold the passwords: ``_format_storage`` hands them to Java in a private @argfile, never on the
+    command line (``ps`` showed the service's and the brokers' super user's)."""
     if material is None:
         return []
     users = ((KAFKA_CLIENT_USER, material.kafka_password), (KAFKA_BROKER_USER, material.broker_password))
@@ -153,8 +163,31 @@ def _scram_args(material: SecureMaterial | None) -> list[str]:
     ]
 
 
+def _format_storage(settings: Settings, index: int, config: Path, material: SecureMaterial | None) -> None:
+    """Format the node's storage (StorageTool), its SCRAM users included. The tool's arguments go in
+    a 0600 @argfile in the node's folder (the home is 0700), removed as soon as the tool ends."""
+    paths = StackPaths(settings.home)
+    folder = node_dir(settings, index)
+    argfile = folder / "format.args"
+    # "--cluster-id=" form: a random id may start with "-" and would parse as an option
+    tool = ["kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id(paths)}", "-c", str(config)]
+    write_private(argfile, java_argfile([*tool, "--ignore-formatted", *_scram_args(material)]))  # 0600
+    try:
+        proc = subprocess.run(
+            java_cmd(paths, folder, node_log(settings, index), heap_mb(settings), f"@{argfile}"),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        argfile.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        raise StackError(f"formatting Kafka storage failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+
+
 def _prepare_node(settings: Settings, index: int, material: SecureMaterial | None) -> list[str]:
     """Write the node's configuration; format its storage on first start. Returns its command."""
+    require_java()  # Java 11 failed the format in a many-line UnsupportedClassVersionError
     paths = StackPaths(settings.home)
     folder = node_dir(settings, index)
     data = folder / "data"
@@ -169,28 +202,7 @@ def _prepare_node(settings: Settings, index: int, material: SecureMaterial | Non
         )
     log_file = node_log(settings, index)
     if not (data / "meta.properties").exists():
-        proc = subprocess.run(
-            # "--cluster-id=" form: a random id may start with "-" and would parse as an option
-            java_cmd(
-                paths,
-                folder,
-                log_file,
-                heap_mb(settings),
-                "kafka.tools.StorageTool",
-                "format",
-                f"--cluster-id={_cluster_id(paths)}",
-                "-c",
-                str(config),
-                "--ignore-formatted",
-                *_scram_args(material),
-            ),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            # never echo the command line: it carries the SCRAM passwords
-            raise StackError(f"formatting Kafka storage failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        _format_storage(settings, index, config, material)
         if material is not None:
             scram_marker.touch()
     return java_cmd(paths, folder, log_file, heap_mb(settings), "kafka.Kafka", str(config))
@@ -204,15 +216,22 @@ def start_kafka(settings: Settings, timeout_s: float = 120.0, only: int | None =
     ensure_kafka_jars(paths)
     paths.logs.mkdir(parents=True, exist_ok=True)
     paths.kafka.mkdir(parents=True, exist_ok=True)
-    material = ensure_secure_material(settings.home) if settings.kafka.security_protocol == "SASL_SSL" else None
+    material = None
+    if settings.kafka.security_protocol == "SASL_SSL":
+        running = any(pid_alive(pid_file) is not None for pid_file in paths.node_pid_files())
+        material = ensure_secure_material(settings.home, renew=not running)
     children: dict[int, subprocess.Popen[bytes]] = {}
-    for index, (port, _controller) in enumerate(ports):
+    for index, (port, controller) in enumerate(ports):
         if only is not None and index != only:
             continue
-        if pid_alive(node_pid_file(settings, index)) and port_open(HOST, port):
+        if pid_alive(node_pid_file(settings, index)) is not None:
+            # running, or still booting (a Ctrl-C'd `stack up`, log recovery after an unclean stop):
+            # wait_kafka_ready waits for its port. Started again, a second JVM took the same data
+            # folder and the pid file, and the first was left where `stack down` could not stop it
             continue
-        if port_open(HOST, port):
-            raise StackError(f"port {port} is taken by another process; set VIGIL_KAFKA__EMBEDDED_PORT")
+        for taken, setting in ((port, "EMBEDDED_PORT"), (controller, "EMBEDDED_CONTROLLER_PORT")):
+            if port_open(HOST, taken):
+                raise StackError(port_taken_hint(settings, taken, setting))
         command = _prepare_node(settings, index, material)
         out = paths.logs / ("kafka.out" if len(ports) == 1 else f"kafka-node-{index}.out")
         children[index] = start_daemon(command, out, node_pid_file(settings, index))
@@ -220,6 +239,22 @@ def start_kafka(settings: Settings, timeout_s: float = 120.0, only: int | None =
     if material is not None:
         grant_roles(settings, material)
     return kafka_endpoint(settings).bootstrap
+
+
+def port_taken_hint(settings: Settings, port: int, setting: str) -> str:
+    """One line for a node's ``port`` taken by another process: the ``setting``
+    (``EMBEDDED_PORT`` or ``EMBEDDED_CONTROLLER_PORT``) to change, and a value whose ports are free
+    and clash with none of the stack's others (the other listener's, the embedded Redis')."""
+    k = settings.kafka
+    ports = embedded_node_ports(k)
+    clients, controllers = [p for p, _ in ports], [c for _, c in ports]
+    avoid = set(controllers if setting == "EMBEDDED_PORT" else clients)
+    if settings.redis.url is None:
+        avoid.add(settings.redis.embedded_port)
+    start = (k.embedded_port if setting == "EMBEDDED_PORT" else k.embedded_controller_port) + 1
+    free = free_port_series(start, k.brokers, avoid)
+    value = "<another port>" if free is None else str(free)
+    return f"port {port} is taken by another process; set VIGIL_KAFKA__{setting}={value}"
 
 
 def wait_kafka_ready(

@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +54,17 @@ class StackPaths:
     def logs(self) -> Path:
         return self.home / "logs"
 
+    @property
+    def started(self) -> Path:
+        """What ``stack up`` started (how many brokers, which protocol): ``status`` reads it, so it
+        needs none of ``up``'s options (it listed node 0 of three, and spoke PLAINTEXT to SASL_SSL)."""
+        return self.home / "stack.json"
+
+    def is_stack_home(self) -> bool:
+        """The stack ran here: its lock, or the cluster id of a home older than the lock. ``stack down
+        --wipe`` deletes nothing elsewhere (an empty VIGIL_HOME made the current folder the home)."""
+        return (self.home / "stack.lock").exists() or (self.kafka / "cluster.id").exists()
+
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
@@ -61,6 +72,23 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def free_port_series(
+    start: int,
+    count: int,
+    avoid: Collection[int],
+    taken: Callable[[int], bool] = lambda port: port_open("127.0.0.1", port),
+) -> int | None:
+    """The first port from ``start`` up that, with the ``count - 1`` ports above it two apart (the
+    ports of an embedded cluster's nodes, ``+ 2i``), is neither one of the stack's other ports
+    (``avoid``) nor ``taken``: what a "port taken" hint may suggest. The hint once named a setting
+    only, and the port next to the taken one was the controller's. None: none up to 65535."""
+    for base in range(start, 65536 - 2 * (count - 1)):
+        series = range(base, base + 2 * count, 2)
+        if not set(series) & set(avoid) and not any(taken(port) for port in series):
+            return base
+    return None
 
 
 def pid_alive(pid_file: Path) -> int | None:

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from vigil.infra.connect import redis_client, redis_endpoint
+from vigil.infra.connect import embedded_node_ports, redis_client, redis_endpoint
 from vigil.infra.secrets import REDIS_ADMIN_PASSWORD, REDIS_PASSWORD, REDIS_USER, ensure_secret, write_private
 from vigil.infra.settings import Settings
-from vigil.infra.stack.processes import StackError, StackPaths, pid_alive, port_open, start_daemon
+from vigil.infra.stack.processes import StackError, StackPaths, free_port_series, pid_alive, port_open, start_daemon
 
 MIN_PACKAGED_VERSION = (7, 0, 15)
 MIN_UNPACKAGED_VERSION = (7, 2, 11)
@@ -111,17 +111,21 @@ def _auth_conf(settings: Settings, paths: StackPaths) -> Path:
     return conf
 
 
-def start_redis(settings: Settings, timeout_s: float = 20.0) -> str:
-    """Start the embedded Redis unless it runs already; returns its URL."""
-    import redis
-
-    paths = StackPaths(settings.home)
+def redis_port_taken_hint(settings: Settings) -> str:
+    """One line for the embedded Redis' port taken by another process, with a free port to set
+    instead that is none of the embedded Kafka nodes'."""
     port = settings.redis.embedded_port
-    url = redis_endpoint(settings).url
-    if pid_alive(paths.redis_pid) and port_open("127.0.0.1", port):
-        return url
+    kafka = (
+        [p for pair in embedded_node_ports(settings.kafka) for p in pair] if settings.kafka.bootstrap is None else []
+    )
+    free = free_port_series(port + 1, 1, kafka)
+    return f"port {port} is taken by another process; set VIGIL_REDIS__EMBEDDED_PORT={free or '<another port>'}"
+
+
+def _start_redis_server(settings: Settings, paths: StackPaths) -> subprocess.Popen[bytes]:
+    port = settings.redis.embedded_port
     if port_open("127.0.0.1", port):
-        raise StackError(f"port {port} is taken by another process; set VIGIL_REDIS__EMBEDDED_PORT")
+        raise StackError(redis_port_taken_hint(settings))
     binary = redis_binary(settings)
     paths.redis.mkdir(parents=True, exist_ok=True)
     paths.logs.mkdir(parents=True, exist_ok=True)
@@ -134,11 +138,22 @@ def start_redis(settings: Settings, timeout_s: float = 20.0) -> str:
         *("--appendonly", "yes", "--appendfsync", "everysec", "--save", ""),
         *("--logfile", str(paths.logs / "redis.log"), "--daemonize", "no", "--maxmemory-policy", "noeviction"),
     ]
-    child = start_daemon(args, None, paths.redis_pid)
+    return start_daemon(args, None, paths.redis_pid)
+
+
+def start_redis(settings: Settings, timeout_s: float = 20.0) -> str:
+    """Start the embedded Redis unless it runs already; returns its URL."""
+    import redis
+
+    paths = StackPaths(settings.home)
+    url = redis_endpoint(settings).url
+    # running, or still loading its AOF (not listening yet): waited for below, not started a second
+    # time over the same files and pid file
+    child = None if pid_alive(paths.redis_pid) is not None else _start_redis_server(settings, paths)
     client = redis_client(settings, admin=True, socket_timeout=1)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if child.poll() is not None:
+        if child is not None and child.poll() is not None:
             raise StackError(f"redis-server exited with code {child.returncode}; see {paths.logs}/redis.log")
         try:
             if client.ping():

@@ -5,7 +5,8 @@
 127.0.0.1/localhost signed by it (``<home>/tls/broker.pem``, key + chain, PEM, read by Kafka's
 ``ssl.keystore.type=PEM``; every node of an embedded cluster shares it), and random passwords for
 the Kafka SCRAM users under ``<home>/secrets`` (``infra/secrets.py``: 0600, reused, never logged).
-The CA key never leaves ``<home>/tls``.
+The CA key never leaves ``<home>/tls``. A start with no broker running issues the CA and the broker
+certificate again when either has fewer than ``RENEW_DAYS`` left.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from pydantic import SecretStr
 from vigil.infra.secrets import KAFKA_BROKER_PASSWORD, KAFKA_CLIENT_PASSWORD, ensure_secret, private_dir, write_private
 
 CERT_DAYS = 365
+# ``stack up --secure`` issues the CA and the broker certificate again when either has fewer days
+# left (or has expired): they were kept forever, and a year on no client could connect
+RENEW_DAYS = 30
 LOOPBACK_NAMES = ("localhost", "127.0.0.1")  # what the embedded stack's broker certificate names
 
 
@@ -112,6 +116,18 @@ def _general_name(name: str) -> Any:
         return x509.DNSName(name)
 
 
+def expires_soon(pem: bytes, now: dt.datetime, days: int = RENEW_DAYS) -> bool:
+    """The first certificate in ``pem`` (a CA's; in a key + chain file, the server's own) ends within
+    ``days`` of ``now``, or has ended; a file without a readable certificate counts as ended."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificates(pem)[0]
+    except (ValueError, IndexError):
+        return True
+    return cert.not_valid_after_utc - now < dt.timedelta(days=days)
+
+
 def _issue_ca(tls: Path) -> None:
     from cryptography.hazmat.primitives import serialization
 
@@ -130,10 +146,21 @@ def _issue_broker_cert(tls: Path) -> None:
     write_private(tls / "broker.pem", issue_server_pem(ca_key, (tls / "ca.pem").read_bytes(), LOOPBACK_NAMES))
 
 
-def ensure_secure_material(home: Path) -> SecureMaterial:
-    """Create what is missing (CA, broker cert, SCRAM passwords); reuse what exists. Idempotent."""
+def _renewal_due(tls: Path) -> bool:
+    """The CA or the broker certificate ends within ``RENEW_DAYS`` (both are issued again: the
+    broker's is signed by the CA)."""
+    now = dt.datetime.now(dt.UTC)
+    broker = (tls / "broker.pem").read_bytes() if (tls / "broker.pem").exists() else None
+    return expires_soon((tls / "ca.pem").read_bytes(), now) or (broker is not None and expires_soon(broker, now))
+
+
+def ensure_secure_material(home: Path, renew: bool = True) -> SecureMaterial:
+    """Create what is missing (CA, broker cert, SCRAM passwords) and, with ``renew``, a CA and broker
+    certificate about to end (``RENEW_DAYS``); reuse what exists. Idempotent. ``renew`` only while no
+    broker of the home runs: a running node keeps the certificate and CA it started with, and its
+    controller quorum would refuse a node restarted with new ones."""
     tls = private_dir(home / "tls")
-    if not (tls / "ca.pem").exists() or not (tls / "ca.key").exists():
+    if not (tls / "ca.pem").exists() or not (tls / "ca.key").exists() or (renew and _renewal_due(tls)):
         _issue_ca(tls)
         (tls / "broker.pem").unlink(missing_ok=True)
     if not (tls / "broker.pem").exists():

@@ -1,0 +1,84 @@
+"""A server of the stack still booting (alive, its pid file naming it by pid and start time, its port
+not open yet: a Ctrl-C'd ``stack up``, a broker's log recovery after an unclean stop, Redis loading
+its AOF) is waited for, not started a second time over the same data and pid file."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vigil.infra.ports import free_port_block
+from vigil.infra.settings import Settings
+from vigil.infra.stack import kafka, redis_server
+from vigil.infra.stack.processes import started_at
+
+
+@pytest.fixture
+def booting() -> Iterator[subprocess.Popen[bytes]]:
+    """Stands for the first server process, alive and not listening yet."""
+    process = subprocess.Popen(["sleep", "30"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_a_booting_broker_is_waited_for_not_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, booting: subprocess.Popen[bytes]
+) -> None:
+    port = free_port_block(2)
+    settings = Settings(home=tmp_path, kafka={"embedded_port": port, "embedded_controller_port": port + 1})
+    pid_file = kafka.node_pid_file(settings, 0)
+    pid_file.parent.mkdir(parents=True)
+    pid_file.write_text(f"{booting.pid} {started_at(booting.pid)}")
+    started: list[list[str]] = []
+    waited: list[object] = []
+    monkeypatch.setattr(kafka, "ensure_kafka_jars", lambda paths: paths.libs)
+    monkeypatch.setattr(kafka, "_prepare_node", lambda *args: ["java", "kafka.Kafka"])
+    monkeypatch.setattr(kafka, "start_daemon", lambda args, log, pid: started.append(args))
+    monkeypatch.setattr(kafka, "wait_kafka_ready", lambda settings, children, timeout_s: waited.append(children))
+    kafka.start_kafka(settings)
+    assert started == [] and waited == [{}]
+    assert pid_file.read_text().split()[0] == str(booting.pid)
+
+
+def test_a_pid_file_reused_by_another_process_does_not_hold_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, booting: subprocess.Popen[bytes]
+) -> None:
+    """The start-time check still tells a stale file (its pid now another process') from a booting broker."""
+    port = free_port_block(2)
+    settings = Settings(home=tmp_path, kafka={"embedded_port": port, "embedded_controller_port": port + 1})
+    pid_file = kafka.node_pid_file(settings, 0)
+    pid_file.parent.mkdir(parents=True)
+    pid_file.write_text(f"{booting.pid} 1")  # started 1 tick after boot: not this process
+    started: list[list[str]] = []
+    monkeypatch.setattr(kafka, "ensure_kafka_jars", lambda paths: paths.libs)
+    monkeypatch.setattr(kafka, "_prepare_node", lambda *args: ["java", "kafka.Kafka"])
+    monkeypatch.setattr(kafka, "start_daemon", lambda args, log, pid: started.append(args))
+    monkeypatch.setattr(kafka, "wait_kafka_ready", lambda *args: None)
+    kafka.start_kafka(settings)
+    assert started == [["java", "kafka.Kafka"]]
+
+
+def test_a_redis_still_loading_is_waited_for_not_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, booting: subprocess.Popen[bytes]
+) -> None:
+    settings = Settings(home=tmp_path, redis={"embedded_port": free_port_block(1)})
+    pid_file = tmp_path / "redis" / "redis.pid"
+    pid_file.parent.mkdir(parents=True)
+    pid_file.write_text(f"{booting.pid} {started_at(booting.pid)}")
+    started: list[list[str]] = []
+    pings = iter([False, False, True])  # loading, then ready
+
+    class Client:
+        def ping(self) -> bool:
+            return next(pings)
+
+    binary = redis_server.RedisBinary("/usr/bin/redis-server", (7, 0, 15), True)
+    monkeypatch.setattr(redis_server, "redis_binary", lambda settings: binary)
+    monkeypatch.setattr(redis_server, "start_daemon", lambda args, log, pid: started.append(args))
+    monkeypatch.setattr(redis_server, "redis_client", lambda *args, **kwargs: Client())
+    assert redis_server.start_redis(settings, timeout_s=5).startswith("redis://")
+    assert started == [] and pid_file.read_text().split()[0] == str(booting.pid)
