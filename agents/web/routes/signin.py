@@ -62,9 +62,9 @@ async def login(request: Request, auth: AuthDep) -> Response:
         return refused_sign_in(auth, early)
     form = await bounded_form(request, LOGIN_FIELDS)  # 413 past 16 KiB, 400 with a file
     username, password = str(form.get("username", "")), str(form.get("password", ""))
-    if (refused := other_origin(request)) is not None:  # not an expired form: a proxy's Host, another site
+    if (elsewhere := other_origin(request)) is not None:  # not an expired form: a proxy's Host, another site
         metrics.LOGINS.labels("other_origin").inc()
-        return login_page(auth, f"Sign-in refused: {refused}.", status_code=403)
+        return login_page(auth, f"Sign-in refused: {elsewhere}.", status_code=403)
     if not auth.check_login_csrf(request.cookies.get(LOGIN_CSRF_COOKIE), str(form.get("csrf", ""))):
         metrics.LOGINS.labels("csrf").inc()
         return login_page(auth, "The sign-in form expired; please try again.", status_code=403)
