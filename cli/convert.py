@@ -41,10 +41,11 @@ def convert(
     ] = None,
 ) -> None:
     """Print the Vigil events FILE maps to, one JSON object per line."""
-    from vigil.infra.settings import get_settings, iana_zone
+    from vigil.infra.settings import get_settings
     from vigil.schemas.codecs.fhir import decode_fhir
     from vigil.schemas.codecs.hl7v2 import decode_hl7v2
     from vigil.schemas.codecs.loinc import DecodeResult
+    from vigil.schemas.times import iana_zone
 
     if source not in ("fhir", "hl7v2"):
         raise typer.BadParameter("must be fhir or hl7v2", param_hint="--from")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, tzinfo
+from datetime import tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -13,27 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vigil.infra.secret_files import setting_from_file
+from vigil.schemas.times import iana_zone
 
 if TYPE_CHECKING:
     from vigil.models.site_threshold import Site
     from vigil.schemas.codecs.care_units import Units
 
 DEFAULT_LOG_HASH_KEY = "vigil-dev-only-change-me"
-
-
-def iana_zone(name: str, setting: str) -> tzinfo:
-    """The time zone an IANA name (``Europe/Berlin``) names; ``UTC`` in any case. A name the zone
-    database does not know is a ``UserError`` naming ``setting``: one line, when the settings load."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    from vigil.schemas.errors import UserError
-
-    if name.strip().upper() == "UTC":
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of the database (Europe)
-        raise UserError(f"unknown time zone {name!r}: set {setting} to an IANA name such as Europe/Berlin") from None
 
 
 def default_home() -> Path:

@@ -18,9 +18,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from vigil.schemas.errors import UserError
+from vigil.schemas.times import iana_zone
 
 # --- charted precision (RCP NEWS2 2017, chart 1) -------------------------------------------------
 # The published charts are written at the precision a nurse records: whole numbers for respiration
@@ -100,18 +99,7 @@ def risk_text(probability: float | None, threshold: float | None) -> str:
 
 def ward_zone(name: str) -> tzinfo:
     """The ward's time zone from its IANA name ("Europe/London"); a bad name is a user error."""
-    if name.upper() == "UTC":
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise UserError(
-            f"unknown time zone {name!r}: set VIGIL_WARD_TIMEZONE to an IANA name such as Europe/London"
-        ) from exc
-    except OSError as exc:  # "Europe": a folder of the zone database (IsADirectoryError), not a zone
-        raise UserError(
-            f"time zone {name!r} is a region, not a zone: set VIGIL_WARD_TIMEZONE to an IANA zone such as Europe/Paris"
-        ) from exc
+    return iana_zone(name, "VIGIL_WARD_TIMEZONE")
 
 
 def clock(at: datetime | None, zone: tzinfo = UTC) -> str:

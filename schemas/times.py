@@ -9,11 +9,14 @@ kept as the same instant in UTC, so what Vigil publishes always ends in ``Z`` / 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
+
+from vigil.schemas.errors import UserError
 
 
 def utc_time(value: datetime) -> datetime:
@@ -39,3 +42,21 @@ def utc_time_as_published(value: datetime) -> datetime:
 
 
 PublishedUtcDatetime = Annotated[datetime, AfterValidator(utc_time_as_published)]
+
+
+def iana_zone(name: str, setting: str) -> tzinfo:
+    """The time zone an IANA name (``Europe/Berlin``) names; ``UTC`` in any case. A bad name is a
+    ``UserError`` naming ``setting``, one line: a region of the zone database (``Europe``, a folder) is
+    said to be one, not an unknown zone. The one reading of every zone setting (the ward's, the HL7
+    feed's, ``vigil convert --tz``)."""
+    if name.strip().upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UserError(f"unknown time zone {name!r}: set {setting} to an IANA name such as Europe/Berlin") from None
+    except OSError:  # IsADirectoryError: a folder of the database, or a file it cannot read
+        raise UserError(
+            f"time zone {name!r} is not a zone of the IANA database (a region?): set {setting} to a zone "
+            "such as Europe/Paris"
+        ) from None

@@ -70,6 +70,8 @@ def test_the_setting_is_checked_when_the_settings_load() -> None:
         with pytest.raises(UserError, match="VIGIL_INGEST__HL7_TIMEZONE") as refused:
             IngestSettings(hl7_timezone=bad)
         assert "\n" not in str(refused.value)  # one line
+    with pytest.raises(UserError, match="'Europe' is not a zone of the IANA database"):  # as the ward's zone says
+        IngestSettings(hl7_timezone="Europe")
 
 
 def test_the_setting_is_read_from_the_environment(zone_setting) -> None:  # type: ignore[no-untyped-def]

@@ -39,7 +39,9 @@ def test_times_carry_date_and_zone_in_the_ward_zone() -> None:
 def test_a_region_of_the_zone_database_is_named_as_not_a_zone() -> None:
     """ "Europe" is a folder of the zone database: ZoneInfo raised IsADirectoryError, a traceback-like
     line about a file, not the setting to change."""
-    with pytest.raises(UserError, match="'Europe' is a region, not a zone: set VIGIL_WARD_TIMEZONE to .* Europe/Paris"):
+    with pytest.raises(
+        UserError, match="'Europe' is not a zone of the IANA database .*: set VIGIL_WARD_TIMEZONE to .* Europe/Paris"
+    ):
         ward_zone("Europe")
 
 
