@@ -16,7 +16,8 @@ from vigil.cli.redis_users import PASSWORD_SYMBOLS as REDIS
 from vigil.cli.redis_users import users_file
 from vigil.infra.kafka_roles import SCRAM_PASSWORD_SYMBOLS as SCRAM
 from vigil.infra.secret_files import env_secret
-from vigil.infra.secrets import password_problem, write_private
+from vigil.infra.secrets import REDIS_USER, password_problem, write_private
+from vigil.infra.stack.redis_server import client_acl
 from vigil.schemas.errors import UserError
 
 VIGIL_UID: Final = "10001"  # Vigil's image (Dockerfile's USER)
@@ -87,22 +88,40 @@ def _admin_password_problem(out: Path) -> str | None:
 def _users_file_stale(users: Path, redis_password: Path, rewritten: str | None) -> bytes | None:
     """What redis-users.conf must hold when it is not that already (None: keep it): the users file
     Redis reads must carry the password Vigil's containers send, or every container is locked out of
-    Redis. ``rewritten``: redis_password's value when this run wrote it. A pair that this user may not
-    read (each chowned to its container's user) was not changed by this run: kept."""
+    Redis. ``rewritten``: redis_password's value when this run wrote it. Only the ``vigil`` user's line
+    is compared and replaced, the other lines kept: compared whole, a file with one line the operator
+    added (an exporter's user) was rewritten by a rerun, which is to change nothing, and that user lost.
+    A pair that this user may not read (each chowned to its container's user) was not changed by this
+    run: kept."""
     try:
         password = rewritten if rewritten is not None else redis_password.read_text(encoding="utf-8").strip()
     except PermissionError:
         if users.exists():
             return None
         raise
-    wanted = users_file(password)
-    if rewritten is None and users.exists():
-        try:
-            if users.read_bytes() == wanted:
-                return None
-        except PermissionError:
-            return None
-    return wanted
+    if not users.exists():
+        return users_file(password)
+    try:
+        current = users.read_bytes().decode("utf-8", "surrogateescape").splitlines()
+    except PermissionError:
+        return None if rewritten is None else users_file(password)
+    ours = client_acl(password)
+    if rewritten is None and [line.strip() for line in current if _is_vigil_user(line)] == [ours]:
+        return None
+    lines: list[str] = []
+    for line in current:  # the vigil user's line where it was (once), every other line as it was
+        if not _is_vigil_user(line):
+            lines.append(line)
+        elif ours not in lines:
+            lines.append(ours)
+    if ours not in lines:
+        lines.append(ours)
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+
+
+def _is_vigil_user(line: str) -> bool:
+    """A Redis config line that defines Vigil's ACL user."""
+    return line.split()[:2] == ["user", REDIS_USER]
 
 
 def _value(name: str, secret: Secret) -> tuple[str, str]:
@@ -124,11 +143,11 @@ def compose_secrets(
     its owner alone: the Kafka users' passwords (vigil-broker, vigil, vigil-ingest, vigil-subscriber),
     Redis' password and its users file (redis-users.conf), the log hash key, POST /fhir's token and the
     dashboard's session secret. A file already there is kept (a rerun changes nothing; delete one to
-    replace it: a new redis_password rewrites redis-users.conf too). A secret missing from the folder
-    takes the value of the variable docker-compose.yml read before (VIGIL_KAFKA_ADMIN_PASSWORD,
-    VIGIL_LOG_HASH_KEY, ...) when that is set, else a new random one; but a new kafka_admin_password
-    beside the other secrets is refused (the Kafka volumes keep the old one). Then give each file
-    its container's user, as the last line printed says."""
+    replace it: a new redis_password rewrites the vigil user of redis-users.conf too, keeping its other
+    lines). A secret missing from the folder takes the value of the variable docker-compose.yml read
+    before (VIGIL_KAFKA_ADMIN_PASSWORD, VIGIL_LOG_HASH_KEY, ...) when that is set, else a new random
+    one; but a new kafka_admin_password beside the other secrets is refused (the Kafka volumes keep the
+    old one). Then give each file its container's user, as the last line printed says."""
     if not out.is_dir():
         raise UserError(f"{out} is not a folder: create it (mkdir -p {out}), or give --out another path")
     if (problem := _admin_password_problem(out)) is not None:

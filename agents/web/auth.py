@@ -4,7 +4,9 @@ Users come from ``settings.users_file`` (JSON or TOML) and/or the ``VIGIL_USERS`
 (JSON). Both hold ``{"users": [{"username": ..., "password_hash": "$argon2id$...", "role": ...}]}``
 (a bare list is accepted too). Roles: ``clinician`` may acknowledge and resolve, ``viewer`` reads.
 A users file is re-read when it changes (``UserDirectory``): removing a user or changing a password
-ends that user's sessions at their next request; a role change applies at once.
+ends that user's sessions at their next request; a role change applies at once. An entry the re-read
+refuses (a password in clear, a name given twice, a field that is not valid) is left out alone and
+logged with its user's name: that user cannot sign in, the rest of the file applies.
 
 Session: a record in the session store (``agents.web.sessions``: Redis, shared by replicas) holding
 the user, a per-session CSRF token (synchronizer pattern: the page reads it from ``/api/state`` and
@@ -82,7 +84,18 @@ _USERS = TypeAdapter(UsersFile | list[User])
 
 class AuthError(UserError, ValueError):
     """Bad users file or configuration: one line for the CLI; a ValueError to the dashboard's reload,
-    which keeps the last good users."""
+    which keeps the last good users when the file is not a users file at all (half written)."""
+
+
+class _UsersEntries(BaseModel):
+    """A users file's shape, its entries not yet checked (a reload checks each on its own)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    users: list[Any] = Field(default_factory=list)
+
+
+_ENTRIES = TypeAdapter(_UsersEntries | list[Any])
 
 
 def hash_password(password: str) -> str:
@@ -111,22 +124,64 @@ def _parse_users(text: str, toml: bool, source: str, replacing: str | None = Non
     return users
 
 
-def _check_users(users: list[User], source: str) -> None:
-    """Refuse what would parse but sign in wrongly: a name given twice (the last would silently
-    replace the first, its role with it) and a password_hash that is not an argon2 hash (a password
-    pasted in clear: readable by whoever reads the file, and never verified). ``_parse_users`` leaves
-    out the user that `vigil users add` or `remove` is about to replace: the remedy must not be refused."""
+def _parse_users_apart(text: str, toml: bool, source: str) -> tuple[list[User], set[str]]:
+    """A reload's reading: the users whose entries hold, and the names of those refused, each entry on
+    its own. Refusing the whole file for one entry kept the last good users: a hand edit that removed
+    one user and left another's entry wrong left both able to sign in. Raises only when the text is
+    not a users file at all (a half-written file: the reload keeps the last good users)."""
+    try:
+        data: Any = tomllib.loads(text) if toml else json.loads(text)
+        parsed = _ENTRIES.validate_python(data)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:  # JSON's and pydantic's errors are ValueErrors
+        what = _first_error(exc) if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
+        raise AuthError(f"{source} is not a users file ({what}): it holds {_USERS_SHAPE}; fix or move it") from None
+    entries = parsed.users if isinstance(parsed, _UsersEntries) else parsed
+    users: list[User] = []
+    refused: set[str] = set()
+    for number, entry in enumerate(entries, 1):
+        try:
+            users.append(User.model_validate(entry))
+        except ValidationError as exc:
+            name = entry.get("username") if isinstance(entry, dict) else None
+            if isinstance(name, str):
+                refused.add(name)  # every entry of that name: a valid one beside it is not the user meant
+            shown = name[:64] if isinstance(name, str) else f"entry {number}"  # staff accounts, no PHI
+            log.warning("users_entry_refused", source=source, user=shown, reason=_first_error(exc))
+    for username, why in _refusals(users, source).items():
+        refused.add(username)
+        log.warning("users_entry_refused", source=source, user=username, reason=why)
+    return [u for u in users if u.username not in refused], refused
+
+
+def _refusals(users: list[User], source: str) -> dict[str, str]:
+    """The users whose entries parse but would sign in wrongly, each with one line saying why: a name
+    given twice (the last would silently replace the first, its role with it) and a password_hash
+    that is not an argon2 hash (a password pasted in clear: readable by whoever reads the file, and
+    never verified)."""
+    refused: dict[str, str] = {}
     seen: set[str] = set()
     for user in users:
         if user.username in seen:
-            raise AuthError(f"{source} names the user {user.username} twice: keep one entry for {user.username}")
+            refused.setdefault(
+                user.username, f"{source} names the user {user.username} twice: keep one entry for {user.username}"
+            )
         seen.add(user.username)
     for user in users:
         if not user.password_hash.startswith("$argon2"):
-            raise AuthError(
+            refused.setdefault(
+                user.username,
                 f"{source}: the password_hash of user {user.username} is not an argon2 hash ($argon2id$...): "
-                f"set the password with `vigil users add {user.username}`"
+                f"set the password with `vigil users add {user.username}`",
             )
+    return refused
+
+
+def _check_users(users: list[User], source: str) -> None:
+    """Refuse the file for the first entry ``_refusals`` names (`vigil serve`'s start, `vigil users`).
+    ``_parse_users`` leaves out the user that `vigil users add` or `remove` is about to replace: the
+    remedy must not be refused."""
+    if refused := _refusals(users, source):
+        raise AuthError(next(iter(refused.values())))
 
 
 def _read_users_file(users_file: Path) -> str:
@@ -149,20 +204,35 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def load_users(
-    users_file: Path | None, env: Mapping[str, str] | None = None, *, replacing: str | None = None
+    users_file: Path | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    replacing: str | None = None,
+    apart: bool = False,
 ) -> dict[str, User]:
     """The users of the file and of ``VIGIL_USERS`` (which wins for a name in both). ``replacing``:
-    a user about to be replaced or removed, whose entries are not checked (the file's only)."""
+    a user about to be replaced or removed, whose entries are not checked (the file's only). ``apart``
+    (a reload): an entry refused is left out and logged, with every entry of its user's name in either
+    source, instead of the whole file refused."""
     env = os.environ if env is None else env
     users: dict[str, User] = {}
+    refused: set[str] = set()
+
+    def read(text: str, toml: bool, source: str, replacing: str | None = None) -> list[User]:
+        if not apart:
+            return _parse_users(text, toml, source, replacing)
+        kept, refused_here = _parse_users_apart(text, toml, source)
+        refused.update(refused_here)
+        return kept
+
     if users_file is not None and users_file.exists():
         text = _read_users_file(users_file)
-        for user in _parse_users(text, users_file.suffix.lower() == ".toml", str(users_file), replacing):
+        for user in read(text, users_file.suffix.lower() == ".toml", str(users_file), replacing):
             users[user.username] = user
     if env.get(USERS_ENV):
-        for user in _parse_users(env[USERS_ENV], toml=False, source=USERS_ENV):
+        for user in read(env[USERS_ENV], toml=False, source=USERS_ENV):
             users[user.username] = user
-    return users
+    return {name: user for name, user in users.items() if name not in refused}
 
 
 def add_user(users_file: Path, username: str, password: str, role: Role) -> User:
@@ -233,7 +303,7 @@ class UserDirectory:
             stamp = self._file_stamp()
             if stamp != self._stamp:
                 try:
-                    self._users = load_users(self.users_file, self._env)
+                    self._users = load_users(self.users_file, self._env, apart=True)
                     log.info("users_reloaded", users=len(self._users))
                 except (OSError, ValueError, ValidationError) as exc:  # half-written file: keep the last good one
                     log.warning("users_reload_failed", error=type(exc).__name__)

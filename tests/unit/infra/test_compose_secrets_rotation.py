@@ -78,3 +78,27 @@ def test_a_new_kafka_admin_password_beside_the_other_secrets_is_refused(
     done = _run(tmp_path)
     assert done.exit_code == 0, done.output
     assert (tmp_path / "kafka_admin_password").read_text() == "the-password-the-volumes-know"
+
+
+def test_a_line_the_operator_added_to_redis_users_is_kept(tmp_path: Path) -> None:
+    """Compared whole, a users file with the right password and one line the operator added (an
+    exporter's user) was rewritten by a rerun, which is documented to change nothing, and the exporter
+    lost its user. Only the vigil user's line is compared, and a new password replaces only it."""
+    assert _run(tmp_path).exit_code == 0
+    users = tmp_path / "redis-users.conf"
+    exporter = "user exporter on >exporterpass123456 +info +ping"
+    users.write_text(users.read_text() + exporter + "\n")
+    before = users.read_bytes()
+    again = _run(tmp_path)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output.strip().splitlines()[-1])["written"] == []
+    assert users.read_bytes() == before
+    (tmp_path / "redis_password").unlink()  # a rotation: the vigil user's line only
+    rotated = _run(tmp_path)
+    assert json.loads(rotated.output.strip().splitlines()[-1])["written"] == ["redis_password", "redis-users.conf"]
+    assert _users_password(tmp_path) == (tmp_path / "redis_password").read_text()
+    lines = users.read_text().splitlines()
+    assert lines[0] == before.decode().splitlines()[0] and lines[2] == exporter and len(lines) == 3
+    (tmp_path / "redis_password").write_text("a-password-rotated-by-hand")  # behind its password: the same
+    assert json.loads(_run(tmp_path).output.strip().splitlines()[-1])["written"] == ["redis-users.conf"]
+    assert _users_password(tmp_path) == "a-password-rotated-by-hand" and exporter in users.read_text()

@@ -161,3 +161,53 @@ def test_users_add_replaces_a_password_in_clear_the_refusal_names(tmp_path) -> N
     path.write_text(json.dumps({"users": [clear]}))
     with pytest.raises(UserError, match="user nurse"):
         add_user(path, "ann", "a-long-password", "viewer")
+
+
+def test_a_reload_drops_only_the_refused_entries(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One refused entry rejected the whole reload and the last good users were kept: a hand edit that
+    removed vic and disabled bob (password_hash "!") left both able to sign in. Each refused entry is
+    now left out alone, and logged with its user's name; the start still refuses the file in one line."""
+    import os
+
+    from structlog.testing import capture_logs
+
+    import vigil.agents.web.auth as auth_module
+    from vigil.agents.web.auth import UserDirectory
+
+    path = tmp_path / "users.json"
+    h = hash_password("pw-123456")
+    entry = {"password_hash": h, "role": "clinician"}
+    names = ("ann", "vic", "bob", "cy", "dee", "eve")
+    path.write_text(json.dumps({"users": [{"username": u, **entry} for u in names]}))
+    users = UserDirectory(path, env={})
+    monkeypatch.setattr(auth_module, "USERS_RECHECK_S", 0.0)
+    edited = [
+        {"username": "ann", **entry},
+        {"username": "bob", "password_hash": "!", "role": "clinician"},  # disabled by hand
+        {"username": "cy", "password_hash": "correct-horse-battery-staple"},  # a password in clear
+        {"username": "dee", **entry},
+        {"username": "dee", "password_hash": h, "role": "viewer"},  # named twice
+        {"username": "eve", "password_hash": h, "role": "nurse"},  # not a role
+        {"username": "eve", "password_hash": h},  # and again, valid: still not the entry meant
+        "fay",
+    ]  # vic removed
+    path.write_text(json.dumps({"users": edited}))
+    os.utime(path, ns=(path.stat().st_mtime_ns + 10**9, path.stat().st_mtime_ns + 10**9))
+    with capture_logs() as logs:
+        assert set(users.current()) == {"ann"}
+    refused = {(e["user"], e["reason"].split(":")[0]) for e in logs if e["event"] == "users_entry_refused"}
+    assert refused == {
+        ("bob", "password_hash"),
+        ("cy", str(path)),
+        ("dee", str(path) + " names the user dee twice"),
+        ("eve", "role"),
+        ("entry 8", "Input should be a valid dictionary or instance of User"),
+    }
+    assert not any(h in str(e) for e in logs)  # no password hash in a log line
+    # `vigil serve` and `vigil users`: the file refused in one line, as before
+    with pytest.raises(UserError, match=r"users.1.password_hash") as raised:
+        UserDirectory(path, env={})
+    assert "\n" not in str(raised.value)
+    path.write_text('{"users": [')  # half written: the last good users are kept
+    os.utime(path, ns=(path.stat().st_mtime_ns + 2 * 10**9, path.stat().st_mtime_ns + 2 * 10**9))
+    assert set(users.current()) == {"ann"}
