@@ -20,6 +20,7 @@ import numpy as np
 
 from vigil.models.alerting import AlertPolicy, PatientAlertState, on_score
 from vigil.models.early_warning import news2_band
+from vigil.models.utility import DT_EARLY, DT_OPTIMAL
 from vigil.schemas.scores import ModelScore, RiskScore, RuleScore
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
@@ -56,6 +57,19 @@ def _score(hour: int, news2: int, single3: bool, prob: float | None, threshold: 
         sirs=RuleScore(name="SIRS", total=0, parameters={}),
         models=models,
     )
+
+
+def t_sepsis(labels: np.ndarray) -> int:
+    """The challenge's onset of a septic stay: its first SepsisLabel hour + 6 (``models.utility``)."""
+    return int(np.argmax(labels)) - DT_OPTIMAL
+
+
+def opened_within_12h_before(onset: int, opened: list[int]) -> bool:
+    """Whether an alert opened in the hours the PhysioNet 2019 utility rewards before onset:
+    t_sepsis - 12 < t < t_sepsis. The utility's reward is 0 at t_sepsis - 12 (its ramp starts there,
+    as ``models.train.labels`` reads it), so an alert opening exactly 12 h before was counted here and is
+    not. ``vigil evaluate``'s alerting block and ``models.train.burden`` both count with it."""
+    return any(onset + DT_EARLY < t < onset for t in opened)
 
 
 def simulate(
@@ -109,12 +123,12 @@ class AlertReplay:
             hours += len(labels)
             if labels.any():
                 septic += 1
-                onset = int(np.argmax(labels)) + 6
+                onset = t_sepsis(labels)
                 before = [t for t in opened if t < onset]
                 if before:
                     early += 1
                     leads.append(float(onset - before[0]))
-                early12 += any(onset - 12 <= t for t in before)
+                early12 += opened_within_12h_before(onset, opened)
             else:
                 quiet_paged += n_pages > 0
         stays = len(self.stays)

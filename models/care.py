@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from vigil.models.early_warning import news2_band
 from vigil.models.treatment.guidelines import FLUID_WINDOW_MIN, HOUR1_MIN
 from vigil.models.treatment.patient import below_map_target
+from vigil.models.treatment.timeline import minutes_after
 from vigil.models.window import PatientWindow
 from vigil.schemas.codes import DYNAMIC_CODES, TREATMENTS
 from vigil.schemas.scores import News2Band, RiskScore
@@ -318,19 +319,20 @@ def clock_inputs(clock: CareClock, window: PatientWindow, now: datetime) -> tupl
         None,
     )
     sepsis, news2 = clock.sepsis, clock.news2 or clock.sepsis
-    onset = _hypotension_onset(window, items, time_zero, now) if sepsis else None
+    watched_from = _hypotension_watched_from(items, sepsis, time_zero, now) if sepsis else None
+    onset = _hypotension_onset(window, watched_from, time_zero, now)
     state = {
         "weight_kg": weight[2] if weight else None,
         "lactate_mmol_l": initial,
         "map_mmhg": sepsis.map_mmhg if sepsis else None,
         "sbp_mmhg": sepsis.sbp_mmhg if sepsis else None,
         "suspected_sepsis": sepsis is not None,
-        "hypotension_after_fluids": _hypotension_after_fluids(window, items, time_zero, now) if sepsis else None,
-        "hypotension_onset_min": None if onset is None else _minutes_after(onset, time_zero),
+        "hypotension_after_fluids": _hypotension_after_fluids(window, items, watched_from, onset, now),
+        "hypotension_onset_min": None if onset is None else minutes_after(onset, time_zero),
         "news2_total": news2.news2_total if news2 else None,
         "news2_band": news2.news2_band if news2 else None,
         "news2_single_parameter_3": news2.news2_single_parameter_3 if news2 else False,
-        "news2_at_min": _minutes_after(news2.at, time_zero) if news2 else 0.0,
+        "news2_at_min": minutes_after(news2.at, time_zero) if news2 else 0.0,
         "time_zero": time_zero,
     }
     return state, items
@@ -346,43 +348,60 @@ def care_inputs(
     return clock_inputs(clock, window, max(score.observed_at, time_zero))
 
 
-def _minutes_after(at: datetime, time_zero: datetime) -> float:
-    return (at - time_zero).total_seconds() / 60.0
-
-
 def _first_fluid(items: list[dict[str, Any]], now: datetime) -> datetime | None:
     return min((i["at"] for i in items if i["action"] == "crystalloid_ml" and i["at"] <= now), default=None)
 
 
-def _hypotension_onset(
-    window: PatientWindow, items: list[dict[str, Any]], time_zero: datetime, now: datetime
+def _hypotension_watched_from(
+    items: list[dict[str, Any]], zero: CareZero, time_zero: datetime, now: datetime
 ) -> datetime | None:
-    """When the patient was first hypotensive during or after fluid resuscitation (SSC 2018 hour-1
-    bundle): the first reading below the MAP target (SBP < 90 where MAP is unknown) after the first
-    crystalloid, within the 3 h of resuscitation (``FLUID_WINDOW_MIN``). The vasopressor of a patient
-    at the target at time zero falls due an hour after it (``hypotension_onset_min``)."""
+    """From when a reading below the MAP target is hypotension "during or after fluid resuscitation"
+    (SSC 2018 hour-1 bundle): the first crystalloid; for a patient at the target at time zero, not
+    before time zero either. A dip during an ED bolus before time zero, the pressure back at the target
+    by time zero, is no fall to answer: read from the first fluid, it became a negative onset and a
+    patient falling at T+150 had the vasopressor due at T+60 again (graded late at T+160). None: no
+    fluid yet."""
     first_fluid = _first_fluid(items, now)
     if first_fluid is None:
         return None
+    at_target = not below_map_target(PatientState(map_mmhg=zero.map_mmhg, sbp_mmhg=zero.sbp_mmhg))
+    return max(first_fluid, time_zero) if at_target else first_fluid
+
+
+def _hypotension_onset(
+    window: PatientWindow, watched_from: datetime | None, time_zero: datetime, now: datetime
+) -> datetime | None:
+    """When the patient was first hypotensive during or after fluid resuscitation (SSC 2018 hour-1
+    bundle): the first reading below the MAP target (SBP < 90 where MAP is unknown) from
+    ``_hypotension_watched_from`` on, within the 3 h of resuscitation (``FLUID_WINDOW_MIN``). The
+    vasopressor of a patient at the target at time zero falls due an hour after it
+    (``hypotension_onset_min``)."""
+    if watched_from is None:
+        return None
     resuscitation_end = min(now, time_zero + timedelta(minutes=FLUID_WINDOW_MIN))
-    return next((t for t, below in _pressure_readings(window) if below and first_fluid <= t <= resuscitation_end), None)
+    readings = _pressure_readings(window)
+    return next((t for t, below in readings if below and watched_from <= t <= resuscitation_end), None)
 
 
 def _hypotension_after_fluids(
-    window: PatientWindow, items: list[dict[str, Any]], time_zero: datetime, now: datetime
+    window: PatientWindow,
+    items: list[dict[str, Any]],
+    watched_from: datetime | None,
+    onset: datetime | None,
+    now: datetime,
 ) -> bool | None:
     """SSC 2018 hour-1 bundle: vasopressors "if hypotensive during or after fluid resuscitation".
-    True: hypotensive during resuscitation (``_hypotension_onset``); False: every reading since the
-    first crystalloid, and before any vasopressor (a MAP held on one is not a MAP restored by fluids),
-    at the target; None: no fluid, or no reading after it (the rule then reads time zero's pressure as
-    persisting)."""
-    first_fluid = _first_fluid(items, now)
-    if first_fluid is None:
+    True: hypotensive during resuscitation (``onset``, from ``_hypotension_onset``); False: every
+    reading since ``watched_from``, and before any vasopressor (a MAP held on one is not a MAP restored
+    by fluids), at the target; None: no fluid, or no reading after it (the rule then reads time zero's
+    pressure as persisting). True exactly when there is an onset: the plan's schema refuses an onset
+    with false."""
+    if watched_from is None:
         return None
-    if _hypotension_onset(window, items, time_zero, now) is not None:
+    if onset is not None:
         return True
     pressor = min((i["at"] for i in items if i["action"] == "vasopressor"), default=None)
-    readings = [(t, below) for t, below in _pressure_readings(window) if first_fluid <= t <= now]
+    readings = [(t, below) for t, below in _pressure_readings(window) if watched_from <= t <= now]
     off_pressors = [below for t, below in readings if pressor is None or t < pressor]
     if off_pressors and not any(off_pressors):
         return False

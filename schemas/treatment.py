@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -166,8 +166,10 @@ class PatientState(BaseModel):
     )
     hypotension_after_fluids: bool | None = Field(
         default=None,
-        description="MAP < 65 persisting during/after fluids; unknown (null) = assume it persists when "
-        "hypotensive at time zero",
+        description="below the MAP target (MAP < 65; SBP < 90 where MAP is unknown) during or after fluids: "
+        "true makes the vasopressor apply even when time zero's MAP met the target; false: every reading "
+        "after fluids at target (vasopressor not applicable); unknown (null) = assume it persists when below "
+        "the target at time zero, and true when hypotension_onset_min is given",
     )
     news2_total: int | None = Field(default=None, ge=0, le=20)
     news2_band: News2Band | None = None
@@ -186,9 +188,33 @@ class PatientState(BaseModel):
     hypotension_onset_min: PlanMinutes | None = Field(
         default=None,
         description="minutes after time_zero of the first reading below the MAP target during or after "
-        "fluids; for a patient at the target at time zero the vasopressor is due within 1 h of it (null, "
-        "or below the target at time zero: within 1 h of time zero)",
+        "fluids (not before the plan's first crystalloid_ml item); for a patient at the target at time zero "
+        "the vasopressor is due within 1 h of it, and one started before it does not count (null, or below "
+        "the target at time zero: due within 1 h of time zero). Means hypotension_after_fluids is true: "
+        "null is read so, false is refused",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_onset_is_hypotension_after_fluids(cls, data: Any) -> Any:
+        """An onset is a reading below the target during or after fluids: with it, an unknown
+        ``hypotension_after_fluids`` is known (true). It was silently ignored instead, and the
+        vasopressor scored not applicable (100 with no pressor for a fall at T+150)."""
+        onset_given = isinstance(data, dict) and data.get("hypotension_onset_min") is not None
+        if onset_given and data.get("hypotension_after_fluids") is None:
+            return {**data, "hypotension_after_fluids": True}
+        return data
+
+    @model_validator(mode="after")
+    def _no_onset_without_hypotension(self) -> Self:
+        if self.hypotension_onset_min is not None and self.hypotension_after_fluids is False:
+            # the message names the fields, never the values sent (it goes into dead letters)
+            raise PydanticCustomError(
+                "onset_without_hypotension",
+                "hypotension_onset_min is a fall below the MAP target during or after fluids, and "
+                "hypotension_after_fluids false says there was none: send one or the other",
+            )
+        return self
 
 
 class TreatmentPlan(BaseModel):
@@ -233,6 +259,31 @@ class TreatmentPlan(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _no_onset_before_the_fluids(self) -> Self:
+        """Hypotension "during or after fluid resuscitation" (SSC 2018) cannot precede the fluids: an
+        onset at T+10 with the bolus at T+30 was taken as given, and a pressor at T+0 graded met. A
+        plan listing no fluid may still carry one (the fluids given before what it lists)."""
+        onset, first_fluid = self.state.hypotension_onset_min, _first_fluid_min(self)
+        if onset is not None and first_fluid is not None and onset < first_fluid:
+            raise PydanticCustomError(
+                "onset_before_fluids",
+                "state.hypotension_onset_min is before the first crystalloid_ml item: hypotension during or "
+                "after fluids follows their start",
+            )
+        return self
+
+
+def _minutes(plan: TreatmentPlan, at: float | datetime) -> float:
+    if isinstance(at, datetime):
+        assert plan.time_zero is not None  # checked first
+        return (at - plan.time_zero).total_seconds() / 60.0
+    return at
+
+
+def _first_fluid_min(plan: TreatmentPlan) -> float | None:
+    return min((_minutes(plan, i.at) for i in plan.items if i.action == "crystalloid_ml"), default=None)
+
 
 def plan_points(plan: TreatmentPlan) -> int:
     """How many item times scoring ``plan`` expands (``models.treatment.timeline``): one per item, an
@@ -243,10 +294,7 @@ def plan_points(plan: TreatmentPlan) -> int:
         if item.every_min is None:
             points += 1
             continue
-        at = item.at
-        if isinstance(at, datetime):
-            assert plan.time_zero is not None  # checked first
-            at = (at - plan.time_zero).total_seconds() / 60.0
+        at = _minutes(plan, item.at)
         if at <= plan.horizon_min:
             points += int((plan.horizon_min - at) // item.every_min) + 1
     return points

@@ -71,14 +71,6 @@ def _norm(unit: str) -> str:
         "thou/uL": "10*3/uL",
         "ml": "mL",
         "l": "L",
-        # body weight: US charts weigh in pounds, neonatal ones in grams (UCUM [lb_av], g)
-        "Kg": "kg",
-        "KG": "kg",
-        "lb": "[lb_av]",
-        "lbs": "[lb_av]",
-        "LB": "[lb_av]",
-        "LBS": "[lb_av]",
-        "[lb_us]": "[lb_av]",
         "L/min": "L/min",
         "l/min": "L/min",
         "sec": "s",
@@ -116,8 +108,17 @@ _CONVERSIONS: dict[tuple[str, str], Callable[[float], float]] = {
     ("DBP", "kPa"): lambda v: v * 7.50062,
     ("MAP", "kPa"): lambda v: v * 7.50062,
     ("crystalloid_ml", "L"): lambda v: v * 1000.0,
-    ("weight_kg", "[lb_av]"): lambda v: v * 0.45359237,
-    ("weight_kg", "g"): lambda v: v / 1000.0,
+}
+
+# Body weight in kg per unit, looked up in any case: US charts weigh in pounds, neonatal ones in grams
+# or ounces (UCUM [lb_av], g, [oz_av]; an avoirdupois pound is 0.45359237 kg exactly, an ounce 1/16 of
+# it), and charts write them as they please ('Lbs', 'Lb', 'kgs', 'gm' were refused). No other code's
+# units are read without case: 'M' and 'm' differ there.
+_KG_PER_WEIGHT_UNIT = {
+    **dict.fromkeys(("kg", "kgs"), 1.0),
+    **dict.fromkeys(("g", "gm"), 1e-3),
+    **dict.fromkeys(("lb", "lbs", "[lb_av]", "[lb_us]"), 0.45359237),
+    **dict.fromkeys(("oz", "[oz_av]"), 0.028349523),
 }
 
 
@@ -187,6 +188,8 @@ def to_canonical(code: str, value: float, unit: str) -> float:
         return value
     if code == "vasopressor" and (rate := _vasopressor_rate(value, unit)) is not None:
         return rate
+    if code == "weight_kg" and (per_unit := _KG_PER_WEIGHT_UNIT.get(unit.strip().replace(" ", "").lower())):
+        return value * per_unit
     try:
         return _CONVERSIONS[(code, u)](value)
     except KeyError:

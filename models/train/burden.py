@@ -14,7 +14,8 @@ Counted per configuration:
   rise or by the patient being worse again: what the stream publishes and a pager pages on; time-based
   reminders are excluded as nobody acknowledges in a retrospective replay);
 - ``septic_alerted_before_onset``: share of septic stays with an alert opened before
-  t_sepsis (first SepsisLabel hour + 6, the challenge's onset), and within 12 h before onset.
+  t_sepsis (first SepsisLabel hour + 6, the challenge's onset), and within the 12 h before onset
+  the utility rewards (t_sepsis - 12 < t, ``alert_replay.opened_within_12h_before``).
 
 Run: ``.venv/bin/python -m vigil.models.train.burden --oof ~/.cache/vigil/oof-stepping.npz [--rule best] --json``
 (the bundle's threshold rule by default, ``threshold_rules.BUNDLE_RULE``).
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from vigil.models.alert_replay import simulate
+from vigil.models.alert_replay import opened_within_12h_before, simulate, t_sepsis
 from vigil.models.alerting import AlertPolicy
 from vigil.models.train import data, shifts, threshold_rules
 
@@ -73,9 +74,9 @@ def burden(oof: Path, rule: str = "best") -> dict[str, Any]:
             n_pages, opened = simulate(news2[a:b], single3[a:b], prob, thr, policy)
             pages += n_pages
             if labels_by[p].any():
-                onset = int(np.argmax(labels_by[p])) + 6
+                onset = t_sepsis(labels_by[p])
                 early += any(t < onset for t in opened)
-                early12 += any(onset - 12 <= t < onset for t in opened)
+                early12 += opened_within_12h_before(onset, opened)
         out[name] = {
             "hours_at_alert_level_per_patient_day": round(level_hours / patient_days, 2),
             "rising_edges_per_patient_day": round(edges / patient_days, 2),

@@ -64,8 +64,9 @@ URGENT_REVIEW_MIN = 60.0  # Vigil: "urgent" (RCP gives no number)
 EMERGENCY_REVIEW_MIN = 30.0  # Vigil: "emergency" (RCP gives no number)
 CONTINUOUS_MONITORING_MIN = 15.0  # Vigil: a set at least every 15 min counts as continuous
 FLUID_ML_PER_KG = 30.0
-# Vigil: with the weight unknown the rule cannot check 30 mL/kg and credits any bolus half; the bolus
-# the optimizer proposes then is sized for this weight, and says the weight must be recorded to size it
+# Vigil: with the weight unknown the rule cannot check 30 mL/kg; it judges the volume against 30 mL/kg
+# of this weight for at most half the credit, and the bolus the optimizer proposes then is sized for
+# it, and says the weight must be recorded to size it
 NOMINAL_WEIGHT_KG = 70.0
 LATE_CREDIT = 0.5
 VERY_LATE_CREDIT = 0.25  # antibiotics more than 3 h after time zero

@@ -11,14 +11,17 @@ from vigil.models.treatment.guidelines import (
     ANTIBIOTIC_LABEL,
     CANDIDATE_MIN,
     CONTINUOUS_MONITORING_MIN,
-    FLUID_ML_PER_KG,
     FLUID_WINDOW_MIN,
     LABELS,
     NOMINAL_WEIGHT_KG,
 )
-from vigil.models.treatment.patient import required_observation_interval_min, response_band
-from vigil.models.treatment.rules import fluid_target_ml, plan_score
-from vigil.models.treatment.timeline import Timeline, build_timeline, minutes_after
+from vigil.models.treatment.patient import (
+    hypotension_onset_at_target,
+    required_observation_interval_min,
+    response_band,
+)
+from vigil.models.treatment.rules import NOMINAL_FLUID_TARGET_ML, fluid_target_ml, plan_score
+from vigil.models.treatment.timeline import build_timeline, minutes_after
 from vigil.schemas.treatment import (
     CareItemResult,
     ChangeKind,
@@ -50,11 +53,7 @@ def _describe_add(item: TreatmentItem, target_ml: float | None) -> str:
         case "crystalloid_ml":
             assert item.dose is not None
             if target_ml is None:
-                # the rule credits an unsized bolus half (``unsized_bolus_ml``): the points say so
-                return (
-                    f"Give 30 mL/kg crystalloid within 3 h; record the weight to size it ({item.dose.value:g} mL "
-                    f"at {NOMINAL_WEIGHT_KG:g} kg; half the points while the weight is unknown)"
-                )
+                return f"Give {item.dose.value:g} mL crystalloid {_UNSIZED}"
             return f"Give {item.dose.value:g} mL crystalloid (30 mL/kg = {target_ml:g} mL within 3 h)"
         case "vasopressor":
             return "Start a vasopressor (noradrenaline first line), titrated to MAP >= 65 mmHg"
@@ -70,11 +69,21 @@ def _describe_add(item: TreatmentItem, target_ml: float | None) -> str:
     return f"Add {LABELS[item.action]}"
 
 
-def unsized_bolus_ml(tl: Timeline) -> float | None:
-    """The bolus to propose when the weight is unknown: 30 mL/kg of ``NOMINAL_WEIGHT_KG``, only while
-    no fluid is charted (the rule credits any fluid half then, and more gains nothing). Without it the
-    optimizer never proposed fluids for a stay with no weight, as every PhysioNet stay is."""
-    return None if tl.fluids_ml else FLUID_ML_PER_KG * NOMINAL_WEIGHT_KG
+# the rule judges an unsized volume against 30 mL/kg of the nominal weight for at most half the credit
+# (``rules.unsized_fluid_credit``): the words say so, and ask for the weight
+_UNSIZED = (
+    f"(30 mL/kg within 3 h = {NOMINAL_FLUID_TARGET_ML:g} mL at a nominal {NOMINAL_WEIGHT_KG:g} kg); record the "
+    "weight to size it (half the points while the weight is unknown)"
+)
+
+
+def _at_or_after(times: list[float], onset: float | None, earliest_min: float) -> list[float]:
+    """The candidate times for a vasopressor: from the onset on for a patient at the target at time
+    zero (``hypotension_onset_at_target``), the onset itself first; one proposed before it, the MAP at
+    target, meets nothing ("Start a vasopressor at T+0" for a fall at T+150)."""
+    if onset is None or onset <= earliest_min:
+        return times
+    return [onset, *(t for t in times if t > onset)]
 
 
 def candidates(plan: TreatmentPlan, earliest_min: float) -> list[_Candidate]:
@@ -85,8 +94,12 @@ def candidates(plan: TreatmentPlan, earliest_min: float) -> list[_Candidate]:
         times.insert(0, earliest_min)
     target = fluid_target_ml(tl)
     in_window = sum(ml for t, ml in tl.fluids_ml if t <= FLUID_WINDOW_MIN)
-    deficit = None if target is None else max(0.0, target - in_window)
-    bolus = deficit if target is not None else unsized_bolus_ml(tl)
+    # with the weight unknown the volume still missing is sized at the nominal weight (the rule's
+    # partial credit is judged against it): a 250 mL bolus earned as much as 2100 mL, and nothing
+    # proposed the rest
+    deficit = max(0.0, (NOMINAL_FLUID_TARGET_ML if target is None else target) - in_window)
+    onset = hypotension_onset_at_target(state)
+    pressor_times = _at_or_after(times, onset, earliest_min)
     required = required_observation_interval_min(state)
     band = response_band(state)
     out: list[_Candidate] = []
@@ -97,17 +110,20 @@ def candidates(plan: TreatmentPlan, earliest_min: float) -> list[_Candidate]:
             TreatmentItem(action="antibiotic", at=t),
             TreatmentItem(action="blood_culture", at=t),
             TreatmentItem(action="lactate_ordered", at=t),
-            TreatmentItem(action="vasopressor", at=t),
+            *([TreatmentItem(action="vasopressor", at=t)] if t in pressor_times else []),
             TreatmentItem(
                 action="clinician_review", at=t, role="critical_care" if band == "high" else "ward_clinician"
             ),
         ]
-        if bolus and t <= FLUID_WINDOW_MIN:
-            new.append(TreatmentItem(action="crystalloid_ml", at=t, dose=Dose(value=round(bolus), unit="mL")))
+        if deficit and t <= FLUID_WINDOW_MIN:
+            new.append(TreatmentItem(action="crystalloid_ml", at=t, dose=Dose(value=round(deficit), unit="mL")))
         if required is not None:
             new.append(TreatmentItem(action="observation_set", at=t, every_min=required))
         for item in new:
             out.append(_Candidate("add", item, None, _describe_add(item, target), (0.0, -t)))
+    for t in (t for t in pressor_times if t not in times):  # the onset itself
+        pressor = TreatmentItem(action="vasopressor", at=t)
+        out.append(_Candidate("add", pressor, None, _describe_add(pressor, target), (0.0, -t)))
 
     for index, item in enumerate(plan.items):
         at = minutes_after(item.at, plan.time_zero)
@@ -116,7 +132,7 @@ def candidates(plan: TreatmentPlan, earliest_min: float) -> list[_Candidate]:
         label = LABELS[item.action]
         # move_earlier: the smallest move wins a tie
         if item.action not in ("weight_kg", "oxygen"):
-            for t in times:
+            for t in pressor_times if item.action == "vasopressor" else times:
                 if t < at:
                     moved = item.model_copy(update={"at": t})
                     change = f"Move {label}"
@@ -125,9 +141,8 @@ def candidates(plan: TreatmentPlan, earliest_min: float) -> list[_Candidate]:
         if item.action == "crystalloid_ml" and deficit and at <= FLUID_WINDOW_MIN and item.dose is not None:
             value = min(20000.0, round(item.dose.value + deficit))
             dosed = item.model_copy(update={"dose": Dose(value=value, unit="mL")})
-            change = (
-                f"Increase crystalloid from {item.dose.value:g} to {value:g} mL (30 mL/kg = {target:g} mL within 3 h)"
-            )
+            sized = f"(30 mL/kg = {target:g} mL within 3 h)" if target is not None else _UNSIZED
+            change = f"Increase crystalloid from {item.dose.value:g} to {value:g} mL {sized}"
             out.append(_Candidate("adjust_dose", dosed, index, change, (2.0,)))
         if item.action == "observation_set" and required is not None and (item.every_min or math.inf) > required:
             every = item.model_copy(update={"every_min": required})

@@ -35,13 +35,23 @@ def antibiotic_window_min(state: PatientState) -> float:
     return ANTIBIOTIC_POSSIBLE_SEPSIS_MIN
 
 
+def hypotension_onset_at_target(state: PatientState) -> float | None:
+    """The fall below the MAP target during or after fluids (``hypotension_onset_min``) of a patient
+    at the target at time zero: the vasopressor is indicated from it on (SSC 2018: vasopressors "if
+    hypotensive during or after fluid resuscitation"), and a pressor started before it, the MAP still at
+    target, is not the bundle's answer to it. None below the target at time zero (indicated from time
+    zero) or without an onset."""
+    onset = state.hypotension_onset_min
+    return None if onset is None or below_map_target(state) else onset
+
+
 def vasopressor_deadline_min(state: PatientState) -> float:
     """When the vasopressor falls due. SSC 2018: vasopressors "if hypotensive during or after fluid
     resuscitation", every hour-1 element begun within the hour: an hour from time zero, or, for a
     patient at the target at time zero, from when the MAP first fell below it after fluids
-    (``hypotension_onset_min``): noradrenaline 10 min after a fall at T+2 h 30 min was "late"."""
-    onset = state.hypotension_onset_min
-    if onset is None or below_map_target(state):
+    (``hypotension_onset_at_target``): noradrenaline 10 min after a fall at T+2 h 30 min was "late"."""
+    onset = hypotension_onset_at_target(state)
+    if onset is None:
         return HOUR1_MIN  # below the target at time zero: the hour runs from it
     return max(HOUR1_MIN, onset + HOUR1_MIN)
 

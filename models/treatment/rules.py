@@ -15,6 +15,7 @@ from vigil.models.treatment.guidelines import (
     LACTATE_REMEASURE_GAP_MIN,
     LACTATE_REMEASURE_MIN,
     LATE_CREDIT,
+    NOMINAL_WEIGHT_KG,
     SOURCES,
     URGENT_REVIEW_MIN,
     VERY_LATE_CREDIT,
@@ -24,6 +25,7 @@ from vigil.models.treatment.patient import (
     antibiotic_window_min,
     below_map_target,
     hypoperfusion,
+    hypotension_onset_at_target,
     pathways,
     required_observation_interval_min,
     response_band,
@@ -142,6 +144,25 @@ def fluid_target_ml(tl: Timeline) -> float | None:
     return None if tl.weight_kg is None else FLUID_ML_PER_KG * tl.weight_kg
 
 
+# Vigil: with the weight unknown the volume is judged against 30 mL/kg of a nominal 70 kg, for at most
+# the half credit (``unsized_fluid_credit``)
+NOMINAL_FLUID_TARGET_ML = FLUID_ML_PER_KG * NOMINAL_WEIGHT_KG
+
+
+def volume_credit(in_window: float, after: float, target: float) -> float:
+    """Partial credit for a volume short of ``target``: volume inside the 3 h window counts fully,
+    volume after it half, up to the target (docs/treatment.md): twice the volume late is still late,
+    never the full credit."""
+    return min(1.0, in_window / target + LATE_CREDIT * min(after, max(0.0, target - in_window)) / target)
+
+
+def unsized_fluid_credit(in_window: float, after: float) -> float:
+    """With the weight unknown 30 mL/kg cannot be checked: half credit at most, in proportion to the
+    volume against 30 mL/kg of ``NOMINAL_WEIGHT_KG`` (2100 mL). Any fluid earned the half credit, so
+    250 mL scored as 2100 mL and nothing proposed the rest."""
+    return LATE_CREDIT * volume_credit(in_window, after, NOMINAL_FLUID_TARGET_ML)
+
+
 def _rule_crystalloid(state: PatientState, tl: Timeline, as_of: float | None) -> CareItemResult:
     name = "crystalloid_30ml_kg"
     if not state.suspected_sepsis:
@@ -156,13 +177,15 @@ def _rule_crystalloid(state: PatientState, tl: Timeline, as_of: float | None) ->
         return _not_done(name, "crystalloid (30 mL/kg)", FLUID_WINDOW_MIN, as_of)
     if target is None:
         status: ItemStatus = "pending" if window_open else "late"
-        return _result(name, status, f"{in_window + after:g} mL given; weight unknown, 30 mL/kg unchecked", 0.5)
+        detail = (
+            f"{in_window + after:g} mL given; weight unknown, 30 mL/kg unchecked (judged against "
+            f"{NOMINAL_FLUID_TARGET_ML:g} mL at {NOMINAL_WEIGHT_KG:g} kg, at most half credit)"
+        )
+        return _result(name, status, detail, unsized_fluid_credit(in_window, after))
     weight = target / FLUID_ML_PER_KG
     if in_window >= target - 1e-6:
         return _result(name, "met", f"{in_window:g} mL ({in_window / weight:.1f} mL/kg) within 3 h")
-    # Partial: volume inside the 3 h window counts fully, volume after it half, up to the target
-    # (docs/treatment.md): twice the volume late is still late, never the full credit
-    credit = min(1.0, in_window / target + LATE_CREDIT * min(after, target - in_window) / target)
+    credit = volume_credit(in_window, after, target)
     detail = (
         f"{in_window:g} mL within 3 h ({in_window / weight:.1f} mL/kg)"
         f"{f' + {after:g} mL later' if after else ''}; target 30 mL/kg = {target:g} mL"
@@ -181,9 +204,20 @@ def _rule_vasopressor(state: PatientState, tl: Timeline, as_of: float | None) ->
     if not below_map_target(state) and state.hypotension_after_fluids is not True:
         return _result(name, "not_applicable", "MAP at target (>= 65; SBP >= 90 where MAP unknown) or unknown")
     deadline = vasopressor_deadline_min(state)
-    first = first_time(tl.times.get("vasopressor"))
+    # at the target at time zero, the vasopressor answers the fall after fluids: one started before
+    # it, the MAP still at target, is not the bundle's response (a pressor at T+0 for a fall at T+10
+    # was graded met)
+    onset = hypotension_onset_at_target(state)
+    starts = tl.times.get("vasopressor", [])
+    first = next((t for t in starts if onset is None or t >= onset), None)
     if first is None:
-        return _not_done(name, "vasopressor (MAP target >= 65 mmHg)", deadline, as_of)
+        what = "vasopressor (MAP target >= 65 mmHg)"
+        if starts and onset is not None:
+            what = (
+                f"vasopressor since the MAP fell below 65 mmHg at {fmt_min(onset)} "
+                f"(the one at {fmt_min(starts[0])} preceded it)"
+            )
+        return _not_done(name, what, deadline, as_of)
     return _by_deadline(name, "started", first, deadline, ", titrate to MAP >= 65 mmHg")
 
 

@@ -329,6 +329,17 @@ def test_a_plan_whose_time_zero_is_past_the_calendar_is_a_schema_dead_letter() -
     assert rejected.detail == "treatment plan: time_zero: a time zero must fall within the years 1900-9000"
 
 
+def test_a_plan_with_an_onset_and_no_hypotension_after_fluids_is_a_schema_dead_letter() -> None:
+    # the onset was silently ignored, and the vasopressor scored not applicable
+    state = {"weight_kg": 70, "map_mmhg": 72, "suspected_sepsis": True}
+    state |= {"hypotension_after_fluids": False, "hypotension_onset_min": 150}
+    publisher = requested(json.dumps({"state": state, "items": [{"action": "blood_culture", "at": 5}]}).encode())
+    (rejected,) = publisher.rejected
+    assert rejected.reason == "schema" and publisher.scores() == []
+    assert rejected.detail.startswith("treatment plan: state: hypotension_onset_min ")
+    assert "hypotension_after_fluids false" in rejected.detail and "150" not in rejected.detail
+
+
 def test_a_plan_with_too_much_to_score_is_dead_lettered_too_large() -> None:
     # defect 13: observation sets every 0.01 min over a week stalled the worker for hours
     sets = [{"action": "observation_set", "at": 0, "every_min": 5}] * 5

@@ -285,3 +285,60 @@ def test_no_fall_after_fluids_carries_no_onset() -> None:
     state, _ = care_inputs(score(120, hour=w.last_hour, sbp=110, map_mmhg=72), w, T0)
     assert state["hypotension_onset_min"] is None and state["hypotension_after_fluids"] is False
     assert care_categories({**_state(), "hypotension_onset_min": 150.0}) != care_categories(_state())
+
+
+def _fall_at_t150(w: PatientWindow) -> None:
+    """MAP 72 at time zero, lactate 5, MAP 58 at T+150 after the fluids, noradrenaline at T+160."""
+    vitals(w, 0, sbp=110)
+    w.apply(event("MAP", 0, 72.0))
+    w.apply(event("Lactate", 5, 5.0))
+    w.apply(event("MAP", 62, 70.0))
+    w.apply(event("MAP", 150, 58.0))
+    w.apply(event("vasopressor", 160, 0.1))
+
+
+@pytest.mark.parametrize(
+    ("ed_bolus_min", "ed_dip_min"),
+    [(-30, -20), (-90, -80)],  # the ED began the bolus before recognition; the MAP dipped during it
+)
+def test_a_dip_during_an_ed_bolus_before_time_zero_is_not_the_fall_after_fluids(
+    ed_bolus_min: int, ed_dip_min: int
+) -> None:
+    # at target at time zero: the dip before it became the onset (T-20), the vasopressor fell due at
+    # T+60 again, and noradrenaline at T+160 for the fall at T+150 was graded late
+    w = PatientWindow()
+    w.apply(event("weight_kg", -100, 70.0))
+    w.apply(event("crystalloid_ml", ed_bolus_min, 1000.0))
+    w.apply(event("MAP", ed_dip_min, 62.0))
+    w.apply(event("crystalloid_ml", 20, 1100.0))
+    _fall_at_t150(w)
+    state, _ = care_inputs(score(230, hour=w.last_hour, sbp=110, map_mmhg=72), w, T0)
+    assert state["hypotension_after_fluids"] is True and state["hypotension_onset_min"] == 150
+    assert _graded(w, 230, sbp=110, map_mmhg=72)["vasopressor_map_65"] == (
+        "met",
+        "started at T+2 h 40 min, titrate to MAP >= 65 mmHg",
+    )
+
+
+def test_below_the_target_at_time_zero_the_fall_after_an_ed_bolus_still_counts() -> None:
+    # only a patient at the target at time zero is read from time zero: in shock at T, the dip during
+    # the ED's bolus is hypotension during fluids, as before
+    w = PatientWindow()
+    w.apply(event("crystalloid_ml", -30, 1000.0))
+    w.apply(event("MAP", -20, 60.0))
+    vitals(w, 0, sbp=85)
+    w.apply(event("MAP", 0, 60.0))
+    state, _ = care_inputs(score(60, hour=w.last_hour, sbp=85, map_mmhg=60), w, T0)
+    assert state["hypotension_after_fluids"] is True and state["hypotension_onset_min"] == -20
+
+
+def test_at_target_at_time_zero_and_after_it_the_ed_dip_leaves_no_hypotension_after_fluids() -> None:
+    w = PatientWindow()
+    w.apply(event("crystalloid_ml", -30, 1000.0))
+    w.apply(event("MAP", -20, 62.0))
+    vitals(w, 0, sbp=110)
+    w.apply(event("MAP", 0, 72.0))
+    w.apply(event("MAP", 90, 70.0))
+    state, _ = care_inputs(score(120, hour=w.last_hour, sbp=110, map_mmhg=72), w, T0)
+    assert state["hypotension_onset_min"] is None and state["hypotension_after_fluids"] is False
+    assert _graded(w, 120, sbp=110, map_mmhg=72)["vasopressor_map_65"][0] == "not_applicable"

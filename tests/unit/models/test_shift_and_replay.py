@@ -6,6 +6,7 @@ from synthetic import synthetic_stay
 
 from vigil.models.alert_replay import AlertReplay
 from vigil.models.shift import PANELS, Shift, omit_panels, parse_shift, schedule, thin, thin_labs
+from vigil.models.train.burden import burden
 from vigil.schemas.codes import DYNAMIC_CODES, VITALS
 
 LABS = [i for i, c in enumerate(DYNAMIC_CODES) if c not in VITALS]
@@ -193,3 +194,46 @@ def test_alert_replay_exits_below_the_threshold_the_labels_were_set_at() -> None
     # below 0.4 and pages again at hour 20, after the suppression window
     assert given["pages_per_patient_day"] == pytest.approx(24 / hours)
     assert inferred["pages_per_patient_day"] == pytest.approx(2 * 24 / hours)
+
+
+def _septic_stay(alert_from: int, hours: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, NEWS2) of a stay septic from hour 40 (t_sepsis 46) whose NEWS2 reaches 5 at ``alert_from``."""
+    labels, news2 = np.zeros(hours, np.int8), np.zeros(hours, int)
+    labels[40:] = 1
+    news2[alert_from:] = 5
+    return labels, news2
+
+
+@pytest.mark.parametrize(("opened_at", "within"), [(34, 0.0), (35, 1.0)])
+def test_an_alert_exactly_12_h_before_onset_is_not_in_the_rewarded_hours(opened_at: int, within: float) -> None:
+    # the PhysioNet 2019 utility rewards t_sepsis - 12 < t (its reward is 0 at t_sepsis - 12, as
+    # models/train/labels.py reads it); an alert opening at t_sepsis - 12 was counted
+    labels, news2 = _septic_stay(opened_at)
+    replay = AlertReplay()
+    replay.add(labels, np.full(len(labels), 0.01), np.zeros(len(labels), np.int8), news2, np.zeros(len(labels), bool))
+    out = replay.summary(0.3)
+    assert out["septic_stays_paged_before_onset"] == 1.0
+    assert out["septic_stays_alert_opened_within_12h_before_onset"] == within
+
+
+@pytest.mark.parametrize(("opened_at", "within"), [(34, 0.0), (35, 1.0)])
+def test_the_burden_counts_the_rewarded_12_hours_as_evaluate_does(tmp_path, opened_at: int, within: float) -> None:
+    # models.train.burden counted the same metric with its own bound (``onset - 12 <= t``): one helper now
+    stays = [_septic_stay(opened_at), (np.zeros(60, np.int8), np.zeros(60, int))] * 2
+    labels = np.concatenate([lab for lab, _ in stays])
+    news2 = np.concatenate([n for _, n in stays])
+    oof = tmp_path / "oof.npz"
+    np.savez(
+        oof,
+        lengths=np.full(len(stays), 60),
+        labels=labels,
+        combined=np.random.default_rng(0).random(len(labels)) * 0.01,
+        patient_fold=np.array([0, 0, 1, 1]),
+        rule_NEWS2=news2,
+        rule_NEWS2_single3=np.zeros(len(labels), bool),
+        rule_qSOFA=np.zeros(len(labels)),
+        rule_SIRS=np.zeros(len(labels)),
+    )
+    out = burden(oof, "best")["news2_only"]
+    assert out["septic_alerted_before_onset"] == 1.0
+    assert out["septic_alerted_within_12h_before_onset"] == within

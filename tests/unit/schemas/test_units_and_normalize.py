@@ -44,6 +44,38 @@ def test_conversions(code: str, value: float, unit: str, expected: float) -> Non
     assert to_canonical(code, value, unit) == pytest.approx(expected, rel=1e-3)
 
 
+@pytest.mark.parametrize(
+    ("value", "unit", "kg"),
+    [
+        (154.0, "Lbs", 69.853),
+        (154.0, "Lb", 69.853),
+        (154.0, "LBS", 69.853),
+        (154.0, "[LB_AV]", 69.853),
+        (154.0, "[lb_us]", 69.853),
+        (70.0, "kgs", 70.0),
+        (70.0, "Kg", 70.0),
+        (3250.0, "gm", 3.25),
+        (3250.0, "G", 3.25),
+        (112.0, "oz", 3.175),  # a newborn of 7 lb weighed in ounces
+        (112.0, "[oz_av]", 3.175),
+        (112.0, "OZ", 3.175),
+    ],
+)
+def test_weight_units_are_read_in_any_case(value: float, unit: str, kg: float) -> None:
+    # 'Lbs', 'Lb', 'kgs' and 'gm' were refused (matched case-sensitively), and ounces were unknown
+    assert to_canonical("weight_kg", value, unit) == pytest.approx(kg, abs=1e-3)
+
+
+def test_only_weight_units_are_read_in_any_case() -> None:
+    # other codes keep their case: 'M' is not 'm', nor 'ML' a millilitre
+    with pytest.raises(UnitError):
+        to_canonical("crystalloid_ml", 500.0, "ML")
+    with pytest.raises(UnitError):
+        to_canonical("weight_kg", 70.0, "stone")
+    with pytest.raises(UnitError):
+        to_canonical("Lactate", 2.0, "OZ")
+
+
 def test_unknown_unit_is_an_error() -> None:
     with pytest.raises(UnitError):
         to_canonical("HR", 80, "furlongs")
