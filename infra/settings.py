@@ -31,8 +31,10 @@ def default_home() -> Path:
 def stack_home(value: str | Path) -> Path:
     """``VIGIL_HOME`` as an absolute folder (``~`` expanded). Empty (an empty line in .env,
     ``VIGIL_HOME=${X:-}`` in compose or CI) is refused: read as the current folder, `vigil stack down
-    --wipe` deleted ./kafka/data and ./redis of wherever it ran, and the stack made that folder 0700."""
-    if not str(value).strip():
+    --wipe` deleted ./kafka/data and ./redis of wherever it ran, and the stack made that folder 0700.
+    ``Path("")`` is empty too, though its text is ``"."`` (``Path`` cannot tell it from ``Path(".")``:
+    a ``Path`` naming the current folder is refused; the text ``"."`` names it on purpose)."""
+    if not str(value).strip() or (isinstance(value, Path) and value == Path("")):
         raise ValueError("VIGIL_HOME is empty: unset it (the default is ~/.cache/vigil) or name a folder of its own")
     return Path(os.path.expanduser(str(value).strip())).resolve()
 

@@ -24,9 +24,18 @@ from vigil.infra.secrets import write_private
 from vigil.infra.settings import Settings
 from vigil.infra.stack.jars import kafka_version
 from vigil.infra.stack.kafka import start_kafka, stop_kafka
-from vigil.infra.stack.processes import StackError, StackPaths, pid_alive, port_open, stack_lock, stop_pid
+from vigil.infra.stack.processes import (
+    StackError,
+    StackPaths,
+    mark_stack_home,
+    pid_alive,
+    port_open,
+    stack_lock,
+    stop_pid,
+)
 from vigil.infra.stack.redis_server import redis_binary, start_redis
 from vigil.infra.stack.topics import ensure_topics
+from vigil.schemas.errors import UserError
 
 __all__ = ["StackError", "StackInfo", "StackPaths", "as_started", "stack_down", "stack_status", "stack_up"]
 
@@ -71,15 +80,27 @@ class StartedKafka(BaseModel):
 
 def as_started(settings: Settings) -> Settings:
     """``settings`` with the embedded Kafka as ``stack up`` last started it in this home (the
-    environment's settings when nothing was recorded, or the record is unreadable)."""
+    environment's settings when nothing was recorded, the record is unreadable, or it does not fit
+    the environment's other settings)."""
+    return _as_started(settings)[0]
+
+
+def _as_started(settings: Settings) -> tuple[Settings, str]:
+    """``as_started`` and where its Kafka settings came from, in words for ``stack status``."""
     path = StackPaths(settings.home).started
     if settings.kafka.bootstrap is not None or not path.exists():
-        return settings
+        return settings, "the environment"
     try:
         started = StartedKafka.model_validate_json(path.read_bytes())
     except (OSError, ValidationError):  # written by another version, or cut short: the environment says
-        return settings
-    return settings.with_kafka(**started.model_dump())
+        return settings, f"the environment ({path} is unreadable)"
+    try:
+        return settings.with_kafka(**started.model_dump()), str(path)
+    except UserError as exc:
+        # the environment changed since (a cluster's replication factor with the one node `up`
+        # started, a Redis port on node 2 of the three): `status` failed instead of reporting
+        log.warning("stack.started_record_unfit", record=str(path), reason=str(exc))
+        return settings, f"the environment ({path} does not fit it: {exc})"
 
 
 def stack_up(settings: Settings) -> StackInfo:
@@ -89,6 +110,7 @@ def stack_up(settings: Settings) -> StackInfo:
     t0 = time.monotonic()
     kafka, redis = kafka_endpoint(settings), redis_endpoint(settings)
     if redis.embedded or kafka.embedded:
+        mark_stack_home(settings.home)  # what `stack down` (and its --wipe) then acts in
         with stack_lock(settings.home):  # another start or stop of this home waits, then finds it up
             if redis.embedded:
                 start_redis(settings)
@@ -119,13 +141,20 @@ def stack_up(settings: Settings) -> StackInfo:
 
 def stack_down(settings: Settings, wipe: bool = False) -> dict[str, bool]:
     """Stop every broker of the home (whatever ``up`` started: one node or a cluster) and Redis;
-    ``wipe`` deletes their data too, only in a folder the stack ran in."""
+    ``wipe`` deletes their data too. Only in a folder the stack ran in (``StackPaths.is_stack_home``):
+    a home that does not exist has nothing to stop or delete (a cleanup before anything ran
+    succeeds), and an unmarked folder is neither created, nor made 0700, nor given a lock file."""
     paths = StackPaths(settings.home)
-    if wipe and not paths.is_stack_home():
-        raise StackError(
-            f"{paths.home} has no stack.lock: not a Vigil home, nothing deleted; check VIGIL_HOME "
-            "(unset, the stack's home is ~/.cache/vigil)"
-        )
+    stopped = {"kafka": False, "redis": False}
+    if not paths.home.exists():
+        return stopped
+    if not paths.is_stack_home():
+        if wipe:
+            raise StackError(
+                f"{paths.home} is not a Vigil home (no {paths.marker.name}): nothing deleted; check VIGIL_HOME "
+                "(unset, the stack's home is ~/.cache/vigil)"
+            )
+        return stopped
     with stack_lock(settings.home):
         stopped = {"kafka": stop_kafka(settings), "redis": stop_pid(paths.redis_pid)}
         paths.started.unlink(missing_ok=True)
@@ -151,7 +180,7 @@ def _require_answer(addresses: list[tuple[str, int] | None], what: str, setting:
 def stack_status(settings: Settings) -> dict[str, object]:
     from vigil.infra.kafka_features import read_metadata_version
 
-    settings = as_started(settings)  # the brokers and protocol `stack up` started, not the environment's
+    settings, settings_from = _as_started(settings)  # the brokers and protocol `stack up` started
     paths = StackPaths(settings.home)
     kafka, redis = kafka_endpoint(settings), redis_endpoint(settings)
     try:
@@ -168,6 +197,7 @@ def stack_status(settings: Settings) -> dict[str, object]:
             "pids": [pid_alive(p) for p in paths.node_pid_files() if p.exists()],
             "listening": listening,
             "replication_factor": kafka.replication_factor,
+            "settings_from": settings_from,
             "version": kafka_version(paths) if kafka.embedded else None,  # of a cluster of others: its own tools
             "metadata_version": read_metadata_version(settings) if any(listening) else "not read: no broker listening",
         },

@@ -109,14 +109,19 @@ def require_java() -> str:
     return java
 
 
+# what the JDK launcher's @argfile reader (libjli args.c) unescapes inside double quotes
+_ARGFILE_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f"})
+
+
 def java_argfile(args: Sequence[str]) -> bytes:
     """``args`` (a main class and its arguments) as a Java launcher @argfile: ``java ... @file``
     reads them from the file, so ``ps`` shows the file's name, not them (the SCRAM passwords
     StorageTool formats storage with). One argument a line, in double quotes, a backslash or quote in
-    it escaped as the launcher reads them; the launcher reads @files only before the main class, so
-    the main class goes in the file too."""
-    quoted = ('"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"' for arg in args)
-    return "".join(f"{line}\n" for line in quoted).encode()
+    it escaped as the launcher reads them, and so are a newline, carriage return, tab and form feed:
+    the launcher ends a token at a raw newline even inside quotes (a password with one became two
+    arguments), and decodes ``\\n``, ``\\r``, ``\\t``, ``\\f`` inside quotes. The launcher reads @files
+    only before the main class, so the main class goes in the file too."""
+    return "".join(f'"{arg.translate(_ARGFILE_ESCAPES)}"\n' for arg in args).encode()
 
 
 def java_cmd(paths: StackPaths, node_dir: Path, log_file: Path, heap_mb: int, main: str, *args: str) -> list[str]:

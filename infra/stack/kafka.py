@@ -27,6 +27,7 @@ from vigil.infra.stack.processes import (
     free_port_series,
     pid_alive,
     port_open,
+    server_started,
     start_daemon,
     stop_pid,
 )
@@ -224,7 +225,7 @@ def start_kafka(settings: Settings, timeout_s: float = 120.0, only: int | None =
     for index, (port, controller) in enumerate(ports):
         if only is not None and index != only:
             continue
-        if pid_alive(node_pid_file(settings, index)) is not None:
+        if server_started(node_pid_file(settings, index), port):
             # running, or still booting (a Ctrl-C'd `stack up`, log recovery after an unclean stop):
             # wait_kafka_ready waits for its port. Started again, a second JVM took the same data
             # folder and the pid file, and the first was left where `stack down` could not stop it
@@ -244,15 +245,30 @@ def start_kafka(settings: Settings, timeout_s: float = 120.0, only: int | None =
 def port_taken_hint(settings: Settings, port: int, setting: str) -> str:
     """One line for a node's ``port`` taken by another process: the ``setting``
     (``EMBEDDED_PORT`` or ``EMBEDDED_CONTROLLER_PORT``) to change, and a value whose ports are free
-    and clash with none of the stack's others (the other listener's, the embedded Redis')."""
+    and clash with none of the stack's others (the other listener's, the embedded Redis'). The value
+    is of the other parity than the other listener's base (docs/operations.md: an even and an odd
+    base never meet, whatever the number of nodes), and the settings accept it with the brokers they
+    run: 19094 for a taken controller port 19093 fitted one node, and ``--brokers 3`` then refused it."""
+    from vigil.schemas.errors import UserError
+
     k = settings.kafka
+    client = setting == "EMBEDDED_PORT"
     ports = embedded_node_ports(k)
-    clients, controllers = [p for p, _ in ports], [c for _, c in ports]
-    avoid = set(controllers if setting == "EMBEDDED_PORT" else clients)
+    avoid = {c for _, c in ports} if client else {p for p, _ in ports}
     if settings.redis.url is None:
         avoid.add(settings.redis.embedded_port)
-    start = (k.embedded_port if setting == "EMBEDDED_PORT" else k.embedded_controller_port) + 1
-    free = free_port_series(start, k.brokers, avoid)
+    other_base = k.embedded_controller_port if client else k.embedded_port
+
+    def unusable(candidate: int) -> bool:  # the other listener's parity, or another program's port
+        return (candidate - other_base) % 2 == 0 or port_open(HOST, candidate)
+
+    start = (k.embedded_port if client else k.embedded_controller_port) + 1
+    while (free := free_port_series(start, k.brokers, avoid, unusable)) is not None:
+        try:
+            settings.with_kafka(**{"embedded_port" if client else "embedded_controller_port": free})
+            break
+        except UserError:  # not a value these settings accept with their brokers: the next series
+            start = free + 1
     value = "<another port>" if free is None else str(free)
     return f"port {port} is taken by another process; set VIGIL_KAFKA__{setting}={value}"
 

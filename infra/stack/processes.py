@@ -14,7 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from vigil.infra.secrets import REDIS_USER
 from vigil.schemas.errors import UserError
+
+# the file that makes a folder a Vigil home (``stack up`` writes it; ``stack down`` needs it)
+MARKER = ".vigil-home"
 
 
 class StackError(UserError):
@@ -60,10 +64,24 @@ class StackPaths:
         needs none of ``up``'s options (it listed node 0 of three, and spoke PLAINTEXT to SASL_SSL)."""
         return self.home / "stack.json"
 
+    @property
+    def marker(self) -> Path:
+        """Written by ``stack up`` alone (``mark_stack_home``): this folder is a Vigil home."""
+        return self.home / MARKER
+
     def is_stack_home(self) -> bool:
-        """The stack ran here: its lock, or the cluster id of a home older than the lock. ``stack down
-        --wipe`` deletes nothing elsewhere (an empty VIGIL_HOME made the current folder the home)."""
-        return (self.home / "stack.lock").exists() or (self.kafka / "cluster.id").exists()
+        """The stack ran here: its marker, or, in a home older than the marker, what only the stack
+        writes: Kafka's cluster id or the embedded Redis' ``auth.conf`` (its ``vigil`` ACL user).
+        ``stack down`` touches nothing elsewhere, and ``--wipe`` deletes nothing (an empty
+        VIGIL_HOME made the current folder the home). Not ``stack.lock``: a plain ``stack down``
+        created it wherever VIGIL_HOME pointed, and ``down --wipe`` then trusted it."""
+        if self.marker.is_file() or (self.kafka / "cluster.id").is_file():
+            return True
+        try:
+            auth = (self.redis / "auth.conf").read_text(errors="replace")
+        except OSError:
+            return False
+        return any(line.startswith(f"user {REDIS_USER} on >") for line in auth.splitlines())
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -107,6 +125,21 @@ def pid_alive(pid_file: Path) -> int | None:
     return pid
 
 
+def server_started(pid_file: Path, port: int, host: str = "127.0.0.1") -> bool:
+    """The server ``pid_file`` names runs, or is still booting: alive and named by pid and start
+    time (its port may not be open yet: waited for, not started twice), or, for a file of the pid
+    alone (an older version's, or written where /proc could not say), alive and listening on
+    ``port``. Such a file naming an unrelated live process (the pid reused after a reboot) made the
+    node "booting", and ``stack up`` waited out its whole timeout for a port nobody opened."""
+    if pid_alive(pid_file) is None:
+        return False
+    try:
+        with_start_time = len(pid_file.read_text().split()) > 1
+    except OSError:
+        return False
+    return with_start_time or port_open(host, port)
+
+
 def started_at(pid: int) -> str | None:
     """When process ``pid`` started (clock ticks after boot, /proc/<pid>/stat field 22): with the pid,
     it names one process; None where /proc cannot say."""
@@ -116,17 +149,32 @@ def started_at(pid: int) -> str | None:
         return None
 
 
-@contextmanager
-def stack_lock(home: Path) -> Iterator[None]:
-    """The embedded stack's start and stop, one at a time per home: two ``stack up`` (a demo and a
-    ``stack up``) both started a broker, each wrote its pid in the same file, and the survivor, whose
-    pid the file no longer held, was left running where ``stack down`` could not stop it. The home,
-    where the stack keeps its data, is made private to its owner (0700)."""
+def _private_home(home: Path) -> None:
+    """Create ``home`` if need be, private to its owner (0700)."""
     home.mkdir(parents=True, exist_ok=True)
     if home.stat().st_uid == os.getuid():
         # the brokers' logs hold every event (patient ids, values) and Redis' files every window:
         # the home was 0755, readable by any local user where $HOME or VIGIL_HOME lets them in
         home.chmod(0o700)
+
+
+def mark_stack_home(home: Path) -> None:
+    """Make ``home`` a Vigil home: created, private to its owner, with its marker. Only ``stack up``
+    calls it: ``stack down`` and its ``--wipe`` act only in a folder marked so."""
+    _private_home(home)
+    marker = StackPaths(home).marker
+    if not marker.exists():
+        marker.write_text("A Vigil home: `vigil stack down --wipe` deletes the Kafka and Redis data in it.\n")
+
+
+@contextmanager
+def stack_lock(home: Path) -> Iterator[None]:
+    """The embedded stack's start and stop, one at a time per home: two ``stack up`` (a demo and a
+    ``stack up``) both started a broker, each wrote its pid in the same file, and the survivor, whose
+    pid the file no longer held, was left running where ``stack down`` could not stop it. The home,
+    where the stack keeps its data, is made private to its owner (0700). ``stack down`` takes it
+    only in a marked home (``StackPaths.is_stack_home``): it made any folder VIGIL_HOME named."""
+    _private_home(home)
     with open(home / "stack.lock", "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the other start or stop to end
         try:

@@ -29,7 +29,14 @@ from typing import Final
 from vigil.infra.connect import embedded_node_ports, redis_client, redis_endpoint
 from vigil.infra.secrets import REDIS_ADMIN_PASSWORD, REDIS_PASSWORD, REDIS_USER, ensure_secret, write_private
 from vigil.infra.settings import Settings
-from vigil.infra.stack.processes import StackError, StackPaths, free_port_series, pid_alive, port_open, start_daemon
+from vigil.infra.stack.processes import (
+    StackError,
+    StackPaths,
+    free_port_series,
+    port_open,
+    server_started,
+    start_daemon,
+)
 
 MIN_PACKAGED_VERSION = (7, 0, 15)
 MIN_UNPACKAGED_VERSION = (7, 2, 11)
@@ -149,7 +156,8 @@ def start_redis(settings: Settings, timeout_s: float = 20.0) -> str:
     url = redis_endpoint(settings).url
     # running, or still loading its AOF (not listening yet): waited for below, not started a second
     # time over the same files and pid file
-    child = None if pid_alive(paths.redis_pid) is not None else _start_redis_server(settings, paths)
+    running = server_started(paths.redis_pid, settings.redis.embedded_port)
+    child = None if running else _start_redis_server(settings, paths)
     client = redis_client(settings, admin=True, socket_timeout=1)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

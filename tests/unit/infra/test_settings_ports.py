@@ -84,3 +84,32 @@ def test_a_taken_controller_port_stops_the_start_with_a_free_port_to_set(
     suggested = int(str(caught.value).rsplit("=", 1)[1])
     assert suggested not in (port, port + 1, settings.redis.embedded_port)
     assert KafkaSettings(embedded_port=port, embedded_controller_port=suggested)  # a setting the settings accept
+
+
+@pytest.mark.parametrize(
+    ("kafka_settings", "setting", "busy"),
+    [
+        ({}, "EMBEDDED_CONTROLLER_PORT", {19093}),  # the hint named 19094, the clients' parity
+        ({}, "EMBEDDED_PORT", {19092, 19094}),  # it named 19095, the controllers' parity
+        ({"brokers": 3}, "EMBEDDED_CONTROLLER_PORT", {19093, 19097}),  # it named 19098: 5 nodes met
+    ],
+)
+def test_a_taken_port_hint_names_a_base_of_the_other_listeners_opposite_parity(
+    monkeypatch: pytest.MonkeyPatch, kafka_settings: dict[str, object], setting: str, busy: set[int]
+) -> None:
+    """An even client base and an odd controller base never meet, whatever the number of nodes: a
+    suggestion of the other listener's parity fitted one node, and ``stack up --brokers 3`` refused it."""
+    from vigil.infra.stack import processes
+
+    monkeypatch.setattr(kafka, "port_open", lambda host, port, timeout=0.5: port in busy)
+    monkeypatch.setattr(processes, "port_open", lambda host, port, timeout=0.5: port in busy)
+    settings = Settings(kafka=kafka_settings)
+    taken = min(busy)
+    hint = kafka.port_taken_hint(settings, taken, setting)
+    assert hint.startswith(f"port {taken} is taken by another process; set VIGIL_KAFKA__{setting}=")
+    suggested = int(hint.rsplit("=", 1)[1])
+    k = settings.kafka
+    other = k.embedded_port if setting == "EMBEDDED_CONTROLLER_PORT" else k.embedded_controller_port
+    assert (suggested - other) % 2 == 1 and suggested not in busy
+    for brokers in (1, 3, 5):  # the setting holds whatever the cluster's size
+        assert settings.with_kafka(brokers=brokers, **{setting.lower(): suggested}).kafka.brokers == brokers

@@ -82,3 +82,73 @@ def test_a_redis_still_loading_is_waited_for_not_started_again(
     monkeypatch.setattr(redis_server, "redis_client", lambda *args, **kwargs: Client())
     assert redis_server.start_redis(settings, timeout_s=5).startswith("redis://")
     assert started == [] and pid_file.read_text().split()[0] == str(booting.pid)
+
+
+def test_a_pid_only_file_naming_an_unrelated_live_process_does_not_hold_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, booting: subprocess.Popen[bytes]
+) -> None:
+    """A pid file of the pid alone (an older version's, or written where /proc could not say) cannot
+    tell a booting broker from a process that got the pid after a reboot: without the port open it
+    is not the broker, which is started (the start waited 120 s for a port nobody would open)."""
+    port = free_port_block(2)
+    settings = Settings(home=tmp_path, kafka={"embedded_port": port, "embedded_controller_port": port + 1})
+    pid_file = kafka.node_pid_file(settings, 0)
+    pid_file.parent.mkdir(parents=True)
+    pid_file.write_text(str(booting.pid))
+    started: list[list[str]] = []
+    monkeypatch.setattr(kafka, "ensure_kafka_jars", lambda paths: paths.libs)
+    monkeypatch.setattr(kafka, "_prepare_node", lambda *args: ["java", "kafka.Kafka"])
+    monkeypatch.setattr(kafka, "start_daemon", lambda args, log, pid: started.append(args))
+    monkeypatch.setattr(kafka, "wait_kafka_ready", lambda *args: None)
+    kafka.start_kafka(settings)
+    assert started == [["java", "kafka.Kafka"]]
+
+
+def test_a_pid_only_file_of_a_listening_server_is_still_taken_at_its_word(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, booting: subprocess.Popen[bytes]
+) -> None:
+    """A broker an older version started (pid-only file) and serving on its port is not started again."""
+    import socket
+
+    port = free_port_block(2)
+    settings = Settings(home=tmp_path, kafka={"embedded_port": port, "embedded_controller_port": port + 1})
+    pid_file = kafka.node_pid_file(settings, 0)
+    pid_file.parent.mkdir(parents=True)
+    pid_file.write_text(str(booting.pid))
+    monkeypatch.setattr(kafka, "ensure_kafka_jars", lambda paths: paths.libs)
+    monkeypatch.setattr(kafka, "_prepare_node", lambda *args: pytest.fail("started a second broker"))
+    monkeypatch.setattr(kafka, "wait_kafka_ready", lambda *args: None)
+    with socket.socket() as server:  # stands for the broker's client listener
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        kafka.start_kafka(settings)
+
+
+def test_a_pid_only_redis_file_naming_an_unrelated_live_process_does_not_hold_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, booting: subprocess.Popen[bytes]
+) -> None:
+    settings = Settings(home=tmp_path, redis={"embedded_port": free_port_block(1)})
+    pid_file = tmp_path / "redis" / "redis.pid"
+    pid_file.parent.mkdir(parents=True)
+    pid_file.write_text(str(booting.pid))
+    started: list[list[str]] = []
+
+    class Server:
+        def poll(self) -> None:
+            return None
+
+    class Client:
+        def ping(self) -> bool:
+            return bool(started)
+
+    binary = redis_server.RedisBinary("/usr/bin/redis-server", (7, 0, 15), True)
+    monkeypatch.setattr(redis_server, "redis_binary", lambda settings: binary)
+
+    def start_daemon(args: list[str], log: object, pid: object) -> Server:
+        started.append(args)
+        return Server()
+
+    monkeypatch.setattr(redis_server, "start_daemon", start_daemon)
+    monkeypatch.setattr(redis_server, "redis_client", lambda *args, **kwargs: Client())
+    assert redis_server.start_redis(settings, timeout_s=2).startswith("redis://")
+    assert len(started) == 1

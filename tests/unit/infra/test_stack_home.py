@@ -11,7 +11,6 @@ from pydantic import ValidationError
 
 from vigil.infra.settings import Settings
 from vigil.infra.stack import StackError, stack_down
-from vigil.infra.stack.processes import stack_lock
 
 
 @pytest.mark.parametrize("value", ["", "  "])
@@ -37,6 +36,13 @@ def test_a_relative_or_tilde_home_is_made_absolute(monkeypatch: pytest.MonkeyPat
     assert Settings().home.is_absolute()  # the default, ~/.cache/vigil
 
 
+def test_a_path_naming_no_folder_is_refused_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Path("")`` is ``Path(".")``: its text is not empty, and it became the current folder."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValidationError, match="VIGIL_HOME is empty"):
+        Settings(home=Path(""))
+
+
 def _folder_with_data(folder: Path) -> None:
     (folder / "redis").mkdir(parents=True)
     (folder / "redis" / "my-own-file.txt").write_text("not Vigil's")
@@ -46,19 +52,70 @@ def _folder_with_data(folder: Path) -> None:
 def test_wipe_deletes_nothing_in_a_folder_the_stack_never_ran_in(tmp_path: Path) -> None:
     _folder_with_data(tmp_path)
     tmp_path.chmod(0o755)
-    with pytest.raises(StackError, match="not a Vigil home, nothing deleted; check VIGIL_HOME"):
+    with pytest.raises(StackError, match="not a Vigil home .*nothing deleted; check VIGIL_HOME"):
         stack_down(Settings(home=tmp_path), wipe=True)
     assert (tmp_path / "redis" / "my-own-file.txt").exists() and (tmp_path / "kafka" / "data").is_dir()
     assert tmp_path.stat().st_mode & 0o777 == 0o755 and not (tmp_path / "stack.lock").exists()
 
 
-@pytest.mark.parametrize("marker", ["stack.lock", "kafka/cluster.id"])  # a home older than the lock has its cluster id
-def test_wipe_still_empties_a_home_the_stack_ran_in(tmp_path: Path, marker: str) -> None:
+def test_a_plain_down_does_not_make_a_folder_a_home_that_a_wipe_then_empties(tmp_path: Path) -> None:
+    """``VIGIL_HOME=. vigil stack down`` wrote stack.lock (and made the folder 0700); ``vigil stack
+    down --wipe`` then took the lock for the stack's and deleted ./redis and ./kafka/data."""
     _folder_with_data(tmp_path)
-    if marker == "stack.lock":
-        with stack_lock(tmp_path):
-            pass
+    tmp_path.chmod(0o755)
+    assert stack_down(Settings(home=tmp_path)) == {"kafka": False, "redis": False}
+    assert tmp_path.stat().st_mode & 0o777 == 0o755 and sorted(p.name for p in tmp_path.iterdir()) == ["kafka", "redis"]
+    with pytest.raises(StackError, match="not a Vigil home"):
+        stack_down(Settings(home=tmp_path), wipe=True)
+    assert (tmp_path / "redis" / "my-own-file.txt").exists() and (tmp_path / "kafka" / "data").is_dir()
+
+
+@pytest.mark.parametrize("wipe", [False, True])
+def test_down_of_a_home_that_does_not_exist_succeeds_and_creates_nothing(tmp_path: Path, wipe: bool) -> None:
+    """The cleanup after a bench (``vigil stack down --wipe``) on a home nothing ran in yet."""
+    home = tmp_path / "never-started"
+    assert stack_down(Settings(home=home), wipe=wipe) == {"kafka": False, "redis": False}
+    assert not home.exists()
+
+
+def _stood_in_up(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stack up`` in ``home``, its servers stood in for."""
+    import vigil.infra.stack as stack
+    from vigil.infra.ports import free_port_block
+
+    for name in ("start_redis", "start_kafka", "ensure_topics"):
+        monkeypatch.setattr(stack, name, lambda *args: None)
+    base = free_port_block(2)
+    stack.stack_up(
+        Settings(
+            home=home,
+            kafka={"embedded_port": base, "embedded_controller_port": base + 1},
+            redis={"embedded_port": free_port_block(1)},
+        )
+    )
+
+
+# ".vigil-home": what `stack up` writes; a home older than it: Kafka's cluster id, or (a stack that ran
+# Redis alone, Kafka outside) the embedded Redis' auth.conf with Vigil's ACL user in it
+@pytest.mark.parametrize("marker", [".vigil-home", "kafka/cluster.id", "redis/auth.conf"])
+def test_wipe_still_empties_a_home_the_stack_ran_in(
+    tmp_path: Path, marker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _folder_with_data(tmp_path)
+    if marker == ".vigil-home":
+        _stood_in_up(tmp_path, monkeypatch)
+        assert (tmp_path / marker).is_file() and tmp_path.stat().st_mode & 0o777 == 0o700
+    elif marker == "redis/auth.conf":
+        (tmp_path / marker).write_text("user default on >a ~* &* +@all\nuser vigil on >b ~vigil:* &* +@all\n")
     else:
         (tmp_path / marker).write_text("AbCdEfGhIjKlMnOpQrStUw")
     assert stack_down(Settings(home=tmp_path), wipe=True) == {"kafka": False, "redis": False}
     assert not (tmp_path / "redis").exists() and not (tmp_path / "kafka" / "data").exists()
+
+
+def test_an_auth_conf_that_is_not_the_stacks_does_not_make_a_home(tmp_path: Path) -> None:
+    _folder_with_data(tmp_path)
+    (tmp_path / "redis" / "auth.conf").write_text("requirepass mine\n")
+    with pytest.raises(StackError, match="not a Vigil home"):
+        stack_down(Settings(home=tmp_path), wipe=True)
+    assert (tmp_path / "redis" / "my-own-file.txt").exists()

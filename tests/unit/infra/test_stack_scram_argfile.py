@@ -5,6 +5,7 @@ JVM's held the service's and the brokers' super user's."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -52,10 +53,38 @@ def test_the_storage_format_reads_the_scram_users_from_a_private_argfile_removed
         ("SCRAM-SHA-512=[name=vigil,password=a-b_c]", '"SCRAM-SHA-512=[name=vigil,password=a-b_c]"'),
         ('pa"ss\\wo rd', '"pa\\"ss\\\\wo rd"'),  # as the launcher unescapes it (checked with the real JDK)
         ("#not-a-comment", '"#not-a-comment"'),
+        # the launcher ends a token at a raw newline or carriage return even inside quotes: a
+        # password with one was two arguments; it decodes these escapes inside quotes
+        ("pa\nss\rwo\trd\f", '"pa\\nss\\rwo\\trd\\f"'),
     ],
 )
 def test_each_argument_is_one_quoted_line_of_the_argfile(arg: str, line: str) -> None:
     assert java_argfile(["kafka.tools.StorageTool", arg]).decode() == f'"kafka.tools.StorageTool"\n{line}\n'
+
+
+ARGS_PROGRAM = """public class Args { public static void main(String[] a) throws Exception {
+  for (String s : a) { System.out.write(s.getBytes("UTF-8")); System.out.write(0); } System.out.flush(); } }"""
+
+
+@pytest.mark.skipif(shutil.which("javac") is None or shutil.which("java") is None, reason="no JDK here")
+def test_the_java_launcher_reads_every_argument_back_as_written(tmp_path: Path) -> None:
+    """The real JDK launcher (libjli) reads the @argfile: each argument arrives whole."""
+    (tmp_path / "Args.java").write_text(ARGS_PROGRAM)
+    subprocess.run(["javac", "-d", str(tmp_path), str(tmp_path / "Args.java")], check=True, timeout=120)
+    args = [
+        "-c",
+        '/home/a b/it\'s "q"/server.properties',
+        "SCRAM-SHA-512=[name=vigil,password=p\\a#ss]",
+        "pa\nss",
+        "c\r\nr",
+        "t\tb\f",
+        "\\n is not a newline",
+        "ends in a backslash\\",
+    ]
+    argfile = tmp_path / "args"
+    argfile.write_bytes(java_argfile(["Args", *args]))
+    done = subprocess.run(["java", "-cp", str(tmp_path), f"@{argfile}"], capture_output=True, check=True, timeout=120)
+    assert done.stdout.decode().split("\0")[:-1] == args
 
 
 def test_compose_kafka_formats_with_its_super_users_password_in_a_file_not_on_the_command_line(tmp_path: Path) -> None:

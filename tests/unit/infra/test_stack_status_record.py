@@ -4,6 +4,7 @@ started from ``<home>/stack.json``. After ``up --brokers 3`` status listed node 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,31 @@ def test_the_stack_commands_take_only_the_options_the_readme_names() -> None:
         for option in ("--secure", "--brokers", "--wipe"):
             assert (option in shown) == (option in options), (command, option)
     assert "`vigil stack up [--secure] [--brokers 3]`" in readme and "`vigil stack down [--wipe]`" in readme
+
+
+@pytest.mark.parametrize(
+    ("recorded", "cluster_planned", "brokers"),
+    [
+        ({"brokers": 1}, True, 3),  # `up` started one node; the environment now plans a cluster (factor 3)
+        ({"brokers": 3}, False, 1),  # `up --brokers 3`; the environment's Redis port is now node 2's
+    ],
+)
+def test_a_record_that_no_longer_fits_the_environment_leaves_status_to_it(
+    tmp_path: Path, recorded: dict[str, object], cluster_planned: bool, brokers: int
+) -> None:
+    """``status`` stopped in a UserError where the docstring promised the environment's settings."""
+    (tmp_path / "stack.json").write_text(json.dumps({**recorded, "security_protocol": "PLAINTEXT"}))
+    base = free_port_block(6)  # nothing listens: no broker of another stack is asked
+    kafka_settings = {"embedded_port": base, "embedded_controller_port": base + 1}
+    if cluster_planned:
+        settings = Settings(
+            home=tmp_path,
+            kafka={**kafka_settings, "brokers": 3, "replication_factor": 3},
+            redis={"embedded_port": free_port_block(1)},
+        )
+    else:
+        settings = Settings(home=tmp_path, kafka=kafka_settings, redis={"embedded_port": base + 4})
+    assert stack.as_started(settings).kafka.brokers == brokers
+    kafka = stack.stack_status(settings)["kafka"]
+    assert isinstance(kafka, dict) and kafka["brokers"] == brokers
+    assert "does not fit" in str(kafka["settings_from"]) and "stack.json" in str(kafka["settings_from"])
