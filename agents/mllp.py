@@ -20,9 +20,12 @@ at most ``mllp.max_connections`` connections are served (more are closed at once
 one is closed after ``mllp.idle_timeout_s``. No sender holds a slot for ever by being slow: a frame
 (or a run of stray bytes) not ended within ``mllp.idle_timeout_s`` of its first byte is cut with its
 connection, and so is a sender that reads none of an ACK for as long (its message is stored: sent
-again, it is counted ``duplicate``). Bytes outside any frame and a frame cut off by its connection
-are dead letters (``parse_error``): nothing is dropped unaccounted. Logs carry counts and the
-peer's address, never a patient's id or values."""
+again, it is counted ``duplicate``). Only a message's end (a frame, answered) starts a new deadline:
+a start byte cutting the frame held ends no message, so a VT a second does not keep a slot either.
+Bytes outside any frame and a frame cut off by its connection are dead letters (``parse_error``);
+the whole messages a cut connection had sent after the ACK it did not read are not answered, and
+are the sender's to send again (MLLP: no ACK, send again), counted as ``unanswered``: nothing is
+dropped unaccounted. Logs carry counts and the peer's address, never a patient's id or values."""
 
 from __future__ import annotations
 
@@ -134,6 +137,7 @@ class Tally:
     ignored: Counter[str] = field(default_factory=Counter)  # parts not mapped, by reason (not errors)
     ignored_units: Counter[str] = field(default_factory=Counter)  # ORU^R01 from units neither monitored nor away
     cut_connections: Counter[str] = field(default_factory=Counter)  # closed for a slow sender, by why
+    unanswered: int = 0  # whole messages read but not answered when their connection was cut: sent again
 
     def summary(self) -> dict[str, object]:
         return {
@@ -204,6 +208,7 @@ async def converse(
     framer = MllpFramer(limits.max_message_bytes)
     loop = asyncio.get_running_loop()
     deadline: float | None = None  # when the item the framer holds must have ended (loop time)
+    leftover: list[Item] = []  # strays read after an ACK never read, on a connection cut for it
     try:
         while True:
             wait_s = read_wait_s(limits.idle_timeout_s, deadline, loop.time())
@@ -216,24 +221,30 @@ async def converse(
             if not data:
                 break
             items = framer.feed(data)
-            for item in items:
+            for index, item in enumerate(items):
                 answer = await handle(item, publish, limits, tally, units, default_tz)
                 if answer is not None:
                     writer.write(answer)
                     try:
                         await asyncio.wait_for(writer.drain(), limits.idle_timeout_s)
                     except TimeoutError:
-                        _cut(writer, tally, "unread_acks", limits.idle_timeout_s)
-                        # its buffer will never be read: not flushed on close. The frames after this
-                        # one are unanswered, so their sender still holds them to send again
-                        writer.transport.abort()
+                        later = items[index + 1 :]
+                        # the messages after this one get no ACK, so their sender still holds them to
+                        # send again: counted, not stored; the strays among them have no sender to send
+                        # them again, so they are dead-lettered below with what the framer holds
+                        unanswered = sum(not isinstance(left, Stray) for left in later)
+                        leftover = [left for left in later if isinstance(left, Stray)]
+                        tally.unanswered += unanswered
+                        _cut(writer, tally, "unread_acks", limits.idle_timeout_s, unanswered)
+                        writer.transport.abort()  # its buffer will never be read: not flushed on close
                         return
             # counted once our answers are written, not while we publish: our broker's delay is not the sender's
-            deadline = item_deadline(framer.holding, bool(items), deadline, loop.time(), limits.idle_timeout_s)
+            ended = any(not isinstance(item, Stray) for item in items)  # a start byte's cut ends no message
+            deadline = item_deadline(framer.holding, ended, deadline, loop.time(), limits.idle_timeout_s)
     except (ConnectionError, OSError):
         pass  # the peer went away; what it left is accounted for below
     finally:
-        for item in framer.close():
+        for item in leftover + framer.close():
             await handle(item, publish, limits, tally, units, default_tz)
         await _hang_up(writer, limits.idle_timeout_s)
 
@@ -243,18 +254,22 @@ def read_wait_s(idle_s: float, deadline: float | None, now: float) -> float:
     return idle_s if deadline is None else max(0.0, min(idle_s, deadline - now))
 
 
-def item_deadline(holding: bool, ended_any: bool, deadline: float | None, now: float, limit_s: float) -> float | None:
+def item_deadline(
+    holding: bool, message_ended: bool, deadline: float | None, now: float, limit_s: float
+) -> float | None:
     """The deadline of the item the framer holds after a read: none when it holds none; a new one when
-    the item began in this read (nothing held before, or an item ended in it: what is held now began
-    after that end); else the one it had, so that trickling does not move it."""
+    nothing was held before, or a message (a frame, or one over the size limit) ended in this read;
+    else the one it had, so that trickling does not move it. A stray ending (bytes outside a frame, or
+    a frame a start byte cut) is no message: with ``message_ended`` for it, one VT sent just under
+    every ``limit_s`` cut the frame held and began another with a new deadline, for ever."""
     if not holding:
         return None
-    return now + limit_s if deadline is None or ended_any else deadline
+    return now + limit_s if deadline is None or message_ended else deadline
 
 
-def _cut(writer: asyncio.StreamWriter, tally: Tally, why: str, limit_s: float) -> None:
+def _cut(writer: asyncio.StreamWriter, tally: Tally, why: str, limit_s: float, unanswered: int = 0) -> None:
     tally.cut_connections[why] += 1
-    log.warning("mllp.connection_too_slow", peer=peer_name(writer), why=why, limit_s=limit_s)
+    log.warning("mllp.connection_too_slow", peer=peer_name(writer), why=why, limit_s=limit_s, unanswered=unanswered)
 
 
 async def _hang_up(writer: asyncio.StreamWriter, within_s: float) -> None:

@@ -61,7 +61,10 @@ def mllp(
     if metrics_port:
         from prometheus_client import start_http_server
 
-        require_free_port(settings.metrics_host, metrics_port, "VIGIL_METRICS_HOST", "--metrics-port")
+        # prometheus_client binds the host's first address only, dual-stack
+        require_free_port(
+            settings.metrics_host, metrics_port, "VIGIL_METRICS_HOST", "--metrics-port", binds="first_address"
+        )
         from vigil.infra.metrics import registry_outside_worker
 
         start_http_server(metrics_port, addr=settings.metrics_host, registry=registry_outside_worker())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from typing import Literal
 
 from vigil.infra.connect import kafka_bootstrap, redis_address, redis_endpoint
 from vigil.infra.settings import Settings
@@ -68,22 +69,37 @@ def require_redis(settings: Settings, given: str | None = None) -> str:
     return url
 
 
-def require_free_port(host: str, port: int, host_from: str = "--host", port_from: str = "--port") -> None:
+# How the server that follows binds its host, which the check must copy: a check binding otherwise
+# passes a port the server then fails on (after announcing its URL), or refuses one it would bind.
+# "every_address": asyncio's ``loop.create_server`` (``vigil mllp``'s asyncio.start_server, and uvicorn.run
+# as ``vigil serve`` and the demo call it: an app object, one worker, no reload; uvicorn's own
+# ``Config.bind_socket``, one AF_INET socket for a host without ':', is used only with workers or
+# reload): each address the host resolves to, SO_REUSEADDR, IPV6_V6ONLY on an IPv6 socket.
+# "first_address": http.server's, as prometheus_client's ``start_http_server`` binds (the metrics
+# port): the first address only, SO_REUSEADDR, an IPv6 socket left dual-stack (so "::" takes the
+# port on IPv4 too).
+Binds = Literal["every_address", "first_address"]
+
+
+def require_free_port(
+    host: str, port: int, host_from: str = "--host", port_from: str = "--port", binds: Binds = "every_address"
+) -> None:
     """Refuse a port another process listens on, and a host this machine cannot listen on, in one
-    line naming the option to change (``host_from``, ``port_from``). Each address the host resolves
-    to is bound as asyncio's server binds them (its family, SO_REUSEADDR, IPv6 only on an IPv6
-    socket): a port whose last connections linger in TIME_WAIT, as after a demo run a minute ago, is
-    free to them, and a listener still refuses the bind. Only EADDRINUSE is a taken port: an IPv4
-    socket for "::1" once made every IPv6 host "already in use"."""
+    line naming the option to change (``host_from``, ``port_from``). The host is bound as the server
+    that follows binds it (``binds``, see ``Binds``), SO_REUSEADDR included: a port whose last
+    connections linger in TIME_WAIT, as after a demo run a minute ago, is free to them, and a listener
+    still refuses the bind. Only EADDRINUSE is a taken port: an IPv4 socket for "::1" once made every
+    IPv6 host "already in use"."""
     try:
         found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise UserError(f"{host_from} {host} cannot be used here: unknown host ({exc.strerror})") from exc
-    for family, kind, proto, _, address in dict.fromkeys(found):
+    addresses = list(dict.fromkeys(found))
+    for family, kind, proto, _, address in addresses if binds == "every_address" else addresses[:1]:
         try:
             with socket.socket(family, kind, proto) as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                if binds == "every_address" and family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
                     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 s.bind(address)
         except OSError as exc:

@@ -324,8 +324,48 @@ def test_a_deadline_is_kept_while_an_item_trickles_and_renewed_for_the_next() ->
     assert item_deadline(True, False, 15.0, 12.0, 5.0) == 15.0  # more of it: the deadline stays
     assert item_deadline(True, True, 15.0, 13.0, 5.0) == 18.0  # one ended, the next began
     assert item_deadline(False, True, 15.0, 13.0, 5.0) is None  # between frames: only the idle timeout
+    # a start byte cut the frame held and began another: no message ended, the first byte's deadline stays
+    assert item_deadline(True, False, 15.0, 14.0, 5.0) == 15.0
     assert read_wait_s(5.0, None, 13.0) == 5.0 and read_wait_s(5.0, 15.0, 13.0) == 2.0
     assert read_wait_s(5.0, 15.0, 16.0) == 0.0
+
+
+def test_a_sender_trickling_start_bytes_is_cut_at_the_first_ones_deadline() -> None:
+    """Any item ended renewed the deadline, the stray a start byte makes of the frame it cuts too: one
+    VT sent just under every ``idle_timeout_s`` held the one slot for ever (a dead letter each time).
+    Only a message's end starts a new deadline; the run of strays keeps the first byte's."""
+    stored: list[Record] = []
+    tally = Tally()
+
+    async def scenario() -> tuple[bytes, bytes]:
+        stop = asyncio.Event()
+        bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        server = asyncio.create_task(serve(stored.extend, SLOW, "127.0.0.1", 0, stop, tally, bound.set_result))
+        port = await bound
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+        async def trickle() -> None:
+            while True:
+                writer.write(b"\x0b")
+                await asyncio.sleep(0.6)
+
+        trickling = asyncio.create_task(trickle())
+        try:
+            cut = await asyncio.wait_for(reader.read(), timeout=4)  # b"": the listener closed it
+        finally:
+            trickling.cancel()
+            writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)  # the slot is free again
+        writer.write(frame(ORU))
+        answer = await asyncio.wait_for(reader.readuntil(b"\x1c\r"), timeout=4)
+        writer.close()
+        stop.set()
+        await server
+        return cut, answer
+
+    cut, answer = asyncio.run(scenario())
+    assert cut == b"" and answer.split(b"\r")[1].startswith(b"MSA|AA|")
+    assert tally.cut_connections == {"slow_frame": 1} and tally.refused_connections == 0
 
 
 class UnreadPeer:
@@ -385,3 +425,32 @@ def test_a_sender_that_reads_no_ack_is_cut_not_waited_on_for_ever() -> None:
     assert tally.cut_connections == {"unread_acks": 1} and tally.acks == {"AA": 1}
     ended, peer, tally = asyncio.run(scenario(full=False, eof=True))  # both answered; the close is what waits
     assert ended and peer.aborted.is_set() and tally.acks == {"AA": 2} and len(peer.written) == 2
+
+
+def test_messages_after_an_unread_ack_are_counted_unanswered_and_strays_among_them_dead_lettered() -> None:
+    """Cut for an ACK it did not read, a connection's later messages in the same read were neither
+    answered nor counted, and the stray bytes among them not dead-lettered: dropped unaccounted. The
+    messages are the sender's to send again (no ACK); they are counted and logged, the strays stored."""
+    import structlog
+
+    from vigil.agents.mllp import converse as serve_connection
+
+    stored: list[Record] = []
+    sent = frame(ORU) + frame(ORU.replace(b"MSG20240315143005001", b"NEXT")) + b"junk" + frame(ADT)
+
+    async def scenario() -> tuple[UnreadPeer, Tally]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(sent)
+        peer, tally = UnreadPeer(full=True), Tally()
+        connection = serve_connection(reader, peer, stored.extend, SLOW, tally)  # type: ignore[arg-type]
+        await asyncio.wait_for(connection, timeout=4)
+        return peer, tally
+
+    with structlog.testing.capture_logs() as logs:
+        peer, tally = asyncio.run(scenario())
+    assert peer.aborted.is_set() and tally.acks == {"AA": 1} and len(peer.written) == 1
+    assert tally.cut_connections == {"unread_acks": 1} and tally.unanswered == 2
+    assert tally.summary()["unanswered"] == 2
+    (cut,) = [line for line in logs if line["event"] == "mllp.connection_too_slow"]
+    assert cut["why"] == "unread_acks" and cut["unanswered"] == 2
+    assert [letter.original() for letter in letters(stored) if letter.reason == "parse_error"] == [b"junk"]
