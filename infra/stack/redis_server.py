@@ -97,8 +97,9 @@ def redis_binary(settings: Settings) -> RedisBinary:
     return binary
 
 
-# What Vigil's clients may do (ACL user ``vigil``): their own keys, no dangerous commands, no scripts
-CLIENT_RULES: Final = "~vigil:* &* +@all -@dangerous -@scripting"
+# What Vigil's clients may do (ACL user ``vigil``): their own keys, no Pub/Sub channel (Vigil uses none),
+# no dangerous commands, no scripts
+CLIENT_RULES: Final = "~vigil:* resetchannels +@all -@dangerous -@scripting"
 # docker-compose's Redis: an unauthenticated connection may only PING (the healthcheck's redis-cli)
 PING_ONLY_DEFAULT: Final = "user default on nopass -@all +ping"
 

@@ -206,7 +206,7 @@ def test_the_redis_users_file_needs_a_password_compose_can_give_and_redis_can_re
     assert done.exit_code == 0, done.output
     assert out.read_text().splitlines() == [
         "user default on nopass -@all +ping",
-        f"user vigil on >{'x' * 32} ~vigil:* &* +@all -@dangerous -@scripting",
+        f"user vigil on >{'x' * 32} ~vigil:* resetchannels +@all -@dangerous -@scripting",
     ]
     assert out.stat().st_mode & 0o777 == 0o600
     assert _compose()["services"]["redis"]["secrets"] == ["redis_users", "redis_pem", "tls_ca"]
