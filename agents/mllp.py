@@ -228,18 +228,16 @@ async def converse(
                     try:
                         await asyncio.wait_for(writer.drain(), limits.idle_timeout_s)
                     except TimeoutError:
-                        later = items[index + 1 :]
-                        # the messages after this one get no ACK, so their sender still holds them to
-                        # send again: counted, not stored; the strays among them have no sender to send
-                        # them again, so they are dead-lettered below with what the framer holds
-                        unanswered = sum(not isinstance(left, Stray) for left in later)
-                        leftover = [left for left in later if isinstance(left, Stray)]
-                        tally.unanswered += unanswered
+                        unanswered, leftover = _unanswered(items[index + 1 :], tally)
                         _cut(writer, tally, "unread_acks", limits.idle_timeout_s, unanswered)
                         writer.transport.abort()  # its buffer will never be read: not flushed on close
                         return
-            # counted once our answers are written, not while we publish: our broker's delay is not the sender's
-            ended = any(not isinstance(item, Stray) for item in items)  # a start byte's cut ends no message
+                    except (ConnectionError, OSError):  # the peer went away with messages unanswered
+                        _, leftover = _unanswered(items[index + 1 :], tally)
+                        return
+            # counted once our answers are written, not while we publish: our broker's delay is not the
+            # sender's. A frame a start byte cut ends no message; bytes outside frames follow a message's end
+            ended = any(not (isinstance(item, Stray) and item.unterminated) for item in items)
             deadline = item_deadline(framer.holding, ended, deadline, loop.time(), limits.idle_timeout_s)
     except (ConnectionError, OSError):
         pass  # the peer went away; what it left is accounted for below
@@ -247,6 +245,15 @@ async def converse(
         for item in leftover + framer.close():
             await handle(item, publish, limits, tally, units, default_tz)
         await _hang_up(writer, limits.idle_timeout_s)
+
+
+def _unanswered(later: list[Item], tally: Tally) -> tuple[int, list[Item]]:
+    """The items read after the last ACK a connection could deliver: its messages get no ACK, so their
+    sender still holds them to send again (counted, not stored); the strays among them have no sender
+    to send them again: returned, to be dead-lettered with what the framer holds."""
+    unanswered = sum(not isinstance(left, Stray) for left in later)
+    tally.unanswered += unanswered
+    return unanswered, [left for left in later if isinstance(left, Stray)]
 
 
 def read_wait_s(idle_s: float, deadline: float | None, now: float) -> float:

@@ -454,3 +454,60 @@ def test_messages_after_an_unread_ack_are_counted_unanswered_and_strays_among_th
     (cut,) = [line for line in logs if line["event"] == "mllp.connection_too_slow"]
     assert cut["why"] == "unread_acks" and cut["unanswered"] == 2
     assert [letter.original() for letter in letters(stored) if letter.reason == "parse_error"] == [b"junk"]
+
+
+def test_a_message_after_bytes_outside_frames_has_a_deadline_of_its_own() -> None:
+    """Bytes outside frames end with the next start byte; taken for a frame a start byte cut, they kept
+    the deadline of their first byte, and the message after them, split over two reads, was cut as
+    slow and lost its ACK."""
+    stored: list[Record] = []
+    tally = Tally()
+    second = frame(ORU.replace(b"MSG20240315143005001", b"SECOND"))
+
+    async def scenario() -> list[bytes]:
+        stop = asyncio.Event()
+        bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        server = asyncio.create_task(serve(stored.extend, SLOW, "127.0.0.1", 0, stop, tally, bound.set_result))
+        port = await bound
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(frame(ORU) + b"x")  # a message, then a stray byte
+        answers = [await asyncio.wait_for(reader.readuntil(b"\x1c\r"), timeout=4)]
+        await asyncio.sleep(0.75)
+        writer.write(second[:20])  # the stray ends here; the second message begins, 0.75 s after it
+        await asyncio.sleep(0.4)
+        writer.write(second[20:])
+        answers.append(await asyncio.wait_for(reader.readuntil(b"\x1c\r"), timeout=4))
+        writer.close()
+        stop.set()
+        await server
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert [a.split(b"\r")[1][:7] for a in answers] == [b"MSA|AA|", b"MSA|AA|"]
+    assert tally.cut_connections == {} and tally.acks == {"AA": 2}
+
+
+class ResetPeer(UnreadPeer):
+    """A peer that resets the connection as the listener writes its first ACK."""
+
+    async def drain(self) -> None:
+        raise ConnectionResetError("reset by peer")
+
+
+def test_messages_after_an_ack_the_peer_reset_on_are_counted_and_strays_stored() -> None:
+    stored: list[Record] = []
+    sent = frame(ORU) + frame(ORU.replace(b"MSG20240315143005001", b"NEXT")) + b"junk" + frame(ADT)
+
+    async def scenario() -> Tally:
+        reader = asyncio.StreamReader()
+        reader.feed_data(sent)
+        reader.feed_eof()
+        tally = Tally()
+        await asyncio.wait_for(serve_connection(reader, ResetPeer(full=False), stored.extend, SLOW, tally), 4)  # type: ignore[arg-type]
+        return tally
+
+    from vigil.agents.mllp import converse as serve_connection
+
+    tally = asyncio.run(scenario())
+    assert tally.acks == {"AA": 1} and tally.unanswered == 2
+    assert [letter.original() for letter in letters(stored) if letter.reason == "parse_error"] == [b"junk"]
