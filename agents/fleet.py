@@ -131,12 +131,15 @@ async def _announce() -> None:
 
 def blocked_card(card: WorkerCard, now: datetime) -> WorkerCard:
     """The worker's card while its event loop is blocked (agents/loop.py): it reads none of the
-    partitions it holds, so each counts as stalled (the dashboard's header, `vigil workers`); one that
-    holds none of the scoring input still counts one: it reads no acknowledgement, FHIR or HL7v2 input
-    and no score to treat either (``partitions`` counts the scoring input only). Whether that holds any
-    patient's scores back is the dashboard's question (``agents.web.fleet``: by group)."""
+    partitions it holds, so each counts as stalled (the dashboard's header, `vigil workers`). A worker
+    of another group (treatment, a split intake) counts one at least: ``partitions`` counts the scoring
+    input only, of which it holds none, and it reads no score to treat, no FHIR or HL7v2 input (the
+    dashboard's warning, by group). A scoring worker holding none of the scoring input is a spare (every
+    topic has as many partitions: it holds none of the others either), and counting it one raised the
+    clinicians' "scores are not being updated" for it."""
+    least = 0 if card.scoring else 1
     return card.model_copy(
-        update={"stalled_partitions": max(card.stalled_partitions, card.partitions, 1), "seen_at": now}
+        update={"stalled_partitions": max(card.stalled_partitions, card.partitions, least), "seen_at": now}
     )
 
 

@@ -82,10 +82,10 @@ def test_a_blocked_loop_announces_its_partitions_as_stalled(monkeypatch: pytest.
     card = fleet.this_card(None, partitions=3, scoring=True, app_id="vigil")
     now = datetime(2026, 12, 6, tzinfo=UTC)
     assert fleet.blocked_card(card, now).stalled_partitions == 3 and fleet.blocked_card(card, now).seen_at == now
-    idle = fleet.this_card(None, partitions=0, scoring=True, app_id="vigil")
-    assert fleet.blocked_card(idle, now).stalled_partitions == 1  # still not reading its acknowledgements
+    spare = fleet.this_card(None, partitions=0, scoring=True, app_id="vigil")
+    assert fleet.blocked_card(spare, now).stalled_partitions == 0  # more workers than partitions: holds none
     treat = fleet.this_card(None, partitions=0, scoring=False, app_id="vigil-treat")
-    assert fleet.blocked_card(treat, now).stalled_partitions == 1  # nor the scores it treats
+    assert fleet.blocked_card(treat, now).stalled_partitions == 1  # not reading the scores it treats
     seen = fleet.this_card(None, partitions=0, scoring=True, app_id="vigil", stalled_partitions=2)
     assert fleet.blocked_card(seen, now).stalled_partitions == 2  # the stalls seen before the block stand
 
