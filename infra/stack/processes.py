@@ -71,11 +71,13 @@ class StackPaths:
 
     def is_stack_home(self) -> bool:
         """The stack ran here: its marker, or, in a home older than the marker, what only the stack
-        writes: Kafka's cluster id or the embedded Redis' ``auth.conf`` (its ``vigil`` ACL user).
+        writes: Kafka's cluster id or formatted data folder, or the embedded Redis' ``auth.conf`` (its
+        ``vigil`` ACL user).
         ``stack down`` touches nothing elsewhere, and ``--wipe`` deletes nothing (an empty
         VIGIL_HOME made the current folder the home). Not ``stack.lock``: a plain ``stack down``
         created it wherever VIGIL_HOME pointed, and ``down --wipe`` then trusted it."""
-        if self.marker.is_file() or (self.kafka / "cluster.id").is_file():
+        formatted = [self.kafka / "cluster.id", self.kafka / "data" / "meta.properties"]  # meta: before 1 Dec
+        if self.marker.is_file() or any(path.is_file() for path in formatted):
             return True
         try:
             auth = (self.redis / "auth.conf").read_text(errors="replace")

@@ -97,7 +97,7 @@ def _stood_in_up(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 # ".vigil-home": what `stack up` writes; a home older than it: Kafka's cluster id, or (a stack that ran
 # Redis alone, Kafka outside) the embedded Redis' auth.conf with Vigil's ACL user in it
-@pytest.mark.parametrize("marker", [".vigil-home", "kafka/cluster.id", "redis/auth.conf"])
+@pytest.mark.parametrize("marker", [".vigil-home", "kafka/cluster.id", "redis/auth.conf", "kafka/data/meta.properties"])
 def test_wipe_still_empties_a_home_the_stack_ran_in(
     tmp_path: Path, marker: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -107,7 +107,8 @@ def test_wipe_still_empties_a_home_the_stack_ran_in(
         assert (tmp_path / marker).is_file() and tmp_path.stat().st_mode & 0o777 == 0o700
     elif marker == "redis/auth.conf":
         (tmp_path / marker).write_text("user default on >a ~* &* +@all\nuser vigil on >b ~vigil:* &* +@all\n")
-    else:
+    else:  # a cluster id; or a home from before 1 December, formatted data and no cluster.id beside it
+        (tmp_path / marker).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / marker).write_text("AbCdEfGhIjKlMnOpQrStUw")
     assert stack_down(Settings(home=tmp_path), wipe=True) == {"kafka": False, "redis": False}
     assert not (tmp_path / "redis").exists() and not (tmp_path / "kafka" / "data").exists()
