@@ -204,21 +204,17 @@ def _rule_vasopressor(state: PatientState, tl: Timeline, as_of: float | None) ->
     if not below_map_target(state) and state.hypotension_after_fluids is not True:
         return _result(name, "not_applicable", "MAP at target (>= 65; SBP >= 90 where MAP unknown) or unknown")
     deadline = vasopressor_deadline_min(state)
-    # at the target at time zero, the vasopressor answers the fall after fluids: one started before
-    # it, the MAP still at target, is not the bundle's response (a pressor at T+0 for a fall at T+10
-    # was graded met)
-    onset = hypotension_onset_at_target(state)
     starts = tl.times.get("vasopressor", [])
-    first = next((t for t in starts if onset is None or t >= onset), None)
-    if first is None:
-        what = "vasopressor (MAP target >= 65 mmHg)"
-        if starts and onset is not None:
-            what = (
-                f"vasopressor since the MAP fell below 65 mmHg at {fmt_min(onset)} "
-                f"(the one at {fmt_min(starts[0])} preceded it)"
-            )
-        return _not_done(name, what, deadline, as_of)
-    return _by_deadline(name, "started", first, deadline, ", titrate to MAP >= 65 mmHg")
+    if not starts:
+        return _not_done(name, "vasopressor (MAP target >= 65 mmHg)", deadline, as_of)
+    # at the target at time zero, a vasopressor already running when the MAP fell after fluids (the ED's
+    # noradrenaline) is the bundle's vasopressor: the fall calls for titration, not a second one (graded
+    # missing, the stream told clinicians to start one). The optimizer proposes none before the fall.
+    onset = hypotension_onset_at_target(state)
+    if onset is not None and starts[0] < onset:
+        detail = f"running since {fmt_min(starts[0])}, before the MAP fell below 65 mmHg at {fmt_min(onset)}"
+        return _result(name, "met", f"{detail}: titrate to MAP >= 65 mmHg")
+    return _by_deadline(name, "started", starts[0], deadline, ", titrate to MAP >= 65 mmHg")
 
 
 def _rule_observation_frequency(state: PatientState, tl: Timeline, as_of: float | None) -> CareItemResult:
