@@ -259,30 +259,12 @@ class TreatmentPlan(BaseModel):
             )
         return self
 
-    @model_validator(mode="after")
-    def _no_onset_before_the_fluids(self) -> Self:
-        """Hypotension "during or after fluid resuscitation" (SSC 2018) cannot precede the fluids: an
-        onset at T+10 with the bolus at T+30 was taken as given, and a pressor at T+0 graded met. A
-        plan listing no fluid may still carry one (the fluids given before what it lists)."""
-        onset, first_fluid = self.state.hypotension_onset_min, _first_fluid_min(self)
-        if onset is not None and first_fluid is not None and onset < first_fluid:
-            raise PydanticCustomError(
-                "onset_before_fluids",
-                "state.hypotension_onset_min is before the first crystalloid_ml item: hypotension during or "
-                "after fluids follows their start",
-            )
-        return self
-
 
 def _minutes(plan: TreatmentPlan, at: float | datetime) -> float:
     if isinstance(at, datetime):
         assert plan.time_zero is not None  # checked first
         return (at - plan.time_zero).total_seconds() / 60.0
     return at
-
-
-def _first_fluid_min(plan: TreatmentPlan) -> float | None:
-    return min((_minutes(plan, i.at) for i in plan.items if i.action == "crystalloid_ml"), default=None)
 
 
 def plan_points(plan: TreatmentPlan) -> int:

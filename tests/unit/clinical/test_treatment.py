@@ -806,22 +806,12 @@ def test_an_onset_with_no_hypotension_after_fluids_is_a_schema_error_naming_both
     assert "150" not in error["msg"]  # the rule, never the value sent
 
 
-def test_an_onset_before_the_first_fluid_is_a_schema_error():
-    # hypotension "during or after fluid resuscitation" cannot precede the fluids: an onset at T+10 with
-    # the bolus at T+30 was taken as sent, and a pressor at T+0 graded met
-    fluids = [{"action": "crystalloid_ml", "at": 30, "dose": {"value": 2100, "unit": "mL"}}]
-    pressor = [{"action": "vasopressor", "at": 0}]
-    with pytest.raises(ValidationError) as refused:
-        TreatmentPlan.model_validate(_plan_json({"hypotension_onset_min": 10}, fluids + pressor))
-    (error,) = refused.value.errors()
-    assert error["type"] == "onset_before_fluids" and "crystalloid_ml" in error["msg"]
-    timed = [{**fluids[0], "at": "2024-05-01T08:30:00Z"}]
-    with pytest.raises(ValidationError):
-        TreatmentPlan.model_validate(_plan_json({"hypotension_onset_min": 10}, timed))
-    # at or after the first fluid, or with no fluid listed, the onset stands
-    for onset, items in ((30, fluids), (10, pressor)):
-        sent = TreatmentPlan.model_validate(_plan_json({"hypotension_onset_min": onset}, items))
-        assert sent.state.hypotension_onset_min == onset
+def test_an_onset_before_the_first_listed_fluid_is_taken_as_sent():
+    # a plan may list only a top-up, or chart the bolus as its total at the end of the infusion: an
+    # onset before the first listed crystalloid was refused, the plan unscored
+    top_up = [{"action": "crystalloid_ml", "at": 120, "dose": {"value": 500, "unit": "mL"}}]
+    plan = TreatmentPlan.model_validate(_plan_json({"hypotension_onset_min": 30}, top_up))
+    assert plan.state.hypotension_onset_min == 30.0
 
 
 def test_a_vasopressor_running_when_the_map_falls_after_fluids_answers_the_fall():
