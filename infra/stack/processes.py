@@ -129,11 +129,14 @@ def pid_alive(pid_file: Path) -> int | None:
 
 def server_started(pid_file: Path, port: int, host: str = "127.0.0.1") -> bool:
     """The server ``pid_file`` names runs, or is still booting: alive and named by pid and start
-    time (its port may not be open yet: waited for, not started twice), or, for a file of the pid
-    alone (an older version's, or written where /proc could not say), alive and listening on
-    ``port``. Such a file naming an unrelated live process (the pid reused after a reboot) made the
-    node "booting", and ``stack up`` waited out its whole timeout for a port nobody opened."""
-    if pid_alive(pid_file) is None:
+    time (its port may not be open yet: waited for, not started twice) and not a zombie (a server
+    its parent killed -9, as the reliability tests do, was taken for booting and never started
+    again), or, for a file of the pid alone (an older version's, or written where /proc could not
+    say), alive and listening on ``port``. Such a file naming an unrelated live process (the pid
+    reused after a reboot) made the node "booting", and ``stack up`` waited out its whole timeout
+    for a port nobody opened."""
+    pid = pid_alive(pid_file)
+    if pid is None or exited(pid):  # a server killed by its parent (tests, the demo) is its zombie
         return False
     try:
         with_start_time = len(pid_file.read_text().split()) > 1

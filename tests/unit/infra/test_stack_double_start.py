@@ -5,6 +5,7 @@ its AOF) is waited for, not started a second time over the same data and pid fil
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,3 +153,22 @@ def test_a_pid_only_redis_file_naming_an_unrelated_live_process_does_not_hold_th
     monkeypatch.setattr(redis_server, "redis_client", lambda *args, **kwargs: Client())
     assert redis_server.start_redis(settings, timeout_s=2).startswith("redis://")
     assert len(started) == 1
+
+
+def test_a_server_its_parent_killed_is_started_again(tmp_path: Path) -> None:
+    """A server killed -9 by the process that started it (the reliability tests' broker and Redis
+    outages) is that process' zombie until reaped: alive to signal 0, its start time its own. Taken
+    for booting, it was never started again, and the stack waited out its timeout."""
+    from vigil.infra.stack.processes import server_started
+
+    process = subprocess.Popen(["sleep", "30"])
+    pid_file = tmp_path / "server.pid"
+    pid_file.write_text(f"{process.pid} {started_at(process.pid)}")
+    assert server_started(pid_file, free_port_block(1))  # alive, not listening yet: booting
+    process.kill()
+    time_left = 50
+    while started_at(process.pid) is not None and Path(f"/proc/{process.pid}/stat").read_text().split()[2] != "Z":
+        time_left -= 1  # until the kernel has made it a zombie (not reaped: nobody waits for it)
+        assert time_left, "the killed process never became a zombie"
+        time.sleep(0.05)
+    assert not server_started(pid_file, free_port_block(1))
