@@ -112,13 +112,19 @@ def same_secret(expected: str, given: str) -> bool:
 _USERS_SHAPE = '{"users": [{"username": ..., "password_hash": ..., "role": ...}]}'
 
 
-def _parse_users(text: str, toml: bool, source: str, replacing: str | None = None) -> list[User]:
+def _users_document(text: str, toml: bool, source: str, shape: TypeAdapter[Any]) -> Any:
+    """``text`` (JSON or TOML) read as ``shape``; a ``AuthError`` saying what a users file holds when it
+    is not one."""
     try:
         data: Any = tomllib.loads(text) if toml else json.loads(text)
-        parsed = _USERS.validate_python(data)
+        return shape.validate_python(data)
     except (ValueError, tomllib.TOMLDecodeError) as exc:  # JSON's and pydantic's errors are ValueErrors
         what = _first_error(exc) if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
         raise AuthError(f"{source} is not a users file ({what}): it holds {_USERS_SHAPE}; fix or move it") from None
+
+
+def _parse_users(text: str, toml: bool, source: str, replacing: str | None = None) -> list[User]:
+    parsed = _users_document(text, toml, source, _USERS)
     users = parsed.users if isinstance(parsed, UsersFile) else parsed
     _check_users([u for u in users if u.username != replacing], source)
     return users
@@ -129,12 +135,7 @@ def _parse_users_apart(text: str, toml: bool, source: str) -> tuple[list[User], 
     its own. Refusing the whole file for one entry kept the last good users: a hand edit that removed
     one user and left another's entry wrong left both able to sign in. Raises only when the text is
     not a users file at all (a half-written file: the reload keeps the last good users)."""
-    try:
-        data: Any = tomllib.loads(text) if toml else json.loads(text)
-        parsed = _ENTRIES.validate_python(data)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:  # JSON's and pydantic's errors are ValueErrors
-        what = _first_error(exc) if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
-        raise AuthError(f"{source} is not a users file ({what}): it holds {_USERS_SHAPE}; fix or move it") from None
+    parsed = _users_document(text, toml, source, _ENTRIES)
     entries = parsed.users if isinstance(parsed, _UsersEntries) else parsed
     users: list[User] = []
     refused: set[str] = set()

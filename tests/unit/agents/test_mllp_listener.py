@@ -5,8 +5,9 @@ replaced (the real broker is tests/integration/test_mllp.py)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -248,11 +249,12 @@ def test_stopping_cuts_the_open_connections_without_an_error_in_the_log() -> Non
 SLOW = MllpSettings(idle_timeout_s=1.0, max_connections=1)  # the shortest deadline the settings allow
 
 
-def test_a_sender_trickling_a_frame_is_cut_at_its_deadline_and_frees_its_slot() -> None:
-    """The idle timeout restarted on every read: a byte each 0.9 s of a 1 s timeout held the one slot
-    for ever. A frame must end within ``idle_timeout_s`` of its start byte; cut, it is a dead letter."""
-    stored: list[Record] = []
-    tally = Tally()
+def _cut_then_served(
+    stored: list[Record], tally: Tally, first: bytes, trickled: Callable[[], Iterator[bytes]]
+) -> tuple[bytes, bytes]:
+    """A listener with one slot: a sender writes ``first``, then each of ``trickled`` 0.3 s apart, until
+    the listener closes its connection; then another sends a message on the slot. (What the first
+    connection read before it closed, the second's answer.)"""
 
     async def scenario() -> tuple[bytes, bytes]:
         stop = asyncio.Event()
@@ -260,12 +262,12 @@ def test_a_sender_trickling_a_frame_is_cut_at_its_deadline_and_frees_its_slot() 
         server = asyncio.create_task(serve(stored.extend, SLOW, "127.0.0.1", 0, stop, tally, bound.set_result))
         port = await bound
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"\x0b" + ORU[:10])
+        writer.write(first)
 
         async def trickle() -> None:
-            for byte in ORU[10:40]:
+            for piece in trickled():
                 await asyncio.sleep(0.3)
-                writer.write(bytes([byte]))
+                writer.write(piece)
 
         trickling = asyncio.create_task(trickle())
         try:
@@ -281,7 +283,15 @@ def test_a_sender_trickling_a_frame_is_cut_at_its_deadline_and_frees_its_slot() 
         await server
         return cut, answer
 
-    cut, answer = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_sender_trickling_a_frame_is_cut_at_its_deadline_and_frees_its_slot() -> None:
+    """The idle timeout restarted on every read: a byte each 0.9 s of a 1 s timeout held the one slot
+    for ever. A frame must end within ``idle_timeout_s`` of its start byte; cut, it is a dead letter."""
+    stored: list[Record] = []
+    tally = Tally()
+    cut, answer = _cut_then_served(stored, tally, b"\x0b" + ORU[:10], lambda: (bytes([b]) for b in ORU[10:40]))
     assert cut == b"" and answer.split(b"\r")[1].startswith(b"MSA|AA|")
     assert tally.cut_connections == {"slow_frame": 1} and tally.refused_connections == 0
     cut_off = [letter for letter in letters(stored) if letter.reason == "parse_error"]
@@ -336,34 +346,7 @@ def test_a_sender_trickling_start_bytes_is_cut_at_the_first_ones_deadline() -> N
     Only a message's end starts a new deadline; the run of strays keeps the first byte's."""
     stored: list[Record] = []
     tally = Tally()
-
-    async def scenario() -> tuple[bytes, bytes]:
-        stop = asyncio.Event()
-        bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        server = asyncio.create_task(serve(stored.extend, SLOW, "127.0.0.1", 0, stop, tally, bound.set_result))
-        port = await bound
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-
-        async def trickle() -> None:
-            while True:
-                writer.write(b"\x0b")
-                await asyncio.sleep(0.6)
-
-        trickling = asyncio.create_task(trickle())
-        try:
-            cut = await asyncio.wait_for(reader.read(), timeout=4)  # b"": the listener closed it
-        finally:
-            trickling.cancel()
-            writer.close()
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)  # the slot is free again
-        writer.write(frame(ORU))
-        answer = await asyncio.wait_for(reader.readuntil(b"\x1c\r"), timeout=4)
-        writer.close()
-        stop.set()
-        await server
-        return cut, answer
-
-    cut, answer = asyncio.run(scenario())
+    cut, answer = _cut_then_served(stored, tally, b"", lambda: itertools.repeat(b"\x0b"))  # a VT each 0.3 s
     assert cut == b"" and answer.split(b"\r")[1].startswith(b"MSA|AA|")
     assert tally.cut_connections == {"slow_frame": 1} and tally.refused_connections == 0
 
