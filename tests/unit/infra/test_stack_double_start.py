@@ -45,22 +45,29 @@ def test_a_booting_broker_is_waited_for_not_started_again(
     assert pid_file.read_text().split()[0] == str(booting.pid)
 
 
-def test_a_pid_file_reused_by_another_process_does_not_hold_the_start(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, booting: subprocess.Popen[bytes]
-) -> None:
-    """The start-time check still tells a stale file (its pid now another process') from a booting broker."""
+def _start_kafka_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pid_text: str) -> list[list[str]]:
+    """``start_kafka`` on a home whose node 0 pid file holds ``pid_text``, servers stood in for: the
+    nodes it started."""
     port = free_port_block(2)
     settings = Settings(home=tmp_path, kafka={"embedded_port": port, "embedded_controller_port": port + 1})
     pid_file = kafka.node_pid_file(settings, 0)
     pid_file.parent.mkdir(parents=True)
-    pid_file.write_text(f"{booting.pid} 1")  # started 1 tick after boot: not this process
+    pid_file.write_text(pid_text)
     started: list[list[str]] = []
     monkeypatch.setattr(kafka, "ensure_kafka_jars", lambda paths: paths.libs)
     monkeypatch.setattr(kafka, "_prepare_node", lambda *args: ["java", "kafka.Kafka"])
     monkeypatch.setattr(kafka, "start_daemon", lambda args, log, pid: started.append(args))
     monkeypatch.setattr(kafka, "wait_kafka_ready", lambda *args: None)
     kafka.start_kafka(settings)
-    assert started == [["java", "kafka.Kafka"]]
+    return started
+
+
+def test_a_pid_file_reused_by_another_process_does_not_hold_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, booting: subprocess.Popen[bytes]
+) -> None:
+    """The start-time check still tells a stale file (its pid now another process') from a booting broker."""
+    # started 1 tick after boot: not this process
+    assert _start_kafka_over(tmp_path, monkeypatch, f"{booting.pid} 1") == [["java", "kafka.Kafka"]]
 
 
 def test_a_redis_still_loading_is_waited_for_not_started_again(
@@ -91,18 +98,7 @@ def test_a_pid_only_file_naming_an_unrelated_live_process_does_not_hold_the_star
     """A pid file of the pid alone (an older version's, or written where /proc could not say) cannot
     tell a booting broker from a process that got the pid after a reboot: without the port open it
     is not the broker, which is started (the start waited 120 s for a port nobody would open)."""
-    port = free_port_block(2)
-    settings = Settings(home=tmp_path, kafka={"embedded_port": port, "embedded_controller_port": port + 1})
-    pid_file = kafka.node_pid_file(settings, 0)
-    pid_file.parent.mkdir(parents=True)
-    pid_file.write_text(str(booting.pid))
-    started: list[list[str]] = []
-    monkeypatch.setattr(kafka, "ensure_kafka_jars", lambda paths: paths.libs)
-    monkeypatch.setattr(kafka, "_prepare_node", lambda *args: ["java", "kafka.Kafka"])
-    monkeypatch.setattr(kafka, "start_daemon", lambda args, log, pid: started.append(args))
-    monkeypatch.setattr(kafka, "wait_kafka_ready", lambda *args: None)
-    kafka.start_kafka(settings)
-    assert started == [["java", "kafka.Kafka"]]
+    assert _start_kafka_over(tmp_path, monkeypatch, str(booting.pid)) == [["java", "kafka.Kafka"]]
 
 
 def test_a_pid_only_file_of_a_listening_server_is_still_taken_at_its_word(
