@@ -143,6 +143,18 @@ def blocked_card(card: WorkerCard, now: datetime) -> WorkerCard:
     )
 
 
+def with_partitions_now(card: WorkerCard) -> WorkerCard:
+    """``card`` with the scoring input's partitions the consumer holds now: the last card may be up to
+    ``ANNOUNCE_EVERY_S`` old, written before an assignment (a spare that took a stalled worker's
+    partitions and blocked on the same batch read as holding none: no stall shown). Read from the
+    watching thread (a set the consumer replaces whole); as announced when it cannot be read."""
+    try:
+        held = sum(tp.topic == topics.EVENTS_RAW for tp in app.consumer.assignment())
+    except Exception:  # noqa: BLE001 - the consumer not started, or stopping: the last card stands
+        return card
+    return card.model_copy(update={"partitions": held})
+
+
 def blocked_announcer(settings: Any) -> Callable[[], None]:
     """For the loop watch's thread: announce this worker's last card as blocked, at most every
     ``ANNOUNCE_EVERY_S``, through a synchronous client of its own (the worker's asyncio client
@@ -156,6 +168,7 @@ def blocked_announcer(settings: Any) -> Callable[[], None]:
         if card is None or time.monotonic() - held["at"] < fleet.ANNOUNCE_EVERY_S:
             return
         held["at"] = time.monotonic()
+        card = with_partitions_now(card)
         try:
             if held["client"] is None:
                 held["client"] = redis_client(settings, socket_timeout=2, socket_connect_timeout=2)

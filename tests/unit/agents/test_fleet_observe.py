@@ -115,3 +115,22 @@ def test_a_blocked_loop_announces_its_partitions_as_stalled(monkeypatch: pytest.
     client.fail = True
     announce()  # Redis away: logged, not raised
     assert len(written) == 1
+
+
+def test_a_blocked_worker_announces_the_partitions_it_holds_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last card may be older than an assignment: a spare that took a stalled worker's partitions
+    and blocked on the same batch still read as holding none, and no stall was shown."""
+    from collections import namedtuple
+    from types import SimpleNamespace
+
+    tp = namedtuple("tp", "topic partition")
+    stale = fleet.this_card(None, partitions=0, scoring=True, app_id="vigil")
+    held = {tp("vigil.events.raw", 0), tp("vigil.events.raw", 5), tp("vigil.alerts.acks", 0)}
+    monkeypatch.setattr(fleet, "app", SimpleNamespace(consumer=SimpleNamespace(assignment=lambda: held)))
+    assert fleet.with_partitions_now(stale).partitions == 2
+
+    def not_started() -> set[object]:
+        raise RuntimeError("no consumer yet")
+
+    monkeypatch.setattr(fleet, "app", SimpleNamespace(consumer=SimpleNamespace(assignment=not_started)))
+    assert fleet.with_partitions_now(stale) == stale  # the last card stands
