@@ -188,10 +188,9 @@ class PatientState(BaseModel):
     hypotension_onset_min: PlanMinutes | None = Field(
         default=None,
         description="minutes after time_zero of the first reading below the MAP target during or after "
-        "fluids (not before the plan's first crystalloid_ml item); for a patient at the target at time zero "
-        "the vasopressor is due within 1 h of it, and one started before it does not count (null, or below "
-        "the target at time zero: due within 1 h of time zero). Means hypotension_after_fluids is true: "
-        "null is read so, false is refused",
+        "fluids; for a patient at the target at time zero the vasopressor is due within 1 h of it, and one "
+        "given within 2 h before it is taken as running (null, or below the target at time zero: due within "
+        "1 h of time zero). Means hypotension_after_fluids is true: null is read so, false is refused",
     )
 
     @model_validator(mode="before")

@@ -58,6 +58,9 @@ SOURCES: dict[str, str] = {
 HOUR1_MIN = 60.0  # SSC hour-1 bundle: every element started within 1 h
 ANTIBIOTIC_POSSIBLE_SEPSIS_MIN = 180.0  # SSC 2021 rec 21
 FLUID_WINDOW_MIN = 180.0  # SSC 2021 rec 7: first 3 h
+# Vigil's reading, not a guideline's: no stop of a vasopressor is charted, so one started (or titrated)
+# within 2 h before the MAP fell after fluids is taken as still running when it fell
+VASOPRESSOR_RUNNING_MIN = 120
 LACTATE_REMEASURE_MIN = 240.0  # SSC 2018 update: remeasure within 2-4 h
 LACTATE_REMEASURE_GAP_MIN = 60.0  # Vigil: a repeat < 1 h after the first cannot show a trend
 URGENT_REVIEW_MIN = 60.0  # Vigil: "urgent" (RCP gives no number)

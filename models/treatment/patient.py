@@ -38,9 +38,9 @@ def antibiotic_window_min(state: PatientState) -> float:
 def hypotension_onset_at_target(state: PatientState) -> float | None:
     """The fall below the MAP target during or after fluids (``hypotension_onset_min``) of a patient
     at the target at time zero: the vasopressor is indicated from it on (SSC 2018: vasopressors "if
-    hypotensive during or after fluid resuscitation"), and a pressor started before it, the MAP still at
-    target, is not the bundle's answer to it. None below the target at time zero (indicated from time
-    zero) or without an onset."""
+    hypotensive during or after fluid resuscitation"); a pressor given shortly before it is taken as
+    running, an older one is not the bundle's answer to it (``rules._rule_vasopressor``). None below the
+    target at time zero (indicated from time zero) or without an onset."""
     onset = state.hypotension_onset_min
     return None if onset is None or below_map_target(state) else onset
 

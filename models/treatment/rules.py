@@ -18,6 +18,7 @@ from vigil.models.treatment.guidelines import (
     NOMINAL_WEIGHT_KG,
     SOURCES,
     URGENT_REVIEW_MIN,
+    VASOPRESSOR_RUNNING_MIN,
     VERY_LATE_CREDIT,
     WEIGHTS,
 )
@@ -211,10 +212,22 @@ def _rule_vasopressor(state: PatientState, tl: Timeline, as_of: float | None) ->
     # noradrenaline) is the bundle's vasopressor: the fall calls for titration, not a second one (graded
     # missing, the stream told clinicians to start one). The optimizer proposes none before the fall.
     onset = hypotension_onset_at_target(state)
-    if onset is not None and starts[0] < onset:
-        detail = f"running since {fmt_min(starts[0])}, before the MAP fell below 65 mmHg at {fmt_min(onset)}"
+    if onset is None:
+        return _by_deadline(name, "started", starts[0], deadline, ", titrate to MAP >= 65 mmHg")
+    # no stop is charted: a vasopressor event within VASOPRESSOR_RUNNING_MIN before the fall is taken as
+    # running; an older one (phenylephrine in theatre, a weaned pressor) is not, and the fall needs one
+    recent = [t for t in starts if onset - VASOPRESSOR_RUNNING_MIN <= t < onset]
+    if recent:
+        detail = f"running since {fmt_min(recent[0])}, before the MAP fell below 65 mmHg at {fmt_min(onset)}"
         return _result(name, "met", f"{detail}: titrate to MAP >= 65 mmHg")
-    return _by_deadline(name, "started", starts[0], deadline, ", titrate to MAP >= 65 mmHg")
+    after = next((t for t in starts if t >= onset), None)
+    if after is None:
+        what = (
+            f"vasopressor since the MAP fell below 65 mmHg at {fmt_min(onset)} (the one at "
+            f"{fmt_min(starts[-1])} was over {VASOPRESSOR_RUNNING_MIN // 60} h before it)"
+        )
+        return _not_done(name, what, deadline, as_of)
+    return _by_deadline(name, "started", after, deadline, ", titrate to MAP >= 65 mmHg")
 
 
 def _rule_observation_frequency(state: PatientState, tl: Timeline, as_of: float | None) -> CareItemResult:

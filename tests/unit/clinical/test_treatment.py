@@ -824,6 +824,14 @@ def test_a_vasopressor_running_when_the_map_falls_after_fluids_answers_the_fall(
     assert (r.status, r.credit) == ("met", 1.0)
     assert "running since T+0 min" in r.detail and "T+10 min" in r.detail and "titrate" in r.detail
     assert not [s for s in suggest_changes(early) if s.item.action == "vasopressor"]
+    # one given more than 2 h before the fall (theatre's phenylephrine, a pressor weaned): no stop is
+    # charted, and it was graded running; the fall needs one, due an hour after it
+    weaned = plan(
+        [item("crystalloid_ml", 0, ml=2100), item("vasopressor", -300)], **AT_TARGET, hypotension_onset_min=60.0
+    )
+    r = verdict(weaned, "vasopressor_map_65")
+    assert (r.status, r.due_min) == ("missing", 120.0) and "T-5 h" in r.detail
+    assert [s.item.at for s in suggest_changes(weaned) if s.item.action == "vasopressor"] == [60]
     # none given: due an hour after the fall
     none = plan(fluids, **AT_TARGET, hypotension_onset_min=10.0)
     r = verdict(none, "vasopressor_map_65")
@@ -840,7 +848,7 @@ def test_the_optimizer_proposes_the_vasopressor_from_the_fall_on():
     assert pressor.kind == "add" and pressor.at_min == 150 and pressor.addresses == "vasopressor_map_65"
     assert status(apply_suggestion(p, pressor), "vasopressor_map_65") == ("met", 1.0)
     assert all(c.item.at >= 150 for c in optimizer.candidates(p, 0.0) if c.item.action == "vasopressor")
-    # a pressor planned before the fall is not moved earlier still; one is added from the fall on
+    # a pressor planned before the fall is not moved earlier still
     before = plan([*RESUSCITATED, item("vasopressor", 120)], **AT_TARGET, hypotension_onset_min=150.0)
     moves = [c for c in optimizer.candidates(before, 0.0) if c.kind == "move_earlier"]
     assert not [c for c in moves if c.item.action == "vasopressor"]
