@@ -20,8 +20,9 @@ at most ``mllp.max_connections`` connections are served (more are closed at once
 one is closed after ``mllp.idle_timeout_s``. No sender holds a slot for ever by being slow: a frame
 (or a run of stray bytes) not ended within ``mllp.idle_timeout_s`` of its first byte is cut with its
 connection, and so is a sender that reads none of an ACK for as long (its message is stored: sent
-again, it is counted ``duplicate``). Only a message's end (a frame, answered) starts a new deadline:
-a start byte cutting the frame held ends no message, so a VT a second does not keep a slot either.
+again, it is counted ``duplicate``). A new deadline starts when a message (a frame, answered) or a run
+of bytes outside frames ends, never when a start byte cuts the frame held: a VT a second keeps no slot
+(inside a frame only its end leads out, so outside bytes come at most once per message answered).
 Bytes outside any frame and a frame cut off by its connection are dead letters (``parse_error``);
 the whole messages a cut connection had sent after the ACK it did not read are not answered, and
 are the sender's to send again (MLLP: no ACK, send again), counted as ``unanswered``: nothing is
@@ -236,7 +237,7 @@ async def converse(
                         _, leftover = _unanswered(items[index + 1 :], tally)
                         return
             # counted once our answers are written, not while we publish: our broker's delay is not the
-            # sender's. A frame a start byte cut ends no message; bytes outside frames follow a message's end
+            # sender's. A frame a start byte cut ends nothing new (``item_deadline``)
             ended = any(not (isinstance(item, Stray) and item.unterminated) for item in items)
             deadline = item_deadline(framer.holding, ended, deadline, loop.time(), limits.idle_timeout_s)
     except (ConnectionError, OSError):
@@ -265,10 +266,10 @@ def item_deadline(
     holding: bool, message_ended: bool, deadline: float | None, now: float, limit_s: float
 ) -> float | None:
     """The deadline of the item the framer holds after a read: none when it holds none; a new one when
-    nothing was held before, or a message (a frame, or one over the size limit) ended in this read;
-    else the one it had, so that trickling does not move it. A stray ending (bytes outside a frame, or
-    a frame a start byte cut) is no message: with ``message_ended`` for it, one VT sent just under
-    every ``limit_s`` cut the frame held and began another with a new deadline, for ever."""
+    nothing was held before, or an item other than a cut frame ended in this read (``message_ended``: a
+    frame, one over the size limit, a run of bytes outside frames); else the one it had, so that
+    trickling does not move it. A frame a start byte cut is not one: renewed for it, one VT sent just
+    under every ``limit_s`` cut the frame held and began another with a new deadline, for ever."""
     if not holding:
         return None
     return now + limit_s if deadline is None or message_ended else deadline
