@@ -31,15 +31,10 @@ from vigil.infra.secrets import (
     REDIS_USER,
     read_secret,
 )
-from vigil.infra.settings import KafkaSettings, Settings
+from vigil.infra.settings import Settings
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 LOOPBACK = "127.0.0.1"
-
-
-def embedded_node_ports(kafka: KafkaSettings) -> list[tuple[int, int]]:
-    """(client port, controller port) of each embedded broker node."""
-    return [(kafka.embedded_port + 2 * i, kafka.embedded_controller_port + 2 * i) for i in range(kafka.brokers)]
 
 
 def host_port(address: str, default_port: int) -> tuple[str, int] | None:
@@ -120,7 +115,7 @@ class RedisEndpoint:
 def kafka_endpoint(settings: Settings) -> KafkaEndpoint:
     k = settings.kafka
     embedded = k.bootstrap is None
-    bootstrap = k.bootstrap or ",".join(f"{LOOPBACK}:{port}" for port, _ in embedded_node_ports(k))
+    bootstrap = k.bootstrap or ",".join(f"{LOOPBACK}:{port}" for port, _ in k.node_ports())
     username, password, cafile = k.sasl_username, k.sasl_password, k.ssl_cafile
     if embedded and k.security_protocol == "SASL_SSL":
         # the service's user, or a role's (vigil-ingest, vigil-subscriber): the password the stack

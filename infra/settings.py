@@ -56,8 +56,8 @@ def kafka_ports_problem(kafka: KafkaSettings) -> str | None:
                 f"VIGIL_KAFKA__{name}={port} puts node {kafka.brokers - 1} of {kafka.brokers} on port {port + last}, "
                 f"above 65535: choose one up to {65535 - last}"
             )
-    clients = {kafka.embedded_port + 2 * i for i in range(kafka.brokers)}
-    controllers = {kafka.embedded_controller_port + 2 * i for i in range(kafka.brokers)}
+    clients = {client for client, _ in kafka.node_ports()}
+    controllers = {controller for _, controller in kafka.node_ports()}
     whose = (
         "both the broker and its controller"
         if kafka.brokers == 1
@@ -76,16 +76,14 @@ def redis_port_problem(kafka: KafkaSettings, redis: RedisSettings) -> str | None
     """Why the embedded Redis cannot have its port (None when it can): one of the embedded Kafka nodes'."""
     if kafka.bootstrap is not None or redis.url is not None:
         return None
-    for i in range(kafka.brokers):
-        for port, name in (
-            (kafka.embedded_port, "EMBEDDED_PORT"),
-            (kafka.embedded_controller_port, "EMBEDDED_CONTROLLER_PORT"),
-        ):
-            if redis.embedded_port == port + 2 * i:
-                offset = f" + {2 * i}" if i else ""
+    bases = ((kafka.embedded_port, "EMBEDDED_PORT"), (kafka.embedded_controller_port, "EMBEDDED_CONTROLLER_PORT"))
+    for i, node in enumerate(kafka.node_ports()):
+        for port, (base, name) in zip(node, bases, strict=True):
+            if redis.embedded_port == port:
+                offset = f" + {port - base}" if port != base else ""
                 return (
                     f"VIGIL_REDIS__EMBEDDED_PORT={redis.embedded_port} is a port of embedded Kafka node {i} "
-                    f"(VIGIL_KAFKA__{name}={port}{offset}): choose another Redis port (the default is 16379)"
+                    f"(VIGIL_KAFKA__{name}={base}{offset}): choose another Redis port (the default is 16379)"
                 )
     return None
 
@@ -118,6 +116,11 @@ class KafkaSettings(BaseModel):
     # buffered (agents/transport.py); other fetches keep Faust's 1,500 ms. Unbounded, a worker behind
     # on its events stalled ~1.3 s whenever that fetch asked only for quiet partitions
     prefetch_wait_ms: int = Field(default=50, ge=1, le=1500)
+
+    def node_ports(self) -> list[tuple[int, int]]:
+        """(client port, controller port) of each embedded broker node: node i listens on
+        ``embedded_port + 2i``, its controller on ``embedded_controller_port + 2i``."""
+        return [(self.embedded_port + 2 * i, self.embedded_controller_port + 2 * i) for i in range(self.brokers)]
 
     @model_validator(mode="before")
     @classmethod

@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from vigil.infra.connect import SCRAM_MECHANISM, embedded_node_ports, kafka_admin, kafka_endpoint
+from vigil.infra.connect import SCRAM_MECHANISM, kafka_admin, kafka_endpoint
 from vigil.infra.secrets import KAFKA_BROKER_USER, KAFKA_CLIENT_USER, write_private
 from vigil.infra.settings import Settings
 from vigil.infra.stack.access import grant_roles
@@ -100,7 +100,7 @@ def _listener_properties(port: int, controller_port: int, material: SecureMateri
 
 def node_properties(settings: Settings, index: int, material: SecureMaterial | None = None) -> str:
     k = settings.kafka
-    ports = embedded_node_ports(k)
+    ports = k.node_ports()
     port, controller_port = ports[index]
     e = kafka_endpoint(settings)
     voters = ",".join(f"{i + 1}@{HOST}:{c}" for i, (_, c) in enumerate(ports))
@@ -213,7 +213,7 @@ def start_kafka(settings: Settings, timeout_s: float = 120.0, only: int | None =
     """Start every embedded node that is not running (or only node ``only``) and wait until the
     cluster serves metadata with all its brokers. Idempotent. Returns the bootstrap list."""
     paths = StackPaths(settings.home)
-    ports = embedded_node_ports(settings.kafka)
+    ports = settings.kafka.node_ports()
     ensure_kafka_jars(paths)
     paths.logs.mkdir(parents=True, exist_ok=True)
     paths.kafka.mkdir(parents=True, exist_ok=True)
@@ -253,7 +253,7 @@ def port_taken_hint(settings: Settings, port: int, setting: str) -> str:
 
     k = settings.kafka
     client = setting == "EMBEDDED_PORT"
-    ports = embedded_node_ports(k)
+    ports = k.node_ports()
     avoid = {c for _, c in ports} if client else {p for p, _ in ports}
     if settings.redis.url is None:
         avoid.add(settings.redis.embedded_port)
@@ -280,7 +280,7 @@ def wait_kafka_ready(
     registered (a killed node stays registered, fenced, for a while: its port tells it is back)."""
     paths = StackPaths(settings.home)
     want = settings.kafka.brokers
-    ports = [port for port, _ in embedded_node_ports(settings.kafka)]
+    ports = [port for port, _ in settings.kafka.node_ports()]
     deadline = time.monotonic() + timeout_s
     last_error: object = None
     while time.monotonic() < deadline:

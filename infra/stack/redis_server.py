@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from vigil.infra.connect import embedded_node_ports, redis_client, redis_endpoint
+from vigil.infra.connect import redis_client, redis_endpoint
 from vigil.infra.secrets import REDIS_ADMIN_PASSWORD, REDIS_PASSWORD, REDIS_USER, ensure_secret, write_private
 from vigil.infra.settings import Settings
 from vigil.infra.stack.processes import (
@@ -123,9 +123,7 @@ def redis_port_taken_hint(settings: Settings) -> str:
     """One line for the embedded Redis' port taken by another process, with a free port to set
     instead that is none of the embedded Kafka nodes'."""
     port = settings.redis.embedded_port
-    kafka = (
-        [p for pair in embedded_node_ports(settings.kafka) for p in pair] if settings.kafka.bootstrap is None else []
-    )
+    kafka = [p for pair in settings.kafka.node_ports() for p in pair] if settings.kafka.bootstrap is None else []
     free = free_port_series(port + 1, 1, kafka)
     return f"port {port} is taken by another process; set VIGIL_REDIS__EMBEDDED_PORT={free or '<another port>'}"
 
