@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from codecs import BOM_UTF8
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -68,7 +69,7 @@ from vigil.schemas.codecs.loinc import (
     is_panel,
     saturation_code,
     treatment_for_medication,
-    treatment_for_text,
+    treatment_for_texts,
 )
 from vigil.schemas.codes import CANCEL_ADMIT, CANCEL_DISCHARGE, DISCHARGE
 from vigil.schemas.deadletter import Rejected
@@ -159,11 +160,14 @@ def _decode_payload(payload: bytes | bytearray | memoryview | str, ctx: _Context
     if not isinstance(payload, bytes | bytearray | memoryview):
         ctx.reject("invalid_json", f"payload is {type(payload).__name__}, not bytes")
         return
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        ctx.reject("too_large", f"payload is {len(payload)} bytes (limit {MAX_PAYLOAD_BYTES})")
+    too_large = payload_size_problem(len(payload))
+    if too_large is not None:
+        ctx.result.rejected.append(too_large)
         return
     try:
-        data = pydantic_core.from_json(bytes(payload))
+        # a UTF-8 byte-order mark before the JSON (Windows editors and exports write one) is
+        # skipped, as RFC 8259 section 8.1 lets a parser do: with it the whole payload was invalid_json
+        data = pydantic_core.from_json(bytes(payload).removeprefix(BOM_UTF8))
     except ValueError as exc:
         ctx.reject("invalid_json", _first_line(str(exc)))
         return
@@ -178,6 +182,15 @@ def _decode_payload(payload: bytes | bytearray | memoryview | str, ctx: _Context
         _decode_bundle(data, ctx)
     else:
         _decode_resource(data, ctx, where="", full_url=None)
+
+
+def payload_size_problem(size: int) -> Rejected | None:
+    """Why a payload of ``size`` bytes (as sent, a byte-order mark included) is refused whole, or
+    None: the one limit of every FHIR decoder path, whole (``decode_fhir``: ``vigil convert``, the
+    FHIR examples) or streamed (``fhir_stream``: the FHIR agent, ``POST /fhir``)."""
+    if size > MAX_PAYLOAD_BYTES:
+        return Rejected("too_large", f"payload is {size} bytes (limit {MAX_PAYLOAD_BYTES})")
+    return None
 
 
 def _decode_bundle(bundle: dict[str, Any], ctx: _Context) -> None:
@@ -557,10 +570,7 @@ def _decode_administration(
     if treatment is None:
         texts += [concept.text for concept in concepts if concept.text]
         texts += [c.display for c in codings if c.display]
-        for text in texts:
-            treatment = treatment_for_text(text)
-            if treatment:
-                break
+        treatment = treatment_for_texts(texts)  # all at once: a drug in one wins over a fluid in another
     if treatment is None:
         if codings:
             _unmapped(ctx, codings, where)

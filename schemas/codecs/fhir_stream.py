@@ -23,6 +23,8 @@ decoded whole past the limit.
 from __future__ import annotations
 
 import json
+import os
+from codecs import BOM_UTF8
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -38,6 +40,7 @@ from vigil.schemas.codecs.fhir import (
     bundle_shell_problem,
     decode_bundle_entry,
     decode_fhir,
+    payload_size_problem,
 )
 from vigil.schemas.codecs.fhir_history import EntryVersion, entry_version, history_ignores
 from vigil.schemas.codecs.fhir_message import cancel_event
@@ -182,9 +185,15 @@ def _bundle_scan(seen: _EntriesSeen, shell: Any) -> BundleScan:
 
 
 def scan_fhir(payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES) -> BundleScan:
+    """The first pass over ``payload`` (from its start). A payload over ``fhir.MAX_PAYLOAD_BYTES`` is
+    refused whole, ``too_large``, as ``decode_fhir`` refuses it: the stream once decoded a 9 MB
+    Bundle that ``vigil convert`` refused, so the worker scored what the integrator was told it would not."""
+    too_large = payload_size_problem(_size(payload))
+    if too_large is not None:
+        return BundleScan(problem=too_large)
     top = ijson.ObjectBuilder()
     try:
-        seen = _see_entries(_entries(payload, top), max_entries)
+        seen = _see_entries(_entries(_json_start(payload), top), max_entries)
     except TooDeep as exc:
         return BundleScan(problem=Rejected("invalid_json", str(exc)))  # as pydantic_core says of a resource
     except (ijson.JSONError, ValueError, UnicodeDecodeError):
@@ -198,9 +207,8 @@ def _scan_whole(payload: BinaryIO, max_entries: int) -> BundleScan:
     NaN in a Bundle of 9,000 entries (limit 1,000) had every entry decoded whole and published.
     Valid JSON the stream's parser refuses (an integer past 64 bits) is scanned as the stream
     scans, and a Bundle's entries kept to be decoded one at a time (``parsed_entries``)."""
-    payload.seek(0)
     try:
-        data = pydantic_core.from_json(payload.read(), allow_inf_nan=False)
+        data = pydantic_core.from_json(_json_start(payload).read(), allow_inf_nan=False)
     except ValueError as exc:
         return BundleScan(problem=Rejected("invalid_json", str(exc).splitlines()[0][:200]))
     entries = data.get("entry") if isinstance(data, dict) else None
@@ -238,7 +246,7 @@ def decode_fhir_entries(payload: BinaryIO, scan: BundleScan, units: Units = NO_U
     if scan.entries == 0:
         yield EntryOutcome(None, DecodeResult(ignored=[Rejected("empty_bundle", "Bundle has no entries")]))
         return
-    entries = scan.parsed_entries if scan.parsed_entries is not None else _entries(payload)
+    entries = scan.parsed_entries if scan.parsed_entries is not None else _entries(_json_start(payload))
     for index, entry in enumerate(entries):
         if index in scan.unread:  # not the newest version of its resource: ignored, as decode_fhir does
             yield EntryOutcome(index, DecodeResult(ignored=[scan.unread[index]]))
@@ -255,6 +263,24 @@ def decode_fhir_stream(
     payload: BinaryIO, max_entries: int = MAX_BUNDLE_ENTRIES, units: Units = NO_UNITS
 ) -> Iterator[EntryOutcome]:
     yield from decode_fhir_entries(payload, scan_fhir(payload, max_entries), units)
+
+
+def _size(payload: BinaryIO) -> int:
+    """The payload's length in bytes, as sent, without reading it."""
+    size = payload.seek(0, os.SEEK_END)
+    payload.seek(0)
+    return size
+
+
+def _json_start(payload: BinaryIO) -> BinaryIO:
+    """``payload`` from its first byte of JSON: a leading UTF-8 byte-order mark (Windows editors and
+    exports write one) skipped, as RFC 8259 section 8.1 lets a parser do and ``decode_fhir`` does.
+    Neither ijson nor pydantic_core skips it: the whole payload was ``invalid_json``. What is refused
+    whole keeps it (read from ``seek(0)``): the dead letter is the payload as sent."""
+    payload.seek(0)
+    if payload.read(len(BOM_UTF8)) != BOM_UTF8:
+        payload.seek(0)
+    return payload
 
 
 def _entry_bytes(entry: Any) -> bytes:

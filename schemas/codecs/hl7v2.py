@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from codecs import BOM_UTF8
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
@@ -107,13 +108,16 @@ def _split_messages(payload: bytes | bytearray | memoryview | str, result: Decod
         if len(raw) > MAX_PAYLOAD_BYTES:
             result.rejected.append(Rejected("too_large", f"payload is {len(raw)} bytes (limit {MAX_PAYLOAD_BYTES})"))
             return []
+        # a UTF-8 byte-order mark (a file saved by a Windows editor) is skipped before the character
+        # set is chosen: before MSH it hid the segment, and the whole file was "no MSH segment"
+        raw = raw.removeprefix(BOM_UTF8)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             # HL7v2 default character set is ASCII, in practice often ISO 8859-1 (MSH-18 8859/1)
             text = raw.decode("latin-1")
     elif isinstance(payload, str):
-        text = payload
+        text = payload.removeprefix("\ufeff")
     else:
         result.rejected.append(Rejected("parse_error", f"payload is {type(payload).__name__}, not bytes"))
         return []

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final
@@ -236,8 +236,10 @@ RXNORM_TO_TREATMENT: Final[dict[str, str]] = {
 }
 
 # Medication text (lower-case substring of code.text, coding.display or Medication display)
-# when a feed sends no recognised code. Order matters: the first match wins.
-MEDICATION_TEXT_TO_TREATMENT: Final[tuple[tuple[str, str], ...]] = (
+# when a feed sends no recognised code: ``treatment_for_texts``. A drug named in the text wins over
+# the fluid it is diluted in (an EHR names an IV piggyback "piperacillin-tazobactam 4.5 g in sodium
+# chloride 0.9 % 100 mL IVPB"), so the drugs are looked for first, each table in its order.
+DRUG_TEXT_TO_TREATMENT: Final[tuple[tuple[str, str], ...]] = (
     ("norepinephrine", "vasopressor"),
     ("noradrenaline", "vasopressor"),
     ("epinephrine", "vasopressor"),
@@ -245,13 +247,6 @@ MEDICATION_TEXT_TO_TREATMENT: Final[tuple[tuple[str, str], ...]] = (
     ("vasopressin", "vasopressor"),
     ("phenylephrine", "vasopressor"),
     ("dopamine", "vasopressor"),
-    ("sodium chloride", "crystalloid_ml"),
-    ("normal saline", "crystalloid_ml"),
-    ("lactated ringer", "crystalloid_ml"),
-    ("ringer's lactate", "crystalloid_ml"),
-    ("hartmann", "crystalloid_ml"),
-    ("plasma-lyte", "crystalloid_ml"),
-    ("plasmalyte", "crystalloid_ml"),
     ("piperacillin", "antibiotic"),
     ("tazocin", "antibiotic"),
     ("vancomycin", "antibiotic"),
@@ -265,6 +260,41 @@ MEDICATION_TEXT_TO_TREATMENT: Final[tuple[tuple[str, str], ...]] = (
     ("ciprofloxacin", "antibiotic"),
     ("azithromycin", "antibiotic"),
     ("metronidazole", "antibiotic"),
+)
+# Crystalloids, read only where no drug is named and only as what the text is about: the part
+# before " in " (after it, the diluent of an unlisted drug: "magnesium sulfate 2 g in sodium
+# chloride 0.9 % 50 mL" is a carrier, and its dose in g or mEq is no volume).
+FLUID_TEXT_TO_TREATMENT: Final[tuple[tuple[str, str], ...]] = (
+    ("sodium chloride", "crystalloid_ml"),
+    ("normal saline", "crystalloid_ml"),
+    ("lactated ringer", "crystalloid_ml"),
+    ("ringer's lactate", "crystalloid_ml"),
+    ("hartmann", "crystalloid_ml"),
+    ("plasma-lyte", "crystalloid_ml"),
+    ("plasmalyte", "crystalloid_ml"),
+)
+# A sugar before " in " makes a fluid of the whole ("dextrose 5 % in lactated ringer's", D5LR).
+SUGAR_TEXT: Final[tuple[str, ...]] = ("dextrose", "glucose")
+# Preparations whose epinephrine is no vasopressor: a local anaesthetic's is a vasoconstrictor that
+# keeps the anaesthetic where it was injected (micrograms infiltrated: "lidocaine-epinephrine 1
+# %-1:100,000"), racemic epinephrine is nebulised (croup). Their fluid is no resuscitation either
+# (tumescent lidocaine in Ringer's, an epidural's bupivacaine in saline); only an antibiotic named
+# with them is read ("ceftriaxone 1 g in lidocaine 1 % 3.5 mL" IM).
+NOT_VASOPRESSOR_TEXT: Final[tuple[str, ...]] = (
+    "lidocaine",
+    "lignocaine",
+    "xylocaine",
+    "bupivacaine",
+    "marcaine",
+    "sensorcaine",
+    "mepivacaine",
+    "articaine",
+    "prilocaine",
+    "ropivacaine",
+    "chloroprocaine",
+    "tetracaine",
+    "racepinephrine",
+    "racemic epinephrine",
 )
 
 # SNOMED CT procedures -> canonical code (value 1 = it happened).
@@ -355,13 +385,39 @@ def treatment_for_medication(system: str | None, code: str | None) -> str | None
 
 
 def treatment_for_text(text: str | None) -> str | None:
-    if not text:
+    """The treatment one medication text names (``treatment_for_texts``)."""
+    return treatment_for_texts([text])
+
+
+def treatment_for_texts(texts: Iterable[str | None]) -> str | None:
+    """The treatment a medication's texts name, when it came without a recognised code.
+
+    A drug named in any of them wins over a fluid: an antibiotic or a vasopressor given in saline is
+    that drug (read first-match over one table, "vancomycin 1,250 mg in sodium chloride 0.9 % 250 mL
+    IVPB" was a crystalloid of 1,250 mg, dead-lettered ``unit``, and the antibiotic was lost). A text
+    that names a local anaesthetic or racemic epinephrine (``NOT_VASOPRESSOR_TEXT``) reads its
+    antibiotic only. A fluid counts only as the subject of its text (``_subject``)."""
+    lowered = [text.lower() for text in texts if text]
+    not_vasopressor = any(needle in text for text in lowered for needle in NOT_VASOPRESSOR_TEXT)
+    for needle, treatment in DRUG_TEXT_TO_TREATMENT:
+        if any(needle in text for text in lowered) and not (not_vasopressor and treatment == "vasopressor"):
+            return treatment
+    if not_vasopressor:
         return None
-    lowered = text.lower()
-    for needle, treatment in MEDICATION_TEXT_TO_TREATMENT:
-        if needle in lowered:
+    subjects = [_subject(text) for text in lowered]
+    for needle, treatment in FLUID_TEXT_TO_TREATMENT:
+        if any(needle in subject for subject in subjects):
             return treatment
     return None
+
+
+def _subject(lowered: str) -> str:
+    """What a medication text is about: before " in ", the drug; after it, the drug's diluent. A
+    sugar before it (``SUGAR_TEXT``) is part of the fluid, so the whole text is."""
+    subject, diluted, _ = lowered.partition(" in ")
+    if diluted and not any(sugar in subject for sugar in SUGAR_TEXT):
+        return subject
+    return lowered
 
 
 def unit_alias(unit: str) -> str:

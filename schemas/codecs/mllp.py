@@ -11,6 +11,7 @@ a message type Vigil does not read (do not send it again unchanged), AR rejected
 from __future__ import annotations
 
 import hashlib
+from codecs import BOM_UTF8
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -185,8 +186,9 @@ def charset(payload: bytes) -> str:
 
 def _msh_fields(payload: bytes, encoding: str | None = None) -> list[str] | None:
     """MSH's fields (index = HL7 field number, MSH-1 the separator), or None when there is none."""
-    # "replace": a character the KEEP_PREFIX cut splits, far past the MSH
-    text = payload[:KEEP_PREFIX].decode(encoding or charset(payload), "replace")
+    # "replace": a character the KEEP_PREFIX cut splits, far past the MSH; a leading UTF-8 byte-order
+    # mark skipped, as the decoder skips it (hl7v2): the ACK to such a message named no control id
+    text = payload[:KEEP_PREFIX].removeprefix(BOM_UTF8).decode(encoding or charset(payload), "replace")
     for line in text.replace("\r\n", "\r").replace("\n", "\r").split("\r"):
         line = line.lstrip()  # as the decoder reads it (hl7v2): a leading tab is no reason to lose MSH
         if line.startswith("MSH") and len(line) > 3 and not line[3].isalnum() and not line[3].isspace():

@@ -240,3 +240,22 @@ def test_a_bundle_the_stream_cannot_read_gives_each_rejected_entry_only_itself()
     (rejected,) = [o for o in outcomes if o.result.rejected]
     assert json.loads(rejected.original_bytes()) == {"resource": bad} and b"mrn-" not in rejected.original_bytes()
     assert [e.event_id for e in merged.events] == [e.event_id for e in decode_fhir(payload).events]
+
+
+def test_a_bundle_over_the_payload_limit_is_refused_as_the_whole_decoder_refuses_it() -> None:
+    """The worker's path (the stream) decoded a 9,437,605-byte Bundle that ``vigil convert``
+    (``decode_fhir``) refused ``too_large``: what the integrator was told would not be scored was."""
+    from vigil.schemas.codecs.fhir import MAX_PAYLOAD_BYTES
+
+    padded = observation(1) | {"note": [{"text": "x" * MAX_PAYLOAD_BYTES}]}
+    payload = bundle(padded)
+    merged, outcomes = streamed(payload)
+    assert not merged.events and merged.rejected == decode_fhir(payload).rejected
+    assert [(r.reason, r.detail) for r in merged.rejected] == [
+        ("too_large", f"payload is {len(payload)} bytes (limit {MAX_PAYLOAD_BYTES})")
+    ]
+    assert outcomes[0].index is None and outcomes[0].original_bytes() == payload  # the whole, for its dead letter
+    with_note = bundle(observation(1) | {"note": [{"text": ""}]})
+    at_limit = bundle(observation(1) | {"note": [{"text": "x" * (MAX_PAYLOAD_BYTES - len(with_note))}]})
+    assert len(at_limit) == MAX_PAYLOAD_BYTES
+    assert [e.code for e in streamed(at_limit)[0].events] == ["HR"]  # the limit itself is allowed, as decode_fhir's
