@@ -24,6 +24,7 @@ from vigil.infra import metrics
 from vigil.infra.logging import get_logger, patient_hash
 from vigil.infra.redis import PatientState, StayChange, StayKeys
 from vigil.models.alerting import afresh, on_resume, on_score
+from vigil.models.batching import DynamicBatcher
 from vigil.models.bundle import SteppingBundle
 from vigil.models.scoring import PendingUpdate, build_risk_score
 from vigil.models.stays import (
@@ -109,10 +110,14 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         window, state = windows[pid], states[pid]
         redelivered = window.seen(m.partition, m.offset)
         window.advance(m.partition, m.offset)
+        if redelivered:
+            # at or before the saved position: its outcome is out and saved (its scores or dead letter;
+            # a stay it ended, began or resumed is in the window). Not applied again: a window that
+            # has since moved 48 h on would dead-letter it as ``outside_window``, and a reading that
+            # a later one of its hour superseded would be scored anew as a provisional score
+            continue
         held = keys.get(pid, StayKeys())
         if is_cancel(patient_event):
-            if redelivered:
-                continue  # its outcome is out and saved (the stay it resumed is in the window)
             back = resume(window, held.held, patient_event, datetime.now(UTC), held.discharged_s)
             if not isinstance(back, Resumed):
                 await publisher.dead_letter(event, back)
@@ -131,8 +136,6 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             update.add(patient_event.event_id, newest, produced_ms, window.encounter, window.ward)
             continue
         stay = stay_of(window, patient_event, held.discharged_s, AWAY_UNITS)
-        if redelivered and (stay != "current" or is_discharge(patient_event)):
-            continue  # its outcome is out and saved (a stay it ended or began is in the window)
         if stay not in ("current", "new"):
             rejection = stay_rejection(window, patient_event, stay)
             kept = keep_late(window, held.held, patient_event) if stay == "ended" else None
@@ -174,12 +177,11 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             when_done(metrics.WINDOWS_RESTARTED.inc)
             log.warning("window.restarted_after_gap", patient_hash=patient_hash(pid))
         if not changed:
-            if not redelivered:
-                # a twin (new message, same patient, time, code and value): nothing to score, but
-                # counted on the dead letters, never skipped silently (issue 16). A redelivered
-                # message (at-least-once) is skipped: its score is already out.
-                detail = f"{patient_event.code}: same patient, time and value as an event already applied"
-                await publisher.dead_letter(event, Rejected("duplicate", detail))
+            # a twin (new message, same patient, time, code and value): nothing to score, but counted
+            # on the dead letters, never skipped silently (issue 16). A redelivered message
+            # (at-least-once) never comes here: it was skipped above, its score is already out.
+            detail = f"{patient_event.code}: same patient, time and value as an event already applied"
+            await publisher.dead_letter(event, Rejected("duplicate", detail))
             continue
         # the patient's ward: the newest an event named, kept in the window for events without one;
         # not an away unit's (theatre): the patient stays on the ward view and drift of the ICU
@@ -275,8 +277,10 @@ async def _step(
     carries: dict[str, StayCarry | None],
     anchors: dict[str, int | None],
 ) -> tuple[dict[str, StepOutcome], dict[str, StayCarry]]:
-    """The models' outcome per patient that has an hour to score; when the models fail, rule scores
-    only, and the carries that keep the hours leaving the window (``carries_without_models``)."""
+    """The models' outcome per patient that has an hour to score; for a patient the models fail on,
+    rule scores only, and the carry that keeps the hours leaving its window
+    (``carries_without_models``). A batch the models fail on is scored again in parts
+    (``_infer_apart``): one patient's inputs that fail the models cost the others nothing."""
     rt = runtime()
     requests: dict[str, StepRequest] = {}
     for pid in pids:
@@ -287,14 +291,40 @@ async def _step(
         return {}, {}
     if rt.bundle is None:  # rules only until a bundle loads: the hours leaving the window still folded
         return {}, _kept_carries(requests, None)
+    outcomes, failed = await _infer_apart(rt.batcher, requests, list(requests))
+    for pid, outcome in outcomes.items():
+        if outcome.not_a_number:
+            log.error("models.not_a_number", patient_hash=patient_hash(pid), models=list(outcome.not_a_number))
+            when_done(metrics.MODEL_FAILURES.labels("not_a_number").inc)
+    for pid, error in failed.items():  # a model failure must not lose the rule scores or stop the partition
+        log.error("models.failed", patient_hash=patient_hash(pid), error=error)
+        when_done(metrics.MODEL_FAILURES.labels(error).inc)
+    if not failed:
+        return outcomes, {}
+    # the carries they were planned from, kept, and the rows that left each window kept with it: the
+    # next batch the models score finalizes these hours as ``vigil predict`` does
+    unscored = {pid: requests[pid] for pid in failed}
+    return outcomes, _kept_carries(unscored, rt.bundle, [windows[pid] for pid in unscored])
+
+
+async def _infer_apart(
+    batcher: DynamicBatcher[StepRequest, StepOutcome], requests: dict[str, StepRequest], pids: list[str]
+) -> tuple[dict[str, StepOutcome], dict[str, str]]:
+    """The outcomes of ``pids`` from one call of the models; when it fails, each half's from a call of
+    its own, halved again until a failing call holds one patient: that patient's inputs fail the
+    models (its error's type returned), and no other patient is left without model scores for it. One
+    such patient among 64 costs 12 calls more (two a halving), not 64; one call each, in turn, so
+    that the batcher cannot coalesce them into the failing batch again."""
     try:
-        results = await rt.batcher.infer_many(list(requests.values()))
-    except Exception as exc:  # a model failure must not lose the rule scores or stop the partition
-        log.error("models.failed", error=type(exc).__name__)
-        # the carries they were planned from, kept, and the rows that left each window kept with it:
-        # the next scored batch finalizes these hours as ``vigil predict`` does
-        return {}, _kept_carries(requests, rt.bundle, [windows[pid] for pid in requests])
-    return dict(zip(requests, results, strict=True)), {}
+        results = await batcher.infer_many([requests[pid] for pid in pids])
+    except Exception as exc:  # whatever the models raise: the parts are tried apart
+        if len(pids) == 1:
+            return {}, {pids[0]: type(exc).__name__}
+        half = len(pids) // 2
+        first, failed_first = await _infer_apart(batcher, requests, pids[:half])
+        second, failed_second = await _infer_apart(batcher, requests, pids[half:])
+        return first | second, failed_first | failed_second
+    return dict(zip(pids, results, strict=True)), {}
 
 
 def _kept_carries(

@@ -93,6 +93,14 @@ SEQUENCE_RESTARTS = Counter(
     "Patients whose carried sequence-model state was written by another model (a bundle changed): "
     "their deterioration score restarted from a zero state at the window's first hour",
 )
+MODEL_FAILURES = Counter(
+    "vigil_model_failures_total",
+    "Patients scored without a model's score because the models failed on their inputs, counted once delivered: "
+    "an exception (by its type: every model left out, rule scores only; log models.failed) or a probability that "
+    "is not a number (not_a_number: that model, and the combined risk when it reads it, left out; log "
+    "models.not_a_number)",
+    ["error"],
+)
 BUNDLE_INFO = Gauge(
     "vigil_bundle_info",
     "The model bundle this worker serves (1): its version, the deterioration model's kind and the "

@@ -199,7 +199,8 @@ class BatchSettings(BaseModel):
     # core). One: a worker's batches are small (~0.3 ms of ONNX per 64 patients) and a second thread
     # only contends with the worker's own event loop, the broker and Redis; at batch 64 two threads
     # cost 3-5x more per patient than one on the 2-core VM (docs/performance.md). Scale out with
-    # workers (one per core), not threads.
+    # workers (one per core), not threads. The tree graphs run on one thread whatever this says
+    # (models.bundle.TREE_THREADS: their sums are then the same bits as `vigil predict`'s).
     intra_op_threads: int | None = Field(default=1, ge=1)
     stream_take: int = Field(default=500, ge=1)  # events per Faust take() batch
     # how long a take() waits for more events once the previous batch is done (every event waits it

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,10 +52,18 @@ STEPPING_DIR = ARTIFACTS_DIR / "stepping"
 FORMAT = "stepping-v2"
 TOP_K = 5
 ModelName = Literal["sepsis_diagnosis", "deterioration", "combined"]
+MODEL_NAMES: tuple[ModelName, ...] = ("sepsis_diagnosis", "deterioration", "combined")
 MEASUREMENT_PATTERN = "measurement_pattern"  # the grouped missingness features in explanations
 # the deterioration model's one-step graphs this code serves, by the manifest's ``kind``
 SEQUENCE_KINDS = {"attention-step": "causal attention encoder", "gru-step": "GRU"}
 _PATTERN = np.array([n in MISSINGNESS_FEATURES for n in TREE_FEATURES])
+# The tree graphs run on one onnxruntime thread on every path (the worker, ``vigil predict``, ``vigil
+# replay``, ``vigil bundle check``): with several, the sum over the trees is split between threads in
+# an order that depends on the thread count and on the batch's size, and float32 sums in another order
+# differ by ~3e-7, which the isotonic calibration's steps made up to 6e-4 of combined risk between
+# the stream (one thread, small batches) and ``vigil predict`` (every core, 256 stays a call). On one
+# thread each row's trees are summed in the graph's order: the same bits alone or in any batch.
+TREE_THREADS = 1
 
 
 def sequence_columns(names: Sequence[str]) -> np.ndarray | None:
@@ -73,8 +82,11 @@ def sequence_columns(names: Sequence[str]) -> np.ndarray | None:
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
+    """Log-odds, clipped to 1e-6 from 0 and 1; NaN where ``p`` is not finite (clipped, an infinity
+    from a graph would give the combined risk a number, published as if the model had scored)."""
+    p = np.asarray(p, np.float64)
+    clipped = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.where(np.isfinite(p), np.log(clipped / (1 - clipped)), np.nan)
 
 
 def stacked_risk(stacker: Mapping[str, Any], p_tree: np.ndarray, p_seq: np.ndarray) -> np.ndarray:
@@ -98,8 +110,17 @@ def calibrated_risk(stacked: np.ndarray, knots_x: Any, knots_y: Any, rank_keep: 
     return (1 - rank_keep) * np.interp(s, knots_x, knots_y) + rank_keep * s
 
 
-def model_score(meta: Mapping[str, Any], name: ModelName, p: float, top: list[FeatureContribution]) -> ModelScore:
-    """One model's published score from its manifest entry (version, threshold)."""
+def model_score(
+    meta: Mapping[str, Any], name: ModelName, p: float, top: list[FeatureContribution]
+) -> ModelScore | None:
+    """One model's published score from its manifest entry (version, threshold); None when ``p`` is
+    not a finite number: that model's score is left out of the patient's scores (the rules and the
+    other models still go out), never raised. ``min(max(nan, 0), 1)`` is NaN, which ``ModelScore``
+    refuses, and the error made every patient of the batch rules-only. A combined risk computed from
+    such a probability is NaN too (``_logit``) and left out with it; the sequence model's, at weight 0,
+    leaves the combined risk as it is (``stacked_risk``)."""
+    if not math.isfinite(p):
+        return None
     thr = float(meta["threshold"])
     p = float(min(max(p, 0.0), 1.0))
     return ModelScore(
@@ -261,7 +282,9 @@ def load_stepping_bundle(
     artifacts_dir: str | Path | None = None, *, intra_op_threads: int | None = None, prefer_gpu: bool = True
 ) -> SteppingBundle:
     """Open the stepping bundle after checking every pinned file's sha256 and the input lists; a file
-    it opens must be pinned (``integrity.pinned_file``)."""
+    it opens must be pinned (``integrity.pinned_file``). ``intra_op_threads`` is the sequence graphs'
+    (None: one per core); the tree graphs always run on ``TREE_THREADS``, so that a tree probability
+    does not depend on how many threads or stays scored it."""
     from vigil.models.session import create_session
 
     d = Path(artifacts_dir) if artifacts_dir else STEPPING_DIR
@@ -291,8 +314,9 @@ def load_stepping_bundle(
     with np.load(table_file) as z:
         table = {k: z[k] for k in z.files}
     open_ = {"intra_op_threads": intra_op_threads, "prefer_gpu": prefer_gpu}
-    # tree walks run on the CPU provider whatever the device: nothing to gain from a GPU copy
-    contrib = create_session(graph_file, intra_op_threads=intra_op_threads, prefer_gpu=False) if graph_file else None
+    # tree walks run on the CPU provider whatever the device: nothing to gain from a GPU copy; and on
+    # one thread whatever ``intra_op_threads`` says (``TREE_THREADS``)
+    contrib = create_session(graph_file, intra_op_threads=TREE_THREADS, prefer_gpu=False) if graph_file else None
     step = create_session(step_file, **open_)  # type: ignore[arg-type]
     if step.get_inputs()[1].shape[1] != int(seq["hidden"]):
         raise ArtifactIntegrityError(
@@ -305,7 +329,7 @@ def load_stepping_bundle(
     window = create_session(window_file, **open_) if window_file else None  # type: ignore[arg-type]
     return SteppingBundle(
         manifest=manifest,
-        tree_session=create_session(tree_file, **open_),  # type: ignore[arg-type]
+        tree_session=create_session(tree_file, intra_op_threads=TREE_THREADS, prefer_gpu=prefer_gpu),
         step_session=step,
         tree_table=table,
         artifacts_dir=d,

@@ -164,7 +164,8 @@ def shifted_matrix(matrix: np.ndarray, shift: SeededShift | None, stay_index: in
 
 def _open_bundle(artifacts_dir: str | Path | None, site: Site | None = None) -> Any:
     """The stepping bundle in ``artifacts_dir``, or the one the stream serves when none is given
-    (``models.stream_step.served_bundle_dir``), at the site's alert threshold."""
+    (``models.stream_step.served_bundle_dir``), at the site's alert threshold. Its sequence graphs use
+    every core; its trees one thread, as the worker's (``bundle.TREE_THREADS``: the same bits)."""
     from vigil.models.bundle import load_stepping_bundle, require_stepping_bundle
     from vigil.models.stream_step import load_served_bundle
 

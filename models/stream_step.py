@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from vigil.models.bundle import (
+    MODEL_NAMES,
     STEPPING_DIR,
     BundleDirError,
     SteppingBundle,
@@ -130,6 +131,8 @@ class StepOutcome:
     # the carried states were another sequence model's and were dropped (``stepping.own_states``):
     # this patient's deterioration score restarted from the window's first hour
     restarted: bool = False
+    # the models whose probability was not a number in one of its hours, left out there (``left_out``)
+    not_a_number: tuple[str, ...] = ()
 
 
 def fresh_carry(window: PatientWindow) -> StayCarry:
@@ -321,9 +324,13 @@ def _outcomes(
     meta = bundle.manifest["models"]
     scores = [
         [
-            model_score(meta["sepsis_diagnosis"], "sepsis_diagnosis", float(p_tree[k]), tops[k]),
-            model_score(meta["deterioration"], "deterioration", float(p_seq[k]), []),
-            model_score(meta["combined"], "combined", float(comb[k]), tops[k]),
+            score
+            for score in (
+                model_score(meta["sepsis_diagnosis"], "sepsis_diagnosis", float(p_tree[k]), tops[k]),
+                model_score(meta["deterioration"], "deterioration", float(p_seq[k]), []),
+                model_score(meta["combined"], "combined", float(comb[k]), tops[k]),
+            )
+            if score is not None  # not a number: left out of this hour (``model_score``)
         ]
         for k in range(len(feats))
     ]
@@ -332,5 +339,12 @@ def _outcomes(
         scored = [HourScore(h, feats[at + k], scores[at + k]) for k, h in enumerate([*hours, plan.hour])]
         at += len(scored)
         rows = req.rows[[h - req.carry.boundary for h in hours]]
-        out.append(StepOutcome(scored[-1], scored[:-1], rows, carry))
+        out.append(StepOutcome(scored[-1], scored[:-1], rows, carry, not_a_number=left_out(scored)))
     return out
+
+
+def left_out(scored: Sequence[HourScore]) -> tuple[str, ...]:
+    """The models whose probability was not a number in any of a patient's scored hours (their
+    scores left out of those hours), by name, in the bundle's order."""
+    given = [{m.model for m in hour.models} for hour in scored]
+    return tuple(name for name in MODEL_NAMES if any(name not in g for g in given))
