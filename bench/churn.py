@@ -11,6 +11,8 @@ The watchdog runs at 20 s / 40 s (defaults 60 / 180), so that a stall would show
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -46,6 +48,7 @@ def main(args: list[str]) -> int:
     except ValueError:
         print(f"error: {' '.join(args)!r}: give CYCLES and EXTRA as positive whole numbers, e.g. 12 1", file=sys.stderr)
         return 2
+    from vigil.bench.harness import bench_worker_env
     from vigil.infra.connect import kafka_producer
     from vigil.infra.readback import TopicReader
     from vigil.infra.settings import get_settings
@@ -58,10 +61,8 @@ def main(args: list[str]) -> int:
     stack_up(settings)
     run = uuid.uuid4().hex[:8]
     logs = settings.home / "logs" / f"churn-{run}"
-    reader = TopicReader(settings).start()
-    stays = spawn_worker(settings, logs / "stays.log", WATCHDOG)
-    time.sleep(12)  # joined and scoring before the churn starts
-    producer = kafka_producer(settings, linger_ms=5)
+    # several workers at once: none takes the parent's /metrics or readiness port (bench.harness)
+    env = bench_worker_env(WATCHDOG)
     ids: set[str] = set()
     done = threading.Event()
 
@@ -85,24 +86,39 @@ def main(args: list[str]) -> int:
             producer.flush()
             time.sleep(0.2)
 
-    t0 = time.monotonic()
-    feeder = threading.Thread(target=produce, daemon=True)
-    feeder.start()
-    for cycle in range(cycles):
-        joined = [spawn_worker(settings, logs / f"c{cycle}-{n}.log", WATCHDOG) for n in range(extra)]
-        time.sleep(5 + cycle % 5)
-        for worker in joined:
+    # each worker kept as it starts: the workers run in their own session, and a stop (Ctrl-C,
+    # SIGTERM) anywhere below left them running
+    started: list[subprocess.Popen[bytes]] = []
+    reader = TopicReader(settings).start()
+    try:
+        stays = spawn_worker(settings, logs / "stays.log", env)
+        started.append(stays)
+        time.sleep(12)  # joined and scoring before the churn starts
+        producer = kafka_producer(settings, linger_ms=5)
+        t0 = time.monotonic()
+        feeder = threading.Thread(target=produce, daemon=True)
+        feeder.start()
+        for cycle in range(cycles):
+            joined = []
+            for n in range(extra):
+                joined.append(spawn_worker(settings, logs / f"c{cycle}-{n}.log", env))
+                started.append(joined[-1])
+            time.sleep(5 + cycle % 5)
+            for worker in joined:
+                stop_worker(worker)
+            time.sleep(1 + cycle % 3)
+        done.set()
+        feeder.join()
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and not ids <= reader.snapshot().scored_ids:
+            time.sleep(2)
+        unscored = len(ids - reader.snapshot().scored_ids)
+        alive = stays.poll() is None
+    finally:
+        done.set()
+        for worker in started:
             stop_worker(worker)
-        time.sleep(1 + cycle % 3)
-    done.set()
-    feeder.join()
-    deadline = time.monotonic() + 150
-    while time.monotonic() < deadline and not ids <= reader.snapshot().scored_ids:
-        time.sleep(2)
-    unscored = len(ids - reader.snapshot().scored_ids)
-    alive = stays.poll() is None
-    stop_worker(stays)
-    reader.stop()
+        reader.stop()
     fired = watchdog_events(sorted(logs.glob("*.log")))
     summary = {
         "cycles": cycles,
@@ -119,4 +135,8 @@ def main(args: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM and SIGHUP (`timeout`, a closed terminal) end the run as Ctrl-C does, through main's
+    # ``finally``: their default action ended the process and left its workers running
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, signal.default_int_handler)
     sys.exit(main(sys.argv[1:]))

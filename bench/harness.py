@@ -19,7 +19,7 @@ from typing import Any
 from vigil.infra.backlog import group_backlog
 from vigil.infra.connect import consumer_from_now, kafka_producer
 from vigil.infra.settings import Settings
-from vigil.infra.workers import spawn_worker, stop_worker, worker_env
+from vigil.infra.workers import require_running, spawn_worker, stop_worker, worker_env
 from vigil.schemas import topics
 
 # The pipeline the goals are stated for: ingest -> state -> features -> models -> scores -> alerts
@@ -34,6 +34,9 @@ BENCH_APP_ID = "vigil-bench"
 BASELINE_IN = "vigil.bench.baseline.in"
 BASELINE_OUT = "vigil.bench.baseline.out"
 BASELINE_GROUP = "vigil-bench-baseline"
+# the bench runs several workers at once: a /metrics or readiness port set for its own process (the
+# environment `worker_env` hands on) was bound by the first of them, and every other exited 2 at start
+UNSHARED_PORTS: dict[str, str | None] = {"VIGIL_METRICS_PORT": None, "VIGIL_HEALTH_PORT": None}
 # how long a phase waits for its group to read what an earlier phase or run left on its input topic
 # (the MLLP phase's 24,000 events take a worker ~10 s), and how often it asks the broker meanwhile
 BACKLOG_TIMEOUT_S = 600.0
@@ -229,12 +232,52 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def bench_worker_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str | None]:
+    """What the bench sets for each worker it starts: ``extra``, and none of the parent's ports
+    (``UNSHARED_PORTS``) unless ``extra`` names its own."""
+    return {**UNSHARED_PORTS, **(extra or {})}
+
+
+def require_all_running(workers: Iterable[tuple[subprocess.Popen[bytes], Path]]) -> None:
+    """Stop the phase (one line: exit code and log) once one of its ``(worker, log)`` has ended,
+    whatever its exit: nothing restarts a bench worker, and the phase would wait out its timeout,
+    then report the figure of fewer workers than it says."""
+    for proc, log in workers:
+        require_running(proc, log, "a worker of the bench")
+
+
+def events_per_s(accounted: int, span_s: float) -> float | None:
+    """Events/s over the outputs' span: the events that span holds (scored or dead-lettered), not
+    every event offered. A phase that timed out divided all 20,000 by the span of the few that came."""
+    return accounted / span_s if span_s > 0 else None
+
+
+def unsettled_phases(phases: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
+    """A sentence for each phase whose figure covers less than it seems to: it timed out, some of its
+    events were neither scored nor dead-lettered, or its workers had not split the partitions when
+    the load began (the figure is that of fewer workers)."""
+    warnings = []
+    for name, phase in phases.items():
+        if not phase:
+            continue
+        why = []
+        if phase.get("complete") is False:
+            why.append("timed out")
+        if phase.get("unaccounted"):
+            why.append(f"{phase['unaccounted']:,} events neither scored nor dead-lettered")
+        if phase.get("group_split_before_load") is False:
+            why.append("its workers had not split the partitions when the load began")
+        if why:
+            warnings.append(f"{name}: {', '.join(why)}; its figures cover only the events accounted for")
+    return warnings
+
+
 def spawn_baseline(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     """A bare-Faust worker (``bench.baseline``) connecting like ``settings``."""
     out = open(log, "ab")  # noqa: SIM115 - owned by the child
     return subprocess.Popen(
         [sys.executable, "-m", "vigil.bench.baseline"],
-        env=worker_env(settings),
+        env=worker_env(settings, bench_worker_env()),
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -244,4 +287,4 @@ def spawn_baseline(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
 
 def spawn_pipeline(settings: Settings, log: Path, agents: tuple[str, ...] = PIPELINE_AGENTS) -> subprocess.Popen[bytes]:
     """A ``vigil worker`` running ``agents`` in the bench's consumer group."""
-    return spawn_worker(settings, log, extra_env={"VIGIL_APP_ID": BENCH_APP_ID}, agents=agents)
+    return spawn_worker(settings, log, extra_env=bench_worker_env({"VIGIL_APP_ID": BENCH_APP_ID}), agents=agents)

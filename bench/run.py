@@ -2,7 +2,8 @@
 
 Throughput is measured the same way for both: N events are preloaded into the input topic, the
 worker is started, and events/s = N / (last output timestamp - first output timestamp), from the
-Kafka timestamps of the output messages; a phase ends when every event is scored or dead-lettered.
+Kafka timestamps of the output messages; a phase ends when every event is scored or dead-lettered
+(one that times out divides the events it accounted for, and says so in the run's ``warnings``).
 Latency is measured at a fixed offered rate with the pipeline running: per event, (timestamp of the
 first score that includes it) - (its produce timestamp). A score's timestamp is its CreateTime, set
 by the worker's producer when it sends the score: the score's linger, the broker's acknowledgement
@@ -37,13 +38,16 @@ from vigil.bench.harness import (
     DeadLetterWatch,
     OutputWatch,
     drain_backlog,
+    events_per_s,
     preload,
     quiet_collector,
+    require_all_running,
     rss_mb,
     settle,
     settled,
     spawn_baseline,
     spawn_pipeline,
+    unsettled_phases,
     wait_until,
 )
 from vigil.bench.mllp import measure_mllp
@@ -84,15 +88,30 @@ def bench_events(stays: list[Stay], n: int) -> list[tuple[str, bytes, bytes]]:
 def measure_baseline(settings: Settings, n: int, messages: list[tuple[bytes, bytes]], log_dir: Path) -> dict[str, Any]:
     ensure_topics(settings, (BASELINE_IN, BASELINE_OUT))
     watch = OutputWatch(settings, BASELINE_OUT).start()
-    preload(settings, BASELINE_IN, messages)
-    proc = spawn_baseline(settings, log_dir / "bench-baseline.log")
+    log = log_dir / "bench-baseline.log"
+    proc = None
     try:
-        ok = wait_until(lambda: watch.count >= n, timeout=300)
+        preload(settings, BASELINE_IN, messages)
+        proc = worker = spawn_baseline(settings, log)
+
+        def done() -> bool:
+            if watch.count >= n:
+                return True
+            require_all_running([(worker, log)])  # a worker that died at start: nothing more will come
+            return False
+
+        ok = wait_until(done, timeout=300)
     finally:
-        stop_worker(proc)
+        if proc is not None:
+            stop_worker(proc)
         watch.stop()
     span = ((watch.last_ts or 0) - (watch.first_ts or 0)) / 1000.0
-    return {"events": watch.count, "complete": ok, "seconds": span, "events_per_s": n / span if span > 0 else None}
+    return {
+        "events": watch.count,
+        "complete": ok,
+        "seconds": span,
+        "events_per_s": events_per_s(min(watch.count, n), span),
+    }
 
 
 def measure_pipeline(
@@ -110,28 +129,39 @@ def measure_pipeline(
 
     watch = OutputWatch(settings, topics.SCORES, on_record=absorb).start()
     dead = DeadLetterWatch(settings).start()
-    preload(
-        settings,
-        topics.EVENTS_RAW,
-        [(k, v) for _, k, v in events],
-        on_ack=lambda metadata, index: dead.acknowledged(metadata, events[index][0]),
-    )
-    proc = spawn_pipeline(settings, log_dir / "bench-pipeline.log", agents=agents)
+    log = log_dir / "bench-pipeline.log"
+    proc = None
     peak_rss = 0.0
     before: Usage | None = None
+    try:
+        preload(
+            settings,
+            topics.EVENTS_RAW,
+            [(k, v) for _, k, v in events],
+            on_ack=lambda metadata, index: dead.acknowledged(metadata, events[index][0]),
+        )
+        proc = worker = spawn_pipeline(settings, log, agents=agents)
 
-    def done() -> bool:
-        nonlocal peak_rss, before
-        peak_rss = max(peak_rss, rss_mb(proc.pid))
-        if before is None and watch.count:  # from the first score on: the worker's start-up left out
-            before = sample(settings, [proc.pid])
-        # an event ingest dead-letters is never scored: waiting for its score ran out the timeout
-        return settled(ids, seen, dead.by_event())
+        def done() -> bool:
+            nonlocal peak_rss, before
+            peak_rss = max(peak_rss, rss_mb(worker.pid))
+            if before is None and watch.count:  # from the first score on: the worker's start-up left out
+                before = sample(settings, [worker.pid])
+            # an event ingest dead-letters is never scored: waiting for its score ran out the timeout
+            if settled(ids, seen, dead.by_event()):
+                return True
+            require_all_running([(worker, log)])  # a worker that died at start: nothing more will come
+            return False
 
-    ok = wait_until(done, timeout=600)
-    after = sample(settings, [proc.pid])
-    watch.stop()
-    dead.stop()
+        ok = wait_until(done, timeout=600)
+        after = sample(settings, [proc.pid])
+    except BaseException:  # Ctrl-C, SIGTERM (stop_on_signals), a worker that died: it runs in its own session
+        if proc is not None:
+            stop_worker(proc)
+        raise
+    finally:
+        watch.stop()
+        dead.stop()
     span = ((watch.last_ts or 0) - (watch.first_ts or 0)) / 1000.0
     dead_lettered, unaccounted = settle(ids, seen, dead.by_event())
     result = {
@@ -141,7 +171,7 @@ def measure_pipeline(
         "scores": watch.count,
         "dead_lettered": dead_lettered,
         "unaccounted": unaccounted,
-        "events_per_s": n / span if span > 0 else None,
+        "events_per_s": events_per_s(n - unaccounted, span),
         "worker_peak_rss_mb": round(peak_rss, 1),
         "usage": usage_between(before, after, n) if before else None,
     }
@@ -315,7 +345,6 @@ def run_bench(
         pipeline["worker_peak_rss_mb"] = max(pipeline["worker_peak_rss_mb"], rss_mb(proc.pid))
     finally:
         stop_worker(proc)
-    warnings = data_shortfall(patients, len(stays), n_events, len(events), int(rate * latency_s), len(lat_events), rate)
     redis_size = redis_bytes_per_patient(settings, patients_seen)
     curve = no_curve("skipped (--quick)") if quick else batch_curve_or_why_not(stays)
     plot_error = None
@@ -337,6 +366,17 @@ def run_bench(
     # last: its events land on vigil.events.raw with no worker running, a backlog for whichever
     # worker of the group comes next (it halved the curve's 1-worker point when it ran before it)
     mllp = None if quick else measure_mllp(settings)
+    warnings = data_shortfall(patients, len(stays), n_events, len(events), int(rate * latency_s), len(lat_events), rate)
+    warnings += unsettled_phases(
+        {
+            "baseline": baseline,
+            "pipeline": pipeline,
+            "pipeline with the treatment agent": with_treatment,
+            "latency": latency,
+            **{f"{p['workers']} worker(s), {kind}": p.get(kind) for p in scale for kind in ("pipeline", "baseline")},
+            "latency with the curve's most workers": latency_scaled,
+        }
+    )
     ratio = (
         pipeline["events_per_s"] / baseline["events_per_s"]
         if pipeline["events_per_s"] and baseline["events_per_s"]

@@ -5,7 +5,8 @@ Each point of the curve: the N worker processes start on the input topic and joi
 group; when every worker owns some of its partitions (no rebalance left to stall the run) and the
 group has read everything on the topic (no backlog of an earlier phase inside the point's span),
 the events are produced and events/s = events ÷ (last − first output timestamp), the single-worker
-comparison's formula (``bench.run``); the point ends when every event is scored or dead-lettered.
+comparison's formula (``bench.run``: the events accounted for, where the point timed out); the point
+ends when every event is scored or dead-lettered, and a worker that ends stops it.
 No count above the topics' partitions is run: such a worker owns nothing, and the point would
 wait for a split that never comes. The baseline (``bench.baseline``) gets the same
 treatment with its own group and topics. Partitions: Kafka cannot shrink a topic, so the bench grows
@@ -29,9 +30,10 @@ from vigil.bench.harness import (
     BENCH_APP_ID,
     DeadLetterWatch,
     OutputWatch,
+    events_per_s,
     preload,
+    require_all_running,
     settle,
-    settled,
     spawn_baseline,
     spawn_pipeline,
     wait_for_no_backlog,
@@ -123,6 +125,7 @@ def measure_point(
     ids = {eid for eid, _, _ in events}
     seen: set[str] = set()
     dead: DeadLetterWatch | None = None
+    spawn: Callable[[Settings, Path], subprocess.Popen[bytes]]
     if kind == "pipeline":
         group, in_topic, out_topic = BENCH_APP_ID, topics.EVENTS_RAW, topics.SCORES
         letters = dead = DeadLetterWatch(settings)
@@ -130,11 +133,10 @@ def measure_point(
         def absorb(record: Any) -> None:
             seen.update(json.loads(record.value)["event_ids"])
 
-        def done() -> bool:  # a dead-lettered event is never scored: waiting for it ran out the 600 s
-            return settled(ids, seen, letters.by_event())
+        def handled() -> int:  # a dead-lettered event is never scored: waiting for it ran out the 600 s
+            return len(ids) - settle(ids, seen, letters.by_event())[1]
 
-        def start(i: int) -> subprocess.Popen[bytes]:
-            return spawn_pipeline(settings, log_dir / f"bench-scale-{i}.log")
+        spawn, log_name = spawn_pipeline, "bench-scale-{}.log"
 
     else:
         group, in_topic, out_topic = BASELINE_GROUP, BASELINE_IN, BASELINE_OUT
@@ -143,20 +145,35 @@ def measure_point(
         def absorb(record: Any) -> None:
             count[0] += 1
 
-        def done() -> bool:
-            return count[0] >= len(events)
+        def handled() -> int:
+            return min(count[0], len(events))
 
-        def start(i: int) -> subprocess.Popen[bytes]:
-            return spawn_baseline(settings, log_dir / f"bench-scale-baseline-{i}.log")
+        spawn, log_name = spawn_baseline, "bench-scale-baseline-{}.log"
 
-    procs = [start(i) for i in range(workers)]
+    running: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def split() -> bool:
+        if split_among(settings, group, in_topic, workers, partitions):
+            return True
+        require_all_running(running)  # one that died at start: the split it waits for never comes
+        return False
+
+    def done() -> bool:
+        if handled() >= len(ids):
+            return True
+        require_all_running(running)
+        return False
+
     try:
-        ready = wait_until(lambda: split_among(settings, group, in_topic, workers, partitions), timeout=180)
+        for i in range(workers):  # each kept as it starts: a stop while the next one starts stops it too
+            log = log_dir / log_name.format(i)
+            running.append((spawn(settings, log), log))
+        ready = wait_until(split, timeout=180)
         backlog = wait_for_no_backlog(settings, group, in_topic)
         watch = OutputWatch(settings, out_topic, on_record=absorb).start()
         if dead:
             dead.start()
-        before = sample(settings, [p.pid for p in procs])
+        before = sample(settings, [p.pid for p, _ in running])
         preload(
             settings,
             in_topic,
@@ -164,15 +181,16 @@ def measure_point(
             on_ack=(lambda metadata, index: dead.acknowledged(metadata, events[index][0])) if dead else None,
         )
         complete = wait_until(done, timeout=600)
-        after = sample(settings, [p.pid for p in procs])
+        after = sample(settings, [p.pid for p, _ in running])
         watch.stop()
         if dead:
             dead.stop()
     finally:
-        for p in procs:
+        for p, _ in running:
             stop_worker(p)
     span = ((watch.last_ts or 0) - (watch.first_ts or 0)) / 1000.0
     dead_lettered, unaccounted = settle(ids, seen, dead.by_event()) if dead else ({}, None)
+    rate = events_per_s(handled(), span)
     return {
         "workers": workers,
         "kind": kind,
@@ -180,7 +198,7 @@ def measure_point(
         "backlog_before_load": backlog,
         "complete": complete,
         "seconds": span,
-        "events_per_s": round(len(events) / span, 1) if span > 0 else None,
+        "events_per_s": round(rate, 1) if rate is not None else None,
         "dead_lettered": dead_lettered,
         "unaccounted": unaccounted,
         "usage": usage_between(before, after, len(events)),
@@ -221,15 +239,24 @@ def latency_with_workers(
     """``measure`` (the bench's latency phase: a fixed offered rate) run against ``workers`` pipeline
     workers in one group, started and split over the partitions before the first event."""
     partitions = grow_partitions(settings, (topics.EVENTS_RAW,))[topics.EVENTS_RAW]
-    procs = [spawn_pipeline(settings, log_dir / f"bench-latency-{i}.log") for i in range(workers)]
+    running: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def split() -> bool:
+        if split_among(settings, BENCH_APP_ID, topics.EVENTS_RAW, workers, partitions):
+            return True
+        require_all_running(running)
+        return False
+
     try:
-        ready = wait_until(
-            lambda: split_among(settings, BENCH_APP_ID, topics.EVENTS_RAW, workers, partitions), timeout=180
-        )
+        for i in range(workers):  # each kept as it starts: a stop while the next one starts stops it too
+            log = log_dir / f"bench-latency-{i}.log"
+            running.append((spawn_pipeline(settings, log), log))
+        ready = wait_until(split, timeout=180)
         backlog = wait_for_no_backlog(settings, BENCH_APP_ID, topics.EVENTS_RAW)
         result = measure()
+        require_all_running(running)  # the figures of fewer workers than it says
     finally:
-        for p in procs:
+        for p, _ in running:
             stop_worker(p)
     return {"workers": workers, "group_split_before_load": ready, "backlog_before_load": backlog, **result}
 

@@ -273,20 +273,18 @@ def run_demo(
     plan = plan_demo(stays, bad)
     reader = TopicReader(settings).start()
     metrics_port = settings.metrics_port or free_port()
-    # started again if it leaves its group, exit 75: a partition it stopped reading or an event loop
-    # that stopped running (agents/progress.py, agents/loop.py)
-    worker = SupervisedWorker(
-        settings, settings.home / "logs" / "demo-worker.log", {"VIGIL_METRICS_PORT": str(metrics_port)}
-    )
-    if not quiet:
-        console.print(f"Worker metrics: http://127.0.0.1:{metrics_port}/metrics")
     drift: dict[str, dict[str, float]] = {}
-    producer = kafka_producer(settings, linger_ms=5, max_in_flight_requests_per_connection=1, retries=10)
-    sent = 0
-    t0 = time.time()
-    deadline = t0 + duration if duration else None
-    last_hour = -1
+    worker: SupervisedWorker | None = None
+    producer: Any = None
     try:
+        worker = start_demo_worker(settings, metrics_port)
+        if not quiet:
+            console.print(f"Worker metrics: http://127.0.0.1:{metrics_port}/metrics")
+        producer = kafka_producer(settings, linger_ms=5, max_in_flight_requests_per_connection=1, retries=10)
+        sent = 0
+        t0 = time.time()
+        deadline = t0 + duration if duration else None
+        last_hour = -1
         with live_progress(console, _table(0, len(plan.messages), reader.snapshot(), 0), quiet) as live:
             for hour, key, value in plan.messages:
                 if deadline and time.time() > deadline:
@@ -333,13 +331,29 @@ def run_demo(
             _print_summary(console, summary, rb)
         if keep is not None:
             keep(summary)
-    finally:
-        producer.close()
-        worker.stop()
+    finally:  # a stop (Ctrl-C, SIGTERM), a worker that died, a producer that could not connect
+        if producer is not None:
+            producer.close()
+        if worker is not None:
+            worker.stop()
         reader.stop()
         if server is not None:
             server.stop()
     return summary
+
+
+def start_demo_worker(settings: Settings, metrics_port: int) -> SupervisedWorker:
+    """The demo's worker, started again if it leaves its group (exit 75: a partition it stopped
+    reading or an event loop that stopped running, agents/progress.py, agents/loop.py); any other
+    exit stops the demo at its next ``check`` with the exit code and the log. It serves /metrics on
+    ``metrics_port`` and no readiness port: the demo reads the one, and a ``VIGIL_HEALTH_PORT``
+    meant for another worker on this machine would stop the demo's at start (exit 2)."""
+    return SupervisedWorker(
+        settings,
+        settings.home / "logs" / "demo-worker.log",
+        {"VIGIL_METRICS_PORT": str(metrics_port), "VIGIL_HEALTH_PORT": None},
+        who="the demo's worker",
+    )
 
 
 def _summary(

@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
 from vigil.infra.settings import Settings
+from vigil.schemas.errors import UserError
 
 # `vigil worker`'s exit status when it left its group because it had stopped reading: a partition it
 # held was not read (agents/progress.py) or its event loop did not run (agents/loop.py). Its
@@ -33,10 +35,12 @@ def _connection_env(prefix: str, section: BaseModel) -> dict[str, str | None]:
     return out
 
 
-def worker_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+def worker_env(settings: Settings, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """The environment of a child process connecting like ``settings``: the same home, endpoints,
     security protocol and bundle. Passwords never go into it: an embedded stack's child reads them from
-    ``<home>/secrets`` (0600) through ``infra.connect``; explicit ones are inherited as set."""
+    ``<home>/secrets`` (0600) through ``infra.connect``; explicit ones are inherited as set. A name
+    ``extra`` maps to None is left out: a port of the parent's (``VIGIL_METRICS_PORT``) that several
+    children would each try to bind."""
     env = dict(os.environ)
     env["VIGIL_HOME"] = str(settings.home)
     for name, value in (
@@ -50,14 +54,18 @@ def worker_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[
         env["VIGIL_BUNDLE_DIR"] = str(settings.bundle_dir)
     env.setdefault("VIGIL_LOG_FORMAT", "json")
     env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
+    for name, value in (extra or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 
 def spawn_worker(
     settings: Settings,
     log_path: Path,
-    extra_env: dict[str, str] | None = None,
+    extra_env: Mapping[str, str | None] | None = None,
     agents: tuple[str, ...] | None = None,
 ) -> subprocess.Popen[bytes]:
     """A ``vigil worker`` in its own session (a signal to the command never reaches it: the command
@@ -81,12 +89,43 @@ def spawn_worker(
     return proc
 
 
+def exit_problem(returncode: int | None, log_path: Path, who: str = "the worker") -> str | None:
+    """One line for a worker that ended on its own: how, and the log where it said why (``vigil
+    worker`` exits 2 on a port another process holds). None while it runs. A worker that died at start
+    went unnoticed: the demo waited its 120 s and reported every event lost, the bench measured
+    fewer workers than it said."""
+    if returncode is None:
+        return None
+    if returncode < 0:
+        how = f"was ended by signal {-returncode}"
+    elif returncode == EXIT_LEFT_GROUP:
+        how = f"left its group (exit {returncode}: it had stopped reading) and nothing starts it again"
+    else:
+        how = f"exited with code {returncode}"
+    return f"{who} {how}: its log {log_path} says why"
+
+
+def require_running(proc: subprocess.Popen[bytes], log_path: Path, who: str = "the worker") -> None:
+    """A ``UserError`` (one line, ``exit_problem``) once ``proc`` has ended: a phase waiting for it
+    would wait its whole timeout, then report what it never did."""
+    if (problem := exit_problem(proc.poll(), log_path, who)) is not None:
+        raise UserError(problem)
+
+
 class SupervisedWorker:
     """A spawned worker that is started again when it exits ``EXIT_LEFT_GROUP``, as compose's
-    ``restart`` would (the demo's worker). Any other exit is left for the caller to see."""
+    ``restart`` would (the demo's worker). Any other exit stops the caller at its next ``check``
+    with one line (``exit_problem``): nothing the caller waits for will come."""
 
-    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        extra_env: Mapping[str, str | None] | None = None,
+        who: str = "the worker",
+    ) -> None:
         self._start = lambda: spawn_worker(settings, log_path, extra_env)
+        self.log_path, self.who = log_path, who
         self.proc = self._start()
         self.restarts = 0
 
@@ -94,6 +133,7 @@ class SupervisedWorker:
         if self.proc.poll() == EXIT_LEFT_GROUP:
             self.restarts += 1
             self.proc = self._start()
+        require_running(self.proc, self.log_path, self.who)
 
     def stop(self) -> int:
         return stop_worker(self.proc)

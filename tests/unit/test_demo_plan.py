@@ -1,5 +1,6 @@
 """The demo's plan: which stays a discharge ends, and that it follows the stay's last event; the one
-discharge entered in error, and its cancel."""
+discharge entered in error, and its cancel. Its worker: one that ended stops the demo with its exit
+code and log, a stop or a producer error as the replay starts stops it, it inherits no readiness port."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import io
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +20,10 @@ from rich.table import Table
 from vigil.agents.web.views import STALE_AFTER
 from vigil.cli.demo import discharged, live_progress, plan_demo
 from vigil.infra.replay import Stay
+from vigil.infra.settings import Settings
+from vigil.infra.workers import EXIT_LEFT_GROUP
 from vigil.schemas.codes import DYNAMIC_CODES
+from vigil.schemas.errors import UserError
 
 
 def stay(pid: str, hours: int, septic: bool) -> Stay:
@@ -147,3 +154,135 @@ def test_the_stays_that_leave_do_so_hours_apart_while_the_ward_watches() -> None
     assert left == [now - timedelta(hours=LEAVE_EVERY_H * k) for k in (2, 1, 0)]
     hours = [hour for hour, _, _ in plan.messages]
     assert hours == sorted(hours) and hours[0] == 0
+
+
+class DemoWorker:
+    """The demo's worker process: ``returncode`` None while it runs."""
+
+    def __init__(self, returncode: int | None) -> None:
+        self.returncode, self.stopped = returncode, False
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+
+class Clock:
+    """``time`` for the demo's loops: a sleep moves it on at once (its 120 s wait takes no time)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    monotonic = time
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.01)
+
+
+@pytest.fixture
+def demo_stage(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> SimpleNamespace:
+    """``run_demo`` with everything but its own logic replaced: no stack, broker or process. The
+    stage records the worker's environment, the workers started and what was stopped."""
+    import vigil.cli.demo as demo
+    from vigil.infra import workers
+
+    # exits: how each worker started ends (then it runs): the first one's as it starts
+    stage = SimpleNamespace(exits=[], producer_error=None, envs=[], workers=[], reader_stopped=False)
+    snapshot = SimpleNamespace(
+        scores=0,
+        alerts=0,
+        dead_letters=0,
+        dead_letter_reasons={},
+        alert_states={},
+        alert_records=[],
+        stays_ended=0,
+        stay_records=[],
+        stays_resumed=0,
+        first_alert_at=None,
+        latencies_ms=[],
+        accounted=lambda ids, bad: (0, 0),  # nothing comes: the worker is not there
+    )
+
+    def stop_reader() -> None:
+        stage.reader_stopped = True
+
+    reader = SimpleNamespace(snapshot=lambda: snapshot, stop=stop_reader)
+    reader.start = lambda: reader
+
+    def spawn(settings: Settings, log_path: Path, extra_env: Any = None) -> DemoWorker:
+        stage.envs.append(workers.worker_env(settings, extra_env))
+        stage.workers.append(DemoWorker(stage.exits.pop(0) if stage.exits else None))
+        return stage.workers[-1]
+
+    def stop(worker: DemoWorker) -> int | None:
+        worker.stopped = True
+        return worker.returncode
+
+    def producer(*args: Any, **kwargs: Any) -> SimpleNamespace:
+        if stage.producer_error is not None:
+            raise stage.producer_error
+        return SimpleNamespace(send=lambda *a, **k: None, flush=lambda: None, close=lambda: None)
+
+    data = SimpleNamespace(kind="set A", path=tmp_path, stays=2)
+    monkeypatch.setattr(demo, "resolve_dataset", lambda *args: data)
+    monkeypatch.setattr(demo, "stack_up", lambda settings: None)
+    monkeypatch.setattr(demo, "refuse_backlog", lambda settings: None)
+    monkeypatch.setattr(demo, "pick_stays", lambda path, n: [stay("long", 14, True), stay("calm", 6, False)])
+    monkeypatch.setattr(demo, "TopicReader", lambda settings: reader)
+    monkeypatch.setattr(demo, "free_port", lambda: 19_999)
+    monkeypatch.setattr(demo, "kafka_producer", producer)
+    monkeypatch.setattr(demo, "worker_drift", lambda port: ({}, {}))
+    monkeypatch.setattr(demo, "time", Clock())
+    monkeypatch.setattr(workers, "spawn_worker", spawn)
+    monkeypatch.setattr(workers, "stop_worker", stop)
+    stage.settings = Settings(home=tmp_path)
+    return stage
+
+
+def run_demo_on(stage: SimpleNamespace) -> dict[str, Any]:
+    from vigil.cli.demo import run_demo
+
+    console = Console(file=io.StringIO(), width=100)
+    return run_demo(stage.settings, 2, 0.0, None, 2, console, quiet=True)
+
+
+def test_a_worker_that_died_at_start_stops_the_demo_with_its_exit_code_and_log(demo_stage: SimpleNamespace) -> None:
+    """It waited 120 s and reported every event lost, with no line saying why (here: its metrics
+    port in use, `vigil worker` exits 2)."""
+    demo_stage.exits = [2]
+    with pytest.raises(UserError) as stopped:
+        run_demo_on(demo_stage)
+    log = demo_stage.settings.home / "logs" / "demo-worker.log"
+    assert str(stopped.value) == f"the demo's worker exited with code 2: its log {log} says why"
+    assert len(demo_stage.workers) == 1 and demo_stage.workers[0].stopped and demo_stage.reader_stopped
+
+
+def test_a_worker_that_left_its_group_is_started_again_and_the_demo_goes_on(demo_stage: SimpleNamespace) -> None:
+    demo_stage.exits = [EXIT_LEFT_GROUP]  # the one started again runs
+    summary = run_demo_on(demo_stage)
+    assert len(demo_stage.workers) == 2 and summary["worker_restarts"] == 1
+    assert demo_stage.workers[1].stopped
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt("SIGTERM"), OSError("no broker")])
+def test_a_stop_or_a_producer_error_as_the_replay_starts_stops_the_worker(
+    demo_stage: SimpleNamespace, error: BaseException
+) -> None:
+    """The worker was started before the ``try`` whose ``finally`` stops it, and ran on in its own
+    session after a Ctrl-C or a producer that could not connect."""
+    demo_stage.producer_error = error
+    with pytest.raises(type(error)):
+        run_demo_on(demo_stage)
+    assert len(demo_stage.workers) == 1 and demo_stage.workers[0].stopped and demo_stage.reader_stopped
+
+
+def test_the_demos_worker_serves_its_metrics_port_and_no_readiness_port_it_inherited(
+    demo_stage: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A VIGIL_HEALTH_PORT set for another worker on this machine stopped the demo's at start."""
+    monkeypatch.setenv("VIGIL_HEALTH_PORT", "19101")
+    run_demo_on(demo_stage)
+    (env,) = demo_stage.envs
+    assert env["VIGIL_METRICS_PORT"] == "19999" and "VIGIL_HEALTH_PORT" not in env

@@ -49,7 +49,7 @@ class Group:
 
     def spawn(self, *args: Any, **kwargs: Any) -> SimpleNamespace:
         self.alive += 1
-        return SimpleNamespace(pid=0)
+        return SimpleNamespace(pid=0, poll=lambda: None)  # running
 
     def stop(self, proc: Any) -> None:
         self.alive -= 1

@@ -118,3 +118,27 @@ def test_the_run_says_what_the_data_could_not_give(monkeypatch) -> None:
 def test_each_shortfall_is_one_sentence(found: tuple[int, ...], said: list[str]) -> None:
     warnings = run.data_shortfall(*found, rate=1000.0)
     assert len(warnings) == len(said) and all(w.startswith(s) for w, s in zip(warnings, said, strict=True))
+
+
+def test_a_phase_that_covers_less_than_it_says_is_a_warning(monkeypatch) -> None:
+    """A phase that timed out, left events neither scored nor dead-lettered, or began before its
+    workers had split the partitions reported its figure with nothing beside it: `complete: false`
+    was in the JSON only."""
+    calls: list[str] = []
+    stand_ins(monkeypatch, calls)
+    timed_out = {"events_per_s": 2500.0, "worker_peak_rss_mb": 165.0, "complete": False, "unaccounted": 15_000}
+    monkeypatch.setattr(run, "measure_pipeline", lambda *args, **kwargs: (dict(timed_out), SimpleNamespace(pid=0)))
+    point = {"workers": 2, "pipeline_events_per_s": 2400.0, "baseline_events_per_s": 2100.0}
+    unsplit = {"complete": True, "unaccounted": 0, "group_split_before_load": False}
+    settled = {"complete": True, "unaccounted": 0, "group_split_before_load": True}
+    curve = [{**point, "pipeline": unsplit, "baseline": settled}]
+    monkeypatch.setattr(run, "workers_curve", lambda *args: curve)
+    warnings = bench(patients=100, latency_s=30.0)["warnings"]
+    assert warnings == [
+        "pipeline: timed out, 15,000 events neither scored nor dead-lettered; its figures cover only the events "
+        "accounted for",
+        "pipeline with the treatment agent: timed out, 15,000 events neither scored nor dead-lettered; its figures "
+        "cover only the events accounted for",
+        "2 worker(s), pipeline: its workers had not split the partitions when the load began; its figures cover "
+        "only the events accounted for",
+    ]
