@@ -7,6 +7,7 @@ to the dead-letter topic with the original bytes.
 from __future__ import annotations
 
 import hashlib
+from codecs import BOM_UTF8
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -100,7 +101,9 @@ def decode_raw_event(payload: bytes | None, now: datetime, max_bytes: int = MAX_
     if len(payload) > max_bytes:
         return Rejected("too_large", f"message of {len(payload)} bytes is over the limit of {max_bytes} bytes")
     try:
-        event = parse_event_json(payload)
+        # a UTF-8 byte-order mark before the JSON (a file saved by a Windows editor, then produced) is
+        # skipped, as the FHIR and HL7v2 decoders skip it: with it the whole event was invalid_json
+        event = parse_event_json(payload.removeprefix(BOM_UTF8))
     except ValidationError as exc:
         errors = exc.errors()
         if not errors:

@@ -144,3 +144,13 @@ def test_parser_never_raises_and_accepts_only_clean_events(fields: dict[str, obj
 @given(st.binary(max_size=300))
 def test_parser_never_raises_on_arbitrary_bytes(payload: bytes) -> None:
     assert isinstance(decode_raw_event(payload, NOW), PatientEvent | Rejected)
+
+
+def test_a_byte_order_mark_before_an_event_is_skipped_as_the_other_decoders_skip_it() -> None:
+    """A UTF-8 byte-order mark (a file saved by a Windows editor, then produced) made the whole event
+    invalid_json; the FHIR and HL7v2 decoders skip it. A second mark is no JSON."""
+    plain = json.dumps(BASE).encode()
+    out = decode_raw_event(b"\xef\xbb\xbf" + plain, NOW)
+    assert isinstance(out, PatientEvent) and out.value == 80.0 and out.code == "HR"
+    twice = decode_raw_event(b"\xef\xbb\xbf\xef\xbb\xbf" + plain, NOW)
+    assert isinstance(twice, Rejected) and twice.reason == "invalid_json"
