@@ -1,7 +1,9 @@
 """EHR intake agents: FHIR R4 JSON on ``vigil.ingest.fhir`` and HL7v2 (ORU^R01, ADT^A03/A13, A02/A12) on
 ``vigil.ingest.hl7v2`` become canonical events on ``vigil.events``; every rejected part goes to
 the dead letters with the reason and the original bytes: one dead letter per message (HL7v2) or
-per Bundle entry (FHIR, decoded one entry at a time), never one copy of a message per rejection.
+per Bundle entry (FHIR, decoded one entry at a time), never one copy of a message per rejection,
+carrying every reason of its parts, the decoder's and the intake checks', the most actionable first
+(``schemas.deadletter.one_per_input``).
 A message's discharge (a finished Encounter in a Bundle, or a transfer out: an ADT^A02, an
 Encounter's move, read with the site's units) is sent after its other events, so the results that
 came with it are scored in the stay before it ends (``models.stays``)."""

@@ -71,11 +71,12 @@ class Outcome:
     payload: bytes = b""
     events: int = 0
     unmapped: DecodeResult = field(default_factory=DecodeResult)  # what was ignored, unknown codes: counted
-    reasons: list[str] = field(default_factory=list)  # one per dead letter among its records
+    # each dead letter's reasons (``Rejected.reasons``), one entry per letter among its records
+    letter_reasons: list[tuple[str, ...]] = field(default_factory=list)
 
     @property
     def dead_letters(self) -> int:
-        return len(self.reasons)
+        return len(self.letter_reasons)
 
     def answer(self, now: datetime | None = None) -> bytes | None:
         return None if self.code is None else frame(ack(self.payload, self.code, self.text, now))
@@ -97,11 +98,11 @@ def outcome_of(item: Item, max_bytes: int, now: datetime, units: Units = NO_UNIT
         rejected = Rejected("parse_error", f"{what} ({item.size} bytes)")
         truncated = item.size > len(item.prefix)
         letter = _dead_letter(rejected, item.prefix, now, item.size if truncated else None, item.sha256)
-        return Outcome([letter], reasons=["parse_error"])
+        return Outcome([letter], letter_reasons=[rejected.reasons])
     if isinstance(item, Oversize):
         rejected = Rejected("too_large", f"MLLP message of {item.size} bytes (limit {max_bytes})")
         letter = _dead_letter(rejected, item.prefix, now, item.size, item.sha256)
-        return Outcome([letter], "AE", f"too_large: {rejected.detail}", item.prefix, reasons=["too_large"])
+        return Outcome([letter], "AE", f"too_large: {rejected.detail}", item.prefix, letter_reasons=[rejected.reasons])
     decoded = decode_hl7v2(item.payload, default_tz=default_tz, units=units).checked(now)  # unit, range, clock
     out = Outcome(payload=item.payload, events=len(decoded.events), unmapped=decoded)
     for event in decoded.events:
@@ -109,7 +110,7 @@ def outcome_of(item: Item, max_bytes: int, now: datetime, units: Units = NO_UNIT
     if decoded.rejected:
         one = one_per_input(decoded.rejected)
         out.records.append(_dead_letter(one, item.payload, now))
-        out.reasons = [one.reason]
+        out.letter_reasons = [one.reasons]
     if decoded.events:
         n_events = len(decoded.events)
         out.code, out.text = "AA", f"accepted {n_events} event{'s' if n_events > 1 else ''}"
@@ -181,8 +182,9 @@ async def handle(
         tally.events += out.events
         tally.dead_letters += out.dead_letters
         metrics.MLLP_EVENTS.inc(out.events)
-        for reason in out.reasons:
-            metrics.DEAD_LETTERS.labels(reason).inc()
+        for reasons in out.letter_reasons:  # under each reason of a letter, as the workers count
+            for reason in reasons:
+                metrics.DEAD_LETTERS.labels(reason).inc()
         count_unmapped(out.unmapped)
         tally.ignored.update(r.reason for r in out.unmapped.ignored)
         tally.ignored_units.update(out.unmapped.ignored_units)

@@ -60,10 +60,21 @@ def _written_at(item: Any) -> datetime | None:
 
 
 def _chosen(item: Any, reasons: list[str] | None, since: datetime | None) -> bool:
+    """Whether the filters choose ``item``: one of its reasons is named (any, not only the one it is
+    shown by: a letter of clock_skew and unmapped_code is replayed with either) and it is recent enough."""
     at = _written_at(item)
     if item.letter is None or at is None:  # its own record does not parse: no reason or time to filter by
         return (not reasons or "unreadable" in reasons) and since is None
-    return (not reasons or item.letter.reason in reasons) and (since is None or at >= since)
+    return (not reasons or item.letter.refused_for(reasons)) and (since is None or at >= since)
+
+
+def counted_reasons(item: Any, chosen: list[str] | None) -> list[str]:
+    """The reasons ``ls`` counts ``item`` under: each of its reasons (as ``vigil_dead_letters_total``
+    counts it), only the chosen ones when ``--reason`` names some; ``unreadable`` for a letter whose
+    record does not parse."""
+    if item.letter is None:
+        return ["unreadable"]
+    return [r for r in item.letter.reasons if not chosen or r in chosen]
 
 
 NewestRow = tuple[tuple[datetime, int, int], dict[str, Any]]
@@ -130,9 +141,9 @@ def deadletters_ls(
     bootstrap: BootstrapOpt = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Count the dead letters by reason and source, say how many a replay would send again (not those
-    an earlier replay sent), and list the newest by the time written (reason, detail, source, size;
-    never the original's content)."""
+    """Count the dead letters by reason (a letter under each of its reasons) and source, say how many
+    a replay would send again (not those an earlier replay sent), and list the newest by the time
+    written (reason, detail, source, size; never the original's content)."""
     from vigil.infra.deadletters import REPLAYED_BEFORE, read_replayed
     from vigil.schemas.deadletter import printable
 
@@ -150,12 +161,13 @@ def deadletters_ls(
             total += 1
             letter = item.letter
             r = letter.reason if letter is not None else "unreadable"
-            by_reason[r] += 1
+            counted = counted_reasons(item, reason)
+            by_reason.update(counted)
             by_source[letter.source_topic if letter is not None else "?"] += 1
             if not isinstance(plan, str) and before.sent(item):
                 plan = REPLAYED_BEFORE
             if not isinstance(plan, str):
-                replayable[r] += 1
+                replayable.update(counted)
             replay_of = letter.replay_of if letter is not None else None
             refused_again += replay_of is not None
             row = {
@@ -163,6 +175,7 @@ def deadletters_ls(
                 "offset": item.offset,
                 "at": letter.at.isoformat(timespec="seconds") if letter else None,
                 "reason": r,
+                "reasons": list(letter.reasons) if letter else [r],
                 "detail": letter.detail if letter else "",
                 "source": letter.source_topic if letter else None,
                 "bytes": letter.original_size if letter else None,
@@ -256,8 +269,9 @@ def deadletters_replay(
     bootstrap: BootstrapOpt = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Send the originals of the dead letters of REASON again, to the topic each came in on, once
-    their cause is fixed (a worker upgraded, a code map completed). Inputs only, whole originals
+    """Send the originals of the dead letters of REASON (among their reasons, not only the first) again,
+    to the topic each came in on, once their cause is fixed (a worker upgraded, a code map completed,
+    a site's time zone set). Inputs only, whole originals
     only, never a duplicate, never a letter an earlier replay sent; each replay is recorded on
     vigil.audit (docs/operations.md, "Dead letters"), once the broker has every record it names."""
     import json

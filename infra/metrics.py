@@ -35,7 +35,10 @@ EVENTS_IN = Counter(
 )
 EVENTS_ACCEPTED = Counter("vigil_events_accepted_total", "Events validated and normalized, once their batch is handled")
 DEAD_LETTERS = Counter(
-    "vigil_dead_letters_total", "Inputs sent to the dead-letter topic, counted once delivered", ["reason"]
+    "vigil_dead_letters_total",
+    "Inputs sent to the dead-letter topic, counted once delivered, under each of the letter's reasons (an input "
+    "refused for several counts once in each)",
+    ["reason"],
 )
 SCORES = Counter("vigil_scores_total", "Risk scores published, counted once delivered")
 MLLP_MESSAGES = Counter("vigil_mllp_messages_total", "HL7v2 messages answered by the MLLP listener", ["ack"])

@@ -15,6 +15,13 @@ that do not print (ESC, a newline, a bidirectional override) are escaped as ``\\
 ``\\u202e`` (``printable``) when the rejection is made. An escape sequence in a field's name once
 reached the operator's terminal through ``vigil deadletters ls``, and the MLLP ACK and the FHIR
 OperationOutcome quote the detail too.
+
+One input refused for several reasons (an ORU^R01 whose vitals are ``clock_skew`` and whose BMI is
+``unmapped_code``) is one letter that carries every reason (``reasons``), the most actionable first
+(``reason``, ranked by ``REASONS_MOST_ACTIONABLE_FIRST``): the first one found was kept alone before,
+and the decoder's own refusals always come before the intake's checks, so a site's wrong time zone
+hid behind a code Vigil does not read, unseen in ``vigil_dead_letters_total`` and out of reach of
+``vigil deadletters replay --reason clock_skew``.
 """
 
 from __future__ import annotations
@@ -23,13 +30,15 @@ import base64
 import binascii
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-# 2: original_size, original_sha256, truncated; 3: key_size, key_sha256 (a replaced key), replay_of
+# 2: original_size, original_sha256, truncated; 3: key_size, key_sha256 (a replaced key), replay_of;
+# ``reasons`` added in place (still 3): a reader of version 3 ignores it, and one that skips versions
+# it does not know (docs/integration.md) would have skipped every new letter for a list it need not read
 DEADLETTER_SCHEMA_VERSION = 3
 # The whole JSON record. Well under the producer's max_request_size (1 MB, Kafka's default
 # message.max.bytes too), so a dead letter is always sendable; an ingest size limit
@@ -41,6 +50,8 @@ MAX_TOPIC_CHARS = 200
 # SHA-256 (hex) on the dead letter, the original's size and digest kept in the letter
 MAX_DEAD_LETTER_KEY_BYTES = 1024
 MAX_REPLAY_OF_CHARS = 200
+MAX_REASON_CHARS = 64
+MAX_REASONS = 32  # distinct reasons on one letter: every reason Vigil names fits
 # on each record ``vigil deadletters replay`` sends again: "vigil.deadletter/<partition>/<offset>"
 REPLAY_HEADER = "vigil-replay-of"
 
@@ -93,6 +104,13 @@ class Rejected:
     reason: str
     detail: str = ""
     source: Source | None = None  # attached by the agent that read the input (``at``)
+    # the input's other distinct reasons, after ``reason`` (``one_per_input``)
+    other_reasons: tuple[str, ...] = ()
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Every distinct reason of the input, ``reason`` first."""
+        return (self.reason, *self.other_reasons)
 
     def __post_init__(self) -> None:
         if not self.detail.isprintable():  # frozen: the escaped detail replaces the sender's text once, here
@@ -111,16 +129,66 @@ def parts_said(parts: Sequence[Rejected], what: str) -> str:
     return f"{len(parts)} part{'s' if len(parts) > 1 else ''} {what}: {reasons}"
 
 
+# The reason a letter of several is shown, counted first and alerted by: the most actionable first.
+# First the refusals of a value Vigil would have read, which a fix then a replay recovers: Vigil's
+# own failure (``internal``: replace the workers); a setting or a clock that refuses a whole feed
+# (``clock_skew``); a sender's code, unit or value; what a result lacks to be placed. Then a whole
+# input refused (never beside another reason, ranked for completeness). Then what needs a person,
+# not a replay: a withdrawn result (``retracted``), a merge, and the scoring step's rules (one event
+# each: never beside another reason), the expected ones last. Last, a part Vigil would not have
+# read anyway: a code not in the table, no value, a status not yet final, a resource or message
+# Vigil does not map. A reason not named here comes after all of them; ties keep the first found.
+REASONS_MOST_ACTIONABLE_FIRST = (
+    "internal",
+    "clock_skew",
+    "unknown_code",
+    "unit",
+    "out_of_range",
+    "missing_time",
+    "missing_subject",
+    "missing_dose",
+    "schema",
+    "invalid_json",
+    "parse_error",
+    "too_large",
+    "empty",
+    "retracted",
+    "adt_merge",
+    "late_discharge",
+    "other_encounter",
+    "outside_window",
+    "unknown_stay",
+    "stay_ended",
+    "no_open_stay",
+    "duplicate",
+    "unmapped_code",
+    "no_value",
+    "not_final",
+    "unsupported_resource",
+    "unsupported_message",
+    "no_observations",
+)
+_RANK = {reason: rank for rank, reason in enumerate(REASONS_MOST_ACTIONABLE_FIRST)}
+
+
+def most_actionable_first(reasons: Sequence[str]) -> list[str]:
+    """Each of ``reasons`` once, ranked by ``REASONS_MOST_ACTIONABLE_FIRST`` (a stable sort: those of
+    one rank, or unranked, in the order found)."""
+    return sorted(dict.fromkeys(reasons), key=lambda reason: _RANK.get(reason, len(_RANK)))
+
+
 def one_per_input(rejected: list[Rejected]) -> Rejected:
-    """The rejections of one input (a message, a Bundle entry) as one dead letter: the first
-    reason, every detail (bounded). One input, one copy of its bytes: a FHIR Observation with
-    10,000 rejected components must not become 10,000 copies of itself (issue 16)."""
-    first = rejected[0]
+    """The rejections of one input (a message, a Bundle entry) as one dead letter: every distinct
+    reason, the most actionable first (``most_actionable_first``), and every detail (bounded), in the
+    order found. One input, one copy of its bytes: a FHIR Observation with 10,000 rejected
+    components must not become 10,000 copies of itself (issue 16)."""
     if len(rejected) == 1:
-        return first
+        return rejected[0]
+    primary, *others = most_actionable_first([reason for r in rejected for reason in r.reasons])
     details = "; ".join(f"{r.reason}: {r.detail}" for r in rejected[:20])
     more = f" (+{len(rejected) - 20} more)" if len(rejected) > 20 else ""
-    return Rejected(first.reason, f"{len(rejected)} rejections: {details}"[: MAX_DETAIL_CHARS - len(more)] + more)
+    detail = f"{len(rejected)} rejections: {details}"[: MAX_DETAIL_CHARS - len(more)] + more
+    return Rejected(primary, detail, other_reasons=tuple(others))
 
 
 class DeadLetter(BaseModel):
@@ -142,6 +210,20 @@ class DeadLetter(BaseModel):
     key_sha256: str | None = None
     # "vigil.deadletter/<partition>/<offset>": the letter whose replay this input was, refused again
     replay_of: str | None = None
+    # added in place (version 3): every distinct reason of the input, ``reason`` (the most actionable,
+    # ``one_per_input``) first; a letter written without it reads as [reason]
+    reasons: list[str] = Field(default_factory=list, validate_default=True)
+
+    @field_validator("reasons")
+    @classmethod
+    def _reason_first(cls, reasons: list[str], info: ValidationInfo) -> list[str]:
+        reason = info.data.get("reason")  # absent when it did not validate: the letter fails anyway
+        return list(dict.fromkeys([reason, *reasons])) if isinstance(reason, str) else reasons
+
+    def refused_for(self, chosen: Collection[str]) -> bool:
+        """Whether any of ``chosen`` refused a part of the input, its primary reason or another:
+        ``vigil deadletters ls --reason`` and ``replay --reason`` choose letters so."""
+        return any(reason in chosen for reason in self.reasons)
 
     @field_validator("original_b64")
     @classmethod
@@ -163,7 +245,8 @@ class DeadLetter(BaseModel):
         key = dead_letter_key(source.key)
         long_key = source.key if source.key is not None and key != source.key else None
         shell = cls(
-            reason=rejected.reason[:64],
+            reason=rejected.reason[:MAX_REASON_CHARS],
+            reasons=[reason[:MAX_REASON_CHARS] for reason in rejected.reasons[:MAX_REASONS]],
             # a Rejected's detail is printable already; a source (``http:<path>``) may quote a request
             detail=printable(rejected.detail[:MAX_DETAIL_CHARS])[:MAX_DETAIL_CHARS],
             source_topic=printable(source.topic[:MAX_TOPIC_CHARS])[:MAX_TOPIC_CHARS],

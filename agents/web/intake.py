@@ -8,7 +8,8 @@
 - Each rejected entry is dead-lettered once, with only that entry's bytes (never the whole body);
   a body refused whole (one resource, JSON nested too deep, a Bundle whose envelope is refused)
   with the body, truncated to the dead letter's budget with its true size and SHA-256. The dead
-  letters are counted (``vigil_dead_letters_total{reason}``) once the broker has them.
+  letters are counted (``vigil_dead_letters_total{reason}``, once under each of a letter's reasons)
+  once the broker has them.
 - Idempotent on retry: event ids derive from the resource (type/id/version, fullUrl, or a digest
   of its content), so a client that retries after a 503 republishes the same ids, and the ingest
   agent counts the copies as ``duplicate`` dead letters instead of scoring them twice.
@@ -93,7 +94,8 @@ class IntakeResult:
     records: list[Record] = field(default_factory=list)
     events: int = 0
     rejected: list[Rejected] = field(default_factory=list)  # every rejection (for the answer)
-    letter_reasons: list[str] = field(default_factory=list)  # one per dead letter among ``records``
+    # each dead letter's reasons (``Rejected.reasons``), one entry per letter among ``records``
+    letter_reasons: list[tuple[str, ...]] = field(default_factory=list)
     unmapped: DecodeResult = field(default_factory=DecodeResult)  # what was ignored or unknown, no events
     too_many_entries: int | None = None  # the limit, when the Bundle is over it
 
@@ -177,7 +179,7 @@ def decode_intake(
             one = one_per_input(decoded.rejected).at(replace(source, offset=item.index, original=original))
             record = DeadLetter.of(one, now).model_dump_json().encode()
             result.records.append((topics.DEADLETTER, DEADLETTER_KEY, record))
-            result.letter_reasons.append(one.reason)
+            result.letter_reasons.append(one.reasons)
     result.records += ends
     return result
 
@@ -261,8 +263,9 @@ async def _read_and_publish(
         log.error("fhir_publish_failed", error=type(exc).__name__, records=len(result.records))
         return problem(503, "transient", "the event stream is unavailable; retry the same request later")
     metrics.FHIR_EVENTS.inc(result.events)
-    for reason in result.letter_reasons:  # as the workers and the MLLP listener count theirs, once stored
-        shared_metrics.DEAD_LETTERS.labels(reason).inc()
+    for reasons in result.letter_reasons:  # as the workers and the MLLP listener count theirs, once stored
+        for reason in reasons:
+            shared_metrics.DEAD_LETTERS.labels(reason).inc()
     return _answer(result, path)
 
 

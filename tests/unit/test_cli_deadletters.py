@@ -212,3 +212,45 @@ def test_a_topic_created_again_does_not_pass_its_new_letters_for_replayed_ones(m
     # now this replay has sent them, and the next one skips all three
     code, out, _ = run(monkeypatch, capsys, ["replay", "--reason", "unknown_code", "--json"], letters, broker)
     assert json.loads(out.splitlines()[-1])["skipped"] == {"replayed_before": 3} and broker.sent == [2, 3]
+
+
+def several(offset: int, *reasons: str) -> bytes:
+    """The letter of one input refused for every one of ``reasons`` (``one_per_input``)."""
+    from vigil.schemas.deadletter import one_per_input
+
+    original = f"MSH|^~\\&|MON|ICU|VIGIL|H|20261205080000||ORU^R01|M{offset}|P|2.5.1\r".encode()
+    one = one_per_input([Rejected(r, "x") for r in reasons]).at(Source(topics.INGEST_HL7V2, 0, offset, None, original))
+    return DeadLetter.of(one, AT).model_dump_json().encode()
+
+
+def test_a_replay_of_a_reason_sends_the_letters_that_carry_it_among_others(monkeypatch, capsys) -> None:
+    """A letter kept only its first reason: the site's time zone fixed, ``replay --reason clock_skew``
+    sent nothing of the messages whose BMI (unmapped_code) came first. A letter written before
+    ``reasons`` existed (its one reason) is chosen by it as before."""
+    old = json.loads(several(7, "clock_skew"))
+    del old["reasons"]
+    letters = [
+        (0, 5, several(5, "unmapped_code", "clock_skew", "clock_skew")),
+        (0, 6, several(6, "unmapped_code")),
+        (0, 7, json.dumps(old).encode()),
+    ]
+    for reason, chosen in (("clock_skew", [5, 7]), ("unmapped_code", [5, 6])):
+        broker = Broker()
+        code, out, _ = run(monkeypatch, capsys, ["replay", "--reason", reason, "--json"], letters, broker)
+        summary = json.loads(out.splitlines()[-1])
+        assert code == 0 and summary["matched"] == 2 and broker.sent == chosen
+
+
+def test_ls_counts_a_letter_under_each_reason_it_carries(monkeypatch, capsys) -> None:
+    letters = [(0, 5, several(5, "unmapped_code", "clock_skew")), (0, 6, several(6, "unmapped_code"))]
+    code, out, _ = run(monkeypatch, capsys, ["ls", "--json"], letters)
+    summary = json.loads(out.splitlines()[-1])
+    assert code == 0 and summary["dead_letters"] == 2
+    assert summary["by_reason"] == {"unmapped_code": 2, "clock_skew": 1}  # as vigil_dead_letters_total counts
+    assert [(r["reason"], r["reasons"]) for r in summary["newest"]] == [
+        ("clock_skew", ["clock_skew", "unmapped_code"]),
+        ("unmapped_code", ["unmapped_code"]),
+    ]
+    code, out, _ = run(monkeypatch, capsys, ["ls", "--reason", "clock_skew", "--json"], letters)
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["dead_letters"] == 1 and summary["by_reason"] == {"clock_skew": 1}
