@@ -30,6 +30,7 @@ from vigil.infra.stack.processes import (
     server_started,
     start_daemon,
     stop_pid,
+    stop_pids,
 )
 from vigil.infra.stack.tls import LOOPBACK_NAMES, SecureMaterial, ensure_secure_material
 
@@ -313,4 +314,4 @@ def stop_kafka(settings: Settings, only: int | None = None) -> bool:
     paths = StackPaths(settings.home)
     if only is not None:
         return stop_pid(node_pid_file(settings, only))
-    return any([stop_pid(pid_file) for pid_file in paths.node_pid_files()])
+    return stop_pids(paths.node_pid_files())  # together: one by one, the last waited for a quorum gone

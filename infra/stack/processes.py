@@ -3,13 +3,14 @@ with (pid files, loopback ports, SIGTERM then SIGKILL)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,19 +210,40 @@ def exited(pid: int) -> bool:
 
 def stop_pid(pid_file: Path, timeout_s: float = 20.0) -> bool:
     """SIGTERM (a broker shuts down cleanly), SIGKILL after ``timeout_s``; True if it was running."""
-    pid = pid_alive(pid_file)
-    if pid is None:
-        pid_file.unlink(missing_ok=True)
-        return False
-    os.kill(pid, signal.SIGTERM)
+    return stop_pids([pid_file], timeout_s)
+
+
+def stop_pids(pid_files: Sequence[Path], timeout_s: float = 20.0) -> bool:
+    """``stop_pid`` for several servers at once: each SIGTERMed, then waited for together, SIGKILLed
+    at a common deadline; True if any was running. A cluster's nodes are stopped so: one by one, the
+    second node's controlled shutdown waited for a controller quorum the first had left with, and a
+    three-node ``vigil stack down`` waited out a whole timeout (~27 s; together, the nodes leave as one)."""
+    running: dict[int, Path] = {}
+    for pid_file in pid_files:
+        pid = pid_alive(pid_file)
+        if pid is None:
+            pid_file.unlink(missing_ok=True)
+        else:
+            running[pid] = pid_file
+    for pid in running:
+        _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while not exited(pid):
+    waiting = set(running)
+    while waiting := {pid for pid in waiting if not exited(pid)}:
         if time.monotonic() >= deadline:
-            os.kill(pid, signal.SIGKILL)
+            for pid in waiting:
+                _signal(pid, signal.SIGKILL)
             break
         time.sleep(0.2)
-    pid_file.unlink(missing_ok=True)
-    return True
+    for pid_file in running.values():
+        pid_file.unlink(missing_ok=True)
+    return bool(running)
+
+
+def _signal(pid: int, signum: int) -> None:
+    """``os.kill``, for a server that may have ended since it was found running."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
 
 
 def start_daemon(args: list[str], log: Path | None, pid_file: Path) -> subprocess.Popen[bytes]:
