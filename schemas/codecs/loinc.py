@@ -15,6 +15,7 @@ ingredient concepts, SNOMED CT procedures.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -261,9 +262,9 @@ DRUG_TEXT_TO_TREATMENT: Final[tuple[tuple[str, str], ...]] = (
     ("azithromycin", "antibiotic"),
     ("metronidazole", "antibiotic"),
 )
-# Crystalloids, read only where no drug is named and only as what the text is about: the part
-# before " in " (after it, the diluent of an unlisted drug: "magnesium sulfate 2 g in sodium
-# chloride 0.9 % 50 mL" is a carrier, and its dose in g or mEq is no volume).
+# Crystalloids, read only where no drug is named and only as what the text is about
+# (``_fluid_subject``): after " in ", the diluent of a drug Vigil does not read ("magnesium sulfate
+# 2 g in sodium chloride 0.9 % 50 mL" is a carrier, and its dose in g or mEq is no volume).
 FLUID_TEXT_TO_TREATMENT: Final[tuple[tuple[str, str], ...]] = (
     ("sodium chloride", "crystalloid_ml"),
     ("normal saline", "crystalloid_ml"),
@@ -275,12 +276,7 @@ FLUID_TEXT_TO_TREATMENT: Final[tuple[tuple[str, str], ...]] = (
 )
 # A sugar before " in " makes a fluid of the whole ("dextrose 5 % in lactated ringer's", D5LR).
 SUGAR_TEXT: Final[tuple[str, ...]] = ("dextrose", "glucose")
-# Preparations whose epinephrine is no vasopressor: a local anaesthetic's is a vasoconstrictor that
-# keeps the anaesthetic where it was injected (micrograms infiltrated: "lidocaine-epinephrine 1
-# %-1:100,000"), racemic epinephrine is nebulised (croup). Their fluid is no resuscitation either
-# (tumescent lidocaine in Ringer's, an epidural's bupivacaine in saline); only an antibiotic named
-# with them is read ("ceftriaxone 1 g in lidocaine 1 % 3.5 mL" IM).
-NOT_VASOPRESSOR_TEXT: Final[tuple[str, ...]] = (
+LOCAL_ANAESTHETIC_TEXT: Final[tuple[str, ...]] = (
     "lidocaine",
     "lignocaine",
     "xylocaine",
@@ -293,9 +289,25 @@ NOT_VASOPRESSOR_TEXT: Final[tuple[str, ...]] = (
     "ropivacaine",
     "chloroprocaine",
     "tetracaine",
-    "racepinephrine",
-    "racemic epinephrine",
 )
+_ANAESTHETIC = "|".join(LOCAL_ANAESTHETIC_TEXT)
+_JOINED = r"\s*(?:-|/|\+|\bwith\b|\bw/)\s*"
+# Epinephrine that is no vasopressor: a local anaesthetic's, joined to it in the name
+# ("lidocaine-epinephrine 1 %-1:100,000", "Xylocaine with adrenaline"), or at the strengths only
+# infiltration uses (1:50,000-1:400,000; a code's 1:10,000 and 1:1,000 stay vasopressors) is a
+# vasoconstrictor that keeps the anaesthetic where it was injected; racemic epinephrine is
+# nebulised (croup). Cut out of the text before the drugs are looked for: the rest of it still
+# names what it names (an antibiotic; "ACLS: epinephrine 1 mg IV and lidocaine 1.5 mg/kg" is a
+# vasopressor, the anaesthetic not joined to it).
+LOCAL_EPINEPHRINE = re.compile(
+    rf"(?:{_ANAESTHETIC})[^;,]{{0,24}}?{_JOINED}(?:epinephrine|adrenaline)"
+    rf"|\b(?:epinephrine|adrenaline){_JOINED}(?:{_ANAESTHETIC})"
+    r"|\b(?:epinephrine|adrenaline)\s*1\s*:\s*(?:50|80|100|200|400)[,.]?000\b"
+    r"|racepinephrine|racemic epinephrine"
+)
+# A dose by mass or amount: what is before " in " is a drug, what follows its diluent
+DRUG_DOSE = re.compile(r"\d[\d,.]*\s*(?:mg|g|gm|grams?|mcg|µg|ug|micrograms?|milligrams?|meq|mmol|units?|iu)\b")
+
 
 # SNOMED CT procedures -> canonical code (value 1 = it happened).
 SNOMED_PROCEDURE_TO_CANONICAL: Final[dict[str, str]] = {
@@ -394,29 +406,33 @@ def treatment_for_texts(texts: Iterable[str | None]) -> str | None:
 
     A drug named in any of them wins over a fluid: an antibiotic or a vasopressor given in saline is
     that drug (read first-match over one table, "vancomycin 1,250 mg in sodium chloride 0.9 % 250 mL
-    IVPB" was a crystalloid of 1,250 mg, dead-lettered ``unit``, and the antibiotic was lost). A text
-    that names a local anaesthetic or racemic epinephrine (``NOT_VASOPRESSOR_TEXT``) reads its
-    antibiotic only. A fluid counts only as the subject of its text (``_subject``)."""
+    IVPB" was a crystalloid of 1,250 mg, dead-lettered ``unit``, and the antibiotic was lost). A local
+    anaesthetic's epinephrine is no vasopressor (``LOCAL_EPINEPHRINE``). A fluid counts only as the
+    subject of its text (``_fluid_subject``)."""
     lowered = [text.lower() for text in texts if text]
-    not_vasopressor = any(needle in text for text in lowered for needle in NOT_VASOPRESSOR_TEXT)
+    drugs = [LOCAL_EPINEPHRINE.sub(" ", text) for text in lowered]
     for needle, treatment in DRUG_TEXT_TO_TREATMENT:
-        if any(needle in text for text in lowered) and not (not_vasopressor and treatment == "vasopressor"):
+        if any(needle in text for text in drugs):
             return treatment
-    if not_vasopressor:
-        return None
-    subjects = [_subject(text) for text in lowered]
+    subjects = [_fluid_subject(text) for text in lowered]
     for needle, treatment in FLUID_TEXT_TO_TREATMENT:
         if any(needle in subject for subject in subjects):
             return treatment
     return None
 
 
-def _subject(lowered: str) -> str:
-    """What a medication text is about: before " in ", the drug; after it, the drug's diluent. A
-    sugar before it (``SUGAR_TEXT``) is part of the fluid, so the whole text is."""
-    subject, diluted, _ = lowered.partition(" in ")
-    if diluted and not any(sugar in subject for sugar in SUGAR_TEXT):
-        return subject
+def _fluid_subject(lowered: str) -> str:
+    """The part of a medication text a fluid named in it must be in to count: before " in " when
+    that part is a drug (a dose by mass or amount, ``DRUG_DOSE``, or a local anaesthetic) and names
+    neither a fluid nor a sugar (D5LR is a fluid); else the whole text ("Bolus in ED: sodium chloride
+    0.9 % 1,000 mL", "fluid challenge in sepsis - lactated ringer's" are the fluid)."""
+    before, sep, _ = lowered.partition(" in ")
+    if not sep or any(needle in before for needle, _ in FLUID_TEXT_TO_TREATMENT):
+        return lowered
+    if any(sugar in before for sugar in SUGAR_TEXT):
+        return lowered
+    if DRUG_DOSE.search(before) or any(name in before for name in LOCAL_ANAESTHETIC_TEXT):
+        return before
     return lowered
 
 

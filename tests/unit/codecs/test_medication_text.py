@@ -83,6 +83,29 @@ def test_texts_that_name_no_treatment_vigil_reads(text: str) -> None:
     assert treatment_for_text(text) is None
 
 
+@pytest.mark.parametrize(
+    ("text", "treatment"),
+    [
+        # " in " that is no diluent: the fluid is what the text is about
+        ("Bolus in ED: sodium chloride 0.9 % 1,000 mL", "crystalloid_ml"),
+        ("Fluid challenge in sepsis - lactated ringer's 30 mL/kg", "crystalloid_ml"),
+        # an anaesthetic not joined to the epinephrine: a code's epinephrine is a vasopressor
+        ("ACLS: epinephrine 1 mg IV and lidocaine 1.5 mg/kg", "vasopressor"),
+        ("epinephrine 1:10,000 injection (code blue)", "vasopressor"),
+        ("adrenaline 1 mg/mL (1:1,000) IM", "vasopressor"),
+        # an anaesthetic elsewhere in the text leaves every other vasopressor as it is
+        ("norepinephrine in dextrose 5 % (lidocaine-free line)", "vasopressor"),
+        ("norepinephrine 4 mg in sodium chloride 0.9 % 250 mL; lidocaine 1 % line flush", "vasopressor"),
+        ("epinephrine with lidocaine 2 % dental cartridge", None),
+        ("epinephrine 1:200,000 with bupivacaine 0.5 %", None),
+    ],
+)
+def test_what_a_text_is_about_decides_not_a_word_anywhere_in_it(text: str, treatment: str | None) -> None:
+    """Found by the review of the first version: " in " split any text, so a bolus "in ED" was no
+    fluid; a local anaesthetic named anywhere in a medication's texts cancelled every vasopressor."""
+    assert treatment_for_text(text) == treatment
+
+
 def administration(medication: dict[str, Any], dosage: dict[str, Any]) -> bytes:
     return json.dumps(
         {
