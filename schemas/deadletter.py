@@ -212,13 +212,14 @@ class DeadLetter(BaseModel):
     replay_of: str | None = None
     # added in place (version 3): every distinct reason of the input, ``reason`` (the most actionable,
     # ``one_per_input``) first; a letter written without it reads as [reason]
-    reasons: list[str] = Field(default_factory=list, validate_default=True)
+    # (a tuple: the frozen record stays hashable, as it was before the field)
+    reasons: tuple[str, ...] = Field(default=(), validate_default=True)
 
     @field_validator("reasons")
     @classmethod
-    def _reason_first(cls, reasons: list[str], info: ValidationInfo) -> list[str]:
+    def _reason_first(cls, reasons: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         reason = info.data.get("reason")  # absent when it did not validate: the letter fails anyway
-        return list(dict.fromkeys([reason, *reasons])) if isinstance(reason, str) else reasons
+        return tuple(dict.fromkeys([reason, *reasons])) if isinstance(reason, str) else reasons
 
     def refused_for(self, chosen: Collection[str]) -> bool:
         """Whether any of ``chosen`` refused a part of the input, its primary reason or another:
@@ -246,7 +247,7 @@ class DeadLetter(BaseModel):
         long_key = source.key if source.key is not None and key != source.key else None
         shell = cls(
             reason=rejected.reason[:MAX_REASON_CHARS],
-            reasons=[reason[:MAX_REASON_CHARS] for reason in rejected.reasons[:MAX_REASONS]],
+            reasons=tuple(reason[:MAX_REASON_CHARS] for reason in rejected.reasons[:MAX_REASONS]),
             # a Rejected's detail is printable already; a source (``http:<path>``) may quote a request
             detail=printable(rejected.detail[:MAX_DETAIL_CHARS])[:MAX_DETAIL_CHARS],
             source_topic=printable(source.topic[:MAX_TOPIC_CHARS])[:MAX_TOPIC_CHARS],

@@ -103,7 +103,7 @@ def decode_raw_event(payload: bytes | None, now: datetime, max_bytes: int = MAX_
     try:
         # a UTF-8 byte-order mark before the JSON (a file saved by a Windows editor, then produced) is
         # skipped, as the FHIR and HL7v2 decoders skip it: with it the whole event was invalid_json
-        event = parse_event_json(payload.removeprefix(BOM_UTF8))
+        event = parse_event_json(payload := payload.removeprefix(BOM_UTF8))
     except ValidationError as exc:
         errors = exc.errors()
         if not errors:
@@ -115,6 +115,7 @@ def decode_raw_event(payload: bytes | None, now: datetime, max_bytes: int = MAX_
     except (ValueError, UnicodeDecodeError) as exc:
         return Rejected("invalid_json", type(exc).__name__)
     if "event_id" not in event.model_fields_set:
-        # no id from the producer: derive it from the bytes, so a re-sent copy is recognised
+        # no id from the producer: derive it from the bytes (after a byte-order mark), so a re-sent
+        # copy is recognised, with a mark or without
         event = event.model_copy(update={"event_id": hashlib.sha256(payload).hexdigest()[:32]})
     return normalize_event(event, now)

@@ -152,5 +152,7 @@ def test_a_byte_order_mark_before_an_event_is_skipped_as_the_other_decoders_skip
     plain = json.dumps(BASE).encode()
     out = decode_raw_event(b"\xef\xbb\xbf" + plain, NOW)
     assert isinstance(out, PatientEvent) and out.value == 80.0 and out.code == "HR"
+    without = decode_raw_event(plain, NOW)  # the id derived from the bytes: the same copy, mark or not
+    assert isinstance(without, PatientEvent) and out.event_id == without.event_id
     twice = decode_raw_event(b"\xef\xbb\xbf\xef\xbb\xbf" + plain, NOW)
     assert isinstance(twice, Rejected) and twice.reason == "invalid_json"
