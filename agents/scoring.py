@@ -101,6 +101,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     alerts: list[Alert] = []
     ended: list[StayEnded | StayResumed] = []
     partitions: dict[str, int] = {}
+    redeliveries = 0
     for event, patient_event in parsed:
         pid, m = patient_event.patient_id, event.message
         partitions[pid] = m.partition
@@ -108,13 +109,15 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         if produced_ms is not None and (oldest_ms is None or produced_ms < oldest_ms):
             oldest_ms = produced_ms
         window, state = windows[pid], states[pid]
-        redelivered = window.seen(m.partition, m.offset)
+        redelivered = window.redelivered(m.partition, m.offset, patient_event)
         window.advance(m.partition, m.offset)
         if redelivered:
-            # at or before the saved position: its outcome is out and saved (its scores or dead letter;
-            # a stay it ended, began or resumed is in the window). Not applied again: a window that
-            # has since moved 48 h on would dead-letter it as ``outside_window``, and a reading that
-            # a later one of its hour superseded would be scored anew as a provisional score
+            # at or before the saved position and nothing newer than the window applied: its outcome
+            # is out and saved (its scores or dead letter; a stay it ended, began or resumed is in the
+            # window). Not applied again: a window that has since moved 48 h on would dead-letter it as
+            # ``outside_window``, and a reading that a later one of its hour superseded would be scored
+            # anew as a provisional score. Counted: offsets that went back (a topic recreated) show
+            redeliveries += 1
             continue
         held = keys.get(pid, StayKeys())
         if is_cancel(patient_event):
@@ -190,6 +193,8 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         update.add(patient_event.event_id, patient_event.observed_at, produced_ms, patient_event.encounter, ward)
         window.ward = update.ward
         window.encounter = stay_encounter(window, patient_event)
+    if redeliveries:
+        when_done(partial(metrics.REDELIVERIES_SKIPPED.inc, redeliveries))
     pids = list(updates)
     t_apply = time.perf_counter()
     outcomes, carries_kept = await _step(pids, windows, {pid: states[pid].carry for pid in pids}, anchors)
@@ -262,6 +267,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         stays_ended=sum(isinstance(r, StayEnded) for r in ended),
         stays_resumed=sum(isinstance(r, StayResumed) for r in ended),
         sequence_restarts=restarted,
+        redeliveries_skipped=redeliveries,
         load_apply_ms=_ms(t0, t_apply),
         infer_ms=_ms(t_apply, t_infer),
         build_ms=_ms(t_infer, t_build),
@@ -280,7 +286,8 @@ async def _step(
     """The models' outcome per patient that has an hour to score; for a patient the models fail on,
     rule scores only, and the carry that keeps the hours leaving its window
     (``carries_without_models``). A batch the models fail on is scored again in parts
-    (``_infer_apart``): one patient's inputs that fail the models cost the others nothing."""
+    (``_infer_apart``): one patient's inputs that fail the models cost the others nothing; models
+    that fail every part (a broken session) fail the whole batch, logged once."""
     rt = runtime()
     requests: dict[str, StepRequest] = {}
     for pid in pids:
@@ -291,14 +298,19 @@ async def _step(
         return {}, {}
     if rt.bundle is None:  # rules only until a bundle loads: the hours leaving the window still folded
         return {}, _kept_carries(requests, None)
-    outcomes, failed = await _infer_apart(rt.batcher, requests, list(requests))
+    outcomes, failed, broken = await _infer_apart(rt.batcher, requests, list(requests))
     for pid, outcome in outcomes.items():
         if outcome.not_a_number:
             log.error("models.not_a_number", patient_hash=patient_hash(pid), models=list(outcome.not_a_number))
             when_done(metrics.MODEL_FAILURES.labels("not_a_number").inc)
-    for pid, error in failed.items():  # a model failure must not lose the rule scores or stop the partition
-        log.error("models.failed", patient_hash=patient_hash(pid), error=error)
-        when_done(metrics.MODEL_FAILURES.labels(error).inc)
+    # a model failure must not lose the rule scores or stop the partition
+    if broken is not None:  # the models failed the whole batch: one line, every patient counted
+        log.error("models.failed", patients=len(failed), error=broken)
+        when_done(partial(metrics.MODEL_FAILURES.labels(broken).inc, len(failed)))
+    else:
+        for pid, error in failed.items():
+            log.error("models.failed", patient_hash=patient_hash(pid), error=error)
+            when_done(metrics.MODEL_FAILURES.labels(error).inc)
     if not failed:
         return outcomes, {}
     # the carries they were planned from, kept, and the rows that left each window kept with it: the
@@ -309,22 +321,74 @@ async def _step(
 
 async def _infer_apart(
     batcher: DynamicBatcher[StepRequest, StepOutcome], requests: dict[str, StepRequest], pids: list[str]
-) -> tuple[dict[str, StepOutcome], dict[str, str]]:
-    """The outcomes of ``pids`` from one call of the models; when it fails, each half's from a call of
-    its own, halved again until a failing call holds one patient: that patient's inputs fail the
-    models (its error's type returned), and no other patient is left without model scores for it. One
-    such patient among 64 costs 12 calls more (two a halving), not 64; one call each, in turn, so
-    that the batcher cannot coalesce them into the failing batch again."""
+) -> tuple[dict[str, StepOutcome], dict[str, str], str | None]:
+    """The outcomes of ``pids`` from one call of the models, the patients they failed on (each with its
+    error's type) and, when they failed the whole batch, that error's type (else None).
+
+    When the call fails, each half is called once. Both halves failing says the models fail whatever
+    the inputs (a CUDA device lost, a graph that cannot run): every patient is failed there, after 3
+    calls; halving on down to each patient cost 2N - 1 calls a batch (over 1,000 graph runs on the
+    event loop for a catch-up batch of 500) and a log line per patient, batch after batch. One half scored says the
+    models work: a failing half is then halved until a failing call holds one patient, whose inputs
+    fail the models, and no other patient is left without model scores for it (several such patients
+    in one half are each found). One among 64 costs 12 calls more (two a halving), not 64. One call
+    at a time, so that the batcher cannot coalesce them into the failing batch again."""
     try:
-        results = await batcher.infer_many([requests[pid] for pid in pids])
-    except Exception as exc:  # whatever the models raise: the parts are tried apart
+        return await _infer(batcher, requests, pids), {}, None
+    except Exception as exc:  # whatever the models raise: the halves are tried apart
         if len(pids) == 1:
-            return {}, {pids[0]: type(exc).__name__}
-        half = len(pids) // 2
-        first, failed_first = await _infer_apart(batcher, requests, pids[:half])
-        second, failed_second = await _infer_apart(batcher, requests, pids[half:])
-        return first | second, failed_first | failed_second
-    return dict(zip(pids, results, strict=True)), {}
+            return {}, {pids[0]: type(exc).__name__}, None
+        error = type(exc).__name__
+    half = len(pids) // 2
+    halves = [pids[:half], pids[half:]]
+    tried: list[dict[str, StepOutcome] | Exception] = []
+    for part in halves:
+        try:
+            tried.append(await _infer(batcher, requests, part))
+        except Exception as exc:  # each half's failure decides what follows
+            tried.append(exc)
+    if all(isinstance(t, Exception) for t in tried):
+        return {}, dict.fromkeys(pids, error), error
+    outcomes: dict[str, StepOutcome] = {}
+    failed: dict[str, str] = {}
+    for part, t in zip(halves, tried, strict=True):
+        if isinstance(t, Exception):
+            part_outcomes, part_failed = await _isolate(batcher, requests, part, t)
+            outcomes |= part_outcomes
+            failed |= part_failed
+        else:
+            outcomes |= t
+    return outcomes, failed, None
+
+
+async def _isolate(
+    batcher: DynamicBatcher[StepRequest, StepOutcome],
+    requests: dict[str, StepRequest],
+    pids: list[str],
+    exc: Exception,
+) -> tuple[dict[str, StepOutcome], dict[str, str]]:
+    """``pids``, whose call of the models raised ``exc`` while other patients' did not, halved until
+    each patient the models fail on is alone (``_infer_apart``)."""
+    if len(pids) == 1:
+        return {}, {pids[0]: type(exc).__name__}
+    half = len(pids) // 2
+    outcomes: dict[str, StepOutcome] = {}
+    failed: dict[str, str] = {}
+    for part in (pids[:half], pids[half:]):
+        try:
+            outcomes |= await _infer(batcher, requests, part)
+        except Exception as part_exc:  # its half is halved again
+            part_outcomes, part_failed = await _isolate(batcher, requests, part, part_exc)
+            outcomes |= part_outcomes
+            failed |= part_failed
+    return outcomes, failed
+
+
+async def _infer(
+    batcher: DynamicBatcher[StepRequest, StepOutcome], requests: dict[str, StepRequest], pids: list[str]
+) -> dict[str, StepOutcome]:
+    results = await batcher.infer_many([requests[pid] for pid in pids])
+    return dict(zip(pids, results, strict=True))
 
 
 def _kept_carries(

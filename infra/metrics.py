@@ -56,6 +56,12 @@ WINDOWS_RESTARTED = Counter(
     "Patients whose window started again at hour 0: a measurement more than a week after its newest hour "
     "(a device clock that was wrong on the first event)",
 )
+REDELIVERIES_SKIPPED = Counter(
+    "vigil_redeliveries_skipped_total",
+    "Events skipped as redelivered (at or before the patient window's saved stream position, and nothing in "
+    "them newer than what the window applied: their scores are out), counted once the batch is done. Rising "
+    "with vigil_scores_total flat: the offsets went back (a topic recreated, a replica cluster) under kept state",
+)
 ANSWERS_UNAPPLIED = Counter(
     "vigil_alert_answers_unapplied_total",
     "Acknowledgements, snoozes and resolutions that changed nothing: the alert not active (not_active), "
@@ -99,7 +105,8 @@ SEQUENCE_RESTARTS = Counter(
 MODEL_FAILURES = Counter(
     "vigil_model_failures_total",
     "Patients scored without a model's score because the models failed on their inputs, counted once delivered: "
-    "an exception (by its type: every model left out, rule scores only; log models.failed) or a probability that "
+    "an exception (by its type: every model left out, rule scores only; log models.failed, one line for a whole "
+    "batch the models failed) or a probability that "
     "is not a number (not_a_number: that model, and the combined risk when it reads it, left out; log "
     "models.not_a_number)",
     ["error"],

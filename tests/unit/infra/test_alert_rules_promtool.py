@@ -219,6 +219,22 @@ CASES: dict[str, Case] = {
         "15m",
         [],
     ),
+    # a broken session fails every patient of each batch; a poison patient's inputs, each of its batches
+    "models failing": (
+        "VigilModelsFailing",
+        [
+            series("vigil_model_failures_total", {**W1, "error": "RuntimeError"}, "0 0 64+64x40"),
+            series("vigil_model_failures_total", {**W2, "error": "RuntimeError"}, "0x42"),
+        ],
+        "6m",
+        [{"instance": W1["instance"], "error": "RuntimeError"}],
+    ),
+    "models failing: failures long ago": (
+        "VigilModelsFailing",
+        [series("vigil_model_failures_total", {**W1, "error": "RuntimeError"}, "0 64 64x100")],
+        "20m",
+        [],
+    ),
     "mixed fleet": (
         "VigilMixedFleet",
         [series("vigil_fleet_configurations", W1, "1 2x70"), series("vigil_fleet_configurations", W2, "1 2x70")],
