@@ -36,11 +36,14 @@ install: $(VENV)/.installed system-deps
 demo: install
 	$(VIGIL) demo
 
+# the unit tests on every core (pytest-xdist); then the rest, one at a time: they share the machine's
+# ports and CPU with the brokers, Redis and workers they start
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15 tests
+	$(PY) -m pytest -q -p no:cacheprovider -n auto tests/unit
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 --ignore=tests/unit tests
 
 test-unit: install
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q -n auto tests/unit
 
 test-integration: install
 	$(PY) -m pytest -q tests/integration

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
+from rich.console import Console
 
 from vigil.cli.main import main
 from vigil.infra.deadletters import Replayed, parse_letter, replay_record
@@ -78,6 +79,8 @@ def run(
     monkeypatch.setattr(dl, "read_replayed", lambda settings: Replayed.from_records(audit))
     monkeypatch.setattr(connect, "kafka_producer", lambda settings, **kw: broker)
     monkeypatch.setenv("COLUMNS", "200")
+    # the module's console took its width when first imported, by whichever test ran first
+    monkeypatch.setattr(cli, "console", Console(width=200))
     with pytest.raises(SystemExit) as done:
         main(["deadletters", *args])
     out = capsys.readouterr()
