@@ -109,18 +109,18 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         if produced_ms is not None and (oldest_ms is None or produced_ms < oldest_ms):
             oldest_ms = produced_ms
         window, state = windows[pid], states[pid]
-        redelivered = window.redelivered(m.partition, m.offset, patient_event)
+        # at or before the window's saved position: at-least-once delivery after a crash or a rebalance
+        # (or offsets that went back under kept state: a topic recreated). Such a message of the current
+        # stay is applied again, which changes nothing it applied (an exact copy is skipped, a
+        # superseded reading scored as the hour stands); one the window has no place for any more is
+        # skipped, its outcome out and saved. Each skip is counted (``vigil_redeliveries_skipped_total``)
+        redelivered = window.seen(m.partition, m.offset)
         window.advance(m.partition, m.offset)
-        if redelivered:
-            # at or before the saved position and nothing newer than the window applied: its outcome
-            # is out and saved (its scores or dead letter; a stay it ended, began or resumed is in the
-            # window). Not applied again: a window that has since moved 48 h on would dead-letter it as
-            # ``outside_window``, and a reading that a later one of its hour superseded would be scored
-            # anew as a provisional score. Counted: offsets that went back (a topic recreated) show
-            redeliveries += 1
-            continue
         held = keys.get(pid, StayKeys())
         if is_cancel(patient_event):
+            if redelivered:  # its outcome is out and saved (the stay it resumed is in the window)
+                redeliveries += 1
+                continue
             back = resume(window, held.held, patient_event, datetime.now(UTC), held.discharged_s)
             if not isinstance(back, Resumed):
                 await publisher.dead_letter(event, back)
@@ -139,6 +139,9 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             update.add(patient_event.event_id, newest, produced_ms, window.encounter, window.ward)
             continue
         stay = stay_of(window, patient_event, held.discharged_s, AWAY_UNITS)
+        if redelivered and (stay != "current" or is_discharge(patient_event)):
+            redeliveries += 1  # its outcome is out and saved (a stay it ended or began is in the window)
+            continue
         if stay not in ("current", "new"):
             rejection = stay_rejection(window, patient_event, stay)
             kept = keep_late(window, held.held, patient_event) if stay == "ended" else None
@@ -173,6 +176,9 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         try:
             changed = window.apply(patient_event)
         except LateEvent as exc:
+            if redelivered:  # applied when it came; the window has moved 48 h on since (a backlog's)
+                redeliveries += 1
+                continue
             await publisher.dead_letter(event, Rejected("outside_window", str(exc)))
             continue
         if window.restarted:  # a week after its newest hour: hour 0 again (models.window.MAX_GAP_HOURS)
@@ -180,9 +186,11 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             when_done(metrics.WINDOWS_RESTARTED.inc)
             log.warning("window.restarted_after_gap", patient_hash=patient_hash(pid))
         if not changed:
+            if redelivered:  # (at-least-once) its score is already out
+                redeliveries += 1
+                continue
             # a twin (new message, same patient, time, code and value): nothing to score, but counted
-            # on the dead letters, never skipped silently (issue 16). A redelivered message
-            # (at-least-once) never comes here: it was skipped above, its score is already out.
+            # on the dead letters, never skipped silently (issue 16)
             detail = f"{patient_event.code}: same patient, time and value as an event already applied"
             await publisher.dead_letter(event, Rejected("duplicate", detail))
             continue
@@ -319,39 +327,43 @@ async def _step(
     return outcomes, _kept_carries(unscored, rt.bundle, [windows[pid] for pid in unscored])
 
 
+# parts of a failing batch that, all failing, say the models fail whatever the inputs
+BROKEN_AFTER_PARTS = 4
+
+
 async def _infer_apart(
     batcher: DynamicBatcher[StepRequest, StepOutcome], requests: dict[str, StepRequest], pids: list[str]
 ) -> tuple[dict[str, StepOutcome], dict[str, str], str | None]:
     """The outcomes of ``pids`` from one call of the models, the patients they failed on (each with its
     error's type) and, when they failed the whole batch, that error's type (else None).
 
-    When the call fails, each half is called once. Both halves failing says the models fail whatever
-    the inputs (a CUDA device lost, a graph that cannot run): every patient is failed there, after 3
-    calls; halving on down to each patient cost 2N - 1 calls a batch (over 1,000 graph runs on the
-    event loop for a catch-up batch of 500) and a log line per patient, batch after batch. One half scored says the
-    models work: a failing half is then halved until a failing call holds one patient, whose inputs
-    fail the models, and no other patient is left without model scores for it (several such patients
-    in one half are each found). One among 64 costs 12 calls more (two a halving), not 64. One call
-    at a time, so that the batcher cannot coalesce them into the failing batch again."""
+    When the call fails, its halves are called, then their halves, until one part scores or
+    ``BROKEN_AFTER_PARTS`` parts all fail: that says the models fail whatever the inputs (a CUDA
+    device lost, a graph that cannot run), and every patient is failed, after 7 calls (halving on down
+    to each patient cost 2N - 1 calls a batch, over 1,000 graph runs on the event loop for a catch-up
+    batch of 500, and a log line per patient, batch after batch). Two halves alone would take two
+    patients whose inputs fail, one in each, for broken models. A part that scored says the models
+    work: each failing part is then halved until a failing call holds one patient, whose inputs fail
+    the models, and no other patient is left without model scores for it. One such patient among 64
+    costs 12 calls more (two a halving), not 64. One call at a time, so that the batcher cannot
+    coalesce them into the failing batch again."""
     try:
         return await _infer(batcher, requests, pids), {}, None
-    except Exception as exc:  # whatever the models raise: the halves are tried apart
+    except Exception as exc:  # whatever the models raise: the parts are tried apart
         if len(pids) == 1:
             return {}, {pids[0]: type(exc).__name__}, None
         error = type(exc).__name__
-    half = len(pids) // 2
-    halves = [pids[:half], pids[half:]]
-    tried: list[dict[str, StepOutcome] | Exception] = []
-    for part in halves:
-        try:
-            tried.append(await _infer(batcher, requests, part))
-        except Exception as exc:  # each half's failure decides what follows
-            tried.append(exc)
-    if all(isinstance(t, Exception) for t in tried):
-        return {}, dict.fromkeys(pids, error), error
+    parts = [pids]
+    while True:
+        parts = [half for part in parts for half in _halves(part)]
+        tried = [(part, await _try(batcher, requests, part)) for part in parts]
+        if any(not isinstance(t, Exception) for _, t in tried):
+            break
+        if len(parts) >= BROKEN_AFTER_PARTS or all(len(part) == 1 for part in parts):
+            return {}, dict.fromkeys(pids, error), error
     outcomes: dict[str, StepOutcome] = {}
     failed: dict[str, str] = {}
-    for part, t in zip(halves, tried, strict=True):
+    for part, t in tried:
         if isinstance(t, Exception):
             part_outcomes, part_failed = await _isolate(batcher, requests, part, t)
             outcomes |= part_outcomes
@@ -359,6 +371,19 @@ async def _infer_apart(
         else:
             outcomes |= t
     return outcomes, failed, None
+
+
+def _halves(pids: list[str]) -> list[list[str]]:
+    return [pids] if len(pids) == 1 else [pids[: len(pids) // 2], pids[len(pids) // 2 :]]
+
+
+async def _try(
+    batcher: DynamicBatcher[StepRequest, StepOutcome], requests: dict[str, StepRequest], pids: list[str]
+) -> dict[str, StepOutcome] | Exception:
+    try:
+        return await _infer(batcher, requests, pids)
+    except Exception as exc:  # each part's failure decides what follows
+        return exc
 
 
 async def _isolate(
@@ -371,16 +396,16 @@ async def _isolate(
     each patient the models fail on is alone (``_infer_apart``)."""
     if len(pids) == 1:
         return {}, {pids[0]: type(exc).__name__}
-    half = len(pids) // 2
     outcomes: dict[str, StepOutcome] = {}
     failed: dict[str, str] = {}
-    for part in (pids[:half], pids[half:]):
-        try:
-            outcomes |= await _infer(batcher, requests, part)
-        except Exception as part_exc:  # its half is halved again
-            part_outcomes, part_failed = await _isolate(batcher, requests, part, part_exc)
+    for part in _halves(pids):
+        t = await _try(batcher, requests, part)
+        if isinstance(t, Exception):  # its half is halved again
+            part_outcomes, part_failed = await _isolate(batcher, requests, part, t)
             outcomes |= part_outcomes
             failed |= part_failed
+        else:
+            outcomes |= t
     return outcomes, failed
 
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from vigil.schemas.codes import ASSESSMENTS, DEMOGRAPHICS, DYNAMIC_CODES, STAY_CANCELS, TREATMENTS
+from vigil.schemas.codes import ASSESSMENTS, DEMOGRAPHICS, DYNAMIC_CODES, TREATMENTS
 from vigil.schemas.errors import VigilError
 from vigil.schemas.events import PatientEvent
 
@@ -110,70 +110,6 @@ class PatientWindow:
     def seen(self, partition: int, offset: int) -> bool:
         """True when the message at (partition, offset) was already applied to this window."""
         return self.position is not None and self.position[0] == partition and offset <= self.position[1]
-
-    def redelivered(self, partition: int, offset: int, event: PatientEvent) -> bool:
-        """True when the message at (partition, offset) carrying ``event`` is one this window has
-        taken already (at-least-once: a crash after the save, before Faust committed the offsets): at
-        or before the saved position (``seen``) and nothing in it newer than what the window applied.
-
-        The position alone assumes a partition's offsets only grow. A topic recreated, or a site
-        failed over to a replica cluster whose offsets start again, with Redis kept, puts every new
-        message at or before the position of a window saved on the old offsets: each would be
-        skipped, and every patient Redis holds left unscored, silently, until the offsets passed the
-        old ones or the state expired (a week). So an event the window cannot have applied is new
-        whatever its offset, judged by what the blob already records (no format change):
-
-        - at or before the end of a stay the window records (``ended_s``, ``after_s``): taken (applied
-          to that stay, or refused as its late event), as is a cancel with no end to resume;
-        - a treatment: new unless the window holds it (the newest ``MAX_TREATMENTS`` are kept: one
-          older than all of a full list is taken);
-        - a measurement: new in an hour after the window's last hour, or in one of its 48 hours when
-          that hour holds no value of its variable observed at or after it (the latest of an hour is
-          kept: a reading it superseded is taken); older than the window's 48 hours: taken;
-        - an assessment (GCS, ACVPU): new when the window holds none of its code at or after its
-          hour (kept by the hour: a second one in the same hour is taken);
-        - a demographic (timeless): new when the window holds none of its code;
-        - an end of the stay (a discharge): new after every end the window records.
-
-        What this cannot tell is taken, never applied twice: after a reset, a new message the
-        window's record cannot tell from an applied one (a second reading in a cell's hour before the
-        one kept) is lost, not the patient. A redelivered message that was refused (a dead letter)
-        and is newer than the window's record is refused again, and so is a redelivered discharge
-        whose cancel the window applied (a ``duplicate``): a second dead letter, never a second
-        score or end."""
-        if not self.seen(partition, offset):
-            return False
-        return not self._newer_than_applied(event)
-
-    def _newer_than_applied(self, event: PatientEvent) -> bool:
-        at = int(event.observed_at.timestamp())
-        ends = [end for end in (self.ended_s, self.after_s) if end is not None]
-        if ends and at <= max(ends):
-            return False
-        if event.kind == "encounter":
-            # an end after every end held is new; a cancel is new only with an end to resume, and that
-            # end before it (after a resume the window holds no end: the cancel was applied)
-            return event.code not in STAY_CANCELS or bool(ends)
-        if event.kind == "treatment":
-            item = (event.code, at, float(np.float32(event.value)))
-            if item in self.treatments:
-                return False
-            full = len(self.treatments) >= MAX_TREATMENTS
-            return not (full and at < min(ts for _, ts, _ in self.treatments))
-        if event.code in _DEMOGRAPHIC_CODES:
-            return event.code not in self.static
-        if self.anchor_s is None or self.last_hour < 0:
-            return True  # no measurement applied to this stay
-        hour, second = divmod(at - self.anchor_s, 3600)
-        if hour > self.last_hour:
-            return True
-        if event.code not in VAR_INDEX:  # an assessment: kept by the hour
-            held = self.static.get(event.code)
-            return held is None or hour > held[1]
-        if hour <= self.last_hour - WINDOW_HOURS or hour < 0:
-            return False  # before the window: no record of it (a redelivered backlog's first hours)
-        cell = self.rows.get(hour, {}).get(VAR_INDEX[event.code])
-        return cell is None or cell[1] < second
 
     def advance(self, partition: int, offset: int) -> None:
         if not self.seen(partition, offset):

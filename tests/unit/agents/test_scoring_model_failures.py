@@ -148,11 +148,12 @@ def test_an_exception_on_one_patients_inputs_leaves_the_other_patients_model_sco
     assert later.models("b") == ALL_MODELS
 
 
-def test_models_that_fail_every_patient_fail_the_batch_after_one_halving(
+def test_models_that_fail_every_patient_fail_the_batch_after_two_halvings(
     worker: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A broken session (a CUDA device lost): both halves fail, so every patient is failed there, in
-    one log line; it was halved on to each patient, 2N - 1 calls and N lines, every batch."""
+    """A broken session (a CUDA device lost): its halves and quarters all fail, so every patient is
+    failed there, in one log line; it was halved on to each patient, 2N - 1 calls and N lines, every
+    batch."""
     real = worker.bundle.tree_probability
     calls: list[int] = []
 
@@ -166,7 +167,7 @@ def test_models_that_fail_every_patient_fail_the_batch_after_one_halving(
     out = Published()
     with capture_logs() as logs:
         asyncio.run(scoring.score_events(heart_rates(patients), out))  # type: ignore[arg-type]
-    assert calls == [8, 4, 4]  # was 15 calls
+    assert calls == [8, 4, 4, 2, 2, 2, 2]  # was 15 calls
     for pid in patients:  # rule scores only, every one still published
         assert out.models(pid) == [], pid
         assert out.scores[pid]["news2"]["total"] >= 0
@@ -235,10 +236,16 @@ def infer_apart_calls(n: int, fails: Any) -> tuple[list[int], int, int, str | No
 
 def test_the_cost_of_a_broken_session_and_of_one_poison_patient() -> None:
     calls, scored, failed, broken = infer_apart_calls(64, lambda items: True)
-    assert (len(calls), scored, failed, broken) == (3, 0, 64, "RuntimeError")  # was 127 calls
+    assert (len(calls), scored, failed, broken) == (7, 0, 64, "RuntimeError")  # was 127 calls
     calls, scored, failed, broken = infer_apart_calls(500, lambda items: True)
-    assert (len(calls), sum(calls), failed) == (3, 1000, 500)  # was 999 calls, 4,988 patients run
+    assert (len(calls), sum(calls), failed) == (7, 1500, 500)  # was 999 calls, 4,988 patients run
     calls, scored, failed, broken = infer_apart_calls(64, lambda items: 7 in items)
     assert (len(calls), scored, failed, broken) == (13, 63, 1, None)
     calls, scored, failed, broken = infer_apart_calls(1, lambda items: True)
     assert (calls, failed, broken) == ([1], 1, None)  # alone: its own patient's inputs
+    # two patients whose inputs fail, one in each half: not broken models, each found (the first
+    # version took both halves failing for a broken session and failed all 64)
+    calls, scored, failed, broken = infer_apart_calls(64, lambda items: 3 in items or 40 in items)
+    assert (scored, failed, broken) == (62, 2, None)
+    calls, scored, failed, broken = infer_apart_calls(500, lambda items: 0 in items or 499 in items)
+    assert (scored, failed, broken) == (498, 2, None)

@@ -1,11 +1,9 @@
 """A redelivered message (at-least-once: a crash after the Redis write, before Faust committed the
-offsets) whose state was saved is skipped: its score or dead letter is out. In the current stay it
-went through ``window.apply`` again: a backlog batch whose window had since moved 48 h past its first
-events dead-lettered them as ``outside_window``, and a reading that a later one of its hour had
-superseded was scored again as a new provisional score. A message after the saved position is new,
-never skipped; and so is one at or before it that is newer than anything the window applied: the
-offsets went back (a topic recreated, a site failed over to a replica cluster) under kept state, and
-every patient Redis held stopped being scored, silently, until the offsets passed the old ones."""
+offsets) of the current stay is applied again, which changes nothing the window holds: an exact copy
+is skipped, counted, and a reading the window has no place for any more is skipped too (a backlog
+batch whose window had since moved 48 h past its first events dead-lettered them as
+``outside_window``). Applied, not skipped by its offset alone: offsets that went back (a topic
+recreated, a fail-over to a replica cluster) under kept state are new events, and they are scored."""
 
 from __future__ import annotations
 
@@ -15,13 +13,11 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 from prometheus_client import REGISTRY
 
 from tests.unit.agents.test_drift_first_closings import T0
 from tests.unit.agents.test_drift_first_closings import worker as worker  # noqa: F401 - the fixture
 from vigil.agents import scoring
-from vigil.models.window import PatientWindow
 from vigil.schemas.events import PatientEvent
 
 
@@ -88,13 +84,18 @@ def test_a_redelivered_backlog_is_skipped_not_dead_lettered_outside_the_window(w
     assert score["vitals"]["HR"] == 120.0
 
 
-def test_a_redelivered_superseded_reading_is_not_scored_again(worker: SimpleNamespace) -> None:
+def test_a_redelivered_superseded_reading_scores_the_hour_as_it_stands(worker: SimpleNamespace) -> None:
     # two readings of one hour, the later one first: the earlier is superseded, still scored once
     batch = [heart_rate(0, "q", 50, 90.0), heart_rate(1, "q", 10, 70.0)]
     first = deliver(batch)
     assert len(first.scores) == 1 and first.dead == []
+    before = skipped()
     again = deliver(batch)
-    assert again.scores == [] and again.dead == []  # was: a provisional score naming the superseded reading
+    # the copy of the reading the hour holds is skipped; the superseded one is valid data that changes
+    # nothing: a provisional score of the hour as it stands (at-least-once), never a dead letter
+    assert again.dead == [] and skipped() - before == 1
+    [score] = again.scores
+    assert score["vitals"]["HR"] == 90.0 and score["event_ids"] == [batch[1][1].event_id]
 
 
 def test_a_new_message_after_the_saved_position_is_never_skipped(worker: SimpleNamespace) -> None:
@@ -126,77 +127,3 @@ def test_after_the_offsets_went_back_new_events_are_scored(worker: SimpleNamespa
     again = deliver(new)
     assert again.scores == [] and again.dead == []
     assert skipped() - before == 3
-
-
-def test_a_redelivered_event_no_newer_than_the_window_is_skipped_at_any_offset(worker: SimpleNamespace) -> None:
-    deliver([heart_rate(1_000_000, "t", 10, 90.0), heart_rate(1_000_001, "t", 70, 95.0)])
-    # at or before the saved position, and the window holds each at or after its time: taken
-    out = deliver([heart_rate(5, "t", 10, 90.0), heart_rate(6, "t", 65, 99.0)])
-    assert out.scores == [] and out.dead == []
-
-
-def event(minutes: float, kind: str, code: str, value: float = 1.0) -> PatientEvent:
-    return PatientEvent(
-        patient_id="w",
-        observed_at=T0 + timedelta(minutes=minutes),
-        kind=kind,  # type: ignore[arg-type]
-        code=code,
-        value=value,
-    )
-
-
-@pytest.fixture
-def window() -> PatientWindow:
-    """A window of the previous release's blob (version 4) saved at (3, 1,000,000): hours 0-2 with a
-    heart rate at :10 each, a GCS in hour 1, an age and an antibiotic at 1:30."""
-    w = PatientWindow(position=(3, 1_000_000))
-    for h in range(3):
-        w.apply(event(h * 60 + 10, "vital", "HR", 80.0))
-    w.apply(event(70, "assessment", "GCS", 14.0))
-    w.apply(event(0, "demographic", "Age", 70.0))
-    w.apply(event(90, "treatment", "antibiotic"))
-    blob = w.to_bytes()
-    assert blob[0] == 4  # the format the release before reads and writes: unchanged
-    return PatientWindow.from_bytes(blob)
-
-
-@pytest.mark.parametrize(
-    ("what", "new"),
-    [
-        (event(3 * 60 + 5, "vital", "HR"), True),  # an hour after its last
-        (event(2 * 60 + 30, "vital", "HR"), True),  # in its last hour, after the reading it holds
-        (event(2 * 60 + 30, "vital", "Resp"), True),  # a variable its hour holds none of
-        (event(2 * 60 + 10, "vital", "HR", 80.0), False),  # the reading it holds
-        (event(2 * 60 + 5, "vital", "HR"), False),  # one the reading it holds superseded
-        (event(-50 * 60, "vital", "HR"), False),  # before its 48 hours: no record of it
-        (event(91, "treatment", "antibiotic"), True),  # a treatment it does not hold
-        (event(60, "treatment", "blood_culture"), True),  # one before its newest: still not held
-        (event(90, "treatment", "antibiotic"), False),  # the treatment it holds
-        (event(2 * 60 + 1, "assessment", "GCS", 15.0), True),  # after the hour of the GCS it holds
-        (event(75, "assessment", "GCS", 15.0), False),  # in that hour: kept by the hour
-        (event(2 * 60, "assessment", "ACVPU", 0.0), True),  # a code it holds none of
-        (event(0, "demographic", "Age", 70.0), False),
-        (event(0, "demographic", "Gender", 1.0), True),
-        (event(3 * 60, "encounter", "discharge"), True),  # no end held: a discharge cannot have been applied
-        (event(3 * 60, "encounter", "cancel_discharge"), False),  # no end to resume: a cancel applied
-    ],
-    ids=lambda v: f"{v.code}@{v.observed_at:%H:%M}" if isinstance(v, PatientEvent) else str(v),
-)
-def test_a_message_at_or_before_the_position_is_new_when_the_window_cannot_have_applied_it(
-    window: PatientWindow, what: PatientEvent, new: bool
-) -> None:
-    assert window.redelivered(3, 999_999, what) is not new
-    assert window.redelivered(3, 1_000_000, what) is not new
-    assert window.redelivered(3, 1_000_001, what) is False  # after the position: always new
-    assert window.redelivered(4, 5, what) is False  # another partition's offsets: never compared
-
-
-def test_at_or_before_an_end_the_window_holds_is_taken() -> None:
-    ended = PatientWindow(position=(0, 100), ended_s=int((T0 + timedelta(hours=5)).timestamp()))
-    assert ended.redelivered(0, 50, event(5 * 60, "encounter", "discharge"))  # the discharge that ended it
-    assert ended.redelivered(0, 50, event(4 * 60, "vital", "HR"))  # the ended stay's
-    assert not ended.redelivered(0, 50, event(6 * 60, "vital", "HR"))  # after its end: the next stay
-    assert not ended.redelivered(0, 50, event(6 * 60, "encounter", "cancel_discharge"))  # a cancel of it
-    begun = PatientWindow(position=(0, 100), after_s=ended.ended_s)  # the next stay, nothing applied yet
-    assert begun.redelivered(0, 50, event(4 * 60, "treatment", "antibiotic"))
-    assert not begun.redelivered(0, 50, event(6 * 60, "treatment", "antibiotic"))
