@@ -98,6 +98,13 @@ def test_texts_that_name_no_treatment_vigil_reads(text: str) -> None:
         ("norepinephrine 4 mg in sodium chloride 0.9 % 250 mL; lidocaine 1 % line flush", "vasopressor"),
         ("epinephrine with lidocaine 2 % dental cartridge", None),
         ("epinephrine 1:200,000 with bupivacaine 0.5 %", None),
+        # the US label's "and"; a strength between the anaesthetic and its epinephrine
+        ("lidocaine hcl and epinephrine injection", None),
+        ("lidocaine hydrochloride and epinephrine 1 %-1:100,000 injection", None),
+        ("bupivacaine 0.5 % and epinephrine 0.005 mg/ml", None),
+        # an anaesthetic's or a colloid's carrier is no resuscitation crystalloid, " in " or not
+        ("bupivacaine 0.1% - fentanyl 2 mcg/ml epidural, sodium chloride 0.9 % 250 ml", None),
+        ("albumin 5% 250 ml in sodium chloride", None),
     ],
 )
 def test_what_a_text_is_about_decides_not_a_word_anywhere_in_it(text: str, treatment: str | None) -> None:
@@ -148,3 +155,16 @@ def test_a_drug_in_a_coding_display_wins_over_the_fluid_in_the_text() -> None:
     }
     result = decode_fhir(administration(medication, {"dose": {"value": 100, "code": "mL", "system": UCUM}}))
     assert [e.code for e in result.events] == ["antibiotic"] and not result.rejected
+
+
+def test_a_hostile_text_is_searched_in_linear_time() -> None:
+    """``DRUG_DOSE`` unanchored backtracked over every digit of a run: 40,000 digits took 30 s, and
+    a FHIR payload may carry 8 MiB of text. Anchored and bounded, each digit starts at most one try."""
+    from vigil.schemas.codecs import loinc
+
+    digits = "1" * 40_000
+    assert loinc.DRUG_DOSE.search(digits + " in saline") is None
+    assert [m.start() for m in loinc.DRUG_DOSE.finditer("x 2 g and 1,250 mg in")] == [2, 10]
+    # the anchor: a match starts only where a number starts, never inside one
+    assert loinc.DRUG_DOSE.pattern.startswith("(?<![\\d,.])")
+    assert treatment_for_text(digits + " in lidocaine") is None  # returns (it took 30 s)
