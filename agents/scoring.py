@@ -342,7 +342,8 @@ async def _infer_apart(
     device lost, a graph that cannot run), and every patient is failed, after 7 calls (halving on down
     to each patient cost 2N - 1 calls a batch, over 1,000 graph runs on the event loop for a catch-up
     batch of 500, and a log line per patient, batch after batch). Two halves alone would take two
-    patients whose inputs fail, one in each, for broken models. A part that scored says the models
+    patients whose inputs fail, one in each, for broken models; four such patients, one in each
+    quarter, still are (a batch rules-only, counted and logged as one). A part that scored says the models
     work: each failing part is then halved until a failing call holds one patient, whose inputs fail
     the models, and no other patient is left without model scores for it. One such patient among 64
     costs 12 calls more (two a halving), not 64. One call at a time, so that the batcher cannot
@@ -353,13 +354,18 @@ async def _infer_apart(
         if len(pids) == 1:
             return {}, {pids[0]: type(exc).__name__}, None
         error = type(exc).__name__
-    parts = [pids]
-    while True:
-        parts = [half for part in parts for half in _halves(part)]
-        tried = [(part, await _try(batcher, requests, part)) for part in parts]
+    tried: list[tuple[list[str], dict[str, StepOutcome] | Exception]] = [(pids, RuntimeError(error))]
+    while True:  # each failing part of more than one patient halved and tried; a failed one kept
+        halved: list[tuple[list[str], dict[str, StepOutcome] | Exception]] = []
+        for part, t in tried:
+            if isinstance(t, Exception) and len(part) > 1:
+                halved += [(half, await _try(batcher, requests, half)) for half in _halves(part)]
+            else:
+                halved.append((part, t))
+        tried = halved
         if any(not isinstance(t, Exception) for _, t in tried):
             break
-        if len(parts) >= BROKEN_AFTER_PARTS or all(len(part) == 1 for part in parts):
+        if len(tried) >= BROKEN_AFTER_PARTS or all(len(part) == 1 for part, _ in tried):
             return {}, dict.fromkeys(pids, error), error
     outcomes: dict[str, StepOutcome] = {}
     failed: dict[str, str] = {}

@@ -291,7 +291,7 @@ LOCAL_ANAESTHETIC_TEXT: Final[tuple[str, ...]] = (
     "tetracaine",
 )
 _ANAESTHETIC = "|".join(LOCAL_ANAESTHETIC_TEXT)
-_JOINED = r"\s*(?:-|/|\+|\bwith\b|\band\b|\bw/)\s*"
+_JOINED = r"\s{0,3}(?:-|/|\+|\bwith\b|\bw/)\s{0,3}"
 # Epinephrine that is no vasopressor: a local anaesthetic's, joined to it in the name
 # ("lidocaine-epinephrine 1 %-1:100,000", "Xylocaine with adrenaline"), or at the strengths only
 # infiltration uses (1:50,000-1:400,000; a code's 1:10,000 and 1:1,000 stay vasopressors) is a
@@ -301,8 +301,12 @@ _JOINED = r"\s*(?:-|/|\+|\bwith\b|\band\b|\bw/)\s*"
 # vasopressor, the anaesthetic not joined to it).
 LOCAL_EPINEPHRINE = re.compile(
     rf"(?:{_ANAESTHETIC})[^;,]{{0,24}}?{_JOINED}(?:epinephrine|adrenaline)"
+    # the US label's "and" only where it joins the two names ("lidocaine HCl and epinephrine",
+    # "bupivacaine 0.5 % and epinephrine"): "lidocaine 100 mg IV and epinephrine 1 mg IV" is a code's
+    rf"|(?:{_ANAESTHETIC})(?:\s{{1,3}}(?:hcl|hydrochloride))?(?:\s{{1,3}}[\d.]{{1,6}}\s{{0,3}}%)?"
+    r"\s{1,3}and\s{1,3}(?:epinephrine|adrenaline)"
     rf"|\b(?:epinephrine|adrenaline){_JOINED}(?:{_ANAESTHETIC})"
-    r"|\b(?:epinephrine|adrenaline)\s*1\s*:\s*(?:50|80|100|200|400)[,.]?000\b"
+    r"|\b(?:epinephrine|adrenaline)\s{0,3}1\s{0,3}:\s{0,3}(?:50|80|100|200|400)[,.]?000\b"
     r"|racepinephrine|racemic epinephrine"
 )
 # A dose by mass or amount: what is before " in " is a drug, what follows its diluent. Anchored at a

@@ -249,3 +249,6 @@ def test_the_cost_of_a_broken_session_and_of_one_poison_patient() -> None:
     assert (scored, failed, broken) == (62, 2, None)
     calls, scored, failed, broken = infer_apart_calls(500, lambda items: 0 in items or 499 in items)
     assert (scored, failed, broken) == (498, 2, None)
+    # a patient alone whose call failed is not called again while its neighbours are halved
+    calls, scored, failed, broken = infer_apart_calls(3, lambda items: True)
+    assert (calls, failed, broken) == ([3, 1, 2, 1, 1], 3, "RuntimeError")
