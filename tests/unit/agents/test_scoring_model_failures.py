@@ -111,9 +111,9 @@ def test_a_nan_from_the_sequence_model_leaves_the_combined_risk_it_does_not_read
     assert out.models("a") == ["sepsis_diagnosis", "combined"]
 
 
-def test_an_exception_on_one_patients_inputs_leaves_the_other_patients_model_scores(
-    worker: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def poisoned(worker: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The trees raise on a batch holding a patient whose heart rate is ``POISON_HR``; the sizes of
+    the calls they were given, in order."""
     real = worker.bundle.tree_probability
     hr = TREE_FEATURES.index("HR_last")
     calls: list[int] = []
@@ -125,6 +125,14 @@ def test_an_exception_on_one_patients_inputs_leaves_the_other_patients_model_sco
         return real(features)
 
     monkeypatch.setattr(worker.bundle, "tree_probability", fails_on_the_poison)
+    return calls
+
+
+def test_an_exception_on_one_patients_inputs_leaves_the_other_patients_model_scores(
+    worker: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = worker.bundle.tree_probability
+    calls = poisoned(worker, monkeypatch)
     before = failures("FloatingPointError")
     patients = {"a": 90.0, "b": POISON_HR, "c": 100.0, "d": 105.0, "e": 110.0}
     out = Published()
@@ -188,17 +196,7 @@ def test_poison_patients_in_the_half_that_fails_are_each_found(
 ) -> None:
     """Below the first halving the models are known to work (the other half scored): a failing half
     is halved on, so two poison patients in one half are each alone, the others scored."""
-    real = worker.bundle.tree_probability
-    hr = TREE_FEATURES.index("HR_last")
-    calls: list[int] = []
-
-    def fails_on_the_poison(features: np.ndarray) -> np.ndarray:
-        calls.append(len(features))
-        if (features[:, hr] == POISON_HR).any():
-            raise FloatingPointError("a graph's error on one patient's inputs")
-        return real(features)
-
-    monkeypatch.setattr(worker.bundle, "tree_probability", fails_on_the_poison)
+    calls = poisoned(worker, monkeypatch)
     patients = {pid: 90.0 + k for k, pid in enumerate("abcdefgh")}
     patients["b"] = patients["c"] = POISON_HR
     out = Published()
