@@ -74,9 +74,11 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
     """Apply, score, alert, publish, then persist. Window, carry and alert state are written only
     after the scores and alerts are delivered, so a redelivered event either finds its state absent
     (crash before the write: it is scored again, an at-least-once duplicate, and its alert
-    transitions are published again with the same ``transition_id``) or present (its message
-    position is in the window: skipped, its score is already out). A new message that changes
-    nothing is a ``duplicate`` dead letter. Never lost."""
+    transitions are published again with the same ``transition_id``) or present (at or before the
+    window's saved position: applied again, which changes nothing; an exact copy or one the window has
+    moved past is skipped and counted, a superseded reading scored as the hour stands; a discharge,
+    cancel or another stay's event is skipped). A new message that changes nothing is a
+    ``duplicate`` dead letter. Never lost."""
     if not parsed:
         return 0
     async with runtime().alert_lock:  # the alert agent's acks and timer wait for this batch's write

@@ -58,9 +58,10 @@ WINDOWS_RESTARTED = Counter(
 )
 REDELIVERIES_SKIPPED = Counter(
     "vigil_redeliveries_skipped_total",
-    "Events skipped as redelivered (at or before the patient window's saved stream position, and nothing in "
-    "them newer than what the window applied: their scores are out), counted once the batch is done. Rising "
-    "with vigil_scores_total flat: the offsets went back (a topic recreated, a replica cluster) under kept state",
+    "Events at or before the patient window's saved stream position skipped as redelivered (an exact copy, one "
+    "older than the 48 h window, a discharge, cancel or another stay's event: their outcomes are out), counted "
+    "once the batch is done. More than a restart's batch: the offsets went back under kept state (a topic "
+    "recreated, a replica cluster)",
 )
 ANSWERS_UNAPPLIED = Counter(
     "vigil_alert_answers_unapplied_total",

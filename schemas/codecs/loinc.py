@@ -262,9 +262,9 @@ DRUG_TEXT_TO_TREATMENT: Final[tuple[tuple[str, str], ...]] = (
     ("azithromycin", "antibiotic"),
     ("metronidazole", "antibiotic"),
 )
-# Crystalloids, read only where no drug is named and only as what the text is about
-# (``_fluid_subject``): after " in ", the diluent of a drug Vigil does not read ("magnesium sulfate
-# 2 g in sodium chloride 0.9 % 50 mL" is a carrier, and its dose in g or mEq is no volume).
+# Crystalloids, read only where no drug is named, not as another drug's diluent and not from a text
+# naming a local anaesthetic or a colloid (``_fluid_subject``): "magnesium sulfate 2 g in sodium
+# chloride 0.9 % 50 mL" is a carrier, and its dose in g or mEq is no volume.
 FLUID_TEXT_TO_TREATMENT: Final[tuple[tuple[str, str], ...]] = (
     ("sodium chloride", "crystalloid_ml"),
     ("normal saline", "crystalloid_ml"),
@@ -294,9 +294,9 @@ _ANAESTHETIC = "|".join(LOCAL_ANAESTHETIC_TEXT)
 _JOINED = r"\s{0,3}(?:-|/|\+|\bwith\b|\bw/)\s{0,3}"
 # Epinephrine that is no vasopressor: a local anaesthetic's, joined to it in the name
 # ("lidocaine-epinephrine 1 %-1:100,000", "Xylocaine with adrenaline"), or at the strengths only
-# infiltration uses (1:50,000-1:400,000; a code's 1:10,000 and 1:1,000 stay vasopressors) is a
-# vasoconstrictor that keeps the anaesthetic where it was injected; racemic epinephrine is
-# nebulised (croup). Cut out of the text before the drugs are looked for: the rest of it still
+# infiltration uses (1:50,000, 1:80,000, 1:100,000, 1:200,000, 1:400,000; a code's 1:10,000 and
+# 1:1,000 stay vasopressors) is a vasoconstrictor that keeps the anaesthetic where it was injected;
+# racemic epinephrine is nebulised (croup). Cut out of the text before the drugs are looked for: the rest of it still
 # names what it names (an antibiotic; "ACLS: epinephrine 1 mg IV and lidocaine 1.5 mg/kg" is a
 # vasopressor, the anaesthetic not joined to it).
 LOCAL_EPINEPHRINE = re.compile(
@@ -425,8 +425,9 @@ def treatment_for_texts(texts: Iterable[str | None]) -> str | None:
     A drug named in any of them wins over a fluid: an antibiotic or a vasopressor given in saline is
     that drug (read first-match over one table, "vancomycin 1,250 mg in sodium chloride 0.9 % 250 mL
     IVPB" was a crystalloid of 1,250 mg, dead-lettered ``unit``, and the antibiotic was lost). A local
-    anaesthetic's epinephrine is no vasopressor (``LOCAL_EPINEPHRINE``). A fluid counts only as the
-    subject of its text (``_fluid_subject``)."""
+    anaesthetic's epinephrine is no vasopressor (``LOCAL_EPINEPHRINE``). A fluid is read only where no
+    drug is named, not as another drug's diluent (a dose by mass or amount before " in ", no fluid or
+    sugar there), and not from a text naming a local anaesthetic or a colloid (``_fluid_subject``)."""
     lowered = [text.lower() for text in texts if text]
     drugs = [LOCAL_EPINEPHRINE.sub(" ", text) for text in lowered]
     for needle, treatment in DRUG_TEXT_TO_TREATMENT:

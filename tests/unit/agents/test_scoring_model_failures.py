@@ -3,8 +3,8 @@ scoring step sent every patient through one call of the models: an exception mad
 rules-only, and a probability that was not a number did too (``model_score`` clamped NaN to NaN,
 which ``ModelScore`` refused); one ``models.failed`` line named no patient, nothing was counted,
 and the poison patient's kept carry repeated it every batch. Models that fail every input (a broken
-session) are found after one halving: halving on down to each patient cost 2N - 1 calls and N log
-lines a batch."""
+session) are found after two halvings (all four quarters fail: 7 calls): halving on down to each
+patient cost 2N - 1 calls and N log lines a batch."""
 
 from __future__ import annotations
 
