@@ -229,6 +229,19 @@ CASES: dict[str, Case] = {
         "6m",
         [{"instance": W1["instance"], "error": "RuntimeError"}],
     ),
+    # the first failure of an error type starts its series at the count (increase() reads 0 there)
+    "models failing: the first failures of a new error type": (
+        "VigilModelsFailing",
+        [series("vigil_model_failures_total", {**W1, "error": "OrtError"}, "_x12 64x100")],
+        "9m",
+        [{"instance": W1["instance"], "error": "OrtError"}],
+    ),
+    "models failing: a new error type's failures long ago": (
+        "VigilModelsFailing",
+        [series("vigil_model_failures_total", {**W1, "error": "OrtError"}, "_x12 64x100")],
+        "25m",
+        [],
+    ),
     "models failing: failures long ago": (
         "VigilModelsFailing",
         [series("vigil_model_failures_total", {**W1, "error": "RuntimeError"}, "0 64 64x100")],
