@@ -246,6 +246,22 @@ def require_all_running(workers: Iterable[tuple[subprocess.Popen[bytes], Path]])
         require_running(proc, log, "a worker of the bench")
 
 
+def unless_ended(
+    ready: Callable[[], bool], workers: Iterable[tuple[subprocess.Popen[bytes], Path]]
+) -> Callable[[], bool]:
+    """``ready`` for ``wait_until``, which stops the phase once one of its ``(worker, log)`` has ended
+    while it is not ready (``require_all_running``): a worker that died at start sends nothing more,
+    and the split or the outputs waited for never come."""
+
+    def check() -> bool:
+        if ready():
+            return True
+        require_all_running(workers)
+        return False
+
+    return check
+
+
 def events_per_s(accounted: int, span_s: float) -> float | None:
     """Events/s over the outputs' span: the events that span holds (scored or dead-lettered), not
     every event offered. A phase that timed out divided all 20,000 by the span of the few that came."""

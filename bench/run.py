@@ -41,12 +41,12 @@ from vigil.bench.harness import (
     events_per_s,
     preload,
     quiet_collector,
-    require_all_running,
     rss_mb,
     settle,
     settled,
     spawn_baseline,
     spawn_pipeline,
+    unless_ended,
     unsettled_phases,
     wait_until,
 )
@@ -92,15 +92,8 @@ def measure_baseline(settings: Settings, n: int, messages: list[tuple[bytes, byt
     proc = None
     try:
         preload(settings, BASELINE_IN, messages)
-        proc = worker = spawn_baseline(settings, log)
-
-        def done() -> bool:
-            if watch.count >= n:
-                return True
-            require_all_running([(worker, log)])  # a worker that died at start: nothing more will come
-            return False
-
-        ok = wait_until(done, timeout=300)
+        proc = spawn_baseline(settings, log)
+        ok = wait_until(unless_ended(lambda: watch.count >= n, [(proc, log)]), timeout=300)
     finally:
         if proc is not None:
             stop_worker(proc)
@@ -148,12 +141,9 @@ def measure_pipeline(
             if before is None and watch.count:  # from the first score on: the worker's start-up left out
                 before = sample(settings, [worker.pid])
             # an event ingest dead-letters is never scored: waiting for its score ran out the timeout
-            if settled(ids, seen, dead.by_event()):
-                return True
-            require_all_running([(worker, log)])  # a worker that died at start: nothing more will come
-            return False
+            return settled(ids, seen, dead.by_event())
 
-        ok = wait_until(done, timeout=600)
+        ok = wait_until(unless_ended(done, [(worker, log)]), timeout=600)
         after = sample(settings, [proc.pid])
     except BaseException:  # Ctrl-C, SIGTERM (stop_on_signals), a worker that died: it runs in its own session
         if proc is not None:

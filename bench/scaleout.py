@@ -36,6 +36,7 @@ from vigil.bench.harness import (
     settle,
     spawn_baseline,
     spawn_pipeline,
+    unless_ended,
     wait_for_no_backlog,
     wait_until,
 )
@@ -151,23 +152,11 @@ def measure_point(
         spawn, log_name = spawn_baseline, "bench-scale-baseline-{}.log"
 
     running: list[tuple[subprocess.Popen[bytes], Path]] = []
-
-    def split() -> bool:
-        if split_among(settings, group, in_topic, workers, partitions):
-            return True
-        require_all_running(running)  # one that died at start: the split it waits for never comes
-        return False
-
-    def done() -> bool:
-        if handled() >= len(ids):
-            return True
-        require_all_running(running)
-        return False
-
     try:
         for i in range(workers):  # each kept as it starts: a stop while the next one starts stops it too
             log = log_dir / log_name.format(i)
             running.append((spawn(settings, log), log))
+        split = unless_ended(lambda: split_among(settings, group, in_topic, workers, partitions), running)
         ready = wait_until(split, timeout=180)
         backlog = wait_for_no_backlog(settings, group, in_topic)
         watch = OutputWatch(settings, out_topic, on_record=absorb).start()
@@ -180,7 +169,7 @@ def measure_point(
             [(k, v) for _, k, v in events],
             on_ack=(lambda metadata, index: dead.acknowledged(metadata, events[index][0])) if dead else None,
         )
-        complete = wait_until(done, timeout=600)
+        complete = wait_until(unless_ended(lambda: handled() >= len(ids), running), timeout=600)
         after = sample(settings, [p.pid for p, _ in running])
         watch.stop()
         if dead:
@@ -240,13 +229,7 @@ def latency_with_workers(
     workers in one group, started and split over the partitions before the first event."""
     partitions = grow_partitions(settings, (topics.EVENTS_RAW,))[topics.EVENTS_RAW]
     running: list[tuple[subprocess.Popen[bytes], Path]] = []
-
-    def split() -> bool:
-        if split_among(settings, BENCH_APP_ID, topics.EVENTS_RAW, workers, partitions):
-            return True
-        require_all_running(running)
-        return False
-
+    split = unless_ended(lambda: split_among(settings, BENCH_APP_ID, topics.EVENTS_RAW, workers, partitions), running)
     try:
         for i in range(workers):  # each kept as it starts: a stop while the next one starts stops it too
             log = log_dir / f"bench-latency-{i}.log"
