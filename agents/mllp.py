@@ -182,9 +182,7 @@ async def handle(
         tally.events += out.events
         tally.dead_letters += out.dead_letters
         metrics.MLLP_EVENTS.inc(out.events)
-        for reasons in out.letter_reasons:  # under each reason of a letter, as the workers count
-            for reason in reasons:
-                metrics.DEAD_LETTERS.labels(reason).inc()
+        metrics.count_dead_letters(out.letter_reasons)
         count_unmapped(out.unmapped)
         tally.ignored.update(r.reason for r in out.unmapped.ignored)
         tally.ignored_units.update(out.unmapped.ignored_units)

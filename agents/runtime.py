@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -258,11 +259,8 @@ class Publisher:
             failed = next((r for r in results if isinstance(r, BaseException)), None)
             if failed is not None:
                 raise failed
-        for reasons in letters:
-            # under each reason of the letter: one refused for clock_skew and unmapped_code counts once
-            # in each, so that no cause hides behind another (docs/interop.md, "Dead-letter reasons")
-            for reason in reasons:
-                when_done(metrics.DEAD_LETTERS.labels(reason).inc)
+        if letters:
+            when_done(partial(metrics.count_dead_letters, letters))
 
 
 def source_of(event: faust.EventT) -> Source:

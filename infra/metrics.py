@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -40,6 +40,17 @@ DEAD_LETTERS = Counter(
     "refused for several counts once in each)",
     ["reason"],
 )
+
+
+def count_dead_letters(letter_reasons: Iterable[Sequence[str]]) -> None:
+    """Count delivered dead letters, each under each of its reasons: one refused for clock_skew and
+    unmapped_code counts once in each, so that no cause hides behind another (docs/interop.md,
+    "Dead-letter reasons"). The workers, the MLLP listener and the FHIR intake count so."""
+    for reasons in letter_reasons:
+        for reason in reasons:
+            DEAD_LETTERS.labels(reason).inc()
+
+
 SCORES = Counter("vigil_scores_total", "Risk scores published, counted once delivered")
 MLLP_MESSAGES = Counter("vigil_mllp_messages_total", "HL7v2 messages answered by the MLLP listener", ["ack"])
 MLLP_EVENTS = Counter("vigil_mllp_events_total", "Events the MLLP listener published on vigil.events.raw")

@@ -263,9 +263,7 @@ async def _read_and_publish(
         log.error("fhir_publish_failed", error=type(exc).__name__, records=len(result.records))
         return problem(503, "transient", "the event stream is unavailable; retry the same request later")
     metrics.FHIR_EVENTS.inc(result.events)
-    for reasons in result.letter_reasons:  # as the workers and the MLLP listener count theirs, once stored
-        for reason in reasons:
-            shared_metrics.DEAD_LETTERS.labels(reason).inc()
+    shared_metrics.count_dead_letters(result.letter_reasons)  # as the workers and the MLLP listener, once stored
     return _answer(result, path)
 
 
