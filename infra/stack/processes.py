@@ -3,7 +3,6 @@ with (pid files, loopback ports, SIGTERM then SIGKILL)."""
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import signal
@@ -11,7 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,7 +241,7 @@ def stop_pids(pid_files: Sequence[Path], timeout_s: float = 20.0) -> bool:
 
 def _signal(pid: int, signum: int) -> None:
     """``os.kill``, for a server that may have ended since it was found running."""
-    with contextlib.suppress(ProcessLookupError):
+    with suppress(ProcessLookupError):
         os.kill(pid, signum)
 
 
