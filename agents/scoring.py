@@ -460,7 +460,8 @@ def count_closed_hour(ward: str | None, models: Sequence[ModelScore]) -> None:
 
 def count_sequence_restarts(outcomes: Iterable[StepOutcome]) -> int:
     """vigil_sequence_state_restarts_total: the patients of a batch whose carried sequence-model state
-    another bundle wrote, dropped and replayed from the window (``models.stepping.own_states``)."""
+    another bundle wrote (or that was not finite), dropped and replayed from the window
+    (``models.stepping.own_states``)."""
     restarted = sum(o.restarted for o in outcomes)
     if restarted:
         when_done(partial(metrics.SEQUENCE_RESTARTS.inc, restarted))

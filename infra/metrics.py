@@ -111,8 +111,8 @@ REDIS_SECONDS = Histogram(
 )
 SEQUENCE_RESTARTS = Counter(
     "vigil_sequence_state_restarts_total",
-    "Patients whose carried sequence-model state was written by another model (a bundle changed): "
-    "their deterioration score restarted from a zero state at the window's first hour",
+    "Patients whose carried sequence-model state was written by another model (a bundle changed) "
+    "or was not finite: their deterioration score restarted from a zero state at the window's first hour",
 )
 MODEL_FAILURES = Counter(
     "vigil_model_failures_total",

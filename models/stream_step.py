@@ -128,7 +128,7 @@ class StepOutcome:
     closed: list[HourScore]  # hours that closed in this batch, oldest first: final
     closed_rows: np.ndarray  # their hourly rows [len(closed), N_VARS]
     carry: StayCarry  # to save beside the window
-    # the carried states were another sequence model's and were dropped (``stepping.own_states``):
+    # the carried states were another sequence model's (or not finite) and were dropped (``stepping.own_states``):
     # this patient's deterioration score restarted from the window's first hour
     restarted: bool = False
     # the models whose probability was not a number in one of its hours, left out there (``left_out``)
