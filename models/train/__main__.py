@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = stacking.fit(tree_pred.oof[0], seq_pred.oof[0], y, w, sequence=False)
     both = shifts.ShiftPredictions.stack([tree_pred, seq_pred])
     comb_oof = stack.apply(tree_pred.oof[0], seq_pred.oof[0])
+    held_out: shifts.HeldOut = {}  # the combined score's held-out scores, for its calibration
     metrics: dict[str, Any] = {
         "cohort": {
             "patients": int(len(c.lengths)),
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "sepsis_diagnosis": shifts.figures(ruled, tree_pred, fold, c.unit, y, w),
         "deterioration": shifts.figures(ruled, seq_pred, fold, c.unit, y, w),
-        "combined": shifts.figures(ruled, both, fold, c.unit, y, w, stacking.trees_only_combiner),
+        "combined": shifts.figures(ruled, both, fold, c.unit, y, w, stacking.trees_only_combiner, held_out),
         "combined_with_sequence": shifts.figures(ruled, both, fold, c.unit, y, w, stacking.combiner),
     }
     everything = np.ones(len(y), bool)
@@ -222,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     set_a_best = u.threshold(comb_oof, everything)  # the site table's threshold at set A's own prevalence
     site_table = threshold_rules.by_site_prevalence(u, comb_oof, everything, threshold_rules.PREVALENCES)
     metrics["combined"]["threshold_by_site_prevalence"] = site_table
-    metrics["combined"]["reliability"] = stacking.reliability(labels.utility_targets(c.labels, c.lengths)[0], comb_oof)
+    metrics["combined"]["reliability"] = stacking.reliability(y, comb_oof)
+    metrics["combined"]["calibration_held_out"] = {
+        name: stacking.calibration(y[rows], p) for name, (rows, p) in held_out.items()
+    }
     metrics["combined"]["stacker"] = stack.params()
     metrics["cv_seconds"] = round(cv_seconds, 1)
     np.savez_compressed(

@@ -60,6 +60,9 @@ Fit = Callable[[np.ndarray], Any]  # train rows (bool mask) -> model
 Predict = Callable[[Any, np.ndarray, "Copy | None"], np.ndarray]  # (model, test rows, copy or None) -> scores
 Scorer = Callable[[np.ndarray], np.ndarray]  # [k, rows] -> [rows]
 Combiner = Callable[[np.ndarray, np.ndarray, np.ndarray], Scorer]  # (train scores [k, n], y, w) -> scorer
+# a shift's held-out scores: its rows (a mask over every hour) and the score of each, at the
+# stacker and calibration its training side fitted (``figures(held_out=...)``)
+HeldOut = dict[str, tuple[np.ndarray, np.ndarray]]
 UNITS = (1, 2)
 UNIT_SHIFTS = tuple(f"unit{a}->unit{3 - a}" for a in UNITS)
 COMPOUND = tuple(f"{k}+labs_thinned" for k in UNIT_SHIFTS)  # protocol 4: the unit shifts, labs thinned
@@ -321,13 +324,18 @@ def unit_blocks(
     y: np.ndarray,
     w: np.ndarray,
     combiner: Combiner = single,
+    held_out: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[dict[str, float]]:
     """``unit_block`` for several scorings of the other unit's rows (as drawn, shifted copies): the
-    combiner and threshold fitted once on unit ``a``'s inner folds."""
+    combiner and threshold fitted once on unit ``a``'s inner folds. ``held_out`` gets each scoring's
+    rows and combined score, in ``others``' order."""
     train, test = row_unit == a, row_unit == 3 - a
     score = combiner(in_unit, y[train], w[train])
     threshold = u.threshold(score(in_unit), train)
-    return [block(u, score(other), test, threshold) for other in others]
+    scored = [score(other) for other in others]
+    if held_out is not None:
+        held_out.extend((test, p) for p in scored)
+    return [block(u, p, test, threshold) for p in scored]
 
 
 def unit_scorings(pred: ShiftPredictions, key: str) -> list[np.ndarray]:
@@ -358,9 +366,12 @@ def _nested(
     w: np.ndarray,
     combiner: Combiner,
     extra: dict[Copy, np.ndarray] | None = None,
+    held_out: dict[Copy | None, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[dict[str, Any], dict[Copy, dict[str, Any]]]:
     """Nested CV figures over ``rows`` (``scores`` [k, rows.sum()]): fold f's combiner and threshold
-    from the other folds; ``extra`` (shifted copy -> scores) is scored with fold f's choices."""
+    from the other folds; ``extra`` (shifted copy -> scores) is scored with fold f's choices.
+    ``held_out`` gets the pooled scores (``rows`` and each fold's score of its rows; under None, and
+    each shifted copy's under its key)."""
     fold = row_fold[rows]
     yy, ww = y[rows], w[rows]
     idx = np.nonzero(rows)[0]
@@ -380,6 +391,9 @@ def _nested(
         for s, ex in extra.items():
             pooled_extra[s][test] = score(ex[:, test])
             extra_folds[s].append(block(u, pooled_extra[s][test], mask_test, thr))
+    if held_out is not None:
+        held_out[None] = (rows, pooled)
+        held_out.update({c: (rows, p) for c, p in pooled_extra.items()})
     shipped = u.threshold(combiner(scores, yy, ww)(scores), rows)
     main = _pooled(u, pooled, rows, folds, shipped)
     return main, {s: _pooled(u, pooled_extra[s], rows, extra_folds[s], shipped) for s in extra}
@@ -393,8 +407,11 @@ def figures(
     y: np.ndarray,
     w: np.ndarray,
     combiner: Combiner = single,
+    held_out: HeldOut | None = None,
 ) -> dict[str, Any]:
-    """Every shift block of one score (see the module docstring for who chooses what)."""
+    """Every shift block of one score (see the module docstring for who chooses what). ``held_out``
+    gets the scores behind the blocks of ``cv``, of the CV fold models on each lab schedule and of
+    each unit shift as drawn and on each schedule, by block name (the card's held-out calibration)."""
     row_fold, row_unit = u.rows_of(patient_fold), u.rows_of(unit)
     everything = np.ones(len(u.labels), bool)
     out: dict[str, Any] = {"protocol": 3 if pred.oof_vitals else 2}
@@ -402,10 +419,14 @@ def figures(
     extra.update({("vitals", s): v for s, v in pred.oof_vitals.items()})
     extra.update({("labs_every", h): v for h, v in pred.oof_sched.items()})
     extra.update({("panels", s): v for s, v in pred.oof_panels.items()})
-    out["cv"], shifted = _nested(u, pred.oof, everything, row_fold, y, w, combiner, extra)
+    pooled: dict[Copy | None, tuple[np.ndarray, np.ndarray]] = {}
+    out["cv"], shifted = _nested(u, pred.oof, everything, row_fold, y, w, combiner, extra, pooled)
     scheduled = [daily_name(h) for h in pred.oof_sched]  # protocol 5: labs drawn by routine
     for h, name in zip(pred.oof_sched, scheduled, strict=True):
         out[name] = shifted[("labs_every", h)]
+    if held_out is not None:
+        held_out["cv"] = pooled[None]
+        held_out.update({daily_name(h): pooled[("labs_every", h)] for h in pred.oof_sched})
     for kind, name in (("labs", "labs_thinned"), ("vitals", "vitals_thinned"), ("panels", PANELS_OMITTED)):
         blocks = {s: b for (k, s), b in shifted.items() if k == kind}
         if blocks:
@@ -414,8 +435,14 @@ def figures(
     compound, routine = [], []
     for a, key, both in zip(UNITS, UNIT_SHIFTS, COMPOUND, strict=True):
         # protocols 4 and 6: the same model and threshold, the test unit's labs thinned or drawn by routine
-        blocks = unit_blocks(u, pred.in_unit[a], unit_scorings(pred, key), row_unit, a, y, w, combiner)
+        unit_scores: list[tuple[np.ndarray, np.ndarray]] = []
+        blocks = unit_blocks(u, pred.in_unit[a], unit_scorings(pred, key), row_unit, a, y, w, combiner, unit_scores)
         named = named_unit_blocks(pred, key, blocks)
+        if held_out is not None:  # as drawn, and each schedule (the last scorings: ``unit_scorings``)
+            daily = pred.other_unit_sched.get(key, {})
+            held_out[key] = unit_scores[0]
+            routine_scores = unit_scores[len(unit_scores) - len(daily) :]
+            held_out.update({scheduled_compound(key, h): p for h, p in zip(daily, routine_scores, strict=True)})
         thinned = pred.other_unit_thin.get(key, {})
         if both in named:
             out[f"{both}_seeds"] = {str(s): b for s, b in zip(thinned, blocks[1 : 1 + len(thinned)], strict=True)}

@@ -5,6 +5,7 @@ the utility target, so the risk reads as a probability of "sepsis onset within 1
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -74,18 +75,30 @@ def trees_only_combiner(scores: np.ndarray, y: np.ndarray, w: np.ndarray):  # ty
 
 def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
     """Mean risk vs observed rate of the target in risk-quantile bins (the card's reliability curve)."""
+    return [
+        {"bin": b, "n": n, "mean_risk": round(risk, 4), "observed": round(seen, 4)}
+        for b, n, risk, seen in _bins(y, p, bins)
+    ]
+
+
+def calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """A held-out score's calibration: its mean risk against the observed rate of the target over
+    all its hours (calibration in the large), the expected calibration error (the mean over hours of
+    |mean risk - observed rate| of each hour's risk-quantile bin) and the reliability curve."""
+    curve = _bins(y, p, bins)
+    ece = sum(n * abs(risk - seen) for _, n, risk, seen in curve) / max(len(p), 1)
+    return {
+        "hours": len(p),
+        "mean_risk": round(float(p.mean()), 4),
+        "observed": round(float(y.mean()), 4),
+        "ece": round(ece, 4),
+        "reliability": reliability(y, p, bins),
+    }
+
+
+def _bins(y: np.ndarray, p: np.ndarray, bins: int) -> list[tuple[int, int, float, float]]:
+    """(bin, hours, mean risk, observed rate) of each non-empty risk-quantile bin."""
     edges = np.quantile(p, np.linspace(0, 1, bins + 1))
     which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
-    out = []
-    for b in range(bins):
-        m = which == b
-        if m.any():
-            out.append(
-                {
-                    "bin": b,
-                    "n": int(m.sum()),
-                    "mean_risk": round(float(p[m].mean()), 4),
-                    "observed": round(float(y[m].mean()), 4),
-                }
-            )
-    return out
+    masks = [(b, which == b) for b in range(bins)]
+    return [(b, int(m.sum()), float(p[m].mean()), float(y[m].mean())) for b, m in masks if m.any()]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from synthetic import septic_labels
 
+from vigil.models.train import stacking
 from vigil.models.train.labels import utility_targets
-from vigil.models.train.shifts import ShiftPredictions, Utility, figures
+from vigil.models.train.shifts import HeldOut, ShiftPredictions, Utility, figures
 
 
 def _cohort(rng: np.random.Generator, n: int = 80) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -181,3 +182,39 @@ def test_another_unit_drawing_labs_by_routine_is_scored_at_the_training_units_th
     assert sorted(back.other_unit_thin["unit1->unit2"]) == [1, 2]  # the two kinds of copy kept apart
     assert ShiftPredictions.stack([back, back]).other_unit_sched["unit1->unit2"][24].shape[0] == 2
     assert ShiftPredictions.stack([back, _predictions(u, unit, y)]).other_unit_sched == {}  # one part without
+
+
+def test_the_held_out_scores_are_each_shifts_own_not_a_fit_on_all_rows() -> None:
+    rng = np.random.default_rng(7)
+    u, y, w, fold, unit, pred = _protocol4(rng)
+    routine = rng.random((1, len(pred.other_unit["unit1->unit2"][0])))
+    pred.oof_sched = {24: rng.random((1, len(y)))}
+    pred.other_unit_sched = {"unit1->unit2": {24: routine}, "unit2->unit1": {24: pred.other_unit["unit2->unit1"]}}
+    held_out: HeldOut = {}
+    out = figures(u, pred, fold, unit, y, w, held_out=held_out)
+    assert out == figures(u, pred, fold, unit, y, w)  # the figures do not depend on keeping the scores
+    assert set(held_out) == {
+        "cv",
+        "labs_every24h",
+        "unit1->unit2",
+        "unit2->unit1",
+        "unit1->unit2+labs_every24h",
+        "unit2->unit1+labs_every24h",
+    }
+    row_unit = u.rows_of(unit)
+    rows, score = held_out["unit1->unit2+labs_every24h"]  # the scores of the other unit only, by its routine
+    np.testing.assert_array_equal(rows, row_unit == 2)
+    np.testing.assert_array_equal(score, routine[0])
+    np.testing.assert_array_equal(held_out["unit2->unit1"][1], pred.other_unit["unit2->unit1"][0])
+    np.testing.assert_array_equal(held_out["labs_every24h"][1], pred.oof_sched[24][0])
+    # a combined score: each fold's rows at the stacker and calibration fitted on the other folds
+    both = ShiftPredictions.stack([pred, pred])
+    held_out = {}
+    figures(u, both, fold, unit, y, w, stacking.trees_only_combiner, held_out)
+    rows, score = held_out["cv"]
+    row_fold = u.rows_of(fold)
+    test = row_fold == 0
+    fold0 = stacking.trees_only_combiner(both.oof[:, ~test], y[~test], w[~test])(both.oof[:, test])
+    np.testing.assert_array_equal(score[test], fold0)
+    in_sample = stacking.trees_only_combiner(both.oof, y, w)(both.oof)
+    assert rows.all() and not np.array_equal(score, in_sample)
