@@ -191,16 +191,70 @@ class PatientState:
     carry: StayCarry | None
     alert: PatientAlertState
     stays: list[StayChange] = field(default_factory=list)
-    # the window blob as ``load_states`` read it (None: absent), when ``read``: the write goes only
-    # where the key still holds it (``save_states``), so a worker that lost the partition mid-batch
-    # cannot write over its new owner. A state not read (a tool, a test) is written as it is
+    # the window and alert blobs as ``load_states`` read them (None: absent), when ``read``: the write
+    # goes only where the keys still hold them (``save_states``), so a worker that lost the partition
+    # mid-batch cannot write over its new owner, nor over an answer the new owner applied. A state not
+    # read (a tool, a test) is written as it is
     loaded: bytes | None = None
+    loaded_alert: bytes | None = None
     read: bool = False
 
     @property
     def restart(self) -> bool:
         """A stay ended, began or resumed in this batch: the keys beside the window change."""
         return bool(self.stays)
+
+
+def newer_window(raw: bytes | None) -> bool:
+    """Whether an unpacked window blob is of a version past this worker's: a newer release wrote it
+    (docs/operations.md, "Upgrading workers"), not damage. The version is the blob's first byte (a
+    packed one starts with PACKED: unpack it first); a window blob is never JSON, whose "{" is past
+    every version."""
+    if not raw:
+        return False
+    return PatientWindow._VERSION < raw[0] < ord("{")
+
+
+def window_ahead(ours: PatientWindow, now: bytes | str | None) -> bool:
+    """Whether the window another writer left (``now``, as stored, packed or not) stands ahead of
+    ``ours`` in the stream, so that ours must be left unwritten. One behind ours (its write landed
+    between this batch's read and write) is not ahead: this batch holds its events too (read from
+    the committed offset) and writes over it. A blob of a newer release is ahead: an older worker
+    mid-upgrade cannot read its position, and wrote its older state over the newer one when that
+    was taken for damage. A damaged one is not: ours is the state to keep."""
+    raw: bytes | None = None
+    try:
+        raw = unpack_state(now)
+        theirs = PatientWindow.from_bytes(raw).position if raw else None
+    except (ValueError, struct.error, zlib.error):
+        return newer_window(raw)
+    position = ours.position
+    if position is None or theirs is None or theirs[0] != position[0]:
+        return True  # no position to compare on one partition: keep what the other wrote
+    return theirs[1] >= position[1]
+
+
+def superseded_state(state: PatientState, written: bytes, window_now: bytes | None) -> bool:
+    """Whether another writer changed the patient's window since ``load_states`` read it and stands
+    ahead in the stream (``window_ahead``), so that this batch's state (``written``: its window blob,
+    as packed) is left as the other wrote it."""
+    if not state.read or window_now in (state.loaded, written):
+        return False  # as read, or holding this batch's blob already: written (``save_states``)
+    return window_ahead(state.window, window_now)
+
+
+def answered_since(state: PatientState, window_now: bytes | None, alert_now: bytes | None) -> bool:
+    """Whether the alert lifecycle alone was written by another since ``load_states`` read it (the
+    window as read; a late batch of the old owner changes both, and is written over), to neither
+    what it was nor what this batch writes: an answer or an escalation applied meanwhile (the acks
+    and the timer write the alert key alone, ``save_alerts_if_unchanged``). In a rebalance the new
+    owner applied a clinician's acknowledgement, and the old owner's batch wrote the open alert back
+    over it, to be paged by the escalation timer. That lifecycle is kept; the batch's window and
+    carry are written still (a new owner's batch superseded whole would lose its hours: its offsets
+    are committed), and its own transitions, computed from the lifecycle before the answer, are not
+    stored. On one worker an answer never lands between a batch's read and write: the scoring step,
+    the acks and the timer each hold ``alert_lock`` from read to write."""
+    return state.read and window_now == state.loaded and alert_now not in (state.loaded_alert, state.alert.to_bytes())
 
 
 def _window_or_new(blob: bytes | str | None) -> PatientWindow:
@@ -214,9 +268,7 @@ def _window_or_new(blob: bytes | str | None) -> PatientWindow:
         raw = unpack_state(blob)
         return PatientWindow.from_bytes(raw)
     except (ValueError, struct.error, zlib.error) as exc:
-        # the version is the unpacked blob's first byte (a packed one starts with PACKED): a window
-        # blob is never JSON, whose "{" is past every version
-        if raw and PatientWindow._VERSION < raw[0] < ord("{"):
+        if newer_window(raw):
             raise
         metrics.WINDOWS_UNREADABLE.inc()
         log.error("window.unreadable", error=type(exc).__name__)
@@ -306,6 +358,7 @@ class PatientStore:
                 _carry_or_none(blobs[3 * i + 1]),
                 _alert_or_new(blobs[3 * i + 2]),
                 loaded=blobs[3 * i],
+                loaded_alert=blobs[3 * i + 2],
                 read=True,
             )
             for i, pid in enumerate(ids)
@@ -337,44 +390,34 @@ class PatientStore:
         carry and the alert state that match it (no carry yet: none is written; a stay that ended,
         began or resumed: its keys beside the window change in the same transaction, ``StayChange``).
 
-        Only for the patients whose window key still holds the blob the batch read
-        (``PatientState.loaded``; WATCH, then the transaction): a worker that lost the partition
-        while its batch waited (Faust does not wait for it at a rebalance) wrote the state it read
-        over the new owner's newer one, and the hours the new owner had applied and committed were
-        gone from the stay. Those patients are left as they are (counted, logged) and come back; a
-        window that already holds what this batch writes counts as written (a retry after a lost
-        reply)."""
+        Only for the patients whose window key still holds the blob the batch read, or one behind
+        it in the stream (``PatientState.loaded``; WATCH, then the transaction): a worker that lost
+        the partition while its batch waited (Faust does not wait for it at a rebalance) wrote the
+        state it read over the new owner's newer one, and the hours the new owner had applied and
+        committed were gone from the stay. Those patients are left as they are (counted, logged) and
+        come back (``superseded_state``); a window that already holds what this batch writes counts
+        as written (a retry after a lost reply). An alert lifecycle that an answer wrote since the
+        read (``loaded_alert``, ``answered_since``) is kept, the rest of the state written: an
+        acknowledgement the new owner applied was open again after the old owner's batch (logged
+        ``state.answer_kept``)."""
         if not states:
             return []
         blobs = {pid: pack_state(state.window.to_bytes()) for pid, state in states.items()}
         keys = {pid: window_key(pid) for pid in states}
-
-        def superseded(pid: str, now: bytes | None) -> bool:
-            """Another worker wrote the window since this batch read it, and got further in the
-            stream: a worker that lost the partition writes its older state late. One that wrote
-            before this batch's owner saved but stands behind it in the stream (its write landed
-            between this batch's read and write) is not ahead: this batch holds its events too
-            (read from the committed offset) and writes over it."""
-            state = states[pid]
-            if not state.read or now == state.loaded or now == blobs[pid]:
-                return False
-            ours = state.window.position
-            try:
-                theirs = PatientWindow.from_bytes(unpack_state(now)).position if now else None
-            except (ValueError, struct.error, zlib.error):
-                return False  # damaged: ours is the state to keep
-            if ours is None or theirs is None or theirs[0] != ours[0]:
-                return True  # no position to compare on one partition: keep what the other wrote
-            return theirs[1] >= ours[1]
+        alerts = {pid: alert_key(pid) for pid in states}
 
         # the care clocks of the stays that end, begin or resume: read under the WATCH (the treatment
         # agent writes them) for an end's held copy (``_queue_stay_change``)
         clocks = {pid: care_key(pid) for pid, state in states.items() if state.stays}
 
+        kept: list[str] = []  # the patients whose lifecycle an answer wrote since (``answered_since``)
+
         async def plan(pipe: Any) -> tuple[Queue | None, list[str]]:
-            now = dict(zip(keys, await pipe.mget(list(keys.values())), strict=True))
+            read = await pipe.mget([*keys.values(), *alerts.values()])
+            now = dict(zip(keys, read[: len(keys)], strict=True))
+            answered = dict(zip(alerts, read[len(keys) :], strict=True))
             live = {pid: bool(await pipe.exists(key)) for pid, key in clocks.items()}
-            moved = [pid for pid in states if superseded(pid, now[pid])]
+            moved = [pid for pid in states if superseded_state(states[pid], blobs[pid], now[pid])]
             # a window that holds this batch's blob already: the EXEC of a write whose reply was lost
             # applied all of it (sent again, an end deleted the held care clock the first had copied,
             # its source gone)
@@ -382,6 +425,7 @@ class PatientStore:
             todo = {pid: state for pid, state in states.items() if pid not in moved and pid not in done}
             if not todo:
                 return None, moved
+            kept[:] = [pid for pid in todo if answered_since(todo[pid], now[pid], answered[pid])]
 
             def queue(pipe: Any) -> None:
                 for pid, state in todo.items():
@@ -391,17 +435,19 @@ class PatientStore:
                     pipe.set(keys[pid], blobs[pid], ex=self.ttl_s)
                     if state.carry is not None:
                         pipe.set(carry_key(pid), pack_state(state.carry.to_bytes()), ex=self.ttl_s)
-                self._queue_alerts(pipe, {alert_key(pid): state.alert for pid, state in todo.items()})
+                self._queue_alerts(pipe, {alerts[pid]: state.alert for pid, state in todo.items() if pid not in kept})
 
             return queue, moved
 
         async def write() -> list[str]:
-            done, moved = await self._watched([*keys.values(), *clocks.values()], plan)
+            done, moved = await self._watched([*keys.values(), *alerts.values(), *clocks.values()], plan)
             if not done:
-                raise WriteContended("patient windows kept changing during the write")  # _until_ok retries
+                raise WriteContended("patient windows or alerts kept changing during the write")  # _until_ok retries
             return moved
 
         moved = await self._until_ok("set", write)
+        if kept:
+            log.warning("state.answer_kept", patients=len(kept))
         if moved:
             metrics.STATES_SUPERSEDED.inc(len(moved))
             log.warning("state.superseded", patients=len(moved))

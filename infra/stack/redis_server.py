@@ -135,8 +135,9 @@ def _start_redis_server(settings: Settings, paths: StackPaths) -> subprocess.Pop
     binary = redis_binary(settings)
     paths.redis.mkdir(parents=True, exist_ok=True)
     paths.logs.mkdir(parents=True, exist_ok=True)
-    # AOF with fsync every second: accepted state survives a Redis crash (at most ~1 s, and
-    # Kafka offsets are committed only after the write, so the worker replays that second).
+    # AOF with fsync every second: accepted state survives a Redis crash but for its last ~1 s,
+    # which is lost, not replayed: Redis confirms a write before it reaches the disk and the Kafka
+    # offsets are committed after that confirmation (docs/reliability.md; `appendfsync always` closes it).
     args = [
         binary.path,
         str(_auth_conf(settings, paths)),

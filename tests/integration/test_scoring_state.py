@@ -14,12 +14,22 @@ import numpy as np
 import pytest
 
 from tests.conftest import unique_patient, with_store
-from vigil.agents import scoring
-from vigil.infra.redis import PatientStore, care_key, carry_key, held_keys, unpack_state, window_key
-from vigil.models.alerting import AlertPolicy
+from vigil.agents import alert, scoring
+from vigil.infra.redis import (
+    OPEN_ALERTS_KEY,
+    PatientStore,
+    alert_key,
+    care_key,
+    carry_key,
+    held_keys,
+    unpack_state,
+    window_key,
+)
+from vigil.models.alerting import ActiveAlert, AlertPolicy, PatientAlertState
 from vigil.models.stepping import StayCarry
 from vigil.models.stream_step import step_request
 from vigil.models.window import PatientWindow
+from vigil.schemas.alerts import AlertAck
 from vigil.schemas.codes import CATALOGUE
 from vigil.schemas.events import PatientEvent
 
@@ -111,6 +121,52 @@ def test_the_new_owner_writes_over_an_older_write_that_landed_after_its_read(sto
             await b.batch([b.event(3.25, value=101), b.event(4.25, value=120)])
         finally:
             store.save_states = original  # type: ignore[method-assign]
+        window = await b.window()
+        assert window.position == (0, 5) and sorted(window.rows) == [0, 1, 2, 3, 4]
+
+    with_store(store, main)
+
+
+def test_the_old_owners_late_batch_leaves_the_acknowledgement_the_new_owner_applied(
+    store: PatientStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new owner applied a clinician's acknowledgement between the old owner's read and write:
+    the old owner's batch found the window as it had read it and wrote its unanswered alert back
+    over the answer, and the escalation timer paged an acknowledged alert. Its window is written
+    (the alert key holds no stream position: the other way round it is the new owner's batch), and
+    its events, not committed, come back through the new owner as redeliveries."""
+    pid = unique_patient("answered")
+
+    async def main() -> None:
+        a = Worker(store, pid)
+        await a.batch([a.event(h + 0.25) for h in range(3)])
+        opened = PatientAlertState.from_bytes(await store.client.get(alert_key(pid)))
+        opened.active = ActiveAlert("a1", "open", "high", "news2", T0.timestamp(), 0)
+        await store.save_alerts({alert_key(pid): opened})
+        # the new owner's alert agent (its own lock: another worker)
+        new_owner = SimpleNamespace(store=store, alert_lock=asyncio.Lock(), policy=AlertPolicy())
+        monkeypatch.setattr(alert, "runtime", lambda: new_owner)
+        ack = AlertAck(alert_id="a1", patient_id=pid, action="acknowledge", by="rn-new-owner", at=datetime.now(UTC))
+        original = store.save_states
+
+        async def answered_meanwhile(states: dict) -> list[str]:  # type: ignore[type-arg]
+            await alert.ack_batch([ack], Publisher())  # type: ignore[arg-type]
+            return await original(states)
+
+        late = [a.event(3.25, value=140), a.event(4.25, value=141)]  # a single 3: the alert stays active
+        store.save_states = answered_meanwhile  # type: ignore[method-assign]
+        try:
+            await a.batch(late)
+        finally:
+            store.save_states = original  # type: ignore[method-assign]
+        answered = PatientAlertState.from_bytes(await store.client.get(alert_key(pid)))
+        assert answered.active is not None
+        assert (answered.active.state, answered.active.acked_by) == ("acknowledged", "rn-new-owner")
+        assert not await store.client.sismember(OPEN_ALERTS_KEY, alert_key(pid))  # the timer leaves it
+        assert (await a.window()).position == (0, 5)
+        b = Worker(store, pid)
+        b.offset = 3  # from the committed offset
+        await b.batch(late)
         window = await b.window()
         assert window.position == (0, 5) and sorted(window.rows) == [0, 1, 2, 3, 4]
 
