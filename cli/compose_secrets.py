@@ -5,7 +5,9 @@ secret in a container's environment, where ``docker inspect`` shows it."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Final, NamedTuple
 
@@ -85,6 +87,62 @@ def _admin_password_problem(out: Path) -> str | None:
     )
 
 
+# the file names compose takes a project's compose file by (`docker compose` without -f)
+COMPOSE_FILES: Final = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
+_DOTENV_LINE: Final = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+
+
+def _compose_dotenvs(out: Path) -> list[Path]:
+    """The ``.env`` files compose would read for the project whose secrets go into ``out``: the
+    current folder's (where `docker compose` runs), and the one beside the compose file in a folder
+    above ``out`` (``--out /srv/vigil/deploy/secrets`` from elsewhere: compose reads .env from its
+    project folder, the compose file's)."""
+    candidates = [Path(".env")]
+    project = next((d for d in out.resolve().parents if any((d / f).is_file() for f in COMPOSE_FILES)), None)
+    if project is not None:
+        candidates.append(project / ".env")
+    found: dict[Path, Path] = {}  # each file once: run from the project folder, both are the same
+    for dotenv in candidates:
+        if dotenv.is_file():
+            found.setdefault(dotenv.resolve(), dotenv)
+    return list(found.values())
+
+
+def _dotenv_names(text: str) -> set[str]:
+    """The variables a compose ``.env`` sets to a value (``NAME=value``, ``export NAME=value``;
+    ``NAME=`` and ``NAME=""`` set none); the values themselves are never kept."""
+    names: set[str] = set()
+    for line in text.splitlines():
+        if (m := _DOTENV_LINE.match(line)) and m.group(2) not in ("", '""', "''"):
+            names.add(m.group(1))
+    return names
+
+
+def _dotenv_problem(out: Path, environ: Mapping[str, str]) -> str | None:
+    """Why the secrets missing from ``out`` must not be generated yet (None when they may): a
+    deployment from before 6 December 2026 kept them, as its docs allowed, in compose's .env, which
+    compose read and this command does not. Generated anew, the Kafka volumes keep the old admin
+    password (every healthcheck fails) and a new log hash key strands every patient's Redis state,
+    while the command reported success."""
+    for dotenv in _compose_dotenvs(out):
+        named = _dotenv_names(dotenv.read_text(encoding="utf-8", errors="replace"))
+        unset = [
+            variable
+            for name, s in SECRETS.items()
+            if not (out / name).exists() and not env_secret(environ, s.former)
+            for variable in (s.former, f"{s.former}_FILE")
+            if variable in named
+        ]
+        if unset:
+            source = str(dotenv) if dotenv.is_absolute() else f"./{dotenv}"  # `. .env` searches PATH in sh
+            return (
+                f"{dotenv} sets {', '.join(unset)}, which this command reads from the environment only "
+                f"(it would generate new values): export the variables in .env first: set -a; . {source}; "
+                f"set +a, then run it again (and remove them from {dotenv} once the files are written)"
+            )
+    return None
+
+
 def _users_file_stale(users: Path, redis_password: Path, rewritten: str | None) -> bytes | None:
     """What redis-users.conf must hold when it is not that already (None: keep it): the users file
     Redis reads must carry the password Vigil's containers send, or every container is locked out of
@@ -146,10 +204,14 @@ def compose_secrets(
     replace it: a new redis_password rewrites the vigil user of redis-users.conf too, keeping its other
     lines). A secret missing from the folder takes the value of the variable docker-compose.yml read
     before (VIGIL_KAFKA_ADMIN_PASSWORD, VIGIL_LOG_HASH_KEY, ...) when that is set, else a new random
-    one; but a new kafka_admin_password beside the other secrets is refused (the Kafka volumes keep the
-    old one). Then give each file its container's user, as the last line printed says."""
+    one; but such a variable that compose's .env sets (the current folder's, or the compose file's
+    above --out) and the environment does not stops the command before it writes anything, and a new
+    kafka_admin_password beside the other secrets is refused (the Kafka volumes keep the old one).
+    Then give each file its container's user, as the last line printed says."""
     if not out.is_dir():
         raise UserError(f"{out} is not a folder: create it (mkdir -p {out}), or give --out another path")
+    if (problem := _dotenv_problem(out, os.environ)) is not None:
+        raise UserError(problem)
     if (problem := _admin_password_problem(out)) is not None:
         raise UserError(problem)
     written: list[str] = []

@@ -12,7 +12,7 @@ from typing import Annotated, Final
 import typer
 
 from vigil.cli.jsonout import emit_json
-from vigil.infra.secrets import write_private
+from vigil.infra.secrets import write_private_together
 from vigil.schemas.errors import UserError
 
 # each server (the name its certificate is issued to, with localhost, its healthcheck's, and its
@@ -53,7 +53,7 @@ def compose_tls(
     (kafka and its nodes kafka-1 to kafka-3, redis, web), localhost and the names given. Browsers
     trust the dashboard's once ca.pem is installed as a CA, or give the web service your hospital's
     certificate instead. Valid a year: run it again to renew them all, then recreate the stack.
-    Replaces the files that are there."""
+    Replaces the files that are there, all four or none."""
     from vigil.infra.stack.tls import CERT_DAYS, issue_ca, issue_server_pem
 
     if not out.is_dir():
@@ -68,13 +68,15 @@ def compose_tls(
                 )
     ca_key, ca_pem = issue_ca("Vigil compose CA")
     names: dict[str, list[str]] = {}
+    pems: dict[Path, bytes] = {}
     for server, (file, _uid) in SERVERS.items():
         given = (h.strip() for h in extra[server] if h.strip())
         names[server] = list(dict.fromkeys([server, *SERVICES.get(server, ()), "localhost", *given]))
-        write_private(out / file, issue_server_pem(ca_key, ca_pem, names[server]))
+        pems[out / file] = issue_server_pem(ca_key, ca_pem, names[server])
     ca_file = out / "ca.pem"
-    ca_file.write_bytes(ca_pem)
-    ca_file.chmod(0o644)  # public: every Vigil container reads it
+    # the four together or none: servers presenting certificates of a CA their clients do not trust
+    # yet (ca.pem not replaced) could not be reached by anyone. ca.pem is public: every container reads it
+    write_private_together(pems | {ca_file: ca_pem}, modes={ca_file: 0o644})
     chown = " && ".join(f"sudo chown {uid} {out / file}" for file, uid in SERVERS.values())
     typer.echo(
         f"wrote {ca_file}, {', '.join(str(out / f) for f, _ in SERVERS.values())} ({CERT_DAYS} days); next: {chown}"

@@ -49,7 +49,9 @@ def sample(
     seed: Annotated[int, typer.Option(help="the seed of the draw")] = 2019,
     json_out: JsonFlag = False,
 ) -> None:
-    """Copy a reproducible sample of stays (half of them septic): the one shipped in data/."""
+    """Copy a reproducible sample of stays (half of them septic): the one shipped in data/. An --out
+    that already holds .psv files is refused (two draws mixed in one folder are neither); to draw the
+    shipped one again, remove its stays first (rm data/physionet2019-sample/*.psv: its README is kept)."""
     from vigil.infra.dataset import septic, write_sample
     from vigil.schemas.errors import UserError
 

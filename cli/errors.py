@@ -95,12 +95,20 @@ def _paths_given(argv: list[str]) -> Iterator[tuple[str, str]]:
             yield token, token
 
 
+def _refused_path(exc: OSError) -> str:
+    """The path an error is about: a rename's destination (``filename2``), the file the user named,
+    not the temporary file written beside it (``<name>.tmp``), else the one path the call took."""
+    return str(exc.filename2 or exc.filename or "")
+
+
 def _path_error(exc: OSError, argv: list[str]) -> str:
     """A path the system refused: what is wrong with it and which option or argument to change."""
-    name = str(exc.filename or "")
+    name = _refused_path(exc)
     named = _named_by(name, argv) if name else None
     change = f"change {named[0]}" if named else "check the paths on the command line"
     if isinstance(exc, IsADirectoryError):
+        if named is None:  # a file the command writes inside a folder given (Docker made it a folder)
+            return f"{name} is a folder, where a file is wanted: remove that folder, or {change}"
         return f"{name} is a folder, where a file is wanted: {change} to a file's path"
     if isinstance(exc, NotADirectoryError):
         return f"{name}: a part of this path is a file, where a folder is wanted: {change}"
@@ -129,18 +137,23 @@ def explain(exc: BaseException, argv: list[str] | None = None) -> tuple[str, int
     if isinstance(exc, ValidationError) and exc.title == "Settings":
         first = exc.errors(include_url=False)[0]
         name = "VIGIL_" + "__".join(str(p).upper() for p in first["loc"])
-        return f"invalid setting {name}: {first['msg']} (check the environment or .env)", EXIT_USER
+        return (
+            f"invalid setting {name}: {first['msg']} (check the environment: Vigil reads no .env file)",
+            EXIT_USER,
+        )
     if _is(exc, "SettingsError"):
         names = _unparsed_settings(exc)
         return (
-            f'invalid setting {names}: not JSON (write a list as \'["MICU", "SICU"]\'; check the environment or .env)',
+            f'invalid setting {names}: not JSON (write a list as \'["MICU", "SICU"]\'; '
+            "check the environment: Vigil reads no .env file)",
             EXIT_USER,
         )
     if isinstance(exc, PermissionError):  # e.g. a users file 0600 on the host, mounted into the image (uid 10001)
-        what = f"{exc.filename}: {exc.strerror or 'permission denied'}" if exc.filename else str(exc)
+        path = _refused_path(exc)
+        what = f"{path}: {exc.strerror or 'permission denied'}" if path else str(exc)
         return f"{what} for uid {os.getuid()}, this process's user: give that user access", EXIT_USER
     if isinstance(exc, FileExistsError):  # a folder to write wanted where a file is
-        return f"{exc.filename}: a file is there, not a folder: give a folder, or a path not used yet", EXIT_USER
+        return f"{_refused_path(exc)}: a file is there, not a folder: give a folder, or a path not used yet", EXIT_USER
     if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
         return _path_error(exc, argv or []), EXIT_USER
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:

@@ -151,8 +151,16 @@ def sample_stays(source: Path, n: int = 100, septic_share: float = 0.5, seed: in
 
 
 def write_sample(source: Path, out: Path, n: int = 100, seed: int = 2019) -> list[Path]:
+    """Copy ``sample_stays`` into ``out`` with its notice. A folder that already holds stays is
+    refused: the new draw was added to the old one, and the checksums and the count vouched for
+    both, as one sample of neither seed."""
     if out.resolve() == source.resolve():
         raise UserError(f"--out {out} is the --from folder: give the sample a folder of its own")
+    if out.is_dir() and (held := list_psv(out)):
+        raise UserError(
+            f"--out {out} already holds a sample ({len(held)} .psv files): empty it (rm {out}/*.psv) "
+            "or give another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     chosen = sample_stays(source, n, seed=seed)
     for path in chosen:
@@ -175,12 +183,16 @@ SAMPLE_NOTICE = """# A sample of PhysioNet/CinC Challenge 2019 stays
 """
 
 
+_NOTICE_TITLE = SAMPLE_NOTICE.splitlines()[0]
+
+
 def write_sample_notice(out: Path, n: int, seed: int) -> None:
     """The licence, the attribution and the checksums beside a sample's stays: an extract of an ODbL
     database travels with its notice and licence (the stays alone were written before)."""
     shutil.copyfile(SAMPLE_DIR / "LICENSE.txt", out / "LICENSE.txt")
     readme = out / "README.md"
-    if not readme.exists():  # the shipped sample's own README says more: kept
+    # the shipped sample's own README says more: kept; a notice an earlier draw wrote names its n and seed
+    if not readme.exists() or readme.read_text(encoding="utf-8", errors="replace").startswith(_NOTICE_TITLE):
         readme.write_text(SAMPLE_NOTICE.format(n=n, seed=seed))
     sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}" for p in list_psv(out)]
     (out / "SHA256SUMS.txt").write_text("\n".join(sums) + "\n")

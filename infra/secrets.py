@@ -7,9 +7,12 @@ A value never reaches a log line, an environment variable or a command line.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -48,12 +51,37 @@ def private_dir(path: Path) -> Path:
 
 def write_private(path: Path, data: bytes) -> None:
     """Create (or replace) a file readable by its owner only, with no window at a wider mode."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    write_private_together({path: data})
+
+
+def write_private_together(files: Mapping[Path, bytes], modes: Mapping[Path, int] | None = None) -> None:
+    """Create (or replace) files that must change together (a CA and the certificates it signed):
+    each is written to ``<name>.tmp`` at 0600 (or given its mode in ``modes`` before it is in place),
+    and none replaces its file until every one is written and no destination is a folder (Docker makes
+    a missing bind-mount source one, and no rename replaces it): a failure halfway left new server
+    certificates beside the CA nobody's trust had moved to. On any failure every tmp is removed: it
+    holds the secret."""
+    written: dict[Path, Path] = {}
+    try:
+        for path, data in files.items():
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.unlink(missing_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            written[path] = tmp
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            if modes and path in modes:
+                tmp.chmod(modes[path])
+        for path, tmp in written.items():
+            if path.is_dir() and not path.is_symlink():  # as os.replace would say, before any file moves
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(tmp), None, str(path))
+        for path, tmp in list(written.items()):
+            os.replace(tmp, path)
+            del written[path]  # in place: no tmp of ours left to remove
+    finally:
+        for tmp in written.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
 
 def password_problem(password: str, symbols: str) -> str | None:

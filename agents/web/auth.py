@@ -306,6 +306,13 @@ class UserDirectory:
                 try:
                     self._users = load_users(self.users_file, self._env, apart=True)
                     log.info("users_reloaded", users=len(self._users))
+                except PermissionError:
+                    # a new file this process may not read (`vigil users` run as another user): the
+                    # users read last are not served, the removed one among them; nobody signs in
+                    # until the file is readable again (tried each second: the stamp stays the old one)
+                    log.error("users_unreadable", error="PermissionError")
+                    self._users = {}
+                    return self._users
                 except (OSError, ValueError, ValidationError) as exc:  # half-written file: keep the last good one
                     log.warning("users_reload_failed", error=type(exc).__name__)
                     return self._users

@@ -127,7 +127,7 @@ def web_over_https(worker_env: dict[str, str], files: dict[str, Path], tmp_path:
         **worker_env,
         # the certificate, POST /fhir's token and the session secret: compose's secrets, as files here
         **{k: v for k, v in mounted(spec["environment"], files).items() if k.startswith(("VIGIL_WEB__", "VIGIL_API"))},
-        "VIGIL_USERS_FILE": str(users),  # compose's vigil_users secret
+        "VIGIL_USERS_FILE": str(users),  # compose's deploy/users folder mount
     }
     assert env["VIGIL_WEB__TLS_CERT"] == str(files["web_pem"]) and env["VIGIL_API_TOKEN_FILE"] == str(
         files["api_token"]

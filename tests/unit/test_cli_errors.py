@@ -250,11 +250,35 @@ def test_a_file_this_user_may_not_read_names_the_user() -> None:
     """A users file written 0600 on the host and mounted into the image, whose user (10001) is another."""
     from vigil.cli.errors import EXIT_USER, explain
 
-    message, code = explain(PermissionError(13, "Permission denied", "/run/secrets/vigil_users"))
+    message, code = explain(PermissionError(13, "Permission denied", "/etc/vigil/users/users.json"))
     assert code == EXIT_USER
     assert message == (
-        f"/run/secrets/vigil_users: Permission denied for uid {os.getuid()}, this process's user: give that user access"
+        f"/etc/vigil/users/users.json: Permission denied for uid {os.getuid()}, "
+        "this process's user: give that user access"
     )
+
+
+def test_a_rename_names_its_destination_not_the_tmp_beside_it() -> None:
+    """A file written to ``<name>.tmp`` and renamed over ``<name>``: the system's error carries both
+    paths, and the user gave the second."""
+    from vigil.cli.errors import explain
+
+    tmp, dest = "/srv/deploy/tls/ca.pem.tmp", "/srv/deploy/tls/ca.pem"
+    line, _ = explain(IsADirectoryError(21, "Is a directory", tmp, None, dest), ["stack", "compose-tls"])
+    assert (
+        line
+        == f"{dest} is a folder, where a file is wanted: remove that folder, or check the paths on the command line"
+    )
+    line, _ = explain(PermissionError(13, "Permission denied", tmp, None, dest))
+    assert line.startswith(f"{dest}: Permission denied for uid")
+
+
+def test_a_bad_setting_does_not_send_the_user_to_a_dotenv_nothing_reads(env) -> None:
+    """Vigil reads its settings from the environment only: "check the environment or .env" sent an
+    operator to edit a file that changes nothing."""
+    for name, value in {"VIGIL_BATCH__MAX_BATCH_SIZE": "-3", "VIGIL_INGEST__MONITORED_UNITS": "MICU"}.items():
+        line = one_line(run(env, "worker", extra={name: value}), name, "check the environment")
+        assert "Vigil reads no .env file" in line and "or .env" not in line
 
 
 def test_kafka_errors_are_one_line_that_names_the_sign_in_settings() -> None:

@@ -210,3 +210,31 @@ def test_the_redis_users_file_needs_a_password_compose_can_give_and_redis_can_re
     ]
     assert out.stat().st_mode & 0o777 == 0o600
     assert _compose()["services"]["redis"]["secrets"] == ["redis_users", "redis_pem", "tls_ca"]
+
+
+def test_the_dashboard_reads_its_users_from_a_folder_mount() -> None:
+    """`vigil users add/remove` renames a new file over the users file. Mounted as a file (a file
+    secret, without swarm), the container kept reading the old, deleted one: a removed clinician could
+    sign in until `web` was recreated. The folder is mounted (read-only) and the setting points into it."""
+    compose = _compose()
+    web = compose["services"]["web"]
+    users_file = Path(web["environment"]["VIGIL_USERS_FILE"])
+    folders = {mount.split(":")[1]: mount.split(":") for mount in web.get("volumes", [])}
+    source, _target, *options = folders[str(users_file.parent)]
+    assert source == "./deploy/users" and options == ["ro"]
+    assert "vigil_users" not in compose["secrets"] and "vigil_users" not in web["secrets"]
+    for service in compose["services"].values():  # no file of the users' folder mounted on its own
+        assert not any(v.startswith("./deploy/users/") for v in service.get("volumes", []))
+
+
+def test_redis_refuses_writes_before_the_kernel_kills_it() -> None:
+    """`noeviction` without `--maxmemory` does nothing: Redis grew until the kernel killed it. Under a
+    limit it refuses writes (the workers retry them, not ready) and keeps serving reads. The limit
+    holds far more patients than a site has within the state's TTL
+    (docs/performance.md: at most 3,840 B per patient)."""
+    command = _compose()["services"]["redis"]["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    limit = re.fullmatch(r"(\d+)(mb|gb)", command[command.index("--maxmemory") + 1])
+    assert limit is not None
+    default_b = int(limit.group(1)) * 1024 ** {"mb": 2, "gb": 3}[limit.group(2)]
+    assert 100_000 <= default_b // 3_840 <= 1_000_000  # patients' state at the measured maximum

@@ -46,6 +46,30 @@ def test_compose_tls_signs_each_servers_names_and_keeps_its_key_private(tmp_path
     assert all(f"sudo chown {uid}" in done.output for uid in (1000, 999, 10001))
 
 
+def test_compose_tls_replaces_all_four_files_or_none(tmp_path: Path) -> None:
+    """kafka.pem, redis.pem and web.pem were replaced one by one and ca.pem written last: a failure on
+    ca.pem (here a folder, as Docker makes a missing bind-mount source) left new server certificates
+    signed by a CA no client trusts, and the key of one beside it in kafka.pem.tmp."""
+    from vigil.cli.errors import explain
+
+    argv = ["stack", "compose-tls", "--out", str(tmp_path)]
+    assert CliRunner().invoke(_app(), argv).exit_code == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    (tmp_path / "ca.pem").unlink()
+    (tmp_path / "ca.pem").mkdir()
+    refused = CliRunner().invoke(_app(), argv)
+    assert isinstance(refused.exception, IsADirectoryError)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == {
+        k: v for k, v in before.items() if k != "ca.pem"
+    }  # kafka.pem, redis.pem, web.pem unchanged, no .tmp left
+    line, code = explain(refused.exception, argv)
+    assert code == 2 and line.startswith(f"{tmp_path / 'ca.pem'} is a folder") and "remove that folder" in line
+    (tmp_path / "ca.pem").rmdir()
+    assert CliRunner().invoke(_app(), argv).exit_code == 0
+    assert (tmp_path / "ca.pem").stat().st_mode & 0o777 == 0o644  # public, as before
+    assert (tmp_path / "kafka.pem").read_bytes() != before["kafka.pem"]
+
+
 def test_compose_tls_names_an_ip_address_as_one(tmp_path: Path) -> None:
     from cryptography import x509
 

@@ -102,3 +102,80 @@ def test_a_line_the_operator_added_to_redis_users_is_kept(tmp_path: Path) -> Non
     (tmp_path / "redis_password").write_text("a-password-rotated-by-hand")  # behind its password: the same
     assert json.loads(_run(tmp_path).output.strip().splitlines()[-1])["written"] == ["redis-users.conf"]
     assert _users_password(tmp_path) == "a-password-rotated-by-hand" and exporter in users.read_text()
+
+
+DOTENV = "VIGIL_KAFKA_ADMIN_PASSWORD=the-password-the-volumes-know\nexport VIGIL_LOG_HASH_KEY='a-key-used-for-a-year'\n"
+
+
+def test_secrets_kept_in_compose_dotenv_and_not_exported_stop_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment from before 6 December 2026 kept its secrets in compose's .env, which compose read
+    and this command does not: new values were generated (exit 0), the Kafka volumes kept the old
+    admin password and a new log hash key stranded every patient's Redis state. One line, no value in
+    it, nothing written; exported as it says, the old values are taken."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(DOTENV)
+    out = tmp_path / "deploy" / "secrets"
+    out.mkdir(parents=True)
+    refused = _run(out)
+    assert isinstance(refused.exception, UserError), refused.output
+    message = str(refused.exception)
+    assert "\n" not in message and "VIGIL_KAFKA_ADMIN_PASSWORD, VIGIL_LOG_HASH_KEY" in message
+    assert "set -a; . ./.env; set +a" in message
+    assert "the-password-the-volumes-know" not in message and "a-key-used-for-a-year" not in message
+    assert not list(out.iterdir())
+    monkeypatch.setenv("VIGIL_KAFKA_ADMIN_PASSWORD", "the-password-the-volumes-know")
+    monkeypatch.setenv("VIGIL_LOG_HASH_KEY", "a-key-used-for-a-year")
+    done = _run(out)
+    assert done.exit_code == 0, done.output
+    assert (out / "kafka_admin_password").read_text() == "the-password-the-volumes-know"
+    assert (out / "log_hash_key").read_text() == "a-key-used-for-a-year"
+    monkeypatch.delenv("VIGIL_KAFKA_ADMIN_PASSWORD")
+    monkeypatch.delenv("VIGIL_LOG_HASH_KEY")
+    assert _run(out).exit_code == 0  # their files are there: what .env still says changes nothing
+
+
+def test_the_dotenv_beside_the_compose_file_above_out_counts_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compose reads .env from its project folder (the compose file's), not from where this command
+    runs: `--out /srv/vigil/deploy/secrets` from elsewhere is checked against /srv/vigil/.env."""
+    project = tmp_path / "srv" / "vigil"
+    (project / "deploy" / "secrets").mkdir(parents=True)
+    (project / "docker-compose.yml").write_text("name: vigil\n")
+    (project / ".env").write_text("# before 6 December 2026\nVIGIL_API_TOKEN=the-fhir-servers-token\nVIGIL_HOME=\n")
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    refused = _run(project / "deploy" / "secrets")
+    assert isinstance(refused.exception, UserError), refused.output
+    message = str(refused.exception)
+    assert message.startswith(f"{project / '.env'} sets VIGIL_API_TOKEN,") and f". {project / '.env'};" in message
+    (project / ".env").write_text("VIGIL_API_TOKEN=\nCOMPOSE_PROJECT_NAME=vigil\n")  # names no value: nothing kept
+    assert _run(project / "deploy" / "secrets").exit_code == 0
+
+
+def test_a_dotenv_refusal_is_one_line_and_a_json_summary(tmp_path: Path) -> None:
+    """Through the real console script, as the command's other failures: exit 2, one line on stderr,
+    {"ok": false} last on stdout."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / ".env").write_text(DOTENV)
+    (tmp_path / "secrets").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")} | {"VIGIL_HOME": str(tmp_path / "h")}
+    vigil = str(Path(sys.executable).parent / "vigil")
+    done = subprocess.run(
+        [vigil, "stack", "compose-secrets", "--out", "secrets", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: .env sets VIGIL_KAFKA_ADMIN_PASSWORD")
+    assert json.loads(done.stdout.strip().splitlines()[-1])["ok"] is False
+    assert "the-password-the-volumes-know" not in done.stdout + done.stderr

@@ -240,3 +240,46 @@ def test_a_sample_carries_its_licence_attribution_and_checksums(tmp_path: Path) 
     assert "ODbL" in readme and "doi:10.13026/v64v-d857" in readme and "--n 4" in readme
     sums = parse_sha256sums((out / "SHA256SUMS.txt").read_text())
     assert sums == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in chosen}
+
+
+def test_a_folder_that_holds_a_sample_is_refused(tmp_path: Path) -> None:
+    """A second draw into the same folder was added to the first: the summary said 10 stays, the folder
+    held 20, SHA256SUMS vouched for all 20 and the README named the first seed."""
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from vigil.cli.data import register
+
+    app = typer.Typer()
+    register(app)
+    out = tmp_path / "s"
+    draw = ["data", "sample", "--from", str(SAMPLE_DIR), "--out", str(out), "--n", "4", "--json"]
+    assert CliRunner().invoke(app, [*draw, "--seed", "1"]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    refused = CliRunner().invoke(app, [*draw, "--seed", "2"])
+    assert isinstance(refused.exception, UserError)
+    assert str(refused.exception) == (
+        f"--out {out} already holds a sample (4 .psv files): empty it (rm {out}/*.psv) or give another --out"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    for stay_file in out.glob("*.psv"):  # emptied as the line says: the new draw, and its own notice
+        stay_file.unlink()
+    again = CliRunner().invoke(app, [*draw, "--seed", "2"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output.strip().splitlines()[-1])["stays"] == len(list(out.glob("*.psv"))) == 4
+    assert "--seed 2" in (out / "README.md").read_text()
+    assert len(parse_sha256sums((out / "SHA256SUMS.txt").read_text())) == 4
+
+
+def test_the_shipped_samples_own_readme_is_kept(tmp_path: Path) -> None:
+    """Drawn again into its emptied folder (how its README says it was drawn), the shipped sample keeps
+    the README that says more than the notice."""
+    from vigil.infra.dataset import write_sample
+
+    out = tmp_path / "physionet2019-sample"
+    out.mkdir()
+    (out / "README.md").write_bytes((SAMPLE_DIR / "README.md").read_bytes())
+    write_sample(SAMPLE_DIR, out, n=4)
+    assert (out / "README.md").read_bytes() == (SAMPLE_DIR / "README.md").read_bytes()

@@ -211,3 +211,32 @@ def test_a_reload_drops_only_the_refused_entries(tmp_path, monkeypatch: pytest.M
     path.write_text('{"users": [')  # half written: the last good users are kept
     os.utime(path, ns=(path.stat().st_mtime_ns + 2 * 10**9, path.stat().st_mtime_ns + 2 * 10**9))
     assert set(users.current()) == {"ann"}
+
+
+def test_a_users_file_the_dashboard_may_not_read_signs_everyone_out_until_it_may(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """`vigil users remove` run as root writes a new file, mode 0600, that the dashboard's user
+    cannot read: the users it had read last were served, the removed clinician among them."""
+    import os
+
+    import vigil.agents.web.auth as auth_module
+    from vigil.agents.web.auth import UserDirectory, remove_user
+
+    path = tmp_path / "users.json"
+    add_user(path, "ann", "a-long-password", "clinician")
+    add_user(path, "bo", "another-password", "viewer")
+    users = UserDirectory(path, env={})
+    monkeypatch.setattr(auth_module, "USERS_RECHECK_S", 0.0)
+    assert remove_user(path, "ann")
+    os.utime(path, ns=(path.stat().st_mtime_ns + 10**9, path.stat().st_mtime_ns + 10**9))
+    readable = auth_module.load_users
+
+    def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(auth_module, "load_users", refused)
+    assert users.current() == {}
+    assert users.current() == {}  # tried again each second, still nobody
+    monkeypatch.setattr(auth_module, "load_users", readable)  # chown: same file, same stamp, read now
+    assert set(users.current()) == {"bo"}
