@@ -22,7 +22,7 @@ from vigil.infra.redis import alert_key
 from vigil.models.alerting import PatientAlertState, escalation_round, on_ack, unapplied_reason
 from vigil.schemas import topics
 from vigil.schemas.alerts import Alert, AlertAck
-from vigil.schemas.deadletter import Rejected
+from vigil.schemas.deadletter import Rejected, invalid_record
 
 log = get_logger(__name__)
 
@@ -66,8 +66,10 @@ async def ack_events(batch: Sequence[faust.EventT], publisher: Publisher) -> Non
     for event in batch:
         try:
             good.append(AlertAck.model_validate_json(event.message.value or b""))
-        except (ValidationError, ValueError):
-            await publisher.dead_letter(event, Rejected("schema", "not a valid record for this topic"))
+        except ValidationError as exc:
+            await publisher.dead_letter(event, invalid_record(exc, "acknowledgement"))
+        except ValueError:
+            await publisher.dead_letter(event, Rejected("schema", "acknowledgement: not a valid record for this topic"))
     for ack in good:
         audit = {
             "type": "alert_ack",

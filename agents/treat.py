@@ -29,7 +29,7 @@ from vigil.models.care import CareClock, advance_clock, at_risk, care_categories
 from vigil.models.stays import in_stay
 from vigil.models.treatment import score_patient_care, score_plan
 from vigil.models.window import PatientWindow
-from vigil.schemas.deadletter import Rejected
+from vigil.schemas.deadletter import Rejected, invalid_record
 from vigil.schemas.scores import RiskScore
 from vigil.schemas.treatment import TreatmentPlan
 
@@ -194,7 +194,7 @@ async def plan_requests(batch: Sequence[faust.EventT], publisher: Publisher) -> 
         try:
             plan = TreatmentPlan.model_validate_json(m.value or b"")
         except ValidationError as exc:
-            await publisher.dead_letter(event, plan_rejection(exc))
+            await publisher.dead_letter(event, invalid_record(exc, "treatment plan"))
             continue
         except ValueError:
             await publisher.dead_letter(event, Rejected("schema", "treatment plan: invalid"))
@@ -205,21 +205,6 @@ async def plan_requests(batch: Sequence[faust.EventT], publisher: Publisher) -> 
             update={"score_id": plan_score_id(plan), "scored_at": datetime.now(UTC), "request_id": plan.request_id}
         )
         await publisher.send(treatment_scores_topic, plan.patient_id or m.key, result.model_dump_json().encode())
-
-
-def plan_rejection(exc: ValidationError) -> Rejected:
-    """The dead letter of a plan that does not validate: where (the field's path) and what rule it
-    broke, never the value sent; ``too_large`` for a plan with more to score than a plan may hold."""
-    errors = exc.errors(include_url=False, include_input=False, include_context=False)
-    if not errors:
-        return Rejected("schema", "treatment plan: invalid")
-    first = next((e for e in errors if e["type"] == "too_large"), errors[0])
-    # a key the plan does not know is the sender's text (an MRN used as a key): never in the detail
-    loc = list(first["loc"][:-1]) + ["(unexpected field)"] if first["type"] == "extra_forbidden" else first["loc"]
-    where = ".".join(str(part) for part in loc) or "plan"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    reason = "too_large" if first["type"] == "too_large" else "schema"
-    return Rejected(reason, f"treatment plan: {where}: {first['msg']}{more}"[:300])
 
 
 @app.agent(treatment_requests_topic)

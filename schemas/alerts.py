@@ -4,7 +4,10 @@ Stable, versioned contract for monitoring systems: fields are only ever added, a
 ``schema_version`` is bumped on any change of meaning. Every time is aware and published in UTC
 (``schemas.times``): an acknowledgement's time without an offset is refused, one with an offset is
 read as the same instant in UTC, and one further ahead of the worker's clock than events may be
-(``MAX_FUTURE_SKEW``) is refused as a sender's clock error.
+(``MAX_FUTURE_SKEW``) is refused as a sender's clock error. An acknowledgement's ids and its
+author carry no control, bidi-override or zero-width character, as an event's identifiers
+(``schemas.events``), and its note none but line breaks: they reach the operator's terminal
+(``vigil alerts tail``), the dashboard and the FHIR performer's display as sent.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from vigil.schemas.events import MAX_FUTURE_SKEW
+from vigil.schemas.events import MAX_FUTURE_SKEW, Identifier, PatientId, SchemaVersion1, hidden_character
 from vigil.schemas.scores import FeatureContribution, RuleScore
 from vigil.schemas.times import PublishedUtcDatetime, UtcDatetime
 
@@ -94,6 +97,25 @@ def _not_ahead(value: datetime) -> datetime:
 AnswerTime = Annotated[UtcDatetime, AfterValidator(_not_ahead)]
 
 
+def _visible_but_line_breaks(value: str) -> str:
+    """A note may run over lines (a snooze's reason); any other hidden character (``HIDDEN_CATEGORIES``:
+    an escape that sets the terminal's title or clears it, a carriage return that writes over the line,
+    a right-to-left override) is refused, as in an identifier. The code point, never the note, goes
+    into the message (it reaches dead letters)."""
+    bad = hidden_character(value.replace("\n", " "))
+    if bad is not None:
+        raise PydanticCustomError(
+            "hidden_character",
+            "contains a control, bidi-override or zero-width character ({code_point})",
+            {"code_point": bad},
+        )
+    return value
+
+
+# bounded before its characters are looked at (a bound on the field would come after the check)
+AnswerNote = Annotated[str, Field(max_length=500), AfterValidator(_visible_but_line_breaks)]
+
+
 class AlertAck(BaseModel):
     """Acknowledge, snooze or resolve an alert (from the dashboard, the CLI or a paging system).
 
@@ -103,12 +125,17 @@ class AlertAck(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    alert_id: str = Field(min_length=1, max_length=64)
-    patient_id: str = Field(min_length=1, max_length=64)
+    # added in place (optional): a sender that copies the alert's ``schema_version`` into its answer
+    # had every answer dead-lettered (an unknown field); 1 is the only version. Read, never written:
+    # the answers Vigil publishes itself (dashboard, CLI) leave it out, so a worker of the release
+    # before, which forbids the field, still reads them during a rolling upgrade
+    schema_version: SchemaVersion1 | None = Field(default=None, exclude=True)
+    alert_id: Identifier = Field(min_length=1, max_length=64)
+    patient_id: PatientId  # as an event's: the outer spaces trimmed, none inside
     action: Literal["acknowledge", "resolve", "snooze"]
-    by: str = Field(min_length=1, max_length=64)
+    by: Identifier = Field(min_length=1, max_length=64)
     at: AnswerTime  # when it was given: with an offset (UTC when published), not ahead of the clock
-    note: str | None = Field(default=None, max_length=500)
+    note: AnswerNote | None = None
     snooze_min: int | None = Field(default=None, ge=5, le=24 * 60)
 
     @model_validator(mode="after")

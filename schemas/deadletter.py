@@ -34,7 +34,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 # 2: original_size, original_sha256, truncated; 3: key_size, key_sha256 (a replaced key), replay_of;
 # ``reasons`` added in place (still 3): a reader of version 3 ignores it, and one that skips versions
@@ -118,6 +118,24 @@ class Rejected:
 
     def at(self, source: Source) -> Rejected:
         return replace(self, source=source)
+
+
+def invalid_record(exc: ValidationError, subject: str) -> Rejected:
+    """The dead letter of a record that does not validate (a treatment plan, an alert's answer):
+    the field's path and the rule it broke, so the integrator can mend it ("acknowledgement: at:
+    times must carry a timezone"), never the value sent (a plan holds a weight and an MRN, an answer
+    a clinician's name and note); ``too_large`` first, for a record with more than it may hold."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    if not errors:
+        return Rejected("schema", f"{subject}: not a valid record for this topic")
+    first = next((e for e in errors if e["type"] == "too_large"), errors[0])
+    # a key the record does not know is the sender's text (an MRN, a name used as a key): never in the detail
+    loc = list(first["loc"][:-1]) + ["(unexpected field)"] if first["type"] == "extra_forbidden" else first["loc"]
+    # no field: a rule of the whole record (a snooze's length and reason)
+    where = "".join(f"{part}." for part in loc[:-1]) + f"{loc[-1]}: " if loc else ""
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    reason = "too_large" if first["type"] == "too_large" else "schema"
+    return Rejected(reason, f"{subject}: {where}{first['msg']}{more}"[:300])
 
 
 def parts_said(parts: Sequence[Rejected], what: str) -> str:

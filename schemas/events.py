@@ -16,14 +16,14 @@ import math
 import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter
 from pydantic_core import PydanticCustomError
 
 from vigil.schemas.codes import EventKind
 
-EVENT_SCHEMA_VERSION = 1
+EVENT_SCHEMA_VERSION: Final = 1
 
 # A clock more than this far in the future is a producer bug, not a measurement (clock skew).
 MAX_FUTURE_SKEW = timedelta(minutes=15)
@@ -107,12 +107,26 @@ FiniteFloat = Annotated[float, Strict(), AfterValidator(_finite)]
 Identifier = Annotated[str, AfterValidator(_visible)]
 
 
+def _an_integer(value: object) -> object:
+    """Only a JSON integer is a version: pydantic's ``Literal[1]`` reads ``true`` and ``1.0`` as 1 (it
+    compares as Python does, ``True == 1``), and a record that says ``true`` was written by something
+    that does not know this contract."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticCustomError("int_type", "schema_version must be the integer 1")
+    return value
+
+
+# Version 1 is the only one: anything else is a record of a contract this Vigil does not know (a
+# ``schema`` dead letter naming ``schema_version``), not one to read as if it were version 1.
+SchemaVersion1 = Annotated[Literal[1], BeforeValidator(_an_integer)]
+
+
 class PatientEvent(BaseModel):
     """One observation, assessment or treatment for one patient at one time."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=256)
 
-    schema_version: int = EVENT_SCHEMA_VERSION
+    schema_version: SchemaVersion1 = EVENT_SCHEMA_VERSION
     event_id: Identifier = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=64)
     patient_id: PatientId
     encounter: Identifier | None = Field(default=None, max_length=64)

@@ -14,11 +14,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool, model_validator
 from pydantic_core import PydanticCustomError
 
 from vigil.schemas.codes import TREATMENTS
-from vigil.schemas.events import Identifier, PatientId
+from vigil.schemas.events import Identifier, PatientId, SchemaVersion1
 from vigil.schemas.scores import News2Band
 from vigil.schemas.times import UtcDatetime
 
@@ -43,15 +43,18 @@ ReviewerRole = Literal["ward_clinician", "critical_care"]
 
 
 # Bounds inside Annotated (not on the Optional field) so the JSON Schema gets real keywords
-# (minimum, maximum), and NaN/inf fail the comparison.
-WeightKg = Annotated[float, Field(ge=0.3, le=500.0)]
-LactateMmolL = Annotated[float, Field(ge=0.0, le=40.0)]
-MapMmhg = Annotated[float, Field(ge=0.0, le=300.0)]
-SbpMmhg = Annotated[float, Field(ge=0.0, le=350.0)]
+# (minimum, maximum), and NaN/inf fail the comparison. Strict, as an event's value
+# (``schemas.events.FiniteFloat``): a JSON number only, an integer too; ``true`` was a weight of 1 kg
+# (a 40 mL bolus then met 30 mL/kg) and "58" a MAP of 58, where the published schema says number.
+WeightKg = Annotated[float, Strict(), Field(ge=0.3, le=500.0)]
+LactateMmolL = Annotated[float, Strict(), Field(ge=0.0, le=40.0)]
+MapMmhg = Annotated[float, Strict(), Field(ge=0.0, le=300.0)]
+SbpMmhg = Annotated[float, Strict(), Field(ge=0.0, le=350.0)]
+News2Total = Annotated[int, Strict(), Field(ge=0, le=20)]  # 3.0 and true are no NEWS2 total either
 # At least 5 minutes: a monitor's set every few seconds is continuous monitoring all the same (<= 15 min,
 # docs/treatment.md), and every 0.01 min over a week was a million observation sets to score.
 REPEAT_MIN_FLOOR = 5.0
-RepeatMin = Annotated[float, Field(ge=REPEAT_MIN_FLOOR, le=1440.0)]
+RepeatMin = Annotated[float, Strict(), Field(ge=REPEAT_MIN_FLOOR, le=1440.0)]
 # The most observation-set times (repeats expanded to the horizon) and other items one plan may hold:
 # a week of sets every 5 min is 2,017; scoring and the suggestion search cost grows with it.
 MAX_PLAN_POINTS = 10_000
@@ -59,10 +62,19 @@ MAX_PLAN_POINTS = 10_000
 
 def _not_a_number(value: object) -> object:
     """A number is never a time here (pydantic reads one as Unix seconds: 527,041 minutes, past the
-    year a plan spans, would become 1970-01-07)."""
-    if isinstance(value, int | float):
-        raise ValueError("a number is minutes after time_zero, within a year of it")
+    year a plan spans, would become 1970-01-07), nor is a number in a string: minutes are strict
+    (``PlanMinutes``), so "30" comes here, and was 30 s after 1970-01-01."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _reads_as_a_number(value)):
+        raise ValueError("minutes after time_zero are a JSON number within a year of it, not a string")
     return value
+
+
+def _reads_as_a_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # Years a plan's time zero may fall in: far inside datetime's range (years 1-9999), whatever a plan's
@@ -89,7 +101,7 @@ TimeZero = Annotated[UtcDatetime, AfterValidator(_time_zero_in_range)]
 # A number is minutes after time zero, within a year of it (a plan is for one stay; 1e308 minutes
 # is past any date); a string is an ISO 8601 time with a timezone.
 PLAN_SPAN_MIN = 366 * 24 * 60.0
-PlanMinutes = Annotated[float, Field(ge=-PLAN_SPAN_MIN, le=PLAN_SPAN_MIN, allow_inf_nan=False)]
+PlanMinutes = Annotated[float, Strict(), Field(ge=-PLAN_SPAN_MIN, le=PLAN_SPAN_MIN, allow_inf_nan=False)]
 ItemTime = Annotated[
     PlanMinutes | Annotated[UtcDatetime, BeforeValidator(_not_a_number)],
     Field(
@@ -106,7 +118,10 @@ class Dose(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     value: float = Field(
-        ge=0.0, allow_inf_nan=False, description="e.g. total mL for crystalloid_ml, ug/kg/min for vasopressor"
+        ge=0.0,
+        allow_inf_nan=False,
+        strict=True,  # a JSON number: true was a 1 mL bolus, "2100" a 2,100 mL one (``WeightKg``)
+        description="e.g. total mL for crystalloid_ml, ug/kg/min for vasopressor",
     )
     unit: str = Field(min_length=1, max_length=32, description="the action's canonical unit (mL, ug/kg/min, kg...)")
 
@@ -158,22 +173,22 @@ class PatientState(BaseModel):
     )
     map_mmhg: MapMmhg | None = None
     sbp_mmhg: SbpMmhg | None = None
-    suspected_sepsis: bool = False
+    suspected_sepsis: StrictBool = False
     sepsis_likelihood: Literal["possible", "probable"] = Field(
         default="probable",
         description="SSC 2021: probable sepsis or possible shock -> antibiotics within 1 h; "
         "possible sepsis without shock -> within 3 h",
     )
-    hypotension_after_fluids: bool | None = Field(
+    hypotension_after_fluids: StrictBool | None = Field(
         default=None,
         description="below the MAP target (MAP < 65; SBP < 90 where MAP is unknown) during or after fluids: "
         "true makes the vasopressor apply even when time zero's MAP met the target; false: every reading "
         "after fluids at target (vasopressor not applicable); unknown (null) = assume it persists when below "
         "the target at time zero, and true when hypotension_onset_min is given",
     )
-    news2_total: int | None = Field(default=None, ge=0, le=20)
+    news2_total: News2Total | None = None
     news2_band: News2Band | None = None
-    news2_single_parameter_3: bool = False
+    news2_single_parameter_3: StrictBool = False
     # added in place (schema_version 1; 0 reads as before): the streaming care score's time zero is
     # sepsis recognition, and the NEWS2 response answers the NEWS2 score that triggered it, which may
     # be hours before (or, a rise to a higher band, after) it
@@ -225,7 +240,7 @@ class TreatmentPlan(BaseModel):
         json_schema_extra={"$id": "https://vigil.example/schemas/treatment-plan.schema.json"},
     )
 
-    schema_version: int = TREATMENT_SCHEMA_VERSION
+    schema_version: SchemaVersion1 = TREATMENT_SCHEMA_VERSION  # version 1 is the only one: another is refused
     patient_id: PatientId | None = None
     # added in place (schema_version 1): the caller's id for this request, copied to the score
     request_id: Identifier | None = Field(
@@ -238,7 +253,7 @@ class TreatmentPlan(BaseModel):
         default=None, description="sepsis recognition time; offsets in items count from it"
     )
     horizon_min: float = Field(
-        default=360.0, gt=0.0, le=7 * 24 * 60, description="minutes after time zero the plan covers"
+        default=360.0, gt=0.0, le=7 * 24 * 60, strict=True, description="minutes after time zero the plan covers"
     )
     state: PatientState
     items: list[TreatmentItem] = Field(default_factory=list, max_length=500)

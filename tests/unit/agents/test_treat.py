@@ -21,7 +21,7 @@ from vigil.models.stays import end_stay, next_stay
 from vigil.models.window import PatientWindow
 from vigil.schemas import topics
 from vigil.schemas.codes import CATALOGUE
-from vigil.schemas.deadletter import Rejected
+from vigil.schemas.deadletter import Rejected, invalid_record
 from vigil.schemas.events import PatientEvent
 from vigil.schemas.scores import RiskScore, RuleScore
 from vigil.schemas.treatment import TreatmentScore
@@ -463,5 +463,5 @@ def test_a_plans_unknown_key_is_not_in_its_dead_letter() -> None:
 
     with pytest.raises(ValidationError) as caught:
         TreatmentPlan.model_validate_json('{"state": {}, "Jane Doe MRN 4455": 1}')
-    rejected = treat.plan_rejection(caught.value)
+    rejected = invalid_record(caught.value, "treatment plan")
     assert "Jane" not in rejected.detail and "unexpected field" in rejected.detail
