@@ -30,7 +30,7 @@ from vigil.infra.settings import Settings, get_settings
 from vigil.models.alerting import PatientAlertState, needs_timer
 from vigil.models.stays import HeldStay
 from vigil.models.stepping import StayCarry
-from vigil.models.window import PatientWindow
+from vigil.models.window import NewerTreatmentTable, PatientWindow
 from vigil.schemas.codecs.fhir_places import EncounterKey, Place, places_from_json, places_to_json
 
 log = get_logger(__name__)
@@ -226,6 +226,8 @@ def window_ahead(ours: PatientWindow, now: bytes | str | None) -> bool:
     try:
         raw = unpack_state(now)
         theirs = PatientWindow.from_bytes(raw).position if raw else None
+    except NewerTreatmentTable:
+        return True  # a newer release's treatments: its writer is ahead, as a newer version's
     except (ValueError, struct.error, zlib.error):
         return newer_window(raw)
     position = ours.position

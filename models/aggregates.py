@@ -105,6 +105,8 @@ class Aggregates:
         size = struct.calcsize(cls._ITEM)
         for k in range(count):
             v, n, lh, ph, bn, lv, pv, mx, mn, bs = struct.unpack_from(cls._ITEM, blob, 2 + k * size)
+            if v >= N_VARS:  # damaged: infra.redis rebuilds the carry from the window
+                raise ValueError(f"aggregates blob names variable {v} of {N_VARS}")
             agg.n[v], agg.last_h[v], agg.prev_h[v], agg.base_n[v] = n, lh, ph, bn
             agg.last_v[v], agg.prev_v[v], agg.max[v], agg.min[v], agg.base_sum[v] = lv, pv, mx, mn, bs
         return agg

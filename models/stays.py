@@ -550,7 +550,7 @@ def fold(into: PatientWindow, later: PatientWindow) -> int:
         try:
             into.apply(_recorded(code, ts, value))
         except LateEvent:
-            continue  # older than the window it folds into: it could not change a score
+            continue  # older than the window it folds into: as the stream refuses it (``LateEvent``)
     return len(later.rows)
 
 

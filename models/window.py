@@ -1,17 +1,22 @@
 """A patient's recent state: a bounded window of hourly rows, kept in Redis as a compact blob.
 
 Pure: applying events, building the model's hourly matrix and (de)serializing have no I/O.
-Hour h of a patient is [anchor + h*3600, anchor + (h+1)*3600) where the anchor is the start of
-the hour of the patient's first event (ICU length-of-stay index, PhysioNet's ICULOS - 1).
+Hour h of a patient is [anchor + h*3600, anchor + (h+1)*3600) where the anchor, hour 0, is the start
+of the hour of the stay's first measurement, or of its demographics when they came before it
+(``_anchor_at_first_measurement``): an hour index is the models' ``icu_hours``, hours since the
+stay's first row, as ``vigil predict`` and training count a .psv's rows (row i is hour i). It is not
+PhysioNet's ICULOS, which no path reads: 37 % of set A's files start at ICULOS 2 or later.
 Within one hour the latest observation of a variable wins (PhysioNet's hourly rows hold one
 value per variable per hour), so re-applying a redelivered event is idempotent. A row that leaves
 the window is kept with it only while the carry saved beside it has not folded it (``unfolded``: a
 batch the models failed on).
 
-Demographics (age, sex, unit) are timeless: they may give a fresh window its hour 0 (a replayed
-PhysioNet stay starts with them), but they never shift an existing anchor, and an anchor that only
-demographics set yields to the first measurement when that lies outside the window's reach. A
-default date on an ``Age`` event once moved hour 0 back to year 1 (issue 16).
+Demographics (age, sex, unit) are timeless: they may give a window without rows its hour 0 (a
+replayed PhysioNet stay starts with them), but they never shift a measured anchor, and an anchor that
+only demographics set yields to the first measurement when that lies outside the window's reach. A
+default date on an ``Age`` event once moved hour 0 back to year 1 (issue 16). Treatments and
+assessments never set hour 0: before the first measurement the anchor they give is provisional, and
+the first measurement or demographic moves it to its own hour, whichever order they arrive in.
 """
 
 from __future__ import annotations
@@ -56,7 +61,18 @@ Cell = tuple[float, int]
 
 
 class LateEvent(VigilError, ValueError):
-    """The event is older than the window: it cannot change any score any more."""
+    """The event is older than the window (48 hours or more before its newest hour): dead-lettered
+    ``outside_window`` and counted. It would still have changed later scores: ``vigil predict`` folds
+    it into the whole-stay aggregates (max and min since admission, counts, rates), the stream never
+    does, so the stay's later scores may differ from ``vigil predict``'s."""
+
+
+class NewerTreatmentTable(VigilError):
+    """A window blob names a treatment past this release's table (``schemas.codes.TREATMENTS`` only
+    grows, without a new blob version): a newer release wrote it, as a newer version's blob. Not a
+    ValueError, which ``infra.redis`` takes for a damaged blob and starts the window afresh over: this
+    worker must neither read nor overwrite it, so the patient's events go to the dead letters
+    (``internal``) until the workers are replaced (docs/operations.md, "Upgrading workers")."""
 
 
 @dataclass
@@ -126,27 +142,32 @@ class PatientWindow:
             raise ValueError(f"{event.code} is applied to the stay (models.stays), not to the window")
         if event.code in _DEMOGRAPHIC_CODES:
             return self._apply_demographic(event)
-        self._release_provisional_anchor(event.observed_at)
         if event.kind == "treatment":
             item = (event.code, int(event.observed_at.timestamp()), float(np.float32(event.value)))
             if item in self.treatments:
                 return False
-            self.hour_of(event.observed_at)  # provisional: the first measurement sets hour 0 (below)
+            if self.anchor_s is None:
+                self.hour_of(event.observed_at)  # provisional: never hour 0 (_anchor_at_first_measurement)
             self.treatments.append(item)
             self.treatments.sort(key=lambda t: t[1])
             del self.treatments[:-MAX_TREATMENTS]
             return True
+        dynamic = event.code in VAR_INDEX
+        if dynamic:
+            self._anchor_at_first_measurement(event.observed_at)
         hour, second = self.hour_of(event.observed_at)
         if hour > self.last_hour + MAX_GAP_HOURS and self.last_hour >= 0:
             self._restart()  # a first event with a stale clock, not a week of silence in an ICU
             hour, second = self.hour_of(event.observed_at)
-        dynamic = event.code in VAR_INDEX
         # an assessment (GCS, ACVPU) is a timed observation like a vital sign: too old, it must not
         # shift the window back either
         if hour <= self.last_hour - WINDOW_HOURS:
             raise LateEvent("older than the window")
-        if hour < 0:
-            # an observation before the first one: re-anchor (shift every row) to keep hour >= 0
+        if hour < 0 and dynamic:
+            # a measurement before the first one: re-anchor (shift every row) to keep hour >= 0. Not
+            # an assessment (no .psv column, never in training's rows): it is kept at its hour before
+            # hour 0, which it must not move (an ED GCS at 07:10 sent after the ICU's first vital
+            # signs at 10:30 put them in hour 3)
             self._shift(-hour)
             hour = 0
         value = float(np.float32(event.value))
@@ -182,7 +203,11 @@ class PatientWindow:
     def _apply_demographic(self, event: PatientEvent) -> bool:
         ts = int(event.observed_at.timestamp())
         if self.anchor_s is None:
-            self.anchor_s = ts - ts % 3600  # provisional: see _release_provisional_anchor
+            self.anchor_s = ts - ts % 3600  # provisional: see _anchor_at_first_measurement
+        elif self._provisional() and not self._has_demographics():
+            # hour 0 that only treatments or assessments gave: the demographic's, as if it had come
+            # first (a replayed stay whose ED antibiotic came before its admission: training's hour 0)
+            self._reanchor(ts - ts % 3600)
         # timeless: kept at an hour inside the window, never shifting it
         hour = min(max((ts - self.anchor_s) // 3600, 0), max(self.last_hour, 0))
         self.last_hour = max(self.last_hour, 0)
@@ -195,21 +220,48 @@ class PatientWindow:
             self._changed(-1)  # a demographic is an input of every hour
         return True
 
-    def _release_provisional_anchor(self, observed_at: datetime) -> None:
-        """An anchor set before any measurement is provisional. Set by demographics, it is kept when
-        the first measurement falls in the window's first hours (a replayed stay: its hour 0 may hold
-        no measurement); set by treatments alone it is not (hour 0 is the first measurement's, the
-        first row of a .psv: antibiotics given in the ED 3 h before the ICU's first vital signs moved
-        every hour of the stay by 3). Otherwise the measurement anchors the window and the
-        demographics move to its hour 0; treatments keep their own times."""
-        if self.anchor_s is None or self.rows:
+    def _provisional(self) -> bool:
+        """Whether hour 0 still waits for the stay's first measurement: the window holds no row yet.
+        A window whose newest hour is 48 or later holds none when its rows all left it (an assessment
+        two days after the last measurement): that one is anchored."""
+        return self.anchor_s is not None and not self.rows and not self.evicted and self.last_hour < WINDOW_HOURS
+
+    def _has_demographics(self) -> bool:
+        return any(code in _DEMOGRAPHIC_CODES for code in self.static)
+
+    def _anchor_at_first_measurement(self, observed_at: datetime) -> None:
+        """Hour 0 is the first measurement's (a .psv's first row, training's hour 0), unless
+        demographics came before it: a replayed stay sends Age and Gender at its hour 0, whose row may
+        hold no measurement, and that anchor is kept when the measurement falls in the window's first
+        hours. A treatment or an assessment before the first measurement never sets it, whichever
+        order they arrive in: antibiotics given in the ED 3 h before the ICU's first vital signs once
+        moved every hour of the stay by 3, and an assessment (GCS, ACVPU: no .psv column) is never in
+        training's rows. So, in a window without rows, the measurement anchors the window at its own
+        hour (``_reanchor``), the assessments before it then lying before hour 0 (negative hours), as
+        a demographic does (``_apply_demographic``). A window with rows is anchored: an earlier
+        measurement shifts it (``_shift``); an assessment, a demographic or a treatment never does."""
+        if not self._provisional():
             return
-        if any(code not in _DEMOGRAPHIC_CODES for code in self.static):
+        assert self.anchor_s is not None
+        ts = int(observed_at.timestamp())
+        hour = (ts - self.anchor_s) // 3600
+        if self._has_demographics() and 0 <= hour < WINDOW_HOURS:
             return
-        hour = (int(observed_at.timestamp()) - self.anchor_s) // 3600
-        if not (self.static and 0 <= hour < WINDOW_HOURS):
-            self.anchor_s, self.last_hour = None, -1
-            self.static = {code: (value, 0) for code, (value, _) in self.static.items()}
+        assessed = [h for code, (_, h) in self.static.items() if code not in _DEMOGRAPHIC_CODES]
+        if assessed and hour <= max(assessed) - WINDOW_HOURS:
+            return  # two days before an assessment: older than the window (``apply`` refuses it as is)
+        self._reanchor(ts - ts % 3600)
+
+    def _reanchor(self, anchor_s: int) -> None:
+        """Hour 0 at ``anchor_s`` in a window without rows (``_provisional``): assessments keep their
+        times (their hours move; negative: before hour 0), demographics go to hour 0, treatments keep
+        their own times."""
+        assert self.anchor_s is not None and not self.rows
+        moved = (anchor_s - self.anchor_s) // 3600
+        self.anchor_s = anchor_s
+        self.static = {c: (v, 0 if c in _DEMOGRAPHIC_CODES else h - moved) for c, (v, h) in self.static.items()}
+        self.last_hour = max([-1, *(h for _, h in self.static.values())])
+        self._changed(-1)  # every hour index moved: a stepping carry must replay from admission
 
     def _restart(self) -> None:
         """Hour 0 again at the next measurement: what the window held is more than ``MAX_GAP_HOURS``
@@ -343,6 +395,11 @@ class PatientWindow:
 
     @classmethod
     def from_bytes(cls, blob: bytes | None) -> PatientWindow:
+        """The window a blob holds. One that does not read raises ValueError or struct.error, also a
+        damaged one whose indexes name no code (``infra.redis`` starts the window afresh, never an
+        IndexError that sent the patient's every batch to the dead letters for the key's 7 days); one
+        of a newer release raises too: a newer version (ValueError, told by its first byte) or a
+        treatment past this release's table (``NewerTreatmentTable``), to be left as it is."""
         if not blob:
             return cls()
         version, anchor, last_hour, n_rows = struct.unpack_from(cls._HEADER, blob)
@@ -355,14 +412,20 @@ class PatientWindow:
         for _ in range(n_static):
             ci, h, v = struct.unpack_from("<Bif", blob, pos)
             pos += 9
+            if ci >= len(_STATIC_CODES):
+                raise ValueError(f"window blob names static code {ci} of {len(_STATIC_CODES)}")
             static[_STATIC_CODES[ci]] = (v, h)
         (n_treat,) = struct.unpack_from("<B", blob, pos)
         pos += 1
         treatments = []
+        newer = []  # read to the end first: a damaged blob is told by what follows (ValueError, struct.error)
         for _ in range(n_treat):
             ci, ts, v = struct.unpack_from("<Bqf", blob, pos)
             pos += 13
-            treatments.append((_TREATMENT_CODES[ci], ts, v))
+            if ci < len(_TREATMENT_CODES):
+                treatments.append((_TREATMENT_CODES[ci], ts, v))
+            else:
+                newer.append(ci)
         position: tuple[int, int] | None = None
         if version >= 2:
             partition, offset = struct.unpack_from(cls._POSITION, blob, pos)
@@ -387,6 +450,9 @@ class PatientWindow:
         ended_by: str | None = None
         if version >= 6:
             ended_by, pos = _read_text(blob, pos, "<B", "end's cause")
+        if newer:
+            known = len(_TREATMENT_CODES)
+            raise NewerTreatmentTable(f"window blob names treatment {max(newer)}; this release knows {known}")
         return cls(
             anchor_s=anchor or None,  # 0: none (no observation is from 1970: schemas.events)
             last_hour=last_hour,
@@ -415,6 +481,8 @@ def _row_bytes(rows: dict[int, dict[int, Cell]]) -> list[bytes]:
 
 
 def _read_rows(blob: bytes, pos: int, n_rows: int) -> tuple[dict[int, dict[int, Cell]], int]:
+    """Hourly rows as ``_row_bytes`` writes them; a variable past ``DYNAMIC_CODES`` is a damaged blob
+    (ValueError: ``infra.redis`` starts the window afresh), never a row that fails every later read."""
     rows: dict[int, dict[int, Cell]] = {}
     for _ in range(n_rows):
         hour, n = struct.unpack_from("<iB", blob, pos)
@@ -423,6 +491,8 @@ def _read_rows(blob: bytes, pos: int, n_rows: int) -> tuple[dict[int, dict[int, 
         for _ in range(n):
             idx, sec, val = struct.unpack_from("<BHf", blob, pos)
             pos += 7
+            if idx >= len(DYNAMIC_CODES):
+                raise ValueError(f"window blob names variable {idx} of {len(DYNAMIC_CODES)}")
             row[idx] = (val, sec)
         rows[hour] = row
     return rows, pos

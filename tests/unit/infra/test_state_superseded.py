@@ -7,15 +7,17 @@ test_scoring_state.py has them on the real one)."""
 from __future__ import annotations
 
 import asyncio
+import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from redis.exceptions import WatchError
 
 from vigil.infra import redis as store_module
 from vigil.infra.redis import PACKED, PatientStore, alert_key, pack_state, unpack_state, window_key
 from vigil.models.alerting import ActiveAlert, PatientAlertState, on_ack
-from vigil.models.window import PatientWindow
+from vigil.models.window import NewerTreatmentTable, PatientWindow
 from vigil.schemas.alerts import AlertAck
 from vigil.schemas.events import PatientEvent
 
@@ -248,3 +250,17 @@ def test_a_window_is_ahead_by_its_stream_position() -> None:
     assert store_module.window_ahead(ours, stay(5, hr(0, 100)).to_bytes())
     assert not store_module.window_ahead(ours, stay(4, hr(0, 100)).to_bytes())
     assert store_module.window_ahead(ours, PatientWindow().to_bytes())  # no position: keep what the other wrote
+
+
+def test_a_window_naming_a_newer_releases_treatment_is_ahead() -> None:
+    """The treatments' table only grows, without a new blob version: a window naming a treatment
+    past this release's was written by a newer one, which an older worker leaves as it is."""
+    ours = stay(5, hr(0, 100))
+    blob = bytearray(stay(3, hr(0, 100)).to_bytes())
+    n_static = 0  # the window of ``stay`` holds no demographic or assessment
+    treat_at = struct.calcsize(PatientWindow._HEADER) + 4 + 1 + 7 + 1 + 9 * n_static  # one row of one cell
+    assert blob[treat_at] == 0  # no treatment: add one past the table
+    blob[treat_at : treat_at + 1] = struct.pack("<BBqf", 1, 250, 0, 1.0)
+    with pytest.raises(NewerTreatmentTable):
+        PatientWindow.from_bytes(bytes(blob))
+    assert store_module.window_ahead(ours, bytes(blob))

@@ -233,8 +233,11 @@ def test_old_assessments_are_late_not_reanchoring() -> None:
     with pytest.raises(LateEvent):
         w.apply(ev("GCS", 15, 0.5, kind="assessment"))
     assert w.last_hour == 0
-    w.apply(ev("GCS", 14, 98.5, kind="assessment"))  # within the window: re-anchors as a vital does
-    assert w.last_hour == 2
+    # within the window, before hour 0: kept at its hour, never moving hour 0 (no .psv column)
+    w.apply(ev("GCS", 14, 98.5, kind="assessment"))
+    assert w.last_hour == 0 and w.static["GCS"] == (14.0, -2)
+    assert w.current_values()["GCS"] == 14.0  # measured 2 h before the newest hour: current for NEWS2
+    assert PatientWindow.from_bytes(w.to_bytes()).static["GCS"] == (14.0, -2)
 
 
 def test_position_tells_a_redelivery_from_a_new_message() -> None:
