@@ -217,7 +217,8 @@ class PatientWindow:
             return False
         if old is None or hour >= old[1]:
             self.static[event.code] = (value, hour)
-            self._changed(-1)  # a demographic is an input of every hour
+            if old is None or old[0] != value:  # the same age sent with each result message changes nothing
+                self._changed(-1)  # a demographic is an input of every hour
         return True
 
     def _provisional(self) -> bool:

@@ -27,9 +27,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from codecs import BOM_UTF8
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final
 
@@ -39,6 +41,7 @@ from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.medicationadministration import MedicationAdministration
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.procedure import Procedure
+from fhir.resources.R4B.reference import Reference
 from pydantic import ValidationError
 
 from vigil.schemas.codecs.care_units import NO_UNITS, Units
@@ -63,8 +66,10 @@ from vigil.schemas.codecs.loinc import (
     UCUM_SYSTEM,
     YES_NO_VALUES,
     DecodeResult,
+    age_at,
     canonical_event,
     canonical_for_coding,
+    gender_value,
     is_blood_gas_panel,
     is_panel,
     saturation_code,
@@ -124,14 +129,110 @@ CONTEXT_RESOURCES: Final = frozenset(
 )
 
 
-class _Context:
-    """Per-payload state: the result being built, the Bundle's fullUrl -> resource index and the
-    site's units (which results are scored, which Encounter moves end a stay)."""
+# Patient.birthDate (FHIR ``date``) to the day: a year or a month alone would move the age by up to a year
+_BIRTH_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 
-    def __init__(self, units: Units = NO_UNITS) -> None:
+
+@dataclass
+class ResultTimes:
+    """The Bundle's results Vigil may score, read before its entries are decoded (in the stream's
+    first pass too): each Observation's subject, Encounter and time, by entry. A Patient's age and sex
+    are read beside its results only (``_decode_patient``), at the earliest of their times: a Patient
+    resource carries no time of its own, and alone (an EHR sends one for every patient it admits
+    anywhere) it would open a stay (``models.stays``) and be scored from its age and sex."""
+
+    # (entry index, subject JSON, Encounter reference JSON or '', effective time)
+    seen: list[tuple[int, str, str, datetime]] = field(default_factory=list)
+    _earliest: dict[str, datetime] | None = field(default=None, repr=False, compare=False)  # by patient, once
+
+    def note(self, index: int, resource: Any) -> None:
+        """One entry's resource: kept when it is an Observation that could be scored (a status
+        accepted, a subject, a time with its offset), else passed over."""
+        if not isinstance(resource, dict) or resource.get("resourceType") != "Observation":
+            return
+        subject, encounter, status = resource.get("subject"), resource.get("encounter"), resource.get("status")
+        at = _raw_effective_time(resource)
+        scored = isinstance(status, str) and status in OBSERVATION_STATUSES  # any JSON value until checked
+        if not scored or not isinstance(subject, dict) or at is None or not _names_a_canonical_code(resource):
+            return
+        place = json.dumps(encounter, sort_keys=True) if isinstance(encounter, dict) else ""
+        self.seen.append((index, json.dumps(subject, sort_keys=True), place, at))
+
+    def without(self, entries: Collection[int]) -> ResultTimes:
+        """The results but those of ``entries`` (a history Bundle's versions not read)."""
+        return ResultTimes([item for item in self.seen if item[0] not in entries])
+
+    def earliest(self, patient_id: str, ctx: _Context) -> datetime | None:
+        """The earliest time of the results of ``patient_id`` that are scored where they were taken
+        (``_unit_elsewhere``), resolved as the results' own subjects are (``_patient_id``)."""
+        if self._earliest is None:
+            self._earliest = {}
+            whose: dict[str, str | None] = {}
+            for _, subject, place, at in self.seen:
+                if subject not in whose:
+                    whose[subject] = _quiet_patient_id(ctx, _reference(subject))
+                patient = whose[subject]
+                encounter = _reference(place) if place else None
+                if patient is None or _unit_elsewhere(ctx, _reference(subject), encounter, at)[1] is not None:
+                    continue
+                if patient not in self._earliest or at < self._earliest[patient]:
+                    self._earliest[patient] = at
+        return self._earliest.get(patient_id)
+
+
+def _names_a_canonical_code(resource: dict[str, Any]) -> bool:
+    """Whether an Observation's code or a component's maps to a Vigil code, from its JSON: what
+    Vigil does not read (a BMI, a panel's grouping) is no result for a Patient to be read beside."""
+    listed = resource.get("component")
+    components = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
+    for concept in [resource.get("code"), *(c.get("code") for c in components)]:
+        codings = concept.get("coding") if isinstance(concept, dict) else None
+        for coding in codings if isinstance(codings, list) else []:
+            if not isinstance(coding, dict):
+                continue
+            system, code = coding.get("system"), coding.get("code")
+            if isinstance(system, str) and isinstance(code, str) and canonical_for_coding(system, code):
+                return True
+    return False
+
+
+def _reference(text: str) -> Reference | None:
+    """A Reference noted as JSON (``ResultTimes``), None when it is not one."""
+    try:
+        return Reference.model_validate(json.loads(text))
+    except (ValidationError, ValueError):
+        return None
+
+
+def _raw_effective_time(resource: dict[str, Any]) -> datetime | None:
+    """An Observation's time as ``_effective_time`` reads it (the first given of effectiveDateTime,
+    effectiveInstant, effectivePeriod.start), from its JSON; None where that would refuse it."""
+    period = resource.get("effectivePeriod")
+    candidates = [
+        resource.get("effectiveDateTime"),
+        resource.get("effectiveInstant"),
+        period.get("start") if isinstance(period, dict) else None,
+    ]
+    value = next((c for c in candidates if c is not None), None)
+    if not isinstance(value, str) or "T" not in value:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
+
+
+class _Context:
+    """Per-payload state: the result being built, the Bundle's fullUrl -> resource index, the
+    site's units (which results are scored, which Encounter moves end a stay) and the Bundle's
+    results, which a Patient's age and sex are read beside."""
+
+    def __init__(self, units: Units = NO_UNITS, results: ResultTimes | None = None) -> None:
         self.result = DecodeResult()
         self.by_full_url = BundleIndex()
         self.units = units
+        self.results = results if results is not None else ResultTimes()
 
     def reject(self, reason: str, detail: str) -> None:
         self.result.rejected.append(Rejected(reason, detail))
@@ -213,19 +314,22 @@ def _decode_bundle(bundle: dict[str, Any], ctx: _Context) -> None:
         ctx.ignore("empty_bundle", f"Bundle ({bundle.get('type')}) has no entries")
         return
     unread = history_ignores([entry_version(e) for e in entries]) if bundle.get("type") == "history" else {}
+    results = ResultTimes()
     for index, entry in enumerate(entries):
         resource = entry.get("resource")
         full_url = entry.get("fullUrl")
         # an older version of a history Bundle shares its fullUrl with the newest: only the newest resolves
         if isinstance(resource, dict) and isinstance(full_url, str) and index not in unread:
             ctx.by_full_url[full_url] = resource
+        if index not in unread:
+            results.note(index, resource)
     first = entries[0].get("resource") if isinstance(entries[0], dict) else None
     ctx.by_full_url.message = cancel_event(bundle, first, ctx.by_full_url)
     for index, entry in enumerate(entries):
         if index in unread:
             ctx.result.ignored.append(unread[index])
             continue
-        ctx.result.extend(decode_bundle_entry(entry, index, ctx.by_full_url, ctx.units))
+        ctx.result.extend(decode_bundle_entry(entry, index, ctx.by_full_url, ctx.units, results))
 
 
 def bundle_shell_problem(shell: dict[str, Any]) -> Rejected | None:
@@ -248,12 +352,15 @@ def bundle_entry_problem(entry: Any, index: int) -> Rejected | None:
     return None
 
 
-def decode_bundle_entry(entry: Any, index: int, by_full_url: BundleIndex, units: Units = NO_UNITS) -> DecodeResult:
+def decode_bundle_entry(
+    entry: Any, index: int, by_full_url: BundleIndex, units: Units = NO_UNITS, results: ResultTimes | None = None
+) -> DecodeResult:
     """Decode one Bundle entry; ``by_full_url`` resolves Bundle-local references (Patient,
-    Medication, Encounter and Location entries). Used for whole payloads here and, one entry at a
+    Medication, Encounter and Location entries), ``results`` holds the Bundle's results (a
+    Patient's age and sex are read beside them). Used for whole payloads here and, one entry at a
     time, by the streaming decoder (``codecs.fhir_stream``) so a 10,000-entry Bundle is never held
     whole."""
-    ctx = _Context(units)
+    ctx = _Context(units, results)
     ctx.by_full_url = by_full_url
     where = f"entry[{index}] "
     resource = entry.get("resource") if isinstance(entry, dict) else None
@@ -277,6 +384,9 @@ def _decode_resource(resource: dict[str, Any], ctx: _Context, *, where: str, ful
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str):
         ctx.reject("schema", f"{where}no resourceType")
+        return
+    if resource_type == "Patient":
+        _decode_patient(resource, ctx, where, full_url)
         return
     status = resource.get("status")  # any JSON value until the resource is checked
     moving = (  # where the site names its units, an Encounter with a location history is read (and checked)
@@ -895,7 +1005,94 @@ _HANDLERS: Final[dict[str, tuple[Any, _Handler]]] = {
 }
 
 
+# --- Patient (demographics) --------------------------------------------------------------------
+
+
+def _decode_patient(raw: dict[str, Any], ctx: _Context, where: str, full_url: str | None) -> None:
+    """A Patient -> ``Age`` (``birthDate``, in years at the time of its earliest result in the
+    Bundle, as PhysioNet gives it) and ``Gender`` (``male`` 1, ``female`` 0, other sexes none): the
+    models' two static inputs. Read beside the patient's results only (``ResultTimes``); without any,
+    or with neither element, it is context, ignored. Its id: the one its results' references resolve
+    to (``_bundle_patient_id``). Read from its JSON, not validated whole: an element Vigil does not
+    read must not turn context into a dead letter. Details name the element, never the date: PHI."""
+    birth_date, sex = raw.get("birthDate"), raw.get("gender")
+    gender = gender_value(sex) if isinstance(sex, str) else None
+    patient_id = _bundle_patient_id(raw)
+    if birth_date is None and gender is None:
+        ctx.ignore("context_resource", f"{where}Patient")
+        return
+    at = ctx.results.earliest(patient_id, ctx) if patient_id is not None else None
+    if patient_id is None or at is None:
+        detail = "no result of the patient's in the Bundle: its age and sex are read beside them only"
+        ctx.ignore("context_resource", f"{where}Patient: {detail}")
+        return
+    label = f"{where}Patient/{raw['id'] if isinstance(raw.get('id'), str) else ''}".rstrip("/") + " "
+    key = _patient_key(raw, full_url)
+    if birth_date is not None:
+        born = _birth_date(birth_date)
+        age = born if isinstance(born, Rejected) else age_at(born, at, "birthDate")
+        if isinstance(age, Rejected):
+            ctx.reject(age.reason, label + age.detail)
+        else:
+            ctx.add(_demographic("Age", age, "a", key, patient_id, at, label))
+    if gender is not None:
+        ctx.add(_demographic("Gender", gender, "1", key, patient_id, at, label))
+
+
+def _birth_date(value: Any) -> date | Rejected:
+    refused = Rejected("no_value", "birthDate is not a date to the day (YYYY-MM-DD)")
+    match = _BIRTH_DATE.match(value) if isinstance(value, str) else None
+    if match is None:
+        return refused
+    try:
+        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    except ValueError:
+        return refused
+
+
+def _patient_key(raw: dict[str, Any], full_url: str | None) -> str:
+    """``_resource_key`` of a Patient read from its JSON (type/id/_history/version...)."""
+    meta = raw.get("meta")
+    version = meta.get("versionId") if isinstance(meta, dict) else None
+    resource_id = raw.get("id")
+    parsed = _LooseResource(
+        resource_id if isinstance(resource_id, str) else None, version if isinstance(version, str) else None
+    )
+    return _resource_key("Patient", parsed, raw, full_url)
+
+
+def _demographic(
+    code: str, value: float, unit: str, key: str, patient_id: str, at: datetime, where: str
+) -> PatientEvent | Rejected:
+    """One demographic of a Patient; its id the Patient version's and the time it is read at (the
+    same Bundle sent again keeps it; another Bundle of later results gives the age at their time)."""
+    return canonical_event(
+        source=SOURCE,
+        key=key,
+        part=f"{code}:{at.isoformat()}",
+        patient_id=patient_id,
+        observed_at=at,
+        code=code,
+        value=value,
+        unit=unit,
+        where=where,
+    )
+
+
 # --- shared pieces -----------------------------------------------------------------------------
+
+
+class _LooseMeta:
+    def __init__(self, version: str | None) -> None:
+        self.versionId = version
+
+
+class _LooseResource:
+    """What ``_resource_key`` reads of a resource (its id and ``meta.versionId``)."""
+
+    def __init__(self, resource_id: str | None, version: str | None) -> None:
+        self.id = resource_id
+        self.meta = _LooseMeta(version)
 
 
 class _LooseConcept:
@@ -924,10 +1121,7 @@ def _point_of_care(ctx: _Context, subject: Any, encounter: Any, times: list[tupl
     ignored (``unmonitored_unit``) and counted by unit, as HL7v2 results from a ward are. An
     Encounter of another patient than the result's places nothing (a Bundle that mixes them up)."""
     at = next((t for _, t in times if isinstance(t, datetime) and t.tzinfo is not None), None)
-    unit = ctx.by_full_url.unit_of(encounter, at, ctx.units)
-    if unit is None or not _same_patient(ctx, subject, ctx.by_full_url.encounter(encounter)):
-        return ""
-    elsewhere = ctx.units.scored(unit, "sent", "its Encounter's location")
+    unit, elsewhere = _unit_elsewhere(ctx, subject, encounter, at)
     if elsewhere is None:
         return unit
     ctx.ignore(elsewhere.reason, where + elsewhere.detail)
@@ -935,9 +1129,17 @@ def _point_of_care(ctx: _Context, subject: Any, encounter: Any, times: list[tupl
     return None
 
 
+def _unit_elsewhere(ctx: _Context, subject: Any, encounter: Any, at: datetime | None) -> tuple[str, Rejected | None]:
+    """The unit a result was taken in ('' when unknown), and why it is not scored there, if it is not."""
+    unit = ctx.by_full_url.unit_of(encounter, at, ctx.units)
+    if unit is None or not _same_patient(ctx, subject, ctx.by_full_url.encounter(encounter)):
+        return "", None
+    return unit, ctx.units.scored(unit, "sent", "its Encounter's location")
+
+
 def _quiet_patient_id(ctx: _Context, subject: Any) -> str | None:
     """The patient a reference names, without a dead letter when it names none (context)."""
-    quiet = _Context(ctx.units)
+    quiet = _Context(ctx.units, ctx.results)
     quiet.by_full_url = ctx.by_full_url
     return _patient_id(subject, quiet, "")
 

@@ -8,12 +8,16 @@ Accepted framing: raw messages or MLLP frames (``\\x0b ... \\x1c\\x0d``), segmen
 (a batch, with or without FHS/BHS envelopes). Errors are data: ``decode_hl7v2`` never raises.
 
 Field use (HL7 v2.5.1 chapter 7): PID-3 patient identifier (the ``MR`` repetition, else the first;
-CX.1), PV1-3.1 point of care (ward), PV1-19.1 visit number (encounter), OBR-7 observation time
-(fallback), OBX-2 value type, OBX-3 observation identifier (CWE: LOINC when the coding system is
-``LN``, IEEE 11073 when ``MDC``, otherwise a site-local code from ``schemas.codecs.loinc``),
-OBX-5 value, OBX-6 units, OBX-11 result status, OBX-14 observation time. An ``ORU^R01`` may carry
+CX.1), PID-7 date of birth (``Age`` at the patient's first result, in years as PhysioNet gives it),
+PID-8 administrative sex (``Gender``: M 1, F 0, others none), PV1-3.1 point of care (ward), PV1-19.1
+visit number (encounter), OBR-7 observation time (fallback), OBX-2 value type, OBX-3 observation
+identifier (CWE: LOINC when the coding system is ``LN``, IEEE 11073 when ``MDC``, otherwise a
+site-local code from ``schemas.codecs.loinc``), OBX-5 value, OBX-6 units, OBX-11 result status,
+OBX-14 observation time. An ``ORU^R01`` may carry
 several patients (its PATIENT_RESULT group repeats, as a lab's batch does): each PID starts a group
-with its PV1, and an OBX is its own group's patient's, never another's. ``ADT^A03`` (chapter 3):
+with its PV1, and an OBX is its own group's patient's, never another's; so are its PID's age and
+sex, read only when one of its results is (alone they would open a stay: ``models.stays``, and an
+ADT message's PID is not read for them, for the same reason). ``ADT^A03`` (chapter 3):
 a ``discharge`` event (``models.stays``) at PV1-45 discharge time, else EVN-6 event occurred, else
 EVN-2 recorded time; ``ADT^A13``: a ``cancel_discharge`` at EVN-6, else EVN-2; ``ADT^A11`` (cancel
 admit: entered in error, or not admitted after all): a ``cancel_admit`` at EVN-6, else EVN-2, which
@@ -36,7 +40,7 @@ import hashlib
 import re
 from codecs import BOM_UTF8
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
 
 import hl7
@@ -46,9 +50,11 @@ from vigil.schemas.codecs.loinc import (
     ACVPU_VALUES,
     YES_NO_VALUES,
     DecodeResult,
+    age_at,
     canonical_event,
     canonical_for_coding,
     canonical_for_local,
+    gender_value,
     is_blood_gas_panel,
     saturation_code,
 )
@@ -75,6 +81,9 @@ _NUMBER = re.compile(r"^\s*(<=|>=|<|>|=)?\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]
 # HL7 TS/DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]
 _TIMESTAMP = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?([+-]\d{4})?$")
 _OFFSET = re.compile(r"([+-])(\d{2})(\d{2})$")
+# PID-7 date/time of birth (TS/DTM) to the day at least; a time of birth and its offset are read past:
+# the age is counted in days, from the date of birth as the sender wrote it
+_BIRTH_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?(?:[+-]\d{4})?$")
 _BATCH_SEGMENTS: Final = frozenset({"FHS", "BHS", "BTS", "FTS"})
 
 
@@ -171,9 +180,9 @@ def _decode_message(text: str, result: DecodeResult, default_tz: tzinfo, units: 
         if not _from_elsewhere(pv1, result, where, units):
             result.rejected.append(Rejected("no_observations", f"{where}ORU^R01 without OBX segments"))
         return
-    for group in groups:
+    for ordinal, group in enumerate(groups):  # groups[0] holds what comes before any PID: PID[n] is groups[n]
         if group.results:
-            _decode_patient_group(group, result, where=where, key=key, sender_tz=sender_tz, units=units)
+            _decode_patient_group(group, ordinal, result, where=where, key=key, sender_tz=sender_tz, units=units)
 
 
 @dataclass
@@ -237,11 +246,19 @@ def _from_elsewhere(pv1: Any, result: DecodeResult, where: str, units: Units) ->
 
 
 def _decode_patient_group(
-    group: _PatientGroup, result: DecodeResult, *, where: str, key: str, sender_tz: tzinfo, units: Units
+    group: _PatientGroup,
+    ordinal: int,
+    result: DecodeResult,
+    *,
+    where: str,
+    key: str,
+    sender_tz: tzinfo,
+    units: Units,
 ) -> None:
     """One patient's results: scored where its own PV1 says (one ignore for the group from a ward),
     refused whole when its PID names no patient (the results of a group without a patient are
-    nobody's: never given to another patient of the message)."""
+    nobody's: never given to another patient of the message). With at least one result read, its
+    PID's age and sex too (``_demographics``), at the time of its first."""
     if _from_elsewhere(group.pv1, result, where, units):
         return
     first, last = group.results[0][0], group.results[-1][0]
@@ -256,6 +273,7 @@ def _decode_patient_group(
         return
     ward = _field(group.pv1, 3) or None
     encounter = (_field(group.pv1, 19) or None) if group.pv1 is not None else None
+    before = len(result.events)
     for position, obx, order in group.results:
         outcome = _decode_obx(
             obx,
@@ -270,6 +288,95 @@ def _decode_patient_group(
             sender_tz=sender_tz,
         )
         result.add(outcome)
+    if len(result.events) == before:
+        return  # nothing of the patient's read: the age and sex alone would open a stay (models.stays)
+    first = result.events[before].observed_at.astimezone(sender_tz)
+    for demographic in _demographics(
+        group.pid,
+        first,
+        where=f"{where}PID[{ordinal}] ",
+        key=key,
+        part=f"pid[{ordinal}]",
+        patient_id=patient_id,
+        ward=ward,
+        encounter=encounter,
+    ):
+        result.add(demographic)
+
+
+def _demographics(
+    pid: Any,
+    at: datetime,
+    *,
+    where: str,
+    key: str,
+    part: str,
+    patient_id: str,
+    ward: str | None,
+    encounter: str | None,
+) -> list[PatientEvent | Rejected]:
+    """PID-7 (date/time of birth) -> ``Age`` at ``at``, PID-8 (administrative sex, table 0001) ->
+    ``Gender``: the models' two static inputs, which PhysioNet gives every training stay. Read only
+    beside the patient's results, never alone: a demographic event opens a window and is scored
+    (``models.window``), so an ADT feed's or a lab's every patient would become a stay. A PID-7 Vigil
+    cannot read is refused alone (the results stay read); a sex other than M or F is no value, not an
+    error. Details name the field, never the date: it is PHI."""
+    outcomes: list[PatientEvent | Rejected] = []
+    born = _birth_date(_field(pid, 7))
+    if born is not None:
+        age = born if isinstance(born, Rejected) else age_at(born, at, "PID-7")
+        if isinstance(age, Rejected):
+            outcomes.append(Rejected(age.reason, where + age.detail))
+        else:
+            outcomes.append(_demographic("Age", age, "a", at, where, key, part, patient_id, ward, encounter))
+    gender = gender_value(_field(pid, 8))
+    if gender is not None:
+        outcomes.append(_demographic("Gender", gender, "1", at, where, key, part, patient_id, ward, encounter))
+    return outcomes
+
+
+def _birth_date(value: str) -> date | Rejected | None:
+    """PID-7 as a date, None when empty (or ``""``, HL7's null), or why it is none: a date of birth
+    to the year or the month only would move the age by up to a year."""
+    value = value.strip()
+    if not value or value == '""':
+        return None
+    match = _BIRTH_DATE.match(value)
+    refused = Rejected("no_value", "PID-7 (date of birth) is not a date to the day (YYYYMMDD[HHMM[SS]][+/-ZZZZ])")
+    if match is None:
+        return refused
+    try:
+        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    except ValueError:
+        return refused
+
+
+def _demographic(
+    code: str,
+    value: float,
+    unit: str,
+    at: datetime,
+    where: str,
+    key: str,
+    part: str,
+    patient_id: str,
+    ward: str | None,
+    encounter: str | None,
+) -> PatientEvent | Rejected:
+    """One demographic of a PID, its id the message's and the PID's (a message sent again keeps it)."""
+    return canonical_event(
+        source=SOURCE,
+        key=key,
+        part=f"{part}:{code}",
+        patient_id=patient_id,
+        observed_at=at,
+        code=code,
+        value=value,
+        unit=unit,
+        encounter=encounter,
+        ward=ward,
+        where=where,
+    )
 
 
 def _message_key(msh: Any, control_id: str, text: str) -> str:

@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Final
 
 from pydantic import ValidationError
@@ -625,3 +625,37 @@ def canonical_event(
         code = "schema" if error["type"] in STRICT_ERROR_TYPES else reason.get(field_name, "schema")
         # The message only (never ``input``): it must not leak patient values into dead letters.
         return Rejected(code, f"{where}{field_name}: {error['msg']}")
+
+
+# --- demographics -------------------------------------------------------------------------------
+
+# The models' Age is PhysioNet/CinC 2019's: years with two decimals at the stay (83.14), never whole
+# years. Training set A holds 18.11 to 89.0 and no one older (none at 100, the challenge's code for
+# 90 and over): ages over 89 are sent as 89.0, what the trees saw (no split lies above it, so every
+# tree scores 95 as 89) and the top age HIPAA Safe Harbor lets a record carry (45 CFR 164.514(b)(2)).
+OLDEST_TRAINED_AGE: Final = 89.0
+DAYS_PER_YEAR: Final = 365.25
+# Gender as PhysioNet codes it (1 male, 0 female); other sexes (other, unknown, undifferentiated,
+# not applicable) have no value the models know: no event, not an error
+GENDER_VALUES: Final[dict[str, float]] = {"M": 1.0, "MALE": 1.0, "F": 0.0, "FEMALE": 0.0}
+
+
+def age_at(birth: date, at: datetime, field_name: str) -> float | Rejected:
+    """Age in years at ``at`` (its own local date: the sender's, as the date of birth is), as the
+    training rows give it, or why not (``out_of_range``: born after ``at``, or older than the
+    catalogue allows). ``field_name`` names the field in the detail, never its value: a date of
+    birth is PHI."""
+    days = (at.date() - birth).days
+    if days < 0:
+        return Rejected("out_of_range", f"{field_name} (date of birth) is after the time of the patient's results")
+    years = days / DAYS_PER_YEAR
+    _, _, (_, oldest) = CATALOGUE["Age"]
+    if years > oldest:
+        return Rejected("out_of_range", f"{field_name} (date of birth) gives an age over {oldest:g} years")
+    return round(min(years, OLDEST_TRAINED_AGE), 2)
+
+
+def gender_value(sex: str) -> float | None:
+    """PhysioNet's Gender of an administrative sex (HL7 table 0001 ``M``/``F``, FHIR ``male``/``female``),
+    else None."""
+    return GENDER_VALUES.get(sex.strip().upper())

@@ -421,7 +421,7 @@ def test_the_web_and_mllp_containers_answer(image: Image, own_stack, service: st
     import urllib.request
 
     env = image_env(image, own_stack, service)
-    if "VIGIL_USERS_FILE" in env:  # compose's deploy/users mount: the operator's users file, readable by the image's user
+    if "VIGIL_USERS_FILE" in env:  # compose's users mount: the operator's file, readable by the image's user
         users = image.root / "users.json"
         users.write_text("[]")
         users.chmod(0o644)

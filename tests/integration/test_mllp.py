@@ -99,7 +99,8 @@ def test_messages_over_mllp_are_acknowledged_once_stored_and_scored(
         ), dict(reasons)
     summary = listener.summary
     assert summary["messages"] == 5 and summary["acks"] == {"AA": 3, "AE": 2}
-    assert summary["events"] == 17 and summary["dead_letters"] == 5  # 2 unmapped parts, ORM, too large, stray
+    # the results, with Age and Gender beside each ORU's; 2 unmapped parts, ORM, too large, stray
+    assert summary["events"] == 21 and summary["dead_letters"] == 5
     assert pid not in listener.output  # no patient id in its output or logs
     assert listener.banner.startswith("ADT^A02 transfers ignored")  # no monitored units
     assert '"level": "error"' not in listener.output  # a clean stop logs no error

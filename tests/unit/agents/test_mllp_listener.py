@@ -31,8 +31,8 @@ def letters(records: Sequence[Record]) -> list[DeadLetter]:
 
 def test_a_result_message_is_accepted_with_its_events() -> None:
     out = outcome_of(Frame(ORU), 10_000, NOW)
-    assert out.code == "AA" and out.events == 8
-    assert out.text == "accepted 8 events, 1 part refused: unmapped_code (dead letters)"
+    assert out.code == "AA" and out.events == 10  # 8 results, Age and Gender (PID-7, PID-8)
+    assert out.text == "accepted 10 events, 1 part refused: unmapped_code (dead letters)"
     assert all(k == b"4420011" for t, k, _ in out.records if t == topics.EVENTS_RAW)  # keyed by patient
     (letter,) = letters(out.records)  # the part it could not map, with the whole message
     assert letter.reason == "unmapped_code" and letter.original() == ORU
@@ -53,11 +53,11 @@ def test_what_cannot_be_used_is_an_error_with_its_dead_letter() -> None:
 def test_values_are_checked_as_every_intake_checks_them() -> None:
     implausible = ORU.replace(b"||118|/min", b"||1180|/min")  # a heart rate of 1180: out of range
     out = outcome_of(Frame(implausible), 10_000, NOW)
-    assert out.code == "AA" and out.events == 7
-    assert out.text == "accepted 7 events, 2 parts refused: unmapped_code, out_of_range (dead letters)"
+    assert out.code == "AA" and out.events == 9
+    assert out.text == "accepted 9 events, 2 parts refused: unmapped_code, out_of_range (dead letters)"
     future = outcome_of(Frame(ORU), 10_000, datetime(2024, 3, 14, tzinfo=UTC))  # measured a day ahead
     assert future.code == "AE" and future.events == 0
-    assert future.text == "9 parts refused: clock_skew x8, unmapped_code"
+    assert future.text == "11 parts refused: clock_skew x10, unmapped_code"  # Age, Gender at the results' time
 
 
 def test_stray_bytes_are_a_dead_letter_without_an_answer() -> None:
@@ -99,8 +99,8 @@ def test_each_message_is_answered_after_its_records_are_stored() -> None:
     stored: list[Record] = []
     answers, tally = converse([ORU, ADT, b"x" * 5000, ORU], stored.extend)
     assert [a.split(b"\r")[1].split(b"|")[1] for a in answers] == [b"AA", b"AE", b"AE", b"AA"]
-    assert tally.acks == {"AA": 2, "AE": 2} and tally.events == 16 and tally.dead_letters == 4
-    assert sum(t == topics.EVENTS_RAW for t, _, _ in stored) == 16
+    assert tally.acks == {"AA": 2, "AE": 2} and tally.events == 20 and tally.dead_letters == 4
+    assert sum(t == topics.EVENTS_RAW for t, _, _ in stored) == 20
     reasons = sorted(json.loads(v)["reason"] for t, _, v in stored if t == topics.DEADLETTER)
     assert reasons == ["too_large", "unmapped_code", "unmapped_code", "unsupported_message"]
 

@@ -64,7 +64,9 @@ def client_context(material, with_cert: bool) -> ssl.SSLContext:  # type: ignore
 def test_a_sender_with_a_certificate_the_ca_signed_is_answered(material) -> None:  # type: ignore[no-untyped-def]
     limits = MllpSettings(tls_cert=material.broker_pem, tls_client_ca=material.ca_file)
     answer, stored = exchange(limits, client_context(material, with_cert=True))
-    assert isinstance(answer, bytes) and b"\rMSA|AA|" in answer and len(stored) == 9  # 8 events, 1 dead letter
+    assert (
+        isinstance(answer, bytes) and b"\rMSA|AA|" in answer and len(stored) == 11
+    )  # 8 results, Age, Gender, 1 dead letter
 
 
 def test_without_a_certificate_or_without_tls_nothing_is_answered_or_published(material) -> None:  # type: ignore[no-untyped-def]

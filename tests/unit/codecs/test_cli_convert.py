@@ -22,8 +22,8 @@ def test_convert_hl7v2_prints_events_then_the_summary(app: typer.Typer) -> None:
     )
     assert result.exit_code == 0, result.output
     *events, summary = lines(result.stdout)
-    assert len(events) == 8 and {e["source"] for e in events} == {"hl7v2"}
-    assert summary["ok"] and summary["events"] == 8 and summary["rejected"] == 1
+    assert len(events) == 10 and {e["source"] for e in events} == {"hl7v2"}
+    assert summary["ok"] and summary["events"] == 10 and summary["rejected"] == 1
     assert summary["unknown_codes"] == {"LN|39156-5": 1}
     assert "unmapped_code" in result.stderr
 
@@ -83,8 +83,8 @@ def test_convert_fhir_bundle(app: typer.Typer) -> None:
     )
     assert result.exit_code == 0, result.output
     *events, summary = lines(result.stdout)
-    assert sorted(e["code"] for e in events) == ["DBP", "HR", "O2Sat", "Resp", "SBP", "Temp"]
-    assert (summary["events"], summary["rejected"], summary["ignored"]) == (6, 1, 2)
+    assert sorted(e["code"] for e in events) == ["Age", "DBP", "Gender", "HR", "O2Sat", "Resp", "SBP", "Temp"]
+    assert (summary["events"], summary["rejected"], summary["ignored"]) == (8, 1, 1)  # the Patient gives Age and Gender
 
 
 def test_convert_without_json_prints_only_events(app: typer.Typer) -> None:

@@ -216,12 +216,13 @@ def test_spec_creatinine_in_umol_per_l_converts_when_coded_with_loinc() -> None:
 
 def test_searchset_bundle_maps_matches_ignores_context_and_dead_letters_unmapped() -> None:
     result = decode_fhir((FIXTURES / "bundle-searchset-vitals.json").read_bytes())
-    assert sorted(e.code for e in result.events) == ["DBP", "HR", "O2Sat", "Resp", "SBP", "Temp"]
+    codes = ["Age", "DBP", "Gender", "HR", "O2Sat", "Resp", "SBP", "Temp"]
+    assert sorted(e.code for e in result.events) == codes  # the included Patient's age and sex too
     assert {e.patient_id for e in result.events} == {"example"}
     assert [r.reason for r in result.rejected] == ["unmapped_code"]
     assert "entry[6]" in result.rejected[0].detail
     assert result.unknown_codes == {"http://loinc.org|39156-5": 1}
-    assert sorted(i.reason for i in result.ignored) == ["context_resource", "panel"]
+    assert sorted(i.reason for i in result.ignored) == ["panel"]
 
 
 def test_one_invalid_entry_does_not_drop_the_rest_of_the_bundle() -> None:
@@ -231,7 +232,7 @@ def test_one_invalid_entry_does_not_drop_the_rest_of_the_bundle() -> None:
     result = decode_fhir(encode(bundle))
     reasons = {r.reason for r in result.rejected}
     assert {"schema", "missing_time"} <= reasons
-    assert sorted(e.code for e in result.events) == ["DBP", "O2Sat", "SBP", "Temp"]
+    assert sorted(e.code for e in result.events) == ["Age", "DBP", "Gender", "O2Sat", "SBP", "Temp"]
 
 
 def test_transaction_bundle_resolves_urn_uuid_subject_to_the_patient_entry() -> None:

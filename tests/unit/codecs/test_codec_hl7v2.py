@@ -45,7 +45,9 @@ def checked(payload: bytes):
 def test_vitals_message_maps_loinc_codes_with_ucum_units() -> None:
     result = checked(fixture("oru_r01_vitals.hl7"))
     by_code = {e.code: e for e in result.events}
-    assert set(by_code) == {"HR", "Resp", "O2Sat", "Temp", "SBP", "DBP", "MAP", "GCS"}
+    assert set(by_code) == {"HR", "Resp", "O2Sat", "Temp", "SBP", "DBP", "MAP", "GCS", "Age", "Gender"}
+    # PID-7 19620307, PID-8 M: 62 years and 8 days at the first result, 2024-03-15
+    assert (by_code["Age"].value, by_code["Gender"].value) == (62.02, 1.0)
     assert by_code["Temp"].value == pytest.approx((101.3 - 32) * 5 / 9)  # [degF] -> Cel
     assert by_code["Temp"].unit == "Cel"
     hr = by_code["HR"]
@@ -79,6 +81,7 @@ def test_ihe_pcd01_device_message_maps_mdc_codes_and_units() -> None:
     result = decode_hl7v2(fixture("oru_r01_pcd01_mdc.hl7"))
     values = {e.code: (e.value, e.unit) for e in result.events}
     assert values == {
+        "Gender": (0.0, "1"),  # PID-8 F; no PID-7: no Age
         "HR": (96.0, "/min"),
         "O2Sat": (93.0, "%"),
         "Resp": (22.0, "/min"),
@@ -112,7 +115,7 @@ def test_local_codes_acvpu_and_supplemental_oxygen() -> None:
 @pytest.mark.parametrize("separator", [b"\r", b"\n", b"\r\n"])
 def test_segment_separators(separator: bytes) -> None:
     payload = separator.join(fixture("oru_r01_vitals.hl7").splitlines())
-    assert len(decode_hl7v2(payload).events) == 8
+    assert len(decode_hl7v2(payload).events) == 10  # 8 results, Age and Gender
 
 
 def test_mllp_framing_is_stripped_and_frames_may_be_concatenated() -> None:

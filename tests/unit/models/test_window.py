@@ -298,3 +298,16 @@ def test_a_first_event_with_a_stale_clock_does_not_make_every_hour_a_year_late()
     w.restarted = False
     w.apply(ev("HR", 85, 0.5 + MAX_GAP_HOURS))  # a week on: the same stay
     assert not w.restarted and w.last_hour == MAX_GAP_HOURS
+
+
+def test_the_same_age_with_each_result_message_changes_no_hour() -> None:
+    """HL7v2 and FHIR feeds send the patient's age and sex with every result message (PID-7, PID-8):
+    a demographic is an input of every hour, and each one made the batch re-finalize from hour 0."""
+    w = PatientWindow()
+    w.apply(ev("Age", 71, 0.5, kind="demographic"))
+    w.apply(ev("HR", 80, 0.5))
+    w.apply(ev("HR", 82, 3.5))
+    w.changed_from = None  # as loaded for the next batch
+    assert w.apply(ev("Age", 71, 3.5, kind="demographic")) and w.changed_from is None
+    assert w.static["Age"] == (71.0, 3)
+    assert w.apply(ev("Age", 72, 3.6, kind="demographic")) and w.changed_from == -1  # a birthday: every hour
