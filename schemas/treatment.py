@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool, model_validator
 from pydantic_core import PydanticCustomError
@@ -22,7 +22,7 @@ from vigil.schemas.events import Identifier, PatientId, SchemaVersion1
 from vigil.schemas.scores import News2Band
 from vigil.schemas.times import UtcDatetime
 
-TREATMENT_SCHEMA_VERSION = 1
+TREATMENT_SCHEMA_VERSION: Final = 1
 TREATMENT_SCORE_SCHEMA_VERSION = 2
 PLAN_SCHEMA_PATH = Path("docs/schemas/treatment-plan.schema.json")
 

@@ -290,10 +290,10 @@ def _decode_patient_group(
         result.add(outcome)
     if len(result.events) == before:
         return  # nothing of the patient's read: the age and sex alone would open a stay (models.stays)
-    first = result.events[before].observed_at.astimezone(sender_tz)
+    first_read = result.events[before].observed_at.astimezone(sender_tz)
     for demographic in _demographics(
         group.pid,
-        first,
+        first_read,
         where=f"{where}PID[{ordinal}] ",
         key=key,
         part=f"pid[{ordinal}]",
