@@ -1059,6 +1059,62 @@ def verdicts(metrics: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+HELD_OUT_NAMES = {
+    "cv": "set A CV (each fold at the other folds' stacker and isotonic)",
+    "labs_every24h": "labs once a day (the CV fold models)",
+    "unit1->unit2": "medical -> surgical ICU",
+    "unit2->unit1": "surgical -> medical ICU",
+    "unit1->unit2+labs_every24h": "medical -> surgical, labs once a day",
+    "unit2->unit1+labs_every24h": "surgical -> medical, labs once a day",
+}
+
+
+def _held_out_calibration(comb: dict[str, Any]) -> str:
+    """The combined risk's calibration on hours nothing that set it saw (``calibration_held_out``)."""
+    held = comb.get("calibration_held_out")
+    head = '## Calibration held out (combined, target = "alerting helps" label)\n\n'
+    if not held:
+        return head + (
+            "Not measured for this bundle: training before 7 December 2026 kept no held-out scores. A retrain"
+            ' of its recipe measured them: docs/models.md, "Held-out calibration of the combined risk".'
+        )
+    names = [n for n in HELD_OUT_NAMES if n in held]
+    summary = "\n".join(
+        f"| {HELD_OUT_NAMES[n]} | {held[n]['hours']:,} | {held[n]['mean_risk']:.4f} | {held[n]['observed']:.4f} "
+        f"| {_ratio(held[n]['mean_risk'], held[n]['observed'])} | {held[n]['ece']:.4f} |"
+        for n in names
+    )
+    bins = 1 + max(r["bin"] for n in names for r in held[n]["reliability"])  # tied risks leave bins empty
+    deciles = "\n".join(
+        f"| {b + 1} | " + " | ".join(_decile_cell(held[n]["reliability"], b) for n in names) + " |" for b in range(bins)
+    )
+    return f"""{head}Each hour's risk here comes from a stacker and isotonic map fitted without it: in set A's CV,
+fold f's from the other folds' out-of-fold tree scores (as the shift tests choose thresholds); in a
+change of ICU type, the training unit's inner folds'. Risk is read as the probability of the target
+the utility rewards (sepsis onset within 12 h, or septic). Mean risk / observed over all hours is
+calibration in the large (1.00: as many events as the risks add up to); the expected calibration
+error (ECE) is the mean over hours of |mean risk - observed rate| in each hour's risk decile.
+
+| hours scored | hours | mean risk | observed rate | mean risk / observed | ECE |
+|---|---|---|---|---|---|
+{summary}
+
+Each shift's own risk deciles, mean risk -> observed rate:
+
+| decile | {" | ".join(HELD_OUT_NAMES[n] for n in names)} |
+|---|{"---|" * len(names)}
+{deciles}"""
+
+
+def _ratio(risk: float, observed: float) -> str:
+    return f"{risk / observed:.2f}" if observed else "(no event)"
+
+
+def _decile_cell(curve: list[dict[str, Any]], b: int) -> str:
+    row = next((r for r in curve if r["bin"] == b), None)
+    return f"{row['mean_risk']:.4f} -> {row['observed']:.4f}" if row else "(empty)"
+
+
 def _worst(metrics: dict[str, Any], name: str) -> str:
     m = metrics.get(name)
     return f"{m['worst']['auroc']:.3f} / {m['worst']['utility']:.3f}" if m else "not measured"
@@ -1226,15 +1282,14 @@ refit model that ships: on set A's non-septic stays it flags
 (in-sample on all stays: {100 * check.get("refit_alert_share_in_sample", 0):.1f} %). Tolerance:
 {check.get("tolerance", "")}.
 
-## Calibration (combined, in-sample to its isotonic fit, target = "alerting helps" label)
+{_held_out_calibration(comb)}
+
+## Calibration in-sample to the isotonic fit (combined)
 
 Not a test of calibration: the isotonic map was fitted on these same pooled OOF rows (the stacker and
 the isotonic of the shipped score are fitted on all of set A's out-of-fold tree predictions), so
 each bin's mean risk matches its observed rate by construction, and the table cannot show
-miscalibration. It shows which risks the knots give. A held-out curve needs the nested pooled scores of
-the shift tests (`shifts._nested`: each fold's risk from a stacker and isotonic fitted on the other
-folds), which training computes for the CV figures but stores in no artifact; the bundle does not
-carry one.
+miscalibration. It shows which risks the knots give.
 
 | bin (risk deciles) | hours | mean risk | observed rate |
 |---|---|---|---|
