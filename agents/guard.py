@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast
 from vigil.agents.health import AGENTS
 from vigil.infra import metrics
 from vigil.infra.logging import get_logger
+from vigil.infra.redis import AnsweredMeanwhile
 
 log = get_logger(__name__)
 
@@ -23,7 +24,13 @@ class StateMoved(Exception):
     the batch is handled again from what is there now."""
 
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError, TimeoutError, StateMoved)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    OSError,
+    TimeoutError,
+    StateMoved,
+    AnsweredMeanwhile,  # a lifecycle the batch read was answered since: the batch again, on the answer
+)
 
 AsyncFn = Callable[..., Awaitable[Any]]
 TimerFn = TypeVar("TimerFn", bound=AsyncFn)

@@ -245,17 +245,25 @@ def superseded_state(state: PatientState, written: bytes, window_now: bytes | No
     return window_ahead(state.window, window_now)
 
 
+class AnsweredMeanwhile(Exception):
+    """An alert lifecycle the batch read was answered since (``answered_since``): nothing of the
+    batch is written, and it is handled again from what is there now (``agents.guard``: transient),
+    as the acks are when a batch wrote first (``StateMoved``)."""
+
+
 def answered_since(state: PatientState, window_now: bytes | None, alert_now: bytes | None) -> bool:
     """Whether the alert lifecycle alone was written by another since ``load_states`` read it (the
     window as read; a late batch of the old owner changes both, and is written over), to neither
     what it was nor what this batch writes: an answer or an escalation applied meanwhile (the acks
     and the timer write the alert key alone, ``save_alerts_if_unchanged``). In a rebalance the new
     owner applied a clinician's acknowledgement, and the old owner's batch wrote the open alert back
-    over it, to be paged by the escalation timer. That lifecycle is kept; the batch's window and
-    carry are written still (a new owner's batch superseded whole would lose its hours: its offsets
-    are committed), and its own transitions, computed from the lifecycle before the answer, are not
-    stored. On one worker an answer never lands between a batch's read and write: the scoring step,
-    the acks and the timer each hold ``alert_lock`` from read to write."""
+    over it, to be paged by the escalation timer. Neither lifecycle is right alone: the answer's
+    lacks the batch's transitions (a discharge's resolution: the snoozed alert of a patient gone
+    paged again), the batch's lacks the answer. So the batch is applied again to the answered one
+    (``AnsweredMeanwhile``), whichever worker's it is: the alert key holds no stream position to tell
+    the old owner's batch from the new one's, whose offsets are committed. On one worker an answer
+    never lands between a batch's read and write: the scoring step, the acks and the timer each hold
+    ``alert_lock`` from read to write."""
     return state.read and window_now == state.loaded and alert_now not in (state.loaded_alert, state.alert.to_bytes())
 
 
@@ -399,9 +407,9 @@ class PatientStore:
         committed were gone from the stay. Those patients are left as they are (counted, logged) and
         come back (``superseded_state``); a window that already holds what this batch writes counts
         as written (a retry after a lost reply). An alert lifecycle that an answer wrote since the
-        read (``loaded_alert``, ``answered_since``) is kept, the rest of the state written: an
-        acknowledgement the new owner applied was open again after the old owner's batch (logged
-        ``state.answer_kept``)."""
+        read (``loaded_alert``, ``answered_since``) writes nothing of the batch, which is handled
+        again (``AnsweredMeanwhile``, logged ``state.answered_meanwhile``): an acknowledgement the new
+        owner applied was open again after the old owner's batch."""
         if not states:
             return []
         blobs = {pid: pack_state(state.window.to_bytes()) for pid, state in states.items()}
@@ -412,7 +420,7 @@ class PatientStore:
         # agent writes them) for an end's held copy (``_queue_stay_change``)
         clocks = {pid: care_key(pid) for pid, state in states.items() if state.stays}
 
-        kept: list[str] = []  # the patients whose lifecycle an answer wrote since (``answered_since``)
+        answered_ids: list[str] = []  # the patients whose lifecycle an answer wrote since (``answered_since``)
 
         async def plan(pipe: Any) -> tuple[Queue | None, list[str]]:
             read = await pipe.mget([*keys.values(), *alerts.values()])
@@ -425,9 +433,9 @@ class PatientStore:
             # its source gone)
             done = [pid for pid in states if states[pid].read and now[pid] == blobs[pid]]
             todo = {pid: state for pid, state in states.items() if pid not in moved and pid not in done}
-            if not todo:
-                return None, moved
-            kept[:] = [pid for pid in todo if answered_since(todo[pid], now[pid], answered[pid])]
+            answered_ids[:] = [pid for pid in todo if answered_since(todo[pid], now[pid], answered[pid])]
+            if not todo or answered_ids:
+                return None, moved  # answered: nothing written, the batch again (``AnsweredMeanwhile``)
 
             def queue(pipe: Any) -> None:
                 for pid, state in todo.items():
@@ -437,7 +445,7 @@ class PatientStore:
                     pipe.set(keys[pid], blobs[pid], ex=self.ttl_s)
                     if state.carry is not None:
                         pipe.set(carry_key(pid), pack_state(state.carry.to_bytes()), ex=self.ttl_s)
-                self._queue_alerts(pipe, {alerts[pid]: state.alert for pid, state in todo.items() if pid not in kept})
+                self._queue_alerts(pipe, {alerts[pid]: state.alert for pid, state in todo.items()})
 
             return queue, moved
 
@@ -448,8 +456,9 @@ class PatientStore:
             return moved
 
         moved = await self._until_ok("set", write)
-        if kept:
-            log.warning("state.answer_kept", patients=len(kept))
+        if answered_ids:
+            log.warning("state.answered_meanwhile", patients=len(answered_ids))
+            raise AnsweredMeanwhile(f"{len(answered_ids)} alert lifecycles answered since the batch read them")
         if moved:
             metrics.STATES_SUPERSEDED.inc(len(moved))
             log.warning("state.superseded", patients=len(moved))

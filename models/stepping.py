@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -133,9 +133,11 @@ def own_states(carry: StayCarry, tag: int, hidden: int) -> tuple[StayCarry, bool
     out as not a number), where a replay of the window scores the next batch. True: states were
     dropped."""
     states = [h for h in (carry.h_boundary, carry.h_closed) if h is not None]
-    mine = carry.model in (0, tag) and all(len(h) == hidden and np.isfinite(h).all() for h in states)
-    if not states or mine:
+    mine = carry.model in (0, tag) and all(len(h) == hidden for h in states)
+    if not states or mine and all(np.isfinite(h).all() for h in states):
         return carry, False
+    if mine and carry.h_boundary is not None and np.isfinite(carry.h_boundary).all():
+        return replace(carry, h_closed=None), True  # replayed exactly from the boundary's
     return StayCarry(carry.boundary, carry.agg, None, carry.closed, None), True
 
 

@@ -213,12 +213,15 @@ class PatientWindow:
         self.last_hour = max(self.last_hour, 0)
         value = float(np.float32(event.value))
         old = self.static.get(event.code)
-        if old == (value, hour):
-            return False
+        if old is not None and old[0] == value:
+            # the same age or sex again: HL7v2 and FHIR feeds send them with every result message,
+            # several an hour. Not a twin to dead-letter (``duplicate`` is for a measurement sent
+            # twice) and no changed input of any hour
+            self.static[event.code] = (value, max(hour, old[1]))
+            return True
         if old is None or hour >= old[1]:
             self.static[event.code] = (value, hour)
-            if old is None or old[0] != value:  # the same age sent with each result message changes nothing
-                self._changed(-1)  # a demographic is an input of every hour
+            self._changed(-1)  # a demographic is an input of every hour
         return True
 
     def _provisional(self) -> bool:

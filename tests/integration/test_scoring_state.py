@@ -17,6 +17,7 @@ from tests.conftest import unique_patient, with_store
 from vigil.agents import alert, scoring
 from vigil.infra.redis import (
     OPEN_ALERTS_KEY,
+    AnsweredMeanwhile,
     PatientStore,
     alert_key,
     care_key,
@@ -132,9 +133,10 @@ def test_the_old_owners_late_batch_leaves_the_acknowledgement_the_new_owner_appl
 ) -> None:
     """The new owner applied a clinician's acknowledgement between the old owner's read and write:
     the old owner's batch found the window as it had read it and wrote its unanswered alert back
-    over the answer, and the escalation timer paged an acknowledged alert. Its window is written
-    (the alert key holds no stream position: the other way round it is the new owner's batch), and
-    its events, not committed, come back through the new owner as redeliveries."""
+    over the answer, and the escalation timer paged an acknowledged alert. Now nothing of that batch
+    is written and it is handled again (``AnsweredMeanwhile``: transient), on the answered lifecycle
+    (the alert key holds no stream position: the other way round it is the new owner's batch, whose
+    offsets are committed)."""
     pid = unique_patient("answered")
 
     async def main() -> None:
@@ -156,18 +158,18 @@ def test_the_old_owners_late_batch_leaves_the_acknowledgement_the_new_owner_appl
         late = [a.event(3.25, value=140), a.event(4.25, value=141)]  # a single 3: the alert stays active
         store.save_states = answered_meanwhile  # type: ignore[method-assign]
         try:
-            await a.batch(late)
+            with pytest.raises(AnsweredMeanwhile):
+                await a.batch(late)
         finally:
             store.save_states = original  # type: ignore[method-assign]
+        assert (await a.window()).position == (0, 3)  # nothing of the batch written
+        a.offset = 3
+        await a.batch(late)  # the batch again (the runtime retries a transient error), on the answer
         answered = PatientAlertState.from_bytes(await store.client.get(alert_key(pid)))
         assert answered.active is not None
         assert (answered.active.state, answered.active.acked_by) == ("acknowledged", "rn-new-owner")
         assert not await store.client.sismember(OPEN_ALERTS_KEY, alert_key(pid))  # the timer leaves it
-        assert (await a.window()).position == (0, 5)
-        b = Worker(store, pid)
-        b.offset = 3  # from the committed offset
-        await b.batch(late)
-        window = await b.window()
+        window = await a.window()
         assert window.position == (0, 5) and sorted(window.rows) == [0, 1, 2, 3, 4]
 
     with_store(store, main)

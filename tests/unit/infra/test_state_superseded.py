@@ -15,7 +15,7 @@ import pytest
 from redis.exceptions import WatchError
 
 from vigil.infra import redis as store_module
-from vigil.infra.redis import PACKED, PatientStore, alert_key, pack_state, unpack_state, window_key
+from vigil.infra.redis import PACKED, AnsweredMeanwhile, PatientStore, alert_key, pack_state, unpack_state, window_key
 from vigil.models.alerting import ActiveAlert, PatientAlertState, on_ack
 from vigil.models.window import NewerTreatmentTable, PatientWindow
 from vigil.schemas.alerts import AlertAck
@@ -134,32 +134,38 @@ def test_the_old_owners_batch_leaves_the_acknowledgement_the_new_owner_applied()
         assert await acknowledge(store, "rn-new-owner") == []  # the new owner, meanwhile
         return await store.save_states({PID: old_owner})
 
-    assert asyncio.run(main()) == []  # the window is written (the new owner applies the event again)
+    with pytest.raises(AnsweredMeanwhile):  # nothing written: the batch again, on the answer
+        asyncio.run(main())
     alert = PatientAlertState.from_bytes(redis.data[alert_key(PID)])
     assert alert.active is not None and alert.active.state == "acknowledged" and alert.active.acked_by == "rn-new-owner"
-    assert PatientWindow.from_bytes(unpack_state(redis.data[window_key(PID)])).position == (0, 2)
+    assert PatientWindow.from_bytes(unpack_state(redis.data[window_key(PID)])).position == (0, 1)
 
 
-def test_the_new_owners_batch_keeps_its_hours_when_an_answer_lands_before_its_write() -> None:
+def test_a_batch_answered_meanwhile_is_applied_again_to_the_answer() -> None:
     """The other way round (an ack applied by the old owner, or by a worker that an ack keyed by
-    something other than the patient reached): the batch's offsets are committed, so its window is
-    written still; the answer's lifecycle stands."""
+    something other than the patient reached) looks the same: the batch is the new owner's, its
+    offsets committed. Kept as the answer left it, its discharge's resolution was lost (a snoozed
+    alert of a patient gone paged again); written over, the answer was. Run again on the answered
+    lifecycle, both stand."""
     redis = _Redis()
     store = stored(redis, stay(1, hr(0, 120)), OPEN)
 
-    async def main() -> list[str]:
-        new_owner = (await store.load_states([PID]))[PID]
-        new_owner.window.apply(hr(20, 118))
-        new_owner.window.advance(0, 2)
-        new_owner.alert.closed_news2 = 3  # what its batch changed in the lifecycle, from the open alert
-        assert await acknowledge(store, "rn-elsewhere") == []
-        return await store.save_states({PID: new_owner})
+    async def batch(answer: bool) -> list[str]:
+        state = (await store.load_states([PID]))[PID]
+        state.window.apply(hr(20, 118))
+        state.window.advance(0, 2)
+        state.alert.closed_news2 = 3  # what its batch changed in the lifecycle it read
+        if answer:
+            assert await acknowledge(store, "rn-elsewhere") == []
+        return await store.save_states({PID: state})
 
-    assert asyncio.run(main()) == []
+    with pytest.raises(AnsweredMeanwhile):
+        asyncio.run(batch(answer=True))
+    assert asyncio.run(batch(answer=False)) == []  # the retry reads the answer
     window = PatientWindow.from_bytes(unpack_state(redis.data[window_key(PID)]))
     assert window.position == (0, 2) and window.last_hour == 0 and len(window.rows[0]) == 1
     alert = PatientAlertState.from_bytes(redis.data[alert_key(PID)])
-    assert alert.active is not None and alert.active.state == "acknowledged" and alert.closed_news2 is None
+    assert alert.active is not None and alert.active.state == "acknowledged" and alert.closed_news2 == 3
 
 
 def test_the_new_owner_writes_over_an_older_write_of_window_and_alert_that_landed_after_its_read() -> None:

@@ -221,7 +221,10 @@ def test_own_states_drops_another_models_states_and_keeps_the_rest() -> None:
     assert own_states(untagged, 5, HIDDEN) == (untagged, False)
     stateless = StayCarry(20, agg, None, 60, None)  # a window model's carry: nothing to drop
     assert own_states(stateless, 5, HIDDEN) == (stateless, False)
-    not_finite = dataclasses.replace(mine, h_closed=np.array([np.nan, *h[1:]], np.float32))
+    nan = np.array([np.nan, *h[1:]], np.float32)
+    kept, dropped = own_states(dataclasses.replace(mine, h_closed=nan), 5, HIDDEN)  # the boundary's is good
+    assert dropped and kept == dataclasses.replace(mine, h_closed=None)  # replayed from it
+    not_finite = dataclasses.replace(mine, h_boundary=nan)
     foreigners = (dataclasses.replace(mine, model=6), dataclasses.replace(untagged, h_closed=np.ones(3, np.float32)))
     for foreign in (*foreigners, not_finite):
         kept, dropped = own_states(foreign, 5, HIDDEN)
