@@ -113,9 +113,17 @@ def _dotenv_names(text: str) -> set[str]:
     ``NAME=`` and ``NAME=""`` set none); the values themselves are never kept."""
     names: set[str] = set()
     for line in text.splitlines():
-        if (m := _DOTENV_LINE.match(line)) and m.group(2) not in ("", '""', "''"):
+        if (m := _DOTENV_LINE.match(line)) and _dotenv_value(m.group(2)):
             names.add(m.group(1))
     return names
+
+
+def _dotenv_value(raw: str) -> str:
+    """A .env value as compose and ``sh`` read it: within its quotes, else up to a `` #`` comment
+    (``NAME="" # moved`` and ``NAME= # none`` set it empty: no secret there)."""
+    if raw[:1] in ("'", '"') and (end := raw.find(raw[0], 1)) > 0:
+        return raw[1:end]
+    return re.split(r"(?:^|\s)#", raw, maxsplit=1)[0].strip()
 
 
 def _dotenv_problem(out: Path, environ: Mapping[str, str]) -> str | None:

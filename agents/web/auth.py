@@ -311,7 +311,10 @@ class UserDirectory:
                     # users read last are not served, the removed one among them; nobody signs in
                     # until the file is readable again (tried each second: the stamp stays the old one)
                     log.error("users_unreadable", error="PermissionError")
-                    self._users = {}
+                    try:  # the users of VIGIL_USERS still stand: the file is what may not be trusted
+                        self._users = load_users(None, self._env, apart=True)
+                    except (ValueError, ValidationError):
+                        self._users = {}
                     return self._users
                 except (OSError, ValueError, ValidationError) as exc:  # half-written file: keep the last good one
                     log.warning("users_reload_failed", error=type(exc).__name__)

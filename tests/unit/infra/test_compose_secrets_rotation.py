@@ -179,3 +179,12 @@ def test_a_dotenv_refusal_is_one_line_and_a_json_summary(tmp_path: Path) -> None
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: .env sets VIGIL_KAFKA_ADMIN_PASSWORD")
     assert json.loads(done.stdout.strip().splitlines()[-1])["ok"] is False
     assert "the-password-the-volumes-know" not in done.stdout + done.stderr
+
+
+def test_a_dotenv_value_is_read_as_compose_and_sh_read_it() -> None:
+    """``NAME="" # moved`` is empty to compose and to ``. ./.env``: counted as a secret there, the
+    command refused again after the user had exported the file as told, every time."""
+    from vigil.cli.compose_secrets import _dotenv_names
+
+    text = 'A="" # moved\nB= # none\nC=abc # set\nD=\'x#y\'\nE=a#b\nexport F="v"\nG=\nH=""\n#I=1\n'
+    assert _dotenv_names(text) == {"C", "D", "E", "F"}

@@ -217,7 +217,8 @@ def test_a_users_file_the_dashboard_may_not_read_signs_everyone_out_until_it_may
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     """`vigil users remove` run as root writes a new file, mode 0600, that the dashboard's user
-    cannot read: the users it had read last were served, the removed clinician among them."""
+    cannot read: the users it had read last were served, the removed clinician among them. Those of
+    VIGIL_USERS still stand."""
     import os
 
     import vigil.agents.web.auth as auth_module
@@ -226,17 +227,20 @@ def test_a_users_file_the_dashboard_may_not_read_signs_everyone_out_until_it_may
     path = tmp_path / "users.json"
     add_user(path, "ann", "a-long-password", "clinician")
     add_user(path, "bo", "another-password", "viewer")
-    users = UserDirectory(path, env={})
+    env_user = json.dumps({"users": [{"username": "cy", "password_hash": hash_password("pw-123456")}]})
+    users, with_env = UserDirectory(path, env={}), UserDirectory(path, env={"VIGIL_USERS": env_user})
     monkeypatch.setattr(auth_module, "USERS_RECHECK_S", 0.0)
     assert remove_user(path, "ann")
     os.utime(path, ns=(path.stat().st_mtime_ns + 10**9, path.stat().st_mtime_ns + 10**9))
-    readable = auth_module.load_users
+    readable = auth_module._read_users_file
 
-    def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise PermissionError(13, "Permission denied", str(path))
+    def refused(users_file):  # type: ignore[no-untyped-def]
+        raise PermissionError(13, "Permission denied", str(users_file))
 
-    monkeypatch.setattr(auth_module, "load_users", refused)
+    monkeypatch.setattr(auth_module, "_read_users_file", refused)
     assert users.current() == {}
     assert users.current() == {}  # tried again each second, still nobody
-    monkeypatch.setattr(auth_module, "load_users", readable)  # chown: same file, same stamp, read now
+    assert set(with_env.current()) == {"cy"}
+    monkeypatch.setattr(auth_module, "_read_users_file", readable)  # chown: same file, same stamp, read now
     assert set(users.current()) == {"bo"}
+    assert set(with_env.current()) == {"bo", "cy"}
