@@ -4,10 +4,12 @@ Stable, versioned contract for monitoring systems: fields are only ever added, a
 ``schema_version`` is bumped on any change of meaning. Every time is aware and published in UTC
 (``schemas.times``): an acknowledgement's time without an offset is refused, one with an offset is
 read as the same instant in UTC, and one further ahead of the worker's clock than events may be
-(``MAX_FUTURE_SKEW``) is refused as a sender's clock error. An acknowledgement's ids and its
-author carry no control, bidi-override or zero-width character, as an event's identifiers
-(``schemas.events``), and its note none but line breaks: they reach the operator's terminal
-(``vigil alerts tail``), the dashboard and the FHIR performer's display as sent.
+(``MAX_FUTURE_SKEW``) is refused as a sender's clock error. An acknowledgement's ids carry no
+control, bidi-override or zero-width character, as an event's identifiers (``schemas.events``); its
+author and note are written by people, and hold the few format characters their writing needs
+(``WRITTEN_TEXT_FORMAT_CHARACTERS``) but no other: they reach the operator's terminal (``vigil alerts
+tail``), the dashboard and the FHIR performer's display as sent. A note may run over lines (a
+paging system's CRLF or CR is read as ``\n``, a tab as a space).
 """
 
 from __future__ import annotations
@@ -97,12 +99,24 @@ def _not_ahead(value: datetime) -> datetime:
 AnswerTime = Annotated[UtcDatetime, AfterValidator(_not_ahead)]
 
 
-def _visible_but_line_breaks(value: str) -> str:
-    """A note may run over lines (a snooze's reason); any other hidden character (``HIDDEN_CATEGORIES``:
-    an escape that sets the terminal's title or clears it, a carriage return that writes over the line,
-    a right-to-left override) is refused, as in an identifier. The code point, never the note, goes
-    into the message (it reaches dead letters)."""
-    bad = hidden_character(value.replace("\n", " "))
+# What people write holds a few format characters (Unicode category Cf, refused in an identifier by
+# ``HIDDEN_CATEGORIES``) that neither hide nor reorder what a terminal or the dashboard shows: the
+# soft hyphen of a word processor, the zero-width non-joiner of Persian names (U+200C), the zero-width
+# joiner inside emoji (U+200D, the health worker), the left-to-right and right-to-left marks that
+# Hebrew and Arabic keyboards insert (U+200E, U+200F). These, and only these, are the difference
+# between an answer's author and note and an identifier: every other control and format character is
+# refused as in an identifier, the bidi embeddings, overrides and isolates (U+202A-U+202E,
+# U+2066-U+2069) that reorder a line (CVE-2021-42574, "Trojan Source") and the escapes that drive a
+# terminal (ESC, BEL) included. A refused answer leaves the alert open, paging again.
+WRITTEN_TEXT_FORMAT_CHARACTERS = frozenset({"\u00ad", "\u200c", "\u200d", "\u200e", "\u200f"})
+_WITHOUT_WRITTEN_TEXT_FORMAT = str.maketrans(dict.fromkeys(WRITTEN_TEXT_FORMAT_CHARACTERS))
+
+
+def _visible_as_written(value: str) -> str:
+    """``value`` if it holds no hidden character (``hidden_character``) but those people write
+    (``WRITTEN_TEXT_FORMAT_CHARACTERS``); the code point, never the text, goes into the message (it
+    reaches dead letters)."""
+    bad = hidden_character(value.translate(_WITHOUT_WRITTEN_TEXT_FORMAT))
     if bad is not None:
         raise PydanticCustomError(
             "hidden_character",
@@ -112,8 +126,19 @@ def _visible_but_line_breaks(value: str) -> str:
     return value
 
 
+def _visible_but_line_breaks(value: str) -> str:
+    """A note may run over lines (a snooze's reason): a paging system's CRLF or lone CR is read as a
+    line break (a CR alone would write over the line in a terminal) and a tab as a space, then the note
+    is checked as an author is (``_visible_as_written``)."""
+    note = value.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    _visible_as_written(note.replace("\n", " "))
+    return note
+
+
 # bounded before its characters are looked at (a bound on the field would come after the check)
 AnswerNote = Annotated[str, Field(max_length=500), AfterValidator(_visible_but_line_breaks)]
+# who answered: a clinician's name or a paging system's user, written by people (not an identifier)
+AnswerAuthor = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_visible_as_written)]
 
 
 class AlertAck(BaseModel):
@@ -126,14 +151,15 @@ class AlertAck(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # added in place (optional): a sender that copies the alert's ``schema_version`` into its answer
-    # had every answer dead-lettered (an unknown field); 1 is the only version. Read, never written:
-    # the answers Vigil publishes itself (dashboard, CLI) leave it out, so a worker of the release
-    # before, which forbids the field, still reads them during a rolling upgrade
-    schema_version: SchemaVersion1 | None = Field(default=None, exclude=True)
+    # had every answer dead-lettered (an unknown field); 1 is the only version, absent reads as 1 and
+    # null is refused, as the published JSON Schema says. Read, never written: the answers Vigil
+    # publishes itself (dashboard, CLI) leave it out, so a worker of the release before, which forbids
+    # the field, still reads them during a rolling upgrade
+    schema_version: SchemaVersion1 = Field(default=ALERT_SCHEMA_VERSION, exclude=True)
     alert_id: Identifier = Field(min_length=1, max_length=64)
     patient_id: PatientId  # as an event's: the outer spaces trimmed, none inside
     action: Literal["acknowledge", "resolve", "snooze"]
-    by: Identifier = Field(min_length=1, max_length=64)
+    by: AnswerAuthor
     at: AnswerTime  # when it was given: with an offset (UTC when published), not ahead of the clock
     note: AnswerNote | None = None
     snooze_min: int | None = Field(default=None, ge=5, le=24 * 60)

@@ -9,8 +9,9 @@ The record's key counts in the budget too, and a key over ``MAX_DEAD_LETTER_KEY_
 its SHA-256 (``dead_letter_key``): a 1 MB key once made even the letter without its original too
 large to send, and the agent retried it forever with its partition stalled behind it.
 
-A rejection's detail quotes the input where that helps the integrator (an unknown field's name, a FHIR
-resourceType or id, an HL7v2 message type or OBX-3 code), so it is the sender's text: its characters
+A rejection's detail quotes the input where that helps the integrator (a FHIR resourceType or id, an
+HL7v2 message type or OBX-3 code; never an unknown field's name, which may be a patient's: "(unexpected
+field)", ``error_location``), so it is the sender's text: its characters
 that do not print (ESC, a newline, a bidirectional override) are escaped as ``\\x1b``, ``\\n``,
 ``\\u202e`` (``printable``) when the rejection is made. An escape sequence in a field's name once
 reached the operator's terminal through ``vigil deadletters ls``, and the MLLP ACK and the FHIR
@@ -35,6 +36,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails
 
 # 2: original_size, original_sha256, truncated; 3: key_size, key_sha256 (a replaced key), replay_of;
 # ``reasons`` added in place (still 3): a reader of version 3 ignores it, and one that skips versions
@@ -120,19 +122,32 @@ class Rejected:
         return replace(self, source=source)
 
 
+# what a detail says in place of a key the record does not know (``error_location``)
+UNEXPECTED_FIELD = "(unexpected field)"
+
+
+def error_location(error: ErrorDetails) -> tuple[int | str, ...]:
+    """Where a validation error is (pydantic's ``loc``), a key the record does not know
+    (``extra_forbidden``) named ``(unexpected field)``: that key is the sender's text (an MRN, a
+    patient's name used as a key) and never goes into a detail. Every refused record's detail (an
+    event, a treatment plan, an alert's answer) places its error through this."""
+    loc = tuple(error["loc"])
+    return (*loc[:-1], UNEXPECTED_FIELD) if error["type"] == "extra_forbidden" else loc
+
+
 def invalid_record(exc: ValidationError, subject: str) -> Rejected:
     """The dead letter of a record that does not validate (a treatment plan, an alert's answer):
     the field's path and the rule it broke, so the integrator can mend it ("acknowledgement: at:
     times must carry a timezone"), never the value sent (a plan holds a weight and an MRN, an answer
-    a clinician's name and note); ``too_large`` first, for a record with more than it may hold."""
+    a clinician's name and note), nor a key it does not know (``error_location``); ``too_large``
+    first, for a record with more than it may hold."""
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
     if not errors:
         return Rejected("schema", f"{subject}: not a valid record for this topic")
     first = next((e for e in errors if e["type"] == "too_large"), errors[0])
-    # a key the record does not know is the sender's text (an MRN, a name used as a key): never in the detail
-    loc = list(first["loc"][:-1]) + ["(unexpected field)"] if first["type"] == "extra_forbidden" else first["loc"]
+    loc = error_location(first)
     # no field: a rule of the whole record (a snooze's length and reason)
-    where = "".join(f"{part}." for part in loc[:-1]) + f"{loc[-1]}: " if loc else ""
+    where = ".".join(str(part) for part in loc) + ": " if loc else ""
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     reason = "too_large" if first["type"] == "too_large" else "schema"
     return Rejected(reason, f"{subject}: {where}{first['msg']}{more}"[:300])

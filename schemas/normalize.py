@@ -13,7 +13,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from vigil.schemas.codes import CATALOGUE
-from vigil.schemas.deadletter import Rejected
+from vigil.schemas.deadletter import Rejected, error_location
 from vigil.schemas.events import MAX_FUTURE_SKEW, PatientEvent, parse_event_json
 from vigil.schemas.units import UnitError, to_canonical
 
@@ -110,7 +110,8 @@ def decode_raw_event(payload: bytes | None, now: datetime, max_bytes: int = MAX_
             return Rejected("schema", "invalid")
         first = errors[0]
         kind = "invalid_json" if first["type"] == "json_invalid" else "schema"
-        where = ".".join(str(p) for p in first["loc"])
+        # a key the event does not know is the sender's text (a patient's name or MRN): never quoted
+        where = ".".join(str(part) for part in error_location(first))
         return Rejected(kind, f"{where}: {first['msg']}"[:300])
     except (ValueError, UnicodeDecodeError) as exc:
         return Rejected("invalid_json", type(exc).__name__)

@@ -122,5 +122,26 @@ def test_bytes_that_are_not_json_are_a_schema_dead_letter_naming_no_content(monk
 def test_an_answer_carrying_the_alerts_schema_version_is_applied(monkeypatch: pytest.MonkeyPatch) -> None:
     """An integrator who copied the alert's ``schema_version`` into its answers had every one dead-lettered."""
     publisher, applied = handled(monkeypatch, answer(schema_version=1), answer())
-    assert publisher.rejected == [] and [a.schema_version for a in applied] == [1, None]
+    assert publisher.rejected == [] and [a.schema_version for a in applied] == [1, 1]
     assert len(publisher.audited) == 2
+
+
+def test_an_answer_with_a_null_schema_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The published JSON Schema said null was allowed; the contract says absent or 1."""
+    (rejected,) = handled(monkeypatch, answer(schema_version=None))[0].rejected
+    assert rejected.reason == "schema" and rejected.detail.startswith("acknowledgement: schema_version: ")
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        answer(by="Mohammad\u200creza", note="seen by \U0001f469\u200d\u2695\ufe0f"),
+        answer(note="\u05e0\u05d1\u05d3\u05e7\u200f 10:30"),
+        answer(note="BP\t90/60\r\nfluids running", action="snooze", snooze_min=30),
+        answer(note="hypo\u00adtension"),
+    ],
+)
+def test_a_clinicians_answer_is_applied_not_dead_lettered(monkeypatch: pytest.MonkeyPatch, sent: Any) -> None:
+    """/tmp/hunt-diffB/ack_notes.py: each was dead-lettered, and the alert paged again."""
+    publisher, applied = handled(monkeypatch, sent)
+    assert publisher.rejected == [] and len(applied) == 1
