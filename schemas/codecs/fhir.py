@@ -29,7 +29,7 @@ import json
 import math
 import re
 from codecs import BOM_UTF8
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -41,7 +41,6 @@ from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.medicationadministration import MedicationAdministration
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.procedure import Procedure
-from fhir.resources.R4B.reference import Reference
 from pydantic import ValidationError
 
 from vigil.schemas.codecs.care_units import NO_UNITS, Units
@@ -69,6 +68,7 @@ from vigil.schemas.codecs.loinc import (
     age_at,
     canonical_event,
     canonical_for_coding,
+    first_measurement,
     gender_value,
     is_blood_gas_panel,
     is_panel,
@@ -134,74 +134,38 @@ _BIRTH_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 
 
 @dataclass
-class ResultTimes:
-    """The Bundle's results Vigil may score, read before its entries are decoded (in the stream's
-    first pass too): each Observation's subject, Encounter and time, by entry. A Patient's age and sex
-    are read beside its results only (``_decode_patient``), at the earliest of their times: a Patient
-    resource carries no time of its own, and alone (an EHR sends one for every patient it admits
-    anywhere) it would open a stay (``models.stays``) and be scored from its age and sex."""
+class Measurements:
+    """The Bundle's measurements that intake publishes, by patient, noted as its entries are decoded
+    (``decode_bundle_entry``): a Patient's age and sex are read beside them only (``_decode_patient``),
+    at the earliest one's time. So both decoders, whole and streamed, decode a Bundle's Patient
+    entries after its other entries (``is_patient_entry``), whichever comes first. A measurement: a
+    vital sign or a lab whose value passes the intake rules (``loinc.first_measurement``), read from
+    a unit the site scores, its patient the one its subject resolves to: beside an ED GCS or an
+    antibiotic alone, the age fixed hour 0 hours before the ICU's first vital signs
+    (``models.window``), and beside an HR of 900/min alone, it and the sex alone opened a stay that
+    was scored. A Patient resource carries no time of its own."""
 
-    # (entry index, subject JSON, Encounter reference JSON or '', effective time)
-    seen: list[tuple[int, str, str, datetime]] = field(default_factory=list)
-    _earliest: dict[str, datetime] | None = field(default=None, repr=False, compare=False)  # by patient, once
+    # patient id -> the earliest measurement and its time as sent (the age is counted on its own date)
+    first: dict[str, tuple[PatientEvent, datetime]] = field(default_factory=dict)
 
-    def note(self, index: int, resource: Any) -> None:
-        """One entry's resource: kept when it is an Observation that could be scored (a status
-        accepted, a subject, a time with its offset), else passed over."""
-        if not isinstance(resource, dict) or resource.get("resourceType") != "Observation":
-            return
-        subject, encounter, status = resource.get("subject"), resource.get("encounter"), resource.get("status")
-        at = _raw_effective_time(resource)
-        scored = isinstance(status, str) and status in OBSERVATION_STATUSES  # any JSON value until checked
-        if not scored or not isinstance(subject, dict) or at is None or not _names_a_canonical_code(resource):
-            return
-        place = json.dumps(encounter, sort_keys=True) if isinstance(encounter, dict) else ""
-        self.seen.append((index, json.dumps(subject, sort_keys=True), place, at))
-
-    def without(self, entries: Collection[int]) -> ResultTimes:
-        """The results but those of ``entries`` (a history Bundle's versions not read)."""
-        return ResultTimes([item for item in self.seen if item[0] not in entries])
-
-    def earliest(self, patient_id: str, ctx: _Context) -> datetime | None:
-        """The earliest time of the results of ``patient_id`` that are scored where they were taken
-        (``_unit_elsewhere``), resolved as the results' own subjects are (``_patient_id``)."""
-        if self._earliest is None:
-            self._earliest = {}
-            whose: dict[str, str | None] = {}
-            for _, subject, place, at in self.seen:
-                if subject not in whose:
-                    whose[subject] = _quiet_patient_id(ctx, _reference(subject))
-                patient = whose[subject]
-                encounter = _reference(place) if place else None
-                if patient is None or _unit_elsewhere(ctx, _reference(subject), encounter, at)[1] is not None:
-                    continue
-                if patient not in self._earliest or at < self._earliest[patient]:
-                    self._earliest[patient] = at
-        return self._earliest.get(patient_id)
-
-
-def _names_a_canonical_code(resource: dict[str, Any]) -> bool:
-    """Whether an Observation's code or a component's maps to a Vigil code, from its JSON: what
-    Vigil does not read (a BMI, a panel's grouping) is no result for a Patient to be read beside."""
-    listed = resource.get("component")
-    components = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
-    for concept in [resource.get("code"), *(c.get("code") for c in components)]:
-        codings = concept.get("coding") if isinstance(concept, dict) else None
-        for coding in codings if isinstance(codings, list) else []:
-            if not isinstance(coding, dict):
+    def note(self, events: list[PatientEvent], resource: dict[str, Any]) -> None:
+        """One decoded entry's events (``resource``: the entry's resource, whose time keeps its offset)."""
+        sent = _raw_effective_time(resource)
+        for patient_id in dict.fromkeys(e.patient_id for e in events):
+            measured = first_measurement(e for e in events if e.patient_id == patient_id)
+            if measured is None:
                 continue
-            system, code = coding.get("system"), coding.get("code")
-            if isinstance(system, str) and isinstance(code, str) and canonical_for_coding(system, code):
-                return True
-    return False
+            known = self.first.get(patient_id)
+            if known is None or measured.observed_at < known[0].observed_at:
+                at = sent if sent is not None and sent == measured.observed_at else measured.observed_at
+                self.first[patient_id] = (measured, at)
 
 
-def _reference(text: str) -> Reference | None:
-    """A Reference noted as JSON (``ResultTimes``), None when it is not one."""
-    try:
-        return Reference.model_validate(json.loads(text))
-    except (ValidationError, ValueError):
-        return None
+def is_patient_entry(entry: Any) -> bool:
+    """Whether a Bundle entry holds a Patient: decoded once the Bundle's other entries are
+    (``Measurements``)."""
+    resource = entry.get("resource") if isinstance(entry, dict) else None
+    return isinstance(resource, dict) and resource.get("resourceType") == "Patient"
 
 
 def _raw_effective_time(resource: dict[str, Any]) -> datetime | None:
@@ -226,13 +190,13 @@ def _raw_effective_time(resource: dict[str, Any]) -> datetime | None:
 class _Context:
     """Per-payload state: the result being built, the Bundle's fullUrl -> resource index, the
     site's units (which results are scored, which Encounter moves end a stay) and the Bundle's
-    results, which a Patient's age and sex are read beside."""
+    measurements, which a Patient's age and sex are read beside."""
 
-    def __init__(self, units: Units = NO_UNITS, results: ResultTimes | None = None) -> None:
+    def __init__(self, units: Units = NO_UNITS, results: Measurements | None = None) -> None:
         self.result = DecodeResult()
         self.by_full_url = BundleIndex()
         self.units = units
-        self.results = results if results is not None else ResultTimes()
+        self.results = results if results is not None else Measurements()
 
     def reject(self, reason: str, detail: str) -> None:
         self.result.rejected.append(Rejected(reason, detail))
@@ -314,22 +278,25 @@ def _decode_bundle(bundle: dict[str, Any], ctx: _Context) -> None:
         ctx.ignore("empty_bundle", f"Bundle ({bundle.get('type')}) has no entries")
         return
     unread = history_ignores([entry_version(e) for e in entries]) if bundle.get("type") == "history" else {}
-    results = ResultTimes()
     for index, entry in enumerate(entries):
         resource = entry.get("resource")
         full_url = entry.get("fullUrl")
         # an older version of a history Bundle shares its fullUrl with the newest: only the newest resolves
         if isinstance(resource, dict) and isinstance(full_url, str) and index not in unread:
             ctx.by_full_url[full_url] = resource
-        if index not in unread:
-            results.note(index, resource)
     first = entries[0].get("resource") if isinstance(entries[0], dict) else None
     ctx.by_full_url.message = cancel_event(bundle, first, ctx.by_full_url)
-    for index, entry in enumerate(entries):
+    results = Measurements()
+    decoded: dict[int, DecodeResult] = {}
+    # the Patients last (``Measurements``), the outcomes then in the Bundle's order
+    for index in sorted(range(len(entries)), key=lambda i: is_patient_entry(entries[i])):
+        if index not in unread:
+            decoded[index] = decode_bundle_entry(entries[index], index, ctx.by_full_url, ctx.units, results)
+    for index in range(len(entries)):
         if index in unread:
             ctx.result.ignored.append(unread[index])
-            continue
-        ctx.result.extend(decode_bundle_entry(entry, index, ctx.by_full_url, ctx.units, results))
+        else:
+            ctx.result.extend(decoded[index])
 
 
 def bundle_shell_problem(shell: dict[str, Any]) -> Rejected | None:
@@ -353,13 +320,13 @@ def bundle_entry_problem(entry: Any, index: int) -> Rejected | None:
 
 
 def decode_bundle_entry(
-    entry: Any, index: int, by_full_url: BundleIndex, units: Units = NO_UNITS, results: ResultTimes | None = None
+    entry: Any, index: int, by_full_url: BundleIndex, units: Units = NO_UNITS, results: Measurements | None = None
 ) -> DecodeResult:
     """Decode one Bundle entry; ``by_full_url`` resolves Bundle-local references (Patient,
-    Medication, Encounter and Location entries), ``results`` holds the Bundle's results (a
-    Patient's age and sex are read beside them). Used for whole payloads here and, one entry at a
-    time, by the streaming decoder (``codecs.fhir_stream``) so a 10,000-entry Bundle is never held
-    whole."""
+    Medication, Encounter and Location entries), ``results`` holds the Bundle's measurements decoded
+    so far and notes this entry's (a Patient's age and sex are read beside them: its entries are
+    decoded last, ``is_patient_entry``). Used for whole payloads here and, one entry at a time, by
+    the streaming decoder (``codecs.fhir_stream``) so a 10,000-entry Bundle is never held whole."""
     ctx = _Context(units, results)
     ctx.by_full_url = by_full_url
     where = f"entry[{index}] "
@@ -374,6 +341,7 @@ def decode_bundle_entry(
     except Exception as exc:  # isolate a codec bug to its entry
         ctx.result.events.clear()
         ctx.reject("internal", f"{where}decoder error {type(exc).__name__}")
+    ctx.results.note(ctx.result.events, resource)
     return ctx.result
 
 
@@ -1009,34 +977,43 @@ _HANDLERS: Final[dict[str, tuple[Any, _Handler]]] = {
 
 
 def _decode_patient(raw: dict[str, Any], ctx: _Context, where: str, full_url: str | None) -> None:
-    """A Patient -> ``Age`` (``birthDate``, in years at the time of its earliest result in the
+    """A Patient -> ``Age`` (``birthDate``, in years at the time of its earliest measurement in the
     Bundle, as PhysioNet gives it) and ``Gender`` (``male`` 1, ``female`` 0, other sexes none): the
-    models' two static inputs. Read beside the patient's results only (``ResultTimes``); without any,
-    or with neither element, it is context, ignored. Its id: the one its results' references resolve
-    to (``_bundle_patient_id``). Read from its JSON, not validated whole: an element Vigil does not
-    read must not turn context into a dead letter. Details name the element, never the date: PHI."""
+    models' two static inputs. Read beside the patient's measurements only (``Measurements``: a vital
+    sign or a lab intake publishes); without any, or with neither element, it is context, ignored.
+    Its id: the one its results' references resolve to (``_bundle_patient_id``); its time, encounter
+    and ward the earliest measurement's (placed as it is: ``DecodeResult.placed``). Read from its
+    JSON, not validated whole: an element Vigil does not read must not turn context into a dead
+    letter. Details name the element, never the date: PHI."""
     birth_date, sex = raw.get("birthDate"), raw.get("gender")
     gender = gender_value(sex) if isinstance(sex, str) else None
     patient_id = _bundle_patient_id(raw)
     if birth_date is None and gender is None:
         ctx.ignore("context_resource", f"{where}Patient")
         return
-    at = ctx.results.earliest(patient_id, ctx) if patient_id is not None else None
-    if patient_id is None or at is None:
-        detail = "no result of the patient's in the Bundle: its age and sex are read beside them only"
+    found = ctx.results.first.get(patient_id) if patient_id is not None else None
+    if patient_id is None or found is None:
+        detail = (
+            "no result of the patient's in the Bundle that is a measurement published (a vital sign or a"
+            " lab, its value checked): its age and sex are read beside them only"
+        )
         ctx.ignore("context_resource", f"{where}Patient: {detail}")
         return
+    measured, at = found
     label = f"{where}Patient/{raw['id'] if isinstance(raw.get('id'), str) else ''}".rstrip("/") + " "
     key = _patient_key(raw, full_url)
+    read: list[tuple[str, float, str]] = []
     if birth_date is not None:
         born = _birth_date(birth_date)
         age = born if isinstance(born, Rejected) else age_at(born, at, "birthDate")
         if isinstance(age, Rejected):
             ctx.reject(age.reason, label + age.detail)
         else:
-            ctx.add(_demographic("Age", age, "a", key, patient_id, at, label))
+            read.append(("Age", age, "a"))
     if gender is not None:
-        ctx.add(_demographic("Gender", gender, "1", key, patient_id, at, label))
+        read.append(("Gender", gender, "1"))
+    for code, value, unit in read:
+        ctx.add(_demographic(code, value, unit, key, patient_id, at, label, measured))
 
 
 def _birth_date(value: Any) -> date | Rejected:
@@ -1062,10 +1039,18 @@ def _patient_key(raw: dict[str, Any], full_url: str | None) -> str:
 
 
 def _demographic(
-    code: str, value: float, unit: str, key: str, patient_id: str, at: datetime, where: str
+    code: str,
+    value: float,
+    unit: str,
+    key: str,
+    patient_id: str,
+    at: datetime,
+    where: str,
+    beside: PatientEvent,
 ) -> PatientEvent | Rejected:
-    """One demographic of a Patient; its id the Patient version's and the time it is read at (the
-    same Bundle sent again keeps it; another Bundle of later results gives the age at their time)."""
+    """One demographic of a Patient, read ``beside`` a measurement (its encounter and ward); its id
+    the Patient version's and the time it is read at (the same Bundle sent again keeps it; another
+    Bundle of later results gives the age at their time)."""
     return canonical_event(
         source=SOURCE,
         key=key,
@@ -1075,6 +1060,8 @@ def _demographic(
         code=code,
         value=value,
         unit=unit,
+        encounter=beside.encounter,
+        ward=beside.ward,
         where=where,
     )
 

@@ -13,9 +13,9 @@ itself stays wherever the caller keeps it (a spooled temporary file in the web i
 that is not a Bundle (one resource) is decoded whole by ``decode_fhir``. A Bundle the stream's parser
 cannot read but that is valid JSON (an integer past 64 bits) is parsed whole, once, and its entries
 decoded one at a time as the stream's are: decoded by ``decode_fhir``, one such integer made the
-dead letter of one bad entry carry every other patient's entries. The first pass also notes each
-Observation's patient and time (``fhir.ResultTimes``): a Patient entry's age and sex are read beside
-its results, whichever entry comes first.
+dead letter of one bad entry carry every other patient's entries. The second pass decodes a Bundle's
+Patient entries after its other entries, their outcomes last: a Patient's age and sex are read beside
+its measurements only (``fhir.Measurements``), whichever entry comes first.
 
 Past ``max_entries`` entries a payload is refused whatever its ``resourceType``: the count stops
 there, so a Bundle that names its type after its ``entry`` array was not known to be one, and was
@@ -38,11 +38,12 @@ from vigil.schemas.codecs.care_units import NO_UNITS, Units
 from vigil.schemas.codecs.fhir import (
     CONTEXT_RESOURCES,
     MAX_BUNDLE_ENTRIES,
-    ResultTimes,
+    Measurements,
     bundle_entry_problem,
     bundle_shell_problem,
     decode_bundle_entry,
     decode_fhir,
+    is_patient_entry,
     payload_size_problem,
 )
 from vigil.schemas.codecs.fhir_history import EntryVersion, entry_version, history_ignores
@@ -87,8 +88,6 @@ class BundleScan:
     unread: dict[int, Rejected] = field(default_factory=dict)
     # the entries, where the stream could not read them and the payload was parsed whole instead
     parsed_entries: list[Any] | None = None
-    # the results' patients and times, which a Patient entry's age and sex are read beside
-    results: ResultTimes = field(default_factory=ResultTimes)
 
 
 class TooDeep(ValueError):
@@ -143,7 +142,6 @@ class _EntriesSeen:
     first: Any = None  # the first entry's resource: a message's MessageHeader
     versions: list[EntryVersion | None] = field(default_factory=list)  # in case it is a history
     context: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # indexed once unread is known
-    results: ResultTimes = field(default_factory=ResultTimes)  # the versions not read left out once known
 
 
 def _see_entries(entries: Iterable[Any], max_entries: int) -> _EntriesSeen:
@@ -158,7 +156,6 @@ def _see_entries(entries: Iterable[Any], max_entries: int) -> _EntriesSeen:
             break
         seen.versions.append(entry_version(entry))
         resource = entry.get("resource") if isinstance(entry, dict) else None
-        seen.results.note(seen.count - 1, resource)
         full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
         kind = resource.get("resourceType") if isinstance(resource, dict) else None
         if (
@@ -181,7 +178,6 @@ def _bundle_scan(seen: _EntriesSeen, shell: Any) -> BundleScan:
     for index, full_url, resource in seen.context:
         if index not in scan.unread:  # an older version shares its fullUrl with the newest
             scan.by_full_url[full_url] = resource
-    scan.results = seen.results.without(scan.unread)
     if scan.is_bundle and not scan.over_limit:
         assert isinstance(shell, dict)
         if not isinstance(shell.get("entry", []), list):
@@ -255,18 +251,28 @@ def decode_fhir_entries(payload: BinaryIO, scan: BundleScan, units: Units = NO_U
         yield EntryOutcome(None, DecodeResult(ignored=[Rejected("empty_bundle", "Bundle has no entries")]))
         return
     entries = scan.parsed_entries if scan.parsed_entries is not None else _entries(_json_start(payload))
+    measurements = Measurements()
+    patients: list[tuple[int, Any]] = []  # decoded last, beside the Bundle's measurements (few, and small)
     for index, entry in enumerate(entries):
         if index in scan.unread:  # not the newest version of its resource: ignored, as decode_fhir does
             yield EntryOutcome(index, DecodeResult(ignored=[scan.unread[index]]))
-            continue
-        problem = bundle_entry_problem(entry, index)
-        result = (
-            DecodeResult(rejected=[problem])
-            if problem
-            else decode_bundle_entry(entry, index, scan.by_full_url, units, scan.results)
-        )
-        original = _entry_bytes(entry) if result.rejected else b""
-        yield EntryOutcome(index, result, original, entry)
+        elif is_patient_entry(entry):
+            patients.append((index, entry))
+        else:
+            yield _entry_outcome(entry, index, scan, units, measurements)
+    for index, entry in patients:
+        yield _entry_outcome(entry, index, scan, units, measurements)
+
+
+def _entry_outcome(entry: Any, index: int, scan: BundleScan, units: Units, measurements: Measurements) -> EntryOutcome:
+    problem = bundle_entry_problem(entry, index)
+    result = (
+        DecodeResult(rejected=[problem])
+        if problem
+        else decode_bundle_entry(entry, index, scan.by_full_url, units, measurements)
+    )
+    original = _entry_bytes(entry) if result.rejected else b""
+    return EntryOutcome(index, result, original, entry)
 
 
 def decode_fhir_stream(

@@ -8,7 +8,7 @@ Accepted framing: raw messages or MLLP frames (``\\x0b ... \\x1c\\x0d``), segmen
 (a batch, with or without FHS/BHS envelopes). Errors are data: ``decode_hl7v2`` never raises.
 
 Field use (HL7 v2.5.1 chapter 7): PID-3 patient identifier (the ``MR`` repetition, else the first;
-CX.1), PID-7 date of birth (``Age`` at the patient's first result, in years as PhysioNet gives it),
+CX.1), PID-7 date of birth (``Age`` at the patient's first measurement, in years as PhysioNet gives it),
 PID-8 administrative sex (``Gender``: M 1, F 0, others none), PV1-3.1 point of care (ward), PV1-19.1
 visit number (encounter), OBR-7 observation time (fallback), OBX-2 value type, OBX-3 observation
 identifier (CWE: LOINC when the coding system is ``LN``, IEEE 11073 when ``MDC``, otherwise a
@@ -16,8 +16,9 @@ site-local code from ``schemas.codecs.loinc``), OBX-5 value, OBX-6 units, OBX-11
 OBX-14 observation time. An ``ORU^R01`` may carry
 several patients (its PATIENT_RESULT group repeats, as a lab's batch does): each PID starts a group
 with its PV1, and an OBX is its own group's patient's, never another's; so are its PID's age and
-sex, read only when one of its results is (alone they would open a stay: ``models.stays``, and an
-ADT message's PID is not read for them, for the same reason). ``ADT^A03`` (chapter 3):
+sex, read only beside a measurement of its that intake publishes (a vital sign or a lab: alone
+they would open a stay, ``models.stays``, and beside an ED assessment or treatment fix its hour 0,
+``models.window``; an ADT message's PID is not read for them, for the same reason). ``ADT^A03`` (chapter 3):
 a ``discharge`` event (``models.stays``) at PV1-45 discharge time, else EVN-6 event occurred, else
 EVN-2 recorded time; ``ADT^A13``: a ``cancel_discharge`` at EVN-6, else EVN-2; ``ADT^A11`` (cancel
 admit: entered in error, or not admitted after all): a ``cancel_admit`` at EVN-6, else EVN-2, which
@@ -54,6 +55,7 @@ from vigil.schemas.codecs.loinc import (
     canonical_event,
     canonical_for_coding,
     canonical_for_local,
+    first_measurement,
     gender_value,
     is_blood_gas_panel,
     saturation_code,
@@ -257,8 +259,10 @@ def _decode_patient_group(
 ) -> None:
     """One patient's results: scored where its own PV1 says (one ignore for the group from a ward),
     refused whole when its PID names no patient (the results of a group without a patient are
-    nobody's: never given to another patient of the message). With at least one result read, its
-    PID's age and sex too (``_demographics``), at the time of its first."""
+    nobody's: never given to another patient of the message). With at least one measurement that
+    intake publishes (``loinc.first_measurement``: a vital sign or a lab, its unit and range checked),
+    its PID's age and sex too (``_demographics``), at the time of the earliest; none beside
+    assessments, treatments or refused values alone (the next message with a measurement carries them)."""
     if _from_elsewhere(group.pv1, result, where, units):
         return
     first, last = group.results[0][0], group.results[-1][0]
@@ -288,12 +292,12 @@ def _decode_patient_group(
             sender_tz=sender_tz,
         )
         result.add(outcome)
-    if len(result.events) == before:
-        return  # nothing of the patient's read: the age and sex alone would open a stay (models.stays)
-    first_read = result.events[before].observed_at.astimezone(sender_tz)
+    measured = first_measurement(result.events[before:])
+    if measured is None:
+        return  # no measurement of the patient's published: the age and sex would open a stay (models.stays)
     for demographic in _demographics(
         group.pid,
-        first_read,
+        measured.observed_at.astimezone(sender_tz),
         where=f"{where}PID[{ordinal}] ",
         key=key,
         part=f"pid[{ordinal}]",
@@ -317,7 +321,7 @@ def _demographics(
 ) -> list[PatientEvent | Rejected]:
     """PID-7 (date/time of birth) -> ``Age`` at ``at``, PID-8 (administrative sex, table 0001) ->
     ``Gender``: the models' two static inputs, which PhysioNet gives every training stay. Read only
-    beside the patient's results, never alone: a demographic event opens a window and is scored
+    beside the patient's measurements, never alone: a demographic event opens a window and is scored
     (``models.window``), so an ADT feed's or a lab's every patient would become a stay. A PID-7 Vigil
     cannot read is refused alone (the results stay read); a sex other than M or F is no value, not an
     error. Details name the field, never the date: it is PHI."""

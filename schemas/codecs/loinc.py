@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from vigil.schemas.codecs.care_units import Units
 from vigil.schemas.codecs.fhir_places import EncounterKey, Place, unit_at, ward_of
-from vigil.schemas.codes import CATALOGUE
+from vigil.schemas.codes import CATALOGUE, DYNAMIC_CODES
 from vigil.schemas.deadletter import Rejected
 from vigil.schemas.events import STRICT_ERROR_TYPES, PatientEvent, point_of_care
 from vigil.schemas.normalize import normalize_event
@@ -653,6 +653,25 @@ def age_at(birth: date, at: datetime, field_name: str) -> float | Rejected:
     if years > oldest:
         return Rejected("out_of_range", f"{field_name} (date of birth) gives an age over {oldest:g} years")
     return round(min(years, OLDEST_TRAINED_AGE), 2)
+
+
+def first_measurement(events: Iterable[PatientEvent]) -> PatientEvent | None:
+    """The earliest of ``events`` that is a measurement intake will publish, which a patient's age and
+    sex are read beside (the first in order among those of its time), or None. A measurement: a vital
+    sign or a lab (``DYNAMIC_CODES``, a row of training's .psv), never an assessment (GCS, ACVPU), a
+    treatment (weight included) or a demographic: hour 0 of a window without rows is the first
+    measurement's, and a demographic before it fixes it there too (``models.window``), so an Age sent
+    beside an ED GCS at 07:10 put the ICU's first vital signs at 10:30 in hour 3. Published: the
+    intake rules pass (``normalize_event``: unit, plausible range), an HR of 900/min or in kg is no
+    measurement, else the age and sex alone opened a stay and were scored. The clock is left to the
+    caller's check: judged here at the event's own time, the demographics, which take this
+    measurement's time, meet it as the measurement does."""
+    measured = (e for e in events if e.code in DYNAMIC_CODES and _published(normalize_event(e, e.observed_at)))
+    return min(measured, key=lambda e: e.observed_at, default=None)
+
+
+def _published(checked: PatientEvent | Rejected) -> bool:
+    return isinstance(checked, PatientEvent)
 
 
 def gender_value(sex: str) -> float | None:

@@ -331,3 +331,145 @@ def test_age_offsets_are_read_on_the_results_own_date() -> None:
     when = datetime(2024, 3, 15, 0, 30, tzinfo=timezone(timedelta(hours=10)))
     result = decode_fhir(bundle(patient(birthDate="1960-01-03"), observation(when.isoformat())))
     assert demographics(result)["Age"] == 64.2
+
+
+# --- beside a measurement only (review of d6c3273) -------------------------------------------------
+#
+# Hour 0 of a window without rows is fixed by its first measurement, or by a demographic before it
+# (a replayed stay sends Age at its hour 0: ``models.window``). An Age read beside an ED assessment,
+# a weight or a treatment alone fixed hour 0 at the ED's time and put the ICU's first vital signs
+# hours later; an Age beside results all refused by the intake rules opened a stay alone.
+
+
+def hl7(control: str, time: str, *obx: str) -> bytes:
+    msh = MSH.replace("20240315143005+0000", f"{time}+0000").replace("CTRL-1", control)
+    return oru(pid(), f"OBR|1|||VS|||{time}+0000", *obx, msh=msh)
+
+
+ED_ONLY_OBX = {
+    "GCS": "OBX|1|NM|9269-2^GCS^LN||14|{score}|||||F|||20240315071000+0000",
+    "ACVPU": "OBX|1|ST|AVPU^AVPU^L||V||||||F|||20240315071000+0000",
+    "SupplementalO2": "OBX|1|ST|SUPP_O2^On oxygen^L||Y||||||F|||20240315071000+0000",
+    "weight_kg": "OBX|1|NM|29463-7^Body weight^LN||80|kg|||||F|||20240315071000+0000",
+    "oxygen": "OBX|1|NM|3151-8^O2 flow^LN||4|L/min|||||F|||20240315071000+0000",
+}
+
+
+@pytest.mark.parametrize("code", sorted(ED_ONLY_OBX))
+def test_an_ed_message_without_a_measurement_gives_no_demographics_the_vitals_bring_them(code: str) -> None:
+    ed = decode_hl7v2(hl7("ED1", "20240315071000", ED_ONLY_OBX[code])).checked(NOW)
+    assert [e.code for e in ed.events] == [code] and ed.rejected == []
+    icu = decode_hl7v2(hl7("ICU1", "20240315103000", hr_obx("120", time="20240315103000+0000"))).checked(NOW)
+    assert [e.code for e in icu.events] == ["HR", "Age", "Gender"]
+    assert {e.observed_at for e in icu.events} == {datetime(2024, 3, 15, 10, 30, tzinfo=UTC)}
+
+
+@pytest.mark.parametrize("code", ["GCS", "weight_kg"])
+def test_the_icus_first_vital_signs_are_hour_0_after_an_ed_message(code: str) -> None:
+    """The end to end of the review's case: whichever order the messages arrive in."""
+    from vigil.models.window import PatientWindow
+
+    ed = hl7("ED1", "20240315071000", ED_ONLY_OBX[code])
+    icu = hl7("ICU1", "20240315103000", hr_obx("120", time="20240315103000+0000"))
+    for messages in ([ed, icu], [icu, ed]):
+        window = PatientWindow()
+        for message in messages:
+            for event in decode_hl7v2(message).checked(NOW).events:
+                window.apply(event)
+        assert window.anchor_s == int(datetime(2024, 3, 15, 10, tzinfo=UTC).timestamp())
+        assert sorted(window.rows) == [0]
+
+
+def test_in_one_message_the_demographics_take_the_measurements_time_not_the_assessments() -> None:
+    payload = oru(pid(), OBR, ED_ONLY_OBX["GCS"], hr_obx(time="20240315142500+0000"))
+    result = decode_hl7v2(payload).checked(NOW)
+    read = {e.code: e.observed_at for e in result.events}
+    assert read["GCS"] == datetime(2024, 3, 15, 7, 10, tzinfo=UTC)
+    assert read["Age"] == read["Gender"] == read["HR"] == datetime(2024, 3, 15, 14, 25, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "reason"),
+    [("900", "/min^^UCUM", "out_of_range"), ("80", "kg^^UCUM", "unit"), ("", "/min^^UCUM", "no_value")],
+)
+def test_an_oru_whose_every_measurement_is_refused_gives_no_demographics(value: str, unit: str, reason: str) -> None:
+    obx = f"OBX|1|NM|8867-4^Heart rate^LN||{value}|{unit}|||||F|||20240315142500+0000"
+    result = decode_hl7v2(oru(pid(birth="20240316"), OBR, obx)).checked(NOW)  # a bad PID-7 is not read either
+    assert result.events == []
+    assert [r.reason for r in result.rejected] == [reason]
+
+
+def test_the_demographics_take_the_earliest_measurement_published() -> None:
+    payload = oru(pid(), OBR, hr_obx("900", time="20240315141000+0000"), hr_obx(time="20240315142500+0000"))
+    result = decode_hl7v2(payload).checked(NOW)
+    assert [e.code for e in result.events] == ["HR", "Age", "Gender"]
+    assert {e.observed_at for e in result.events} == {datetime(2024, 3, 15, 14, 25, tzinfo=UTC)}
+
+
+def gcs_observation(when: str) -> dict[str, Any]:
+    return observation(when, loinc="9269-2", valueQuantity={"value": 14})
+
+
+def hr_of(value: Any, code: str = "/min") -> dict[str, Any]:
+    return {"valueQuantity": {"value": value, "system": "http://unitsofmeasure.org", "code": code}}
+
+
+@pytest.mark.parametrize(
+    ("refused", "reason"),
+    [
+        (observation("2024-03-15T14:25:00Z", **hr_of(900)), "out_of_range"),
+        (observation("2024-03-15T14:25:00Z", **hr_of(80, "kg")), "unit"),
+        ({k: v for k, v in observation("2024-03-15T14:25:00Z").items() if k != "valueQuantity"}, "no_value"),
+        (gcs_observation("2024-03-15T14:25:00Z"), None),  # an assessment alone: read, no demographics
+    ],
+)
+def test_a_patient_whose_results_are_all_refused_or_assessments_is_context(
+    refused: dict[str, Any], reason: str | None
+) -> None:
+    for index in (0, 1):  # the Patient before or after its result
+        resources = [patient(), refused] if index == 0 else [refused, patient()]
+        payload = bundle(*resources)
+        for result in (decode_fhir(payload).checked(NOW), streamed(payload).checked(NOW)):
+            assert demographics(result) == {}
+            assert [r.reason for r in result.rejected] == ([reason] if reason else [])
+            assert [e.code for e in result.events] == ([] if reason else ["GCS"])
+            (context,) = result.ignored  # accounted: the Patient is ignored, as one without a result
+            assert context.reason == "context_resource" and "no result" in context.detail
+
+
+def test_fhir_an_ed_bundle_then_a_vitals_bundle_whole_and_streamed_alike() -> None:
+    ed = bundle(patient(), gcs_observation("2024-03-15T07:10:00Z"))
+    icu = bundle(patient(), observation("2024-03-15T10:30:00Z"))
+    both = bundle(patient(), gcs_observation("2024-03-15T07:10:00Z"), observation("2024-03-15T10:30:00Z"))
+    for decode in (decode_fhir, streamed):
+        assert demographics(decode(ed)) == {}
+        for payload in (icu, both):
+            read = {e.code: e.observed_at for e in decode(payload).checked(NOW).events if e.kind == "demographic"}
+            assert read == {"Age": datetime(2024, 3, 15, 10, 30, tzinfo=UTC), "Gender": read["Age"]}
+
+
+def test_fhir_the_earliest_measurement_published_whole_and_streamed_alike() -> None:
+    payload = bundle(
+        observation("2024-03-15T07:30:00Z", **hr_of(900)),  # refused: no time for the age
+        patient(),
+        observation("2024-03-15T09:00:00+01:00"),
+        observation("2024-03-15T09:30:00Z"),
+    )
+    whole, stream = decode_fhir(payload).checked(NOW), streamed(payload).checked(NOW)
+    assert sorted(e.event_id for e in whole.events) == sorted(e.event_id for e in stream.events)
+    for result in (whole, stream):
+        read = {e.code: e.observed_at for e in result.events if e.kind == "demographic"}
+        assert read == {"Age": datetime(2024, 3, 15, 8, tzinfo=UTC), "Gender": datetime(2024, 3, 15, 8, tzinfo=UTC)}
+
+
+def test_fhir_demographics_are_placed_as_the_measurement_they_are_read_beside() -> None:
+    """An Observation sent without its Encounter is placed by the units kept from an earlier payload
+    (``DecodeResult.placed``): from a ward the site does not score, its Age must not be scored alone."""
+    from vigil.schemas.codecs.fhir_places import Place
+
+    payload = bundle(patient(), observation("2024-03-15T14:25:00Z", encounter={"reference": "Encounter/e9"}))
+    kept = {("p1", "e9"): (Place("WARD4", "active"),)}
+    for result in (decode_fhir(payload), streamed(payload)):
+        assert {(e.code, e.encounter) for e in result.events} == {("HR", "e9"), ("Age", "e9"), ("Gender", "e9")}
+        placed = result.placed(kept, Units.of(["ICU-3"]))
+        assert placed.events == [] and [i.reason for i in placed.ignored] == ["unmonitored_unit"] * 3
