@@ -15,7 +15,7 @@ paging system's CRLF or CR is read as ``\n``, a tab as a space).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -24,7 +24,7 @@ from vigil.schemas.events import MAX_FUTURE_SKEW, Identifier, PatientId, SchemaV
 from vigil.schemas.scores import FeatureContribution, RuleScore
 from vigil.schemas.times import PublishedUtcDatetime, UtcDatetime
 
-ALERT_SCHEMA_VERSION = 1
+ALERT_SCHEMA_VERSION: Final = 1
 
 AlertState = Literal["open", "escalated", "acknowledged", "resolved"]
 AlertSeverity = Literal["low-medium", "medium", "high"]
