@@ -191,6 +191,10 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             if redelivered:  # (at-least-once) its score is already out
                 redeliveries += 1
                 continue
+            if patient_event.kind == "demographic":
+                # the age and sex the feeds send beside every result message: known already, no twin
+                # of a measurement to dead-letter, and nothing to score
+                continue
             # a twin (new message, same patient, time, code and value): nothing to score, but counted
             # on the dead letters, never skipped silently (issue 16)
             detail = f"{patient_event.code}: same patient, time and value as an event already applied"

@@ -89,7 +89,7 @@ def _admin_password_problem(out: Path) -> str | None:
 
 # the file names compose takes a project's compose file by (`docker compose` without -f)
 COMPOSE_FILES: Final = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
-_DOTENV_LINE: Final = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+_DOTENV_LINE: Final = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*?)\s*$")
 
 
 def _compose_dotenvs(out: Path) -> list[Path]:
@@ -119,11 +119,15 @@ def _dotenv_names(text: str) -> set[str]:
 
 
 def _dotenv_value(raw: str) -> str:
-    """A .env value as compose and ``sh`` read it: within its quotes, else up to a `` #`` comment
-    (``NAME="" # moved`` and ``NAME= # none`` set it empty: no secret there)."""
-    if raw[:1] in ("'", '"') and (end := raw.find(raw[0], 1)) > 0:
-        return raw[1:end]
-    return re.split(r"(?:^|\s)#", raw, maxsplit=1)[0].strip()
+    """A .env value (all after ``=``) as compose and ``sh`` read it: within its quotes, else up to a
+    ``#`` after whitespace, a comment (``NAME="" # moved`` and ``NAME= # none`` set it empty: no
+    secret there; ``NAME=#Xk9`` is the secret ``#Xk9``)."""
+    value = raw.lstrip()
+    if value[:1] in ("'", '"') and (end := value.find(value[0], 1)) > 0:
+        return value[1:end]
+    if value[:1] == "#" and value is not raw:
+        return ""
+    return re.split(r"\s#", value, maxsplit=1)[0].strip()
 
 
 def _dotenv_problem(out: Path, environ: Mapping[str, str]) -> str | None:

@@ -215,9 +215,11 @@ class PatientWindow:
         old = self.static.get(event.code)
         if old is not None and old[0] == value:
             # the same age or sex again: HL7v2 and FHIR feeds send them with every result message,
-            # several an hour. Not a twin to dead-letter (``duplicate`` is for a measurement sent
-            # twice) and no changed input of any hour
-            self.static[event.code] = (value, max(hour, old[1]))
+            # several an hour. No changed input of any hour; nothing new at all (False) unless its
+            # hour is later (the agent takes a False demographic for no twin: ``agents.scoring``)
+            if hour <= old[1]:
+                return False
+            self.static[event.code] = (value, hour)
             return True
         if old is None or hour >= old[1]:
             self.static[event.code] = (value, hour)

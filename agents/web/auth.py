@@ -308,8 +308,8 @@ class UserDirectory:
                     log.info("users_reloaded", users=len(self._users))
                 except PermissionError:
                     # a new file this process may not read (`vigil users` run as another user): the
-                    # users read last are not served, the removed one among them; nobody signs in
-                    # until the file is readable again (tried each second: the stamp stays the old one)
+                    # users read last are not served, the removed one among them; nobody of the file
+                    # signs in until it is readable again (tried each second: the stamp stays the old one)
                     log.error("users_unreadable", error="PermissionError")
                     try:  # the users of VIGIL_USERS still stand: the file is what may not be trusted
                         self._users = load_users(None, self._env, apart=True)

@@ -77,7 +77,7 @@ from vigil.schemas.codecs.loinc import (
     treatment_for_texts,
 )
 from vigil.schemas.codes import CANCEL_ADMIT, CANCEL_DISCHARGE, DISCHARGE
-from vigil.schemas.deadletter import Rejected
+from vigil.schemas.deadletter import Rejected, error_location
 from vigil.schemas.events import PatientEvent, point_of_care
 
 # The web app answers POST /fhir with operation_outcome(result.rejected): one import for both.
@@ -1296,7 +1296,8 @@ def _validation_reason(exc: ValidationError) -> str:
 def _validation_detail(exc: ValidationError) -> str:
     errors = exc.errors()
     first = errors[0]
-    location = ".".join(str(part) for part in first["loc"]) or "resource"
+    # an unknown key may be a patient's name: named "(unexpected field)", never quoted
+    location = ".".join(str(part) for part in error_location(first)) or "resource"
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     # the message only, never ``input``: dead-letter details must not carry patient data
     return _first_line(f"{location}: {first['msg']}{more}")

@@ -252,7 +252,9 @@ def decode_fhir_entries(payload: BinaryIO, scan: BundleScan, units: Units = NO_U
         return
     entries = scan.parsed_entries if scan.parsed_entries is not None else _entries(_json_start(payload))
     measurements = Measurements()
-    patients: list[tuple[int, Any]] = []  # decoded last, beside the Bundle's measurements (few, and small)
+    # decoded last, beside the Bundle's measurements: held parsed, within the payload's 8 MiB limit
+    # (``payload_size_problem``), as the whole decoder holds every entry
+    patients: list[tuple[int, Any]] = []
     for index, entry in enumerate(entries):
         if index in scan.unread:  # not the newest version of its resource: ignored, as decode_fhir does
             yield EntryOutcome(index, DecodeResult(ignored=[scan.unread[index]]))

@@ -127,3 +127,16 @@ def test_after_the_offsets_went_back_new_events_are_scored(worker: SimpleNamespa
     again = deliver(new)
     assert again.scores == [] and again.dead == []
     assert skipped() - before == 3
+
+
+def test_the_age_beside_every_result_message_is_neither_a_twin_nor_scored_again(worker: SimpleNamespace) -> None:
+    """HL7v2 and FHIR feeds send the patient's age and sex beside every result message: a second
+    message in the hour made two ``duplicate`` dead letters, and a redelivered one a provisional score
+    under a new id, which consumers could not dedupe."""
+    first = deliver([message(0, "t", 10, "demographic", "Age", 71.0), heart_rate(1, "t", 10, 90.0)])
+    assert first.dead == [] and len(first.scores) == 1
+    second = deliver([message(2, "t", 40, "demographic", "Age", 71.0), heart_rate(3, "t", 40, 95.0)])
+    assert second.dead == [] and len(second.scores) == 1  # scored for its heart rate, no dead letter
+    before = skipped()
+    again = deliver([message(2, "t", 40, "demographic", "Age", 71.0), heart_rate(3, "t", 40, 95.0)])
+    assert again.dead == [] and again.scores == [] and skipped() - before == 2  # redelivered: skipped, counted

@@ -1213,3 +1213,10 @@ def test_a_cancel_of_a_patient_it_cannot_name_is_refused() -> None:
     bundle = load(A13_FIXTURE)
     del entries_of(bundle, "Encounter")[0]["subject"]
     assert [r.reason for r in decode_fhir(encode(bundle)).rejected] == ["missing_subject"]
+
+
+def test_an_unknown_key_of_a_resource_is_never_quoted_in_its_dead_letter() -> None:
+    """A key the FHIR model does not know can be a patient's name: its dead letter named it."""
+    resource = {**observation("8867-4", 90, "/min"), "Jane_Doe_1954": "x"}
+    [rejected] = decode_fhir(json.dumps(resource)).rejected
+    assert "Jane_Doe" not in rejected.detail and "(unexpected field)" in rejected.detail

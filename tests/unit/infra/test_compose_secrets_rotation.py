@@ -186,5 +186,5 @@ def test_a_dotenv_value_is_read_as_compose_and_sh_read_it() -> None:
     command refused again after the user had exported the file as told, every time."""
     from vigil.cli.compose_secrets import _dotenv_names
 
-    text = 'A="" # moved\nB= # none\nC=abc # set\nD=\'x#y\'\nE=a#b\nexport F="v"\nG=\nH=""\n#I=1\n'
-    assert _dotenv_names(text) == {"C", "D", "E", "F"}
+    text = 'A="" # moved\nB= # none\nC=abc # set\nD=\'x#y\'\nE=a#b\nexport F="v"\nG=\nH=""\n#I=1\nJ=#Xk9\n'
+    assert _dotenv_names(text) == {"C", "D", "E", "F", "J"}  # J: a secret that begins with '#'
