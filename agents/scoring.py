@@ -187,14 +187,12 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
             window.restarted = False
             when_done(metrics.WINDOWS_RESTARTED.inc)
             log.warning("window.restarted_after_gap", patient_hash=patient_hash(pid))
-        if not changed:
-            if redelivered:  # (at-least-once) its score is already out
-                redeliveries += 1
-                continue
-            if patient_event.kind == "demographic":
-                # the age and sex the feeds send beside every result message: known already, no twin
-                # of a measurement to dead-letter, and nothing to score
-                continue
+        if not changed and redelivered:  # (at-least-once) its score is already out
+            redeliveries += 1
+            continue
+        # the age and sex the feeds send beside every result message, known already: no twin of a
+        # measurement to dead-letter; named by the patient's score as the message's other events are
+        if not changed and patient_event.kind != "demographic":
             # a twin (new message, same patient, time, code and value): nothing to score, but counted
             # on the dead letters, never skipped silently (issue 16)
             detail = f"{patient_event.code}: same patient, time and value as an event already applied"

@@ -112,7 +112,8 @@ REDIS_SECONDS = Histogram(
 SEQUENCE_RESTARTS = Counter(
     "vigil_sequence_state_restarts_total",
     "Patients whose carried sequence-model state was written by another model (a bundle changed) "
-    "or was not finite: their deterioration score restarted from a zero state at the window's first hour",
+    "or was not finite: their deterioration score replayed from the window (from a zero state, or from the "
+    "boundary's state where only the newer state was not finite)",
 )
 MODEL_FAILURES = Counter(
     "vigil_model_failures_total",

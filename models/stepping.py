@@ -130,8 +130,8 @@ def own_states(carry: StayCarry, tag: int, hidden: int) -> tuple[StayCarry, bool
     final are kept: tree features and published hours do not change. An untagged state of the right
     size (a version-1 blob: 2.0-2.4's GRU) is kept, as before tags. A state that is not all finite
     is dropped too: stepped on, a NaN would stay in every later hour of the stay (each score left
-    out as not a number), where a replay of the window scores the next batch. True: states were
-    dropped."""
+    out as not a number), where a replay of the window scores the next batch (from the boundary's
+    state when only the closed hours' was not finite). True: states were dropped."""
     states = [h for h in (carry.h_boundary, carry.h_closed) if h is not None]
     mine = carry.model in (0, tag) and all(len(h) == hidden for h in states)
     if not states or mine and all(np.isfinite(h).all() for h in states):

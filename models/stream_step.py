@@ -129,7 +129,7 @@ class StepOutcome:
     closed_rows: np.ndarray  # their hourly rows [len(closed), N_VARS]
     carry: StayCarry  # to save beside the window
     # the carried states were another sequence model's (or not finite) and were dropped (``stepping.own_states``):
-    # this patient's deterioration score restarted from the window's first hour
+    # this patient's deterioration score was replayed from the window's first hour
     restarted: bool = False
     # the models whose probability was not a number in one of its hours, left out there (``left_out``)
     not_a_number: tuple[str, ...] = ()

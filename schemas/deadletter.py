@@ -100,8 +100,9 @@ class Rejected:
     step ``outside_window``, ``duplicate``, ``stay_ended``, ``unknown_stay``, ``no_open_stay``,
     ``other_encounter``, ``late_discharge``: docs/interop.md, "Dead-letter reasons");
     ``detail`` is for the integrator and never contains patient values. It may quote the input (a
-    field's name, a code), and is kept ``printable``: whatever quotes it (a dead letter, an MLLP ACK, a
-    FHIR OperationOutcome, ``vigil deadletters ls``) shows the sender's control characters escaped."""
+    code, a resourceType; never an unknown key: ``error_location``), and is kept ``printable``:
+    whatever quotes it (a dead letter, an MLLP ACK, a FHIR OperationOutcome, ``vigil deadletters
+    ls``) shows the sender's control characters escaped."""
 
     reason: str
     detail: str = ""

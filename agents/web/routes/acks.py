@@ -59,7 +59,7 @@ async def acknowledge(alert_id: str, request: Request, session: ClinicianDep, fe
             note=note,
             snooze_min=body.snooze_min,
         )
-    except ValidationError as exc:  # a snooze without a length or a reason
+    except ValidationError as exc:  # a snooze without a length or a reason; a note with a control character
         return JSONResponse(
             {"detail": exc.errors(include_input=False, include_url=False, include_context=False)}, status_code=422
         )
