@@ -20,7 +20,7 @@ from typing import Annotated, Final, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from vigil.schemas.events import MAX_FUTURE_SKEW, Identifier, PatientId, SchemaVersion1, hidden_character
+from vigil.schemas.events import MAX_FUTURE_SKEW, Identifier, PatientId, SchemaVersion1, refuse_hidden_character
 from vigil.schemas.scores import FeatureContribution, RuleScore
 from vigil.schemas.times import PublishedUtcDatetime, UtcDatetime
 
@@ -116,14 +116,7 @@ def _visible_as_written(value: str) -> str:
     """``value`` if it holds no hidden character (``hidden_character``) but those people write
     (``WRITTEN_TEXT_FORMAT_CHARACTERS``); the code point, never the text, goes into the message (it
     reaches dead letters)."""
-    bad = hidden_character(value.translate(_WITHOUT_WRITTEN_TEXT_FORMAT))
-    if bad is not None:
-        raise PydanticCustomError(
-            "hidden_character",
-            "contains a control, bidi-override or zero-width character ({code_point})",
-            {"code_point": bad},
-        )
-    return value
+    return refuse_hidden_character(value, value.translate(_WITHOUT_WRITTEN_TEXT_FORMAT))
 
 
 def _visible_but_line_breaks(value: str) -> str:

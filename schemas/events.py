@@ -53,9 +53,14 @@ def hidden_character(value: str) -> str | None:
 
 
 def _visible(value: str) -> str:
-    bad = hidden_character(value)
+    return refuse_hidden_character(value)
+
+
+def refuse_hidden_character(value: str, checked: str | None = None) -> str:
+    """``value``, unless ``checked`` (``value`` itself by default) holds a hidden character: then a
+    validation error naming its code point, never the text (details never carry patient identifiers)."""
+    bad = hidden_character(value if checked is None else checked)
     if bad is not None:
-        # the code point, not the identifier: details never carry patient identifiers
         raise PydanticCustomError(
             "hidden_character",
             "contains a control, bidi-override or zero-width character ({code_point})",

@@ -68,6 +68,8 @@ from vigil.schemas.codecs.loinc import (
     age_at,
     canonical_event,
     canonical_for_coding,
+    date_of_birth,
+    demographic_event,
     first_measurement,
     gender_value,
     is_blood_gas_panel,
@@ -1002,29 +1004,30 @@ def _decode_patient(raw: dict[str, Any], ctx: _Context, where: str, full_url: st
     measured, at = found
     label = f"{where}Patient/{raw['id'] if isinstance(raw.get('id'), str) else ''}".rstrip("/") + " "
     key = _patient_key(raw, full_url)
-    read: list[tuple[str, float, str]] = []
+    read: list[tuple[str, float]] = []
     if birth_date is not None:
         born = _birth_date(birth_date)
         age = born if isinstance(born, Rejected) else age_at(born, at, "birthDate")
         if isinstance(age, Rejected):
             ctx.reject(age.reason, label + age.detail)
         else:
-            read.append(("Age", age, "a"))
+            read.append(("Age", age))
     if gender is not None:
-        read.append(("Gender", gender, "1"))
-    for code, value, unit in read:
-        ctx.add(_demographic(code, value, unit, key, patient_id, at, label, measured))
+        read.append(("Gender", gender))
+    for code, value in read:
+        # its id the Patient version's and the time it is read at: the same Bundle sent again keeps
+        # it, another Bundle of later results gives the age at their time
+        part = at.isoformat()
+        ctx.add(
+            demographic_event(
+                code, value, source=SOURCE, key=key, part=part, patient_id=patient_id, beside=measured, where=label
+            )
+        )
 
 
 def _birth_date(value: Any) -> date | Rejected:
     refused = Rejected("no_value", "birthDate is not a date to the day (YYYY-MM-DD)")
-    match = _BIRTH_DATE.match(value) if isinstance(value, str) else None
-    if match is None:
-        return refused
-    try:
-        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-    except ValueError:
-        return refused
+    return date_of_birth(_BIRTH_DATE.match(value) if isinstance(value, str) else None, refused)
 
 
 def _patient_key(raw: dict[str, Any], full_url: str | None) -> str:
@@ -1036,34 +1039,6 @@ def _patient_key(raw: dict[str, Any], full_url: str | None) -> str:
         resource_id if isinstance(resource_id, str) else None, version if isinstance(version, str) else None
     )
     return _resource_key("Patient", parsed, raw, full_url)
-
-
-def _demographic(
-    code: str,
-    value: float,
-    unit: str,
-    key: str,
-    patient_id: str,
-    at: datetime,
-    where: str,
-    beside: PatientEvent,
-) -> PatientEvent | Rejected:
-    """One demographic of a Patient, read ``beside`` a measurement (its encounter and ward); its id
-    the Patient version's and the time it is read at (the same Bundle sent again keeps it; another
-    Bundle of later results gives the age at their time)."""
-    return canonical_event(
-        source=SOURCE,
-        key=key,
-        part=f"{code}:{at.isoformat()}",
-        patient_id=patient_id,
-        observed_at=at,
-        code=code,
-        value=value,
-        unit=unit,
-        encounter=beside.encounter,
-        ward=beside.ward,
-        where=where,
-    )
 
 
 # --- shared pieces -----------------------------------------------------------------------------

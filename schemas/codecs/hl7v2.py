@@ -55,6 +55,8 @@ from vigil.schemas.codecs.loinc import (
     canonical_event,
     canonical_for_coding,
     canonical_for_local,
+    date_of_birth,
+    demographic_event,
     first_measurement,
     gender_value,
     is_blood_gas_panel,
@@ -295,29 +297,14 @@ def _decode_patient_group(
     measured = first_measurement(result.events[before:])
     if measured is None:
         return  # no measurement of the patient's published: the age and sex would open a stay (models.stays)
-    for demographic in _demographics(
-        group.pid,
-        measured.observed_at.astimezone(sender_tz),
-        where=f"{where}PID[{ordinal}] ",
-        key=key,
-        part=f"pid[{ordinal}]",
-        patient_id=patient_id,
-        ward=ward,
-        encounter=encounter,
-    ):
+    at = measured.observed_at.astimezone(sender_tz)  # the age on the sender's date
+    pid_where = f"{where}PID[{ordinal}] "
+    for demographic in _demographics(group.pid, at, measured, where=pid_where, key=key, ordinal=ordinal):
         result.add(demographic)
 
 
 def _demographics(
-    pid: Any,
-    at: datetime,
-    *,
-    where: str,
-    key: str,
-    part: str,
-    patient_id: str,
-    ward: str | None,
-    encounter: str | None,
+    pid: Any, at: datetime, beside: PatientEvent, *, where: str, key: str, ordinal: int
 ) -> list[PatientEvent | Rejected]:
     """PID-7 (date/time of birth) -> ``Age`` at ``at``, PID-8 (administrative sex, table 0001) ->
     ``Gender``: the models' two static inputs, which PhysioNet gives every training stay. Read only
@@ -332,10 +319,10 @@ def _demographics(
         if isinstance(age, Rejected):
             outcomes.append(Rejected(age.reason, where + age.detail))
         else:
-            outcomes.append(_demographic("Age", age, "a", at, where, key, part, patient_id, ward, encounter))
+            outcomes.append(_demographic("Age", age, beside, where, key, ordinal))
     gender = gender_value(_field(pid, 8))
     if gender is not None:
-        outcomes.append(_demographic("Gender", gender, "1", at, where, key, part, patient_id, ward, encounter))
+        outcomes.append(_demographic("Gender", gender, beside, where, key, ordinal))
     return outcomes
 
 
@@ -345,41 +332,17 @@ def _birth_date(value: str) -> date | Rejected | None:
     value = value.strip()
     if not value or value == '""':
         return None
-    match = _BIRTH_DATE.match(value)
     refused = Rejected("no_value", "PID-7 (date of birth) is not a date to the day (YYYYMMDD[HHMM[SS]][+/-ZZZZ])")
-    if match is None:
-        return refused
-    try:
-        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-    except ValueError:
-        return refused
+    return date_of_birth(_BIRTH_DATE.match(value), refused)
 
 
 def _demographic(
-    code: str,
-    value: float,
-    unit: str,
-    at: datetime,
-    where: str,
-    key: str,
-    part: str,
-    patient_id: str,
-    ward: str | None,
-    encounter: str | None,
+    code: str, value: float, beside: PatientEvent, where: str, key: str, ordinal: int
 ) -> PatientEvent | Rejected:
-    """One demographic of a PID, its id the message's and the PID's (a message sent again keeps it)."""
-    return canonical_event(
-        source=SOURCE,
-        key=key,
-        part=f"{part}:{code}",
-        patient_id=patient_id,
-        observed_at=at,
-        code=code,
-        value=value,
-        unit=unit,
-        encounter=encounter,
-        ward=ward,
-        where=where,
+    """One demographic of the message's PID ``ordinal``: its id the message's and the PID's."""
+    part = f"pid[{ordinal}]"
+    return demographic_event(
+        code, value, source=SOURCE, key=key, part=part, patient_id=beside.patient_id, beside=beside, where=where
     )
 
 

@@ -674,7 +674,51 @@ def _published(checked: PatientEvent | Rejected) -> bool:
     return isinstance(checked, PatientEvent)
 
 
+def date_of_birth(match: re.Match[str] | None, refused: Rejected) -> date | Rejected:
+    """The day a date-of-birth pattern matched (year, month and day in its groups 1-3), or
+    ``refused``: no match, or no such day (a 30 February)."""
+    if match is None:
+        return refused
+    try:
+        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    except ValueError:
+        return refused
+
+
 def gender_value(sex: str) -> float | None:
     """PhysioNet's Gender of an administrative sex (HL7 table 0001 ``M``/``F``, FHIR ``male``/``female``),
     else None."""
     return GENDER_VALUES.get(sex.strip().upper())
+
+
+# the catalogue's unit of each demographic (``schemas.codes``): years, and a code
+DEMOGRAPHIC_UNITS: Final[dict[str, str]] = {"Age": "a", "Gender": "1"}
+
+
+def demographic_event(
+    code: str,
+    value: float,
+    *,
+    source: str,
+    key: str,
+    part: str,
+    patient_id: str,
+    beside: PatientEvent,
+    where: str,
+) -> PatientEvent | Rejected:
+    """One demographic read beside a measurement (``first_measurement``): its time, encounter and
+    ward the measurement's; its id from the resource or message ``key`` and ``part`` (the same
+    payload sent again keeps it)."""
+    return canonical_event(
+        source=source,
+        key=key,
+        part=f"{part}:{code}",
+        patient_id=patient_id,
+        observed_at=beside.observed_at,
+        code=code,
+        value=value,
+        unit=DEMOGRAPHIC_UNITS[code],
+        encounter=beside.encounter,
+        ward=beside.ward,
+        where=where,
+    )
