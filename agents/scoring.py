@@ -78,7 +78,8 @@ async def score_events(parsed: Sequence[tuple[faust.EventT, PatientEvent]], publ
     window's saved position: applied again, which changes nothing; an exact copy or one the window has
     moved past is skipped and counted, a superseded reading scored as the hour stands; a discharge,
     cancel or another stay's event is skipped). A new message that changes nothing is a
-    ``duplicate`` dead letter. Never lost."""
+    ``duplicate`` dead letter, but for an age or sex known already (named by its message's score, or
+    counted). Never lost."""
     if not parsed:
         return 0
     async with runtime().alert_lock:  # the alert agent's acks and timer wait for this batch's write
@@ -103,7 +104,7 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
     alerts: list[Alert] = []
     ended: list[StayEnded | StayResumed] = []
     partitions: dict[str, int] = {}
-    redeliveries = 0
+    redeliveries = unchanged_demographics = 0
     for event, patient_event in parsed:
         pid, m = patient_event.patient_id, event.message
         partitions[pid] = m.partition
@@ -190,9 +191,19 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         if not changed and redelivered:  # (at-least-once) its score is already out
             redeliveries += 1
             continue
-        # the age and sex the feeds send beside every result message, known already: no twin of a
-        # measurement to dead-letter; named by the patient's score as the message's other events are
-        if not changed and patient_event.kind != "demographic":
+        if not changed and patient_event.kind == "demographic":
+            # the age and sex the feeds send beside every result message, known already: no twin of
+            # a measurement to dead-letter, nothing to score. Named by the score of its message's
+            # events (they come before it); without one in the batch (a message sent again, its
+            # measurements ``duplicate``), counted. Its ward and encounter move nothing: a message
+            # sent again late would put the patient back on its old ward
+            pending = updates.get(pid)
+            if pending is None:
+                unchanged_demographics += 1
+            else:
+                pending.event_ids.append(patient_event.event_id)
+            continue
+        if not changed:
             # a twin (new message, same patient, time, code and value): nothing to score, but counted
             # on the dead letters, never skipped silently (issue 16)
             detail = f"{patient_event.code}: same patient, time and value as an event already applied"
@@ -207,6 +218,8 @@ async def _score_locked(parsed: Sequence[tuple[faust.EventT, PatientEvent]], pub
         window.encounter = stay_encounter(window, patient_event)
     if redeliveries:
         when_done(partial(metrics.REDELIVERIES_SKIPPED.inc, redeliveries))
+    if unchanged_demographics:
+        when_done(partial(metrics.DEMOGRAPHICS_UNCHANGED.inc, unchanged_demographics))
     pids = list(updates)
     t_apply = time.perf_counter()
     outcomes, carries_kept = await _step(pids, windows, {pid: states[pid].carry for pid in pids}, anchors)

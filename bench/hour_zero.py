@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from vigil.models.bundle import load_stepping_bundle
 from vigil.models.offline import read_stay
 from vigil.models.stream_step import served_bundle_dir
+from vigil.schemas.errors import UserError
 
 DEFAULT_DATA = Path.home() / ".cache/vigil/data/training_setA"
 
@@ -29,6 +31,9 @@ def compare(data: Path, n_files: int) -> dict[str, object]:
     bundle = load_stepping_bundle(served_bundle_dir(), prefer_gpu=False)
     files = sorted(data.glob("*.psv"))[:n_files]
     stays = [s for s in (read_stay(f) for f in files) if np.isnan(s.matrix[0]).all()]
+    if not stays:
+        first = f"the first {len(files)} files of {data}"
+        raise UserError(f"no stay among {first} has an empty first row: nothing to compare (give more --files)")
     threshold = bundle.combined_threshold
     offline = bundle.stay_risks([s.matrix for s in stays], [s.static for s in stays])
     out: dict[str, object] = {"files": len(files), "stays": len(stays), "threshold": threshold}
@@ -55,13 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--files", type=int, default=400, help="the first N files, sorted by name")
     ap.add_argument("--json", action="store_true", help="the summary as JSON on the last line")
     args = ap.parse_args(argv)
-    if not any(args.data.glob("*.psv")):
-        problem = f"no .psv files in {args.data}: give --data (vigil data where shows the cache)"
-        print(f"error: {problem}")
+    try:
+        if not any(args.data.glob("*.psv")):
+            raise UserError(f"no .psv files in {args.data}: give --data (vigil data where shows the cache)")
+        result = {"ok": True, **compare(args.data, args.files)}
+    except UserError as exc:  # a file that is not a challenge .psv (PsvFormatError), no stay to compare
+        print(f"error: {exc}", file=sys.stderr)
         if args.json:
-            print(json.dumps({"ok": False, "error": problem}))
+            print(json.dumps({"ok": False, "error": str(exc)}))
         return 2
-    result = {"ok": True, **compare(args.data, args.files)}
     for label in ("feed", "feed_without_age_sex"):
         r = result[label]
         assert isinstance(r, dict)

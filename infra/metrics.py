@@ -67,6 +67,12 @@ WINDOWS_RESTARTED = Counter(
     "Patients whose window started again at hour 0: a measurement more than a week after its newest hour "
     "(a device clock that was wrong on the first event)",
 )
+DEMOGRAPHICS_UNCHANGED = Counter(
+    "vigil_demographics_unchanged_total",
+    "Ages and sexes sent again unchanged (HL7v2 and FHIR feeds send them beside every result message) with no "
+    "event of the patient's in their batch to be named by: a message sent again, its measurements duplicate "
+    "dead letters. Nothing to score; counted once the batch is done",
+)
 REDELIVERIES_SKIPPED = Counter(
     "vigil_redeliveries_skipped_total",
     "Events at or before the patient window's saved stream position skipped as redelivered (an exact copy, one "

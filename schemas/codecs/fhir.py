@@ -1017,7 +1017,7 @@ def _decode_patient(raw: dict[str, Any], ctx: _Context, where: str, full_url: st
     for code, value in read:
         # its id the Patient version's and the time it is read at: the same Bundle sent again keeps
         # it, another Bundle of later results gives the age at their time
-        part = at.isoformat()
+        part = f"{code}:{at.isoformat()}"
         ctx.add(
             demographic_event(
                 code, value, source=SOURCE, key=key, part=part, patient_id=patient_id, beside=measured, where=label

@@ -340,7 +340,7 @@ def _demographic(
     code: str, value: float, beside: PatientEvent, where: str, key: str, ordinal: int
 ) -> PatientEvent | Rejected:
     """One demographic of the message's PID ``ordinal``: its id the message's and the PID's."""
-    part = f"pid[{ordinal}]"
+    part = f"pid[{ordinal}]:{code}"
     return demographic_event(
         code, value, source=SOURCE, key=key, part=part, patient_id=beside.patient_id, beside=beside, where=where
     )

@@ -708,11 +708,11 @@ def demographic_event(
 ) -> PatientEvent | Rejected:
     """One demographic read beside a measurement (``first_measurement``): its time, encounter and
     ward the measurement's; its id from the resource or message ``key`` and ``part`` (the same
-    payload sent again keeps it)."""
+    payload sent again keeps it: each codec's ``part`` as it has always been)."""
     return canonical_event(
         source=source,
         key=key,
-        part=f"{part}:{code}",
+        part=part,
         patient_id=patient_id,
         observed_at=beside.observed_at,
         code=code,

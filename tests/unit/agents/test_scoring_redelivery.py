@@ -135,10 +135,31 @@ def test_the_age_beside_every_result_message_is_neither_a_twin_nor_scored_again(
     under a new id, which consumers could not dedupe."""
     first = deliver([message(0, "t", 10, "demographic", "Age", 71.0), heart_rate(1, "t", 10, 90.0)])
     assert first.dead == [] and len(first.scores) == 1
-    age = message(2, "t", 40, "demographic", "Age", 71.0)
-    second = deliver([age, heart_rate(3, "t", 40, 95.0)])
+    age = message(3, "t", 40, "demographic", "Age", 71.0)  # after its message's results, as the codecs send it
+    second = deliver([heart_rate(2, "t", 40, 95.0), age])
     assert second.dead == [] and len(second.scores) == 1  # no dead letter: named by the hour's score
     assert age[1].event_id in second.scores[0]["event_ids"]  # accounted for (docs/reliability.md)
     before = skipped()
-    again = deliver([message(2, "t", 40, "demographic", "Age", 71.0), heart_rate(3, "t", 40, 95.0)])
+    again = deliver([heart_rate(2, "t", 40, 95.0), message(3, "t", 40, "demographic", "Age", 71.0)])
     assert again.dead == [] and again.scores == [] and skipped() - before == 2  # redelivered: skipped, counted
+
+
+def test_a_message_sent_again_moves_nothing_by_its_age(worker: SimpleNamespace) -> None:
+    """Sent again later (a new offset, the same content), a message's measurements are ``duplicate``
+    dead letters; its unchanged age published a score of its own and put the patient back on the
+    message's old ward."""
+    first = [message(0, "u", 10, "vital", "HR", 90.0), message(1, "u", 10, "demographic", "Age", 71.0)]
+    first = [(e, ev.model_copy(update={"ward": "ICU-A"})) for e, ev in first]
+    deliver(first)
+    moved = heart_rate(2, "u", 70, 92.0)
+    deliver([(moved[0], moved[1].model_copy(update={"ward": "ICU-B"}))])
+    before = REGISTRY.get_sample_value("vigil_demographics_unchanged_total") or 0.0
+    resent = [
+        (SimpleNamespace(message=SimpleNamespace(partition=0, offset=3 + i, timestamp=None)), ev)
+        for i, (_, ev) in enumerate(first)
+    ]
+    again = deliver(resent)
+    assert again.dead == [(3, "duplicate")] and again.scores == []  # no score of the age alone
+    assert (REGISTRY.get_sample_value("vigil_demographics_unchanged_total") or 0.0) - before == 1
+    later = deliver([heart_rate(5, "u", 80, 93.0)])
+    assert later.scores[0]["ward"] == "ICU-B"  # the resent message's ward moved nothing

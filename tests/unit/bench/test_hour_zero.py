@@ -28,5 +28,15 @@ def test_the_feeds_hours_are_the_files_less_its_empty_first_row() -> None:
 
 def test_no_data_is_one_line_and_a_json_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert hour_zero.main(["--data", str(tmp_path), "--json"]) == 2
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("error: no .psv files") and json.loads(lines[-1])["ok"] is False
+    out = capsys.readouterr()
+    assert out.err.startswith("error: no .psv files") and json.loads(out.out.strip().splitlines()[-1])["ok"] is False
+
+
+def test_no_stay_to_compare_or_a_bad_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    measured = next(p for p in sorted(SAMPLE_DIR.glob("*.psv")) if not np.isnan(read_stay(p).matrix[0]).all())
+    (tmp_path / measured.name).write_text(measured.read_text())
+    assert hour_zero.main(["--data", str(tmp_path)]) == 2  # a traceback: nothing to concatenate
+    assert "has an empty first row" in capsys.readouterr().err
+    (tmp_path / "p999999.psv").write_text("not|a|challenge|file\n1|2\n")
+    assert hour_zero.main(["--data", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

@@ -473,3 +473,17 @@ def test_fhir_demographics_are_placed_as_the_measurement_they_are_read_beside() 
         assert {(e.code, e.encounter) for e in result.events} == {("HR", "e9"), ("Age", "e9"), ("Gender", "e9")}
         placed = result.placed(kept, Units.of(["ICU-3"]))
         assert placed.events == [] and [i.reason for i in placed.ignored] == ["unmonitored_unit"] * 3
+
+
+def test_the_demographics_ids_stay_those_first_published() -> None:
+    """A message or Bundle decoded again by another release must give the same event ids (a score's
+    id hashes them: consumers dedupe on it); a refactor once reordered FHIR's part."""
+    hl7 = decode_hl7v2(oru(pid(), OBR, hr_obx())).checked(NOW)
+    fhir = decode_fhir(bundle(patient(), observation("2024-03-15T14:25:00+00:00"))).checked(NOW)
+    ids = {(e.source, e.code): e.event_id for e in (*hl7.events, *fhir.events) if e.kind == "demographic"}
+    assert ids == {
+        ("hl7v2", "Age"): "3decc2fb34528543c864bca666584279",
+        ("hl7v2", "Gender"): "ebdf046cd245a81c88e640f237e4d540",
+        ("fhir", "Age"): "df20492849954d72adacc1706dc93aea",
+        ("fhir", "Gender"): "e309c2b05d3883106e1c12526efedc0c",
+    }
