@@ -264,7 +264,9 @@ def answered_since(state: PatientState, window_now: bytes | None, alert_now: byt
     the old owner's batch from the new one's, whose offsets are committed. On one worker an answer
     never lands between a batch's read and write: the scoring step, the acks and the timer each hold
     ``alert_lock`` from read to write."""
-    return state.read and window_now == state.loaded and alert_now not in (state.loaded_alert, state.alert.to_bytes())
+    if not state.read or window_now != state.loaded or alert_now == state.loaded_alert:
+        return False  # the common case, decided without serialising the lifecycle on the batch's path
+    return alert_now != state.alert.to_bytes()
 
 
 def _window_or_new(blob: bytes | str | None) -> PatientWindow:
