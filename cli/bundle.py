@@ -41,6 +41,7 @@ def check(
     from vigil.infra.settings import get_settings
     from vigil.models.bundle import load_stepping_bundle, require_stepping_bundle
     from vigil.models.bundle_check import TOLERANCE, drift_check, reference_checks, stream_checks, training_figures
+    from vigil.models.hour_zero import first_measured_row
     from vigil.models.offline import list_psv
     from vigil.models.stream_step import served_bundle_dir
 
@@ -52,11 +53,15 @@ def check(
     files = list_psv(source)[:stays]
     bundle = load_stepping_bundle(folder, intra_op_threads=settings.batch.intra_op_threads)
     loaded = load_stays(files)
-    checks = reference_checks(bundle) + stream_checks(bundle, [s.matrix for s in loaded], [s.static for s in loaded])
+    # each stay's hours as the worker holds them: from its first measurement (models.hour_zero); a stay
+    # without one is never scored
+    loaded = [s for s in loaded if first_measured_row(s.matrix) < len(s.matrix)]
+    matrices = [s.matrix[first_measured_row(s.matrix) :] for s in loaded]
+    checks = reference_checks(bundle) + stream_checks(bundle, matrices, [s.static for s in loaded])
     for c in checks:
         mark = "[green]ok[/]" if c.ok else "[red]FAILED[/]"
         console.print(f"{mark}  {c.name}: max |difference| {c.max_abs_diff:.1e} over {c.rows:,} probabilities")
-    drift = drift_check(bundle, [s.matrix for s in loaded], [s.static for s in loaded])
+    drift = drift_check(bundle, matrices, [s.static for s in loaded])
     console.print(_drift_line(drift))
     ok = all(c.ok for c in checks) and drift.ok
     figures = training_figures(folder)

@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from vigil.infra.settings import Settings
 from vigil.infra.stack import stack_up
 from vigil.infra.workers import spawn_worker, stop_worker
 from vigil.models.bundle_check import TOLERANCE
+from vigil.models.hour_zero import first_measured_row
 from vigil.schemas import topics
 
 
@@ -133,9 +135,11 @@ def run_replay_check(settings: Settings, data_dir: Path, limit: int, timeout_s: 
         stop.set()
         thread.join(timeout=5)
         consumer.close()
-    seq = compare_with_offline(expected, event_hours, offline_seq, seq_finals, seq_scores)
+    # the stream's hour 0 is a stay's first measurement, its file's row ``start`` (models.hour_zero)
+    starts = {f"r{run}-{stay.patient_id}": first_measured_row(stay.matrix) for stay in stays}
+    seq = compare_with_offline(expected, event_hours, offline_seq, seq_finals, seq_scores, starts)
     return {
-        **compare_with_offline(expected, event_hours, offline, finals, scores),
+        **compare_with_offline(expected, event_hours, offline, finals, scores, starts),
         # the stays there were to send: ``patients`` falls short of it when the timeout cut the replay off
         "stays_asked": len(stays),
         "timeout_s": timeout_s,
@@ -156,27 +160,33 @@ def compare_with_offline(
     offline: dict[str, np.ndarray],
     finals: dict[tuple[str, int], float],
     scores: dict[tuple[str, int], list[float]],
+    starts: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Every hour of every replayed stay against `vigil predict`: a closed hour through its final
     score, an hour without one (the stay's open last hour) through its newest provisional score; an
     hour with events but no score at all is counted and named (``unscored_hours``, stay and hour).
-    The differences are NaN when no hour was compared (``--json`` writes null: no figure, not a match)."""
+    The stream's hour ``h`` is the file's row ``starts[pid] + h`` (its first measured row is hour 0,
+    ``models.hour_zero``); the rows before it, which hold no measurement (a replay sends the age and
+    sex there), are compared with nothing, as rows without events. The differences are NaN when no
+    hour was compared (``--json`` writes null: no figure, not a match)."""
     diffs, final_diffs = [], []
     closed_without_final = 0
     unscored: list[list[Any]] = []
-    silent = 0  # hours whose row has no measurement at all: no event, so nothing to stream
+    silent = 0  # hours whose row has no measurement at all: nothing the stream scores
     for pid, stem in expected.items():
         last = max(event_hours[pid], default=-1)
+        start = 0 if starts is None else starts[pid]
         for hour, p_off in enumerate(offline[stem]):
-            if hour not in event_hours[pid]:
+            if hour not in event_hours[pid] or hour < start:
                 silent += 1
                 continue
-            if (pid, hour) in finals:
-                final_diffs.append(abs(finals[(pid, hour)] - p_off))
+            key = (pid, hour - start)
+            if key in finals:
+                final_diffs.append(abs(finals[key] - p_off))
                 diffs.append(final_diffs[-1])
                 continue
             closed_without_final += hour < last
-            streamed = scores.get((pid, hour))
+            streamed = scores.get(key)
             if not streamed:
                 unscored.append([stem, hour])
                 continue

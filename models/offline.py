@@ -3,7 +3,8 @@
 One ``.psv`` per ICU stay in, one ``.psv`` per stay out (``PredictedProbability|PredictedLabel``),
 scored with :mod:`models.utility` (the challenge's own normalized utility). Each stay is stepped
 hour by hour through the stepping bundle (:mod:`models.stepping`), the same path the streaming
-agents use.
+agents use, from its first measured row, hour 0 as a feed's stream counts it (``models.hour_zero``);
+its rows before it are written 0.0 (no score, no alert).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vigil.models.hour_zero import first_measured_row
 from vigil.models.shift import Shift
 from vigil.models.site_threshold import Site
 from vigil.schemas.codes import DYNAMIC_CODES, plausible_range
@@ -162,6 +164,33 @@ def shifted_matrix(matrix: np.ndarray, shift: SeededShift | None, stay_index: in
     return how.apply(matrix, np.random.default_rng([seed, stay_index]))
 
 
+def stay_risks_measured(bundle: Any, matrices: Sequence[np.ndarray], stays: Sequence[PsvStay]) -> list[StayRisk]:
+    """``bundle.stay_risks`` of each stay's hours from its first measurement (``matrices``), a stay
+    without any measurement scored with no hour (a feed never sends it)."""
+    from vigil.models.bundle import StayRisk
+
+    scored = [i for i, m in enumerate(matrices) if len(m)]
+    risks = bundle.stay_risks([matrices[i] for i in scored], [stays[i].static for i in scored])
+    empty = StayRisk(*(np.zeros(0, np.float32) for _ in range(3)))
+    out = [empty] * len(matrices)
+    for i, risk in zip(scored, risks, strict=True):
+        out[i] = risk
+    return out
+
+
+def from_file_start(risk: StayRisk, start: int, n_rows: int) -> StayRisk:
+    """A stay's scores as its file's rows: the ``start`` rows before its first measurement
+    (``models.hour_zero``), which no feed sends and the stream never scores, at 0.0, so no alert."""
+    from vigil.models.bundle import StayRisk
+
+    def pad(values: np.ndarray) -> np.ndarray:
+        out = np.zeros(n_rows, dtype=values.dtype)
+        out[start:] = values
+        return out
+
+    return StayRisk(pad(risk.diagnosis), pad(risk.deterioration), pad(risk.combined))
+
+
 def _open_bundle(artifacts_dir: str | Path | None, site: Site | None = None) -> Any:
     """The stepping bundle in ``artifacts_dir``, or the one the stream serves when none is given
     (``models.stream_step.served_bundle_dir``), at the site's alert threshold. Its sequence graphs use
@@ -195,10 +224,12 @@ def predict_dir(
     probability is the combined risk, the label uses the site's alert threshold
     (``models.site_threshold``: the shipped one unless ``site`` gives a septic-stay prevalence, a mean
     risk or an alert-share ceiling, as ``VIGIL_SITE__*`` does for the worker). ``mean_risk`` in the
-    summary is the combined risk averaged over every hour: a site's ``VIGIL_SITE__MEAN_RISK`` when the
-    stays are an export of its own (no labels needed). ``shift``: (``models.shift.Shift``, seed)
-    scores the stays as a hospital drawing fewer labs (``labs=0.1``, ``labs=every24h``) or charting
-    vital signs less often (``vitals=0.5``) would record them. ``on_stay``: called with each stay's
+    summary is the combined risk averaged over every hour from a stay's first measurement (the hours
+    the stream scores, ``models.hour_zero``; the rows before it are written 0.0): a site's
+    ``VIGIL_SITE__MEAN_RISK`` when the stays are an export of its own (no labels needed). ``shift``:
+    (``models.shift.Shift``, seed) scores the stays, from their first measurement as recorded (as
+    training's shifted copies), as a hospital drawing fewer labs (``labs=0.1``, ``labs=every24h``)
+    or charting vital signs less often (``vitals=0.5``) would record them. ``on_stay``: called with each stay's
     file and every score of its hours (``vigil replay`` keeps the deterioration score so).
     ``values_out_of_range``: the values read as missing, outside the ranges the stream's ingest
     accepts (``read_stay``).
@@ -208,20 +239,27 @@ def predict_dir(
     files = list_psv(data_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    n_rows = n_alert_rows = out_of_range = 0
+    n_rows = n_scored = n_alert_rows = out_of_range = 0
     risk_sum = 0.0
     done = 0
     for chunk in _chunks(files, chunk_patients):
         stays = [read_stay(p) for p in chunk]
         out_of_range += sum(s.out_of_range for s in stays)
-        matrices = [shifted_matrix(s.matrix, shift, done + i) for i, s in enumerate(stays)]
-        risks = bundle.stay_risks(matrices, [s.static for s in stays])
-        for path, risk in zip(chunk, risks, strict=True):
+        starts = [first_measured_row(s.matrix) for s in stays]
+        matrices = [
+            shifted_matrix(s.matrix[a:], shift, done + i) for i, (s, a) in enumerate(zip(stays, starts, strict=True))
+        ]
+        risks = [
+            from_file_start(risk, start, len(s.matrix))
+            for risk, start, s in zip(stay_risks_measured(bundle, matrices, stays), starts, stays, strict=True)
+        ]
+        for path, risk, stay, start in zip(chunk, risks, stays, starts, strict=True):
             label = (risk.combined >= bundle.combined_threshold).astype(np.int8)
             write_predictions(out / path.name, risk.combined, label)
             if on_stay is not None:
                 on_stay(path, risk)
             n_rows += len(label)
+            n_scored += len(stay.matrix) - start
             risk_sum += float(risk.combined.sum())
             n_alert_rows += int(label.sum())
         done += len(chunk)
@@ -232,7 +270,7 @@ def predict_dir(
         "patients": len(files),
         "rows": n_rows,
         "alert_rows": n_alert_rows,
-        "mean_risk": round(risk_sum / n_rows, 6) if n_rows else None,
+        "mean_risk": round(risk_sum / n_scored, 6) if n_scored else None,
         "values_out_of_range": out_of_range,
         "threshold": bundle.combined_threshold,
         "threshold_choice": bundle.alert_threshold.summary(),

@@ -153,8 +153,10 @@ def carry_fits(window: PatientWindow, carry: StayCarry) -> bool:
 
 def step_request(window: PatientWindow, carry: StayCarry | None, anchor_before: int | None) -> StepRequest | None:
     """What to score for this patient after the batch's events were applied to ``window`` (None:
-    no hour yet, e.g. only a treatment was recorded). ``anchor_before``: the window's anchor as loaded."""
-    if window.last_hour < 0 or window.anchor_s is None:
+    no measurement yet, e.g. only a treatment, an assessment or the age and sex were recorded: hour 0
+    is the first measurement's, and training never saw an hour before it, ``models.hour_zero``; the
+    patient's score then carries the rules alone). ``anchor_before``: the window's anchor as loaded."""
+    if window.last_hour < 0 or window.anchor_s is None or window.awaiting_first_measurement():
         return None
     reanchored = anchor_before is not None and anchor_before != window.anchor_s
     if carry is None or reanchored or not carry_fits(window, carry):

@@ -2,21 +2,22 @@
 
 Pure: applying events, building the model's hourly matrix and (de)serializing have no I/O.
 Hour h of a patient is [anchor + h*3600, anchor + (h+1)*3600) where the anchor, hour 0, is the start
-of the hour of the stay's first measurement, or of its demographics when they came before it
-(``_anchor_at_first_measurement``): an hour index is the models' ``icu_hours``, hours since the
-stay's first row, as ``vigil predict`` and training count a .psv's rows (row i is hour i). It is not
-PhysioNet's ICULOS, which no path reads: 37 % of set A's files start at ICULOS 2 or later.
+of the hour of the stay's first measurement (``_anchor_at_first_measurement``): an hour index is the
+models' ``icu_hours``, hours since the stay's first measurement, as training and ``vigil predict``
+count a .psv's rows from its first measured row (``models.hour_zero``; since bundle 2.7.0: before
+it, from the file's first row, often empty, which no feed can send). It is not PhysioNet's ICULOS,
+which no path reads.
 Within one hour the latest observation of a variable wins (PhysioNet's hourly rows hold one
 value per variable per hour), so re-applying a redelivered event is idempotent. A row that leaves
 the window is kept with it only while the carry saved beside it has not folded it (``unfolded``: a
 batch the models failed on).
 
-Demographics (age, sex, unit) are timeless: they may give a window without rows its hour 0 (a
-replayed PhysioNet stay starts with them), but they never shift a measured anchor, and an anchor that
-only demographics set yields to the first measurement when that lies outside the window's reach. A
-default date on an ``Age`` event once moved hour 0 back to year 1 (issue 16). Treatments and
-assessments never set hour 0: before the first measurement the anchor they give is provisional, and
-the first measurement or demographic moves it to its own hour, whichever order they arrive in.
+Demographics (age, sex, unit) are timeless: they never set hour 0 nor shift a measured anchor (a
+replayed PhysioNet stay sends them at its file's first hour, an HL7v2 or FHIR feed beside a
+measurement); before the first measurement the anchor they give is provisional. A default date on an
+``Age`` event once moved hour 0 back to year 1 (issue 16). Treatments and assessments never set hour 0
+either: the first measurement moves a provisional anchor to its own hour, whichever order they
+arrive in.
 """
 
 from __future__ import annotations
@@ -204,10 +205,6 @@ class PatientWindow:
         ts = int(event.observed_at.timestamp())
         if self.anchor_s is None:
             self.anchor_s = ts - ts % 3600  # provisional: see _anchor_at_first_measurement
-        elif self._provisional() and not self._has_demographics():
-            # hour 0 that only treatments or assessments gave: the demographic's, as if it had come
-            # first (a replayed stay whose ED antibiotic came before its admission: training's hour 0)
-            self._reanchor(ts - ts % 3600)
         # timeless: kept at an hour inside the window, never shifting it
         hour = min(max((ts - self.anchor_s) // 3600, 0), max(self.last_hour, 0))
         self.last_hour = max(self.last_hour, 0)
@@ -226,33 +223,33 @@ class PatientWindow:
             self._changed(-1)  # a demographic is an input of every hour
         return True
 
+    def awaiting_first_measurement(self) -> bool:
+        """Whether the stay has no measurement yet (its hour 0 is provisional): the models score
+        no hour before the first (``models.hour_zero``)."""
+        return self._provisional()
+
     def _provisional(self) -> bool:
         """Whether hour 0 still waits for the stay's first measurement: the window holds no row yet.
         A window whose newest hour is 48 or later holds none when its rows all left it (an assessment
         two days after the last measurement): that one is anchored."""
         return self.anchor_s is not None and not self.rows and not self.evicted and self.last_hour < WINDOW_HOURS
 
-    def _has_demographics(self) -> bool:
-        return any(code in _DEMOGRAPHIC_CODES for code in self.static)
-
     def _anchor_at_first_measurement(self, observed_at: datetime) -> None:
-        """Hour 0 is the first measurement's (a .psv's first row, training's hour 0), unless
-        demographics came before it: a replayed stay sends Age and Gender at its hour 0, whose row may
-        hold no measurement, and that anchor is kept when the measurement falls in the window's first
-        hours. A treatment or an assessment before the first measurement never sets it, whichever
-        order they arrive in: antibiotics given in the ED 3 h before the ICU's first vital signs once
-        moved every hour of the stay by 3, and an assessment (GCS, ACVPU: no .psv column) is never in
-        training's rows. So, in a window without rows, the measurement anchors the window at its own
-        hour (``_reanchor``), the assessments before it then lying before hour 0 (negative hours), as
-        a demographic does (``_apply_demographic``). A window with rows is anchored: an earlier
-        measurement shifts it (``_shift``); an assessment, a demographic or a treatment never does."""
+        """Hour 0 is the first measurement's (a .psv's first measured row, training's hour 0:
+        ``models.hour_zero``). Nothing before it sets it, whichever order they arrive in: Age and
+        Gender (a replayed stay sends them at its file's first hour, often empty: until bundle 2.7.0
+        training counted from there, and the stream scored a feed's stays an hour or more lower than
+        ``vigil predict``), a treatment (antibiotics given in the ED 3 h before the ICU's first vital
+        signs once moved every hour of the stay by 3) or an assessment (GCS, ACVPU: no .psv column,
+        never in training's rows). So, in a window without rows, the measurement anchors the window at
+        its own hour (``_reanchor``), the assessments before it then lying before hour 0 (negative
+        hours), demographics at hour 0. A window with rows is anchored: an earlier measurement shifts
+        it (``_shift``); an assessment, a demographic or a treatment never does."""
         if not self._provisional():
             return
         assert self.anchor_s is not None
         ts = int(observed_at.timestamp())
         hour = (ts - self.anchor_s) // 3600
-        if self._has_demographics() and 0 <= hour < WINDOW_HOURS:
-            return
         assessed = [h for code, (_, h) in self.static.items() if code not in _DEMOGRAPHIC_CODES]
         if assessed and hour <= max(assessed) - WINDOW_HOURS:
             return  # two days before an assessment: older than the window (``apply`` refuses it as is)

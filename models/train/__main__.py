@@ -63,7 +63,7 @@ from vigil.models.train import (
 )
 from vigil.schemas.codes import DYNAMIC_CODES
 
-VERSION = "2.6.0"
+VERSION = "2.7.0"
 # a site that sets its own prevalence gets the site table instead of this default (models.site_threshold)
 THRESHOLD_RULE = threshold_rules.BUNDLE_RULE
 THRESHOLD_RULES = {
@@ -122,6 +122,14 @@ def main(argv: list[str] | None = None) -> int:
         f"2.6), or v1, the inputs of 2.0-2.5 (default {SEQUENCE_INPUT_SET})",
     )
     ap.add_argument(
+        "--hour-zero",
+        choices=("first-row", "first-measurement"),
+        default="first-measurement",
+        help="a stay's hour 0: its first measured row, as vigil predict and a hospital feed's stream count "
+        "(models.hour_zero; since 2.7), or its .psv's first row, often empty (2.0-2.6's; serving counts "
+        'from the first measurement whatever the bundle, docs/models.md "Hour 0")',
+    )
+    ap.add_argument(
         "--sequence-epochs", type=int, help="epochs of the deterioration model (default: the screened recipe's)"
     )
     args = ap.parse_args(argv)
@@ -141,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     assert c.unit is not None
     if args.max_patients:
         c = data.subsample(c, args.max_patients, args.seed)
+    hour_zero: dict[str, Any] = {"anchor": args.hour_zero}
+    if args.hour_zero == "first-measurement":
+        c, left_out = data.from_first_measurement(c)
+        hour_zero.update(left_out)
+        log(f"hour 0 at each stay's first measured row: {left_out}")
     mats = cohort_features.Matrices(c)
     x, s = mats.tree(None), _columns(mats.sequence(None), seq_cols)
     _check_unseen(c.matrix)
@@ -198,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             "septic_patients": int(c.septic_stays().sum()),
             "unit1_patients": int((c.unit == 1).sum()),
             "unit2_patients": int((c.unit == 2).sum()),
+            "hour_zero": hour_zero,
             "folds": args.folds,
             "seed": args.seed,
             "lab_keep": cohort_features.LAB_KEEP,
@@ -308,13 +322,14 @@ def main(argv: list[str] | None = None) -> int:
         "training_command": f"python -m vigil.models.train --seed {args.seed} --folds {args.folds}"
         + (" --teach-daily-labs" if taught is not None else " --no-teach-daily-labs")
         + f" --threshold-rule {args.threshold_rule} --sequence-model {args.sequence_model}"
-        + f" --sequence-inputs {args.sequence_inputs}"
+        + f" --sequence-inputs {args.sequence_inputs} --hour-zero {args.hour_zero}"
         + (f" --sequence-epochs {args.sequence_epochs}" if args.sequence_epochs else ""),
         "training_seconds": round(total, 1),
         "platform": platform.platform(),
         "tree_features": TREE_FEATURES,
         "sequence_inputs": seq_names,
         "unseen_in_training": list(UNSEEN_IN_TRAINING),
+        "hour_zero": args.hour_zero,
         "models": {
             "sepsis_diagnosis": {
                 "version": f"sepsis_diagnosis-{VERSION}",

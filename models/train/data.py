@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vigil.models.hour_zero import first_measured_row
 from vigil.models.offline import list_psv, read_psv, rule_scores
 from vigil.models.train.v1_features import N_FEATURES, stay_features
 
@@ -243,6 +244,37 @@ def grouped_folds(c: Cohort, k: int, seed: int) -> np.ndarray:
         perm = rng.permutation(group)
         fold[perm] = np.arange(len(perm)) % k
     return fold
+
+
+def from_first_measurement(c: Cohort) -> tuple[Cohort, dict[str, int]]:
+    """The cohort as a hospital feed shows it (``models.hour_zero``): each stay from its first
+    measured row on, so that row is hour 0 (``icu_hours`` 0) as in the stream's window; a stay with no
+    measured row is left out. Labels and the rules' rows go with their hours: a SepsisLabel hour
+    before the first measurement is left out too (counted), and with it that stay's onset moves
+    later by the hours left out before it. Returns the cohort and what was left out."""
+    o = c.offsets
+    starts = np.array([first_measured_row(c.matrix[o[p] : o[p + 1]]) for p in range(len(c.lengths))])
+    keep = np.nonzero(starts < c.lengths)[0]
+    rows = np.concatenate([np.arange(o[p] + starts[p], o[p + 1]) for p in keep])
+    dropped = np.ones(len(c.labels), dtype=bool)
+    dropped[rows] = False
+    trimmed = Cohort(
+        c.matrix[rows],
+        c.labels[rows],
+        c.lengths[keep] - starts[keep],
+        c.age[keep],
+        c.gender[keep],
+        c.names[keep],
+        {k: v[rows] for k, v in c.rules.items()},
+        None if c.unit is None else c.unit[keep],
+    )
+    left_out = {
+        "stays_without_measurement": int(len(c.lengths) - len(keep)),
+        "stays_trimmed": int((starts[keep] > 0).sum()),
+        "hours_left_out": int(dropped.sum()),
+        "septic_hours_left_out": int(c.labels[dropped].sum()),
+    }
+    return trimmed, left_out
 
 
 def subsample(c: Cohort, n: int, seed: int) -> Cohort:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vigil.cli.streamcheck import run_replay_check
 from vigil.infra.dataset import ensure_dataset
 from vigil.infra.settings import Settings, default_home
+from vigil.models.offline import read_stay
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +30,16 @@ def test_replay_matches_offline_prediction(stack, stack_settings: Settings, tmp_
     picked = tmp_path / "stays"
     picked.mkdir()
     long_enough = [f for f in sorted(source.glob("*.psv")) if sum(1 for _ in f.open()) > 40]
-    for f in long_enough[:3]:  # > 100 hours in all, whichever source
+    # two whose first row holds no measurement (the replay sends the age and sex there; the stream's
+    # hour 0 is the first measurement, vigil predict's too: models.hour_zero), one whose first row does
+    empty_first = [f for f in long_enough if np.isnan(read_stay(f).matrix[0]).all()]
+    measured_first = [f for f in long_enough if f not in empty_first]
+    for f in [*empty_first[:2], *measured_first[:1]]:  # > 100 hours in all, whichever source
         shutil.copy(f, picked / f.name)
     result = run_replay_check(stack_settings, picked, limit=3)
     print(result)
     assert result["patients"] == 3
+    assert result["hours_without_events"] >= 2  # at least the two empty first rows: compared with nothing
     assert result["hours_without_stream_score"] == 0 and result["unscored_hours"] == [], result
     assert result["hour_waits_timed_out"] == 0, result  # the worker scored every hour within a minute
     assert result["hours_compared"] == result["hours_offline"] - result["hours_without_events"] > 100

@@ -23,6 +23,19 @@ def test_finals_for_closed_hours_and_the_newest_provisional_for_the_open_one() -
     assert got["max_abs_diff"] == pytest.approx(4e-7, abs=1e-9)
 
 
+def test_the_streams_hour_0_is_the_files_first_measured_row() -> None:
+    # the file's row 0 held the age and sex alone (events, no measurement): the stream's hour h is the
+    # file's row 1 + h (models.hour_zero), and row 0 is compared with nothing (vigil predict wrote 0.0)
+    offline = {"p001": np.array([0.0, 0.2, 0.3, 0.4])}
+    finals = {("r-p001", 0): 0.2, ("r-p001", 1): 0.3000001, ("r-p001", 3): 0.9}  # hour 3: no such row
+    scores = {("r-p001", 0): [0.05], ("r-p001", 2): [0.4]}  # hour 0's first score: the age alone
+    got = compare_with_offline({"r-p001": "p001"}, {"r-p001": {0, 1, 2, 3}}, offline, finals, scores, {"r-p001": 1})
+    assert got["hours_without_events"] == 1 and got["hours_compared"] == 3 and got["hours_final"] == 2
+    assert got["max_abs_diff"] == pytest.approx(1e-7, abs=1e-9) and got["hours_without_stream_score"] == 0
+    unshifted = compare_with_offline({"r-p001": "p001"}, {"r-p001": {0, 1, 2, 3}}, offline, finals, scores)
+    assert unshifted["max_abs_diff"] > 0.1  # read as the file's rows, the hours disagree
+
+
 def test_an_hour_without_any_score_is_named() -> None:
     finals = {("r-p001", 0): 0.1, ("r-p001", 1): 0.2}
     scores = {("r-p001", 4): [0.5]}  # hour 3 had events, and neither a final nor a provisional score

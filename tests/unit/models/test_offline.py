@@ -134,3 +134,32 @@ def test_cli_evaluate_scores_a_unit_charting_vitals_less_often(psv_dir: Path, tm
     served = round(recorded["threshold_choice"]["threshold"], 6)
     assert recorded["alerting"]["model_threshold"] == served
     assert recorded["alerting"]["model_threshold_from"] == "given"
+
+
+def test_predict_scores_a_stay_from_its_first_measurement(psv_dir: Path, tmp_path: Path) -> None:
+    """Rows before a stay's first measurement (its file's first rows, often empty in set A) hold no
+    score: 0.0, no alert. Every later row is scored as the stream scores a feed's stay, hour 0 at the
+    first measurement (models.hour_zero): the file without its empty rows, scored alone, gives the
+    same numbers; a file with no measurement at all is written 0.0 in every row."""
+    from vigil.models.offline import read_stay
+    from vigil.schemas.codes import DYNAMIC_CODES
+
+    header = (psv_dir / "p000001.psv").read_text().split("\n")[0].split("|")
+    lines = (psv_dir / "p000001.psv").read_text().strip().split("\n")
+    dynamic = [header.index(c) for c in DYNAMIC_CODES]
+    empty = "|".join("NaN" if j in dynamic else v for j, v in enumerate(lines[1].split("|")))
+    late, trimmed, silent = tmp_path / "late", tmp_path / "trimmed", tmp_path / "silent"
+    for d in (late, trimmed, silent):
+        d.mkdir()
+    (late / "p1.psv").write_text("\n".join([lines[0], empty, empty, *lines[1:]]) + "\n")
+    (trimmed / "p1.psv").write_text("\n".join(lines) + "\n")
+    (silent / "p1.psv").write_text("\n".join([lines[0], empty, empty]) + "\n")
+    assert read_stay(late / "p1.psv").matrix.shape[0] == 32
+    got = predict_dir(late, tmp_path / "a", artifacts_dir=ART)
+    want = predict_dir(trimmed, tmp_path / "b", artifacts_dir=ART)
+    rows = (tmp_path / "a" / "p1.psv").read_text().strip().split("\n")[1:]
+    assert rows[:2] == ["0.000000|0", "0.000000|0"]
+    assert rows[2:] == (tmp_path / "b" / "p1.psv").read_text().strip().split("\n")[1:]
+    assert got["rows"] == 32 and got["mean_risk"] == want["mean_risk"]  # over the hours scored
+    none = predict_dir(silent, tmp_path / "c", artifacts_dir=ART)
+    assert none["rows"] == 2 and none["mean_risk"] is None and none["alert_rows"] == 0

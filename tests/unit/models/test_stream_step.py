@@ -36,10 +36,10 @@ def test_a_new_patient_starts_its_carry_at_admission() -> None:
     assert req.rows.shape[0] == 1 and not np.isnan(req.rows[0]).all()
 
 
-def test_a_first_batch_of_demographics_and_the_next_hour_starts_at_hour_0() -> None:
-    # as `vigil predict` reads a stay from its first row, empty or not (68 of the 100 sample stays'
-    # first rows hold no measurement): the carry started at hour 1, and the deterioration score saw
-    # one hour fewer than offline for the stay's first 48 hours
+def test_a_first_batch_of_demographics_and_the_next_hour_starts_at_the_measurement() -> None:
+    # as `vigil predict` reads a stay from its first measured row (models.hour_zero; 68 of the 100
+    # sample stays' first rows hold no measurement): the carry starts at hour 0 with the measurement,
+    # never at an empty hour that only the age gave
     w = PatientWindow()
     w.apply(
         PatientEvent(patient_id="p", observed_at=T0 + timedelta(minutes=30), kind="demographic", code="Age", value=70)
@@ -47,7 +47,20 @@ def test_a_first_batch_of_demographics_and_the_next_hour_starts_at_hour_0() -> N
     w.apply(hr(1))  # the same batch
     req = step_request(w, None, None)
     assert req is not None and (req.carry.boundary, req.carry.closed) == (0, -1)
-    assert req.rows.shape[0] == 2 and np.isnan(req.rows[0]).all()
+    assert req.rows.shape[0] == 1 and not np.isnan(req.rows[0]).all() and dict(req.static) == {"Age": 70.0}
+
+
+def test_no_model_scores_an_hour_before_the_first_measurement() -> None:
+    # the age and sex (a replay sends them at the file's first hour), or an assessment, alone: training
+    # never saw an hour before the first measurement (models.hour_zero), so the models score none
+    # (the patient's score carries the rules); the measurement then is hour 0
+    for kind, code, value in (("demographic", "Age", 70.0), ("assessment", "GCS", 14.0)):
+        w = PatientWindow()
+        w.apply(PatientEvent(patient_id="p", observed_at=T0 + timedelta(minutes=30), kind=kind, code=code, value=value))
+        assert w.last_hour == 0 and step_request(w, None, None) is None, code
+        w.apply(hr(2))
+        req = step_request(w, None, w.anchor_s)
+        assert req is not None and req.last_hour == 0 and req.rows.shape[0] == 1, code
 
 
 def test_a_treatment_before_the_first_measurement_does_not_set_hour_0() -> None:

@@ -214,11 +214,13 @@ def test_demographics_never_shift_an_anchored_window() -> None:
 
 
 def test_a_window_anchored_by_demographics_alone_yields_to_the_first_measurement() -> None:
-    # replay: statics at the stay's hour 0, whose row may be empty -> the anchor holds
+    # replay: statics at the file's first hour, whose row may be empty -> hour 0 is the first
+    # measurement's (models.hour_zero: as training and vigil predict count since bundle 2.7.0)
     replay = PatientWindow()
     replay.apply(ev("Age", 60, 0.5, kind="demographic"))
     replay.apply(ev("HR", 90, 2.5))
-    assert replay.last_hour == 2
+    assert replay.last_hour == 0 and replay.hour_start(0) == T0 + timedelta(hours=2)
+    assert replay.static["Age"] == (60.0, 0)
     # an implausibly early demographic: the first measurement decides hour 0
     w = PatientWindow()
     w.apply(ev("Age", 60, -200_000, kind="demographic"))

@@ -1,5 +1,6 @@
-"""Hour 0 of a window: the first measurement's, or the demographics' when they came before it;
-never a treatment's or an assessment's, whatever the order the events arrive in."""
+"""Hour 0 of a window: the first measurement's; never a demographic's, a treatment's or an
+assessment's, whatever the order the events arrive in (``models.hour_zero``: as training and
+``vigil predict`` count a file's hours since bundle 2.7.0)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from vigil.infra.replay import Stay, stay_events
+from vigil.models.hour_zero import first_measured_row
 from vigil.models.window import PatientWindow
 from vigil.schemas.codes import DYNAMIC_CODES
 from vigil.schemas.events import PatientEvent
@@ -39,14 +41,15 @@ def hour_0(w: PatientWindow) -> str:
     return w.hour_start(0).strftime("%H:%M")
 
 
-def test_a_demographic_gives_hour_0_whether_a_treatment_came_before_or_after_it() -> None:
-    # (a) the antibiotic's provisional anchor gave hour 0 07:00 once a demographic existed; (b) the
-    # antibiotic after the demographic reset the demographic's anchor and set its own
-    for order in [(ABX, AGE, HR), (AGE, ABX, HR)]:
+def test_a_demographic_never_sets_hour_0_whether_a_treatment_came_before_or_after_it() -> None:
+    # a demographic before the first measurement gave hour 0 until bundle 2.7.0 (training counted a
+    # file's hours from its first row, where a replay sends Age): a feed's stays were scored an hour
+    # lower than vigil predict scored their files
+    for order in [(ABX, AGE, HR), (AGE, ABX, HR), (AGE, HR)]:
         w = applied(*order)
-        assert hour_0(w) == "09:00" and list(w.rows) == [1] and w.last_hour == 1, order
+        assert hour_0(w) == "10:00" and list(w.rows) == [0] and w.last_hour == 0, order
         assert w.static["Age"] == (70.0, 0)
-        assert w.treatments == [("antibiotic", int(ABX.observed_at.timestamp()), 1.0)]  # its own time
+    assert applied(ABX, AGE, HR).treatments == [("antibiotic", int(ABX.observed_at.timestamp()), 1.0)]  # its own
 
 
 def test_a_treatment_or_an_assessment_before_the_first_measurement_never_sets_hour_0() -> None:
@@ -62,23 +65,19 @@ def test_a_treatment_or_an_assessment_before_the_first_measurement_never_sets_ho
 
 
 def test_the_order_of_arrival_before_the_first_measurement_never_moves_hour_0() -> None:
-    # with a demographic before the first measurement, hour 0 is the demographic's (a replayed stay);
-    # without one, the measurement's; a treatment before or after changes nothing, nor an assessment
-    # before it (one after it, observed before hour 0, shifts the measured window as a measurement does)
+    # hour 0 is the measurement's: a demographic or a treatment before or after it changes nothing,
+    # nor an assessment before it (one after it, observed before hour 0, is kept before hour 0)
     for events in itertools.permutations([ABX, GCS, AGE, HR]):
-        if events.index(GCS) > events.index(HR):
-            continue
         w = applied(*events)
-        expected = "09:00" if events.index(AGE) < events.index(HR) else "10:00"
-        assert hour_0(w) == expected, [e.code for e in events]
-        assert w.hour_start(max(w.rows)) == DAY + timedelta(hours=10)
-        assert w.static["GCS"][1] == (-2 if expected == "09:00" else -3)
+        assert hour_0(w) == "10:00", [e.code for e in events]
+        assert list(w.rows) == [0] and w.static["GCS"][1] == -3
         assert w.static["Age"][1] == 0 and len(w.treatments) == 1
 
 
-def test_a_replayed_stay_keeps_its_hour_0_with_an_ed_antibiotic_before_its_admission() -> None:
-    # Age and Gender at hour 0, whose row holds no measurement; the first measurement at hour 1: the
-    # window's rows are the file's rows (training's hour 0 is the ICU admission's hour)
+def test_a_replayed_stay_starts_at_its_first_measured_row_as_vigil_predict_scores_it() -> None:
+    # Age and Gender at the file's first hour, whose row holds no measurement; the first measurement
+    # in the file's second hour: the window's rows are the file's from its first measured row
+    # (models.hour_zero), whatever came from the ED before
     matrix = np.full((3, len(DYNAMIC_CODES)), np.nan, np.float32)
     matrix[1:, DYNAMIC_CODES.index("HR")] = [88.0, 91.0]
     stay = Stay("p", matrix, {"Age": 64.0, "Gender": 1.0}, None)
@@ -86,8 +85,9 @@ def test_a_replayed_stay_keeps_its_hour_0_with_an_ed_antibiotic_before_its_admis
     replayed = [event for _, event in stay_events(stay, base)]
     for events in ([*replayed], [ABX, *replayed], [GCS, ABX, *replayed], [replayed[0], ABX, GCS, *replayed[1:]]):
         w = applied(*events)
-        assert w.hour_start(0) == base and w.last_hour == 2, [e.code for e in events]
-        np.testing.assert_array_equal(w.matrix(), matrix)
+        assert w.hour_start(0) == base + timedelta(hours=1) and w.last_hour == 1, [e.code for e in events]
+        np.testing.assert_array_equal(w.matrix(), matrix[first_measured_row(matrix) :])
+        assert {c: w.statics()[c] for c in ("Age", "Gender")} == {"Age": 64.0, "Gender": 1.0}
 
 
 def test_a_measured_window_keeps_its_anchor() -> None:
