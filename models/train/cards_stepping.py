@@ -874,6 +874,19 @@ def _monotone(manifest: dict[str, Any]) -> str:
     return f", the risk monotone in the level of {', '.join(up)} (rising) and of {', '.join(down)} (falling)"
 
 
+def _anchor_note(prev: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """A sentence when the two bundles count a stay's hours from different rows (``models.hour_zero``)."""
+    ours = metrics.get("cohort", {}).get("hour_zero", {}).get("anchor", "first-row")
+    theirs = prev.get("hour_zero", "first-row")
+    if ours == theirs:
+        return ""
+    return (
+        f" {prev['version']} counted a stay's hours from its file's {theirs.replace('-', ' ')}, this bundle from its"
+        f' {ours.replace("-", " ")}: each row is its own bundle\'s hours (docs/models.md, "Hour 0", compares them'
+        " on the same hours)."
+    )
+
+
 def against_previous(metrics: dict[str, Any]) -> str:
     """The combined score against the bundle this one replaced (``previous_bundle``: same seed and
     protocol), each at its own shipped threshold, and the worst case over every shift."""
@@ -883,7 +896,7 @@ def against_previous(metrics: dict[str, Any]) -> str:
     rows = [
         f"\nAgainst bundle {prev['version']} (same seed and protocol; its threshold {prev['threshold']:.4f} by the "
         f"rule `{prev['threshold_rule']}`): combined AUROC / utility at each bundle's shipped threshold / hours "
-        "flagged.\n",
+        f"flagged.{_anchor_note(prev, metrics)}\n",
         f"| shift | {prev['version']} | this bundle | AUROC change | utility change |",
         "|---|---|---|---|---|",
     ]
@@ -1120,6 +1133,23 @@ def _worst(metrics: dict[str, Any], name: str) -> str:
     return f"{m['worst']['auroc']:.3f} / {m['worst']['utility']:.3f}" if m else "not measured"
 
 
+def _hour_zero_line(cohort: dict[str, Any]) -> str:
+    """Where each stay's hours start (``models.hour_zero``): a bundle trained before 2.7 has no record,
+    and counted them from its file's first row."""
+    h = cohort.get("hour_zero")
+    if not h or h["anchor"] != "first-measurement":
+        return (
+            "\nHour 0 of a stay is its file's first row, often empty (12,573 of set A's files); the stream and"
+            ' `vigil predict` since 2.7 count from the first measurement (docs/models.md, "Hour 0").'
+        )
+    return (
+        f"\nHour 0 of a stay is its first measured row, as a hospital feed's stream counts it (`models.hour_zero`):"
+        f" {h['stays_trimmed']:,} stays start later than their file's first row, {h['hours_left_out']:,} hours"
+        f" before a first measurement are left out ({h['septic_hours_left_out']} of them SepsisLabel hours),"
+        f" {h['stays_without_measurement']} stays hold no measurement. `vigil predict` writes those rows 0.0."
+    )
+
+
 def render(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
     cohort = metrics["cohort"]
     comb = metrics["combined"]
@@ -1154,7 +1184,7 @@ and weights: {manifest["models"]["sepsis_diagnosis"]["target"]}. The trees are t
 
 {cohort["patients"]:,} stays, {cohort["hours"]:,} hours, {cohort["septic_patients"]:,} septic stays;
 {cohort["unit1_patients"]:,} in Unit1 (medical ICU), {cohort["unit2_patients"]:,} in Unit2 (surgical ICU),
-the rest without a unit. EtCO2 is never measured in set A and is not an input.
+the rest without a unit. EtCO2 is never measured in set A and is not an input.{_hour_zero_line(cohort)}
 
 ## Shift tests: the figures this bundle was chosen by
 

@@ -697,7 +697,30 @@ def test_the_card_sets_the_bundle_against_the_one_it_replaced() -> None:
     del metrics["previous_bundle"]["unit1->unit2"]  # the same shifts: each bundle's own worst case
     table = against_previous(metrics)
     assert "| **worst case** | **0.690 / 0.060** | **0.720 / 0.230** | +0.030 | +0.170 |" in table
+    assert "counted a stay's hours" not in table  # both from the file's first row
+    metrics["cohort"] = {"hour_zero": {"anchor": "first-measurement"}}
+    assert "2.3.0 counted a stay's hours from its file's first row, this bundle from its first measurement" in (
+        against_previous(metrics)
+    )
     manifest = {"models": {"combined": {"threshold": 0.0558, "set_a_best_threshold": 0.0385}}}
     assert "0.0385" in _set_a_best_line(manifest)
     manifest["models"]["combined"]["set_a_best_threshold"] = 0.0558  # a bundle whose default is set A's best
     assert _set_a_best_line(manifest) == ""
+
+
+def test_the_card_says_where_each_stays_hours_start() -> None:
+    from vigil.models.train.cards_stepping import _hour_zero_line
+
+    assert "its file's first row" in _hour_zero_line({})  # a bundle trained before 2.7 has no record
+    line = _hour_zero_line(
+        {
+            "hour_zero": {
+                "anchor": "first-measurement",
+                "stays_trimmed": 12839,
+                "hours_left_out": 13206,
+                "septic_hours_left_out": 155,
+                "stays_without_measurement": 0,
+            }
+        }
+    )
+    assert "first measured row" in line and "12,839 stays" in line and "155 of them SepsisLabel hours" in line
