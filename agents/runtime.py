@@ -121,7 +121,15 @@ def _load_bundle() -> SteppingBundle | None:
         providers=bundle.step_session.get_providers(),
         artifacts=str(bundle.artifacts_dir),
         state_tag=f"{bundle.state_tag:08x}",
+        hour_zero=bundle.hour_zero,
     )
+    if bundle.hour_zero != "first-measurement":
+        log.warning(
+            "models.hour_zero_skew",
+            version=bundle.version,
+            detail="trained counting a stay's hours from its file's first row; the stream counts from the first "
+            "measurement: serve a bundle of 2.7.0 or later (docs/models.md, 'Hour 0')",
+        )
     hint = site_threshold_hint(chosen.rule)
     if hint:
         log.info("models.threshold_hint", hint=hint)

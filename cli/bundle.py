@@ -71,6 +71,13 @@ def check(
             f"alert score as trained (metrics.json): set A CV AUROC {cv['auroc']:.3f} / utility {cv['utility']:.3f}; "
             f"worst shift test {worst['auroc']:.3f} / {worst['utility']:.3f} (docs/models.md)"
         )
+    if bundle.hour_zero != "first-measurement":  # served, but an hour or more off on many stays
+        console.print(
+            f"[yellow]note[/]  bundle {bundle.version} was trained counting a stay's hours from its file's first row;"
+            " the stream and vigil predict count from the first measurement, so stays whose first row was empty are"
+            " scored with fewer ICU hours than it was trained on: prefer a bundle of 2.7.0 or later"
+            ' (docs/models.md, "Hour 0")'
+        )
     providers = bundle.step_session.get_providers()
     console.print(
         f"bundle {bundle.version} in {folder} ({providers[0]}): "
@@ -88,6 +95,7 @@ def check(
                 "checks": [c.summary() for c in checks],
                 "drift_reference": drift.summary(),
                 "training_figures": figures,
+                "hour_zero": bundle.hour_zero,
                 "ok": ok,
             }
         )

@@ -108,7 +108,7 @@ LEAVE_EVERY_H = 4  # the stays that leave do so this many hours apart, the last 
 
 
 def stay_start(now: datetime, stay: Stay, ends_before_h: int = 0) -> datetime:
-    """The start of the stay's hour 0, such that the stay ends ``ends_before_h`` hours before now: its
+    """The start of the stay's file's row 0, such that the stay ends ``ends_before_h`` hours before now: its
     last row half an hour before that hour (an hour's start: the worker's hours are the wall clock's,
     ``models.window``), its discharge on it. The stays on view end now; the ones that leave are spread
     over the replay's last hours (``LEAVE_EVERY_H``), so the ward sees patients go while it watches.
@@ -135,7 +135,7 @@ def plan_demo(stays: list[Stay], bad: int) -> DemoPlan:
     first = min(starts.values())
     for i, stay in enumerate(stays):
         base = starts[stay.patient_id]
-        replay_hour = int((base - first).total_seconds() // 3600)  # the replay's hour of the stay's hour 0
+        replay_hour = int((base - first).total_seconds() // 3600)  # the replay's hour of the file's row 0
         admitted = Stay(f"{stay.patient_id}-{run}", stay.matrix, stay.static, stay.labels)
         events = list(stay_events(admitted, base, ward=WARDS[i % len(WARDS)]))
         if stay.patient_id in leaving:

@@ -1,10 +1,11 @@
 """Replay challenge-format ICU stays as timestamped Vigil events through Kafka.
 
-Row i of a stay becomes one event per measured variable, observed 30 minutes into hour i, and Age
-and Gender come 30 minutes into hour 0, so the worker's hourly window reproduces the file's rows
-exactly (``vigil replay`` compares the streamed scores with ``vigil predict``). Hour i is the row's
-index, the models' ``icu_hours`` (hours since the stay's first row), not the file's ICULOS, which no
-path reads: 37 % of set A's files start at ICULOS 2 or later.
+Row i of a stay becomes one event per measured variable, observed 30 minutes into the file's hour i,
+and Age and Gender come 30 minutes into its row 0, so the worker's hourly window holds the file's
+rows from its first measured row on (``vigil replay`` compares the streamed scores with ``vigil
+predict``): the stream's hour h is the file's row first-measured + h, the models' ``icu_hours``
+(``models.hour_zero``); the rows before it, where the age and sex are sent, are never scored. Not the
+file's ICULOS, which no path reads.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def _event_id(patient_id: str, hour: int, code: str) -> str:
 
 
 def stay_events(stay: Stay, base: datetime, ward: str | None = None) -> Iterator[tuple[int, PatientEvent]]:
-    """(hour, event) pairs in time order; ``base`` is the start of the stay's hour 0."""
+    """(file row, event) pairs in time order; ``base`` is the start of the file's row 0."""
     first = base + timedelta(minutes=30)
     for code in REPLAY_STATICS:
         value = stay.static.get(code, math.nan)

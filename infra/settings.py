@@ -234,7 +234,7 @@ class SiteSettings(BaseModel):
     # moves the model's alert threshold by the prior shift. None: the shipped threshold
     sepsis_prevalence: float | None = Field(default=None, gt=0.0, lt=1.0)
     # burden ceiling: the alert threshold never flags more than this share of set A's hours
-    # (the shipped one flags 14.7 %). None: no ceiling
+    # (the shipped one flags 14.9 %). None: no ceiling
     max_training_alert_share: float | None = Field(default=None, gt=0.0, le=1.0)
     # the served model's mean combined risk over this hospital's hours (label-free: `vigil predict
     # --json` on an export of its stays, or the worker's vigil_closed_hours_risk_total over

@@ -157,6 +157,14 @@ class SteppingBundle:
         return str(self.manifest["version"])
 
     @property
+    def hour_zero(self) -> str:
+        """Where training counted a stay's hours from (``models.hour_zero``): ``first-measurement``
+        since 2.7.0, as the stream and ``vigil predict`` count; a bundle without the record (2.0-2.6)
+        counted from its files' first row, and is served an hour or more off on stays whose first
+        row was empty (docs/models.md, "Hour 0")."""
+        return str(self.manifest.get("hour_zero", "first-row"))
+
+    @property
     def hidden(self) -> int:
         return int(self.manifest["models"]["deterioration"]["hidden"])
 

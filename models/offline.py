@@ -191,6 +191,15 @@ def from_file_start(risk: StayRisk, start: int, n_rows: int) -> StayRisk:
     return StayRisk(pad(risk.diagnosis), pad(risk.deterioration), pad(risk.combined))
 
 
+def measured_rows(matrix: np.ndarray, shift: SeededShift | None, stay_index: int) -> tuple[int, np.ndarray]:
+    """(the stay's first measured row, its rows from there as a shifted hospital would record them):
+    the hours `vigil predict` scores, and the rows `vigil evaluate`'s rules read, alike; thinned from
+    hour 0 on (``shifted_matrix``), so the rows kept do not depend on how many empty rows a file
+    starts with."""
+    start = first_measured_row(matrix)
+    return start, shifted_matrix(matrix[start:], shift, stay_index)
+
+
 def _open_bundle(artifacts_dir: str | Path | None, site: Site | None = None) -> Any:
     """The stepping bundle in ``artifacts_dir``, or the one the stream serves when none is given
     (``models.stream_step.served_bundle_dir``), at the site's alert threshold. Its sequence graphs use
@@ -245,10 +254,8 @@ def predict_dir(
     for chunk in _chunks(files, chunk_patients):
         stays = [read_stay(p) for p in chunk]
         out_of_range += sum(s.out_of_range for s in stays)
-        starts = [first_measured_row(s.matrix) for s in stays]
-        matrices = [
-            shifted_matrix(s.matrix[a:], shift, done + i) for i, (s, a) in enumerate(zip(stays, starts, strict=True))
-        ]
+        measured = [measured_rows(s.matrix, shift, done + i) for i, s in enumerate(stays)]
+        starts, matrices = [a for a, _ in measured], [m for _, m in measured]
         risks = [
             from_file_start(risk, start, len(s.matrix))
             for risk, start, s in zip(stay_risks_measured(bundle, matrices, stays), starts, stays, strict=True)
@@ -354,9 +361,9 @@ def evaluate_dir(
     scored side by side (their totals as the continuous score for AUROC/AUPRC), and the alert
     agent's lifecycle is replayed over the model and NEWS2 (``alerting``: pages per patient-day,
     septic stays paged before onset, median lead time). ``shift`` must be the one the predictions
-    were made with (the rules then see the same shifted rows); ``threshold`` the one their labels
-    were set at (``predict_dir``'s), which the replay's hysteresis needs (without it, it is read
-    back from the labels: ``AlertReplay.summary``).
+    were made with (the rules then see the rows they were made from: ``measured_rows``);
+    ``threshold`` the one their labels were set at (``predict_dir``'s), which the replay's hysteresis
+    needs (without it, it is read back from the labels: ``AlertReplay.summary``).
     """
     from vigil.models.alert_replay import AlertReplay
     from vigil.models.utility import auroc_auprc, normalized_utility
@@ -372,7 +379,8 @@ def evaluate_dir(
     for i, path in enumerate(files):
         stay = read_stay(path)
         out_of_range += stay.out_of_range
-        matrix, lab = shifted_matrix(stay.matrix, shift, i), stay.labels
+        start, rows = measured_rows(stay.matrix, shift, i)  # the rows vigil predict scored
+        matrix, lab = np.concatenate([stay.matrix[:start], rows]), stay.labels
         if lab is None:
             raise PsvFormatError(f"{path.name}: no SepsisLabel column: `vigil evaluate` scores labelled stays")
         p, b = _read_predictions(Path(pred_dir) / path.name)

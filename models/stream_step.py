@@ -137,10 +137,9 @@ class StepOutcome:
 
 def fresh_carry(window: PatientWindow) -> StayCarry:
     """A carry from the stay's first hour when the window still holds it (no hour has left it), as
-    ``vigil predict`` reads a stay from its first row: hour 0 is the stay's whatever it holds (a
-    demographic only, often: 68 of the 100 sample stays have no measurement in their first row).
-    Starting at the first hour with a row skipped it when that came in the same batch, and the
-    deterioration score saw one hour fewer for 48 hours. Else from the window's oldest hour."""
+    ``vigil predict`` reads a stay from its first measured row (``models.hour_zero``): hour 0 holds
+    the stay's first measurement, and no hour before it is scored (``step_request``). Else from the
+    window's oldest hour."""
     if window.last_hour < WINDOW_HOURS:
         return StayCarry(boundary=0, closed=-1)
     start = min([*window.rows, *window.evicted, window.last_hour])

@@ -160,6 +160,14 @@ class PatientWindow:
         if hour > self.last_hour + MAX_GAP_HOURS and self.last_hour >= 0:
             self._restart()  # a first event with a stale clock, not a week of silence in an ICU
             hour, second = self.hour_of(event.observed_at)
+        if not dynamic and hour >= WINDOW_HOURS - 1 and self._provisional():
+            # two days of assessments and no measurement yet: the provisional hour 0 moves up to this
+            # one's hour, so the window still waits for its first measurement (past hour 47 it read as
+            # a window whose rows had all left it: the models scored a patient never measured, and the
+            # first vital sign fell in hour 51, not hour 0)
+            ts = int(event.observed_at.timestamp())
+            self._reanchor(ts - ts % 3600)
+            hour, second = self.hour_of(event.observed_at)
         # an assessment (GCS, ACVPU) is a timed observation like a vital sign: too old, it must not
         # shift the window back either
         if hour <= self.last_hour - WINDOW_HOURS:
@@ -346,6 +354,15 @@ class PatientWindow:
             return []
         times = [self.anchor_s + h * 3600 + sec for h, row in self.rows.items() for _, sec in row.values()]
         return times + [ts for _, ts, _ in self.treatments]
+
+    def earliest_s(self) -> int | None:
+        """Epoch seconds of the start of the stay as the window holds it: hour 0, or earlier the hour
+        of an assessment or the time of a treatment before it (an ED GCS, an antibiotic before the
+        ICU's first vital signs); None without an anchor."""
+        if self.anchor_s is None:
+            return None
+        assessed = [self.anchor_s + h * 3600 for c, (_, h) in self.static.items() if c not in _DEMOGRAPHIC_CODES]
+        return min([self.anchor_s, *assessed, *(ts for _, ts, _ in self.treatments)])
 
     def observed_span(self) -> tuple[int, int] | None:
         """Epoch seconds of the first and the newest measurement or treatment the window holds, None

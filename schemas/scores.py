@@ -65,7 +65,9 @@ class RiskScore(BaseModel):
     patient_id: str
     encounter: str | None = None
     ward: str | None = None
-    hour: int  # hours since the patient's first event (ICU length of stay index)
+    # hours since the stay's first measurement (a vital sign or a lab: its hour 0, the models'
+    # icu_hours); before it (a rules-only score) hours since the first event, provisional
+    hour: int
     status: ScoreStatus = "provisional"
     scored_at: datetime
     observed_at: datetime  # time of the newest event included

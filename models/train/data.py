@@ -277,6 +277,14 @@ def from_first_measurement(c: Cohort) -> tuple[Cohort, dict[str, int]]:
     return trimmed, left_out
 
 
+def load_cohort_anchored(anchor: str, data_dir: Path = DEFAULT_DATA, log=print) -> Cohort:  # type: ignore[no-untyped-def]
+    """Set A with each stay's hours from where a bundle's training counted them (its manifest's
+    ``hour_zero``: ``first-measurement`` since 2.7, ``first-row`` before): the tools that rebuild or
+    study one bundle's figures read the hours it was trained on."""
+    c = load_cohort(data_dir, log=log)
+    return from_first_measurement(c)[0] if anchor == "first-measurement" else c
+
+
 def subsample(c: Cohort, n: int, seed: int) -> Cohort:
     """A seeded random subset of ``n`` stays (quick runs)."""
     keep = np.sort(np.random.default_rng(seed).choice(len(c.lengths), n, replace=False))

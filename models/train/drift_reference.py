@@ -76,10 +76,11 @@ def check(reference_path: Path, trials: int = 10, seed: int = 1) -> dict[str, di
     from vigil.models.shift import thin_labs
     from vigil.models.stay_features import TREE_FEATURES
     from vigil.models.stepping import stay_inputs
-    from vigil.models.train.data import load_cohort
+    from vigil.models.train.data import load_cohort_anchored
 
     reference = DriftReference.load(reference_path)
-    cohort = load_cohort()
+    manifest = json.loads((reference_path.parent / "manifest.json").read_text())
+    cohort = load_cohort_anchored(manifest.get("hour_zero", "first-row"))
     rng = np.random.default_rng(seed)
     out: dict[str, dict[str, int]] = {}
     for size in (20, 40, 80):
@@ -103,7 +104,7 @@ def check(reference_path: Path, trials: int = 10, seed: int = 1) -> dict[str, di
 def main(argv: list[str] | None = None) -> int:
     from vigil.models.bundle import STEPPING_DIR
     from vigil.models.train.cohort_features import cohort_matrices
-    from vigil.models.train.data import load_cohort
+    from vigil.models.train.data import load_cohort_anchored
 
     ap = argparse.ArgumentParser(description="Rewrite a bundle's training reference and re-pin its manifest")
     ap.add_argument("--out", type=Path, default=STEPPING_DIR)
@@ -114,10 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(check(path)))
         return 0
     top = list(json.loads(path.read_text())["top_feature_quantiles"])
-    cohort = load_cohort()
+    manifest = json.loads((args.out / "manifest.json").read_text())
+    # the hours the bundle was trained on: from each stay's first measurement since 2.7 (models.hour_zero)
+    cohort = load_cohort_anchored(manifest.get("hour_zero", "first-row"))
     x, _ = cohort_matrices(cohort, "setA")
     write_training_reference(path, cohort.matrix, x, top, cohort.offsets)
-    manifest = json.loads((args.out / "manifest.json").read_text())
     blob = path.read_bytes()
     manifest["files"][REFERENCE_FILE].update(sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob))
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

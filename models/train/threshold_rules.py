@@ -446,7 +446,17 @@ def main(argv: list[str] | None = None) -> int:
     assert c.unit is not None
     y, w = labels.utility_targets(c.labels, c.lengths)
     if args.site_table:
-        score = np.load(args.site_table)["combined"]
+        oof = np.load(args.site_table)
+        score = oof["combined"]
+        if "lengths" in oof.files and not np.array_equal(oof["lengths"], c.lengths):
+            # a bundle trained on each stay's hours from its first measurement (models.hour_zero, 2.7)
+            c = data.from_first_measurement(c)[0]
+            y, w = labels.utility_targets(c.labels, c.lengths)
+            if not np.array_equal(oof["lengths"], c.lengths):
+                raise SystemExit(
+                    f"{args.site_table}: its stays' hours are set A's neither from the first row nor from the "
+                    "first measurement: give the out-of-fold file of a training run on set A"
+                )
         table = by_site_prevalence(shifts.Utility(c.labels, c.lengths), score, np.ones(len(score), bool), PREVALENCES)
         print(json.dumps(table))
         if args.wards:

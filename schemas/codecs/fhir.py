@@ -143,8 +143,8 @@ class Measurements:
     entries after its other entries (``is_patient_entry``), whichever comes first. A measurement: a
     vital sign or a lab whose value passes the intake rules (``loinc.first_measurement``), read from
     a unit the site scores, its patient the one its subject resolves to: beside an ED GCS or an
-    antibiotic alone, the age fixed hour 0 hours before the ICU's first vital signs
-    (``models.window``), and beside an HR of 900/min alone, it and the sex alone opened a stay that
+    antibiotic alone, the age fixed hour 0 hours before the ICU's first vital signs until bundle
+    2.7.0 (``models.window``), and beside an HR of 900/min alone, it and the sex alone opened a stay that
     was scored. A Patient resource carries no time of its own."""
 
     # patient id -> the earliest measurement and its time as sent (the age is counted on its own date)

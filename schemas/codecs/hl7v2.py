@@ -17,8 +17,8 @@ OBX-14 observation time. An ``ORU^R01`` may carry
 several patients (its PATIENT_RESULT group repeats, as a lab's batch does): each PID starts a group
 with its PV1, and an OBX is its own group's patient's, never another's; so are its PID's age and
 sex, read only beside a measurement of its that intake publishes (a vital sign or a lab: alone
-they would open a stay, ``models.stays``, and beside an ED assessment or treatment fix its hour 0,
-``models.window``; an ADT message's PID is not read for them, for the same reason). ``ADT^A03`` (chapter 3):
+they would open a stay, ``models.stays``, scored by the rules alone until its first measurement;
+an ADT message's PID is not read for them, for the same reason). ``ADT^A03`` (chapter 3):
 a ``discharge`` event (``models.stays``) at PV1-45 discharge time, else EVN-6 event occurred, else
 EVN-2 recorded time; ``ADT^A13``: a ``cancel_discharge`` at EVN-6, else EVN-2; ``ADT^A11`` (cancel
 admit: entered in error, or not admitted after all): a ``cancel_admit`` at EVN-6, else EVN-2, which

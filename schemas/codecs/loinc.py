@@ -659,9 +659,9 @@ def first_measurement(events: Iterable[PatientEvent]) -> PatientEvent | None:
     """The earliest of ``events`` that is a measurement intake will publish, which a patient's age and
     sex are read beside (the first in order among those of its time), or None. A measurement: a vital
     sign or a lab (``DYNAMIC_CODES``, a row of training's .psv), never an assessment (GCS, ACVPU), a
-    treatment (weight included) or a demographic: hour 0 of a window without rows is the first
-    measurement's, and a demographic before it fixes it there too (``models.window``), so an Age sent
-    beside an ED GCS at 07:10 put the ICU's first vital signs at 10:30 in hour 3. Published: the
+    treatment (weight included) or a demographic: hour 0 of a window is the first measurement's
+    (``models.window``; until bundle 2.7.0 a demographic before it fixed it, and an Age sent beside an
+    ED GCS at 07:10 put the ICU's first vital signs at 10:30 in hour 3). Published: the
     intake rules pass (``normalize_event``: unit, plausible range), an HR of 900/min or in kg is no
     measurement, else the age and sex alone opened a stay and were scored. The clock is left to the
     caller's check: judged here at the event's own time, the demographics, which take this

@@ -28,7 +28,7 @@ def test_the_streams_hour_0_is_the_files_first_measured_row() -> None:
     # file's row 1 + h (models.hour_zero), and row 0 is compared with nothing (vigil predict wrote 0.0)
     offline = {"p001": np.array([0.0, 0.2, 0.3, 0.4])}
     finals = {("r-p001", 0): 0.2, ("r-p001", 1): 0.3000001, ("r-p001", 3): 0.9}  # hour 3: no such row
-    scores = {("r-p001", 0): [0.05], ("r-p001", 2): [0.4]}  # hour 0's first score: the age alone
+    scores = {("r-p001", 0): [0.05], ("r-p001", 2): [0.4]}  # hour 0: a provisional score its final replaces
     got = compare_with_offline({"r-p001": "p001"}, {"r-p001": {0, 1, 2, 3}}, offline, finals, scores, {"r-p001": 1})
     assert got["hours_without_events"] == 1 and got["hours_compared"] == 3 and got["hours_final"] == 2
     assert got["max_abs_diff"] == pytest.approx(1e-7, abs=1e-9) and got["hours_without_stream_score"] == 0

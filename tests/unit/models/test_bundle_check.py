@@ -132,6 +132,21 @@ def test_the_command_prints_its_checks_and_exits_by_them() -> None:
     assert summary["bundle"] == json.loads((STEPPING_DIR / "manifest.json").read_text())["version"]
     worst = json.loads((STEPPING_DIR / "metrics.json").read_text())["combined"]["worst"]
     assert summary["training_figures"]["shift_worst"] == {"auroc": worst["auroc"], "utility": worst["utility"]}
+    assert summary["hour_zero"] == "first-measurement" and "first row" not in res.output
+
+
+def test_a_bundle_trained_from_the_files_first_row_is_checked_with_a_note(tmp_path: Path) -> None:
+    """2.0-2.6 counted a stay's hours from its file's first row; the stream counts from the first
+    measurement (models.hour_zero): served, so not a failure, but said."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(STEPPING_DIR, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["hour_zero"]  # as 2.6.0's manifest
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    res = check_command(str(copy), "--data", str(SAMPLE), "--stays", "2", "--json")
+    assert res.exit_code == 0, res.output
+    assert "trained counting a stay's hours from its file's first row" in " ".join(res.output.split())
+    assert json.loads(res.output.strip().split("\n")[-1])["hour_zero"] == "first-row"
 
 
 def sample_stays(n: int) -> list:  # type: ignore[type-arg]

@@ -163,3 +163,24 @@ def test_predict_scores_a_stay_from_its_first_measurement(psv_dir: Path, tmp_pat
     assert got["rows"] == 32 and got["mean_risk"] == want["mean_risk"]  # over the hours scored
     none = predict_dir(silent, tmp_path / "c", artifacts_dir=ART)
     assert none["rows"] == 2 and none["mean_risk"] is None and none["alert_rows"] == 0
+
+
+def test_a_shift_thins_a_stay_from_its_first_measurement_for_the_model_and_the_rules() -> None:
+    """The rows `vigil predict` scores and `vigil evaluate`'s rules read under a shift are one
+    (``measured_rows``), drawn from hour 0 on: a file that starts with empty rows is thinned as the
+    same file without them (evaluate once thinned the whole file, predict the rows from the first
+    measurement, so the rules read other rows than the model under labs=K and vitals=K)."""
+    from vigil.models.offline import measured_rows
+    from vigil.models.shift import parse_shift
+
+    rng = np.random.default_rng(3)
+    rows = rng.normal(80, 5, (40, 34)).astype(np.float32)
+    rows[rng.random(rows.shape) < 0.5] = np.nan
+    rows[0, 0] = 80.0  # measured at its first row
+    padded = np.concatenate([np.full((3, 34), np.nan, np.float32), rows])
+    for spec in ("labs=0.5", "vitals=0.5"):
+        shift = (parse_shift(spec), 7)
+        start, thinned = measured_rows(padded, shift, 11)
+        assert start == 3
+        np.testing.assert_array_equal(thinned, measured_rows(rows, shift, 11)[1])
+        assert np.isnan(thinned).sum() > np.isnan(rows).sum()  # the shift thinned something

@@ -100,3 +100,29 @@ def test_a_measured_window_keeps_its_anchor() -> None:
     assert hour_0(w) == "10:00" and list(w.rows) == [0] and w.static["GCS"] == (14.0, -3)
     w.apply(at("06:20", "Temp", "vital", 38.5))
     assert hour_0(w) == "06:00" and sorted(w.rows) == [0, 4] and w.static["GCS"] == (14.0, 1)
+
+
+def test_two_days_of_assessments_without_a_measurement_still_wait_for_the_first() -> None:
+    # past hour 47 a window without rows read as one whose rows had all left it: the models scored a
+    # patient never measured (one all-missing row), and the first vital sign fell in hour 51
+    from vigil.models.stream_step import step_request
+
+    for first in (AGE, GCS):
+        w = applied(first, at("07:10", "GCS", "assessment", 13))
+        w.apply(
+            PatientEvent(
+                patient_id="p",
+                observed_at=DAY + timedelta(hours=50, minutes=10),
+                kind="assessment",
+                code="GCS",
+                value=14,
+            )
+        )
+        assert w.awaiting_first_measurement() and step_request(w, None, None) is None, first.code
+        w.apply(
+            PatientEvent(
+                patient_id="p", observed_at=DAY + timedelta(hours=51, minutes=20), kind="vital", code="HR", value=120
+            )
+        )
+        assert list(w.rows) == [0] and w.hour_start(0) == DAY + timedelta(hours=51), first.code
+        assert w.static["GCS"] == (14.0, -1) and w.current_values(at_hour=0)["GCS"] == 14.0
