@@ -262,18 +262,18 @@ def needs_held(window: PatientWindow, event: PatientEvent) -> bool:
 def in_stay(window: PatientWindow, at: datetime) -> bool:
     """Whether a record of the patient at ``at`` (a score's newest observation, a care clock's time
     zero) is of the stay ``window`` holds: not after a discharge ended it, not of the stay before (at
-    or before the previous end, or before this stay's earliest record: ``earliest_s``, hour 0 or an
-    assessment or treatment before it). The treatment agent reads scores and its care clock against
-    the window they may have outlived. Not hour 0 alone: a rules-only score before the first
-    measurement (an ACVPU at 08:20) starts a care clock that the first vital signs at 10:30, hour 0
-    since bundle 2.7.0, must not drop."""
+    or before the previous end, or more than ``WINDOW_HOURS`` before this stay's hour 0: a clock that
+    a care batch racing a discharge wrote again outlives the ended stay's state). The treatment agent
+    reads scores and its care clock against the window they may have outlived. Not hour 0 itself: a
+    rules-only score before the first measurement (an ACVPU at 08:20, charted again at 09:20) starts
+    a care clock that the first vital signs at 10:30, hour 0 since bundle 2.7.0, must not drop; a
+    window waits at most that long for its first measurement (``PatientWindow.apply``)."""
     if window.ended_s is not None:
         return False
     t = int(at.timestamp())
     if window.after_s is not None and t <= window.after_s:
         return False
-    earliest = window.earliest_s()
-    return earliest is None or t >= earliest
+    return window.anchor_s is None or t >= window.anchor_s - WINDOW_HOURS * 3600
 
 
 def _utc(epoch_s: int) -> str:

@@ -355,15 +355,6 @@ class PatientWindow:
         times = [self.anchor_s + h * 3600 + sec for h, row in self.rows.items() for _, sec in row.values()]
         return times + [ts for _, ts, _ in self.treatments]
 
-    def earliest_s(self) -> int | None:
-        """Epoch seconds of the start of the stay as the window holds it: hour 0, or earlier the hour
-        of an assessment or the time of a treatment before it (an ED GCS, an antibiotic before the
-        ICU's first vital signs); None without an anchor."""
-        if self.anchor_s is None:
-            return None
-        assessed = [self.anchor_s + h * 3600 for c, (_, h) in self.static.items() if c not in _DEMOGRAPHIC_CODES]
-        return min([self.anchor_s, *assessed, *(ts for _, ts, _ in self.treatments)])
-
     def observed_span(self) -> tuple[int, int] | None:
         """Epoch seconds of the first and the newest measurement or treatment the window holds, None
         when it holds none."""

@@ -341,21 +341,25 @@ def test_a_care_clock_of_the_stay_before_is_not_the_next_stays() -> None:
 
 
 def test_a_care_clock_started_before_the_first_measurement_stays_with_the_stay() -> None:
-    # an ACVPU at 00:20 (a rules-only score at risk: the care clock's time zero) then the first vital
-    # sign at 02:30, hour 0 since bundle 2.7.0: the clock is the stay's (it was dropped, judged from 02:00)
+    # an ACVPU at 00:20 (a rules-only score at risk: the care clock's time zero), charted again at
+    # 01:20, then the first vital sign at 02:30, hour 0 since bundle 2.7.0: the clock is the stay's
+    # (it was dropped and the episode judged from 02:00)
     from vigil.schemas.events import PatientEvent
 
     w = PatientWindow()
     w.apply(
         PatientEvent(patient_id="p", observed_at=T0 + timedelta(minutes=10), kind="demographic", code="Age", value=70)
     )
-    w.apply(
-        PatientEvent(patient_id="p", observed_at=T0 + timedelta(minutes=20), kind="assessment", code="ACVPU", value=1)
-    )
+    for minutes in (20, 80):
+        w.apply(
+            PatientEvent(
+                patient_id="p", observed_at=T0 + timedelta(minutes=minutes), kind="assessment", code="ACVPU", value=1
+            )
+        )
     w.apply(vital(2.5))
     assert w.hour_start(0) == T0 + timedelta(hours=2)
-    assert in_stay(w, T0 + timedelta(minutes=20)) and not in_stay(w, T0 - timedelta(minutes=5))
-    assert w.earliest_s() == int(T0.timestamp())
+    assert in_stay(w, T0 + timedelta(minutes=20)) and in_stay(w, T0 - timedelta(hours=45))
+    assert not in_stay(w, T0 - timedelta(hours=47))  # more than two days before hour 0: not this stay's
 
 
 def test_a_score_of_the_stay_before_gets_no_care_score_in_the_next() -> None:
