@@ -159,6 +159,11 @@ def export_onnx(booster, n_features: int, path: str) -> None:  # type: ignore[no
     # the converter names the graph with a fresh UUID: fixed, the same booster exports the same bytes
     # (a retrain at the same seed reproduces the manifest's sha256)
     onx.graph.name = GRAPH_NAME
+    # and lists its opsets in a set's order, which differs between runs (PYTHONHASHSEED): by domain
+    opsets = sorted((o.domain, o.version) for o in onx.opset_import)
+    del onx.opset_import[:]
+    for domain, version in opsets:
+        onx.opset_import.add(domain=domain, version=version)
     for out in onx.graph.output:  # the converter pins the label output to batch 1; make it dynamic
         dim = out.type.tensor_type.shape.dim
         if len(dim):
