@@ -42,7 +42,11 @@ and 3 no compound, rows under 4 no scheduled labs, rows under 5 no scheduled com
 
 Each config and seed appends one JSON line to ``~/.cache/vigil/screen.jsonl`` and keeps its raw
 shift predictions in ``~/.cache/vigil/shiftpred/<config>-s<seed>.npz`` (combinations are then
-scored without refitting: ``--combine a+b``). ``--record models/artifacts/stepping/metrics.json``
+scored without refitting: ``--combine a+b``). ``--hour-zero first-measurement`` screens on each
+stay's hours from its first measured row, as bundle 2.7.0 was trained (its predictions
+``...-h0m.npz``, its lines ``"hour_zero": "first-measurement"``); the studies recorded so far, and
+the tools reading their cached predictions (``latch``, ``paired``, ``unit_gap``, ``threshold_rules
+--pred``), count from each file's first row. ``--record models/artifacts/stepping/metrics.json``
 copies the JSON lines into the bundle's metrics (the card).
 """
 
@@ -405,12 +409,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--record-key", default="screen", help="the metrics.json key --record writes")
     ap.add_argument("--max-patients", type=int, default=0, help="subsample stays (smoke runs)")
     ap.add_argument("--smoke", action="store_true", help="20 trees, 1 epoch: checks the pipeline, not the models")
+    ap.add_argument(
+        "--hour-zero",
+        choices=("first-row", "first-measurement"),
+        default="first-row",
+        help="each stay's hour 0: its file's first row (every study recorded so far) or its first measured row "
+        "(bundle 2.7.0's training, models.hour_zero); predictions cached apart, lines marked hour_zero",
+    )
     args = ap.parse_args(argv)
     if args.record:
         lines = Path(args.out).read_text().splitlines()
         metrics_file.record(args.record, args.record_key, [json.loads(line) for line in lines if line.strip()])
         return 0
-    c = data.load_cohort()
+    c = data.load_cohort_anchored(args.hour_zero)
     if args.max_patients:
         c = data.subsample(c, args.max_patients, 0)
     if args.smoke:
@@ -422,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     mats = cohort_features.Matrices(c, LAB_KEEP)
     PRED_DIR.mkdir(parents=True, exist_ok=True)
     tag = f"-n{args.max_patients}" if args.max_patients else ""
+    tag += "-h0m" if args.hour_zero == "first-measurement" else ""  # never mixed with first-row predictions
+    anchor = {"hour_zero": args.hour_zero} if args.hour_zero == "first-measurement" else {}
     for seed in args.seed or [1]:
         fold = data.grouped_folds(c, args.folds, seed)
         for config in args.config:
@@ -433,14 +446,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             pred.save(PRED_DIR / f"{config}-s{seed}{tag}.npz")
             result = shifts.figures(u, pred, fold, c.unit, y, w)
-            record(args.out, config, seed, n_inputs, time.perf_counter() - t0, result, tree_settings(config))
+            seconds = time.perf_counter() - t0
+            record(args.out, config, seed, n_inputs, seconds, {**anchor, **result}, tree_settings(config))
         for combo in args.combine:
             names, how = combo.split("@") if "@" in combo else (combo, "stack")
             parts = [shifts.ShiftPredictions.load(PRED_DIR / f"{n}-s{seed}{tag}.npz") for n in names.split("+")]
             combiner = stacking.combiner if how == "stack" else mean_logit
             t0 = time.perf_counter()
             result = shifts.figures(u, shifts.ShiftPredictions.stack(parts), fold, c.unit, y, w, combiner)
-            record(args.out, combo, seed, 0, time.perf_counter() - t0, result)
+            record(args.out, combo, seed, 0, time.perf_counter() - t0, {**anchor, **result})
     return 0
 
 
