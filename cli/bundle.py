@@ -55,8 +55,9 @@ def check(
     loaded = load_stays(files)
     # each stay's hours as the worker holds them: from its first measurement (models.hour_zero); a stay
     # without one is never scored
-    loaded = [s for s in loaded if first_measured_row(s.matrix) < len(s.matrix)]
-    matrices = [s.matrix[first_measured_row(s.matrix) :] for s in loaded]
+    measured = [(s, s.matrix[first_measured_row(s.matrix) :]) for s in loaded]
+    loaded = [s for s, m in measured if len(m)]
+    matrices = [m for _, m in measured if len(m)]
     checks = reference_checks(bundle) + stream_checks(bundle, matrices, [s.static for s in loaded])
     for c in checks:
         mark = "[green]ok[/]" if c.ok else "[red]FAILED[/]"

@@ -258,16 +258,7 @@ def from_first_measurement(c: Cohort) -> tuple[Cohort, dict[str, int]]:
     rows = np.concatenate([np.arange(o[p] + starts[p], o[p + 1]) for p in keep])
     dropped = np.ones(len(c.labels), dtype=bool)
     dropped[rows] = False
-    trimmed = Cohort(
-        c.matrix[rows],
-        c.labels[rows],
-        c.lengths[keep] - starts[keep],
-        c.age[keep],
-        c.gender[keep],
-        c.names[keep],
-        {k: v[rows] for k, v in c.rules.items()},
-        None if c.unit is None else c.unit[keep],
-    )
+    trimmed = _take(c, keep, rows, c.lengths[keep] - starts[keep])
     left_out = {
         "stays_without_measurement": int(len(c.lengths) - len(keep)),
         "stays_trimmed": int((starts[keep] > 0).sum()),
@@ -290,10 +281,15 @@ def subsample(c: Cohort, n: int, seed: int) -> Cohort:
     keep = np.sort(np.random.default_rng(seed).choice(len(c.lengths), n, replace=False))
     o = c.offsets
     rows = np.concatenate([np.arange(o[p], o[p + 1]) for p in keep])
+    return _take(c, keep, rows, c.lengths[keep])
+
+
+def _take(c: Cohort, keep: np.ndarray, rows: np.ndarray, lengths: np.ndarray) -> Cohort:
+    """The stays ``keep`` of ``c`` with their hours ``rows`` (``lengths`` of them per stay)."""
     return Cohort(
         c.matrix[rows],
         c.labels[rows],
-        c.lengths[keep],
+        lengths,
         c.age[keep],
         c.gender[keep],
         c.names[keep],
